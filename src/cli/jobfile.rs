@@ -1,0 +1,432 @@
+//! Declarative job files (TOML) that map one-to-one onto the builder API.
+//!
+//! ```toml
+//! [source]
+//! path = "data/obd"              # a .parquet file or a directory of them
+//! time_column = "event_time"     # Int64 epoch ms or Timestamp
+//! watermark_delay = "30s"        # bounded out-of-orderness
+//!
+//! [[steps]]
+//! filter = "speed >= 0"
+//!
+//! [[steps]]
+//! key_by = ["vehicle_id"]
+//!
+//! [[steps]]
+//! window = { kind = "tumbling", size = "1s" }
+//! aggregates = [{ fn = "avg", column = "speed", as = "avg_speed" }, { fn = "count", as = "readings" }]
+//!
+//! [sink]
+//! type = "parquet"               # parquet | json | stdout
+//! path = "out/avg_speed.parquet"
+//! ```
+//! Errors name the file, the line and the field. May use `graph`,
+//! `operators`, `expr`, `time`.
+
+use crate::error::{Error, Result};
+use crate::expr::parse_expr;
+use crate::graph::{Job, Stream};
+use crate::operators::{Agg, AggFn};
+use crate::time::{parse_duration, TumblingWindow, WatermarkStrategy};
+use serde::Deserialize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A parsed job file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// A name for reports.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where rows come from.
+    pub source: Spanned<SourceSpec>,
+    /// Transformations, in order.
+    #[serde(default)]
+    pub steps: Vec<Spanned<StepSpec>>,
+    /// Where results go (`--output` may replace the path).
+    #[serde(default)]
+    pub sink: Option<Spanned<SinkSpec>>,
+}
+
+/// `[source]`: a bounded Parquet source with event time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Only `parquet` for now.
+    #[serde(default = "parquet", rename = "type")]
+    pub kind: String,
+    /// A file or directory (relative paths are relative to the job file).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Several files or directories.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// The event-time column.
+    #[serde(default)]
+    pub time_column: Option<String>,
+    /// Bounded out-of-orderness, e.g. `"30s"`.
+    #[serde(default)]
+    pub watermark_delay: Option<String>,
+    /// Rows per batch read.
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Parallelism of the source.
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+}
+
+fn parquet() -> String {
+    "parquet".into()
+}
+
+/// `with_column = { name = "...", expr = "..." }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithColumnSpec {
+    /// The new column.
+    pub name: String,
+    /// Its expression.
+    pub expr: String,
+}
+
+/// `window = { kind = "tumbling", size = "1s", offset = "0s" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Only `tumbling` for now.
+    #[serde(default = "tumbling")]
+    pub kind: String,
+    /// Window length.
+    pub size: String,
+    /// Alignment offset.
+    #[serde(default)]
+    pub offset: Option<String>,
+}
+
+fn tumbling() -> String {
+    "tumbling".into()
+}
+
+/// One aggregate: `{ fn = "avg", column = "speed", as = "avg_speed" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggSpec {
+    /// count, sum, min, max, avg.
+    #[serde(rename = "fn")]
+    pub func: String,
+    /// Input column (omit for `count`).
+    #[serde(default)]
+    pub column: Option<String>,
+    /// Output column name.
+    #[serde(default, rename = "as")]
+    pub alias: Option<String>,
+}
+
+/// One step: exactly one of the operation fields, plus options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// Keep rows where this expression is true.
+    pub filter: Option<String>,
+    /// Keep these columns.
+    pub select: Option<Vec<String>>,
+    /// Add or replace a computed column.
+    pub with_column: Option<WithColumnSpec>,
+    /// Partition by these columns (must be followed by a window step).
+    pub key_by: Option<Vec<String>>,
+    /// A window (with `aggregates`).
+    pub window: Option<WindowSpec>,
+    /// The window's aggregates.
+    pub aggregates: Option<Vec<AggSpec>>,
+    /// Merge another Parquet source (same schema) into the stream.
+    pub union: Option<SourceSpec>,
+    /// Redistribute batches round-robin before this step's operator.
+    #[serde(default)]
+    pub rebalance: bool,
+    /// Parallelism of this step's operator.
+    pub parallelism: Option<usize>,
+}
+
+/// `[sink]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    /// parquet, json or stdout (default: from the path's extension).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Output file or directory.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+/// A job file with its text (for line numbers) and location.
+#[derive(Debug)]
+pub struct LoadedJob {
+    /// The file.
+    pub path: PathBuf,
+    text: String,
+    /// Its contents.
+    pub spec: JobFile,
+}
+
+impl LoadedJob {
+    /// Reads and parses `path`; syntax and unknown-field errors name the line and field.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(path, text)
+    }
+
+    /// Parses job-file `text` that came from `path`.
+    pub fn parse(path: &Path, text: String) -> Result<Self> {
+        let spec: JobFile = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| line_of(&text, s.start));
+            Error::JobFile {
+                path: path.to_path_buf(),
+                message: match line {
+                    Some(l) => format!("line {l}: {}", e.message()),
+                    None => e.message().to_string(),
+                },
+            }
+        })?;
+        Ok(LoadedJob {
+            path: path.to_path_buf(),
+            text,
+            spec,
+        })
+    }
+
+    fn error(&self, span: Range<usize>, field: &str, e: impl std::fmt::Display) -> Error {
+        Error::JobFile {
+            path: self.path.clone(),
+            message: format!("line {} ({field}): {e}", line_of(&self.text, span.start)),
+        }
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && !p.exists() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    fn source(&self, job: &Job, spec: &SourceSpec, span: Range<usize>, field: &str) -> Result<Stream> {
+        if spec.kind != "parquet" {
+            return Err(self.error(span, &format!("{field}.type"), format!("unknown source type `{}` (use parquet)", spec.kind)));
+        }
+        let mut paths: Vec<PathBuf> = spec.paths.iter().map(|p| self.resolve(p)).collect();
+        if let Some(p) = &spec.path {
+            paths.insert(0, self.resolve(p));
+        }
+        if paths.is_empty() {
+            return Err(self.error(span, &format!("{field}.path"), "missing: give `path` or `paths`"));
+        }
+        let mut stream = job.parquet_with(&paths, spec.batch_size.unwrap_or(8192))?;
+        if let Some(n) = spec.parallelism {
+            stream = stream.with_parallelism(n)?;
+        }
+        let Some(time) = &spec.time_column else {
+            if spec.watermark_delay.is_some() {
+                return Err(self.error(span, &format!("{field}.watermark_delay"), "needs `time_column`"));
+            }
+            return Ok(stream);
+        };
+        let delay = match &spec.watermark_delay {
+            Some(d) => parse_duration(&format!("{field}.watermark_delay"), d).map_err(|e| self.error(span.clone(), field, e))?,
+            None => std::time::Duration::ZERO,
+        };
+        stream.assign_timestamps(time, WatermarkStrategy::bounded_out_of_orderness(delay))
+    }
+
+    /// Builds the job. `output` replaces the sink's path (and picks its
+    /// format from the extension when the file names no sink type).
+    pub fn build(&self, output: Option<&Path>) -> Result<Job> {
+        let job = Job::new();
+        let src = &self.spec.source;
+        let mut stream = self.source(&job, src.get_ref(), src.span(), "source")?;
+        let mut keys: Option<(Vec<String>, Range<usize>)> = None;
+        for (i, step) in self.spec.steps.iter().enumerate() {
+            let span = step.span();
+            let s = step.get_ref();
+            let field = |name: &str| format!("steps[{i}].{name}");
+            let ops = [
+                s.filter.is_some(),
+                s.select.is_some(),
+                s.with_column.is_some(),
+                s.key_by.is_some(),
+                s.window.is_some(),
+                s.union.is_some(),
+            ];
+            let count = ops.iter().filter(|&&b| b).count();
+            if count != 1 {
+                return Err(self.error(
+                    span,
+                    &format!("steps[{i}]"),
+                    "a step needs exactly one of filter, select, with_column, key_by, window, union",
+                ));
+            }
+            if s.aggregates.is_some() && s.window.is_none() {
+                return Err(self.error(span, &field("aggregates"), "only a window step takes aggregates"));
+            }
+            if keys.is_some() && s.window.is_none() {
+                return Err(self.error(span, &format!("steps[{i}]"), "key_by must be followed by a window step"));
+            }
+            if s.rebalance {
+                stream = stream.rebalance();
+            }
+            let wrap = |name: &str, e: Error| self.error(span.clone(), &field(name), e);
+            stream = if let Some(f) = &s.filter {
+                let e = parse_expr(f).map_err(|e| wrap("filter", e))?;
+                stream.filter(e).map_err(|e| wrap("filter", e))?
+            } else if let Some(cols) = &s.select {
+                stream.select(cols).map_err(|e| wrap("select", e))?
+            } else if let Some(w) = &s.with_column {
+                let e = parse_expr(&w.expr).map_err(|e| wrap("with_column.expr", e))?;
+                stream.with_column(&w.name, e).map_err(|e| wrap("with_column", e))?
+            } else if let Some(k) = &s.key_by {
+                stream.key_by(k).map_err(|e| wrap("key_by", e))?;
+                keys = Some((k.clone(), span.clone()));
+                continue;
+            } else if let Some(u) = &s.union {
+                let other = self.source(&job, u, span.clone(), &field("union"))?;
+                stream.union(&other).map_err(|e| wrap("union", e))?
+            } else {
+                let w = s.window.as_ref().expect("counted above");
+                self.window_step(&stream, w, s.aggregates.as_deref(), keys.take(), span.clone(), i)?
+            };
+            if let Some(p) = s.parallelism {
+                stream = stream.with_parallelism(p).map_err(|e| wrap("parallelism", e))?;
+            }
+        }
+        if let Some((_, span)) = keys {
+            return Err(self.error(span, "key_by", "must be followed by a window step"));
+        }
+        self.sink(&stream, output)?;
+        Ok(job)
+    }
+
+    fn window_step(
+        &self,
+        stream: &Stream,
+        w: &WindowSpec,
+        aggs: Option<&[AggSpec]>,
+        keys: Option<(Vec<String>, Range<usize>)>,
+        span: Range<usize>,
+        i: usize,
+    ) -> Result<Stream> {
+        let field = |name: &str| format!("steps[{i}].{name}");
+        if w.kind != "tumbling" {
+            return Err(self.error(span, &field("window.kind"), format!("unknown window kind `{}` (use tumbling)", w.kind)));
+        }
+        let size = parse_duration(&field("window.size"), &w.size).map_err(|e| self.error(span.clone(), &field("window.size"), e))?;
+        let mut window = TumblingWindow::of(size);
+        if let Some(o) = &w.offset {
+            let off = parse_duration(&field("window.offset"), o).map_err(|e| self.error(span.clone(), &field("window.offset"), e))?;
+            window = window.with_offset(off);
+        }
+        window.validate().map_err(|e| self.error(span.clone(), &field("window"), e))?;
+        let Some(aggs) = aggs else {
+            return Err(self.error(span, &field("aggregates"), "a window step needs `aggregates`"));
+        };
+        let aggs = aggs
+            .iter()
+            .enumerate()
+            .map(|(j, a)| {
+                let func = AggFn::parse(&a.func).map_err(|e| self.error(span.clone(), &format!("steps[{i}].aggregates[{j}].fn"), e))?;
+                let mut agg = match &a.column {
+                    Some(c) => Agg::of(func, c),
+                    None if func == AggFn::Count => Agg::count(),
+                    None => {
+                        return Err(self.error(
+                            span.clone(),
+                            &format!("steps[{i}].aggregates[{j}].column"),
+                            format!("{} needs a column", func.name()),
+                        ))
+                    }
+                };
+                if let Some(alias) = &a.alias {
+                    agg = agg.alias(alias);
+                }
+                Ok(agg)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let Some((keys, _)) = keys else {
+            return Err(self.error(span, &field("window"), "needs a key_by step before it (keyed windows only for now)"));
+        };
+        stream
+            .key_by(&keys)?
+            .window(window)
+            .aggregate(aggs)
+            .map_err(|e| self.error(span, &field("window"), e))
+    }
+
+    fn sink(&self, stream: &Stream, output: Option<&Path>) -> Result<()> {
+        let (kind, path, span) = match &self.spec.sink {
+            Some(s) => (s.get_ref().kind.clone(), s.get_ref().path.clone(), s.span()),
+            None => (None, None, 0..0),
+        };
+        let path = output.map(Path::to_path_buf).or(path.map(|p| self.resolve_output(&p)));
+        let kind = match (kind, &path) {
+            (Some(k), _) => k,
+            (None, Some(p)) => match p.extension().and_then(|e| e.to_str()) {
+                Some("json" | "jsonl" | "ndjson") => "json".into(),
+                _ => "parquet".into(),
+            },
+            (None, None) => "stdout".into(),
+        };
+        match (kind.as_str(), path) {
+            ("stdout", _) => {
+                stream.sink_stdout();
+                Ok(())
+            }
+            ("parquet", Some(p)) => stream.sink_parquet(p),
+            ("json" | "jsonl", Some(p)) => stream.sink_json(p),
+            ("parquet" | "json" | "jsonl", None) => Err(self.error(span, "sink.path", "missing (or pass --output)")),
+            (other, _) => Err(self.error(span, "sink.type", format!("unknown sink type `{other}` (use parquet, json or stdout)"))),
+        }
+    }
+
+    fn resolve_output(&self, p: &Path) -> PathBuf {
+        p.to_path_buf()
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<LoadedJob> {
+        LoadedJob::parse(Path::new("job.toml"), text.to_string())
+    }
+
+    #[test]
+    fn unknown_fields_name_line_and_field() {
+        let err = parse("[source]\npath = \"x\"\n\n[[steps]]\nfitler = \"a > 1\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("job.toml"), "{msg}");
+        assert!(msg.contains("line 5"), "{msg}");
+        assert!(msg.contains("fitler"), "{msg}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = parse("[source]\npath = \"x\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_step_with_two_operations_is_rejected_with_its_line() {
+        let job = parse("[source]\npath = \"x\"\n\n[[steps]]\nfilter = \"a\"\nselect = [\"a\"]\n").unwrap();
+        let err = job.build(None).unwrap_err();
+        // the source path does not exist: that is checked first
+        assert!(err.to_string().contains("x"), "{err}");
+    }
+}

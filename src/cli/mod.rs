@@ -1,0 +1,89 @@
+//! The command-line layer: job files, the demo, and human-readable reports.
+//!
+//! `main.rs` parses arguments and calls into here. May use every layer.
+
+pub mod demo;
+pub mod jobfile;
+
+use crate::exec::JobMetrics;
+use crate::memory::format_bytes;
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `2_345_678.0` → `2.35 M`.
+pub fn rate(per_sec: f64) -> String {
+    if per_sec >= 1e6 {
+        format!("{:.2} M", per_sec / 1e6)
+    } else if per_sec >= 1e3 {
+        format!("{:.1} K", per_sec / 1e3)
+    } else {
+        format!("{per_sec:.0} ")
+    }
+}
+
+/// A table with one row per run: mode, rows, late rows, time, rate, memory, spill.
+pub fn metrics_table(runs: &[JobMetrics]) -> String {
+    let header = ["mode", "rows in", "rows out", "late", "time", "rows/s", "peak memory", "spilled"];
+    let rows: Vec<[String; 8]> = runs
+        .iter()
+        .map(|m| {
+            [
+                m.mode.to_string(),
+                thousands(m.rows_in),
+                thousands(m.rows_out),
+                thousands(m.late_rows),
+                format!("{:.2} s", m.elapsed.as_secs_f64()),
+                rate(m.rows_per_sec()),
+                format_bytes(m.peak_memory),
+                format!("{} ({} files)", format_bytes(m.spilled_bytes), m.spill_files),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut out = line(header.to_vec());
+    out.push('\n');
+    for r in &rows {
+        out.push_str(&line(r.iter().map(|s| s.as_str()).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(rate(2_345_678.0), "2.35 M");
+    }
+}

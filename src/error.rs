@@ -1,0 +1,208 @@
+//! The crate's one error type.
+//!
+//! Owns [`Error`] and [`Result`]. Every layer returns these; errors carry the
+//! operator, file, column, row or option they came from so a user can act on
+//! them without a debugger. May use nothing else in the crate.
+
+use std::path::PathBuf;
+
+/// The result type used throughout weir.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in weir.
+///
+/// Variants name *where* the problem is (file, column, operator, option), so
+/// the message printed by the CLI is enough to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The memory pool cannot satisfy a reservation and the consumer cannot spill.
+    #[error("resources exhausted in {consumer}: requested {requested} bytes, {reserved} of {budget} bytes already reserved")]
+    ResourcesExhausted {
+        /// Who asked (operator or buffer name).
+        consumer: String,
+        /// Bytes asked for.
+        requested: usize,
+        /// Bytes reserved in the pool at the time.
+        reserved: usize,
+        /// The pool's budget.
+        budget: usize,
+    },
+
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A Parquet file could not be read or written.
+    #[error("parquet file {path}: {message}")]
+    Parquet {
+        /// The file involved.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// Two inputs that must share a schema do not.
+    #[error("schema mismatch in {location}: {message}")]
+    SchemaMismatch {
+        /// File or operator where the mismatch was found.
+        location: String,
+        /// What differs.
+        message: String,
+    },
+
+    /// A column is missing or has the wrong type.
+    #[error("column `{column}` ({context}): {message}")]
+    Column {
+        /// The column name.
+        column: String,
+        /// Where it was looked up (operator, file or expression).
+        context: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// An expression could not be parsed or evaluated.
+    #[error("expression `{expr}`: {message}")]
+    Expr {
+        /// The expression text (or its display form).
+        expr: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A bad option value (CLI flag, builder option or job-file field).
+    #[error("option `{option}`: {message}")]
+    InvalidOption {
+        /// The option's name.
+        option: String,
+        /// What is wrong with its value.
+        message: String,
+    },
+
+    /// A job file could not be parsed.
+    #[error("job file {path}: {message}")]
+    JobFile {
+        /// The job file.
+        path: PathBuf,
+        /// The parser's message, with line and field.
+        message: String,
+    },
+
+    /// An operator failed while running; wraps the cause with the operator's name.
+    #[error("operator `{operator}` (subtask {subtask}): {source}")]
+    Operator {
+        /// The operator's name in the plan.
+        operator: String,
+        /// Which parallel instance.
+        subtask: usize,
+        /// The underlying error.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// An Arrow kernel failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+
+    /// The job graph is not valid (cycle, no sink, bad edge...).
+    #[error("plan: {0}")]
+    Plan(String),
+
+    /// A thread panicked while running an operator.
+    #[error("operator `{operator}` panicked: {message}")]
+    Panic {
+        /// The operator (or task) that panicked.
+        operator: String,
+        /// The panic payload, if it was a string.
+        message: String,
+    },
+
+    /// The job was cancelled because another task failed first.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// Wraps `source` with the operator and subtask it came from, unless it
+    /// already names an operator.
+    pub fn in_operator(self, operator: &str, subtask: usize) -> Error {
+        match self {
+            e @ (Error::Operator { .. } | Error::Cancelled | Error::Panic { .. }) => e,
+            e => Error::Operator {
+                operator: operator.to_string(),
+                subtask,
+                source: Box::new(e),
+            },
+        }
+    }
+
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::InvalidOption`].
+    pub fn option(option: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::InvalidOption {
+            option: option.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Builds an [`Error::Column`].
+    pub fn column(
+        column: impl Into<String>,
+        context: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Error {
+        Error::Column {
+            column: column.into(),
+            context: context.into(),
+            message: message.into(),
+        }
+    }
+
+    /// True if this error (or the error it wraps) is [`Error::ResourcesExhausted`].
+    pub fn is_resources_exhausted(&self) -> bool {
+        match self {
+            Error::ResourcesExhausted { .. } => true,
+            Error::Operator { source, .. } => source.is_resources_exhausted(),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_wrapping_names_the_operator_once() {
+        let e = Error::option("memory", "not a size").in_operator("window", 2);
+        let twice = e.in_operator("outer", 0);
+        let msg = twice.to_string();
+        assert!(msg.starts_with("operator `window` (subtask 2): option `memory`"), "{msg}");
+    }
+
+    #[test]
+    fn resources_exhausted_is_found_through_wrapping() {
+        let e = Error::ResourcesExhausted {
+            consumer: "buf".into(),
+            requested: 10,
+            reserved: 5,
+            budget: 8,
+        }
+        .in_operator("x", 0);
+        assert!(e.is_resources_exhausted());
+        assert!(!Error::Cancelled.is_resources_exhausted());
+    }
+}

@@ -1,0 +1,330 @@
+//! Executors: run a [`Job`]'s physical plan pipelined (threads and bounded
+//! channels) or as blocking batch stages (rayon and spillable buffers).
+//!
+//! Both drive the same operator instances through the same [`chain`] code;
+//! only the transport between tasks differs. May use every layer below
+//! (`graph`, `operators`, `operator`, `spill`, `memory`, `time`, ...).
+
+mod chain;
+mod pipelined;
+mod route;
+mod staged;
+
+use crate::error::{Error, Result};
+use crate::graph::{Job, LogicalPlan, PhysicalPlan};
+use crate::operator::{OperatorMetrics, RuntimeEnv};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a job is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecMode {
+    /// Every batch flows on at once over bounded channels (streaming).
+    Pipelined,
+    /// Each stage runs to completion; its output is buffered (spilling to disk) for the next.
+    Batch,
+}
+
+impl std::str::FromStr for ExecMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "pipelined" | "stream" | "streaming" => Ok(ExecMode::Pipelined),
+            "batch" | "staged" => Ok(ExecMode::Batch),
+            other => Err(Error::option("mode", format!("`{other}` is not a mode (use pipelined or batch)"))),
+        }
+    }
+}
+
+impl std::fmt::Display for ExecMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExecMode::Pipelined => "pipelined",
+            ExecMode::Batch => "batch",
+        })
+    }
+}
+
+/// Execution settings.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    /// Pipelined or batch.
+    pub mode: ExecMode,
+    /// Default parallelism of every operator (default: number of cores).
+    pub parallelism: usize,
+    /// Memory budget in bytes for state and buffers.
+    pub memory: usize,
+    /// Maximum rows per batch on an edge (larger batches are sliced).
+    pub batch_rows: usize,
+    /// Rows a pipelined channel may hold before the sender blocks.
+    pub channel_rows: usize,
+    /// Parent directory for spill files (default: the system temp directory).
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl ExecConfig {
+    /// Pipelined defaults.
+    pub fn pipelined() -> Self {
+        ExecConfig {
+            mode: ExecMode::Pipelined,
+            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            memory: 512 * 1024 * 1024,
+            batch_rows: 8192,
+            channel_rows: 8 * 8192,
+            spill_dir: None,
+        }
+    }
+
+    /// Batch defaults.
+    pub fn batch() -> Self {
+        ExecConfig {
+            mode: ExecMode::Batch,
+            ..ExecConfig::pipelined()
+        }
+    }
+
+    /// Defaults for `mode`.
+    pub fn new(mode: ExecMode) -> Self {
+        ExecConfig { mode, ..ExecConfig::pipelined() }
+    }
+
+    /// Sets the default parallelism.
+    pub fn with_parallelism(mut self, parallelism: usize) -> Self {
+        self.parallelism = parallelism;
+        self
+    }
+
+    /// Sets the memory budget in bytes.
+    pub fn with_memory(mut self, bytes: usize) -> Self {
+        self.memory = bytes;
+        self
+    }
+
+    /// Sets where spill files go.
+    pub fn with_spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spill_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets the maximum batch size on edges.
+    pub fn with_batch_rows(mut self, rows: usize) -> Self {
+        self.batch_rows = rows.max(1);
+        self
+    }
+
+    /// Sets the rows a pipelined channel holds.
+    pub fn with_channel_rows(mut self, rows: usize) -> Self {
+        self.channel_rows = rows.max(1);
+        self
+    }
+
+    /// Messages per channel: enough for `channel_rows`, at least 2.
+    pub(crate) fn channel_capacity(&self) -> usize {
+        (self.channel_rows / self.batch_rows.max(1)).max(2)
+    }
+}
+
+/// Counters of one operator after a run.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OperatorStats {
+    /// The operator's name.
+    pub name: String,
+    /// Its parallelism.
+    pub parallelism: usize,
+    /// Rows received.
+    pub rows_in: u64,
+    /// Rows emitted.
+    pub rows_out: u64,
+    /// Rows dropped as late.
+    pub late_rows: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobMetrics {
+    /// The mode it ran in.
+    pub mode: ExecMode,
+    /// Wall time.
+    #[serde(serialize_with = "secs")]
+    pub elapsed: Duration,
+    /// Rows emitted by all sources.
+    pub rows_in: u64,
+    /// Rows received by all sinks.
+    pub rows_out: u64,
+    /// Rows dropped as late (behind the watermark), over all operators.
+    pub late_rows: u64,
+    /// Spill files written.
+    pub spill_files: u64,
+    /// Bytes written to spill files.
+    pub spilled_bytes: u64,
+    /// Rows written to spill files.
+    pub spilled_rows: u64,
+    /// Largest amount of memory reserved at once.
+    pub peak_memory: u64,
+    /// The memory budget.
+    pub memory_budget: u64,
+    /// Per operator.
+    pub operators: Vec<OperatorStats>,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl JobMetrics {
+    /// Input rows per second of wall time.
+    pub fn rows_per_sec(&self) -> f64 {
+        self.rows_in as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs a job.
+///
+/// Builds the physical plan, runs it in `config.mode`, and publishes sink
+/// output only if every task succeeded. Spill files are removed on every
+/// exit path; on error the first error (naming its operator) is returned.
+pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
+    let plan = job.plan();
+    let physical = PhysicalPlan::try_new(&plan, config.parallelism)?;
+    if let Some(dir) = &config.spill_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let env = RuntimeEnv::try_new(config.memory, config.spill_dir.as_deref())?;
+    let metrics: Vec<Arc<OperatorMetrics>> = plan.nodes.iter().map(|_| Arc::default()).collect();
+    let started = Instant::now();
+    let result = match config.mode {
+        ExecMode::Pipelined => pipelined::run(&plan, &physical, &env, &metrics, config),
+        ExecMode::Batch => staged::run(&plan, &physical, &env, &metrics, config),
+    };
+    match result {
+        Ok(()) => env.commits.commit_all()?,
+        Err(e) => {
+            env.commits.abort_all();
+            return Err(e);
+        }
+    }
+    Ok(collect_metrics(&plan, &physical, &env, &metrics, config.mode, started.elapsed()))
+}
+
+fn collect_metrics(
+    plan: &LogicalPlan,
+    physical: &PhysicalPlan,
+    env: &RuntimeEnv,
+    metrics: &[Arc<OperatorMetrics>],
+    mode: ExecMode,
+    elapsed: Duration,
+) -> JobMetrics {
+    let load = |m: &std::sync::atomic::AtomicU64| m.load(Ordering::Relaxed);
+    let operators: Vec<OperatorStats> = plan
+        .nodes
+        .iter()
+        .zip(metrics)
+        .enumerate()
+        .map(|(id, (n, m))| OperatorStats {
+            name: n.name.clone(),
+            parallelism: physical.parallelism[id],
+            rows_in: load(&m.rows_in),
+            rows_out: load(&m.rows_out),
+            late_rows: load(&m.late_rows),
+        })
+        .collect();
+    let spill = env.spill.metrics();
+    JobMetrics {
+        mode,
+        elapsed,
+        rows_in: plan
+            .nodes
+            .iter()
+            .zip(&operators)
+            .filter(|(n, _)| n.kind.is_source())
+            .map(|(_, o)| o.rows_out)
+            .sum(),
+        rows_out: plan
+            .nodes
+            .iter()
+            .zip(&operators)
+            .filter(|(n, _)| matches!(n.kind, crate::graph::NodeKind::Sink(_)))
+            .map(|(_, o)| o.rows_in)
+            .sum(),
+        late_rows: operators.iter().map(|o| o.late_rows).sum(),
+        spill_files: spill.files(),
+        spilled_bytes: spill.bytes(),
+        spilled_rows: spill.rows(),
+        peak_memory: env.pool.peak() as u64,
+        memory_budget: env.pool.budget() as u64,
+        operators,
+    }
+}
+
+impl Job {
+    /// Runs this job with `config`; see [`execute`].
+    pub fn run(&self, config: &ExecConfig) -> Result<JobMetrics> {
+        execute(self, config)
+    }
+}
+
+/// Turns a panic payload into an error naming the task.
+pub(crate) fn panic_error(task: &str, payload: Box<dyn std::any::Any + Send>) -> Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into());
+    Error::Panic {
+        operator: task.to_string(),
+        message,
+    }
+}
+
+/// Records the first real error of a run and signals cancellation.
+pub(crate) struct FirstError {
+    error: std::sync::Mutex<Option<Error>>,
+    cancelled: std::sync::atomic::AtomicBool,
+    cancel_tx: std::sync::Mutex<Option<crossbeam_channel::Sender<()>>>,
+    /// Disconnected once the run is cancelled; `select!` on it to stop waiting.
+    pub(crate) cancel_rx: crossbeam_channel::Receiver<()>,
+}
+
+impl FirstError {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(0);
+        FirstError {
+            error: std::sync::Mutex::new(None),
+            cancelled: std::sync::atomic::AtomicBool::new(false),
+            cancel_tx: std::sync::Mutex::new(Some(tx)),
+            cancel_rx: rx,
+        }
+    }
+
+    /// Keeps `e` if it is the first real error, and cancels the run.
+    pub(crate) fn record(&self, e: Error) {
+        {
+            let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() && !matches!(e, Error::Cancelled) {
+                *slot = Some(e);
+            }
+        }
+        self.cancel();
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.cancel_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn into_result(self) -> Result<()> {
+        match self.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None if self.cancelled.load(Ordering::SeqCst) => Err(Error::Cancelled),
+            None => Ok(()),
+        }
+    }
+}

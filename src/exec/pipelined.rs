@@ -1,0 +1,189 @@
+//! The pipelined executor: one thread per subtask, bounded channels between tasks.
+//!
+//! ```text
+//!  [source→filter] x p ──(channel per consumer subtask, bounded: backpressure)──►
+//!        router: hash/rebalance/broadcast/forward    [window→sink] x p
+//!  each consumer: recv (channel_idx, msg)
+//!     Data      ─► chain.on_batch(input of channel)
+//!     Watermark ─► tracker.update(channel) ─► if the minimum rose: chain.on_watermark
+//!     End       ─► tracker.on_end(channel); all ended ─► chain.finish ─► End downstream
+//!  first error ─► recorded, cancel channel dropped ─► every blocked send/recv wakes up
+//! ```
+
+use super::chain::Chain;
+use super::route::Router;
+use super::{panic_error, ExecConfig, FirstError};
+use crate::error::{Error, Result};
+use crate::graph::{LogicalPlan, PhysicalPlan};
+use crate::message::Message;
+use crate::operator::{OperatorMetrics, RuntimeEnv, SourcePoll};
+use crate::time::WatermarkTracker;
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Envelope = (u32, Message);
+
+/// Where a producer subtask sends on one output edge: per consumer subtask,
+/// the channel and the channel index the consumer knows it by.
+struct Outlet {
+    targets: Vec<Option<(Sender<Envelope>, u32)>>,
+}
+
+pub(super) fn run(
+    plan: &LogicalPlan,
+    physical: &PhysicalPlan,
+    env: &RuntimeEnv,
+    metrics: &[Arc<OperatorMetrics>],
+    config: &ExecConfig,
+) -> Result<()> {
+    let capacity = config.channel_capacity();
+    // One inbox per subtask of every task.
+    let mut inboxes: Vec<Vec<(Sender<Envelope>, Receiver<Envelope>)>> = physical
+        .tasks
+        .iter()
+        .map(|t| (0..t.parallelism).map(|_| bounded(capacity)).collect())
+        .collect();
+    // For each consumer subtask: channel index -> logical input; and for each
+    // (edge, producer, consumer): the channel index.
+    let mut channel_inputs: Vec<Vec<Vec<usize>>> = physical
+        .tasks
+        .iter()
+        .map(|t| vec![Vec::new(); t.parallelism])
+        .collect();
+    // outlets[edge][producer] -> Outlet
+    let mut outlets: Vec<Vec<Outlet>> = Vec::with_capacity(physical.edges.len());
+    for edge in &physical.edges {
+        let from_par = physical.tasks[edge.from_task].parallelism;
+        let to_par = physical.tasks[edge.to_task].parallelism;
+        let mut per_producer: Vec<Outlet> = (0..from_par)
+            .map(|_| Outlet { targets: vec![None; to_par] })
+            .collect();
+        for to in 0..to_par {
+            for p in edge.producers_of(to, from_par) {
+                let inputs = &mut channel_inputs[edge.to_task][to];
+                let idx = inputs.len() as u32;
+                inputs.push(edge.to_input);
+                per_producer[p].targets[to] = Some((inboxes[edge.to_task][to].0.clone(), idx));
+            }
+        }
+        outlets.push(per_producer);
+    }
+    // Drop the inboxes' own senders so a channel disconnects when its producers finish.
+    let receivers: Vec<Vec<Receiver<Envelope>>> = inboxes
+        .iter_mut()
+        .map(|subs| subs.drain(..).map(|(_, rx)| rx).collect())
+        .collect();
+
+    let first_error = FirstError::new();
+    std::thread::scope(|scope| {
+        for (t, task) in physical.tasks.iter().enumerate() {
+            for s in 0..task.parallelism {
+                let rx = receivers[t][s].clone();
+                let inputs = channel_inputs[t][s].clone();
+                let mut my_outlets: Vec<Outlet> = task
+                    .outputs
+                    .iter()
+                    .map(|&e| std::mem::replace(&mut outlets[e][s], Outlet { targets: vec![] }))
+                    .collect();
+                let first_error = &first_error;
+                let name = format!(
+                    "{}#{s}",
+                    task.nodes.iter().map(|&n| plan.nodes[n].name.as_str()).collect::<Vec<_>>().join("->")
+                );
+                let thread_name = name.clone();
+                let body = move || {
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_subtask(plan, physical, t, s, env, metrics, config, rx, inputs, &mut my_outlets, first_error)
+                    }));
+                    // Dropping the outlets disconnects our channels downstream.
+                    drop(my_outlets);
+                    match run {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => first_error.record(e),
+                        Err(payload) => first_error.record(panic_error(&name, payload)),
+                    }
+                };
+                std::thread::Builder::new()
+                    .name(thread_name)
+                    .spawn_scoped(scope, body)
+                    .expect("spawning a thread succeeds unless the OS is out of threads");
+            }
+        }
+    });
+    drop(receivers);
+    first_error.into_result()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_subtask(
+    plan: &LogicalPlan,
+    physical: &PhysicalPlan,
+    t: usize,
+    s: usize,
+    env: &RuntimeEnv,
+    metrics: &[Arc<OperatorMetrics>],
+    config: &ExecConfig,
+    rx: Receiver<Envelope>,
+    channel_inputs: Vec<usize>,
+    outlets: &mut [Outlet],
+    first_error: &FirstError,
+) -> Result<()> {
+    let task = &physical.tasks[t];
+    let mut chain = Chain::try_new(plan, physical, task, s, env, metrics)?;
+    let out_edges: Vec<_> = task.outputs.iter().map(|&e| &physical.edges[e]).collect();
+    let targets: Vec<usize> = out_edges.iter().map(|e| physical.tasks[e.to_task].parallelism).collect();
+    let mut router = Router::try_new(&out_edges, &targets, s, config.batch_rows)?;
+    let cancel = &first_error.cancel_rx;
+    let mut send = |edge: usize, target: usize, msg: Message| -> Result<()> {
+        let (tx, idx) = outlets[edge].targets[target]
+            .as_ref()
+            .expect("the router only addresses connected subtasks");
+        select! {
+            send(tx, (*idx, msg)) -> r => r.map_err(|_| Error::Cancelled),
+            recv(cancel) -> _ => Err(Error::Cancelled),
+        }
+    };
+    let mut emit = |msg: Message| router.route(msg, &mut send);
+
+    if chain.has_source() {
+        loop {
+            if first_error.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            match chain.poll_source(&mut emit)? {
+                SourcePoll::Ready => {}
+                SourcePoll::Pending => std::thread::sleep(Duration::from_millis(1)),
+                SourcePoll::Exhausted => return Ok(()),
+            }
+        }
+    }
+
+    let mut tracker = WatermarkTracker::new(channel_inputs.len());
+    let mut open = channel_inputs.len();
+    while open > 0 {
+        let (channel, msg) = select! {
+            recv(rx) -> m => m.map_err(|_| Error::Cancelled)?,
+            recv(cancel) -> _ => return Err(Error::Cancelled),
+        };
+        let channel = channel as usize;
+        match msg {
+            Message::Data(_) => chain.on_batch(channel_inputs[channel], msg, &mut emit)?,
+            Message::Watermark(wm) => {
+                if let Some(w) = tracker.update(channel, wm) {
+                    chain.on_watermark(w, &mut emit)?;
+                }
+            }
+            Message::Barrier(_) => {}
+            Message::End => {
+                open -= 1;
+                if let Some(w) = tracker.on_end(channel) {
+                    if open > 0 {
+                        chain.on_watermark(w, &mut emit)?;
+                    }
+                }
+            }
+        }
+    }
+    chain.finish(&mut emit)
+}

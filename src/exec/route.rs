@@ -1,0 +1,145 @@
+//! Routing a task's output to the subtasks of the tasks that consume it.
+//!
+//! ```text
+//!  forward    subtask i ──────────────► subtask i
+//!  rebalance  subtask i ──batch 1──► 0, batch 2 ──► 1, ... (round-robin)
+//!  broadcast  subtask i ──every batch──► all
+//!  hash(k)    subtask i ──rows split by key group of k──► owner subtasks
+//!  watermarks, barriers, End ──► every connected consumer subtask
+//! ```
+//! Large batches are sliced to `max_rows` first (zero-copy), so a channel's
+//! bound in batches is also a bound in rows.
+
+use crate::error::Result;
+use crate::graph::{Partitioning, PhysicalEdge};
+use crate::key::{key_group, subtask_for_key_group, KeyEncoder};
+use crate::message::Message;
+use arrow_array::{RecordBatch, UInt32Array};
+
+struct Route {
+    // config
+    partitioning: Partitioning,
+    targets: usize,
+    keys: Option<KeyEncoder>,
+    // state
+    next: usize,
+}
+
+/// Splits and addresses the messages leaving one subtask.
+pub(crate) struct Router {
+    // config
+    subtask: usize,
+    max_rows: usize,
+    // state
+    routes: Vec<Route>,
+}
+
+impl Router {
+    /// A router for `subtask` over `edges` (the task's outputs, in order);
+    /// `targets[i]` is the parallelism of edge i's consumer.
+    pub(crate) fn try_new(edges: &[&PhysicalEdge], targets: &[usize], subtask: usize, max_rows: usize) -> Result<Self> {
+        let routes = edges
+            .iter()
+            .zip(targets)
+            .map(|(e, &n)| {
+                let keys = match &e.partitioning {
+                    Partitioning::Hash(k) => Some(KeyEncoder::try_new(&e.schema, k, "key_by")?),
+                    _ => None,
+                };
+                Ok(Route {
+                    partitioning: e.partitioning.clone(),
+                    targets: n,
+                    keys,
+                    next: subtask % n.max(1),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Router {
+            subtask,
+            max_rows: max_rows.max(1),
+            routes,
+        })
+    }
+
+    /// Sends `msg` on every output edge: `send(edge_index, target_subtask, msg)`.
+    pub(crate) fn route(
+        &mut self,
+        msg: Message,
+        send: &mut dyn FnMut(usize, usize, Message) -> Result<()>,
+    ) -> Result<()> {
+        match msg {
+            Message::Data(batch) => {
+                let mut offset = 0;
+                let total = batch.num_rows();
+                while offset < total {
+                    let len = self.max_rows.min(total - offset);
+                    let slice = if offset == 0 && len == total { batch.clone() } else { batch.slice(offset, len) };
+                    for edge in 0..self.routes.len() {
+                        self.route_batch(edge, slice.clone(), send)?;
+                    }
+                    offset += len;
+                }
+                Ok(())
+            }
+            control => {
+                for (edge, route) in self.routes.iter().enumerate() {
+                    if route.partitioning == Partitioning::Forward {
+                        send(edge, self.subtask, control.clone())?;
+                    } else {
+                        for t in 0..route.targets {
+                            send(edge, t, control.clone())?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn route_batch(
+        &mut self,
+        edge: usize,
+        batch: RecordBatch,
+        send: &mut dyn FnMut(usize, usize, Message) -> Result<()>,
+    ) -> Result<()> {
+        let route = &mut self.routes[edge];
+        match &route.partitioning {
+            Partitioning::Forward => send(edge, self.subtask, Message::Data(batch)),
+            Partitioning::Rebalance => {
+                let t = route.next;
+                route.next = (route.next + 1) % route.targets;
+                send(edge, t, Message::Data(batch))
+            }
+            Partitioning::Broadcast => {
+                for t in 0..route.targets {
+                    send(edge, t, Message::Data(batch.clone()))?;
+                }
+                Ok(())
+            }
+            Partitioning::Hash(_) => {
+                let n = route.targets;
+                if n == 1 {
+                    return send(edge, 0, Message::Data(batch));
+                }
+                let keys = route.keys.as_ref().expect("hash routes have a key encoder");
+                let hashes = keys.hashes(&batch)?;
+                let mut parts: Vec<Vec<u32>> = vec![Vec::new(); n];
+                for (i, h) in hashes.iter().enumerate() {
+                    parts[subtask_for_key_group(key_group(*h), n)].push(i as u32);
+                }
+                for (t, rows) in parts.into_iter().enumerate() {
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let part = if rows.len() == batch.num_rows() {
+                        batch.clone()
+                    } else {
+                        arrow_select::take::take_record_batch(&batch, &UInt32Array::from(rows))?
+                    };
+                    send(edge, t, Message::Data(part))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

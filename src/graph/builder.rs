@@ -1,0 +1,452 @@
+//! The fluent builder: `Job` → `Stream` → `KeyedStream` → `WindowedStream`.
+
+use super::{Edge, LogicalPlan, Node, NodeId, NodeKind, Partitioning};
+use crate::error::{Error, Result};
+use crate::expr::Expr;
+use crate::operator::{Operator, OperatorFactory, SourceFactory, TaskInfo};
+use crate::operators::{
+    Agg, AssignTimestamps, BatchFn, CollectSink, Collected, FileFormat, FileSinkSpec, Filter,
+    MapBatches, MemorySourceSpec, ParquetSourceSpec, Passthrough, Project, StdoutSink,
+    TumblingWindowAggregate,
+};
+use crate::time::{validate_time_column, TumblingWindow, WatermarkStrategy};
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// A dataflow job under construction. Cheap to clone (shared graph).
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use arrow_array::{Float64Array, Int64Array, RecordBatch};
+/// use weir::{col, lit, Agg, ExecConfig, Job, TumblingWindow, WatermarkStrategy};
+///
+/// let batch = RecordBatch::try_from_iter([
+///     ("vehicle", Arc::new(Int64Array::from(vec![1, 1, 2, 1])) as _),
+///     ("ts", Arc::new(Int64Array::from(vec![100, 900, 500, 1500])) as _),
+///     ("speed", Arc::new(Float64Array::from(vec![50.0, 70.0, 30.0, 10.0])) as _),
+/// ]).unwrap();
+/// let job = Job::new();
+/// let out = job
+///     .from_batches(batch.schema(), vec![vec![batch]]).unwrap()
+///     .assign_timestamps("ts", WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1))).unwrap()
+///     .filter(col("speed").gt(lit(20.0))).unwrap()
+///     .key_by(["vehicle"]).unwrap()
+///     .window(TumblingWindow::of(Duration::from_secs(1)))
+///     .aggregate([Agg::avg("speed").alias("avg_speed"), Agg::count()]).unwrap()
+///     .collect().unwrap();
+/// job.run(&ExecConfig::batch().with_parallelism(2)).unwrap();
+/// assert_eq!(out.num_rows(), 2); // (vehicle 1, [0,1000)) avg 60 and (vehicle 2, [0,1000)) avg 30
+/// ```
+#[derive(Clone, Default)]
+pub struct Job {
+    plan: Rc<RefCell<LogicalPlan>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("plan", &*self.plan.borrow()).finish()
+    }
+}
+
+impl Job {
+    /// An empty job.
+    pub fn new() -> Self {
+        Job::default()
+    }
+
+    /// A copy of the logical plan built so far.
+    pub fn plan(&self) -> LogicalPlan {
+        self.plan.borrow().clone()
+    }
+
+    fn add(&self, base_name: &str, kind: NodeKind, inputs: Vec<Edge>, schema: SchemaRef) -> NodeId {
+        let mut plan = self.plan.borrow_mut();
+        let taken = |n: &str| plan.nodes.iter().any(|node| node.name == n);
+        let mut name = base_name.to_string();
+        let mut i = 2;
+        while taken(&name) {
+            name = format!("{base_name}-{i}");
+            i += 1;
+        }
+        plan.nodes.push(Node {
+            name,
+            kind,
+            inputs,
+            parallelism: None,
+            max_parallelism: None,
+            schema,
+        });
+        plan.nodes.len() - 1
+    }
+
+    fn stream(&self, node: NodeId, schema: SchemaRef, time_column: Option<String>) -> Stream {
+        Stream {
+            job: self.clone(),
+            node,
+            schema,
+            time_column,
+            next_partitioning: Partitioning::Forward,
+        }
+    }
+
+    /// A bounded source over a Parquet file or a directory of Parquet files.
+    /// Fails now if a file is missing, unreadable or has a different schema.
+    pub fn parquet(&self, path: impl AsRef<Path>) -> Result<Stream> {
+        self.parquet_files(&[path.as_ref().to_path_buf()])
+    }
+
+    /// A bounded source over several Parquet files or directories.
+    pub fn parquet_files(&self, paths: &[PathBuf]) -> Result<Stream> {
+        self.parquet_with(paths, 8192)
+    }
+
+    /// A bounded Parquet source reading `batch_size` rows at a time.
+    pub fn parquet_with(&self, paths: &[PathBuf], batch_size: usize) -> Result<Stream> {
+        let spec = ParquetSourceSpec::try_new(paths)?.with_batch_size(batch_size);
+        let schema = spec.schema().clone();
+        let id = self.add("parquet_source", NodeKind::Parquet(Arc::new(spec)), vec![], schema.clone());
+        Ok(self.stream(id, schema, None))
+    }
+
+    /// A bounded source over in-memory batches; each inner `Vec` is a split.
+    pub fn from_batches(&self, schema: SchemaRef, splits: Vec<Vec<RecordBatch>>) -> Result<Stream> {
+        let spec = MemorySourceSpec::try_new(schema.clone(), splits)?;
+        let id = self.add("memory_source", NodeKind::Memory(Arc::new(spec)), vec![], schema.clone());
+        Ok(self.stream(id, schema, None))
+    }
+
+    /// Any source, built per subtask by `factory`.
+    pub fn source(&self, name: &str, schema: SchemaRef, factory: SourceFactory) -> Stream {
+        let id = self.add(name, NodeKind::Source(factory), vec![], schema.clone());
+        self.stream(id, schema, None)
+    }
+}
+
+/// A stream of batches: the output of one node of the job.
+#[derive(Clone)]
+pub struct Stream {
+    job: Job,
+    node: NodeId,
+    schema: SchemaRef,
+    time_column: Option<String>,
+    next_partitioning: Partitioning,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("node", &self.node)
+            .field("time_column", &self.time_column)
+            .finish()
+    }
+}
+
+fn factory<O: Operator + Clone + Sync + 'static>(op: O) -> OperatorFactory {
+    Arc::new(move |_: &TaskInfo| Ok(Box::new(op.clone()) as Box<dyn Operator>))
+}
+
+impl Stream {
+    /// The schema of this stream's batches.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The event-time column, once timestamps are assigned.
+    pub fn time_column(&self) -> Option<&str> {
+        self.time_column.as_deref()
+    }
+
+    /// The job this stream belongs to.
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    fn name(&self) -> String {
+        self.job.plan.borrow().nodes[self.node].name.clone()
+    }
+
+    fn then(&self, name: &str, kind: NodeKind, schema: SchemaRef) -> Stream {
+        let edge = Edge {
+            from: self.node,
+            partitioning: self.next_partitioning.clone(),
+        };
+        let id = self.job.add(name, kind, vec![edge], schema.clone());
+        self.job.stream(id, schema, self.time_column.clone())
+    }
+
+    /// Keeps rows where `predicate` is true.
+    pub fn filter(&self, predicate: Expr) -> Result<Stream> {
+        let op = Filter::try_new(predicate, &self.schema)?;
+        Ok(self.then("filter", NodeKind::Operator(factory(op)), self.schema.clone()))
+    }
+
+    /// Keeps only the named columns, in that order.
+    pub fn select<S: AsRef<str>>(&self, columns: impl IntoIterator<Item = S>) -> Result<Stream> {
+        let cols = columns
+            .into_iter()
+            .map(|c| (c.as_ref().to_string(), Expr::Column(c.as_ref().to_string())))
+            .collect();
+        self.select_exprs(cols)
+    }
+
+    /// Computes new columns `(name, expression)`; the time column must survive.
+    pub fn select_exprs(&self, columns: Vec<(String, Expr)>) -> Result<Stream> {
+        let op = Project::try_new(columns, &self.schema)?;
+        let schema = op.schema().clone();
+        if let Some(t) = &self.time_column {
+            if schema.field_with_name(t).is_err() {
+                return Err(Error::column(t, "select", "the event-time column cannot be dropped"));
+            }
+        }
+        Ok(self.then("select", NodeKind::Operator(factory(op)), schema))
+    }
+
+    /// Adds (or replaces) column `name` computed by `expr`.
+    pub fn with_column(&self, name: &str, expr: Expr) -> Result<Stream> {
+        let mut cols: Vec<(String, Expr)> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), Expr::Column(f.name().clone())))
+            .collect();
+        match cols.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = expr,
+            None => cols.push((name.to_string(), expr)),
+        }
+        let op = Project::try_new(cols, &self.schema)?;
+        let schema = op.schema().clone();
+        Ok(self.then("with_column", NodeKind::Operator(factory(op)), schema))
+    }
+
+    /// Applies `f` to every batch; `f` must keep the schema.
+    pub fn map_batches(&self, f: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static) -> Stream {
+        self.map_batches_with_schema(self.schema.clone(), f)
+    }
+
+    /// Applies `f` to every batch; `f` returns batches of `schema`.
+    pub fn map_batches_with_schema(
+        &self,
+        schema: SchemaRef,
+        f: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static,
+    ) -> Stream {
+        let f: BatchFn = Arc::new(f);
+        let s = schema.clone();
+        let fac: OperatorFactory =
+            Arc::new(move |_: &TaskInfo| Ok(Box::new(MapBatches::new(f.clone(), s.clone())) as Box<dyn Operator>));
+        let mut out = self.then("map_batches", NodeKind::Operator(fac), schema);
+        if out.time_column.as_ref().is_some_and(|t| out.schema.field_with_name(t).is_err()) {
+            out.time_column = None;
+        }
+        out
+    }
+
+    /// Takes event time from `column` (Int64 epoch ms or Timestamp) and
+    /// generates watermarks with `strategy`. Directly after a source this is
+    /// done per source split (row group), which makes lateness deterministic.
+    pub fn assign_timestamps(&self, column: &str, strategy: WatermarkStrategy) -> Result<Stream> {
+        let context = format!("assign_timestamps on `{}`", self.name());
+        let idx = validate_time_column(&self.schema, column, &context)?;
+        let pushable = {
+            let plan = self.job.plan.borrow();
+            plan.consumers(self.node).is_empty() && self.next_partitioning == Partitioning::Forward
+        };
+        if pushable {
+            let mut plan = self.job.plan.borrow_mut();
+            let node = &mut plan.nodes[self.node];
+            let pushed = match &node.kind {
+                NodeKind::Parquet(spec) => Some(NodeKind::Parquet(Arc::new(
+                    (**spec).clone().with_event_time(column, strategy)?,
+                ))),
+                NodeKind::Memory(spec) => Some(NodeKind::Memory(Arc::new(
+                    (**spec).clone().with_event_time(column, strategy)?,
+                ))),
+                _ => None,
+            };
+            if let Some(kind) = pushed {
+                node.kind = kind;
+                drop(plan);
+                let mut s = self.clone();
+                s.time_column = Some(column.to_string());
+                return Ok(s);
+            }
+        }
+        let op = AssignTimestamps::new(idx, strategy);
+        let mut s = self.then("assign_timestamps", NodeKind::Operator(factory(op)), self.schema.clone());
+        s.time_column = Some(column.to_string());
+        Ok(s)
+    }
+
+    /// Partitions the stream by the given key columns.
+    pub fn key_by<S: AsRef<str>>(&self, columns: impl IntoIterator<Item = S>) -> Result<KeyedStream> {
+        let keys: Vec<String> = columns.into_iter().map(|c| c.as_ref().to_string()).collect();
+        crate::key::KeyEncoder::try_new(&self.schema, &keys, "key_by")?;
+        Ok(KeyedStream {
+            stream: self.clone(),
+            keys,
+        })
+    }
+
+    /// Merges `other` (same schema and time column) into this stream.
+    pub fn union(&self, other: &Stream) -> Result<Stream> {
+        if !Rc::ptr_eq(&self.job.plan, &other.job.plan) {
+            return Err(Error::Plan("union of streams from different jobs".into()));
+        }
+        if self.schema.fields() != other.schema.fields() {
+            return Err(Error::SchemaMismatch {
+                location: "union".into(),
+                message: format!(
+                    "left has columns {:?}, right has {:?}",
+                    self.schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>(),
+                    other.schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>()
+                ),
+            });
+        }
+        if self.time_column != other.time_column {
+            return Err(Error::Plan(format!(
+                "union: event-time columns differ ({:?} vs {:?})",
+                self.time_column, other.time_column
+            )));
+        }
+        let inputs = vec![
+            Edge { from: self.node, partitioning: self.next_partitioning.clone() },
+            Edge { from: other.node, partitioning: other.next_partitioning.clone() },
+        ];
+        let id = self.job.add("union", NodeKind::Operator(factory(Passthrough)), inputs, self.schema.clone());
+        Ok(self.job.stream(id, self.schema.clone(), self.time_column.clone()))
+    }
+
+    /// The next operator receives batches round-robin from every subtask.
+    pub fn rebalance(&self) -> Stream {
+        let mut s = self.clone();
+        s.next_partitioning = Partitioning::Rebalance;
+        s
+    }
+
+    /// The next operator receives every batch in every subtask.
+    pub fn broadcast(&self) -> Stream {
+        let mut s = self.clone();
+        s.next_partitioning = Partitioning::Broadcast;
+        s
+    }
+
+    /// Sets the parallelism of the operator that produces this stream.
+    pub fn with_parallelism(&self, parallelism: usize) -> Result<Stream> {
+        if parallelism == 0 {
+            return Err(Error::option("parallelism", "must be at least 1"));
+        }
+        self.job.plan.borrow_mut().nodes[self.node].parallelism = Some(parallelism);
+        Ok(self.clone())
+    }
+
+    fn sink(&self, name: &str, op: OperatorFactory, max_parallelism: Option<usize>) {
+        let s = self.then(name, NodeKind::Sink(op), self.schema.clone());
+        self.job.plan.borrow_mut().nodes[s.node].max_parallelism = max_parallelism;
+    }
+
+    /// Writes Parquet: one file if `path` ends in `.parquet`, else a
+    /// directory of part files. Published only when the job succeeds.
+    pub fn sink_parquet(&self, path: impl Into<PathBuf>) -> Result<()> {
+        self.sink_file(path.into(), FileFormat::Parquet)
+    }
+
+    /// Writes JSON lines: one file if `path` ends in `.jsonl`/`.json`, else a
+    /// directory of part files. Published only when the job succeeds.
+    pub fn sink_json(&self, path: impl Into<PathBuf>) -> Result<()> {
+        self.sink_file(path.into(), FileFormat::JsonLines)
+    }
+
+    fn sink_file(&self, path: PathBuf, format: FileFormat) -> Result<()> {
+        if path.as_os_str().is_empty() {
+            return Err(Error::option("sink.path", "is empty"));
+        }
+        if path.is_dir() && FileFormat::from_path(&path).is_some() {
+            return Err(Error::option(
+                "sink.path",
+                format!("{} is a directory but names a file", path.display()),
+            ));
+        }
+        let spec = FileSinkSpec::new(path, format, self.schema.clone());
+        let single = spec.is_single_file();
+        let fac: OperatorFactory =
+            Arc::new(move |info: &TaskInfo| Ok(Box::new(spec.create(info)) as Box<dyn Operator>));
+        self.sink(&format!("{}_sink", format.extension()), fac, single.then_some(1));
+        Ok(())
+    }
+
+    /// Prints rows to standard output as JSON lines.
+    pub fn sink_stdout(&self) {
+        self.sink("stdout_sink", factory(StdoutSink), Some(1));
+    }
+
+    /// Collects every row in memory; read them after the job ran.
+    pub fn collect(&self) -> Result<Collected> {
+        let target = Collected::default();
+        let t = target.clone();
+        let fac: OperatorFactory =
+            Arc::new(move |_: &TaskInfo| Ok(Box::new(CollectSink::new(t.clone())) as Box<dyn Operator>));
+        self.sink("collect_sink", fac, None);
+        Ok(target)
+    }
+}
+
+/// A stream partitioned by key: rows with equal keys meet in one subtask.
+#[derive(Debug, Clone)]
+pub struct KeyedStream {
+    stream: Stream,
+    keys: Vec<String>,
+}
+
+impl KeyedStream {
+    /// The key columns.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// Groups rows into event-time windows per key.
+    pub fn window(&self, window: TumblingWindow) -> WindowedStream {
+        WindowedStream {
+            keyed: self.clone(),
+            window,
+        }
+    }
+}
+
+/// Keyed rows grouped into windows, waiting for aggregates.
+#[derive(Debug, Clone)]
+pub struct WindowedStream {
+    keyed: KeyedStream,
+    window: TumblingWindow,
+}
+
+impl WindowedStream {
+    /// One output row per key and window: the key columns, `window_start`,
+    /// `window_end`, and one column per aggregate.
+    pub fn aggregate(&self, aggs: impl IntoIterator<Item = Agg>) -> Result<Stream> {
+        let aggs: Vec<Agg> = aggs.into_iter().collect();
+        let s = &self.keyed.stream;
+        let time = s.time_column.clone().ok_or_else(|| {
+            Error::Plan("a window needs event time: call assign_timestamps before key_by/window".into())
+        })?;
+        let keys = self.keyed.keys.clone();
+        let window = self.window;
+        let input = s.schema.clone();
+        // Validate now, so errors surface while building.
+        let probe = TumblingWindowAggregate::try_new(&input, &time, &keys, window, &aggs, "window")?;
+        let schema = probe.schema().clone();
+        let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| {
+            Ok(Box::new(TumblingWindowAggregate::try_new(&input, &time, &keys, window, &aggs, &info.operator)?)
+                as Box<dyn Operator>)
+        });
+        let mut keyed = s.clone();
+        keyed.next_partitioning = Partitioning::Hash(self.keyed.keys.clone());
+        let mut out = keyed.then("window", NodeKind::Operator(fac), schema);
+        out.time_column = None;
+        Ok(out)
+    }
+}

@@ -1,0 +1,124 @@
+//! The job graph: the fluent [`Stream`] builder API, the logical plan it
+//! produces, and the physical plan (parallelism, edges, fused tasks).
+//!
+//! May use `operators`, `operator`, `expr`, `time`, `key`, `error`. Never
+//! `exec`: executors take a finished [`Job`] and its [`PhysicalPlan`].
+
+mod builder;
+mod physical;
+
+pub use builder::{Job, KeyedStream, Stream, WindowedStream};
+pub use physical::{PhysicalEdge, PhysicalPlan, TaskPlan};
+
+use crate::operator::{OperatorFactory, SourceFactory};
+use crate::operators::{MemorySourceSpec, ParquetSourceSpec};
+use arrow_schema::SchemaRef;
+use std::sync::Arc;
+
+/// Index of a node in a [`LogicalPlan`].
+pub type NodeId = usize;
+
+/// How rows move from one operator's subtasks to the next one's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partitioning {
+    /// Subtask i feeds subtask i (only between equal parallelism; fused when possible).
+    Forward,
+    /// Rows go to the subtask owning their key's key group.
+    Hash(Vec<String>),
+    /// Every row goes to every subtask.
+    Broadcast,
+    /// Batches go round-robin to the subtasks.
+    Rebalance,
+}
+
+impl std::fmt::Display for Partitioning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Partitioning::Forward => write!(f, "forward"),
+            Partitioning::Hash(k) => write!(f, "hash({})", k.join(", ")),
+            Partitioning::Broadcast => write!(f, "broadcast"),
+            Partitioning::Rebalance => write!(f, "rebalance"),
+        }
+    }
+}
+
+/// What a node runs.
+#[derive(Clone)]
+pub enum NodeKind {
+    /// A bounded Parquet source (kept as a spec so `assign_timestamps` can be pushed into it).
+    Parquet(Arc<ParquetSourceSpec>),
+    /// A bounded in-memory source (same pushdown as Parquet).
+    Memory(Arc<MemorySourceSpec>),
+    /// Any other source.
+    Source(SourceFactory),
+    /// A transforming operator.
+    Operator(OperatorFactory),
+    /// A terminal operator.
+    Sink(OperatorFactory),
+}
+
+impl NodeKind {
+    /// True for sources.
+    pub fn is_source(&self) -> bool {
+        matches!(
+            self,
+            NodeKind::Parquet(_) | NodeKind::Memory(_) | NodeKind::Source(_)
+        )
+    }
+}
+
+/// An input of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    /// The upstream node.
+    pub from: NodeId,
+    /// How its rows are distributed.
+    pub partitioning: Partitioning,
+}
+
+/// One operator of the logical plan.
+#[derive(Clone)]
+pub struct Node {
+    /// Unique name, used in errors and metrics.
+    pub name: String,
+    /// What it runs.
+    pub kind: NodeKind,
+    /// Its inputs, in input-index order.
+    pub inputs: Vec<Edge>,
+    /// Requested parallelism (`None`: the job's default).
+    pub parallelism: Option<usize>,
+    /// Upper bound (1 for single-file sinks).
+    pub max_parallelism: Option<usize>,
+    /// Schema of its output.
+    pub schema: SchemaRef,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.name)
+            .field("inputs", &self.inputs)
+            .field("parallelism", &self.parallelism)
+            .finish()
+    }
+}
+
+/// The operators of a job and their connections; node ids are in
+/// topological order (a node's inputs always have smaller ids).
+#[derive(Debug, Clone, Default)]
+pub struct LogicalPlan {
+    /// The nodes.
+    pub nodes: Vec<Node>,
+}
+
+impl LogicalPlan {
+    /// Ids of the nodes that read from `id`.
+    pub fn consumers(&self, id: NodeId) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.inputs.iter().any(|e| e.from == id))
+            .map(|(i, _)| i)
+            .collect()
+    }
+}

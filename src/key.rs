@@ -1,0 +1,164 @@
+//! Keys: encoding key columns with the Arrow row format, hashing them, and
+//! mapping hashes to key groups and key groups to subtasks.
+//!
+//! ```text
+//!  key columns ──RowConverter──► row bytes ──hash──► key group (0..KEY_GROUPS)
+//!                                                        │ kg * parallelism / KEY_GROUPS
+//!                                                        ▼
+//!                                                     subtask
+//! ```
+//! Key groups are fixed, so state partitioned by key group can later be
+//! redistributed to a different parallelism. May use `error` and arrow.
+
+use crate::{Error, Result};
+use arrow_array::RecordBatch;
+use arrow_row::{RowConverter, Rows, SortField};
+use arrow_schema::Schema;
+
+/// Number of key groups; the maximum parallelism of a keyed operator.
+pub const KEY_GROUPS: usize = 128;
+
+/// The key group of a key hash.
+#[inline]
+pub fn key_group(hash: u64) -> usize {
+    (hash % KEY_GROUPS as u64) as usize
+}
+
+/// The subtask (of `parallelism`) that owns `key_group`.
+#[inline]
+pub fn subtask_for_key_group(key_group: usize, parallelism: usize) -> usize {
+    key_group * parallelism / KEY_GROUPS
+}
+
+/// A 64-bit hash of a byte string that is stable across runs and machines
+/// (unlike `std`'s randomly seeded hasher), so partitioning is deterministic.
+#[inline]
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325 ^ (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_le_bytes(c.try_into().expect("chunks_exact yields 8 bytes"));
+        h = (h ^ v).wrapping_mul(K).rotate_left(29);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    // fmix64 from MurmurHash3: spreads the bits over the whole word.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^ (h >> 33)
+}
+
+/// Encodes a batch's key columns as comparable, hashable rows.
+pub struct KeyEncoder {
+    // config
+    indices: Vec<usize>,
+    // resources
+    converter: RowConverter,
+}
+
+impl std::fmt::Debug for KeyEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyEncoder")
+            .field("indices", &self.indices)
+            .finish()
+    }
+}
+
+impl KeyEncoder {
+    /// An encoder for `columns` of `schema`; errors name the missing column.
+    pub fn try_new(schema: &Schema, columns: &[String], context: &str) -> Result<Self> {
+        if columns.is_empty() {
+            return Err(Error::option("key_by", "needs at least one column"));
+        }
+        let mut indices = Vec::with_capacity(columns.len());
+        let mut fields = Vec::with_capacity(columns.len());
+        for c in columns {
+            let idx = schema.index_of(c).map_err(|_| {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                Error::column(
+                    c,
+                    context,
+                    format!("key column not found; available columns: {}", names.join(", ")),
+                )
+            })?;
+            indices.push(idx);
+            fields.push(SortField::new(schema.field(idx).data_type().clone()));
+        }
+        let converter = RowConverter::new(fields)?;
+        Ok(KeyEncoder { indices, converter })
+    }
+
+    /// Column indices of the key in the input schema.
+    pub fn indices(&self) -> &[usize] {
+        &self.indices
+    }
+
+    /// Encodes the key columns of `batch`.
+    pub fn encode(&self, batch: &RecordBatch) -> Result<Rows> {
+        let cols: Vec<_> = self.indices.iter().map(|&i| batch.column(i).clone()).collect();
+        Ok(self.converter.convert_columns(&cols)?)
+    }
+
+    /// The converter, to turn rows back into columns.
+    pub fn converter(&self) -> &RowConverter {
+        &self.converter
+    }
+
+    /// The hash of every row's key.
+    pub fn hashes(&self, batch: &RecordBatch) -> Result<Vec<u64>> {
+        let rows = self.encode(batch)?;
+        Ok(rows.iter().map(|r| stable_hash(r.as_ref())).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, StringArray};
+    use std::sync::Arc;
+
+    #[test]
+    fn hash_is_stable_and_spreads_keys_over_groups() {
+        // fixed value: partitioning must not change between releases or runs
+        assert_eq!(stable_hash(b"vehicle-1"), stable_hash(b"vehicle-1"));
+        assert_ne!(stable_hash(b"a"), stable_hash(b"b"));
+        let mut counts = [0usize; KEY_GROUPS];
+        for i in 0..12_800u64 {
+            counts[key_group(stable_hash(&i.to_le_bytes()))] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 50 && c < 150), "{counts:?}");
+    }
+
+    #[test]
+    fn key_groups_map_to_contiguous_subtask_ranges() {
+        let owners: Vec<usize> = (0..KEY_GROUPS).map(|kg| subtask_for_key_group(kg, 3)).collect();
+        assert_eq!(owners[0], 0);
+        assert_eq!(owners[KEY_GROUPS - 1], 2);
+        assert!(owners.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn equal_keys_hash_equal_across_batches() {
+        let b1 = RecordBatch::try_from_iter([
+            ("k", Arc::new(StringArray::from(vec!["x", "y"])) as _),
+            ("n", Arc::new(Int64Array::from(vec![1, 2])) as _),
+        ])
+        .unwrap();
+        let b2 = RecordBatch::try_from_iter([
+            ("k", Arc::new(StringArray::from(vec!["y", "x"])) as _),
+            ("n", Arc::new(Int64Array::from(vec![2, 1])) as _),
+        ])
+        .unwrap();
+        let enc = KeyEncoder::try_new(&b1.schema(), &["k".into(), "n".into()], "t").unwrap();
+        let h1 = enc.hashes(&b1).unwrap();
+        let h2 = enc.hashes(&b2).unwrap();
+        assert_eq!(h1[0], h2[1]);
+        assert_eq!(h1[1], h2[0]);
+        let err = KeyEncoder::try_new(&b1.schema(), &["nope".into()], "key_by").unwrap_err();
+        assert!(err.to_string().contains("available columns: k, n"), "{err}");
+    }
+}

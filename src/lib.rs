@@ -1,0 +1,43 @@
+//! # weir: one dataflow graph, pipelined or in batch stages
+//!
+//! weir runs a graph of operators over Arrow [`RecordBatch`](arrow_array::RecordBatch)es
+//! either **pipelined** (every batch flows on at once, over bounded channels)
+//! or as **blocking batch stages** (each stage runs to completion; its output
+//! is buffered under a memory budget and spilled to Arrow IPC files, read back
+//! through memory maps). Bounded Parquet input is a finite stream, so a job
+//! over history and the same job over a live feed share code and answers.
+//!
+//! Layers (dependencies point down only):
+//! ```text
+//!  main.rs / cli    parse args, job files, run, print
+//!  exec             pipelined and staged executors
+//!  graph            Stream builder, logical plan, physical plan
+//!  operators        sources, transforms, windows, sinks
+//!  operator         Operator / Source traits, Ctx, Output
+//!  state, spill, memory, time, expr, key, message, error
+//! ```
+//!
+//! # Examples
+//! See [`Job`] for a complete windowed aggregation.
+
+pub mod cli;
+pub mod compare;
+pub mod error;
+pub mod exec;
+pub mod expr;
+pub mod graph;
+pub mod key;
+pub mod memory;
+pub mod message;
+pub mod operator;
+pub mod operators;
+pub mod spill;
+pub mod time;
+
+pub use error::{Error, Result};
+pub use exec::{execute, ExecConfig, ExecMode, JobMetrics};
+pub use expr::{col, lit, Expr};
+pub use graph::{Job, KeyedStream, Stream, WindowedStream};
+pub use message::{Message, Watermark};
+pub use operators::{Agg, AggFn, Collected};
+pub use time::{TumblingWindow, WatermarkStrategy};

@@ -1,0 +1,295 @@
+//! The operator contract: the one interface every executor drives.
+//!
+//! Owns [`Operator`], [`Source`], [`Ctx`], [`Output`], [`RuntimeEnv`] and the
+//! [`CommitLog`] that sinks stage their files in. Operators are synchronous and
+//! push-based: an executor calls `on_batch`, `on_watermark` and
+//! `on_end_of_input`, then takes what the operator put in its [`Output`]. No
+//! operator knows whether it runs pipelined or in batch stages.
+//!
+//! May use `error`, `message`, `memory`, `spill`. Never `exec` or `graph`.
+
+use crate::memory::MemoryPool;
+use crate::message::{Message, Watermark};
+use crate::spill::SpillManager;
+use crate::Result;
+use arrow_array::RecordBatch;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Which parallel instance of an operator this is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// The operator's name in the plan (unique within a job).
+    pub operator: String,
+    /// This instance's index, `0..parallelism`.
+    pub subtask: usize,
+    /// Number of parallel instances of this operator.
+    pub parallelism: usize,
+}
+
+/// Job-wide resources shared by every operator instance.
+#[derive(Debug, Clone)]
+pub struct RuntimeEnv {
+    /// The memory budget all large consumers reserve from.
+    pub pool: Arc<MemoryPool>,
+    /// Where spill files go (removed when the job ends).
+    pub spill: Arc<SpillManager>,
+    /// Sink files waiting for the job to succeed.
+    pub commits: Arc<CommitLog>,
+}
+
+impl RuntimeEnv {
+    /// An environment with the given memory budget and a fresh spill directory
+    /// under `spill_parent` (or the system temp directory).
+    pub fn try_new(memory_budget: usize, spill_parent: Option<&std::path::Path>) -> Result<Self> {
+        Ok(RuntimeEnv {
+            pool: MemoryPool::new(memory_budget),
+            spill: SpillManager::try_new(spill_parent)?,
+            commits: Arc::new(CommitLog::default()),
+        })
+    }
+}
+
+/// Counters of one operator, summed over its subtasks.
+#[derive(Debug, Default)]
+pub struct OperatorMetrics {
+    /// Rows received.
+    pub rows_in: AtomicU64,
+    /// Rows emitted.
+    pub rows_out: AtomicU64,
+    /// Rows that arrived behind the watermark and were not processed.
+    pub late_rows: AtomicU64,
+}
+
+impl OperatorMetrics {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What an operator instance can see and use while it runs.
+#[derive(Debug)]
+pub struct Ctx {
+    // config
+    info: TaskInfo,
+    // resources
+    env: RuntimeEnv,
+    metrics: Arc<OperatorMetrics>,
+    // state
+    watermark: Option<i64>,
+}
+
+impl Ctx {
+    /// A context for one operator instance.
+    pub fn new(info: TaskInfo, env: RuntimeEnv, metrics: Arc<OperatorMetrics>) -> Self {
+        Ctx {
+            info,
+            env,
+            metrics,
+            watermark: None,
+        }
+    }
+
+    /// Who this instance is.
+    pub fn info(&self) -> &TaskInfo {
+        &self.info
+    }
+
+    /// The operator's name.
+    pub fn operator(&self) -> &str {
+        &self.info.operator
+    }
+
+    /// The memory pool.
+    pub fn pool(&self) -> &Arc<MemoryPool> {
+        &self.env.pool
+    }
+
+    /// The spill manager.
+    pub fn spill(&self) -> &Arc<SpillManager> {
+        &self.env.spill
+    }
+
+    /// The job's commit log (sinks stage their output here).
+    pub fn commits(&self) -> &Arc<CommitLog> {
+        &self.env.commits
+    }
+
+    /// This operator's counters.
+    pub fn metrics(&self) -> &OperatorMetrics {
+        &self.metrics
+    }
+
+    /// The last watermark delivered to this operator, if any.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// Records the watermark delivered to this operator (executors call this).
+    pub fn set_watermark(&mut self, wm: Watermark) {
+        if let Watermark::EventTime(t) = wm {
+            self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
+        }
+    }
+}
+
+/// Where an operator puts what it emits during one callback.
+#[derive(Debug, Default)]
+pub struct Output {
+    items: Vec<Message>,
+}
+
+impl Output {
+    /// An empty output buffer.
+    pub fn new() -> Self {
+        Output::default()
+    }
+
+    /// Emits rows downstream (empty batches are dropped).
+    pub fn emit(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.items.push(Message::Data(batch));
+        }
+    }
+
+    /// Emits a watermark downstream.
+    pub fn emit_watermark(&mut self, wm: Watermark) {
+        self.items.push(Message::Watermark(wm));
+    }
+
+    /// Emits any message (barriers, for operators that forward them).
+    pub fn push(&mut self, msg: Message) {
+        self.items.push(msg);
+    }
+
+    /// True if nothing was emitted.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Takes the emitted messages, in order.
+    pub fn take(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.items)
+    }
+}
+
+/// A streaming operator. Executors call it from one thread at a time.
+///
+/// The default `on_watermark` forwards the watermark; the default
+/// `on_end_of_input` does nothing.
+pub trait Operator: Send {
+    /// Rows arrived on `input` (0 for single-input operators).
+    fn on_batch(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()>;
+
+    /// Event time advanced to `wm` (already the minimum over all inputs).
+    fn on_watermark(&mut self, wm: Watermark, _ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        out.emit_watermark(wm);
+        Ok(())
+    }
+
+    /// All inputs are finished: flush remaining state.
+    fn on_end_of_input(&mut self, _ctx: &mut Ctx, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
+    /// Save state for a checkpoint (stateless operators do nothing).
+    fn snapshot(&mut self, _ctx: &mut Ctx) -> Result<()> {
+        Ok(())
+    }
+
+    /// Restore state from a checkpoint (stateless operators do nothing).
+    fn restore(&mut self, _ctx: &mut Ctx) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What a source reports after a poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourcePoll {
+    /// It emitted something, or may have more right away.
+    Ready,
+    /// Nothing available now (live sources); poll again later.
+    Pending,
+    /// A bounded source has delivered everything. The executor then sends
+    /// `Watermark::MAX` and end of input downstream.
+    Exhausted,
+}
+
+/// A source instance: reads its share of the input and emits batches and
+/// watermarks into `out`.
+pub trait Source: Send {
+    /// Emits the next rows (and watermarks), or reports that it has none.
+    fn poll_next(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<SourcePoll>;
+}
+
+/// Builds one instance of an operator for a subtask.
+pub type OperatorFactory = Arc<dyn Fn(&TaskInfo) -> Result<Box<dyn Operator>> + Send + Sync>;
+
+/// Builds one instance of a source for a subtask.
+pub type SourceFactory = Arc<dyn Fn(&TaskInfo) -> Result<Box<dyn Source>> + Send + Sync>;
+
+/// Output staged by a sink that becomes visible only when the job succeeds.
+///
+/// Dropping it without calling `commit` must discard the staged output.
+pub trait PendingCommit: Send {
+    /// Publishes the staged output (e.g. an atomic rename).
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Pending sink output of a job: committed all together when every task
+/// succeeded, discarded (by dropping) otherwise.
+#[derive(Default)]
+pub struct CommitLog {
+    pending: Mutex<Vec<Box<dyn PendingCommit>>>,
+}
+
+impl std::fmt::Debug for CommitLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitLog")
+            .field("pending", &self.len())
+            .finish()
+    }
+}
+
+impl CommitLog {
+    /// Adds staged output to publish on success.
+    pub fn stage(&self, commit: Box<dyn PendingCommit>) {
+        self.lock().push(commit);
+    }
+
+    /// Number of staged items.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True if nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Publishes everything staged, in staging order.
+    pub fn commit_all(&self) -> Result<()> {
+        let pending = std::mem::take(&mut *self.lock());
+        for p in pending {
+            p.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Discards everything staged.
+    pub fn abort_all(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn PendingCommit>>> {
+        // A panic while holding this lock cannot leave the Vec inconsistent.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

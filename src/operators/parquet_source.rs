@@ -1,0 +1,344 @@
+//! The bounded Parquet source: a finite stream of row groups.
+//!
+//! ```text
+//!  files (sorted) ─► row groups = splits ─(sorted by min event time from stats)─►
+//!  split i goes to subtask i % parallelism ─► read split by split:
+//!     batch ─► event times ─► per-split generator drops late rows ─► emit
+//!     watermark = min(current split's watermark, min over its unread splits' stats)
+//!  after the last split: Exhausted (the executor sends Watermark::MAX, then End)
+//! ```
+//! Each split has its own watermark generator, so which rows are late depends
+//! only on the row order inside a row group: the same at any parallelism,
+//! batch size or executor.
+
+use crate::error::{Error, Result};
+use crate::operator::{Ctx, OperatorMetrics, Output, Source, SourcePoll, TaskInfo};
+use crate::time::{event_times, validate_time_column, SplitClock, WatermarkStrategy};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::Array;
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One Parquet file and its parsed footer.
+#[derive(Debug, Clone)]
+struct ParquetFile {
+    path: PathBuf,
+    meta: ArrowReaderMetadata,
+}
+
+/// One row group: the unit of work and of watermarking.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    file: usize,
+    row_group: usize,
+    min_time: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct EventTime {
+    column: usize,
+    strategy: WatermarkStrategy,
+}
+
+/// What a Parquet source reads: files, their schema, their row groups.
+/// Built once per job; [`ParquetSourceSpec::create`] makes each subtask's reader.
+#[derive(Debug, Clone)]
+pub struct ParquetSourceSpec {
+    // config
+    files: Vec<ParquetFile>,
+    schema: SchemaRef,
+    splits: Vec<Split>,
+    batch_size: usize,
+    event_time: Option<EventTime>,
+}
+
+impl ParquetSourceSpec {
+    /// Opens every file (a path may be a file or a directory, searched
+    /// recursively for `*.parquet`), reads the footers, checks that all
+    /// schemas agree, and lists the row groups.
+    pub fn try_new(paths: &[PathBuf]) -> Result<Self> {
+        let mut names = Vec::new();
+        for p in paths {
+            list_parquet_files(p, &mut names)?;
+        }
+        if names.is_empty() {
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            return Err(Error::option(
+                "source.path",
+                format!("no .parquet files found in {}", shown.join(", ")),
+            ));
+        }
+        let mut files = Vec::with_capacity(names.len());
+        for path in names {
+            let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
+                Error::Parquet {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            files.push(ParquetFile { path, meta });
+        }
+        let schema = files[0].meta.schema().clone();
+        for f in &files[1..] {
+            check_same_schema(&schema, f.meta.schema(), &files[0].path, &f.path)?;
+        }
+        let splits = files
+            .iter()
+            .enumerate()
+            .flat_map(|(file, f)| {
+                (0..f.meta.metadata().num_row_groups()).map(move |row_group| Split {
+                    file,
+                    row_group,
+                    min_time: None,
+                })
+            })
+            .collect();
+        Ok(ParquetSourceSpec {
+            files,
+            schema,
+            splits,
+            batch_size: 8192,
+            event_time: None,
+        })
+    }
+
+    /// Rows per emitted batch (default 8192).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Assigns event time from `column` with `strategy`, per row group, and
+    /// orders row groups by their minimum event time (from statistics).
+    pub fn with_event_time(mut self, column: &str, strategy: WatermarkStrategy) -> Result<Self> {
+        let context = format!("parquet source {}", self.files[0].path.display());
+        let idx = validate_time_column(&self.schema, column, &context)?;
+        for (fi, f) in self.files.iter().enumerate() {
+            let meta = f.meta.metadata();
+            let mins = StatisticsConverter::try_new(column, &self.schema, meta.file_metadata().schema_descr())
+                .and_then(|c| c.row_group_mins(meta.row_groups().iter()))
+                .map_err(|e| Error::Parquet {
+                    path: f.path.clone(),
+                    message: format!("statistics of `{column}`: {e}"),
+                })?;
+            let mins = to_millis(&mins)?;
+            for s in self.splits.iter_mut().filter(|s| s.file == fi) {
+                s.min_time = mins.get(s.row_group).copied().flatten();
+            }
+        }
+        if self.splits.iter().all(|s| s.min_time.is_some()) {
+            self.splits.sort_by_key(|s| (s.min_time, s.file, s.row_group));
+        }
+        self.event_time = Some(EventTime { column: idx, strategy });
+        Ok(self)
+    }
+
+    /// The schema of every batch this source emits.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Number of row groups over all files.
+    pub fn num_splits(&self) -> usize {
+        self.splits.len()
+    }
+
+    /// Total rows over all files.
+    pub fn num_rows(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|f| f.meta.metadata().file_metadata().num_rows().max(0) as u64)
+            .sum()
+    }
+
+    /// The reader of subtask `info.subtask`: every `parallelism`-th split.
+    pub fn create(self: &Arc<Self>, info: &TaskInfo) -> ParquetSource {
+        let splits: Vec<usize> = (0..self.splits.len())
+            .filter(|i| i % info.parallelism == info.subtask)
+            .collect();
+        let clock = self.event_time.as_ref().map(|et| {
+            let mins: Vec<Option<i64>> = splits.iter().map(|&i| self.splits[i].min_time).collect();
+            SplitClock::new(et.strategy, &mins)
+        });
+        ParquetSource {
+            spec: self.clone(),
+            splits,
+            pos: 0,
+            reader: None,
+            clock,
+        }
+    }
+}
+
+fn to_millis(mins: &dyn Array) -> Result<Vec<Option<i64>>> {
+    let ms = match mins.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, _) | DataType::Int64 => {
+            arrow_cast::cast(mins, &DataType::Int64)?
+        }
+        DataType::Timestamp(_, tz) => {
+            let t = arrow_cast::cast(mins, &DataType::Timestamp(TimeUnit::Millisecond, tz.clone()))?;
+            arrow_cast::cast(&t, &DataType::Int64)?
+        }
+        _ => return Ok(vec![None; mins.len()]),
+    };
+    Ok(ms.as_primitive::<Int64Type>().iter().collect())
+}
+
+fn check_same_schema(first: &SchemaRef, other: &SchemaRef, first_path: &Path, path: &Path) -> Result<()> {
+    let mismatch = |message: String| Error::SchemaMismatch {
+        location: path.display().to_string(),
+        message,
+    };
+    for f in first.fields() {
+        match other.field_with_name(f.name()) {
+            Err(_) => {
+                return Err(mismatch(format!(
+                    "column `{}` is missing (it is in {})",
+                    f.name(),
+                    first_path.display()
+                )))
+            }
+            Ok(o) if o.data_type() != f.data_type() => {
+                return Err(mismatch(format!(
+                    "column `{}` is {} here but {} in {}",
+                    f.name(),
+                    o.data_type(),
+                    f.data_type(),
+                    first_path.display()
+                )))
+            }
+            Ok(_) => {}
+        }
+    }
+    if other.fields().len() != first.fields().len() {
+        let extra: Vec<&str> = other
+            .fields()
+            .iter()
+            .filter(|o| first.field_with_name(o.name()).is_err())
+            .map(|o| o.name().as_str())
+            .collect();
+        return Err(mismatch(format!(
+            "extra columns {} not in {}",
+            extra.join(", "),
+            first_path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Collects `*.parquet` files under `path` (or `path` itself), sorted.
+/// Hidden files and files starting with `_` (e.g. `_SUCCESS`) are skipped.
+fn list_parquet_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| Error::io(path, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|err| Error::io(path, err)))
+        .collect::<Result<_>>()?;
+    entries.sort();
+    for p in entries {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        if p.is_dir() {
+            list_parquet_files(&p, out)?;
+        } else if name.ends_with(".parquet") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// One subtask's reader over its splits, in order.
+pub struct ParquetSource {
+    // config
+    spec: Arc<ParquetSourceSpec>,
+    splits: Vec<usize>,
+    // state
+    pos: usize,
+    reader: Option<ParquetRecordBatchReader>,
+    clock: Option<SplitClock>,
+}
+
+impl ParquetSource {
+    fn open(&self, split: &Split) -> Result<ParquetRecordBatchReader> {
+        let f = &self.spec.files[split.file];
+        let file = File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
+        ParquetRecordBatchReaderBuilder::new_with_metadata(file, f.meta.clone())
+            .with_row_groups(vec![split.row_group])
+            .with_batch_size(self.spec.batch_size)
+            .build()
+            .map_err(|e| Error::Parquet {
+                path: f.path.clone(),
+                message: format!("row group {}: {e}", split.row_group),
+            })
+    }
+}
+
+impl Source for ParquetSource {
+    fn poll_next(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<SourcePoll> {
+        if self.reader.is_none() {
+            if self.pos >= self.splits.len() {
+                return Ok(SourcePoll::Exhausted);
+            }
+            let split = self.spec.splits[self.splits[self.pos]];
+            self.reader = Some(self.open(&split)?);
+            if let Some(c) = self.clock.as_mut() {
+                c.start_split();
+            }
+        }
+        let split = self.spec.splits[self.splits[self.pos]];
+        let next = self.reader.as_mut().expect("opened above").next();
+        match next {
+            Some(Ok(batch)) => {
+                let batch = match (&self.spec.event_time, self.clock.as_mut()) {
+                    (Some(et), Some(clock)) => {
+                        let path = &self.spec.files[split.file].path;
+                        let context = format!("{} row group {}", path.display(), split.row_group);
+                        let times = event_times(&batch, et.column, &context)?;
+                        match clock.on_times(&times) {
+                            None => batch,
+                            Some(mask) => {
+                                let late = (mask.len() - mask.true_count()) as u64;
+                                OperatorMetrics::add(&ctx.metrics().late_rows, late);
+                                arrow_select::filter::filter_record_batch(&batch, &mask)?
+                            }
+                        }
+                    }
+                    _ => batch,
+                };
+                out.emit(batch);
+            }
+            Some(Err(e)) => {
+                return Err(Error::Parquet {
+                    path: self.spec.files[split.file].path.clone(),
+                    message: format!("row group {}: {e}", split.row_group),
+                })
+            }
+            None => {
+                self.reader = None;
+                self.pos += 1;
+                if let Some(c) = self.clock.as_mut() {
+                    c.end_split();
+                }
+            }
+        }
+        if let Some(wm) = self.clock.as_mut().and_then(|c| c.advance()) {
+            out.emit_watermark(wm);
+        }
+        Ok(SourcePoll::Ready)
+    }
+}

@@ -1,0 +1,618 @@
+//! Spillable partition buffers: the staged executor's shuffle output.
+//!
+//! Owns [`PartitionedBuffer`] (what one producing subtask writes into),
+//! [`Partition`] (one partition's finished output) and [`PartitionReader`]
+//! (reading it back). Memory is accounted in a [`MemoryPool`]; what does not
+//! fit is spilled through the parent module's [`SpillManager`]. May use
+//! [`crate::error`], [`crate::memory`] and the parent module.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use super::{SpillFile, SpillManager, SpillReader, SpillWriter};
+use crate::error::{Error, Result};
+use crate::memory::{MemoryPool, MemoryReservation};
+
+/// A batch held in memory together with the bytes reserved for it.
+type MemoryBatch = (RecordBatch, usize);
+
+/// One partition's share of a [`PartitionedBuffer`] while it is filled.
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// Rows pushed to this partition (memory and disk).
+    rows: u64,
+    /// Batches held in memory, in arrival order.
+    memory: Vec<MemoryBatch>,
+    /// The partition's spill file, opened at its first spill.
+    writer: Option<SpillWriter>,
+}
+
+/// Collects one producer's output per partition, spilling to disk when the
+/// memory pool refuses more.
+///
+/// ```text
+///  push(p, batch) ──try_grow(size)──▶ ok ──▶ memory[p].push(batch)
+///        │
+///        └─ refused ─▶ spill: for every partition q,
+///                      memory[q] ──append──▶ writer[q] (one IPC file per q)
+///                      reservation.free(); retry try_grow
+///                        ├─ ok ──────▶ memory[p].push(batch)
+///                        └─ refused ─▶ writer[p].write(batch)
+///
+///  finish() ─▶ Vec<Partition>: memory[p] (with its own reservation)
+///                              + writer[p].finish() → SpillFile
+///
+///  Partition::into_batches() ─▶ memory batches (released from the
+///        reservation as handed out), then the spill file read through
+///        mmap (deleted once read)
+/// ```
+///
+/// Empty batches are dropped and partitions that never spilled get no file.
+/// After an error from [`PartitionedBuffer::push`] the buffer's content is
+/// incomplete: drop it (dropping removes every spill file it made).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
+/// use arrow_schema::{DataType, Field, Schema};
+/// use weir::memory::MemoryPool;
+/// use weir::spill::{PartitionedBuffer, SpillManager};
+///
+/// let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+/// let batch = |n: i64| {
+///     let values = Int64Array::from_iter_values(0..n);
+///     RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
+/// };
+/// // A budget far smaller than the data: most of it goes to disk.
+/// let pool = MemoryPool::new(16 * 1024);
+/// let spill = SpillManager::try_new(None).unwrap();
+/// let mut buffer = PartitionedBuffer::new("shuffle", schema.clone(), 2, &pool, &spill);
+/// for _ in 0..10 {
+///     buffer.push(0, batch(1000)).unwrap();
+/// }
+/// buffer.push(1, batch(5)).unwrap();
+///
+/// let partitions = buffer.finish().unwrap();
+/// assert_eq!(partitions[0].num_rows(), 10_000);
+/// assert_eq!(partitions[0].spilled_files(), 1);
+/// assert_eq!(partitions[1].num_rows(), 5);
+///
+/// let mut rows = 0;
+/// for batch in partitions.into_iter().flat_map(|p| p.into_batches()) {
+///     rows += batch.unwrap().num_rows();
+/// }
+/// assert_eq!(rows, 10_005);
+/// assert_eq!(pool.reserved(), 0);
+/// assert!(spill.metrics().files() >= 1);
+/// ```
+#[derive(Debug)]
+pub struct PartitionedBuffer {
+    // config
+    /// Names the reservation and the spill files.
+    name: String,
+    /// Schema of every pushed batch.
+    schema: SchemaRef,
+    // state
+    /// One entry per partition index.
+    partitions: Vec<PartitionState>,
+    // resources
+    /// Bytes of all in-memory batches of all partitions.
+    reservation: MemoryReservation,
+    /// Where spill files go.
+    spill: Arc<SpillManager>,
+}
+
+impl PartitionedBuffer {
+    /// An empty buffer named `name` with `num_partitions` partitions of
+    /// batches of `schema`, accounting memory in `pool` and spilling through
+    /// `spill`.
+    pub fn new(
+        name: impl Into<String>,
+        schema: SchemaRef,
+        num_partitions: usize,
+        pool: &Arc<MemoryPool>,
+        spill: &Arc<SpillManager>,
+    ) -> Self {
+        let name = name.into();
+        PartitionedBuffer {
+            reservation: MemoryReservation::new(pool, name.clone()),
+            name,
+            schema,
+            partitions: (0..num_partitions)
+                .map(|_| PartitionState::default())
+                .collect(),
+            spill: Arc::clone(spill),
+        }
+    }
+
+    /// Number of partitions.
+    pub fn num_partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Bytes of batches currently held in memory.
+    pub fn memory_size(&self) -> usize {
+        self.reservation.size()
+    }
+
+    /// Adds `batch` to `partition`, in memory if the pool allows, otherwise
+    /// after spilling everything held in memory; a batch that alone does not
+    /// fit goes straight to disk.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Plan`] if `partition` is out of range;
+    /// [`Error::SchemaMismatch`] if the batch's fields differ from the
+    /// buffer's schema; [`Error::Io`] naming the spill file if spilling fails.
+    pub fn push(&mut self, partition: usize, batch: RecordBatch) -> Result<()> {
+        if partition >= self.partitions.len() {
+            return Err(Error::Plan(format!(
+                "buffer `{}`: partition {partition} out of range (it has {})",
+                self.name,
+                self.partitions.len()
+            )));
+        }
+        if batch.schema_ref().fields() != self.schema.fields() {
+            return Err(Error::SchemaMismatch {
+                location: format!("buffer `{}`", self.name),
+                message: format!(
+                    "pushed batch has fields {:?}, the buffer has {:?}",
+                    batch.schema_ref().fields(),
+                    self.schema.fields()
+                ),
+            });
+        }
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let rows = batch.num_rows() as u64;
+        let size = batch.get_array_memory_size();
+        if self.reservation.try_grow(size).is_err() {
+            self.spill_memory()?;
+            if self.reservation.try_grow(size).is_err() {
+                self.writer(partition)?.write(&batch)?;
+                self.partitions[partition].rows += rows;
+                return Ok(());
+            }
+        }
+        let state = &mut self.partitions[partition];
+        state.memory.push((batch, size));
+        state.rows += rows;
+        Ok(())
+    }
+
+    /// Appends every in-memory batch to its partition's spill file and frees
+    /// the reservation.
+    fn spill_memory(&mut self) -> Result<()> {
+        for index in 0..self.partitions.len() {
+            if self.partitions[index].memory.is_empty() {
+                continue;
+            }
+            let memory = std::mem::take(&mut self.partitions[index].memory);
+            let writer = self.writer(index)?;
+            for (batch, _) in &memory {
+                writer.write(batch)?;
+            }
+            let bytes: usize = memory.iter().map(|(_, size)| size).sum();
+            self.reservation.shrink(bytes);
+        }
+        Ok(())
+    }
+
+    /// The spill writer of `partition`, opened on first use.
+    fn writer(&mut self, partition: usize) -> Result<&mut SpillWriter> {
+        let state = &mut self.partitions[partition];
+        if state.writer.is_none() {
+            let name = format!("{}-p{partition}", self.name);
+            state.writer = Some(self.spill.create_writer(&self.schema, &name)?);
+        }
+        Ok(state
+            .writer
+            .as_mut()
+            .expect("the writer was opened just above"))
+    }
+
+    /// Finishes the spill files and returns one [`Partition`] per partition
+    /// index, in order. Each partition takes over the reservation for its
+    /// in-memory batches.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming a spill file that could not be finished; all
+    /// spill files of this buffer are then removed.
+    pub fn finish(self) -> Result<Vec<Partition>> {
+        let PartitionedBuffer {
+            name,
+            partitions,
+            mut reservation,
+            spill,
+            ..
+        } = self;
+        let mut finished = Vec::with_capacity(partitions.len());
+        for (index, state) in partitions.into_iter().enumerate() {
+            let files = match state.writer {
+                Some(writer) => vec![writer.finish()?],
+                None => Vec::new(),
+            };
+            let bytes = state.memory.iter().map(|(_, size)| size).sum();
+            finished.push(Partition {
+                rows: state.rows,
+                memory: state.memory,
+                files,
+                reservation: reservation.split(bytes, format!("{name}[{index}]")),
+                spill: Arc::clone(&spill),
+            });
+        }
+        Ok(finished)
+    }
+}
+
+/// One partition of a finished [`PartitionedBuffer`]: batches still in
+/// memory (with their own [`MemoryReservation`]) and the spill files, each
+/// in arrival order.
+///
+/// Dropping it frees the memory and deletes the files. It keeps the
+/// [`SpillManager`] (and so its directory) alive until then.
+#[derive(Debug)]
+pub struct Partition {
+    // state
+    /// Rows in memory and on disk.
+    rows: u64,
+    /// Batches in memory, in arrival order.
+    memory: Vec<MemoryBatch>,
+    /// Spill files, in arrival order.
+    files: Vec<SpillFile>,
+    // resources
+    /// Bytes of `memory`.
+    reservation: MemoryReservation,
+    /// Keeps the spill directory alive while `files` exist.
+    spill: Arc<SpillManager>,
+}
+
+impl Partition {
+    /// Rows in the partition (memory and disk).
+    pub fn num_rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Number of spill files holding part of this partition (0 or 1 per
+    /// producer).
+    pub fn spilled_files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Reads the partition back.
+    ///
+    /// Yields the in-memory batches first, releasing each from the
+    /// reservation as it is handed out, then the batches of each spill file
+    /// (memory-mapped, zero-copy), deleting each file once it has been read.
+    /// Within each group the order is arrival order; since a spill moves
+    /// everything held in memory to disk, every in-memory batch arrived after
+    /// every spilled one, so the overall order is arrival order rotated: the
+    /// newest (in-memory) batches come first.
+    pub fn into_batches(self) -> PartitionReader {
+        let Partition {
+            memory,
+            files,
+            reservation,
+            spill,
+            ..
+        } = self;
+        PartitionReader {
+            failed: false,
+            memory: memory.into_iter(),
+            files: files.into_iter(),
+            current: None,
+            reservation,
+            _spill: spill,
+        }
+    }
+}
+
+/// Iterator over a [`Partition`]'s batches; see [`Partition::into_batches`].
+///
+/// After an error it ends. Dropping it early frees the remaining memory and
+/// deletes the remaining files.
+#[derive(Debug)]
+pub struct PartitionReader {
+    // state
+    /// Set after an error; the iterator then ends.
+    failed: bool,
+    // resources
+    /// In-memory batches not handed out yet.
+    memory: std::vec::IntoIter<MemoryBatch>,
+    /// Spill files not opened yet.
+    files: std::vec::IntoIter<SpillFile>,
+    /// The spill file being read, with its reader; the file is deleted when
+    /// this is dropped.
+    current: Option<(SpillReader, SpillFile)>,
+    /// Bytes of the in-memory batches not handed out yet.
+    reservation: MemoryReservation,
+    /// Keeps the spill directory alive while files are read.
+    _spill: Arc<SpillManager>,
+}
+
+impl PartitionReader {
+    /// Marks the reader failed and passes `e` on.
+    fn fail(&mut self, e: Error) -> Option<Result<RecordBatch>> {
+        self.failed = true;
+        self.current = None;
+        Some(Err(e))
+    }
+}
+
+impl Iterator for PartitionReader {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if let Some((batch, size)) = self.memory.next() {
+            self.reservation.shrink(size);
+            return Some(Ok(batch));
+        }
+        loop {
+            if let Some((reader, _file)) = self.current.as_mut() {
+                match reader.next() {
+                    Some(Ok(batch)) => return Some(Ok(batch)),
+                    Some(Err(e)) => return self.fail(e),
+                    // Read to the end: dropping the pair deletes the file.
+                    None => self.current = None,
+                }
+            }
+            let file = self.files.next()?;
+            match file.read() {
+                Ok(reader) => self.current = Some((reader, file)),
+                Err(e) => return self.fail(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    use arrow_array::{Array, Float64Array, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("score", DataType::Float64, true),
+            Field::new("name", DataType::Utf8, false),
+        ]))
+    }
+
+    fn batch(start: i64, rows: i64) -> RecordBatch {
+        let ids = Int64Array::from_iter_values(start..start + rows);
+        let scores = Float64Array::from_iter(
+            (start..start + rows).map(|i| (i % 9 != 0).then_some(i as f64 * 0.5)),
+        );
+        let names =
+            StringArray::from_iter_values((start..start + rows).map(|i| format!("row-{i}")));
+        RecordBatch::try_new(
+            schema(),
+            vec![Arc::new(ids), Arc::new(scores), Arc::new(names)],
+        )
+        .unwrap()
+    }
+
+    type Row = (i64, Option<u64>, String);
+
+    fn rows_of(batch: &RecordBatch) -> Vec<Row> {
+        let ids = batch.column(0).as_primitive::<Int64Type>();
+        let scores = batch.column(1).as_primitive::<Float64Type>();
+        let names = batch.column(2).as_string::<i32>();
+        (0..batch.num_rows())
+            .map(|i| {
+                let score = scores.is_valid(i).then(|| scores.value(i).to_bits());
+                (ids.value(i), score, names.value(i).to_string())
+            })
+            .collect()
+    }
+
+    fn ids_of(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
+    fn files_in(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    #[test]
+    fn spills_under_a_small_pool_and_returns_every_row() {
+        const PARTITIONS: usize = 4;
+        let budget = 1 << 20;
+        let pool = MemoryPool::new(budget);
+        let spill = SpillManager::try_new(None).unwrap();
+        let mut buffer = PartitionedBuffer::new("shuffle", schema(), PARTITIONS, &pool, &spill);
+        let mut pushed: Vec<Vec<Row>> = vec![Vec::new(); PARTITIONS];
+        let mut pushed_bytes = 0;
+        let mut start = 0;
+        let mut i = 0usize;
+        while pushed_bytes < 20 << 20 {
+            let rows = 2000 + (i * 37 % 3000) as i64;
+            let b = batch(start, rows);
+            start += rows;
+            pushed_bytes += b.get_array_memory_size();
+            let partition = (i * 7 + i / 3) % PARTITIONS;
+            pushed[partition].extend(rows_of(&b));
+            buffer.push(partition, b).unwrap();
+            assert!(pool.reserved() <= budget);
+            i += 1;
+        }
+        let partitions = buffer.finish().unwrap();
+        assert_eq!(partitions.len(), PARTITIONS);
+        let metrics = spill.metrics();
+        assert!(metrics.files() > 0 && metrics.bytes() > 0 && metrics.rows() > 0);
+        assert!(pool.peak() <= budget, "peak {} over budget", pool.peak());
+        // One file per (producer, partition).
+        assert_eq!(metrics.files(), PARTITIONS as u64);
+        assert_eq!(files_in(spill.dir()), PARTITIONS);
+
+        for (partition, want) in partitions.into_iter().zip(pushed) {
+            assert_eq!(partition.num_rows(), want.len() as u64);
+            assert_eq!(partition.spilled_files(), 1);
+            let mut got: Vec<Row> = Vec::new();
+            for b in partition.into_batches() {
+                got.extend(rows_of(&b.unwrap()));
+            }
+            let mut want = want;
+            got.sort();
+            want.sort();
+            assert_eq!(got, want);
+        }
+        assert_eq!(pool.reserved(), 0);
+        assert_eq!(
+            files_in(spill.dir()),
+            0,
+            "spill files are deleted once read"
+        );
+    }
+
+    #[test]
+    fn unbounded_pool_never_spills_and_keeps_order() {
+        let pool = MemoryPool::unbounded();
+        let spill = SpillManager::try_new(None).unwrap();
+        let mut buffer = PartitionedBuffer::new("shuffle", schema(), 3, &pool, &spill);
+        let mut pushed: Vec<Vec<RecordBatch>> = vec![Vec::new(); 3];
+        for i in 0..60 {
+            let b = batch(i * 1000, 1000);
+            pushed[(i % 2) as usize].push(b.clone());
+            buffer.push((i % 2) as usize, b).unwrap();
+        }
+        assert!(pool.reserved() > 0);
+        assert_eq!(buffer.memory_size(), pool.reserved());
+        let partitions = buffer.finish().unwrap();
+        assert_eq!(
+            pool.reserved(),
+            partitions.iter().map(|p| p.reservation.size()).sum::<usize>()
+        );
+        assert_eq!(spill.metrics().files(), 0);
+        assert_eq!(files_in(spill.dir()), 0);
+        assert_eq!(partitions[2].num_rows(), 0);
+        for (partition, want) in partitions.into_iter().zip(pushed) {
+            assert_eq!(partition.spilled_files(), 0);
+            let got: Vec<RecordBatch> = partition.into_batches().collect::<Result<_>>().unwrap();
+            assert_eq!(got, want);
+        }
+        assert_eq!(pool.reserved(), 0);
+    }
+
+    #[test]
+    fn memory_batches_come_first_then_spilled_ones() {
+        let size = batch(0, 100).get_array_memory_size();
+        let pool = MemoryPool::new(2 * size + size / 2); // room for two batches
+        let spill = SpillManager::try_new(None).unwrap();
+        let mut buffer = PartitionedBuffer::new("b", schema(), 1, &pool, &spill);
+        for i in 0..5 {
+            buffer.push(0, batch(i * 100, 100)).unwrap();
+        }
+        // b0 b1 | b2 spills b0 b1 | b3 | b4 spills b2 b3 → memory: b4.
+        let mut partitions = buffer.finish().unwrap();
+        let partition = partitions.pop().unwrap();
+        assert_eq!(partition.spilled_files(), 1);
+        let reader = partition.into_batches();
+        assert_eq!(pool.reserved(), size);
+        let got: Vec<RecordBatch> = reader.collect::<Result<_>>().unwrap();
+        let firsts: Vec<i64> = got
+            .iter()
+            .map(|b| ids_of(std::slice::from_ref(b))[0])
+            .collect();
+        assert_eq!(firsts, vec![400, 0, 100, 200, 300]);
+        assert_eq!(pool.reserved(), 0);
+    }
+
+    #[test]
+    fn batch_larger_than_the_pool_goes_straight_to_disk() {
+        let pool = MemoryPool::new(1024);
+        let spill = SpillManager::try_new(None).unwrap();
+        let mut buffer = PartitionedBuffer::new("b", schema(), 2, &pool, &spill);
+        buffer.push(1, batch(0, 10_000)).unwrap();
+        buffer.push(1, RecordBatch::new_empty(schema())).unwrap();
+        assert_eq!(pool.reserved(), 0);
+        let partitions = buffer.finish().unwrap();
+        assert_eq!(partitions[0].spilled_files(), 0);
+        assert_eq!(partitions[0].num_rows(), 0);
+        assert_eq!(partitions[1].spilled_files(), 1);
+        assert_eq!(spill.metrics().rows(), 10_000);
+        let mut partitions = partitions.into_iter();
+        assert_eq!(partitions.next().unwrap().into_batches().count(), 0);
+        let got: Vec<RecordBatch> = partitions
+            .next()
+            .unwrap()
+            .into_batches()
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(ids_of(&got), (0..10_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn dropping_partitions_unread_frees_memory_and_files() {
+        let size = batch(0, 100).get_array_memory_size();
+        let pool = MemoryPool::new(3 * size);
+        let spill = SpillManager::try_new(None).unwrap();
+        let mut buffer = PartitionedBuffer::new("b", schema(), 2, &pool, &spill);
+        for i in 0..10 {
+            buffer.push((i % 2) as usize, batch(i * 100, 100)).unwrap();
+        }
+        let partitions = buffer.finish().unwrap();
+        assert!(pool.reserved() > 0);
+        assert_eq!(files_in(spill.dir()), 2);
+        let mut partitions = partitions.into_iter();
+        let mut reader = partitions.next().unwrap().into_batches();
+        reader.next().unwrap().unwrap(); // a memory batch
+        assert!(pool.reserved() > 0);
+        drop(reader);
+        assert_eq!(
+            files_in(spill.dir()),
+            1,
+            "the first partition's file is gone"
+        );
+        drop(partitions);
+        assert_eq!(
+            files_in(spill.dir()),
+            0,
+            "the second partition's file is gone"
+        );
+        assert_eq!(pool.reserved(), 0);
+    }
+
+    #[test]
+    fn bad_pushes_are_rejected() {
+        let pool = MemoryPool::unbounded();
+        let spill = SpillManager::try_new(None).unwrap();
+        let mut buffer = PartitionedBuffer::new("shuffle", schema(), 2, &pool, &spill);
+        let err = buffer.push(2, batch(0, 1)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Plan(m) if m.contains("partition 2")),
+            "{err}"
+        );
+        let other = RecordBatch::try_from_iter([(
+            "id",
+            Arc::new(Int64Array::from(vec![1])) as arrow_array::ArrayRef,
+        )])
+        .unwrap();
+        let err = buffer.push(0, other).unwrap_err();
+        assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
+        assert_eq!(pool.reserved(), 0);
+    }
+
+    #[test]
+    fn partitions_and_readers_are_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Partition>();
+        assert_send::<PartitionReader>();
+        assert_send::<PartitionedBuffer>();
+    }
+}

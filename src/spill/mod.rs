@@ -1,0 +1,190 @@
+//! Spilling: moving Arrow data that does not fit the memory budget to disk
+//! and reading it back.
+//!
+//! Owns [`SpillManager`] (the per-job temporary directory and its
+//! [`SpillMetrics`]), the spill file types in `file.rs` ([`SpillWriter`],
+//! [`SpillFile`], [`SpillReader`]: Arrow IPC files read back through `mmap`)
+//! and the spillable shuffle output in `buffer.rs` ([`PartitionedBuffer`],
+//! [`Partition`], [`PartitionReader`]). May use [`crate::error`] and
+//! [`crate::memory`].
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
+
+use crate::error::{Error, Result};
+
+mod buffer;
+mod file;
+
+pub use buffer::{Partition, PartitionReader, PartitionedBuffer};
+pub use file::{SpillFile, SpillReader, SpillWriter};
+
+/// Counters of what was spilled, shared by all writers of one [`SpillManager`].
+///
+/// Updated when a [`SpillWriter`] is finished; unfinished (failed or dropped)
+/// files are not counted.
+#[derive(Default, Debug)]
+pub struct SpillMetrics {
+    // state
+    /// Spill files finished.
+    files: AtomicU64,
+    /// Bytes in finished spill files.
+    bytes: AtomicU64,
+    /// Rows in finished spill files.
+    rows: AtomicU64,
+}
+
+impl SpillMetrics {
+    /// Number of spill files written.
+    pub fn files(&self) -> u64 {
+        self.files.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written to spill files (their sizes on disk).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Rows written to spill files.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Counts one finished file of `bytes` bytes holding `rows` rows.
+    fn record_file(&self, bytes: u64, rows: u64) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+    }
+}
+
+/// Owns the temporary directory spill files live in, and the spill metrics.
+///
+/// The directory (`weir-spill-XXXX`) is created by [`SpillManager::try_new`]
+/// and removed, with anything left in it, when the manager is dropped. Keep
+/// the manager alive while spill files are read: [`Partition`]s hold a
+/// reference to it for that reason.
+#[derive(Debug)]
+pub struct SpillManager {
+    // state
+    /// Makes spill file names unique.
+    next_file: AtomicU64,
+    // resources
+    /// The directory; removed on drop.
+    dir: tempfile::TempDir,
+    /// What has been spilled.
+    metrics: Arc<SpillMetrics>,
+}
+
+impl SpillManager {
+    /// Creates a fresh `weir-spill-XXXX` directory under `parent`, or under
+    /// [`std::env::temp_dir`] when `parent` is `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the parent directory if the directory cannot be
+    /// created.
+    pub fn try_new(parent: Option<&Path>) -> Result<Arc<SpillManager>> {
+        let parent = match parent {
+            Some(parent) => parent.to_path_buf(),
+            None => std::env::temp_dir(),
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("weir-spill-")
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io(&parent, e))?;
+        Ok(Arc::new(SpillManager {
+            next_file: AtomicU64::new(0),
+            dir,
+            metrics: Arc::default(),
+        }))
+    }
+
+    /// The spill directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What has been spilled through this manager so far.
+    pub fn metrics(&self) -> &Arc<SpillMetrics> {
+        &self.metrics
+    }
+
+    /// Starts a new spill file for batches of `schema`. `name` (e.g. the
+    /// buffer and partition) becomes part of the file name, made unique with
+    /// a counter; characters other than ASCII letters, digits, `-`, `_` and
+    /// `.` are replaced by `_`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the file if it cannot be created.
+    pub fn create_writer(&self, schema: &SchemaRef, name: &str) -> Result<SpillWriter> {
+        let id = self.next_file.fetch_add(1, Ordering::Relaxed);
+        let safe_name: String = name
+            .chars()
+            .take(64)
+            .map(|c| match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c,
+                _ => '_',
+            })
+            .collect();
+        let path = self.dir().join(format!("{safe_name}-{id}.arrow"));
+        SpillWriter::create(path, schema, Arc::clone(&self.metrics))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_dir_is_created_under_parent_and_removed_on_drop() {
+        let parent = tempfile::tempdir().unwrap();
+        let manager = SpillManager::try_new(Some(parent.path())).unwrap();
+        let dir = manager.dir().to_path_buf();
+        assert!(dir.is_dir());
+        assert_eq!(dir.parent(), Some(parent.path()));
+        let dir_name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(dir_name.starts_with("weir-spill-"), "{dir_name}");
+        // Leave a stray file behind: the directory goes anyway.
+        std::fs::write(dir.join("stray"), b"x").unwrap();
+        drop(manager);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn default_parent_is_the_system_temp_dir() {
+        let manager = SpillManager::try_new(None).unwrap();
+        assert_eq!(manager.dir().parent(), Some(std::env::temp_dir().as_path()));
+    }
+
+    #[test]
+    fn a_missing_parent_is_an_io_error_naming_it() {
+        let parent = tempfile::tempdir().unwrap();
+        let missing = parent.path().join("no/such/dir");
+        let err = SpillManager::try_new(Some(&missing)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { path, .. } if *path == missing),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no/such/dir"), "{err}");
+    }
+
+    #[test]
+    fn writer_names_are_unique_and_sanitised() {
+        let manager = SpillManager::try_new(None).unwrap();
+        let schema = Arc::new(arrow_schema::Schema::empty());
+        let a = manager.create_writer(&schema, "shuffle/p 1").unwrap();
+        let b = manager.create_writer(&schema, "shuffle/p 1").unwrap();
+        let a = a.finish().unwrap();
+        let b = b.finish().unwrap();
+        assert_ne!(a.path(), b.path());
+        assert_eq!(a.path().parent(), Some(manager.dir()));
+        let name = a.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("shuffle_p_1-"), "{name}");
+        assert_eq!(manager.metrics().files(), 2);
+    }
+}

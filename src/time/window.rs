@@ -1,0 +1,77 @@
+//! Window assigners.
+
+use super::duration_ms;
+use crate::{Error, Result};
+use std::time::Duration;
+
+/// Fixed-size, non-overlapping event-time windows `[start, start + size)`,
+/// aligned to `offset` (Flink's `TumblingEventTimeWindows.of(size, offset)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TumblingWindow {
+    /// Window length in milliseconds (> 0).
+    pub size_ms: i64,
+    /// Alignment offset in milliseconds (`0 <= offset < size`).
+    pub offset_ms: i64,
+}
+
+impl TumblingWindow {
+    /// Windows of `size`, aligned to the epoch.
+    pub fn of(size: Duration) -> Self {
+        TumblingWindow {
+            size_ms: duration_ms(size),
+            offset_ms: 0,
+        }
+    }
+
+    /// Shifts window boundaries by `offset` (e.g. time zones for daily windows).
+    pub fn with_offset(mut self, offset: Duration) -> Self {
+        self.offset_ms = duration_ms(offset);
+        self
+    }
+
+    /// Checks size and offset.
+    pub fn validate(&self) -> Result<()> {
+        if self.size_ms <= 0 {
+            return Err(Error::option("window.size", "must be greater than 0"));
+        }
+        if self.offset_ms < 0 || self.offset_ms >= self.size_ms {
+            return Err(Error::option(
+                "window.offset",
+                "must be at least 0 and smaller than the window size",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Start of the window holding event time `t`.
+    #[inline]
+    pub fn start_of(&self, t: i64) -> i64 {
+        t - (t - self.offset_ms).rem_euclid(self.size_ms)
+    }
+
+    /// The largest timestamp in the window starting at `start` (`end - 1`);
+    /// the window fires once the watermark reaches it.
+    #[inline]
+    pub fn max_timestamp(&self, start: i64) -> i64 {
+        start.saturating_add(self.size_ms - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_align_to_size_and_offset_including_negative_times() {
+        let w = TumblingWindow::of(Duration::from_secs(1));
+        assert_eq!(w.start_of(0), 0);
+        assert_eq!(w.start_of(999), 0);
+        assert_eq!(w.start_of(1000), 1000);
+        assert_eq!(w.start_of(-1), -1000);
+        let w = w.with_offset(Duration::from_millis(250));
+        assert_eq!(w.start_of(1000), 250);
+        assert_eq!(w.start_of(1250), 1250);
+        assert_eq!(w.max_timestamp(250), 1249);
+        assert!(TumblingWindow::of(Duration::ZERO).validate().is_err());
+    }
+}
