@@ -167,6 +167,8 @@ pub struct JobMetrics {
     pub peak_memory: u64,
     /// The memory budget.
     pub memory_budget: u64,
+    /// Bytes still reserved after the run (0 unless something leaked).
+    pub memory_reserved_at_end: u64,
     /// Per operator.
     pub operators: Vec<OperatorStats>,
 }
@@ -256,6 +258,7 @@ fn collect_metrics(
         spilled_rows: spill.rows(),
         peak_memory: env.pool.peak() as u64,
         memory_budget: env.pool.budget() as u64,
+        memory_reserved_at_end: env.pool.reserved() as u64,
         operators,
     }
 }
