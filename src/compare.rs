@@ -42,19 +42,36 @@ fn round_for_order(c: &ArrayRef) -> ArrayRef {
     let f = f.as_primitive::<Float64Type>();
     let rounded: arrow_array::Float64Array = f
         .iter()
-        .map(|v| v.map(|x| if x == 0.0 || !x.is_finite() { x } else { format!("{x:.8e}").parse().unwrap_or(x) }))
+        .map(|v| {
+            v.map(|x| {
+                if x == 0.0 || !x.is_finite() {
+                    x
+                } else {
+                    format!("{x:.8e}").parse().unwrap_or(x)
+                }
+            })
+        })
         .collect();
     std::sync::Arc::new(rounded)
 }
 
 /// Checks that two results hold the same rows in any order; floats may
 /// differ by a relative `tolerance`. The error says where they first differ.
-pub fn same_rows(left: &[RecordBatch], right: &[RecordBatch], schema: &SchemaRef, tolerance: f64) -> Result<()> {
+pub fn same_rows(
+    left: &[RecordBatch],
+    right: &[RecordBatch],
+    schema: &SchemaRef,
+    tolerance: f64,
+) -> Result<()> {
     let a = canonical(schema, left)?;
     let b = canonical(schema, right)?;
     let differ = |message: String| Error::Plan(format!("results differ: {message}"));
     if a.num_rows() != b.num_rows() {
-        return Err(differ(format!("{} rows vs {} rows", a.num_rows(), b.num_rows())));
+        return Err(differ(format!(
+            "{} rows vs {} rows",
+            a.num_rows(),
+            b.num_rows()
+        )));
     }
     for (i, field) in schema.fields().iter().enumerate() {
         let (x, y) = (a.column(i), b.column(i));
@@ -62,7 +79,10 @@ pub fn same_rows(left: &[RecordBatch], right: &[RecordBatch], schema: &SchemaRef
             DataType::Float64 | DataType::Float32 => {
                 let x = arrow_cast::cast(x, &DataType::Float64)?;
                 let y = arrow_cast::cast(y, &DataType::Float64)?;
-                let (x, y) = (x.as_primitive::<Float64Type>(), y.as_primitive::<Float64Type>());
+                let (x, y) = (
+                    x.as_primitive::<Float64Type>(),
+                    y.as_primitive::<Float64Type>(),
+                );
                 for r in 0..x.len() {
                     let ok = match (x.is_valid(r), y.is_valid(r)) {
                         (true, true) => {
@@ -72,7 +92,12 @@ pub fn same_rows(left: &[RecordBatch], right: &[RecordBatch], schema: &SchemaRef
                         (a, b) => a == b,
                     };
                     if !ok {
-                        return Err(differ(format!("column `{}` row {r}: {:?} vs {:?}", field.name(), x.is_valid(r).then(|| x.value(r)), y.is_valid(r).then(|| y.value(r)))));
+                        return Err(differ(format!(
+                            "column `{}` row {r}: {:?} vs {:?}",
+                            field.name(),
+                            x.is_valid(r).then(|| x.value(r)),
+                            y.is_valid(r).then(|| y.value(r))
+                        )));
                     }
                 }
             }
@@ -81,7 +106,10 @@ pub fn same_rows(left: &[RecordBatch], right: &[RecordBatch], schema: &SchemaRef
                     let r = (0..x.len())
                         .find(|&r| x.slice(r, 1).to_data() != y.slice(r, 1).to_data())
                         .unwrap_or(0);
-                    return Err(differ(format!("column `{}` first differs at sorted row {r}", field.name())));
+                    return Err(differ(format!(
+                        "column `{}` first differs at sorted row {r}",
+                        field.name()
+                    )));
                 }
             }
         }

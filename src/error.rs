@@ -190,7 +190,10 @@ mod tests {
         let e = Error::option("memory", "not a size").in_operator("window", 2);
         let twice = e.in_operator("outer", 0);
         let msg = twice.to_string();
-        assert!(msg.starts_with("operator `window` (subtask 2): option `memory`"), "{msg}");
+        assert!(
+            msg.starts_with("operator `window` (subtask 2): option `memory`"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -82,7 +82,10 @@ impl KeyEncoder {
                 Error::column(
                     c,
                     context,
-                    format!("key column not found; available columns: {}", names.join(", ")),
+                    format!(
+                        "key column not found; available columns: {}",
+                        names.join(", ")
+                    ),
                 )
             })?;
             indices.push(idx);
@@ -99,7 +102,11 @@ impl KeyEncoder {
 
     /// Encodes the key columns of `batch`.
     pub fn encode(&self, batch: &RecordBatch) -> Result<Rows> {
-        let cols: Vec<_> = self.indices.iter().map(|&i| batch.column(i).clone()).collect();
+        let cols: Vec<_> = self
+            .indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
         Ok(self.converter.convert_columns(&cols)?)
     }
 
@@ -135,7 +142,9 @@ mod tests {
 
     #[test]
     fn key_groups_map_to_contiguous_subtask_ranges() {
-        let owners: Vec<usize> = (0..KEY_GROUPS).map(|kg| subtask_for_key_group(kg, 3)).collect();
+        let owners: Vec<usize> = (0..KEY_GROUPS)
+            .map(|kg| subtask_for_key_group(kg, 3))
+            .collect();
         assert_eq!(owners[0], 0);
         assert_eq!(owners[KEY_GROUPS - 1], 2);
         assert!(owners.windows(2).all(|w| w[0] <= w[1]));

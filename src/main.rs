@@ -11,7 +11,11 @@ use weir::memory::parse_size;
 use weir::{ExecConfig, ExecMode, Result};
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "One dataflow graph, run pipelined or in batch stages")]
+#[command(
+    name = "weir",
+    version,
+    about = "One dataflow graph, run pipelined or in batch stages"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +48,47 @@ enum Command {
         /// Print run metrics as JSON on stdout instead of a table on stderr.
         #[arg(long)]
         json: bool,
+    },
+    /// Run a job file in several modes and compare them side by side.
+    Bench {
+        /// The job file.
+        job: PathBuf,
+        /// Modes to run: scan (bare arrow-rs read of the input), batch, pipelined.
+        #[arg(long, default_value = "scan,batch,pipelined", value_delimiter = ',')]
+        modes: Vec<String>,
+        /// Runs per mode (the median time is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Default parallelism (default: number of cores).
+        #[arg(long)]
+        parallelism: Option<usize>,
+        /// Memory budget, e.g. 256MiB.
+        #[arg(long, default_value = "512MiB")]
+        memory: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read Parquet files with plain arrow-rs and print rows, time and peak RSS as JSON (bench baseline).
+    #[command(hide = true)]
+    Scan {
+        /// Files or directories.
+        paths: Vec<PathBuf>,
+    },
+    /// Write sample OBD speed readings as Parquet (vehicles × seconds × 3 rows).
+    Generate {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Vehicles.
+        #[arg(long, default_value_t = 1000)]
+        vehicles: usize,
+        /// Seconds of readings.
+        #[arg(long, default_value_t = 900)]
+        seconds: usize,
+        /// Files to split the data into.
+        #[arg(long, default_value_t = 4)]
+        files: usize,
     },
     /// Generate sample vehicle data (if absent) and run the speed job in both modes.
     Demo {
@@ -87,7 +132,16 @@ fn default_parallelism() -> usize {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { job, mode, parallelism, memory, output, spill_dir, explain, json } => {
+        Command::Run {
+            job,
+            mode,
+            parallelism,
+            memory,
+            output,
+            spill_dir,
+            explain,
+            json,
+        } => {
             let mode: ExecMode = mode.parse()?;
             let memory = parse_size("--memory", &memory)?;
             let parallelism = parallelism.unwrap_or_else(default_parallelism);
@@ -98,22 +152,97 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let built = loaded.build(output.as_deref())?;
             if explain {
                 let plan = built.plan();
-                print!("{}", PhysicalPlan::try_new(&plan, parallelism)?.describe(&plan));
+                print!(
+                    "{}",
+                    PhysicalPlan::try_new(&plan, parallelism)?.describe(&plan)
+                );
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut config = ExecConfig::new(mode).with_parallelism(parallelism).with_memory(memory);
+            let mut config = ExecConfig::new(mode)
+                .with_parallelism(parallelism)
+                .with_memory(memory);
             if let Some(dir) = spill_dir {
                 config = config.with_spill_dir(dir);
             }
             let metrics = built.run(&config)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&metrics).expect("metrics serialize"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&metrics).expect("metrics serialize")
+                );
             } else {
                 eprint!("{}", metrics_table(std::slice::from_ref(&metrics)));
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { data_dir, vehicles, seconds, parallelism, memory } => {
+        Command::Bench {
+            job,
+            modes,
+            runs,
+            parallelism,
+            memory,
+            json,
+        } => {
+            parse_size("--memory", &memory)?;
+            for m in &modes {
+                if m != "scan" {
+                    m.parse::<ExecMode>()?;
+                }
+            }
+            let loaded = LoadedJob::load(&job)?;
+            let exe = std::env::current_exe().map_err(|e| weir::Error::io("weir", e))?;
+            let mut extra = vec!["--memory".to_string(), memory];
+            if let Some(p) = parallelism {
+                extra.push("--parallelism".into());
+                extra.push(p.to_string());
+            }
+            let results =
+                weir::cli::bench::bench(&exe, &job, &loaded.source_paths(), &modes, runs, &extra)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&results).expect("results serialize")
+                );
+            } else {
+                print!("{}", weir::cli::bench::table(&results));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scan { paths } => {
+            let started = std::time::Instant::now();
+            let rows = weir::cli::bench::bare_scan(&paths)?;
+            let v = serde_json::json!({
+                "rows_in": rows,
+                "rows_out": 0,
+                "seconds": started.elapsed().as_secs_f64(),
+                "peak_rss": weir::exec::peak_rss(),
+            });
+            println!("{v}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate {
+            out,
+            vehicles,
+            seconds,
+            files,
+        } => {
+            let batches = weir::cli::demo::generate_obd(vehicles, seconds, 42, 65_536);
+            weir::cli::demo::write_parquet_dir(&out, &batches, files, 131_072)?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            eprintln!(
+                "wrote {} rows to {}",
+                weir::cli::thousands(rows as u64),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            data_dir,
+            vehicles,
+            seconds,
+            parallelism,
+            memory,
+        } => {
             let opts = DemoOptions {
                 data_dir,
                 vehicles,
@@ -126,11 +255,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 opts.data_dir.display()
             );
             let report = run_demo(&opts)?;
-            println!("input: {} rows, parallelism {}\n", weir::cli::thousands(report.input_rows), opts.parallelism);
+            println!(
+                "input: {} rows, parallelism {}\n",
+                weir::cli::thousands(report.input_rows),
+                opts.parallelism
+            );
             print!("{}", metrics_table(&report.runs));
             match &report.identical {
                 Ok(()) => {
-                    println!("\nresults identical in both modes: yes ({} rows)", weir::cli::thousands(report.output_rows[0] as u64));
+                    println!(
+                        "\nresults identical in both modes: yes ({} rows)",
+                        weir::cli::thousands(report.output_rows[0] as u64)
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(why) => {

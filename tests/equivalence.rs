@@ -65,11 +65,16 @@ fn split_strategy() -> impl Strategy<Value = Split> {
                 .map(|(key, step, value, kind, back)| {
                     clock += step / 10;
                     let ts = match kind {
-                        0 => clock - back,       // up to 5 s behind: often late
-                        1 => clock + back / 10,  // ahead
-                        _ => clock - back / 20,  // within the delay
+                        0 => clock - back,      // up to 5 s behind: often late
+                        1 => clock + back / 10, // ahead
+                        _ => clock - back / 20, // within the delay
                     };
-                    Row { key, ts, value, speed: value as f64 * 0.5 + 0.25 }
+                    Row {
+                        key,
+                        ts,
+                        value,
+                        speed: value as f64 * 0.5 + 0.25,
+                    }
                 })
                 .collect();
             Split { rows, cuts }
@@ -128,12 +133,16 @@ fn oracle(splits: &[Split]) -> RecordBatch {
         vec![
             Arc::new(Int64Array::from_iter_values(keys.iter().map(|k| k.0))),
             Arc::new(Int64Array::from_iter_values(keys.iter().map(|k| k.1))),
-            Arc::new(Int64Array::from_iter_values(keys.iter().map(|k| k.1 + WINDOW_MS))),
+            Arc::new(Int64Array::from_iter_values(
+                keys.iter().map(|k| k.1 + WINDOW_MS),
+            )),
             Arc::new(Int64Array::from_iter_values(accs.iter().map(|a| a.count))),
             Arc::new(Int64Array::from_iter(accs.iter().map(|a| Some(a.sum)))),
             Arc::new(Float64Array::from_iter(accs.iter().map(|a| a.min))),
             Arc::new(Float64Array::from_iter(accs.iter().map(|a| a.max))),
-            Arc::new(Float64Array::from_iter(accs.iter().map(|a| Some(a.sum as f64 / a.count as f64)))),
+            Arc::new(Float64Array::from_iter(
+                accs.iter().map(|a| Some(a.sum as f64 / a.count as f64)),
+            )),
         ],
     )
     .unwrap()
@@ -152,12 +161,20 @@ fn output_schema() -> SchemaRef {
     ]))
 }
 
-fn run(splits: &[Split], mode: ExecMode, parallelism: usize, batch_rows: usize) -> (Vec<RecordBatch>, u64) {
+fn run(
+    splits: &[Split],
+    mode: ExecMode,
+    parallelism: usize,
+    batch_rows: usize,
+) -> (Vec<RecordBatch>, u64) {
     let job = Job::new();
     let out = job
         .from_batches(schema(), splits.iter().map(batches_of).collect())
         .unwrap()
-        .assign_timestamps("ts", WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(DELAY_MS as u64)))
+        .assign_timestamps(
+            "ts",
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(DELAY_MS as u64)),
+        )
         .unwrap()
         .filter(col("value").gt_eq(lit(0)))
         .unwrap()

@@ -34,9 +34,13 @@ fn input() -> Vec<Vec<RecordBatch>> {
                         vec![
                             Arc::new(Int64Array::from_iter_values(ids.iter().map(|i| i % 97))),
                             // 8 s of event time in every split, in order
-                            Arc::new(Int64Array::from_iter_values(ids.iter().map(|i| (i - split as i64 * 75_000) / 10))),
+                            Arc::new(Int64Array::from_iter_values(
+                                ids.iter().map(|i| (i - split as i64 * 75_000) / 10),
+                            )),
                             Arc::new(Int64Array::from_iter_values(ids.iter().map(|i| i % 1000))),
-                            Arc::new(StringArray::from_iter_values(ids.iter().map(|_| payload.as_str()))),
+                            Arc::new(StringArray::from_iter_values(
+                                ids.iter().map(|_| payload.as_str()),
+                            )),
                         ],
                     )
                     .unwrap()
@@ -46,17 +50,27 @@ fn input() -> Vec<Vec<RecordBatch>> {
         .collect()
 }
 
-fn run(splits: Vec<Vec<RecordBatch>>, config: ExecConfig) -> (Vec<RecordBatch>, SchemaRef, JobMetrics) {
+fn run(
+    splits: Vec<Vec<RecordBatch>>,
+    config: ExecConfig,
+) -> (Vec<RecordBatch>, SchemaRef, JobMetrics) {
     let job = Job::new();
     let windows = job
         .from_batches(schema(), splits)
         .unwrap()
-        .assign_timestamps("ts", WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1)))
+        .assign_timestamps(
+            "ts",
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1)),
+        )
         .unwrap()
         .key_by(["key"])
         .unwrap()
         .window(TumblingWindow::of(Duration::from_secs(1)))
-        .aggregate([Agg::count().alias("n"), Agg::sum("value"), Agg::max("value")])
+        .aggregate([
+            Agg::count().alias("n"),
+            Agg::sum("value"),
+            Agg::max("value"),
+        ])
         .unwrap();
     let schema = windows.schema().clone();
     let out = windows.collect().unwrap();
@@ -67,11 +81,23 @@ fn run(splits: Vec<Vec<RecordBatch>>, config: ExecConfig) -> (Vec<RecordBatch>, 
 #[test]
 fn one_mib_budget_spills_and_matches_the_unlimited_run() {
     let splits = input();
-    let bytes: usize = splits.iter().flatten().map(|b| b.get_array_memory_size()).sum();
-    assert!(bytes >= 50 * MIB, "input must be at least 50 MiB, is {bytes}");
+    let bytes: usize = splits
+        .iter()
+        .flatten()
+        .map(|b| b.get_array_memory_size())
+        .sum();
+    assert!(
+        bytes >= 50 * MIB,
+        "input must be at least 50 MiB, is {bytes}"
+    );
     let spill_dir = tempfile::tempdir().unwrap();
 
-    let (unlimited, schema, m0) = run(splits.clone(), ExecConfig::batch().with_parallelism(4).with_memory(usize::MAX));
+    let (unlimited, schema, m0) = run(
+        splits.clone(),
+        ExecConfig::batch()
+            .with_parallelism(4)
+            .with_memory(usize::MAX),
+    );
     assert_eq!(m0.spill_files, 0, "nothing spills without a budget");
 
     let tight = ExecConfig::batch()
@@ -81,11 +107,22 @@ fn one_mib_budget_spills_and_matches_the_unlimited_run() {
     let (spilled, _, m1) = run(splits, tight);
 
     assert!(m1.spill_files > 0, "spill files were written: {m1:?}");
-    assert!(m1.spilled_bytes as usize >= 40 * MIB, "most of the shuffle went to disk: {}", m1.spilled_bytes);
-    assert!(m1.peak_memory as usize <= MIB, "never reserved beyond the budget: {}", m1.peak_memory);
+    assert!(
+        m1.spilled_bytes as usize >= 40 * MIB,
+        "most of the shuffle went to disk: {}",
+        m1.spilled_bytes
+    );
+    assert!(
+        m1.peak_memory as usize <= MIB,
+        "never reserved beyond the budget: {}",
+        m1.peak_memory
+    );
     assert_eq!(m1.memory_reserved_at_end, 0, "the pool is back to zero");
     let left: Vec<_> = std::fs::read_dir(spill_dir.path()).unwrap().collect();
-    assert!(left.is_empty(), "spill directory is empty afterwards: {left:?}");
+    assert!(
+        left.is_empty(),
+        "spill directory is empty afterwards: {left:?}"
+    );
 
     same_rows(&spilled, &unlimited, &schema, 0.0).unwrap();
     // independent check: every row is counted once (no row is late: each split is in order)

@@ -58,7 +58,11 @@ impl Rng {
 pub fn obd_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("vehicle_id", DataType::Int64, false),
-        Field::new("event_time", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new(
+            "event_time",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("speed", DataType::Float64, false),
     ]))
 }
@@ -66,7 +70,12 @@ pub fn obd_schema() -> SchemaRef {
 /// Generates `vehicles × seconds × 3` OBD readings in arrival order (event
 /// time plus a random delay: mostly under 1 s, 10% up to 30 s, 0.1% up to 90 s,
 /// which arrive too late), as batches of at most `batch_rows`.
-pub fn generate_obd(vehicles: usize, seconds: usize, seed: u64, batch_rows: usize) -> Vec<RecordBatch> {
+pub fn generate_obd(
+    vehicles: usize,
+    seconds: usize,
+    seed: u64,
+    batch_rows: usize,
+) -> Vec<RecordBatch> {
     let mut rng = Rng::new(seed);
     let n = vehicles * seconds * 3;
     let mut rows: Vec<(i64, i64, i64, f64)> = Vec::with_capacity(n); // (arrival, vehicle, ts, speed)
@@ -75,7 +84,11 @@ pub fn generate_obd(vehicles: usize, seconds: usize, seed: u64, batch_rows: usiz
         for (v, speed) in speeds.iter_mut().enumerate() {
             *speed = (*speed + (rng.unit() - 0.5) * 6.0).clamp(0.0, 180.0);
             let base = DEMO_EPOCH_MS + s * 1000;
-            let offsets = if rng.below(3) == 0 { [0, 0, 500] } else { [0, 333, 666] };
+            let offsets = if rng.below(3) == 0 {
+                [0, 0, 500]
+            } else {
+                [0, 333, 666]
+            };
             for off in offsets {
                 let ts = base + off;
                 let r = rng.unit();
@@ -98,7 +111,10 @@ pub fn generate_obd(vehicles: usize, seconds: usize, seed: u64, batch_rows: usiz
                 obd_schema(),
                 vec![
                     Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.1))),
-                    Arc::new(TimestampMillisecondArray::from_iter_values(chunk.iter().map(|r| r.2)).with_timezone("UTC")),
+                    Arc::new(
+                        TimestampMillisecondArray::from_iter_values(chunk.iter().map(|r| r.2))
+                            .with_timezone("UTC"),
+                    ),
                     Arc::new(Float64Array::from_iter_values(chunk.iter().map(|r| r.3))),
                 ],
             )
@@ -109,9 +125,17 @@ pub fn generate_obd(vehicles: usize, seconds: usize, seed: u64, batch_rows: usiz
 
 /// Writes `batches` as `files` Parquet files in `dir` with row groups of `row_group_rows`.
 /// Files are written to a temporary name and renamed, so a killed run leaves no half file.
-pub fn write_parquet_dir(dir: &Path, batches: &[RecordBatch], files: usize, row_group_rows: usize) -> Result<()> {
+pub fn write_parquet_dir(
+    dir: &Path,
+    batches: &[RecordBatch],
+    files: usize,
+    row_group_rows: usize,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let schema = batches.first().map(|b| b.schema()).unwrap_or_else(obd_schema);
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(obd_schema);
     let per_file = batches.len().div_ceil(files.max(1)).max(1);
     for (i, chunk) in batches.chunks(per_file).enumerate() {
         let path = dir.join(format!("part-{i:05}.parquet"));
@@ -121,7 +145,10 @@ pub fn write_parquet_dir(dir: &Path, batches: &[RecordBatch], files: usize, row_
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(row_group_rows))
             .build();
-        let perr = |e: parquet::errors::ParquetError| Error::Parquet { path: tmp.clone(), message: e.to_string() };
+        let perr = |e: parquet::errors::ParquetError| Error::Parquet {
+            path: tmp.clone(),
+            message: e.to_string(),
+        };
         let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(perr)?;
         for b in chunk {
             w.write(b).map_err(perr)?;
@@ -136,7 +163,10 @@ pub fn write_parquet_dir(dir: &Path, batches: &[RecordBatch], files: usize, row_
 /// Returns the number of rows.
 pub fn ensure_obd_data(dir: &Path, vehicles: usize, seconds: usize) -> Result<u64> {
     let has_data = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == "parquet")))
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        })
         .unwrap_or(false);
     if !has_data {
         let batches = generate_obd(vehicles, seconds, 42, 65_536);
@@ -150,7 +180,10 @@ pub fn speed_job(data: &Path) -> Result<(Job, Collected, SchemaRef)> {
     let job = Job::new();
     let windows = job
         .parquet(data)?
-        .assign_timestamps("event_time", WatermarkStrategy::bounded_out_of_orderness(OBD_DELAY))?
+        .assign_timestamps(
+            "event_time",
+            WatermarkStrategy::bounded_out_of_orderness(OBD_DELAY),
+        )?
         .filter(col("speed").gt_eq(lit(0.0)))?
         .key_by(["vehicle_id"])?
         .window(TumblingWindow::of(Duration::from_secs(1)))
@@ -213,7 +246,10 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
     Ok(DemoReport {
         input_rows,
         runs,
-        output_rows: results.iter().map(|r| r.iter().map(|b| b.num_rows()).sum()).collect(),
+        output_rows: results
+            .iter()
+            .map(|r| r.iter().map(|b| b.num_rows()).sum())
+            .collect(),
         identical,
     })
 }

@@ -214,16 +214,40 @@ impl LoadedJob {
         }
     }
 
-    fn source(&self, job: &Job, spec: &SourceSpec, span: Range<usize>, field: &str) -> Result<Stream> {
+    /// The Parquet paths of the main source, resolved.
+    pub fn source_paths(&self) -> Vec<PathBuf> {
+        let spec = self.spec.source.get_ref();
+        spec.path
+            .iter()
+            .chain(&spec.paths)
+            .map(|p| self.resolve(p))
+            .collect()
+    }
+
+    fn source(
+        &self,
+        job: &Job,
+        spec: &SourceSpec,
+        span: Range<usize>,
+        field: &str,
+    ) -> Result<Stream> {
         if spec.kind != "parquet" {
-            return Err(self.error(span, &format!("{field}.type"), format!("unknown source type `{}` (use parquet)", spec.kind)));
+            return Err(self.error(
+                span,
+                &format!("{field}.type"),
+                format!("unknown source type `{}` (use parquet)", spec.kind),
+            ));
         }
         let mut paths: Vec<PathBuf> = spec.paths.iter().map(|p| self.resolve(p)).collect();
         if let Some(p) = &spec.path {
             paths.insert(0, self.resolve(p));
         }
         if paths.is_empty() {
-            return Err(self.error(span, &format!("{field}.path"), "missing: give `path` or `paths`"));
+            return Err(self.error(
+                span,
+                &format!("{field}.path"),
+                "missing: give `path` or `paths`",
+            ));
         }
         let mut stream = job.parquet_with(&paths, spec.batch_size.unwrap_or(8192))?;
         if let Some(n) = spec.parallelism {
@@ -231,12 +255,17 @@ impl LoadedJob {
         }
         let Some(time) = &spec.time_column else {
             if spec.watermark_delay.is_some() {
-                return Err(self.error(span, &format!("{field}.watermark_delay"), "needs `time_column`"));
+                return Err(self.error(
+                    span,
+                    &format!("{field}.watermark_delay"),
+                    "needs `time_column`",
+                ));
             }
             return Ok(stream);
         };
         let delay = match &spec.watermark_delay {
-            Some(d) => parse_duration(&format!("{field}.watermark_delay"), d).map_err(|e| self.error(span.clone(), field, e))?,
+            Some(d) => parse_duration(&format!("{field}.watermark_delay"), d)
+                .map_err(|e| self.error(span.clone(), field, e))?,
             None => std::time::Duration::ZERO,
         };
         stream.assign_timestamps(time, WatermarkStrategy::bounded_out_of_orderness(delay))
@@ -270,10 +299,18 @@ impl LoadedJob {
                 ));
             }
             if s.aggregates.is_some() && s.window.is_none() {
-                return Err(self.error(span, &field("aggregates"), "only a window step takes aggregates"));
+                return Err(self.error(
+                    span,
+                    &field("aggregates"),
+                    "only a window step takes aggregates",
+                ));
             }
             if keys.is_some() && s.window.is_none() {
-                return Err(self.error(span, &format!("steps[{i}]"), "key_by must be followed by a window step"));
+                return Err(self.error(
+                    span,
+                    &format!("steps[{i}]"),
+                    "key_by must be followed by a window step",
+                ));
             }
             if s.rebalance {
                 stream = stream.rebalance();
@@ -286,7 +323,9 @@ impl LoadedJob {
                 stream.select(cols).map_err(|e| wrap("select", e))?
             } else if let Some(w) = &s.with_column {
                 let e = parse_expr(&w.expr).map_err(|e| wrap("with_column.expr", e))?;
-                stream.with_column(&w.name, e).map_err(|e| wrap("with_column", e))?
+                stream
+                    .with_column(&w.name, e)
+                    .map_err(|e| wrap("with_column", e))?
             } else if let Some(k) = &s.key_by {
                 stream.key_by(k).map_err(|e| wrap("key_by", e))?;
                 keys = Some((k.clone(), span.clone()));
@@ -296,10 +335,19 @@ impl LoadedJob {
                 stream.union(&other).map_err(|e| wrap("union", e))?
             } else {
                 let w = s.window.as_ref().expect("counted above");
-                self.window_step(&stream, w, s.aggregates.as_deref(), keys.take(), span.clone(), i)?
+                self.window_step(
+                    &stream,
+                    w,
+                    s.aggregates.as_deref(),
+                    keys.take(),
+                    span.clone(),
+                    i,
+                )?
             };
             if let Some(p) = s.parallelism {
-                stream = stream.with_parallelism(p).map_err(|e| wrap("parallelism", e))?;
+                stream = stream
+                    .with_parallelism(p)
+                    .map_err(|e| wrap("parallelism", e))?;
             }
         }
         if let Some((_, span)) = keys {
@@ -320,23 +368,37 @@ impl LoadedJob {
     ) -> Result<Stream> {
         let field = |name: &str| format!("steps[{i}].{name}");
         if w.kind != "tumbling" {
-            return Err(self.error(span, &field("window.kind"), format!("unknown window kind `{}` (use tumbling)", w.kind)));
+            return Err(self.error(
+                span,
+                &field("window.kind"),
+                format!("unknown window kind `{}` (use tumbling)", w.kind),
+            ));
         }
-        let size = parse_duration(&field("window.size"), &w.size).map_err(|e| self.error(span.clone(), &field("window.size"), e))?;
+        let size = parse_duration(&field("window.size"), &w.size)
+            .map_err(|e| self.error(span.clone(), &field("window.size"), e))?;
         let mut window = TumblingWindow::of(size);
         if let Some(o) = &w.offset {
-            let off = parse_duration(&field("window.offset"), o).map_err(|e| self.error(span.clone(), &field("window.offset"), e))?;
+            let off = parse_duration(&field("window.offset"), o)
+                .map_err(|e| self.error(span.clone(), &field("window.offset"), e))?;
             window = window.with_offset(off);
         }
-        window.validate().map_err(|e| self.error(span.clone(), &field("window"), e))?;
+        window
+            .validate()
+            .map_err(|e| self.error(span.clone(), &field("window"), e))?;
         let Some(aggs) = aggs else {
-            return Err(self.error(span, &field("aggregates"), "a window step needs `aggregates`"));
+            return Err(self.error(
+                span,
+                &field("aggregates"),
+                "a window step needs `aggregates`",
+            ));
         };
         let aggs = aggs
             .iter()
             .enumerate()
             .map(|(j, a)| {
-                let func = AggFn::parse(&a.func).map_err(|e| self.error(span.clone(), &format!("steps[{i}].aggregates[{j}].fn"), e))?;
+                let func = AggFn::parse(&a.func).map_err(|e| {
+                    self.error(span.clone(), &format!("steps[{i}].aggregates[{j}].fn"), e)
+                })?;
                 let mut agg = match &a.column {
                     Some(c) => Agg::of(func, c),
                     None if func == AggFn::Count => Agg::count(),
@@ -355,7 +417,11 @@ impl LoadedJob {
             })
             .collect::<Result<Vec<_>>>()?;
         let Some((keys, _)) = keys else {
-            return Err(self.error(span, &field("window"), "needs a key_by step before it (keyed windows only for now)"));
+            return Err(self.error(
+                span,
+                &field("window"),
+                "needs a key_by step before it (keyed windows only for now)",
+            ));
         };
         stream
             .key_by(&keys)?
@@ -369,7 +435,9 @@ impl LoadedJob {
             Some(s) => (s.get_ref().kind.clone(), s.get_ref().path.clone(), s.span()),
             None => (None, None, 0..0),
         };
-        let path = output.map(Path::to_path_buf).or(path.map(|p| self.resolve_output(&p)));
+        let path = output
+            .map(Path::to_path_buf)
+            .or(path.map(|p| self.resolve_output(&p)));
         let kind = match (kind, &path) {
             (Some(k), _) => k,
             (None, Some(p)) => match p.extension().and_then(|e| e.to_str()) {
@@ -385,8 +453,14 @@ impl LoadedJob {
             }
             ("parquet", Some(p)) => stream.sink_parquet(p),
             ("json" | "jsonl", Some(p)) => stream.sink_json(p),
-            ("parquet" | "json" | "jsonl", None) => Err(self.error(span, "sink.path", "missing (or pass --output)")),
-            (other, _) => Err(self.error(span, "sink.type", format!("unknown sink type `{other}` (use parquet, json or stdout)"))),
+            ("parquet" | "json" | "jsonl", None) => {
+                Err(self.error(span, "sink.path", "missing (or pass --output)"))
+            }
+            (other, _) => Err(self.error(
+                span,
+                "sink.type",
+                format!("unknown sink type `{other}` (use parquet, json or stdout)"),
+            )),
         }
     }
 
@@ -424,7 +498,8 @@ mod tests {
 
     #[test]
     fn a_step_with_two_operations_is_rejected_with_its_line() {
-        let job = parse("[source]\npath = \"x\"\n\n[[steps]]\nfilter = \"a\"\nselect = [\"a\"]\n").unwrap();
+        let job = parse("[source]\npath = \"x\"\n\n[[steps]]\nfilter = \"a\"\nselect = [\"a\"]\n")
+            .unwrap();
         let err = job.build(None).unwrap_err();
         // the source path does not exist: that is checked first
         assert!(err.to_string().contains("x"), "{err}");

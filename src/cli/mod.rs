@@ -2,6 +2,7 @@
 //!
 //! `main.rs` parses arguments and calls into here. May use every layer.
 
+pub mod bench;
 pub mod demo;
 pub mod jobfile;
 
@@ -34,7 +35,16 @@ pub fn rate(per_sec: f64) -> String {
 
 /// A table with one row per run: mode, rows, late rows, time, rate, memory, spill.
 pub fn metrics_table(runs: &[JobMetrics]) -> String {
-    let header = ["mode", "rows in", "rows out", "late", "time", "rows/s", "peak memory", "spilled"];
+    let header = [
+        "mode",
+        "rows in",
+        "rows out",
+        "late",
+        "time",
+        "rows/s",
+        "peak memory",
+        "spilled",
+    ];
     let rows: Vec<[String; 8]> = runs
         .iter()
         .map(|m| {
@@ -46,7 +56,11 @@ pub fn metrics_table(runs: &[JobMetrics]) -> String {
                 format!("{:.2} s", m.elapsed.as_secs_f64()),
                 rate(m.rows_per_sec()),
                 format_bytes(m.peak_memory),
-                format!("{} ({} files)", format_bytes(m.spilled_bytes), m.spill_files),
+                format!(
+                    "{} ({} files)",
+                    format_bytes(m.spilled_bytes),
+                    m.spill_files
+                ),
             ]
         })
         .collect();
@@ -61,7 +75,13 @@ pub fn metrics_table(runs: &[JobMetrics]) -> String {
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+            .map(|(i, (c, w))| {
+                if i == 0 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
             .collect::<Vec<_>>()
             .join("  ")
     };

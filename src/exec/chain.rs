@@ -11,7 +11,9 @@
 use crate::error::{Error, Result};
 use crate::graph::{LogicalPlan, NodeKind, PhysicalPlan, TaskPlan};
 use crate::message::{Message, Watermark};
-use crate::operator::{Ctx, Operator, OperatorMetrics, Output, RuntimeEnv, Source, SourcePoll, TaskInfo};
+use crate::operator::{
+    Ctx, Operator, OperatorMetrics, Output, RuntimeEnv, Source, SourcePoll, TaskInfo,
+};
 use std::sync::Arc;
 
 /// The operators of one subtask of a task.
@@ -47,10 +49,16 @@ impl Chain {
             let ctx = Ctx::new(info.clone(), env.clone(), metrics[id].clone());
             let wrap = |e: Error| e.in_operator(&node.name, subtask);
             match &node.kind {
-                NodeKind::Parquet(spec) => source = Some((Box::new(spec.create(&info)) as Box<dyn Source>, ctx)),
-                NodeKind::Memory(spec) => source = Some((Box::new(spec.create(&info)) as Box<dyn Source>, ctx)),
+                NodeKind::Parquet(spec) => {
+                    source = Some((Box::new(spec.create(&info)) as Box<dyn Source>, ctx))
+                }
+                NodeKind::Memory(spec) => {
+                    source = Some((Box::new(spec.create(&info)) as Box<dyn Source>, ctx))
+                }
                 NodeKind::Source(f) => source = Some((f(&info).map_err(wrap)?, ctx)),
-                NodeKind::Operator(f) | NodeKind::Sink(f) => ops.push((f(&info).map_err(wrap)?, ctx)),
+                NodeKind::Operator(f) | NodeKind::Sink(f) => {
+                    ops.push((f(&info).map_err(wrap)?, ctx))
+                }
             }
         }
         Ok(Chain {
@@ -68,7 +76,10 @@ impl Chain {
     /// Polls the source once and pushes what it emitted through the chain.
     /// On exhaustion, sends `Watermark::MAX` and end of input.
     pub(crate) fn poll_source(&mut self, emit: &mut Emit<'_>) -> Result<SourcePoll> {
-        let (source, ctx) = self.source.as_mut().expect("poll_source on a chain without source");
+        let (source, ctx) = self
+            .source
+            .as_mut()
+            .expect("poll_source on a chain without source");
         let mut out = Output::new();
         let poll = source
             .poll_next(ctx, &mut out)
@@ -88,7 +99,12 @@ impl Chain {
     }
 
     /// Delivers rows from input `input` to the head operator.
-    pub(crate) fn on_batch(&mut self, input: usize, msg: Message, emit: &mut Emit<'_>) -> Result<()> {
+    pub(crate) fn on_batch(
+        &mut self,
+        input: usize,
+        msg: Message,
+        emit: &mut Emit<'_>,
+    ) -> Result<()> {
         self.feed(0, input, msg, emit)
     }
 
@@ -106,7 +122,13 @@ impl Chain {
         self.feed(0, 0, Message::End, emit)
     }
 
-    fn feed(&mut self, level: usize, input: usize, msg: Message, emit: &mut Emit<'_>) -> Result<()> {
+    fn feed(
+        &mut self,
+        level: usize,
+        input: usize,
+        msg: Message,
+        emit: &mut Emit<'_>,
+    ) -> Result<()> {
         let Some((op, ctx)) = self.ops.get_mut(level) else {
             return emit(msg);
         };

@@ -35,7 +35,10 @@ impl std::str::FromStr for ExecMode {
         match s.to_ascii_lowercase().as_str() {
             "pipelined" | "stream" | "streaming" => Ok(ExecMode::Pipelined),
             "batch" | "staged" => Ok(ExecMode::Batch),
-            other => Err(Error::option("mode", format!("`{other}` is not a mode (use pipelined or batch)"))),
+            other => Err(Error::option(
+                "mode",
+                format!("`{other}` is not a mode (use pipelined or batch)"),
+            )),
         }
     }
 }
@@ -89,7 +92,10 @@ impl ExecConfig {
 
     /// Defaults for `mode`.
     pub fn new(mode: ExecMode) -> Self {
-        ExecConfig { mode, ..ExecConfig::pipelined() }
+        ExecConfig {
+            mode,
+            ..ExecConfig::pipelined()
+        }
     }
 
     /// Sets the default parallelism.
@@ -151,7 +157,7 @@ pub struct JobMetrics {
     /// Wall time.
     #[serde(serialize_with = "secs")]
     pub elapsed: Duration,
-    /// Rows emitted by all sources.
+    /// Rows read by all sources (including rows then dropped as late).
     pub rows_in: u64,
     /// Rows received by all sinks.
     pub rows_out: u64,
@@ -169,6 +175,9 @@ pub struct JobMetrics {
     pub memory_budget: u64,
     /// Bytes still reserved after the run (0 unless something leaked).
     pub memory_reserved_at_end: u64,
+    /// The process's peak resident set size so far (Linux `VmHWM`), if known.
+    /// Only meaningful when one process runs one job, as `weir bench` does.
+    pub peak_rss: Option<u64>,
     /// Per operator.
     pub operators: Vec<OperatorStats>,
 }
@@ -209,7 +218,14 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
             return Err(e);
         }
     }
-    Ok(collect_metrics(&plan, &physical, &env, &metrics, config.mode, started.elapsed()))
+    Ok(collect_metrics(
+        &plan,
+        &physical,
+        &env,
+        &metrics,
+        config.mode,
+        started.elapsed(),
+    ))
 }
 
 fn collect_metrics(
@@ -229,7 +245,12 @@ fn collect_metrics(
         .map(|(id, (n, m))| OperatorStats {
             name: n.name.clone(),
             parallelism: physical.parallelism[id],
-            rows_in: load(&m.rows_in),
+            // a source's input is what it read: what it emitted plus what it dropped as late
+            rows_in: if n.kind.is_source() {
+                load(&m.rows_out) + load(&m.late_rows)
+            } else {
+                load(&m.rows_in)
+            },
             rows_out: load(&m.rows_out),
             late_rows: load(&m.late_rows),
         })
@@ -243,7 +264,7 @@ fn collect_metrics(
             .iter()
             .zip(&operators)
             .filter(|(n, _)| n.kind.is_source())
-            .map(|(_, o)| o.rows_out)
+            .map(|(_, o)| o.rows_in)
             .sum(),
         rows_out: plan
             .nodes
@@ -259,8 +280,17 @@ fn collect_metrics(
         peak_memory: env.pool.peak() as u64,
         memory_budget: env.pool.budget() as u64,
         memory_reserved_at_end: env.pool.reserved() as u64,
+        peak_rss: peak_rss(),
         operators,
     }
+}
+
+/// The peak resident set size of this process (Linux only).
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 impl Job {
@@ -316,7 +346,10 @@ impl FirstError {
 
     pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
-        self.cancel_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.cancel_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {

@@ -57,7 +57,9 @@ pub(super) fn run(
         let from_par = physical.tasks[edge.from_task].parallelism;
         let to_par = physical.tasks[edge.to_task].parallelism;
         let mut per_producer: Vec<Outlet> = (0..from_par)
-            .map(|_| Outlet { targets: vec![None; to_par] })
+            .map(|_| Outlet {
+                targets: vec![None; to_par],
+            })
             .collect();
         for to in 0..to_par {
             for p in edge.producers_of(to, from_par) {
@@ -89,12 +91,28 @@ pub(super) fn run(
                 let first_error = &first_error;
                 let name = format!(
                     "{}#{s}",
-                    task.nodes.iter().map(|&n| plan.nodes[n].name.as_str()).collect::<Vec<_>>().join("->")
+                    task.nodes
+                        .iter()
+                        .map(|&n| plan.nodes[n].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join("->")
                 );
                 let thread_name = name.clone();
                 let body = move || {
                     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_subtask(plan, physical, t, s, env, metrics, config, rx, inputs, &mut my_outlets, first_error)
+                        run_subtask(
+                            plan,
+                            physical,
+                            t,
+                            s,
+                            env,
+                            metrics,
+                            config,
+                            rx,
+                            inputs,
+                            &mut my_outlets,
+                            first_error,
+                        )
                     }));
                     // Dropping the outlets disconnects our channels downstream.
                     drop(my_outlets);
@@ -132,7 +150,10 @@ fn run_subtask(
     let task = &physical.tasks[t];
     let mut chain = Chain::try_new(plan, physical, task, s, env, metrics)?;
     let out_edges: Vec<_> = task.outputs.iter().map(|&e| &physical.edges[e]).collect();
-    let targets: Vec<usize> = out_edges.iter().map(|e| physical.tasks[e.to_task].parallelism).collect();
+    let targets: Vec<usize> = out_edges
+        .iter()
+        .map(|e| physical.tasks[e.to_task].parallelism)
+        .collect();
     let mut router = Router::try_new(&out_edges, &targets, s, config.batch_rows)?;
     let cancel = &first_error.cancel_rx;
     let mut send = |edge: usize, target: usize, msg: Message| -> Result<()> {

@@ -37,7 +37,12 @@ pub(crate) struct Router {
 impl Router {
     /// A router for `subtask` over `edges` (the task's outputs, in order);
     /// `targets[i]` is the parallelism of edge i's consumer.
-    pub(crate) fn try_new(edges: &[&PhysicalEdge], targets: &[usize], subtask: usize, max_rows: usize) -> Result<Self> {
+    pub(crate) fn try_new(
+        edges: &[&PhysicalEdge],
+        targets: &[usize],
+        subtask: usize,
+        max_rows: usize,
+    ) -> Result<Self> {
         let routes = edges
             .iter()
             .zip(targets)
@@ -73,7 +78,11 @@ impl Router {
                 let total = batch.num_rows();
                 while offset < total {
                     let len = self.max_rows.min(total - offset);
-                    let slice = if offset == 0 && len == total { batch.clone() } else { batch.slice(offset, len) };
+                    let slice = if offset == 0 && len == total {
+                        batch.clone()
+                    } else {
+                        batch.slice(offset, len)
+                    };
                     for edge in 0..self.routes.len() {
                         self.route_batch(edge, slice.clone(), send)?;
                     }

@@ -43,7 +43,9 @@ pub(super) fn run(
         for &e in &task.inputs {
             let edge = &physical.edges[e];
             let from_par = physical.tasks[edge.from_task].parallelism;
-            let mut produced = edge_outputs[e].take().expect("inputs run in earlier stages");
+            let mut produced = edge_outputs[e]
+                .take()
+                .expect("inputs run in earlier stages");
             for (s, input) in inputs.iter_mut().enumerate() {
                 let parts = edge
                     .producers_of(s, from_par)
@@ -53,13 +55,28 @@ pub(super) fn run(
                 input.push((edge.to_input, parts));
             }
         }
-        let inputs: Vec<Mutex<Option<SubtaskInputs>>> = inputs.into_iter().map(|i| Mutex::new(Some(i))).collect();
+        let inputs: Vec<Mutex<Option<SubtaskInputs>>> =
+            inputs.into_iter().map(|i| Mutex::new(Some(i))).collect();
         let results: Vec<Result<Vec<Vec<Partition>>>> = (0..task.parallelism)
             .into_par_iter()
             .map(|s| {
-                let input = inputs[s].lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
+                let input = inputs[s]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or_default();
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_subtask(plan, physical, task.id, s, env, metrics, config, input, &first_error)
+                    run_subtask(
+                        plan,
+                        physical,
+                        task.id,
+                        s,
+                        env,
+                        metrics,
+                        config,
+                        input,
+                        &first_error,
+                    )
                 }));
                 let result = match run {
                     Ok(r) => r,
@@ -110,14 +127,23 @@ fn run_subtask(
     let task = &physical.tasks[t];
     let mut chain = Chain::try_new(plan, physical, task, s, env, metrics)?;
     let out_edges: Vec<_> = task.outputs.iter().map(|&e| &physical.edges[e]).collect();
-    let targets: Vec<usize> = out_edges.iter().map(|e| physical.tasks[e.to_task].parallelism).collect();
+    let targets: Vec<usize> = out_edges
+        .iter()
+        .map(|e| physical.tasks[e.to_task].parallelism)
+        .collect();
     let mut router = Router::try_new(&out_edges, &targets, s, config.batch_rows)?;
     let last = &plan.nodes[*task.nodes.last().expect("a task has nodes")].name;
     let mut buffers: Vec<PartitionedBuffer> = out_edges
         .iter()
         .zip(&targets)
         .map(|(e, &n)| {
-            PartitionedBuffer::new(format!("{last}#{s} -> edge {}", e.id), e.schema.clone(), n, &env.pool, &env.spill)
+            PartitionedBuffer::new(
+                format!("{last}#{s} -> edge {}", e.id),
+                e.schema.clone(),
+                n,
+                &env.pool,
+                &env.spill,
+            )
         })
         .collect();
     {
@@ -148,7 +174,8 @@ fn run_subtask(
                         if first_error.is_cancelled() {
                             return Err(Error::Cancelled);
                         }
-                        let batch = batch.map_err(|e| e.in_operator(&plan.nodes[task.nodes[0]].name, s))?;
+                        let batch =
+                            batch.map_err(|e| e.in_operator(&plan.nodes[task.nodes[0]].name, s))?;
                         chain.on_batch(input, Message::Data(batch), &mut emit)?;
                     }
                 }

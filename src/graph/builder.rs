@@ -50,7 +50,9 @@ pub struct Job {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("plan", &*self.plan.borrow()).finish()
+        f.debug_struct("Job")
+            .field("plan", &*self.plan.borrow())
+            .finish()
     }
 }
 
@@ -110,14 +112,24 @@ impl Job {
     pub fn parquet_with(&self, paths: &[PathBuf], batch_size: usize) -> Result<Stream> {
         let spec = ParquetSourceSpec::try_new(paths)?.with_batch_size(batch_size);
         let schema = spec.schema().clone();
-        let id = self.add("parquet_source", NodeKind::Parquet(Arc::new(spec)), vec![], schema.clone());
+        let id = self.add(
+            "parquet_source",
+            NodeKind::Parquet(Arc::new(spec)),
+            vec![],
+            schema.clone(),
+        );
         Ok(self.stream(id, schema, None))
     }
 
     /// A bounded source over in-memory batches; each inner `Vec` is a split.
     pub fn from_batches(&self, schema: SchemaRef, splits: Vec<Vec<RecordBatch>>) -> Result<Stream> {
         let spec = MemorySourceSpec::try_new(schema.clone(), splits)?;
-        let id = self.add("memory_source", NodeKind::Memory(Arc::new(spec)), vec![], schema.clone());
+        let id = self.add(
+            "memory_source",
+            NodeKind::Memory(Arc::new(spec)),
+            vec![],
+            schema.clone(),
+        );
         Ok(self.stream(id, schema, None))
     }
 
@@ -183,7 +195,11 @@ impl Stream {
     /// Keeps rows where `predicate` is true.
     pub fn filter(&self, predicate: Expr) -> Result<Stream> {
         let op = Filter::try_new(predicate, &self.schema)?;
-        Ok(self.then("filter", NodeKind::Operator(factory(op)), self.schema.clone()))
+        Ok(self.then(
+            "filter",
+            NodeKind::Operator(factory(op)),
+            self.schema.clone(),
+        ))
     }
 
     /// Keeps only the named columns, in that order.
@@ -201,7 +217,11 @@ impl Stream {
         let schema = op.schema().clone();
         if let Some(t) = &self.time_column {
             if schema.field_with_name(t).is_err() {
-                return Err(Error::column(t, "select", "the event-time column cannot be dropped"));
+                return Err(Error::column(
+                    t,
+                    "select",
+                    "the event-time column cannot be dropped",
+                ));
             }
         }
         Ok(self.then("select", NodeKind::Operator(factory(op)), schema))
@@ -225,7 +245,10 @@ impl Stream {
     }
 
     /// Applies `f` to every batch; `f` must keep the schema.
-    pub fn map_batches(&self, f: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static) -> Stream {
+    pub fn map_batches(
+        &self,
+        f: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static,
+    ) -> Stream {
         self.map_batches_with_schema(self.schema.clone(), f)
     }
 
@@ -237,10 +260,15 @@ impl Stream {
     ) -> Stream {
         let f: BatchFn = Arc::new(f);
         let s = schema.clone();
-        let fac: OperatorFactory =
-            Arc::new(move |_: &TaskInfo| Ok(Box::new(MapBatches::new(f.clone(), s.clone())) as Box<dyn Operator>));
+        let fac: OperatorFactory = Arc::new(move |_: &TaskInfo| {
+            Ok(Box::new(MapBatches::new(f.clone(), s.clone())) as Box<dyn Operator>)
+        });
         let mut out = self.then("map_batches", NodeKind::Operator(fac), schema);
-        if out.time_column.as_ref().is_some_and(|t| out.schema.field_with_name(t).is_err()) {
+        if out
+            .time_column
+            .as_ref()
+            .is_some_and(|t| out.schema.field_with_name(t).is_err())
+        {
             out.time_column = None;
         }
         out
@@ -277,14 +305,24 @@ impl Stream {
             }
         }
         let op = AssignTimestamps::new(idx, strategy);
-        let mut s = self.then("assign_timestamps", NodeKind::Operator(factory(op)), self.schema.clone());
+        let mut s = self.then(
+            "assign_timestamps",
+            NodeKind::Operator(factory(op)),
+            self.schema.clone(),
+        );
         s.time_column = Some(column.to_string());
         Ok(s)
     }
 
     /// Partitions the stream by the given key columns.
-    pub fn key_by<S: AsRef<str>>(&self, columns: impl IntoIterator<Item = S>) -> Result<KeyedStream> {
-        let keys: Vec<String> = columns.into_iter().map(|c| c.as_ref().to_string()).collect();
+    pub fn key_by<S: AsRef<str>>(
+        &self,
+        columns: impl IntoIterator<Item = S>,
+    ) -> Result<KeyedStream> {
+        let keys: Vec<String> = columns
+            .into_iter()
+            .map(|c| c.as_ref().to_string())
+            .collect();
         crate::key::KeyEncoder::try_new(&self.schema, &keys, "key_by")?;
         Ok(KeyedStream {
             stream: self.clone(),
@@ -302,8 +340,17 @@ impl Stream {
                 location: "union".into(),
                 message: format!(
                     "left has columns {:?}, right has {:?}",
-                    self.schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>(),
-                    other.schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>()
+                    self.schema
+                        .fields()
+                        .iter()
+                        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                        .collect::<Vec<_>>(),
+                    other
+                        .schema
+                        .fields()
+                        .iter()
+                        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                        .collect::<Vec<_>>()
                 ),
             });
         }
@@ -314,11 +361,24 @@ impl Stream {
             )));
         }
         let inputs = vec![
-            Edge { from: self.node, partitioning: self.next_partitioning.clone() },
-            Edge { from: other.node, partitioning: other.next_partitioning.clone() },
+            Edge {
+                from: self.node,
+                partitioning: self.next_partitioning.clone(),
+            },
+            Edge {
+                from: other.node,
+                partitioning: other.next_partitioning.clone(),
+            },
         ];
-        let id = self.job.add("union", NodeKind::Operator(factory(Passthrough)), inputs, self.schema.clone());
-        Ok(self.job.stream(id, self.schema.clone(), self.time_column.clone()))
+        let id = self.job.add(
+            "union",
+            NodeKind::Operator(factory(Passthrough)),
+            inputs,
+            self.schema.clone(),
+        );
+        Ok(self
+            .job
+            .stream(id, self.schema.clone(), self.time_column.clone()))
     }
 
     /// The next operator receives batches round-robin from every subtask.
@@ -375,7 +435,11 @@ impl Stream {
         let single = spec.is_single_file();
         let fac: OperatorFactory =
             Arc::new(move |info: &TaskInfo| Ok(Box::new(spec.create(info)) as Box<dyn Operator>));
-        self.sink(&format!("{}_sink", format.extension()), fac, single.then_some(1));
+        self.sink(
+            &format!("{}_sink", format.extension()),
+            fac,
+            single.then_some(1),
+        );
         Ok(())
     }
 
@@ -388,8 +452,9 @@ impl Stream {
     pub fn collect(&self) -> Result<Collected> {
         let target = Collected::default();
         let t = target.clone();
-        let fac: OperatorFactory =
-            Arc::new(move |_: &TaskInfo| Ok(Box::new(CollectSink::new(t.clone())) as Box<dyn Operator>));
+        let fac: OperatorFactory = Arc::new(move |_: &TaskInfo| {
+            Ok(Box::new(CollectSink::new(t.clone())) as Box<dyn Operator>)
+        });
         self.sink("collect_sink", fac, None);
         Ok(target)
     }
@@ -431,17 +496,26 @@ impl WindowedStream {
         let aggs: Vec<Agg> = aggs.into_iter().collect();
         let s = &self.keyed.stream;
         let time = s.time_column.clone().ok_or_else(|| {
-            Error::Plan("a window needs event time: call assign_timestamps before key_by/window".into())
+            Error::Plan(
+                "a window needs event time: call assign_timestamps before key_by/window".into(),
+            )
         })?;
         let keys = self.keyed.keys.clone();
         let window = self.window;
         let input = s.schema.clone();
         // Validate now, so errors surface while building.
-        let probe = TumblingWindowAggregate::try_new(&input, &time, &keys, window, &aggs, "window")?;
+        let probe =
+            TumblingWindowAggregate::try_new(&input, &time, &keys, window, &aggs, "window")?;
         let schema = probe.schema().clone();
         let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| {
-            Ok(Box::new(TumblingWindowAggregate::try_new(&input, &time, &keys, window, &aggs, &info.operator)?)
-                as Box<dyn Operator>)
+            Ok(Box::new(TumblingWindowAggregate::try_new(
+                &input,
+                &time,
+                &keys,
+                window,
+                &aggs,
+                &info.operator,
+            )?) as Box<dyn Operator>)
         });
         let mut keyed = s.clone();
         keyed.next_partitioning = Partitioning::Hash(self.keyed.keys.clone());

@@ -84,18 +84,30 @@ impl PhysicalPlan {
             if let Some(max) = node.max_parallelism {
                 p = p.min(max);
             }
-            let hashed = node.inputs.iter().any(|e| matches!(e.partitioning, Partitioning::Hash(_)));
+            let hashed = node
+                .inputs
+                .iter()
+                .any(|e| matches!(e.partitioning, Partitioning::Hash(_)));
             if hashed && p > KEY_GROUPS {
                 return Err(Error::option(
                     "parallelism",
-                    format!("{p} exceeds the {KEY_GROUPS} key groups of keyed operator `{}`", node.name),
+                    format!(
+                        "{p} exceeds the {KEY_GROUPS} key groups of keyed operator `{}`",
+                        node.name
+                    ),
                 ));
             }
             if node.kind.is_source() != node.inputs.is_empty() {
-                return Err(Error::Plan(format!("node `{}` has wrong inputs", node.name)));
+                return Err(Error::Plan(format!(
+                    "node `{}` has wrong inputs",
+                    node.name
+                )));
             }
             if node.inputs.iter().any(|e| e.from >= id) {
-                return Err(Error::Plan(format!("node `{}` reads a later node", node.name)));
+                return Err(Error::Plan(format!(
+                    "node `{}` reads a later node",
+                    node.name
+                )));
             }
             parallelism.push(p);
         }
@@ -148,7 +160,9 @@ impl PhysicalPlan {
                     for (input, e) in node.inputs.iter().enumerate() {
                         let from_task = task_of[e.from];
                         let mut partitioning = e.partitioning.clone();
-                        if partitioning == Partitioning::Forward && parallelism[e.from] != parallelism[id] {
+                        if partitioning == Partitioning::Forward
+                            && parallelism[e.from] != parallelism[id]
+                        {
                             partitioning = Partitioning::Rebalance;
                         }
                         let edge = PhysicalEdge {
@@ -178,8 +192,17 @@ impl PhysicalPlan {
     pub fn describe(&self, plan: &LogicalPlan) -> String {
         let mut s = String::new();
         for t in &self.tasks {
-            let names: Vec<&str> = t.nodes.iter().map(|&n| plan.nodes[n].name.as_str()).collect();
-            s.push_str(&format!("task {} (parallelism {}): {}\n", t.id, t.parallelism, names.join(" -> ")));
+            let names: Vec<&str> = t
+                .nodes
+                .iter()
+                .map(|&n| plan.nodes[n].name.as_str())
+                .collect();
+            s.push_str(&format!(
+                "task {} (parallelism {}): {}\n",
+                t.id,
+                t.parallelism,
+                names.join(" -> ")
+            ));
             for &e in &t.outputs {
                 let e = &self.edges[e];
                 s.push_str(&format!("  --{}--> task {}\n", e.partitioning, e.to_task));
@@ -230,8 +253,15 @@ mod tests {
         // [source, filter] | [window] | [sink p=1]
         assert_eq!(p.tasks.len(), 3, "{}", p.describe(&plan));
         assert_eq!(p.tasks[0].nodes.len(), 2);
-        assert_eq!(p.edges[0].partitioning, Partitioning::Hash(vec!["k".into()]));
-        assert_eq!(p.edges[1].partitioning, Partitioning::Rebalance, "4 -> 1 cannot be forward");
+        assert_eq!(
+            p.edges[0].partitioning,
+            Partitioning::Hash(vec!["k".into()])
+        );
+        assert_eq!(
+            p.edges[1].partitioning,
+            Partitioning::Rebalance,
+            "4 -> 1 cannot be forward"
+        );
         assert_eq!(p.tasks[2].parallelism, 1);
     }
 

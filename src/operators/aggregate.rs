@@ -71,7 +71,11 @@ pub struct Agg {
 impl Agg {
     /// `count(*)`: number of rows.
     pub fn count() -> Self {
-        Agg { func: AggFn::Count, column: None, alias: None }
+        Agg {
+            func: AggFn::Count,
+            column: None,
+            alias: None,
+        }
     }
     /// `count(column)`: number of non-null values.
     pub fn count_column(column: impl Into<String>) -> Self {
@@ -95,7 +99,11 @@ impl Agg {
     }
     /// `func(column)`.
     pub fn of(func: AggFn, column: impl Into<String>) -> Self {
-        Agg { func, column: Some(column.into()), alias: None }
+        Agg {
+            func,
+            column: Some(column.into()),
+            alias: None,
+        }
     }
     /// Names the output column.
     pub fn alias(mut self, name: impl Into<String>) -> Self {
@@ -133,7 +141,10 @@ impl Agg {
             Error::column(
                 column,
                 context,
-                format!("aggregate input not found; available columns: {}", names.join(", ")),
+                format!(
+                    "aggregate input not found; available columns: {}",
+                    names.join(", ")
+                ),
             )
         })?;
         let ty = field.data_type().clone();
@@ -141,7 +152,12 @@ impl Agg {
             ValueKind::Int
         } else if ty.is_floating() {
             ValueKind::Float
-        } else if ty.is_integer() || matches!(ty, DataType::Timestamp(..) | DataType::Date32 | DataType::Date64) {
+        } else if ty.is_integer()
+            || matches!(
+                ty,
+                DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+            )
+        {
             ValueKind::Int
         } else {
             return Err(Error::column(
@@ -203,7 +219,9 @@ pub enum Values {
 impl BoundAgg {
     /// Casts this aggregate's input column of `columns` for accumulation.
     pub fn values(&self, columns: &[ArrayRef]) -> Result<Values> {
-        let Some(idx) = self.input else { return Ok(Values::Rows) };
+        let Some(idx) = self.input else {
+            return Ok(Values::Rows);
+        };
         let col = &columns[idx];
         if self.func == AggFn::Count {
             return Ok(match col.logical_nulls() {
@@ -213,10 +231,14 @@ impl BoundAgg {
         }
         Ok(match self.kind {
             ValueKind::Int => Values::Int(
-                arrow_cast::cast(col, &DataType::Int64)?.as_primitive::<Int64Type>().clone(),
+                arrow_cast::cast(col, &DataType::Int64)?
+                    .as_primitive::<Int64Type>()
+                    .clone(),
             ),
             ValueKind::Float => Values::Float(
-                arrow_cast::cast(col, &DataType::Float64)?.as_primitive::<Float64Type>().clone(),
+                arrow_cast::cast(col, &DataType::Float64)?
+                    .as_primitive::<Float64Type>()
+                    .clone(),
             ),
         })
     }
@@ -273,7 +295,9 @@ impl Accumulators {
         match self {
             Accumulators::Count(_) => 8,
             Accumulators::SumInt(_) | Accumulators::ExtremeInt { .. } => 16,
-            Accumulators::SumFloat(_) | Accumulators::ExtremeFloat { .. } | Accumulators::Avg(_) => 16,
+            Accumulators::SumFloat(_)
+            | Accumulators::ExtremeFloat { .. }
+            | Accumulators::Avg(_) => 16,
         }
     }
 
@@ -290,7 +314,13 @@ impl Accumulators {
     }
 
     /// Adds row `rows[i]` of `values` to group `groups[i]`, for every `i`.
-    pub fn update(&mut self, groups: &[u32], rows: &[u32], values: &Values, column: &str) -> Result<()> {
+    pub fn update(
+        &mut self,
+        groups: &[u32],
+        rows: &[u32],
+        values: &Values,
+        column: &str,
+    ) -> Result<()> {
         fn each<T: arrow_array::ArrowPrimitiveType>(
             groups: &[u32],
             rows: &[u32],
@@ -323,9 +353,10 @@ impl Accumulators {
                 }
             }
             (Accumulators::SumInt(s), Values::Int(a)) => each(groups, rows, a, |g, v| {
-                let next = s[g].unwrap_or(0).checked_add(v).ok_or_else(|| {
-                    Error::column(column, "sum", "Int64 overflow while summing")
-                })?;
+                let next = s[g]
+                    .unwrap_or(0)
+                    .checked_add(v)
+                    .ok_or_else(|| Error::column(column, "sum", "Int64 overflow while summing"))?;
                 s[g] = Some(next);
                 Ok(())
             })?,
@@ -374,15 +405,27 @@ impl Accumulators {
     pub fn finish(&self, groups: &[u32], agg: &BoundAgg) -> Result<ArrayRef> {
         let pick = |g: &u32| *g as usize;
         let array: ArrayRef = match self {
-            Accumulators::Count(c) => Arc::new(Int64Array::from_iter_values(groups.iter().map(|g| c[pick(g)]))),
-            Accumulators::SumInt(s) => Arc::new(groups.iter().map(|g| s[pick(g)]).collect::<Int64Array>()),
-            Accumulators::SumFloat(s) => Arc::new(groups.iter().map(|g| s[pick(g)]).collect::<Float64Array>()),
-            Accumulators::ExtremeInt { values, .. } => {
-                Arc::new(groups.iter().map(|g| values[pick(g)]).collect::<Int64Array>())
+            Accumulators::Count(c) => Arc::new(Int64Array::from_iter_values(
+                groups.iter().map(|g| c[pick(g)]),
+            )),
+            Accumulators::SumInt(s) => {
+                Arc::new(groups.iter().map(|g| s[pick(g)]).collect::<Int64Array>())
             }
-            Accumulators::ExtremeFloat { values, .. } => {
-                Arc::new(groups.iter().map(|g| values[pick(g)]).collect::<Float64Array>())
+            Accumulators::SumFloat(s) => {
+                Arc::new(groups.iter().map(|g| s[pick(g)]).collect::<Float64Array>())
             }
+            Accumulators::ExtremeInt { values, .. } => Arc::new(
+                groups
+                    .iter()
+                    .map(|g| values[pick(g)])
+                    .collect::<Int64Array>(),
+            ),
+            Accumulators::ExtremeFloat { values, .. } => Arc::new(
+                groups
+                    .iter()
+                    .map(|g| values[pick(g)])
+                    .collect::<Float64Array>(),
+            ),
             Accumulators::Avg(s) => Arc::new(
                 groups
                     .iter()
@@ -409,12 +452,21 @@ mod tests {
     #[test]
     fn accumulators_match_hand_computed_values_with_nulls() {
         let schema = Schema::new(vec![Field::new("v", DataType::Int32, true)]);
-        let col: ArrayRef = Arc::new(Int32Array::from(vec![Some(4), None, Some(-2), Some(7), None]));
+        let col: ArrayRef = Arc::new(Int32Array::from(vec![
+            Some(4),
+            None,
+            Some(-2),
+            Some(7),
+            None,
+        ]));
         let groups = [0u32, 0, 0, 1, 2];
         let rows = [0u32, 1, 2, 3, 4];
         let expect: [(Agg, Vec<Option<f64>>); 6] = [
             (Agg::count(), vec![Some(3.0), Some(1.0), Some(1.0)]),
-            (Agg::count_column("v"), vec![Some(2.0), Some(1.0), Some(0.0)]),
+            (
+                Agg::count_column("v"),
+                vec![Some(2.0), Some(1.0), Some(0.0)],
+            ),
             (Agg::sum("v"), vec![Some(2.0), Some(7.0), None]),
             (Agg::min("v"), vec![Some(-2.0), Some(7.0), None]),
             (Agg::max("v"), vec![Some(4.0), Some(7.0), None]),
@@ -437,7 +489,11 @@ mod tests {
     #[test]
     fn binding_checks_columns_and_types() {
         let schema = Schema::new(vec![Field::new("s", DataType::Utf8, true)]);
-        assert!(Agg::sum("s").bind(&schema, "w").unwrap_err().to_string().contains("numeric"));
+        assert!(Agg::sum("s")
+            .bind(&schema, "w")
+            .unwrap_err()
+            .to_string()
+            .contains("numeric"));
         assert!(Agg::sum("x").bind(&schema, "w").is_err());
         assert!(Agg::count_column("s").bind(&schema, "w").is_ok());
         assert_eq!(Agg::avg("speed").output_name(), "avg_speed");

@@ -29,7 +29,13 @@ impl Filter {
 }
 
 impl Operator for Filter {
-    fn on_batch(&mut self, _: usize, batch: RecordBatch, _: &mut Ctx, out: &mut Output) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        _: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
         let mask = self.predicate.evaluate(&batch)?;
         let mask = mask.as_boolean_opt().ok_or_else(|| Error::Expr {
             expr: self.predicate.to_string(),
@@ -58,7 +64,10 @@ impl Project {
         let mut exprs = Vec::with_capacity(columns.len());
         for (name, expr) in columns {
             if fields.iter().any(|f: &Field| f.name() == &name) {
-                return Err(Error::option("select", format!("column `{name}` appears twice")));
+                return Err(Error::option(
+                    "select",
+                    format!("column `{name}` appears twice"),
+                ));
             }
             let field = match &expr {
                 Expr::Column(c) if c == &name => match input.field_with_name(c) {
@@ -83,7 +92,13 @@ impl Project {
 }
 
 impl Operator for Project {
-    fn on_batch(&mut self, _: usize, batch: RecordBatch, _: &mut Ctx, out: &mut Output) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        _: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
         let columns = self
             .exprs
             .iter()
@@ -116,7 +131,13 @@ impl MapBatches {
 }
 
 impl Operator for MapBatches {
-    fn on_batch(&mut self, _: usize, batch: RecordBatch, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
         let result = (self.f)(batch)?;
         if result.schema().fields() != self.schema.fields() {
             return Err(Error::SchemaMismatch {
@@ -146,7 +167,13 @@ fn field_list(schema: &Schema) -> Vec<String> {
 pub struct Passthrough;
 
 impl Operator for Passthrough {
-    fn on_batch(&mut self, _: usize, batch: RecordBatch, _: &mut Ctx, out: &mut Output) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        _: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
         out.emit(batch);
         Ok(())
     }
@@ -156,8 +183,8 @@ impl Operator for Passthrough {
 pub(crate) mod tests {
     use super::*;
     use crate::expr::{col, lit};
-    use crate::operator::{OperatorMetrics, RuntimeEnv, TaskInfo};
     use crate::message::Message;
+    use crate::operator::{OperatorMetrics, RuntimeEnv, TaskInfo};
     use arrow_array::{Float64Array, Int64Array};
 
     pub(crate) fn test_ctx() -> Ctx {
@@ -183,7 +210,15 @@ pub(crate) mod tests {
     fn sample() -> RecordBatch {
         RecordBatch::try_from_iter([
             ("id", Arc::new(Int64Array::from(vec![1, 2, 3, 4])) as _),
-            ("speed", Arc::new(Float64Array::from(vec![Some(10.0), None, Some(30.0), Some(5.0)])) as _),
+            (
+                "speed",
+                Arc::new(Float64Array::from(vec![
+                    Some(10.0),
+                    None,
+                    Some(30.0),
+                    Some(5.0),
+                ])) as _,
+            ),
         ])
         .unwrap()
     }
@@ -195,7 +230,9 @@ pub(crate) mod tests {
         let mut out = Output::new();
         f.on_batch(0, b, &mut test_ctx(), &mut out).unwrap();
         let got = batches(&mut out);
-        let ids = got[0].column(0).as_primitive::<arrow_array::types::Int64Type>();
+        let ids = got[0]
+            .column(0)
+            .as_primitive::<arrow_array::types::Int64Type>();
         assert_eq!(ids.values().to_vec(), vec![1, 3]);
     }
 
@@ -210,7 +247,10 @@ pub(crate) mod tests {
     fn project_computes_columns_and_names_them() {
         let b = sample();
         let mut p = Project::try_new(
-            vec![("id".into(), col("id")), ("double".into(), col("id").mul(lit(2)))],
+            vec![
+                ("id".into(), col("id")),
+                ("double".into(), col("id").mul(lit(2))),
+            ],
             &b.schema(),
         )
         .unwrap();
@@ -218,9 +258,12 @@ pub(crate) mod tests {
         let mut out = Output::new();
         p.on_batch(0, b, &mut test_ctx(), &mut out).unwrap();
         let got = batches(&mut out);
-        let d = got[0].column(1).as_primitive::<arrow_array::types::Int64Type>();
+        let d = got[0]
+            .column(1)
+            .as_primitive::<arrow_array::types::Int64Type>();
         assert_eq!(d.values().to_vec(), vec![2, 4, 6, 8]);
-        let err = Project::try_new(vec![("x".into(), col("nope"))], &sample().schema()).unwrap_err();
+        let err =
+            Project::try_new(vec![("x".into(), col("nope"))], &sample().schema()).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
     }
 
@@ -229,7 +272,9 @@ pub(crate) mod tests {
         let b = sample();
         let f: BatchFn = Arc::new(|b: RecordBatch| Ok(b.project(&[0])?));
         let mut m = MapBatches::new(f, b.schema());
-        let err = m.on_batch(0, b, &mut test_ctx(), &mut Output::new()).unwrap_err();
+        let err = m
+            .on_batch(0, b, &mut test_ctx(), &mut Output::new())
+            .unwrap_err();
         assert!(err.to_string().contains("map_batches"), "{err}");
     }
 }

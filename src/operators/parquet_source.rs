@@ -79,12 +79,13 @@ impl ParquetSourceSpec {
         let mut files = Vec::with_capacity(names.len());
         for path in names {
             let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-            let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
-                Error::Parquet {
-                    path: path.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+            let meta =
+                ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
+                    Error::Parquet {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
             files.push(ParquetFile { path, meta });
         }
         let schema = files[0].meta.schema().clone();
@@ -124,21 +125,29 @@ impl ParquetSourceSpec {
         let idx = validate_time_column(&self.schema, column, &context)?;
         for (fi, f) in self.files.iter().enumerate() {
             let meta = f.meta.metadata();
-            let mins = StatisticsConverter::try_new(column, &self.schema, meta.file_metadata().schema_descr())
-                .and_then(|c| c.row_group_mins(meta.row_groups().iter()))
-                .map_err(|e| Error::Parquet {
-                    path: f.path.clone(),
-                    message: format!("statistics of `{column}`: {e}"),
-                })?;
+            let mins = StatisticsConverter::try_new(
+                column,
+                &self.schema,
+                meta.file_metadata().schema_descr(),
+            )
+            .and_then(|c| c.row_group_mins(meta.row_groups().iter()))
+            .map_err(|e| Error::Parquet {
+                path: f.path.clone(),
+                message: format!("statistics of `{column}`: {e}"),
+            })?;
             let mins = to_millis(&mins)?;
             for s in self.splits.iter_mut().filter(|s| s.file == fi) {
                 s.min_time = mins.get(s.row_group).copied().flatten();
             }
         }
         if self.splits.iter().all(|s| s.min_time.is_some()) {
-            self.splits.sort_by_key(|s| (s.min_time, s.file, s.row_group));
+            self.splits
+                .sort_by_key(|s| (s.min_time, s.file, s.row_group));
         }
-        self.event_time = Some(EventTime { column: idx, strategy });
+        self.event_time = Some(EventTime {
+            column: idx,
+            strategy,
+        });
         Ok(self)
     }
 
@@ -185,7 +194,10 @@ fn to_millis(mins: &dyn Array) -> Result<Vec<Option<i64>>> {
             arrow_cast::cast(mins, &DataType::Int64)?
         }
         DataType::Timestamp(_, tz) => {
-            let t = arrow_cast::cast(mins, &DataType::Timestamp(TimeUnit::Millisecond, tz.clone()))?;
+            let t = arrow_cast::cast(
+                mins,
+                &DataType::Timestamp(TimeUnit::Millisecond, tz.clone()),
+            )?;
             arrow_cast::cast(&t, &DataType::Int64)?
         }
         _ => return Ok(vec![None; mins.len()]),
@@ -193,7 +205,12 @@ fn to_millis(mins: &dyn Array) -> Result<Vec<Option<i64>>> {
     Ok(ms.as_primitive::<Int64Type>().iter().collect())
 }
 
-fn check_same_schema(first: &SchemaRef, other: &SchemaRef, first_path: &Path, path: &Path) -> Result<()> {
+fn check_same_schema(
+    first: &SchemaRef,
+    other: &SchemaRef,
+    first_path: &Path,
+    path: &Path,
+) -> Result<()> {
     let mismatch = |message: String| Error::SchemaMismatch {
         location: path.display().to_string(),
         message,

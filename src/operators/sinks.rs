@@ -237,13 +237,15 @@ impl FileSink {
 
 fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
     match e {
-        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
-            Ok(io) => Error::io(path, *io),
-            Err(other) => Error::Parquet {
-                path: path.to_path_buf(),
-                message: other.to_string(),
-            },
-        },
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => Error::io(path, *io),
+                Err(other) => Error::Parquet {
+                    path: path.to_path_buf(),
+                    message: other.to_string(),
+                },
+            }
+        }
         other => Error::Parquet {
             path: path.to_path_buf(),
             message: other.to_string(),
@@ -252,7 +254,13 @@ fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
 }
 
 impl Operator for FileSink {
-    fn on_batch(&mut self, _: usize, batch: RecordBatch, _: &mut Ctx, _: &mut Output) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        _: &mut Ctx,
+        _: &mut Output,
+    ) -> Result<()> {
         let target = self.target();
         match self.writer()? {
             Writer::Parquet(w) => w.write(&batch).map_err(|e| parquet_error(&target, e)),
@@ -276,7 +284,9 @@ impl Operator for FileSink {
                 w.finish().map_err(Error::Arrow)?;
                 let mut buf = w.into_inner();
                 buf.flush().map_err(|e| Error::io(&target, e))?;
-                let file = buf.into_inner().map_err(|e| Error::io(&target, e.into_error()))?;
+                let file = buf
+                    .into_inner()
+                    .map_err(|e| Error::io(&target, e.into_error()))?;
                 sync(&file)?;
             }
         }
@@ -291,7 +301,13 @@ impl Operator for FileSink {
 pub struct StdoutSink;
 
 impl Operator for StdoutSink {
-    fn on_batch(&mut self, _: usize, batch: RecordBatch, _: &mut Ctx, _: &mut Output) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        _: &mut Ctx,
+        _: &mut Output,
+    ) -> Result<()> {
         let stdout = std::io::stdout();
         let mut lock = stdout.lock();
         let mut w = arrow_json::LineDelimitedWriter::new(&mut lock);
@@ -310,7 +326,10 @@ pub struct Collected {
 impl Collected {
     /// Everything collected (in commit order).
     pub fn batches(&self) -> Vec<RecordBatch> {
-        self.batches.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Total rows collected.
@@ -320,7 +339,10 @@ impl Collected {
 
     /// Forgets what was collected (to run the job again).
     pub fn clear(&self) {
-        self.batches.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -348,14 +370,24 @@ struct CollectCommit {
 
 impl PendingCommit for CollectCommit {
     fn commit(self: Box<Self>) -> Result<()> {
-        let mut all = self.target.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self
+            .target
+            .batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         all.extend(self.batches);
         Ok(())
     }
 }
 
 impl Operator for CollectSink {
-    fn on_batch(&mut self, _: usize, batch: RecordBatch, _: &mut Ctx, _: &mut Output) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        _: &mut Ctx,
+        _: &mut Output,
+    ) -> Result<()> {
         self.buffered.push(batch);
         Ok(())
     }

@@ -36,7 +36,13 @@ impl AssignTimestamps {
 }
 
 impl Operator for AssignTimestamps {
-    fn on_batch(&mut self, _: usize, batch: RecordBatch, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
         let times = event_times(&batch, self.column, ctx.operator())?;
         let keep = self.generator.on_times(&times);
         match keep {
@@ -82,10 +88,15 @@ mod tests {
         );
         let mut ctx = test_ctx();
         let mut out = Output::new();
-        let b = |v: Vec<i64>| RecordBatch::try_from_iter([("t", Arc::new(Int64Array::from(v)) as _)]).unwrap();
-        op.on_batch(0, b(vec![1000, 950, 800]), &mut ctx, &mut out).unwrap();
-        op.on_batch(0, b(vec![990, 1200]), &mut ctx, &mut out).unwrap();
-        op.on_watermark(Watermark::EventTime(5), &mut ctx, &mut out).unwrap();
+        let b = |v: Vec<i64>| {
+            RecordBatch::try_from_iter([("t", Arc::new(Int64Array::from(v)) as _)]).unwrap()
+        };
+        op.on_batch(0, b(vec![1000, 950, 800]), &mut ctx, &mut out)
+            .unwrap();
+        op.on_batch(0, b(vec![990, 1200]), &mut ctx, &mut out)
+            .unwrap();
+        op.on_watermark(Watermark::EventTime(5), &mut ctx, &mut out)
+            .unwrap();
         op.on_watermark(Watermark::MAX, &mut ctx, &mut out).unwrap();
         let msgs = out.take();
         let rows: Vec<usize> = msgs.iter().map(|m| m.num_rows()).collect();
@@ -100,7 +111,11 @@ mod tests {
         assert_eq!(rows.iter().sum::<usize>(), 4);
         assert_eq!(
             wms,
-            vec![Watermark::EventTime(899), Watermark::EventTime(1099), Watermark::MAX]
+            vec![
+                Watermark::EventTime(899),
+                Watermark::EventTime(1099),
+                Watermark::MAX
+            ]
         );
         assert_eq!(ctx.metrics().late_rows.load(Ordering::Relaxed), 1);
     }

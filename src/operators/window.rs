@@ -67,12 +67,17 @@ impl Hasher for KeyHasher {
 
 impl TumblingWindowAggregate {
     /// The output schema of a window over `input` keyed by `keys` computing `aggs`.
-    pub fn output_schema(input: &Schema, keys: &[String], aggs: &[Agg], context: &str) -> Result<SchemaRef> {
+    pub fn output_schema(
+        input: &Schema,
+        keys: &[String],
+        aggs: &[Agg],
+        context: &str,
+    ) -> Result<SchemaRef> {
         let mut fields = Vec::new();
         for k in keys {
-            let f = input.field_with_name(k).map_err(|_| {
-                Error::column(k, context, "key column not found")
-            })?;
+            let f = input
+                .field_with_name(k)
+                .map_err(|_| Error::column(k, context, "key column not found"))?;
             fields.push(f.clone());
         }
         fields.push(Field::new("window_start", DataType::Int64, false));
@@ -103,7 +108,10 @@ impl TumblingWindowAggregate {
     ) -> Result<Self> {
         window.validate()?;
         if aggs.is_empty() {
-            return Err(Error::option("aggregates", "a window needs at least one aggregate"));
+            return Err(Error::option(
+                "aggregates",
+                "a window needs at least one aggregate",
+            ));
         }
         let time_column = validate_time_column(input, time_column, context)?;
         let key_encoder = KeyEncoder::try_new(input, keys, context)?;
@@ -138,7 +146,11 @@ impl TumblingWindowAggregate {
     }
 
     fn per_group_bytes(&self) -> usize {
-        let accs: usize = self.aggs.iter().map(|a| Accumulators::new(a).bytes_per_group()).sum();
+        let accs: usize = self
+            .aggs
+            .iter()
+            .map(|a| Accumulators::new(a).bytes_per_group())
+            .sum();
         accs + 48
     }
 
@@ -183,7 +195,13 @@ impl TumblingWindowAggregate {
 }
 
 impl Operator for TumblingWindowAggregate {
-    fn on_batch(&mut self, _: usize, batch: RecordBatch, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
         let _ = out;
         let times = event_times(&batch, self.time_column, ctx.operator())?;
         let rows = self.keys.encode(&batch)?;
@@ -191,7 +209,10 @@ impl Operator for TumblingWindowAggregate {
         let mut late = 0u64;
         for (i, &t) in times.iter().enumerate() {
             let start = self.window.start_of(t);
-            if self.fired_up_to.is_some_and(|f| self.window.max_timestamp(start) <= f) {
+            if self
+                .fired_up_to
+                .is_some_and(|f| self.window.max_timestamp(start) <= f)
+            {
                 late += 1;
             } else {
                 order.push((start, i as u32));
@@ -292,7 +313,11 @@ mod tests {
 
     #[test]
     fn fires_windows_in_order_when_the_watermark_passes_and_counts_late_rows() {
-        let b = input(vec!["a", "b", "a", "a"], vec![100, 200, 1500, 900], vec![1.0, 2.0, 3.0, 5.0]);
+        let b = input(
+            vec!["a", "b", "a", "a"],
+            vec![100, 200, 1500, 900],
+            vec![1.0, 2.0, 3.0, 5.0],
+        );
         let mut w = TumblingWindowAggregate::try_new(
             &b.schema(),
             "t",
@@ -305,41 +330,103 @@ mod tests {
         let mut ctx = test_ctx();
         let mut out = Output::new();
         w.on_batch(0, b, &mut ctx, &mut out).unwrap();
-        w.on_watermark(Watermark::EventTime(998), &mut ctx, &mut out).unwrap();
-        assert!(batches(&mut out).is_empty(), "window [0,1000) must not fire at 998");
-        w.on_watermark(Watermark::EventTime(999), &mut ctx, &mut out).unwrap();
+        w.on_watermark(Watermark::EventTime(998), &mut ctx, &mut out)
+            .unwrap();
+        assert!(
+            batches(&mut out).is_empty(),
+            "window [0,1000) must not fire at 998"
+        );
+        w.on_watermark(Watermark::EventTime(999), &mut ctx, &mut out)
+            .unwrap();
         let got = batches(&mut out);
         assert_eq!(got.len(), 1);
         let g = &got[0];
-        let keys: Vec<&str> = g.column(0).as_string::<i32>().iter().map(|k| k.unwrap()).collect();
+        let keys: Vec<&str> = g
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .map(|k| k.unwrap())
+            .collect();
         assert_eq!(keys, vec!["a", "b"]);
-        assert_eq!(g.column(1).as_primitive::<Int64Type>().values().to_vec(), vec![0, 0]);
-        assert_eq!(g.column(2).as_primitive::<Int64Type>().values().to_vec(), vec![1000, 1000]);
-        assert_eq!(g.column(3).as_primitive::<Int64Type>().values().to_vec(), vec![2, 1]);
-        assert_eq!(g.column(4).as_primitive::<Float64Type>().values().to_vec(), vec![3.0, 2.0]);
+        assert_eq!(
+            g.column(1).as_primitive::<Int64Type>().values().to_vec(),
+            vec![0, 0]
+        );
+        assert_eq!(
+            g.column(2).as_primitive::<Int64Type>().values().to_vec(),
+            vec![1000, 1000]
+        );
+        assert_eq!(
+            g.column(3).as_primitive::<Int64Type>().values().to_vec(),
+            vec![2, 1]
+        );
+        assert_eq!(
+            g.column(4).as_primitive::<Float64Type>().values().to_vec(),
+            vec![3.0, 2.0]
+        );
 
         // a row for the fired window is late; a row for [1000,2000) is not
         let late = input(vec!["a", "a"], vec![10, 1999], vec![7.0, 9.0]);
         w.on_batch(0, late, &mut ctx, &mut out).unwrap();
-        assert_eq!(ctx.metrics().late_rows.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            ctx.metrics()
+                .late_rows
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         w.on_end_of_input(&mut ctx, &mut out).unwrap();
         let got = batches(&mut out);
-        assert_eq!(got[0].column(3).as_primitive::<Int64Type>().values().to_vec(), vec![2]);
-        assert_eq!(got[0].column(4).as_primitive::<Float64Type>().values().to_vec(), vec![6.0]);
-        assert_eq!(ctx.pool().reserved(), 0, "fired windows release their memory");
+        assert_eq!(
+            got[0]
+                .column(3)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec(),
+            vec![2]
+        );
+        assert_eq!(
+            got[0]
+                .column(4)
+                .as_primitive::<Float64Type>()
+                .values()
+                .to_vec(),
+            vec![6.0]
+        );
+        assert_eq!(
+            ctx.pool().reserved(),
+            0,
+            "fired windows release their memory"
+        );
     }
 
     #[test]
     fn rejects_bad_columns() {
         let b = input(vec!["a"], vec![1], vec![1.0]);
         let w = TumblingWindow::of(Duration::from_secs(1));
-        let err = TumblingWindowAggregate::try_new(&b.schema(), "time", &["k".into()], w, &[Agg::count()], "win")
-            .err()
-            .unwrap();
+        let err = TumblingWindowAggregate::try_new(
+            &b.schema(),
+            "time",
+            &["k".into()],
+            w,
+            &[Agg::count()],
+            "win",
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("`time`"), "{err}");
-        let err = TumblingWindowAggregate::try_new(&b.schema(), "k", &["k".into()], w, &[Agg::count()], "win")
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("Int64 (epoch ms) or Timestamp"), "{err}");
+        let err = TumblingWindowAggregate::try_new(
+            &b.schema(),
+            "k",
+            &["k".into()],
+            w,
+            &[Agg::count()],
+            "win",
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string().contains("Int64 (epoch ms) or Timestamp"),
+            "{err}"
+        );
     }
 }

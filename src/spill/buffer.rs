@@ -496,7 +496,10 @@ mod tests {
         let partitions = buffer.finish().unwrap();
         assert_eq!(
             pool.reserved(),
-            partitions.iter().map(|p| p.reservation.size()).sum::<usize>()
+            partitions
+                .iter()
+                .map(|p| p.reservation.size())
+                .sum::<usize>()
         );
         assert_eq!(spill.metrics().files(), 0);
         assert_eq!(files_in(spill.dir()), 0);

@@ -57,10 +57,11 @@ pub fn event_times(batch: &RecordBatch, idx: usize, context: &str) -> Result<Sca
             .as_primitive::<TimestampMillisecondType>()
             .values()
             .clone(),
-        DataType::Timestamp(TimeUnit::Second, _) => scale(
-            array.as_primitive::<TimestampSecondType>().values(),
-            |v| v.saturating_mul(1000),
-        ),
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            scale(array.as_primitive::<TimestampSecondType>().values(), |v| {
+                v.saturating_mul(1000)
+            })
+        }
         DataType::Timestamp(TimeUnit::Microsecond, _) => scale(
             array.as_primitive::<TimestampMicrosecondType>().values(),
             |v| v.div_euclid(1000),
@@ -108,7 +109,10 @@ mod tests {
         )])
         .unwrap();
         let err = event_times(&batch, 0, "op").unwrap_err();
-        assert!(err.to_string().contains("null event time at row 1"), "{err}");
+        assert!(
+            err.to_string().contains("null event time at row 1"),
+            "{err}"
+        );
         let s = RecordBatch::try_from_iter([("t", Arc::new(StringArray::from(vec!["a"])) as _)])
             .unwrap();
         assert!(event_times(&s, 0, "op").is_err());

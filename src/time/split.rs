@@ -73,7 +73,8 @@ impl SplitClock {
     pub fn advance(&mut self) -> Option<Watermark> {
         let (current, rest) = match &self.active {
             Some(g) => (
-                g.current().unwrap_or(self.initial.get(self.pos).copied().unwrap_or(i64::MIN)),
+                g.current()
+                    .unwrap_or(self.initial.get(self.pos).copied().unwrap_or(i64::MIN)),
                 self.pos + 1,
             ),
             None => (i64::MAX, self.pos),
@@ -104,7 +105,10 @@ mod tests {
         assert_eq!(c.advance(), None, "unchanged");
         c.start_split();
         let mask = c.on_times(&[60, 40]).expect("40 is late in split 1");
-        assert_eq!(mask.iter().collect::<Vec<_>>(), vec![Some(true), Some(false)]);
+        assert_eq!(
+            mask.iter().collect::<Vec<_>>(),
+            vec![Some(true), Some(false)]
+        );
         assert!(c.on_times(&[100, 48]).is_some());
         assert_eq!(c.advance(), Some(Watermark::EventTime(89)));
         c.end_split();

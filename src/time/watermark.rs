@@ -141,11 +141,15 @@ mod tests {
     fn batch_boundaries_do_not_change_lateness() {
         let times: Vec<i64> = (0..500).map(|i| (i * 7919) % 1000 + i * 3).collect();
         let whole = {
-            let mut g = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(50)).generator();
+            let mut g =
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(50)).generator();
             let m = g.on_times(&times);
-            (0..times.len()).map(|i| m.as_ref().is_none_or(|m| m.value(i))).collect::<Vec<_>>()
+            (0..times.len())
+                .map(|i| m.as_ref().is_none_or(|m| m.value(i)))
+                .collect::<Vec<_>>()
         };
-        let mut g = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(50)).generator();
+        let mut g =
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(50)).generator();
         let mut pieces = Vec::new();
         for chunk in times.chunks(37) {
             let m = g.on_times(chunk);
