@@ -136,12 +136,18 @@ mod tests {
         let x = b(vec![1, 2, 3], vec![0.1 + 0.2, 5.0, 7.0]);
         let y = b(vec![3, 1, 2], vec![7.0, 0.3, 5.0]);
         let s = x.schema();
-        same_rows(&[x.clone()], &[y.slice(0, 1), y.slice(1, 2)], &s, 1e-9).unwrap();
+        same_rows(
+            std::slice::from_ref(&x),
+            &[y.slice(0, 1), y.slice(1, 2)],
+            &s,
+            1e-9,
+        )
+        .unwrap();
         let z = b(vec![3, 1, 2], vec![7.0, 0.31, 5.0]);
-        assert!(same_rows(&[x.clone()], &[z], &s, 1e-9).is_err());
+        assert!(same_rows(std::slice::from_ref(&x), &[z], &s, 1e-9).is_err());
         let w = b(vec![3, 1, 4], vec![7.0, 0.3, 5.0]);
-        let err = same_rows(&[x.clone()], &[w], &s, 1e-9).unwrap_err();
+        let err = same_rows(std::slice::from_ref(&x), &[w], &s, 1e-9).unwrap_err();
         assert!(err.to_string().contains("column `k`"), "{err}");
-        assert!(same_rows(&[x.clone()], &[x.slice(0, 2)], &s, 1e-9).is_err());
+        assert!(same_rows(std::slice::from_ref(&x), &[x.slice(0, 2)], &s, 1e-9).is_err());
     }
 }

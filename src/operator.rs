@@ -13,7 +13,7 @@ use crate::message::{Message, Watermark};
 use crate::spill::SpillManager;
 use crate::Result;
 use arrow_array::RecordBatch;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Which parallel instance of an operator this is.
@@ -51,7 +51,7 @@ impl RuntimeEnv {
 }
 
 /// Counters of one operator, summed over its subtasks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OperatorMetrics {
     /// Rows received.
     pub rows_in: AtomicU64,
@@ -59,6 +59,19 @@ pub struct OperatorMetrics {
     pub rows_out: AtomicU64,
     /// Rows that arrived behind the watermark and were not processed.
     pub late_rows: AtomicU64,
+    /// The highest watermark delivered to any subtask (`i64::MIN` before the first).
+    pub watermark: AtomicI64,
+}
+
+impl Default for OperatorMetrics {
+    fn default() -> Self {
+        OperatorMetrics {
+            rows_in: AtomicU64::new(0),
+            rows_out: AtomicU64::new(0),
+            late_rows: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+        }
+    }
 }
 
 impl OperatorMetrics {
@@ -130,6 +143,7 @@ impl Ctx {
     pub fn set_watermark(&mut self, wm: Watermark) {
         if let Watermark::EventTime(t) = wm {
             self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
+            self.metrics.watermark.fetch_max(t, Ordering::Relaxed);
         }
     }
 }

@@ -7,7 +7,7 @@
 //! `*.inprogress` file was left beside it). One control test shows a good job
 //! does write the output, so the "nothing written" checks mean something.
 
-use arrow_array::{Array, Float64Array, Int64Array, RecordBatch};
+use arrow_array::{Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ArrowWriter;
@@ -367,34 +367,21 @@ fn files_with_different_schemas_name_the_file_and_column() {
     let case = Case::new();
     let dir = case.path("in");
     std::fs::create_dir_all(&dir).unwrap();
-    let batch = |speed: Arc<dyn Array>, ty: DataType| {
-        let schema = Schema::new(vec![
-            Field::new("vehicle_id", DataType::Int64, false),
-            Field::new("event_time", DataType::Int64, false),
-            Field::new("speed", ty, false),
-        ]);
-        RecordBatch::try_new(
-            Arc::new(schema),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2])),
-                Arc::new(Int64Array::from(vec![1000, 2000])),
-                speed,
-            ],
-        )
-        .unwrap()
-    };
-    write_batch(
-        &dir.join("a.parquet"),
-        &batch(
-            Arc::new(Float64Array::from(vec![1.5, 2.5])),
-            DataType::Float64,
-        ),
-    );
+    let good = readings(0, 10);
+    write_batch(&dir.join("a.parquet"), &good);
+    // The same rows, but `speed` as Int64.
+    let mut fields: Vec<Field> = good
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields[2] = Field::new("speed", DataType::Int64, false);
+    let mut columns = good.columns().to_vec();
+    columns[2] = Arc::new(Int64Array::from_iter_values(0..10));
+    let odd_batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
     let odd = dir.join("b.parquet");
-    write_batch(
-        &odd,
-        &batch(Arc::new(Int64Array::from(vec![1, 2])), DataType::Int64),
-    );
+    write_batch(&odd, &odd_batch);
     let job = case.job(&job_text(&dir, "event_time", WINDOW_STEPS));
     case.assert_fails(
         &job,

@@ -111,7 +111,7 @@ fn oracle(splits: &[Split]) -> RecordBatch {
     for split in splits {
         let mut max: Option<i64> = None;
         for r in &split.rows {
-            if max.is_some_and(|m| r.ts <= m - DELAY_MS - 1) {
+            if max.is_some_and(|m| r.ts < m - DELAY_MS /* ts <= watermark */) {
                 continue;
             }
             max = Some(max.map_or(r.ts, |m| m.max(r.ts)));
@@ -207,7 +207,7 @@ fn expected_late(splits: &[Split]) -> u64 {
             s.rows
                 .iter()
                 .filter(|r| {
-                    let late = max.is_some_and(|m| r.ts <= m - DELAY_MS - 1);
+                    let late = max.is_some_and(|m| r.ts < m - DELAY_MS /* ts <= watermark */);
                     if !late {
                         max = Some(max.map_or(r.ts, |m| m.max(r.ts)));
                     }

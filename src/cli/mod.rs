@@ -14,7 +14,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -22,16 +22,7 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// `2_345_678.0` → `2.35 M`.
-pub fn rate(per_sec: f64) -> String {
-    if per_sec >= 1e6 {
-        format!("{:.2} M", per_sec / 1e6)
-    } else if per_sec >= 1e3 {
-        format!("{:.1} K", per_sec / 1e3)
-    } else {
-        format!("{per_sec:.0} ")
-    }
-}
+pub use crate::exec::progress::format_rate as rate;
 
 /// A table with one row per run: mode, rows, late rows, time, rate, memory, spill.
 pub fn metrics_table(runs: &[JobMetrics]) -> String {

@@ -7,6 +7,7 @@
 
 mod chain;
 mod pipelined;
+pub mod progress;
 mod route;
 mod staged;
 
@@ -67,6 +68,8 @@ pub struct ExecConfig {
     pub channel_rows: usize,
     /// Parent directory for spill files (default: the system temp directory).
     pub spill_dir: Option<PathBuf>,
+    /// Draw live progress on stderr (the CLI sets this only on a terminal).
+    pub progress: bool,
 }
 
 impl ExecConfig {
@@ -79,6 +82,7 @@ impl ExecConfig {
             batch_rows: 8192,
             channel_rows: 8 * 8192,
             spill_dir: None,
+            progress: false,
         }
     }
 
@@ -113,6 +117,12 @@ impl ExecConfig {
     /// Sets where spill files go.
     pub fn with_spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.spill_dir = Some(dir.into());
+        self
+    }
+
+    /// Draws progress on stderr while running.
+    pub fn with_progress(mut self, progress: bool) -> Self {
+        self.progress = progress;
         self
     }
 
@@ -207,10 +217,20 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
     let env = RuntimeEnv::try_new(config.memory, config.spill_dir.as_deref())?;
     let metrics: Vec<Arc<OperatorMetrics>> = plan.nodes.iter().map(|_| Arc::default()).collect();
     let started = Instant::now();
-    let result = match config.mode {
-        ExecMode::Pipelined => pipelined::run(&plan, &physical, &env, &metrics, config),
-        ExecMode::Batch => staged::run(&plan, &physical, &env, &metrics, config),
-    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        if config.progress {
+            let total = source_rows(&plan);
+            let (plan, env, metrics, done) = (&plan, &env, &metrics, &done);
+            scope.spawn(move || progress::report(plan, env, metrics, total, done));
+        }
+        let result = match config.mode {
+            ExecMode::Pipelined => pipelined::run(&plan, &physical, &env, &metrics, config),
+            ExecMode::Batch => staged::run(&plan, &physical, &env, &metrics, config),
+        };
+        done.store(true, Ordering::Release);
+        result
+    });
     match result {
         Ok(()) => env.commits.commit_all()?,
         Err(e) => {
@@ -226,6 +246,18 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
         config.mode,
         started.elapsed(),
     ))
+}
+
+/// Total rows of the job's sources, when all of them know it (Parquet footers).
+fn source_rows(plan: &LogicalPlan) -> Option<u64> {
+    let mut total = 0;
+    for n in plan.nodes.iter().filter(|n| n.kind.is_source()) {
+        match &n.kind {
+            crate::graph::NodeKind::Parquet(spec) => total += spec.num_rows(),
+            _ => return None,
+        }
+    }
+    Some(total)
 }
 
 fn collect_metrics(

@@ -114,7 +114,8 @@ mod tests {
         times
             .iter()
             .map(|&t| {
-                let late = max.is_some_and(|m| t <= m - delay - 1);
+                // late: t <= watermark, i.e. t <= m - delay - 1
+                let late = max.is_some_and(|m| t < m - delay);
                 if !late {
                     max = Some(max.map_or(t, |m| m.max(t)));
                 }
