@@ -14,6 +14,8 @@ use crate::{Error, Result};
 use arrow_array::RecordBatch;
 use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::Schema;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Number of key groups; the maximum parallelism of a keyed operator.
 pub const KEY_GROUPS: usize = 128;
@@ -122,6 +124,123 @@ impl KeyEncoder {
     }
 }
 
+/// A `Hasher` for byte keys built on [`stable_hash`] (much faster than SipHash
+/// for short keys) and for integer ids (a multiplicative mix).
+#[derive(Default)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = self.0.rotate_left(5) ^ stable_hash(bytes);
+    }
+    fn write_usize(&mut self, _len: usize) {
+        // The length prefix of a slice adds nothing: stable_hash mixes the length.
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (u64::from(v) ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Builds [`FastHasher`]s.
+pub type FastBuildHasher = BuildHasherDefault<FastHasher>;
+
+/// Interns encoded keys as small integer ids, with reference counts so ids
+/// of keys no longer used anywhere are recycled.
+///
+/// ```text
+///  row bytes ──intern──► id (u32) ──► keyed state uses ids (cheap to hash, no allocation)
+///  state done with a key ──release(id)──► refs[id] -= 1; at 0 the key is forgotten
+/// ```
+#[derive(Debug, Default)]
+pub struct KeyDictionary {
+    // state
+    ids: HashMap<Box<[u8]>, u32, FastBuildHasher>,
+    keys: Vec<Box<[u8]>>,
+    refs: Vec<u32>,
+    free: Vec<u32>,
+    bytes: usize,
+}
+
+impl KeyDictionary {
+    /// An empty dictionary.
+    pub fn new() -> Self {
+        KeyDictionary::default()
+    }
+
+    /// The id of `key`, adding it (with no references) if new.
+    pub fn intern(&mut self, key: &[u8]) -> u32 {
+        if let Some(&id) = self.ids.get(key) {
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.keys[id as usize] = key.into();
+                id
+            }
+            None => {
+                self.keys.push(key.into());
+                self.refs.push(0);
+                (self.keys.len() - 1) as u32
+            }
+        };
+        self.bytes += 2 * key.len() + 64;
+        self.ids.insert(key.into(), id);
+        id
+    }
+
+    /// The encoded key of `id`.
+    pub fn key(&self, id: u32) -> &[u8] {
+        &self.keys[id as usize]
+    }
+
+    /// Someone holds state for `id`.
+    pub fn retain(&mut self, id: u32) {
+        self.refs[id as usize] += 1;
+    }
+
+    /// Someone dropped its state for `id`; the key is forgotten when nobody holds it.
+    pub fn release(&mut self, id: u32) {
+        let r = &mut self.refs[id as usize];
+        *r = r.saturating_sub(1);
+        if *r == 0 {
+            self.forget(id);
+        }
+    }
+
+    /// Forgets `id` if nobody holds it (for keys interned but never retained).
+    pub fn forget_unused(&mut self, id: u32) {
+        if self.refs[id as usize] == 0 {
+            self.forget(id);
+        }
+    }
+
+    fn forget(&mut self, id: u32) {
+        let key = std::mem::take(&mut self.keys[id as usize]);
+        if self.ids.remove(&key).is_some() {
+            self.bytes -= 2 * key.len() + 64;
+            self.free.push(id);
+        }
+    }
+
+    /// Number of keys known.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True if no key is known.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Approximate bytes used.
+    pub fn memory_size(&self) -> usize {
+        self.bytes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +267,29 @@ mod tests {
         assert_eq!(owners[0], 0);
         assert_eq!(owners[KEY_GROUPS - 1], 2);
         assert!(owners.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn dictionary_recycles_ids_of_released_keys() {
+        let mut d = KeyDictionary::new();
+        let a = d.intern(b"a");
+        let b = d.intern(b"b");
+        assert_eq!(d.intern(b"a"), a);
+        assert_ne!(a, b);
+        d.retain(a);
+        d.retain(a);
+        d.release(a);
+        assert_eq!(d.len(), 2);
+        d.release(a);
+        assert_eq!(d.len(), 1, "a is forgotten once released by everyone");
+        let c = d.intern(b"c");
+        assert_eq!(c, a, "its id is reused");
+        assert_eq!(d.key(c), b"c");
+        d.forget_unused(b);
+        assert_eq!(d.len(), 1);
+        d.forget_unused(c);
+        assert!(d.is_empty());
+        assert_eq!(d.memory_size(), 0);
     }
 
     #[test]

@@ -110,12 +110,17 @@ fn boom() -> weir::Result<RecordBatch> {
 
 /// Asserts `err` is the failure of `map_batches` caused by [`boom`].
 fn assert_boom(what: &str, err: &Error) {
+    assert_boom_in(what, err, "map_batches");
+}
+
+/// Asserts `err` is the failure of operator `name` caused by [`boom`].
+fn assert_boom_in(what: &str, err: &Error, name: &str) {
     let msg = err.to_string();
     match err {
         Error::Operator {
             operator, source, ..
         } => {
-            assert_eq!(operator, "map_batches", "{what}: {msg}");
+            assert_eq!(operator, name, "{what}: {msg}");
             assert!(
                 matches!(**source, Error::InvalidOption { ref option, .. } if option == "boom"),
                 "{what}: wrong cause: {msg}"
@@ -200,9 +205,11 @@ fn a_failing_operator_after_a_shuffle_fails_the_job_naming_it() {
     }
 }
 
-#[test]
-fn a_panicking_operator_fails_the_job_naming_it() {
-    for config in configs() {
+/// A closure that panics on the fifth batch fails a job in `mode` with
+/// [`Error::Panic`] naming `map_batches` and carrying the panic message.
+fn check_panic_is_reported(mode: ExecMode) {
+    for parallelism in [1, 3] {
+        let config = ExecConfig::new(mode).with_parallelism(parallelism);
         let what = label(&config);
         let (result, took) = bounded(&what, move || {
             let job = Job::new();
@@ -227,6 +234,16 @@ fn a_panicking_operator_fails_the_job_naming_it() {
         }
         assert!(took < Duration::from_secs(10), "{what}: took {took:?}");
     }
+}
+
+#[test]
+fn a_panicking_operator_fails_a_pipelined_job_naming_it() {
+    check_panic_is_reported(ExecMode::Pipelined);
+}
+
+#[test]
+fn a_panicking_operator_fails_a_batch_job_naming_it() {
+    check_panic_is_reported(ExecMode::Batch);
 }
 
 /// The sink has written part of the output to its staging file when the
@@ -366,10 +383,9 @@ fn a_failure_behind_full_channels_ends_the_run_promptly() {
                 .unwrap();
             job.run(&config).map(|m| m.rows_out)
         });
-        assert_boom(
-            &what,
-            &result.expect_err(&format!("{what}: the job succeeded")),
-        );
+        // The second `map_batches` of the job is named `map_batches-2`.
+        let err = result.expect_err(&format!("{what}: the job succeeded"));
+        assert_boom_in(&what, &err, "map_batches-2");
         let produced = produced.load(Ordering::SeqCst);
         assert!(
             produced < 200,

@@ -268,7 +268,9 @@ impl LoadedJob {
                 .map_err(|e| self.error(span.clone(), field, e))?,
             None => std::time::Duration::ZERO,
         };
-        stream.assign_timestamps(time, WatermarkStrategy::bounded_out_of_orderness(delay))
+        stream
+            .assign_timestamps(time, WatermarkStrategy::bounded_out_of_orderness(delay))
+            .map_err(|e| self.error(span, &format!("{field}.time_column"), e))
     }
 
     /// Builds the job. `output` replaces the sink's path (and picks its

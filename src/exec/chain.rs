@@ -6,8 +6,10 @@
 //! ```
 //! Messages an operator emits are fed to the next operator at once, in
 //! order, so a fused chain behaves exactly like separate tasks joined by
-//! forward edges.
+//! forward edges. A panic inside an operator is caught here and reported as
+//! [`Error::Panic`] naming that operator.
 
+use super::panic_error;
 use crate::error::{Error, Result};
 use crate::graph::{LogicalPlan, NodeKind, PhysicalPlan, TaskPlan};
 use crate::message::{Message, Watermark};
@@ -81,8 +83,11 @@ impl Chain {
             .as_mut()
             .expect("poll_source on a chain without source");
         let mut out = Output::new();
-        let poll = source
-            .poll_next(ctx, &mut out)
+        let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            source.poll_next(ctx, &mut out)
+        }));
+        let poll = call
+            .unwrap_or_else(|payload| Err(panic_error(ctx.operator(), payload)))
             .map_err(|e| e.in_operator(ctx.operator(), ctx.info().subtask))?;
         let items = out.take();
         for m in &items {
@@ -134,7 +139,7 @@ impl Chain {
         };
         let mut out = Output::new();
         let is_end = matches!(msg, Message::End);
-        let result = match msg {
+        let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match msg {
             Message::Data(batch) => {
                 OperatorMetrics::add(&ctx.metrics().rows_in, batch.num_rows() as u64);
                 op.on_batch(input, batch, ctx, &mut out)
@@ -148,7 +153,8 @@ impl Chain {
                 Ok(())
             }
             Message::End => op.on_end_of_input(ctx, &mut out),
-        };
+        }));
+        let result = call.unwrap_or_else(|payload| Err(panic_error(ctx.operator(), payload)));
         result.map_err(|e| e.in_operator(ctx.operator(), ctx.info().subtask))?;
         let items = out.take();
         for m in &items {

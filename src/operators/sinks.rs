@@ -133,11 +133,13 @@ impl FileSinkSpec {
     }
 }
 
-/// A staging file that becomes the target file on commit, or disappears.
+/// A staging file that becomes the target file on commit, or disappears
+/// (with any directories created for it).
 struct StagedFile {
     spec: Arc<FileSinkSpec>,
     staging: PathBuf,
     target: PathBuf,
+    created_dirs: Vec<PathBuf>,
     committed: bool,
 }
 
@@ -161,8 +163,25 @@ impl StagedFile {
             spec: spec.clone(),
             staging,
             target,
+            created_dirs: Vec::new(),
             committed: false,
         }
+    }
+
+    /// Creates the staging file, and its missing parent directories
+    /// (remembered, so an aborted job removes them again).
+    fn create(&mut self) -> Result<File> {
+        if let Some(dir) = self.staging.parent() {
+            let mut missing = Vec::new();
+            let mut d = Some(dir);
+            while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+                missing.push(p.to_path_buf());
+                d = p.parent();
+            }
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            self.created_dirs = missing;
+        }
+        File::create(&self.staging).map_err(|e| Error::io(&self.staging, e))
     }
 }
 
@@ -185,6 +204,10 @@ impl Drop for StagedFile {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.staging);
+            // deepest first; fails harmlessly if something else was put there
+            for d in &self.created_dirs {
+                let _ = std::fs::remove_dir(d);
+            }
         }
     }
 }
@@ -208,8 +231,8 @@ pub struct FileSink {
 impl FileSink {
     fn writer(&mut self) -> Result<&mut Writer> {
         if self.writer.is_none() {
-            let staged = StagedFile::new(&self.spec, self.subtask);
-            let file = File::create(&staged.staging).map_err(|e| Error::io(&staged.staging, e))?;
+            let mut staged = StagedFile::new(&self.spec, self.subtask);
+            let file = staged.create()?;
             let writer = match self.spec.format {
                 FileFormat::Parquet => {
                     let props = WriterProperties::builder()

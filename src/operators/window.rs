@@ -2,7 +2,7 @@
 
 use super::aggregate::{Accumulators, Agg, BoundAgg};
 use crate::error::{Error, Result};
-use crate::key::{stable_hash, KeyEncoder};
+use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
@@ -10,7 +10,6 @@ use crate::time::{event_times, validate_time_column, TumblingWindow};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// Aggregates rows per (key, tumbling window) and emits one row per group
@@ -23,8 +22,9 @@ use std::sync::Arc;
 ///  watermark w ─► every window with start + size - 1 <= w fires, in start order:
 ///                 key columns | window_start | window_end | agg columns
 /// ```
-/// State is held per window in a hash table from encoded key to group id,
-/// and reserved from the memory pool. A row whose window already fired is
+/// Keys are interned once in a [`KeyDictionary`] (shared by all open
+/// windows); each window maps key ids to group slots. State is reserved from
+/// the memory pool. A row whose window already fired is
 /// late: it is counted in the operator's `late_rows` and not aggregated.
 /// Output columns: the key columns, `window_start`, `window_end` (epoch ms,
 /// end exclusive), then one column per aggregate.
@@ -37,32 +37,20 @@ pub struct TumblingWindowAggregate {
     schema: SchemaRef,
     // state
     windows: BTreeMap<i64, WindowState>,
+    dictionary: KeyDictionary,
     fired_up_to: Option<i64>,
+    /// Groups in the last fired window: the capacity hint for new windows.
+    last_groups: usize,
     // resources
     reservation: Option<MemoryReservation>,
 }
 
-#[derive(Default)]
+/// The groups of one window: key id -> group index, and the accumulators.
 struct WindowState {
-    groups: HashMap<Box<[u8]>, u32, BuildHasherDefault<KeyHasher>>,
+    groups: HashMap<u32, u32, FastBuildHasher>,
+    key_ids: Vec<u32>,
     accs: Vec<Accumulators>,
     bytes: usize,
-}
-
-/// Hashes key bytes with [`stable_hash`] (much faster than SipHash here).
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = self.0.rotate_left(5) ^ stable_hash(bytes);
-    }
-    fn write_usize(&mut self, _len: usize) {
-        // The length prefix of a slice adds nothing: stable_hash mixes the length.
-    }
 }
 
 impl TumblingWindowAggregate {
@@ -127,7 +115,9 @@ impl TumblingWindowAggregate {
             aggs,
             schema,
             windows: BTreeMap::new(),
+            dictionary: KeyDictionary::new(),
             fired_up_to: None,
+            last_groups: 0,
             reservation: None,
         })
     }
@@ -139,7 +129,8 @@ impl TumblingWindowAggregate {
 
     fn new_window(&self) -> WindowState {
         WindowState {
-            groups: HashMap::default(),
+            groups: HashMap::with_capacity_and_hasher(self.last_groups, FastBuildHasher::default()),
+            key_ids: Vec::with_capacity(self.last_groups),
             accs: self.aggs.iter().map(Accumulators::new).collect(),
             bytes: 0,
         }
@@ -165,8 +156,14 @@ impl TumblingWindowAggregate {
         let ready = std::mem::replace(&mut self.windows, keep);
         for (start, state) in ready {
             out.emit(self.emit_window(start, &state)?);
+            self.last_groups = state.key_ids.len();
+            let before = self.dictionary.memory_size();
+            for &id in &state.key_ids {
+                self.dictionary.release(id);
+            }
+            let freed = state.bytes + before - self.dictionary.memory_size();
             if let Some(r) = self.reservation.as_mut() {
-                r.shrink(state.bytes.min(r.size()));
+                r.shrink(freed.min(r.size()));
             }
         }
         self.fired_up_to = Some(self.fired_up_to.map_or(t, |f| f.max(t)));
@@ -175,13 +172,12 @@ impl TumblingWindowAggregate {
     }
 
     fn emit_window(&self, start: i64, state: &WindowState) -> Result<RecordBatch> {
-        let n = state.groups.len();
-        let mut keys: Vec<&[u8]> = vec![&[]; n];
-        for (k, &g) in &state.groups {
-            keys[g as usize] = k;
-        }
+        let n = state.key_ids.len();
         let parser = self.keys.converter().parser();
-        let rows = keys.iter().map(|k| parser.parse(k));
+        let rows = state
+            .key_ids
+            .iter()
+            .map(|&id| parser.parse(self.dictionary.key(id)));
         let mut columns: Vec<ArrayRef> = self.keys.converter().convert_rows(rows)?;
         let end = start.saturating_add(self.window.size_ms);
         columns.push(Arc::new(Int64Array::from(vec![start; n])));
@@ -194,15 +190,48 @@ impl TumblingWindowAggregate {
     }
 }
 
+/// Orders `(start, row)` pairs by window start: a counting sort when the
+/// batch spans few windows (the usual case), else a comparison sort.
+fn group_by_start(order: &mut Vec<(i64, u32)>, size: i64) {
+    let (Some(min), Some(max)) = (
+        order.iter().map(|o| o.0).min(),
+        order.iter().map(|o| o.0).max(),
+    ) else {
+        return;
+    };
+    let span = (max - min) / size + 1;
+    if span == 1 {
+        return;
+    }
+    if span > 4096 {
+        order.sort_unstable();
+        return;
+    }
+    let bucket = |start: i64| ((start - min) / size) as usize;
+    let mut offsets = vec![0usize; span as usize + 1];
+    for o in order.iter() {
+        offsets[bucket(o.0) + 1] += 1;
+    }
+    for i in 1..offsets.len() {
+        offsets[i] += offsets[i - 1];
+    }
+    let mut sorted = vec![(0i64, 0u32); order.len()];
+    for &o in order.iter() {
+        let b = bucket(o.0);
+        sorted[offsets[b]] = o;
+        offsets[b] += 1;
+    }
+    *order = sorted;
+}
+
 impl Operator for TumblingWindowAggregate {
     fn on_batch(
         &mut self,
         _: usize,
         batch: RecordBatch,
         ctx: &mut Ctx,
-        out: &mut Output,
+        _: &mut Output,
     ) -> Result<()> {
-        let _ = out;
         let times = event_times(&batch, self.time_column, ctx.operator())?;
         let rows = self.keys.encode(&batch)?;
         let mut order: Vec<(i64, u32)> = Vec::with_capacity(times.len());
@@ -221,7 +250,7 @@ impl Operator for TumblingWindowAggregate {
         if late > 0 {
             OperatorMetrics::add(&ctx.metrics().late_rows, late);
         }
-        order.sort_unstable();
+        group_by_start(&mut order, self.window.size_ms);
         let columns = batch.columns();
         let values = self
             .aggs
@@ -229,6 +258,7 @@ impl Operator for TumblingWindowAggregate {
             .map(|a| a.values(columns))
             .collect::<Result<Vec<_>>>()?;
         let per_group = self.per_group_bytes();
+        let dict_before = self.dictionary.memory_size();
         let mut added_bytes = 0usize;
         let mut groups: Vec<u32> = Vec::with_capacity(order.len());
         let mut row_ids: Vec<u32> = Vec::with_capacity(order.len());
@@ -247,29 +277,26 @@ impl Operator for TumblingWindowAggregate {
             groups.clear();
             row_ids.clear();
             for &(_, r) in &order[i..j] {
-                let key = rows.row(r as usize);
-                let next = state.groups.len() as u32;
-                let g = match state.groups.get(key.as_ref()) {
-                    Some(&g) => g,
-                    None => {
-                        let bytes = key.as_ref().len() + per_group;
-                        state.bytes += bytes;
-                        added_bytes += bytes;
-                        state.groups.insert(key.as_ref().into(), next);
-                        next
-                    }
-                };
+                let id = self.dictionary.intern(rows.row(r as usize).as_ref());
+                let next = state.key_ids.len() as u32;
+                let g = *state.groups.entry(id).or_insert_with(|| {
+                    state.key_ids.push(id);
+                    state.bytes += per_group;
+                    added_bytes += per_group;
+                    self.dictionary.retain(id);
+                    next
+                });
                 groups.push(g);
                 row_ids.push(r);
             }
-            let n = state.groups.len();
+            let n = state.key_ids.len();
             for ((acc, agg), vals) in state.accs.iter_mut().zip(&self.aggs).zip(&values) {
                 acc.resize(n);
-                let column = agg.field.name();
-                acc.update(&groups, &row_ids, vals, column)?;
+                acc.update(&groups, &row_ids, vals, agg.field.name())?;
             }
             i = j;
         }
+        let added_bytes = added_bytes + self.dictionary.memory_size().saturating_sub(dict_before);
         if added_bytes > 0 {
             let pool = ctx.pool().clone();
             let name = ctx.operator().to_string();
