@@ -7,12 +7,12 @@
 //!           (memory batches, then spill files through mmap), then
 //!           Watermark::MAX, then end of input
 //! ```
-//! Watermarks inside a stage flow through its chain as usual; at a stage
-//! boundary they are dropped, because the next stage sees all its input
-//! before `Watermark::MAX`. Results equal the pipelined executor's since
-//! late rows are decided at the sources, per split.
+//! Watermarks cross stage boundaries as marks in the partition buffers; a
+//! consumer replays them while reading (see [`replay`]), so windows fire
+//! during the stage and state stays bounded. Results equal the pipelined
+//! executor's since late rows are decided at the sources, per split.
 
-use super::chain::Chain;
+use super::chain::{Chain, Emit};
 use super::route::Router;
 use super::{panic_error, ExecConfig, FirstError};
 use crate::error::{Error, Result};
@@ -20,6 +20,7 @@ use crate::graph::{LogicalPlan, PhysicalPlan};
 use crate::message::{Message, Watermark};
 use crate::operator::{OperatorMetrics, RuntimeEnv, SourcePoll};
 use crate::spill::{Partition, PartitionedBuffer};
+use crate::time::WatermarkTracker;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
@@ -112,6 +113,87 @@ pub(super) fn run(
     first_error.into_result()
 }
 
+/// One producer's partition being read back, with its watermark marks.
+struct Cursor {
+    input: usize,
+    reader: crate::spill::PartitionReader,
+    marks: std::collections::VecDeque<(u64, i64)>,
+    read: u64,
+    watermark: i64,
+}
+
+/// Feeds a consumer its input partitions, interleaved so that event time
+/// advances as in a pipelined run: always read on from the producer whose
+/// watermark is lowest, replaying its recorded watermarks at the positions
+/// they were emitted. Windows therefore fire during the stage, and state
+/// stays bounded by the disorder, not by the input size.
+///
+/// ```text
+///  producer 0: b b |wm 10| b b b |wm 20| b      cursor with lowest watermark
+///  producer 1: b |wm 5| b b |wm 25| b b    ──►  reads until its next mark
+///  tracker (min over producers) ──► chain.on_watermark when it rises
+/// ```
+fn replay(
+    inputs: SubtaskInputs,
+    chain: &mut Chain,
+    emit: &mut Emit<'_>,
+    first_error: &FirstError,
+) -> Result<()> {
+    let mut cursors: Vec<Cursor> = inputs
+        .into_iter()
+        .flat_map(|(input, parts)| parts.into_iter().map(move |p| (input, p)))
+        .map(|(input, p)| Cursor {
+            input,
+            marks: p.watermarks().iter().copied().collect(),
+            reader: p.into_batches(),
+            read: 0,
+            watermark: i64::MIN,
+        })
+        .collect();
+    let mut tracker = WatermarkTracker::new(cursors.len());
+    let mut open: Vec<usize> = (0..cursors.len()).collect();
+    while let Some(pos) = (0..open.len()).min_by_key(|&k| cursors[open[k]].watermark) {
+        let ci = open[pos];
+        let c = &mut cursors[ci];
+        // read this producer up to its next watermark mark
+        loop {
+            if first_error.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            if let Some(&(at, t)) = c.marks.front() {
+                if at <= c.read {
+                    c.marks.pop_front();
+                    c.watermark = t;
+                    if let Some(w) = tracker.update(ci, Watermark::EventTime(t)) {
+                        chain.on_watermark(w, emit)?;
+                    }
+                    break;
+                }
+            }
+            match c.reader.next() {
+                Some(batch) => {
+                    chain.on_batch(c.input, Message::Data(batch?), emit)?;
+                    c.read += 1;
+                }
+                None => {
+                    open.swap_remove(pos);
+                    if let Some(w) = tracker.on_end(ci) {
+                        if !open.is_empty() {
+                            chain.on_watermark(w, emit)?;
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    // Bounded inputs end with Watermark::MAX; make sure the chain sees it.
+    if tracker.current() != Some(Watermark::MAX) {
+        chain.on_watermark(Watermark::MAX, emit)?;
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_subtask(
     plan: &LogicalPlan,
@@ -152,6 +234,10 @@ fn run_subtask(
                 Message::Data(batch) => buffers[edge]
                     .push(target, batch)
                     .map_err(|e| e.in_operator(last, s)),
+                Message::Watermark(Watermark::EventTime(t)) => {
+                    buffers[edge].push_watermark(target, t);
+                    Ok(())
+                }
                 _ => Ok(()),
             }
         };
@@ -168,19 +254,9 @@ fn run_subtask(
                 }
             }
         } else {
-            for (input, partitions) in inputs {
-                for partition in partitions {
-                    for batch in partition.into_batches() {
-                        if first_error.is_cancelled() {
-                            return Err(Error::Cancelled);
-                        }
-                        let batch =
-                            batch.map_err(|e| e.in_operator(&plan.nodes[task.nodes[0]].name, s))?;
-                        chain.on_batch(input, Message::Data(batch), &mut emit)?;
-                    }
-                }
-            }
-            chain.on_watermark(Watermark::MAX, &mut emit)?;
+            let name = &plan.nodes[task.nodes[0]].name;
+            replay(inputs, &mut chain, &mut emit, first_error)
+                .map_err(|e| e.in_operator(name, s))?;
             chain.finish(&mut emit)?;
         }
     }

@@ -79,11 +79,12 @@ impl MemoryPool {
 
     /// Adds `bytes` if the total stays within the budget; returns the
     /// `reserved` value seen when refusing.
-    fn try_add(&self, bytes: usize) -> std::result::Result<(), usize> {
+    fn try_add(&self, bytes: usize, limit: usize) -> std::result::Result<(), usize> {
+        let limit = limit.min(self.budget);
         let mut current = self.reserved.load(Ordering::Acquire);
         loop {
             let new = match current.checked_add(bytes) {
-                Some(new) if new <= self.budget => new,
+                Some(new) if new <= limit => new,
                 _ => return Err(current),
             };
             match self.reserved.compare_exchange_weak(
@@ -191,7 +192,14 @@ impl MemoryReservation {
     /// the pool's total would pass its budget. On failure nothing changes.
     /// Concurrent calls never overshoot the budget.
     pub fn try_grow(&mut self, bytes: usize) -> Result<()> {
-        match self.pool.try_add(bytes) {
+        self.try_grow_below(bytes, usize::MAX)
+    }
+
+    /// Like [`try_grow`](Self::try_grow), but fails unless the whole pool
+    /// stays at or below `limit` bytes. Spillable consumers use a limit below
+    /// the budget so that state which cannot spill always finds room.
+    pub fn try_grow_below(&mut self, bytes: usize, limit: usize) -> Result<()> {
+        match self.pool.try_add(bytes, limit) {
             Ok(()) => {
                 self.size += bytes;
                 Ok(())

@@ -17,6 +17,8 @@ pub struct MemorySourceSpec {
     schema: SchemaRef,
     splits: Vec<Vec<RecordBatch>>,
     event_time: Option<(usize, WatermarkStrategy)>,
+    /// Smallest event time of each split (like Parquet statistics).
+    min_times: Vec<Option<i64>>,
 }
 
 impl MemorySourceSpec {
@@ -30,10 +32,12 @@ impl MemorySourceSpec {
                 });
             }
         }
+        let min_times = vec![None; splits.len()];
         Ok(MemorySourceSpec {
             schema,
             splits,
             event_time: None,
+            min_times,
         })
     }
 
@@ -41,6 +45,20 @@ impl MemorySourceSpec {
     pub fn with_event_time(mut self, column: &str, strategy: WatermarkStrategy) -> Result<Self> {
         let idx = validate_time_column(&self.schema, column, "memory source")?;
         self.event_time = Some((idx, strategy));
+        self.min_times = self
+            .splits
+            .iter()
+            .map(|split| {
+                let mut min: Option<i64> = None;
+                for b in split {
+                    let times = event_times(b, idx, "memory source")?;
+                    if let Some(&m) = times.iter().min() {
+                        min = Some(min.map_or(m, |x| x.min(m)));
+                    }
+                }
+                Ok(min)
+            })
+            .collect::<Result<_>>()?;
         Ok(self)
     }
 
@@ -54,9 +72,10 @@ impl MemorySourceSpec {
         let splits: Vec<usize> = (0..self.splits.len())
             .filter(|i| i % info.parallelism == info.subtask)
             .collect();
-        let clock = self
-            .event_time
-            .map(|(_, s)| SplitClock::new(s, &vec![None; splits.len()]));
+        let clock = self.event_time.map(|(_, s)| {
+            let mins: Vec<Option<i64>> = splits.iter().map(|&i| self.min_times[i]).collect();
+            SplitClock::new(s, &mins)
+        });
         MemorySource {
             spec: self.clone(),
             splits,

@@ -23,6 +23,10 @@ type MemoryBatch = (RecordBatch, usize);
 struct PartitionState {
     /// Rows pushed to this partition (memory and disk).
     rows: u64,
+    /// Batches pushed to this partition (memory and disk).
+    batches: u64,
+    /// Watermarks: `(batches before it, event time)`, in push order.
+    marks: Vec<(u64, i64)>,
     /// Batches held in memory, in arrival order.
     memory: Vec<MemoryBatch>,
     /// The partition's spill file, opened at its first spill.
@@ -33,7 +37,7 @@ struct PartitionState {
 /// memory pool refuses more.
 ///
 /// ```text
-///  push(p, batch) ──try_grow(size)──▶ ok ──▶ memory[p].push(batch)
+///  push(p, batch) ──try_grow_below(size, budget / 2)──▶ ok ──▶ memory[p].push(batch)
 ///        │
 ///        └─ refused ─▶ spill: for every partition q,
 ///                      memory[q] ──append──▶ writer[q] (one IPC file per q)
@@ -44,9 +48,11 @@ struct PartitionState {
 ///  finish() ─▶ Vec<Partition>: memory[p] (with its own reservation)
 ///                              + writer[p].finish() → SpillFile
 ///
-///  Partition::into_batches() ─▶ memory batches (released from the
-///        reservation as handed out), then the spill file read through
-///        mmap (deleted once read)
+///  push_watermark(p, t) ─▶ marks[p].push((batches pushed to p so far, t))
+///
+///  Partition::into_batches() ─▶ the spill file read through mmap (deleted
+///        once read), then the memory batches (released from the reservation
+///        as handed out): exactly arrival order, so the marks still apply
 /// ```
 ///
 /// Empty batches are dropped and partitions that never spilled get no file.
@@ -171,18 +177,33 @@ impl PartitionedBuffer {
         }
         let rows = batch.num_rows() as u64;
         let size = batch.get_array_memory_size();
-        if self.reservation.try_grow(size).is_err() {
+        // Shuffle buffers can spill, so they leave half the pool to state that cannot.
+        let limit = self.reservation.pool().budget() / 2;
+        if self.reservation.try_grow_below(size, limit).is_err() {
             self.spill_memory()?;
-            if self.reservation.try_grow(size).is_err() {
+            if self.reservation.try_grow_below(size, limit).is_err() {
                 self.writer(partition)?.write(&batch)?;
                 self.partitions[partition].rows += rows;
+                self.partitions[partition].batches += 1;
                 return Ok(());
             }
         }
         let state = &mut self.partitions[partition];
         state.memory.push((batch, size));
         state.rows += rows;
+        state.batches += 1;
         Ok(())
+    }
+
+    /// Records that the producer's watermark reached `event_time` after the
+    /// batches pushed to `partition` so far. A consumer replays the marks
+    /// while reading, so it sees event time advance as a pipelined run would.
+    pub fn push_watermark(&mut self, partition: usize, event_time: i64) {
+        if let Some(state) = self.partitions.get_mut(partition) {
+            if state.marks.last().is_none_or(|&(_, t)| t < event_time) {
+                state.marks.push((state.batches, event_time));
+            }
+        }
     }
 
     /// Appends every in-memory batch to its partition's spill file and frees
@@ -241,6 +262,7 @@ impl PartitionedBuffer {
             let bytes = state.memory.iter().map(|(_, size)| size).sum();
             finished.push(Partition {
                 rows: state.rows,
+                marks: state.marks,
                 memory: state.memory,
                 files,
                 reservation: reservation.split(bytes, format!("{name}[{index}]")),
@@ -262,6 +284,8 @@ pub struct Partition {
     // state
     /// Rows in memory and on disk.
     rows: u64,
+    /// Watermark marks: `(batches before it, event time)`.
+    marks: Vec<(u64, i64)>,
     /// Batches in memory, in arrival order.
     memory: Vec<MemoryBatch>,
     /// Spill files, in arrival order.
@@ -279,6 +303,12 @@ impl Partition {
         self.rows
     }
 
+    /// The producer's watermarks: `(number of batches of this partition
+    /// before it, event time)`, rising, in order.
+    pub fn watermarks(&self) -> &[(u64, i64)] {
+        &self.marks
+    }
+
     /// Number of spill files holding part of this partition (0 or 1 per
     /// producer).
     pub fn spilled_files(&self) -> usize {
@@ -287,13 +317,12 @@ impl Partition {
 
     /// Reads the partition back.
     ///
-    /// Yields the in-memory batches first, releasing each from the
-    /// reservation as it is handed out, then the batches of each spill file
-    /// (memory-mapped, zero-copy), deleting each file once it has been read.
-    /// Within each group the order is arrival order; since a spill moves
-    /// everything held in memory to disk, every in-memory batch arrived after
-    /// every spilled one, so the overall order is arrival order rotated: the
-    /// newest (in-memory) batches come first.
+    /// Yields the batches of the spill file first (memory-mapped, zero-copy;
+    /// the file is deleted once read), then the in-memory batches, releasing
+    /// each from the reservation as it is handed out. Since a spill moves
+    /// everything held in memory to disk, every spilled batch arrived before
+    /// every in-memory one: the order is exactly arrival order, one batch
+    /// per pushed batch, so [`Partition::watermarks`] positions apply.
     pub fn into_batches(self) -> PartitionReader {
         let Partition {
             memory,
@@ -352,10 +381,6 @@ impl Iterator for PartitionReader {
         if self.failed {
             return None;
         }
-        if let Some((batch, size)) = self.memory.next() {
-            self.reservation.shrink(size);
-            return Some(Ok(batch));
-        }
         loop {
             if let Some((reader, _file)) = self.current.as_mut() {
                 match reader.next() {
@@ -365,12 +390,15 @@ impl Iterator for PartitionReader {
                     None => self.current = None,
                 }
             }
-            let file = self.files.next()?;
+            let Some(file) = self.files.next() else { break };
             match file.read() {
                 Ok(reader) => self.current = Some((reader, file)),
                 Err(e) => return self.fail(e),
             }
         }
+        let (batch, size) = self.memory.next()?;
+        self.reservation.shrink(size);
+        Some(Ok(batch))
     }
 }
 
@@ -513,18 +541,24 @@ mod tests {
     }
 
     #[test]
-    fn memory_batches_come_first_then_spilled_ones() {
+    fn batches_come_back_in_arrival_order_with_their_watermarks() {
         let size = batch(0, 100).get_array_memory_size();
         let pool = MemoryPool::new(2 * size + size / 2); // room for two batches
         let spill = SpillManager::try_new(None).unwrap();
         let mut buffer = PartitionedBuffer::new("b", schema(), 1, &pool, &spill);
         for i in 0..5 {
             buffer.push(0, batch(i * 100, 100)).unwrap();
+            buffer.push_watermark(0, i * 10);
         }
-        // b0 b1 | b2 spills b0 b1 | b3 | b4 spills b2 b3 → memory: b4.
+        buffer.push_watermark(0, 5); // not rising: ignored
+                                     // b0 b1 | b2 spills b0 b1 | b3 | b4 spills b2 b3 → memory: b4.
         let mut partitions = buffer.finish().unwrap();
         let partition = partitions.pop().unwrap();
         assert_eq!(partition.spilled_files(), 1);
+        assert_eq!(
+            partition.watermarks(),
+            &[(1, 0), (2, 10), (3, 20), (4, 30), (5, 40)]
+        );
         let reader = partition.into_batches();
         assert_eq!(pool.reserved(), size);
         let got: Vec<RecordBatch> = reader.collect::<Result<_>>().unwrap();
@@ -532,7 +566,7 @@ mod tests {
             .iter()
             .map(|b| ids_of(std::slice::from_ref(b))[0])
             .collect();
-        assert_eq!(firsts, vec![400, 0, 100, 200, 300]);
+        assert_eq!(firsts, vec![0, 100, 200, 300, 400]);
         assert_eq!(pool.reserved(), 0);
     }
 
