@@ -255,13 +255,33 @@ pub type SourceFactory = Arc<dyn Fn(&TaskInfo) -> Result<Box<dyn Source>> + Send
 pub trait PendingCommit: Send {
     /// Publishes the staged output (e.g. an atomic rename).
     fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Commits with a higher phase run after all lower ones (e.g. moving a
+    /// directory after the files inside it were finished).
+    fn phase(&self) -> u8 {
+        0
+    }
 }
 
 /// Pending sink output of a job: committed all together when every task
 /// succeeded, discarded (by dropping) otherwise.
-#[derive(Default)]
 pub struct CommitLog {
+    // config
+    run: u64,
+    // state
     pending: Mutex<Vec<Box<dyn PendingCommit>>>,
+    keys: Mutex<std::collections::HashSet<String>>,
+}
+
+impl Default for CommitLog {
+    fn default() -> Self {
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        CommitLog {
+            run: RUNS.fetch_add(1, Ordering::Relaxed),
+            pending: Mutex::default(),
+            keys: Mutex::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for CommitLog {
@@ -278,6 +298,24 @@ impl CommitLog {
         self.lock().push(commit);
     }
 
+    /// Stages `commit` unless something was already staged under `key` in
+    /// this run (for per-output actions shared by several subtasks).
+    pub fn stage_once(&self, key: &str, commit: impl FnOnce() -> Box<dyn PendingCommit>) {
+        let first = self
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string());
+        if first {
+            self.stage(commit());
+        }
+    }
+
+    /// A number unique to this run in this process (for staging names).
+    pub fn run_id(&self) -> u64 {
+        self.run
+    }
+
     /// Number of staged items.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -288,9 +326,10 @@ impl CommitLog {
         self.len() == 0
     }
 
-    /// Publishes everything staged, in staging order.
+    /// Publishes everything staged, by phase, then in staging order.
     pub fn commit_all(&self) -> Result<()> {
-        let pending = std::mem::take(&mut *self.lock());
+        let mut pending = std::mem::take(&mut *self.lock());
+        pending.sort_by_key(|p| p.phase());
         for p in pending {
             p.commit()?;
         }

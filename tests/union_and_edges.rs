@@ -36,12 +36,24 @@ fn run(mode: ExecMode, parallelism: usize) -> (Vec<RecordBatch>, SchemaRef, u64)
     let job = Job::new();
     let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500));
     let left = job
-        .from_batches(schema(), vec![vec![batch(&[(1, 100, 1), (2, 200, 3)])], vec![batch(&[(1, 1500, 2)])]])
+        .from_batches(
+            schema(),
+            vec![
+                vec![batch(&[(1, 100, 1), (2, 200, 3)])],
+                vec![batch(&[(1, 1500, 2)])],
+            ],
+        )
         .unwrap()
-        .assign_timestamps("t", strategy)
+        .assign_timestamps("t", strategy.clone())
         .unwrap();
     let right = job
-        .from_batches(schema(), vec![vec![batch(&[(1, 900, 10), (2, 1200, 20)]), batch(&[(2, 300, 30)])]])
+        .from_batches(
+            schema(),
+            vec![vec![
+                batch(&[(1, 900, 10), (2, 1200, 20)]),
+                batch(&[(2, 300, 30)]),
+            ]],
+        )
         .unwrap()
         .assign_timestamps("t", strategy)
         .unwrap()
@@ -64,7 +76,9 @@ fn run(mode: ExecMode, parallelism: usize) -> (Vec<RecordBatch>, SchemaRef, u64)
         .unwrap();
     let schema = windows.schema().clone();
     let out = windows.collect().unwrap();
-    let m = job.run(&ExecConfig::new(mode).with_parallelism(parallelism)).unwrap();
+    let m = job
+        .run(&ExecConfig::new(mode).with_parallelism(parallelism))
+        .unwrap();
     (out.batches(), schema, m.late_rows)
 }
 

@@ -220,7 +220,7 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
     let done = std::sync::atomic::AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         if config.progress {
-            let total = source_rows(&plan);
+            let total = source_rows(&plan, &physical);
             let (plan, env, metrics, done) = (&plan, &env, &metrics, &done);
             scope.spawn(move || progress::report(plan, env, metrics, total, done));
         }
@@ -249,9 +249,14 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
 }
 
 /// Total rows of the job's sources, when all of them know it (Parquet footers).
-fn source_rows(plan: &LogicalPlan) -> Option<u64> {
+fn source_rows(plan: &LogicalPlan, physical: &PhysicalPlan) -> Option<u64> {
     let mut total = 0;
-    for n in plan.nodes.iter().filter(|n| n.kind.is_source()) {
+    let live = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(id, _)| physical.is_live(*id));
+    for (_, n) in live.filter(|(_, n)| n.kind.is_source()) {
         match &n.kind {
             crate::graph::NodeKind::Parquet(spec) => total += spec.num_rows(),
             _ => return None,
@@ -269,11 +274,12 @@ fn collect_metrics(
     elapsed: Duration,
 ) -> JobMetrics {
     let load = |m: &std::sync::atomic::AtomicU64| m.load(Ordering::Relaxed);
-    let operators: Vec<OperatorStats> = plan
-        .nodes
+    let live: Vec<usize> = (0..plan.nodes.len())
+        .filter(|&id| physical.is_live(id))
+        .collect();
+    let operators: Vec<OperatorStats> = live
         .iter()
-        .zip(metrics)
-        .enumerate()
+        .map(|&id| (id, (&plan.nodes[id], &metrics[id])))
         .map(|(id, (n, m))| OperatorStats {
             name: n.name.clone(),
             parallelism: physical.parallelism[id],
@@ -291,16 +297,16 @@ fn collect_metrics(
     JobMetrics {
         mode,
         elapsed,
-        rows_in: plan
-            .nodes
+        rows_in: live
             .iter()
+            .map(|&id| &plan.nodes[id])
             .zip(&operators)
             .filter(|(n, _)| n.kind.is_source())
             .map(|(_, o)| o.rows_in)
             .sum(),
-        rows_out: plan
-            .nodes
+        rows_out: live
             .iter()
+            .map(|&id| &plan.nodes[id])
             .zip(&operators)
             .filter(|(n, _)| matches!(n.kind, crate::graph::NodeKind::Sink(_)))
             .map(|(_, o)| o.rows_in)

@@ -5,11 +5,11 @@ use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::operator::{Operator, OperatorFactory, SourceFactory, TaskInfo};
 use crate::operators::{
-    Agg, AssignTimestamps, BatchFn, CollectSink, Collected, FileFormat, FileSinkSpec, Filter,
-    MapBatches, MemorySourceSpec, ParquetSourceSpec, Passthrough, Project, StdoutSink,
-    TumblingWindowAggregate,
+    Agg, BatchFn, CollectSink, Collected, FileFormat, FileSinkSpec, Filter, MapBatches,
+    MemorySourceSpec, ParquetSourceSpec, Passthrough, Project, SessionWindowAggregate, StdoutSink,
+    WindowAggregate,
 };
-use crate::time::{validate_time_column, TumblingWindow, WatermarkStrategy};
+use crate::time::{validate_time_column, WatermarkStrategy, Window};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use std::cell::RefCell;
@@ -83,6 +83,8 @@ impl Job {
             parallelism: None,
             max_parallelism: None,
             schema,
+            passes: None,
+            replaced: false,
         });
         plan.nodes.len() - 1
     }
@@ -93,6 +95,7 @@ impl Job {
             node,
             schema,
             time_column,
+            lateness_ms: 0,
             next_partitioning: Partitioning::Forward,
         }
     }
@@ -147,6 +150,8 @@ pub struct Stream {
     node: NodeId,
     schema: SchemaRef,
     time_column: Option<String>,
+    /// Allowed lateness of the event time (from the strategy), for windows.
+    lateness_ms: i64,
     next_partitioning: Partitioning,
 }
 
@@ -183,22 +188,49 @@ impl Stream {
         self.job.plan.borrow().nodes[self.node].name.clone()
     }
 
+    /// Adds a stateless, order-preserving operator that passes `passes` through unchanged.
+    fn then_stateless(
+        &self,
+        name: &str,
+        kind: NodeKind,
+        schema: SchemaRef,
+        passes: Vec<String>,
+    ) -> Stream {
+        let mut s = self.then(name, kind, schema);
+        self.job.plan.borrow_mut().nodes[s.node].passes = Some(passes.clone());
+        if s.time_column.as_ref().is_some_and(|t| !passes.contains(t)) {
+            // the event-time column was redefined: its lateness no longer applies
+            s.time_column = None;
+            s.lateness_ms = 0;
+        }
+        s
+    }
+
     fn then(&self, name: &str, kind: NodeKind, schema: SchemaRef) -> Stream {
         let edge = Edge {
             from: self.node,
             partitioning: self.next_partitioning.clone(),
         };
         let id = self.job.add(name, kind, vec![edge], schema.clone());
-        self.job.stream(id, schema, self.time_column.clone())
+        let mut s = self.job.stream(id, schema, self.time_column.clone());
+        s.lateness_ms = self.lateness_ms;
+        s
     }
 
     /// Keeps rows where `predicate` is true.
     pub fn filter(&self, predicate: Expr) -> Result<Stream> {
         let op = Filter::try_new(predicate, &self.schema)?;
-        Ok(self.then(
+        let all = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        Ok(self.then_stateless(
             "filter",
             NodeKind::Operator(factory(op)),
             self.schema.clone(),
+            all,
         ))
     }
 
@@ -212,7 +244,14 @@ impl Stream {
     }
 
     /// Computes new columns `(name, expression)`; the time column must survive.
+    /// Redefining the time column (`("t", col("t") + 5)`) ends event time:
+    /// assign timestamps again at the source to use the new values.
     pub fn select_exprs(&self, columns: Vec<(String, Expr)>) -> Result<Stream> {
+        let passes: Vec<String> = columns
+            .iter()
+            .filter(|(n, e)| matches!(e, Expr::Column(c) if c == n))
+            .map(|(n, _)| n.clone())
+            .collect();
         let op = Project::try_new(columns, &self.schema)?;
         let schema = op.schema().clone();
         if let Some(t) = &self.time_column {
@@ -224,7 +263,7 @@ impl Stream {
                 ));
             }
         }
-        Ok(self.then("select", NodeKind::Operator(factory(op)), schema))
+        Ok(self.then_stateless("select", NodeKind::Operator(factory(op)), schema, passes))
     }
 
     /// Adds (or replaces) column `name` computed by `expr`.
@@ -239,9 +278,19 @@ impl Stream {
             Some(slot) => slot.1 = expr,
             None => cols.push((name.to_string(), expr)),
         }
+        let passes: Vec<String> = cols
+            .iter()
+            .filter(|(n, e)| matches!(e, Expr::Column(c) if c == n))
+            .map(|(n, _)| n.clone())
+            .collect();
         let op = Project::try_new(cols, &self.schema)?;
         let schema = op.schema().clone();
-        Ok(self.then("with_column", NodeKind::Operator(factory(op)), schema))
+        Ok(self.then_stateless(
+            "with_column",
+            NodeKind::Operator(factory(op)),
+            schema,
+            passes,
+        ))
     }
 
     /// Applies `f` to every batch; `f` must keep the schema.
@@ -264,53 +313,98 @@ impl Stream {
             Ok(Box::new(MapBatches::new(f.clone(), s.clone())) as Box<dyn Operator>)
         });
         let mut out = self.then("map_batches", NodeKind::Operator(fac), schema);
-        if out
-            .time_column
-            .as_ref()
-            .is_some_and(|t| out.schema.field_with_name(t).is_err())
-        {
-            out.time_column = None;
-        }
+        // the function may change times or order: lateness decided upstream no longer applies
+        out.time_column = None;
+        out.lateness_ms = 0;
         out
     }
 
     /// Takes event time from `column` (Int64 epoch ms or Timestamp) and
-    /// generates watermarks with `strategy`. Directly after a source this is
-    /// done per source split (row group), which makes lateness deterministic.
+    /// generates watermarks with `strategy`.
+    ///
+    /// Event time is always assigned where rows are read: per source split
+    /// (a Parquet row group, an in-memory split), so which rows are late
+    /// depends only on the data, never on parallelism, executor or timing.
+    /// The stream must therefore come from a Parquet or in-memory source,
+    /// possibly through `filter`, `select` and `with_column` steps that keep
+    /// `column` unchanged (lateness is then judged on every row the source
+    /// read, before those steps). Anything else is an error.
     pub fn assign_timestamps(&self, column: &str, strategy: WatermarkStrategy) -> Result<Stream> {
         let context = format!("assign_timestamps on `{}`", self.name());
-        let idx = validate_time_column(&self.schema, column, &context)?;
-        let pushable = {
-            let plan = self.job.plan.borrow();
-            plan.consumers(self.node).is_empty() && self.next_partitioning == Partitioning::Forward
-        };
-        if pushable {
-            let mut plan = self.job.plan.borrow_mut();
-            let node = &mut plan.nodes[self.node];
-            let pushed = match &node.kind {
-                NodeKind::Parquet(spec) => Some(NodeKind::Parquet(Arc::new(
-                    (**spec).clone().with_event_time(column, strategy)?,
-                ))),
-                NodeKind::Memory(spec) => Some(NodeKind::Memory(Arc::new(
-                    (**spec).clone().with_event_time(column, strategy)?,
-                ))),
-                _ => None,
-            };
-            if let Some(kind) = pushed {
-                node.kind = kind;
-                drop(plan);
-                let mut s = self.clone();
-                s.time_column = Some(column.to_string());
-                return Ok(s);
-            }
+        validate_time_column(&self.schema, column, &context)?;
+        strategy.validate(&self.schema, &context)?;
+        if let Some(t) = &self.time_column {
+            return Err(Error::Plan(format!(
+                "{context}: event time is already assigned (column `{t}`)"
+            )));
         }
-        let op = AssignTimestamps::new(idx, strategy);
-        let mut s = self.then(
-            "assign_timestamps",
-            NodeKind::Operator(factory(op)),
-            self.schema.clone(),
-        );
+        if self.next_partitioning != Partitioning::Forward {
+            return Err(Error::Plan(format!(
+                "{context}: assign timestamps before rebalance/broadcast"
+            )));
+        }
+        let mut plan = self.job.plan.borrow_mut();
+        // Walk back to the source through operators that keep `column`.
+        let mut path = vec![self.node];
+        loop {
+            let node = &plan.nodes[*path.last().expect("path starts non-empty")];
+            if node.kind.is_source() {
+                break;
+            }
+            let through = match (&node.passes, node.inputs.as_slice()) {
+                (Some(passes), [e])
+                    if e.partitioning == Partitioning::Forward
+                        && passes.iter().any(|c| c == column) =>
+                {
+                    e.from
+                }
+                _ => {
+                    return Err(Error::Plan(format!(
+                        "{context}: event time must be assigned at a Parquet or in-memory source, \
+                         through filter/select/with_column steps only (found `{}`); \
+                         lateness decided elsewhere would depend on thread timing",
+                        node.name
+                    )))
+                }
+            };
+            path.push(through);
+        }
+        path.reverse();
+        let source = &plan.nodes[path[0]];
+        let kind = match &source.kind {
+            NodeKind::Parquet(spec) => NodeKind::Parquet(Arc::new(
+                (**spec).clone().with_event_time(column, strategy.clone())?,
+            )),
+            NodeKind::Memory(spec) => NodeKind::Memory(Arc::new(
+                (**spec).clone().with_event_time(column, strategy.clone())?,
+            )),
+            _ => {
+                return Err(Error::Plan(format!(
+                    "{context}: `{}` is a custom source; it must assign event time itself",
+                    source.name
+                )))
+            }
+        };
+        // Copy the path with event time at its source; the originals stay for
+        // any other branch that reads them (and are dropped if none does).
+        let mut previous: Option<NodeId> = None;
+        for &id in &path {
+            let mut copy = plan.nodes[id].clone();
+            let original = &mut plan.nodes[id];
+            original.replaced = true;
+            original.name = format!("{} (without event time)", original.name);
+            match previous {
+                None => copy.kind = kind.clone(),
+                Some(p) => copy.inputs[0].from = p,
+            }
+            plan.nodes.push(copy);
+            previous = Some(plan.nodes.len() - 1);
+        }
+        drop(plan);
+        let mut s = self.clone();
+        s.node = previous.expect("the path holds at least the source");
         s.time_column = Some(column.to_string());
+        s.lateness_ms = strategy.allowed_lateness_ms;
         Ok(s)
     }
 
@@ -354,10 +448,10 @@ impl Stream {
                 ),
             });
         }
-        if self.time_column != other.time_column {
+        if self.time_column != other.time_column || self.lateness_ms != other.lateness_ms {
             return Err(Error::Plan(format!(
-                "union: event-time columns differ ({:?} vs {:?})",
-                self.time_column, other.time_column
+                "union: event time differs (column {:?} with lateness {} ms vs {:?} with {} ms)",
+                self.time_column, self.lateness_ms, other.time_column, other.lateness_ms
             )));
         }
         let inputs = vec![
@@ -370,15 +464,18 @@ impl Stream {
                 partitioning: other.next_partitioning.clone(),
             },
         ];
+        let lateness_ms = self.lateness_ms;
         let id = self.job.add(
             "union",
             NodeKind::Operator(factory(Passthrough)),
             inputs,
             self.schema.clone(),
         );
-        Ok(self
+        let mut out = self
             .job
-            .stream(id, self.schema.clone(), self.time_column.clone()))
+            .stream(id, self.schema.clone(), self.time_column.clone());
+        out.lateness_ms = lateness_ms;
+        Ok(out)
     }
 
     /// The next operator receives batches round-robin from every subtask.
@@ -473,54 +570,80 @@ impl KeyedStream {
         &self.keys
     }
 
-    /// Groups rows into event-time windows per key.
-    pub fn window(&self, window: TumblingWindow) -> WindowedStream {
+    /// Groups rows into event-time windows per key: tumbling, sliding,
+    /// cumulative or session ([`Window`]; a [`crate::TumblingWindow`] converts).
+    pub fn window(&self, window: impl Into<Window>) -> WindowedStream {
         WindowedStream {
-            keyed: self.clone(),
-            window,
+            stream: self.stream.clone(),
+            keys: self.keys.clone(),
+            window: window.into(),
         }
     }
 }
 
-/// Keyed rows grouped into windows, waiting for aggregates.
+impl Stream {
+    /// Groups all rows into event-time windows (no key): one result row per
+    /// window, computed by a single subtask.
+    pub fn window_all(&self, window: impl Into<Window>) -> WindowedStream {
+        WindowedStream {
+            stream: self.clone(),
+            keys: Vec::new(),
+            window: window.into(),
+        }
+    }
+}
+
+/// Rows grouped into windows (per key, or all together), waiting for aggregates.
 #[derive(Debug, Clone)]
 pub struct WindowedStream {
-    keyed: KeyedStream,
-    window: TumblingWindow,
+    stream: Stream,
+    keys: Vec<String>,
+    window: Window,
 }
 
 impl WindowedStream {
     /// One output row per key and window: the key columns, `window_start`,
-    /// `window_end`, and one column per aggregate.
+    /// `window_end` (epoch ms, end exclusive), one column per aggregate, and,
+    /// when the stream allows lateness, an `op` column (`insert`, `update`,
+    /// `delete`) so a sink can upsert by key and window.
     pub fn aggregate(&self, aggs: impl IntoIterator<Item = Agg>) -> Result<Stream> {
         let aggs: Vec<Agg> = aggs.into_iter().collect();
-        let s = &self.keyed.stream;
+        let s = &self.stream;
         let time = s.time_column.clone().ok_or_else(|| {
             Error::Plan(
-                "a window needs event time: call assign_timestamps before key_by/window".into(),
+                "a window needs event time: call assign_timestamps on the source first".into(),
             )
         })?;
-        let keys = self.keyed.keys.clone();
+        let keys = self.keys.clone();
         let window = self.window;
+        let lateness = s.lateness_ms;
         let input = s.schema.clone();
+        let schema = WindowAggregate::output_schema(&input, &keys, &aggs, lateness > 0, "window")?;
+        let build = move |name: &str| -> Result<Box<dyn Operator>> {
+            Ok(match window {
+                Window::Session { gap_ms } => Box::new(SessionWindowAggregate::try_new(
+                    &input, &time, &keys, gap_ms, lateness, &aggs, name,
+                )?),
+                _ => Box::new(WindowAggregate::try_new(
+                    &input, &time, &keys, window, lateness, &aggs, name,
+                )?),
+            })
+        };
         // Validate now, so errors surface while building.
-        let probe =
-            TumblingWindowAggregate::try_new(&input, &time, &keys, window, &aggs, "window")?;
-        let schema = probe.schema().clone();
-        let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| {
-            Ok(Box::new(TumblingWindowAggregate::try_new(
-                &input,
-                &time,
-                &keys,
-                window,
-                &aggs,
-                &info.operator,
-            )?) as Box<dyn Operator>)
-        });
-        let mut keyed = s.clone();
-        keyed.next_partitioning = Partitioning::Hash(self.keyed.keys.clone());
-        let mut out = keyed.then("window", NodeKind::Operator(fac), schema);
+        build("window")?;
+        let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| build(&info.operator));
+        let mut input_stream = s.clone();
+        input_stream.next_partitioning = if self.keys.is_empty() {
+            Partitioning::Rebalance
+        } else {
+            Partitioning::Hash(self.keys.clone())
+        };
+        let mut out = input_stream.then("window", NodeKind::Operator(fac), schema);
+        if self.keys.is_empty() {
+            self.stream.job.plan.borrow_mut().nodes[out.node].max_parallelism = Some(1);
+        }
         out.time_column = None;
+        out.lateness_ms = 0;
         Ok(out)
     }
 }

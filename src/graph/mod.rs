@@ -91,6 +91,13 @@ pub struct Node {
     pub max_parallelism: Option<usize>,
     /// Schema of its output.
     pub schema: SchemaRef,
+    /// For stateless, order-preserving, single-input operators (filter,
+    /// select, with_column): the columns passed through unchanged.
+    /// Event time can be assigned at the source through such operators.
+    pub passes: Option<Vec<String>>,
+    /// Superseded by a copy (timestamp pushdown); dropped from the plan
+    /// unless something still reads it.
+    pub replaced: bool,
 }
 
 impl std::fmt::Debug for Node {

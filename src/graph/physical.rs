@@ -111,18 +111,25 @@ impl PhysicalPlan {
             }
             parallelism.push(p);
         }
+        // Nodes superseded by timestamp pushdown, and sources nobody reads,
+        // are dropped (with everything that only feeds them).
+        let mut live = vec![false; plan.nodes.len()];
         let mut has_sink = false;
-        for (id, node) in plan.nodes.iter().enumerate() {
+        for id in (0..plan.nodes.len()).rev() {
+            let node = &plan.nodes[id];
             let consumers = plan.consumers(id);
-            match node.kind {
-                super::NodeKind::Sink(_) => has_sink = true,
-                _ if consumers.is_empty() => {
-                    return Err(Error::Plan(format!(
-                        "the output of `{}` goes nowhere: add a sink",
-                        node.name
-                    )))
+            live[id] = match node.kind {
+                super::NodeKind::Sink(_) => {
+                    has_sink = true;
+                    true
                 }
-                _ => {}
+                _ => consumers.iter().any(|&c| live[c]),
+            };
+            if !live[id] && !node.replaced && !node.kind.is_source() {
+                return Err(Error::Plan(format!(
+                    "the output of `{}` goes nowhere: add a sink",
+                    node.name
+                )));
             }
         }
         if !has_sink {
@@ -132,11 +139,16 @@ impl PhysicalPlan {
         let mut tasks: Vec<TaskPlan> = Vec::new();
         let mut task_of = vec![usize::MAX; plan.nodes.len()];
         let mut edges: Vec<PhysicalEdge> = Vec::new();
+        let live_consumers =
+            |id: NodeId| plan.consumers(id).into_iter().filter(|&c| live[c]).count();
         for (id, node) in plan.nodes.iter().enumerate() {
+            if !live[id] {
+                continue;
+            }
             let fuse_into = match node.inputs.as_slice() {
                 [e] if e.partitioning == Partitioning::Forward
                     && parallelism[e.from] == parallelism[id]
-                    && plan.consumers(e.from).len() == 1 =>
+                    && live_consumers(e.from) == 1 =>
                 {
                     Some(task_of[e.from])
                 }
@@ -186,6 +198,11 @@ impl PhysicalPlan {
             task_of,
             parallelism,
         })
+    }
+
+    /// True if node `id` runs (it is not dropped as unused).
+    pub fn is_live(&self, id: NodeId) -> bool {
+        self.task_of.get(id).is_some_and(|&t| t != usize::MAX)
     }
 
     /// A one-line-per-task description, e.g. for `weir run --explain`.

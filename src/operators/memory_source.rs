@@ -72,9 +72,9 @@ impl MemorySourceSpec {
         let splits: Vec<usize> = (0..self.splits.len())
             .filter(|i| i % info.parallelism == info.subtask)
             .collect();
-        let clock = self.event_time.map(|(_, s)| {
+        let clock = self.event_time.as_ref().map(|(_, s)| {
             let mins: Vec<Option<i64>> = splits.iter().map(|&i| self.min_times[i]).collect();
-            SplitClock::new(s, &mins)
+            SplitClock::new(s.clone(), &mins)
         });
         MemorySource {
             spec: self.clone(),
@@ -111,10 +111,10 @@ impl Source for MemorySource {
         }
         if let Some(batch) = batches.get(self.batch) {
             self.batch += 1;
-            let batch = match (self.spec.event_time, self.clock.as_mut()) {
-                (Some((col, _)), Some(clock)) => {
+            let batch = match (self.spec.event_time.as_ref(), self.clock.as_mut()) {
+                (Some(&(col, _)), Some(clock)) => {
                     let times = event_times(batch, col, "memory source")?;
-                    match clock.on_times(&times) {
+                    match clock.on_batch(batch, &times)? {
                         None => batch.clone(),
                         Some(mask) => {
                             let late = (mask.len() - mask.true_count()) as u64;

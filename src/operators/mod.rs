@@ -10,14 +10,14 @@ pub mod aggregate;
 mod basic;
 mod memory_source;
 mod parquet_source;
+mod session;
 mod sinks;
-mod timestamps;
 mod window;
 
 pub use aggregate::{Agg, AggFn};
 pub use basic::{BatchFn, Filter, MapBatches, Passthrough, Project};
 pub use memory_source::{MemorySource, MemorySourceSpec};
 pub use parquet_source::{ParquetSource, ParquetSourceSpec};
+pub use session::SessionWindowAggregate;
 pub use sinks::{CollectSink, Collected, FileFormat, FileSink, FileSinkSpec, StdoutSink};
-pub use timestamps::AssignTimestamps;
-pub use window::TumblingWindowAggregate;
+pub use window::{WindowAggregate, OP_COLUMN};

@@ -176,7 +176,7 @@ impl ParquetSourceSpec {
             .collect();
         let clock = self.event_time.as_ref().map(|et| {
             let mins: Vec<Option<i64>> = splits.iter().map(|&i| self.splits[i].min_time).collect();
-            SplitClock::new(et.strategy, &mins)
+            SplitClock::new(et.strategy.clone(), &mins)
         });
         ParquetSource {
             spec: self.clone(),
@@ -326,7 +326,7 @@ impl Source for ParquetSource {
                         let path = &self.spec.files[split.file].path;
                         let context = format!("{} row group {}", path.display(), split.row_group);
                         let times = event_times(&batch, et.column, &context)?;
-                        match clock.on_times(&times) {
+                        match clock.on_batch(&batch, &times)? {
                             None => batch,
                             Some(mask) => {
                                 let late = (mask.len() - mask.true_count()) as u64;

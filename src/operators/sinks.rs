@@ -1,9 +1,9 @@
 //! Sinks: Parquet and JSON-lines files, stdout, and an in-memory collector.
 //!
-//! File sinks write to a hidden staging file beside the target and stage a
-//! [`PendingCommit`] in the job's commit log; the executor publishes every
-//! staged file (atomic rename) only after the whole job succeeded. A failed
-//! job leaves the output path untouched: staging files are removed on drop.
+//! File sinks write to hidden staging files beside the target and stage
+//! [`PendingCommit`]s in the job's commit log; the executor publishes them
+//! (atomic renames) only after the whole job succeeded. A failed job leaves
+//! the output path untouched: staging files are removed on drop.
 
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Operator, Output, PendingCommit, TaskInfo};
@@ -15,7 +15,7 @@ use parquet::file::properties::WriterProperties;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 
 /// The on-disk format of a file sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,14 @@ impl FileFormat {
 
 /// Where a file sink writes: one file (the sink runs with parallelism 1) or
 /// a directory of `part-NNNNN.<ext>` files, one per subtask.
+///
+/// ```text
+///  one file:   out/avg.parquet     staged as out/.avg.parquet.weir-R-S.inprogress, renamed on commit
+///  directory:  out/avg/part-N.ext  staged in out/.avg.weir-staging-P-R/, which replaces
+///                                  out/avg/ as a whole on commit (after every file is finished)
+/// ```
+/// `R` is the run, so re-running a job never mixes its files with an
+/// earlier run's; a failed run removes its staging files and directories.
 #[derive(Debug)]
 pub struct FileSinkSpec {
     // config
@@ -54,8 +62,6 @@ pub struct FileSinkSpec {
     format: FileFormat,
     single_file: bool,
     schema: SchemaRef,
-    // state
-    prepare_dir: Once,
 }
 
 impl FileSinkSpec {
@@ -69,8 +75,36 @@ impl FileSinkSpec {
             format,
             single_file,
             schema,
-            prepare_dir: Once::new(),
         })
+    }
+
+    /// Checks that a directory target holds only part files of earlier runs
+    /// (it is replaced as a whole), so no user file is ever deleted.
+    pub fn check_target(&self) -> Result<()> {
+        if self.single_file || !self.path.exists() {
+            return Ok(());
+        }
+        if !self.path.is_dir() {
+            return Err(Error::option(
+                "sink.path",
+                format!("{} exists and is not a directory", self.path.display()),
+            ));
+        }
+        for entry in std::fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))? {
+            let p = entry.map_err(|e| Error::io(&self.path, e))?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !name.starts_with("part-") {
+                return Err(Error::option(
+                    "sink.path",
+                    format!(
+                        "{} holds {name}, which is not a part file of an earlier run; \
+                         choose an empty or new directory",
+                        self.path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// True if the sink writes one file (and so must run with parallelism 1).
@@ -83,43 +117,28 @@ impl FileSinkSpec {
         &self.path
     }
 
-    fn target(&self, subtask: usize) -> PathBuf {
-        if self.single_file {
-            self.path.clone()
-        } else {
-            self.path
-                .join(format!("part-{subtask:05}.{}", self.format.extension()))
+    fn parent(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
         }
     }
 
-    /// Creates the target directory and removes part files of earlier runs,
-    /// once per job, when the first file is published.
-    fn prepare(&self) -> Result<()> {
-        let mut result = Ok(());
-        self.prepare_dir.call_once(|| {
-            result = (|| {
-                let dir = if self.single_file {
-                    match self.path.parent() {
-                        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                        _ => return Ok(()),
-                    }
-                } else {
-                    self.path.clone()
-                };
-                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-                if !self.single_file {
-                    for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-                        let p = entry.map_err(|e| Error::io(&dir, e))?.path();
-                        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                        if name.starts_with("part-") {
-                            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-                        }
-                    }
-                }
-                Ok(())
-            })();
-        });
-        result
+    fn base_name(&self) -> String {
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("out")
+            .to_string()
+    }
+
+    /// The staging directory of run `run` (directory targets).
+    fn staging_dir(&self, run: u64) -> PathBuf {
+        self.parent().join(format!(
+            ".{}.weir-staging-{}-{run}",
+            self.base_name(),
+            std::process::id()
+        ))
     }
 
     /// The sink instance of one subtask.
@@ -133,68 +152,33 @@ impl FileSinkSpec {
     }
 }
 
-/// A staging file that becomes the target file on commit, or disappears
-/// (with any directories created for it).
+/// Missing directories on the way to `dir`, deepest first, then creates them.
+fn create_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut d = Some(dir);
+    while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        missing.push(p.to_path_buf());
+        d = p.parent();
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(missing)
+}
+
+/// A staged output file: renamed to its target on commit (single-file
+/// sinks) or left for its directory's commit; removed if never committed,
+/// with any directories created for it.
 struct StagedFile {
-    spec: Arc<FileSinkSpec>,
     staging: PathBuf,
-    target: PathBuf,
+    target: Option<PathBuf>,
     created_dirs: Vec<PathBuf>,
     committed: bool,
 }
 
-impl StagedFile {
-    fn new(spec: &Arc<FileSinkSpec>, subtask: usize) -> Self {
-        let target = spec.target(subtask);
-        // Stage beside the top-level output path, so nothing appears inside it
-        // before commit and the rename stays on one file system.
-        let anchor = &spec.path;
-        let dir = match anchor.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let base = anchor.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-        let staging = dir.join(format!(
-            ".{base}.{subtask:05}.weir-{}-{}.inprogress",
-            std::process::id(),
-            unique()
-        ));
-        StagedFile {
-            spec: spec.clone(),
-            staging,
-            target,
-            created_dirs: Vec::new(),
-            committed: false,
-        }
-    }
-
-    /// Creates the staging file, and its missing parent directories
-    /// (remembered, so an aborted job removes them again).
-    fn create(&mut self) -> Result<File> {
-        if let Some(dir) = self.staging.parent() {
-            let mut missing = Vec::new();
-            let mut d = Some(dir);
-            while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
-                missing.push(p.to_path_buf());
-                d = p.parent();
-            }
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            self.created_dirs = missing;
-        }
-        File::create(&self.staging).map_err(|e| Error::io(&self.staging, e))
-    }
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
 impl PendingCommit for StagedFile {
     fn commit(mut self: Box<Self>) -> Result<()> {
-        self.spec.prepare()?;
-        std::fs::rename(&self.staging, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        if let Some(target) = &self.target {
+            std::fs::rename(&self.staging, target).map_err(|e| Error::io(target, e))?;
+        }
         self.committed = true;
         Ok(())
     }
@@ -204,10 +188,45 @@ impl Drop for StagedFile {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.staging);
-            // deepest first; fails harmlessly if something else was put there
+            // deepest first; fails harmlessly if something else is still there
             for d in &self.created_dirs {
                 let _ = std::fs::remove_dir(d);
             }
+        }
+    }
+}
+
+/// Replaces a directory target with the run's staging directory.
+struct StagedDir {
+    staging: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl PendingCommit for StagedDir {
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let old = self.staging.with_extension("old");
+        if self.target.exists() {
+            std::fs::rename(&self.target, &old).map_err(|e| Error::io(&self.target, e))?;
+        }
+        if let Err(e) = std::fs::rename(&self.staging, &self.target) {
+            let _ = std::fs::rename(&old, &self.target); // put the previous output back
+            return Err(Error::io(&self.target, e));
+        }
+        self.committed = true;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+
+    fn phase(&self) -> u8 {
+        1
+    }
+}
+
+impl Drop for StagedDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.staging);
         }
     }
 }
@@ -229,18 +248,43 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    fn writer(&mut self) -> Result<&mut Writer> {
+    fn writer(&mut self, ctx: &Ctx) -> Result<&mut Writer> {
         if self.writer.is_none() {
-            let mut staged = StagedFile::new(&self.spec, self.subtask);
-            let file = staged.create()?;
-            let writer = match self.spec.format {
+            let spec = &self.spec;
+            let run = ctx.commits().run_id();
+            let (dir, staging, target) = if spec.single_file {
+                let dir = spec.parent();
+                let name = format!(
+                    ".{}.weir-{}-{run}.inprogress",
+                    spec.base_name(),
+                    std::process::id()
+                );
+                (dir.clone(), dir.join(name), Some(spec.path.clone()))
+            } else {
+                let dir = spec.staging_dir(run);
+                let name = format!("part-{:05}.{}", self.subtask, spec.format.extension());
+                (dir.clone(), dir.join(name), None)
+            };
+            let created_dirs = create_dirs(&dir)?;
+            let mut staged = StagedFile {
+                staging,
+                target,
+                created_dirs,
+                committed: false,
+            };
+            if !spec.single_file {
+                // the staging directory itself is removed by StagedDir (or when empty)
+                staged.created_dirs.insert(0, dir);
+            }
+            let file = File::create(&staged.staging).map_err(|e| Error::io(&staged.staging, e))?;
+            let writer = match spec.format {
                 FileFormat::Parquet => {
                     let props = WriterProperties::builder()
                         .set_compression(Compression::ZSTD(ZstdLevel::default()))
                         .build();
                     Writer::Parquet(
-                        ArrowWriter::try_new(file, self.spec.schema.clone(), Some(props))
-                            .map_err(|e| parquet_error(&staged.target, e))?,
+                        ArrowWriter::try_new(file, spec.schema.clone(), Some(props))
+                            .map_err(|e| parquet_error(&staged.staging, e))?,
                     )
                 }
                 FileFormat::JsonLines => {
@@ -254,7 +298,11 @@ impl FileSink {
     }
 
     fn target(&self) -> PathBuf {
-        self.spec.target(self.subtask)
+        match (&self.staged, self.spec.single_file) {
+            (Some(s), _) => s.staging.clone(),
+            (None, true) => self.spec.path.clone(),
+            (None, false) => self.spec.path.join(format!("part-{:05}", self.subtask)),
+        }
     }
 }
 
@@ -281,11 +329,12 @@ impl Operator for FileSink {
         &mut self,
         _: usize,
         batch: RecordBatch,
-        _: &mut Ctx,
+        ctx: &mut Ctx,
         _: &mut Output,
     ) -> Result<()> {
+        self.writer(ctx)?;
         let target = self.target();
-        match self.writer()? {
+        match self.writer.as_mut().expect("created above") {
             Writer::Parquet(w) => w.write(&batch).map_err(|e| parquet_error(&target, e)),
             Writer::Json(w) => w.write(&batch).map_err(|e| match e {
                 arrow_schema::ArrowError::IoError(_, io) => Error::io(&target, io),
@@ -295,8 +344,8 @@ impl Operator for FileSink {
     }
 
     fn on_end_of_input(&mut self, ctx: &mut Ctx, _: &mut Output) -> Result<()> {
+        self.writer(ctx)?; // an empty result still produces a (valid, empty) file
         let target = self.target();
-        self.writer()?; // an empty result still produces a (valid, empty) file
         let sync = |file: &File| file.sync_all().map_err(|e| Error::io(&target, e));
         match self.writer.take().expect("created above") {
             Writer::Parquet(w) => {
@@ -315,6 +364,18 @@ impl Operator for FileSink {
         }
         let staged = self.staged.take().expect("created with the writer");
         ctx.commits().stage(Box::new(staged));
+        if !self.spec.single_file {
+            let spec = &self.spec;
+            let staging = spec.staging_dir(ctx.commits().run_id());
+            ctx.commits()
+                .stage_once(&staging.display().to_string(), || {
+                    Box::new(StagedDir {
+                        staging: staging.clone(),
+                        target: spec.path.clone(),
+                        committed: false,
+                    })
+                });
+        }
         Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! Keyed tumbling event-time window aggregation.
+//! Keyed (or global) event-time window aggregation over panes: tumbling,
+//! sliding and cumulative windows, with allowed lateness and updates.
 
 use super::aggregate::{Accumulators, Agg, BoundAgg};
 use crate::error::{Error, Result};
@@ -6,59 +7,78 @@ use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
-use crate::time::{event_times, validate_time_column, TumblingWindow};
-use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use crate::time::{event_times, validate_time_column, Window};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-/// Aggregates rows per (key, tumbling window) and emits one row per group
-/// when the watermark passes the window's end.
+/// The name of the changelog column windows add when they can emit updates.
+pub const OP_COLUMN: &str = "op";
+
+/// Window aggregation: rows update one pane each; a window's result is the
+/// merge of its panes when the watermark passes its end.
 ///
 /// ```text
-///  batch ─► window start per row ─► group rows by start ─► per window:
-///            (t - offset) mod size                          key bytes ─► group id
-///                                                           accumulators[agg][group] += value
-///  watermark w ─► every window with start + size - 1 <= w fires, in start order:
-///                 key columns | window_start | window_end | agg columns
+///  row ──pane_of(t)──► pane[start] : key id ──► group slot ──► accumulators (partial aggregates)
+///  watermark w ──► every window (end, start) with end - 1 <= w not fired yet, in end order:
+///                  merge panes [start, end) per key ──► key | window_start | window_end | aggs [| op]
+///              ──► windows with end - 1 + lateness <= w are done; panes no window needs are dropped
+///  a late row (admitted by the source's allowed lateness) for a fired window ──►
+///                  that window is re-emitted for that key at once, op = "update"
 /// ```
-/// Keys are interned once in a [`KeyDictionary`] (shared by all open
-/// windows); each window maps key ids to group slots. State is reserved from
-/// the memory pool. A row whose window already fired is
-/// late: it is counted in the operator's `late_rows` and not aggregated.
-/// Output columns: the key columns, `window_start`, `window_end` (epoch ms,
-/// end exclusive), then one column per aggregate.
-pub struct TumblingWindowAggregate {
+/// With lateness 0 every window fires exactly once and the output has no
+/// `op` column. State (panes and the key dictionary) is reserved from the
+/// memory pool. A row whose every window is already done is counted in
+/// `late_rows` and dropped (the sources' lateness rule makes that impossible
+/// in a correctly built job; the counter guards it).
+pub struct WindowAggregate {
     // config
-    window: TumblingWindow,
+    window: Window,
+    lateness_ms: i64,
     time_column: usize,
-    keys: KeyEncoder,
+    keys: Option<KeyEncoder>,
     aggs: Vec<BoundAgg>,
     schema: SchemaRef,
+    emit_op: bool,
     // state
-    windows: BTreeMap<i64, WindowState>,
     dictionary: KeyDictionary,
-    fired_up_to: Option<i64>,
-    /// Groups in the last fired window: the capacity hint for new windows.
+    panes: BTreeMap<i64, Pane>,
+    /// Windows holding data that are not done yet: `(end, start) -> fired`.
+    windows: BTreeMap<(i64, i64), bool>,
+    /// Fired windows that received late rows, with the keys to re-emit.
+    dirty: BTreeMap<(i64, i64), BTreeSet<u32>>,
+    watermark: Option<i64>,
     last_groups: usize,
     // resources
     reservation: Option<MemoryReservation>,
 }
 
-/// The groups of one window: key id -> group index, and the accumulators.
-struct WindowState {
+/// Partial aggregates of one pane: key id -> group slot.
+struct Pane {
     groups: HashMap<u32, u32, FastBuildHasher>,
     key_ids: Vec<u32>,
     accs: Vec<Accumulators>,
-    bytes: usize,
 }
 
-impl TumblingWindowAggregate {
-    /// The output schema of a window over `input` keyed by `keys` computing `aggs`.
+impl Pane {
+    fn memory_size(&self) -> usize {
+        self.key_ids.len() * 24
+            + self
+                .accs
+                .iter()
+                .map(Accumulators::memory_size)
+                .sum::<usize>()
+    }
+}
+
+impl WindowAggregate {
+    /// The output schema for `window` over `input` keyed by `keys` (empty: one global group).
     pub fn output_schema(
         input: &Schema,
         keys: &[String],
         aggs: &[Agg],
+        emit_op: bool,
         context: &str,
     ) -> Result<SchemaRef> {
         let mut fields = Vec::new();
@@ -73,6 +93,9 @@ impl TumblingWindowAggregate {
         for a in aggs {
             fields.push(a.bind(input, context)?.field);
         }
+        if emit_op {
+            fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
+        }
         let names: Vec<&String> = fields.iter().map(|f| f.name()).collect();
         for (i, n) in names.iter().enumerate() {
             if names[..i].contains(n) {
@@ -85,16 +108,23 @@ impl TumblingWindowAggregate {
         Ok(Arc::new(Schema::new(fields)))
     }
 
-    /// A window operator over `input`; validates every column.
+    /// A window operator over `input`; validates every column and option.
+    /// `lateness_ms` is the allowed lateness of the input stream.
     pub fn try_new(
         input: &Schema,
         time_column: &str,
         keys: &[String],
-        window: TumblingWindow,
+        window: Window,
+        lateness_ms: i64,
         aggs: &[Agg],
         context: &str,
     ) -> Result<Self> {
         window.validate()?;
+        if window.is_session() {
+            return Err(Error::Plan(
+                "session windows use the session operator".into(),
+            ));
+        }
         if aggs.is_empty() {
             return Err(Error::option(
                 "aggregates",
@@ -102,21 +132,30 @@ impl TumblingWindowAggregate {
             ));
         }
         let time_column = validate_time_column(input, time_column, context)?;
-        let key_encoder = KeyEncoder::try_new(input, keys, context)?;
-        let schema = Self::output_schema(input, keys, aggs, context)?;
+        let key_encoder = if keys.is_empty() {
+            None
+        } else {
+            Some(KeyEncoder::try_new(input, keys, context)?)
+        };
+        let emit_op = lateness_ms > 0;
+        let schema = Self::output_schema(input, keys, aggs, emit_op, context)?;
         let aggs = aggs
             .iter()
             .map(|a| a.bind(input, context))
             .collect::<Result<Vec<_>>>()?;
-        Ok(TumblingWindowAggregate {
+        Ok(WindowAggregate {
             window,
+            lateness_ms: lateness_ms.max(0),
             time_column,
             keys: key_encoder,
             aggs,
             schema,
-            windows: BTreeMap::new(),
+            emit_op,
             dictionary: KeyDictionary::new(),
-            fired_up_to: None,
+            panes: BTreeMap::new(),
+            windows: BTreeMap::new(),
+            dirty: BTreeMap::new(),
+            watermark: None,
             last_groups: 0,
             reservation: None,
         })
@@ -127,79 +166,275 @@ impl TumblingWindowAggregate {
         &self.schema
     }
 
-    fn new_window(&self) -> WindowState {
-        WindowState {
+    /// The watermark after which no row can reach the pane at `pane` any more.
+    fn pane_done_at(&self, pane: i64) -> i64 {
+        let last_end = self
+            .window
+            .windows_of_pane(pane)
+            .last()
+            .map_or(pane, |w| w.1);
+        Window::max_timestamp(last_end).saturating_add(self.lateness_ms)
+    }
+
+    fn new_pane(&self) -> Pane {
+        Pane {
             groups: HashMap::with_capacity_and_hasher(self.last_groups, FastBuildHasher::default()),
             key_ids: Vec::with_capacity(self.last_groups),
             accs: self.aggs.iter().map(Accumulators::new).collect(),
-            bytes: 0,
         }
     }
 
-    fn per_group_bytes(&self) -> usize {
-        let accs: usize = self
-            .aggs
-            .iter()
-            .map(|a| Accumulators::new(a).bytes_per_group())
-            .sum();
-        accs + 48
+    fn state_bytes(&self) -> usize {
+        self.dictionary.memory_size() + self.panes.values().map(Pane::memory_size).sum::<usize>()
     }
 
-    /// Emits every window whose end the watermark `t` has passed.
-    fn fire_up_to(&mut self, t: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
-        let boundary = t.saturating_sub(self.window.size_ms - 1).saturating_add(1);
-        let keep = if t == i64::MAX {
-            BTreeMap::new()
+    fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
+        let bytes = self.state_bytes();
+        let pool = ctx.pool().clone();
+        let name = ctx.operator().to_string();
+        let r = self
+            .reservation
+            .get_or_insert_with(|| MemoryReservation::new(&pool, name));
+        if bytes > r.size() {
+            r.try_grow(bytes - r.size())
         } else {
-            self.windows.split_off(&boundary)
+            r.shrink(r.size() - bytes);
+            Ok(())
+        }
+    }
+
+    /// The result of window `[start, end)` for `only` keys (all keys if `None`).
+    fn evaluate(
+        &self,
+        start: i64,
+        end: i64,
+        only: Option<&BTreeSet<u32>>,
+        op: &str,
+    ) -> Result<Option<RecordBatch>> {
+        let mut panes = self.panes.range(start..end).map(|(_, p)| p).peekable();
+        let Some(first) = panes.peek() else {
+            return Ok(None);
         };
-        let ready = std::mem::replace(&mut self.windows, keep);
-        for (start, state) in ready {
-            out.emit(self.emit_window(start, &state)?);
-            self.last_groups = state.key_ids.len();
-            let before = self.dictionary.memory_size();
-            for &id in &state.key_ids {
-                self.dictionary.release(id);
+        let single = self.panes.range(start..end).count() == 1;
+        let (key_ids, columns): (Vec<u32>, Vec<ArrayRef>) = if single && only.is_none() {
+            let order: Vec<u32> = (0..first.key_ids.len() as u32).collect();
+            let cols = first
+                .accs
+                .iter()
+                .zip(&self.aggs)
+                .map(|(acc, agg)| acc.finish(&order, agg))
+                .collect::<Result<_>>()?;
+            (first.key_ids.clone(), cols)
+        } else {
+            let mut out: Vec<Accumulators> = self.aggs.iter().map(Accumulators::new).collect();
+            let mut slots: HashMap<u32, u32, FastBuildHasher> = HashMap::default();
+            let mut key_ids = Vec::new();
+            for pane in panes {
+                for (slot, &id) in pane.key_ids.iter().enumerate() {
+                    if only.is_some_and(|keys| !keys.contains(&id)) {
+                        continue;
+                    }
+                    let next = key_ids.len() as u32;
+                    let target = *slots.entry(id).or_insert_with(|| {
+                        key_ids.push(id);
+                        next
+                    });
+                    for (o, acc) in out.iter_mut().zip(&pane.accs) {
+                        o.resize(key_ids.len());
+                        o.merge(target, acc, slot as u32)?;
+                    }
+                }
             }
-            let freed = state.bytes + before - self.dictionary.memory_size();
-            if let Some(r) = self.reservation.as_mut() {
-                r.shrink(freed.min(r.size()));
+            let order: Vec<u32> = (0..key_ids.len() as u32).collect();
+            let cols = out
+                .iter()
+                .zip(&self.aggs)
+                .map(|(acc, agg)| acc.finish(&order, agg))
+                .collect::<Result<_>>()?;
+            (key_ids, cols)
+        };
+        let n = key_ids.len();
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut columns_out: Vec<ArrayRef> = match &self.keys {
+            Some(enc) => {
+                let parser = enc.converter().parser();
+                enc.converter().convert_rows(
+                    key_ids
+                        .iter()
+                        .map(|&id| parser.parse(self.dictionary.key(id))),
+                )?
+            }
+            None => Vec::new(),
+        };
+        columns_out.push(Arc::new(Int64Array::from(vec![start; n])));
+        columns_out.push(Arc::new(Int64Array::from(vec![end; n])));
+        columns_out.extend(columns);
+        if self.emit_op {
+            columns_out.push(Arc::new(StringArray::from(vec![op; n])));
+        }
+        Ok(Some(RecordBatch::try_new(
+            self.schema.clone(),
+            columns_out,
+        )?))
+    }
+
+    fn emit_dirty(&mut self, out: &mut Output) -> Result<()> {
+        for ((end, start), keys) in std::mem::take(&mut self.dirty) {
+            if let Some(b) = self.evaluate(start, end, Some(&keys), "update")? {
+                out.emit(b);
             }
         }
-        self.fired_up_to = Some(self.fired_up_to.map_or(t, |f| f.max(t)));
-        let _ = ctx;
         Ok(())
     }
 
-    fn emit_window(&self, start: i64, state: &WindowState) -> Result<RecordBatch> {
-        let n = state.key_ids.len();
-        let parser = self.keys.converter().parser();
-        let rows = state
-            .key_ids
+    /// Fires due windows, then drops what no window needs any more.
+    fn advance(&mut self, t: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        let due: Vec<(i64, i64)> = self
+            .windows
             .iter()
-            .map(|&id| parser.parse(self.dictionary.key(id)));
-        let mut columns: Vec<ArrayRef> = self.keys.converter().convert_rows(rows)?;
-        let end = start.saturating_add(self.window.size_ms);
-        columns.push(Arc::new(Int64Array::from(vec![start; n])));
-        columns.push(Arc::new(Int64Array::from(vec![end; n])));
-        let order: Vec<u32> = (0..n as u32).collect();
-        for (acc, agg) in state.accs.iter().zip(&self.aggs) {
-            columns.push(acc.finish(&order, agg)?);
+            .take_while(|((end, _), _)| Window::max_timestamp(*end) <= t)
+            .filter(|(_, fired)| !**fired)
+            .map(|(w, _)| *w)
+            .collect();
+        for (end, start) in due {
+            if let Some(b) = self.evaluate(start, end, None, "insert")? {
+                out.emit(b);
+            }
+            self.windows.insert((end, start), true);
         }
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+        let lateness = self.lateness_ms;
+        while let Some((&(end, _), _)) = self.windows.first_key_value() {
+            if Window::max_timestamp(end).saturating_add(lateness) > t {
+                break;
+            }
+            self.windows.pop_first();
+        }
+        while let Some((&pane, _)) = self.panes.first_key_value() {
+            if self.pane_done_at(pane) > t {
+                break;
+            }
+            let (_, p) = self.panes.pop_first().expect("checked above");
+            self.last_groups = p.key_ids.len();
+            for id in p.key_ids {
+                self.dictionary.release(id);
+            }
+        }
+        self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
+        self.sync_reservation(ctx)
     }
 }
 
-/// Orders `(start, row)` pairs by window start: a counting sort when the
-/// batch spans few windows (the usual case), else a comparison sort.
-fn group_by_start(order: &mut Vec<(i64, u32)>, size: i64) {
+impl Operator for WindowAggregate {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
+        let times = event_times(&batch, self.time_column, ctx.operator())?;
+        let rows = match &self.keys {
+            Some(enc) => Some(enc.encode(&batch)?),
+            None => None,
+        };
+        let mut order: Vec<(i64, u32)> = Vec::with_capacity(times.len());
+        let mut late = 0u64;
+        for (i, &t) in times.iter().enumerate() {
+            let pane = self.window.pane_of(t);
+            if self.watermark.is_some_and(|w| self.pane_done_at(pane) <= w) {
+                late += 1;
+            } else {
+                order.push((pane, i as u32));
+            }
+        }
+        if late > 0 {
+            OperatorMetrics::add(&ctx.metrics().late_rows, late);
+        }
+        group_by_start(&mut order, self.window.pane_ms());
+        let values = self
+            .aggs
+            .iter()
+            .map(|a| a.values(batch.columns()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut groups: Vec<u32> = Vec::with_capacity(order.len());
+        let mut row_ids: Vec<u32> = Vec::with_capacity(order.len());
+        let mut i = 0;
+        while i < order.len() {
+            let pane_start = order[i].0;
+            let mut j = i;
+            while j < order.len() && order[j].0 == pane_start {
+                j += 1;
+            }
+            if !self.panes.contains_key(&pane_start) {
+                let p = self.new_pane();
+                self.panes.insert(pane_start, p);
+                for (s, e) in self.window.windows_of_pane(pane_start) {
+                    self.windows.entry((e, s)).or_insert(false);
+                }
+            }
+            let pane = self.panes.get_mut(&pane_start).expect("inserted above");
+            groups.clear();
+            row_ids.clear();
+            for &(_, r) in &order[i..j] {
+                let key: &[u8] = rows
+                    .as_ref()
+                    .map_or(&[], |rows| rows.row(r as usize).data());
+                let id = self.dictionary.intern(key);
+                let next = pane.key_ids.len() as u32;
+                let g = *pane.groups.entry(id).or_insert_with(|| {
+                    pane.key_ids.push(id);
+                    self.dictionary.retain(id);
+                    next
+                });
+                groups.push(g);
+                row_ids.push(r);
+            }
+            let n = pane.key_ids.len();
+            for ((acc, agg), vals) in pane.accs.iter_mut().zip(&self.aggs).zip(&values) {
+                acc.resize(n);
+                acc.update(&groups, &row_ids, vals, &times, agg.field.name())?;
+            }
+            // late rows for windows that already fired: re-emit those keys
+            for (s, e) in self.window.windows_of_pane(pane_start) {
+                if self.windows.get(&(e, s)) == Some(&true) {
+                    let keys = self.dirty.entry((e, s)).or_default();
+                    keys.extend(groups.iter().map(|&g| pane.key_ids[g as usize]));
+                }
+            }
+            i = j;
+        }
+        self.emit_dirty(out)?;
+        self.sync_reservation(ctx)
+    }
+
+    fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        if let Watermark::EventTime(t) = wm {
+            self.advance(t, ctx, out)?;
+        }
+        out.emit_watermark(wm);
+        Ok(())
+    }
+
+    fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        self.advance(i64::MAX, ctx, out)
+    }
+}
+
+/// Orders `(start, row)` pairs by start: a counting sort when the batch
+/// spans few periods (the usual case), else a comparison sort.
+fn group_by_start(order: &mut Vec<(i64, u32)>, period: i64) {
     let (Some(min), Some(max)) = (
         order.iter().map(|o| o.0).min(),
         order.iter().map(|o| o.0).max(),
     ) else {
         return;
     };
-    let span = (max - min) / size + 1;
+    let span = match max.checked_sub(min) {
+        Some(d) => d / period + 1,
+        None => i64::MAX,
+    };
     if span == 1 {
         return;
     }
@@ -207,7 +442,7 @@ fn group_by_start(order: &mut Vec<(i64, u32)>, size: i64) {
         order.sort_unstable();
         return;
     }
-    let bucket = |start: i64| ((start - min) / size) as usize;
+    let bucket = |start: i64| ((start - min) / period) as usize;
     let mut offsets = vec![0usize; span as usize + 1];
     for o in order.iter() {
         offsets[bucket(o.0) + 1] += 1;
@@ -222,102 +457,6 @@ fn group_by_start(order: &mut Vec<(i64, u32)>, size: i64) {
         offsets[b] += 1;
     }
     *order = sorted;
-}
-
-impl Operator for TumblingWindowAggregate {
-    fn on_batch(
-        &mut self,
-        _: usize,
-        batch: RecordBatch,
-        ctx: &mut Ctx,
-        _: &mut Output,
-    ) -> Result<()> {
-        let times = event_times(&batch, self.time_column, ctx.operator())?;
-        let rows = self.keys.encode(&batch)?;
-        let mut order: Vec<(i64, u32)> = Vec::with_capacity(times.len());
-        let mut late = 0u64;
-        for (i, &t) in times.iter().enumerate() {
-            let start = self.window.start_of(t);
-            if self
-                .fired_up_to
-                .is_some_and(|f| self.window.max_timestamp(start) <= f)
-            {
-                late += 1;
-            } else {
-                order.push((start, i as u32));
-            }
-        }
-        if late > 0 {
-            OperatorMetrics::add(&ctx.metrics().late_rows, late);
-        }
-        group_by_start(&mut order, self.window.size_ms);
-        let columns = batch.columns();
-        let values = self
-            .aggs
-            .iter()
-            .map(|a| a.values(columns))
-            .collect::<Result<Vec<_>>>()?;
-        let per_group = self.per_group_bytes();
-        let dict_before = self.dictionary.memory_size();
-        let mut added_bytes = 0usize;
-        let mut groups: Vec<u32> = Vec::with_capacity(order.len());
-        let mut row_ids: Vec<u32> = Vec::with_capacity(order.len());
-        let mut i = 0;
-        while i < order.len() {
-            let start = order[i].0;
-            let mut j = i;
-            while j < order.len() && order[j].0 == start {
-                j += 1;
-            }
-            if !self.windows.contains_key(&start) {
-                let w = self.new_window();
-                self.windows.insert(start, w);
-            }
-            let state = self.windows.get_mut(&start).expect("inserted above");
-            groups.clear();
-            row_ids.clear();
-            for &(_, r) in &order[i..j] {
-                let id = self.dictionary.intern(rows.row(r as usize).as_ref());
-                let next = state.key_ids.len() as u32;
-                let g = *state.groups.entry(id).or_insert_with(|| {
-                    state.key_ids.push(id);
-                    state.bytes += per_group;
-                    added_bytes += per_group;
-                    self.dictionary.retain(id);
-                    next
-                });
-                groups.push(g);
-                row_ids.push(r);
-            }
-            let n = state.key_ids.len();
-            for ((acc, agg), vals) in state.accs.iter_mut().zip(&self.aggs).zip(&values) {
-                acc.resize(n);
-                acc.update(&groups, &row_ids, vals, agg.field.name())?;
-            }
-            i = j;
-        }
-        let added_bytes = added_bytes + self.dictionary.memory_size().saturating_sub(dict_before);
-        if added_bytes > 0 {
-            let pool = ctx.pool().clone();
-            let name = ctx.operator().to_string();
-            self.reservation
-                .get_or_insert_with(|| MemoryReservation::new(&pool, name))
-                .try_grow(added_bytes)?;
-        }
-        Ok(())
-    }
-
-    fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
-        if let Watermark::EventTime(t) = wm {
-            self.fire_up_to(t, ctx, out)?;
-        }
-        out.emit_watermark(wm);
-        Ok(())
-    }
-
-    fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
-        self.fire_up_to(i64::MAX, ctx, out)
-    }
 }
 
 #[cfg(test)]
@@ -345,11 +484,12 @@ mod tests {
             vec![100, 200, 1500, 900],
             vec![1.0, 2.0, 3.0, 5.0],
         );
-        let mut w = TumblingWindowAggregate::try_new(
+        let mut w = WindowAggregate::try_new(
             &b.schema(),
             "t",
             &["k".into()],
-            TumblingWindow::of(Duration::from_secs(1)),
+            Window::tumbling(Duration::from_secs(1)),
+            0,
             &[Agg::count().alias("n"), Agg::avg("speed")],
             "window",
         )
@@ -429,23 +569,25 @@ mod tests {
     #[test]
     fn rejects_bad_columns() {
         let b = input(vec!["a"], vec![1], vec![1.0]);
-        let w = TumblingWindow::of(Duration::from_secs(1));
-        let err = TumblingWindowAggregate::try_new(
+        let w = Window::tumbling(Duration::from_secs(1));
+        let err = WindowAggregate::try_new(
             &b.schema(),
             "time",
             &["k".into()],
             w,
+            0,
             &[Agg::count()],
             "win",
         )
         .err()
         .unwrap();
         assert!(err.to_string().contains("`time`"), "{err}");
-        let err = TumblingWindowAggregate::try_new(
+        let err = WindowAggregate::try_new(
             &b.schema(),
             "k",
             &["k".into()],
             w,
+            0,
             &[Agg::count()],
             "win",
         )
@@ -454,6 +596,114 @@ mod tests {
         assert!(
             err.to_string().contains("Int64 (epoch ms) or Timestamp"),
             "{err}"
+        );
+    }
+
+    fn window_rows(got: &[RecordBatch]) -> Vec<(String, i64, i64, i64)> {
+        let mut v = Vec::new();
+        for b in got {
+            let k = b.column(0).as_string::<i32>();
+            let s = b.column(1).as_primitive::<Int64Type>();
+            let e = b.column(2).as_primitive::<Int64Type>();
+            let n = b.column(3).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                v.push((k.value(i).to_string(), s.value(i), e.value(i), n.value(i)));
+            }
+        }
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn sliding_windows_merge_panes() {
+        let b = input(
+            vec!["a", "a", "a", "b"],
+            vec![500, 1500, 2500, 1200],
+            vec![1.0; 4],
+        );
+        let mut w = WindowAggregate::try_new(
+            &b.schema(),
+            "t",
+            &["k".into()],
+            Window::sliding(Duration::from_secs(2), Duration::from_secs(1)),
+            0,
+            &[Agg::count().alias("n")],
+            "w",
+        )
+        .unwrap();
+        let (mut ctx, mut out) = (test_ctx(), Output::new());
+        w.on_batch(0, b, &mut ctx, &mut out).unwrap();
+        w.on_watermark(Watermark::EventTime(1999), &mut ctx, &mut out)
+            .unwrap();
+        // windows ending at <= 2000: [-1000,1000) and [0,2000)
+        assert_eq!(
+            window_rows(&batches(&mut out)),
+            vec![
+                ("a".into(), -1000, 1000, 1),
+                ("a".into(), 0, 2000, 2),
+                ("b".into(), 0, 2000, 1)
+            ]
+        );
+        w.on_end_of_input(&mut ctx, &mut out).unwrap();
+        assert_eq!(
+            window_rows(&batches(&mut out)),
+            vec![
+                ("a".into(), 1000, 3000, 2),
+                ("a".into(), 2000, 4000, 1),
+                ("b".into(), 1000, 3000, 1)
+            ]
+        );
+        assert_eq!(ctx.pool().reserved(), 0);
+    }
+
+    #[test]
+    fn late_rows_within_lateness_update_fired_windows() {
+        let b = input(vec!["a", "a"], vec![100, 200], vec![1.0, 2.0]);
+        let mut w = WindowAggregate::try_new(
+            &b.schema(),
+            "t",
+            &["k".into()],
+            Window::tumbling(Duration::from_secs(1)),
+            500,
+            &[Agg::count().alias("n")],
+            "w",
+        )
+        .unwrap();
+        assert_eq!(w.schema().fields().last().unwrap().name(), OP_COLUMN);
+        let (mut ctx, mut out) = (test_ctx(), Output::new());
+        w.on_batch(0, b, &mut ctx, &mut out).unwrap();
+        w.on_watermark(Watermark::EventTime(1200), &mut ctx, &mut out)
+            .unwrap();
+        let first = batches(&mut out);
+        assert_eq!(window_rows(&first), vec![("a".into(), 0, 1000, 2)]);
+        assert_eq!(first[0].column(4).as_string::<i32>().value(0), "insert");
+        // within lateness (window done at 999 + 500): an update for the same window
+        w.on_batch(
+            0,
+            input(vec!["a"], vec![300], vec![3.0]),
+            &mut ctx,
+            &mut out,
+        )
+        .unwrap();
+        let upd = batches(&mut out);
+        assert_eq!(window_rows(&upd), vec![("a".into(), 0, 1000, 3)]);
+        assert_eq!(upd[0].column(4).as_string::<i32>().value(0), "update");
+        // past the lateness the window's state is gone and the row is counted late
+        w.on_watermark(Watermark::EventTime(1499), &mut ctx, &mut out)
+            .unwrap();
+        w.on_batch(
+            0,
+            input(vec!["a"], vec![400], vec![3.0]),
+            &mut ctx,
+            &mut out,
+        )
+        .unwrap();
+        assert!(batches(&mut out).is_empty());
+        assert_eq!(
+            ctx.metrics()
+                .late_rows
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
         );
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! May use `error`, `message` and arrow. Knows nothing of operators or executors.
 
+mod assigner;
 mod column;
 mod split;
 mod tracker;
 mod watermark;
 mod window;
 
+pub use assigner::Window;
 pub use column::{event_times, validate_time_column};
 pub use split::SplitClock;
 pub use tracker::WatermarkTracker;

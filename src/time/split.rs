@@ -1,8 +1,9 @@
 //! Per-split watermarks for a source subtask that reads its splits in order.
 
 use super::{WatermarkGenerator, WatermarkStrategy};
+use crate::error::Result;
 use crate::message::Watermark;
-use arrow_array::BooleanArray;
+use arrow_array::{BooleanArray, RecordBatch};
 
 /// The event-time clock of one source subtask reading several splits one after another.
 ///
@@ -56,10 +57,11 @@ impl SplitClock {
 
     /// Classifies the next rows of the current split: `None` if none is late,
     /// else a mask with `false` for late rows.
-    pub fn on_times(&mut self, times: &[i64]) -> Option<BooleanArray> {
+    pub fn on_batch(&mut self, batch: &RecordBatch, times: &[i64]) -> Result<Option<BooleanArray>> {
+        let strategy = &self.strategy;
         self.active
-            .get_or_insert_with(|| self.strategy.generator())
-            .on_times(times)
+            .get_or_insert_with(|| strategy.generator())
+            .on_batch(batch, times)
     }
 
     /// The current split is finished.
@@ -91,6 +93,19 @@ impl SplitClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::Int64Array;
+    use std::sync::Arc;
+
+    impl SplitClock {
+        fn on_times(&mut self, times: &[i64]) -> Option<BooleanArray> {
+            let b = RecordBatch::try_from_iter([(
+                "t",
+                Arc::new(Int64Array::from(times.to_vec())) as _,
+            )])
+            .unwrap();
+            self.on_batch(&b, times).unwrap()
+        }
+    }
     use std::time::Duration;
 
     #[test]

@@ -4,98 +4,244 @@
 //!  rows of one split, in read order          running max    watermark after row
 //!  t=10_000                                   10_000         10_000 - delay - 1
 //!  t= 9_200  (behind max by 800 <= delay)     10_000         unchanged       -> kept
-//!  t= 2_000  (2_000 <= watermark)             10_000         unchanged       -> late
+//!  t= 2_000  (2_000 <= watermark - lateness)  10_000         unchanged       -> late
 //! ```
-//! A row is *late* when its timestamp is at or below the watermark produced by
-//! the rows before it in the same split. That rule depends only on the split's
-//! row order, never on batch sizes, parallelism or timing, which is what makes
-//! pipelined, batch and replayed runs agree.
+//! A row is *late* when its timestamp is at or below the watermark produced
+//! by the rows before it in the same split, minus the allowed lateness. That
+//! rule depends only on the split's row order, never on batch sizes,
+//! parallelism or timing, which is what makes pipelined, batch and replayed
+//! runs agree. Rows behind the watermark but within the allowed lateness are
+//! kept; windows they belong to may have fired already and then emit updates.
 
 use super::duration_ms;
-use arrow_array::BooleanArray;
+use crate::error::{Error, Result};
+use crate::expr::Expr;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_schema::{DataType, Schema};
 use std::time::Duration;
 
-/// How a source turns event times into watermarks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatermarkStrategy {
+/// Where watermarks come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatermarkKind {
     /// Rows may arrive up to `max_delay_ms` behind the largest time seen so
     /// far; the watermark trails the maximum by that much (Flink's
-    /// `forBoundedOutOfOrderness`). A delay of 0 is Flink's `forMonotonousTimestamps`.
+    /// `forBoundedOutOfOrderness`; a delay of 0 is `forMonotonousTimestamps`).
     BoundedOutOfOrderness {
         /// Allowed disorder in milliseconds.
         max_delay_ms: i64,
     },
+    /// Punctuated: every non-null value of this Int64/Timestamp column is a
+    /// watermark (epoch ms) that holds after its row.
+    Column(String),
+    /// Punctuated: a row for which this boolean expression is true moves the
+    /// watermark to that row's event time.
+    Predicate(Expr),
+}
+
+/// How a stream turns event times into watermarks, and how late a row may be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatermarkStrategy {
+    /// Where watermarks come from.
+    pub kind: WatermarkKind,
+    /// Rows up to this far behind the watermark are still processed (windows
+    /// emit updated results); rows further behind are late.
+    pub allowed_lateness_ms: i64,
+    /// An input without rows for this long stops holding back the watermark
+    /// (pipelined runs of live sources).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl WatermarkStrategy {
     /// Bounded out-of-orderness with the given maximum delay.
     pub fn bounded_out_of_orderness(max_delay: Duration) -> Self {
-        WatermarkStrategy::BoundedOutOfOrderness {
-            max_delay_ms: duration_ms(max_delay),
+        WatermarkStrategy {
+            kind: WatermarkKind::BoundedOutOfOrderness {
+                max_delay_ms: duration_ms(max_delay),
+            },
+            allowed_lateness_ms: 0,
+            idle_timeout: None,
         }
     }
 
     /// Timestamps never go backwards (delay 0).
     pub fn monotonous() -> Self {
-        WatermarkStrategy::BoundedOutOfOrderness { max_delay_ms: 0 }
+        Self::bounded_out_of_orderness(Duration::ZERO)
+    }
+
+    /// Watermarks read from a column (punctuated).
+    pub fn from_column(column: impl Into<String>) -> Self {
+        WatermarkStrategy {
+            kind: WatermarkKind::Column(column.into()),
+            allowed_lateness_ms: 0,
+            idle_timeout: None,
+        }
+    }
+
+    /// A watermark at every row matching `predicate` (punctuated).
+    pub fn from_predicate(predicate: Expr) -> Self {
+        WatermarkStrategy {
+            kind: WatermarkKind::Predicate(predicate),
+            allowed_lateness_ms: 0,
+            idle_timeout: None,
+        }
+    }
+
+    /// Keeps rows up to `lateness` behind the watermark (windows update their results).
+    pub fn with_allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.allowed_lateness_ms = duration_ms(lateness);
+        self
+    }
+
+    /// Marks an input idle after `timeout` without rows.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Checks the strategy's columns against `schema`.
+    pub fn validate(&self, schema: &Schema, context: &str) -> Result<()> {
+        match &self.kind {
+            WatermarkKind::BoundedOutOfOrderness { .. } => Ok(()),
+            WatermarkKind::Column(c) => {
+                let f = schema
+                    .field_with_name(c)
+                    .map_err(|_| Error::column(c, context, "watermark column not found"))?;
+                match f.data_type() {
+                    DataType::Int64 | DataType::Timestamp(_, _) => Ok(()),
+                    other => Err(Error::column(
+                        c,
+                        context,
+                        format!(
+                            "watermark column must be Int64 (epoch ms) or Timestamp, found {other}"
+                        ),
+                    )),
+                }
+            }
+            WatermarkKind::Predicate(p) => match p.data_type(schema)? {
+                DataType::Boolean => Ok(()),
+                other => Err(Error::Expr {
+                    expr: p.to_string(),
+                    message: format!("a watermark predicate must be boolean, this one is {other}"),
+                }),
+            },
+        }
     }
 
     /// A fresh generator for one split or stream.
     pub fn generator(&self) -> WatermarkGenerator {
-        match *self {
-            WatermarkStrategy::BoundedOutOfOrderness { max_delay_ms } => WatermarkGenerator {
-                delay: max_delay_ms.max(0),
-                max_ts: None,
-            },
+        WatermarkGenerator {
+            kind: self.kind.clone(),
+            lateness: self.allowed_lateness_ms.max(0),
+            max_ts: None,
+            watermark: None,
         }
     }
 
     /// The watermark a split may claim before it has produced a row, given
     /// that none of its rows is earlier than `min_ts` (from file statistics).
     pub fn initial_watermark(&self, min_ts: Option<i64>) -> i64 {
-        match (*self, min_ts) {
-            (WatermarkStrategy::BoundedOutOfOrderness { max_delay_ms }, Some(t)) => {
-                t.saturating_sub(max_delay_ms.max(0)).saturating_sub(1)
+        match (&self.kind, min_ts) {
+            (WatermarkKind::BoundedOutOfOrderness { max_delay_ms }, Some(t)) => {
+                t.saturating_sub((*max_delay_ms).max(0)).saturating_sub(1)
             }
+            (_, Some(t)) => t.saturating_sub(1),
             (_, None) => i64::MIN,
         }
     }
 }
 
-/// Tracks the running maximum of one split and classifies rows as late.
+/// Tracks one split's watermark and classifies rows as late.
 #[derive(Debug, Clone)]
 pub struct WatermarkGenerator {
     // config
-    delay: i64,
+    kind: WatermarkKind,
+    lateness: i64,
     // state
     max_ts: Option<i64>,
+    watermark: Option<i64>,
 }
 
 impl WatermarkGenerator {
-    /// The current watermark (`max - delay - 1`), or `None` before the first row.
+    /// The current watermark, or `None` before it exists.
     pub fn current(&self) -> Option<i64> {
-        self.max_ts
-            .map(|m| m.saturating_sub(self.delay).saturating_sub(1))
+        match self.kind {
+            WatermarkKind::BoundedOutOfOrderness { max_delay_ms } => self
+                .max_ts
+                .map(|m| m.saturating_sub(max_delay_ms.max(0)).saturating_sub(1)),
+            _ => self.watermark,
+        }
     }
 
-    /// Consumes the times of the next rows, in order, and returns which rows
-    /// to keep: `None` if none is late, else a mask with `false` for late rows.
+    /// Consumes the times of the next rows, in order (bounded
+    /// out-of-orderness only), and returns which rows to keep: `None` if
+    /// none is late, else a mask with `false` for late rows.
     pub fn on_times(&mut self, times: &[i64]) -> Option<BooleanArray> {
+        let WatermarkKind::BoundedOutOfOrderness { max_delay_ms } = self.kind else {
+            panic!("on_times is for bounded out-of-orderness; use on_batch")
+        };
+        let delay = max_delay_ms.max(0);
         let mut max = self.max_ts.unwrap_or(i64::MIN);
-        let mut wm = self.current().unwrap_or(i64::MIN);
+        let mut threshold = self.threshold();
         let mut keep: Option<Vec<bool>> = None;
         for (i, &t) in times.iter().enumerate() {
-            if self.max_ts.is_some() && t <= wm {
+            if t <= threshold {
                 keep.get_or_insert_with(|| vec![true; times.len()])[i] = false;
                 continue;
             }
             if t > max || self.max_ts.is_none() {
                 max = t;
                 self.max_ts = Some(max);
-                wm = max.saturating_sub(self.delay).saturating_sub(1);
+                threshold = max
+                    .saturating_sub(delay)
+                    .saturating_sub(1)
+                    .saturating_sub(self.lateness);
             }
         }
         keep.map(BooleanArray::from)
+    }
+
+    /// Like [`on_times`](Self::on_times) for any strategy: punctuated
+    /// strategies read their column or predicate from `batch`.
+    pub fn on_batch(&mut self, batch: &RecordBatch, times: &[i64]) -> Result<Option<BooleanArray>> {
+        let marks: Vec<Option<i64>> = match &self.kind {
+            WatermarkKind::BoundedOutOfOrderness { .. } => return Ok(self.on_times(times)),
+            WatermarkKind::Column(c) => {
+                let idx = batch
+                    .schema()
+                    .index_of(c)
+                    .map_err(|_| Error::column(c, "watermark", "not found"))?;
+                let col = arrow_cast::cast(batch.column(idx), &DataType::Int64)?;
+                col.as_primitive::<Int64Type>().iter().collect()
+            }
+            WatermarkKind::Predicate(p) => {
+                let m = p.evaluate(batch)?;
+                let m = m.as_boolean_opt().ok_or_else(|| Error::Expr {
+                    expr: p.to_string(),
+                    message: "did not evaluate to booleans".into(),
+                })?;
+                (0..m.len())
+                    .map(|i| (m.is_valid(i) && m.value(i)).then_some(times[i]))
+                    .collect()
+            }
+        };
+        let mut keep: Option<Vec<bool>> = None;
+        for (i, &t) in times.iter().enumerate() {
+            if t <= self.threshold() {
+                keep.get_or_insert_with(|| vec![true; times.len()])[i] = false;
+            }
+            if let Some(w) = marks[i] {
+                self.watermark = Some(self.watermark.map_or(w, |c| c.max(w)));
+            }
+        }
+        Ok(keep.map(BooleanArray::from))
+    }
+
+    /// Rows at or below this are late.
+    fn threshold(&self) -> i64 {
+        self.current()
+            .map_or(i64::MIN, |w| w.saturating_sub(self.lateness))
     }
 
     /// Number of late rows in a mask returned by [`on_times`](Self::on_times).
@@ -107,15 +253,17 @@ impl WatermarkGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::expr::{col, lit};
+    use arrow_array::Int64Array;
+    use std::sync::Arc;
 
-    /// Brute force: a row is late if it is <= (max of earlier kept rows) - delay - 1.
-    fn oracle(times: &[i64], delay: i64) -> Vec<bool> {
+    /// Brute force: a row is late if it is <= (max of earlier kept rows) - delay - 1 - lateness.
+    fn oracle(times: &[i64], delay: i64, lateness: i64) -> Vec<bool> {
         let mut max: Option<i64> = None;
         times
             .iter()
             .map(|&t| {
-                // late: t <= watermark, i.e. t <= m - delay - 1
-                let late = max.is_some_and(|m| t < m - delay);
+                let late = max.is_some_and(|m| t < m - delay - lateness);
                 if !late {
                     max = Some(max.map_or(t, |m| m.max(t)));
                 }
@@ -124,41 +272,90 @@ mod tests {
             .collect()
     }
 
+    fn kept(mask: &Option<BooleanArray>, n: usize) -> Vec<bool> {
+        (0..n)
+            .map(|i| mask.as_ref().is_none_or(|m| m.value(i)))
+            .collect()
+    }
+
     #[test]
     fn late_rows_are_those_behind_the_running_watermark() {
         let times = [10_000, 9_200, 2_000, 10_500, 9_499, 9_500, 20_000, 18_999];
         let mut g = WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1)).generator();
-        let keep = g.on_times(&times).expect("there are late rows");
-        let keep: Vec<bool> = keep.iter().map(|v| v.unwrap()).collect();
+        let keep = g.on_times(&times);
         assert_eq!(
-            keep,
+            kept(&keep, 8),
             vec![true, true, false, true, false, true, true, false]
         );
-        assert_eq!(keep, oracle(&times, 1000));
+        assert_eq!(kept(&keep, 8), oracle(&times, 1000, 0));
         assert_eq!(g.current(), Some(20_000 - 1000 - 1));
+    }
+
+    #[test]
+    fn allowed_lateness_keeps_rows_a_little_behind_the_watermark() {
+        let times = [10_000, 8_600, 8_400, 8_499];
+        let s = WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1))
+            .with_allowed_lateness(Duration::from_millis(500));
+        let mut g = s.generator();
+        // watermark 8_999; lateness 500: threshold 8_499
+        assert_eq!(kept(&g.on_times(&times), 4), vec![true, true, false, false]);
+        assert_eq!(kept(&g.on_times(&times), 4), oracle(&times, 1000, 500));
     }
 
     #[test]
     fn batch_boundaries_do_not_change_lateness() {
         let times: Vec<i64> = (0..500).map(|i| (i * 7919) % 1000 + i * 3).collect();
-        let whole = {
-            let mut g =
-                WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(50)).generator();
-            let m = g.on_times(&times);
-            (0..times.len())
-                .map(|i| m.as_ref().is_none_or(|m| m.value(i)))
-                .collect::<Vec<_>>()
-        };
-        let mut g =
-            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(50)).generator();
+        let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(50));
+        let whole = kept(&strategy.generator().on_times(&times), times.len());
+        let mut g = strategy.generator();
         let mut pieces = Vec::new();
         for chunk in times.chunks(37) {
-            let m = g.on_times(chunk);
-            pieces.extend((0..chunk.len()).map(|i| m.as_ref().is_none_or(|m| m.value(i))));
+            pieces.extend(kept(&g.on_times(chunk), chunk.len()));
         }
         assert_eq!(whole, pieces);
-        assert_eq!(whole, oracle(&times, 50));
+        assert_eq!(whole, oracle(&times, 50, 0));
         assert!(whole.iter().any(|k| !k), "test data must contain late rows");
+    }
+
+    #[test]
+    fn punctuated_watermarks_come_from_a_column_or_a_predicate() {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "t",
+                Arc::new(Int64Array::from(vec![5, 20, 7, 30, 12, 40])) as _,
+            ),
+            (
+                "wm",
+                Arc::new(Int64Array::from(vec![
+                    None,
+                    Some(10),
+                    None,
+                    None,
+                    None,
+                    None,
+                ])) as _,
+            ),
+        ])
+        .unwrap();
+        let times = [5, 20, 7, 30, 12, 40];
+        let mut g = WatermarkStrategy::from_column("wm").generator();
+        // after row 1 the watermark is 10: row 2 (7) is late, row 4 (12) is not
+        let keep = g.on_batch(&batch, &times).unwrap();
+        assert_eq!(kept(&keep, 6), vec![true, true, false, true, true, true]);
+        assert_eq!(g.current(), Some(10));
+
+        let mut g = WatermarkStrategy::from_predicate(col("t").gt_eq(lit(30))).generator();
+        let keep = g.on_batch(&batch, &times).unwrap();
+        // row 3 (30) sets the watermark to 30: row 4 (12) is late
+        assert_eq!(kept(&keep, 6), vec![true, true, true, true, false, true]);
+        assert_eq!(g.current(), Some(40));
+        let schema = batch.schema();
+        assert!(WatermarkStrategy::from_column("nope")
+            .validate(&schema, "x")
+            .is_err());
+        assert!(WatermarkStrategy::from_predicate(col("t"))
+            .validate(&schema, "x")
+            .is_err());
     }
 
     #[test]
@@ -166,5 +363,9 @@ mod tests {
         let s = WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(2));
         assert_eq!(s.initial_watermark(Some(10_000)), 7_999);
         assert_eq!(s.initial_watermark(None), i64::MIN);
+        assert_eq!(
+            WatermarkStrategy::from_column("w").initial_watermark(Some(10)),
+            9
+        );
     }
 }

@@ -46,7 +46,7 @@ impl TumblingWindow {
     /// Start of the window holding event time `t`.
     #[inline]
     pub fn start_of(&self, t: i64) -> i64 {
-        t - (t - self.offset_ms).rem_euclid(self.size_ms)
+        align(t, self.offset_ms, self.size_ms)
     }
 
     /// The largest timestamp in the window starting at `start` (`end - 1`);
@@ -54,6 +54,19 @@ impl TumblingWindow {
     #[inline]
     pub fn max_timestamp(&self, start: i64) -> i64 {
         start.saturating_add(self.size_ms - 1)
+    }
+}
+
+/// The largest `s <= t` with `s ≡ offset (mod period)`, computed without
+/// overflow (saturating at `i64::MIN` for times near the minimum).
+#[inline]
+pub(crate) fn align(t: i64, offset: i64, period: i64) -> i64 {
+    match t.checked_sub(offset) {
+        Some(d) => t - d.rem_euclid(period),
+        None => {
+            let (t, o, p) = (i128::from(t), i128::from(offset), i128::from(period));
+            i64::try_from(t - (t - o).rem_euclid(p)).unwrap_or(i64::MIN)
+        }
     }
 }
 
@@ -73,5 +86,10 @@ mod tests {
         assert_eq!(w.start_of(1250), 1250);
         assert_eq!(w.max_timestamp(250), 1249);
         assert!(TumblingWindow::of(Duration::ZERO).validate().is_err());
+        // extreme times do not overflow
+        let w = TumblingWindow::of(Duration::from_secs(1)).with_offset(Duration::from_millis(250));
+        assert_eq!(w.start_of(i64::MIN), i64::MIN);
+        assert_eq!(w.start_of(i64::MIN + 100), i64::MIN + 58); // ≡ 250 (mod 1000)
+        assert!(w.start_of(i64::MAX) > i64::MAX - 1000);
     }
 }

@@ -1,0 +1,707 @@
+//! Tests of the aggregate functions: hand-computed values, the merge /
+//! partial-state round trip (proptest), reset, memory and error paths, and
+//! an example user-defined aggregate (`range = max - min`).
+
+use super::*;
+use arrow_array::builder::StringBuilder;
+use arrow_array::types::Float64Type;
+use arrow_array::{
+    BinaryArray, Date32Array, Int32Array, LargeStringArray, StringArray, StructArray,
+    TimestampMillisecondArray,
+};
+use arrow_schema::{Fields, TimeUnit};
+use proptest::prelude::*;
+use std::any::Any;
+
+// ---------------------------------------------------------------- example UDAF
+
+/// `range(x) = max(x) - min(x)` as Float64; state `{min, max}`.
+#[derive(Debug)]
+struct Range;
+
+fn range_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("min", DataType::Float64, true),
+        Field::new("max", DataType::Float64, true),
+    ])
+}
+
+impl AggregateUdf for Range {
+    fn name(&self) -> &str {
+        "range"
+    }
+    fn return_type(&self, input: &DataType) -> Result<DataType> {
+        if input.is_numeric() {
+            Ok(DataType::Float64)
+        } else {
+            Err(Error::option(
+                "range",
+                format!("needs numbers, found {input}"),
+            ))
+        }
+    }
+    fn state_type(&self, _: &DataType) -> Result<DataType> {
+        Ok(DataType::Struct(range_fields()))
+    }
+    fn create(&self) -> Box<dyn AggregateState> {
+        Box::new(RangeState(None))
+    }
+}
+
+#[derive(Debug)]
+struct RangeState(Option<(f64, f64)>);
+
+impl RangeState {
+    fn add(&mut self, v: f64) {
+        self.0 = Some(match self.0 {
+            None => (v, v),
+            Some((lo, hi)) => (lo.min(v), hi.max(v)),
+        });
+    }
+}
+
+impl AggregateState for RangeState {
+    fn update(&mut self, values: &ArrayRef, rows: &[u32], _: &[i64]) -> Result<()> {
+        let values = arrow_cast::cast(values, &DataType::Float64)?;
+        let values = values.as_primitive::<Float64Type>();
+        for &r in rows {
+            if values.is_valid(r as usize) {
+                self.add(values.value(r as usize));
+            }
+        }
+        Ok(())
+    }
+    fn merge(&mut self, other: &dyn AggregateState) -> Result<()> {
+        let other = other
+            .as_any()
+            .downcast_ref::<RangeState>()
+            .ok_or_else(|| Error::option("range", "merged with another aggregate"))?;
+        if let Some((lo, hi)) = other.0 {
+            self.add(lo);
+            self.add(hi);
+        }
+        Ok(())
+    }
+    fn state(&self) -> Result<ScalarValueOrArray> {
+        let lo: ArrayRef = Arc::new(Float64Array::from(vec![self.0.map(|r| r.0)]));
+        let hi: ArrayRef = Arc::new(Float64Array::from(vec![self.0.map(|r| r.1)]));
+        Ok(Arc::new(StructArray::try_new(
+            range_fields(),
+            vec![lo, hi],
+            None,
+        )?))
+    }
+    fn merge_state(&mut self, state: &ArrayRef, row: usize) -> Result<()> {
+        let s = state.as_struct();
+        let (lo, hi) = (s.column(0).as_primitive::<Float64Type>(), s.column(1));
+        if lo.is_valid(row) {
+            self.add(lo.value(row));
+            self.add(hi.as_primitive::<Float64Type>().value(row));
+        }
+        Ok(())
+    }
+    fn finish(&self) -> Result<ArrayRef> {
+        Ok(Arc::new(Float64Array::from(vec![self
+            .0
+            .map(|(lo, hi)| hi - lo)])))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn memory_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// Runs `agg` over `rows` of `columns` (row `r` in group `groups[r]` at
+/// `times[r]`) and finishes groups `0..n`.
+fn run(
+    agg: &Agg,
+    schema: &Schema,
+    columns: &[ArrayRef],
+    groups: &[u32],
+    rows: &[u32],
+    times: &[i64],
+    n: usize,
+) -> ArrayRef {
+    let bound = agg.bind(schema, "test").unwrap();
+    let mut acc = Accumulators::new(&bound);
+    acc.resize(n);
+    let values = bound.values(columns).unwrap();
+    let picked: Vec<u32> = rows.iter().map(|&r| groups[r as usize]).collect();
+    acc.update(&picked, rows, &values, times, "t").unwrap();
+    let out = acc
+        .finish(&(0..n as u32).collect::<Vec<_>>(), &bound)
+        .unwrap();
+    assert_eq!(out.data_type(), bound.field.data_type(), "{agg:?}");
+    out
+}
+
+/// Equal arrays, floats within 1e-9 relative (NaN equals NaN).
+fn assert_close(a: &ArrayRef, b: &ArrayRef, what: &str) {
+    if a.data_type() != &DataType::Float64 || b.data_type() != &DataType::Float64 {
+        assert_eq!(a, b, "{what}");
+        return;
+    }
+    let (a, b) = (
+        a.as_primitive::<Float64Type>(),
+        b.as_primitive::<Float64Type>(),
+    );
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (x, y) in a.iter().zip(b.iter()) {
+        let same = match (x, y) {
+            (None, None) => true,
+            (Some(x), Some(y)) => {
+                x == y || (x.is_nan() && y.is_nan()) || (x - y).abs() <= 1e-9 * x.abs().max(y.abs())
+            }
+            _ => false,
+        };
+        assert!(same, "{what}: {x:?} != {y:?}");
+    }
+}
+
+// ---------------------------------------------------------------- hand-computed values
+
+/// Nine rows in three groups; group 1 holds only nulls.
+fn hand_data() -> (Schema, Vec<ArrayRef>, Vec<u32>, Vec<i64>) {
+    let schema = Schema::new(vec![
+        Field::new("i", DataType::Int32, true),
+        Field::new("f", DataType::Float64, true),
+        Field::new("s", DataType::Utf8, true),
+        Field::new("b", DataType::Boolean, true),
+    ]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from(vec![
+            Some(4),
+            None,
+            Some(-2),
+            Some(7),
+            Some(9),
+            Some(4),
+            None,
+            Some(1),
+            Some(1),
+        ])),
+        Arc::new(Float64Array::from(vec![
+            Some(1.5),
+            None,
+            Some(-0.5),
+            Some(2.0),
+            Some(-3.0),
+            Some(1.5),
+            None,
+            Some(-0.0),
+            Some(0.0),
+        ])),
+        Arc::new(StringArray::from(vec![
+            Some("b"),
+            None,
+            Some("a"),
+            Some("c"),
+            Some("d"),
+            Some("b"),
+            None,
+            Some("z"),
+            Some("zz"),
+        ])),
+        Arc::new(BooleanArray::from(vec![
+            Some(true),
+            None,
+            Some(false),
+            Some(true),
+            Some(false),
+            Some(true),
+            None,
+            Some(true),
+            Some(true),
+        ])),
+    ];
+    let groups = vec![0, 0, 0, 0, 0, 0, 1, 2, 2];
+    let times = vec![5, 3, 3, 3, 5, 4, 0, 10, 2];
+    (schema, columns, groups, times)
+}
+
+#[test]
+fn every_function_matches_hand_computed_values_in_any_row_order() {
+    let (schema, columns, groups, times) = hand_data();
+    let int = |v: [Option<i32>; 3]| -> ArrayRef { Arc::new(Int32Array::from(v.to_vec())) };
+    let big = |v: [Option<i64>; 3]| -> ArrayRef { Arc::new(Int64Array::from(v.to_vec())) };
+    let float = |v: [Option<f64>; 3]| -> ArrayRef { Arc::new(Float64Array::from(v.to_vec())) };
+    let text = |v: [Option<&str>; 3]| -> ArrayRef { Arc::new(StringArray::from(v.to_vec())) };
+    let flag = |v: [Option<bool>; 3]| -> ArrayRef { Arc::new(BooleanArray::from(v.to_vec())) };
+    let range: Arc<dyn AggregateUdf> = Arc::new(Range);
+    let expect: Vec<(Agg, ArrayRef)> = vec![
+        (Agg::count(), big([Some(6), Some(1), Some(2)])),
+        (Agg::count_column("i"), big([Some(5), Some(0), Some(2)])),
+        (Agg::sum("i"), big([Some(22), None, Some(2)])),
+        (Agg::avg("i"), float([Some(4.4), None, Some(1.0)])),
+        (Agg::min("i"), int([Some(-2), None, Some(1)])),
+        (Agg::max("i"), int([Some(9), None, Some(1)])),
+        (Agg::first("i"), int([Some(-2), None, Some(1)])),
+        (Agg::last("i"), int([Some(9), None, Some(1)])),
+        (Agg::count_distinct("i"), big([Some(4), Some(0), Some(1)])),
+        (Agg::sum("f"), float([Some(1.5), None, Some(0.0)])),
+        (Agg::avg("f"), float([Some(0.3), None, Some(0.0)])),
+        (Agg::min("f"), float([Some(-3.0), None, Some(-0.0)])),
+        (Agg::max("f"), float([Some(2.0), None, Some(0.0)])),
+        (Agg::first("f"), float([Some(-0.5), None, Some(0.0)])),
+        (Agg::last("f"), float([Some(1.5), None, Some(-0.0)])),
+        (Agg::count_distinct("f"), big([Some(4), Some(0), Some(1)])),
+        (Agg::min("s"), text([Some("a"), None, Some("z")])),
+        (Agg::max("s"), text([Some("d"), None, Some("zz")])),
+        (Agg::first("s"), text([Some("a"), None, Some("zz")])),
+        (Agg::last("s"), text([Some("d"), None, Some("z")])),
+        (Agg::count_distinct("s"), big([Some(4), Some(0), Some(2)])),
+        (Agg::min("b"), flag([Some(false), None, Some(true)])),
+        (Agg::max("b"), flag([Some(true), None, Some(true)])),
+        (Agg::first("b"), flag([Some(false), None, Some(true)])),
+        (Agg::last("b"), flag([Some(true), None, Some(true)])),
+        (Agg::count_distinct("b"), big([Some(2), Some(0), Some(1)])),
+        (Agg::udf(range, "i"), float([Some(11.0), None, Some(0.0)])),
+    ];
+    let forward: Vec<u32> = (0..9).collect();
+    let backward: Vec<u32> = (0..9).rev().collect();
+    for rows in [forward, backward] {
+        for (agg, want) in &expect {
+            let got = run(agg, &schema, &columns, &groups, &rows, &times, 3);
+            // Exact: Float64 equality here is bitwise, so -0.0 != 0.0.
+            assert_eq!(&got, want, "{} over rows {rows:?}", agg.output_name());
+        }
+    }
+}
+
+#[test]
+fn float_distinct_treats_signed_zeros_and_all_nans_as_one_value() {
+    let negative_nan = f64::from_bits(f64::NAN.to_bits() | (1 << 63));
+    let schema = Schema::new(vec![Field::new("f", DataType::Float64, true)]);
+    let col: ArrayRef = Arc::new(Float64Array::from(vec![
+        f64::NAN,
+        negative_nan,
+        0.0,
+        -0.0,
+        1.0,
+        1.0,
+    ]));
+    let bound = Agg::count_distinct("f").bind(&schema, "t").unwrap();
+    let mut acc = Accumulators::new(&bound);
+    acc.resize(1);
+    let values = bound.values(&[col]).unwrap();
+    acc.update(&[0; 6], &[0, 1, 2, 3, 4, 5], &values, &[0; 6], "t")
+        .unwrap();
+    let count = |acc: &Accumulators| acc.finish(&[0], &bound).unwrap();
+    assert_eq!(count(&acc).as_primitive::<Int64Type>().value(0), 3);
+    let mut restored = Accumulators::new(&bound);
+    restored.resize(1);
+    restored
+        .merge_state(&[0], &acc.to_state(&[0]).unwrap())
+        .unwrap();
+    restored
+        .merge_state(&[0], &acc.to_state(&[0]).unwrap())
+        .unwrap();
+    assert_eq!(count(&restored).as_primitive::<Int64Type>().value(0), 3);
+}
+
+#[test]
+fn uint64_temporal_and_large_strings_keep_their_types_and_values() {
+    let schema = Schema::new(vec![
+        Field::new("u", DataType::UInt64, true),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("d", DataType::Date32, true),
+        Field::new("ls", DataType::LargeUtf8, true),
+    ]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from(vec![u64::MAX, 1, u64::MAX - 1])),
+        Arc::new(TimestampMillisecondArray::from(vec![30, 10, 20]).with_timezone("UTC")),
+        Arc::new(Date32Array::from(vec![3, 1, 2])),
+        Arc::new(LargeStringArray::from(vec!["x", "yy", "w"])),
+    ];
+    let (groups, rows, times) = ([0u32; 3], [0u32, 1, 2], [7i64, 9, 8]);
+    let go = |agg: Agg| run(&agg, &schema, &columns, &groups, &rows, &times, 1);
+    let u = |v: u64| -> ArrayRef { Arc::new(UInt64Array::from(vec![v])) };
+    assert_eq!(&go(Agg::max("u")), &u(u64::MAX));
+    assert_eq!(&go(Agg::min("u")), &u(1));
+    assert_eq!(&go(Agg::last("u")), &u(1));
+    assert_eq!(
+        go(Agg::count_distinct("u"))
+            .as_primitive::<Int64Type>()
+            .value(0),
+        3
+    );
+    let ts: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![10]).with_timezone("UTC"));
+    assert_eq!(&go(Agg::min("ts")), &ts);
+    let d: ArrayRef = Arc::new(Date32Array::from(vec![3]));
+    assert_eq!(&go(Agg::first("d")), &d);
+    let ls: ArrayRef = Arc::new(LargeStringArray::from(vec!["yy"]));
+    assert_eq!(&go(Agg::last("ls")), &ls);
+    assert_eq!(&go(Agg::max("ls")), &ls);
+}
+
+// ---------------------------------------------------------------- round trip
+
+/// Every function over every supported kind of column of [`prop_columns`].
+fn prop_aggs() -> Vec<Agg> {
+    let mut aggs = vec![
+        Agg::count(),
+        Agg::count_column("i"),
+        Agg::sum("i"),
+        Agg::sum("f"),
+        Agg::avg("i"),
+        Agg::avg("f"),
+        Agg::udf(Arc::new(Range), "i"),
+        Agg::udf(Arc::new(Range), "f"),
+    ];
+    for c in ["i", "u", "f", "s", "ls", "b", "ts"] {
+        aggs.extend([
+            Agg::min(c),
+            Agg::max(c),
+            Agg::first(c),
+            Agg::last(c),
+            Agg::count_distinct(c),
+        ]);
+    }
+    aggs
+}
+
+/// Columns derived from one small value per row, with nulls, duplicates,
+/// signed zeros and UInt64 values above `i64::MAX`.
+fn prop_columns(values: &[Option<i8>]) -> (Schema, Vec<ArrayRef>) {
+    let schema = Schema::new(vec![
+        Field::new("i", DataType::Int64, true),
+        Field::new("u", DataType::UInt64, true),
+        Field::new("f", DataType::Float64, true),
+        Field::new("s", DataType::Utf8, true),
+        Field::new("ls", DataType::LargeUtf8, true),
+        Field::new("b", DataType::Boolean, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]);
+    let float = |v: i8| match v {
+        -4 => -0.0,
+        4 => 0.0,
+        v => f64::from(v) * 0.75,
+    };
+    let text = values.iter().map(|v| v.map(|v| format!("s{v}")));
+    let mut s = StringBuilder::new();
+    for t in text.clone() {
+        s.append_option(t);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(i64::from))
+                .collect::<Int64Array>(),
+        ),
+        Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(|v| (v + 4) as u64 * (u64::MAX / 8)))
+                .collect::<UInt64Array>(),
+        ),
+        Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(float))
+                .collect::<Float64Array>(),
+        ),
+        Arc::new(s.finish()),
+        Arc::new(text.collect::<LargeStringArray>()),
+        Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(|v| v > 0))
+                .collect::<BooleanArray>(),
+        ),
+        Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(|v| i64::from(v) * 1000))
+                .collect::<TimestampMillisecondArray>(),
+        ),
+    ];
+    (schema, columns)
+}
+
+const GROUPS: u32 = 4;
+
+/// Rows: (group, event time, value, part).
+fn prop_rows() -> impl Strategy<Value = Vec<(u32, i64, Option<i8>, usize)>> {
+    prop::collection::vec(
+        (
+            0..GROUPS,
+            0i64..4,
+            prop::option::weighted(0.8, -4i8..=4),
+            0usize..3,
+        ),
+        0..40,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn one_accumulator_equals_merged_parts_equals_state_round_trip(rows in prop_rows()) {
+        let values: Vec<Option<i8>> = rows.iter().map(|r| r.2).collect();
+        let times: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let (schema, columns) = prop_columns(&values);
+        let all: Vec<u32> = (0..GROUPS).collect();
+        for agg in prop_aggs() {
+            let bound = agg.bind(&schema, "prop").unwrap();
+            let input = bound.values(&columns).unwrap();
+            let fresh = || {
+                let mut acc = Accumulators::new(&bound);
+                acc.resize(GROUPS as usize);
+                acc
+            };
+            let feed = |acc: &mut Accumulators, part: Option<usize>| {
+                let picked = rows.iter().enumerate().filter(|(_, r)| part.is_none_or(|p| r.3 == p));
+                let (row_ids, groups): (Vec<u32>, Vec<u32>) =
+                    picked.map(|(i, r)| (i as u32, r.0)).unzip();
+                acc.update(&groups, &row_ids, &input, &times, "prop").unwrap();
+            };
+            let mut whole = fresh();
+            feed(&mut whole, None);
+            let mut merged = fresh();
+            let mut restored = fresh();
+            for part in 0..3 {
+                let mut acc = fresh();
+                feed(&mut acc, Some(part));
+                for g in 0..GROUPS {
+                    merged.merge(g, &acc, g).unwrap();
+                }
+                let state = acc.to_state(&all).unwrap();
+                let fields = Accumulators::state_fields(&bound);
+                let types: Vec<&DataType> = state.iter().map(|c| c.data_type()).collect();
+                let want: Vec<&DataType> = fields.iter().map(|f| f.data_type()).collect();
+                prop_assert_eq!(types, want, "{}", agg.output_name());
+                restored.merge_state(&all, &state).unwrap();
+            }
+            let expect = whole.finish(&all, &bound).unwrap();
+            let name = agg.output_name();
+            assert_close(&merged.finish(&all, &bound).unwrap(), &expect, &format!("merge {name}"));
+            assert_close(&restored.finish(&all, &bound).unwrap(), &expect, &format!("state {name}"));
+        }
+    }
+}
+
+// ---------------------------------------------------------------- reset, memory, sessions
+
+#[test]
+fn reset_empties_a_group_and_leaves_the_others() {
+    let (schema, columns, groups, times) = hand_data();
+    let rows: Vec<u32> = (0..9).collect();
+    for agg in [
+        Agg::count(),
+        Agg::sum("i"),
+        Agg::avg("f"),
+        Agg::min("s"),
+        Agg::first("f"),
+        Agg::last("b"),
+        Agg::count_distinct("s"),
+        Agg::udf(Arc::new(Range), "i"),
+    ] {
+        let bound = agg.bind(&schema, "t").unwrap();
+        let values = bound.values(&columns).unwrap();
+        let mut acc = Accumulators::new(&bound);
+        acc.resize(3);
+        acc.update(&groups, &rows, &values, &times, "t").unwrap();
+        let before = acc.finish(&[2], &bound).unwrap();
+        acc.reset(0);
+        let mut empty = Accumulators::new(&bound);
+        empty.resize(1);
+        let name = agg.output_name();
+        let (got, want) = (
+            acc.finish(&[0], &bound).unwrap(),
+            empty.finish(&[0], &bound).unwrap(),
+        );
+        assert_eq!(&got, &want, "{name}");
+        assert_eq!(&acc.finish(&[2], &bound).unwrap(), &before, "{name}");
+        // The reset group accumulates again from scratch.
+        acc.update(&groups[..1], &rows[..1], &values, &times, "t")
+            .unwrap();
+        empty.update(&[0], &[0], &values, &times, "t").unwrap();
+        let (got, want) = (
+            acc.finish(&[0], &bound).unwrap(),
+            empty.finish(&[0], &bound).unwrap(),
+        );
+        assert_eq!(&got, &want, "{name}");
+    }
+}
+
+#[test]
+fn memory_size_grows_with_distinct_values_and_shrinks_on_reset() {
+    let schema = Schema::new(vec![Field::new("s", DataType::Utf8, false)]);
+    let strings: Vec<String> = (0..1000).map(|i| format!("value-number-{i:08}")).collect();
+    let col: ArrayRef = Arc::new(StringArray::from(strings.clone()));
+    let bound = Agg::count_distinct("s").bind(&schema, "t").unwrap();
+    let values = bound.values(&[col]).unwrap();
+    let mut acc = Accumulators::new(&bound);
+    acc.resize(2);
+    let empty = acc.memory_size();
+    let rows: Vec<u32> = (0..1000).collect();
+    acc.update(&[0; 10], &rows[..10], &values, &[], "t")
+        .unwrap();
+    let ten = acc.memory_size();
+    acc.update(&vec![0; 1000], &rows, &values, &[], "t")
+        .unwrap();
+    let thousand = acc.memory_size();
+    assert!(ten > empty, "{ten} > {empty}");
+    // At least the string bytes of 1000 keys (20 bytes each) on top.
+    assert!(thousand >= ten + 990 * 20, "{thousand} vs {ten}");
+    // Duplicates add nothing.
+    acc.update(&vec![0; 1000], &rows, &values, &[], "t")
+        .unwrap();
+    assert_eq!(acc.memory_size(), thousand);
+    acc.reset(0);
+    assert_eq!(acc.memory_size(), empty);
+    // Strings held by min count too.
+    let bound = Agg::min("s").bind(&schema, "t").unwrap();
+    let mut acc = Accumulators::new(&bound);
+    acc.resize(1000);
+    let before = acc.memory_size();
+    let groups: Vec<u32> = (0..1000).collect();
+    acc.update(&groups, &rows, &values, &[], "t").unwrap();
+    assert!(acc.memory_size() >= before + 1000 * 20);
+}
+
+#[test]
+fn merge_groups_joins_two_sessions() {
+    let (schema, columns, _, times) = hand_data();
+    let rows: Vec<u32> = (0..6).collect();
+    // Group 0's rows split over two sessions (groups 0 and 1), then joined.
+    let split = [0u32, 1, 0, 1, 0, 1];
+    for agg in [
+        Agg::count(),
+        Agg::sum("i"),
+        Agg::first("s"),
+        Agg::last("f"),
+        Agg::count_distinct("i"),
+        Agg::udf(Arc::new(Range), "f"),
+    ] {
+        let bound = agg.bind(&schema, "t").unwrap();
+        let values = bound.values(&columns).unwrap();
+        let mut acc = Accumulators::new(&bound);
+        acc.resize(2);
+        acc.update(&split, &rows, &values, &times, "t").unwrap();
+        acc.merge_groups(0, 1).unwrap();
+        acc.merge_groups(0, 0).unwrap();
+        let whole = run(&agg, &schema, &columns, &[0; 9], &rows, &times, 1);
+        assert_eq!(
+            &acc.finish(&[0], &bound).unwrap(),
+            &whole,
+            "{}",
+            agg.output_name()
+        );
+    }
+}
+
+// ---------------------------------------------------------------- binding and errors
+
+#[test]
+fn binding_checks_columns_and_types() {
+    let schema = Schema::new(vec![
+        Field::new("s", DataType::Utf8, true),
+        Field::new("bin", DataType::Binary, true),
+    ]);
+    assert!(Agg::sum("s")
+        .bind(&schema, "w")
+        .unwrap_err()
+        .to_string()
+        .contains("numeric"));
+    assert!(Agg::sum("x").bind(&schema, "w").is_err());
+    assert!(Agg::count_column("s").bind(&schema, "w").is_ok());
+    for agg in [
+        Agg::first("bin"),
+        Agg::count_distinct("bin"),
+        Agg::min("bin"),
+    ] {
+        match agg.bind(&schema, "w") {
+            Err(Error::Column {
+                column, message, ..
+            }) => {
+                assert_eq!(column, "bin");
+                assert!(message.contains("Binary"), "{message}");
+            }
+            other => panic!("{agg:?}: {other:?}"),
+        }
+    }
+    let range = Agg::udf(Arc::new(Range), "s")
+        .bind(&schema, "w")
+        .unwrap_err();
+    assert!(
+        matches!(&range, Error::Column { column, .. } if column == "s"),
+        "{range}"
+    );
+    assert_eq!(Agg::avg("speed").output_name(), "avg_speed");
+    assert_eq!(Agg::first("speed").output_name(), "first_speed");
+    assert_eq!(Agg::udf(Arc::new(Range), "x").output_name(), "range_x");
+    assert_eq!(AggFn::parse("MEAN").unwrap(), AggFn::Avg);
+    assert_eq!(AggFn::parse("first").unwrap(), AggFn::First);
+    assert_eq!(AggFn::parse("Last").unwrap(), AggFn::Last);
+    assert_eq!(
+        AggFn::parse("count_distinct").unwrap(),
+        AggFn::CountDistinct
+    );
+    assert_eq!(
+        AggFn::parse("distinct_count").unwrap(),
+        AggFn::CountDistinct
+    );
+    assert!(AggFn::parse("median").is_err());
+    let udf: Arc<dyn AggregateUdf> = Arc::new(Range);
+    assert_eq!(AggFn::Udf(udf.clone()), AggFn::Udf(udf));
+    assert_ne!(AggFn::Udf(Arc::new(Range)), AggFn::Udf(Arc::new(Range)));
+}
+
+#[test]
+fn misuse_and_corrupt_states_are_errors_not_panics() {
+    let (schema, columns, _, times) = hand_data();
+    let first = Agg::first("i").bind(&schema, "t").unwrap();
+    let values = first.values(&columns).unwrap();
+    let mut acc = Accumulators::new(&first);
+    acc.resize(2);
+    // Group 2 is out of range; row 20 outside the batch; times too short.
+    assert!(acc.update(&[2], &[0], &values, &times, "t").is_err());
+    assert!(acc.update(&[0], &[20], &values, &times, "t").is_err());
+    assert!(acc.update(&[0], &[5], &values, &times[..3], "t").is_err());
+    assert!(acc.update(&[0, 1], &[0], &values, &times, "t").is_err());
+    // Values of another kind.
+    let strings = Agg::first("s").bind(&schema, "t").unwrap();
+    let text = strings.values(&columns).unwrap();
+    assert!(acc.update(&[0], &[0], &text, &times, "t").is_err());
+    // Merging another function's state.
+    let count = Agg::count().bind(&schema, "t").unwrap();
+    let mut counts = Accumulators::new(&count);
+    counts.resize(1);
+    assert!(acc.merge(0, &counts, 0).is_err());
+    assert!(acc.merge(0, &acc_clone_empty(&first), 5).is_err());
+    // Partial states of the wrong shape or type.
+    let bad: ArrayRef = Arc::new(BinaryArray::from(vec![b"x".as_ref()]));
+    let time: ArrayRef = Arc::new(Int64Array::from(vec![1]));
+    assert!(acc.merge_state(&[0], std::slice::from_ref(&time)).is_err());
+    assert!(acc.merge_state(&[0], &[time.clone(), bad.clone()]).is_err());
+    assert!(acc
+        .merge_state(&[0, 1], &[time.clone(), time.clone()])
+        .is_err());
+    let distinct = Agg::count_distinct("s").bind(&schema, "t").unwrap();
+    let mut sets = Accumulators::new(&distinct);
+    sets.resize(1);
+    assert!(sets.merge_state(&[0], std::slice::from_ref(&bad)).is_err());
+    let range = Agg::udf(Arc::new(Range), "i").bind(&schema, "t").unwrap();
+    let mut udf = Accumulators::new(&range);
+    udf.resize(1);
+    assert!(udf.merge_state(&[0], &[bad]).is_err());
+    // Nothing above changed the state.
+    assert_eq!(acc.finish(&[0], &first).unwrap().null_count(), 1);
+}
+
+fn acc_clone_empty(agg: &BoundAgg) -> Accumulators {
+    let mut acc = Accumulators::new(agg);
+    acc.resize(1);
+    acc
+}

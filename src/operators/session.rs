@@ -1,0 +1,415 @@
+//! Keyed (or global) event-time session windows.
+
+use super::aggregate::{Accumulators, Agg, BoundAgg};
+use super::window::WindowAggregate;
+use crate::error::{Error, Result};
+use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
+use crate::memory::MemoryReservation;
+use crate::message::Watermark;
+use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
+use crate::time::{event_times, validate_time_column, Window};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{Schema, SchemaRef};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// One session of one key: `[start, end)` with `end = last row + gap`.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    start: i64,
+    end: i64,
+    slot: u32,
+    /// The bounds last emitted, if any (to retract them when the session grows).
+    emitted: Option<(i64, i64)>,
+}
+
+/// Session windows: per key, rows closer than `gap` form one session;
+/// a row that bridges two sessions merges them.
+///
+/// ```text
+///  key k, gap 5:   rows at 0, 3        → session [0, 8)
+///                  row at 12           → session [12, 17)
+///                  row at 9 (bridges)  → [0, 8) + [9, 14) + [12, 17) merge → [0, 17)
+///  watermark w ──► sessions with end - 1 <= w fire (op insert)
+///  a late row that changes a fired session ──► op delete for the old bounds,
+///                                             op insert (or update, same bounds) for the new
+///  sessions with end - 1 + lateness <= w are dropped
+/// ```
+/// Sessions touching at the boundary merge (as in Flink: a row exactly
+/// `gap` after the last one extends the session). Partial aggregates of
+/// merged sessions are combined with [`Accumulators::merge`].
+pub struct SessionWindowAggregate {
+    // config
+    gap_ms: i64,
+    lateness_ms: i64,
+    time_column: usize,
+    keys: Option<KeyEncoder>,
+    aggs: Vec<BoundAgg>,
+    schema: SchemaRef,
+    emit_op: bool,
+    // state
+    dictionary: KeyDictionary,
+    sessions: HashMap<u32, Vec<Session>, FastBuildHasher>,
+    /// `(end, key id, start)` of every live session, for firing and cleanup.
+    by_end: BTreeSet<(i64, u32, i64)>,
+    accs: Vec<Accumulators>,
+    slots: u32,
+    free: Vec<u32>,
+    /// Emitted sessions merged away in this batch: `(key, start, end, slot)`.
+    retract: Vec<(u32, i64, i64, u32)>,
+    watermark: Option<i64>,
+    // resources
+    reservation: Option<MemoryReservation>,
+}
+
+impl SessionWindowAggregate {
+    /// A session operator; same output columns as [`WindowAggregate`].
+    pub fn try_new(
+        input: &Schema,
+        time_column: &str,
+        keys: &[String],
+        gap_ms: i64,
+        lateness_ms: i64,
+        aggs: &[Agg],
+        context: &str,
+    ) -> Result<Self> {
+        Window::Session { gap_ms }.validate()?;
+        if aggs.is_empty() {
+            return Err(Error::option(
+                "aggregates",
+                "a window needs at least one aggregate",
+            ));
+        }
+        let time_column = validate_time_column(input, time_column, context)?;
+        let key_encoder = if keys.is_empty() {
+            None
+        } else {
+            Some(KeyEncoder::try_new(input, keys, context)?)
+        };
+        let emit_op = lateness_ms > 0;
+        let schema = WindowAggregate::output_schema(input, keys, aggs, emit_op, context)?;
+        let aggs = aggs
+            .iter()
+            .map(|a| a.bind(input, context))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SessionWindowAggregate {
+            gap_ms,
+            lateness_ms: lateness_ms.max(0),
+            time_column,
+            keys: key_encoder,
+            accs: aggs.iter().map(Accumulators::new).collect(),
+            aggs,
+            schema,
+            emit_op,
+            dictionary: KeyDictionary::new(),
+            sessions: HashMap::default(),
+            by_end: BTreeSet::new(),
+            slots: 0,
+            free: Vec::new(),
+            retract: Vec::new(),
+            watermark: None,
+            reservation: None,
+        })
+    }
+
+    /// The output schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn new_slot(&mut self) -> u32 {
+        if let Some(s) = self.free.pop() {
+            return s;
+        }
+        self.slots += 1;
+        for a in &mut self.accs {
+            a.resize(self.slots as usize);
+        }
+        self.slots - 1
+    }
+
+    fn release_slot(&mut self, slot: u32, pending_free: &mut Vec<u32>) {
+        for a in &mut self.accs {
+            a.reset(slot);
+        }
+        pending_free.push(slot);
+    }
+
+    /// Adds a row of `key` at `t`; returns the slot its values go to.
+    fn place(
+        &mut self,
+        key: u32,
+        t: i64,
+        forward: &mut HashMap<u32, u32>,
+        pending_free: &mut Vec<u32>,
+    ) -> Result<u32> {
+        let gap = self.gap_ms;
+        let end = t.saturating_add(gap);
+        let list = self.sessions.entry(key).or_default();
+        // sessions overlapping or touching [t, t + gap)
+        let first = list.partition_point(|s| s.end < t);
+        let mut last = first;
+        while last < list.len() && list[last].start <= end {
+            last += 1;
+        }
+        if first == last {
+            let is_new_key = list.is_empty();
+            let slot = self.new_slot();
+            let list = self.sessions.get_mut(&key).expect("entry created above");
+            list.insert(
+                first,
+                Session {
+                    start: t,
+                    end,
+                    slot,
+                    emitted: None,
+                },
+            );
+            self.by_end.insert((end, key, t));
+            if is_new_key {
+                self.dictionary.retain(key);
+            }
+            return Ok(slot);
+        }
+        let merged: Vec<Session> = list.drain(first..last).collect();
+        let target = merged[0];
+        let start = merged.iter().map(|s| s.start).min().unwrap_or(t).min(t);
+        let new_end = merged.iter().map(|s| s.end).max().unwrap_or(end).max(end);
+        for s in &merged {
+            self.by_end.remove(&(s.end, key, s.start));
+        }
+        for s in &merged[1..] {
+            for a in &mut self.accs {
+                // partial state of `from`, merged into `into` of the same accumulators
+                let state = a.to_state(&[s.slot])?;
+                a.merge_state(&[target.slot], &state)?;
+            }
+            forward.insert(s.slot, target.slot);
+            self.release_slot(s.slot, pending_free);
+        }
+        // a fired session that disappears into the merge is retracted
+        let mut emitted = merged.iter().filter_map(|s| s.emitted);
+        let keep = emitted.next();
+        for (ps, pe) in emitted {
+            self.retract.push((key, ps, pe, target.slot));
+        }
+        let session = Session {
+            start,
+            end: new_end,
+            slot: target.slot,
+            emitted: keep,
+        };
+        let list = self.sessions.get_mut(&key).expect("has sessions");
+        list.insert(first, session);
+        self.by_end.insert((new_end, key, start));
+        Ok(target.slot)
+    }
+
+    fn row(&self, key: u32, start: i64, end: i64, slot: u32, op: &str) -> Result<RecordBatch> {
+        let mut cols: Vec<ArrayRef> = match &self.keys {
+            Some(enc) => {
+                let parser = enc.converter().parser();
+                enc.converter()
+                    .convert_rows(std::iter::once(parser.parse(self.dictionary.key(key))))?
+            }
+            None => Vec::new(),
+        };
+        cols.push(Arc::new(Int64Array::from(vec![start])));
+        cols.push(Arc::new(Int64Array::from(vec![end])));
+        for (acc, agg) in self.accs.iter().zip(&self.aggs) {
+            cols.push(acc.finish(&[slot], agg)?);
+        }
+        if self.emit_op {
+            cols.push(Arc::new(StringArray::from(vec![op])));
+        }
+        Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
+    }
+
+    fn retraction(&self, key: u32, start: i64, end: i64, slot: u32) -> Result<RecordBatch> {
+        // the values of a delete row are those of the session now replacing it
+        self.row(key, start, end, slot, "delete")
+    }
+
+    fn advance(&mut self, t: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        let mut rows = Vec::new();
+        let due: Vec<(i64, u32, i64)> = self
+            .by_end
+            .iter()
+            .take_while(|(end, _, _)| end.saturating_sub(1) <= t)
+            .copied()
+            .collect();
+        for (end, key, start) in due {
+            let Some(list) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            let Some(s) = list.iter_mut().find(|s| s.start == start && s.end == end) else {
+                continue;
+            };
+            if s.emitted != Some((start, end)) {
+                let prev = s.emitted.replace((start, end));
+                let slot = s.slot;
+                if let Some((ps, pe)) = prev {
+                    rows.push(self.retraction(key, ps, pe, slot)?);
+                }
+                rows.push(self.row(key, start, end, slot, "insert")?);
+            }
+        }
+        // drop sessions no late row can reach any more
+        let mut pending_free = Vec::new();
+        while let Some(&(end, key, start)) = self.by_end.first() {
+            if end.saturating_sub(1).saturating_add(self.lateness_ms) > t {
+                break;
+            }
+            self.by_end.pop_first();
+            let Some(list) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            let removed = list
+                .iter()
+                .position(|s| s.start == start && s.end == end)
+                .map(|pos| list.remove(pos));
+            let now_empty = list.is_empty();
+            if let Some(s) = removed {
+                self.release_slot(s.slot, &mut pending_free);
+            }
+            if now_empty {
+                self.sessions.remove(&key);
+                self.dictionary.release(key);
+            }
+        }
+        self.free.extend(pending_free);
+        if !rows.is_empty() {
+            out.emit(arrow_select::concat::concat_batches(&self.schema, &rows)?);
+        }
+        self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
+        self.sync_reservation(ctx)
+    }
+
+    fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
+        let bytes = self.dictionary.memory_size()
+            + self.by_end.len() * 64
+            + self
+                .accs
+                .iter()
+                .map(Accumulators::memory_size)
+                .sum::<usize>();
+        let pool = ctx.pool().clone();
+        let name = ctx.operator().to_string();
+        let r = self
+            .reservation
+            .get_or_insert_with(|| MemoryReservation::new(&pool, name));
+        if bytes > r.size() {
+            r.try_grow(bytes - r.size())
+        } else {
+            r.shrink(r.size() - bytes);
+            Ok(())
+        }
+    }
+}
+
+impl Operator for SessionWindowAggregate {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
+        let times = event_times(&batch, self.time_column, ctx.operator())?;
+        let rows = match &self.keys {
+            Some(enc) => Some(enc.encode(&batch)?),
+            None => None,
+        };
+        let mut order: Vec<(u32, i64, u32)> = Vec::with_capacity(times.len());
+        let mut late = 0u64;
+        for (i, &t) in times.iter().enumerate() {
+            let done_at = t
+                .saturating_add(self.gap_ms)
+                .saturating_sub(1)
+                .saturating_add(self.lateness_ms);
+            if self.watermark.is_some_and(|w| done_at <= w) {
+                late += 1;
+                continue;
+            }
+            let key: &[u8] = rows.as_ref().map_or(&[], |rows| rows.row(i).data());
+            let id = self.dictionary.intern(key);
+            order.push((id, t, i as u32));
+        }
+        if late > 0 {
+            OperatorMetrics::add(&ctx.metrics().late_rows, late);
+        }
+        order.sort_unstable();
+        let mut forward: HashMap<u32, u32> = HashMap::new();
+        let mut pending_free = Vec::new();
+        let mut placed: Vec<(u32, u32, u32)> = Vec::with_capacity(order.len()); // (slot, row, key)
+        for &(key, t, r) in &order {
+            let slot = self.place(key, t, &mut forward, &mut pending_free)?;
+            placed.push((slot, r, key));
+        }
+        // a slot merged away later in the batch forwards to its target
+        let resolve = |mut s: u32| {
+            while let Some(&n) = forward.get(&s) {
+                s = n;
+            }
+            s
+        };
+        let groups: Vec<u32> = placed.iter().map(|p| resolve(p.0)).collect();
+        let row_ids: Vec<u32> = placed.iter().map(|p| p.1).collect();
+        let values = self
+            .aggs
+            .iter()
+            .map(|a| a.values(batch.columns()))
+            .collect::<Result<Vec<_>>>()?;
+        for ((acc, agg), vals) in self.accs.iter_mut().zip(&self.aggs).zip(&values) {
+            acc.update(&groups, &row_ids, vals, &times, agg.field.name())?;
+        }
+        self.free.extend(pending_free);
+        // late rows that changed fired sessions: re-emit them now
+        let mut rows_out = Vec::new();
+        for (key, ps, pe, slot) in std::mem::take(&mut self.retract) {
+            rows_out.push(self.retraction(key, ps, pe, resolve(slot))?);
+        }
+        let changed: BTreeSet<u32> = groups.iter().copied().collect();
+        let touched: BTreeSet<u32> = placed.iter().map(|p| p.2).collect();
+        for key in touched {
+            let Some(list) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            let mut changes = Vec::new();
+            for s in list.iter_mut().filter(|s| changed.contains(&s.slot)) {
+                if let Some(prev) = s.emitted {
+                    let now = (s.start, s.end);
+                    s.emitted = Some(now);
+                    changes.push((prev, now, s.slot));
+                }
+            }
+            for (prev, now, slot) in changes {
+                if prev != now {
+                    rows_out.push(self.retraction(key, prev.0, prev.1, slot)?);
+                    rows_out.push(self.row(key, now.0, now.1, slot, "insert")?);
+                } else {
+                    rows_out.push(self.row(key, now.0, now.1, slot, "update")?);
+                }
+            }
+        }
+        if !rows_out.is_empty() {
+            out.emit(arrow_select::concat::concat_batches(
+                &self.schema,
+                &rows_out,
+            )?);
+        }
+        self.sync_reservation(ctx)
+    }
+
+    fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        if let Watermark::EventTime(t) = wm {
+            self.advance(t, ctx, out)?;
+        }
+        out.emit_watermark(wm);
+        Ok(())
+    }
+
+    fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        self.advance(i64::MAX, ctx, out)
+    }
+}
