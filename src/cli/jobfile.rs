@@ -57,7 +57,8 @@ pub struct SourceSpec {
     /// Only `parquet` for now.
     #[serde(default = "parquet", rename = "type")]
     pub kind: String,
-    /// A file or directory (relative paths are relative to the job file).
+    /// A file or directory. A relative path is taken from the current
+    /// directory, or from the job file's directory if it does not exist there.
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// Several files or directories.
@@ -315,7 +316,21 @@ impl LoadedJob {
                 ));
             }
             if s.rebalance {
+                if s.key_by.is_some() || s.window.is_some() {
+                    return Err(self.error(
+                        span,
+                        &field("rebalance"),
+                        "a keyed window distributes rows by key; rebalance does not apply here",
+                    ));
+                }
                 stream = stream.rebalance();
+            }
+            if s.parallelism.is_some() && s.key_by.is_some() {
+                return Err(self.error(
+                    span,
+                    &field("parallelism"),
+                    "key_by runs no operator: set parallelism on the window step after it",
+                ));
             }
             let wrap = |name: &str, e: Error| self.error(span.clone(), &field(name), e);
             stream = if let Some(f) = &s.filter {
@@ -437,17 +452,21 @@ impl LoadedJob {
             Some(s) => (s.get_ref().kind.clone(), s.get_ref().path.clone(), s.span()),
             None => (None, None, 0..0),
         };
-        let path = output
-            .map(Path::to_path_buf)
-            .or(path.map(|p| self.resolve_output(&p)));
-        let kind = match (kind, &path) {
-            (Some(k), _) => k,
-            (None, Some(p)) => match p.extension().and_then(|e| e.to_str()) {
-                Some("json" | "jsonl" | "ndjson") => "json".into(),
-                _ => "parquet".into(),
-            },
-            (None, None) => "stdout".into(),
+        let by_extension = |p: &Path| match p.extension().and_then(|e| e.to_str()) {
+            Some("json" | "jsonl" | "ndjson") => Some("json".to_string()),
+            Some("parquet") => Some("parquet".to_string()),
+            _ => None,
         };
+        // --output wins, with the format its extension names
+        let kind = match (output, kind, &path) {
+            (Some(o), k, _) => by_extension(o)
+                .or(k.filter(|k| k != "stdout"))
+                .unwrap_or_else(|| "parquet".into()),
+            (None, Some(k), _) => k,
+            (None, None, Some(p)) => by_extension(p).unwrap_or_else(|| "parquet".into()),
+            (None, None, None) => "stdout".into(),
+        };
+        let path = output.map(Path::to_path_buf).or(path);
         match (kind.as_str(), path) {
             ("stdout", _) => {
                 stream.sink_stdout();
@@ -464,10 +483,6 @@ impl LoadedJob {
                 format!("unknown sink type `{other}` (use parquet, json or stdout)"),
             )),
         }
-    }
-
-    fn resolve_output(&self, p: &Path) -> PathBuf {
-        p.to_path_buf()
     }
 }
 

@@ -122,15 +122,26 @@ pub(super) fn run(
                         Err(payload) => first_error.record(panic_error(&name, payload)),
                     }
                 };
-                std::thread::Builder::new()
-                    .name(thread_name)
+                if let Err(e) = std::thread::Builder::new()
+                    .name(thread_name.clone())
                     .spawn_scoped(scope, body)
-                    .expect("spawning a thread succeeds unless the OS is out of threads");
+                {
+                    // Cancel: threads already running wake up and end; the
+                    // closure (with its channels) was dropped with the error.
+                    first_error.record(weir_spawn_error(&thread_name, e));
+                    return;
+                }
             }
         }
     });
     drop(receivers);
     first_error.into_result()
+}
+
+fn weir_spawn_error(task: &str, e: std::io::Error) -> Error {
+    Error::Plan(format!(
+        "cannot start a thread for `{task}` ({e}); lower --parallelism"
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -529,6 +529,7 @@ impl Stream {
             ));
         }
         let spec = FileSinkSpec::new(path, format, self.schema.clone());
+        spec.check_target()?;
         let single = spec.is_single_file();
         let fac: OperatorFactory =
             Arc::new(move |info: &TaskInfo| Ok(Box::new(spec.create(info)) as Box<dyn Operator>));

@@ -17,7 +17,8 @@ use crate::time::{event_times, validate_time_column, SplitClock, WatermarkStrate
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::Array;
-use arrow_schema::{DataType, SchemaRef, TimeUnit};
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
@@ -88,10 +89,30 @@ impl ParquetSourceSpec {
                 })?;
             files.push(ParquetFile { path, meta });
         }
-        let schema = files[0].meta.schema().clone();
+        let first = files[0].meta.schema().clone();
         for f in &files[1..] {
-            check_same_schema(&schema, f.meta.schema(), &files[0].path, &f.path)?;
+            check_same_schema(&first, f.meta.schema(), &files[0].path, &f.path)?;
         }
+        // One schema for every batch: dictionaries unpacked, nullable where
+        // any file is, no per-file metadata.
+        let fields: Vec<Field> = first
+            .fields()
+            .iter()
+            .map(|f| {
+                let nullable = files.iter().any(|file| {
+                    file.meta
+                        .schema()
+                        .field_with_name(f.name())
+                        .map_or(true, |g| g.is_nullable())
+                });
+                let ty = match f.data_type() {
+                    DataType::Dictionary(_, v) => (**v).clone(),
+                    t => t.clone(),
+                };
+                Field::new(f.name(), ty, nullable)
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
         let splits = files
             .iter()
             .enumerate()
@@ -186,6 +207,32 @@ impl ParquetSourceSpec {
             clock,
         }
     }
+}
+
+/// Gives `batch` the source's schema: unpacks dictionaries and relabels
+/// nullability and metadata, so every file's batches look alike downstream.
+fn normalize(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema_ref().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                arrow_cast::cast(c, f.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &options,
+    )?)
 }
 
 fn to_millis(mins: &dyn Array) -> Result<Vec<Option<i64>>> {
@@ -321,6 +368,7 @@ impl Source for ParquetSource {
         let next = self.reader.as_mut().expect("opened above").next();
         match next {
             Some(Ok(batch)) => {
+                let batch = normalize(batch, &self.spec.schema)?;
                 let batch = match (&self.spec.event_time, self.clock.as_mut()) {
                     (Some(et), Some(clock)) => {
                         let path = &self.spec.files[split.file].path;

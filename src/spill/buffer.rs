@@ -9,11 +9,62 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::{SpillFile, SpillManager, SpillReader, SpillWriter};
 use crate::error::{Error, Result};
 use crate::memory::{MemoryPool, MemoryReservation};
+
+/// The on-disk schema of `schema` if it has dictionary columns (unpacked).
+fn disk_schema(schema: &SchemaRef) -> Option<SchemaRef> {
+    let has_dict = schema
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Dictionary(_, _)));
+    has_dict.then(|| {
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Dictionary(_, v) => f.as_ref().clone().with_data_type((**v).clone()),
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    })
+}
+
+/// Casts `batch` to `schema`, column by column (dictionary packing only).
+fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| arrow_cast::cast(c, f.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+fn to_disk(batch: &RecordBatch, disk: &Option<SchemaRef>) -> Result<RecordBatch> {
+    match disk {
+        Some(schema) => cast_to(batch, schema),
+        None => Ok(batch.clone()),
+    }
+}
+
+/// Bytes of the part of the buffers `batch` covers (a slice of a larger
+/// batch counts only its own rows, not the whole parent buffer).
+pub fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
+}
 
 /// A batch held in memory together with the bytes reserved for it.
 type MemoryBatch = (RecordBatch, usize);
@@ -102,6 +153,9 @@ pub struct PartitionedBuffer {
     name: String,
     /// Schema of every pushed batch.
     schema: SchemaRef,
+    /// The schema on disk when it differs: dictionaries unpacked (an IPC
+    /// File cannot hold a dictionary that changes between batches).
+    disk_schema: Option<SchemaRef>,
     // state
     /// One entry per partition index.
     partitions: Vec<PartitionState>,
@@ -127,6 +181,7 @@ impl PartitionedBuffer {
         PartitionedBuffer {
             reservation: MemoryReservation::new(pool, name.clone()),
             name,
+            disk_schema: disk_schema(&schema),
             schema,
             partitions: (0..num_partitions)
                 .map(|_| PartitionState::default())
@@ -176,13 +231,14 @@ impl PartitionedBuffer {
             return Ok(());
         }
         let rows = batch.num_rows() as u64;
-        let size = batch.get_array_memory_size();
+        let size = batch_bytes(&batch);
         // Shuffle buffers can spill, so they leave half the pool to state that cannot.
         let limit = self.reservation.pool().budget() / 2;
         if self.reservation.try_grow_below(size, limit).is_err() {
             self.spill_memory()?;
             if self.reservation.try_grow_below(size, limit).is_err() {
-                self.writer(partition)?.write(&batch)?;
+                let disk = self.disk_schema.clone();
+                self.writer(partition)?.write(&to_disk(&batch, &disk)?)?;
                 self.partitions[partition].rows += rows;
                 self.partitions[partition].batches += 1;
                 return Ok(());
@@ -214,9 +270,10 @@ impl PartitionedBuffer {
                 continue;
             }
             let memory = std::mem::take(&mut self.partitions[index].memory);
+            let disk = self.disk_schema.clone();
             let writer = self.writer(index)?;
             for (batch, _) in &memory {
-                writer.write(batch)?;
+                writer.write(&to_disk(batch, &disk)?)?;
             }
             let bytes: usize = memory.iter().map(|(_, size)| size).sum();
             self.reservation.shrink(bytes);
@@ -229,7 +286,8 @@ impl PartitionedBuffer {
         let state = &mut self.partitions[partition];
         if state.writer.is_none() {
             let name = format!("{}-p{partition}", self.name);
-            state.writer = Some(self.spill.create_writer(&self.schema, &name)?);
+            let schema = self.disk_schema.as_ref().unwrap_or(&self.schema);
+            state.writer = Some(self.spill.create_writer(schema, &name)?);
         }
         Ok(state
             .writer
@@ -248,11 +306,13 @@ impl PartitionedBuffer {
     pub fn finish(self) -> Result<Vec<Partition>> {
         let PartitionedBuffer {
             name,
+            schema,
+            disk_schema,
             partitions,
             mut reservation,
             spill,
-            ..
         } = self;
+        let restore = disk_schema.map(|_| schema);
         let mut finished = Vec::with_capacity(partitions.len());
         for (index, state) in partitions.into_iter().enumerate() {
             let files = match state.writer {
@@ -267,6 +327,7 @@ impl PartitionedBuffer {
                 files,
                 reservation: reservation.split(bytes, format!("{name}[{index}]")),
                 spill: Arc::clone(&spill),
+                restore: restore.clone(),
             });
         }
         Ok(finished)
@@ -295,6 +356,8 @@ pub struct Partition {
     reservation: MemoryReservation,
     /// Keeps the spill directory alive while `files` exist.
     spill: Arc<SpillManager>,
+    /// The schema to cast spilled batches back to (dictionary columns).
+    restore: Option<SchemaRef>,
 }
 
 impl Partition {
@@ -329,9 +392,11 @@ impl Partition {
             files,
             reservation,
             spill,
+            restore,
             ..
         } = self;
         PartitionReader {
+            restore,
             failed: false,
             memory: memory.into_iter(),
             files: files.into_iter(),
@@ -363,6 +428,8 @@ pub struct PartitionReader {
     reservation: MemoryReservation,
     /// Keeps the spill directory alive while files are read.
     _spill: Arc<SpillManager>,
+    /// The schema to cast spilled batches back to (dictionary columns).
+    restore: Option<SchemaRef>,
 }
 
 impl PartitionReader {
@@ -384,7 +451,10 @@ impl Iterator for PartitionReader {
         loop {
             if let Some((reader, _file)) = self.current.as_mut() {
                 match reader.next() {
-                    Some(Ok(batch)) => return Some(Ok(batch)),
+                    Some(Ok(batch)) => match &self.restore {
+                        None => return Some(Ok(batch)),
+                        Some(schema) => return Some(cast_to(&batch, schema)),
+                    },
                     Some(Err(e)) => return self.fail(e),
                     // Read to the end: dropping the pair deletes the file.
                     None => self.current = None,
@@ -472,7 +542,7 @@ mod tests {
             let rows = 2000 + (i * 37 % 3000) as i64;
             let b = batch(start, rows);
             start += rows;
-            pushed_bytes += b.get_array_memory_size();
+            pushed_bytes += batch_bytes(&b);
             let partition = (i * 7 + i / 3) % PARTITIONS;
             pushed[partition].extend(rows_of(&b));
             buffer.push(partition, b).unwrap();
@@ -542,16 +612,18 @@ mod tests {
 
     #[test]
     fn batches_come_back_in_arrival_order_with_their_watermarks() {
-        let size = batch(0, 100).get_array_memory_size();
-        let pool = MemoryPool::new(2 * size + size / 2); // room for two batches
+        let size = batch_bytes(&batch(0, 100));
+        // buffers use half the pool: room for two batches
+        let pool = MemoryPool::new(2 * (2 * size + size / 2));
         let spill = SpillManager::try_new(None).unwrap();
         let mut buffer = PartitionedBuffer::new("b", schema(), 1, &pool, &spill);
         for i in 0..5 {
             buffer.push(0, batch(i * 100, 100)).unwrap();
             buffer.push_watermark(0, i * 10);
         }
-        buffer.push_watermark(0, 5); // not rising: ignored
-                                     // b0 b1 | b2 spills b0 b1 | b3 | b4 spills b2 b3 → memory: b4.
+        // not rising: ignored
+        buffer.push_watermark(0, 5);
+        // b0 b1 | b2 spills b0 b1 | b3 | b4 spills b2 b3 → memory: b4.
         let mut partitions = buffer.finish().unwrap();
         let partition = partitions.pop().unwrap();
         assert_eq!(partition.spilled_files(), 1);
@@ -560,7 +632,7 @@ mod tests {
             &[(1, 0), (2, 10), (3, 20), (4, 30), (5, 40)]
         );
         let reader = partition.into_batches();
-        assert_eq!(pool.reserved(), size);
+        assert_eq!(pool.reserved(), batch_bytes(&batch(400, 100)));
         let got: Vec<RecordBatch> = reader.collect::<Result<_>>().unwrap();
         let firsts: Vec<i64> = got
             .iter()
@@ -596,8 +668,8 @@ mod tests {
 
     #[test]
     fn dropping_partitions_unread_frees_memory_and_files() {
-        let size = batch(0, 100).get_array_memory_size();
-        let pool = MemoryPool::new(3 * size);
+        let size = batch_bytes(&batch(0, 100));
+        let pool = MemoryPool::new(6 * size);
         let spill = SpillManager::try_new(None).unwrap();
         let mut buffer = PartitionedBuffer::new("b", schema(), 2, &pool, &spill);
         for i in 0..10 {

@@ -74,7 +74,9 @@ pub(super) fn state_fields(func: &AggFn, kind: ValueKind, name: &str) -> Result<
     Ok(match func {
         AggFn::Count => vec![field("count", DataType::Int64, false)],
         AggFn::Sum if kind == ValueKind::Float => vec![field("sum", DataType::Float64, true)],
-        AggFn::Sum => vec![field("sum", DataType::Int64, true)],
+        // 128-bit partial sums: overflow is judged on the final value only,
+        // so it cannot depend on the order rows arrive in
+        AggFn::Sum => vec![field("sum", DataType::Decimal128(38, 0), true)],
         AggFn::Avg => vec![
             field("sum", DataType::Float64, false),
             field("count", DataType::Int64, false),

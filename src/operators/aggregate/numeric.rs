@@ -111,9 +111,18 @@ impl GroupAcc for Count {
     }
 }
 
-/// Integer sums (`None` until a value is seen); overflow is an error.
+/// Integer sums (`None` until a value is seen), kept in 128 bits so that
+/// only a final sum outside Int64 is an error, whatever the row order.
 #[derive(Debug, Default)]
-pub(super) struct SumInt(Vec<Option<i64>>);
+pub(super) struct SumInt(Vec<Option<i128>>);
+
+impl SumInt {
+    fn add(&mut self, g: usize, v: i128) {
+        // 2^64 rows of |v| < 2^63 cannot overflow 2^127
+        let slot = &mut self.0[g];
+        *slot = Some(slot.unwrap_or(0).saturating_add(v));
+    }
+}
 
 impl GroupAcc for SumInt {
     fn len(&self) -> usize {
@@ -123,7 +132,7 @@ impl GroupAcc for SumInt {
         self.0.resize(n, None);
     }
     fn slot_bytes(&self) -> usize {
-        std::mem::size_of::<Option<i64>>()
+        std::mem::size_of::<Option<i128>>()
     }
     fn update(
         &mut self,
@@ -133,15 +142,8 @@ impl GroupAcc for SumInt {
         _: &[i64],
         column: &str,
     ) -> Result<()> {
-        let mut result = Ok(());
-        let sums = &mut self.0;
-        let read = i64::visit(values, groups, rows, |g, _, v| {
-            let slot = &mut sums[g as usize];
-            match slot.unwrap_or(0).checked_add(v) {
-                Some(s) => *slot = Some(s),
-                None => result = Err(Error::column(column, "sum", "Int64 overflow while summing")),
-            }
-        });
+        let mut adds = Vec::with_capacity(groups.len());
+        let read = i64::visit(values, groups, rows, |g, _, v| adds.push((g, v)));
         if !read {
             return Err(wrong_input(
                 column,
@@ -149,42 +151,71 @@ impl GroupAcc for SumInt {
                 values.describe(),
             ));
         }
-        result
+        for (g, v) in adds {
+            self.add(g as usize, i128::from(v));
+        }
+        Ok(())
     }
-    fn merge(
-        &mut self,
-        into: usize,
-        other: &dyn GroupAcc,
-        from: usize,
-        column: &str,
-    ) -> Result<()> {
+    fn merge(&mut self, into: usize, other: &dyn GroupAcc, from: usize, _: &str) -> Result<()> {
         if let Some(v) = downcast::<Self>(other).0[from] {
-            self.0[into] = Some(checked_add(self.0[into].unwrap_or(0), v, column)?);
+            self.add(into, v);
         }
         Ok(())
     }
     fn reset(&mut self, group: usize) {
         self.0[group] = None;
     }
-    fn finish(&self, groups: &[u32], _: &str) -> Result<ArrayRef> {
-        Ok(Arc::new(
-            groups
-                .iter()
-                .map(|&g| self.0[g as usize])
-                .collect::<Int64Array>(),
-        ))
+    fn finish(&self, groups: &[u32], column: &str) -> Result<ArrayRef> {
+        let sums = groups
+            .iter()
+            .map(|&g| {
+                self.0[g as usize]
+                    .map(|s| {
+                        i64::try_from(s).map_err(|_| {
+                            Error::column(
+                                column,
+                                "sum",
+                                format!("the sum {s} does not fit in Int64"),
+                            )
+                        })
+                    })
+                    .transpose()
+            })
+            .collect::<Result<Int64Array>>()?;
+        Ok(Arc::new(sums))
     }
     fn memory_size(&self) -> usize {
         self.0.capacity() * self.slot_bytes()
     }
-    fn to_state(&self, groups: &[u32], column: &str) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.finish(groups, column)?])
+    fn to_state(&self, groups: &[u32], _: &str) -> Result<Vec<ArrayRef>> {
+        let state = groups
+            .iter()
+            .map(|&g| self.0[g as usize])
+            .collect::<arrow_array::Decimal128Array>()
+            .with_precision_and_scale(38, 0)?;
+        Ok(vec![Arc::new(state)])
     }
     fn merge_state(&mut self, groups: &[u32], state: &[ArrayRef], column: &str) -> Result<()> {
-        let rows: Vec<u32> = (0..groups.len() as u32).collect();
-        let values = i64::read(&state[0])
+        let dec = state[0]
+            .as_any()
+            .downcast_ref::<arrow_array::Decimal128Array>()
             .ok_or_else(|| wrong_input(column, "bad partial state", state[0].data_type()))?;
-        self.update(groups, &rows, &values, &[], column)
+        if dec.len() != groups.len() {
+            return Err(wrong_input(
+                column,
+                "partial state length differs from groups",
+                state[0].data_type(),
+            ));
+        }
+        for (i, &g) in groups.iter().enumerate() {
+            if (g as usize) >= self.0.len() {
+                return Err(Error::column(column, "sum", "group id out of range"));
+            }
+            if dec.is_valid(i) {
+                self.add(g as usize, dec.value(i));
+            }
+        }
+        Ok(())
     }
     fn as_any(&self) -> &dyn Any {
         self

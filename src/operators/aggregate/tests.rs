@@ -705,3 +705,33 @@ fn acc_clone_empty(agg: &BoundAgg) -> Accumulators {
     acc.resize(1);
     acc
 }
+
+#[test]
+fn integer_sum_overflow_depends_only_on_the_final_value() {
+    let schema = Schema::new(vec![Field::new("v", DataType::Int64, true)]);
+    let bound = Agg::sum("v").bind(&schema, "t").unwrap();
+    let sum_of = |values: Vec<i64>| -> Result<ArrayRef> {
+        let n = values.len();
+        let col: ArrayRef = Arc::new(Int64Array::from(values));
+        let mut acc = Accumulators::new(&bound);
+        acc.resize(1);
+        let v = bound.values(std::slice::from_ref(&col))?;
+        let rows: Vec<u32> = (0..n as u32).collect();
+        acc.update(&vec![0; n], &rows, &v, &vec![0; n], "v")?;
+        acc.finish(&[0], &bound)
+    };
+    for order in [
+        vec![i64::MAX, 1, -1],
+        vec![i64::MAX, -1, 1],
+        vec![1, i64::MAX, -1],
+    ] {
+        let got = sum_of(order.clone()).unwrap();
+        assert_eq!(
+            got.as_primitive::<arrow_array::types::Int64Type>().value(0),
+            i64::MAX,
+            "{order:?}"
+        );
+    }
+    let err = sum_of(vec![i64::MAX, 1]).unwrap_err();
+    assert!(err.to_string().contains("does not fit in Int64"), "{err}");
+}
