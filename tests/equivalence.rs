@@ -2,8 +2,11 @@
 //! oracle, for filter → key_by → tumbling window, at parallelism 1 and 4,
 //! over random out-of-order input cut into random batch sizes.
 
+mod common;
+
 use arrow_array::{Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use common::{admitted, batches_of, schema, Split};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use std::collections::BTreeMap;
@@ -11,88 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use weir::compare::same_rows;
 use weir::{col, lit, Agg, ExecConfig, ExecMode, Job, TumblingWindow, WatermarkStrategy};
-
-#[derive(Debug, Clone)]
-struct Row {
-    key: i64,
-    ts: i64,
-    value: i64,
-    speed: f64,
-}
-
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("key", DataType::Int64, false),
-        Field::new("ts", DataType::Int64, false),
-        Field::new("value", DataType::Int64, false),
-        Field::new("speed", DataType::Float64, false),
-    ]))
-}
-
-fn to_batch(rows: &[Row]) -> RecordBatch {
-    RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.key))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.ts))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.value))),
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.speed))),
-        ],
-    )
-    .unwrap()
-}
-
-/// One split: rows in arrival order plus the batch sizes to cut them into.
-#[derive(Debug, Clone)]
-struct Split {
-    rows: Vec<Row>,
-    cuts: Vec<usize>,
-}
-
-fn split_strategy() -> impl Strategy<Value = Split> {
-    (
-        0usize..250,
-        prop::collection::vec((0i64..6, 0i64..400, -20i64..100, 0u8..10, 0i64..5_000), 250),
-        prop::collection::vec(1usize..60, 1..20),
-    )
-        .prop_map(|(n, raw, cuts)| {
-            // event time advances ~40 ms per row; most rows are a little
-            // behind, some far behind (late), a few ahead
-            let mut clock = 0i64;
-            let rows = raw
-                .into_iter()
-                .take(n)
-                .map(|(key, step, value, kind, back)| {
-                    clock += step / 10;
-                    let ts = match kind {
-                        0 => clock - back,      // up to 5 s behind: often late
-                        1 => clock + back / 10, // ahead
-                        _ => clock - back / 20, // within the delay
-                    };
-                    Row {
-                        key,
-                        ts,
-                        value,
-                        speed: value as f64 * 0.5 + 0.25,
-                    }
-                })
-                .collect();
-            Split { rows, cuts }
-        })
-}
-
-fn batches_of(split: &Split) -> Vec<RecordBatch> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    let mut c = 0;
-    while i < split.rows.len() {
-        let n = split.cuts[c % split.cuts.len()].min(split.rows.len() - i);
-        out.push(to_batch(&split.rows[i..i + n]));
-        i += n;
-        c += 1;
-    }
-    out
-}
 
 const DELAY_MS: i64 = 300;
 const WINDOW_MS: i64 = 1_000;
@@ -200,22 +121,11 @@ fn run(
 }
 
 fn expected_late(splits: &[Split]) -> u64 {
-    splits
-        .iter()
-        .map(|s| {
-            let mut max: Option<i64> = None;
-            s.rows
-                .iter()
-                .filter(|r| {
-                    let late = max.is_some_and(|m| r.ts < m - DELAY_MS /* ts <= watermark */);
-                    if !late {
-                        max = Some(max.map_or(r.ts, |m| m.max(r.ts)));
-                    }
-                    late
-                })
-                .count() as u64
-        })
-        .sum()
+    admitted(splits, DELAY_MS, 0).1
+}
+
+fn split_strategy() -> impl Strategy<Value = Split> {
+    common::split_strategy(6)
 }
 
 proptest! {

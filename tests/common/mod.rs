@@ -1,0 +1,114 @@
+//! Shared test inputs: random out-of-order splits, batch cutting, and the
+//! per-split lateness rule every oracle applies first.
+#![allow(dead_code)]
+
+use arrow_array::{Float64Array, Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use proptest::prelude::*;
+use std::sync::Arc;
+
+/// One input row.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub key: i64,
+    pub ts: i64,
+    pub value: i64,
+    pub speed: f64,
+}
+
+/// key, ts, value, speed.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Int64, false),
+        Field::new("ts", DataType::Int64, false),
+        Field::new("value", DataType::Int64, false),
+        Field::new("speed", DataType::Float64, false),
+    ]))
+}
+
+pub fn to_batch(rows: &[Row]) -> RecordBatch {
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.key))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.ts))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.value))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.speed))),
+        ],
+    )
+    .unwrap()
+}
+
+/// One split: rows in arrival order plus the batch sizes to cut them into.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub rows: Vec<Row>,
+    pub cuts: Vec<usize>,
+}
+
+/// Event time advances ~40 ms per row; most rows are a little behind, some
+/// far behind (late), a few ahead. `keys` distinct keys.
+pub fn split_strategy(keys: i64) -> impl Strategy<Value = Split> {
+    (
+        0usize..250,
+        prop::collection::vec(
+            (0i64..keys, 0i64..400, -20i64..100, 0u8..10, 0i64..5_000),
+            250,
+        ),
+        prop::collection::vec(1usize..60, 1..20),
+    )
+        .prop_map(|(n, raw, cuts)| {
+            let mut clock = 0i64;
+            let rows = raw
+                .into_iter()
+                .take(n)
+                .map(|(key, step, value, kind, back)| {
+                    clock += step / 10;
+                    let ts = match kind {
+                        0 => clock - back,
+                        1 => clock + back / 10,
+                        _ => clock - back / 20,
+                    };
+                    Row {
+                        key,
+                        ts,
+                        value,
+                        speed: value as f64 * 0.5 + 0.25,
+                    }
+                })
+                .collect();
+            Split { rows, cuts }
+        })
+}
+
+pub fn batches_of(split: &Split) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut c = 0;
+    while i < split.rows.len() {
+        let n = split.cuts[c % split.cuts.len()].min(split.rows.len() - i);
+        out.push(to_batch(&split.rows[i..i + n]));
+        i += n;
+        c += 1;
+    }
+    out
+}
+
+/// The rows a source admits: per split, a row is late if its time is at or
+/// below `max(earlier admitted rows) - delay - 1 - lateness`.
+pub fn admitted(splits: &[Split], delay: i64, lateness: i64) -> (Vec<Row>, u64) {
+    let mut rows = Vec::new();
+    let mut late = 0;
+    for split in splits {
+        let mut max: Option<i64> = None;
+        for r in &split.rows {
+            if max.is_some_and(|m| r.ts < m - delay - lateness) {
+                late += 1;
+                continue;
+            }
+            max = Some(max.map_or(r.ts, |m| m.max(r.ts)));
+            rows.push(r.clone());
+        }
+    }
+    (rows, late)
+}
