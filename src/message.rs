@@ -40,6 +40,8 @@ impl Watermark {
 pub enum Message {
     /// Rows.
     Data(RecordBatch),
+    /// Rows on a side output (`port` >= 1), e.g. late rows of a source.
+    Side(usize, RecordBatch),
     /// Event-time progress.
     Watermark(Watermark),
     /// A checkpoint barrier: state before it belongs to checkpoint `id`.
@@ -52,7 +54,7 @@ impl Message {
     /// Number of rows carried (0 for control messages).
     pub fn num_rows(&self) -> usize {
         match self {
-            Message::Data(b) => b.num_rows(),
+            Message::Data(b) | Message::Side(_, b) => b.num_rows(),
             _ => 0,
         }
     }

@@ -167,6 +167,14 @@ impl Output {
         }
     }
 
+    /// Emits rows on side output `port` (>= 1): they go only to the
+    /// consumers of that port, e.g. a sink for late rows.
+    pub fn emit_side(&mut self, port: usize, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.items.push(Message::Side(port, batch));
+        }
+    }
+
     /// Emits a watermark downstream.
     pub fn emit_watermark(&mut self, wm: Watermark) {
         self.items.push(Message::Watermark(wm));

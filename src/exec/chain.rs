@@ -137,6 +137,10 @@ impl Chain {
         let Some((op, ctx)) = self.ops.get_mut(level) else {
             return emit(msg);
         };
+        if let Message::Side(..) = msg {
+            // a side output is only consumed when its producer ends the chain
+            return Ok(());
+        }
         let mut out = Output::new();
         let is_end = matches!(msg, Message::End);
         let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match msg {
@@ -153,6 +157,7 @@ impl Chain {
                 Ok(())
             }
             Message::End => op.on_end_of_input(ctx, &mut out),
+            Message::Side(..) => unreachable!("side outputs are handled above"),
         }));
         let result = call.unwrap_or_else(|payload| Err(panic_error(ctx.operator(), payload)));
         result.map_err(|e| e.in_operator(ctx.operator(), ctx.info().subtask))?;

@@ -201,6 +201,10 @@ fn run_subtask(
         let channel = channel as usize;
         match msg {
             Message::Data(_) => chain.on_batch(channel_inputs[channel], msg, &mut emit)?,
+            // the router delivers side outputs as Data; nothing else sends Side
+            Message::Side(_, batch) => {
+                chain.on_batch(channel_inputs[channel], Message::Data(batch), &mut emit)?
+            }
             Message::Watermark(wm) => {
                 if let Some(w) = tracker.update(channel, wm) {
                     chain.on_watermark(w, &mut emit)?;

@@ -19,6 +19,7 @@ use arrow_array::{RecordBatch, UInt32Array};
 struct Route {
     // config
     partitioning: Partitioning,
+    port: usize,
     targets: usize,
     keys: Option<KeyEncoder>,
     // state
@@ -53,6 +54,7 @@ impl Router {
                 };
                 Ok(Route {
                     partitioning: e.partitioning.clone(),
+                    port: e.port,
                     targets: n,
                     keys,
                     next: subtask % n.max(1),
@@ -73,23 +75,8 @@ impl Router {
         send: &mut dyn FnMut(usize, usize, Message) -> Result<()>,
     ) -> Result<()> {
         match msg {
-            Message::Data(batch) => {
-                let mut offset = 0;
-                let total = batch.num_rows();
-                while offset < total {
-                    let len = self.max_rows.min(total - offset);
-                    let slice = if offset == 0 && len == total {
-                        batch.clone()
-                    } else {
-                        batch.slice(offset, len)
-                    };
-                    for edge in 0..self.routes.len() {
-                        self.route_batch(edge, slice.clone(), send)?;
-                    }
-                    offset += len;
-                }
-                Ok(())
-            }
+            Message::Data(batch) => self.route_port(0, batch, send),
+            Message::Side(port, batch) => self.route_port(port, batch, send),
             control => {
                 for (edge, route) in self.routes.iter().enumerate() {
                     if route.partitioning == Partitioning::Forward {
@@ -103,6 +90,32 @@ impl Router {
                 Ok(())
             }
         }
+    }
+
+    /// Sends rows of output `port` to the edges reading that port, in slices of `max_rows`.
+    fn route_port(
+        &mut self,
+        port: usize,
+        batch: RecordBatch,
+        send: &mut dyn FnMut(usize, usize, Message) -> Result<()>,
+    ) -> Result<()> {
+        let mut offset = 0;
+        let total = batch.num_rows();
+        while offset < total {
+            let len = self.max_rows.min(total - offset);
+            let slice = if offset == 0 && len == total {
+                batch.clone()
+            } else {
+                batch.slice(offset, len)
+            };
+            for edge in 0..self.routes.len() {
+                if self.routes[edge].port == port {
+                    self.route_batch(edge, slice.clone(), send)?;
+                }
+            }
+            offset += len;
+        }
+        Ok(())
     }
 
     fn route_batch(

@@ -96,6 +96,8 @@ impl Job {
             schema,
             time_column,
             lateness_ms: 0,
+            time_source: None,
+            port: 0,
             next_partitioning: Partitioning::Forward,
         }
     }
@@ -152,6 +154,10 @@ pub struct Stream {
     time_column: Option<String>,
     /// Allowed lateness of the event time (from the strategy), for windows.
     lateness_ms: i64,
+    /// The source node that assigns event time (its port 1 carries late rows).
+    time_source: Option<NodeId>,
+    /// Which output of `node` this stream reads.
+    port: usize,
     next_partitioning: Partitioning,
 }
 
@@ -210,10 +216,12 @@ impl Stream {
         let edge = Edge {
             from: self.node,
             partitioning: self.next_partitioning.clone(),
+            port: self.port,
         };
         let id = self.job.add(name, kind, vec![edge], schema.clone());
         let mut s = self.job.stream(id, schema, self.time_column.clone());
         s.lateness_ms = self.lateness_ms;
+        s.time_source = self.time_source;
         s
     }
 
@@ -354,6 +362,7 @@ impl Stream {
             let through = match (&node.passes, node.inputs.as_slice()) {
                 (Some(passes), [e])
                     if e.partitioning == Partitioning::Forward
+                        && e.port == 0
                         && passes.iter().any(|c| c == column) =>
                 {
                     e.from
@@ -385,9 +394,15 @@ impl Stream {
                 )))
             }
         };
+        if self.port != 0 {
+            return Err(Error::Plan(format!(
+                "{context}: late rows already passed a source's event time"
+            )));
+        }
         // Copy the path with event time at its source; the originals stay for
         // any other branch that reads them (and are dropped if none does).
         let mut previous: Option<NodeId> = None;
+        let source_copy = plan.nodes.len();
         for &id in &path {
             let mut copy = plan.nodes[id].clone();
             let original = &mut plan.nodes[id];
@@ -405,6 +420,22 @@ impl Stream {
         s.node = previous.expect("the path holds at least the source");
         s.time_column = Some(column.to_string());
         s.lateness_ms = strategy.allowed_lateness_ms;
+        s.time_source = Some(source_copy);
+        Ok(s)
+    }
+
+    /// The rows the source dropped as late (behind the watermark by more
+    /// than the allowed lateness), as their own stream: route them to a
+    /// sink to keep them. They are counted in `late_rows` either way.
+    pub fn late_rows(&self) -> Result<Stream> {
+        let source = self.time_source.ok_or_else(|| {
+            Error::Plan(
+                "late_rows needs a stream whose event time was assigned at its source".into(),
+            )
+        })?;
+        let schema = self.job.plan.borrow().nodes[source].schema.clone();
+        let mut s = self.job.stream(source, schema, None);
+        s.port = 1;
         Ok(s)
     }
 
@@ -458,10 +489,12 @@ impl Stream {
             Edge {
                 from: self.node,
                 partitioning: self.next_partitioning.clone(),
+                port: self.port,
             },
             Edge {
                 from: other.node,
                 partitioning: other.next_partitioning.clone(),
+                port: other.port,
             },
         ];
         let lateness_ms = self.lateness_ms;

@@ -74,6 +74,8 @@ pub struct Edge {
     pub from: NodeId,
     /// How its rows are distributed.
     pub partitioning: Partitioning,
+    /// Which output of the upstream node: 0 is the main output, 1 the late-row side output.
+    pub port: usize,
 }
 
 /// One operator of the logical plan.

@@ -40,6 +40,8 @@ pub struct PhysicalEdge {
     pub to_task: usize,
     /// Which input of the consumer's head node this edge is.
     pub to_input: usize,
+    /// Which output of the producer: 0 main, >= 1 a side output.
+    pub port: usize,
     /// How rows are distributed ([`Partitioning::Forward`] only between equal parallelism).
     pub partitioning: Partitioning,
     /// Schema of the rows on the edge.
@@ -182,6 +184,7 @@ impl PhysicalPlan {
                             from_task,
                             to_task: t,
                             to_input: input,
+                            port: e.port,
                             partitioning,
                             schema: plan.nodes[e.from].schema.clone(),
                         };

@@ -4,7 +4,7 @@
 //! generator, exactly like a Parquet row group.
 
 use crate::error::{Error, Result};
-use crate::operator::{Ctx, OperatorMetrics, Output, Source, SourcePoll, TaskInfo};
+use crate::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
 use crate::time::{event_times, validate_time_column, SplitClock, WatermarkStrategy};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -116,11 +116,7 @@ impl Source for MemorySource {
                     let times = event_times(batch, col, "memory source")?;
                     match clock.on_batch(batch, &times)? {
                         None => batch.clone(),
-                        Some(mask) => {
-                            let late = (mask.len() - mask.true_count()) as u64;
-                            OperatorMetrics::add(&ctx.metrics().late_rows, late);
-                            arrow_select::filter::filter_record_batch(batch, &mask)?
-                        }
+                        Some(mask) => super::split_late(batch, &mask, ctx, out)?,
                     }
                 }
                 _ => batch.clone(),

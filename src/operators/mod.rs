@@ -21,3 +21,21 @@ pub use parquet_source::{ParquetSource, ParquetSourceSpec};
 pub use session::SessionWindowAggregate;
 pub use sinks::{CollectSink, Collected, FileFormat, FileSink, FileSinkSpec, StdoutSink};
 pub use window::{WindowAggregate, OP_COLUMN};
+
+/// Splits a source batch by its keep-mask: late rows are counted and sent
+/// to side output 1 (the late-row stream); the rest is returned.
+pub(crate) fn split_late(
+    batch: &arrow_array::RecordBatch,
+    keep: &arrow_array::BooleanArray,
+    ctx: &mut crate::operator::Ctx,
+    out: &mut crate::operator::Output,
+) -> crate::Result<arrow_array::RecordBatch> {
+    let late = (keep.len() - keep.true_count()) as u64;
+    crate::operator::OperatorMetrics::add(&ctx.metrics().late_rows, late);
+    let dropped = arrow_arith::boolean::not(keep)?;
+    out.emit_side(
+        1,
+        arrow_select::filter::filter_record_batch(batch, &dropped)?,
+    );
+    Ok(arrow_select::filter::filter_record_batch(batch, keep)?)
+}

@@ -12,7 +12,7 @@
 //! batch size or executor.
 
 use crate::error::{Error, Result};
-use crate::operator::{Ctx, OperatorMetrics, Output, Source, SourcePoll, TaskInfo};
+use crate::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
 use crate::time::{event_times, validate_time_column, SplitClock, WatermarkStrategy};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
@@ -376,11 +376,7 @@ impl Source for ParquetSource {
                         let times = event_times(&batch, et.column, &context)?;
                         match clock.on_batch(&batch, &times)? {
                             None => batch,
-                            Some(mask) => {
-                                let late = (mask.len() - mask.true_count()) as u64;
-                                OperatorMetrics::add(&ctx.metrics().late_rows, late);
-                                arrow_select::filter::filter_record_batch(&batch, &mask)?
-                            }
+                            Some(mask) => super::split_late(&batch, &mask, ctx, out)?,
                         }
                     }
                     _ => batch,

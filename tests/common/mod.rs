@@ -97,13 +97,19 @@ pub fn batches_of(split: &Split) -> Vec<RecordBatch> {
 /// The rows a source admits: per split, a row is late if its time is at or
 /// below `max(earlier admitted rows) - delay - 1 - lateness`.
 pub fn admitted(splits: &[Split], delay: i64, lateness: i64) -> (Vec<Row>, u64) {
+    let (rows, late) = admitted_and_late(splits, delay, lateness);
+    (rows, late.len() as u64)
+}
+
+/// Like [`admitted`], also returning the late rows themselves.
+pub fn admitted_and_late(splits: &[Split], delay: i64, lateness: i64) -> (Vec<Row>, Vec<Row>) {
     let mut rows = Vec::new();
-    let mut late = 0;
+    let mut late = Vec::new();
     for split in splits {
         let mut max: Option<i64> = None;
         for r in &split.rows {
             if max.is_some_and(|m| r.ts < m - delay - lateness) {
-                late += 1;
+                late.push(r.clone());
                 continue;
             }
             max = Some(max.map_or(r.ts, |m| m.max(r.ts)));
