@@ -91,7 +91,9 @@ impl Chain {
             .map_err(|e| e.in_operator(ctx.operator(), ctx.info().subtask))?;
         let items = out.take();
         for m in &items {
-            OperatorMetrics::add(&ctx.metrics().rows_out, m.num_rows() as u64);
+            if let Message::Data(b) = m {
+                OperatorMetrics::add(&ctx.metrics().rows_out, b.num_rows() as u64);
+            }
         }
         for m in items {
             self.feed(0, 0, m, emit)?;
@@ -163,7 +165,9 @@ impl Chain {
         result.map_err(|e| e.in_operator(ctx.operator(), ctx.info().subtask))?;
         let items = out.take();
         for m in &items {
-            OperatorMetrics::add(&ctx.metrics().rows_out, m.num_rows() as u64);
+            if let Message::Data(b) = m {
+                OperatorMetrics::add(&ctx.metrics().rows_out, b.num_rows() as u64);
+            }
         }
         for m in items {
             self.feed(level + 1, 0, m, emit)?;
