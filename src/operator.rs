@@ -91,6 +91,14 @@ pub struct Ctx {
     metrics: Arc<OperatorMetrics>,
     // state
     watermark: Option<i64>,
+    processing_timer: Option<i64>,
+}
+
+/// The current wall-clock time in epoch milliseconds (processing time).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Ctx {
@@ -101,7 +109,26 @@ impl Ctx {
             env,
             metrics,
             watermark: None,
+            processing_timer: None,
         }
+    }
+
+    /// Processing time: the wall clock, epoch milliseconds.
+    pub fn processing_time(&self) -> i64 {
+        now_ms()
+    }
+
+    /// Asks for a call to [`Operator::on_processing_time`] once the wall
+    /// clock reaches `time` (replacing an earlier request; `None` cancels).
+    /// Pipelined runs honour it; batch runs never call it: operators flush
+    /// processing-time state at end of input instead (as Flink's BATCH mode).
+    pub fn set_processing_timer(&mut self, time: Option<i64>) {
+        self.processing_timer = time;
+    }
+
+    /// The pending processing-time timer, if any.
+    pub fn processing_timer(&self) -> Option<i64> {
+        self.processing_timer
     }
 
     /// Who this instance is.
@@ -213,6 +240,12 @@ pub trait Operator: Send {
     /// Event time advanced to `wm` (already the minimum over all inputs).
     fn on_watermark(&mut self, wm: Watermark, _ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         out.emit_watermark(wm);
+        Ok(())
+    }
+
+    /// The wall clock reached the time requested with
+    /// [`Ctx::set_processing_timer`] (pipelined runs only).
+    fn on_processing_time(&mut self, _now: i64, _ctx: &mut Ctx, _out: &mut Output) -> Result<()> {
         Ok(())
     }
 

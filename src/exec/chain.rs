@@ -17,6 +17,7 @@ use crate::operator::{
     Ctx, Operator, OperatorMetrics, Output, RuntimeEnv, Source, SourcePoll, TaskInfo,
 };
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The operators of one subtask of a task.
 pub(crate) struct Chain {
@@ -24,6 +25,7 @@ pub(crate) struct Chain {
     source: Option<(Box<dyn Source>, Ctx)>,
     ops: Vec<(Box<dyn Operator>, Ctx)>,
     ended: bool,
+    idle: IdleState,
 }
 
 /// Called with each message leaving the chain.
@@ -63,10 +65,20 @@ impl Chain {
                 }
             }
         }
+        let timeout = task
+            .nodes
+            .iter()
+            .find_map(|&id| plan.nodes[id].idle_timeout);
         Ok(Chain {
             source,
             ops,
             ended: false,
+            idle: IdleState {
+                timeout,
+                last_data: Instant::now(),
+                idle: false,
+                last_watermark: None,
+            },
         })
     }
 
@@ -76,7 +88,9 @@ impl Chain {
     }
 
     /// Polls the source once and pushes what it emitted through the chain.
-    /// On exhaustion, sends `Watermark::MAX` and end of input.
+    /// On exhaustion, sends `Watermark::MAX` and end of input. A source
+    /// with an idle timeout that has been pending that long sends
+    /// `Watermark::Idle`, and its last watermark again when rows resume.
     pub(crate) fn poll_source(&mut self, emit: &mut Emit<'_>) -> Result<SourcePoll> {
         let (source, ctx) = self
             .source
@@ -89,18 +103,47 @@ impl Chain {
         let poll = call
             .unwrap_or_else(|payload| Err(panic_error(ctx.operator(), payload)))
             .map_err(|e| e.in_operator(ctx.operator(), ctx.info().subtask))?;
-        let items = out.take();
+        let mut items = out.take();
+        let mut has_data = false;
         for m in &items {
-            if let Message::Data(b) = m {
-                OperatorMetrics::add(&ctx.metrics().rows_out, b.num_rows() as u64);
+            match m {
+                Message::Data(b) => {
+                    has_data = true;
+                    OperatorMetrics::add(&ctx.metrics().rows_out, b.num_rows() as u64);
+                }
+                Message::Watermark(w @ Watermark::EventTime(_)) => {
+                    self.idle.last_watermark = Some(*w)
+                }
+                _ => {}
+            }
+        }
+        if has_data {
+            self.idle.last_data = Instant::now();
+            if std::mem::take(&mut self.idle.idle) {
+                if let Some(w) = self.idle.last_watermark {
+                    items.insert(0, Message::Watermark(w));
+                }
             }
         }
         for m in items {
-            self.feed(0, 0, m, emit)?;
+            self.feed(0, 0, Call::Msg(m), emit)?;
         }
-        if poll == SourcePoll::Exhausted {
-            self.feed(0, 0, Message::Watermark(Watermark::MAX), emit)?;
-            self.finish(emit)?;
+        match poll {
+            SourcePoll::Exhausted => {
+                self.feed(0, 0, Call::Msg(Message::Watermark(Watermark::MAX)), emit)?;
+                self.finish(emit)?;
+            }
+            SourcePoll::Pending => {
+                let due = self
+                    .idle
+                    .timeout
+                    .is_some_and(|t| self.idle.last_data.elapsed() >= t);
+                if due && !self.idle.idle {
+                    self.idle.idle = true;
+                    self.feed(0, 0, Call::Msg(Message::Watermark(Watermark::Idle)), emit)?;
+                }
+            }
+            SourcePoll::Ready => {}
         }
         Ok(poll)
     }
@@ -112,12 +155,35 @@ impl Chain {
         msg: Message,
         emit: &mut Emit<'_>,
     ) -> Result<()> {
-        self.feed(0, input, msg, emit)
+        self.feed(0, input, Call::Msg(msg), emit)
     }
 
     /// Delivers the (already combined) input watermark to the head operator.
     pub(crate) fn on_watermark(&mut self, wm: Watermark, emit: &mut Emit<'_>) -> Result<()> {
-        self.feed(0, 0, Message::Watermark(wm), emit)
+        self.feed(0, 0, Call::Msg(Message::Watermark(wm)), emit)
+    }
+
+    /// The earliest processing-time timer any operator asked for.
+    pub(crate) fn next_timer(&self) -> Option<i64> {
+        self.ops
+            .iter()
+            .filter_map(|(_, c)| c.processing_timer())
+            .min()
+    }
+
+    /// Calls `on_processing_time` of every operator whose timer is due.
+    pub(crate) fn fire_timers(&mut self, now: i64, emit: &mut Emit<'_>) -> Result<()> {
+        for level in 0..self.ops.len() {
+            if self.ops[level]
+                .1
+                .processing_timer()
+                .is_some_and(|t| t <= now)
+            {
+                self.ops[level].1.set_processing_timer(None);
+                self.feed(level, 0, Call::Timer(now), emit)?;
+            }
+        }
+        Ok(())
     }
 
     /// Ends the input: every operator flushes in order, then `End` is emitted.
@@ -126,42 +192,40 @@ impl Chain {
             return Ok(());
         }
         self.ended = true;
-        self.feed(0, 0, Message::End, emit)
+        self.feed(0, 0, Call::Msg(Message::End), emit)
     }
 
-    fn feed(
-        &mut self,
-        level: usize,
-        input: usize,
-        msg: Message,
-        emit: &mut Emit<'_>,
-    ) -> Result<()> {
+    fn feed(&mut self, level: usize, input: usize, call: Call, emit: &mut Emit<'_>) -> Result<()> {
         let Some((op, ctx)) = self.ops.get_mut(level) else {
-            return emit(msg);
+            return match call {
+                Call::Msg(msg) => emit(msg),
+                Call::Timer(_) => Ok(()),
+            };
         };
-        if let Message::Side(..) = msg {
+        if let Call::Msg(Message::Side(..)) = call {
             // a side output is only consumed when its producer ends the chain
             return Ok(());
         }
         let mut out = Output::new();
-        let is_end = matches!(msg, Message::End);
-        let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match msg {
-            Message::Data(batch) => {
+        let is_end = matches!(call, Call::Msg(Message::End));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match call {
+            Call::Msg(Message::Data(batch)) => {
                 OperatorMetrics::add(&ctx.metrics().rows_in, batch.num_rows() as u64);
                 op.on_batch(input, batch, ctx, &mut out)
             }
-            Message::Watermark(wm) => {
+            Call::Msg(Message::Watermark(wm)) => {
                 ctx.set_watermark(wm);
                 op.on_watermark(wm, ctx, &mut out)
             }
-            Message::Barrier(id) => {
+            Call::Msg(Message::Barrier(id)) => {
                 out.push(Message::Barrier(id));
                 Ok(())
             }
-            Message::End => op.on_end_of_input(ctx, &mut out),
-            Message::Side(..) => unreachable!("side outputs are handled above"),
-        }));
-        let result = call.unwrap_or_else(|payload| Err(panic_error(ctx.operator(), payload)));
+            Call::Msg(Message::End) => op.on_end_of_input(ctx, &mut out),
+            Call::Msg(Message::Side(..)) => unreachable!("side outputs are handled above"),
+            Call::Timer(now) => op.on_processing_time(now, ctx, &mut out),
+        }))
+        .unwrap_or_else(|payload| Err(panic_error(ctx.operator(), payload)));
         result.map_err(|e| e.in_operator(ctx.operator(), ctx.info().subtask))?;
         let items = out.take();
         for m in &items {
@@ -170,11 +234,25 @@ impl Chain {
             }
         }
         for m in items {
-            self.feed(level + 1, 0, m, emit)?;
+            self.feed(level + 1, 0, Call::Msg(m), emit)?;
         }
         if is_end {
-            self.feed(level + 1, 0, Message::End, emit)?;
+            self.feed(level + 1, 0, Call::Msg(Message::End), emit)?;
         }
         Ok(())
     }
+}
+
+/// What the chain delivers to an operator.
+enum Call {
+    Msg(Message),
+    Timer(i64),
+}
+
+/// Idle detection of a chain's source.
+struct IdleState {
+    timeout: Option<Duration>,
+    last_data: Instant,
+    idle: bool,
+    last_watermark: Option<Watermark>,
 }

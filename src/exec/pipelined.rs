@@ -16,7 +16,7 @@ use super::{panic_error, ExecConfig, FirstError};
 use crate::error::{Error, Result};
 use crate::graph::{LogicalPlan, PhysicalPlan};
 use crate::message::Message;
-use crate::operator::{OperatorMetrics, RuntimeEnv, SourcePoll};
+use crate::operator::{now_ms, OperatorMetrics, RuntimeEnv, SourcePoll};
 use crate::time::WatermarkTracker;
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 use std::sync::Arc;
@@ -188,16 +188,36 @@ fn run_subtask(
                 SourcePoll::Pending => std::thread::sleep(Duration::from_millis(1)),
                 SourcePoll::Exhausted => return Ok(()),
             }
+            if chain.next_timer().is_some_and(|t| t <= now_ms()) {
+                chain.fire_timers(now_ms(), &mut emit)?;
+            }
         }
     }
 
     let mut tracker = WatermarkTracker::new(channel_inputs.len());
     let mut open = channel_inputs.len();
     while open > 0 {
-        let (channel, msg) = select! {
-            recv(rx) -> m => m.map_err(|_| Error::Cancelled)?,
-            recv(cancel) -> _ => return Err(Error::Cancelled),
+        if chain.next_timer().is_some_and(|t| t <= now_ms()) {
+            chain.fire_timers(now_ms(), &mut emit)?;
+        }
+        let next = match chain.next_timer() {
+            None => select! {
+                recv(rx) -> m => m.map_err(|_| Error::Cancelled)?,
+                recv(cancel) -> _ => return Err(Error::Cancelled),
+            },
+            Some(at) => {
+                let wait = Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64);
+                select! {
+                    recv(rx) -> m => m.map_err(|_| Error::Cancelled)?,
+                    recv(cancel) -> _ => return Err(Error::Cancelled),
+                    default(wait) => {
+                        chain.fire_timers(now_ms(), &mut emit)?;
+                        continue;
+                    }
+                }
+            }
         };
+        let (channel, msg) = next;
         let channel = channel as usize;
         match msg {
             Message::Data(_) => chain.on_batch(channel_inputs[channel], msg, &mut emit)?,

@@ -5,9 +5,9 @@ use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::operator::{Operator, OperatorFactory, SourceFactory, TaskInfo};
 use crate::operators::{
-    Agg, BatchFn, CollectSink, Collected, FileFormat, FileSinkSpec, Filter, MapBatches,
-    MemorySourceSpec, ParquetSourceSpec, Passthrough, Project, SessionWindowAggregate, StdoutSink,
-    WindowAggregate,
+    Agg, BatchFn, CollectSink, Collected, FileFormat, FileSinkSpec, Filter, IngestionTime,
+    MapBatches, MemorySourceSpec, ParquetSourceSpec, Passthrough, Project, SessionWindowAggregate,
+    StdoutSink, WindowAggregate,
 };
 use crate::time::{validate_time_column, WatermarkStrategy, Window};
 use arrow_array::RecordBatch;
@@ -85,6 +85,7 @@ impl Job {
             schema,
             passes: None,
             replaced: false,
+            idle_timeout: None,
         });
         plan.nodes.len() - 1
     }
@@ -409,7 +410,10 @@ impl Stream {
             original.replaced = true;
             original.name = format!("{} (without event time)", original.name);
             match previous {
-                None => copy.kind = kind.clone(),
+                None => {
+                    copy.kind = kind.clone();
+                    copy.idle_timeout = strategy.idle_timeout;
+                }
                 Some(p) => copy.inputs[0].from = p,
             }
             plan.nodes.push(copy);
@@ -421,6 +425,59 @@ impl Stream {
         s.time_column = Some(column.to_string());
         s.lateness_ms = strategy.allowed_lateness_ms;
         s.time_source = Some(source_copy);
+        Ok(s)
+    }
+
+    /// Declares that this custom source (from [`Job::source`]) assigns event
+    /// time itself from `column` and emits its own watermarks (per split,
+    /// deciding late rows, like the built-in sources).
+    pub fn with_source_event_time(&self, column: &str) -> Result<Stream> {
+        let plan = self.job.plan.borrow();
+        if !matches!(plan.nodes[self.node].kind, NodeKind::Source(_)) || self.port != 0 {
+            return Err(Error::Plan(
+                "with_source_event_time applies to a custom source".into(),
+            ));
+        }
+        drop(plan);
+        validate_time_column(&self.schema, column, "with_source_event_time")?;
+        let mut s = self.clone();
+        s.time_column = Some(column.to_string());
+        Ok(s)
+    }
+
+    /// Marks this source idle after `timeout` without rows: it then stops
+    /// holding back the watermark of downstream operators (pipelined runs;
+    /// results then depend on timing, as in Flink).
+    pub fn with_idle_timeout(&self, timeout: std::time::Duration) -> Result<Stream> {
+        let mut plan = self.job.plan.borrow_mut();
+        let node = &mut plan.nodes[self.node];
+        if !node.kind.is_source() {
+            return Err(Error::Plan(format!(
+                "with_idle_timeout applies to sources, not `{}`",
+                node.name
+            )));
+        }
+        node.idle_timeout = Some(timeout);
+        Ok(self.clone())
+    }
+
+    /// Adds `column` (Timestamp ms, UTC) with the wall-clock time each row
+    /// passes this point, and makes it the event time (ingestion time).
+    /// Watermarks follow the clock, so no row is late; results depend on
+    /// timing. Put it right after a source for "time the row entered weir".
+    pub fn with_ingestion_time(&self, column: &str) -> Result<Stream> {
+        if self.schema.field_with_name(column).is_ok() {
+            return Err(Error::column(
+                column,
+                "with_ingestion_time",
+                "already exists",
+            ));
+        }
+        let op = IngestionTime::new(&self.schema, column);
+        let schema = IngestionTime::output_schema(&self.schema, column);
+        let mut s = self.then("ingestion_time", NodeKind::Operator(factory(op)), schema);
+        s.time_column = Some(column.to_string());
+        s.lateness_ms = 0;
         Ok(s)
     }
 
@@ -611,6 +668,7 @@ impl KeyedStream {
             stream: self.stream.clone(),
             keys: self.keys.clone(),
             window: window.into(),
+            processing_time: false,
         }
     }
 }
@@ -623,6 +681,7 @@ impl Stream {
             stream: self.clone(),
             keys: Vec::new(),
             window: window.into(),
+            processing_time: false,
         }
     }
 }
@@ -633,9 +692,19 @@ pub struct WindowedStream {
     stream: Stream,
     keys: Vec<String>,
     window: Window,
+    processing_time: bool,
 }
 
 impl WindowedStream {
+    /// Windows over processing time (the wall clock when rows arrive)
+    /// instead of event time. Pipelined runs fire them on timers; batch runs
+    /// fire everything at end of input. Results depend on timing.
+    pub fn processing_time(&self) -> WindowedStream {
+        let mut w = self.clone();
+        w.processing_time = true;
+        w
+    }
+
     /// One output row per key and window: the key columns, `window_start`,
     /// `window_end` (epoch ms, end exclusive), one column per aggregate, and,
     /// when the stream allows lateness, an `op` column (`insert`, `update`,
@@ -643,6 +712,9 @@ impl WindowedStream {
     pub fn aggregate(&self, aggs: impl IntoIterator<Item = Agg>) -> Result<Stream> {
         let aggs: Vec<Agg> = aggs.into_iter().collect();
         let s = &self.stream;
+        if self.processing_time {
+            return self.aggregate_processing_time(aggs);
+        }
         let time = s.time_column.clone().ok_or_else(|| {
             Error::Plan(
                 "a window needs event time: call assign_timestamps on the source first".into(),
@@ -673,6 +745,36 @@ impl WindowedStream {
             Partitioning::Hash(self.keys.clone())
         };
         let mut out = input_stream.then("window", NodeKind::Operator(fac), schema);
+        if self.keys.is_empty() {
+            self.stream.job.plan.borrow_mut().nodes[out.node].max_parallelism = Some(1);
+        }
+        out.time_column = None;
+        out.lateness_ms = 0;
+        Ok(out)
+    }
+
+    fn aggregate_processing_time(&self, aggs: Vec<Agg>) -> Result<Stream> {
+        let s = &self.stream;
+        let (input, keys, window) = (s.schema.clone(), self.keys.clone(), self.window);
+        let probe =
+            WindowAggregate::try_new_processing_time(&input, &keys, window, &aggs, "window")?;
+        let schema = probe.schema().clone();
+        let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| {
+            Ok(Box::new(WindowAggregate::try_new_processing_time(
+                &input,
+                &keys,
+                window,
+                &aggs,
+                &info.operator,
+            )?) as Box<dyn Operator>)
+        });
+        let mut input_stream = s.clone();
+        input_stream.next_partitioning = if self.keys.is_empty() {
+            Partitioning::Rebalance
+        } else {
+            Partitioning::Hash(self.keys.clone())
+        };
+        let mut out = input_stream.then("processing_time_window", NodeKind::Operator(fac), schema);
         if self.keys.is_empty() {
             self.stream.job.plan.borrow_mut().nodes[out.node].max_parallelism = Some(1);
         }

@@ -100,6 +100,9 @@ pub struct Node {
     /// Superseded by a copy (timestamp pushdown); dropped from the plan
     /// unless something still reads it.
     pub replaced: bool,
+    /// For sources: after this long without rows, the source is idle and
+    /// stops holding back the watermark (pipelined runs).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Node {

@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 mod basic;
+mod ingestion;
 mod memory_source;
 mod parquet_source;
 mod session;
@@ -16,6 +17,7 @@ mod window;
 
 pub use aggregate::{Agg, AggFn};
 pub use basic::{BatchFn, Filter, MapBatches, Passthrough, Project};
+pub use ingestion::IngestionTime;
 pub use memory_source::{MemorySource, MemorySourceSpec};
 pub use parquet_source::{ParquetSource, ParquetSourceSpec};
 pub use session::SessionWindowAggregate;

@@ -36,7 +36,8 @@ pub struct WindowAggregate {
     // config
     window: Window,
     lateness_ms: i64,
-    time_column: usize,
+    /// The event-time column; `None` for processing-time windows.
+    time_column: Option<usize>,
     keys: Option<KeyEncoder>,
     aggs: Vec<BoundAgg>,
     schema: SchemaRef,
@@ -131,7 +132,7 @@ impl WindowAggregate {
                 "a window needs at least one aggregate",
             ));
         }
-        let time_column = validate_time_column(input, time_column, context)?;
+        let time_column = Some(validate_time_column(input, time_column, context)?);
         let key_encoder = if keys.is_empty() {
             None
         } else {
@@ -161,9 +162,69 @@ impl WindowAggregate {
         })
     }
 
+    /// Processing-time windows: rows belong to the window of the wall-clock
+    /// time they arrive at; windows fire on processing-time timers in
+    /// pipelined runs, and at end of input in batch runs.
+    pub fn try_new_processing_time(
+        input: &Schema,
+        keys: &[String],
+        window: Window,
+        aggs: &[Agg],
+        context: &str,
+    ) -> Result<Self> {
+        window.validate()?;
+        if window.is_session() {
+            return Err(Error::option("window", "session windows need event time"));
+        }
+        if aggs.is_empty() {
+            return Err(Error::option(
+                "aggregates",
+                "a window needs at least one aggregate",
+            ));
+        }
+        let key_encoder = if keys.is_empty() {
+            None
+        } else {
+            Some(KeyEncoder::try_new(input, keys, context)?)
+        };
+        let schema = Self::output_schema(input, keys, aggs, false, context)?;
+        let aggs = aggs
+            .iter()
+            .map(|a| a.bind(input, context))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(WindowAggregate {
+            window,
+            lateness_ms: 0,
+            time_column: None,
+            keys: key_encoder,
+            aggs,
+            schema,
+            emit_op: false,
+            dictionary: KeyDictionary::new(),
+            panes: BTreeMap::new(),
+            windows: BTreeMap::new(),
+            dirty: BTreeMap::new(),
+            watermark: None,
+            last_groups: 0,
+            reservation: None,
+        })
+    }
+
     /// The output schema.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    /// Processing time: asks for a timer at the end of the next window to fire.
+    fn schedule(&self, ctx: &mut Ctx) {
+        if self.time_column.is_none() {
+            let next = self
+                .windows
+                .iter()
+                .find(|(_, fired)| !**fired)
+                .map(|((end, _), _)| *end);
+            ctx.set_processing_timer(next);
+        }
     }
 
     /// The watermark after which no row can reach the pane at `pane` any more.
@@ -334,7 +395,10 @@ impl Operator for WindowAggregate {
         ctx: &mut Ctx,
         out: &mut Output,
     ) -> Result<()> {
-        let times = event_times(&batch, self.time_column, ctx.operator())?;
+        let times = match self.time_column {
+            Some(c) => event_times(&batch, c, ctx.operator())?,
+            None => vec![ctx.processing_time(); batch.num_rows()].into(),
+        };
         let rows = match &self.keys {
             Some(enc) => Some(enc.encode(&batch)?),
             None => None,
@@ -406,14 +470,24 @@ impl Operator for WindowAggregate {
             i = j;
         }
         self.emit_dirty(out)?;
+        self.schedule(ctx);
         self.sync_reservation(ctx)
     }
 
     fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
-        if let Watermark::EventTime(t) = wm {
+        if let (Watermark::EventTime(t), Some(_)) = (wm, self.time_column) {
             self.advance(t, ctx, out)?;
         }
         out.emit_watermark(wm);
+        Ok(())
+    }
+
+    fn on_processing_time(&mut self, now: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        if self.time_column.is_none() {
+            // windows ending at or before `now` are complete
+            self.advance(now.saturating_sub(1), ctx, out)?;
+            self.schedule(ctx);
+        }
         Ok(())
     }
 
