@@ -272,3 +272,61 @@ fn ingestion_time_windows_count_every_row() {
         assert_eq!(total, 10, "{mode}");
     }
 }
+
+#[test]
+fn interval_early_firings_emit_running_results_before_the_window_closes() {
+    let stop = Arc::new(AtomicBool::new(true));
+    let (tx, rx) = unbounded::<(i64, String)>();
+    // all rows fall in one 10 s event-time window; the source paces 6 batches 150 ms apart
+    let batches: Vec<RecordBatch> = (0..6).map(|i| batch(&[i * 10, i * 10 + 1])).collect();
+    let job = Job::new();
+    let started = Instant::now();
+    let out = job
+        .source(
+            "paced",
+            schema(),
+            source(batches, Duration::from_millis(150), &stop),
+        )
+        .with_source_event_time("ts")
+        .unwrap()
+        .key_by(["k"])
+        .unwrap()
+        .window(Window::tumbling(Duration::from_secs(10)))
+        .trigger(weir::operators::EarlyFiring {
+            every_rows: None,
+            every_ms: Some(200),
+            purge: false,
+        })
+        .aggregate([Agg::count().alias("n")])
+        .unwrap()
+        .map_batches(move |b| {
+            let n = b.column(3).as_primitive::<Int64Type>();
+            let op = b.column(4).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                let _ = tx.send((n.value(i), op.value(i).to_string()));
+            }
+            Ok(b)
+        })
+        .collect()
+        .unwrap();
+    job.run(&ExecConfig::pipelined().with_parallelism(1))
+        .unwrap();
+    let ran = started.elapsed();
+    let seen: Vec<(i64, String)> = rx.try_iter().collect();
+    assert!(
+        seen.len() >= 3,
+        "several early firings over ~{ran:?}: {seen:?}"
+    );
+    assert_eq!(seen[0].1, "insert");
+    assert!(seen[1..].iter().all(|s| s.1 == "update"), "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].0 <= w[1].0),
+        "running counts grow: {seen:?}"
+    );
+    assert_eq!(
+        seen.last().unwrap().0,
+        12,
+        "the final firing counts every row"
+    );
+    assert_eq!(out.num_rows(), seen.len());
+}

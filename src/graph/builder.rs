@@ -4,6 +4,7 @@ use super::{Edge, LogicalPlan, Node, NodeId, NodeKind, Partitioning};
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::operator::{Operator, OperatorFactory, SourceFactory, TaskInfo};
+use crate::operators::EarlyFiring;
 use crate::operators::{
     Agg, BatchFn, CollectSink, Collected, FileFormat, FileSinkSpec, Filter, IngestionTime,
     MapBatches, MemorySourceSpec, ParquetSourceSpec, Passthrough, Project, SessionWindowAggregate,
@@ -669,6 +670,7 @@ impl KeyedStream {
             keys: self.keys.clone(),
             window: window.into(),
             processing_time: false,
+            early: None,
         }
     }
 }
@@ -682,6 +684,7 @@ impl Stream {
             keys: Vec::new(),
             window: window.into(),
             processing_time: false,
+            early: None,
         }
     }
 }
@@ -693,9 +696,19 @@ pub struct WindowedStream {
     keys: Vec<String>,
     window: Window,
     processing_time: bool,
+    early: Option<EarlyFiring>,
 }
 
 impl WindowedStream {
+    /// Windows over processing time (the wall clock when rows arrive)
+    /// instead of event time. Pipelined runs fire them on timers; batch runs
+    /// fire everything at end of input. Results depend on timing.
+    pub fn trigger(&self, early: EarlyFiring) -> WindowedStream {
+        let mut w = self.clone();
+        w.early = Some(early);
+        w
+    }
+
     /// Windows over processing time (the wall clock when rows arrive)
     /// instead of event time. Pipelined runs fire them on timers; batch runs
     /// fire everything at end of input. Results depend on timing.
@@ -723,15 +736,28 @@ impl WindowedStream {
         let keys = self.keys.clone();
         let window = self.window;
         let lateness = s.lateness_ms;
+        let early = self.early;
+        if early.is_some() && window.is_session() {
+            return Err(Error::option(
+                "trigger",
+                "early firings are not supported on session windows",
+            ));
+        }
         let input = s.schema.clone();
-        let schema = WindowAggregate::output_schema(&input, &keys, &aggs, lateness > 0, "window")?;
+        let schema = WindowAggregate::output_schema(
+            &input,
+            &keys,
+            &aggs,
+            lateness > 0 || early.is_some(),
+            "window",
+        )?;
         let build = move |name: &str| -> Result<Box<dyn Operator>> {
             Ok(match window {
                 Window::Session { gap_ms } => Box::new(SessionWindowAggregate::try_new(
                     &input, &time, &keys, gap_ms, lateness, &aggs, name,
                 )?),
                 _ => Box::new(WindowAggregate::try_new(
-                    &input, &time, &keys, window, lateness, &aggs, name,
+                    &input, &time, &keys, window, lateness, &aggs, early, name,
                 )?),
             })
         };

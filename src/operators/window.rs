@@ -16,6 +16,23 @@ use std::sync::Arc;
 /// The name of the changelog column windows add when they can emit updates.
 pub const OP_COLUMN: &str = "op";
 
+/// Results before a window closes (Flink's early-firing triggers).
+///
+/// In *accumulate* mode every firing emits the window's running result
+/// (`op` = `insert` the first time, `update` after), so the last row per
+/// key and window is the final result. In *purge* mode (tumbling windows
+/// only) every firing emits only the rows since the previous one, all as
+/// `insert`: a sink adds the deltas up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EarlyFiring {
+    /// Fire a key's window every time it received this many more rows.
+    pub every_rows: Option<u64>,
+    /// Fire windows with new rows every interval of processing time (pipelined runs).
+    pub every_ms: Option<i64>,
+    /// Purge after each firing instead of accumulating.
+    pub purge: bool,
+}
+
 /// Window aggregation: rows update one pane each; a window's result is the
 /// merge of its panes when the watermark passes its end.
 ///
@@ -42,9 +59,18 @@ pub struct WindowAggregate {
     aggs: Vec<BoundAgg>,
     schema: SchemaRef,
     emit_op: bool,
+    early: Option<EarlyFiring>,
     // state
     dictionary: KeyDictionary,
     panes: BTreeMap<i64, Pane>,
+    /// Keys already emitted per window (their next row is an `update`).
+    emitted: BTreeMap<(i64, i64), BTreeSet<u32>>,
+    /// Rows per key since the last early firing, per open window.
+    early_counts: BTreeMap<(i64, i64), HashMap<u32, u64, FastBuildHasher>>,
+    /// Keys with new rows since the last early firing, per open window.
+    early_pending: BTreeMap<(i64, i64), BTreeSet<u32>>,
+    /// Processing time of the next interval firing.
+    early_tick: Option<i64>,
     /// Windows holding data that are not done yet: `(end, start) -> fired`.
     windows: BTreeMap<(i64, i64), bool>,
     /// Fired windows that received late rows, with the keys to re-emit.
@@ -118,9 +144,30 @@ impl WindowAggregate {
         window: Window,
         lateness_ms: i64,
         aggs: &[Agg],
+        early: Option<EarlyFiring>,
         context: &str,
     ) -> Result<Self> {
         window.validate()?;
+        if let Some(e) = early {
+            if e.every_rows.is_none() && e.every_ms.is_none() {
+                return Err(Error::option(
+                    "trigger",
+                    "an early firing needs `every_rows` or `every`",
+                ));
+            }
+            if e.every_rows == Some(0) || e.every_ms.is_some_and(|m| m <= 0) {
+                return Err(Error::option(
+                    "trigger",
+                    "early firing intervals must be greater than 0",
+                ));
+            }
+            if e.purge && !matches!(window, Window::Tumbling { .. }) {
+                return Err(Error::option(
+                    "trigger.purge",
+                    "purging is only defined for tumbling windows (sliding and cumulative windows share panes)",
+                ));
+            }
+        }
         if window.is_session() {
             return Err(Error::Plan(
                 "session windows use the session operator".into(),
@@ -138,7 +185,7 @@ impl WindowAggregate {
         } else {
             Some(KeyEncoder::try_new(input, keys, context)?)
         };
-        let emit_op = lateness_ms > 0;
+        let emit_op = lateness_ms > 0 || early.is_some();
         let schema = Self::output_schema(input, keys, aggs, emit_op, context)?;
         let aggs = aggs
             .iter()
@@ -152,6 +199,11 @@ impl WindowAggregate {
             aggs,
             schema,
             emit_op,
+            early,
+            emitted: BTreeMap::new(),
+            early_counts: BTreeMap::new(),
+            early_pending: BTreeMap::new(),
+            early_tick: None,
             dictionary: KeyDictionary::new(),
             panes: BTreeMap::new(),
             windows: BTreeMap::new(),
@@ -200,6 +252,11 @@ impl WindowAggregate {
             aggs,
             schema,
             emit_op: false,
+            early: None,
+            emitted: BTreeMap::new(),
+            early_counts: BTreeMap::new(),
+            early_pending: BTreeMap::new(),
+            early_tick: None,
             dictionary: KeyDictionary::new(),
             panes: BTreeMap::new(),
             windows: BTreeMap::new(),
@@ -216,15 +273,67 @@ impl WindowAggregate {
     }
 
     /// Processing time: asks for a timer at the end of the next window to fire.
-    fn schedule(&self, ctx: &mut Ctx) {
-        if self.time_column.is_none() {
-            let next = self
-                .windows
+    fn schedule(&mut self, ctx: &mut Ctx) {
+        let window_end = if self.time_column.is_none() {
+            self.windows
                 .iter()
                 .find(|(_, fired)| !**fired)
-                .map(|((end, _), _)| *end);
-            ctx.set_processing_timer(next);
+                .map(|((end, _), _)| *end)
+        } else {
+            None
+        };
+        if let Some(every) = self.early.and_then(|e| e.every_ms) {
+            if self.early_pending.is_empty() {
+                self.early_tick = None;
+            } else if self.early_tick.is_none() {
+                self.early_tick = Some(ctx.processing_time().saturating_add(every));
+            }
         }
+        let next = match (window_end, self.early_tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        ctx.set_processing_timer(next);
+    }
+
+    /// The op of a result for `key` of window `(end, start)`: `update` if
+    /// that key was emitted before (accumulating), else `insert`.
+    fn op_for(&self, window: (i64, i64), key: u32) -> &'static str {
+        let purge = self.early.is_some_and(|e| e.purge);
+        if !purge && self.emitted.get(&window).is_some_and(|k| k.contains(&key)) {
+            "update"
+        } else {
+            "insert"
+        }
+    }
+
+    /// Emits the early results of `keys` in window `(end, start)`, then
+    /// remembers them as emitted (or purges them).
+    fn fire_early(
+        &mut self,
+        window: (i64, i64),
+        keys: BTreeSet<u32>,
+        out: &mut Output,
+    ) -> Result<()> {
+        let (end, start) = window;
+        if let Some(b) = self.evaluate(start, end, Some(&keys), &|k| self.op_for(window, k))? {
+            out.emit(b);
+        }
+        if self.early.is_some_and(|e| e.purge) {
+            // tumbling: one pane per window
+            if let Some(pane) = self.panes.get_mut(&start) {
+                for k in &keys {
+                    if let Some(&slot) = pane.groups.get(k) {
+                        for acc in &mut pane.accs {
+                            acc.reset(slot);
+                        }
+                    }
+                }
+            }
+        } else {
+            self.emitted.entry(window).or_default().extend(keys);
+        }
+        Ok(())
     }
 
     /// The watermark after which no row can reach the pane at `pane` any more.
@@ -270,7 +379,7 @@ impl WindowAggregate {
         start: i64,
         end: i64,
         only: Option<&BTreeSet<u32>>,
-        op: &str,
+        op: &dyn Fn(u32) -> &'static str,
     ) -> Result<Option<RecordBatch>> {
         let mut panes = self.panes.range(start..end).map(|(_, p)| p).peekable();
         let Some(first) = panes.peek() else {
@@ -333,7 +442,9 @@ impl WindowAggregate {
         columns_out.push(Arc::new(Int64Array::from(vec![end; n])));
         columns_out.extend(columns);
         if self.emit_op {
-            columns_out.push(Arc::new(StringArray::from(vec![op; n])));
+            columns_out.push(Arc::new(StringArray::from_iter_values(
+                key_ids.iter().map(|&k| op(k)),
+            )));
         }
         Ok(Some(RecordBatch::try_new(
             self.schema.clone(),
@@ -343,7 +454,7 @@ impl WindowAggregate {
 
     fn emit_dirty(&mut self, out: &mut Output) -> Result<()> {
         for ((end, start), keys) in std::mem::take(&mut self.dirty) {
-            if let Some(b) = self.evaluate(start, end, Some(&keys), "update")? {
+            if let Some(b) = self.evaluate(start, end, Some(&keys), &|_| "update")? {
                 out.emit(b);
             }
         }
@@ -360,10 +471,14 @@ impl WindowAggregate {
             .map(|(w, _)| *w)
             .collect();
         for (end, start) in due {
-            if let Some(b) = self.evaluate(start, end, None, "insert")? {
+            let w = (end, start);
+            self.early_counts.remove(&w);
+            self.early_pending.remove(&w);
+            if let Some(b) = self.evaluate(start, end, None, &|k| self.op_for(w, k))? {
                 out.emit(b);
             }
-            self.windows.insert((end, start), true);
+            self.emitted.remove(&w);
+            self.windows.insert(w, true);
         }
         let lateness = self.lateness_ms;
         while let Some((&(end, _), _)) = self.windows.first_key_value() {
@@ -424,6 +539,7 @@ impl Operator for WindowAggregate {
             .collect::<Result<Vec<_>>>()?;
         let mut groups: Vec<u32> = Vec::with_capacity(order.len());
         let mut row_ids: Vec<u32> = Vec::with_capacity(order.len());
+        let mut due_early: BTreeMap<(i64, i64), BTreeSet<u32>> = BTreeMap::new();
         let mut i = 0;
         while i < order.len() {
             let pane_start = order[i].0;
@@ -460,14 +576,36 @@ impl Operator for WindowAggregate {
                 acc.resize(n);
                 acc.update(&groups, &row_ids, vals, &times, agg.field.name())?;
             }
-            // late rows for windows that already fired: re-emit those keys
+            // late rows for windows that already fired: re-emit those keys;
+            // open windows count rows towards early firings
             for (s, e) in self.window.windows_of_pane(pane_start) {
+                let keys_of_rows = groups.iter().map(|&g| pane.key_ids[g as usize]);
                 if self.windows.get(&(e, s)) == Some(&true) {
-                    let keys = self.dirty.entry((e, s)).or_default();
-                    keys.extend(groups.iter().map(|&g| pane.key_ids[g as usize]));
+                    self.dirty.entry((e, s)).or_default().extend(keys_of_rows);
+                } else if let Some(early) = self.early {
+                    if let Some(n) = early.every_rows {
+                        let counts = self.early_counts.entry((e, s)).or_default();
+                        for k in keys_of_rows.clone() {
+                            let c = counts.entry(k).or_insert(0);
+                            *c += 1;
+                            if *c >= n {
+                                *c = 0;
+                                due_early.entry((e, s)).or_default().insert(k);
+                            }
+                        }
+                    }
+                    if early.every_ms.is_some() {
+                        self.early_pending
+                            .entry((e, s))
+                            .or_default()
+                            .extend(keys_of_rows);
+                    }
                 }
             }
             i = j;
+        }
+        for (w, keys) in due_early {
+            self.fire_early(w, keys, out)?;
         }
         self.emit_dirty(out)?;
         self.schedule(ctx);
@@ -483,11 +621,17 @@ impl Operator for WindowAggregate {
     }
 
     fn on_processing_time(&mut self, now: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        if self.early_tick.is_some_and(|t| t <= now) {
+            self.early_tick = None;
+            for (w, keys) in std::mem::take(&mut self.early_pending) {
+                self.fire_early(w, keys, out)?;
+            }
+        }
         if self.time_column.is_none() {
             // windows ending at or before `now` are complete
             self.advance(now.saturating_sub(1), ctx, out)?;
-            self.schedule(ctx);
         }
+        self.schedule(ctx);
         Ok(())
     }
 
@@ -565,6 +709,7 @@ mod tests {
             Window::tumbling(Duration::from_secs(1)),
             0,
             &[Agg::count().alias("n"), Agg::avg("speed")],
+            None,
             "window",
         )
         .unwrap();
@@ -651,6 +796,7 @@ mod tests {
             w,
             0,
             &[Agg::count()],
+            None,
             "win",
         )
         .err()
@@ -663,6 +809,7 @@ mod tests {
             w,
             0,
             &[Agg::count()],
+            None,
             "win",
         )
         .err()
@@ -702,6 +849,7 @@ mod tests {
             Window::sliding(Duration::from_secs(2), Duration::from_secs(1)),
             0,
             &[Agg::count().alias("n")],
+            None,
             "w",
         )
         .unwrap();
@@ -740,6 +888,7 @@ mod tests {
             Window::tumbling(Duration::from_secs(1)),
             500,
             &[Agg::count().alias("n")],
+            None,
             "w",
         )
         .unwrap();
