@@ -4,12 +4,12 @@ use super::{Edge, LogicalPlan, Node, NodeId, NodeKind, Partitioning};
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::operator::{Operator, OperatorFactory, SourceFactory, TaskInfo};
-use crate::operators::EarlyFiring;
 use crate::operators::{
     Agg, BatchFn, CollectSink, Collected, FileFormat, FileSinkSpec, Filter, IngestionTime,
     MapBatches, MemorySourceSpec, ParquetSourceSpec, Passthrough, Project, SessionWindowAggregate,
     StdoutSink, WindowAggregate,
 };
+use crate::operators::{EarlyFiring, WindowConfig};
 use crate::time::{validate_time_column, WatermarkStrategy, Window};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -720,45 +720,59 @@ impl WindowedStream {
 
     /// One output row per key and window: the key columns, `window_start`,
     /// `window_end` (epoch ms, end exclusive), one column per aggregate, and,
-    /// when the stream allows lateness, an `op` column (`insert`, `update`,
-    /// `delete`) so a sink can upsert by key and window.
+    /// when results can change (allowed lateness, early firings), an `op`
+    /// column (`insert`, `update`, `delete`) so a sink can upsert by key and
+    /// window.
     pub fn aggregate(&self, aggs: impl IntoIterator<Item = Agg>) -> Result<Stream> {
-        let aggs: Vec<Agg> = aggs.into_iter().collect();
         let s = &self.stream;
-        if self.processing_time {
-            return self.aggregate_processing_time(aggs);
-        }
-        let time = s.time_column.clone().ok_or_else(|| {
-            Error::Plan(
-                "a window needs event time: call assign_timestamps on the source first".into(),
-            )
-        })?;
-        let keys = self.keys.clone();
-        let window = self.window;
-        let lateness = s.lateness_ms;
-        let early = self.early;
-        if early.is_some() && window.is_session() {
+        let time_column = if self.processing_time {
+            None
+        } else {
+            Some(s.time_column.clone().ok_or_else(|| {
+                Error::Plan(
+                    "a window needs event time: call assign_timestamps on the source first".into(),
+                )
+            })?)
+        };
+        let config = WindowConfig {
+            time_column,
+            keys: self.keys.clone(),
+            window: self.window,
+            lateness_ms: if self.processing_time {
+                0
+            } else {
+                s.lateness_ms
+            },
+            aggs: aggs.into_iter().collect(),
+            early: self.early,
+        };
+        if config.early.is_some() && config.window.is_session() {
             return Err(Error::option(
                 "trigger",
                 "early firings are not supported on session windows",
             ));
         }
         let input = s.schema.clone();
-        let schema = WindowAggregate::output_schema(
-            &input,
-            &keys,
-            &aggs,
-            lateness > 0 || early.is_some(),
-            "window",
-        )?;
+        let emit_op = config.lateness_ms > 0 || config.early.is_some();
+        let schema =
+            WindowAggregate::output_schema(&input, &config.keys, &config.aggs, emit_op, "window")?;
         let build = move |name: &str| -> Result<Box<dyn Operator>> {
-            Ok(match window {
-                Window::Session { gap_ms } => Box::new(SessionWindowAggregate::try_new(
-                    &input, &time, &keys, gap_ms, lateness, &aggs, name,
-                )?),
-                _ => Box::new(WindowAggregate::try_new(
-                    &input, &time, &keys, window, lateness, &aggs, early, name,
-                )?),
+            Ok(match (config.window, &config.time_column) {
+                (Window::Session { gap_ms }, Some(time)) => {
+                    Box::new(SessionWindowAggregate::try_new(
+                        &input,
+                        time,
+                        &config.keys,
+                        gap_ms,
+                        config.lateness_ms,
+                        &config.aggs,
+                        name,
+                    )?)
+                }
+                (Window::Session { .. }, None) => {
+                    return Err(Error::option("window", "session windows need event time"))
+                }
+                _ => Box::new(WindowAggregate::try_new(&input, &config, name)?),
             })
         };
         // Validate now, so errors surface while building.
@@ -770,37 +784,12 @@ impl WindowedStream {
         } else {
             Partitioning::Hash(self.keys.clone())
         };
-        let mut out = input_stream.then("window", NodeKind::Operator(fac), schema);
-        if self.keys.is_empty() {
-            self.stream.job.plan.borrow_mut().nodes[out.node].max_parallelism = Some(1);
-        }
-        out.time_column = None;
-        out.lateness_ms = 0;
-        Ok(out)
-    }
-
-    fn aggregate_processing_time(&self, aggs: Vec<Agg>) -> Result<Stream> {
-        let s = &self.stream;
-        let (input, keys, window) = (s.schema.clone(), self.keys.clone(), self.window);
-        let probe =
-            WindowAggregate::try_new_processing_time(&input, &keys, window, &aggs, "window")?;
-        let schema = probe.schema().clone();
-        let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| {
-            Ok(Box::new(WindowAggregate::try_new_processing_time(
-                &input,
-                &keys,
-                window,
-                &aggs,
-                &info.operator,
-            )?) as Box<dyn Operator>)
-        });
-        let mut input_stream = s.clone();
-        input_stream.next_partitioning = if self.keys.is_empty() {
-            Partitioning::Rebalance
+        let name = if self.processing_time {
+            "processing_time_window"
         } else {
-            Partitioning::Hash(self.keys.clone())
+            "window"
         };
-        let mut out = input_stream.then("processing_time_window", NodeKind::Operator(fac), schema);
+        let mut out = input_stream.then(name, NodeKind::Operator(fac), schema);
         if self.keys.is_empty() {
             self.stream.job.plan.borrow_mut().nodes[out.node].max_parallelism = Some(1);
         }

@@ -22,7 +22,7 @@ pub use memory_source::{MemorySource, MemorySourceSpec};
 pub use parquet_source::{ParquetSource, ParquetSourceSpec};
 pub use session::SessionWindowAggregate;
 pub use sinks::{CollectSink, Collected, FileFormat, FileSink, FileSinkSpec, StdoutSink};
-pub use window::{EarlyFiring, WindowAggregate, OP_COLUMN};
+pub use window::{EarlyFiring, WindowAggregate, WindowConfig, OP_COLUMN};
 
 /// Splits a source batch by its keep-mask: late rows are counted and sent
 /// to side output 1 (the late-row stream); the rest is returned.

@@ -33,6 +33,26 @@ pub struct EarlyFiring {
     pub purge: bool,
 }
 
+/// What a window operator computes.
+#[derive(Debug, Clone)]
+pub struct WindowConfig {
+    /// The event-time column; `None` for processing-time windows (rows
+    /// belong to the window of the wall-clock time they arrive at; windows
+    /// fire on processing-time timers in pipelined runs, and at end of input
+    /// in batch runs).
+    pub time_column: Option<String>,
+    /// Key columns (empty: one global group).
+    pub keys: Vec<String>,
+    /// The windows (not sessions: see the session operator).
+    pub window: Window,
+    /// Allowed lateness of the input stream, in ms.
+    pub lateness_ms: i64,
+    /// The aggregates.
+    pub aggs: Vec<Agg>,
+    /// Results before the windows close.
+    pub early: Option<EarlyFiring>,
+}
+
 /// Window aggregation: rows update one pane each; a window's result is the
 /// merge of its panes when the watermark passes its end.
 ///
@@ -137,16 +157,16 @@ impl WindowAggregate {
 
     /// A window operator over `input`; validates every column and option.
     /// `lateness_ms` is the allowed lateness of the input stream.
-    pub fn try_new(
-        input: &Schema,
-        time_column: &str,
-        keys: &[String],
-        window: Window,
-        lateness_ms: i64,
-        aggs: &[Agg],
-        early: Option<EarlyFiring>,
-        context: &str,
-    ) -> Result<Self> {
+    pub fn try_new(input: &Schema, config: &WindowConfig, context: &str) -> Result<Self> {
+        let WindowConfig {
+            time_column,
+            keys,
+            window,
+            lateness_ms,
+            aggs,
+            early,
+        } = config;
+        let (window, lateness_ms, early) = (*window, *lateness_ms, *early);
         window.validate()?;
         if let Some(e) = early {
             if e.every_rows.is_none() && e.every_ms.is_none() {
@@ -179,7 +199,16 @@ impl WindowAggregate {
                 "a window needs at least one aggregate",
             ));
         }
-        let time_column = Some(validate_time_column(input, time_column, context)?);
+        let time_column = match time_column {
+            Some(c) => Some(validate_time_column(input, c, context)?),
+            None if lateness_ms > 0 => {
+                return Err(Error::option(
+                    "lateness",
+                    "processing-time windows have no lateness",
+                ))
+            }
+            None => None,
+        };
         let key_encoder = if keys.is_empty() {
             None
         } else {
@@ -200,59 +229,6 @@ impl WindowAggregate {
             schema,
             emit_op,
             early,
-            emitted: BTreeMap::new(),
-            early_counts: BTreeMap::new(),
-            early_pending: BTreeMap::new(),
-            early_tick: None,
-            dictionary: KeyDictionary::new(),
-            panes: BTreeMap::new(),
-            windows: BTreeMap::new(),
-            dirty: BTreeMap::new(),
-            watermark: None,
-            last_groups: 0,
-            reservation: None,
-        })
-    }
-
-    /// Processing-time windows: rows belong to the window of the wall-clock
-    /// time they arrive at; windows fire on processing-time timers in
-    /// pipelined runs, and at end of input in batch runs.
-    pub fn try_new_processing_time(
-        input: &Schema,
-        keys: &[String],
-        window: Window,
-        aggs: &[Agg],
-        context: &str,
-    ) -> Result<Self> {
-        window.validate()?;
-        if window.is_session() {
-            return Err(Error::option("window", "session windows need event time"));
-        }
-        if aggs.is_empty() {
-            return Err(Error::option(
-                "aggregates",
-                "a window needs at least one aggregate",
-            ));
-        }
-        let key_encoder = if keys.is_empty() {
-            None
-        } else {
-            Some(KeyEncoder::try_new(input, keys, context)?)
-        };
-        let schema = Self::output_schema(input, keys, aggs, false, context)?;
-        let aggs = aggs
-            .iter()
-            .map(|a| a.bind(input, context))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(WindowAggregate {
-            window,
-            lateness_ms: 0,
-            time_column: None,
-            keys: key_encoder,
-            aggs,
-            schema,
-            emit_op: false,
-            early: None,
             emitted: BTreeMap::new(),
             early_counts: BTreeMap::new(),
             early_pending: BTreeMap::new(),
@@ -704,12 +680,14 @@ mod tests {
         );
         let mut w = WindowAggregate::try_new(
             &b.schema(),
-            "t",
-            &["k".into()],
-            Window::tumbling(Duration::from_secs(1)),
-            0,
-            &[Agg::count().alias("n"), Agg::avg("speed")],
-            None,
+            &WindowConfig {
+                time_column: Some("t".into()),
+                keys: vec!["k".into()],
+                window: Window::tumbling(Duration::from_secs(1)),
+                lateness_ms: 0,
+                aggs: &[Agg::count().alias("n"), Agg::avg("speed")].to_vec(),
+                early: None,
+            },
             "window",
         )
         .unwrap();
@@ -791,12 +769,14 @@ mod tests {
         let w = Window::tumbling(Duration::from_secs(1));
         let err = WindowAggregate::try_new(
             &b.schema(),
-            "time",
-            &["k".into()],
-            w,
-            0,
-            &[Agg::count()],
-            None,
+            &WindowConfig {
+                time_column: Some("time".into()),
+                keys: vec!["k".into()],
+                window: w,
+                lateness_ms: 0,
+                aggs: &[Agg::count()].to_vec(),
+                early: None,
+            },
             "win",
         )
         .err()
@@ -804,12 +784,14 @@ mod tests {
         assert!(err.to_string().contains("`time`"), "{err}");
         let err = WindowAggregate::try_new(
             &b.schema(),
-            "k",
-            &["k".into()],
-            w,
-            0,
-            &[Agg::count()],
-            None,
+            &WindowConfig {
+                time_column: Some("k".into()),
+                keys: vec!["k".into()],
+                window: w,
+                lateness_ms: 0,
+                aggs: &[Agg::count()].to_vec(),
+                early: None,
+            },
             "win",
         )
         .err()
@@ -844,12 +826,14 @@ mod tests {
         );
         let mut w = WindowAggregate::try_new(
             &b.schema(),
-            "t",
-            &["k".into()],
-            Window::sliding(Duration::from_secs(2), Duration::from_secs(1)),
-            0,
-            &[Agg::count().alias("n")],
-            None,
+            &WindowConfig {
+                time_column: Some("t".into()),
+                keys: vec!["k".into()],
+                window: Window::sliding(Duration::from_secs(2), Duration::from_secs(1)),
+                lateness_ms: 0,
+                aggs: &[Agg::count().alias("n")].to_vec(),
+                early: None,
+            },
             "w",
         )
         .unwrap();
@@ -883,12 +867,14 @@ mod tests {
         let b = input(vec!["a", "a"], vec![100, 200], vec![1.0, 2.0]);
         let mut w = WindowAggregate::try_new(
             &b.schema(),
-            "t",
-            &["k".into()],
-            Window::tumbling(Duration::from_secs(1)),
-            500,
-            &[Agg::count().alias("n")],
-            None,
+            &WindowConfig {
+                time_column: Some("t".into()),
+                keys: vec!["k".into()],
+                window: Window::tumbling(Duration::from_secs(1)),
+                lateness_ms: 500,
+                aggs: &[Agg::count().alias("n")].to_vec(),
+                early: None,
+            },
             "w",
         )
         .unwrap();
