@@ -93,3 +93,96 @@ fn example_job_gives_the_same_rows_in_both_modes_and_as_the_builder() {
     // 30 vehicles x 90 s: nearly every (vehicle, second) has a window
     assert!(built.num_rows() > 30 * 85, "{}", built.num_rows());
 }
+
+/// The event-time example (sliding window, lateness, early firings, late
+/// sink) gives the same materialized windows and the same late rows in both modes.
+#[test]
+fn event_time_example_agrees_between_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("obd");
+    let batches = weir::cli::demo::generate_obd(20, 300, 11, 2000);
+    weir::cli::demo::write_parquet_dir(&data, &batches, 2, 1000).unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/event_time.toml"
+    ))
+    .unwrap();
+    let mut results = Vec::new();
+    for mode in ["batch", "pipelined"] {
+        let late = dir.path().join(format!("late-{mode}.jsonl"));
+        let job_path = dir.path().join(format!("job-{mode}.toml"));
+        let text = example
+            .replace("data/obd", data.to_str().unwrap())
+            .replace("out/late_obd.jsonl", late.to_str().unwrap());
+        std::fs::write(&job_path, text).unwrap();
+        let out = dir.path().join(format!("{mode}.parquet"));
+        let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("run")
+            .arg(&job_path)
+            .args(["--mode", mode, "--parallelism", "2", "--output"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let mut late_lines: Vec<String> = std::fs::read_to_string(&late)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        late_lines.sort();
+        results.push((materialize(&read_parquet(&out)), late_lines));
+    }
+    assert!(
+        !results[0].1.is_empty(),
+        "the sample data has rows beyond the lateness"
+    );
+    assert_eq!(results[0].1, results[1].1, "same late rows");
+    assert_eq!(results[0].0.len(), results[1].0.len());
+    for (k, a) in &results[0].0 {
+        let b = &results[1].0[k];
+        assert!(
+            (a.0 - b.0).abs() <= 1e-9 * a.0.abs().max(1.0) && a.1 == b.1,
+            "{k:?}: {a:?} vs {b:?}"
+        );
+    }
+}
+
+/// Applies the `op` changelog: (vehicle, start, end) -> (avg_speed, readings).
+fn materialize(batches: &[RecordBatch]) -> std::collections::BTreeMap<(i64, i64, i64), (f64, i64)> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    let mut t = std::collections::BTreeMap::new();
+    for b in batches {
+        let i64c = |n: &str| {
+            b.column_by_name(n)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone()
+        };
+        let (v, s, e, n) = (
+            i64c("vehicle_id"),
+            i64c("window_start"),
+            i64c("window_end"),
+            i64c("readings"),
+        );
+        let avg = b
+            .column_by_name("avg_speed")
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .clone();
+        let op = b.column_by_name("op").unwrap().as_string::<i32>().clone();
+        for i in 0..b.num_rows() {
+            let key = (v.value(i), s.value(i), e.value(i));
+            if op.value(i) == "delete" {
+                t.remove(&key);
+            } else {
+                t.insert(key, (avg.value(i), n.value(i)));
+            }
+        }
+    }
+    t
+}

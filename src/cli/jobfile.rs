@@ -26,11 +26,13 @@
 use crate::error::{Error, Result};
 use crate::expr::parse_expr;
 use crate::graph::{Job, Stream};
+use crate::operators::EarlyFiring;
 use crate::operators::{Agg, AggFn};
-use crate::time::{parse_duration, TumblingWindow, WatermarkStrategy};
+use crate::time::{parse_duration, WatermarkStrategy, Window};
 use serde::Deserialize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use toml::Spanned;
 
 /// A parsed job file.
@@ -48,6 +50,9 @@ pub struct JobFile {
     /// Where results go (`--output` may replace the path).
     #[serde(default)]
     pub sink: Option<Spanned<SinkSpec>>,
+    /// Where the source's late rows go (beyond the allowed lateness).
+    #[serde(default)]
+    pub late_sink: Option<Spanned<SinkSpec>>,
 }
 
 /// `[source]`: a bounded Parquet source with event time.
@@ -70,6 +75,18 @@ pub struct SourceSpec {
     /// Bounded out-of-orderness, e.g. `"30s"`.
     #[serde(default)]
     pub watermark_delay: Option<String>,
+    /// Punctuated watermarks: an Int64/Timestamp column whose values are watermarks.
+    #[serde(default)]
+    pub watermark_column: Option<String>,
+    /// Punctuated watermarks: rows matching this expression set the watermark to their time.
+    #[serde(default)]
+    pub watermark_predicate: Option<String>,
+    /// Rows up to this far behind the watermark still update their windows.
+    #[serde(default)]
+    pub allowed_lateness: Option<String>,
+    /// After this long without rows the source stops holding back the watermark.
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
     /// Rows per batch read.
     #[serde(default)]
     pub batch_size: Option<usize>,
@@ -96,14 +113,42 @@ pub struct WithColumnSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
-    /// Only `tumbling` for now.
+    /// tumbling, sliding, cumulative or session.
     #[serde(default = "tumbling")]
     pub kind: String,
-    /// Window length.
-    pub size: String,
+    /// Window length (tumbling, sliding) or largest window (cumulative).
+    #[serde(default)]
+    pub size: Option<String>,
+    /// Distance between window starts (sliding).
+    #[serde(default)]
+    pub slide: Option<String>,
+    /// Growth step (cumulative).
+    #[serde(default)]
+    pub step: Option<String>,
+    /// Inactivity closing a session (session).
+    #[serde(default)]
+    pub gap: Option<String>,
     /// Alignment offset.
     #[serde(default)]
     pub offset: Option<String>,
+    /// `event` (default) or `processing` time.
+    #[serde(default)]
+    pub time: Option<String>,
+}
+
+/// `trigger = { every_rows = 100, every = "5s", purge = false }`: early firings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// Fire a key's window every this many rows.
+    #[serde(default)]
+    pub every_rows: Option<u64>,
+    /// Fire windows with new rows every interval of processing time.
+    #[serde(default)]
+    pub every: Option<String>,
+    /// Emit deltas instead of running results (tumbling windows).
+    #[serde(default)]
+    pub purge: bool,
 }
 
 fn tumbling() -> String {
@@ -141,6 +186,8 @@ pub struct StepSpec {
     pub window: Option<WindowSpec>,
     /// The window's aggregates.
     pub aggregates: Option<Vec<AggSpec>>,
+    /// Early firings of the window.
+    pub trigger: Option<TriggerSpec>,
     /// Merge another Parquet source (same schema) into the stream.
     pub union: Option<SourceSpec>,
     /// Redistribute batches round-robin before this step's operator.
@@ -264,13 +311,35 @@ impl LoadedJob {
             }
             return Ok(stream);
         };
-        let delay = match &spec.watermark_delay {
-            Some(d) => parse_duration(&format!("{field}.watermark_delay"), d)
-                .map_err(|e| self.error(span.clone(), field, e))?,
-            None => std::time::Duration::ZERO,
+        let duration = |name: &str, v: &Option<String>| -> Result<Option<std::time::Duration>> {
+            v.as_ref()
+                .map(|d| parse_duration(&format!("{field}.{name}"), d))
+                .transpose()
+                .map_err(|e| self.error(span.clone(), &format!("{field}.{name}"), e))
         };
+        let delay = duration("watermark_delay", &spec.watermark_delay)?.unwrap_or_default();
+        let mut strategy = match (&spec.watermark_column, &spec.watermark_predicate) {
+            (Some(c), None) => WatermarkStrategy::from_column(c),
+            (None, Some(p)) => WatermarkStrategy::from_predicate(parse_expr(p).map_err(|e| {
+                self.error(span.clone(), &format!("{field}.watermark_predicate"), e)
+            })?),
+            (None, None) => WatermarkStrategy::bounded_out_of_orderness(delay),
+            (Some(_), Some(_)) => {
+                return Err(self.error(
+                    span,
+                    &format!("{field}.watermark_column"),
+                    "give watermark_column or watermark_predicate, not both",
+                ))
+            }
+        };
+        if let Some(l) = duration("allowed_lateness", &spec.allowed_lateness)? {
+            strategy = strategy.with_allowed_lateness(l);
+        }
+        if let Some(t) = duration("idle_timeout", &spec.idle_timeout)? {
+            strategy = strategy.with_idle_timeout(t);
+        }
         stream
-            .assign_timestamps(time, WatermarkStrategy::bounded_out_of_orderness(delay))
+            .assign_timestamps(time, strategy)
             .map_err(|e| self.error(span, &format!("{field}.time_column"), e))
     }
 
@@ -301,11 +370,11 @@ impl LoadedJob {
                     "a step needs exactly one of filter, select, with_column, key_by, window, union",
                 ));
             }
-            if s.aggregates.is_some() && s.window.is_none() {
+            if (s.aggregates.is_some() || s.trigger.is_some()) && s.window.is_none() {
                 return Err(self.error(
                     span,
                     &field("aggregates"),
-                    "only a window step takes aggregates",
+                    "only a window step takes aggregates and a trigger",
                 ));
             }
             if keys.is_some() && s.window.is_none() {
@@ -352,14 +421,7 @@ impl LoadedJob {
                 stream.union(&other).map_err(|e| wrap("union", e))?
             } else {
                 let w = s.window.as_ref().expect("counted above");
-                self.window_step(
-                    &stream,
-                    w,
-                    s.aggregates.as_deref(),
-                    keys.take(),
-                    span.clone(),
-                    i,
-                )?
+                self.window_step(&stream, w, s, keys.take(), span.clone(), i)?
             };
             if let Some(p) = s.parallelism {
                 stream = stream
@@ -370,7 +432,17 @@ impl LoadedJob {
         if let Some((_, span)) = keys {
             return Err(self.error(span, "key_by", "must be followed by a window step"));
         }
-        self.sink(&stream, output)?;
+        let (sink, span) = match &self.spec.sink {
+            Some(s) => (Some(s.get_ref()), s.span()),
+            None => (None, 0..0),
+        };
+        self.sink_to(&stream, sink, span, output, "sink")?;
+        if let Some(late) = &self.spec.late_sink {
+            let rows = stream
+                .late_rows()
+                .map_err(|e| self.error(late.span(), "late_sink", e))?;
+            self.sink_to(&rows, Some(late.get_ref()), late.span(), None, "late_sink")?;
+        }
         Ok(job)
     }
 
@@ -378,31 +450,58 @@ impl LoadedJob {
         &self,
         stream: &Stream,
         w: &WindowSpec,
-        aggs: Option<&[AggSpec]>,
+        step: &StepSpec,
         keys: Option<(Vec<String>, Range<usize>)>,
         span: Range<usize>,
         i: usize,
     ) -> Result<Stream> {
         let field = |name: &str| format!("steps[{i}].{name}");
-        if w.kind != "tumbling" {
-            return Err(self.error(
+        let duration = |name: &str, v: &Option<String>| -> Result<Option<Duration>> {
+            v.as_ref()
+                .map(|d| parse_duration(&field(name), d))
+                .transpose()
+                .map_err(|e| self.error(span.clone(), &field(name), e))
+        };
+        let need = |name: &str, v: Option<Duration>| -> Result<Duration> {
+            v.ok_or_else(|| {
+                self.error(
+                    span.clone(),
+                    &field(name),
+                    format!(
+                        "a {} window needs `{}`",
+                        w.kind,
+                        name.rsplit('.').next().unwrap_or(name)
+                    ),
+                )
+            })
+        };
+        let size = duration("window.size", &w.size)?;
+        let mut window = match w.kind.as_str() {
+            "tumbling" => Window::tumbling(need("window.size", size)?),
+            "sliding" => Window::sliding(
+                need("window.size", size)?,
+                need("window.slide", duration("window.slide", &w.slide)?)?,
+            ),
+            "cumulative" => Window::cumulative(
+                need("window.step", duration("window.step", &w.step)?)?,
+                need("window.size", size)?,
+            ),
+            "session" => Window::session(need("window.gap", duration("window.gap", &w.gap)?)?),
+            other => return Err(self.error(
                 span,
                 &field("window.kind"),
-                format!("unknown window kind `{}` (use tumbling)", w.kind),
-            ));
-        }
-        let size = parse_duration(&field("window.size"), &w.size)
-            .map_err(|e| self.error(span.clone(), &field("window.size"), e))?;
-        let mut window = TumblingWindow::of(size);
-        if let Some(o) = &w.offset {
-            let off = parse_duration(&field("window.offset"), o)
-                .map_err(|e| self.error(span.clone(), &field("window.offset"), e))?;
+                format!(
+                    "unknown window kind `{other}` (use tumbling, sliding, cumulative or session)"
+                ),
+            )),
+        };
+        if let Some(off) = duration("window.offset", &w.offset)? {
             window = window.with_offset(off);
         }
         window
             .validate()
             .map_err(|e| self.error(span.clone(), &field("window"), e))?;
-        let Some(aggs) = aggs else {
+        let Some(aggs) = step.aggregates.as_deref() else {
             return Err(self.error(
                 span,
                 &field("aggregates"),
@@ -413,16 +512,16 @@ impl LoadedJob {
             .iter()
             .enumerate()
             .map(|(j, a)| {
-                let func = AggFn::parse(&a.func).map_err(|e| {
-                    self.error(span.clone(), &format!("steps[{i}].aggregates[{j}].fn"), e)
-                })?;
+                let name = |f: &str| format!("steps[{i}].aggregates[{j}].{f}");
+                let func =
+                    AggFn::parse(&a.func).map_err(|e| self.error(span.clone(), &name("fn"), e))?;
                 let mut agg = match &a.column {
                     Some(c) => Agg::of(func, c),
                     None if func == AggFn::Count => Agg::count(),
                     None => {
                         return Err(self.error(
                             span.clone(),
-                            &format!("steps[{i}].aggregates[{j}].column"),
+                            &name("column"),
                             format!("{} needs a column", func.name()),
                         ))
                     }
@@ -433,24 +532,46 @@ impl LoadedJob {
                 Ok(agg)
             })
             .collect::<Result<Vec<_>>>()?;
-        let Some((keys, _)) = keys else {
-            return Err(self.error(
-                span,
-                &field("window"),
-                "needs a key_by step before it (keyed windows only for now)",
-            ));
+        let mut windowed = match &keys {
+            Some((keys, _)) => stream.key_by(keys)?.window(window),
+            None => stream.window_all(window),
         };
-        stream
-            .key_by(&keys)?
-            .window(window)
+        match w.time.as_deref() {
+            None | Some("event") => {}
+            Some("processing") => windowed = windowed.processing_time(),
+            Some(other) => {
+                return Err(self.error(
+                    span,
+                    &field("window.time"),
+                    format!("`{other}` is not a time (use event or processing)"),
+                ))
+            }
+        }
+        if let Some(t) = &step.trigger {
+            let every = duration("trigger.every", &t.every)?;
+            windowed = windowed.trigger(EarlyFiring {
+                every_rows: t.every_rows,
+                every_ms: every.map(crate::time::duration_ms),
+                purge: t.purge,
+            });
+        }
+        windowed
             .aggregate(aggs)
             .map_err(|e| self.error(span, &field("window"), e))
     }
 
-    fn sink(&self, stream: &Stream, output: Option<&Path>) -> Result<()> {
-        let (kind, path, span) = match &self.spec.sink {
-            Some(s) => (s.get_ref().kind.clone(), s.get_ref().path.clone(), s.span()),
-            None => (None, None, 0..0),
+    /// Adds the sink `spec` (or stdout if none) to `stream`; `output` replaces its path.
+    fn sink_to(
+        &self,
+        stream: &Stream,
+        spec: Option<&SinkSpec>,
+        span: Range<usize>,
+        output: Option<&Path>,
+        field: &str,
+    ) -> Result<()> {
+        let (kind, path) = match spec {
+            Some(s) => (s.kind.clone(), s.path.clone()),
+            None => (None, None),
         };
         let by_extension = |p: &Path| match p.extension().and_then(|e| e.to_str()) {
             Some("json" | "jsonl" | "ndjson") => Some("json".to_string()),
@@ -475,11 +596,11 @@ impl LoadedJob {
             ("parquet", Some(p)) => stream.sink_parquet(p),
             ("json" | "jsonl", Some(p)) => stream.sink_json(p),
             ("parquet" | "json" | "jsonl", None) => {
-                Err(self.error(span, "sink.path", "missing (or pass --output)"))
+                Err(self.error(span, &format!("{field}.path"), "missing (or pass --output)"))
             }
             (other, _) => Err(self.error(
                 span,
-                "sink.type",
+                &format!("{field}.type"),
                 format!("unknown sink type `{other}` (use parquet, json or stdout)"),
             )),
         }

@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Operator, Output, PendingCommit, TaskInfo};
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -231,6 +231,42 @@ impl Drop for StagedDir {
     }
 }
 
+/// JSON output needs time zones as offsets (named zones need a time-zone
+/// database weir does not ship): UTC becomes `+00:00`; other named zones are
+/// written as plain UTC instants (the stored values are UTC anyway).
+fn json_compatible(batch: &RecordBatch) -> Result<RecordBatch> {
+    let needs = |tz: &str| !(tz.starts_with('+') || tz.starts_with('-'));
+    let fixes = batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Timestamp(_, Some(tz)) if needs(tz)));
+    if !fixes {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        match f.data_type() {
+            DataType::Timestamp(unit, Some(tz)) if needs(tz) => {
+                let ty = DataType::Timestamp(*unit, Some("+00:00".into()));
+                // same instants, new label: no conversion of values
+                let data = c.to_data().into_builder().data_type(ty.clone()).build()?;
+                columns.push(arrow_array::make_array(data));
+                fields.push(f.as_ref().clone().with_data_type(ty));
+            }
+            _ => {
+                columns.push(c.clone());
+                fields.push(f.as_ref().clone());
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow_schema::Schema::new(fields)),
+        columns,
+    )?)
+}
+
 enum Writer {
     Parquet(ArrowWriter<File>),
     Json(arrow_json::LineDelimitedWriter<BufWriter<File>>),
@@ -336,7 +372,7 @@ impl Operator for FileSink {
         let target = self.target();
         match self.writer.as_mut().expect("created above") {
             Writer::Parquet(w) => w.write(&batch).map_err(|e| parquet_error(&target, e)),
-            Writer::Json(w) => w.write(&batch).map_err(|e| match e {
+            Writer::Json(w) => w.write(&json_compatible(&batch)?).map_err(|e| match e {
                 arrow_schema::ArrowError::IoError(_, io) => Error::io(&target, io),
                 other => Error::Arrow(other),
             }),
@@ -395,7 +431,7 @@ impl Operator for StdoutSink {
         let stdout = std::io::stdout();
         let mut lock = stdout.lock();
         let mut w = arrow_json::LineDelimitedWriter::new(&mut lock);
-        w.write(&batch)?;
+        w.write(&json_compatible(&batch)?)?;
         w.finish()?;
         Ok(())
     }
