@@ -487,13 +487,15 @@ impl LoadedJob {
                 need("window.size", size)?,
             ),
             "session" => Window::session(need("window.gap", duration("window.gap", &w.gap)?)?),
-            other => return Err(self.error(
-                span,
-                &field("window.kind"),
-                format!(
+            other => {
+                return Err(self.error(
+                    span,
+                    &field("window.kind"),
+                    format!(
                     "unknown window kind `{other}` (use tumbling, sliding, cumulative or session)"
                 ),
-            )),
+                ))
+            }
         };
         if let Some(off) = duration("window.offset", &w.offset)? {
             window = window.with_offset(off);

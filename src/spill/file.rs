@@ -368,6 +368,11 @@ impl SpillReader {
         self.blocks.len()
     }
 
+    /// True once every batch was handed out.
+    pub fn is_finished(&self) -> bool {
+        self.next_block >= self.blocks.len()
+    }
+
     /// Decodes the block at `index`.
     fn decode(&self, index: usize) -> Result<RecordBatch> {
         let block = &self.blocks[index];

@@ -2,6 +2,8 @@
 //! sliding and cumulative windows, with allowed lateness and updates.
 
 use super::aggregate::{Accumulators, Agg, BoundAgg};
+mod spill;
+
 use crate::error::{Error, Result};
 use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
 use crate::memory::MemoryReservation;
@@ -99,6 +101,7 @@ pub struct WindowAggregate {
     last_groups: usize,
     // resources
     reservation: Option<MemoryReservation>,
+    spilled: spill::SpilledPanes,
 }
 
 /// Partial aggregates of one pane: key id -> group slot.
@@ -221,6 +224,7 @@ impl WindowAggregate {
             .map(|a| a.bind(input, context))
             .collect::<Result<Vec<_>>>()?;
         Ok(WindowAggregate {
+            spilled: spill::SpilledPanes::new(&aggs),
             window,
             lateness_ms: lateness_ms.max(0),
             time_column,
@@ -292,6 +296,7 @@ impl WindowAggregate {
         out: &mut Output,
     ) -> Result<()> {
         let (end, start) = window;
+        self.hydrate(end)?;
         if let Some(b) = self.evaluate(start, end, Some(&keys), &|k| self.op_for(window, k))? {
             out.emit(b);
         }
@@ -334,19 +339,109 @@ impl WindowAggregate {
         self.dictionary.memory_size() + self.panes.values().map(Pane::memory_size).sum::<usize>()
     }
 
+    /// Matches the reservation to the state; when the pool refuses, spills
+    /// every pane to a sorted run on disk and tries again.
     fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
         let bytes = self.state_bytes();
         let pool = ctx.pool().clone();
         let name = ctx.operator().to_string();
         let r = self
             .reservation
-            .get_or_insert_with(|| MemoryReservation::new(&pool, name));
-        if bytes > r.size() {
-            r.try_grow(bytes - r.size())
-        } else {
+            .get_or_insert_with(|| MemoryReservation::new(&pool, name.clone()));
+        if bytes <= r.size() {
+            r.shrink(r.size() - bytes);
+            return Ok(());
+        }
+        if r.try_grow(bytes - r.size()).is_ok() {
+            return Ok(());
+        }
+        if self.panes.is_empty() {
+            return r.try_grow(bytes - r.size());
+        }
+        self.spilled
+            .spill(&self.panes, &self.dictionary, ctx.spill(), &name)?;
+        for (_, p) in std::mem::take(&mut self.panes) {
+            for id in p.key_ids {
+                self.dictionary.release(id);
+            }
+        }
+        let bytes = self.state_bytes();
+        let r = self.reservation.as_mut().expect("created above");
+        if bytes <= r.size() {
             r.shrink(r.size() - bytes);
             Ok(())
+        } else {
+            r.try_grow(bytes - r.size())
         }
+    }
+
+    /// Brings spilled partial state of panes starting before `boundary` back
+    /// into memory (merged into the in-memory panes), before windows up to
+    /// `boundary` are evaluated. Reserved without a limit: it is released
+    /// when the windows fire.
+    fn hydrate(&mut self, boundary: i64) -> Result<()> {
+        if self.spilled.is_empty() {
+            return Ok(());
+        }
+        let widths: Vec<usize> = self
+            .aggs
+            .iter()
+            .map(|a| Accumulators::state_fields(a).len())
+            .collect();
+        for batch in self.spilled.take_up_to(boundary)? {
+            let panes = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("run schema: pane is Int64");
+            let keys = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<arrow_array::BinaryArray>()
+                .expect("run schema: key is Binary");
+            let mut i = 0;
+            while i < batch.num_rows() {
+                let start = panes.value(i);
+                let mut j = i;
+                while j < batch.num_rows() && panes.value(j) == start {
+                    j += 1;
+                }
+                if !self.panes.contains_key(&start) {
+                    let p = self.new_pane();
+                    self.panes.insert(start, p);
+                }
+                let pane = self.panes.get_mut(&start).expect("inserted above");
+                let mut slots = Vec::with_capacity(j - i);
+                for r in i..j {
+                    let id = self.dictionary.intern(keys.value(r));
+                    let next = pane.key_ids.len() as u32;
+                    let slot = *pane.groups.entry(id).or_insert_with(|| {
+                        pane.key_ids.push(id);
+                        self.dictionary.retain(id);
+                        next
+                    });
+                    slots.push(slot);
+                }
+                let n = pane.key_ids.len();
+                let mut col = 2;
+                for (acc, &width) in pane.accs.iter_mut().zip(&widths) {
+                    acc.resize(n);
+                    let state: Vec<ArrayRef> = (col..col + width)
+                        .map(|c| batch.column(c).slice(i, j - i))
+                        .collect();
+                    acc.merge_state(&slots, &state)?;
+                    col += width;
+                }
+                i = j;
+            }
+        }
+        let bytes = self.state_bytes();
+        if let Some(r) = self.reservation.as_mut() {
+            if bytes > r.size() {
+                r.grow(bytes - r.size());
+            }
+        }
+        Ok(())
     }
 
     /// The result of window `[start, end)` for `only` keys (all keys if `None`).
@@ -430,6 +525,7 @@ impl WindowAggregate {
 
     fn emit_dirty(&mut self, out: &mut Output) -> Result<()> {
         for ((end, start), keys) in std::mem::take(&mut self.dirty) {
+            self.hydrate(end)?;
             if let Some(b) = self.evaluate(start, end, Some(&keys), &|_| "update")? {
                 out.emit(b);
             }
@@ -450,11 +546,14 @@ impl WindowAggregate {
             let w = (end, start);
             self.early_counts.remove(&w);
             self.early_pending.remove(&w);
+            self.hydrate(end)?;
             if let Some(b) = self.evaluate(start, end, None, &|k| self.op_for(w, k))? {
                 out.emit(b);
             }
             self.emitted.remove(&w);
             self.windows.insert(w, true);
+            // panes whose windows all fired and that no late row can reach
+            self.drop_panes(t, Some(end));
         }
         let lateness = self.lateness_ms;
         while let Some((&(end, _), _)) = self.windows.first_key_value() {
@@ -463,8 +562,21 @@ impl WindowAggregate {
             }
             self.windows.pop_first();
         }
+        self.drop_panes(t, None);
+        self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
+        self.sync_reservation(ctx)
+    }
+
+    /// Drops panes that no late row can reach at watermark `t` and, if
+    /// `fired_up_to` is given, whose windows all end at or before it.
+    fn drop_panes(&mut self, t: i64, fired_up_to: Option<i64>) {
         while let Some((&pane, _)) = self.panes.first_key_value() {
-            if self.pane_done_at(pane) > t {
+            let last_end = self
+                .window
+                .windows_of_pane(pane)
+                .last()
+                .map_or(pane, |w| w.1);
+            if self.pane_done_at(pane) > t || fired_up_to.is_some_and(|e| last_end > e) {
                 break;
             }
             let (_, p) = self.panes.pop_first().expect("checked above");
@@ -473,8 +585,6 @@ impl WindowAggregate {
                 self.dictionary.release(id);
             }
         }
-        self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
-        self.sync_reservation(ctx)
     }
 }
 

@@ -1,0 +1,116 @@
+//! Window state far beyond the memory budget spills to sorted runs on disk
+//! and is merged back when windows fire: the output equals the unlimited
+//! run, spill files are written, the pool ends at zero and no file remains.
+
+use arrow_array::{Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use std::sync::Arc;
+use std::time::Duration;
+use weir::compare::same_rows;
+use weir::time::Window;
+use weir::{Agg, ExecConfig, ExecMode, Job, JobMetrics, WatermarkStrategy};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("t", DataType::Int64, false),
+        Field::new("v", DataType::Int64, false),
+    ]))
+}
+
+/// 3000 keys x 40 one-second windows, rows shuffled in time within each
+/// split; the watermark delay (1 h) keeps every window open to the end.
+fn input() -> Vec<Vec<RecordBatch>> {
+    (0..4)
+        .map(|split: i64| {
+            (0..30)
+                .map(|b: i64| {
+                    let ids: Vec<i64> = (0..4000).map(|i| (b * 4000 + i) * 4 + split).collect();
+                    RecordBatch::try_new(
+                        schema(),
+                        vec![
+                            Arc::new(Int64Array::from_iter_values(
+                                ids.iter().map(|i| (i * 7919) % 3000),
+                            )),
+                            Arc::new(Int64Array::from_iter_values(
+                                ids.iter().map(|i| (i * 104_729) % 40_000),
+                            )),
+                            Arc::new(Int64Array::from_iter_values(ids.iter().map(|i| i % 13))),
+                        ],
+                    )
+                    .unwrap()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn run(
+    window: Window,
+    mode: ExecMode,
+    memory: usize,
+    spill_dir: &std::path::Path,
+) -> (Vec<RecordBatch>, SchemaRef, JobMetrics) {
+    let job = Job::new();
+    let windows = job
+        .from_batches(schema(), input())
+        .unwrap()
+        .assign_timestamps(
+            "t",
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(3600)),
+        )
+        .unwrap()
+        .key_by(["k"])
+        .unwrap()
+        .window(window)
+        .aggregate([
+            Agg::count().alias("n"),
+            Agg::sum("v"),
+            Agg::avg("v"),
+            Agg::min("v"),
+            Agg::count_distinct("v").alias("distinct_v"),
+        ])
+        .unwrap();
+    let schema = windows.schema().clone();
+    let out = windows.collect().unwrap();
+    let m = job
+        .run(
+            &ExecConfig::new(mode)
+                .with_parallelism(2)
+                .with_memory(memory)
+                .with_spill_dir(spill_dir),
+        )
+        .unwrap();
+    (out.batches(), schema, m)
+}
+
+#[test]
+fn window_state_ten_times_the_budget_spills_and_matches_the_unlimited_run() {
+    let budget = 1 << 20;
+    for window in [
+        Window::tumbling(Duration::from_secs(1)),
+        Window::sliding(Duration::from_secs(2), Duration::from_secs(1)),
+    ] {
+        for mode in [ExecMode::Pipelined, ExecMode::Batch] {
+            let dir = tempfile::tempdir().unwrap();
+            let (want, schema, free) = run(window, mode, usize::MAX, dir.path());
+            assert!(
+                free.peak_memory >= 10 * budget as u64,
+                "{mode}: the state must be at least 10x the budget, was {}",
+                free.peak_memory
+            );
+            let (got, _, m) = run(window, mode, budget, dir.path());
+            assert!(
+                m.spill_files > 0 && m.spilled_bytes > 0,
+                "{mode}: state was spilled: {m:?}"
+            );
+            assert_eq!(m.memory_reserved_at_end, 0, "{mode}: pool back to zero");
+            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert!(left.is_empty(), "{mode}: no spill file remains: {left:?}");
+            same_rows(&got, &want, &schema, 1e-9)
+                .unwrap_or_else(|e| panic!("{window:?} {mode}: {e}"));
+            let windows: usize = got.iter().map(|b| b.num_rows()).sum();
+            assert!(windows >= 3000 * 40, "{windows}");
+        }
+    }
+}
