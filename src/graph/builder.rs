@@ -9,7 +9,10 @@ use crate::operators::{
     MapBatches, MemorySourceSpec, ParquetSourceSpec, Passthrough, Project, SessionWindowAggregate,
     StdoutSink, WindowAggregate,
 };
-use crate::operators::{EarlyFiring, WindowConfig};
+use crate::operators::{
+    CountWindow, CountWindowAggregate, EarlyFiring, KeyedProcessFunction, KeyedProcessOperator,
+    WindowConfig, WindowTrigger,
+};
 use crate::time::{validate_time_column, WatermarkStrategy, Window};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -672,6 +675,117 @@ impl KeyedStream {
             processing_time: false,
             early: None,
         }
+    }
+}
+
+impl KeyedStream {
+    /// Flink's `countWindow(size)`: every `size` rows of a key (in event-time
+    /// order, once the watermark passed them) form a window.
+    pub fn count_window(&self, size: u64) -> CountWindowedStream {
+        self.count_windows(CountWindow::Tumbling { size })
+    }
+
+    /// Flink's `countWindow(size, slide)`: every `slide` rows of a key, a
+    /// window over its last `size` rows.
+    pub fn count_window_sliding(&self, size: u64, slide: u64) -> CountWindowedStream {
+        self.count_windows(CountWindow::Sliding { size, slide })
+    }
+
+    /// A global window per key, fired by a custom `trigger`; after a firing
+    /// at most `evict_to` rows are kept (all if `None`).
+    pub fn global_window(
+        &self,
+        trigger: Arc<dyn WindowTrigger>,
+        evict_to: Option<u64>,
+    ) -> CountWindowedStream {
+        self.count_windows(CountWindow::Global { trigger, evict_to })
+    }
+
+    fn count_windows(&self, spec: CountWindow) -> CountWindowedStream {
+        CountWindowedStream {
+            stream: self.stream.clone(),
+            keys: self.keys.clone(),
+            spec,
+        }
+    }
+
+    /// A keyed process function (Flink's KeyedProcessFunction): per-key state
+    /// and event-time timers; each key's rows arrive in event-time order once
+    /// the watermark passed them, so results are the same in every mode.
+    /// `make` builds one function per subtask; it emits rows of `output`.
+    pub fn process<P, F>(&self, output: SchemaRef, make: F) -> Result<Stream>
+    where
+        P: KeyedProcessFunction + 'static,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        let s = &self.stream;
+        let time = s.time_column.clone().ok_or_else(|| {
+            Error::Plan("process needs event time: assign timestamps at the source".into())
+        })?;
+        let (input, keys, out_schema) = (s.schema.clone(), self.keys.clone(), output.clone());
+        KeyedProcessOperator::try_new(&input, &time, &keys, out_schema.clone(), make(), "process")?;
+        let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| {
+            Ok(Box::new(KeyedProcessOperator::try_new(
+                &input,
+                &time,
+                &keys,
+                out_schema.clone(),
+                make(),
+                &info.operator,
+            )?) as Box<dyn Operator>)
+        });
+        let mut keyed = s.clone();
+        keyed.next_partitioning = Partitioning::Hash(self.keys.clone());
+        let mut out = keyed.then("process", NodeKind::Operator(fac), output);
+        out.time_column = None;
+        out.lateness_ms = 0;
+        Ok(out)
+    }
+}
+
+/// Keyed rows grouped into count (or global, triggered) windows.
+#[derive(Debug, Clone)]
+pub struct CountWindowedStream {
+    stream: Stream,
+    keys: Vec<String>,
+    spec: CountWindow,
+}
+
+impl CountWindowedStream {
+    /// One row per fired window: key columns, `window_start` (first row's
+    /// time), `window_end` (last row's time + 1), one column per aggregate.
+    pub fn aggregate(&self, aggs: impl IntoIterator<Item = Agg>) -> Result<Stream> {
+        let aggs: Vec<Agg> = aggs.into_iter().collect();
+        let s = &self.stream;
+        let time = s.time_column.clone().ok_or_else(|| {
+            Error::Plan("count windows need event time: assign timestamps at the source".into())
+        })?;
+        let (input, keys, spec) = (s.schema.clone(), self.keys.clone(), self.spec.clone());
+        let probe = CountWindowAggregate::try_new(
+            &input,
+            &time,
+            &keys,
+            spec.clone(),
+            &aggs,
+            "count_window",
+        )?;
+        let schema = probe.schema().clone();
+        let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| {
+            Ok(Box::new(CountWindowAggregate::try_new(
+                &input,
+                &time,
+                &keys,
+                spec.clone(),
+                &aggs,
+                &info.operator,
+            )?) as Box<dyn Operator>)
+        });
+        let mut keyed = s.clone();
+        keyed.next_partitioning = Partitioning::Hash(self.keys.clone());
+        let mut out = keyed.then("count_window", NodeKind::Operator(fac), schema);
+        out.time_column = None;
+        out.lateness_ms = 0;
+        Ok(out)
     }
 }
 

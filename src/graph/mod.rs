@@ -7,7 +7,7 @@
 mod builder;
 mod physical;
 
-pub use builder::{Job, KeyedStream, Stream, WindowedStream};
+pub use builder::{CountWindowedStream, Job, KeyedStream, Stream, WindowedStream};
 pub use physical::{PhysicalEdge, PhysicalPlan, TaskPlan};
 
 use crate::operator::{OperatorFactory, SourceFactory};

@@ -8,18 +8,26 @@
 
 pub mod aggregate;
 mod basic;
+mod count_window;
+mod event_buffer;
 mod ingestion;
 mod memory_source;
 mod parquet_source;
+mod process;
 mod session;
 mod sinks;
 mod window;
 
 pub use aggregate::{Agg, AggFn};
 pub use basic::{BatchFn, Filter, MapBatches, Passthrough, Project};
+pub use count_window::{
+    CountTrigger, CountWindow, CountWindowAggregate, TriggerAction, WindowTrigger,
+};
+pub use event_buffer::{EventTimeBuffer, Released};
 pub use ingestion::IngestionTime;
 pub use memory_source::{MemorySource, MemorySourceSpec};
 pub use parquet_source::{ParquetSource, ParquetSourceSpec};
+pub use process::{KeyRow, KeyedProcessFunction, KeyedProcessOperator, ProcessContext, ProcessFn};
 pub use session::SessionWindowAggregate;
 pub use sinks::{CollectSink, Collected, FileFormat, FileSink, FileSinkSpec, StdoutSink};
 pub use window::{EarlyFiring, WindowAggregate, WindowConfig, OP_COLUMN};

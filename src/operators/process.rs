@@ -1,0 +1,862 @@
+//! Keyed process functions with event-time timers (Flink's
+//! `KeyedProcessFunction`), made deterministic by event-time buffering.
+//!
+//! Owns [`KeyedProcessFunction`], [`KeyedProcessOperator`],
+//! [`ProcessContext`], [`KeyRow`] and the closure adapter [`ProcessFn`].
+//! Rows of a key are held in an [`EventTimeBuffer`] until the watermark
+//! passes them, then handed to the function in (event time, row content)
+//! order, interleaved with the key's timers by time: the sequence of calls
+//! a key sees is a function of the data only, whatever the executor,
+//! parallelism, batching or watermark schedule.
+//!
+//! May use `crate::operator`, `crate::message`, `crate::key`, `crate::time`,
+//! `crate::memory`, `crate::error` and the arrow crates. Never `crate::exec`
+//! or `crate::graph`.
+
+use super::event_buffer::{EventTimeBuffer, Released};
+use crate::error::{Error, Result};
+use crate::key::FastBuildHasher;
+use crate::memory::MemoryReservation;
+use crate::message::Watermark;
+use crate::operator::{Ctx, Operator, Output};
+use arrow_array::{RecordBatch, RecordBatchOptions};
+use arrow_schema::{Schema, SchemaRef};
+use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
+
+/// Bytes accounted per registered timer (per-key set and global index).
+const TIMER_BYTES: usize = 64;
+/// Bytes accounted per key with state, besides the state value itself.
+const KEY_STATE_BYTES: usize = 48;
+
+/// The key the function is called for.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    columns: RecordBatch,
+}
+
+impl KeyRow {
+    /// The key's column values: one row, one column per key column (no
+    /// columns when the stream is not keyed).
+    pub fn columns(&self) -> &RecordBatch {
+        &self.columns
+    }
+}
+
+/// What a [`KeyedProcessFunction`] can do during a call: emit rows, manage
+/// the key's event-time timers, read the watermark, drop the key's state.
+#[derive(Debug)]
+pub struct ProcessContext {
+    // config
+    operator: String,
+    schema: SchemaRef,
+    // state
+    watermark: i64,
+    time: i64,
+    timers: BTreeSet<i64>,
+    clear: bool,
+    emitted: Vec<RecordBatch>,
+}
+
+impl ProcessContext {
+    fn new(operator: &str, schema: SchemaRef) -> Self {
+        ProcessContext {
+            operator: operator.to_string(),
+            schema,
+            watermark: i64::MIN,
+            time: i64::MIN,
+            timers: BTreeSet::new(),
+            clear: false,
+            emitted: Vec::new(),
+        }
+    }
+
+    /// Emits rows; they must have the operator's declared output schema
+    /// (same column names and types, no nulls in non-nullable columns).
+    pub fn emit(&mut self, batch: RecordBatch) -> Result<()> {
+        let mismatch = |message: String| Error::SchemaMismatch {
+            location: format!("keyed process function `{}`", self.operator),
+            message,
+        };
+        let want = self.schema.fields();
+        let got = batch.schema();
+        let same = got.fields().len() == want.len()
+            && got
+                .fields()
+                .iter()
+                .zip(want.iter())
+                .all(|(g, w)| g.name() == w.name() && g.data_type() == w.data_type());
+        if !same {
+            return Err(mismatch(format!(
+                "emitted columns ({}) differ from the declared output ({})",
+                describe(&got),
+                describe(&self.schema)
+            )));
+        }
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
+            .map_err(|e| mismatch(format!("emitted rows do not fit the declared output: {e}")))?;
+        self.emitted.push(batch);
+        Ok(())
+    }
+
+    /// Asks for [`KeyedProcessFunction::on_timer`] at event time `time` for
+    /// this key (once per distinct time). A time at or before the rows or
+    /// timer being processed fires right after the current call.
+    pub fn register_event_timer(&mut self, time: i64) {
+        self.timers.insert(time);
+    }
+
+    /// Cancels this key's timer at `time`, if any.
+    pub fn delete_event_timer(&mut self, time: i64) {
+        self.timers.remove(&time);
+    }
+
+    /// This key's pending event-time timers, in time order.
+    pub fn event_timers(&self) -> impl Iterator<Item = i64> + '_ {
+        self.timers.iter().copied()
+    }
+
+    /// The watermark being processed: every row and timer handed to the
+    /// function now is at or below it.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// The event time of the rows or the timer being processed.
+    pub fn time(&self) -> i64 {
+        self.time
+    }
+
+    /// Drops this key's state after the current call; the next call for
+    /// the key starts from `State::default()`. Timers are kept.
+    pub fn clear_state(&mut self) {
+        self.clear = true;
+    }
+
+    /// The declared output schema.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+}
+
+fn describe(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A user function called per key with its rows in event-time order and
+/// its timers (Flink's `KeyedProcessFunction`).
+///
+/// For one key, calls come in increasing event time: all rows with one
+/// event time in one `on_rows` call, and a timer at `t` after the rows with
+/// time `<= t` and before later rows. Calls for different keys may come in
+/// any order: keep per-key data in `State`, not in `self`, or results will
+/// depend on the parallelism.
+pub trait KeyedProcessFunction: Send {
+    /// Per-key state (value, list and map state are fields of this type).
+    type State: Default + Send + 'static;
+
+    /// Rows of one key whose time the watermark passed, all with the same
+    /// event time ([`ProcessContext::time`]), ties ordered by row content.
+    fn on_rows(
+        &mut self,
+        key: &KeyRow,
+        rows: &RecordBatch,
+        state: &mut Self::State,
+        ctx: &mut ProcessContext,
+    ) -> Result<()>;
+
+    /// An event-time timer of this key fired (`time` <= watermark), after
+    /// rows up to `time` were delivered.
+    fn on_timer(
+        &mut self,
+        key: &KeyRow,
+        time: i64,
+        state: &mut Self::State,
+        ctx: &mut ProcessContext,
+    ) -> Result<()> {
+        let _ = (key, time, state, ctx);
+        Ok(())
+    }
+}
+
+/// A [`KeyedProcessFunction`] made of a closure over rows (no timer callback).
+pub struct ProcessFn<S, F> {
+    // config
+    f: F,
+    _state: PhantomData<fn() -> S>,
+}
+
+impl<S, F> ProcessFn<S, F> {
+    /// Wraps `f`, called as `on_rows`.
+    pub fn new(f: F) -> Self {
+        ProcessFn {
+            f,
+            _state: PhantomData,
+        }
+    }
+}
+
+impl<S, F> std::fmt::Debug for ProcessFn<S, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProcessFn")
+    }
+}
+
+impl<S, F> KeyedProcessFunction for ProcessFn<S, F>
+where
+    S: Default + Send + 'static,
+    F: FnMut(&KeyRow, &RecordBatch, &mut S, &mut ProcessContext) -> Result<()> + Send,
+{
+    type State = S;
+
+    fn on_rows(
+        &mut self,
+        key: &KeyRow,
+        rows: &RecordBatch,
+        state: &mut S,
+        ctx: &mut ProcessContext,
+    ) -> Result<()> {
+        (self.f)(key, rows, state, ctx)
+    }
+}
+
+/// Runs a [`KeyedProcessFunction`] per key over event-time-ordered rows.
+///
+/// ```text
+///  batch ──► EventTimeBuffer (per key until the watermark passes; late rows counted, dropped)
+///  watermark w ──► keys with rows <= w or timers <= w, in key-id order; per key:
+///     rows (time, content order) and timers <= w, merged by time:
+///        next row time r, next timer t:  t < r ? on_timer(t) : on_rows(rows at time r)
+///        (a timer registered during a call joins the merge at once)
+///     state: HashMap<key id, State> (Default on first use; clear_state drops it)
+///  emitted rows of all keys ──concat──► out, then the watermark is forwarded
+///  end of input = watermark i64::MAX: all rows and timers, then state is dropped
+/// ```
+/// The buffered rows are reserved from the memory pool, as are timers and
+/// the shallow size of each key's `State`; memory the state owns on the heap
+/// (vectors, maps) is not measured. State lives until `clear_state`.
+/// Processing-time timers are not supported here.
+///
+/// A function that keeps registering later timers from `on_timer` loops at
+/// end of input until it stops (as in Flink): guard such timers with state.
+pub struct KeyedProcessOperator<P: KeyedProcessFunction> {
+    // config
+    schema: SchemaRef,
+    function: P,
+    // state
+    /// Rows waiting for the watermark, and the key dictionary.
+    buffer: EventTimeBuffer,
+    states: HashMap<u32, P::State, FastBuildHasher>,
+    timers: HashMap<u32, BTreeSet<i64>, FastBuildHasher>,
+    /// `(time, key id)` of every pending timer.
+    timer_index: BTreeSet<(i64, u32)>,
+    pctx: ProcessContext,
+    // resources
+    reservation: Option<MemoryReservation>,
+}
+
+impl<P: KeyedProcessFunction> std::fmt::Debug for KeyedProcessOperator<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedProcessOperator")
+            .field("schema", &self.schema)
+            .field("keys", &self.states.len())
+            .field("timers", &self.timer_index.len())
+            .finish()
+    }
+}
+
+impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
+    /// A process operator over `input`, keyed by `keys` (empty: one group),
+    /// ordering rows by `time_column`; `function` emits rows of `output`.
+    pub fn try_new(
+        input: &Schema,
+        time_column: &str,
+        keys: &[String],
+        output: SchemaRef,
+        function: P,
+        context: &str,
+    ) -> Result<Self> {
+        let buffer = EventTimeBuffer::try_new(input, time_column, keys, context)?;
+        Ok(KeyedProcessOperator {
+            pctx: ProcessContext::new(context, output.clone()),
+            schema: output,
+            function,
+            buffer,
+            states: HashMap::default(),
+            timers: HashMap::default(),
+            timer_index: BTreeSet::new(),
+            reservation: None,
+        })
+    }
+
+    /// The output schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The function (e.g. to inspect it after a test run).
+    pub fn function(&self) -> &P {
+        &self.function
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.timer_index.len() * TIMER_BYTES
+            + self.states.len() * (KEY_STATE_BYTES + std::mem::size_of::<P::State>())
+    }
+
+    fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
+        let bytes = self.state_bytes();
+        let r = self
+            .reservation
+            .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()));
+        r.try_resize(bytes)
+    }
+
+    fn holds(&self, key: u32) -> bool {
+        self.states.contains_key(&key) || self.timers.contains_key(&key)
+    }
+
+    fn key_row(&self, key: u32) -> Result<KeyRow> {
+        let columns = self.buffer.key_columns(&[key])?;
+        let options = RecordBatchOptions::new().with_row_count(Some(1));
+        let columns =
+            RecordBatch::try_new_with_options(self.buffer.key_schema().clone(), columns, &options)?;
+        Ok(KeyRow { columns })
+    }
+
+    /// Advances to watermark `wm`: runs every key with due rows or timers.
+    fn advance(&mut self, wm: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        if self.buffer.watermark().is_some_and(|w| w >= wm) {
+            return Ok(());
+        }
+        let mut keys = self.buffer.advance(wm);
+        keys.extend(self.timer_index.range(..=(wm, u32::MAX)).map(|&(_, k)| k));
+        keys.sort_unstable();
+        keys.dedup();
+        self.pctx.watermark = wm;
+        for key in keys {
+            self.process_key(key, wm)?;
+        }
+        let emitted = std::mem::take(&mut self.pctx.emitted);
+        if !emitted.is_empty() {
+            out.emit(arrow_select::concat::concat_batches(
+                &self.schema,
+                &emitted,
+            )?);
+        }
+        self.sync_reservation(ctx)
+    }
+
+    fn process_key(&mut self, key: u32, wm: i64) -> Result<()> {
+        let held = self.holds(key);
+        // pinned while it runs; kept as the state's reference if it now holds state
+        self.buffer.retain_key(key);
+        let released = self.buffer.take(key)?;
+        let timers = self.timers.remove(&key).unwrap_or_default();
+        for &t in &timers {
+            self.timer_index.remove(&(t, key));
+        }
+        self.pctx.timers = timers;
+        let result = self.run_key(key, released, wm);
+        let timers = std::mem::take(&mut self.pctx.timers);
+        self.pctx.clear = false;
+        if !timers.is_empty() {
+            self.timer_index.extend(timers.iter().map(|&t| (t, key)));
+            self.timers.insert(key, timers);
+        }
+        match (held, self.holds(key)) {
+            (false, true) => {}
+            (true, false) => {
+                self.buffer.release_key(key);
+                self.buffer.release_key(key);
+            }
+            _ => self.buffer.release_key(key),
+        }
+        result
+    }
+
+    /// Merges the key's rows and due timers by time and calls the function.
+    fn run_key(&mut self, key: u32, released: Option<Released>, wm: i64) -> Result<()> {
+        let key_row = self.key_row(key)?;
+        let (rows, times) = match released {
+            Some(r) => (Some(r.rows), r.times),
+            None => (None, Vec::new()),
+        };
+        let mut pos = 0;
+        loop {
+            let next_row = times.get(pos).copied();
+            let next_timer = self.pctx.timers.first().copied().filter(|&t| t <= wm);
+            match (next_row, next_timer, &rows) {
+                (_, Some(t), _) if next_row.is_none_or(|r| t < r) => {
+                    self.pctx.timers.remove(&t);
+                    self.pctx.time = t;
+                    let state = self.states.entry(key).or_default();
+                    self.function.on_timer(&key_row, t, state, &mut self.pctx)?;
+                }
+                (Some(r), _, Some(rows)) => {
+                    let n = times[pos..].iter().take_while(|&&x| x == r).count();
+                    let slice = rows.slice(pos, n);
+                    pos += n;
+                    self.pctx.time = r;
+                    let state = self.states.entry(key).or_default();
+                    self.function
+                        .on_rows(&key_row, &slice, state, &mut self.pctx)?;
+                }
+                _ => break,
+            }
+            if std::mem::take(&mut self.pctx.clear) {
+                self.states.remove(&key);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<P: KeyedProcessFunction> Operator for KeyedProcessOperator<P> {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        ctx: &mut Ctx,
+        _out: &mut Output,
+    ) -> Result<()> {
+        self.buffer.push(&batch, ctx)?;
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        if let Watermark::EventTime(t) = wm {
+            self.advance(t, ctx, out)?;
+        }
+        out.emit_watermark(wm);
+        Ok(())
+    }
+
+    fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        self.advance(i64::MAX, ctx, out)?;
+        let mut keys: Vec<u32> = self
+            .states
+            .keys()
+            .chain(self.timers.keys())
+            .copied()
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        self.states.clear();
+        self.timers.clear();
+        self.timer_index.clear();
+        for key in keys {
+            self.buffer.release_key(key);
+        }
+        self.sync_reservation(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::basic::tests::{batches, test_ctx};
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field};
+    use std::collections::VecDeque;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    fn input(rows: &[(&str, i64, i64)]) -> RecordBatch {
+        RecordBatch::try_from_iter([
+            (
+                "k",
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+            ),
+            (
+                "t",
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))) as _,
+            ),
+            (
+                "v",
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))) as _,
+            ),
+        ])
+        .unwrap()
+    }
+
+    fn out_schema(last: &str) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("t", DataType::Int64, false),
+            Field::new(last, DataType::Int64, false),
+        ]))
+    }
+
+    fn output_batch(schema: &SchemaRef, k: &KeyRow, t: Vec<i64>, x: Vec<i64>) -> RecordBatch {
+        let key = k.columns().column(0).as_string::<i32>().value(0);
+        let n = t.len();
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![key; n])),
+                Arc::new(Int64Array::from(t)),
+                Arc::new(Int64Array::from(x)),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn table(got: &[RecordBatch]) -> Vec<(String, i64, i64)> {
+        let mut v = Vec::new();
+        for b in got {
+            let k = b.column(0).as_string::<i32>();
+            let t = b.column(1).as_primitive::<Int64Type>();
+            let x = b.column(2).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                v.push((k.value(i).to_string(), t.value(i), x.value(i)));
+            }
+        }
+        v.sort();
+        v
+    }
+
+    /// Feeds `rows` in batches of `batch`; after each batch the watermark
+    /// goes to just below the smallest time still to come.
+    fn run<P: KeyedProcessFunction>(
+        op: &mut KeyedProcessOperator<P>,
+        rows: &[(&str, i64, i64)],
+        batch: usize,
+    ) -> Vec<RecordBatch> {
+        let (mut ctx, mut out) = (test_ctx(), Output::new());
+        let mut got = Vec::new();
+        for (i, chunk) in rows.chunks(batch).enumerate() {
+            op.on_batch(0, input(chunk), &mut ctx, &mut out).unwrap();
+            let rest = &rows[((i + 1) * batch).min(rows.len())..];
+            if let Some(min) = rest.iter().map(|r| r.1).min() {
+                op.on_watermark(Watermark::EventTime(min - 1), &mut ctx, &mut out)
+                    .unwrap();
+            }
+            got.extend(batches(&mut out));
+        }
+        op.on_watermark(Watermark::MAX, &mut ctx, &mut out).unwrap();
+        op.on_end_of_input(&mut ctx, &mut out).unwrap();
+        got.extend(batches(&mut out));
+        assert_eq!(ctx.pool().reserved(), 0, "memory returned at end of input");
+        assert_eq!(ctx.metrics().late_rows.load(Ordering::Relaxed), 0);
+        got
+    }
+
+    fn running_sum() -> KeyedProcessOperator<impl KeyedProcessFunction> {
+        let schema = out_schema("sum");
+        let out = schema.clone();
+        let f = ProcessFn::new(
+            move |k: &KeyRow, rows: &RecordBatch, sum: &mut i64, ctx: &mut ProcessContext| {
+                let t = rows.column(1).as_primitive::<Int64Type>();
+                let v = rows.column(2).as_primitive::<Int64Type>();
+                let mut sums = Vec::new();
+                for x in v.values() {
+                    *sum += x;
+                    sums.push(*sum);
+                }
+                ctx.emit(output_batch(&out, k, t.values().to_vec(), sums))
+            },
+        );
+        KeyedProcessOperator::try_new(
+            &input(&[]).schema(),
+            "t",
+            &["k".into()],
+            schema,
+            f,
+            "running",
+        )
+        .unwrap()
+    }
+
+    fn sum_rows() -> Vec<(&'static str, i64, i64)> {
+        vec![
+            ("a", 1, 1),
+            ("a", 2, 2),
+            ("a", 3, 4),
+            ("a", 4, 8),
+            ("b", 10, 10),
+            ("b", 20, 30),
+            ("b", 20, 20),
+            ("b", 30, 40),
+            ("a", 5, 16),
+        ]
+    }
+
+    #[test]
+    fn running_sum_is_the_same_for_shuffled_and_sorted_input() {
+        let want = vec![
+            ("a".to_string(), 1, 1),
+            ("a".to_string(), 2, 3),
+            ("a".to_string(), 3, 7),
+            ("a".to_string(), 4, 15),
+            ("a".to_string(), 5, 31),
+            ("b".to_string(), 10, 10),
+            // ties at 20 in content order: v = 20 before v = 30
+            ("b".to_string(), 20, 30),
+            ("b".to_string(), 20, 60),
+            ("b".to_string(), 30, 100),
+        ];
+        let rows = sum_rows();
+        assert_eq!(table(&run(&mut running_sum(), &rows, rows.len())), want);
+        for perm in [[8, 3, 6, 0, 5, 2, 7, 1, 4], [7, 6, 5, 4, 3, 2, 1, 0, 8]] {
+            let shuffled: Vec<_> = perm.iter().map(|&i| rows[i]).collect();
+            for batch in [1, 2, 4] {
+                assert_eq!(
+                    table(&run(&mut running_sum(), &shuffled, batch)),
+                    want,
+                    "{perm:?} {batch}"
+                );
+            }
+        }
+    }
+
+    /// Each row sets a timer 500 ms later; a timer emits the number of the
+    /// key's rows in the last 1000 ms `(T - 1000, T]`.
+    struct RecentCount {
+        schema: SchemaRef,
+    }
+
+    impl KeyedProcessFunction for RecentCount {
+        type State = VecDeque<i64>;
+
+        fn on_rows(
+            &mut self,
+            _key: &KeyRow,
+            rows: &RecordBatch,
+            state: &mut VecDeque<i64>,
+            ctx: &mut ProcessContext,
+        ) -> Result<()> {
+            for &t in rows.column(1).as_primitive::<Int64Type>().values() {
+                state.push_back(t);
+                ctx.register_event_timer(t + 500);
+            }
+            Ok(())
+        }
+
+        fn on_timer(
+            &mut self,
+            key: &KeyRow,
+            time: i64,
+            state: &mut VecDeque<i64>,
+            ctx: &mut ProcessContext,
+        ) -> Result<()> {
+            while state.front().is_some_and(|&t| t <= time - 1000) {
+                state.pop_front();
+            }
+            let n = state.iter().filter(|&&t| t <= time).count() as i64;
+            ctx.emit(output_batch(&self.schema, key, vec![time], vec![n]))?;
+            if state.is_empty() {
+                ctx.clear_state();
+            }
+            Ok(())
+        }
+    }
+
+    fn recent_count() -> KeyedProcessOperator<RecentCount> {
+        let schema = out_schema("n");
+        KeyedProcessOperator::try_new(
+            &input(&[]).schema(),
+            "t",
+            &["k".into()],
+            schema.clone(),
+            RecentCount { schema },
+            "recent",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn timers_count_recent_rows_after_the_rows_up_to_their_time() {
+        let rows = vec![
+            ("a", 100, 0),
+            ("a", 500, 0),
+            ("a", 900, 0),
+            ("a", 1200, 0),
+            ("a", 2500, 0),
+            ("b", 1000, 0),
+            ("b", 1500, 1),
+            ("b", 1500, 2),
+        ];
+        // a: timers 600, 1000, 1400, 1700, 3000; b: timers 1500 (after its
+        // rows at 1500), 2000 (registered twice, fires once)
+        let want = vec![
+            ("a".to_string(), 600, 2),
+            ("a".to_string(), 1000, 3),
+            ("a".to_string(), 1400, 3),
+            ("a".to_string(), 1700, 2),
+            ("a".to_string(), 3000, 1),
+            ("b".to_string(), 1500, 3),
+            ("b".to_string(), 2000, 2),
+        ];
+        assert_eq!(table(&run(&mut recent_count(), &rows, rows.len())), want);
+        let shuffled: Vec<_> = [7, 4, 0, 5, 2, 6, 3, 1].iter().map(|&i| rows[i]).collect();
+        for batch in [1, 3] {
+            assert_eq!(table(&run(&mut recent_count(), &shuffled, batch)), want);
+        }
+        // watermarks one ms at a time give the same calls
+        let mut op = recent_count();
+        let (mut ctx, mut out) = (test_ctx(), Output::new());
+        op.on_batch(0, input(&rows), &mut ctx, &mut out).unwrap();
+        for w in (0..3100).step_by(7) {
+            op.on_watermark(Watermark::EventTime(w), &mut ctx, &mut out)
+                .unwrap();
+        }
+        op.on_end_of_input(&mut ctx, &mut out).unwrap();
+        assert_eq!(table(&batches(&mut out)), want);
+        assert!(op.states.is_empty(), "state dropped at end of input");
+        assert_eq!(ctx.pool().reserved(), 0);
+    }
+
+    #[test]
+    fn late_rows_are_counted_and_dropped() {
+        let mut op = running_sum();
+        let (mut ctx, mut out) = (test_ctx(), Output::new());
+        op.on_watermark(Watermark::EventTime(100), &mut ctx, &mut out)
+            .unwrap();
+        op.on_batch(
+            0,
+            input(&[("a", 100, 1), ("a", 50, 2), ("a", 150, 4)]),
+            &mut ctx,
+            &mut out,
+        )
+        .unwrap();
+        op.on_end_of_input(&mut ctx, &mut out).unwrap();
+        assert_eq!(ctx.metrics().late_rows.load(Ordering::Relaxed), 2);
+        assert_eq!(table(&batches(&mut out)), vec![("a".to_string(), 150, 4)]);
+        assert_eq!(ctx.pool().reserved(), 0);
+    }
+
+    /// Records the calls it gets; registers a timer in the past and deletes
+    /// one, and clears its state at the second timer.
+    struct Recorder {
+        calls: Vec<String>,
+    }
+
+    impl KeyedProcessFunction for Recorder {
+        type State = i64;
+
+        fn on_rows(
+            &mut self,
+            _key: &KeyRow,
+            rows: &RecordBatch,
+            state: &mut i64,
+            ctx: &mut ProcessContext,
+        ) -> Result<()> {
+            *state += rows.num_rows() as i64;
+            self.calls.push(format!(
+                "rows@{} n={} state={state}",
+                ctx.time(),
+                rows.num_rows()
+            ));
+            if ctx.time() == 10 {
+                ctx.register_event_timer(5); // in the past: fires right after
+                ctx.register_event_timer(25);
+                ctx.register_event_timer(40);
+                ctx.register_event_timer(99);
+            }
+            if ctx.time() == 30 {
+                ctx.delete_event_timer(99);
+            }
+            Ok(())
+        }
+
+        fn on_timer(
+            &mut self,
+            _key: &KeyRow,
+            time: i64,
+            state: &mut i64,
+            ctx: &mut ProcessContext,
+        ) -> Result<()> {
+            self.calls.push(format!("timer@{time} state={state}"));
+            if time == 25 {
+                ctx.clear_state();
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn rows_and_timers_interleave_by_time_and_state_can_be_cleared() {
+        let schema = out_schema("x");
+        let mut op = KeyedProcessOperator::try_new(
+            &input(&[]).schema(),
+            "t",
+            &[],
+            schema,
+            Recorder { calls: Vec::new() },
+            "rec",
+        )
+        .unwrap();
+        let rows = [
+            ("a", 30, 1),
+            ("b", 10, 1),
+            ("a", 10, 2),
+            ("a", 40, 3),
+            ("c", 20, 1),
+        ];
+        run(&mut op, &rows, 2);
+        assert_eq!(
+            op.function().calls,
+            vec![
+                "rows@10 n=2 state=2",
+                "timer@5 state=2",
+                "rows@20 n=1 state=3",
+                "timer@25 state=3",
+                "rows@30 n=1 state=1",
+                "rows@40 n=1 state=2",
+                "timer@40 state=2",
+            ]
+        );
+    }
+
+    #[test]
+    fn emitting_another_schema_names_the_operator() {
+        let schema = out_schema("x");
+        let f = ProcessFn::new(
+            |_k: &KeyRow, rows: &RecordBatch, _s: &mut (), ctx: &mut ProcessContext| {
+                ctx.emit(rows.clone())
+            },
+        );
+        let mut op = KeyedProcessOperator::try_new(
+            &input(&[]).schema(),
+            "t",
+            &["k".into()],
+            schema,
+            f,
+            "my_process",
+        )
+        .unwrap();
+        let (mut ctx, mut out) = (test_ctx(), Output::new());
+        op.on_batch(0, input(&[("a", 1, 1)]), &mut ctx, &mut out)
+            .unwrap();
+        let err = op.on_end_of_input(&mut ctx, &mut out).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("my_process"), "{msg}");
+        assert!(
+            msg.contains("v: Int64") && msg.contains("x: Int64"),
+            "{msg}"
+        );
+        let err = KeyedProcessOperator::try_new(
+            &input(&[]).schema(),
+            "nope",
+            &[],
+            out_schema("x"),
+            ProcessFn::new(
+                |_: &KeyRow, _: &RecordBatch, _: &mut (), _: &mut ProcessContext| Ok(()),
+            ),
+            "p",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`nope`"), "{err}");
+    }
+}
