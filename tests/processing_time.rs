@@ -330,3 +330,94 @@ fn interval_early_firings_emit_running_results_before_the_window_closes() {
     );
     assert_eq!(out.num_rows(), seen.len());
 }
+
+/// A process function with processing-time timers: pipelined runs fire them
+/// on the clock while input still arrives, batch runs at end of input; every
+/// timer fires exactly once in both.
+#[test]
+fn process_functions_fire_processing_time_timers() {
+    use weir::operators::{KeyRow, KeyedProcessFunction, ProcessContext};
+    struct Remind;
+    impl KeyedProcessFunction for Remind {
+        type State = ();
+        fn on_rows(
+            &mut self,
+            _: &KeyRow,
+            _: &RecordBatch,
+            _: &mut (),
+            ctx: &mut ProcessContext,
+        ) -> weir::Result<()> {
+            let t = ctx.processing_time() + 100;
+            ctx.register_processing_timer(t);
+            Ok(())
+        }
+        fn on_processing_timer(
+            &mut self,
+            key: &KeyRow,
+            _: i64,
+            _: &mut (),
+            ctx: &mut ProcessContext,
+        ) -> weir::Result<()> {
+            let k = key.columns().column(0).as_primitive::<Int64Type>().value(0);
+            ctx.emit(RecordBatch::try_new(
+                fired_schema(),
+                vec![Arc::new(Int64Array::from(vec![k]))],
+            )?)
+        }
+    }
+    fn fired_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]))
+    }
+    let stop = Arc::new(AtomicBool::new(true));
+    for (mode, pace) in [(ExecMode::Pipelined, 150), (ExecMode::Batch, 0)] {
+        let (tx, rx) = unbounded::<Instant>();
+        // 5 batches at distinct event times: each releases one on_rows call
+        // distinct keys: timers of one key at the same millisecond would be one timer
+        let batches: Vec<RecordBatch> = (0..5)
+            .map(|i| {
+                RecordBatch::try_new(
+                    schema(),
+                    vec![
+                        Arc::new(Int64Array::from(vec![i])),
+                        Arc::new(Int64Array::from(vec![i * 1000])),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect();
+        let job = Job::new();
+        let out = job
+            .source(
+                "paced",
+                schema(),
+                source(batches, Duration::from_millis(pace), &stop),
+            )
+            .with_parallelism(1)
+            .unwrap()
+            .with_source_event_time("ts")
+            .unwrap()
+            .key_by(["k"])
+            .unwrap()
+            .process(fired_schema(), || Remind)
+            .unwrap()
+            .map_batches(move |b| {
+                let _ = tx.send(Instant::now());
+                Ok(b)
+            })
+            .collect()
+            .unwrap();
+        let started = Instant::now();
+        job.run(&ExecConfig::new(mode).with_parallelism(1)).unwrap();
+        let ended = Instant::now();
+        assert_eq!(out.num_rows(), 5, "{mode}: one firing per registered timer");
+        let first = rx.try_iter().next().unwrap();
+        if mode == ExecMode::Pipelined {
+            assert!(
+                first < ended - Duration::from_millis(100),
+                "{mode}: a timer fired before the input ended ({:?} of {:?})",
+                first - started,
+                ended - started
+            );
+        }
+    }
+}

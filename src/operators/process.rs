@@ -54,6 +54,7 @@ pub struct ProcessContext {
     watermark: i64,
     time: i64,
     timers: BTreeSet<i64>,
+    processing_timers: BTreeSet<i64>,
     clear: bool,
     emitted: Vec<RecordBatch>,
 }
@@ -66,6 +67,7 @@ impl ProcessContext {
             watermark: i64::MIN,
             time: i64::MIN,
             timers: BTreeSet::new(),
+            processing_timers: BTreeSet::new(),
             clear: false,
             emitted: Vec::new(),
         }
@@ -112,6 +114,24 @@ impl ProcessContext {
     /// Cancels this key's timer at `time`, if any.
     pub fn delete_event_timer(&mut self, time: i64) {
         self.timers.remove(&time);
+    }
+
+    /// Asks for [`KeyedProcessFunction::on_processing_timer`] once the wall
+    /// clock reaches `time` (epoch ms) for this key. Pipelined runs fire it
+    /// then; batch runs fire every pending processing-time timer at end of
+    /// input (as Flink's BATCH mode). Results then depend on timing.
+    pub fn register_processing_timer(&mut self, time: i64) {
+        self.processing_timers.insert(time);
+    }
+
+    /// Cancels this key's processing-time timer at `time`, if any.
+    pub fn delete_processing_timer(&mut self, time: i64) {
+        self.processing_timers.remove(&time);
+    }
+
+    /// The wall clock, epoch milliseconds.
+    pub fn processing_time(&self) -> i64 {
+        crate::operator::now_ms()
     }
 
     /// This key's pending event-time timers, in time order.
@@ -176,6 +196,18 @@ pub trait KeyedProcessFunction: Send {
     /// An event-time timer of this key fired (`time` <= watermark), after
     /// rows up to `time` were delivered.
     fn on_timer(
+        &mut self,
+        key: &KeyRow,
+        time: i64,
+        state: &mut Self::State,
+        ctx: &mut ProcessContext,
+    ) -> Result<()> {
+        let _ = (key, time, state, ctx);
+        Ok(())
+    }
+
+    /// A processing-time timer of this key fired (the wall clock reached `time`).
+    fn on_processing_timer(
         &mut self,
         key: &KeyRow,
         time: i64,
@@ -258,6 +290,9 @@ pub struct KeyedProcessOperator<P: KeyedProcessFunction> {
     timers: HashMap<u32, BTreeSet<i64>, FastBuildHasher>,
     /// `(time, key id)` of every pending timer.
     timer_index: BTreeSet<(i64, u32)>,
+    processing_timers: HashMap<u32, BTreeSet<i64>, FastBuildHasher>,
+    /// `(time, key id)` of every pending processing-time timer.
+    processing_index: BTreeSet<(i64, u32)>,
     pctx: ProcessContext,
     // resources
     reservation: Option<MemoryReservation>,
@@ -293,6 +328,8 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             states: HashMap::default(),
             timers: HashMap::default(),
             timer_index: BTreeSet::new(),
+            processing_timers: HashMap::default(),
+            processing_index: BTreeSet::new(),
             reservation: None,
         })
     }
@@ -321,7 +358,86 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
     }
 
     fn holds(&self, key: u32) -> bool {
-        self.states.contains_key(&key) || self.timers.contains_key(&key)
+        self.states.contains_key(&key)
+            || self.timers.contains_key(&key)
+            || self.processing_timers.contains_key(&key)
+    }
+
+    /// Moves `key`'s processing-time timers into the context (and back with `store`).
+    fn load_processing_timers(&mut self, key: u32) {
+        let timers = self.processing_timers.remove(&key).unwrap_or_default();
+        for &t in &timers {
+            self.processing_index.remove(&(t, key));
+        }
+        self.pctx.processing_timers = timers;
+    }
+
+    fn store_processing_timers(&mut self, key: u32) {
+        let timers = std::mem::take(&mut self.pctx.processing_timers);
+        if !timers.is_empty() {
+            self.processing_index
+                .extend(timers.iter().map(|&t| (t, key)));
+            self.processing_timers.insert(key, timers);
+        }
+    }
+
+    /// Calls `on_processing_timer` for every timer at or before `now`.
+    fn fire_processing_timers(&mut self, now: i64) -> Result<()> {
+        let mut keys: Vec<u32> = self
+            .processing_index
+            .range(..=(now, u32::MAX))
+            .map(|&(_, k)| k)
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            let held = self.holds(key);
+            self.buffer.retain_key(key);
+            let key_row = self.key_row(key)?;
+            self.load_processing_timers(key);
+            let mut result = Ok(());
+            while let Some(t) = self
+                .pctx
+                .processing_timers
+                .first()
+                .copied()
+                .filter(|&t| t <= now)
+            {
+                self.pctx.processing_timers.remove(&t);
+                let state = self.states.entry(key).or_default();
+                result = self
+                    .function
+                    .on_processing_timer(&key_row, t, state, &mut self.pctx);
+                if std::mem::take(&mut self.pctx.clear) {
+                    self.states.remove(&key);
+                }
+                if result.is_err() {
+                    break;
+                }
+            }
+            self.store_processing_timers(key);
+            match (held, self.holds(key)) {
+                (false, true) => {}
+                (true, false) => {
+                    self.buffer.release_key(key);
+                    self.buffer.release_key(key);
+                }
+                _ => self.buffer.release_key(key),
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    fn emit_pending(&mut self, out: &mut Output) -> Result<()> {
+        let emitted = std::mem::take(&mut self.pctx.emitted);
+        if !emitted.is_empty() {
+            out.emit(arrow_select::concat::concat_batches(
+                &self.schema,
+                &emitted,
+            )?);
+        }
+        Ok(())
     }
 
     fn key_row(&self, key: u32) -> Result<KeyRow> {
@@ -365,7 +481,9 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             self.timer_index.remove(&(t, key));
         }
         self.pctx.timers = timers;
+        self.load_processing_timers(key);
         let result = self.run_key(key, released, wm);
+        self.store_processing_timers(key);
         let timers = std::mem::take(&mut self.pctx.timers);
         self.pctx.clear = false;
         if !timers.is_empty() {
@@ -436,12 +554,32 @@ impl<P: KeyedProcessFunction> Operator for KeyedProcessOperator<P> {
         if let Watermark::EventTime(t) = wm {
             self.advance(t, ctx, out)?;
         }
+        ctx.set_processing_timer(self.processing_index.first().map(|&(t, _)| t));
         out.emit_watermark(wm);
         Ok(())
     }
 
+    fn on_processing_time(&mut self, now: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        self.fire_processing_timers(now)?;
+        self.emit_pending(out)?;
+        ctx.set_processing_timer(self.processing_index.first().map(|&(t, _)| t));
+        self.sync_reservation(ctx)
+    }
+
     fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         self.advance(i64::MAX, ctx, out)?;
+        // Processing-time timers still pending fire now (bounded rounds: a
+        // function that keeps re-registering timers stops after 100).
+        for _ in 0..100 {
+            if self.processing_index.is_empty() {
+                break;
+            }
+            self.fire_processing_timers(i64::MAX)?;
+        }
+        self.emit_pending(out)?;
+        self.processing_timers.clear();
+        self.processing_index.clear();
+        ctx.set_processing_timer(None);
         let mut keys: Vec<u32> = self
             .states
             .keys()
