@@ -134,6 +134,12 @@ pub struct WindowSpec {
     /// `event` (default) or `processing` time.
     #[serde(default)]
     pub time: Option<String>,
+    /// Rows per window (count windows).
+    #[serde(default)]
+    pub rows: Option<u64>,
+    /// Fire every this many rows over the last `rows` (sliding count windows).
+    #[serde(default)]
+    pub slide_rows: Option<u64>,
 }
 
 /// `trigger = { every_rows = 100, every = "5s", purge = false }`: early firings.
@@ -475,6 +481,9 @@ impl LoadedJob {
                 )
             })
         };
+        if w.kind == "count" {
+            return self.count_window_step(stream, w, step, keys, span, i);
+        }
         let size = duration("window.size", &w.size)?;
         let mut window = match w.kind.as_str() {
             "tumbling" => Window::tumbling(need("window.size", size)?),
@@ -492,7 +501,7 @@ impl LoadedJob {
                     span,
                     &field("window.kind"),
                     format!(
-                    "unknown window kind `{other}` (use tumbling, sliding, cumulative or session)"
+                    "unknown window kind `{other}` (use tumbling, sliding, cumulative, session or count)"
                 ),
                 ))
             }
@@ -503,37 +512,7 @@ impl LoadedJob {
         window
             .validate()
             .map_err(|e| self.error(span.clone(), &field("window"), e))?;
-        let Some(aggs) = step.aggregates.as_deref() else {
-            return Err(self.error(
-                span,
-                &field("aggregates"),
-                "a window step needs `aggregates`",
-            ));
-        };
-        let aggs = aggs
-            .iter()
-            .enumerate()
-            .map(|(j, a)| {
-                let name = |f: &str| format!("steps[{i}].aggregates[{j}].{f}");
-                let func =
-                    AggFn::parse(&a.func).map_err(|e| self.error(span.clone(), &name("fn"), e))?;
-                let mut agg = match &a.column {
-                    Some(c) => Agg::of(func, c),
-                    None if func == AggFn::Count => Agg::count(),
-                    None => {
-                        return Err(self.error(
-                            span.clone(),
-                            &name("column"),
-                            format!("{} needs a column", func.name()),
-                        ))
-                    }
-                };
-                if let Some(alias) = &a.alias {
-                    agg = agg.alias(alias);
-                }
-                Ok(agg)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let aggs = self.aggregates(step, &span, i)?;
         let mut windowed = match &keys {
             Some((keys, _)) => stream.key_by(keys)?.window(window),
             None => stream.window_all(window),
@@ -560,6 +539,77 @@ impl LoadedJob {
         windowed
             .aggregate(aggs)
             .map_err(|e| self.error(span, &field("window"), e))
+    }
+
+    fn count_window_step(
+        &self,
+        stream: &Stream,
+        w: &WindowSpec,
+        step: &StepSpec,
+        keys: Option<(Vec<String>, Range<usize>)>,
+        span: Range<usize>,
+        i: usize,
+    ) -> Result<Stream> {
+        let field = |name: &str| format!("steps[{i}].{name}");
+        let Some((keys, _)) = keys else {
+            return Err(self.error(
+                span,
+                &field("window"),
+                "count windows are per key: add a key_by step before",
+            ));
+        };
+        let Some(rows) = w.rows else {
+            return Err(self.error(span, &field("window.rows"), "a count window needs `rows`"));
+        };
+        if step.trigger.is_some() || w.time.is_some() {
+            return Err(self.error(
+                span,
+                &field("window"),
+                "count windows take no trigger or time",
+            ));
+        }
+        let aggs = self.aggregates(step, &span, i)?;
+        let keyed = stream.key_by(&keys)?;
+        let windowed = match w.slide_rows {
+            None => keyed.count_window(rows),
+            Some(slide) => keyed.count_window_sliding(rows, slide),
+        };
+        windowed
+            .aggregate(aggs)
+            .map_err(|e| self.error(span, &field("window"), e))
+    }
+
+    fn aggregates(&self, step: &StepSpec, span: &Range<usize>, i: usize) -> Result<Vec<Agg>> {
+        let Some(aggs) = step.aggregates.as_deref() else {
+            return Err(self.error(
+                span.clone(),
+                &format!("steps[{i}].aggregates"),
+                "a window step needs `aggregates`",
+            ));
+        };
+        aggs.iter()
+            .enumerate()
+            .map(|(j, a)| {
+                let name = |f: &str| format!("steps[{i}].aggregates[{j}].{f}");
+                let func =
+                    AggFn::parse(&a.func).map_err(|e| self.error(span.clone(), &name("fn"), e))?;
+                let mut agg = match &a.column {
+                    Some(c) => Agg::of(func, c),
+                    None if func == AggFn::Count => Agg::count(),
+                    None => {
+                        return Err(self.error(
+                            span.clone(),
+                            &name("column"),
+                            format!("{} needs a column", func.name()),
+                        ))
+                    }
+                };
+                if let Some(alias) = &a.alias {
+                    agg = agg.alias(alias);
+                }
+                Ok(agg)
+            })
+            .collect()
     }
 
     /// Adds the sink `spec` (or stdout if none) to `stream`; `output` replaces its path.
