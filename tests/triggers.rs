@@ -1,4 +1,5 @@
-//! Early-firing triggers on time windows: every N rows of a key, in
+//! Early-firing triggers on time windows (with and without allowed
+//! lateness): every N rows of a key, in
 //! accumulate mode (the changelog materializes to the oracle's final
 //! windows) and purge mode (the deltas add up to them), in both modes and at
 //! parallelism 1 and 3.
@@ -27,8 +28,8 @@ fn window(kind: u8) -> Window {
     }
 }
 
-fn oracle(kind: u8, splits: &[Split]) -> Table {
-    let (rows, _) = admitted(splits, 300, 0);
+fn oracle(kind: u8, splits: &[Split], lateness: i64) -> Table {
+    let (rows, _) = admitted(splits, 300, lateness);
     let mut t = Table::new();
     for r in rows {
         let ts = r.ts;
@@ -55,14 +56,22 @@ fn oracle(kind: u8, splits: &[Split]) -> Table {
     t
 }
 
-fn run(splits: &[Split], kind: u8, purge: bool, mode: ExecMode, p: usize) -> Vec<RecordBatch> {
+fn run(
+    splits: &[Split],
+    kind: u8,
+    purge: bool,
+    lateness: i64,
+    mode: ExecMode,
+    p: usize,
+) -> Vec<RecordBatch> {
     let job = Job::new();
     let out = job
         .from_batches(schema(), splits.iter().map(batches_of).collect())
         .unwrap()
         .assign_timestamps(
             "ts",
-            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(300)),
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(300))
+                .with_allowed_lateness(Duration::from_millis(lateness as u64)),
         )
         .unwrap()
         .key_by(["key"])
@@ -129,13 +138,14 @@ proptest! {
         splits in prop::collection::vec(split_strategy(3), 1..4),
         kind in 0u8..3,
         purge in any::<bool>(),
+        lateness in prop::sample::select(vec![0i64, 400]),
     ) {
         let purge = purge && kind == 0;
-        let want = oracle(kind, &splits);
+        let want = oracle(kind, &splits, lateness);
         for mode in [ExecMode::Batch, ExecMode::Pipelined] {
             for p in [1, 3] {
-                let (got, _) = materialize(&run(&splits, kind, purge, mode, p), purge);
-                prop_assert_eq!(&got, &want, "kind {} purge {} {} p={}", kind, purge, mode, p);
+                let (got, _) = materialize(&run(&splits, kind, purge, lateness, mode, p), purge);
+                prop_assert_eq!(&got, &want, "kind {} purge {} lateness {} {} p={}", kind, purge, lateness, mode, p);
             }
         }
     }
@@ -148,7 +158,7 @@ fn a_window_with_more_rows_than_the_count_fires_early() {
     let splits: Vec<Split> = (0..2)
         .map(|_| split_strategy(2).new_tree(&mut runner).unwrap().current())
         .collect();
-    let (_, updates) = materialize(&run(&splits, 0, false, ExecMode::Pipelined, 1), false);
+    let (_, updates) = materialize(&run(&splits, 0, false, 0, ExecMode::Pipelined, 1), false);
     assert!(
         updates > 0,
         "some windows hold more than 3 rows of a key and emit updates"

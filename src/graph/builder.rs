@@ -101,7 +101,7 @@ impl Job {
             schema,
             time_column,
             lateness_ms: 0,
-            time_source: None,
+            time_sources: Vec::new(),
             port: 0,
             next_partitioning: Partitioning::Forward,
         }
@@ -159,8 +159,8 @@ pub struct Stream {
     time_column: Option<String>,
     /// Allowed lateness of the event time (from the strategy), for windows.
     lateness_ms: i64,
-    /// The source node that assigns event time (its port 1 carries late rows).
-    time_source: Option<NodeId>,
+    /// The source nodes that assign event time (their port 1 carries late rows).
+    time_sources: Vec<NodeId>,
     /// Which output of `node` this stream reads.
     port: usize,
     next_partitioning: Partitioning,
@@ -226,7 +226,7 @@ impl Stream {
         let id = self.job.add(name, kind, vec![edge], schema.clone());
         let mut s = self.job.stream(id, schema, self.time_column.clone());
         s.lateness_ms = self.lateness_ms;
-        s.time_source = self.time_source;
+        s.time_sources = self.time_sources.clone();
         s
     }
 
@@ -428,7 +428,7 @@ impl Stream {
         s.node = previous.expect("the path holds at least the source");
         s.time_column = Some(column.to_string());
         s.lateness_ms = strategy.allowed_lateness_ms;
-        s.time_source = Some(source_copy);
+        s.time_sources = vec![source_copy];
         Ok(s)
     }
 
@@ -489,15 +489,19 @@ impl Stream {
     /// than the allowed lateness), as their own stream: route them to a
     /// sink to keep them. They are counted in `late_rows` either way.
     pub fn late_rows(&self) -> Result<Stream> {
-        let source = self.time_source.ok_or_else(|| {
-            Error::Plan(
+        if self.time_sources.is_empty() {
+            return Err(Error::Plan(
                 "late_rows needs a stream whose event time was assigned at its source".into(),
-            )
-        })?;
-        let schema = self.job.plan.borrow().nodes[source].schema.clone();
-        let mut s = self.job.stream(source, schema, None);
-        s.port = 1;
-        Ok(s)
+            ));
+        }
+        let mut streams = self.time_sources.iter().map(|&source| {
+            let schema = self.job.plan.borrow().nodes[source].schema.clone();
+            let mut s = self.job.stream(source, schema, None);
+            s.port = 1;
+            s
+        });
+        let first = streams.next().expect("checked non-empty");
+        streams.try_fold(first, |acc, s| acc.union(&s))
     }
 
     /// Partitions the stream by the given key columns.
@@ -569,6 +573,12 @@ impl Stream {
             .job
             .stream(id, self.schema.clone(), self.time_column.clone());
         out.lateness_ms = lateness_ms;
+        out.time_sources = self
+            .time_sources
+            .iter()
+            .chain(&other.time_sources)
+            .copied()
+            .collect();
         Ok(out)
     }
 
@@ -814,9 +824,9 @@ pub struct WindowedStream {
 }
 
 impl WindowedStream {
-    /// Windows over processing time (the wall clock when rows arrive)
-    /// instead of event time. Pipelined runs fire them on timers; batch runs
-    /// fire everything at end of input. Results depend on timing.
+    /// Emits results before windows close ([`EarlyFiring`]: every N rows of
+    /// a key, or every interval of processing time; accumulating or purging).
+    /// The output gains the `op` changelog column.
     pub fn trigger(&self, early: EarlyFiring) -> WindowedStream {
         let mut w = self.clone();
         w.early = Some(early);

@@ -149,6 +149,7 @@ impl PhysicalPlan {
             }
             let fuse_into = match node.inputs.as_slice() {
                 [e] if e.partitioning == Partitioning::Forward
+                    && e.port == 0
                     && parallelism[e.from] == parallelism[id]
                     && live_consumers(e.from) == 1 =>
                 {

@@ -30,10 +30,11 @@ struct Session {
 ///  key k, gap 5:   rows at 0, 3        → session [0, 8)
 ///                  row at 12           → session [12, 17)
 ///                  row at 9 (bridges)  → [0, 8) + [9, 14) + [12, 17) merge → [0, 17)
-///  watermark w ──► sessions with end - 1 <= w fire (op insert)
+///  watermark w ──► sessions with end <= w fire (op insert): a row at exactly
+///                  `end` would still extend the session, so it must be late first
 ///  a late row that changes a fired session ──► op delete for the old bounds,
 ///                                             op insert (or update, same bounds) for the new
-///  sessions with end - 1 + lateness <= w are dropped
+///  sessions with end + lateness <= w are dropped
 /// ```
 /// Sessions touching at the boundary merge (as in Flink: a row exactly
 /// `gap` after the last one extends the session). Partial aggregates of
@@ -235,7 +236,7 @@ impl SessionWindowAggregate {
         let due: Vec<(i64, u32, i64)> = self
             .by_end
             .iter()
-            .take_while(|(end, _, _)| end.saturating_sub(1) <= t)
+            .take_while(|(end, _, _)| *end <= t)
             .copied()
             .collect();
         for (end, key, start) in due {
@@ -257,7 +258,7 @@ impl SessionWindowAggregate {
         // drop sessions no late row can reach any more
         let mut pending_free = Vec::new();
         while let Some(&(end, key, start)) = self.by_end.first() {
-            if end.saturating_sub(1).saturating_add(self.lateness_ms) > t {
+            if end.saturating_add(self.lateness_ms) > t {
                 break;
             }
             self.by_end.pop_first();
@@ -325,7 +326,6 @@ impl Operator for SessionWindowAggregate {
         for (i, &t) in times.iter().enumerate() {
             let done_at = t
                 .saturating_add(self.gap_ms)
-                .saturating_sub(1)
                 .saturating_add(self.lateness_ms);
             if self.watermark.is_some_and(|w| done_at <= w) {
                 late += 1;

@@ -64,6 +64,10 @@ impl From<TumblingWindow> for Window {
     }
 }
 
+/// The most windows one row may belong to (sliding `size / slide`,
+/// cumulative `max / step`): beyond it a row would cost too much to place.
+pub const MAX_WINDOWS_PER_ROW: i64 = 10_000;
+
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 {
         a
@@ -168,6 +172,15 @@ impl Window {
                         "must not exceed the window size (rows would be skipped)",
                     ));
                 }
+                if size_ms / slide_ms > MAX_WINDOWS_PER_ROW {
+                    return Err(Error::option(
+                        "window.slide",
+                        format!(
+                            "gives {} windows per row; at most {MAX_WINDOWS_PER_ROW} are supported",
+                            size_ms / slide_ms
+                        ),
+                    ));
+                }
                 offset(offset_ms, slide_ms)
             }
             Window::Cumulative {
@@ -181,6 +194,15 @@ impl Window {
                     return Err(Error::option(
                         "window.max_size",
                         "must be a multiple of the step",
+                    ));
+                }
+                if max_size_ms / step_ms > MAX_WINDOWS_PER_ROW {
+                    return Err(Error::option(
+                        "window.step",
+                        format!(
+                            "gives {} windows per row; at most {MAX_WINDOWS_PER_ROW} are supported",
+                            max_size_ms / step_ms
+                        ),
                     ));
                 }
                 offset(offset_ms, max_size_ms)
@@ -233,12 +255,16 @@ impl Window {
             Window::Sliding {
                 size_ms, slide_ms, ..
             } => {
-                let last = align(pane, off, slide_ms);
                 let mut v = Vec::new();
-                let mut s = last;
-                while s > pane.saturating_sub(size_ms) {
+                let mut s = align(pane, off, slide_ms);
+                // windows starting after pane - size; 128-bit so times near
+                // i64::MIN (where starts saturate) still get their window
+                while i128::from(s) > i128::from(pane) - i128::from(size_ms) {
                     v.push((s, s.saturating_add(size_ms)));
-                    s = s.saturating_sub(slide_ms);
+                    match s.checked_sub(slide_ms) {
+                        Some(next) => s = next,
+                        None => break,
+                    }
                 }
                 v
             }
@@ -248,11 +274,16 @@ impl Window {
                 ..
             } => {
                 let base = align(pane, off, max_size_ms);
+                let last = base.saturating_add(max_size_ms);
                 let mut v = Vec::new();
-                let mut end = pane.saturating_add(step_ms);
-                while end <= base.saturating_add(max_size_ms) {
-                    v.push((base, end));
-                    end = end.saturating_add(step_ms);
+                let mut end = pane.checked_add(step_ms);
+                while let Some(e) = end.filter(|&e| e <= last) {
+                    v.push((base, e));
+                    end = e.checked_add(step_ms);
+                }
+                if end.is_none() && v.last().is_none_or(|w| w.1 < last) {
+                    // the window past i64::MAX ends there
+                    v.push((base, last));
                 }
                 v
             }

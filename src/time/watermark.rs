@@ -186,17 +186,18 @@ impl WatermarkGenerator {
         let mut threshold = self.threshold();
         let mut keep: Option<Vec<bool>> = None;
         for (i, &t) in times.iter().enumerate() {
-            if t <= threshold {
+            if threshold.is_some_and(|th| t <= th) {
                 keep.get_or_insert_with(|| vec![true; times.len()])[i] = false;
                 continue;
             }
             if t > max || self.max_ts.is_none() {
                 max = t;
                 self.max_ts = Some(max);
-                threshold = max
-                    .saturating_sub(delay)
-                    .saturating_sub(1)
-                    .saturating_sub(self.lateness);
+                threshold = Some(
+                    max.saturating_sub(delay)
+                        .saturating_sub(1)
+                        .saturating_sub(self.lateness),
+                );
             }
         }
         keep.map(BooleanArray::from)
@@ -228,7 +229,7 @@ impl WatermarkGenerator {
         };
         let mut keep: Option<Vec<bool>> = None;
         for (i, &t) in times.iter().enumerate() {
-            if t <= self.threshold() {
+            if self.threshold().is_some_and(|th| t <= th) {
                 keep.get_or_insert_with(|| vec![true; times.len()])[i] = false;
             }
             if let Some(w) = marks[i] {
@@ -238,10 +239,9 @@ impl WatermarkGenerator {
         Ok(keep.map(BooleanArray::from))
     }
 
-    /// Rows at or below this are late.
-    fn threshold(&self) -> i64 {
-        self.current()
-            .map_or(i64::MIN, |w| w.saturating_sub(self.lateness))
+    /// Rows at or below this are late (none before the first watermark).
+    fn threshold(&self) -> Option<i64> {
+        self.current().map(|w| w.saturating_sub(self.lateness))
     }
 
     /// Number of late rows in a mask returned by [`on_times`](Self::on_times).

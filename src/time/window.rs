@@ -61,8 +61,11 @@ impl TumblingWindow {
 /// overflow (saturating at `i64::MIN` for times near the minimum).
 #[inline]
 pub(crate) fn align(t: i64, offset: i64, period: i64) -> i64 {
-    match t.checked_sub(offset) {
-        Some(d) => t - d.rem_euclid(period),
+    match t
+        .checked_sub(offset)
+        .and_then(|d| t.checked_sub(d.rem_euclid(period)))
+    {
+        Some(s) => s,
         None => {
             let (t, o, p) = (i128::from(t), i128::from(offset), i128::from(period));
             i64::try_from(t - (t - o).rem_euclid(p)).unwrap_or(i64::MIN)
@@ -91,5 +94,11 @@ mod tests {
         assert_eq!(w.start_of(i64::MIN), i64::MIN);
         assert_eq!(w.start_of(i64::MIN + 100), i64::MIN + 58); // ≡ 250 (mod 1000)
         assert!(w.start_of(i64::MAX) > i64::MAX - 1000);
+        let plain = TumblingWindow::of(Duration::from_secs(1));
+        assert_eq!(
+            plain.start_of(i64::MIN + 1),
+            i64::MIN,
+            "below MIN saturates"
+        );
     }
 }

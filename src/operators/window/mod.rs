@@ -302,15 +302,7 @@ impl WindowAggregate {
         }
         if self.early.is_some_and(|e| e.purge) {
             // tumbling: one pane per window
-            if let Some(pane) = self.panes.get_mut(&start) {
-                for k in &keys {
-                    if let Some(&slot) = pane.groups.get(k) {
-                        for acc in &mut pane.accs {
-                            acc.reset(slot);
-                        }
-                    }
-                }
-            }
+            self.purge_keys(start, Some(&keys));
         } else {
             self.emitted.entry(window).or_default().extend(keys);
         }
@@ -360,11 +352,10 @@ impl WindowAggregate {
         }
         self.spilled
             .spill(&self.panes, &self.dictionary, ctx.spill(), &name)?;
-        for (_, p) in std::mem::take(&mut self.panes) {
-            for id in p.key_ids {
-                self.dictionary.release(id);
-            }
-        }
+        // The run keeps each spilled (pane, key)'s reference to its key id, so
+        // ids stay stable (the emitted/early-firing bookkeeping refers to them);
+        // hydrate hands the reference back.
+        self.panes.clear();
         let bytes = self.state_bytes();
         let r = self.reservation.as_mut().expect("created above");
         if bytes <= r.size() {
@@ -420,6 +411,8 @@ impl WindowAggregate {
                         self.dictionary.retain(id);
                         next
                     });
+                    // the reference the run held for this (pane, key)
+                    self.dictionary.release(id);
                     slots.push(slot);
                 }
                 let n = pane.key_ids.len();
@@ -523,11 +516,38 @@ impl WindowAggregate {
         )?))
     }
 
+    /// The keys with state in window `[start, end)`.
+    fn window_keys(&self, start: i64, end: i64) -> BTreeSet<u32> {
+        self.panes
+            .range(start..end)
+            .flat_map(|(_, p)| p.key_ids.iter().copied())
+            .collect()
+    }
+
+    fn purge_keys(&mut self, start: i64, keys: Option<&BTreeSet<u32>>) {
+        if let Some(pane) = self.panes.get_mut(&start) {
+            for (slot, id) in pane.key_ids.iter().enumerate() {
+                if keys.is_none_or(|k| k.contains(id)) {
+                    for acc in &mut pane.accs {
+                        acc.reset(slot as u32);
+                    }
+                }
+            }
+        }
+    }
+
     fn emit_dirty(&mut self, out: &mut Output) -> Result<()> {
+        let purge = self.early.is_some_and(|e| e.purge);
         for ((end, start), keys) in std::mem::take(&mut self.dirty) {
             self.hydrate(end)?;
-            if let Some(b) = self.evaluate(start, end, Some(&keys), &|_| "update")? {
+            let w = (end, start);
+            if let Some(b) = self.evaluate(start, end, Some(&keys), &|k| self.op_for(w, k))? {
                 out.emit(b);
+            }
+            if purge {
+                self.purge_keys(start, Some(&keys));
+            } else {
+                self.emitted.entry(w).or_default().extend(keys);
             }
         }
         Ok(())
@@ -550,17 +570,27 @@ impl WindowAggregate {
             if let Some(b) = self.evaluate(start, end, None, &|k| self.op_for(w, k))? {
                 out.emit(b);
             }
-            self.emitted.remove(&w);
+            // keys emitted now: a late row later updates them (until cleanup)
+            if self.lateness_ms > 0 && !self.early.is_some_and(|e| e.purge) {
+                let keys: BTreeSet<u32> = self.window_keys(start, end);
+                self.emitted.insert(w, keys);
+            } else {
+                self.emitted.remove(&w);
+            }
+            if self.early.is_some_and(|e| e.purge) {
+                self.purge_keys(start, None);
+            }
             self.windows.insert(w, true);
             // panes whose windows all fired and that no late row can reach
-            self.drop_panes(t, Some(end));
+            self.drop_panes(t, Some((end, start)));
         }
         let lateness = self.lateness_ms;
-        while let Some((&(end, _), _)) = self.windows.first_key_value() {
+        while let Some((&(end, start), _)) = self.windows.first_key_value() {
             if Window::max_timestamp(end).saturating_add(lateness) > t {
                 break;
             }
             self.windows.pop_first();
+            self.emitted.remove(&(end, start));
         }
         self.drop_panes(t, None);
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
@@ -568,15 +598,16 @@ impl WindowAggregate {
     }
 
     /// Drops panes that no late row can reach at watermark `t` and, if
-    /// `fired_up_to` is given, whose windows all end at or before it.
-    fn drop_panes(&mut self, t: i64, fired_up_to: Option<i64>) {
+    /// `fired_up_to` is given, whose windows all fired (in `(end, start)` order).
+    fn drop_panes(&mut self, t: i64, fired_up_to: Option<(i64, i64)>) {
         while let Some((&pane, _)) = self.panes.first_key_value() {
-            let last_end = self
+            // the pane's last window in firing order (end, start)
+            let last = self
                 .window
                 .windows_of_pane(pane)
                 .last()
-                .map_or(pane, |w| w.1);
-            if self.pane_done_at(pane) > t || fired_up_to.is_some_and(|e| last_end > e) {
+                .map_or((pane, pane), |&(s, e)| (e, s));
+            if self.pane_done_at(pane) > t || fired_up_to.is_some_and(|w| last > w) {
                 break;
             }
             let (_, p) = self.panes.pop_first().expect("checked above");
