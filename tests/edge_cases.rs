@@ -4,7 +4,7 @@ mod common;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{Array, RecordBatch};
+use arrow_array::RecordBatch;
 use common::{schema, to_batch, Row};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -161,6 +161,7 @@ fn purge_with_lateness_counts_each_row_once() {
             let n = b.column_by_name("n").unwrap().as_primitive::<Int64Type>();
             let op = b.column_by_name("op").unwrap().as_string::<i32>();
             for i in 0..b.num_rows() {
+                assert_eq!(op.value(i), "insert", "{mode}: purge mode emits deltas");
                 if k.value(i) == 1 && s.value(i) == 0 {
                     sum += n.value(i);
                 }
