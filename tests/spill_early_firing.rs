@@ -1,4 +1,5 @@
-//! Window state spill interacting with early firings (key ids).
+//! Window state spill under early firings: key ids stay stable, so the
+//! `op` of every emitted row is the same as without spilling.
 use arrow_array::cast::AsArray;
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use std::sync::Arc;
@@ -34,7 +35,10 @@ fn rows(out: &mut Output) -> Vec<(String, i64, String)> {
     v
 }
 
-fn run(memory: usize) -> (Vec<Vec<(String, i64, String)>>, u64) {
+/// (key, count, op) rows emitted at each step.
+type Steps = Vec<Vec<(String, i64, String)>>;
+
+fn run(memory: usize) -> (Steps, u64) {
     let b = batch(&["a"], &[1]);
     let mut w = WindowAggregate::try_new(
         &b.schema(),
