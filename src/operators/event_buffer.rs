@@ -17,8 +17,9 @@ use crate::error::{Error, Result};
 use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::operator::{Ctx, OperatorMetrics};
+pub(crate) use crate::spill::batch_bytes;
 use crate::time::{event_times, validate_time_column};
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{Schema, SchemaRef};
 use std::collections::{BTreeSet, HashMap};
@@ -480,20 +481,6 @@ impl EventTimeBuffer {
             }
         }
     }
-}
-
-/// Bytes of the part of the buffers `batch` covers (a slice of a larger
-/// batch counts only its own rows).
-pub(crate) fn batch_bytes(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|c| {
-            c.to_data()
-                .get_slice_memory_size()
-                .unwrap_or_else(|_| c.get_array_memory_size())
-        })
-        .sum()
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 mod buffer;
 mod file;
 
-pub use buffer::{Partition, PartitionReader, PartitionedBuffer};
+pub use buffer::{batch_bytes, Partition, PartitionReader, PartitionedBuffer};
 pub use file::{SpillFile, SpillReader, SpillWriter};
 
 /// Counters of what was spilled, shared by all writers of one [`SpillManager`].
