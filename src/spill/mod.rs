@@ -18,9 +18,11 @@ use crate::error::{Error, Result};
 
 mod buffer;
 mod file;
+mod runs;
 
 pub use buffer::{batch_bytes, Partition, PartitionReader, PartitionedBuffer};
 pub use file::{SpillFile, SpillReader, SpillWriter};
+pub use runs::{RunKey, SortedRuns};
 
 /// Counters of what was spilled, shared by all writers of one [`SpillManager`].
 ///

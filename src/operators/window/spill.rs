@@ -4,7 +4,7 @@ use super::Pane;
 use crate::error::Result;
 use crate::key::KeyDictionary;
 use crate::operators::aggregate::{Accumulators, BoundAgg};
-use crate::spill::{SpillFile, SpillManager, SpillReader};
+use crate::spill::{SortedRuns, SpillManager};
 use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::collections::BTreeMap;
@@ -25,16 +25,8 @@ use std::sync::Arc;
 pub(super) struct SpilledPanes {
     // config
     schema: SchemaRef,
-    // state
-    runs: Vec<Run>,
-}
-
-struct Run {
-    // resources (the file is deleted when the run is dropped)
-    reader: SpillReader,
-    _file: SpillFile,
-    // state
-    current: Option<(RecordBatch, usize)>,
+    // resources
+    runs: SortedRuns,
 }
 
 impl SpilledPanes {
@@ -49,7 +41,7 @@ impl SpilledPanes {
         }
         SpilledPanes {
             schema: Arc::new(Schema::new(fields)),
-            runs: Vec::new(),
+            runs: SortedRuns::new(),
         }
     }
 
@@ -84,46 +76,18 @@ impl SpilledPanes {
             }
             writer.write(&RecordBatch::try_new(self.schema.clone(), columns)?)?;
         }
-        let file = writer.finish()?;
-        let reader = file.read()?;
-        self.runs.push(Run {
-            reader,
-            _file: file,
-            current: None,
-        });
-        Ok(())
+        self.runs.add(writer.finish()?)
     }
 
     /// Removes and returns, from every run, the rows of panes starting before `boundary`.
     pub(super) fn take_up_to(&mut self, boundary: i64) -> Result<Vec<RecordBatch>> {
-        let mut out = Vec::new();
-        for run in &mut self.runs {
-            loop {
-                let (batch, offset) = match run.current.take() {
-                    Some(c) => c,
-                    None => match run.reader.next() {
-                        Some(b) => (b?, 0),
-                        None => break,
-                    },
-                };
-                let panes = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("the run schema's first column is Int64");
-                let end = offset + panes.values()[offset..].partition_point(|&p| p < boundary);
-                if end > offset {
-                    out.push(batch.slice(offset, end - offset));
-                }
-                if end < batch.num_rows() {
-                    run.current = Some((batch, end));
-                    break;
-                }
-            }
-        }
-        // runs read to the end are deleted
-        self.runs
-            .retain(|r| r.current.is_some() || !r.reader.is_finished());
-        Ok(out)
+        self.runs.take_up_to(boundary, &|b: &RecordBatch| {
+            Ok(b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("the run schema's first column is Int64")
+                .values()
+                .clone())
+        })
     }
 }

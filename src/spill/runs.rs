@@ -1,0 +1,133 @@
+//! Sorted runs: spill files whose rows are sorted by an i64 key, read back
+//! a prefix at a time (the rows with keys below a rising boundary).
+
+use super::{SpillFile, SpillReader};
+use crate::error::Result;
+use arrow_array::RecordBatch;
+use arrow_buffer::ScalarBuffer;
+
+/// Computes the sort key of every row of a batch read back from a run.
+pub type RunKey<'a> = &'a dyn Fn(&RecordBatch) -> Result<ScalarBuffer<i64>>;
+
+/// A set of sorted runs, each read forward once.
+///
+/// ```text
+///  run 0: [k=1 k=3 | k=7 k=9]      take_up_to(8): k=1 k=3 k=7 (from run 0)
+///  run 1: [k=2 k=8 k=8]                           k=2         (from run 1)
+///                                  take_up_to(10): k=9, k=8 k=8 ...
+/// ```
+/// A run whose rows were all taken is deleted. The caller merges what it
+/// takes (the runs are not merged with each other).
+#[derive(Default)]
+pub struct SortedRuns {
+    // state
+    runs: Vec<Run>,
+}
+
+struct Run {
+    // resources (the file is deleted when the run is dropped)
+    reader: SpillReader,
+    _file: SpillFile,
+    // state: the batch being read, its keys, and the next row
+    current: Option<(RecordBatch, ScalarBuffer<i64>, usize)>,
+}
+
+impl std::fmt::Debug for SortedRuns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SortedRuns")
+            .field("runs", &self.runs.len())
+            .finish()
+    }
+}
+
+impl SortedRuns {
+    /// No runs.
+    pub fn new() -> Self {
+        SortedRuns::default()
+    }
+
+    /// True if nothing is on disk.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// Adds a finished run (its rows sorted by the key).
+    pub fn add(&mut self, file: SpillFile) -> Result<()> {
+        let reader = file.read()?;
+        self.runs.push(Run {
+            reader,
+            _file: file,
+            current: None,
+        });
+        Ok(())
+    }
+
+    /// Removes and returns, from every run, the rows whose key is below `boundary`.
+    pub fn take_up_to(&mut self, boundary: i64, key: RunKey<'_>) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for run in &mut self.runs {
+            loop {
+                let (batch, keys, offset) = match run.current.take() {
+                    Some(c) => c,
+                    None => match run.reader.next() {
+                        Some(b) => {
+                            let b = b?;
+                            let k = key(&b)?;
+                            (b, k, 0)
+                        }
+                        None => break,
+                    },
+                };
+                let end = offset + keys[offset..].partition_point(|&k| k < boundary);
+                if end > offset {
+                    out.push(batch.slice(offset, end - offset));
+                }
+                if end < batch.num_rows() {
+                    run.current = Some((batch, keys, end));
+                    break;
+                }
+            }
+        }
+        self.runs
+            .retain(|r| r.current.is_some() || !r.reader.is_finished());
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spill::SpillManager;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::Int64Array;
+    use std::sync::Arc;
+
+    #[test]
+    fn prefixes_come_out_in_key_order_per_run_and_files_go_away() {
+        let spill = SpillManager::try_new(None).unwrap();
+        let batch = |v: Vec<i64>| {
+            RecordBatch::try_from_iter([("k", Arc::new(Int64Array::from(v)) as _)]).unwrap()
+        };
+        let mut runs = SortedRuns::new();
+        for run in [vec![vec![1, 3], vec![7, 9]], vec![vec![2, 8, 8]]] {
+            let mut w = spill.create_writer(&batch(vec![]).schema(), "r").unwrap();
+            for b in run {
+                w.write(&batch(b)).unwrap();
+            }
+            runs.add(w.finish().unwrap()).unwrap();
+        }
+        let key: RunKey =
+            &|b: &RecordBatch| Ok(b.column(0).as_primitive::<Int64Type>().values().clone());
+        let flat = |bs: Vec<RecordBatch>| -> Vec<i64> {
+            bs.iter()
+                .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+                .collect()
+        };
+        assert_eq!(flat(runs.take_up_to(8, key).unwrap()), vec![1, 3, 7, 2]);
+        assert_eq!(flat(runs.take_up_to(8, key).unwrap()), Vec::<i64>::new());
+        assert_eq!(flat(runs.take_up_to(10, key).unwrap()), vec![9, 8, 8]);
+        assert!(runs.is_empty());
+        assert_eq!(std::fs::read_dir(spill.dir()).unwrap().count(), 0);
+    }
+}
