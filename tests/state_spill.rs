@@ -114,3 +114,59 @@ fn window_state_ten_times_the_budget_spills_and_matches_the_unlimited_run() {
         }
     }
 }
+
+/// Count windows buffer rows until the watermark passes them; with the
+/// watermark held back, the buffer holds the whole input and spills.
+#[test]
+fn count_window_buffers_spill_and_match_the_unlimited_run() {
+    let budget = 1 << 20;
+    let run = |memory: usize, mode: ExecMode, dir: &std::path::Path| {
+        let job = Job::new();
+        let windows = job
+            .from_batches(schema(), input())
+            .unwrap()
+            .assign_timestamps(
+                "t",
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(3600)),
+            )
+            .unwrap()
+            .key_by(["k"])
+            .unwrap()
+            .count_window_sliding(5, 2)
+            .aggregate([
+                Agg::count().alias("n"),
+                Agg::sum("v"),
+                Agg::first("v"),
+                Agg::last("v"),
+            ])
+            .unwrap();
+        let schema = windows.schema().clone();
+        let out = windows.collect().unwrap();
+        let m = job
+            .run(
+                &ExecConfig::new(mode)
+                    .with_parallelism(2)
+                    .with_memory(memory)
+                    .with_spill_dir(dir),
+            )
+            .unwrap();
+        (out.batches(), schema, m)
+    };
+    for mode in [ExecMode::Pipelined, ExecMode::Batch] {
+        let dir = tempfile::tempdir().unwrap();
+        let (want, schema, free) = run(usize::MAX, mode, dir.path());
+        if mode == ExecMode::Pipelined {
+            assert!(
+                free.peak_memory >= 10 * budget as u64,
+                "buffered rows are 10x the budget: {}",
+                free.peak_memory
+            );
+        }
+        let (got, _, m) = run(budget, mode, dir.path());
+        assert!(m.spill_files > 0, "{mode}: {m:?}");
+        assert_eq!(m.memory_reserved_at_end, 0, "{mode}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{mode}");
+        same_rows(&got, &want, &schema, 0.0).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert!(got.iter().map(|b| b.num_rows()).sum::<usize>() > 100_000);
+    }
+}
