@@ -609,7 +609,7 @@ impl CountWindowAggregate {
         if self.buffer.watermark().is_some_and(|w| w >= wm) {
             return Ok(());
         }
-        let due = self.buffer.advance(wm)?;
+        let due = self.buffer.advance(wm);
         let mut fired = Firings::new(&self.aggs);
         // keys stay valid until the output is built: pinned, released after
         let mut release = Vec::with_capacity(due.len());

@@ -18,7 +18,6 @@ use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::operator::{Ctx, OperatorMetrics};
 pub(crate) use crate::spill::batch_bytes;
-use crate::spill::SortedRuns;
 use crate::time::{event_times, validate_time_column};
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow_row::{RowConverter, SortField};
@@ -113,8 +112,6 @@ pub struct EventTimeBuffer {
     batch_bytes: usize,
     // resources
     reservation: Option<MemoryReservation>,
-    /// Buffered rows spilled to disk, sorted by event time.
-    spilled: SortedRuns,
 }
 
 /// A [`RowConverter`] with a `Debug` that does not print its internals.
@@ -174,7 +171,6 @@ impl EventTimeBuffer {
             rows: 0,
             batch_bytes: 0,
             reservation: None,
-            spilled: SortedRuns::new(),
         })
     }
 
@@ -242,13 +238,6 @@ impl EventTimeBuffer {
             let kept_times = event_times(&kept, self.time_column, ctx.operator())?;
             (kept, kept_times)
         };
-        self.store(batch, &times)?;
-        self.sync_reservation(ctx)?;
-        Ok(late)
-    }
-
-    /// Buffers every row of `batch` (no lateness check, no reservation).
-    fn store(&mut self, batch: RecordBatch, times: &[i64]) -> Result<()> {
         let encoded = match &self.keys {
             Some(enc) => Some(enc.encode(&batch)?),
             None => None,
@@ -298,38 +287,18 @@ impl EventTimeBuffer {
                 row: row as u32,
             });
         }
-        Ok(())
+        self.sync_reservation(ctx)?;
+        Ok(late)
     }
 
     /// Moves the watermark to `watermark` (it never goes back) and returns
     /// the keys with rows at or below it, in key-id order.
-    ///
-    /// Spilled rows at or below it are read back first (reserved without a
-    /// limit: they are released by the `take` that follows).
-    pub fn advance(&mut self, watermark: i64) -> Result<Vec<u32>> {
+    pub fn advance(&mut self, watermark: i64) -> Vec<u32> {
         let w = self.watermark.map_or(watermark, |old| old.max(watermark));
         self.watermark = Some(w);
-        if !self.spilled.is_empty() {
-            let column = self.time_column;
-            let back = self
-                .spilled
-                .take_up_to(w.saturating_add(1), &|b: &RecordBatch| {
-                    event_times(b, column, "event-time buffer")
-                })?;
-            for batch in back {
-                let times = event_times(&batch, column, "event-time buffer")?;
-                self.store(batch, &times)?;
-            }
-            let bytes = self.memory_size();
-            if let Some(r) = self.reservation.as_mut() {
-                if bytes > r.size() {
-                    r.grow(bytes - r.size());
-                }
-            }
-        }
         let mut keys: Vec<u32> = self.due.range(..=(w, u32::MAX)).map(|&(_, k)| k).collect();
         keys.sort_unstable();
-        Ok(keys)
+        keys
     }
 
     /// Takes the rows of `key` at or below the watermark, sorted by (event
@@ -376,7 +345,7 @@ impl EventTimeBuffer {
     /// Advances to `watermark` and takes every due key's rows, in key-id
     /// order (ids as described at [`EventTimeBuffer::take`]).
     pub fn release(&mut self, watermark: i64) -> Result<Vec<Released>> {
-        let keys = self.advance(watermark)?;
+        let keys = self.advance(watermark);
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             if let Some(r) = self.take(k)? {
@@ -496,46 +465,12 @@ impl EventTimeBuffer {
         }
     }
 
-    /// Matches the reservation to the buffered rows; when the pool refuses,
-    /// writes every buffered row to a run sorted by event time and retries.
     fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
         let bytes = self.memory_size();
         let r = self
             .reservation
             .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()));
-        if r.try_resize(bytes).is_ok() || self.rows == 0 {
-            return r.try_resize(bytes);
-        }
-        self.spill(ctx)?;
-        let bytes = self.memory_size();
-        self.reservation
-            .as_mut()
-            .expect("created above")
-            .try_resize(bytes)
-    }
-
-    /// Moves every buffered row to disk, sorted by event time.
-    fn spill(&mut self, ctx: &Ctx) -> Result<()> {
-        let mut entries: Vec<Entry> = self
-            .pending
-            .values()
-            .flat_map(|p| p.entries.iter().copied())
-            .collect();
-        entries.sort_by_key(|e| e.time);
-        let mut writer = ctx.spill().create_writer(&self.schema, ctx.operator())?;
-        for chunk in entries.chunks(8192) {
-            writer.write(&self.gather(chunk)?)?;
-        }
-        self.spilled.add(writer.finish()?)?;
-        for (key, _) in std::mem::take(&mut self.pending) {
-            self.dictionary.release(key);
-        }
-        self.due.clear();
-        self.batches.clear();
-        self.free_batches.clear();
-        self.rows = 0;
-        self.batch_bytes = 0;
-        Ok(())
+        r.try_resize(bytes)
     }
 
     fn shrink_reservation(&mut self) {
@@ -647,7 +582,7 @@ mod tests {
         let mut buf = new_buffer();
         let ctx = ctx_with_budget(usize::MAX);
         buf.push(&rows_batch(&[(7, 1, 1)]), &ctx).unwrap();
-        let keys = buf.advance(5).unwrap();
+        let keys = buf.advance(5);
         assert_eq!(keys.len(), 1);
         buf.retain_key(keys[0]);
         let r = buf.take(keys[0]).unwrap().unwrap();
@@ -675,37 +610,14 @@ mod tests {
     }
 
     #[test]
-    fn over_budget_rows_spill_and_come_back_in_the_same_order() {
-        let input: Vec<RecordBatch> = (0..20)
-            .map(|b| {
-                let rows: Vec<(u8, i64, i64)> = (0..50)
-                    .map(|i| ((i % 3) as u8, (b * 37 + i * 11) % 400, i))
-                    .collect();
-                rows_batch(&rows)
-            })
-            .collect();
-        let run = |budget: usize| {
-            let mut buf = new_buffer();
-            let ctx = ctx_with_budget(budget);
-            let mut released = Vec::new();
-            for (i, b) in input.iter().enumerate() {
-                buf.push(b, &ctx).unwrap();
-                if i % 7 == 6 {
-                    released.extend(per_key(&buf.release(100 + i as i64 * 10).unwrap()));
-                }
-            }
-            released.extend(per_key(&buf.release(i64::MAX).unwrap()));
-            let files = ctx.spill().metrics().files();
-            drop(buf);
-            assert_eq!(ctx.pool().reserved(), 0);
-            assert_eq!(std::fs::read_dir(ctx.spill().dir()).unwrap().count(), 0);
-            (released, files)
-        };
-        let (want, none) = run(usize::MAX);
-        let (got, files) = run(2048);
-        assert_eq!(none, 0);
-        assert!(files > 0, "the small budget spills");
-        assert_eq!(got, want);
+    fn a_refused_reservation_is_resources_exhausted() {
+        let mut buf = new_buffer();
+        let ctx = ctx_with_budget(64);
+        let err = buf
+            .push(&rows_batch(&[(0, 1, 1), (1, 2, 2), (2, 3, 3)]), &ctx)
+            .unwrap_err();
+        assert!(err.is_resources_exhausted(), "{err}");
+        assert!(err.to_string().contains("buffer"), "{err}");
     }
 
     #[test]

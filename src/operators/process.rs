@@ -453,7 +453,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         if self.buffer.watermark().is_some_and(|w| w >= wm) {
             return Ok(());
         }
-        let mut keys = self.buffer.advance(wm)?;
+        let mut keys = self.buffer.advance(wm);
         keys.extend(self.timer_index.range(..=(wm, u32::MAX)).map(|&(_, k)| k));
         keys.sort_unstable();
         keys.dedup();
