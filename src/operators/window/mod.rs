@@ -331,8 +331,8 @@ impl WindowAggregate {
         self.dictionary.memory_size() + self.panes.values().map(Pane::memory_size).sum::<usize>()
     }
 
-    /// Matches the reservation to the state; when the pool refuses, spills
-    /// every pane to a sorted run on disk and tries again.
+    /// Matches the reservation to the state; when the pool would pass half
+    /// its budget, spills every pane to a sorted run on disk and tries again.
     fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
         let bytes = self.state_bytes();
         let pool = ctx.pool().clone();
@@ -344,7 +344,10 @@ impl WindowAggregate {
             r.shrink(r.size() - bytes);
             return Ok(());
         }
-        if r.try_grow(bytes - r.size()).is_ok() {
+        // Spillable state leaves half of the pool to what cannot spill (the
+        // key dictionary, panes read back to fire, other operators).
+        let limit = r.pool().budget() / 2;
+        if r.try_grow_below(bytes - r.size(), limit).is_ok() {
             return Ok(());
         }
         if self.panes.is_empty() {
