@@ -262,10 +262,14 @@ impl LoadedJob {
         if p.is_absolute() {
             return p.to_path_buf();
         }
-        match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() && !p.exists() => dir.join(p),
-            _ => p.to_path_buf(),
-        }
+        let beside_job = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && !p.exists() => Some(dir.join(p)),
+            _ => None,
+        };
+        // if neither exists, keep the path as written so errors name it
+        beside_job
+            .filter(|b| b.exists())
+            .unwrap_or_else(|| p.to_path_buf())
     }
 
     /// The Parquet paths of the main source, resolved.
