@@ -114,3 +114,143 @@ fn window_state_ten_times_the_budget_spills_and_matches_the_unlimited_run() {
         }
     }
 }
+
+/// Count windows buffer rows until the watermark passes them; with the
+/// watermark held back, the buffer holds the whole input and spills.
+#[test]
+fn count_window_buffers_spill_and_match_the_unlimited_run() {
+    let budget = 1 << 20;
+    let run = |memory: usize, mode: ExecMode, dir: &std::path::Path| {
+        let job = Job::new();
+        // 300 keys: the windows' own state (5 kept rows per key) is small and
+        // fits; the rows waiting for the watermark are what outgrows the budget
+        let windows = job
+            .from_batches(schema(), input())
+            .unwrap()
+            .assign_timestamps(
+                "t",
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(3600)),
+            )
+            .unwrap()
+            .with_column("k", weir::col("k").modulo(weir::lit(300i64)))
+            .unwrap()
+            .key_by(["k"])
+            .unwrap()
+            .count_window_sliding(5, 2)
+            .aggregate([
+                Agg::count().alias("n"),
+                Agg::sum("v"),
+                Agg::first("v"),
+                Agg::last("v"),
+            ])
+            .unwrap();
+        let schema = windows.schema().clone();
+        let out = windows.collect().unwrap();
+        let m = job
+            .run(
+                &ExecConfig::new(mode)
+                    .with_parallelism(2)
+                    .with_memory(memory)
+                    .with_spill_dir(dir),
+            )
+            .unwrap();
+        (out.batches(), schema, m)
+    };
+    for mode in [ExecMode::Pipelined, ExecMode::Batch] {
+        let dir = tempfile::tempdir().unwrap();
+        let (want, schema, free) = run(usize::MAX, mode, dir.path());
+        if mode == ExecMode::Pipelined {
+            assert!(
+                free.peak_memory >= 10 * budget as u64,
+                "buffered rows are 10x the budget: {}",
+                free.peak_memory
+            );
+        }
+        let (got, _, m) = run(budget, mode, dir.path());
+        assert!(m.spill_files > 0, "{mode}: {m:?}");
+        assert_eq!(m.memory_reserved_at_end, 0, "{mode}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{mode}");
+        same_rows(&got, &want, &schema, 0.0).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert!(got.iter().map(|b| b.num_rows()).sum::<usize>() > 100_000);
+    }
+}
+
+/// A keyed process function's waiting rows spill the same way: a running
+/// count per key gives the same rows under a 1 MiB budget as without one.
+#[test]
+fn process_function_buffers_spill_and_match_the_unlimited_run() {
+    use arrow_array::cast::AsArray;
+    use weir::operators::{KeyRow, ProcessContext, ProcessFn};
+    let out_schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("t", DataType::Int64, false),
+        Field::new("running", DataType::Int64, false),
+    ]));
+    let run = |memory: usize, dir: &std::path::Path| {
+        let job = Job::new();
+        let s = out_schema.clone();
+        let out = job
+            .from_batches(schema(), input())
+            .unwrap()
+            .assign_timestamps(
+                "t",
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(3600)),
+            )
+            .unwrap()
+            .with_column("k", weir::col("k").modulo(weir::lit(300i64)))
+            .unwrap()
+            .key_by(["k"])
+            .unwrap()
+            .process(out_schema.clone(), move || {
+                let s = s.clone();
+                ProcessFn::new(
+                    move |key: &KeyRow,
+                          rows: &RecordBatch,
+                          n: &mut i64,
+                          ctx: &mut ProcessContext| {
+                        let k = key
+                            .columns()
+                            .column(0)
+                            .as_primitive::<arrow_array::types::Int64Type>()
+                            .value(0);
+                        let t = ctx.time();
+                        let running: Vec<i64> = (0..rows.num_rows())
+                            .map(|_| {
+                                *n += 1;
+                                *n
+                            })
+                            .collect();
+                        let m = running.len();
+                        ctx.emit(RecordBatch::try_new(
+                            s.clone(),
+                            vec![
+                                Arc::new(Int64Array::from(vec![k; m])),
+                                Arc::new(Int64Array::from(vec![t; m])),
+                                Arc::new(Int64Array::from(running)),
+                            ],
+                        )?)
+                    },
+                )
+            })
+            .unwrap()
+            .collect()
+            .unwrap();
+        let m = job
+            .run(
+                &ExecConfig::pipelined()
+                    .with_parallelism(2)
+                    .with_memory(memory)
+                    .with_spill_dir(dir),
+            )
+            .unwrap();
+        (out.batches(), m)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (want, _) = run(usize::MAX, dir.path());
+    let (got, m) = run(1 << 20, dir.path());
+    assert!(m.spill_files > 0, "{m:?}");
+    assert_eq!(m.memory_reserved_at_end, 0);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    same_rows(&got, &want, &out_schema, 0.0).unwrap();
+    assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 480_000);
+}

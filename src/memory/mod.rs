@@ -199,6 +199,10 @@ impl MemoryReservation {
     /// stays at or below `limit` bytes. Spillable consumers use a limit below
     /// the budget so that state which cannot spill always finds room.
     pub fn try_grow_below(&mut self, bytes: usize, limit: usize) -> Result<()> {
+        if bytes == 0 {
+            // asking for nothing never fails, even when others overshot the budget
+            return Ok(());
+        }
         match self.pool.try_add(bytes, limit) {
             Ok(()) => {
                 self.size += bytes;

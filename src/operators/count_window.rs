@@ -606,10 +606,21 @@ impl CountWindowAggregate {
 
     /// Advances to watermark `wm`: feeds due rows, asks the trigger, emits.
     fn advance(&mut self, wm: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        // in steps when rows were spilled, so reading them back stays bounded
+        loop {
+            let step = self.buffer.next_step(wm)?;
+            self.advance_step(step, ctx, out)?;
+            if step >= wm {
+                return Ok(());
+            }
+        }
+    }
+
+    fn advance_step(&mut self, wm: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         if self.buffer.watermark().is_some_and(|w| w >= wm) {
             return Ok(());
         }
-        let due = self.buffer.advance(wm);
+        let due = self.buffer.advance(wm)?;
         let mut fired = Firings::new(&self.aggs);
         // keys stay valid until the output is built: pinned, released after
         let mut release = Vec::with_capacity(due.len());

@@ -18,12 +18,17 @@ use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::operator::{Ctx, OperatorMetrics};
 pub(crate) use crate::spill::batch_bytes;
+use crate::spill::SortedRuns;
 use crate::time::{event_times, validate_time_column};
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{Schema, SchemaRef};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+
+/// Spilled rows read back per step of a watermark (bounds the memory used
+/// to release rows that were spilled).
+const STEP_ROWS: usize = 4096;
 
 /// Bytes accounted per buffered row (its [`Entry`]).
 const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
@@ -112,6 +117,8 @@ pub struct EventTimeBuffer {
     batch_bytes: usize,
     // resources
     reservation: Option<MemoryReservation>,
+    /// Buffered rows spilled to disk, sorted by event time.
+    spilled: SortedRuns,
 }
 
 /// A [`RowConverter`] with a `Debug` that does not print its internals.
@@ -171,6 +178,7 @@ impl EventTimeBuffer {
             rows: 0,
             batch_bytes: 0,
             reservation: None,
+            spilled: SortedRuns::new(),
         })
     }
 
@@ -238,6 +246,13 @@ impl EventTimeBuffer {
             let kept_times = event_times(&kept, self.time_column, ctx.operator())?;
             (kept, kept_times)
         };
+        self.store(batch, &times)?;
+        self.sync_reservation(ctx)?;
+        Ok(late)
+    }
+
+    /// Buffers every row of `batch` (no lateness check, no reservation).
+    fn store(&mut self, batch: RecordBatch, times: &[i64]) -> Result<()> {
         let encoded = match &self.keys {
             Some(enc) => Some(enc.encode(&batch)?),
             None => None,
@@ -287,18 +302,57 @@ impl EventTimeBuffer {
                 row: row as u32,
             });
         }
-        self.sync_reservation(ctx)?;
-        Ok(late)
+        Ok(())
     }
 
     /// Moves the watermark to `watermark` (it never goes back) and returns
     /// the keys with rows at or below it, in key-id order.
-    pub fn advance(&mut self, watermark: i64) -> Vec<u32> {
+    ///
+    /// Spilled rows at or below it are read back first (reserved without a
+    /// limit: they are released by the `take` that follows).
+    /// The next watermark to advance to on the way to `target`: `target`
+    /// itself unless spilled rows wait, in which case a step that reads back
+    /// about one spilled batch per run, so memory stays bounded even when a
+    /// watermark (like the final one) releases everything.
+    pub fn next_step(&mut self, target: i64) -> Result<i64> {
+        if self.spilled.is_empty() {
+            return Ok(target);
+        }
+        let column = self.time_column;
+        let step = self.spilled.next_step(
+            &|b: &RecordBatch| event_times(b, column, "event-time buffer"),
+            STEP_ROWS,
+        )?;
+        Ok(match step {
+            Some(s) if s < target => s,
+            _ => target,
+        })
+    }
+
+    pub fn advance(&mut self, watermark: i64) -> Result<Vec<u32>> {
         let w = self.watermark.map_or(watermark, |old| old.max(watermark));
         self.watermark = Some(w);
+        if !self.spilled.is_empty() {
+            let column = self.time_column;
+            let back = self
+                .spilled
+                .take_up_to(w.saturating_add(1), &|b: &RecordBatch| {
+                    event_times(b, column, "event-time buffer")
+                })?;
+            for batch in back {
+                let times = event_times(&batch, column, "event-time buffer")?;
+                self.store(batch, &times)?;
+            }
+            let bytes = self.memory_size();
+            if let Some(r) = self.reservation.as_mut() {
+                if bytes > r.size() {
+                    r.grow(bytes - r.size());
+                }
+            }
+        }
         let mut keys: Vec<u32> = self.due.range(..=(w, u32::MAX)).map(|&(_, k)| k).collect();
         keys.sort_unstable();
-        keys
+        Ok(keys)
     }
 
     /// Takes the rows of `key` at or below the watermark, sorted by (event
@@ -345,7 +399,7 @@ impl EventTimeBuffer {
     /// Advances to `watermark` and takes every due key's rows, in key-id
     /// order (ids as described at [`EventTimeBuffer::take`]).
     pub fn release(&mut self, watermark: i64) -> Result<Vec<Released>> {
-        let keys = self.advance(watermark);
+        let keys = self.advance(watermark)?;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             if let Some(r) = self.take(k)? {
@@ -465,12 +519,54 @@ impl EventTimeBuffer {
         }
     }
 
+    /// Matches the reservation to the buffered rows; when the pool would pass
+    /// half its budget, writes every buffered row to a run sorted by event
+    /// time and retries.
     fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
         let bytes = self.memory_size();
         let r = self
             .reservation
             .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()));
-        r.try_resize(bytes)
+        if bytes <= r.size() {
+            r.shrink(r.size() - bytes);
+            return Ok(());
+        }
+        // Buffered rows can spill: they leave half of the pool to state that cannot.
+        let limit = r.pool().budget() / 2;
+        if r.try_grow_below(bytes - r.size(), limit).is_ok() || self.rows == 0 {
+            return r.try_resize(bytes);
+        }
+        self.spill(ctx)?;
+        let bytes = self.memory_size();
+        self.reservation
+            .as_mut()
+            .expect("created above")
+            .try_resize(bytes)
+    }
+
+    /// Moves every buffered row to disk, sorted by event time.
+    fn spill(&mut self, ctx: &Ctx) -> Result<()> {
+        let mut entries: Vec<Entry> = self
+            .pending
+            .values()
+            .flat_map(|p| p.entries.iter().copied())
+            .collect();
+        entries.sort_by_key(|e| e.time);
+        let mut writer = ctx.spill().create_writer(&self.schema, ctx.operator())?;
+        // small batches, so a step (see next_step) reads little past its boundary
+        for chunk in entries.chunks(512) {
+            writer.write(&self.gather(chunk)?)?;
+        }
+        self.spilled.add(writer.finish()?)?;
+        for (key, _) in std::mem::take(&mut self.pending) {
+            self.dictionary.release(key);
+        }
+        self.due.clear();
+        self.batches.clear();
+        self.free_batches.clear();
+        self.rows = 0;
+        self.batch_bytes = 0;
+        Ok(())
     }
 
     fn shrink_reservation(&mut self) {
@@ -582,7 +678,7 @@ mod tests {
         let mut buf = new_buffer();
         let ctx = ctx_with_budget(usize::MAX);
         buf.push(&rows_batch(&[(7, 1, 1)]), &ctx).unwrap();
-        let keys = buf.advance(5);
+        let keys = buf.advance(5).unwrap();
         assert_eq!(keys.len(), 1);
         buf.retain_key(keys[0]);
         let r = buf.take(keys[0]).unwrap().unwrap();
@@ -610,14 +706,37 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_reservation_is_resources_exhausted() {
-        let mut buf = new_buffer();
-        let ctx = ctx_with_budget(64);
-        let err = buf
-            .push(&rows_batch(&[(0, 1, 1), (1, 2, 2), (2, 3, 3)]), &ctx)
-            .unwrap_err();
-        assert!(err.is_resources_exhausted(), "{err}");
-        assert!(err.to_string().contains("buffer"), "{err}");
+    fn over_budget_rows_spill_and_come_back_in_the_same_order() {
+        let input: Vec<RecordBatch> = (0..20)
+            .map(|b| {
+                let rows: Vec<(u8, i64, i64)> = (0..50)
+                    .map(|i| ((i % 3) as u8, (b * 37 + i * 11) % 400, i))
+                    .collect();
+                rows_batch(&rows)
+            })
+            .collect();
+        let run = |budget: usize| {
+            let mut buf = new_buffer();
+            let ctx = ctx_with_budget(budget);
+            let mut released = Vec::new();
+            for (i, b) in input.iter().enumerate() {
+                buf.push(b, &ctx).unwrap();
+                if i % 7 == 6 {
+                    released.extend(per_key(&buf.release(100 + i as i64 * 10).unwrap()));
+                }
+            }
+            released.extend(per_key(&buf.release(i64::MAX).unwrap()));
+            let files = ctx.spill().metrics().files();
+            drop(buf);
+            assert_eq!(ctx.pool().reserved(), 0);
+            assert_eq!(std::fs::read_dir(ctx.spill().dir()).unwrap().count(), 0);
+            (released, files)
+        };
+        let (want, none) = run(usize::MAX);
+        let (got, files) = run(2048);
+        assert_eq!(none, 0);
+        assert!(files > 0, "the small budget spills");
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -450,10 +450,21 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
 
     /// Advances to watermark `wm`: runs every key with due rows or timers.
     fn advance(&mut self, wm: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        // in steps when rows were spilled, so reading them back stays bounded
+        loop {
+            let step = self.buffer.next_step(wm)?;
+            self.advance_step(step, ctx, out)?;
+            if step >= wm {
+                return Ok(());
+            }
+        }
+    }
+
+    fn advance_step(&mut self, wm: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         if self.buffer.watermark().is_some_and(|w| w >= wm) {
             return Ok(());
         }
-        let mut keys = self.buffer.advance(wm);
+        let mut keys = self.buffer.advance(wm)?;
         keys.extend(self.timer_index.range(..=(wm, u32::MAX)).map(|&(_, k)| k));
         keys.sort_unstable();
         keys.dedup();

@@ -62,6 +62,31 @@ impl SortedRuns {
         Ok(())
     }
 
+    /// A boundary that reads back about `rows` rows over all runs: the
+    /// smallest key found `rows / runs` rows ahead in any run (or at the end
+    /// of its current batch), or `None` if every run is read. Taking rows up
+    /// to and including it always consumes at least one row.
+    pub fn next_step(&mut self, key: RunKey<'_>, rows: usize) -> Result<Option<i64>> {
+        let ahead = (rows / self.runs.len().max(1)).max(1);
+        let mut step: Option<i64> = None;
+        for run in &mut self.runs {
+            if run.current.is_none() {
+                if let Some(b) = run.reader.next() {
+                    let b = b?;
+                    let k = key(&b)?;
+                    run.current = Some((b, k, 0));
+                }
+            }
+            if let Some((b, k, offset)) = &run.current {
+                if b.num_rows() > *offset {
+                    let at = k[(offset + ahead).min(b.num_rows()) - 1];
+                    step = Some(step.map_or(at, |s| s.min(at)));
+                }
+            }
+        }
+        Ok(step)
+    }
+
     /// Removes and returns, from every run, the rows whose key is below `boundary`.
     pub fn take_up_to(&mut self, boundary: i64, key: RunKey<'_>) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
