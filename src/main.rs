@@ -154,9 +154,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
+            // live progress on a terminal only; pipes, CI and --json stay quiet
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let mut config = ExecConfig::new(mode)
                 .with_parallelism(parallelism)
-                .with_memory(memory);
+                .with_memory(memory)
+                .with_progress(tty && !json);
             if let Some(dir) = spill_dir {
                 config = config.with_spill_dir(dir);
             }
