@@ -293,6 +293,30 @@ impl Window {
         out
     }
 
+    /// The last window (largest `(end, start)`) containing the pane at
+    /// `pane`: equal to `windows_of_pane(pane).last()`, without allocating
+    /// (it is asked for every row).
+    pub fn last_window_of_pane(&self, pane: i64) -> (i64, i64) {
+        let off = self.offset_ms();
+        match *self {
+            Window::Tumbling { size_ms, .. } => {
+                let s = align(pane, off, size_ms);
+                (s, s.saturating_add(size_ms))
+            }
+            Window::Sliding {
+                size_ms, slide_ms, ..
+            } => {
+                let s = align(pane, off, slide_ms);
+                (s, s.saturating_add(size_ms))
+            }
+            Window::Cumulative { max_size_ms, .. } => {
+                let base = align(pane, off, max_size_ms);
+                (base, base.saturating_add(max_size_ms))
+            }
+            Window::Session { .. } => (pane, pane),
+        }
+    }
+
     /// Windows fire when the watermark reaches `end - 1`.
     #[inline]
     pub fn max_timestamp(end: i64) -> i64 {
@@ -349,6 +373,11 @@ mod tests {
                     brute_windows(&w, t),
                     "{w:?} t={t}"
                 );
+                let p = w.pane_of(t);
+                assert_eq!(
+                    Some(w.last_window_of_pane(p)),
+                    w.windows_of_pane(p).last().copied()
+                );
             }
         }
     }
@@ -363,6 +392,13 @@ mod tests {
             vec![(3000, 4000), (3000, 5000), (3000, 6000)]
         );
         assert_eq!(w.windows_of_pane(5000), vec![(3000, 6000)]);
+        for p in [3000, 4000, 5000, i64::MAX - 10, i64::MIN] {
+            let p = w.pane_of(p);
+            assert_eq!(
+                Some(w.last_window_of_pane(p)),
+                w.windows_of_pane(p).last().copied()
+            );
+        }
         assert!(
             Window::cumulative(Duration::from_secs(2), Duration::from_secs(3))
                 .validate()

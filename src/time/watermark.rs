@@ -243,11 +243,6 @@ impl WatermarkGenerator {
     fn threshold(&self) -> Option<i64> {
         self.current().map(|w| w.saturating_sub(self.lateness))
     }
-
-    /// Number of late rows in a mask returned by [`on_times`](Self::on_times).
-    pub fn late_count(mask: &Option<BooleanArray>) -> usize {
-        mask.as_ref().map_or(0, |m| m.len() - m.true_count())
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
-//! Window assigners.
+//! `TumblingWindow`, the shorthand for `Window::Tumbling`, and window alignment.
 
 use super::duration_ms;
-use crate::{Error, Result};
 use std::time::Duration;
 
 /// Fixed-size, non-overlapping event-time windows `[start, start + size)`,
@@ -28,33 +27,6 @@ impl TumblingWindow {
         self.offset_ms = duration_ms(offset);
         self
     }
-
-    /// Checks size and offset.
-    pub fn validate(&self) -> Result<()> {
-        if self.size_ms <= 0 {
-            return Err(Error::option("window.size", "must be greater than 0"));
-        }
-        if self.offset_ms < 0 || self.offset_ms >= self.size_ms {
-            return Err(Error::option(
-                "window.offset",
-                "must be at least 0 and smaller than the window size",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Start of the window holding event time `t`.
-    #[inline]
-    pub fn start_of(&self, t: i64) -> i64 {
-        align(t, self.offset_ms, self.size_ms)
-    }
-
-    /// The largest timestamp in the window starting at `start` (`end - 1`);
-    /// the window fires once the watermark reaches it.
-    #[inline]
-    pub fn max_timestamp(&self, start: i64) -> i64 {
-        start.saturating_add(self.size_ms - 1)
-    }
 }
 
 /// The largest `s <= t` with `s ≡ offset (mod period)`, computed without
@@ -76,29 +48,30 @@ pub(crate) fn align(t: i64, offset: i64, period: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Window;
 
     #[test]
     fn starts_align_to_size_and_offset_including_negative_times() {
-        let w = TumblingWindow::of(Duration::from_secs(1));
-        assert_eq!(w.start_of(0), 0);
-        assert_eq!(w.start_of(999), 0);
-        assert_eq!(w.start_of(1000), 1000);
-        assert_eq!(w.start_of(-1), -1000);
+        let w = Window::from(TumblingWindow::of(Duration::from_secs(1)));
+        assert_eq!(w.pane_of(0), 0);
+        assert_eq!(w.pane_of(999), 0);
+        assert_eq!(w.pane_of(1000), 1000);
+        assert_eq!(w.pane_of(-1), -1000);
         let w = w.with_offset(Duration::from_millis(250));
-        assert_eq!(w.start_of(1000), 250);
-        assert_eq!(w.start_of(1250), 1250);
-        assert_eq!(w.max_timestamp(250), 1249);
-        assert!(TumblingWindow::of(Duration::ZERO).validate().is_err());
+        assert_eq!(w.pane_of(1000), 250);
+        assert_eq!(w.pane_of(1250), 1250);
+        assert_eq!(Window::max_timestamp(w.last_window_of_pane(250).1), 1249);
+        assert!(Window::from(TumblingWindow::of(Duration::ZERO))
+            .validate()
+            .is_err());
         // extreme times do not overflow
-        let w = TumblingWindow::of(Duration::from_secs(1)).with_offset(Duration::from_millis(250));
-        assert_eq!(w.start_of(i64::MIN), i64::MIN);
-        assert_eq!(w.start_of(i64::MIN + 100), i64::MIN + 58); // ≡ 250 (mod 1000)
-        assert!(w.start_of(i64::MAX) > i64::MAX - 1000);
-        let plain = TumblingWindow::of(Duration::from_secs(1));
-        assert_eq!(
-            plain.start_of(i64::MIN + 1),
-            i64::MIN,
-            "below MIN saturates"
+        let w = Window::from(
+            TumblingWindow::of(Duration::from_secs(1)).with_offset(Duration::from_millis(250)),
         );
+        assert_eq!(w.pane_of(i64::MIN), i64::MIN);
+        assert_eq!(w.pane_of(i64::MIN + 100), i64::MIN + 58); // ≡ 250 (mod 1000)
+        assert!(w.pane_of(i64::MAX) > i64::MAX - 1000);
+        let plain = Window::from(TumblingWindow::of(Duration::from_secs(1)));
+        assert_eq!(plain.pane_of(i64::MIN + 1), i64::MIN, "below MIN saturates");
     }
 }

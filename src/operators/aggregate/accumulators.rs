@@ -165,12 +165,6 @@ impl Accumulators {
         self.len() == 0
     }
 
-    /// Fixed bytes per group slot, excluding variable-size data (strings,
-    /// distinct sets, user-defined states): see [`Accumulators::memory_size`].
-    pub fn bytes_per_group(&self) -> usize {
-        self.inner.slot_bytes()
-    }
-
     /// Makes room for groups `0..n` (new groups are empty; shrinking drops
     /// the groups from `n` on).
     pub fn resize(&mut self, n: usize) {

@@ -311,11 +311,7 @@ impl WindowAggregate {
 
     /// The watermark after which no row can reach the pane at `pane` any more.
     fn pane_done_at(&self, pane: i64) -> i64 {
-        let last_end = self
-            .window
-            .windows_of_pane(pane)
-            .last()
-            .map_or(pane, |w| w.1);
+        let (_, last_end) = self.window.last_window_of_pane(pane);
         Window::max_timestamp(last_end).saturating_add(self.lateness_ms)
     }
 
@@ -605,11 +601,8 @@ impl WindowAggregate {
     fn drop_panes(&mut self, t: i64, fired_up_to: Option<(i64, i64)>) {
         while let Some((&pane, _)) = self.panes.first_key_value() {
             // the pane's last window in firing order (end, start)
-            let last = self
-                .window
-                .windows_of_pane(pane)
-                .last()
-                .map_or((pane, pane), |&(s, e)| (e, s));
+            let (start, end) = self.window.last_window_of_pane(pane);
+            let last = (end, start);
             if self.pane_done_at(pane) > t || fired_up_to.is_some_and(|w| last > w) {
                 break;
             }
