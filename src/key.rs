@@ -97,6 +97,15 @@ impl KeyEncoder {
         Ok(KeyEncoder { indices, converter })
     }
 
+    /// An encoder for `columns`, or `None` when there are none (one global group).
+    pub fn optional(schema: &Schema, columns: &[String], context: &str) -> Result<Option<Self>> {
+        if columns.is_empty() {
+            Ok(None)
+        } else {
+            Self::try_new(schema, columns, context).map(Some)
+        }
+    }
+
     /// Column indices of the key in the input schema.
     pub fn indices(&self) -> &[usize] {
         &self.indices

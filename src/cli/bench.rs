@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::memory::format_bytes;
+use crate::operators::list_parquet_files;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -39,7 +40,8 @@ pub struct ModeResult {
 pub fn bare_scan(paths: &[PathBuf]) -> Result<u64> {
     let mut files = Vec::new();
     for p in paths {
-        collect(p, &mut files)?;
+        // exactly the files a Parquet source over `paths` reads
+        list_parquet_files(p, &mut files)?;
     }
     let mut rows = 0u64;
     for f in files {
@@ -58,28 +60,6 @@ pub fn bare_scan(paths: &[PathBuf]) -> Result<u64> {
         }
     }
     Ok(rows)
-}
-
-fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    if p.is_file() {
-        out.push(p.to_path_buf());
-        return Ok(());
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-        .map_err(|e| Error::io(p, e))?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for e in entries {
-        let name = e.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if e.is_dir() {
-            collect(&e, out)?;
-        } else if name.ends_with(".parquet") && !name.starts_with('.') {
-            out.push(e);
-        }
-    }
-    Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -195,6 +195,15 @@ impl MemoryReservation {
         self.try_grow_below(bytes, usize::MAX)
     }
 
+    /// Growth of a consumer that can spill: refused once the whole pool
+    /// would pass half its budget, so that state which cannot spill (and
+    /// data read back from disk to be processed) always finds room. On
+    /// refusal the caller spills and tries again.
+    pub fn try_grow_spillable(&mut self, bytes: usize) -> Result<()> {
+        let limit = self.pool.budget / 2;
+        self.try_grow_below(bytes, limit)
+    }
+
     /// Like [`try_grow`](Self::try_grow), but fails unless the whole pool
     /// stays at or below `limit` bytes. Spillable consumers use a limit below
     /// the budget so that state which cannot spill always finds room.

@@ -140,11 +140,7 @@ impl EventTimeBuffer {
         context: &str,
     ) -> Result<Self> {
         let time_column = validate_time_column(input, time_column, context)?;
-        let encoder = if keys.is_empty() {
-            None
-        } else {
-            Some(KeyEncoder::try_new(input, keys, context)?)
-        };
+        let encoder = KeyEncoder::optional(input, keys, context)?;
         let key_fields: Vec<_> = encoder
             .as_ref()
             .map(|e| {
@@ -531,9 +527,7 @@ impl EventTimeBuffer {
             r.shrink(r.size() - bytes);
             return Ok(());
         }
-        // Buffered rows can spill: they leave half of the pool to state that cannot.
-        let limit = r.pool().budget() / 2;
-        if r.try_grow_below(bytes - r.size(), limit).is_ok() || self.rows == 0 {
+        if r.try_grow_spillable(bytes - r.size()).is_ok() || self.rows == 0 {
             return r.try_resize(bytes);
         }
         self.spill(ctx)?;

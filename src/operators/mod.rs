@@ -26,7 +26,7 @@ pub use count_window::{
 pub use event_buffer::{EventTimeBuffer, Released};
 pub use ingestion::IngestionTime;
 pub use memory_source::{MemorySource, MemorySourceSpec};
-pub use parquet_source::{ParquetSource, ParquetSourceSpec};
+pub use parquet_source::{list_parquet_files, ParquetSource, ParquetSourceSpec};
 pub use process::{KeyRow, KeyedProcessFunction, KeyedProcessOperator, ProcessContext, ProcessFn};
 pub use session::SessionWindowAggregate;
 pub use sinks::{CollectSink, Collected, FileFormat, FileSink, FileSinkSpec, StdoutSink};

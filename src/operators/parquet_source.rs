@@ -301,7 +301,7 @@ fn check_same_schema(
 
 /// Collects `*.parquet` files under `path` (or `path` itself), sorted.
 /// Hidden files and files starting with `_` (e.g. `_SUCCESS`) are skipped.
-fn list_parquet_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub fn list_parquet_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_file() {
         out.push(path.to_path_buf());

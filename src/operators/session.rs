@@ -82,11 +82,7 @@ impl SessionWindowAggregate {
             ));
         }
         let time_column = validate_time_column(input, time_column, context)?;
-        let key_encoder = if keys.is_empty() {
-            None
-        } else {
-            Some(KeyEncoder::try_new(input, keys, context)?)
-        };
+        let key_encoder = KeyEncoder::optional(input, keys, context)?;
         let emit_op = lateness_ms > 0;
         let schema = WindowAggregate::output_schema(input, keys, aggs, emit_op, context)?;
         let aggs = aggs

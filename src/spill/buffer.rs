@@ -88,7 +88,7 @@ struct PartitionState {
 /// memory pool refuses more.
 ///
 /// ```text
-///  push(p, batch) ──try_grow_below(size, budget / 2)──▶ ok ──▶ memory[p].push(batch)
+///  push(p, batch) ──try_grow_spillable(size)──▶ ok ──▶ memory[p].push(batch)
 ///        │
 ///        └─ refused ─▶ spill: for every partition q,
 ///                      memory[q] ──append──▶ writer[q] (one IPC file per q)
@@ -232,11 +232,9 @@ impl PartitionedBuffer {
         }
         let rows = batch.num_rows() as u64;
         let size = batch_bytes(&batch);
-        // Shuffle buffers can spill, so they leave half the pool to state that cannot.
-        let limit = self.reservation.pool().budget() / 2;
-        if self.reservation.try_grow_below(size, limit).is_err() {
+        if self.reservation.try_grow_spillable(size).is_err() {
             self.spill_memory()?;
-            if self.reservation.try_grow_below(size, limit).is_err() {
+            if self.reservation.try_grow_spillable(size).is_err() {
                 let disk = self.disk_schema.clone();
                 self.writer(partition)?.write(&to_disk(&batch, &disk)?)?;
                 self.partitions[partition].rows += rows;

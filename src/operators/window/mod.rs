@@ -212,11 +212,7 @@ impl WindowAggregate {
             }
             None => None,
         };
-        let key_encoder = if keys.is_empty() {
-            None
-        } else {
-            Some(KeyEncoder::try_new(input, keys, context)?)
-        };
+        let key_encoder = KeyEncoder::optional(input, keys, context)?;
         let emit_op = lateness_ms > 0 || early.is_some();
         let schema = Self::output_schema(input, keys, aggs, emit_op, context)?;
         let aggs = aggs
@@ -340,10 +336,7 @@ impl WindowAggregate {
             r.shrink(r.size() - bytes);
             return Ok(());
         }
-        // Spillable state leaves half of the pool to what cannot spill (the
-        // key dictionary, panes read back to fire, other operators).
-        let limit = r.pool().budget() / 2;
-        if r.try_grow_below(bytes - r.size(), limit).is_ok() {
+        if r.try_grow_spillable(bytes - r.size()).is_ok() {
             return Ok(());
         }
         if self.panes.is_empty() {
