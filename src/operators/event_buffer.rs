@@ -301,14 +301,9 @@ impl EventTimeBuffer {
         Ok(())
     }
 
-    /// Moves the watermark to `watermark` (it never goes back) and returns
-    /// the keys with rows at or below it, in key-id order.
-    ///
-    /// Spilled rows at or below it are read back first (reserved without a
-    /// limit: they are released by the `take` that follows).
     /// The next watermark to advance to on the way to `target`: `target`
     /// itself unless spilled rows wait, in which case a step that reads back
-    /// about one spilled batch per run, so memory stays bounded even when a
+    /// about `STEP_ROWS` spilled rows, so memory stays bounded even when a
     /// watermark (like the final one) releases everything.
     pub fn next_step(&mut self, target: i64) -> Result<i64> {
         if self.spilled.is_empty() {
@@ -325,6 +320,11 @@ impl EventTimeBuffer {
         })
     }
 
+    /// Moves the watermark to `watermark` (it never goes back) and returns
+    /// the keys with rows at or below it, in key-id order.
+    ///
+    /// Spilled rows at or below it are read back first (reserved without a
+    /// limit: they are released by the `take` that follows).
     pub fn advance(&mut self, watermark: i64) -> Result<Vec<u32>> {
         let w = self.watermark.map_or(watermark, |old| old.max(watermark));
         self.watermark = Some(w);
