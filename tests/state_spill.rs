@@ -85,11 +85,13 @@ fn run(
 }
 
 #[test]
-fn window_state_ten_times_the_budget_spills_and_matches_the_unlimited_run() {
+fn window_and_session_state_ten_times_the_budget_spills_and_matches_the_unlimited_run() {
     let budget = 1 << 20;
     for window in [
         Window::tumbling(Duration::from_secs(1)),
         Window::sliding(Duration::from_secs(2), Duration::from_secs(1)),
+        // ~100 sessions per key, merging across spills
+        Window::session(Duration::from_millis(100)),
     ] {
         for mode in [ExecMode::Pipelined, ExecMode::Batch] {
             let dir = tempfile::tempdir().unwrap();

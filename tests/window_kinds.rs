@@ -190,6 +190,7 @@ fn run(
     lateness: i64,
     mode: ExecMode,
     p: usize,
+    memory: usize,
 ) -> (Vec<RecordBatch>, u64) {
     let job = Job::new();
     let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(DELAY as u64))
@@ -218,6 +219,7 @@ fn run(
         .run(
             &ExecConfig::new(mode)
                 .with_parallelism(p)
+                .with_memory(memory)
                 .with_batch_rows(17),
         )
         .unwrap();
@@ -228,14 +230,18 @@ fn check(splits: &[Split], kind: u8, lateness: i64) -> Result<(), TestCaseError>
     let (rows, late) = admitted(splits, DELAY, lateness);
     let want = table(&oracle(kind, &rows));
     for mode in [ExecMode::Batch, ExecMode::Pipelined] {
-        for p in [1, 3] {
-            let (got, late_rows) = run(splits, kind, lateness, mode, p);
+        // the last: window state spills after almost every batch
+        for (p, memory) in [(1, usize::MAX), (3, usize::MAX), (2, 12 << 10)] {
+            let (got, late_rows) = run(splits, kind, lateness, mode, p, memory);
             if lateness == 0 {
                 prop_assert!(got.iter().all(|b| b.schema().index_of("op").is_err()));
             }
             let got = materialize(&got);
             if let Err(e) = same_rows(&got, std::slice::from_ref(&want), &output_schema(), 1e-9) {
-                prop_assert!(false, "kind {kind} lateness {lateness} {mode} p={p}: {e}");
+                prop_assert!(
+                    false,
+                    "kind {kind} lateness {lateness} {mode} p={p} memory {memory}: {e}"
+                );
             }
             prop_assert_eq!(late_rows, late, "late rows, kind {} {} p={}", kind, mode, p);
         }

@@ -330,11 +330,9 @@ impl EventTimeBuffer {
         self.watermark = Some(w);
         if !self.spilled.is_empty() {
             let column = self.time_column;
-            let back = self
-                .spilled
-                .take_up_to(w.saturating_add(1), &|b: &RecordBatch| {
-                    event_times(b, column, "event-time buffer")
-                })?;
+            let back = self.spilled.take_through(w, &|b: &RecordBatch| {
+                event_times(b, column, "event-time buffer")
+            })?;
             for batch in back {
                 let times = event_times(&batch, column, "event-time buffer")?;
                 self.store(batch, &times)?;

@@ -89,6 +89,15 @@ impl SortedRuns {
 
     /// Removes and returns, from every run, the rows whose key is below `boundary`.
     pub fn take_up_to(&mut self, boundary: i64, key: RunKey<'_>) -> Result<Vec<RecordBatch>> {
+        match boundary.checked_sub(1) {
+            Some(last) => self.take_through(last, key),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes and returns, from every run, the rows whose key is at most
+    /// `last` (every row when `last` is `i64::MAX`).
+    pub fn take_through(&mut self, last: i64, key: RunKey<'_>) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         for run in &mut self.runs {
             loop {
@@ -103,7 +112,7 @@ impl SortedRuns {
                         None => break,
                     },
                 };
-                let end = offset + keys[offset..].partition_point(|&k| k < boundary);
+                let end = offset + keys[offset..].partition_point(|&k| k <= last);
                 if end > offset {
                     out.push(batch.slice(offset, end - offset));
                 }

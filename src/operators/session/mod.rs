@@ -1,4 +1,11 @@
 //! Keyed (or global) event-time session windows.
+//!
+//! Owns [`SessionWindowAggregate`]; its state spills to sorted runs on disk
+//! (see `spill`). May use the aggregate accumulators, `crate::operator`,
+//! `crate::key`, `crate::time`, `crate::memory`, `crate::spill`,
+//! `crate::error` and the arrow crates.
+
+mod spill;
 
 use super::aggregate::{Accumulators, Agg, BoundAgg};
 use super::window::WindowAggregate;
@@ -10,6 +17,7 @@ use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
 use crate::time::{event_times, validate_time_column, Window};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{Schema, SchemaRef};
+use spill::{SpilledSession, SpilledSessions, FIXED_COLUMNS};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -21,7 +29,13 @@ struct Session {
     slot: u32,
     /// The bounds last emitted, if any (to retract them when the session grows).
     emitted: Option<(i64, i64)>,
+    /// True if rows were added since the last emission (only when spilled
+    /// fragments merged with it; see [`SessionWindowAggregate::hydrate`]).
+    dirty: bool,
 }
+
+/// Spilled fragments read back per step of a watermark.
+const STEP_ROWS: usize = 4096;
 
 /// Session windows: per key, rows closer than `gap` form one session;
 /// a row that bridges two sessions merges them.
@@ -35,10 +49,16 @@ struct Session {
 ///  a late row that changes a fired session ──► op delete for the old bounds,
 ///                                             op insert (or update, same bounds) for the new
 ///  sessions with end + lateness <= w are dropped
+///  over budget ──► every session spills to a sorted run (see SpilledSessions);
+///                  a watermark brings fragments back in steps before firing
 /// ```
 /// Sessions touching at the boundary merge (as in Flink: a row exactly
 /// `gap` after the last one extends the session). Partial aggregates of
 /// merged sessions are combined with [`Accumulators::merge`].
+///
+/// A late row that changes a session already spilled to disk is merged with
+/// it when the watermark next brings it back, so its update is emitted then,
+/// rather than with the row's batch: the changelog folds to the same result.
 pub struct SessionWindowAggregate {
     // config
     gap_ms: i64,
@@ -61,6 +81,7 @@ pub struct SessionWindowAggregate {
     watermark: Option<i64>,
     // resources
     reservation: Option<MemoryReservation>,
+    spilled: SpilledSessions,
 }
 
 impl SessionWindowAggregate {
@@ -89,6 +110,7 @@ impl SessionWindowAggregate {
             .iter()
             .map(|a| a.bind(input, context))
             .collect::<Result<Vec<_>>>()?;
+        let spilled = SpilledSessions::new(&aggs);
         Ok(SessionWindowAggregate {
             gap_ms,
             lateness_ms: lateness_ms.max(0),
@@ -106,6 +128,7 @@ impl SessionWindowAggregate {
             retract: Vec::new(),
             watermark: None,
             reservation: None,
+            spilled,
         })
     }
 
@@ -140,8 +163,27 @@ impl SessionWindowAggregate {
         forward: &mut HashMap<u32, u32>,
         pending_free: &mut Vec<u32>,
     ) -> Result<u32> {
-        let gap = self.gap_ms;
-        let end = t.saturating_add(gap);
+        let fragment = Session {
+            start: t,
+            end: t.saturating_add(self.gap_ms),
+            slot: u32::MAX,
+            emitted: None,
+            dirty: false,
+        };
+        self.merge_fragment(key, fragment, forward, pending_free)
+    }
+
+    /// Adds the fragment `[start, end)` of `key` (with its emitted bounds
+    /// and dirty flag; its slot is ignored), merging it with the sessions it
+    /// overlaps or touches; returns the slot its values go to.
+    fn merge_fragment(
+        &mut self,
+        key: u32,
+        fragment: Session,
+        forward: &mut HashMap<u32, u32>,
+        pending_free: &mut Vec<u32>,
+    ) -> Result<u32> {
+        let (t, end) = (fragment.start, fragment.end);
         let list = self.sessions.entry(key).or_default();
         // sessions overlapping or touching [t, t + gap)
         let first = list.partition_point(|s| s.end < t);
@@ -153,15 +195,7 @@ impl SessionWindowAggregate {
             let is_new_key = list.is_empty();
             let slot = self.new_slot();
             let list = self.sessions.get_mut(&key).expect("entry created above");
-            list.insert(
-                first,
-                Session {
-                    start: t,
-                    end,
-                    slot,
-                    emitted: None,
-                },
-            );
+            list.insert(first, Session { slot, ..fragment });
             self.by_end.insert((end, key, t));
             if is_new_key {
                 self.dictionary.retain(key);
@@ -185,7 +219,10 @@ impl SessionWindowAggregate {
             self.release_slot(s.slot, pending_free);
         }
         // a fired session that disappears into the merge is retracted
-        let mut emitted = merged.iter().filter_map(|s| s.emitted);
+        let mut emitted = merged
+            .iter()
+            .chain(std::iter::once(&fragment))
+            .filter_map(|s| s.emitted);
         let keep = emitted.next();
         for (ps, pe) in emitted {
             self.retract.push((key, ps, pe, target.slot));
@@ -195,6 +232,8 @@ impl SessionWindowAggregate {
             end: new_end,
             slot: target.slot,
             emitted: keep,
+            // an emitted result that gained rows (an on_batch caller emits it at once)
+            dirty: keep.is_some() || merged.iter().any(|s| s.dirty) || fragment.dirty,
         };
         let list = self.sessions.get_mut(&key).expect("has sessions");
         list.insert(first, session);
@@ -227,12 +266,38 @@ impl SessionWindowAggregate {
         self.row(key, start, end, slot, "delete")
     }
 
+    /// Fires and drops sessions up to watermark `t`; with spilled
+    /// fragments, in steps that each bring a bounded number back first.
     fn advance(&mut self, t: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
-        let mut rows = Vec::new();
+        loop {
+            let step = if self.spilled.is_empty() {
+                t
+            } else {
+                match self.spilled.next_step(STEP_ROWS)? {
+                    Some(s) if s < t => s,
+                    _ => t,
+                }
+            };
+            let mut rows = self.hydrate(step)?;
+            self.fire(step, t, &mut rows)?;
+            if !rows.is_empty() {
+                out.emit(arrow_select::concat::concat_batches(&self.schema, &rows)?);
+            }
+            if step >= t {
+                break;
+            }
+        }
+        self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
+        self.sync_reservation(ctx)
+    }
+
+    /// Emits sessions ending at or before `step` that changed since they
+    /// were last emitted, then drops those no late row can reach at `t`.
+    fn fire(&mut self, step: i64, t: i64, rows: &mut Vec<RecordBatch>) -> Result<()> {
         let due: Vec<(i64, u32, i64)> = self
             .by_end
             .iter()
-            .take_while(|(end, _, _)| *end <= t)
+            .take_while(|(end, _, _)| *end <= step)
             .copied()
             .collect();
         for (end, key, start) in due {
@@ -242,6 +307,7 @@ impl SessionWindowAggregate {
             let Some(s) = list.iter_mut().find(|s| s.start == start && s.end == end) else {
                 continue;
             };
+            let dirty = std::mem::take(&mut s.dirty);
             if s.emitted != Some((start, end)) {
                 let prev = s.emitted.replace((start, end));
                 let slot = s.slot;
@@ -249,12 +315,15 @@ impl SessionWindowAggregate {
                     rows.push(self.retraction(key, ps, pe, slot)?);
                 }
                 rows.push(self.row(key, start, end, slot, "insert")?);
+            } else if dirty {
+                let slot = s.slot;
+                rows.push(self.row(key, start, end, slot, "update")?);
             }
         }
-        // drop sessions no late row can reach any more
+        // drop sessions no late row can reach any more (all their fragments are in memory)
         let mut pending_free = Vec::new();
         while let Some(&(end, key, start)) = self.by_end.first() {
-            if end.saturating_add(self.lateness_ms) > t {
+            if end > step || end.saturating_add(self.lateness_ms) > t {
                 break;
             }
             self.by_end.pop_first();
@@ -275,33 +344,139 @@ impl SessionWindowAggregate {
             }
         }
         self.free.extend(pending_free);
-        if !rows.is_empty() {
-            out.emit(arrow_select::concat::concat_batches(&self.schema, &rows)?);
-        }
-        self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
-        self.sync_reservation(ctx)
+        Ok(())
     }
 
-    fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
-        let bytes = self.dictionary.memory_size()
+    /// Brings the spilled fragments starting at or before `last` back and
+    /// merges them into memory; returns the retractions of emitted sessions
+    /// that merged away. Reserved without a limit: the step bounds it, and
+    /// firing releases it.
+    fn hydrate(&mut self, last: i64) -> Result<Vec<RecordBatch>> {
+        if self.spilled.is_empty() {
+            return Ok(Vec::new());
+        }
+        let widths: Vec<usize> = self
+            .aggs
+            .iter()
+            .map(|a| Accumulators::state_fields(a).len())
+            .collect();
+        let mut forward: HashMap<u32, u32> = HashMap::new();
+        let mut pending_free = Vec::new();
+        for batch in self.spilled.take_through(last)? {
+            let mut slots = Vec::with_capacity(batch.num_rows());
+            for row in 0..batch.num_rows() {
+                let f = spill::read_row(&batch, row);
+                let key = self.dictionary.intern(f.key);
+                let fragment = Session {
+                    start: f.start,
+                    end: f.end,
+                    slot: u32::MAX,
+                    emitted: f.emitted,
+                    dirty: f.dirty,
+                };
+                slots.push(self.merge_fragment(key, fragment, &mut forward, &mut pending_free)?);
+                // a key seen only on disk: merge_fragment retained it when it had no sessions
+                self.dictionary.forget_unused(key);
+            }
+            // fragments merged later in this batch forward to their target
+            let slots: Vec<u32> = slots.iter().map(|&s| resolve(&forward, s)).collect();
+            let mut col = FIXED_COLUMNS;
+            for (acc, &width) in self.accs.iter_mut().zip(&widths) {
+                let state: Vec<ArrayRef> = (col..col + width)
+                    .map(|c| batch.column(c).clone())
+                    .collect();
+                acc.merge_state(&slots, &state)?;
+                col += width;
+            }
+        }
+        let mut rows = Vec::new();
+        for (key, ps, pe, slot) in std::mem::take(&mut self.retract) {
+            rows.push(self.retraction(key, ps, pe, resolve(&forward, slot))?);
+        }
+        self.free.extend(pending_free);
+        let bytes = self.state_bytes();
+        if let Some(r) = self.reservation.as_mut() {
+            if bytes > r.size() {
+                r.grow(bytes - r.size());
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Writes every in-memory session to a sorted run and empties memory.
+    fn spill(&mut self, ctx: &Ctx) -> Result<()> {
+        let mut all: Vec<SpilledSession<'_>> = Vec::with_capacity(self.by_end.len());
+        for (&key, list) in &self.sessions {
+            let bytes = self.dictionary.key(key);
+            all.extend(list.iter().map(|s| SpilledSession {
+                start: s.start,
+                end: s.end,
+                key: bytes,
+                emitted: s.emitted,
+                dirty: s.dirty,
+                slot: s.slot,
+            }));
+        }
+        all.sort_unstable_by(|a, b| (a.start, a.key).cmp(&(b.start, b.key)));
+        self.spilled
+            .spill(&all, &self.accs, ctx.spill(), ctx.operator())?;
+        drop(all);
+        for (key, _) in self.sessions.drain() {
+            self.dictionary.release(key);
+        }
+        self.by_end.clear();
+        self.accs = self.aggs.iter().map(Accumulators::new).collect();
+        self.slots = 0;
+        self.free.clear();
+        Ok(())
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.dictionary.memory_size()
             + self.by_end.len() * 64
             + self
                 .accs
                 .iter()
                 .map(Accumulators::memory_size)
-                .sum::<usize>();
+                .sum::<usize>()
+    }
+
+    /// Matches the reservation to the state; when the pool would pass half
+    /// its budget, spills every session to a sorted run and tries again.
+    fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
+        let bytes = self.state_bytes();
         let pool = ctx.pool().clone();
-        let name = ctx.operator().to_string();
         let r = self
             .reservation
-            .get_or_insert_with(|| MemoryReservation::new(&pool, name));
-        if bytes > r.size() {
-            r.try_grow(bytes - r.size())
-        } else {
+            .get_or_insert_with(|| MemoryReservation::new(&pool, ctx.operator()));
+        if bytes <= r.size() {
+            r.shrink(r.size() - bytes);
+            return Ok(());
+        }
+        if r.try_grow_spillable(bytes - r.size()).is_ok() {
+            return Ok(());
+        }
+        if self.sessions.is_empty() {
+            return r.try_grow(bytes - r.size());
+        }
+        self.spill(ctx)?;
+        let bytes = self.state_bytes();
+        let r = self.reservation.as_mut().expect("created above");
+        if bytes <= r.size() {
             r.shrink(r.size() - bytes);
             Ok(())
+        } else {
+            r.try_grow(bytes - r.size())
         }
     }
+}
+
+/// Follows `forward` from a slot merged away to the slot that absorbed it.
+fn resolve(forward: &HashMap<u32, u32>, mut slot: u32) -> u32 {
+    while let Some(&next) = forward.get(&slot) {
+        slot = next;
+    }
+    slot
 }
 
 impl Operator for SessionWindowAggregate {
@@ -343,13 +518,7 @@ impl Operator for SessionWindowAggregate {
             placed.push((slot, r, key));
         }
         // a slot merged away later in the batch forwards to its target
-        let resolve = |mut s: u32| {
-            while let Some(&n) = forward.get(&s) {
-                s = n;
-            }
-            s
-        };
-        let groups: Vec<u32> = placed.iter().map(|p| resolve(p.0)).collect();
+        let groups: Vec<u32> = placed.iter().map(|p| resolve(&forward, p.0)).collect();
         let row_ids: Vec<u32> = placed.iter().map(|p| p.1).collect();
         let values = self
             .aggs
@@ -363,7 +532,7 @@ impl Operator for SessionWindowAggregate {
         // late rows that changed fired sessions: re-emit them now
         let mut rows_out = Vec::new();
         for (key, ps, pe, slot) in std::mem::take(&mut self.retract) {
-            rows_out.push(self.retraction(key, ps, pe, resolve(slot))?);
+            rows_out.push(self.retraction(key, ps, pe, resolve(&forward, slot))?);
         }
         let changed: BTreeSet<u32> = groups.iter().copied().collect();
         let touched: BTreeSet<u32> = placed.iter().map(|p| p.2).collect();
@@ -376,6 +545,7 @@ impl Operator for SessionWindowAggregate {
                 if let Some(prev) = s.emitted {
                     let now = (s.start, s.end);
                     s.emitted = Some(now);
+                    s.dirty = false;
                     changes.push((prev, now, s.slot));
                 }
             }
