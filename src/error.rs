@@ -106,6 +106,15 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// Keyed state could not be written to or read back from its encoding.
+    #[error("keyed state of `{operator}`: {message}")]
+    State {
+        /// The operator whose state it is.
+        operator: String,
+        /// What failed (the serde error).
+        message: String,
+    },
+
     /// An Arrow kernel failed.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),

@@ -256,3 +256,120 @@ fn process_function_buffers_spill_and_match_the_unlimited_run() {
     same_rows(&got, &want, &out_schema, 0.0).unwrap();
     assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 480_000);
 }
+
+/// Keyed process-function state (a list of every value a key saw) ten
+/// times the budget spills to the state log and comes back per key: each
+/// key's final list length equals its row count in the input, and the
+/// output equals the unlimited run, in both modes.
+#[test]
+fn process_function_state_ten_times_the_budget_spills_and_matches_the_unlimited_run() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use std::collections::HashMap;
+    use weir::operators::{KeyRow, KeyedProcessFunction, ProcessContext};
+    let out_schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("seen", DataType::Int64, false),
+        Field::new("sum", DataType::Int64, false),
+    ]));
+    struct Seen(SchemaRef);
+    impl KeyedProcessFunction for Seen {
+        type State = Vec<i64>;
+        fn state_size(&self, state: &Vec<i64>) -> usize {
+            24 + 8 * state.capacity()
+        }
+        fn on_rows(
+            &mut self,
+            key: &KeyRow,
+            rows: &RecordBatch,
+            state: &mut Vec<i64>,
+            ctx: &mut ProcessContext,
+        ) -> weir::Result<()> {
+            let k = key.columns().column(0).as_primitive::<Int64Type>().value(0);
+            let v = rows
+                .column_by_name("v")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let (mut seen, mut sum) = (Vec::new(), Vec::new());
+            let mut total: i64 = state.iter().sum();
+            for x in v.values() {
+                state.push(*x);
+                total += x;
+                seen.push(state.len() as i64);
+                sum.push(total);
+            }
+            let n = seen.len();
+            ctx.emit(RecordBatch::try_new(
+                self.0.clone(),
+                vec![
+                    Arc::new(Int64Array::from(vec![k; n])),
+                    Arc::new(Int64Array::from(seen)),
+                    Arc::new(Int64Array::from(sum)),
+                ],
+            )?)
+        }
+    }
+    let run = |memory: usize, mode: ExecMode, dir: &std::path::Path| {
+        let job = Job::new();
+        let s = out_schema.clone();
+        let out = job
+            .from_batches(schema(), input())
+            .unwrap()
+            .assign_timestamps(
+                "t",
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(3600)),
+            )
+            .unwrap()
+            // 3000 keys of 160 values each: the lists dwarf the log's index
+            .key_by(["k"])
+            .unwrap()
+            .process(out_schema.clone(), move || Seen(s.clone()))
+            .unwrap()
+            .collect()
+            .unwrap();
+        let m = job
+            .run(
+                &ExecConfig::new(mode)
+                    .with_parallelism(2)
+                    .with_memory(memory)
+                    .with_spill_dir(dir),
+            )
+            .unwrap();
+        (out.batches(), m)
+    };
+    // oracle: rows per key, straight from the input
+    let mut rows_per_key: HashMap<i64, i64> = HashMap::new();
+    for b in input().iter().flatten() {
+        for k in b.column(0).as_primitive::<Int64Type>().values() {
+            *rows_per_key.entry(*k).or_default() += 1;
+        }
+    }
+    let budget = 512 << 10;
+    for mode in [ExecMode::Pipelined, ExecMode::Batch] {
+        let dir = tempfile::tempdir().unwrap();
+        let (want, free) = run(usize::MAX, mode, dir.path());
+        assert!(
+            free.peak_memory >= 10 * budget as u64,
+            "{mode}: state and rows are 10x the budget: {}",
+            free.peak_memory
+        );
+        let (got, m) = run(budget, mode, dir.path());
+        assert!(m.spill_files > 0, "{mode}: {m:?}");
+        assert_eq!(m.memory_reserved_at_end, 0, "{mode}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{mode}");
+        same_rows(&got, &want, &out_schema, 0.0).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let mut last: HashMap<i64, i64> = HashMap::new();
+        for b in &got {
+            let k = b.column(0).as_primitive::<Int64Type>();
+            let seen = b.column(1).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                let e = last.entry(k.value(i)).or_default();
+                *e = (*e).max(seen.value(i));
+            }
+        }
+        assert_eq!(
+            last, rows_per_key,
+            "{mode}: every key's list holds all its rows"
+        );
+    }
+}

@@ -93,9 +93,10 @@ struct Pending {
 /// Keys are interned in a [`KeyDictionary`]; the buffer holds a reference to
 /// a key id while it has rows of that key, and consumers keeping per-key
 /// state add their own with [`EventTimeBuffer::retain_key`]. Everything
-/// held (batches, entries, dictionary) is reserved from the memory pool with
-/// `try_grow`; a refusal is returned as [`Error::ResourcesExhausted`] (this
-/// buffer does not spill yet). Without key columns all rows form one group.
+/// held (batches, entries, dictionary) is reserved from the memory pool;
+/// past half the budget the buffered rows spill to runs sorted by event time
+/// and come back in steps ([`EventTimeBuffer::next_step`]). Without key
+/// columns all rows form one group.
 #[derive(Debug)]
 pub struct EventTimeBuffer {
     // config
@@ -413,6 +414,11 @@ impl EventTimeBuffer {
     pub fn release_key(&mut self, id: u32) {
         self.dictionary.release(id);
         self.shrink_reservation();
+    }
+
+    /// The encoded bytes of key `id` (empty without key columns).
+    pub fn key_bytes(&self, id: u32) -> &[u8] {
+        self.dictionary.key(id)
     }
 
     /// The key columns of `ids`, one row per id (no columns without keys).

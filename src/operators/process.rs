@@ -19,6 +19,7 @@ use crate::key::FastBuildHasher;
 use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, Output};
+use crate::spill::StateLog;
 use arrow_array::{RecordBatch, RecordBatchOptions};
 use arrow_schema::{Schema, SchemaRef};
 use std::collections::{BTreeSet, HashMap};
@@ -181,7 +182,18 @@ fn describe(schema: &Schema) -> String {
 /// depend on the parallelism.
 pub trait KeyedProcessFunction: Send {
     /// Per-key state (value, list and map state are fields of this type).
-    type State: Default + Send + 'static;
+    /// It is serialized (with `serde_json`) when keyed state spills to
+    /// disk, so it must round-trip through JSON: derive `Serialize` and
+    /// `Deserialize`; map keys must be strings or integers.
+    type State: Default + Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
+
+    /// Bytes of memory `state` uses, for the memory budget. The default is
+    /// its shallow size; override it when the state owns heap memory
+    /// (vectors, maps, strings), or the state will spill later than it should.
+    fn state_size(&self, state: &Self::State) -> usize {
+        let _ = state;
+        std::mem::size_of::<Self::State>()
+    }
 
     /// Rows of one key whose time the watermark passed, all with the same
     /// event time ([`ProcessContext::time`]), ties ordered by row content.
@@ -244,7 +256,7 @@ impl<S, F> std::fmt::Debug for ProcessFn<S, F> {
 
 impl<S, F> KeyedProcessFunction for ProcessFn<S, F>
 where
-    S: Default + Send + 'static,
+    S: Default + Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
     F: FnMut(&KeyRow, &RecordBatch, &mut S, &mut ProcessContext) -> Result<()> + Send,
 {
     type State = S;
@@ -269,12 +281,17 @@ where
 ///        next row time r, next timer t:  t < r ? on_timer(t) : on_rows(rows at time r)
 ///        (a timer registered during a call joins the merge at once)
 ///     state: HashMap<key id, State> (Default on first use; clear_state drops it)
+///            over budget ──► every State to a StateLog on disk (JSON, indexed by key);
+///            a key's state comes back when the key next runs
 ///  emitted rows of all keys ──concat──► out, then the watermark is forwarded
 ///  end of input = watermark i64::MAX: all rows and timers, then state is dropped
 /// ```
 /// The buffered rows are reserved from the memory pool, as are timers and
-/// the shallow size of each key's `State`; memory the state owns on the heap
-/// (vectors, maps) is not measured. State lives until `clear_state`.
+/// each key's `State` (as measured by
+/// [`KeyedProcessFunction::state_size`]). When the pool passes half its
+/// budget, the buffered rows spill to sorted runs and the states to a
+/// [`StateLog`]; only the log's index (about 48 bytes a key) stays in
+/// memory. State lives until `clear_state`.
 /// Processing-time timers are not supported here.
 ///
 /// A function that keeps registering later timers from `on_timer` loops at
@@ -294,8 +311,12 @@ pub struct KeyedProcessOperator<P: KeyedProcessFunction> {
     /// `(time, key id)` of every pending processing-time timer.
     processing_index: BTreeSet<(i64, u32)>,
     pctx: ProcessContext,
+    /// Sum of `state_size` over `states`.
+    states_size: usize,
     // resources
     reservation: Option<MemoryReservation>,
+    /// States spilled to disk (created on the first spill).
+    spilled: Option<StateLog>,
 }
 
 impl<P: KeyedProcessFunction> std::fmt::Debug for KeyedProcessOperator<P> {
@@ -330,7 +351,9 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             timer_index: BTreeSet::new(),
             processing_timers: HashMap::default(),
             processing_index: BTreeSet::new(),
+            states_size: 0,
             reservation: None,
+            spilled: None,
         })
     }
 
@@ -346,15 +369,89 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
 
     fn state_bytes(&self) -> usize {
         self.timer_index.len() * TIMER_BYTES
-            + self.states.len() * (KEY_STATE_BYTES + std::mem::size_of::<P::State>())
+            + self.states.len() * KEY_STATE_BYTES
+            + self.states_size
+            + self.spilled.as_ref().map_or(0, StateLog::memory_size)
     }
 
+    /// Matches the reservation to the state; when the pool would pass half
+    /// its budget, spills every key's state to the log and tries again.
     fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
         let bytes = self.state_bytes();
         let r = self
             .reservation
             .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()));
-        r.try_resize(bytes)
+        if bytes <= r.size() {
+            r.shrink(r.size() - bytes);
+            return Ok(());
+        }
+        if r.try_grow_spillable(bytes - r.size()).is_ok() || self.states.is_empty() {
+            return r.try_resize(bytes);
+        }
+        self.spill_states(ctx)?;
+        let bytes = self.state_bytes();
+        self.reservation
+            .as_mut()
+            .expect("created above")
+            .try_resize(bytes)
+    }
+
+    /// Writes every in-memory state to the log and drops it from memory.
+    fn spill_states(&mut self, ctx: &Ctx) -> Result<()> {
+        let log = self
+            .spilled
+            .get_or_insert_with(|| StateLog::new(ctx.spill(), ctx.operator()));
+        let mut encoded: Vec<(u32, Vec<u8>)> = Vec::with_capacity(self.states.len());
+        for (&key, state) in &self.states {
+            let bytes = serde_json::to_vec(state).map_err(|e| Error::State {
+                operator: ctx.operator().to_string(),
+                message: format!("cannot serialize a key's state to spill it: {e}"),
+            })?;
+            encoded.push((key, bytes));
+        }
+        log.append(
+            encoded
+                .iter()
+                .map(|(key, bytes)| (self.buffer.key_bytes(*key), bytes.as_slice())),
+        )?;
+        let keys: Vec<u32> = self.states.drain().map(|(k, _)| k).collect();
+        self.states_size = 0;
+        for key in keys {
+            // the state's reference to the key id; timers keep their own
+            if !self.holds(key) {
+                self.buffer.release_key(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings `key`'s state back from the log, if it was spilled.
+    fn load_state(&mut self, key: u32) -> Result<()> {
+        let Some(log) = self.spilled.as_mut() else {
+            return Ok(());
+        };
+        if log.is_empty() || self.states.contains_key(&key) {
+            return Ok(());
+        }
+        let Some(bytes) = log.take(self.buffer.key_bytes(key))? else {
+            return Ok(());
+        };
+        let state: P::State = serde_json::from_slice(&bytes).map_err(|e| Error::State {
+            operator: self.pctx.operator.clone(),
+            message: format!("cannot read a spilled state back: {e}"),
+        })?;
+        if !self.holds(key) {
+            self.buffer.retain_key(key);
+        }
+        self.states_size += self.function.state_size(&state);
+        self.states.insert(key, state);
+        Ok(())
+    }
+
+    fn size_of_state(&self, key: u32) -> usize {
+        self.states
+            .get(&key)
+            .map_or(0, |s| self.function.state_size(s))
     }
 
     fn holds(&self, key: u32) -> bool {
@@ -391,6 +488,8 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         keys.sort_unstable();
         keys.dedup();
         for key in keys {
+            self.load_state(key)?;
+            let size_before = self.size_of_state(key);
             let held = self.holds(key);
             self.buffer.retain_key(key);
             let key_row = self.key_row(key)?;
@@ -416,6 +515,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
                 }
             }
             self.store_processing_timers(key);
+            self.states_size = self.states_size - size_before + self.size_of_state(key);
             match (held, self.holds(key)) {
                 (false, true) => {}
                 (true, false) => {
@@ -483,6 +583,8 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
     }
 
     fn process_key(&mut self, key: u32, wm: i64) -> Result<()> {
+        self.load_state(key)?;
+        let size_before = self.size_of_state(key);
         let held = self.holds(key);
         // pinned while it runs; kept as the state's reference if it now holds state
         self.buffer.retain_key(key);
@@ -494,6 +596,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         self.pctx.timers = timers;
         self.load_processing_timers(key);
         let result = self.run_key(key, released, wm);
+        self.states_size = self.states_size - size_before + self.size_of_state(key);
         self.store_processing_timers(key);
         let timers = std::mem::take(&mut self.pctx.timers);
         self.pctx.clear = false;
@@ -600,6 +703,8 @@ impl<P: KeyedProcessFunction> Operator for KeyedProcessOperator<P> {
         keys.sort_unstable();
         keys.dedup();
         self.states.clear();
+        self.states_size = 0;
+        self.spilled = None;
         self.timers.clear();
         self.timer_index.clear();
         for key in keys {

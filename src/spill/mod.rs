@@ -5,8 +5,9 @@
 //! [`SpillMetrics`]), the spill file types in `file.rs` ([`SpillWriter`],
 //! [`SpillFile`], [`SpillReader`]: Arrow IPC files read back through `mmap`)
 //! and the spillable shuffle output in `buffer.rs` ([`PartitionedBuffer`],
-//! [`Partition`], [`PartitionReader`]). May use [`crate::error`] and
-//! [`crate::memory`].
+//! [`Partition`], [`PartitionReader`]), sorted runs of operator state
+//! ([`SortedRuns`]) and the per-key state log ([`StateLog`]). May use
+//! [`crate::error`], [`crate::memory`] and [`crate::key`].
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +20,12 @@ use crate::error::{Error, Result};
 mod buffer;
 mod file;
 mod runs;
+mod state_log;
 
 pub use buffer::{batch_bytes, Partition, PartitionReader, PartitionedBuffer};
 pub use file::{SpillFile, SpillReader, SpillWriter};
 pub use runs::{RunKey, SortedRuns};
+pub use state_log::{StateLog, INDEX_BYTES_PER_KEY};
 
 /// Counters of what was spilled, shared by all writers of one [`SpillManager`].
 ///
