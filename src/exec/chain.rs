@@ -40,6 +40,7 @@ impl Chain {
         subtask: usize,
         env: &RuntimeEnv,
         metrics: &[Arc<OperatorMetrics>],
+        batch: bool,
     ) -> Result<Self> {
         let mut source = None;
         let mut ops = Vec::new();
@@ -61,6 +62,11 @@ impl Chain {
                 }
                 NodeKind::Source(f) => source = Some((f(&info).map_err(wrap)?, ctx)),
                 NodeKind::Operator(f) | NodeKind::Sink(f) => {
+                    // batch mode runs the blocking variant where there is one
+                    let f = match (&node.batch_variant, batch) {
+                        (Some(variant), true) => variant,
+                        _ => f,
+                    };
                     ops.push((f(&info).map_err(wrap)?, ctx))
                 }
             }

@@ -4,6 +4,7 @@ use super::{Edge, LogicalPlan, Node, NodeId, NodeKind, Partitioning};
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::operator::{Operator, OperatorFactory, SourceFactory, TaskInfo};
+use crate::operators::join::{JoinLayout, JoinSpec, SortMergeJoin, SymmetricHashJoin};
 use crate::operators::{
     Agg, BatchFn, CollectSink, Collected, FileFormat, FileSinkSpec, Filter, IngestionTime,
     MapBatches, MemorySourceSpec, ParquetSourceSpec, Passthrough, Project, SessionWindowAggregate,
@@ -90,6 +91,7 @@ impl Job {
             passes: None,
             replaced: false,
             idle_timeout: None,
+            batch_variant: None,
         });
         plan.nodes.len() - 1
     }
@@ -594,6 +596,92 @@ impl Stream {
         let mut s = self.clone();
         s.next_partitioning = Partitioning::Broadcast;
         s
+    }
+
+    /// Joins this stream (left) with `other` (right) on equal keys, as
+    /// `spec` says: window, interval or regular, inner or outer. Both inputs
+    /// are hash-partitioned by their keys. Pipelined runs use a symmetric
+    /// hash join, batch runs a sort-merge join; both give the same rows (a
+    /// regular outer join's changelog materializes to the batch result).
+    /// The output has no event time.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use weir::operators::join::JoinSpec;
+    /// use weir::{ExecConfig, Job};
+    /// let batch = |k: Vec<i64>, v: Vec<i64>| {
+    ///     RecordBatch::try_from_iter([
+    ///         ("k", Arc::new(Int64Array::from(k)) as _),
+    ///         ("v", Arc::new(Int64Array::from(v)) as _),
+    ///     ])
+    ///     .unwrap()
+    /// };
+    /// let left = batch(vec![1, 2], vec![10, 20]);
+    /// let right = batch(vec![2, 3], vec![200, 300]);
+    /// let job = Job::new();
+    /// let l = job.from_batches(left.schema(), vec![vec![left]])?;
+    /// let r = job.from_batches(right.schema(), vec![vec![right]])?;
+    /// let joined = l.join(&r, JoinSpec::regular().on(["k"], ["k"]))?.collect()?;
+    /// job.run(&ExecConfig::batch())?;
+    /// let out = joined.batches();
+    /// assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 1); // k = 2
+    /// # Ok::<(), weir::Error>(())
+    /// ```
+    pub fn join(&self, other: &Stream, spec: JoinSpec) -> Result<Stream> {
+        if !Rc::ptr_eq(&self.job.plan, &other.job.plan) {
+            return Err(Error::Plan("join of streams from different jobs".into()));
+        }
+        if spec.needs_event_time() && (self.lateness_ms > 0 || other.lateness_ms > 0) {
+            return Err(Error::Plan(format!(
+                "join: window and interval joins need inputs without allowed lateness (left {} ms, right {} ms): a row behind the watermark could miss its match",
+                self.lateness_ms, other.lateness_ms
+            )));
+        }
+        let layout = JoinLayout::try_new(
+            &self.schema,
+            &other.schema,
+            self.time_column.as_deref(),
+            other.time_column.as_deref(),
+            &spec,
+        )?;
+        let inputs = vec![
+            Edge {
+                from: self.node,
+                partitioning: Partitioning::Hash(spec.left_keys.clone()),
+                port: self.port,
+            },
+            Edge {
+                from: other.node,
+                partitioning: Partitioning::Hash(spec.right_keys.clone()),
+                port: other.port,
+            },
+        ];
+        let streaming = layout.clone();
+        let pipelined: OperatorFactory = Arc::new(move |_: &TaskInfo| {
+            Ok(Box::new(SymmetricHashJoin::try_new(streaming.clone())?) as Box<dyn Operator>)
+        });
+        let blocking = layout.clone();
+        let batch: OperatorFactory = Arc::new(move |_: &TaskInfo| {
+            Ok(Box::new(SortMergeJoin::try_new(blocking.clone())?) as Box<dyn Operator>)
+        });
+        let schema = layout.schema().clone();
+        let id = self.job.add(
+            "join",
+            NodeKind::Operator(pipelined),
+            inputs,
+            schema.clone(),
+        );
+        self.job.plan.borrow_mut().nodes[id].batch_variant = Some(batch);
+        let mut out = self.job.stream(id, schema, None);
+        out.time_sources = self
+            .time_sources
+            .iter()
+            .chain(&other.time_sources)
+            .copied()
+            .collect();
+        Ok(out)
     }
 
     /// Sets the parallelism of the operator that produces this stream.

@@ -103,6 +103,9 @@ pub struct Node {
     /// For sources: after this long without rows, the source is idle and
     /// stops holding back the watermark (pipelined runs).
     pub idle_timeout: Option<std::time::Duration>,
+    /// For operators with a blocking physical variant (the sort-merge
+    /// join): what batch mode runs instead of `kind`'s factory.
+    pub batch_variant: Option<OperatorFactory>,
 }
 
 impl std::fmt::Debug for Node {

@@ -11,6 +11,7 @@ mod basic;
 mod count_window;
 mod event_buffer;
 mod ingestion;
+pub mod join;
 mod memory_source;
 mod parquet_source;
 mod process;

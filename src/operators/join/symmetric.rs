@@ -1,0 +1,529 @@
+//! The pipelined join: a symmetric hash join whose outer rows and state
+//! cleanup are driven by the watermark.
+
+use super::sort_merge::null_key_rows;
+use super::{interval_match, join_by_window, JoinKind, JoinLayout, OutRow};
+use crate::error::Result;
+use crate::key::KeyEncoder;
+use crate::memory::MemoryReservation;
+use crate::message::Watermark;
+use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
+use crate::spill::batch_bytes;
+use crate::time::{event_times, Window};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use std::collections::HashMap;
+
+/// Bytes accounted per stored row (its [`Entry`] and map share).
+const ENTRY_BYTES: usize = std::mem::size_of::<Entry>() + 8;
+/// Bytes accounted per key with stored rows, besides the key bytes.
+const KEY_BYTES: usize = 64;
+
+/// A stored row of one side.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    batch: u32,
+    row: u32,
+    time: i64,
+    window: (i64, i64),
+    /// True once the row matched (a padded row of it was retracted, if emitted).
+    matched: bool,
+}
+
+#[derive(Debug)]
+struct Stored {
+    batch: RecordBatch,
+    /// Entries still pointing at `batch`.
+    live: u32,
+    bytes: usize,
+}
+
+/// The stored rows of one input.
+#[derive(Debug)]
+struct Side {
+    // config
+    keys: KeyEncoder,
+    empty: RecordBatch,
+    // state
+    batches: Vec<Option<Stored>>,
+    free: Vec<u32>,
+    by_key: HashMap<Vec<u8>, Vec<Entry>>,
+    entries: usize,
+    key_bytes: usize,
+    batch_bytes: usize,
+}
+
+impl Side {
+    fn store(&mut self, batch: RecordBatch) -> u32 {
+        let stored = Stored {
+            bytes: batch_bytes(&batch),
+            batch,
+            live: 0,
+        };
+        self.batch_bytes += stored.bytes;
+        match self.free.pop() {
+            Some(slot) => {
+                self.batches[slot as usize] = Some(stored);
+                slot
+            }
+            None => {
+                self.batches.push(Some(stored));
+                (self.batches.len() - 1) as u32
+            }
+        }
+    }
+
+    fn unref(&mut self, slot: u32, n: u32) {
+        let stored = self.batches[slot as usize]
+            .as_mut()
+            .expect("a live entry's batch is stored");
+        stored.live -= n;
+        if stored.live == 0 {
+            self.batch_bytes -= stored.bytes;
+            self.batches[slot as usize] = None;
+            self.free.push(slot);
+        }
+    }
+
+    /// Sets how many stored entries point at a new batch (freed at 0).
+    fn settle(&mut self, slot: u32, live: u32) {
+        self.batches[slot as usize]
+            .as_mut()
+            .expect("stored by this batch")
+            .live = live + 1;
+        self.unref(slot, 1);
+    }
+
+    fn sources(&self) -> Vec<&RecordBatch> {
+        self.batches
+            .iter()
+            .map(|b| b.as_ref().map_or(&self.empty, |s| &s.batch))
+            .collect()
+    }
+
+    fn bytes(&self) -> usize {
+        self.batch_bytes + self.entries * ENTRY_BYTES + self.key_bytes
+    }
+}
+
+/// Joins two inputs as they stream (pipelined mode).
+///
+/// ```text
+///  row x of side s, key k ──► probe the other side's rows of k:
+///     regular:  every row → (x, y); y padded before? → delete padded(y) first
+///     interval: rows with r.t + lower <= l.t <= r.t + upper → (x, y)
+///     window:   nothing yet
+///  x stored under k (regular outer without a match: insert padded(x) now)
+///  watermark W (min of both inputs; every later row has t > W):
+///     interval: left l is done when l.t - lower <= W, right r when r.t + upper <= W
+///               → padded if never matched (outer), then dropped
+///     window:   windows with max timestamp in (previous W, W] fire per key
+///               (join_by_window) → rows whose last window fired are dropped
+///  end of input = W = i64::MAX; regular joins keep everything until then
+/// ```
+/// State is reserved from the memory pool (`try_grow`): beyond the budget
+/// the join fails with `ResourcesExhausted` naming it (it does not spill;
+/// batch mode's [`super::SortMergeJoin`] does).
+pub struct SymmetricHashJoin {
+    // config
+    layout: JoinLayout,
+    // state
+    sides: [Side; 2],
+    /// The last watermark processed (windows up to it fired).
+    watermark: i64,
+    /// No window or interval cleanup is due before this watermark.
+    next_due: i64,
+    // resources
+    reservation: Option<MemoryReservation>,
+}
+
+impl std::fmt::Debug for SymmetricHashJoin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SymmetricHashJoin")
+            .field("spec", self.layout.spec())
+            .field("rows", &(self.sides[0].entries + self.sides[1].entries))
+            .finish()
+    }
+}
+
+impl SymmetricHashJoin {
+    /// A symmetric hash join laid out by `layout`.
+    pub fn try_new(layout: JoinLayout) -> Result<Self> {
+        let side = |s: usize| -> Result<Side> {
+            Ok(Side {
+                keys: layout.key_encoder(s)?,
+                empty: RecordBatch::new_empty(layout.input(s).clone()),
+                batches: Vec::new(),
+                free: Vec::new(),
+                by_key: HashMap::new(),
+                entries: 0,
+                key_bytes: 0,
+                batch_bytes: 0,
+            })
+        };
+        Ok(SymmetricHashJoin {
+            sides: [side(0)?, side(1)?],
+            layout,
+            watermark: i64::MIN,
+            next_due: i64::MIN,
+            reservation: None,
+        })
+    }
+
+    /// The output schema.
+    pub fn schema(&self) -> &SchemaRef {
+        self.layout.schema()
+    }
+
+    fn sync(&mut self, ctx: &Ctx) -> Result<()> {
+        let bytes = self.sides[0].bytes() + self.sides[1].bytes();
+        self.reservation
+            .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()))
+            .try_resize(bytes)
+    }
+
+    /// The windows of a row: assigned from its time, or its own columns.
+    fn windows(&self, e: &Entry) -> Vec<(i64, i64)> {
+        match self.layout.spec().kind {
+            JoinKind::Window(w) => w
+                .windows_of_pane(w.pane_of(e.time))
+                .into_iter()
+                .filter(|&(s, end)| s <= e.time && e.time < end)
+                .collect(),
+            JoinKind::SameWindow => vec![e.window],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The watermark at which a stored row is done (no later row can match it).
+    fn done_at(&self, side: usize, e: &Entry) -> i64 {
+        match self.layout.spec().kind {
+            JoinKind::Interval { lower_ms, upper_ms } => {
+                if side == 0 {
+                    e.time.saturating_sub(lower_ms)
+                } else {
+                    e.time.saturating_add(upper_ms)
+                }
+            }
+            JoinKind::Window(_) | JoinKind::SameWindow => self
+                .windows(e)
+                .iter()
+                .map(|&(_, end)| Window::max_timestamp(end))
+                .max()
+                .unwrap_or(i64::MIN),
+            JoinKind::Regular => i64::MAX,
+        }
+    }
+
+    /// The next watermark at which something of a stored row is due.
+    fn due_at(&self, side: usize, e: &Entry) -> i64 {
+        match self.layout.spec().kind {
+            JoinKind::Window(_) | JoinKind::SameWindow => self
+                .windows(e)
+                .iter()
+                .map(|&(_, end)| Window::max_timestamp(end))
+                .filter(|&t| t > self.watermark)
+                .min()
+                .unwrap_or(i64::MIN),
+            _ => self.done_at(side, e),
+        }
+    }
+
+    fn emit(&self, rows: &[OutRow], ops: &[&str], out: &mut Output) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (l, r) = (self.sides[0].sources(), self.sides[1].sources());
+        let ops = self.layout.spec().emits_changelog().then_some(ops);
+        out.emit(self.layout.assemble(&l, &r, rows, ops)?);
+        Ok(())
+    }
+
+    /// Fires what watermark `w` completes and drops what it finishes.
+    fn advance(&mut self, w: i64, out: &mut Output) -> Result<()> {
+        if w <= self.watermark {
+            return Ok(());
+        }
+        let spec = self.layout.spec().clone();
+        if spec.kind == JoinKind::Regular || w < self.next_due {
+            self.watermark = w;
+            return Ok(());
+        }
+        let mut rows: Vec<OutRow> = Vec::new();
+        let mut next_due = i64::MAX;
+        let prev = self.watermark;
+        if matches!(spec.kind, JoinKind::Window(_) | JoinKind::SameWindow) {
+            let mut keys: Vec<Vec<u8>> = self.sides[0].by_key.keys().cloned().collect();
+            keys.extend(
+                self.sides[1]
+                    .by_key
+                    .keys()
+                    .filter(|k| !self.sides[0].by_key.contains_key(*k))
+                    .cloned(),
+            );
+            for key in keys {
+                let mut lists: [Vec<((i64, i64), usize)>; 2] = [Vec::new(), Vec::new()];
+                let mut refs: [Vec<super::SideRow>; 2] = [Vec::new(), Vec::new()];
+                for s in 0..2 {
+                    let Some(entries) = self.sides[s].by_key.get(&key) else {
+                        continue;
+                    };
+                    for e in entries {
+                        let i = refs[s].len();
+                        refs[s].push(super::SideRow {
+                            at: (e.batch as usize, e.row as usize),
+                            time: e.time,
+                            window: e.window,
+                        });
+                        for win in self.windows(e) {
+                            let t = Window::max_timestamp(win.1);
+                            if t > prev && t <= w {
+                                lists[s].push((win, i));
+                            }
+                        }
+                    }
+                    lists[s].sort_unstable();
+                }
+                join_by_window(
+                    spec.join_type,
+                    &refs[0],
+                    &refs[1],
+                    &lists[0],
+                    &lists[1],
+                    &mut rows,
+                );
+            }
+        } else {
+            for s in 0..2 {
+                let keeps = if s == 0 {
+                    spec.join_type.keeps_left()
+                } else {
+                    spec.join_type.keeps_right()
+                };
+                for entries in self.sides[s].by_key.values() {
+                    for e in entries {
+                        if self.done_at(s, e) <= w && !e.matched && keeps {
+                            let at = Some((e.batch as usize, e.row as usize));
+                            rows.push(if s == 0 {
+                                (at, None, None)
+                            } else {
+                                (None, at, None)
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        self.watermark = w;
+        let ops = vec!["insert"; rows.len()];
+        self.emit(&rows, &ops, out)?;
+        // drop finished rows
+        for s in 0..2 {
+            let mut released: Vec<u32> = Vec::new();
+            let mut by_key = std::mem::take(&mut self.sides[s].by_key);
+            by_key.retain(|key, entries| {
+                entries.retain(|e| {
+                    if self.done_at(s, e) <= w {
+                        released.push(e.batch);
+                        false
+                    } else {
+                        next_due = next_due.min(self.due_at(s, e));
+                        true
+                    }
+                });
+                if entries.is_empty() {
+                    self.sides[s].key_bytes -= key.len() + KEY_BYTES;
+                }
+                !entries.is_empty()
+            });
+            self.sides[s].by_key = by_key;
+            self.sides[s].entries -= released.len();
+            for slot in released {
+                self.sides[s].unref(slot, 1);
+            }
+        }
+        self.next_due = next_due;
+        Ok(())
+    }
+}
+
+impl Operator for SymmetricHashJoin {
+    fn on_batch(
+        &mut self,
+        port: usize,
+        batch: RecordBatch,
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
+        let s = port.min(1);
+        let o = 1 - s;
+        let spec = self.layout.spec().clone();
+        let keeps = |side: usize| {
+            if side == 0 {
+                spec.join_type.keeps_left()
+            } else {
+                spec.join_type.keeps_right()
+            }
+        };
+        let keys = self.sides[s].keys.encode(&batch)?;
+        let null_key = null_key_rows(&batch, self.sides[s].keys.indices());
+        let times = match self.layout.time_column(s) {
+            Some(c) => Some(event_times(&batch, c, ctx.operator())?),
+            None => None,
+        };
+        let windows = self.layout.window_columns(s).map(|(a, e)| {
+            (
+                batch.column(a).as_primitive::<Int64Type>().clone(),
+                batch.column(e).as_primitive::<Int64Type>().clone(),
+            )
+        });
+        let slot = self.sides[s].store(batch);
+        let pair = |x: (usize, usize), y: (usize, usize)| -> OutRow {
+            if s == 0 {
+                (Some(x), Some(y), None)
+            } else {
+                (Some(y), Some(x), None)
+            }
+        };
+        let padded = |x: (usize, usize), w: Option<(i64, i64)>| -> OutRow {
+            if s == 0 {
+                (Some(x), None, w)
+            } else {
+                (None, Some(x), w)
+            }
+        };
+        let mut rows: Vec<OutRow> = Vec::new();
+        let mut ops: Vec<&str> = Vec::new();
+        let mut stored = 0u32;
+        let mut late = 0u64;
+        let n = keys.num_rows();
+        for r in 0..n {
+            let x = (slot as usize, r);
+            let entry = Entry {
+                batch: slot,
+                row: r as u32,
+                time: times.as_ref().map_or(0, |t| t[r]),
+                window: windows
+                    .as_ref()
+                    .map_or((0, 0), |(a, e)| (a.value(r), e.value(r))),
+                matched: false,
+            };
+            if null_key.as_ref().is_some_and(|f| f[r]) {
+                // matches nothing, ever
+                if keeps(s) {
+                    let wins = self.windows(&entry);
+                    if wins.is_empty() {
+                        rows.push(padded(x, None));
+                        ops.push("insert");
+                    }
+                    for win in wins {
+                        rows.push(padded(x, Some(win)));
+                        ops.push("insert");
+                    }
+                }
+                continue;
+            }
+            let key = keys.row(r);
+            let mut entry = entry;
+            match spec.kind {
+                JoinKind::Regular | JoinKind::Interval { .. } => {
+                    let other_keeps = keeps(o);
+                    if let Some(others) = self.sides[o].by_key.get_mut(key.as_ref()) {
+                        for y in others.iter_mut() {
+                            let hit = match spec.kind {
+                                JoinKind::Interval { lower_ms, upper_ms } => {
+                                    let (lt, rt) = if s == 0 {
+                                        (entry.time, y.time)
+                                    } else {
+                                        (y.time, entry.time)
+                                    };
+                                    interval_match(lt, rt, lower_ms, upper_ms)
+                                }
+                                _ => true,
+                            };
+                            if !hit {
+                                continue;
+                            }
+                            let at = (y.batch as usize, y.row as usize);
+                            if spec.kind == JoinKind::Regular && !y.matched && other_keeps {
+                                rows.push(if o == 0 {
+                                    (Some(at), None, None)
+                                } else {
+                                    (None, Some(at), None)
+                                });
+                                ops.push("delete");
+                            }
+                            y.matched = true;
+                            entry.matched = true;
+                            rows.push(pair(x, at));
+                            ops.push("insert");
+                        }
+                    }
+                    if spec.kind == JoinKind::Regular && !entry.matched && keeps(s) {
+                        rows.push(padded(x, None));
+                        ops.push("insert");
+                    }
+                    if self.done_at(s, &entry) <= self.watermark {
+                        // behind the watermark (inputs with allowed lateness): no later
+                        // row can match it, so it is finished now
+                        if !entry.matched && keeps(s) && spec.kind != JoinKind::Regular {
+                            rows.push(padded(x, None));
+                            ops.push("insert");
+                        }
+                        continue;
+                    }
+                }
+                JoinKind::Window(_) | JoinKind::SameWindow => {
+                    if self.done_at(s, &entry) <= self.watermark {
+                        late += 1;
+                        continue;
+                    }
+                }
+            }
+            self.next_due = self.next_due.min(self.due_at(s, &entry));
+            let side = &mut self.sides[s];
+            match side.by_key.get_mut(key.as_ref()) {
+                Some(list) => list.push(entry),
+                None => {
+                    side.key_bytes += key.as_ref().len() + KEY_BYTES;
+                    side.by_key.insert(key.as_ref().to_vec(), vec![entry]);
+                }
+            }
+            side.entries += 1;
+            stored += 1;
+        }
+        if late > 0 {
+            OperatorMetrics::add(&ctx.metrics().late_rows, late);
+        }
+        let result = self.emit(&rows, &ops, out);
+        self.sides[s].settle(slot, stored);
+        result?;
+        self.sync(ctx)
+    }
+
+    fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        if let Watermark::EventTime(t) = wm {
+            self.advance(t, out)?;
+            self.sync(ctx)?;
+        }
+        out.emit_watermark(wm);
+        Ok(())
+    }
+
+    fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        if self.layout.spec().kind != JoinKind::Regular {
+            self.advance(i64::MAX, out)?;
+        }
+        for side in &mut self.sides {
+            side.by_key.clear();
+            side.batches.clear();
+            side.free.clear();
+            side.entries = 0;
+            side.key_bytes = 0;
+            side.batch_bytes = 0;
+        }
+        self.sync(ctx)
+    }
+}
