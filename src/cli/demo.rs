@@ -27,6 +27,14 @@ pub const DEMO_EPOCH_MS: i64 = 1_793_491_200_000;
 /// The maximum disorder of the OBD feed (the seed's watermark delay).
 pub const OBD_DELAY: Duration = Duration::from_secs(30);
 
+/// The true speed (km/h) of `vehicle` at second `s` of the sample data:
+/// what both the OBD and the phone-app feeds measure, with their own noise.
+pub fn true_speed(vehicle: i64, s: i64) -> f64 {
+    let base = 30.0 + (crate::key::stable_hash(&vehicle.to_le_bytes()) % 60) as f64;
+    let phase = vehicle as f64 * 0.7;
+    (base + 25.0 * (s as f64 / 45.0 + phase).sin() + 5.0 * (s as f64 / 7.0).cos()).clamp(0.0, 180.0)
+}
+
 /// A small deterministic generator (SplitMix64), so sample data is identical everywhere.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -79,10 +87,9 @@ pub fn generate_obd(
     let mut rng = Rng::new(seed);
     let n = vehicles * seconds * 3;
     let mut rows: Vec<(i64, i64, i64, f64)> = Vec::with_capacity(n); // (arrival, vehicle, ts, speed)
-    let mut speeds: Vec<f64> = (0..vehicles).map(|_| 30.0 + rng.unit() * 60.0).collect();
     for s in 0..seconds as i64 {
-        for (v, speed) in speeds.iter_mut().enumerate() {
-            *speed = (*speed + (rng.unit() - 0.5) * 6.0).clamp(0.0, 180.0);
+        for v in 0..vehicles {
+            let speed = &true_speed(v as i64, s);
             let base = DEMO_EPOCH_MS + s * 1000;
             let offsets = if rng.below(3) == 0 {
                 [0, 0, 500]

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod demo;
 pub mod jobfile;
+pub mod seed;
 
 use crate::exec::JobMetrics;
 use crate::memory::format_bytes;
