@@ -26,10 +26,15 @@ fn demo_generates_data_and_both_modes_agree() {
         "demo failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains("results identical in both modes: yes"),
-        "{stdout}"
+    assert_eq!(
+        stdout
+            .matches("results identical in both modes: yes")
+            .count(),
+        2,
+        "the speed job and the seed's join agree in both modes: {stdout}"
     );
+    assert!(stdout.contains("the seed's join"), "{stdout}");
+    assert!(dir.path().join("app").is_dir(), "app readings were written");
     // 20 vehicles x 120 s x 3 readings
     assert!(stdout.contains("input: 7,200 rows"), "{stdout}");
     assert!(

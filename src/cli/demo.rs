@@ -231,6 +231,17 @@ pub struct DemoReport {
     pub output_rows: Vec<usize>,
     /// `Ok` if both modes produced the same rows.
     pub identical: std::result::Result<(), String>,
+    /// The seed's join job (OBD vs app speed), batch then pipelined.
+    pub join_runs: Vec<JobMetrics>,
+    /// Rows the join produced in each mode.
+    pub join_rows: Vec<usize>,
+    /// `Ok` if both modes of the join produced the same rows.
+    pub join_identical: std::result::Result<(), String>,
+}
+
+/// Where the demo keeps app readings: `app` beside the OBD directory.
+pub fn app_dir(obd: &Path) -> PathBuf {
+    obd.with_file_name("app")
 }
 
 /// Generates data if needed and runs the job in batch, then pipelined mode.
@@ -250,7 +261,29 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
     }
     let schema = schema.expect("two runs happened");
     let identical = same_rows(&results[0], &results[1], &schema, 1e-9).map_err(|e| e.to_string());
+    // the seed's job: OBD joined with phone-app readings
+    let app = app_dir(&opts.data_dir);
+    super::seed::ensure_app_data(&app, opts.vehicles, opts.seconds)?;
+    let mut join_runs = Vec::new();
+    let mut joined = Vec::new();
+    let mut join_schema = None;
+    for mode in [ExecMode::Batch, ExecMode::Pipelined] {
+        let seed = super::seed::seed_job(&opts.data_dir, &app)?;
+        let config = ExecConfig::new(mode)
+            .with_parallelism(opts.parallelism)
+            .with_memory(opts.memory);
+        join_runs.push(seed.job.run(&config)?);
+        joined.push(seed.out.batches());
+        join_schema = Some(seed.schema);
+    }
+    let join_schema = join_schema.expect("two runs happened");
+    let join_identical =
+        same_rows(&joined[0], &joined[1], &join_schema, 1e-9).map_err(|e| e.to_string());
+    let count = |r: &Vec<RecordBatch>| r.iter().map(|b| b.num_rows()).sum();
     Ok(DemoReport {
+        join_runs,
+        join_rows: joined.iter().map(count).collect(),
+        join_identical,
         input_rows,
         runs,
         output_rows: results

@@ -20,12 +20,15 @@
 //! type = "parquet"               # parquet | json | stdout
 //! path = "out/avg_speed.parquet"
 //! ```
+//! A `[steps.join]` step joins the stream with a right input that has its
+//! own `source` and `steps` (`examples/seed_join.toml`).
 //! Errors name the file, the line and the field. May use `graph`,
 //! `operators`, `expr`, `time`.
 
 use crate::error::{Error, Result};
 use crate::expr::parse_expr;
 use crate::graph::{Job, Stream};
+use crate::operators::join::{JoinSpec, JoinType};
 use crate::operators::EarlyFiring;
 use crate::operators::{Agg, AggFn};
 use crate::time::{parse_duration, WatermarkStrategy, Window};
@@ -196,11 +199,58 @@ pub struct StepSpec {
     pub trigger: Option<TriggerSpec>,
     /// Merge another Parquet source (same schema) into the stream.
     pub union: Option<SourceSpec>,
+    /// Join the stream (left) with another pipeline (right).
+    pub join: Option<Box<JoinStepSpec>>,
     /// Redistribute batches round-robin before this step's operator.
     #[serde(default)]
     pub rebalance: bool,
     /// Parallelism of this step's operator.
     pub parallelism: Option<usize>,
+}
+
+/// A `[steps.join]` table (`kind`, `on`, `type`, and `window` or
+/// `lower`/`upper`), with the right input in `[steps.join.right.source]`
+/// and `[[steps.join.right.steps]]` (see `examples/seed_join.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinStepSpec {
+    /// regular (default), window, same_window or interval.
+    #[serde(default = "regular")]
+    pub kind: String,
+    /// Key columns of the left side (and of the right, unless `right_on`).
+    pub on: Vec<String>,
+    /// Key columns of the right side.
+    #[serde(default)]
+    pub right_on: Option<Vec<String>>,
+    /// inner (default), left, right or full.
+    #[serde(default, rename = "type")]
+    pub join_type: Option<String>,
+    /// The window of a window join (tumbling, sliding or cumulative).
+    #[serde(default)]
+    pub window: Option<WindowSpec>,
+    /// Interval join: `right.t + lower <= left.t` (e.g. `"-5s"`).
+    #[serde(default)]
+    pub lower: Option<String>,
+    /// Interval join: `left.t <= right.t + upper` (e.g. `"5s"`).
+    #[serde(default)]
+    pub upper: Option<String>,
+    /// The right input.
+    pub right: RightSpec,
+}
+
+/// The right input of a join: a source and its own steps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RightSpec {
+    /// Where its rows come from.
+    pub source: Spanned<SourceSpec>,
+    /// Its transformations.
+    #[serde(default)]
+    pub steps: Vec<Spanned<StepSpec>>,
+}
+
+fn regular() -> String {
+    "regular".into()
 }
 
 /// `[sink]`.
@@ -358,9 +408,31 @@ impl LoadedJob {
     pub fn build(&self, output: Option<&Path>) -> Result<Job> {
         let job = Job::new();
         let src = &self.spec.source;
-        let mut stream = self.source(&job, src.get_ref(), src.span(), "source")?;
+        let stream = self.source(&job, src.get_ref(), src.span(), "source")?;
+        let stream = self.apply_steps(&job, stream, &self.spec.steps)?;
+        let (sink, span) = match &self.spec.sink {
+            Some(s) => (Some(s.get_ref()), s.span()),
+            None => (None, 0..0),
+        };
+        self.sink_to(&stream, sink, span, output, "sink")?;
+        if let Some(late) = &self.spec.late_sink {
+            let rows = stream
+                .late_rows()
+                .map_err(|e| self.error(late.span(), "late_sink", e))?;
+            self.sink_to(&rows, Some(late.get_ref()), late.span(), None, "late_sink")?;
+        }
+        Ok(job)
+    }
+
+    /// Applies `steps` to `stream` in order.
+    fn apply_steps(
+        &self,
+        job: &Job,
+        mut stream: Stream,
+        steps: &[Spanned<StepSpec>],
+    ) -> Result<Stream> {
         let mut keys: Option<(Vec<String>, Range<usize>)> = None;
-        for (i, step) in self.spec.steps.iter().enumerate() {
+        for (i, step) in steps.iter().enumerate() {
             let span = step.span();
             let s = step.get_ref();
             let field = |name: &str| format!("steps[{i}].{name}");
@@ -371,13 +443,14 @@ impl LoadedJob {
                 s.key_by.is_some(),
                 s.window.is_some(),
                 s.union.is_some(),
+                s.join.is_some(),
             ];
             let count = ops.iter().filter(|&&b| b).count();
             if count != 1 {
                 return Err(self.error(
                     span,
                     &format!("steps[{i}]"),
-                    "a step needs exactly one of filter, select, with_column, key_by, window, union",
+                    "a step needs exactly one of filter, select, with_column, key_by, window, union, join",
                 ));
             }
             if (s.aggregates.is_some() || s.trigger.is_some()) && s.window.is_none() {
@@ -427,8 +500,10 @@ impl LoadedJob {
                 keys = Some((k.clone(), span.clone()));
                 continue;
             } else if let Some(u) = &s.union {
-                let other = self.source(&job, u, span.clone(), &field("union"))?;
+                let other = self.source(job, u, span.clone(), &field("union"))?;
                 stream.union(&other).map_err(|e| wrap("union", e))?
+            } else if let Some(j) = &s.join {
+                self.join_step(job, &stream, j, span.clone(), &field("join"))?
             } else {
                 let w = s.window.as_ref().expect("counted above");
                 self.window_step(&stream, w, s, keys.take(), span.clone(), i)?
@@ -442,18 +517,125 @@ impl LoadedJob {
         if let Some((_, span)) = keys {
             return Err(self.error(span, "key_by", "must be followed by a window step"));
         }
-        let (sink, span) = match &self.spec.sink {
-            Some(s) => (Some(s.get_ref()), s.span()),
-            None => (None, 0..0),
+        Ok(stream)
+    }
+
+    fn join_step(
+        &self,
+        job: &Job,
+        left: &Stream,
+        j: &JoinStepSpec,
+        span: Range<usize>,
+        field: &str,
+    ) -> Result<Stream> {
+        let f = |name: &str| format!("{field}.{name}");
+        let err = |name: &str, e: Error| self.error(span.clone(), &f(name), e);
+        let right_src = &j.right.source;
+        let right = self.source(
+            job,
+            right_src.get_ref(),
+            right_src.span(),
+            &f("right.source"),
+        )?;
+        let right = self.apply_steps(job, right, &j.right.steps)?;
+        let signed = |name: &str, v: &Option<String>| -> Result<i64> {
+            let text = v.as_deref().ok_or_else(|| {
+                err(
+                    name,
+                    Error::option(f(name), "an interval join needs `lower` and `upper`"),
+                )
+            })?;
+            let (neg, body) = match text.trim().strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, text.trim()),
+            };
+            let ms =
+                crate::time::duration_ms(parse_duration(&f(name), body).map_err(|e| err(name, e))?);
+            Ok(if neg { -ms } else { ms })
         };
-        self.sink_to(&stream, sink, span, output, "sink")?;
-        if let Some(late) = &self.spec.late_sink {
-            let rows = stream
-                .late_rows()
-                .map_err(|e| self.error(late.span(), "late_sink", e))?;
-            self.sink_to(&rows, Some(late.get_ref()), late.span(), None, "late_sink")?;
+        let spec = match j.kind.as_str() {
+            "regular" => JoinSpec::regular(),
+            "same_window" => JoinSpec::same_window(),
+            "interval" => JoinSpec::interval_ms(signed("lower", &j.lower)?, signed("upper", &j.upper)?),
+            "window" => {
+                let w = j.window.as_ref().ok_or_else(|| {
+                    err("window", Error::option(f("window"), "a window join needs `window`"))
+                })?;
+                JoinSpec::window(self.time_window(w, span.clone(), &f("window"))?)
+            }
+            other => {
+                return Err(err(
+                    "kind",
+                    Error::option(
+                        f("kind"),
+                        format!("unknown join kind `{other}` (use regular, window, same_window or interval)"),
+                    ),
+                ))
+            }
+        };
+        let join_type: JoinType = j
+            .join_type
+            .as_deref()
+            .unwrap_or("inner")
+            .parse()
+            .map_err(|e| err("type", e))?;
+        let spec = spec
+            .on(
+                j.on.clone(),
+                j.right_on.clone().unwrap_or_else(|| j.on.clone()),
+            )
+            .with_type(join_type);
+        left.join(&right, spec)
+            .map_err(|e| self.error(span, field, e))
+    }
+
+    /// The time window `w` describes (not count windows); `field` names it in errors.
+    fn time_window(&self, w: &WindowSpec, span: Range<usize>, field: &str) -> Result<Window> {
+        let sub = |name: &str| format!("{field}.{name}");
+        let duration = |name: &str, v: &Option<String>| -> Result<Option<Duration>> {
+            v.as_ref()
+                .map(|d| parse_duration(&sub(name), d))
+                .transpose()
+                .map_err(|e| self.error(span.clone(), &sub(name), e))
+        };
+        let need = |name: &str, v: Option<Duration>| -> Result<Duration> {
+            v.ok_or_else(|| {
+                self.error(
+                    span.clone(),
+                    &sub(name),
+                    format!("a {} window needs `{name}`", w.kind),
+                )
+            })
+        };
+        let size = duration("size", &w.size)?;
+        let mut window = match w.kind.as_str() {
+            "tumbling" => Window::tumbling(need("size", size)?),
+            "sliding" => Window::sliding(
+                need("size", size)?,
+                need("slide", duration("slide", &w.slide)?)?,
+            ),
+            "cumulative" => Window::cumulative(
+                need("step", duration("step", &w.step)?)?,
+                need("size", size)?,
+            ),
+            "session" => Window::session(need("gap", duration("gap", &w.gap)?)?),
+            other => {
+                return Err(self.error(
+                    span,
+                    &sub("kind"),
+                    format!(
+                        "unknown window kind `{other}` (use tumbling, sliding, cumulative, session or count)"
+                    ),
+                ))
+            }
+        };
+        if let Some(off) = duration("offset", &w.offset)? {
+            window = window.with_offset(off);
         }
-        Ok(job)
+        window
+            .validate()
+            .map_err(|e| self.error(span.clone(), field, e))?;
+        Ok(window)
     }
 
     fn window_step(
@@ -472,50 +654,10 @@ impl LoadedJob {
                 .transpose()
                 .map_err(|e| self.error(span.clone(), &field(name), e))
         };
-        let need = |name: &str, v: Option<Duration>| -> Result<Duration> {
-            v.ok_or_else(|| {
-                self.error(
-                    span.clone(),
-                    &field(name),
-                    format!(
-                        "a {} window needs `{}`",
-                        w.kind,
-                        name.rsplit('.').next().unwrap_or(name)
-                    ),
-                )
-            })
-        };
         if w.kind == "count" {
             return self.count_window_step(stream, w, step, keys, span, i);
         }
-        let size = duration("window.size", &w.size)?;
-        let mut window = match w.kind.as_str() {
-            "tumbling" => Window::tumbling(need("window.size", size)?),
-            "sliding" => Window::sliding(
-                need("window.size", size)?,
-                need("window.slide", duration("window.slide", &w.slide)?)?,
-            ),
-            "cumulative" => Window::cumulative(
-                need("window.step", duration("window.step", &w.step)?)?,
-                need("window.size", size)?,
-            ),
-            "session" => Window::session(need("window.gap", duration("window.gap", &w.gap)?)?),
-            other => {
-                return Err(self.error(
-                    span,
-                    &field("window.kind"),
-                    format!(
-                    "unknown window kind `{other}` (use tumbling, sliding, cumulative, session or count)"
-                ),
-                ))
-            }
-        };
-        if let Some(off) = duration("window.offset", &w.offset)? {
-            window = window.with_offset(off);
-        }
-        window
-            .validate()
-            .map_err(|e| self.error(span.clone(), &field("window"), e))?;
+        let window = self.time_window(w, span.clone(), &field("window"))?;
         let aggs = self.aggregates(step, &span, i)?;
         let mut windowed = match &keys {
             Some((keys, _)) => stream.key_by(keys)?.window(window),
