@@ -103,10 +103,12 @@ pub enum JoinKind {
 ///     .on(["vehicle_id"], ["vehicle_id"])
 ///     .with_type(JoinType::Left);
 /// assert!(spec.validate().is_ok());
+/// // right.t - 5 s <= left.t <= right.t
 /// assert!(JoinSpec::interval(Duration::from_secs(5), Duration::ZERO)
 ///     .on(["k"], ["k"])
 ///     .validate()
-///     .is_err()); // lower bound above the upper one
+///     .is_ok());
+/// assert!(JoinSpec::interval_ms(100, -100).on(["k"], ["k"]).validate().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinSpec {
