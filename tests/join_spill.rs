@@ -1,5 +1,6 @@
 //! Join state far beyond the memory budget: the batch sort-merge join
-//! spills both inputs to hash-sorted runs and still gives the oracle's
+//! spills both inputs to hash-sorted runs, the pipelined symmetric hash
+//! join spills its stored rows by epoch, and both still give the oracle's
 //! rows; a hot key holding half the rows completes; the pool ends at zero
 //! and no spill file remains.
 
@@ -112,25 +113,27 @@ fn run(
 }
 
 #[test]
-fn sort_merge_join_state_ten_times_the_budget_spills_and_matches_the_oracle() {
+fn join_state_ten_times_the_budget_spills_and_matches_the_oracle_in_both_modes() {
     let left = side(|i| i % 50_000, 300_000, 7);
     let right = side(|i| (i * 7) % 50_000, 300_000, 13);
     let want = oracle(&left, &right);
     assert!(want.0 > 500_000, "{want:?}");
     let budget = 1 << 20;
-    let dir = tempfile::tempdir().unwrap();
-    let (rows, sum, free) = run(&left, &right, ExecMode::Batch, usize::MAX, dir.path());
-    assert_eq!((rows, sum), want, "unlimited");
-    assert!(
-        free.peak_memory >= 10 * budget as u64,
-        "state is 10x the budget: {}",
-        free.peak_memory
-    );
-    let (rows, sum, m) = run(&left, &right, ExecMode::Batch, budget, dir.path());
-    assert_eq!((rows, sum), want, "under a 1 MiB budget");
-    assert!(m.spill_files > 0 && m.spilled_bytes > 0, "{m:?}");
-    assert_eq!(m.memory_reserved_at_end, 0);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    for mode in [ExecMode::Batch, ExecMode::Pipelined] {
+        let dir = tempfile::tempdir().unwrap();
+        let (rows, sum, free) = run(&left, &right, mode, usize::MAX, dir.path());
+        assert_eq!((rows, sum), want, "{mode} unlimited");
+        assert!(
+            free.peak_memory >= 10 * budget as u64,
+            "{mode}: state is 10x the budget: {}",
+            free.peak_memory
+        );
+        let (rows, sum, m) = run(&left, &right, mode, budget, dir.path());
+        assert_eq!((rows, sum), want, "{mode} under a 1 MiB budget");
+        assert!(m.spill_files > 0 && m.spilled_bytes > 0, "{mode}: {m:?}");
+        assert_eq!(m.memory_reserved_at_end, 0, "{mode}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{mode}");
+    }
 }
 
 #[test]

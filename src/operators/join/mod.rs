@@ -22,6 +22,7 @@
 
 mod layout;
 mod sort_merge;
+mod spill;
 mod symmetric;
 
 pub use layout::JoinLayout;

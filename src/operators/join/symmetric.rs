@@ -2,9 +2,10 @@
 //! cleanup are driven by the watermark.
 
 use super::sort_merge::null_key_rows;
+use super::spill::{self, JoinRuns, SpillRow};
 use super::{interval_match, join_by_window, JoinKind, JoinLayout, OutRow};
 use crate::error::Result;
-use crate::key::KeyEncoder;
+use crate::key::{stable_hash, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
@@ -20,6 +21,8 @@ use std::collections::HashMap;
 const ENTRY_BYTES: usize = std::mem::size_of::<Entry>() + 8;
 /// Bytes accounted per key with stored rows, besides the key bytes.
 const KEY_BYTES: usize = 64;
+/// Spilled rows read back per step.
+const STEP_ROWS: usize = 8192;
 
 /// A stored row of one side.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +33,9 @@ struct Entry {
     window: (i64, i64),
     /// True once the row matched (a padded row of it was retracted, if emitted).
     matched: bool,
+    /// The spill epoch the row arrived in (regular joins: rows of different
+    /// epochs are joined at end of input).
+    epoch: u32,
 }
 
 #[derive(Debug)]
@@ -122,10 +128,19 @@ impl Side {
 ///     window:   windows with max timestamp in (previous W, W] fire per key
 ///               (join_by_window) → rows whose last window fired are dropped
 ///  end of input = W = i64::MAX; regular joins keep everything until then
+///
+///  over half the budget (window and regular joins) ──► every stored row to runs:
+///     window:  sorted by the max timestamp of its next window; a watermark
+///              brings back, in steps, the rows whose next window it closes, then fires
+///     regular: sorted by key hash, with its epoch and matched flag; epoch += 1
+///              (new rows probe memory only: pairs within an epoch are emitted live)
+///              end of input ──► all rows merged by hash step: pairs of different
+///              epochs, and a delete of each live padded row that found one
 /// ```
-/// State is reserved from the memory pool (`try_grow`): beyond the budget
-/// the join fails with `ResourcesExhausted` naming it (it does not spill;
-/// batch mode's [`super::SortMergeJoin`] does).
+/// State is reserved from the memory pool. Interval joins, whose state the
+/// watermark bounds, do not spill: beyond the budget they fail with
+/// `ResourcesExhausted` naming the join. A spilled regular join emits the
+/// pairs across epochs at end of input, not live.
 pub struct SymmetricHashJoin {
     // config
     layout: JoinLayout,
@@ -135,8 +150,11 @@ pub struct SymmetricHashJoin {
     watermark: i64,
     /// No window or interval cleanup is due before this watermark.
     next_due: i64,
+    /// Spills so far (regular joins: the epoch of new rows).
+    epoch: u32,
     // resources
     reservation: Option<MemoryReservation>,
+    runs: JoinRuns,
 }
 
 impl std::fmt::Debug for SymmetricHashJoin {
@@ -163,11 +181,14 @@ impl SymmetricHashJoin {
                 batch_bytes: 0,
             })
         };
+        let sides = [side(0)?, side(1)?];
         Ok(SymmetricHashJoin {
-            sides: [side(0)?, side(1)?],
+            sides,
+            runs: JoinRuns::new(&layout),
             layout,
             watermark: i64::MIN,
             next_due: i64::MIN,
+            epoch: 0,
             reservation: None,
         })
     }
@@ -177,11 +198,194 @@ impl SymmetricHashJoin {
         self.layout.schema()
     }
 
+    /// Matches the reservation to the state; past half the budget, window
+    /// and regular joins spill every stored row and try again.
     fn sync(&mut self, ctx: &Ctx) -> Result<()> {
         let bytes = self.sides[0].bytes() + self.sides[1].bytes();
+        let r = self
+            .reservation
+            .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()));
+        if bytes <= r.size() {
+            r.shrink(r.size() - bytes);
+            return Ok(());
+        }
+        let spillable = !matches!(self.layout.spec().kind, JoinKind::Interval { .. });
+        if !spillable || r.try_grow_spillable(bytes - r.size()).is_ok() {
+            return r.try_resize(bytes);
+        }
+        self.spill_state(ctx)?;
+        let bytes = self.sides[0].bytes() + self.sides[1].bytes();
         self.reservation
-            .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()))
+            .as_mut()
+            .expect("created above")
             .try_resize(bytes)
+    }
+
+    /// Writes every stored row of both sides to runs and empties memory.
+    fn spill_state(&mut self, ctx: &Ctx) -> Result<()> {
+        let regular = self.layout.spec().kind == JoinKind::Regular;
+        for s in 0..2 {
+            let mut rows: Vec<SpillRow> = Vec::with_capacity(self.sides[s].entries);
+            for (key, entries) in &self.sides[s].by_key {
+                let hash = stable_hash(key) as i64;
+                rows.extend(entries.iter().map(|e| SpillRow {
+                    sort: if regular { hash } else { self.due_at(s, e) },
+                    epoch: e.epoch,
+                    matched: e.matched,
+                    at: (e.batch as usize, e.row as usize),
+                }));
+            }
+            let sources = self.sides[s].sources();
+            self.runs
+                .write(s, &sources, &mut rows, ctx.spill(), ctx.operator())?;
+            let side = &mut self.sides[s];
+            side.by_key.clear();
+            side.batches.clear();
+            side.free.clear();
+            side.entries = 0;
+            side.key_bytes = 0;
+            side.batch_bytes = 0;
+        }
+        self.epoch += 1;
+        Ok(())
+    }
+
+    /// Stores spilled rows of side `s` again (window joins), without probing.
+    fn hydrate(&mut self, s: usize, batches: Vec<RecordBatch>, ctx: &Ctx) -> Result<()> {
+        for batch in batches {
+            let (meta, input) = spill::split(&batch);
+            let keys = self.sides[s].keys.encode(&input)?;
+            let times = match self.layout.time_column(s) {
+                Some(c) => Some(event_times(&input, c, ctx.operator())?),
+                None => None,
+            };
+            let windows = self.layout.window_columns(s).map(|(a, e)| {
+                (
+                    input.column(a).as_primitive::<Int64Type>().clone(),
+                    input.column(e).as_primitive::<Int64Type>().clone(),
+                )
+            });
+            let slot = self.sides[s].store(input);
+            for (r, m) in meta.iter().enumerate() {
+                let entry = Entry {
+                    batch: slot,
+                    row: r as u32,
+                    time: times.as_ref().map_or(0, |t| t[r]),
+                    window: windows
+                        .as_ref()
+                        .map_or((0, 0), |(a, e)| (a.value(r), e.value(r))),
+                    matched: m.matched,
+                    epoch: m.epoch,
+                };
+                self.next_due = self.next_due.min(self.due_at(s, &entry));
+                let key = keys.row(r);
+                let side = &mut self.sides[s];
+                match side.by_key.get_mut(key.as_ref()) {
+                    Some(list) => list.push(entry),
+                    None => {
+                        side.key_bytes += key.as_ref().len() + KEY_BYTES;
+                        side.by_key.insert(key.as_ref().to_vec(), vec![entry]);
+                    }
+                }
+                side.entries += 1;
+            }
+            self.sides[s].settle(slot, meta.len() as u32);
+        }
+        let bytes = self.sides[0].bytes() + self.sides[1].bytes();
+        if let Some(r) = self.reservation.as_mut() {
+            if bytes > r.size() {
+                r.grow(bytes - r.size());
+            }
+        }
+        Ok(())
+    }
+
+    /// End of input of a regular join that spilled: joins the rows of
+    /// different epochs (all on disk now), a hash step at a time.
+    fn join_epochs(&mut self, ctx: &Ctx, out: &mut Output) -> Result<()> {
+        self.spill_state(ctx)?;
+        self.sync(ctx)?;
+        while let Some(step) = self.runs.next_step(STEP_ROWS)? {
+            let left = self.runs.take_through(0, step)?;
+            let right = self.runs.take_through(1, step)?;
+            let bytes: usize = left.iter().chain(&right).map(batch_bytes).sum();
+            let r = self.reservation.as_mut().expect("created by sync");
+            r.grow(bytes);
+            let result = self.join_epoch_step(&left, &right, out);
+            self.reservation
+                .as_mut()
+                .expect("created by sync")
+                .shrink(bytes);
+            result?;
+        }
+        Ok(())
+    }
+
+    fn join_epoch_step(
+        &self,
+        left: &[RecordBatch],
+        right: &[RecordBatch],
+        out: &mut Output,
+    ) -> Result<()> {
+        type Rows = Vec<((usize, usize), spill::ReadRow)>;
+        let mut groups: HashMap<Vec<u8>, [Rows; 2]> = HashMap::new();
+        let mut inputs: [Vec<RecordBatch>; 2] = [Vec::new(), Vec::new()];
+        for (s, batches) in [left, right].into_iter().enumerate() {
+            for (b, batch) in batches.iter().enumerate() {
+                let (meta, input) = spill::split(batch);
+                let keys = self.sides[s].keys.encode(&input)?;
+                for (r, m) in meta.into_iter().enumerate() {
+                    groups.entry(keys.row(r).as_ref().to_vec()).or_default()[s].push(((b, r), m));
+                }
+                inputs[s].push(input);
+            }
+        }
+        let ty = self.layout.spec().join_type;
+        let (mut rows, mut ops): (Vec<OutRow>, Vec<&str>) = (Vec::new(), Vec::new());
+        for [l, r] in groups.values() {
+            let mut crossed = [vec![false; l.len()], vec![false; r.len()]];
+            for (i, (la, lm)) in l.iter().enumerate() {
+                for (j, (ra, rm)) in r.iter().enumerate() {
+                    if lm.epoch != rm.epoch {
+                        crossed[0][i] = true;
+                        crossed[1][j] = true;
+                        rows.push((Some(*la), Some(*ra), None));
+                        ops.push("insert");
+                    }
+                }
+            }
+            // a padded row still live (never matched in its epoch) that now has a match
+            for (s, list) in [l, r].into_iter().enumerate() {
+                let keeps = if s == 0 {
+                    ty.keeps_left()
+                } else {
+                    ty.keeps_right()
+                };
+                for (i, (at, m)) in list.iter().enumerate() {
+                    if keeps && !m.matched && crossed[s][i] {
+                        rows.push(if s == 0 {
+                            (Some(*at), None, None)
+                        } else {
+                            (None, Some(*at), None)
+                        });
+                        ops.push("delete");
+                    }
+                }
+            }
+        }
+        if !rows.is_empty() {
+            let l: Vec<&RecordBatch> = inputs[0].iter().collect();
+            let r: Vec<&RecordBatch> = inputs[1].iter().collect();
+            let ops = self
+                .layout
+                .spec()
+                .emits_changelog()
+                .then_some(ops.as_slice());
+            for (chunk, ops) in chunks(&rows, ops, STEP_ROWS) {
+                out.emit(self.layout.assemble(&l, &r, chunk, ops)?);
+            }
+        }
+        Ok(())
     }
 
     /// The windows of a row: assigned from its time, or its own columns.
@@ -241,8 +445,34 @@ impl SymmetricHashJoin {
         Ok(())
     }
 
+    /// Fires what watermark `w` completes; with spilled window-join rows,
+    /// in steps that each bring back a bounded number first.
+    fn advance(&mut self, w: i64, ctx: &Ctx, out: &mut Output) -> Result<()> {
+        let windowed = matches!(
+            self.layout.spec().kind,
+            JoinKind::Window(_) | JoinKind::SameWindow
+        );
+        if !windowed || self.runs.is_empty() {
+            return self.advance_to(w, out);
+        }
+        loop {
+            let step = match self.runs.next_step(STEP_ROWS)? {
+                Some(b) if b < w => b,
+                _ => w,
+            };
+            for s in 0..2 {
+                let batches = self.runs.take_through(s, step)?;
+                self.hydrate(s, batches, ctx)?;
+            }
+            self.advance_to(step, out)?;
+            if step >= w {
+                return Ok(());
+            }
+        }
+    }
+
     /// Fires what watermark `w` completes and drops what it finishes.
-    fn advance(&mut self, w: i64, out: &mut Output) -> Result<()> {
+    fn advance_to(&mut self, w: i64, out: &mut Output) -> Result<()> {
         if w <= self.watermark {
             return Ok(());
         }
@@ -409,6 +639,7 @@ impl Operator for SymmetricHashJoin {
                     .as_ref()
                     .map_or((0, 0), |(a, e)| (a.value(r), e.value(r))),
                 matched: false,
+                epoch: self.epoch,
             };
             if null_key.as_ref().is_some_and(|f| f[r]) {
                 // matches nothing, ever
@@ -505,7 +736,7 @@ impl Operator for SymmetricHashJoin {
 
     fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         if let Watermark::EventTime(t) = wm {
-            self.advance(t, out)?;
+            self.advance(t, ctx, out)?;
             self.sync(ctx)?;
         }
         out.emit_watermark(wm);
@@ -514,7 +745,9 @@ impl Operator for SymmetricHashJoin {
 
     fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         if self.layout.spec().kind != JoinKind::Regular {
-            self.advance(i64::MAX, out)?;
+            self.advance(i64::MAX, ctx, out)?;
+        } else if !self.runs.is_empty() {
+            self.join_epochs(ctx, out)?;
         }
         for side in &mut self.sides {
             side.by_key.clear();
@@ -526,4 +759,15 @@ impl Operator for SymmetricHashJoin {
         }
         self.sync(ctx)
     }
+}
+
+/// `rows` (and `ops`, if any) in chunks of at most `n`.
+fn chunks<'a>(
+    rows: &'a [OutRow],
+    ops: Option<&'a [&'a str]>,
+    n: usize,
+) -> impl Iterator<Item = (&'a [OutRow], Option<&'a [&'a str]>)> {
+    rows.chunks(n)
+        .enumerate()
+        .map(move |(i, c)| (c, ops.map(|o| &o[i * n..i * n + c.len()])))
 }
