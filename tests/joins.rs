@@ -1,5 +1,5 @@
 //! Every join kind (tumbling, sliding and cumulative window joins, interval
-//! join, regular join) × inner/left/right/full against a nested-loop oracle
+//! join, regular join with and without an event-time TTL) × inner/left/right/full against a nested-loop oracle
 //! over random out-of-order input: pipelined == batch == oracle at
 //! parallelism 1 and 3. A regular outer join's pipelined changelog
 //! (padded rows retracted by their first match) materializes to the oracle.
@@ -31,7 +31,8 @@ fn spec(kind: u8) -> JoinSpec {
         1 => JoinSpec::window(Window::sliding(ms(2000), ms(500))),
         2 => JoinSpec::window(Window::cumulative(ms(500), ms(2000))),
         3 => JoinSpec::interval_ms(-300, 200),
-        _ => JoinSpec::regular(),
+        4 => JoinSpec::regular(),
+        _ => JoinSpec::regular().with_ttl(ms(400)),
     }
 }
 
@@ -93,7 +94,12 @@ fn oracle(kind: u8, ty: JoinType, left: &[Row], right: &[Row]) -> Vec<Out> {
         }
     } else {
         let matches = |l: &Row, r: &Row| {
-            l.key == r.key && (kind == 4 || (r.ts - 300 <= l.ts && l.ts <= r.ts + 200))
+            l.key == r.key
+                && match kind {
+                    3 => r.ts - 300 <= l.ts && l.ts <= r.ts + 200,
+                    4 => true,
+                    _ => (l.ts - r.ts).abs() <= 400,
+                }
         };
         for l in left {
             let mut any = false;
@@ -232,13 +238,13 @@ fn join_type(i: u8) -> JoinType {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 60, ..ProptestConfig::default() })]
 
     #[test]
     fn every_join_kind_and_type_matches_the_nested_loop_oracle_in_both_modes(
         left in prop::collection::vec(split_strategy(4), 1..4),
         right in prop::collection::vec(split_strategy(4), 1..4),
-        kind in 0u8..5,
+        kind in 0u8..6,
         ty in 0u8..4,
     ) {
         check(&left, &right, kind, join_type(ty))?;

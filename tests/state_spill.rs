@@ -274,17 +274,22 @@ fn process_function_state_ten_times_the_budget_spills_and_matches_the_unlimited_
     ]));
     struct Seen(SchemaRef);
     impl KeyedProcessFunction for Seen {
-        type State = Vec<i64>;
-        fn state_size(&self, state: &Vec<i64>) -> usize {
-            24 + 8 * state.capacity()
+        /// The values seen, and a float that is NaN once the key ran (it
+        /// must survive the spill bit for bit).
+        type State = (Vec<i64>, f64);
+        fn state_size(&self, state: &(Vec<i64>, f64)) -> usize {
+            32 + 8 * state.0.capacity()
         }
         fn on_rows(
             &mut self,
             key: &KeyRow,
             rows: &RecordBatch,
-            state: &mut Vec<i64>,
+            state: &mut (Vec<i64>, f64),
             ctx: &mut ProcessContext,
         ) -> weir::Result<()> {
+            assert!(state.0.is_empty() || state.1.is_nan(), "NaN came back");
+            state.1 = f64::NAN;
+            let state = &mut state.0;
             let k = key.columns().column(0).as_primitive::<Int64Type>().value(0);
             let v = rows
                 .column_by_name("v")

@@ -234,6 +234,9 @@ pub struct JoinStepSpec {
     /// Interval join: `left.t <= right.t + upper` (e.g. `"5s"`).
     #[serde(default)]
     pub upper: Option<String>,
+    /// Regular join: an event-time state TTL (e.g. `"1h"`).
+    #[serde(default)]
+    pub ttl: Option<String>,
     /// The right input.
     pub right: RightSpec,
 }
@@ -579,12 +582,15 @@ impl LoadedJob {
             .unwrap_or("inner")
             .parse()
             .map_err(|e| err("type", e))?;
-        let spec = spec
+        let mut spec = spec
             .on(
                 j.on.clone(),
                 j.right_on.clone().unwrap_or_else(|| j.on.clone()),
             )
             .with_type(join_type);
+        if let Some(ttl) = &j.ttl {
+            spec = spec.with_ttl(parse_duration(&f("ttl"), ttl).map_err(|e| err("ttl", e))?);
+        }
         left.join(&right, spec)
             .map_err(|e| self.error(span, field, e))
     }

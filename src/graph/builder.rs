@@ -635,7 +635,7 @@ impl Stream {
         }
         if spec.needs_event_time() && (self.lateness_ms > 0 || other.lateness_ms > 0) {
             return Err(Error::Plan(format!(
-                "join: window and interval joins need inputs without allowed lateness (left {} ms, right {} ms): a row behind the watermark could miss its match",
+                "join: window, interval and TTL joins need inputs without allowed lateness (left {} ms, right {} ms): a row behind the watermark could miss its match",
                 self.lateness_ms, other.lateness_ms
             )));
         }

@@ -182,9 +182,11 @@ fn describe(schema: &Schema) -> String {
 /// depend on the parallelism.
 pub trait KeyedProcessFunction: Send {
     /// Per-key state (value, list and map state are fields of this type).
-    /// It is serialized (with `serde_json`) when keyed state spills to
-    /// disk, so it must round-trip through JSON: derive `Serialize` and
-    /// `Deserialize`; map keys must be strings or integers.
+    /// It is serialized (with `postcard`, a compact binary serde format that
+    /// keeps every `f64`, NaN included) when keyed state spills to disk:
+    /// derive `Serialize` and `Deserialize`. Types that need a
+    /// self-describing format (`#[serde(untagged)]` enums,
+    /// `serde_json::Value`) are refused with an error naming the operator.
     type State: Default + Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
 
     /// Bytes of memory `state` uses, for the memory budget. The default is
@@ -281,7 +283,7 @@ where
 ///        next row time r, next timer t:  t < r ? on_timer(t) : on_rows(rows at time r)
 ///        (a timer registered during a call joins the merge at once)
 ///     state: HashMap<key id, State> (Default on first use; clear_state drops it)
-///            over budget ──► every State to a StateLog on disk (JSON, indexed by key);
+///            over budget ──► every State to a StateLog on disk (postcard, indexed by key);
 ///            a key's state comes back when the key next runs
 ///  emitted rows of all keys ──concat──► out, then the watermark is forwarded
 ///  end of input = watermark i64::MAX: all rows and timers, then state is dropped
@@ -403,7 +405,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             .get_or_insert_with(|| StateLog::new(ctx.spill(), ctx.operator()));
         let mut encoded: Vec<(u32, Vec<u8>)> = Vec::with_capacity(self.states.len());
         for (&key, state) in &self.states {
-            let bytes = serde_json::to_vec(state).map_err(|e| Error::State {
+            let bytes = postcard::to_stdvec(state).map_err(|e| Error::State {
                 operator: ctx.operator().to_string(),
                 message: format!("cannot serialize a key's state to spill it: {e}"),
             })?;
@@ -436,7 +438,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         let Some(bytes) = log.take(self.buffer.key_bytes(key))? else {
             return Ok(());
         };
-        let state: P::State = serde_json::from_slice(&bytes).map_err(|e| Error::State {
+        let state: P::State = postcard::from_bytes(&bytes).map_err(|e| Error::State {
             operator: self.pctx.operator.clone(),
             message: format!("cannot read a spilled state back: {e}"),
         })?;

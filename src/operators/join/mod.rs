@@ -14,7 +14,8 @@
 //!                 outer: a row with no partner in one of its windows, padded, per window
 //!  interval:      l ⋈ r  iff key(l) = key(r) and r.t + lower <= l.t <= r.t + upper;
 //!                 outer: a row with no partner at all, padded, once
-//!  regular:       l ⋈ r  iff key(l) = key(r); outer as interval
+//!  regular:       l ⋈ r  iff key(l) = key(r) (and |l.t - r.t| <= ttl, with a TTL);
+//!                 outer as interval
 //!  null keys never match (they are padded in outer joins)
 //! ```
 //! May use `crate::operator`, `crate::key`, `crate::time`, `crate::memory`,
@@ -121,6 +122,9 @@ pub struct JoinSpec {
     pub kind: JoinKind,
     /// Which unmatched rows are kept.
     pub join_type: JoinType,
+    /// Regular joins: rows more than this far apart in event time do not
+    /// match, so state older than the watermark minus the TTL is dropped.
+    pub ttl_ms: Option<i64>,
 }
 
 impl JoinSpec {
@@ -160,6 +164,7 @@ impl JoinSpec {
             right_keys: Vec::new(),
             kind,
             join_type: JoinType::Inner,
+            ttl_ms: None,
         }
     }
 
@@ -173,6 +178,16 @@ impl JoinSpec {
     {
         self.left_keys = left.into_iter().map(Into::into).collect();
         self.right_keys = right.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Regular joins: a state time-to-live in event time. Rows match only
+    /// if their times are at most `ttl` apart, and a stored row is dropped
+    /// once the watermark passes its time plus `ttl`, so state stays bounded.
+    /// (Flink's TTL is in processing time, which makes results depend on
+    /// timing; in event time the result is the same in every mode.)
+    pub fn with_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.ttl_ms = Some(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
         self
     }
 
@@ -203,6 +218,15 @@ impl JoinSpec {
                     ));
                 }
             }
+            _ if self.ttl_ms.is_some() && self.kind != JoinKind::Regular => {
+                return Err(Error::option(
+                    "join ttl",
+                    "only regular joins take a TTL (window and interval joins are bounded already)",
+                ));
+            }
+            JoinKind::Regular if self.ttl_ms.is_some_and(|t| t <= 0) => {
+                return Err(Error::option("join ttl", "must be positive"));
+            }
             JoinKind::Interval { lower_ms, upper_ms } if lower_ms > upper_ms => {
                 return Err(Error::option(
                     "join interval",
@@ -217,6 +241,21 @@ impl JoinSpec {
     /// True if this join needs event time on both inputs.
     pub fn needs_event_time(&self) -> bool {
         matches!(self.kind, JoinKind::Window(_) | JoinKind::Interval { .. })
+            || self.ttl_ms.is_some()
+    }
+
+    /// True if rows at `left` and `right` (ms) may match under the kind's
+    /// time condition (interval bounds or TTL); window joins check windows.
+    pub fn times_match(&self, left: i64, right: i64) -> bool {
+        match self.kind {
+            JoinKind::Interval { lower_ms, upper_ms } => {
+                interval_match(left, right, lower_ms, upper_ms)
+            }
+            JoinKind::Regular => self
+                .ttl_ms
+                .is_none_or(|ttl| left.abs_diff(right) <= ttl.unsigned_abs()),
+            _ => true,
+        }
     }
 
     /// True if the output is a changelog (`op` column): regular outer joins
@@ -246,14 +285,9 @@ pub type OutRow = (
 
 /// The join of all rows of one key, both sides complete: what every
 /// physical join must produce for that key (in some order).
-pub fn join_group(
-    kind: JoinKind,
-    ty: JoinType,
-    left: &[SideRow],
-    right: &[SideRow],
-    out: &mut Vec<OutRow>,
-) {
-    match kind {
+pub fn join_group(spec: &JoinSpec, left: &[SideRow], right: &[SideRow], out: &mut Vec<OutRow>) {
+    let ty = spec.join_type;
+    match spec.kind {
         JoinKind::Window(w) => {
             let windows = |rows: &[SideRow]| -> Vec<((i64, i64), usize)> {
                 let mut v: Vec<((i64, i64), usize)> = rows
@@ -283,12 +317,12 @@ pub fn join_group(
             };
             join_by_window(ty, left, right, &windows(left), &windows(right), out);
         }
-        JoinKind::Interval { lower_ms, upper_ms } => {
+        JoinKind::Interval { .. } | JoinKind::Regular => {
             let mut right_matched = vec![false; right.len()];
             for l in left {
                 let mut matched = false;
                 for (j, r) in right.iter().enumerate() {
-                    if interval_match(l.time, r.time, lower_ms, upper_ms) {
+                    if spec.times_match(l.time, r.time) {
                         matched = true;
                         right_matched[j] = true;
                         out.push((Some(l.at), Some(r.at), None));
@@ -304,19 +338,6 @@ pub fn join_group(
                         out.push((None, Some(r.at), None));
                     }
                 }
-            }
-        }
-        JoinKind::Regular => {
-            for l in left {
-                for r in right {
-                    out.push((Some(l.at), Some(r.at), None));
-                }
-            }
-            if right.is_empty() && ty.keeps_left() {
-                out.extend(left.iter().map(|l| (Some(l.at), None, None)));
-            }
-            if left.is_empty() && ty.keeps_right() {
-                out.extend(right.iter().map(|r| (None, Some(r.at), None)));
             }
         }
     }
@@ -383,17 +404,8 @@ mod tests {
     fn interval_group_table() {
         // left at 10, 20; right at 5, 100: lower -5, upper +5 → 10 ⋈ 5 only
         let mut out = Vec::new();
-        let kind = JoinKind::Interval {
-            lower_ms: -5,
-            upper_ms: 5,
-        };
-        join_group(
-            kind,
-            JoinType::Full,
-            &rows(&[10, 20]),
-            &rows(&[5, 100]),
-            &mut out,
-        );
+        let spec = JoinSpec::interval_ms(-5, 5).with_type(JoinType::Full);
+        join_group(&spec, &rows(&[10, 20]), &rows(&[5, 100]), &mut out);
         out.sort();
         assert_eq!(
             out,
@@ -414,8 +426,7 @@ mod tests {
         );
         let mut out = Vec::new();
         join_group(
-            JoinKind::Window(w),
-            JoinType::Full,
+            &JoinSpec::window(w).with_type(JoinType::Full),
             &rows(&[7]),
             &rows(&[12]),
             &mut out,

@@ -190,27 +190,15 @@ impl SortMergeJoin {
             Ok(())
         };
         for [lrows, rrows] in groups.values() {
-            join_group(spec.kind, spec.join_type, lrows, rrows, &mut rows);
+            join_group(spec, lrows, rrows, &mut rows);
             flush(&mut rows, false)?;
         }
         // a null key matches nothing: each such row is its own group
         for row in &lonely[0] {
-            join_group(
-                spec.kind,
-                spec.join_type,
-                std::slice::from_ref(row),
-                &[],
-                &mut rows,
-            );
+            join_group(spec, std::slice::from_ref(row), &[], &mut rows);
         }
         for row in &lonely[1] {
-            join_group(
-                spec.kind,
-                spec.join_type,
-                &[],
-                std::slice::from_ref(row),
-                &mut rows,
-            );
+            join_group(spec, &[], std::slice::from_ref(row), &mut rows);
         }
         flush(&mut rows, true)
     }

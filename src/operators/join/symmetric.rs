@@ -3,7 +3,7 @@
 
 use super::sort_merge::null_key_rows;
 use super::spill::{self, JoinRuns, SpillRow};
-use super::{interval_match, join_by_window, JoinKind, JoinLayout, OutRow};
+use super::{join_by_window, JoinKind, JoinLayout, OutRow};
 use crate::error::Result;
 use crate::key::{stable_hash, KeyEncoder};
 use crate::memory::MemoryReservation;
@@ -327,26 +327,36 @@ impl SymmetricHashJoin {
         right: &[RecordBatch],
         out: &mut Output,
     ) -> Result<()> {
-        type Rows = Vec<((usize, usize), spill::ReadRow)>;
+        type Rows = Vec<((usize, usize), spill::ReadRow, i64)>;
         let mut groups: HashMap<Vec<u8>, [Rows; 2]> = HashMap::new();
         let mut inputs: [Vec<RecordBatch>; 2] = [Vec::new(), Vec::new()];
         for (s, batches) in [left, right].into_iter().enumerate() {
             for (b, batch) in batches.iter().enumerate() {
                 let (meta, input) = spill::split(batch);
                 let keys = self.sides[s].keys.encode(&input)?;
+                let times = match self.layout.time_column(s) {
+                    Some(c) => Some(event_times(&input, c, "join")?),
+                    None => None,
+                };
                 for (r, m) in meta.into_iter().enumerate() {
-                    groups.entry(keys.row(r).as_ref().to_vec()).or_default()[s].push(((b, r), m));
+                    let t = times.as_ref().map_or(0, |t| t[r]);
+                    groups.entry(keys.row(r).as_ref().to_vec()).or_default()[s].push((
+                        (b, r),
+                        m,
+                        t,
+                    ));
                 }
                 inputs[s].push(input);
             }
         }
-        let ty = self.layout.spec().join_type;
+        let spec = self.layout.spec();
+        let ty = spec.join_type;
         let (mut rows, mut ops): (Vec<OutRow>, Vec<&str>) = (Vec::new(), Vec::new());
         for [l, r] in groups.values() {
             let mut crossed = [vec![false; l.len()], vec![false; r.len()]];
-            for (i, (la, lm)) in l.iter().enumerate() {
-                for (j, (ra, rm)) in r.iter().enumerate() {
-                    if lm.epoch != rm.epoch {
+            for (i, (la, lm, lt)) in l.iter().enumerate() {
+                for (j, (ra, rm, rt)) in r.iter().enumerate() {
+                    if lm.epoch != rm.epoch && spec.times_match(*lt, *rt) {
                         crossed[0][i] = true;
                         crossed[1][j] = true;
                         rows.push((Some(*la), Some(*ra), None));
@@ -361,7 +371,7 @@ impl SymmetricHashJoin {
                 } else {
                     ty.keeps_right()
                 };
-                for (i, (at, m)) in list.iter().enumerate() {
+                for (i, (at, m, _)) in list.iter().enumerate() {
                     if keeps && !m.matched && crossed[s][i] {
                         rows.push(if s == 0 {
                             (Some(*at), None, None)
@@ -417,7 +427,11 @@ impl SymmetricHashJoin {
                 .map(|&(_, end)| Window::max_timestamp(end))
                 .max()
                 .unwrap_or(i64::MIN),
-            JoinKind::Regular => i64::MAX,
+            JoinKind::Regular => self
+                .layout
+                .spec()
+                .ttl_ms
+                .map_or(i64::MAX, |ttl| e.time.saturating_add(ttl)),
         }
     }
 
@@ -477,7 +491,11 @@ impl SymmetricHashJoin {
             return Ok(());
         }
         let spec = self.layout.spec().clone();
-        if spec.kind == JoinKind::Regular || w < self.next_due {
+        // A regular join keeps expired rows once it has spilled: a row on disk
+        // (an earlier epoch) may still pair with them at end of input.
+        let keeps_all =
+            spec.kind == JoinKind::Regular && (spec.ttl_ms.is_none() || !self.runs.is_empty());
+        if keeps_all || w < self.next_due {
             self.watermark = w;
             return Ok(());
         }
@@ -534,7 +552,9 @@ impl SymmetricHashJoin {
                 };
                 for entries in self.sides[s].by_key.values() {
                     for e in entries {
-                        if self.done_at(s, e) <= w && !e.matched && keeps {
+                        // regular joins padded their rows on arrival
+                        let pads = keeps && spec.kind != JoinKind::Regular;
+                        if self.done_at(s, e) <= w && !e.matched && pads {
                             let at = Some((e.batch as usize, e.row as usize));
                             rows.push(if s == 0 {
                                 (at, None, None)
@@ -663,18 +683,12 @@ impl Operator for SymmetricHashJoin {
                     let other_keeps = keeps(o);
                     if let Some(others) = self.sides[o].by_key.get_mut(key.as_ref()) {
                         for y in others.iter_mut() {
-                            let hit = match spec.kind {
-                                JoinKind::Interval { lower_ms, upper_ms } => {
-                                    let (lt, rt) = if s == 0 {
-                                        (entry.time, y.time)
-                                    } else {
-                                        (y.time, entry.time)
-                                    };
-                                    interval_match(lt, rt, lower_ms, upper_ms)
-                                }
-                                _ => true,
+                            let (lt, rt) = if s == 0 {
+                                (entry.time, y.time)
+                            } else {
+                                (y.time, entry.time)
                             };
-                            if !hit {
+                            if !spec.times_match(lt, rt) {
                                 continue;
                             }
                             let at = (y.batch as usize, y.row as usize);
