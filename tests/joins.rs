@@ -1,5 +1,5 @@
-//! Every join kind (tumbling, sliding and cumulative window joins, interval
-//! join, regular join with and without an event-time TTL) × inner/left/right/full against a nested-loop oracle
+//! Every join kind (tumbling, sliding, cumulative and session window joins,
+//! interval join, regular join with and without an event-time TTL) × inner/left/right/full against a nested-loop oracle
 //! over random out-of-order input: pipelined == batch == oracle at
 //! parallelism 1 and 3. A regular outer join's pipelined changelog
 //! (padded rows retracted by their first match) materializes to the oracle.
@@ -32,7 +32,8 @@ fn spec(kind: u8) -> JoinSpec {
         2 => JoinSpec::window(Window::cumulative(ms(500), ms(2000))),
         3 => JoinSpec::interval_ms(-300, 200),
         4 => JoinSpec::regular(),
-        _ => JoinSpec::regular().with_ttl(ms(400)),
+        5 => JoinSpec::regular().with_ttl(ms(400)),
+        _ => JoinSpec::window(Window::session(ms(300))),
     }
 }
 
@@ -65,7 +66,51 @@ fn oracle(kind: u8, ty: JoinType, left: &[Row], right: &[Row]) -> Vec<Out> {
     let mut out = Vec::new();
     let keep_l = matches!(ty, JoinType::Left | JoinType::Full);
     let keep_r = matches!(ty, JoinType::Right | JoinType::Full);
-    if kind <= 2 {
+    if kind == 6 {
+        // sessions per key over the rows of both sides: a row at most 300 ms
+        // after the session's last row extends it
+        let mut keys: Vec<i64> = left.iter().chain(right).map(|r| r.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for k in keys {
+            let mut rows: Vec<(i64, bool, &Row)> = left
+                .iter()
+                .filter(|r| r.key == k)
+                .map(|r| (r.ts, true, r))
+                .chain(
+                    right
+                        .iter()
+                        .filter(|r| r.key == k)
+                        .map(|r| (r.ts, false, r)),
+                )
+                .collect();
+            rows.sort_by_key(|x| x.0);
+            let mut i = 0;
+            while i < rows.len() {
+                let (start, mut end) = (rows[i].0, rows[i].0 + 300);
+                let mut j = i + 1;
+                while j < rows.len() && rows[j].0 <= end {
+                    end = end.max(rows[j].0 + 300);
+                    j += 1;
+                }
+                let w = Some((start, end));
+                let ls: Vec<&Row> = rows[i..j].iter().filter(|x| x.1).map(|x| x.2).collect();
+                let rs: Vec<&Row> = rows[i..j].iter().filter(|x| !x.1).map(|x| x.2).collect();
+                for l in &ls {
+                    for r in &rs {
+                        out.push((side(l), side(r), w));
+                    }
+                }
+                if rs.is_empty() && keep_l {
+                    out.extend(ls.iter().map(|l| (side(l), None, w)));
+                }
+                if ls.is_empty() && keep_r {
+                    out.extend(rs.iter().map(|r| (None, side(r), w)));
+                }
+                i = j;
+            }
+        }
+    } else if kind <= 2 {
         for l in left {
             for w in windows_of(kind, l.ts) {
                 let mut any = false;
@@ -238,13 +283,13 @@ fn join_type(i: u8) -> JoinType {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 60, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 70, ..ProptestConfig::default() })]
 
     #[test]
     fn every_join_kind_and_type_matches_the_nested_loop_oracle_in_both_modes(
         left in prop::collection::vec(split_strategy(4), 1..4),
         right in prop::collection::vec(split_strategy(4), 1..4),
-        kind in 0u8..6,
+        kind in 0u8..7,
         ty in 0u8..4,
     ) {
         check(&left, &right, kind, join_type(ty))?;

@@ -12,6 +12,7 @@
 //! ```text
 //!  window [s,e):  l ⋈ r  iff key(l) = key(r) and both rows are in [s,e);
 //!                 outer: a row with no partner in one of its windows, padded, per window
+//!                 (session windows: sessions over the rows of both sides of a key)
 //!  interval:      l ⋈ r  iff key(l) = key(r) and r.t + lower <= l.t <= r.t + upper;
 //!                 outer: a row with no partner at all, padded, once
 //!  regular:       l ⋈ r  iff key(l) = key(r) (and |l.t - r.t| <= ttl, with a TTL);
@@ -92,6 +93,13 @@ pub enum JoinKind {
     },
     /// Every pair of rows with equal keys; unbounded state.
     Regular,
+}
+
+impl JoinKind {
+    /// True for session-window joins.
+    pub fn is_session(&self) -> bool {
+        matches!(self, JoinKind::Window(w) if w.is_session())
+    }
 }
 
 /// What to join: key columns of each side, the kind and the type.
@@ -209,15 +217,7 @@ impl JoinSpec {
             ));
         }
         match self.kind {
-            JoinKind::Window(w) => {
-                w.validate()?;
-                if w.is_session() {
-                    return Err(Error::option(
-                        "join window",
-                        "session windows are not supported in joins; use an interval join",
-                    ));
-                }
-            }
+            JoinKind::Window(w) => w.validate()?,
             _ if self.ttl_ms.is_some() && self.kind != JoinKind::Regular => {
                 return Err(Error::option(
                     "join ttl",
@@ -288,6 +288,17 @@ pub type OutRow = (
 pub fn join_group(spec: &JoinSpec, left: &[SideRow], right: &[SideRow], out: &mut Vec<OutRow>) {
     let ty = spec.join_type;
     match spec.kind {
+        JoinKind::Window(Window::Session { gap_ms }) => {
+            let mut lw: Vec<((i64, i64), usize)> = Vec::new();
+            let mut rw: Vec<((i64, i64), usize)> = Vec::new();
+            for (window, [l, r]) in sessions_of(left, right, gap_ms) {
+                lw.extend(l.into_iter().map(|i| (window, i)));
+                rw.extend(r.into_iter().map(|i| (window, i)));
+            }
+            lw.sort_unstable();
+            rw.sort_unstable();
+            join_by_window(ty, left, right, &lw, &rw, out);
+        }
         JoinKind::Window(w) => {
             let windows = |rows: &[SideRow]| -> Vec<((i64, i64), usize)> {
                 let mut v: Vec<((i64, i64), usize)> = rows
@@ -341,6 +352,39 @@ pub fn join_group(spec: &JoinSpec, left: &[SideRow], right: &[SideRow], out: &mu
             }
         }
     }
+}
+
+/// The sessions of one key over the rows of both sides: rows at most `gap`
+/// apart (a row exactly `gap` after the last one still extends it, as in the
+/// session window) form one session `[first, last + gap)`; returns each
+/// session with the indexes of its left and right rows.
+pub fn sessions_of(
+    left: &[SideRow],
+    right: &[SideRow],
+    gap_ms: i64,
+) -> Vec<((i64, i64), [Vec<usize>; 2])> {
+    let mut all: Vec<(i64, usize, usize)> = left
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.time, 0, i))
+        .chain(right.iter().enumerate().map(|(i, r)| (r.time, 1, i)))
+        .collect();
+    all.sort_unstable();
+    let mut out: Vec<((i64, i64), [Vec<usize>; 2])> = Vec::new();
+    for (t, side, i) in all {
+        match out.last_mut() {
+            Some(((_, end), members)) if t <= *end => {
+                *end = (*end).max(t.saturating_add(gap_ms));
+                members[side].push(i);
+            }
+            _ => {
+                let mut members = [Vec::new(), Vec::new()];
+                members[side].push(i);
+                out.push(((t, t.saturating_add(gap_ms)), members));
+            }
+        }
+    }
+    out
 }
 
 /// True if `r.t + lower <= l.t <= r.t + upper`.
@@ -398,6 +442,17 @@ mod tests {
                 window: (0, 0),
             })
             .collect()
+    }
+
+    #[test]
+    fn sessions_merge_rows_exactly_gap_apart_across_both_sides() {
+        // gap 10: left 0 and right 10 touch → [0, 20); left 31 → [31, 41)
+        let got = sessions_of(&rows(&[0, 31]), &rows(&[10]), 10);
+        let empty: Vec<usize> = Vec::new();
+        assert_eq!(
+            got,
+            vec![((0, 20), [vec![0], vec![0]]), ((31, 41), [vec![1], empty])]
+        );
     }
 
     #[test]

@@ -224,12 +224,20 @@ impl SymmetricHashJoin {
     /// Writes every stored row of both sides to runs and empties memory.
     fn spill_state(&mut self, ctx: &Ctx) -> Result<()> {
         let regular = self.layout.spec().kind == JoinKind::Regular;
+        let session = self.layout.spec().kind.is_session();
         for s in 0..2 {
             let mut rows: Vec<SpillRow> = Vec::with_capacity(self.sides[s].entries);
             for (key, entries) in &self.sides[s].by_key {
                 let hash = stable_hash(key) as i64;
                 rows.extend(entries.iter().map(|e| SpillRow {
-                    sort: if regular { hash } else { self.due_at(s, e) },
+                    sort: if regular {
+                        hash
+                    } else if session {
+                        // a step brings back every row at or before it
+                        e.time
+                    } else {
+                        self.due_at(s, e)
+                    },
                     epoch: e.epoch,
                     matched: e.matched,
                     at: (e.batch as usize, e.row as usize),
@@ -401,6 +409,8 @@ impl SymmetricHashJoin {
     /// The windows of a row: assigned from its time, or its own columns.
     fn windows(&self, e: &Entry) -> Vec<(i64, i64)> {
         match self.layout.spec().kind {
+            // sessions depend on the other rows (see advance_sessions)
+            JoinKind::Window(Window::Session { .. }) => Vec::new(),
             JoinKind::Window(w) => w
                 .windows_of_pane(w.pane_of(e.time))
                 .into_iter()
@@ -414,6 +424,8 @@ impl SymmetricHashJoin {
     /// The watermark at which a stored row is done (no later row can match it).
     fn done_at(&self, side: usize, e: &Entry) -> i64 {
         match self.layout.spec().kind {
+            // the earliest its session can close
+            JoinKind::Window(Window::Session { gap_ms }) => e.time.saturating_add(gap_ms),
             JoinKind::Interval { lower_ms, upper_ms } => {
                 if side == 0 {
                     e.time.saturating_sub(lower_ms)
@@ -438,6 +450,7 @@ impl SymmetricHashJoin {
     /// The next watermark at which something of a stored row is due.
     fn due_at(&self, side: usize, e: &Entry) -> i64 {
         match self.layout.spec().kind {
+            JoinKind::Window(Window::Session { .. }) => self.done_at(side, e),
             JoinKind::Window(_) | JoinKind::SameWindow => self
                 .windows(e)
                 .iter()
@@ -485,6 +498,87 @@ impl SymmetricHashJoin {
         }
     }
 
+    /// Session-window joins at watermark `w`: per key, sessions over the
+    /// rows of both sides; each session ending at or before `w` is joined
+    /// and its rows dropped (a later row has `t > w >= end`: it cannot touch).
+    fn advance_sessions(&mut self, w: i64, gap_ms: i64, out: &mut Output) -> Result<()> {
+        let ty = self.layout.spec().join_type;
+        let mut keys: Vec<Vec<u8>> = self.sides[0].by_key.keys().cloned().collect();
+        keys.extend(
+            self.sides[1]
+                .by_key
+                .keys()
+                .filter(|k| !self.sides[0].by_key.contains_key(*k))
+                .cloned(),
+        );
+        let mut rows: Vec<OutRow> = Vec::new();
+        let mut next_due = i64::MAX;
+        // (key, side, rows of the side's list to drop)
+        let mut finished: Vec<(Vec<u8>, [Vec<bool>; 2])> = Vec::new();
+        for key in keys {
+            let mut refs: [Vec<super::SideRow>; 2] = [Vec::new(), Vec::new()];
+            for (s, refs) in refs.iter_mut().enumerate() {
+                if let Some(entries) = self.sides[s].by_key.get(&key) {
+                    refs.extend(entries.iter().map(|e| super::SideRow {
+                        at: (e.batch as usize, e.row as usize),
+                        time: e.time,
+                        window: e.window,
+                    }));
+                }
+            }
+            let mut lists: [Vec<((i64, i64), usize)>; 2] = [Vec::new(), Vec::new()];
+            let mut done = [vec![false; refs[0].len()], vec![false; refs[1].len()]];
+            for (window, members) in super::sessions_of(&refs[0], &refs[1], gap_ms) {
+                if window.1 > w {
+                    next_due = next_due.min(window.1);
+                    continue;
+                }
+                for s in 0..2 {
+                    for &i in &members[s] {
+                        lists[s].push((window, i));
+                        done[s][i] = true;
+                    }
+                }
+            }
+            if lists.iter().all(Vec::is_empty) {
+                continue;
+            }
+            for list in &mut lists {
+                list.sort_unstable();
+            }
+            join_by_window(ty, &refs[0], &refs[1], &lists[0], &lists[1], &mut rows);
+            finished.push((key, done));
+        }
+        self.watermark = w;
+        self.next_due = next_due;
+        let ops = vec!["insert"; rows.len()];
+        self.emit(&rows, &ops, out)?;
+        // drop the rows of closed sessions (after emitting: rows point into their batches)
+        for (key, done) in finished {
+            for (s, done) in done.iter().enumerate() {
+                let side = &mut self.sides[s];
+                let Some(entries) = side.by_key.remove(&key) else {
+                    continue;
+                };
+                let mut kept = Vec::new();
+                for (e, &d) in entries.into_iter().zip(done) {
+                    if d {
+                        side.entries -= 1;
+                        side.unref(e.batch, 1);
+                    } else {
+                        kept.push(e);
+                    }
+                }
+                if kept.is_empty() {
+                    side.key_bytes -= key.len() + KEY_BYTES;
+                } else {
+                    side.by_key.insert(key.clone(), kept);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Fires what watermark `w` completes and drops what it finishes.
     fn advance_to(&mut self, w: i64, out: &mut Output) -> Result<()> {
         if w <= self.watermark {
@@ -498,6 +592,9 @@ impl SymmetricHashJoin {
         if keeps_all || w < self.next_due {
             self.watermark = w;
             return Ok(());
+        }
+        if let JoinKind::Window(Window::Session { gap_ms }) = spec.kind {
+            return self.advance_sessions(w, gap_ms, out);
         }
         let mut rows: Vec<OutRow> = Vec::new();
         let mut next_due = i64::MAX;
