@@ -354,15 +354,14 @@ pub fn join_group(spec: &JoinSpec, left: &[SideRow], right: &[SideRow], out: &mu
     }
 }
 
+/// A session `[start, end)` and the indexes of its left and right rows.
+pub type SessionRows = ((i64, i64), [Vec<usize>; 2]);
+
 /// The sessions of one key over the rows of both sides: rows at most `gap`
 /// apart (a row exactly `gap` after the last one still extends it, as in the
 /// session window) form one session `[first, last + gap)`; returns each
 /// session with the indexes of its left and right rows.
-pub fn sessions_of(
-    left: &[SideRow],
-    right: &[SideRow],
-    gap_ms: i64,
-) -> Vec<((i64, i64), [Vec<usize>; 2])> {
+pub fn sessions_of(left: &[SideRow], right: &[SideRow], gap_ms: i64) -> Vec<SessionRows> {
     let mut all: Vec<(i64, usize, usize)> = left
         .iter()
         .enumerate()
@@ -370,7 +369,7 @@ pub fn sessions_of(
         .chain(right.iter().enumerate().map(|(i, r)| (r.time, 1, i)))
         .collect();
     all.sort_unstable();
-    let mut out: Vec<((i64, i64), [Vec<usize>; 2])> = Vec::new();
+    let mut out: Vec<SessionRows> = Vec::new();
     for (t, side, i) in all {
         match out.last_mut() {
             Some(((_, end), members)) if t <= *end => {
