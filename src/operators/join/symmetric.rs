@@ -132,15 +132,15 @@ impl Side {
 ///  over half the budget (window and regular joins) ──► every stored row to runs:
 ///     window:  sorted by the max timestamp of its next window; a watermark
 ///              brings back, in steps, the rows whose next window it closes, then fires
-///     regular: sorted by key hash, with its epoch and matched flag; epoch += 1
+///     regular, interval: sorted by key hash, with its epoch and matched flag; epoch += 1
 ///              (new rows probe memory only: pairs within an epoch are emitted live)
 ///              end of input ──► all rows merged by hash step: pairs of different
 ///              epochs, and a delete of each live padded row that found one
 /// ```
-/// State is reserved from the memory pool. Interval joins, whose state the
-/// watermark bounds, do not spill: beyond the budget they fail with
-/// `ResourcesExhausted` naming the join. A spilled regular join emits the
-/// pairs across epochs at end of input, not live.
+/// State is reserved from the memory pool. Interval joins spill like
+/// regular ones (their rows are then kept, not dropped, and the padding of
+/// never-matched rows is decided at end of input). A spilled regular or
+/// interval join emits the pairs across epochs at end of input, not live.
 pub struct SymmetricHashJoin {
     // config
     layout: JoinLayout,
@@ -209,8 +209,7 @@ impl SymmetricHashJoin {
             r.shrink(r.size() - bytes);
             return Ok(());
         }
-        let spillable = !matches!(self.layout.spec().kind, JoinKind::Interval { .. });
-        if !spillable || r.try_grow_spillable(bytes - r.size()).is_ok() {
+        if r.try_grow_spillable(bytes - r.size()).is_ok() {
             return r.try_resize(bytes);
         }
         self.spill_state(ctx)?;
@@ -223,7 +222,11 @@ impl SymmetricHashJoin {
 
     /// Writes every stored row of both sides to runs and empties memory.
     fn spill_state(&mut self, ctx: &Ctx) -> Result<()> {
-        let regular = self.layout.spec().kind == JoinKind::Regular;
+        // regular and interval joins: by key hash (joined by epoch at the end)
+        let regular = matches!(
+            self.layout.spec().kind,
+            JoinKind::Regular | JoinKind::Interval { .. }
+        );
         let session = self.layout.spec().kind.is_session();
         for s in 0..2 {
             let mut rows: Vec<SpillRow> = Vec::with_capacity(self.sides[s].entries);
@@ -308,8 +311,8 @@ impl SymmetricHashJoin {
         Ok(())
     }
 
-    /// End of input of a regular join that spilled: joins the rows of
-    /// different epochs (all on disk now), a hash step at a time.
+    /// End of input of a regular or interval join that spilled: joins the
+    /// rows of different epochs (all on disk now), a hash step at a time.
     fn join_epochs(&mut self, ctx: &Ctx, out: &mut Output) -> Result<()> {
         self.spill_state(ctx)?;
         self.sync(ctx)?;
@@ -372,7 +375,10 @@ impl SymmetricHashJoin {
                     }
                 }
             }
-            // a padded row still live (never matched in its epoch) that now has a match
+            // regular: a padded row still live (never matched in its epoch)
+            // that now has a match is retracted; interval: a row never
+            // matched in any epoch is padded now
+            let regular = spec.kind == JoinKind::Regular;
             for (s, list) in [l, r].into_iter().enumerate() {
                 let keeps = if s == 0 {
                     ty.keeps_left()
@@ -380,13 +386,17 @@ impl SymmetricHashJoin {
                     ty.keeps_right()
                 };
                 for (i, (at, m, _)) in list.iter().enumerate() {
-                    if keeps && !m.matched && crossed[s][i] {
-                        rows.push(if s == 0 {
-                            (Some(*at), None, None)
-                        } else {
-                            (None, Some(*at), None)
-                        });
+                    let pad = if s == 0 {
+                        (Some(*at), None, None)
+                    } else {
+                        (None, Some(*at), None)
+                    };
+                    if keeps && !m.matched && regular && crossed[s][i] {
+                        rows.push(pad);
                         ops.push("delete");
+                    } else if keeps && !m.matched && !regular && !crossed[s][i] {
+                        rows.push(pad);
+                        ops.push("insert");
                     }
                 }
             }
@@ -585,10 +595,12 @@ impl SymmetricHashJoin {
             return Ok(());
         }
         let spec = self.layout.spec().clone();
-        // A regular join keeps expired rows once it has spilled: a row on disk
-        // (an earlier epoch) may still pair with them at end of input.
-        let keeps_all =
-            spec.kind == JoinKind::Regular && (spec.ttl_ms.is_none() || !self.runs.is_empty());
+        // Regular and interval joins keep finished rows once they have
+        // spilled: a row on disk (an earlier epoch) may still pair with them
+        // at end of input, which also decides the interval join's padding.
+        let by_epoch = matches!(spec.kind, JoinKind::Regular | JoinKind::Interval { .. });
+        let keeps_all = (spec.kind == JoinKind::Regular && spec.ttl_ms.is_none())
+            || (by_epoch && !self.runs.is_empty());
         if keeps_all || w < self.next_due {
             self.watermark = w;
             return Ok(());
@@ -807,7 +819,7 @@ impl Operator for SymmetricHashJoin {
                         rows.push(padded(x, None));
                         ops.push("insert");
                     }
-                    if self.done_at(s, &entry) <= self.watermark {
+                    if self.done_at(s, &entry) <= self.watermark && self.runs.is_empty() {
                         // behind the watermark (inputs with allowed lateness): no later
                         // row can match it, so it is finished now
                         if !entry.matched && keeps(s) && spec.kind != JoinKind::Regular {
@@ -855,10 +867,14 @@ impl Operator for SymmetricHashJoin {
     }
 
     fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
-        if self.layout.spec().kind != JoinKind::Regular {
-            self.advance(i64::MAX, ctx, out)?;
-        } else if !self.runs.is_empty() {
+        let by_epoch = matches!(
+            self.layout.spec().kind,
+            JoinKind::Regular | JoinKind::Interval { .. }
+        );
+        if by_epoch && !self.runs.is_empty() {
             self.join_epochs(ctx, out)?;
+        } else if self.layout.spec().kind != JoinKind::Regular {
+            self.advance(i64::MAX, ctx, out)?;
         }
         for side in &mut self.sides {
             side.by_key.clear();
