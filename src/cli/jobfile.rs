@@ -189,7 +189,7 @@ pub struct StepSpec {
     pub select: Option<Vec<String>>,
     /// Add or replace a computed column.
     pub with_column: Option<WithColumnSpec>,
-    /// Partition by these columns (must be followed by a window step).
+    /// Partition by these columns (followed by a window or an aggregates step).
     pub key_by: Option<Vec<String>>,
     /// A window (with `aggregates`).
     pub window: Option<WindowSpec>,
@@ -447,27 +447,37 @@ impl LoadedJob {
                 s.window.is_some(),
                 s.union.is_some(),
                 s.join.is_some(),
+                // aggregates without a window: a running aggregate per key
+                s.aggregates.is_some() && s.window.is_none(),
             ];
             let count = ops.iter().filter(|&&b| b).count();
             if count != 1 {
                 return Err(self.error(
                     span,
                     &format!("steps[{i}]"),
-                    "a step needs exactly one of filter, select, with_column, key_by, window, union, join",
+                    "a step needs exactly one of filter, select, with_column, key_by, window, aggregates, union, join",
                 ));
             }
-            if (s.aggregates.is_some() || s.trigger.is_some()) && s.window.is_none() {
+            if s.trigger.is_some() && s.window.is_none() {
+                return Err(self.error(
+                    span,
+                    &field("trigger"),
+                    "only a window step takes a trigger",
+                ));
+            }
+            let grouped = s.aggregates.is_some() && s.window.is_none();
+            if grouped && keys.is_none() {
                 return Err(self.error(
                     span,
                     &field("aggregates"),
-                    "only a window step takes aggregates and a trigger",
+                    "aggregates without a window need a key_by step before them",
                 ));
             }
-            if keys.is_some() && s.window.is_none() {
+            if keys.is_some() && s.window.is_none() && !grouped {
                 return Err(self.error(
                     span,
                     &format!("steps[{i}]"),
-                    "key_by must be followed by a window step",
+                    "key_by must be followed by a window or aggregates step",
                 ));
             }
             if s.rebalance {
@@ -505,6 +515,13 @@ impl LoadedJob {
             } else if let Some(u) = &s.union {
                 let other = self.source(job, u, span.clone(), &field("union"))?;
                 stream.union(&other).map_err(|e| wrap("union", e))?
+            } else if grouped {
+                let (k, _) = keys.take().expect("checked above");
+                let aggs = self.aggregates(s, &span, i)?;
+                stream
+                    .key_by(&k)
+                    .and_then(|keyed| keyed.aggregate(aggs))
+                    .map_err(|e| wrap("aggregates", e))?
             } else if let Some(j) = &s.join {
                 self.join_step(job, &stream, j, span.clone(), &field("join"))?
             } else {
@@ -518,7 +535,11 @@ impl LoadedJob {
             }
         }
         if let Some((_, span)) = keys {
-            return Err(self.error(span, "key_by", "must be followed by a window step"));
+            return Err(self.error(
+                span,
+                "key_by",
+                "must be followed by a window or aggregates step",
+            ));
         }
         Ok(stream)
     }

@@ -14,6 +14,7 @@ use crate::operators::{
     CountWindow, CountWindowAggregate, EarlyFiring, KeyedProcessFunction, KeyedProcessOperator,
     WindowConfig, WindowTrigger,
 };
+use crate::operators::{GroupAggregate, GroupEmit};
 use crate::time::{validate_time_column, WatermarkStrategy, Window};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -835,6 +836,73 @@ impl KeyedStream {
         let mut keyed = s.clone();
         keyed.next_partitioning = Partitioning::Hash(self.keys.clone());
         let mut out = keyed.then("process", NodeKind::Operator(fac), output);
+        out.time_column = None;
+        out.lateness_ms = 0;
+        Ok(out)
+    }
+
+    /// Running aggregates per key without windows (Flink's regular group
+    /// aggregate), as a changelog: key columns, one column per aggregate and
+    /// `op`. Pipelined runs emit each changed key after every batch
+    /// (`insert`, then `update`); batch runs emit every key once at the end.
+    /// Upserted by key, both give the same table. `first`/`last` need event time.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use weir::{Agg, ExecConfig, Job};
+    /// let batch = RecordBatch::try_from_iter([
+    ///     ("k", Arc::new(Int64Array::from(vec![1, 2, 1])) as _),
+    ///     ("v", Arc::new(Int64Array::from(vec![10, 20, 30])) as _),
+    /// ])
+    /// .unwrap();
+    /// let job = Job::new();
+    /// let totals = job
+    ///     .from_batches(batch.schema(), vec![vec![batch]])?
+    ///     .key_by(["k"])?
+    ///     .aggregate([Agg::sum("v").alias("total")])?
+    ///     .collect()?;
+    /// job.run(&ExecConfig::batch())?;
+    /// assert_eq!(totals.num_rows(), 2); // k = 1: 40, k = 2: 20
+    /// # Ok::<(), weir::Error>(())
+    /// ```
+    pub fn aggregate(&self, aggs: impl IntoIterator<Item = Agg>) -> Result<Stream> {
+        let aggs: Vec<Agg> = aggs.into_iter().collect();
+        let s = &self.stream;
+        let (input, keys, time) = (s.schema.clone(), self.keys.clone(), s.time_column.clone());
+        let check = GroupAggregate::try_new(
+            &input,
+            &keys,
+            &aggs,
+            time.as_deref(),
+            GroupEmit::EveryBatch,
+            "aggregate",
+        )?;
+        let schema = check.schema().clone();
+        let make = move |emit: GroupEmit| -> OperatorFactory {
+            let (input, keys, aggs, time) =
+                (input.clone(), keys.clone(), aggs.clone(), time.clone());
+            Arc::new(move |info: &TaskInfo| {
+                Ok(Box::new(GroupAggregate::try_new(
+                    &input,
+                    &keys,
+                    &aggs,
+                    time.as_deref(),
+                    emit,
+                    &info.operator,
+                )?) as Box<dyn Operator>)
+            })
+        };
+        let mut keyed = s.clone();
+        keyed.next_partitioning = Partitioning::Hash(self.keys.clone());
+        let mut out = keyed.then(
+            "aggregate",
+            NodeKind::Operator(make(GroupEmit::EveryBatch)),
+            schema,
+        );
+        self.stream.job.plan.borrow_mut().nodes[out.node].batch_variant =
+            Some(make(GroupEmit::AtEnd));
         out.time_column = None;
         out.lateness_ms = 0;
         Ok(out)

@@ -10,6 +10,7 @@ pub mod aggregate;
 mod basic;
 mod count_window;
 mod event_buffer;
+mod group_aggregate;
 mod ingestion;
 pub mod join;
 mod memory_source;
@@ -25,6 +26,7 @@ pub use count_window::{
     CountTrigger, CountWindow, CountWindowAggregate, TriggerAction, WindowTrigger,
 };
 pub use event_buffer::{EventTimeBuffer, Released};
+pub use group_aggregate::{GroupAggregate, GroupEmit};
 pub use ingestion::IngestionTime;
 pub use memory_source::{MemorySource, MemorySourceSpec};
 pub use parquet_source::{list_parquet_files, ParquetSource, ParquetSourceSpec};

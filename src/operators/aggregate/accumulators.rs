@@ -155,6 +155,11 @@ impl Accumulators {
         }
     }
 
+    /// True if the aggregate reads event times (`first`, `last`, some UDAFs).
+    pub fn uses_times(&self) -> bool {
+        self.inner.uses_times()
+    }
+
     /// Number of groups there is room for.
     pub fn len(&self) -> usize {
         self.inner.len()

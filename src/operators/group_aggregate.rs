@@ -1,0 +1,244 @@
+//! Non-windowed keyed aggregation (Flink's regular group aggregate): one
+//! running result per key, emitted as a changelog.
+//!
+//! Owns [`GroupAggregate`] and [`GroupEmit`]. May use the aggregate
+//! accumulators, `crate::operator`, `crate::key`, `crate::time`,
+//! `crate::memory`, `crate::error` and the arrow crates.
+
+use super::aggregate::{Accumulators, Agg, BoundAgg};
+use super::window::OP_COLUMN;
+use crate::error::{Error, Result};
+use crate::key::{KeyDictionary, KeyEncoder};
+use crate::memory::MemoryReservation;
+use crate::operator::{Ctx, Operator, Output};
+use crate::time::{event_times, validate_time_column};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use std::sync::Arc;
+
+/// When a [`GroupAggregate`] emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupEmit {
+    /// After every input batch, the keys it changed (`insert` the first
+    /// time, then `update`): live results (pipelined runs).
+    EveryBatch,
+    /// Every key once, at end of input, as `insert` (batch runs).
+    AtEnd,
+}
+
+/// Running aggregates per key, as a changelog upserted by key.
+///
+/// ```text
+///  batch ──► key ids (KeyDictionary) ──► Accumulators::update(groups = key ids)
+///        ──EveryBatch──► touched keys: key columns | aggregates | op (insert first, then update)
+///  end of input ──AtEnd──► every key once, op = insert
+///  materialized (last row per key) = the same table in both policies
+/// ```
+/// `first`/`last` order rows by event time, so they need the input's time
+/// column; an input that is itself a changelog (`op` column) is refused.
+/// State is reserved from the memory pool and does not spill
+/// (`ResourcesExhausted` names the operator).
+pub struct GroupAggregate {
+    // config
+    keys: KeyEncoder,
+    aggs: Vec<BoundAgg>,
+    time_column: Option<usize>,
+    schema: SchemaRef,
+    emit: GroupEmit,
+    // state
+    dictionary: KeyDictionary,
+    accs: Vec<Accumulators>,
+    /// Per key id: emitted before (the next row is an `update`).
+    emitted: Vec<bool>,
+    // resources
+    reservation: Option<MemoryReservation>,
+}
+
+impl std::fmt::Debug for GroupAggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupAggregate")
+            .field("keys", &self.dictionary.len())
+            .field("emit", &self.emit)
+            .finish()
+    }
+}
+
+impl GroupAggregate {
+    /// The output schema: key columns, aggregates, `op`.
+    pub fn output_schema(
+        input: &Schema,
+        keys: &[String],
+        aggs: &[Agg],
+        context: &str,
+    ) -> Result<SchemaRef> {
+        let mut fields = Vec::new();
+        for k in keys {
+            let f = input
+                .field_with_name(k)
+                .map_err(|_| Error::column(k, context, "key column not found"))?;
+            fields.push(f.clone());
+        }
+        for a in aggs {
+            fields.push(a.bind(input, context)?.field);
+        }
+        fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
+        for (i, f) in fields.iter().enumerate() {
+            if fields[..i].iter().any(|g| g.name() == f.name()) {
+                return Err(Error::option(
+                    "aggregates",
+                    format!(
+                        "output column `{}` appears twice; give aggregates distinct names",
+                        f.name()
+                    ),
+                ));
+            }
+        }
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    /// A keyed aggregate over `input`; `time_column` orders `first`/`last`.
+    pub fn try_new(
+        input: &Schema,
+        keys: &[String],
+        aggs: &[Agg],
+        time_column: Option<&str>,
+        emit: GroupEmit,
+        context: &str,
+    ) -> Result<Self> {
+        if aggs.is_empty() {
+            return Err(Error::option(
+                "aggregates",
+                "an aggregation needs at least one aggregate",
+            ));
+        }
+        if input.index_of(OP_COLUMN).is_ok() {
+            return Err(Error::column(
+                OP_COLUMN,
+                context,
+                "the input is a changelog; aggregating inserts, updates and deletes is not supported",
+            ));
+        }
+        let schema = Self::output_schema(input, keys, aggs, context)?;
+        let aggs = aggs
+            .iter()
+            .map(|a| a.bind(input, context))
+            .collect::<Result<Vec<_>>>()?;
+        let time_column = time_column
+            .map(|t| validate_time_column(input, t, context))
+            .transpose()?;
+        if time_column.is_none() {
+            if let Some(a) = aggs.iter().find(|a| Accumulators::new(a).uses_times()) {
+                return Err(Error::column(
+                    a.field.name(),
+                    context,
+                    "first and last follow event time: the stream needs a time column",
+                ));
+            }
+        }
+        Ok(GroupAggregate {
+            keys: KeyEncoder::try_new(input, keys, context)?,
+            accs: aggs.iter().map(Accumulators::new).collect(),
+            aggs,
+            time_column,
+            schema,
+            emit,
+            dictionary: KeyDictionary::new(),
+            emitted: Vec::new(),
+            reservation: None,
+        })
+    }
+
+    /// The output schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The current result of key ids `ids`, with `op` per row.
+    fn rows(&mut self, ids: &[u32]) -> Result<RecordBatch> {
+        let parser = self.keys.converter().parser();
+        let mut columns: Vec<ArrayRef> = self
+            .keys
+            .converter()
+            .convert_rows(ids.iter().map(|&id| parser.parse(self.dictionary.key(id))))?;
+        for (acc, agg) in self.accs.iter().zip(&self.aggs) {
+            columns.push(acc.finish(ids, agg)?);
+        }
+        let ops: Vec<&str> = ids
+            .iter()
+            .map(|&id| {
+                let seen = std::mem::replace(&mut self.emitted[id as usize], true);
+                if seen {
+                    "update"
+                } else {
+                    "insert"
+                }
+            })
+            .collect();
+        columns.push(Arc::new(StringArray::from(ops)));
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    fn sync(&mut self, ctx: &Ctx) -> Result<()> {
+        let bytes = self.dictionary.memory_size()
+            + self.emitted.len()
+            + self
+                .accs
+                .iter()
+                .map(Accumulators::memory_size)
+                .sum::<usize>();
+        self.reservation
+            .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()))
+            .try_resize(bytes)
+    }
+}
+
+impl Operator for GroupAggregate {
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
+        let encoded = self.keys.encode(&batch)?;
+        // keys are never released, so ids are dense: 0..number of keys
+        let groups: Vec<u32> = (0..batch.num_rows())
+            .map(|r| self.dictionary.intern(encoded.row(r).as_ref()))
+            .collect();
+        let slots = self.dictionary.len();
+        if self.emitted.len() < slots {
+            self.emitted.resize(slots, false);
+            for a in &mut self.accs {
+                a.resize(slots);
+            }
+        }
+        let times = match self.time_column {
+            Some(c) => event_times(&batch, c, ctx.operator())?.to_vec(),
+            None => Vec::new(),
+        };
+        let rows: Vec<u32> = (0..batch.num_rows() as u32).collect();
+        for (acc, agg) in self.accs.iter_mut().zip(&self.aggs) {
+            let values = agg.values(batch.columns())?;
+            acc.update(&groups, &rows, &values, &times, agg.field.name())?;
+        }
+        if self.emit == GroupEmit::EveryBatch && !groups.is_empty() {
+            let mut touched = groups;
+            touched.sort_unstable();
+            touched.dedup();
+            let b = self.rows(&touched)?;
+            out.emit(b);
+        }
+        self.sync(ctx)
+    }
+
+    fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        if self.emit == GroupEmit::AtEnd {
+            let ids: Vec<u32> = (0..self.dictionary.len() as u32).collect();
+            for chunk in ids.chunks(8192) {
+                let b = self.rows(chunk)?;
+                out.emit(b);
+            }
+        }
+        self.sync(ctx)
+    }
+}
