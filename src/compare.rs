@@ -56,7 +56,7 @@ fn round_for_order(c: &ArrayRef) -> ArrayRef {
 }
 
 /// Checks that two results hold the same rows in any order; floats may
-/// differ by a relative `tolerance`. The error says where they first differ.
+/// differ by a relative `tolerance` (an absolute one for values below 1). The error says where they first differ.
 pub fn same_rows(
     left: &[RecordBatch],
     right: &[RecordBatch],
@@ -87,7 +87,9 @@ pub fn same_rows(
                     let ok = match (x.is_valid(r), y.is_valid(r)) {
                         (true, true) => {
                             let (p, q) = (x.value(r), y.value(r));
-                            p == q || (p - q).abs() <= tolerance * p.abs().max(q.abs())
+                            // relative, and absolute below magnitude 1: the difference
+                            // of two nearly equal averages is ~0 give or take rounding
+                            p == q || (p - q).abs() <= tolerance * p.abs().max(q.abs()).max(1.0)
                         }
                         (a, b) => a == b,
                     };
@@ -149,5 +151,16 @@ mod tests {
         let err = same_rows(std::slice::from_ref(&x), &[w], &s, 1e-9).unwrap_err();
         assert!(err.to_string().contains("column `k`"), "{err}");
         assert!(same_rows(std::slice::from_ref(&x), &[x.slice(0, 2)], &s, 1e-9).is_err());
+    }
+
+    #[test]
+    fn near_zero_floats_compare_with_an_absolute_tolerance() {
+        // the difference of two averages summed in different orders
+        let x = b(vec![1], vec![7.105427357601002e-15]);
+        let y = b(vec![1], vec![0.0]);
+        let s = x.schema();
+        same_rows(std::slice::from_ref(&x), std::slice::from_ref(&y), &s, 1e-9).unwrap();
+        let z = b(vec![1], vec![1e-6]);
+        assert!(same_rows(std::slice::from_ref(&z), &[y], &s, 1e-9).is_err());
     }
 }

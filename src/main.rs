@@ -290,6 +290,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "\nresults identical in both modes: {}",
                 same(&report.join_identical, report.join_rows[0])
             );
+            let d = &report.deviation;
+            println!(
+                "\nobd - app speed over {} vehicle-seconds: mean {:+.2} km/h, mean |diff| {:.2}, p95 |diff| {:.2}",
+                weir::cli::thousands(d.seconds as u64),
+                d.mean,
+                d.mean_abs,
+                d.p95_abs
+            );
+            let worst: Vec<String> = d
+                .worst
+                .iter()
+                .map(|(v, m)| format!("vehicle {v} ({m:.2} km/h)"))
+                .collect();
+            println!("app speed most off: {}", worst.join(", "));
             if report.identical.is_ok() && report.join_identical.is_ok() {
                 Ok(ExitCode::SUCCESS)
             } else {

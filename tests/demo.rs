@@ -35,6 +35,21 @@ fn demo_generates_data_and_both_modes_agree() {
     );
     assert!(stdout.contains("the seed's join"), "{stdout}");
     assert!(dir.path().join("app").is_dir(), "app readings were written");
+    // deviation statistics: the app reads the same true speed with ±2 km/h
+    // noise, the OBD ±1 km/h averaged over 3 readings: |diff| is about 1
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("obd - app speed over"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let mean_abs: f64 = line
+        .split("mean |diff| ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(mean_abs > 0.3 && mean_abs < 2.5, "{line}");
+    assert!(stdout.contains("app speed most off: vehicle "), "{stdout}");
     // 20 vehicles x 120 s x 3 readings
     assert!(stdout.contains("input: 7,200 rows"), "{stdout}");
     assert!(

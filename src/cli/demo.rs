@@ -237,6 +237,8 @@ pub struct DemoReport {
     pub join_rows: Vec<usize>,
     /// `Ok` if both modes of the join produced the same rows.
     pub join_identical: std::result::Result<(), String>,
+    /// How far the app's speed is from the OBD's (from the batch run).
+    pub deviation: super::seed::Deviation,
 }
 
 /// Where the demo keeps app readings: `app` beside the OBD directory.
@@ -280,7 +282,9 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
     let join_identical =
         same_rows(&joined[0], &joined[1], &join_schema, 1e-9).map_err(|e| e.to_string());
     let count = |r: &Vec<RecordBatch>| r.iter().map(|b| b.num_rows()).sum();
+    let deviation = super::seed::deviation(&joined[0], 5);
     Ok(DemoReport {
+        deviation,
         join_runs,
         join_rows: joined.iter().map(count).collect(),
         join_identical,

@@ -152,3 +152,101 @@ pub fn seed_job(obd: &Path, app: &Path) -> Result<SeedJob> {
         late_obd,
     })
 }
+
+/// How far the app's speed is from the OBD's over the joined seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deviation {
+    /// Joined vehicle-seconds.
+    pub seconds: usize,
+    /// Mean of `obd_speed - app_speed` (km/h): the app's bias.
+    pub mean: f64,
+    /// Mean of `|obd_speed - app_speed|`.
+    pub mean_abs: f64,
+    /// 95th percentile of `|obd_speed - app_speed|` (nearest rank).
+    pub p95_abs: f64,
+    /// The vehicles whose app speed is most off: (vehicle, mean |diff|), worst first.
+    pub worst: Vec<(i64, f64)>,
+}
+
+/// Deviation statistics of [`seed_job`]'s output (`vehicle_id`, `speed_diff`),
+/// with the `top` worst vehicles.
+pub fn deviation(batches: &[RecordBatch], top: usize) -> Deviation {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    let mut diffs: Vec<f64> = Vec::new();
+    let mut per_vehicle: std::collections::BTreeMap<i64, (f64, usize)> = Default::default();
+    for b in batches {
+        let (Some(v), Some(d)) = (
+            b.column_by_name("vehicle_id"),
+            b.column_by_name("speed_diff"),
+        ) else {
+            continue;
+        };
+        let (v, d) = (
+            v.as_primitive::<Int64Type>(),
+            d.as_primitive::<Float64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            diffs.push(d.value(i));
+            let e = per_vehicle.entry(v.value(i)).or_default();
+            e.0 += d.value(i).abs();
+            e.1 += 1;
+        }
+    }
+    let n = diffs.len();
+    let mean = if n == 0 {
+        0.0
+    } else {
+        diffs.iter().sum::<f64>() / n as f64
+    };
+    let mut abs: Vec<f64> = diffs.iter().map(|d| d.abs()).collect();
+    let mean_abs = if n == 0 {
+        0.0
+    } else {
+        abs.iter().sum::<f64>() / n as f64
+    };
+    abs.sort_by(f64::total_cmp);
+    let p95_abs = if n == 0 {
+        0.0
+    } else {
+        abs[((n as f64 * 0.95).ceil() as usize).clamp(1, n) - 1]
+    };
+    let mut worst: Vec<(i64, f64)> = per_vehicle
+        .into_iter()
+        .map(|(v, (sum, c))| (v, sum / c as f64))
+        .collect();
+    worst.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    worst.truncate(top);
+    Deviation {
+        seconds: n,
+        mean,
+        mean_abs,
+        p95_abs,
+        worst,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Float64Array;
+
+    #[test]
+    fn deviation_table() {
+        // vehicle 1: diffs 1, -3 (mean |d| 2); vehicle 2: diff 0.5
+        let b = RecordBatch::try_from_iter([
+            ("vehicle_id", Arc::new(Int64Array::from(vec![1, 1, 2])) as _),
+            (
+                "speed_diff",
+                Arc::new(Float64Array::from(vec![1.0, -3.0, 0.5])) as _,
+            ),
+        ])
+        .unwrap();
+        let d = deviation(&[b], 1);
+        assert_eq!(d.seconds, 3);
+        assert!((d.mean - (-1.5 / 3.0)).abs() < 1e-12);
+        assert!((d.mean_abs - 4.5 / 3.0).abs() < 1e-12);
+        assert_eq!(d.p95_abs, 3.0);
+        assert_eq!(d.worst, vec![(1, 2.0)]);
+    }
+}
