@@ -75,6 +75,26 @@ enum Command {
         /// Files or directories.
         paths: Vec<PathBuf>,
     },
+    /// Run a Nexmark query (q0, q1, q2, q3, q7, q8) on generated events in each mode.
+    Nexmark {
+        /// The query.
+        query: String,
+        /// Events to generate (persons : auctions : bids = 1 : 3 : 46).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Modes to run, comma-separated.
+        #[arg(long, default_value = "batch,pipelined")]
+        modes: String,
+        /// Parallelism (default: cores).
+        #[arg(long)]
+        parallelism: Option<usize>,
+        /// Memory budget.
+        #[arg(long, default_value = "2GiB")]
+        memory: String,
+        /// Print one JSON object per mode instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write sample OBD speed readings as Parquet (vehicles × seconds × 3 rows).
     Generate {
         /// Output directory.
@@ -220,6 +240,68 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "peak_rss": weir::exec::peak_rss(),
             });
             println!("{v}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Nexmark {
+            query,
+            events,
+            modes,
+            parallelism,
+            memory,
+            json,
+        } => {
+            use weir::cli::nexmark::{generate, NexmarkConfig};
+            let parallelism = parallelism.unwrap_or_else(default_parallelism);
+            let config = NexmarkConfig {
+                events,
+                splits: parallelism,
+                ..NexmarkConfig::default()
+            };
+            let started = std::time::Instant::now();
+            let data = generate(&config);
+            if !json {
+                println!(
+                    "nexmark {query}: {} events generated in {:.2} s, parallelism {parallelism}\n",
+                    weir::cli::thousands(events),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            let mut runs = Vec::new();
+            for mode in modes.split(',') {
+                let mode: ExecMode = mode.trim().parse()?;
+                let (job, out, _) = weir::cli::nexmark::query(&query, &data, config.max_delay_ms)?;
+                let m = job.run(
+                    &ExecConfig::new(mode)
+                        .with_parallelism(parallelism)
+                        .with_memory(parse_size("--memory", &memory)?),
+                )?;
+                let secs = m.elapsed.as_secs_f64();
+                if json {
+                    let v = serde_json::json!({
+                        "query": query,
+                        "mode": mode,
+                        "events": events,
+                        "seconds": secs,
+                        "events_per_second": events as f64 / secs,
+                        "events_per_second_per_core": events as f64 / secs / parallelism as f64,
+                        "rows_out": out.num_rows(),
+                        "peak_memory": m.peak_memory,
+                        "spilled_bytes": m.spilled_bytes,
+                    });
+                    println!("{v}");
+                }
+                runs.push(m);
+            }
+            if !json {
+                print!("{}", metrics_table(&runs));
+                for m in &runs {
+                    println!(
+                        "{:<10} {:>8.0} K events/s per core",
+                        m.mode.to_string(),
+                        events as f64 / m.elapsed.as_secs_f64() / parallelism as f64 / 1000.0
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Generate {

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod demo;
 pub mod jobfile;
+pub mod nexmark;
 pub mod seed;
 
 use crate::exec::JobMetrics;

@@ -1,0 +1,449 @@
+//! Nexmark: a deterministic generator of persons, auctions and bids, and
+//! the benchmark's queries as weir jobs.
+//!
+//! Owns [`NexmarkConfig`], [`Events`], [`generate`] and [`query`]. Event `n`
+//! is a person, an auction or a bid in the standard proportions 1:3:46
+//! (`n % 50`: 0 person, 1–3 auction, else bid), with event time advancing
+//! `1000 / events_per_second` ms per event and an optional arrival delay.
+//! May use everything below `cli`.
+
+use super::demo::Rng;
+use crate::error::{Error, Result};
+use crate::graph::{Job, Stream};
+use crate::operators::join::JoinSpec;
+use crate::operators::{Agg, Collected};
+use crate::time::{WatermarkStrategy, Window};
+use crate::{col, lit};
+use arrow_array::{Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many events and how they are timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NexmarkConfig {
+    /// Events in total (persons + auctions + bids).
+    pub events: u64,
+    /// Event-time rate: events per second of event time.
+    pub events_per_second: u64,
+    /// Arrival delay: each event arrives up to this many ms after its time.
+    pub max_delay_ms: i64,
+    /// Splits (parallel source partitions) per stream.
+    pub splits: usize,
+    /// Generator seed.
+    pub seed: u64,
+}
+
+impl Default for NexmarkConfig {
+    fn default() -> Self {
+        NexmarkConfig {
+            events: 1_000_000,
+            events_per_second: 10_000,
+            max_delay_ms: 500,
+            splits: 4,
+            seed: 7,
+        }
+    }
+}
+
+/// The event time of the first event (2026-11-01T00:00:00Z).
+pub const NEXMARK_EPOCH_MS: i64 = 1_793_491_200_000;
+
+/// The generated streams, each as splits of batches in arrival order.
+#[derive(Debug, Clone)]
+pub struct Events {
+    /// `id, name, email, city, state, date_time`.
+    pub persons: Vec<Vec<RecordBatch>>,
+    /// `id, item_name, initial_bid, reserve, date_time, expires, seller, category`.
+    pub auctions: Vec<Vec<RecordBatch>>,
+    /// `auction, bidder, price, channel, date_time`.
+    pub bids: Vec<Vec<RecordBatch>>,
+}
+
+/// Schema of persons.
+pub fn person_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("email", DataType::Utf8, false),
+        Field::new("city", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("date_time", DataType::Int64, false),
+    ]))
+}
+
+/// Schema of auctions.
+pub fn auction_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("item_name", DataType::Utf8, false),
+        Field::new("initial_bid", DataType::Int64, false),
+        Field::new("reserve", DataType::Int64, false),
+        Field::new("date_time", DataType::Int64, false),
+        Field::new("expires", DataType::Int64, false),
+        Field::new("seller", DataType::Int64, false),
+        Field::new("category", DataType::Int64, false),
+    ]))
+}
+
+/// Schema of bids.
+pub fn bid_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, false),
+        Field::new("bidder", DataType::Int64, false),
+        Field::new("price", DataType::Int64, false),
+        Field::new("channel", DataType::Utf8, false),
+        Field::new("date_time", DataType::Int64, false),
+    ]))
+}
+
+const FIRST_NAMES: [&str; 8] = [
+    "Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie",
+];
+const LAST_NAMES: [&str; 8] = [
+    "Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones",
+];
+const CITIES: [&str; 10] = [
+    "Phoenix",
+    "Los Angeles",
+    "San Francisco",
+    "Boise",
+    "Portland",
+    "Bend",
+    "Redmond",
+    "Seattle",
+    "Kent",
+    "Cheyenne",
+];
+const STATES: [&str; 6] = ["AZ", "CA", "ID", "OR", "WA", "WY"];
+const CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
+/// Ids of persons and auctions start here (as in the reference generator).
+const FIRST_ID: i64 = 1000;
+
+/// One generated event, before it is put into batches.
+enum Event {
+    Person {
+        id: i64,
+        name: String,
+        email: String,
+        city: &'static str,
+        state: &'static str,
+    },
+    Auction {
+        id: i64,
+        item: String,
+        initial: i64,
+        reserve: i64,
+        expires: i64,
+        seller: i64,
+        category: i64,
+    },
+    Bid {
+        auction: i64,
+        bidder: i64,
+        price: i64,
+        channel: &'static str,
+    },
+}
+
+/// Generates `config.events` events.
+///
+/// # Examples
+/// ```
+/// use weir::cli::nexmark::{generate, NexmarkConfig};
+/// let e = generate(&NexmarkConfig { events: 500, ..NexmarkConfig::default() });
+/// let rows = |s: &Vec<Vec<arrow_array::RecordBatch>>| {
+///     s.iter().flatten().map(|b| b.num_rows()).sum::<usize>()
+/// };
+/// assert_eq!((rows(&e.persons), rows(&e.auctions), rows(&e.bids)), (10, 30, 460));
+/// ```
+pub fn generate(config: &NexmarkConfig) -> Events {
+    let mut rng = Rng::new(config.seed);
+    let step = 1000.0 / config.events_per_second.max(1) as f64;
+    // (arrival, time, event)
+    let mut events: Vec<(i64, i64, Event)> = Vec::with_capacity(config.events as usize);
+    for n in 0..config.events {
+        let time = NEXMARK_EPOCH_MS + (n as f64 * step) as i64;
+        let epoch = (n / 50) as i64;
+        let offset = n % 50;
+        // the newest person and auction ids so far
+        let last_person = FIRST_ID + epoch;
+        let last_auction = FIRST_ID + epoch * 3 + (offset.clamp(1, 3) as i64 - 1);
+        let event = match offset {
+            0 => {
+                let first = FIRST_NAMES[rng.below(8) as usize];
+                let last = LAST_NAMES[rng.below(8) as usize];
+                let city = rng.below(10) as usize;
+                Event::Person {
+                    id: last_person,
+                    name: format!("{first} {last}"),
+                    email: format!("{}@{}.com", first.to_lowercase(), last.to_lowercase()),
+                    city: CITIES[city],
+                    state: STATES[city * 6 / 10],
+                }
+            }
+            1..=3 => {
+                let initial = 100 + rng.below(1000) as i64;
+                Event::Auction {
+                    id: last_auction,
+                    item: format!("item-{}", rng.below(10_000)),
+                    initial,
+                    reserve: initial + rng.below(2000) as i64,
+                    expires: time + 2_000 + rng.below(20_000) as i64,
+                    // mostly one of the 20 newest persons
+                    seller: (last_person - rng.below(20) as i64).max(FIRST_ID),
+                    category: 10 + rng.below(5) as i64,
+                }
+            }
+            _ => {
+                // hot auctions: 9 in 10 bids go to one of the 10 newest
+                let auction = if rng.below(10) < 9 {
+                    last_auction - rng.below(10) as i64
+                } else {
+                    last_auction - rng.below(1000) as i64
+                }
+                .max(FIRST_ID);
+                Event::Bid {
+                    auction,
+                    bidder: (last_person - rng.below(100) as i64).max(FIRST_ID),
+                    price: 100 + rng.below(100_000) as i64,
+                    channel: CHANNELS[rng.below(4) as usize],
+                }
+            }
+        };
+        let delay = if config.max_delay_ms > 0 {
+            rng.below(config.max_delay_ms as u64 + 1) as i64
+        } else {
+            0
+        };
+        events.push((time + delay, time, event));
+    }
+    events.sort_by_key(|e| e.0);
+    let splits = config.splits.max(1);
+    let mut cols: [Vec<Vec<(i64, &Event)>>; 3] = [
+        vec![Vec::new(); splits],
+        vec![Vec::new(); splits],
+        vec![Vec::new(); splits],
+    ];
+    for (i, (_, time, e)) in events.iter().enumerate() {
+        let kind = match e {
+            Event::Person { .. } => 0,
+            Event::Auction { .. } => 1,
+            Event::Bid { .. } => 2,
+        };
+        cols[kind][i % splits].push((*time, e));
+    }
+    let [p, a, b] = cols;
+    Events {
+        persons: p.iter().map(|rows| batches(rows, person_batch)).collect(),
+        auctions: a.iter().map(|rows| batches(rows, auction_batch)).collect(),
+        bids: b.iter().map(|rows| batches(rows, bid_batch)).collect(),
+    }
+}
+
+fn batches(rows: &[(i64, &Event)], make: fn(&[(i64, &Event)]) -> RecordBatch) -> Vec<RecordBatch> {
+    rows.chunks(8192).map(make).collect()
+}
+
+fn person_batch(rows: &[(i64, &Event)]) -> RecordBatch {
+    let mut id = Vec::new();
+    let (mut name, mut email, mut city, mut state) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (_, e) in rows {
+        if let Event::Person {
+            id: i,
+            name: n,
+            email: m,
+            city: c,
+            state: s,
+        } = e
+        {
+            id.push(*i);
+            name.push(n.as_str());
+            email.push(m.as_str());
+            city.push(*c);
+            state.push(*s);
+        }
+    }
+    RecordBatch::try_new(
+        person_schema(),
+        vec![
+            Arc::new(Int64Array::from(id)),
+            Arc::new(StringArray::from(name)),
+            Arc::new(StringArray::from(email)),
+            Arc::new(StringArray::from(city)),
+            Arc::new(StringArray::from(state)),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+        ],
+    )
+    .expect("columns match person_schema")
+}
+
+fn auction_batch(rows: &[(i64, &Event)]) -> RecordBatch {
+    let mut c: [Vec<i64>; 6] = Default::default();
+    let mut item = Vec::new();
+    for (_, e) in rows {
+        if let Event::Auction {
+            id,
+            item: it,
+            initial,
+            reserve,
+            expires,
+            seller,
+            category,
+        } = e
+        {
+            for (v, x) in c
+                .iter_mut()
+                .zip([*id, *initial, *reserve, *expires, *seller, *category])
+            {
+                v.push(x);
+            }
+            item.push(it.as_str());
+        }
+    }
+    let [id, initial, reserve, expires, seller, category] = c;
+    RecordBatch::try_new(
+        auction_schema(),
+        vec![
+            Arc::new(Int64Array::from(id)),
+            Arc::new(StringArray::from(item)),
+            Arc::new(Int64Array::from(initial)),
+            Arc::new(Int64Array::from(reserve)),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from(expires)),
+            Arc::new(Int64Array::from(seller)),
+            Arc::new(Int64Array::from(category)),
+        ],
+    )
+    .expect("columns match auction_schema")
+}
+
+fn bid_batch(rows: &[(i64, &Event)]) -> RecordBatch {
+    let mut c: [Vec<i64>; 3] = Default::default();
+    let mut channel = Vec::new();
+    for (_, e) in rows {
+        if let Event::Bid {
+            auction,
+            bidder,
+            price,
+            channel: ch,
+        } = e
+        {
+            for (v, x) in c.iter_mut().zip([*auction, *bidder, *price]) {
+                v.push(x);
+            }
+            channel.push(*ch);
+        }
+    }
+    let [auction, bidder, price] = c;
+    RecordBatch::try_new(
+        bid_schema(),
+        vec![
+            Arc::new(Int64Array::from(auction)),
+            Arc::new(Int64Array::from(bidder)),
+            Arc::new(Int64Array::from(price)),
+            Arc::new(StringArray::from(channel)),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+        ],
+    )
+    .expect("columns match bid_schema")
+}
+
+/// The queries built here.
+pub const QUERIES: [&str; 6] = ["q0", "q1", "q2", "q3", "q7", "q8"];
+
+/// A Nexmark query as a job over `events`: the job, where its rows go,
+/// and their schema. Event time is `date_time`, watermark delay
+/// `max_delay_ms`.
+pub fn query(
+    name: &str,
+    events: &Events,
+    max_delay_ms: i64,
+) -> Result<(Job, Collected, SchemaRef)> {
+    let job = Job::new();
+    let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(
+        max_delay_ms.max(0) as u64,
+    ));
+    let stream = |schema: SchemaRef, splits: &Vec<Vec<RecordBatch>>| -> Result<Stream> {
+        job.from_batches(schema, splits.clone())?
+            .assign_timestamps("date_time", strategy.clone())
+    };
+    let ten_s = Window::tumbling(Duration::from_secs(10));
+    let out = match name {
+        // pass-through
+        "q0" => stream(bid_schema(), &events.bids)?,
+        // dollars to euros
+        "q1" => stream(bid_schema(), &events.bids)?.with_column(
+            "price",
+            col("price").cast(DataType::Float64).mul(lit(0.908)),
+        )?,
+        // a few auctions
+        "q2" => stream(bid_schema(), &events.bids)?
+            .filter(col("auction").modulo(lit(123i64)).eq(lit(0i64)))?
+            .select(["auction", "price", "date_time"])?,
+        // local item suggestion: persons in OR, ID or CA selling in category 10
+        "q3" => {
+            let persons = stream(person_schema(), &events.persons)?.filter(
+                col("state")
+                    .eq(lit("OR"))
+                    .or(col("state").eq(lit("ID")))
+                    .or(col("state").eq(lit("CA"))),
+            )?;
+            let auctions = stream(auction_schema(), &events.auctions)?
+                .filter(col("category").eq(lit(10i64)))?;
+            persons
+                .join(&auctions, JoinSpec::regular().on(["id"], ["seller"]))?
+                .select(["name", "city", "state", "right_id"])?
+        }
+        // highest bid per 10 s window: the bids whose price is the window's maximum
+        "q7" => {
+            let bids = stream(bid_schema(), &events.bids)?;
+            let with_window = bids
+                .with_column(
+                    "window_start",
+                    col("date_time").sub(col("date_time").modulo(lit(10_000i64))),
+                )?
+                .with_column("window_end", col("window_start").add(lit(10_000i64)))?;
+            let max = bids
+                .window_all(ten_s)
+                .aggregate([Agg::max("price").alias("price")])?;
+            with_window
+                .join(&max, JoinSpec::same_window().on(["price"], ["price"]))?
+                .select([
+                    "auction",
+                    "price",
+                    "bidder",
+                    "date_time",
+                    "window_start",
+                    "window_end",
+                ])?
+        }
+        // new users: persons who opened an auction in the 10 s window they joined in
+        "q8" => {
+            let persons = stream(person_schema(), &events.persons)?
+                .key_by(["id", "name"])?
+                .window(ten_s)
+                .aggregate([Agg::count().alias("n")])?;
+            let sellers = stream(auction_schema(), &events.auctions)?
+                .key_by(["seller"])?
+                .window(ten_s)
+                .aggregate([Agg::count().alias("auctions")])?;
+            persons
+                .join(&sellers, JoinSpec::same_window().on(["id"], ["seller"]))?
+                .select(["id", "name", "window_start"])?
+        }
+        other => {
+            return Err(Error::option(
+                "query",
+                format!(
+                    "unknown Nexmark query `{other}` (built: {})",
+                    QUERIES.join(", ")
+                ),
+            ))
+        }
+    };
+    let schema = out.schema().clone();
+    let collected = out.collect()?;
+    Ok((job, collected, schema))
+}
