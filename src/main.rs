@@ -218,8 +218,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 extra.push("--parallelism".into());
                 extra.push(p.to_string());
             }
-            let results =
-                weir::cli::bench::bench(&exe, &job, &loaded.source_paths(), &modes, runs, &extra)?;
+            let results = weir::cli::bench::bench(
+                &exe,
+                &job,
+                &loaded.source_paths(),
+                &modes,
+                runs,
+                &extra,
+                loaded.sink_path().as_deref(),
+            )?;
             if json {
                 println!(
                     "{}",
@@ -228,7 +235,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 print!("{}", weir::cli::bench::table(&results));
             }
-            Ok(ExitCode::SUCCESS)
+            if results.iter().any(|r| r.identical == Some(false)) {
+                Ok(ExitCode::FAILURE)
+            } else {
+                Ok(ExitCode::SUCCESS)
+            }
         }
         Command::Scan { paths } => {
             let started = std::time::Instant::now();

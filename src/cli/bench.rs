@@ -7,10 +7,12 @@
 use crate::error::{Error, Result};
 use crate::memory::format_bytes;
 use crate::operators::list_parquet_files;
+use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The figures of one mode (medians over runs).
@@ -34,6 +36,12 @@ pub struct ModeResult {
     pub spilled_bytes: u64,
     /// Wall time relative to the scan baseline (if measured).
     pub vs_scan: Option<f64>,
+    /// Whether this mode's output holds the same rows as the first engine
+    /// mode's (`None` for that mode, for `scan`, and for changelog outputs
+    /// with an `op` column, whose rows legitimately differ between modes).
+    pub identical: Option<bool>,
+    /// Why the outputs differ, when they do.
+    pub difference: Option<String>,
 }
 
 /// Reads every row group of every file in `paths` with arrow-rs and counts rows.
@@ -75,7 +83,20 @@ pub fn bench(
     modes: &[String],
     runs: usize,
     extra: &[String],
+    sink_path: Option<&Path>,
 ) -> Result<Vec<ModeResult>> {
+    let outputs = tempfile::Builder::new()
+        .prefix("weir-bench-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    // each mode writes its own copy of the output (same file kind as the job's sink)
+    let output_of = |mode: &str| {
+        let ext = sink_path
+            .and_then(|p| p.extension())
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
+        outputs.path().join(format!("{mode}{ext}"))
+    };
     let mut results = Vec::new();
     for mode in modes {
         let mut times = Vec::new();
@@ -103,7 +124,8 @@ pub fn bench(
             let mut cmd = Command::new(exe);
             cmd.arg("run")
                 .arg(job)
-                .args(["--mode", mode, "--json"])
+                .args(["--mode", mode, "--json", "--output"])
+                .arg(output_of(mode))
                 .args(extra);
             let started = Instant::now();
             let out = cmd.output().map_err(|e| Error::io(exe, e))?;
@@ -132,7 +154,26 @@ pub fn bench(
             peak_memory: v["peak_memory"].as_u64().unwrap_or(0),
             spilled_bytes: v["spilled_bytes"].as_u64().unwrap_or(0),
             vs_scan: None,
+            identical: None,
+            difference: None,
         });
+    }
+    let engine: Vec<usize> = (0..results.len())
+        .filter(|&i| results[i].mode != "scan")
+        .collect();
+    if let Some((&first, rest)) = engine.split_first() {
+        let reference = read_output(&output_of(&results[first].mode))?;
+        for &i in rest {
+            let got = read_output(&output_of(&results[i].mode))?;
+            match compare_outputs(&reference, &got) {
+                Comparison::Same => results[i].identical = Some(true),
+                Comparison::Changelog => {}
+                Comparison::Differ(why) => {
+                    results[i].identical = Some(false);
+                    results[i].difference = Some(why);
+                }
+            }
+        }
     }
     if let Some(scan) = results.iter().find(|r| r.mode == "scan").map(|r| r.seconds) {
         for r in &mut results {
@@ -140,6 +181,79 @@ pub fn bench(
         }
     }
     Ok(results)
+}
+
+/// Every batch of a job's output: one Parquet or JSON-lines file, or a
+/// directory of part files.
+pub fn read_output(path: &Path) -> Result<Vec<RecordBatch>> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut f: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        f.sort();
+        f
+    } else if path.exists() {
+        vec![path.to_path_buf()]
+    } else {
+        Vec::new()
+    };
+    let mut out = Vec::new();
+    for file in files {
+        let open = || std::fs::File::open(&file).map_err(|e| Error::io(&file, e));
+        if file.extension().is_some_and(|e| e == "parquet") {
+            let perr = |e: parquet::errors::ParquetError| Error::Parquet {
+                path: file.clone(),
+                message: e.to_string(),
+            };
+            let reader = ParquetRecordBatchReaderBuilder::try_new(open()?)
+                .map_err(perr)?
+                .build()
+                .map_err(perr)?;
+            for b in reader {
+                out.push(b?);
+            }
+        } else {
+            let mut buf = std::io::BufReader::new(open()?);
+            let (schema, _) = arrow_json::reader::infer_json_schema(&mut buf, None)?;
+            let reader = arrow_json::ReaderBuilder::new(Arc::new(schema))
+                .build(std::io::BufReader::new(open()?))?;
+            for b in reader {
+                out.push(b?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How two outputs compare.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Comparison {
+    /// The same rows (floats within 1e-9).
+    Same,
+    /// Changelogs (`op` column): their rows may differ between modes.
+    Changelog,
+    /// Different rows, and where.
+    Differ(String),
+}
+
+/// Compares two outputs as sets of rows (see [`crate::compare::same_rows`]).
+pub fn compare_outputs(a: &[RecordBatch], b: &[RecordBatch]) -> Comparison {
+    let schema = match a.first().or(b.first()) {
+        Some(batch) => batch.schema(),
+        None => return Comparison::Same,
+    };
+    if schema.index_of("op").is_ok() {
+        return Comparison::Changelog;
+    }
+    match crate::compare::same_rows(a, b, &schema, 1e-9) {
+        Ok(()) => Comparison::Same,
+        Err(e) => Comparison::Differ(e.to_string()),
+    }
 }
 
 /// A side-by-side table of bench results.
@@ -161,5 +275,51 @@ pub fn table(results: &[ModeResult]) -> String {
             r.vs_scan.map_or("-".into(), |x| format!("{x:.2}x")),
         ));
     }
+    let differ: Vec<String> = results
+        .iter()
+        .filter(|r| r.identical == Some(false))
+        .map(|r| format!("{}: {}", r.mode, r.difference.as_deref().unwrap_or("?")))
+        .collect();
+    let checked = results.iter().any(|r| r.identical.is_some());
+    s.push_str(&if !differ.is_empty() {
+        format!(
+            "\nresults identical in all modes: NO ({})\n",
+            differ.join("; ")
+        )
+    } else if checked {
+        "\nresults identical in all modes: yes\n".to_string()
+    } else {
+        "\nresults identical in all modes: not checked (one mode, or a changelog output)\n"
+            .to_string()
+    });
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, StringArray};
+
+    fn batch(k: Vec<i64>, op: Option<Vec<&str>>) -> RecordBatch {
+        let mut cols: Vec<(&str, arrow_array::ArrayRef)> =
+            vec![("k", Arc::new(Int64Array::from(k)) as _)];
+        if let Some(op) = op {
+            cols.push(("op", Arc::new(StringArray::from(op)) as _));
+        }
+        RecordBatch::try_from_iter(cols).unwrap()
+    }
+
+    #[test]
+    fn outputs_compare_as_row_sets_and_changelogs_are_not_judged() {
+        let a = [batch(vec![1, 2, 3], None)];
+        let shuffled = [batch(vec![3], None), batch(vec![1, 2], None)];
+        assert_eq!(compare_outputs(&a, &shuffled), Comparison::Same);
+        // a deliberately different result is flagged
+        let other = [batch(vec![1, 2, 4], None)];
+        assert!(matches!(compare_outputs(&a, &other), Comparison::Differ(_)));
+        let fewer = [batch(vec![1, 2], None)];
+        assert!(matches!(compare_outputs(&a, &fewer), Comparison::Differ(_)));
+        let log = [batch(vec![1], Some(vec!["insert"]))];
+        assert_eq!(compare_outputs(&log, &log), Comparison::Changelog);
+    }
 }

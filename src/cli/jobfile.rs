@@ -279,6 +279,14 @@ pub struct LoadedJob {
 }
 
 impl LoadedJob {
+    /// The main sink's path, as written in the file.
+    pub fn sink_path(&self) -> Option<PathBuf> {
+        self.spec
+            .sink
+            .as_ref()
+            .and_then(|s| s.get_ref().path.clone())
+    }
+
     /// Reads and parses `path`; syntax and unknown-field errors name the line and field.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
