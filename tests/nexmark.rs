@@ -1,4 +1,4 @@
-//! Nexmark q0, q1, q2, q3, q7 and q8 on a small event count, in both modes at
+//! Nexmark q0, q1, q2, q3, q5, q7 and q8 on a small event count, in both modes at
 //! parallelism 1 and 3, against brute-force answers computed from the
 //! generated events.
 
@@ -133,6 +133,27 @@ fn oracle(q: &str, f: &Flat) -> Vec<String> {
                 }
             }
             v
+        }
+        "q5" => {
+            let mut counts: BTreeMap<(i64, i64), i64> = BTreeMap::new(); // (window start, auction)
+            for b in &f.bids {
+                let t = b.4;
+                let mut s = t - t.rem_euclid(2_000);
+                while s > t - 10_000 {
+                    *counts.entry((s, b.0)).or_default() += 1;
+                    s -= 2_000;
+                }
+            }
+            let mut max: BTreeMap<i64, i64> = BTreeMap::new();
+            for (&(w, _), &n) in &counts {
+                let m = max.entry(w).or_insert(0);
+                *m = (*m).max(n);
+            }
+            counts
+                .iter()
+                .filter(|((w, _), n)| max[w] == **n)
+                .map(|((w, a), n)| format!("{a}|{n}|{w}|{}", w + 10_000))
+                .collect()
         }
         "q7" => {
             let mut max: BTreeMap<i64, i64> = BTreeMap::new();

@@ -351,7 +351,7 @@ fn bid_batch(rows: &[(i64, &Event)]) -> RecordBatch {
 }
 
 /// The queries built here.
-pub const QUERIES: [&str; 6] = ["q0", "q1", "q2", "q3", "q7", "q8"];
+pub const QUERIES: [&str; 7] = ["q0", "q1", "q2", "q3", "q5", "q7", "q8"];
 
 /// A Nexmark query as a job over `events`: the job, where its rows go,
 /// and their schema. Event time is `date_time`, watermark delay
@@ -395,6 +395,20 @@ pub fn query(
             persons
                 .join(&auctions, JoinSpec::regular().on(["id"], ["seller"]))?
                 .select(["name", "city", "state", "right_id"])?
+        }
+        // hot items: per sliding window (10 s every 2 s), the auctions with the most bids
+        "q5" => {
+            let counts = stream(bid_schema(), &events.bids)?
+                .key_by(["auction"])?
+                .window(Window::sliding(
+                    Duration::from_secs(10),
+                    Duration::from_secs(2),
+                ))
+                .aggregate([Agg::count().alias("num")])?;
+            let most = counts.aggregate_per_window(&[], [Agg::max("num").alias("num")])?;
+            counts
+                .join(&most, JoinSpec::same_window().on(["num"], ["num"]))?
+                .select(["auction", "num", "window_start", "window_end"])?
         }
         // highest bid per 10 s window: the bids whose price is the window's maximum
         "q7" => {

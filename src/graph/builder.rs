@@ -14,7 +14,7 @@ use crate::operators::{
     CountWindow, CountWindowAggregate, EarlyFiring, KeyedProcessFunction, KeyedProcessOperator,
     WindowConfig, WindowTrigger,
 };
-use crate::operators::{GroupAggregate, GroupEmit};
+use crate::operators::{GroupAggregate, GroupEmit, WindowGroupAggregate};
 use crate::time::{validate_time_column, WatermarkStrategy, Window};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -597,6 +597,67 @@ impl Stream {
         let mut s = self.clone();
         s.next_partitioning = Partitioning::Broadcast;
         s
+    }
+
+    /// Aggregates a window's output again, per `keys` (may be empty) and
+    /// window (`window_start`/`window_end`), emitting each group once the
+    /// watermark passes the window's end (cascading windows, e.g. the
+    /// largest count per window). The output has the same layout as a window
+    /// aggregate's and no event time.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use weir::time::Window;
+    /// use weir::{Agg, ExecConfig, Job, WatermarkStrategy};
+    /// let bids = RecordBatch::try_from_iter([
+    ///     ("auction", Arc::new(Int64Array::from(vec![1, 1, 2, 3])) as _),
+    ///     ("t", Arc::new(Int64Array::from(vec![100, 200, 300, 1500])) as _),
+    /// ])
+    /// .unwrap();
+    /// let job = Job::new();
+    /// let counts = job
+    ///     .from_batches(bids.schema(), vec![vec![bids]])?
+    ///     .assign_timestamps("t", WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO))?
+    ///     .key_by(["auction"])?
+    ///     .window(Window::tumbling(Duration::from_secs(1)))
+    ///     .aggregate([Agg::count().alias("n")])?;
+    /// let top = counts
+    ///     .aggregate_per_window(&[], [Agg::max("n").alias("top")])?
+    ///     .collect()?;
+    /// job.run(&ExecConfig::pipelined())?;
+    /// assert_eq!(top.num_rows(), 2); // [0, 1000): 2 (auction 1); [1000, 2000): 1
+    /// # Ok::<(), weir::Error>(())
+    /// ```
+    pub fn aggregate_per_window(
+        &self,
+        keys: &[&str],
+        aggs: impl IntoIterator<Item = Agg>,
+    ) -> Result<Stream> {
+        let aggs: Vec<Agg> = aggs.into_iter().collect();
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let input = self.schema.clone();
+        let check = WindowGroupAggregate::try_new(&input, &keys, &aggs, "aggregate_per_window")?;
+        let schema = check.schema().clone();
+        let (k, a) = (keys.clone(), aggs.clone());
+        let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| {
+            Ok(Box::new(WindowGroupAggregate::try_new(
+                &input,
+                &k,
+                &a,
+                &info.operator,
+            )?) as Box<dyn Operator>)
+        });
+        let mut partition = keys;
+        partition.extend(["window_start".to_string(), "window_end".to_string()]);
+        let mut s = self.clone();
+        s.next_partitioning = Partitioning::Hash(partition);
+        let mut out = s.then("aggregate_per_window", NodeKind::Operator(fac), schema);
+        out.time_column = None;
+        out.lateness_ms = 0;
+        Ok(out)
     }
 
     /// Joins this stream (left) with `other` (right) on equal keys, as

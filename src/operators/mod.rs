@@ -19,6 +19,7 @@ mod process;
 mod session;
 mod sinks;
 mod window;
+mod window_group;
 
 pub use aggregate::{Agg, AggFn};
 pub use basic::{BatchFn, Filter, MapBatches, Passthrough, Project};
@@ -34,6 +35,7 @@ pub use process::{KeyRow, KeyedProcessFunction, KeyedProcessOperator, ProcessCon
 pub use session::SessionWindowAggregate;
 pub use sinks::{CollectSink, Collected, FileFormat, FileSink, FileSinkSpec, StdoutSink};
 pub use window::{EarlyFiring, WindowAggregate, WindowConfig, OP_COLUMN};
+pub use window_group::WindowGroupAggregate;
 
 /// Splits a source batch by its keep-mask: late rows are counted and sent
 /// to side output 1 (the late-row stream); the rest is returned.
