@@ -49,7 +49,7 @@ struct Side {
 /// Equal keys have equal hashes, so every row of a key comes back in the
 /// same step, from both sides; a hot key comes back whole (its step is
 /// larger than [`STEP_ROWS`], reserved without a limit). Without spill the
-/// join runs in memory directly. The result is the same as the pipelined
+/// same steps run over each side's memory sorted by hash. The result is the same as the pipelined
 /// [`super::SymmetricHashJoin`]'s, materialized: padded rows appear once,
 /// with `op` = `insert` in changelog joins.
 pub struct SortMergeJoin {
@@ -100,15 +100,23 @@ impl SortMergeJoin {
             .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()))
     }
 
+    /// Side `s`'s in-memory rows as one batch sorted by hash (memory emptied).
+    fn sorted_memory(&mut self, s: usize) -> Result<RecordBatch> {
+        let side = &mut self.sides[s];
+        let all = arrow_select::concat::concat_batches(&side.run_schema, &side.batches)?;
+        side.batches.clear();
+        let order = arrow_ord::sort::sort_to_indices(all.column(0), None, None)?;
+        Ok(arrow_select::take::take_record_batch(&all, &order)?)
+    }
+
     /// Sorts each side's memory by hash and writes it as a run.
     fn spill(&mut self, ctx: &Ctx) -> Result<()> {
-        for side in &mut self.sides {
-            if side.batches.is_empty() {
+        for s in 0..2 {
+            if self.sides[s].batches.is_empty() {
                 continue;
             }
-            let all = arrow_select::concat::concat_batches(&side.run_schema, &side.batches)?;
-            let order = arrow_ord::sort::sort_to_indices(all.column(0), None, None)?;
-            let sorted = arrow_select::take::take_record_batch(&all, &order)?;
+            let sorted = self.sorted_memory(s)?;
+            let side = &mut self.sides[s];
             let mut writer = ctx
                 .spill()
                 .create_writer(&side.run_schema, ctx.operator())?;
@@ -119,7 +127,6 @@ impl SortMergeJoin {
                 offset += n;
             }
             side.runs.add(writer.finish()?)?;
-            side.batches.clear();
             side.bytes = 0;
         }
         self.sync(ctx)
@@ -259,9 +266,31 @@ impl Operator for SortMergeJoin {
 
     fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         if self.sides.iter().all(|s| s.runs.is_empty()) {
-            let left = std::mem::take(&mut self.sides[0].batches);
-            let right = std::mem::take(&mut self.sides[1].batches);
-            self.join_batches(&left, &right, ctx, out)?;
+            // all in memory: sort each side by hash and merge in the same
+            // steps as from disk (small hash maps per step stay in cache)
+            let left = self.sorted_memory(0)?;
+            let right = self.sorted_memory(1)?;
+            let (lh, rh) = (hash_of(&left)?, hash_of(&right)?);
+            let (mut i, mut j) = (0, 0);
+            while i < lh.len() || j < rh.len() {
+                let ahead = |h: &[i64], at: usize| {
+                    (at < h.len()).then(|| h[(at + STEP_ROWS / 2).min(h.len()) - 1])
+                };
+                let step = match (ahead(&lh, i), ahead(&rh, j)) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (Some(a), None) | (None, Some(a)) => a,
+                    (None, None) => unreachable!("loop condition"),
+                };
+                let i2 = i + lh[i..].partition_point(|&h| h <= step);
+                let j2 = j + rh[j..].partition_point(|&h| h <= step);
+                self.join_batches(
+                    &[left.slice(i, i2 - i)],
+                    &[right.slice(j, j2 - j)],
+                    ctx,
+                    out,
+                )?;
+                (i, j) = (i2, j2);
+            }
             drop((left, right));
             for s in &mut self.sides {
                 s.bytes = 0;
