@@ -68,6 +68,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also draw throughput and peak RSS per mode as an SVG chart.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Read Parquet files with plain arrow-rs and print rows, time and peak RSS as JSON (bench baseline).
     #[command(hide = true)]
@@ -204,6 +207,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             parallelism,
             memory,
             json,
+            plot,
         } => {
             parse_size("--memory", &memory)?;
             for m in &modes {
@@ -234,6 +238,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             } else {
                 print!("{}", weir::cli::bench::table(&results));
+            }
+            if let Some(path) = plot {
+                let title = format!("weir bench {}", job.display());
+                std::fs::write(&path, weir::cli::bench::plot_svg(&results, &title))
+                    .map_err(|e| weir::Error::io(&path, e))?;
             }
             if results.iter().any(|r| r.identical == Some(false)) {
                 Ok(ExitCode::FAILURE)

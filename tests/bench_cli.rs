@@ -24,7 +24,15 @@ fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
     let out = Command::new(env!("CARGO_BIN_EXE_weir"))
         .arg("bench")
         .arg(&job)
-        .args(["--modes", "scan,batch,pipelined", "--runs", "1", "--json"])
+        .args([
+            "--modes",
+            "scan,batch,pipelined",
+            "--runs",
+            "1",
+            "--json",
+            "--plot",
+        ])
+        .arg(dir.path().join("bench.svg"))
         .output()
         .unwrap();
     assert!(
@@ -57,6 +65,11 @@ fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
     assert_eq!(modes[2]["mode"], "pipelined");
     assert_eq!(modes[2]["identical"], true, "{}", modes[2]);
     assert!(modes[1]["rows_out"].as_u64().unwrap() > 500);
+    let svg = std::fs::read_to_string(dir.path().join("bench.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains(">pipelined</text>"),
+        "{svg}"
+    );
     // the job's own sink path was not written: each mode wrote a copy elsewhere
     assert!(!dir.path().join("out.parquet").exists());
 }
