@@ -324,6 +324,9 @@ mod tests {
     }
 }
 
+/// A chart panel: its title, the value per mode, and how to label a value.
+type Panel = (&'static str, fn(&ModeResult) -> f64, fn(f64) -> String);
+
 /// An SVG chart of bench results: throughput and peak RSS per mode, as
 /// two bar panels (written directly, no plotting crate).
 pub fn plot_svg(results: &[ModeResult], title: &str) -> String {
@@ -337,16 +340,22 @@ pub fn plot_svg(results: &[ModeResult], title: &str) -> String {
         w / 2.0,
         escape(title)
     );
-    let panels: [(&str, Box<dyn Fn(&ModeResult) -> f64>, fn(f64) -> String); 2] = [
-        ("rows/s", Box::new(|r| r.rows_per_sec), |v| super::rate(v)),
-        ("peak RSS", Box::new(|r| r.peak_rss as f64), |v| {
-            format_bytes(v as u64)
-        }),
+    let panels: [Panel; 2] = [
+        ("rows/s", |r| r.rows_per_sec, super::rate),
+        (
+            "peak RSS",
+            |r| r.peak_rss as f64,
+            |v| format_bytes(v as u64),
+        ),
     ];
     for (p, (name, value, label)) in panels.iter().enumerate() {
         let x0 = pad + p as f64 * (panel + pad);
         let (top, bottom) = (40.0, h - pad);
-        let max = results.iter().map(value).fold(0.0_f64, f64::max).max(1e-9);
+        let max = results
+            .iter()
+            .map(|r| value(r))
+            .fold(0.0_f64, f64::max)
+            .max(1e-9);
         let bar = panel / results.len().max(1) as f64;
         svg.push_str(&format!(
             "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{name}</text>\n\
