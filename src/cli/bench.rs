@@ -351,11 +351,7 @@ pub fn plot_svg(results: &[ModeResult], title: &str) -> String {
     for (p, (name, value, label)) in panels.iter().enumerate() {
         let x0 = pad + p as f64 * (panel + pad);
         let (top, bottom) = (40.0, h - pad);
-        let max = results
-            .iter()
-            .map(|r| value(r))
-            .fold(0.0_f64, f64::max)
-            .max(1e-9);
+        let max = results.iter().map(value).fold(0.0_f64, f64::max).max(1e-9);
         let bar = panel / results.len().max(1) as f64;
         svg.push_str(&format!(
             "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{name}</text>\n\
