@@ -48,6 +48,15 @@ enum Command {
         /// Print run metrics as JSON on stdout instead of a table on stderr.
         #[arg(long)]
         json: bool,
+        /// Time travel: replay the main source from this event time (RFC 3339 UTC or epoch ms).
+        #[arg(long)]
+        from: Option<String>,
+        /// Time travel: replay up to (not including) this event time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Replay speed of the main source: max, realtime or a factor such as 60x.
+        #[arg(long)]
+        speed: Option<String>,
     },
     /// Run a job file in several modes and compare them side by side.
     Bench {
@@ -163,6 +172,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             spill_dir,
             explain,
             json,
+            from,
+            until,
+            speed,
         } => {
             let mode: ExecMode = mode.parse()?;
             let memory = parse_size("--memory", &memory)?;
@@ -170,7 +182,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if parallelism == 0 {
                 return Err(weir::Error::option("--parallelism", "must be at least 1"));
             }
-            let loaded = LoadedJob::load(&job)?;
+            let mut loaded = LoadedJob::load(&job)?;
+            loaded.override_replay(from, until, speed);
             let built = loaded.build(output.as_deref())?;
             if explain {
                 let plan = built.plan();

@@ -29,7 +29,9 @@ use crate::error::{Error, Result};
 use crate::expr::parse_expr;
 use crate::graph::{Job, Stream};
 use crate::operators::join::{JoinSpec, JoinType};
+use crate::operators::replay::{parse_time, ReplaySpeed, TimeRange};
 use crate::operators::EarlyFiring;
+use crate::operators::ParquetSourceSpec;
 use crate::operators::{Agg, AggFn};
 use crate::time::{parse_duration, WatermarkStrategy, Window};
 use serde::Deserialize;
@@ -96,6 +98,15 @@ pub struct SourceSpec {
     /// Parallelism of the source.
     #[serde(default)]
     pub parallelism: Option<usize>,
+    /// Time travel: replay from this event time (RFC 3339 UTC or epoch ms).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Time travel: replay up to (not including) this event time.
+    #[serde(default)]
+    pub until: Option<String>,
+    /// Replay speed: `max` (default), `realtime`, or a factor such as `60x`.
+    #[serde(default)]
+    pub speed: Option<String>,
 }
 
 fn parquet() -> String {
@@ -279,6 +290,20 @@ pub struct LoadedJob {
 }
 
 impl LoadedJob {
+    /// Replaces the main source's `from`, `until` and `speed` with those given
+    /// (the `weir run --from/--until/--speed` flags).
+    pub fn override_replay(
+        &mut self,
+        from: Option<String>,
+        until: Option<String>,
+        speed: Option<String>,
+    ) {
+        let source = self.spec.source.get_mut();
+        source.from = from.or(source.from.take());
+        source.until = until.or(source.until.take());
+        source.speed = speed.or(source.speed.take());
+    }
+
     /// The main sink's path, as written in the file.
     pub fn sink_path(&self) -> Option<PathBuf> {
         self.spec
@@ -368,7 +393,37 @@ impl LoadedJob {
                 "missing: give `path` or `paths`",
             ));
         }
-        let mut stream = job.parquet_with(&paths, spec.batch_size.unwrap_or(8192))?;
+        let mut source =
+            ParquetSourceSpec::try_new(&paths)?.with_batch_size(spec.batch_size.unwrap_or(8192));
+        let timed = spec.from.is_some() || spec.until.is_some() || spec.speed.is_some();
+        if let (true, Some(time)) = (timed, &spec.time_column) {
+            let at = |name: &str, v: &Option<String>| -> Result<Option<i64>> {
+                v.as_deref()
+                    .map(|t| parse_time(&format!("{field}.{name}"), t))
+                    .transpose()
+                    .map_err(|e| self.error(span.clone(), &format!("{field}.{name}"), e))
+            };
+            let range = TimeRange {
+                from: at("from", &spec.from)?,
+                until: at("until", &spec.until)?,
+            };
+            if range != TimeRange::default() {
+                source = source.with_time_range(time, range)?;
+            }
+            if let Some(speed) = &spec.speed {
+                let speed: ReplaySpeed = speed
+                    .parse()
+                    .map_err(|e| self.error(span.clone(), &format!("{field}.speed"), e))?;
+                source = source.with_replay_speed(time, speed)?;
+            }
+        } else if timed {
+            return Err(self.error(
+                span,
+                &format!("{field}.time_column"),
+                "from, until and speed need `time_column`",
+            ));
+        }
+        let mut stream = job.parquet_source(source)?;
         if let Some(n) = spec.parallelism {
             stream = stream.with_parallelism(n)?;
         }

@@ -123,7 +123,29 @@ impl Job {
 
     /// A bounded Parquet source reading `batch_size` rows at a time.
     pub fn parquet_with(&self, paths: &[PathBuf], batch_size: usize) -> Result<Stream> {
-        let spec = ParquetSourceSpec::try_new(paths)?.with_batch_size(batch_size);
+        self.parquet_source(ParquetSourceSpec::try_new(paths)?.with_batch_size(batch_size))
+    }
+
+    /// A bounded Parquet source configured beforehand: time travel
+    /// (`with_time_range`), replay pacing (`with_replay_speed`), batch size.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use weir::operators::replay::{parse_time, ReplaySpeed, TimeRange};
+    /// use weir::operators::ParquetSourceSpec;
+    /// use weir::{Job, WatermarkStrategy};
+    /// let from = parse_time("from", "2026-11-01T00:05:00Z")?;
+    /// let spec = ParquetSourceSpec::try_new(&["data/obd".into()])?
+    ///     .with_time_range("event_time", TimeRange { from: Some(from), until: None })?
+    ///     .with_replay_speed("event_time", ReplaySpeed::Times(60.0))?;
+    /// let job = Job::new();
+    /// let readings = job
+    ///     .parquet_source(spec)?
+    ///     .assign_timestamps("event_time", WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(30)))?;
+    /// # Ok::<(), weir::Error>(())
+    /// ```
+    pub fn parquet_source(&self, spec: ParquetSourceSpec) -> Result<Stream> {
         let schema = spec.schema().clone();
         let id = self.add(
             "parquet_source",

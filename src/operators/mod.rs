@@ -16,6 +16,7 @@ pub mod join;
 mod memory_source;
 mod parquet_source;
 mod process;
+pub mod replay;
 mod session;
 mod sinks;
 mod window;

@@ -10,7 +10,14 @@
 //! Each split has its own watermark generator, so which rows are late depends
 //! only on the row order inside a row group: the same at any parallelism,
 //! batch size or executor.
+//!
+//! Time travel ([`ParquetSourceSpec::with_time_range`]) drops row groups
+//! whose statistics lie outside `[from, until)` and the rows outside it,
+//! before watermarks are generated; replay pacing
+//! ([`ParquetSourceSpec::with_replay_speed`]) holds each batch (and the
+//! watermark after it) until its event time is due.
 
+use super::replay::{Pacer, ReplaySpeed, TimeRange};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
 use crate::time::{event_times, validate_time_column, SplitClock, WatermarkStrategy};
@@ -59,6 +66,10 @@ pub struct ParquetSourceSpec {
     splits: Vec<Split>,
     batch_size: usize,
     event_time: Option<EventTime>,
+    /// Rows kept, by the time in this column.
+    range: Option<(usize, TimeRange)>,
+    /// Replay pacing by the time in this column: `factor`× real time.
+    pace: Option<(usize, f64)>,
 }
 
 impl ParquetSourceSpec {
@@ -130,6 +141,8 @@ impl ParquetSourceSpec {
             splits,
             batch_size: 8192,
             event_time: None,
+            range: None,
+            pace: None,
         })
     }
 
@@ -172,6 +185,53 @@ impl ParquetSourceSpec {
         Ok(self)
     }
 
+    /// Time travel: only rows whose `column` time is in `range`; row groups
+    /// whose statistics show no such row are not read at all.
+    pub fn with_time_range(mut self, column: &str, range: TimeRange) -> Result<Self> {
+        let context = format!("parquet source {}", self.files[0].path.display());
+        let idx = validate_time_column(&self.schema, column, &context)?;
+        for (fi, f) in self.files.iter().enumerate() {
+            let meta = f.meta.metadata();
+            let conv = StatisticsConverter::try_new(
+                column,
+                &self.schema,
+                meta.file_metadata().schema_descr(),
+            );
+            let stats = conv.and_then(|c| {
+                Ok((
+                    c.row_group_mins(meta.row_groups().iter())?,
+                    c.row_group_maxes(meta.row_groups().iter())?,
+                ))
+            });
+            let (mins, maxes) = stats.map_err(|e| Error::Parquet {
+                path: f.path.clone(),
+                message: format!("statistics of `{column}`: {e}"),
+            })?;
+            let (mins, maxes) = (to_millis(&mins)?, to_millis(&maxes)?);
+            self.splits.retain(|s| {
+                s.file != fi
+                    || range.overlaps(
+                        mins.get(s.row_group).copied().flatten(),
+                        maxes.get(s.row_group).copied().flatten(),
+                    )
+            });
+        }
+        self.range = Some((idx, range));
+        Ok(self)
+    }
+
+    /// Replay pacing: rows are emitted when their `column` time is due at
+    /// `speed` (per reader, from its first row); `Max` turns pacing off.
+    pub fn with_replay_speed(mut self, column: &str, speed: ReplaySpeed) -> Result<Self> {
+        let context = format!("parquet source {}", self.files[0].path.display());
+        let idx = validate_time_column(&self.schema, column, &context)?;
+        self.pace = match speed {
+            ReplaySpeed::Max => None,
+            ReplaySpeed::Times(f) => Some((idx, f)),
+        };
+        Ok(self)
+    }
+
     /// The schema of every batch this source emits.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
@@ -200,11 +260,13 @@ impl ParquetSourceSpec {
             SplitClock::new(et.strategy.clone(), &mins)
         });
         ParquetSource {
+            pacer: self.pace.map(|(_, f)| Pacer::new(f)),
             spec: self.clone(),
             splits,
             pos: 0,
             reader: None,
             clock,
+            held: None,
         }
     }
 }
@@ -335,6 +397,9 @@ pub struct ParquetSource {
     pos: usize,
     reader: Option<ParquetRecordBatchReader>,
     clock: Option<SplitClock>,
+    pacer: Option<Pacer>,
+    /// A batch waiting for its pacing deadline.
+    held: Option<(RecordBatch, std::time::Instant)>,
 }
 
 impl ParquetSource {
@@ -352,8 +417,30 @@ impl ParquetSource {
     }
 }
 
+impl ParquetSource {
+    /// Emits the held batch once it is due (then the watermark after it).
+    fn release_held(&mut self, out: &mut Output) -> Option<SourcePoll> {
+        let (batch, due) = self.held.take()?;
+        let now = std::time::Instant::now();
+        if now < due {
+            // short naps keep cancellation and idleness responsive
+            std::thread::sleep((due - now).min(std::time::Duration::from_millis(20)));
+            self.held = Some((batch, due));
+            return Some(SourcePoll::Pending);
+        }
+        out.emit(batch);
+        if let Some(wm) = self.clock.as_mut().and_then(|c| c.advance()) {
+            out.emit_watermark(wm);
+        }
+        Some(SourcePoll::Ready)
+    }
+}
+
 impl Source for ParquetSource {
     fn poll_next(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<SourcePoll> {
+        if let Some(poll) = self.release_held(out) {
+            return Ok(poll);
+        }
         if self.reader.is_none() {
             if self.pos >= self.splits.len() {
                 return Ok(SourcePoll::Exhausted);
@@ -369,11 +456,18 @@ impl Source for ParquetSource {
         match next {
             Some(Ok(batch)) => {
                 let batch = normalize(batch, &self.spec.schema)?;
+                let path = &self.spec.files[split.file].path;
+                let context = || format!("{} row group {}", path.display(), split.row_group);
+                let batch = match &self.spec.range {
+                    Some((col, range)) => {
+                        let times = event_times(&batch, *col, &context())?;
+                        range.filter(batch, &times)?
+                    }
+                    None => batch,
+                };
                 let batch = match (&self.spec.event_time, self.clock.as_mut()) {
                     (Some(et), Some(clock)) => {
-                        let path = &self.spec.files[split.file].path;
-                        let context = format!("{} row group {}", path.display(), split.row_group);
-                        let times = event_times(&batch, et.column, &context)?;
+                        let times = event_times(&batch, et.column, &context())?;
                         match clock.on_batch(&batch, &times)? {
                             None => batch,
                             Some(mask) => super::split_late(&batch, &mask, ctx, out)?,
@@ -381,6 +475,17 @@ impl Source for ParquetSource {
                     }
                     _ => batch,
                 };
+                if let (Some(pacer), Some((col, _))) = (self.pacer.as_mut(), self.spec.pace) {
+                    let times = event_times(&batch, col, &context())?;
+                    if let Some(&last) = times.iter().max() {
+                        let due = pacer.due(last);
+                        if std::time::Instant::now() < due {
+                            // the watermark waits with the batch
+                            self.held = Some((batch, due));
+                            return Ok(SourcePoll::Ready);
+                        }
+                    }
+                }
                 out.emit(batch);
             }
             Some(Err(e)) => {
