@@ -116,18 +116,7 @@ fn event_time_example_agrees_between_modes() {
             .replace("out/late_obd.jsonl", late.to_str().unwrap());
         std::fs::write(&job_path, text).unwrap();
         let out = dir.path().join(format!("{mode}.parquet"));
-        let run = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("run")
-            .arg(&job_path)
-            .args(["--mode", mode, "--parallelism", "2", "--output"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{mode}: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        run_cli(&job_path, mode, &out);
         let mut late_lines: Vec<String> = std::fs::read_to_string(&late)
             .unwrap()
             .lines()
@@ -215,18 +204,7 @@ aggregates = [{{ fn = "avg", column = "speed", as = "avg_speed" }}, {{ fn = "cou
     let mut outs = Vec::new();
     for mode in ["batch", "pipelined"] {
         let out = dir.path().join(format!("count-{mode}.parquet"));
-        let run = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("run")
-            .arg(&job_path)
-            .args(["--mode", mode, "--parallelism", "2", "--output"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{mode}: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        run_cli(&job_path, mode, &out);
         outs.push(read_parquet(&out));
     }
     let rows: usize = outs[0].iter().map(|b| b.num_rows()).sum();
@@ -271,18 +249,7 @@ fn seed_join_example_matches_the_library_job_in_both_modes() {
     assert!(want.iter().map(|b| b.num_rows()).sum::<usize>() > 20 * 100);
     for mode in ["batch", "pipelined"] {
         let out = dir.path().join(format!("{mode}-out"));
-        let run = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("run")
-            .arg(&job_path)
-            .args(["--mode", mode, "--parallelism", "2", "--output"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{mode}: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        run_cli(&job_path, mode, &out);
         let got: Vec<RecordBatch> = std::fs::read_dir(&out)
             .unwrap()
             .flat_map(|e| read_parquet(&e.unwrap().path()))
@@ -365,18 +332,7 @@ path = "out"
         );
         for mode in ["batch", "pipelined"] {
             let dest = dir.path().join(format!("out{i}-{mode}"));
-            let run = Command::new(env!("CARGO_BIN_EXE_weir"))
-                .arg("run")
-                .arg(&job_path)
-                .args(["--mode", mode, "--parallelism", "2", "--output"])
-                .arg(&dest)
-                .output()
-                .unwrap();
-            assert!(
-                run.status.success(),
-                "case {i} {mode}: {}",
-                String::from_utf8_lossy(&run.stderr)
-            );
+            run_cli(&job_path, mode, &dest);
             let got: Vec<RecordBatch> = std::fs::read_dir(&dest)
                 .unwrap()
                 .flat_map(|e| read_parquet(&e.unwrap().path()))
@@ -490,18 +446,7 @@ path = "out"
     }
     for mode in ["batch", "pipelined"] {
         let dest = dir.path().join(format!("totals-{mode}"));
-        let run = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("run")
-            .arg(&job_path)
-            .args(["--mode", mode, "--parallelism", "2", "--output"])
-            .arg(&dest)
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{mode}: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        run_cli(&job_path, mode, &dest);
         let mut got: std::collections::BTreeMap<i64, (i64, u64)> = Default::default();
         // part files hold the changelog in order per key (one subtask per key)
         for entry in std::fs::read_dir(&dest).unwrap() {
@@ -529,4 +474,20 @@ path = "out"
         }
         assert_eq!(got, want, "{mode}");
     }
+}
+
+/// `weir run JOB --mode MODE --parallelism 2 --output OUT`, which must succeed.
+fn run_cli(job: &Path, mode: &str, out: &Path) {
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(job)
+        .args(["--mode", mode, "--parallelism", "2", "--output"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{mode}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 }

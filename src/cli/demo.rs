@@ -111,6 +111,15 @@ pub fn generate_obd(
             }
         }
     }
+    readings_in_arrival_order(rows, batch_rows)
+}
+
+/// Speed readings `(arrival, vehicle, event time, speed)` sorted by arrival
+/// (then vehicle), as batches of at most `batch_rows` in the OBD schema.
+pub(crate) fn readings_in_arrival_order(
+    mut rows: Vec<(i64, i64, i64, f64)>,
+    batch_rows: usize,
+) -> Vec<RecordBatch> {
     rows.sort_by_key(|r| (r.0, r.1));
     rows.chunks(batch_rows.max(1))
         .map(|chunk| {
@@ -128,6 +137,16 @@ pub fn generate_obd(
             .expect("columns match obd_schema")
         })
         .collect()
+}
+
+/// True if `dir` holds at least one `.parquet` file.
+pub(crate) fn has_parquet(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        })
+        .unwrap_or(false)
 }
 
 /// Writes `batches` as `files` Parquet files in `dir` with row groups of `row_group_rows`.
@@ -169,13 +188,7 @@ pub fn write_parquet_dir(
 /// Makes sure `dir` holds the demo's OBD data; generates it if absent.
 /// Returns the number of rows.
 pub fn ensure_obd_data(dir: &Path, vehicles: usize, seconds: usize) -> Result<u64> {
-    let has_data = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
-        })
-        .unwrap_or(false);
-    if !has_data {
+    if !has_parquet(dir) {
         let batches = generate_obd(vehicles, seconds, 42, 65_536);
         write_parquet_dir(dir, &batches, 4, 131_072)?;
     }

@@ -7,17 +7,19 @@
 //! (vehicle, window) and the difference reported. Owns the app-data
 //! generator and [`seed_job`]. May use everything below `cli`.
 
-use super::demo::{obd_schema, true_speed, write_parquet_dir, Rng, DEMO_EPOCH_MS, OBD_DELAY};
+use super::demo::{
+    has_parquet, readings_in_arrival_order, true_speed, write_parquet_dir, Rng, DEMO_EPOCH_MS,
+    OBD_DELAY,
+};
 use crate::col;
 use crate::error::Result;
 use crate::graph::{Job, Stream};
 use crate::operators::join::JoinSpec;
 use crate::operators::{Agg, Collected};
 use crate::time::{WatermarkStrategy, Window};
-use arrow_array::{Float64Array, Int64Array, RecordBatch, TimestampMillisecondArray};
+use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The maximum delay of the app feed (the seed's watermark delay for it).
@@ -52,34 +54,12 @@ pub fn generate_app(
             rows.push((ts + delay, v, ts, (reading * 100.0).round() / 100.0));
         }
     }
-    rows.sort_by_key(|r| (r.0, r.1));
-    rows.chunks(batch_rows.max(1))
-        .map(|chunk| {
-            RecordBatch::try_new(
-                obd_schema(),
-                vec![
-                    Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.1))),
-                    Arc::new(
-                        TimestampMillisecondArray::from_iter_values(chunk.iter().map(|r| r.2))
-                            .with_timezone("UTC"),
-                    ),
-                    Arc::new(Float64Array::from_iter_values(chunk.iter().map(|r| r.3))),
-                ],
-            )
-            .expect("columns match obd_schema")
-        })
-        .collect()
+    readings_in_arrival_order(rows, batch_rows)
 }
 
 /// Makes sure `dir` holds app readings; generates them if absent.
 pub fn ensure_app_data(dir: &Path, vehicles: usize, seconds: usize) -> Result<()> {
-    let has_data = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
-        })
-        .unwrap_or(false);
-    if !has_data {
+    if !has_parquet(dir) {
         let batches = generate_app(vehicles, seconds, 42, 65_536);
         write_parquet_dir(dir, &batches, 4, 131_072)?;
     }
@@ -229,7 +209,8 @@ pub fn deviation(batches: &[RecordBatch], top: usize) -> Deviation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::Float64Array;
+    use arrow_array::{Float64Array, Int64Array};
+    use std::sync::Arc;
 
     #[test]
     fn deviation_table() {
