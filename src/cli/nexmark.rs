@@ -5,6 +5,8 @@
 //! is a person, an auction or a bid in the standard proportions 1:3:46
 //! (`n % 50`: 0 person, 1–3 auction, else bid), with event time advancing
 //! `1000 / events_per_second` ms per event and an optional arrival delay.
+//! Split `s` holds the events `n ≡ s (mod splits)`, generated in parallel
+//! (each split has its own random stream) and kept in arrival order.
 //! May use everything below `cli`.
 
 use super::demo::Rng;
@@ -158,11 +160,34 @@ enum Event {
 /// assert_eq!((rows(&e.persons), rows(&e.auctions), rows(&e.bids)), (10, 30, 460));
 /// ```
 pub fn generate(config: &NexmarkConfig) -> Events {
-    let mut rng = Rng::new(config.seed);
+    use rayon::prelude::*;
+    let splits = config.splits.max(1);
+    let parts: Vec<[Vec<RecordBatch>; 3]> = (0..splits)
+        .into_par_iter()
+        .map(|s| generate_split(config, s, splits))
+        .collect();
+    let mut events = Events {
+        persons: Vec::with_capacity(splits),
+        auctions: Vec::with_capacity(splits),
+        bids: Vec::with_capacity(splits),
+    };
+    for [p, a, b] in parts {
+        events.persons.push(p);
+        events.auctions.push(a);
+        events.bids.push(b);
+    }
+    events
+}
+
+/// Split `s` of `splits`: events `n ≡ s (mod splits)` with the split's own
+/// random stream (so splits generate in parallel), in arrival order.
+fn generate_split(config: &NexmarkConfig, s: usize, splits: usize) -> [Vec<RecordBatch>; 3] {
+    let mut rng = Rng::new(config.seed ^ (s as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let step = 1000.0 / config.events_per_second.max(1) as f64;
     // (arrival, time, event)
-    let mut events: Vec<(i64, i64, Event)> = Vec::with_capacity(config.events as usize);
-    for n in 0..config.events {
+    let mut events: Vec<(i64, i64, Event)> =
+        Vec::with_capacity((config.events as usize).div_ceil(splits));
+    for n in (s as u64..config.events).step_by(splits) {
         let time = NEXMARK_EPOCH_MS + (n as f64 * step) as i64;
         let epoch = (n / 50) as i64;
         let offset = n % 50;
@@ -219,26 +244,20 @@ pub fn generate(config: &NexmarkConfig) -> Events {
         events.push((time + delay, time, event));
     }
     events.sort_by_key(|e| e.0);
-    let splits = config.splits.max(1);
-    let mut cols: [Vec<Vec<(i64, &Event)>>; 3] = [
-        vec![Vec::new(); splits],
-        vec![Vec::new(); splits],
-        vec![Vec::new(); splits],
-    ];
-    for (i, (_, time, e)) in events.iter().enumerate() {
+    let mut cols: [Vec<(i64, &Event)>; 3] = Default::default();
+    for (_, time, e) in &events {
         let kind = match e {
             Event::Person { .. } => 0,
             Event::Auction { .. } => 1,
             Event::Bid { .. } => 2,
         };
-        cols[kind][i % splits].push((*time, e));
+        cols[kind].push((*time, e));
     }
-    let [p, a, b] = cols;
-    Events {
-        persons: p.iter().map(|rows| batches(rows, person_batch)).collect(),
-        auctions: a.iter().map(|rows| batches(rows, auction_batch)).collect(),
-        bids: b.iter().map(|rows| batches(rows, bid_batch)).collect(),
-    }
+    [
+        batches(&cols[0], person_batch),
+        batches(&cols[1], auction_batch),
+        batches(&cols[2], bid_batch),
+    ]
 }
 
 fn batches(rows: &[(i64, &Event)], make: fn(&[(i64, &Event)]) -> RecordBatch) -> Vec<RecordBatch> {
