@@ -5,7 +5,7 @@ use super::sort_merge::null_key_rows;
 use super::spill::{self, JoinRuns, SpillRow};
 use super::{join_by_window, JoinKind, JoinLayout, OutRow};
 use crate::error::Result;
-use crate::key::{stable_hash, KeyEncoder};
+use crate::key::{stable_hash, FastBuildHasher, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
@@ -55,7 +55,7 @@ struct Side {
     // state
     batches: Vec<Option<Stored>>,
     free: Vec<u32>,
-    by_key: HashMap<Vec<u8>, Vec<Entry>>,
+    by_key: HashMap<Vec<u8>, Vec<Entry>, FastBuildHasher>,
     entries: usize,
     key_bytes: usize,
     batch_bytes: usize,
@@ -175,7 +175,7 @@ impl SymmetricHashJoin {
                 empty: RecordBatch::new_empty(layout.input(s).clone()),
                 batches: Vec::new(),
                 free: Vec::new(),
-                by_key: HashMap::new(),
+                by_key: HashMap::default(),
                 entries: 0,
                 key_bytes: 0,
                 batch_bytes: 0,
@@ -436,6 +436,8 @@ impl SymmetricHashJoin {
         match self.layout.spec().kind {
             // the earliest its session can close
             JoinKind::Window(Window::Session { gap_ms }) => e.time.saturating_add(gap_ms),
+            // one window per row (no allocation on this per-row path)
+            JoinKind::SameWindow => Window::max_timestamp(e.window.1),
             JoinKind::Interval { lower_ms, upper_ms } => {
                 if side == 0 {
                     e.time.saturating_sub(lower_ms)
@@ -443,7 +445,7 @@ impl SymmetricHashJoin {
                     e.time.saturating_add(upper_ms)
                 }
             }
-            JoinKind::Window(_) | JoinKind::SameWindow => self
+            JoinKind::Window(_) => self
                 .windows(e)
                 .iter()
                 .map(|&(_, end)| Window::max_timestamp(end))
@@ -460,8 +462,15 @@ impl SymmetricHashJoin {
     /// The next watermark at which something of a stored row is due.
     fn due_at(&self, side: usize, e: &Entry) -> i64 {
         match self.layout.spec().kind {
-            JoinKind::Window(Window::Session { .. }) => self.done_at(side, e),
-            JoinKind::Window(_) | JoinKind::SameWindow => self
+            JoinKind::Window(Window::Session { .. }) | JoinKind::SameWindow => {
+                let t = self.done_at(side, e);
+                if t > self.watermark {
+                    t
+                } else {
+                    i64::MIN
+                }
+            }
+            JoinKind::Window(_) => self
                 .windows(e)
                 .iter()
                 .map(|&(_, end)| Window::max_timestamp(end))
