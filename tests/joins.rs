@@ -249,12 +249,8 @@ fn check(left: &[Split], right: &[Split], kind: u8, ty: JoinType) -> Result<(), 
     let (rrows, _) = admitted(right, DELAY, 0);
     let want = oracle(kind, ty, &lrows, &rrows);
     for mode in [ExecMode::Pipelined, ExecMode::Batch] {
-        // the last: join state spills after almost every batch (interval
-        // joins do not spill in pipelined mode: their state is time-bounded)
+        // the last: join state spills after almost every batch
         for (p, memory) in [(1, usize::MAX), (3, usize::MAX), (2, 16 << 10)] {
-            if kind == 3 && mode == ExecMode::Pipelined && memory < usize::MAX {
-                continue;
-            }
             let got = rows_of(&run(left, right, kind, ty, mode, p, memory));
             prop_assert!(
                 got == want,
@@ -329,7 +325,11 @@ fn null_keys_never_match_and_outer_joins_pad_them() {
         vec![100, 100, 100],
         vec![10, 20, 30],
     );
-    for spec in [JoinSpec::regular(), JoinSpec::interval_ms(-50, 50)] {
+    for spec in [
+        JoinSpec::regular(),
+        JoinSpec::interval_ms(-50, 50),
+        JoinSpec::window(Window::session(Duration::from_millis(300))),
+    ] {
         for mode in [ExecMode::Pipelined, ExecMode::Batch] {
             let job = Job::new();
             let input = |b: &RecordBatch| {

@@ -297,21 +297,28 @@ fn normalize(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     )?)
 }
 
-fn to_millis(mins: &dyn Array) -> Result<Vec<Option<i64>>> {
-    let ms = match mins.data_type() {
-        DataType::Timestamp(TimeUnit::Millisecond, _) | DataType::Int64 => {
-            arrow_cast::cast(mins, &DataType::Int64)?
-        }
-        DataType::Timestamp(_, tz) => {
-            let t = arrow_cast::cast(
-                mins,
-                &DataType::Timestamp(TimeUnit::Millisecond, tz.clone()),
-            )?;
-            arrow_cast::cast(&t, &DataType::Int64)?
-        }
-        _ => return Ok(vec![None; mins.len()]),
+/// Row-group statistics in epoch ms, rounded down like `event_times` (so a
+/// pre-1970 sub-millisecond time lands in the same millisecond both ways).
+fn to_millis(stats: &dyn Array) -> Result<Vec<Option<i64>>> {
+    let per_ms: i64 = match stats.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => -1000,
+        DataType::Timestamp(TimeUnit::Millisecond, _) | DataType::Int64 => 1,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => 1000,
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => 1_000_000,
+        _ => return Ok(vec![None; stats.len()]),
     };
-    Ok(ms.as_primitive::<Int64Type>().iter().collect())
+    let raw = arrow_cast::cast(stats, &DataType::Int64)?;
+    Ok(raw
+        .as_primitive::<Int64Type>()
+        .iter()
+        .map(|v| {
+            v.map(|v| match per_ms {
+                // seconds: multiply
+                p if p < 0 => v.saturating_mul(-p),
+                p => v.div_euclid(p),
+            })
+        })
+        .collect())
 }
 
 fn check_same_schema(
@@ -423,10 +430,12 @@ impl ParquetSource {
         let (batch, due) = self.held.take()?;
         let now = std::time::Instant::now();
         if now < due {
-            // short naps keep cancellation and idleness responsive
+            // short naps keep cancellation responsive; Ready (not Pending) so
+            // a reader holding rows is never taken for idle, which would let
+            // other readers' watermarks pass the rows it holds
             std::thread::sleep((due - now).min(std::time::Duration::from_millis(20)));
             self.held = Some((batch, due));
-            return Some(SourcePoll::Pending);
+            return Some(SourcePoll::Ready);
         }
         out.emit(batch);
         if let Some(wm) = self.clock.as_mut().and_then(|c| c.advance()) {
@@ -506,5 +515,24 @@ impl Source for ParquetSource {
             out.emit_watermark(wm);
         }
         Ok(SourcePoll::Ready)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{TimestampMicrosecondArray, TimestampSecondArray};
+
+    #[test]
+    fn statistics_round_down_to_milliseconds_like_event_times() {
+        // -1500 µs is in millisecond -2 (floor), not -1 (truncation)
+        let us = TimestampMicrosecondArray::from(vec![Some(-1500), Some(2500), None]);
+        assert_eq!(to_millis(&us).unwrap(), vec![Some(-2), Some(2), None]);
+        let s = TimestampSecondArray::from(vec![-3]);
+        assert_eq!(to_millis(&s).unwrap(), vec![Some(-3000)]);
+        assert_eq!(
+            to_millis(&arrow_array::Float64Array::from(vec![1.0])).unwrap(),
+            vec![None]
+        );
     }
 }

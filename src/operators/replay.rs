@@ -42,6 +42,9 @@ impl TimeRange {
     }
 }
 
+/// The slowest replay accepted (a thousandth of real time).
+pub const MIN_SPEED: f64 = 0.001;
+
 /// How fast a bounded source replays its rows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReplaySpeed {
@@ -59,10 +62,12 @@ impl std::str::FromStr for ReplaySpeed {
             "max" | "fast" | "asap" => Ok(ReplaySpeed::Max),
             "realtime" | "real-time" | "real time" | "1x" => Ok(ReplaySpeed::Times(1.0)),
             _ => match t.trim_end_matches('x').parse::<f64>() {
-                Ok(f) if f > 0.0 && f.is_finite() => Ok(ReplaySpeed::Times(f)),
+                Ok(f) if (MIN_SPEED..=f64::MAX).contains(&f) => Ok(ReplaySpeed::Times(f)),
                 _ => Err(Error::option(
                     "speed",
-                    format!("`{s}` is not a speed: use max, realtime or a factor such as 10x"),
+                    format!(
+                        "`{s}` is not a speed: use max, realtime or a factor of at least {MIN_SPEED}x such as 10x"
+                    ),
                 )),
             },
         }
@@ -98,7 +103,11 @@ impl Pacer {
     pub fn due(&mut self, t: i64) -> Instant {
         let (t0, start) = *self.origin.get_or_insert((t, Instant::now()));
         let ms = (t.saturating_sub(t0)).max(0) as f64 / self.factor;
-        start + Duration::from_secs_f64(ms / 1000.0)
+        // centuries away is "never" in practice: cap instead of overflowing
+        let wait = Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX);
+        start
+            .checked_add(wait)
+            .unwrap_or(start + Duration::from_secs(100 * 365 * 86_400))
     }
 }
 
@@ -131,7 +140,13 @@ pub fn parse_time(option: &str, text: &str) -> Result<i64> {
         .or_else(|| t.strip_suffix("+00:00"))
         .ok_or_else(bad)?;
     let (date, clock) = t.split_once(['T', ' ']).ok_or_else(bad)?;
-    let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+    // digits only: no signs, no spaces
+    let num = |s: &str| {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || s.len() > 4 {
+            return Err(bad());
+        }
+        s.parse::<i64>().map_err(|_| bad())
+    };
     let d: Vec<&str> = date.split('-').collect();
     let c: Vec<&str> = clock.split(':').collect();
     if d.len() != 3 || c.len() != 3 {
@@ -140,7 +155,29 @@ pub fn parse_time(option: &str, text: &str) -> Result<i64> {
     let (y, m, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
     let (sec, frac) = c[2].split_once('.').unwrap_or((c[2], ""));
     let (h, min, s) = (num(c[0])?, num(c[1])?, num(sec)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || s > 60 {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m)
+        || day < 1
+        || day > month_days[(m - 1) as usize]
+        || h > 23
+        || min > 59
+        || s > 60
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     let ms_frac = if frac.is_empty() {
@@ -195,6 +232,7 @@ mod tests {
         assert!(
             "-2x".parse::<ReplaySpeed>().is_err() && "fast-ish".parse::<ReplaySpeed>().is_err()
         );
+        assert!("1e-15x".parse::<ReplaySpeed>().is_err());
     }
 
     #[test]
@@ -217,6 +255,10 @@ mod tests {
             1_709_209_815_250
         );
         assert!(parse_time("t", "2024-13-01T00:00:00Z").is_err());
+        assert!(parse_time("t", "2026-02-30T00:00:00Z").is_err());
+        assert!(parse_time("t", "2026-02-01T-5:00:00Z").is_err());
+        assert!(parse_time("t", "2026-02-01T05:00:00.-5Z").is_err());
+        assert!(parse_time("t", "99999999999999999-01-01T00:00:00Z").is_err());
         assert!(parse_time("t", "2024-01-01T00:00:00+02:00").is_err());
     }
 }

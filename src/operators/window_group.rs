@@ -67,6 +67,13 @@ impl WindowGroupAggregate {
                 "an aggregation needs at least one aggregate",
             ));
         }
+        if input.index_of(super::window::OP_COLUMN).is_ok() {
+            return Err(Error::column(
+                super::window::OP_COLUMN,
+                context,
+                "the input is a changelog (early firings or allowed lateness); aggregating its updates again is not supported",
+            ));
+        }
         for c in ["window_start", "window_end"] {
             let f = input.field_with_name(c).map_err(|_| {
                 Error::column(
@@ -217,5 +224,27 @@ impl Operator for WindowGroupAggregate {
     fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         self.fire(i64::MAX, out)?;
         self.sync(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::Field;
+
+    #[test]
+    fn a_changelog_input_is_refused_with_the_op_column_named() {
+        let schema = Schema::new(vec![
+            Field::new("window_start", DataType::Int64, false),
+            Field::new("window_end", DataType::Int64, false),
+            Field::new("n", DataType::Int64, false),
+            Field::new("op", DataType::Utf8, false),
+        ]);
+        let err = WindowGroupAggregate::try_new(&schema, &[], &[Agg::sum("n")], "per_window")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("op") && err.contains("changelog"), "{err}");
+        let plain = Schema::new(schema.fields()[..3].to_vec());
+        assert!(WindowGroupAggregate::try_new(&plain, &[], &[Agg::sum("n")], "per_window").is_ok());
     }
 }

@@ -782,7 +782,11 @@ impl Operator for SymmetricHashJoin {
             if null_key.as_ref().is_some_and(|f| f[r]) {
                 // matches nothing, ever
                 if keeps(s) {
-                    let wins = self.windows(&entry);
+                    let mut wins = self.windows(&entry);
+                    if let JoinKind::Window(Window::Session { gap_ms }) = spec.kind {
+                        // its own session: no other row shares its key
+                        wins.push((entry.time, entry.time.saturating_add(gap_ms)));
+                    }
                     if wins.is_empty() {
                         rows.push(padded(x, None));
                         ops.push("insert");
