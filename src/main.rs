@@ -304,10 +304,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for mode in modes.split(',') {
                 let mode: ExecMode = mode.trim().parse()?;
                 let (job, out, _) = weir::cli::nexmark::query(&query, &data, config.max_delay_ms)?;
+                let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
                 let m = job.run(
                     &ExecConfig::new(mode)
                         .with_parallelism(parallelism)
-                        .with_memory(parse_size("--memory", &memory)?),
+                        .with_memory(parse_size("--memory", &memory)?)
+                        .with_progress(tty && !json),
                 )?;
                 let secs = m.elapsed.as_secs_f64();
                 if json {
