@@ -106,6 +106,10 @@ enum Command {
         /// Print one JSON object per mode instead of a table.
         #[arg(long)]
         json: bool,
+        /// Replay from Parquet in this directory (`person/`, `auction/`,
+        /// `bid/`), writing the generated events there first if it is empty.
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Write sample OBD speed readings as Parquet (vehicles × seconds × 3 rows).
     Generate {
@@ -282,8 +286,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             parallelism,
             memory,
             json,
+            data,
         } => {
-            use weir::cli::nexmark::{generate, NexmarkConfig};
+            use weir::cli::nexmark::{generate, Input, NexmarkConfig};
             let parallelism = parallelism.unwrap_or_else(default_parallelism);
             let config = NexmarkConfig {
                 events,
@@ -291,7 +296,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ..NexmarkConfig::default()
             };
             let started = std::time::Instant::now();
-            let data = generate(&config);
+            let has_data = data.as_ref().is_some_and(|d| d.join("bid").is_dir());
+            let generated = (!has_data).then(|| generate(&config));
+            if let (Some(dir), Some(generated)) = (&data, &generated) {
+                weir::cli::nexmark::write_parquet(generated, dir)?;
+            }
             let generation = started.elapsed().as_secs_f64();
             if !json {
                 println!(
@@ -303,7 +312,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut runs = Vec::new();
             for mode in modes.split(',') {
                 let mode: ExecMode = mode.trim().parse()?;
-                let (job, out, _) = weir::cli::nexmark::query(&query, &data, config.max_delay_ms)?;
+                let input = match (&data, &generated) {
+                    (Some(dir), _) => Input::Parquet(dir),
+                    (None, Some(generated)) => Input::Memory(generated),
+                    (None, None) => unreachable!("events are generated without --data"),
+                };
+                let (job, out, _) =
+                    weir::cli::nexmark::query_over(&query, input, config.max_delay_ms)?;
                 let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
                 let m = job.run(
                     &ExecConfig::new(mode)

@@ -18,6 +18,7 @@ use crate::time::{WatermarkStrategy, Window};
 use crate::{col, lit};
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -380,44 +381,106 @@ pub fn query(
     events: &Events,
     max_delay_ms: i64,
 ) -> Result<(Job, Collected, SchemaRef)> {
+    query_over(name, Input::Memory(events), max_delay_ms)
+}
+
+/// Where a query reads its events from.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// Generated batches in memory.
+    Memory(&'a Events),
+    /// Parquet written by [`write_parquet`]: `person/`, `auction/`, `bid/` under a directory.
+    Parquet(&'a Path),
+}
+
+/// The three streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Person,
+    Auction,
+    Bid,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::Person => "person",
+            Kind::Auction => "auction",
+            Kind::Bid => "bid",
+        }
+    }
+}
+
+/// Writes `events` as Parquet under `dir` (`person/`, `auction/`, `bid/`,
+/// one file per split, row groups of 65 536 rows) for replays.
+pub fn write_parquet(events: &Events, dir: &Path) -> Result<()> {
+    for (kind, splits) in [
+        (Kind::Person, &events.persons),
+        (Kind::Auction, &events.auctions),
+        (Kind::Bid, &events.bids),
+    ] {
+        let sub = dir.join(kind.dir());
+        std::fs::create_dir_all(&sub).map_err(|e| Error::io(&sub, e))?;
+        for (i, split) in splits.iter().enumerate() {
+            super::demo::write_parquet_dir(&sub.join(format!("split-{i:03}")), split, 1, 65_536)?;
+        }
+    }
+    Ok(())
+}
+
+/// A Nexmark query over `input` (see [`query`]).
+pub fn query_over(
+    name: &str,
+    input: Input<'_>,
+    max_delay_ms: i64,
+) -> Result<(Job, Collected, SchemaRef)> {
     let job = Job::new();
     let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(
         max_delay_ms.max(0) as u64,
     ));
-    let stream = |schema: SchemaRef, splits: &Vec<Vec<RecordBatch>>| -> Result<Stream> {
-        job.from_batches(schema, splits.clone())?
-            .assign_timestamps("date_time", strategy.clone())
+    let stream = |kind: Kind| -> Result<Stream> {
+        let s = match input {
+            Input::Memory(events) => {
+                let (schema, splits) = match kind {
+                    Kind::Person => (person_schema(), &events.persons),
+                    Kind::Auction => (auction_schema(), &events.auctions),
+                    Kind::Bid => (bid_schema(), &events.bids),
+                };
+                job.from_batches(schema, splits.clone())?
+            }
+            Input::Parquet(dir) => job.parquet(dir.join(kind.dir()))?,
+        };
+        s.assign_timestamps("date_time", strategy.clone())
     };
     let ten_s = Window::tumbling(Duration::from_secs(10));
     let out = match name {
         // pass-through
-        "q0" => stream(bid_schema(), &events.bids)?,
+        "q0" => stream(Kind::Bid)?,
         // dollars to euros
-        "q1" => stream(bid_schema(), &events.bids)?.with_column(
+        "q1" => stream(Kind::Bid)?.with_column(
             "price",
             col("price").cast(DataType::Float64).mul(lit(0.908)),
         )?,
         // a few auctions
-        "q2" => stream(bid_schema(), &events.bids)?
+        "q2" => stream(Kind::Bid)?
             .filter(col("auction").modulo(lit(123i64)).eq(lit(0i64)))?
             .select(["auction", "price", "date_time"])?,
         // local item suggestion: persons in OR, ID or CA selling in category 10
         "q3" => {
-            let persons = stream(person_schema(), &events.persons)?.filter(
+            let persons = stream(Kind::Person)?.filter(
                 col("state")
                     .eq(lit("OR"))
                     .or(col("state").eq(lit("ID")))
                     .or(col("state").eq(lit("CA"))),
             )?;
-            let auctions = stream(auction_schema(), &events.auctions)?
-                .filter(col("category").eq(lit(10i64)))?;
+            let auctions = stream(Kind::Auction)?.filter(col("category").eq(lit(10i64)))?;
             persons
                 .join(&auctions, JoinSpec::regular().on(["id"], ["seller"]))?
                 .select(["name", "city", "state", "right_id"])?
         }
         // hot items: per sliding window (10 s every 2 s), the auctions with the most bids
         "q5" => {
-            let counts = stream(bid_schema(), &events.bids)?
+            let counts = stream(Kind::Bid)?
                 .key_by(["auction"])?
                 .window(Window::sliding(
                     Duration::from_secs(10),
@@ -431,7 +494,7 @@ pub fn query(
         }
         // highest bid per 10 s window: the bids whose price is the window's maximum
         "q7" => {
-            let bids = stream(bid_schema(), &events.bids)?;
+            let bids = stream(Kind::Bid)?;
             let with_window = bids
                 .with_column(
                     "window_start",
@@ -454,11 +517,11 @@ pub fn query(
         }
         // new users: persons who opened an auction in the 10 s window they joined in
         "q8" => {
-            let persons = stream(person_schema(), &events.persons)?
+            let persons = stream(Kind::Person)?
                 .key_by(["id", "name"])?
                 .window(ten_s)
                 .aggregate([Agg::count().alias("n")])?;
-            let sellers = stream(auction_schema(), &events.auctions)?
+            let sellers = stream(Kind::Auction)?
                 .key_by(["seller"])?
                 .window(ten_s)
                 .aggregate([Agg::count().alias("auctions")])?;
