@@ -22,7 +22,7 @@ use crate::operator::{Ctx, Operator, Output};
 use crate::spill::StateLog;
 use arrow_array::{RecordBatch, RecordBatchOptions};
 use arrow_schema::{Schema, SchemaRef};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::marker::PhantomData;
 
 /// Bytes accounted per registered timer (per-key set and global index).
@@ -283,7 +283,8 @@ where
 ///        next row time r, next timer t:  t < r ? on_timer(t) : on_rows(rows at time r)
 ///        (a timer registered during a call joins the merge at once)
 ///     state: HashMap<key id, State> (Default on first use; clear_state drops it)
-///            over budget ──► every State to a StateLog on disk (postcard, indexed by key);
+///            over budget ──► the States of keys not run since the last spill (then, if
+///            still over, every State) to a StateLog on disk (postcard, indexed by key);
 ///            a key's state comes back when the key next runs
 ///  emitted rows of all keys ──concat──► out, then the watermark is forwarded
 ///  end of input = watermark i64::MAX: all rows and timers, then state is dropped
@@ -315,6 +316,8 @@ pub struct KeyedProcessOperator<P: KeyedProcessFunction> {
     pctx: ProcessContext,
     /// Sum of `state_size` over `states`.
     states_size: usize,
+    /// Keys run since the last spill (kept in memory by the first spill attempt).
+    recent: HashSet<u32, FastBuildHasher>,
     // resources
     reservation: Option<MemoryReservation>,
     /// States spilled to disk (created on the first spill).
@@ -354,6 +357,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             processing_timers: HashMap::default(),
             processing_index: BTreeSet::new(),
             states_size: 0,
+            recent: HashSet::default(),
             reservation: None,
             spilled: None,
         })
@@ -390,7 +394,14 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         if r.try_grow_spillable(bytes - r.size()).is_ok() || self.states.is_empty() {
             return r.try_resize(bytes);
         }
-        self.spill_states(ctx)?;
+        // second chance: first the states no key used since the last spill
+        self.spill_states(ctx, true)?;
+        let bytes = self.state_bytes();
+        let r = self.reservation.as_mut().expect("created above");
+        if bytes <= r.size() || r.try_grow_spillable(bytes - r.size()).is_ok() {
+            return r.try_resize(bytes);
+        }
+        self.spill_states(ctx, false)?;
         let bytes = self.state_bytes();
         self.reservation
             .as_mut()
@@ -398,13 +409,18 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             .try_resize(bytes)
     }
 
-    /// Writes every in-memory state to the log and drops it from memory.
-    fn spill_states(&mut self, ctx: &Ctx) -> Result<()> {
+    /// Writes in-memory states to the log and drops them from memory: all
+    /// of them, or (`cold_only`) those of keys not run since the last spill.
+    fn spill_states(&mut self, ctx: &Ctx, cold_only: bool) -> Result<()> {
+        let recent = std::mem::take(&mut self.recent);
         let log = self
             .spilled
             .get_or_insert_with(|| StateLog::new(ctx.spill(), ctx.operator()));
         let mut encoded: Vec<(u32, Vec<u8>)> = Vec::with_capacity(self.states.len());
         for (&key, state) in &self.states {
+            if cold_only && recent.contains(&key) {
+                continue;
+            }
             let bytes = postcard::to_stdvec(state).map_err(|e| Error::State {
                 operator: ctx.operator().to_string(),
                 message: format!("cannot serialize a key's state to spill it: {e}"),
@@ -416,8 +432,11 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
                 .iter()
                 .map(|(key, bytes)| (self.buffer.key_bytes(*key), bytes.as_slice())),
         )?;
-        let keys: Vec<u32> = self.states.drain().map(|(k, _)| k).collect();
-        self.states_size = 0;
+        let keys: Vec<u32> = encoded.iter().map(|(k, _)| *k).collect();
+        for key in &keys {
+            let state = self.states.remove(key).expect("encoded from the map");
+            self.states_size -= self.function.state_size(&state);
+        }
         for key in keys {
             // the state's reference to the key id; timers keep their own
             if !self.holds(key) {
@@ -491,6 +510,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         keys.dedup();
         for key in keys {
             self.load_state(key)?;
+            self.recent.insert(key);
             let size_before = self.size_of_state(key);
             let held = self.holds(key);
             self.buffer.retain_key(key);
@@ -586,6 +606,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
 
     fn process_key(&mut self, key: u32, wm: i64) -> Result<()> {
         self.load_state(key)?;
+        self.recent.insert(key);
         let size_before = self.size_of_state(key);
         let held = self.holds(key);
         // pinned while it runs; kept as the state's reference if it now holds state
@@ -706,6 +727,7 @@ impl<P: KeyedProcessFunction> Operator for KeyedProcessOperator<P> {
         keys.dedup();
         self.states.clear();
         self.states_size = 0;
+        self.recent.clear();
         self.spilled = None;
         self.timers.clear();
         self.timer_index.clear();
