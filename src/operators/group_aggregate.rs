@@ -6,14 +6,14 @@
 //! `crate::memory`, `crate::error` and the arrow crates.
 
 use super::aggregate::{Accumulators, Agg, BoundAgg};
-use super::window::OP_COLUMN;
+use super::window::{result_schema, OP_COLUMN};
 use crate::error::{Error, Result};
 use crate::key::{KeyDictionary, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::operator::{Ctx, Operator, Output};
 use crate::time::{event_times, validate_time_column};
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{Schema, SchemaRef};
 use std::sync::Arc;
 
 /// When a [`GroupAggregate`] emits.
@@ -71,29 +71,7 @@ impl GroupAggregate {
         aggs: &[Agg],
         context: &str,
     ) -> Result<SchemaRef> {
-        let mut fields = Vec::new();
-        for k in keys {
-            let f = input
-                .field_with_name(k)
-                .map_err(|_| Error::column(k, context, "key column not found"))?;
-            fields.push(f.clone());
-        }
-        for a in aggs {
-            fields.push(a.bind(input, context)?.field);
-        }
-        fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
-        for (i, f) in fields.iter().enumerate() {
-            if fields[..i].iter().any(|g| g.name() == f.name()) {
-                return Err(Error::option(
-                    "aggregates",
-                    format!(
-                        "output column `{}` appears twice; give aggregates distinct names",
-                        f.name()
-                    ),
-                ));
-            }
-        }
-        Ok(Arc::new(Schema::new(fields)))
+        result_schema(input, keys, &[], aggs, true, context)
     }
 
     /// A keyed aggregate over `input`; `time_column` orders `first`/`last`.

@@ -3,10 +3,34 @@
 use super::{JoinKind, JoinSpec, OutRow};
 use crate::error::{Error, Result};
 use crate::key::KeyEncoder;
-use crate::time::validate_time_column;
+use crate::time::{event_times, validate_time_column};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
 use arrow_array::{new_null_array, Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
+
+/// Event times and windows of the rows of one input batch.
+#[derive(Debug)]
+pub struct RowTimes {
+    times: Option<ScalarBuffer<i64>>,
+    windows: Option<(Int64Array, Int64Array)>,
+}
+
+impl RowTimes {
+    /// Row `r`'s event time (0 if the join uses none).
+    pub fn time(&self, r: usize) -> i64 {
+        self.times.as_ref().map_or(0, |t| t[r])
+    }
+
+    /// Row `r`'s `window_start`/`window_end` (same-window joins; else `(0, 0)`).
+    pub fn window(&self, r: usize) -> (i64, i64) {
+        self.windows
+            .as_ref()
+            .map_or((0, 0), |(a, e)| (a.value(r), e.value(r)))
+    }
+}
 
 /// Output columns of a join and where they come from.
 ///
@@ -215,6 +239,22 @@ impl JoinLayout {
         } else {
             self.right_window
         }
+    }
+
+    /// The event time and window of every row of a side's `batch`
+    /// (0 and `(0, 0)` where the join uses none); `context` names it in errors.
+    pub fn row_times(&self, side: usize, batch: &RecordBatch, context: &str) -> Result<RowTimes> {
+        let times = match self.time_column(side) {
+            Some(c) => Some(event_times(batch, c, context)?),
+            None => None,
+        };
+        let windows = self.window_columns(side).map(|(a, e)| {
+            (
+                batch.column(a).as_primitive::<Int64Type>().clone(),
+                batch.column(e).as_primitive::<Int64Type>().clone(),
+            )
+        });
+        Ok(RowTimes { times, windows })
     }
 
     /// Builds an output batch: `rows` index into `left` / `right` batches

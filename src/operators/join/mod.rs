@@ -27,7 +27,7 @@ mod sort_merge;
 mod spill;
 mod symmetric;
 
-pub use layout::JoinLayout;
+pub use layout::{JoinLayout, RowTimes};
 pub use sort_merge::SortMergeJoin;
 pub use symmetric::SymmetricHashJoin;
 
@@ -57,6 +57,15 @@ impl JoinType {
     /// True if unmatched right rows are kept.
     pub fn keeps_right(self) -> bool {
         matches!(self, JoinType::Right | JoinType::Full)
+    }
+
+    /// True if unmatched rows of `side` (0 left, 1 right) are kept.
+    pub fn keeps(self, side: usize) -> bool {
+        if side == 0 {
+            self.keeps_left()
+        } else {
+            self.keeps_right()
+        }
     }
 }
 
@@ -282,6 +291,15 @@ pub type OutRow = (
     Option<(usize, usize)>,
     Option<(i64, i64)>,
 );
+
+/// Row `at` of `side` (0 left, 1 right) padded with nulls on the other side.
+pub fn padded(side: usize, at: (usize, usize), window: Option<(i64, i64)>) -> OutRow {
+    if side == 0 {
+        (Some(at), None, window)
+    } else {
+        (None, Some(at), window)
+    }
+}
 
 /// The join of all rows of one key, both sides complete: what every
 /// physical join must produce for that key (in some order).

@@ -8,7 +8,6 @@ use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, Output};
 use crate::spill::{batch_bytes, SortedRuns};
-use crate::time::event_times;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
@@ -156,23 +155,12 @@ impl SortMergeJoin {
                 let input = strip_hash(batch)?;
                 let keys = self.sides[s].keys.encode(&input)?;
                 let null_key = null_key_rows(&input, self.sides[s].keys.indices());
-                let times = match self.layout.time_column(s) {
-                    Some(c) => Some(event_times(&input, c, ctx.operator())?),
-                    None => None,
-                };
-                let windows = self.layout.window_columns(s).map(|(a, e)| {
-                    (
-                        input.column(a).as_primitive::<Int64Type>().clone(),
-                        input.column(e).as_primitive::<Int64Type>().clone(),
-                    )
-                });
+                let times = self.layout.row_times(s, &input, ctx.operator())?;
                 for r in 0..input.num_rows() {
                     let row = SideRow {
                         at: (b, r),
-                        time: times.as_ref().map_or(0, |t| t[r]),
-                        window: windows
-                            .as_ref()
-                            .map_or((0, 0), |(a, e)| (a.value(r), e.value(r))),
+                        time: times.time(r),
+                        window: times.window(r),
                     };
                     if null_key.as_ref().is_some_and(|n| n[r]) {
                         lonely[s].push(row);

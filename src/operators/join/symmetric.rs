@@ -3,16 +3,14 @@
 
 use super::sort_merge::null_key_rows;
 use super::spill::{self, JoinRuns, SpillRow};
-use super::{join_by_window, JoinKind, JoinLayout, OutRow};
+use super::{join_by_window, padded, JoinKind, JoinLayout, OutRow};
 use crate::error::Result;
 use crate::key::{stable_hash, FastBuildHasher, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
 use crate::spill::batch_bytes;
-use crate::time::{event_times, Window};
-use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
+use crate::time::Window;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use std::collections::HashMap;
@@ -111,6 +109,41 @@ impl Side {
 
     fn bytes(&self) -> usize {
         self.batch_bytes + self.entries * ENTRY_BYTES + self.key_bytes
+    }
+
+    /// Stores `entry` under `key`.
+    fn push(&mut self, key: &[u8], entry: Entry) {
+        match self.by_key.get_mut(key) {
+            Some(list) => list.push(entry),
+            None => {
+                self.key_bytes += key.len() + KEY_BYTES;
+                self.by_key.insert(key.to_vec(), vec![entry]);
+            }
+        }
+        self.entries += 1;
+    }
+
+    /// Drops every stored row and batch.
+    fn clear(&mut self) {
+        self.by_key.clear();
+        self.batches.clear();
+        self.free.clear();
+        self.entries = 0;
+        self.key_bytes = 0;
+        self.batch_bytes = 0;
+    }
+
+    /// Every key with stored rows on `self` or `other`, once.
+    fn keys_with(&self, other: &Side) -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = self.by_key.keys().cloned().collect();
+        keys.extend(
+            other
+                .by_key
+                .keys()
+                .filter(|k| !self.by_key.contains_key(*k))
+                .cloned(),
+        );
+        keys
     }
 }
 
@@ -249,13 +282,7 @@ impl SymmetricHashJoin {
             let sources = self.sides[s].sources();
             self.runs
                 .write(s, &sources, &mut rows, ctx.spill(), ctx.operator())?;
-            let side = &mut self.sides[s];
-            side.by_key.clear();
-            side.batches.clear();
-            side.free.clear();
-            side.entries = 0;
-            side.key_bytes = 0;
-            side.batch_bytes = 0;
+            self.sides[s].clear();
         }
         self.epoch += 1;
         Ok(())
@@ -266,39 +293,19 @@ impl SymmetricHashJoin {
         for batch in batches {
             let (meta, input) = spill::split(&batch);
             let keys = self.sides[s].keys.encode(&input)?;
-            let times = match self.layout.time_column(s) {
-                Some(c) => Some(event_times(&input, c, ctx.operator())?),
-                None => None,
-            };
-            let windows = self.layout.window_columns(s).map(|(a, e)| {
-                (
-                    input.column(a).as_primitive::<Int64Type>().clone(),
-                    input.column(e).as_primitive::<Int64Type>().clone(),
-                )
-            });
+            let times = self.layout.row_times(s, &input, ctx.operator())?;
             let slot = self.sides[s].store(input);
             for (r, m) in meta.iter().enumerate() {
                 let entry = Entry {
                     batch: slot,
                     row: r as u32,
-                    time: times.as_ref().map_or(0, |t| t[r]),
-                    window: windows
-                        .as_ref()
-                        .map_or((0, 0), |(a, e)| (a.value(r), e.value(r))),
+                    time: times.time(r),
+                    window: times.window(r),
                     matched: m.matched,
                     epoch: m.epoch,
                 };
                 self.next_due = self.next_due.min(self.due_at(s, &entry));
-                let key = keys.row(r);
-                let side = &mut self.sides[s];
-                match side.by_key.get_mut(key.as_ref()) {
-                    Some(list) => list.push(entry),
-                    None => {
-                        side.key_bytes += key.as_ref().len() + KEY_BYTES;
-                        side.by_key.insert(key.as_ref().to_vec(), vec![entry]);
-                    }
-                }
-                side.entries += 1;
+                self.sides[s].push(keys.row(r).as_ref(), entry);
             }
             self.sides[s].settle(slot, meta.len() as u32);
         }
@@ -345,12 +352,9 @@ impl SymmetricHashJoin {
             for (b, batch) in batches.iter().enumerate() {
                 let (meta, input) = spill::split(batch);
                 let keys = self.sides[s].keys.encode(&input)?;
-                let times = match self.layout.time_column(s) {
-                    Some(c) => Some(event_times(&input, c, "join")?),
-                    None => None,
-                };
+                let times = self.layout.row_times(s, &input, "join")?;
                 for (r, m) in meta.into_iter().enumerate() {
-                    let t = times.as_ref().map_or(0, |t| t[r]);
+                    let t = times.time(r);
                     groups.entry(keys.row(r).as_ref().to_vec()).or_default()[s].push((
                         (b, r),
                         m,
@@ -380,17 +384,9 @@ impl SymmetricHashJoin {
             // matched in any epoch is padded now
             let regular = spec.kind == JoinKind::Regular;
             for (s, list) in [l, r].into_iter().enumerate() {
-                let keeps = if s == 0 {
-                    ty.keeps_left()
-                } else {
-                    ty.keeps_right()
-                };
+                let keeps = ty.keeps(s);
                 for (i, (at, m, _)) in list.iter().enumerate() {
-                    let pad = if s == 0 {
-                        (Some(*at), None, None)
-                    } else {
-                        (None, Some(*at), None)
-                    };
+                    let pad = padded(s, *at, None);
                     if keeps && !m.matched && regular && crossed[s][i] {
                         rows.push(pad);
                         ops.push("delete");
@@ -522,14 +518,7 @@ impl SymmetricHashJoin {
     /// and its rows dropped (a later row has `t > w >= end`: it cannot touch).
     fn advance_sessions(&mut self, w: i64, gap_ms: i64, out: &mut Output) -> Result<()> {
         let ty = self.layout.spec().join_type;
-        let mut keys: Vec<Vec<u8>> = self.sides[0].by_key.keys().cloned().collect();
-        keys.extend(
-            self.sides[1]
-                .by_key
-                .keys()
-                .filter(|k| !self.sides[0].by_key.contains_key(*k))
-                .cloned(),
-        );
+        let keys = self.sides[0].keys_with(&self.sides[1]);
         let mut rows: Vec<OutRow> = Vec::new();
         let mut next_due = i64::MAX;
         // (key, side, rows of the side's list to drop)
@@ -621,14 +610,7 @@ impl SymmetricHashJoin {
         let mut next_due = i64::MAX;
         let prev = self.watermark;
         if matches!(spec.kind, JoinKind::Window(_) | JoinKind::SameWindow) {
-            let mut keys: Vec<Vec<u8>> = self.sides[0].by_key.keys().cloned().collect();
-            keys.extend(
-                self.sides[1]
-                    .by_key
-                    .keys()
-                    .filter(|k| !self.sides[0].by_key.contains_key(*k))
-                    .cloned(),
-            );
+            let keys = self.sides[0].keys_with(&self.sides[1]);
             for key in keys {
                 let mut lists: [Vec<((i64, i64), usize)>; 2] = [Vec::new(), Vec::new()];
                 let mut refs: [Vec<super::SideRow>; 2] = [Vec::new(), Vec::new()];
@@ -663,22 +645,13 @@ impl SymmetricHashJoin {
             }
         } else {
             for s in 0..2 {
-                let keeps = if s == 0 {
-                    spec.join_type.keeps_left()
-                } else {
-                    spec.join_type.keeps_right()
-                };
+                let keeps = spec.join_type.keeps(s);
                 for entries in self.sides[s].by_key.values() {
                     for e in entries {
                         // regular joins padded their rows on arrival
                         let pads = keeps && spec.kind != JoinKind::Regular;
                         if self.done_at(s, e) <= w && !e.matched && pads {
-                            let at = Some((e.batch as usize, e.row as usize));
-                            rows.push(if s == 0 {
-                                (at, None, None)
-                            } else {
-                                (None, at, None)
-                            });
+                            rows.push(padded(s, (e.batch as usize, e.row as usize), None));
                         }
                     }
                 }
@@ -728,38 +701,16 @@ impl Operator for SymmetricHashJoin {
         let s = port.min(1);
         let o = 1 - s;
         let spec = self.layout.spec().clone();
-        let keeps = |side: usize| {
-            if side == 0 {
-                spec.join_type.keeps_left()
-            } else {
-                spec.join_type.keeps_right()
-            }
-        };
+        let keeps = |side: usize| spec.join_type.keeps(side);
         let keys = self.sides[s].keys.encode(&batch)?;
         let null_key = null_key_rows(&batch, self.sides[s].keys.indices());
-        let times = match self.layout.time_column(s) {
-            Some(c) => Some(event_times(&batch, c, ctx.operator())?),
-            None => None,
-        };
-        let windows = self.layout.window_columns(s).map(|(a, e)| {
-            (
-                batch.column(a).as_primitive::<Int64Type>().clone(),
-                batch.column(e).as_primitive::<Int64Type>().clone(),
-            )
-        });
+        let times = self.layout.row_times(s, &batch, ctx.operator())?;
         let slot = self.sides[s].store(batch);
         let pair = |x: (usize, usize), y: (usize, usize)| -> OutRow {
             if s == 0 {
                 (Some(x), Some(y), None)
             } else {
                 (Some(y), Some(x), None)
-            }
-        };
-        let padded = |x: (usize, usize), w: Option<(i64, i64)>| -> OutRow {
-            if s == 0 {
-                (Some(x), None, w)
-            } else {
-                (None, Some(x), w)
             }
         };
         let mut rows: Vec<OutRow> = Vec::new();
@@ -772,10 +723,8 @@ impl Operator for SymmetricHashJoin {
             let entry = Entry {
                 batch: slot,
                 row: r as u32,
-                time: times.as_ref().map_or(0, |t| t[r]),
-                window: windows
-                    .as_ref()
-                    .map_or((0, 0), |(a, e)| (a.value(r), e.value(r))),
+                time: times.time(r),
+                window: times.window(r),
                 matched: false,
                 epoch: self.epoch,
             };
@@ -788,11 +737,11 @@ impl Operator for SymmetricHashJoin {
                         wins.push((entry.time, entry.time.saturating_add(gap_ms)));
                     }
                     if wins.is_empty() {
-                        rows.push(padded(x, None));
+                        rows.push(padded(s, x, None));
                         ops.push("insert");
                     }
                     for win in wins {
-                        rows.push(padded(x, Some(win)));
+                        rows.push(padded(s, x, Some(win)));
                         ops.push("insert");
                     }
                 }
@@ -815,11 +764,7 @@ impl Operator for SymmetricHashJoin {
                             }
                             let at = (y.batch as usize, y.row as usize);
                             if spec.kind == JoinKind::Regular && !y.matched && other_keeps {
-                                rows.push(if o == 0 {
-                                    (Some(at), None, None)
-                                } else {
-                                    (None, Some(at), None)
-                                });
+                                rows.push(padded(o, at, None));
                                 ops.push("delete");
                             }
                             y.matched = true;
@@ -829,14 +774,14 @@ impl Operator for SymmetricHashJoin {
                         }
                     }
                     if spec.kind == JoinKind::Regular && !entry.matched && keeps(s) {
-                        rows.push(padded(x, None));
+                        rows.push(padded(s, x, None));
                         ops.push("insert");
                     }
                     if self.done_at(s, &entry) <= self.watermark && self.runs.is_empty() {
                         // behind the watermark (inputs with allowed lateness): no later
                         // row can match it, so it is finished now
                         if !entry.matched && keeps(s) && spec.kind != JoinKind::Regular {
-                            rows.push(padded(x, None));
+                            rows.push(padded(s, x, None));
                             ops.push("insert");
                         }
                         continue;
@@ -850,15 +795,7 @@ impl Operator for SymmetricHashJoin {
                 }
             }
             self.next_due = self.next_due.min(self.due_at(s, &entry));
-            let side = &mut self.sides[s];
-            match side.by_key.get_mut(key.as_ref()) {
-                Some(list) => list.push(entry),
-                None => {
-                    side.key_bytes += key.as_ref().len() + KEY_BYTES;
-                    side.by_key.insert(key.as_ref().to_vec(), vec![entry]);
-                }
-            }
-            side.entries += 1;
+            self.sides[s].push(key.as_ref(), entry);
             stored += 1;
         }
         if late > 0 {
@@ -890,12 +827,7 @@ impl Operator for SymmetricHashJoin {
             self.advance(i64::MAX, ctx, out)?;
         }
         for side in &mut self.sides {
-            side.by_key.clear();
-            side.batches.clear();
-            side.free.clear();
-            side.entries = 0;
-            side.key_bytes = 0;
-            side.batch_bytes = 0;
+            side.clear();
         }
         self.sync(ctx)
     }

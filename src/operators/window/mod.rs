@@ -131,31 +131,11 @@ impl WindowAggregate {
         emit_op: bool,
         context: &str,
     ) -> Result<SchemaRef> {
-        let mut fields = Vec::new();
-        for k in keys {
-            let f = input
-                .field_with_name(k)
-                .map_err(|_| Error::column(k, context, "key column not found"))?;
-            fields.push(f.clone());
-        }
-        fields.push(Field::new("window_start", DataType::Int64, false));
-        fields.push(Field::new("window_end", DataType::Int64, false));
-        for a in aggs {
-            fields.push(a.bind(input, context)?.field);
-        }
-        if emit_op {
-            fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
-        }
-        let names: Vec<&String> = fields.iter().map(|f| f.name()).collect();
-        for (i, n) in names.iter().enumerate() {
-            if names[..i].contains(n) {
-                return Err(Error::option(
-                    "aggregates",
-                    format!("output column `{n}` appears twice; give aggregates distinct names"),
-                ));
-            }
-        }
-        Ok(Arc::new(Schema::new(fields)))
+        let window = [
+            Field::new("window_start", DataType::Int64, false),
+            Field::new("window_end", DataType::Int64, false),
+        ];
+        result_schema(input, keys, &window, aggs, emit_op, context)
     }
 
     /// A window operator over `input`; validates every column and option.
@@ -606,6 +586,43 @@ impl WindowAggregate {
             }
         }
     }
+}
+
+/// The layout of grouped results: key columns, then `middle` (e.g. the
+/// window bounds), one column per aggregate, and `op` when results change;
+/// errors name a missing key or a name used twice.
+pub(crate) fn result_schema(
+    input: &Schema,
+    keys: &[String],
+    middle: &[Field],
+    aggs: &[Agg],
+    emit_op: bool,
+    context: &str,
+) -> Result<SchemaRef> {
+    let mut fields = Vec::new();
+    for k in keys {
+        let f = input
+            .field_with_name(k)
+            .map_err(|_| Error::column(k, context, "key column not found"))?;
+        fields.push(f.clone());
+    }
+    fields.extend(middle.iter().cloned());
+    for a in aggs {
+        fields.push(a.bind(input, context)?.field);
+    }
+    if emit_op {
+        fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
+    }
+    let names: Vec<&String> = fields.iter().map(|f| f.name()).collect();
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            return Err(Error::option(
+                "aggregates",
+                format!("output column `{n}` appears twice; give aggregates distinct names"),
+            ));
+        }
+    }
+    Ok(Arc::new(Schema::new(fields)))
 }
 
 impl Operator for WindowAggregate {
