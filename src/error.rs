@@ -67,6 +67,28 @@ pub enum Error {
         message: String,
     },
 
+    /// A source read a record it cannot decode (and dead letters are off).
+    #[error("source {source_name}, partition {partition}, position {position}: malformed record: {message}")]
+    BadRecord {
+        /// The source (connector and address, e.g. `kafka orders@host:9092`).
+        source_name: String,
+        /// The partition, stream or connection.
+        partition: String,
+        /// The record's offset or id.
+        position: String,
+        /// Why it was refused, with (the start of) the record.
+        message: String,
+    },
+
+    /// A live source or sink lost its broker, socket or file.
+    #[error("{endpoint}: {message}")]
+    Connector {
+        /// The connector and address (e.g. `kafka 127.0.0.1:9092 topic orders`).
+        endpoint: String,
+        /// What went wrong.
+        message: String,
+    },
+
     /// An expression could not be parsed or evaluated.
     #[error("expression `{expr}`: {message}")]
     Expr {

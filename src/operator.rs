@@ -13,7 +13,7 @@ use crate::message::{Message, Watermark};
 use crate::spill::SpillManager;
 use crate::Result;
 use arrow_array::RecordBatch;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Which parallel instance of an operator this is.
@@ -36,6 +36,8 @@ pub struct RuntimeEnv {
     pub spill: Arc<SpillManager>,
     /// Sink files waiting for the job to succeed.
     pub commits: Arc<CommitLog>,
+    /// Set when the job should stop cleanly (Ctrl-C, SIGTERM, or a caller).
+    pub stop: StopSignal,
 }
 
 impl RuntimeEnv {
@@ -46,9 +48,75 @@ impl RuntimeEnv {
             pool: MemoryPool::new(memory_budget),
             spill: SpillManager::try_new(spill_parent)?,
             commits: Arc::new(CommitLog::default()),
+            stop: StopSignal::new(),
         })
     }
 }
+
+/// Set by SIGINT / SIGTERM once [`StopSignal::follow_process_signals`] ran.
+static PROCESS_STOP: AtomicBool = AtomicBool::new(false);
+
+/// A request to stop a job cleanly, shared by everything that may ask
+/// (the caller, a test, or the process's Ctrl-C / SIGTERM handler).
+///
+/// Live sources poll it: once set they report their input as finished, so
+/// the job drains like a bounded one (windows fire, sinks flush and commit),
+/// which is Flink's `stop --drain`. Bounded sources ignore it.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal {
+    flag: Arc<AtomicBool>,
+    follows_process: bool,
+}
+
+impl StopSignal {
+    /// A signal nobody has raised yet.
+    pub fn new() -> Self {
+        StopSignal::default()
+    }
+
+    /// Asks the job to stop.
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::Release);
+    }
+
+    /// True once [`stop`](Self::stop) was called (or the process got
+    /// SIGINT/SIGTERM, if this signal follows them).
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+            || (self.follows_process && PROCESS_STOP.load(Ordering::Acquire))
+    }
+
+    /// Also raises this signal on the first SIGINT (Ctrl-C) or SIGTERM of
+    /// the process; a second one exits at once (status 130). For the CLI.
+    pub fn follow_process_signals(mut self) -> Self {
+        install_signal_handlers();
+        self.follows_process = true;
+        self
+    }
+}
+
+#[cfg(unix)]
+fn install_signal_handlers() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        // only async-signal-safe calls here: an atomic swap and _exit
+        if PROCESS_STOP.swap(true, Ordering::AcqRel) {
+            // SAFETY: _exit is async-signal-safe and ends the process.
+            unsafe { libc::_exit(130) };
+        }
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: the handler only touches an atomic and calls _exit.
+        unsafe {
+            libc::signal(libc::SIGINT, handler);
+            libc::signal(libc::SIGTERM, handler);
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn install_signal_handlers() {}
 
 /// Counters of one operator, summed over its subtasks.
 #[derive(Debug)]
@@ -61,6 +129,8 @@ pub struct OperatorMetrics {
     pub late_rows: AtomicU64,
     /// The highest watermark delivered to any subtask (`i64::MIN` before the first).
     pub watermark: AtomicI64,
+    /// Malformed input records a source skipped (sent to its dead-letter output).
+    pub bad_records: AtomicU64,
 }
 
 impl Default for OperatorMetrics {
@@ -70,6 +140,7 @@ impl Default for OperatorMetrics {
             rows_out: AtomicU64::new(0),
             late_rows: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
+            bad_records: AtomicU64::new(0),
         }
     }
 }
@@ -149,6 +220,12 @@ impl Ctx {
     /// The spill manager.
     pub fn spill(&self) -> &Arc<SpillManager> {
         &self.env.spill
+    }
+
+    /// True once the job was asked to stop: live sources then end their
+    /// input as if exhausted, so operators flush and sinks commit.
+    pub fn stop_requested(&self) -> bool {
+        self.env.stop.is_stopped()
     }
 
     /// The job's commit log (sinks stage their output here).

@@ -60,6 +60,10 @@ impl Chain {
                 NodeKind::Memory(spec) => {
                     source = Some((Box::new(spec.create(&info)) as Box<dyn Source>, ctx))
                 }
+                NodeKind::Live(spec) => {
+                    let live = spec.create(&info).map_err(wrap)?;
+                    source = Some((Box::new(live) as Box<dyn Source>, ctx))
+                }
                 NodeKind::Source(f) => source = Some((f(&info).map_err(wrap)?, ctx)),
                 NodeKind::Operator(f) | NodeKind::Sink(f) => {
                     // batch mode runs the blocking variant where there is one

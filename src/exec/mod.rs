@@ -13,7 +13,7 @@ mod staged;
 
 use crate::error::{Error, Result};
 use crate::graph::{Job, LogicalPlan, PhysicalPlan};
-use crate::operator::{OperatorMetrics, RuntimeEnv};
+use crate::operator::{OperatorMetrics, RuntimeEnv, StopSignal};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -70,6 +70,8 @@ pub struct ExecConfig {
     pub spill_dir: Option<PathBuf>,
     /// Draw live progress on stderr (the CLI sets this only on a terminal).
     pub progress: bool,
+    /// Raised to stop live sources cleanly (the job then drains and commits).
+    pub stop: StopSignal,
 }
 
 impl ExecConfig {
@@ -83,6 +85,7 @@ impl ExecConfig {
             channel_rows: 8 * 8192,
             spill_dir: None,
             progress: false,
+            stop: StopSignal::new(),
         }
     }
 
@@ -126,6 +129,12 @@ impl ExecConfig {
         self
     }
 
+    /// Uses `stop` to end live sources cleanly (see [`StopSignal`]).
+    pub fn with_stop(mut self, stop: StopSignal) -> Self {
+        self.stop = stop;
+        self
+    }
+
     /// Sets the maximum batch size on edges.
     pub fn with_batch_rows(mut self, rows: usize) -> Self {
         self.batch_rows = rows.max(1);
@@ -157,6 +166,8 @@ pub struct OperatorStats {
     pub rows_out: u64,
     /// Rows dropped as late.
     pub late_rows: u64,
+    /// Malformed records skipped (sources with a dead-letter output).
+    pub bad_records: u64,
 }
 
 /// What a run did.
@@ -173,6 +184,8 @@ pub struct JobMetrics {
     pub rows_out: u64,
     /// Rows dropped as late (behind the watermark), over all operators.
     pub late_rows: u64,
+    /// Malformed input records sent to dead-letter outputs, over all sources.
+    pub bad_records: u64,
     /// Spill files written.
     pub spill_files: u64,
     /// Bytes written to spill files.
@@ -211,10 +224,25 @@ impl JobMetrics {
 pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
     let plan = job.plan();
     let physical = PhysicalPlan::try_new(&plan, config.parallelism)?;
+    if config.mode == ExecMode::Batch {
+        for (id, n) in plan.nodes.iter().enumerate() {
+            if let crate::graph::NodeKind::Live(spec) = &n.kind {
+                if physical.is_live(id) && !spec.is_bounded() {
+                    return Err(Error::Plan(format!(
+                        "source `{}` ({}) is unbounded: batch mode needs bounded input \
+                         (run it pipelined, or give it an end such as `bounded = true`)",
+                        n.name,
+                        spec.name()
+                    )));
+                }
+            }
+        }
+    }
     if let Some(dir) = &config.spill_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let env = RuntimeEnv::try_new(config.memory, config.spill_dir.as_deref())?;
+    let mut env = RuntimeEnv::try_new(config.memory, config.spill_dir.as_deref())?;
+    env.stop = config.stop.clone();
     let metrics: Vec<Arc<OperatorMetrics>> = plan.nodes.iter().map(|_| Arc::default()).collect();
     let started = Instant::now();
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -291,6 +319,7 @@ fn collect_metrics(
             },
             rows_out: load(&m.rows_out),
             late_rows: load(&m.late_rows),
+            bad_records: load(&m.bad_records),
         })
         .collect();
     let spill = env.spill.metrics();
@@ -312,6 +341,7 @@ fn collect_metrics(
             .map(|(_, o)| o.rows_in)
             .sum(),
         late_rows: operators.iter().map(|o| o.late_rows).sum(),
+        bad_records: operators.iter().map(|o| o.bad_records).sum(),
         spill_files: spill.files(),
         spilled_bytes: spill.bytes(),
         spilled_rows: spill.rows(),

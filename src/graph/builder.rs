@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::operator::{Operator, OperatorFactory, SourceFactory, TaskInfo};
 use crate::operators::join::{JoinLayout, JoinSpec, SortMergeJoin, SymmetricHashJoin};
+use crate::operators::live::LiveSourceSpec;
 use crate::operators::{
     Agg, BatchFn, CollectSink, Collected, FileFormat, FileSinkSpec, Filter, IngestionTime,
     MapBatches, MemorySourceSpec, ParquetSourceSpec, Passthrough, Project, SessionWindowAggregate,
@@ -166,6 +167,45 @@ impl Job {
             schema.clone(),
         );
         Ok(self.stream(id, schema, None))
+    }
+
+    /// A live source (broker, socket, stdin, watched directory): records
+    /// decoded from JSON into the spec's schema. Event time is assigned with
+    /// [`Stream::assign_timestamps`] as for Parquet, and watermarks are then
+    /// kept per partition.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    /// use weir::operators::live::{lines::LinesConnector, LiveSourceSpec, OnError};
+    /// use weir::{ExecConfig, Job, WatermarkStrategy};
+    /// let schema = Arc::new(Schema::new(vec![
+    ///     Field::new("t", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+    ///     Field::new("speed", DataType::Float64, true),
+    /// ]));
+    /// let text = "{\"t\": 1000, \"speed\": 50}\n{\"t\": oops}\n{\"t\": 2000, \"speed\": 70}\n";
+    /// let spec = LiveSourceSpec::new("lines", schema, Arc::new(move |_| {
+    ///     Ok(Box::new(LinesConnector::from_reader("text", std::io::Cursor::new(text))?) as _)
+    /// }), true)
+    /// .with_on_error(OnError::DeadLetter);
+    /// let job = Job::new();
+    /// let rows = job.live_source(spec).assign_timestamps("t", WatermarkStrategy::monotonous())?;
+    /// let bad = rows.dead_letters()?.collect()?;
+    /// let good = rows.collect()?;
+    /// let metrics = job.run(&ExecConfig::pipelined().with_parallelism(1))?;
+    /// assert_eq!((good.num_rows(), bad.num_rows(), metrics.bad_records), (2, 1, 1));
+    /// # Ok::<(), weir::Error>(())
+    /// ```
+    pub fn live_source(&self, spec: LiveSourceSpec) -> Stream {
+        let schema = spec.schema().clone();
+        let id = self.add(
+            "live_source",
+            NodeKind::Live(Arc::new(spec)),
+            vec![],
+            schema.clone(),
+        );
+        self.stream(id, schema, None)
     }
 
     /// Any source, built per subtask by `factory`.
@@ -399,7 +439,7 @@ impl Stream {
                 }
                 _ => {
                     return Err(Error::Plan(format!(
-                        "{context}: event time must be assigned at a Parquet or in-memory source, \
+                        "{context}: event time must be assigned at a Parquet, in-memory or live source, \
                          through filter/select/with_column steps only (found `{}`); \
                          lateness decided elsewhere would depend on thread timing",
                         node.name
@@ -415,6 +455,9 @@ impl Stream {
                 (**spec).clone().with_event_time(column, strategy.clone())?,
             )),
             NodeKind::Memory(spec) => NodeKind::Memory(Arc::new(
+                (**spec).clone().with_event_time(column, strategy.clone())?,
+            )),
+            NodeKind::Live(spec) => NodeKind::Live(Arc::new(
                 (**spec).clone().with_event_time(column, strategy.clone())?,
             )),
             _ => {
@@ -527,6 +570,39 @@ impl Stream {
         });
         let first = streams.next().expect("checked non-empty");
         streams.try_fold(first, |acc, s| acc.union(&s))
+    }
+
+    /// The records the live source behind this stream could not decode
+    /// (with `on_error = dead_letter`): columns `source`, `partition`,
+    /// `position`, `reason`, `record`, `seen_at`. Call it on the stream you
+    /// keep using (after `assign_timestamps`), so both read one source.
+    pub fn dead_letters(&self) -> Result<Stream> {
+        let plan = self.job.plan.borrow();
+        let mut id = self.node;
+        loop {
+            let node = &plan.nodes[id];
+            if matches!(node.kind, NodeKind::Live(_)) {
+                break;
+            }
+            match (node.passes.is_some(), node.inputs.as_slice()) {
+                (true, [e]) if e.port == 0 && e.partitioning == Partitioning::Forward => {
+                    id = e.from
+                }
+                _ => {
+                    return Err(Error::Plan(format!(
+                        "dead_letters needs a stream read from a live source through \
+                         filter/select/with_column steps only (found `{}`)",
+                        node.name
+                    )))
+                }
+            }
+        }
+        drop(plan);
+        let mut s = self
+            .job
+            .stream(id, crate::operators::live::dead_letter_schema(), None);
+        s.port = crate::operators::live::DEAD_LETTER_PORT;
+        Ok(s)
     }
 
     /// Partitions the stream by the given key columns.

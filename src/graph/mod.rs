@@ -11,6 +11,7 @@ pub use builder::{CountWindowedStream, Job, KeyedStream, Stream, WindowedStream}
 pub use physical::{PhysicalEdge, PhysicalPlan, TaskPlan};
 
 use crate::operator::{OperatorFactory, SourceFactory};
+use crate::operators::live::LiveSourceSpec;
 use crate::operators::{MemorySourceSpec, ParquetSourceSpec};
 use arrow_schema::SchemaRef;
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub enum NodeKind {
     Parquet(Arc<ParquetSourceSpec>),
     /// A bounded in-memory source (same pushdown as Parquet).
     Memory(Arc<MemorySourceSpec>),
+    /// A live source over a connector (same pushdown; may be unbounded).
+    Live(Arc<LiveSourceSpec>),
     /// Any other source.
     Source(SourceFactory),
     /// A transforming operator.
@@ -62,7 +65,7 @@ impl NodeKind {
     pub fn is_source(&self) -> bool {
         matches!(
             self,
-            NodeKind::Parquet(_) | NodeKind::Memory(_) | NodeKind::Source(_)
+            NodeKind::Parquet(_) | NodeKind::Memory(_) | NodeKind::Live(_) | NodeKind::Source(_)
         )
     }
 }
@@ -74,7 +77,8 @@ pub struct Edge {
     pub from: NodeId,
     /// How its rows are distributed.
     pub partitioning: Partitioning,
-    /// Which output of the upstream node: 0 is the main output, 1 the late-row side output.
+    /// Which output of the upstream node: 0 is the main output, 1 the
+    /// late-row side output, 2 a live source's dead letters.
     pub port: usize,
 }
 

@@ -13,6 +13,7 @@ mod event_buffer;
 mod group_aggregate;
 mod ingestion;
 pub mod join;
+pub mod live;
 mod memory_source;
 mod parquet_source;
 mod process;

@@ -1,0 +1,357 @@
+//! Live (unbounded) sources: brokers, sockets, stdin, watched directories
+//! and generators, behind one [`Source`] that decodes, timestamps and
+//! watermarks their records.
+//!
+//! Owns the [`Connector`] contract (what a transport must do), the generic
+//! [`LiveSource`] built from a [`LiveSourceSpec`], dead letters, start
+//! positions and the positions a run ended at. May use `operator`, `time`,
+//! `error`, `message` and the sibling `replay` module; never `exec`/`graph`.
+//!
+//! ```text
+//!  connector.fetch ─► raw records (partition, position, JSON payload)
+//!     ─► group by partition ─► JsonDecoder ─► bad records ─► dead letters (port 2)
+//!     │                                     (or an error naming source + position)
+//!     ─► time range filter (hybrid hand-off) ─► PartitionClock: late rows ─► port 1
+//!     ─► emit rows, then the watermark (min over partitions)
+//!  stop requested, or a bounded read reached its end offsets ─► Exhausted
+//! ```
+
+pub mod clock;
+pub mod decode;
+pub mod lines;
+
+pub use clock::PartitionClock;
+pub use decode::{dead_letter_schema, DeadLetter, JsonDecoder, Position, RawRecord};
+
+use super::replay::TimeRange;
+use crate::error::{Error, Result};
+use crate::operator::{Ctx, OperatorMetrics, Output, Source, SourcePoll, TaskInfo};
+use crate::time::{event_times, validate_time_column, WatermarkStrategy};
+use arrow_schema::SchemaRef;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The side output port of a source's dead letters (port 1 is late rows).
+pub const DEAD_LETTER_PORT: usize = 2;
+
+/// What a connector's fetch found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// Records were appended (there may be more right away).
+    Records,
+    /// Nothing available now; fetch again later.
+    Idle,
+    /// No record will ever come (socket closed, bounded read at its end).
+    End,
+}
+
+/// A transport that delivers records of one or more partitions to one
+/// source subtask. Implementations: Kafka, Redis Streams, TCP, stdin,
+/// watched directories.
+pub trait Connector: Send {
+    /// Names of the partitions this instance reads (e.g. `orders/0`), in
+    /// the order `RawRecord::partition` indexes them.
+    fn partitions(&self) -> Vec<String>;
+
+    /// Appends up to `max` records to `out`, waiting at most a few
+    /// milliseconds for them.
+    fn fetch(&mut self, max: usize, out: &mut Vec<RawRecord>) -> Result<Fetch>;
+
+    /// Partitions (indices) that reached their end in a bounded read.
+    fn finished_partitions(&self) -> Vec<usize> {
+        Vec::new()
+    }
+
+    /// Where each partition resumes: the position after the last record
+    /// fetched (what a restart passes back as [`StartFrom::Positions`]).
+    fn positions(&self) -> BTreeMap<String, Position>;
+}
+
+/// Builds a subtask's connector.
+pub type ConnectorFactory = Arc<dyn Fn(&TaskInfo) -> Result<Box<dyn Connector>> + Send + Sync>;
+
+/// Where a broker source starts reading.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// The oldest retained record (the default).
+    #[default]
+    Earliest,
+    /// Only records produced after the job started.
+    Latest,
+    /// The first record whose broker timestamp is at or after this epoch ms.
+    Timestamp(i64),
+    /// Stored positions per partition name (partitions not listed: earliest).
+    Positions(BTreeMap<String, Position>),
+}
+
+/// What to do with a record that cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Stop the job with an error naming the source, partition and position.
+    #[default]
+    Fail,
+    /// Send it to the dead-letter output with its reason, count it, go on.
+    DeadLetter,
+}
+
+impl std::str::FromStr for OnError {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "fail" | "error" => Ok(OnError::Fail),
+            "dead_letter" | "deadletter" | "skip" => Ok(OnError::DeadLetter),
+            _ => Err(Error::option(
+                "on_error",
+                format!("`{s}` is not a policy: use fail or dead_letter"),
+            )),
+        }
+    }
+}
+
+/// The positions each partition of a source reached, shared by its
+/// subtasks; read it after a run to resume from there.
+pub type PositionLog = Arc<Mutex<BTreeMap<String, Position>>>;
+
+/// A live source: a connector plus the schema its JSON records decode to,
+/// event time, and the malformed-record policy.
+#[derive(Clone)]
+pub struct LiveSourceSpec {
+    // config
+    name: String,
+    schema: SchemaRef,
+    connector: ConnectorFactory,
+    bounded: bool,
+    event_time: Option<(usize, WatermarkStrategy)>,
+    range: Option<(usize, TimeRange)>,
+    on_error: OnError,
+    max_records: usize,
+    // state shared by the subtasks
+    positions: PositionLog,
+}
+
+impl std::fmt::Debug for LiveSourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSourceSpec")
+            .field("name", &self.name)
+            .field("bounded", &self.bounded)
+            .field("on_error", &self.on_error)
+            .finish()
+    }
+}
+
+impl LiveSourceSpec {
+    /// A source named `name` (used in errors and dead letters) whose records
+    /// decode to `schema`. `bounded` says whether the connector ends by
+    /// itself (batch mode accepts only bounded sources).
+    pub fn new(
+        name: impl Into<String>,
+        schema: SchemaRef,
+        connector: ConnectorFactory,
+        bounded: bool,
+    ) -> Self {
+        LiveSourceSpec {
+            name: name.into(),
+            schema,
+            connector,
+            bounded,
+            event_time: None,
+            range: None,
+            on_error: OnError::Fail,
+            max_records: 8192,
+            positions: Arc::default(),
+        }
+    }
+
+    /// Event time from `column`, watermarks per partition with `strategy`.
+    pub fn with_event_time(mut self, column: &str, strategy: WatermarkStrategy) -> Result<Self> {
+        let idx = validate_time_column(&self.schema, column, &self.name)?;
+        strategy.validate(&self.schema, &self.name)?;
+        self.event_time = Some((idx, strategy));
+        Ok(self)
+    }
+
+    /// Keeps only rows whose `column` time is in `range` (the hybrid
+    /// source's hand-off uses `[T, ∞)`).
+    pub fn with_time_range(mut self, column: &str, range: TimeRange) -> Result<Self> {
+        let idx = validate_time_column(&self.schema, column, &self.name)?;
+        self.range = Some((idx, range));
+        Ok(self)
+    }
+
+    /// What to do with malformed records (default: fail).
+    pub fn with_on_error(mut self, on_error: OnError) -> Self {
+        self.on_error = on_error;
+        self
+    }
+
+    /// Most records decoded per poll (default 8192).
+    pub fn with_max_records(mut self, n: usize) -> Self {
+        self.max_records = n.max(1);
+        self
+    }
+
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The schema of the rows it emits.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// True if the source ends by itself.
+    pub fn is_bounded(&self) -> bool {
+        self.bounded
+    }
+
+    /// The event-time column, if set.
+    pub fn time_column(&self) -> Option<&str> {
+        self.event_time
+            .as_ref()
+            .map(|(i, _)| self.schema.field(*i).name().as_str())
+    }
+
+    /// Positions the subtasks reached (updated as they read).
+    pub fn positions(&self) -> PositionLog {
+        self.positions.clone()
+    }
+
+    /// Subtask `info`'s source.
+    pub fn create(self: &Arc<Self>, info: &TaskInfo) -> Result<LiveSource> {
+        let connector = (self.connector)(info)?;
+        let partitions = connector.partitions();
+        let required = self.event_time.iter().map(|(i, _)| *i).collect();
+        let decoder = JsonDecoder::try_new(self.schema.clone(), required)?;
+        let clock = self
+            .event_time
+            .as_ref()
+            .map(|(_, s)| PartitionClock::new(s.clone(), partitions.len()));
+        Ok(LiveSource {
+            spec: self.clone(),
+            partitions,
+            connector,
+            decoder,
+            clock,
+            buf: Vec::new(),
+            ended: false,
+        })
+    }
+}
+
+/// One subtask of a live source.
+pub struct LiveSource {
+    // config
+    spec: Arc<LiveSourceSpec>,
+    partitions: Vec<String>,
+    // resources
+    connector: Box<dyn Connector>,
+    // state
+    decoder: JsonDecoder,
+    clock: Option<PartitionClock>,
+    buf: Vec<RawRecord>,
+    ended: bool,
+}
+
+impl LiveSource {
+    /// The clock, to carry a watermark across a hand-off (hybrid source).
+    pub(crate) fn set_floor(&mut self, floor: Option<i64>) {
+        if let Some(c) = self.clock.take() {
+            self.clock = Some(c.with_floor(floor));
+        }
+    }
+
+    fn publish_positions(&self) {
+        let mut log = self
+            .spec
+            .positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        log.extend(self.connector.positions());
+    }
+
+    /// Decodes and emits the records of one partition.
+    fn emit_partition(
+        &mut self,
+        partition: usize,
+        records: &[RawRecord],
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
+        let (batch, letters) = self.decoder.decode(records)?;
+        if !letters.is_empty() {
+            match self.spec.on_error {
+                OnError::Fail => {
+                    let name = &self.partitions[partition];
+                    return Err(decode::malformed_error(&self.spec.name, name, &letters[0]));
+                }
+                OnError::DeadLetter => {
+                    OperatorMetrics::add(&ctx.metrics().bad_records, letters.len() as u64);
+                    let rows =
+                        decode::dead_letter_batch(&self.spec.name, &self.partitions, &letters)?;
+                    out.emit_side(DEAD_LETTER_PORT, rows);
+                }
+            }
+        }
+        let context = || format!("{} {}", self.spec.name, self.partitions[partition]);
+        let batch = match &self.spec.range {
+            Some((col, range)) => {
+                let times = event_times(&batch, *col, &context())?;
+                range.filter(batch, &times)?
+            }
+            None => batch,
+        };
+        let batch = match (&self.spec.event_time, self.clock.as_mut()) {
+            (Some((col, _)), Some(clock)) => {
+                let times = event_times(&batch, *col, &context())?;
+                match clock.on_batch(partition, &batch, &times)? {
+                    None => batch,
+                    Some(mask) => super::split_late(&batch, &mask, ctx, out)?,
+                }
+            }
+            _ => batch,
+        };
+        out.emit(batch);
+        Ok(())
+    }
+}
+
+impl Source for LiveSource {
+    fn poll_next(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<SourcePoll> {
+        if self.ended || ctx.stop_requested() {
+            self.publish_positions();
+            return Ok(SourcePoll::Exhausted);
+        }
+        self.buf.clear();
+        let fetch = self.connector.fetch(self.spec.max_records, &mut self.buf)?;
+        let mut records = std::mem::take(&mut self.buf);
+        // group by partition, keeping each partition's order
+        records.sort_by_key(|r| r.partition);
+        let mut start = 0;
+        while start < records.len() {
+            let p = records[start].partition;
+            let end = start + records[start..].partition_point(|r| r.partition == p);
+            self.emit_partition(p, &records[start..end], ctx, out)?;
+            start = end;
+        }
+        self.buf = records;
+        if let Some(clock) = self.clock.as_mut() {
+            for p in self.connector.finished_partitions() {
+                clock.finish_partition(p);
+            }
+            if let Some(wm) = clock.advance() {
+                out.emit_watermark(wm);
+            }
+        }
+        self.publish_positions();
+        Ok(match fetch {
+            Fetch::Records => SourcePoll::Ready,
+            Fetch::Idle if out.is_empty() => SourcePoll::Pending,
+            Fetch::Idle => SourcePoll::Ready,
+            Fetch::End => {
+                self.ended = true;
+                SourcePoll::Ready
+            }
+        })
+    }
+}
