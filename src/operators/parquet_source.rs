@@ -445,6 +445,14 @@ impl ParquetSource {
     }
 }
 
+impl ParquetSource {
+    /// The last watermark this reader emitted (a hybrid source carries it
+    /// over to its live part).
+    pub fn last_watermark(&self) -> Option<i64> {
+        self.clock.as_ref().and_then(|c| c.emitted())
+    }
+}
+
 impl Source for ParquetSource {
     fn poll_next(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<SourcePoll> {
         if let Some(poll) = self.release_held(out) {

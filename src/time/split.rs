@@ -64,6 +64,11 @@ impl SplitClock {
             .on_batch(batch, times)
     }
 
+    /// The last watermark [`advance`](Self::advance) returned.
+    pub fn emitted(&self) -> Option<i64> {
+        self.emitted
+    }
+
     /// The current split is finished.
     pub fn end_split(&mut self) {
         self.active = None;

@@ -102,6 +102,9 @@ pub fn dead_letter_batch(
 pub struct JsonDecoder {
     // config
     schema: SchemaRef,
+    /// `schema` with named time zones dropped (arrow-json reads those only
+    /// with chrono-tz); decoded columns are relabelled to `schema` after.
+    decode_schema: SchemaRef,
     required: Vec<usize>,
     // state
     decoder: Decoder,
@@ -120,9 +123,22 @@ impl JsonDecoder {
     /// A decoder into `schema`; rows with a null in a `required` column
     /// (indices) are refused.
     pub fn try_new(schema: SchemaRef, required: Vec<usize>) -> Result<Self> {
-        let decoder = Self::fresh(&schema)?;
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Timestamp(unit, Some(_)) => f
+                    .as_ref()
+                    .clone()
+                    .with_data_type(DataType::Timestamp(*unit, None)),
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        let decode_schema = Arc::new(Schema::new(fields));
+        let decoder = Self::fresh(&decode_schema)?;
         Ok(JsonDecoder {
             schema,
+            decode_schema,
             required,
             decoder,
             buf: Vec::new(),
@@ -171,7 +187,7 @@ impl JsonDecoder {
             return Ok((batch, Vec::new()));
         }
         // slow path: one record at a time
-        self.decoder = Self::fresh(&self.schema)?;
+        self.decoder = Self::fresh(&self.decode_schema)?;
         let mut good = Vec::with_capacity(records.len());
         let mut kept = Vec::with_capacity(records.len());
         let mut letters = Vec::new();
@@ -182,7 +198,7 @@ impl JsonDecoder {
                     kept.push(r.clone());
                 }
                 Err(reason) => {
-                    self.decoder = Self::fresh(&self.schema)?;
+                    self.decoder = Self::fresh(&self.decode_schema)?;
                     letters.push(letter(r, reason));
                 }
             }
@@ -214,7 +230,7 @@ impl JsonDecoder {
             return None;
         }
         match self.decoder.flush() {
-            Ok(Some(b)) if b.num_rows() == records.len() => Some(b),
+            Ok(Some(b)) if b.num_rows() == records.len() => self.relabel(b).ok(),
             _ => None,
         }
     }
@@ -235,10 +251,35 @@ impl JsonDecoder {
             ));
         }
         match self.decoder.flush() {
-            Ok(Some(b)) if b.num_rows() == 1 => Ok(b),
+            Ok(Some(b)) if b.num_rows() == 1 => self.relabel(b).map_err(|e| e.to_string()),
             Ok(_) => Err("expected one JSON object per record".into()),
             Err(e) => Err(clean(e.to_string())),
         }
+    }
+
+    /// Gives decoded columns the schema's time zones (same epoch values).
+    fn relabel(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        if Arc::ptr_eq(&self.schema, &self.decode_schema) || self.schema == self.decode_schema {
+            return Ok(batch.with_schema(self.schema.clone())?);
+        }
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c.clone())
+                } else {
+                    let data = c
+                        .to_data()
+                        .into_builder()
+                        .data_type(f.data_type().clone())
+                        .build()?;
+                    Ok(arrow_array::make_array(data))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
     /// Indices of rows with a null in a required column, if any.

@@ -19,11 +19,13 @@
 pub mod clock;
 pub mod decode;
 pub mod lines;
+pub mod memory;
 
 pub use clock::PartitionClock;
 pub use decode::{dead_letter_schema, DeadLetter, JsonDecoder, Position, RawRecord};
 
 use super::replay::TimeRange;
+use super::{ParquetSource, ParquetSourceSpec};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, OperatorMetrics, Output, Source, SourcePoll, TaskInfo};
 use crate::time::{event_times, validate_time_column, WatermarkStrategy};
@@ -125,6 +127,8 @@ pub struct LiveSourceSpec {
     range: Option<(usize, TimeRange)>,
     on_error: OnError,
     max_records: usize,
+    /// Hybrid source: this history is read first, up to the hand-off time.
+    history: Option<Arc<ParquetSourceSpec>>,
     // state shared by the subtasks
     positions: PositionLog,
 }
@@ -158,16 +162,92 @@ impl LiveSourceSpec {
             range: None,
             on_error: OnError::Fail,
             max_records: 8192,
+            history: None,
             positions: Arc::default(),
         }
     }
 
-    /// Event time from `column`, watermarks per partition with `strategy`.
+    /// Event time from `column`, watermarks per partition with `strategy`
+    /// (and per row group in the history of a hybrid source).
     pub fn with_event_time(mut self, column: &str, strategy: WatermarkStrategy) -> Result<Self> {
         let idx = validate_time_column(&self.schema, column, &self.name)?;
         strategy.validate(&self.schema, &self.name)?;
+        if let Some(h) = self.history.take() {
+            self.history = Some(Arc::new(
+                (*h).clone().with_event_time(column, strategy.clone())?,
+            ));
+        }
         self.event_time = Some((idx, strategy));
         Ok(self)
+    }
+
+    /// Makes this a hybrid source: every subtask first replays its share of
+    /// `history` (rows with `column` time before `handoff`), then reads the
+    /// connector keeping only rows at or after `handoff`.
+    ///
+    /// ```text
+    ///  history (Parquet, t < T) ──► then ──► connector (t >= T)
+    ///  watermark: the history's last one is the live part's floor (it never
+    ///  goes back), so window state built during the replay carries on
+    /// ```
+    /// No gap and no duplicate as long as the history holds exactly the
+    /// records with `t < T` and the connector starts at or before the first
+    /// record with `t >= T` (start a broker at `StartFrom::Timestamp(T)` when
+    /// its record timestamps are the event times, as weir's sinks write them).
+    pub fn with_history(
+        self,
+        history: ParquetSourceSpec,
+        column: &str,
+        handoff: i64,
+    ) -> Result<Self> {
+        let context = format!("hybrid source {}", self.name);
+        for f in self.schema.fields() {
+            match history.schema().field_with_name(f.name()) {
+                Ok(h) if h.data_type() == f.data_type() => {}
+                Ok(h) => {
+                    return Err(Error::SchemaMismatch {
+                        location: context,
+                        message: format!(
+                            "column `{}` is {} in the history but {} in the live schema",
+                            f.name(),
+                            h.data_type(),
+                            f.data_type()
+                        ),
+                    })
+                }
+                Err(_) => {
+                    return Err(Error::SchemaMismatch {
+                        location: context,
+                        message: format!("column `{}` is missing in the history", f.name()),
+                    })
+                }
+            }
+        }
+        if history.schema().fields().len() != self.schema.fields().len() {
+            return Err(Error::SchemaMismatch {
+                location: context,
+                message: "the history has columns the live schema lacks".into(),
+            });
+        }
+        let until = TimeRange {
+            from: None,
+            until: Some(handoff),
+        };
+        let history = history.with_time_range(column, until)?;
+        let mut s = self.with_time_range(
+            column,
+            TimeRange {
+                from: Some(handoff),
+                until: None,
+            },
+        )?;
+        if let Some((col, strategy)) = s.event_time.clone() {
+            let name = s.schema.field(col).name().clone();
+            s.history = Some(Arc::new(history.with_event_time(&name, strategy)?));
+        } else {
+            s.history = Some(Arc::new(history));
+        }
+        Ok(s)
     }
 
     /// Keeps only rows whose `column` time is in `range` (the hybrid
@@ -228,6 +308,7 @@ impl LiveSourceSpec {
             .as_ref()
             .map(|(_, s)| PartitionClock::new(s.clone(), partitions.len()));
         Ok(LiveSource {
+            history: self.history.as_ref().map(|h| h.create(info)),
             spec: self.clone(),
             partitions,
             connector,
@@ -247,6 +328,8 @@ pub struct LiveSource {
     // resources
     connector: Box<dyn Connector>,
     // state
+    /// The history still being replayed (hybrid sources).
+    history: Option<ParquetSource>,
     decoder: JsonDecoder,
     clock: Option<PartitionClock>,
     buf: Vec<RawRecord>,
@@ -254,13 +337,6 @@ pub struct LiveSource {
 }
 
 impl LiveSource {
-    /// The clock, to carry a watermark across a hand-off (hybrid source).
-    pub(crate) fn set_floor(&mut self, floor: Option<i64>) {
-        if let Some(c) = self.clock.take() {
-            self.clock = Some(c.with_floor(floor));
-        }
-    }
-
     fn publish_positions(&self) {
         let mut log = self
             .spec
@@ -321,6 +397,18 @@ impl Source for LiveSource {
         if self.ended || ctx.stop_requested() {
             self.publish_positions();
             return Ok(SourcePoll::Exhausted);
+        }
+        if let Some(history) = self.history.as_mut() {
+            match history.poll_next(ctx, out)? {
+                SourcePoll::Exhausted => {
+                    // hand-off: the live part starts where the history's watermark is
+                    let floor = history.last_watermark();
+                    self.history = None;
+                    self.clock = self.clock.take().map(|c| c.with_floor(floor));
+                    return Ok(SourcePoll::Ready);
+                }
+                poll => return Ok(poll),
+            }
         }
         self.buf.clear();
         let fetch = self.connector.fetch(self.spec.max_records, &mut self.buf)?;
