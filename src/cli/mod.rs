@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod generators;
 pub mod jobfile;
 pub mod nexmark;
 pub mod seed;

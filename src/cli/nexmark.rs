@@ -183,82 +183,128 @@ pub fn generate(config: &NexmarkConfig) -> Events {
 /// Split `s` of `splits`: events `n ≡ s (mod splits)` with the split's own
 /// random stream (so splits generate in parallel), in arrival order.
 fn generate_split(config: &NexmarkConfig, s: usize, splits: usize) -> [Vec<RecordBatch>; 3] {
-    let mut rng = Rng::new(config.seed ^ (s as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let step = 1000.0 / config.events_per_second.max(1) as f64;
-    // (arrival, time, event)
-    let mut events: Vec<(i64, i64, Event)> =
-        Vec::with_capacity((config.events as usize).div_ceil(splits));
-    for n in (s as u64..config.events).step_by(splits) {
-        let time = NEXMARK_EPOCH_MS + (n as f64 * step) as i64;
-        let epoch = (n / 50) as i64;
-        let offset = n % 50;
-        // the newest person and auction ids so far
-        let last_person = FIRST_ID + epoch;
-        let last_auction = FIRST_ID + epoch * 3 + (offset.clamp(1, 3) as i64 - 1);
-        let event = match offset {
-            0 => {
-                let first = FIRST_NAMES[rng.below(8) as usize];
-                let last = LAST_NAMES[rng.below(8) as usize];
-                let city = rng.below(10) as usize;
-                Event::Person {
-                    id: last_person,
-                    name: format!("{first} {last}"),
-                    email: format!("{}@{}.com", first.to_lowercase(), last.to_lowercase()),
-                    city: CITIES[city],
-                    state: STATES[city * 6 / 10],
-                }
-            }
-            1..=3 => {
-                let initial = 100 + rng.below(1000) as i64;
-                Event::Auction {
-                    id: last_auction,
-                    item: format!("item-{}", rng.below(10_000)),
-                    initial,
-                    reserve: initial + rng.below(2000) as i64,
-                    expires: time + 2_000 + rng.below(20_000) as i64,
-                    // mostly one of the 20 newest persons
-                    seller: (last_person - rng.below(20) as i64).max(FIRST_ID),
-                    category: 10 + rng.below(5) as i64,
-                }
-            }
-            _ => {
-                // hot auctions: 9 in 10 bids go to one of the 10 newest
-                let auction = if rng.below(10) < 9 {
-                    last_auction - rng.below(10) as i64
-                } else {
-                    last_auction - rng.below(1000) as i64
-                }
-                .max(FIRST_ID);
-                Event::Bid {
-                    auction,
-                    bidder: (last_person - rng.below(100) as i64).max(FIRST_ID),
-                    price: 100 + rng.below(100_000) as i64,
-                    channel: CHANNELS[rng.below(4) as usize],
-                }
-            }
-        };
-        let delay = if config.max_delay_ms > 0 {
-            rng.below(config.max_delay_ms as u64 + 1) as i64
-        } else {
-            0
-        };
-        events.push((time + delay, time, event));
+    SplitGenerator::new(config, s, splits, NEXMARK_EPOCH_MS).next_chunk(u64::MAX)
+}
+
+/// One split's events, generated a chunk at a time (the live generator
+/// source paces them); chunk after chunk gives the same events as one
+/// call for everything, each chunk in arrival order.
+#[derive(Debug, Clone)]
+pub struct SplitGenerator {
+    // config
+    config: NexmarkConfig,
+    splits: usize,
+    epoch_ms: i64,
+    // state
+    rng: Rng,
+    next: u64,
+}
+
+impl SplitGenerator {
+    /// Split `s` of `splits` of `config`, event time starting at `epoch_ms`.
+    pub fn new(config: &NexmarkConfig, s: usize, splits: usize, epoch_ms: i64) -> Self {
+        SplitGenerator {
+            config: *config,
+            splits: splits.max(1),
+            epoch_ms,
+            rng: Rng::new(config.seed ^ (s as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            next: s as u64,
+        }
     }
-    events.sort_by_key(|e| e.0);
-    let mut cols: [Vec<(i64, &Event)>; 3] = Default::default();
-    for (_, time, e) in &events {
-        let kind = match e {
-            Event::Person { .. } => 0,
-            Event::Auction { .. } => 1,
-            Event::Bid { .. } => 2,
-        };
-        cols[kind].push((*time, e));
+
+    /// True once every event of the split was generated.
+    pub fn is_done(&self) -> bool {
+        self.next >= self.config.events
     }
-    [
-        batches(&cols[0], person_batch),
-        batches(&cols[1], auction_batch),
-        batches(&cols[2], bid_batch),
-    ]
+
+    /// The next (up to) `count` events of the split as persons, auctions
+    /// and bids, in arrival order within the chunk.
+    pub fn next_chunk(&mut self, count: u64) -> [Vec<RecordBatch>; 3] {
+        let config = &self.config;
+        let splits = self.splits;
+        let rng = &mut self.rng;
+        let step = 1000.0 / config.events_per_second.max(1) as f64;
+        let first = self.next;
+        let end = first
+            .saturating_add(count.saturating_mul(splits as u64))
+            .min(config.events);
+        if first < end {
+            self.next = first + (end - first).div_ceil(splits as u64) * splits as u64;
+        }
+        let mut events: Vec<(i64, i64, Event)> =
+            Vec::with_capacity((end.saturating_sub(first) as usize).div_ceil(splits));
+        for n in (first..end).step_by(splits) {
+            let time = self.epoch_ms + (n as f64 * step) as i64;
+            let epoch = (n / 50) as i64;
+            let offset = n % 50;
+            // the newest person and auction ids so far
+            let last_person = FIRST_ID + epoch;
+            let last_auction = FIRST_ID + epoch * 3 + (offset.clamp(1, 3) as i64 - 1);
+            let event = match offset {
+                0 => {
+                    let first = FIRST_NAMES[rng.below(8) as usize];
+                    let last = LAST_NAMES[rng.below(8) as usize];
+                    let city = rng.below(10) as usize;
+                    Event::Person {
+                        id: last_person,
+                        name: format!("{first} {last}"),
+                        email: format!("{}@{}.com", first.to_lowercase(), last.to_lowercase()),
+                        city: CITIES[city],
+                        state: STATES[city * 6 / 10],
+                    }
+                }
+                1..=3 => {
+                    let initial = 100 + rng.below(1000) as i64;
+                    Event::Auction {
+                        id: last_auction,
+                        item: format!("item-{}", rng.below(10_000)),
+                        initial,
+                        reserve: initial + rng.below(2000) as i64,
+                        expires: time + 2_000 + rng.below(20_000) as i64,
+                        // mostly one of the 20 newest persons
+                        seller: (last_person - rng.below(20) as i64).max(FIRST_ID),
+                        category: 10 + rng.below(5) as i64,
+                    }
+                }
+                _ => {
+                    // hot auctions: 9 in 10 bids go to one of the 10 newest
+                    let auction = if rng.below(10) < 9 {
+                        last_auction - rng.below(10) as i64
+                    } else {
+                        last_auction - rng.below(1000) as i64
+                    }
+                    .max(FIRST_ID);
+                    Event::Bid {
+                        auction,
+                        bidder: (last_person - rng.below(100) as i64).max(FIRST_ID),
+                        price: 100 + rng.below(100_000) as i64,
+                        channel: CHANNELS[rng.below(4) as usize],
+                    }
+                }
+            };
+            let delay = if config.max_delay_ms > 0 {
+                rng.below(config.max_delay_ms as u64 + 1) as i64
+            } else {
+                0
+            };
+            events.push((time + delay, time, event));
+        }
+        events.sort_by_key(|e| e.0);
+        let mut cols: [Vec<(i64, &Event)>; 3] = Default::default();
+        for (_, time, e) in &events {
+            let kind = match e {
+                Event::Person { .. } => 0,
+                Event::Auction { .. } => 1,
+                Event::Bid { .. } => 2,
+            };
+            cols[kind].push((*time, e));
+        }
+        [
+            batches(&cols[0], person_batch),
+            batches(&cols[1], auction_batch),
+            batches(&cols[2], bid_batch),
+        ]
+    }
 }
 
 fn batches(rows: &[(i64, &Event)], make: fn(&[(i64, &Event)]) -> RecordBatch) -> Vec<RecordBatch> {

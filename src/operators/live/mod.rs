@@ -18,6 +18,7 @@
 
 pub mod clock;
 pub mod decode;
+pub mod dir;
 pub mod lines;
 pub mod memory;
 
@@ -58,6 +59,13 @@ pub trait Connector: Send {
     /// Appends up to `max` records to `out`, waiting at most a few
     /// milliseconds for them.
     fn fetch(&mut self, max: usize, out: &mut Vec<RawRecord>) -> Result<Fetch>;
+
+    /// Rows that arrive already columnar (Parquet files in a watched
+    /// directory): the partition and a batch in the source's schema. The
+    /// source takes these before fetching records.
+    fn take_batch(&mut self) -> Result<Option<(usize, arrow_array::RecordBatch)>> {
+        Ok(None)
+    }
 
     /// Partitions (indices) that reached their end in a bounded read.
     fn finished_partitions(&self) -> Vec<usize> {
@@ -369,6 +377,17 @@ impl LiveSource {
                 }
             }
         }
+        self.emit_rows(partition, batch, ctx, out)
+    }
+
+    /// Filters, timestamps and emits decoded rows of one partition.
+    fn emit_rows(
+        &mut self,
+        partition: usize,
+        batch: arrow_array::RecordBatch,
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
         let context = || format!("{} {}", self.spec.name, self.partitions[partition]);
         let batch = match &self.spec.range {
             Some((col, range)) => {
@@ -409,6 +428,13 @@ impl Source for LiveSource {
                 }
                 poll => return Ok(poll),
             }
+        }
+        if let Some((partition, batch)) = self.connector.take_batch()? {
+            self.emit_rows(partition, batch, ctx, out)?;
+            if let Some(wm) = self.clock.as_mut().and_then(|c| c.advance()) {
+                out.emit_watermark(wm);
+            }
+            return Ok(SourcePoll::Ready);
         }
         self.buf.clear();
         let fetch = self.connector.fetch(self.spec.max_records, &mut self.buf)?;

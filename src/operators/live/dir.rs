@@ -1,0 +1,316 @@
+//! A watched directory: new Parquet and newline-delimited JSON files are
+//! read as they appear.
+//!
+//! Owns [`WatchedDir`]. May use the sibling modules, `crate::error` and the
+//! parquet reader.
+//!
+//! ```text
+//!  every poll interval: list DIR ─► files not seen yet (by name order),
+//!    this subtask's share (hash of the name) ─► queue
+//!  queue head: *.parquet ─► batches (columns by name, cast to the schema)
+//!              *.json / *.jsonl / *.ndjson ─► one record per line
+//!  bounded: only the files present at the first listing, then End
+//! ```
+//! Writers must make a file appear complete: write it under a hidden name
+//! (`.name`, `_name`, or a `.tmp` / `.inprogress` suffix, all ignored) and
+//! rename it into place, as weir's own sinks do. A file's position is its
+//! name: a restart from a stored position skips files whose names sort at
+//! or before it, so name files in arrival order (e.g. by time).
+
+use super::{Connector, Fetch, Position, RawRecord};
+use crate::error::{Error, Result};
+use crate::operator::TaskInfo;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+enum Reading {
+    Json {
+        lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+        line: i64,
+    },
+    Parquet(ParquetRecordBatchReader),
+}
+
+/// Reads the files appearing in one directory (this subtask's share).
+pub struct WatchedDir {
+    // config
+    dir: PathBuf,
+    schema: SchemaRef,
+    subtask: usize,
+    parallelism: usize,
+    bounded: bool,
+    interval: Duration,
+    start_after: Option<String>,
+    // state
+    seen: HashSet<String>,
+    queue: VecDeque<String>,
+    current: Option<(String, Reading)>,
+    last_done: Option<String>,
+    last_list: Option<Instant>,
+    listed_once: bool,
+}
+
+impl WatchedDir {
+    /// Watches `dir` for files whose rows have `schema`, listing it every
+    /// `interval`; resumes after file `start_after` if given. `bounded`:
+    /// read only the files present at the first listing.
+    pub fn try_new(
+        dir: &Path,
+        schema: SchemaRef,
+        info: &TaskInfo,
+        bounded: bool,
+        interval: Duration,
+        start_after: Option<String>,
+    ) -> Result<Self> {
+        let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+        if !meta.is_dir() {
+            return Err(Error::option(
+                "source.path",
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        Ok(WatchedDir {
+            dir: dir.to_path_buf(),
+            schema,
+            subtask: info.subtask,
+            parallelism: info.parallelism.max(1),
+            bounded,
+            interval,
+            start_after,
+            seen: HashSet::new(),
+            queue: VecDeque::new(),
+            current: None,
+            last_done: None,
+            last_list: None,
+            listed_once: false,
+        })
+    }
+
+    fn name(&self) -> String {
+        format!("dir {}#{}", self.dir.display(), self.subtask)
+    }
+
+    /// Lists the directory, queueing this subtask's new files by name.
+    fn list(&mut self) -> Result<()> {
+        if self.bounded && self.listed_once {
+            return Ok(());
+        }
+        let due = self.last_list.is_none_or(|t| t.elapsed() >= self.interval);
+        if !due {
+            return Ok(());
+        }
+        self.last_list = Some(Instant::now());
+        self.listed_once = true;
+        let mut new = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let hidden = name.starts_with('.')
+                || name.starts_with('_')
+                || name.ends_with(".tmp")
+                || name.ends_with(".inprogress");
+            let known = [".parquet", ".json", ".jsonl", ".ndjson"]
+                .iter()
+                .any(|ext| name.ends_with(ext));
+            if hidden || !known || self.seen.contains(&name) {
+                continue;
+            }
+            if self
+                .start_after
+                .as_ref()
+                .is_some_and(|s| name.as_str() <= s.as_str())
+            {
+                continue;
+            }
+            if owner(&name, self.parallelism) != self.subtask {
+                continue;
+            }
+            new.push(name);
+        }
+        new.sort();
+        for n in new {
+            self.seen.insert(n.clone());
+            self.queue.push_back(n);
+        }
+        Ok(())
+    }
+
+    /// Opens the next queued file, if any.
+    fn open_next(&mut self) -> Result<bool> {
+        if self.current.is_some() {
+            return Ok(true);
+        }
+        let Some(name) = self.queue.pop_front() else {
+            return Ok(false);
+        };
+        let path = self.dir.join(&name);
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let reading = if name.ends_with(".parquet") {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|b| b.with_batch_size(8192).build())
+                .map_err(|e| Error::Parquet {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            Reading::Parquet(reader)
+        } else {
+            Reading::Json {
+                lines: std::io::BufReader::with_capacity(1 << 16, file).lines(),
+                line: 0,
+            }
+        };
+        self.current = Some((name, reading));
+        Ok(true)
+    }
+
+    fn finish_current(&mut self) {
+        if let Some((name, _)) = self.current.take() {
+            self.last_done = Some(name);
+        }
+    }
+
+    fn at_end(&self) -> bool {
+        self.bounded && self.listed_once && self.queue.is_empty() && self.current.is_none()
+    }
+}
+
+/// Which subtask reads file `name` (FNV-1a of the name: stable across runs).
+fn owner(name: &str, parallelism: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % parallelism as u64) as usize
+}
+
+/// `batch` with the columns of `schema`, by name, cast where needed.
+fn conform(batch: &RecordBatch, schema: &SchemaRef, path: &Path) -> Result<RecordBatch> {
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let col = match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => c.clone(),
+            Some(c) => arrow_cast::cast(c, f.data_type()).map_err(|e| Error::SchemaMismatch {
+                location: path.display().to_string(),
+                message: format!(
+                    "column `{}` is {} in the file, {} in the source schema: {e}",
+                    f.name(),
+                    c.data_type(),
+                    f.data_type()
+                ),
+            })?,
+            None if f.is_nullable() => arrow_array::new_null_array(f.data_type(), batch.num_rows()),
+            None => {
+                return Err(Error::SchemaMismatch {
+                    location: path.display().to_string(),
+                    message: format!("column `{}` is missing", f.name()),
+                })
+            }
+        };
+        columns.push(col);
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+impl Connector for WatchedDir {
+    fn partitions(&self) -> Vec<String> {
+        vec![self.name()]
+    }
+
+    fn take_batch(&mut self) -> Result<Option<(usize, RecordBatch)>> {
+        let Some((name, Reading::Parquet(reader))) = self.current.as_mut() else {
+            return Ok(None);
+        };
+        let path = self.dir.join(name.as_str());
+        match reader.next() {
+            Some(Ok(batch)) => Ok(Some((0, conform(&batch, &self.schema, &path)?))),
+            Some(Err(e)) => Err(Error::Parquet {
+                path,
+                message: e.to_string(),
+            }),
+            None => {
+                self.finish_current();
+                Ok(None)
+            }
+        }
+    }
+
+    fn fetch(&mut self, max: usize, out: &mut Vec<RawRecord>) -> Result<Fetch> {
+        self.list()?;
+        if !self.open_next()? {
+            if self.at_end() {
+                return Ok(Fetch::End);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            return Ok(Fetch::Idle);
+        }
+        let Some((name, Reading::Json { lines, line })) = self.current.as_mut() else {
+            // a Parquet file: its rows come through take_batch
+            return Ok(Fetch::Records);
+        };
+        while out.len() < max {
+            match lines.next() {
+                Some(Ok(text)) => {
+                    let position = Position::Id(format!("{name}:{line}"));
+                    *line += 1;
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    out.push(RawRecord {
+                        partition: 0,
+                        position,
+                        payload: text.into_bytes(),
+                    });
+                }
+                Some(Err(e)) => {
+                    let path = self.dir.join(name.as_str());
+                    return Err(Error::io(path, e));
+                }
+                None => {
+                    self.finish_current();
+                    break;
+                }
+            }
+        }
+        Ok(Fetch::Records)
+    }
+
+    fn finished_partitions(&self) -> Vec<usize> {
+        if self.at_end() {
+            vec![0]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn positions(&self) -> BTreeMap<String, Position> {
+        match &self.last_done {
+            Some(n) => BTreeMap::from([(self.name(), Position::Id(n.clone()))]),
+            None => BTreeMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_shared_stably_between_subtasks() {
+        let names = ["a.json", "b.json", "c.parquet", "d.jsonl", "e.json"];
+        let owners: Vec<usize> = names.iter().map(|n| owner(n, 3)).collect();
+        assert_eq!(
+            owners,
+            names.iter().map(|n| owner(n, 3)).collect::<Vec<_>>()
+        );
+        assert!(owners.iter().all(|&o| o < 3));
+        assert!(names.iter().all(|n| owner(n, 1) == 0));
+    }
+}
