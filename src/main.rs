@@ -199,10 +199,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             // live progress on a terminal only; pipes, CI and --json stay quiet
             let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            // Ctrl-C / SIGTERM stop live sources; the job drains and commits
             let mut config = ExecConfig::new(mode)
                 .with_parallelism(parallelism)
                 .with_memory(memory)
-                .with_progress(tty && !json);
+                .with_progress(tty && !json)
+                .with_stop(weir::operator::StopSignal::new().follow_process_signals());
             if let Some(dir) = spill_dir {
                 config = config.with_spill_dir(dir);
             }

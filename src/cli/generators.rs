@@ -194,7 +194,7 @@ impl GeneratorSource {
             clock: PartitionClock::new(strategy, 1),
             pacer: match spec.speed {
                 ReplaySpeed::Max => None,
-                ReplaySpeed::Times(f) => Some(Pacer::new(f)),
+                ReplaySpeed::Times(f) => Some(Pacer::starting_at(f, start)),
             },
             held: None,
             done: false,
@@ -265,7 +265,7 @@ impl Source for GeneratorSource {
     }
 }
 
-/// Vehicle readings in chunks of 10 s of event time: the vehicles `v` with
+/// Vehicle readings in chunks of whole seconds of event time: the vehicles `v` with
 /// `v % parallelism == subtask`, 3 readings a second each (two patterns, as
 /// the seed describes), each arriving up to `max_delay_ms` late (90% within
 /// 1 s), in arrival order within the chunk.
@@ -288,6 +288,12 @@ fn vehicle_chunks(spec: &GeneratorSpec, info: &TaskInfo, vehicles: usize, start:
         seconds * 3 * mine.len() as u64 + mine_rest
     });
     let max_delay = spec.max_delay_ms.max(0) as u64;
+    // paced: one second of event time per chunk, so rows leave on time;
+    // at max speed: chunks of about 8K rows
+    let chunk_seconds = match spec.speed {
+        ReplaySpeed::Times(_) => 1,
+        ReplaySpeed::Max => (8192 / (3 * mine.len()).max(1)).max(1) as i64,
+    };
     let mut second: i64 = 0;
     let mut made: u64 = 0;
     Box::new(move || {
@@ -295,7 +301,7 @@ fn vehicle_chunks(spec: &GeneratorSpec, info: &TaskInfo, vehicles: usize, start:
             return None;
         }
         let mut rows: Vec<(i64, i64, i64, f64)> = Vec::new(); // (arrival, vehicle, time, speed)
-        'chunk: for s in second..second + 10 {
+        'chunk: for s in second..second + chunk_seconds {
             for &v in &mine {
                 let base = start + s * 1000;
                 let offsets = if rng.below(3) == 0 {
@@ -319,7 +325,7 @@ fn vehicle_chunks(spec: &GeneratorSpec, info: &TaskInfo, vehicles: usize, start:
                 }
             }
         }
-        second += 10;
+        second += chunk_seconds;
         rows.sort_by_key(|r| r.0);
         let batch = RecordBatch::try_new(
             obd_schema(),

@@ -58,6 +58,9 @@ pub struct JobFile {
     /// Where the source's late rows go (beyond the allowed lateness).
     #[serde(default)]
     pub late_sink: Option<Spanned<SinkSpec>>,
+    /// Where a live source's malformed records go (`on_error = "dead_letter"`).
+    #[serde(default)]
+    pub dead_letter_sink: Option<Spanned<SinkSpec>>,
 }
 
 /// `[source]`: a bounded Parquet source with event time.
@@ -107,6 +110,70 @@ pub struct SourceSpec {
     /// Replay speed: `max` (default), `realtime`, or a factor such as `60x`.
     #[serde(default)]
     pub speed: Option<String>,
+    /// Live sources: the columns of the JSON records, `"name: type"`
+    /// (int64, int32, float64, float32, string, bool, timestamp[_s|_ms|_us|_ns]).
+    #[serde(default)]
+    pub schema: Vec<String>,
+    /// Live sources: end by themselves (read what is there at start, then stop).
+    #[serde(default)]
+    pub bounded: Option<bool>,
+    /// Live sources: `fail` (default) or `dead_letter` for malformed records.
+    #[serde(default)]
+    pub on_error: Option<String>,
+    /// Brokers: `earliest` (default), `latest`, or an event time to start at.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// `tcp`: the `host:port` to connect to.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// `dir`: how often to look for new files (default `200ms`).
+    #[serde(default)]
+    pub poll_interval: Option<String>,
+    /// `kafka`: bootstrap brokers (`host:port`).
+    #[serde(default)]
+    pub brokers: Vec<String>,
+    /// `kafka`: the topic.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// `redis`: the server URL (`redis://host:port`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `redis`: the stream keys (one partition each).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// `redis`: the entry field holding the JSON record (default `data`).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// `generator`: vehicles, nexmark-persons, nexmark-auctions or nexmark-bids.
+    #[serde(default)]
+    pub generator: Option<String>,
+    /// `generator`: number of vehicles (default 100).
+    #[serde(default)]
+    pub vehicles: Option<usize>,
+    /// `generator`: stop after this many events (default: run until stopped).
+    #[serde(default)]
+    pub events: Option<u64>,
+    /// `generator`: Nexmark events per second of event time (default 10000).
+    #[serde(default)]
+    pub rate: Option<u64>,
+    /// Hybrid source: replay this Parquet history before the live part.
+    #[serde(default)]
+    pub history: Option<HistorySpec>,
+}
+
+/// `history = { path = "...", handoff = "2026-11-01T00:10:00Z" }`: rows
+/// before `handoff` come from Parquet, the rest from the live source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySpec {
+    /// A Parquet file or directory.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Several files or directories.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// The hand-off event time (RFC 3339 UTC or epoch ms).
+    pub handoff: String,
 }
 
 fn parquet() -> String {
@@ -376,11 +443,14 @@ impl LoadedJob {
         field: &str,
     ) -> Result<Stream> {
         if spec.kind != "parquet" {
-            return Err(self.error(
-                span,
-                &format!("{field}.type"),
-                format!("unknown source type `{}` (use parquet)", spec.kind),
-            ));
+            let err = |f: &str, e: Error| self.error(span.clone(), &format!("{field}.{f}"), e);
+            let resolve = |p: &Path| self.resolve(p);
+            let (stream, timed) = super::sources::live_stream(job, spec, &resolve, &err)?;
+            return if timed {
+                Ok(stream)
+            } else {
+                self.event_time(stream, spec, span, field)
+            };
         }
         let mut paths: Vec<PathBuf> = spec.paths.iter().map(|p| self.resolve(p)).collect();
         if let Some(p) = &spec.path {
@@ -423,7 +493,19 @@ impl LoadedJob {
                 "from, until and speed need `time_column`",
             ));
         }
-        let mut stream = job.parquet_source(source)?;
+        let stream = job.parquet_source(source)?;
+        self.event_time(stream, spec, span, field)
+    }
+
+    /// Sets the source's parallelism and assigns event time as the
+    /// `[source]` table says.
+    fn event_time(
+        &self,
+        mut stream: Stream,
+        spec: &SourceSpec,
+        span: Range<usize>,
+        field: &str,
+    ) -> Result<Stream> {
         if let Some(n) = spec.parallelism {
             stream = stream.with_parallelism(n)?;
         }
@@ -474,8 +556,8 @@ impl LoadedJob {
     pub fn build(&self, output: Option<&Path>) -> Result<Job> {
         let job = Job::new();
         let src = &self.spec.source;
-        let stream = self.source(&job, src.get_ref(), src.span(), "source")?;
-        let stream = self.apply_steps(&job, stream, &self.spec.steps)?;
+        let source = self.source(&job, src.get_ref(), src.span(), "source")?;
+        let stream = self.apply_steps(&job, source.clone(), &self.spec.steps)?;
         let (sink, span) = match &self.spec.sink {
             Some(s) => (Some(s.get_ref()), s.span()),
             None => (None, 0..0),
@@ -486,6 +568,18 @@ impl LoadedJob {
                 .late_rows()
                 .map_err(|e| self.error(late.span(), "late_sink", e))?;
             self.sink_to(&rows, Some(late.get_ref()), late.span(), None, "late_sink")?;
+        }
+        if let Some(dead) = &self.spec.dead_letter_sink {
+            let rows = source
+                .dead_letters()
+                .map_err(|e| self.error(dead.span(), "dead_letter_sink", e))?;
+            self.sink_to(
+                &rows,
+                Some(dead.get_ref()),
+                dead.span(),
+                None,
+                "dead_letter_sink",
+            )?;
         }
         Ok(job)
     }

@@ -8,6 +8,7 @@ pub mod generators;
 pub mod jobfile;
 pub mod nexmark;
 pub mod seed;
+pub mod sources;
 
 use crate::exec::JobMetrics;
 use crate::memory::format_bytes;
@@ -34,12 +35,13 @@ pub fn metrics_table(runs: &[JobMetrics]) -> String {
         "rows in",
         "rows out",
         "late",
+        "bad",
         "time",
         "rows/s",
         "peak memory",
         "spilled",
     ];
-    let rows: Vec<[String; 8]> = runs
+    let rows: Vec<[String; 9]> = runs
         .iter()
         .map(|m| {
             [
@@ -47,6 +49,7 @@ pub fn metrics_table(runs: &[JobMetrics]) -> String {
                 thousands(m.rows_in),
                 thousands(m.rows_out),
                 thousands(m.late_rows),
+                thousands(m.bad_records),
                 format!("{:.2} s", m.elapsed.as_secs_f64()),
                 rate(m.rows_per_sec()),
                 format_bytes(m.peak_memory),

@@ -53,13 +53,30 @@ pub(crate) fn report(
             .max()
             .filter(|&w| w > i64::MIN);
         let rate = read as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        let bad: u64 = sources
+            .iter()
+            .map(|&i| metrics[i].bad_records.load(Ordering::Relaxed))
+            .sum();
+        // watermark lag behind the wall clock: shown for live input only
+        // (a replay of history lags by its age, which says nothing)
+        let lag = wm
+            .map(|w| crate::operator::now_ms().saturating_sub(w))
+            .filter(|l| (0..3_600_000).contains(l))
+            .map_or(String::new(), |l| {
+                format!(" (lag {:.1} s)", l as f64 / 1000.0)
+            });
         bar.set_position(read);
         bar.set_message(format!(
-            "{}rows/s  watermark {}  memory {}  spilled {}",
+            "{}rows/s  watermark {}{lag}  memory {}  spilled {}{}",
             format_rate(rate),
             wm.map_or("-".into(), format_event_time),
             format_bytes(env.pool.reserved() as u64),
             format_bytes(env.spill.metrics().bytes()),
+            if bad > 0 {
+                format!("  bad records {bad}")
+            } else {
+                String::new()
+            },
         ));
         std::thread::sleep(Duration::from_millis(200));
     }

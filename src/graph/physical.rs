@@ -187,7 +187,11 @@ impl PhysicalPlan {
                             to_input: input,
                             port: e.port,
                             partitioning,
-                            schema: plan.nodes[e.from].schema.clone(),
+                            schema: if e.port == crate::operators::live::DEAD_LETTER_PORT {
+                                crate::operators::live::dead_letter_schema()
+                            } else {
+                                plan.nodes[e.from].schema.clone()
+                            },
                         };
                         tasks[from_task].outputs.push(edge.id);
                         tasks[t].inputs.push(edge.id);

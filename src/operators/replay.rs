@@ -86,6 +86,7 @@ impl std::str::FromStr for ReplaySpeed {
 pub struct Pacer {
     // config
     factor: f64,
+    first: Option<i64>,
     // state
     origin: Option<(i64, Instant)>,
 }
@@ -95,13 +96,27 @@ impl Pacer {
     pub fn new(factor: f64) -> Self {
         Pacer {
             factor,
+            first: None,
             origin: None,
         }
     }
 
+    /// A pacer whose origin is event time `t0` (the clock starts at the
+    /// first call to [`due`](Self::due)), for generators that know where
+    /// event time starts.
+    pub fn starting_at(factor: f64, t0: i64) -> Self {
+        Pacer::new(factor).with_first(t0)
+    }
+
+    fn with_first(mut self, t0: i64) -> Self {
+        self.first = Some(t0);
+        self
+    }
+
     /// When rows up to event time `t` are due.
     pub fn due(&mut self, t: i64) -> Instant {
-        let (t0, start) = *self.origin.get_or_insert((t, Instant::now()));
+        let first = self.first.unwrap_or(t);
+        let (t0, start) = *self.origin.get_or_insert((first, Instant::now()));
         let ms = (t.saturating_sub(t0)).max(0) as f64 / self.factor;
         // centuries away is "never" in practice: cap instead of overflowing
         let wait = Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX);

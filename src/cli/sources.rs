@@ -1,0 +1,271 @@
+//! Live sources of job files: `type = "stdin" | "tcp" | "dir" | "kafka" |
+//! "redis" | "generator"`, optionally with a Parquet `history` (hybrid).
+//!
+//! Owns the mapping from the `[source]` table to [`LiveSourceSpec`]s and
+//! generator streams. May use `graph`, `operators`, `time` and the sibling
+//! `jobfile` and `generators` modules.
+
+use super::generators::{GeneratorKind, GeneratorSpec};
+use super::jobfile::SourceSpec;
+use crate::error::{Error, Result};
+use crate::graph::{Job, Stream};
+use crate::operators::live::dir::WatchedDir;
+use crate::operators::live::lines::LinesConnector;
+use crate::operators::live::{LiveSourceSpec, OnError, StartFrom};
+use crate::operators::replay::{parse_time, ReplaySpeed};
+use crate::operators::ParquetSourceSpec;
+use crate::time::parse_duration;
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Builds the live source a `[source]` table describes. Returns the stream
+/// and whether it already has event time (generators do).
+pub(crate) fn live_stream(
+    job: &Job,
+    spec: &SourceSpec,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    err: &dyn Fn(&str, Error) -> Error,
+) -> Result<(Stream, bool)> {
+    if spec.kind == "generator" {
+        return generator(job, spec, err).map(|s| (s, true));
+    }
+    let schema = parse_schema(&spec.schema).map_err(|e| err("schema", e))?;
+    let bounded = spec.bounded.unwrap_or(false);
+    let on_error: OnError = spec
+        .on_error
+        .as_deref()
+        .unwrap_or("fail")
+        .parse()
+        .map_err(|e| err("on_error", e))?;
+    let start = parse_start(spec.start.as_deref()).map_err(|e| err("start", e))?;
+    let live = match spec.kind.as_str() {
+        "stdin" => LiveSourceSpec::new(
+            "stdin",
+            schema,
+            Arc::new(|info| {
+                if info.subtask > 0 {
+                    return Err(Error::Plan("the stdin source runs with parallelism 1".into()));
+                }
+                Ok(Box::new(LinesConnector::stdin()?) as _)
+            }),
+            true,
+        ),
+        "tcp" => {
+            let address = spec
+                .address
+                .clone()
+                .ok_or_else(|| err("address", Error::option("address", "missing: give `host:port`")))?;
+            let name = format!("tcp {address}");
+            LiveSourceSpec::new(
+                name,
+                schema,
+                Arc::new(move |info| {
+                    if info.subtask > 0 {
+                        return Err(Error::Plan("the tcp source runs with parallelism 1".into()));
+                    }
+                    Ok(Box::new(LinesConnector::connect_tcp(&address)?) as _)
+                }),
+                true,
+            )
+        }
+        "dir" => {
+            let path = spec
+                .path
+                .as_deref()
+                .map(resolve)
+                .ok_or_else(|| err("path", Error::option("path", "missing: the directory to watch")))?;
+            let interval = match &spec.poll_interval {
+                Some(d) => parse_duration("poll_interval", d).map_err(|e| err("poll_interval", e))?,
+                None => std::time::Duration::from_millis(200),
+            };
+            let start_after = match &start {
+                StartFrom::Positions(p) => p.values().next().map(|v| v.to_string()),
+                _ => None,
+            };
+            let name = format!("dir {}", path.display());
+            let file_schema = schema.clone();
+            LiveSourceSpec::new(
+                name,
+                schema,
+                Arc::new(move |info| {
+                    Ok(Box::new(WatchedDir::try_new(
+                        &path,
+                        file_schema.clone(),
+                        info,
+                        bounded,
+                        interval,
+                        start_after.clone(),
+                    )?) as _)
+                }),
+                bounded,
+            )
+        }
+        "kafka" | "redis" => {
+            return Err(err(
+                "type",
+                Error::option("type", format!("the `{}` source is not built into this binary yet", spec.kind)),
+            ))
+        }
+        other => {
+            return Err(err(
+                "type",
+                Error::option(
+                    "type",
+                    format!("unknown source type `{other}` (use parquet, stdin, tcp, dir, kafka, redis or generator)"),
+                ),
+            ))
+        }
+    };
+    let mut live = live.with_on_error(on_error);
+    if let Some(h) = &spec.history {
+        let time = spec.time_column.as_deref().ok_or_else(|| {
+            err(
+                "time_column",
+                Error::option("time_column", "a source with `history` needs `time_column`"),
+            )
+        })?;
+        let handoff =
+            parse_time("history.handoff", &h.handoff).map_err(|e| err("history.handoff", e))?;
+        let paths: Vec<PathBuf> = h.path.iter().chain(&h.paths).map(|p| resolve(p)).collect();
+        if paths.is_empty() {
+            return Err(err(
+                "history.path",
+                Error::option("history.path", "missing"),
+            ));
+        }
+        live = live
+            .with_history(ParquetSourceSpec::try_new(&paths)?, time, handoff)
+            .map_err(|e| err("history", e))?;
+    }
+    Ok((job.live_source(live), false))
+}
+
+fn generator(job: &Job, spec: &SourceSpec, err: &dyn Fn(&str, Error) -> Error) -> Result<Stream> {
+    let kind: GeneratorKind = spec
+        .generator
+        .as_deref()
+        .unwrap_or("vehicles")
+        .parse()
+        .map_err(|e| err("generator", e))?;
+    let kind = match (kind, spec.vehicles) {
+        (GeneratorKind::Vehicles { .. }, Some(v)) => GeneratorKind::Vehicles { vehicles: v.max(1) },
+        (k, _) => k,
+    };
+    let mut g = GeneratorSpec::new(kind);
+    g.events = spec.events;
+    if let Some(r) = spec.rate {
+        g.events_per_second = r.max(1);
+    }
+    if let Some(s) = &spec.speed {
+        g.speed = s.parse::<ReplaySpeed>().map_err(|e| err("speed", e))?;
+    }
+    if let Some(d) = &spec.watermark_delay {
+        let d = parse_duration("watermark_delay", d).map_err(|e| err("watermark_delay", e))?;
+        g.max_delay_ms = d.as_millis().min(i64::MAX as u128) as i64;
+    }
+    if let Some(t) = &spec.time_column {
+        if t != g.time_column() {
+            return Err(err(
+                "time_column",
+                Error::option(
+                    "time_column",
+                    format!("the generator's event time is `{}`", g.time_column()),
+                ),
+            ));
+        }
+    }
+    let mut stream = g.stream(job)?;
+    if let Some(n) = spec.parallelism {
+        stream = stream.with_parallelism(n)?;
+    }
+    Ok(stream)
+}
+
+/// `earliest`, `latest`, `after:NAME` (a stored position, e.g. a file) or an event time.
+fn parse_start(s: Option<&str>) -> Result<StartFrom> {
+    Ok(match s.map(str::trim) {
+        None | Some("earliest") => StartFrom::Earliest,
+        Some("latest") => StartFrom::Latest,
+        Some(s) if s.starts_with("after:") => StartFrom::Positions(
+            [(
+                String::new(),
+                crate::operators::live::Position::Id(s["after:".len()..].to_string()),
+            )]
+            .into(),
+        ),
+        Some(s) => StartFrom::Timestamp(parse_time("start", s)?),
+    })
+}
+
+/// `["vehicle_id: int64", "event_time: timestamp", "speed: float64"]`.
+pub fn parse_schema(columns: &[String]) -> Result<SchemaRef> {
+    if columns.is_empty() {
+        return Err(Error::option(
+            "schema",
+            "missing: list the record's columns, e.g. schema = [\"id: int64\", \"t: timestamp\"]",
+        ));
+    }
+    let mut fields = Vec::with_capacity(columns.len());
+    for c in columns {
+        let Some((name, ty)) = c.split_once(':') else {
+            return Err(Error::option(
+                "schema",
+                format!("`{c}` is not `name: type`"),
+            ));
+        };
+        let ty = match ty.trim().to_ascii_lowercase().as_str() {
+            "int64" | "i64" | "long" | "bigint" => DataType::Int64,
+            "int32" | "i32" | "int" => DataType::Int32,
+            "float64" | "f64" | "double" => DataType::Float64,
+            "float32" | "f32" | "float" => DataType::Float32,
+            "string" | "utf8" | "str" | "text" => DataType::Utf8,
+            "bool" | "boolean" => DataType::Boolean,
+            "timestamp" | "timestamp_ms" => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            "timestamp_s" => DataType::Timestamp(TimeUnit::Second, Some("UTC".into())),
+            "timestamp_us" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            "timestamp_ns" => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            other => {
+                return Err(Error::option(
+                    "schema",
+                    format!("`{other}` (column `{}`) is not a type: use int64, int32, float64, float32, string, bool or timestamp[_s|_ms|_us|_ns]", name.trim()),
+                ))
+            }
+        };
+        fields.push(Field::new(name.trim(), ty, true));
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemas_parse_and_bad_types_are_named() {
+        let s = parse_schema(&[
+            "a: int64".into(),
+            " t : timestamp".into(),
+            "s:string".into(),
+        ])
+        .unwrap();
+        assert_eq!(s.field(1).name(), "t");
+        assert_eq!(s.field(2).data_type(), &DataType::Utf8);
+        let e = parse_schema(&["a: decimal".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("decimal") && e.contains("`a`"), "{e}");
+        assert!(parse_schema(&["a int64".into()]).is_err());
+    }
+
+    #[test]
+    fn start_positions_parse() {
+        assert_eq!(parse_start(None).unwrap(), StartFrom::Earliest);
+        assert_eq!(parse_start(Some("latest")).unwrap(), StartFrom::Latest);
+        assert_eq!(
+            parse_start(Some("1000")).unwrap(),
+            StartFrom::Timestamp(1000)
+        );
+        assert!(parse_start(Some("yesterday")).is_err());
+    }
+}
