@@ -243,7 +243,7 @@ impl Source for GeneratorSource {
                 None => self.done = true,
             }
         }
-        let Some(batch) = self.queue.pop_front() else {
+        let Some(mut batch) = self.queue.pop_front() else {
             return Ok(if self.done {
                 SourcePoll::Exhausted
             } else {
@@ -251,8 +251,20 @@ impl Source for GeneratorSource {
             });
         };
         if let Some(pacer) = self.pacer.as_mut() {
+            // emit in slices of about 20 ms of wall time, so no row leaves
+            // much before its time (a batch is due at its latest row)
             let times = event_times(&batch, self.time_column, "generator")?;
-            if let Some(&last) = times.iter().max() {
+            let span = (20.0 * pacer.factor()).max(1.0) as i64;
+            let cut = times
+                .iter()
+                .position(|&t| t > times[0].saturating_add(span))
+                .unwrap_or(times.len());
+            if cut < times.len() {
+                self.queue
+                    .push_front(batch.slice(cut, batch.num_rows() - cut));
+                batch = batch.slice(0, cut);
+            }
+            if let Some(&last) = times[..cut].iter().max() {
                 let due = pacer.due(last);
                 if Instant::now() < due {
                     self.held = Some((batch, due));

@@ -113,6 +113,11 @@ impl Pacer {
         self
     }
 
+    /// The speed factor.
+    pub fn factor(&self) -> f64 {
+        self.factor
+    }
+
     /// When rows up to event time `t` are due.
     pub fn due(&mut self, t: i64) -> Instant {
         let first = self.first.unwrap_or(t);
