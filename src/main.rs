@@ -430,6 +430,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "\nresults identical in both modes: {}",
                 same(&report.join_identical, report.join_rows[0])
             );
+            println!(
+                "\nthe same join as a live replay (pipelined, both inputs paced at {:.0}x real time): {:.2} s, results identical to batch: {}",
+                report.live_speed,
+                report.live_run.elapsed.as_secs_f64(),
+                same(&report.live_identical, report.join_rows[0])
+            );
             let d = &report.deviation;
             println!(
                 "\nobd - app speed over {} vehicle-seconds: mean {:+.2} km/h, mean |diff| {:.2}, p95 |diff| {:.2}",
@@ -444,7 +450,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map(|(v, m)| format!("vehicle {v} ({m:.2} km/h)"))
                 .collect();
             println!("app speed most off: {}", worst.join(", "));
-            if report.identical.is_ok() && report.join_identical.is_ok() {
+            if report.identical.is_ok()
+                && report.join_identical.is_ok()
+                && report.live_identical.is_ok()
+            {
                 Ok(ExitCode::SUCCESS)
             } else {
                 Ok(ExitCode::FAILURE)

@@ -34,6 +34,10 @@ fn demo_generates_data_and_both_modes_agree() {
         "the speed job and the seed's join agree in both modes: {stdout}"
     );
     assert!(stdout.contains("the seed's join"), "{stdout}");
+    assert!(
+        stdout.contains("as a live replay") && stdout.contains("results identical to batch: yes"),
+        "the paced live replay agrees with batch: {stdout}"
+    );
     assert!(dir.path().join("app").is_dir(), "app readings were written");
     // deviation statistics: the app reads the same true speed with ±2 km/h
     // noise, the OBD ±1 km/h averaged over 3 readings: |diff| is about 1

@@ -218,6 +218,25 @@ pub fn speed_job(data: &Path) -> Result<(Job, Collected, SchemaRef)> {
     Ok((job, out, schema))
 }
 
+/// Max minus min of the Int64 / Timestamp column `name` over `batches` (ms).
+fn time_span(batches: &[RecordBatch], name: &str) -> i64 {
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for b in batches {
+        let Some(c) = b.column_by_name(name) else {
+            continue;
+        };
+        let Ok(c) = arrow_cast::cast(c, &arrow_schema::DataType::Int64) else {
+            continue;
+        };
+        let c = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(&c);
+        for v in c.iter().flatten() {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+    }
+    hi.saturating_sub(lo).max(0)
+}
+
 /// Options of `weir demo`.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -252,6 +271,13 @@ pub struct DemoReport {
     pub join_identical: std::result::Result<(), String>,
     /// How far the app's speed is from the OBD's (from the batch run).
     pub deviation: super::seed::Deviation,
+    /// The seed's join again, pipelined, both inputs replayed paced by
+    /// event time at this factor: history standing in for the live feeds.
+    pub live_speed: f64,
+    /// That live replay's run.
+    pub live_run: JobMetrics,
+    /// `Ok` if the live replay produced the batch run's rows.
+    pub live_identical: std::result::Result<(), String>,
 }
 
 /// Where the demo keeps app readings: `app` beside the OBD directory.
@@ -294,9 +320,27 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
     let join_schema = join_schema.expect("two runs happened");
     let join_identical =
         same_rows(&joined[0], &joined[1], &join_schema, 1e-9).map_err(|e| e.to_string());
+    // the same join as a live replay: paced so the history takes about 3 s
+    // (the span comes from the data: a reused directory may hold more history)
+    let span_ms = time_span(&joined[0], "window_start");
+    let live_speed = (span_ms as f64 / 3000.0).max(1.0);
+    let seed = super::seed::seed_job_paced(
+        &opts.data_dir,
+        &app,
+        crate::operators::replay::ReplaySpeed::Times(live_speed),
+    )?;
+    let config = ExecConfig::pipelined()
+        .with_parallelism(opts.parallelism)
+        .with_memory(opts.memory);
+    let live_run = seed.job.run(&config)?;
+    let live_identical =
+        same_rows(&joined[0], &seed.out.batches(), &join_schema, 1e-9).map_err(|e| e.to_string());
     let count = |r: &Vec<RecordBatch>| r.iter().map(|b| b.num_rows()).sum();
     let deviation = super::seed::deviation(&joined[0], 5);
     Ok(DemoReport {
+        live_speed,
+        live_run,
+        live_identical,
         deviation,
         join_runs,
         join_rows: joined.iter().map(count).collect(),

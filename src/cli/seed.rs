@@ -15,7 +15,8 @@ use crate::col;
 use crate::error::Result;
 use crate::graph::{Job, Stream};
 use crate::operators::join::JoinSpec;
-use crate::operators::{Agg, Collected};
+use crate::operators::replay::ReplaySpeed;
+use crate::operators::{Agg, Collected, ParquetSourceSpec};
 use crate::time::{WatermarkStrategy, Window};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -99,13 +100,24 @@ pub struct SeedJob {
 /// # Ok::<(), weir::Error>(())
 /// ```
 pub fn seed_job(obd: &Path, app: &Path) -> Result<SeedJob> {
+    seed_job_paced(obd, app, ReplaySpeed::Max)
+}
+
+/// [`seed_job`] with both inputs replayed at `speed` (paced by event time):
+/// history standing in for the live feeds.
+pub fn seed_job_paced(obd: &Path, app: &Path, speed: ReplaySpeed) -> Result<SeedJob> {
     let job = Job::new();
-    let obd_rows = job.parquet(obd)?.assign_timestamps(
+    let source = |path: &Path| -> Result<Stream> {
+        let spec = ParquetSourceSpec::try_new(&[path.to_path_buf()])?
+            .with_replay_speed("event_time", speed)?;
+        job.parquet_source(spec)
+    };
+    let obd_rows = source(obd)?.assign_timestamps(
         "event_time",
         WatermarkStrategy::bounded_out_of_orderness(OBD_DELAY),
     )?;
     let late_obd = obd_rows.late_rows()?.collect()?;
-    let app_rows = job.parquet(app)?.assign_timestamps(
+    let app_rows = source(app)?.assign_timestamps(
         "event_time",
         WatermarkStrategy::bounded_out_of_orderness(APP_DELAY),
     )?;
