@@ -414,3 +414,95 @@ fn a_watched_directory_picks_up_files_as_they_appear() {
     }
     assert_eq!(got, BTreeMap::from([(1, 10 + 1 + 2 + 3), (2, 20 + 300)]));
 }
+
+#[test]
+fn a_file_with_the_wrong_column_type_in_a_watched_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let watched = dir.path().join("in");
+    std::fs::create_dir(&watched).unwrap();
+    // `v` holds text where the job expects int64
+    let wrong = arrow_array::RecordBatch::try_from_iter([
+        (
+            "sensor",
+            std::sync::Arc::new(arrow_array::Int64Array::from(vec![1])) as _,
+        ),
+        (
+            "t",
+            std::sync::Arc::new(arrow_array::Int64Array::from(vec![1000])) as _,
+        ),
+        (
+            "v",
+            std::sync::Arc::new(arrow_array::StringArray::from(vec!["fast"])) as _,
+        ),
+    ])
+    .unwrap();
+    weir::cli::demo::write_parquet_dir(&watched.join("x"), &[wrong], 1, 10).unwrap();
+    std::fs::rename(
+        watched.join("x/part-00000.parquet"),
+        watched.join("bad.parquet"),
+    )
+    .unwrap();
+    let job = job_file(
+        dir.path(),
+        "dir",
+        &format!("path = \"{}\"\nbounded = true", watched.display()),
+    );
+    let run = weir().args(["run"]).arg(&job).output().unwrap();
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("bad.parquet") && err.contains("`v`"), "{err}");
+    assert!(!dir.path().join("out.json").exists(), "nothing published");
+}
+
+#[test]
+fn processing_time_windows_work_on_a_live_source() {
+    use weir::cli::generators::{GeneratorKind, GeneratorSpec};
+    let mut spec = GeneratorSpec::new(GeneratorKind::Vehicles { vehicles: 10 });
+    spec.events = Some(600); // 20 s of event time at 20x: about 1 s
+    spec.speed = weir::operators::replay::ReplaySpeed::Times(20.0);
+    let job = Job::new();
+    let out = spec
+        .stream(&job)
+        .unwrap()
+        .key_by(["vehicle_id"])
+        .unwrap()
+        .window(TumblingWindow::of(Duration::from_millis(200)))
+        .processing_time()
+        .aggregate([Agg::count().alias("n")])
+        .unwrap()
+        .collect()
+        .unwrap();
+    job.run(&ExecConfig::pipelined().with_parallelism(2))
+        .unwrap();
+    let batches = out.batches();
+    let total: i64 = batches
+        .iter()
+        .map(|b| {
+            b.column_by_name("n")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .sum::<i64>()
+        })
+        .sum();
+    assert_eq!(
+        total, 600,
+        "every row lands in exactly one processing-time window"
+    );
+    let windows: std::collections::BTreeSet<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            let c = arrow_cast::cast(
+                b.column_by_name("window_start").unwrap(),
+                &arrow_schema::DataType::Int64,
+            )
+            .unwrap();
+            c.as_primitive::<Int64Type>().values().to_vec()
+        })
+        .collect();
+    assert!(
+        windows.len() >= 2,
+        "a paced source spreads over several wall-clock windows: {windows:?}"
+    );
+}

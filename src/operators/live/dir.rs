@@ -191,20 +191,28 @@ fn owner(name: &str, parallelism: usize) -> usize {
     (h % parallelism as u64) as usize
 }
 
+/// Casts that fail on a value they cannot convert (instead of making it null).
+const STRICT: arrow_cast::CastOptions<'static> = arrow_cast::CastOptions {
+    safe: false,
+    format_options: arrow_cast::display::FormatOptions::new(),
+};
+
 /// `batch` with the columns of `schema`, by name, cast where needed.
 fn conform(batch: &RecordBatch, schema: &SchemaRef, path: &Path) -> Result<RecordBatch> {
     let mut columns = Vec::with_capacity(schema.fields().len());
     for f in schema.fields() {
         let col = match batch.column_by_name(f.name()) {
             Some(c) if c.data_type() == f.data_type() => c.clone(),
-            Some(c) => arrow_cast::cast(c, f.data_type()).map_err(|e| Error::SchemaMismatch {
-                location: path.display().to_string(),
-                message: format!(
-                    "column `{}` is {} in the file, {} in the source schema: {e}",
-                    f.name(),
-                    c.data_type(),
-                    f.data_type()
-                ),
+            Some(c) => arrow_cast::cast_with_options(c, f.data_type(), &STRICT).map_err(|e| {
+                Error::SchemaMismatch {
+                    location: path.display().to_string(),
+                    message: format!(
+                        "column `{}` is {} in the file, {} in the source schema: {e}",
+                        f.name(),
+                        c.data_type(),
+                        f.data_type()
+                    ),
+                }
             })?,
             None if f.is_nullable() => arrow_array::new_null_array(f.data_type(), batch.num_rows()),
             None => {
