@@ -46,6 +46,11 @@ pub enum Message {
     Watermark(Watermark),
     /// A checkpoint barrier: state before it belongs to checkpoint `id`.
     Barrier(CheckpointId),
+    /// A latency marker: the wall-clock time (epoch ms) a source subtask
+    /// sent it. Executors pass it around operators (they never see it) to
+    /// one consumer subtask per edge; the subtask ending in a sink records
+    /// how long it took (Flink's latency markers).
+    Latency(i64),
     /// No more messages will follow on this channel.
     End,
 }

@@ -38,6 +38,43 @@ pub struct RuntimeEnv {
     pub commits: Arc<CommitLog>,
     /// Set when the job should stop cleanly (Ctrl-C, SIGTERM, or a caller).
     pub stop: StopSignal,
+    /// Latency-marker samples recorded by the subtasks that end in sinks.
+    pub latency: Arc<LatencySamples>,
+}
+
+/// Latency-marker transit times (microseconds), from sources to sinks.
+#[derive(Debug, Default)]
+pub struct LatencySamples {
+    samples: Mutex<Vec<u64>>,
+}
+
+impl LatencySamples {
+    /// Records a marker sent at `sent_us` (epoch µs) arriving now.
+    pub fn record(&self, sent_us: i64) {
+        let took = now_us().saturating_sub(sent_us).max(0) as u64;
+        self.samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(took);
+    }
+
+    /// All samples so far, sorted (µs).
+    pub fn sorted(&self) -> Vec<u64> {
+        let mut v = self
+            .samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// The current wall-clock time in epoch microseconds (latency markers).
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 impl RuntimeEnv {
@@ -49,6 +86,7 @@ impl RuntimeEnv {
             spill: SpillManager::try_new(spill_parent)?,
             commits: Arc::new(CommitLog::default()),
             stop: StopSignal::new(),
+            latency: Arc::default(),
         })
     }
 }

@@ -50,6 +50,9 @@ fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
             "rows_per_sec",
             "rows_in",
             "rows_out",
+            "rows_out_per_sec",
+            "latency_p50_ms",
+            "latency_p99_ms",
             "peak_rss",
             "peak_memory",
             "spilled_bytes",
@@ -64,6 +67,17 @@ fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
     }
     assert_eq!(modes[2]["mode"], "pipelined");
     assert_eq!(modes[2]["identical"], true, "{}", modes[2]);
+    // latency markers are a pipelined figure
+    let p50 = modes[2]["latency_p50_ms"]
+        .as_f64()
+        .expect("pipelined latency");
+    let p99 = modes[2]["latency_p99_ms"].as_f64().unwrap();
+    assert!(0.0 <= p50 && p50 <= p99, "{}", modes[2]);
+    assert!(
+        modes[1]["latency_p50_ms"].is_null(),
+        "batch has no latency: {}",
+        modes[1]
+    );
     assert!(modes[1]["rows_out"].as_u64().unwrap() > 500);
     let svg = std::fs::read_to_string(dir.path().join("bench.svg")).unwrap();
     assert!(

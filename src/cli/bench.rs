@@ -34,6 +34,12 @@ pub struct ModeResult {
     pub peak_memory: u64,
     /// Bytes spilled to disk.
     pub spilled_bytes: u64,
+    /// Output rows per second (median time).
+    pub rows_out_per_sec: f64,
+    /// Pipelined: median source-to-sink latency-marker transit (ms).
+    pub latency_p50_ms: Option<f64>,
+    /// Pipelined: 99th percentile of the same (ms).
+    pub latency_p99_ms: Option<f64>,
     /// Wall time relative to the scan baseline (if measured).
     pub vs_scan: Option<f64>,
     /// Whether this mode's output holds the same rows as the first engine
@@ -150,6 +156,9 @@ pub fn bench(
             rows_per_sec: rows_in as f64 / seconds.max(1e-9),
             rows_in,
             rows_out: v["rows_out"].as_u64().unwrap_or(0),
+            rows_out_per_sec: v["rows_out"].as_u64().unwrap_or(0) as f64 / seconds.max(1e-9),
+            latency_p50_ms: v["latency"]["p50_ms"].as_f64(),
+            latency_p99_ms: v["latency"]["p99_ms"].as_f64(),
             peak_rss,
             peak_memory: v["peak_memory"].as_u64().unwrap_or(0),
             spilled_bytes: v["spilled_bytes"].as_u64().unwrap_or(0),
@@ -259,19 +268,34 @@ pub fn compare_outputs(a: &[RecordBatch], b: &[RecordBatch]) -> Comparison {
 /// A side-by-side table of bench results.
 pub fn table(results: &[ModeResult]) -> String {
     let mut s = format!(
-        "{:<10} {:>10} {:>14} {:>12} {:>10} {:>12} {:>12} {:>10}\n",
-        "mode", "time", "rows/s", "rows out", "peak RSS", "pool peak", "spilled", "vs scan"
+        "{:<10} {:>10} {:>14} {:>12} {:>14} {:>10} {:>12} {:>12} {:>16} {:>10}\n",
+        "mode",
+        "time",
+        "rows/s in",
+        "rows out",
+        "rows/s out",
+        "peak RSS",
+        "pool peak",
+        "spilled",
+        "latency p50/p99",
+        "vs scan"
     );
     for r in results {
+        let latency = match (r.latency_p50_ms, r.latency_p99_ms) {
+            (Some(a), Some(b)) => format!("{a:.1}/{b:.1} ms"),
+            _ => "-".into(),
+        };
         s.push_str(&format!(
-            "{:<10} {:>8.2} s {:>14} {:>12} {:>10} {:>12} {:>12} {:>10}\n",
+            "{:<10} {:>8.2} s {:>14} {:>12} {:>14} {:>10} {:>12} {:>12} {:>16} {:>10}\n",
             r.mode,
             r.seconds,
             super::rate(r.rows_per_sec) + "rows/s",
             super::thousands(r.rows_out),
+            super::rate(r.rows_out_per_sec) + "rows/s",
             format_bytes(r.peak_rss),
             format_bytes(r.peak_memory),
             format_bytes(r.spilled_bytes),
+            latency,
             r.vs_scan.map_or("-".into(), |x| format!("{x:.2}x")),
         ));
     }
@@ -402,6 +426,9 @@ mod plot_tests {
             rows_per_sec: rate,
             rows_in: 10,
             rows_out: 1,
+            rows_out_per_sec: 1.0,
+            latency_p50_ms: None,
+            latency_p99_ms: None,
             peak_rss: rss,
             peak_memory: 0,
             spilled_bytes: 0,

@@ -168,6 +168,11 @@ impl Chain {
         self.feed(0, input, Call::Msg(msg), emit)
     }
 
+    /// Sends a latency marker stamped `now` from this chain's source.
+    pub(crate) fn send_latency_marker(&mut self, now: i64, emit: &mut Emit<'_>) -> Result<()> {
+        self.feed(0, 0, Call::Msg(Message::Latency(now)), emit)
+    }
+
     /// Delivers the (already combined) input watermark to the head operator.
     pub(crate) fn on_watermark(&mut self, wm: Watermark, emit: &mut Emit<'_>) -> Result<()> {
         self.feed(0, 0, Call::Msg(Message::Watermark(wm)), emit)
@@ -229,6 +234,10 @@ impl Chain {
             }
             Call::Msg(Message::Barrier(id)) => {
                 out.push(Message::Barrier(id));
+                Ok(())
+            }
+            Call::Msg(Message::Latency(t)) => {
+                out.push(Message::Latency(t));
                 Ok(())
             }
             Call::Msg(Message::End) => op.on_end_of_input(ctx, &mut out),

@@ -72,6 +72,9 @@ pub struct ExecConfig {
     pub progress: bool,
     /// Raised to stop live sources cleanly (the job then drains and commits).
     pub stop: StopSignal,
+    /// Pipelined runs: every source subtask sends a latency marker this
+    /// often (`None`: never). Default 200 ms.
+    pub latency_interval: Option<Duration>,
 }
 
 impl ExecConfig {
@@ -86,6 +89,7 @@ impl ExecConfig {
             spill_dir: None,
             progress: false,
             stop: StopSignal::new(),
+            latency_interval: Some(Duration::from_millis(200)),
         }
     }
 
@@ -201,8 +205,37 @@ pub struct JobMetrics {
     /// The process's peak resident set size so far (Linux `VmHWM`), if known.
     /// Only meaningful when one process runs one job, as `weir bench` does.
     pub peak_rss: Option<u64>,
+    /// Pipelined runs: source-to-sink transit of latency markers (queues
+    /// and operators, not the time rows wait inside windows).
+    pub latency: Option<LatencyStats>,
     /// Per operator.
     pub operators: Vec<OperatorStats>,
+}
+
+/// Percentiles of latency-marker transit times, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct LatencyStats {
+    /// Markers that reached a sink.
+    pub samples: usize,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile (nearest rank).
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl LatencyStats {
+    /// Percentiles of sorted samples in µs (`None` if there are none).
+    pub fn from_sorted_us(v: &[u64]) -> Option<Self> {
+        let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+        (!v.is_empty()).then(|| LatencyStats {
+            samples: v.len(),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        })
+    }
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -349,6 +382,7 @@ fn collect_metrics(
         memory_budget: env.pool.budget() as u64,
         memory_reserved_at_end: env.pool.reserved() as u64,
         peak_rss: peak_rss(),
+        latency: LatencyStats::from_sorted_us(&env.latency.sorted()),
         operators,
     }
 }

@@ -176,12 +176,28 @@ fn run_subtask(
             recv(cancel) -> _ => Err(Error::Cancelled),
         }
     };
-    let mut emit = |msg: Message| router.route(msg, &mut send);
+    let ends_in_sink = out_edges.is_empty();
+    let latency = env.latency.clone();
+    let mut emit = |msg: Message| match msg {
+        Message::Latency(sent) if ends_in_sink => {
+            latency.record(sent);
+            Ok(())
+        }
+        msg => router.route(msg, &mut send),
+    };
 
     if chain.has_source() {
+        // the first marker goes out at once, then one every interval
+        let mut last_marker: Option<std::time::Instant> = None;
         loop {
             if first_error.is_cancelled() {
                 return Err(Error::Cancelled);
+            }
+            if let Some(every) = config.latency_interval {
+                if last_marker.is_none_or(|t| t.elapsed() >= every) {
+                    last_marker = Some(std::time::Instant::now());
+                    chain.send_latency_marker(crate::operator::now_us(), &mut emit)?;
+                }
             }
             match chain.poll_source(&mut emit)? {
                 SourcePoll::Ready => {}
@@ -231,6 +247,7 @@ fn run_subtask(
                 }
             }
             Message::Barrier(_) => {}
+            Message::Latency(_) => chain.on_batch(channel_inputs[channel], msg, &mut emit)?,
             Message::End => {
                 open -= 1;
                 if let Some(w) = tracker.on_end(channel) {

@@ -77,6 +77,23 @@ impl Router {
         match msg {
             Message::Data(batch) => self.route_port(0, batch, send),
             Message::Side(port, batch) => self.route_port(port, batch, send),
+            Message::Latency(t) => {
+                // one consumer per edge, in turn (a marker samples a path)
+                for edge in 0..self.routes.len() {
+                    let route = &mut self.routes[edge];
+                    let target = if route.partitioning == Partitioning::Forward {
+                        self.subtask
+                    } else {
+                        let t = route.next % route.targets.max(1);
+                        route.next = (t + 1) % route.targets.max(1);
+                        t
+                    };
+                    if route.port == 0 {
+                        send(edge, target, Message::Latency(t))?;
+                    }
+                }
+                Ok(())
+            }
             control => {
                 for (edge, route) in self.routes.iter().enumerate() {
                     if route.partitioning == Partitioning::Forward {
