@@ -387,18 +387,22 @@ fn malformed_records_go_to_dead_letters_or_fail_naming_topic_partition_and_offse
             (g3.as_bytes(), 7),
         ],
     );
-    let spec = source(&brokers, "mixed")
-        .into_spec(common::schema())
-        .unwrap()
-        .with_on_error(OnError::DeadLetter);
-    let job = Job::new();
-    let rows = job.live_source(spec);
-    let bad = rows.dead_letters().unwrap().collect().unwrap();
-    let good_rows = rows.collect().unwrap();
-    let m = job
-        .run(&ExecConfig::pipelined().with_parallelism(2))
-        .unwrap();
-    assert_eq!(m.bad_records, 3);
+    let b = brokers.clone();
+    let (bad_records, good_rows, bad) = within(60, move || {
+        let spec = source(&b, "mixed")
+            .into_spec(common::schema())
+            .unwrap()
+            .with_on_error(OnError::DeadLetter);
+        let job = Job::new();
+        let rows = job.live_source(spec);
+        let bad = rows.dead_letters().unwrap().collect().unwrap();
+        let good_rows = rows.collect().unwrap();
+        let m = job
+            .run(&ExecConfig::pipelined().with_parallelism(2))
+            .unwrap();
+        (m.bad_records, good_rows, bad)
+    });
+    assert_eq!(bad_records, 3);
     let values: Vec<i64> = keys_of_batches(&good_rows.batches())
         .iter()
         .map(|k| k.2)
@@ -429,15 +433,16 @@ fn malformed_records_go_to_dead_letters_or_fail_naming_topic_partition_and_offse
     );
 
     // the default policy stops the job at the first bad record of a partition
-    let spec = source(&brokers, "mixed")
-        .into_spec(common::schema())
-        .unwrap();
-    let job = Job::new();
-    job.live_source(spec).collect().unwrap();
-    let err = job
-        .run(&ExecConfig::pipelined().with_parallelism(2))
-        .unwrap_err()
-        .to_string();
+    let err = within(60, move || {
+        let spec = source(&brokers, "mixed")
+            .into_spec(common::schema())
+            .unwrap();
+        let job = Job::new();
+        job.live_source(spec).collect().unwrap();
+        job.run(&ExecConfig::pipelined().with_parallelism(2))
+            .unwrap_err()
+            .to_string()
+    });
     let names_one = (err.contains("partition mixed/0") && err.contains("position 1"))
         || (err.contains("partition mixed/1") && err.contains("position 1"));
     assert!(names_one && err.contains("kafka mixed@"), "{err}");
@@ -486,6 +491,7 @@ fn a_broker_that_dies_mid_run_fails_the_job_within_the_timeout() {
         msg.contains(&format!("kafka {} topic doomed partition", tansu.addr)),
         "{msg}"
     );
+    eprintln!("after {:?}: {msg}", killed.elapsed());
     assert!(killed.elapsed() < Duration::from_secs(30));
 }
 
@@ -517,6 +523,53 @@ fn start_from_timestamp_gives_exactly_the_rows_at_or_after_it() {
             &keys_of_batches(&got),
             &keys_of(&expected),
             &format!("p={parallelism}"),
+        );
+    }
+}
+
+/// Ingest throughput (release build, run by hand):
+/// `cargo test --release --test kafka -- --ignored --nocapture ingest`
+#[test]
+#[ignore]
+fn ingest_throughput() {
+    let n: usize = std::env::var("WEIR_INGEST_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "ingest", 3).unwrap();
+    let input = rows(0, n);
+    let started = Instant::now();
+    produce(&brokers, "ingest", &input, 2, 2);
+    let produced = started.elapsed();
+    drop(input);
+    for parallelism in [1, 3] {
+        let counted = Arc::new(AtomicUsize::new(0));
+        let c = counted.clone();
+        let spec = source(&brokers, "ingest")
+            .into_spec(common::schema())
+            .unwrap();
+        let job = Job::new();
+        job.live_source(spec)
+            .map_batches(move |b| {
+                c.fetch_add(b.num_rows(), Ordering::Relaxed);
+                Ok(b.slice(0, 0))
+            })
+            .collect()
+            .unwrap();
+        let started = Instant::now();
+        job.run(&ExecConfig::pipelined().with_parallelism(parallelism))
+            .unwrap();
+        let read = started.elapsed();
+        assert_eq!(counted.load(Ordering::Relaxed), n);
+        println!(
+            "kafka (tansu, 3 partitions): sink {n} rows in {:.2} s = {:.0} rows/s; \
+             source p={parallelism}: {:.2} s = {:.0} rows/s",
+            produced.as_secs_f64(),
+            n as f64 / produced.as_secs_f64(),
+            read.as_secs_f64(),
+            n as f64 / read.as_secs_f64()
         );
     }
 }

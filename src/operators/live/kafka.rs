@@ -207,7 +207,9 @@ impl Kafka {
             init_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
             base: 2.0,
-            deadline: Some(timeout),
+            // retries end a little before the hard bound, so their error
+            // (e.g. connection refused) is what the user sees
+            deadline: Some(timeout.mul_f64(0.9)),
         };
         let builder = ClientBuilder::new(brokers.to_vec())
             .client_id("weir")
@@ -309,7 +311,9 @@ fn block_on_timeout<T, E: std::fmt::Display>(
     match rt.block_on(async { tokio::time::timeout(timeout, fut).await }) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Err(_) => Err(format!(
+            "no answer within {timeout:?} (broker down, unreachable or overloaded)"
+        )),
     }
 }
 
