@@ -344,6 +344,30 @@ pub struct SinkSpec {
     /// Output file or directory.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// `kafka`: bootstrap brokers (`host:port`).
+    #[serde(default)]
+    pub brokers: Vec<String>,
+    /// `kafka`: the topic.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// `kafka`: the column whose value is the record key (partitioning).
+    #[serde(default)]
+    pub key_column: Option<String>,
+    /// `kafka`: the column whose time becomes the record timestamp.
+    #[serde(default)]
+    pub timestamp_column: Option<String>,
+    /// `redis`: the server URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `redis`: the stream key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `redis`: the entry field for the JSON row (default `data`).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// `redis`: trim the stream to about this many entries.
+    #[serde(default)]
+    pub max_len: Option<usize>,
 }
 
 /// A job file with its text (for line numbers) and location.
@@ -970,7 +994,37 @@ impl LoadedJob {
             (None, None, None) => "stdout".into(),
         };
         let path = output.map(Path::to_path_buf).or(path);
+        let missing = |f: &str| self.error(span.clone(), &format!("{field}.{f}"), "missing");
         match (kind.as_str(), path) {
+            ("kafka", _) => {
+                let s = spec.expect("a kafka sink comes from a [sink] table");
+                let topic = s.topic.as_deref().ok_or_else(|| missing("topic"))?;
+                if s.brokers.is_empty() {
+                    return Err(missing("brokers"));
+                }
+                let mut k =
+                    crate::operators::live::kafka::KafkaSinkSpec::new(s.brokers.clone(), topic);
+                if let Some(c) = &s.key_column {
+                    k = k.with_key(c);
+                }
+                if let Some(c) = &s.timestamp_column {
+                    k = k.with_timestamp_column(c);
+                }
+                stream.sink_kafka(k).map_err(|e| self.error(span, field, e))
+            }
+            ("redis", _) => {
+                let s = spec.expect("a redis sink comes from a [sink] table");
+                let url = s.url.as_deref().ok_or_else(|| missing("url"))?;
+                let key = s.key.as_deref().ok_or_else(|| missing("key"))?;
+                let mut r = crate::operators::live::redis::RedisSinkSpec::new(url, key);
+                if let Some(f) = &s.field {
+                    r = r.with_field(f);
+                }
+                if let Some(n) = s.max_len {
+                    r = r.with_max_len(n);
+                }
+                stream.sink_redis(r).map_err(|e| self.error(span, field, e))
+            }
             ("stdout", _) => {
                 stream.sink_stdout();
                 Ok(())
@@ -983,7 +1037,7 @@ impl LoadedJob {
             (other, _) => Err(self.error(
                 span,
                 &format!("{field}.type"),
-                format!("unknown sink type `{other}` (use parquet, json or stdout)"),
+                format!("unknown sink type `{other}` (use parquet, json, stdout, kafka or redis)"),
             )),
         }
     }

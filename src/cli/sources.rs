@@ -10,7 +10,9 @@ use super::jobfile::SourceSpec;
 use crate::error::{Error, Result};
 use crate::graph::{Job, Stream};
 use crate::operators::live::dir::WatchedDir;
+use crate::operators::live::kafka::KafkaSourceConfig;
 use crate::operators::live::lines::LinesConnector;
+use crate::operators::live::redis::RedisSourceConfig;
 use crate::operators::live::{LiveSourceSpec, OnError, StartFrom};
 use crate::operators::replay::{parse_time, ReplaySpeed};
 use crate::operators::ParquetSourceSpec;
@@ -101,11 +103,48 @@ pub(crate) fn live_stream(
                 bounded,
             )
         }
-        "kafka" | "redis" => {
-            return Err(err(
-                "type",
-                Error::option("type", format!("the `{}` source is not built into this binary yet", spec.kind)),
-            ))
+        "kafka" => {
+            let topic = spec
+                .topic
+                .clone()
+                .ok_or_else(|| err("topic", Error::option("topic", "missing")))?;
+            if spec.brokers.is_empty() {
+                return Err(err("brokers", Error::option("brokers", "missing: list `host:port`s")));
+            }
+            // a hybrid source starts the broker at the hand-off time
+            let start = match (&spec.history, start) {
+                (Some(h), StartFrom::Earliest) => StartFrom::Timestamp(
+                    parse_time("history.handoff", &h.handoff).map_err(|e| err("history.handoff", e))?,
+                ),
+                (_, s) => s,
+            };
+            KafkaSourceConfig::new(spec.brokers.clone(), &topic)
+                .with_start(start)
+                .with_bounded(bounded)
+                .into_spec(schema)
+                .map_err(|e| err("type", e))?
+        }
+        "redis" => {
+            let url = spec
+                .url
+                .clone()
+                .ok_or_else(|| err("url", Error::option("url", "missing: e.g. redis://127.0.0.1:6379")))?;
+            if spec.keys.is_empty() {
+                return Err(err("keys", Error::option("keys", "missing: the stream keys")));
+            }
+            let start = match (&spec.history, start) {
+                (Some(h), StartFrom::Earliest) => StartFrom::Timestamp(
+                    parse_time("history.handoff", &h.handoff).map_err(|e| err("history.handoff", e))?,
+                ),
+                (_, s) => s,
+            };
+            let mut r = RedisSourceConfig::new(&url, spec.keys.clone())
+                .with_start(start)
+                .with_bounded(bounded);
+            if let Some(f) = &spec.field {
+                r = r.with_field(f);
+            }
+            r.into_spec(schema).map_err(|e| err("type", e))?
         }
         other => {
             return Err(err(

@@ -5,6 +5,8 @@ use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::operator::{Operator, OperatorFactory, SourceFactory, TaskInfo};
 use crate::operators::join::{JoinLayout, JoinSpec, SortMergeJoin, SymmetricHashJoin};
+use crate::operators::live::kafka::KafkaSinkSpec;
+use crate::operators::live::redis::RedisSinkSpec;
 use crate::operators::live::LiveSourceSpec;
 use crate::operators::{
     Agg, BatchFn, CollectSink, Collected, FileFormat, FileSinkSpec, Filter, IngestionTime,
@@ -890,6 +892,28 @@ impl Stream {
             fac,
             single.then_some(1),
         );
+        Ok(())
+    }
+
+    /// Produces every row to a Kafka topic as one JSON object per record
+    /// (at-least-once; see [`KafkaSinkSpec`]). Checks the key and timestamp
+    /// columns and that the topic exists now.
+    pub fn sink_kafka(&self, spec: KafkaSinkSpec) -> Result<()> {
+        let sink = spec.prepare(&self.schema)?;
+        let fac: OperatorFactory =
+            Arc::new(move |info: &TaskInfo| Ok(Box::new(sink.create(info)?) as Box<dyn Operator>));
+        self.sink("kafka_sink", fac, None);
+        Ok(())
+    }
+
+    /// Appends every row to a Redis stream as one entry holding the JSON
+    /// object (at-least-once; see [`RedisSinkSpec`]). Checks the server now.
+    pub fn sink_redis(&self, spec: RedisSinkSpec) -> Result<()> {
+        spec.check()?;
+        let spec = Arc::new(spec);
+        let fac: OperatorFactory =
+            Arc::new(move |_: &TaskInfo| Ok(Box::new(spec.create()?) as Box<dyn Operator>));
+        self.sink("redis_sink", fac, None);
         Ok(())
     }
 

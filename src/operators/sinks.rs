@@ -234,7 +234,7 @@ impl Drop for StagedDir {
 /// JSON output needs time zones as offsets (named zones need a time-zone
 /// database weir does not ship): UTC becomes `+00:00`; other named zones are
 /// written as plain UTC instants (the stored values are UTC anyway).
-fn json_compatible(batch: &RecordBatch) -> Result<RecordBatch> {
+pub(crate) fn json_compatible(batch: &RecordBatch) -> Result<RecordBatch> {
     let needs = |tz: &str| !(tz.starts_with('+') || tz.starts_with('-'));
     let fixes = batch
         .schema()

@@ -2,6 +2,8 @@
 //! per-split lateness rule every oracle applies first.
 #![allow(dead_code)]
 
+pub mod brokers;
+
 use arrow_array::{Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use proptest::prelude::*;

@@ -19,8 +19,10 @@
 pub mod clock;
 pub mod decode;
 pub mod dir;
+pub mod kafka;
 pub mod lines;
 pub mod memory;
+pub mod redis;
 
 pub use clock::PartitionClock;
 pub use decode::{dead_letter_schema, DeadLetter, JsonDecoder, Position, RawRecord};

@@ -1,0 +1,575 @@
+//! Kafka end to end against a real (tansu) broker: the sink writes, the
+//! source reads back; offsets resume exactly; windows over a topic match
+//! the same job over memory and a brute-force oracle computed from the
+//! partitions as read by a plain client; malformed records; a broker that
+//! dies; start from a timestamp.
+
+mod common;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::RecordBatch;
+use common::brokers::{produce_raw, read_partition, Tansu};
+use common::{Row, Split};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir::operators::live::kafka::{create_topic, KafkaSinkSpec, KafkaSourceConfig};
+use weir::operators::live::{OnError, Position, StartFrom};
+use weir::{Agg, ExecConfig, Job, TumblingWindow, WatermarkStrategy};
+
+/// `n` rows from `first` on: keys 0..20, time advancing ~5 ms a row, most
+/// rows up to 100 ms behind, one in 20 up to 3 s behind (late at a 200 ms
+/// delay). `value` is the row's index, unique.
+fn rows(first: usize, n: usize) -> Vec<Row> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ first as u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        state >> 33
+    };
+    let mut clock = 1_700_000_000_000i64 + first as i64 * 5;
+    (first..first + n)
+        .map(|i| {
+            clock += (next() % 10) as i64;
+            let behind = if next() % 20 == 0 {
+                (next() % 3000) as i64
+            } else {
+                (next() % 100) as i64
+            };
+            Row {
+                key: (next() % 20) as i64,
+                ts: clock - behind,
+                value: i as i64,
+                speed: (next() % 1000) as f64 / 8.0,
+            }
+        })
+        .collect()
+}
+
+/// key, ts, value (speed is value-derived noise: compared too).
+type Key = (i64, i64, i64, u64);
+
+fn keys_of(rows: &[Row]) -> Vec<Key> {
+    let mut v: Vec<Key> = rows
+        .iter()
+        .map(|r| (r.key, r.ts, r.value, r.speed.to_bits()))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+fn keys_of_batches(batches: &[RecordBatch]) -> Vec<Key> {
+    let mut v = Vec::new();
+    for b in batches {
+        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+        let (k, t, x, s) = (col("key"), col("ts"), col("value"), col("speed"));
+        let (k, t, x) = (
+            k.as_primitive::<Int64Type>(),
+            t.as_primitive::<Int64Type>(),
+            x.as_primitive::<Int64Type>(),
+        );
+        let s = s.as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            v.push((k.value(i), t.value(i), x.value(i), s.value(i).to_bits()));
+        }
+    }
+    v.sort_unstable();
+    v
+}
+
+/// Writes `rows` to `topic` through the Kafka sink (keyed by `key`, record
+/// timestamps from `ts`), `splits` source splits at `parallelism`.
+fn produce(brokers: &[String], topic: &str, rows: &[Row], splits: usize, parallelism: usize) {
+    let per = rows.len().div_ceil(splits.max(1)).max(1);
+    let splits: Vec<Vec<RecordBatch>> = rows
+        .chunks(per)
+        .map(|c| c.chunks(1000).map(common::to_batch).collect())
+        .collect();
+    let job = Job::new();
+    job.from_batches(common::schema(), splits)
+        .unwrap()
+        .sink_kafka(
+            KafkaSinkSpec::new(brokers.iter().cloned(), topic)
+                .with_key("key")
+                .with_timestamp_column("ts")
+                .with_batch_records(2000),
+        )
+        .unwrap();
+    job.run(&ExecConfig::batch().with_parallelism(parallelism))
+        .unwrap();
+}
+
+/// Runs `f` on its own thread; fails the test if it takes longer than `secs`
+/// (a bounded read that never ends must not hang the suite).
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("did not finish within {secs} s"),
+    }
+}
+
+/// Asserts two sorted row lists are equal, printing counts and the first
+/// difference rather than both lists.
+fn same<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T], context: &str) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(a, b)| a != b);
+        let at = first.unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{context}: {} rows, expected {}; first difference at {at}: {:?} vs {:?}",
+            got.len(),
+            want.len(),
+            got.get(at),
+            want.get(at)
+        );
+    }
+}
+
+fn source(brokers: &[String], topic: &str) -> KafkaSourceConfig {
+    KafkaSourceConfig::new(brokers.iter().cloned(), topic)
+        .with_bounded(true)
+        .with_timeout(Duration::from_secs(5))
+}
+
+/// Reads a topic with a bounded job; returns the rows and the positions reached.
+fn consume(
+    config: KafkaSourceConfig,
+    parallelism: usize,
+) -> (Vec<RecordBatch>, BTreeMap<String, Position>) {
+    within(60, move || {
+        let spec = config.into_spec(common::schema()).unwrap();
+        let positions = spec.positions();
+        let job = Job::new();
+        let out = job.live_source(spec).collect().unwrap();
+        job.run(&ExecConfig::pipelined().with_parallelism(parallelism))
+            .unwrap();
+        let positions = positions.lock().unwrap().clone();
+        (out.batches(), positions)
+    })
+}
+
+#[test]
+fn rows_written_by_the_sink_come_back_as_the_same_multiset() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "orders", 3).unwrap();
+    let input = rows(0, 20_000);
+    produce(&brokers, "orders", &input, 2, 2);
+    // every partition got rows, each key stays in one partition (murmur2 of the key)
+    let mut partition_of_key: BTreeMap<i64, i32> = BTreeMap::new();
+    let mut total = 0;
+    for p in 0..3 {
+        let records = read_partition(&brokers, "orders", p);
+        assert!(!records.is_empty(), "partition {p} is empty");
+        total += records.len();
+        for (_, _, value) in records {
+            let v: serde_json::Value = serde_json::from_slice(&value).unwrap();
+            let key = v["key"].as_i64().unwrap();
+            assert_eq!(*partition_of_key.entry(key).or_insert(p), p, "key {key}");
+            let want = weir::operators::live::kafka::kafka_partition(&key.to_string(), 3);
+            assert_eq!(want as i32, p, "key {key} is not where Kafka would put it");
+        }
+    }
+    assert_eq!(total, input.len());
+    for parallelism in [1, 2, 3] {
+        let (got, positions) = consume(source(&brokers, "orders"), parallelism);
+        same(
+            &keys_of_batches(&got),
+            &keys_of(&input),
+            &format!("p={parallelism}"),
+        );
+        let ends: i64 = positions
+            .values()
+            .map(|p| match p {
+                Position::Offset(o) => *o,
+                other => panic!("{other:?}"),
+            })
+            .sum();
+        assert_eq!(ends, input.len() as i64);
+        assert_eq!(
+            positions.keys().cloned().collect::<Vec<_>>(),
+            ["orders/0", "orders/1", "orders/2"]
+        );
+    }
+}
+
+#[test]
+fn a_restart_from_stored_positions_reads_exactly_the_new_rows() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "events", 3).unwrap();
+    let first = rows(0, 10_000);
+    produce(&brokers, "events", &first, 1, 1);
+    let (got, positions) = consume(source(&brokers, "events"), 2);
+    same(&keys_of_batches(&got), &keys_of(&first), "first read");
+
+    let second = rows(10_000, 5_000);
+    produce(&brokers, "events", &second, 2, 2);
+    let resumed = source(&brokers, "events").with_start(StartFrom::Positions(positions.clone()));
+    let (got, after) = consume(resumed, 3);
+    same(&keys_of_batches(&got), &keys_of(&second), "resumed read");
+    // positions moved by exactly the new records
+    let sum = |m: &BTreeMap<String, Position>| -> i64 {
+        m.values()
+            .map(|p| match p {
+                Position::Offset(o) => *o,
+                other => panic!("{other:?}"),
+            })
+            .sum()
+    };
+    assert_eq!(sum(&after) - sum(&positions), 5_000);
+    // and resuming from there reads nothing
+    let (got, _) = consume(
+        source(&brokers, "events").with_start(StartFrom::Positions(after)),
+        1,
+    );
+    assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    // latest: nothing either, but the positions are the end offsets
+    let (got, latest) = consume(source(&brokers, "events").with_start(StartFrom::Latest), 1);
+    assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    assert_eq!(sum(&latest), 15_000);
+}
+
+/// (key, window_start, sum(value), count, avg(speed) bits rounded)
+type WindowRow = (i64, i64, i64, i64, i64);
+
+fn window_rows(batches: &[RecordBatch]) -> Vec<WindowRow> {
+    let mut v = Vec::new();
+    for b in batches {
+        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+        let (k, s, sum, n, avg) = (
+            col("key"),
+            col("window_start"),
+            col("sum_value"),
+            col("n"),
+            col("avg_speed"),
+        );
+        for i in 0..b.num_rows() {
+            v.push((
+                k.as_primitive::<Int64Type>().value(i),
+                s.as_primitive::<Int64Type>().value(i),
+                sum.as_primitive::<Int64Type>().value(i),
+                n.as_primitive::<Int64Type>().value(i),
+                (avg.as_primitive::<Float64Type>().value(i) * 1e6).round() as i64,
+            ));
+        }
+    }
+    v.sort_unstable();
+    v
+}
+
+fn windowed(stream: weir::Stream) -> weir::Collected {
+    stream
+        .assign_timestamps(
+            "ts",
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(200)),
+        )
+        .unwrap()
+        .key_by(["key"])
+        .unwrap()
+        .window(TumblingWindow::of(Duration::from_secs(1)))
+        .aggregate([
+            Agg::sum("value").alias("sum_value"),
+            Agg::count().alias("n"),
+            Agg::avg("speed").alias("avg_speed"),
+        ])
+        .unwrap()
+        .collect()
+        .unwrap()
+}
+
+#[test]
+fn a_window_over_a_topic_equals_the_same_job_over_memory_and_the_oracle() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "readings", 3).unwrap();
+    produce(&brokers, "readings", &rows(0, 12_000), 3, 2);
+
+    // the partitions as a plain client reads them, decoded with serde_json
+    let splits: Vec<Split> = (0..3)
+        .map(|p| Split {
+            rows: read_partition(&brokers, "readings", p)
+                .into_iter()
+                .map(|(_, _, value)| {
+                    let v: serde_json::Value = serde_json::from_slice(&value).unwrap();
+                    Row {
+                        key: v["key"].as_i64().unwrap(),
+                        ts: v["ts"].as_i64().unwrap(),
+                        value: v["value"].as_i64().unwrap(),
+                        speed: v["speed"].as_f64().unwrap(),
+                    }
+                })
+                .collect(),
+            cuts: vec![700, 1300],
+        })
+        .collect();
+    let (admitted, late) = common::admitted(&splits, 200, 0);
+    assert!(late > 0, "the data must contain late rows");
+    let mut oracle: BTreeMap<(i64, i64), (i64, i64, f64)> = BTreeMap::new();
+    for r in &admitted {
+        let e = oracle
+            .entry((r.key, r.ts - r.ts.rem_euclid(1000)))
+            .or_default();
+        e.0 += r.value;
+        e.1 += 1;
+        e.2 += r.speed;
+    }
+    let oracle: Vec<WindowRow> = oracle
+        .into_iter()
+        .map(|((k, s), (sum, n, speed))| (k, s, sum, n, (speed / n as f64 * 1e6).round() as i64))
+        .collect();
+
+    // the same job over memory, one split per partition
+    let job = Job::new();
+    let memory = windowed(
+        job.from_batches(
+            common::schema(),
+            splits.iter().map(common::batches_of).collect(),
+        )
+        .unwrap(),
+    );
+    let m = job
+        .run(&ExecConfig::pipelined().with_parallelism(2))
+        .unwrap();
+    assert_eq!(m.late_rows, late);
+    same(&window_rows(&memory.batches()), &oracle, "memory");
+
+    for parallelism in [1, 3] {
+        let brokers = brokers.clone();
+        let (m, out) = within(60, move || {
+            let spec = source(&brokers, "readings")
+                .into_spec(common::schema())
+                .unwrap();
+            let job = Job::new();
+            let out = windowed(job.live_source(spec));
+            let m = job
+                .run(&ExecConfig::pipelined().with_parallelism(parallelism))
+                .unwrap();
+            (m.late_rows, window_rows(&out.batches()))
+        });
+        assert_eq!(m, late, "p={parallelism}");
+        same(&out, &oracle, &format!("kafka p={parallelism}"));
+    }
+}
+
+#[test]
+fn malformed_records_go_to_dead_letters_or_fail_naming_topic_partition_and_offset() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "mixed", 2).unwrap();
+    let good = |i: i64| format!(r#"{{"key":{i},"ts":{i},"value":{i},"speed":1.5}}"#);
+    let (g0, g1, g2, g3) = (good(0), good(1), good(2), good(3));
+    produce_raw(
+        &brokers,
+        "mixed",
+        0,
+        &[
+            (g0.as_bytes(), 1),
+            (b"not json", 2),
+            (br#"{"key":"seven","ts":3,"value":3,"speed":1.0}"#, 3),
+            (g1.as_bytes(), 4),
+        ],
+    );
+    produce_raw(
+        &brokers,
+        "mixed",
+        1,
+        &[
+            (g2.as_bytes(), 5),
+            (br#"{"key":4,"ts":"#, 6),
+            (g3.as_bytes(), 7),
+        ],
+    );
+    let b = brokers.clone();
+    let (bad_records, good_rows, bad) = within(60, move || {
+        let spec = source(&b, "mixed")
+            .into_spec(common::schema())
+            .unwrap()
+            .with_on_error(OnError::DeadLetter);
+        let job = Job::new();
+        let rows = job.live_source(spec);
+        let bad = rows.dead_letters().unwrap().collect().unwrap();
+        let good_rows = rows.collect().unwrap();
+        let m = job
+            .run(&ExecConfig::pipelined().with_parallelism(2))
+            .unwrap();
+        (m.bad_records, good_rows, bad)
+    });
+    assert_eq!(bad_records, 3);
+    let values: Vec<i64> = keys_of_batches(&good_rows.batches())
+        .iter()
+        .map(|k| k.2)
+        .collect();
+    assert_eq!(values, vec![0, 1, 2, 3]);
+    let mut letters = Vec::new();
+    for b in bad.batches() {
+        for i in 0..b.num_rows() {
+            letters.push((
+                b.column(1).as_string::<i32>().value(i).to_string(),
+                b.column(2).as_string::<i32>().value(i).to_string(),
+                b.column(4).as_string::<i32>().value(i).to_string(),
+            ));
+        }
+    }
+    letters.sort();
+    assert_eq!(
+        letters,
+        vec![
+            ("mixed/0".into(), "1".into(), "not json".into()),
+            (
+                "mixed/0".into(),
+                "2".into(),
+                r#"{"key":"seven","ts":3,"value":3,"speed":1.0}"#.into()
+            ),
+            ("mixed/1".into(), "1".into(), r#"{"key":4,"ts":"#.into()),
+        ]
+    );
+
+    // the default policy stops the job at the first bad record of a partition
+    let err = within(60, move || {
+        let spec = source(&brokers, "mixed")
+            .into_spec(common::schema())
+            .unwrap();
+        let job = Job::new();
+        job.live_source(spec).collect().unwrap();
+        job.run(&ExecConfig::pipelined().with_parallelism(2))
+            .unwrap_err()
+            .to_string()
+    });
+    let names_one = (err.contains("partition mixed/0") && err.contains("position 1"))
+        || (err.contains("partition mixed/1") && err.contains("position 1"));
+    assert!(names_one && err.contains("kafka mixed@"), "{err}");
+}
+
+#[test]
+fn a_broker_that_dies_mid_run_fails_the_job_within_the_timeout() {
+    let mut tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "doomed", 2).unwrap();
+    produce(&brokers, "doomed", &rows(0, 2_000), 1, 1);
+    let spec = KafkaSourceConfig::new(brokers.iter().cloned(), "doomed")
+        .with_timeout(Duration::from_secs(2))
+        .into_spec(common::schema())
+        .unwrap();
+    assert!(!spec.is_bounded());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let job = Job::new();
+            job.live_source(spec)
+                .map_batches(move |b| {
+                    seen.fetch_add(b.num_rows(), Ordering::Relaxed);
+                    Ok(b)
+                })
+                .collect()
+                .unwrap();
+            let _ = tx.send(job.run(&ExecConfig::pipelined().with_parallelism(2)));
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.load(Ordering::Relaxed) < 2_000 {
+        assert!(Instant::now() < deadline, "the job read nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let killed = Instant::now();
+    tansu.kill();
+    let result = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the job hung after the broker died");
+    let err = result.expect_err("an unbounded job cannot succeed without its broker");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("kafka {} topic doomed partition", tansu.addr)),
+        "{msg}"
+    );
+    eprintln!("after {:?}: {msg}", killed.elapsed());
+    assert!(killed.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn start_from_timestamp_gives_exactly_the_rows_at_or_after_it() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "timed", 3).unwrap();
+    // sorted by time and written by one sink subtask: timestamps rise per partition
+    let mut input = rows(0, 9_000);
+    input.sort_by_key(|r| (r.ts, r.value));
+    produce(&brokers, "timed", &input, 1, 1);
+    let t = input[4_321].ts;
+    // the oracle reads the broker timestamps with a plain client
+    let mut want = 0;
+    for p in 0..3 {
+        let records = read_partition(&brokers, "timed", p);
+        assert!(records.windows(2).all(|w| w[0].1 <= w[1].1));
+        want += records.iter().filter(|r| r.1 >= t).count();
+    }
+    let expected: Vec<Row> = input.iter().filter(|r| r.ts >= t).cloned().collect();
+    assert_eq!(want, expected.len());
+    for parallelism in [1, 3] {
+        let (got, _) = consume(
+            source(&brokers, "timed").with_start(StartFrom::Timestamp(t)),
+            parallelism,
+        );
+        same(
+            &keys_of_batches(&got),
+            &keys_of(&expected),
+            &format!("p={parallelism}"),
+        );
+    }
+}
+
+/// Ingest throughput (release build, run by hand):
+/// `cargo test --release --test kafka -- --ignored --nocapture ingest`
+#[test]
+#[ignore]
+fn ingest_throughput() {
+    let n: usize = std::env::var("WEIR_INGEST_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "ingest", 3).unwrap();
+    let input = rows(0, n);
+    let started = Instant::now();
+    produce(&brokers, "ingest", &input, 2, 2);
+    let produced = started.elapsed();
+    drop(input);
+    for parallelism in [1, 3] {
+        let counted = Arc::new(AtomicUsize::new(0));
+        let c = counted.clone();
+        let spec = source(&brokers, "ingest")
+            .into_spec(common::schema())
+            .unwrap();
+        let job = Job::new();
+        job.live_source(spec)
+            .map_batches(move |b| {
+                c.fetch_add(b.num_rows(), Ordering::Relaxed);
+                Ok(b.slice(0, 0))
+            })
+            .collect()
+            .unwrap();
+        let started = Instant::now();
+        job.run(&ExecConfig::pipelined().with_parallelism(parallelism))
+            .unwrap();
+        let read = started.elapsed();
+        assert_eq!(counted.load(Ordering::Relaxed), n);
+        println!(
+            "kafka (tansu, 3 partitions): sink {n} rows in {:.2} s = {:.0} rows/s; \
+             source p={parallelism}: {:.2} s = {:.0} rows/s",
+            produced.as_secs_f64(),
+            n as f64 / produced.as_secs_f64(),
+            read.as_secs_f64(),
+            n as f64 / read.as_secs_f64()
+        );
+    }
+}

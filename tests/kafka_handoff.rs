@@ -1,0 +1,153 @@
+//! The hybrid source over a real broker: history from Parquet before the
+//! hand-off time T, then a (tansu) Kafka topic from T. For several T, at
+//! parallelism 1 and 3, the windows equal those of the same job over the
+//! whole history, which equal a brute-force oracle.
+
+mod common;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::RecordBatch;
+use common::brokers::Tansu;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use weir::cli::demo::{generate_obd, obd_schema, write_parquet_dir, DEMO_EPOCH_MS};
+use weir::operators::live::kafka::{create_topic, KafkaSinkSpec, KafkaSourceConfig};
+use weir::operators::live::StartFrom;
+use weir::operators::ParquetSourceSpec;
+use weir::{Agg, ExecConfig, Job, TumblingWindow, WatermarkStrategy};
+
+const WINDOW_MS: i64 = 5_000;
+/// Longer than the generator's worst delay (90 s): no row is late anywhere.
+const DELAY: Duration = Duration::from_secs(100);
+
+/// (vehicle, window start) -> (rows, sum of speed * 100).
+type Windows = BTreeMap<(i64, i64), (i64, i64)>;
+
+fn windows(batches: &[RecordBatch]) -> Windows {
+    let mut out = Windows::new();
+    for b in batches {
+        let int = |name: &str| {
+            let c = b.column_by_name(name).unwrap();
+            arrow_cast::cast(c, &arrow_schema::DataType::Int64).unwrap()
+        };
+        let (v, start, n, sum) = (
+            int("vehicle_id"),
+            int("window_start"),
+            int("n"),
+            int("centi"),
+        );
+        for i in 0..b.num_rows() {
+            let key = (
+                v.as_primitive::<Int64Type>().value(i),
+                start.as_primitive::<Int64Type>().value(i),
+            );
+            let val = (
+                n.as_primitive::<Int64Type>().value(i),
+                sum.as_primitive::<Int64Type>().value(i),
+            );
+            assert!(out.insert(key, val).is_none(), "window fired twice");
+        }
+    }
+    out
+}
+
+fn run(stream: weir::Stream, job: &Job, parallelism: usize) -> Windows {
+    let out = stream
+        .assign_timestamps(
+            "event_time",
+            WatermarkStrategy::bounded_out_of_orderness(DELAY),
+        )
+        .unwrap()
+        .with_column(
+            "c",
+            weir::col("speed")
+                .mul(weir::lit(100.0))
+                .cast(arrow_schema::DataType::Int64),
+        )
+        .unwrap()
+        .key_by(["vehicle_id"])
+        .unwrap()
+        .window(TumblingWindow::of(Duration::from_millis(WINDOW_MS as u64)))
+        .aggregate([Agg::count().alias("n"), Agg::sum("c").alias("centi")])
+        .unwrap()
+        .collect()
+        .unwrap();
+    let m = job
+        .run(&ExecConfig::pipelined().with_parallelism(parallelism))
+        .unwrap();
+    assert_eq!(m.late_rows, 0);
+    windows(&out.batches())
+}
+
+#[test]
+fn parquet_history_then_kafka_from_the_hand_off_equals_the_whole_history() {
+    let broker = Tansu::start();
+    let brokers = broker.brokers();
+    let batches = generate_obd(6, 40, 9, 113);
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history");
+    write_parquet_dir(&history, &batches, 2, 150).unwrap();
+    // the broker holds the same rows, record timestamps = event times
+    create_topic(&brokers, "obd", 3).unwrap();
+    let job = Job::new();
+    job.from_batches(obd_schema(), vec![batches.clone()])
+        .unwrap()
+        .sink_kafka(
+            KafkaSinkSpec::new(brokers.clone(), "obd")
+                .with_key("vehicle_id")
+                .with_timestamp_column("event_time"),
+        )
+        .unwrap();
+    job.run(&ExecConfig::pipelined().with_parallelism(1))
+        .unwrap();
+
+    // oracle: brute force over the generated rows
+    let mut oracle = Windows::new();
+    for b in &batches {
+        let v = b.column(0).as_primitive::<Int64Type>();
+        let t = b
+            .column(1)
+            .as_primitive::<arrow_array::types::TimestampMillisecondType>();
+        let s = b
+            .column(2)
+            .as_primitive::<arrow_array::types::Float64Type>();
+        for i in 0..b.num_rows() {
+            let e = oracle
+                .entry((v.value(i), t.value(i).div_euclid(WINDOW_MS) * WINDOW_MS))
+                .or_default();
+            e.0 += 1;
+            e.1 += (s.value(i) * 100.0) as i64;
+        }
+    }
+    let whole = {
+        let job = Job::new();
+        let s = job.parquet(&history).unwrap();
+        run(s, &job, 2)
+    };
+    assert_eq!(whole, oracle, "whole history vs oracle");
+
+    for handoff_ms in [0, 13_137, 27_500, 45_000] {
+        let handoff = DEMO_EPOCH_MS + handoff_ms;
+        for parallelism in [1, 3] {
+            let spec = KafkaSourceConfig::new(brokers.clone(), "obd")
+                .with_start(StartFrom::Timestamp(handoff))
+                .with_bounded(true)
+                .into_spec(obd_schema())
+                .unwrap()
+                .with_history(
+                    ParquetSourceSpec::try_new(std::slice::from_ref(&history)).unwrap(),
+                    "event_time",
+                    handoff,
+                )
+                .unwrap();
+            let job = Job::new();
+            let s = job.live_source(spec);
+            let got = run(s, &job, parallelism);
+            assert_eq!(
+                got, oracle,
+                "hand-off at +{handoff_ms} ms, parallelism {parallelism}"
+            );
+        }
+    }
+}
