@@ -83,6 +83,18 @@ fn keys_of_batches(batches: &[RecordBatch]) -> Vec<Key> {
 /// Writes `rows` to `topic` through the Kafka sink (keyed by `key`, record
 /// timestamps from `ts`), `splits` source splits at `parallelism`.
 fn produce(brokers: &[String], topic: &str, rows: &[Row], splits: usize, parallelism: usize) {
+    produce_with(brokers, topic, rows, splits, parallelism, 2000)
+}
+
+/// [`produce`] with `batch_records` records per produce request.
+fn produce_with(
+    brokers: &[String],
+    topic: &str,
+    rows: &[Row],
+    splits: usize,
+    parallelism: usize,
+    batch_records: usize,
+) {
     let per = rows.len().div_ceil(splits.max(1)).max(1);
     let splits: Vec<Vec<RecordBatch>> = rows
         .chunks(per)
@@ -95,7 +107,7 @@ fn produce(brokers: &[String], topic: &str, rows: &[Row], splits: usize, paralle
             KafkaSinkSpec::new(brokers.iter().cloned(), topic)
                 .with_key("key")
                 .with_timestamp_column("ts")
-                .with_batch_records(2000),
+                .with_batch_records(batch_records),
         )
         .unwrap();
     job.run(&ExecConfig::batch().with_parallelism(parallelism))
@@ -541,7 +553,8 @@ fn ingest_throughput() {
     create_topic(&brokers, "ingest", 3).unwrap();
     let input = rows(0, n);
     let started = Instant::now();
-    produce(&brokers, "ingest", &input, 2, 2);
+    // the sink's default batch size (10 000 records per request)
+    produce_with(&brokers, "ingest", &input, 2, 2, 10_000);
     let produced = started.elapsed();
     drop(input);
     for parallelism in [1, 3] {

@@ -740,29 +740,80 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Produces the buffers of partitions holding at least `min` records.
+    /// Produces the buffers of partitions holding at least `min` records:
+    /// the partitions concurrently, each one's chunks in order.
     fn flush(&mut self, min: usize) -> Result<()> {
         let size = self.sink.spec.batch_records;
+        let timeout = self.kafka.timeout;
+        let mut work = Vec::new();
         for (p, buf) in self.buffers.iter_mut().enumerate() {
-            if buf.is_empty() || buf.len() < min {
-                continue;
+            if !buf.is_empty() && buf.len() >= min {
+                let records = std::mem::take(buf);
+                self.buffered -= records.len();
+                work.push((p, records));
             }
-            let records = std::mem::take(buf);
-            self.buffered -= records.len();
-            let mut records = records.into_iter().peekable();
-            while records.peek().is_some() {
-                let chunk: Vec<Record> = records.by_ref().take(size).collect();
-                let client = &self.clients[p];
-                self.kafka.call(
-                    Some(p as i32),
-                    "produce",
-                    Duration::ZERO,
-                    client.produce(chunk, Compression::NoCompression),
-                )?;
+        }
+        if work.is_empty() {
+            return Ok(());
+        }
+        let clients = &self.clients;
+        let tasks: Vec<ProduceTask<'_>> = work
+            .into_iter()
+            .map(|(p, records)| {
+                Box::pin(async move {
+                    let mut records = records.into_iter().peekable();
+                    while records.peek().is_some() {
+                        let chunk: Vec<Record> = records.by_ref().take(size).collect();
+                        let produce = clients[p].produce(chunk, Compression::NoCompression);
+                        match tokio::time::timeout(timeout, produce).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => return Err((p, e.to_string())),
+                            Err(_) => {
+                                return Err((p, format!("no answer within {timeout:?}")));
+                            }
+                        }
+                    }
+                    Ok(())
+                }) as ProduceTask<'_>
+            })
+            .collect();
+        for result in self.kafka.rt.block_on(join_all(tasks)) {
+            if let Err((p, message)) = result {
+                return Err(Error::Connector {
+                    endpoint: self.kafka.endpoint(Some(p as i32)),
+                    message: format!("produce: {message}"),
+                });
             }
         }
         Ok(())
     }
+}
+
+/// One partition's produce calls: its index and message on failure.
+type ProduceTask<'a> =
+    std::pin::Pin<Box<dyn Future<Output = std::result::Result<(), (usize, String)>> + 'a>>;
+
+/// Runs futures concurrently on the current task; their outputs in order.
+async fn join_all<T>(mut futures: Vec<std::pin::Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
+    let mut done: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(done.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
 }
 
 impl Operator for KafkaSink {
