@@ -660,6 +660,12 @@ impl KafkaSinkSpec {
         self
     }
 
+    /// Most time a record waits for its batch to fill (pipelined runs).
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
     /// Bound on every broker call.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
