@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::operators::live::kafka::{create_topic, KafkaSinkSpec, KafkaSourceConfig};
 use weir::operators::live::{OnError, Position, StartFrom};
-use weir::{Agg, ExecConfig, Job, TumblingWindow, WatermarkStrategy};
+use weir::{Agg, ExecConfig, ExecMode, Job, TumblingWindow, WatermarkStrategy};
 
 /// `n` rows from `first` on: keys 0..20, time advancing ~5 ms a row, most
 /// rows up to 100 ms behind, one in 20 up to 3 s behind (late at a 200 ms
@@ -83,6 +83,27 @@ fn keys_of_batches(batches: &[RecordBatch]) -> Vec<Key> {
 /// Writes `rows` to `topic` through the Kafka sink (keyed by `key`, record
 /// timestamps from `ts`), `splits` source splits at `parallelism`.
 fn produce(brokers: &[String], topic: &str, rows: &[Row], splits: usize, parallelism: usize) {
+    produce_with(
+        brokers,
+        topic,
+        rows,
+        splits,
+        parallelism,
+        2000,
+        ExecMode::Batch,
+    )
+}
+
+/// [`produce`] with `batch_records` records per produce request.
+fn produce_with(
+    brokers: &[String],
+    topic: &str,
+    rows: &[Row],
+    splits: usize,
+    parallelism: usize,
+    batch_records: usize,
+    mode: ExecMode,
+) {
     let per = rows.len().div_ceil(splits.max(1)).max(1);
     let splits: Vec<Vec<RecordBatch>> = rows
         .chunks(per)
@@ -95,10 +116,10 @@ fn produce(brokers: &[String], topic: &str, rows: &[Row], splits: usize, paralle
             KafkaSinkSpec::new(brokers.iter().cloned(), topic)
                 .with_key("key")
                 .with_timestamp_column("ts")
-                .with_batch_records(2000),
+                .with_batch_records(batch_records),
         )
         .unwrap();
-    job.run(&ExecConfig::batch().with_parallelism(parallelism))
+    job.run(&ExecConfig::new(mode).with_parallelism(parallelism))
         .unwrap();
 }
 
@@ -210,8 +231,9 @@ fn a_restart_from_stored_positions_reads_exactly_the_new_rows() {
     let (got, positions) = consume(source(&brokers, "events"), 2);
     same(&keys_of_batches(&got), &keys_of(&first), "first read");
 
+    // pipelined this time: the sink also flushes on its linger timer
     let second = rows(10_000, 5_000);
-    produce(&brokers, "events", &second, 2, 2);
+    produce_with(&brokers, "events", &second, 2, 2, 3000, ExecMode::Pipelined);
     let resumed = source(&brokers, "events").with_start(StartFrom::Positions(positions.clone()));
     let (got, after) = consume(resumed, 3);
     same(&keys_of_batches(&got), &keys_of(&second), "resumed read");
@@ -449,6 +471,75 @@ fn malformed_records_go_to_dead_letters_or_fail_naming_topic_partition_and_offse
 }
 
 #[test]
+fn a_stopped_unbounded_job_drains_and_its_positions_resume_after_what_it_emitted() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "live", 3).unwrap();
+    create_topic(&brokers, "live_copy", 2).unwrap();
+    let first = rows(0, 3_000);
+    produce(&brokers, "live", &first, 1, 1);
+    let stop = weir::operator::StopSignal::new();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (b, s, st) = (brokers.clone(), seen.clone(), stop.clone());
+    let run = std::thread::spawn(move || {
+        let spec = KafkaSourceConfig::new(b.iter().cloned(), "live")
+            .into_spec(common::schema())
+            .unwrap();
+        let positions = spec.positions();
+        let job = Job::new();
+        let rows = job.live_source(spec).map_batches(move |b| {
+            s.fetch_add(b.num_rows(), Ordering::Relaxed);
+            Ok(b)
+        });
+        // requests far larger than the input: only the linger timer flushes
+        rows.sink_kafka(
+            KafkaSinkSpec::new(b.iter().cloned(), "live_copy")
+                .with_batch_records(1_000_000)
+                .with_linger(Duration::from_millis(50)),
+        )
+        .unwrap();
+        let out = rows.collect().unwrap();
+        job.run(&ExecConfig::pipelined().with_parallelism(2).with_stop(st))
+            .unwrap();
+        let positions = positions.lock().unwrap().clone();
+        (out.batches(), positions)
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.load(Ordering::Relaxed) < first.len() {
+        assert!(Instant::now() < deadline, "the job did not read the topic");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // the copy shows up while the job still runs
+    let copied = || -> usize {
+        (0..2)
+            .map(|p| read_partition(&brokers, "live_copy", p).len())
+            .sum()
+    };
+    while copied() < first.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the sink did not flush on its timer"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.stop();
+    let (got, positions) = within(30, move || run.join().unwrap());
+    same(&keys_of_batches(&got), &keys_of(&first), "until stopped");
+    assert_eq!(copied(), first.len(), "the copy holds each row once");
+    let second = rows(3_000, 1_000);
+    produce(&brokers, "live", &second, 1, 1);
+    let (got, _) = consume(
+        source(&brokers, "live").with_start(StartFrom::Positions(positions)),
+        1,
+    );
+    same(
+        &keys_of_batches(&got),
+        &keys_of(&second),
+        "after the restart",
+    );
+}
+
+#[test]
 fn a_broker_that_dies_mid_run_fails_the_job_within_the_timeout() {
     let mut tansu = Tansu::start();
     let brokers = tansu.brokers();
@@ -541,7 +632,8 @@ fn ingest_throughput() {
     create_topic(&brokers, "ingest", 3).unwrap();
     let input = rows(0, n);
     let started = Instant::now();
-    produce(&brokers, "ingest", &input, 2, 2);
+    // the sink's default batch size (10 000 records per request)
+    produce_with(&brokers, "ingest", &input, 2, 2, 10_000, ExecMode::Batch);
     let produced = started.elapsed();
     drop(input);
     for parallelism in [1, 3] {

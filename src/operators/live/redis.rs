@@ -19,8 +19,9 @@
 //! Every connection has connect, read and write timeouts; a server that
 //! goes away is retried until the timeout, then the job fails with
 //! [`Error::Connector`] naming `redis URL key`. Resuming is exact (reading
-//! after an id is idempotent); the sink is at-least-once (a pipeline that
-//! failed half-way is re-sent whole by a re-run).
+//! after an id is idempotent); the sink is at-least-once (a pipeline cut
+//! off by a dropped connection is re-sent whole, and a failed job re-run
+//! appends its rows again).
 
 use super::{Connector, Fetch, LiveSourceSpec, Position, RawRecord, StartFrom};
 use crate::error::{Error, Result};
