@@ -121,7 +121,11 @@ fn a_glob_selects_exactly_the_matching_files() {
     std::fs::write(root.join("date=2026-11-01/_SUCCESS"), b"").unwrap();
     std::fs::write(root.join("date=2026-11-01/.part-0.parquet.crc"), b"x").unwrap();
     type Wanted<'a> = &'a dyn Fn(&Path) -> bool;
-    let cases: [(&str, Wanted); 5] = [
+    let cases: [(&str, Wanted); 6] = [
+        // hidden and _ files are not matched by a wildcard
+        ("date=2026-11-01/*", &|p| {
+            p.to_str().unwrap().contains("2026-11-01")
+        }),
         ("date=2026-11-*/*.parquet", &|p| {
             p.to_str().unwrap().contains("2026-11-")
         }),
