@@ -17,7 +17,8 @@
 //! same partition keys. A partition key becomes an Int64 column if every
 //! value of it parses as an integer, else Utf8.
 //!
-//! Owns [`discover`], [`list_parquet_files`] and [`Partitions`]. May use
+//! Owns [`discover`], [`list_parquet_files`] (also used by `weir bench`'s
+//! scan) and [`Partitions`]. May use
 //! `crate::error`, the sibling `glob` module and arrow's schema types.
 
 use super::glob;
@@ -94,34 +95,14 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Found>> {
 
 /// The partition root (if partitions apply) and the files of one given path.
 fn resolve(given: &Path) -> Result<(Option<PathBuf>, Vec<PathBuf>)> {
-    match std::fs::metadata(given) {
-        Ok(meta) if meta.is_file() => return Ok((None, vec![given.to_path_buf()])),
-        Ok(_) => {
-            let mut files = Vec::new();
-            list_parquet_files(given, &mut files)?;
-            return Ok((Some(given.to_path_buf()), files));
-        }
-        Err(e) if !glob::has_wildcards(&given.to_string_lossy()) => {
-            return Err(Error::io(given, e))
-        }
-        Err(_) => {}
-    }
-    let (root, matched) = glob::expand(given)?;
     let mut files = Vec::new();
-    for m in matched {
-        if m.is_dir() {
-            list_parquet_files(&m, &mut files)?;
-        } else {
-            files.push(m);
-        }
-    }
-    if files.is_empty() {
-        return Err(Error::option(
-            "source.path",
-            format!("pattern `{}` matches no file", given.display()),
-        ));
-    }
-    Ok((Some(root), files))
+    list_parquet_files(given, &mut files)?;
+    let root = match std::fs::metadata(given) {
+        Ok(meta) if meta.is_file() => None,
+        Ok(_) => Some(given.to_path_buf()),
+        Err(_) => Some(glob::split(given).0),
+    };
+    Ok((root, files))
 }
 
 /// The `key=value` folders between `root` and `file`.
@@ -234,8 +215,31 @@ impl Partitions {
 
 /// Collects `*.parquet` files under `path` (or `path` itself), sorted.
 /// Hidden files and files starting with `_` (e.g. `_SUCCESS`) are skipped.
+/// A `path` that does not exist but has wildcards is a glob pattern: the
+/// files it matches, and the `*.parquet` files below the folders it
+/// matches; matching nothing is an error naming the pattern.
 pub fn list_parquet_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if !glob::has_wildcards(&path.to_string_lossy()) => return Err(Error::io(path, e)),
+        Err(_) => {
+            let matched = glob::expand(path)?;
+            if matched.is_empty() {
+                return Err(Error::option(
+                    "source.path",
+                    format!("pattern `{}` matches no file", path.display()),
+                ));
+            }
+            for m in matched {
+                if m.is_dir() {
+                    list_parquet_files(&m, out)?;
+                } else {
+                    out.push(m);
+                }
+            }
+            return Ok(());
+        }
+    };
     if meta.is_file() {
         out.push(path.to_path_buf());
         return Ok(());

@@ -11,8 +11,8 @@
 //! files, `_SUCCESS`) are matched only by a component that starts with the
 //! same character. `**` does not follow symbolic links to folders.
 //!
-//! Owns [`has_wildcards`], [`matches`] (one component) and [`expand`] (a
-//! whole path). May use `crate::error` and std only.
+//! Owns [`has_wildcards`], [`matches`] (one component), [`split`] (a
+//! pattern's root) and [`expand`] (a whole path). May use `crate::error` and std only.
 
 use crate::error::{Error, Result};
 use std::collections::BTreeSet;
@@ -147,11 +147,9 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     toks[p..].iter().all(|t| *t == Token::Star)
 }
 
-/// Expands a path pattern. Returns the root (the folders before the first
-/// component with a wildcard; empty for the current folder) and every
-/// existing path the pattern matches, sorted, each once. Files and folders
-/// both match; the caller decides what a matched folder means.
-pub fn expand(pattern: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
+/// The root of a pattern (the components before the first one with a
+/// wildcard; empty for the current folder) and the components after it.
+pub fn split(pattern: &Path) -> (PathBuf, Vec<String>) {
     let mut root = PathBuf::new();
     let mut rest: Vec<String> = Vec::new();
     for c in pattern.components() {
@@ -162,9 +160,16 @@ pub fn expand(pattern: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
             rest.push(text.into_owned());
         }
     }
+    (root, rest)
+}
+
+/// Every existing path `pattern` matches, sorted, each once. Files and
+/// folders both match; the caller decides what a matched folder means.
+pub fn expand(pattern: &Path) -> Result<Vec<PathBuf>> {
+    let (root, rest) = split(pattern);
     let mut found = BTreeSet::new();
     walk(&root, &rest, &mut found)?;
-    Ok((root, found.into_iter().collect()))
+    Ok(found.into_iter().collect())
 }
 
 fn walk(dir: &Path, comps: &[String], out: &mut BTreeSet<PathBuf>) -> Result<()> {
@@ -295,8 +300,9 @@ mod tests {
                 .map(|p| p.strip_prefix(d).unwrap().display().to_string())
                 .collect()
         };
-        let (root, got) = expand(&d.join("a/date=[12]/*.parquet")).unwrap();
-        assert_eq!(root, d.join("a"));
+        let pattern = d.join("a/date=[12]/*.parquet");
+        assert_eq!(split(&pattern).0, d.join("a"));
+        let got = expand(&pattern).unwrap();
         assert_eq!(
             rel(got),
             [
@@ -305,7 +311,7 @@ mod tests {
                 "a/date=2/y.parquet"
             ]
         );
-        let (_, got) = expand(&d.join("a/**/*.parquet")).unwrap();
+        let got = expand(&d.join("a/**/*.parquet")).unwrap();
         assert_eq!(
             rel(got),
             [
@@ -316,14 +322,14 @@ mod tests {
                 "a/top.parquet"
             ]
         );
-        let (root, got) = expand(&d.join("?/date=1")).unwrap();
-        assert_eq!(root, d.to_path_buf());
+        let got = expand(&d.join("?/date=1")).unwrap();
+        assert_eq!(split(&d.join("?/date=1")).0, d.to_path_buf());
         assert_eq!(rel(got), ["a/date=1", "b/date=1"]);
-        let (_, got) = expand(&d.join("a/date=2/.*")).unwrap();
+        let got = expand(&d.join("a/date=2/.*")).unwrap();
         assert_eq!(rel(got), ["a/date=2/.hidden.parquet"]);
-        let (_, got) = expand(&d.join("a/date=9*/*")).unwrap();
+        let got = expand(&d.join("a/date=9*/*")).unwrap();
         assert!(got.is_empty());
-        let (_, got) = expand(&d.join("a/top.parquet/*")).unwrap();
+        let got = expand(&d.join("a/top.parquet/*")).unwrap();
         assert!(got.is_empty(), "a file is not a folder");
     }
 }
