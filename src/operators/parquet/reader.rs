@@ -5,7 +5,7 @@
 //!  decode thread (Decoder): for each split, in order:
 //!     open row group (projection mask) ─► batch ─► adapt (widen, nulls, partitions)
 //!     ─► time-range filter ─► event/pacing times ─► hidden columns dropped
-//!     ─► bounded channel (about `read_ahead` row groups of batches) ─► ... SplitEnd
+//!     ─► chunks of ~32K rows ─► bounded channel (about `read_ahead` row groups) ─► ... SplitEnd
 //!  poll_next: recv ─► SplitClock (late rows → side output 1) ─► pacing (hold)
 //!     ─► emit ─► watermark
 //! ```
@@ -31,10 +31,15 @@ use arrow_buffer::ScalarBuffer;
 use crossbeam_channel::{bounded, Receiver};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// Rows per hand-over from the decode thread (whole batches; a split's end
+/// closes a chunk early).
+const CHUNK_ROWS: usize = 32_768;
 
 /// What the decoder hands the reader, in split order.
 enum Decoded {
@@ -179,7 +184,9 @@ impl Iterator for Decoder {
 enum Feed {
     Inline(Box<Decoder>),
     Ahead {
-        rx: Option<Receiver<Result<Decoded>>>,
+        rx: Option<Receiver<Vec<Result<Decoded>>>>,
+        /// The rest of the last chunk received.
+        buffer: VecDeque<Result<Decoded>>,
         worker: Option<JoinHandle<()>>,
     },
 }
@@ -238,8 +245,10 @@ impl ParquetSource {
         if ahead == 0 {
             return Feed::Inline(self.decoder());
         }
-        // about `ahead` row groups of batches (plus their SplitEnd markers)
-        let batch = self.spec.batch_size as i64;
+        // items travel in chunks of about CHUNK_ROWS rows (a split's end
+        // closes its chunk): one hand-over per chunk, not per batch
+        let batch = self.spec.batch_size.max(1);
+        let per_chunk = CHUNK_ROWS.div_ceil(batch).max(1);
         let per_group = self
             .splits
             .iter()
@@ -250,32 +259,44 @@ impl ParquetSource {
                     .metadata()
                     .row_group(s.row_group)
                     .num_rows();
-                (rows.max(0) + batch - 1) / batch
+                (rows.max(0) as usize).div_ceil(batch).div_ceil(per_chunk) + 1
             })
             .max()
-            .unwrap_or(0) as usize;
-        let capacity = (ahead.saturating_mul(per_group + 1)).clamp(1, 4096);
-        let (tx, rx) = bounded(capacity);
+            .unwrap_or(1);
+        let capacity = ahead.saturating_mul(per_group).clamp(1, 4096);
+        let (tx, rx) = bounded::<Vec<Result<Decoded>>>(capacity);
         let mut decoder = self.decoder();
         let worker = std::thread::Builder::new()
             .name(self.thread_name.clone())
-            .spawn(move || loop {
-                let item =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.next()));
-                let item = match item {
-                    Ok(Some(item)) => item,
-                    Ok(None) => return,
-                    Err(payload) => Err(decoder.panicked(payload)),
-                };
-                let failed = item.is_err();
-                // a send fails once the reader is dropped: stop
-                if tx.send(item).is_err() || failed {
-                    return;
+            .spawn(move || {
+                let mut chunk = Vec::with_capacity(per_chunk + 1);
+                loop {
+                    let item =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.next()));
+                    let item = match item {
+                        Ok(Some(item)) => item,
+                        Ok(None) => break,
+                        Err(payload) => Err(decoder.panicked(payload)),
+                    };
+                    let failed = item.is_err();
+                    let close = !matches!(item, Ok(Decoded::Batch { .. }));
+                    chunk.push(item);
+                    if close || chunk.len() >= per_chunk {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(per_chunk + 1));
+                        // a send fails once the reader is dropped: stop
+                        if tx.send(full).is_err() || failed {
+                            return;
+                        }
+                    }
+                }
+                if !chunk.is_empty() {
+                    let _ = tx.send(chunk);
                 }
             });
         match worker {
             Ok(worker) => Feed::Ahead {
                 rx: Some(rx),
+                buffer: VecDeque::new(),
                 worker: Some(worker),
             },
             Err(_) => Feed::Inline(self.decoder()),
@@ -289,7 +310,16 @@ impl ParquetSource {
         }
         let next = match self.feed.as_mut() {
             Some(Feed::Inline(d)) => d.next(),
-            Some(Feed::Ahead { rx: Some(rx), .. }) => rx.recv().ok(),
+            Some(Feed::Ahead {
+                rx: Some(rx),
+                buffer,
+                ..
+            }) => {
+                if buffer.is_empty() {
+                    buffer.extend(rx.recv().into_iter().flatten());
+                }
+                buffer.pop_front()
+            }
             _ => None,
         };
         next.unwrap_or_else(|| {
@@ -410,7 +440,7 @@ impl Source for ParquetSource {
 
 impl Drop for ParquetSource {
     fn drop(&mut self) {
-        if let Some(Feed::Ahead { rx, worker }) = self.feed.as_mut() {
+        if let Some(Feed::Ahead { rx, worker, .. }) = self.feed.as_mut() {
             // disconnects the channel: a send blocked on a full channel fails
             drop(rx.take());
             if let Some(w) = worker.take() {
