@@ -4,7 +4,7 @@
 //! without event time, decoding inline (read-ahead 0) or on a background
 //! thread 1 or 2 row groups ahead, and (last group) with a sort of every
 //! batch standing in for the downstream operators fused into the source's
-//! thread.
+//! thread; and a whole windowed job in both modes at parallelism 2.
 //!
 //! `cargo bench --bench parquet_scan`
 
@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use weir::operator::{Ctx, OperatorMetrics, Output, RuntimeEnv, Source, SourcePoll, TaskInfo};
 use weir::operators::ParquetSourceSpec;
-use weir::{Message, WatermarkStrategy};
+use weir::{col, lit, Agg, ExecConfig, Job, Message, TumblingWindow, WatermarkStrategy};
 
 const ROWS: usize = 4_000_000;
 const GROUPS: usize = 20;
@@ -170,4 +170,35 @@ fn weir_source_event_time_then_sort(bencher: divan::Bencher, read_ahead: usize) 
     bencher
         .counter(ItemsCount::new(ROWS))
         .bench_local(|| divan::black_box(drain(&spec, busy)));
+}
+
+/// A whole job (pipelined and batch, parallelism 2 on this 2-core machine):
+/// event time, a filter and a keyed 10 s window count. With every core
+/// already running a source subtask, read-ahead has less idle time to use.
+#[divan::bench(sample_count = 5, args = [0, 1])]
+fn job_window_count(bencher: divan::Bencher, read_ahead: usize) {
+    let spec = ParquetSourceSpec::try_new(std::slice::from_ref(file()))
+        .expect("spec")
+        .with_read_ahead(read_ahead);
+    bencher.counter(ItemsCount::new(ROWS)).bench_local(|| {
+        for config in [ExecConfig::pipelined(), ExecConfig::batch()] {
+            let job = Job::new();
+            job.parquet_source(spec.clone())
+                .and_then(|s| {
+                    s.assign_timestamps(
+                        "event_time",
+                        WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(100)),
+                    )
+                })
+                .and_then(|s| s.filter(col("speed").gt_eq(lit(10.0))))
+                .and_then(|s| s.key_by(["vehicle_id"]))
+                .and_then(|k| {
+                    k.window(TumblingWindow::of(Duration::from_secs(10)))
+                        .aggregate([Agg::count().alias("n")])
+                })
+                .and_then(|s| s.collect())
+                .expect("job");
+            divan::black_box(job.run(&config.with_parallelism(2)).expect("run"));
+        }
+    });
 }
