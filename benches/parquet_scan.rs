@@ -7,6 +7,13 @@
 //! thread; and a whole windowed job in both modes at parallelism 2.
 //!
 //! `cargo bench --bench parquet_scan`
+//!
+//! One run on a quiet 2-core machine (medians): bare reader 84.6 ms; the
+//! source without event time 87.6 ms (read-ahead 0), with event time
+//! 97.9 / 96.9 / 99.1 ms (read-ahead 0 / 1 / 2); with the sort downstream
+//! 178.4 / 93.6 / 94.2 ms (read-ahead pays 1.9x); with nothing downstream
+//! read-ahead costs 5-40% (the threads meet per chunk for no overlap); the
+//! whole job 764 / 740 ms (both cores busy anyway).
 
 use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use divan::counter::ItemsCount;
