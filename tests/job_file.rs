@@ -491,3 +491,76 @@ fn run_cli(job: &Path, mode: &str, out: &Path) {
         String::from_utf8_lossy(&run.stderr)
     );
 }
+
+/// `[source] columns` projects a Hive-partitioned glob: the output has
+/// exactly those columns, with the folder's value in `date`.
+#[test]
+fn source_columns_project_a_partitioned_glob() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMillisecondType};
+    let dir = tempfile::tempdir().unwrap();
+    let batches = weir::cli::demo::generate_obd(5, 20, 3, 100);
+    let (first, second) = batches.split_at(batches.len() / 2);
+    let mut want = Vec::new();
+    for (date, part) in [("2026-11-01", first), ("2026-11-02", second)] {
+        let folder = dir.path().join(format!("obd/date={date}"));
+        weir::cli::demo::write_parquet_dir(&folder, part, 1, 1000).unwrap();
+        for b in part {
+            let v = b.column(0).as_primitive::<Int64Type>();
+            let t = b.column(1).as_primitive::<TimestampMillisecondType>();
+            for i in 0..b.num_rows() {
+                want.push((t.value(i), v.value(i), date.to_string()));
+            }
+        }
+    }
+    let glob = dir.path().join("obd/date=*/*.parquet");
+    let job = |columns: &str| {
+        let path = dir.path().join("job.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[source]\npath = \"{}\"\ntime_column = \"event_time\"\nwatermark_delay = \"600s\"\ncolumns = {columns}\n",
+                glob.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let out = dir.path().join("out.parquet");
+    run_cli(
+        &job(r#"["event_time", "vehicle_id", "date"]"#),
+        "batch",
+        &out,
+    );
+    let got_batches = read_parquet(&out);
+    let names: Vec<String> = got_batches[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["event_time", "vehicle_id", "date"]);
+    let mut got = Vec::new();
+    for b in &got_batches {
+        let t = b.column(0).as_primitive::<TimestampMillisecondType>();
+        let v = b.column(1).as_primitive::<Int64Type>();
+        let d = b.column(2).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            got.push((t.value(i), v.value(i), d.value(i).to_string()));
+        }
+    }
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(job(r#"["event_time", "rpm"]"#))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("columns") && stderr.contains("rpm"),
+        "{stderr}"
+    );
+}

@@ -110,6 +110,9 @@ pub struct SourceSpec {
     /// Replay speed: `max` (default), `realtime`, or a factor such as `60x`.
     #[serde(default)]
     pub speed: Option<String>,
+    /// Projection: read only these columns (must include `time_column`).
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
     /// Live sources: the columns of the JSON records, `"name: type"`
     /// (int64, int32, float64, float32, string, bool, timestamp[_s|_ms|_us|_ns]).
     #[serde(default)]
@@ -489,6 +492,12 @@ impl LoadedJob {
         }
         let mut source =
             ParquetSourceSpec::try_new(&paths)?.with_batch_size(spec.batch_size.unwrap_or(8192));
+        if let Some(columns) = &spec.columns {
+            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+            source = source
+                .with_projection(&names)
+                .map_err(|e| self.error(span.clone(), &format!("{field}.columns"), e))?;
+        }
         let timed = spec.from.is_some() || spec.until.is_some() || spec.speed.is_some();
         if let (true, Some(time)) = (timed, &spec.time_column) {
             let at = |name: &str, v: &Option<String>| -> Result<Option<i64>> {

@@ -113,13 +113,15 @@ impl Job {
         }
     }
 
-    /// A bounded source over a Parquet file or a directory of Parquet files.
-    /// Fails now if a file is missing, unreadable or has a different schema.
+    /// A bounded source over a Parquet file, a directory of Parquet files or
+    /// a glob pattern (see [`ParquetSourceSpec`]: Hive partitions, schema
+    /// widening). Fails now if a file is missing or unreadable, or if the
+    /// files' schemas cannot be widened to one.
     pub fn parquet(&self, path: impl AsRef<Path>) -> Result<Stream> {
         self.parquet_files(&[path.as_ref().to_path_buf()])
     }
 
-    /// A bounded source over several Parquet files or directories.
+    /// A bounded source over several Parquet files, directories or patterns.
     pub fn parquet_files(&self, paths: &[PathBuf]) -> Result<Stream> {
         self.parquet_with(paths, 8192)
     }
@@ -130,7 +132,8 @@ impl Job {
     }
 
     /// A bounded Parquet source configured beforehand: time travel
-    /// (`with_time_range`), replay pacing (`with_replay_speed`), batch size.
+    /// (`with_time_range`), replay pacing (`with_replay_speed`), projection
+    /// (`with_projection`), read-ahead, batch size.
     ///
     /// # Examples
     /// ```no_run
