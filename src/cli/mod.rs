@@ -7,6 +7,7 @@ pub mod demo;
 pub mod generators;
 pub mod jobfile;
 pub mod nexmark;
+pub mod nexmark_closed;
 pub mod seed;
 pub mod sources;
 

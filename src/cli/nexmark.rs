@@ -417,7 +417,7 @@ fn bid_batch(rows: &[(i64, &Event)]) -> RecordBatch {
 }
 
 /// The queries built here.
-pub const QUERIES: [&str; 7] = ["q0", "q1", "q2", "q3", "q5", "q7", "q8"];
+pub const QUERIES: [&str; 9] = ["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8"];
 
 /// A Nexmark query as a job over `events`: the job, where its rows go,
 /// and their schema. Event time is `date_time`, watermark delay
@@ -524,6 +524,10 @@ pub fn query_over(
                 .join(&auctions, JoinSpec::regular().on(["id"], ["seller"]))?
                 .select(["name", "city", "state", "right_id"])?
         }
+        // average final price per category (closed auctions; a changelog)
+        "q4" => super::nexmark_closed::q4(&stream(Kind::Auction)?, &stream(Kind::Bid)?)?,
+        // average final price of each seller's last 10 closed auctions
+        "q6" => super::nexmark_closed::q6(&stream(Kind::Auction)?, &stream(Kind::Bid)?)?,
         // hot items: per sliding window (10 s every 2 s), the auctions with the most bids
         "q5" => {
             let counts = stream(Kind::Bid)?

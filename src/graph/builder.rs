@@ -522,6 +522,20 @@ impl Stream {
         Ok(s)
     }
 
+    /// Declares `column` this stream's event time where the producing
+    /// operator guarantees no row is at or behind the watermark it has
+    /// forwarded: an inner join's pairs stamped with the later of the two
+    /// times, or rows a process function emits at an event-time timer for
+    /// the timer's time. Crate-internal: a wrong claim would make results
+    /// depend on timing.
+    pub(crate) fn with_derived_event_time(&self, column: &str) -> Result<Stream> {
+        validate_time_column(&self.schema, column, "with_derived_event_time")?;
+        let mut s = self.clone();
+        s.time_column = Some(column.to_string());
+        s.lateness_ms = 0;
+        Ok(s)
+    }
+
     /// Marks this source idle after `timeout` without rows: it then stops
     /// holding back the watermark of downstream operators (pipelined runs;
     /// results then depend on timing, as in Flink).
