@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Job, Stream};
 use crate::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
 use crate::operators::live::PartitionClock;
-use crate::operators::replay::{Pacer, ReplaySpeed};
+use crate::operators::replay::{HeldBatch, Pacer, Release, ReplaySpeed};
 use crate::time::{event_times, WatermarkStrategy};
 use arrow_array::{Float64Array, Int64Array, RecordBatch, TimestampMillisecondArray};
 use arrow_schema::SchemaRef;
@@ -152,7 +152,7 @@ struct GeneratorSource {
     queue: VecDeque<RecordBatch>,
     clock: PartitionClock,
     pacer: Option<Pacer>,
-    held: Option<(RecordBatch, Instant)>,
+    held: HeldBatch,
     done: bool,
 }
 
@@ -196,7 +196,7 @@ impl GeneratorSource {
                 ReplaySpeed::Max => None,
                 ReplaySpeed::Times(f) => Some(Pacer::starting_at(f, start)),
             },
-            held: None,
+            held: HeldBatch::default(),
             done: false,
         }
     }
@@ -225,15 +225,13 @@ impl Source for GeneratorSource {
         if ctx.stop_requested() {
             return Ok(SourcePoll::Exhausted);
         }
-        if let Some((batch, due)) = self.held.take() {
-            let now = Instant::now();
-            if now < due {
-                std::thread::sleep((due - now).min(Duration::from_millis(20)));
-                self.held = Some((batch, due));
+        match self.held.poll() {
+            Release::Nothing => {}
+            Release::Waiting => return Ok(SourcePoll::Ready),
+            Release::Due(batch) => {
+                self.emit(batch, ctx, out)?;
                 return Ok(SourcePoll::Ready);
             }
-            self.emit(batch, ctx, out)?;
-            return Ok(SourcePoll::Ready);
         }
         if self.queue.is_empty() && !self.done {
             match (self.chunks)() {
@@ -267,7 +265,7 @@ impl Source for GeneratorSource {
             if let Some(&last) = times[..cut].iter().max() {
                 let due = pacer.due(last);
                 if Instant::now() < due {
-                    self.held = Some((batch, due));
+                    self.held.hold(batch, due);
                     return Ok(SourcePoll::Ready);
                 }
             }

@@ -40,7 +40,12 @@ pub(crate) fn live_stream(
         .unwrap_or("fail")
         .parse()
         .map_err(|e| err("on_error", e))?;
-    let start = parse_start(spec.start.as_deref()).map_err(|e| err("start", e))?;
+    let mut start = parse_start(spec.start.as_deref()).map_err(|e| err("start", e))?;
+    // a hybrid source starts its broker at the hand-off time
+    if let (Some(h), StartFrom::Earliest) = (&spec.history, &start) {
+        let t = parse_time("history.handoff", &h.handoff).map_err(|e| err("history.handoff", e))?;
+        start = StartFrom::Timestamp(t);
+    }
     let live = match spec.kind.as_str() {
         "stdin" => LiveSourceSpec::new(
             "stdin",
@@ -111,13 +116,6 @@ pub(crate) fn live_stream(
             if spec.brokers.is_empty() {
                 return Err(err("brokers", Error::option("brokers", "missing: list `host:port`s")));
             }
-            // a hybrid source starts the broker at the hand-off time
-            let start = match (&spec.history, start) {
-                (Some(h), StartFrom::Earliest) => StartFrom::Timestamp(
-                    parse_time("history.handoff", &h.handoff).map_err(|e| err("history.handoff", e))?,
-                ),
-                (_, s) => s,
-            };
             KafkaSourceConfig::new(spec.brokers.clone(), &topic)
                 .with_start(start)
                 .with_bounded(bounded)
@@ -132,12 +130,6 @@ pub(crate) fn live_stream(
             if spec.keys.is_empty() {
                 return Err(err("keys", Error::option("keys", "missing: the stream keys")));
             }
-            let start = match (&spec.history, start) {
-                (Some(h), StartFrom::Earliest) => StartFrom::Timestamp(
-                    parse_time("history.handoff", &h.handoff).map_err(|e| err("history.handoff", e))?,
-                ),
-                (_, s) => s,
-            };
             let mut r = RedisSourceConfig::new(&url, spec.keys.clone())
                 .with_start(start)
                 .with_bounded(bounded);

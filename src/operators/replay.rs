@@ -131,6 +131,47 @@ impl Pacer {
     }
 }
 
+/// What a [`HeldBatch`] gives on a poll.
+#[derive(Debug)]
+pub enum Release {
+    /// Nothing is held.
+    Nothing,
+    /// A batch is held and not due yet (the caller napped up to 20 ms);
+    /// report `Ready`, not `Pending`, so a reader holding rows is never
+    /// taken for idle (which would let other readers' watermarks pass them).
+    Waiting,
+    /// The held batch is due: emit it (then the watermark after it).
+    Due(RecordBatch),
+}
+
+/// A paced source's batch waiting for its deadline.
+#[derive(Debug, Default)]
+pub struct HeldBatch {
+    held: Option<(RecordBatch, Instant)>,
+}
+
+impl HeldBatch {
+    /// Holds `batch` until `due`.
+    pub fn hold(&mut self, batch: RecordBatch, due: Instant) {
+        self.held = Some((batch, due));
+    }
+
+    /// Releases the batch once due; before that naps at most 20 ms, which
+    /// keeps cancellation and stop requests responsive.
+    pub fn poll(&mut self) -> Release {
+        let Some((batch, due)) = self.held.take() else {
+            return Release::Nothing;
+        };
+        let now = Instant::now();
+        if now < due {
+            std::thread::sleep((due - now).min(Duration::from_millis(20)));
+            self.held = Some((batch, due));
+            return Release::Waiting;
+        }
+        Release::Due(batch)
+    }
+}
+
 /// Parses a point in time: epoch milliseconds (`1793491500000`) or an
 /// RFC 3339 UTC time (`2026-11-01T00:05:00Z`, fractional seconds allowed).
 ///

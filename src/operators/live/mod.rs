@@ -459,7 +459,10 @@ impl Source for LiveSource {
                 out.emit_watermark(wm);
             }
         }
-        self.publish_positions();
+        // an idle poll moved nothing
+        if fetch != Fetch::Idle {
+            self.publish_positions();
+        }
         Ok(match fetch {
             Fetch::Records => SourcePoll::Ready,
             Fetch::Idle if out.is_empty() => SourcePoll::Pending,

@@ -24,7 +24,7 @@
 use super::{ParquetSourceSpec, ScanMetrics, Split};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
-use crate::operators::replay::Pacer;
+use crate::operators::replay::{HeldBatch, Pacer, Release};
 use crate::time::{event_times, SplitClock};
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_buffer::ScalarBuffer;
@@ -35,7 +35,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Rows per hand-over from the decode thread (whole batches; a split's end
 /// closes a chunk early).
@@ -205,7 +205,7 @@ pub struct ParquetSource {
     clock: Option<SplitClock>,
     pacer: Option<Pacer>,
     /// A batch waiting for its pacing deadline.
-    held: Option<(RecordBatch, Instant)>,
+    held: HeldBatch,
 }
 
 impl ParquetSource {
@@ -225,7 +225,7 @@ impl ParquetSource {
             in_split: false,
             clock,
             pacer,
-            held: None,
+            held: HeldBatch::default(),
         }
     }
 
@@ -336,16 +336,11 @@ impl ParquetSource {
 
     /// Emits the held batch once it is due (then the watermark after it).
     fn release_held(&mut self, out: &mut Output) -> Option<SourcePoll> {
-        let (batch, due) = self.held.take()?;
-        let now = Instant::now();
-        if now < due {
-            // short naps keep cancellation responsive; Ready (not Pending) so
-            // a reader holding rows is never taken for idle, which would let
-            // other readers' watermarks pass the rows it holds
-            std::thread::sleep((due - now).min(Duration::from_millis(20)));
-            self.held = Some((batch, due));
-            return Some(SourcePoll::Ready);
-        }
+        let batch = match self.held.poll() {
+            Release::Nothing => return None,
+            Release::Waiting => return Some(SourcePoll::Ready),
+            Release::Due(batch) => batch,
+        };
         self.emit(batch, out);
         if let Some(wm) = self.clock.as_mut().and_then(|c| c.advance()) {
             out.emit_watermark(wm);
@@ -382,7 +377,7 @@ impl ParquetSource {
             if let Some(&last) = pace.iter().max() {
                 let due = pacer.due(last);
                 if Instant::now() < due {
-                    self.held = Some((batch, due));
+                    self.held.hold(batch, due);
                     return Ok(true);
                 }
             }
