@@ -4,9 +4,10 @@
 //! for any T, in every mode and at parallelism 1 and 3; and both equal a
 //! brute-force oracle.
 
+mod common;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
-use arrow_array::RecordBatch;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ const WINDOW_MS: i64 = 5_000;
 /// Longer than the generator's worst delay (90 s): no row is late anywhere.
 const DELAY: Duration = Duration::from_secs(100);
 
-type Windows = BTreeMap<(i64, i64), (i64, u64)>;
+type Windows = BTreeMap<(i64, i64), (i64, i64)>;
 
 struct Data {
     _dir: tempfile::TempDir,
@@ -62,37 +63,6 @@ fn data(seed: u64) -> Data {
     }
 }
 
-/// (vehicle, window start) -> (count, checksum of speeds).
-fn windows(batches: &[RecordBatch]) -> Windows {
-    let mut out = Windows::new();
-    for b in batches {
-        let int = |name: &str| {
-            let c = b.column_by_name(name).unwrap();
-            arrow_cast::cast(c, &arrow_schema::DataType::Int64).unwrap()
-        };
-        let (v, start, n, sum) = (
-            int("vehicle_id"),
-            int("window_start"),
-            int("n"),
-            int("bits"),
-        );
-        let (v, start, n, sum) = (
-            v.as_primitive::<Int64Type>(),
-            start.as_primitive::<Int64Type>(),
-            n.as_primitive::<Int64Type>(),
-            sum.as_primitive::<Int64Type>(),
-        );
-        for i in 0..b.num_rows() {
-            let old = out.insert(
-                (v.value(i), start.value(i)),
-                (n.value(i), sum.value(i) as u64),
-            );
-            assert!(old.is_none(), "window fired twice");
-        }
-    }
-    out
-}
-
 /// The job: per vehicle, 5 s tumbling count and an order-free speed checksum.
 fn run(stream: weir::Stream, job: &Job, config: &ExecConfig) -> Windows {
     let out = stream
@@ -115,7 +85,7 @@ fn run(stream: weir::Stream, job: &Job, config: &ExecConfig) -> Windows {
         .unwrap();
     let metrics = job.run(config).unwrap();
     assert_eq!(metrics.late_rows, 0);
-    windows(&out.batches())
+    common::window_table(&out.batches(), "vehicle_id", "n", "bits")
 }
 
 fn hybrid(d: &Data, handoff: i64, bounded: bool) -> (Job, weir::Stream) {
@@ -157,7 +127,7 @@ fn oracle_truncated(d: &Data) -> Windows {
                 .entry((v, t.div_euclid(WINDOW_MS) * WINDOW_MS))
                 .or_default();
             e.0 += 1;
-            e.1 = e.1.wrapping_add(s as u64);
+            e.1 = e.1.wrapping_add(s);
         }
     }
     out

@@ -24,34 +24,6 @@ const DELAY: Duration = Duration::from_secs(100);
 /// (vehicle, window start) -> (rows, sum of speed * 100).
 type Windows = BTreeMap<(i64, i64), (i64, i64)>;
 
-fn windows(batches: &[RecordBatch]) -> Windows {
-    let mut out = Windows::new();
-    for b in batches {
-        let int = |name: &str| {
-            let c = b.column_by_name(name).unwrap();
-            arrow_cast::cast(c, &arrow_schema::DataType::Int64).unwrap()
-        };
-        let (v, start, n, sum) = (
-            int("vehicle_id"),
-            int("window_start"),
-            int("n"),
-            int("centi"),
-        );
-        for i in 0..b.num_rows() {
-            let key = (
-                v.as_primitive::<Int64Type>().value(i),
-                start.as_primitive::<Int64Type>().value(i),
-            );
-            let val = (
-                n.as_primitive::<Int64Type>().value(i),
-                sum.as_primitive::<Int64Type>().value(i),
-            );
-            assert!(out.insert(key, val).is_none(), "window fired twice");
-        }
-    }
-    out
-}
-
 fn run(stream: weir::Stream, job: &Job, parallelism: usize) -> Windows {
     let out = stream
         .assign_timestamps(
@@ -77,7 +49,23 @@ fn run(stream: weir::Stream, job: &Job, parallelism: usize) -> Windows {
         .run(&ExecConfig::pipelined().with_parallelism(parallelism))
         .unwrap();
     assert_eq!(m.late_rows, 0);
-    windows(&out.batches())
+    common::window_table(&out.batches(), "vehicle_id", "n", "centi")
+}
+
+/// Writes `batches` to topic `obd` through the Kafka sink, keyed by
+/// vehicle, record timestamps = event times.
+fn produce_obd(brokers: &[String], batches: &[RecordBatch]) {
+    let job = Job::new();
+    job.from_batches(obd_schema(), vec![batches.to_vec()])
+        .unwrap()
+        .sink_kafka(
+            KafkaSinkSpec::new(brokers.iter().cloned(), "obd")
+                .with_key("vehicle_id")
+                .with_timestamp_column("event_time"),
+        )
+        .unwrap();
+    job.run(&ExecConfig::pipelined().with_parallelism(1))
+        .unwrap();
 }
 
 #[test]
@@ -90,17 +78,7 @@ fn parquet_history_then_kafka_from_the_hand_off_equals_the_whole_history() {
     write_parquet_dir(&history, &batches, 2, 150).unwrap();
     // the broker holds the same rows, record timestamps = event times
     create_topic(&brokers, "obd", 3).unwrap();
-    let job = Job::new();
-    job.from_batches(obd_schema(), vec![batches.clone()])
-        .unwrap()
-        .sink_kafka(
-            KafkaSinkSpec::new(brokers.clone(), "obd")
-                .with_key("vehicle_id")
-                .with_timestamp_column("event_time"),
-        )
-        .unwrap();
-    job.run(&ExecConfig::pipelined().with_parallelism(1))
-        .unwrap();
+    produce_obd(&brokers, &batches);
 
     // oracle: brute force over the generated rows
     let mut oracle = Windows::new();
@@ -164,17 +142,7 @@ fn a_job_file_hands_off_from_parquet_to_kafka_and_writes_to_kafka() {
     write_parquet_dir(&history, &batches, 1, 100).unwrap();
     create_topic(&brokers, "obd", 2).unwrap();
     create_topic(&brokers, "counts", 1).unwrap();
-    let job = Job::new();
-    job.from_batches(obd_schema(), vec![batches.clone()])
-        .unwrap()
-        .sink_kafka(
-            KafkaSinkSpec::new(brokers.clone(), "obd")
-                .with_key("vehicle_id")
-                .with_timestamp_column("event_time"),
-        )
-        .unwrap();
-    job.run(&ExecConfig::pipelined().with_parallelism(1))
-        .unwrap();
+    produce_obd(&brokers, &batches);
     let total = batches.iter().map(|b| b.num_rows()).sum::<usize>() as i64;
     let handoff = DEMO_EPOCH_MS + 12_345;
     let text = format!(

@@ -120,3 +120,32 @@ pub fn admitted_and_late(splits: &[Split], delay: i64, lateness: i64) -> (Vec<Ro
     }
     (rows, late)
 }
+
+/// Window results by (key, window start) -> (count, sum), read from the
+/// Int64-castable columns `key`, `window_start`, `count` and `sum`;
+/// fails if a window fired twice.
+pub fn window_table(
+    batches: &[RecordBatch],
+    key: &str,
+    count: &str,
+    sum: &str,
+) -> std::collections::BTreeMap<(i64, i64), (i64, i64)> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let mut out = std::collections::BTreeMap::new();
+    for b in batches {
+        let int = |name: &str| {
+            let c = b
+                .column_by_name(name)
+                .unwrap_or_else(|| panic!("no column {name}"));
+            arrow_cast::cast(c, &DataType::Int64).unwrap()
+        };
+        let cols = [int(key), int("window_start"), int(count), int(sum)];
+        let [k, start, n, s] = cols.each_ref().map(|c| c.as_primitive::<Int64Type>());
+        for i in 0..b.num_rows() {
+            let old = out.insert((k.value(i), start.value(i)), (n.value(i), s.value(i)));
+            assert!(old.is_none(), "window fired twice");
+        }
+    }
+    out
+}
