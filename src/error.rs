@@ -137,6 +137,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A checkpoint could not be taken, found, read or restored.
+    #[error("checkpoint {location}: {message}")]
+    Checkpoint {
+        /// The checkpoint directory, file or operator involved.
+        location: String,
+        /// What went wrong.
+        message: String,
+    },
+
     /// An Arrow kernel failed.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),

@@ -32,6 +32,7 @@ pub mod message;
 pub mod operator;
 pub mod operators;
 pub mod spill;
+pub mod state;
 pub mod time;
 
 pub use error::{Error, Result};

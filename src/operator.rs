@@ -6,11 +6,12 @@
 //! `on_end_of_input`, then takes what the operator put in its [`Output`]. No
 //! operator knows whether it runs pipelined or in batch stages.
 //!
-//! May use `error`, `message`, `memory`, `spill`. Never `exec` or `graph`.
+//! May use `error`, `message`, `memory`, `spill`, `state`. Never `exec` or `graph`.
 
 use crate::memory::MemoryPool;
 use crate::message::{Message, Watermark};
 use crate::spill::SpillManager;
+use crate::state::{StateReader, StateWriter};
 use crate::Result;
 use arrow_array::RecordBatch;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -369,14 +370,42 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// Save state for a checkpoint (stateless operators do nothing).
-    fn snapshot(&mut self, _ctx: &mut Ctx) -> Result<()> {
-        Ok(())
+    /// A checkpoint barrier passed this operator (aligned over all inputs):
+    /// write everything needed to continue from here into `state`.
+    ///
+    /// The default refuses, so a stateful operator that does not implement
+    /// it can never lose its state silently; stateless operators return
+    /// `Ok(())`. The executor saves the watermark and processing timer.
+    fn snapshot(&mut self, ctx: &mut Ctx, _state: &mut StateWriter) -> Result<()> {
+        Err(not_checkpointable(ctx.operator()))
     }
 
-    /// Restore state from a checkpoint (stateless operators do nothing).
-    fn restore(&mut self, _ctx: &mut Ctx) -> Result<()> {
+    /// Called once, before any input, when the job restores a checkpoint.
+    /// An empty `state` means the operator had nothing saved (or is new).
+    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        restore_nothing(ctx, state)
+    }
+}
+
+/// The error of an operator or source that cannot be checkpointed.
+pub fn not_checkpointable(operator: &str) -> crate::Error {
+    crate::Error::Checkpoint {
+        location: format!("operator `{operator}`"),
+        message: "this operator does not support checkpoints yet; \
+                  run the job without a checkpoint interval"
+            .into(),
+    }
+}
+
+/// The default `restore`: fine when nothing was saved, an error otherwise.
+fn restore_nothing(ctx: &Ctx, state: &StateReader) -> Result<()> {
+    if state.is_empty() {
         Ok(())
+    } else {
+        Err(crate::Error::Checkpoint {
+            location: format!("operator `{}`", ctx.operator()),
+            message: "the checkpoint holds state this operator cannot read".into(),
+        })
     }
 }
 
@@ -397,6 +426,18 @@ pub enum SourcePoll {
 pub trait Source: Send {
     /// Emits the next rows (and watermarks), or reports that it has none.
     fn poll_next(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<SourcePoll>;
+
+    /// Records the position reached (everything emitted so far is before
+    /// the barrier that follows) and the watermark clock, so a restored
+    /// source continues with the next row and the same watermarks.
+    fn snapshot(&mut self, ctx: &mut Ctx, _state: &mut StateWriter) -> Result<()> {
+        Err(not_checkpointable(ctx.operator()))
+    }
+
+    /// Called once, before the first poll, when the job restores.
+    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        restore_nothing(ctx, state)
+    }
 }
 
 /// Builds one instance of an operator for a subtask.

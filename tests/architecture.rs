@@ -387,6 +387,7 @@ fn lower_layers_never_use_exec_graph_operators_or_cli() {
             "expr",
             "memory",
             "spill",
+            "state",
             "key.rs",
             "message.rs",
             "error.rs",

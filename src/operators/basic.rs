@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::operator::{Ctx, Operator, Output};
+use crate::state::StateWriter;
 use arrow_array::cast::AsArray;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -29,6 +30,10 @@ impl Filter {
 }
 
 impl Operator for Filter {
+    fn snapshot(&mut self, _: &mut Ctx, _: &mut StateWriter) -> Result<()> {
+        Ok(()) // stateless
+    }
+
     fn on_batch(
         &mut self,
         _: usize,
@@ -92,6 +97,10 @@ impl Project {
 }
 
 impl Operator for Project {
+    fn snapshot(&mut self, _: &mut Ctx, _: &mut StateWriter) -> Result<()> {
+        Ok(()) // stateless
+    }
+
     fn on_batch(
         &mut self,
         _: usize,
@@ -131,6 +140,10 @@ impl MapBatches {
 }
 
 impl Operator for MapBatches {
+    fn snapshot(&mut self, _: &mut Ctx, _: &mut StateWriter) -> Result<()> {
+        Ok(()) // stateless
+    }
+
     fn on_batch(
         &mut self,
         _: usize,
@@ -167,6 +180,10 @@ fn field_list(schema: &Schema) -> Vec<String> {
 pub struct Passthrough;
 
 impl Operator for Passthrough {
+    fn snapshot(&mut self, _: &mut Ctx, _: &mut StateWriter) -> Result<()> {
+        Ok(()) // stateless
+    }
+
     fn on_batch(
         &mut self,
         _: usize,

@@ -3,6 +3,7 @@
 use crate::error::Result;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, Output};
+use crate::state::{StateReader, StateWriter};
 use arrow_array::{RecordBatch, TimestampMillisecondArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::sync::Arc;
@@ -48,6 +49,19 @@ impl IngestionTime {
 }
 
 impl Operator for IngestionTime {
+    fn snapshot(&mut self, _: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        state.put("last", &self.last)
+    }
+
+    fn restore(&mut self, _: &mut Ctx, state: &StateReader) -> Result<()> {
+        // after a rescale: the latest stamp of any old subtask keeps time monotonic
+        self.last = state
+            .values::<i64>("last")?
+            .into_iter()
+            .fold(self.last, i64::max);
+        Ok(())
+    }
+
     fn on_batch(
         &mut self,
         _: usize,

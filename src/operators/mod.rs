@@ -2,12 +2,15 @@
 //!
 //! Every operator implements [`crate::operator::Operator`] (or
 //! [`crate::operator::Source`]) and is built per subtask by a factory. May use
-//! `operator`, `expr`, `time`, `key`, `memory`, `spill`, `message`, `error`.
+//! `operator`, `state`, `expr`, `time`, `key`, `memory`, `spill`, `message`, `error`.
 //! Never `exec` or `graph`: operators do not know which executor runs them
 //! (`tests/architecture.rs` enforces this).
 
 pub mod aggregate;
 mod basic;
+#[cfg(test)]
+#[allow(dead_code)] // used by the operators' snapshot tests
+pub(crate) mod checkpoint_harness;
 mod count_window;
 mod event_buffer;
 mod group_aggregate;

@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Operator, Output, PendingCommit, TaskInfo};
+use crate::state::{StateReader, StateWriter};
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
@@ -421,6 +422,10 @@ impl Operator for FileSink {
 pub struct StdoutSink;
 
 impl Operator for StdoutSink {
+    fn snapshot(&mut self, _: &mut Ctx, _: &mut StateWriter) -> Result<()> {
+        Ok(()) // stateless
+    }
+
     fn on_batch(
         &mut self,
         _: usize,
