@@ -20,6 +20,7 @@
 //! # Examples
 //! See [`Job`] for a complete windowed aggregation.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod compare;
 pub mod error;

@@ -468,6 +468,7 @@ pub struct CommitLog {
     // state
     pending: Mutex<Vec<Box<dyn PendingCommit>>>,
     keys: Mutex<std::collections::HashSet<String>>,
+    by_checkpoint: Mutex<Vec<(crate::message::CheckpointId, Box<dyn PendingCommit>)>>,
 }
 
 impl Default for CommitLog {
@@ -477,6 +478,7 @@ impl Default for CommitLog {
             run: RUNS.fetch_add(1, Ordering::Relaxed),
             pending: Mutex::default(),
             keys: Mutex::default(),
+            by_checkpoint: Mutex::default(),
         }
     }
 }
@@ -513,6 +515,29 @@ impl CommitLog {
         self.run
     }
 
+    /// Adds output to publish when checkpoint `id` completes (in-memory
+    /// sinks; file sinks list their files with `StateWriter::publish`).
+    pub fn stage_for(&self, id: crate::message::CheckpointId, commit: Box<dyn PendingCommit>) {
+        self.by_checkpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, commit));
+    }
+
+    /// Publishes everything staged for checkpoints up to `id`, in order.
+    pub fn commit_upto(&self, id: crate::message::CheckpointId) -> Result<()> {
+        let due: Vec<Box<dyn PendingCommit>> = {
+            let mut all = self.by_checkpoint.lock().unwrap_or_else(|e| e.into_inner());
+            let (due, later): (Vec<_>, Vec<_>) = all.drain(..).partition(|(c, _)| *c <= id);
+            *all = later;
+            due.into_iter().map(|(_, c)| c).collect()
+        };
+        for c in due {
+            c.commit()?;
+        }
+        Ok(())
+    }
+
     /// Number of staged items.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -536,6 +561,10 @@ impl CommitLog {
     /// Discards everything staged.
     pub fn abort_all(&self) {
         self.lock().clear();
+        self.by_checkpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn PendingCommit>>> {

@@ -31,6 +31,13 @@ use arrow_schema::{DataType, Field, Schema};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::sync::Arc;
 
+/// Reserved entry: the staged sink files `(staged, final)` to publish when
+/// the checkpoint completes (see [`StateWriter::publish`]).
+pub const PUBLISH_ENTRY: &str = "__publish";
+
+/// Reserved entry: the executor's per-operator context (watermark, timer).
+pub const CONTEXT_ENTRY: &str = "__context";
+
 /// The name of the key-group column appended to keyed state rows.
 const KEY_GROUP_COLUMN: &str = "__weir_key_group";
 
@@ -80,6 +87,19 @@ impl SubtaskState {
             .strip_prefix(MAGIC.as_slice())
             .ok_or_else(|| state_error("decode", "not a weir state file (bad magic)"))?;
         postcard::from_bytes(body).map_err(|e| state_error("decode", e))
+    }
+
+    /// The state without the executor's reserved entries (`__*`): what the
+    /// operator itself wrote.
+    pub fn without_reserved(&self) -> SubtaskState {
+        SubtaskState {
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| !e.name.starts_with("__"))
+                .cloned()
+                .collect(),
+        }
     }
 
     /// Total encoded payload bytes (for metrics).
@@ -173,6 +193,13 @@ impl StateWriter {
         Ok(())
     }
 
+    /// Sinks: files staged for this checkpoint, `(staged, final)`. The
+    /// coordinator renames each to its final path once the checkpoint is
+    /// complete, and again (idempotently) when a job restores it.
+    pub fn publish(&mut self, files: &[(std::path::PathBuf, std::path::PathBuf)]) -> Result<()> {
+        self.put(PUBLISH_ENTRY, files)
+    }
+
     /// True if nothing was written.
     pub fn is_empty(&self) -> bool {
         self.state.entries.is_empty()
@@ -228,6 +255,7 @@ pub struct StateReader {
     subtask: usize,
     parallelism: usize,
     old_parallelism: usize,
+    checkpoint: Option<CheckpointId>,
     // state: (old subtask index, its state)
     parts: Arc<Vec<(usize, SubtaskState)>>,
 }
@@ -244,6 +272,7 @@ impl StateReader {
             subtask: 0,
             parallelism: 1,
             old_parallelism: 1,
+            checkpoint: None,
             parts: Arc::new(vec![(0, state)]),
         }
     }
@@ -263,8 +292,21 @@ impl StateReader {
             subtask,
             parallelism,
             old_parallelism,
+            checkpoint: None,
             parts: Arc::new(parts),
         }
+    }
+
+    /// Notes which checkpoint this state comes from.
+    pub fn with_checkpoint(mut self, id: CheckpointId) -> Self {
+        self.checkpoint = Some(id);
+        self
+    }
+
+    /// The checkpoint being restored (`None`: a fresh start of a
+    /// checkpointed job, whose operators get an empty reader).
+    pub fn checkpoint(&self) -> Option<CheckpointId> {
+        self.checkpoint
     }
 
     /// True when there is nothing to restore.

@@ -1,0 +1,448 @@
+//! The on-disk layout of checkpoints and the rules that keep it consistent.
+//!
+//! ```text
+//!  CHECKPOINT_DIR/<job>/
+//!    chk-00000007/                      one directory per checkpoint id
+//!      n03-window.s1.state              one file per operator subtask (magic + postcard, Arrow IPC inside)
+//!      _manifest.json                   written LAST: temp file, fsync, rename, fsync dir
+//!    chk-00000008/                      no manifest yet: in progress or abandoned (ignored, removed later)
+//! ```
+//! A checkpoint exists only once its manifest does. The manifest lists
+//! every state file with its size and checksum, so a truncated or damaged
+//! file makes that checkpoint invalid: [`CheckpointStore::latest_valid`]
+//! then warns and falls back to the one before. Completed checkpoints
+//! beyond the newest `retain` are deleted (savepoints are kept).
+//!
+//! May use `state`, `message`, `error`.
+
+use crate::error::{Error, Result};
+use crate::message::CheckpointId;
+use crate::state::{checksum, SubtaskState};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The manifest file name inside a checkpoint directory.
+pub const MANIFEST: &str = "_manifest.json";
+
+/// One state file of one subtask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// The subtask index.
+    pub subtask: usize,
+    /// File name inside the checkpoint directory.
+    pub file: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// FNV-1a checksum of its contents.
+    pub checksum: u64,
+}
+
+/// The saved state of one operator (plan node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorEntry {
+    /// The operator's name in the plan.
+    pub name: String,
+    /// Its parallelism when the checkpoint was taken.
+    pub parallelism: usize,
+    /// One file per subtask, in subtask order.
+    pub files: Vec<StateFile>,
+}
+
+/// A staged sink file to publish when the checkpoint completes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    /// The staged file.
+    pub from: PathBuf,
+    /// Where it becomes visible.
+    pub to: PathBuf,
+}
+
+impl Publish {
+    /// Renames `from` to `to` unless that already happened (idempotent, so
+    /// a restore can run it again after a crash in the middle).
+    pub fn apply(&self) -> Result<()> {
+        if self.from.exists() {
+            if let Some(dir) = self.to.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+            std::fs::rename(&self.from, &self.to).map_err(|e| Error::io(&self.to, e))?;
+            if let Some(dir) = self.to.parent() {
+                sync_dir(dir)?;
+            }
+            Ok(())
+        } else if self.to.exists() {
+            Ok(())
+        } else {
+            Err(Error::Checkpoint {
+                location: self.to.display().to_string(),
+                message: format!(
+                    "staged file {} is gone and was never published",
+                    self.from.display()
+                ),
+            })
+        }
+    }
+}
+
+/// What a checkpoint holds; written last, as the commit point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version (1).
+    pub version: u32,
+    /// The job's name.
+    pub job: String,
+    /// The checkpoint id.
+    pub id: CheckpointId,
+    /// Wall-clock time it completed (epoch ms).
+    pub completed_ms: i64,
+    /// A savepoint (taken on request, never deleted by retention).
+    pub savepoint: bool,
+    /// Every task had finished: the job's output is complete.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// Per operator.
+    pub operators: Vec<OperatorEntry>,
+    /// Sink files published by this checkpoint.
+    pub publish: Vec<Publish>,
+}
+
+impl Manifest {
+    /// Total bytes of state files.
+    pub fn state_bytes(&self) -> u64 {
+        self.operators
+            .iter()
+            .flat_map(|o| &o.files)
+            .map(|f| f.bytes)
+            .sum()
+    }
+}
+
+/// A loaded, verified checkpoint.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+impl Loaded {
+    /// The decoded state of every subtask of operator `name` (old
+    /// parallelism = length), or `None` if the checkpoint has no entry for it.
+    pub fn operator_states(&self, name: &str) -> Result<Option<Vec<SubtaskState>>> {
+        let Some(op) = self.manifest.operators.iter().find(|o| o.name == name) else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(op.files.len());
+        for f in &op.files {
+            let path = self.dir.join(&f.file);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let state = SubtaskState::decode(&bytes).map_err(|e| Error::Checkpoint {
+                location: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            out.push(state);
+        }
+        Ok(Some(out))
+    }
+}
+
+/// The checkpoints of one job in one directory.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    // config
+    root: PathBuf,
+    job: String,
+}
+
+impl CheckpointStore {
+    /// The store for `job` under `dir` (created if missing).
+    pub fn try_new(dir: &Path, job: &str) -> Result<Self> {
+        let root = dir.join(job);
+        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        Ok(CheckpointStore {
+            root,
+            job: job.to_string(),
+        })
+    }
+
+    /// `CHECKPOINT_DIR/<job>`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The job's name.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// The directory of checkpoint `id`.
+    pub fn dir_of(&self, id: CheckpointId) -> PathBuf {
+        self.root.join(format!("chk-{id:08}"))
+    }
+
+    /// Every checkpoint directory id on disk (complete or not), ascending.
+    pub fn ids_on_disk(&self) -> Result<Vec<CheckpointId>> {
+        let mut ids = Vec::new();
+        let entries = std::fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.root, e))?;
+            let name = entry.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("chk-"))
+                .and_then(|n| n.parse::<CheckpointId>().ok())
+            else {
+                continue;
+            };
+            ids.push(id);
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Creates the directory for checkpoint `id`.
+    pub fn begin(&self, id: CheckpointId) -> Result<PathBuf> {
+        let dir = self.dir_of(id);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(dir)
+    }
+
+    /// Writes one subtask's state of checkpoint `id` (fsynced).
+    pub fn write_state(
+        &self,
+        id: CheckpointId,
+        node: usize,
+        name: &str,
+        subtask: usize,
+        bytes: &[u8],
+    ) -> Result<StateFile> {
+        let safe: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+            .take(40)
+            .collect();
+        let file = format!("n{node:02}-{safe}.s{subtask}.state");
+        let path = self.dir_of(id).join(&file);
+        write_synced(&path, bytes)?;
+        Ok(StateFile {
+            subtask,
+            file,
+            bytes: bytes.len() as u64,
+            checksum: checksum(bytes),
+        })
+    }
+
+    /// Makes checkpoint `manifest.id` complete: writes its manifest
+    /// atomically (temp file, fsync, rename, fsync of the directory).
+    pub fn complete(&self, manifest: &Manifest) -> Result<PathBuf> {
+        let dir = self.dir_of(manifest.id);
+        let text = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Checkpoint {
+            location: dir.display().to_string(),
+            message: format!("manifest: {e}"),
+        })?;
+        let tmp = dir.join(format!("{MANIFEST}.tmp"));
+        write_synced(&tmp, &text)?;
+        let path = dir.join(MANIFEST);
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        sync_dir(&dir)?;
+        Ok(dir)
+    }
+
+    /// Reads and verifies the checkpoint in `dir`: its manifest parses and
+    /// every state file has the recorded size and checksum.
+    pub fn load(dir: &Path) -> Result<Loaded> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| Error::Checkpoint {
+            location: path.display().to_string(),
+            message: format!("unreadable manifest: {e}"),
+        })?;
+        for f in manifest.operators.iter().flat_map(|o| &o.files) {
+            let p = dir.join(&f.file);
+            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            if bytes.len() as u64 != f.bytes || checksum(&bytes) != f.checksum {
+                return Err(Error::Checkpoint {
+                    location: p.display().to_string(),
+                    message: format!(
+                        "corrupt state file: {} bytes (expected {}), checksum {}",
+                        bytes.len(),
+                        f.bytes,
+                        if checksum(&bytes) == f.checksum { "ok" } else { "wrong" }
+                    ),
+                });
+            }
+        }
+        Ok(Loaded {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// The newest complete checkpoint that verifies. Newer ones that do not
+    /// (truncated file, bad manifest) are skipped; each skip is returned as
+    /// a warning naming the checkpoint and the problem.
+    pub fn latest_valid(&self) -> Result<(Option<Loaded>, Vec<String>)> {
+        let mut warnings = Vec::new();
+        for id in self.ids_on_disk()?.into_iter().rev() {
+            let dir = self.dir_of(id);
+            if !dir.join(MANIFEST).exists() {
+                continue; // never completed
+            }
+            match Self::load(&dir) {
+                Ok(loaded) => return Ok((Some(loaded), warnings)),
+                Err(e) => warnings.push(format!(
+                    "skipping checkpoint {id} ({}): {e}; using the previous one",
+                    dir.display()
+                )),
+            }
+        }
+        Ok((None, warnings))
+    }
+
+    /// Deletes completed checkpoints older than the newest `retain`
+    /// (savepoints excepted) and unfinished ones older than the newest
+    /// complete checkpoint.
+    pub fn retain(&self, retain: usize) -> Result<()> {
+        let ids = self.ids_on_disk()?;
+        let complete: Vec<CheckpointId> = ids
+            .iter()
+            .copied()
+            .filter(|&id| self.dir_of(id).join(MANIFEST).exists())
+            .collect();
+        let Some(&newest) = complete.last() else {
+            return Ok(());
+        };
+        let keep_from = complete
+            .len()
+            .checked_sub(retain.max(1))
+            .map_or(0, |i| complete[i]);
+        for id in ids {
+            let dir = self.dir_of(id);
+            let done = dir.join(MANIFEST).exists();
+            let drop = if done { id < keep_from } else { id < newest };
+            if drop && !(done && is_savepoint(&dir)) {
+                std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_savepoint(dir: &Path) -> bool {
+    std::fs::read(dir.join(MANIFEST))
+        .ok()
+        .and_then(|t| serde_json::from_slice::<Manifest>(&t).ok())
+        .is_some_and(|m| m.savepoint)
+}
+
+/// Writes `bytes` to `path` and fsyncs the file.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Fsyncs a directory so a rename in it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateWriter;
+
+    fn manifest(store: &CheckpointStore, id: CheckpointId, value: u64) -> Manifest {
+        store.begin(id).unwrap();
+        let mut w = StateWriter::new();
+        w.put("v", &value).unwrap();
+        let bytes = w.finish().encode().unwrap();
+        let file = store.write_state(id, 0, "op x", 0, &bytes).unwrap();
+        Manifest {
+            version: 1,
+            job: "j".into(),
+            id,
+            completed_ms: 0,
+            savepoint: false,
+            is_final: false,
+            operators: vec![OperatorEntry {
+                name: "op x".into(),
+                parallelism: 1,
+                files: vec![file],
+            }],
+            publish: vec![],
+        }
+    }
+
+    fn value(l: &Loaded) -> u64 {
+        let s = l.operator_states("op x").unwrap().unwrap();
+        crate::state::StateReader::single(s[0].clone())
+            .value::<u64>("v")
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_exists_only_once_its_manifest_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::try_new(tmp.path(), "j").unwrap();
+        let m1 = manifest(&store, 1, 10);
+        store.complete(&m1).unwrap();
+        let _m2 = manifest(&store, 2, 20); // state written, never completed
+        let (latest, warnings) = store.latest_valid().unwrap();
+        assert!(warnings.is_empty());
+        let latest = latest.unwrap();
+        assert_eq!(latest.manifest.id, 1);
+        assert_eq!(value(&latest), 10);
+    }
+
+    #[test]
+    fn a_truncated_state_file_falls_back_to_the_previous_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::try_new(tmp.path(), "j").unwrap();
+        for (id, v) in [(1, 10), (2, 20)] {
+            let m = manifest(&store, id, v);
+            store.complete(&m).unwrap();
+        }
+        let f = store.dir_of(2).join(&store.latest_valid().unwrap().0.unwrap().manifest.operators[0].files[0].file);
+        let len = std::fs::metadata(&f).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(len - 1).unwrap();
+        let (latest, warnings) = store.latest_valid().unwrap();
+        assert_eq!(latest.unwrap().manifest.id, 1);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("checkpoint 2") && warnings[0].contains("corrupt"), "{warnings:?}");
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_and_savepoints() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::try_new(tmp.path(), "j").unwrap();
+        for id in 1..=5 {
+            let mut m = manifest(&store, id, id);
+            m.savepoint = id == 1;
+            store.complete(&m).unwrap();
+        }
+        manifest(&store, 6, 6); // in progress: kept
+        store.retain(2).unwrap();
+        assert_eq!(store.ids_on_disk().unwrap(), vec![1, 4, 5, 6]);
+    }
+
+    #[test]
+    fn publishing_is_idempotent_and_a_lost_file_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let from = tmp.path().join("staged");
+        let to = tmp.path().join("out/part");
+        std::fs::write(&from, b"x").unwrap();
+        let p = Publish { from, to: to.clone() };
+        p.apply().unwrap();
+        p.apply().unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"x");
+        std::fs::remove_file(&to).unwrap();
+        let e = p.apply().unwrap_err().to_string();
+        assert!(e.contains("never published"), "{e}");
+    }
+}
