@@ -95,6 +95,9 @@ impl RuntimeEnv {
 /// Set by SIGINT / SIGTERM once [`StopSignal::follow_process_signals`] ran.
 static PROCESS_STOP: AtomicBool = AtomicBool::new(false);
 
+/// Set by SIGUSR1 once [`StopSignal::follow_process_signals`] ran.
+static PROCESS_SAVEPOINT: AtomicBool = AtomicBool::new(false);
+
 /// A request to stop a job cleanly, shared by everything that may ask
 /// (the caller, a test, or the process's Ctrl-C / SIGTERM handler).
 ///
@@ -104,6 +107,7 @@ static PROCESS_STOP: AtomicBool = AtomicBool::new(false);
 #[derive(Debug, Clone, Default)]
 pub struct StopSignal {
     flag: Arc<AtomicBool>,
+    savepoint: Arc<AtomicBool>,
     follows_process: bool,
 }
 
@@ -125,8 +129,23 @@ impl StopSignal {
             || (self.follows_process && PROCESS_STOP.load(Ordering::Acquire))
     }
 
+    /// Asks a checkpointed job to take a savepoint and stop without
+    /// draining (Flink's stop-with-savepoint); resume it from that savepoint.
+    /// A job without checkpoints ignores it.
+    pub fn stop_with_savepoint(&self) {
+        self.savepoint.store(true, Ordering::Release);
+    }
+
+    /// True once a savepoint was asked for (or the process got SIGUSR1, if
+    /// this signal follows process signals).
+    pub fn savepoint_requested(&self) -> bool {
+        self.savepoint.load(Ordering::Acquire)
+            || (self.follows_process && PROCESS_SAVEPOINT.load(Ordering::Acquire))
+    }
+
     /// Also raises this signal on the first SIGINT (Ctrl-C) or SIGTERM of
-    /// the process; a second one exits at once (status 130). For the CLI.
+    /// the process (a second one exits at once, status 130), and asks for
+    /// a savepoint on SIGUSR1. For the CLI.
     pub fn follow_process_signals(mut self) -> Self {
         install_signal_handlers();
         self.follows_process = true;
@@ -143,6 +162,9 @@ fn install_signal_handlers() {
             unsafe { libc::_exit(130) };
         }
     }
+    extern "C" fn on_savepoint(_: libc::c_int) {
+        PROCESS_SAVEPOINT.store(true, Ordering::Release);
+    }
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
@@ -150,6 +172,8 @@ fn install_signal_handlers() {
         unsafe {
             libc::signal(libc::SIGINT, handler);
             libc::signal(libc::SIGTERM, handler);
+            let savepoint = on_savepoint as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::signal(libc::SIGUSR1, savepoint);
         }
     });
 }

@@ -16,6 +16,9 @@ use crate::message::{Message, Watermark};
 use crate::operator::{
     Ctx, Operator, OperatorMetrics, Output, RuntimeEnv, Source, SourcePoll, TaskInfo,
 };
+use crate::message::CheckpointId;
+use crate::state::{StateReader, StateWriter, SubtaskState, CONTEXT_ENTRY};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,8 @@ pub(crate) struct Chain {
     // state
     source: Option<(Box<dyn Source>, Ctx)>,
     ops: Vec<(Box<dyn Operator>, Ctx)>,
+    /// Plan node ids: the source's (if any) first, then the operators'.
+    node_ids: Vec<usize>,
     ended: bool,
     idle: IdleState,
 }
@@ -32,7 +37,10 @@ pub(crate) struct Chain {
 pub(crate) type Emit<'a> = dyn FnMut(Message) -> Result<()> + 'a;
 
 impl Chain {
-    /// Instantiates every node of `task` for `subtask`.
+    /// Instantiates every node of `task` for `subtask`. With `restore`
+    /// (checkpointed runs), every node then restores its state: what the
+    /// checkpoint holds for it, or nothing on a fresh start.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn try_new(
         plan: &LogicalPlan,
         physical: &PhysicalPlan,
@@ -41,10 +49,13 @@ impl Chain {
         env: &RuntimeEnv,
         metrics: &[Arc<OperatorMetrics>],
         batch: bool,
+        restore: Option<&RestoreSet>,
     ) -> Result<Self> {
         let mut source = None;
         let mut ops = Vec::new();
+        let mut node_ids = Vec::new();
         for &id in &task.nodes {
+            node_ids.push(id);
             let node = &plan.nodes[id];
             let info = TaskInfo {
                 operator: node.name.clone(),
@@ -79,9 +90,10 @@ impl Chain {
             .nodes
             .iter()
             .find_map(|&id| plan.nodes[id].idle_timeout);
-        Ok(Chain {
+        let mut chain = Chain {
             source,
             ops,
+            node_ids,
             ended: false,
             idle: IdleState {
                 timeout,
@@ -89,7 +101,59 @@ impl Chain {
                 idle: false,
                 last_watermark: None,
             },
-        })
+        };
+        if let Some(set) = restore {
+            chain.restore(plan, set, subtask)?;
+        }
+        Ok(chain)
+    }
+
+    /// Restores every node from `set` (see [`Chain::try_new`]).
+    fn restore(&mut self, plan: &LogicalPlan, set: &RestoreSet, subtask: usize) -> Result<()> {
+        let mut ids = self.node_ids.iter();
+        if let Some((source, ctx)) = self.source.as_mut() {
+            let id = *ids.next().expect("a source has a node id");
+            let reader = set.reader(&plan.nodes[id].name, subtask, ctx)?;
+            let name = ctx.operator().to_string();
+            source
+                .restore(ctx, &reader)
+                .map_err(|e| e.in_operator(&name, subtask))?;
+        }
+        for ((op, ctx), &id) in self.ops.iter_mut().zip(ids) {
+            let reader = set.reader(&plan.nodes[id].name, subtask, ctx)?;
+            let name = ctx.operator().to_string();
+            op.restore(ctx, &reader)
+                .map_err(|e| e.in_operator(&name, subtask))?;
+        }
+        Ok(())
+    }
+
+    /// Snapshots every node for checkpoint `id` (a barrier is passing the
+    /// whole chain at once: nothing runs between the nodes' snapshots).
+    pub(crate) fn snapshot(&mut self, id: CheckpointId) -> Result<Vec<(usize, SubtaskState)>> {
+        let mut out = Vec::with_capacity(self.node_ids.len());
+        let mut ids = self.node_ids.iter();
+        if let Some((source, ctx)) = self.source.as_mut() {
+            let node = *ids.next().expect("a source has a node id");
+            let mut w = StateWriter::for_checkpoint(id);
+            let name = ctx.operator().to_string();
+            let subtask = ctx.info().subtask;
+            source
+                .snapshot(ctx, &mut w)
+                .map_err(|e| e.in_operator(&name, subtask))?;
+            save_context(ctx, &mut w)?;
+            out.push((node, w.finish()));
+        }
+        for ((op, ctx), &node) in self.ops.iter_mut().zip(ids) {
+            let mut w = StateWriter::for_checkpoint(id);
+            let name = ctx.operator().to_string();
+            let subtask = ctx.info().subtask;
+            op.snapshot(ctx, &mut w)
+                .map_err(|e| e.in_operator(&name, subtask))?;
+            save_context(ctx, &mut w)?;
+            out.push((node, w.finish()));
+        }
+        Ok(out)
     }
 
     /// True if the chain starts with a source.
@@ -274,4 +338,63 @@ struct IdleState {
     last_data: Instant,
     idle: bool,
     last_watermark: Option<Watermark>,
+}
+
+/// The watermark and processing timer of an operator's context, saved
+/// with its state so a restored operator sees the same time.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedContext {
+    watermark: Option<i64>,
+    timer: Option<i64>,
+}
+
+fn save_context(ctx: &Ctx, w: &mut StateWriter) -> Result<()> {
+    w.put(
+        CONTEXT_ENTRY,
+        &SavedContext {
+            watermark: ctx.watermark(),
+            timer: ctx.processing_timer(),
+        },
+    )
+}
+
+/// The states a checkpointed run starts from: per operator name, every
+/// old subtask's state (empty on a fresh start).
+#[derive(Debug, Default)]
+pub(crate) struct RestoreSet {
+    // config
+    pub(crate) checkpoint: Option<CheckpointId>,
+    // state
+    pub(crate) states: HashMap<String, Arc<Vec<SubtaskState>>>,
+}
+
+impl RestoreSet {
+    /// The reader for `subtask` of operator `name`; restores the context's
+    /// watermark (the lowest of the inherited ones) and timer on the way.
+    fn reader(&self, name: &str, subtask: usize, ctx: &mut Ctx) -> Result<StateReader> {
+        let Some(old) = self.states.get(name) else {
+            let r = StateReader::empty();
+            return Ok(match self.checkpoint {
+                Some(id) => r.with_checkpoint(id),
+                None => r,
+            });
+        };
+        let parallelism = ctx.info().parallelism;
+        let full = StateReader::for_subtask(old.clone(), subtask, parallelism);
+        let saved: Vec<SavedContext> = full.values(CONTEXT_ENTRY)?;
+        if let Some(w) = saved.iter().filter_map(|c| c.watermark).min() {
+            ctx.set_watermark(Watermark::EventTime(w));
+        }
+        if !full.is_rescaled() {
+            if let Some(t) = saved.iter().filter_map(|c| c.timer).min() {
+                ctx.set_processing_timer(Some(t));
+            }
+        }
+        let own: Vec<SubtaskState> = old.iter().map(|s| s.without_reserved()).collect();
+        let mut r = StateReader::for_subtask(Arc::new(own), subtask, parallelism);
+        if let Some(id) = self.checkpoint {
+            r = r.with_checkpoint(id);
+        }
+        Ok(r)
+    }
 }

@@ -8,9 +8,11 @@
 mod chain;
 mod pipelined;
 pub mod progress;
+mod recovery;
 mod route;
 mod staged;
 
+use crate::checkpoint::{CheckpointConfig, CheckpointStats, RestartStrategy};
 use crate::error::{Error, Result};
 use crate::graph::{Job, LogicalPlan, PhysicalPlan};
 use crate::operator::{OperatorMetrics, RuntimeEnv, StopSignal};
@@ -75,6 +77,11 @@ pub struct ExecConfig {
     /// Pipelined runs: every source subtask sends a latency marker this
     /// often (`None`: never). Default 200 ms.
     pub latency_interval: Option<Duration>,
+    /// Pipelined runs: take checkpoints (`None`: never). Batch runs ignore it.
+    pub checkpoint: Option<CheckpointConfig>,
+    /// Checkpointed runs: how often to restart from the last checkpoint
+    /// after a failure.
+    pub restart: RestartStrategy,
 }
 
 impl ExecConfig {
@@ -90,6 +97,8 @@ impl ExecConfig {
             progress: false,
             stop: StopSignal::new(),
             latency_interval: Some(Duration::from_millis(200)),
+            checkpoint: None,
+            restart: RestartStrategy::default(),
         }
     }
 
@@ -136,6 +145,18 @@ impl ExecConfig {
     /// Uses `stop` to end live sources cleanly (see [`StopSignal`]).
     pub fn with_stop(mut self, stop: StopSignal) -> Self {
         self.stop = stop;
+        self
+    }
+
+    /// Takes checkpoints in pipelined runs (see [`CheckpointConfig`]).
+    pub fn with_checkpoints(mut self, checkpoints: CheckpointConfig) -> Self {
+        self.checkpoint = Some(checkpoints);
+        self
+    }
+
+    /// Restarts a failed checkpointed run from its last checkpoint.
+    pub fn with_restart(mut self, restart: RestartStrategy) -> Self {
+        self.restart = restart;
         self
     }
 
@@ -208,6 +229,8 @@ pub struct JobMetrics {
     /// Pipelined runs: source-to-sink transit of latency markers (queues
     /// and operators, not the time rows wait inside windows).
     pub latency: Option<LatencyStats>,
+    /// Checkpointed pipelined runs: what checkpointing did.
+    pub checkpoints: Option<CheckpointStats>,
     /// Per operator.
     pub operators: Vec<OperatorStats>,
 }
@@ -257,6 +280,7 @@ impl JobMetrics {
 pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
     let plan = job.plan();
     let physical = PhysicalPlan::try_new(&plan, config.parallelism)?;
+    let (plan, physical) = (&plan, &physical);
     if config.mode == ExecMode::Batch {
         for (id, n) in plan.nodes.iter().enumerate() {
             if let crate::graph::NodeKind::Live(spec) = &n.kind {
@@ -274,6 +298,24 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
     if let Some(dir) = &config.spill_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
+    match (&config.checkpoint, config.mode) {
+        (Some(checkpoints), ExecMode::Pipelined) => {
+            recovery::execute_checkpointed(&plan, &physical, config, checkpoints)
+        }
+        // batch mode takes no checkpoints (as in Flink): a failed batch job runs again
+        _ => execute_once(&plan, &physical, config, None).map(|(m, _)| m),
+    }
+}
+
+/// One run of the plan; with `checkpoints`, a checkpointed pipelined run
+/// that starts from their restore set. Publishes sink output on success
+/// (unless the run stopped at a savepoint) and discards it on failure.
+fn execute_once(
+    plan: &LogicalPlan,
+    physical: &PhysicalPlan,
+    config: &ExecConfig,
+    checkpoints: Option<recovery::CheckpointRun>,
+) -> Result<(JobMetrics, Option<pipelined::CheckpointOutcome>)> {
     let mut env = RuntimeEnv::try_new(config.memory, config.spill_dir.as_deref())?;
     env.stop = config.stop.clone();
     let metrics: Vec<Arc<OperatorMetrics>> = plan.nodes.iter().map(|_| Arc::default()).collect();
@@ -281,32 +323,61 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
     let done = std::sync::atomic::AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         if config.progress {
-            let total = source_rows(&plan, &physical);
-            let (plan, env, metrics, done) = (&plan, &env, &metrics, &done);
+            let total = source_rows(plan, physical);
+            let (env, metrics, done) = (&env, &metrics, &done);
             scope.spawn(move || progress::report(plan, env, metrics, total, done));
         }
         let result = match config.mode {
-            ExecMode::Pipelined => pipelined::run(&plan, &physical, &env, &metrics, config),
-            ExecMode::Batch => staged::run(&plan, &physical, &env, &metrics, config),
+            ExecMode::Pipelined => {
+                let (restore, coordinator) = match checkpoints {
+                    Some(run) => {
+                        let coordinator = run.coordinator(plan, physical, &env);
+                        (Some(run.restore), Some(coordinator))
+                    }
+                    None => (None, None),
+                };
+                pipelined::run(
+                    plan,
+                    physical,
+                    &env,
+                    &metrics,
+                    config,
+                    restore.as_ref(),
+                    coordinator,
+                )
+            }
+            ExecMode::Batch => (staged::run(plan, physical, &env, &metrics, config), None),
         };
         done.store(true, Ordering::Release);
         result
     });
+    let (result, outcome) = result;
+    let stopped_at_savepoint = matches!(
+        &outcome,
+        Some(pipelined::CheckpointOutcome {
+            end: crate::checkpoint::coordinator::LoopEnd::Savepoint(_),
+            ..
+        })
+    );
     match result {
+        // rows after a savepoint are not published: a resumed job reads them again
+        Ok(()) if stopped_at_savepoint => env.commits.abort_all(),
         Ok(()) => env.commits.commit_all()?,
         Err(e) => {
             env.commits.abort_all();
             return Err(e);
         }
     }
-    Ok(collect_metrics(
-        &plan,
-        &physical,
+    let mut metrics = collect_metrics(
+        plan,
+        physical,
         &env,
         &metrics,
         config.mode,
         started.elapsed(),
-    ))
+    );
+    metrics.checkpoints = outcome.as_ref().map(|o| o.stats.clone());
+    Ok((metrics, outcome))
 }
 
 /// Total rows of the job's sources, when all of them know it (Parquet footers).
@@ -383,6 +454,7 @@ fn collect_metrics(
         memory_reserved_at_end: env.pool.reserved() as u64,
         peak_rss: peak_rss(),
         latency: LatencyStats::from_sorted_us(&env.latency.sorted()),
+        checkpoints: None,
         operators,
     }
 }

@@ -10,7 +10,11 @@
 //!  first error ─► recorded, cancel channel dropped ─► every blocked send/recv wakes up
 //! ```
 
-use super::chain::Chain;
+use super::chain::{Chain, Emit, RestoreSet};
+use crate::checkpoint::coordinator::{CheckpointHandle, Coordinator, LoopEnd, Report};
+use crate::checkpoint::{CheckpointMode, CheckpointStats};
+use crate::message::CheckpointId;
+use std::collections::VecDeque;
 use super::route::Router;
 use super::{panic_error, ExecConfig, FirstError};
 use crate::error::{Error, Result};
@@ -30,13 +34,23 @@ struct Outlet {
     targets: Vec<Option<(Sender<Envelope>, u32)>>,
 }
 
+/// How a checkpointed pipelined run ended, besides its result.
+pub(super) struct CheckpointOutcome {
+    pub(super) end: LoopEnd,
+    pub(super) stats: CheckpointStats,
+}
+
+/// Runs the plan; with a coordinator, takes checkpoints while it runs
+/// (and with `restore`, every operator starts from the restored state).
 pub(super) fn run(
     plan: &LogicalPlan,
     physical: &PhysicalPlan,
     env: &RuntimeEnv,
     metrics: &[Arc<OperatorMetrics>],
     config: &ExecConfig,
-) -> Result<()> {
+    restore: Option<&RestoreSet>,
+    coordinator: Option<Coordinator>,
+) -> (Result<()>, Option<CheckpointOutcome>) {
     let capacity = config.channel_capacity();
     // One inbox per subtask of every task.
     let mut inboxes: Vec<Vec<(Sender<Envelope>, Receiver<Envelope>)>> = physical
@@ -78,7 +92,50 @@ pub(super) fn run(
         .collect();
 
     let first_error = FirstError::new();
+    let handle = coordinator.as_ref().map(|c| c.handle());
+    let mut outcome = None;
     std::thread::scope(|scope| {
+        if let Some(mut coordinator) = coordinator {
+            let first_error = &first_error;
+            let stop = &config.stop;
+            let outcome = &mut outcome;
+            let body = move || {
+                let end = coordinator.run(&|| first_error.is_cancelled(), &|| {
+                    stop.savepoint_requested()
+                });
+                match end {
+                    Ok(LoopEnd::Savepoint(dir)) => {
+                        // the savepoint is complete: stop every task now, without draining
+                        first_error.cancel();
+                        *outcome = Some(CheckpointOutcome {
+                            end: LoopEnd::Savepoint(dir),
+                            stats: coordinator.stats().clone(),
+                        });
+                    }
+                    Ok(end) => {
+                        *outcome = Some(CheckpointOutcome {
+                            end,
+                            stats: coordinator.stats().clone(),
+                        })
+                    }
+                    Err(e) => {
+                        first_error.record(e);
+                        *outcome = Some(CheckpointOutcome {
+                            end: LoopEnd::Stopped,
+                            stats: coordinator.stats().clone(),
+                        });
+                    }
+                }
+            };
+            if let Err(e) = std::thread::Builder::new()
+                .name("checkpoint-coordinator".into())
+                .spawn_scoped(scope, body)
+            {
+                first_error.record(weir_spawn_error("checkpoint coordinator", e));
+                return;
+            }
+        }
+        let handle = handle.as_deref();
         for (t, task) in physical.tasks.iter().enumerate() {
             for s in 0..task.parallelism {
                 let rx = receivers[t][s].clone();
@@ -89,6 +146,8 @@ pub(super) fn run(
                     .map(|&e| std::mem::replace(&mut outlets[e][s], Outlet { targets: vec![] }))
                     .collect();
                 let first_error = &first_error;
+                // taken now: the coordinator's own sender is dropped once all are spawned
+                let reports = handle.and_then(|h| h.sender());
                 let name = format!(
                     "{}#{s}",
                     task.nodes
@@ -112,6 +171,8 @@ pub(super) fn run(
                             inputs,
                             &mut my_outlets,
                             first_error,
+                            restore,
+                            handle.zip(reports),
                         )
                     }));
                     // Dropping the outlets disconnects our channels downstream.
@@ -133,9 +194,24 @@ pub(super) fn run(
                 }
             }
         }
+        // the subtasks hold their own senders: the report channel ends with them
+        if let Some(h) = handle {
+            h.close();
+        }
     });
     drop(receivers);
-    first_error.into_result()
+    let savepoint = matches!(
+        outcome,
+        Some(CheckpointOutcome {
+            end: LoopEnd::Savepoint(_),
+            ..
+        })
+    );
+    let result = match first_error.into_result() {
+        Err(Error::Cancelled) if savepoint => Ok(()),
+        r => r,
+    };
+    (result, outcome)
 }
 
 fn weir_spawn_error(task: &str, e: std::io::Error) -> Error {
@@ -157,9 +233,12 @@ fn run_subtask(
     channel_inputs: Vec<usize>,
     outlets: &mut [Outlet],
     first_error: &FirstError,
+    restore: Option<&RestoreSet>,
+    checkpoints: Option<(&CheckpointHandle, Sender<Report>)>,
 ) -> Result<()> {
     let task = &physical.tasks[t];
-    let mut chain = Chain::try_new(plan, physical, task, s, env, metrics, false)?;
+    let mut chain = Chain::try_new(plan, physical, task, s, env, metrics, false, restore)?;
+    let mut barriers = checkpoints.map(|(h, tx)| Barriers::new(h, tx, t, s));
     let out_edges: Vec<_> = task.outputs.iter().map(|&e| &physical.edges[e]).collect();
     let targets: Vec<usize> = out_edges
         .iter()
@@ -199,10 +278,18 @@ fn run_subtask(
                     chain.send_latency_marker(crate::operator::now_us(), &mut emit)?;
                 }
             }
+            if let Some(b) = barriers.as_mut() {
+                b.inject_due(&mut chain, &mut emit)?;
+            }
             match chain.poll_source(&mut emit)? {
                 SourcePoll::Ready => {}
                 SourcePoll::Pending => std::thread::sleep(Duration::from_millis(1)),
-                SourcePoll::Exhausted => return Ok(()),
+                SourcePoll::Exhausted => {
+                    if let Some(b) = barriers.as_mut() {
+                        b.on_finished(&mut chain)?;
+                    }
+                    return Ok(());
+                }
             }
             if chain.next_timer().is_some_and(|t| t <= now_ms()) {
                 chain.fire_timers(now_ms(), &mut emit)?;
@@ -212,11 +299,17 @@ fn run_subtask(
 
     let mut tracker = WatermarkTracker::new(channel_inputs.len());
     let mut open = channel_inputs.len();
+    let mut ended = vec![false; channel_inputs.len()];
+    // messages held back by barrier alignment, then replayed in order
+    let mut replay: VecDeque<Envelope> = VecDeque::new();
     while open > 0 {
         if chain.next_timer().is_some_and(|t| t <= now_ms()) {
             chain.fire_timers(now_ms(), &mut emit)?;
         }
-        let next = match chain.next_timer() {
+        let next = if let Some(m) = replay.pop_front() {
+            m
+        } else {
+            match chain.next_timer() {
             None => select! {
                 recv(rx) -> m => m.map_err(|_| Error::Cancelled)?,
                 recv(cancel) -> _ => return Err(Error::Cancelled),
@@ -232,9 +325,16 @@ fn run_subtask(
                     }
                 }
             }
+            }
         };
         let (channel, msg) = next;
         let channel = channel as usize;
+        if let Some(b) = barriers.as_mut() {
+            if b.holds(channel) {
+                b.hold((channel as u32, msg));
+                continue;
+            }
+        }
         match msg {
             Message::Data(_) => chain.on_batch(channel_inputs[channel], msg, &mut emit)?,
             // the router delivers side outputs as Data; nothing else sends Side
@@ -246,10 +346,15 @@ fn run_subtask(
                     chain.on_watermark(w, &mut emit)?;
                 }
             }
-            Message::Barrier(_) => {}
+            Message::Barrier(id) => {
+                if let Some(b) = barriers.as_mut() {
+                    b.on_barrier(id, channel, &ended)?;
+                }
+            }
             Message::Latency(_) => chain.on_batch(channel_inputs[channel], msg, &mut emit)?,
             Message::End => {
                 open -= 1;
+                ended[channel] = true;
                 if let Some(w) = tracker.on_end(channel) {
                     if open > 0 {
                         chain.on_watermark(w, &mut emit)?;
@@ -257,6 +362,147 @@ fn run_subtask(
                 }
             }
         }
+        if let Some(b) = barriers.as_mut() {
+            if let Some(held) = b.complete_if_aligned(&ended, &mut chain, &mut emit)? {
+                // held messages came before anything still queued for replay
+                for m in held.into_iter().rev() {
+                    replay.push_front(m);
+                }
+            }
+        }
     }
-    chain.finish(&mut emit)
+    chain.finish(&mut emit)?;
+    if let Some(b) = barriers.as_mut() {
+        b.on_finished(&mut chain)?;
+    }
+    Ok(())
+}
+
+/// Barrier handling of one subtask: injection at sources, alignment at
+/// operators with inputs, acknowledgements to the coordinator.
+///
+/// ```text
+///  exactly once:  channel 0 ──B5──► held: every later message of channel 0
+///                 channel 1 ──...data...──B5──► aligned: snapshot, Barrier(5) downstream,
+///                 Ack(5) to the coordinator, then replay what channel 0 held
+///  at least once: nothing is held; snapshot once B5 came on every open channel
+///  an ended channel counts as having delivered every barrier
+/// ```
+struct Barriers<'a> {
+    // config
+    handle: &'a CheckpointHandle,
+    task: usize,
+    subtask: usize,
+    // state
+    last: CheckpointId,
+    aligning: Option<(CheckpointId, Vec<bool>)>,
+    held: Vec<Envelope>,
+    // resources
+    reports: Sender<Report>,
+}
+
+impl<'a> Barriers<'a> {
+    fn new(handle: &'a CheckpointHandle, reports: Sender<Report>, task: usize, subtask: usize) -> Self {
+        Barriers {
+            handle,
+            task,
+            subtask,
+            last: 0,
+            aligning: None,
+            held: Vec::new(),
+            reports,
+        }
+    }
+
+    fn report(&self, report: Report) {
+        // a coordinator that stopped (the job is ending) needs no more reports
+        let _ = self.reports.send(report);
+    }
+
+    /// Sources: if the coordinator triggered a checkpoint this subtask has
+    /// not injected, snapshot and send its barrier after everything emitted.
+    fn inject_due(&mut self, chain: &mut Chain, emit: &mut Emit<'_>) -> Result<()> {
+        let id = self.handle.triggered();
+        if id > self.last {
+            self.checkpoint(id, chain, emit)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, id: CheckpointId, chain: &mut Chain, emit: &mut Emit<'_>) -> Result<()> {
+        let states = chain.snapshot(id)?;
+        self.report(Report::Ack {
+            id,
+            task: self.task,
+            subtask: self.subtask,
+            states,
+        });
+        self.last = id;
+        emit(Message::Barrier(id))
+    }
+
+    /// True if messages of `channel` must wait (it delivered the barrier
+    /// being aligned; exactly-once mode only).
+    fn holds(&self, channel: usize) -> bool {
+        self.handle.mode == CheckpointMode::ExactlyOnce
+            && self
+                .aligning
+                .as_ref()
+                .is_some_and(|(_, arrived)| arrived[channel])
+    }
+
+    fn hold(&mut self, m: Envelope) {
+        self.held.push(m);
+    }
+
+    fn on_barrier(&mut self, id: CheckpointId, channel: usize, ended: &[bool]) -> Result<()> {
+        if id <= self.last {
+            return Ok(()); // already taken (cannot happen with one checkpoint at a time)
+        }
+        let (aligning, arrived) = self
+            .aligning
+            .get_or_insert_with(|| (id, vec![false; ended.len()]));
+        if *aligning != id {
+            return Err(Error::Checkpoint {
+                location: format!("subtask {} of task {}", self.subtask, self.task),
+                message: format!("barrier {id} arrived while aligning barrier {aligning}"),
+            });
+        }
+        arrived[channel] = true;
+        Ok(())
+    }
+
+    /// Completes the alignment once every open channel delivered the
+    /// barrier; returns the held messages to replay.
+    fn complete_if_aligned(
+        &mut self,
+        ended: &[bool],
+        chain: &mut Chain,
+        emit: &mut Emit<'_>,
+    ) -> Result<Option<Vec<Envelope>>> {
+        let Some((id, arrived)) = &self.aligning else {
+            return Ok(None);
+        };
+        if !arrived.iter().zip(ended).all(|(a, e)| *a || *e) {
+            return Ok(None);
+        }
+        let id = *id;
+        self.aligning = None;
+        self.checkpoint(id, chain, emit)?;
+        Ok(Some(std::mem::take(&mut self.held)))
+    }
+
+    /// The subtask ended: its final snapshot goes to the coordinator, as
+    /// part of the checkpoint in flight it never saw or of the next one.
+    fn on_finished(&mut self, chain: &mut Chain) -> Result<()> {
+        let from = (self.last + 1).max(self.handle.triggered());
+        let states = chain.snapshot(from)?;
+        self.report(Report::Finished {
+            from,
+            task: self.task,
+            subtask: self.subtask,
+            states,
+        });
+        Ok(())
+    }
 }

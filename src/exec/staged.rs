@@ -207,7 +207,7 @@ fn run_subtask(
     first_error: &FirstError,
 ) -> Result<Vec<Vec<Partition>>> {
     let task = &physical.tasks[t];
-    let mut chain = Chain::try_new(plan, physical, task, s, env, metrics, true)?;
+    let mut chain = Chain::try_new(plan, physical, task, s, env, metrics, true, None)?;
     let out_edges: Vec<_> = task.outputs.iter().map(|&e| &physical.edges[e]).collect();
     let targets: Vec<usize> = out_edges
         .iter()

@@ -6,6 +6,7 @@
 //! the output path untouched: staging files are removed on drop.
 
 use crate::error::{Error, Result};
+use crate::message::CheckpointId;
 use crate::operator::{Ctx, Operator, Output, PendingCommit, TaskInfo};
 use crate::state::{StateReader, StateWriter};
 use arrow_array::RecordBatch;
@@ -63,6 +64,8 @@ pub struct FileSinkSpec {
     format: FileFormat,
     single_file: bool,
     schema: SchemaRef,
+    // state: the run whose checkpointed start cleaned the target up
+    prepared: Mutex<Option<u64>>,
 }
 
 impl FileSinkSpec {
@@ -76,6 +79,7 @@ impl FileSinkSpec {
             format,
             single_file,
             schema,
+            prepared: Mutex::new(None),
         })
     }
 
@@ -94,7 +98,7 @@ impl FileSinkSpec {
         for entry in std::fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))? {
             let p = entry.map_err(|e| Error::io(&self.path, e))?.path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if !name.starts_with("part-") {
+            if !name.starts_with("part-") && name != CHECKPOINT_STAGING {
                 return Err(Error::option(
                     "sink.path",
                     format!(
@@ -147,10 +151,67 @@ impl FileSinkSpec {
         FileSink {
             spec: self.clone(),
             subtask: info.subtask,
+            checkpointed: false,
+            part_seq: 0,
             writer: None,
             staged: None,
         }
     }
+
+    /// Checkpointed runs: once per run, before any subtask writes, removes
+    /// what no checkpoint published (staging leftovers of dead runs) and
+    /// parts of checkpoints after `restored` (all parts on a fresh start).
+    fn prepare_checkpointed(&self, run: u64, restored: Option<CheckpointId>) -> Result<()> {
+        let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+        if *prepared == Some(run) {
+            return Ok(());
+        }
+        if self.single_file {
+            return Err(Error::option(
+                "sink.path",
+                format!(
+                    "{}: a checkpointed job writes a directory of part files (one per \
+                     subtask and checkpoint, published as each checkpoint completes); \
+                     give a directory path without the .{} extension",
+                    self.path.display(),
+                    self.format.extension()
+                ),
+            ));
+        }
+        self.check_target()?;
+        let staging = self.path.join(CHECKPOINT_STAGING);
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        }
+        if self.path.exists() {
+            for entry in std::fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))? {
+                let p = entry.map_err(|e| Error::io(&self.path, e))?.path();
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let stale = match (part_checkpoint(name), restored) {
+                    (Some(id), Some(r)) => id > r,
+                    (_, None) => name.starts_with("part-"),
+                    (None, Some(_)) => false,
+                };
+                if stale {
+                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                }
+            }
+        }
+        *prepared = Some(run);
+        Ok(())
+    }
+}
+
+/// The hidden directory inside a checkpointed sink's target where part
+/// files are written and wait for their checkpoint.
+const CHECKPOINT_STAGING: &str = ".weir-staging";
+
+/// The checkpoint id in a checkpointed part file name `part-<id>-<subtask>.<ext>`.
+fn part_checkpoint(name: &str) -> Option<CheckpointId> {
+    let rest = name.strip_prefix("part-")?;
+    let (id, tail) = rest.split_once('-')?;
+    tail.split_once('.')?;
+    id.parse().ok()
 }
 
 /// Missing directories on the way to `dir`, deepest first, then creates them.
@@ -274,11 +335,23 @@ enum Writer {
 }
 
 /// One subtask of a Parquet or JSON-lines sink.
+///
+/// In a checkpointed run it is a two-phase-commit sink:
+/// ```text
+///  rows ─► out/avg/.weir-staging/inprogress-<run>-<s>-<seq>.ext
+///  barrier N ─► close + fsync ─► rename to .weir-staging/part-<N>-<s>.ext (pre-commit),
+///               listed in the state for the coordinator
+///  checkpoint N complete ─► the coordinator renames it to out/avg/part-<N>-<s>.ext (commit)
+///  restore from N ─► N's renames again (idempotent); staging leftovers and
+///               parts of later checkpoints removed
+/// ```
 pub struct FileSink {
     // config
     spec: Arc<FileSinkSpec>,
     subtask: usize,
+    checkpointed: bool,
     // state
+    part_seq: u64,
     writer: Option<Writer>,
     // resources
     staged: Option<StagedFile>,
@@ -289,7 +362,18 @@ impl FileSink {
         if self.writer.is_none() {
             let spec = &self.spec;
             let run = ctx.commits().run_id();
-            let (dir, staging, target) = if spec.single_file {
+            let (dir, staging, target) = if self.checkpointed {
+                let dir = spec.path.join(CHECKPOINT_STAGING);
+                self.part_seq += 1;
+                let name = format!(
+                    "inprogress-{}-{run}-{}-{}.{}",
+                    std::process::id(),
+                    self.subtask,
+                    self.part_seq,
+                    spec.format.extension()
+                );
+                (dir.clone(), dir.join(name), None)
+            } else if spec.single_file {
                 let dir = spec.parent();
                 let name = format!(
                     ".{}.weir-{}-{run}.inprogress",
@@ -309,7 +393,7 @@ impl FileSink {
                 created_dirs,
                 committed: false,
             };
-            if !spec.single_file {
+            if !spec.single_file && !self.checkpointed {
                 // the staging directory itself is removed by StagedDir (or when empty)
                 staged.created_dirs.insert(0, dir);
             }
@@ -361,7 +445,52 @@ fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
     }
 }
 
+impl FileSink {
+    /// Finishes the open file (footer, flush, fsync), if any.
+    fn close_writer(&mut self) -> Result<()> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        let target = self.target();
+        let sync = |file: &File| file.sync_all().map_err(|e| Error::io(&target, e));
+        match writer {
+            Writer::Parquet(w) => {
+                let file = w.into_inner().map_err(|e| parquet_error(&target, e))?;
+                sync(&file)
+            }
+            Writer::Json(mut w) => {
+                w.finish().map_err(Error::Arrow)?;
+                let mut buf = w.into_inner();
+                buf.flush().map_err(|e| Error::io(&target, e))?;
+                let file = buf
+                    .into_inner()
+                    .map_err(|e| Error::io(&target, e.into_error()))?;
+                sync(&file)
+            }
+        }
+    }
+}
+
 impl Operator for FileSink {
+    fn snapshot(&mut self, _: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        self.close_writer()?;
+        let Some(mut staged) = self.staged.take() else {
+            return Ok(()); // no rows since the last checkpoint: no part
+        };
+        let ext = self.spec.format.extension();
+        let name = format!("part-{:08}-{:05}.{ext}", state.checkpoint(), self.subtask);
+        let pending = self.spec.path.join(CHECKPOINT_STAGING).join(&name);
+        std::fs::rename(&staged.staging, &pending).map_err(|e| Error::io(&pending, e))?;
+        staged.committed = true; // from here on the checkpoint owns the file
+        state.publish(&[(pending, self.spec.path.join(name))])
+    }
+
+    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        self.checkpointed = true;
+        self.spec
+            .prepare_checkpointed(ctx.commits().run_id(), state.checkpoint())
+    }
+
     fn on_batch(
         &mut self,
         _: usize,
@@ -381,24 +510,12 @@ impl Operator for FileSink {
     }
 
     fn on_end_of_input(&mut self, ctx: &mut Ctx, _: &mut Output) -> Result<()> {
-        self.writer(ctx)?; // an empty result still produces a (valid, empty) file
-        let target = self.target();
-        let sync = |file: &File| file.sync_all().map_err(|e| Error::io(&target, e));
-        match self.writer.take().expect("created above") {
-            Writer::Parquet(w) => {
-                let file = w.into_inner().map_err(|e| parquet_error(&target, e))?;
-                sync(&file)?;
-            }
-            Writer::Json(mut w) => {
-                w.finish().map_err(Error::Arrow)?;
-                let mut buf = w.into_inner();
-                buf.flush().map_err(|e| Error::io(&target, e))?;
-                let file = buf
-                    .into_inner()
-                    .map_err(|e| Error::io(&target, e.into_error()))?;
-                sync(&file)?;
-            }
+        if self.checkpointed {
+            // the last part is published by the final checkpoint
+            return self.close_writer();
         }
+        self.writer(ctx)?; // an empty result still produces a (valid, empty) file
+        self.close_writer()?;
         let staged = self.staged.take().expect("created with the writer");
         ctx.commits().stage(Box::new(staged));
         if !self.spec.single_file {
@@ -473,8 +590,16 @@ impl Collected {
 
 /// Keeps every batch in memory; published to a [`Collected`] when the job succeeds.
 #[derive(Debug)]
+///
+/// In a checkpointed run the rows between two barriers are published when
+/// that checkpoint completes, so a restart inside the process (the restart
+/// strategy) neither loses nor repeats rows. The collected rows live in
+/// memory: a killed process loses them (use a file sink for that).
 pub struct CollectSink {
+    // config
     target: Collected,
+    checkpointed: bool,
+    // state
     buffered: Vec<RecordBatch>,
 }
 
@@ -483,6 +608,7 @@ impl CollectSink {
     pub fn new(target: Collected) -> Self {
         CollectSink {
             target,
+            checkpointed: false,
             buffered: Vec::new(),
         }
     }
@@ -517,7 +643,26 @@ impl Operator for CollectSink {
         Ok(())
     }
 
+    fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        ctx.commits().stage_for(
+            state.checkpoint(),
+            Box::new(CollectCommit {
+                target: self.target.clone(),
+                batches: std::mem::take(&mut self.buffered),
+            }),
+        );
+        Ok(())
+    }
+
+    fn restore(&mut self, _: &mut Ctx, _: &StateReader) -> Result<()> {
+        self.checkpointed = true;
+        Ok(())
+    }
+
     fn on_end_of_input(&mut self, ctx: &mut Ctx, _: &mut Output) -> Result<()> {
+        if self.checkpointed {
+            return Ok(()); // published by the final checkpoint
+        }
         ctx.commits().stage(Box::new(CollectCommit {
             target: self.target.clone(),
             batches: std::mem::take(&mut self.buffered),

@@ -1,0 +1,251 @@
+//! Checkpointed runs: choosing the checkpoint to start from, restoring it,
+//! and restarting after a failure.
+//!
+//! ```text
+//!  restore = auto|latest|id|path ─► newest valid checkpoint (corrupt ones skipped with a warning)
+//!     ─► publish its staged sink files again (idempotent: a crash may have cut that short)
+//!     ─► final? the job had finished: nothing to run
+//!     ─► run with every operator restored; new checkpoint ids continue after the highest on disk
+//!  run fails and restarts are left ─► wait (backoff, doubled each time) ─► restore the newest again
+//! ```
+
+use super::chain::RestoreSet;
+use super::{execute_once, ExecConfig, JobMetrics};
+use crate::checkpoint::coordinator::{Coordinator, NodeInfo};
+use crate::checkpoint::store::{CheckpointStore, Loaded, MANIFEST};
+use crate::checkpoint::{CheckpointConfig, CheckpointStats, RestoreFrom};
+use crate::error::{Error, Result};
+use crate::graph::{LogicalPlan, PhysicalPlan};
+use crate::message::CheckpointId;
+use crate::operator::RuntimeEnv;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What one checkpointed attempt starts with.
+pub(crate) struct CheckpointRun {
+    // config
+    config: CheckpointConfig,
+    store: CheckpointStore,
+    first_id: CheckpointId,
+    // state
+    pub(crate) restore: RestoreSet,
+    stats: CheckpointStats,
+}
+
+impl CheckpointRun {
+    /// The coordinator of this attempt, over every live node and subtask.
+    pub(crate) fn coordinator(
+        &self,
+        plan: &LogicalPlan,
+        physical: &PhysicalPlan,
+        env: &RuntimeEnv,
+    ) -> Coordinator {
+        let nodes = (0..plan.nodes.len())
+            .filter(|&id| physical.is_live(id))
+            .map(|id| NodeInfo {
+                id,
+                name: plan.nodes[id].name.clone(),
+                parallelism: physical.parallelism[id],
+            })
+            .collect();
+        let subtasks = physical
+            .tasks
+            .iter()
+            .enumerate()
+            .flat_map(|(t, task)| (0..task.parallelism).map(move |s| (t, s)))
+            .collect();
+        Coordinator::new(
+            self.store.clone(),
+            self.config.mode,
+            self.config.interval,
+            self.config.timeout,
+            self.config.retain,
+            nodes,
+            subtasks,
+            self.first_id,
+            env.commits.clone(),
+            self.stats.clone(),
+        )
+    }
+}
+
+/// Runs a checkpointed pipelined job: restore, run, restart on failure.
+pub(crate) fn execute_checkpointed(
+    plan: &LogicalPlan,
+    physical: &PhysicalPlan,
+    config: &ExecConfig,
+    checkpoints: &CheckpointConfig,
+) -> Result<JobMetrics> {
+    let store = CheckpointStore::try_new(&checkpoints.dir, &checkpoints.job)?;
+    let mut from = checkpoints.restore.clone();
+    // a fresh start ignores older checkpoints, also when it restarts later
+    let min_id = match from {
+        RestoreFrom::Fresh => store.ids_on_disk()?.last().map_or(1, |id| id + 1),
+        _ => 0,
+    };
+    let mut restarts = 0;
+    loop {
+        let mut stats = CheckpointStats {
+            restarts,
+            ..CheckpointStats::default()
+        };
+        let loaded = choose(&store, &from, min_id, &mut stats)?;
+        for w in &stats.warnings {
+            eprintln!("weir: warning: {w}");
+        }
+        if let Some(l) = &loaded {
+            // a crash between the manifest and the renames left some unpublished
+            for p in &l.manifest.publish {
+                p.apply()?;
+            }
+            stats.restored_from = Some(l.manifest.id);
+            if l.manifest.is_final {
+                stats.already_finished = true;
+                return Ok(finished_metrics(config, stats));
+            }
+        }
+        let restore = restore_set(plan, physical, loaded.as_ref())?;
+        let first_id = store.ids_on_disk()?.last().map_or(1, |id| id + 1).max(min_id);
+        let run = CheckpointRun {
+            config: checkpoints.clone(),
+            store: store.clone(),
+            first_id,
+            restore,
+            stats,
+        };
+        match execute_once(plan, physical, config, Some(run)) {
+            Ok((metrics, _)) => return Ok(metrics),
+            Err(e) if restarts < config.restart.attempts && restartable(&e) => {
+                let wait = config.restart.backoff * 2u32.saturating_pow(restarts);
+                restarts += 1;
+                eprintln!(
+                    "weir: {e}\nweir: restarting from the last checkpoint in {wait:?} \
+                     (restart {restarts} of {})",
+                    config.restart.attempts
+                );
+                std::thread::sleep(wait);
+                if from != RestoreFrom::Fresh || min_id > 0 {
+                    from = RestoreFrom::Auto;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Errors worth a restart: not plan or option mistakes a restart repeats.
+fn restartable(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::Plan(_) | Error::InvalidOption { .. } | Error::JobFile { .. }
+    )
+}
+
+/// The checkpoint to start from, per `from` (`None`: a fresh start).
+fn choose(
+    store: &CheckpointStore,
+    from: &RestoreFrom,
+    min_id: CheckpointId,
+    stats: &mut CheckpointStats,
+) -> Result<Option<Loaded>> {
+    let newest = |store: &CheckpointStore, stats: &mut CheckpointStats| -> Result<Option<Loaded>> {
+        let (loaded, warnings) = store.latest_valid()?;
+        stats.warnings.extend(warnings);
+        Ok(loaded.filter(|l| l.manifest.id >= min_id))
+    };
+    match from {
+        RestoreFrom::Fresh if min_id == 0 => Ok(None),
+        RestoreFrom::Fresh | RestoreFrom::Auto => newest(store, stats),
+        RestoreFrom::Latest => match newest(store, stats)? {
+            Some(l) => Ok(Some(l)),
+            None => Err(Error::Checkpoint {
+                location: store.root().display().to_string(),
+                message: "no complete checkpoint to restore (`--restore latest`)".into(),
+            }),
+        },
+        RestoreFrom::Id(id) => CheckpointStore::load(&store.dir_of(*id)).map(Some),
+        RestoreFrom::Path(path) => {
+            if path.join(MANIFEST).exists() {
+                CheckpointStore::load(path).map(Some)
+            } else {
+                // another job's root: its newest valid checkpoint
+                let parent = path.parent().unwrap_or(path);
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| Error::Checkpoint {
+                        location: path.display().to_string(),
+                        message: "not a checkpoint directory".into(),
+                    })?;
+                let other = CheckpointStore::try_new(parent, name)?;
+                match newest(&other, stats)? {
+                    Some(l) => Ok(Some(l)),
+                    None => Err(Error::Checkpoint {
+                        location: path.display().to_string(),
+                        message: "neither a checkpoint (no _manifest.json) nor a job's \
+                                  checkpoint directory with a complete checkpoint"
+                            .into(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Loads the state of every operator of the plan from `loaded`.
+fn restore_set(
+    plan: &LogicalPlan,
+    physical: &PhysicalPlan,
+    loaded: Option<&Loaded>,
+) -> Result<RestoreSet> {
+    let Some(loaded) = loaded else {
+        return Ok(RestoreSet::default());
+    };
+    let names: Vec<&str> = (0..plan.nodes.len())
+        .filter(|&id| physical.is_live(id))
+        .map(|id| plan.nodes[id].name.as_str())
+        .collect();
+    for op in &loaded.manifest.operators {
+        if !names.contains(&op.name.as_str()) && !op.files.is_empty() {
+            return Err(Error::Checkpoint {
+                location: loaded.dir.display().to_string(),
+                message: format!(
+                    "it holds state of operator `{}`, which this job does not have \
+                     (was the job changed?)",
+                    op.name
+                ),
+            });
+        }
+    }
+    let mut states = HashMap::new();
+    for name in names {
+        if let Some(s) = loaded.operator_states(name)? {
+            states.insert(name.to_string(), Arc::new(s));
+        }
+    }
+    Ok(RestoreSet {
+        checkpoint: Some(loaded.manifest.id),
+        states,
+    })
+}
+
+fn finished_metrics(config: &ExecConfig, stats: CheckpointStats) -> JobMetrics {
+    JobMetrics {
+        mode: config.mode,
+        elapsed: std::time::Duration::ZERO,
+        rows_in: 0,
+        rows_out: 0,
+        late_rows: 0,
+        bad_records: 0,
+        spill_files: 0,
+        spilled_bytes: 0,
+        spilled_rows: 0,
+        peak_memory: 0,
+        memory_budget: config.memory as u64,
+        memory_reserved_at_end: 0,
+        peak_rss: super::peak_rss(),
+        latency: None,
+        checkpoints: Some(stats),
+        operators: Vec::new(),
+    }
+}
