@@ -37,8 +37,8 @@ pub(crate) enum Item {
 const MAX_POLLS: usize = 1_000_000;
 
 /// A source instance with its context.
-pub(crate) struct Running {
-    src: Box<dyn Source>,
+pub(crate) struct Running<S: Source + ?Sized = dyn Source> {
+    src: Box<S>,
     ctx: Ctx,
 }
 
@@ -54,18 +54,21 @@ fn rows(b: &RecordBatch) -> Vec<String> {
         .collect()
 }
 
+/// The task info of subtask `subtask` of `parallelism`.
+pub(crate) fn info(subtask: usize, parallelism: usize) -> TaskInfo {
+    TaskInfo {
+        operator: "src".into(),
+        subtask,
+        parallelism,
+    }
+}
+
 impl Running {
     /// A fresh instance of subtask `subtask` of `parallelism`.
     pub fn new(make: MakeSource<'_>, subtask: usize, parallelism: usize) -> Self {
-        let env = RuntimeEnv::try_new(usize::MAX / 2, None).expect("env");
-        let info = TaskInfo {
-            operator: "src".into(),
-            subtask,
-            parallelism,
-        };
+        let info = info(subtask, parallelism);
         let src = make(&info).expect("the source builds");
-        let ctx = Ctx::new(info, env, Arc::new(OperatorMetrics::default()));
-        Running { src, ctx }
+        Running::typed(src, info)
     }
 
     /// A fresh instance restored from `states` (old subtasks' states).
@@ -79,6 +82,27 @@ impl Running {
         let reader = StateReader::for_subtask(states.clone(), subtask, parallelism);
         r.src.restore(&mut r.ctx, &reader).expect("restore");
         r
+    }
+}
+
+impl<S: Source + ?Sized> Running<S> {
+    /// Runs `src` as the subtask `info` says.
+    pub fn typed(src: Box<S>, info: TaskInfo) -> Self {
+        let env = RuntimeEnv::try_new(usize::MAX / 2, None).expect("env");
+        let ctx = Ctx::new(info, env, Arc::new(OperatorMetrics::default()));
+        Running { src, ctx }
+    }
+
+    /// The source itself (to look at its state in a test).
+    pub fn source(&self) -> &S {
+        &self.src
+    }
+
+    /// Restores the source (before its first poll).
+    pub fn restore(&mut self, states: &Arc<Vec<SubtaskState>>) -> Result<()> {
+        let info = self.ctx.info().clone();
+        let reader = StateReader::for_subtask(states.clone(), info.subtask, info.parallelism);
+        self.src.restore(&mut self.ctx, &reader)
     }
 
     /// One poll; appends what it emitted to `items`.
