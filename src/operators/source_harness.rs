@@ -43,9 +43,20 @@ pub(crate) struct Running<S: Source + ?Sized = dyn Source> {
 }
 
 fn rows(b: &RecordBatch) -> Vec<String> {
+    // named time zones cannot be displayed without chrono-tz: show the numbers
+    let columns: Vec<arrow_array::ArrayRef> = b
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            arrow_schema::DataType::Timestamp(_, Some(_)) => {
+                arrow_cast::cast(c, &arrow_schema::DataType::Int64).expect("timestamps cast")
+            }
+            _ => c.clone(),
+        })
+        .collect();
     (0..b.num_rows())
         .map(|i| {
-            b.columns()
+            columns
                 .iter()
                 .map(|c| arrow_cast::display::array_value_to_string(c, i).expect("displayable"))
                 .collect::<Vec<_>>()
