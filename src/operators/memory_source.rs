@@ -2,9 +2,18 @@
 //!
 //! Each inner `Vec` is one split, read in order, with its own watermark
 //! generator, exactly like a Parquet row group.
+//!
+//! Checkpoints: the state (`memory.splits`, see `split_progress`) is the
+//! batches emitted of each split started, the current split's generator
+//! and the last watermark; a restore at another parallelism takes the
+//! splits the new assignment gives it and rebuilds the watermark clock
+//! from them (finished splits no longer count, partial ones keep their
+//! generator), emitting only watermarks above nothing yet.
 
+use super::split_progress::{self, SplitCursor};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
+use crate::state::{StateReader, StateWriter};
 use crate::time::{event_times, validate_time_column, SplitClock, WatermarkStrategy};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -72,45 +81,61 @@ impl MemorySourceSpec {
         let splits: Vec<usize> = (0..self.splits.len())
             .filter(|i| i % info.parallelism == info.subtask)
             .collect();
-        let clock = self.event_time.as_ref().map(|(_, s)| {
-            let mins: Vec<Option<i64>> = splits.iter().map(|&i| self.min_times[i]).collect();
-            SplitClock::new(s.clone(), &mins)
-        });
         MemorySource {
+            clock: self.clock(&splits),
             spec: self.clone(),
+            cursor: SplitCursor::new(&splits),
             splits,
-            split: 0,
-            batch: 0,
-            clock,
+            in_split: false,
         }
     }
+
+    /// A clock over `splits`, read in this order.
+    fn clock(&self, splits: &[usize]) -> Option<SplitClock> {
+        self.event_time.as_ref().map(|(_, s)| {
+            let mins: Vec<Option<i64>> = splits.iter().map(|&i| self.min_times[i]).collect();
+            SplitClock::new(s.clone(), &mins)
+        })
+    }
 }
+
+/// The state entry of a memory source.
+const STATE: &str = "memory.splits";
 
 /// One subtask of an in-memory source.
 #[derive(Debug)]
 pub struct MemorySource {
     // config
     spec: Arc<MemorySourceSpec>,
+    /// The splits the assignment gives this subtask.
     splits: Vec<usize>,
     // state
-    split: usize,
-    batch: usize,
+    /// Splits left and batches emitted of the current one.
+    cursor: SplitCursor,
+    in_split: bool,
     clock: Option<SplitClock>,
 }
 
 impl Source for MemorySource {
     fn poll_next(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<SourcePoll> {
-        let Some(&split) = self.splits.get(self.split) else {
+        let Some(current) = self.cursor.current().cloned() else {
             return Ok(SourcePoll::Exhausted);
         };
-        let batches = &self.spec.splits[split];
-        if self.batch == 0 {
+        let batches = &self.spec.splits[current.split];
+        if !self.in_split {
+            self.in_split = true;
             if let Some(c) = self.clock.as_mut() {
-                c.start_split();
+                match current.generator {
+                    Some(g) => c.resume_split(g),
+                    None => c.start_split(),
+                }
             }
         }
-        if let Some(batch) = batches.get(self.batch) {
-            self.batch += 1;
+        if let Some(batch) = usize::try_from(self.cursor.done)
+            .ok()
+            .and_then(|i| batches.get(i))
+        {
+            self.cursor.done += 1;
             let batch = match (self.spec.event_time.as_ref(), self.clock.as_mut()) {
                 (Some(&(col, _)), Some(clock)) => {
                     let times = event_times(batch, col, "memory source")?;
@@ -123,9 +148,9 @@ impl Source for MemorySource {
             };
             out.emit(batch);
         }
-        if self.batch >= batches.len() {
-            self.split += 1;
-            self.batch = 0;
+        if self.cursor.done >= batches.len() as u64 {
+            self.cursor.finish_split();
+            self.in_split = false;
             if let Some(c) = self.clock.as_mut() {
                 c.end_split();
             }
@@ -134,5 +159,145 @@ impl Source for MemorySource {
             out.emit_watermark(wm);
         }
         Ok(SourcePoll::Ready)
+    }
+
+    fn snapshot(&mut self, _ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        let clock = self.clock.as_ref();
+        let s = self.cursor.state(
+            self.spec.splits.len(),
+            clock.and_then(SplitClock::active_state),
+            clock.and_then(SplitClock::emitted),
+        );
+        split_progress::write(state, STATE, &s)
+    }
+
+    fn restore(&mut self, _ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        let total = self.spec.splits.len();
+        let Some(plan) =
+            split_progress::plan_restore(state, STATE, &self.splits, total, "memory source")?
+        else {
+            return Ok(());
+        };
+        let left: Vec<usize> = plan.plan.iter().map(|r| r.split).collect();
+        self.clock = self.spec.clock(&left);
+        if let Some(c) = self.clock.as_mut() {
+            c.restore_emitted(plan.watermark);
+        }
+        self.cursor = SplitCursor::restored(plan);
+        self.in_split = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::source_harness::{
+        assert_every_cut, rescaled_rows, row_multiset, uninterrupted, Item, MakeSource,
+    };
+    use arrow_array::Int64Array;
+    use arrow_schema::{DataType, Field, Schema};
+    use std::time::Duration;
+
+    /// 5 splits of 0..4 batches; times jump back beyond the delay now and
+    /// then, so every split has late rows.
+    fn spec() -> Arc<MemorySourceSpec> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("t", DataType::Int64, false),
+        ]));
+        let mut id = 0;
+        let splits: Vec<Vec<RecordBatch>> = (0..5i64)
+            .map(|s| {
+                (0..(s % 4 + 1) - i64::from(s == 3) * 4)
+                    .map(|b| {
+                        let ids: Vec<i64> = (0..3)
+                            .map(|_| {
+                                id += 1;
+                                id
+                            })
+                            .collect();
+                        let times: Vec<i64> = ids
+                            .iter()
+                            .map(|&i| s * 50 + (b / 2) * 30 + if i % 4 == 0 { -25 } else { i % 3 })
+                            .collect();
+                        RecordBatch::try_new(
+                            schema.clone(),
+                            vec![
+                                Arc::new(Int64Array::from(ids)),
+                                Arc::new(Int64Array::from(times)),
+                            ],
+                        )
+                        .unwrap()
+                    })
+                    .collect()
+            })
+            .collect();
+        let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(5));
+        Arc::new(
+            MemorySourceSpec::try_new(schema, splits)
+                .unwrap()
+                .with_event_time("t", strategy)
+                .unwrap(),
+        )
+    }
+
+    fn make(spec: &Arc<MemorySourceSpec>) -> impl Fn(&TaskInfo) -> Result<Box<dyn Source>> + '_ {
+        move |info| Ok(Box::new(spec.create(info)) as Box<dyn Source>)
+    }
+
+    #[test]
+    fn a_restore_after_any_poll_continues_exactly() {
+        let spec = spec();
+        let make = make(&spec);
+        let (all, _) = uninterrupted(&make, 0, 1);
+        assert!(
+            all.iter().any(|i| matches!(i, Item::Side(1, _))),
+            "has late rows"
+        );
+        assert!(
+            all.iter().any(|i| matches!(i, Item::Wm(_))),
+            "has watermarks"
+        );
+        for p in [1, 2] {
+            assert_every_cut(&make, p);
+        }
+    }
+
+    #[test]
+    fn a_rescale_reads_every_row_exactly_once() {
+        let spec = spec();
+        let make: MakeSource<'_> = &make(&spec);
+        let (all, _) = uninterrupted(make, 0, 1);
+        let input = row_multiset(all);
+        assert_eq!(
+            input.len(),
+            spec.splits
+                .iter()
+                .flatten()
+                .map(|b| b.num_rows())
+                .sum::<usize>()
+        );
+        for cuts in [[0, 0], [1, 2], [2, 1], [3, 3], [4, 0], [9, 9]] {
+            for p_after in [1, 3] {
+                assert_eq!(
+                    rescaled_rows(make, &cuts, p_after),
+                    input,
+                    "cuts {cuts:?} -> p {p_after}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_restore_with_nothing_saved_starts_fresh() {
+        let spec = spec();
+        let make = make(&spec);
+        let (all, _) = uninterrupted(&make, 0, 1);
+        let empty = Arc::new(vec![crate::state::SubtaskState::default()]);
+        let mut r = crate::operators::source_harness::Running::restored(&make, &empty, 0, 1);
+        let mut items = Vec::new();
+        r.run_to_end(&mut items);
+        assert_eq!(items, all);
     }
 }

@@ -23,6 +23,10 @@ mod process;
 pub mod replay;
 mod session;
 mod sinks;
+#[cfg(test)]
+#[allow(dead_code)] // used by the sources' snapshot tests
+pub(crate) mod source_harness;
+pub(crate) mod split_progress;
 mod window;
 mod window_group;
 

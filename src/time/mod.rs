@@ -14,7 +14,7 @@ pub use assigner::Window;
 pub use column::{event_times, validate_time_column};
 pub use split::SplitClock;
 pub use tracker::WatermarkTracker;
-pub use watermark::{WatermarkGenerator, WatermarkStrategy};
+pub use watermark::{GeneratorState, WatermarkGenerator, WatermarkStrategy};
 pub use window::TumblingWindow;
 
 use crate::{Error, Result};

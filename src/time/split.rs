@@ -1,6 +1,6 @@
 //! Per-split watermarks for a source subtask that reads its splits in order.
 
-use super::{WatermarkGenerator, WatermarkStrategy};
+use super::{GeneratorState, WatermarkGenerator, WatermarkStrategy};
 use crate::error::Result;
 use crate::message::Watermark;
 use arrow_array::{BooleanArray, RecordBatch};
@@ -53,6 +53,23 @@ impl SplitClock {
     /// Starts reading the next split.
     pub fn start_split(&mut self) {
         self.active = Some(self.strategy.generator());
+    }
+
+    /// Starts reading the next split where a checkpoint left it: its
+    /// generator continues from `state` (the rows before were read already).
+    pub fn resume_split(&mut self, state: GeneratorState) {
+        self.active = Some(self.strategy.generator().with_state(state));
+    }
+
+    /// The current split's generator state, if a split is being read.
+    pub fn active_state(&self) -> Option<GeneratorState> {
+        self.active.as_ref().map(WatermarkGenerator::state)
+    }
+
+    /// Restores the last emitted watermark (a checkpoint at unchanged
+    /// parallelism): only higher ones are emitted from here.
+    pub fn restore_emitted(&mut self, emitted: Option<i64>) {
+        self.emitted = emitted;
     }
 
     /// Classifies the next rows of the current split: `None` if none is late,

@@ -20,6 +20,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, Schema};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Where watermarks come from.
@@ -152,6 +153,16 @@ impl WatermarkStrategy {
     }
 }
 
+/// What a [`WatermarkGenerator`] has seen, for checkpoints: with the
+/// strategy it rebuilds the generator exactly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratorState {
+    /// The largest event time seen (bounded out-of-orderness).
+    pub max_ts: Option<i64>,
+    /// The last punctuated watermark (column or predicate strategies).
+    pub watermark: Option<i64>,
+}
+
 /// Tracks one split's watermark and classifies rows as late.
 #[derive(Debug, Clone)]
 pub struct WatermarkGenerator {
@@ -164,6 +175,21 @@ pub struct WatermarkGenerator {
 }
 
 impl WatermarkGenerator {
+    /// What this generator has seen (for checkpoints).
+    pub fn state(&self) -> GeneratorState {
+        GeneratorState {
+            max_ts: self.max_ts,
+            watermark: self.watermark,
+        }
+    }
+
+    /// This generator continued from `state` (taken with the same strategy).
+    pub fn with_state(mut self, state: GeneratorState) -> Self {
+        self.max_ts = state.max_ts;
+        self.watermark = state.watermark;
+        self
+    }
+
     /// The current watermark, or `None` before it exists.
     pub fn current(&self) -> Option<i64> {
         match self.kind {

@@ -5,8 +5,10 @@
 
 use crate::error::Result;
 use crate::message::Watermark;
-use crate::time::{WatermarkGenerator, WatermarkStrategy};
+use crate::time::{GeneratorState, WatermarkGenerator, WatermarkStrategy};
 use arrow_array::{BooleanArray, RecordBatch};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The event-time clock of one live source subtask.
@@ -20,6 +22,14 @@ use std::time::{Duration, Instant};
 /// ```
 /// Each partition's lateness is decided by its own generator over its own
 /// order, so replaying a partition from an offset gives the same late rows.
+///
+/// Checkpoints ([`ClockState`]): each partition's generator and finished
+/// flag by partition name, and the last watermark emitted. Restored at the
+/// same parallelism it is exact. After a rescale each partition still gets
+/// its own generator back (partitions move whole), and the last watermark
+/// becomes the smallest any old subtask emitted (none if one had none):
+/// rows below it were behind every old subtask's watermark, so they stay
+/// late, and nothing later than that is assumed.
 #[derive(Debug)]
 pub struct PartitionClock {
     // config
@@ -27,6 +37,15 @@ pub struct PartitionClock {
     // state
     parts: Vec<Part>,
     emitted: Option<i64>,
+}
+
+/// What a [`PartitionClock`] saves in a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockState {
+    /// Per partition name: its generator and whether it finished.
+    pub parts: BTreeMap<String, (GeneratorState, bool)>,
+    /// The last watermark emitted (or the floor).
+    pub emitted: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -58,8 +77,39 @@ impl PartitionClock {
     /// Starts above `floor`: watermarks at or below it are not emitted again
     /// (the hybrid source's hand-off carries the history's watermark).
     pub fn with_floor(mut self, floor: Option<i64>) -> Self {
-        self.emitted = floor;
+        self.emitted = self.emitted.max(floor);
         self
+    }
+
+    /// The state to checkpoint; `names[i]` is partition i's name.
+    pub fn state(&self, names: &[String]) -> ClockState {
+        ClockState {
+            parts: names
+                .iter()
+                .zip(&self.parts)
+                .map(|(n, p)| (n.clone(), (p.generator.state(), p.finished)))
+                .collect(),
+            emitted: self.emitted,
+        }
+    }
+
+    /// Continues from saved states (`names[i]` is partition i's name):
+    /// one state at unchanged parallelism, every old subtask's after a
+    /// rescale (see the type's docs). Partitions no state names start fresh.
+    pub fn restore(&mut self, names: &[String], saved: &[ClockState], rescaled: bool) {
+        let now = Instant::now();
+        for (name, part) in names.iter().zip(self.parts.iter_mut()) {
+            if let Some((g, finished)) = saved.iter().find_map(|s| s.parts.get(name)) {
+                part.generator = self.strategy.generator().with_state(*g);
+                part.finished = *finished;
+            }
+            part.last_rows = now;
+        }
+        self.emitted = if rescaled {
+            saved.iter().map(|s| s.emitted).min().flatten()
+        } else {
+            saved.first().and_then(|s| s.emitted)
+        };
     }
 
     /// Classifies the next rows of `partition`: `None` if none is late,

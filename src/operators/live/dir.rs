@@ -16,6 +16,15 @@
 //! rename it into place, as weir's own sinks do. A file's position is its
 //! name: a restart from a stored position skips files whose names sort at
 //! or before it, so name files in arrival order (e.g. by time).
+//!
+//! **Checkpoints:** the checkpoint names every file this subtask finished
+//! (`file NAME` → offset -1) and the file being read with the records
+//! (JSON lines, blank ones included) or Parquet rows read so far (`file
+//! NAME` → count). A restored subtask skips the finished files it owns
+//! (after a rescale: owns now), reads the partial file first, skipping its
+//! first records (Parquet rows through the reader's offset, JSON lines by
+//! reading past them), then the rest in name order. The list of finished
+//! files grows with every file read (a name per file in each checkpoint).
 
 use super::{Connector, Fetch, Position, RawRecord};
 use crate::error::{Error, Result};
@@ -23,7 +32,7 @@ use crate::operator::TaskInfo;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -33,8 +42,27 @@ enum Reading {
         lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
         line: i64,
     },
-    Parquet(ParquetRecordBatchReader),
+    Parquet {
+        reader: ParquetRecordBatchReader,
+        /// Rows read so far.
+        rows: i64,
+    },
 }
+
+impl Reading {
+    /// Records (JSON lines) or rows (Parquet) read so far.
+    fn consumed(&self) -> i64 {
+        match self {
+            Reading::Json { line, .. } => *line,
+            Reading::Parquet { rows, .. } => *rows,
+        }
+    }
+}
+
+/// Checkpoint key prefix of a file's progress.
+const FILE: &str = "file ";
+/// Checkpoint value of a finished file.
+const FINISHED: i64 = -1;
 
 /// Reads the files appearing in one directory (this subtask's share).
 pub struct WatchedDir {
@@ -53,6 +81,11 @@ pub struct WatchedDir {
     last_done: Option<String>,
     last_list: Option<Instant>,
     listed_once: bool,
+    /// Files finished (this run and, restored, before it).
+    finished: BTreeSet<String>,
+    /// Restored partial files and the records to skip in each (one at
+    /// unchanged parallelism, possibly more after a rescale).
+    resume: BTreeMap<String, i64>,
 }
 
 impl WatchedDir {
@@ -88,6 +121,8 @@ impl WatchedDir {
             last_done: None,
             last_list: None,
             listed_once: false,
+            finished: BTreeSet::new(),
+            resume: BTreeMap::new(),
         })
     }
 
@@ -119,7 +154,7 @@ impl WatchedDir {
             let known = [".parquet", ".json", ".jsonl", ".ndjson"]
                 .iter()
                 .any(|ext| name.ends_with(ext));
-            if hidden || !known || self.seen.contains(&name) {
+            if hidden || !known || self.seen.contains(&name) || self.finished.contains(&name) {
                 continue;
             }
             if self
@@ -139,6 +174,13 @@ impl WatchedDir {
             self.seen.insert(n.clone());
             self.queue.push_back(n);
         }
+        // files restored half-read go first, as they went before
+        for name in self.resume.keys().rev() {
+            if let Some(i) = self.queue.iter().position(|n| n == name) {
+                let name = self.queue.remove(i).expect("found at i");
+                self.queue.push_front(name);
+            }
+        }
         Ok(())
     }
 
@@ -152,19 +194,27 @@ impl WatchedDir {
         };
         let path = self.dir.join(&name);
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let skip = self.resume.remove(&name).unwrap_or(0).max(0);
         let reading = if name.ends_with(".parquet") {
             let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                .and_then(|b| b.with_batch_size(8192).build())
+                .and_then(|b| {
+                    b.with_batch_size(8192)
+                        .with_offset(usize::try_from(skip).unwrap_or(usize::MAX))
+                        .build()
+                })
                 .map_err(|e| Error::Parquet {
                     path: path.clone(),
                     message: e.to_string(),
                 })?;
-            Reading::Parquet(reader)
+            Reading::Parquet { reader, rows: skip }
         } else {
-            Reading::Json {
-                lines: std::io::BufReader::with_capacity(1 << 16, file).lines(),
-                line: 0,
+            let mut lines = std::io::BufReader::with_capacity(1 << 16, file).lines();
+            for _ in 0..skip {
+                if let Some(Err(e)) = lines.next() {
+                    return Err(Error::io(&path, e));
+                }
             }
+            Reading::Json { lines, line: skip }
         };
         self.current = Some((name, reading));
         Ok(true)
@@ -172,6 +222,7 @@ impl WatchedDir {
 
     fn finish_current(&mut self) {
         if let Some((name, _)) = self.current.take() {
+            self.finished.insert(name.clone());
             self.last_done = Some(name);
         }
     }
@@ -233,12 +284,15 @@ impl Connector for WatchedDir {
     }
 
     fn take_batch(&mut self) -> Result<Option<(usize, RecordBatch)>> {
-        let Some((name, Reading::Parquet(reader))) = self.current.as_mut() else {
+        let Some((name, Reading::Parquet { reader, rows })) = self.current.as_mut() else {
             return Ok(None);
         };
         let path = self.dir.join(name.as_str());
         match reader.next() {
-            Some(Ok(batch)) => Ok(Some((0, conform(&batch, &self.schema, &path)?))),
+            Some(Ok(batch)) => {
+                *rows += batch.num_rows() as i64;
+                Ok(Some((0, conform(&batch, &self.schema, &path)?)))
+            }
             Some(Err(e)) => Err(Error::Parquet {
                 path,
                 message: e.to_string(),
@@ -304,11 +358,139 @@ impl Connector for WatchedDir {
             None => BTreeMap::new(),
         }
     }
+
+    fn checkpoint(&self) -> Result<BTreeMap<String, Position>> {
+        let mut saved: BTreeMap<String, Position> = self
+            .finished
+            .iter()
+            .map(|n| (format!("{FILE}{n}"), Position::Offset(FINISHED)))
+            .collect();
+        if let Some((name, reading)) = &self.current {
+            saved.insert(
+                format!("{FILE}{name}"),
+                Position::Offset(reading.consumed()),
+            );
+        }
+        Ok(saved)
+    }
+
+    fn seek(&mut self, saved: &BTreeMap<String, Position>) -> Result<()> {
+        for (key, position) in saved {
+            let Some(name) = key.strip_prefix(FILE) else {
+                continue;
+            };
+            if owner(name, self.parallelism) != self.subtask {
+                continue;
+            }
+            match position {
+                Position::Offset(FINISHED) => {
+                    self.finished.insert(name.to_string());
+                }
+                Position::Offset(n) => {
+                    self.resume.insert(name.to_string(), *n);
+                }
+                Position::Id(id) => {
+                    return Err(Error::Checkpoint {
+                        location: self.name(),
+                        message: format!("position `{id}` of file {name} is not a count"),
+                    })
+                }
+            }
+        }
+        self.last_done = self.finished.iter().next_back().cloned();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::Source;
+    use crate::operators::live::{ConnectorFactory, LiveSourceSpec};
+    use crate::operators::source_harness::{
+        assert_every_cut, rescaled_rows, row_multiset, uninterrupted, Item,
+    };
+    use crate::time::WatermarkStrategy;
+    use arrow_array::Int64Array;
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("t", DataType::Int64, false),
+        ]))
+    }
+
+    fn json(dir: &Path, name: &str, rows: std::ops::Range<i64>) {
+        let text: Vec<String> = rows
+            .map(|i| match i % 7 {
+                3 => String::new(), // blank lines carry no record
+                _ => format!(r#"{{"id":{i},"t":{}}}"#, i * 2 - (i % 4) * 9),
+            })
+            .collect();
+        std::fs::write(dir.join(name), text.join("\n")).unwrap();
+    }
+
+    fn parquet(dir: &Path, name: &str, rows: std::ops::Range<i64>) {
+        let b = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.clone())),
+                Arc::new(Int64Array::from_iter_values(
+                    rows.map(|i| i / 100 - (i % 3) * 5),
+                )),
+            ],
+        )
+        .unwrap();
+        let file = std::fs::File::create(dir.join(name)).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, schema(), None).unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn a_restored_directory_skips_finished_files_and_resumes_inside_one() {
+        let dir = tempfile::tempdir().unwrap();
+        json(dir.path(), "a.json", 0..12);
+        // two reader batches of 8192 rows: a cut falls inside the file
+        parquet(dir.path(), "b.parquet", 1000..(1000 + 8192 + 40));
+        json(dir.path(), "c.jsonl", 20_000..20_010);
+        json(dir.path(), "d.ndjson", 30_000..30_005);
+        let path = dir.path().to_path_buf();
+        let factory: ConnectorFactory = Arc::new(move |info| {
+            let d = WatchedDir::try_new(&path, schema(), info, true, Duration::ZERO, None)?;
+            Ok(Box::new(d) as _)
+        });
+        let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(6));
+        let spec = Arc::new(
+            LiveSourceSpec::new("watched", schema(), factory, true)
+                .with_max_records(4)
+                .with_event_time("t", strategy)
+                .unwrap(),
+        );
+        let make = move |info: &TaskInfo| Ok(Box::new(spec.create(info)?) as Box<dyn Source>);
+        let (all, _) = uninterrupted(&make, 0, 1);
+        assert!(
+            all.iter().any(|i| matches!(i, Item::Side(1, _))),
+            "late rows"
+        );
+        let input = row_multiset(all);
+        assert_eq!(input.len(), 8232 + 10 + 8 + 5, "blank lines skipped");
+        for p in [1, 2] {
+            assert_every_cut(&make, p);
+        }
+        for cuts in [[1, 1], [3, 2], [2, 6]] {
+            let got = rescaled_rows(&make, &cuts, 3);
+            // (not assert_eq: thousands of rows would flood the report)
+            assert!(
+                got == input,
+                "cuts {cuts:?}: {} rows, {} expected",
+                got.len(),
+                input.len()
+            );
+        }
+    }
 
     #[test]
     fn files_are_shared_stably_between_subtasks() {

@@ -38,6 +38,15 @@
 //! Partitions are looked up once: partitions added to the topic later are
 //! not read, and a subtask that owns none ends at once.
 //!
+//! **Checkpoints:** the source's checkpoint is, per partition `TOPIC/P`,
+//! the next offset, plus `TOPIC/P#end` (a bounded read's end offset, so a
+//! restored read ends where the original would have) and
+//! `TOPIC/P#skip_before` (a timestamp start still skipping older records),
+//! and `TOPIC#cursor` (the partition fetched next). Records fetched but not
+//! handed out are fetched again after a restore. The sink's snapshot
+//! produces everything buffered and saves nothing: at-least-once, rows
+//! since the last checkpoint are produced again after a restore.
+//!
 //! **Delivery:** the source is replayable: a run's positions
 //! ([`LiveSourceSpec::positions`]) passed back as [`StartFrom::Positions`]
 //! resume exactly after the last record emitted. The sink is at-least-once:
@@ -50,6 +59,7 @@
 use super::{Connector, Fetch, LiveSourceSpec, Position, RawRecord, StartFrom};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Operator, Output, TaskInfo};
+use crate::state::{StateReader, StateWriter};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
@@ -579,6 +589,73 @@ impl Connector for KafkaConnector {
             .map(|p| (p.name.clone(), Position::Offset(p.next)))
             .collect()
     }
+
+    fn checkpoint(&self) -> Result<BTreeMap<String, Position>> {
+        let mut saved = self.positions();
+        for p in &self.parts {
+            if let Some(end) = p.end {
+                saved.insert(format!("{}{END}", p.name), Position::Offset(end));
+            }
+            if let Some(t) = p.skip_before {
+                saved.insert(format!("{}{SKIP}", p.name), Position::Offset(t));
+            }
+        }
+        // records fetched but not handed out come again from this partition
+        let next = self.pending.front().map_or(self.cursor, |r| r.0);
+        if let Some(part) = self.parts.get(next) {
+            let id = part.client.partition();
+            saved.insert(self.cursor_key(), Position::Offset(i64::from(id)));
+        }
+        Ok(saved)
+    }
+
+    fn seek(&mut self, saved: &BTreeMap<String, Position>) -> Result<()> {
+        self.pending.clear();
+        for part in &mut self.parts {
+            let Some(position) = saved.get(&part.name) else {
+                continue;
+            };
+            part.next = match position {
+                Position::Offset(o) => *o,
+                Position::Id(id) => {
+                    return Err(Error::Checkpoint {
+                        location: part.name.clone(),
+                        message: format!("position `{id}` is not a Kafka offset"),
+                    })
+                }
+            };
+            let detail = |suffix: &str| match saved.get(&format!("{}{suffix}", part.name)) {
+                Some(Position::Offset(v)) => Some(*v),
+                _ => None,
+            };
+            if self.config.bounded {
+                part.end = detail(END).or(part.end);
+            }
+            part.skip_before = detail(SKIP);
+        }
+        if let Some(Position::Offset(id)) = saved.get(&self.cursor_key()) {
+            if let Some(i) = self
+                .parts
+                .iter()
+                .position(|p| i64::from(p.client.partition()) == *id)
+            {
+                self.cursor = i;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checkpoint key suffix of a bounded read's end offset.
+const END: &str = "#end";
+/// Checkpoint key suffix of a timestamp start still skipping.
+const SKIP: &str = "#skip_before";
+
+impl KafkaConnector {
+    /// Checkpoint key of the partition fetched next.
+    fn cursor_key(&self) -> String {
+        format!("{}#cursor", self.config.topic)
+    }
 }
 
 /// Creates `topic` with `partitions` partitions (replication 1) and waits
@@ -917,6 +994,18 @@ impl Operator for KafkaSink {
     fn on_end_of_input(&mut self, ctx: &mut Ctx, _: &mut Output) -> Result<()> {
         ctx.set_processing_timer(None);
         self.flush(1)
+    }
+
+    /// Produces everything buffered and saves nothing (at-least-once: after
+    /// a restore the rows since this checkpoint are produced again).
+    fn snapshot(&mut self, ctx: &mut Ctx, _state: &mut StateWriter) -> Result<()> {
+        ctx.set_processing_timer(None);
+        self.flush(1)
+    }
+
+    /// Nothing to restore (the snapshot saves nothing).
+    fn restore(&mut self, _ctx: &mut Ctx, _state: &StateReader) -> Result<()> {
+        Ok(())
     }
 }
 

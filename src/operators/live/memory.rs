@@ -4,7 +4,7 @@
 //! Owns [`MemoryConnector`]. May use the sibling modules.
 
 use super::{Connector, Fetch, Position, RawRecord};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::operator::TaskInfo;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -104,4 +104,35 @@ impl Connector for MemoryConnector {
             .map(|(p, n)| (format!("memory/{p}"), Position::Offset(*n as i64)))
             .collect()
     }
+
+    /// The positions, and the partition whose turn is next (`memory#turn`).
+    fn checkpoint(&self) -> Result<BTreeMap<String, Position>> {
+        let mut saved = self.positions();
+        saved.insert(TURN.into(), Position::Offset(self.turn as i64));
+        Ok(saved)
+    }
+
+    fn seek(&mut self, saved: &BTreeMap<String, Position>) -> Result<()> {
+        for (i, p) in self.owned.iter().enumerate() {
+            let name = format!("memory/{p}");
+            match saved.get(&name) {
+                Some(Position::Offset(o)) => self.next[i] = (*o).max(0) as usize,
+                Some(other) => {
+                    return Err(Error::Checkpoint {
+                        location: name,
+                        message: format!("position `{other}` is not an offset"),
+                    })
+                }
+                None => {}
+            }
+        }
+        // the turn only matters at unchanged parallelism; any value is valid
+        if let Some(Position::Offset(t)) = saved.get(TURN) {
+            self.turn = (*t).max(0) as usize;
+        }
+        Ok(())
+    }
 }
+
+/// The checkpoint key of the round-robin turn.
+const TURN: &str = "memory#turn";

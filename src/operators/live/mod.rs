@@ -15,6 +15,22 @@
 //!     ─► emit rows, then the watermark (min over partitions)
 //!  stop requested, or a bounded read reached its end offsets ─► Exhausted
 //! ```
+//!
+//! **Checkpoints.** A snapshot (between two polls: everything fetched was
+//! emitted) writes `live.positions` (the connector's
+//! [`Connector::checkpoint`]: per partition name the position after the
+//! last record, plus connector details), `live.clock` (each partition's
+//! watermark generator by name and the last watermark, see
+//! [`PartitionClock`]) and `live.in_history`; a hybrid source also writes
+//! its history reader's state (`parquet.splits`), kept after the hand-off
+//! so a later rescale never replays history. A restore merges every old
+//! subtask's positions (partitions are named globally, so a rescaled
+//! subtask finds its own) and [`Connector::seek`]s there. Connectors that
+//! cannot replay (TCP, stdin) refuse the snapshot with an error naming the
+//! source. Exactness: each partition continues with the same records and
+//! generator; the interleaving of partitions is the same for the memory
+//! and Redis connectors, for Kafka it depends on fetch sizes (as it does
+//! between two uninterrupted runs).
 
 pub mod clock;
 pub mod decode;
@@ -24,13 +40,14 @@ pub mod lines;
 pub mod memory;
 pub mod redis;
 
-pub use clock::PartitionClock;
+pub use clock::{ClockState, PartitionClock};
 pub use decode::{dead_letter_schema, DeadLetter, JsonDecoder, Position, RawRecord};
 
 use super::replay::TimeRange;
 use super::{ParquetSource, ParquetSourceSpec};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, OperatorMetrics, Output, Source, SourcePoll, TaskInfo};
+use crate::state::{StateReader, StateWriter};
 use crate::time::{event_times, validate_time_column, WatermarkStrategy};
 use arrow_schema::SchemaRef;
 use std::collections::BTreeMap;
@@ -77,7 +94,42 @@ pub trait Connector: Send {
     /// Where each partition resumes: the position after the last record
     /// fetched (what a restart passes back as [`StartFrom::Positions`]).
     fn positions(&self) -> BTreeMap<String, Position>;
+
+    /// Everything needed to continue exactly here, for a checkpoint: the
+    /// position after the last record fetched of each partition (by name),
+    /// plus connector details under keys that are not partition names
+    /// (`NAME#end`, ...). The default refuses: the input cannot be replayed.
+    fn checkpoint(&self) -> Result<BTreeMap<String, Position>> {
+        Err(not_replayable(&self.partitions()))
+    }
+
+    /// Continues from `saved`, before the first fetch. `saved` merges the
+    /// checkpoints of every old subtask after a rescale: a connector takes
+    /// the partitions it owns and ignores the rest; an owned partition not
+    /// in it starts where the connector was configured to start.
+    fn seek(&mut self, saved: &BTreeMap<String, Position>) -> Result<()> {
+        let _ = saved;
+        Err(not_replayable(&self.partitions()))
+    }
 }
+
+/// The error of a connector that cannot replay its input.
+pub fn not_replayable(partitions: &[String]) -> Error {
+    Error::Checkpoint {
+        location: partitions.join(", "),
+        message: "this input cannot be replayed, so a restored job would lose records; \
+                  checkpoints need a replayable source (Parquet, Kafka, Redis Streams, \
+                  a watched directory or a generator)"
+            .into(),
+    }
+}
+
+/// State entry: the connector's checkpoint.
+const POSITIONS: &str = "live.positions";
+/// State entry: the partition clock.
+const CLOCK: &str = "live.clock";
+/// State entry: true while a hybrid source still reads its history.
+const IN_HISTORY: &str = "live.in_history";
 
 /// Builds a subtask's connector.
 pub type ConnectorFactory = Arc<dyn Fn(&TaskInfo) -> Result<Box<dyn Connector>> + Send + Sync>;
@@ -319,6 +371,7 @@ impl LiveSourceSpec {
             .map(|(_, s)| PartitionClock::new(s.clone(), partitions.len()));
         Ok(LiveSource {
             history: self.history.as_ref().map(|h| h.create(info)),
+            history_done: false,
             spec: self.clone(),
             partitions,
             connector,
@@ -338,8 +391,11 @@ pub struct LiveSource {
     // resources
     connector: Box<dyn Connector>,
     // state
-    /// The history still being replayed (hybrid sources).
+    /// The history of a hybrid source (kept after the hand-off: its state
+    /// says which splits were read).
     history: Option<ParquetSource>,
+    /// True once the history was read to its end.
+    history_done: bool,
     decoder: JsonDecoder,
     clock: Option<PartitionClock>,
     buf: Vec<RawRecord>,
@@ -419,12 +475,12 @@ impl Source for LiveSource {
             self.publish_positions();
             return Ok(SourcePoll::Exhausted);
         }
-        if let Some(history) = self.history.as_mut() {
+        if let Some(history) = self.history.as_mut().filter(|_| !self.history_done) {
             match history.poll_next(ctx, out)? {
                 SourcePoll::Exhausted => {
                     // hand-off: the live part starts where the history's watermark is
                     let floor = history.last_watermark();
-                    self.history = None;
+                    self.history_done = true;
                     self.clock = self.clock.take().map(|c| c.with_floor(floor));
                     return Ok(SourcePoll::Ready);
                 }
@@ -472,5 +528,222 @@ impl Source for LiveSource {
                 SourcePoll::Ready
             }
         })
+    }
+
+    fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        let positions = self
+            .connector
+            .checkpoint()
+            .map_err(|e| self.checkpoint_error(e))?;
+        state.put(POSITIONS, &positions)?;
+        if let Some(clock) = &self.clock {
+            state.put(CLOCK, &clock.state(&self.partitions))?;
+        }
+        let in_history = self.history.is_some() && !self.history_done;
+        state.put(IN_HISTORY, &in_history)?;
+        if let Some(history) = self.history.as_mut() {
+            history.snapshot(ctx, state)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        let mut positions = BTreeMap::new();
+        for saved in state.values::<BTreeMap<String, Position>>(POSITIONS)? {
+            positions.extend(saved);
+        }
+        self.connector
+            .seek(&positions)
+            .map_err(|e| self.checkpoint_error(e))?;
+        if let Some(clock) = self.clock.as_mut() {
+            let saved: Vec<ClockState> = state.values(CLOCK)?;
+            clock.restore(&self.partitions, &saved, state.is_rescaled());
+        }
+        let in_history: Vec<bool> = state.values(IN_HISTORY)?;
+        if let Some(history) = self.history.as_mut() {
+            history.restore(ctx, state)?;
+            // after a rescale the history reader finds out itself: it ends
+            // at once if every split it now owns was read
+            self.history_done = !state.is_rescaled() && in_history.iter().all(|h| !h);
+        }
+        Ok(())
+    }
+}
+
+impl LiveSource {
+    /// A connector's checkpoint error, located at this source.
+    fn checkpoint_error(&self, e: Error) -> Error {
+        match e {
+            Error::Checkpoint { location, message } => Error::Checkpoint {
+                location: format!("source `{}` ({location})", self.spec.name),
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory::MemoryConnector;
+    use super::*;
+    use crate::operators::source_harness::{
+        assert_every_cut, rescaled_rows, row_multiset, uninterrupted, Item, MakeSource, Running,
+    };
+    use arrow_array::{Int64Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("t", DataType::Int64, false),
+        ]))
+    }
+
+    /// 4 partitions of 5 to 14 records with times from `from`; some far
+    /// behind (late), some within the delay.
+    fn partitions(from: i64) -> Arc<Vec<Vec<String>>> {
+        let mut id = 1000 * from;
+        Arc::new(
+            (0..4i64)
+                .map(|p| {
+                    (0..5 + p * 3)
+                        .map(|k| {
+                            id += 1;
+                            let t = match k % 4 {
+                                2 => from + p * 7 + k * 3 - 25,
+                                3 => from + p * 7 + k * 3 - 2,
+                                _ => from + p * 7 + k * 3,
+                            };
+                            format!(r#"{{"id":{id},"t":{t}}}"#)
+                        })
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+
+    fn spec(data: Arc<Vec<Vec<String>>>) -> LiveSourceSpec {
+        let factory: ConnectorFactory = Arc::new(move |info| {
+            Ok(Box::new(MemoryConnector::new(
+                data.clone(),
+                info,
+                &BTreeMap::new(),
+                true,
+            )) as _)
+        });
+        let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(4));
+        LiveSourceSpec::new("memory broker", schema(), factory, true)
+            .with_max_records(3)
+            .with_event_time("t", strategy)
+            .expect("t is a time column")
+    }
+
+    fn maker(spec: LiveSourceSpec) -> impl Fn(&TaskInfo) -> Result<Box<dyn Source>> {
+        let spec = Arc::new(spec);
+        move |info| Ok(Box::new(spec.create(info)?) as Box<dyn Source>)
+    }
+
+    /// Writes `(id, t)` rows as Parquet row groups of 4 rows.
+    fn history(dir: &Path, rows: &[(i64, i64)]) -> PathBuf {
+        let path = dir.join("history.parquet");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, schema(), None).unwrap();
+        for chunk in rows.chunks(4) {
+            let b = RecordBatch::try_new(
+                schema(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.0))),
+                    Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.1))),
+                ],
+            )
+            .unwrap();
+            w.write(&b).unwrap();
+            w.flush().unwrap();
+        }
+        w.close().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_restore_after_any_poll_continues_exactly() {
+        let make = maker(spec(partitions(100)));
+        let (all, _) = uninterrupted(&make, 0, 1);
+        assert!(
+            all.iter().any(|i| matches!(i, Item::Side(1, _))),
+            "late rows"
+        );
+        assert_eq!(row_multiset(all).len(), 5 + 8 + 11 + 14);
+        for p in [1, 2, 3] {
+            assert_every_cut(&make, p);
+        }
+    }
+
+    #[test]
+    fn a_rescale_reads_every_record_exactly_once() {
+        let make: MakeSource<'_> = &maker(spec(partitions(100)));
+        let input = row_multiset(uninterrupted(make, 0, 1).0);
+        for cuts in [[0, 0], [1, 2], [3, 1], [4, 5], [100, 2]] {
+            for p_after in [1, 3] {
+                let got = rescaled_rows(make, &cuts, p_after);
+                assert_eq!(got, input, "cuts {cuts:?} -> p {p_after}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_hybrid_source_restores_in_its_history_and_after_the_hand_off() {
+        let dir = tempfile::tempdir().unwrap();
+        // history: t < 200 (with rows at and after the hand-off that must be
+        // dropped); live: partitions from 180 (rows before 200 dropped)
+        let rows: Vec<(i64, i64)> = (0..30).map(|i| (i, 150 + i * 2 - (i % 5) * 3)).collect();
+        let path = history(dir.path(), &rows);
+        let history = ParquetSourceSpec::try_new(&[path])
+            .unwrap()
+            .with_batch_size(3);
+        let hybrid = spec(partitions(180))
+            .with_history(history, "t", 200)
+            .unwrap();
+        let make: MakeSource<'_> = &maker(hybrid);
+        let (all, polls) = uninterrupted(make, 0, 1);
+        assert!(polls > 10);
+        assert!(all.contains(&Item::Row("0|150".into())), "history rows");
+        assert!(
+            !all.contains(&Item::Row("29|201".into())),
+            "history after T dropped"
+        );
+        for p in [1, 2] {
+            assert_every_cut(make, p);
+        }
+        let input = row_multiset(all);
+        for cuts in [[0, 0], [2, 9], [9, 2], [30, 30]] {
+            assert_eq!(rescaled_rows(make, &cuts, 3), input, "cuts {cuts:?}");
+        }
+    }
+
+    #[test]
+    fn a_source_that_cannot_replay_refuses_a_snapshot_naming_itself() {
+        let factory: ConnectorFactory = Arc::new(|_| {
+            let input = std::io::Cursor::new(b"{\"id\":1,\"t\":5}\n".to_vec());
+            Ok(Box::new(lines::LinesConnector::from_reader(
+                "tcp localhost:9",
+                input,
+            )?) as _)
+        });
+        let spec = Arc::new(LiveSourceSpec::new("sensor feed", schema(), factory, true));
+        let make = move |info: &TaskInfo| Ok(Box::new(spec.create(info)?) as Box<dyn Source>);
+        let mut r = Running::new(&make, 0, 1);
+        r.poll_n(1, &mut Vec::new());
+        let err = r.try_snapshot().unwrap_err();
+        assert!(matches!(err, Error::Checkpoint { .. }), "{err:?}");
+        let text = err.to_string();
+        for part in ["sensor feed", "tcp localhost:9", "replayable", "Kafka"] {
+            assert!(text.contains(part), "`{part}` missing from: {text}");
+        }
     }
 }

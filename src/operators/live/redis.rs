@@ -22,10 +22,17 @@
 //! after an id is idempotent); the sink is at-least-once (a pipeline cut
 //! off by a dropped connection is re-sent whole, and a failed job re-run
 //! appends its rows again).
+//!
+//! **Checkpoints:** the source saves, per key, the last entry id emitted
+//! and `KEY#end` (a bounded read's last id); the sink writes each batch
+//! before `on_batch` returns, so its snapshot has nothing to flush and
+//! saves nothing (at-least-once: rows since the checkpoint are appended
+//! again after a restore).
 
 use super::{Connector, Fetch, LiveSourceSpec, Position, RawRecord, StartFrom};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Operator, Output, TaskInfo};
+use crate::state::{StateReader, StateWriter};
 use ::redis::{Connection, Value};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -491,7 +498,55 @@ impl Connector for RedisConnector {
             .map(|s| (s.key.clone(), Position::Id(s.after.to_string())))
             .collect()
     }
+
+    /// The positions, and `KEY#end` (a bounded read's last id).
+    fn checkpoint(&self) -> Result<BTreeMap<String, Position>> {
+        let mut saved = self.positions();
+        for s in &self.streams {
+            if let Some(end) = s.end {
+                saved.insert(format!("{}{END}", s.key), Position::Id(end.to_string()));
+            }
+        }
+        Ok(saved)
+    }
+
+    fn seek(&mut self, saved: &BTreeMap<String, Position>) -> Result<()> {
+        let id = |key: &str, name: &str| -> Result<Option<EntryId>> {
+            match saved.get(name) {
+                None => Ok(None),
+                Some(Position::Id(text)) => {
+                    EntryId::parse(text)
+                        .map(Some)
+                        .ok_or_else(|| Error::Checkpoint {
+                            location: format!("redis stream {key}"),
+                            message: format!("`{text}` is not an entry id"),
+                        })
+                }
+                Some(other) => Err(Error::Checkpoint {
+                    location: format!("redis stream {key}"),
+                    message: format!("position `{other}` is not a stream entry id"),
+                }),
+            }
+        };
+        for i in 0..self.streams.len() {
+            let key = self.streams[i].key.clone();
+            let Some(after) = id(&key, &key)? else {
+                continue;
+            };
+            let end = id(&key, &format!("{key}{END}"))?;
+            let stream = &mut self.streams[i];
+            stream.after = after;
+            if self.config.bounded {
+                stream.end = end.or(stream.end);
+            }
+            stream.done = stream.end.is_some_and(|e| after >= e);
+        }
+        Ok(())
+    }
 }
+
+/// Checkpoint key suffix of a bounded read's last entry id.
+const END: &str = "#end";
 
 /// The `(key, entries)` pairs of an XREAD reply (RESP2 arrays or RESP3 maps).
 fn stream_replies(reply: &Value) -> std::result::Result<Vec<(String, &Value)>, String> {
@@ -679,6 +734,18 @@ impl Operator for RedisSink {
         _: &mut Ctx,
         _: &mut Output,
     ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Nothing is buffered (every batch is appended before `on_batch`
+    /// returns), so nothing to flush or save: at-least-once, rows since
+    /// the last checkpoint are appended again after a restore.
+    fn snapshot(&mut self, _ctx: &mut Ctx, _state: &mut StateWriter) -> Result<()> {
+        Ok(())
+    }
+
+    /// Nothing to restore (the snapshot saves nothing).
+    fn restore(&mut self, _ctx: &mut Ctx, _state: &StateReader) -> Result<()> {
         Ok(())
     }
 }

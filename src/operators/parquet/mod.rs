@@ -518,11 +518,16 @@ impl ParquetSourceSpec {
         let splits: Vec<usize> = (0..self.splits.len())
             .filter(|i| i % info.parallelism.max(1) == info.subtask)
             .collect();
-        let clock = self.event_time.as_ref().map(|(_, strategy)| {
-            let mins: Vec<Option<i64>> = splits.iter().map(|&i| self.splits[i].min_time).collect();
-            SplitClock::new(strategy.clone(), &mins)
-        });
+        let clock = self.clock(&splits);
         let pacer = self.pace.as_ref().map(|(_, f)| Pacer::new(*f));
         ParquetSource::new(self.clone(), splits, clock, pacer, info)
+    }
+
+    /// The event-time clock of a reader of `splits` (in this order).
+    fn clock(&self, splits: &[usize]) -> Option<SplitClock> {
+        self.event_time.as_ref().map(|(_, strategy)| {
+            let mins: Vec<Option<i64>> = splits.iter().map(|&i| self.splits[i].min_time).collect();
+            SplitClock::new(strategy.clone(), &mins)
+        })
     }
 }

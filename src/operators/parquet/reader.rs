@@ -6,7 +6,7 @@
 //!     open row group (projection mask) ─► batch ─► adapt (widen, nulls, partitions)
 //!     ─► time-range filter ─► event/pacing times ─► hidden columns dropped
 //!     ─► chunks of ~32K rows ─► bounded channel (about `read_ahead` row groups) ─► ... SplitEnd
-//!  poll_next: recv ─► SplitClock (late rows → side output 1) ─► pacing (hold)
+//!  poll_next: recv ─► pacing (hold) ─► SplitClock (late rows → side output 1)
 //!     ─► emit ─► watermark
 //! ```
 //! One thread decodes a subtask's splits one after another and the channel
@@ -18,6 +18,19 @@
 //! most the batch it is decoding). With read-ahead 0, or if no thread can be
 //! started, the same decoder runs in the polling thread.
 //!
+//! **Checkpoints** (state `parquet.splits`, see `split_progress`): per split
+//! started, the raw rows (before the time-range filter) emitted and, for
+//! the split being read, its watermark generator; plus the last watermark.
+//! Rows decoded ahead or held for pacing are not emitted yet, so they are
+//! not counted (a held batch also has not touched the clock yet: lateness
+//! is decided when it is released). A restored reader opens a partial row
+//! group at its row offset (`with_offset`: pages before it are skipped by
+//! the parquet reader rather than decoded into batches), and emits the
+//! same batches as the uninterrupted run since offsets are batch-aligned.
+//! After a rescale its clock is rebuilt from the splits it now owns (see
+//! `split_progress`). Pacing restarts at the first row emitted after the
+//! restore, at the wall-clock time it is emitted.
+//!
 //! Owns [`ParquetSource`]. May use the parent module's spec, `operator`,
 //! `time`, `error` and the arrow/parquet/crossbeam crates.
 
@@ -25,8 +38,10 @@ use super::{ParquetSourceSpec, ScanMetrics, Split};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
 use crate::operators::replay::{HeldBatch, Pacer, Release};
+use crate::operators::split_progress::{self, SplitCursor};
+use crate::state::{StateReader, StateWriter};
 use crate::time::{event_times, SplitClock};
-use arrow_array::{BooleanArray, RecordBatch};
+use arrow_array::RecordBatch;
 use arrow_buffer::ScalarBuffer;
 use crossbeam_channel::{bounded, Receiver};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -36,6 +51,9 @@ use std::fs::File;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
+
+/// The state entry of a Parquet source.
+const STATE: &str = "parquet.splits";
 
 /// Rows per hand-over from the decode thread (whole batches; a split's end
 /// closes a chunk early).
@@ -49,6 +67,8 @@ enum Decoded {
         batch: RecordBatch,
         times: Option<ScalarBuffer<i64>>,
         pace: Option<ScalarBuffer<i64>>,
+        /// Rows of the row group this batch consumed (before the time-range filter).
+        raw_rows: u64,
     },
     /// The current split has no more rows.
     SplitEnd,
@@ -58,7 +78,8 @@ enum Decoded {
 struct Decoder {
     // config
     spec: Arc<ParquetSourceSpec>,
-    splits: Vec<usize>,
+    /// Splits to read and the rows to skip at the start of each.
+    splits: Vec<(usize, u64)>,
     // state
     pos: usize,
     reader: Option<ParquetRecordBatchReader>,
@@ -67,7 +88,12 @@ struct Decoder {
 
 impl Decoder {
     fn split(&self) -> Option<Split> {
-        self.splits.get(self.pos).map(|&i| self.spec.splits[i])
+        self.splits.get(self.pos).map(|&(i, _)| self.spec.splits[i])
+    }
+
+    /// Rows to skip at the start of the current split (a restore).
+    fn skip(&self) -> u64 {
+        self.splits.get(self.pos).map_or(0, |&(_, skip)| skip)
     }
 
     fn error(&self, split: &Split, message: impl std::fmt::Display) -> Error {
@@ -83,12 +109,16 @@ impl Decoder {
         let descr = f.meta.parquet_schema();
         let mask = ProjectionMask::roots(descr, plan.roots.iter().copied());
         let file = File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, f.meta.clone())
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, f.meta.clone())
             .with_row_groups(vec![split.row_group])
             .with_batch_size(self.spec.batch_size)
-            .with_projection(mask)
-            .build()
-            .map_err(|e| self.error(split, e))?;
+            .with_projection(mask);
+        let skip = self.skip();
+        if skip > 0 {
+            let skip = usize::try_from(skip).map_err(|e| self.error(split, e))?;
+            builder = builder.with_offset(skip);
+        }
+        let reader = builder.build().map_err(|e| self.error(split, e))?;
         let rg = f.meta.metadata().row_group(split.row_group);
         let bytes: i64 = (0..rg.num_columns())
             .filter(|&leaf| plan.roots.contains(&descr.get_column_root_idx(leaf)))
@@ -130,7 +160,12 @@ impl Decoder {
             Some(col) => Some(event_times(&batch, col, &context())?),
             None => None,
         };
-        Ok(Decoded::Batch { batch, times, pace })
+        Ok(Decoded::Batch {
+            batch,
+            times,
+            pace,
+            raw_rows: raw.num_rows() as u64,
+        })
     }
 
     /// The next item of `split`, opening it first if needed.
@@ -191,21 +226,29 @@ enum Feed {
     },
 }
 
+/// A held batch's event times and the raw rows it consumed.
+struct HeldMeta {
+    times: Option<ScalarBuffer<i64>>,
+    raw_rows: u64,
+}
+
 /// One subtask's reader over its splits, in order.
 pub struct ParquetSource {
     // config
     spec: Arc<ParquetSourceSpec>,
+    /// The splits the assignment gives this subtask.
     splits: Vec<usize>,
     thread_name: String,
     // state
     feed: Option<Feed>,
-    /// Splits finished.
-    pos: usize,
+    /// Splits left, and raw rows emitted of the current one.
+    cursor: SplitCursor,
     in_split: bool,
     clock: Option<SplitClock>,
     pacer: Option<Pacer>,
-    /// A batch waiting for its pacing deadline.
+    /// A batch waiting for its pacing deadline (lateness not applied yet).
     held: HeldBatch,
+    held_meta: Option<HeldMeta>,
 }
 
 impl ParquetSource {
@@ -218,21 +261,23 @@ impl ParquetSource {
     ) -> Self {
         ParquetSource {
             spec,
+            cursor: SplitCursor::new(&splits),
             splits,
             thread_name: format!("weir-parquet-{}-{}", info.operator, info.subtask),
             feed: None,
-            pos: 0,
             in_split: false,
             clock,
             pacer,
             held: HeldBatch::default(),
+            held_meta: None,
         }
     }
 
     fn decoder(&self) -> Box<Decoder> {
+        let left = &self.cursor.plan[self.cursor.pos.min(self.cursor.plan.len())..];
         Box::new(Decoder {
             spec: self.spec.clone(),
-            splits: self.splits.clone(),
+            splits: left.iter().map(|r| (r.split, r.skip)).collect(),
             pos: 0,
             reader: None,
             failed: false,
@@ -250,10 +295,11 @@ impl ParquetSource {
         let batch = self.spec.batch_size.max(1);
         let per_chunk = CHUNK_ROWS.div_ceil(batch).max(1);
         let per_group = self
-            .splits
+            .cursor
+            .plan
             .iter()
-            .map(|&i| {
-                let s = &self.spec.splits[i];
+            .map(|r| {
+                let s = &self.spec.splits[r.split];
                 let rows = self.spec.files[s.file]
                     .meta
                     .metadata()
@@ -323,7 +369,8 @@ impl ParquetSource {
             _ => None,
         };
         next.unwrap_or_else(|| {
-            let split = self.spec.splits[self.splits[self.pos]];
+            let index = self.cursor.current().map_or(0, |r| r.split);
+            let split = self.spec.splits[index];
             Err(Error::Parquet {
                 path: self.spec.files[split.file].path.clone(),
                 message: format!(
@@ -335,17 +382,21 @@ impl ParquetSource {
     }
 
     /// Emits the held batch once it is due (then the watermark after it).
-    fn release_held(&mut self, out: &mut Output) -> Option<SourcePoll> {
+    fn release_held(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<Option<SourcePoll>> {
         let batch = match self.held.poll() {
-            Release::Nothing => return None,
-            Release::Waiting => return Some(SourcePoll::Ready),
+            Release::Nothing => return Ok(None),
+            Release::Waiting => return Ok(Some(SourcePoll::Ready)),
             Release::Due(batch) => batch,
         };
-        self.emit(batch, out);
+        let meta = self
+            .held_meta
+            .take()
+            .expect("a held batch has its times and row count");
+        self.emit_rows(batch, meta.times, meta.raw_rows, ctx, out)?;
         if let Some(wm) = self.clock.as_mut().and_then(|c| c.advance()) {
             out.emit_watermark(wm);
         }
-        Some(SourcePoll::Ready)
+        Ok(Some(SourcePoll::Ready))
     }
 
     fn emit(&self, batch: RecordBatch, out: &mut Output) {
@@ -353,48 +404,52 @@ impl ParquetSource {
         out.emit(batch);
     }
 
-    /// Per-split lateness and pacing of one decoded batch; `true` if it is
-    /// held for pacing (its watermark waits with it).
+    /// Pacing of one decoded batch; `true` if it is held (its lateness,
+    /// rows and watermark wait with it).
     fn on_batch(
         &mut self,
         batch: RecordBatch,
         times: Option<ScalarBuffer<i64>>,
         pace: Option<ScalarBuffer<i64>>,
+        raw_rows: u64,
         ctx: &mut Ctx,
         out: &mut Output,
     ) -> Result<bool> {
-        let (batch, pace) = match (self.clock.as_mut(), times) {
-            (Some(clock), Some(times)) => match clock.on_batch(&batch, &times)? {
-                None => (batch, pace),
-                Some(keep) => {
-                    let pace = pace.map(|p| kept(&p, &keep));
-                    (crate::operators::split_late(&batch, &keep, ctx, out)?, pace)
-                }
-            },
-            _ => (batch, pace),
-        };
         if let (Some(pacer), Some(pace)) = (self.pacer.as_mut(), pace) {
             if let Some(&last) = pace.iter().max() {
                 let due = pacer.due(last);
                 if Instant::now() < due {
                     self.held.hold(batch, due);
+                    self.held_meta = Some(HeldMeta { times, raw_rows });
                     return Ok(true);
                 }
             }
         }
-        self.emit(batch, out);
+        self.emit_rows(batch, times, raw_rows, ctx, out)?;
         Ok(false)
     }
-}
 
-/// The values of `v` where `keep` is true.
-fn kept(v: &ScalarBuffer<i64>, keep: &BooleanArray) -> ScalarBuffer<i64> {
-    v.iter()
-        .zip(keep.iter())
-        .filter(|(_, k)| k.unwrap_or(false))
-        .map(|(&t, _)| t)
-        .collect::<Vec<_>>()
-        .into()
+    /// Per-split lateness of one batch, then its rows; counts its raw rows
+    /// as emitted (the checkpoint position).
+    fn emit_rows(
+        &mut self,
+        batch: RecordBatch,
+        times: Option<ScalarBuffer<i64>>,
+        raw_rows: u64,
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
+        let batch = match (self.clock.as_mut(), times) {
+            (Some(clock), Some(times)) => match clock.on_batch(&batch, &times)? {
+                None => batch,
+                Some(keep) => crate::operators::split_late(&batch, &keep, ctx, out)?,
+            },
+            _ => batch,
+        };
+        self.cursor.done += raw_rows;
+        self.emit(batch, out);
+        Ok(())
+    }
 }
 
 impl ParquetSource {
@@ -407,28 +462,36 @@ impl ParquetSource {
 
 impl Source for ParquetSource {
     fn poll_next(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<SourcePoll> {
-        if let Some(poll) = self.release_held(out) {
+        if let Some(poll) = self.release_held(ctx, out)? {
             return Ok(poll);
         }
-        if self.pos >= self.splits.len() {
+        let Some(resume) = self.cursor.current().map(|r| r.generator) else {
             return Ok(SourcePoll::Exhausted);
-        }
+        };
         let next = self.next_decoded()?;
         if !self.in_split {
             self.in_split = true;
             if let Some(c) = self.clock.as_mut() {
-                c.start_split();
+                match resume {
+                    Some(g) => c.resume_split(g),
+                    None => c.start_split(),
+                }
             }
         }
         match next {
-            Decoded::Batch { batch, times, pace } => {
-                if self.on_batch(batch, times, pace, ctx, out)? {
+            Decoded::Batch {
+                batch,
+                times,
+                pace,
+                raw_rows,
+            } => {
+                if self.on_batch(batch, times, pace, raw_rows, ctx, out)? {
                     return Ok(SourcePoll::Ready);
                 }
             }
             Decoded::SplitEnd => {
                 self.in_split = false;
-                self.pos += 1;
+                self.cursor.finish_split();
                 if let Some(c) = self.clock.as_mut() {
                     c.end_split();
                 }
@@ -438,6 +501,44 @@ impl Source for ParquetSource {
             out.emit_watermark(wm);
         }
         Ok(SourcePoll::Ready)
+    }
+
+    fn snapshot(&mut self, _ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        let clock = self.clock.as_ref();
+        let generator = if self.in_split {
+            clock.and_then(SplitClock::active_state)
+        } else {
+            None
+        };
+        let s = self.cursor.state(
+            self.spec.splits.len(),
+            generator,
+            clock.and_then(SplitClock::emitted),
+        );
+        split_progress::write(state, STATE, &s)
+    }
+
+    fn restore(&mut self, _ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        let context = self.spec.context();
+        if self.feed.is_some() {
+            return Err(Error::Checkpoint {
+                location: context,
+                message: "restore after the reader started".into(),
+            });
+        }
+        let total = self.spec.splits.len();
+        let Some(plan) = split_progress::plan_restore(state, STATE, &self.splits, total, &context)?
+        else {
+            return Ok(());
+        };
+        let left: Vec<usize> = plan.plan.iter().map(|r| r.split).collect();
+        self.clock = self.spec.clock(&left);
+        if let Some(c) = self.clock.as_mut() {
+            c.restore_emitted(plan.watermark);
+        }
+        self.cursor = SplitCursor::restored(plan);
+        self.in_split = false;
+        Ok(())
     }
 }
 
@@ -450,5 +551,207 @@ impl Drop for ParquetSource {
                 let _ = w.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::replay::{ReplaySpeed, TimeRange};
+    use crate::operators::source_harness::{
+        assert_every_cut, info, rescaled_rows, row_multiset, uninterrupted, with_restore, Item,
+        MakeSource, Running,
+    };
+    use crate::state::SubtaskState;
+    use crate::time::WatermarkStrategy;
+    use arrow_array::Int64Array;
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// Writes row groups of `(id, t)` rows, one per inner Vec.
+    fn write(path: &Path, groups: &[Vec<(i64, i64)>]) {
+        let props = WriterProperties::builder()
+            .set_data_page_row_count_limit(3)
+            .set_write_batch_size(3)
+            .build();
+        let file = std::fs::File::create(path).unwrap();
+        let mut w = None;
+        for g in groups {
+            let b = RecordBatch::try_from_iter([
+                (
+                    "id",
+                    Arc::new(Int64Array::from_iter_values(g.iter().map(|r| r.0))) as _,
+                ),
+                (
+                    "t",
+                    Arc::new(Int64Array::from_iter_values(g.iter().map(|r| r.1))) as _,
+                ),
+            ])
+            .unwrap();
+            let w = w.get_or_insert_with(|| {
+                ArrowWriter::try_new(file.try_clone().unwrap(), b.schema(), Some(props.clone()))
+                    .unwrap()
+            });
+            w.write(&b).unwrap();
+            w.flush().unwrap();
+        }
+        w.unwrap().close().unwrap();
+    }
+
+    /// Two files, five row groups of 7 to 17 rows whose time ranges
+    /// overlap (so unread splits hold the watermark), with rows far behind
+    /// (late) and rows that do not raise the watermark.
+    fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut id = 0;
+        let mut group = |base: i64, n: i64| -> Vec<(i64, i64)> {
+            (0..n)
+                .map(|k| {
+                    id += 1;
+                    let t = match k % 5 {
+                        3 => base + k - 20, // late
+                        4 => base + k - 3,  // behind, within the delay
+                        _ => base + k * 2,
+                    };
+                    (id, t)
+                })
+                .collect()
+        };
+        let a = vec![group(100, 13), group(40, 7), group(160, 17)];
+        let b = vec![group(60, 11), group(130, 16)];
+        let paths = vec![dir.join("a.parquet"), dir.join("b.parquet")];
+        write(&paths[0], &a);
+        write(&paths[1], &b);
+        paths
+    }
+
+    fn spec(paths: &[std::path::PathBuf], read_ahead: usize) -> ParquetSourceSpec {
+        let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(5));
+        ParquetSourceSpec::try_new(paths)
+            .unwrap()
+            .with_batch_size(4)
+            .with_read_ahead(read_ahead)
+            .with_event_time("t", strategy)
+            .unwrap()
+    }
+
+    fn maker(spec: ParquetSourceSpec) -> impl Fn(&TaskInfo) -> Result<Box<dyn Source>> {
+        let spec = Arc::new(spec);
+        move |info| Ok(Box::new(spec.create(info)) as Box<dyn Source>)
+    }
+
+    #[test]
+    fn a_restore_after_any_poll_continues_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files(dir.path());
+        for read_ahead in [0, 2] {
+            let make = maker(spec(&paths, read_ahead));
+            let (all, _) = uninterrupted(&make, 0, 1);
+            assert!(
+                all.iter().any(|i| matches!(i, Item::Side(1, _))),
+                "late rows"
+            );
+            assert_eq!(row_multiset(all).len(), 64);
+            for p in [1, 2] {
+                assert_every_cut(&make, p);
+            }
+        }
+    }
+
+    #[test]
+    fn a_restore_with_a_time_range_counts_the_filtered_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files(dir.path());
+        let range = TimeRange {
+            from: Some(50),
+            until: Some(170),
+        };
+        let make = maker(spec(&paths, 1).with_time_range("t", range).unwrap());
+        assert_every_cut(&make, 1);
+    }
+
+    #[test]
+    fn a_rescale_reads_every_row_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files(dir.path());
+        let make: MakeSource<'_> = &maker(spec(&paths, 1));
+        let input = row_multiset(uninterrupted(make, 0, 1).0);
+        for cuts in [[0, 0], [1, 3], [3, 1], [4, 6], [7, 2], [100, 5]] {
+            for p_after in [1, 3] {
+                let got = rescaled_rows(make, &cuts, p_after);
+                assert_eq!(got, input, "cuts {cuts:?} -> p {p_after}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_restore_inside_a_row_group_skips_the_rows_read_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files(dir.path());
+        let first = maker(spec(&paths, 0));
+        // 5 polls: the first split by time (7 rows: 2 batches and its
+        // end), then 8 of the second's 11 rows (batch size 4)
+        let mut items = Vec::new();
+        let mut r = Running::new(&first, 0, 1);
+        r.poll_n(5, &mut items);
+        let state = Arc::new(vec![r.snapshot()]);
+        let second = Arc::new(spec(&paths, 0));
+        let metrics = second.metrics();
+        let make = move |info: &TaskInfo| Ok(Box::new(second.create(info)) as Box<dyn Source>);
+        Running::restored(&make, &state, 0, 1).run_to_end(&mut items);
+        assert_eq!(items, uninterrupted(&first, 0, 1).0);
+        assert_eq!(
+            metrics.snapshot().rows_read,
+            64 - 15,
+            "skipped, not decoded"
+        );
+    }
+
+    #[test]
+    fn a_paced_reader_restores_without_its_held_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files(dir.path());
+        // ~180 ms of event time at 4x: 45 ms per run
+        let make = maker(
+            spec(&paths, 1)
+                .with_replay_speed("t", ReplaySpeed::Times(4.0))
+                .unwrap(),
+        );
+        let (oracle, _) = uninterrupted(&make, 0, 1);
+        // snapshot right when a batch is held (a poll that emitted nothing)
+        let mut held_cuts = 0;
+        let spec = Arc::new(
+            spec(&paths, 1)
+                .with_replay_speed("t", ReplaySpeed::Times(4.0))
+                .unwrap(),
+        );
+        for cut in 1..40 {
+            let mut items = Vec::new();
+            let mut r = Running::typed(Box::new(spec.create(&info(0, 1))), info(0, 1));
+            r.poll_n(cut, &mut items);
+            let held = r.source().held_meta.is_some();
+            let state = Arc::new(vec![r.snapshot()]);
+            drop(r);
+            Running::restored(&make, &state, 0, 1).run_to_end(&mut items);
+            assert_eq!(items, oracle, "cut {cut}");
+            held_cuts += usize::from(held);
+        }
+        assert!(held_cuts > 0, "some cut fell on a held batch");
+        assert_eq!(with_restore(&make, 0, 1, 5), oracle);
+    }
+
+    #[test]
+    fn a_changed_input_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files(dir.path());
+        let make = maker(spec(&paths, 0));
+        let mut r = Running::new(&make, 0, 1);
+        r.poll_n(2, &mut Vec::new());
+        let state: Arc<Vec<SubtaskState>> = Arc::new(vec![r.snapshot()]);
+        let fewer = Arc::new(spec(&paths[..1], 0));
+        let mut r = Running::typed(Box::new(fewer.create(&info(0, 1))), info(0, 1));
+        let err = r.restore(&state).unwrap_err();
+        assert!(err.to_string().contains("a.parquet"), "{err}");
     }
 }
