@@ -57,6 +57,32 @@ enum Command {
         /// Replay speed of the main source: max, realtime or a factor such as 60x.
         #[arg(long)]
         speed: Option<String>,
+        /// Take checkpoints under this directory (`CHECKPOINT_DIR`; also the
+        /// job file's `[checkpoint] dir`). Pipelined runs only.
+        #[arg(long, env = "CHECKPOINT_DIR")]
+        checkpoint_dir: Option<PathBuf>,
+        /// Time between checkpoints, e.g. 1s (default: the job file's, else 10s).
+        #[arg(long)]
+        checkpoint_interval: Option<String>,
+        /// Start from: latest, a checkpoint id, a checkpoint or savepoint
+        /// directory, or `fresh`. Default: the newest valid checkpoint of
+        /// this job, if any.
+        #[arg(long)]
+        restore: Option<String>,
+        /// Restart from the last checkpoint this many times after a failure.
+        #[arg(long)]
+        restarts: Option<u32>,
+    },
+    /// Stop a running `weir run` (by process id): drain and commit, or take
+    /// a savepoint and stop at once.
+    Stop {
+        /// The process id of the `weir run`.
+        pid: i32,
+        /// Take a savepoint (a checkpoint kept until deleted) and stop
+        /// without draining; resume with `weir run --restore <savepoint dir>`,
+        /// at any parallelism.
+        #[arg(long)]
+        savepoint: bool,
     },
     /// Run a job file in several modes and compare them side by side.
     Bench {
@@ -179,6 +205,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             from,
             until,
             speed,
+            checkpoint_dir,
+            checkpoint_interval,
+            restore,
+            restarts,
         } => {
             let mode: ExecMode = mode.parse()?;
             let memory = parse_size("--memory", &memory)?;
@@ -208,7 +238,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(dir) = spill_dir {
                 config = config.with_spill_dir(dir);
             }
+            if let Some((mut checkpoints, mut restart)) = loaded.checkpoints(checkpoint_dir.as_deref())? {
+                if let Some(i) = checkpoint_interval {
+                    checkpoints = checkpoints
+                        .with_interval(weir::time::parse_duration("--checkpoint-interval", &i)?);
+                }
+                if let Some(r) = restore {
+                    checkpoints = checkpoints.with_restore(r.parse()?);
+                }
+                if let Some(n) = restarts {
+                    restart.attempts = n;
+                }
+                config = config.with_checkpoints(checkpoints).with_restart(restart);
+            } else if checkpoint_interval.is_some() || restore.is_some() {
+                return Err(weir::Error::option(
+                    "--checkpoint-dir",
+                    "checkpoints need a directory (--checkpoint-dir, CHECKPOINT_DIR or \
+                     [checkpoint] dir in the job file)",
+                ));
+            }
             let metrics = built.run(&config)?;
+            if let Some(c) = &metrics.checkpoints {
+                if c.already_finished {
+                    eprintln!(
+                        "weir: the job had already finished at checkpoint {}; nothing to run",
+                        c.restored_from.unwrap_or(0)
+                    );
+                }
+                if let Some(dir) = &c.savepoint {
+                    eprintln!("weir: stopped with savepoint {}", dir.display());
+                }
+            }
             if json {
                 println!(
                     "{}",
@@ -268,6 +328,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 Ok(ExitCode::SUCCESS)
             }
+        }
+        Command::Stop { pid, savepoint } => {
+            weir::cli::stop_process(pid, savepoint)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Scan { paths } => {
             let started = std::time::Instant::now();

@@ -61,6 +61,36 @@ pub struct JobFile {
     /// Where a live source's malformed records go (`on_error = "dead_letter"`).
     #[serde(default)]
     pub dead_letter_sink: Option<Spanned<SinkSpec>>,
+    /// Checkpoints of pipelined runs (`weir run` flags override these).
+    #[serde(default)]
+    pub checkpoint: Option<Spanned<CheckpointSpec>>,
+}
+
+/// `[checkpoint]`: periodic checkpoints and restarts (pipelined runs).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// `CHECKPOINT_DIR`; the job's checkpoints go to `dir/<job name>/`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Time between checkpoints, e.g. `"1s"` (default 10s).
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Completed checkpoints kept (default 3).
+    #[serde(default)]
+    pub retain: Option<usize>,
+    /// `exactly-once` (aligned barriers, default) or `at-least-once`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// A checkpoint not complete after this long fails the job (default 10m).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Restarts from the last checkpoint after a failure (default 0).
+    #[serde(default)]
+    pub restarts: Option<u32>,
+    /// Wait before the first restart, doubled after each (default 500ms).
+    #[serde(default)]
+    pub restart_backoff: Option<String>,
 }
 
 /// `[source]`: a bounded Parquet source with event time.
@@ -396,6 +426,75 @@ impl LoadedJob {
         source.from = from.or(source.from.take());
         source.until = until.or(source.until.take());
         source.speed = speed.or(source.speed.take());
+    }
+
+    /// The job's name: `name`, or the file name without its extension.
+    pub fn job_name(&self) -> String {
+        self.spec.name.clone().unwrap_or_else(|| {
+            self.path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("job")
+                .to_string()
+        })
+    }
+
+    /// The checkpoint settings and restart strategy of `[checkpoint]`, with
+    /// `dir` replaced by `dir_override` when given. `None` if the job file
+    /// has no `[checkpoint]` and no directory is given.
+    pub fn checkpoints(
+        &self,
+        dir_override: Option<&Path>,
+    ) -> Result<Option<(crate::checkpoint::CheckpointConfig, crate::checkpoint::RestartStrategy)>> {
+        use crate::checkpoint::{CheckpointConfig, CheckpointMode, RestartStrategy};
+        let spec = self.spec.checkpoint.as_ref();
+        let span = spec.map_or(0..0, |s| s.span());
+        let c = spec.map(|s| s.get_ref().clone()).unwrap_or_default();
+        let dir = match (dir_override, &c.dir) {
+            (Some(d), _) => d.to_path_buf(),
+            (None, Some(d)) => d.clone(),
+            (None, None) if spec.is_some() => {
+                return Err(self.error(span, "checkpoint.dir", "a checkpoint directory is needed"))
+            }
+            (None, None) => return Ok(None),
+        };
+        let dur = |field: &str, v: &Option<String>| -> Result<Option<Duration>> {
+            v.as_deref()
+                .map(|t| crate::time::parse_duration(field, t))
+                .transpose()
+                .map_err(|e| self.error(span.clone(), field, e))
+        };
+        let mut config = CheckpointConfig::new(dir, self.job_name());
+        if let Some(i) = dur("checkpoint.interval", &c.interval)? {
+            config = config.with_interval(i);
+        }
+        if let Some(t) = dur("checkpoint.timeout", &c.timeout)? {
+            config = config.with_timeout(t);
+        }
+        if let Some(r) = c.retain {
+            config = config.with_retain(r);
+        }
+        match c.mode.as_deref() {
+            None | Some("exactly-once") | Some("exactly_once") => {}
+            Some("at-least-once") | Some("at_least_once") => {
+                config = config.with_mode(CheckpointMode::AtLeastOnce)
+            }
+            Some(other) => {
+                return Err(self.error(
+                    span,
+                    "checkpoint.mode",
+                    format!("`{other}` is not a mode (use exactly-once or at-least-once)"),
+                ))
+            }
+        }
+        let mut restart = RestartStrategy {
+            attempts: c.restarts.unwrap_or(0),
+            ..RestartStrategy::default()
+        };
+        if let Some(b) = dur("checkpoint.restart_backoff", &c.restart_backoff)? {
+            restart.backoff = b;
+        }
+        Ok(Some((config, restart)))
     }
 
     /// The main sink's path, as written in the file.

@@ -105,3 +105,20 @@ mod tests {
         assert_eq!(rate(2_345_678.0), "2.35 M");
     }
 }
+
+/// `weir stop PID [--savepoint]`: SIGTERM asks a `weir run` to drain and
+/// commit; SIGUSR1 asks it to take a savepoint and stop at once.
+pub fn stop_process(pid: i32, savepoint: bool) -> crate::Result<()> {
+    if pid <= 0 {
+        return Err(crate::Error::option("pid", format!("{pid} is not a process id")));
+    }
+    let signal = if savepoint { libc::SIGUSR1 } else { libc::SIGTERM };
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(crate::Error::option(
+            "pid",
+            format!("cannot signal process {pid}: {}", std::io::Error::last_os_error()),
+        ));
+    }
+    Ok(())
+}
