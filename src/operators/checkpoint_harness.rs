@@ -141,8 +141,31 @@ pub(crate) fn run_with_restore(
     p_before: usize,
     p_after: usize,
 ) -> Vec<RecordBatch> {
-    let env = RuntimeEnv::try_new(usize::MAX / 2, None).expect("env");
+    run_with_restore_budget(make, keys, events, cut, p_before, p_after, usize::MAX / 2).out
+}
+
+/// What [`run_with_restore_budget`] saw.
+pub(crate) struct Restored {
+    /// Everything emitted, before and after the cut.
+    pub out: Vec<RecordBatch>,
+    /// Rows written to spill files before the snapshot (over all subtasks).
+    pub spilled_before_cut: u64,
+}
+
+/// [`run_with_restore`] with a memory budget shared by all instances (to
+/// make operators spill), reporting how many rows spilled before the cut.
+pub(crate) fn run_with_restore_budget(
+    make: Make<'_>,
+    keys: &[KeyEncoder],
+    events: &[Event],
+    cut: usize,
+    p_before: usize,
+    p_after: usize,
+    budget: usize,
+) -> Restored {
+    let env = RuntimeEnv::try_new(budget, None).expect("env");
     let mut out = Vec::new();
+    let mut spilled_before_cut = 0;
     let states: Vec<SubtaskState> = {
         let mut before: Vec<Instance> = (0..p_before)
             .map(|s| instance(make, &env, s, p_before))
@@ -152,6 +175,7 @@ pub(crate) fn run_with_restore(
                 feed(&mut before[s], &e, &mut out);
             }
         }
+        spilled_before_cut = env.spill.metrics().rows();
         before
             .iter_mut()
             .map(|inst| {
@@ -192,7 +216,10 @@ pub(crate) fn run_with_restore(
     }
     drop(after);
     assert_eq!(env.pool.reserved(), 0, "memory released after restore run");
-    out
+    Restored {
+        out,
+        spilled_before_cut,
+    }
 }
 
 /// The rows of `batches` as sorted display strings (an order-free multiset).

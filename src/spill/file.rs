@@ -373,6 +373,14 @@ impl SpillReader {
         self.next_block >= self.blocks.len()
     }
 
+    /// The batches not handed out yet, decoded without advancing the
+    /// reader (checkpoints copy spilled rows that are still to be read).
+    pub fn remaining(&self) -> Result<Vec<RecordBatch>> {
+        (self.next_block..self.blocks.len())
+            .map(|i| self.decode(i))
+            .collect()
+    }
+
     /// Decodes the block at `index`.
     fn decode(&self, index: usize) -> Result<RecordBatch> {
         let block = &self.blocks[index];
