@@ -119,7 +119,16 @@ pub(crate) fn encoders(schemas: &[&Schema], keys: &[&[&str]]) -> Vec<KeyEncoder>
 
 /// Runs every event through one instance (parallelism 1), then ends input.
 pub(crate) fn run_uninterrupted(make: Make<'_>, events: &[Event]) -> Vec<RecordBatch> {
-    let env = RuntimeEnv::try_new(usize::MAX / 2, None).expect("env");
+    run_uninterrupted_budget(make, events, usize::MAX / 2)
+}
+
+/// [`run_uninterrupted`] with a memory budget (to make the operator spill).
+pub(crate) fn run_uninterrupted_budget(
+    make: Make<'_>,
+    events: &[Event],
+    budget: usize,
+) -> Vec<RecordBatch> {
+    let env = RuntimeEnv::try_new(budget, None).expect("env");
     let mut inst = instance(make, &env, 0, 1);
     let mut out = Vec::new();
     for ev in events {
@@ -165,7 +174,7 @@ pub(crate) fn run_with_restore_budget(
 ) -> Restored {
     let env = RuntimeEnv::try_new(budget, None).expect("env");
     let mut out = Vec::new();
-    let mut spilled_before_cut = 0;
+    let spilled_before_cut;
     let states: Vec<SubtaskState> = {
         let mut before: Vec<Instance> = (0..p_before)
             .map(|s| instance(make, &env, s, p_before))
