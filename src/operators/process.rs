@@ -51,6 +51,8 @@ struct ProcessMeta {
 
 /// A key's timers in a checkpoint: event time, processing time.
 type KeyTimers = (Vec<i64>, Vec<i64>);
+/// A key's checkpoint row: encoded key, postcard state (if any), timers.
+type KeyEntry = (Vec<u8>, (Option<Vec<u8>>, KeyTimers));
 
 /// The key the function is called for.
 #[derive(Debug, Clone)]
@@ -321,6 +323,17 @@ where
 ///
 /// A function that keeps registering later timers from `on_timer` loops at
 /// end of input until it stops (as in Flink): guard such timers with state.
+///
+/// Checkpoints (`snapshot` / `restore`):
+/// ```text
+///  put("process")          {buffer watermark, function watermark}   unkeyed; rescale: the lowest
+///  put_keyed("buffered")   input rows waiting for the watermark, in memory and spilled
+///  put_keyed("keys")       key: Binary (arrow-row key) | state: Binary? (postcard State,
+///                          in memory or from the state log) | timers: Binary (postcard
+///                          (event-time timers, processing-time timers))
+///  key group of both keyed entries = key_group(stable_hash(encoded key)), as the router
+///  restore: rows back into the buffer, states into memory (spilled again over budget)
+/// ```
 pub struct KeyedProcessOperator<P: KeyedProcessFunction> {
     // config
     schema: SchemaRef,
@@ -659,7 +672,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
                 keys.entry(key).or_default().0 = Some(value);
             }
         }
-        let keys: Vec<(Vec<u8>, (Option<Vec<u8>>, KeyTimers))> = keys.into_iter().collect();
+        let keys: Vec<KeyEntry> = keys.into_iter().collect();
         for chunk in keys.chunks(SNAPSHOT_KEYS) {
             let mut timers = Vec::with_capacity(chunk.len());
             for (_, (_, t)) in chunk {

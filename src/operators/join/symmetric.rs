@@ -193,6 +193,18 @@ impl Side {
 /// regular ones (their rows are then kept, not dropped, and the padding of
 /// never-matched rows is decided at end of input). A spilled regular or
 /// interval join emits the pairs across epochs at end of input, not live.
+///
+/// Checkpoints (`snapshot` / `restore`):
+/// ```text
+///  put("join")              {watermark, epoch}                 unkeyed; rescale: min watermark, max epoch
+///  put_keyed("left_rows")   left input columns | __weir_join_age u32 | __weir_join_matched bool
+///  put_keyed("right_rows")  right input columns | ... (same)   key group = of the row's join key
+///     every stored row, in memory and on disk (runs are read, not consumed);
+///     age = current epoch - row's epoch (0: the rows in memory)
+///  restore: epoch E = max old epoch, row epoch = E - age; age 0 and every
+///     window-join row → memory (spilled again if over budget); older rows of
+///     regular and interval joins → a run by key hash, as spill_state writes them
+/// ```
 pub struct SymmetricHashJoin {
     // config
     layout: JoinLayout,
@@ -356,15 +368,14 @@ impl SymmetricHashJoin {
             self.layout.spec().kind,
             JoinKind::Regular | JoinKind::Interval { .. }
         );
-        for s in 0..2 {
-            for batch in state.keyed(SIDE_ENTRIES[s])? {
+        for (s, entry) in SIDE_ENTRIES.into_iter().enumerate() {
+            for batch in state.keyed(entry)? {
                 let n = batch.num_columns();
                 if n < 2 || batch.schema().field(n - 2).name() != "__weir_join_age" {
                     return Err(Error::State {
                         operator: ctx.operator().to_string(),
                         message: format!(
-                            "checkpoint entry `{}` lacks the join's age and matched columns",
-                            SIDE_ENTRIES[s]
+                            "checkpoint entry `{entry}` lacks the join's age and matched columns"
                         ),
                     });
                 }
