@@ -150,20 +150,24 @@ pub(crate) fn run_with_restore(
     p_before: usize,
     p_after: usize,
 ) -> Vec<RecordBatch> {
-    run_with_restore_budget(make, keys, events, cut, p_before, p_after, usize::MAX / 2).out
+    run_with_restore_in(make, keys, events, cut, p_before, p_after, usize::MAX / 2).output
 }
 
-/// What [`run_with_restore_budget`] saw.
+/// What [`run_with_restore_in`] observed.
+#[derive(Debug)]
 pub(crate) struct Restored {
     /// Everything emitted, before and after the cut.
-    pub out: Vec<RecordBatch>,
-    /// Rows written to spill files before the snapshot (over all subtasks).
-    pub spilled_before_cut: u64,
+    pub output: Vec<RecordBatch>,
+    /// Spill files on disk when the snapshots were taken (state spilled at the cut).
+    pub spill_files_at_cut: usize,
+    /// Encoded bytes of all snapshots.
+    pub state_bytes: usize,
 }
 
-/// [`run_with_restore`] with a memory budget shared by all instances (to
-/// make operators spill), reporting how many rows spilled before the cut.
-pub(crate) fn run_with_restore_budget(
+/// [`run_with_restore`] with a memory budget of `budget` bytes shared by
+/// all instances (spilling operators spill under a small one); also reports
+/// how many spill files existed at the cut.
+pub(crate) fn run_with_restore_in(
     make: Make<'_>,
     keys: &[KeyEncoder],
     events: &[Event],
@@ -174,7 +178,8 @@ pub(crate) fn run_with_restore_budget(
 ) -> Restored {
     let env = RuntimeEnv::try_new(budget, None).expect("env");
     let mut out = Vec::new();
-    let spilled_before_cut;
+    let spill_files_at_cut;
+    let mut state_bytes = 0;
     let states: Vec<SubtaskState> = {
         let mut before: Vec<Instance> = (0..p_before)
             .map(|s| instance(make, &env, s, p_before))
@@ -184,13 +189,16 @@ pub(crate) fn run_with_restore_budget(
                 feed(&mut before[s], &e, &mut out);
             }
         }
-        spilled_before_cut = env.spill.metrics().rows();
+        spill_files_at_cut = std::fs::read_dir(env.spill.dir())
+            .map(|d| d.count())
+            .unwrap_or(0);
         before
             .iter_mut()
             .map(|inst| {
                 let mut w = StateWriter::for_checkpoint(1);
                 inst.op.snapshot(&mut inst.ctx, &mut w).expect("snapshot");
                 let bytes = w.finish().encode().expect("encode");
+                state_bytes += bytes.len();
                 SubtaskState::decode(&bytes).expect("decode")
             })
             .collect()
@@ -226,8 +234,9 @@ pub(crate) fn run_with_restore_budget(
     drop(after);
     assert_eq!(env.pool.reserved(), 0, "memory released after restore run");
     Restored {
-        out,
-        spilled_before_cut,
+        output: out,
+        spill_files_at_cut,
+        state_bytes,
     }
 }
 

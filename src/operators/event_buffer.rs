@@ -588,7 +588,7 @@ impl EventTimeBuffer {
                 out.push(self.gather(chunk)?);
             }
         }
-        out.extend(self.spilled.peek_all()?);
+        out.extend(self.spilled.remaining()?);
         Ok(out)
     }
 

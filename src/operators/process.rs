@@ -326,7 +326,7 @@ where
 ///
 /// Checkpoints (`snapshot` / `restore`):
 /// ```text
-///  put("process")          {buffer watermark, function watermark}   unkeyed; rescale: the lowest
+///  put("process")          {buffer watermark, function watermark}   unkeyed; rescale: the highest
 ///  put_keyed("buffered")   input rows waiting for the watermark, in memory and spilled
 ///  put_keyed("keys")       key: Binary (arrow-row key) | state: Binary? (postcard State,
 ///                          in memory or from the state log) | timers: Binary (postcard
@@ -701,20 +701,21 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
 
     /// Restores what [`snapshot_state`](Self::snapshot_state) wrote, possibly
     /// by several old subtasks (a rescale): the keyed rows are this
-    /// subtask's now; the watermarks are the lowest of the old subtasks'
-    /// (equal in an aligned checkpoint). States come back into memory and
+    /// subtask's now; the watermarks are the highest of the old subtasks'
+    /// (equal in an aligned checkpoint, where every subtask saw the same
+    /// watermarks before the barrier; the window operators merge the same way). States come back into memory and
     /// spill again if the budget asks for it.
     fn restore_state(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
         let metas: Vec<ProcessMeta> = state.values(META_ENTRY)?;
         if metas.is_empty() {
             return Ok(());
         }
-        let watermark = metas.iter().map(|m| m.watermark).min().flatten();
+        let watermark = metas.iter().map(|m| m.watermark).max().flatten();
         self.buffer.restore_watermark(watermark);
         self.pctx.watermark = metas
             .iter()
             .map(|m| m.function_watermark)
-            .min()
+            .max()
             .unwrap_or(i64::MIN);
         for rows in state.keyed(BUFFER_ENTRY)? {
             self.buffer.restore_rows(&rows, ctx)?;

@@ -373,9 +373,10 @@ impl SpillReader {
         self.next_block >= self.blocks.len()
     }
 
-    /// The batches not handed out yet, decoded without advancing the
-    /// reader (checkpoints copy spilled rows that are still to be read).
-    pub fn remaining(&self) -> Result<Vec<RecordBatch>> {
+    /// Decodes the batches not handed out yet, without advancing the
+    /// reader (a checkpoint reads what is still on disk and leaves the
+    /// reader where it was).
+    pub fn peek_rest(&self) -> Result<Vec<RecordBatch>> {
         (self.next_block..self.blocks.len())
             .map(|i| self.decode(i))
             .collect()

@@ -87,10 +87,9 @@ impl SortedRuns {
         Ok(step)
     }
 
-    /// Every row not taken yet, run after run, leaving the runs as they
-    /// are (checkpoints copy what is on disk). Within a run the rows are in
-    /// key order; the runs are not merged.
-    pub fn peek_all(&self) -> Result<Vec<RecordBatch>> {
+    /// Every row not taken yet, run by run, without taking it (for
+    /// checkpoints: the runs stay as they are).
+    pub fn remaining(&self) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         for run in &self.runs {
             if let Some((batch, _, offset)) = &run.current {
@@ -98,7 +97,7 @@ impl SortedRuns {
                     out.push(batch.slice(*offset, batch.num_rows() - offset));
                 }
             }
-            out.extend(run.reader.remaining()?);
+            out.extend(run.reader.peek_rest()?);
         }
         Ok(out)
     }
@@ -174,13 +173,11 @@ mod tests {
                 .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
                 .collect()
         };
-        assert_eq!(flat(runs.peek_all().unwrap()), vec![1, 3, 7, 9, 2, 8, 8]);
+        assert_eq!(flat(runs.remaining().unwrap()), vec![1, 3, 7, 9, 2, 8, 8]);
         assert_eq!(flat(runs.take_up_to(8, key).unwrap()), vec![1, 3, 7, 2]);
-        assert_eq!(
-            flat(runs.peek_all().unwrap()),
-            vec![9, 8, 8],
-            "peeking does not take"
-        );
+        // remaining reads what is left without taking it
+        assert_eq!(flat(runs.remaining().unwrap()), vec![9, 8, 8]);
+        assert_eq!(flat(runs.remaining().unwrap()), vec![9, 8, 8]);
         assert_eq!(flat(runs.take_up_to(8, key).unwrap()), Vec::<i64>::new());
         assert_eq!(flat(runs.take_up_to(10, key).unwrap()), vec![9, 8, 8]);
         assert!(runs.is_empty());

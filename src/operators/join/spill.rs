@@ -115,7 +115,7 @@ impl JoinRuns {
     /// Every row of side `s` still on disk, in run layout, leaving the runs
     /// unchanged (checkpoints).
     pub(super) fn peek(&self, s: usize) -> Result<Vec<RecordBatch>> {
-        self.runs[s].peek_all()
+        self.runs[s].remaining()
     }
 
     /// The run layout of side `s`: sort key, epoch, matched, input columns.

@@ -196,7 +196,7 @@ impl Side {
 ///
 /// Checkpoints (`snapshot` / `restore`):
 /// ```text
-///  put("join")              {watermark, epoch}                 unkeyed; rescale: min watermark, max epoch
+///  put("join")              {watermark, epoch}                 unkeyed; rescale: max of each
 ///  put_keyed("left_rows")   left input columns | __weir_join_age u32 | __weir_join_matched bool
 ///  put_keyed("right_rows")  right input columns | ... (same)   key group = of the row's join key
 ///     every stored row, in memory and on disk (runs are read, not consumed);
@@ -344,8 +344,9 @@ impl SymmetricHashJoin {
     /// Restores rows written by [`snapshot_state`](Self::snapshot_state),
     /// possibly by several old subtasks (a rescale).
     ///
-    /// Merging: the watermark is the lowest of the old subtasks' (they are
-    /// equal in an aligned checkpoint); the epoch of new rows is the highest
+    /// Merging: the watermark is the highest of the old subtasks' (they are
+    /// equal in an aligned checkpoint: every subtask saw the same watermarks
+    /// before the barrier; the window operators merge the same way); the epoch of new rows is the highest
     /// old epoch `E`, and a row of age `a` gets epoch `E - a`. All rows of a
     /// key come from one old subtask, so rows of a key that shared an epoch
     /// still do, and rows of the current epoch (age 0, the ones that were in
@@ -356,7 +357,7 @@ impl SymmetricHashJoin {
     fn restore_state(&mut self, ctx: &Ctx, state: &StateReader) -> Result<()> {
         let metas: Vec<JoinMeta> = state.values(META_ENTRY)?;
         let (Some(watermark), Some(epoch)) = (
-            metas.iter().map(|m| m.watermark).min(),
+            metas.iter().map(|m| m.watermark).max(),
             metas.iter().map(|m| m.epoch).max(),
         ) else {
             return Ok(());

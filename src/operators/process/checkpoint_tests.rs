@@ -7,7 +7,7 @@ use super::*;
 use crate::key::KeyEncoder;
 use crate::operator::{Operator, TaskInfo};
 use crate::operators::checkpoint_harness::{
-    encoders, run_uninterrupted, run_with_restore, run_with_restore_budget, sorted_rows, Event,
+    encoders, run_uninterrupted, run_with_restore, run_with_restore_in, sorted_rows, Event,
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
@@ -210,13 +210,13 @@ fn spilled_rows_and_states_are_restored() {
     let keys = keys();
     for cut in [60, 61, 150] {
         for (p0, p1) in PARALLELISM {
-            let r = run_with_restore_budget(&make, &keys, &evs, cut, p0, p1, 6 << 10);
+            let r = run_with_restore_in(&make, &keys, &evs, cut, p0, p1, 6 << 10);
             assert!(
-                r.spilled_before_cut > 0,
-                "cut {cut}, {p0} -> {p1}: rows were on disk at the cut"
+                r.spill_files_at_cut > 0,
+                "cut {cut}, {p0} -> {p1}: state was on disk at the cut"
             );
             assert_eq!(
-                sorted_rows(&r.out),
+                sorted_rows(&r.output),
                 want,
                 "cut {cut}, parallelism {p0} -> {p1}"
             );
