@@ -212,3 +212,199 @@ pub fn q6(auctions: &Stream, bids: &Stream) -> Result<Stream> {
         .key_by(["seller"])?
         .process(q6_schema(), || AverageLastFinals)
 }
+
+#[cfg(test)]
+mod checkpoint_tests {
+    //! q4/q6's stateful steps (the interval join, the close and q6's
+    //! averages) through snapshot and restore, against uninterrupted runs.
+
+    use super::*;
+    use crate::cli::nexmark::{auction_schema, bid_schema};
+    use crate::operator::{Operator, TaskInfo};
+    use crate::operators::checkpoint_harness::{
+        encoders, run_uninterrupted, run_with_restore, sorted_rows, Event,
+    };
+    use crate::operators::join::{JoinLayout, SymmetricHashJoin};
+    use crate::operators::KeyedProcessOperator;
+    use arrow_array::{ArrayRef, StringArray};
+
+    const PARALLELISM: [(usize, usize); 4] = [(1, 1), (2, 2), (2, 3), (3, 1)];
+
+    fn rand(x: &mut u64, m: u64) -> u64 {
+        *x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (*x >> 33) % m
+    }
+
+    /// 40 auctions and bids on them, as (input, time, row) sorted by time.
+    fn nexmark_rows() -> Vec<(usize, i64, RecordBatch)> {
+        let mut x = 17u64;
+        let mut rows = Vec::new();
+        for id in 0..40i64 {
+            let t = id * 700;
+            let expires = t + 2_000 + rand(&mut x, 20_000) as i64;
+            let a = RecordBatch::try_new(
+                auction_schema(),
+                vec![
+                    Arc::new(Int64Array::from(vec![id])) as ArrayRef,
+                    Arc::new(StringArray::from(vec!["item"])),
+                    Arc::new(Int64Array::from(vec![10])),
+                    Arc::new(Int64Array::from(vec![20])),
+                    Arc::new(Int64Array::from(vec![t])),
+                    Arc::new(Int64Array::from(vec![expires])),
+                    Arc::new(Int64Array::from(vec![id % 5])),
+                    Arc::new(Int64Array::from(vec![id % 3])),
+                ],
+            )
+            .expect("auction");
+            rows.push((0, t, a));
+            for _ in 0..rand(&mut x, 5) {
+                let bt = t + rand(&mut x, 24_000) as i64;
+                let b = RecordBatch::try_new(
+                    bid_schema(),
+                    vec![
+                        Arc::new(Int64Array::from(vec![id])) as ArrayRef,
+                        Arc::new(Int64Array::from(vec![rand(&mut x, 9) as i64])),
+                        Arc::new(Int64Array::from(vec![rand(&mut x, 1_000) as i64])),
+                        Arc::new(StringArray::from(vec!["web"])),
+                        Arc::new(Int64Array::from(vec![bt])),
+                    ],
+                )
+                .expect("bid");
+                rows.push((1, bt, b));
+            }
+        }
+        rows.sort_by_key(|r| r.1);
+        rows
+    }
+
+    /// Rows in time order, `per` at a time, each group followed by the
+    /// watermark just below the next group's first time.
+    fn events_of(rows: Vec<(usize, i64, RecordBatch)>, per: usize) -> Vec<Event> {
+        let mut out = Vec::new();
+        let groups: Vec<&[(usize, i64, RecordBatch)]> = rows.chunks(per).collect();
+        for (g, group) in groups.iter().enumerate() {
+            for input in 0..2 {
+                let batches: Vec<RecordBatch> = group
+                    .iter()
+                    .filter(|r| r.0 == input)
+                    .map(|r| r.2.clone())
+                    .collect();
+                if let Some(first) = batches.first() {
+                    let b = arrow_select::concat::concat_batches(&first.schema(), &batches)
+                        .expect("same schema");
+                    out.push(Event::Batch(input, b));
+                }
+            }
+            if let Some(next) = groups.get(g + 1) {
+                out.push(Event::Watermark(next[0].1 - 1));
+            }
+        }
+        out
+    }
+
+    /// The rows of `batches` one per entry, with the time in column `time`,
+    /// sorted by time.
+    fn split_rows(batches: &[RecordBatch], time: &str) -> Vec<(usize, i64, RecordBatch)> {
+        let mut rows = Vec::new();
+        for b in batches {
+            let t = int(b, time).expect("time column");
+            for i in 0..b.num_rows() {
+                rows.push((0, t.value(i), b.slice(i, 1)));
+            }
+        }
+        rows.sort_by_key(|r| r.1);
+        rows
+    }
+
+    fn check(
+        make: &dyn Fn(&TaskInfo) -> Result<Box<dyn Operator>>,
+        keys: &[crate::key::KeyEncoder],
+        events: &[Event],
+    ) -> Vec<RecordBatch> {
+        let out = run_uninterrupted(make, events);
+        let want = sorted_rows(&out);
+        assert!(!want.is_empty(), "the oracle has rows");
+        for cut in [
+            1,
+            events.len() / 4,
+            events.len() / 2,
+            events.len() / 2 + 1,
+            events.len() - 2,
+        ] {
+            for (p0, p1) in PARALLELISM {
+                let got = sorted_rows(&run_with_restore(make, keys, events, cut, p0, p1));
+                assert_eq!(got, want, "cut {cut}, parallelism {p0} -> {p1}");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn q4_q6_steps_restore_at_any_cut_and_parallelism() {
+        // the interval join, keyed by id on the left and auction on the right
+        let spec = JoinSpec::interval(Duration::from_millis(MAX_AUCTION_MS as u64), Duration::ZERO)
+            .on(["id"], ["auction"]);
+        let layout = JoinLayout::try_new(
+            &auction_schema(),
+            &bid_schema(),
+            Some("date_time"),
+            Some("date_time"),
+            &spec,
+        )
+        .expect("join layout");
+        let pairs_schema = layout.schema().clone();
+        let join = move |_: &TaskInfo| -> Result<Box<dyn Operator>> {
+            Ok(Box::new(SymmetricHashJoin::try_new(layout.clone())?))
+        };
+        let keys = encoders(
+            &[&auction_schema(), &bid_schema()],
+            &[&["id"], &["auction"]],
+        );
+        let pairs = check(&join, &keys, &events_of(nexmark_rows(), 5));
+
+        // the close: pairs with the bid within the auction's lifetime
+        let mut lifetime = Vec::new();
+        for b in &pairs {
+            let (bt, expires) = (
+                int(b, "right_date_time").expect("bid time"),
+                int(b, "expires").expect("expires"),
+            );
+            let keep: arrow_array::BooleanArray = (0..b.num_rows())
+                .map(|i| Some(bt.value(i) <= expires.value(i)))
+                .collect();
+            lifetime.push(arrow_select::filter::filter_record_batch(b, &keep).expect("filter"));
+        }
+        let keys = encoders(&[&pairs_schema], &[&["id"]]);
+        let close = move |info: &TaskInfo| -> Result<Box<dyn Operator>> {
+            Ok(Box::new(KeyedProcessOperator::try_new(
+                &pairs_schema,
+                "right_date_time",
+                &["id".into()],
+                closed_schema(),
+                CloseAuctions,
+                &info.operator,
+            )?))
+        };
+        let closed = check(
+            &close,
+            &keys,
+            &events_of(split_rows(&lifetime, "right_date_time"), 4),
+        );
+
+        // q6: a seller's last finals
+        let q6 = |info: &TaskInfo| -> Result<Box<dyn Operator>> {
+            Ok(Box::new(KeyedProcessOperator::try_new(
+                &closed_schema(),
+                "date_time",
+                &["seller".into()],
+                q6_schema(),
+                AverageLastFinals,
+                &info.operator,
+            )?))
+        };
+        let keys = encoders(&[&closed_schema()], &[&["seller"]]);
+        check(&q6, &keys, &events_of(split_rows(&closed, "date_time"), 3));
+    }
+}

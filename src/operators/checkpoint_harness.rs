@@ -119,7 +119,16 @@ pub(crate) fn encoders(schemas: &[&Schema], keys: &[&[&str]]) -> Vec<KeyEncoder>
 
 /// Runs every event through one instance (parallelism 1), then ends input.
 pub(crate) fn run_uninterrupted(make: Make<'_>, events: &[Event]) -> Vec<RecordBatch> {
-    let env = RuntimeEnv::try_new(usize::MAX / 2, None).expect("env");
+    run_uninterrupted_budget(make, events, usize::MAX / 2)
+}
+
+/// [`run_uninterrupted`] with a memory budget (to make the operator spill).
+pub(crate) fn run_uninterrupted_budget(
+    make: Make<'_>,
+    events: &[Event],
+    budget: usize,
+) -> Vec<RecordBatch> {
+    let env = RuntimeEnv::try_new(budget, None).expect("env");
     let mut inst = instance(make, &env, 0, 1);
     let mut out = Vec::new();
     for ev in events {
@@ -141,8 +150,36 @@ pub(crate) fn run_with_restore(
     p_before: usize,
     p_after: usize,
 ) -> Vec<RecordBatch> {
-    let env = RuntimeEnv::try_new(usize::MAX / 2, None).expect("env");
+    run_with_restore_in(make, keys, events, cut, p_before, p_after, usize::MAX / 2).output
+}
+
+/// What [`run_with_restore_in`] observed.
+#[derive(Debug)]
+pub(crate) struct Restored {
+    /// Everything emitted, before and after the cut.
+    pub output: Vec<RecordBatch>,
+    /// Spill files on disk when the snapshots were taken (state spilled at the cut).
+    pub spill_files_at_cut: usize,
+    /// Encoded bytes of all snapshots.
+    pub state_bytes: usize,
+}
+
+/// [`run_with_restore`] with a memory budget of `budget` bytes shared by
+/// all instances (spilling operators spill under a small one); also reports
+/// how many spill files existed at the cut.
+pub(crate) fn run_with_restore_in(
+    make: Make<'_>,
+    keys: &[KeyEncoder],
+    events: &[Event],
+    cut: usize,
+    p_before: usize,
+    p_after: usize,
+    budget: usize,
+) -> Restored {
+    let env = RuntimeEnv::try_new(budget, None).expect("env");
     let mut out = Vec::new();
+    let spill_files_at_cut;
+    let mut state_bytes = 0;
     let states: Vec<SubtaskState> = {
         let mut before: Vec<Instance> = (0..p_before)
             .map(|s| instance(make, &env, s, p_before))
@@ -152,12 +189,16 @@ pub(crate) fn run_with_restore(
                 feed(&mut before[s], &e, &mut out);
             }
         }
+        spill_files_at_cut = std::fs::read_dir(env.spill.dir())
+            .map(|d| d.count())
+            .unwrap_or(0);
         before
             .iter_mut()
             .map(|inst| {
                 let mut w = StateWriter::for_checkpoint(1);
                 inst.op.snapshot(&mut inst.ctx, &mut w).expect("snapshot");
                 let bytes = w.finish().encode().expect("encode");
+                state_bytes += bytes.len();
                 SubtaskState::decode(&bytes).expect("decode")
             })
             .collect()
@@ -192,7 +233,11 @@ pub(crate) fn run_with_restore(
     }
     drop(after);
     assert_eq!(env.pool.reserved(), 0, "memory released after restore run");
-    out
+    Restored {
+        output: out,
+        spill_files_at_cut,
+        state_bytes,
+    }
 }
 
 /// The rows of `batches` as sorted display strings (an order-free multiset).

@@ -577,6 +577,63 @@ impl EventTimeBuffer {
     }
 }
 
+/// Checkpoints: copying the buffered rows out and putting them back.
+impl EventTimeBuffer {
+    /// Every buffered row, in memory and on disk, leaving the buffer as it
+    /// is (spill runs are only read). Rows come in no particular order.
+    pub fn snapshot_rows(&self) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for p in self.pending.values() {
+            for chunk in p.entries.chunks(STEP_ROWS) {
+                out.push(self.gather(chunk)?);
+            }
+        }
+        out.extend(self.spilled.remaining()?);
+        Ok(out)
+    }
+
+    /// The key group of each row of `batch` (what the hash router computes
+    /// from the key columns; all rows share one when there are no keys).
+    pub fn key_groups(&self, batch: &RecordBatch) -> Result<Vec<u16>> {
+        let group = |bytes: &[u8]| crate::key::key_group(crate::key::stable_hash(bytes)) as u16;
+        Ok(match &self.keys {
+            Some(enc) => enc
+                .encode(batch)?
+                .iter()
+                .map(|r| group(r.as_ref()))
+                .collect(),
+            None => vec![group(&[]); batch.num_rows()],
+        })
+    }
+
+    /// Buffers rows written by [`snapshot_rows`](Self::snapshot_rows)
+    /// (no lateness check: they were buffered before), reserving their memory
+    /// and spilling past half the budget as `push` does.
+    pub fn restore_rows(&mut self, batch: &RecordBatch, ctx: &Ctx) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.check_schema(batch, ctx.operator())?;
+        let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?;
+        let times = event_times(&batch, self.time_column, ctx.operator())?;
+        self.store(batch, &times)?;
+        self.sync_reservation(ctx)
+    }
+
+    /// Sets the watermark of a restored buffer (before any row or advance).
+    pub fn restore_watermark(&mut self, watermark: Option<i64>) {
+        self.watermark = watermark;
+    }
+
+    /// The id of the key encoded as `bytes` (a restored key), with one
+    /// reference held for the caller (drop it with `release_key`).
+    pub fn intern_key(&mut self, bytes: &[u8]) -> u32 {
+        let id = self.dictionary.intern(bytes);
+        self.dictionary.retain(id);
+        id
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,15 +20,39 @@ use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, Output};
 use crate::spill::StateLog;
-use arrow_array::{RecordBatch, RecordBatchOptions};
-use arrow_schema::{Schema, SchemaRef};
+use crate::state::{StateReader, StateWriter};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch, RecordBatchOptions};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 /// Bytes accounted per registered timer (per-key set and global index).
 const TIMER_BYTES: usize = 64;
 /// Bytes accounted per key with state, besides the state value itself.
 const KEY_STATE_BYTES: usize = 48;
+/// Checkpoint entries: the unkeyed [`ProcessMeta`], the buffered input rows
+/// and one row per key with state or timers.
+const META_ENTRY: &str = "process";
+const BUFFER_ENTRY: &str = "buffered";
+const KEYS_ENTRY: &str = "keys";
+/// Keys per keyed state batch of a checkpoint.
+const SNAPSHOT_KEYS: usize = 4096;
+
+/// The unkeyed part of a process operator's checkpoint.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct ProcessMeta {
+    /// The event-time buffer's watermark (rows at or below it were released).
+    watermark: Option<i64>,
+    /// The watermark the function last saw ([`ProcessContext::watermark`]).
+    function_watermark: i64,
+}
+
+/// A key's timers in a checkpoint: event time, processing time.
+type KeyTimers = (Vec<i64>, Vec<i64>);
+/// A key's checkpoint row: encoded key, postcard state (if any), timers.
+type KeyEntry = (Vec<u8>, (Option<Vec<u8>>, KeyTimers));
 
 /// The key the function is called for.
 #[derive(Debug, Clone)]
@@ -299,6 +323,17 @@ where
 ///
 /// A function that keeps registering later timers from `on_timer` loops at
 /// end of input until it stops (as in Flink): guard such timers with state.
+///
+/// Checkpoints (`snapshot` / `restore`):
+/// ```text
+///  put("process")          {buffer watermark, function watermark}   unkeyed; rescale: the highest
+///  put_keyed("buffered")   input rows waiting for the watermark, in memory and spilled
+///  put_keyed("keys")       key: Binary (arrow-row key) | state: Binary? (postcard State,
+///                          in memory or from the state log) | timers: Binary (postcard
+///                          (event-time timers, processing-time timers))
+///  key group of both keyed entries = key_group(stable_hash(encoded key)), as the router
+///  restore: rows back into the buffer, states into memory (spilled again over budget)
+/// ```
 pub struct KeyedProcessOperator<P: KeyedProcessFunction> {
     // config
     schema: SchemaRef,
@@ -570,6 +605,166 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         Ok(KeyRow { columns })
     }
 
+    fn state_error(&self, message: String) -> Error {
+        Error::State {
+            operator: self.pctx.operator.clone(),
+            message,
+        }
+    }
+
+    /// The schema of the per-key checkpoint rows.
+    fn keys_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Binary, false),
+            Field::new("state", DataType::Binary, true),
+            Field::new("timers", DataType::Binary, false),
+        ]))
+    }
+
+    /// Writes the buffered rows, every key's state (in memory and in the
+    /// spill log) and timers, and the watermarks.
+    fn snapshot_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        state.put(
+            META_ENTRY,
+            &ProcessMeta {
+                watermark: self.buffer.watermark(),
+                function_watermark: self.pctx.watermark,
+            },
+        )?;
+        for rows in self.buffer.snapshot_rows()? {
+            let groups = self.buffer.key_groups(&rows)?;
+            if !groups.is_empty() {
+                state.put_keyed(BUFFER_ENTRY, &rows, &groups)?;
+            }
+        }
+        // key bytes -> (state, timers); spilled states are disjoint from
+        // those in memory (loading one takes it out of the log)
+        let mut keys: HashMap<Vec<u8>, (Option<Vec<u8>>, KeyTimers)> = HashMap::new();
+        let ids: BTreeSet<u32> = self
+            .states
+            .keys()
+            .chain(self.timers.keys())
+            .chain(self.processing_timers.keys())
+            .copied()
+            .collect();
+        for id in ids {
+            let encoded = match self.states.get(&id) {
+                Some(st) => Some(postcard::to_stdvec(st).map_err(|e| {
+                    self.state_error(format!("cannot serialize a key's state: {e}"))
+                })?),
+                None => None,
+            };
+            let timers = |m: &HashMap<u32, BTreeSet<i64>, FastBuildHasher>| -> Vec<i64> {
+                m.get(&id)
+                    .map(|t| t.iter().copied().collect())
+                    .unwrap_or_default()
+            };
+            keys.insert(
+                self.buffer.key_bytes(id).to_vec(),
+                (
+                    encoded,
+                    (timers(&self.timers), timers(&self.processing_timers)),
+                ),
+            );
+        }
+        if let Some(log) = &self.spilled {
+            for (key, value) in log.entries()? {
+                keys.entry(key).or_default().0 = Some(value);
+            }
+        }
+        let keys: Vec<KeyEntry> = keys.into_iter().collect();
+        for chunk in keys.chunks(SNAPSHOT_KEYS) {
+            let mut timers = Vec::with_capacity(chunk.len());
+            for (_, (_, t)) in chunk {
+                timers.push(postcard::to_stdvec(t).map_err(|e| {
+                    self.state_error(format!("cannot serialize a key's timers: {e}"))
+                })?);
+            }
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(BinaryArray::from_iter_values(
+                    chunk.iter().map(|(k, _)| k.as_slice()),
+                )),
+                Arc::new(BinaryArray::from_iter(
+                    chunk.iter().map(|(_, (st, _))| st.as_deref()),
+                )),
+                Arc::new(BinaryArray::from_iter_values(timers.iter())),
+            ];
+            let batch = RecordBatch::try_new(Self::keys_schema(), columns)?;
+            let groups: Vec<u16> = chunk
+                .iter()
+                .map(|(k, _)| crate::key::key_group(crate::key::stable_hash(k)) as u16)
+                .collect();
+            state.put_keyed(KEYS_ENTRY, &batch, &groups)?;
+        }
+        Ok(())
+    }
+
+    /// Restores what [`snapshot_state`](Self::snapshot_state) wrote, possibly
+    /// by several old subtasks (a rescale): the keyed rows are this
+    /// subtask's now; the watermarks are the highest of the old subtasks'
+    /// (equal in an aligned checkpoint, where every subtask saw the same
+    /// watermarks before the barrier; the window operators merge the same way). States come back into memory and
+    /// spill again if the budget asks for it.
+    fn restore_state(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        let metas: Vec<ProcessMeta> = state.values(META_ENTRY)?;
+        if metas.is_empty() {
+            return Ok(());
+        }
+        let watermark = metas.iter().map(|m| m.watermark).max().flatten();
+        self.buffer.restore_watermark(watermark);
+        self.pctx.watermark = metas
+            .iter()
+            .map(|m| m.function_watermark)
+            .max()
+            .unwrap_or(i64::MIN);
+        for rows in state.keyed(BUFFER_ENTRY)? {
+            self.buffer.restore_rows(&rows, ctx)?;
+        }
+        for batch in state.keyed(KEYS_ENTRY)? {
+            if batch.schema().fields() != Self::keys_schema().fields() {
+                return Err(self.state_error(format!(
+                    "checkpoint entry `{KEYS_ENTRY}` has columns ({}), not the process operator's",
+                    describe(&batch.schema())
+                )));
+            }
+            let (keys, states, timers) = (
+                batch.column(0).as_binary::<i32>(),
+                batch.column(1).as_binary::<i32>(),
+                batch.column(2).as_binary::<i32>(),
+            );
+            for r in 0..batch.num_rows() {
+                let id = self.buffer.intern_key(keys.value(r));
+                if states.is_valid(r) {
+                    let st: P::State = postcard::from_bytes(states.value(r)).map_err(|e| {
+                        self.state_error(format!("cannot read a key's state back: {e}"))
+                    })?;
+                    self.states_size += self.function.state_size(&st);
+                    self.states.insert(id, st);
+                }
+                let (event, processing): KeyTimers = postcard::from_bytes(timers.value(r))
+                    .map_err(|e| {
+                        self.state_error(format!("cannot read a key's timers back: {e}"))
+                    })?;
+                if !event.is_empty() {
+                    self.timer_index.extend(event.iter().map(|&t| (t, id)));
+                    self.timers.insert(id, event.into_iter().collect());
+                }
+                if !processing.is_empty() {
+                    self.processing_index
+                        .extend(processing.iter().map(|&t| (t, id)));
+                    self.processing_timers
+                        .insert(id, processing.into_iter().collect());
+                }
+                if !self.holds(id) {
+                    // nothing held after all: drop the reference taken above
+                    self.buffer.release_key(id);
+                }
+            }
+        }
+        ctx.set_processing_timer(self.processing_index.first().map(|&(t, _)| t));
+        self.sync_reservation(ctx)
+    }
+
     /// Advances to watermark `wm`: runs every key with due rows or timers.
     fn advance(&mut self, wm: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         // in steps when rows were spilled, so reading them back stays bounded
@@ -703,6 +898,14 @@ impl<P: KeyedProcessFunction> Operator for KeyedProcessOperator<P> {
         self.sync_reservation(ctx)
     }
 
+    fn snapshot(&mut self, _ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        self.snapshot_state(state)
+    }
+
+    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        self.restore_state(ctx, state)
+    }
+
     fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         self.advance(i64::MAX, ctx, out)?;
         // Processing-time timers still pending fire now (bounded rounds: a
@@ -737,6 +940,9 @@ impl<P: KeyedProcessFunction> Operator for KeyedProcessOperator<P> {
         self.sync_reservation(ctx)
     }
 }
+
+#[cfg(test)]
+mod checkpoint_tests;
 
 #[cfg(test)]
 mod tests {

@@ -373,6 +373,15 @@ impl SpillReader {
         self.next_block >= self.blocks.len()
     }
 
+    /// Decodes the batches not handed out yet, without advancing the
+    /// reader (a checkpoint reads what is still on disk and leaves the
+    /// reader where it was).
+    pub fn peek_rest(&self) -> Result<Vec<RecordBatch>> {
+        (self.next_block..self.blocks.len())
+            .map(|i| self.decode(i))
+            .collect()
+    }
+
     /// Decodes the block at `index`.
     fn decode(&self, index: usize) -> Result<RecordBatch> {
         let block = &self.blocks[index];

@@ -87,6 +87,21 @@ impl SortedRuns {
         Ok(step)
     }
 
+    /// Every row not taken yet, run by run, without taking it (for
+    /// checkpoints: the runs stay as they are).
+    pub fn remaining(&self) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for run in &self.runs {
+            if let Some((batch, _, offset)) = &run.current {
+                if *offset < batch.num_rows() {
+                    out.push(batch.slice(*offset, batch.num_rows() - offset));
+                }
+            }
+            out.extend(run.reader.peek_rest()?);
+        }
+        Ok(out)
+    }
+
     /// Removes and returns, from every run, the rows whose key is below `boundary`.
     pub fn take_up_to(&mut self, boundary: i64, key: RunKey<'_>) -> Result<Vec<RecordBatch>> {
         match boundary.checked_sub(1) {
@@ -158,7 +173,11 @@ mod tests {
                 .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
                 .collect()
         };
+        assert_eq!(flat(runs.remaining().unwrap()), vec![1, 3, 7, 9, 2, 8, 8]);
         assert_eq!(flat(runs.take_up_to(8, key).unwrap()), vec![1, 3, 7, 2]);
+        // remaining reads what is left without taking it
+        assert_eq!(flat(runs.remaining().unwrap()), vec![9, 8, 8]);
+        assert_eq!(flat(runs.remaining().unwrap()), vec![9, 8, 8]);
         assert_eq!(flat(runs.take_up_to(8, key).unwrap()), Vec::<i64>::new());
         assert_eq!(flat(runs.take_up_to(10, key).unwrap()), vec![9, 8, 8]);
         assert!(runs.is_empty());

@@ -167,6 +167,22 @@ impl StateLog {
         Ok(None)
     }
 
+    /// Every `(key, value)` in the log, leaving it unchanged (checkpoints
+    /// copy spilled state), in file order.
+    pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut records: Vec<(u64, u32)> = self.index.values().flatten().copied().collect();
+        records.sort_unstable();
+        let path = self.path();
+        records
+            .into_iter()
+            .map(|(offset, len)| {
+                let record = self.read(offset, len)?;
+                let (k, v) = decode(&record, &self.name, &path)?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
     fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>> {
         let path = self.path();
         let file = self
@@ -275,6 +291,15 @@ mod tests {
         log.append([(&b"a"[..], &b"333"[..])]).unwrap();
         assert_eq!(log.len(), 2);
         assert_eq!(log.memory_size(), 2 * INDEX_BYTES_PER_KEY);
+        assert_eq!(
+            log.entries().unwrap(),
+            vec![
+                (b"b".to_vec(), b"22".to_vec()),
+                (b"a".to_vec(), b"333".to_vec())
+            ],
+            "the replaced record is not listed"
+        );
+        assert_eq!(log.len(), 2, "listing takes nothing");
         assert_eq!(log.take(b"a").unwrap().as_deref(), Some(&b"333"[..]));
         assert_eq!(log.take(b"a").unwrap(), None);
         assert_eq!(log.take(b"zz").unwrap(), None);

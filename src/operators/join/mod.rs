@@ -22,6 +22,8 @@
 //! May use `crate::operator`, `crate::key`, `crate::time`, `crate::memory`,
 //! `crate::spill`, `crate::error` and the arrow crates.
 
+#[cfg(test)]
+mod checkpoint_tests;
 mod layout;
 mod sort_merge;
 mod spill;

@@ -112,6 +112,17 @@ impl JoinRuns {
         Ok(step)
     }
 
+    /// Every row of side `s` still on disk, in run layout, leaving the runs
+    /// unchanged (checkpoints).
+    pub(super) fn peek(&self, s: usize) -> Result<Vec<RecordBatch>> {
+        self.runs[s].remaining()
+    }
+
+    /// The run layout of side `s`: sort key, epoch, matched, input columns.
+    pub(super) fn schema(&self, s: usize) -> &SchemaRef {
+        &self.schemas[s]
+    }
+
     /// Removes and returns side `s`'s rows with sort key at most `last`.
     pub(super) fn take_through(&mut self, s: usize, last: i64) -> Result<Vec<RecordBatch>> {
         self.runs[s].take_through(last, &sort_of)

@@ -4,16 +4,20 @@
 use super::sort_merge::null_key_rows;
 use super::spill::{self, JoinRuns, SpillRow};
 use super::{join_by_window, padded, JoinKind, JoinLayout, OutRow};
-use crate::error::Result;
-use crate::key::{stable_hash, FastBuildHasher, KeyEncoder};
+use crate::error::{Error, Result};
+use crate::key::{key_group, stable_hash, FastBuildHasher, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
 use crate::spill::batch_bytes;
+use crate::state::{StateReader, StateWriter};
 use crate::time::Window;
-use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Bytes accounted per stored row (its [`Entry`] and map share).
 const ENTRY_BYTES: usize = std::mem::size_of::<Entry>() + 8;
@@ -21,6 +25,21 @@ const ENTRY_BYTES: usize = std::mem::size_of::<Entry>() + 8;
 const KEY_BYTES: usize = 64;
 /// Spilled rows read back per step.
 const STEP_ROWS: usize = 8192;
+/// Stored rows per keyed state batch of a checkpoint.
+const SNAPSHOT_ROWS: usize = 8192;
+/// The unkeyed checkpoint value (see [`JoinMeta`]).
+const META_ENTRY: &str = "join";
+/// The keyed checkpoint entries of the stored rows of each side.
+const SIDE_ENTRIES: [&str; 2] = ["left_rows", "right_rows"];
+
+/// The unkeyed part of a join's checkpoint.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct JoinMeta {
+    /// The last watermark processed (windows up to it fired).
+    watermark: i64,
+    /// The epoch of rows arriving now (spills so far).
+    epoch: u32,
+}
 
 /// A stored row of one side.
 #[derive(Debug, Clone, Copy)]
@@ -174,6 +193,18 @@ impl Side {
 /// regular ones (their rows are then kept, not dropped, and the padding of
 /// never-matched rows is decided at end of input). A spilled regular or
 /// interval join emits the pairs across epochs at end of input, not live.
+///
+/// Checkpoints (`snapshot` / `restore`):
+/// ```text
+///  put("join")              {watermark, epoch}                 unkeyed; rescale: max of each
+///  put_keyed("left_rows")   left input columns | __weir_join_age u32 | __weir_join_matched bool
+///  put_keyed("right_rows")  right input columns | ... (same)   key group = of the row's join key
+///     every stored row, in memory and on disk (runs are read, not consumed);
+///     age = current epoch - row's epoch (0: the rows in memory)
+///  restore: epoch E = max old epoch, row epoch = E - age; age 0 and every
+///     window-join row → memory (spilled again if over budget); older rows of
+///     regular and interval joins → a run by key hash, as spill_state writes them
+/// ```
 pub struct SymmetricHashJoin {
     // config
     layout: JoinLayout,
@@ -229,6 +260,162 @@ impl SymmetricHashJoin {
     /// The output schema.
     pub fn schema(&self) -> &SchemaRef {
         self.layout.schema()
+    }
+
+    /// The state columns of a side's checkpoint rows: the input columns,
+    /// then the row's epoch age (current epoch minus its epoch) and matched flag.
+    fn state_schema(&self, s: usize) -> SchemaRef {
+        let mut fields: Vec<Arc<Field>> = self.layout.input(s).fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(
+            "__weir_join_age",
+            DataType::UInt32,
+            false,
+        )));
+        fields.push(Arc::new(Field::new(
+            "__weir_join_matched",
+            DataType::Boolean,
+            false,
+        )));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Writes the input rows `input` of side `s` with their epochs and
+    /// matched flags as keyed state (key group of the row's join key).
+    fn put_side_rows(
+        &self,
+        s: usize,
+        input: &RecordBatch,
+        epochs: &[u32],
+        matched: &[bool],
+        state: &mut StateWriter,
+    ) -> Result<()> {
+        if input.num_rows() == 0 {
+            return Ok(());
+        }
+        let keys = self.sides[s].keys.encode(input)?;
+        let groups: Vec<u16> = (0..input.num_rows())
+            .map(|r| key_group(stable_hash(keys.row(r).as_ref())) as u16)
+            .collect();
+        let ages = epochs.iter().map(|&e| self.epoch.saturating_sub(e));
+        let mut columns: Vec<ArrayRef> = input.columns().to_vec();
+        columns.push(Arc::new(UInt32Array::from_iter_values(ages)));
+        columns.push(Arc::new(BooleanArray::from(matched.to_vec())));
+        let batch = RecordBatch::try_new(self.state_schema(s), columns)?;
+        state.put_keyed(SIDE_ENTRIES[s], &batch, &groups)
+    }
+
+    /// Writes every stored row of both sides, in memory and on disk (the
+    /// runs are only read), and the watermark and epoch.
+    fn snapshot_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        state.put(
+            META_ENTRY,
+            &JoinMeta {
+                watermark: self.watermark,
+                epoch: self.epoch,
+            },
+        )?;
+        for s in 0..2 {
+            let entries: Vec<Entry> = self.sides[s]
+                .by_key
+                .values()
+                .flat_map(|list| list.iter().copied())
+                .collect();
+            let sources = self.sides[s].sources();
+            for chunk in entries.chunks(SNAPSHOT_ROWS) {
+                let idx: Vec<(usize, usize)> = chunk
+                    .iter()
+                    .map(|e| (e.batch as usize, e.row as usize))
+                    .collect();
+                let input = arrow_select::interleave::interleave_record_batch(&sources, &idx)?;
+                let epochs: Vec<u32> = chunk.iter().map(|e| e.epoch).collect();
+                let matched: Vec<bool> = chunk.iter().map(|e| e.matched).collect();
+                self.put_side_rows(s, &input, &epochs, &matched, state)?;
+            }
+            for batch in self.runs.peek(s)? {
+                let (meta, input) = spill::split(&batch);
+                let epochs: Vec<u32> = meta.iter().map(|m| m.epoch).collect();
+                let matched: Vec<bool> = meta.iter().map(|m| m.matched).collect();
+                self.put_side_rows(s, &input, &epochs, &matched, state)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores rows written by [`snapshot_state`](Self::snapshot_state),
+    /// possibly by several old subtasks (a rescale).
+    ///
+    /// Merging: the watermark is the highest of the old subtasks' (they are
+    /// equal in an aligned checkpoint: every subtask saw the same watermarks
+    /// before the barrier; the window operators merge the same way); the epoch of new rows is the highest
+    /// old epoch `E`, and a row of age `a` gets epoch `E - a`. All rows of a
+    /// key come from one old subtask, so rows of a key that shared an epoch
+    /// still do, and rows of the current epoch (age 0, the ones that were in
+    /// memory) are again in the current one. Regular and interval joins put
+    /// older rows back on disk (they pair with newer rows only at end of
+    /// input); window joins keep every row in memory and spill again if the
+    /// budget asks for it.
+    fn restore_state(&mut self, ctx: &Ctx, state: &StateReader) -> Result<()> {
+        let metas: Vec<JoinMeta> = state.values(META_ENTRY)?;
+        let (Some(watermark), Some(epoch)) = (
+            metas.iter().map(|m| m.watermark).max(),
+            metas.iter().map(|m| m.epoch).max(),
+        ) else {
+            return Ok(());
+        };
+        self.watermark = watermark;
+        self.epoch = epoch;
+        self.next_due = i64::MIN;
+        let by_epoch = matches!(
+            self.layout.spec().kind,
+            JoinKind::Regular | JoinKind::Interval { .. }
+        );
+        for (s, entry) in SIDE_ENTRIES.into_iter().enumerate() {
+            for batch in state.keyed(entry)? {
+                let n = batch.num_columns();
+                if n < 2 || batch.schema().field(n - 2).name() != "__weir_join_age" {
+                    return Err(Error::State {
+                        operator: ctx.operator().to_string(),
+                        message: format!(
+                            "checkpoint entry `{entry}` lacks the join's age and matched columns"
+                        ),
+                    });
+                }
+                let ages = batch.column(n - 2).as_primitive::<UInt32Type>().clone();
+                let matched = batch.column(n - 1).as_boolean().clone();
+                let input = batch.project(&(0..n - 2).collect::<Vec<_>>())?;
+                let input =
+                    RecordBatch::try_new(self.layout.input(s).clone(), input.columns().to_vec())?;
+                let epochs: Vec<u32> = ages
+                    .values()
+                    .iter()
+                    .map(|&a| epoch.saturating_sub(a))
+                    .collect();
+                let on_disk: Vec<bool> = ages.values().iter().map(|&a| by_epoch && a > 0).collect();
+                // rows of the current epoch (and every window-join row): memory
+                let keep: BooleanArray = on_disk.iter().map(|&d| Some(!d)).collect();
+                let in_memory = arrow_select::filter::filter_record_batch(
+                    &run_batch(&self.runs, s, &batch, &epochs, &matched)?,
+                    &keep,
+                )?;
+                self.hydrate(s, vec![in_memory], ctx)?;
+                // older epochs of regular and interval joins: back to disk
+                if on_disk.iter().any(|&d| d) {
+                    let keys = self.sides[s].keys.encode(&input)?;
+                    let mut rows: Vec<SpillRow> = (0..input.num_rows())
+                        .filter(|&r| on_disk[r])
+                        .map(|r| SpillRow {
+                            sort: stable_hash(keys.row(r).as_ref()) as i64,
+                            epoch: epochs[r],
+                            matched: matched.value(r),
+                            at: (0, r),
+                        })
+                        .collect();
+                    self.runs
+                        .write(s, &[&input], &mut rows, ctx.spill(), ctx.operator())?;
+                }
+            }
+        }
+        self.sync(ctx)
     }
 
     /// Matches the reservation to the state; past half the budget, window
@@ -816,6 +1003,14 @@ impl Operator for SymmetricHashJoin {
         Ok(())
     }
 
+    fn snapshot(&mut self, _ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        self.snapshot_state(state)
+    }
+
+    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        self.restore_state(ctx, state)
+    }
+
     fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         let by_epoch = matches!(
             self.layout.spec().kind,
@@ -842,4 +1037,25 @@ fn chunks<'a>(
     rows.chunks(n)
         .enumerate()
         .map(move |(i, c)| (c, ops.map(|o| &o[i * n..i * n + c.len()])))
+}
+
+/// Side `s`'s checkpoint rows `batch` (input columns, age, matched) in the
+/// layout of a spill run (sort key 0, epoch, matched, input columns).
+fn run_batch(
+    runs: &JoinRuns,
+    s: usize,
+    batch: &RecordBatch,
+    epochs: &[u32],
+    matched: &BooleanArray,
+) -> Result<RecordBatch> {
+    let n = batch.num_columns();
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![0i64; batch.num_rows()])),
+        Arc::new(Int64Array::from_iter_values(
+            epochs.iter().map(|&e| i64::from(e)),
+        )),
+        Arc::new(matched.clone()),
+    ];
+    columns.extend(batch.columns()[..n - 2].iter().cloned());
+    Ok(RecordBatch::try_new(runs.schema(s).clone(), columns)?)
 }
