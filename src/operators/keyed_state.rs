@@ -8,12 +8,14 @@
 //!  encoded key (arrow-row bytes of the edge's key columns) ──stable_hash──► key_group
 //!  = what the hash router computes, so put_keyed rows follow their keys on rescale
 //! ```
-//! May use `crate::key`, `crate::error` and the arrow crates.
+//! May use `crate::key`, `crate::error`, the aggregate accumulators and the arrow crates.
 
+use super::aggregate::{Accumulators, BoundAgg};
 use crate::error::{Error, Result};
 use crate::key::{key_group, stable_hash};
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::{DataType, SchemaRef};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use std::sync::Arc;
 
 /// The key group of every encoded key, as the hash router assigns it (the
 /// keys must be encoded by a `KeyEncoder` over the edge's key columns).
@@ -93,4 +95,45 @@ pub(crate) fn with_operator(e: Error, operator: &str) -> Error {
 /// same watermarks before the barrier and the highest is the one reached.
 pub(crate) fn max_watermark(values: impl IntoIterator<Item = Option<i64>>) -> Option<i64> {
     values.into_iter().flatten().max()
+}
+
+/// A state layout: `fixed` columns, then the partial-state columns of each
+/// aggregate (the encoding the spill code uses too).
+pub(crate) fn layout(fixed: Vec<Field>, aggs: &[BoundAgg]) -> SchemaRef {
+    let mut fields = fixed;
+    for a in aggs {
+        fields.extend(Accumulators::state_fields(a));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// The partial states of `slots` of every accumulator, as columns.
+pub(crate) fn acc_columns(accs: &[Accumulators], slots: &[u32]) -> Result<Vec<ArrayRef>> {
+    let mut columns = Vec::new();
+    for acc in accs {
+        columns.extend(acc.to_state(slots)?);
+    }
+    Ok(columns)
+}
+
+/// Merges the partial states in the columns of `batch` from `first` on
+/// (laid out by [`layout`]) into `slots` (one per row) of `accs`, which
+/// must have room for them.
+pub(crate) fn merge_acc_columns(
+    accs: &mut [Accumulators],
+    aggs: &[BoundAgg],
+    slots: &[u32],
+    batch: &RecordBatch,
+    first: usize,
+) -> Result<()> {
+    let mut col = first;
+    for (acc, agg) in accs.iter_mut().zip(aggs) {
+        let width = Accumulators::state_fields(agg).len();
+        let state: Vec<ArrayRef> = (col..col + width)
+            .map(|c| batch.column(c).clone())
+            .collect();
+        acc.merge_state(slots, &state)?;
+        col += width;
+    }
+    Ok(())
 }
