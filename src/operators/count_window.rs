@@ -1294,7 +1294,7 @@ mod checkpoint_tests {
 
     impl WindowTrigger for FourThenFlush {
         fn on_row(&self, count: u64, _time: i64) -> TriggerAction {
-            if count % 4 == 0 {
+            if count.is_multiple_of(4) {
                 TriggerAction::Fire
             } else {
                 TriggerAction::Continue

@@ -397,7 +397,7 @@ impl SessionWindowAggregate {
         {
             let mut slots = Vec::with_capacity(batch.num_rows());
             for row in 0..batch.num_rows() {
-                let f = spill::read_row(&batch, row);
+                let f = spill::read_row(batch, row);
                 let key = self.dictionary.intern(f.key);
                 let fragment = Session {
                     start: f.start,

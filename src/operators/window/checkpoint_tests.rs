@@ -192,6 +192,22 @@ fn spilled_panes_are_in_the_snapshot() {
     ));
     let cut = ev.len() / 2;
     assert_restores_spilled(&make, &keys, &ev, cut, 32 * 1024);
+    // with lateness and early firings: emitted keys of spilled panes
+    let ev = events(Gen {
+        lateness: 500,
+        seed: 13,
+        ..gen
+    });
+    let make = super::checkpoint_tests::make(config(
+        Window::tumbling(Duration::from_millis(500)),
+        500,
+        Some(EarlyFiring {
+            every_rows: Some(2),
+            every_ms: None,
+            purge: false,
+        }),
+    ));
+    assert_restores_spilled(&make, &keys, &ev, ev.len() / 2, 32 * 1024);
 }
 
 fn instance(env: &RuntimeEnv, config: &WindowConfig) -> (WindowAggregate, Ctx) {
