@@ -663,6 +663,7 @@ impl CountWindowAggregate {
 
 /// Entry names of the state (see [`CountWindowAggregate::write_state`]).
 const BUFFER: &str = "count_window.buffer";
+const BUFFER_WATERMARK: &str = "count_window.buffer.watermark";
 const KEYS: &str = "count_window.keys";
 const ROWS: &str = "count_window.rows";
 /// The key column prepended to kept rows in [`ROWS`].
@@ -695,7 +696,8 @@ impl CountWindowAggregate {
     /// Writes the state:
     ///
     /// ```text
-    ///  count_window.buffer      rows waiting for the watermark (EventTimeBuffer::snapshot)
+    ///  count_window.buffer      rows waiting for the watermark (EventTimeBuffer::snapshot_rows),
+    ///                           keyed; its watermark in count_window.buffer.watermark
     ///  count_window.keys        key | count, first/last time (incremental) | since_fire
     ///                           (sliding) [| partial states (incremental)]
     ///  count_window.rows        key | input columns: the rows a window keeps (sliding,
@@ -704,7 +706,11 @@ impl CountWindowAggregate {
     /// Kept rows are renumbered from 0 on restore: only distances between
     /// the window's start and end matter.
     fn write_state(&self, state: &mut StateWriter) -> Result<()> {
-        self.buffer.snapshot(BUFFER, state)?;
+        state.put(BUFFER_WATERMARK, &self.buffer.watermark())?;
+        for rows in self.buffer.snapshot_rows()? {
+            let groups = self.buffer.key_groups(&rows)?;
+            state.put_keyed(BUFFER, &rows, &groups)?;
+        }
         let mut ids: Vec<u32> = self.windows.keys().copied().collect();
         ids.sort_unstable();
         let incremental = matches!(self.mode, Mode::Incremental { .. });
@@ -772,7 +778,14 @@ impl CountWindowAggregate {
     /// Reads the state of the keys this subtask owns into a fresh instance.
     fn read_state(&mut self, state: &StateReader, ctx: &Ctx) -> Result<()> {
         let operator = ctx.operator();
-        self.buffer.restore(BUFFER, state, ctx)?;
+        // every old subtask saw the same watermarks: the highest is the one reached
+        let watermarks = state.values::<Option<i64>>(BUFFER_WATERMARK)?;
+        self.buffer
+            .restore_watermark(keyed_state::max_watermark(watermarks));
+        for rows in state.keyed(BUFFER)? {
+            check_layout(&rows, self.buffer.schema(), BUFFER, operator)?;
+            self.buffer.restore_rows(&rows, ctx)?;
+        }
         let layout = self.keys_layout();
         let incremental = matches!(self.mode, Mode::Incremental { .. });
         for batch in state.keyed(KEYS)? {
@@ -784,14 +797,17 @@ impl CountWindowAggregate {
             let since = column::<UInt64Array>(&batch, "since_fire", KEYS, operator)?;
             let mut slots = Vec::with_capacity(batch.num_rows());
             for r in 0..batch.num_rows() {
-                let id = self.buffer.key_id(keys.value(r));
+                let id = self.buffer.intern_key(keys.value(r));
                 if self.windows.contains_key(&id) {
+                    self.buffer.release_key(id);
                     return Err(keyed_state::state_error(
                         operator,
                         format!("`{KEYS}` holds a key twice"),
                     ));
                 }
                 let mut w = self.new_window(id);
+                // new_window took the window's reference to the key
+                self.buffer.release_key(id);
                 w.count = count.value(r);
                 w.first_time = first.value(r);
                 w.last_time = last.value(r);
@@ -813,7 +829,9 @@ impl CountWindowAggregate {
                 while end < batch.num_rows() && keys.value(end) == keys.value(r) {
                     end += 1;
                 }
-                let id = self.buffer.key_id(keys.value(r));
+                let id = self.buffer.intern_key(keys.value(r));
+                // the window holds the key (checked below): drop the lookup's reference
+                self.buffer.release_key(id);
                 let rows = batch.slice(r, end - r);
                 let mut rows = rows.project(&(1..rows.num_columns()).collect::<Vec<_>>())?;
                 rows = RecordBatch::try_new(self.input.clone(), rows.columns().to_vec())?;

@@ -13,14 +13,12 @@
 //! May use `crate::operator`, `crate::key`, `crate::time`, `crate::memory`,
 //! `crate::error` and the arrow crates. Never `crate::exec` or `crate::graph`.
 
-use super::keyed_state::{self, key_groups};
 use crate::error::{Error, Result};
-use crate::key::{key_group, FastBuildHasher, KeyDictionary, KeyEncoder};
+use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::operator::{Ctx, OperatorMetrics};
 pub(crate) use crate::spill::batch_bytes;
 use crate::spill::SortedRuns;
-use crate::state::{StateReader, StateWriter};
 use crate::time::{event_times, validate_time_column};
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow_row::{RowConverter, SortField};
@@ -567,65 +565,6 @@ impl EventTimeBuffer {
         self.rows = 0;
         self.batch_bytes = 0;
         Ok(())
-    }
-
-    /// Writes the buffered rows, in memory and spilled, as keyed rows of the
-    /// input's layout under `name` (the key group of each row's key), and
-    /// the watermark under `{name}.watermark`. Spilled runs are read without
-    /// taking their rows (the buffer is left as it was).
-    ///
-    /// The keys must be the columns the input edge is hash-partitioned by.
-    pub fn snapshot(&self, name: &str, state: &mut StateWriter) -> Result<()> {
-        state.put(&format!("{name}.watermark"), &self.watermark)?;
-        let mut entries: Vec<(Entry, u16)> = Vec::with_capacity(self.rows);
-        for (&id, p) in &self.pending {
-            let kg = key_groups([self.dictionary.key(id)])[0];
-            entries.extend(p.entries.iter().map(|&e| (e, kg)));
-        }
-        for chunk in entries.chunks(8192) {
-            let rows: Vec<Entry> = chunk.iter().map(|&(e, _)| e).collect();
-            let groups: Vec<u16> = chunk.iter().map(|&(_, kg)| kg).collect();
-            state.put_keyed(name, &self.gather(&rows)?, &groups)?;
-        }
-        for batch in self.spilled.remaining()? {
-            let groups = match &self.keys {
-                Some(enc) => enc
-                    .hashes(&batch)?
-                    .into_iter()
-                    .map(|h| key_group(h) as u16)
-                    .collect(),
-                None => key_groups(std::iter::repeat_n(&[][..], batch.num_rows())),
-            };
-            state.put_keyed(name, &batch, &groups)?;
-        }
-        Ok(())
-    }
-
-    /// Restores what [`snapshot`](Self::snapshot) wrote under `name` into
-    /// this empty buffer: the rows of the keys this subtask owns (kept in
-    /// memory, spilled again if over budget) and the highest watermark saved
-    /// (after a rescale every old subtask's: they all saw the same watermarks).
-    /// Errors name `ctx`'s operator.
-    pub fn restore(&mut self, name: &str, state: &StateReader, ctx: &Ctx) -> Result<()> {
-        let operator = ctx.operator();
-        let named = |e: Error| keyed_state::with_operator(e, operator);
-        let saved = state
-            .values::<Option<i64>>(&format!("{name}.watermark"))
-            .map_err(named)?;
-        self.watermark = keyed_state::max_watermark(std::iter::once(self.watermark).chain(saved));
-        for batch in state.keyed(name).map_err(named)? {
-            keyed_state::check_layout(&batch, &self.schema, name, operator)?;
-            let times = event_times(&batch, self.time_column, operator)?;
-            self.store(batch, &times).map_err(named)?;
-        }
-        self.sync_reservation(ctx)
-    }
-
-    /// The id of `key` (encoded key bytes), interned if new, with no
-    /// reference: call [`retain_key`](Self::retain_key) to keep it (for
-    /// restoring per-key state of a consumer).
-    pub fn key_id(&mut self, key: &[u8]) -> u32 {
-        self.dictionary.intern(key)
     }
 
     fn shrink_reservation(&mut self) {
