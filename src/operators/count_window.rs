@@ -19,8 +19,11 @@ use crate::key::FastBuildHasher;
 use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, Output};
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, UInt32Array};
-use arrow_schema::{Schema, SchemaRef};
+use crate::operators::keyed_state::{self, check_layout, column, key_groups};
+use crate::state::{StateReader, StateWriter};
+use crate::time::event_times;
+use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, UInt32Array, UInt64Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -658,6 +661,198 @@ impl CountWindowAggregate {
     }
 }
 
+/// Entry names of the state (see [`CountWindowAggregate::write_state`]).
+const BUFFER: &str = "count_window.buffer";
+const BUFFER_WATERMARK: &str = "count_window.buffer.watermark";
+const KEYS: &str = "count_window.keys";
+const ROWS: &str = "count_window.rows";
+/// The key column prepended to kept rows in [`ROWS`].
+const ROW_KEY: &str = "__weir_count_window_key";
+
+impl CountWindowAggregate {
+    /// The layout of [`KEYS`]: one row per key with a window; the partial
+    /// states only in incremental mode.
+    fn keys_layout(&self) -> SchemaRef {
+        let fixed = vec![
+            Field::new("key", DataType::Binary, false),
+            Field::new("count", DataType::UInt64, false),
+            Field::new("first_time", DataType::Int64, false),
+            Field::new("last_time", DataType::Int64, false),
+            Field::new("since_fire", DataType::UInt64, false),
+        ];
+        match self.mode {
+            Mode::Incremental { .. } => keyed_state::layout(fixed, &self.aggs),
+            _ => Arc::new(Schema::new(fixed)),
+        }
+    }
+
+    /// The layout of [`ROWS`]: the key, then the input columns.
+    fn rows_layout(&self) -> SchemaRef {
+        let mut fields = vec![Arc::new(Field::new(ROW_KEY, DataType::Binary, false))];
+        fields.extend(self.input.fields().iter().cloned());
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Writes the state:
+    ///
+    /// ```text
+    ///  count_window.buffer      rows waiting for the watermark (EventTimeBuffer::snapshot_rows),
+    ///                           keyed; its watermark in count_window.buffer.watermark
+    ///  count_window.keys        key | count, first/last time (incremental) | since_fire
+    ///                           (sliding) [| partial states (incremental)]
+    ///  count_window.rows        key | input columns: the rows a window keeps (sliding,
+    ///                           evicting), from the window's start, oldest first
+    /// ```
+    /// Kept rows are renumbered from 0 on restore: only distances between
+    /// the window's start and end matter.
+    fn write_state(&self, state: &mut StateWriter) -> Result<()> {
+        state.put(BUFFER_WATERMARK, &self.buffer.watermark())?;
+        for rows in self.buffer.snapshot_rows()? {
+            let groups = self.buffer.key_groups(&rows)?;
+            state.put_keyed(BUFFER, &rows, &groups)?;
+        }
+        let mut ids: Vec<u32> = self.windows.keys().copied().collect();
+        ids.sort_unstable();
+        let incremental = matches!(self.mode, Mode::Incremental { .. });
+        for chunk in ids.chunks(8192) {
+            let windows: Vec<&KeyWindow> = chunk.iter().map(|id| &self.windows[id]).collect();
+            let keys =
+                BinaryArray::from_iter_values(chunk.iter().map(|&id| self.buffer.key_bytes(id)));
+            let groups = key_groups(keys.iter().flatten());
+            let mut columns: Vec<ArrayRef> = vec![
+                Arc::new(keys),
+                Arc::new(UInt64Array::from_iter_values(
+                    windows.iter().map(|w| w.count),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    windows.iter().map(|w| w.first_time),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    windows.iter().map(|w| w.last_time),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    windows.iter().map(|w| w.since_fire),
+                )),
+            ];
+            if incremental {
+                let slots: Vec<u32> = windows.iter().map(|w| w.slot).collect();
+                columns.extend(keyed_state::acc_columns(&self.accs, &slots)?);
+            }
+            state.put_keyed(
+                KEYS,
+                &RecordBatch::try_new(self.keys_layout(), columns)?,
+                &groups,
+            )?;
+        }
+        if incremental {
+            return Ok(());
+        }
+        let layout = self.rows_layout();
+        for &id in &ids {
+            let w = &self.windows[&id];
+            let key = self.buffer.key_bytes(id);
+            let kg = key_groups([key])[0];
+            let mut chunk_first = w.base;
+            for c in &w.chunks {
+                let skip = w.start.saturating_sub(chunk_first).min(c.len()) as usize;
+                chunk_first += c.len();
+                let n = c.times.len() - skip;
+                if n == 0 {
+                    continue;
+                }
+                let rows = c.batch.slice(skip, n);
+                let mut columns: Vec<ArrayRef> = vec![Arc::new(BinaryArray::from_iter_values(
+                    std::iter::repeat_n(key, n),
+                ))];
+                columns.extend(rows.columns().iter().cloned());
+                state.put_keyed(
+                    ROWS,
+                    &RecordBatch::try_new(layout.clone(), columns)?,
+                    &vec![kg; n],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the state of the keys this subtask owns into a fresh instance.
+    fn read_state(&mut self, state: &StateReader, ctx: &Ctx) -> Result<()> {
+        let operator = ctx.operator();
+        // every old subtask saw the same watermarks: the highest is the one reached
+        let watermarks = state.values::<Option<i64>>(BUFFER_WATERMARK)?;
+        self.buffer
+            .restore_watermark(keyed_state::max_watermark(watermarks));
+        for rows in state.keyed(BUFFER)? {
+            check_layout(&rows, self.buffer.schema(), BUFFER, operator)?;
+            self.buffer.restore_rows(&rows, ctx)?;
+        }
+        let layout = self.keys_layout();
+        let incremental = matches!(self.mode, Mode::Incremental { .. });
+        for batch in state.keyed(KEYS)? {
+            check_layout(&batch, &layout, KEYS, operator)?;
+            let keys = column::<BinaryArray>(&batch, "key", KEYS, operator)?;
+            let count = column::<UInt64Array>(&batch, "count", KEYS, operator)?;
+            let first = column::<Int64Array>(&batch, "first_time", KEYS, operator)?;
+            let last = column::<Int64Array>(&batch, "last_time", KEYS, operator)?;
+            let since = column::<UInt64Array>(&batch, "since_fire", KEYS, operator)?;
+            let mut slots = Vec::with_capacity(batch.num_rows());
+            for r in 0..batch.num_rows() {
+                let id = self.buffer.intern_key(keys.value(r));
+                if self.windows.contains_key(&id) {
+                    self.buffer.release_key(id);
+                    return Err(keyed_state::state_error(
+                        operator,
+                        format!("`{KEYS}` holds a key twice"),
+                    ));
+                }
+                let mut w = self.new_window(id);
+                // new_window took the window's reference to the key
+                self.buffer.release_key(id);
+                w.count = count.value(r);
+                w.first_time = first.value(r);
+                w.last_time = last.value(r);
+                w.since_fire = since.value(r);
+                slots.push(w.slot);
+                self.windows.insert(id, w);
+            }
+            if incremental {
+                keyed_state::merge_acc_columns(&mut self.accs, &self.aggs, &slots, &batch, 5)?;
+            }
+        }
+        let layout = self.rows_layout();
+        for batch in state.keyed(ROWS)? {
+            check_layout(&batch, &layout, ROWS, operator)?;
+            let keys = column::<BinaryArray>(&batch, ROW_KEY, ROWS, operator)?;
+            let mut r = 0;
+            while r < batch.num_rows() {
+                let mut end = r + 1;
+                while end < batch.num_rows() && keys.value(end) == keys.value(r) {
+                    end += 1;
+                }
+                let id = self.buffer.intern_key(keys.value(r));
+                // the window holds the key (checked below): drop the lookup's reference
+                self.buffer.release_key(id);
+                let rows = batch.slice(r, end - r);
+                let mut rows = rows.project(&(1..rows.num_columns()).collect::<Vec<_>>())?;
+                rows = RecordBatch::try_new(self.input.clone(), rows.columns().to_vec())?;
+                let times = event_times(&rows, self.buffer.time_column(), operator)?.to_vec();
+                let chunk = Chunk::new(rows, times, &self.aggs)?;
+                let w = self.windows.get_mut(&id).ok_or_else(|| {
+                    keyed_state::state_error(
+                        operator,
+                        format!("`{ROWS}` holds rows of a key without a window"),
+                    )
+                })?;
+                w.bytes += chunk.bytes;
+                self.kept_bytes += chunk.bytes;
+                w.chunks.push_back(chunk);
+                r = end;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Applies `action` to a window that keeps rows, the current row being
 /// number `end - 1`.
 fn apply_rows(
@@ -751,6 +946,17 @@ impl Operator for CountWindowAggregate {
         self.kept_bytes = 0;
         self.free_slots.clear();
         self.accs = self.aggs.iter().map(Accumulators::new).collect();
+        self.sync_reservation(ctx)
+    }
+
+    fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        self.write_state(state)
+            .map_err(|e| keyed_state::with_operator(e, ctx.operator()))
+    }
+
+    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        self.read_state(state, ctx)
+            .map_err(|e| keyed_state::with_operator(e, ctx.operator()))?;
         self.sync_reservation(ctx)
     }
 }
@@ -1087,5 +1293,126 @@ mod tests {
         );
         let got: usize = batches(&mut out).iter().map(|b| b.num_rows()).sum();
         assert_eq!(got, 1);
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+    use crate::operator::TaskInfo;
+    use crate::operators::checkpoint_events::{
+        assert_restores, assert_restores_spilled, events, rows, Gen,
+    };
+    use crate::operators::checkpoint_harness::{encoders, Event};
+
+    /// Fires every 4th row, keeps the last 2 after a firing, and flushes
+    /// what is left at the final watermark.
+    #[derive(Debug)]
+    struct FourThenFlush;
+
+    impl WindowTrigger for FourThenFlush {
+        fn on_row(&self, count: u64, _time: i64) -> TriggerAction {
+            if count.is_multiple_of(4) {
+                TriggerAction::Fire
+            } else {
+                TriggerAction::Continue
+            }
+        }
+
+        fn on_watermark(&self, _count: u64, watermark: i64) -> TriggerAction {
+            if watermark == i64::MAX {
+                TriggerAction::FireAndPurge
+            } else {
+                TriggerAction::Continue
+            }
+        }
+    }
+
+    fn make(spec: CountWindow) -> impl Fn(&TaskInfo) -> Result<Box<dyn Operator>> {
+        move |info: &TaskInfo| {
+            let schema = rows(&[]).schema();
+            let aggs = [
+                Agg::count().alias("n"),
+                Agg::sum("v"),
+                Agg::last("v").alias("last_v"),
+                Agg::count_distinct("v").alias("dv"),
+            ];
+            let op = CountWindowAggregate::try_new(
+                &schema,
+                "t",
+                &["k".into()],
+                spec.clone(),
+                &aggs,
+                &info.operator,
+            )?;
+            Ok(Box::new(op) as _)
+        }
+    }
+
+    fn specs() -> Vec<CountWindow> {
+        vec![
+            CountWindow::Tumbling { size: 3 },
+            CountWindow::Sliding { size: 5, slide: 2 },
+            CountWindow::Global {
+                trigger: Arc::new(FourThenFlush),
+                evict_to: Some(2),
+            },
+            CountWindow::Global {
+                trigger: Arc::new(FourThenFlush),
+                evict_to: None,
+            },
+        ]
+    }
+
+    fn cuts(ev: &[Event]) -> Vec<usize> {
+        // 1: rows buffered, nothing released; then after a batch (rows
+        // waiting in the buffer and in windows) and after a watermark
+        let mid = ev.len() / 2;
+        let after = |batch: bool| {
+            (mid..ev.len())
+                .find(|&i| matches!(ev[i - 1], Event::Batch(..)) == batch)
+                .unwrap_or(mid)
+        };
+        vec![0, 1, after(true), after(false), ev.len() - 1]
+    }
+
+    #[test]
+    fn count_windows_restore_buffered_rows_counts_and_kept_rows() {
+        let mut ev = events(Gen {
+            keys: 5,
+            ..Gen::default()
+        });
+        // rows behind the restored watermark (a guard: sources never send them) are dropped
+        ev.push(Event::Batch(
+            0,
+            rows(&[("k1".into(), 0, 1), ("k1".into(), 1, 2)]),
+        ));
+        let schema = rows(&[]).schema();
+        let keys = encoders(&[&schema], &[&["k"]]);
+        for spec in specs() {
+            assert_restores(&make(spec), &keys, &ev, &cuts(&ev));
+        }
+    }
+
+    #[test]
+    fn spilled_buffered_rows_are_in_the_snapshot() {
+        let mut ev = events(Gen {
+            keys: 5,
+            rows: 60,
+            wm_every: 4,
+            ..Gen::default()
+        });
+        // no watermark for a while before the cut: many rows wait (and spill)
+        let cut = ev.len() / 2;
+        ev.retain(|e| !matches!(e, Event::Watermark(w) if *w > 1500 && *w < 3000));
+        let schema = rows(&[]).schema();
+        let keys = encoders(&[&schema], &[&["k"]]);
+        assert_restores_spilled(
+            &make(CountWindow::Sliding { size: 5, slide: 2 }),
+            &keys,
+            &ev,
+            cut,
+            8 * 1024,
+        );
     }
 }

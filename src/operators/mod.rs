@@ -9,6 +9,8 @@
 pub mod aggregate;
 mod basic;
 #[cfg(test)]
+mod checkpoint_events;
+#[cfg(test)]
 #[allow(dead_code)] // used by the operators' snapshot tests
 pub(crate) mod checkpoint_harness;
 mod count_window;
@@ -16,6 +18,7 @@ mod event_buffer;
 mod group_aggregate;
 mod ingestion;
 pub mod join;
+mod keyed_state;
 pub mod live;
 mod memory_source;
 mod parquet;

@@ -13,12 +13,15 @@ use crate::key::{KeyDictionary, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
+use crate::operators::keyed_state::{self, check_layout, column, key_groups};
+use crate::state::{StateReader, StateWriter};
 use crate::time::Window;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Schema, SchemaRef};
+use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Groups rows by (keys, `window_start`, `window_end`) and emits each
 /// group's aggregates once the watermark passes the window's end: the
@@ -167,6 +170,76 @@ impl WindowGroupAggregate {
     }
 }
 
+/// The keyed state entry: `key | end | partial states...`, one row per open
+/// group; `key` is the encoded group (keys, window_start, window_end: the
+/// columns the input is hash-partitioned by).
+const GROUPS: &str = "window_group.groups";
+/// The unkeyed entry: the watermark (`i64::MIN` before the first).
+const WATERMARK: &str = "window_group.watermark";
+
+impl WindowGroupAggregate {
+    /// The layout of [`GROUPS`].
+    fn state_layout(&self) -> SchemaRef {
+        keyed_state::layout(
+            vec![
+                Field::new("key", DataType::Binary, false),
+                Field::new("end", DataType::Int64, false),
+            ],
+            &self.aggs,
+        )
+    }
+
+    /// Writes every open group (in firing order) and the watermark.
+    fn write_state(&self, state: &mut StateWriter) -> Result<()> {
+        state.put(WATERMARK, &self.watermark)?;
+        let open: Vec<(i64, u32)> = self.due.iter().copied().collect();
+        for chunk in open.chunks(8192) {
+            let ids: Vec<u32> = chunk.iter().map(|&(_, id)| id).collect();
+            let keys = BinaryArray::from_iter_values(ids.iter().map(|&id| self.dictionary.key(id)));
+            let groups = key_groups(keys.iter().flatten());
+            let ends = Int64Array::from_iter_values(chunk.iter().map(|&(end, _)| end));
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(keys), Arc::new(ends)];
+            columns.extend(keyed_state::acc_columns(&self.accs, &ids)?);
+            let batch = RecordBatch::try_new(self.state_layout(), columns)?;
+            state.put_keyed(GROUPS, &batch, &groups)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the groups this subtask owns; after a rescale the watermark is
+    /// the highest saved (all subtasks saw the same watermarks).
+    fn read_state(&mut self, state: &StateReader, operator: &str) -> Result<()> {
+        for w in state.values::<i64>(WATERMARK)? {
+            self.watermark = self.watermark.max(w);
+        }
+        let layout = self.state_layout();
+        for batch in state.keyed(GROUPS)? {
+            check_layout(&batch, &layout, GROUPS, operator)?;
+            let keys = column::<BinaryArray>(&batch, "key", GROUPS, operator)?;
+            let ends = column::<Int64Array>(&batch, "end", GROUPS, operator)?;
+            let mut ids = Vec::with_capacity(batch.num_rows());
+            for r in 0..batch.num_rows() {
+                let id = self.dictionary.intern(keys.value(r));
+                let slot = id as usize;
+                if slot >= self.live.len() {
+                    self.live.resize(slot + 1, false);
+                    for a in &mut self.accs {
+                        a.resize(slot + 1);
+                    }
+                }
+                if !self.live[slot] {
+                    self.live[slot] = true;
+                    self.dictionary.retain(id);
+                    self.due.insert((ends.value(r), id));
+                }
+                ids.push(id);
+            }
+            keyed_state::merge_acc_columns(&mut self.accs, &self.aggs, &ids, &batch, 2)?;
+        }
+        Ok(())
+    }
+}
+
 impl Operator for WindowGroupAggregate {
     fn on_batch(
         &mut self,
@@ -225,6 +298,17 @@ impl Operator for WindowGroupAggregate {
         self.fire(i64::MAX, out)?;
         self.sync(ctx)
     }
+
+    fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        self.write_state(state)
+            .map_err(|e| keyed_state::with_operator(e, ctx.operator()))
+    }
+
+    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        self.read_state(state, ctx.operator())
+            .map_err(|e| keyed_state::with_operator(e, ctx.operator()))?;
+        self.sync(ctx)
+    }
 }
 
 #[cfg(test)]
@@ -246,5 +330,95 @@ mod tests {
         assert!(err.contains("op") && err.contains("changelog"), "{err}");
         let plain = Schema::new(schema.fields()[..3].to_vec());
         assert!(WindowGroupAggregate::try_new(&plain, &[], &[Agg::sum("n")], "per_window").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+    use crate::operator::TaskInfo;
+    use crate::operators::checkpoint_events::assert_restores;
+    use crate::operators::checkpoint_harness::{encoders, Event};
+    use arrow_array::StringArray;
+
+    /// Output of an upstream sliding window (size 1000, slide 500): rows of
+    /// windows ending at `e` and `e + 500` arrive, then the watermark `e - 1`.
+    fn window_output() -> Vec<Event> {
+        let mut ev = Vec::new();
+        let mut seed = 17u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for w in 1..16i64 {
+            for part in 0..2i64 {
+                let end = (w + part) * 500;
+                let n = 2 + next(4) as usize;
+                let keys: Vec<String> = (0..n).map(|_| format!("k{}", next(5))).collect();
+                let batch = RecordBatch::try_from_iter([
+                    ("k", Arc::new(StringArray::from(keys)) as ArrayRef),
+                    (
+                        "window_start",
+                        Arc::new(Int64Array::from(vec![end - 1000; n])) as _,
+                    ),
+                    ("window_end", Arc::new(Int64Array::from(vec![end; n])) as _),
+                    (
+                        "n",
+                        Arc::new(Int64Array::from_iter_values((0..n).map(|_| next(9) as i64))) as _,
+                    ),
+                ])
+                .expect("columns of equal length");
+                ev.push(Event::Batch(0, batch));
+            }
+            ev.push(Event::Watermark(w * 500 - 1));
+        }
+        // a row of a fired window (a guard: a window never emits it) is dropped
+        let late = RecordBatch::try_from_iter([
+            ("k", Arc::new(StringArray::from(vec!["k1"])) as ArrayRef),
+            ("window_start", Arc::new(Int64Array::from(vec![-500])) as _),
+            ("window_end", Arc::new(Int64Array::from(vec![500])) as _),
+            ("n", Arc::new(Int64Array::from(vec![100])) as _),
+        ])
+        .expect("columns of equal length");
+        ev.push(Event::Batch(0, late));
+        ev
+    }
+
+    fn make(keys: &'static [&'static str]) -> impl Fn(&TaskInfo) -> Result<Box<dyn Operator>> {
+        move |info: &TaskInfo| {
+            let schema = match &window_output()[0] {
+                Event::Batch(_, b) => b.schema(),
+                Event::Watermark(_) => unreachable!("the first event is a batch"),
+            };
+            let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            let aggs = [
+                Agg::max("n"),
+                Agg::sum("n").alias("total"),
+                Agg::count().alias("rows"),
+            ];
+            Ok(Box::new(WindowGroupAggregate::try_new(
+                &schema,
+                &keys,
+                &aggs,
+                &info.operator,
+            )?) as _)
+        }
+    }
+
+    #[test]
+    fn per_window_groups_restore_at_every_cut_and_parallelism() {
+        let ev = window_output();
+        let Event::Batch(_, first) = &ev[0] else {
+            unreachable!("the first event is a batch")
+        };
+        let schema = first.schema();
+        // the edge is hash-partitioned by the keys and both window bounds
+        let cuts = [0, 1, 2, ev.len() / 2, ev.len() / 2 + 1, ev.len() - 1];
+        let by_window = encoders(&[&schema], &[&["window_start", "window_end"]]);
+        assert_restores(&make(&[]), &by_window, &ev, &cuts);
+        let by_key = encoders(&[&schema], &[&["k", "window_start", "window_end"]]);
+        assert_restores(&make(&["k"]), &by_key, &ev, &cuts);
     }
 }

@@ -5,6 +5,9 @@
 //! `crate::key`, `crate::time`, `crate::memory`, `crate::spill`,
 //! `crate::error` and the arrow crates.
 
+mod checkpoint;
+#[cfg(test)]
+mod checkpoint_tests;
 mod spill;
 
 use super::aggregate::{Accumulators, Agg, BoundAgg};
@@ -14,6 +17,8 @@ use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
+use crate::operators::keyed_state;
+use crate::state::{StateReader, StateWriter};
 use crate::time::{event_times, validate_time_column, Window};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{Schema, SchemaRef};
@@ -355,39 +360,10 @@ impl SessionWindowAggregate {
         if self.spilled.is_empty() {
             return Ok(Vec::new());
         }
-        let widths: Vec<usize> = self
-            .aggs
-            .iter()
-            .map(|a| Accumulators::state_fields(a).len())
-            .collect();
         let mut forward: HashMap<u32, u32> = HashMap::new();
         let mut pending_free = Vec::new();
         for batch in self.spilled.take_through(last)? {
-            let mut slots = Vec::with_capacity(batch.num_rows());
-            for row in 0..batch.num_rows() {
-                let f = spill::read_row(&batch, row);
-                let key = self.dictionary.intern(f.key);
-                let fragment = Session {
-                    start: f.start,
-                    end: f.end,
-                    slot: u32::MAX,
-                    emitted: f.emitted,
-                    dirty: f.dirty,
-                };
-                slots.push(self.merge_fragment(key, fragment, &mut forward, &mut pending_free)?);
-                // a key seen only on disk: merge_fragment retained it when it had no sessions
-                self.dictionary.forget_unused(key);
-            }
-            // fragments merged later in this batch forward to their target
-            let slots: Vec<u32> = slots.iter().map(|&s| resolve(&forward, s)).collect();
-            let mut col = FIXED_COLUMNS;
-            for (acc, &width) in self.accs.iter_mut().zip(&widths) {
-                let state: Vec<ArrayRef> = (col..col + width)
-                    .map(|c| batch.column(c).clone())
-                    .collect();
-                acc.merge_state(&slots, &state)?;
-                col += width;
-            }
+            self.merge_fragment_rows(&batch, &mut forward, &mut pending_free)?;
         }
         let mut rows = Vec::new();
         for (key, ps, pe, slot) in std::mem::take(&mut self.retract) {
@@ -403,11 +379,60 @@ impl SessionWindowAggregate {
         Ok(rows)
     }
 
-    /// Writes every in-memory session to a sorted run and empties memory.
-    fn spill(&mut self, ctx: &Ctx) -> Result<()> {
-        let mut all: Vec<SpilledSession<'_>> = Vec::with_capacity(self.by_end.len());
-        for (&key, list) in &self.sessions {
-            let bytes = self.dictionary.key(key);
+    /// Merges fragments of the run layout into memory (their intervals and
+    /// partial states); slots merged away are recorded in `forward` and
+    /// queued in `pending_free`. The layout must be this operator's (runs
+    /// are; restored rows are checked first).
+    fn merge_fragment_rows(
+        &mut self,
+        batch: &RecordBatch,
+        forward: &mut HashMap<u32, u32>,
+        pending_free: &mut Vec<u32>,
+    ) -> Result<()> {
+        let widths: Vec<usize> = self
+            .aggs
+            .iter()
+            .map(|a| Accumulators::state_fields(a).len())
+            .collect();
+        {
+            let mut slots = Vec::with_capacity(batch.num_rows());
+            for row in 0..batch.num_rows() {
+                let f = spill::read_row(batch, row);
+                let key = self.dictionary.intern(f.key);
+                let fragment = Session {
+                    start: f.start,
+                    end: f.end,
+                    slot: u32::MAX,
+                    emitted: f.emitted,
+                    dirty: f.dirty,
+                };
+                slots.push(self.merge_fragment(key, fragment, forward, pending_free)?);
+                // a key seen only on disk: merge_fragment retained it when it had no sessions
+                self.dictionary.forget_unused(key);
+            }
+            // fragments merged later in this batch forward to their target
+            let slots: Vec<u32> = slots.iter().map(|&s| resolve(forward, s)).collect();
+            let mut col = FIXED_COLUMNS;
+            for (acc, &width) in self.accs.iter_mut().zip(&widths) {
+                let state: Vec<ArrayRef> = (col..col + width)
+                    .map(|c| batch.column(c).clone())
+                    .collect();
+                acc.merge_state(&slots, &state)?;
+                col += width;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every in-memory session as a fragment of the run layout, sorted by
+    /// (start, key).
+    fn fragments<'a>(
+        sessions: &'a HashMap<u32, Vec<Session>, FastBuildHasher>,
+        dictionary: &'a KeyDictionary,
+    ) -> Vec<SpilledSession<'a>> {
+        let mut all: Vec<SpilledSession<'a>> = Vec::new();
+        for (&key, list) in sessions {
+            let bytes = dictionary.key(key);
             all.extend(list.iter().map(|s| SpilledSession {
                 start: s.start,
                 end: s.end,
@@ -418,6 +443,12 @@ impl SessionWindowAggregate {
             }));
         }
         all.sort_unstable_by(|a, b| (a.start, a.key).cmp(&(b.start, b.key)));
+        all
+    }
+
+    /// Writes every in-memory session to a sorted run and empties memory.
+    fn spill(&mut self, ctx: &Ctx) -> Result<()> {
+        let all = Self::fragments(&self.sessions, &self.dictionary);
         self.spilled
             .spill(&all, &self.accs, ctx.spill(), ctx.operator())?;
         drop(all);
@@ -577,5 +608,16 @@ impl Operator for SessionWindowAggregate {
 
     fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         self.advance(i64::MAX, ctx, out)
+    }
+
+    fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        self.write_state(state)
+            .map_err(|e| keyed_state::with_operator(e, ctx.operator()))
+    }
+
+    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        self.read_state(state, ctx)
+            .map_err(|e| keyed_state::with_operator(e, ctx.operator()))?;
+        self.sync_reservation(ctx)
     }
 }

@@ -78,6 +78,11 @@ impl SpilledSessions {
         self.runs.is_empty()
     }
 
+    /// The layout of a run (and of sessions in a checkpoint).
+    pub(super) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
     /// Writes `sessions` (sorted by start) as one run; `accs` hold their state.
     pub(super) fn spill(
         &mut self,
@@ -87,6 +92,48 @@ impl SpilledSessions {
         name: &str,
     ) -> Result<()> {
         let mut writer = spill.create_writer(&self.schema, name)?;
+        for batch in self.fragment_batches(sessions, accs)? {
+            writer.write(&batch)?;
+        }
+        self.runs.add(writer.finish()?)
+    }
+
+    /// Writes fragments already in the run layout (restored from a
+    /// checkpoint) as one run, sorted by start.
+    pub(super) fn spill_rows(
+        &mut self,
+        batches: &[RecordBatch],
+        spill: &SpillManager,
+        name: &str,
+    ) -> Result<()> {
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(());
+        }
+        let all = arrow_select::concat::concat_batches(&self.schema, batches)?;
+        let order = arrow_ord::sort::sort_to_indices(all.column(0), None, None)?;
+        let sorted = arrow_select::take::take_record_batch(&all, &order)?;
+        let mut writer = spill.create_writer(&self.schema, name)?;
+        let mut at = 0;
+        while at < sorted.num_rows() {
+            let n = RUN_BATCH_ROWS.min(sorted.num_rows() - at);
+            writer.write(&sorted.slice(at, n))?;
+            at += n;
+        }
+        self.runs.add(writer.finish()?)
+    }
+
+    /// Every spilled fragment not read back yet, left on disk (for checkpoints).
+    pub(super) fn remaining(&self) -> Result<Vec<RecordBatch>> {
+        self.runs.remaining()
+    }
+
+    /// `sessions` as batches of the run layout; `accs` hold their state.
+    pub(super) fn fragment_batches(
+        &self,
+        sessions: &[SpilledSession<'_>],
+        accs: &[Accumulators],
+    ) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
         for chunk in sessions.chunks(RUN_BATCH_ROWS) {
             let slots: Vec<u32> = chunk.iter().map(|s| s.slot).collect();
             let mut columns: Vec<ArrayRef> = vec![
@@ -104,9 +151,9 @@ impl SpilledSessions {
             for acc in accs {
                 columns.extend(acc.to_state(&slots)?);
             }
-            writer.write(&RecordBatch::try_new(self.schema.clone(), columns)?)?;
+            out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
         }
-        self.runs.add(writer.finish()?)
+        Ok(out)
     }
 
     /// A boundary that reads back about `rows` fragments, or `None` if every

@@ -2,6 +2,9 @@
 //! sliding and cumulative windows, with allowed lateness and updates.
 
 use super::aggregate::{Accumulators, Agg, BoundAgg};
+mod checkpoint;
+#[cfg(test)]
+mod checkpoint_tests;
 mod spill;
 
 use crate::error::{Error, Result};
@@ -9,6 +12,8 @@ use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
 use crate::memory::MemoryReservation;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
+use crate::operators::keyed_state;
+use crate::state::{StateReader, StateWriter};
 use crate::time::{event_times, validate_time_column, Window};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -346,65 +351,77 @@ impl WindowAggregate {
         if self.spilled.is_empty() {
             return Ok(());
         }
-        let widths: Vec<usize> = self
-            .aggs
-            .iter()
-            .map(|a| Accumulators::state_fields(a).len())
-            .collect();
         for batch in self.spilled.take_up_to(boundary)? {
-            let panes = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("run schema: pane is Int64");
-            let keys = batch
-                .column(1)
-                .as_any()
-                .downcast_ref::<arrow_array::BinaryArray>()
-                .expect("run schema: key is Binary");
-            let mut i = 0;
-            while i < batch.num_rows() {
-                let start = panes.value(i);
-                let mut j = i;
-                while j < batch.num_rows() && panes.value(j) == start {
-                    j += 1;
-                }
-                if !self.panes.contains_key(&start) {
-                    let p = self.new_pane();
-                    self.panes.insert(start, p);
-                }
-                let pane = self.panes.get_mut(&start).expect("inserted above");
-                let mut slots = Vec::with_capacity(j - i);
-                for r in i..j {
-                    let id = self.dictionary.intern(keys.value(r));
-                    let next = pane.key_ids.len() as u32;
-                    let slot = *pane.groups.entry(id).or_insert_with(|| {
-                        pane.key_ids.push(id);
-                        self.dictionary.retain(id);
-                        next
-                    });
-                    // the reference the run held for this (pane, key)
-                    self.dictionary.release(id);
-                    slots.push(slot);
-                }
-                let n = pane.key_ids.len();
-                let mut col = 2;
-                for (acc, &width) in pane.accs.iter_mut().zip(&widths) {
-                    acc.resize(n);
-                    let state: Vec<ArrayRef> = (col..col + width)
-                        .map(|c| batch.column(c).slice(i, j - i))
-                        .collect();
-                    acc.merge_state(&slots, &state)?;
-                    col += width;
-                }
-                i = j;
-            }
+            // the run keeps a reference to each (pane, key)'s key id
+            self.merge_pane_rows(&batch, true)?;
         }
         let bytes = self.state_bytes();
         if let Some(r) = self.reservation.as_mut() {
             if bytes > r.size() {
                 r.grow(bytes - r.size());
             }
+        }
+        Ok(())
+    }
+
+    /// Merges rows of the run layout (pane | key | partial states) into the
+    /// in-memory panes. `held_by_run`: each row holds a reference to its key
+    /// id (spilled rows), handed over to the pane; restored rows hold none.
+    /// The layout must be this operator's (runs are; restored rows are checked).
+    fn merge_pane_rows(&mut self, batch: &RecordBatch, held_by_run: bool) -> Result<()> {
+        let widths: Vec<usize> = self
+            .aggs
+            .iter()
+            .map(|a| Accumulators::state_fields(a).len())
+            .collect();
+        let panes = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("run schema: pane is Int64");
+        let keys = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow_array::BinaryArray>()
+            .expect("run schema: key is Binary");
+        let mut i = 0;
+        while i < batch.num_rows() {
+            let start = panes.value(i);
+            let mut j = i;
+            while j < batch.num_rows() && panes.value(j) == start {
+                j += 1;
+            }
+            if !self.panes.contains_key(&start) {
+                let p = self.new_pane();
+                self.panes.insert(start, p);
+            }
+            let pane = self.panes.get_mut(&start).expect("inserted above");
+            let mut slots = Vec::with_capacity(j - i);
+            for r in i..j {
+                let id = self.dictionary.intern(keys.value(r));
+                let next = pane.key_ids.len() as u32;
+                let slot = *pane.groups.entry(id).or_insert_with(|| {
+                    pane.key_ids.push(id);
+                    self.dictionary.retain(id);
+                    next
+                });
+                if held_by_run {
+                    // the reference the run held for this (pane, key)
+                    self.dictionary.release(id);
+                }
+                slots.push(slot);
+            }
+            let n = pane.key_ids.len();
+            let mut col = 2;
+            for (acc, &width) in pane.accs.iter_mut().zip(&widths) {
+                acc.resize(n);
+                let state: Vec<ArrayRef> = (col..col + width)
+                    .map(|c| batch.column(c).slice(i, j - i))
+                    .collect();
+                acc.merge_state(&slots, &state)?;
+                col += width;
+            }
+            i = j;
         }
         Ok(())
     }
@@ -760,6 +777,17 @@ impl Operator for WindowAggregate {
 
     fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         self.advance(i64::MAX, ctx, out)
+    }
+
+    fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        self.write_state(state)
+            .map_err(|e| keyed_state::with_operator(e, ctx.operator()))
+    }
+
+    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        self.read_state(state, ctx.operator())
+            .map_err(|e| keyed_state::with_operator(e, ctx.operator()))?;
+        self.sync_reservation(ctx)
     }
 }
 

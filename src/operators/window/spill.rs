@@ -50,15 +50,18 @@ impl SpilledPanes {
         self.runs.is_empty()
     }
 
-    /// Writes `panes` (in start order) as one run.
-    pub(super) fn spill(
-        &mut self,
+    /// The layout of a run (and of the panes in a checkpoint).
+    pub(super) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// `panes` (in start order) as rows of the run layout, one batch per pane.
+    pub(super) fn pane_batches(
+        &self,
         panes: &BTreeMap<i64, Pane>,
         dictionary: &KeyDictionary,
-        spill: &SpillManager,
-        name: &str,
-    ) -> Result<()> {
-        let mut writer = spill.create_writer(&self.schema, name)?;
+    ) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::with_capacity(panes.len());
         for (&start, pane) in panes {
             let n = pane.key_ids.len();
             if n == 0 {
@@ -74,9 +77,29 @@ impl SpilledPanes {
             for acc in &pane.accs {
                 columns.extend(acc.to_state(&slots)?);
             }
-            writer.write(&RecordBatch::try_new(self.schema.clone(), columns)?)?;
+            out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
+        }
+        Ok(out)
+    }
+
+    /// Writes `panes` (in start order) as one run.
+    pub(super) fn spill(
+        &mut self,
+        panes: &BTreeMap<i64, Pane>,
+        dictionary: &KeyDictionary,
+        spill: &SpillManager,
+        name: &str,
+    ) -> Result<()> {
+        let mut writer = spill.create_writer(&self.schema, name)?;
+        for batch in self.pane_batches(panes, dictionary)? {
+            writer.write(&batch)?;
         }
         self.runs.add(writer.finish()?)
+    }
+
+    /// Every spilled row not read back yet, left on disk (for checkpoints).
+    pub(super) fn remaining(&self) -> Result<Vec<RecordBatch>> {
+        self.runs.remaining()
     }
 
     /// Removes and returns, from every run, the rows of panes starting before `boundary`.
