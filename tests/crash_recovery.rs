@@ -49,12 +49,6 @@ path = "unused"
     path
 }
 
-const FILTER_STEPS: &str = r#"
-[[steps]]
-filter = "speed >= 0"
-"#;
-
-#[allow(dead_code)]
 const WINDOW_STEPS: &str = r#"
 [[steps]]
 filter = "speed >= 0"
@@ -159,7 +153,7 @@ fn killed_twenty_times_the_output_equals_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     generate(&data, 40, 600); // 72 000 readings over 10 minutes, ~10 s at 60x
-    let job = job_file(tmp.path(), &data, FILTER_STEPS);
+    let job = job_file(tmp.path(), &data, WINDOW_STEPS);
 
     let reference = tmp.path().join("reference");
     let status = weir()
