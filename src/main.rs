@@ -238,7 +238,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(dir) = spill_dir {
                 config = config.with_spill_dir(dir);
             }
-            if let Some((mut checkpoints, mut restart)) = loaded.checkpoints(checkpoint_dir.as_deref())? {
+            if let Some((mut checkpoints, mut restart)) =
+                loaded.checkpoints(checkpoint_dir.as_deref())?
+            {
                 if let Some(i) = checkpoint_interval {
                     checkpoints = checkpoints
                         .with_interval(weir::time::parse_duration("--checkpoint-interval", &i)?);

@@ -39,9 +39,7 @@ impl Source for Counting {
             .collect();
         self.next += self.per_poll * self.step;
         let last = *vals.last().expect("at least one value");
-        out.emit(
-            RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(vals))]).unwrap(),
-        );
+        out.emit(RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(vals))]).unwrap());
         out.emit_watermark(Watermark::EventTime(last));
         std::thread::sleep(self.nap);
         Ok(SourcePoll::Ready)
@@ -59,7 +57,11 @@ impl Source for Counting {
     }
 }
 
-fn counting_job(n: i64, nap: Duration, fail_at: Option<(i64, Arc<AtomicBool>)>) -> (Job, weir::Collected) {
+fn counting_job(
+    n: i64,
+    nap: Duration,
+    fail_at: Option<(i64, Arc<AtomicBool>)>,
+) -> (Job, weir::Collected) {
     let job = Job::new();
     let factory: weir::operator::SourceFactory = Arc::new(move |info: &TaskInfo| {
         Ok(Box::new(Counting {
@@ -79,7 +81,9 @@ fn counting_job(n: i64, nap: Duration, fail_at: Option<(i64, Arc<AtomicBool>)>) 
             if let Some((at, failed)) = &fail_at {
                 let v = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
                 if v.values().contains(at) && !failed.swap(true, Ordering::SeqCst) {
-                    return Err(weir::Error::Plan(format!("injected failure at {at}")).into_runtime());
+                    return Err(
+                        weir::Error::Plan(format!("injected failure at {at}")).into_runtime()
+                    );
                 }
             }
             Ok(b)
@@ -144,11 +148,13 @@ fn assert_exactly_once(got: &[i64], n: i64, what: &str) {
 }
 
 fn config(dir: &std::path::Path, parallelism: usize) -> ExecConfig {
-    ExecConfig::pipelined().with_parallelism(parallelism).with_checkpoints(
-        CheckpointConfig::new(dir, "counting")
-            .with_interval(Duration::from_millis(20))
-            .with_retain(2),
-    )
+    ExecConfig::pipelined()
+        .with_parallelism(parallelism)
+        .with_checkpoints(
+            CheckpointConfig::new(dir, "counting")
+                .with_interval(Duration::from_millis(20))
+                .with_retain(2),
+        )
 }
 
 #[test]
@@ -177,7 +183,11 @@ fn a_failure_restarts_from_the_last_checkpoint_without_loss_or_duplicates() {
     for parallelism in [1, 3] {
         let tmp = tempfile::tempdir().unwrap();
         let failed = Arc::new(AtomicBool::new(false));
-        let (job, out) = counting_job(30_000, Duration::from_millis(1), Some((17_000, failed.clone())));
+        let (job, out) = counting_job(
+            30_000,
+            Duration::from_millis(1),
+            Some((17_000, failed.clone())),
+        );
         let cfg = config(tmp.path(), parallelism).with_restart(RestartStrategy {
             attempts: 2,
             backoff: Duration::from_millis(10),
@@ -199,7 +209,11 @@ fn without_restarts_the_failure_is_reported_and_a_rerun_resumes() {
     let e = job.run(&config(tmp.path(), 2)).unwrap_err().to_string();
     assert!(e.contains("injected failure at 20000"), "{e}");
     let before = values(&out);
-    assert!(!before.is_empty() && before.len() < 30_000, "{}", before.len());
+    assert!(
+        !before.is_empty() && before.len() < 30_000,
+        "{}",
+        before.len()
+    );
     // the same job, run again with the same directory, continues
     let m = job.run(&config(tmp.path(), 2)).unwrap();
     assert!(m.checkpoints.unwrap().restored_from.is_some());
@@ -217,10 +231,14 @@ fn an_operator_without_snapshot_support_is_named() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let job = Job::new();
-    let f: weir::operator::SourceFactory = Arc::new(|_: &TaskInfo| Ok(Box::new(Plain) as Box<dyn Source>));
+    let f: weir::operator::SourceFactory =
+        Arc::new(|_: &TaskInfo| Ok(Box::new(Plain) as Box<dyn Source>));
     job.source("plain", schema(), f).sink_stdout();
     let e = job.run(&config(tmp.path(), 1)).unwrap_err().to_string();
-    assert!(e.contains("`plain`") && e.contains("does not support checkpoints"), "{e}");
+    assert!(
+        e.contains("`plain`") && e.contains("does not support checkpoints"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -230,7 +248,9 @@ fn restore_from_a_given_id_and_a_missing_one() {
     let cfg = config(tmp.path(), 1);
     job.run(&cfg).unwrap();
     let mut missing = cfg.clone();
-    missing.checkpoint = missing.checkpoint.map(|c| c.with_restore(RestoreFrom::Id(999)));
+    missing.checkpoint = missing
+        .checkpoint
+        .map(|c| c.with_restore(RestoreFrom::Id(999)));
     let e = job.run(&missing).unwrap_err().to_string();
     assert!(e.contains("chk-00000999"), "{e}");
     let _ = AtomicU64::new(0);

@@ -89,7 +89,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % below
     }
 }
@@ -122,7 +125,13 @@ fn wait_for(child: &mut Child, d: Duration) -> Option<std::process::ExitStatus> 
     None
 }
 
-fn crash_until_done(job: &Path, out: &Path, ckpt: &Path, min_kills: usize, seed: u64) -> (usize, String) {
+fn crash_until_done(
+    job: &Path,
+    out: &Path,
+    ckpt: &Path,
+    min_kills: usize,
+    seed: u64,
+) -> (usize, String) {
     let mut rng = Lcg(seed);
     let mut kills = 0;
     let mut delays = std::collections::BTreeSet::new();
@@ -141,8 +150,14 @@ fn crash_until_done(job: &Path, out: &Path, ckpt: &Path, min_kills: usize, seed:
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr).to_string();
         assert!(output.status.success(), "the last run failed: {stderr}");
-        assert!(kills >= min_kills, "the job finished after only {kills} kills");
-        assert!(delays.len() >= min_kills.min(kills) / 2, "kill points vary: {delays:?}");
+        assert!(
+            kills >= min_kills,
+            "the job finished after only {kills} kills"
+        );
+        assert!(
+            delays.len() >= min_kills.min(kills) / 2,
+            "kill points vary: {delays:?}"
+        );
         return (kills, String::from_utf8_lossy(&output.stdout).to_string());
     }
     panic!("the job never finished");
@@ -187,8 +202,82 @@ fn killed_twenty_times_the_output_equals_an_uninterrupted_run() {
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "staging leftovers: {leftovers:?}");
     // a further restart finds the final checkpoint and does nothing
-    let again = spawn_run(&job, &out, &ckpt, "max").wait_with_output().unwrap();
+    let again = spawn_run(&job, &out, &ckpt, "max")
+        .wait_with_output()
+        .unwrap();
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
     weir::compare::same_rows(&read_parts(&out), &expected, &schema, 1e-9).unwrap();
+}
+
+#[test]
+fn a_corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generate(&data, 20, 300);
+    let job = job_file(tmp.path(), &data, WINDOW_STEPS);
+    let reference = tmp.path().join("reference");
+    assert!(weir()
+        .arg("run")
+        .arg(&job)
+        .args(["--mode", "batch", "--output"])
+        .arg(&reference)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    let expected = read_parts(&reference);
+    let out = tmp.path().join("out");
+    let ckpt = tmp.path().join("ckpt");
+    // run until at least two checkpoints are complete, then kill
+    let mut child = spawn_run(&job, &out, &ckpt, "60x");
+    let complete = |ckpt: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(ckpt.join("crash"))
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        v.retain(|p| p.join("_manifest.json").exists());
+        v.sort();
+        v
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    while complete(&ckpt).len() < 2 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let dirs = complete(&ckpt);
+    assert!(dirs.len() >= 2, "{dirs:?}");
+    // truncate a state file of the newest
+    let newest = dirs.last().unwrap();
+    let state = std::fs::read_dir(newest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "state"))
+        .unwrap();
+    let len = std::fs::metadata(&state).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&state)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+
+    let resumed = spawn_run(&job, &out, &ckpt, "max")
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    let name = newest.file_name().unwrap().to_string_lossy();
+    assert!(
+        stderr.contains("warning: skipping checkpoint") && stderr.contains(&*name),
+        "{stderr}"
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&String::from_utf8_lossy(&resumed.stdout)).unwrap();
+    let restored = metrics["checkpoints"]["restored_from"].as_u64().unwrap();
+    assert!(
+        !name.ends_with(&format!("{restored:08}")),
+        "restored {restored}, not the corrupt one"
+    );
+    weir::compare::same_rows(&read_parts(&out), &expected, &expected[0].schema(), 1e-9).unwrap();
 }

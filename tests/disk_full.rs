@@ -96,7 +96,16 @@ fn read_parts(dir: &Path) -> Vec<RecordBatch> {
 fn setup(tmp: &Path) -> (PathBuf, Vec<RecordBatch>) {
     let data = tmp.join("data");
     let status = weir()
-        .args(["generate", "--vehicles", "200", "--seconds", "300", "--files", "2", "--out"])
+        .args([
+            "generate",
+            "--vehicles",
+            "200",
+            "--seconds",
+            "300",
+            "--files",
+            "2",
+            "--out",
+        ])
         .arg(&data)
         .stdout(Stdio::null())
         .status()
@@ -129,7 +138,14 @@ fn a_full_checkpoint_disk_fails_cleanly_and_a_restart_completes() {
         weir()
             .arg("run")
             .arg(&job)
-            .args(["--parallelism", "2", "--speed", "100x", "--checkpoint-interval", "30ms"])
+            .args([
+                "--parallelism",
+                "2",
+                "--speed",
+                "100x",
+                "--checkpoint-interval",
+                "30ms",
+            ])
             .arg("--checkpoint-dir")
             .arg(&disk.0)
             .arg("--output")
@@ -140,7 +156,10 @@ fn a_full_checkpoint_disk_fails_cleanly_and_a_restart_completes() {
     };
     let failed = run();
     let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert!(!failed.status.success(), "the run should fail on a full disk");
+    assert!(
+        !failed.status.success(),
+        "the run should fail on a full disk"
+    );
     assert!(
         stderr.contains("No space left on device") && stderr.contains(&*disk.0.to_string_lossy()),
         "{stderr}"
@@ -153,7 +172,11 @@ fn a_full_checkpoint_disk_fails_cleanly_and_a_restart_completes() {
 
     disk.resize("64m");
     let again = run();
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let got = read_parts(&out);
     weir::compare::same_rows(&got, &expected, &expected[0].schema(), 1e-9).unwrap();
 }
@@ -181,11 +204,18 @@ fn a_full_spill_disk_fails_cleanly_and_a_restart_completes() {
     };
     let failed = run();
     let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert!(!failed.status.success(), "the run should fail on a full spill disk");
+    assert!(
+        !failed.status.success(),
+        "the run should fail on a full spill disk"
+    );
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert!(!out.exists(), "nothing published by the failed run");
     disk.resize("256m");
     let again = run();
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     weir::compare::same_rows(&read_parts(&out), &expected, &expected[0].schema(), 1e-9).unwrap();
 }

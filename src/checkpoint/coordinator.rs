@@ -81,7 +81,10 @@ impl CheckpointHandle {
     /// Drops the coordinator's own sender, so the report channel
     /// disconnects once every subtask has ended.
     pub(crate) fn close(&self) {
-        self.reports.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 }
 
@@ -307,7 +310,10 @@ impl Coordinator {
             publish.extend(publishes(state)?);
             let name = &self.nodes[self.node_index(*node)].name;
             let bytes = state.encode()?;
-            files.push((*node, self.store.write_state(id, *node, name, subtask, &bytes)?));
+            files.push((
+                *node,
+                self.store.write_state(id, *node, name, subtask, &bytes)?,
+            ));
         }
         Ok(files)
     }
@@ -330,7 +336,10 @@ impl Coordinator {
 
     /// Writes the manifest of the in-flight checkpoint and publishes its output.
     fn complete(&mut self) -> Result<(PathBuf, bool)> {
-        let mut f = self.in_flight.take().expect("complete() follows is_complete()");
+        let mut f = self
+            .in_flight
+            .take()
+            .expect("complete() follows is_complete()");
         let finished: Vec<((usize, usize), ChainState)> = self
             .finished
             .iter()
@@ -384,7 +393,11 @@ impl Coordinator {
         }
     }
 
-    fn finish_checkpoint(&mut self, manifest: Manifest, started: Instant) -> Result<(PathBuf, bool)> {
+    fn finish_checkpoint(
+        &mut self,
+        manifest: Manifest,
+        started: Instant,
+    ) -> Result<(PathBuf, bool)> {
         let dir = self.store.complete(&manifest)?;
         for p in &manifest.publish {
             p.apply()?;

@@ -220,7 +220,13 @@ impl CheckpointStore {
     ) -> Result<StateFile> {
         let safe: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(40)
             .collect();
         let file = format!("n{node:02}-{safe}.s{subtask}.state");
@@ -269,7 +275,11 @@ impl CheckpointStore {
                         "corrupt state file: {} bytes (expected {}), checksum {}",
                         bytes.len(),
                         f.bytes,
-                        if checksum(&bytes) == f.checksum { "ok" } else { "wrong" }
+                        if checksum(&bytes) == f.checksum {
+                            "ok"
+                        } else {
+                            "wrong"
+                        }
                     ),
                 });
             }
@@ -408,13 +418,23 @@ mod tests {
             let m = manifest(&store, id, v);
             store.complete(&m).unwrap();
         }
-        let f = store.dir_of(2).join(&store.latest_valid().unwrap().0.unwrap().manifest.operators[0].files[0].file);
+        let f = store
+            .dir_of(2)
+            .join(&store.latest_valid().unwrap().0.unwrap().manifest.operators[0].files[0].file);
         let len = std::fs::metadata(&f).unwrap().len();
-        std::fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(len - 1).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
         let (latest, warnings) = store.latest_valid().unwrap();
         assert_eq!(latest.unwrap().manifest.id, 1);
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("checkpoint 2") && warnings[0].contains("corrupt"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("checkpoint 2") && warnings[0].contains("corrupt"),
+            "{warnings:?}"
+        );
     }
 
     #[test]
@@ -437,7 +457,10 @@ mod tests {
         let from = tmp.path().join("staged");
         let to = tmp.path().join("out/part");
         std::fs::write(&from, b"x").unwrap();
-        let p = Publish { from, to: to.clone() };
+        let p = Publish {
+            from,
+            to: to.clone(),
+        };
         p.apply().unwrap();
         p.apply().unwrap();
         assert_eq!(std::fs::read(&to).unwrap(), b"x");

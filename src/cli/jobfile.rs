@@ -445,7 +445,12 @@ impl LoadedJob {
     pub fn checkpoints(
         &self,
         dir_override: Option<&Path>,
-    ) -> Result<Option<(crate::checkpoint::CheckpointConfig, crate::checkpoint::RestartStrategy)>> {
+    ) -> Result<
+        Option<(
+            crate::checkpoint::CheckpointConfig,
+            crate::checkpoint::RestartStrategy,
+        )>,
+    > {
         use crate::checkpoint::{CheckpointConfig, CheckpointMode, RestartStrategy};
         let spec = self.spec.checkpoint.as_ref();
         let span = spec.map_or(0..0, |s| s.span());

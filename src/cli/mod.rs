@@ -110,14 +110,24 @@ mod tests {
 /// commit; SIGUSR1 asks it to take a savepoint and stop at once.
 pub fn stop_process(pid: i32, savepoint: bool) -> crate::Result<()> {
     if pid <= 0 {
-        return Err(crate::Error::option("pid", format!("{pid} is not a process id")));
+        return Err(crate::Error::option(
+            "pid",
+            format!("{pid} is not a process id"),
+        ));
     }
-    let signal = if savepoint { libc::SIGUSR1 } else { libc::SIGTERM };
+    let signal = if savepoint {
+        libc::SIGUSR1
+    } else {
+        libc::SIGTERM
+    };
     // SAFETY: kill has no memory-safety preconditions.
     if unsafe { libc::kill(pid, signal) } != 0 {
         return Err(crate::Error::option(
             "pid",
-            format!("cannot signal process {pid}: {}", std::io::Error::last_os_error()),
+            format!(
+                "cannot signal process {pid}: {}",
+                std::io::Error::last_os_error()
+            ),
         ));
     }
     Ok(())

@@ -12,11 +12,11 @@
 use super::panic_error;
 use crate::error::{Error, Result};
 use crate::graph::{LogicalPlan, NodeKind, PhysicalPlan, TaskPlan};
+use crate::message::CheckpointId;
 use crate::message::{Message, Watermark};
 use crate::operator::{
     Ctx, Operator, OperatorMetrics, Output, RuntimeEnv, Source, SourcePoll, TaskInfo,
 };
-use crate::message::CheckpointId;
 use crate::state::{StateReader, StateWriter, SubtaskState, CONTEXT_ENTRY};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -11,18 +11,18 @@
 //! ```
 
 use super::chain::{Chain, Emit, RestoreSet};
-use crate::checkpoint::coordinator::{CheckpointHandle, Coordinator, LoopEnd, Report};
-use crate::checkpoint::{CheckpointMode, CheckpointStats};
-use crate::message::CheckpointId;
-use std::collections::VecDeque;
 use super::route::Router;
 use super::{panic_error, ExecConfig, FirstError};
+use crate::checkpoint::coordinator::{CheckpointHandle, Coordinator, LoopEnd, Report};
+use crate::checkpoint::{CheckpointMode, CheckpointStats};
 use crate::error::{Error, Result};
 use crate::graph::{LogicalPlan, PhysicalPlan};
+use crate::message::CheckpointId;
 use crate::message::Message;
 use crate::operator::{now_ms, OperatorMetrics, RuntimeEnv, SourcePoll};
 use crate::time::WatermarkTracker;
 use crossbeam_channel::{bounded, select, Receiver, Sender};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -310,21 +310,21 @@ fn run_subtask(
             m
         } else {
             match chain.next_timer() {
-            None => select! {
-                recv(rx) -> m => m.map_err(|_| Error::Cancelled)?,
-                recv(cancel) -> _ => return Err(Error::Cancelled),
-            },
-            Some(at) => {
-                let wait = Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64);
-                select! {
+                None => select! {
                     recv(rx) -> m => m.map_err(|_| Error::Cancelled)?,
                     recv(cancel) -> _ => return Err(Error::Cancelled),
-                    default(wait) => {
-                        chain.fire_timers(now_ms(), &mut emit)?;
-                        continue;
+                },
+                Some(at) => {
+                    let wait = Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64);
+                    select! {
+                        recv(rx) -> m => m.map_err(|_| Error::Cancelled)?,
+                        recv(cancel) -> _ => return Err(Error::Cancelled),
+                        default(wait) => {
+                            chain.fire_timers(now_ms(), &mut emit)?;
+                            continue;
+                        }
                     }
                 }
-            }
             }
         };
         let (channel, msg) = next;
@@ -402,7 +402,12 @@ struct Barriers<'a> {
 }
 
 impl<'a> Barriers<'a> {
-    fn new(handle: &'a CheckpointHandle, reports: Sender<Report>, task: usize, subtask: usize) -> Self {
+    fn new(
+        handle: &'a CheckpointHandle,
+        reports: Sender<Report>,
+        task: usize,
+        subtask: usize,
+    ) -> Self {
         Barriers {
             handle,
             task,
@@ -429,7 +434,12 @@ impl<'a> Barriers<'a> {
         Ok(())
     }
 
-    fn checkpoint(&mut self, id: CheckpointId, chain: &mut Chain, emit: &mut Emit<'_>) -> Result<()> {
+    fn checkpoint(
+        &mut self,
+        id: CheckpointId,
+        chain: &mut Chain,
+        emit: &mut Emit<'_>,
+    ) -> Result<()> {
         let states = chain.snapshot(id)?;
         self.report(Report::Ack {
             id,

@@ -105,7 +105,11 @@ pub(crate) fn execute_checkpointed(
             }
         }
         let restore = restore_set(plan, physical, loaded.as_ref())?;
-        let first_id = store.ids_on_disk()?.last().map_or(1, |id| id + 1).max(min_id);
+        let first_id = store
+            .ids_on_disk()?
+            .last()
+            .map_or(1, |id| id + 1)
+            .max(min_id);
         let run = CheckpointRun {
             config: checkpoints.clone(),
             store: store.clone(),
@@ -170,13 +174,13 @@ fn choose(
             } else {
                 // another job's root: its newest valid checkpoint
                 let parent = path.parent().unwrap_or(path);
-                let name = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .ok_or_else(|| Error::Checkpoint {
-                        location: path.display().to_string(),
-                        message: "not a checkpoint directory".into(),
-                    })?;
+                let name =
+                    path.file_name()
+                        .and_then(|n| n.to_str())
+                        .ok_or_else(|| Error::Checkpoint {
+                            location: path.display().to_string(),
+                            message: "not a checkpoint directory".into(),
+                        })?;
                 let other = CheckpointStore::try_new(parent, name)?;
                 match newest(&other, stats)? {
                     Some(l) => Ok(Some(l)),
