@@ -92,20 +92,6 @@ pub fn metrics_table(runs: &[JobMetrics]) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_are_grouped() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
-        assert_eq!(rate(2_345_678.0), "2.35 M");
-    }
-}
-
 /// `weir stop PID [--savepoint]`: SIGTERM asks a `weir run` to drain and
 /// commit; SIGUSR1 asks it to take a savepoint and stop at once.
 pub fn stop_process(pid: i32, savepoint: bool) -> crate::Result<()> {
@@ -131,4 +117,18 @@ pub fn stop_process(pid: i32, savepoint: bool) -> crate::Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(rate(2_345_678.0), "2.35 M");
+    }
 }

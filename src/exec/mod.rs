@@ -300,10 +300,10 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
     }
     match (&config.checkpoint, config.mode) {
         (Some(checkpoints), ExecMode::Pipelined) => {
-            recovery::execute_checkpointed(&plan, &physical, config, checkpoints)
+            recovery::execute_checkpointed(plan, physical, config, checkpoints)
         }
         // batch mode takes no checkpoints (as in Flink): a failed batch job runs again
-        _ => execute_once(&plan, &physical, config, None).map(|(m, _)| m),
+        _ => execute_once(plan, physical, config, None).map(|(m, _)| m),
     }
 }
 
