@@ -336,8 +336,8 @@ impl Kafka {
     ///
     /// tansu was also seen (once, under load) answering a high watermark
     /// that lagged a produce that had already been acknowledged, so the
-    /// answer is checked by fetching at it: records found there move the
-    /// end past them.
+    /// answer is checked by fetching at it (waiting up to 100 ms for
+    /// records): records found there move the end past them.
     fn high_watermark(&self, client: &PartitionClient, from: i64) -> Result<i64> {
         let p = client.partition();
         let (_, mut end) = self.call(
@@ -351,7 +351,9 @@ impl Kafka {
                 Some(p),
                 "fetch (end offset check)",
                 Duration::ZERO,
-                client.fetch_records(end.max(from), 1..(1 << 20), 1),
+                // a short wait: under load tansu answered an immediate fetch
+                // with nothing although records were there
+                client.fetch_records(end.max(from), 1..(1 << 20), 100),
             )?;
             match records.iter().map(|r| r.offset + 1).max() {
                 Some(past) if past > end => end = past.max(hwm),
