@@ -4,7 +4,8 @@
 //! checkpoint directory until it finishes. Its committed output must equal
 //! an uninterrupted batch run's: no row lost, none repeated.
 
-use arrow_array::RecordBatch;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,25 +65,6 @@ aggregates = [
   { fn = "count", as = "n" },
 ]
 "#;
-
-fn read_parts(dir: &Path) -> Vec<RecordBatch> {
-    let mut out = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    files.sort();
-    for f in files {
-        let file = std::fs::File::open(&f).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
-        out.extend(reader.map(|b| b.unwrap()));
-    }
-    out
-}
 
 /// A tiny deterministic generator for kill delays.
 struct Lcg(u64);
@@ -170,17 +152,7 @@ fn killed_twenty_times_the_output_equals_an_uninterrupted_run() {
     generate(&data, 40, 600); // 72 000 readings over 10 minutes, ~10 s at 60x
     let job = job_file(tmp.path(), &data, WINDOW_STEPS);
 
-    let reference = tmp.path().join("reference");
-    let status = weir()
-        .arg("run")
-        .arg(&job)
-        .args(["--mode", "batch", "--parallelism", "2", "--output"])
-        .arg(&reference)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let expected = read_parts(&reference);
+    let expected = common::batch_reference(&job, &tmp.path().join("reference"));
     assert!(expected.iter().map(|b| b.num_rows()).sum::<usize>() > 2000);
 
     let out = tmp.path().join("out");
@@ -191,7 +163,7 @@ fn killed_twenty_times_the_output_equals_an_uninterrupted_run() {
         metrics["checkpoints"]["restored_from"].is_u64(),
         "the last run restored a checkpoint: {stdout}"
     );
-    let got = read_parts(&out);
+    let got = common::read_parquet_parts(&out);
     let schema = expected[0].schema();
     weir::compare::same_rows(&got, &expected, &schema, 1e-9)
         .unwrap_or_else(|e| panic!("after {kills} kills: {e}"));
@@ -207,7 +179,7 @@ fn killed_twenty_times_the_output_equals_an_uninterrupted_run() {
         .unwrap();
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
-    weir::compare::same_rows(&read_parts(&out), &expected, &schema, 1e-9).unwrap();
+    weir::compare::same_rows(&common::read_parquet_parts(&out), &expected, &schema, 1e-9).unwrap();
 }
 
 #[test]
@@ -216,17 +188,7 @@ fn a_corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
     let data = tmp.path().join("data");
     generate(&data, 20, 300);
     let job = job_file(tmp.path(), &data, WINDOW_STEPS);
-    let reference = tmp.path().join("reference");
-    assert!(weir()
-        .arg("run")
-        .arg(&job)
-        .args(["--mode", "batch", "--output"])
-        .arg(&reference)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success());
-    let expected = read_parts(&reference);
+    let expected = common::batch_reference(&job, &tmp.path().join("reference"));
     let out = tmp.path().join("out");
     let ckpt = tmp.path().join("ckpt");
     // run until at least two checkpoints are complete, then kill
@@ -279,5 +241,11 @@ fn a_corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
         !name.ends_with(&format!("{restored:08}")),
         "restored {restored}, not the corrupt one"
     );
-    weir::compare::same_rows(&read_parts(&out), &expected, &expected[0].schema(), 1e-9).unwrap();
+    weir::compare::same_rows(
+        &common::read_parquet_parts(&out),
+        &expected,
+        &expected[0].schema(),
+        1e-9,
+    )
+    .unwrap();
 }

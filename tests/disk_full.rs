@@ -4,6 +4,8 @@
 //! output as an uninterrupted run. Uses a tiny tmpfs (needs root to mount;
 //! the test says so and passes vacuously elsewhere).
 
+mod common;
+
 use arrow_array::RecordBatch;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -73,26 +75,6 @@ path = "unused"
     path
 }
 
-fn read_parts(dir: &Path) -> Vec<RecordBatch> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "parquet") {
-            let file = std::fs::File::open(&p).unwrap();
-            let reader =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .unwrap_or_else(|e| panic!("{} is not a whole Parquet file: {e}", p.display()))
-                    .build()
-                    .unwrap();
-            out.extend(reader.map(|b| b.unwrap()));
-        }
-    }
-    out
-}
-
 fn setup(tmp: &Path) -> (PathBuf, Vec<RecordBatch>) {
     let data = tmp.join("data");
     let status = weir()
@@ -112,17 +94,8 @@ fn setup(tmp: &Path) -> (PathBuf, Vec<RecordBatch>) {
         .unwrap();
     assert!(status.success());
     let job = job_file(tmp, &data);
-    let reference = tmp.join("reference");
-    let status = weir()
-        .arg("run")
-        .arg(&job)
-        .args(["--mode", "batch", "--output"])
-        .arg(&reference)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    (job, read_parts(&reference))
+    let expected = common::batch_reference(&job, &tmp.join("reference"));
+    (job, expected)
 }
 
 #[test]
@@ -165,7 +138,7 @@ fn a_full_checkpoint_disk_fails_cleanly_and_a_restart_completes() {
         "{stderr}"
     );
     // what was published is whole files of complete checkpoints: a subset of the result
-    let partial = read_parts(&out);
+    let partial = common::read_parquet_parts(&out);
     let all = weir::compare::canonical(&expected[0].schema(), &expected).unwrap();
     let n = partial.iter().map(|b| b.num_rows()).sum::<usize>();
     assert!(n < all.num_rows(), "{n} rows published before the failure");
@@ -177,7 +150,7 @@ fn a_full_checkpoint_disk_fails_cleanly_and_a_restart_completes() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
-    let got = read_parts(&out);
+    let got = common::read_parquet_parts(&out);
     weir::compare::same_rows(&got, &expected, &expected[0].schema(), 1e-9).unwrap();
 }
 
@@ -217,5 +190,11 @@ fn a_full_spill_disk_fails_cleanly_and_a_restart_completes() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
-    weir::compare::same_rows(&read_parts(&out), &expected, &expected[0].schema(), 1e-9).unwrap();
+    weir::compare::same_rows(
+        &common::read_parquet_parts(&out),
+        &expected,
+        &expected[0].schema(),
+        1e-9,
+    )
+    .unwrap();
 }

@@ -2,30 +2,14 @@
 //! the output equals an uninterrupted run (keyed window state and source
 //! positions are redistributed by key group and split).
 
-use arrow_array::RecordBatch;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
-}
-
-fn read_parts(dir: &Path) -> Vec<RecordBatch> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "parquet") {
-            let file = std::fs::File::open(&p).unwrap();
-            let reader =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .unwrap()
-                    .build()
-                    .unwrap();
-            out.extend(reader.map(|b| b.unwrap()));
-        }
-    }
-    out
 }
 
 fn job_file(dir: &Path, data: &Path) -> PathBuf {
@@ -82,17 +66,7 @@ fn a_savepoint_at_parallelism_2_resumes_at_3_with_the_same_output() {
         .unwrap();
     assert!(status.success());
     let job = job_file(tmp.path(), &data);
-    let reference = tmp.path().join("reference");
-    assert!(weir()
-        .arg("run")
-        .arg(&job)
-        .args(["--mode", "batch", "--output"])
-        .arg(&reference)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success());
-    let expected = read_parts(&reference);
+    let expected = common::batch_reference(&job, &tmp.path().join("reference"));
 
     let out = tmp.path().join("out");
     let ckpt = tmp.path().join("ckpt");
@@ -133,7 +107,10 @@ fn a_savepoint_at_parallelism_2_resumes_at_3_with_the_same_output() {
         .find_map(|l| l.strip_prefix("weir: stopped with savepoint "))
         .unwrap_or_else(|| panic!("no savepoint reported: {stderr}"))
         .to_string();
-    let partial: usize = read_parts(&out).iter().map(|b| b.num_rows()).sum();
+    let partial: usize = common::read_parquet_parts(&out)
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
     let total: usize = expected.iter().map(|b| b.num_rows()).sum();
     assert!(
         partial < total,
@@ -148,7 +125,13 @@ fn a_savepoint_at_parallelism_2_resumes_at_3_with_the_same_output() {
         "{}",
         String::from_utf8_lossy(&resumed.stderr)
     );
-    weir::compare::same_rows(&read_parts(&out), &expected, &expected[0].schema(), 1e-9).unwrap();
+    weir::compare::same_rows(
+        &common::read_parquet_parts(&out),
+        &expected,
+        &expected[0].schema(),
+        1e-9,
+    )
+    .unwrap();
     // the savepoint outlives retention
     assert!(Path::new(&savepoint).join("_manifest.json").exists());
 }

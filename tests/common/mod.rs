@@ -149,3 +149,38 @@ pub fn window_table(
     }
     out
 }
+
+/// Every row of the Parquet part files directly in `dir` (none if it does
+/// not exist). A file that is not whole Parquet fails the test, naming it.
+pub fn read_parquet_parts(dir: &std::path::Path) -> Vec<RecordBatch> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|x| x == "parquet"));
+    files.sort();
+    let mut out = Vec::new();
+    for p in files {
+        let file = std::fs::File::open(&p).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap_or_else(|e| panic!("{} is not a whole Parquet file: {e}", p.display()))
+            .build()
+            .unwrap();
+        out.extend(reader.map(|b| b.unwrap()));
+    }
+    out
+}
+
+/// Runs job file `job` with the `weir` binary in batch mode (no
+/// checkpoints) into `out` and returns its rows: the uninterrupted reference.
+pub fn batch_reference(job: &std::path::Path, out: &std::path::Path) -> Vec<RecordBatch> {
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(job)
+        .args(["--mode", "batch", "--parallelism", "2", "--output"])
+        .arg(out)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the reference run failed");
+    read_parquet_parts(out)
+}
