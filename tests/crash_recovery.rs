@@ -14,17 +14,6 @@ fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
 }
 
-fn generate(dir: &Path, vehicles: usize, seconds: usize) {
-    let status = weir()
-        .args(["generate", "--out"])
-        .arg(dir)
-        .args(["--vehicles", &vehicles.to_string()])
-        .args(["--seconds", &seconds.to_string(), "--files", "3"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 fn job_file(dir: &Path, data: &Path, steps: &str) -> PathBuf {
     let path = dir.join("job.toml");
     let text = format!(
@@ -149,7 +138,7 @@ fn crash_until_done(
 fn killed_twenty_times_the_output_equals_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    generate(&data, 40, 600); // 72 000 readings over 10 minutes, ~10 s at 60x
+    common::generate_obd(&data, 40, 600, 3); // 72 000 readings over 10 minutes, ~10 s at 60x
     let job = job_file(tmp.path(), &data, WINDOW_STEPS);
 
     let expected = common::batch_reference(&job, &tmp.path().join("reference"));
@@ -186,7 +175,7 @@ fn killed_twenty_times_the_output_equals_an_uninterrupted_run() {
 fn a_corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    generate(&data, 20, 300);
+    common::generate_obd(&data, 20, 300, 3);
     let job = job_file(tmp.path(), &data, WINDOW_STEPS);
     let expected = common::batch_reference(&job, &tmp.path().join("reference"));
     let out = tmp.path().join("out");

@@ -77,25 +77,25 @@ path = "unused"
 
 fn setup(tmp: &Path) -> (PathBuf, Vec<RecordBatch>) {
     let data = tmp.join("data");
-    let status = weir()
-        .args([
-            "generate",
-            "--vehicles",
-            "200",
-            "--seconds",
-            "300",
-            "--files",
-            "2",
-            "--out",
-        ])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::generate_obd(&data, 200, 300, 2);
     let job = job_file(tmp, &data);
     let expected = common::batch_reference(&job, &tmp.join("reference"));
     (job, expected)
+}
+
+/// `weir run job --output out ARGS DIR_FLAG DIR`, stdout discarded.
+fn run_job(job: &Path, out: &Path, args: &[&str], dir: (&str, &Path)) -> std::process::Output {
+    weir()
+        .arg("run")
+        .arg(job)
+        .args(args)
+        .arg(dir.0)
+        .arg(dir.1)
+        .arg("--output")
+        .arg(out)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -108,24 +108,19 @@ fn a_full_checkpoint_disk_fails_cleanly_and_a_restart_completes() {
     };
     let out = tmp.path().join("out");
     let run = || {
-        weir()
-            .arg("run")
-            .arg(&job)
-            .args([
+        run_job(
+            &job,
+            &out,
+            &[
                 "--parallelism",
                 "2",
                 "--speed",
                 "100x",
                 "--checkpoint-interval",
                 "30ms",
-            ])
-            .arg("--checkpoint-dir")
-            .arg(&disk.0)
-            .arg("--output")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .output()
-            .unwrap()
+            ],
+            ("--checkpoint-dir", &disk.0),
+        )
     };
     let failed = run();
     let stderr = String::from_utf8_lossy(&failed.stderr);
@@ -164,16 +159,12 @@ fn a_full_spill_disk_fails_cleanly_and_a_restart_completes() {
     };
     let out = tmp.path().join("out");
     let run = || {
-        weir()
-            .arg("run")
-            .arg(&job)
-            .args(["--mode", "batch", "--memory", "256KiB", "--spill-dir"])
-            .arg(&disk.0)
-            .arg("--output")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .output()
-            .unwrap()
+        run_job(
+            &job,
+            &out,
+            &["--mode", "batch", "--memory", "256KiB"],
+            ("--spill-dir", &disk.0),
+        )
     };
     let failed = run();
     let stderr = String::from_utf8_lossy(&failed.stderr);

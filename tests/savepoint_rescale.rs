@@ -49,22 +49,7 @@ path = "unused"
 fn a_savepoint_at_parallelism_2_resumes_at_3_with_the_same_output() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let status = weir()
-        .args([
-            "generate",
-            "--vehicles",
-            "60",
-            "--seconds",
-            "600",
-            "--files",
-            "3",
-            "--out",
-        ])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::generate_obd(&data, 60, 600, 3);
     let job = job_file(tmp.path(), &data);
     let expected = common::batch_reference(&job, &tmp.path().join("reference"));
 

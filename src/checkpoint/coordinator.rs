@@ -238,7 +238,7 @@ impl Coordinator {
                 }
             }
             if self.is_complete() {
-                let (dir, savepoint) = self.complete()?;
+                let (dir, savepoint) = self.complete(false)?;
                 next_trigger = Instant::now() + self.interval;
                 if savepoint {
                     self.stats.savepoint = Some(dir.clone());
@@ -335,22 +335,20 @@ impl Coordinator {
     }
 
     /// Writes the manifest of the in-flight checkpoint and publishes its output.
-    fn complete(&mut self) -> Result<(PathBuf, bool)> {
+    fn complete(&mut self, is_final: bool) -> Result<(PathBuf, bool)> {
         let mut f = self
             .in_flight
             .take()
             .expect("complete() follows is_complete()");
-        let finished: Vec<((usize, usize), ChainState)> = self
-            .finished
-            .iter()
-            .filter(|(k, (from, _))| *from <= f.id && !f.acked.contains_key(k))
-            .map(|(k, (_, s))| (*k, s.clone()))
-            .collect();
-        for ((task, subtask), states) in finished {
-            let files = self.write_chain(f.id, subtask, &states, &mut f.publish)?;
-            f.acked.insert((task, subtask), files);
+        // subtasks that had finished: their final snapshot stands in for an ack
+        let mut stand_ins = Vec::new();
+        for (k, (from, states)) in &self.finished {
+            if *from <= f.id && !f.acked.contains_key(k) {
+                stand_ins.push((*k, self.write_chain(f.id, k.1, states, &mut f.publish)?));
+            }
         }
-        let manifest = self.manifest(f.id, &f.acked, f.publish, f.savepoint, false);
+        f.acked.extend(stand_ins);
+        let manifest = self.manifest(f.id, &f.acked, f.publish, f.savepoint, is_final);
         self.finish_checkpoint(manifest, f.started)
     }
 
@@ -417,24 +415,9 @@ impl Coordinator {
     /// states publishes what they staged at the end.
     fn write_final(&mut self) -> Result<()> {
         let from_max = self.finished.values().map(|(f, _)| *f).max().unwrap_or(0);
-        let id = self.next_id.max(from_max);
-        self.next_id = id + 1;
-        self.store.begin(id)?;
-        self.handle.triggered.store(id, Ordering::Release);
-        let started = Instant::now();
-        let mut acked = HashMap::new();
-        let mut publish = Vec::new();
-        let finished: Vec<((usize, usize), ChainState)> = self
-            .finished
-            .iter()
-            .map(|(k, (_, s))| (*k, s.clone()))
-            .collect();
-        for ((task, subtask), states) in finished {
-            let files = self.write_chain(id, subtask, &states, &mut publish)?;
-            acked.insert((task, subtask), files);
-        }
-        let manifest = self.manifest(id, &acked, publish, false, true);
-        self.finish_checkpoint(manifest, started)?;
+        self.next_id = self.next_id.max(from_max);
+        self.trigger(false)?;
+        self.complete(true)?;
         Ok(())
     }
 }

@@ -118,26 +118,36 @@ impl Manifest {
     }
 }
 
-/// A loaded, verified checkpoint.
+/// A loaded, verified checkpoint: its manifest and the bytes of its state
+/// files (read once, when they were verified).
 #[derive(Debug, Clone)]
 pub struct Loaded {
     /// Its directory.
     pub dir: PathBuf,
     /// Its manifest.
     pub manifest: Manifest,
+    // state: verified file contents by file name, taken as they are decoded
+    files: std::collections::HashMap<String, Vec<u8>>,
 }
 
 impl Loaded {
-    /// The decoded state of every subtask of operator `name` (old
-    /// parallelism = length), or `None` if the checkpoint has no entry for it.
-    pub fn operator_states(&self, name: &str) -> Result<Option<Vec<SubtaskState>>> {
+    /// Decodes the state of every subtask of operator `name` (old
+    /// parallelism = length), or `None` if the checkpoint has no entry for
+    /// it. The file bytes are released as they are decoded.
+    pub fn take_operator_states(&mut self, name: &str) -> Result<Option<Vec<SubtaskState>>> {
         let Some(op) = self.manifest.operators.iter().find(|o| o.name == name) else {
             return Ok(None);
         };
         let mut out = Vec::with_capacity(op.files.len());
         for f in &op.files {
             let path = self.dir.join(&f.file);
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let bytes = self
+                .files
+                .remove(&f.file)
+                .ok_or_else(|| Error::Checkpoint {
+                    location: path.display().to_string(),
+                    message: "state file already taken".into(),
+                })?;
             let state = SubtaskState::decode(&bytes).map_err(|e| Error::Checkpoint {
                 location: path.display().to_string(),
                 message: e.to_string(),
@@ -265,6 +275,7 @@ impl CheckpointStore {
             location: path.display().to_string(),
             message: format!("unreadable manifest: {e}"),
         })?;
+        let mut files = std::collections::HashMap::new();
         for f in manifest.operators.iter().flat_map(|o| &o.files) {
             let p = dir.join(&f.file);
             let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
@@ -283,10 +294,12 @@ impl CheckpointStore {
                     ),
                 });
             }
+            files.insert(f.file.clone(), bytes);
         }
         Ok(Loaded {
             dir: dir.to_path_buf(),
             manifest,
+            files,
         })
     }
 
@@ -388,8 +401,8 @@ mod tests {
         }
     }
 
-    fn value(l: &Loaded) -> u64 {
-        let s = l.operator_states("op x").unwrap().unwrap();
+    fn value(mut l: Loaded) -> u64 {
+        let s = l.take_operator_states("op x").unwrap().unwrap();
         crate::state::StateReader::single(s[0].clone())
             .value::<u64>("v")
             .unwrap()
@@ -407,7 +420,7 @@ mod tests {
         assert!(warnings.is_empty());
         let latest = latest.unwrap();
         assert_eq!(latest.manifest.id, 1);
-        assert_eq!(value(&latest), 10);
+        assert_eq!(value(latest), 10);
     }
 
     #[test]

@@ -110,20 +110,15 @@ impl Chain {
 
     /// Restores every node from `set` (see [`Chain::try_new`]).
     fn restore(&mut self, plan: &LogicalPlan, set: &RestoreSet, subtask: usize) -> Result<()> {
-        let mut ids = self.node_ids.iter();
+        let mut ids = self.node_ids.iter().map(|&id| plan.nodes[id].name.as_str());
         if let Some((source, ctx)) = self.source.as_mut() {
-            let id = *ids.next().expect("a source has a node id");
-            let reader = set.reader(&plan.nodes[id].name, subtask, ctx)?;
-            let name = ctx.operator().to_string();
-            source
-                .restore(ctx, &reader)
-                .map_err(|e| e.in_operator(&name, subtask))?;
+            let name = ids.next().expect("a source has a node id");
+            let reader = set.reader(name, subtask, ctx)?;
+            in_node(ctx, |ctx| source.restore(ctx, &reader))?;
         }
-        for ((op, ctx), &id) in self.ops.iter_mut().zip(ids) {
-            let reader = set.reader(&plan.nodes[id].name, subtask, ctx)?;
-            let name = ctx.operator().to_string();
-            op.restore(ctx, &reader)
-                .map_err(|e| e.in_operator(&name, subtask))?;
+        for ((op, ctx), name) in self.ops.iter_mut().zip(ids) {
+            let reader = set.reader(name, subtask, ctx)?;
+            in_node(ctx, |ctx| op.restore(ctx, &reader))?;
         }
         Ok(())
     }
@@ -132,26 +127,13 @@ impl Chain {
     /// whole chain at once: nothing runs between the nodes' snapshots).
     pub(crate) fn snapshot(&mut self, id: CheckpointId) -> Result<Vec<(usize, SubtaskState)>> {
         let mut out = Vec::with_capacity(self.node_ids.len());
-        let mut ids = self.node_ids.iter();
+        let mut ids = self.node_ids.iter().copied();
         if let Some((source, ctx)) = self.source.as_mut() {
-            let node = *ids.next().expect("a source has a node id");
-            let mut w = StateWriter::for_checkpoint(id);
-            let name = ctx.operator().to_string();
-            let subtask = ctx.info().subtask;
-            source
-                .snapshot(ctx, &mut w)
-                .map_err(|e| e.in_operator(&name, subtask))?;
-            save_context(ctx, &mut w)?;
-            out.push((node, w.finish()));
+            let node = ids.next().expect("a source has a node id");
+            out.push((node, snapshot_node(id, ctx, |c, w| source.snapshot(c, w))?));
         }
-        for ((op, ctx), &node) in self.ops.iter_mut().zip(ids) {
-            let mut w = StateWriter::for_checkpoint(id);
-            let name = ctx.operator().to_string();
-            let subtask = ctx.info().subtask;
-            op.snapshot(ctx, &mut w)
-                .map_err(|e| e.in_operator(&name, subtask))?;
-            save_context(ctx, &mut w)?;
-            out.push((node, w.finish()));
+        for ((op, ctx), node) in self.ops.iter_mut().zip(ids) {
+            out.push((node, snapshot_node(id, ctx, |c, w| op.snapshot(c, w))?));
         }
         Ok(out)
     }
@@ -342,20 +324,35 @@ struct IdleState {
 
 /// The watermark and processing timer of an operator's context, saved
 /// with its state so a restored operator sees the same time.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct SavedContext {
     watermark: Option<i64>,
     timer: Option<i64>,
 }
 
-fn save_context(ctx: &Ctx, w: &mut StateWriter) -> Result<()> {
+/// Runs `f` on a node, naming the node in its error.
+fn in_node<T>(ctx: &mut Ctx, f: impl FnOnce(&mut Ctx) -> Result<T>) -> Result<T> {
+    let (name, subtask) = (ctx.operator().to_string(), ctx.info().subtask);
+    f(ctx).map_err(|e| e.in_operator(&name, subtask))
+}
+
+/// One node's state for checkpoint `id`: what `snapshot` writes, plus the
+/// context's watermark and processing timer.
+fn snapshot_node(
+    id: CheckpointId,
+    ctx: &mut Ctx,
+    snapshot: impl FnOnce(&mut Ctx, &mut StateWriter) -> Result<()>,
+) -> Result<SubtaskState> {
+    let mut w = StateWriter::for_checkpoint(id);
+    in_node(ctx, |ctx| snapshot(ctx, &mut w))?;
     w.put(
         CONTEXT_ENTRY,
         &SavedContext {
             watermark: ctx.watermark(),
             timer: ctx.processing_timer(),
         },
-    )
+    )?;
+    Ok(w.finish())
 }
 
 /// The states a checkpointed run starts from: per operator name, every
@@ -365,36 +362,84 @@ pub(crate) struct RestoreSet {
     // config
     pub(crate) checkpoint: Option<CheckpointId>,
     // state
-    pub(crate) states: HashMap<String, Arc<Vec<SubtaskState>>>,
+    nodes: HashMap<String, NodeState>,
+}
+
+/// One operator's saved state, split once when the checkpoint is loaded.
+#[derive(Debug)]
+struct NodeState {
+    /// What the operator wrote, per old subtask (shared by every reader).
+    own: Arc<Vec<SubtaskState>>,
+    /// The executor's saved context, per old subtask.
+    contexts: Vec<Option<SavedContext>>,
 }
 
 impl RestoreSet {
+    /// An empty set for checkpoint `id`, filled with [`RestoreSet::insert`].
+    pub(crate) fn from_checkpoint(id: CheckpointId) -> Self {
+        RestoreSet {
+            checkpoint: Some(id),
+            nodes: HashMap::new(),
+        }
+    }
+
+    /// Adds operator `name`'s states (one per old subtask), moving the
+    /// executor's reserved entries out of what the operator will read.
+    pub(crate) fn insert(&mut self, name: &str, states: Vec<SubtaskState>) -> Result<()> {
+        let mut own = Vec::with_capacity(states.len());
+        let mut contexts = Vec::with_capacity(states.len());
+        for state in states {
+            let (reserved, entries): (Vec<_>, Vec<_>) = state
+                .entries
+                .into_iter()
+                .partition(|e| e.name.starts_with("__"));
+            let context = reserved
+                .iter()
+                .find(|e| e.name == CONTEXT_ENTRY)
+                .map(|e| postcard::from_bytes::<SavedContext>(&e.bytes))
+                .transpose()
+                .map_err(|e| Error::Checkpoint {
+                    location: format!("operator `{name}`"),
+                    message: format!("unreadable saved context: {e}"),
+                })?;
+            contexts.push(context);
+            own.push(SubtaskState { entries });
+        }
+        let node = NodeState {
+            own: Arc::new(own),
+            contexts,
+        };
+        self.nodes.insert(name.to_string(), node);
+        Ok(())
+    }
+
     /// The reader for `subtask` of operator `name`; restores the context's
     /// watermark (the lowest of the inherited ones) and timer on the way.
     fn reader(&self, name: &str, subtask: usize, ctx: &mut Ctx) -> Result<StateReader> {
-        let Some(old) = self.states.get(name) else {
-            let r = StateReader::empty();
-            return Ok(match self.checkpoint {
-                Some(id) => r.with_checkpoint(id),
-                None => r,
-            });
-        };
-        let parallelism = ctx.info().parallelism;
-        let full = StateReader::for_subtask(old.clone(), subtask, parallelism);
-        let saved: Vec<SavedContext> = full.values(CONTEXT_ENTRY)?;
-        if let Some(w) = saved.iter().filter_map(|c| c.watermark).min() {
-            ctx.set_watermark(Watermark::EventTime(w));
-        }
-        if !full.is_rescaled() {
-            if let Some(t) = saved.iter().filter_map(|c| c.timer).min() {
-                ctx.set_processing_timer(Some(t));
+        let reader = match self.nodes.get(name) {
+            None => StateReader::empty(),
+            Some(node) => {
+                let parallelism = ctx.info().parallelism;
+                let rescaled = node.contexts.len() != parallelism;
+                let inherited: Vec<&SavedContext> = if rescaled {
+                    node.contexts.iter().flatten().collect()
+                } else {
+                    node.contexts.get(subtask).into_iter().flatten().collect()
+                };
+                if let Some(w) = inherited.iter().filter_map(|c| c.watermark).min() {
+                    ctx.set_watermark(Watermark::EventTime(w));
+                }
+                if !rescaled {
+                    if let Some(t) = inherited.iter().filter_map(|c| c.timer).min() {
+                        ctx.set_processing_timer(Some(t));
+                    }
+                }
+                StateReader::for_subtask(node.own.clone(), subtask, parallelism)
             }
-        }
-        let own: Vec<SubtaskState> = old.iter().map(|s| s.without_reserved()).collect();
-        let mut r = StateReader::for_subtask(Arc::new(own), subtask, parallelism);
-        if let Some(id) = self.checkpoint {
-            r = r.with_checkpoint(id);
-        }
-        Ok(r)
+        };
+        Ok(match self.checkpoint {
+            Some(id) => reader.with_checkpoint(id),
+            None => reader,
+        })
     }
 }

@@ -18,8 +18,6 @@ use crate::error::{Error, Result};
 use crate::graph::{LogicalPlan, PhysicalPlan};
 use crate::message::CheckpointId;
 use crate::operator::RuntimeEnv;
-use std::collections::HashMap;
-use std::sync::Arc;
 
 /// What one checkpointed attempt starts with.
 pub(crate) struct CheckpointRun {
@@ -104,7 +102,7 @@ pub(crate) fn execute_checkpointed(
                 return Ok(finished_metrics(config, stats));
             }
         }
-        let restore = restore_set(plan, physical, loaded.as_ref())?;
+        let restore = restore_set(plan, physical, loaded)?;
         let first_id = store
             .ids_on_disk()?
             .last()
@@ -200,9 +198,9 @@ fn choose(
 fn restore_set(
     plan: &LogicalPlan,
     physical: &PhysicalPlan,
-    loaded: Option<&Loaded>,
+    loaded: Option<Loaded>,
 ) -> Result<RestoreSet> {
-    let Some(loaded) = loaded else {
+    let Some(mut loaded) = loaded else {
         return Ok(RestoreSet::default());
     };
     let names: Vec<&str> = (0..plan.nodes.len())
@@ -221,16 +219,13 @@ fn restore_set(
             });
         }
     }
-    let mut states = HashMap::new();
+    let mut set = RestoreSet::from_checkpoint(loaded.manifest.id);
     for name in names {
-        if let Some(s) = loaded.operator_states(name)? {
-            states.insert(name.to_string(), Arc::new(s));
+        if let Some(states) = loaded.take_operator_states(name)? {
+            set.insert(name, states)?;
         }
     }
-    Ok(RestoreSet {
-        checkpoint: Some(loaded.manifest.id),
-        states,
-    })
+    Ok(set)
 }
 
 fn finished_metrics(config: &ExecConfig, stats: CheckpointStats) -> JobMetrics {

@@ -89,19 +89,6 @@ impl SubtaskState {
         postcard::from_bytes(body).map_err(|e| state_error("decode", e))
     }
 
-    /// The state without the executor's reserved entries (`__*`): what the
-    /// operator itself wrote.
-    pub fn without_reserved(&self) -> SubtaskState {
-        SubtaskState {
-            entries: self
-                .entries
-                .iter()
-                .filter(|e| !e.name.starts_with("__"))
-                .cloned()
-                .collect(),
-        }
-    }
-
     /// Total encoded payload bytes (for metrics).
     pub fn size(&self) -> usize {
         self.entries.iter().map(|e| e.bytes.len()).sum()
@@ -256,8 +243,10 @@ pub struct StateReader {
     parallelism: usize,
     old_parallelism: usize,
     checkpoint: Option<CheckpointId>,
-    // state: (old subtask index, its state)
-    parts: Arc<Vec<(usize, SubtaskState)>>,
+    // state: every old subtask's state (shared, never copied) and the
+    // indices of those this subtask inherits
+    old: Arc<Vec<SubtaskState>>,
+    inherited: Vec<usize>,
 }
 
 impl StateReader {
@@ -273,7 +262,8 @@ impl StateReader {
             parallelism: 1,
             old_parallelism: 1,
             checkpoint: None,
-            parts: Arc::new(vec![(0, state)]),
+            old: Arc::new(vec![state]),
+            inherited: vec![0],
         }
     }
 
@@ -281,19 +271,21 @@ impl StateReader {
     /// state (`old[i]` is old subtask i's, `old.len()` the old parallelism).
     pub fn for_subtask(old: Arc<Vec<SubtaskState>>, subtask: usize, parallelism: usize) -> Self {
         let old_parallelism = old.len();
-        let parts: Vec<(usize, SubtaskState)> = if old_parallelism == parallelism {
-            old.get(subtask)
-                .map(|s| vec![(subtask, s.clone())])
-                .unwrap_or_default()
+        let inherited: Vec<usize> = if old_parallelism == parallelism {
+            (subtask < old_parallelism)
+                .then_some(subtask)
+                .into_iter()
+                .collect()
         } else {
-            old.iter().cloned().enumerate().collect()
+            (0..old_parallelism).collect()
         };
         StateReader {
             subtask,
             parallelism,
             old_parallelism,
             checkpoint: None,
-            parts: Arc::new(parts),
+            old,
+            inherited,
         }
     }
 
@@ -311,12 +303,14 @@ impl StateReader {
 
     /// True when there is nothing to restore.
     pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(|(_, s)| s.entries.is_empty())
+        self.inherited
+            .iter()
+            .all(|&i| self.old[i].entries.is_empty())
     }
 
     /// True when the job restored at a different parallelism than it saved.
     pub fn is_rescaled(&self) -> bool {
-        !self.parts.is_empty() && self.old_parallelism != self.parallelism
+        !self.inherited.is_empty() && self.old_parallelism != self.parallelism
     }
 
     /// The parallelism the state was written at.
@@ -325,11 +319,12 @@ impl StateReader {
     }
 
     fn entries<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (usize, &'a Entry)> + 'a {
-        self.parts.iter().flat_map(move |(old, s)| {
-            s.entries
+        self.inherited.iter().flat_map(move |&old| {
+            self.old[old]
+                .entries
                 .iter()
                 .filter(move |e| e.name == name)
-                .map(move |e| (*old, e))
+                .map(move |e| (old, e))
         })
     }
 

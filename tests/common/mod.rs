@@ -184,3 +184,17 @@ pub fn batch_reference(job: &std::path::Path, out: &std::path::Path) -> Vec<Reco
     assert!(status.success(), "the reference run failed");
     read_parquet_parts(out)
 }
+
+/// Writes sample OBD readings (`weir generate`) into `dir`.
+pub fn generate_obd(dir: &std::path::Path, vehicles: usize, seconds: usize, files: usize) {
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["generate", "--out"])
+        .arg(dir)
+        .args(["--vehicles", &vehicles.to_string()])
+        .args(["--seconds", &seconds.to_string()])
+        .args(["--files", &files.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "weir generate failed");
+}
