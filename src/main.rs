@@ -84,9 +84,10 @@ enum Command {
         #[arg(long)]
         savepoint: bool,
     },
-    /// Run a job file in several modes and compare them side by side.
+    /// Run a job file, or a Nexmark query (`nexmark:q5`), in several modes
+    /// and compare them side by side.
     Bench {
-        /// The job file.
+        /// The job file, or `nexmark:Q` for Nexmark query Q (q0 to q8).
         job: PathBuf,
         /// Modes to run: scan (bare arrow-rs read of the input), batch, pipelined.
         #[arg(long, default_value = "scan,batch,pipelined", value_delimiter = ',')]
@@ -106,6 +107,17 @@ enum Command {
         /// Also draw throughput and peak RSS per mode as an SVG chart.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Checkpoint the pipelined runs at this interval (e.g. 1s) and
+        /// report their checkpoint figures.
+        #[arg(long)]
+        checkpoint_interval: Option<String>,
+        /// Nexmark: events to generate (written once as Parquet, then replayed by every run).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Nexmark: keep the generated events in this directory (reused when
+        /// it already holds them) instead of a temporary one.
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Read Parquet files with plain arrow-rs and print rows, time and peak RSS as JSON (bench baseline).
     #[command(hide = true)]
@@ -113,7 +125,7 @@ enum Command {
         /// Files or directories.
         paths: Vec<PathBuf>,
     },
-    /// Run a Nexmark query (q0, q1, q2, q3, q7, q8) on generated events in each mode.
+    /// Run a Nexmark query (q0 to q8) on generated events in each mode.
     Nexmark {
         /// The query.
         query: String,
@@ -136,6 +148,16 @@ enum Command {
         /// `bid/`), writing the generated events there first if it is empty.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Write the result as Parquet here (a directory of part files, one
+        /// per mode when several run) instead of collecting it in memory.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Checkpoint pipelined runs under this directory (each run starts fresh).
+        #[arg(long, env = "CHECKPOINT_DIR")]
+        checkpoint_dir: Option<PathBuf>,
+        /// Time between checkpoints, e.g. 1s (default 10s).
+        #[arg(long)]
+        checkpoint_interval: Option<String>,
     },
     /// Write sample OBD speed readings as Parquet (vehicles × seconds × 3 rows).
     Generate {
@@ -289,6 +311,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             memory,
             json,
             plot,
+            checkpoint_interval,
+            events,
+            data,
         } => {
             parse_size("--memory", &memory)?;
             for m in &modes {
@@ -296,22 +321,63 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     m.parse::<ExecMode>()?;
                 }
             }
-            let loaded = LoadedJob::load(&job)?;
-            let exe = std::env::current_exe().map_err(|e| weir::Error::io("weir", e))?;
-            let mut extra = vec!["--memory".to_string(), memory];
-            if let Some(p) = parallelism {
-                extra.push("--parallelism".into());
-                extra.push(p.to_string());
+            if let Some(i) = &checkpoint_interval {
+                weir::time::parse_duration("--checkpoint-interval", i)?;
             }
-            let results = weir::cli::bench::bench(
-                &exe,
-                &job,
-                &loaded.source_paths(),
-                &modes,
+            let parallelism = parallelism.unwrap_or_else(default_parallelism);
+            if parallelism == 0 {
+                return Err(weir::Error::option("--parallelism", "must be at least 1"));
+            }
+            let exe = std::env::current_exe().map_err(|e| weir::Error::io("weir", e))?;
+            // Nexmark events are written once, outside the timed runs
+            let mut _scratch = None;
+            let target = match job.to_str().and_then(|j| j.strip_prefix("nexmark:")) {
+                Some(query) => {
+                    if !weir::cli::nexmark::QUERIES.contains(&query) {
+                        return Err(weir::Error::option(
+                            "JOB",
+                            format!(
+                                "unknown Nexmark query `{query}` (built: {})",
+                                weir::cli::nexmark::QUERIES.join(", ")
+                            ),
+                        ));
+                    }
+                    let dir = match data {
+                        Some(d) => d,
+                        None => {
+                            let t = tempfile::Builder::new()
+                                .prefix("weir-nexmark-")
+                                .tempdir()
+                                .map_err(|e| weir::Error::io(std::env::temp_dir(), e))?;
+                            let d = t.path().to_path_buf();
+                            _scratch = Some(t);
+                            d
+                        }
+                    };
+                    weir::cli::nexmark::ensure_parquet(events, parallelism, &dir)?;
+                    weir::cli::bench::BenchTarget::Nexmark {
+                        query: query.to_string(),
+                        events,
+                        data: dir,
+                    }
+                }
+                None => {
+                    let loaded = LoadedJob::load(&job)?;
+                    weir::cli::bench::BenchTarget::Job {
+                        path: job.clone(),
+                        inputs: loaded.source_paths(),
+                        sink_path: loaded.sink_path(),
+                    }
+                }
+            };
+            let options = weir::cli::bench::BenchOptions {
+                modes,
                 runs,
-                &extra,
-                loaded.sink_path().as_deref(),
-            )?;
+                parallelism,
+                memory,
+                checkpoint_interval,
+            };
+            let results = weir::cli::bench::bench(&exe, &target, &options)?;
             if json {
                 println!(
                     "{}",
@@ -355,74 +421,65 @@ fn run(cli: Cli) -> Result<ExitCode> {
             memory,
             json,
             data,
+            output,
+            checkpoint_dir,
+            checkpoint_interval,
         } => {
-            use weir::cli::nexmark::{generate, Input, NexmarkConfig};
             let parallelism = parallelism.unwrap_or_else(default_parallelism);
-            let config = NexmarkConfig {
-                events,
-                splits: parallelism,
-                ..NexmarkConfig::default()
-            };
-            let started = std::time::Instant::now();
-            let has_data = data.as_ref().is_some_and(|d| d.join("bid").is_dir());
-            let generated = (!has_data).then(|| generate(&config));
-            if let (Some(dir), Some(generated)) = (&data, &generated) {
-                weir::cli::nexmark::write_parquet(generated, dir)?;
-            }
-            let generation = started.elapsed().as_secs_f64();
-            if !json {
-                println!(
-                    "nexmark {query}: {} events generated in {:.2} s, parallelism {parallelism}\n",
-                    weir::cli::thousands(events),
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            let mut runs = Vec::new();
-            for mode in modes.split(',') {
-                let mode: ExecMode = mode.trim().parse()?;
-                let input = match (&data, &generated) {
-                    (Some(dir), _) => Input::Parquet(dir),
-                    (None, Some(generated)) => Input::Memory(generated),
-                    (None, None) => unreachable!("events are generated without --data"),
-                };
-                let (job, out, _) =
-                    weir::cli::nexmark::query_over(&query, input, config.max_delay_ms)?;
-                let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-                let m = job.run(
-                    &ExecConfig::new(mode)
-                        .with_parallelism(parallelism)
-                        .with_memory(parse_size("--memory", &memory)?)
-                        .with_progress(tty && !json),
-                )?;
-                let secs = m.elapsed.as_secs_f64();
-                if json {
-                    let v = serde_json::json!({
-                        "query": query,
-                        "mode": mode,
-                        "events": events,
-                        "seconds": secs,
-                        "events_per_second": events as f64 / secs,
-                        "events_per_second_per_core": events as f64 / secs / parallelism as f64,
-                        "generation_seconds": generation,
-                        "events_per_second_per_core_with_generation":
-                            events as f64 / (secs + generation) / parallelism as f64,
-                        "rows_out": out.num_rows(),
-                        "peak_memory": m.peak_memory,
-                        "spilled_bytes": m.spilled_bytes,
-                    });
-                    println!("{v}");
+            let modes = modes
+                .split(',')
+                .map(|m| m.trim().parse::<ExecMode>())
+                .collect::<Result<Vec<_>>>()?;
+            let checkpoints = match (checkpoint_dir, checkpoint_interval) {
+                (Some(dir), i) => Some((
+                    dir,
+                    weir::time::parse_duration(
+                        "--checkpoint-interval",
+                        i.as_deref().unwrap_or("10s"),
+                    )?,
+                )),
+                (None, Some(_)) => {
+                    return Err(weir::Error::option(
+                        "--checkpoint-dir",
+                        "checkpoints need a directory (--checkpoint-dir or CHECKPOINT_DIR)",
+                    ))
                 }
-                runs.push(m);
-            }
-            if !json {
-                print!("{}", metrics_table(&runs));
-                for m in &runs {
-                    let secs = m.elapsed.as_secs_f64();
+                (None, None) => None,
+            };
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let run = weir::cli::nexmark_run::NexmarkRun {
+                query: query.clone(),
+                events,
+                modes,
+                parallelism,
+                memory: parse_size("--memory", &memory)?,
+                data,
+                output,
+                checkpoints,
+                progress: tty && !json,
+            };
+            let results = run.run(|secs| {
+                if !json {
+                    println!(
+                        "nexmark {query}: {} events ready in {secs:.2} s, parallelism {parallelism}\n",
+                        weir::cli::thousands(events),
+                    );
+                }
+            })?;
+            if json {
+                for r in &results {
+                    println!("{}", r.to_json(&run));
+                }
+            } else {
+                let metrics: Vec<_> = results.iter().map(|r| r.metrics.clone()).collect();
+                print!("{}", metrics_table(&metrics));
+                for r in &results {
+                    let secs = r.metrics.elapsed.as_secs_f64();
                     println!(
                         "{:<10} {:>10.0} K events/s per core ({:.0} K with generation)",
-                        m.mode.to_string(),
-                        events as f64 / secs / parallelism as f64 / 1000.0,
-                        events as f64 / (secs + generation) / parallelism as f64 / 1000.0
+                        r.metrics.mode.to_string(),
+                        r.per_core(&run) / 1000.0,
+                        events as f64 / (secs + r.generation_seconds) / parallelism as f64 / 1000.0
                     );
                 }
             }

@@ -29,6 +29,8 @@ fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
             "scan,batch,pipelined",
             "--runs",
             "1",
+            "--parallelism",
+            "2",
             "--json",
             "--plot",
         ])
@@ -46,8 +48,11 @@ fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
     for m in modes {
         for field in [
             "mode",
+            "parallelism",
             "seconds",
             "rows_per_sec",
+            "rows_per_sec_per_core",
+            "checkpoints",
             "rows_in",
             "rows_out",
             "rows_out_per_sec",
@@ -63,6 +68,12 @@ fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
             assert!(m.get(field).is_some(), "{field} missing in {m}");
         }
         assert!(m["seconds"].as_f64().unwrap() > 0.0);
+        assert!(
+            m["checkpoints"].is_null(),
+            "no checkpoints were asked for: {m}"
+        );
+        let per_core = m["rows_per_sec"].as_f64().unwrap() / m["parallelism"].as_f64().unwrap();
+        assert!((m["rows_per_sec_per_core"].as_f64().unwrap() - per_core).abs() < 1e-6);
         assert_eq!(m["rows_in"], 10 * 60 * 3, "{m}");
     }
     assert_eq!(modes[2]["mode"], "pipelined");
@@ -86,4 +97,133 @@ fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
     );
     // the job's own sink path was not written: each mode wrote a copy elsewhere
     assert!(!dir.path().join("out.parquet").exists());
+}
+
+#[test]
+fn bench_runs_a_nexmark_query_with_checkpoints_and_every_mode_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("events");
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["bench", "nexmark:q7", "--events", "30000", "--runs", "1"])
+        .args([
+            "--parallelism",
+            "2",
+            "--checkpoint-interval",
+            "20ms",
+            "--json",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let modes = v.as_array().unwrap();
+    let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
+    assert_eq!(names, ["scan", "batch", "pipelined"]);
+    // the oracle: q7 reads the bids only, 46 of every 50 events
+    let events = weir::cli::nexmark::generate(&weir::cli::nexmark::NexmarkConfig {
+        events: 30_000,
+        splits: 2,
+        ..Default::default()
+    });
+    let bids: usize = events.bids.iter().flatten().map(|b| b.num_rows()).sum();
+    assert_eq!(bids, 27_600);
+    assert_eq!(modes[0]["rows_in"], 30_000, "scan reads all three streams");
+    for m in &modes[1..] {
+        assert_eq!(m["rows_in"], bids as u64, "{m}");
+        assert!(m["rows_out"].as_u64().unwrap() > 0, "{m}");
+        assert_eq!(m["parallelism"], 2);
+    }
+    assert_eq!(modes[1]["rows_out"], modes[2]["rows_out"]);
+    assert_eq!(modes[2]["identical"], true, "{}", modes[2]);
+    // checkpoint figures for the pipelined run only
+    assert!(modes[1]["checkpoints"].is_null());
+    let c = &modes[2]["checkpoints"];
+    assert!(c["completed"].as_u64().unwrap() >= 1, "{c}");
+    assert!(c["max_bytes"].as_u64().unwrap() > 0, "{c}");
+    assert!(c["max_duration_ms"].as_f64().unwrap() >= c["median_duration_ms"].as_f64().unwrap());
+    // the events were written once and are reused by a second bench
+    assert!(data.join("nexmark.json").exists());
+    let again = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["bench", "nexmark:q2", "--events", "30000", "--runs", "1"])
+        .args(["--modes", "batch", "--json", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    // a different event count is refused rather than mixed with these
+    let other = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["bench", "nexmark:q2", "--events", "999", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(err.contains("holds 30000 events, not 999"), "{err}");
+}
+
+/// A stand-in for the weir binary that runs the real one, but gives the
+/// pipelined run another job: the bench must say the results differ.
+#[test]
+fn bench_flags_a_mode_whose_result_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("obd");
+    let batches = weir::cli::demo::generate_obd(6, 40, 4, 500);
+    weir::cli::demo::write_parquet_dir(&data, &batches, 2, 500).unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/avg_speed.toml"
+    ))
+    .unwrap()
+    .replace("data/obd", data.to_str().unwrap());
+    let job = dir.path().join("job.toml");
+    std::fs::write(&job, &example).unwrap();
+    // the same job with one vehicle filtered out
+    let other = dir.path().join("other.toml");
+    assert!(example.contains("[[steps]]"), "the example has steps");
+    let filtered = example.replacen(
+        "[[steps]]",
+        "[[steps]]\nfilter = \"vehicle_id != 3\"\n\n[[steps]]",
+        1,
+    );
+    std::fs::write(&other, filtered).unwrap();
+    let script = dir.path().join("weir-wrapper.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nargs=\"$*\"\ncase \"$args\" in\n  *pipelined*) shift 2; exec {weir} run {other} \"$@\";;\n  *) exec {weir} \"$@\";;\nesac\n",
+            weir = env!("CARGO_BIN_EXE_weir"),
+            other = other.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target = weir::cli::bench::BenchTarget::Job {
+        path: job.clone(),
+        inputs: vec![data.clone()],
+        sink_path: None,
+    };
+    let options = weir::cli::bench::BenchOptions {
+        modes: vec!["batch".into(), "pipelined".into()],
+        runs: 1,
+        parallelism: 2,
+        memory: "64MiB".into(),
+        checkpoint_interval: None,
+    };
+    let results = weir::cli::bench::bench(&script, &target, &options).unwrap();
+    assert_eq!(results[0].identical, None, "the reference mode");
+    assert_eq!(results[1].identical, Some(false), "{:?}", results[1]);
+    assert!(results[1].rows_out < results[0].rows_out);
+    assert!(results[1].difference.is_some());
+    let table = weir::cli::bench::table(&results);
+    assert!(
+        table.contains("results identical in all modes: NO"),
+        "{table}"
+    );
 }

@@ -407,7 +407,12 @@ impl Coordinator {
         self.stats.last_id = Some(manifest.id);
         self.stats.last_duration_ms = ms;
         self.stats.max_duration_ms = self.stats.max_duration_ms.max(ms);
+        self.stats.durations_ms.push(ms);
+        let mut sorted = self.stats.durations_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        self.stats.median_duration_ms = sorted[sorted.len() / 2];
         self.stats.last_bytes = manifest.state_bytes();
+        self.stats.max_bytes = self.stats.max_bytes.max(self.stats.last_bytes);
         Ok((dir, manifest.savepoint))
     }
 

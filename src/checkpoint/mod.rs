@@ -157,8 +157,16 @@ pub struct CheckpointStats {
     pub last_duration_ms: f64,
     /// The longest trigger-to-manifest time, in milliseconds.
     pub max_duration_ms: f64,
+    /// Median trigger-to-manifest time over this run's checkpoints, in
+    /// milliseconds (0 if none completed).
+    pub median_duration_ms: f64,
     /// State bytes of the newest.
     pub last_bytes: u64,
+    /// The largest checkpoint's state bytes (the final checkpoint of a
+    /// finished run is often small, so `last_bytes` understates it).
+    pub max_bytes: u64,
+    /// Every checkpoint's trigger-to-manifest time, in milliseconds, in order.
+    pub durations_ms: Vec<f64>,
     /// Restarts by the restart strategy.
     pub restarts: u32,
     /// The savepoint the run stopped with, if it was asked to.

@@ -8,6 +8,7 @@ pub mod generators;
 pub mod jobfile;
 pub mod nexmark;
 pub mod nexmark_closed;
+pub mod nexmark_run;
 pub mod seed;
 pub mod sources;
 
@@ -89,7 +90,30 @@ pub fn metrics_table(runs: &[JobMetrics]) -> String {
         out.push_str(&line(r.iter().map(|s| s.as_str()).collect()));
         out.push('\n');
     }
+    for m in runs {
+        if let Some(c) = &m.checkpoints {
+            out.push_str(&format!("{}: {}\n", m.mode, checkpoint_summary(c)));
+        }
+    }
     out
+}
+
+/// One line on what checkpointing did: count, durations, size.
+pub fn checkpoint_summary(c: &crate::checkpoint::CheckpointStats) -> String {
+    let mut s = format!(
+        "{} checkpoints, {:.0} ms median, {:.0} ms max, largest {}",
+        c.completed,
+        c.median_duration_ms,
+        c.max_duration_ms,
+        format_bytes(c.max_bytes)
+    );
+    if let Some(id) = c.restored_from {
+        s.push_str(&format!(", restored from {id}"));
+    }
+    if c.restarts > 0 {
+        s.push_str(&format!(", {} restarts", c.restarts));
+    }
+    s
 }
 
 /// `weir stop PID [--savepoint]`: SIGTERM asks a `weir run` to drain and

@@ -474,12 +474,64 @@ pub fn write_parquet(events: &Events, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The file under a Parquet event directory recording what it holds.
+const MARKER: &str = "nexmark.json";
+
+/// Makes sure `dir` holds `events` generated events as Parquet (in `splits`
+/// files per stream), writing them if it is empty. A directory holding a
+/// different number of events is an error naming it, never overwritten.
+pub fn ensure_parquet(events: u64, splits: usize, dir: &Path) -> Result<()> {
+    let marker = dir.join(MARKER);
+    if marker.exists() {
+        let text = std::fs::read_to_string(&marker).map_err(|e| Error::io(&marker, e))?;
+        let held: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::option("--data", format!("{}: {e}", marker.display())))?;
+        return match held["events"].as_u64() {
+            Some(n) if n == events => Ok(()),
+            n => Err(Error::option(
+                "--data",
+                format!(
+                    "{} holds {} events, not {events}; choose another directory or remove it",
+                    dir.display(),
+                    n.map_or("an unknown number of".into(), |n| n.to_string())
+                ),
+            )),
+        };
+    }
+    if dir.join("bid").exists() {
+        return Err(Error::option(
+            "--data",
+            format!(
+                "{} holds events without {MARKER}; choose another directory or remove it",
+                dir.display()
+            ),
+        ));
+    }
+    let config = NexmarkConfig {
+        events,
+        splits: splits.max(1),
+        ..NexmarkConfig::default()
+    };
+    write_parquet(&generate(&config), dir)?;
+    // written last: a directory without it was not finished
+    let text = serde_json::json!({ "events": events, "splits": config.splits }).to_string();
+    std::fs::write(&marker, text).map_err(|e| Error::io(&marker, e))
+}
+
 /// A Nexmark query over `input` (see [`query`]).
 pub fn query_over(
     name: &str,
     input: Input<'_>,
     max_delay_ms: i64,
 ) -> Result<(Job, Collected, SchemaRef)> {
+    let (job, out) = query_stream(name, input, max_delay_ms)?;
+    let schema = out.schema().clone();
+    let collected = out.collect()?;
+    Ok((job, collected, schema))
+}
+
+/// A Nexmark query over `input` up to its result stream, without a sink.
+pub fn query_stream(name: &str, input: Input<'_>, max_delay_ms: i64) -> Result<(Job, Stream)> {
     let job = Job::new();
     let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(
         max_delay_ms.max(0) as u64,
@@ -589,7 +641,5 @@ pub fn query_over(
             ))
         }
     };
-    let schema = out.schema().clone();
-    let collected = out.collect()?;
-    Ok((job, collected, schema))
+    Ok((job, out))
 }

@@ -1,0 +1,109 @@
+//! Reading a bench run's output back and comparing two modes' outputs.
+
+use crate::error::{Error, Result};
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Every batch of a job's output: one Parquet or JSON-lines file, or a
+/// directory of part files.
+pub fn read_output(path: &Path) -> Result<Vec<RecordBatch>> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut f: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        f.sort();
+        f
+    } else if path.exists() {
+        vec![path.to_path_buf()]
+    } else {
+        Vec::new()
+    };
+    let mut out = Vec::new();
+    for file in files {
+        let open = || std::fs::File::open(&file).map_err(|e| Error::io(&file, e));
+        if file.extension().is_some_and(|e| e == "parquet") {
+            let perr = |e: parquet::errors::ParquetError| Error::Parquet {
+                path: file.clone(),
+                message: e.to_string(),
+            };
+            let reader = ParquetRecordBatchReaderBuilder::try_new(open()?)
+                .map_err(perr)?
+                .build()
+                .map_err(perr)?;
+            for b in reader {
+                out.push(b?);
+            }
+        } else {
+            let mut buf = std::io::BufReader::new(open()?);
+            let (schema, _) = arrow_json::reader::infer_json_schema(&mut buf, None)?;
+            let reader = arrow_json::ReaderBuilder::new(Arc::new(schema))
+                .build(std::io::BufReader::new(open()?))?;
+            for b in reader {
+                out.push(b?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How two outputs compare.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Comparison {
+    /// The same rows (floats within 1e-9).
+    Same,
+    /// Changelogs (`op` column): their rows may differ between modes.
+    Changelog,
+    /// Different rows, and where.
+    Differ(String),
+}
+
+/// Compares two outputs as sets of rows (see [`crate::compare::same_rows`]).
+pub fn compare_outputs(a: &[RecordBatch], b: &[RecordBatch]) -> Comparison {
+    let schema = match a.first().or(b.first()) {
+        Some(batch) => batch.schema(),
+        None => return Comparison::Same,
+    };
+    if schema.index_of("op").is_ok() {
+        return Comparison::Changelog;
+    }
+    match crate::compare::same_rows(a, b, &schema, 1e-9) {
+        Ok(()) => Comparison::Same,
+        Err(e) => Comparison::Differ(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, StringArray};
+
+    fn batch(k: Vec<i64>, op: Option<Vec<&str>>) -> RecordBatch {
+        let mut cols: Vec<(&str, arrow_array::ArrayRef)> =
+            vec![("k", Arc::new(Int64Array::from(k)) as _)];
+        if let Some(op) = op {
+            cols.push(("op", Arc::new(StringArray::from(op)) as _));
+        }
+        RecordBatch::try_from_iter(cols).unwrap()
+    }
+
+    #[test]
+    fn outputs_compare_as_row_sets_and_changelogs_are_not_judged() {
+        let a = [batch(vec![1, 2, 3], None)];
+        let shuffled = [batch(vec![3], None), batch(vec![1, 2], None)];
+        assert_eq!(compare_outputs(&a, &shuffled), Comparison::Same);
+        // a deliberately different result is flagged
+        let other = [batch(vec![1, 2, 4], None)];
+        assert!(matches!(compare_outputs(&a, &other), Comparison::Differ(_)));
+        let fewer = [batch(vec![1, 2], None)];
+        assert!(matches!(compare_outputs(&a, &fewer), Comparison::Differ(_)));
+        let log = [batch(vec![1], Some(vec!["insert"]))];
+        assert_eq!(compare_outputs(&log, &log), Comparison::Changelog);
+    }
+}
