@@ -12,9 +12,9 @@
 
 use crate::error::Result;
 use crate::graph::{Partitioning, PhysicalEdge};
-use crate::key::{key_group, subtask_for_key_group, KeyEncoder};
+use crate::key::{split_by_key, KeyEncoder};
 use crate::message::Message;
-use arrow_array::{RecordBatch, UInt32Array};
+use arrow_array::RecordBatch;
 
 struct Route {
     // config
@@ -156,25 +156,8 @@ impl Router {
                 Ok(())
             }
             Partitioning::Hash(_) => {
-                let n = route.targets;
-                if n == 1 {
-                    return send(edge, 0, Message::Data(batch));
-                }
                 let keys = route.keys.as_ref().expect("hash routes have a key encoder");
-                let hashes = keys.hashes(&batch)?;
-                let mut parts: Vec<Vec<u32>> = vec![Vec::new(); n];
-                for (i, h) in hashes.iter().enumerate() {
-                    parts[subtask_for_key_group(key_group(*h), n)].push(i as u32);
-                }
-                for (t, rows) in parts.into_iter().enumerate() {
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    let part = if rows.len() == batch.num_rows() {
-                        batch.clone()
-                    } else {
-                        arrow_select::take::take_record_batch(&batch, &UInt32Array::from(rows))?
-                    };
+                for (t, part) in split_by_key(&batch, keys, route.targets)? {
                     send(edge, t, Message::Data(part))?;
                 }
                 Ok(())

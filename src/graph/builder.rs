@@ -709,6 +709,18 @@ impl Stream {
         s
     }
 
+    /// The next operator receives each row in the subtask that owns its
+    /// key (a hash shuffle, as before a keyed operator, but the next
+    /// operator may be any one: Flink's `keyBy` followed by a `map`).
+    /// Errors name a missing key column.
+    pub fn partition_by<S: AsRef<str>>(&self, keys: impl IntoIterator<Item = S>) -> Result<Stream> {
+        let keys: Vec<String> = keys.into_iter().map(|k| k.as_ref().to_string()).collect();
+        crate::key::KeyEncoder::try_new(&self.schema, &keys, "partition_by")?;
+        let mut s = self.clone();
+        s.next_partitioning = Partitioning::Hash(keys);
+        Ok(s)
+    }
+
     /// The next operator receives every batch in every subtask.
     pub fn broadcast(&self) -> Stream {
         let mut s = self.clone();
