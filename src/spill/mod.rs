@@ -24,7 +24,7 @@ mod state_log;
 
 pub use buffer::{batch_bytes, Partition, PartitionReader, PartitionedBuffer};
 pub use file::{SpillFile, SpillReader, SpillWriter};
-pub use runs::{RunKey, SortedRuns};
+pub use runs::{RunKey, RunRest, SortedRuns};
 pub use state_log::{StateLog, INDEX_BYTES_PER_KEY};
 
 /// Counters of what was spilled, shared by all writers of one [`SpillManager`].

@@ -102,6 +102,27 @@ impl SortedRuns {
         Ok(out)
     }
 
+    /// Runs on disk.
+    pub fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Takes every run out, each as the rest of its rows in order (for a
+    /// merge); a run's file is deleted when its iterator is dropped.
+    pub fn drain(&mut self) -> Vec<RunRest> {
+        self.runs
+            .drain(..)
+            .map(|run| RunRest {
+                first: run
+                    .current
+                    .filter(|(b, _, offset)| *offset < b.num_rows())
+                    .map(|(b, _, offset)| b.slice(offset, b.num_rows() - offset)),
+                reader: run.reader,
+                _file: run._file,
+            })
+            .collect()
+    }
+
     /// Removes and returns, from every run, the rows whose key is below `boundary`.
     pub fn take_up_to(&mut self, boundary: i64, key: RunKey<'_>) -> Result<Vec<RecordBatch>> {
         match boundary.checked_sub(1) {
@@ -143,6 +164,26 @@ impl SortedRuns {
     }
 }
 
+/// The rows of a run not taken yet, batch by batch (see [`SortedRuns::drain`]).
+pub struct RunRest {
+    // state: the rest of the batch being read when drained
+    first: Option<RecordBatch>,
+    // resources (the file is deleted when this is dropped)
+    reader: SpillReader,
+    _file: SpillFile,
+}
+
+impl Iterator for RunRest {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.first.take() {
+            Some(b) => Some(Ok(b)),
+            None => self.reader.next(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +221,43 @@ mod tests {
         assert_eq!(flat(runs.remaining().unwrap()), vec![9, 8, 8]);
         assert_eq!(flat(runs.take_up_to(8, key).unwrap()), Vec::<i64>::new());
         assert_eq!(flat(runs.take_up_to(10, key).unwrap()), vec![9, 8, 8]);
+        assert!(runs.is_empty());
+        assert_eq!(std::fs::read_dir(spill.dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn drain_hands_over_the_untaken_rows_and_files_go_with_them() {
+        let spill = SpillManager::try_new(None).unwrap();
+        let batch = |v: Vec<i64>| {
+            RecordBatch::try_from_iter([("k", Arc::new(Int64Array::from(v)) as _)]).unwrap()
+        };
+        let mut runs = SortedRuns::new();
+        for run in [vec![vec![1, 3], vec![7, 9]], vec![vec![2, 8, 8]]] {
+            let mut w = spill.create_writer(&batch(vec![]).schema(), "r").unwrap();
+            for b in run {
+                w.write(&batch(b)).unwrap();
+            }
+            runs.add(w.finish().unwrap()).unwrap();
+        }
+        let key: RunKey =
+            &|b: &RecordBatch| Ok(b.column(0).as_primitive::<Int64Type>().values().clone());
+        runs.take_up_to(3, key).unwrap();
+        assert_eq!(runs.len(), 2);
+        let rests: Vec<Vec<i64>> = runs
+            .drain()
+            .into_iter()
+            .map(|r| {
+                r.flat_map(|b| {
+                    b.unwrap()
+                        .column(0)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .to_vec()
+                })
+                .collect()
+            })
+            .collect();
+        assert_eq!(rests, vec![vec![3, 7, 9], vec![8, 8]]);
         assert!(runs.is_empty());
         assert_eq!(std::fs::read_dir(spill.dir()).unwrap().count(), 0);
     }

@@ -108,7 +108,9 @@ impl WindowAggregate {
                 .collect(),
         };
         state.put(META, &meta)?;
-        let mut panes = self.spilled.pane_batches(&self.panes, &self.dictionary)?;
+        let mut panes = self
+            .spilled
+            .pane_batches(&self.panes, &self.dictionary, false)?;
         panes.extend(self.spilled.remaining()?);
         for batch in &panes {
             let keys = batch

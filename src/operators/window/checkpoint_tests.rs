@@ -283,3 +283,68 @@ fn interval_early_firings_keep_pending_keys_and_their_tick() {
     );
     assert_same(&got, &want, "interval early firing");
 }
+
+#[test]
+fn spilled_runs_are_compacted_and_a_snapshot_holds_one_row_per_pane_and_key() {
+    // an hour-long window that never fires while the same 30 keys come back
+    // batch after batch: every spill writes all of them again
+    let c = config(Window::tumbling(Duration::from_secs(3600)), 0, None);
+    let small = RuntimeEnv::try_new(6 * 1024, None).expect("env");
+    let big = RuntimeEnv::try_new(usize::MAX / 2, None).expect("env");
+    let (mut a, mut ctx_a) = instance(&small, &c);
+    let (mut b, mut ctx_b) = instance(&big, &c);
+    let (mut out_a, mut out_b) = (Output::new(), Output::new());
+    let mut most_runs = 0;
+    for round in 0..60i64 {
+        let batch = rows(
+            &(0..30i64)
+                .map(|k| (format!("key-{k}"), round * 30 + k, (round * 7 + k) % 11))
+                .collect::<Vec<_>>(),
+        );
+        a.on_batch(0, batch.clone(), &mut ctx_a, &mut out_a)
+            .expect("a");
+        b.on_batch(0, batch, &mut ctx_b, &mut out_b).expect("b");
+        most_runs = most_runs.max(a.spilled.runs());
+    }
+    let spills = small.spill.metrics().files();
+    assert!(spills >= 8, "the small budget spills often: {spills} files");
+    assert!(most_runs < super::spill::MAX_RUNS, "{most_runs} runs");
+    assert!(a.spilled.runs() >= 1);
+    // a snapshot compacts: one row per (pane, key) on disk, whatever the spills
+    let mut w = StateWriter::new();
+    a.snapshot(&mut ctx_a, &mut w).expect("snapshot");
+    assert_eq!(a.spilled.runs(), 1);
+    let on_disk: usize = a
+        .spilled
+        .remaining()
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert!(on_disk <= 30, "{on_disk} spilled rows for 30 keys");
+    // and restoring it gives the uninterrupted run's results
+    let (mut r, mut ctx_r) = instance(&small, &c);
+    r.restore(&mut ctx_r, &StateReader::single(w.finish()))
+        .expect("restore");
+    let finish = |op: &mut WindowAggregate, ctx: &mut Ctx, mut out: Output| {
+        ctx.set_watermark(Watermark::EventTime(i64::MAX));
+        op.on_watermark(Watermark::EventTime(i64::MAX), ctx, &mut out)
+            .expect("watermark");
+        op.on_end_of_input(ctx, &mut out).expect("end");
+        sorted_rows(&data(&mut out))
+    };
+    let want = finish(&mut b, &mut ctx_b, out_b);
+    assert_eq!(want.len(), 30);
+    assert_same(&finish(&mut a, &mut ctx_a, out_a), &want, "compacted");
+    assert_same(
+        &finish(&mut r, &mut ctx_r, Output::new()),
+        &want,
+        "restored",
+    );
+    // merged rows gave back the references of the rows they replaced
+    assert_eq!(b.dictionary.len(), 0, "the oracle forgets fired keys");
+    assert_eq!(a.dictionary.len(), 0, "no key is held by a merged-away row");
+    assert_eq!(r.dictionary.len(), 0);
+    drop((a, r));
+    assert_eq!(small.pool.reserved(), 0, "the pool is back to zero");
+}

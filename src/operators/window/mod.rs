@@ -327,8 +327,13 @@ impl WindowAggregate {
         if self.panes.is_empty() {
             return r.try_grow(bytes - r.size());
         }
-        self.spilled
-            .spill(&self.panes, &self.dictionary, ctx.spill(), &name)?;
+        self.spilled.spill(
+            &self.panes,
+            &self.aggs,
+            &mut self.dictionary,
+            ctx.spill(),
+            &name,
+        )?;
         // The run keeps each spilled (pane, key)'s reference to its key id, so
         // ids stay stable (the emitted/early-firing bookkeeping refers to them);
         // hydrate hands the reference back.
@@ -780,6 +785,14 @@ impl Operator for WindowAggregate {
     }
 
     fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        // one row per spilled (pane, key): the checkpoint holds the logical
+        // state, not every run written since the window opened
+        if self.spilled.runs() > 1 {
+            let name = ctx.operator().to_string();
+            self.spilled
+                .compact(&self.aggs, &mut self.dictionary, ctx.spill(), &name)
+                .map_err(|e| keyed_state::with_operator(e, ctx.operator()))?;
+        }
         self.write_state(state)
             .map_err(|e| keyed_state::with_operator(e, ctx.operator()))
     }

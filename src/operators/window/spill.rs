@@ -4,24 +4,132 @@ use super::Pane;
 use crate::error::Result;
 use crate::key::KeyDictionary;
 use crate::operators::aggregate::{Accumulators, BoundAgg};
-use crate::spill::{SortedRuns, SpillManager};
+use crate::spill::{RunRest, SortedRuns, SpillManager};
 use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Runs that trigger a compaction when a spill adds the last of them.
+pub(super) const MAX_RUNS: usize = 4;
+
+/// Rows per merged batch of a compaction.
+const CHUNK: usize = 8192;
+
+/// One run being merged: its current batch, the next row, and the rows
+/// taken from this batch that are not merged into the chunk yet.
+struct Cursor {
+    // resources
+    rest: RunRest,
+    // state
+    batch: Option<(RecordBatch, Int64Array, BinaryArray)>,
+    row: usize,
+    pending_from: usize,
+    pending: Vec<u32>,
+}
+
+impl Cursor {
+    fn try_new(rest: RunRest) -> Result<Self> {
+        let mut c = Cursor {
+            rest,
+            batch: None,
+            row: 0,
+            pending_from: 0,
+            pending: Vec::new(),
+        };
+        c.load()?;
+        Ok(c)
+    }
+
+    /// Reads the next non-empty batch (or none at the end).
+    fn load(&mut self) -> Result<()> {
+        self.batch = None;
+        self.row = 0;
+        self.pending_from = 0;
+        for b in self.rest.by_ref() {
+            let b = b?;
+            if b.num_rows() == 0 {
+                continue;
+            }
+            let panes = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("run layout: pane is Int64")
+                .clone();
+            let keys = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .expect("run layout: key is Binary")
+                .clone();
+            self.batch = Some((b, panes, keys));
+            break;
+        }
+        Ok(())
+    }
+
+    /// The (pane, key) of the next row.
+    fn head(&self) -> Option<(i64, &[u8])> {
+        self.batch
+            .as_ref()
+            .map(|(_, panes, keys)| (panes.value(self.row), keys.value(self.row)))
+    }
+
+    /// Takes the next row into `slot` of the chunk.
+    fn take_row(&mut self, slot: u32, accs: &mut [Accumulators], widths: &[usize]) -> Result<()> {
+        self.pending.push(slot);
+        self.row += 1;
+        let len = self.batch.as_ref().map_or(0, |(b, _, _)| b.num_rows());
+        if self.row == len {
+            self.flush(accs, widths, slot as usize + 1)?;
+            self.load()?;
+        }
+        Ok(())
+    }
+
+    /// Merges the pending rows' partial states into their slots (of `slots`).
+    fn flush(&mut self, accs: &mut [Accumulators], widths: &[usize], slots: usize) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let (batch, _, _) = self.batch.as_ref().expect("pending rows come from a batch");
+        let n = self.pending.len();
+        let mut col = 2;
+        for (acc, &width) in accs.iter_mut().zip(widths) {
+            if acc.len() < slots {
+                acc.resize(slots);
+            }
+            let state: Vec<ArrayRef> = (col..col + width)
+                .map(|c| batch.column(c).slice(self.pending_from, n))
+                .collect();
+            acc.merge_state(&self.pending, &state)?;
+            col += width;
+        }
+        self.pending_from = self.row;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
 /// Sorted runs of partial window state on disk.
 ///
 /// ```text
-///  memory full ─► every in-memory pane, in start order, as rows
+///  memory full ─► every in-memory pane, in start order, keys in byte order, as rows
 ///                 (pane start | key bytes | partial state of each aggregate...)
-///                 ─► one IPC spill file (a run, sorted by pane start) ─► panes dropped
+///                 ─► one IPC spill file (a run, sorted by (pane, key)) ─► panes dropped
+///  MAX_RUNS runs, or a checkpoint with 2+ runs ─► compact: k-way merge on (pane, key),
+///                 equal rows' partial states merged ─► one run (one row per pane and key)
 ///  window [s, e) about to fire ─► take_up_to(e): from every run, the rows of
 ///                 panes < e (each run is read forward once, like a merge)
 ///                 ─► merged back into in-memory panes with merge_state ─► fire
 /// ```
 /// Partial aggregates merge in any order, so a pane split over memory and
 /// several runs gives the same result as one that never left memory.
+/// Compaction bounds the disk used, and a checkpoint's size, by the logical
+/// state rather than by the rows read since the window opened: every spill
+/// writes the keys seen since the last one, so without it the same keys
+/// pile up run after run.
 pub(super) struct SpilledPanes {
     // config
     schema: SchemaRef,
@@ -55,11 +163,13 @@ impl SpilledPanes {
         &self.schema
     }
 
-    /// `panes` (in start order) as rows of the run layout, one batch per pane.
+    /// `panes` (in start order) as rows of the run layout, one batch per
+    /// pane; with `sorted`, each pane's keys in byte order.
     pub(super) fn pane_batches(
         &self,
         panes: &BTreeMap<i64, Pane>,
         dictionary: &KeyDictionary,
+        sorted: bool,
     ) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::with_capacity(panes.len());
         for (&start, pane) in panes {
@@ -67,11 +177,20 @@ impl SpilledPanes {
             if n == 0 {
                 continue;
             }
-            let slots: Vec<u32> = (0..n as u32).collect();
+            let mut slots: Vec<u32> = (0..n as u32).collect();
+            if sorted {
+                slots.sort_unstable_by(|&a, &b| {
+                    dictionary
+                        .key(pane.key_ids[a as usize])
+                        .cmp(dictionary.key(pane.key_ids[b as usize]))
+                });
+            }
             let mut columns: Vec<ArrayRef> = vec![
                 Arc::new(Int64Array::from(vec![start; n])),
                 Arc::new(BinaryArray::from_iter_values(
-                    pane.key_ids.iter().map(|&id| dictionary.key(id)),
+                    slots
+                        .iter()
+                        .map(|&s| dictionary.key(pane.key_ids[s as usize])),
                 )),
             ];
             for acc in &pane.accs {
@@ -82,19 +201,121 @@ impl SpilledPanes {
         Ok(out)
     }
 
-    /// Writes `panes` (in start order) as one run.
+    /// Writes `panes` (in start order) as one run, then compacts the runs
+    /// if there are [`MAX_RUNS`].
     pub(super) fn spill(
         &mut self,
         panes: &BTreeMap<i64, Pane>,
-        dictionary: &KeyDictionary,
+        aggs: &[BoundAgg],
+        dictionary: &mut KeyDictionary,
         spill: &SpillManager,
         name: &str,
     ) -> Result<()> {
         let mut writer = spill.create_writer(&self.schema, name)?;
-        for batch in self.pane_batches(panes, dictionary)? {
+        for batch in self.pane_batches(panes, dictionary, true)? {
             writer.write(&batch)?;
         }
+        self.runs.add(writer.finish()?)?;
+        if self.runs.len() >= MAX_RUNS {
+            self.compact(aggs, dictionary, spill, name)?;
+        }
+        Ok(())
+    }
+
+    /// Runs on disk.
+    pub(super) fn runs(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Merges every run into one holding one row per (pane, key), with the
+    /// partial states of equal rows merged. Each run row holds a reference
+    /// to its key id; a merged row keeps one and releases the others.
+    pub(super) fn compact(
+        &mut self,
+        aggs: &[BoundAgg],
+        dictionary: &mut KeyDictionary,
+        spill: &SpillManager,
+        name: &str,
+    ) -> Result<()> {
+        if self.runs.len() < 2 {
+            return Ok(());
+        }
+        let widths: Vec<usize> = aggs
+            .iter()
+            .map(|a| Accumulators::state_fields(a).len())
+            .collect();
+        let mut cursors = self
+            .runs
+            .drain()
+            .into_iter()
+            .map(Cursor::try_new)
+            .collect::<Result<Vec<_>>>()?;
+        let mut writer = spill.create_writer(&self.schema, name)?;
+        while let Some(batch) = self.merge_chunk(&mut cursors, aggs, &widths, dictionary)? {
+            writer.write(&batch)?;
+        }
+        drop(cursors); // deletes the old runs' files
         self.runs.add(writer.finish()?)
+    }
+
+    /// The next up to [`CHUNK`] merged rows, or `None` when every cursor is done.
+    fn merge_chunk(
+        &self,
+        cursors: &mut [Cursor],
+        aggs: &[BoundAgg],
+        widths: &[usize],
+        dictionary: &mut KeyDictionary,
+    ) -> Result<Option<RecordBatch>> {
+        let mut accs: Vec<Accumulators> = aggs.iter().map(Accumulators::new).collect();
+        let mut panes: Vec<i64> = Vec::new();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        while panes.len() < CHUNK {
+            let mut best: Option<(i64, &[u8])> = None;
+            for c in cursors.iter() {
+                if let Some(h) = c.head() {
+                    if best.is_none_or(|b| h < b) {
+                        best = Some(h);
+                    }
+                }
+            }
+            let Some((pane, key)) = best else { break };
+            let key = key.to_vec();
+            let slot = panes.len() as u32;
+            panes.push(pane);
+            let mut rows = 0;
+            for c in cursors.iter_mut() {
+                if c.head() == Some((pane, key.as_slice())) {
+                    c.take_row(slot, &mut accs, widths)?;
+                    rows += 1;
+                }
+            }
+            // the merged row keeps one of the runs' references to the key
+            let id = dictionary.intern(&key);
+            for _ in 1..rows {
+                dictionary.release(id);
+            }
+            keys.push(key);
+        }
+        if panes.is_empty() {
+            return Ok(None);
+        }
+        for c in cursors.iter_mut() {
+            c.flush(&mut accs, widths, panes.len())?;
+        }
+        for acc in &mut accs {
+            if acc.len() < panes.len() {
+                acc.resize(panes.len());
+            }
+        }
+        let slots: Vec<u32> = (0..panes.len() as u32).collect();
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(panes)),
+            Arc::new(BinaryArray::from_iter_values(keys)),
+        ];
+        for acc in &accs {
+            columns.extend(acc.to_state(&slots)?);
+        }
+        Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
     }
 
     /// Every spilled row not read back yet, left on disk (for checkpoints).
