@@ -107,6 +107,11 @@ impl SortedRuns {
         self.runs.len()
     }
 
+    /// Rows written to each run's file (including rows already taken).
+    pub fn run_rows(&self) -> Vec<u64> {
+        self.runs.iter().map(|r| r._file.rows()).collect()
+    }
+
     /// Takes every run out, each as the rest of its rows in order (for a
     /// merge); a run's file is deleted when its iterator is dropped.
     pub fn drain(&mut self) -> Vec<RunRest> {

@@ -285,7 +285,7 @@ fn interval_early_firings_keep_pending_keys_and_their_tick() {
 }
 
 #[test]
-fn spilled_runs_are_compacted_and_a_snapshot_holds_one_row_per_pane_and_key() {
+fn a_snapshot_compacts_spilled_runs_to_one_row_per_pane_and_key() {
     // an hour-long window that never fires while the same 30 keys come back
     // batch after batch: every spill writes all of them again
     let c = config(Window::tumbling(Duration::from_secs(3600)), 0, None);
@@ -294,7 +294,6 @@ fn spilled_runs_are_compacted_and_a_snapshot_holds_one_row_per_pane_and_key() {
     let (mut a, mut ctx_a) = instance(&small, &c);
     let (mut b, mut ctx_b) = instance(&big, &c);
     let (mut out_a, mut out_b) = (Output::new(), Output::new());
-    let mut most_runs = 0;
     for round in 0..60i64 {
         let batch = rows(
             &(0..30i64)
@@ -304,12 +303,10 @@ fn spilled_runs_are_compacted_and_a_snapshot_holds_one_row_per_pane_and_key() {
         a.on_batch(0, batch.clone(), &mut ctx_a, &mut out_a)
             .expect("a");
         b.on_batch(0, batch, &mut ctx_b, &mut out_b).expect("b");
-        most_runs = most_runs.max(a.spilled.runs());
     }
     let spills = small.spill.metrics().files();
     assert!(spills >= 8, "the small budget spills often: {spills} files");
-    assert!(most_runs < super::spill::MAX_RUNS, "{most_runs} runs");
-    assert!(a.spilled.runs() >= 1);
+    assert!(a.spilled.runs() >= 8, "{} runs", a.spilled.runs());
     // a snapshot compacts: one row per (pane, key) on disk, whatever the spills
     let mut w = StateWriter::new();
     a.snapshot(&mut ctx_a, &mut w).expect("snapshot");

@@ -327,13 +327,15 @@ impl WindowAggregate {
         if self.panes.is_empty() {
             return r.try_grow(bytes - r.size());
         }
-        self.spilled.spill(
-            &self.panes,
-            &self.aggs,
-            &mut self.dictionary,
-            ctx.spill(),
-            &name,
-        )?;
+        // When the key dictionary (keys of spilled state stay in it) is most
+        // of the state, spilling the few panes frees little and would repeat
+        // on every batch: use the rest of the budget first.
+        let pane_bytes: usize = self.panes.values().map(Pane::memory_size).sum();
+        if pane_bytes * 4 < bytes && r.try_grow(bytes - r.size()).is_ok() {
+            return Ok(());
+        }
+        self.spilled
+            .spill(&self.panes, &self.dictionary, ctx.spill(), &name)?;
         // The run keeps each spilled (pane, key)'s reference to its key id, so
         // ids stay stable (the emitted/early-firing bookkeeping refers to them);
         // hydrate hands the reference back.
@@ -787,7 +789,7 @@ impl Operator for WindowAggregate {
     fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
         // one row per spilled (pane, key): the checkpoint holds the logical
         // state, not every run written since the window opened
-        if self.spilled.runs() > 1 {
+        if self.spilled.duplicates_at_least(1, 2) {
             let name = ctx.operator().to_string();
             self.spilled
                 .compact(&self.aggs, &mut self.dictionary, ctx.spill(), &name)
