@@ -1,13 +1,14 @@
 //! `weir bench --json`: every field for every mode, and the modes' outputs
 //! compared (identical for an event-time job).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[test]
-fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("obd");
-    let batches = weir::cli::demo::generate_obd(10, 60, 4, 500);
+/// `examples/avg_speed.toml` over generated OBD data under `dir`, its sink
+/// moved to `dir/out.parquet`: the job file and the data directory.
+fn avg_speed_job(dir: &Path, vehicles: usize, seconds: usize) -> (PathBuf, PathBuf) {
+    let data = dir.join("obd");
+    let batches = weir::cli::demo::generate_obd(vehicles, seconds, 4, 500);
     weir::cli::demo::write_parquet_dir(&data, &batches, 2, 500).unwrap();
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -17,10 +18,17 @@ fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
     .replace("data/obd", data.to_str().unwrap())
     .replace(
         "out/avg_speed.parquet",
-        dir.path().join("out.parquet").to_str().unwrap(),
+        dir.join("out.parquet").to_str().unwrap(),
     );
-    let job = dir.path().join("job.toml");
+    let job = dir.join("job.toml");
     std::fs::write(&job, example).unwrap();
+    (job, data)
+}
+
+#[test]
+fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, _) = avg_speed_job(dir.path(), 10, 60);
     let out = Command::new(env!("CARGO_BIN_EXE_weir"))
         .arg("bench")
         .arg(&job)
@@ -172,17 +180,8 @@ fn bench_runs_a_nexmark_query_with_checkpoints_and_every_mode_agrees() {
 #[test]
 fn bench_flags_a_mode_whose_result_differs() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("obd");
-    let batches = weir::cli::demo::generate_obd(6, 40, 4, 500);
-    weir::cli::demo::write_parquet_dir(&data, &batches, 2, 500).unwrap();
-    let example = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/avg_speed.toml"
-    ))
-    .unwrap()
-    .replace("data/obd", data.to_str().unwrap());
-    let job = dir.path().join("job.toml");
-    std::fs::write(&job, &example).unwrap();
+    let (job, data) = avg_speed_job(dir.path(), 6, 40);
+    let example = std::fs::read_to_string(&job).unwrap();
     // the same job with one vehicle filtered out
     let other = dir.path().join("other.toml");
     assert!(example.contains("[[steps]]"), "the example has steps");

@@ -198,9 +198,8 @@ mod tests {
     use arrow_array::Int64Array;
     use std::sync::Arc;
 
-    #[test]
-    fn prefixes_come_out_in_key_order_per_run_and_files_go_away() {
-        let spill = SpillManager::try_new(None).unwrap();
+    /// Runs [1 3 | 7 9] and [2 8 8].
+    fn two_runs(spill: &SpillManager) -> SortedRuns {
         let batch = |v: Vec<i64>| {
             RecordBatch::try_from_iter([("k", Arc::new(Int64Array::from(v)) as _)]).unwrap()
         };
@@ -212,6 +211,13 @@ mod tests {
             }
             runs.add(w.finish().unwrap()).unwrap();
         }
+        runs
+    }
+
+    #[test]
+    fn prefixes_come_out_in_key_order_per_run_and_files_go_away() {
+        let spill = SpillManager::try_new(None).unwrap();
+        let mut runs = two_runs(&spill);
         let key: RunKey =
             &|b: &RecordBatch| Ok(b.column(0).as_primitive::<Int64Type>().values().clone());
         let flat = |bs: Vec<RecordBatch>| -> Vec<i64> {
@@ -233,17 +239,7 @@ mod tests {
     #[test]
     fn drain_hands_over_the_untaken_rows_and_files_go_with_them() {
         let spill = SpillManager::try_new(None).unwrap();
-        let batch = |v: Vec<i64>| {
-            RecordBatch::try_from_iter([("k", Arc::new(Int64Array::from(v)) as _)]).unwrap()
-        };
-        let mut runs = SortedRuns::new();
-        for run in [vec![vec![1, 3], vec![7, 9]], vec![vec![2, 8, 8]]] {
-            let mut w = spill.create_writer(&batch(vec![]).schema(), "r").unwrap();
-            for b in run {
-                w.write(&batch(b)).unwrap();
-            }
-            runs.add(w.finish().unwrap()).unwrap();
-        }
+        let mut runs = two_runs(&spill);
         let key: RunKey =
             &|b: &RecordBatch| Ok(b.column(0).as_primitive::<Int64Type>().values().clone());
         runs.take_up_to(3, key).unwrap();
