@@ -257,6 +257,22 @@ impl MemoryReservation {
         }
     }
 
+    /// Sizes the reservation to `new_size` bytes of state that cannot spill
+    /// (any more): like [`MemoryReservation::try_resize`], except that a
+    /// size within half the budget is always granted. Spillable state stops
+    /// at half the budget so that this half is there for what cannot spill;
+    /// whatever holds it past the budget meanwhile (rows another subtask
+    /// read back from disk, panes being fired) is released right after.
+    pub fn try_resize_unspillable(&mut self, new_size: usize) -> Result<()> {
+        match self.try_resize(new_size) {
+            Err(_) if new_size <= self.pool.budget() / 2 => {
+                self.resize(new_size);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     /// Grows (unconditionally) or shrinks to `new_size`.
     pub fn resize(&mut self, new_size: usize) {
         if new_size >= self.size {
@@ -389,6 +405,26 @@ pub fn format_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unspillable_state_within_half_the_budget_is_granted_past_transient_overshoot() {
+        let pool = MemoryPool::new(100);
+        // rows read back from disk by another subtask take the pool past its budget
+        let mut read_back = MemoryReservation::new(&pool, "read back");
+        read_back.grow(90);
+        let mut state = MemoryReservation::new(&pool, "state");
+        assert!(state.try_resize(20).is_err());
+        state.try_resize_unspillable(20).unwrap();
+        assert_eq!((state.size(), pool.reserved()), (20, 110));
+        // beyond half the budget it is a real exhaustion, and nothing changes
+        let err = state.try_resize_unspillable(51).unwrap_err();
+        assert!(matches!(err, Error::ResourcesExhausted { .. }), "{err:?}");
+        assert_eq!(state.size(), 20);
+        drop(read_back);
+        state.try_resize_unspillable(51).unwrap();
+        drop(state);
+        assert_eq!(pool.reserved(), 0);
+    }
 
     #[test]
     fn try_grow_beyond_budget_fails_and_leaves_reserved_unchanged() {

@@ -532,14 +532,14 @@ impl EventTimeBuffer {
             return Ok(());
         }
         if r.try_grow_spillable(bytes - r.size()).is_ok() || self.rows == 0 {
-            return r.try_resize(bytes);
+            return r.try_resize_unspillable(bytes);
         }
         self.spill(ctx)?;
         let bytes = self.memory_size();
         self.reservation
             .as_mut()
             .expect("created above")
-            .try_resize(bytes)
+            .try_resize_unspillable(bytes)
     }
 
     /// Moves every buffered row to disk, sorted by event time.

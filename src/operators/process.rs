@@ -427,21 +427,21 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             return Ok(());
         }
         if r.try_grow_spillable(bytes - r.size()).is_ok() || self.states.is_empty() {
-            return r.try_resize(bytes);
+            return r.try_resize_unspillable(bytes);
         }
         // second chance: first the states no key used since the last spill
         self.spill_states(ctx, true)?;
         let bytes = self.state_bytes();
         let r = self.reservation.as_mut().expect("created above");
         if bytes <= r.size() || r.try_grow_spillable(bytes - r.size()).is_ok() {
-            return r.try_resize(bytes);
+            return r.try_resize_unspillable(bytes);
         }
         self.spill_states(ctx, false)?;
         let bytes = self.state_bytes();
         self.reservation
             .as_mut()
             .expect("created above")
-            .try_resize(bytes)
+            .try_resize_unspillable(bytes)
     }
 
     /// Writes in-memory states to the log and drops them from memory: all
