@@ -474,12 +474,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let metrics: Vec<_> = results.iter().map(|r| r.metrics.clone()).collect();
                 print!("{}", metrics_table(&metrics));
                 for r in &results {
-                    let secs = r.metrics.elapsed.as_secs_f64();
                     println!(
                         "{:<10} {:>10.0} K events/s per core ({:.0} K with generation)",
                         r.metrics.mode.to_string(),
                         r.per_core(&run) / 1000.0,
-                        events as f64 / (secs + r.generation_seconds) / parallelism as f64 / 1000.0
+                        r.per_core_with_generation(&run) / 1000.0
                     );
                 }
             }

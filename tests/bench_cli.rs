@@ -4,6 +4,20 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Runs `weir bench` with the arguments `args` adds, expects success and
+/// returns the JSON it printed.
+fn bench_json(args: impl FnOnce(&mut Command) -> &mut Command) -> serde_json::Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+    cmd.arg("bench");
+    let out = args(&mut cmd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// `examples/avg_speed.toml` over generated OBD data under `dir`, its sink
 /// moved to `dir/out.parquet`: the job file and the data directory.
 fn avg_speed_job(dir: &Path, vehicles: usize, seconds: usize) -> (PathBuf, PathBuf) {
@@ -29,28 +43,13 @@ fn avg_speed_job(dir: &Path, vehicles: usize, seconds: usize) -> (PathBuf, PathB
 fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
     let dir = tempfile::tempdir().unwrap();
     let (job, _) = avg_speed_job(dir.path(), 10, 60);
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("bench")
-        .arg(&job)
-        .args([
-            "--modes",
-            "scan,batch,pipelined",
-            "--runs",
-            "1",
-            "--parallelism",
-            "2",
-            "--json",
-            "--plot",
-        ])
-        .arg(dir.path().join("bench.svg"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let svg = dir.path().join("bench.svg");
+    let v = bench_json(|c| {
+        c.arg(&job)
+            .args(["--modes", "scan,batch,pipelined", "--runs", "1"])
+            .args(["--parallelism", "2", "--json", "--plot"])
+            .arg(&svg)
+    });
     let modes = v.as_array().unwrap();
     assert_eq!(modes.len(), 3);
     for m in modes {
@@ -98,7 +97,7 @@ fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
         modes[1]
     );
     assert!(modes[1]["rows_out"].as_u64().unwrap() > 500);
-    let svg = std::fs::read_to_string(dir.path().join("bench.svg")).unwrap();
+    let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(
         svg.starts_with("<svg") && svg.contains(">pipelined</text>"),
         "{svg}"
@@ -111,25 +110,18 @@ fn bench_json_has_every_field_for_every_mode_and_checks_the_results() {
 fn bench_runs_a_nexmark_query_with_checkpoints_and_every_mode_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("events");
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["bench", "nexmark:q7", "--events", "30000", "--runs", "1"])
-        .args([
-            "--parallelism",
-            "2",
-            "--checkpoint-interval",
-            "20ms",
-            "--json",
-        ])
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = bench_json(|c| {
+        c.args(["nexmark:q7", "--events", "30000", "--runs", "1"])
+            .args([
+                "--parallelism",
+                "2",
+                "--checkpoint-interval",
+                "20ms",
+                "--json",
+            ])
+            .arg("--data")
+            .arg(&data)
+    });
     let modes = v.as_array().unwrap();
     let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
     assert_eq!(names, ["scan", "batch", "pipelined"]);

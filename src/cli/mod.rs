@@ -98,14 +98,23 @@ pub fn metrics_table(runs: &[JobMetrics]) -> String {
     out
 }
 
-/// One line on what checkpointing did: count, durations, size.
+/// What checkpointing did, in a few words: count, median and longest
+/// duration (ms), largest size.
+pub fn checkpoint_figures(completed: u64, median_ms: f64, max_ms: f64, max_bytes: u64) -> String {
+    format!(
+        "{completed} checkpoints, {median_ms:.0} ms median, {max_ms:.0} ms max, largest {}",
+        format_bytes(max_bytes)
+    )
+}
+
+/// One line on what checkpointing did: [`checkpoint_figures`], where the
+/// run was restored from, restarts.
 pub fn checkpoint_summary(c: &crate::checkpoint::CheckpointStats) -> String {
-    let mut s = format!(
-        "{} checkpoints, {:.0} ms median, {:.0} ms max, largest {}",
+    let mut s = checkpoint_figures(
         c.completed,
         c.median_duration_ms,
         c.max_duration_ms,
-        format_bytes(c.max_bytes)
+        c.max_bytes,
     );
     if let Some(id) = c.restored_from {
         s.push_str(&format!(", restored from {id}"));

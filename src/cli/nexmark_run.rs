@@ -50,6 +50,12 @@ impl NexmarkResult {
         run.events as f64 / self.metrics.elapsed.as_secs_f64().max(1e-9) / run.parallelism as f64
     }
 
+    /// Events per second per core, including the generation time.
+    pub fn per_core_with_generation(&self, run: &NexmarkRun) -> f64 {
+        let secs = self.metrics.elapsed.as_secs_f64() + self.generation_seconds;
+        run.events as f64 / secs.max(1e-9) / run.parallelism as f64
+    }
+
     /// The run's metrics as JSON, with the Nexmark figures added.
     pub fn to_json(&self, run: &NexmarkRun) -> serde_json::Value {
         let mut v = serde_json::to_value(&self.metrics).expect("metrics serialize");
@@ -62,8 +68,7 @@ impl NexmarkResult {
             "events_per_second": run.events as f64 / secs,
             "events_per_second_per_core": self.per_core(run),
             "generation_seconds": self.generation_seconds,
-            "events_per_second_per_core_with_generation":
-                run.events as f64 / (secs + self.generation_seconds) / run.parallelism as f64,
+            "events_per_second_per_core_with_generation": self.per_core_with_generation(run),
         });
         if let (Some(obj), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
             obj.extend(extra);

@@ -178,12 +178,7 @@ impl Source for MemorySource {
         else {
             return Ok(());
         };
-        let left: Vec<usize> = plan.plan.iter().map(|r| r.split).collect();
-        self.clock = self.spec.clock(&left);
-        if let Some(c) = self.clock.as_mut() {
-            c.restore_emitted(plan.watermark);
-        }
-        self.cursor = SplitCursor::restored(plan);
+        (self.cursor, self.clock) = SplitCursor::restored_with_clock(plan, |s| self.spec.clock(s));
         self.in_split = false;
         Ok(())
     }

@@ -15,7 +15,7 @@
 
 use crate::error::{Error, Result};
 use crate::state::{StateReader, StateWriter};
-use crate::time::GeneratorState;
+use crate::time::{GeneratorState, SplitClock};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -108,6 +108,21 @@ impl SplitCursor {
             done,
             finished_before: restored.finished,
         }
+    }
+
+    /// A cursor continuing `restored`, with the watermark clock that
+    /// `clock` builds over the splits left, resumed above the restored
+    /// watermark.
+    pub fn restored_with_clock(
+        restored: RestorePlan,
+        clock: impl FnOnce(&[usize]) -> Option<SplitClock>,
+    ) -> (Self, Option<SplitClock>) {
+        let left: Vec<usize> = restored.plan.iter().map(|r| r.split).collect();
+        let mut clock = clock(&left);
+        if let Some(c) = clock.as_mut() {
+            c.restore_emitted(restored.watermark);
+        }
+        (SplitCursor::restored(restored), clock)
     }
 
     /// The split being read (index into the source's split list).

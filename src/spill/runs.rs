@@ -27,7 +27,7 @@ pub struct SortedRuns {
 struct Run {
     // resources (the file is deleted when the run is dropped)
     reader: SpillReader,
-    _file: SpillFile,
+    file: SpillFile,
     // state: the batch being read, its keys, and the next row
     current: Option<(RecordBatch, ScalarBuffer<i64>, usize)>,
 }
@@ -56,7 +56,7 @@ impl SortedRuns {
         let reader = file.read()?;
         self.runs.push(Run {
             reader,
-            _file: file,
+            file,
             current: None,
         });
         Ok(())
@@ -109,7 +109,7 @@ impl SortedRuns {
 
     /// Rows written to each run's file (including rows already taken).
     pub fn run_rows(&self) -> Vec<u64> {
-        self.runs.iter().map(|r| r._file.rows()).collect()
+        self.runs.iter().map(|r| r.file.rows()).collect()
     }
 
     /// Takes every run out, each as the rest of its rows in order (for a
@@ -123,7 +123,7 @@ impl SortedRuns {
                     .filter(|(b, _, offset)| *offset < b.num_rows())
                     .map(|(b, _, offset)| b.slice(offset, b.num_rows() - offset)),
                 reader: run.reader,
-                _file: run._file,
+                _file: run.file,
             })
             .collect()
     }

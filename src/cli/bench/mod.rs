@@ -359,12 +359,14 @@ pub fn table(results: &[ModeResult]) -> String {
     for r in results {
         if let Some(c) = &r.checkpoints {
             s.push_str(&format!(
-                "{}: {} checkpoints, {:.0} ms median, {:.0} ms max, largest {}\n",
+                "{}: {}\n",
                 r.mode,
-                c.completed,
-                c.median_duration_ms,
-                c.max_duration_ms,
-                format_bytes(c.max_bytes)
+                super::checkpoint_figures(
+                    c.completed,
+                    c.median_duration_ms,
+                    c.max_duration_ms,
+                    c.max_bytes
+                )
             ));
         }
     }

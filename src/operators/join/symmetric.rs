@@ -437,7 +437,7 @@ impl SymmetricHashJoin {
         self.reservation
             .as_mut()
             .expect("created above")
-            .try_resize(bytes)
+            .try_resize_unspillable(bytes)
     }
 
     /// Writes every stored row of both sides to runs and empties memory.

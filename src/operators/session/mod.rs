@@ -488,17 +488,14 @@ impl SessionWindowAggregate {
             return Ok(());
         }
         if self.sessions.is_empty() {
-            return r.try_grow(bytes - r.size());
+            return r.try_resize_unspillable(bytes);
         }
         self.spill(ctx)?;
         let bytes = self.state_bytes();
-        let r = self.reservation.as_mut().expect("created above");
-        if bytes <= r.size() {
-            r.shrink(r.size() - bytes);
-            Ok(())
-        } else {
-            r.try_grow(bytes - r.size())
-        }
+        self.reservation
+            .as_mut()
+            .expect("created above")
+            .try_resize_unspillable(bytes)
     }
 }
 

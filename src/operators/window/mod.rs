@@ -325,7 +325,7 @@ impl WindowAggregate {
             return Ok(());
         }
         if self.panes.is_empty() {
-            return r.try_grow(bytes - r.size());
+            return r.try_resize_unspillable(bytes);
         }
         // When the key dictionary (keys of spilled state stay in it) is most
         // of the state, spilling the few panes frees little and would repeat
@@ -341,13 +341,10 @@ impl WindowAggregate {
         // hydrate hands the reference back.
         self.panes.clear();
         let bytes = self.state_bytes();
-        let r = self.reservation.as_mut().expect("created above");
-        if bytes <= r.size() {
-            r.shrink(r.size() - bytes);
-            Ok(())
-        } else {
-            r.try_grow(bytes - r.size())
-        }
+        self.reservation
+            .as_mut()
+            .expect("created above")
+            .try_resize_unspillable(bytes)
     }
 
     /// Brings spilled partial state of panes starting before `boundary` back
@@ -376,11 +373,6 @@ impl WindowAggregate {
     /// id (spilled rows), handed over to the pane; restored rows hold none.
     /// The layout must be this operator's (runs are; restored rows are checked).
     fn merge_pane_rows(&mut self, batch: &RecordBatch, held_by_run: bool) -> Result<()> {
-        let widths: Vec<usize> = self
-            .aggs
-            .iter()
-            .map(|a| Accumulators::state_fields(a).len())
-            .collect();
         let panes = batch
             .column(0)
             .as_any()
@@ -419,15 +411,7 @@ impl WindowAggregate {
                 slots.push(slot);
             }
             let n = pane.key_ids.len();
-            let mut col = 2;
-            for (acc, &width) in pane.accs.iter_mut().zip(&widths) {
-                acc.resize(n);
-                let state: Vec<ArrayRef> = (col..col + width)
-                    .map(|c| batch.column(c).slice(i, j - i))
-                    .collect();
-                acc.merge_state(&slots, &state)?;
-                col += width;
-            }
+            spill::merge_run_rows(&mut pane.accs, self.spilled.widths(), batch, i, &slots, n)?;
             i = j;
         }
         Ok(())
@@ -789,7 +773,7 @@ impl Operator for WindowAggregate {
     fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
         // one row per spilled (pane, key): the checkpoint holds the logical
         // state, not every run written since the window opened
-        if self.spilled.duplicates_at_least(1, 2) {
+        if self.spilled.worth_compacting() {
             let name = ctx.operator().to_string();
             self.spilled
                 .compact(&self.aggs, &mut self.dictionary, ctx.spill(), &name)

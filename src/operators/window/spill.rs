@@ -91,22 +91,36 @@ impl Cursor {
             return Ok(());
         }
         let (batch, _, _) = self.batch.as_ref().expect("pending rows come from a batch");
-        let n = self.pending.len();
-        let mut col = 2;
-        for (acc, &width) in accs.iter_mut().zip(widths) {
-            if acc.len() < slots {
-                acc.resize(slots);
-            }
-            let state: Vec<ArrayRef> = (col..col + width)
-                .map(|c| batch.column(c).slice(self.pending_from, n))
-                .collect();
-            acc.merge_state(&self.pending, &state)?;
-            col += width;
-        }
+        merge_run_rows(accs, widths, batch, self.pending_from, &self.pending, slots)?;
         self.pending_from = self.row;
         self.pending.clear();
         Ok(())
     }
+}
+
+/// Merges the partial states of rows `offset..offset + groups.len()` of
+/// `batch` (the run layout; `widths`: state columns per aggregate) into
+/// `accs`, row `i` into group `groups[i]`, after growing `accs` to `size` groups.
+pub(super) fn merge_run_rows(
+    accs: &mut [Accumulators],
+    widths: &[usize],
+    batch: &RecordBatch,
+    offset: usize,
+    groups: &[u32],
+    size: usize,
+) -> Result<()> {
+    let mut col = 2;
+    for (acc, &width) in accs.iter_mut().zip(widths) {
+        if acc.len() < size {
+            acc.resize(size);
+        }
+        let state: Vec<ArrayRef> = (col..col + width)
+            .map(|c| batch.column(c).slice(offset, groups.len()))
+            .collect();
+        acc.merge_state(groups, &state)?;
+        col += width;
+    }
+    Ok(())
 }
 
 /// Sorted runs of partial window state on disk.
@@ -133,6 +147,8 @@ impl Cursor {
 pub(super) struct SpilledPanes {
     // config
     schema: SchemaRef,
+    /// Partial-state columns per aggregate.
+    widths: Vec<usize>,
     // resources
     runs: SortedRuns,
 }
@@ -149,6 +165,10 @@ impl SpilledPanes {
         }
         SpilledPanes {
             schema: Arc::new(Schema::new(fields)),
+            widths: aggs
+                .iter()
+                .map(|a| Accumulators::state_fields(a).len())
+                .collect(),
             runs: SortedRuns::new(),
         }
     }
@@ -156,6 +176,11 @@ impl SpilledPanes {
     /// True if nothing is on disk.
     pub(super) fn is_empty(&self) -> bool {
         self.runs.is_empty()
+    }
+
+    /// Partial-state columns per aggregate in the run layout.
+    pub(super) fn widths(&self) -> &[usize] {
+        &self.widths
     }
 
     /// The layout of a run (and of the panes in a checkpoint).
@@ -222,15 +247,15 @@ impl SpilledPanes {
         self.runs.len()
     }
 
-    /// True if the rows of every run but the largest reach `num / den` of
-    /// the largest's rows: the bound on what a merge can remove, and so
-    /// whether rewriting the largest run is worth it (size-tiered: a row is
-    /// rewritten only when at least as many new rows join it).
-    pub(super) fn duplicates_at_least(&self, num: u64, den: u64) -> bool {
+    /// True if the runs besides the largest hold at least half its rows:
+    /// then a merge removes enough duplicates to pay for rewriting the
+    /// largest run (size-tiered: a row is rewritten only when at least half
+    /// as many new rows join it).
+    pub(super) fn worth_compacting(&self) -> bool {
         let rows = self.runs.run_rows();
         let largest = rows.iter().copied().max().unwrap_or(0);
         let others: u64 = rows.iter().sum::<u64>() - largest;
-        rows.len() > 1 && others * den >= largest * num
+        rows.len() > 1 && 2 * others >= largest
     }
 
     /// Merges every run into one holding one row per (pane, key), with the
@@ -246,10 +271,6 @@ impl SpilledPanes {
         if self.runs.len() < 2 {
             return Ok(());
         }
-        let widths: Vec<usize> = aggs
-            .iter()
-            .map(|a| Accumulators::state_fields(a).len())
-            .collect();
         let mut cursors = self
             .runs
             .drain()
@@ -257,7 +278,7 @@ impl SpilledPanes {
             .map(Cursor::try_new)
             .collect::<Result<Vec<_>>>()?;
         let mut writer = spill.create_writer(&self.schema, name)?;
-        while let Some(batch) = self.merge_chunk(&mut cursors, aggs, &widths, dictionary)? {
+        while let Some(batch) = self.merge_chunk(&mut cursors, aggs, dictionary)? {
             writer.write(&batch)?;
         }
         drop(cursors); // deletes the old runs' files
@@ -269,9 +290,9 @@ impl SpilledPanes {
         &self,
         cursors: &mut [Cursor],
         aggs: &[BoundAgg],
-        widths: &[usize],
         dictionary: &mut KeyDictionary,
     ) -> Result<Option<RecordBatch>> {
+        let widths = &self.widths;
         let mut accs: Vec<Accumulators> = aggs.iter().map(Accumulators::new).collect();
         let mut panes: Vec<i64> = Vec::new();
         let mut keys: Vec<Vec<u8>> = Vec::new();
