@@ -481,7 +481,10 @@ fn read_manifest(dir: &Path) -> Option<Manifest> {
 /// A state file name as [`CheckpointStore::write_state`] writes it:
 /// `nNN-NAME.sS.state` with NAME of ASCII letters, digits, `_` and `-`.
 fn is_state_file(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix('n').and_then(|n| n.strip_suffix(".state")) else {
+    let Some(rest) = name
+        .strip_prefix('n')
+        .and_then(|n| n.strip_suffix(".state"))
+    else {
         return false;
     };
     let Some((head, subtask)) = rest.rsplit_once(".s") else {
@@ -673,7 +676,11 @@ mod tests {
         CheckpointStore::load(&dir).unwrap();
         let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replace("\"savepoint\": false", "\"savepoint\": true")).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("\"savepoint\": false", "\"savepoint\": true"),
+        )
+        .unwrap();
         let e = CheckpointStore::load(&dir).unwrap_err().to_string();
         assert!(e.contains("checksum"), "{e}");
         let mut bad = manifest(&store, 2, 20);

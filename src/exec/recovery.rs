@@ -81,8 +81,11 @@ pub(crate) fn execute_checkpointed(
     outputs: &Outputs,
 ) -> Result<JobMetrics> {
     let store = CheckpointStore::try_new(&checkpoints.dir, &checkpoints.job)?;
-    let targets: Vec<std::path::PathBuf> =
-        outputs.outputs.iter().map(|o| o.canonical.clone()).collect();
+    let targets: Vec<std::path::PathBuf> = outputs
+        .outputs
+        .iter()
+        .map(|o| o.canonical.clone())
+        .collect();
     // one run per checkpoint directory, for the whole run (restarts included)
     let _lock = LockFile::try_acquire(
         &crate::lock::for_dir(store.root()),
