@@ -63,7 +63,11 @@ fn deadline(kind: u8, t: i64) -> i64 {
     if kind == 3 {
         return t;
     }
-    windows_of(kind, t).iter().map(|&(_, e)| e - 1).min().unwrap()
+    windows_of(kind, t)
+        .iter()
+        .map(|&(_, e)| e - 1)
+        .min()
+        .unwrap()
 }
 
 /// (count, sum of row ids) per (key, start, end), from the admitted rows.
@@ -128,7 +132,13 @@ fn materialize(batches: &[RecordBatch]) -> BTreeMap<(i64, i64, i64), (i64, i64)>
                 .as_primitive::<Int64Type>()
                 .clone()
         };
-        let (k, s, e, n, ids) = (c("key"), c("window_start"), c("window_end"), c("n"), c("ids"));
+        let (k, s, e, n, ids) = (
+            c("key"),
+            c("window_start"),
+            c("window_end"),
+            c("n"),
+            c("ids"),
+        );
         for i in 0..b.num_rows() {
             let key = (k.value(i), s.value(i), e.value(i));
             match op.as_ref().map(|o| o.value(i)) {
@@ -140,7 +150,10 @@ fn materialize(batches: &[RecordBatch]) -> BTreeMap<(i64, i64, i64), (i64, i64)>
                 }
                 None => {
                     let old = live.insert(key, (n.value(i), ids.value(i)));
-                    assert!(old.is_none(), "window {key:?} fired twice without a changelog");
+                    assert!(
+                        old.is_none(),
+                        "window {key:?} fired twice without a changelog"
+                    );
                 }
             }
         }
@@ -395,7 +408,10 @@ fn count_windows_with_allowed_lateness_are_deterministic_and_lose_no_row() {
                     })
                     .collect();
                 assert_eq!(rows, vec![(5_000, 2, 3)], "{ctx}");
-                assert_eq!(m.late_rows, 0, "{ctx}: a late row must reach the late output");
+                assert_eq!(
+                    m.late_rows, 0,
+                    "{ctx}: a late row must reach the late output"
+                );
                 assert_eq!(late.num_rows(), 0, "{ctx}");
             }
         }

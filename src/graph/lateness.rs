@@ -24,13 +24,19 @@ impl LogicalPlan {
         for id in 0..self.nodes.len() {
             let kind = match &self.nodes[id].kind {
                 NodeKind::Parquet(spec) => NodeKind::Parquet(Arc::new(
-                    (**spec).clone().with_lateness_rule(self.lateness_rule_of(id)),
+                    (**spec)
+                        .clone()
+                        .with_lateness_rule(self.lateness_rule_of(id)),
                 )),
                 NodeKind::Memory(spec) => NodeKind::Memory(Arc::new(
-                    (**spec).clone().with_lateness_rule(self.lateness_rule_of(id)),
+                    (**spec)
+                        .clone()
+                        .with_lateness_rule(self.lateness_rule_of(id)),
                 )),
                 NodeKind::Live(spec) => NodeKind::Live(Arc::new(
-                    (**spec).clone().with_lateness_rule(self.lateness_rule_of(id)),
+                    (**spec)
+                        .clone()
+                        .with_lateness_rule(self.lateness_rule_of(id)),
                 )),
                 _ => continue,
             };

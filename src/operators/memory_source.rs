@@ -14,7 +14,7 @@ use super::split_progress::{self, SplitCursor};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
 use crate::state::{StateReader, StateWriter};
-use crate::time::{event_times, validate_time_column, SplitClock, WatermarkStrategy, LatenessRule};
+use crate::time::{event_times, validate_time_column, LatenessRule, SplitClock, WatermarkStrategy};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use std::sync::Arc;

@@ -316,9 +316,8 @@ impl Window {
             return None;
         }
         let wide = |v: i64| i128::from(v);
-        let align = |t: i128, offset: i64, period: i64| {
-            t - (t - wide(offset)).rem_euclid(wide(period))
-        };
+        let align =
+            |t: i128, offset: i64, period: i64| t - (t - wide(offset)).rem_euclid(wide(period));
         let end = match *self {
             Window::Tumbling { size_ms, offset_ms } => {
                 align(wide(t), offset_ms, size_ms) + wide(size_ms)
@@ -627,10 +626,7 @@ mod tests {
                 assert_eq!(w.first_window_max_timestamp(lo - 1), None);
             }
         }
-        assert_eq!(
-            Window::session(ms(5)).first_window_max_timestamp(0),
-            None
-        );
+        assert_eq!(Window::session(ms(5)).first_window_max_timestamp(0), None);
     }
 
     #[test]

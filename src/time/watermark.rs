@@ -349,7 +349,11 @@ mod tests {
             )));
         let mut g = strategy.generator();
         assert_eq!(kept(&g.on_times(&[6_900, 4_000]), 2), vec![true, true]);
-        assert_eq!(g.current(), Some(4_899), "below the window's max timestamp 4_999");
+        assert_eq!(
+            g.current(),
+            Some(4_899),
+            "below the window's max timestamp 4_999"
+        );
         let mut g = strategy.generator();
         assert_eq!(kept(&g.on_times(&[7_000, 4_000]), 2), vec![true, false]);
         assert_eq!(g.current(), Some(4_999), "[0, 5 s) has fired");

@@ -69,7 +69,7 @@ pub use reader::ParquetSource;
 use super::replay::{Pacer, ReplaySpeed, TimeRange};
 use crate::error::{Error, Result};
 use crate::operator::TaskInfo;
-use crate::time::{validate_time_column, SplitClock, WatermarkStrategy, LatenessRule};
+use crate::time::{validate_time_column, LatenessRule, SplitClock, WatermarkStrategy};
 use arrow_array::Array;
 use arrow_schema::{Field, Schema, SchemaRef};
 use discover::{PartValue, Partitions};
