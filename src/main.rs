@@ -73,8 +73,9 @@ enum Command {
         #[arg(long)]
         restarts: Option<u32>,
     },
-    /// Stop a running `weir run` (by process id): drain and commit, or take
-    /// a savepoint and stop at once.
+    /// Stop a running `weir run` (by process id) and wait for it to end:
+    /// a checkpointed job takes a savepoint, a live job drains and commits,
+    /// any other job is cancelled (nothing is published). Again: cancel.
     Stop {
         /// The process id of the `weir run`.
         pid: i32,
@@ -83,6 +84,9 @@ enum Command {
         /// at any parallelism.
         #[arg(long)]
         savepoint: bool,
+        /// Seconds to wait for the process to end (0: do not wait).
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
     },
     /// Run a job file, or a Nexmark query (`nexmark:q5`), in several modes
     /// and compare them side by side.
@@ -204,9 +208,18 @@ fn main() -> ExitCode {
         Err(e) => {
             // Every variant's message already includes its cause.
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            match (&e, weir::operator::last_process_signal()) {
+                // stopped by a signal: the shell's convention, 128 + its number
+                (weir::Error::Stopped { .. }, Some(sig)) => signal_exit(sig),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+/// Exit status 128 + `signal`.
+fn signal_exit(signal: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
 }
 
 fn default_parallelism() -> usize {
@@ -251,7 +264,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             // live progress on a terminal only; pipes, CI and --json stay quiet
             let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            // Ctrl-C / SIGTERM stop live sources; the job drains and commits
+            // Ctrl-C / SIGTERM: savepoint (checkpointed), drain (live) or cancel
             let mut config = ExecConfig::new(mode)
                 .with_parallelism(parallelism)
                 .with_memory(memory)
@@ -282,6 +295,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ));
             }
             let metrics = built.run(&config)?;
+            let mut code = ExitCode::SUCCESS;
             if let Some(c) = &metrics.checkpoints {
                 if c.already_finished {
                     eprintln!(
@@ -291,6 +305,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 if let Some(dir) = &c.savepoint {
                     eprintln!("weir: stopped with savepoint {}", dir.display());
+                    if let Some(sig) = config.stop.process_signal() {
+                        // stopped by SIGINT/SIGTERM, not by `weir stop --savepoint`
+                        eprintln!(
+                            "weir: {}: resume with `--restore {}`",
+                            weir::operator::signal_name(sig),
+                            dir.display()
+                        );
+                        code = signal_exit(sig);
+                    }
                 }
             }
             if json {
@@ -301,7 +324,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 eprint!("{}", metrics_table(std::slice::from_ref(&metrics)));
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(code)
         }
         Command::Bench {
             job,
@@ -397,8 +420,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         }
-        Command::Stop { pid, savepoint } => {
-            weir::cli::stop_process(pid, savepoint)?;
+        Command::Stop {
+            pid,
+            savepoint,
+            wait,
+        } => {
+            weir::cli::stop_process(pid, savepoint, std::time::Duration::from_secs(wait))?;
+            if wait > 0 {
+                eprintln!("weir: process {pid} ended");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Scan { paths } => {

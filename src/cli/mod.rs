@@ -125,9 +125,12 @@ pub fn checkpoint_summary(c: &crate::checkpoint::CheckpointStats) -> String {
     s
 }
 
-/// `weir stop PID [--savepoint]`: SIGTERM asks a `weir run` to drain and
-/// commit; SIGUSR1 asks it to take a savepoint and stop at once.
-pub fn stop_process(pid: i32, savepoint: bool) -> crate::Result<()> {
+/// `weir stop PID [--savepoint]`: SIGTERM asks a `weir run` to stop the
+/// way its kind of job does (a checkpointed job takes a savepoint, a live
+/// job drains and commits, any other job is cancelled and publishes
+/// nothing); SIGUSR1 asks a checkpointed job for a savepoint and to stop.
+/// Then waits up to `wait` for the process to end (zero: not at all).
+pub fn stop_process(pid: i32, savepoint: bool, wait: std::time::Duration) -> crate::Result<()> {
     if pid <= 0 {
         return Err(crate::Error::option(
             "pid",
@@ -149,7 +152,36 @@ pub fn stop_process(pid: i32, savepoint: bool) -> crate::Result<()> {
             ),
         ));
     }
+    let started = std::time::Instant::now();
+    while !wait.is_zero() && process_alive(pid) {
+        if started.elapsed() >= wait {
+            return Err(crate::Error::option(
+                "--wait",
+                format!(
+                    "process {pid} is still running after {wait:?}; `weir stop {pid}` again \
+                     cancels it"
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     Ok(())
+}
+
+/// True while `pid` exists and has not exited (a zombie waiting for its
+/// parent counts as ended).
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) STATE ...": the state follows the last ')'
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod pipelined;
 pub mod progress;
 mod recovery;
 mod route;
+mod signals;
 mod staged;
 
 use crate::checkpoint::{CheckpointConfig, CheckpointStats, RestartStrategy};
@@ -307,7 +308,7 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
             recovery::execute_checkpointed(plan, physical, config, checkpoints, &outputs)
         }
         // batch mode takes no checkpoints (as in Flink): a failed batch job runs again
-        _ => execute_once(plan, physical, config, None).map(|(m, _)| m),
+        _ => execute_once(plan, physical, config, None, &outputs).map(|(m, _)| m),
     }
 }
 
@@ -334,18 +335,23 @@ fn execute_once(
     physical: &PhysicalPlan,
     config: &ExecConfig,
     checkpoints: Option<recovery::CheckpointRun>,
+    outputs: &Outputs,
 ) -> Result<(JobMetrics, Option<pipelined::CheckpointOutcome>)> {
     let mut env = RuntimeEnv::try_new(config.memory, config.spill_dir.as_deref())?;
     env.stop = config.stop.clone();
     let metrics: Vec<Arc<OperatorMetrics>> = plan.nodes.iter().map(|_| Arc::default()).collect();
     let started = Instant::now();
     let done = std::sync::atomic::AtomicBool::new(false);
+    let first_error = FirstError::new();
+    let policy = signals::OnSignal::of(plan, physical, checkpoints.is_some());
     let result = std::thread::scope(|scope| {
         if config.progress {
             let total = source_rows(plan, physical);
             let (env, metrics, done) = (&env, &metrics, &done);
             scope.spawn(move || progress::report(plan, env, metrics, total, done));
         }
+        let (stop, first, done_ref) = (&config.stop, &first_error, &done);
+        scope.spawn(move || signals::watch(stop, policy, first, outputs, done_ref));
         let result = match config.mode {
             ExecMode::Pipelined => {
                 let (restore, coordinator) = match checkpoints {
@@ -363,9 +369,13 @@ fn execute_once(
                     config,
                     restore.as_ref(),
                     coordinator,
+                    &first_error,
                 )
             }
-            ExecMode::Batch => (staged::run(plan, physical, &env, &metrics, config), None),
+            ExecMode::Batch => (
+                staged::run(plan, physical, &env, &metrics, config, &first_error),
+                None,
+            ),
         };
         done.store(true, Ordering::Release);
         result
@@ -549,8 +559,10 @@ impl FirstError {
         self.cancelled.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn into_result(self) -> Result<()> {
-        match self.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    /// The run's outcome: the first real error (taken), cancelled, or Ok.
+    pub(crate) fn take_result(&self) -> Result<()> {
+        let first = self.error.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match first {
             Some(e) => Err(e),
             None if self.cancelled.load(Ordering::SeqCst) => Err(Error::Cancelled),
             None => Ok(()),

@@ -42,6 +42,7 @@ pub(super) struct CheckpointOutcome {
 
 /// Runs the plan; with a coordinator, takes checkpoints while it runs
 /// (and with `restore`, every operator starts from the restored state).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     plan: &LogicalPlan,
     physical: &PhysicalPlan,
@@ -50,6 +51,7 @@ pub(super) fn run(
     config: &ExecConfig,
     restore: Option<&RestoreSet>,
     coordinator: Option<Coordinator>,
+    first_error: &FirstError,
 ) -> (Result<()>, Option<CheckpointOutcome>) {
     let capacity = config.channel_capacity();
     // One inbox per subtask of every task.
@@ -91,12 +93,10 @@ pub(super) fn run(
         .map(|subs| subs.drain(..).map(|(_, rx)| rx).collect())
         .collect();
 
-    let first_error = FirstError::new();
     let handle = coordinator.as_ref().map(|c| c.handle());
     let mut outcome = None;
     std::thread::scope(|scope| {
         if let Some(mut coordinator) = coordinator {
-            let first_error = &first_error;
             let stop = &config.stop;
             let outcome = &mut outcome;
             let body = move || {
@@ -145,7 +145,6 @@ pub(super) fn run(
                     .iter()
                     .map(|&e| std::mem::replace(&mut outlets[e][s], Outlet { targets: vec![] }))
                     .collect();
-                let first_error = &first_error;
                 // taken now: the coordinator's own sender is dropped once all are spawned
                 let reports = handle.and_then(|h| h.sender());
                 let name = format!(
@@ -207,7 +206,7 @@ pub(super) fn run(
             ..
         })
     );
-    let result = match first_error.into_result() {
+    let result = match first_error.take_result() {
         Err(Error::Cancelled) if savepoint => Ok(()),
         r => r,
     };

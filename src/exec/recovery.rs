@@ -136,7 +136,7 @@ pub(crate) fn execute_checkpointed(
             restore,
             stats,
         };
-        match execute_once(plan, physical, config, Some(run)) {
+        match execute_once(plan, physical, config, Some(run), outputs) {
             Ok((metrics, _)) => return Ok(metrics),
             Err(e) if restarts < config.restart.attempts && restartable(&e) => {
                 let wait = config.restart.backoff * 2u32.saturating_pow(restarts);
@@ -160,7 +160,12 @@ pub(crate) fn execute_checkpointed(
 fn restartable(e: &Error) -> bool {
     !matches!(
         e,
-        Error::Plan(_) | Error::InvalidOption { .. } | Error::JobFile { .. }
+        Error::Plan(_)
+            | Error::InvalidOption { .. }
+            | Error::JobFile { .. }
+            | Error::Stopped { .. }
+            | Error::InUse { .. }
+            | Error::UnsafePath { .. }
     )
 }
 

@@ -33,11 +33,11 @@ pub(super) fn run(
     env: &RuntimeEnv,
     metrics: &[Arc<OperatorMetrics>],
     config: &ExecConfig,
+    first_error: &FirstError,
 ) -> Result<()> {
     // edge id -> per producer subtask -> per consumer subtask partition
     let mut edge_outputs: Vec<Option<Vec<Vec<Option<Partition>>>>> =
         (0..physical.edges.len()).map(|_| None).collect();
-    let first_error = FirstError::new();
     for task in &physical.tasks {
         // Gather each subtask's inputs from the finished stages.
         let mut inputs: Vec<SubtaskInputs> = (0..task.parallelism).map(|_| Vec::new()).collect();
@@ -76,7 +76,7 @@ pub(super) fn run(
                         metrics,
                         config,
                         input,
-                        &first_error,
+                        first_error,
                     )
                 }));
                 let result = match run {
@@ -110,7 +110,7 @@ pub(super) fn run(
             edge_outputs[e] = Some(per_producer);
         }
     }
-    first_error.into_result()
+    first_error.take_result()
 }
 
 /// One producer's partition being read back, with its watermark marks.
