@@ -30,6 +30,7 @@ struct Run {
 
 /// Runs `weir args…` with `input` written to its stdin by a thread (which
 /// may be large), measuring the child's own peak RSS.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
 fn run_with_stdin(args: &[&str], cwd: &Path, input: impl FnOnce(&mut dyn Write) + Send) -> Run {
     let mut child = weir()
         .args(args)
@@ -73,7 +74,7 @@ fn run_with_stdin(args: &[&str], cwd: &Path, input: impl FnOnce(&mut dyn Write) 
             .find(|&i| stderr.is_char_boundary(i))
             .unwrap_or(0);
         stderr.truncate(cut);
-        stderr.push_str("…");
+        stderr.push('…');
     }
     Run {
         ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
