@@ -922,6 +922,19 @@ impl Operator for CountWindowAggregate {
         ctx: &mut Ctx,
         _out: &mut Output,
     ) -> Result<()> {
+        // a window ends 1 ms after its last row: that bound must fit in i64
+        let c = self.buffer.time_column();
+        if event_times(&batch, c, ctx.operator())?.contains(&i64::MAX) {
+            return Err(Error::column(
+                batch.schema().field(c).name(),
+                ctx.operator(),
+                format!(
+                    "event time {} ms: a count window ending 1 ms after it does not fit \
+                     in 64-bit milliseconds",
+                    i64::MAX
+                ),
+            ));
+        }
         self.buffer.push(&batch, ctx)?;
         Ok(())
     }
