@@ -85,6 +85,7 @@ pub(crate) fn live_stream(
             };
             let name = format!("dir {}", path.display());
             let file_schema = schema.clone();
+            let watched = path.clone();
             LiveSourceSpec::new(
                 name,
                 schema,
@@ -100,6 +101,7 @@ pub(crate) fn live_stream(
                 }),
                 bounded,
             )
+            .with_input_paths(vec![watched])
         }
         "kafka" => {
             let topic = spec

@@ -96,6 +96,8 @@ impl Job {
             replaced: false,
             idle_timeout: None,
             batch_variant: None,
+            writes: None,
+            definition: None,
         });
         plan.nodes.len() - 1
     }
@@ -247,6 +249,20 @@ impl std::fmt::Debug for Stream {
     }
 }
 
+/// `avg(speed) as avg_speed, count(*) as n`: aggregates in a definition.
+fn describe_aggs(aggs: &[Agg]) -> String {
+    aggs.iter()
+        .map(|a| {
+            let col = a.column.as_deref().unwrap_or("*");
+            match &a.alias {
+                Some(alias) => format!("{}({col}) as {alias}", a.func.name()),
+                None => format!("{}({col})", a.func.name()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn factory<O: Operator + Clone + Sync + 'static>(op: O) -> OperatorFactory {
     Arc::new(move |_: &TaskInfo| Ok(Box::new(op.clone()) as Box<dyn Operator>))
 }
@@ -269,6 +285,11 @@ impl Stream {
 
     fn name(&self) -> String {
         self.job.plan.borrow().nodes[self.node].name.clone()
+    }
+
+    /// Records what this stream's operator computes (see [`super::Node::definition`]).
+    fn define(&self, definition: String) {
+        self.job.plan.borrow_mut().nodes[self.node].definition = Some(definition);
     }
 
     /// Adds a stateless, order-preserving operator that passes `passes` through unchanged.
@@ -492,6 +513,7 @@ impl Stream {
                 None => {
                     copy.kind = kind.clone();
                     copy.idle_timeout = strategy.idle_timeout;
+                    copy.definition = Some(format!("event time {column}, {strategy:?}"));
                 }
                 Some(p) => copy.inputs[0].from = p,
             }
@@ -521,6 +543,7 @@ impl Stream {
         validate_time_column(&self.schema, column, "with_source_event_time")?;
         let mut s = self.clone();
         s.time_column = Some(column.to_string());
+        s.define(format!("event time {column} (assigned by the source)"));
         Ok(s)
     }
 
@@ -784,8 +807,14 @@ impl Stream {
         let mut partition = keys;
         partition.extend(["window_start".to_string(), "window_end".to_string()]);
         let mut s = self.clone();
+        let definition = format!(
+            "aggregate per window by [{}]: {}",
+            partition.join(", "),
+            describe_aggs(&aggs)
+        );
         s.next_partitioning = Partitioning::Hash(partition);
         let mut out = s.then("aggregate_per_window", NodeKind::Operator(fac), schema);
+        out.define(definition);
         out.time_column = None;
         out.lateness_ms = 0;
         Ok(out)
@@ -868,6 +897,7 @@ impl Stream {
         );
         self.job.plan.borrow_mut().nodes[id].batch_variant = Some(batch);
         let mut out = self.job.stream(id, schema, None);
+        out.define(format!("join {spec:?}"));
         out.time_sources = self
             .time_sources
             .iter()
@@ -899,9 +929,10 @@ impl Stream {
         Ok(self.clone())
     }
 
-    fn sink(&self, name: &str, op: OperatorFactory, max_parallelism: Option<usize>) {
+    fn sink(&self, name: &str, op: OperatorFactory, max_parallelism: Option<usize>) -> NodeId {
         let s = self.then(name, NodeKind::Sink(op), self.schema.clone());
         self.job.plan.borrow_mut().nodes[s.node].max_parallelism = max_parallelism;
+        s.node
     }
 
     /// Writes Parquet: one file if `path` ends in `.parquet`, else a
@@ -926,16 +957,15 @@ impl Stream {
                 format!("{} is a directory but names a file", path.display()),
             ));
         }
-        let spec = FileSinkSpec::new(path, format, self.schema.clone());
+        let name = format!("{}_sink", format.extension());
+        self.job.plan.borrow().check_new_output(&name, &path)?;
+        let spec = FileSinkSpec::new(path.clone(), format, self.schema.clone());
         spec.check_target()?;
         let single = spec.is_single_file();
         let fac: OperatorFactory =
             Arc::new(move |info: &TaskInfo| Ok(Box::new(spec.create(info)) as Box<dyn Operator>));
-        self.sink(
-            &format!("{}_sink", format.extension()),
-            fac,
-            single.then_some(1),
-        );
+        let id = self.sink(&name, fac, single.then_some(1));
+        self.job.plan.borrow_mut().nodes[id].writes = Some(path);
         Ok(())
     }
 
@@ -1062,7 +1092,19 @@ impl KeyedStream {
         });
         let mut keyed = s.clone();
         keyed.next_partitioning = Partitioning::Hash(self.keys.clone());
+        let definition = format!(
+            "process {} by [{}], output [{}]",
+            std::any::type_name::<P>(),
+            self.keys.join(", "),
+            output
+                .fields()
+                .iter()
+                .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let mut out = keyed.then("process", NodeKind::Operator(fac), output);
+        out.define(definition);
         out.time_column = None;
         out.lateness_ms = 0;
         Ok(out)
@@ -1106,6 +1148,11 @@ impl KeyedStream {
             GroupEmit::EveryBatch,
             "aggregate",
         )?;
+        let definition = format!(
+            "aggregate by [{}]: {}",
+            self.keys.join(", "),
+            describe_aggs(&aggs)
+        );
         let schema = check.schema().clone();
         let make = move |emit: GroupEmit| -> OperatorFactory {
             let (input, keys, aggs, time) =
@@ -1130,6 +1177,7 @@ impl KeyedStream {
         );
         self.stream.job.plan.borrow_mut().nodes[out.node].batch_variant =
             Some(make(GroupEmit::AtEnd));
+        out.define(definition);
         out.time_column = None;
         out.lateness_ms = 0;
         Ok(out)
@@ -1149,6 +1197,7 @@ impl CountWindowedStream {
     /// time), `window_end` (last row's time + 1), one column per aggregate.
     pub fn aggregate(&self, aggs: impl IntoIterator<Item = Agg>) -> Result<Stream> {
         let aggs: Vec<Agg> = aggs.into_iter().collect();
+        let aggs_for_definition = aggs.clone();
         let s = &self.stream;
         let time = s.time_column.clone().ok_or_else(|| {
             Error::Plan("count windows need event time: assign timestamps at the source".into())
@@ -1175,7 +1224,14 @@ impl CountWindowedStream {
         });
         let mut keyed = s.clone();
         keyed.next_partitioning = Partitioning::Hash(self.keys.clone());
+        let definition = format!(
+            "count window {:?} by [{}]: {}",
+            self.spec,
+            self.keys.join(", "),
+            describe_aggs(&aggs_for_definition)
+        );
         let mut out = keyed.then("count_window", NodeKind::Operator(fac), schema);
+        out.define(definition);
         out.time_column = None;
         out.lateness_ms = 0;
         Ok(out)
@@ -1263,6 +1319,15 @@ impl WindowedStream {
         let emit_op = config.lateness_ms > 0 || config.early.is_some();
         let schema =
             WindowAggregate::output_schema(&input, &config.keys, &config.aggs, emit_op, "window")?;
+        let definition = format!(
+            "window {:?} over {} by [{}], lateness {} ms, early firings {:?}: {}",
+            config.window,
+            config.time_column.as_deref().unwrap_or("processing time"),
+            config.keys.join(", "),
+            config.lateness_ms,
+            config.early,
+            describe_aggs(&config.aggs)
+        );
         let build = move |name: &str| -> Result<Box<dyn Operator>> {
             Ok(match (config.window, &config.time_column) {
                 (Window::Session { gap_ms }, Some(time)) => {
@@ -1297,6 +1362,7 @@ impl WindowedStream {
             "window"
         };
         let mut out = input_stream.then(name, NodeKind::Operator(fac), schema);
+        out.define(definition);
         if self.keys.is_empty() {
             self.stream.job.plan.borrow_mut().nodes[out.node].max_parallelism = Some(1);
         }

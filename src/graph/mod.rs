@@ -5,9 +5,11 @@
 //! `exec`: executors take a finished [`Job`] and its [`PhysicalPlan`].
 
 mod builder;
+mod paths;
 mod physical;
 
 pub use builder::{CountWindowedStream, Job, KeyedStream, Stream, WindowedStream};
+pub use paths::{Output, Outputs};
 pub use physical::{PhysicalEdge, PhysicalPlan, TaskPlan};
 
 use crate::operator::{OperatorFactory, SourceFactory};
@@ -110,6 +112,13 @@ pub struct Node {
     /// For operators with a blocking physical variant (the sort-merge
     /// join): what batch mode runs instead of `kind`'s factory.
     pub batch_variant: Option<OperatorFactory>,
+    /// For file sinks: the output path (a file or a directory), checked
+    /// against every input and other output and locked while the job runs.
+    pub writes: Option<std::path::PathBuf>,
+    /// For stateful operators (and sources with event time): what the
+    /// operator computes (window, keys, aggregates, join, watermarks), kept
+    /// in checkpoints so that state is never restored into a changed operator.
+    pub definition: Option<String>,
 }
 
 impl std::fmt::Debug for Node {

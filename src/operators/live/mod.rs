@@ -231,6 +231,8 @@ pub struct LiveSourceSpec {
     max_parallelism: Option<usize>,
     /// Hybrid source: this history is read first, up to the hand-off time.
     history: Option<Arc<ParquetSourceSpec>>,
+    /// Files or folders the connector reads (a watched directory).
+    inputs: Vec<std::path::PathBuf>,
     // state shared by the subtasks
     positions: PositionLog,
 }
@@ -267,8 +269,26 @@ impl LiveSourceSpec {
             max_record_bytes: RecordRules::default().max_record_bytes,
             max_parallelism: None,
             history: None,
+            inputs: Vec::new(),
             positions: Arc::default(),
         }
+    }
+
+    /// Declares the files or folders the connector reads (a watched
+    /// directory), so the planner can refuse a sink that writes into them.
+    pub fn with_input_paths(mut self, paths: Vec<std::path::PathBuf>) -> Self {
+        self.inputs = paths;
+        self
+    }
+
+    /// Everything this source reads from the file system: the declared
+    /// paths and the history's files.
+    pub fn input_paths(&self) -> Vec<std::path::PathBuf> {
+        let mut out = self.inputs.clone();
+        if let Some(h) = &self.history {
+            out.extend(h.input_paths());
+        }
+        out
     }
 
     /// Event time from `column`, watermarks per partition with `strategy`
