@@ -4,7 +4,7 @@ use super::{Edge, LogicalPlan, Node, NodeId, NodeKind, Partitioning};
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::operator::{Operator, OperatorFactory, SourceFactory, TaskInfo};
-use crate::operators::join::{JoinLayout, JoinSpec, SortMergeJoin, SymmetricHashJoin};
+use crate::operators::join::{JoinKind, JoinLayout, JoinSpec, SortMergeJoin, SymmetricHashJoin};
 use crate::operators::live::kafka::KafkaSinkSpec;
 use crate::operators::live::redis::RedisSinkSpec;
 use crate::operators::live::LiveSourceSpec;
@@ -18,7 +18,7 @@ use crate::operators::{
     WindowConfig, WindowTrigger,
 };
 use crate::operators::{GroupAggregate, GroupEmit, WindowGroupAggregate};
-use crate::time::{validate_time_column, WatermarkStrategy, Window};
+use crate::time::{validate_time_column, LatenessRule, WatermarkStrategy, Window};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use std::cell::RefCell;
@@ -71,9 +71,12 @@ impl Job {
         Job::default()
     }
 
-    /// A copy of the logical plan built so far.
+    /// A copy of the logical plan built so far, with every source's
+    /// lateness rule resolved ([`LogicalPlan::resolve_lateness`]).
     pub fn plan(&self) -> LogicalPlan {
-        self.plan.borrow().clone()
+        let mut plan = self.plan.borrow().clone();
+        plan.resolve_lateness();
+        plan
     }
 
     fn add(&self, base_name: &str, kind: NodeKind, inputs: Vec<Edge>, schema: SchemaRef) -> NodeId {
@@ -93,6 +96,7 @@ impl Job {
             max_parallelism: None,
             schema,
             passes: None,
+            lateness_rule: None,
             replaced: false,
             idle_timeout: None,
             batch_variant: None,
@@ -714,6 +718,8 @@ impl Stream {
             inputs,
             self.schema.clone(),
         );
+        let all = self.schema.fields().iter().map(|f| f.name().clone());
+        self.job.plan.borrow_mut().nodes[id].passes = Some(all.collect());
         let mut out = self
             .job
             .stream(id, self.schema.clone(), self.time_column.clone());
@@ -895,7 +901,15 @@ impl Stream {
             inputs,
             schema.clone(),
         );
-        self.job.plan.borrow_mut().nodes[id].batch_variant = Some(batch);
+        {
+            let mut plan = self.job.plan.borrow_mut();
+            plan.nodes[id].batch_variant = Some(batch);
+            // a window join keeps a window's rows until it fires, like a window
+            // aggregate; interval and regular joins need rows after the watermark
+            if let JoinKind::Window(w) = layout.spec().kind {
+                plan.nodes[id].lateness_rule = Some(LatenessRule::for_window(w));
+            }
+        }
         let mut out = self.job.stream(id, schema, None);
         out.define(format!("join {spec:?}"));
         out.time_sources = self
@@ -1080,15 +1094,19 @@ impl KeyedStream {
         })?;
         let (input, keys, out_schema) = (s.schema.clone(), self.keys.clone(), output.clone());
         KeyedProcessOperator::try_new(&input, &time, &keys, out_schema.clone(), make(), "process")?;
+        let lateness = s.lateness_ms;
         let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| {
-            Ok(Box::new(KeyedProcessOperator::try_new(
-                &input,
-                &time,
-                &keys,
-                out_schema.clone(),
-                make(),
-                &info.operator,
-            )?) as Box<dyn Operator>)
+            Ok(Box::new(
+                KeyedProcessOperator::try_new(
+                    &input,
+                    &time,
+                    &keys,
+                    out_schema.clone(),
+                    make(),
+                    &info.operator,
+                )?
+                .with_lateness(lateness),
+            ) as Box<dyn Operator>)
         });
         let mut keyed = s.clone();
         keyed.next_partitioning = Partitioning::Hash(self.keys.clone());
@@ -1212,15 +1230,19 @@ impl CountWindowedStream {
             "count_window",
         )?;
         let schema = probe.schema().clone();
+        let lateness = s.lateness_ms;
         let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| {
-            Ok(Box::new(CountWindowAggregate::try_new(
-                &input,
-                &time,
-                &keys,
-                spec.clone(),
-                &aggs,
-                &info.operator,
-            )?) as Box<dyn Operator>)
+            Ok(Box::new(
+                CountWindowAggregate::try_new(
+                    &input,
+                    &time,
+                    &keys,
+                    spec.clone(),
+                    &aggs,
+                    &info.operator,
+                )?
+                .with_lateness(lateness),
+            ) as Box<dyn Operator>)
         });
         let mut keyed = s.clone();
         keyed.next_partitioning = Partitioning::Hash(self.keys.clone());
@@ -1363,8 +1385,14 @@ impl WindowedStream {
         };
         let mut out = input_stream.then(name, NodeKind::Operator(fac), schema);
         out.define(definition);
-        if self.keys.is_empty() {
-            self.stream.job.plan.borrow_mut().nodes[out.node].max_parallelism = Some(1);
+        {
+            let mut plan = self.stream.job.plan.borrow_mut();
+            if self.keys.is_empty() {
+                plan.nodes[out.node].max_parallelism = Some(1);
+            }
+            if !self.processing_time {
+                plan.nodes[out.node].lateness_rule = Some(LatenessRule::for_window(self.window));
+            }
         }
         out.time_column = None;
         out.lateness_ms = 0;

@@ -5,6 +5,7 @@
 //! `exec`: executors take a finished [`Job`] and its [`PhysicalPlan`].
 
 mod builder;
+mod lateness;
 mod paths;
 mod physical;
 
@@ -15,6 +16,7 @@ pub use physical::{PhysicalEdge, PhysicalPlan, TaskPlan};
 use crate::operator::{OperatorFactory, SourceFactory};
 use crate::operators::live::LiveSourceSpec;
 use crate::operators::{MemorySourceSpec, ParquetSourceSpec};
+use crate::time::LatenessRule;
 use arrow_schema::SchemaRef;
 use std::sync::Arc;
 
@@ -99,10 +101,15 @@ pub struct Node {
     pub max_parallelism: Option<usize>,
     /// Schema of its output.
     pub schema: SchemaRef,
-    /// For stateless, order-preserving, single-input operators (filter,
-    /// select, with_column): the columns passed through unchanged.
-    /// Event time can be assigned at the source through such operators.
+    /// For stateless, order-preserving operators (filter, select,
+    /// with_column, union): the columns passed through unchanged. Event time
+    /// can be assigned at the source through the single-input ones, and a
+    /// source's lateness rule is decided by the operators after them.
     pub passes: Option<Vec<String>>,
+    /// For stateful operators that may be the first after a source: the
+    /// lateness rule they allow at the source (`None`: per row). See
+    /// [`LogicalPlan::resolve_lateness`].
+    pub lateness_rule: Option<LatenessRule>,
     /// Superseded by a copy (timestamp pushdown); dropped from the plan
     /// unless something still reads it.
     pub replaced: bool,

@@ -306,6 +306,39 @@ impl Window {
         out
     }
 
+    /// The max timestamp (`end - 1`) of the first window of event time `t`
+    /// (the one that ends, and so fires, first), or `None` for sessions and
+    /// for times outside [`valid_times`](Self::valid_times). A row's windows
+    /// all stay open while this one is.
+    pub fn first_window_max_timestamp(&self, t: i64) -> Option<i64> {
+        let (lo, hi) = self.valid_times();
+        if t < lo || t > hi {
+            return None;
+        }
+        let wide = |v: i64| i128::from(v);
+        let align =
+            |t: i128, offset: i64, period: i64| t - (t - wide(offset)).rem_euclid(wide(period));
+        let end = match *self {
+            Window::Tumbling { size_ms, offset_ms } => {
+                align(wide(t), offset_ms, size_ms) + wide(size_ms)
+            }
+            // the window starting first after t - size
+            Window::Sliding {
+                size_ms,
+                slide_ms,
+                offset_ms,
+            } => {
+                align(wide(t) - wide(size_ms), offset_ms, slide_ms) + wide(slide_ms) + wide(size_ms)
+            }
+            // the window ending with the row's pane
+            Window::Cumulative {
+                step_ms, offset_ms, ..
+            } => align(wide(t), offset_ms, step_ms) + wide(step_ms),
+            Window::Session { .. } => return None,
+        };
+        i64::try_from(end - 1).ok()
+    }
+
     /// The last window (largest `(end, start)`) containing the pane at
     /// `pane`: equal to `windows_of_pane(pane).last()`, without allocating
     /// (it is asked for every row).
@@ -569,6 +602,31 @@ mod tests {
         }
         let w = Window::tumbling(ms(1000));
         assert_eq!(w.valid_times().0, i64::MIN + 808);
+    }
+
+    #[test]
+    fn the_first_window_of_a_time_is_the_first_of_its_pane() {
+        let ms = Duration::from_millis;
+        for w in [
+            Window::tumbling(ms(1000)).with_offset(ms(250)),
+            Window::sliding(ms(3000), ms(1000)),
+            Window::sliding(ms(1000), ms(400)).with_offset(ms(100)),
+            Window::cumulative(ms(500), ms(2000)).with_offset(ms(30)),
+        ] {
+            let (lo, hi) = w.valid_times();
+            for t in [lo, lo + 1, -2500, -1, 0, 1, 999, 1000, 4321, hi - 1, hi] {
+                let first = w.windows_of_pane(w.pane_of(t))[0];
+                assert_eq!(
+                    w.first_window_max_timestamp(t),
+                    Some(first.1 - 1),
+                    "{w:?} t={t}"
+                );
+            }
+            if lo > i64::MIN {
+                assert_eq!(w.first_window_max_timestamp(lo - 1), None);
+            }
+        }
+        assert_eq!(Window::session(ms(5)).first_window_max_timestamp(0), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod assigner;
 mod column;
+mod lateness;
 mod split;
 mod tracker;
 mod watermark;
@@ -12,6 +13,7 @@ mod window;
 
 pub use assigner::Window;
 pub use column::{event_times, validate_time_column};
+pub use lateness::LatenessRule;
 pub use split::SplitClock;
 pub use tracker::WatermarkTracker;
 pub use watermark::{GeneratorState, WatermarkGenerator, WatermarkStrategy};

@@ -50,7 +50,7 @@ use super::{ParquetSource, ParquetSourceSpec};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, OperatorMetrics, Output, Source, SourcePoll, TaskInfo};
 use crate::state::{StateReader, StateWriter};
-use crate::time::{event_times, validate_time_column, WatermarkStrategy};
+use crate::time::{event_times, validate_time_column, LatenessRule, WatermarkStrategy};
 use arrow_schema::SchemaRef;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -272,6 +272,18 @@ impl LiveSourceSpec {
             inputs: Vec::new(),
             positions: Arc::default(),
         }
+    }
+
+    /// Decides late rows with `rule` (set by the planner from the operators
+    /// this source feeds), in the history too; no effect without event time.
+    pub fn with_lateness_rule(mut self, rule: LatenessRule) -> Self {
+        if let Some(h) = self.history.take() {
+            self.history = Some(Arc::new((*h).clone().with_lateness_rule(rule.clone())));
+        }
+        if let Some((_, strategy)) = self.event_time.as_mut() {
+            strategy.lateness_rule = rule;
+        }
+        self
     }
 
     /// Declares the files or folders the connector reads (a watched

@@ -69,7 +69,7 @@ pub use reader::ParquetSource;
 use super::replay::{Pacer, ReplaySpeed, TimeRange};
 use crate::error::{Error, Result};
 use crate::operator::TaskInfo;
-use crate::time::{validate_time_column, SplitClock, WatermarkStrategy};
+use crate::time::{validate_time_column, LatenessRule, SplitClock, WatermarkStrategy};
 use arrow_array::Array;
 use arrow_schema::{Field, Schema, SchemaRef};
 use discover::{PartValue, Partitions};
@@ -449,6 +449,15 @@ impl ParquetSourceSpec {
                     .collect())
             })
             .collect()
+    }
+
+    /// Decides late rows with `rule` (set by the planner from the operators
+    /// this source feeds); no effect without event time.
+    pub fn with_lateness_rule(mut self, rule: LatenessRule) -> Self {
+        if let Some((_, strategy)) = self.event_time.as_mut() {
+            strategy.lateness_rule = rule;
+        }
+        self
     }
 
     /// Assigns event time from `column` with `strategy`, per row group, and
