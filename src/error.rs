@@ -170,6 +170,36 @@ pub enum Error {
     /// The job was cancelled because another task failed first.
     #[error("cancelled")]
     Cancelled,
+
+    /// A checkpoint directory or output is locked by another run.
+    #[error("{what} is in use by another weir run ({holder}, lock {path}); wait for it to end or stop it with `weir stop`")]
+    InUse {
+        /// What is locked (e.g. "checkpoint directory ckpt/job").
+        what: String,
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it ("PID 1234").
+        holder: String,
+    },
+
+    /// weir refused to write, rename or delete a path it does not own (an
+    /// input, a file it did not write, a path outside its directories).
+    #[error("refusing to touch {path}: {message}")]
+    UnsafePath {
+        /// The path weir would have touched.
+        path: PathBuf,
+        /// Why not, naming the other path involved.
+        message: String,
+    },
+
+    /// The run was stopped by a signal or a caller before it finished.
+    #[error("stopped by {by}: {message}")]
+    Stopped {
+        /// Who stopped it (`SIGTERM`, `SIGINT`, or the caller).
+        by: String,
+        /// What happened to the output.
+        message: String,
+    },
 }
 
 impl Error {
@@ -177,7 +207,10 @@ impl Error {
     /// already names an operator.
     pub fn in_operator(self, operator: &str, subtask: usize) -> Error {
         match self {
-            e @ (Error::Operator { .. } | Error::Cancelled | Error::Panic { .. }) => e,
+            e @ (Error::Operator { .. }
+            | Error::Cancelled
+            | Error::Panic { .. }
+            | Error::Stopped { .. }) => e,
             e => Error::Operator {
                 operator: operator.to_string(),
                 subtask,

@@ -14,7 +14,7 @@
 //!  graph            Stream builder, logical plan, physical plan
 //!  operators        sources, transforms, windows, sinks
 //!  operator         Operator / Source traits, Ctx, Output
-//!  state, spill, memory, time, expr, key, message, error
+//!  state, spill, memory, time, expr, key, message, error, paths, lock
 //! ```
 //!
 //! # Examples
@@ -28,10 +28,12 @@ pub mod exec;
 pub mod expr;
 pub mod graph;
 pub mod key;
+pub mod lock;
 pub mod memory;
 pub mod message;
 pub mod operator;
 pub mod operators;
+pub mod paths;
 pub mod spill;
 pub mod state;
 pub mod time;

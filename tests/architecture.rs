@@ -391,6 +391,8 @@ fn lower_layers_never_use_exec_graph_operators_or_cli() {
             "key.rs",
             "message.rs",
             "error.rs",
+            "paths.rs",
+            "lock.rs",
         ],
         &["exec", "graph", "operators", "cli"],
     );

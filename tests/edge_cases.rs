@@ -201,25 +201,29 @@ fn a_late_row_stream_alone_holds_the_late_rows() {
     }
 }
 
-/// A row at i64::MIN in a 1 s tumbling window is not late and is counted once.
+/// A row at i64::MIN in a 1 s tumbling window would need a window starting
+/// before i64::MIN: an error naming the row's time, never a saturated window.
 #[test]
 fn tumbling_at_i64_min() {
-    let input = splits(&[&[&[(1, i64::MIN), (1, 0)]]]);
-    let got = materialize(&run_window(
-        input,
-        Window::tumbling(Duration::from_secs(1)),
-        0,
-        0,
-        None,
-        ExecMode::Batch,
-        1,
-    ));
-    assert_eq!(got.values().sum::<i64>(), 2, "{got:?}");
-    assert_eq!(got.get(&(1, 0, 1000)), Some(&1));
+    let job = Job::new();
+    let _out = job
+        .from_batches(schema(), splits(&[&[&[(1, i64::MIN), (1, 0)]]]))
+        .unwrap()
+        .assign_timestamps("ts", WatermarkStrategy::monotonous())
+        .unwrap()
+        .key_by(["key"])
+        .unwrap()
+        .window(Window::tumbling(Duration::from_secs(1)))
+        .aggregate([Agg::count().alias("n")])
+        .unwrap()
+        .collect()
+        .unwrap();
+    let err = job.run(&ExecConfig::batch()).unwrap_err().to_string();
+    assert!(err.contains(&i64::MIN.to_string()), "{err}");
 }
 
-/// Every window kind places rows at the extreme ends of time without
-/// panicking or losing them.
+/// Every window kind places rows at the extreme ends of its valid range in
+/// each of their windows exactly once; one step outside is an error.
 #[test]
 fn extreme_times_each_kind() {
     let ms = Duration::from_millis;
@@ -229,18 +233,40 @@ fn extreme_times_each_kind() {
         Window::cumulative(ms(1000), ms(3000)),
         Window::session(ms(1000)),
     ];
-    for t in [i64::MIN, i64::MIN + 1, i64::MAX - 10, i64::MAX] {
-        for w in kinds {
+    for w in kinds {
+        let (lo, hi) = w.valid_times();
+        for t in [lo, lo + 1, hi - 1, hi] {
             for mode in [ExecMode::Batch, ExecMode::Pipelined] {
                 let got = materialize(&run_window(splits(&[&[&[(1, t)]]]), w, 0, 0, None, mode, 1));
-                let total: i64 = got.values().sum();
+                let windows = match w {
+                    Window::Tumbling { .. } | Window::Session { .. } => 1,
+                    Window::Sliding { .. } => 2,
+                    Window::Cumulative { .. } => w.windows_of_pane(w.pane_of(t)).len(),
+                };
+                assert_eq!(got.len(), windows, "t={t} {w:?} {mode}: {got:?}");
                 assert!(
-                    total >= 1,
-                    "t={t} {w:?} {mode}: the row is in no window: {got:?}"
+                    got.iter()
+                        .all(|(&(_, s, e), &n)| n == 1 && s <= t && t < e.max(s + 1)),
+                    "t={t} {w:?} {mode}: {got:?}"
                 );
-                let per_window_ok = got.values().all(|&n| n == 1);
-                assert!(per_window_ok, "t={t} {w:?} {mode}: {got:?}");
             }
+        }
+        for t in [lo.checked_sub(1), hi.checked_add(1)].into_iter().flatten() {
+            let job = Job::new();
+            let _out = job
+                .from_batches(schema(), splits(&[&[&[(1, t)]]]))
+                .unwrap()
+                .assign_timestamps("ts", WatermarkStrategy::monotonous())
+                .unwrap()
+                .key_by(["key"])
+                .unwrap()
+                .window(w)
+                .aggregate([Agg::count().alias("n")])
+                .unwrap()
+                .collect()
+                .unwrap();
+            let err = job.run(&ExecConfig::batch()).unwrap_err().to_string();
+            assert!(err.contains(&t.to_string()), "t={t} {w:?}: {err}");
         }
     }
 }

@@ -10,7 +10,15 @@ use std::time::Duration;
 use weir::compare::same_rows;
 use weir::{col, lit, Agg, ExecConfig, Job, TumblingWindow, WatermarkStrategy};
 
+/// The rows of one Parquet file; hidden files (weir's `.weir-target`
+/// marker in an output directory) hold none.
 fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    if path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    {
+        return Vec::new();
+    }
     let file = std::fs::File::open(path).unwrap();
     ParquetRecordBatchReaderBuilder::try_new(file)
         .unwrap()

@@ -332,7 +332,10 @@ fn a_window_over_a_topic_equals_the_same_job_over_memory_and_the_oracle() {
             cuts: vec![700, 1300],
         })
         .collect();
-    let (admitted, late) = common::admitted(&splits, 200, 0);
+    // window-aware: a row is late once its 1 s window fired in its partition
+    let deadline = |t: i64| t - t.rem_euclid(1000) + 999;
+    let (admitted, late) = common::admitted_and_late_by(&splits, 200, 0, &deadline);
+    let late = late.len() as u64;
     assert!(late > 0, "the data must contain late rows");
     let mut oracle: BTreeMap<(i64, i64), (i64, i64, f64)> = BTreeMap::new();
     for r in &admitted {

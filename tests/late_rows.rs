@@ -1,13 +1,14 @@
-//! Late rows: those beyond the allowed lateness go to the late-row side
-//! output (exactly the rows the oracle calls late, counted), the rest reach
-//! the window; the same in both modes and at any parallelism.
+//! Late rows: those whose window is done (beyond the allowed lateness) go
+//! to the late-row side output (exactly the rows the oracle calls late,
+//! counted), the rest reach the window; the same in both modes and at any
+//! parallelism.
 
 mod common;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::RecordBatch;
-use common::{admitted_and_late, batches_of, schema, split_strategy, Split};
+use common::{admitted_and_late_by, batches_of, schema, split_strategy, Split};
 use proptest::prelude::*;
 use std::time::Duration;
 use weir::{Agg, ExecConfig, ExecMode, Job, TumblingWindow, WatermarkStrategy};
@@ -77,7 +78,9 @@ proptest! {
         splits in prop::collection::vec(split_strategy(3), 1..4),
         lateness in prop::sample::select(vec![0u64, 300]),
     ) {
-        let (kept, late) = admitted_and_late(&splits, 200, lateness as i64);
+        // window-aware: late once the row's 1 s window is done in its split
+        let deadline = |t: i64| t - t.rem_euclid(1000) + 999;
+        let (kept, late) = admitted_and_late_by(&splits, 200, lateness as i64, &deadline);
         let want: Vec<(i64, i64, i64)> = {
             let mut v: Vec<_> = late.iter().map(|r| (r.key, r.ts, r.value)).collect();
             v.sort();

@@ -9,7 +9,7 @@ mod common;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, RecordBatch};
-use common::{admitted, batches_of, schema, split_strategy, Split};
+use common::{admitted_and_late_by, batches_of, schema, split_strategy, Split};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,26 +28,36 @@ fn window(kind: u8) -> Window {
     }
 }
 
+fn windows_of(kind: u8, ts: i64) -> Vec<(i64, i64)> {
+    match kind {
+        0 => vec![(ts - ts.rem_euclid(1000), ts - ts.rem_euclid(1000) + 1000)],
+        1 => (ts - 2500..=ts)
+            .filter(|s| s.rem_euclid(500) == 0 && ts < s + 2000)
+            .map(|s| (s, s + 2000))
+            .collect(),
+        _ => {
+            let b = ts - ts.rem_euclid(2000);
+            (1..=4)
+                .map(|k| (b, b + 500 * k))
+                .filter(|&(_, e)| ts < e)
+                .collect()
+        }
+    }
+}
+
 fn oracle(kind: u8, splits: &[Split], lateness: i64) -> Table {
-    let (rows, _) = admitted(splits, 300, lateness);
+    // window-aware: late only once the row's first window is done
+    let deadline = |t: i64| {
+        windows_of(kind, t)
+            .iter()
+            .map(|&(_, e)| e - 1)
+            .min()
+            .unwrap()
+    };
+    let (rows, _) = admitted_and_late_by(splits, 300, lateness, &deadline);
     let mut t = Table::new();
     for r in rows {
-        let ts = r.ts;
-        let ws: Vec<(i64, i64)> = match kind {
-            0 => vec![(ts - ts.rem_euclid(1000), ts - ts.rem_euclid(1000) + 1000)],
-            1 => (ts - 2500..=ts)
-                .filter(|s| s.rem_euclid(500) == 0 && ts < s + 2000)
-                .map(|s| (s, s + 2000))
-                .collect(),
-            _ => {
-                let b = ts - ts.rem_euclid(2000);
-                (1..=4)
-                    .map(|k| (b, b + 500 * k))
-                    .filter(|&(_, e)| ts < e)
-                    .collect()
-            }
-        };
-        for (s, e) in ws {
+        for (s, e) in windows_of(kind, r.ts) {
             let v = t.entry((r.key, s, e)).or_insert((0, 0));
             v.0 += 1;
             v.1 += r.value;

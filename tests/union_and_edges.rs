@@ -31,7 +31,8 @@ fn batch(rows: &[(i64, i64, i64)]) -> RecordBatch {
 }
 
 /// left: k=1 at 100 (v 1), 1500 (v 2); k=2 at 200 (v 3)
-/// right: k=1 at 900 (v 10); k=2 at 1200 (v 20), 300 (v 30: late, 900 behind 1200 with 500 delay)
+/// right: k=1 at 900 (v 10); k=2 at 1600 (v 20), 300 (v 30: late, its window
+/// [0, 1000) fired once 1600 with 500 delay set the split's watermark to 1099)
 fn run(mode: ExecMode, parallelism: usize) -> (Vec<RecordBatch>, SchemaRef, u64) {
     let job = Job::new();
     let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500));
@@ -50,7 +51,7 @@ fn run(mode: ExecMode, parallelism: usize) -> (Vec<RecordBatch>, SchemaRef, u64)
         .from_batches(
             schema(),
             vec![vec![
-                batch(&[(1, 900, 10), (2, 1200, 20)]),
+                batch(&[(1, 900, 10), (2, 1600, 20)]),
                 batch(&[(2, 300, 30)]),
             ]],
         )

@@ -10,7 +10,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use common::{admitted, batches_of, schema, split_strategy, Row, Split};
+use common::{admitted, admitted_and_late_by, batches_of, schema, split_strategy, Row, Split};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -226,8 +226,21 @@ fn run(
     (out.batches(), m.late_rows)
 }
 
+/// Window-aware lateness: the max timestamp of the row's first window (the
+/// row's own time for sessions, which keep the per-row rule).
+fn deadline(kind: u8, t: i64) -> i64 {
+    let first_end = match kind {
+        0 => t - (t - 250).rem_euclid(1000) + 1000,
+        1 => t - t.rem_euclid(500) + 500,
+        2 => t - t.rem_euclid(500) + 500,
+        _ => return t,
+    };
+    first_end - 1
+}
+
 fn check(splits: &[Split], kind: u8, lateness: i64) -> Result<(), TestCaseError> {
-    let (rows, late) = admitted(splits, DELAY, lateness);
+    let (rows, late) = admitted_and_late_by(splits, DELAY, lateness, &|t| deadline(kind, t));
+    let late = late.len() as u64;
     let want = table(&oracle(kind, &rows));
     for mode in [ExecMode::Batch, ExecMode::Pipelined] {
         // the last: window state spills after almost every batch
@@ -265,7 +278,8 @@ proptest! {
 #[test]
 fn lateness_produces_updates_and_the_changelog_materializes_to_the_oracle() {
     // one split: the watermark passes window [0,1000) (row at 1400 → wm 1099),
-    // then a row at 900 arrives within the lateness of 400 ms
+    // then a row at 900 arrives within the lateness of 400 ms; a row at -500
+    // is not: its window [-1000, 0) was done at 1099 - 400 = 699
     let rows = |v: &[(i64, i64)]| -> Vec<Row> {
         v.iter()
             .map(|&(key, ts)| Row {
@@ -277,7 +291,7 @@ fn lateness_produces_updates_and_the_changelog_materializes_to_the_oracle() {
             .collect()
     };
     let split = Split {
-        rows: rows(&[(1, 100), (1, 1400), (1, 900), (1, 200)]),
+        rows: rows(&[(1, 100), (1, 1400), (1, 900), (1, -500)]),
         cuts: vec![1],
     };
     let job = Job::new();
@@ -300,7 +314,7 @@ fn lateness_produces_updates_and_the_changelog_materializes_to_the_oracle() {
     let m = job
         .run(&ExecConfig::pipelined().with_parallelism(1))
         .unwrap();
-    // 900 is within lateness (threshold 1099 - 400 = 699); 200 is not
+    // [0, 1000) is not done for 900 (999 > 699); [-1000, 0) is for -500
     assert_eq!(m.late_rows, 1);
     let got = out.batches();
     let ops: Vec<String> = got

@@ -105,6 +105,7 @@ pub(crate) struct NodeInfo {
     pub(crate) id: usize,
     pub(crate) name: String,
     pub(crate) parallelism: usize,
+    pub(crate) definition: Option<String>,
 }
 
 struct InFlight {
@@ -125,6 +126,8 @@ pub(crate) struct Coordinator {
     nodes: Vec<NodeInfo>,
     /// Every (task, subtask) that must report.
     subtasks: Vec<(usize, usize)>,
+    /// The canonical targets of the job's file sinks: publishes go nowhere else.
+    targets: Vec<PathBuf>,
     // state
     next_id: CheckpointId,
     in_flight: Option<InFlight>,
@@ -147,6 +150,7 @@ impl Coordinator {
         retain: usize,
         nodes: Vec<NodeInfo>,
         subtasks: Vec<(usize, usize)>,
+        targets: Vec<PathBuf>,
         first_id: CheckpointId,
         commits: Arc<CommitLog>,
         stats: CheckpointStats,
@@ -165,6 +169,7 @@ impl Coordinator {
             retain,
             nodes,
             subtasks,
+            targets,
             next_id: first_id,
             in_flight: None,
             finished: HashMap::new(),
@@ -375,12 +380,13 @@ impl Coordinator {
                 OperatorEntry {
                     name: n.name.clone(),
                     parallelism: n.parallelism,
+                    definition: n.definition.clone(),
                     files,
                 }
             })
             .collect();
         Manifest {
-            version: 1,
+            version: super::store::MANIFEST_VERSION,
             job: self.store.job().to_string(),
             id,
             completed_ms: crate::operator::now_ms(),
@@ -388,6 +394,7 @@ impl Coordinator {
             is_final,
             operators,
             publish,
+            checksum: 0, // set when written
         }
     }
 
@@ -396,12 +403,17 @@ impl Coordinator {
         manifest: Manifest,
         started: Instant,
     ) -> Result<(PathBuf, bool)> {
+        for p in &manifest.publish {
+            p.check(&self.targets)?;
+        }
         let dir = self.store.complete(&manifest)?;
         for p in &manifest.publish {
             p.apply()?;
         }
         self.commits.commit_upto(manifest.id)?;
-        self.store.retain(self.retain)?;
+        for w in self.store.retain(self.retain)? {
+            eprintln!("weir: warning: {w}");
+        }
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         self.stats.completed += 1;
         self.stats.last_id = Some(manifest.id);

@@ -14,7 +14,8 @@ mod staged;
 
 use crate::checkpoint::{CheckpointConfig, CheckpointStats, RestartStrategy};
 use crate::error::{Error, Result};
-use crate::graph::{Job, LogicalPlan, PhysicalPlan};
+use crate::graph::{Job, LogicalPlan, Outputs, PhysicalPlan};
+use crate::lock::LockFile;
 use crate::operator::{OperatorMetrics, RuntimeEnv, StopSignal};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -295,16 +296,34 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
             }
         }
     }
+    // no sink writes into an input or another sink's output; one run per output
+    let outputs = plan.check_paths(physical)?;
+    let _locks = lock_outputs(&outputs)?;
     if let Some(dir) = &config.spill_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     match (&config.checkpoint, config.mode) {
         (Some(checkpoints), ExecMode::Pipelined) => {
-            recovery::execute_checkpointed(plan, physical, config, checkpoints)
+            recovery::execute_checkpointed(plan, physical, config, checkpoints, &outputs)
         }
         // batch mode takes no checkpoints (as in Flink): a failed batch job runs again
         _ => execute_once(plan, physical, config, None).map(|(m, _)| m),
     }
+}
+
+/// Locks every file output for the run (`.NAME.weir-lock` beside it): a
+/// second run writing the same output fails at once, naming this process.
+fn lock_outputs(outputs: &Outputs) -> Result<Vec<LockFile>> {
+    outputs
+        .outputs
+        .iter()
+        .map(|o| {
+            LockFile::try_acquire(
+                &crate::lock::for_output(&o.canonical),
+                &format!("output {}", o.path.display()),
+            )
+        })
+        .collect()
 }
 
 /// One run of the plan; with `checkpoints`, a checkpointed pipelined run

@@ -15,7 +15,8 @@ use crate::checkpoint::coordinator::{Coordinator, NodeInfo};
 use crate::checkpoint::store::{CheckpointStore, Loaded, MANIFEST};
 use crate::checkpoint::{CheckpointConfig, CheckpointStats, RestoreFrom};
 use crate::error::{Error, Result};
-use crate::graph::{LogicalPlan, PhysicalPlan};
+use crate::graph::{LogicalPlan, Outputs, PhysicalPlan};
+use crate::lock::LockFile;
 use crate::message::CheckpointId;
 use crate::operator::RuntimeEnv;
 
@@ -25,6 +26,8 @@ pub(crate) struct CheckpointRun {
     config: CheckpointConfig,
     store: CheckpointStore,
     first_id: CheckpointId,
+    /// Canonical targets of the job's file sinks (what checkpoints may publish into).
+    targets: Vec<std::path::PathBuf>,
     // state
     pub(crate) restore: RestoreSet,
     stats: CheckpointStats,
@@ -44,6 +47,7 @@ impl CheckpointRun {
                 id,
                 name: plan.nodes[id].name.clone(),
                 parallelism: physical.parallelism[id],
+                definition: plan.nodes[id].definition.clone(),
             })
             .collect();
         let subtasks = physical
@@ -60,6 +64,7 @@ impl CheckpointRun {
             self.config.retain,
             nodes,
             subtasks,
+            self.targets.clone(),
             self.first_id,
             env.commits.clone(),
             self.stats.clone(),
@@ -73,8 +78,19 @@ pub(crate) fn execute_checkpointed(
     physical: &PhysicalPlan,
     config: &ExecConfig,
     checkpoints: &CheckpointConfig,
+    outputs: &Outputs,
 ) -> Result<JobMetrics> {
     let store = CheckpointStore::try_new(&checkpoints.dir, &checkpoints.job)?;
+    let targets: Vec<std::path::PathBuf> = outputs
+        .outputs
+        .iter()
+        .map(|o| o.canonical.clone())
+        .collect();
+    // one run per checkpoint directory, for the whole run (restarts included)
+    let _lock = LockFile::try_acquire(
+        &crate::lock::for_dir(store.root()),
+        &format!("checkpoint directory {}", store.root().display()),
+    )?;
     let mut from = checkpoints.restore.clone();
     // a fresh start ignores older checkpoints, also when it restarts later
     let min_id = match from {
@@ -92,7 +108,11 @@ pub(crate) fn execute_checkpointed(
             eprintln!("weir: warning: {w}");
         }
         if let Some(l) = &loaded {
+            check_definitions(plan, physical, l)?;
             // a crash between the manifest and the renames left some unpublished
+            for p in &l.manifest.publish {
+                p.check(&targets)?;
+            }
             for p in &l.manifest.publish {
                 p.apply()?;
             }
@@ -112,6 +132,7 @@ pub(crate) fn execute_checkpointed(
             config: checkpoints.clone(),
             store: store.clone(),
             first_id,
+            targets: targets.clone(),
             restore,
             stats,
         };
@@ -179,7 +200,13 @@ fn choose(
                             location: path.display().to_string(),
                             message: "not a checkpoint directory".into(),
                         })?;
-                let other = CheckpointStore::try_new(parent, name)?;
+                let other = CheckpointStore::existing(parent, name)?;
+                if !other.root().is_dir() {
+                    return Err(Error::Checkpoint {
+                        location: path.display().to_string(),
+                        message: "no such checkpoint directory".into(),
+                    });
+                }
                 match newest(&other, stats)? {
                     Some(l) => Ok(Some(l)),
                     None => Err(Error::Checkpoint {
@@ -192,6 +219,37 @@ fn choose(
             }
         }
     }
+}
+
+/// Refuses a checkpoint whose stateful operators were defined differently
+/// (another window, key, aggregate, join or watermark strategy): their
+/// state would mix two jobs' results. The way out is `--restore fresh`.
+fn check_definitions(plan: &LogicalPlan, physical: &PhysicalPlan, loaded: &Loaded) -> Result<()> {
+    for op in &loaded.manifest.operators {
+        let Some(node) = (0..plan.nodes.len())
+            .filter(|&id| physical.is_live(id))
+            .map(|id| &plan.nodes[id])
+            .find(|n| n.name == op.name)
+        else {
+            continue; // restore_set names operators the job no longer has
+        };
+        if op.definition != node.definition {
+            let show = |d: &Option<String>| d.clone().unwrap_or_else(|| "(stateless)".into());
+            return Err(Error::Checkpoint {
+                location: loaded.dir.display().to_string(),
+                message: format!(
+                    "operator `{}` changed since this checkpoint was taken: the checkpoint \
+                     holds state of `{}`, the job now defines `{}`; restoring would mix both \
+                     jobs' results. Start over with `--restore fresh` (or restore a checkpoint \
+                     of this definition)",
+                    op.name,
+                    show(&op.definition),
+                    show(&node.definition)
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Loads the state of every operator of the plan from `loaded`.

@@ -4,7 +4,7 @@ use super::{Edge, LogicalPlan, Node, NodeId, NodeKind, Partitioning};
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::operator::{Operator, OperatorFactory, SourceFactory, TaskInfo};
-use crate::operators::join::{JoinLayout, JoinSpec, SortMergeJoin, SymmetricHashJoin};
+use crate::operators::join::{JoinKind, JoinLayout, JoinSpec, SortMergeJoin, SymmetricHashJoin};
 use crate::operators::live::kafka::KafkaSinkSpec;
 use crate::operators::live::redis::RedisSinkSpec;
 use crate::operators::live::LiveSourceSpec;
@@ -18,7 +18,7 @@ use crate::operators::{
     WindowConfig, WindowTrigger,
 };
 use crate::operators::{GroupAggregate, GroupEmit, WindowGroupAggregate};
-use crate::time::{validate_time_column, WatermarkStrategy, Window};
+use crate::time::{validate_time_column, LatenessRule, WatermarkStrategy, Window};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use std::cell::RefCell;
@@ -71,9 +71,12 @@ impl Job {
         Job::default()
     }
 
-    /// A copy of the logical plan built so far.
+    /// A copy of the logical plan built so far, with every source's
+    /// lateness rule resolved ([`LogicalPlan::resolve_lateness`]).
     pub fn plan(&self) -> LogicalPlan {
-        self.plan.borrow().clone()
+        let mut plan = self.plan.borrow().clone();
+        plan.resolve_lateness();
+        plan
     }
 
     fn add(&self, base_name: &str, kind: NodeKind, inputs: Vec<Edge>, schema: SchemaRef) -> NodeId {
@@ -93,9 +96,12 @@ impl Job {
             max_parallelism: None,
             schema,
             passes: None,
+            lateness_rule: None,
             replaced: false,
             idle_timeout: None,
             batch_variant: None,
+            writes: None,
+            definition: None,
         });
         plan.nodes.len() - 1
     }
@@ -204,12 +210,14 @@ impl Job {
     /// ```
     pub fn live_source(&self, spec: LiveSourceSpec) -> Stream {
         let schema = spec.schema().clone();
+        let max_parallelism = spec.max_parallelism();
         let id = self.add(
             "live_source",
             NodeKind::Live(Arc::new(spec)),
             vec![],
             schema.clone(),
         );
+        self.plan.borrow_mut().nodes[id].max_parallelism = max_parallelism;
         self.stream(id, schema, None)
     }
 
@@ -245,6 +253,20 @@ impl std::fmt::Debug for Stream {
     }
 }
 
+/// `avg(speed) as avg_speed, count(*) as n`: aggregates in a definition.
+fn describe_aggs(aggs: &[Agg]) -> String {
+    aggs.iter()
+        .map(|a| {
+            let col = a.column.as_deref().unwrap_or("*");
+            match &a.alias {
+                Some(alias) => format!("{}({col}) as {alias}", a.func.name()),
+                None => format!("{}({col})", a.func.name()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn factory<O: Operator + Clone + Sync + 'static>(op: O) -> OperatorFactory {
     Arc::new(move |_: &TaskInfo| Ok(Box::new(op.clone()) as Box<dyn Operator>))
 }
@@ -267,6 +289,11 @@ impl Stream {
 
     fn name(&self) -> String {
         self.job.plan.borrow().nodes[self.node].name.clone()
+    }
+
+    /// Records what this stream's operator computes (see [`super::Node::definition`]).
+    fn define(&self, definition: String) {
+        self.job.plan.borrow_mut().nodes[self.node].definition = Some(definition);
     }
 
     /// Adds a stateless, order-preserving operator that passes `passes` through unchanged.
@@ -490,6 +517,7 @@ impl Stream {
                 None => {
                     copy.kind = kind.clone();
                     copy.idle_timeout = strategy.idle_timeout;
+                    copy.definition = Some(format!("event time {column}, {strategy:?}"));
                 }
                 Some(p) => copy.inputs[0].from = p,
             }
@@ -519,6 +547,7 @@ impl Stream {
         validate_time_column(&self.schema, column, "with_source_event_time")?;
         let mut s = self.clone();
         s.time_column = Some(column.to_string());
+        s.define(format!("event time {column} (assigned by the source)"));
         Ok(s)
     }
 
@@ -689,6 +718,8 @@ impl Stream {
             inputs,
             self.schema.clone(),
         );
+        let all = self.schema.fields().iter().map(|f| f.name().clone());
+        self.job.plan.borrow_mut().nodes[id].passes = Some(all.collect());
         let mut out = self
             .job
             .stream(id, self.schema.clone(), self.time_column.clone());
@@ -782,8 +813,14 @@ impl Stream {
         let mut partition = keys;
         partition.extend(["window_start".to_string(), "window_end".to_string()]);
         let mut s = self.clone();
+        let definition = format!(
+            "aggregate per window by [{}]: {}",
+            partition.join(", "),
+            describe_aggs(&aggs)
+        );
         s.next_partitioning = Partitioning::Hash(partition);
         let mut out = s.then("aggregate_per_window", NodeKind::Operator(fac), schema);
+        out.define(definition);
         out.time_column = None;
         out.lateness_ms = 0;
         Ok(out)
@@ -864,8 +901,17 @@ impl Stream {
             inputs,
             schema.clone(),
         );
-        self.job.plan.borrow_mut().nodes[id].batch_variant = Some(batch);
+        {
+            let mut plan = self.job.plan.borrow_mut();
+            plan.nodes[id].batch_variant = Some(batch);
+            // a window join keeps a window's rows until it fires, like a window
+            // aggregate; interval and regular joins need rows after the watermark
+            if let JoinKind::Window(w) = layout.spec().kind {
+                plan.nodes[id].lateness_rule = Some(LatenessRule::for_window(w));
+            }
+        }
         let mut out = self.job.stream(id, schema, None);
+        out.define(format!("join {spec:?}"));
         out.time_sources = self
             .time_sources
             .iter()
@@ -880,13 +926,27 @@ impl Stream {
         if parallelism == 0 {
             return Err(Error::option("parallelism", "must be at least 1"));
         }
-        self.job.plan.borrow_mut().nodes[self.node].parallelism = Some(parallelism);
+        let mut plan = self.job.plan.borrow_mut();
+        let node = &mut plan.nodes[self.node];
+        if let Some(max) = node.max_parallelism.filter(|&m| parallelism > m) {
+            return Err(Error::option(
+                "parallelism",
+                format!(
+                    "`{}` runs with at most {max} subtask{} (asked for {parallelism})",
+                    node.name,
+                    if max == 1 { "" } else { "s" }
+                ),
+            ));
+        }
+        node.parallelism = Some(parallelism);
+        drop(plan);
         Ok(self.clone())
     }
 
-    fn sink(&self, name: &str, op: OperatorFactory, max_parallelism: Option<usize>) {
+    fn sink(&self, name: &str, op: OperatorFactory, max_parallelism: Option<usize>) -> NodeId {
         let s = self.then(name, NodeKind::Sink(op), self.schema.clone());
         self.job.plan.borrow_mut().nodes[s.node].max_parallelism = max_parallelism;
+        s.node
     }
 
     /// Writes Parquet: one file if `path` ends in `.parquet`, else a
@@ -911,16 +971,15 @@ impl Stream {
                 format!("{} is a directory but names a file", path.display()),
             ));
         }
-        let spec = FileSinkSpec::new(path, format, self.schema.clone());
+        let name = format!("{}_sink", format.extension());
+        self.job.plan.borrow().check_new_output(&name, &path)?;
+        let spec = FileSinkSpec::new(path.clone(), format, self.schema.clone());
         spec.check_target()?;
         let single = spec.is_single_file();
         let fac: OperatorFactory =
             Arc::new(move |info: &TaskInfo| Ok(Box::new(spec.create(info)) as Box<dyn Operator>));
-        self.sink(
-            &format!("{}_sink", format.extension()),
-            fac,
-            single.then_some(1),
-        );
+        let id = self.sink(&name, fac, single.then_some(1));
+        self.job.plan.borrow_mut().nodes[id].writes = Some(path);
         Ok(())
     }
 
@@ -1035,19 +1094,35 @@ impl KeyedStream {
         })?;
         let (input, keys, out_schema) = (s.schema.clone(), self.keys.clone(), output.clone());
         KeyedProcessOperator::try_new(&input, &time, &keys, out_schema.clone(), make(), "process")?;
+        let lateness = s.lateness_ms;
         let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| {
-            Ok(Box::new(KeyedProcessOperator::try_new(
-                &input,
-                &time,
-                &keys,
-                out_schema.clone(),
-                make(),
-                &info.operator,
-            )?) as Box<dyn Operator>)
+            Ok(Box::new(
+                KeyedProcessOperator::try_new(
+                    &input,
+                    &time,
+                    &keys,
+                    out_schema.clone(),
+                    make(),
+                    &info.operator,
+                )?
+                .with_lateness(lateness),
+            ) as Box<dyn Operator>)
         });
         let mut keyed = s.clone();
         keyed.next_partitioning = Partitioning::Hash(self.keys.clone());
+        let definition = format!(
+            "process {} by [{}], output [{}]",
+            std::any::type_name::<P>(),
+            self.keys.join(", "),
+            output
+                .fields()
+                .iter()
+                .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let mut out = keyed.then("process", NodeKind::Operator(fac), output);
+        out.define(definition);
         out.time_column = None;
         out.lateness_ms = 0;
         Ok(out)
@@ -1091,6 +1166,11 @@ impl KeyedStream {
             GroupEmit::EveryBatch,
             "aggregate",
         )?;
+        let definition = format!(
+            "aggregate by [{}]: {}",
+            self.keys.join(", "),
+            describe_aggs(&aggs)
+        );
         let schema = check.schema().clone();
         let make = move |emit: GroupEmit| -> OperatorFactory {
             let (input, keys, aggs, time) =
@@ -1115,6 +1195,7 @@ impl KeyedStream {
         );
         self.stream.job.plan.borrow_mut().nodes[out.node].batch_variant =
             Some(make(GroupEmit::AtEnd));
+        out.define(definition);
         out.time_column = None;
         out.lateness_ms = 0;
         Ok(out)
@@ -1134,6 +1215,7 @@ impl CountWindowedStream {
     /// time), `window_end` (last row's time + 1), one column per aggregate.
     pub fn aggregate(&self, aggs: impl IntoIterator<Item = Agg>) -> Result<Stream> {
         let aggs: Vec<Agg> = aggs.into_iter().collect();
+        let aggs_for_definition = aggs.clone();
         let s = &self.stream;
         let time = s.time_column.clone().ok_or_else(|| {
             Error::Plan("count windows need event time: assign timestamps at the source".into())
@@ -1148,19 +1230,30 @@ impl CountWindowedStream {
             "count_window",
         )?;
         let schema = probe.schema().clone();
+        let lateness = s.lateness_ms;
         let fac: OperatorFactory = Arc::new(move |info: &TaskInfo| {
-            Ok(Box::new(CountWindowAggregate::try_new(
-                &input,
-                &time,
-                &keys,
-                spec.clone(),
-                &aggs,
-                &info.operator,
-            )?) as Box<dyn Operator>)
+            Ok(Box::new(
+                CountWindowAggregate::try_new(
+                    &input,
+                    &time,
+                    &keys,
+                    spec.clone(),
+                    &aggs,
+                    &info.operator,
+                )?
+                .with_lateness(lateness),
+            ) as Box<dyn Operator>)
         });
         let mut keyed = s.clone();
         keyed.next_partitioning = Partitioning::Hash(self.keys.clone());
+        let definition = format!(
+            "count window {:?} by [{}]: {}",
+            self.spec,
+            self.keys.join(", "),
+            describe_aggs(&aggs_for_definition)
+        );
         let mut out = keyed.then("count_window", NodeKind::Operator(fac), schema);
+        out.define(definition);
         out.time_column = None;
         out.lateness_ms = 0;
         Ok(out)
@@ -1248,6 +1341,15 @@ impl WindowedStream {
         let emit_op = config.lateness_ms > 0 || config.early.is_some();
         let schema =
             WindowAggregate::output_schema(&input, &config.keys, &config.aggs, emit_op, "window")?;
+        let definition = format!(
+            "window {:?} over {} by [{}], lateness {} ms, early firings {:?}: {}",
+            config.window,
+            config.time_column.as_deref().unwrap_or("processing time"),
+            config.keys.join(", "),
+            config.lateness_ms,
+            config.early,
+            describe_aggs(&config.aggs)
+        );
         let build = move |name: &str| -> Result<Box<dyn Operator>> {
             Ok(match (config.window, &config.time_column) {
                 (Window::Session { gap_ms }, Some(time)) => {
@@ -1282,8 +1384,15 @@ impl WindowedStream {
             "window"
         };
         let mut out = input_stream.then(name, NodeKind::Operator(fac), schema);
-        if self.keys.is_empty() {
-            self.stream.job.plan.borrow_mut().nodes[out.node].max_parallelism = Some(1);
+        out.define(definition);
+        {
+            let mut plan = self.stream.job.plan.borrow_mut();
+            if self.keys.is_empty() {
+                plan.nodes[out.node].max_parallelism = Some(1);
+            }
+            if !self.processing_time {
+                plan.nodes[out.node].lateness_rule = Some(LatenessRule::for_window(self.window));
+            }
         }
         out.time_column = None;
         out.lateness_ms = 0;

@@ -5,14 +5,18 @@
 //! `exec`: executors take a finished [`Job`] and its [`PhysicalPlan`].
 
 mod builder;
+mod lateness;
+mod paths;
 mod physical;
 
 pub use builder::{CountWindowedStream, Job, KeyedStream, Stream, WindowedStream};
+pub use paths::{Output, Outputs};
 pub use physical::{PhysicalEdge, PhysicalPlan, TaskPlan};
 
 use crate::operator::{OperatorFactory, SourceFactory};
 use crate::operators::live::LiveSourceSpec;
 use crate::operators::{MemorySourceSpec, ParquetSourceSpec};
+use crate::time::LatenessRule;
 use arrow_schema::SchemaRef;
 use std::sync::Arc;
 
@@ -97,10 +101,15 @@ pub struct Node {
     pub max_parallelism: Option<usize>,
     /// Schema of its output.
     pub schema: SchemaRef,
-    /// For stateless, order-preserving, single-input operators (filter,
-    /// select, with_column): the columns passed through unchanged.
-    /// Event time can be assigned at the source through such operators.
+    /// For stateless, order-preserving operators (filter, select,
+    /// with_column, union): the columns passed through unchanged. Event time
+    /// can be assigned at the source through the single-input ones, and a
+    /// source's lateness rule is decided by the operators after them.
     pub passes: Option<Vec<String>>,
+    /// For stateful operators that may be the first after a source: the
+    /// lateness rule they allow at the source (`None`: per row). See
+    /// [`LogicalPlan::resolve_lateness`].
+    pub lateness_rule: Option<LatenessRule>,
     /// Superseded by a copy (timestamp pushdown); dropped from the plan
     /// unless something still reads it.
     pub replaced: bool,
@@ -110,6 +119,13 @@ pub struct Node {
     /// For operators with a blocking physical variant (the sort-merge
     /// join): what batch mode runs instead of `kind`'s factory.
     pub batch_variant: Option<OperatorFactory>,
+    /// For file sinks: the output path (a file or a directory), checked
+    /// against every input and other output and locked while the job runs.
+    pub writes: Option<std::path::PathBuf>,
+    /// For stateful operators (and sources with event time): what the
+    /// operator computes (window, keys, aggregates, join, watermarks), kept
+    /// in checkpoints so that state is never restored into a changed operator.
+    pub definition: Option<String>,
 }
 
 impl std::fmt::Debug for Node {

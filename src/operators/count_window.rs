@@ -12,7 +12,7 @@
 //! crates. Never `crate::exec` or `crate::graph`.
 
 use super::aggregate::{Accumulators, Agg, BoundAgg, Values};
-use super::event_buffer::{batch_bytes, EventTimeBuffer, Released};
+use super::event_buffer::{batch_bytes, lateness_clock, EventTimeBuffer, Released};
 use super::window::WindowAggregate;
 use crate::error::{Error, Result};
 use crate::key::FastBuildHasher;
@@ -289,8 +289,10 @@ impl Firings {
 /// Count-window (and global-window) aggregation per key.
 ///
 /// ```text
-///  batch ──► EventTimeBuffer (per key, until the watermark passes the rows; late rows dropped)
-///  watermark w ──► per due key: rows <= w in (time, content) order
+///  batch ──► EventTimeBuffer (per key, until the clock passes the rows)
+///  watermark W ──► clock w = W - allowed lateness (lateness_clock; the sources admit rows
+///                  up to that far behind, so none is behind w) ──► forwarded downstream
+///  w ──► per due key: rows <= w in (time, content) order
 ///     Tumbling(n)      ──► accumulators of the key; every n-th row: fire + reset
 ///     Sliding(n, s)    ──► last n rows kept; every s-th row: fire over them
 ///     Global(trigger)  ──► trigger.on_row(count, t): Continue | Fire | FireAndPurge | Purge
@@ -307,6 +309,8 @@ impl Firings {
 pub struct CountWindowAggregate {
     // config
     mode: Mode,
+    /// Allowed lateness of the input: rows wait for `watermark - lateness`.
+    lateness_ms: i64,
     aggs: Vec<BoundAgg>,
     schema: SchemaRef,
     input: SchemaRef,
@@ -388,6 +392,7 @@ impl CountWindowAggregate {
             .collect::<Result<Vec<_>>>()?;
         Ok(CountWindowAggregate {
             mode,
+            lateness_ms: 0,
             accs: aggs.iter().map(Accumulators::new).collect(),
             aggs,
             schema,
@@ -398,6 +403,16 @@ impl CountWindowAggregate {
             kept_bytes: 0,
             reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
         })
+    }
+
+    /// The input's allowed lateness: rows up to this far behind the
+    /// watermark are admitted by the sources, so windows run at
+    /// `watermark - lateness` ([`lateness_clock`]) and take every row in
+    /// event-time order (the output stays final: no `op` column). The
+    /// forwarded watermark is that clock too.
+    pub fn with_lateness(mut self, lateness_ms: i64) -> Self {
+        self.lateness_ms = lateness_ms.max(0);
+        self
     }
 
     /// The output schema.
@@ -951,14 +966,32 @@ impl Operator for CountWindowAggregate {
         ctx: &mut Ctx,
         _out: &mut Output,
     ) -> Result<()> {
+        // a window ends 1 ms after its last row: that bound must fit in i64
+        let c = self.buffer.time_column();
+        if event_times(&batch, c, ctx.operator())?.contains(&i64::MAX) {
+            return Err(Error::column(
+                batch.schema().field(c).name(),
+                ctx.operator(),
+                format!(
+                    "event time {} ms: a count window ending 1 ms after it does not fit \
+                     in 64-bit milliseconds",
+                    i64::MAX
+                ),
+            ));
+        }
         self.buffer.push(&batch, ctx)?;
         self.sync_reservation(ctx)
     }
 
     fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
-        if let Watermark::EventTime(t) = wm {
-            self.advance(t, ctx, out)?;
-        }
+        let wm = match wm {
+            Watermark::EventTime(t) => {
+                let t = lateness_clock(t, self.lateness_ms);
+                self.advance(t, ctx, out)?;
+                Watermark::EventTime(t)
+            }
+            idle => idle,
+        };
         out.emit_watermark(wm);
         Ok(())
     }

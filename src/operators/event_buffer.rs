@@ -76,6 +76,26 @@ struct Pending {
     min: i64,
 }
 
+/// The event-time clock of an operator that waits for the watermark to pass
+/// its rows, over an input with allowed lateness `lateness_ms`: sources admit
+/// rows up to that far behind their watermark, so the operator runs at
+/// `watermark - lateness` and every admitted row is still ahead of it (none
+/// is dropped, and rows are released in event-time order whatever the
+/// arrival order). The final watermark `i64::MAX` stays `i64::MAX`.
+///
+/// ```text
+///  delay 1 s, lateness 10 s:  rows 10 s, 5 s, 20 s  → watermarks 8.999 s, 18.999 s
+///                             operator clock        → -1.001 s, 8.999 s: 5 s waits, then
+///                             5 s and 10 s are released together, in time order
+/// ```
+pub fn lateness_clock(watermark: i64, lateness_ms: i64) -> i64 {
+    if watermark == i64::MAX {
+        watermark
+    } else {
+        watermark.saturating_sub(lateness_ms.max(0))
+    }
+}
+
 /// Buffers rows per key until the watermark passes them, then releases each
 /// key's due rows sorted by (event time, row content).
 ///

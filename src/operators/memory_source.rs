@@ -14,7 +14,7 @@ use super::split_progress::{self, SplitCursor};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
 use crate::state::{StateReader, StateWriter};
-use crate::time::{event_times, validate_time_column, SplitClock, WatermarkStrategy};
+use crate::time::{event_times, validate_time_column, LatenessRule, SplitClock, WatermarkStrategy};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use std::sync::Arc;
@@ -48,6 +48,15 @@ impl MemorySourceSpec {
             event_time: None,
             min_times,
         })
+    }
+
+    /// Decides late rows with `rule` (set by the planner from the operators
+    /// this source feeds); no effect without event time.
+    pub fn with_lateness_rule(mut self, rule: LatenessRule) -> Self {
+        if let Some((_, strategy)) = self.event_time.as_mut() {
+            strategy.lateness_rule = rule;
+        }
+        self
     }
 
     /// Assigns event time from `column`, per split.
@@ -173,8 +182,14 @@ impl Source for MemorySource {
 
     fn restore(&mut self, _ctx: &mut Ctx, state: &StateReader) -> Result<()> {
         let total = self.spec.splits.len();
-        let Some(plan) =
-            split_progress::plan_restore(state, STATE, &self.splits, total, "memory source")?
+        let Some(plan) = split_progress::plan_restore(
+            state,
+            STATE,
+            &self.splits,
+            total,
+            &|i| self.spec.splits[i].len() as u64,
+            "memory source",
+        )?
         else {
             return Ok(());
         };

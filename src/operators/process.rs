@@ -13,7 +13,7 @@
 //! `crate::memory`, `crate::error` and the arrow crates. Never `crate::exec`
 //! or `crate::graph`.
 
-use super::event_buffer::{EventTimeBuffer, Released};
+use super::event_buffer::{lateness_clock, EventTimeBuffer, Released};
 use crate::error::{Error, Result};
 use crate::key::FastBuildHasher;
 use crate::memory::{ConsumerKind, MemoryReservation};
@@ -303,8 +303,8 @@ where
 /// Runs a [`KeyedProcessFunction`] per key over event-time-ordered rows.
 ///
 /// ```text
-///  batch ──► EventTimeBuffer (per key until the watermark passes; late rows counted, dropped)
-///  watermark w ──► keys with rows <= w or timers <= w, in key-id order; per key:
+///  batch ──► EventTimeBuffer (per key until the clock passes the rows)
+///  watermark W ──► clock w = W - allowed lateness (lateness_clock) ──► keys with rows <= w or timers <= w, in key-id order; per key:
 ///     rows (time, content order) and timers <= w, merged by time:
 ///        next row time r, next timer t:  t < r ? on_timer(t) : on_rows(rows at time r)
 ///        (a timer registered during a call joins the merge at once)
@@ -340,6 +340,8 @@ pub struct KeyedProcessOperator<P: KeyedProcessFunction> {
     // config
     schema: SchemaRef,
     function: P,
+    /// Allowed lateness of the input: rows and timers run at `watermark - lateness`.
+    lateness_ms: i64,
     // state
     /// Rows waiting for the watermark, and the key dictionary.
     buffer: EventTimeBuffer,
@@ -388,6 +390,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             pctx: ProcessContext::new(context, output.clone()),
             schema: output,
             function,
+            lateness_ms: 0,
             buffer,
             states: HashMap::default(),
             timers: HashMap::default(),
@@ -399,6 +402,15 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
             spilled: None,
         })
+    }
+
+    /// The input's allowed lateness: rows up to this far behind the
+    /// watermark are admitted by the sources, so rows and event-time timers
+    /// run at `watermark - lateness` ([`lateness_clock`], also the
+    /// forwarded watermark) and no admitted row is dropped.
+    pub fn with_lateness(mut self, lateness_ms: i64) -> Self {
+        self.lateness_ms = lateness_ms.max(0);
+        self
     }
 
     /// The output schema.
@@ -901,9 +913,14 @@ impl<P: KeyedProcessFunction> Operator for KeyedProcessOperator<P> {
     }
 
     fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
-        if let Watermark::EventTime(t) = wm {
-            self.advance(t, ctx, out)?;
-        }
+        let wm = match wm {
+            Watermark::EventTime(t) => {
+                let t = lateness_clock(t, self.lateness_ms);
+                self.advance(t, ctx, out)?;
+                Watermark::EventTime(t)
+            }
+            idle => idle,
+        };
         ctx.set_processing_timer(self.processing_index.first().map(|&(t, _)| t));
         out.emit_watermark(wm);
         Ok(())

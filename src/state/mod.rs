@@ -37,6 +37,11 @@ use std::sync::Arc;
 /// the checkpoint completes (see [`StateWriter::publish`]).
 pub const PUBLISH_ENTRY: &str = "__publish";
 
+/// Where a sink stages the files it publishes: `TARGET/.weir-staging/NAME`
+/// becomes `TARGET/NAME`. A checkpoint performs no other rename (see
+/// `checkpoint::store::Publish::check`).
+pub const PUBLISH_STAGING: &str = ".weir-staging";
+
 /// Reserved entry: the executor's per-operator context (watermark, timer).
 pub const CONTEXT_ENTRY: &str = "__context";
 
@@ -182,9 +187,10 @@ impl StateWriter {
         Ok(())
     }
 
-    /// Sinks: files staged for this checkpoint, `(staged, final)`. The
-    /// coordinator renames each to its final path once the checkpoint is
-    /// complete, and again (idempotently) when a job restores it.
+    /// Sinks: files staged for this checkpoint, `(staged, final)`, each
+    /// `TARGET/`[`PUBLISH_STAGING`]`/NAME` to `TARGET/NAME`. The coordinator
+    /// renames each to its final path once the checkpoint is complete, and
+    /// again (idempotently) when a job restores it.
     pub fn publish(&mut self, files: &[(std::path::PathBuf, std::path::PathBuf)]) -> Result<()> {
         self.put(PUBLISH_ENTRY, files)
     }

@@ -6,14 +6,16 @@
 //!  t= 9_200  (behind max by 800 <= delay)     10_000         unchanged       -> kept
 //!  t= 2_000  (2_000 <= watermark - lateness)  10_000         unchanged       -> late
 //! ```
-//! A row is *late* when its timestamp is at or below the watermark produced
-//! by the rows before it in the same split, minus the allowed lateness. That
-//! rule depends only on the split's row order, never on batch sizes,
-//! parallelism or timing, which is what makes pipelined, batch and replayed
-//! runs agree. Rows behind the watermark but within the allowed lateness are
-//! kept; windows they belong to may have fired already and then emit updates.
+//! A row is *late* when its deadline (its own time, or with a window-aware
+//! [`LatenessRule`] the max timestamp of its first window) is at or below the
+//! watermark produced by the rows before it in the same split, minus the
+//! allowed lateness. That rule depends only on the split's row order, never
+//! on batch sizes, parallelism or timing, which is what makes pipelined,
+//! batch and replayed runs agree. Rows behind the watermark but within the
+//! allowed lateness are kept; windows they belong to may have fired already
+//! and then emit updates.
 
-use super::duration_ms;
+use super::{duration_ms, LatenessRule};
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use arrow_array::cast::AsArray;
@@ -52,6 +54,9 @@ pub struct WatermarkStrategy {
     /// An input without rows for this long stops holding back the watermark
     /// (pipelined runs of live sources).
     pub idle_timeout: Option<Duration>,
+    /// Which rows are late: per row (the default) or window-aware. The
+    /// planner sets it from the operators the source feeds.
+    pub lateness_rule: LatenessRule,
 }
 
 impl WatermarkStrategy {
@@ -63,6 +68,7 @@ impl WatermarkStrategy {
             },
             allowed_lateness_ms: 0,
             idle_timeout: None,
+            lateness_rule: LatenessRule::PerRow,
         }
     }
 
@@ -77,6 +83,7 @@ impl WatermarkStrategy {
             kind: WatermarkKind::Column(column.into()),
             allowed_lateness_ms: 0,
             idle_timeout: None,
+            lateness_rule: LatenessRule::PerRow,
         }
     }
 
@@ -86,6 +93,7 @@ impl WatermarkStrategy {
             kind: WatermarkKind::Predicate(predicate),
             allowed_lateness_ms: 0,
             idle_timeout: None,
+            lateness_rule: LatenessRule::PerRow,
         }
     }
 
@@ -93,6 +101,19 @@ impl WatermarkStrategy {
     pub fn with_allowed_lateness(mut self, lateness: Duration) -> Self {
         self.allowed_lateness_ms = duration_ms(lateness);
         self
+    }
+
+    /// Decides lateness with `rule` (see [`LatenessRule`]).
+    pub fn with_lateness_rule(mut self, rule: LatenessRule) -> Self {
+        self.lateness_rule = rule;
+        self
+    }
+
+    /// True if a row at `t` is late against `threshold` (the watermark
+    /// minus the allowed lateness).
+    #[inline]
+    pub fn is_late(&self, t: i64, threshold: i64) -> bool {
+        t <= threshold && self.lateness_rule.deadline(t) <= threshold
     }
 
     /// Marks an input idle after `timeout` without rows.
@@ -134,6 +155,7 @@ impl WatermarkStrategy {
     pub fn generator(&self) -> WatermarkGenerator {
         WatermarkGenerator {
             kind: self.kind.clone(),
+            rule: self.lateness_rule.clone(),
             lateness: self.allowed_lateness_ms.max(0),
             max_ts: None,
             watermark: None,
@@ -168,6 +190,7 @@ pub struct GeneratorState {
 pub struct WatermarkGenerator {
     // config
     kind: WatermarkKind,
+    rule: LatenessRule,
     lateness: i64,
     // state
     max_ts: Option<i64>,
@@ -212,7 +235,7 @@ impl WatermarkGenerator {
         let mut threshold = self.threshold();
         let mut keep: Option<Vec<bool>> = None;
         for (i, &t) in times.iter().enumerate() {
-            if threshold.is_some_and(|th| t <= th) {
+            if threshold.is_some_and(|th| t <= th && self.rule.deadline(t) <= th) {
                 keep.get_or_insert_with(|| vec![true; times.len()])[i] = false;
                 continue;
             }
@@ -255,7 +278,10 @@ impl WatermarkGenerator {
         };
         let mut keep: Option<Vec<bool>> = None;
         for (i, &t) in times.iter().enumerate() {
-            if self.threshold().is_some_and(|th| t <= th) {
+            if self
+                .threshold()
+                .is_some_and(|th| t <= th && self.rule.deadline(t) <= th)
+            {
                 keep.get_or_insert_with(|| vec![true; times.len()])[i] = false;
             }
             if let Some(w) = marks[i] {
@@ -310,6 +336,30 @@ mod tests {
         );
         assert_eq!(kept(&keep, 8), oracle(&times, 1000, 0));
         assert_eq!(g.current(), Some(20_000 - 1000 - 1));
+    }
+
+    /// The seed's example (section 6): window [0, 5 s), watermark delay 2 s.
+    /// The window fires once the watermark reaches 4.999 s (a row at 7 s);
+    /// until then a row at 4 s still reaches it.
+    #[test]
+    fn the_seeds_window_takes_a_row_until_it_fires() {
+        let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(2))
+            .with_lateness_rule(LatenessRule::for_window(crate::time::Window::tumbling(
+                Duration::from_secs(5),
+            )));
+        let mut g = strategy.generator();
+        assert_eq!(kept(&g.on_times(&[6_900, 4_000]), 2), vec![true, true]);
+        assert_eq!(
+            g.current(),
+            Some(4_899),
+            "below the window's max timestamp 4_999"
+        );
+        let mut g = strategy.generator();
+        assert_eq!(kept(&g.on_times(&[7_000, 4_000]), 2), vec![true, false]);
+        assert_eq!(g.current(), Some(4_999), "[0, 5 s) has fired");
+        // the per-row rule called both late (4 s <= 4.899 s)
+        let mut g = WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(2)).generator();
+        assert_eq!(kept(&g.on_times(&[6_900, 4_000]), 2), vec![true, false]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `TumblingWindow`, the shorthand for `Window::Tumbling`, and window alignment.
 
-use super::duration_ms;
+use super::window_ms;
 use std::time::Duration;
 
 /// Fixed-size, non-overlapping event-time windows `[start, start + size)`,
@@ -17,14 +17,14 @@ impl TumblingWindow {
     /// Windows of `size`, aligned to the epoch.
     pub fn of(size: Duration) -> Self {
         TumblingWindow {
-            size_ms: duration_ms(size),
+            size_ms: window_ms(size),
             offset_ms: 0,
         }
     }
 
     /// Shifts window boundaries by `offset` (e.g. time zones for daily windows).
     pub fn with_offset(mut self, offset: Duration) -> Self {
-        self.offset_ms = duration_ms(offset);
+        self.offset_ms = window_ms(offset);
         self
     }
 }

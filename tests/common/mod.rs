@@ -105,12 +105,24 @@ pub fn admitted(splits: &[Split], delay: i64, lateness: i64) -> (Vec<Row>, u64) 
 
 /// Like [`admitted`], also returning the late rows themselves.
 pub fn admitted_and_late(splits: &[Split], delay: i64, lateness: i64) -> (Vec<Row>, Vec<Row>) {
+    admitted_and_late_by(splits, delay, lateness, &|t| t)
+}
+
+/// The window-aware rule: per split, a row is late if `deadline(ts)` (the
+/// max timestamp of its first window; `ts` itself for the per-row rule) is
+/// at or below `max(earlier admitted rows) - delay - 1 - lateness`.
+pub fn admitted_and_late_by(
+    splits: &[Split],
+    delay: i64,
+    lateness: i64,
+    deadline: &dyn Fn(i64) -> i64,
+) -> (Vec<Row>, Vec<Row>) {
     let mut rows = Vec::new();
     let mut late = Vec::new();
     for split in splits {
         let mut max: Option<i64> = None;
         for r in &split.rows {
-            if max.is_some_and(|m| r.ts < m - delay - lateness) {
+            if max.is_some_and(|m| deadline(r.ts) < m - delay - lateness) {
                 late.push(r.clone());
                 continue;
             }

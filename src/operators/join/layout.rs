@@ -245,7 +245,14 @@ impl JoinLayout {
     /// (0 and `(0, 0)` where the join uses none); `context` names it in errors.
     pub fn row_times(&self, side: usize, batch: &RecordBatch, context: &str) -> Result<RowTimes> {
         let times = match self.time_column(side) {
-            Some(c) => Some(event_times(batch, c, context)?),
+            Some(c) => {
+                let times = event_times(batch, c, context)?;
+                if let JoinKind::Window(w) = self.spec().kind {
+                    let column = batch.schema().field(c).name().clone();
+                    w.check_times(&times, &column, context)?;
+                }
+                Some(times)
+            }
             None => None,
         };
         let windows = self.window_columns(side).map(|(a, e)| {

@@ -127,12 +127,16 @@ impl PartitionClock {
         // downstream already passed them
         let lateness = self.strategy.allowed_lateness_ms.max(0);
         if let Some(floor) = self.emitted.map(|e| e.saturating_sub(lateness)) {
-            if times.iter().any(|&t| t <= floor) {
+            let strategy = &self.strategy;
+            if times.iter().any(|&t| strategy.is_late(t, floor)) {
                 let base: Vec<bool> = match &mask {
                     Some(m) => m.iter().map(|v| v.unwrap_or(false)).collect(),
                     None => vec![true; times.len()],
                 };
-                let keep = base.iter().zip(times).map(|(k, &t)| Some(*k && t > floor));
+                let keep = base
+                    .iter()
+                    .zip(times)
+                    .map(|(k, &t)| Some(*k && !strategy.is_late(t, floor)));
                 mask = Some(BooleanArray::from_iter(keep));
             }
         }

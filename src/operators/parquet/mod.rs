@@ -69,7 +69,7 @@ pub use reader::ParquetSource;
 use super::replay::{Pacer, ReplaySpeed, TimeRange};
 use crate::error::{Error, Result};
 use crate::operator::TaskInfo;
-use crate::time::{validate_time_column, SplitClock, WatermarkStrategy};
+use crate::time::{validate_time_column, LatenessRule, SplitClock, WatermarkStrategy};
 use arrow_array::Array;
 use arrow_schema::{Field, Schema, SchemaRef};
 use discover::{PartValue, Partitions};
@@ -161,6 +161,8 @@ impl ScanMetrics {
 #[derive(Debug, Clone)]
 pub struct ParquetSourceSpec {
     // config
+    /// The paths as given (files, folders, patterns).
+    given: Vec<PathBuf>,
     files: Vec<ParquetFile>,
     /// Unified file columns, then partition columns.
     full: SchemaRef,
@@ -268,6 +270,7 @@ impl ParquetSourceSpec {
             .row_groups_total
             .store(splits.len() as u64, Ordering::Relaxed);
         let mut spec = ParquetSourceSpec {
+            given: paths.to_vec(),
             files,
             full,
             file_columns,
@@ -290,6 +293,21 @@ impl ParquetSourceSpec {
         };
         spec.relayout()?;
         Ok(spec)
+    }
+
+    /// Everything this source reads, for the planner's check that no sink
+    /// writes into its input: every file, and every given folder or file
+    /// (a glob pattern stands for what it matches now).
+    pub fn input_paths(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
+        for g in &self.given {
+            if std::fs::symlink_metadata(g).is_ok() {
+                out.push(g.clone());
+            } else {
+                out.extend(glob::expand(g).unwrap_or_default());
+            }
+        }
+        out
     }
 
     fn relayout(&mut self) -> Result<()> {
@@ -431,6 +449,15 @@ impl ParquetSourceSpec {
                     .collect())
             })
             .collect()
+    }
+
+    /// Decides late rows with `rule` (set by the planner from the operators
+    /// this source feeds); no effect without event time.
+    pub fn with_lateness_rule(mut self, rule: LatenessRule) -> Self {
+        if let Some((_, strategy)) = self.event_time.as_mut() {
+            strategy.lateness_rule = rule;
+        }
+        self
     }
 
     /// Assigns event time from `column` with `strategy`, per row group, and

@@ -526,6 +526,11 @@ impl Operator for SessionWindowAggregate {
         out: &mut Output,
     ) -> Result<()> {
         let times = event_times(&batch, self.time_column, ctx.operator())?;
+        let column = batch.schema().field(self.time_column).name().clone();
+        Window::Session {
+            gap_ms: self.gap_ms,
+        }
+        .check_times(&times, &column, ctx.operator())?;
         let rows = match &self.keys {
             Some(enc) => Some(enc.encode(&batch)?),
             None => None,

@@ -647,7 +647,12 @@ impl Operator for WindowAggregate {
         out: &mut Output,
     ) -> Result<()> {
         let times = match self.time_column {
-            Some(c) => event_times(&batch, c, ctx.operator())?,
+            Some(c) => {
+                let times = event_times(&batch, c, ctx.operator())?;
+                let column = batch.schema().field(c).name().clone();
+                self.window.check_times(&times, &column, ctx.operator())?;
+                times
+            }
             None => vec![ctx.processing_time(); batch.num_rows()].into(),
         };
         let rows = match &self.keys {

@@ -10,7 +10,7 @@ use crate::message::CheckpointId;
 use crate::operator::{Ctx, Operator, Output, PendingCommit, TaskInfo};
 use crate::state::{StateReader, StateWriter};
 use arrow_array::RecordBatch;
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -18,6 +18,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+mod target;
 
 /// The on-disk format of a file sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,12 +53,16 @@ impl FileFormat {
 /// a directory of `part-NNNNN.<ext>` files, one per subtask.
 ///
 /// ```text
-///  one file:   out/avg.parquet     staged as out/.avg.parquet.weir-R-S.inprogress, renamed on commit
-///  directory:  out/avg/part-N.ext  staged in out/.avg.weir-staging-P-R/, which replaces
-///                                  out/avg/ as a whole on commit (after every file is finished)
+///  one file:   out/avg.parquet     staged as out/.avg.parquet.weir-P-R.inprogress, renamed on commit
+///  directory:  out/avg/part-N.ext  staged in out/.avg.weir-staging-P-R/ (with the .weir-target
+///                                  marker), which replaces out/avg/ as a whole on commit
 /// ```
-/// `R` is the run, so re-running a job never mixes its files with an
-/// earlier run's; a failed run removes its staging files and directories.
+/// `P` is the process and `R` the run, so re-running a job never mixes its
+/// files with an earlier run's; a failed run removes its staging files and
+/// directories. A directory target must be new, empty or marked by weir,
+/// holding only weir's part files (`target.rs` has the exact names); the
+/// executor locks the target for the run, and the first subtask of a run
+/// removes what killed runs left behind.
 #[derive(Debug)]
 pub struct FileSinkSpec {
     // config
@@ -64,7 +70,7 @@ pub struct FileSinkSpec {
     format: FileFormat,
     single_file: bool,
     schema: SchemaRef,
-    // state: the run whose checkpointed start cleaned the target up
+    // state: the last run that prepared the target (cleaned and checked it)
     prepared: Mutex<Option<u64>>,
 }
 
@@ -83,33 +89,20 @@ impl FileSinkSpec {
         })
     }
 
-    /// Checks that a directory target holds only part files of earlier runs
-    /// (it is replaced as a whole), so no user file is ever deleted.
+    /// Checks that a directory target is new, empty, or marked by weir and
+    /// holds only weir's part files (it is replaced as a whole), so no user
+    /// file is ever deleted; the error names the first file weir did not write.
     pub fn check_target(&self) -> Result<()> {
-        if self.single_file || !self.path.exists() {
+        if self.single_file {
+            if self.path.is_dir() {
+                return Err(Error::UnsafePath {
+                    path: self.path.clone(),
+                    message: "the sink writes one file here, but this is a directory".into(),
+                });
+            }
             return Ok(());
         }
-        if !self.path.is_dir() {
-            return Err(Error::option(
-                "sink.path",
-                format!("{} exists and is not a directory", self.path.display()),
-            ));
-        }
-        for entry in std::fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))? {
-            let p = entry.map_err(|e| Error::io(&self.path, e))?.path();
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if !name.starts_with("part-") && name != CHECKPOINT_STAGING {
-                return Err(Error::option(
-                    "sink.path",
-                    format!(
-                        "{} holds {name}, which is not a part file of an earlier run; \
-                         choose an empty or new directory",
-                        self.path.display()
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        target::check_dir(&self.path).map(|_| ())
     }
 
     /// True if the sink writes one file (and so must run with parallelism 1).
@@ -130,11 +123,7 @@ impl FileSinkSpec {
     }
 
     fn base_name(&self) -> String {
-        self.path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("out")
-            .to_string()
+        target::base_name(&self.path)
     }
 
     /// The staging directory of run `run` (directory targets).
@@ -158,14 +147,28 @@ impl FileSinkSpec {
         }
     }
 
-    /// Checkpointed runs: once per run, before any subtask writes, removes
-    /// what no checkpoint published (staging leftovers of dead runs) and
-    /// parts of checkpoints after `restored` (all parts on a fresh start).
-    fn prepare_checkpointed(&self, run: u64, restored: Option<CheckpointId>) -> Result<()> {
+    /// Once per run, before any subtask writes: removes what killed runs
+    /// left (under the target's lock) and checks the target again.
+    /// Checkpointed runs also mark the target and remove, exactly by name,
+    /// what no checkpoint published: staging leftovers and parts of
+    /// checkpoints after `restored` (all parts on a fresh start).
+    fn prepare(&self, run: u64, checkpointed: Option<Option<CheckpointId>>) -> Result<()> {
         let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
         if *prepared == Some(run) {
             return Ok(());
         }
+        for w in target::clean_leftovers(&self.path)? {
+            eprintln!("weir: warning: {w}");
+        }
+        self.check_target()?;
+        if let Some(restored) = checkpointed {
+            self.prepare_checkpointed(restored)?;
+        }
+        *prepared = Some(run);
+        Ok(())
+    }
+
+    fn prepare_checkpointed(&self, restored: Option<CheckpointId>) -> Result<()> {
         if self.single_file {
             return Err(Error::option(
                 "sink.path",
@@ -178,40 +181,32 @@ impl FileSinkSpec {
                 ),
             ));
         }
-        self.check_target()?;
-        let staging = self.path.join(CHECKPOINT_STAGING);
+        create_dirs(&self.path)?;
+        target::mark(&self.path)?;
+        let staging = self.path.join(target::CHECKPOINT_STAGING);
         if staging.exists() {
-            std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        }
-        if self.path.exists() {
-            for entry in std::fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))? {
-                let p = entry.map_err(|e| Error::io(&self.path, e))?.path();
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                let stale = match (part_checkpoint(name), restored) {
-                    (Some(id), Some(r)) => id > r,
-                    (_, None) => name.starts_with("part-"),
-                    (None, Some(_)) => false,
-                };
-                if stale {
-                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-                }
+            let left = target::remove_staging_files(&staging)?;
+            if let Some(p) = left.first() {
+                return Err(Error::UnsafePath {
+                    path: p.clone(),
+                    message: "weir did not write this into its staging directory".into(),
+                });
             }
         }
-        *prepared = Some(run);
+        for entry in std::fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))? {
+            let p = entry.map_err(|e| Error::io(&self.path, e))?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let stale = match (target::part_checkpoint(name), restored) {
+                (Some(id), Some(r)) => id > r,
+                (_, None) => target::is_part(name),
+                (None, Some(_)) => false,
+            };
+            if stale {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
         Ok(())
     }
-}
-
-/// The hidden directory inside a checkpointed sink's target where part
-/// files are written and wait for their checkpoint.
-const CHECKPOINT_STAGING: &str = ".weir-staging";
-
-/// The checkpoint id in a checkpointed part file name `part-<id>-<subtask>.<ext>`.
-fn part_checkpoint(name: &str) -> Option<CheckpointId> {
-    let rest = name.strip_prefix("part-")?;
-    let (id, tail) = rest.split_once('-')?;
-    tail.split_once('.')?;
-    id.parse().ok()
 }
 
 /// Missing directories on the way to `dir`, deepest first, then creates them.
@@ -259,6 +254,11 @@ impl Drop for StagedFile {
 }
 
 /// Replaces a directory target with the run's staging directory.
+///
+/// ```text
+///  staging + marker ─► target still weir's? ─► target parked as STAGING.old ─► staging → target
+///     ─► weir's files in .old deleted; anything else (put there meanwhile) moved back
+/// ```
 struct StagedDir {
     staging: PathBuf,
     target: PathBuf,
@@ -267,16 +267,32 @@ struct StagedDir {
 
 impl PendingCommit for StagedDir {
     fn commit(mut self: Box<Self>) -> Result<()> {
+        target::mark(&self.staging)?;
         let old = self.staging.with_extension("old");
-        if self.target.exists() {
-            std::fs::rename(&self.target, &old).map_err(|e| Error::io(&self.target, e))?;
-        }
+        let parked = match target::check_dir(&self.target)? {
+            target::Target::Missing => false,
+            target::Target::Empty | target::Target::Owned => {
+                std::fs::rename(&self.target, &old).map_err(|e| Error::io(&self.target, e))?;
+                true
+            }
+        };
         if let Err(e) = std::fs::rename(&self.staging, &self.target) {
-            let _ = std::fs::rename(&old, &self.target); // put the previous output back
+            if parked {
+                let _ = std::fs::rename(&old, &self.target); // put the previous output back
+            }
             return Err(Error::io(&self.target, e));
         }
         self.committed = true;
-        let _ = std::fs::remove_dir_all(&old);
+        if parked {
+            // only weir's files go; anything that appeared since the check stays the user's
+            for p in target::remove_owned(&old)? {
+                if let Some(name) = p.file_name() {
+                    let back = self.target.join(name);
+                    std::fs::rename(&p, &back).map_err(|e| Error::io(&back, e))?;
+                }
+            }
+            let _ = std::fs::remove_dir(&old);
+        }
         Ok(())
     }
 
@@ -287,46 +303,10 @@ impl PendingCommit for StagedDir {
 
 impl Drop for StagedDir {
     fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.staging);
+        if !self.committed && self.staging.is_dir() {
+            let _ = target::remove_owned(&self.staging);
         }
     }
-}
-
-/// JSON output needs time zones as offsets (named zones need a time-zone
-/// database weir does not ship): UTC becomes `+00:00`; other named zones are
-/// written as plain UTC instants (the stored values are UTC anyway).
-pub(crate) fn json_compatible(batch: &RecordBatch) -> Result<RecordBatch> {
-    let needs = |tz: &str| !(tz.starts_with('+') || tz.starts_with('-'));
-    let fixes = batch
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| matches!(f.data_type(), DataType::Timestamp(_, Some(tz)) if needs(tz)));
-    if !fixes {
-        return Ok(batch.clone());
-    }
-    let mut fields = Vec::new();
-    let mut columns = Vec::new();
-    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        match f.data_type() {
-            DataType::Timestamp(unit, Some(tz)) if needs(tz) => {
-                let ty = DataType::Timestamp(*unit, Some("+00:00".into()));
-                // same instants, new label: no conversion of values
-                let data = c.to_data().into_builder().data_type(ty.clone()).build()?;
-                columns.push(arrow_array::make_array(data));
-                fields.push(f.as_ref().clone().with_data_type(ty));
-            }
-            _ => {
-                columns.push(c.clone());
-                fields.push(f.as_ref().clone());
-            }
-        }
-    }
-    Ok(RecordBatch::try_new(
-        Arc::new(arrow_schema::Schema::new(fields)),
-        columns,
-    )?)
 }
 
 enum Writer {
@@ -362,8 +342,11 @@ impl FileSink {
         if self.writer.is_none() {
             let spec = &self.spec;
             let run = ctx.commits().run_id();
+            if !self.checkpointed {
+                spec.prepare(run, None)?;
+            }
             let (dir, staging, target) = if self.checkpointed {
-                let dir = spec.path.join(CHECKPOINT_STAGING);
+                let dir = spec.path.join(target::CHECKPOINT_STAGING);
                 self.part_seq += 1;
                 let name = format!(
                     "inprogress-{}-{run}-{}-{}.{}",
@@ -409,7 +392,7 @@ impl FileSink {
                     )
                 }
                 FileFormat::JsonLines => {
-                    Writer::Json(arrow_json::LineDelimitedWriter::new(BufWriter::new(file)))
+                    Writer::Json(super::json_out::writer(BufWriter::new(file)))
                 }
             };
             self.staged = Some(staged);
@@ -479,7 +462,7 @@ impl Operator for FileSink {
         };
         let ext = self.spec.format.extension();
         let name = format!("part-{:08}-{:05}.{ext}", state.checkpoint(), self.subtask);
-        let pending = self.spec.path.join(CHECKPOINT_STAGING).join(&name);
+        let pending = self.spec.path.join(target::CHECKPOINT_STAGING).join(&name);
         std::fs::rename(&staged.staging, &pending).map_err(|e| Error::io(&pending, e))?;
         staged.committed = true; // from here on the checkpoint owns the file
         state.publish(&[(pending, self.spec.path.join(name))])
@@ -488,7 +471,7 @@ impl Operator for FileSink {
     fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
         self.checkpointed = true;
         self.spec
-            .prepare_checkpointed(ctx.commits().run_id(), state.checkpoint())
+            .prepare(ctx.commits().run_id(), Some(state.checkpoint()))
     }
 
     fn on_batch(
@@ -502,10 +485,15 @@ impl Operator for FileSink {
         let target = self.target();
         match self.writer.as_mut().expect("created above") {
             Writer::Parquet(w) => w.write(&batch).map_err(|e| parquet_error(&target, e)),
-            Writer::Json(w) => w.write(&json_compatible(&batch)?).map_err(|e| match e {
-                arrow_schema::ArrowError::IoError(_, io) => Error::io(&target, io),
-                other => Error::Arrow(other),
-            }),
+            Writer::Json(w) => w
+                .write(&super::json_out::prepare(
+                    &batch,
+                    &format!("JSON sink {}", self.spec.path.display()),
+                )?)
+                .map_err(|e| match e {
+                    arrow_schema::ArrowError::IoError(_, io) => Error::io(&target, io),
+                    other => Error::Arrow(other),
+                }),
         }
     }
 
@@ -552,8 +540,8 @@ impl Operator for StdoutSink {
     ) -> Result<()> {
         let stdout = std::io::stdout();
         let mut lock = stdout.lock();
-        let mut w = arrow_json::LineDelimitedWriter::new(&mut lock);
-        w.write(&json_compatible(&batch)?)?;
+        let mut w = super::json_out::writer(&mut lock);
+        w.write(&super::json_out::prepare(&batch, "stdout sink")?)?;
         w.finish()?;
         Ok(())
     }
