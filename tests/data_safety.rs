@@ -11,6 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -71,7 +72,9 @@ aggregates = [{ fn = "count", as = "n" }]
 
 /// A job over OBD readings with `steps`.
 fn job_with(dir: &Path, source: &Path, sink: &Path, steps: &str, extra: &str) -> PathBuf {
-    let path = dir.join("job.toml");
+    static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("job-{n}.toml"));
     std::fs::write(
         &path,
         format!(
@@ -82,6 +85,7 @@ name = "safety"
 path = "{}"
 time_column = "event_time"
 watermark_delay = "30s"
+batch_size = 200
 {steps}
 [sink]
 path = "{}"
@@ -321,5 +325,456 @@ fn a_marked_output_is_replaced_but_a_foreign_file_in_it_stops_the_run() {
         std::fs::read(unmarked.join("part-00000.parquet")).unwrap(),
         b"not weir's"
     );
+    assert_unchanged(&before, &data);
+}
+
+// ---- 4. input discovery is finite and exact ----
+
+/// Runs `weir run JOB --json` as a child, killed after `limit`; returns the
+/// metrics, or panics naming what went wrong.
+fn run_json(job: &Path, extra: &[&str], limit: Duration) -> (serde_json::Value, String) {
+    let mut child = weir()
+        .arg("run")
+        .arg(job)
+        .args(["--json", "--parallelism", "2"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("weir run did not finish within {limit:?} (hung)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    (serde_json::from_slice(&out.stdout).unwrap(), err)
+}
+
+#[test]
+fn link_loops_fifos_and_aliases_are_read_once_and_never_hang() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = input(tmp.path(), 20, 60, 2); // 3,600 rows in two files
+    let first = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    let before = snapshot(&data);
+    let link = |to: &Path, at: &Path| std::os::unix::fs::symlink(to, at).unwrap();
+    link(Path::new("."), &data.join("self"));
+    std::fs::create_dir(data.join("a")).unwrap();
+    std::fs::create_dir(data.join("b")).unwrap();
+    link(Path::new("../b"), &data.join("a/loop"));
+    link(Path::new("../a"), &data.join("b/loop"));
+    link(&first, &data.join("alias.parquet"));
+    let fifo = data.join("pipe.parquet");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // the same file named three more ways: through `..`, a link, a second path
+    let job = job(tmp.path(), &data, &tmp.path().join("out"), "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        &format!("path = \"{}\"", data.display()),
+        &format!(
+            "paths = [\"{}\", \"{}\", \"{}\"]",
+            data.display(),
+            data.join("../data")
+                .join(first.file_name().unwrap())
+                .display(),
+            data.join("self/self").display()
+        ),
+    );
+    std::fs::write(&job, text).unwrap();
+    for mode in ["batch", "pipelined"] {
+        let (metrics, err) = run_json(&job, &["--mode", mode], Duration::from_secs(60));
+        assert_eq!(metrics["rows_in"], 3600, "{mode}: every row once; {err}");
+        assert!(
+            err.contains("pipe.parquet") && err.contains("FIFO"),
+            "the FIFO is skipped with a warning: {err}"
+        );
+    }
+    std::fs::remove_file(&fifo).unwrap();
+    for l in ["self", "a/loop", "b/loop", "alias.parquet"] {
+        std::fs::remove_file(data.join(l)).unwrap();
+    }
+    std::fs::remove_dir(data.join("a")).unwrap();
+    std::fs::remove_dir(data.join("b")).unwrap();
+    assert_unchanged(&before, &data);
+}
+
+// ---- 3. one run per checkpoint directory and output ----
+
+/// Waits until the run checkpointing into `dir` took a checkpoint, at most 10 s.
+fn wait_for_checkpoint(dir: &Path) {
+    let started = Instant::now();
+    let taken = || {
+        std::fs::read_dir(dir).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("chk-"))
+        })
+    };
+    while !taken() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no checkpoint in {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_second_run_on_the_same_checkpoints_or_output_fails_at_once_naming_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = input(tmp.path(), 20, 120, 2);
+    let before = snapshot(&data);
+    let out = tmp.path().join("out");
+    let ckpt = tmp.path().join("ckpt");
+    let job = job(tmp.path(), &data, &out, "");
+    let expected = common::batch_reference(&job, &tmp.path().join("reference"));
+    // about 6 s at 20x
+    let first = weir()
+        .arg("run")
+        .arg(&job)
+        .args(["--parallelism", "2", "--speed", "20x"])
+        .args(["--checkpoint-interval", "200ms", "--checkpoint-dir"])
+        .arg(&ckpt)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = format!("PID {}", first.id());
+    wait_for_checkpoint(&ckpt.join("safety"));
+    let ckpt_arg = ckpt.to_str().unwrap();
+    let out_b = tmp.path().join("out-b");
+    for (extra, what) in [
+        (
+            vec![
+                "--checkpoint-dir",
+                ckpt_arg,
+                "--output",
+                out_b.to_str().unwrap(),
+            ],
+            "checkpoint directory",
+        ),
+        (vec!["--mode", "batch"], "output"),
+        (vec!["--checkpoint-dir", ckpt_arg], "output"),
+    ] {
+        let started = Instant::now();
+        let second = run(&job, &extra);
+        let err = stderr(&second);
+        assert!(
+            !second.status.success(),
+            "{extra:?}: a second run was let in"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{extra:?}: it failed at once"
+        );
+        assert!(err.contains(&pid) && err.contains(what), "{extra:?}: {err}");
+    }
+    assert!(!out_b.exists(), "the refused run wrote nothing");
+    let done = first.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", stderr(&done));
+    // exactly once: the first run's output alone
+    weir::compare::same_rows(
+        &common::read_parquet_parts(&out),
+        &expected,
+        &expected[0].schema(),
+        1e-9,
+    )
+    .unwrap();
+    assert!(
+        !ckpt.join("safety/.weir-lock").exists(),
+        "released at the end"
+    );
+    assert_unchanged(&before, &data);
+}
+
+// ---- 5. restoring into a changed job is refused ----
+
+const SLIDING: &str = r#"
+[[steps]]
+key_by = ["vehicle_id"]
+
+[[steps]]
+window = { kind = "sliding", size = "10s", slide = "1s" }
+aggregates = [{ fn = "count", as = "n" }]
+"#;
+
+const TUMBLING_5S: &str = r#"
+[[steps]]
+key_by = ["vehicle_id"]
+
+[[steps]]
+window = { kind = "tumbling", size = "5s" }
+aggregates = [{ fn = "count", as = "n" }]
+"#;
+
+#[test]
+fn restoring_a_checkpoint_into_a_changed_window_is_refused_naming_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = input(tmp.path(), 20, 120, 2);
+    let before = snapshot(&data);
+    let out = tmp.path().join("out");
+    let ckpt = tmp.path().join("ckpt");
+    let ckpt_args = [
+        "--checkpoint-interval",
+        "200ms",
+        "--checkpoint-dir",
+        ckpt.to_str().unwrap(),
+    ];
+    let sliding = job_with(tmp.path(), &data, &out, SLIDING, "");
+    // stopped with a savepoint part-way through (about 6 s at 20x)
+    let first = weir()
+        .arg("run")
+        .arg(&sliding)
+        .args(["--parallelism", "2", "--speed", "20x"])
+        .args(ckpt_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let stop = weir()
+        .args(["stop", "--savepoint", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let stopped = first.wait_with_output().unwrap();
+    let err = stderr(&stopped);
+    let savepoint = err
+        .lines()
+        .find_map(|l| l.strip_prefix("weir: stopped with savepoint "))
+        .unwrap_or_else(|| panic!("no savepoint: {err}"))
+        .to_string();
+    // the same checkpoints, now under a tumbling 5 s window
+    let tumbling = job_with(tmp.path(), &data, &out, TUMBLING_5S, "");
+    for restore in [vec![], vec!["--restore", savepoint.as_str()]] {
+        let mut extra = ckpt_args.to_vec();
+        extra.extend(&restore);
+        let o = run(&tumbling, &extra);
+        let err = stderr(&o);
+        assert!(
+            !o.status.success(),
+            "{restore:?}: restored into a changed job"
+        );
+        assert!(
+            err.contains("operator `window`")
+                && err.contains("Sliding")
+                && err.contains("Tumbling")
+                && err.contains("--restore fresh"),
+            "{restore:?}: {err}"
+        );
+    }
+    // the way out: start over
+    let mut extra = ckpt_args.to_vec();
+    extra.extend(["--restore", "fresh"]);
+    let o = run(&tumbling, &extra);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = common::batch_reference(&tumbling, &tmp.path().join("reference"));
+    weir::compare::same_rows(
+        &common::read_parquet_parts(&out),
+        &expected,
+        &expected[0].schema(),
+        1e-9,
+    )
+    .unwrap();
+    // a finished job's final checkpoint is no way around it either
+    let o = run(&sliding, &ckpt_args);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success() && err.contains("operator `window`"),
+        "{err}"
+    );
+    assert_unchanged(&before, &data);
+}
+
+// ---- 9. checkpoint contents are not trusted to name files ----
+
+/// Writes a complete checkpoint `id` of job `job` under `ckpt` by hand:
+/// no state, the given publish list, a manifest checksum that matches
+/// (`valid`) or not.
+fn crafted_checkpoint(
+    ckpt: &Path,
+    job: &str,
+    id: u64,
+    publish: &[(PathBuf, PathBuf)],
+    valid: bool,
+) {
+    let dir = ckpt.join(job).join(format!("chk-{id:08}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let publish: Vec<String> = publish
+        .iter()
+        .map(|(from, to)| format!(r#"{{"from":"{}","to":"{}"}}"#, from.display(), to.display()))
+        .collect();
+    // the manifest's own fields, in order, as weir serializes them
+    let body = |checksum: u64| {
+        format!(
+            r#"{{"version":2,"job":"{job}","id":{id},"completed_ms":0,"savepoint":false,"final":false,"operators":[],"publish":[{}],"checksum":{checksum}}}"#,
+            publish.join(",")
+        )
+    };
+    let sum = weir::state::checksum(body(0).as_bytes());
+    let text = body(if valid { sum } else { sum ^ 1 });
+    std::fs::write(dir.join("_manifest.json"), text).unwrap();
+}
+
+#[test]
+fn a_crafted_checkpoint_cannot_rename_files_outside_its_sink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = input(tmp.path(), 20, 60, 1);
+    let before = snapshot(&data);
+    let file = std::fs::read_dir(&data)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let victim = tmp.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let out = tmp.path().join("out");
+    let ckpt = tmp.path().join("ckpt");
+    let job = job(tmp.path(), &data, &out, "");
+    let args = ["--checkpoint-dir", ckpt.to_str().unwrap()];
+    let moved = tmp.path().join("moved.txt");
+    // a checkpoint that verifies, asking to move a file of the user's, and
+    // to move the input over itself through the sink's staging directory
+    crafted_checkpoint(&ckpt, "safety", 5, &[(victim.clone(), moved.clone())], true);
+    let o = run(&job, &args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "the crafted publish was applied");
+    assert!(
+        err.contains("refusing to touch") && err.contains("victim.txt"),
+        "{err}"
+    );
+    crafted_checkpoint(
+        &ckpt,
+        "safety",
+        6,
+        &[(
+            out.join(".weir-staging/../../data")
+                .join(file.file_name().unwrap()),
+            out.join("x.parquet"),
+        )],
+        true,
+    );
+    let o = run(&job, &args);
+    assert!(!o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("refusing to touch"), "{}", stderr(&o));
+    // a manifest edited without its checksum is corrupt: skipped, never applied
+    std::fs::remove_dir_all(&ckpt).unwrap();
+    crafted_checkpoint(
+        &ckpt,
+        "safety",
+        5,
+        &[(victim.clone(), moved.clone())],
+        false,
+    );
+    let o = run(&job, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("corrupt manifest"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!moved.exists());
+    assert_unchanged(&before, &data);
+}
+
+#[test]
+fn a_job_name_is_one_directory_and_retention_deletes_only_weirs_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = input(tmp.path(), 20, 60, 2);
+    let before = snapshot(&data);
+    let ckpt = tmp.path().join("ckpt");
+    let args = [
+        "--checkpoint-dir",
+        ckpt.to_str().unwrap(),
+        "--checkpoint-interval",
+        "50ms",
+    ];
+    let escaping = job(tmp.path(), &data, &tmp.path().join("out1"), "");
+    let text = std::fs::read_to_string(&escaping).unwrap();
+    std::fs::write(
+        &escaping,
+        text.replace("name = \"safety\"", "name = \"../escape\""),
+    )
+    .unwrap();
+    let o = run(&escaping, &args);
+    assert!(
+        !o.status.success(),
+        "a job name left the checkpoint directory"
+    );
+    assert!(stderr(&o).contains("job name"), "{}", stderr(&o));
+    assert!(!tmp.path().join("escape").exists());
+    // what looks like checkpoints but is not weir's survives retention
+    let mine = ckpt.join("safety/chk-00000001");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), b"mine").unwrap();
+    std::fs::create_dir_all(ckpt.join("safety/chk-1")).unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("keep"), b"x").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, ckpt.join("safety/chk-00000002")).unwrap();
+    let job = job_with(
+        tmp.path(),
+        &data,
+        &tmp.path().join("out2"),
+        WINDOW_STEPS,
+        "\n[checkpoint]\nretain = 1\n",
+    );
+    let o = run(&job, &[&args[..], &["--speed", "60x"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(mine.join("notes.txt")).unwrap(), b"mine");
+    assert!(ckpt.join("safety/chk-1").is_dir());
+    assert_eq!(std::fs::read(elsewhere.join("keep")).unwrap(), b"x");
+    assert_unchanged(&before, &data);
+}
+
+// ---- 10. spill files are the owner's only ----
+
+#[test]
+fn spill_directories_and_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = input(tmp.path(), 20, 60, 1);
+    let before = snapshot(&data);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let parent = tmp.path().join("spill");
+    std::fs::create_dir(&parent).unwrap();
+    let manager = weir::spill::SpillManager::try_new(Some(&parent)).unwrap();
+    assert_eq!(mode(manager.dir()), 0o700, "spill directory");
+    let batch = common::to_batch(&[common::Row {
+        key: 1,
+        ts: 2,
+        value: 3,
+        speed: 4.0,
+    }]);
+    let mut w = manager.create_writer(&batch.schema(), "rows").unwrap();
+    w.write(&batch).unwrap();
+    let file = w.finish().unwrap();
+    assert_eq!(mode(file.path()), 0o600, "spill file");
+    drop(file);
+    drop(manager);
+    // a job that spills leaves nothing in its spill directory
+    let job = job(tmp.path(), &data, &tmp.path().join("out"), "");
+    let o = run(
+        &job,
+        &[
+            "--mode",
+            "batch",
+            "--memory",
+            "64KiB",
+            "--spill-dir",
+            parent.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&parent).unwrap().count(), 0);
     assert_unchanged(&before, &data);
 }

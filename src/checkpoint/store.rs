@@ -267,7 +267,9 @@ impl CheckpointStore {
         self.root.join(format!("chk-{id:08}"))
     }
 
-    /// Every checkpoint directory id on disk (complete or not), ascending.
+    /// Every checkpoint id on disk (complete or not, named exactly
+    /// `chk-NNNNNNNN`, whatever the entry is), ascending. Only real
+    /// directories among them are read or deleted ([`Self::is_checkpoint_dir`]).
     pub fn ids_on_disk(&self) -> Result<Vec<CheckpointId>> {
         let mut ids = Vec::new();
         let entries = std::fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))?;
@@ -281,9 +283,8 @@ impl CheckpointStore {
             else {
                 continue;
             };
-            // exactly the name weir gives, and a real directory (not a link)
-            let real = entry.file_type().is_ok_and(|t| t.is_dir());
-            if real && self.dir_of(id).file_name() == Some(name.as_os_str()) {
+            // exactly the name weir gives (whatever it is: new ids go above it)
+            if self.dir_of(id).file_name() == Some(name.as_os_str()) {
                 ids.push(id);
             }
         }
@@ -291,10 +292,15 @@ impl CheckpointStore {
         Ok(ids)
     }
 
-    /// Creates the directory for checkpoint `id`.
+    /// True if checkpoint `id`'s path is a real directory (not a link).
+    pub fn is_checkpoint_dir(&self, id: CheckpointId) -> bool {
+        std::fs::symlink_metadata(self.dir_of(id)).is_ok_and(|m| m.file_type().is_dir())
+    }
+
+    /// Creates the directory for checkpoint `id`, which must not exist.
     pub fn begin(&self, id: CheckpointId) -> Result<PathBuf> {
         let dir = self.dir_of(id);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         Ok(dir)
     }
 
@@ -414,8 +420,8 @@ impl CheckpointStore {
         let mut warnings = Vec::new();
         for id in self.ids_on_disk()?.into_iter().rev() {
             let dir = self.dir_of(id);
-            if !dir.join(MANIFEST).exists() {
-                continue; // never completed
+            if !self.is_checkpoint_dir(id) || !dir.join(MANIFEST).exists() {
+                continue; // never completed, or not weir's
             }
             match Self::load(&dir) {
                 Ok(loaded) => return Ok((Some(loaded), warnings)),
@@ -436,7 +442,8 @@ impl CheckpointStore {
     /// kept with the other files, and a warning is returned for it.
     pub fn retain(&self, retain: usize) -> Result<Vec<String>> {
         let mut warnings = Vec::new();
-        let ids = self.ids_on_disk()?;
+        let mut ids = self.ids_on_disk()?;
+        ids.retain(|&id| self.is_checkpoint_dir(id));
         let complete: Vec<CheckpointId> = ids
             .iter()
             .copied()
@@ -664,7 +671,8 @@ mod tests {
         assert!(store.dir_of(2).join(MANIFEST).exists(), "another job's");
         assert!(store.root().join("chk-3").is_dir());
         assert_eq!(std::fs::read(victim.join("keep")).unwrap(), b"x");
-        assert_eq!(store.ids_on_disk().unwrap(), vec![1, 2, 7]);
+        assert_eq!(store.ids_on_disk().unwrap(), vec![1, 2, 4, 7]);
+        assert!(store.begin(4).is_err(), "never writes through a link");
     }
 
     #[test]

@@ -182,8 +182,14 @@ impl Source for MemorySource {
 
     fn restore(&mut self, _ctx: &mut Ctx, state: &StateReader) -> Result<()> {
         let total = self.spec.splits.len();
-        let Some(plan) =
-            split_progress::plan_restore(state, STATE, &self.splits, total, "memory source")?
+        let Some(plan) = split_progress::plan_restore(
+            state,
+            STATE,
+            &self.splits,
+            total,
+            &|i| self.spec.splits[i].len() as u64,
+            "memory source",
+        )?
         else {
             return Ok(());
         };

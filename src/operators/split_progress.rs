@@ -184,13 +184,16 @@ pub(crate) fn write(out: &mut StateWriter, name: &str, state: &SplitsState) -> R
 
 /// Reads the split states under `name` and plans what `mine` (the splits
 /// the fresh assignment gives this subtask, in read order) still has to
-/// read. `None` if nothing was saved. Errors name `context` when the input
-/// changed (another number of splits) or two old subtasks claim one split.
+/// read. `None` if nothing was saved. `units(i)` is split `i`'s size in the
+/// source's unit. Errors name `context` when the input changed (another
+/// number of splits), two old subtasks claim one split, or a saved split
+/// index or position lies outside the input (a checkpoint is not trusted).
 pub(crate) fn plan_restore(
     reader: &StateReader,
     name: &str,
     mine: &[usize],
     total: usize,
+    units: &dyn Fn(usize) -> u64,
     context: &str,
 ) -> Result<Option<RestorePlan>> {
     let saved: Vec<SplitsState> = reader.values(name)?;
@@ -210,6 +213,28 @@ pub(crate) fn plan_restore(
             });
         }
         for p in &s.progress {
+            let size = usize::try_from(p.split)
+                .ok()
+                .filter(|&i| i < total)
+                .map(units);
+            let Some(size) = size else {
+                return Err(Error::Checkpoint {
+                    location: context.to_string(),
+                    message: format!(
+                        "the checkpoint names split {}, but the input has {total} splits",
+                        p.split
+                    ),
+                });
+            };
+            if p.done > size {
+                return Err(Error::Checkpoint {
+                    location: context.to_string(),
+                    message: format!(
+                        "the checkpoint is {} units into split {}, which has {size}",
+                        p.done, p.split
+                    ),
+                });
+            }
             if by_split.insert(p.split, p.clone()).is_some() {
                 return Err(Error::Checkpoint {
                     location: context.to_string(),
@@ -273,7 +298,7 @@ mod tests {
         let plans: Vec<RestorePlan> = (0..3)
             .map(|s| {
                 let r = StateReader::for_subtask(states.clone(), s, 3);
-                plan_restore(&r, "splits", &[s, s + 3], 6, "test")
+                plan_restore(&r, "splits", &[s, s + 3], 6, &|_| 10, "test")
                     .unwrap()
                     .unwrap()
             })
@@ -296,6 +321,31 @@ mod tests {
         assert!(plans.iter().all(|p| p.watermark.is_none()), "rescaled");
         // a changed input is refused
         let r = StateReader::for_subtask(states, 0, 3);
-        assert!(plan_restore(&r, "splits", &[0], 7, "test").is_err());
+        assert!(plan_restore(&r, "splits", &[0], 7, &|_| 10, "test").is_err());
+    }
+
+    #[test]
+    fn saved_splits_and_positions_outside_the_input_are_refused() {
+        let save = |split: u64, done: u64| {
+            let s = SplitsState {
+                total: 3,
+                progress: vec![SplitProgress {
+                    split,
+                    done,
+                    finished: false,
+                    generator: None,
+                }],
+                watermark: None,
+            };
+            let mut w = StateWriter::new();
+            write(&mut w, "splits", &s).unwrap();
+            StateReader::for_subtask(Arc::new(vec![w.finish()]), 0, 1)
+        };
+        let plan = |r: &StateReader| plan_restore(r, "splits", &[0, 1, 2], 3, &|_| 100, "src");
+        assert_eq!(plan(&save(2, 100)).unwrap().unwrap().plan[2].skip, 100);
+        let e = plan(&save(3, 0)).unwrap_err().to_string();
+        assert!(e.contains("split 3") && e.contains("3 splits"), "{e}");
+        let e = plan(&save(1, 101)).unwrap_err().to_string();
+        assert!(e.contains("101 units into split 1"), "{e}");
     }
 }

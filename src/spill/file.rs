@@ -8,6 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -73,6 +74,7 @@ impl SpillWriter {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600) // spilled rows are the user's data: owner only
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
         SpillWriter::with_file(path, file, schema, metrics)

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 
 mod buffer;
 mod file;
+mod owner;
 mod runs;
 mod state_log;
 
@@ -68,42 +69,53 @@ impl SpillMetrics {
 
 /// Owns the temporary directory spill files live in, and the spill metrics.
 ///
-/// The directory (`weir-spill-XXXX`) is created by [`SpillManager::try_new`]
-/// and removed, with anything left in it, when the manager is dropped. Keep
-/// the manager alive while spill files are read: [`Partition`]s hold a
-/// reference to it for that reason.
+/// The directory (`weir-spill-XXXX`, owner-only: 0700, files 0600) is
+/// created by [`SpillManager::try_new`] and removed, with anything left in
+/// it, when the manager is dropped. A locked `.weir-spill-XXXX.lock` beside
+/// it marks it as a live run's while the manager lives, so the next run with the same parent can tell a killed
+/// run's directory from a live one and removes it. Keep the manager alive
+/// while spill files are read: [`Partition`]s hold a reference to it for
+/// that reason.
 #[derive(Debug)]
 pub struct SpillManager {
     // state
     /// Makes spill file names unique.
     next_file: AtomicU64,
-    // resources
+    // resources (dropped in this order: the directory, then its lock)
     /// The directory; removed on drop.
     dir: tempfile::TempDir,
+    /// Locked for the manager's life: the directory belongs to a live run.
+    _lock: owner::DirLock,
     /// What has been spilled.
     metrics: Arc<SpillMetrics>,
 }
 
 impl SpillManager {
-    /// Creates a fresh `weir-spill-XXXX` directory under `parent`, or under
-    /// [`std::env::temp_dir`] when `parent` is `None`.
+    /// Creates a fresh `weir-spill-XXXX` directory (mode 0700) under
+    /// `parent`, or under [`std::env::temp_dir`] when `parent` is `None`,
+    /// after removing the spill directories killed runs left there.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] naming the parent directory if the directory cannot be
     /// created.
     pub fn try_new(parent: Option<&Path>) -> Result<Arc<SpillManager>> {
+        use std::os::unix::fs::PermissionsExt;
         let parent = match parent {
             Some(parent) => parent.to_path_buf(),
             None => std::env::temp_dir(),
         };
+        owner::remove_leftovers(&parent);
         let dir = tempfile::Builder::new()
-            .prefix("weir-spill-")
+            .prefix(owner::PREFIX)
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&parent)
             .map_err(|e| Error::io(&parent, e))?;
+        let lock = owner::lock(dir.path())?;
         Ok(Arc::new(SpillManager {
             next_file: AtomicU64::new(0),
             dir,
+            _lock: lock,
             metrics: Arc::default(),
         }))
     }
@@ -154,10 +166,50 @@ mod tests {
         assert_eq!(dir.parent(), Some(parent.path()));
         let dir_name = dir.file_name().unwrap().to_string_lossy().into_owned();
         assert!(dir_name.starts_with("weir-spill-"), "{dir_name}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700, "owner only");
+        let schema = Arc::new(arrow_schema::Schema::empty());
+        let file = manager
+            .create_writer(&schema, "x")
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!(mode(file.path()), 0o600, "owner only");
+        drop(file);
         // Leave a stray file behind: the directory goes anyway.
         std::fs::write(dir.join("stray"), b"x").unwrap();
         drop(manager);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_dead_runs_directory_is_removed_and_a_live_or_foreign_one_kept() {
+        let parent = tempfile::tempdir().unwrap();
+        let live = SpillManager::try_new(Some(parent.path())).unwrap();
+        // a killed run: its lock file is there, nobody holds it
+        let dead = parent.path().join("weir-spill-dead01");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(parent.path().join(".weir-spill-dead01.lock"), b"").unwrap();
+        std::fs::write(dead.join("x-0.arrow"), b"rows").unwrap();
+        // not weir's: no lock file
+        let foreign = parent.path().join("weir-spill-notes");
+        std::fs::create_dir(&foreign).unwrap();
+        std::fs::write(foreign.join("keep"), b"x").unwrap();
+        let next = SpillManager::try_new(Some(parent.path())).unwrap();
+        assert!(!dead.exists(), "a dead run's spill directory goes");
+        assert!(live.dir().is_dir(), "a live run's stays");
+        assert!(
+            foreign.join("keep").exists(),
+            "a directory weir cannot prove is its own stays"
+        );
+        drop((live, next));
+        let left: Vec<_> = std::fs::read_dir(parent.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("weir-spill-notes")]);
     }
 
     #[test]

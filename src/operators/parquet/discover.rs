@@ -40,7 +40,7 @@ pub struct Found {
 }
 
 /// Resolves the source paths (files, folders, patterns) to files, each
-/// once (first mention wins), with their partition folders.
+/// once by canonical path (first mention wins), with their partition folders.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<Found>> {
     let mut out: Vec<Found> = Vec::new();
     let mut seen: HashSet<PathBuf> = HashSet::new();
@@ -48,7 +48,9 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Found>> {
         let (root, files) = resolve(given)?;
         let mut first: Option<(PathBuf, Vec<String>)> = None;
         for path in files {
-            if !seen.insert(path.clone()) {
+            // each file once, however it was reached (links, `..`, two paths)
+            let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+            if !seen.insert(canonical) {
                 continue;
             }
             let partitions = match &root {
@@ -218,7 +220,48 @@ impl Partitions {
 /// A `path` that does not exist but has wildcards is a glob pattern: the
 /// files it matches, and the `*.parquet` files below the folders it
 /// matches; matching nothing is an error naming the pattern.
+///
+/// The walk is finite and exact: links are followed, but a folder already
+/// visited (by device and inode, so `self -> .` and loops between folders)
+/// is not entered again; anything that is neither a regular file nor a
+/// folder (a FIFO, a socket, a device) is skipped with a warning, so a FIFO
+/// named `x.parquet` never blocks the job. [`discover`] then keeps each
+/// file once by its canonical path.
 pub fn list_parquet_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut visited = HashSet::new();
+    list(path, out, &mut visited)
+}
+
+/// A file or folder's identity: (device, inode).
+fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// What a non-regular file is, for warnings.
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn skip_warning(path: &Path, meta: &std::fs::Metadata) {
+    eprintln!(
+        "weir: warning: skipping {}: {} (only regular files are read)",
+        path.display(),
+        kind_of(meta)
+    );
+}
+
+fn list(path: &Path, out: &mut Vec<PathBuf>, visited: &mut HashSet<(u64, u64)>) -> Result<()> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if !glob::has_wildcards(&path.to_string_lossy()) => return Err(Error::io(path, e)),
@@ -231,11 +274,7 @@ pub fn list_parquet_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
                 ));
             }
             for m in matched {
-                if m.is_dir() {
-                    list_parquet_files(&m, out)?;
-                } else {
-                    out.push(m);
-                }
+                list(&m, out, visited)?;
             }
             return Ok(());
         }
@@ -243,6 +282,13 @@ pub fn list_parquet_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     if meta.is_file() {
         out.push(path.to_path_buf());
         return Ok(());
+    }
+    if !meta.is_dir() {
+        skip_warning(path, &meta);
+        return Ok(());
+    }
+    if !visited.insert(identity(&meta)) {
+        return Ok(()); // a folder seen before (a link loop or a second way in)
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| Error::io(path, e))?
@@ -254,10 +300,14 @@ pub fn list_parquet_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         if name.starts_with('.') || name.starts_with('_') {
             continue;
         }
-        if p.is_dir() {
-            list_parquet_files(&p, out)?;
-        } else if name.ends_with(".parquet") {
-            out.push(p);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() => list(&p, out, visited)?,
+            Ok(_) if !name.ends_with(".parquet") => {}
+            Ok(m) if m.is_file() => out.push(p),
+            Ok(m) => skip_warning(&p, &m),
+            // a broken link named *.parquet: reading it names the file
+            Err(_) if name.ends_with(".parquet") => out.push(p),
+            Err(_) => {}
         }
     }
     Ok(())

@@ -527,7 +527,17 @@ impl Source for ParquetSource {
             });
         }
         let total = self.spec.splits.len();
-        let Some(plan) = split_progress::plan_restore(state, STATE, &self.splits, total, &context)?
+        let spec = &self.spec;
+        let rows = |i: usize| {
+            let split = &spec.splits[i];
+            let rg = spec.files[split.file]
+                .meta
+                .metadata()
+                .row_group(split.row_group);
+            u64::try_from(rg.num_rows()).unwrap_or(0)
+        };
+        let Some(plan) =
+            split_progress::plan_restore(state, STATE, &self.splits, total, &rows, &context)?
         else {
             return Ok(());
         };
