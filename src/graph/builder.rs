@@ -210,12 +210,14 @@ impl Job {
     /// ```
     pub fn live_source(&self, spec: LiveSourceSpec) -> Stream {
         let schema = spec.schema().clone();
+        let max_parallelism = spec.max_parallelism();
         let id = self.add(
             "live_source",
             NodeKind::Live(Arc::new(spec)),
             vec![],
             schema.clone(),
         );
+        self.plan.borrow_mut().nodes[id].max_parallelism = max_parallelism;
         self.stream(id, schema, None)
     }
 
@@ -924,7 +926,20 @@ impl Stream {
         if parallelism == 0 {
             return Err(Error::option("parallelism", "must be at least 1"));
         }
-        self.job.plan.borrow_mut().nodes[self.node].parallelism = Some(parallelism);
+        let mut plan = self.job.plan.borrow_mut();
+        let node = &mut plan.nodes[self.node];
+        if let Some(max) = node.max_parallelism.filter(|&m| parallelism > m) {
+            return Err(Error::option(
+                "parallelism",
+                format!(
+                    "`{}` runs with at most {max} subtask{} (asked for {parallelism})",
+                    node.name,
+                    if max == 1 { "" } else { "s" }
+                ),
+            ));
+        }
+        node.parallelism = Some(parallelism);
+        drop(plan);
         Ok(self.clone())
     }
 
