@@ -447,6 +447,9 @@ fn a_file_with_the_wrong_column_type_in_a_watched_directory_is_a_clear_error() {
         "dir",
         &format!("path = \"{}\"\nbounded = true", watched.display()),
     );
+    // with on_error = "fail" (dead letters: tests/hostile_input.rs)
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, text.replace("\"dead_letter\"", "\"fail\"")).unwrap();
     let run = weir().args(["run"]).arg(&job).output().unwrap();
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);

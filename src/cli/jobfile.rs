@@ -153,6 +153,11 @@ pub struct SourceSpec {
     /// Live sources: `fail` (default) or `dead_letter` for malformed records.
     #[serde(default)]
     pub on_error: Option<String>,
+    /// Live sources: the longest record, in bytes or as a size such as
+    /// `"4MiB"` (default 1 MiB); longer records are malformed (dead letters
+    /// keeping their first KiB).
+    #[serde(default)]
+    pub max_record_bytes: Option<ByteSize>,
     /// Brokers: `earliest` (default), `latest`, or an event time to start at.
     #[serde(default)]
     pub start: Option<String>,
@@ -192,6 +197,27 @@ pub struct SourceSpec {
     /// Hybrid source: replay this Parquet history before the live part.
     #[serde(default)]
     pub history: Option<HistorySpec>,
+}
+
+/// A size in a job file: a number of bytes or text such as `"4MiB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ByteSize {
+    /// Bytes.
+    Bytes(u64),
+    /// A size with a unit (`B`, `KiB`, `MiB`, `GiB`, ...).
+    Text(String),
+}
+
+impl ByteSize {
+    /// The size in bytes; `field` names it in errors.
+    pub fn bytes(&self, field: &str) -> Result<usize> {
+        match self {
+            ByteSize::Bytes(0) => Err(Error::option(field, "must be at least 1 byte")),
+            ByteSize::Bytes(n) => Ok(usize::try_from(*n).unwrap_or(usize::MAX)),
+            ByteSize::Text(t) => crate::memory::parse_size(field, t),
+        }
+    }
 }
 
 /// `history = { path = "...", handoff = "2026-11-01T00:10:00Z" }`: rows

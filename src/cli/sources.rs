@@ -47,17 +47,14 @@ pub(crate) fn live_stream(
         start = StartFrom::Timestamp(t);
     }
     let live = match spec.kind.as_str() {
+        // one stream each: one subtask reads it, the rest of the job keeps its parallelism
         "stdin" => LiveSourceSpec::new(
             "stdin",
             schema,
-            Arc::new(|info| {
-                if info.subtask > 0 {
-                    return Err(Error::Plan("the stdin source runs with parallelism 1".into()));
-                }
-                Ok(Box::new(LinesConnector::stdin()?) as _)
-            }),
+            Arc::new(|_| Ok(Box::new(LinesConnector::stdin()?) as _)),
             true,
-        ),
+        )
+        .with_max_parallelism(1),
         "tcp" => {
             let address = spec
                 .address
@@ -67,14 +64,10 @@ pub(crate) fn live_stream(
             LiveSourceSpec::new(
                 name,
                 schema,
-                Arc::new(move |info| {
-                    if info.subtask > 0 {
-                        return Err(Error::Plan("the tcp source runs with parallelism 1".into()));
-                    }
-                    Ok(Box::new(LinesConnector::connect_tcp(&address)?) as _)
-                }),
+                Arc::new(move |_| Ok(Box::new(LinesConnector::connect_tcp(&address)?) as _)),
                 true,
             )
+            .with_max_parallelism(1)
         }
         "dir" => {
             let path = spec
@@ -151,6 +144,12 @@ pub(crate) fn live_stream(
         }
     };
     let mut live = live.with_on_error(on_error);
+    if let Some(size) = &spec.max_record_bytes {
+        let max = size
+            .bytes("max_record_bytes")
+            .map_err(|e| err("max_record_bytes", e))?;
+        live = live.with_max_record_bytes(max);
+    }
     if let Some(h) = &spec.history {
         let time = spec.time_column.as_deref().ok_or_else(|| {
             err(
@@ -265,7 +264,14 @@ pub fn parse_schema(columns: &[String]) -> Result<SchemaRef> {
                 ))
             }
         };
-        fields.push(Field::new(name.trim(), ty, true));
+        let name = name.trim();
+        if fields.iter().any(|f: &Field| f.name() == name) {
+            return Err(Error::option(
+                "schema",
+                format!("column `{name}` is listed twice; column names must be unique"),
+            ));
+        }
+        fields.push(Field::new(name, ty, true));
     }
     Ok(Arc::new(Schema::new(fields)))
 }
@@ -289,6 +295,10 @@ mod tests {
             .to_string();
         assert!(e.contains("decimal") && e.contains("`a`"), "{e}");
         assert!(parse_schema(&["a int64".into()]).is_err());
+        let e = parse_schema(&["a: int64".into(), "a : string".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`a` is listed twice"), "{e}");
     }
 
     #[test]

@@ -210,12 +210,14 @@ impl Job {
     /// ```
     pub fn live_source(&self, spec: LiveSourceSpec) -> Stream {
         let schema = spec.schema().clone();
+        let max_parallelism = spec.max_parallelism();
         let id = self.add(
             "live_source",
             NodeKind::Live(Arc::new(spec)),
             vec![],
             schema.clone(),
         );
+        self.plan.borrow_mut().nodes[id].max_parallelism = max_parallelism;
         self.stream(id, schema, None)
     }
 
@@ -924,7 +926,20 @@ impl Stream {
         if parallelism == 0 {
             return Err(Error::option("parallelism", "must be at least 1"));
         }
-        self.job.plan.borrow_mut().nodes[self.node].parallelism = Some(parallelism);
+        let mut plan = self.job.plan.borrow_mut();
+        let node = &mut plan.nodes[self.node];
+        if let Some(max) = node.max_parallelism.filter(|&m| parallelism > m) {
+            return Err(Error::option(
+                "parallelism",
+                format!(
+                    "`{}` runs with at most {max} subtask{} (asked for {parallelism})",
+                    node.name,
+                    if max == 1 { "" } else { "s" }
+                ),
+            ));
+        }
+        node.parallelism = Some(parallelism);
+        drop(plan);
         Ok(self.clone())
     }
 
@@ -1035,7 +1050,9 @@ impl KeyedStream {
 
 impl KeyedStream {
     /// Flink's `countWindow(size)`: every `size` rows of a key (in event-time
-    /// order, once the watermark passed them) form a window.
+    /// order, once the watermark passed them) form a window. With allowed
+    /// lateness the rows wait for `watermark - lateness`, so rows admitted
+    /// behind the watermark still take their place in the order.
     pub fn count_window(&self, size: u64) -> CountWindowedStream {
         self.count_windows(CountWindow::Tumbling { size })
     }
@@ -1067,6 +1084,9 @@ impl KeyedStream {
     /// A keyed process function (Flink's KeyedProcessFunction): per-key state
     /// and event-time timers; each key's rows arrive in event-time order once
     /// the watermark passed them, so results are the same in every mode.
+    /// With allowed lateness, rows and event-time timers run at
+    /// `watermark - lateness` (the forwarded watermark too), so no row the
+    /// sources admit is dropped.
     /// `make` builds one function per subtask; it emits rows of `output`.
     pub fn process<P, F>(&self, output: SchemaRef, make: F) -> Result<Stream>
     where

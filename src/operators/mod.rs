@@ -18,6 +18,7 @@ mod event_buffer;
 mod group_aggregate;
 mod ingestion;
 pub mod join;
+pub mod json_out;
 mod keyed_state;
 pub mod live;
 mod memory_source;

@@ -4,8 +4,10 @@
 //! Owns [`JsonDecoder`], [`RawRecord`], [`Position`] and [`DeadLetter`]. May
 //! use `crate::error` and the arrow crates.
 
+use super::json_scan::{self, Scanned};
+use super::line_reader::PREFIX_BYTES;
 use crate::error::{Error, Result};
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_json::reader::Decoder;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
@@ -54,6 +56,32 @@ pub struct DeadLetter {
     pub record: String,
 }
 
+impl DeadLetter {
+    /// The dead letter of a record of `len` bytes, longer than `max`, of
+    /// which `prefix` was kept (cut to [`PREFIX_BYTES`] and marked `…`).
+    pub fn too_long(
+        partition: usize,
+        position: Position,
+        prefix: &[u8],
+        len: u64,
+        max: usize,
+    ) -> DeadLetter {
+        let kept = &prefix[..prefix.len().min(PREFIX_BYTES)];
+        let mut record = String::from_utf8_lossy(kept).into_owned();
+        record.push('…');
+        DeadLetter {
+            partition,
+            position,
+            reason: format!(
+                "record of {len} bytes is longer than max_record_bytes ({max}); \
+                 the dead letter keeps its first {} bytes",
+                kept.len()
+            ),
+            record,
+        }
+    }
+}
+
 /// The schema of a source's dead-letter output.
 pub fn dead_letter_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -87,18 +115,32 @@ pub fn dead_letter_batch(
     Ok(RecordBatch::try_new(dead_letter_schema(), columns)?)
 }
 
+/// The event times a live JSON record may carry, in epoch milliseconds:
+/// 0001-01-01T00:00:00Z through 9999-12-31T23:59:59.999Z. A record outside
+/// (a number beyond 64 bits decodes to the saturated `i64::MIN`/`MAX`,
+/// which are refused too) is a malformed record: one such record would
+/// otherwise move its partition's watermark to the end of time and make
+/// every later record late.
+pub const EVENT_TIME_RANGE: std::ops::RangeInclusive<i64> =
+    -62_135_596_800_000..=253_402_300_799_999;
+
 /// Decodes JSON records into batches of one schema.
 ///
 /// ```text
-///  records ─► one buffer, '\n'-separated ─► arrow-json ─► rows == records?
+///  records ─► json_scan: repeated key ─► DeadLetter; bare NaN/Infinity ─► quoted
+///     ─► one buffer, '\n'-separated ─► arrow-json ─► rows == records?
 ///                                             │ ok: one batch (fast path)
 ///                                             └ error or count off: record by
 ///                                               record; bad ones ─► DeadLetter
+///     ─► rows with a null required column or an event time out of
+///        [`EVENT_TIME_RANGE`] ─► DeadLetter
 /// ```
 /// A record must hold exactly one JSON object whose fields convert to the
 /// schema's types; fields not in the schema are ignored, missing nullable
-/// fields are null. Rows whose `required` columns (e.g. the event time) are
-/// null are refused too.
+/// fields are null, a schema field given twice is refused. Float columns
+/// read `"NaN"`, `"Infinity"`, `"-Infinity"` (strings, as weir's JSON sinks
+/// write them, or bare tokens). Rows whose `required` columns (e.g. the
+/// event time) are null are refused too. Letters come in record order.
 pub struct JsonDecoder {
     // config
     schema: SchemaRef,
@@ -106,6 +148,8 @@ pub struct JsonDecoder {
     /// with chrono-tz); decoded columns are relabelled to `schema` after.
     decode_schema: SchemaRef,
     required: Vec<usize>,
+    time_column: Option<usize>,
+    max_record_bytes: usize,
     // state
     decoder: Decoder,
     buf: Vec<u8>,
@@ -121,8 +165,9 @@ impl std::fmt::Debug for JsonDecoder {
 
 impl JsonDecoder {
     /// A decoder into `schema`; rows with a null in a `required` column
-    /// (indices) are refused.
+    /// (indices) are refused. Fails if two columns share a name.
     pub fn try_new(schema: SchemaRef, required: Vec<usize>) -> Result<Self> {
+        check_unique_names(&schema, "JSON record schema")?;
         let fields: Vec<Field> = schema
             .fields()
             .iter()
@@ -140,9 +185,25 @@ impl JsonDecoder {
             schema,
             decode_schema,
             required,
+            time_column: None,
+            max_record_bytes: usize::MAX,
             decoder,
             buf: Vec::new(),
         })
+    }
+
+    /// Refuses rows whose `column` (the event time, Int64 epoch ms or a
+    /// Timestamp) lies outside [`EVENT_TIME_RANGE`].
+    pub fn with_time_column(mut self, column: usize) -> Self {
+        self.time_column = Some(column);
+        self
+    }
+
+    /// Refuses records longer than `max` bytes (their dead letter keeps a
+    /// prefix).
+    pub fn with_max_record_bytes(mut self, max: usize) -> Self {
+        self.max_record_bytes = max.max(1);
+        self
     }
 
     /// Records decoded in one go (arrow-json preallocates for this many).
@@ -180,46 +241,89 @@ impl JsonDecoder {
         if records.is_empty() {
             return Ok((RecordBatch::new_empty(self.schema.clone()), Vec::new()));
         }
-        if let Some(batch) = self.try_all(records) {
-            if let Some(bad) = self.null_required(&batch) {
-                return self.filter_required(records, batch, bad);
+        // (record index, reason), sorted by index at the end
+        let mut refused: Vec<(usize, String)> = Vec::new();
+        let mut too_long: Vec<DeadLetter> = Vec::new();
+        // the records to decode: index and payload (rewritten if needed)
+        let mut kept: Vec<(usize, std::borrow::Cow<'_, [u8]>)> = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            if r.payload.len() > self.max_record_bytes {
+                too_long.push(DeadLetter::too_long(
+                    r.partition,
+                    r.position.clone(),
+                    &r.payload,
+                    r.payload.len() as u64,
+                    self.max_record_bytes,
+                ));
+                continue;
             }
-            return Ok((batch, Vec::new()));
-        }
-        // slow path: one record at a time
-        self.decoder = Self::fresh(&self.decode_schema)?;
-        let mut good = Vec::with_capacity(records.len());
-        let mut kept = Vec::with_capacity(records.len());
-        let mut letters = Vec::new();
-        for r in records {
-            match self.decode_one(&r.payload) {
-                Ok(batch) => {
-                    good.push(batch);
-                    kept.push(r.clone());
+            match json_scan::scan(&r.payload) {
+                Scanned::Clean => kept.push((i, r.payload.as_slice().into())),
+                Scanned::Rewritten(b) => kept.push((i, b.into())),
+                Scanned::Repeated(key) if self.schema.column_with_name(&key).is_some() => {
+                    refused.push((i, format!("column `{key}` is given more than once")));
                 }
-                Err(reason) => {
-                    self.decoder = Self::fresh(&self.decode_schema)?;
-                    letters.push(letter(r, reason));
-                }
+                Scanned::Repeated(_) => kept.push((i, r.payload.as_slice().into())),
             }
         }
-        let batch = arrow_select::concat::concat_batches(&self.schema, &good)?;
-        if let Some(bad) = self.null_required(&batch) {
-            let (batch, mut more) = self.filter_required(&kept, batch, bad)?;
-            letters.append(&mut more);
-            return Ok((batch, letters));
+        let batch = match self.try_all(&kept) {
+            Some(batch) => batch,
+            None => {
+                // slow path: one record at a time
+                self.decoder = Self::fresh(&self.decode_schema)?;
+                let mut good = Vec::with_capacity(kept.len());
+                let mut decoded = Vec::with_capacity(kept.len());
+                for (i, payload) in kept {
+                    match self.decode_one(&payload) {
+                        Ok(batch) => {
+                            good.push(batch);
+                            decoded.push((i, payload));
+                        }
+                        Err(reason) => {
+                            self.decoder = Self::fresh(&self.decode_schema)?;
+                            refused.push((i, reason));
+                        }
+                    }
+                }
+                kept = decoded;
+                arrow_select::concat::concat_batches(&self.schema, &good)?
+            }
+        };
+        let bad_rows = self.check_rows(&batch)?;
+        let batch = if bad_rows.is_empty() {
+            batch
+        } else {
+            let mut keep = vec![true; batch.num_rows()];
+            for (row, reason) in bad_rows {
+                keep[row] = false;
+                refused.push((kept[row].0, reason));
+            }
+            let keep = arrow_array::BooleanArray::from(keep);
+            arrow_select::filter::filter_record_batch(&batch, &keep)?
+        };
+        refused.sort_by_key(|(i, _)| *i);
+        let mut letters: Vec<DeadLetter> = refused
+            .into_iter()
+            .map(|(i, reason)| letter(&records[i], reason))
+            .collect();
+        if !too_long.is_empty() {
+            letters.append(&mut too_long);
+            letters.sort_by(|a, b| a.position.cmp(&b.position));
         }
         Ok((batch, letters))
     }
 
     /// All records in one go; `None` if anything is off.
-    fn try_all(&mut self, records: &[RawRecord]) -> Option<RecordBatch> {
+    fn try_all(&mut self, records: &[(usize, std::borrow::Cow<'_, [u8]>)]) -> Option<RecordBatch> {
+        if records.is_empty() {
+            return Some(RecordBatch::new_empty(self.schema.clone()));
+        }
         self.buf.clear();
-        for r in records {
-            if r.payload.contains(&b'\n') {
+        for (_, payload) in records {
+            if payload.contains(&b'\n') {
                 return None;
             }
-            self.buf.extend_from_slice(&r.payload);
+            self.buf.extend_from_slice(payload);
             self.buf.push(b'\n');
         }
         let consumed = self.decoder.decode(&self.buf);
@@ -282,49 +386,130 @@ impl JsonDecoder {
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
-    /// Indices of rows with a null in a required column, if any.
-    fn null_required(&self, batch: &RecordBatch) -> Option<Vec<bool>> {
-        let mut bad: Option<Vec<bool>> = None;
-        for &c in &self.required {
-            let col = batch.column(c);
-            if col.null_count() == 0 {
-                continue;
-            }
-            let bad = bad.get_or_insert_with(|| vec![false; batch.num_rows()]);
-            for (i, b) in bad.iter_mut().enumerate() {
-                *b |= col.is_null(i);
+    /// Rows to refuse, with why: a null in a required column, an event
+    /// time out of range.
+    fn check_rows(&self, batch: &RecordBatch) -> Result<Vec<(usize, String)>> {
+        let mut bad: Vec<(usize, String)> = Vec::new();
+        let nulls = self
+            .required
+            .iter()
+            .any(|&c| batch.column(c).null_count() > 0);
+        if nulls {
+            for row in 0..batch.num_rows() {
+                let missing: Vec<&str> = self
+                    .required
+                    .iter()
+                    .filter(|&&c| batch.column(c).is_null(row))
+                    .map(|&c| self.schema.field(c).name().as_str())
+                    .collect();
+                if !missing.is_empty() {
+                    bad.push((
+                        row,
+                        format!(
+                            "required column `{}` is missing or null",
+                            missing.join("`, `")
+                        ),
+                    ));
+                }
             }
         }
-        bad
+        if let Some(c) = self.time_column {
+            let name = self.schema.field(c).name();
+            let column = batch.column(c);
+            for (row, ms) in event_time_millis(column)?.into_iter().enumerate() {
+                let Some(reason) = ms.and_then(|ms| time_out_of_range(name, ms)) else {
+                    continue;
+                };
+                if !bad.iter().any(|(r, _)| *r == row) {
+                    bad.push((row, reason));
+                }
+            }
+        }
+        bad.sort_by_key(|(r, _)| *r);
+        Ok(bad)
     }
+}
 
-    fn filter_required(
-        &self,
-        records: &[RawRecord],
-        batch: RecordBatch,
-        bad: Vec<bool>,
-    ) -> Result<(RecordBatch, Vec<DeadLetter>)> {
-        let mut letters = Vec::new();
-        for (i, _) in bad.iter().enumerate().filter(|(_, b)| **b) {
-            let missing: Vec<&str> = self
-                .required
-                .iter()
-                .filter(|&&c| batch.column(c).is_null(i))
-                .map(|&c| self.schema.field(c).name().as_str())
-                .collect();
-            let r = &records[i];
-            letters.push(letter(
-                r,
-                format!(
-                    "required column `{}` is missing or null",
-                    missing.join("`, `")
-                ),
+/// Why an event time is refused, if it is: `ms` is `Err` when the value
+/// does not fit 64-bit epoch milliseconds.
+fn time_out_of_range(column: &str, ms: std::result::Result<i64, ()>) -> Option<String> {
+    let valid = "valid event times are 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z";
+    match ms {
+        Ok(ms) if EVENT_TIME_RANGE.contains(&ms) => None,
+        Ok(ms) => Some(format!(
+            "event time `{column}` out of range: {ms} ms since the epoch ({valid}; \
+             a value in micro- or nanoseconds where milliseconds were meant?)"
+        )),
+        Err(()) => Some(format!(
+            "event time `{column}` out of range: it does not fit 64-bit epoch milliseconds ({valid})"
+        )),
+    }
+}
+
+/// Each row's time in epoch ms (`None` for nulls, `Err` when the value was
+/// saturated by decoding or does not fit milliseconds).
+#[allow(clippy::type_complexity)]
+fn event_time_millis(column: &ArrayRef) -> Result<Vec<Option<std::result::Result<i64, ()>>>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{
+        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+        TimestampSecondType,
+    };
+    use arrow_schema::TimeUnit;
+    let exact = |v: i64, f: fn(i64) -> Option<i64>| -> std::result::Result<i64, ()> {
+        if v == i64::MAX || v == i64::MIN {
+            return Err(()); // what an out-of-range JSON number decodes to
+        }
+        f(v).ok_or(())
+    };
+    let values: Vec<Option<std::result::Result<i64, ()>>> = match column.data_type() {
+        DataType::Int64 => column
+            .as_primitive::<arrow_array::types::Int64Type>()
+            .iter()
+            .map(|v| v.map(|v| exact(v, Some)))
+            .collect(),
+        DataType::Timestamp(TimeUnit::Second, _) => column
+            .as_primitive::<TimestampSecondType>()
+            .iter()
+            .map(|v| v.map(|v| exact(v, |s| s.checked_mul(1000))))
+            .collect(),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => column
+            .as_primitive::<TimestampMillisecondType>()
+            .iter()
+            .map(|v| v.map(|v| exact(v, Some)))
+            .collect(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => column
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .map(|v| v.map(|v| exact(v, |us| Some(us.div_euclid(1000)))))
+            .collect(),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => column
+            .as_primitive::<TimestampNanosecondType>()
+            .iter()
+            .map(|v| v.map(|v| exact(v, |ns| Some(ns.div_euclid(1_000_000)))))
+            .collect(),
+        other => {
+            return Err(Error::Plan(format!(
+                "event time column of type {other}: expected Int64 or Timestamp"
+            )))
+        }
+    };
+    Ok(values)
+}
+
+/// Fails if two fields of `schema` share a name (`context` says whose).
+pub fn check_unique_names(schema: &Schema, context: &str) -> Result<()> {
+    let fields = schema.fields();
+    for (i, f) in fields.iter().enumerate() {
+        if fields[..i].iter().any(|g| g.name() == f.name()) {
+            return Err(Error::column(
+                f.name(),
+                context,
+                "the name is used by more than one column; column names must be unique",
             ));
         }
-        let keep = arrow_array::BooleanArray::from_iter(bad.iter().map(|b| Some(!b)));
-        let batch = arrow_select::filter::filter_record_batch(&batch, &keep)?;
-        Ok((batch, letters))
     }
+    Ok(())
 }
 
 fn letter(r: &RawRecord, reason: String) -> DeadLetter {
@@ -423,21 +608,121 @@ mod tests {
             .to_vec();
         assert_eq!(t, vec![1, 7]);
         let positions: Vec<String> = bad.iter().map(|l| l.position.to_string()).collect();
-        assert_eq!(positions, vec!["1", "2", "4", "3"]);
+        assert_eq!(positions, vec!["1", "2", "3", "4"]);
         assert!(
             bad[1].reason.contains("fast") || bad[1].reason.to_lowercase().contains("parse"),
             "{}",
             bad[1].reason
         );
-        assert!(bad[3].reason.contains("`t`"), "{}", bad[3].reason);
+        assert!(bad[2].reason.contains("`t`"), "{}", bad[2].reason);
         assert!(
-            bad[2].reason.contains("one JSON object"),
+            bad[3].reason.contains("one JSON object"),
             "{}",
-            bad[2].reason
+            bad[3].reason
         );
         // the decoder recovers: the next call is clean
         let (b, bad) = d.decode(&[rec(6, r#"{"t": 8}"#)]).unwrap();
         assert_eq!((b.num_rows(), bad.len()), (1, 0));
+    }
+
+    fn times(b: &RecordBatch) -> Vec<i64> {
+        b.column(0)
+            .as_primitive::<TimestampMillisecondType>()
+            .values()
+            .to_vec()
+    }
+
+    #[test]
+    fn event_times_out_of_range_are_refused_never_clamped() {
+        let mut d = JsonDecoder::try_new(schema(), vec![0])
+            .unwrap()
+            .with_time_column(0);
+        let recs = [
+            rec(0, r#"{"t": 1000}"#),
+            rec(1, r#"{"t": 100000000000000000000000}"#),
+            rec(2, r#"{"t": -1e30}"#),
+            rec(3, r#"{"t": 9223372036854775807}"#),
+            rec(4, r#"{"t": 1700000000000000}"#),
+            rec(5, r#"{"t": 253402300799999}"#),
+            rec(6, r#"{"t": "1970-01-01T00:00:02Z"}"#),
+        ];
+        let (b, bad) = d.decode(&recs).unwrap();
+        assert_eq!(times(&b), vec![1000, 253_402_300_799_999, 2000]);
+        let positions: Vec<String> = bad.iter().map(|l| l.position.to_string()).collect();
+        assert_eq!(positions, vec!["1", "2", "3", "4"]);
+        for l in &bad {
+            assert!(
+                l.reason.contains("event time `t` out of range"),
+                "{}",
+                l.reason
+            );
+        }
+        assert!(
+            bad[3].reason.contains("1700000000000000 ms"),
+            "{}",
+            bad[3].reason
+        );
+        // seconds that overflow milliseconds
+        let s = Arc::new(Schema::new(vec![Field::new(
+            "t",
+            DataType::Timestamp(TimeUnit::Second, None),
+            true,
+        )]));
+        let mut d = JsonDecoder::try_new(s, vec![0])
+            .unwrap()
+            .with_time_column(0);
+        let (b, bad) = d
+            .decode(&[rec(0, r#"{"t": 10}"#), rec(1, r#"{"t": 9223372036854775}"#)])
+            .unwrap();
+        assert_eq!((b.num_rows(), bad.len()), (1, 1));
+    }
+
+    #[test]
+    fn non_finite_floats_read_as_strings_or_bare_tokens() {
+        let mut d = JsonDecoder::try_new(schema(), vec![0]).unwrap();
+        let recs = [
+            rec(0, r#"{"t": 1, "v": "NaN"}"#),
+            rec(1, r#"{"t": 2, "v": "Infinity"}"#),
+            rec(2, r#"{"t": 3, "v": "-Infinity"}"#),
+            rec(3, r#"{"t": 4, "v": NaN}"#),
+            rec(4, r#"{"t": 5, "v": -Infinity}"#),
+            rec(5, r#"{"t": 6, "v": null}"#),
+        ];
+        let (b, bad) = d.decode(&recs).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        let v = b.column(1).as_primitive::<Float64Type>();
+        assert!(v.value(0).is_nan() && v.value(3).is_nan());
+        assert_eq!(v.value(1), f64::INFINITY);
+        assert_eq!(v.value(2), f64::NEG_INFINITY);
+        assert_eq!(v.value(4), f64::NEG_INFINITY);
+        assert!(v.is_null(5));
+    }
+
+    #[test]
+    fn a_schema_column_given_twice_is_refused() {
+        let mut d = JsonDecoder::try_new(schema(), vec![0]).unwrap();
+        let recs = [
+            rec(0, r#"{"t": 1, "v": 1, "v": 2}"#),
+            rec(1, r#"{"t": 2, "x": 1, "x": 2}"#),
+        ];
+        let (b, bad) = d.decode(&recs).unwrap();
+        assert_eq!(
+            times(&b),
+            vec![2],
+            "a repeated field outside the schema is ignored"
+        );
+        assert_eq!(bad.len(), 1);
+        assert!(
+            bad[0].reason.contains("`v` is given more than once"),
+            "{}",
+            bad[0].reason
+        );
+        let dup = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, true),
+            Field::new("v", DataType::Utf8, true),
+        ]));
+        let err = JsonDecoder::try_new(dup, vec![]).unwrap_err().to_string();
+        assert!(err.contains("`v`") && err.contains("unique"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,17 @@
 //! name: a restart from a stored position skips files whose names sort at
 //! or before it, so name files in arrival order (e.g. by time).
 //!
+//! **Bad files** (`on_error = "dead_letter"`): a file that cannot be
+//! opened, is not Parquet, or whose columns cannot be cast to the source's
+//! schema (a required column such as the event time missing) is one dead
+//! letter (position `NAME:0`, the record is its path) and the next file is
+//! read. A Parquet file that fails part-way (a corrupt page, a value that
+//! does not cast) keeps the rows emitted before and dead-letters the rest
+//! (position `NAME:ROW`). Parquet rows with a null required column are dead
+//! letters each (the record is the row as JSON); JSON lines go through the
+//! decoder like any record, lines over `max_record_bytes` skipped without
+//! being held. Under `on_error = "fail"` the first one fails the job.
+//!
 //! **Checkpoints:** the checkpoint names every file this subtask finished
 //! (`file NAME` → offset -1) and the file being read with the records
 //! (JSON lines, blank ones included) or Parquet rows read so far (`file
@@ -26,20 +37,20 @@
 //! reading past them), then the rest in name order. The list of finished
 //! files grows with every file read (a name per file in each checkpoint).
 
-use super::{Connector, Fetch, Position, RawRecord};
+use super::line_reader::{Line, LineReader};
+use super::{Connector, DeadLetter, Fetch, Position, RawRecord, RecordRules};
 use crate::error::{Error, Result};
 use crate::operator::TaskInfo;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 enum Reading {
     Json {
-        lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+        lines: LineReader<std::fs::File>,
         line: i64,
     },
     Parquet {
@@ -74,7 +85,9 @@ pub struct WatchedDir {
     bounded: bool,
     interval: Duration,
     start_after: Option<String>,
+    rules: RecordRules,
     // state
+    letters: Vec<DeadLetter>,
     seen: HashSet<String>,
     queue: VecDeque<String>,
     current: Option<(String, Reading)>,
@@ -115,6 +128,8 @@ impl WatchedDir {
             bounded,
             interval,
             start_after,
+            rules: RecordRules::default(),
+            letters: Vec::new(),
             seen: HashSet::new(),
             queue: VecDeque::new(),
             current: None,
@@ -184,40 +199,67 @@ impl WatchedDir {
         Ok(())
     }
 
-    /// Opens the next queued file, if any.
+    /// Opens the next queued file, if any; a file that cannot be read as
+    /// the source's rows becomes a dead letter and the next one is tried.
     fn open_next(&mut self) -> Result<bool> {
-        if self.current.is_some() {
-            return Ok(true);
-        }
-        let Some(name) = self.queue.pop_front() else {
-            return Ok(false);
-        };
-        let path = self.dir.join(&name);
-        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let skip = self.resume.remove(&name).unwrap_or(0).max(0);
-        let reading = if name.ends_with(".parquet") {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                .and_then(|b| {
-                    b.with_batch_size(8192)
-                        .with_offset(usize::try_from(skip).unwrap_or(usize::MAX))
-                        .build()
-                })
-                .map_err(|e| Error::Parquet {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-            Reading::Parquet { reader, rows: skip }
-        } else {
-            let mut lines = std::io::BufReader::with_capacity(1 << 16, file).lines();
-            for _ in 0..skip {
-                if let Some(Err(e)) = lines.next() {
-                    return Err(Error::io(&path, e));
+        while self.current.is_none() {
+            let Some(name) = self.queue.pop_front() else {
+                return Ok(false);
+            };
+            let skip = self.resume.remove(&name).unwrap_or(0).max(0);
+            match self.open(&name, skip) {
+                Ok(reading) => self.current = Some((name, reading)),
+                Err(reason) => {
+                    self.refuse_file(&name, skip, reason);
+                    self.finished.insert(name.clone());
+                    self.last_done = Some(name);
                 }
             }
-            Reading::Json { lines, line: skip }
-        };
-        self.current = Some((name, reading));
+        }
         Ok(true)
+    }
+
+    /// Opens file `name`, skipping its first `skip` records (rows).
+    fn open(&self, name: &str, skip: i64) -> std::result::Result<Reading, String> {
+        let path = self.dir.join(name);
+        let file = std::fs::File::open(&path).map_err(|e| format!("cannot open: {e}"))?;
+        if name.ends_with(".parquet") {
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+            check_columns(builder.schema(), &self.schema, &self.rules)?;
+            let reader = builder
+                .with_batch_size(8192)
+                .with_offset(usize::try_from(skip).unwrap_or(usize::MAX))
+                .build()
+                .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+            Ok(Reading::Parquet { reader, rows: skip })
+        } else {
+            let mut lines = LineReader::new(file, self.rules.max_record_bytes);
+            for _ in 0..skip {
+                if let Err(e) = lines.next_line() {
+                    return Err(format!("read failed: {e}"));
+                }
+            }
+            Ok(Reading::Json { lines, line: skip })
+        }
+    }
+
+    /// A dead letter for file `name` from record (row) `at` on.
+    fn refuse_file(&mut self, name: &str, at: i64, reason: String) {
+        let path = self.dir.join(name);
+        self.letters.push(DeadLetter {
+            partition: 0,
+            position: Position::Id(format!("{name}:{at}")),
+            reason: if at > 0 {
+                format!(
+                    "file {}: {reason} (records from {at} on skipped)",
+                    path.display()
+                )
+            } else {
+                format!("file {}: {reason}", path.display())
+            },
+            record: path.display().to_string(),
+        });
     }
 
     fn finish_current(&mut self) {
@@ -248,34 +290,103 @@ const STRICT: arrow_cast::CastOptions<'static> = arrow_cast::CastOptions {
     format_options: arrow_cast::display::FormatOptions::new(),
 };
 
+/// Why a file with columns `file` cannot give rows of `schema`, if so: a
+/// column that cannot be cast, or a missing required or non-null one.
+fn check_columns(
+    file: &arrow_schema::Schema,
+    schema: &SchemaRef,
+    rules: &RecordRules,
+) -> std::result::Result<(), String> {
+    for f in schema.fields() {
+        match file.field_with_name(f.name()) {
+            Ok(c) if arrow_cast::can_cast_types(c.data_type(), f.data_type()) => {}
+            Ok(c) => {
+                return Err(format!(
+                    "column `{}` is {} in the file, {} in the source schema, and cannot be cast",
+                    f.name(),
+                    c.data_type(),
+                    f.data_type()
+                ))
+            }
+            Err(_) if !f.is_nullable() || rules.required.contains(f.name()) => {
+                return Err(format!("column `{}` is missing", f.name()))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// `batch` with the columns of `schema`, by name, cast where needed.
-fn conform(batch: &RecordBatch, schema: &SchemaRef, path: &Path) -> Result<RecordBatch> {
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> std::result::Result<RecordBatch, String> {
     let mut columns = Vec::with_capacity(schema.fields().len());
     for f in schema.fields() {
         let col = match batch.column_by_name(f.name()) {
             Some(c) if c.data_type() == f.data_type() => c.clone(),
             Some(c) => arrow_cast::cast_with_options(c, f.data_type(), &STRICT).map_err(|e| {
-                Error::SchemaMismatch {
-                    location: path.display().to_string(),
-                    message: format!(
-                        "column `{}` is {} in the file, {} in the source schema: {e}",
-                        f.name(),
-                        c.data_type(),
-                        f.data_type()
-                    ),
-                }
+                format!(
+                    "column `{}` is {} in the file, {} in the source schema: {e}",
+                    f.name(),
+                    c.data_type(),
+                    f.data_type()
+                )
             })?,
             None if f.is_nullable() => arrow_array::new_null_array(f.data_type(), batch.num_rows()),
-            None => {
-                return Err(Error::SchemaMismatch {
-                    location: path.display().to_string(),
-                    message: format!("column `{}` is missing", f.name()),
-                })
-            }
+            None => return Err(format!("column `{}` is missing", f.name())),
         };
         columns.push(col);
     }
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+}
+
+/// Rows of `batch` with a null in a `required` column: removed, each a dead
+/// letter (the row as JSON) at position `name:first_row + i`.
+fn split_null_required(
+    batch: RecordBatch,
+    required: &[String],
+    name: &str,
+    first_row: i64,
+    letters: &mut Vec<DeadLetter>,
+) -> Result<RecordBatch> {
+    let columns: Vec<(&String, &arrow_array::ArrayRef)> = required
+        .iter()
+        .filter_map(|c| batch.column_by_name(c).map(|a| (c, a)))
+        .filter(|(_, a)| a.null_count() > 0)
+        .collect();
+    if columns.is_empty() {
+        return Ok(batch);
+    }
+    let mut keep = vec![true; batch.num_rows()];
+    for (row, k) in keep.iter_mut().enumerate() {
+        let missing: Vec<&str> = columns
+            .iter()
+            .filter(|(_, a)| a.is_null(row))
+            .map(|(c, _)| c.as_str())
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        *k = false;
+        let one = batch.slice(row, 1);
+        let mut text = Vec::new();
+        {
+            let mut w = crate::operators::json_out::writer(&mut text);
+            let prepared = crate::operators::json_out::prepare(&one, name)?;
+            w.write(&prepared)?;
+            w.finish()?;
+        }
+        letters.push(DeadLetter {
+            partition: 0,
+            position: Position::Id(format!("{name}:{}", first_row + row as i64)),
+            reason: format!(
+                "required column `{}` is missing or null",
+                missing.join("`, `")
+            ),
+            record: String::from_utf8_lossy(&text).trim_end().to_string(),
+        });
+    }
+    let keep = arrow_array::BooleanArray::from(keep);
+    Ok(arrow_select::filter::filter_record_batch(&batch, &keep)?)
 }
 
 impl Connector for WatchedDir {
@@ -283,21 +394,43 @@ impl Connector for WatchedDir {
         vec![self.name()]
     }
 
+    fn set_record_rules(&mut self, rules: &RecordRules) {
+        self.rules = rules.clone();
+    }
+
+    fn take_dead_letters(&mut self, out: &mut Vec<DeadLetter>) {
+        out.append(&mut self.letters);
+    }
+
     fn take_batch(&mut self) -> Result<Option<(usize, RecordBatch)>> {
         let Some((name, Reading::Parquet { reader, rows })) = self.current.as_mut() else {
             return Ok(None);
         };
-        let path = self.dir.join(name.as_str());
-        match reader.next() {
-            Some(Ok(batch)) => {
-                *rows += batch.num_rows() as i64;
-                Ok(Some((0, conform(&batch, &self.schema, &path)?)))
-            }
-            Some(Err(e)) => Err(Error::Parquet {
-                path,
-                message: e.to_string(),
-            }),
+        let first_row = *rows;
+        let batch = match reader.next() {
+            Some(Ok(batch)) => conform(&batch, &self.schema),
+            Some(Err(e)) => Err(format!("not a readable Parquet file: {e}")),
             None => {
+                self.finish_current();
+                return Ok(None);
+            }
+        };
+        match batch {
+            Ok(batch) => {
+                *rows += batch.num_rows() as i64;
+                let name = name.clone();
+                let batch = split_null_required(
+                    batch,
+                    &self.rules.required,
+                    &name,
+                    first_row,
+                    &mut self.letters,
+                )?;
+                Ok(Some((0, batch)))
+            }
+            Err(reason) => {
+                let name = name.clone();
+                self.refuse_file(&name, first_row, reason);
                 self.finish_current();
                 Ok(None)
             }
@@ -317,25 +450,36 @@ impl Connector for WatchedDir {
             // a Parquet file: its rows come through take_batch
             return Ok(Fetch::Records);
         };
-        while out.len() < max {
-            match lines.next() {
-                Some(Ok(text)) => {
+        let mut refused = 0;
+        while out.len() + refused < max {
+            match lines.next_line() {
+                Ok(Some(Line::Record(text))) => {
                     let position = Position::Id(format!("{name}:{line}"));
                     *line += 1;
-                    if text.trim().is_empty() {
+                    if text.iter().all(|b| b.is_ascii_whitespace()) {
                         continue;
                     }
                     out.push(RawRecord {
                         partition: 0,
                         position,
-                        payload: text.into_bytes(),
+                        payload: text,
                     });
                 }
-                Some(Err(e)) => {
-                    let path = self.dir.join(name.as_str());
-                    return Err(Error::io(path, e));
+                Ok(Some(Line::TooLong { prefix, len })) => {
+                    let position = Position::Id(format!("{name}:{line}"));
+                    *line += 1;
+                    refused += 1;
+                    let max = self.rules.max_record_bytes;
+                    self.letters
+                        .push(DeadLetter::too_long(0, position, &prefix, len, max));
                 }
-                None => {
+                Err(e) => {
+                    let (name, at) = (name.clone(), *line);
+                    self.refuse_file(&name, at, format!("read failed: {e}"));
+                    self.finish_current();
+                    break;
+                }
+                Ok(None) => {
                     self.finish_current();
                     break;
                 }

@@ -841,7 +841,7 @@ pub struct KafkaSink {
 impl KafkaSink {
     fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
         let n = batch.num_rows();
-        let json = json_rows(batch)?;
+        let json = json_rows(batch, &format!("kafka sink {}", self.sink.spec.topic))?;
         let times = match self.sink.time {
             Some(c) => Some(crate::time::event_times(
                 batch,
@@ -1012,11 +1012,11 @@ impl Operator for KafkaSink {
 }
 
 /// Each row of `batch` as one JSON object (no trailing newline).
-pub(crate) fn json_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-    let batch = crate::operators::sinks::json_compatible(batch)?;
+pub(crate) fn json_rows(batch: &RecordBatch, context: &str) -> Result<Vec<Vec<u8>>> {
+    let batch = crate::operators::json_out::prepare(batch, context)?;
     let mut buf = Vec::with_capacity(batch.num_rows() * 64);
     {
-        let mut w = arrow_json::LineDelimitedWriter::new(&mut buf);
+        let mut w = crate::operators::json_out::writer(&mut buf);
         w.write(&batch)?;
         w.finish()?;
     }
@@ -1124,7 +1124,7 @@ mod tests {
             ),
         ])
         .unwrap();
-        let rows = json_rows(&batch).unwrap();
+        let rows = json_rows(&batch, "test").unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0], br#"{"k":1,"s":"a\nb"}"#.to_vec());
         assert_eq!(key_texts(&batch, 0).unwrap(), vec![Some("1".into()), None]);

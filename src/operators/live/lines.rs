@@ -1,25 +1,31 @@
 //! Newline-delimited JSON from a TCP socket or stdin.
 //!
-//! Owns [`LinesConnector`]. A reader thread splits the byte stream into
-//! lines and hands them over a bounded channel (backpressure: it stops
-//! reading when the job falls behind). The partition is the connection; a
-//! record's position is its line number (from 0). The stream ends when the
-//! peer closes it (TCP) or at end of file (stdin), like Flink's socket source.
+//! Owns [`LinesConnector`]. A reader thread (started by the first fetch)
+//! splits the byte stream into lines of at most `max_record_bytes` (longer
+//! ones are skipped to their end, keeping a prefix for the dead letter, so
+//! one huge line never fills memory) and hands them over a bounded channel
+//! in chunks of at most 1024 lines or 1 MiB (backpressure: it stops reading
+//! when the job falls behind). The partition is the connection; a record's
+//! position is its line number (from 0). The stream ends when the peer
+//! closes it (TCP) or at end of file (stdin), like Flink's socket source.
 //! May use `crate::error` and the sibling modules.
 
-use super::{Connector, Fetch, Position, RawRecord};
+use super::line_reader::{Line, LineReader};
+use super::{Connector, DeadLetter, Fetch, Position, RawRecord, RecordRules};
 use crate::error::{Error, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, TryRecvError};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpStream;
 use std::time::Duration;
 
 /// Lines per message between the reader thread and the source.
 const CHUNK: usize = 1024;
+/// Bytes per message (a chunk closes at whichever bound comes first).
+const CHUNK_BYTES: usize = 1 << 20;
 
 enum Chunk {
-    Lines(Vec<Vec<u8>>),
+    Lines(Vec<Line>),
     Failed(String),
     End,
 }
@@ -28,11 +34,15 @@ enum Chunk {
 pub struct LinesConnector {
     // config
     name: String,
+    max_record_bytes: usize,
     // resources
-    rx: Receiver<Chunk>,
+    /// The input until the reader thread takes it (first fetch).
+    input: Option<Box<dyn Read + Send>>,
+    rx: Option<Receiver<Chunk>>,
     socket: Option<TcpStream>,
     // state
-    pending: std::collections::VecDeque<Vec<u8>>,
+    pending: std::collections::VecDeque<Line>,
+    letters: Vec<DeadLetter>,
     next_line: i64,
     ended: bool,
 }
@@ -49,14 +59,14 @@ impl LinesConnector {
             endpoint: endpoint.clone(),
             message: e.to_string(),
         })?;
-        let mut c = Self::spawn(endpoint, reader)?;
+        let mut c = Self::from_reader(endpoint, reader)?;
         c.socket = Some(socket);
         Ok(c)
     }
 
     /// Reads lines from this process's standard input until end of file.
     pub fn stdin() -> Result<Self> {
-        Self::spawn("stdin".into(), std::io::stdin())
+        Self::from_reader("stdin", std::io::stdin())
     }
 
     /// Reads lines from any reader (tests, pipes).
@@ -64,37 +74,60 @@ impl LinesConnector {
         name: impl Into<String>,
         reader: impl Read + Send + 'static,
     ) -> Result<Self> {
-        Self::spawn(name.into(), reader)
+        Ok(LinesConnector {
+            name: name.into(),
+            max_record_bytes: RecordRules::default().max_record_bytes,
+            input: Some(Box::new(reader)),
+            rx: None,
+            socket: None,
+            pending: Default::default(),
+            letters: Vec::new(),
+            next_line: 0,
+            ended: false,
+        })
     }
 
-    fn spawn(name: String, reader: impl Read + Send + 'static) -> Result<Self> {
+    /// Lines longer than `max` bytes become dead letters (default 1 MiB).
+    /// Takes effect if set before the first fetch.
+    pub fn with_max_record_bytes(mut self, max: usize) -> Self {
+        self.max_record_bytes = max.max(1);
+        self
+    }
+
+    /// Starts the reader thread (once).
+    fn receiver(&mut self) -> Result<Receiver<Chunk>> {
+        if let Some(rx) = &self.rx {
+            return Ok(rx.clone());
+        }
+        let input = self.input.take().expect("the input is taken only here");
         let (tx, rx) = bounded::<Chunk>(16);
-        let thread_name = format!("read {name}");
+        let max = self.max_record_bytes;
         std::thread::Builder::new()
-            .name(thread_name)
+            .name(format!("read {}", self.name))
             .spawn(move || {
-                let mut reader = BufReader::with_capacity(1 << 16, reader);
+                let mut reader = LineReader::new(input, max);
                 let mut lines = Vec::with_capacity(CHUNK);
+                let mut bytes = 0;
                 loop {
-                    let mut line = Vec::new();
-                    match reader.read_until(b'\n', &mut line) {
-                        Ok(0) => break,
-                        Ok(_) => {
-                            while matches!(line.last(), Some(b'\n' | b'\r')) {
-                                line.pop();
-                            }
+                    match reader.next_line() {
+                        Ok(None) => break,
+                        Ok(Some(line)) => {
+                            bytes += line.held_bytes();
                             lines.push(line);
                             // hand over a full chunk, or whatever we have
                             // when no more bytes are buffered
-                            if lines.len() >= CHUNK || reader.buffer().is_empty() {
+                            if lines.len() >= CHUNK
+                                || bytes >= CHUNK_BYTES
+                                || !reader.has_buffered()
+                            {
                                 let chunk =
                                     std::mem::replace(&mut lines, Vec::with_capacity(CHUNK));
+                                bytes = 0;
                                 if tx.send(Chunk::Lines(chunk)).is_err() {
                                     return; // the source is gone
                                 }
                             }
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Err(e) => {
                             let _ = tx.send(Chunk::Lines(std::mem::take(&mut lines)));
                             let _ = tx.send(Chunk::Failed(e.to_string()));
@@ -106,17 +139,11 @@ impl LinesConnector {
                 let _ = tx.send(Chunk::End);
             })
             .map_err(|e| Error::Connector {
-                endpoint: name.clone(),
+                endpoint: self.name.clone(),
                 message: format!("cannot start the reader thread: {e}"),
             })?;
-        Ok(LinesConnector {
-            name,
-            rx,
-            socket: None,
-            pending: Default::default(),
-            next_line: 0,
-            ended: false,
-        })
+        self.rx = Some(rx.clone());
+        Ok(rx)
     }
 
     fn take_chunk(&mut self, chunk: Chunk) -> Result<()> {
@@ -148,44 +175,66 @@ impl Connector for LinesConnector {
         vec![self.name.clone()]
     }
 
+    fn set_record_rules(&mut self, rules: &RecordRules) {
+        if self.rx.is_none() {
+            self.max_record_bytes = rules.max_record_bytes.max(1);
+        }
+    }
+
     fn fetch(&mut self, max: usize, out: &mut Vec<RawRecord>) -> Result<Fetch> {
+        let rx = self.receiver()?;
         if self.pending.is_empty() && !self.ended {
-            match self.rx.recv_timeout(Duration::from_millis(5)) {
+            match rx.recv_timeout(Duration::from_millis(5)) {
                 Ok(chunk) => self.take_chunk(chunk)?,
                 Err(RecvTimeoutError::Timeout) => return Ok(Fetch::Idle),
                 Err(RecvTimeoutError::Disconnected) => self.ended = true,
             }
         }
         while self.pending.len() < max && !self.ended {
-            match self.rx.try_recv() {
+            match rx.try_recv() {
                 Ok(chunk) => self.take_chunk(chunk)?,
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => self.ended = true,
             }
         }
-        while out.len() < max {
+        let mut refused = 0;
+        while out.len() + refused < max {
             let Some(line) = self.pending.pop_front() else {
                 break;
             };
             let position = Position::Offset(self.next_line);
             self.next_line += 1;
-            // blank lines carry no record
-            if line.iter().all(|b| b.is_ascii_whitespace()) {
-                continue;
+            match line {
+                // blank lines carry no record
+                Line::Record(b) if b.iter().all(|b| b.is_ascii_whitespace()) => {}
+                Line::Record(payload) => out.push(RawRecord {
+                    partition: 0,
+                    position,
+                    payload,
+                }),
+                Line::TooLong { prefix, len } => {
+                    refused += 1;
+                    self.letters.push(DeadLetter::too_long(
+                        0,
+                        position,
+                        &prefix,
+                        len,
+                        self.max_record_bytes,
+                    ));
+                }
             }
-            out.push(RawRecord {
-                partition: 0,
-                position,
-                payload: line,
-            });
         }
         Ok(if self.ended && self.pending.is_empty() {
             Fetch::End
-        } else if out.is_empty() {
+        } else if out.is_empty() && refused == 0 {
             Fetch::Idle
         } else {
             Fetch::Records
         })
+    }
+
+    fn take_dead_letters(&mut self, out: &mut Vec<DeadLetter>) {
+        out.append(&mut self.letters);
     }
 
     fn finished_partitions(&self) -> Vec<usize> {
@@ -237,6 +286,38 @@ mod tests {
         );
         assert_eq!(c.positions()["test"], Position::Offset(5));
         assert_eq!(c.finished_partitions(), vec![0]);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_a_dead_letter_with_its_number() {
+        let text = format!(
+            "{{\"a\":1}}\n{{\"a\":\"{}\"}}\n{{\"a\":3}}\n",
+            "y".repeat(5000)
+        );
+        let mut c = LinesConnector::from_reader("test", std::io::Cursor::new(text))
+            .unwrap()
+            .with_max_record_bytes(100);
+        let got = drain(&mut c);
+        assert_eq!(got, vec![(0, "{\"a\":1}".into()), (2, "{\"a\":3}".into())]);
+        let mut letters = Vec::new();
+        c.take_dead_letters(&mut letters);
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].position, Position::Offset(1));
+        assert!(
+            letters[0].reason.contains("5008 bytes"),
+            "{}",
+            letters[0].reason
+        );
+        assert!(
+            letters[0].reason.contains("max_record_bytes (100)"),
+            "{}",
+            letters[0].reason
+        );
+        assert!(
+            letters[0].record.len() < 1100,
+            "{}",
+            letters[0].record.len()
+        );
     }
 
     #[test]

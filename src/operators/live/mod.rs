@@ -35,7 +35,9 @@
 pub mod clock;
 pub mod decode;
 pub mod dir;
+pub mod json_scan;
 pub mod kafka;
+pub mod line_reader;
 pub mod lines;
 pub mod memory;
 pub mod redis;
@@ -79,6 +81,22 @@ pub trait Connector: Send {
     /// milliseconds for them.
     fn fetch(&mut self, max: usize, out: &mut Vec<RawRecord>) -> Result<Fetch>;
 
+    /// What the source accepts (record size, required columns), given once
+    /// before the first fetch. Connectors that read records themselves
+    /// (lines, files) apply it while reading; the default ignores it (the
+    /// source checks every record it decodes anyway).
+    fn set_record_rules(&mut self, rules: &RecordRules) {
+        let _ = rules;
+    }
+
+    /// Moves the records this connector refused by itself since the last
+    /// call (lines over the size limit, unreadable or incompatible files)
+    /// to `out`; the source sends them on as dead letters, or fails with
+    /// the first under `OnError::Fail`.
+    fn take_dead_letters(&mut self, out: &mut Vec<DeadLetter>) {
+        let _ = out;
+    }
+
     /// Rows that arrive already columnar (Parquet files in a watched
     /// directory): the partition and a batch in the source's schema. The
     /// source takes these before fetching records.
@@ -110,6 +128,25 @@ pub trait Connector: Send {
     fn seek(&mut self, saved: &BTreeMap<String, Position>) -> Result<()> {
         let _ = saved;
         Err(not_replayable(&self.partitions()))
+    }
+}
+
+/// What a live source accepts of its connector's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRules {
+    /// Longest record in bytes (default 1 MiB); a longer one is a dead
+    /// letter keeping its first [`line_reader::PREFIX_BYTES`] bytes.
+    pub max_record_bytes: usize,
+    /// Columns a row must have (not null), e.g. the event time.
+    pub required: Vec<String>,
+}
+
+impl Default for RecordRules {
+    fn default() -> Self {
+        RecordRules {
+            max_record_bytes: 1 << 20,
+            required: Vec::new(),
+        }
     }
 }
 
@@ -189,6 +226,9 @@ pub struct LiveSourceSpec {
     range: Option<(usize, TimeRange)>,
     on_error: OnError,
     max_records: usize,
+    max_record_bytes: usize,
+    /// At most this many subtasks (1 for sockets and stdin).
+    max_parallelism: Option<usize>,
     /// Hybrid source: this history is read first, up to the hand-off time.
     history: Option<Arc<ParquetSourceSpec>>,
     /// Files or folders the connector reads (a watched directory).
@@ -226,6 +266,8 @@ impl LiveSourceSpec {
             range: None,
             on_error: OnError::Fail,
             max_records: 8192,
+            max_record_bytes: RecordRules::default().max_record_bytes,
+            max_parallelism: None,
             history: None,
             inputs: Vec::new(),
             positions: Arc::default(),
@@ -364,6 +406,27 @@ impl LiveSourceSpec {
         self
     }
 
+    /// Longest record accepted, in bytes (default 1 MiB): a longer one is a
+    /// malformed record whose dead letter keeps its first
+    /// [`line_reader::PREFIX_BYTES`] bytes. Line and file connectors skip
+    /// the rest of such a line without holding it in memory.
+    pub fn with_max_record_bytes(mut self, max: usize) -> Self {
+        self.max_record_bytes = max.max(1);
+        self
+    }
+
+    /// Runs the source with at most `n` subtasks (a socket or stdin is one
+    /// stream: 1); the operators after it keep their own parallelism.
+    pub fn with_max_parallelism(mut self, n: usize) -> Self {
+        self.max_parallelism = Some(n.max(1));
+        self
+    }
+
+    /// The most subtasks the source can run with, if limited.
+    pub fn max_parallelism(&self) -> Option<usize> {
+        self.max_parallelism
+    }
+
     /// The source's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -393,10 +456,21 @@ impl LiveSourceSpec {
 
     /// Subtask `info`'s source.
     pub fn create(self: &Arc<Self>, info: &TaskInfo) -> Result<LiveSource> {
-        let connector = (self.connector)(info)?;
+        let mut connector = (self.connector)(info)?;
+        let required: Vec<usize> = self.event_time.iter().map(|(i, _)| *i).collect();
+        connector.set_record_rules(&RecordRules {
+            max_record_bytes: self.max_record_bytes,
+            required: required
+                .iter()
+                .map(|&i| self.schema.field(i).name().clone())
+                .collect(),
+        });
         let partitions = connector.partitions();
-        let required = self.event_time.iter().map(|(i, _)| *i).collect();
-        let decoder = JsonDecoder::try_new(self.schema.clone(), required)?;
+        let mut decoder = JsonDecoder::try_new(self.schema.clone(), required)?
+            .with_max_record_bytes(self.max_record_bytes);
+        if let Some((column, _)) = &self.event_time {
+            decoder = decoder.with_time_column(*column);
+        }
         let clock = self
             .event_time
             .as_ref()
@@ -410,6 +484,7 @@ impl LiveSourceSpec {
             decoder,
             clock,
             buf: Vec::new(),
+            letters: Vec::new(),
             ended: false,
         })
     }
@@ -431,6 +506,7 @@ pub struct LiveSource {
     decoder: JsonDecoder,
     clock: Option<PartitionClock>,
     buf: Vec<RawRecord>,
+    letters: Vec<DeadLetter>,
     ended: bool,
 }
 
@@ -447,27 +523,47 @@ impl LiveSource {
     /// Decodes and emits the records of one partition.
     fn emit_partition(
         &mut self,
-        partition: usize,
         records: &[RawRecord],
+        partition: usize,
         ctx: &mut Ctx,
         out: &mut Output,
     ) -> Result<()> {
         let (batch, letters) = self.decoder.decode(records)?;
-        if !letters.is_empty() {
-            match self.spec.on_error {
-                OnError::Fail => {
-                    let name = &self.partitions[partition];
-                    return Err(decode::malformed_error(&self.spec.name, name, &letters[0]));
-                }
-                OnError::DeadLetter => {
-                    OperatorMetrics::add(&ctx.metrics().bad_records, letters.len() as u64);
-                    let rows =
-                        decode::dead_letter_batch(&self.spec.name, &self.partitions, &letters)?;
-                    out.emit_side(DEAD_LETTER_PORT, rows);
-                }
+        self.refuse(&letters, ctx, out)?;
+        self.emit_rows(partition, batch, ctx, out)
+    }
+
+    /// Malformed records: the error naming the first (`OnError::Fail`), or
+    /// dead letters, counted.
+    fn refuse(&self, letters: &[DeadLetter], ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        let Some(first) = letters.first() else {
+            return Ok(());
+        };
+        match self.spec.on_error {
+            OnError::Fail => {
+                let name = self
+                    .partitions
+                    .get(first.partition)
+                    .map_or("", String::as_str);
+                Err(decode::malformed_error(&self.spec.name, name, first))
+            }
+            OnError::DeadLetter => {
+                OperatorMetrics::add(&ctx.metrics().bad_records, letters.len() as u64);
+                let rows = decode::dead_letter_batch(&self.spec.name, &self.partitions, letters)?;
+                out.emit_side(DEAD_LETTER_PORT, rows);
+                Ok(())
             }
         }
-        self.emit_rows(partition, batch, ctx, out)
+    }
+
+    /// What the connector refused by itself, as dead letters.
+    fn connector_letters(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        self.connector.take_dead_letters(&mut self.letters);
+        let letters = std::mem::take(&mut self.letters);
+        let result = self.refuse(&letters, ctx, out);
+        self.letters = letters;
+        self.letters.clear();
+        result
     }
 
     /// Filters, timestamps and emits decoded rows of one partition.
@@ -519,7 +615,9 @@ impl Source for LiveSource {
                 poll => return Ok(poll),
             }
         }
-        if let Some((partition, batch)) = self.connector.take_batch()? {
+        let batch = self.connector.take_batch()?;
+        self.connector_letters(ctx, out)?;
+        if let Some((partition, batch)) = batch {
             self.emit_rows(partition, batch, ctx, out)?;
             if let Some(wm) = self.clock.as_mut().and_then(|c| c.advance()) {
                 out.emit_watermark(wm);
@@ -528,6 +626,7 @@ impl Source for LiveSource {
         }
         self.buf.clear();
         let fetch = self.connector.fetch(self.spec.max_records, &mut self.buf)?;
+        self.connector_letters(ctx, out)?;
         let mut records = std::mem::take(&mut self.buf);
         // group by partition, keeping each partition's order
         records.sort_by_key(|r| r.partition);
@@ -535,7 +634,7 @@ impl Source for LiveSource {
         while start < records.len() {
             let p = records[start].partition;
             let end = start + records[start..].partition_point(|r| r.partition == p);
-            self.emit_partition(p, &records[start..end], ctx, out)?;
+            self.emit_partition(&records[start..end], p, ctx, out)?;
             start = end;
         }
         self.buf = records;

@@ -712,7 +712,7 @@ impl Operator for RedisSink {
         _: &mut Ctx,
         _: &mut Output,
     ) -> Result<()> {
-        let rows = super::kafka::json_rows(&batch)?;
+        let rows = super::kafka::json_rows(&batch, &format!("redis sink {}", self.spec.key))?;
         let spec = &self.spec;
         for chunk in rows.chunks(spec.batch_records.max(1)) {
             let mut pipe = ::redis::pipe();

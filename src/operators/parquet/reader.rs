@@ -41,7 +41,7 @@ use crate::operators::replay::{HeldBatch, Pacer, Release};
 use crate::operators::split_progress::{self, SplitCursor};
 use crate::state::{StateReader, StateWriter};
 use crate::time::{event_times, SplitClock};
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use arrow_buffer::ScalarBuffer;
 use crossbeam_channel::{bounded, Receiver};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -58,6 +58,13 @@ const STATE: &str = "parquet.splits";
 /// Rows per hand-over from the decode thread (whole batches; a split's end
 /// closes a chunk early).
 const CHUNK_ROWS: usize = 32_768;
+
+/// True for the codecs this build decodes: all but LZO (no Rust decoder),
+/// through the parquet crate's `snap`, `flate2`, `lz4`, `brotli` and `zstd`
+/// features.
+fn codec_supported(codec: parquet::basic::Compression) -> bool {
+    !matches!(codec, parquet::basic::Compression::LZO)
+}
 
 /// What the decoder hands the reader, in split order.
 enum Decoded {
@@ -83,6 +90,9 @@ struct Decoder {
     // state
     pos: usize,
     reader: Option<ParquetRecordBatchReader>,
+    /// Rows of the current split read so far (from its skip on): errors
+    /// name rows by their place in the file, not in a batch.
+    done: u64,
     failed: bool,
 }
 
@@ -118,8 +128,24 @@ impl Decoder {
             let skip = usize::try_from(skip).map_err(|e| self.error(split, e))?;
             builder = builder.with_offset(skip);
         }
-        let reader = builder.build().map_err(|e| self.error(split, e))?;
         let rg = f.meta.metadata().row_group(split.row_group);
+        for leaf in 0..rg.num_columns() {
+            let chunk = rg.column(leaf);
+            if plan.roots.contains(&descr.get_column_root_idx(leaf))
+                && !codec_supported(chunk.compression())
+            {
+                return Err(self.error(
+                    split,
+                    format!(
+                        "column `{}` is compressed with {}, which weir cannot read \
+                         (it reads uncompressed, snappy, gzip, lz4, lz4_raw, brotli and zstd)",
+                        chunk.column_path(),
+                        chunk.compression()
+                    ),
+                ));
+            }
+        }
+        let reader = builder.build().map_err(|e| self.error(split, e))?;
         let bytes: i64 = (0..rg.num_columns())
             .filter(|&leaf| plan.roots.contains(&descr.get_column_root_idx(leaf)))
             .map(|leaf| rg.column(leaf).compressed_size())
@@ -130,12 +156,45 @@ impl Decoder {
         Ok(reader)
     }
 
+    /// Fails, naming the file, row group and row, if a time column of
+    /// `scan` (the batch starting at row `self.done` of `split`) has a null.
+    fn check_times(&self, split: &Split, scan: &RecordBatch) -> Result<()> {
+        let layout = &self.spec.layout;
+        let columns = [
+            layout.event,
+            layout.range.as_ref().map(|r| r.0),
+            layout.pace,
+        ];
+        for c in columns.into_iter().flatten() {
+            let array = scan.column(c);
+            if array.null_count() == 0 {
+                continue;
+            }
+            let row = (0..array.len()).find(|&i| array.is_null(i)).unwrap_or(0);
+            let in_group = self.done + row as u64;
+            let meta = self.spec.files[split.file].meta.metadata();
+            let before: i64 = (0..split.row_group)
+                .map(|g| meta.row_group(g).num_rows())
+                .sum();
+            let name = layout.scan_schema.field(c).name();
+            return Err(self.error(
+                split,
+                format!(
+                    "row {in_group} (row {} of the file): column `{name}`: null event time",
+                    before.max(0) as u64 + in_group
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn decode(&self, split: &Split, raw: &RecordBatch) -> Result<Decoded> {
         ScanMetrics::add(&self.spec.metrics.rows_read, raw.num_rows() as u64);
         let layout = &self.spec.layout;
         let scan = layout
             .adapt(split.file, raw)
             .map_err(|e| self.error(split, e))?;
+        self.check_times(split, &scan)?;
         let context = || {
             format!(
                 "{} row group {}",
@@ -172,10 +231,15 @@ impl Decoder {
     fn step(&mut self, split: &Split) -> Result<Decoded> {
         if self.reader.is_none() {
             self.reader = Some(self.open(split)?);
+            self.done = Decoder::skip(self);
         }
         match self.reader.as_mut().and_then(Iterator::next) {
-            Some(Ok(raw)) => self.decode(split, &raw),
-            Some(Err(e)) => Err(self.error(split, e)),
+            Some(Ok(raw)) => {
+                let decoded = self.decode(split, &raw);
+                self.done += raw.num_rows() as u64;
+                decoded
+            }
+            Some(Err(e)) => Err(self.error(split, format!("rows from {}: {e}", self.done))),
             None => {
                 self.reader = None;
                 self.pos += 1;
@@ -280,6 +344,7 @@ impl ParquetSource {
             splits: left.iter().map(|r| (r.split, r.skip)).collect(),
             pos: 0,
             reader: None,
+            done: 0,
             failed: false,
         })
     }

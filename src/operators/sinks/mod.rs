@@ -10,7 +10,7 @@ use crate::message::CheckpointId;
 use crate::operator::{Ctx, Operator, Output, PendingCommit, TaskInfo};
 use crate::state::{StateReader, StateWriter};
 use arrow_array::RecordBatch;
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -309,42 +309,6 @@ impl Drop for StagedDir {
     }
 }
 
-/// JSON output needs time zones as offsets (named zones need a time-zone
-/// database weir does not ship): UTC becomes `+00:00`; other named zones are
-/// written as plain UTC instants (the stored values are UTC anyway).
-pub(crate) fn json_compatible(batch: &RecordBatch) -> Result<RecordBatch> {
-    let needs = |tz: &str| !(tz.starts_with('+') || tz.starts_with('-'));
-    let fixes = batch
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| matches!(f.data_type(), DataType::Timestamp(_, Some(tz)) if needs(tz)));
-    if !fixes {
-        return Ok(batch.clone());
-    }
-    let mut fields = Vec::new();
-    let mut columns = Vec::new();
-    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        match f.data_type() {
-            DataType::Timestamp(unit, Some(tz)) if needs(tz) => {
-                let ty = DataType::Timestamp(*unit, Some("+00:00".into()));
-                // same instants, new label: no conversion of values
-                let data = c.to_data().into_builder().data_type(ty.clone()).build()?;
-                columns.push(arrow_array::make_array(data));
-                fields.push(f.as_ref().clone().with_data_type(ty));
-            }
-            _ => {
-                columns.push(c.clone());
-                fields.push(f.as_ref().clone());
-            }
-        }
-    }
-    Ok(RecordBatch::try_new(
-        Arc::new(arrow_schema::Schema::new(fields)),
-        columns,
-    )?)
-}
-
 enum Writer {
     Parquet(ArrowWriter<File>),
     Json(arrow_json::LineDelimitedWriter<BufWriter<File>>),
@@ -428,7 +392,7 @@ impl FileSink {
                     )
                 }
                 FileFormat::JsonLines => {
-                    Writer::Json(arrow_json::LineDelimitedWriter::new(BufWriter::new(file)))
+                    Writer::Json(super::json_out::writer(BufWriter::new(file)))
                 }
             };
             self.staged = Some(staged);
@@ -521,10 +485,15 @@ impl Operator for FileSink {
         let target = self.target();
         match self.writer.as_mut().expect("created above") {
             Writer::Parquet(w) => w.write(&batch).map_err(|e| parquet_error(&target, e)),
-            Writer::Json(w) => w.write(&json_compatible(&batch)?).map_err(|e| match e {
-                arrow_schema::ArrowError::IoError(_, io) => Error::io(&target, io),
-                other => Error::Arrow(other),
-            }),
+            Writer::Json(w) => w
+                .write(&super::json_out::prepare(
+                    &batch,
+                    &format!("JSON sink {}", self.spec.path.display()),
+                )?)
+                .map_err(|e| match e {
+                    arrow_schema::ArrowError::IoError(_, io) => Error::io(&target, io),
+                    other => Error::Arrow(other),
+                }),
         }
     }
 
@@ -571,8 +540,8 @@ impl Operator for StdoutSink {
     ) -> Result<()> {
         let stdout = std::io::stdout();
         let mut lock = stdout.lock();
-        let mut w = arrow_json::LineDelimitedWriter::new(&mut lock);
-        w.write(&json_compatible(&batch)?)?;
+        let mut w = super::json_out::writer(&mut lock);
+        w.write(&super::json_out::prepare(&batch, "stdout sink")?)?;
         w.finish()?;
         Ok(())
     }
