@@ -239,8 +239,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Err(weir::Error::option("--parallelism", "must be at least 1"));
             }
             let mut loaded = LoadedJob::load(&job)?;
-            loaded.override_replay(from, until, speed);
+            loaded.override_replay(from, until, speed)?;
             let built = loaded.build(output.as_deref())?;
+            if let Some(note) = loaded.output_note(output.as_deref()).filter(|_| !explain) {
+                eprintln!("{note}");
+            }
             if explain {
                 let plan = built.plan();
                 print!(

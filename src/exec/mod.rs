@@ -340,11 +340,16 @@ fn execute_once(
     let metrics: Vec<Arc<OperatorMetrics>> = plan.nodes.iter().map(|_| Arc::default()).collect();
     let started = Instant::now();
     let done = std::sync::atomic::AtomicBool::new(false);
+    // batch mode: the stage (task) running, from 1, for the progress line
+    let stage = std::sync::atomic::AtomicUsize::new(0);
     let result = std::thread::scope(|scope| {
         if config.progress {
             let total = source_rows(plan, physical);
-            let (env, metrics, done) = (&env, &metrics, &done);
-            scope.spawn(move || progress::report(plan, env, metrics, total, done));
+            let (env, metrics, done, stage) = (&env, &metrics, &done, &stage);
+            let stages = (config.mode == ExecMode::Batch).then_some(physical);
+            scope.spawn(move || {
+                progress::report(plan, env, metrics, total, done, stages.map(|p| (p, stage)))
+            });
         }
         let result = match config.mode {
             ExecMode::Pipelined => {
@@ -365,7 +370,10 @@ fn execute_once(
                     coordinator,
                 )
             }
-            ExecMode::Batch => (staged::run(plan, physical, &env, &metrics, config), None),
+            ExecMode::Batch => (
+                staged::run(plan, physical, &env, &metrics, config, &stage),
+                None,
+            ),
         };
         done.store(true, Ordering::Release);
         result
@@ -399,7 +407,8 @@ fn execute_once(
     Ok((metrics, outcome))
 }
 
-/// Total rows of the job's sources, when all of them know it (Parquet footers).
+/// Rows the job's sources will read, when all of them know it (Parquet
+/// footers, after pruning row groups by a time range).
 fn source_rows(plan: &LogicalPlan, physical: &PhysicalPlan) -> Option<u64> {
     let mut total = 0;
     let live = plan
@@ -409,7 +418,7 @@ fn source_rows(plan: &LogicalPlan, physical: &PhysicalPlan) -> Option<u64> {
         .filter(|(id, _)| physical.is_live(*id));
     for (_, n) in live.filter(|(_, n)| n.kind.is_source()) {
         match &n.kind {
-            crate::graph::NodeKind::Parquet(spec) => total += spec.num_rows(),
+            crate::graph::NodeKind::Parquet(spec) => total += spec.rows_to_read(),
             _ => return None,
         }
     }
