@@ -478,10 +478,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", metrics_table(&metrics));
                 for r in &results {
                     println!(
-                        "{:<10} {:>10.0} K events/s per core ({:.0} K with generation)",
+                        "{:<10} {:>10.0} K rows read/s per core ({:.0} K with generation; {} of {} events read)",
                         r.metrics.mode.to_string(),
                         r.per_core(&run) / 1000.0,
-                        r.per_core_with_generation(&run) / 1000.0
+                        r.per_core_with_generation(&run) / 1000.0,
+                        weir::cli::thousands(r.rows_read()),
+                        weir::cli::thousands(events),
                     );
                 }
             }

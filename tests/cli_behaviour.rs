@@ -415,3 +415,119 @@ fn progress_counts_the_replayed_slice_and_names_batch_stages() {
         }
     }
 }
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+fn lines_in(path: &Path) -> u64 {
+    std::fs::read_to_string(path).unwrap().lines().count() as u64
+}
+
+#[test]
+fn rows_out_counts_results_apart_from_late_rows_and_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("job.toml"),
+        r#"
+[source]
+type = "stdin"
+schema = ["sensor: int64", "t: timestamp", "v: int64"]
+time_column = "t"
+watermark_delay = "0s"
+on_error = "dead_letter"
+
+[[steps]]
+key_by = ["sensor"]
+
+[[steps]]
+window = { kind = "tumbling", size = "1s" }
+aggregates = [{ fn = "count", as = "n" }]
+
+[sink]
+path = "out.jsonl"
+
+[late_sink]
+path = "late.jsonl"
+
+[dead_letter_sink]
+path = "dead.jsonl"
+"#,
+    );
+    // 2 result windows; 2 late rows (behind 2500); 3 malformed records
+    let input = "{\"sensor\":1,\"t\":1000,\"v\":1}\n{\"sensor\":1,\"t\":2500,\"v\":1}\n\
+                 {\"sensor\":1,\"t\":1200,\"v\":1}\n{\"sensor\":1,\"t\":900,\"v\":1}\n\
+                 {\"sensor\":1,\"t\":\n{\"sensor\":\"x\",\"t\":3000}\nnot json\n";
+    let args = ["run", "job.toml", "--json", "--parallelism", "1"];
+    let m = json_of(&run_in(dir.path(), &args, input));
+    assert_eq!(m["rows_out"], lines_in(&dir.path().join("out.jsonl")));
+    assert_eq!(m["rows_out"], 2);
+    assert_eq!(m["late_rows_out"], 2);
+    assert_eq!(m["late_rows_out"], lines_in(&dir.path().join("late.jsonl")));
+    assert_eq!(m["dead_letters_out"], 3);
+    assert_eq!(
+        m["dead_letters_out"],
+        lines_in(&dir.path().join("dead.jsonl"))
+    );
+}
+
+#[test]
+fn weir_nexmark_per_core_counts_the_rows_the_query_reads() {
+    // q3 reads persons and auctions: 4 of every 50 events
+    let out = weir()
+        .args(["nexmark", "q3", "--events", "50000", "--modes", "batch"])
+        .args(["--parallelism", "1", "--json"])
+        .output()
+        .unwrap();
+    let v = json_of(&out);
+    let (events, read) = (
+        v["events"].as_u64().unwrap(),
+        v["rows_read"].as_u64().unwrap(),
+    );
+    assert_eq!(events, 50_000);
+    assert_eq!(read, v["rows_in"].as_u64().unwrap());
+    assert_eq!(read, 4000, "1 person and 3 auctions per 50 events");
+    let per_core = v["rows_read_per_second_per_core"].as_f64().unwrap();
+    let expected = read as f64 / v["seconds"].as_f64().unwrap();
+    assert!(
+        (per_core - expected).abs() / expected < 1e-9,
+        "{per_core} vs {expected}"
+    );
+}
+
+#[test]
+fn the_bench_chart_has_axes_units_and_the_ratio_to_the_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    write_readings(&dir.path().join("in.parquet"), 3000, 1000, None);
+    readings_job(dir.path(), "in.parquet", "[sink]\npath = \"out.jsonl\"");
+    let out = weir()
+        .args(["bench", "job.toml", "--modes", "scan,batch", "--runs", "1"])
+        .args(["--parallelism", "1", "--plot", "chart.svg"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("slower") || table.contains("faster"),
+        "{table}"
+    );
+    let svg = std::fs::read_to_string(dir.path().join("chart.svg")).unwrap();
+    for part in [
+        "input rows per second (rows/s)",
+        "peak resident memory (bytes)",
+        ">mode<",
+    ] {
+        assert!(svg.contains(part), "`{part}` missing: {svg}");
+    }
+    assert!(
+        svg.contains("x slower than scan<") || svg.contains("x faster than scan<"),
+        "{svg}"
+    );
+    // y axes: tick labels with units
+    assert!(
+        svg.contains(" rows/s</text>") && svg.contains("B</text>"),
+        "{svg}"
+    );
+}
