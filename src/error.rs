@@ -15,17 +15,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// the message printed by the CLI is enough to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The memory pool cannot satisfy a reservation and the consumer cannot spill.
-    #[error("resources exhausted in {consumer}: requested {requested} bytes, {reserved} of {budget} bytes already reserved")]
+    /// The memory pool cannot satisfy a reservation and the consumer cannot
+    /// spill (any more): the message names the consumer's share and the
+    /// budget, and suggests a budget that would work.
+    #[error("resources exhausted in {consumer}: {message}")]
     ResourcesExhausted {
         /// Who asked (operator or buffer name).
         consumer: String,
         /// Bytes asked for.
         requested: usize,
-        /// Bytes reserved in the pool at the time.
-        reserved: usize,
         /// The pool's budget.
         budget: usize,
+        /// A budget under which the request would have been granted.
+        suggested: usize,
+        /// The shares as they were, and the suggestion.
+        message: String,
     },
 
     /// An I/O error on a named path.
@@ -274,8 +278,9 @@ mod tests {
         let e = Error::ResourcesExhausted {
             consumer: "buf".into(),
             requested: 10,
-            reserved: 5,
             budget: 8,
+            suggested: 1 << 20,
+            message: "no room".into(),
         }
         .in_operator("x", 0);
         assert!(e.is_resources_exhausted());

@@ -8,7 +8,7 @@
 //!
 //! May use `error`, `message`, `memory`, `spill`, `state`. Never `exec` or `graph`.
 
-use crate::memory::MemoryPool;
+use crate::memory::{MemoryPool, MemoryReservation};
 use crate::message::{Message, Watermark};
 use crate::spill::SpillManager;
 use crate::state::{StateReader, StateWriter};
@@ -280,6 +280,24 @@ impl Ctx {
         &self.env.pool
     }
 
+    /// This instance's name in memory reports and errors: `window[1]`.
+    pub fn instance_name(&self) -> String {
+        format!("{}[{}]", self.info.operator, self.info.subtask)
+    }
+
+    /// A reservation for this instance's state that can spill (see
+    /// [`crate::state::store`]): made in [`Operator::open`].
+    pub fn spillable_reservation(&self) -> MemoryReservation {
+        MemoryReservation::spillable(&self.env.pool, self.instance_name())
+    }
+
+    /// A reservation for memory of this instance that cannot spill (rows
+    /// read back from disk, buffers bounded by construction), named
+    /// `window[1] what`: made in [`Operator::open`].
+    pub fn fixed_reservation(&self, what: &str) -> MemoryReservation {
+        MemoryReservation::fixed(&self.env.pool, format!("{} {what}", self.instance_name()))
+    }
+
     /// The spill manager.
     pub fn spill(&self) -> &Arc<SpillManager> {
         &self.env.spill
@@ -365,9 +383,17 @@ impl Output {
 
 /// A streaming operator. Executors call it from one thread at a time.
 ///
-/// The default `on_watermark` forwards the watermark; the default
-/// `on_end_of_input` does nothing.
+/// The executor calls [`open`](Operator::open) once, before `restore` and
+/// any input; then the callbacks. The default `on_watermark` forwards the
+/// watermark; the default `on_end_of_input` does nothing.
 pub trait Operator: Send {
+    /// Makes the instance's per-task resources: its memory reservations
+    /// ([`Ctx::spillable_reservation`], [`Ctx::fixed_reservation`]) and
+    /// anything else that needs the runtime. Called once, first.
+    fn open(&mut self, _ctx: &mut Ctx) -> Result<()> {
+        Ok(())
+    }
+
     /// Rows arrived on `input` (0 for single-input operators).
     fn on_batch(
         &mut self,
@@ -448,6 +474,12 @@ pub enum SourcePoll {
 /// A source instance: reads its share of the input and emits batches and
 /// watermarks into `out`.
 pub trait Source: Send {
+    /// Makes the instance's per-task resources (memory reservations for
+    /// what it reads ahead). Called once, before `restore` and the first poll.
+    fn open(&mut self, _ctx: &mut Ctx) -> Result<()> {
+        Ok(())
+    }
+
     /// Emits the next rows (and watermarks), or reports that it has none.
     fn poll_next(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<SourcePoll>;
 

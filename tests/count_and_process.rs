@@ -1,6 +1,8 @@
 //! Count windows and the keyed process function process each key's rows in
 //! event-time order (ties by row content), so pipelined == batch == oracle
-//! at parallelism 1 and 3 over random out-of-order input.
+//! at parallelism 1 and 3 over random out-of-order input. With allowed
+//! lateness they wait for `watermark - lateness`: every row the sources
+//! admit (the per-row rule) is processed, in order.
 
 mod common;
 
@@ -17,8 +19,8 @@ use weir::operators::{KeyRow, ProcessContext, ProcessFn};
 use weir::{Agg, ExecConfig, ExecMode, Job, WatermarkStrategy};
 
 /// Each key's admitted rows in (time, value) order.
-fn ordered(splits: &[Split]) -> BTreeMap<i64, Vec<Row>> {
-    let (rows, _) = admitted(splits, 300, 0);
+fn ordered(splits: &[Split], lateness: i64) -> BTreeMap<i64, Vec<Row>> {
+    let (rows, _) = admitted(splits, 300, lateness);
     let mut by_key: BTreeMap<i64, Vec<Row>> = BTreeMap::new();
     for r in rows {
         by_key.entry(r.key).or_default().push(r);
@@ -34,9 +36,10 @@ fn count_oracle(
     splits: &[Split],
     size: usize,
     slide: Option<usize>,
+    lateness: i64,
 ) -> Vec<(i64, i64, i64, i64, i64)> {
     let mut out = Vec::new();
-    for (key, rows) in ordered(splits) {
+    for (key, rows) in ordered(splits, lateness) {
         let mut fire = |w: &[Row]| {
             out.push((
                 key,
@@ -63,6 +66,7 @@ fn run_count(
     splits: &[Split],
     size: u64,
     slide: Option<u64>,
+    lateness: i64,
     mode: ExecMode,
     p: usize,
 ) -> Vec<(i64, i64, i64, i64, i64)> {
@@ -72,7 +76,8 @@ fn run_count(
         .unwrap()
         .assign_timestamps(
             "ts",
-            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(300)),
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(300))
+                .with_allowed_lateness(Duration::from_millis(lateness as u64)),
         )
         .unwrap()
         .key_by(["key"])
@@ -113,14 +118,15 @@ fn sums_schema() -> SchemaRef {
 }
 
 /// A running sum per key: one output row per input row.
-fn run_process(splits: &[Split], mode: ExecMode, p: usize) -> Vec<(i64, i64, i64)> {
+fn run_process(splits: &[Split], lateness: i64, mode: ExecMode, p: usize) -> Vec<(i64, i64, i64)> {
     let job = Job::new();
     let out = job
         .from_batches(schema(), splits.iter().map(batches_of).collect())
         .unwrap()
         .assign_timestamps(
             "ts",
-            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(300)),
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(300))
+                .with_allowed_lateness(Duration::from_millis(lateness as u64)),
         )
         .unwrap()
         .key_by(["key"])
@@ -168,9 +174,9 @@ fn run_process(splits: &[Split], mode: ExecMode, p: usize) -> Vec<(i64, i64, i64
     v
 }
 
-fn process_oracle(splits: &[Split]) -> Vec<(i64, i64, i64)> {
+fn process_oracle(splits: &[Split], lateness: i64) -> Vec<(i64, i64, i64)> {
     let mut out = Vec::new();
-    for (key, rows) in ordered(splits) {
+    for (key, rows) in ordered(splits, lateness) {
         let mut sum = 0;
         for r in rows {
             sum += r.value;
@@ -189,13 +195,14 @@ proptest! {
         splits in prop::collection::vec(split_strategy(3), 1..4),
         size in 1u64..6,
         slide in prop::option::of(1u64..4),
+        lateness in prop::sample::select(vec![0i64, 400]),
     ) {
-        let want = count_oracle(&splits, size as usize, slide.map(|s| s as usize));
-        let sums = process_oracle(&splits);
+        let want = count_oracle(&splits, size as usize, slide.map(|s| s as usize), lateness);
+        let sums = process_oracle(&splits, lateness);
         for mode in [ExecMode::Batch, ExecMode::Pipelined] {
             for p in [1, 3] {
-                prop_assert_eq!(run_count(&splits, size, slide, mode, p), want.clone(), "count {} p={}", mode, p);
-                prop_assert_eq!(run_process(&splits, mode, p), sums.clone(), "process {} p={}", mode, p);
+                prop_assert_eq!(run_count(&splits, size, slide, lateness, mode, p), want.clone(), "count {} p={}", mode, p);
+                prop_assert_eq!(run_process(&splits, lateness, mode, p), sums.clone(), "process {} p={}", mode, p);
             }
         }
     }

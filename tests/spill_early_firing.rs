@@ -66,6 +66,7 @@ fn run(memory: usize) -> (Steps, u64) {
         parallelism: 1,
     };
     let mut ctx = Ctx::new(info, env.clone(), Arc::new(OperatorMetrics::default()));
+    w.open(&mut ctx).unwrap();
     let mut out = Output::new();
     let mut steps = vec![];
     // a reaches 2 rows: early firing, a emitted
@@ -89,7 +90,7 @@ fn run(memory: usize) -> (Steps, u64) {
 fn spilling_keeps_key_ids_so_early_firing_ops_stay_right() {
     let (unlimited, none) = run(1 << 30);
     // room for the key dictionary but hardly any pane: nearly every sync spills
-    let (spilled, files) = run(200);
+    let (spilled, files) = run(300);
     assert_eq!(none, 0);
     assert!(files > 0, "the small budget must spill");
     assert_eq!(unlimited, spilled);

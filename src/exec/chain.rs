@@ -102,10 +102,22 @@ impl Chain {
                 last_watermark: None,
             },
         };
+        chain.open()?;
         if let Some(set) = restore {
             chain.restore(plan, set, subtask)?;
         }
         Ok(chain)
+    }
+
+    /// Opens every node (see [`Operator::open`]), source first.
+    fn open(&mut self) -> Result<()> {
+        if let Some((source, ctx)) = self.source.as_mut() {
+            in_node(ctx, |ctx| source.open(ctx))?;
+        }
+        for (op, ctx) in self.ops.iter_mut() {
+            in_node(ctx, |ctx| op.open(ctx))?;
+        }
+        Ok(())
     }
 
     /// Restores every node from `set` (see [`Chain::try_new`]).

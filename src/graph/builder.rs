@@ -1065,7 +1065,9 @@ impl KeyedStream {
 
 impl KeyedStream {
     /// Flink's `countWindow(size)`: every `size` rows of a key (in event-time
-    /// order, once the watermark passed them) form a window.
+    /// order, once the watermark passed them) form a window. With allowed
+    /// lateness the rows wait for `watermark - lateness`, so rows admitted
+    /// behind the watermark still take their place in the order.
     pub fn count_window(&self, size: u64) -> CountWindowedStream {
         self.count_windows(CountWindow::Tumbling { size })
     }
@@ -1097,6 +1099,9 @@ impl KeyedStream {
     /// A keyed process function (Flink's KeyedProcessFunction): per-key state
     /// and event-time timers; each key's rows arrive in event-time order once
     /// the watermark passed them, so results are the same in every mode.
+    /// With allowed lateness, rows and event-time timers run at
+    /// `watermark - lateness` (the forwarded watermark too), so no row the
+    /// sources admit is dropped.
     /// `make` builds one function per subtask; it emits rows of `output`.
     pub fn process<P, F>(&self, output: SchemaRef, make: F) -> Result<Stream>
     where

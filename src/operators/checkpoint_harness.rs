@@ -42,8 +42,9 @@ fn instance(make: Make<'_>, env: &RuntimeEnv, subtask: usize, parallelism: usize
         subtask,
         parallelism,
     };
-    let op = make(&info).expect("the operator builds");
-    let ctx = Ctx::new(info, env.clone(), Arc::new(OperatorMetrics::default()));
+    let mut op = make(&info).expect("the operator builds");
+    let mut ctx = Ctx::new(info, env.clone(), Arc::new(OperatorMetrics::default()));
+    op.open(&mut ctx).expect("the operator opens");
     Instance { op, ctx }
 }
 

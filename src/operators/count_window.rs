@@ -16,10 +16,12 @@ use super::event_buffer::{batch_bytes, lateness_clock, EventTimeBuffer, Released
 use super::window::WindowAggregate;
 use crate::error::{Error, Result};
 use crate::key::FastBuildHasher;
-use crate::memory::MemoryReservation;
+use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, Output};
 use crate::operators::keyed_state::{self, check_layout, column, key_groups};
+use crate::spill::SpillManager;
+use crate::state::store::{self, SpillableState};
 use crate::state::{StateReader, StateWriter};
 use crate::time::event_times;
 use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, UInt32Array, UInt64Array};
@@ -321,7 +323,8 @@ pub struct CountWindowAggregate {
     free_slots: Vec<u32>,
     kept_bytes: usize,
     // resources
-    reservation: Option<MemoryReservation>,
+    /// The kept rows, windows and accumulators (made by `open`).
+    reservation: MemoryReservation,
 }
 
 impl std::fmt::Debug for CountWindowAggregate {
@@ -398,7 +401,7 @@ impl CountWindowAggregate {
             windows: HashMap::default(),
             free_slots: Vec::new(),
             kept_bytes: 0,
-            reservation: None,
+            reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
         })
     }
 
@@ -428,11 +431,9 @@ impl CountWindowAggregate {
     }
 
     fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
-        let bytes = self.state_bytes();
-        let r = self
-            .reservation
-            .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()));
-        r.try_resize(bytes)
+        // rows the buffer read back and did not release yet become state
+        self.buffer.settle();
+        store::sync(self, ctx.spill())
     }
 
     /// A new, empty window for `key` (the key id is retained for it).
@@ -800,6 +801,7 @@ impl CountWindowAggregate {
         for rows in state.keyed(BUFFER)? {
             check_layout(&rows, self.buffer.schema(), BUFFER, operator)?;
             self.buffer.restore_rows(&rows, ctx)?;
+            self.sync_reservation(ctx)?;
         }
         let layout = self.keys_layout();
         let incremental = matches!(self.mode, Mode::Incremental { .. });
@@ -929,7 +931,34 @@ fn fire_rows(
     Ok(())
 }
 
+/// Spilling writes the rows waiting in the buffer; the windows' kept rows
+/// and accumulators stay in memory.
+impl SpillableState for CountWindowAggregate {
+    fn memory_bytes(&self) -> usize {
+        self.state_bytes() + self.buffer.settled_bytes()
+    }
+
+    fn can_spill(&self) -> bool {
+        self.buffer.can_spill()
+    }
+
+    fn spill(&mut self, spill: &Arc<SpillManager>) -> Result<()> {
+        let name = self.reservation.consumer().to_string();
+        self.buffer.spill_rows(spill, &name)
+    }
+
+    fn reservation(&mut self) -> &mut MemoryReservation {
+        &mut self.reservation
+    }
+}
+
 impl Operator for CountWindowAggregate {
+    fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
+        self.buffer.open(ctx);
+        self.reservation = ctx.spillable_reservation();
+        Ok(())
+    }
+
     fn on_batch(
         &mut self,
         _: usize,
@@ -951,7 +980,7 @@ impl Operator for CountWindowAggregate {
             ));
         }
         self.buffer.push(&batch, ctx)?;
-        Ok(())
+        self.sync_reservation(ctx)
     }
 
     fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
@@ -1083,6 +1112,7 @@ mod tests {
         )
         .unwrap();
         let (mut ctx, mut out) = (test_ctx(), Output::new());
+        op.open(&mut ctx).unwrap();
         let mut got = Vec::new();
         for (i, chunk) in rows.chunks(batch).enumerate() {
             op.on_batch(0, input(chunk), &mut ctx, &mut out).unwrap();
@@ -1240,6 +1270,7 @@ mod tests {
         )
         .unwrap();
         let (mut ctx, mut out) = (test_ctx(), Output::new());
+        op.open(&mut ctx).unwrap();
         let mut fired = 0;
         for t in 0..300 {
             op.on_batch(0, input(&[("x", t, t as f64)]), &mut ctx, &mut out)
@@ -1308,6 +1339,7 @@ mod tests {
         )
         .unwrap();
         let (mut ctx, mut out) = (test_ctx(), Output::new());
+        op.open(&mut ctx).unwrap();
         op.on_watermark(Watermark::EventTime(100), &mut ctx, &mut out)
             .unwrap();
         op.on_batch(
@@ -1445,7 +1477,7 @@ mod checkpoint_tests {
             &keys,
             &ev,
             cut,
-            8 * 1024,
+            16 * 1024,
         );
     }
 }

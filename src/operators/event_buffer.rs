@@ -15,10 +15,11 @@
 
 use crate::error::{Error, Result};
 use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
-use crate::memory::MemoryReservation;
+use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::operator::{Ctx, OperatorMetrics};
 pub(crate) use crate::spill::batch_bytes;
-use crate::spill::SortedRuns;
+use crate::spill::SpillManager;
+use crate::state::store::{self, SortedRuns};
 use crate::time::{event_times, validate_time_column};
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow_row::{RowConverter, SortField};
@@ -113,9 +114,13 @@ pub fn lateness_clock(watermark: i64, lateness_ms: i64) -> i64 {
 /// Keys are interned in a [`KeyDictionary`]; the buffer holds a reference to
 /// a key id while it has rows of that key, and consumers keeping per-key
 /// state add their own with [`EventTimeBuffer::retain_key`]. Everything
-/// held (batches, entries, dictionary) is reserved from the memory pool;
-/// past half the budget the buffered rows spill to runs sorted by event time
-/// and come back in steps ([`EventTimeBuffer::next_step`]). Without key
+/// held (batches, entries, dictionary) is part of the owning operator's
+/// state: it counts [`settled_bytes`](EventTimeBuffer::settled_bytes) in
+/// its spillable reservation and calls
+/// [`spill_rows`](EventTimeBuffer::spill_rows) when the pool refuses; the
+/// buffered rows then go to runs sorted by event time and come back in
+/// steps ([`EventTimeBuffer::next_step`]), held in the buffer's fixed
+/// read-back reservation until the operator settles again. Without key
 /// columns all rows form one group.
 #[derive(Debug)]
 pub struct EventTimeBuffer {
@@ -136,8 +141,12 @@ pub struct EventTimeBuffer {
     watermark: Option<i64>,
     rows: usize,
     batch_bytes: usize,
+    /// Bytes held when the owner last settled (what its reservation covers).
+    settled: usize,
     // resources
-    reservation: Option<MemoryReservation>,
+    /// What rows read back from disk add to `settled`, until the owner
+    /// settles again (fixed; made by [`EventTimeBuffer::open`]).
+    read_back: MemoryReservation,
     /// Buffered rows spilled to disk, sorted by event time.
     spilled: SortedRuns,
 }
@@ -194,9 +203,34 @@ impl EventTimeBuffer {
             watermark: None,
             rows: 0,
             batch_bytes: 0,
-            reservation: None,
+            settled: 0,
+            read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
             spilled: SortedRuns::new(),
         })
+    }
+
+    /// Makes the buffer's read-back reservation (from its operator's `open`).
+    pub fn open(&mut self, ctx: &Ctx) {
+        self.read_back = ctx.fixed_reservation("buffer read-back");
+    }
+
+    /// The bytes its owner's spillable reservation must cover for the
+    /// buffer: what it held when last [settled](Self::settle).
+    pub fn settled_bytes(&self) -> usize {
+        self.settled
+    }
+
+    /// Makes everything the buffer holds now part of its owner's state (the
+    /// owner syncs its reservation right after): rows read back and not
+    /// taken yet leave the read-back reservation.
+    pub fn settle(&mut self) {
+        self.settled = self.memory_size();
+        self.read_back.free();
+    }
+
+    /// True if the buffer holds rows that [`spill_rows`](Self::spill_rows) would move.
+    pub fn can_spill(&self) -> bool {
+        self.rows > 0
     }
 
     /// The schema of buffered (and released) rows.
@@ -232,14 +266,15 @@ impl EventTimeBuffer {
             + self.dictionary.memory_size()
     }
 
-    /// Bytes currently reserved in the pool.
+    /// Bytes counted for the buffer: settled (in the owner's reservation)
+    /// and read back.
     pub fn reserved(&self) -> usize {
-        self.reservation.as_ref().map_or(0, MemoryReservation::size)
+        self.settled + self.read_back.size()
     }
 
     /// Buffers the rows of `batch`. Rows at or below the watermark are late:
     /// they are counted in `ctx.metrics().late_rows` and dropped. Returns the
-    /// number of late rows. Fails if the memory pool refuses the bytes.
+    /// number of late rows. The owner settles and syncs its reservation next.
     pub fn push(&mut self, batch: &RecordBatch, ctx: &Ctx) -> Result<usize> {
         if batch.num_rows() == 0 {
             return Ok(0);
@@ -264,7 +299,6 @@ impl EventTimeBuffer {
             (kept, kept_times)
         };
         self.store(batch, &times)?;
-        self.sync_reservation(ctx)?;
         Ok(late)
     }
 
@@ -324,7 +358,7 @@ impl EventTimeBuffer {
 
     /// The next watermark to advance to on the way to `target`: `target`
     /// itself unless spilled rows wait, in which case a step that reads back
-    /// about `STEP_ROWS` spilled rows, so memory stays bounded even when a
+    /// about [`store::step_bytes`] of spilled rows, so memory stays bounded even when a
     /// watermark (like the final one) releases everything.
     pub fn next_step(&mut self, target: i64) -> Result<i64> {
         if self.spilled.is_empty() {
@@ -333,7 +367,7 @@ impl EventTimeBuffer {
         let column = self.time_column;
         let step = self.spilled.next_step(
             &|b: &RecordBatch| event_times(b, column, "event-time buffer"),
-            STEP_ROWS,
+            store::step_bytes(self.read_back.pool()),
         )?;
         Ok(match step {
             Some(s) if s < target => s,
@@ -344,8 +378,9 @@ impl EventTimeBuffer {
     /// Moves the watermark to `watermark` (it never goes back) and returns
     /// the keys with rows at or below it, in key-id order.
     ///
-    /// Spilled rows at or below it are read back first (reserved without a
-    /// limit: they are released by the `take` that follows).
+    /// Spilled rows at or below it are read back first, in a fixed
+    /// reservation released by the `take`s that follow (call
+    /// [`next_step`](Self::next_step) first to bound them).
     pub fn advance(&mut self, watermark: i64) -> Result<Vec<u32>> {
         let w = self.watermark.map_or(watermark, |old| old.max(watermark));
         self.watermark = Some(w);
@@ -358,12 +393,8 @@ impl EventTimeBuffer {
                 let times = event_times(&batch, column, "event-time buffer")?;
                 self.store(batch, &times)?;
             }
-            let bytes = self.memory_size();
-            if let Some(r) = self.reservation.as_mut() {
-                if bytes > r.size() {
-                    r.grow(bytes - r.size());
-                }
-            }
+            let beyond = self.memory_size().saturating_sub(self.settled);
+            self.read_back.try_resize(beyond)?;
         }
         let mut keys: Vec<u32> = self.due.range(..=(w, u32::MAX)).map(|&(_, k)| k).collect();
         keys.sort_unstable();
@@ -539,38 +570,16 @@ impl EventTimeBuffer {
         }
     }
 
-    /// Matches the reservation to the buffered rows; when the pool would pass
-    /// half its budget, writes every buffered row to a run sorted by event
-    /// time and retries.
-    fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
-        let bytes = self.memory_size();
-        let r = self
-            .reservation
-            .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()));
-        if bytes <= r.size() {
-            r.shrink(r.size() - bytes);
-            return Ok(());
-        }
-        if r.try_grow_spillable(bytes - r.size()).is_ok() || self.rows == 0 {
-            return r.try_resize_unspillable(bytes);
-        }
-        self.spill(ctx)?;
-        let bytes = self.memory_size();
-        self.reservation
-            .as_mut()
-            .expect("created above")
-            .try_resize_unspillable(bytes)
-    }
-
-    /// Moves every buffered row to disk, sorted by event time.
-    fn spill(&mut self, ctx: &Ctx) -> Result<()> {
+    /// Moves every buffered row to disk, sorted by event time (files named
+    /// after `name`), and settles.
+    pub fn spill_rows(&mut self, spill: &SpillManager, name: &str) -> Result<()> {
         let mut entries: Vec<Entry> = self
             .pending
             .values()
             .flat_map(|p| p.entries.iter().copied())
             .collect();
         entries.sort_by_key(|e| e.time);
-        let mut writer = ctx.spill().create_writer(&self.schema, ctx.operator())?;
+        let mut writer = spill.create_writer(&self.schema, name)?;
         // small batches, so a step (see next_step) reads little past its boundary
         for chunk in entries.chunks(512) {
             writer.write(&self.gather(chunk)?)?;
@@ -584,15 +593,15 @@ impl EventTimeBuffer {
         self.free_batches.clear();
         self.rows = 0;
         self.batch_bytes = 0;
+        self.settle();
         Ok(())
     }
 
+    /// Gives back what the buffer no longer holds: read-back rows first.
     fn shrink_reservation(&mut self) {
-        let bytes = self.memory_size();
-        if let Some(r) = self.reservation.as_mut() {
-            if bytes < r.size() {
-                r.shrink(r.size() - bytes);
-            }
+        let beyond = self.memory_size().saturating_sub(self.settled);
+        if beyond < self.read_back.size() {
+            self.read_back.shrink(self.read_back.size() - beyond);
         }
     }
 }
@@ -627,8 +636,8 @@ impl EventTimeBuffer {
     }
 
     /// Buffers rows written by [`snapshot_rows`](Self::snapshot_rows)
-    /// (no lateness check: they were buffered before), reserving their memory
-    /// and spilling past half the budget as `push` does.
+    /// (no lateness check: they were buffered before); the owner syncs its
+    /// reservation next, as after `push`.
     pub fn restore_rows(&mut self, batch: &RecordBatch, ctx: &Ctx) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -636,8 +645,7 @@ impl EventTimeBuffer {
         self.check_schema(batch, ctx.operator())?;
         let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?;
         let times = event_times(&batch, self.time_column, ctx.operator())?;
-        self.store(batch, &times)?;
-        self.sync_reservation(ctx)
+        self.store(batch, &times)
     }
 
     /// Sets the watermark of a restored buffer (before any row or advance).
@@ -711,6 +719,34 @@ mod tests {
         out
     }
 
+    /// The operator a buffer belongs to: its reservation covers the buffer.
+    struct Owner {
+        buf: EventTimeBuffer,
+        reservation: MemoryReservation,
+    }
+
+    impl Owner {
+        fn sync(&mut self, ctx: &Ctx) -> Result<()> {
+            self.buf.settle();
+            store::sync(self, ctx.spill())
+        }
+    }
+
+    impl store::SpillableState for Owner {
+        fn memory_bytes(&self) -> usize {
+            self.buf.settled_bytes()
+        }
+        fn can_spill(&self) -> bool {
+            self.buf.can_spill()
+        }
+        fn spill(&mut self, spill: &Arc<crate::spill::SpillManager>) -> Result<()> {
+            self.buf.spill_rows(spill, "owner")
+        }
+        fn reservation(&mut self) -> &mut MemoryReservation {
+            &mut self.reservation
+        }
+    }
+
     fn new_buffer() -> EventTimeBuffer {
         let b = rows_batch(&[(0, 0, 0)]);
         EventTimeBuffer::try_new(&b.schema(), "t", &["k".into()], "buffer").unwrap()
@@ -720,6 +756,7 @@ mod tests {
     fn releases_due_rows_sorted_by_time_then_content_and_counts_late_rows() {
         let mut buf = new_buffer();
         let ctx = ctx_with_budget(usize::MAX);
+        buf.open(&ctx);
         buf.push(
             &rows_batch(&[(1, 30, 2), (0, 10, 5), (1, 10, 9), (1, 10, 3), (0, 40, 1)]),
             &ctx,
@@ -752,16 +789,17 @@ mod tests {
     fn retained_keys_survive_and_decode() {
         let mut buf = new_buffer();
         let ctx = ctx_with_budget(usize::MAX);
+        buf.open(&ctx);
         buf.push(&rows_batch(&[(7, 1, 1)]), &ctx).unwrap();
         let keys = buf.advance(5).unwrap();
         assert_eq!(keys.len(), 1);
         buf.retain_key(keys[0]);
         let r = buf.take(keys[0]).unwrap().unwrap();
-        assert!(buf.reserved() > 0, "the retained key is still accounted");
+        assert!(buf.memory_size() > 0, "the retained key is still accounted");
         let cols = buf.key_columns(&[r.key]).unwrap();
         assert_eq!(cols[0].as_string::<i32>().value(0), "k7");
         buf.release_key(r.key);
-        assert_eq!(buf.reserved(), 0);
+        assert_eq!(buf.memory_size(), 0);
         assert_eq!(ctx.pool().reserved(), 0);
     }
 
@@ -770,6 +808,7 @@ mod tests {
         let b = rows_batch(&[(0, 5, 1), (1, 3, 2), (2, 5, 0)]);
         let mut buf = EventTimeBuffer::try_new(&b.schema(), "t", &[], "buffer").unwrap();
         let ctx = ctx_with_budget(usize::MAX);
+        buf.open(&ctx);
         buf.push(&b, &ctx).unwrap();
         let got = buf.release(i64::MAX).unwrap();
         assert_eq!(got.len(), 1);
@@ -791,18 +830,34 @@ mod tests {
             })
             .collect();
         let run = |budget: usize| {
-            let mut buf = new_buffer();
             let ctx = ctx_with_budget(budget);
+            let mut owner = Owner {
+                buf: new_buffer(),
+                reservation: ctx.spillable_reservation(),
+            };
+            owner.buf.open(&ctx);
             let mut released = Vec::new();
+            // spilled rows come back a step at a time, as operators take them
+            let mut release_to = |buf: &mut EventTimeBuffer, target: i64| loop {
+                let step = buf.next_step(target).unwrap();
+                released.extend(buf.release(step).unwrap());
+                if step == target {
+                    break;
+                }
+            };
             for (i, b) in input.iter().enumerate() {
-                buf.push(b, &ctx).unwrap();
+                owner.buf.push(b, &ctx).unwrap();
+                owner.sync(&ctx).unwrap();
                 if i % 7 == 6 {
-                    released.extend(per_key(&buf.release(100 + i as i64 * 10).unwrap()));
+                    release_to(&mut owner.buf, 100 + i as i64 * 10);
+                    owner.sync(&ctx).unwrap();
                 }
             }
-            released.extend(per_key(&buf.release(i64::MAX).unwrap()));
+            release_to(&mut owner.buf, i64::MAX);
+            owner.sync(&ctx).unwrap();
+            let released = per_key(&released);
             let files = ctx.spill().metrics().files();
-            drop(buf);
+            drop(owner);
             assert_eq!(ctx.pool().reserved(), 0);
             assert_eq!(std::fs::read_dir(ctx.spill().dir()).unwrap().count(), 0);
             (released, files)
@@ -818,6 +873,7 @@ mod tests {
     fn rejects_a_batch_of_another_schema() {
         let mut buf = new_buffer();
         let ctx = ctx_with_budget(usize::MAX);
+        buf.open(&ctx);
         let other =
             RecordBatch::try_from_iter([("t", Arc::new(Int64Array::from(vec![1])) as ArrayRef)])
                 .unwrap();
@@ -836,6 +892,7 @@ mod tests {
     ) -> Vec<(String, Vec<(i64, i64)>)> {
         let mut buf = new_buffer();
         let ctx = ctx_with_budget(usize::MAX);
+        buf.open(&ctx);
         let ordered: Vec<(u8, i64, i64)> = perm.iter().map(|&i| rows[i]).collect();
         let mut released = Vec::new();
         let mut at = 0;

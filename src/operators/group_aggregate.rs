@@ -9,7 +9,7 @@ use super::aggregate::{Accumulators, Agg, BoundAgg};
 use super::window::{result_schema, OP_COLUMN};
 use crate::error::{Error, Result};
 use crate::key::{KeyDictionary, KeyEncoder};
-use crate::memory::MemoryReservation;
+use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::operator::{Ctx, Operator, Output};
 use crate::operators::keyed_state::{self, check_layout, column, key_groups};
 use crate::state::{StateReader, StateWriter};
@@ -53,7 +53,8 @@ pub struct GroupAggregate {
     /// Per key id: emitted before (the next row is an `update`).
     emitted: Vec<bool>,
     // resources
-    reservation: Option<MemoryReservation>,
+    /// The groups and key dictionary (made by `open`).
+    reservation: MemoryReservation,
 }
 
 impl std::fmt::Debug for GroupAggregate {
@@ -124,7 +125,7 @@ impl GroupAggregate {
             emit,
             dictionary: KeyDictionary::new(),
             emitted: Vec::new(),
-            reservation: None,
+            reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
         })
     }
 
@@ -158,7 +159,7 @@ impl GroupAggregate {
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
-    fn sync(&mut self, ctx: &Ctx) -> Result<()> {
+    fn sync(&mut self, _ctx: &Ctx) -> Result<()> {
         let bytes = self.dictionary.memory_size()
             + self.emitted.len()
             + self
@@ -166,9 +167,7 @@ impl GroupAggregate {
                 .iter()
                 .map(Accumulators::memory_size)
                 .sum::<usize>();
-        self.reservation
-            .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()))
-            .try_resize(bytes)
+        self.reservation.try_resize(bytes)
     }
 }
 
@@ -231,6 +230,11 @@ impl GroupAggregate {
 }
 
 impl Operator for GroupAggregate {
+    fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
+        self.reservation = ctx.spillable_reservation();
+        Ok(())
+    }
+
     fn on_batch(
         &mut self,
         _: usize,

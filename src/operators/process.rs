@@ -16,10 +16,12 @@
 use super::event_buffer::{lateness_clock, EventTimeBuffer, Released};
 use crate::error::{Error, Result};
 use crate::key::FastBuildHasher;
-use crate::memory::MemoryReservation;
+use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, Output};
-use crate::spill::StateLog;
+use crate::spill::SpillManager;
+use crate::state::store::StateLog;
+use crate::state::store::{self, SpillableState};
 use crate::state::{StateReader, StateWriter};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch, RecordBatchOptions};
@@ -356,7 +358,8 @@ pub struct KeyedProcessOperator<P: KeyedProcessFunction> {
     /// Keys run since the last spill (kept in memory by the first spill attempt).
     recent: HashSet<u32, FastBuildHasher>,
     // resources
-    reservation: Option<MemoryReservation>,
+    /// The states, timers and state log index (made by `open`).
+    reservation: MemoryReservation,
     /// States spilled to disk (created on the first spill).
     spilled: Option<StateLog>,
 }
@@ -396,7 +399,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             processing_index: BTreeSet::new(),
             states_size: 0,
             recent: HashSet::default(),
-            reservation: None,
+            reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
             spilled: None,
         })
     }
@@ -427,49 +430,28 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             + self.spilled.as_ref().map_or(0, StateLog::memory_size)
     }
 
-    /// Matches the reservation to the state; when the pool would pass half
-    /// its budget, spills every key's state to the log and tries again.
+    /// Matches the reservation to the state, spilling states while the
+    /// pool refuses (see [`store::sync`] and the [`SpillableState`] impl).
     fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
-        let bytes = self.state_bytes();
-        let r = self
-            .reservation
-            .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()));
-        if bytes <= r.size() {
-            r.shrink(r.size() - bytes);
-            return Ok(());
-        }
-        if r.try_grow_spillable(bytes - r.size()).is_ok() || self.states.is_empty() {
-            return r.try_resize_unspillable(bytes);
-        }
-        // second chance: first the states no key used since the last spill
-        self.spill_states(ctx, true)?;
-        let bytes = self.state_bytes();
-        let r = self.reservation.as_mut().expect("created above");
-        if bytes <= r.size() || r.try_grow_spillable(bytes - r.size()).is_ok() {
-            return r.try_resize_unspillable(bytes);
-        }
-        self.spill_states(ctx, false)?;
-        let bytes = self.state_bytes();
-        self.reservation
-            .as_mut()
-            .expect("created above")
-            .try_resize_unspillable(bytes)
+        // rows the buffer read back and did not release yet become state
+        self.buffer.settle();
+        store::sync(self, ctx.spill())
     }
 
     /// Writes in-memory states to the log and drops them from memory: all
     /// of them, or (`cold_only`) those of keys not run since the last spill.
-    fn spill_states(&mut self, ctx: &Ctx, cold_only: bool) -> Result<()> {
+    fn spill_states(&mut self, spill: &Arc<SpillManager>, cold_only: bool) -> Result<()> {
         let recent = std::mem::take(&mut self.recent);
         let log = self
             .spilled
-            .get_or_insert_with(|| StateLog::new(ctx.spill(), ctx.operator()));
+            .get_or_insert_with(|| StateLog::new(spill, &self.pctx.operator));
         let mut encoded: Vec<(u32, Vec<u8>)> = Vec::with_capacity(self.states.len());
         for (&key, state) in &self.states {
             if cold_only && recent.contains(&key) {
                 continue;
             }
             let bytes = postcard::to_stdvec(state).map_err(|e| Error::State {
-                operator: ctx.operator().to_string(),
+                operator: self.pctx.operator.clone(),
                 message: format!("cannot serialize a key's state to spill it: {e}"),
             })?;
             encoded.push((key, bytes));
@@ -731,6 +713,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             .unwrap_or(i64::MIN);
         for rows in state.keyed(BUFFER_ENTRY)? {
             self.buffer.restore_rows(&rows, ctx)?;
+            self.sync_reservation(ctx)?;
         }
         for batch in state.keyed(KEYS_ENTRY)? {
             if batch.schema().fields() != Self::keys_schema().fields() {
@@ -882,7 +865,42 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
     }
 }
 
+/// Spilling writes the rows waiting in the buffer first, then the states of
+/// keys not run since the last spill (second chance), then, if the pool
+/// still refuses, every state.
+impl<P: KeyedProcessFunction> SpillableState for KeyedProcessOperator<P> {
+    fn memory_bytes(&self) -> usize {
+        self.state_bytes() + self.buffer.settled_bytes()
+    }
+
+    fn can_spill(&self) -> bool {
+        !self.states.is_empty() || self.buffer.can_spill()
+    }
+
+    fn spill(&mut self, spill: &Arc<SpillManager>) -> Result<()> {
+        if self.buffer.can_spill() {
+            let name = self.reservation.consumer().to_string();
+            return self.buffer.spill_rows(spill, &name);
+        }
+        let cold = self.states.keys().any(|k| !self.recent.contains(k));
+        self.spill_states(spill, cold && !self.recent.is_empty())?;
+        // the keys of spilled states left the buffer's dictionary
+        self.buffer.settle();
+        Ok(())
+    }
+
+    fn reservation(&mut self) -> &mut MemoryReservation {
+        &mut self.reservation
+    }
+}
+
 impl<P: KeyedProcessFunction> Operator for KeyedProcessOperator<P> {
+    fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
+        self.buffer.open(ctx);
+        self.reservation = ctx.spillable_reservation();
+        Ok(())
+    }
+
     fn on_batch(
         &mut self,
         _: usize,
@@ -891,7 +909,7 @@ impl<P: KeyedProcessFunction> Operator for KeyedProcessOperator<P> {
         _out: &mut Output,
     ) -> Result<()> {
         self.buffer.push(&batch, ctx)?;
-        Ok(())
+        self.sync_reservation(ctx)
     }
 
     fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
@@ -1035,6 +1053,7 @@ mod tests {
         batch: usize,
     ) -> Vec<RecordBatch> {
         let (mut ctx, mut out) = (test_ctx(), Output::new());
+        op.open(&mut ctx).unwrap();
         let mut got = Vec::new();
         for (i, chunk) in rows.chunks(batch).enumerate() {
             op.on_batch(0, input(chunk), &mut ctx, &mut out).unwrap();
@@ -1207,6 +1226,7 @@ mod tests {
         // watermarks one ms at a time give the same calls
         let mut op = recent_count();
         let (mut ctx, mut out) = (test_ctx(), Output::new());
+        op.open(&mut ctx).unwrap();
         op.on_batch(0, input(&rows), &mut ctx, &mut out).unwrap();
         for w in (0..3100).step_by(7) {
             op.on_watermark(Watermark::EventTime(w), &mut ctx, &mut out)
@@ -1222,6 +1242,7 @@ mod tests {
     fn late_rows_are_counted_and_dropped() {
         let mut op = running_sum();
         let (mut ctx, mut out) = (test_ctx(), Output::new());
+        op.open(&mut ctx).unwrap();
         op.on_watermark(Watermark::EventTime(100), &mut ctx, &mut out)
             .unwrap();
         op.on_batch(
@@ -1338,6 +1359,7 @@ mod tests {
         )
         .unwrap();
         let (mut ctx, mut out) = (test_ctx(), Output::new());
+        op.open(&mut ctx).unwrap();
         op.on_batch(0, input(&[("a", 1, 1)]), &mut ctx, &mut out)
             .unwrap();
         let err = op.on_end_of_input(&mut ctx, &mut out).unwrap_err();

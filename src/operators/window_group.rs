@@ -10,7 +10,7 @@ use super::aggregate::{Accumulators, Agg, BoundAgg};
 use super::window::WindowAggregate;
 use crate::error::{Error, Result};
 use crate::key::{KeyDictionary, KeyEncoder};
-use crate::memory::MemoryReservation;
+use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
 use crate::operators::keyed_state::{self, check_layout, column, key_groups};
@@ -49,7 +49,8 @@ pub struct WindowGroupAggregate {
     due: BTreeSet<(i64, u32)>,
     watermark: i64,
     // resources
-    reservation: Option<MemoryReservation>,
+    /// The groups and key dictionary (made by `open`).
+    reservation: MemoryReservation,
 }
 
 impl std::fmt::Debug for WindowGroupAggregate {
@@ -115,7 +116,7 @@ impl WindowGroupAggregate {
             live: Vec::new(),
             due: BTreeSet::new(),
             watermark: i64::MIN,
-            reservation: None,
+            reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
         })
     }
 
@@ -156,7 +157,7 @@ impl WindowGroupAggregate {
         Ok(())
     }
 
-    fn sync(&mut self, ctx: &Ctx) -> Result<()> {
+    fn sync(&mut self, _ctx: &Ctx) -> Result<()> {
         let bytes = self.dictionary.memory_size()
             + self.due.len() * 32
             + self
@@ -164,9 +165,7 @@ impl WindowGroupAggregate {
                 .iter()
                 .map(Accumulators::memory_size)
                 .sum::<usize>();
-        self.reservation
-            .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()))
-            .try_resize(bytes)
+        self.reservation.try_resize(bytes)
     }
 }
 
@@ -241,6 +240,11 @@ impl WindowGroupAggregate {
 }
 
 impl Operator for WindowGroupAggregate {
+    fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
+        self.reservation = ctx.spillable_reservation();
+        Ok(())
+    }
+
     fn on_batch(
         &mut self,
         _: usize,

@@ -13,7 +13,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::{SpillFile, SpillManager, SpillReader, SpillWriter};
 use crate::error::{Error, Result};
-use crate::memory::{MemoryPool, MemoryReservation};
+use crate::memory::{ConsumerKind, MemoryPool, MemoryReservation, FIXED_SHARE_DIVISOR};
 
 /// The on-disk schema of `schema` if it has dictionary columns (unpacked).
 fn disk_schema(schema: &SchemaRef) -> Option<SchemaRef> {
@@ -88,7 +88,7 @@ struct PartitionState {
 /// memory pool refuses more.
 ///
 /// ```text
-///  push(p, batch) ──try_grow_spillable(size)──▶ ok ──▶ memory[p].push(batch)
+///  push(p, batch) ──try_grow(size) (spillable)──▶ ok ──▶ memory[p].push(batch)
 ///        │
 ///        └─ refused ─▶ spill: for every partition q,
 ///                      memory[q] ──append──▶ writer[q] (one IPC file per q)
@@ -96,7 +96,8 @@ struct PartitionState {
 ///                        ├─ ok ──────▶ memory[p].push(batch)
 ///                        └─ refused ─▶ writer[p].write(batch)
 ///
-///  finish() ─▶ Vec<Partition>: memory[p] (with its own reservation)
+///  finish() ─▶ more in memory than its part of the fixed quarter? spill it
+///           ─▶ Vec<Partition>: memory[p] (with its own, fixed reservation)
 ///                              + writer[p].finish() → SpillFile
 ///
 ///  push_watermark(p, t) ─▶ marks[p].push((batches pushed to p so far, t))
@@ -179,7 +180,7 @@ impl PartitionedBuffer {
     ) -> Self {
         let name = name.into();
         PartitionedBuffer {
-            reservation: MemoryReservation::new(pool, name.clone()),
+            reservation: MemoryReservation::spillable(pool, name.clone()),
             name,
             disk_schema: disk_schema(&schema),
             schema,
@@ -232,9 +233,9 @@ impl PartitionedBuffer {
         }
         let rows = batch.num_rows() as u64;
         let size = batch_bytes(&batch);
-        if self.reservation.try_grow_spillable(size).is_err() {
+        if self.reservation.try_grow(size).is_err() {
             self.spill_memory()?;
-            if self.reservation.try_grow_spillable(size).is_err() {
+            if self.reservation.try_grow(size).is_err() {
                 let disk = self.disk_schema.clone();
                 self.writer(partition)?.write(&to_disk(&batch, &disk)?)?;
                 self.partitions[partition].rows += rows;
@@ -275,6 +276,7 @@ impl PartitionedBuffer {
             }
             let bytes: usize = memory.iter().map(|(_, size)| size).sum();
             self.reservation.shrink(bytes);
+            self.spill.metrics().record_state_spilled(bytes as u64);
         }
         Ok(())
     }
@@ -301,7 +303,15 @@ impl PartitionedBuffer {
     ///
     /// [`Error::Io`] naming a spill file that could not be finished; all
     /// spill files of this buffer are then removed.
-    pub fn finish(self) -> Result<Vec<Partition>> {
+    pub fn finish(mut self) -> Result<Vec<Partition>> {
+        // finished partitions are fixed until read: keep them within the
+        // fixed consumers' quarter (shared with the other producers, about
+        // one per partition); a spill here still writes each row once
+        let keep =
+            self.reservation.pool().budget() / FIXED_SHARE_DIVISOR / self.partitions.len().max(1);
+        if self.reservation.size() > keep {
+            self.spill_memory()?;
+        }
         let PartitionedBuffer {
             name,
             schema,
@@ -323,7 +333,12 @@ impl PartitionedBuffer {
                 marks: state.marks,
                 memory: state.memory,
                 files,
-                reservation: reservation.split(bytes, format!("{name}[{index}]")),
+                // a finished partition can only be read: its memory is fixed
+                reservation: reservation.split_as(
+                    bytes,
+                    format!("{name}[{index}]"),
+                    ConsumerKind::Fixed,
+                ),
                 spill: Arc::clone(&spill),
                 restore: restore.clone(),
             });
@@ -333,8 +348,8 @@ impl PartitionedBuffer {
 }
 
 /// One partition of a finished [`PartitionedBuffer`]: batches still in
-/// memory (with their own [`MemoryReservation`]) and the spill files, each
-/// in arrival order.
+/// memory (with their own, fixed [`MemoryReservation`]) and the spill
+/// files, each in arrival order.
 ///
 /// Dropping it frees the memory and deletes the files. It keeps the
 /// [`SpillManager`] (and so its directory) alive until then.
@@ -611,8 +626,8 @@ mod tests {
     #[test]
     fn batches_come_back_in_arrival_order_with_their_watermarks() {
         let size = batch_bytes(&batch(0, 100));
-        // buffers use half the pool: room for two batches
-        let pool = MemoryPool::new(2 * (2 * size + size / 2));
+        // spillable consumers share 3/4 of the pool: room for two batches
+        let pool = MemoryPool::new((2 * size + size / 2) * 4 / 3);
         let spill = SpillManager::try_new(None).unwrap();
         let mut buffer = PartitionedBuffer::new("b", schema(), 1, &pool, &spill);
         for i in 0..5 {
@@ -622,15 +637,18 @@ mod tests {
         // not rising: ignored
         buffer.push_watermark(0, 5);
         // b0 b1 | b2 spills b0 b1 | b3 | b4 spills b2 b3 → memory: b4.
+        assert_eq!(pool.reserved(), batch_bytes(&batch(400, 100)));
+        // b4 is more than the fixed quarter: finishing appends it to the file
         let mut partitions = buffer.finish().unwrap();
         let partition = partitions.pop().unwrap();
         assert_eq!(partition.spilled_files(), 1);
+        assert_eq!(spill.metrics().rows(), 500, "every row written once");
         assert_eq!(
             partition.watermarks(),
             &[(1, 0), (2, 10), (3, 20), (4, 30), (5, 40)]
         );
         let reader = partition.into_batches();
-        assert_eq!(pool.reserved(), batch_bytes(&batch(400, 100)));
+        assert_eq!(pool.reserved(), 0);
         let got: Vec<RecordBatch> = reader.collect::<Result<_>>().unwrap();
         let firsts: Vec<i64> = got
             .iter()
@@ -667,7 +685,10 @@ mod tests {
     #[test]
     fn dropping_partitions_unread_frees_memory_and_files() {
         let size = batch_bytes(&batch(0, 100));
-        let pool = MemoryPool::new(6 * size);
+        // 9 batches fit; the 10th spills them and stays, within the fixed
+        // quarter's part of a finished partition (about 1.6 batches)
+        let nine: usize = (0..9).map(|i| batch_bytes(&batch(i * 100, 100))).sum();
+        let pool = MemoryPool::new((nine + size / 2) * 4 / 3);
         let spill = SpillManager::try_new(None).unwrap();
         let mut buffer = PartitionedBuffer::new("b", schema(), 2, &pool, &spill);
         for i in 0..10 {

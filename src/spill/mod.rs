@@ -5,9 +5,9 @@
 //! [`SpillMetrics`]), the spill file types in `file.rs` ([`SpillWriter`],
 //! [`SpillFile`], [`SpillReader`]: Arrow IPC files read back through `mmap`)
 //! and the spillable shuffle output in `buffer.rs` ([`PartitionedBuffer`],
-//! [`Partition`], [`PartitionReader`]), sorted runs of operator state
-//! ([`SortedRuns`]) and the per-key state log ([`StateLog`]). May use
-//! [`crate::error`], [`crate::memory`] and [`crate::key`].
+//! [`Partition`], [`PartitionReader`]). The structures operator state is
+//! spilled into (sorted runs, the state log) are in `crate::state::store`.
+//! May use [`crate::error`] and [`crate::memory`].
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,13 +20,9 @@ use crate::error::{Error, Result};
 mod buffer;
 mod file;
 mod owner;
-mod runs;
-mod state_log;
 
 pub use buffer::{batch_bytes, Partition, PartitionReader, PartitionedBuffer};
 pub use file::{SpillFile, SpillReader, SpillWriter};
-pub use runs::{RunKey, RunRest, SortedRuns};
-pub use state_log::{StateLog, INDEX_BYTES_PER_KEY};
 
 /// Counters of what was spilled, shared by all writers of one [`SpillManager`].
 ///
@@ -41,6 +37,8 @@ pub struct SpillMetrics {
     bytes: AtomicU64,
     /// Rows in finished spill files.
     rows: AtomicU64,
+    /// Bytes of memory that spills freed (the state that was moved out).
+    state_bytes: AtomicU64,
 }
 
 impl SpillMetrics {
@@ -59,11 +57,35 @@ impl SpillMetrics {
         self.rows.load(Ordering::Relaxed)
     }
 
+    /// Bytes of in-memory state that spills moved out (what the state
+    /// store's `sync` freed, and shuffle batches written to disk).
+    pub fn state_bytes(&self) -> u64 {
+        self.state_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Spill write amplification: bytes written to spill files per byte of
+    /// in-memory state spilled (re-spills and compactions raise it; `None`
+    /// before anything was spilled).
+    pub fn write_amplification(&self) -> Option<f64> {
+        let state = self.state_bytes();
+        (state > 0).then(|| self.bytes() as f64 / state as f64)
+    }
+
+    /// Counts `bytes` of in-memory state moved to disk by a spill.
+    pub fn record_state_spilled(&self, bytes: u64) {
+        self.state_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Counts one finished file of `bytes` bytes holding `rows` rows.
-    fn record_file(&self, bytes: u64, rows: u64) {
+    pub(crate) fn record_file(&self, bytes: u64, rows: u64) {
         self.files.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.rows.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` appended to a file counted before (state logs).
+    pub(crate) fn record_bytes(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 

@@ -23,6 +23,8 @@
 //! ([`key_group`](crate::key::key_group) of the [`KeyEncoder`](crate::key::KeyEncoder)
 //! hash), or they would land on a subtask that never sees that key again.
 
+pub mod store;
+
 use crate::error::{Error, Result};
 use crate::key::subtask_for_key_group;
 use crate::message::CheckpointId;

@@ -4,10 +4,12 @@
 use super::{join_group, JoinLayout, OutRow, SideRow};
 use crate::error::Result;
 use crate::key::KeyEncoder;
-use crate::memory::MemoryReservation;
+use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, Output};
-use crate::spill::{batch_bytes, SortedRuns};
+use crate::spill::{batch_bytes, SpillManager};
+use crate::state::store::SortedRuns;
+use crate::state::store::{self, SpillableState};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
@@ -37,8 +39,8 @@ struct Side {
 /// Joins two bounded inputs as a sort-merge join (batch mode).
 ///
 /// ```text
-///  on_batch(side) ──► prepend __hash = hash(key) ──► memory (try_grow_spillable)
-///       over half the budget ──► both sides' memory sorted by __hash ─► one run each
+///  on_batch(side) ──► prepend __hash = hash(key) ──► memory (spillable reservation)
+///       the pool refuses ──► both sides' memory sorted by __hash ─► one run each
 ///  watermarks are held back: nothing is emitted before the end of input
 ///  end of input ──► memory becomes a last run per side; then in steps:
 ///       b = smallest next_step over both sides' runs
@@ -47,7 +49,7 @@ struct Side {
 /// ```
 /// Equal keys have equal hashes, so every row of a key comes back in the
 /// same step, from both sides; a hot key comes back whole (its step is
-/// larger than [`STEP_ROWS`], reserved without a limit). Without spill the
+/// larger than [`STEP_ROWS`]; the fixed read-back reservation must hold it). Without spill the
 /// same steps run over each side's memory sorted by hash. The result is the same as the pipelined
 /// [`super::SymmetricHashJoin`]'s, materialized: padded rows appear once,
 /// with `op` = `insert` in changelog joins.
@@ -57,7 +59,10 @@ pub struct SortMergeJoin {
     // state
     sides: [Side; 2],
     // resources
-    reservation: Option<MemoryReservation>,
+    /// Both sides' rows in memory (spillable; made by `open`).
+    reservation: MemoryReservation,
+    /// The rows of one merge step read back from the runs (fixed).
+    read_back: MemoryReservation,
 }
 
 impl std::fmt::Debug for SortMergeJoin {
@@ -85,18 +90,14 @@ impl SortMergeJoin {
         Ok(SortMergeJoin {
             sides: [side(0)?, side(1)?],
             layout,
-            reservation: None,
+            reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
+            read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
         })
     }
 
     /// The output schema.
     pub fn schema(&self) -> &SchemaRef {
         self.layout.schema()
-    }
-
-    fn reservation(&mut self, ctx: &Ctx) -> &mut MemoryReservation {
-        self.reservation
-            .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()))
     }
 
     /// Side `s`'s in-memory rows as one batch sorted by hash (memory emptied).
@@ -109,16 +110,15 @@ impl SortMergeJoin {
     }
 
     /// Sorts each side's memory by hash and writes it as a run.
-    fn spill(&mut self, ctx: &Ctx) -> Result<()> {
+    fn spill_sides(&mut self, spill: &SpillManager) -> Result<()> {
         for s in 0..2 {
             if self.sides[s].batches.is_empty() {
                 continue;
             }
             let sorted = self.sorted_memory(s)?;
+            let name = self.reservation.consumer().to_string();
             let side = &mut self.sides[s];
-            let mut writer = ctx
-                .spill()
-                .create_writer(&side.run_schema, ctx.operator())?;
+            let mut writer = spill.create_writer(&side.run_schema, &name)?;
             let mut offset = 0;
             while offset < sorted.num_rows() {
                 let n = STEP_ROWS.min(sorted.num_rows() - offset);
@@ -128,13 +128,11 @@ impl SortMergeJoin {
             side.runs.add(writer.finish()?)?;
             side.bytes = 0;
         }
-        self.sync(ctx)
+        Ok(())
     }
 
     fn sync(&mut self, ctx: &Ctx) -> Result<()> {
-        let bytes: usize = self.sides.iter().map(|s| s.bytes).sum();
-        self.reservation(ctx).resize(bytes);
-        Ok(())
+        store::sync(self, ctx.spill())
     }
 
     /// Joins `left` and `right` (run-schema batches: hash column first),
@@ -223,7 +221,31 @@ fn hash_of(batch: &RecordBatch) -> Result<ScalarBuffer<i64>> {
     Ok(batch.column(0).as_primitive::<Int64Type>().values().clone())
 }
 
+impl SpillableState for SortMergeJoin {
+    fn memory_bytes(&self) -> usize {
+        self.sides.iter().map(|s| s.bytes).sum()
+    }
+
+    fn can_spill(&self) -> bool {
+        self.sides.iter().any(|s| !s.batches.is_empty())
+    }
+
+    fn spill(&mut self, spill: &Arc<SpillManager>) -> Result<()> {
+        self.spill_sides(spill)
+    }
+
+    fn reservation(&mut self) -> &mut MemoryReservation {
+        &mut self.reservation
+    }
+}
+
 impl Operator for SortMergeJoin {
+    fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
+        self.reservation = ctx.spillable_reservation();
+        self.read_back = ctx.fixed_reservation("read-back");
+        Ok(())
+    }
+
     fn on_batch(
         &mut self,
         port: usize,
@@ -241,10 +263,7 @@ impl Operator for SortMergeJoin {
         let bytes = batch_bytes(&batch);
         self.sides[s].batches.push(batch);
         self.sides[s].bytes += bytes;
-        if self.reservation(ctx).try_grow_spillable(bytes).is_err() {
-            self.spill(ctx)?;
-        }
-        Ok(())
+        self.sync(ctx)
     }
 
     fn on_watermark(&mut self, _: Watermark, _: &mut Ctx, _: &mut Output) -> Result<()> {
@@ -285,11 +304,13 @@ impl Operator for SortMergeJoin {
             }
             return self.sync(ctx);
         }
-        self.spill(ctx)?;
+        self.spill_sides(ctx.spill())?;
+        self.sync(ctx)?;
+        let step_bytes = store::step_bytes(self.read_back.pool());
         loop {
             let mut step: Option<i64> = None;
             for side in &mut self.sides {
-                if let Some(b) = side.runs.next_step(&hash_of, STEP_ROWS / 2)? {
+                if let Some(b) = side.runs.next_step(&hash_of, step_bytes / 2)? {
                     step = Some(step.map_or(b, |s: i64| s.min(b)));
                 }
             }
@@ -297,9 +318,10 @@ impl Operator for SortMergeJoin {
             let left = self.sides[0].runs.take_through(step, &hash_of)?;
             let right = self.sides[1].runs.take_through(step, &hash_of)?;
             let bytes: usize = left.iter().chain(&right).map(batch_bytes).sum();
-            self.reservation(ctx).grow(bytes);
+            // a step holds every row of its keys: a hot key comes back whole
+            store::reserve_step(&mut self.read_back, bytes);
             let result = self.join_batches(&left, &right, ctx, out);
-            self.reservation(ctx).shrink(bytes);
+            self.read_back.shrink(bytes);
             result?;
         }
         self.sync(ctx)

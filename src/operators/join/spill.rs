@@ -4,7 +4,8 @@
 
 use super::JoinLayout;
 use crate::error::Result;
-use crate::spill::{SortedRuns, SpillManager};
+use crate::spill::SpillManager;
+use crate::state::store::SortedRuns;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch};
@@ -100,12 +101,12 @@ impl JoinRuns {
         self.runs[s].add(writer.finish()?)
     }
 
-    /// A boundary that reads back about `rows` rows over both sides, or
+    /// A boundary that reads back about `bytes` bytes over both sides, or
     /// `None` if both are read.
-    pub(super) fn next_step(&mut self, rows: usize) -> Result<Option<i64>> {
+    pub(super) fn next_step(&mut self, bytes: usize) -> Result<Option<i64>> {
         let mut step: Option<i64> = None;
         for runs in &mut self.runs {
-            if let Some(b) = runs.next_step(&sort_of, rows / 2)? {
+            if let Some(b) = runs.next_step(&sort_of, bytes / 2)? {
                 step = Some(step.map_or(b, |s| s.min(b)));
             }
         }

@@ -6,10 +6,11 @@ use super::spill::{self, JoinRuns, SpillRow};
 use super::{join_by_window, padded, JoinKind, JoinLayout, OutRow};
 use crate::error::{Error, Result};
 use crate::key::{key_group, stable_hash, FastBuildHasher, KeyEncoder};
-use crate::memory::MemoryReservation;
+use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
-use crate::spill::batch_bytes;
+use crate::spill::{batch_bytes, SpillManager};
+use crate::state::store::{self, SpillableState};
 use crate::state::{StateReader, StateWriter};
 use crate::time::Window;
 use arrow_array::cast::AsArray;
@@ -181,7 +182,7 @@ impl Side {
 ///               (join_by_window) → rows whose last window fired are dropped
 ///  end of input = W = i64::MAX; regular joins keep everything until then
 ///
-///  over half the budget (window and regular joins) ──► every stored row to runs:
+///  the pool refuses (see state::store::sync) ──► every stored row to runs:
 ///     window:  sorted by the max timestamp of its next window; a watermark
 ///              brings back, in steps, the rows whose next window it closes, then fires
 ///     regular, interval: sorted by key hash, with its epoch and matched flag; epoch += 1
@@ -217,7 +218,10 @@ pub struct SymmetricHashJoin {
     /// Spills so far (regular joins: the epoch of new rows).
     epoch: u32,
     // resources
-    reservation: Option<MemoryReservation>,
+    /// Both sides' stored rows (spillable; made by `open`).
+    reservation: MemoryReservation,
+    /// Spilled rows read back (fixed): a window's rows, or an epoch-join step.
+    read_back: MemoryReservation,
     runs: JoinRuns,
 }
 
@@ -253,7 +257,8 @@ impl SymmetricHashJoin {
             watermark: i64::MIN,
             next_due: i64::MIN,
             epoch: 0,
-            reservation: None,
+            reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
+            read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
         })
     }
 
@@ -418,30 +423,17 @@ impl SymmetricHashJoin {
         self.sync(ctx)
     }
 
-    /// Matches the reservation to the state; past half the budget, window
-    /// and regular joins spill every stored row and try again.
+    /// Matches the reservation to the state, spilling every stored row
+    /// while the pool refuses (see [`store::sync`]); rows read back are
+    /// released from the fixed reservation first.
     fn sync(&mut self, ctx: &Ctx) -> Result<()> {
-        let bytes = self.sides[0].bytes() + self.sides[1].bytes();
-        let r = self
-            .reservation
-            .get_or_insert_with(|| MemoryReservation::new(ctx.pool(), ctx.operator()));
-        if bytes <= r.size() {
-            r.shrink(r.size() - bytes);
-            return Ok(());
-        }
-        if r.try_grow_spillable(bytes - r.size()).is_ok() {
-            return r.try_resize(bytes);
-        }
-        self.spill_state(ctx)?;
-        let bytes = self.sides[0].bytes() + self.sides[1].bytes();
-        self.reservation
-            .as_mut()
-            .expect("created above")
-            .try_resize_unspillable(bytes)
+        self.read_back.free();
+        store::sync(self, ctx.spill())
     }
 
     /// Writes every stored row of both sides to runs and empties memory.
-    fn spill_state(&mut self, ctx: &Ctx) -> Result<()> {
+    fn spill_state(&mut self, spill: &SpillManager) -> Result<()> {
+        let name = self.reservation.consumer().to_string();
         // regular and interval joins: by key hash (joined by epoch at the end)
         let regular = matches!(
             self.layout.spec().kind,
@@ -467,8 +459,7 @@ impl SymmetricHashJoin {
                 }));
             }
             let sources = self.sides[s].sources();
-            self.runs
-                .write(s, &sources, &mut rows, ctx.spill(), ctx.operator())?;
+            self.runs.write(s, &sources, &mut rows, spill, &name)?;
             self.sides[s].clear();
         }
         self.epoch += 1;
@@ -497,30 +488,25 @@ impl SymmetricHashJoin {
             self.sides[s].settle(slot, meta.len() as u32);
         }
         let bytes = self.sides[0].bytes() + self.sides[1].bytes();
-        if let Some(r) = self.reservation.as_mut() {
-            if bytes > r.size() {
-                r.grow(bytes - r.size());
-            }
-        }
+        self.read_back
+            .resize(bytes.saturating_sub(self.reservation.size()));
         Ok(())
     }
 
     /// End of input of a regular or interval join that spilled: joins the
     /// rows of different epochs (all on disk now), a hash step at a time.
     fn join_epochs(&mut self, ctx: &Ctx, out: &mut Output) -> Result<()> {
-        self.spill_state(ctx)?;
+        self.spill_state(ctx.spill())?;
         self.sync(ctx)?;
-        while let Some(step) = self.runs.next_step(STEP_ROWS)? {
+        let step_bytes = store::step_bytes(self.read_back.pool());
+        while let Some(step) = self.runs.next_step(step_bytes)? {
             let left = self.runs.take_through(0, step)?;
             let right = self.runs.take_through(1, step)?;
             let bytes: usize = left.iter().chain(&right).map(batch_bytes).sum();
-            let r = self.reservation.as_mut().expect("created by sync");
-            r.grow(bytes);
+            // a step holds every row of its key hashes
+            store::reserve_step(&mut self.read_back, bytes);
             let result = self.join_epoch_step(&left, &right, out);
-            self.reservation
-                .as_mut()
-                .expect("created by sync")
-                .shrink(bytes);
+            self.read_back.shrink(bytes);
             result?;
         }
         Ok(())
@@ -685,7 +671,10 @@ impl SymmetricHashJoin {
             return self.advance_to(w, out);
         }
         loop {
-            let step = match self.runs.next_step(STEP_ROWS)? {
+            let step = match self
+                .runs
+                .next_step(store::step_bytes(self.read_back.pool()))?
+            {
                 Some(b) if b < w => b,
                 _ => w,
             };
@@ -877,7 +866,31 @@ impl SymmetricHashJoin {
     }
 }
 
+impl SpillableState for SymmetricHashJoin {
+    fn memory_bytes(&self) -> usize {
+        self.sides[0].bytes() + self.sides[1].bytes()
+    }
+
+    fn can_spill(&self) -> bool {
+        self.sides.iter().any(|s| s.entries > 0)
+    }
+
+    fn spill(&mut self, spill: &Arc<SpillManager>) -> Result<()> {
+        self.spill_state(spill)
+    }
+
+    fn reservation(&mut self) -> &mut MemoryReservation {
+        &mut self.reservation
+    }
+}
+
 impl Operator for SymmetricHashJoin {
+    fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
+        self.reservation = ctx.spillable_reservation();
+        self.read_back = ctx.fixed_reservation("read-back");
+        Ok(())
+    }
+
     fn on_batch(
         &mut self,
         port: usize,

@@ -14,10 +14,12 @@ use super::aggregate::{Accumulators, Agg, BoundAgg};
 use super::window::WindowAggregate;
 use crate::error::{Error, Result};
 use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
-use crate::memory::MemoryReservation;
+use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
 use crate::operators::keyed_state;
+use crate::spill::SpillManager;
+use crate::state::store::{self, SpillableState};
 use crate::state::{StateReader, StateWriter};
 use crate::time::{event_times, validate_time_column, Window};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -38,9 +40,6 @@ struct Session {
     /// fragments merged with it; see [`SessionWindowAggregate::hydrate`]).
     dirty: bool,
 }
-
-/// Spilled fragments read back per step of a watermark.
-const STEP_ROWS: usize = 4096;
 
 /// Session windows: per key, rows closer than `gap` form one session;
 /// a row that bridges two sessions merges them.
@@ -85,7 +84,10 @@ pub struct SessionWindowAggregate {
     retract: Vec<(u32, i64, i64, u32)>,
     watermark: Option<i64>,
     // resources
-    reservation: Option<MemoryReservation>,
+    /// Sessions and key dictionary (spillable; made by `open`).
+    reservation: MemoryReservation,
+    /// Fragments read back from disk until they fire (fixed).
+    read_back: MemoryReservation,
     spilled: SpilledSessions,
 }
 
@@ -132,7 +134,8 @@ impl SessionWindowAggregate {
             free: Vec::new(),
             retract: Vec::new(),
             watermark: None,
-            reservation: None,
+            reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
+            read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
             spilled,
         })
     }
@@ -278,7 +281,10 @@ impl SessionWindowAggregate {
             let step = if self.spilled.is_empty() {
                 t
             } else {
-                match self.spilled.next_step(STEP_ROWS)? {
+                match self
+                    .spilled
+                    .next_step(store::step_bytes(self.read_back.pool()))?
+                {
                     Some(s) if s < t => s,
                     _ => t,
                 }
@@ -370,12 +376,10 @@ impl SessionWindowAggregate {
             rows.push(self.retraction(key, ps, pe, resolve(&forward, slot))?);
         }
         self.free.extend(pending_free);
-        let bytes = self.state_bytes();
-        if let Some(r) = self.reservation.as_mut() {
-            if bytes > r.size() {
-                r.grow(bytes - r.size());
-            }
-        }
+        // whole panes come back: counted at once, spilled again by the sync
+        // after firing if they do not fit
+        let beyond = self.state_bytes().saturating_sub(self.reservation.size());
+        self.reservation.grow(beyond);
         Ok(rows)
     }
 
@@ -447,10 +451,10 @@ impl SessionWindowAggregate {
     }
 
     /// Writes every in-memory session to a sorted run and empties memory.
-    fn spill(&mut self, ctx: &Ctx) -> Result<()> {
+    fn spill_sessions(&mut self, spill: &SpillManager) -> Result<()> {
         let all = Self::fragments(&self.sessions, &self.dictionary);
         self.spilled
-            .spill(&all, &self.accs, ctx.spill(), ctx.operator())?;
+            .spill(&all, &self.accs, spill, self.reservation.consumer())?;
         drop(all);
         for (key, _) in self.sessions.drain() {
             self.dictionary.release(key);
@@ -472,30 +476,30 @@ impl SessionWindowAggregate {
                 .sum::<usize>()
     }
 
-    /// Matches the reservation to the state; when the pool would pass half
-    /// its budget, spills every session to a sorted run and tries again.
+    /// Matches the reservation to the state, spilling every session while
+    /// the pool refuses (see [`store::sync`]); fragments read back to fire
+    /// are released from the fixed reservation first.
     fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
-        let bytes = self.state_bytes();
-        let pool = ctx.pool().clone();
-        let r = self
-            .reservation
-            .get_or_insert_with(|| MemoryReservation::new(&pool, ctx.operator()));
-        if bytes <= r.size() {
-            r.shrink(r.size() - bytes);
-            return Ok(());
-        }
-        if r.try_grow_spillable(bytes - r.size()).is_ok() {
-            return Ok(());
-        }
-        if self.sessions.is_empty() {
-            return r.try_resize_unspillable(bytes);
-        }
-        self.spill(ctx)?;
-        let bytes = self.state_bytes();
-        self.reservation
-            .as_mut()
-            .expect("created above")
-            .try_resize_unspillable(bytes)
+        self.read_back.free();
+        store::sync(self, ctx.spill())
+    }
+}
+
+impl SpillableState for SessionWindowAggregate {
+    fn memory_bytes(&self) -> usize {
+        self.state_bytes()
+    }
+
+    fn can_spill(&self) -> bool {
+        !self.sessions.is_empty()
+    }
+
+    fn spill(&mut self, spill: &Arc<SpillManager>) -> Result<()> {
+        self.spill_sessions(spill)
+    }
+
+    fn reservation(&mut self) -> &mut MemoryReservation {
+        &mut self.reservation
     }
 }
 
@@ -508,6 +512,12 @@ fn resolve(forward: &HashMap<u32, u32>, mut slot: u32) -> u32 {
 }
 
 impl Operator for SessionWindowAggregate {
+    fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
+        self.reservation = ctx.spillable_reservation();
+        self.read_back = ctx.fixed_reservation("read-back");
+        Ok(())
+    }
+
     fn on_batch(
         &mut self,
         _: usize,

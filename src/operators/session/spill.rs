@@ -5,7 +5,8 @@
 
 use crate::error::Result;
 use crate::operators::aggregate::{Accumulators, BoundAgg};
-use crate::spill::{SortedRuns, SpillManager};
+use crate::spill::SpillManager;
+use crate::state::store::SortedRuns;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, BinaryArray, BooleanArray, Int64Array, RecordBatch};
@@ -158,8 +159,8 @@ impl SpilledSessions {
 
     /// A boundary that reads back about `rows` fragments, or `None` if every
     /// run is read (see [`SortedRuns::next_step`]).
-    pub(super) fn next_step(&mut self, rows: usize) -> Result<Option<i64>> {
-        self.runs.next_step(&start_of, rows)
+    pub(super) fn next_step(&mut self, bytes: usize) -> Result<Option<i64>> {
+        self.runs.next_step(&start_of, bytes)
     }
 
     /// Removes and returns, from every run, the fragments starting at or before `last`.

@@ -14,7 +14,7 @@
 //!
 //! Restore puts every pane in memory (rows of one pane and key from memory
 //! and from runs merge with `merge_state`), then the reservation is synced,
-//! which spills again if the state is over half the budget. After a
+//! which spills again if the pool refuses the state. After a
 //! rescale the metadata of every old subtask is merged: the highest
 //! watermark, the earliest early tick, and the union of the windows (every
 //! subtask saw the same watermarks, so a window's fired flag agrees; a

@@ -216,11 +216,10 @@ fn instance(env: &RuntimeEnv, config: &WindowConfig) -> (WindowAggregate, Ctx) {
         subtask: 0,
         parallelism: 1,
     };
-    let op = WindowAggregate::try_new(&rows(&[]).schema(), config, "w").expect("valid");
-    (
-        op,
-        Ctx::new(info, env.clone(), Arc::new(OperatorMetrics::default())),
-    )
+    let mut op = WindowAggregate::try_new(&rows(&[]).schema(), config, "w").expect("valid");
+    let mut ctx = Ctx::new(info, env.clone(), Arc::new(OperatorMetrics::default()));
+    op.open(&mut ctx).expect("opens");
+    (op, ctx)
 }
 
 fn data(out: &mut Output) -> Vec<arrow_array::RecordBatch> {
@@ -289,7 +288,7 @@ fn a_snapshot_compacts_spilled_runs_to_one_row_per_pane_and_key() {
     // an hour-long window that never fires while the same 30 keys come back
     // batch after batch: every spill writes all of them again
     let c = config(Window::tumbling(Duration::from_secs(3600)), 0, None);
-    let small = RuntimeEnv::try_new(6 * 1024, None).expect("env");
+    let small = RuntimeEnv::try_new(12 * 1024, None).expect("env");
     let big = RuntimeEnv::try_new(usize::MAX / 2, None).expect("env");
     let (mut a, mut ctx_a) = instance(&small, &c);
     let (mut b, mut ctx_b) = instance(&big, &c);

@@ -9,10 +9,12 @@ mod spill;
 
 use crate::error::{Error, Result};
 use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
-use crate::memory::MemoryReservation;
+use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
 use crate::operators::keyed_state;
+use crate::spill::SpillManager;
+use crate::state::store::{self, SpillableState};
 use crate::state::{StateReader, StateWriter};
 use crate::time::{event_times, validate_time_column, Window};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -105,7 +107,10 @@ pub struct WindowAggregate {
     watermark: Option<i64>,
     last_groups: usize,
     // resources
-    reservation: Option<MemoryReservation>,
+    /// Panes and key dictionary (spillable; made by `open`).
+    reservation: MemoryReservation,
+    /// Spilled panes read back to fire, until they are dropped (fixed).
+    read_back: MemoryReservation,
     spilled: spill::SpilledPanes,
 }
 
@@ -224,7 +229,8 @@ impl WindowAggregate {
             dirty: BTreeMap::new(),
             watermark: None,
             last_groups: 0,
-            reservation: None,
+            reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
+            read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
         })
     }
 
@@ -308,49 +314,18 @@ impl WindowAggregate {
         self.dictionary.memory_size() + self.panes.values().map(Pane::memory_size).sum::<usize>()
     }
 
-    /// Matches the reservation to the state; when the pool would pass half
-    /// its budget, spills every pane to a sorted run on disk and tries again.
+    /// Matches the reservation to the state, spilling every pane while the
+    /// pool refuses (see [`store::sync`]); panes read back to fire are
+    /// released from the fixed reservation first.
     fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
-        let bytes = self.state_bytes();
-        let pool = ctx.pool().clone();
-        let name = ctx.operator().to_string();
-        let r = self
-            .reservation
-            .get_or_insert_with(|| MemoryReservation::new(&pool, name.clone()));
-        if bytes <= r.size() {
-            r.shrink(r.size() - bytes);
-            return Ok(());
-        }
-        if r.try_grow_spillable(bytes - r.size()).is_ok() {
-            return Ok(());
-        }
-        if self.panes.is_empty() {
-            return r.try_resize_unspillable(bytes);
-        }
-        // When the key dictionary (keys of spilled state stay in it) is most
-        // of the state, spilling the few panes frees little and would repeat
-        // on every batch: use the rest of the budget first.
-        let pane_bytes: usize = self.panes.values().map(Pane::memory_size).sum();
-        if pane_bytes * 4 < bytes && r.try_grow(bytes - r.size()).is_ok() {
-            return Ok(());
-        }
-        self.spilled
-            .spill(&self.panes, &self.dictionary, ctx.spill(), &name)?;
-        // The run keeps each spilled (pane, key)'s reference to its key id, so
-        // ids stay stable (the emitted/early-firing bookkeeping refers to them);
-        // hydrate hands the reference back.
-        self.panes.clear();
-        let bytes = self.state_bytes();
-        self.reservation
-            .as_mut()
-            .expect("created above")
-            .try_resize_unspillable(bytes)
+        self.read_back.free();
+        store::sync(self, ctx.spill())
     }
 
     /// Brings spilled partial state of panes starting before `boundary` back
     /// into memory (merged into the in-memory panes), before windows up to
-    /// `boundary` are evaluated. Reserved without a limit: it is released
-    /// when the windows fire.
+    /// `boundary` are evaluated. What the state grows by is held in the
+    /// fixed read-back reservation until the windows fired.
     fn hydrate(&mut self, boundary: i64) -> Result<()> {
         if self.spilled.is_empty() {
             return Ok(());
@@ -359,12 +334,10 @@ impl WindowAggregate {
             // the run keeps a reference to each (pane, key)'s key id
             self.merge_pane_rows(&batch, true)?;
         }
-        let bytes = self.state_bytes();
-        if let Some(r) = self.reservation.as_mut() {
-            if bytes > r.size() {
-                r.grow(bytes - r.size());
-            }
-        }
+        // whole panes come back: counted at once, spilled again by the sync
+        // after firing if they do not fit
+        let beyond = self.state_bytes().saturating_sub(self.reservation.size());
+        self.reservation.grow(beyond);
         Ok(())
     }
 
@@ -633,7 +606,39 @@ pub(crate) fn result_schema(
     Ok(Arc::new(Schema::new(fields)))
 }
 
+impl SpillableState for WindowAggregate {
+    fn memory_bytes(&self) -> usize {
+        self.state_bytes()
+    }
+
+    fn can_spill(&self) -> bool {
+        !self.panes.is_empty()
+    }
+
+    /// Writes every pane as one run sorted by (pane, key) and drops them.
+    fn spill(&mut self, spill: &Arc<SpillManager>) -> Result<()> {
+        let name = self.reservation.consumer().to_string();
+        self.spilled
+            .spill(&self.panes, &self.dictionary, spill, &name)?;
+        // The run keeps each spilled (pane, key)'s reference to its key id, so
+        // ids stay stable (the emitted/early-firing bookkeeping refers to them);
+        // hydrate hands the reference back.
+        self.panes.clear();
+        Ok(())
+    }
+
+    fn reservation(&mut self) -> &mut MemoryReservation {
+        &mut self.reservation
+    }
+}
+
 impl Operator for WindowAggregate {
+    fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
+        self.reservation = ctx.spillable_reservation();
+        self.read_back = ctx.fixed_reservation("read-back");
+        Ok(())
+    }
+
     fn on_batch(
         &mut self,
         _: usize,
@@ -871,6 +876,7 @@ mod tests {
         )
         .unwrap();
         let mut ctx = test_ctx();
+        w.open(&mut ctx).unwrap();
         let mut out = Output::new();
         w.on_batch(0, b, &mut ctx, &mut out).unwrap();
         w.on_watermark(Watermark::EventTime(998), &mut ctx, &mut out)
@@ -1017,6 +1023,7 @@ mod tests {
         )
         .unwrap();
         let (mut ctx, mut out) = (test_ctx(), Output::new());
+        w.open(&mut ctx).unwrap();
         w.on_batch(0, b, &mut ctx, &mut out).unwrap();
         w.on_watermark(Watermark::EventTime(1999), &mut ctx, &mut out)
             .unwrap();
@@ -1059,6 +1066,7 @@ mod tests {
         .unwrap();
         assert_eq!(w.schema().fields().last().unwrap().name(), OP_COLUMN);
         let (mut ctx, mut out) = (test_ctx(), Output::new());
+        w.open(&mut ctx).unwrap();
         w.on_batch(0, b, &mut ctx, &mut out).unwrap();
         w.on_watermark(Watermark::EventTime(1200), &mut ctx, &mut out)
             .unwrap();

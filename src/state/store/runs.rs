@@ -1,8 +1,8 @@
 //! Sorted runs: spill files whose rows are sorted by an i64 key, read back
 //! a prefix at a time (the rows with keys below a rising boundary).
 
-use super::{SpillFile, SpillReader};
 use crate::error::Result;
+use crate::spill::{SpillFile, SpillReader};
 use arrow_array::RecordBatch;
 use arrow_buffer::ScalarBuffer;
 
@@ -62,11 +62,23 @@ impl SortedRuns {
         Ok(())
     }
 
+    /// A boundary that reads back about `bytes` bytes over all runs (see
+    /// [`next_step_rows`](Self::next_step_rows); rows are converted with the
+    /// runs' average row size on disk, which is their size in memory).
+    pub fn next_step(&mut self, key: RunKey<'_>, bytes: usize) -> Result<Option<i64>> {
+        let (rows, file_bytes) = self.runs.iter().fold((0u64, 0u64), |(r, b), run| {
+            (r + run.file.rows(), b + run.file.bytes())
+        });
+        let row_bytes = file_bytes.checked_div(rows).unwrap_or(1).max(1);
+        let rows = (bytes as u64 / row_bytes).max(1);
+        self.next_step_rows(key, usize::try_from(rows).unwrap_or(usize::MAX))
+    }
+
     /// A boundary that reads back about `rows` rows over all runs: the
     /// smallest key found `rows / runs` rows ahead in any run (or at the end
     /// of its current batch), or `None` if every run is read. Taking rows up
     /// to and including it always consumes at least one row.
-    pub fn next_step(&mut self, key: RunKey<'_>, rows: usize) -> Result<Option<i64>> {
+    pub fn next_step_rows(&mut self, key: RunKey<'_>, rows: usize) -> Result<Option<i64>> {
         let ahead = (rows / self.runs.len().max(1)).max(1);
         let mut step: Option<i64> = None;
         for run in &mut self.runs {

@@ -3,9 +3,9 @@
 //!
 //! Owns [`StateLog`]. May use `crate::key` (hashing) and `crate::error`.
 
-use super::{SpillManager, SpillMetrics};
 use crate::error::{Error, Result};
 use crate::key::stable_hash;
+use crate::spill::{SpillManager, SpillMetrics};
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
@@ -136,9 +136,7 @@ impl StateLog {
             self.live += u64::from(len);
         }
         self.end += buf.len() as u64;
-        self.metrics()
-            .bytes
-            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics().record_bytes(buf.len() as u64);
         Ok(())
     }
 
@@ -238,11 +236,12 @@ fn safe(name: &str) -> String {
 }
 
 fn encode(buf: &mut Vec<u8>, key: &[u8], value: &[u8], name: &str) -> Result<u32> {
-    let too_big = || Error::ResourcesExhausted {
-        consumer: name.to_string(),
-        requested: key.len() + value.len(),
-        reserved: 0,
-        budget: u32::MAX as usize,
+    let too_big = || Error::State {
+        operator: name.to_string(),
+        message: format!(
+            "a key's state of {} bytes is too large to spill (the limit is 4 GiB)",
+            key.len() + value.len()
+        ),
     };
     let klen = u32::try_from(key.len()).map_err(|_| too_big())?;
     let vlen = u32::try_from(value.len()).map_err(|_| too_big())?;
