@@ -44,4 +44,9 @@ pub use expr::{col, lit, Expr};
 pub use graph::{Job, KeyedStream, Stream, WindowedStream};
 pub use message::{Message, Watermark};
 pub use operators::{Agg, AggFn, Collected};
-pub use time::{TumblingWindow, WatermarkStrategy};
+pub use time::{TumblingWindow, WatermarkStrategy, Window};
+
+/// The Arrow types a schema or a batch is made of, so that user code (and
+/// the README's examples) need not name the arrow crates.
+pub use arrow_array::RecordBatch;
+pub use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};

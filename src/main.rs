@@ -252,8 +252,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Err(weir::Error::option("--parallelism", "must be at least 1"));
             }
             let mut loaded = LoadedJob::load(&job)?;
-            loaded.override_replay(from, until, speed);
+            loaded.override_replay(from, until, speed)?;
             let built = loaded.build(output.as_deref())?;
+            if let Some(note) = loaded.output_note(output.as_deref()).filter(|_| !explain) {
+                eprintln!("{note}");
+            }
             if explain {
                 let plan = built.plan();
                 print!(
@@ -505,10 +508,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", metrics_table(&metrics));
                 for r in &results {
                     println!(
-                        "{:<10} {:>10.0} K events/s per core ({:.0} K with generation)",
+                        "{:<10} {:>10.0} K rows read/s per core ({:.0} K with generation; {} of {} events read)",
                         r.metrics.mode.to_string(),
                         r.per_core(&run) / 1000.0,
-                        r.per_core_with_generation(&run) / 1000.0
+                        r.per_core_with_generation(&run) / 1000.0,
+                        weir::cli::thousands(r.rows_read()),
+                        weir::cli::thousands(events),
                     );
                 }
             }

@@ -29,9 +29,9 @@ fn avg_speed_job(dir: &Path, vehicles: usize, seconds: usize) -> (PathBuf, PathB
         "/examples/avg_speed.toml"
     ))
     .unwrap()
-    .replace("data/obd", data.to_str().unwrap())
+    .replace("../data/obd", data.to_str().unwrap())
     .replace(
-        "out/avg_speed.parquet",
+        "../out/avg_speed.parquet",
         dir.join("out.parquet").to_str().unwrap(),
     );
     let job = dir.join("job.toml");

@@ -42,7 +42,7 @@ fn example_job_gives_the_same_rows_in_both_modes_and_as_the_builder() {
     let job_path = dir.path().join("job.toml");
     std::fs::write(
         &job_path,
-        example.replace("data/obd", data.to_str().unwrap()),
+        example.replace("../data/obd", data.to_str().unwrap()),
     )
     .unwrap();
 
@@ -120,8 +120,8 @@ fn event_time_example_agrees_between_modes() {
         let late = dir.path().join(format!("late-{mode}.jsonl"));
         let job_path = dir.path().join(format!("job-{mode}.toml"));
         let text = example
-            .replace("data/obd", data.to_str().unwrap())
-            .replace("out/late_obd.jsonl", late.to_str().unwrap());
+            .replace("../data/obd", data.to_str().unwrap())
+            .replace("../out/late_obd.jsonl", late.to_str().unwrap());
         std::fs::write(&job_path, text).unwrap();
         let out = dir.path().join(format!("{mode}.parquet"));
         run_cli(&job_path, mode, &out);
@@ -247,8 +247,8 @@ fn seed_join_example_matches_the_library_job_in_both_modes() {
         "/examples/seed_join.toml"
     ))
     .unwrap()
-    .replace("data/obd", obd.to_str().unwrap())
-    .replace("data/app", app.to_str().unwrap());
+    .replace("../data/obd", obd.to_str().unwrap())
+    .replace("../data/app", app.to_str().unwrap());
     let job_path = dir.path().join("seed.toml");
     std::fs::write(&job_path, example).unwrap();
     let seed = weir::cli::seed::seed_job(&obd, &app).unwrap();

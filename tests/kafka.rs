@@ -178,7 +178,9 @@ fn consume(
 
 #[test]
 fn rows_written_by_the_sink_come_back_as_the_same_multiset() {
-    let tansu = Tansu::start();
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
     let brokers = tansu.brokers();
     create_topic(&brokers, "orders", 3).unwrap();
     let input = rows(0, 20_000);
@@ -223,7 +225,9 @@ fn rows_written_by_the_sink_come_back_as_the_same_multiset() {
 
 #[test]
 fn a_restart_from_stored_positions_reads_exactly_the_new_rows() {
-    let tansu = Tansu::start();
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
     let brokers = tansu.brokers();
     create_topic(&brokers, "events", 3).unwrap();
     let first = rows(0, 10_000);
@@ -309,7 +313,9 @@ fn windowed(stream: weir::Stream) -> weir::Collected {
 
 #[test]
 fn a_window_over_a_topic_equals_the_same_job_over_memory_and_the_oracle() {
-    let tansu = Tansu::start();
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
     let brokers = tansu.brokers();
     create_topic(&brokers, "readings", 3).unwrap();
     produce(&brokers, "readings", &rows(0, 12_000), 3, 2);
@@ -386,7 +392,9 @@ fn a_window_over_a_topic_equals_the_same_job_over_memory_and_the_oracle() {
 
 #[test]
 fn malformed_records_go_to_dead_letters_or_fail_naming_topic_partition_and_offset() {
-    let tansu = Tansu::start();
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
     let brokers = tansu.brokers();
     create_topic(&brokers, "mixed", 2).unwrap();
     let good = |i: i64| format!(r#"{{"key":{i},"ts":{i},"value":{i},"speed":1.5}}"#);
@@ -475,7 +483,9 @@ fn malformed_records_go_to_dead_letters_or_fail_naming_topic_partition_and_offse
 
 #[test]
 fn a_stopped_unbounded_job_drains_and_its_positions_resume_after_what_it_emitted() {
-    let tansu = Tansu::start();
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
     let brokers = tansu.brokers();
     create_topic(&brokers, "live", 3).unwrap();
     create_topic(&brokers, "live_copy", 2).unwrap();
@@ -544,7 +554,9 @@ fn a_stopped_unbounded_job_drains_and_its_positions_resume_after_what_it_emitted
 
 #[test]
 fn a_broker_that_dies_mid_run_fails_the_job_within_the_timeout() {
-    let mut tansu = Tansu::start();
+    let Some(mut tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
     let brokers = tansu.brokers();
     create_topic(&brokers, "doomed", 2).unwrap();
     produce(&brokers, "doomed", &rows(0, 2_000), 1, 1);
@@ -591,7 +603,9 @@ fn a_broker_that_dies_mid_run_fails_the_job_within_the_timeout() {
 
 #[test]
 fn start_from_timestamp_gives_exactly_the_rows_at_or_after_it() {
-    let tansu = Tansu::start();
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
     let brokers = tansu.brokers();
     create_topic(&brokers, "timed", 3).unwrap();
     // sorted by time and written by one sink subtask: timestamps rise per partition
@@ -630,7 +644,9 @@ fn ingest_throughput() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000_000);
-    let tansu = Tansu::start();
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
     let brokers = tansu.brokers();
     create_topic(&brokers, "ingest", 3).unwrap();
     let input = rows(0, n);

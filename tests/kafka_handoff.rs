@@ -70,7 +70,9 @@ fn produce_obd(brokers: &[String], batches: &[RecordBatch]) {
 
 #[test]
 fn parquet_history_then_kafka_from_the_hand_off_equals_the_whole_history() {
-    let broker = Tansu::start();
+    let Some(broker) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
     let brokers = broker.brokers();
     let batches = generate_obd(6, 40, 9, 113);
     let dir = tempfile::tempdir().unwrap();
@@ -134,7 +136,9 @@ fn parquet_history_then_kafka_from_the_hand_off_equals_the_whole_history() {
 /// with `history`, bounded, and a Kafka sink that the test reads back.
 #[test]
 fn a_job_file_hands_off_from_parquet_to_kafka_and_writes_to_kafka() {
-    let broker = Tansu::start();
+    let Some(broker) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
     let brokers = broker.brokers();
     let batches = generate_obd(4, 30, 3, 97);
     let dir = tempfile::tempdir().unwrap();

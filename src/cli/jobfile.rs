@@ -30,9 +30,9 @@ use crate::expr::parse_expr;
 use crate::graph::{Job, Stream};
 use crate::operators::join::{JoinSpec, JoinType};
 use crate::operators::replay::{parse_time, ReplaySpeed, TimeRange};
-use crate::operators::EarlyFiring;
 use crate::operators::ParquetSourceSpec;
 use crate::operators::{Agg, AggFn};
+use crate::operators::{EarlyFiring, FileFormat};
 use crate::time::{parse_duration, WatermarkStrategy, Window};
 use serde::Deserialize;
 use std::ops::Range;
@@ -100,8 +100,7 @@ pub struct SourceSpec {
     /// Only `parquet` for now.
     #[serde(default = "parquet", rename = "type")]
     pub kind: String,
-    /// A file or directory. A relative path is taken from the current
-    /// directory, or from the job file's directory if it does not exist there.
+    /// A file or directory; a relative path is relative to the job file.
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// Several files or directories.
@@ -437,21 +436,75 @@ pub struct LoadedJob {
     text: String,
     /// Its contents.
     pub spec: JobFile,
+    /// Which of the main source's `from`, `until`, `speed` came from the
+    /// command line (errors name `--from` rather than the job file).
+    replay_flags: [bool; 3],
 }
+
+/// The names of the replay settings, in the job file and on the command line.
+const REPLAY_NAMES: [(&str, &str); 3] = [
+    ("from", "--from"),
+    ("until", "--until"),
+    ("speed", "--speed"),
+];
 
 impl LoadedJob {
     /// Replaces the main source's `from`, `until` and `speed` with those given
-    /// (the `weir run --from/--until/--speed` flags).
+    /// (the `weir run --from/--until/--speed` flags), checking them first so
+    /// that a bad value names the flag.
     pub fn override_replay(
         &mut self,
         from: Option<String>,
         until: Option<String>,
         speed: Option<String>,
-    ) {
+    ) -> Result<()> {
+        if let Some(f) = &from {
+            parse_time("--from", f)?;
+        }
+        if let Some(u) = &until {
+            parse_time("--until", u)?;
+        }
+        if let Some(v) = &speed {
+            v.parse::<ReplaySpeed>().map_err(|e| match e {
+                Error::InvalidOption { message, .. } => Error::option("--speed", message),
+                other => other,
+            })?;
+        }
+        self.replay_flags = [from.is_some(), until.is_some(), speed.is_some()];
         let source = self.spec.source.get_mut();
         source.from = from.or(source.from.take());
         source.until = until.or(source.until.take());
         source.speed = speed.or(source.speed.take());
+        Ok(())
+    }
+
+    /// The error for replay setting `i` (see [`REPLAY_NAMES`]) of the
+    /// source at `field`: naming the flag if it came from the command line.
+    fn replay_error(
+        &self,
+        i: usize,
+        field: &str,
+        span: Range<usize>,
+        e: impl std::fmt::Display,
+    ) -> Error {
+        let (name, flag) = REPLAY_NAMES[i];
+        if field == "source" && self.replay_flags[i] {
+            Error::option(flag, e.to_string())
+        } else {
+            self.error(span, &format!("{field}.{name}"), e)
+        }
+    }
+
+    /// Where results go when the job file has no `[sink]` and no
+    /// `--output` is given (a note for the user), else `None`.
+    pub fn output_note(&self, output: Option<&Path>) -> Option<String> {
+        (self.spec.sink.is_none() && output.is_none()).then(|| {
+            format!(
+                "weir: {} has no [sink]: results go to standard output as JSON lines \
+                 (add a [sink] table, or pass --output PATH)",
+                self.path.display()
+            )
+        })
     }
 
     /// The job's name: `name`, or the file name without its extension.
@@ -483,7 +536,7 @@ impl LoadedJob {
         let c = spec.map(|s| s.get_ref().clone()).unwrap_or_default();
         let dir = match (dir_override, &c.dir) {
             (Some(d), _) => d.to_path_buf(),
-            (None, Some(d)) => d.clone(),
+            (None, Some(d)) => self.resolve(d),
             (None, None) if spec.is_some() => {
                 return Err(self.error(span, "checkpoint.dir", "a checkpoint directory is needed"))
             }
@@ -528,12 +581,12 @@ impl LoadedJob {
         Ok(Some((config, restart)))
     }
 
-    /// The main sink's path, as written in the file.
+    /// The main sink's path, resolved against the job file's directory.
     pub fn sink_path(&self) -> Option<PathBuf> {
         self.spec
             .sink
             .as_ref()
-            .and_then(|s| s.get_ref().path.clone())
+            .and_then(|s| s.get_ref().path.as_deref().map(|p| self.resolve(p)))
     }
 
     /// Reads and parses `path`; syntax and unknown-field errors name the line and field.
@@ -558,6 +611,7 @@ impl LoadedJob {
             path: path.to_path_buf(),
             text,
             spec,
+            replay_flags: [false; 3],
         })
     }
 
@@ -568,18 +622,14 @@ impl LoadedJob {
         }
     }
 
+    /// A path written in the job file: a relative one is relative to the
+    /// job file's directory (as in a Cargo.toml), wherever weir runs from.
+    /// Paths given on the command line stay relative to the current one.
     fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            return p.to_path_buf();
+        match self.path.parent() {
+            Some(dir) if !p.is_absolute() && !dir.as_os_str().is_empty() => dir.join(p),
+            _ => p.to_path_buf(),
         }
-        let beside_job = match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() && !p.exists() => Some(dir.join(p)),
-            _ => None,
-        };
-        // if neither exists, keep the path as written so errors name it
-        beside_job
-            .filter(|b| b.exists())
-            .unwrap_or_else(|| p.to_path_buf())
     }
 
     /// The Parquet paths of the main source, resolved.
@@ -599,7 +649,19 @@ impl LoadedJob {
         span: Range<usize>,
         field: &str,
     ) -> Result<Stream> {
+        let replay = [&spec.from, &spec.until, &spec.speed];
         if spec.kind != "parquet" {
+            if let Some(i) = replay.iter().position(|v| v.is_some()) {
+                return Err(self.replay_error(
+                    i,
+                    field,
+                    span,
+                    format!(
+                        "time travel and replay speed apply to Parquet sources; this source is `{}`",
+                        spec.kind
+                    ),
+                ));
+            }
             let err = |f: &str, e: Error| self.error(span.clone(), &format!("{field}.{f}"), e);
             let resolve = |p: &Path| self.resolve(p);
             let (stream, timed) = super::sources::live_stream(job, spec, &resolve, &err)?;
@@ -630,30 +692,54 @@ impl LoadedJob {
         }
         let timed = spec.from.is_some() || spec.until.is_some() || spec.speed.is_some();
         if let (true, Some(time)) = (timed, &spec.time_column) {
-            let at = |name: &str, v: &Option<String>| -> Result<Option<i64>> {
-                v.as_deref()
+            let at = |i: usize| -> Result<Option<i64>> {
+                let (name, _) = REPLAY_NAMES[i];
+                replay[i]
+                    .as_deref()
                     .map(|t| parse_time(&format!("{field}.{name}"), t))
                     .transpose()
-                    .map_err(|e| self.error(span.clone(), &format!("{field}.{name}"), e))
+                    .map_err(|e| self.replay_error(i, field, span.clone(), e))
             };
             let range = TimeRange {
-                from: at("from", &spec.from)?,
-                until: at("until", &spec.until)?,
+                from: at(0)?,
+                until: at(1)?,
             };
+            if let (Some(f), Some(u)) = (range.from, range.until) {
+                if f >= u {
+                    // name the flag if either came from the command line
+                    let i = if self.replay_flags[0] || !self.replay_flags[1] {
+                        0
+                    } else {
+                        1
+                    };
+                    return Err(self.replay_error(
+                        i,
+                        field,
+                        span,
+                        format!(
+                            "from ({}) must be before until ({}): the range [from, until) is empty",
+                            spec.from.as_deref().unwrap_or_default(),
+                            spec.until.as_deref().unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
             if range != TimeRange::default() {
                 source = source.with_time_range(time, range)?;
             }
             if let Some(speed) = &spec.speed {
                 let speed: ReplaySpeed = speed
                     .parse()
-                    .map_err(|e| self.error(span.clone(), &format!("{field}.speed"), e))?;
+                    .map_err(|e| self.replay_error(2, field, span.clone(), e))?;
                 source = source.with_replay_speed(time, speed)?;
             }
         } else if timed {
-            return Err(self.error(
+            let i = replay.iter().position(|v| v.is_some()).unwrap_or(0);
+            return Err(self.replay_error(
+                i,
+                field,
                 span,
-                &format!("{field}.time_column"),
-                "from, until and speed need `time_column`",
+                "from, until and speed need the source's `time_column`",
             ));
         }
         let stream = job.parquet_source(source)?;
@@ -1114,25 +1200,51 @@ impl LoadedJob {
         output: Option<&Path>,
         field: &str,
     ) -> Result<()> {
-        let (kind, path) = match spec {
-            Some(s) => (s.kind.clone(), s.path.clone()),
+        let (declared, written) = match spec {
+            Some(s) => (
+                s.kind
+                    .as_deref()
+                    .map(|k| if k == "jsonl" { "json" } else { k }),
+                s.path.as_deref().map(|p| self.resolve(p)),
+            ),
             None => (None, None),
         };
-        let by_extension = |p: &Path| match p.extension().and_then(|e| e.to_str()) {
-            Some("json" | "jsonl" | "ndjson") => Some("json".to_string()),
-            Some("parquet") => Some("parquet".to_string()),
-            _ => None,
+        // the path, and the option that gave it (for errors)
+        let (path, option) = match output {
+            Some(o) => (Some(o.to_path_buf()), "--output".to_string()),
+            None => (written, format!("{field}.path")),
         };
-        // --output wins, with the format its extension names
-        let kind = match (output, kind, &path) {
-            (Some(o), k, _) => by_extension(o)
-                .or(k.filter(|k| k != "stdout"))
-                .unwrap_or_else(|| "parquet".into()),
-            (None, Some(k), _) => k,
-            (None, None, Some(p)) => by_extension(p).unwrap_or_else(|| "parquet".into()),
-            (None, None, None) => "stdout".into(),
+        let fail = |message: String| match output {
+            Some(_) => Error::option("--output", message),
+            None => self.error(span.clone(), &option, message),
         };
-        let path = output.map(Path::to_path_buf).or(path);
+        if let (Some(_), Some(k @ ("kafka" | "redis"))) = (output, declared) {
+            return Err(fail(format!(
+                "the job's [{field}] is a {k} sink; --output applies to file sinks \
+                 (parquet, json)"
+            )));
+        }
+        // the format follows the sink type; an extension naming another is refused
+        let named = match &path {
+            Some(p) => FileFormat::named_by(p).map_err(fail)?.map(FileFormat::name),
+            None => None,
+        };
+        let kind = match (declared, named, &path) {
+            (Some(d @ ("parquet" | "json")), Some(n), Some(p)) if d != n => {
+                return Err(fail(format!(
+                    "{} names a {n} file, but the sink type is {d}: use a .{} path, \
+                     or one without extension for a directory of part files",
+                    p.display(),
+                    if d == "json" { "jsonl" } else { "parquet" }
+                )))
+            }
+            // --output turns a stdout sink (or none) into a file sink
+            (None | Some("stdout"), n, Some(_)) if output.is_some() || declared.is_none() => {
+                n.unwrap_or("parquet").to_string()
+            }
+            (Some(k), _, _) => k.to_string(),
+            (None, _, _) => "stdout".into(),
+        };
         let missing = |f: &str| self.error(span.clone(), &format!("{field}.{f}"), "missing");
         match (kind.as_str(), path) {
             ("kafka", _) => {

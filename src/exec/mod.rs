@@ -207,8 +207,13 @@ pub struct JobMetrics {
     pub elapsed: Duration,
     /// Rows read by all sources (including rows then dropped as late).
     pub rows_in: u64,
-    /// Rows received by all sinks.
+    /// Result rows: received by the sinks of the job's results (not those
+    /// of late rows or dead letters, counted below).
     pub rows_out: u64,
+    /// Late rows written by late-row sinks (`late_rows()`, `[late_sink]`).
+    pub late_rows_out: u64,
+    /// Dead letters written by dead-letter sinks (`dead_letters()`, `[dead_letter_sink]`).
+    pub dead_letters_out: u64,
     /// Rows dropped as late (behind the watermark), over all operators.
     pub late_rows: u64,
     /// Malformed input records sent to dead-letter outputs, over all sources.
@@ -344,11 +349,16 @@ fn execute_once(
     let done = std::sync::atomic::AtomicBool::new(false);
     let first_error = FirstError::new();
     let policy = signals::OnSignal::of(plan, physical, checkpoints.is_some());
+    // batch mode: the stage (task) running, from 1, for the progress line
+    let stage = std::sync::atomic::AtomicUsize::new(0);
     let result = std::thread::scope(|scope| {
         if config.progress {
             let total = source_rows(plan, physical);
-            let (env, metrics, done) = (&env, &metrics, &done);
-            scope.spawn(move || progress::report(plan, env, metrics, total, done));
+            let (env, metrics, done, stage) = (&env, &metrics, &done, &stage);
+            let stages = (config.mode == ExecMode::Batch).then_some(physical);
+            scope.spawn(move || {
+                progress::report(plan, env, metrics, total, done, stages.map(|p| (p, stage)))
+            });
         }
         let (stop, first, done_ref) = (&config.stop, &first_error, &done);
         scope.spawn(move || signals::watch(stop, policy, first, outputs, done_ref));
@@ -373,7 +383,7 @@ fn execute_once(
                 )
             }
             ExecMode::Batch => (
-                staged::run(plan, physical, &env, &metrics, config, &first_error),
+                staged::run(plan, physical, &env, &metrics, config, &first_error, &stage),
                 None,
             ),
         };
@@ -409,7 +419,8 @@ fn execute_once(
     Ok((metrics, outcome))
 }
 
-/// Total rows of the job's sources, when all of them know it (Parquet footers).
+/// Rows the job's sources will read, when all of them know it (Parquet
+/// footers, after pruning row groups by a time range).
 fn source_rows(plan: &LogicalPlan, physical: &PhysicalPlan) -> Option<u64> {
     let mut total = 0;
     let live = plan
@@ -419,7 +430,7 @@ fn source_rows(plan: &LogicalPlan, physical: &PhysicalPlan) -> Option<u64> {
         .filter(|(id, _)| physical.is_live(*id));
     for (_, n) in live.filter(|(_, n)| n.kind.is_source()) {
         match &n.kind {
-            crate::graph::NodeKind::Parquet(spec) => total += spec.num_rows(),
+            crate::graph::NodeKind::Parquet(spec) => total += spec.rows_to_read(),
             _ => return None,
         }
     }
@@ -456,6 +467,14 @@ fn collect_metrics(
         })
         .collect();
     let spill = env.spill.metrics();
+    let sink_rows = |role: SinkRole| -> u64 {
+        live.iter()
+            .zip(&operators)
+            .filter(|(&id, _)| matches!(plan.nodes[id].kind, crate::graph::NodeKind::Sink(_)))
+            .filter(|(&id, _)| sink_role(plan, id) == role)
+            .map(|(_, o)| o.rows_in)
+            .sum()
+    };
     JobMetrics {
         mode,
         elapsed,
@@ -466,13 +485,9 @@ fn collect_metrics(
             .filter(|(n, _)| n.kind.is_source())
             .map(|(_, o)| o.rows_in)
             .sum(),
-        rows_out: live
-            .iter()
-            .map(|&id| &plan.nodes[id])
-            .zip(&operators)
-            .filter(|(n, _)| matches!(n.kind, crate::graph::NodeKind::Sink(_)))
-            .map(|(_, o)| o.rows_in)
-            .sum(),
+        rows_out: sink_rows(SinkRole::Results),
+        late_rows_out: sink_rows(SinkRole::LateRows),
+        dead_letters_out: sink_rows(SinkRole::DeadLetters),
         late_rows: operators.iter().map(|o| o.late_rows).sum(),
         bad_records: operators.iter().map(|o| o.bad_records).sum(),
         spill_files: spill.files(),
@@ -486,6 +501,28 @@ fn collect_metrics(
         checkpoints: None,
         operators,
     }
+}
+
+/// What a sink writes: results, or rows a source set aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SinkRole {
+    Results,
+    LateRows,
+    DeadLetters,
+}
+
+/// The role of sink `id`: the side output (port 1 late rows, port 2 dead
+/// letters) nearest upstream on its first input path, else results.
+fn sink_role(plan: &LogicalPlan, id: usize) -> SinkRole {
+    let mut node = id;
+    while let Some(edge) = plan.nodes[node].inputs.first() {
+        match edge.port {
+            1 => return SinkRole::LateRows,
+            crate::operators::live::DEAD_LETTER_PORT => return SinkRole::DeadLetters,
+            _ => node = edge.from,
+        }
+    }
+    SinkRole::Results
 }
 
 /// The peak resident set size of this process (Linux only).

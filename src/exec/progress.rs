@@ -4,21 +4,25 @@
 //! every 200 ms, from its own thread. Only used when stderr is a terminal;
 //! pipes and CI stay quiet.
 
-use crate::graph::{LogicalPlan, NodeKind};
+use crate::graph::{LogicalPlan, NodeKind, PhysicalPlan};
 use crate::memory::format_bytes;
 use crate::operator::{OperatorMetrics, RuntimeEnv};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Draws progress until `done` is set.
+/// Draws progress until `done` is set. The bar counts the rows the sources
+/// read against `total_rows` (Parquet: the row groups left after time-range
+/// pruning, counted as decoded); in batch mode `stages` gives the plan and
+/// the running stage (from 1), shown as `stage i/n: operators`.
 pub(crate) fn report(
     plan: &LogicalPlan,
     env: &RuntimeEnv,
     metrics: &[Arc<OperatorMetrics>],
     total_rows: Option<u64>,
     done: &AtomicBool,
+    stages: Option<(&PhysicalPlan, &AtomicUsize)>,
 ) {
     let bar = match total_rows {
         Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
@@ -42,9 +46,13 @@ pub(crate) fn report(
     while !done.load(Ordering::Acquire) {
         let read: u64 = sources
             .iter()
-            .map(|&i| {
-                metrics[i].rows_out.load(Ordering::Relaxed)
-                    + metrics[i].late_rows.load(Ordering::Relaxed)
+            .map(|&i| match &plan.nodes[i].kind {
+                // rows decoded, those outside a --from/--until range included
+                NodeKind::Parquet(spec) => spec.metrics().rows_read.load(Ordering::Relaxed),
+                _ => {
+                    metrics[i].rows_out.load(Ordering::Relaxed)
+                        + metrics[i].late_rows.load(Ordering::Relaxed)
+                }
             })
             .sum();
         let wm = sinks
@@ -65,9 +73,21 @@ pub(crate) fn report(
             .map_or(String::new(), |l| {
                 format!(" (lag {:.1} s)", l as f64 / 1000.0)
             });
+        let stage = stages
+            .map(|(physical, running)| {
+                let n = physical.tasks.len();
+                let i = running.load(Ordering::Relaxed).clamp(1, n.max(1));
+                let names: Vec<&str> = physical.tasks[i - 1]
+                    .nodes
+                    .iter()
+                    .map(|&id| plan.nodes[id].name.as_str())
+                    .collect();
+                format!("stage {i}/{n}: {}  ", names.join(" → "))
+            })
+            .unwrap_or_default();
         bar.set_position(read);
         bar.set_message(format!(
-            "{}rows/s  watermark {}{lag}  memory {}  spilled {}{}",
+            "{stage}{}rows/s  watermark {}{lag}  memory {}  spilled {}{}",
             format_rate(rate),
             wm.map_or("-".into(), format_event_time),
             format_bytes(env.pool.reserved() as u64),

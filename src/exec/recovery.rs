@@ -297,6 +297,8 @@ fn finished_metrics(config: &ExecConfig, stats: CheckpointStats) -> JobMetrics {
         elapsed: std::time::Duration::ZERO,
         rows_in: 0,
         rows_out: 0,
+        late_rows_out: 0,
+        dead_letters_out: 0,
         late_rows: 0,
         bad_records: 0,
         spill_files: 0,

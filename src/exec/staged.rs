@@ -34,11 +34,13 @@ pub(super) fn run(
     metrics: &[Arc<OperatorMetrics>],
     config: &ExecConfig,
     first_error: &FirstError,
+    stage: &std::sync::atomic::AtomicUsize,
 ) -> Result<()> {
     // edge id -> per producer subtask -> per consumer subtask partition
     let mut edge_outputs: Vec<Option<Vec<Vec<Option<Partition>>>>> =
         (0..physical.edges.len()).map(|_| None).collect();
     for task in &physical.tasks {
+        stage.store(task.id + 1, std::sync::atomic::Ordering::Relaxed);
         // Gather each subtask's inputs from the finished stages.
         let mut inputs: Vec<SubtaskInputs> = (0..task.parallelism).map(|_| Vec::new()).collect();
         for &e in &task.inputs {

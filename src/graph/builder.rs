@@ -971,6 +971,21 @@ impl Stream {
                 format!("{} is a directory but names a file", path.display()),
             ));
         }
+        match FileFormat::named_by(&path) {
+            Err(message) => return Err(Error::option("sink.path", message)),
+            Ok(Some(named)) if named != format => {
+                return Err(Error::option(
+                    "sink.path",
+                    format!(
+                        "{} names a {} file, but the sink writes {}",
+                        path.display(),
+                        named.name(),
+                        format.name()
+                    ),
+                ))
+            }
+            Ok(_) => {}
+        }
         let name = format!("{}_sink", format.extension());
         self.job.plan.borrow().check_new_output(&name, &path)?;
         let spec = FileSinkSpec::new(path.clone(), format, self.schema.clone());

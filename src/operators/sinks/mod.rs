@@ -39,6 +39,33 @@ impl FileFormat {
         }
     }
 
+    /// The format a sink path names: `Ok(None)` for a path without
+    /// extension or ending in `/` (a directory of part files), an error
+    /// for an extension of a format weir does not write (`out.csv`).
+    pub fn named_by(path: &Path) -> std::result::Result<Option<Self>, String> {
+        if path.as_os_str().to_string_lossy().ends_with('/') || path.extension().is_none() {
+            return Ok(None);
+        }
+        match Self::from_path(path) {
+            Some(f) => Ok(Some(f)),
+            None => Err(format!(
+                "{}: weir writes Parquet (.parquet) or JSON lines (.jsonl, .json, .ndjson), \
+                 not .{}; use one of these for one file, or a path without extension \
+                 (or ending in /) for a directory of part files",
+                path.display(),
+                path.extension().unwrap_or_default().to_string_lossy()
+            )),
+        }
+    }
+
+    /// Its name in messages and job files.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::Parquet => "parquet",
+            FileFormat::JsonLines => "json",
+        }
+    }
+
     /// Guesses the format from a path's extension.
     pub fn from_path(path: &Path) -> Option<Self> {
         match path.extension()?.to_str()? {
