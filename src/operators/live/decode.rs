@@ -463,7 +463,11 @@ fn event_time_millis(column: &ArrayRef) -> Result<Vec<Option<std::result::Result
         }
     };
     // every one of these types holds i64 values: read them as Int64
-    let data = column.to_data().into_builder().data_type(DataType::Int64).build()?;
+    let data = column
+        .to_data()
+        .into_builder()
+        .data_type(DataType::Int64)
+        .build()?;
     let values = arrow_array::Int64Array::from(data);
     Ok(values
         .iter()
