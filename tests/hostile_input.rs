@@ -581,3 +581,43 @@ fn a_corrupt_or_incompatible_file_in_a_watched_directory_is_a_dead_letter() {
     assert!(got[1].1.contains("column `v`"), "{}", got[1].1);
     assert!(got[2].1.contains("column `t` is missing"), "{}", got[2].1);
 }
+
+#[test]
+fn a_parquet_codec_weir_cannot_read_is_named_with_file_and_column() {
+    // an uncompressed file whose footer then says `speed` is LZO-compressed
+    // (the one codec with no Rust decoder): thrift compact `codec = 0` -> `3`
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lzo.parquet");
+    let int = |v: Vec<i64>| Arc::new(Int64Array::from(v)) as ArrayRef;
+    write_parquet(
+        &path,
+        vec![
+            ("vehicle_id", int(vec![1, 2])),
+            ("event_time", int(vec![1000, 2000])),
+            (
+                "speed",
+                Arc::new(Float64Array::from(vec![1.0, 2.0])) as ArrayRef,
+            ),
+        ],
+    );
+    let mut bytes = std::fs::read(&path).unwrap();
+    let needle = b"speed\x15\x00";
+    let at = bytes
+        .windows(needle.len())
+        .rposition(|w| w == needle)
+        .expect("the footer names `speed`, then its codec");
+    bytes[at + needle.len() - 1] = 0x06; // zigzag(3) = LZO
+    std::fs::write(&path, bytes).unwrap();
+    let job = Job::new();
+    let rows = job.parquet(&path).unwrap().collect().unwrap();
+    let err = job
+        .run(&ExecConfig::batch().with_parallelism(1))
+        .map(|_| rows.num_rows())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("lzo.parquet") && err.contains("row group 0"),
+        "{err}"
+    );
+    assert!(err.contains("`speed`") && err.contains("LZO"), "{err}");
+}

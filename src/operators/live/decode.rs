@@ -450,51 +450,35 @@ fn time_out_of_range(column: &str, ms: std::result::Result<i64, ()>) -> Option<S
 /// saturated by decoding or does not fit milliseconds).
 #[allow(clippy::type_complexity)]
 fn event_time_millis(column: &ArrayRef) -> Result<Vec<Option<std::result::Result<i64, ()>>>> {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::{
-        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-        TimestampSecondType,
-    };
     use arrow_schema::TimeUnit;
-    let exact = |v: i64, f: fn(i64) -> Option<i64>| -> std::result::Result<i64, ()> {
-        if v == i64::MAX || v == i64::MIN {
-            return Err(()); // what an out-of-range JSON number decodes to
-        }
-        f(v).ok_or(())
-    };
-    let values: Vec<Option<std::result::Result<i64, ()>>> = match column.data_type() {
-        DataType::Int64 => column
-            .as_primitive::<arrow_array::types::Int64Type>()
-            .iter()
-            .map(|v| v.map(|v| exact(v, Some)))
-            .collect(),
-        DataType::Timestamp(TimeUnit::Second, _) => column
-            .as_primitive::<TimestampSecondType>()
-            .iter()
-            .map(|v| v.map(|v| exact(v, |s| s.checked_mul(1000))))
-            .collect(),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => column
-            .as_primitive::<TimestampMillisecondType>()
-            .iter()
-            .map(|v| v.map(|v| exact(v, Some)))
-            .collect(),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => column
-            .as_primitive::<TimestampMicrosecondType>()
-            .iter()
-            .map(|v| v.map(|v| exact(v, |us| Some(us.div_euclid(1000)))))
-            .collect(),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => column
-            .as_primitive::<TimestampNanosecondType>()
-            .iter()
-            .map(|v| v.map(|v| exact(v, |ns| Some(ns.div_euclid(1_000_000)))))
-            .collect(),
+    let to_ms: fn(i64) -> Option<i64> = match column.data_type() {
+        DataType::Int64 | DataType::Timestamp(TimeUnit::Millisecond, _) => Some,
+        DataType::Timestamp(TimeUnit::Second, _) => |s| s.checked_mul(1000),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => |us| Some(us.div_euclid(1000)),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => |ns| Some(ns.div_euclid(1_000_000)),
         other => {
             return Err(Error::Plan(format!(
                 "event time column of type {other}: expected Int64 or Timestamp"
             )))
         }
     };
-    Ok(values)
+    // every one of these types holds i64 values: read them as Int64
+    let data = column
+        .to_data()
+        .into_builder()
+        .data_type(DataType::Int64)
+        .build()?;
+    let values = arrow_array::Int64Array::from(data);
+    Ok(values
+        .iter()
+        .map(|v| {
+            // i64::MIN/MAX are what an out-of-range JSON number decodes to
+            v.map(|v| match v {
+                i64::MIN | i64::MAX => Err(()),
+                v => to_ms(v).ok_or(()),
+            })
+        })
+        .collect())
 }
 
 /// Fails if two fields of `schema` share a name (`context` says whose).

@@ -29,25 +29,58 @@ pub enum Scanned {
 /// The bare tokens rewritten, longest first where one is a prefix of another.
 const TOKENS: [&[u8]; 3] = [b"-Infinity", b"Infinity", b"NaN"];
 
+/// Bytes the scanner acts on; everything else (digits, letters of
+/// literals, spaces, `:`) is skipped by a table lookup.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    let bytes = b"\"{}[],NI-";
+    while i < bytes.len() {
+        t[bytes[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Top-level keys remembered on the stack before spilling to the heap.
+const INLINE_KEYS: usize = 16;
+
 /// Scans one record (see the module doc).
 pub fn scan(record: &[u8]) -> Scanned {
     let mut depth = 0usize;
     let mut key_next = false;
-    let mut keys: Vec<&[u8]> = Vec::new();
+    // top-level keys as the range of their raw text
+    let mut inline = [Key::default(); INLINE_KEYS];
+    let mut count = 0usize;
+    let mut more: Vec<Key> = Vec::new();
     // start of the text not yet copied, and the copy (only once a token is found)
     let mut copied = 0usize;
     let mut out: Option<Vec<u8>> = None;
     let mut i = 0;
     while i < record.len() {
-        match record[i] {
+        let b = record[i];
+        if !SPECIAL[b as usize] {
+            i += 1;
+            continue;
+        }
+        match b {
             b'"' => {
                 let end = string_end(record, i);
                 if depth == 1 && key_next {
-                    let key = &record[i + 1..end.saturating_sub(1).max(i + 1)];
-                    if keys.iter().any(|k| same_key(k, key)) {
-                        return Scanned::Repeated(unescape(key));
+                    let key = Key::new(record, i + 1, end.saturating_sub(1).max(i + 1));
+                    let seen = inline[..count.min(INLINE_KEYS)]
+                        .iter()
+                        .any(|k| k.same(&key, record))
+                        || more.iter().any(|k| k.same(&key, record));
+                    if seen {
+                        return Scanned::Repeated(unescape(key.text(record)));
                     }
-                    keys.push(key);
+                    if count < INLINE_KEYS {
+                        inline[count] = key;
+                    } else {
+                        more.push(key);
+                    }
+                    count += 1;
                     key_next = false;
                 }
                 i = end;
@@ -55,9 +88,11 @@ pub fn scan(record: &[u8]) -> Scanned {
             }
             b'{' | b'[' => {
                 depth += 1;
-                key_next = depth == 1 && record[i] == b'{';
+                key_next = depth == 1 && b == b'{';
                 if depth == 1 {
-                    keys.clear(); // a second object is arrow-json's error to report
+                    // a second object is arrow-json's error to report
+                    count = 0;
+                    more.clear();
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
@@ -91,22 +126,47 @@ pub fn scan(record: &[u8]) -> Scanned {
 /// record's end if it is not closed.
 fn string_end(record: &[u8], start: usize) -> usize {
     let mut i = start + 1;
-    while i < record.len() {
-        match record[i] {
-            b'\\' => i += 2,
-            b'"' => return i + 1,
-            _ => i += 1,
+    while let Some(at) = record[i.min(record.len())..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+    {
+        let at = i + at;
+        if record[at] == b'"' {
+            return at + 1;
         }
+        i = at + 2; // an escape and the byte it escapes
     }
     record.len()
 }
 
-/// Two raw key texts name the same key (escapes compared decoded).
-fn same_key(a: &[u8], b: &[u8]) -> bool {
-    if !a.contains(&b'\\') && !b.contains(&b'\\') {
-        return a == b;
+/// A top-level key: the range of its raw text in the record.
+#[derive(Debug, Clone, Copy, Default)]
+struct Key {
+    start: u32,
+    end: u32,
+    escaped: bool,
+}
+
+impl Key {
+    fn new(record: &[u8], start: usize, end: usize) -> Key {
+        Key {
+            start: start as u32,
+            end: end as u32,
+            escaped: record[start..end].contains(&b'\\'),
+        }
     }
-    unescape(a) == unescape(b)
+
+    fn text<'a>(&self, record: &'a [u8]) -> &'a [u8] {
+        &record[self.start as usize..self.end as usize]
+    }
+
+    /// Both name the same key (escapes compared decoded).
+    fn same(&self, other: &Key, record: &[u8]) -> bool {
+        if self.escaped || other.escaped {
+            return unescape(self.text(record)) == unescape(other.text(record));
+        }
+        self.end - self.start == other.end - other.start && self.text(record) == other.text(record)
+    }
 }
 
 /// The text of a raw JSON string body (escapes decoded; lossy on bad input).
@@ -149,6 +209,17 @@ mod tests {
             r#"{"a":"NaN","b":"-Infinity","c":"NaN Infinity","d":["Infinity"]}"#
         );
         assert_eq!(rewritten(r#"{"v": NaN}"#), r#"{"v": "NaN"}"#);
+    }
+
+    #[test]
+    fn many_keys_spill_past_the_inline_ones() {
+        let fields: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let clean = format!("{{{}}}", fields.join(","));
+        assert_eq!(scan(clean.as_bytes()), Scanned::Clean);
+        let repeated = format!("{{{},\"k3\":1}}", fields.join(","));
+        assert_eq!(scan(repeated.as_bytes()), Scanned::Repeated("k3".into()));
+        let escaped = r#"{"a\"b":1,"c":"x\\","a\"b":2}"#;
+        assert_eq!(scan(escaped.as_bytes()), Scanned::Repeated("a\"b".into()));
     }
 
     #[test]

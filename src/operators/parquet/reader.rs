@@ -139,7 +139,7 @@ impl Decoder {
                     format!(
                         "column `{}` is compressed with {}, which weir cannot read \
                          (it reads uncompressed, snappy, gzip, lz4, lz4_raw, brotli and zstd)",
-                        chunk.column_path(),
+                        chunk.column_path().string(),
                         chunk.compression()
                     ),
                 ));
