@@ -96,7 +96,7 @@ struct PartitionState {
 ///                        ├─ ok ──────▶ memory[p].push(batch)
 ///                        └─ refused ─▶ writer[p].write(batch)
 ///
-///  finish() ─▶ more in memory than its part of the fixed quarter? spill it
+///  finish() ─▶ more in memory than its part of half the fixed quarter? spill it
 ///           ─▶ Vec<Partition>: memory[p] (with its own, fixed reservation)
 ///                              + writer[p].finish() → SpillFile
 ///
@@ -304,11 +304,15 @@ impl PartitionedBuffer {
     /// [`Error::Io`] naming a spill file that could not be finished; all
     /// spill files of this buffer are then removed.
     pub fn finish(mut self) -> Result<Vec<Partition>> {
-        // finished partitions are fixed until read: keep them within the
-        // fixed consumers' quarter (shared with the other producers, about
-        // one per partition); a spill here still writes each row once
-        let keep =
-            self.reservation.pool().budget() / FIXED_SHARE_DIVISOR / self.partitions.len().max(1);
+        // finished partitions are fixed until read: keep them within half
+        // the fixed consumers' quarter (shared with the other producers,
+        // about one per partition; the other half is for the read-back
+        // steps of the operators reading them); a spill here still writes
+        // each row once
+        let keep = self.reservation.pool().budget()
+            / FIXED_SHARE_DIVISOR
+            / 2
+            / self.partitions.len().max(1);
         if self.reservation.size() > keep {
             self.spill_memory()?;
         }
