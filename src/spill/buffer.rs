@@ -689,13 +689,14 @@ mod tests {
     #[test]
     fn dropping_partitions_unread_frees_memory_and_files() {
         let size = batch_bytes(&batch(0, 100));
-        // 9 batches fit; the 10th spills them and stays, within the fixed
-        // quarter's part of a finished partition (about 1.6 batches)
-        let nine: usize = (0..9).map(|i| batch_bytes(&batch(i * 100, 100))).sum();
-        let pool = MemoryPool::new((nine + size / 2) * 4 / 3);
+        // 12 batches fit; the 13th spills them and stays, within the part
+        // of half the fixed quarter a finished partition keeps (about 1.04
+        // batches)
+        let twelve: usize = (0..12).map(|i| batch_bytes(&batch(i * 100, 100))).sum();
+        let pool = MemoryPool::new((twelve + size / 2) * 4 / 3);
         let spill = SpillManager::try_new(None).unwrap();
         let mut buffer = PartitionedBuffer::new("b", schema(), 2, &pool, &spill);
-        for i in 0..10 {
+        for i in 0..13 {
             buffer.push((i % 2) as usize, batch(i * 100, 100)).unwrap();
         }
         let partitions = buffer.finish().unwrap();
