@@ -461,7 +461,8 @@ impl SessionWindowAggregate {
             .spill(&all, &self.accs, spill, self.reservation.consumer())?;
         drop(all);
         self.sessions.clear();
-        self.dictionary.release_all(self.held.drain().map(|(_, h)| h));
+        self.dictionary
+            .release_all(self.held.drain().map(|(_, h)| h));
         self.by_end.clear();
         self.accs = self.aggs.iter().map(Accumulators::new).collect();
         self.slots = 0;

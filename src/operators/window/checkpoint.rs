@@ -199,7 +199,10 @@ impl WindowAggregate {
                         counts.counts.insert(id, count.value(r));
                     }
                     Some(Mark::EarlyPending) => {
-                        self.early_pending.entry(w).or_default().insert(dictionary, id);
+                        self.early_pending
+                            .entry(w)
+                            .or_default()
+                            .insert(dictionary, id);
                     }
                     Some(Mark::Dirty) => {
                         self.dirty.entry(w).or_default().insert(dictionary, id);
@@ -209,7 +212,7 @@ impl WindowAggregate {
                         return Err(keyed_state::state_error(
                             operator,
                             format!("`{MARKS}` has an unknown kind {}", kind.value(r)),
-                        ))
+                        ));
                     }
                 }
             }
