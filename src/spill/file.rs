@@ -26,6 +26,16 @@ use crate::error::{Error, Result};
 /// buffer in a page-aligned map is aligned for its type and needs no copy.
 const ALIGNMENT: usize = 64;
 
+/// Read-back gives consumed pages back in ranges of at least this many bytes.
+const RELEASE_BYTES: usize = 1 << 20;
+
+/// The system's page size.
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
+}
+
 /// `ARROW1`, which starts and ends every IPC file.
 const ARROW_MAGIC: &[u8; 6] = b"ARROW1";
 
@@ -282,6 +292,8 @@ pub struct SpillReader {
     // state
     /// Index of the next block to decode.
     next_block: usize,
+    /// Bytes from the start of the map whose pages were given back.
+    released: usize,
     // resources
     /// The whole mapped file.
     data: Buffer,
@@ -355,6 +367,7 @@ impl SpillReader {
             schema,
             blocks,
             next_block: 0,
+            released: 0,
             data,
             decoder,
         })
@@ -384,6 +397,47 @@ impl SpillReader {
             .collect()
     }
 
+    /// Bytes at the start of the file whose pages were given back.
+    pub fn released_bytes(&self) -> usize {
+        self.released
+    }
+
+    /// Gives back the pages of the blocks before the previous one (read
+    /// forward once: they were handed out two batches ago), at least
+    /// [`RELEASE_BYTES`] at a time, so a long read does not pile up
+    /// file-backed pages in the resident set. A batch still using them
+    /// stays valid: the map is private and read-only and the file never
+    /// changes, so a page touched again is read back from the file.
+    fn release_consumed(&mut self) {
+        let Some(previous) = self.next_block.checked_sub(1) else {
+            return;
+        };
+        let Ok(upto) = usize::try_from(self.blocks[previous].offset()) else {
+            return;
+        };
+        let page = page_size();
+        let upto = upto / page * page;
+        if upto < self.released + RELEASE_BYTES {
+            return;
+        }
+        // SAFETY: the range lies inside the map (block offsets were checked
+        // against its length when decoded) and starts at a page boundary
+        // (the map does, and `released` and `upto` are page multiples);
+        // MADV_DONTNEED on a private read-only file mapping only drops
+        // clean pages, which are read again from the file if touched.
+        let start = unsafe { self.data.as_ptr().add(self.released) };
+        let advised = unsafe {
+            libc::madvise(
+                start as *mut libc::c_void,
+                upto - self.released,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if advised == 0 {
+            self.released = upto;
+        }
+    }
+
     /// Decodes the block at `index`.
     fn decode(&self, index: usize) -> Result<RecordBatch> {
         let block = &self.blocks[index];
@@ -402,6 +456,7 @@ impl Iterator for SpillReader {
         if self.next_block >= self.blocks.len() {
             return None;
         }
+        self.release_consumed();
         let result = self.decode(self.next_block);
         self.next_block = match result {
             Ok(_) => self.next_block + 1,
@@ -612,6 +667,29 @@ mod tests {
                 assert_eq!((ptr as usize - base as usize) % ALIGNMENT, 0, "buffer {i}");
             }
         }
+    }
+
+    #[test]
+    fn consumed_pages_are_given_back_and_earlier_batches_stay_valid() {
+        let manager = SpillManager::try_new(None).unwrap();
+        // about 5 MiB in 40 batches: the reader advises several ranges
+        let batches: Vec<RecordBatch> = (0..40).map(|i| batch(i * 4000, 4000)).collect();
+        let file = write_file(&manager, &batches);
+        assert!(file.bytes() > 4 * RELEASE_BYTES as u64, "{}", file.bytes());
+        let mut reader = file.read().unwrap();
+        let mut read = Vec::new();
+        for b in reader.by_ref() {
+            read.push(b.unwrap());
+        }
+        let released = reader.released_bytes();
+        assert!(released >= 3 * RELEASE_BYTES, "released {released}");
+        assert!((released as u64) < file.bytes(), "the last blocks are kept");
+        assert_eq!(released % page_size(), 0);
+        // batches in given-back pages read the same (paged in from the file)
+        assert_eq!(read, batches);
+        drop(reader);
+        drop(file);
+        assert_eq!(read, batches, "and after the file is gone");
     }
 
     #[test]
