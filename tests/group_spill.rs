@@ -45,7 +45,11 @@ fn rows() -> Vec<(String, i64, i64)> {
     (0..ROWS)
         .map(|i| {
             // every key at least once, the rest at random
-            let key = if i < KEYS { (i * 7919) % KEYS } else { next() % KEYS };
+            let key = if i < KEYS {
+                (i * 7919) % KEYS
+            } else {
+                next() % KEYS
+            };
             (
                 format!("vehicle-{key:06}"),
                 i as i64,
@@ -109,7 +113,12 @@ fn oracle(rows: &[(String, i64, i64)]) -> Table {
 /// Runs the aggregate; returns the materialized changelog (last row per
 /// key, checking `insert` comes first and `update` after), the number of
 /// rows emitted and the metrics.
-fn run(mode: ExecMode, p: usize, memory: usize, dir: &std::path::Path) -> (Table, usize, JobMetrics) {
+fn run(
+    mode: ExecMode,
+    p: usize,
+    memory: usize,
+    dir: &std::path::Path,
+) -> (Table, usize, JobMetrics) {
     let job = Job::new();
     let out = job
         .from_batches(schema(), splits(&rows()))
@@ -144,13 +153,22 @@ fn run(mode: ExecMode, p: usize, memory: usize, dir: &std::path::Path) -> (Table
     let mut table = Table::new();
     let mut emitted = 0;
     for b in out.batches() {
-        let int = |c: &str| b.column_by_name(c).unwrap().as_primitive::<Int64Type>().clone();
+        let int = |c: &str| {
+            b.column_by_name(c)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone()
+        };
         let keys = b.column_by_name("vehicle").unwrap().as_string::<i32>();
         let ops = b.column_by_name("op").unwrap().as_string::<i32>();
         let cols = ["n", "total", "lo", "hi", "first_v", "last_v", "distinct_v"].map(int);
         for i in 0..b.num_rows() {
             let key = keys.value(i).to_string();
-            let want_op = if table.contains_key(&key) { "update" } else { "insert" };
+            let want_op = if table.contains_key(&key) {
+                "update"
+            } else {
+                "insert"
+            };
             assert_eq!(ops.value(i), want_op, "{mode} p={p}: op of {key}");
             let v = |c: usize| cols[c].value(i);
             table.insert(key, (v(0), v(1), v(2), v(3), v(4), v(5), v(6)));
@@ -177,7 +195,10 @@ fn group_state_far_beyond_the_budget_spills_and_upserts_to_the_brute_force_group
             let dir = tempfile::tempdir().unwrap();
             let (free, _, free_m) = run(mode, p, usize::MAX, dir.path());
             assert_same(&free, &want, &format!("{mode} p={p} unconstrained"));
-            assert_eq!(free_m.spill_files, 0, "{mode} p={p}: nothing spills without a budget");
+            assert_eq!(
+                free_m.spill_files, 0,
+                "{mode} p={p}: nothing spills without a budget"
+            );
             for budget in [256 << 10, 1 << 20, 4 << 20] {
                 let what = format!("{mode} p={p} budget {budget}");
                 assert!(
@@ -186,7 +207,10 @@ fn group_state_far_beyond_the_budget_spills_and_upserts_to_the_brute_force_group
                     free_m.peak_memory
                 );
                 let (got, emitted, m) = run(mode, p, budget, dir.path());
-                assert!(m.spill_files > 0 && m.spilled_bytes > 0, "{what}: spilled: {m:?}");
+                assert!(
+                    m.spill_files > 0 && m.spilled_bytes > 0,
+                    "{what}: spilled: {m:?}"
+                );
                 assert_same(&got, &want, &what);
                 assert_same(&got, &free, &format!("{what} vs unconstrained"));
                 if mode == ExecMode::Batch {

@@ -21,7 +21,9 @@ use crate::state::store::{self, step_bytes, SpillableState};
 use crate::state::{StateReader, StateWriter};
 use crate::time::{event_times, validate_time_column};
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch, StringArray, UInt32Array,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use runs::{Chunk, Combine, KeyRuns, Merge, Source, FIRST_STATE_COLUMN, MAX_RUNS};
 use std::sync::Arc;
@@ -266,7 +268,13 @@ impl GroupAggregate {
             ..
         } = self;
         let mut sources = runs.sources()?;
-        sources.push(memory_source(layout, dictionary, accs, emitted, *block_rows));
+        sources.push(memory_source(
+            layout,
+            dictionary,
+            accs,
+            emitted,
+            *block_rows,
+        ));
         let merge = Merge::new(sources, combine, aggs, *block_rows, read_back);
         Ok((merge, Results { keys, aggs, schema }))
     }
@@ -661,4 +669,3 @@ mod tests {
         assert_eq!(std::fs::read_dir(env.spill.dir()).unwrap().count(), 0);
     }
 }
-

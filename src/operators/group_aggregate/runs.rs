@@ -283,7 +283,10 @@ fn emitted_column(batch: &RecordBatch) -> Result<&BooleanArray> {
 
 /// The error for a run that does not hold what this module wrote.
 fn corrupt_run(what: &str) -> Error {
-    keyed_state::state_error("group aggregate", format!("a spilled run is unreadable: {what}"))
+    keyed_state::state_error(
+        "group aggregate",
+        format!("a spilled run is unreadable: {what}"),
+    )
 }
 
 /// Writes sorted `batches` to a new spill file; `None` if they hold no row.
@@ -513,7 +516,12 @@ impl<'a, 'r> Merge<'a, 'r> {
 impl Drop for Merge<'_, '_> {
     fn drop(&mut self) {
         let held: usize = self.retired.iter().map(|r| r.3).sum::<usize>()
-            + self.cursors.iter().flatten().map(|c| c.bytes).sum::<usize>();
+            + self
+                .cursors
+                .iter()
+                .flatten()
+                .map(|c| c.bytes)
+                .sum::<usize>();
         self.read_back.shrink(held.min(self.read_back.size()));
     }
 }
