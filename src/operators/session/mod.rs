@@ -13,7 +13,7 @@ mod spill;
 use super::aggregate::{Accumulators, Agg, BoundAgg};
 use super::window::WindowAggregate;
 use crate::error::{Error, Result};
-use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
+use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder, KeyHandle};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
@@ -75,6 +75,8 @@ pub struct SessionWindowAggregate {
     // state
     dictionary: KeyDictionary,
     sessions: HashMap<u32, Vec<Session>, FastBuildHasher>,
+    /// The hold on every key with sessions in memory.
+    held: HashMap<u32, KeyHandle, FastBuildHasher>,
     /// `(end, key id, start)` of every live session, for firing and cleanup.
     by_end: BTreeSet<(i64, u32, i64)>,
     accs: Vec<Accumulators>,
@@ -129,6 +131,7 @@ impl SessionWindowAggregate {
             emit_op,
             dictionary: KeyDictionary::new(),
             sessions: HashMap::default(),
+            held: HashMap::default(),
             by_end: BTreeSet::new(),
             slots: 0,
             free: Vec::new(),
@@ -206,7 +209,7 @@ impl SessionWindowAggregate {
             list.insert(first, Session { slot, ..fragment });
             self.by_end.insert((end, key, t));
             if is_new_key {
-                self.dictionary.retain(key);
+                self.held.insert(key, self.dictionary.hold(key));
             }
             return Ok(slot);
         }
@@ -351,7 +354,8 @@ impl SessionWindowAggregate {
             }
             if now_empty {
                 self.sessions.remove(&key);
-                self.dictionary.release(key);
+                let held = self.held.remove(&key).expect("a key with sessions is held");
+                self.dictionary.release(held);
             }
         }
         self.free.extend(pending_free);
@@ -456,9 +460,9 @@ impl SessionWindowAggregate {
         self.spilled
             .spill(&all, &self.accs, spill, self.reservation.consumer())?;
         drop(all);
-        for (key, _) in self.sessions.drain() {
-            self.dictionary.release(key);
-        }
+        self.sessions.clear();
+        self.dictionary
+            .release_all(self.held.drain().map(|(_, h)| h));
         self.by_end.clear();
         self.accs = self.aggs.iter().map(Accumulators::new).collect();
         self.slots = 0;
