@@ -629,7 +629,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "group aggregates do not spill yet: issue 15, being fixed"]
     fn group_aggregate(c in case()) {
         check(Op::GroupAggregate, &c)?;
     }

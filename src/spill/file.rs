@@ -33,7 +33,10 @@ const RELEASE_BYTES: usize = 1 << 20;
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
+    usize::try_from(size)
+        .ok()
+        .filter(|&s| s > 0)
+        .unwrap_or(4096)
 }
 
 /// `ARROW1`, which starts and ends every IPC file.
@@ -436,6 +439,23 @@ impl SpillReader {
         if advised == 0 {
             self.released = upto;
         }
+    }
+
+    /// Decodes batch `index` (counted from 0 in the order written) without
+    /// moving the reader: random access for lookups in sorted files.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the file if `index` is past the last batch or
+    /// the block is corrupt.
+    pub fn batch(&self, index: usize) -> Result<RecordBatch> {
+        if index >= self.blocks.len() {
+            return Err(corrupt(
+                &self.path,
+                format!("batch {index} asked of {} batches", self.blocks.len()),
+            ));
+        }
+        self.decode(index)
     }
 
     /// Decodes the block at `index`.
