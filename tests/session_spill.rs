@@ -51,9 +51,7 @@ fn input(seed: u64, keys: u64, batches: i64) -> Vec<Vec<RecordBatch>> {
                 .map(|b| {
                     let n = 1000;
                     let k: Vec<i64> = (0..n).map(|_| rng.below(keys) as i64).collect();
-                    let t: Vec<i64> = (0..n)
-                        .map(|_| b * 250 + rng.below(1000) as i64)
-                        .collect();
+                    let t: Vec<i64> = (0..n).map(|_| b * 250 + rng.below(1000) as i64).collect();
                     let v: Vec<i64> = (0..n).map(|_| rng.below(100) as i64 - 20).collect();
                     RecordBatch::try_new(
                         schema(),
@@ -174,16 +172,31 @@ fn sessions_under_random_budgets_equal_the_reference_in_both_modes() {
         for parallelism in [1, 3] {
             for mode in [ExecMode::Pipelined, ExecMode::Batch] {
                 let dir = tempfile::tempdir().unwrap();
-                let (free, _) = run(data.clone(), delay, mode, parallelism, usize::MAX, dir.path());
+                let (free, _) = run(
+                    data.clone(),
+                    delay,
+                    mode,
+                    parallelism,
+                    usize::MAX,
+                    dir.path(),
+                );
                 assert_eq!(free, want, "{mode} p{parallelism}: unlimited run");
                 let budget = (256 << 10) + rng.below((4 << 20) - (256 << 10)) as usize;
                 let (got, m) = run(data.clone(), delay, mode, parallelism, budget, dir.path());
                 let what = format!("{mode} p{parallelism} delay {delay:?} budget {budget}");
-                assert!(m.spill_files > 0 && m.spilled_bytes > 0, "{what}: spilled: {m:?}");
+                assert!(
+                    m.spill_files > 0 && m.spilled_bytes > 0,
+                    "{what}: spilled: {m:?}"
+                );
                 assert_eq!(m.memory_reserved_at_end, 0, "{what}: pool back to zero");
                 let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
                 assert!(left.is_empty(), "{what}: no spill file remains: {left:?}");
-                assert!(got == want, "{what}: {} sessions, want {}", got.len(), want.len());
+                assert!(
+                    got == want,
+                    "{what}: {} sessions, want {}",
+                    got.len(),
+                    want.len()
+                );
             }
         }
     }
@@ -207,7 +220,12 @@ fn spilled_bytes_stay_a_small_multiple_of_the_state_spilled() {
             512 << 10,
             dir.path(),
         );
-        assert!(got == want, "{mode}: {} sessions, want {}", got.len(), want.len());
+        assert!(
+            got == want,
+            "{mode}: {} sessions, want {}",
+            got.len(),
+            want.len()
+        );
         assert!(m.spill_files >= 20, "{mode}: spilled repeatedly: {m:?}");
         let amplification = m.spill_write_amplification().expect("state was spilled");
         assert!(

@@ -410,7 +410,7 @@ impl SpillReader {
             return;
         }
         let base = self.data.as_ptr() as usize;
-        if base % page != 0 {
+        if !base.is_multiple_of(page) {
             return;
         }
         // SAFETY: `data` is the whole private read-only mapping made by
@@ -616,10 +616,9 @@ mod tests {
         for line in smaps.lines() {
             let first = line.split_whitespace().next().unwrap_or("");
             if let Some((lo, hi)) = first.split_once('-') {
-                if let (Ok(lo), Ok(hi)) = (
-                    usize::from_str_radix(lo, 16),
-                    usize::from_str_radix(hi, 16),
-                ) {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
                     inside = lo <= base && base < hi;
                     continue;
                 }
@@ -644,7 +643,13 @@ mod tests {
         // touch every byte handed out so far
         let sum: f64 = back
             .iter()
-            .map(|b| b.column(1).as_primitive::<Float64Type>().iter().flatten().sum::<f64>())
+            .map(|b| {
+                b.column(1)
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .flatten()
+                    .sum::<f64>()
+            })
             .sum();
         let before = resident_pages(&reader);
         reader.release_consumed();
@@ -654,11 +659,17 @@ mod tests {
             "five batches' pages released (kB): {before} -> {after}"
         );
         reader.release_consumed(); // nothing more to release: a no-op
-        // batches handed out before still read the same values
+                                   // batches handed out before still read the same values
         assert_eq!(back, batches[..6]);
         let again: f64 = back
             .iter()
-            .map(|b| b.column(1).as_primitive::<Float64Type>().iter().flatten().sum::<f64>())
+            .map(|b| {
+                b.column(1)
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .flatten()
+                    .sum::<f64>()
+            })
             .sum();
         assert_eq!(sum, again);
         let rest: Vec<RecordBatch> = reader.collect::<Result<_>>().unwrap();

@@ -136,7 +136,10 @@ impl RunWriter {
             let part = batch.slice(at, n);
             let starts = part.column(0).as_primitive::<Int64Type>();
             let ends = part.column(1).as_primitive::<Int64Type>();
-            self.min_start = starts.values().iter().fold(self.min_start, |m, &v| m.min(v));
+            self.min_start = starts
+                .values()
+                .iter()
+                .fold(self.min_start, |m, &v| m.min(v));
             self.min_end = ends.values().iter().fold(self.min_end, |m, &v| m.min(v));
             self.writer.write(&part)?;
             self.rows += n;
@@ -227,7 +230,12 @@ impl SpilledSessions {
 
     /// Adds the run `writer` wrote (nothing if it wrote no row), then
     /// merges the smallest runs if there are too many.
-    pub(super) fn add(&mut self, writer: RunWriter, spill: &SpillManager, name: &str) -> Result<()> {
+    pub(super) fn add(
+        &mut self,
+        writer: RunWriter,
+        spill: &SpillManager,
+        name: &str,
+    ) -> Result<()> {
         if let Some(run) = writer.finish()? {
             self.runs.push(run);
         }
@@ -366,9 +374,10 @@ impl KeyMerge {
         for run in &mut self.runs {
             while let Some((b, offset)) = run.peek()? {
                 let keys = b.column(KEY).as_binary::<i32>();
-                let end = offset + partition_point(b.num_rows() - offset, |i| {
-                    keys.value(offset + i) <= boundary.as_slice()
-                });
+                let end = offset
+                    + partition_point(b.num_rows() - offset, |i| {
+                        keys.value(offset + i) <= boundary.as_slice()
+                    });
                 if end > offset {
                     out.push(b.slice(offset, end - offset));
                 }
@@ -501,14 +510,24 @@ mod tests {
         let mut runs = SpilledSessions::new(&[]);
         let schema = runs.schema().clone();
         runs.spill_rows(
-            &[rows(&schema, &[("d", 1), ("a", 5), ("c", 2), ("a", 1), ("f", 0)])],
+            &[rows(
+                &schema,
+                &[("d", 1), ("a", 5), ("c", 2), ("a", 1), ("f", 0)],
+            )],
             &spill,
             "t",
         )
         .unwrap();
-        runs.spill_rows(&[rows(&schema, &[("c", 7), ("e", 3), ("b", 4), ("c", 0)])], &spill, "t")
-            .unwrap();
-        assert_eq!((runs.len(), runs.min_start(), runs.min_end()), (2, Some(0), Some(10)));
+        runs.spill_rows(
+            &[rows(&schema, &[("c", 7), ("e", 3), ("b", 4), ("c", 0)])],
+            &spill,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            (runs.len(), runs.min_start(), runs.min_end()),
+            (2, Some(0), Some(10))
+        );
         assert_eq!(keys(&runs.remaining().unwrap()).len(), 9);
         let mut merge = runs.take_merge();
         assert!(runs.is_empty());
@@ -537,7 +556,10 @@ mod tests {
         assert_eq!(flat, want, "every row once, keys ascending");
         // no key is split over two chunks
         for pair in chunks.windows(2) {
-            assert!(pair[0].last().unwrap().0 < pair[1].first().unwrap().0, "{chunks:?}");
+            assert!(
+                pair[0].last().unwrap().0 < pair[1].first().unwrap().0,
+                "{chunks:?}"
+            );
         }
         assert!(chunks.len() >= 3, "small steps: {chunks:?}");
         drop(merge);
@@ -551,10 +573,13 @@ mod tests {
         let schema = runs.schema().clone();
         let mut want = Vec::new();
         for r in 0..MAX_RUNS as i64 {
-            let names: Vec<String> = (0..5).map(|i| format!("k{}", (r * 7 + i * 3) % 11)).collect();
+            let names: Vec<String> = (0..5)
+                .map(|i| format!("k{}", (r * 7 + i * 3) % 11))
+                .collect();
             let batch: Vec<(&str, i64)> = names.iter().map(|n| (n.as_str(), r)).collect();
             want.extend(names.iter().map(|n| (n.clone(), r)));
-            runs.spill_rows(&[rows(&schema, &batch)], &spill, "t").unwrap();
+            runs.spill_rows(&[rows(&schema, &batch)], &spill, "t")
+                .unwrap();
         }
         assert_eq!(runs.len(), MAX_RUNS - COMPACT_RUNS + 1);
         let compacted = runs.runs.iter().max_by_key(|r| r.rows).unwrap().rows;
