@@ -13,7 +13,7 @@ mod spill;
 use super::aggregate::{Accumulators, Agg, BoundAgg};
 use super::window::WindowAggregate;
 use crate::error::{Error, Result};
-use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
+use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder, KeyHandle};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
@@ -75,6 +75,8 @@ pub struct SessionWindowAggregate {
     // state
     dictionary: KeyDictionary,
     sessions: HashMap<u32, Vec<Session>, FastBuildHasher>,
+    /// The hold on every key with sessions in memory.
+    held: HashMap<u32, KeyHandle, FastBuildHasher>,
     /// `(end, key id, start)` of every live session, for firing and cleanup.
     by_end: BTreeSet<(i64, u32, i64)>,
     accs: Vec<Accumulators>,
@@ -132,6 +134,7 @@ impl SessionWindowAggregate {
             emit_op,
             dictionary: KeyDictionary::new(),
             sessions: HashMap::default(),
+            held: HashMap::default(),
             by_end: BTreeSet::new(),
             slots: 0,
             free: Vec::new(),
@@ -216,7 +219,7 @@ impl SessionWindowAggregate {
             self.list_bytes = self.list_bytes - before + list_bytes(list);
             self.by_end.insert((end, key, t));
             if is_new_key {
-                self.dictionary.retain(key);
+                self.held.insert(key, self.dictionary.hold(key));
             }
             return Ok(slot);
         }
@@ -427,7 +430,8 @@ impl SessionWindowAggregate {
                 if let Some(list) = self.sessions.remove(&key) {
                     self.list_bytes -= list_bytes(&list);
                 }
-                self.dictionary.release(key);
+                let held = self.held.remove(&key).expect("a key with sessions is held");
+                self.dictionary.release(held);
             }
         }
         self.free.extend(pending_free);
@@ -514,19 +518,14 @@ impl SessionWindowAggregate {
     /// Drops every in-memory session (written elsewhere first), giving the
     /// memory of every structure back, not only its contents.
     fn clear_memory(&mut self) {
-        for (key, _) in self.sessions.drain() {
-            self.dictionary.release(key);
-        }
+        self.dictionary
+            .release_all(std::mem::take(&mut self.held).into_values());
         self.sessions = HashMap::default();
         self.list_bytes = 0;
         self.by_end.clear();
         self.accs = self.aggs.iter().map(Accumulators::new).collect();
         self.slots = 0;
         self.free = Vec::new();
-        if self.dictionary.is_empty() {
-            // the emptied dictionary keeps its tables' capacity
-            self.dictionary = KeyDictionary::new();
-        }
     }
 
     /// Bytes the in-memory state takes: what the pool is told. Tables are
@@ -536,6 +535,7 @@ impl SessionWindowAggregate {
         let entry = std::mem::size_of::<(u32, Vec<Session>)>() + 1;
         self.dictionary.memory_size()
             + self.sessions.capacity() * entry
+            + self.held.capacity() * (std::mem::size_of::<(u32, KeyHandle)>() + 1)
             + self.list_bytes
             + self.by_end.len() * BY_END_ENTRY_BYTES
             + self.free.capacity() * 4

@@ -207,8 +207,8 @@ impl SpilledPanes {
             if sorted {
                 slots.sort_unstable_by(|&a, &b| {
                     dictionary
-                        .key(pane.key_ids[a as usize])
-                        .cmp(dictionary.key(pane.key_ids[b as usize]))
+                        .key(pane.key_ids[a as usize].id())
+                        .cmp(dictionary.key(pane.key_ids[b as usize].id()))
                 });
             }
             let mut columns: Vec<ArrayRef> = vec![
@@ -216,7 +216,7 @@ impl SpilledPanes {
                 Arc::new(BinaryArray::from_iter_values(
                     slots
                         .iter()
-                        .map(|&s| dictionary.key(pane.key_ids[s as usize])),
+                        .map(|&s| dictionary.key(pane.key_ids[s as usize].id())),
                 )),
             ];
             for acc in &pane.accs {
@@ -260,12 +260,10 @@ impl SpilledPanes {
     }
 
     /// Merges every run into one holding one row per (pane, key), with the
-    /// partial states of equal rows merged. Each run row holds a reference
-    /// to its key id; a merged row keeps one and releases the others.
+    /// partial states of equal rows merged.
     pub(super) fn compact(
         &mut self,
         aggs: &[BoundAgg],
-        dictionary: &mut KeyDictionary,
         spill: &SpillManager,
         name: &str,
     ) -> Result<()> {
@@ -279,7 +277,7 @@ impl SpilledPanes {
             .map(Cursor::try_new)
             .collect::<Result<Vec<_>>>()?;
         let mut writer = spill.create_writer(&self.schema, name)?;
-        while let Some(batch) = self.merge_chunk(&mut cursors, aggs, dictionary)? {
+        while let Some(batch) = self.merge_chunk(&mut cursors, aggs)? {
             writer.write(&batch)?;
         }
         drop(cursors); // deletes the old runs' files
@@ -291,7 +289,6 @@ impl SpilledPanes {
         &self,
         cursors: &mut [Cursor],
         aggs: &[BoundAgg],
-        dictionary: &mut KeyDictionary,
     ) -> Result<Option<RecordBatch>> {
         let widths = &self.widths;
         let mut accs: Vec<Accumulators> = aggs.iter().map(Accumulators::new).collect();
@@ -310,18 +307,9 @@ impl SpilledPanes {
             let key = key.to_vec();
             let slot = panes.len() as u32;
             panes.push(pane);
-            let mut rows = 0;
             for c in cursors.iter_mut() {
                 if c.head() == Some((pane, key.as_slice())) {
                     c.take_row(slot, &mut accs, widths)?;
-                    rows += 1;
-                }
-            }
-            if rows > 1 {
-                // the merged row keeps one of the runs' references to the key
-                let id = dictionary.intern(&key);
-                for _ in 1..rows {
-                    dictionary.release(id);
                 }
             }
             keys.push(key);
