@@ -365,9 +365,11 @@ impl EventTimeBuffer {
             return Ok(target);
         }
         let column = self.time_column;
+        // in memory a row read back also costs its entry and its key's
+        // bookkeeping: half the step's bytes on disk
         let step = self.spilled.next_step(
             &|b: &RecordBatch| event_times(b, column, "event-time buffer"),
-            store::step_bytes(self.read_back.pool()),
+            store::step_bytes(self.read_back.pool()) / 2,
         )?;
         Ok(match step {
             Some(s) if s < target => s,
@@ -393,8 +395,16 @@ impl EventTimeBuffer {
                 let times = event_times(&batch, column, "event-time buffer")?;
                 self.store(batch, &times)?;
             }
+            // a step is bounded by next_step (in bytes on disk; in memory a
+            // row also costs its entry and key): counted even if the pool
+            // is short, like every read-back step (store::reserve_step)
             let beyond = self.memory_size().saturating_sub(self.settled);
-            self.read_back.try_resize(beyond)?;
+            let held = self.read_back.size();
+            if beyond > held {
+                store::reserve_step(&mut self.read_back, beyond - held);
+            } else {
+                self.read_back.shrink(held - beyond);
+            }
         }
         let mut keys: Vec<u32> = self.due.range(..=(w, u32::MAX)).map(|&(_, k)| k).collect();
         keys.sort_unstable();

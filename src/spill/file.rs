@@ -384,6 +384,23 @@ impl SpillReader {
             .collect()
     }
 
+    /// Decodes batch `index` (counted from 0 in the order written) without
+    /// moving the reader: random access for lookups in sorted files.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the file if `index` is past the last batch or
+    /// the block is corrupt.
+    pub fn batch(&self, index: usize) -> Result<RecordBatch> {
+        if index >= self.blocks.len() {
+            return Err(corrupt(
+                &self.path,
+                format!("batch {index} asked of {} batches", self.blocks.len()),
+            ));
+        }
+        self.decode(index)
+    }
+
     /// Decodes the block at `index`.
     fn decode(&self, index: usize) -> Result<RecordBatch> {
         let block = &self.blocks[index];
