@@ -529,6 +529,68 @@ impl WindowAggregate {
         Ok(())
     }
 
+    /// True if the due windows can fire straight from the runs: state was
+    /// spilled, no result changes later (no lateness, no early firing), and
+    /// each window is one pane that no other window shares (tumbling).
+    fn fires_from_runs(&self, due: &[(i64, i64)]) -> bool {
+        !self.spilled.is_empty()
+            && !due.is_empty()
+            && self.lateness_ms == 0
+            && self.early.is_none()
+            && due
+                .iter()
+                .all(|&(end, start)| self.window.windows_of_pane(start) == [(start, end)])
+    }
+
+    /// Fires the due windows (tumbling, see [`Self::fires_from_runs`]) by a
+    /// merge of the runs, a chunk of keys at a time, instead of reading
+    /// their panes back whole: the in-memory panes before the last due end
+    /// are spilled first, so each (pane, key) comes out of the merge once
+    /// with its partial states merged. The merge's batches are held in the
+    /// fixed read-back reservation.
+    fn fire_from_runs(
+        &mut self,
+        due: &[(i64, i64)],
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
+        let boundary = due.last().map_or(i64::MIN, |w| w.0);
+        if self.panes.range(..boundary).next().is_some() {
+            let before = self.state_bytes();
+            SpillableState::spill(self, ctx.spill())?;
+            let freed = before.saturating_sub(self.state_bytes());
+            ctx.spill().metrics().record_state_spilled(freed as u64);
+            store::sync(self, ctx.spill())?;
+        }
+        let name = self.reservation.consumer().to_string();
+        self.spilled.reduce_fan_in(&self.aggs, ctx.spill(), &name)?;
+        store::reserve_step(&mut self.read_back, self.spilled.merge_bytes());
+        let fired: BTreeSet<(i64, i64)> = due.iter().map(|&(e, s)| (s, e)).collect();
+        let (keys, aggs, schema, widths) = (
+            &self.keys,
+            &self.aggs,
+            &self.schema,
+            self.spilled.widths().to_vec(),
+        );
+        let mut fire = |batch: &RecordBatch| -> Result<()> {
+            for (start, end, b) in pane_results(batch, keys, aggs, &widths, schema, &fired)? {
+                debug_assert!(fired.contains(&(start, end)));
+                out.emit(b);
+            }
+            Ok(())
+        };
+        let mut spilled =
+            std::mem::replace(&mut self.spilled, spill::SpilledPanes::new(&self.aggs));
+        let result = spilled.fire_through(boundary, &self.aggs, ctx.spill(), &name, &mut fire);
+        self.spilled = spilled;
+        self.read_back.free();
+        result?;
+        for &w in due {
+            self.windows.insert(w, true);
+        }
+        Ok(())
+    }
+
     /// Fires due windows, then drops what no window needs any more.
     fn advance(&mut self, t: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         let due: Vec<(i64, i64)> = self
@@ -538,6 +600,12 @@ impl WindowAggregate {
             .filter(|(_, fired)| !**fired)
             .map(|(w, _)| *w)
             .collect();
+        let due = if self.fires_from_runs(&due) {
+            self.fire_from_runs(&due, ctx, out)?;
+            Vec::new()
+        } else {
+            due
+        };
         for (end, start) in due {
             let w = (end, start);
             if let Some(c) = self.early_counts.remove(&w) {
@@ -667,6 +735,9 @@ impl Operator for WindowAggregate {
     fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
         self.reservation = ctx.spillable_reservation();
         self.read_back = ctx.fixed_reservation("read-back");
+        // two read-back steps: the merge that fires windows from the runs
+        self.spilled
+            .set_read_back(2 * store::step_bytes(self.read_back.pool()));
         Ok(())
     }
 
@@ -835,6 +906,65 @@ impl Operator for WindowAggregate {
             .map_err(|e| keyed_state::with_operator(e, ctx.operator()))?;
         self.sync_reservation(ctx)
     }
+}
+
+/// The results of the windows `fired` (`(start, end)`, one pane each) from
+/// merged run rows (pane | key | partial states, one row per (pane, key)):
+/// one batch per pane, as `(start, end, batch)`; rows of other panes are
+/// skipped (none in a correct run).
+fn pane_results(
+    batch: &RecordBatch,
+    keys: &Option<KeyEncoder>,
+    aggs: &[BoundAgg],
+    widths: &[usize],
+    schema: &SchemaRef,
+    fired: &BTreeSet<(i64, i64)>,
+) -> Result<Vec<(i64, i64, RecordBatch)>> {
+    let panes = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("run layout: pane is Int64");
+    let key_bytes = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<arrow_array::BinaryArray>()
+        .expect("run layout: key is Binary");
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < batch.num_rows() {
+        let start = panes.value(i);
+        let mut j = i;
+        while j < batch.num_rows() && panes.value(j) == start {
+            j += 1;
+        }
+        let window = fired
+            .range((start, i64::MIN)..)
+            .next()
+            .filter(|w| w.0 == start);
+        if let Some(&(_, end)) = window {
+            let n = j - i;
+            let mut accs: Vec<Accumulators> = aggs.iter().map(Accumulators::new).collect();
+            let slots: Vec<u32> = (0..n as u32).collect();
+            spill::merge_run_rows(&mut accs, widths, batch, i, &slots, n)?;
+            let mut columns: Vec<ArrayRef> = match keys {
+                Some(enc) => {
+                    let parser = enc.converter().parser();
+                    enc.converter()
+                        .convert_rows((i..j).map(|r| parser.parse(key_bytes.value(r))))?
+                }
+                None => Vec::new(),
+            };
+            columns.push(Arc::new(Int64Array::from(vec![start; n])));
+            columns.push(Arc::new(Int64Array::from(vec![end; n])));
+            for (acc, agg) in accs.iter().zip(aggs) {
+                columns.push(acc.finish(&slots, agg)?);
+            }
+            out.push((start, end, RecordBatch::try_new(schema.clone(), columns)?));
+        }
+        i = j;
+    }
+    Ok(out)
 }
 
 /// Orders `(start, row)` pairs by start: a counting sort when the batch
