@@ -210,13 +210,113 @@ impl Hasher for FastHasher {
 /// Builds [`FastHasher`]s.
 pub type FastBuildHasher = BuildHasherDefault<FastHasher>;
 
-/// Interns encoded keys as small integer ids, with reference counts so ids
-/// of keys no longer used anywhere are recycled.
+/// A held reference to a key of a [`KeyDictionary`]: while it exists, its
+/// id names the same key. Only the dictionary makes one
+/// ([`KeyDictionary::hold`], [`KeyDictionary::hold_key`]) and only the
+/// dictionary takes one back ([`KeyDictionary::release`], which consumes it).
+/// It is neither `Clone` nor `Copy`, so a reference is given back at most
+/// once: a second release of the same handle does not compile.
+///
+/// ```compile_fail
+/// use weir::key::KeyDictionary;
+/// let mut d = KeyDictionary::new();
+/// let h = d.hold_key(b"vehicle-1");
+/// d.release(h);
+/// d.release(h); // error: use of moved value
+/// ```
+///
+/// State that holds keys stores handles (not bare ids) and gives each back
+/// when it drops the entry. A handle dropped without being given back
+/// keeps its key in the dictionary until the dictionary is dropped (and the
+/// dictionary's [`held`](KeyDictionary::held) count shows it).
+#[must_use = "a key handle must be given back with KeyDictionary::release"]
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyHandle {
+    id: u32,
+}
+
+impl KeyHandle {
+    /// The key's id in its dictionary (valid while the handle exists).
+    #[inline]
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+/// Keys held once each, by id: a set of [`KeyHandle`]s (e.g. the keys a
+/// window emitted, which must keep naming the same key while the set
+/// holds them). Give it back whole with [`HeldKeys::release`].
+#[derive(Debug, Default)]
+pub struct HeldKeys {
+    // state
+    keys: std::collections::BTreeMap<u32, KeyHandle>,
+}
+
+impl HeldKeys {
+    /// An empty set.
+    pub fn new() -> Self {
+        HeldKeys::default()
+    }
+
+    /// Adds key `id` (an id held elsewhere right now), holding it once; false
+    /// if it was in the set already.
+    pub fn insert(&mut self, dictionary: &mut KeyDictionary, id: u32) -> bool {
+        if self.keys.contains_key(&id) {
+            return false;
+        }
+        self.keys.insert(id, dictionary.hold(id));
+        true
+    }
+
+    /// True if key `id` is in the set.
+    pub fn contains(&self, id: u32) -> bool {
+        self.keys.contains_key(&id)
+    }
+
+    /// The ids in the set, in id order.
+    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.keys.keys().copied()
+    }
+
+    /// Number of keys in the set.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True if the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Gives every key back to `dictionary`.
+    pub fn release(self, dictionary: &mut KeyDictionary) {
+        dictionary.release_all(self.keys.into_values());
+    }
+}
+
+/// Bytes the allocator hands out for a request of `len` bytes (a 16-byte
+/// granule with an 8-byte header, 32 at least).
+#[inline]
+fn allocation(len: usize) -> usize {
+    (len + 8).div_ceil(16).max(2) * 16
+}
+
+/// Bytes accounted per known key besides its two copies: its map slot at
+/// the map's load factor, its `keys` slot, its reference count.
+const KEY_OVERHEAD: usize = 48;
+
+/// Interns encoded keys as small integer ids, counting the
+/// [`KeyHandle`]s held on each so ids of keys nobody holds are recycled.
 ///
 /// ```text
-///  row bytes ──intern──► id (u32) ──► keyed state uses ids (cheap to hash, no allocation)
-///  state done with a key ──release(id)──► refs[id] -= 1; at 0 the key is forgotten
+///  row bytes ──intern──► id (u32) ──hold──► KeyHandle ──► keyed state (cheap to hash, no allocation)
+///  state done with a key ──release(handle)──► refs[id] -= 1; at 0 the key is forgotten
+///  every key forgotten (e.g. all state spilled with its key bytes) ──► the tables shrink
 /// ```
+/// [`memory_size`](Self::memory_size) is what the keys take (both copies,
+/// their map and table slots): owners count it in their spillable
+/// reservation, and state that spills writes key bytes, not ids, so
+/// spilling forgets the keys only it held.
 #[derive(Debug, Default)]
 pub struct KeyDictionary {
     // state
@@ -225,6 +325,7 @@ pub struct KeyDictionary {
     refs: Vec<u32>,
     free: Vec<u32>,
     bytes: usize,
+    held: usize,
 }
 
 impl KeyDictionary {
@@ -233,7 +334,9 @@ impl KeyDictionary {
         KeyDictionary::default()
     }
 
-    /// The id of `key`, adding it (with no references) if new.
+    /// The id of `key`, adding it (held by nobody) if new. An id nobody
+    /// holds stays valid until the next [`release`](Self::release) or
+    /// [`forget_unused`](Self::forget_unused); hold it to keep it.
     pub fn intern(&mut self, key: &[u8]) -> u32 {
         if let Some(&id) = self.ids.get(key) {
             return id;
@@ -249,9 +352,26 @@ impl KeyDictionary {
                 (self.keys.len() - 1) as u32
             }
         };
-        self.bytes += 2 * key.len() + 64;
+        self.bytes += Self::key_bytes(key.len());
         self.ids.insert(key.into(), id);
         id
+    }
+
+    fn key_bytes(len: usize) -> usize {
+        2 * allocation(len) + KEY_OVERHEAD
+    }
+
+    /// A new handle on key `id` (a known key: interned, or held elsewhere).
+    pub fn hold(&mut self, id: u32) -> KeyHandle {
+        self.refs[id as usize] += 1;
+        self.held += 1;
+        KeyHandle { id }
+    }
+
+    /// Interns `key` and holds it.
+    pub fn hold_key(&mut self, key: &[u8]) -> KeyHandle {
+        let id = self.intern(key);
+        self.hold(id)
     }
 
     /// The encoded key of `id`.
@@ -259,21 +379,26 @@ impl KeyDictionary {
         &self.keys[id as usize]
     }
 
-    /// Someone holds state for `id`.
-    pub fn retain(&mut self, id: u32) {
-        self.refs[id as usize] += 1;
-    }
-
-    /// Someone dropped its state for `id`; the key is forgotten when nobody holds it.
-    pub fn release(&mut self, id: u32) {
+    /// Gives `handle` back; the key is forgotten when nobody holds it.
+    pub fn release(&mut self, handle: KeyHandle) {
+        let id = handle.id;
         let r = &mut self.refs[id as usize];
-        *r = r.saturating_sub(1);
+        debug_assert!(*r > 0, "a handle exists, so its key is held");
+        *r -= 1;
+        self.held -= 1;
         if *r == 0 {
             self.forget(id);
         }
     }
 
-    /// Forgets `id` if nobody holds it (for keys interned but never retained).
+    /// Gives every handle of `handles` back.
+    pub fn release_all(&mut self, handles: impl IntoIterator<Item = KeyHandle>) {
+        for h in handles {
+            self.release(h);
+        }
+    }
+
+    /// Forgets `id` if nobody holds it (for keys interned but never held).
     pub fn forget_unused(&mut self, id: u32) {
         if self.refs[id as usize] == 0 {
             self.forget(id);
@@ -283,8 +408,21 @@ impl KeyDictionary {
     fn forget(&mut self, id: u32) {
         let key = std::mem::take(&mut self.keys[id as usize]);
         if self.ids.remove(&key).is_some() {
-            self.bytes -= 2 * key.len() + 64;
+            self.bytes -= Self::key_bytes(key.len());
             self.free.push(id);
+        }
+        if self.ids.is_empty() {
+            // nothing names an id: start over with empty tables, giving
+            // their memory back (after a spill forgot every key)
+            *self = KeyDictionary::default();
+        }
+    }
+
+    /// Gives back table memory beyond what the keys known now need (after
+    /// many keys were forgotten).
+    pub fn shrink(&mut self) {
+        if self.ids.capacity() > 2 * self.ids.len() + 1024 {
+            self.ids.shrink_to_fit();
         }
     }
 
@@ -296,6 +434,11 @@ impl KeyDictionary {
     /// True if no key is known.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// Handles given out and not given back.
+    pub fn held(&self) -> usize {
+        self.held
     }
 
     /// Approximate bytes used.
@@ -357,12 +500,14 @@ mod tests {
         let b = d.intern(b"b");
         assert_eq!(d.intern(b"a"), a);
         assert_ne!(a, b);
-        d.retain(a);
-        d.retain(a);
-        d.release(a);
+        let h1 = d.hold(a);
+        let h2 = d.hold_key(b"a");
+        assert_eq!((h1.id(), h2.id(), d.held()), (a, a, 2));
+        d.release(h1);
         assert_eq!(d.len(), 2);
-        d.release(a);
+        d.release(h2);
         assert_eq!(d.len(), 1, "a is forgotten once released by everyone");
+        assert_eq!(d.held(), 0);
         let c = d.intern(b"c");
         assert_eq!(c, a, "its id is reused");
         assert_eq!(d.key(c), b"c");
@@ -371,6 +516,37 @@ mod tests {
         d.forget_unused(c);
         assert!(d.is_empty());
         assert_eq!(d.memory_size(), 0);
+    }
+
+    #[test]
+    fn handles_count_every_holder_and_the_last_release_forgets() {
+        let mut d = KeyDictionary::new();
+        let keys: Vec<Vec<u8>> = (0..100u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        // three holders per key, released in a different order than taken
+        let mut handles: Vec<KeyHandle> = Vec::new();
+        for _ in 0..3 {
+            for k in &keys {
+                handles.push(d.hold_key(k));
+            }
+        }
+        assert_eq!((d.len(), d.held()), (100, 300));
+        let per_key = d.memory_size() / 100;
+        assert!(per_key >= 2 * 32 + KEY_OVERHEAD, "{per_key}");
+        handles.reverse();
+        let rest = handles.split_off(150);
+        d.release_all(handles);
+        assert_eq!((d.len(), d.held()), (100, 150), "every key still held");
+        let mut set = HeldKeys::new();
+        for h in &rest[..10] {
+            assert!(set.insert(&mut d, h.id()));
+            assert!(!set.insert(&mut d, h.id()), "held once per set");
+        }
+        d.release_all(rest);
+        assert_eq!((d.len(), d.held()), (10, 10), "the set holds ten keys");
+        set.release(&mut d);
+        assert_eq!((d.len(), d.held(), d.memory_size()), (0, 0, 0));
+        // forgetting every key resets the tables: ids start over
+        assert_eq!(d.hold_key(b"z").id(), 0);
     }
 
     #[test]

@@ -224,6 +224,9 @@ pub struct JobMetrics {
     pub spilled_bytes: u64,
     /// Rows written to spill files.
     pub spilled_rows: u64,
+    /// Bytes of in-memory state that stateful operators moved to disk
+    /// (as counted in the pool); see [`JobMetrics::spill_write_amplification`].
+    pub spilled_state_bytes: u64,
     /// Largest amount of memory reserved at once.
     pub peak_memory: u64,
     /// The memory budget.
@@ -273,6 +276,15 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, 
 }
 
 impl JobMetrics {
+    /// Spill write amplification: bytes written to spill files per byte of
+    /// state spilled from memory (`None` if no state was spilled). Above 1
+    /// when spilled state is rewritten (merged runs, state carried over a
+    /// merge); files written by batch shuffles count too.
+    pub fn spill_write_amplification(&self) -> Option<f64> {
+        (self.spilled_state_bytes > 0)
+            .then(|| self.spilled_bytes as f64 / self.spilled_state_bytes as f64)
+    }
+
     /// Input rows per second of wall time.
     pub fn rows_per_sec(&self) -> f64 {
         self.rows_in as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -493,6 +505,7 @@ fn collect_metrics(
         spill_files: spill.files(),
         spilled_bytes: spill.bytes(),
         spilled_rows: spill.rows(),
+        spilled_state_bytes: spill.state_bytes(),
         peak_memory: env.pool.peak() as u64,
         memory_budget: env.pool.budget() as u64,
         memory_reserved_at_end: env.pool.reserved() as u64,

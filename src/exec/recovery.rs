@@ -304,6 +304,7 @@ fn finished_metrics(config: &ExecConfig, stats: CheckpointStats) -> JobMetrics {
         spill_files: 0,
         spilled_bytes: 0,
         spilled_rows: 0,
+        spilled_state_bytes: 0,
         peak_memory: 0,
         memory_budget: config.memory as u64,
         memory_reserved_at_end: 0,

@@ -15,7 +15,7 @@ use super::aggregate::{Accumulators, Agg, BoundAgg, Values};
 use super::event_buffer::{batch_bytes, lateness_clock, EventTimeBuffer, Released};
 use super::window::WindowAggregate;
 use crate::error::{Error, Result};
-use crate::key::FastBuildHasher;
+use crate::key::{FastBuildHasher, KeyHandle};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, Output};
@@ -175,6 +175,8 @@ impl Chunk {
 /// The window state of one key.
 #[derive(Default)]
 struct KeyWindow {
+    /// The window's hold on its key (set by `new_window`).
+    key: Option<KeyHandle>,
     /// Incremental mode: rows in the window, first and last row's time, and
     /// the accumulator slot.
     count: u64,
@@ -436,10 +438,12 @@ impl CountWindowAggregate {
         store::sync(self, ctx.spill())
     }
 
-    /// A new, empty window for `key` (the key id is retained for it).
+    /// A new, empty window for `key`, holding the key.
     fn new_window(&mut self, key: u32) -> KeyWindow {
-        self.buffer.retain_key(key);
-        let mut w = KeyWindow::default();
+        let mut w = KeyWindow {
+            key: Some(self.buffer.retain_key(key)),
+            ..KeyWindow::default()
+        };
         if let Mode::Incremental { .. } = self.mode {
             w.slot = match self.free_slots.pop() {
                 Some(s) => s,
@@ -456,7 +460,13 @@ impl CountWindowAggregate {
     }
 
     /// Puts `w` back, or drops it (queueing its key for release) if empty.
-    fn put_back(&mut self, key: u32, w: KeyWindow, old_bytes: usize, release: &mut Vec<u32>) {
+    fn put_back(
+        &mut self,
+        key: u32,
+        mut w: KeyWindow,
+        old_bytes: usize,
+        release: &mut Vec<KeyHandle>,
+    ) {
         self.kept_bytes = self.kept_bytes - old_bytes + w.bytes;
         let empty = match self.mode {
             Mode::Incremental { .. } => w.count == 0,
@@ -471,14 +481,19 @@ impl CountWindowAggregate {
                 }
                 self.free_slots.push(w.slot);
             }
-            release.push(key);
+            release.push(w.key.take().expect("a kept window holds its key"));
         } else {
             self.windows.insert(key, w);
         }
     }
 
     /// Feeds one key's released rows to its window.
-    fn feed(&mut self, r: Released, fired: &mut Firings, release: &mut Vec<u32>) -> Result<()> {
+    fn feed(
+        &mut self,
+        r: Released,
+        fired: &mut Firings,
+        release: &mut Vec<KeyHandle>,
+    ) -> Result<()> {
         let key = r.key;
         let mut w = match self.windows.remove(&key) {
             Some(w) => w,
@@ -585,7 +600,7 @@ impl CountWindowAggregate {
         &mut self,
         wm: i64,
         fired: &mut Firings,
-        release: &mut Vec<u32>,
+        release: &mut Vec<KeyHandle>,
     ) -> Result<()> {
         let trigger = match &self.mode {
             Mode::Incremental { trigger } | Mode::Evicting { trigger, .. } => trigger.clone(),
@@ -644,17 +659,14 @@ impl CountWindowAggregate {
         // keys stay valid until the output is built: pinned, released after
         let mut release = Vec::with_capacity(due.len());
         for key in due {
-            self.buffer.retain_key(key);
-            release.push(key);
+            release.push(self.buffer.retain_key(key));
             if let Some(r) = self.buffer.take(key)? {
                 self.feed(r, &mut fired, &mut release)?;
             }
         }
         self.watermark_triggers(wm, &mut fired, &mut release)?;
         let emitted = self.build_output(&fired);
-        for key in release {
-            self.buffer.release_key(key);
-        }
+        self.buffer.release_keys(release);
         if let Some(batch) = emitted? {
             out.emit(batch);
         }
@@ -814,17 +826,18 @@ impl CountWindowAggregate {
             let since = column::<UInt64Array>(&batch, "since_fire", KEYS, operator)?;
             let mut slots = Vec::with_capacity(batch.num_rows());
             for r in 0..batch.num_rows() {
-                let id = self.buffer.intern_key(keys.value(r));
+                let lookup = self.buffer.intern_key(keys.value(r));
+                let id = lookup.id();
                 if self.windows.contains_key(&id) {
-                    self.buffer.release_key(id);
+                    self.buffer.release_key(lookup);
                     return Err(keyed_state::state_error(
                         operator,
                         format!("`{KEYS}` holds a key twice"),
                     ));
                 }
                 let mut w = self.new_window(id);
-                // new_window took the window's reference to the key
-                self.buffer.release_key(id);
+                // new_window took the window's hold on the key
+                self.buffer.release_key(lookup);
                 w.count = count.value(r);
                 w.first_time = first.value(r);
                 w.last_time = last.value(r);
@@ -846,9 +859,10 @@ impl CountWindowAggregate {
                 while end < batch.num_rows() && keys.value(end) == keys.value(r) {
                     end += 1;
                 }
-                let id = self.buffer.intern_key(keys.value(r));
-                // the window holds the key (checked below): drop the lookup's reference
-                self.buffer.release_key(id);
+                let lookup = self.buffer.intern_key(keys.value(r));
+                let id = lookup.id();
+                // the window holds the key (checked below): give the lookup's hold back
+                self.buffer.release_key(lookup);
                 let rows = batch.slice(r, end - r);
                 let mut rows = rows.project(&(1..rows.num_columns()).collect::<Vec<_>>())?;
                 rows = RecordBatch::try_new(self.input.clone(), rows.columns().to_vec())?;
@@ -1002,8 +1016,9 @@ impl Operator for CountWindowAggregate {
         let mut keys: Vec<u32> = self.windows.keys().copied().collect();
         keys.sort_unstable();
         for key in keys {
-            self.windows.remove(&key);
-            self.buffer.release_key(key);
+            if let Some(held) = self.windows.remove(&key).and_then(|mut w| w.key.take()) {
+                self.buffer.release_key(held);
+            }
         }
         self.kept_bytes = 0;
         self.free_slots.clear();

@@ -14,7 +14,7 @@
 //! `crate::error` and the arrow crates. Never `crate::exec` or `crate::graph`.
 
 use crate::error::{Error, Result};
-use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
+use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder, KeyHandle};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::operator::{Ctx, OperatorMetrics};
 pub(crate) use crate::spill::batch_bytes;
@@ -67,8 +67,10 @@ struct Stored {
 }
 
 /// The buffered rows of one key.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Pending {
+    /// The buffer's hold on the key while it has rows of it.
+    key: KeyHandle,
     entries: Vec<Entry>,
     /// True if `entries` is sorted by time.
     sorted: bool,
@@ -328,13 +330,11 @@ impl EventTimeBuffer {
             let key: &[u8] = encoded.as_ref().map_or(&[], |rows| rows.row(row).data());
             let id = self.dictionary.intern(key);
             let dictionary = &mut self.dictionary;
-            let p = self.pending.entry(id).or_insert_with(|| {
-                dictionary.retain(id);
-                Pending {
-                    entries: Vec::new(),
-                    sorted: true,
-                    min: time,
-                }
+            let p = self.pending.entry(id).or_insert_with(|| Pending {
+                key: dictionary.hold(id),
+                entries: Vec::new(),
+                sorted: true,
+                min: time,
             });
             if p.entries.is_empty() {
                 p.min = time;
@@ -365,9 +365,11 @@ impl EventTimeBuffer {
             return Ok(target);
         }
         let column = self.time_column;
+        // in memory a row read back also costs its entry and its key's
+        // bookkeeping: half the step's bytes on disk
         let step = self.spilled.next_step(
             &|b: &RecordBatch| event_times(b, column, "event-time buffer"),
-            store::step_bytes(self.read_back.pool()),
+            store::step_bytes(self.read_back.pool()) / 2,
         )?;
         Ok(match step {
             Some(s) if s < target => s,
@@ -393,8 +395,16 @@ impl EventTimeBuffer {
                 let times = event_times(&batch, column, "event-time buffer")?;
                 self.store(batch, &times)?;
             }
+            // a step is bounded by next_step (in bytes on disk; in memory a
+            // row also costs its entry and key): counted even if the pool
+            // is short, like every read-back step (store::reserve_step)
             let beyond = self.memory_size().saturating_sub(self.settled);
-            self.read_back.try_resize(beyond)?;
+            let held = self.read_back.size();
+            if beyond > held {
+                store::reserve_step(&mut self.read_back, beyond - held);
+            } else {
+                self.read_back.shrink(held - beyond);
+            }
         }
         let mut keys: Vec<u32> = self.due.range(..=(w, u32::MAX)).map(|&(_, k)| k).collect();
         keys.sort_unstable();
@@ -428,8 +438,8 @@ impl EventTimeBuffer {
             p.min = first.time;
             self.due.insert((p.min, key));
         } else {
-            self.pending.remove(&key);
-            self.dictionary.release(key);
+            let p = self.pending.remove(&key).expect("found above");
+            self.dictionary.release(p.key);
         }
         let rows = self.gather(&taken)?;
         let times: Vec<i64> = taken.iter().map(|e| e.time).collect();
@@ -455,15 +465,23 @@ impl EventTimeBuffer {
         Ok(out)
     }
 
-    /// Adds a reference to key `id` (an id returned by this buffer that is
-    /// still valid): it stays valid until a matching `release_key`.
-    pub fn retain_key(&mut self, id: u32) {
-        self.dictionary.retain(id);
+    /// A handle on key `id` (an id returned by this buffer that is still
+    /// valid): the id stays valid until the handle is given back with
+    /// [`release_key`](Self::release_key).
+    pub fn retain_key(&mut self, id: u32) -> KeyHandle {
+        self.dictionary.hold(id)
     }
 
-    /// Drops a reference taken with [`EventTimeBuffer::retain_key`].
-    pub fn release_key(&mut self, id: u32) {
-        self.dictionary.release(id);
+    /// Gives back a handle taken with [`retain_key`](Self::retain_key) or
+    /// [`intern_key`](Self::intern_key).
+    pub fn release_key(&mut self, key: KeyHandle) {
+        self.dictionary.release(key);
+        self.shrink_reservation();
+    }
+
+    /// Gives back every handle of `keys`.
+    pub fn release_keys(&mut self, keys: impl IntoIterator<Item = KeyHandle>) {
+        self.dictionary.release_all(keys);
         self.shrink_reservation();
     }
 
@@ -585,8 +603,8 @@ impl EventTimeBuffer {
             writer.write(&self.gather(chunk)?)?;
         }
         self.spilled.add(writer.finish()?)?;
-        for (key, _) in std::mem::take(&mut self.pending) {
-            self.dictionary.release(key);
+        for (_, p) in std::mem::take(&mut self.pending) {
+            self.dictionary.release(p.key);
         }
         self.due.clear();
         self.batches.clear();
@@ -653,12 +671,10 @@ impl EventTimeBuffer {
         self.watermark = watermark;
     }
 
-    /// The id of the key encoded as `bytes` (a restored key), with one
-    /// reference held for the caller (drop it with `release_key`).
-    pub fn intern_key(&mut self, bytes: &[u8]) -> u32 {
-        let id = self.dictionary.intern(bytes);
-        self.dictionary.retain(id);
-        id
+    /// A handle on the key encoded as `bytes` (a restored key), for the
+    /// caller (give it back with [`release_key`](Self::release_key)).
+    pub fn intern_key(&mut self, bytes: &[u8]) -> KeyHandle {
+        self.dictionary.hold_key(bytes)
     }
 }
 
@@ -793,12 +809,12 @@ mod tests {
         buf.push(&rows_batch(&[(7, 1, 1)]), &ctx).unwrap();
         let keys = buf.advance(5).unwrap();
         assert_eq!(keys.len(), 1);
-        buf.retain_key(keys[0]);
+        let held = buf.retain_key(keys[0]);
         let r = buf.take(keys[0]).unwrap().unwrap();
         assert!(buf.memory_size() > 0, "the retained key is still accounted");
         let cols = buf.key_columns(&[r.key]).unwrap();
         assert_eq!(cols[0].as_string::<i32>().value(0), "k7");
-        buf.release_key(r.key);
+        buf.release_key(held);
         assert_eq!(buf.memory_size(), 0);
         assert_eq!(ctx.pool().reserved(), 0);
     }

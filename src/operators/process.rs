@@ -15,7 +15,7 @@
 
 use super::event_buffer::{lateness_clock, EventTimeBuffer, Released};
 use crate::error::{Error, Result};
-use crate::key::FastBuildHasher;
+use crate::key::{FastBuildHasher, KeyHandle};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, Output};
@@ -357,6 +357,9 @@ pub struct KeyedProcessOperator<P: KeyedProcessFunction> {
     states_size: usize,
     /// Keys run since the last spill (kept in memory by the first spill attempt).
     recent: HashSet<u32, FastBuildHasher>,
+    /// The operator's hold on every key it has a state or timers for
+    /// (matched by `settle_key`).
+    held: HashMap<u32, KeyHandle, FastBuildHasher>,
     // resources
     /// The states, timers and state log index (made by `open`).
     reservation: MemoryReservation,
@@ -399,6 +402,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             processing_index: BTreeSet::new(),
             states_size: 0,
             recent: HashSet::default(),
+            held: HashMap::default(),
             reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
             spilled: None,
         })
@@ -467,10 +471,8 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             self.states_size -= self.function.state_size(&state);
         }
         for key in keys {
-            // the state's reference to the key id; timers keep their own
-            if !self.holds(key) {
-                self.buffer.release_key(key);
-            }
+            // the key is still held if it has timers
+            self.settle_key(key);
         }
         Ok(())
     }
@@ -490,11 +492,9 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             operator: self.pctx.operator.clone(),
             message: format!("cannot read a spilled state back: {e}"),
         })?;
-        if !self.holds(key) {
-            self.buffer.retain_key(key);
-        }
         self.states_size += self.function.state_size(&state);
         self.states.insert(key, state);
+        self.settle_key(key);
         Ok(())
     }
 
@@ -508,6 +508,20 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         self.states.contains_key(&key)
             || self.timers.contains_key(&key)
             || self.processing_timers.contains_key(&key)
+    }
+
+    /// Matches the operator's hold on `key` (a valid id) to whether it has a
+    /// state or timers for it: taken when it starts to, given back when it
+    /// stops (the key is then forgotten unless the buffer has rows of it).
+    fn settle_key(&mut self, key: u32) {
+        if self.holds(key) {
+            if !self.held.contains_key(&key) {
+                let handle = self.buffer.retain_key(key);
+                self.held.insert(key, handle);
+            }
+        } else if let Some(handle) = self.held.remove(&key) {
+            self.buffer.release_key(handle);
+        }
     }
 
     /// Moves `key`'s processing-time timers into the context (and back with `store`).
@@ -541,8 +555,8 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             self.load_state(key)?;
             self.recent.insert(key);
             let size_before = self.size_of_state(key);
-            let held = self.holds(key);
-            self.buffer.retain_key(key);
+            // the id stays valid while the timers run
+            let pin = self.buffer.retain_key(key);
             let key_row = self.key_row(key)?;
             self.load_processing_timers(key);
             let mut result = Ok(());
@@ -567,14 +581,8 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             }
             self.store_processing_timers(key);
             self.states_size = self.states_size - size_before + self.size_of_state(key);
-            match (held, self.holds(key)) {
-                (false, true) => {}
-                (true, false) => {
-                    self.buffer.release_key(key);
-                    self.buffer.release_key(key);
-                }
-                _ => self.buffer.release_key(key),
-            }
+            self.settle_key(key);
+            self.buffer.release_key(pin);
             result?;
         }
         Ok(())
@@ -728,7 +736,8 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
                 batch.column(2).as_binary::<i32>(),
             );
             for r in 0..batch.num_rows() {
-                let id = self.buffer.intern_key(keys.value(r));
+                let lookup = self.buffer.intern_key(keys.value(r));
+                let id = lookup.id();
                 if states.is_valid(r) {
                     let st: P::State = postcard::from_bytes(states.value(r)).map_err(|e| {
                         self.state_error(format!("cannot read a key's state back: {e}"))
@@ -750,10 +759,8 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
                     self.processing_timers
                         .insert(id, processing.into_iter().collect());
                 }
-                if !self.holds(id) {
-                    // nothing held after all: drop the reference taken above
-                    self.buffer.release_key(id);
-                }
+                self.settle_key(id);
+                self.buffer.release_key(lookup);
             }
         }
         ctx.set_processing_timer(self.processing_index.first().map(|&(t, _)| t));
@@ -798,9 +805,8 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         self.load_state(key)?;
         self.recent.insert(key);
         let size_before = self.size_of_state(key);
-        let held = self.holds(key);
-        // pinned while it runs; kept as the state's reference if it now holds state
-        self.buffer.retain_key(key);
+        // the id stays valid while the key runs
+        let pin = self.buffer.retain_key(key);
         let released = self.buffer.take(key)?;
         let timers = self.timers.remove(&key).unwrap_or_default();
         for &t in &timers {
@@ -817,14 +823,8 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             self.timer_index.extend(timers.iter().map(|&t| (t, key)));
             self.timers.insert(key, timers);
         }
-        match (held, self.holds(key)) {
-            (false, true) => {}
-            (true, false) => {
-                self.buffer.release_key(key);
-                self.buffer.release_key(key);
-            }
-            _ => self.buffer.release_key(key),
-        }
+        self.settle_key(key);
+        self.buffer.release_key(pin);
         result
     }
 
@@ -955,23 +955,14 @@ impl<P: KeyedProcessFunction> Operator for KeyedProcessOperator<P> {
         self.processing_timers.clear();
         self.processing_index.clear();
         ctx.set_processing_timer(None);
-        let mut keys: Vec<u32> = self
-            .states
-            .keys()
-            .chain(self.timers.keys())
-            .copied()
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
         self.states.clear();
         self.states_size = 0;
         self.recent.clear();
         self.spilled = None;
         self.timers.clear();
         self.timer_index.clear();
-        for key in keys {
-            self.buffer.release_key(key);
-        }
+        let held = std::mem::take(&mut self.held);
+        self.buffer.release_keys(held.into_values());
         self.sync_reservation(ctx)
     }
 }

@@ -9,7 +9,7 @@
 use super::aggregate::{Accumulators, Agg, BoundAgg};
 use super::window::WindowAggregate;
 use crate::error::{Error, Result};
-use crate::key::{KeyDictionary, KeyEncoder};
+use crate::key::{KeyDictionary, KeyEncoder, KeyHandle};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
@@ -45,7 +45,8 @@ pub struct WindowGroupAggregate {
     // state
     dictionary: KeyDictionary,
     accs: Vec<Accumulators>,
-    live: Vec<bool>,
+    /// The hold on each live group's key, by group id.
+    live: Vec<Option<KeyHandle>>,
     due: BTreeSet<(i64, u32)>,
     watermark: i64,
     // resources
@@ -151,8 +152,9 @@ impl WindowGroupAggregate {
             for a in &mut self.accs {
                 a.reset(id);
             }
-            self.live[id as usize] = false;
-            self.dictionary.release(id);
+            if let Some(held) = self.live[id as usize].take() {
+                self.dictionary.release(held);
+            }
         }
         Ok(())
     }
@@ -221,14 +223,13 @@ impl WindowGroupAggregate {
                 let id = self.dictionary.intern(keys.value(r));
                 let slot = id as usize;
                 if slot >= self.live.len() {
-                    self.live.resize(slot + 1, false);
+                    self.live.resize_with(slot + 1, || None);
                     for a in &mut self.accs {
                         a.resize(slot + 1);
                     }
                 }
-                if !self.live[slot] {
-                    self.live[slot] = true;
-                    self.dictionary.retain(id);
+                if self.live[slot].is_none() {
+                    self.live[slot] = Some(self.dictionary.hold(id));
                     self.due.insert((ends.value(r), id));
                 }
                 ids.push(id);
@@ -265,14 +266,13 @@ impl Operator for WindowGroupAggregate {
             let id = self.dictionary.intern(encoded.row(r).as_ref());
             let slot = id as usize;
             if slot >= self.live.len() {
-                self.live.resize(slot + 1, false);
+                self.live.resize_with(slot + 1, || None);
                 for a in &mut self.accs {
                     a.resize(slot + 1);
                 }
             }
-            if !self.live[slot] {
-                self.live[slot] = true;
-                self.dictionary.retain(id);
+            if self.live[slot].is_none() {
+                self.live[slot] = Some(self.dictionary.hold(id));
                 self.due.insert((end, id));
             }
             groups.push(id);

@@ -96,7 +96,7 @@ struct PartitionState {
 ///                        ├─ ok ──────▶ memory[p].push(batch)
 ///                        └─ refused ─▶ writer[p].write(batch)
 ///
-///  finish() ─▶ more in memory than its part of the fixed quarter? spill it
+///  finish() ─▶ more in memory than its part of half the fixed quarter? spill it
 ///           ─▶ Vec<Partition>: memory[p] (with its own, fixed reservation)
 ///                              + writer[p].finish() → SpillFile
 ///
@@ -304,11 +304,15 @@ impl PartitionedBuffer {
     /// [`Error::Io`] naming a spill file that could not be finished; all
     /// spill files of this buffer are then removed.
     pub fn finish(mut self) -> Result<Vec<Partition>> {
-        // finished partitions are fixed until read: keep them within the
-        // fixed consumers' quarter (shared with the other producers, about
-        // one per partition); a spill here still writes each row once
-        let keep =
-            self.reservation.pool().budget() / FIXED_SHARE_DIVISOR / self.partitions.len().max(1);
+        // finished partitions are fixed until read: keep them within half
+        // the fixed consumers' quarter (shared with the other producers,
+        // about one per partition; the other half is for the read-back
+        // steps of the operators reading them); a spill here still writes
+        // each row once
+        let keep = self.reservation.pool().budget()
+            / FIXED_SHARE_DIVISOR
+            / 2
+            / self.partitions.len().max(1);
         if self.reservation.size() > keep {
             self.spill_memory()?;
         }
@@ -685,13 +689,14 @@ mod tests {
     #[test]
     fn dropping_partitions_unread_frees_memory_and_files() {
         let size = batch_bytes(&batch(0, 100));
-        // 9 batches fit; the 10th spills them and stays, within the fixed
-        // quarter's part of a finished partition (about 1.6 batches)
-        let nine: usize = (0..9).map(|i| batch_bytes(&batch(i * 100, 100))).sum();
-        let pool = MemoryPool::new((nine + size / 2) * 4 / 3);
+        // 12 batches fit; the 13th spills them and stays, within the part
+        // of half the fixed quarter a finished partition keeps (about 1.04
+        // batches)
+        let twelve: usize = (0..12).map(|i| batch_bytes(&batch(i * 100, 100))).sum();
+        let pool = MemoryPool::new((twelve + size / 2) * 4 / 3);
         let spill = SpillManager::try_new(None).unwrap();
         let mut buffer = PartitionedBuffer::new("b", schema(), 2, &pool, &spill);
-        for i in 0..10 {
+        for i in 0..13 {
             buffer.push((i % 2) as usize, batch(i * 100, 100)).unwrap();
         }
         let partitions = buffer.finish().unwrap();

@@ -282,6 +282,9 @@ pub struct SpillReader {
     // state
     /// Index of the next block to decode.
     next_block: usize,
+    /// Bytes from the start of the map whose pages were released (see
+    /// [`SpillReader::release_consumed`]).
+    released: usize,
     // resources
     /// The whole mapped file.
     data: Buffer,
@@ -355,6 +358,7 @@ impl SpillReader {
             schema,
             blocks,
             next_block: 0,
+            released: 0,
             data,
             decoder,
         })
@@ -382,6 +386,64 @@ impl SpillReader {
         (self.next_block..self.blocks.len())
             .map(|i| self.decode(i))
             .collect()
+    }
+
+    /// Drops the resident pages of the batches handed out before the last
+    /// one (the last may still be in use), so that a file read forward once
+    /// does not pile up in the process's resident set. Batches still holding
+    /// such pages stay valid: the map is private and read-only and the file
+    /// never changes, so a page touched again is read back from the file.
+    pub fn release_consumed(&mut self) {
+        let Some(last) = self.next_block.checked_sub(1) else {
+            return;
+        };
+        let Ok(upto) = usize::try_from(self.blocks[last].offset()) else {
+            return;
+        };
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .ok()
+            .filter(|p| p.is_power_of_two())
+            .unwrap_or(4096);
+        let end = upto.min(self.data.len()) & !(page - 1);
+        if end <= self.released {
+            return;
+        }
+        let base = self.data.as_ptr() as usize;
+        if !base.is_multiple_of(page) {
+            return;
+        }
+        // SAFETY: `data` is the whole private read-only mapping made by
+        // `open` (page-aligned at `base`), and [released, end) lies within
+        // it; MADV_DONTNEED on such a mapping only drops cached pages, which
+        // are faulted back unchanged from the file if read again.
+        let rc = unsafe {
+            libc::madvise(
+                (base + self.released) as *mut libc::c_void,
+                end - self.released,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if rc == 0 {
+            self.released = end;
+        }
+    }
+
+    /// Decodes batch `index` (counted from 0 in the order written) without
+    /// moving the reader: random access for lookups in sorted files.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the file if `index` is past the last batch or
+    /// the block is corrupt.
+    pub fn batch(&self, index: usize) -> Result<RecordBatch> {
+        if index >= self.blocks.len() {
+            return Err(corrupt(
+                &self.path,
+                format!("batch {index} asked of {} batches", self.blocks.len()),
+            ));
+        }
+        self.decode(index)
     }
 
     /// Decodes the block at `index`.
@@ -561,6 +623,74 @@ mod tests {
     fn inside(ptr: *const u8, base: *const u8, len: usize) -> bool {
         let (ptr, base) = (ptr as usize, base as usize);
         ptr >= base && ptr < base + len
+    }
+
+    /// Resident kB of the mapping in this process (`/proc/self/smaps`).
+    fn resident_pages(reader: &SpillReader) -> usize {
+        let base = reader.data.as_ptr() as usize;
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if let Some((lo, hi)) = first.split_once('-') {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    inside = lo <= base && base < hi;
+                    continue;
+                }
+            }
+            if inside && line.starts_with("Rss:") {
+                return line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            }
+        }
+        panic!("mapping not found")
+    }
+
+    #[test]
+    fn released_pages_leave_the_resident_set_and_batches_stay_readable() {
+        let manager = SpillManager::try_new(None).unwrap();
+        let batches: Vec<RecordBatch> = (0..8).map(|i| batch(i * 5000, 5000)).collect();
+        let file = write_file(&manager, &batches);
+        let mut reader = file.read().unwrap();
+        let mut back = Vec::new();
+        for _ in 0..6 {
+            back.push(reader.next().unwrap().unwrap());
+        }
+        // touch every byte handed out so far
+        let sum: f64 = back
+            .iter()
+            .map(|b| {
+                b.column(1)
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .flatten()
+                    .sum::<f64>()
+            })
+            .sum();
+        let before = resident_pages(&reader);
+        reader.release_consumed();
+        let after = resident_pages(&reader);
+        assert!(
+            after + 80 < before,
+            "five batches' pages released (kB): {before} -> {after}"
+        );
+        reader.release_consumed(); // nothing more to release: a no-op
+                                   // batches handed out before still read the same values
+        assert_eq!(back, batches[..6]);
+        let again: f64 = back
+            .iter()
+            .map(|b| {
+                b.column(1)
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .flatten()
+                    .sum::<f64>()
+            })
+            .sum();
+        assert_eq!(sum, again);
+        let rest: Vec<RecordBatch> = reader.collect::<Result<_>>().unwrap();
+        assert_eq!(rest, batches[6..]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod spill;
 use super::aggregate::{Accumulators, Agg, BoundAgg};
 use super::window::WindowAggregate;
 use crate::error::{Error, Result};
-use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
+use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder, KeyHandle};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
@@ -75,6 +75,8 @@ pub struct SessionWindowAggregate {
     // state
     dictionary: KeyDictionary,
     sessions: HashMap<u32, Vec<Session>, FastBuildHasher>,
+    /// The hold on every key with sessions in memory.
+    held: HashMap<u32, KeyHandle, FastBuildHasher>,
     /// `(end, key id, start)` of every live session, for firing and cleanup.
     by_end: BTreeSet<(i64, u32, i64)>,
     accs: Vec<Accumulators>,
@@ -82,11 +84,14 @@ pub struct SessionWindowAggregate {
     free: Vec<u32>,
     /// Emitted sessions merged away in this batch: `(key, start, end, slot)`.
     retract: Vec<(u32, i64, i64, u32)>,
+    /// Heap bytes of the per-key session lists (see [`list_bytes`]).
+    list_bytes: usize,
     watermark: Option<i64>,
     // resources
     /// Sessions and key dictionary (spillable; made by `open`).
     reservation: MemoryReservation,
-    /// Fragments read back from disk until they fire (fixed).
+    /// The sessions of the keys a merge of spilled runs works on, one
+    /// chunk at a time (fixed).
     read_back: MemoryReservation,
     spilled: SpilledSessions,
 }
@@ -129,10 +134,12 @@ impl SessionWindowAggregate {
             emit_op,
             dictionary: KeyDictionary::new(),
             sessions: HashMap::default(),
+            held: HashMap::default(),
             by_end: BTreeSet::new(),
             slots: 0,
             free: Vec::new(),
             retract: Vec::new(),
+            list_bytes: 0,
             watermark: None,
             reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
             read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
@@ -193,6 +200,7 @@ impl SessionWindowAggregate {
     ) -> Result<u32> {
         let (t, end) = (fragment.start, fragment.end);
         let list = self.sessions.entry(key).or_default();
+        let before = list_bytes(list);
         // sessions overlapping or touching [t, t + gap)
         let first = list.partition_point(|s| s.end < t);
         let mut last = first;
@@ -203,10 +211,15 @@ impl SessionWindowAggregate {
             let is_new_key = list.is_empty();
             let slot = self.new_slot();
             let list = self.sessions.get_mut(&key).expect("entry created above");
+            if list.capacity() == 0 {
+                // most keys have one session: no room for four
+                list.reserve_exact(1);
+            }
             list.insert(first, Session { slot, ..fragment });
+            self.list_bytes = self.list_bytes - before + list_bytes(list);
             self.by_end.insert((end, key, t));
             if is_new_key {
-                self.dictionary.retain(key);
+                self.held.insert(key, self.dictionary.hold(key));
             }
             return Ok(slot);
         }
@@ -245,6 +258,7 @@ impl SessionWindowAggregate {
         };
         let list = self.sessions.get_mut(&key).expect("has sessions");
         list.insert(first, session);
+        self.list_bytes = self.list_bytes - before + list_bytes(list);
         self.by_end.insert((new_end, key, start));
         Ok(target.slot)
     }
@@ -274,32 +288,95 @@ impl SessionWindowAggregate {
         self.row(key, start, end, slot, "delete")
     }
 
-    /// Fires and drops sessions up to watermark `t`; with spilled
-    /// fragments, in steps that each bring a bounded number back first.
+    /// Fires and drops sessions up to watermark `t`. With sessions on disk
+    /// that may touch one ending by `t`, merges memory and disk first, a
+    /// chunk of keys at a time (see [`merge_spilled`](Self::merge_spilled)).
     fn advance(&mut self, t: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
-        loop {
-            let step = if self.spilled.is_empty() {
-                t
-            } else {
-                match self
-                    .spilled
-                    .next_step(store::step_bytes(self.read_back.pool()))?
-                {
-                    Some(s) if s < t => s,
-                    _ => t,
-                }
-            };
-            let mut rows = self.hydrate(step)?;
-            self.fire(step, t, &mut rows)?;
+        if self.disk_may_fire(t) {
+            self.merge_spilled(t, ctx, out)?;
+        } else {
+            let mut rows = Vec::new();
+            self.fire(t, t, &mut rows)?;
             if !rows.is_empty() {
                 out.emit(arrow_select::concat::concat_batches(&self.schema, &rows)?);
-            }
-            if step >= t {
-                break;
             }
         }
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
         self.sync_reservation(ctx)
+    }
+
+    /// True if firing at `t` needs the spilled fragments: one of them ends
+    /// by `t`, or an in-memory session ending by `t` ends at or after the
+    /// earliest spilled start (so a spilled fragment of its key may touch it).
+    /// Otherwise no spilled fragment can touch a session that fires: it
+    /// would start at or before that session's end.
+    fn disk_may_fire(&self, t: i64) -> bool {
+        let (Some(min_start), Some(min_end)) = (self.spilled.min_start(), self.spilled.min_end())
+        else {
+            return false;
+        };
+        min_end <= t
+            || (min_start <= t
+                && self
+                    .by_end
+                    .range((min_start, 0, i64::MIN)..=(t, u32::MAX, i64::MAX))
+                    .next()
+                    .is_some())
+    }
+
+    /// Fires at `t` with spilled state: memory is written as one more run,
+    /// then every run is read in key order, a chunk of whole keys at a time
+    /// into memory (its own fixed reservation of about one read-back step):
+    /// the chunk's sessions are complete, so those ending by `t` fire and
+    /// the expired ones drop, and the rest go to one new run.
+    ///
+    /// ```text
+    ///  memory ─► run ─┐
+    ///  run 1 ─────────┼─► KeyMerge ─► chunk of keys ─► merge fragments ─► fire / drop
+    ///  run n ─────────┘                                  └─► the rest ─► new run
+    /// ```
+    fn merge_spilled(&mut self, t: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        let spill = ctx.spill().clone();
+        let name = ctx.operator().to_string();
+        if !self.sessions.is_empty() {
+            let before = self.state_bytes();
+            self.spill_sessions(&spill)?;
+            spill
+                .metrics()
+                .record_state_spilled(before.saturating_sub(self.state_bytes()) as u64);
+        }
+        store::sync(self, &spill)?;
+        let mut merge = self.spilled.take_merge();
+        let step = store::step_bytes(self.read_back.pool());
+        let rows = merge.step_rows(step);
+        let mut writer = self.spilled.writer(&spill, &name)?;
+        while let Some(chunk) = merge.next_chunk(rows)? {
+            let mut forward: HashMap<u32, u32> = HashMap::new();
+            let mut pending_free = Vec::new();
+            for batch in &chunk {
+                self.merge_fragment_rows(batch, &mut forward, &mut pending_free)?;
+            }
+            self.free.extend(pending_free);
+            let grow = self.state_bytes().saturating_sub(self.read_back.size());
+            store::reserve_step(&mut self.read_back, grow);
+            let mut rows_out = Vec::new();
+            for (key, ps, pe, slot) in std::mem::take(&mut self.retract) {
+                rows_out.push(self.retraction(key, ps, pe, resolve(&forward, slot))?);
+            }
+            self.fire(t, t, &mut rows_out)?;
+            if !rows_out.is_empty() {
+                out.emit(arrow_select::concat::concat_batches(
+                    &self.schema,
+                    &rows_out,
+                )?);
+            }
+            let rest = Self::fragments(&self.sessions, &self.dictionary);
+            writer.write_sessions(&rest, &self.accs)?;
+            drop(rest);
+            self.clear_memory();
+            self.read_back.free();
+        }
+        self.spilled.add(writer, &spill, &name)
     }
 
     /// Emits sessions ending at or before `step` that changed since they
@@ -350,37 +427,15 @@ impl SessionWindowAggregate {
                 self.release_slot(s.slot, &mut pending_free);
             }
             if now_empty {
-                self.sessions.remove(&key);
-                self.dictionary.release(key);
+                if let Some(list) = self.sessions.remove(&key) {
+                    self.list_bytes -= list_bytes(&list);
+                }
+                let held = self.held.remove(&key).expect("a key with sessions is held");
+                self.dictionary.release(held);
             }
         }
         self.free.extend(pending_free);
         Ok(())
-    }
-
-    /// Brings the spilled fragments starting at or before `last` back and
-    /// merges them into memory; returns the retractions of emitted sessions
-    /// that merged away. Reserved without a limit: the step bounds it, and
-    /// firing releases it.
-    fn hydrate(&mut self, last: i64) -> Result<Vec<RecordBatch>> {
-        if self.spilled.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut forward: HashMap<u32, u32> = HashMap::new();
-        let mut pending_free = Vec::new();
-        for batch in self.spilled.take_through(last)? {
-            self.merge_fragment_rows(&batch, &mut forward, &mut pending_free)?;
-        }
-        let mut rows = Vec::new();
-        for (key, ps, pe, slot) in std::mem::take(&mut self.retract) {
-            rows.push(self.retraction(key, ps, pe, resolve(&forward, slot))?);
-        }
-        self.free.extend(pending_free);
-        // whole panes come back: counted at once, spilled again by the sync
-        // after firing if they do not fit
-        let beyond = self.state_bytes().saturating_sub(self.reservation.size());
-        self.reservation.grow(beyond);
-        Ok(rows)
     }
 
     /// Merges fragments of the run layout into memory (their intervals and
@@ -429,7 +484,7 @@ impl SessionWindowAggregate {
     }
 
     /// Every in-memory session as a fragment of the run layout, sorted by
-    /// (start, key).
+    /// (key, start).
     fn fragments<'a>(
         sessions: &'a HashMap<u32, Vec<Session>, FastBuildHasher>,
         dictionary: &'a KeyDictionary,
@@ -446,7 +501,7 @@ impl SessionWindowAggregate {
                 slot: s.slot,
             }));
         }
-        all.sort_unstable_by(|a, b| (a.start, a.key).cmp(&(b.start, b.key)));
+        all.sort_unstable_by(|a, b| (a.key, a.start).cmp(&(b.key, b.start)));
         all
     }
 
@@ -456,19 +511,35 @@ impl SessionWindowAggregate {
         self.spilled
             .spill(&all, &self.accs, spill, self.reservation.consumer())?;
         drop(all);
-        for (key, _) in self.sessions.drain() {
-            self.dictionary.release(key);
-        }
-        self.by_end.clear();
-        self.accs = self.aggs.iter().map(Accumulators::new).collect();
-        self.slots = 0;
-        self.free.clear();
+        self.clear_memory();
         Ok(())
     }
 
+    /// Drops every in-memory session (written elsewhere first), giving the
+    /// memory of every structure back, not only its contents.
+    fn clear_memory(&mut self) {
+        self.dictionary
+            .release_all(std::mem::take(&mut self.held).into_values());
+        self.sessions = HashMap::default();
+        self.list_bytes = 0;
+        self.by_end.clear();
+        self.accs = self.aggs.iter().map(Accumulators::new).collect();
+        self.slots = 0;
+        self.free = Vec::new();
+    }
+
+    /// Bytes the in-memory state takes: what the pool is told. Tables are
+    /// counted by capacity (what they allocated), the ordered index by a
+    /// B-tree node's share per entry.
     fn state_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(u32, Vec<Session>)>() + 1;
         self.dictionary.memory_size()
-            + self.by_end.len() * 64
+            + self.sessions.capacity() * entry
+            + self.held.capacity() * (std::mem::size_of::<(u32, KeyHandle)>() + 1)
+            + self.list_bytes
+            + self.by_end.len() * BY_END_ENTRY_BYTES
+            + self.free.capacity() * 4
+            + self.retract.capacity() * std::mem::size_of::<(u32, i64, i64, u32)>()
             + self
                 .accs
                 .iter()
@@ -500,6 +571,19 @@ impl SpillableState for SessionWindowAggregate {
 
     fn reservation(&mut self) -> &mut MemoryReservation {
         &mut self.reservation
+    }
+}
+
+/// Bytes of one entry of the `by_end` B-tree: 24 bytes of key in leaves of
+/// 11, about two thirds full, plus the nodes' headers.
+const BY_END_ENTRY_BYTES: usize = 48;
+
+/// Heap bytes of one key's session list: its capacity plus the
+/// allocator's header.
+fn list_bytes(list: &Vec<Session>) -> usize {
+    match list.capacity() {
+        0 => 0,
+        n => n * std::mem::size_of::<Session>() + 16,
     }
 }
 

@@ -122,20 +122,20 @@ impl WindowAggregate {
         }
         let mut marks = Marks::default();
         for (&w, keys) in &self.emitted {
-            keys.iter()
-                .for_each(|&k| marks.push(Mark::Emitted, w, k, 0));
+            keys.ids().for_each(|k| marks.push(Mark::Emitted, w, k, 0));
         }
         for (&w, counts) in &self.early_counts {
             counts
+                .counts
                 .iter()
                 .for_each(|(&k, &c)| marks.push(Mark::EarlyCount, w, k, c));
         }
         for (&w, keys) in &self.early_pending {
-            keys.iter()
-                .for_each(|&k| marks.push(Mark::EarlyPending, w, k, 0));
+            keys.ids()
+                .for_each(|k| marks.push(Mark::EarlyPending, w, k, 0));
         }
         for (&w, keys) in &self.dirty {
-            keys.iter().for_each(|&k| marks.push(Mark::Dirty, w, k, 0));
+            keys.ids().for_each(|k| marks.push(Mark::Dirty, w, k, 0));
         }
         if !marks.kind.is_empty() {
             let keys =
@@ -174,7 +174,7 @@ impl WindowAggregate {
         let layout: SchemaRef = self.spilled.schema().clone();
         for batch in state.keyed(PANES)? {
             check_layout(&batch, &layout, PANES, operator)?;
-            self.merge_pane_rows(&batch, false)?;
+            self.merge_pane_rows(&batch)?;
         }
         let marks_layout = marks_schema();
         for batch in state.keyed(MARKS)? {
@@ -186,30 +186,33 @@ impl WindowAggregate {
             let count = column::<UInt64Array>(&batch, "count", MARKS, operator)?;
             for r in 0..batch.num_rows() {
                 let w = (end.value(r), start.value(r));
-                // the panes restored above hold these keys (a key with marks has state
-                // in that window's panes), so the id stays valid
+                // each set holds the keys it names
                 let id = self.dictionary.intern(key.value(r));
+                let dictionary = &mut self.dictionary;
                 match Mark::from_u8(kind.value(r)) {
                     Some(Mark::Emitted) => {
-                        self.emitted.entry(w).or_default().insert(id);
+                        self.emitted.entry(w).or_default().insert(dictionary, id);
                     }
                     Some(Mark::EarlyCount) => {
-                        self.early_counts
-                            .entry(w)
-                            .or_default()
-                            .insert(id, count.value(r));
+                        let counts = self.early_counts.entry(w).or_default();
+                        counts.held.insert(dictionary, id);
+                        counts.counts.insert(id, count.value(r));
                     }
                     Some(Mark::EarlyPending) => {
-                        self.early_pending.entry(w).or_default().insert(id);
+                        self.early_pending
+                            .entry(w)
+                            .or_default()
+                            .insert(dictionary, id);
                     }
                     Some(Mark::Dirty) => {
-                        self.dirty.entry(w).or_default().insert(id);
+                        self.dirty.entry(w).or_default().insert(dictionary, id);
                     }
                     None => {
+                        dictionary.forget_unused(id);
                         return Err(keyed_state::state_error(
                             operator,
                             format!("`{MARKS}` has an unknown kind {}", kind.value(r)),
-                        ))
+                        ));
                     }
                 }
             }

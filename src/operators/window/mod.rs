@@ -8,7 +8,7 @@ mod checkpoint_tests;
 mod spill;
 
 use crate::error::{Error, Result};
-use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder};
+use crate::key::{FastBuildHasher, HeldKeys, KeyDictionary, KeyEncoder, KeyHandle};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
@@ -93,17 +93,17 @@ pub struct WindowAggregate {
     dictionary: KeyDictionary,
     panes: BTreeMap<i64, Pane>,
     /// Keys already emitted per window (their next row is an `update`).
-    emitted: BTreeMap<(i64, i64), BTreeSet<u32>>,
+    emitted: BTreeMap<(i64, i64), HeldKeys>,
     /// Rows per key since the last early firing, per open window.
-    early_counts: BTreeMap<(i64, i64), HashMap<u32, u64, FastBuildHasher>>,
+    early_counts: BTreeMap<(i64, i64), EarlyCounts>,
     /// Keys with new rows since the last early firing, per open window.
-    early_pending: BTreeMap<(i64, i64), BTreeSet<u32>>,
+    early_pending: BTreeMap<(i64, i64), HeldKeys>,
     /// Processing time of the next interval firing.
     early_tick: Option<i64>,
     /// Windows holding data that are not done yet: `(end, start) -> fired`.
     windows: BTreeMap<(i64, i64), bool>,
     /// Fired windows that received late rows, with the keys to re-emit.
-    dirty: BTreeMap<(i64, i64), BTreeSet<u32>>,
+    dirty: BTreeMap<(i64, i64), HeldKeys>,
     watermark: Option<i64>,
     last_groups: usize,
     // resources
@@ -114,11 +114,33 @@ pub struct WindowAggregate {
     spilled: spill::SpilledPanes,
 }
 
-/// Partial aggregates of one pane: key id -> group slot.
+/// Partial aggregates of one pane: key id -> group slot. The pane holds
+/// each of its keys (`key_ids[slot]`).
 struct Pane {
     groups: HashMap<u32, u32, FastBuildHasher>,
-    key_ids: Vec<u32>,
+    key_ids: Vec<KeyHandle>,
     accs: Vec<Accumulators>,
+}
+
+/// Rows per key since the last early firing of one window, each key held
+/// while counted.
+#[derive(Default)]
+struct EarlyCounts {
+    held: HeldKeys,
+    counts: HashMap<u32, u64, FastBuildHasher>,
+}
+
+/// Adds `id` (held elsewhere right now) to the held set of `window` in `sets`.
+fn hold_in(
+    sets: &mut BTreeMap<(i64, i64), HeldKeys>,
+    window: (i64, i64),
+    dictionary: &mut KeyDictionary,
+    ids: impl IntoIterator<Item = u32>,
+) {
+    let set = sets.entry(window).or_default();
+    for id in ids {
+        set.insert(dictionary, id);
+    }
 }
 
 impl Pane {
@@ -267,7 +289,7 @@ impl WindowAggregate {
     /// that key was emitted before (accumulating), else `insert`.
     fn op_for(&self, window: (i64, i64), key: u32) -> &'static str {
         let purge = self.early.is_some_and(|e| e.purge);
-        if !purge && self.emitted.get(&window).is_some_and(|k| k.contains(&key)) {
+        if !purge && self.emitted.get(&window).is_some_and(|k| k.contains(key)) {
             "update"
         } else {
             "insert"
@@ -276,22 +298,28 @@ impl WindowAggregate {
 
     /// Emits the early results of `keys` in window `(end, start)`, then
     /// remembers them as emitted (or purges them).
+    /// `keys` must be held (by the early-firing bookkeeping) while it runs.
     fn fire_early(
         &mut self,
         window: (i64, i64),
-        keys: BTreeSet<u32>,
+        keys: &BTreeSet<u32>,
         out: &mut Output,
     ) -> Result<()> {
         let (end, start) = window;
         self.hydrate(end)?;
-        if let Some(b) = self.evaluate(start, end, Some(&keys), &|k| self.op_for(window, k))? {
+        if let Some(b) = self.evaluate(start, end, Some(keys), &|k| self.op_for(window, k))? {
             out.emit(b);
         }
         if self.early.is_some_and(|e| e.purge) {
             // tumbling: one pane per window
-            self.purge_keys(start, Some(&keys));
+            self.purge_keys(start, Some(keys));
         } else {
-            self.emitted.entry(window).or_default().extend(keys);
+            hold_in(
+                &mut self.emitted,
+                window,
+                &mut self.dictionary,
+                keys.iter().copied(),
+            );
         }
         Ok(())
     }
@@ -331,8 +359,7 @@ impl WindowAggregate {
             return Ok(());
         }
         for batch in self.spilled.take_up_to(boundary)? {
-            // the run keeps a reference to each (pane, key)'s key id
-            self.merge_pane_rows(&batch, true)?;
+            self.merge_pane_rows(&batch)?;
         }
         // whole panes come back: counted at once, spilled again by the sync
         // after firing if they do not fit
@@ -342,10 +369,9 @@ impl WindowAggregate {
     }
 
     /// Merges rows of the run layout (pane | key | partial states) into the
-    /// in-memory panes. `held_by_run`: each row holds a reference to its key
-    /// id (spilled rows), handed over to the pane; restored rows hold none.
-    /// The layout must be this operator's (runs are; restored rows are checked).
-    fn merge_pane_rows(&mut self, batch: &RecordBatch, held_by_run: bool) -> Result<()> {
+    /// in-memory panes, which hold their keys. The layout must be this
+    /// operator's (runs are; restored rows are checked).
+    fn merge_pane_rows(&mut self, batch: &RecordBatch) -> Result<()> {
         let panes = batch
             .column(0)
             .as_any()
@@ -373,14 +399,9 @@ impl WindowAggregate {
                 let id = self.dictionary.intern(keys.value(r));
                 let next = pane.key_ids.len() as u32;
                 let slot = *pane.groups.entry(id).or_insert_with(|| {
-                    pane.key_ids.push(id);
-                    self.dictionary.retain(id);
+                    pane.key_ids.push(self.dictionary.hold(id));
                     next
                 });
-                if held_by_run {
-                    // the reference the run held for this (pane, key)
-                    self.dictionary.release(id);
-                }
                 slots.push(slot);
             }
             let n = pane.key_ids.len();
@@ -411,13 +432,13 @@ impl WindowAggregate {
                 .zip(&self.aggs)
                 .map(|(acc, agg)| acc.finish(&order, agg))
                 .collect::<Result<_>>()?;
-            (first.key_ids.clone(), cols)
+            (first.key_ids.iter().map(KeyHandle::id).collect(), cols)
         } else {
             let mut out: Vec<Accumulators> = self.aggs.iter().map(Accumulators::new).collect();
             let mut slots: HashMap<u32, u32, FastBuildHasher> = HashMap::default();
             let mut key_ids = Vec::new();
             for pane in panes {
-                for (slot, &id) in pane.key_ids.iter().enumerate() {
+                for (slot, id) in pane.key_ids.iter().map(KeyHandle::id).enumerate() {
                     if only.is_some_and(|keys| !keys.contains(&id)) {
                         continue;
                     }
@@ -473,14 +494,14 @@ impl WindowAggregate {
     fn window_keys(&self, start: i64, end: i64) -> BTreeSet<u32> {
         self.panes
             .range(start..end)
-            .flat_map(|(_, p)| p.key_ids.iter().copied())
+            .flat_map(|(_, p)| p.key_ids.iter().map(KeyHandle::id))
             .collect()
     }
 
     fn purge_keys(&mut self, start: i64, keys: Option<&BTreeSet<u32>>) {
         if let Some(pane) = self.panes.get_mut(&start) {
-            for (slot, id) in pane.key_ids.iter().enumerate() {
-                if keys.is_none_or(|k| k.contains(id)) {
+            for (slot, id) in pane.key_ids.iter().map(KeyHandle::id).enumerate() {
+                if keys.is_none_or(|k| k.contains(&id)) {
                     for acc in &mut pane.accs {
                         acc.reset(slot as u32);
                     }
@@ -491,17 +512,81 @@ impl WindowAggregate {
 
     fn emit_dirty(&mut self, out: &mut Output) -> Result<()> {
         let purge = self.early.is_some_and(|e| e.purge);
-        for ((end, start), keys) in std::mem::take(&mut self.dirty) {
+        for ((end, start), held) in std::mem::take(&mut self.dirty) {
             self.hydrate(end)?;
             let w = (end, start);
+            let keys: BTreeSet<u32> = held.ids().collect();
             if let Some(b) = self.evaluate(start, end, Some(&keys), &|k| self.op_for(w, k))? {
                 out.emit(b);
             }
             if purge {
                 self.purge_keys(start, Some(&keys));
             } else {
-                self.emitted.entry(w).or_default().extend(keys);
+                hold_in(&mut self.emitted, w, &mut self.dictionary, keys);
             }
+            held.release(&mut self.dictionary);
+        }
+        Ok(())
+    }
+
+    /// True if the due windows can fire straight from the runs: state was
+    /// spilled, no result changes later (no lateness, no early firing), and
+    /// each window is one pane that no other window shares (tumbling).
+    fn fires_from_runs(&self, due: &[(i64, i64)]) -> bool {
+        !self.spilled.is_empty()
+            && !due.is_empty()
+            && self.lateness_ms == 0
+            && self.early.is_none()
+            && due
+                .iter()
+                .all(|&(end, start)| self.window.windows_of_pane(start) == [(start, end)])
+    }
+
+    /// Fires the due windows (tumbling, see [`Self::fires_from_runs`]) by a
+    /// merge of the runs, a chunk of keys at a time, instead of reading
+    /// their panes back whole: the in-memory panes before the last due end
+    /// are spilled first, so each (pane, key) comes out of the merge once
+    /// with its partial states merged. The merge's batches are held in the
+    /// fixed read-back reservation.
+    fn fire_from_runs(
+        &mut self,
+        due: &[(i64, i64)],
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
+        let boundary = due.last().map_or(i64::MIN, |w| w.0);
+        if self.panes.range(..boundary).next().is_some() {
+            let before = self.state_bytes();
+            SpillableState::spill(self, ctx.spill())?;
+            let freed = before.saturating_sub(self.state_bytes());
+            ctx.spill().metrics().record_state_spilled(freed as u64);
+            store::sync(self, ctx.spill())?;
+        }
+        let name = self.reservation.consumer().to_string();
+        self.spilled.reduce_fan_in(&self.aggs, ctx.spill(), &name)?;
+        store::reserve_step(&mut self.read_back, self.spilled.merge_bytes());
+        let fired: BTreeSet<(i64, i64)> = due.iter().map(|&(e, s)| (s, e)).collect();
+        let (keys, aggs, schema, widths) = (
+            &self.keys,
+            &self.aggs,
+            &self.schema,
+            self.spilled.widths().to_vec(),
+        );
+        let mut fire = |batch: &RecordBatch| -> Result<()> {
+            for (start, end, b) in pane_results(batch, keys, aggs, &widths, schema, &fired)? {
+                debug_assert!(fired.contains(&(start, end)));
+                out.emit(b);
+            }
+            Ok(())
+        };
+        let mut spilled =
+            std::mem::replace(&mut self.spilled, spill::SpilledPanes::new(&self.aggs));
+        let result = spilled.fire_through(boundary, &self.aggs, ctx.spill(), &name, &mut fire);
+        self.spilled = spilled;
+        self.read_back.free();
+        result?;
+        for &w in due {
+            self.windows.insert(w, true);
         }
         Ok(())
     }
@@ -515,10 +600,20 @@ impl WindowAggregate {
             .filter(|(_, fired)| !**fired)
             .map(|(w, _)| *w)
             .collect();
+        let due = if self.fires_from_runs(&due) {
+            self.fire_from_runs(&due, ctx, out)?;
+            Vec::new()
+        } else {
+            due
+        };
         for (end, start) in due {
             let w = (end, start);
-            self.early_counts.remove(&w);
-            self.early_pending.remove(&w);
+            if let Some(c) = self.early_counts.remove(&w) {
+                c.held.release(&mut self.dictionary);
+            }
+            if let Some(p) = self.early_pending.remove(&w) {
+                p.release(&mut self.dictionary);
+            }
             self.hydrate(end)?;
             if let Some(b) = self.evaluate(start, end, None, &|k| self.op_for(w, k))? {
                 out.emit(b);
@@ -526,9 +621,9 @@ impl WindowAggregate {
             // keys emitted now: a late row later updates them (until cleanup)
             if self.lateness_ms > 0 && !self.early.is_some_and(|e| e.purge) {
                 let keys: BTreeSet<u32> = self.window_keys(start, end);
-                self.emitted.insert(w, keys);
-            } else {
-                self.emitted.remove(&w);
+                hold_in(&mut self.emitted, w, &mut self.dictionary, keys);
+            } else if let Some(e) = self.emitted.remove(&w) {
+                e.release(&mut self.dictionary);
             }
             if self.early.is_some_and(|e| e.purge) {
                 self.purge_keys(start, None);
@@ -543,7 +638,9 @@ impl WindowAggregate {
                 break;
             }
             self.windows.pop_first();
-            self.emitted.remove(&(end, start));
+            if let Some(e) = self.emitted.remove(&(end, start)) {
+                e.release(&mut self.dictionary);
+            }
         }
         self.drop_panes(t, None);
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
@@ -562,9 +659,7 @@ impl WindowAggregate {
             }
             let (_, p) = self.panes.pop_first().expect("checked above");
             self.last_groups = p.key_ids.len();
-            for id in p.key_ids {
-                self.dictionary.release(id);
-            }
+            self.dictionary.release_all(p.key_ids);
         }
     }
 }
@@ -620,10 +715,14 @@ impl SpillableState for WindowAggregate {
         let name = self.reservation.consumer().to_string();
         self.spilled
             .spill(&self.panes, &self.dictionary, spill, &name)?;
-        // The run keeps each spilled (pane, key)'s reference to its key id, so
-        // ids stay stable (the emitted/early-firing bookkeeping refers to them);
-        // hydrate hands the reference back.
-        self.panes.clear();
+        // the run holds key bytes, not ids: keys only the panes held are
+        // forgotten (the early-firing and emitted bookkeeping holds its own)
+        for (_, pane) in std::mem::take(&mut self.panes) {
+            self.dictionary.release_all(pane.key_ids);
+        }
+        self.dictionary.shrink();
+        // panes made after a spill grow from small again
+        self.last_groups = 0;
         Ok(())
     }
 
@@ -636,6 +735,9 @@ impl Operator for WindowAggregate {
     fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
         self.reservation = ctx.spillable_reservation();
         self.read_back = ctx.fixed_reservation("read-back");
+        // two read-back steps: the merge that fires windows from the runs
+        self.spilled
+            .set_read_back(2 * store::step_bytes(self.read_back.pool()));
         Ok(())
     }
 
@@ -705,8 +807,7 @@ impl Operator for WindowAggregate {
                 let id = self.dictionary.intern(key);
                 let next = pane.key_ids.len() as u32;
                 let g = *pane.groups.entry(id).or_insert_with(|| {
-                    pane.key_ids.push(id);
-                    self.dictionary.retain(id);
+                    pane.key_ids.push(self.dictionary.hold(id));
                     next
                 });
                 groups.push(g);
@@ -720,14 +821,15 @@ impl Operator for WindowAggregate {
             // late rows for windows that already fired: re-emit those keys;
             // open windows count rows towards early firings
             for (s, e) in self.window.windows_of_pane(pane_start) {
-                let keys_of_rows = groups.iter().map(|&g| pane.key_ids[g as usize]);
+                let keys_of_rows = groups.iter().map(|&g| pane.key_ids[g as usize].id());
                 if self.windows.get(&(e, s)) == Some(&true) {
-                    self.dirty.entry((e, s)).or_default().extend(keys_of_rows);
+                    hold_in(&mut self.dirty, (e, s), &mut self.dictionary, keys_of_rows);
                 } else if let Some(early) = self.early {
                     if let Some(n) = early.every_rows {
                         let counts = self.early_counts.entry((e, s)).or_default();
                         for k in keys_of_rows.clone() {
-                            let c = counts.entry(k).or_insert(0);
+                            counts.held.insert(&mut self.dictionary, k);
+                            let c = counts.counts.entry(k).or_insert(0);
                             *c += 1;
                             if *c >= n {
                                 *c = 0;
@@ -736,17 +838,20 @@ impl Operator for WindowAggregate {
                         }
                     }
                     if early.every_ms.is_some() {
-                        self.early_pending
-                            .entry((e, s))
-                            .or_default()
-                            .extend(keys_of_rows);
+                        hold_in(
+                            &mut self.early_pending,
+                            (e, s),
+                            &mut self.dictionary,
+                            keys_of_rows,
+                        );
                     }
                 }
             }
             i = j;
         }
         for (w, keys) in due_early {
-            self.fire_early(w, keys, out)?;
+            // held by early_counts
+            self.fire_early(w, &keys, out)?;
         }
         self.emit_dirty(out)?;
         self.schedule(ctx);
@@ -764,8 +869,11 @@ impl Operator for WindowAggregate {
     fn on_processing_time(&mut self, now: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         if self.early_tick.is_some_and(|t| t <= now) {
             self.early_tick = None;
-            for (w, keys) in std::mem::take(&mut self.early_pending) {
-                self.fire_early(w, keys, out)?;
+            for (w, held) in std::mem::take(&mut self.early_pending) {
+                let keys: BTreeSet<u32> = held.ids().collect();
+                let fired = self.fire_early(w, &keys, out);
+                held.release(&mut self.dictionary);
+                fired?;
             }
         }
         if self.time_column.is_none() {
@@ -786,7 +894,7 @@ impl Operator for WindowAggregate {
         if self.spilled.worth_compacting() {
             let name = ctx.operator().to_string();
             self.spilled
-                .compact(&self.aggs, &mut self.dictionary, ctx.spill(), &name)
+                .compact(&self.aggs, ctx.spill(), &name)
                 .map_err(|e| keyed_state::with_operator(e, ctx.operator()))?;
         }
         self.write_state(state)
@@ -798,6 +906,65 @@ impl Operator for WindowAggregate {
             .map_err(|e| keyed_state::with_operator(e, ctx.operator()))?;
         self.sync_reservation(ctx)
     }
+}
+
+/// The results of the windows `fired` (`(start, end)`, one pane each) from
+/// merged run rows (pane | key | partial states, one row per (pane, key)):
+/// one batch per pane, as `(start, end, batch)`; rows of other panes are
+/// skipped (none in a correct run).
+fn pane_results(
+    batch: &RecordBatch,
+    keys: &Option<KeyEncoder>,
+    aggs: &[BoundAgg],
+    widths: &[usize],
+    schema: &SchemaRef,
+    fired: &BTreeSet<(i64, i64)>,
+) -> Result<Vec<(i64, i64, RecordBatch)>> {
+    let panes = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("run layout: pane is Int64");
+    let key_bytes = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<arrow_array::BinaryArray>()
+        .expect("run layout: key is Binary");
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < batch.num_rows() {
+        let start = panes.value(i);
+        let mut j = i;
+        while j < batch.num_rows() && panes.value(j) == start {
+            j += 1;
+        }
+        let window = fired
+            .range((start, i64::MIN)..)
+            .next()
+            .filter(|w| w.0 == start);
+        if let Some(&(_, end)) = window {
+            let n = j - i;
+            let mut accs: Vec<Accumulators> = aggs.iter().map(Accumulators::new).collect();
+            let slots: Vec<u32> = (0..n as u32).collect();
+            spill::merge_run_rows(&mut accs, widths, batch, i, &slots, n)?;
+            let mut columns: Vec<ArrayRef> = match keys {
+                Some(enc) => {
+                    let parser = enc.converter().parser();
+                    enc.converter()
+                        .convert_rows((i..j).map(|r| parser.parse(key_bytes.value(r))))?
+                }
+                None => Vec::new(),
+            };
+            columns.push(Arc::new(Int64Array::from(vec![start; n])));
+            columns.push(Arc::new(Int64Array::from(vec![end; n])));
+            for (acc, agg) in accs.iter().zip(aggs) {
+                columns.push(acc.finish(&slots, agg)?);
+            }
+            out.push((start, end, RecordBatch::try_new(schema.clone(), columns)?));
+        }
+        i = j;
+    }
+    Ok(out)
 }
 
 /// Orders `(start, row)` pairs by start: a counting sort when the batch

@@ -11,8 +11,13 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Rows per merged batch of a compaction.
+/// Rows per merged batch of a compaction or a firing from runs.
 const CHUNK: usize = 8192;
+
+/// Most rows per batch written to a run: a merge holds one batch per run,
+/// so this bounds what reading the runs back takes (fewer rows under small
+/// budgets, see [`SpilledPanes::set_read_back`]).
+const RUN_BATCH_ROWS: usize = 1024;
 
 /// One run being merged: its current batch, the next row, and the rows
 /// taken from this batch that are not merged into the chunk yet.
@@ -150,6 +155,11 @@ pub(super) struct SpilledPanes {
     schema: SchemaRef,
     /// Partial-state columns per aggregate.
     widths: Vec<usize>,
+    /// Bytes a merge may hold (one batch per run plus a chunk).
+    read_back_bytes: usize,
+    // state
+    /// Largest bytes per row seen in a spill (for sizing batches and merges).
+    row_bytes: usize,
     // resources
     runs: SortedRuns,
 }
@@ -171,7 +181,83 @@ impl SpilledPanes {
                 .map(|a| Accumulators::state_fields(a).len())
                 .collect(),
             runs: SortedRuns::new(),
+            read_back_bytes: usize::MAX,
+            row_bytes: 64,
         }
+    }
+
+    /// Bounds what a merge of the runs holds to about `bytes`.
+    pub(super) fn set_read_back(&mut self, bytes: usize) {
+        self.read_back_bytes = bytes;
+    }
+
+    /// Rows per batch written to a run.
+    fn batch_rows(&self) -> usize {
+        (self.read_back_bytes / 16 / self.row_bytes).clamp(64, RUN_BATCH_ROWS)
+    }
+
+    /// Runs merged at once: as many batches as fit the read-back bytes
+    /// after the merged chunk, at least 2.
+    fn fan_in(&self) -> usize {
+        let per_run = self.batch_rows().saturating_mul(self.row_bytes);
+        (self
+            .read_back_bytes
+            .saturating_sub(self.chunk_rows() * self.row_bytes)
+            / per_run)
+            .max(2)
+    }
+
+    /// Rows per merged chunk.
+    fn chunk_rows(&self) -> usize {
+        (self.read_back_bytes / 4 / self.row_bytes).clamp(64, CHUNK)
+    }
+
+    /// Bytes a merge of the runs holds, at most: what to reserve for it.
+    pub(super) fn merge_bytes(&self) -> usize {
+        (self.runs.len().min(self.fan_in()) * self.batch_rows() + self.chunk_rows())
+            * self.row_bytes
+    }
+
+    /// Writes `batch` to `writer` in batches of [`Self::batch_rows`].
+    fn write_sliced(
+        &self,
+        writer: &mut crate::spill::SpillWriter,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        let rows = self.batch_rows();
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let n = rows.min(batch.num_rows() - at);
+            writer.write(&batch.slice(at, n))?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Merges runs in groups of [`Self::fan_in`] until at most that many
+    /// are left, so a merge over all of them holds its bound.
+    pub(super) fn reduce_fan_in(
+        &mut self,
+        aggs: &[BoundAgg],
+        spill: &SpillManager,
+        name: &str,
+    ) -> Result<()> {
+        let fan_in = self.fan_in();
+        while self.runs.len() > fan_in {
+            let mut cursors = self
+                .runs
+                .drain_first(fan_in)
+                .into_iter()
+                .map(Cursor::try_new)
+                .collect::<Result<Vec<_>>>()?;
+            let mut writer = spill.create_writer(&self.schema, name)?;
+            while let Some(batch) = self.merge_chunk(&mut cursors, aggs)? {
+                self.write_sliced(&mut writer, &batch)?;
+            }
+            drop(cursors); // deletes the merged runs' files
+            self.runs.add(writer.finish()?)?;
+        }
+        Ok(())
     }
 
     /// True if nothing is on disk.
@@ -207,8 +293,8 @@ impl SpilledPanes {
             if sorted {
                 slots.sort_unstable_by(|&a, &b| {
                     dictionary
-                        .key(pane.key_ids[a as usize])
-                        .cmp(dictionary.key(pane.key_ids[b as usize]))
+                        .key(pane.key_ids[a as usize].id())
+                        .cmp(dictionary.key(pane.key_ids[b as usize].id()))
                 });
             }
             let mut columns: Vec<ArrayRef> = vec![
@@ -216,7 +302,7 @@ impl SpilledPanes {
                 Arc::new(BinaryArray::from_iter_values(
                     slots
                         .iter()
-                        .map(|&s| dictionary.key(pane.key_ids[s as usize])),
+                        .map(|&s| dictionary.key(pane.key_ids[s as usize].id())),
                 )),
             ];
             for acc in &pane.accs {
@@ -236,8 +322,13 @@ impl SpilledPanes {
         name: &str,
     ) -> Result<()> {
         let mut writer = spill.create_writer(&self.schema, name)?;
-        for batch in self.pane_batches(panes, dictionary, true)? {
-            writer.write(&batch)?;
+        let batches = self.pane_batches(panes, dictionary, true)?;
+        for batch in &batches {
+            let per_row = batch.get_array_memory_size() / batch.num_rows().max(1);
+            self.row_bytes = self.row_bytes.max(per_row);
+        }
+        for batch in &batches {
+            self.write_sliced(&mut writer, batch)?;
         }
         self.runs.add(writer.finish()?)
     }
@@ -260,12 +351,10 @@ impl SpilledPanes {
     }
 
     /// Merges every run into one holding one row per (pane, key), with the
-    /// partial states of equal rows merged. Each run row holds a reference
-    /// to its key id; a merged row keeps one and releases the others.
+    /// partial states of equal rows merged.
     pub(super) fn compact(
         &mut self,
         aggs: &[BoundAgg],
-        dictionary: &mut KeyDictionary,
         spill: &SpillManager,
         name: &str,
     ) -> Result<()> {
@@ -279,8 +368,8 @@ impl SpilledPanes {
             .map(Cursor::try_new)
             .collect::<Result<Vec<_>>>()?;
         let mut writer = spill.create_writer(&self.schema, name)?;
-        while let Some(batch) = self.merge_chunk(&mut cursors, aggs, dictionary)? {
-            writer.write(&batch)?;
+        while let Some(batch) = self.merge_chunk(&mut cursors, aggs)? {
+            self.write_sliced(&mut writer, &batch)?;
         }
         drop(cursors); // deletes the old runs' files
         self.runs.add(writer.finish()?)
@@ -291,13 +380,13 @@ impl SpilledPanes {
         &self,
         cursors: &mut [Cursor],
         aggs: &[BoundAgg],
-        dictionary: &mut KeyDictionary,
     ) -> Result<Option<RecordBatch>> {
         let widths = &self.widths;
         let mut accs: Vec<Accumulators> = aggs.iter().map(Accumulators::new).collect();
         let mut panes: Vec<i64> = Vec::new();
         let mut keys: Vec<Vec<u8>> = Vec::new();
-        while panes.len() < CHUNK {
+        let chunk = self.chunk_rows();
+        while panes.len() < chunk {
             let mut best: Option<(i64, &[u8])> = None;
             for c in cursors.iter() {
                 if let Some(h) = c.head() {
@@ -310,18 +399,9 @@ impl SpilledPanes {
             let key = key.to_vec();
             let slot = panes.len() as u32;
             panes.push(pane);
-            let mut rows = 0;
             for c in cursors.iter_mut() {
                 if c.head() == Some((pane, key.as_slice())) {
                     c.take_row(slot, &mut accs, widths)?;
-                    rows += 1;
-                }
-            }
-            if rows > 1 {
-                // the merged row keeps one of the runs' references to the key
-                let id = dictionary.intern(&key);
-                for _ in 1..rows {
-                    dictionary.release(id);
                 }
             }
             keys.push(key);
@@ -346,6 +426,51 @@ impl SpilledPanes {
             columns.extend(acc.to_state(&slots)?);
         }
         Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
+    }
+
+    /// Merges every run (one row per (pane, key), partial states merged) and
+    /// hands the merged rows of panes before `boundary` to `fire`, in (pane,
+    /// key) order, at most [`CHUNK`] rows at a time; the rows of later panes
+    /// go to one new run that replaces the old ones. Memory held: one
+    /// batch per run and one chunk.
+    pub(super) fn fire_through(
+        &mut self,
+        boundary: i64,
+        aggs: &[BoundAgg],
+        spill: &SpillManager,
+        name: &str,
+        fire: &mut dyn FnMut(&RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let mut cursors = self
+            .runs
+            .drain()
+            .into_iter()
+            .map(Cursor::try_new)
+            .collect::<Result<Vec<_>>>()?;
+        let mut rest = None;
+        while let Some(batch) = self.merge_chunk(&mut cursors, aggs)? {
+            let panes = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("run layout: pane is Int64");
+            let due = panes.values().partition_point(|&p| p < boundary);
+            if due > 0 {
+                fire(&batch.slice(0, due))?;
+            }
+            if due < batch.num_rows() {
+                if rest.is_none() {
+                    rest = Some(spill.create_writer(&self.schema, name)?);
+                }
+                let writer = rest.as_mut().expect("created above");
+                self.write_sliced(writer, &batch.slice(due, batch.num_rows() - due))?;
+            }
+        }
+        drop(cursors); // deletes the old runs' files
+        if let Some(writer) = rest {
+            self.runs.add(writer.finish()?)?;
+        }
+        Ok(())
     }
 
     /// Every spilled row not read back yet, left on disk (for checkpoints).

@@ -127,8 +127,14 @@ impl SortedRuns {
     /// Takes every run out, each as the rest of its rows in order (for a
     /// merge); a run's file is deleted when its iterator is dropped.
     pub fn drain(&mut self) -> Vec<RunRest> {
+        self.drain_first(self.runs.len())
+    }
+
+    /// Takes the first `n` runs out (all if fewer), like [`drain`](Self::drain).
+    pub fn drain_first(&mut self, n: usize) -> Vec<RunRest> {
+        let n = n.min(self.runs.len());
         self.runs
-            .drain(..)
+            .drain(..n)
             .map(|run| RunRest {
                 first: run
                     .current
