@@ -378,3 +378,128 @@ fn process_function_state_ten_times_the_budget_spills_and_matches_the_unlimited_
         );
     }
 }
+
+/// Many keys with tiny states: what stays in memory after a spill must not
+/// grow with the number of spilled keys (a per-key index of 48 bytes for
+/// 40,000 keys is 3.7x this budget). Running sums per key, against a
+/// brute-force oracle, in both modes at parallelism 1 and 3.
+#[test]
+fn process_function_with_more_spilled_keys_than_an_index_of_them_fits() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use std::collections::BTreeMap;
+    use weir::operators::{KeyRow, ProcessContext, ProcessFn};
+    let out_schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("running", DataType::Int64, false),
+    ]));
+    const KEYS: i64 = 40_000;
+    // two rows per key, the second an hour later, so every key's state
+    // lives until the end and is spilled in between
+    let batches: Vec<Vec<RecordBatch>> = (0..2)
+        .map(|split: i64| {
+            (0..8)
+                .map(|b: i64| {
+                    let ids: Vec<i64> = (0..KEYS / 8).map(|i| b * (KEYS / 8) + i).collect();
+                    RecordBatch::try_new(
+                        schema(),
+                        vec![
+                            Arc::new(Int64Array::from_iter_values(
+                                ids.iter().map(|i| (i * 7919) % KEYS),
+                            )),
+                            Arc::new(Int64Array::from_iter_values(
+                                ids.iter().map(|i| split * 3_600_000 + i),
+                            )),
+                            Arc::new(Int64Array::from_iter_values(
+                                ids.iter().map(|i| i % 97 + split),
+                            )),
+                        ],
+                    )
+                    .unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    let mut want: BTreeMap<(i64, i64), usize> = BTreeMap::new();
+    let mut sums: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut rows: Vec<(i64, i64, i64)> = Vec::new();
+    for b in batches.iter().flatten() {
+        let c = |i: usize| b.column(i).as_primitive::<Int64Type>().values().to_vec();
+        let (k, t, v) = (c(0), c(1), c(2));
+        rows.extend((0..k.len()).map(|i| (t[i], k[i], v[i])));
+    }
+    rows.sort();
+    for (_, k, v) in rows {
+        let s = sums.entry(k).or_default();
+        *s += v;
+        *want.entry((k, *s)).or_default() += 1;
+    }
+    for mode in [ExecMode::Batch, ExecMode::Pipelined] {
+        for p in [1, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let job = Job::new();
+            let s = out_schema.clone();
+            let out = job
+                .from_batches(schema(), batches.clone())
+                .unwrap()
+                .assign_timestamps(
+                    "t",
+                    WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1)),
+                )
+                .unwrap()
+                .key_by(["k"])
+                .unwrap()
+                .process(out_schema.clone(), move || {
+                    let s = s.clone();
+                    ProcessFn::new(
+                        move |key: &KeyRow,
+                              rows: &RecordBatch,
+                              sum: &mut i64,
+                              ctx: &mut ProcessContext| {
+                            let k = key.columns().column(0).as_primitive::<Int64Type>().value(0);
+                            let running: Vec<i64> = rows
+                                .column(2)
+                                .as_primitive::<Int64Type>()
+                                .values()
+                                .iter()
+                                .map(|v| {
+                                    *sum += v;
+                                    *sum
+                                })
+                                .collect();
+                            ctx.emit(RecordBatch::try_new(
+                                s.clone(),
+                                vec![
+                                    Arc::new(Int64Array::from(vec![k; running.len()])),
+                                    Arc::new(Int64Array::from(running)),
+                                ],
+                            )?)
+                        },
+                    )
+                })
+                .unwrap()
+                .collect()
+                .unwrap();
+            let m = job
+                .run(
+                    &ExecConfig::new(mode)
+                        .with_parallelism(p)
+                        .with_memory(512 << 10)
+                        .with_spill_dir(dir.path()),
+                )
+                .unwrap_or_else(|e| panic!("{mode} p={p}: {e}"));
+            assert!(m.spill_files > 0, "{mode} p={p}: spilled");
+            assert_eq!(m.memory_reserved_at_end, 0, "{mode} p={p}");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+            let mut got: BTreeMap<(i64, i64), usize> = BTreeMap::new();
+            for b in out.batches() {
+                let k = b.column(0).as_primitive::<Int64Type>();
+                let r = b.column(1).as_primitive::<Int64Type>();
+                for i in 0..b.num_rows() {
+                    *got.entry((k.value(i), r.value(i))).or_default() += 1;
+                }
+            }
+            assert_eq!(got, want, "{mode} p={p}: the running sums");
+        }
+    }
+}

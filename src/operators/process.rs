@@ -310,7 +310,7 @@ where
 ///        (a timer registered during a call joins the merge at once)
 ///     state: HashMap<key id, State> (Default on first use; clear_state drops it)
 ///            over budget ──► the States of keys not run since the last spill (then, if
-///            still over, every State) to a StateLog on disk (postcard, indexed by key);
+///            still over, every State) to a StateLog on disk (postcard, key-sorted runs);
 ///            a key's state comes back when the key next runs
 ///  emitted rows of all keys ──concat──► out, then the watermark is forwarded
 ///  end of input = watermark i64::MAX: all rows and timers, then state is dropped
@@ -319,7 +319,8 @@ where
 /// each key's `State` (as measured by
 /// [`KeyedProcessFunction::state_size`]). When the pool passes half its
 /// budget, the buffered rows spill to sorted runs and the states to a
-/// [`StateLog`]; only the log's index (about 48 bytes a key) stays in
+/// [`StateLog`]; only the log's sparse index and Bloom filters (a few
+/// bytes a key) and the keys taken back since its last merge stay in
 /// memory. State lives until `clear_state`.
 /// Processing-time timers are not supported here.
 ///
@@ -874,7 +875,9 @@ impl<P: KeyedProcessFunction> SpillableState for KeyedProcessOperator<P> {
     }
 
     fn can_spill(&self) -> bool {
-        !self.states.is_empty() || self.buffer.can_spill()
+        !self.states.is_empty()
+            || self.buffer.can_spill()
+            || self.spilled.as_ref().is_some_and(StateLog::has_taken)
     }
 
     fn spill(&mut self, spill: &Arc<SpillManager>) -> Result<()> {

@@ -82,11 +82,6 @@ impl SpillMetrics {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.rows.fetch_add(rows, Ordering::Relaxed);
     }
-
-    /// Counts `bytes` appended to a file counted before (state logs).
-    pub(crate) fn record_bytes(&self, bytes: u64) {
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
 }
 
 /// Owns the temporary directory spill files live in, and the spill metrics.

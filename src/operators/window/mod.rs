@@ -542,6 +542,14 @@ impl WindowAggregate {
                 .all(|&(end, start)| self.window.windows_of_pane(start) == [(start, end)])
     }
 
+    /// True if the spilled rows of the due windows fit one read-back step:
+    /// they are read back whole, and the runs of later panes stay as they
+    /// are (a merge would rewrite them at every firing).
+    fn due_fits(&mut self, due: &[(i64, i64)]) -> Result<bool> {
+        let boundary = due.last().map_or(i64::MIN, |w| w.0);
+        self.spilled.due_fits(boundary)
+    }
+
     /// Fires the due windows (tumbling, see [`Self::fires_from_runs`]) by a
     /// merge of the runs, a chunk of keys at a time, instead of reading
     /// their panes back whole: the in-memory panes before the last due end
@@ -600,7 +608,7 @@ impl WindowAggregate {
             .filter(|(_, fired)| !**fired)
             .map(|(w, _)| *w)
             .collect();
-        let due = if self.fires_from_runs(&due) {
+        let due = if self.fires_from_runs(&due) && !self.due_fits(&due)? {
             self.fire_from_runs(&due, ctx, out)?;
             Vec::new()
         } else {

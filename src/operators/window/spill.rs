@@ -480,13 +480,27 @@ impl SpilledPanes {
 
     /// Removes and returns, from every run, the rows of panes starting before `boundary`.
     pub(super) fn take_up_to(&mut self, boundary: i64) -> Result<Vec<RecordBatch>> {
-        self.runs.take_up_to(boundary, &|b: &RecordBatch| {
-            Ok(b.column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("the run schema's first column is Int64")
-                .values()
-                .clone())
-        })
+        self.runs.take_up_to(boundary, &pane_of)
     }
+
+    /// True if the spilled rows of panes starting before `boundary` fit
+    /// one read-back step, so reading them back whole stays bounded and
+    /// costs less than a merge that rewrites every later pane.
+    pub(super) fn due_fits(&mut self, boundary: i64) -> Result<bool> {
+        if self.runs.is_empty() {
+            return Ok(true);
+        }
+        let step = self.runs.next_step(&pane_of, self.read_back_bytes)?;
+        Ok(step.is_none_or(|s| s >= boundary))
+    }
+}
+
+/// The pane column of a run batch.
+fn pane_of(b: &RecordBatch) -> Result<arrow_buffer::ScalarBuffer<i64>> {
+    Ok(b.column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("the run schema's first column is Int64")
+        .values()
+        .clone())
 }

@@ -31,7 +31,7 @@ mod runs;
 mod state_log;
 
 pub use runs::{RunKey, RunRest, SortedRuns};
-pub use state_log::{StateLog, INDEX_BYTES_PER_KEY};
+pub use state_log::StateLog;
 
 use crate::error::Result;
 use crate::memory::{MemoryPool, MemoryReservation};

@@ -1,230 +1,528 @@
-//! An append-only log of per-key values on disk, for keyed state that
-//! outgrew the memory budget and is read back one key at a time.
+//! Per-key values on disk, for keyed state that outgrew the memory budget
+//! and is read back one key at a time.
 //!
-//! Owns [`StateLog`]. May use `crate::key` (hashing) and `crate::error`.
+//! Owns [`StateLog`] (key-sorted runs with a sparse block index and a
+//! Bloom filter each, tombstones for keys taken back). May use `crate::key`
+//! (hashing), `crate::spill` (files and metrics) and `crate::error`.
 
 use crate::error::{Error, Result};
 use crate::key::stable_hash;
 use crate::spill::{SpillManager, SpillMetrics};
-use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::collections::HashSet;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::sync::Arc;
 
-/// Bytes accounted per key in the index (hash, offset, length, map slot).
-pub const INDEX_BYTES_PER_KEY: usize = 48;
+/// Records are grouped into blocks of about this many bytes on disk; the
+/// first key of every block is the sparse index, and a lookup reads one
+/// block per run it cannot rule out.
+const BLOCK_BYTES: usize = 4096;
 
-/// The log is rewritten when dead records pass this size and the live ones.
-const COMPACT_MIN_DEAD: u64 = 4 << 20;
+/// Runs kept before all of them are merged into one (so a lookup reads at
+/// most this many blocks, and usually one: the Bloom filters rule out the
+/// others).
+const MAX_RUNS: usize = 8;
 
-/// Keyed values spilled to one temporary file, with an in-memory index.
+/// Bloom filter bits per key (about 1 % false positives with 4 probes).
+const BLOOM_BITS_PER_KEY: usize = 10;
+const BLOOM_PROBES: u64 = 4;
+
+/// Bytes accounted per entry of a block index or of the taken set, besides
+/// the key bytes themselves (box, offset, length, set slot).
+const ENTRY_OVERHEAD: usize = 40;
+
+/// The value length that marks a tombstone (the key was taken back).
+const TOMBSTONE: u32 = u32::MAX;
+
+/// Keyed values spilled to key-sorted runs on disk; only a sparse index
+/// and Bloom filters stay in memory.
 ///
 /// ```text
-///  append([(key, value)...]) ──► file: | klen u32 | key | vlen u32 | value | ...
-///                                index: hash(key) ─► [(offset, record length)]
-///  take(key) ──► hash ─► candidate records ─► the one whose key matches is
-///               read, removed from the index and counted dead
-///  dead > live and > 4 MiB ──► live records copied to a new file (compaction)
+///  append([(key, value)...]) ──sort by key──► run n: | block 0 | block 1 | ...
+///      each block (≈ 4 KiB): | klen u32 | key | vlen u32 | value | ...
+///      plus a tombstone (vlen = u32::MAX) for every key taken since the last append
+///      in memory per run: first key of every block, last key, Bloom filter
+///  take(key): taken since the last append? ──► None (every copy on disk is dead)
+///      else runs newest → oldest: Bloom filter or [first, last] rules it out ──► next;
+///      else read the one block that can hold it: a value ──► remember the key as taken,
+///      return it; a tombstone ──► None
+///  more than 8 runs ──► k-way merge of all of them into one (one block per run in
+///      memory; the newest copy wins; tombstones and what they shadow are dropped)
 /// ```
-/// Only the index stays in memory (about [`INDEX_BYTES_PER_KEY`] per key);
-/// the keys themselves are on disk. The file is deleted when the log is
-/// dropped.
+/// Memory: about `(key + 40) / records per block` bytes a key for the
+/// indexes, 1.25 bytes a key for the Bloom filters, and `key + 40` bytes for
+/// each key taken since the last append (a key its operator holds in memory
+/// anyway, and spills again with the next append). The run files are
+/// deleted when the log is dropped.
 pub struct StateLog {
     // config
     name: String,
     spill: Arc<SpillManager>,
     // state
-    index: HashMap<u64, Vec<(u64, u32)>>,
-    keys: usize,
-    end: u64,
-    live: u64,
-    // resources
-    file: Option<tempfile::NamedTempFile>,
+    /// Oldest first.
+    runs: Vec<Run>,
+    /// Keys taken back since the last append: every copy on disk is dead;
+    /// the next append writes their tombstones.
+    taken: HashSet<Box<[u8]>>,
+    taken_bytes: usize,
+    /// Values appended and not taken back since.
+    live: usize,
+}
+
+/// One key-sorted run on disk.
+struct Run {
+    // state
+    /// `(first key, offset, length)` of every block.
+    blocks: Vec<(Box<[u8]>, u64, u32)>,
+    last_key: Box<[u8]>,
+    bloom: Bloom,
+    // resources (deleted on drop)
+    file: tempfile::NamedTempFile,
+}
+
+/// What a run holds for a key.
+enum Found {
+    Value(Vec<u8>),
+    Tombstone,
+}
+
+impl Run {
+    fn index_bytes(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|(k, _, _)| k.len() + ENTRY_OVERHEAD)
+            .sum::<usize>()
+            + self.last_key.len()
+            + self.bloom.bytes()
+    }
+
+    fn read_block(&self, block: usize, name: &str) -> Result<Vec<u8>> {
+        let (_, offset, len) = &self.blocks[block];
+        let mut buf = vec![0u8; *len as usize];
+        let mut f = self.file.as_file();
+        f.seek(SeekFrom::Start(*offset))
+            .and_then(|_| f.read_exact(&mut buf))
+            .map_err(|e| io_error(self.file.path(), name, e))?;
+        Ok(buf)
+    }
+
+    /// What this run holds for `key`, if anything.
+    fn get(&self, key: &[u8], name: &str) -> Result<Option<Found>> {
+        if !self.bloom.may_contain(key) || key > &*self.last_key {
+            return Ok(None);
+        }
+        // the last block whose first key is <= key
+        let block = self.blocks.partition_point(|(first, _, _)| &**first <= key);
+        if block == 0 {
+            return Ok(None);
+        }
+        let data = self.read_block(block - 1, name)?;
+        let mut at = 0;
+        while at < data.len() {
+            let (k, v, next) = record_at(&data, at, name, self.file.path())?;
+            match data[k].cmp(key) {
+                std::cmp::Ordering::Less => at = next,
+                std::cmp::Ordering::Equal => {
+                    return Ok(Some(match v {
+                        Some(v) => Found::Value(data[v].to_vec()),
+                        None => Found::Tombstone,
+                    }))
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        Ok(None)
+    }
 }
 
 impl std::fmt::Debug for StateLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateLog")
             .field("name", &self.name)
-            .field("keys", &self.keys)
-            .field("bytes", &self.end)
+            .field("runs", &self.runs.len())
+            .field("live", &self.live)
+            .field("taken", &self.taken.len())
             .finish()
     }
 }
 
 impl StateLog {
-    /// An empty log; its file is created in `spill`'s directory on the first append.
+    /// An empty log; its runs are created in `spill`'s directory.
     pub fn new(spill: &Arc<SpillManager>, name: impl Into<String>) -> Self {
         StateLog {
             name: name.into(),
             spill: Arc::clone(spill),
-            index: HashMap::new(),
-            keys: 0,
-            end: 0,
+            runs: Vec::new(),
+            taken: HashSet::new(),
+            taken_bytes: 0,
             live: 0,
-            file: None,
         }
     }
 
-    /// Number of keys in the log.
+    /// Number of keys in the log (values appended and not taken back; a
+    /// key appended again while it is still in the log counts twice).
     pub fn len(&self) -> usize {
-        self.keys
+        self.live
     }
 
     /// True if no key is in the log.
     pub fn is_empty(&self) -> bool {
-        self.keys == 0
+        self.live == 0
     }
 
-    /// Bytes of memory the index uses (what a reservation should hold).
+    /// Bytes of memory the log uses (what a reservation should hold): the
+    /// runs' sparse indexes and Bloom filters, and the keys taken since the
+    /// last append.
     pub fn memory_size(&self) -> usize {
-        self.keys * INDEX_BYTES_PER_KEY
+        self.runs.iter().map(Run::index_bytes).sum::<usize>() + self.taken_bytes
     }
 
-    fn metrics(&self) -> &SpillMetrics {
-        self.spill.metrics()
+    /// True if keys were taken since the last append: an
+    /// [`append`](Self::append), even of nothing, writes their tombstones
+    /// and frees the memory that remembers them.
+    pub fn has_taken(&self) -> bool {
+        !self.taken.is_empty()
     }
 
-    fn path(&self) -> std::path::PathBuf {
-        self.file.as_ref().map_or_else(
-            || self.spill.dir().to_path_buf(),
-            |f| f.path().to_path_buf(),
-        )
-    }
-
-    fn create_file(&self) -> Result<tempfile::NamedTempFile> {
-        let file = tempfile::Builder::new()
-            .prefix(&format!("{}-state-", safe(&self.name)))
-            .suffix(".log")
-            .tempfile_in(self.spill.dir())
-            .map_err(|e| Error::io(self.spill.dir(), e))?;
-        self.metrics().record_file(0, 0);
-        Ok(file)
-    }
-
-    /// Appends `records` (a key already in the log is replaced: the last wins).
+    /// Appends `records` as one run, with tombstones for the keys taken
+    /// since the last append (a key already in the log is replaced: the
+    /// last wins, within one call too).
     pub fn append<'a>(
         &mut self,
         records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<()> {
-        self.compact_if_mostly_dead()?;
-        let mut buf = Vec::new();
-        let mut added = Vec::new();
-        for (key, value) in records {
-            let offset = self.end + buf.len() as u64;
-            let len = encode(&mut buf, key, value, &self.name)?;
-            added.push((key, offset, len));
+        let taken = std::mem::take(&mut self.taken);
+        self.taken_bytes = 0;
+        let mut sorted: Vec<(&[u8], Option<&[u8]>)> = taken.iter().map(|k| (&**k, None)).collect();
+        // stable: a value follows the tombstone of its key; of equal keys
+        // the last appended stays last
+        sorted.extend(records.into_iter().map(|(k, v)| (k, Some(v))));
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        let mut deduped: Vec<(&[u8], Option<&[u8]>)> = Vec::with_capacity(sorted.len());
+        for record in sorted {
+            match deduped.last_mut() {
+                Some(last) if last.0 == record.0 => *last = record,
+                _ => deduped.push(record),
+            }
         }
-        if added.is_empty() {
+        if deduped.is_empty() {
             return Ok(());
         }
-        if self.file.is_none() {
-            self.file = Some(self.create_file()?);
+        let mut writer = RunWriter::try_new(&self.spill, &self.name, deduped.len())?;
+        for (key, value) in &deduped {
+            writer.push(key, *value)?;
         }
-        let path = self.path();
-        let file = self.file.as_mut().expect("created above").as_file_mut();
-        file.seek(SeekFrom::Start(self.end))
-            .and_then(|_| file.write_all(&buf))
-            .map_err(|e| Error::io(&path, e))?;
-        for (key, offset, len) in added {
-            // a replaced key's old record becomes dead
-            let _ = self.take(key)?;
-            self.index
-                .entry(stable_hash(key))
-                .or_default()
-                .push((offset, len));
-            self.keys += 1;
-            self.live += u64::from(len);
+        self.live += writer.values;
+        self.runs.push(writer.finish()?);
+        if self.runs.len() > MAX_RUNS {
+            self.merge_runs()?;
         }
-        self.end += buf.len() as u64;
-        self.metrics().record_bytes(buf.len() as u64);
         Ok(())
     }
 
     /// Removes `key` from the log and returns its value, if it is there.
     pub fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let hash = stable_hash(key);
-        let Some(candidates) = self.index.get(&hash) else {
+        if self.taken.contains(key) {
             return Ok(None);
-        };
-        let candidates = candidates.clone();
-        for (i, &(offset, len)) in candidates.iter().enumerate() {
-            let record = self.read(offset, len)?;
-            let (k, v) = decode(&record, &self.name, &self.path())?;
-            if k == key {
-                let value = v.to_vec();
-                let list = self.index.get_mut(&hash).expect("found above");
-                list.swap_remove(i);
-                if list.is_empty() {
-                    self.index.remove(&hash);
+        }
+        for run in self.runs.iter().rev() {
+            match run.get(key, &self.name)? {
+                None => continue,
+                Some(Found::Tombstone) => return Ok(None),
+                Some(Found::Value(value)) => {
+                    self.live = self.live.saturating_sub(1);
+                    self.taken_bytes += key.len() + ENTRY_OVERHEAD;
+                    self.taken.insert(key.into());
+                    return Ok(Some(value));
                 }
-                self.keys -= 1;
-                self.live -= u64::from(len);
-                return Ok(Some(value));
             }
         }
         Ok(None)
     }
 
-    /// Every `(key, value)` in the log, leaving it unchanged (checkpoints
-    /// copy spilled state), in file order.
+    /// Every live `(key, value)` in the log, in key order, leaving it
+    /// unchanged (checkpoints copy spilled state).
     pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut records: Vec<(u64, u32)> = self.index.values().flatten().copied().collect();
-        records.sort_unstable();
-        let path = self.path();
-        records
-            .into_iter()
-            .map(|(offset, len)| {
-                let record = self.read(offset, len)?;
-                let (k, v) = decode(&record, &self.name, &path)?;
-                Ok((k.to_vec(), v.to_vec()))
-            })
-            .collect()
+        let mut out = Vec::new();
+        self.merge(|k, v| {
+            if let Some(v) = v {
+                if !self.taken.contains(k) {
+                    out.push((k.to_vec(), v.to_vec()));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
-    fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>> {
-        let path = self.path();
-        let file = self
-            .file
-            .as_ref()
-            .expect("an indexed record is in the file");
-        let mut f = file.as_file();
-        let mut buf = vec![0u8; len as usize];
-        f.seek(SeekFrom::Start(offset))
-            .and_then(|_| f.read_exact(&mut buf))
-            .map_err(|e| Error::io(&path, e))?;
-        Ok(buf)
+    /// Hands the newest record of every key to `f` in key order (`None`
+    /// for a tombstone): a k-way merge over the runs holding one block of
+    /// each in memory.
+    fn merge(&self, mut f: impl FnMut(&[u8], Option<&[u8]>) -> Result<()>) -> Result<()> {
+        let mut cursors: Vec<Cursor<'_>> = self
+            .runs
+            .iter()
+            .map(|run| Cursor::open(run, &self.name))
+            .collect::<Result<_>>()?;
+        loop {
+            // the smallest key; of equal keys, the newest run's (the last)
+            let mut best: Option<usize> = None;
+            for (i, c) in cursors.iter().enumerate() {
+                let Some((k, _)) = c.current() else { continue };
+                match best {
+                    Some(b) if cursors[b].current().expect("a current record").0 < k => {}
+                    _ => best = Some(i),
+                }
+            }
+            let Some(best) = best else { return Ok(()) };
+            let (key, value) = cursors[best].current().expect("chosen above");
+            let key = key.to_vec();
+            f(&key, value)?;
+            for c in &mut cursors {
+                if c.current().is_some_and(|(k, _)| k == key.as_slice()) {
+                    c.advance(&self.name)?;
+                }
+            }
+        }
     }
 
-    /// Rewrites the live records to a new file when most of the log is dead.
-    fn compact_if_mostly_dead(&mut self) -> Result<()> {
-        let dead = self.end - self.live;
-        if dead < COMPACT_MIN_DEAD || dead < self.live {
-            return Ok(());
+    /// Merges every run into one: the newest copy of each key is kept,
+    /// tombstones (nothing older is left for them to shadow) are dropped.
+    fn merge_runs(&mut self) -> Result<()> {
+        let mut writer = RunWriter::try_new(&self.spill, &self.name, self.live)?;
+        self.merge(|k, v| match v {
+            Some(v) => writer.push(k, Some(v)),
+            None => Ok(()),
+        })?;
+        self.live = writer.values;
+        let run = writer.finish()?;
+        self.runs.clear();
+        if !run.blocks.is_empty() {
+            self.runs.push(run);
         }
-        let mut records: Vec<(u64, u32)> = self.index.values().flatten().copied().collect();
-        records.sort_unstable();
-        let mut new = self.create_file()?;
-        let new_path = new.path().to_path_buf();
-        let mut index: HashMap<u64, Vec<(u64, u32)>> = HashMap::with_capacity(self.index.len());
-        let mut end = 0u64;
-        let mut writer = std::io::BufWriter::new(new.as_file_mut());
-        for (offset, len) in records {
-            let record = self.read(offset, len)?;
-            let (key, _) = decode(&record, &self.name, &self.path())?;
-            index.entry(stable_hash(key)).or_default().push((end, len));
-            writer
-                .write_all(&record)
-                .map_err(|e| Error::io(&new_path, e))?;
-            end += u64::from(len);
-        }
-        writer.flush().map_err(|e| Error::io(&new_path, e))?;
-        drop(writer);
-        self.index = index;
-        self.end = end;
-        self.live = end;
-        self.file = Some(new);
         Ok(())
     }
+}
+
+/// Reads one run in key order, one block at a time.
+struct Cursor<'a> {
+    run: &'a Run,
+    block: usize,
+    data: Vec<u8>,
+    /// The current record's key and value (`None`: a tombstone) in `data`.
+    current: Option<(Range<usize>, Option<Range<usize>>)>,
+    next: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn open(run: &'a Run, name: &str) -> Result<Self> {
+        let mut c = Cursor {
+            run,
+            block: 0,
+            data: Vec::new(),
+            current: None,
+            next: 0,
+        };
+        if !run.blocks.is_empty() {
+            c.data = run.read_block(0, name)?;
+        }
+        c.advance(name)?;
+        Ok(c)
+    }
+
+    fn current(&self) -> Option<(&[u8], Option<&[u8]>)> {
+        self.current.as_ref().map(|(k, v)| {
+            (
+                &self.data[k.clone()],
+                v.as_ref().map(|v| &self.data[v.clone()]),
+            )
+        })
+    }
+
+    fn advance(&mut self, name: &str) -> Result<()> {
+        loop {
+            if self.next < self.data.len() {
+                let (k, v, next) = record_at(&self.data, self.next, name, self.run.file.path())?;
+                self.current = Some((k, v));
+                self.next = next;
+                return Ok(());
+            }
+            self.block += 1;
+            if self.block >= self.run.blocks.len() {
+                self.current = None;
+                return Ok(());
+            }
+            self.data = self.run.read_block(self.block, name)?;
+            self.next = 0;
+        }
+    }
+}
+
+/// Writes one run: records pushed in key order, each key once.
+struct RunWriter<'a> {
+    // config
+    name: &'a str,
+    path: std::path::PathBuf,
+    // state
+    bloom: Bloom,
+    blocks: Vec<(Box<[u8]>, u64, u32)>,
+    block: Vec<u8>,
+    block_first: Option<Box<[u8]>>,
+    last_key: Box<[u8]>,
+    end: u64,
+    /// Values (not tombstones) written.
+    values: usize,
+    metrics: Arc<SpillMetrics>,
+    // resources
+    writer: BufWriter<std::fs::File>,
+    file: tempfile::NamedTempFile,
+}
+
+impl<'a> RunWriter<'a> {
+    /// A writer for a run of about `keys` records.
+    fn try_new(spill: &Arc<SpillManager>, name: &'a str, keys: usize) -> Result<Self> {
+        let file = tempfile::Builder::new()
+            .prefix(&format!("{}-state-", safe(name)))
+            .suffix(".run")
+            .tempfile_in(spill.dir())
+            .map_err(|e| Error::io(spill.dir(), e))?;
+        let path = file.path().to_path_buf();
+        let handle = file.reopen().map_err(|e| io_error(&path, name, e))?;
+        Ok(RunWriter {
+            name,
+            path,
+            bloom: Bloom::with_keys(keys),
+            blocks: Vec::new(),
+            block: Vec::with_capacity(BLOCK_BYTES * 2),
+            block_first: None,
+            last_key: Box::default(),
+            end: 0,
+            values: 0,
+            metrics: Arc::clone(spill.metrics()),
+            writer: BufWriter::new(handle),
+            file,
+        })
+    }
+
+    /// Writes `key`'s value, or its tombstone (`None`).
+    fn push(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.bloom.insert(key);
+        if self.block_first.is_none() {
+            self.block_first = Some(key.into());
+        }
+        encode(&mut self.block, key, value, self.name)?;
+        self.last_key = key.into();
+        self.values += usize::from(value.is_some());
+        if self.block.len() >= BLOCK_BYTES {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> Result<()> {
+        let Some(first) = self.block_first.take() else {
+            return Ok(());
+        };
+        self.writer
+            .write_all(&self.block)
+            .map_err(|e| io_error(&self.path, self.name, e))?;
+        let len =
+            u32::try_from(self.block.len()).map_err(|_| too_big(self.name, self.block.len()))?;
+        self.blocks.push((first, self.end, len));
+        self.end += self.block.len() as u64;
+        self.block.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Run> {
+        self.flush_block()?;
+        self.writer
+            .flush()
+            .map_err(|e| io_error(&self.path, self.name, e))?;
+        self.metrics.record_file(self.end, 0);
+        Ok(Run {
+            blocks: self.blocks,
+            last_key: self.last_key,
+            bloom: self.bloom,
+            file: self.file,
+        })
+    }
+}
+
+/// A Bloom filter over key bytes.
+struct Bloom {
+    bits: Vec<u64>,
+}
+
+impl Bloom {
+    fn with_keys(keys: usize) -> Self {
+        let words = (keys * BLOOM_BITS_PER_KEY).div_ceil(64).max(1);
+        Bloom {
+            bits: vec![0; words],
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.bits.len() * 8
+    }
+
+    fn probes(&self, key: &[u8]) -> impl Iterator<Item = usize> {
+        let h = stable_hash(key);
+        let (h1, h2) = (h, h.rotate_left(32) | 1);
+        let n = (self.bits.len() * 64) as u64;
+        (0..BLOOM_PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % n) as usize)
+    }
+
+    fn insert(&mut self, key: &[u8]) {
+        for bit in self.probes(key).collect::<Vec<_>>() {
+            self.bits[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    fn may_contain(&self, key: &[u8]) -> bool {
+        self.probes(key)
+            .all(|bit| self.bits[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// The record at `at` in a block: its key's range, its value's range
+/// (`None` for a tombstone) and where the next record starts.
+fn record_at(
+    data: &[u8],
+    at: usize,
+    name: &str,
+    path: &std::path::Path,
+) -> Result<(Range<usize>, Option<Range<usize>>, usize)> {
+    let corrupt = || {
+        io_error(
+            path,
+            name,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a spilled state record is truncated",
+            ),
+        )
+    };
+    let u32_at = |at: usize| -> Result<u32> {
+        let bytes = data.get(at..at + 4).ok_or_else(corrupt)?;
+        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
+    };
+    let klen = u32_at(at)? as usize;
+    let key = at + 4..at + 4 + klen;
+    let vlen = u32_at(key.end)?;
+    if vlen == TOMBSTONE {
+        return Ok((key.clone(), None, key.end + 4));
+    }
+    let value = key.end + 4..key.end + 4 + vlen as usize;
+    if value.end > data.len() {
+        return Err(corrupt());
+    }
+    Ok((key, Some(value.clone()), value.end))
+}
+
+/// An I/O error on a run file, its message naming the operator.
+fn io_error(path: &std::path::Path, name: &str, e: std::io::Error) -> Error {
+    Error::io(path, std::io::Error::new(e.kind(), format!("{name}: {e}")))
 }
 
 /// A file-name-safe version of an operator name.
@@ -235,52 +533,37 @@ fn safe(name: &str) -> String {
         .collect()
 }
 
-fn encode(buf: &mut Vec<u8>, key: &[u8], value: &[u8], name: &str) -> Result<u32> {
-    let too_big = || Error::State {
+fn too_big(name: &str, bytes: usize) -> Error {
+    Error::State {
         operator: name.to_string(),
         message: format!(
-            "a key's state of {} bytes is too large to spill (the limit is 4 GiB)",
-            key.len() + value.len()
+            "a key's state of {bytes} bytes is too large to spill (the limit is 4 GiB)"
         ),
+    }
+}
+
+/// Appends one record (a tombstone when `value` is `None`) to `buf`.
+fn encode(buf: &mut Vec<u8>, key: &[u8], value: Option<&[u8]>, name: &str) -> Result<()> {
+    let size = key.len() + value.map_or(0, <[u8]>::len);
+    let klen = u32::try_from(key.len()).map_err(|_| too_big(name, size))?;
+    let vlen = match value {
+        Some(v) => u32::try_from(v.len())
+            .ok()
+            .filter(|&n| n != TOMBSTONE)
+            .ok_or_else(|| too_big(name, size))?,
+        None => TOMBSTONE,
     };
-    let klen = u32::try_from(key.len()).map_err(|_| too_big())?;
-    let vlen = u32::try_from(value.len()).map_err(|_| too_big())?;
-    let start = buf.len();
     buf.extend_from_slice(&klen.to_le_bytes());
     buf.extend_from_slice(key);
     buf.extend_from_slice(&vlen.to_le_bytes());
-    buf.extend_from_slice(value);
-    u32::try_from(buf.len() - start).map_err(|_| too_big())
-}
-
-fn decode<'a>(
-    record: &'a [u8],
-    name: &str,
-    path: &std::path::Path,
-) -> Result<(&'a [u8], &'a [u8])> {
-    let corrupt = || {
-        Error::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{name}: a spilled state record is truncated"),
-            ),
-        )
-    };
-    let u32_at = |at: usize| -> Result<usize> {
-        let bytes = record.get(at..at + 4).ok_or_else(corrupt)?;
-        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")) as usize)
-    };
-    let klen = u32_at(0)?;
-    let key = record.get(4..4 + klen).ok_or_else(corrupt)?;
-    let vlen = u32_at(4 + klen)?;
-    let value = record.get(8 + klen..8 + klen + vlen).ok_or_else(corrupt)?;
-    Ok((key, value))
+    buf.extend_from_slice(value.unwrap_or_default());
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn values_come_back_once_and_replacements_win() {
@@ -288,44 +571,95 @@ mod tests {
         let mut log = StateLog::new(&spill, "op");
         log.append([(&b"a"[..], &b"1"[..]), (b"b", b"22")]).unwrap();
         log.append([(&b"a"[..], &b"333"[..])]).unwrap();
-        assert_eq!(log.len(), 2);
-        assert_eq!(log.memory_size(), 2 * INDEX_BYTES_PER_KEY);
         assert_eq!(
             log.entries().unwrap(),
             vec![
+                (b"a".to_vec(), b"333".to_vec()),
                 (b"b".to_vec(), b"22".to_vec()),
-                (b"a".to_vec(), b"333".to_vec())
             ],
             "the replaced record is not listed"
         );
-        assert_eq!(log.len(), 2, "listing takes nothing");
         assert_eq!(log.take(b"a").unwrap().as_deref(), Some(&b"333"[..]));
-        assert_eq!(log.take(b"a").unwrap(), None);
+        assert_eq!(log.take(b"a").unwrap(), None, "the older copy is dead");
         assert_eq!(log.take(b"zz").unwrap(), None);
         assert_eq!(log.take(b"b").unwrap().as_deref(), Some(&b"22"[..]));
-        assert!(log.is_empty());
-        assert_eq!(spill.metrics().files(), 1);
+        assert_eq!(log.entries().unwrap(), vec![]);
+        // taken back, changed, spilled again: the new value wins
+        log.append([(&b"b"[..], &b"4"[..])]).unwrap();
+        assert_eq!(log.entries().unwrap(), vec![(b"b".to_vec(), b"4".to_vec())]);
+        assert_eq!(log.take(b"b").unwrap().as_deref(), Some(&b"4"[..]));
+        assert_eq!(log.take(b"b").unwrap(), None);
+        assert_eq!(log.entries().unwrap(), vec![]);
+        assert_eq!(spill.metrics().files(), 3);
+        // `len` counts a key appended while still in the log twice (the
+        // operators take a key back before they change it)
+        assert_eq!(log.len(), 1);
+        let mut fresh = StateLog::new(&spill, "op");
+        assert!(fresh.is_empty());
+        fresh.append([(&b"k"[..], &b"v"[..])]).unwrap();
+        assert_eq!(fresh.len(), 1);
+        assert_eq!(fresh.take(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(fresh.is_empty());
+    }
+
+    /// Random appends and takes against a map, through merges.
+    #[test]
+    fn agrees_with_a_map_through_merges() {
+        let spill = SpillManager::try_new(None).unwrap();
+        let mut log = StateLog::new(&spill, "op");
+        let mut oracle: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let mut x = 0x1234_5678_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..60u64 {
+            let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            for _ in 0..(next() % 400) {
+                let key = format!("key-{}", next() % 3000).into_bytes();
+                if oracle.contains_key(&key) {
+                    continue; // the operator takes a key back before changing it
+                }
+                let value = vec![(round % 251) as u8; (next() % 64) as usize];
+                batch.push((key, value));
+            }
+            for (k, v) in &batch {
+                oracle.insert(k.clone(), v.clone());
+            }
+            log.append(batch.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+                .unwrap();
+            assert!(log.runs.len() <= MAX_RUNS);
+            for _ in 0..(next() % 300) {
+                let key = format!("key-{}", next() % 3000).into_bytes();
+                assert_eq!(
+                    log.take(&key).unwrap(),
+                    oracle.remove(&key),
+                    "round {round}"
+                );
+            }
+            assert_eq!(log.len(), oracle.len());
+        }
+        let mut want: Vec<_> = oracle.into_iter().collect();
+        want.sort();
+        assert_eq!(log.entries().unwrap(), want);
+        let index = log.memory_size();
+        assert!(
+            index < 2 * want.len() * 16 + 64 * 1024,
+            "the index ({index} B) is far below a per-key index"
+        );
+        drop(log);
+        assert_eq!(std::fs::read_dir(spill.dir()).unwrap().count(), 0);
     }
 
     #[test]
-    fn compaction_keeps_live_records_and_the_file_goes_with_the_log() {
+    fn a_truncated_run_is_an_error_naming_the_operator() {
         let spill = SpillManager::try_new(None).unwrap();
-        let mut log = StateLog::new(&spill, "op");
-        let value = vec![7u8; 1 << 16];
-        let keys: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_le_bytes().to_vec()).collect();
-        log.append(keys.iter().map(|k| (k.as_slice(), value.as_slice())))
-            .unwrap();
-        // take most back: the dead part passes the threshold
-        for k in &keys[..180] {
-            assert_eq!(log.take(k).unwrap().unwrap().len(), value.len());
-        }
-        log.append([(&b"new"[..], &b"x"[..])]).unwrap();
-        assert!(log.end < 30 * (1 << 16), "compacted: {}", log.end);
-        for k in &keys[180..] {
-            assert_eq!(log.take(k).unwrap().unwrap(), value);
-        }
-        assert_eq!(log.take(b"new").unwrap().as_deref(), Some(&b"x"[..]));
-        drop(log);
-        assert_eq!(std::fs::read_dir(spill.dir()).unwrap().count(), 0);
+        let mut log = StateLog::new(&spill, "proc[0]");
+        log.append([(&b"a"[..], &b"value"[..])]).unwrap();
+        log.runs[0].file.as_file().set_len(3).unwrap();
+        let err = log.take(b"a").unwrap_err().to_string();
+        assert!(err.contains("proc[0]"), "{err}");
     }
 }
