@@ -616,8 +616,7 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    #[ignore = "the window key dictionary does not spill yet: issue 15, being fixed"]
-    fn tumbling_window(c in case()) {
+        fn tumbling_window(c in case()) {
         check(Op::Tumbling, &c)?;
     }
 
