@@ -255,14 +255,48 @@ impl StateLog {
         Ok(out)
     }
 
+    /// The live `(key, value)` pairs whose keys come after `after` (all of
+    /// them with `None`), in key order, until about `max_bytes` of keys and
+    /// values (at least one pair): a scan of the log in steps, each
+    /// resuming after the last key of the one before (appends and takes in
+    /// between are seen). Leaves the log unchanged.
+    pub fn entries_after(
+        &self,
+        after: Option<&[u8]>,
+        max_bytes: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        self.merge_from(after, |k, v| {
+            if let Some(v) = v {
+                if !self.taken.contains(k) {
+                    bytes += k.len() + v.len();
+                    out.push((k.to_vec(), v.to_vec()));
+                }
+            }
+            Ok(bytes < max_bytes)
+        })?;
+        Ok(out)
+    }
+
     /// Hands the newest record of every key to `f` in key order (`None`
     /// for a tombstone): a k-way merge over the runs holding one block of
     /// each in memory.
     fn merge(&self, mut f: impl FnMut(&[u8], Option<&[u8]>) -> Result<()>) -> Result<()> {
+        self.merge_from(None, |k, v| f(k, v).map(|()| true))
+    }
+
+    /// [`merge`](Self::merge) from the first key after `after`, until `f`
+    /// returns false.
+    fn merge_from(
+        &self,
+        after: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], Option<&[u8]>) -> Result<bool>,
+    ) -> Result<()> {
         let mut cursors: Vec<Cursor<'_>> = self
             .runs
             .iter()
-            .map(|run| Cursor::open(run, &self.name))
+            .map(|run| Cursor::open(run, after, &self.name))
             .collect::<Result<_>>()?;
         loop {
             // the smallest key; of equal keys, the newest run's (the last)
@@ -277,7 +311,9 @@ impl StateLog {
             let Some(best) = best else { return Ok(()) };
             let (key, value) = cursors[best].current().expect("chosen above");
             let key = key.to_vec();
-            f(&key, value)?;
+            if !f(&key, value)? {
+                return Ok(());
+            }
             for c in &mut cursors {
                 if c.current().is_some_and(|(k, _)| k == key.as_slice()) {
                     c.advance(&self.name)?;
@@ -315,18 +351,31 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn open(run: &'a Run, name: &str) -> Result<Self> {
+    /// A cursor on the first record of `run` whose key comes after `after`
+    /// (the first record with `None`), reading from the one block that can
+    /// hold it on.
+    fn open(run: &'a Run, after: Option<&[u8]>, name: &str) -> Result<Self> {
+        let block = after.map_or(0, |a| {
+            run.blocks
+                .partition_point(|(first, _, _)| &**first <= a)
+                .saturating_sub(1)
+        });
         let mut c = Cursor {
             run,
-            block: 0,
+            block,
             data: Vec::new(),
             current: None,
             next: 0,
         };
-        if !run.blocks.is_empty() {
-            c.data = run.read_block(0, name)?;
+        if block < run.blocks.len() {
+            c.data = run.read_block(block, name)?;
         }
         c.advance(name)?;
+        if let Some(a) = after {
+            while c.current().is_some_and(|(k, _)| k <= a) {
+                c.advance(name)?;
+            }
+        }
         Ok(c)
     }
 
@@ -644,6 +693,20 @@ mod tests {
         let mut want: Vec<_> = oracle.into_iter().collect();
         want.sort();
         assert_eq!(log.entries().unwrap(), want);
+        // read in steps of about 1 KiB, each resuming after the last key
+        let mut stepped = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let step = log.entries_after(after.as_deref(), 1024).unwrap();
+            let Some(last) = step.last() else { break };
+            assert!(
+                step.len() == 1
+                    || step.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() < 1024 + 80
+            );
+            after = Some(last.0.clone());
+            stepped.extend(step);
+        }
+        assert_eq!(stepped, want, "the steps together are every entry once");
         let index = log.memory_size();
         assert!(
             index < 2 * want.len() * 16 + 64 * 1024,
