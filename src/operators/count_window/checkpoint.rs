@@ -85,6 +85,7 @@ impl CountWindowAggregate {
                 &groups,
             )?;
         }
+        self.write_spilled(state)?;
         if incremental {
             return Ok(());
         }
@@ -116,7 +117,57 @@ impl CountWindowAggregate {
         Ok(())
     }
 
-    /// Reads the state of the keys this subtask owns into a fresh instance.
+    /// Writes the spilled windows as [`write_state`](Self::write_state)
+    /// writes those in memory (a key is in one place or the other: loading
+    /// a window takes it out of the log).
+    fn write_spilled(&self, state: &mut StateWriter) -> Result<()> {
+        let entries = self.spilled_entries()?;
+        let incremental = matches!(self.mode, Mode::Incremental { .. });
+        for chunk in entries.chunks(8192) {
+            let keys = BinaryArray::from_iter_values(chunk.iter().map(|e| e.key.as_slice()));
+            let groups = key_groups(keys.iter().flatten());
+            let mut columns: Vec<ArrayRef> = vec![
+                Arc::new(keys),
+                Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|e| e.count))),
+                Arc::new(Int64Array::from_iter_values(
+                    chunk.iter().map(|e| e.first_time),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    chunk.iter().map(|e| e.last_time),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    chunk.iter().map(|e| e.since_fire),
+                )),
+            ];
+            if incremental {
+                columns.extend(self.spilled_acc_columns(chunk)?);
+            }
+            state.put_keyed(
+                KEYS,
+                &RecordBatch::try_new(self.keys_layout(), columns)?,
+                &groups,
+            )?;
+        }
+        let layout = self.rows_layout();
+        for e in &entries {
+            let Some(rows) = &e.rows else { continue };
+            let n = rows.num_rows();
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(BinaryArray::from_iter_values(
+                std::iter::repeat_n(e.key.as_slice(), n),
+            ))];
+            columns.extend(rows.columns().iter().cloned());
+            let kg = key_groups([e.key.as_slice()])[0];
+            state.put_keyed(
+                ROWS,
+                &RecordBatch::try_new(layout.clone(), columns)?,
+                &vec![kg; n],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Reads the state of the keys this subtask owns into a fresh instance;
+    /// windows spill as they come in, over budget.
     pub(super) fn read_state(&mut self, state: &StateReader, ctx: &Ctx) -> Result<()> {
         let operator = ctx.operator();
         // every old subtask saw the same watermarks: the highest is the one reached
@@ -161,6 +212,7 @@ impl CountWindowAggregate {
             if incremental {
                 keyed_state::merge_acc_columns(&mut self.accs, &self.aggs, &slots, &batch, 5)?;
             }
+            self.sync_reservation(ctx)?;
         }
         let layout = self.rows_layout();
         for batch in state.keyed(ROWS)? {
@@ -174,8 +226,11 @@ impl CountWindowAggregate {
                 }
                 let lookup = self.buffer.intern_key(keys.value(r));
                 let id = lookup.id();
+                // a window spilled since its keys entry came back (holding the key)
+                let loaded = self.load_window(id);
                 // the window holds the key (checked below): give the lookup's hold back
                 self.buffer.release_key(lookup);
+                loaded?;
                 let rows = batch.slice(r, end - r);
                 let mut rows = rows.project(&(1..rows.num_columns()).collect::<Vec<_>>())?;
                 rows = RecordBatch::try_new(self.input.clone(), rows.columns().to_vec())?;
@@ -192,6 +247,7 @@ impl CountWindowAggregate {
                 w.chunks.push_back(chunk);
                 r = end;
             }
+            self.sync_reservation(ctx)?;
         }
         Ok(())
     }

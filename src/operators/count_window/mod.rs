@@ -20,13 +20,12 @@ use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, Output};
 use crate::operators::keyed_state::{self, check_layout, column, key_groups};
-use crate::spill::SpillManager;
-use crate::state::store::{self, SpillableState};
+use crate::state::store::{self, StateLog};
 use crate::state::{StateReader, StateWriter};
 use crate::time::event_times;
 use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// Bytes accounted per key with window state (map slot, counters).
@@ -324,9 +323,17 @@ pub struct CountWindowAggregate {
     accs: Vec<Accumulators>,
     free_slots: Vec<u32>,
     kept_bytes: usize,
+    /// Keys fed since the last spill (kept in memory by the first spill attempt).
+    recent: HashSet<u32, FastBuildHasher>,
+    /// How spilled windows are encoded.
+    codecs: spill::Codecs,
     // resources
-    /// The kept rows, windows and accumulators (made by `open`).
+    /// The kept rows, windows, accumulators and the state log's index (made by `open`).
     reservation: MemoryReservation,
+    /// Spilled windows read back to visit them on a watermark (fixed; made by `open`).
+    read_back: MemoryReservation,
+    /// Windows spilled to disk (created on the first spill).
+    spilled: Option<StateLog>,
 }
 
 impl std::fmt::Debug for CountWindowAggregate {
@@ -392,18 +399,23 @@ impl CountWindowAggregate {
             .iter()
             .map(|a| a.bind(input, context))
             .collect::<Result<Vec<_>>>()?;
+        let input = Arc::new(input.clone());
         Ok(CountWindowAggregate {
             mode,
             lateness_ms: 0,
             accs: aggs.iter().map(Accumulators::new).collect(),
+            codecs: spill::Codecs::new(input.clone(), &aggs),
             aggs,
             schema,
-            input: Arc::new(input.clone()),
+            input,
             buffer,
             windows: HashMap::default(),
             free_slots: Vec::new(),
             kept_bytes: 0,
+            recent: HashSet::default(),
             reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
+            read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
+            spilled: None,
         })
     }
 
@@ -430,6 +442,9 @@ impl CountWindowAggregate {
                 .iter()
                 .map(Accumulators::memory_size)
                 .sum::<usize>()
+            + self.free_slots.capacity() * 4
+            + self.recent.len() * spill::RECENT_BYTES
+            + self.spilled.as_ref().map_or(0, StateLog::memory_size)
     }
 
     fn sync_reservation(&mut self, ctx: &Ctx) -> Result<()> {
@@ -495,6 +510,8 @@ impl CountWindowAggregate {
         release: &mut Vec<KeyHandle>,
     ) -> Result<()> {
         let key = r.key;
+        self.load_window(key)?;
+        self.recent.insert(key);
         let mut w = match self.windows.remove(&key) {
             Some(w) => w,
             None => self.new_window(key),
@@ -601,6 +618,7 @@ impl CountWindowAggregate {
         wm: i64,
         fired: &mut Firings,
         release: &mut Vec<KeyHandle>,
+        out: &mut Output,
     ) -> Result<()> {
         let trigger = match &self.mode {
             Mode::Incremental { trigger } | Mode::Evicting { trigger, .. } => trigger.clone(),
@@ -635,6 +653,9 @@ impl CountWindowAggregate {
             }
             self.put_back(key, w, old_bytes, release);
         }
+        if self.spilled.as_ref().is_some_and(|l| !l.is_empty()) {
+            self.spilled_watermark_triggers(&trigger, wm, fired, release, out)?;
+        }
         Ok(())
     }
 
@@ -662,9 +683,10 @@ impl CountWindowAggregate {
             release.push(self.buffer.retain_key(key));
             if let Some(r) = self.buffer.take(key)? {
                 self.feed(r, &mut fired, &mut release)?;
+                self.relieve(ctx.spill())?;
             }
         }
-        self.watermark_triggers(wm, &mut fired, &mut release)?;
+        self.watermark_triggers(wm, &mut fired, &mut release, out)?;
         let emitted = self.build_output(&fired);
         self.buffer.release_keys(release);
         if let Some(batch) = emitted? {
@@ -750,31 +772,11 @@ fn fire_rows(
     Ok(())
 }
 
-/// Spilling writes the rows waiting in the buffer; the windows' kept rows
-/// and accumulators stay in memory.
-impl SpillableState for CountWindowAggregate {
-    fn memory_bytes(&self) -> usize {
-        self.state_bytes() + self.buffer.settled_bytes()
-    }
-
-    fn can_spill(&self) -> bool {
-        self.buffer.can_spill()
-    }
-
-    fn spill(&mut self, spill: &Arc<SpillManager>) -> Result<()> {
-        let name = self.reservation.consumer().to_string();
-        self.buffer.spill_rows(spill, &name)
-    }
-
-    fn reservation(&mut self) -> &mut MemoryReservation {
-        &mut self.reservation
-    }
-}
-
 impl Operator for CountWindowAggregate {
     fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
         self.buffer.open(ctx);
         self.reservation = ctx.spillable_reservation();
+        self.read_back = ctx.fixed_reservation("state read-back");
         Ok(())
     }
 
@@ -826,7 +828,10 @@ impl Operator for CountWindowAggregate {
             }
         }
         self.kept_bytes = 0;
-        self.free_slots.clear();
+        self.free_slots = Vec::new();
+        self.recent.clear();
+        self.spilled = None;
+        self.read_back.free();
         self.accs = self.aggs.iter().map(Accumulators::new).collect();
         self.sync_reservation(ctx)
     }
@@ -844,6 +849,8 @@ impl Operator for CountWindowAggregate {
 }
 
 mod checkpoint;
+mod codec;
+mod spill;
 
 #[cfg(test)]
 mod tests;
