@@ -636,7 +636,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "count-window per-key state (accumulators, kept rows) does not spill yet: issue 15"]
     fn count_window(c in case()) {
         check(Op::CountWindow, &c)?;
     }

@@ -503,3 +503,223 @@ fn process_function_with_more_spilled_keys_than_an_index_of_them_fits() {
         }
     }
 }
+
+/// Panics with the first differences if `got` is not `want`.
+fn same_firings<K: Ord + std::fmt::Debug>(
+    got: &std::collections::BTreeMap<K, usize>,
+    want: &std::collections::BTreeMap<K, usize>,
+    what: &str,
+) {
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|(k, n)| got.get(*k) != Some(*n))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(k, n)| want.get(*k) != Some(*n))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: {} firings, {} expected; missing {missing:?}, unexpected {extra:?}",
+        got.values().sum::<usize>(),
+        want.values().sum::<usize>()
+    );
+}
+
+/// Fires every 3 rows (keeping the rows), and fires and purges what is
+/// left at the final watermark: it watches watermarks, so spilled windows
+/// are visited on them too.
+#[derive(Debug)]
+struct EveryThreeThenFlush;
+
+impl weir::operators::WindowTrigger for EveryThreeThenFlush {
+    fn on_row(&self, count: u64, _time: i64) -> weir::operators::TriggerAction {
+        if count.is_multiple_of(3) {
+            weir::operators::TriggerAction::Fire
+        } else {
+            weir::operators::TriggerAction::Continue
+        }
+    }
+    fn on_watermark(&self, _count: u64, watermark: i64) -> weir::operators::TriggerAction {
+        if watermark == i64::MAX {
+            weir::operators::TriggerAction::FireAndPurge
+        } else {
+            weir::operators::TriggerAction::Continue
+        }
+    }
+}
+
+/// Many keys whose count-window state alone (the rows a sliding or
+/// evicting window keeps, the accumulators of a tumbling or global window)
+/// is over 10x the budget: it spills to the state log and comes back when
+/// a key is next fed or a watermark visits it. Every window is checked
+/// against a brute-force oracle, in both modes at parallelism 1 and 3.
+#[test]
+fn count_window_state_ten_times_the_budget_spills_and_matches_an_oracle() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use std::collections::BTreeMap;
+    use weir::operators::WindowTrigger;
+    const KEYS: i64 = 20_000;
+    const ROUNDS: i64 = 6;
+    let budget = 512 << 10;
+    // one row per key and round, rounds an hour apart (the watermark, 60 s
+    // behind, releases a round while the next comes in), keys shuffled
+    // within a round (20 s of event time)
+    let value = |k: i64, r: i64| (k * 31 + r * 7) % 1000;
+    let batches: Vec<Vec<RecordBatch>> = (0..2)
+        .map(|split: i64| {
+            (0..ROUNDS)
+                .flat_map(|r| (0..4).map(move |b| (r, b)))
+                .map(|(r, b)| {
+                    let ids: Vec<i64> = (0..KEYS / 8)
+                        .map(|i| (b * 2 + split) * (KEYS / 8) + i)
+                        .collect();
+                    let k: Vec<i64> = ids.iter().map(|i| (i * 7919) % KEYS).collect();
+                    RecordBatch::try_new(
+                        schema(),
+                        vec![
+                            Arc::new(Int64Array::from(k.clone())),
+                            Arc::new(Int64Array::from_iter_values(
+                                k.iter().map(|k| r * 3_600_000 + k),
+                            )),
+                            Arc::new(Int64Array::from_iter_values(k.iter().map(|k| value(*k, r)))),
+                        ],
+                    )
+                    .unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    // (key, window_start, window_end, count, sum) of every firing
+    type Firing = (i64, i64, i64, i64, i64);
+    let window = |k: i64, rows: std::ops::Range<i64>| -> Firing {
+        let (first, last) = (rows.start, rows.end - 1);
+        let sum = rows.clone().map(|r| value(k, r)).sum();
+        (
+            k,
+            first * 3_600_000 + k,
+            last * 3_600_000 + k + 1,
+            rows.end - rows.start,
+            sum,
+        )
+    };
+    enum Spec {
+        Sliding,
+        Tumbling,
+        Global(Option<u64>),
+    }
+    let oracle = |spec: &Spec| -> BTreeMap<Firing, usize> {
+        let mut want = BTreeMap::new();
+        for k in 0..KEYS {
+            let mut start = 0;
+            for i in 1..=ROUNDS {
+                let fired = match spec {
+                    // countWindow(4, 2): the last 4 rows every 2 rows
+                    Spec::Sliding => (i % 2 == 0).then(|| window(k, (i - 4).max(0)..i)),
+                    // countWindow(4): rows 0..4; rows 4 and 5 never fire
+                    Spec::Tumbling => (i % 4 == 0).then(|| window(k, i - 4..i)),
+                    Spec::Global(keep) => {
+                        let fire = (i - start) % 3 == 0;
+                        let w = fire.then(|| window(k, start..i));
+                        if fire {
+                            if let Some(keep) = keep {
+                                start = start.max(i - *keep as i64);
+                            }
+                        }
+                        w
+                    }
+                };
+                if let Some(f) = fired {
+                    *want.entry(f).or_default() += 1;
+                }
+            }
+            if let Spec::Global(_) = spec {
+                *want.entry(window(k, start..ROUNDS)).or_default() += 1;
+            }
+        }
+        want
+    };
+    let run = |spec: &Spec, mode: ExecMode, p: usize, memory: usize, dir: &std::path::Path| {
+        let job = Job::new();
+        let keyed = job
+            .from_batches(schema(), batches.clone())
+            .unwrap()
+            .assign_timestamps(
+                "t",
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(60)),
+            )
+            .unwrap()
+            .key_by(["k"])
+            .unwrap();
+        let windows = match spec {
+            Spec::Sliding => keyed.count_window_sliding(4, 2),
+            Spec::Tumbling => keyed.count_window(4),
+            Spec::Global(keep) => {
+                let trigger: Arc<dyn WindowTrigger> = Arc::new(EveryThreeThenFlush);
+                keyed.global_window(trigger, *keep)
+            }
+        };
+        let out = windows
+            .aggregate([
+                Agg::count().alias("n"),
+                Agg::sum("v"),
+                Agg::count_distinct("v").alias("dv"),
+            ])
+            .unwrap()
+            .collect()
+            .unwrap();
+        let m = job
+            .run(
+                &ExecConfig::new(mode)
+                    .with_parallelism(p)
+                    .with_memory(memory)
+                    .with_spill_dir(dir),
+            )
+            .unwrap_or_else(|e| panic!("{mode} p={p}: {e}"));
+        let mut got: BTreeMap<Firing, usize> = BTreeMap::new();
+        for b in out.batches() {
+            let c = |i: usize| b.column(i).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                let f = (
+                    c(0).value(i),
+                    c(1).value(i),
+                    c(2).value(i),
+                    c(3).value(i),
+                    c(4).value(i),
+                );
+                *got.entry(f).or_default() += 1;
+            }
+        }
+        (got, m)
+    };
+    for (name, spec) in [
+        ("sliding", Spec::Sliding),
+        ("tumbling", Spec::Tumbling),
+        ("global", Spec::Global(None)),
+        ("global evicting", Spec::Global(Some(2))),
+    ] {
+        let want = oracle(&spec);
+        let dir = tempfile::tempdir().unwrap();
+        let (free, m) = run(&spec, ExecMode::Pipelined, 1, usize::MAX, dir.path());
+        same_firings(&free, &want, &format!("{name}: unlimited run"));
+        assert!(
+            m.peak_memory >= 10 * budget as u64,
+            "{name}: the windows' state is 10x the budget: {}",
+            m.peak_memory
+        );
+        for mode in [ExecMode::Batch, ExecMode::Pipelined] {
+            for p in [1, 3] {
+                let t0 = std::time::Instant::now();
+                let (got, m) = run(&spec, mode, p, budget, dir.path());
+                eprintln!("TIMING {name} {mode} p={p}: {:?} {m:?}", t0.elapsed());
+                assert!(m.spill_files > 0, "{name} {mode} p={p}: spilled: {m:?}");
+                assert_eq!(m.memory_reserved_at_end, 0, "{name} {mode} p={p}");
+                assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+                same_firings(&got, &want, &format!("{name} {mode} p={p}"));
+            }
+        }
+    }
+}

@@ -154,8 +154,8 @@ fn decode_ipc(bytes: &[u8], name: &str) -> Result<Vec<RecordBatch>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{Array, DictionaryArray, Float64Array, StringArray};
     use arrow_array::types::Int32Type;
+    use arrow_array::{Array, DictionaryArray, Float64Array, StringArray};
     use arrow_schema::{DataType, Field, Schema};
     use std::sync::Arc;
 

@@ -664,14 +664,21 @@ impl CountWindowAggregate {
         // in steps when rows were spilled, so reading them back stays bounded
         loop {
             let step = self.buffer.next_step(wm)?;
-            self.advance_step(step, ctx, out)?;
+            // the trigger sees the watermark, not the steps towards it
+            self.advance_step(step, step >= wm, ctx, out)?;
             if step >= wm {
                 return Ok(());
             }
         }
     }
 
-    fn advance_step(&mut self, wm: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+    fn advance_step(
+        &mut self,
+        wm: i64,
+        last: bool,
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
         if self.buffer.watermark().is_some_and(|w| w >= wm) {
             return Ok(());
         }
@@ -686,7 +693,9 @@ impl CountWindowAggregate {
                 self.relieve(ctx.spill())?;
             }
         }
-        self.watermark_triggers(wm, &mut fired, &mut release, out)?;
+        if last {
+            self.watermark_triggers(wm, &mut fired, &mut release, out)?;
+        }
         let emitted = self.build_output(&fired);
         self.buffer.release_keys(release);
         if let Some(batch) = emitted? {

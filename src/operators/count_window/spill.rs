@@ -28,20 +28,26 @@ const FLUSH_FIRINGS: usize = 4096;
 pub(super) const RECENT_BYTES: usize = 16;
 
 /// A window on disk: what [`KeyWindow`] holds, its kept rows renumbered
-/// from the window's start (as in checkpoints).
-#[derive(Serialize, Deserialize)]
+/// from the window's start (as in checkpoints). Stored as
+/// `postcard(Header) | accs length u32 | accs | rows`, so a watermark reads
+/// the header alone.
 struct SpilledWindow {
-    count: u64,
-    first_time: i64,
-    last_time: i64,
-    since_fire: u64,
+    header: Header,
     /// Incremental mode: the partial states of the key's accumulators, one
     /// encoded row.
     accs: Vec<u8>,
     /// Row modes: the kept rows from the window's start, oldest first
     /// (framed, see [`RowCodec::encode_framed`]).
     rows: Vec<u8>,
-    /// Rows in `rows`.
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    count: u64,
+    first_time: i64,
+    last_time: i64,
+    since_fire: u64,
+    /// Rows kept (row modes).
     kept: u64,
 }
 
@@ -107,17 +113,22 @@ impl CountWindowAggregate {
                 .encode_framed(slice.columns(), &mut rows, name)?;
             kept += n as u64;
         }
-        let spilled = SpilledWindow {
+        let header = Header {
             count: w.count,
             first_time: w.first_time,
             last_time: w.last_time,
             since_fire: w.since_fire,
-            accs,
-            rows,
             kept,
         };
-        postcard::to_stdvec(&spilled)
-            .map_err(|e| state_error(name, format!("cannot encode a window to spill it: {e}")))
+        let mut out = postcard::to_stdvec(&header)
+            .map_err(|e| state_error(name, format!("cannot encode a window to spill it: {e}")))?;
+        let accs_len = u32::try_from(accs.len())
+            .map_err(|_| state_error(name, "a key's partial states of 4 GiB or more cannot spill"))?;
+        out.reserve(4 + accs.len() + rows.len());
+        out.extend_from_slice(&accs_len.to_le_bytes());
+        out.extend_from_slice(&accs);
+        out.extend_from_slice(&rows);
+        Ok(out)
     }
 
     /// The encoded partial states of `slots`, one item per slot.
@@ -133,10 +144,10 @@ impl CountWindowAggregate {
     /// key (and, incremental, a slot with its partial states).
     fn decode_window(&mut self, key: u32, s: SpilledWindow, name: &str) -> Result<KeyWindow> {
         let mut w = self.new_window(key);
-        w.count = s.count;
-        w.first_time = s.first_time;
-        w.last_time = s.last_time;
-        w.since_fire = s.since_fire;
+        w.count = s.header.count;
+        w.first_time = s.header.first_time;
+        w.last_time = s.header.last_time;
+        w.since_fire = s.header.since_fire;
         if self.incremental() && !s.accs.is_empty() {
             let columns = self.codecs.accs.decode(&[&s.accs], name)?;
             let batch = RecordBatch::try_new(self.codecs.acc_schema.clone(), columns)?;
@@ -235,10 +246,7 @@ impl CountWindowAggregate {
             into.merge_state(&new, &from.to_state(&old)?)?;
         }
         for (id, slot) in ids.iter().zip(new) {
-            self.windows
-                .get_mut(id)
-                .expect("listed from the map")
-                .slot = slot;
+            self.windows.get_mut(id).expect("listed from the map").slot = slot;
         }
         self.accs = accs;
         self.free_slots = Vec::new();
@@ -263,14 +271,16 @@ impl CountWindowAggregate {
         Ok(())
     }
 
-    /// While rows are fed (the buffer's rows cannot move then): spills
-    /// windows, coldest first, while the pool refuses what the state grew
-    /// to. What is still over is settled by the sync at the step's end.
+    /// While rows are fed (the buffer's rows cannot move then): once the
+    /// state grew a read-back step past its reservation, spills windows,
+    /// coldest first, while the pool refuses what the state grew to. What
+    /// is still over is settled by the sync at the step's end.
     pub(super) fn relieve(&mut self, spill: &Arc<SpillManager>) -> Result<()> {
+        let slack = store::step_bytes(self.read_back.pool());
         loop {
             let bytes = self.memory_bytes();
             let held = self.reservation.size();
-            if bytes <= held || self.reservation.try_grow(bytes - held).is_ok() {
+            if bytes <= held + slack || self.reservation.try_grow(bytes - held).is_ok() {
                 return Ok(());
             }
             if self.windows.is_empty() {
@@ -316,10 +326,10 @@ impl CountWindowAggregate {
             store::reserve_step(&mut self.read_back, bytes.saturating_sub(held));
             let mut back: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
             for (key, value) in entries {
-                let s = decode(&value, &name)?;
+                let header = decode_header(&value, &name)?.0;
                 let n = match self.mode {
-                    Mode::Incremental { .. } => s.count,
-                    _ => s.kept,
+                    Mode::Incremental { .. } => header.count,
+                    _ => header.kept,
                 };
                 if n == 0 {
                     continue;
@@ -335,10 +345,12 @@ impl CountWindowAggregate {
                 let id = lookup.id();
                 // pinned until the firings are emitted
                 release.push(lookup);
-                let mut w = self.decode_window(id, s, &name)?;
+                let mut w = self.decode_window(id, decode(&value, &name)?, &name)?;
                 let end = w.end();
                 match self.mode {
-                    Mode::Incremental { .. } => self.apply_incremental(id, &mut w, action, fired)?,
+                    Mode::Incremental { .. } => {
+                        self.apply_incremental(id, &mut w, action, fired)?
+                    }
                     Mode::Evicting { keep, .. } => {
                         apply_rows(&mut w, id, end, action, keep, &self.aggs, fired)?;
                         w.trim(&self.aggs, &self.input)?;
@@ -394,10 +406,10 @@ impl CountWindowAggregate {
             let s = decode(&value, &name)?;
             out.push(SpilledEntry {
                 key,
-                count: s.count,
-                first_time: s.first_time,
-                last_time: s.last_time,
-                since_fire: s.since_fire,
+                count: s.header.count,
+                first_time: s.header.first_time,
+                last_time: s.header.last_time,
+                since_fire: s.header.since_fire,
                 rows: self.decode_rows(&s.rows, &name)?,
                 accs: s.accs,
             });
@@ -420,9 +432,25 @@ impl CountWindowAggregate {
     }
 }
 
-fn decode(bytes: &[u8], name: &str) -> Result<SpilledWindow> {
-    postcard::from_bytes(bytes)
+/// The header of a spilled window, and the bytes after it.
+fn decode_header<'a>(bytes: &'a [u8], name: &str) -> Result<(Header, &'a [u8])> {
+    postcard::take_from_bytes(bytes)
         .map_err(|e| state_error(name, format!("cannot read a spilled window back: {e}")))
+}
+
+fn decode(bytes: &[u8], name: &str) -> Result<SpilledWindow> {
+    let (header, rest) = decode_header(bytes, name)?;
+    let cut = || state_error(name, "a spilled window is cut short");
+    let len = rest
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(cut)?;
+    let accs = rest.get(4..4 + len).ok_or_else(cut)?;
+    Ok(SpilledWindow {
+        header,
+        accs: accs.to_vec(),
+        rows: rest[4 + len..].to_vec(),
+    })
 }
 
 /// Spilling writes the rows waiting in the buffer first, then the windows
