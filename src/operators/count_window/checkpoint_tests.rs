@@ -115,3 +115,22 @@ fn spilled_buffered_rows_are_in_the_snapshot() {
         16 * 1024,
     );
 }
+
+#[test]
+fn spilled_windows_are_in_the_snapshot() {
+    // 400 keys, a watermark after every batch: the windows (not the rows
+    // waiting for the watermark) outgrow the budget and spill
+    let ev = events(Gen {
+        keys: 400,
+        rows: 60,
+        batches: 24,
+        wm_every: 1,
+        ..Gen::default()
+    });
+    let cut = ev.len() / 2;
+    let schema = rows(&[]).schema();
+    let keys = encoders(&[&schema], &[&["k"]]);
+    for spec in specs() {
+        assert_restores_spilled(&make(spec), &keys, &ev, cut, 16 * 1024);
+    }
+}
