@@ -7,9 +7,12 @@
 //! content) order once the watermark passed them: every executor and
 //! parallelism fires the same windows over the same rows.
 //!
+//! Per-key windows spill to a [`StateLog`] (`spill.rs`; encodings in
+//! `codec.rs`); checkpoints are in `checkpoint.rs`.
+//!
 //! May use `crate::operator`, `crate::message`, `crate::operators::aggregate`,
-//! `crate::key`, `crate::time`, `crate::memory`, `crate::error` and the arrow
-//! crates. Never `crate::exec` or `crate::graph`.
+//! `crate::key`, `crate::time`, `crate::memory`, `crate::state`, `crate::spill`,
+//! `crate::error` and the arrow crates. Never `crate::exec` or `crate::graph`.
 
 use super::aggregate::{Accumulators, Agg, BoundAgg, Values};
 use super::event_buffer::{batch_bytes, lateness_clock, EventTimeBuffer, Released};
@@ -303,10 +306,28 @@ impl Firings {
 /// ```
 /// A key that never reaches the count never fires: its rows are dropped at
 /// end of input (as in Flink). A global trigger can flush such windows by
-/// firing from `on_watermark` at `i64::MAX`. Sliding windows keep the last
-/// `size` rows of every key until end of input; a global window without
-/// eviction keeps one accumulator slot per key until it is purged. The
-/// buffer, kept rows and accumulators are reserved from the memory pool.
+/// firing from `on_watermark` at `i64::MAX` (it sees the watermark, not the
+/// steps the buffer's read-back takes towards it). Sliding windows keep the
+/// last `size` rows of every key until end of input; a global window without
+/// eviction keeps one accumulator slot per key until it is purged.
+///
+/// The buffer, the windows (kept rows, counters, accumulator slots) and the
+/// state log's index are reserved from the memory pool; over budget:
+/// ```text
+///  sync ──► pool refuses ──► 1. buffer rows ──► sorted runs (EventTimeBuffer::spill_rows)
+///                            2. windows of keys not fed since the last spill, then all:
+///     KeyWindow ──► postcard(count, first/last time, since_fire, kept) | accs len u32
+///                   | partial states (to_state, arrow-row bytes) | kept rows from start
+///                   (arrow-row bytes, framed) ──► StateLog::append (one key-sorted run)
+///                   ──► key handle given back, slot freed (slots renumbered when most are free)
+///  key due ──► StateLog::take(key) ──► KeyWindow (new slot, merge_state; rows renumbered from 0)
+///              ──► fed; while a step feeds, windows spill once the state passes its
+///                  reservation by a read-back step (relieve)
+///  watermark, trigger watches it ──► windows in memory, then the log in key-ordered steps
+///     (entries_after, held in a fixed read-back reservation): header only ──► on_watermark
+///     ──► Continue: stays on disk | else take, apply, write back unless emptied
+///  checkpoint ──► windows in memory + StateLog::entries, the same keyed entries
+/// ```
 pub struct CountWindowAggregate {
     // config
     mode: Mode,
@@ -672,13 +693,7 @@ impl CountWindowAggregate {
         }
     }
 
-    fn advance_step(
-        &mut self,
-        wm: i64,
-        last: bool,
-        ctx: &mut Ctx,
-        out: &mut Output,
-    ) -> Result<()> {
+    fn advance_step(&mut self, wm: i64, last: bool, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         if self.buffer.watermark().is_some_and(|w| w >= wm) {
             return Ok(());
         }

@@ -122,8 +122,9 @@ impl CountWindowAggregate {
         };
         let mut out = postcard::to_stdvec(&header)
             .map_err(|e| state_error(name, format!("cannot encode a window to spill it: {e}")))?;
-        let accs_len = u32::try_from(accs.len())
-            .map_err(|_| state_error(name, "a key's partial states of 4 GiB or more cannot spill"))?;
+        let accs_len = u32::try_from(accs.len()).map_err(|_| {
+            state_error(name, "a key's partial states of 4 GiB or more cannot spill")
+        })?;
         out.reserve(4 + accs.len() + rows.len());
         out.extend_from_slice(&accs_len.to_le_bytes());
         out.extend_from_slice(&accs);
