@@ -323,9 +323,13 @@ impl SpilledPanes {
     ) -> Result<()> {
         let mut writer = spill.create_writer(&self.schema, name)?;
         let batches = self.pane_batches(panes, dictionary, true)?;
-        for batch in &batches {
-            let per_row = batch.get_array_memory_size() / batch.num_rows().max(1);
-            self.row_bytes = self.row_bytes.max(per_row);
+        // the bytes the rows take (not the buffers' capacity: a pane of a
+        // few keys would make every row look kilobytes wide and every merge
+        // reserve that many times its rows)
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let bytes: usize = batches.iter().map(crate::spill::batch_bytes).sum();
+        if rows > 0 {
+            self.row_bytes = self.row_bytes.max(bytes.div_ceil(rows));
         }
         for batch in &batches {
             self.write_sliced(&mut writer, batch)?;
