@@ -107,7 +107,7 @@ impl Cursor {
 /// Merges the partial states of rows `offset..offset + groups.len()` of
 /// `batch` (the run layout; `widths`: state columns per aggregate) into
 /// `accs`, row `i` into group `groups[i]`, after growing `accs` to `size` groups.
-pub(super) fn merge_run_rows(
+pub(in crate::operators) fn merge_run_rows(
     accs: &mut [Accumulators],
     widths: &[usize],
     batch: &RecordBatch,
@@ -150,7 +150,7 @@ pub(super) fn merge_run_rows(
 /// one, so without it the same keys pile up run after run. Spills do not
 /// compact: in batch runs the merge at firing does the same work once, and
 /// compacting at spill time cost 1.5x in a 1M-key, 1 h window job.
-pub(super) struct SpilledPanes {
+pub(in crate::operators) struct SpilledPanes {
     // config
     schema: SchemaRef,
     /// Partial-state columns per aggregate.
@@ -166,7 +166,7 @@ pub(super) struct SpilledPanes {
 
 impl SpilledPanes {
     /// Runs for the partial states of `aggs`.
-    pub(super) fn new(aggs: &[BoundAgg]) -> Self {
+    pub(in crate::operators) fn new(aggs: &[BoundAgg]) -> Self {
         let mut fields = vec![
             Field::new("pane", DataType::Int64, false),
             Field::new("key", DataType::Binary, false),
@@ -187,7 +187,7 @@ impl SpilledPanes {
     }
 
     /// Bounds what a merge of the runs holds to about `bytes`.
-    pub(super) fn set_read_back(&mut self, bytes: usize) {
+    pub(in crate::operators) fn set_read_back(&mut self, bytes: usize) {
         self.read_back_bytes = bytes;
     }
 
@@ -213,7 +213,7 @@ impl SpilledPanes {
     }
 
     /// Bytes a merge of the runs holds, at most: what to reserve for it.
-    pub(super) fn merge_bytes(&self) -> usize {
+    pub(in crate::operators) fn merge_bytes(&self) -> usize {
         (self.runs.len().min(self.fan_in()) * self.batch_rows() + self.chunk_rows())
             * self.row_bytes
     }
@@ -236,7 +236,7 @@ impl SpilledPanes {
 
     /// Merges runs in groups of [`Self::fan_in`] until at most that many
     /// are left, so a merge over all of them holds its bound.
-    pub(super) fn reduce_fan_in(
+    pub(in crate::operators) fn reduce_fan_in(
         &mut self,
         aggs: &[BoundAgg],
         spill: &SpillManager,
@@ -261,23 +261,23 @@ impl SpilledPanes {
     }
 
     /// True if nothing is on disk.
-    pub(super) fn is_empty(&self) -> bool {
+    pub(in crate::operators) fn is_empty(&self) -> bool {
         self.runs.is_empty()
     }
 
     /// Partial-state columns per aggregate in the run layout.
-    pub(super) fn widths(&self) -> &[usize] {
+    pub(in crate::operators) fn widths(&self) -> &[usize] {
         &self.widths
     }
 
     /// The layout of a run (and of the panes in a checkpoint).
-    pub(super) fn schema(&self) -> &SchemaRef {
+    pub(in crate::operators) fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
     /// `panes` (in start order) as rows of the run layout, one batch per
     /// pane; with `sorted`, each pane's keys in byte order.
-    pub(super) fn pane_batches(
+    pub(in crate::operators) fn pane_batches(
         &self,
         panes: &BTreeMap<i64, Pane>,
         dictionary: &KeyDictionary,
@@ -314,7 +314,7 @@ impl SpilledPanes {
     }
 
     /// Writes `panes` (in start order, keys in byte order) as one run.
-    pub(super) fn spill(
+    pub(in crate::operators) fn spill(
         &mut self,
         panes: &BTreeMap<i64, Pane>,
         dictionary: &KeyDictionary,
@@ -337,6 +337,51 @@ impl SpilledPanes {
         self.runs.add(writer.finish()?)
     }
 
+    /// Merges rows of the run layout (`batch`: pane | key | partial states,
+    /// grouped by pane) into `panes`, which hold their keys; a pane not in
+    /// memory is made with room for `groups` keys. The layout must be this
+    /// one's (runs are; restored rows are checked by the caller).
+    pub(in crate::operators) fn merge_into(
+        &self,
+        panes: &mut BTreeMap<i64, Pane>,
+        dictionary: &mut KeyDictionary,
+        aggs: &[BoundAgg],
+        groups: usize,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        let starts = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("run layout: pane is Int64");
+        let keys = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .expect("run layout: key is Binary");
+        let mut i = 0;
+        while i < batch.num_rows() {
+            let start = starts.value(i);
+            let mut j = i;
+            while j < batch.num_rows() && starts.value(j) == start {
+                j += 1;
+            }
+            let pane = panes
+                .entry(start)
+                .or_insert_with(|| Pane::new(aggs, groups));
+            let slots: Vec<u32> = (i..j)
+                .map(|r| {
+                    let id = dictionary.intern(keys.value(r));
+                    pane.slot(dictionary, id)
+                })
+                .collect();
+            let n = pane.key_ids.len();
+            merge_run_rows(&mut pane.accs, &self.widths, batch, i, &slots, n)?;
+            i = j;
+        }
+        Ok(())
+    }
+
     /// Runs on disk.
     #[cfg(test)]
     pub(super) fn runs(&self) -> usize {
@@ -347,7 +392,7 @@ impl SpilledPanes {
     /// then a merge removes enough duplicates to pay for rewriting the
     /// largest run (size-tiered: a row is rewritten only when at least half
     /// as many new rows join it).
-    pub(super) fn worth_compacting(&self) -> bool {
+    pub(in crate::operators) fn worth_compacting(&self) -> bool {
         let rows = self.runs.run_rows();
         let largest = rows.iter().copied().max().unwrap_or(0);
         let others: u64 = rows.iter().sum::<u64>() - largest;
@@ -356,7 +401,7 @@ impl SpilledPanes {
 
     /// Merges every run into one holding one row per (pane, key), with the
     /// partial states of equal rows merged.
-    pub(super) fn compact(
+    pub(in crate::operators) fn compact(
         &mut self,
         aggs: &[BoundAgg],
         spill: &SpillManager,
@@ -437,7 +482,7 @@ impl SpilledPanes {
     /// key) order, at most [`CHUNK`] rows at a time; the rows of later panes
     /// go to one new run that replaces the old ones. Memory held: one
     /// batch per run and one chunk.
-    pub(super) fn fire_through(
+    pub(in crate::operators) fn fire_through(
         &mut self,
         boundary: i64,
         aggs: &[BoundAgg],
@@ -478,19 +523,19 @@ impl SpilledPanes {
     }
 
     /// Every spilled row not read back yet, left on disk (for checkpoints).
-    pub(super) fn remaining(&self) -> Result<Vec<RecordBatch>> {
+    pub(in crate::operators) fn remaining(&self) -> Result<Vec<RecordBatch>> {
         self.runs.remaining()
     }
 
     /// Removes and returns, from every run, the rows of panes starting before `boundary`.
-    pub(super) fn take_up_to(&mut self, boundary: i64) -> Result<Vec<RecordBatch>> {
+    pub(in crate::operators) fn take_up_to(&mut self, boundary: i64) -> Result<Vec<RecordBatch>> {
         self.runs.take_up_to(boundary, &pane_of)
     }
 
     /// True if the spilled rows of panes starting before `boundary` fit
     /// one read-back step, so reading them back whole stays bounded and
     /// costs less than a merge that rewrites every later pane.
-    pub(super) fn due_fits(&mut self, boundary: i64) -> Result<bool> {
+    pub(in crate::operators) fn due_fits(&mut self, boundary: i64) -> Result<bool> {
         if self.runs.is_empty() {
             return Ok(true);
         }
