@@ -150,8 +150,7 @@ impl WindowGroupAggregate {
 
     /// The bytes the in-memory windows and the key dictionary take.
     fn state_bytes(&self) -> usize {
-        self.dictionary.memory_size()
-            + self.windows.values().map(Pane::memory_size).sum::<usize>()
+        self.dictionary.memory_size() + self.windows.values().map(Pane::memory_size).sum::<usize>()
     }
 
     /// Adds the rows of `batch` to their windows' partial states; rows of
@@ -496,13 +495,19 @@ mod tests {
 mod checkpoint_tests {
     use super::*;
     use crate::operator::TaskInfo;
-    use crate::operators::checkpoint_events::assert_restores;
+    use crate::operators::checkpoint_events::{assert_restores, assert_restores_spilled};
     use crate::operators::checkpoint_harness::{encoders, Event};
     use arrow_array::{Int64Array, StringArray};
 
     /// Output of an upstream sliding window (size 1000, slide 500): rows of
     /// windows ending at `e` and `e + 500` arrive, then the watermark `e - 1`.
     fn window_output() -> Vec<Event> {
+        window_output_of(4, 5)
+    }
+
+    /// [`window_output`] with up to `rows` rows per batch (at least 2) of
+    /// keys `k0..k{keys - 1}`.
+    fn window_output_of(rows: u64, keys: u64) -> Vec<Event> {
         let mut ev = Vec::new();
         let mut seed = 17u64;
         let mut next = |n: u64| {
@@ -514,8 +519,8 @@ mod checkpoint_tests {
         for w in 1..16i64 {
             for part in 0..2i64 {
                 let end = (w + part) * 500;
-                let n = 2 + next(4) as usize;
-                let keys: Vec<String> = (0..n).map(|_| format!("k{}", next(5))).collect();
+                let n = 2 + next(rows) as usize;
+                let keys: Vec<String> = (0..n).map(|_| format!("k{}", next(keys))).collect();
                 let batch = RecordBatch::try_from_iter([
                     ("k", Arc::new(StringArray::from(keys)) as ArrayRef),
                     (
@@ -579,5 +584,16 @@ mod checkpoint_tests {
         assert_restores(&make(&[]), &by_window, &ev, &cuts);
         let by_key = encoders(&[&schema], &[&["k", "window_start", "window_end"]]);
         assert_restores(&make(&["k"]), &by_key, &ev, &cuts);
+    }
+
+    #[test]
+    fn spilled_groups_are_in_the_snapshot() {
+        // ~200 keys per window: far more than a 32 KiB budget holds
+        let ev = window_output_of(400, 1000);
+        let Event::Batch(_, first) = &ev[0] else {
+            unreachable!("the first event is a batch")
+        };
+        let by_key = encoders(&[&first.schema()], &[&["k", "window_start", "window_end"]]);
+        assert_restores_spilled(&make(&["k"]), &by_key, &ev, ev.len() / 2, 32 * 1024);
     }
 }
