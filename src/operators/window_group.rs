@@ -45,10 +45,10 @@ const CHUNK: usize = 8192;
 ///  watermark W ──► windows with we - 1 <= W fire:
 ///      no runs, or their due rows fit one read-back step ──► due rows read back into
 ///          memory (merge_state) ──► key columns | ws | we | aggregates ──► dropped
-///      otherwise ──► in-memory windows spilled too ──► k-way merge of the runs on
-///          (we - 1, key), equal rows merged, a chunk at a time in the fixed read-back
-///          reservation ──► results (keys, ws, we decoded from the key bytes);
-///          later windows ──► one new run
+///      otherwise ──► in-memory windows spilled too ──► k-way merge of the runs'
+///          prefixes (we - 1 <= W) on (we - 1, key), equal rows merged, a chunk at a
+///          time in the fixed read-back reservation ──► results (keys, ws, we decoded
+///          from the key bytes); later windows stay in their runs, unread
 ///  checkpoint ──► in-memory windows + rows left in the runs, in the run layout
 /// ```
 /// Upstream window operators emit a window's rows before they forward the
@@ -263,7 +263,6 @@ impl WindowGroupAggregate {
             store::sync(self, ctx.spill())?;
         }
         let name = self.reservation.consumer().to_string();
-        self.spilled.reduce_fan_in(&self.aggs, ctx.spill(), &name)?;
         store::reserve_step(&mut self.read_back, self.spilled.merge_bytes());
         let widths = self.spilled.widths().to_vec();
         let (keys, aggs, schema) = (&self.keys, &self.aggs, &self.schema);

@@ -559,7 +559,6 @@ impl WindowAggregate {
             store::sync(self, ctx.spill())?;
         }
         let name = self.reservation.consumer().to_string();
-        self.spilled.reduce_fan_in(&self.aggs, ctx.spill(), &name)?;
         store::reserve_step(&mut self.read_back, self.spilled.merge_bytes());
         let fired: BTreeSet<(i64, i64)> = due.iter().map(|&(e, s)| (s, e)).collect();
         let (keys, aggs, schema, widths) = (
