@@ -646,7 +646,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "its window key dictionary does not spill yet: issue 15, being fixed"]
     fn cascaded_window_aggregate(c in case()) {
         check(Op::Cascaded, &c)?;
     }

@@ -2,26 +2,34 @@
 //! group by keys and `window_start`/`window_end`, fire when the watermark
 //! passes the window's end.
 //!
-//! Owns [`WindowGroupAggregate`]. May use the aggregate accumulators,
-//! `crate::operator`, `crate::key`, `crate::memory`, `crate::error` and the
-//! arrow crates.
+//! Owns [`WindowGroupAggregate`]. Its state has the shape of window panes
+//! (per window, per group key, partial states), so it lives in the window
+//! operator's [`Pane`]s and spills through its [`SpilledPanes`]. May use the
+//! aggregate accumulators, the window operator's panes and spill runs,
+//! `crate::operator`, `crate::key`, `crate::memory`, `crate::state`,
+//! `crate::error` and the arrow crates.
 
 use super::aggregate::{Accumulators, Agg, BoundAgg};
-use super::window::WindowAggregate;
+use super::window::{merge_run_rows, Pane, SpilledPanes, WindowAggregate};
 use crate::error::{Error, Result};
-use crate::key::{KeyDictionary, KeyEncoder, KeyHandle};
+use crate::key::{KeyDictionary, KeyEncoder};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output};
-use crate::operators::keyed_state::{self, check_layout, column, key_groups};
+use crate::operators::keyed_state::{self, check_layout, key_groups};
+use crate::spill::SpillManager;
+use crate::state::store::{self, SpillableState};
 use crate::state::{StateReader, StateWriter};
 use crate::time::Window;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use std::collections::BTreeSet;
+use arrow_array::{ArrayRef, BinaryArray, RecordBatch};
+use arrow_schema::{DataType, Schema, SchemaRef};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Rows per emitted batch.
+const CHUNK: usize = 8192;
 
 /// Groups rows by (keys, `window_start`, `window_end`) and emits each
 /// group's aggregates once the watermark passes the window's end: the
@@ -29,13 +37,25 @@ use std::sync::Arc;
 /// counts a window aggregate emitted).
 ///
 /// ```text
-///  row (keys, ws, we) ──► group id (KeyDictionary) ──► accumulators; due += (we, id)
-///  watermark W ──► groups with we - 1 <= W: key columns | ws | we | aggregates ──► dropped
+///  row (keys, ws, we) ──► window[we - 1] (a Pane) : group id (KeyDictionary) ──► slot ──► partial states
 ///  a row whose window already fired (we - 1 <= W on arrival) is late: counted, dropped
+///  pool refuses (store::sync) ──► every window as one run of SpilledPanes, sorted by
+///      (we - 1, group key bytes): pane | key | partial states ──► windows dropped,
+///      key handles released, keys forgotten (memory back to the pool)
+///  watermark W ──► windows with we - 1 <= W fire:
+///      no runs, or their due rows fit one read-back step ──► due rows read back into
+///          memory (merge_state) ──► key columns | ws | we | aggregates ──► dropped
+///      otherwise ──► in-memory windows spilled too ──► k-way merge of the runs'
+///          prefixes (we - 1 <= W) on (we - 1, key), equal rows merged, a chunk at a
+///          time in the fixed read-back reservation ──► results (keys, ws, we decoded
+///          from the key bytes); later windows stay in their runs, unread
+///  checkpoint ──► in-memory windows + rows left in the runs, in the run layout
 /// ```
 /// Upstream window operators emit a window's rows before they forward the
 /// watermark that closes it, so every row of a window arrives before it
-/// fires, in every mode: the output is final (no `op` column).
+/// fires, in every mode: the output is final (no `op` column). Each window
+/// is one pane no other window shares (a tumbling window's shape), so a
+/// window fires straight from the runs like a tumbling window does.
 pub struct WindowGroupAggregate {
     // config
     keys: KeyEncoder,
@@ -44,20 +64,22 @@ pub struct WindowGroupAggregate {
     schema: SchemaRef,
     // state
     dictionary: KeyDictionary,
-    accs: Vec<Accumulators>,
-    /// The hold on each live group's key, by group id.
-    live: Vec<Option<KeyHandle>>,
-    due: BTreeSet<(i64, u32)>,
+    /// Open windows in memory by the watermark that fires them
+    /// (`window_end - 1`): group key (keys, ws, we) -> partial states.
+    windows: BTreeMap<i64, Pane>,
     watermark: i64,
     // resources
-    /// The groups and key dictionary (made by `open`).
+    /// The in-memory windows and key dictionary (spillable; made by `open`).
     reservation: MemoryReservation,
+    /// Spilled rows read back to fire, until they are emitted (fixed).
+    read_back: MemoryReservation,
+    spilled: SpilledPanes,
 }
 
 impl std::fmt::Debug for WindowGroupAggregate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WindowGroupAggregate")
-            .field("groups", &self.due.len())
+            .field("windows", &self.windows.len())
             .finish()
     }
 }
@@ -111,13 +133,13 @@ impl WindowGroupAggregate {
             keys: KeyEncoder::try_new(input, &group_columns, context)?,
             end_column: input.index_of("window_end").expect("checked above"),
             schema: WindowAggregate::output_schema(input, keys, aggs, false, context)?,
-            accs: aggs_bound.iter().map(Accumulators::new).collect(),
+            spilled: SpilledPanes::new(&aggs_bound),
             aggs: aggs_bound,
             dictionary: KeyDictionary::new(),
-            live: Vec::new(),
-            due: BTreeSet::new(),
+            windows: BTreeMap::new(),
             watermark: i64::MIN,
             reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
+            read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
         })
     }
 
@@ -126,115 +148,265 @@ impl WindowGroupAggregate {
         &self.schema
     }
 
-    /// Emits and drops every group whose window ends at or before `t + 1`.
-    fn fire(&mut self, t: i64, out: &mut Output) -> Result<()> {
-        let mut ids = Vec::new();
-        while let Some(&(end, id)) = self.due.first() {
-            if Window::max_timestamp(end) > t {
-                break;
+    /// The bytes the in-memory windows and the key dictionary take.
+    fn state_bytes(&self) -> usize {
+        self.dictionary.memory_size() + self.windows.values().map(Pane::memory_size).sum::<usize>()
+    }
+
+    /// Adds the rows of `batch` to their windows' partial states; rows of
+    /// windows that already fired are counted late and dropped.
+    fn add(&mut self, batch: &RecordBatch, ctx: &Ctx) -> Result<()> {
+        let encoded = self.keys.encode(batch)?;
+        let ends = batch.column(self.end_column).as_primitive::<Int64Type>();
+        // (the watermark firing the row's window, row), grouped by window
+        let mut order: Vec<(i64, u32)> = Vec::with_capacity(batch.num_rows());
+        let mut late = 0u64;
+        for (r, &end) in ends.values().iter().enumerate() {
+            let fires_at = Window::max_timestamp(end);
+            if fires_at <= self.watermark {
+                late += 1;
+            } else {
+                order.push((fires_at, r as u32));
             }
-            self.due.pop_first();
-            ids.push(id);
         }
-        for chunk in ids.chunks(8192) {
-            let parser = self.keys.converter().parser();
-            let mut columns: Vec<ArrayRef> = self.keys.converter().convert_rows(
-                chunk
-                    .iter()
-                    .map(|&id| parser.parse(self.dictionary.key(id))),
-            )?;
-            for (acc, agg) in self.accs.iter().zip(&self.aggs) {
-                columns.push(acc.finish(chunk, agg)?);
-            }
-            out.emit(RecordBatch::try_new(self.schema.clone(), columns)?);
+        if late > 0 {
+            OperatorMetrics::add(&ctx.metrics().late_rows, late);
         }
-        for id in ids {
-            for a in &mut self.accs {
-                a.reset(id);
+        if order.windows(2).any(|w| w[0].0 > w[1].0) {
+            order.sort_unstable();
+        }
+        let values = self
+            .aggs
+            .iter()
+            .map(|a| a.values(batch.columns()))
+            .collect::<Result<Vec<_>>>()?;
+        let (mut groups, mut rows) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        while i < order.len() {
+            let fires_at = order[i].0;
+            let j = i + order[i..].partition_point(|o| o.0 == fires_at);
+            let pane = self
+                .windows
+                .entry(fires_at)
+                .or_insert_with(|| Pane::new(&self.aggs, 0));
+            groups.clear();
+            rows.clear();
+            for &(_, r) in &order[i..j] {
+                let id = self.dictionary.intern(encoded.row(r as usize).as_ref());
+                groups.push(pane.slot(&mut self.dictionary, id));
+                rows.push(r);
             }
-            if let Some(held) = self.live[id as usize].take() {
-                self.dictionary.release(held);
+            let n = pane.key_ids.len();
+            for ((acc, agg), vals) in pane.accs.iter_mut().zip(&self.aggs).zip(&values) {
+                acc.resize(n);
+                acc.update(&groups, &rows, vals, &[], agg.field.name())?;
             }
+            i = j;
         }
         Ok(())
     }
 
-    fn sync(&mut self, _ctx: &Ctx) -> Result<()> {
-        let bytes = self.dictionary.memory_size()
-            + self.due.len() * 32
-            + self
-                .accs
-                .iter()
-                .map(Accumulators::memory_size)
-                .sum::<usize>();
-        self.reservation.try_resize(bytes)
+    /// Emits and drops every window fired by watermark `t` (ending at or
+    /// before `t + 1`), spilled or in memory.
+    fn fire(&mut self, t: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        // windows firing at `t` or before: fires_at < boundary
+        let boundary = t.saturating_add(1);
+        if !self.spilled.is_empty() {
+            if self.spilled.due_fits(boundary)? {
+                self.hydrate(boundary)?;
+            } else {
+                self.fire_from_runs(boundary, ctx, out)?;
+            }
+        }
+        while let Some(entry) = self.windows.first_entry() {
+            if *entry.key() >= boundary {
+                break;
+            }
+            let pane = entry.remove();
+            let emitted = self.emit_pane(&pane, out);
+            self.dictionary.release_all(pane.key_ids);
+            emitted?;
+        }
+        Ok(())
+    }
+
+    /// Reads the spilled rows of windows firing before `boundary` back into
+    /// memory (they fit one read-back step), merged into the in-memory
+    /// windows. What the state grows by is counted at once; the sync after
+    /// firing releases it.
+    fn hydrate(&mut self, boundary: i64) -> Result<()> {
+        for batch in self.spilled.take_up_to(boundary)? {
+            self.spilled.merge_into(
+                &mut self.windows,
+                &mut self.dictionary,
+                &self.aggs,
+                0,
+                &batch,
+            )?;
+        }
+        let beyond = self.state_bytes().saturating_sub(self.reservation.size());
+        self.reservation.grow(beyond);
+        Ok(())
+    }
+
+    /// Fires the windows before `boundary` by a merge of the runs, a chunk
+    /// of groups at a time, instead of reading them back whole: the
+    /// in-memory windows are spilled first, so each group comes out of the
+    /// merge once with its partial states merged. The merge's batches are
+    /// held in the fixed read-back reservation.
+    fn fire_from_runs(&mut self, boundary: i64, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        if self.windows.range(..boundary).next().is_some() {
+            let before = self.state_bytes();
+            SpillableState::spill(self, ctx.spill())?;
+            let freed = before.saturating_sub(self.state_bytes());
+            ctx.spill().metrics().record_state_spilled(freed as u64);
+            store::sync(self, ctx.spill())?;
+        }
+        let name = self.reservation.consumer().to_string();
+        store::reserve_step(&mut self.read_back, self.spilled.merge_bytes());
+        let widths = self.spilled.widths().to_vec();
+        let (keys, aggs, schema) = (&self.keys, &self.aggs, &self.schema);
+        let mut fire = |batch: &RecordBatch| -> Result<()> {
+            out.emit(run_results(batch, keys, aggs, &widths, schema)?);
+            Ok(())
+        };
+        let result = self
+            .spilled
+            .fire_through(boundary, aggs, ctx.spill(), &name, &mut fire);
+        self.read_back.free();
+        result
+    }
+
+    /// Emits the results of one in-memory window, [`CHUNK`] groups per batch.
+    fn emit_pane(&self, pane: &Pane, out: &mut Output) -> Result<()> {
+        let slots: Vec<u32> = (0..pane.key_ids.len() as u32).collect();
+        let parser = self.keys.converter().parser();
+        for chunk in slots.chunks(CHUNK) {
+            let mut columns: Vec<ArrayRef> = self.keys.converter().convert_rows(
+                chunk
+                    .iter()
+                    .map(|&s| parser.parse(self.dictionary.key(pane.key_ids[s as usize].id()))),
+            )?;
+            for (acc, agg) in pane.accs.iter().zip(&self.aggs) {
+                columns.push(acc.finish(chunk, agg)?);
+            }
+            out.emit(RecordBatch::try_new(self.schema.clone(), columns)?);
+        }
+        Ok(())
+    }
+
+    /// Matches the reservation to the state, spilling every window while
+    /// the pool refuses (see [`store::sync`]); rows read back to fire are
+    /// released from the fixed reservation first.
+    fn sync(&mut self, ctx: &Ctx) -> Result<()> {
+        self.read_back.free();
+        store::sync(self, ctx.spill())
     }
 }
 
-/// The keyed state entry: `key | end | partial states...`, one row per open
-/// group; `key` is the encoded group (keys, window_start, window_end: the
-/// columns the input is hash-partitioned by).
+/// The results of merged run rows (`pane | key | partial states`, one row
+/// per group): the key columns (keys, ws, we) decoded from the key bytes,
+/// then the aggregates.
+fn run_results(
+    batch: &RecordBatch,
+    keys: &KeyEncoder,
+    aggs: &[BoundAgg],
+    widths: &[usize],
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let key_bytes = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .expect("run layout: key is Binary");
+    let n = batch.num_rows();
+    let slots: Vec<u32> = (0..n as u32).collect();
+    let mut accs: Vec<Accumulators> = aggs.iter().map(Accumulators::new).collect();
+    merge_run_rows(&mut accs, widths, batch, 0, &slots, n)?;
+    let parser = keys.converter().parser();
+    let mut columns: Vec<ArrayRef> = keys
+        .converter()
+        .convert_rows(key_bytes.iter().flatten().map(|k| parser.parse(k)))?;
+    for (acc, agg) in accs.iter().zip(aggs) {
+        columns.push(acc.finish(&slots, agg)?);
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+impl SpillableState for WindowGroupAggregate {
+    fn memory_bytes(&self) -> usize {
+        self.state_bytes()
+    }
+
+    fn can_spill(&self) -> bool {
+        !self.windows.is_empty()
+    }
+
+    /// Writes every in-memory window as one run sorted by (fires at, key)
+    /// and drops them; keys only they held are forgotten.
+    fn spill(&mut self, spill: &Arc<SpillManager>) -> Result<()> {
+        let name = self.reservation.consumer().to_string();
+        self.spilled
+            .spill(&self.windows, &self.dictionary, spill, &name)?;
+        for (_, pane) in std::mem::take(&mut self.windows) {
+            self.dictionary.release_all(pane.key_ids);
+        }
+        self.dictionary.shrink();
+        Ok(())
+    }
+
+    fn reservation(&mut self) -> &mut MemoryReservation {
+        &mut self.reservation
+    }
+}
+
+/// The keyed state entry, in the run layout: `pane | key | partial
+/// states...`, one row per open group (in memory or spilled); `pane` is the
+/// watermark that fires the group's window (`window_end - 1`), `key` the
+/// encoded group (keys, window_start, window_end: the columns the input is
+/// hash-partitioned by).
 const GROUPS: &str = "window_group.groups";
 /// The unkeyed entry: the watermark (`i64::MIN` before the first).
 const WATERMARK: &str = "window_group.watermark";
 
 impl WindowGroupAggregate {
-    /// The layout of [`GROUPS`].
-    fn state_layout(&self) -> SchemaRef {
-        keyed_state::layout(
-            vec![
-                Field::new("key", DataType::Binary, false),
-                Field::new("end", DataType::Int64, false),
-            ],
-            &self.aggs,
-        )
-    }
-
-    /// Writes every open group (in firing order) and the watermark.
+    /// Writes every open group (in memory, then the rows left in the runs)
+    /// and the watermark.
     fn write_state(&self, state: &mut StateWriter) -> Result<()> {
         state.put(WATERMARK, &self.watermark)?;
-        let open: Vec<(i64, u32)> = self.due.iter().copied().collect();
-        for chunk in open.chunks(8192) {
-            let ids: Vec<u32> = chunk.iter().map(|&(_, id)| id).collect();
-            let keys = BinaryArray::from_iter_values(ids.iter().map(|&id| self.dictionary.key(id)));
-            let groups = key_groups(keys.iter().flatten());
-            let ends = Int64Array::from_iter_values(chunk.iter().map(|&(end, _)| end));
-            let mut columns: Vec<ArrayRef> = vec![Arc::new(keys), Arc::new(ends)];
-            columns.extend(keyed_state::acc_columns(&self.accs, &ids)?);
-            let batch = RecordBatch::try_new(self.state_layout(), columns)?;
-            state.put_keyed(GROUPS, &batch, &groups)?;
+        let mut batches = self
+            .spilled
+            .pane_batches(&self.windows, &self.dictionary, false)?;
+        batches.extend(self.spilled.remaining()?);
+        for batch in &batches {
+            let keys = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .expect("run layout: key is Binary");
+            state.put_keyed(GROUPS, batch, &key_groups(keys.iter().flatten()))?;
         }
         Ok(())
     }
 
-    /// Reads the groups this subtask owns; after a rescale the watermark is
-    /// the highest saved (all subtasks saw the same watermarks).
-    fn read_state(&mut self, state: &StateReader, operator: &str) -> Result<()> {
+    /// Reads the groups this subtask owns, syncing after each batch (which
+    /// spills if the pool refuses); after a rescale the watermark is the
+    /// highest saved (all subtasks saw the same watermarks).
+    fn read_state(&mut self, state: &StateReader, ctx: &Ctx) -> Result<()> {
         for w in state.values::<i64>(WATERMARK)? {
             self.watermark = self.watermark.max(w);
         }
-        let layout = self.state_layout();
+        let layout = self.spilled.schema().clone();
         for batch in state.keyed(GROUPS)? {
-            check_layout(&batch, &layout, GROUPS, operator)?;
-            let keys = column::<BinaryArray>(&batch, "key", GROUPS, operator)?;
-            let ends = column::<Int64Array>(&batch, "end", GROUPS, operator)?;
-            let mut ids = Vec::with_capacity(batch.num_rows());
-            for r in 0..batch.num_rows() {
-                let id = self.dictionary.intern(keys.value(r));
-                let slot = id as usize;
-                if slot >= self.live.len() {
-                    self.live.resize_with(slot + 1, || None);
-                    for a in &mut self.accs {
-                        a.resize(slot + 1);
-                    }
-                }
-                if self.live[slot].is_none() {
-                    self.live[slot] = Some(self.dictionary.hold(id));
-                    self.due.insert((ends.value(r), id));
-                }
-                ids.push(id);
-            }
-            keyed_state::merge_acc_columns(&mut self.accs, &self.aggs, &ids, &batch, 2)?;
+            check_layout(&batch, &layout, GROUPS, ctx.operator())?;
+            self.spilled.merge_into(
+                &mut self.windows,
+                &mut self.dictionary,
+                &self.aggs,
+                0,
+                &batch,
+            )?;
+            self.sync(ctx)?;
         }
         Ok(())
     }
@@ -243,6 +415,10 @@ impl WindowGroupAggregate {
 impl Operator for WindowGroupAggregate {
     fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
         self.reservation = ctx.spillable_reservation();
+        self.read_back = ctx.fixed_reservation("read-back");
+        // two read-back steps: the merge that fires windows from the runs
+        self.spilled
+            .set_read_back(2 * store::step_bytes(self.read_back.pool()));
         Ok(())
     }
 
@@ -253,44 +429,13 @@ impl Operator for WindowGroupAggregate {
         ctx: &mut Ctx,
         _out: &mut Output,
     ) -> Result<()> {
-        let encoded = self.keys.encode(&batch)?;
-        let ends = batch.column(self.end_column).as_primitive::<Int64Type>();
-        let (mut groups, mut rows) = (Vec::new(), Vec::new());
-        let mut late = 0u64;
-        for r in 0..batch.num_rows() {
-            let end = ends.value(r);
-            if Window::max_timestamp(end) <= self.watermark {
-                late += 1;
-                continue;
-            }
-            let id = self.dictionary.intern(encoded.row(r).as_ref());
-            let slot = id as usize;
-            if slot >= self.live.len() {
-                self.live.resize_with(slot + 1, || None);
-                for a in &mut self.accs {
-                    a.resize(slot + 1);
-                }
-            }
-            if self.live[slot].is_none() {
-                self.live[slot] = Some(self.dictionary.hold(id));
-                self.due.insert((end, id));
-            }
-            groups.push(id);
-            rows.push(r as u32);
-        }
-        if late > 0 {
-            OperatorMetrics::add(&ctx.metrics().late_rows, late);
-        }
-        for (acc, agg) in self.accs.iter_mut().zip(&self.aggs) {
-            let values = agg.values(batch.columns())?;
-            acc.update(&groups, &rows, &values, &[], agg.field.name())?;
-        }
+        self.add(&batch, ctx)?;
         self.sync(ctx)
     }
 
     fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         if let Watermark::EventTime(t) = wm {
-            self.fire(t, out)?;
+            self.fire(t, ctx, out)?;
             self.watermark = self.watermark.max(t);
             self.sync(ctx)?;
         }
@@ -299,17 +444,25 @@ impl Operator for WindowGroupAggregate {
     }
 
     fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
-        self.fire(i64::MAX, out)?;
+        self.fire(i64::MAX, ctx, out)?;
         self.sync(ctx)
     }
 
     fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        // one row per spilled group: the checkpoint holds the logical
+        // state, not every run written since the window opened
+        if self.spilled.worth_compacting() {
+            let name = ctx.operator().to_string();
+            self.spilled
+                .compact(&self.aggs, ctx.spill(), &name)
+                .map_err(|e| keyed_state::with_operator(e, ctx.operator()))?;
+        }
         self.write_state(state)
             .map_err(|e| keyed_state::with_operator(e, ctx.operator()))
     }
 
     fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
-        self.read_state(state, ctx.operator())
+        self.read_state(state, ctx)
             .map_err(|e| keyed_state::with_operator(e, ctx.operator()))?;
         self.sync(ctx)
     }
@@ -341,13 +494,19 @@ mod tests {
 mod checkpoint_tests {
     use super::*;
     use crate::operator::TaskInfo;
-    use crate::operators::checkpoint_events::assert_restores;
+    use crate::operators::checkpoint_events::{assert_restores, assert_restores_spilled};
     use crate::operators::checkpoint_harness::{encoders, Event};
-    use arrow_array::StringArray;
+    use arrow_array::{Int64Array, StringArray};
 
     /// Output of an upstream sliding window (size 1000, slide 500): rows of
     /// windows ending at `e` and `e + 500` arrive, then the watermark `e - 1`.
     fn window_output() -> Vec<Event> {
+        window_output_of(4, 5)
+    }
+
+    /// [`window_output`] with up to `rows` rows per batch (at least 2) of
+    /// keys `k0..k{keys - 1}`.
+    fn window_output_of(rows: u64, keys: u64) -> Vec<Event> {
         let mut ev = Vec::new();
         let mut seed = 17u64;
         let mut next = |n: u64| {
@@ -359,8 +518,8 @@ mod checkpoint_tests {
         for w in 1..16i64 {
             for part in 0..2i64 {
                 let end = (w + part) * 500;
-                let n = 2 + next(4) as usize;
-                let keys: Vec<String> = (0..n).map(|_| format!("k{}", next(5))).collect();
+                let n = 2 + next(rows) as usize;
+                let keys: Vec<String> = (0..n).map(|_| format!("k{}", next(keys))).collect();
                 let batch = RecordBatch::try_from_iter([
                     ("k", Arc::new(StringArray::from(keys)) as ArrayRef),
                     (
@@ -424,5 +583,16 @@ mod checkpoint_tests {
         assert_restores(&make(&[]), &by_window, &ev, &cuts);
         let by_key = encoders(&[&schema], &[&["k", "window_start", "window_end"]]);
         assert_restores(&make(&["k"]), &by_key, &ev, &cuts);
+    }
+
+    #[test]
+    fn spilled_groups_are_in_the_snapshot() {
+        // ~200 keys per window: far more than a 32 KiB budget holds
+        let ev = window_output_of(400, 1000);
+        let Event::Batch(_, first) = &ev[0] else {
+            unreachable!("the first event is a batch")
+        };
+        let by_key = encoders(&[&first.schema()], &[&["k", "window_start", "window_end"]]);
+        assert_restores_spilled(&make(&["k"]), &by_key, &ev, ev.len() / 2, 32 * 1024);
     }
 }

@@ -7,6 +7,8 @@ mod checkpoint;
 mod checkpoint_tests;
 mod spill;
 
+pub(in crate::operators) use spill::{merge_run_rows, SpilledPanes};
+
 use crate::error::{Error, Result};
 use crate::key::{FastBuildHasher, HeldKeys, KeyDictionary, KeyEncoder, KeyHandle};
 use crate::memory::{ConsumerKind, MemoryReservation};
@@ -115,11 +117,12 @@ pub struct WindowAggregate {
 }
 
 /// Partial aggregates of one pane: key id -> group slot. The pane holds
-/// each of its keys (`key_ids[slot]`).
-struct Pane {
+/// each of its keys (`key_ids[slot]`). Also the state of one window of
+/// [`super::window_group::WindowGroupAggregate`].
+pub(in crate::operators) struct Pane {
     groups: HashMap<u32, u32, FastBuildHasher>,
-    key_ids: Vec<KeyHandle>,
-    accs: Vec<Accumulators>,
+    pub(in crate::operators) key_ids: Vec<KeyHandle>,
+    pub(in crate::operators) accs: Vec<Accumulators>,
 }
 
 /// Rows per key since the last early firing of one window, each key held
@@ -144,7 +147,26 @@ fn hold_in(
 }
 
 impl Pane {
-    fn memory_size(&self) -> usize {
+    /// An empty pane for `aggs`, with room for `groups` keys.
+    pub(in crate::operators) fn new(aggs: &[BoundAgg], groups: usize) -> Self {
+        Pane {
+            groups: HashMap::with_capacity_and_hasher(groups, FastBuildHasher::default()),
+            key_ids: Vec::with_capacity(groups),
+            accs: aggs.iter().map(Accumulators::new).collect(),
+        }
+    }
+
+    /// The slot of key `id` (interned in `dictionary`), added and held if new.
+    pub(in crate::operators) fn slot(&mut self, dictionary: &mut KeyDictionary, id: u32) -> u32 {
+        let next = self.key_ids.len() as u32;
+        *self.groups.entry(id).or_insert_with(|| {
+            self.key_ids.push(dictionary.hold(id));
+            next
+        })
+    }
+
+    /// Bytes the pane's keys and partial states take.
+    pub(in crate::operators) fn memory_size(&self) -> usize {
         self.key_ids.len() * 24
             + self
                 .accs
@@ -331,11 +353,7 @@ impl WindowAggregate {
     }
 
     fn new_pane(&self) -> Pane {
-        Pane {
-            groups: HashMap::with_capacity_and_hasher(self.last_groups, FastBuildHasher::default()),
-            key_ids: Vec::with_capacity(self.last_groups),
-            accs: self.aggs.iter().map(Accumulators::new).collect(),
-        }
+        Pane::new(&self.aggs, self.last_groups)
     }
 
     fn state_bytes(&self) -> usize {
@@ -372,43 +390,13 @@ impl WindowAggregate {
     /// in-memory panes, which hold their keys. The layout must be this
     /// operator's (runs are; restored rows are checked).
     fn merge_pane_rows(&mut self, batch: &RecordBatch) -> Result<()> {
-        let panes = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .expect("run schema: pane is Int64");
-        let keys = batch
-            .column(1)
-            .as_any()
-            .downcast_ref::<arrow_array::BinaryArray>()
-            .expect("run schema: key is Binary");
-        let mut i = 0;
-        while i < batch.num_rows() {
-            let start = panes.value(i);
-            let mut j = i;
-            while j < batch.num_rows() && panes.value(j) == start {
-                j += 1;
-            }
-            if !self.panes.contains_key(&start) {
-                let p = self.new_pane();
-                self.panes.insert(start, p);
-            }
-            let pane = self.panes.get_mut(&start).expect("inserted above");
-            let mut slots = Vec::with_capacity(j - i);
-            for r in i..j {
-                let id = self.dictionary.intern(keys.value(r));
-                let next = pane.key_ids.len() as u32;
-                let slot = *pane.groups.entry(id).or_insert_with(|| {
-                    pane.key_ids.push(self.dictionary.hold(id));
-                    next
-                });
-                slots.push(slot);
-            }
-            let n = pane.key_ids.len();
-            spill::merge_run_rows(&mut pane.accs, self.spilled.widths(), batch, i, &slots, n)?;
-            i = j;
-        }
-        Ok(())
+        self.spilled.merge_into(
+            &mut self.panes,
+            &mut self.dictionary,
+            &self.aggs,
+            self.last_groups,
+            batch,
+        )
     }
 
     /// The result of window `[start, end)` for `only` keys (all keys if `None`).
@@ -571,7 +559,6 @@ impl WindowAggregate {
             store::sync(self, ctx.spill())?;
         }
         let name = self.reservation.consumer().to_string();
-        self.spilled.reduce_fan_in(&self.aggs, ctx.spill(), &name)?;
         store::reserve_step(&mut self.read_back, self.spilled.merge_bytes());
         let fired: BTreeSet<(i64, i64)> = due.iter().map(|&(e, s)| (s, e)).collect();
         let (keys, aggs, schema, widths) = (

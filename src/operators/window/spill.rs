@@ -5,9 +5,10 @@ use crate::error::Result;
 use crate::key::KeyDictionary;
 use crate::operators::aggregate::{Accumulators, BoundAgg};
 use crate::spill::SpillManager;
-use crate::state::store::{RunRest, SortedRuns};
+use crate::state::store::{RunKey, SortedRuns};
 use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -21,9 +22,9 @@ const RUN_BATCH_ROWS: usize = 1024;
 
 /// One run being merged: its current batch, the next row, and the rows
 /// taken from this batch that are not merged into the chunk yet.
-struct Cursor {
+struct Cursor<I> {
     // resources
-    rest: RunRest,
+    rest: I,
     // state
     batch: Option<(RecordBatch, Int64Array, BinaryArray)>,
     row: usize,
@@ -31,8 +32,8 @@ struct Cursor {
     pending: Vec<u32>,
 }
 
-impl Cursor {
-    fn try_new(rest: RunRest) -> Result<Self> {
+impl<I: Iterator<Item = Result<RecordBatch>>> Cursor<I> {
+    fn try_new(rest: I) -> Result<Self> {
         let mut c = Cursor {
             rest,
             batch: None,
@@ -107,7 +108,7 @@ impl Cursor {
 /// Merges the partial states of rows `offset..offset + groups.len()` of
 /// `batch` (the run layout; `widths`: state columns per aggregate) into
 /// `accs`, row `i` into group `groups[i]`, after growing `accs` to `size` groups.
-pub(super) fn merge_run_rows(
+pub(in crate::operators) fn merge_run_rows(
     accs: &mut [Accumulators],
     widths: &[usize],
     batch: &RecordBatch,
@@ -150,7 +151,7 @@ pub(super) fn merge_run_rows(
 /// one, so without it the same keys pile up run after run. Spills do not
 /// compact: in batch runs the merge at firing does the same work once, and
 /// compacting at spill time cost 1.5x in a 1M-key, 1 h window job.
-pub(super) struct SpilledPanes {
+pub(in crate::operators) struct SpilledPanes {
     // config
     schema: SchemaRef,
     /// Partial-state columns per aggregate.
@@ -160,13 +161,16 @@ pub(super) struct SpilledPanes {
     // state
     /// Largest bytes per row seen in a spill (for sizing batches and merges).
     row_bytes: usize,
+    /// Largest bytes per row the spilled panes took in memory (keys, slots,
+    /// partial states): what a row read back whole takes again.
+    memory_row_bytes: usize,
     // resources
     runs: SortedRuns,
 }
 
 impl SpilledPanes {
     /// Runs for the partial states of `aggs`.
-    pub(super) fn new(aggs: &[BoundAgg]) -> Self {
+    pub(in crate::operators) fn new(aggs: &[BoundAgg]) -> Self {
         let mut fields = vec![
             Field::new("pane", DataType::Int64, false),
             Field::new("key", DataType::Binary, false),
@@ -183,17 +187,18 @@ impl SpilledPanes {
             runs: SortedRuns::new(),
             read_back_bytes: usize::MAX,
             row_bytes: 64,
+            memory_row_bytes: 64,
         }
     }
 
     /// Bounds what a merge of the runs holds to about `bytes`.
-    pub(super) fn set_read_back(&mut self, bytes: usize) {
+    pub(in crate::operators) fn set_read_back(&mut self, bytes: usize) {
         self.read_back_bytes = bytes;
     }
 
     /// Rows per batch written to a run.
     fn batch_rows(&self) -> usize {
-        (self.read_back_bytes / 16 / self.row_bytes).clamp(64, RUN_BATCH_ROWS)
+        (self.read_back_bytes / 16 / self.row_bytes).clamp(8, RUN_BATCH_ROWS)
     }
 
     /// Runs merged at once: as many batches as fit the read-back bytes
@@ -209,11 +214,11 @@ impl SpilledPanes {
 
     /// Rows per merged chunk.
     fn chunk_rows(&self) -> usize {
-        (self.read_back_bytes / 4 / self.row_bytes).clamp(64, CHUNK)
+        (self.read_back_bytes / 4 / self.row_bytes).clamp(8, CHUNK)
     }
 
     /// Bytes a merge of the runs holds, at most: what to reserve for it.
-    pub(super) fn merge_bytes(&self) -> usize {
+    pub(in crate::operators) fn merge_bytes(&self) -> usize {
         (self.runs.len().min(self.fan_in()) * self.batch_rows() + self.chunk_rows())
             * self.row_bytes
     }
@@ -224,60 +229,27 @@ impl SpilledPanes {
         writer: &mut crate::spill::SpillWriter,
         batch: &RecordBatch,
     ) -> Result<()> {
-        let rows = self.batch_rows();
-        let mut at = 0;
-        while at < batch.num_rows() {
-            let n = rows.min(batch.num_rows() - at);
-            writer.write(&batch.slice(at, n))?;
-            at += n;
-        }
-        Ok(())
-    }
-
-    /// Merges runs in groups of [`Self::fan_in`] until at most that many
-    /// are left, so a merge over all of them holds its bound.
-    pub(super) fn reduce_fan_in(
-        &mut self,
-        aggs: &[BoundAgg],
-        spill: &SpillManager,
-        name: &str,
-    ) -> Result<()> {
-        let fan_in = self.fan_in();
-        while self.runs.len() > fan_in {
-            let mut cursors = self
-                .runs
-                .drain_first(fan_in)
-                .into_iter()
-                .map(Cursor::try_new)
-                .collect::<Result<Vec<_>>>()?;
-            let mut writer = spill.create_writer(&self.schema, name)?;
-            while let Some(batch) = self.merge_chunk(&mut cursors, aggs)? {
-                self.write_sliced(&mut writer, &batch)?;
-            }
-            drop(cursors); // deletes the merged runs' files
-            self.runs.add(writer.finish()?)?;
-        }
-        Ok(())
+        write_in_batches(writer, batch, self.batch_rows())
     }
 
     /// True if nothing is on disk.
-    pub(super) fn is_empty(&self) -> bool {
+    pub(in crate::operators) fn is_empty(&self) -> bool {
         self.runs.is_empty()
     }
 
     /// Partial-state columns per aggregate in the run layout.
-    pub(super) fn widths(&self) -> &[usize] {
+    pub(in crate::operators) fn widths(&self) -> &[usize] {
         &self.widths
     }
 
     /// The layout of a run (and of the panes in a checkpoint).
-    pub(super) fn schema(&self) -> &SchemaRef {
+    pub(in crate::operators) fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
     /// `panes` (in start order) as rows of the run layout, one batch per
     /// pane; with `sorted`, each pane's keys in byte order.
-    pub(super) fn pane_batches(
+    pub(in crate::operators) fn pane_batches(
         &self,
         panes: &BTreeMap<i64, Pane>,
         dictionary: &KeyDictionary,
@@ -314,7 +286,7 @@ impl SpilledPanes {
     }
 
     /// Writes `panes` (in start order, keys in byte order) as one run.
-    pub(super) fn spill(
+    pub(in crate::operators) fn spill(
         &mut self,
         panes: &BTreeMap<i64, Pane>,
         dictionary: &KeyDictionary,
@@ -323,14 +295,66 @@ impl SpilledPanes {
     ) -> Result<()> {
         let mut writer = spill.create_writer(&self.schema, name)?;
         let batches = self.pane_batches(panes, dictionary, true)?;
-        for batch in &batches {
-            let per_row = batch.get_array_memory_size() / batch.num_rows().max(1);
-            self.row_bytes = self.row_bytes.max(per_row);
+        // the bytes the rows take (not the buffers' capacity: a pane of a
+        // few keys would make every row look kilobytes wide and every merge
+        // reserve that many times its rows)
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let bytes: usize = batches.iter().map(crate::spill::batch_bytes).sum();
+        if rows > 0 {
+            self.row_bytes = self.row_bytes.max(bytes.div_ceil(rows));
+            let memory =
+                dictionary.memory_size() + panes.values().map(Pane::memory_size).sum::<usize>();
+            self.memory_row_bytes = self.memory_row_bytes.max(memory.div_ceil(rows));
         }
         for batch in &batches {
             self.write_sliced(&mut writer, batch)?;
         }
         self.runs.add(writer.finish()?)
+    }
+
+    /// Merges rows of the run layout (`batch`: pane | key | partial states,
+    /// grouped by pane) into `panes`, which hold their keys; a pane not in
+    /// memory is made with room for `groups` keys. The layout must be this
+    /// one's (runs are; restored rows are checked by the caller).
+    pub(in crate::operators) fn merge_into(
+        &self,
+        panes: &mut BTreeMap<i64, Pane>,
+        dictionary: &mut KeyDictionary,
+        aggs: &[BoundAgg],
+        groups: usize,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        let starts = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("run layout: pane is Int64");
+        let keys = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .expect("run layout: key is Binary");
+        let mut i = 0;
+        while i < batch.num_rows() {
+            let start = starts.value(i);
+            let mut j = i;
+            while j < batch.num_rows() && starts.value(j) == start {
+                j += 1;
+            }
+            let pane = panes
+                .entry(start)
+                .or_insert_with(|| Pane::new(aggs, groups));
+            let slots: Vec<u32> = (i..j)
+                .map(|r| {
+                    let id = dictionary.intern(keys.value(r));
+                    pane.slot(dictionary, id)
+                })
+                .collect();
+            let n = pane.key_ids.len();
+            merge_run_rows(&mut pane.accs, &self.widths, batch, i, &slots, n)?;
+            i = j;
+        }
+        Ok(())
     }
 
     /// Runs on disk.
@@ -343,7 +367,7 @@ impl SpilledPanes {
     /// then a merge removes enough duplicates to pay for rewriting the
     /// largest run (size-tiered: a row is rewritten only when at least half
     /// as many new rows join it).
-    pub(super) fn worth_compacting(&self) -> bool {
+    pub(in crate::operators) fn worth_compacting(&self) -> bool {
         let rows = self.runs.run_rows();
         let largest = rows.iter().copied().max().unwrap_or(0);
         let others: u64 = rows.iter().sum::<u64>() - largest;
@@ -352,7 +376,7 @@ impl SpilledPanes {
 
     /// Merges every run into one holding one row per (pane, key), with the
     /// partial states of equal rows merged.
-    pub(super) fn compact(
+    pub(in crate::operators) fn compact(
         &mut self,
         aggs: &[BoundAgg],
         spill: &SpillManager,
@@ -376,9 +400,9 @@ impl SpilledPanes {
     }
 
     /// The next up to [`CHUNK`] merged rows, or `None` when every cursor is done.
-    fn merge_chunk(
+    fn merge_chunk<I: Iterator<Item = Result<RecordBatch>>>(
         &self,
-        cursors: &mut [Cursor],
+        cursors: &mut [Cursor<I>],
         aggs: &[BoundAgg],
     ) -> Result<Option<RecordBatch>> {
         let widths = &self.widths;
@@ -428,12 +452,22 @@ impl SpilledPanes {
         Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
     }
 
-    /// Merges every run (one row per (pane, key), partial states merged) and
-    /// hands the merged rows of panes before `boundary` to `fire`, in (pane,
-    /// key) order, at most [`CHUNK`] rows at a time; the rows of later panes
-    /// go to one new run that replaces the old ones. Memory held: one
-    /// batch per run and one chunk.
-    pub(super) fn fire_through(
+    /// Merges the rows of panes before `boundary` over every run (one row
+    /// per (pane, key), partial states merged) and hands them to `fire` in
+    /// (pane, key) order, at most [`CHUNK`] rows at a time. The rows of
+    /// later panes stay where they are: runs are sorted by pane, so a run
+    /// is read only up to the boundary, and nothing is rewritten but the
+    /// due rows of more runs than one merge may hold
+    /// ([`Self::fan_in`]), which are first merged in groups into runs of
+    /// due rows alone. Memory held: one batch per merged run and one chunk.
+    ///
+    /// ```text
+    ///  run 0: | p1 p1 p2 | p3 p4 |     boundary = p3: merge(run 0 [p1 p1 p2], run 1 [p1 p2])
+    ///  run 1: | p1 p2 p3 p4 |           ─► fire; runs keep [p3 p4] and [p3 p4]
+    ///  more runs with due rows than fan_in ─► merge the due prefixes of fan_in of them
+    ///  into one run (due rows only), repeat, then merge and fire
+    /// ```
+    pub(in crate::operators) fn fire_through(
         &mut self,
         boundary: i64,
         aggs: &[BoundAgg],
@@ -441,57 +475,127 @@ impl SpilledPanes {
         name: &str,
         fire: &mut dyn FnMut(&RecordBatch) -> Result<()>,
     ) -> Result<()> {
-        let mut cursors = self
-            .runs
-            .drain()
-            .into_iter()
-            .map(Cursor::try_new)
-            .collect::<Result<Vec<_>>>()?;
-        let mut rest = None;
-        while let Some(batch) = self.merge_chunk(&mut cursors, aggs)? {
-            let panes = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("run layout: pane is Int64");
-            let due = panes.values().partition_point(|&p| p < boundary);
-            if due > 0 {
-                fire(&batch.slice(0, due))?;
+        let Some(last) = boundary.checked_sub(1) else {
+            return Ok(());
+        };
+        let fan_in = self.fan_in();
+        loop {
+            let due = self.runs_with_rows_through(last)?;
+            if due.len() <= fan_in {
+                break;
             }
-            if due < batch.num_rows() {
-                if rest.is_none() {
-                    rest = Some(spill.create_writer(&self.schema, name)?);
-                }
-                let writer = rest.as_mut().expect("created above");
-                self.write_sliced(writer, &batch.slice(due, batch.num_rows() - due))?;
-            }
-        }
-        drop(cursors); // deletes the old runs' files
-        if let Some(writer) = rest {
+            let mut writer = spill.create_writer(&self.schema, name)?;
+            let rows = self.batch_rows();
+            self.merge_prefixes(&due[..fan_in], last, aggs, &mut |batch| {
+                write_in_batches(&mut writer, batch, rows)
+            })?;
+            self.runs.drop_finished();
             self.runs.add(writer.finish()?)?;
         }
+        let due = self.runs_with_rows_through(last)?;
+        self.merge_prefixes(&due, last, aggs, fire)?;
+        self.runs.drop_finished();
         Ok(())
     }
 
+    /// The runs with a row of a pane at or before `last`.
+    fn runs_with_rows_through(&mut self, last: i64) -> Result<Vec<usize>> {
+        let mut due = Vec::new();
+        for i in 0..self.runs.len() {
+            if self.runs.has_through(i, last, &pane_of)? {
+                due.push(i);
+            }
+        }
+        Ok(due)
+    }
+
+    /// Merges the rows of panes at or before `last` of the runs `which`,
+    /// handing the merged chunks to `f`; the runs keep their later rows.
+    fn merge_prefixes(
+        &mut self,
+        which: &[usize],
+        last: i64,
+        aggs: &[BoundAgg],
+        f: &mut dyn FnMut(&RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let runs = RefCell::new(std::mem::take(&mut self.runs));
+        let result = (|| {
+            let mut cursors = which
+                .iter()
+                .map(|&run| {
+                    Cursor::try_new(Prefix {
+                        runs: &runs,
+                        run,
+                        last,
+                        key: &pane_of,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            while let Some(batch) = self.merge_chunk(&mut cursors, aggs)? {
+                f(&batch)?;
+            }
+            Ok(())
+        })();
+        self.runs = runs.into_inner();
+        result
+    }
+
     /// Every spilled row not read back yet, left on disk (for checkpoints).
-    pub(super) fn remaining(&self) -> Result<Vec<RecordBatch>> {
+    pub(in crate::operators) fn remaining(&self) -> Result<Vec<RecordBatch>> {
         self.runs.remaining()
     }
 
     /// Removes and returns, from every run, the rows of panes starting before `boundary`.
-    pub(super) fn take_up_to(&mut self, boundary: i64) -> Result<Vec<RecordBatch>> {
+    pub(in crate::operators) fn take_up_to(&mut self, boundary: i64) -> Result<Vec<RecordBatch>> {
         self.runs.take_up_to(boundary, &pane_of)
     }
 
     /// True if the spilled rows of panes starting before `boundary` fit
     /// one read-back step, so reading them back whole stays bounded and
     /// costs less than a merge that rewrites every later pane.
-    pub(super) fn due_fits(&mut self, boundary: i64) -> Result<bool> {
+    pub(in crate::operators) fn due_fits(&mut self, boundary: i64) -> Result<bool> {
         if self.runs.is_empty() {
             return Ok(true);
         }
-        let step = self.runs.next_step(&pane_of, self.read_back_bytes)?;
+        // rows as they take memory once merged back (not as stored on disk)
+        let rows = (self.read_back_bytes / self.memory_row_bytes.max(1)).max(1);
+        let step = self.runs.next_step_rows(&pane_of, rows)?;
         Ok(step.is_none_or(|s| s >= boundary))
+    }
+}
+
+/// Writes `batch` to `writer` in batches of at most `rows` rows.
+fn write_in_batches(
+    writer: &mut crate::spill::SpillWriter,
+    batch: &RecordBatch,
+    rows: usize,
+) -> Result<()> {
+    let mut at = 0;
+    while at < batch.num_rows() {
+        let n = rows.min(batch.num_rows() - at);
+        writer.write(&batch.slice(at, n))?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// The rows of one run up to a pane, batch by batch, leaving the rest in
+/// the run (the runs are shared by the cursors of one merge).
+struct Prefix<'a, 'k> {
+    runs: &'a RefCell<SortedRuns>,
+    run: usize,
+    last: i64,
+    key: RunKey<'k>,
+}
+
+impl Iterator for Prefix<'_, '_> {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.runs
+            .borrow_mut()
+            .take_batch_through(self.run, self.last, self.key)
+            .transpose()
     }
 }
 

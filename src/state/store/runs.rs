@@ -185,6 +185,61 @@ impl SortedRuns {
             .retain(|r| r.current.is_some() || !r.reader.is_finished());
         Ok(out)
     }
+
+    /// True if run `i` has a row not taken yet whose key is at most `last`.
+    pub fn has_through(&mut self, i: usize, last: i64, key: RunKey<'_>) -> Result<bool> {
+        let run = &mut self.runs[i];
+        while run.current.is_none() {
+            match run.reader.next() {
+                Some(b) => {
+                    let b = b?;
+                    if b.num_rows() > 0 {
+                        let k = key(&b)?;
+                        run.current = Some((b, k, 0));
+                    }
+                }
+                None => return Ok(false),
+            }
+        }
+        Ok(run
+            .current
+            .as_ref()
+            .is_some_and(|(b, k, offset)| *offset < b.num_rows() && k[*offset] <= last))
+    }
+
+    /// Takes from run `i` its next rows whose key is at most `last`, at
+    /// most the rest of one batch (so a merge over several runs holds one
+    /// batch of each); `None` when the run has no such row left. Rows with
+    /// larger keys stay in the run. Call [`drop_finished`](Self::drop_finished)
+    /// after the merge.
+    pub fn take_batch_through(
+        &mut self,
+        i: usize,
+        last: i64,
+        key: RunKey<'_>,
+    ) -> Result<Option<RecordBatch>> {
+        loop {
+            if !self.has_through(i, last, key)? {
+                return Ok(None);
+            }
+            let run = &mut self.runs[i];
+            let (batch, keys, offset) = run.current.take().expect("has_through loaded it");
+            let end = offset + keys[offset..].partition_point(|&k| k <= last);
+            let taken = batch.slice(offset, end - offset);
+            if end < batch.num_rows() {
+                run.current = Some((batch, keys, end));
+            }
+            if taken.num_rows() > 0 {
+                return Ok(Some(taken));
+            }
+        }
+    }
+
+    /// Deletes the runs whose rows were all taken.
+    pub fn drop_finished(&mut self) {
+        self.runs
+            .retain(|r| r.current.is_some() || !r.reader.is_finished());
+    }
 }
 
 /// The rows of a run not taken yet, batch by batch (see [`SortedRuns::drain`]).
@@ -278,6 +333,46 @@ mod tests {
             .collect();
         assert_eq!(rests, vec![vec![3, 7, 9], vec![8, 8]]);
         assert!(runs.is_empty());
+        assert_eq!(std::fs::read_dir(spill.dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn prefixes_come_out_a_batch_at_a_time_and_the_rest_stays() {
+        let spill = SpillManager::try_new(None).unwrap();
+        let mut runs = two_runs(&spill);
+        let key: RunKey =
+            &|b: &RecordBatch| Ok(b.column(0).as_primitive::<Int64Type>().values().clone());
+        let flat = |b: Option<RecordBatch>| -> Vec<i64> {
+            b.map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+                .unwrap_or_default()
+        };
+        assert!(runs.has_through(0, 7, key).unwrap());
+        assert!(runs.has_through(1, 7, key).unwrap());
+        // run 0 is [1 3 | 7 9]: one batch at a time, up to 7
+        assert_eq!(
+            flat(runs.take_batch_through(0, 7, key).unwrap()),
+            vec![1, 3]
+        );
+        assert_eq!(flat(runs.take_batch_through(0, 7, key).unwrap()), vec![7]);
+        assert_eq!(runs.take_batch_through(0, 7, key).unwrap(), None);
+        assert_eq!(flat(runs.take_batch_through(1, 7, key).unwrap()), vec![2]);
+        assert!(!runs.has_through(1, 7, key).unwrap());
+        runs.drop_finished();
+        assert_eq!(runs.len(), 2, "both runs have rows left");
+        assert_eq!(
+            flat(runs.take_batch_through(1, 8, key).unwrap()),
+            vec![8, 8]
+        );
+        runs.drop_finished();
+        assert_eq!(runs.len(), 1, "run 1 is read: its file goes");
+        let left: Vec<i64> = runs
+            .remaining()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(left, vec![9]);
+        drop(runs);
         assert_eq!(std::fs::read_dir(spill.dir()).unwrap().count(), 0);
     }
 }
