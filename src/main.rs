@@ -201,7 +201,27 @@ enum Command {
     },
 }
 
+/// Caps glibc's malloc arenas at the number of cores (glibc's default is 8
+/// per core), before any thread starts. Every operator thread otherwise
+/// gets an arena of its own, and memory freed in one (batches handed to
+/// another thread) stays in it: on the OBD/app join at `--memory 64MiB`
+/// that was about 90 MiB of the process's anonymous memory outside the
+/// budget. A `MALLOC_ARENA_MAX` set by the user wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only sets an allocator parameter; it is called
+        // before this process starts any thread
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -36,6 +36,7 @@
 
 use super::{ParquetSourceSpec, ScanMetrics, Split};
 use crate::error::{Error, Result};
+use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
 use crate::operators::replay::{HeldBatch, Pacer, Release};
 use crate::operators::split_progress::{self, SplitCursor};
@@ -313,6 +314,9 @@ pub struct ParquetSource {
     /// A batch waiting for its pacing deadline (lateness not applied yet).
     held: HeldBatch,
     held_meta: Option<HeldMeta>,
+    // resources
+    /// The decoded chunks the read-ahead channel may hold (fixed).
+    ahead_memory: MemoryReservation,
 }
 
 impl ParquetSource {
@@ -334,6 +338,7 @@ impl ParquetSource {
             pacer,
             held: HeldBatch::default(),
             held_meta: None,
+            ahead_memory: MemoryReservation::unopened(ConsumerKind::Fixed),
         }
     }
 
@@ -349,8 +354,12 @@ impl ParquetSource {
         })
     }
 
-    /// Starts decoding: on a thread `read_ahead` row groups ahead, or inline.
-    fn start(&self) -> Feed {
+    /// Starts decoding: on a thread `read_ahead` row groups ahead, or
+    /// inline. What the channel may hold is also bounded in bytes (a 64th
+    /// of the budget, at least one chunk) and reserved from the pool as a
+    /// fixed consumer: a file of 1M-row row groups would otherwise hold a
+    /// whole decoded row group per subtask outside the budget.
+    fn start(&mut self, ctx: &Ctx) -> Feed {
         let ahead = self.spec.read_ahead;
         if ahead == 0 {
             return Feed::Inline(self.decoder());
@@ -359,22 +368,38 @@ impl ParquetSource {
         // closes its chunk): one hand-over per chunk, not per batch
         let batch = self.spec.batch_size.max(1);
         let per_chunk = CHUNK_ROWS.div_ceil(batch).max(1);
-        let per_group = self
+        let (per_group, row_bytes) = self
             .cursor
             .plan
             .iter()
             .map(|r| {
                 let s = &self.spec.splits[r.split];
-                let rows = self.spec.files[s.file]
+                let group = self.spec.files[s.file]
                     .meta
                     .metadata()
-                    .row_group(s.row_group)
-                    .num_rows();
-                (rows.max(0) as usize).div_ceil(batch).div_ceil(per_chunk) + 1
+                    .row_group(s.row_group);
+                let rows = group.num_rows().max(0) as usize;
+                let bytes = group.total_byte_size().max(0) as usize;
+                (
+                    rows.div_ceil(batch).div_ceil(per_chunk) + 1,
+                    bytes.checked_div(rows).unwrap_or(0),
+                )
             })
-            .max()
-            .unwrap_or(1);
-        let capacity = ahead.saturating_mul(per_group).clamp(1, 4096);
+            .fold((1, 0), |(g, b), (g2, b2)| (g.max(g2), b.max(b2)));
+        // uncompressed bytes of every column: an upper bound for a projection
+        let chunk_bytes = (per_chunk * batch).saturating_mul(row_bytes.max(1));
+        let by_bytes = (ctx.pool().budget() / 64 / chunk_bytes.max(1)).max(1);
+        let mut capacity = ahead.saturating_mul(per_group).min(by_bytes).clamp(1, 4096);
+        self.ahead_memory = ctx.fixed_reservation("read-ahead");
+        if self
+            .ahead_memory
+            .try_grow(capacity.saturating_mul(chunk_bytes))
+            .is_err()
+        {
+            // one chunk ahead is what decoding on a thread needs
+            capacity = 1;
+            self.ahead_memory.grow(chunk_bytes);
+        }
         let (tx, rx) = bounded::<Vec<Result<Decoded>>>(capacity);
         let mut decoder = self.decoder();
         let worker = std::thread::Builder::new()
@@ -415,9 +440,10 @@ impl ParquetSource {
     }
 
     /// The next decoded item, waiting for the decode thread if needed.
-    fn next_decoded(&mut self) -> Result<Decoded> {
+    fn next_decoded(&mut self, ctx: &Ctx) -> Result<Decoded> {
         if self.feed.is_none() {
-            self.feed = Some(self.start());
+            let feed = self.start(ctx);
+            self.feed = Some(feed);
         }
         let next = match self.feed.as_mut() {
             Some(Feed::Inline(d)) => d.next(),
@@ -531,9 +557,10 @@ impl Source for ParquetSource {
             return Ok(poll);
         }
         let Some(resume) = self.cursor.current().map(|r| r.generator) else {
+            self.ahead_memory.free();
             return Ok(SourcePoll::Exhausted);
         };
-        let next = self.next_decoded()?;
+        let next = self.next_decoded(ctx)?;
         if !self.in_split {
             self.in_split = true;
             if let Some(c) = self.clock.as_mut() {
@@ -823,5 +850,71 @@ mod tests {
         let mut r = Running::typed(Box::new(fewer.create(&info(0, 1))), info(0, 1));
         let err = r.restore(&state).unwrap_err();
         assert!(err.to_string().contains("a.parquet"), "{err}");
+    }
+
+    /// The read-ahead is counted in the pool, bounded by a 64th of the
+    /// budget (at least one chunk) however large the row groups, and given
+    /// back when the source ends.
+    #[test]
+    fn read_ahead_is_reserved_bounded_and_given_back() {
+        use crate::operator::{OperatorMetrics, RuntimeEnv};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.parquet");
+        // one row group of 200,000 rows: about 3 MB decoded
+        let rows: Vec<(i64, i64)> = (0..200_000).map(|i| (i, i)).collect();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1 << 20))
+            .build();
+        let b = RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))) as _,
+            ),
+            (
+                "t",
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))) as _,
+            ),
+        ])
+        .unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = ArrowWriter::try_new(file, b.schema(), Some(props)).unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+        let spec = Arc::new(
+            ParquetSourceSpec::try_new(&[path])
+                .unwrap()
+                .with_batch_size(8192)
+                .with_read_ahead(2),
+        );
+        for budget in [4usize << 20, 256 << 20] {
+            let env = RuntimeEnv::try_new(budget, None).unwrap();
+            let mut ctx = Ctx::new(info(0, 1), env, Arc::new(OperatorMetrics::default()));
+            let mut src = spec.create(&info(0, 1));
+            let mut out = Output::new();
+            src.poll_next(&mut ctx, &mut out).unwrap();
+            let ahead: usize = ctx
+                .pool()
+                .consumers()
+                .iter()
+                .filter(|(name, _, _)| name.contains("read-ahead"))
+                .map(|(_, _, bytes)| *bytes)
+                .sum();
+            // a chunk is 32,768 rows of 16 bytes (two Int64 columns)
+            let chunk = 32_768 * 16;
+            assert!(ahead >= chunk / 2, "{budget}: reserved {ahead}");
+            assert!(
+                ahead <= (budget / 64).max(chunk * 2),
+                "{budget}: reserved {ahead}"
+            );
+            let mut n = 0;
+            while !matches!(
+                src.poll_next(&mut ctx, &mut out).unwrap(),
+                SourcePoll::Exhausted
+            ) {
+                n += 1;
+                assert!(n < 10_000, "the source ends");
+            }
+            assert_eq!(ctx.pool().reserved(), 0, "{budget}: given back at the end");
+        }
     }
 }
