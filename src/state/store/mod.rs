@@ -27,8 +27,11 @@
 //! [fixed](crate::memory::MemoryReservation::fixed) reservation, in steps
 //! bounded by construction.
 
+mod bloom;
 mod runs;
 mod state_log;
+
+pub use bloom::Bloom;
 
 pub use runs::{RunKey, RunRest, SortedRuns};
 pub use state_log::StateLog;

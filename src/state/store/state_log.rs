@@ -5,8 +5,8 @@
 //! Bloom filter each, tombstones for keys taken back). May use `crate::key`
 //! (hashing), `crate::spill` (files and metrics) and `crate::error`.
 
+use super::bloom::Bloom;
 use crate::error::{Error, Result};
-use crate::key::stable_hash;
 use crate::spill::{SpillManager, SpillMetrics};
 use std::collections::HashSet;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -22,10 +22,6 @@ const BLOCK_BYTES: usize = 4096;
 /// most this many blocks, and usually one: the Bloom filters rule out the
 /// others).
 const MAX_RUNS: usize = 8;
-
-/// Bloom filter bits per key (about 1 % false positives with 4 probes).
-const BLOOM_BITS_PER_KEY: usize = 10;
-const BLOOM_PROBES: u64 = 4;
 
 /// Bytes accounted per entry of a block index or of the taken set, besides
 /// the key bytes themselves (box, offset, length, set slot).
@@ -495,42 +491,6 @@ impl<'a> RunWriter<'a> {
             bloom: self.bloom,
             file: self.file,
         })
-    }
-}
-
-/// A Bloom filter over key bytes.
-struct Bloom {
-    bits: Vec<u64>,
-}
-
-impl Bloom {
-    fn with_keys(keys: usize) -> Self {
-        let words = (keys * BLOOM_BITS_PER_KEY).div_ceil(64).max(1);
-        Bloom {
-            bits: vec![0; words],
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        self.bits.len() * 8
-    }
-
-    fn probes(&self, key: &[u8]) -> impl Iterator<Item = usize> {
-        let h = stable_hash(key);
-        let (h1, h2) = (h, h.rotate_left(32) | 1);
-        let n = (self.bits.len() * 64) as u64;
-        (0..BLOOM_PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % n) as usize)
-    }
-
-    fn insert(&mut self, key: &[u8]) {
-        for bit in self.probes(key).collect::<Vec<_>>() {
-            self.bits[bit / 64] |= 1 << (bit % 64);
-        }
-    }
-
-    fn may_contain(&self, key: &[u8]) -> bool {
-        self.probes(key)
-            .all(|bit| self.bits[bit / 64] & (1 << (bit % 64)) != 0)
     }
 }
 
