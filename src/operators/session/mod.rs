@@ -28,6 +28,12 @@ use spill::{SpilledSession, SpilledSessions, FIXED_COLUMNS};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+/// A result row to build: key id, start, end, accumulator slot, op.
+type OutRow = (u32, i64, i64, u32, &'static str);
+
+/// Rows per result batch of a firing.
+const OUT_BATCH_ROWS: usize = 8192;
+
 /// One session of one key: `[start, end)` with `end = last row + gap`.
 #[derive(Debug, Clone, Copy)]
 struct Session {
@@ -263,22 +269,42 @@ impl SessionWindowAggregate {
         Ok(target.slot)
     }
 
-    fn row(&self, key: u32, start: i64, end: i64, slot: u32, op: &str) -> Result<RecordBatch> {
+    fn row(
+        &self,
+        key: u32,
+        start: i64,
+        end: i64,
+        slot: u32,
+        op: &'static str,
+    ) -> Result<RecordBatch> {
+        self.rows_batch(&[(key, start, end, slot, op)])
+    }
+
+    /// One batch of result rows `(key, start, end, slot, op)`, read from
+    /// the dictionary and accumulators as they are now.
+    fn rows_batch(&self, rows: &[OutRow]) -> Result<RecordBatch> {
         let mut cols: Vec<ArrayRef> = match &self.keys {
             Some(enc) => {
                 let parser = enc.converter().parser();
                 enc.converter()
-                    .convert_rows(std::iter::once(parser.parse(self.dictionary.key(key))))?
+                    .convert_rows(rows.iter().map(|r| parser.parse(self.dictionary.key(r.0))))?
             }
             None => Vec::new(),
         };
-        cols.push(Arc::new(Int64Array::from(vec![start])));
-        cols.push(Arc::new(Int64Array::from(vec![end])));
+        cols.push(Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.1),
+        )));
+        cols.push(Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.2),
+        )));
+        let slots: Vec<u32> = rows.iter().map(|r| r.3).collect();
         for (acc, agg) in self.accs.iter().zip(&self.aggs) {
-            cols.push(acc.finish(&[slot], agg)?);
+            cols.push(acc.finish(&slots, agg)?);
         }
         if self.emit_op {
-            cols.push(Arc::new(StringArray::from(vec![op])));
+            cols.push(Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.4),
+            )));
         }
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
@@ -297,8 +323,8 @@ impl SessionWindowAggregate {
         } else {
             let mut rows = Vec::new();
             self.fire(t, t, &mut rows)?;
-            if !rows.is_empty() {
-                out.emit(arrow_select::concat::concat_batches(&self.schema, &rows)?);
+            for batch in rows {
+                out.emit(batch);
             }
         }
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
@@ -388,6 +414,9 @@ impl SessionWindowAggregate {
             .take_while(|(end, _, _)| *end <= step)
             .copied()
             .collect();
+        // result rows are gathered and built a batch at a time (before the
+        // sessions below are dropped and their slots reset)
+        let mut out: Vec<OutRow> = Vec::new();
         for (end, key, start) in due {
             let Some(list) = self.sessions.get_mut(&key) else {
                 continue;
@@ -400,13 +429,16 @@ impl SessionWindowAggregate {
                 let prev = s.emitted.replace((start, end));
                 let slot = s.slot;
                 if let Some((ps, pe)) = prev {
-                    rows.push(self.retraction(key, ps, pe, slot)?);
+                    // the values of a delete row are those of the session now replacing it
+                    out.push((key, ps, pe, slot, "delete"));
                 }
-                rows.push(self.row(key, start, end, slot, "insert")?);
+                out.push((key, start, end, slot, "insert"));
             } else if dirty {
-                let slot = s.slot;
-                rows.push(self.row(key, start, end, slot, "update")?);
+                out.push((key, start, end, s.slot, "update"));
             }
+        }
+        for chunk in out.chunks(OUT_BATCH_ROWS) {
+            rows.push(self.rows_batch(chunk)?);
         }
         // drop sessions no late row can reach any more (all their fragments are in memory)
         let mut pending_free = Vec::new();
