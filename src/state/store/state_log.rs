@@ -42,8 +42,10 @@ const TOMBSTONE: u32 = u32::MAX;
 ///      else runs newest → oldest: Bloom filter or [first, last] rules it out ──► next;
 ///      else read the one block that can hold it: a value ──► remember the key as taken,
 ///      return it; a tombstone ──► None
-///  more than 8 runs ──► k-way merge of all of them into one (one block per run in
-///      memory; the newest copy wins; tombstones and what they shadow are dropped)
+///  more than 8 runs ──► k-way merge of the newest runs (size-tiered: each older run
+///      joins while it is at most twice the newer ones together) into one (one block
+///      per run in memory; the newest copy wins; tombstones dropped once the merge
+///      reaches the oldest run)
 /// ```
 /// Memory: about `(key + 40) / records per block` bytes a key for the
 /// indexes, 1.25 bytes a key for the Bloom filters, and `key + 40` bytes for
@@ -72,6 +74,8 @@ struct Run {
     blocks: Vec<(Box<[u8]>, u64, u32)>,
     last_key: Box<[u8]>,
     bloom: Bloom,
+    /// Bytes of the run's file.
+    bytes: u64,
     // resources (deleted on drop)
     file: tempfile::NamedTempFile,
 }
@@ -287,10 +291,20 @@ impl StateLog {
     fn merge_from(
         &self,
         after: Option<&[u8]>,
+        f: impl FnMut(&[u8], Option<&[u8]>) -> Result<bool>,
+    ) -> Result<()> {
+        self.merge_runs_from(0, after, f)
+    }
+
+    /// [`merge_from`](Self::merge_from) over the runs from index `first`
+    /// (the newest ones) only.
+    fn merge_runs_from(
+        &self,
+        first: usize,
+        after: Option<&[u8]>,
         mut f: impl FnMut(&[u8], Option<&[u8]>) -> Result<bool>,
     ) -> Result<()> {
-        let mut cursors: Vec<Cursor<'_>> = self
-            .runs
+        let mut cursors: Vec<Cursor<'_>> = self.runs[first..]
             .iter()
             .map(|run| Cursor::open(run, after, &self.name))
             .collect::<Result<_>>()?;
@@ -318,17 +332,36 @@ impl StateLog {
         }
     }
 
-    /// Merges every run into one: the newest copy of each key is kept,
-    /// tombstones (nothing older is left for them to shadow) are dropped.
+    /// Merges runs, size-tiered: the newest runs, and each older one no
+    /// larger than twice all newer ones together, into one (the newest
+    /// copy of each key wins). Tombstones are kept unless the merge reaches
+    /// the oldest run (then nothing older is left for them to shadow). A
+    /// record is so rewritten about once per doubling of what was spilled
+    /// after it, not at every merge.
     fn merge_runs(&mut self) -> Result<()> {
+        let mut first = self.runs.len() - 1;
+        let mut newer = self.runs[first].bytes;
+        while first > 0 && (self.runs[first - 1].bytes <= 2 * newer || self.runs.len() - first < 2)
+        {
+            first -= 1;
+            newer += self.runs[first].bytes;
+        }
+        let keep_tombstones = first > 0;
         let mut writer = RunWriter::try_new(&self.spill, &self.name, self.live)?;
-        self.merge(|k, v| match v {
-            Some(v) => writer.push(k, Some(v)),
-            None => Ok(()),
+        self.merge_runs_from(first, None, |k, v| {
+            match v {
+                Some(v) => writer.push(k, Some(v))?,
+                None if keep_tombstones => writer.push(k, None)?,
+                None => {}
+            }
+            Ok(true)
         })?;
-        self.live = writer.values;
+        if !keep_tombstones {
+            // every live value is in the merged run now
+            self.live = writer.values;
+        }
         let run = writer.finish()?;
-        self.runs.clear();
+        self.runs.truncate(first);
         if !run.blocks.is_empty() {
             self.runs.push(run);
         }
@@ -489,6 +522,7 @@ impl<'a> RunWriter<'a> {
             blocks: self.blocks,
             last_key: self.last_key,
             bloom: self.bloom,
+            bytes: self.end,
             file: self.file,
         })
     }
