@@ -42,6 +42,9 @@ enum Command {
         /// Directory for spill files (default: the system temp directory).
         #[arg(long)]
         spill_dir: Option<PathBuf>,
+        /// Compression of spill files: lz4 (default), zstd or none.
+        #[arg(long, default_value = "lz4")]
+        spill_compression: String,
         /// Print the physical plan and exit.
         #[arg(long)]
         explain: bool,
@@ -255,6 +258,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             memory,
             output,
             spill_dir,
+            spill_compression,
             explain,
             json,
             from,
@@ -271,6 +275,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if parallelism == 0 {
                 return Err(weir::Error::option("--parallelism", "must be at least 1"));
             }
+            let spill_compression: weir::spill::SpillCompression =
+                spill_compression.parse().map_err(|_| {
+                    weir::Error::option(
+                        "--spill-compression",
+                        format!("`{spill_compression}` is not one of lz4, zstd, none"),
+                    )
+                })?;
             let mut loaded = LoadedJob::load(&job)?;
             loaded.override_replay(from, until, speed)?;
             let built = loaded.build(output.as_deref())?;
@@ -291,6 +302,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut config = ExecConfig::new(mode)
                 .with_parallelism(parallelism)
                 .with_memory(memory)
+                .with_spill_compression(spill_compression)
                 .with_progress(tty && !json)
                 .with_stop(weir::operator::StopSignal::new().follow_process_signals());
             if let Some(dir) = spill_dir {

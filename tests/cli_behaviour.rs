@@ -531,3 +531,69 @@ fn the_bench_chart_has_axes_units_and_the_ratio_to_the_scan() {
         "{svg}"
     );
 }
+
+#[test]
+fn spill_compression_is_an_option_named_when_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    write_readings(&dir.path().join("in.parquet"), 60_000, 5_000, None);
+    let job = readings_job(dir.path(), "in.parquet", "");
+    let job = job.to_str().unwrap();
+    let mut outputs = Vec::new();
+    for compression in ["none", "lz4", "zstd"] {
+        let out = format!("out-{compression}.jsonl");
+        let args = [
+            "run",
+            job,
+            "--mode",
+            "batch",
+            "--memory",
+            "64KiB",
+            "--parallelism",
+            "2",
+            "--json",
+            "--spill-compression",
+            compression,
+            "--output",
+            &out,
+        ];
+        let m = json_of(&run_in(dir.path(), &args, ""));
+        assert!(m["spill_files"].as_u64().unwrap() > 0, "{compression}: {m}");
+        let mut lines: Vec<String> = std::fs::read_to_string(dir.path().join(&out))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        // 600 s of readings, 3 vehicles, 1 s windows: 1800 results
+        assert_eq!(lines.len(), 1800, "{compression}");
+        let counted: i64 = lines
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(counted, 60_000, "{compression}: every reading counted once");
+        outputs.push(lines);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0], outputs[2]);
+
+    let args = [
+        "run",
+        job,
+        "--spill-compression",
+        "gzip",
+        "--output",
+        "bad.jsonl",
+    ];
+    let out = run_in(dir.path(), &args, "");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--spill-compression") && err.contains("gzip"),
+        "{err}"
+    );
+    assert!(!dir.path().join("bad.jsonl").exists(), "nothing written");
+}

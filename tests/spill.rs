@@ -7,6 +7,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
 use std::time::Duration;
 use weir::compare::same_rows;
+use weir::spill::SpillCompression;
 use weir::{Agg, ExecConfig, Job, JobMetrics, TumblingWindow, WatermarkStrategy};
 
 const MIB: usize = 1024 * 1024;
@@ -103,8 +104,28 @@ fn one_mib_budget_spills_and_matches_the_unlimited_run() {
     let tight = ExecConfig::batch()
         .with_parallelism(4)
         .with_memory(MIB)
+        .with_spill_compression(SpillCompression::None)
         .with_spill_dir(spill_dir.path());
-    let (spilled, _, m1) = run(splits, tight);
+    let (spilled, _, m1) = run(splits.clone(), tight.clone());
+
+    // compressed spill files: the same rows, a fraction of the bytes
+    for compression in [SpillCompression::Lz4, SpillCompression::Zstd] {
+        let config = tight.clone().with_spill_compression(compression);
+        let (rows, _, m) = run(splits.clone(), config);
+        same_rows(&rows, &unlimited, &schema, 0.0).unwrap();
+        assert!(m.spill_files > 0, "{compression}: {m:?}");
+        assert!(
+            m.spilled_bytes * 2 < m1.spilled_bytes,
+            "{compression} spilled {} bytes, uncompressed {}",
+            m.spilled_bytes,
+            m1.spilled_bytes
+        );
+        assert_eq!(
+            m.memory_reserved_at_end, 0,
+            "{compression}: pool back to zero"
+        );
+        assert_eq!(std::fs::read_dir(spill_dir.path()).unwrap().count(), 0);
+    }
 
     assert!(m1.spill_files > 0, "spill files were written: {m1:?}");
     assert!(

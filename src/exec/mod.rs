@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Job, LogicalPlan, Outputs, PhysicalPlan};
 use crate::lock::LockFile;
 use crate::operator::{OperatorMetrics, RuntimeEnv, StopSignal};
+use crate::spill::SpillCompression;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -72,6 +73,8 @@ pub struct ExecConfig {
     pub channel_rows: usize,
     /// Parent directory for spill files (default: the system temp directory).
     pub spill_dir: Option<PathBuf>,
+    /// How spill files are compressed (default LZ4).
+    pub spill_compression: SpillCompression,
     /// Draw live progress on stderr (the CLI sets this only on a terminal).
     pub progress: bool,
     /// Raised to stop live sources cleanly (the job then drains and commits).
@@ -96,6 +99,7 @@ impl ExecConfig {
             batch_rows: 8192,
             channel_rows: 8 * 8192,
             spill_dir: None,
+            spill_compression: SpillCompression::default(),
             progress: false,
             stop: StopSignal::new(),
             latency_interval: Some(Duration::from_millis(200)),
@@ -135,6 +139,12 @@ impl ExecConfig {
     /// Sets where spill files go.
     pub fn with_spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.spill_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets how spill files are compressed.
+    pub fn with_spill_compression(mut self, compression: SpillCompression) -> Self {
+        self.spill_compression = compression;
         self
     }
 
@@ -354,7 +364,11 @@ fn execute_once(
     checkpoints: Option<recovery::CheckpointRun>,
     outputs: &Outputs,
 ) -> Result<(JobMetrics, Option<pipelined::CheckpointOutcome>)> {
-    let mut env = RuntimeEnv::try_new(config.memory, config.spill_dir.as_deref())?;
+    let mut env = RuntimeEnv::try_with_spill(
+        config.memory,
+        config.spill_dir.as_deref(),
+        config.spill_compression,
+    )?;
     env.stop = config.stop.clone();
     let metrics: Vec<Arc<OperatorMetrics>> = plan.nodes.iter().map(|_| Arc::default()).collect();
     let started = Instant::now();

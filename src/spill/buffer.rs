@@ -397,8 +397,9 @@ impl Partition {
 
     /// Reads the partition back.
     ///
-    /// Yields the batches of the spill file first (memory-mapped, zero-copy;
-    /// the file is deleted once read), then the in-memory batches, releasing
+    /// Yields the batches of the spill file first (memory-mapped: zero-copy
+    /// when uncompressed, decoded into memory when compressed; pages already
+    /// read are given back as it goes and the file is deleted once read), then the in-memory batches, releasing
     /// each from the reservation as it is handed out. Since a spill moves
     /// everything held in memory to disk, every spilled batch arrived before
     /// every in-memory one: the order is exactly arrival order, one batch
@@ -467,7 +468,10 @@ impl Iterator for PartitionReader {
         }
         loop {
             if let Some((reader, _file)) = self.current.as_mut() {
-                match reader.next() {
+                let next = reader.next();
+                // pages of batches already handed out leave the resident set
+                reader.release_consumed();
+                match next {
                     Some(Ok(batch)) => match &self.restore {
                         None => return Some(Ok(batch)),
                         Some(schema) => return Some(cast_to(&batch, schema)),
@@ -492,6 +496,7 @@ impl Iterator for PartitionReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spill::SpillCompression;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
     use arrow_array::{Array, Float64Array, Int64Array, StringArray};
@@ -546,10 +551,20 @@ mod tests {
 
     #[test]
     fn spills_under_a_small_pool_and_returns_every_row() {
+        for compression in [
+            SpillCompression::None,
+            SpillCompression::Lz4,
+            SpillCompression::Zstd,
+        ] {
+            spill_and_read_back(compression);
+        }
+    }
+
+    fn spill_and_read_back(compression: SpillCompression) {
         const PARTITIONS: usize = 4;
         let budget = 1 << 20;
         let pool = MemoryPool::new(budget);
-        let spill = SpillManager::try_new(None).unwrap();
+        let spill = SpillManager::try_with_compression(None, compression).unwrap();
         let mut buffer = PartitionedBuffer::new("shuffle", schema(), PARTITIONS, &pool, &spill);
         let mut pushed: Vec<Vec<Row>> = vec![Vec::new(); PARTITIONS];
         let mut pushed_bytes = 0;

@@ -2,9 +2,11 @@
 //! back without copying.
 //!
 //! Owns [`SpillWriter`], [`SpillFile`] and [`SpillReader`]. Files use the
-//! Arrow IPC *file* format (64-byte aligned buffers, no compression), so a
-//! reader can memory-map a file and hand out arrays whose buffers point into
-//! the map. May use [`crate::error`] and the parent module's metrics.
+//! Arrow IPC *file* format with 64-byte aligned buffers, so a reader can
+//! memory-map a file; uncompressed, the arrays it hands out point into the
+//! map, compressed (LZ4 or Zstandard buffers, the manager's choice) they
+//! are decoded into memory of their own. May use [`crate::error`] and the
+//! parent module's metrics.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter};
@@ -16,7 +18,7 @@ use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::{read_footer_length, FileDecoder};
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
-use arrow_ipc::{Block, MessageHeader, MetadataVersion};
+use arrow_ipc::{Block, CompressionType, MessageHeader, MetadataVersion};
 use arrow_schema::{ArrowError, SchemaRef};
 
 use super::SpillMetrics;
@@ -69,6 +71,7 @@ impl SpillWriter {
     pub(super) fn create(
         path: PathBuf,
         schema: &SchemaRef,
+        codec: Option<CompressionType>,
         metrics: Arc<SpillMetrics>,
     ) -> Result<SpillWriter> {
         let file = OpenOptions::new()
@@ -77,7 +80,7 @@ impl SpillWriter {
             .mode(0o600) // spilled rows are the user's data: owner only
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        SpillWriter::with_file(path, file, schema, metrics)
+        SpillWriter::with_file(path, file, schema, codec, metrics)
     }
 
     /// Writes the IPC header to `file`, which is (or stands in for) `path`.
@@ -86,6 +89,7 @@ impl SpillWriter {
         path: PathBuf,
         file: File,
         schema: &SchemaRef,
+        codec: Option<CompressionType>,
         metrics: Arc<SpillMetrics>,
     ) -> Result<SpillWriter> {
         let mut spill = SpillWriter {
@@ -98,6 +102,7 @@ impl SpillWriter {
         };
         // Dropping `spill` on the error paths below removes the file.
         let options = IpcWriteOptions::try_new(ALIGNMENT, false, MetadataVersion::V5)
+            .and_then(|o| o.try_with_compression(codec))
             .map_err(|e| spill.write_error(e))?;
         let writer = FileWriter::try_new_with_options(BufWriter::new(file), schema, options)
             .map_err(|e| spill.write_error(e))?;
@@ -580,7 +585,7 @@ fn checked_block(path: &Path, data: &Buffer, block: &Block) -> Result<Buffer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spill::SpillManager;
+    use crate::spill::{SpillCompression, SpillManager};
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
     use arrow_array::{Array, BooleanArray, Float64Array, Int64Array, StringArray};
@@ -616,6 +621,52 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    /// A manager writing uncompressed files (read back zero-copy).
+    fn plain() -> Arc<SpillManager> {
+        SpillManager::try_with_compression(None, SpillCompression::None).unwrap()
+    }
+
+    #[test]
+    fn compressed_files_round_trip_and_are_smaller() {
+        // repetitive rows, as spilled state mostly is
+        let batches: Vec<RecordBatch> = (0..8).map(|i| batch(i * 2000, 2000)).collect();
+        let plain_bytes = write_file(&plain(), &batches).bytes();
+        for compression in [SpillCompression::Lz4, SpillCompression::Zstd] {
+            let manager = SpillManager::try_with_compression(None, compression).unwrap();
+            assert_eq!(manager.compression(), compression);
+            let file = write_file(&manager, &batches);
+            assert_eq!(file.rows(), 16_000);
+            assert!(
+                file.bytes() * 3 < plain_bytes * 2,
+                "{compression}: {} bytes, uncompressed {plain_bytes}",
+                file.bytes()
+            );
+            let mut reader = file.read().unwrap();
+            let back: Vec<RecordBatch> = reader.by_ref().collect::<Result<_>>().unwrap();
+            assert_eq!(back, batches, "{compression}");
+            assert_eq!(reader.batch(3).unwrap(), batches[3], "{compression}");
+        }
+    }
+
+    #[test]
+    fn compression_names_parse_and_a_wrong_one_is_named() {
+        for (name, want) in [
+            ("lz4", SpillCompression::Lz4),
+            ("ZSTD", SpillCompression::Zstd),
+            ("none", SpillCompression::None),
+        ] {
+            let got: SpillCompression = name.parse().unwrap();
+            assert_eq!(got, want);
+            assert_eq!(got.to_string(), name.to_ascii_lowercase());
+        }
+        assert_eq!(SpillCompression::default(), SpillCompression::Lz4);
+        let err = "gzip".parse::<SpillCompression>().unwrap_err().to_string();
+        assert!(
+            err.contains("spill-compression") && err.contains("gzip"),
+            "{err}"
+        );
     }
 
     fn write_file(manager: &SpillManager, batches: &[RecordBatch]) -> SpillFile {
@@ -656,7 +707,7 @@ mod tests {
 
     #[test]
     fn released_pages_leave_the_resident_set_and_batches_stay_readable() {
-        let manager = SpillManager::try_new(None).unwrap();
+        let manager = plain();
         let batches: Vec<RecordBatch> = (0..8).map(|i| batch(i * 5000, 5000)).collect();
         let file = write_file(&manager, &batches);
         let mut reader = file.read().unwrap();
@@ -702,7 +753,7 @@ mod tests {
 
     #[test]
     fn round_trip_is_equal_and_zero_copy() {
-        let manager = SpillManager::try_new(None).unwrap();
+        let manager = plain();
         let full = batch(0, 1000);
         let batches = vec![batch(-50, 100), full.slice(317, 45), batch(7, 1), full];
         let file = write_file(&manager, &batches);
@@ -753,7 +804,7 @@ mod tests {
 
     #[test]
     fn reading_forward_gives_consumed_pages_back_and_earlier_batches_stay_valid() {
-        let manager = SpillManager::try_new(None).unwrap();
+        let manager = plain();
         // about 5 MiB in 40 batches
         let batches: Vec<RecordBatch> = (0..40).map(|i| batch(i * 4000, 4000)).collect();
         let file = write_file(&manager, &batches);
@@ -774,7 +825,7 @@ mod tests {
 
     #[test]
     fn batches_outlive_reader_and_file() {
-        let manager = SpillManager::try_new(None).unwrap();
+        let manager = plain();
         let file = write_file(&manager, &[batch(0, 10)]);
         let path = file.path().to_path_buf();
         let back: Vec<RecordBatch> = file.read().unwrap().collect::<Result<_>>().unwrap();
@@ -786,7 +837,7 @@ mod tests {
 
     #[test]
     fn truncated_file_is_an_error_naming_the_path() {
-        let manager = SpillManager::try_new(None).unwrap();
+        let manager = plain();
         let file = write_file(&manager, &[batch(0, 500), batch(500, 500)]);
         let original = std::fs::read(file.path()).unwrap();
         for keep in [0, 5, 17, original.len() / 2, original.len() - 1] {
@@ -807,7 +858,7 @@ mod tests {
     fn file_with_body_cut_out_is_an_error_not_a_panic() {
         // Keep the footer but drop part of the data before it: the blocks the
         // footer lists then point past the end or at the wrong bytes.
-        let manager = SpillManager::try_new(None).unwrap();
+        let manager = plain();
         let file = write_file(&manager, &[batch(0, 500), batch(500, 500)]);
         let original = std::fs::read(file.path()).unwrap();
         let mut cut = original[..400].to_vec();
@@ -823,7 +874,7 @@ mod tests {
 
     #[test]
     fn corrupt_bytes_never_panic() {
-        let manager = SpillManager::try_new(None).unwrap();
+        let manager = plain();
         let file = write_file(&manager, &[batch(0, 300), batch(300, 20)]);
         let original = std::fs::read(file.path()).unwrap();
         let mut errors = 0;
@@ -851,7 +902,7 @@ mod tests {
 
     #[test]
     fn dropped_writer_removes_partial_file() {
-        let manager = SpillManager::try_new(None).unwrap();
+        let manager = plain();
         let mut writer = manager.create_writer(&schema(), "partial").unwrap();
         writer.write(&batch(0, 100)).unwrap();
         assert_eq!(writer.rows(), 100);
@@ -864,7 +915,7 @@ mod tests {
 
     #[test]
     fn wrong_schema_is_rejected() {
-        let manager = SpillManager::try_new(None).unwrap();
+        let manager = plain();
         let mut writer = manager.create_writer(&schema(), "x").unwrap();
         let other = RecordBatch::try_from_iter([(
             "id",
@@ -884,12 +935,13 @@ mod tests {
             eprintln!("no /dev/full on this system; skipping");
             return;
         };
-        let manager = SpillManager::try_new(None).unwrap();
+        let manager = plain();
         let path = manager.dir().join("full.arrow");
         std::fs::write(&path, b"").unwrap();
         let metrics = Arc::clone(manager.metrics());
         // The header is small enough to sit in the BufWriter.
-        let mut writer = SpillWriter::with_file(path.clone(), full, &schema(), metrics).unwrap();
+        let mut writer =
+            SpillWriter::with_file(path.clone(), full, &schema(), None, metrics).unwrap();
         let err = writer.write(&batch(0, 10_000)).unwrap_err();
         assert!(
             matches!(&err, Error::Io { path: p, .. } if *p == path),
@@ -916,11 +968,12 @@ mod tests {
         let Ok(full) = OpenOptions::new().write(true).open("/dev/full") else {
             return;
         };
-        let manager = SpillManager::try_new(None).unwrap();
+        let manager = plain();
         let path = manager.dir().join("full.arrow");
         std::fs::write(&path, b"").unwrap();
         let metrics = Arc::clone(manager.metrics());
-        let mut writer = SpillWriter::with_file(path.clone(), full, &schema(), metrics).unwrap();
+        let mut writer =
+            SpillWriter::with_file(path.clone(), full, &schema(), None, metrics).unwrap();
         writer.write(&batch(0, 2)).unwrap(); // still buffered
         let err = writer.finish().unwrap_err();
         assert!(
@@ -932,7 +985,7 @@ mod tests {
 
     #[test]
     fn empty_file_round_trips() {
-        let manager = SpillManager::try_new(None).unwrap();
+        let manager = plain();
         let file = write_file(&manager, &[]);
         assert_eq!(file.rows(), 0);
         let mut reader = file.read().unwrap();
