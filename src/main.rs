@@ -42,8 +42,8 @@ enum Command {
         /// Directory for spill files (default: the system temp directory).
         #[arg(long)]
         spill_dir: Option<PathBuf>,
-        /// Compression of spill files: lz4 (default), zstd or none.
-        #[arg(long, default_value = "lz4")]
+        /// Compression of spill files: none (default), lz4 or zstd.
+        #[arg(long, default_value = "none")]
         spill_compression: String,
         /// Print the physical plan and exit.
         #[arg(long)]

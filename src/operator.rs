@@ -388,12 +388,6 @@ impl Ctx {
         &self.metrics
     }
 
-    /// A shared handle on this operator's metrics (for work done outside
-    /// a borrow of the context, such as an [`Output`] flush).
-    pub fn metrics_handle(&self) -> Arc<OperatorMetrics> {
-        self.metrics.clone()
-    }
-
     /// The last watermark delivered to this operator, if any.
     pub fn watermark(&self) -> Option<i64> {
         self.watermark
@@ -409,61 +403,21 @@ impl Ctx {
 }
 
 /// Where an operator puts what it emits during one callback.
-///
-/// A plain [`Output::new`] keeps everything until the executor takes it.
-/// The executor makes a flushing one ([`Output::flushing`]) instead, so a
-/// callback that emits a lot (a window firing a million results, a join
-/// draining its state at the end) never holds all of it at once:
-///
-/// ```text
-///  operator callback ──emit──► items ──(every FLUSH_ROWS rows)──► on_flush
-///                                │                                (next operator,
-///                                └──(when the callback returns)──► router or sink)
-/// ```
-/// Messages keep their order. If `on_flush` fails, the first error is kept,
-/// later messages are dropped, and [`Output::finish`] returns the error.
-#[derive(Default)]
-pub struct Output<'a> {
-    // config
-    on_flush: Option<&'a mut dyn FnMut(Vec<Message>) -> Result<()>>,
-    // state
+#[derive(Debug, Default)]
+pub struct Output {
     items: Vec<Message>,
-    rows: usize,
-    error: Option<crate::Error>,
 }
 
-impl std::fmt::Debug for Output<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Output")
-            .field("items", &self.items)
-            .field("flushing", &self.on_flush.is_some())
-            .finish()
-    }
-}
-
-impl<'a> Output<'a> {
-    /// Rows a flushing output holds before it passes them on.
-    pub const FLUSH_ROWS: usize = 8192;
-
-    /// An empty output buffer that keeps everything emitted.
+impl Output {
+    /// An empty output buffer.
     pub fn new() -> Self {
         Output::default()
-    }
-
-    /// An output that passes its messages to `on_flush` whenever it holds
-    /// [`Output::FLUSH_ROWS`] rows; the rest stays until taken.
-    pub fn flushing(on_flush: &'a mut dyn FnMut(Vec<Message>) -> Result<()>) -> Self {
-        Output {
-            on_flush: Some(on_flush),
-            ..Output::default()
-        }
     }
 
     /// Emits rows downstream (empty batches are dropped).
     pub fn emit(&mut self, batch: RecordBatch) {
         if batch.num_rows() > 0 {
-            self.rows += batch.num_rows();
-            self.push_item(Message::Data(batch));
+            self.items.push(Message::Data(batch));
         }
     }
 
@@ -471,58 +425,28 @@ impl<'a> Output<'a> {
     /// consumers of that port, e.g. a sink for late rows.
     pub fn emit_side(&mut self, port: usize, batch: RecordBatch) {
         if batch.num_rows() > 0 {
-            self.rows += batch.num_rows();
-            self.push_item(Message::Side(port, batch));
+            self.items.push(Message::Side(port, batch));
         }
     }
 
     /// Emits a watermark downstream.
     pub fn emit_watermark(&mut self, wm: Watermark) {
-        self.push_item(Message::Watermark(wm));
+        self.items.push(Message::Watermark(wm));
     }
 
     /// Emits any message (barriers, for operators that forward them).
     pub fn push(&mut self, msg: Message) {
-        if let Message::Data(b) | Message::Side(_, b) = &msg {
-            self.rows += b.num_rows();
-        }
-        self.push_item(msg);
+        self.items.push(msg);
     }
 
-    /// True if nothing is waiting to be taken.
+    /// True if nothing was emitted.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
-    /// Takes the messages waiting to be taken, in order.
+    /// Takes the emitted messages, in order.
     pub fn take(&mut self) -> Vec<Message> {
-        self.rows = 0;
         std::mem::take(&mut self.items)
-    }
-
-    /// Takes what is left and the first error a flush returned, if any.
-    pub fn finish(mut self) -> Result<Vec<Message>> {
-        match self.error.take() {
-            Some(e) => Err(e),
-            None => Ok(self.take()),
-        }
-    }
-
-    fn push_item(&mut self, msg: Message) {
-        if self.error.is_some() {
-            return; // the run is failing: nothing more goes downstream
-        }
-        self.items.push(msg);
-        if self.rows < Self::FLUSH_ROWS {
-            return;
-        }
-        if let Some(on_flush) = self.on_flush.as_mut() {
-            self.rows = 0;
-            let items = std::mem::take(&mut self.items);
-            if let Err(e) = on_flush(items) {
-                self.error = Some(e);
-            }
-        }
     }
 }
 
@@ -771,106 +695,5 @@ impl CommitLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn PendingCommit>>> {
         // A panic while holding this lock cannot leave the Vec inconsistent.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow_array::Int64Array;
-    use arrow_schema::{DataType, Field, Schema};
-
-    fn rows(n: usize, first: i64) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        let values: Int64Array = (first..first + n as i64).collect();
-        RecordBatch::try_new(schema, vec![Arc::new(values)]).expect("one Int64 column")
-    }
-
-    /// The values of every data message, in order, with watermarks as -1.
-    fn flatten(msgs: &[Message]) -> Vec<i64> {
-        let mut seen = Vec::new();
-        for m in msgs {
-            match m {
-                Message::Data(b) => {
-                    let col = b.column(0).as_any().downcast_ref::<Int64Array>();
-                    seen.extend(col.expect("Int64").values().iter().copied());
-                }
-                Message::Watermark(_) => seen.push(-1),
-                _ => {}
-            }
-        }
-        seen
-    }
-
-    #[test]
-    fn an_output_passes_messages_on_in_order_every_flush_rows() {
-        let mut flushed: Vec<Vec<Message>> = Vec::new();
-        let mut on_flush = |items: Vec<Message>| {
-            flushed.push(items);
-            Ok(())
-        };
-        let mut out = Output::flushing(&mut on_flush);
-        let step = 1000;
-        let mut next = 0;
-        for i in 0..20 {
-            out.emit(rows(step, next));
-            next += step as i64;
-            if i % 5 == 4 {
-                out.emit_watermark(Watermark::EventTime(i));
-            }
-        }
-        let rest = out.finish().expect("no flush failed");
-        // 20_000 rows at 8192 per flush: two flushes of 9 batches each
-        assert_eq!(flushed.len(), 2);
-        for f in &flushed {
-            let n: usize = f
-                .iter()
-                .map(|m| match m {
-                    Message::Data(b) => b.num_rows(),
-                    _ => 0,
-                })
-                .sum();
-            assert_eq!(n, 9 * step);
-        }
-        let mut all: Vec<Message> = flushed.into_iter().flatten().collect();
-        all.extend(rest);
-        let mut expected = Vec::new();
-        for i in 0..20i64 {
-            expected.extend(i * step as i64..(i + 1) * step as i64);
-            if i % 5 == 4 {
-                expected.push(-1);
-            }
-        }
-        assert_eq!(flatten(&all), expected);
-    }
-
-    #[test]
-    fn an_output_keeps_the_first_flush_error_and_drops_what_follows() {
-        let mut calls = 0;
-        let mut on_flush = |_items: Vec<Message>| {
-            calls += 1;
-            Err(crate::Error::option("sink", format!("failure {calls}")))
-        };
-        let mut out = Output::flushing(&mut on_flush);
-        for i in 0..10 {
-            out.emit(rows(Output::FLUSH_ROWS, i));
-        }
-        let err = out.finish().expect_err("the flush failed");
-        assert!(err.to_string().contains("failure 1"), "{err}");
-        assert_eq!(calls, 1, "nothing is passed on after a failure");
-    }
-
-    #[test]
-    fn an_output_without_flush_keeps_everything() {
-        let mut out = Output::new();
-        for i in 0..5 {
-            out.emit(rows(Output::FLUSH_ROWS, i * Output::FLUSH_ROWS as i64));
-        }
-        out.emit(RecordBatch::new_empty(rows(1, 0).schema()));
-        let msgs = out.take();
-        assert_eq!(msgs.len(), 5, "empty batches are dropped");
-        let expected: Vec<i64> = (0..5 * Output::FLUSH_ROWS as i64).collect();
-        assert_eq!(flatten(&msgs), expected);
-        assert!(out.is_empty());
     }
 }

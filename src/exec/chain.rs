@@ -269,43 +269,18 @@ impl Chain {
     }
 
     fn feed(&mut self, level: usize, input: usize, call: Call, emit: &mut Emit<'_>) -> Result<()> {
-        feed(&mut self.ops[level..], input, call, emit)
-    }
-}
-
-/// Delivers `call` to the first of `ops` and what it emits to the rest of
-/// them, then to `emit`. The operator's output is flushing: every
-/// [`Output::FLUSH_ROWS`] rows it emits go down the chain while the
-/// callback still runs, so no callback holds all it produces.
-fn feed(
-    ops: &mut [(Box<dyn Operator>, Ctx)],
-    input: usize,
-    call: Call,
-    emit: &mut Emit<'_>,
-) -> Result<()> {
-    let Some(((op, ctx), rest)) = ops.split_first_mut() else {
-        return match call {
-            Call::Msg(msg) => emit(msg),
-            Call::Timer(_) => Ok(()),
+        let Some((op, ctx)) = self.ops.get_mut(level) else {
+            return match call {
+                Call::Msg(msg) => emit(msg),
+                Call::Timer(_) => Ok(()),
+            };
         };
-    };
-    if let Call::Msg(Message::Side(..)) = call {
-        // a side output is only consumed when its producer ends the chain
-        return Ok(());
-    }
-    let is_end = matches!(call, Call::Msg(Message::End));
-    let metrics = ctx.metrics_handle();
-    let mut pass_on = |items: Vec<Message>| -> Result<()> {
-        for m in items {
-            if let Message::Data(b) = &m {
-                OperatorMetrics::add(&metrics.rows_out, b.num_rows() as u64);
-            }
-            feed(rest, 0, Call::Msg(m), emit)?;
+        if let Call::Msg(Message::Side(..)) = call {
+            // a side output is only consumed when its producer ends the chain
+            return Ok(());
         }
-        Ok(())
-    };
-    let items = {
-        let mut out = Output::flushing(&mut pass_on);
+        let mut out = Output::new();
+        let is_end = matches!(call, Call::Msg(Message::End));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match call {
             Call::Msg(Message::Data(batch)) => {
                 OperatorMetrics::add(&ctx.metrics().rows_in, batch.num_rows() as u64);
@@ -328,16 +303,21 @@ fn feed(
             Call::Timer(now) => op.on_processing_time(now, ctx, &mut out),
         }))
         .unwrap_or_else(|payload| Err(panic_error(ctx.operator(), payload)));
-        // a failure downstream (kept by the output) came first
-        let items = out.finish()?;
         result.map_err(|e| e.in_operator(ctx.operator(), ctx.info().subtask))?;
-        items
-    };
-    pass_on(items)?;
-    if is_end {
-        feed(rest, 0, Call::Msg(Message::End), emit)?;
+        let items = out.take();
+        for m in &items {
+            if let Message::Data(b) = m {
+                OperatorMetrics::add(&ctx.metrics().rows_out, b.num_rows() as u64);
+            }
+        }
+        for m in items {
+            self.feed(level + 1, 0, Call::Msg(m), emit)?;
+        }
+        if is_end {
+            self.feed(level + 1, 0, Call::Msg(Message::End), emit)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// What the chain delivers to an operator.

@@ -73,7 +73,7 @@ pub struct ExecConfig {
     pub channel_rows: usize,
     /// Parent directory for spill files (default: the system temp directory).
     pub spill_dir: Option<PathBuf>,
-    /// How spill files are compressed (default LZ4).
+    /// How spill files are compressed (default: not at all).
     pub spill_compression: SpillCompression,
     /// Draw live progress on stderr (the CLI sets this only on a terminal).
     pub progress: bool,

@@ -661,7 +661,7 @@ mod tests {
             assert_eq!(got, want);
             assert_eq!(got.to_string(), name.to_ascii_lowercase());
         }
-        assert_eq!(SpillCompression::default(), SpillCompression::Lz4);
+        assert_eq!(SpillCompression::default(), SpillCompression::None);
         let err = "gzip".parse::<SpillCompression>().unwrap_err().to_string();
         assert!(
             err.contains("spill-compression") && err.contains("gzip"),
