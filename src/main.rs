@@ -275,13 +275,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if parallelism == 0 {
                 return Err(weir::Error::option("--parallelism", "must be at least 1"));
             }
-            let spill_compression: weir::spill::SpillCompression =
-                spill_compression.parse().map_err(|_| {
-                    weir::Error::option(
-                        "--spill-compression",
-                        format!("`{spill_compression}` is not one of lz4, zstd, none"),
-                    )
-                })?;
+            let spill_compression: weir::spill::SpillCompression = spill_compression.parse()?;
             let mut loaded = LoadedJob::load(&job)?;
             loaded.override_replay(from, until, speed)?;
             let built = loaded.build(output.as_deref())?;

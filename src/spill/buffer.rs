@@ -399,8 +399,9 @@ impl Partition {
     ///
     /// Yields the batches of the spill file first (memory-mapped: zero-copy
     /// when uncompressed, decoded into memory when compressed; pages already
-    /// read are given back as it goes and the file is deleted once read), then the in-memory batches, releasing
-    /// each from the reservation as it is handed out. Since a spill moves
+    /// read are given back as it goes and the file is deleted once read),
+    /// then the in-memory batches, releasing each from the reservation as it
+    /// is handed out. Since a spill moves
     /// everything held in memory to disk, every spilled batch arrived before
     /// every in-memory one: the order is exactly arrival order, one batch
     /// per pushed batch, so [`Partition::watermarks`] positions apply.

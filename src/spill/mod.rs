@@ -135,8 +135,8 @@ impl std::str::FromStr for SpillCompression {
             "lz4" => Ok(SpillCompression::Lz4),
             "zstd" => Ok(SpillCompression::Zstd),
             _ => Err(Error::option(
-                "spill-compression",
-                format!("`{s}` is not one of lz4, zstd, none"),
+                "--spill-compression",
+                format!("`{s}` is not one of none, lz4, zstd"),
             )),
         }
     }
