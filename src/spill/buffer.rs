@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::{SpillFile, SpillManager, SpillReader, SpillWriter};
+use super::{owned_copy, SpillCompression, SpillFile, SpillManager, SpillReader, SpillWriter};
 use crate::error::{Error, Result};
 use crate::memory::{ConsumerKind, MemoryPool, MemoryReservation, FIXED_SHARE_DIVISOR};
 
@@ -397,9 +397,10 @@ impl Partition {
 
     /// Reads the partition back.
     ///
-    /// Yields the batches of the spill file first (memory-mapped: zero-copy
-    /// when uncompressed, decoded into memory when compressed; pages already
-    /// read are given back as it goes and the file is deleted once read),
+    /// Yields the batches of the spill file first (memory-mapped and copied
+    /// out of the map when uncompressed, see [`super::owned_copy`]; decoded
+    /// into memory when compressed; pages already read are given back as it
+    /// goes and the file is deleted once read),
     /// then the in-memory batches, releasing each from the reservation as it
     /// is handed out. Since a spill moves
     /// everything held in memory to disk, every spilled batch arrived before
@@ -473,10 +474,21 @@ impl Iterator for PartitionReader {
                 // pages of batches already handed out leave the resident set
                 reader.release_consumed();
                 match next {
-                    Some(Ok(batch)) => match &self.restore {
-                        None => return Some(Ok(batch)),
-                        Some(schema) => return Some(cast_to(&batch, schema)),
-                    },
+                    Some(Ok(batch)) => {
+                        // An uncompressed batch points into the map: copied
+                        // out, it lives in (accounted) anonymous memory and
+                        // its file pages leave the resident set at the next
+                        // `release_consumed`, however long the consumer
+                        // holds it (a join's build side holds everything).
+                        let batch = match self._spill.compression() {
+                            SpillCompression::None => owned_copy(&batch),
+                            _ => batch,
+                        };
+                        return match &self.restore {
+                            None => Some(Ok(batch)),
+                            Some(schema) => Some(cast_to(&batch, schema)),
+                        };
+                    }
                     Some(Err(e)) => return self.fail(e),
                     // Read to the end: dropping the pair deletes the file.
                     None => self.current = None,

@@ -490,6 +490,31 @@ impl Iterator for SpillReader {
     }
 }
 
+/// A deep copy of `batch` whose buffers are all newly allocated (none
+/// shares memory with `batch`, e.g. with a spill file's map).
+///
+/// A batch decoded from an uncompressed spill file borrows the file's
+/// pages; a consumer that keeps it (a join's build side) would keep those
+/// pages resident outside the memory pool's view. The copy costs one pass
+/// over the bytes, which the pool accounts like any other batch.
+pub fn owned_copy(batch: &RecordBatch) -> RecordBatch {
+    let columns: Vec<arrow_array::ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let data = column.to_data();
+            let mut copy =
+                arrow_data::transform::MutableArrayData::new(vec![&data], false, data.len());
+            copy.try_extend(0, 0, data.len())
+                .expect("copying an array into one of its own length cannot overflow its offsets");
+            arrow_array::make_array(copy.freeze())
+        })
+        .collect();
+    let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(batch.schema(), columns, &options)
+        .expect("a column-by-column copy has the batch's schema and row count")
+}
+
 /// An [`Error::Io`] of kind `InvalidData` for a corrupt file.
 fn corrupt(path: &Path, message: impl Into<String>) -> Error {
     Error::io(
@@ -774,25 +799,7 @@ mod tests {
         assert_eq!(back, batches);
 
         for b in &back {
-            let ids = b.column(0).as_primitive::<Int64Type>();
-            let scores = b.column(1).as_primitive::<Float64Type>();
-            let names = b.column(2).as_string::<i32>();
-            let flags = b.column(3).as_boolean();
-            let mut pointers = vec![
-                ids.values().inner().as_ptr(),
-                scores.values().inner().as_ptr(),
-                names.offsets().inner().inner().as_ptr(),
-                names.values().as_ptr(),
-                flags.values().inner().as_ptr(),
-            ];
-            let columns = [b.column(0), b.column(1), b.column(2), b.column(3)];
-            pointers.extend(
-                columns
-                    .iter()
-                    .filter_map(|c| c.nulls())
-                    .map(|n| n.buffer().as_ptr()),
-            );
-            for (i, ptr) in pointers.into_iter().enumerate() {
+            for (i, ptr) in buffer_pointers(b).into_iter().enumerate() {
                 assert!(
                     inside(ptr, base, len),
                     "buffer {i} is a copy, not a slice of the map"
@@ -800,6 +807,56 @@ mod tests {
                 assert_eq!((ptr as usize - base as usize) % ALIGNMENT, 0, "buffer {i}");
             }
         }
+    }
+
+    /// Every buffer of a [`batch`]-shaped batch: values, offsets, nulls.
+    fn buffer_pointers(b: &RecordBatch) -> Vec<*const u8> {
+        let ids = b.column(0).as_primitive::<Int64Type>();
+        let scores = b.column(1).as_primitive::<Float64Type>();
+        let names = b.column(2).as_string::<i32>();
+        let flags = b.column(3).as_boolean();
+        let mut pointers = vec![
+            ids.values().inner().as_ptr(),
+            scores.values().inner().as_ptr(),
+            names.offsets().inner().inner().as_ptr(),
+            names.values().as_ptr(),
+            flags.values().inner().as_ptr(),
+        ];
+        let columns = [b.column(0), b.column(1), b.column(2), b.column(3)];
+        pointers.extend(
+            columns
+                .iter()
+                .filter_map(|c| c.nulls())
+                .map(|n| n.buffer().as_ptr()),
+        );
+        pointers
+    }
+
+    #[test]
+    fn owned_copy_is_equal_and_shares_nothing_with_the_map() {
+        let manager = plain();
+        let full = batch(0, 1000);
+        // a slice, a single row and whole batches, all with nulls
+        let batches = vec![full.slice(317, 45), batch(7, 1), full];
+        let file = write_file(&manager, &batches);
+        let mut reader = file.read().unwrap();
+        let (base, len) = (reader.data.as_ptr(), reader.data.len());
+        let back: Vec<RecordBatch> = reader.by_ref().collect::<Result<_>>().unwrap();
+        for (b, want) in back.iter().zip(&batches) {
+            let copy = owned_copy(b);
+            assert_eq!(&copy, want);
+            assert_eq!(copy.schema(), schema());
+            for (i, ptr) in buffer_pointers(&copy).into_iter().enumerate() {
+                assert!(
+                    !inside(ptr, base, len),
+                    "buffer {i} still points into the map"
+                );
+            }
+        }
+        drop(reader);
+        drop(file);
+        // the copies outlive the file and its map
+        assert_eq!(owned_copy(&back[2]), batches[2]);
     }
 
     #[test]

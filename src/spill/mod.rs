@@ -22,7 +22,7 @@ mod file;
 mod owner;
 
 pub use buffer::{batch_bytes, Partition, PartitionReader, PartitionedBuffer};
-pub use file::{SpillFile, SpillReader, SpillWriter};
+pub use file::{owned_copy, SpillFile, SpillReader, SpillWriter};
 
 /// Counters of what was spilled, shared by all writers of one [`SpillManager`].
 ///
