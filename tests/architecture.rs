@@ -382,7 +382,7 @@ fn operators_never_use_exec_graph_or_cli() {
 fn lower_layers_never_use_exec_graph_operators_or_cli() {
     check_layers(
         &[
-            "operator.rs",
+            "operator",
             "time",
             "expr",
             "memory",

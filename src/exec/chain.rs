@@ -65,17 +65,9 @@ impl Chain {
             let ctx = Ctx::new(info.clone(), env.clone(), metrics[id].clone());
             let wrap = |e: Error| e.in_operator(&node.name, subtask);
             match &node.kind {
-                NodeKind::Parquet(spec) => {
-                    source = Some((Box::new(spec.create(&info)) as Box<dyn Source>, ctx))
+                NodeKind::Source(spec) => {
+                    source = Some((Arc::clone(spec).create(&info).map_err(wrap)?, ctx))
                 }
-                NodeKind::Memory(spec) => {
-                    source = Some((Box::new(spec.create(&info)) as Box<dyn Source>, ctx))
-                }
-                NodeKind::Live(spec) => {
-                    let live = spec.create(&info).map_err(wrap)?;
-                    source = Some((Box::new(live) as Box<dyn Source>, ctx))
-                }
-                NodeKind::Source(f) => source = Some((f(&info).map_err(wrap)?, ctx)),
                 NodeKind::Operator(f) | NodeKind::Sink(f) => {
                     // batch mode runs the blocking variant where there is one
                     let f = match (&node.batch_variant, batch) {

@@ -312,8 +312,10 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
     let (plan, physical) = (&plan, &physical);
     if config.mode == ExecMode::Batch {
         for (id, n) in plan.nodes.iter().enumerate() {
-            if let crate::graph::NodeKind::Live(spec) = &n.kind {
-                if physical.is_live(id) && !spec.is_bounded() {
+            if let crate::graph::NodeKind::Source(spec) = &n.kind {
+                if physical.is_live(id)
+                    && spec.boundedness() == crate::operator::Boundedness::Unbounded
+                {
                     return Err(Error::Plan(format!(
                         "source `{}` ({}) is unbounded: batch mode needs bounded input \
                          (run it pipelined, or give it an end such as `bounded = true`)",
@@ -456,7 +458,7 @@ fn source_rows(plan: &LogicalPlan, physical: &PhysicalPlan) -> Option<u64> {
         .filter(|(id, _)| physical.is_live(*id));
     for (_, n) in live.filter(|(_, n)| n.kind.is_source()) {
         match &n.kind {
-            crate::graph::NodeKind::Parquet(spec) => total += spec.rows_to_read(),
+            crate::graph::NodeKind::Source(spec) => total += spec.rows_to_read()?,
             _ => return None,
         }
     }
@@ -545,7 +547,7 @@ fn sink_role(plan: &LogicalPlan, id: usize) -> SinkRole {
     while let Some(edge) = plan.nodes[node].inputs.first() {
         match edge.port {
             1 => return SinkRole::LateRows,
-            crate::operators::live::DEAD_LETTER_PORT => return SinkRole::DeadLetters,
+            crate::operator::DEAD_LETTER_PORT => return SinkRole::DeadLetters,
             _ => node = edge.from,
         }
     }

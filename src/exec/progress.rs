@@ -47,8 +47,10 @@ pub(crate) fn report(
         let read: u64 = sources
             .iter()
             .map(|&i| match &plan.nodes[i].kind {
-                // rows decoded, those outside a --from/--until range included
-                NodeKind::Parquet(spec) => spec.metrics().rows_read.load(Ordering::Relaxed),
+                // e.g. Parquet: rows decoded, those outside a --from/--until range included
+                NodeKind::Source(spec) if spec.rows_read().is_some() => {
+                    spec.rows_read().unwrap_or_default()
+                }
                 _ => {
                     metrics[i].rows_out.load(Ordering::Relaxed)
                         + metrics[i].late_rows.load(Ordering::Relaxed)

@@ -42,8 +42,9 @@ impl OnSignal {
         let live = plan.nodes.iter().enumerate().any(|(id, n)| {
             physical.is_live(id)
                 && match &n.kind {
-                    NodeKind::Live(spec) => !spec.is_bounded(),
-                    NodeKind::Source(_) => true,
+                    NodeKind::Source(spec) => {
+                        spec.boundedness() != crate::operator::Boundedness::Bounded
+                    }
                     _ => false,
                 }
         });

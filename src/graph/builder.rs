@@ -3,7 +3,10 @@
 use super::{Edge, LogicalPlan, Node, NodeId, NodeKind, Partitioning};
 use crate::error::{Error, Result};
 use crate::expr::Expr;
-use crate::operator::{Operator, OperatorFactory, SourceFactory, TaskInfo};
+use crate::operator::{
+    Boundedness, Operator, OperatorFactory, Source, SourceFactory, SourceSpec, TaskInfo,
+    DEAD_LETTER_PORT,
+};
 use crate::operators::join::{JoinKind, JoinLayout, JoinSpec, SortMergeJoin, SymmetricHashJoin};
 use crate::operators::live::kafka::KafkaSinkSpec;
 use crate::operators::live::redis::RedisSinkSpec;
@@ -158,26 +161,13 @@ impl Job {
     /// # Ok::<(), weir::Error>(())
     /// ```
     pub fn parquet_source(&self, spec: ParquetSourceSpec) -> Result<Stream> {
-        let schema = spec.schema().clone();
-        let id = self.add(
-            "parquet_source",
-            NodeKind::Parquet(Arc::new(spec)),
-            vec![],
-            schema.clone(),
-        );
-        Ok(self.stream(id, schema, None))
+        Ok(self.add_source("parquet_source", Arc::new(spec)))
     }
 
     /// A bounded source over in-memory batches; each inner `Vec` is a split.
     pub fn from_batches(&self, schema: SchemaRef, splits: Vec<Vec<RecordBatch>>) -> Result<Stream> {
-        let spec = MemorySourceSpec::try_new(schema.clone(), splits)?;
-        let id = self.add(
-            "memory_source",
-            NodeKind::Memory(Arc::new(spec)),
-            vec![],
-            schema.clone(),
-        );
-        Ok(self.stream(id, schema, None))
+        let spec = MemorySourceSpec::try_new(schema, splits)?;
+        Ok(self.add_source("memory_source", Arc::new(spec)))
     }
 
     /// A live source (broker, socket, stdin, watched directory): records
@@ -209,22 +199,61 @@ impl Job {
     /// # Ok::<(), weir::Error>(())
     /// ```
     pub fn live_source(&self, spec: LiveSourceSpec) -> Stream {
+        self.add_source("live_source", Arc::new(spec))
+    }
+
+    /// Any source, built per subtask by `factory`. It assigns its own event
+    /// time, if any ([`Stream::with_source_event_time`]); boundedness is
+    /// not declared ([`Boundedness::Unknown`]).
+    pub fn source(&self, name: &str, schema: SchemaRef, factory: SourceFactory) -> Stream {
+        let spec = FactorySource {
+            name: name.to_string(),
+            schema,
+            factory,
+        };
+        self.add_source(name, Arc::new(spec))
+    }
+
+    /// A source over any connector: the node is named `<connector>_source`.
+    /// See [`SourceSpec`] for an example.
+    pub fn source_spec(&self, spec: Arc<dyn SourceSpec>) -> Stream {
+        let name = format!("{}_source", spec.name());
+        self.add_source(&name, spec)
+    }
+
+    /// Adds source node `name` reading `spec`.
+    fn add_source(&self, name: &str, spec: Arc<dyn SourceSpec>) -> Stream {
         let schema = spec.schema().clone();
         let max_parallelism = spec.max_parallelism();
-        let id = self.add(
-            "live_source",
-            NodeKind::Live(Arc::new(spec)),
-            vec![],
-            schema.clone(),
-        );
+        let id = self.add(name, NodeKind::Source(spec), vec![], schema.clone());
         self.plan.borrow_mut().nodes[id].max_parallelism = max_parallelism;
         self.stream(id, schema, None)
     }
+}
 
-    /// Any source, built per subtask by `factory`.
-    pub fn source(&self, name: &str, schema: SchemaRef, factory: SourceFactory) -> Stream {
-        let id = self.add(name, NodeKind::Source(factory), vec![], schema.clone());
-        self.stream(id, schema, None)
+/// A source made by a bare factory ([`Job::source`]).
+struct FactorySource {
+    // config
+    name: String,
+    schema: SchemaRef,
+    factory: SourceFactory,
+}
+
+impl SourceSpec for FactorySource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn boundedness(&self) -> Boundedness {
+        Boundedness::Unknown
+    }
+
+    fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>> {
+        (self.factory)(task)
     }
 }
 
@@ -483,15 +512,9 @@ impl Stream {
         path.reverse();
         let source = &plan.nodes[path[0]];
         let kind = match &source.kind {
-            NodeKind::Parquet(spec) => NodeKind::Parquet(Arc::new(
-                (**spec).clone().with_event_time(column, strategy.clone())?,
-            )),
-            NodeKind::Memory(spec) => NodeKind::Memory(Arc::new(
-                (**spec).clone().with_event_time(column, strategy.clone())?,
-            )),
-            NodeKind::Live(spec) => NodeKind::Live(Arc::new(
-                (**spec).clone().with_event_time(column, strategy.clone())?,
-            )),
+            NodeKind::Source(spec) if spec.takes_event_time() => {
+                NodeKind::Source(spec.with_event_time(column, &strategy)?)
+            }
             _ => {
                 return Err(Error::Plan(format!(
                     "{context}: `{}` is a custom source; it must assign event time itself",
@@ -538,7 +561,8 @@ impl Stream {
     /// deciding late rows, like the built-in sources).
     pub fn with_source_event_time(&self, column: &str) -> Result<Stream> {
         let plan = self.job.plan.borrow();
-        if !matches!(plan.nodes[self.node].kind, NodeKind::Source(_)) || self.port != 0 {
+        let custom = matches!(&plan.nodes[self.node].kind, NodeKind::Source(spec) if !spec.takes_event_time());
+        if !custom || self.port != 0 {
             return Err(Error::Plan(
                 "with_source_event_time applies to a custom source".into(),
             ));
@@ -629,8 +653,13 @@ impl Stream {
         let mut id = self.node;
         loop {
             let node = &plan.nodes[id];
-            if matches!(node.kind, NodeKind::Live(_)) {
-                break;
+            if let NodeKind::Source(spec) = &node.kind {
+                if let Some(schema) = spec.side_port_schema(DEAD_LETTER_PORT) {
+                    drop(plan);
+                    let mut s = self.job.stream(id, schema, None);
+                    s.port = DEAD_LETTER_PORT;
+                    return Ok(s);
+                }
             }
             match (node.passes.is_some(), node.inputs.as_slice()) {
                 (true, [e]) if e.port == 0 && e.partitioning == Partitioning::Forward => {
@@ -645,12 +674,6 @@ impl Stream {
                 }
             }
         }
-        drop(plan);
-        let mut s = self
-            .job
-            .stream(id, crate::operators::live::dead_letter_schema(), None);
-        s.port = crate::operators::live::DEAD_LETTER_PORT;
-        Ok(s)
     }
 
     /// Partitions the stream by the given key columns.

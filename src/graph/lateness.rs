@@ -4,7 +4,6 @@
 
 use super::{LogicalPlan, NodeId, NodeKind};
 use crate::time::LatenessRule;
-use std::sync::Arc;
 
 impl LogicalPlan {
     /// Gives every Parquet, in-memory and live source the lateness rule its
@@ -22,25 +21,12 @@ impl LogicalPlan {
     /// the copy it returns, so executors always see resolved sources.
     pub fn resolve_lateness(&mut self) {
         for id in 0..self.nodes.len() {
-            let kind = match &self.nodes[id].kind {
-                NodeKind::Parquet(spec) => NodeKind::Parquet(Arc::new(
-                    (**spec)
-                        .clone()
-                        .with_lateness_rule(self.lateness_rule_of(id)),
-                )),
-                NodeKind::Memory(spec) => NodeKind::Memory(Arc::new(
-                    (**spec)
-                        .clone()
-                        .with_lateness_rule(self.lateness_rule_of(id)),
-                )),
-                NodeKind::Live(spec) => NodeKind::Live(Arc::new(
-                    (**spec)
-                        .clone()
-                        .with_lateness_rule(self.lateness_rule_of(id)),
-                )),
-                _ => continue,
+            let NodeKind::Source(spec) = &self.nodes[id].kind else {
+                continue;
             };
-            self.nodes[id].kind = kind;
+            if let Some(spec) = spec.with_lateness_rule(self.lateness_rule_of(id)) {
+                self.nodes[id].kind = NodeKind::Source(spec);
+            }
         }
     }
 
@@ -101,7 +87,7 @@ mod tests {
         let plan = job.plan();
         (0..plan.nodes.len())
             .filter(|&id| {
-                matches!(plan.nodes[id].kind, super::NodeKind::Memory(_))
+                matches!(&plan.nodes[id].kind, super::NodeKind::Source(s) if s.name() == "memory")
                     && !plan.nodes[id].replaced
             })
             .map(|id| plan.lateness_rule_of(id))

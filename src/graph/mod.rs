@@ -13,9 +13,7 @@ pub use builder::{CountWindowedStream, Job, KeyedStream, Stream, WindowedStream}
 pub use paths::{Output, Outputs};
 pub use physical::{PhysicalEdge, PhysicalPlan, TaskPlan};
 
-use crate::operator::{OperatorFactory, SourceFactory};
-use crate::operators::live::LiveSourceSpec;
-use crate::operators::{MemorySourceSpec, ParquetSourceSpec};
+use crate::operator::{OperatorFactory, SourceSpec};
 use crate::time::LatenessRule;
 use arrow_schema::SchemaRef;
 use std::sync::Arc;
@@ -50,14 +48,9 @@ impl std::fmt::Display for Partitioning {
 /// What a node runs.
 #[derive(Clone)]
 pub enum NodeKind {
-    /// A bounded Parquet source (kept as a spec so `assign_timestamps` can be pushed into it).
-    Parquet(Arc<ParquetSourceSpec>),
-    /// A bounded in-memory source (same pushdown as Parquet).
-    Memory(Arc<MemorySourceSpec>),
-    /// A live source over a connector (same pushdown; may be unbounded).
-    Live(Arc<LiveSourceSpec>),
-    /// Any other source.
-    Source(SourceFactory),
+    /// A source: any connector, known to the planner only through its
+    /// [`SourceSpec`] (so `assign_timestamps` can be pushed into it).
+    Source(Arc<dyn SourceSpec>),
     /// A transforming operator.
     Operator(OperatorFactory),
     /// A terminal operator.
@@ -67,10 +60,7 @@ pub enum NodeKind {
 impl NodeKind {
     /// True for sources.
     pub fn is_source(&self) -> bool {
-        matches!(
-            self,
-            NodeKind::Parquet(_) | NodeKind::Memory(_) | NodeKind::Live(_) | NodeKind::Source(_)
-        )
+        matches!(self, NodeKind::Source(_))
     }
 }
 

@@ -94,8 +94,7 @@ impl LogicalPlan {
         for &id in ids {
             let node = &self.nodes[id];
             let reads = match &node.kind {
-                NodeKind::Parquet(spec) => spec.input_paths(),
-                NodeKind::Live(spec) => spec.input_paths(),
+                NodeKind::Source(spec) => spec.input_paths(),
                 _ => Vec::new(),
             };
             for p in reads {

@@ -187,10 +187,12 @@ impl PhysicalPlan {
                             to_input: input,
                             port: e.port,
                             partitioning,
-                            schema: if e.port == crate::operators::live::DEAD_LETTER_PORT {
-                                crate::operators::live::dead_letter_schema()
-                            } else {
-                                plan.nodes[e.from].schema.clone()
+                            schema: match &plan.nodes[e.from].kind {
+                                // a source's side outputs (dead letters) have their own schema
+                                super::NodeKind::Source(spec) if e.port >= 2 => spec
+                                    .side_port_schema(e.port)
+                                    .unwrap_or_else(|| plan.nodes[e.from].schema.clone()),
+                                _ => plan.nodes[e.from].schema.clone(),
                             },
                         };
                         tasks[from_task].outputs.push(edge.id);

@@ -199,6 +199,45 @@ impl Source for MemorySource {
     }
 }
 
+impl crate::operator::SourceSpec for MemorySourceSpec {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn boundedness(&self) -> crate::operator::Boundedness {
+        crate::operator::Boundedness::Bounded
+    }
+
+    fn takes_event_time(&self) -> bool {
+        true
+    }
+
+    fn with_event_time(
+        &self,
+        column: &str,
+        strategy: &WatermarkStrategy,
+    ) -> Result<Arc<dyn crate::operator::SourceSpec>> {
+        Ok(Arc::new(
+            self.clone().with_event_time(column, strategy.clone())?,
+        ))
+    }
+
+    fn with_lateness_rule(
+        &self,
+        rule: LatenessRule,
+    ) -> Option<Arc<dyn crate::operator::SourceSpec>> {
+        Some(Arc::new(self.clone().with_lateness_rule(rule)))
+    }
+
+    fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>> {
+        Ok(Box::new(MemorySourceSpec::create(&self, task)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,8 +55,7 @@ use arrow_schema::SchemaRef;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// The side output port of a source's dead letters (port 1 is late rows).
-pub const DEAD_LETTER_PORT: usize = 2;
+pub use crate::operator::DEAD_LETTER_PORT;
 
 /// What a connector's fetch found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -714,6 +713,61 @@ impl LiveSource {
             },
             other => other,
         }
+    }
+}
+
+impl crate::operator::SourceSpec for LiveSourceSpec {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn boundedness(&self) -> crate::operator::Boundedness {
+        if self.bounded {
+            crate::operator::Boundedness::Bounded
+        } else {
+            crate::operator::Boundedness::Unbounded
+        }
+    }
+
+    fn max_parallelism(&self) -> Option<usize> {
+        self.max_parallelism
+    }
+
+    fn input_paths(&self) -> Vec<std::path::PathBuf> {
+        LiveSourceSpec::input_paths(self)
+    }
+
+    fn side_port_schema(&self, port: usize) -> Option<SchemaRef> {
+        (port == DEAD_LETTER_PORT).then(dead_letter_schema)
+    }
+
+    fn takes_event_time(&self) -> bool {
+        true
+    }
+
+    fn with_event_time(
+        &self,
+        column: &str,
+        strategy: &WatermarkStrategy,
+    ) -> Result<Arc<dyn crate::operator::SourceSpec>> {
+        Ok(Arc::new(
+            self.clone().with_event_time(column, strategy.clone())?,
+        ))
+    }
+
+    fn with_lateness_rule(
+        &self,
+        rule: LatenessRule,
+    ) -> Option<Arc<dyn crate::operator::SourceSpec>> {
+        Some(Arc::new(self.clone().with_lateness_rule(rule)))
+    }
+
+    fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>> {
+        Ok(Box::new(LiveSourceSpec::create(&self, task)?))
     }
 }
 

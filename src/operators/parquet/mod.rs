@@ -68,7 +68,7 @@ pub use reader::ParquetSource;
 
 use super::replay::{Pacer, ReplaySpeed, TimeRange};
 use crate::error::{Error, Result};
-use crate::operator::TaskInfo;
+use crate::operator::{Source, TaskInfo};
 use crate::time::{validate_time_column, LatenessRule, SplitClock, WatermarkStrategy};
 use arrow_array::Array;
 use arrow_schema::{Field, Schema, SchemaRef};
@@ -568,5 +568,61 @@ impl ParquetSourceSpec {
             let mins: Vec<Option<i64>> = splits.iter().map(|&i| self.splits[i].min_time).collect();
             SplitClock::new(strategy.clone(), &mins)
         })
+    }
+}
+
+impl crate::operator::SourceSpec for ParquetSourceSpec {
+    fn name(&self) -> &str {
+        "parquet"
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.layout.schema
+    }
+
+    fn boundedness(&self) -> crate::operator::Boundedness {
+        crate::operator::Boundedness::Bounded
+    }
+
+    fn input_paths(&self) -> Vec<PathBuf> {
+        ParquetSourceSpec::input_paths(self)
+    }
+
+    fn rows_to_read(&self) -> Option<u64> {
+        Some(ParquetSourceSpec::rows_to_read(self))
+    }
+
+    fn rows_read(&self) -> Option<u64> {
+        // rows decoded, those outside a --from/--until range included
+        Some(
+            self.metrics
+                .rows_read
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    fn takes_event_time(&self) -> bool {
+        true
+    }
+
+    fn with_event_time(
+        &self,
+        column: &str,
+        strategy: &WatermarkStrategy,
+    ) -> Result<Arc<dyn crate::operator::SourceSpec>> {
+        Ok(Arc::new(
+            self.clone().with_event_time(column, strategy.clone())?,
+        ))
+    }
+
+    fn with_lateness_rule(
+        &self,
+        rule: LatenessRule,
+    ) -> Option<Arc<dyn crate::operator::SourceSpec>> {
+        Some(Arc::new(self.clone().with_lateness_rule(rule)))
+    }
+
+    fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>> {
+        Ok(Box::new(ParquetSourceSpec::create(&self, task)))
     }
 }

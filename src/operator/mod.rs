@@ -1,12 +1,17 @@
 //! The operator contract: the one interface every executor drives.
 //!
-//! Owns [`Operator`], [`Source`], [`Ctx`], [`Output`], [`RuntimeEnv`] and the
-//! [`CommitLog`] that sinks stage their files in. Operators are synchronous and
+//! Owns [`Operator`], [`Source`], [`SourceSpec`] (the connector contract),
+//! [`Ctx`], [`Output`], [`RuntimeEnv`] and the [`CommitLog`] that sinks
+//! stage their files in. Operators are synchronous and
 //! push-based: an executor calls `on_batch`, `on_watermark` and
 //! `on_end_of_input`, then takes what the operator put in its [`Output`]. No
 //! operator knows whether it runs pipelined or in batch stages.
 //!
-//! May use `error`, `message`, `memory`, `spill`, `state`. Never `exec` or `graph`.
+//! May use `error`, `message`, `memory`, `spill`, `state`, `time`. Never `exec` or `graph`.
+
+mod source_spec;
+
+pub use source_spec::{Boundedness, SourceSpec, DEAD_LETTER_PORT};
 
 use crate::memory::{MemoryPool, MemoryReservation};
 use crate::message::{Message, Watermark};
