@@ -8,7 +8,7 @@
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use divan::counter::ItemsCount;
 use std::sync::{Arc, OnceLock};
-use weir::operators::live::{json_scan, JsonDecoder, Position, RawRecord};
+use weir::connectors::live::{json_scan, JsonDecoder, Position, RawRecord};
 
 fn main() {
     divan::main();

@@ -24,8 +24,8 @@ use parquet::file::properties::WriterProperties;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use weir::connectors::ParquetSourceSpec;
 use weir::operator::{Ctx, OperatorMetrics, Output, RuntimeEnv, Source, SourcePoll, TaskInfo};
-use weir::operators::ParquetSourceSpec;
 use weir::{col, lit, Agg, ExecConfig, Job, Message, TumblingWindow, WatermarkStrategy};
 
 const ROWS: usize = 4_000_000;

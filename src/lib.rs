@@ -23,9 +23,11 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod compare;
+pub mod connectors;
 pub mod error;
 pub mod exec;
 pub mod expr;
+pub mod functions;
 pub mod graph;
 pub mod key;
 pub mod lock;
@@ -38,12 +40,13 @@ pub mod spill;
 pub mod state;
 pub mod time;
 
+pub use connectors::Collected;
 pub use error::{Error, Result};
 pub use exec::{execute, ExecConfig, ExecMode, JobMetrics};
 pub use expr::{col, lit, Expr};
+pub use functions::{Agg, AggFn};
 pub use graph::{Job, KeyedStream, Stream, WindowedStream};
 pub use message::{Message, Watermark};
-pub use operators::{Agg, AggFn, Collected};
 pub use time::{TumblingWindow, WatermarkStrategy, Window};
 
 /// The Arrow types a schema or a batch is made of, so that user code (and

@@ -374,8 +374,21 @@ fn check_layers(layers: &[&str], forbidden: &[&str]) {
 }
 
 #[test]
-fn operators_never_use_exec_graph_or_cli() {
-    check_layers(&["operators"], &["exec", "graph", "cli"]);
+fn operators_never_use_connectors_exec_graph_or_cli() {
+    check_layers(&["operators"], &["connectors", "exec", "graph", "cli"]);
+}
+
+#[test]
+fn connectors_never_use_operators_exec_graph_or_cli() {
+    check_layers(&["connectors"], &["operators", "exec", "graph", "cli"]);
+}
+
+#[test]
+fn functions_never_use_operators_connectors_exec_graph_or_cli() {
+    check_layers(
+        &["functions"],
+        &["operators", "connectors", "exec", "graph", "cli"],
+    );
 }
 
 #[test]
@@ -394,7 +407,14 @@ fn lower_layers_never_use_exec_graph_operators_or_cli() {
             "paths.rs",
             "lock.rs",
         ],
-        &["exec", "graph", "operators", "cli"],
+        &[
+            "exec",
+            "graph",
+            "operators",
+            "connectors",
+            "functions",
+            "cli",
+        ],
     );
 }
 

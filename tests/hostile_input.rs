@@ -247,8 +247,8 @@ fn nan_infinity_and_null_keys_round_trip_through_json_files() {
     // read back with weir's own JSON reader (a watched directory, bounded)
     let path = files.clone();
     let s = schema.clone();
-    let factory: weir::operators::live::ConnectorFactory = Arc::new(move |info| {
-        let d = weir::operators::live::dir::WatchedDir::try_new(
+    let factory: weir::connectors::live::ConnectorFactory = Arc::new(move |info| {
+        let d = weir::connectors::live::dir::WatchedDir::try_new(
             &path,
             s.clone(),
             info,
@@ -260,7 +260,7 @@ fn nan_infinity_and_null_keys_round_trip_through_json_files() {
     });
     let job = Job::new();
     let back = job
-        .live_source(weir::operators::live::LiveSourceSpec::new(
+        .live_source(weir::connectors::live::LiveSourceSpec::new(
             "files", schema, factory, true,
         ))
         .collect()

@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use weir::cli::demo::{generate_obd, obd_schema, write_parquet_dir, DEMO_EPOCH_MS};
-use weir::operators::live::memory::MemoryConnector;
-use weir::operators::live::LiveSourceSpec;
-use weir::operators::ParquetSourceSpec;
+use weir::connectors::live::memory::MemoryConnector;
+use weir::connectors::live::LiveSourceSpec;
+use weir::connectors::ParquetSourceSpec;
 use weir::{Agg, ExecConfig, Job, TumblingWindow, WatermarkStrategy};
 
 const SECONDS: usize = 40;

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::operators::live::kafka::{create_topic, KafkaSinkSpec, KafkaSourceConfig};
-use weir::operators::live::{OnError, Position, StartFrom};
+use weir::connectors::kafka::{create_topic, KafkaSinkSpec, KafkaSourceConfig};
+use weir::connectors::live::{OnError, Position, StartFrom};
 use weir::{Agg, ExecConfig, ExecMode, Job, TumblingWindow, WatermarkStrategy};
 
 /// `n` rows from `first` on: keys 0..20, time advancing ~5 ms a row, most
@@ -196,7 +196,7 @@ fn rows_written_by_the_sink_come_back_as_the_same_multiset() {
             let v: serde_json::Value = serde_json::from_slice(&value).unwrap();
             let key = v["key"].as_i64().unwrap();
             assert_eq!(*partition_of_key.entry(key).or_insert(p), p, "key {key}");
-            let want = weir::operators::live::kafka::kafka_partition(&key.to_string(), 3);
+            let want = weir::connectors::kafka::kafka_partition(&key.to_string(), 3);
             assert_eq!(want as i32, p, "key {key} is not where Kafka would put it");
         }
     }

@@ -12,9 +12,9 @@ use common::brokers::Tansu;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use weir::cli::demo::{generate_obd, obd_schema, write_parquet_dir, DEMO_EPOCH_MS};
-use weir::operators::live::kafka::{create_topic, KafkaSinkSpec, KafkaSourceConfig};
-use weir::operators::live::StartFrom;
-use weir::operators::ParquetSourceSpec;
+use weir::connectors::kafka::{create_topic, KafkaSinkSpec, KafkaSourceConfig};
+use weir::connectors::live::StartFrom;
+use weir::connectors::ParquetSourceSpec;
 use weir::{Agg, ExecConfig, Job, TumblingWindow, WatermarkStrategy};
 
 const WINDOW_MS: i64 = 5_000;

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use weir::operators::live::dir::WatchedDir;
-use weir::operators::live::LiveSourceSpec;
+use weir::connectors::live::dir::WatchedDir;
+use weir::connectors::live::LiveSourceSpec;
 use weir::{Agg, ExecConfig, Job, TumblingWindow, WatermarkStrategy};
 
 fn weir() -> Command {
@@ -100,7 +100,7 @@ fn windows_of(rows: &[serde_json::Value]) -> Windows {
             let start = match &r["window_start"] {
                 serde_json::Value::Number(n) => n.as_i64().unwrap(),
                 serde_json::Value::String(s) => {
-                    weir::operators::replay::parse_time("t", s).unwrap()
+                    weir::connectors::replay::parse_time("t", s).unwrap()
                 }
                 other => panic!("window_start {other}"),
             };
@@ -462,7 +462,7 @@ fn processing_time_windows_work_on_a_live_source() {
     use weir::cli::generators::{GeneratorKind, GeneratorSpec};
     let mut spec = GeneratorSpec::new(GeneratorKind::Vehicles { vehicles: 10 });
     spec.events = Some(600); // 20 s of event time at 20x: about 1 s
-    spec.speed = weir::operators::replay::ReplaySpeed::Times(20.0);
+    spec.speed = weir::connectors::replay::ReplaySpeed::Times(20.0);
     let job = Job::new();
     let out = spec
         .stream(&job)

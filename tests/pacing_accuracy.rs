@@ -9,7 +9,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use std::sync::{Arc, Mutex};
 use weir::cli::generators::{GeneratorKind, GeneratorSpec};
-use weir::operators::replay::ReplaySpeed;
+use weir::connectors::replay::ReplaySpeed;
 use weir::{ExecConfig, Job};
 
 /// Runs a vehicle generator at `speed` for `events` rows; returns, per row,

@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use weir::connectors::replay::TimeRange;
+use weir::connectors::ParquetSourceSpec;
 use weir::operator::{Ctx, OperatorMetrics, Output, RuntimeEnv, Source, SourcePoll, TaskInfo};
-use weir::operators::replay::TimeRange;
-use weir::operators::ParquetSourceSpec;
 use weir::{Agg, ExecConfig, Job, Message, TumblingWindow, WatermarkStrategy};
 
 /// Writes `batches` to `path`, one row group per batch.

@@ -79,9 +79,9 @@ fn readme_block_2() -> weir::Result<()> {
 // README block begin
 use std::sync::Arc;
 use std::time::Duration;
-use weir::operators::live::kafka::{KafkaSinkSpec, KafkaSourceConfig};
-use weir::operators::live::redis::RedisSourceConfig;
-use weir::operators::live::{OnError, StartFrom};
+use weir::connectors::kafka::{KafkaSinkSpec, KafkaSourceConfig};
+use weir::connectors::redis::RedisSourceConfig;
+use weir::connectors::live::{OnError, StartFrom};
 use weir::{Agg, DataType, ExecConfig, Field, Job, Schema, TimeUnit, WatermarkStrategy, Window};
 
 let schema = Arc::new(Schema::new(vec![

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::operators::live::redis::{RedisSinkSpec, RedisSourceConfig};
-use weir::operators::live::{OnError, Position, StartFrom};
+use weir::connectors::live::{OnError, Position, StartFrom};
+use weir::connectors::redis::{RedisSinkSpec, RedisSourceConfig};
 use weir::{ExecConfig, Job};
 
 /// `n` rows from `first` on; `value` is the row's index, unique.

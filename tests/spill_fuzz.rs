@@ -21,8 +21,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use weir::compare::same_rows;
+use weir::connectors::Collected;
 use weir::operators::join::{JoinSpec, JoinType};
-use weir::operators::{Collected, KeyRow, ProcessContext, ProcessFn};
+use weir::operators::{KeyRow, ProcessContext, ProcessFn};
 use weir::time::Window;
 use weir::{Agg, ExecConfig, ExecMode, Job, JobMetrics, Stream, WatermarkStrategy};
 

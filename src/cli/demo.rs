@@ -6,10 +6,11 @@
 //! batch mode and pipelined mode and checks that both give the same rows.
 
 use crate::compare::same_rows;
+use crate::connectors::Collected;
 use crate::error::{Error, Result};
 use crate::exec::{ExecConfig, ExecMode, JobMetrics};
+use crate::functions::Agg;
 use crate::graph::Job;
-use crate::operators::{Agg, Collected};
 use crate::time::{TumblingWindow, WatermarkStrategy};
 use crate::{col, lit};
 use arrow_array::{Float64Array, Int64Array, RecordBatch, TimestampMillisecondArray};
@@ -192,7 +193,7 @@ pub fn ensure_obd_data(dir: &Path, vehicles: usize, seconds: usize) -> Result<u6
         let batches = generate_obd(vehicles, seconds, 42, 65_536);
         write_parquet_dir(dir, &batches, 4, 131_072)?;
     }
-    Ok(crate::operators::ParquetSourceSpec::try_new(&[dir.to_path_buf()])?.num_rows())
+    Ok(crate::connectors::ParquetSourceSpec::try_new(&[dir.to_path_buf()])?.num_rows())
 }
 
 /// The demo's job: per vehicle, 1 s tumbling windows over OBD speed.
@@ -327,7 +328,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
     let seed = super::seed::seed_job_paced(
         &opts.data_dir,
         &app,
-        crate::operators::replay::ReplaySpeed::Times(live_speed),
+        crate::connectors::replay::ReplaySpeed::Times(live_speed),
     )?;
     let config = ExecConfig::pipelined()
         .with_parallelism(opts.parallelism)

@@ -19,11 +19,11 @@
 
 use super::demo::{obd_schema, true_speed, Rng};
 use super::nexmark::{auction_schema, bid_schema, person_schema, NexmarkConfig, SplitGenerator};
+use crate::connectors::live::{ClockState, PartitionClock};
+use crate::connectors::replay::{HeldBatch, Pacer, Release, ReplaySpeed};
 use crate::error::{Error, Result};
 use crate::graph::{Job, Stream};
 use crate::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
-use crate::operators::live::{ClockState, PartitionClock};
-use crate::operators::replay::{HeldBatch, Pacer, Release, ReplaySpeed};
 use crate::state::{StateReader, StateWriter};
 use crate::time::{event_times, WatermarkStrategy};
 use arrow_array::{Float64Array, Int64Array, RecordBatch, TimestampMillisecondArray};
@@ -122,7 +122,7 @@ impl GeneratorSpec {
     /// # Examples
     /// ```
     /// use weir::cli::generators::{GeneratorKind, GeneratorSpec};
-    /// use weir::operators::replay::ReplaySpeed;
+    /// use weir::connectors::replay::ReplaySpeed;
     /// use weir::{ExecConfig, Job};
     /// let mut spec = GeneratorSpec::new(GeneratorKind::Vehicles { vehicles: 10 });
     /// spec.events = Some(3_000);
@@ -463,7 +463,7 @@ fn vehicle_chunks(spec: &GeneratorSpec, info: &TaskInfo, vehicles: usize, start:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::source_harness::{assert_every_cut, uninterrupted, Item, Running};
+    use crate::connectors::source_harness::{assert_every_cut, uninterrupted, Item, Running};
     use crate::state::SubtaskState;
 
     fn maker(spec: GeneratorSpec) -> impl Fn(&TaskInfo) -> Result<Box<dyn Source>> {

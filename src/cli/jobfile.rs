@@ -25,14 +25,15 @@
 //! Errors name the file, the line and the field. May use `graph`,
 //! `operators`, `expr`, `time`.
 
+use crate::connectors::replay::{parse_time, ReplaySpeed, TimeRange};
+use crate::connectors::FileFormat;
+use crate::connectors::ParquetSourceSpec;
 use crate::error::{Error, Result};
 use crate::expr::parse_expr;
+use crate::functions::{Agg, AggFn};
 use crate::graph::{Job, Stream};
 use crate::operators::join::{JoinSpec, JoinType};
-use crate::operators::replay::{parse_time, ReplaySpeed, TimeRange};
-use crate::operators::ParquetSourceSpec;
-use crate::operators::{Agg, AggFn};
-use crate::operators::{EarlyFiring, FileFormat};
+use crate::operators::EarlyFiring;
 use crate::time::{parse_duration, WatermarkStrategy, Window};
 use serde::Deserialize;
 use std::ops::Range;
@@ -1253,8 +1254,7 @@ impl LoadedJob {
                 if s.brokers.is_empty() {
                     return Err(missing("brokers"));
                 }
-                let mut k =
-                    crate::operators::live::kafka::KafkaSinkSpec::new(s.brokers.clone(), topic);
+                let mut k = crate::connectors::kafka::KafkaSinkSpec::new(s.brokers.clone(), topic);
                 if let Some(c) = &s.key_column {
                     k = k.with_key(c);
                 }
@@ -1267,7 +1267,7 @@ impl LoadedJob {
                 let s = spec.expect("a redis sink comes from a [sink] table");
                 let url = s.url.as_deref().ok_or_else(|| missing("url"))?;
                 let key = s.key.as_deref().ok_or_else(|| missing("key"))?;
-                let mut r = crate::operators::live::redis::RedisSinkSpec::new(url, key);
+                let mut r = crate::connectors::redis::RedisSinkSpec::new(url, key);
                 if let Some(f) = &s.field {
                     r = r.with_field(f);
                 }

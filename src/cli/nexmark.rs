@@ -10,10 +10,11 @@
 //! May use everything below `cli`.
 
 use super::demo::Rng;
+use crate::connectors::Collected;
 use crate::error::{Error, Result};
+use crate::functions::Agg;
 use crate::graph::{Job, Stream};
 use crate::operators::join::JoinSpec;
-use crate::operators::{Agg, Collected};
 use crate::time::{WatermarkStrategy, Window};
 use crate::{col, lit};
 use arrow_array::{Int64Array, RecordBatch, StringArray};

@@ -17,9 +17,10 @@
 
 use crate::col;
 use crate::error::{Error, Result};
+use crate::functions::Agg;
 use crate::graph::Stream;
 use crate::operators::join::JoinSpec;
-use crate::operators::{Agg, KeyRow, KeyedProcessFunction, ProcessContext};
+use crate::operators::{KeyRow, KeyedProcessFunction, ProcessContext};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Float64Array, Int64Array, RecordBatch};

@@ -12,11 +12,12 @@ use super::demo::{
     OBD_DELAY,
 };
 use crate::col;
+use crate::connectors::replay::ReplaySpeed;
+use crate::connectors::{Collected, ParquetSourceSpec};
 use crate::error::Result;
+use crate::functions::Agg;
 use crate::graph::{Job, Stream};
 use crate::operators::join::JoinSpec;
-use crate::operators::replay::ReplaySpeed;
-use crate::operators::{Agg, Collected, ParquetSourceSpec};
 use crate::time::{WatermarkStrategy, Window};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;

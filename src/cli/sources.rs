@@ -7,15 +7,15 @@
 
 use super::generators::{GeneratorKind, GeneratorSpec};
 use super::jobfile::SourceSpec;
+use crate::connectors::kafka::KafkaSourceConfig;
+use crate::connectors::live::dir::WatchedDir;
+use crate::connectors::live::lines::LinesConnector;
+use crate::connectors::live::{LiveSourceSpec, OnError, StartFrom};
+use crate::connectors::redis::RedisSourceConfig;
+use crate::connectors::replay::{parse_time, ReplaySpeed};
+use crate::connectors::ParquetSourceSpec;
 use crate::error::{Error, Result};
 use crate::graph::{Job, Stream};
-use crate::operators::live::dir::WatchedDir;
-use crate::operators::live::kafka::KafkaSourceConfig;
-use crate::operators::live::lines::LinesConnector;
-use crate::operators::live::redis::RedisSourceConfig;
-use crate::operators::live::{LiveSourceSpec, OnError, StartFrom};
-use crate::operators::replay::{parse_time, ReplaySpeed};
-use crate::operators::ParquetSourceSpec;
 use crate::time::parse_duration;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::path::{Path, PathBuf};
@@ -222,7 +222,7 @@ fn parse_start(s: Option<&str>) -> Result<StartFrom> {
         Some(s) if s.starts_with("after:") => StartFrom::Positions(
             [(
                 String::new(),
-                crate::operators::live::Position::Id(s["after:".len()..].to_string()),
+                crate::connectors::live::Position::Id(s["after:".len()..].to_string()),
             )]
             .into(),
         ),

@@ -1,20 +1,24 @@
 //! The fluent builder: `Job` → `Stream` → `KeyedStream` → `WindowedStream`.
 
 use super::{Edge, LogicalPlan, Node, NodeId, NodeKind, Partitioning};
+use crate::connectors::kafka::KafkaSinkSpec;
+use crate::connectors::live::LiveSourceSpec;
+use crate::connectors::redis::RedisSinkSpec;
+use crate::connectors::{
+    CollectSink, Collected, FileFormat, FileSinkSpec, MemorySourceSpec, ParquetSourceSpec,
+    StdoutSink,
+};
 use crate::error::{Error, Result};
 use crate::expr::Expr;
+use crate::functions::Agg;
 use crate::operator::{
     Boundedness, Operator, OperatorFactory, Source, SourceFactory, SourceSpec, TaskInfo,
     DEAD_LETTER_PORT,
 };
 use crate::operators::join::{JoinKind, JoinLayout, JoinSpec, SortMergeJoin, SymmetricHashJoin};
-use crate::operators::live::kafka::KafkaSinkSpec;
-use crate::operators::live::redis::RedisSinkSpec;
-use crate::operators::live::LiveSourceSpec;
 use crate::operators::{
-    Agg, BatchFn, CollectSink, Collected, FileFormat, FileSinkSpec, Filter, IngestionTime,
-    MapBatches, MemorySourceSpec, ParquetSourceSpec, Passthrough, Project, SessionWindowAggregate,
-    StdoutSink, WindowAggregate,
+    BatchFn, Filter, IngestionTime, MapBatches, Passthrough, Project, SessionWindowAggregate,
+    WindowAggregate,
 };
 use crate::operators::{
     CountWindow, CountWindowAggregate, EarlyFiring, KeyedProcessFunction, KeyedProcessOperator,
@@ -147,8 +151,8 @@ impl Job {
     /// # Examples
     /// ```no_run
     /// use std::time::Duration;
-    /// use weir::operators::replay::{parse_time, ReplaySpeed, TimeRange};
-    /// use weir::operators::ParquetSourceSpec;
+    /// use weir::connectors::replay::{parse_time, ReplaySpeed, TimeRange};
+    /// use weir::connectors::ParquetSourceSpec;
     /// use weir::{Job, WatermarkStrategy};
     /// let from = parse_time("from", "2026-11-01T00:05:00Z")?;
     /// let spec = ParquetSourceSpec::try_new(&["data/obd".into()])?
@@ -179,7 +183,7 @@ impl Job {
     /// ```
     /// use std::sync::Arc;
     /// use arrow_schema::{DataType, Field, Schema, TimeUnit};
-    /// use weir::operators::live::{lines::LinesConnector, LiveSourceSpec, OnError};
+    /// use weir::connectors::live::{lines::LinesConnector, LiveSourceSpec, OnError};
     /// use weir::{ExecConfig, Job, WatermarkStrategy};
     /// let schema = Arc::new(Schema::new(vec![
     ///     Field::new("t", DataType::Timestamp(TimeUnit::Millisecond, None), false),

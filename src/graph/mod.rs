@@ -1,7 +1,8 @@
 //! The job graph: the fluent [`Stream`] builder API, the logical plan it
 //! produces, and the physical plan (parallelism, edges, fused tasks).
 //!
-//! May use `operators`, `operator`, `expr`, `time`, `key`, `error`. Never
+//! May use `operators`, `connectors`, `functions`, `operator`, `expr`, `time`,
+//! `key`, `error`. Never
 //! `exec`: executors take a finished [`Job`] and its [`PhysicalPlan`].
 
 mod builder;

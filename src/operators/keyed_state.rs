@@ -10,8 +10,8 @@
 //! ```
 //! May use `crate::key`, `crate::error`, the aggregate accumulators and the arrow crates.
 
-use super::aggregate::{Accumulators, BoundAgg};
 use crate::error::{Error, Result};
+use crate::functions::aggregate::{Accumulators, BoundAgg};
 use crate::key::{key_group, stable_hash};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};

@@ -9,9 +9,9 @@
 //! `crate::operator`, `crate::key`, `crate::memory`, `crate::state`,
 //! `crate::error` and the arrow crates.
 
-use super::aggregate::{Accumulators, Agg, BoundAgg};
 use super::window::{merge_run_rows, Pane, SpilledPanes, WindowAggregate};
 use crate::error::{Error, Result};
+use crate::functions::aggregate::{Accumulators, Agg, BoundAgg};
 use crate::key::{KeyDictionary, KeyEncoder};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;

@@ -21,9 +21,9 @@ mod plot;
 pub use output::{compare_outputs, read_output, Comparison};
 pub use plot::plot_svg;
 
+use crate::connectors::list_parquet_files;
 use crate::error::{Error, Result};
 use crate::memory::format_bytes;
-use crate::operators::list_parquet_files;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use std::path::{Path, PathBuf};

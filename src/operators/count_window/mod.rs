@@ -10,14 +10,14 @@
 //! Per-key windows spill to a [`StateLog`] (`spill.rs`; encodings in
 //! `codec.rs`); checkpoints are in `checkpoint.rs`.
 //!
-//! May use `crate::operator`, `crate::message`, `crate::operators::aggregate`,
+//! May use `crate::operator`, `crate::message`, `crate::functions::aggregate`,
 //! `crate::key`, `crate::time`, `crate::memory`, `crate::state`, `crate::spill`,
 //! `crate::error` and the arrow crates. Never `crate::exec` or `crate::graph`.
 
-use super::aggregate::{Accumulators, Agg, BoundAgg, Values};
 use super::event_buffer::{batch_bytes, lateness_clock, EventTimeBuffer, Released};
 use super::window::WindowAggregate;
 use crate::error::{Error, Result};
+use crate::functions::aggregate::{Accumulators, Agg, BoundAgg, Values};
 use crate::key::{FastBuildHasher, KeyHandle};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;

@@ -8,9 +8,9 @@ use super::{
     apply_rows, Chunk, CountWindowAggregate, Firings, KeyWindow, Mode, TriggerAction, WindowTrigger,
 };
 use crate::error::Result;
+use crate::functions::aggregate::{Accumulators, BoundAgg};
 use crate::key::KeyHandle;
 use crate::operator::Output;
-use crate::operators::aggregate::{Accumulators, BoundAgg};
 use crate::operators::keyed_state::{self, state_error};
 use crate::spill::SpillManager;
 use crate::state::store::{self, SpillableState, StateLog};

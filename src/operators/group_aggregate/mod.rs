@@ -9,9 +9,9 @@
 
 mod runs;
 
-use super::aggregate::{Accumulators, Agg, BoundAgg};
 use super::window::{result_schema, OP_COLUMN};
 use crate::error::{Error, Result};
+use crate::functions::aggregate::{Accumulators, Agg, BoundAgg};
 use crate::key::{KeyDictionary, KeyEncoder};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::operator::{Ctx, Operator, Output};

@@ -10,8 +10,8 @@
 //! `crate::spill` (files), `crate::memory` and the arrow crates.
 
 use crate::error::{Error, Result};
+use crate::functions::aggregate::{Accumulators, BoundAgg};
 use crate::memory::MemoryReservation;
-use crate::operators::aggregate::{Accumulators, BoundAgg};
 use crate::operators::keyed_state;
 use crate::spill::{SpillFile, SpillManager, SpillReader};
 use crate::state::store::reserve_step;

@@ -2,8 +2,8 @@
 //! uninterrupted run of the same events on one instance.
 
 use super::SessionWindowAggregate;
+use crate::functions::aggregate::Agg;
 use crate::operator::{Operator, TaskInfo};
-use crate::operators::aggregate::Agg;
 use crate::operators::checkpoint_events::{
     assert_restores, assert_restores_spilled, assert_restores_spilled_by, events, folded, rows, Gen,
 };

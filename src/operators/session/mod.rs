@@ -10,9 +10,9 @@ mod checkpoint;
 mod checkpoint_tests;
 mod spill;
 
-use super::aggregate::{Accumulators, Agg, BoundAgg};
 use super::window::WindowAggregate;
 use crate::error::{Error, Result};
+use crate::functions::aggregate::{Accumulators, Agg, BoundAgg};
 use crate::key::{FastBuildHasher, KeyDictionary, KeyEncoder, KeyHandle};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::message::Watermark;

@@ -5,7 +5,7 @@
 //! `crate::spill`, the aggregate accumulators and the arrow crates.
 
 use crate::error::Result;
-use crate::operators::aggregate::{Accumulators, BoundAgg};
+use crate::functions::aggregate::{Accumulators, BoundAgg};
 use crate::spill::{SpillFile, SpillManager, SpillReader, SpillWriter};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;

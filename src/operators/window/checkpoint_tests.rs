@@ -2,9 +2,9 @@
 //! uninterrupted run of the same events on one instance.
 
 use super::{EarlyFiring, WindowAggregate, WindowConfig};
+use crate::functions::aggregate::Agg;
 use crate::message::Watermark;
 use crate::operator::{Ctx, Operator, OperatorMetrics, Output, RuntimeEnv, TaskInfo};
-use crate::operators::aggregate::Agg;
 use crate::operators::checkpoint_events::{
     assert_restores, assert_restores_spilled, assert_same, events, rows, Gen,
 };

@@ -1,7 +1,7 @@
 //! Keyed (or global) event-time window aggregation over panes: tumbling,
 //! sliding and cumulative windows, with allowed lateness and updates.
 
-use super::aggregate::{Accumulators, Agg, BoundAgg};
+use crate::functions::aggregate::{Accumulators, Agg, BoundAgg};
 mod checkpoint;
 #[cfg(test)]
 mod checkpoint_tests;

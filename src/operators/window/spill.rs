@@ -2,8 +2,8 @@
 
 use super::Pane;
 use crate::error::Result;
+use crate::functions::aggregate::{Accumulators, BoundAgg};
 use crate::key::KeyDictionary;
-use crate::operators::aggregate::{Accumulators, BoundAgg};
 use crate::spill::SpillManager;
 use crate::state::store::{RunKey, SortedRuns};
 use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch};

@@ -241,7 +241,7 @@ impl crate::operator::SourceSpec for MemorySourceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::source_harness::{
+    use crate::connectors::source_harness::{
         assert_every_cut, rescaled_rows, row_multiset, uninterrupted, Item, MakeSource,
     };
     use arrow_array::Int64Array;
@@ -344,7 +344,7 @@ mod tests {
         let make = make(&spec);
         let (all, _) = uninterrupted(&make, 0, 1);
         let empty = Arc::new(vec![crate::state::SubtaskState::default()]);
-        let mut r = crate::operators::source_harness::Running::restored(&make, &empty, 0, 1);
+        let mut r = crate::connectors::source_harness::Running::restored(&make, &empty, 0, 1);
         let mut items = Vec::new();
         r.run_to_end(&mut items);
         assert_eq!(items, all);

@@ -370,8 +370,8 @@ fn split_null_required(
         let one = batch.slice(row, 1);
         let mut text = Vec::new();
         {
-            let mut w = crate::operators::json_out::writer(&mut text);
-            let prepared = crate::operators::json_out::prepare(&one, name)?;
+            let mut w = crate::connectors::json_out::writer(&mut text);
+            let prepared = crate::connectors::json_out::prepare(&one, name)?;
             w.write(&prepared)?;
             w.finish()?;
         }
@@ -549,11 +549,11 @@ impl Connector for WatchedDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::Source;
-    use crate::operators::live::{ConnectorFactory, LiveSourceSpec};
-    use crate::operators::source_harness::{
+    use crate::connectors::live::{ConnectorFactory, LiveSourceSpec};
+    use crate::connectors::source_harness::{
         assert_every_cut, rescaled_rows, row_multiset, uninterrupted, Item,
     };
+    use crate::operator::Source;
     use crate::time::WatermarkStrategy;
     use arrow_array::Int64Array;
     use arrow_schema::{DataType, Field, Schema};

@@ -177,7 +177,7 @@ impl HeldBatch {
 ///
 /// # Examples
 /// ```
-/// use weir::operators::replay::parse_time;
+/// use weir::connectors::replay::parse_time;
 /// assert_eq!(parse_time("from", "1970-01-01T00:00:01.5Z").unwrap(), 1500);
 /// assert_eq!(parse_time("from", "2026-11-01T00:00:00Z").unwrap(), 1_793_491_200_000);
 /// assert_eq!(parse_time("from", "42").unwrap(), 42);

@@ -35,11 +35,11 @@
 //! `time`, `error` and the arrow/parquet/crossbeam crates.
 
 use super::{ParquetSourceSpec, ScanMetrics, Split};
+use crate::connectors::replay::{HeldBatch, Pacer, Release};
+use crate::connectors::split_progress::{self, SplitCursor};
 use crate::error::{Error, Result};
 use crate::memory::{ConsumerKind, MemoryReservation};
 use crate::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
-use crate::operators::replay::{HeldBatch, Pacer, Release};
-use crate::operators::split_progress::{self, SplitCursor};
 use crate::state::{StateReader, StateWriter};
 use crate::time::{event_times, SplitClock};
 use arrow_array::{Array, RecordBatch};
@@ -533,7 +533,7 @@ impl ParquetSource {
         let batch = match (self.clock.as_mut(), times) {
             (Some(clock), Some(times)) => match clock.on_batch(&batch, &times)? {
                 None => batch,
-                Some(keep) => crate::operators::split_late(&batch, &keep, ctx, out)?,
+                Some(keep) => crate::connectors::split_late(&batch, &keep, ctx, out)?,
             },
             _ => batch,
         };
@@ -654,8 +654,8 @@ impl Drop for ParquetSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::replay::{ReplaySpeed, TimeRange};
-    use crate::operators::source_harness::{
+    use crate::connectors::replay::{ReplaySpeed, TimeRange};
+    use crate::connectors::source_harness::{
         assert_every_cut, info, rescaled_rows, row_multiset, uninterrupted, with_restore, Item,
         MakeSource, Running,
     };

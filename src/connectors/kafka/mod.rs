@@ -56,7 +56,7 @@
 //! last entry before the end offset is a transaction marker keeps a bounded
 //! read waiting (the client hides markers), a known limitation.
 
-use super::{Connector, Fetch, LiveSourceSpec, Position, RawRecord, StartFrom};
+use super::live::{Connector, Fetch, LiveSourceSpec, Position, RawRecord, StartFrom};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Operator, Output, TaskInfo};
 use crate::state::{StateReader, StateWriter};
@@ -83,8 +83,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use arrow_schema::{DataType, Field, Schema};
-/// use weir::operators::live::kafka::{KafkaSinkSpec, KafkaSourceConfig};
-/// use weir::operators::live::{OnError, StartFrom};
+/// use weir::connectors::kafka::{KafkaSinkSpec, KafkaSourceConfig};
+/// use weir::connectors::live::{OnError, StartFrom};
 /// use weir::{Agg, ExecConfig, Job, TumblingWindow, WatermarkStrategy};
 /// let schema = Arc::new(Schema::new(vec![
 ///     Field::new("vehicle_id", DataType::Int64, false),
@@ -1013,10 +1013,10 @@ impl Operator for KafkaSink {
 
 /// Each row of `batch` as one JSON object (no trailing newline).
 pub(crate) fn json_rows(batch: &RecordBatch, context: &str) -> Result<Vec<Vec<u8>>> {
-    let batch = crate::operators::json_out::prepare(batch, context)?;
+    let batch = crate::connectors::json_out::prepare(batch, context)?;
     let mut buf = Vec::with_capacity(batch.num_rows() * 64);
     {
-        let mut w = crate::operators::json_out::writer(&mut buf);
+        let mut w = crate::connectors::json_out::writer(&mut buf);
         w.write(&batch)?;
         w.finish()?;
     }

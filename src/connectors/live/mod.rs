@@ -36,11 +36,9 @@ pub mod clock;
 pub mod decode;
 pub mod dir;
 pub mod json_scan;
-pub mod kafka;
 pub mod line_reader;
 pub mod lines;
 pub mod memory;
-pub mod redis;
 
 pub use clock::{ClockState, PartitionClock};
 pub use decode::{dead_letter_schema, DeadLetter, JsonDecoder, Position, RawRecord};
@@ -775,7 +773,7 @@ impl crate::operator::SourceSpec for LiveSourceSpec {
 mod tests {
     use super::memory::MemoryConnector;
     use super::*;
-    use crate::operators::source_harness::{
+    use crate::connectors::source_harness::{
         assert_every_cut, rescaled_rows, row_multiset, uninterrupted, Item, MakeSource, Running,
     };
     use arrow_array::{Int64Array, RecordBatch};

@@ -10,8 +10,8 @@
 //! the sibling `discover` and `replay` types and the arrow crates.
 
 use super::discover::PartValue;
+use crate::connectors::replay::TimeRange;
 use crate::error::{Error, Result};
-use crate::operators::replay::TimeRange;
 use arrow_array::{new_null_array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, Schema, SchemaRef};
 use std::sync::Arc;

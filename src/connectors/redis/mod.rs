@@ -29,7 +29,7 @@
 //! saves nothing (at-least-once: rows since the checkpoint are appended
 //! again after a restore).
 
-use super::{Connector, Fetch, LiveSourceSpec, Position, RawRecord, StartFrom};
+use super::live::{Connector, Fetch, LiveSourceSpec, Position, RawRecord, StartFrom};
 use crate::error::{Error, Result};
 use crate::operator::{Ctx, Operator, Output, TaskInfo};
 use crate::state::{StateReader, StateWriter};

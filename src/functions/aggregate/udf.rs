@@ -34,7 +34,7 @@ pub type ScalarValueOrArray = ArrayRef;
 /// use arrow_array::types::Float64Type;
 /// use arrow_array::{Array, ArrayRef, Float64Array};
 /// use arrow_schema::{DataType, Field, Schema};
-/// use weir::operators::aggregate::{
+/// use weir::functions::aggregate::{
 ///     Accumulators, Agg, AggregateState, AggregateUdf, ScalarValueOrArray,
 /// };
 /// use weir::{Error, Result};
