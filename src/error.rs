@@ -51,6 +51,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A CSV file could not be read (or its header differs from the others').
+    #[error("csv file {path}: {message}")]
+    Csv {
+        /// The file involved.
+        path: PathBuf,
+        /// What went wrong, with the byte offset near it where known.
+        message: String,
+    },
+
     /// Two inputs that must share a schema do not.
     #[error("schema mismatch in {location}: {message}")]
     SchemaMismatch {

@@ -94,11 +94,11 @@ pub struct CheckpointSpec {
     pub restart_backoff: Option<String>,
 }
 
-/// `[source]`: a bounded Parquet source with event time.
+/// `[source]`: a bounded Parquet or CSV source, or a live one, with event time.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// Only `parquet` for now.
+    /// `parquet` (default), `csv`, or a live source (see `cli/sources.rs`).
     #[serde(default = "parquet", rename = "type")]
     pub kind: String,
     /// A file or directory; a relative path is relative to the job file.
@@ -143,7 +143,14 @@ pub struct SourceSpec {
     /// Projection: read only these columns (must include `time_column`).
     #[serde(default)]
     pub columns: Option<Vec<String>>,
-    /// Live sources: the columns of the JSON records, `"name: type"`
+    /// CSV: the files start with a header line naming the columns (default true).
+    #[serde(default)]
+    pub header: Option<bool>,
+    /// CSV: the field delimiter, one ASCII character or `tab` (default `,`).
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// Live sources and CSV: the columns, `"name: type"` (CSV: inferred from
+    /// the header and first rows when absent)
     /// (int64, int32, float64, float32, string, bool, timestamp[_s|_ms|_us|_ns]).
     #[serde(default)]
     pub schema: Vec<String>,
@@ -664,6 +671,14 @@ impl LoadedJob {
                 ));
             }
             let err = |f: &str, e: Error| self.error(span.clone(), &format!("{field}.{f}"), e);
+            if spec.kind == "csv" {
+                let mut paths: Vec<PathBuf> = spec.paths.iter().map(|p| self.resolve(p)).collect();
+                if let Some(p) = &spec.path {
+                    paths.insert(0, self.resolve(p));
+                }
+                let stream = super::sources::csv_stream(job, spec, paths, &err)?;
+                return self.event_time(stream, spec, span, field);
+            }
             let resolve = |p: &Path| self.resolve(p);
             let (stream, timed) = super::sources::live_stream(job, spec, &resolve, &err)?;
             return if timed {

@@ -1,8 +1,9 @@
-//! Live sources of job files: `type = "stdin" | "tcp" | "dir" | "kafka" |
-//! "redis" | "generator"`, optionally with a Parquet `history` (hybrid).
+//! Sources of job files other than Parquet: CSV files (`type = "csv"`) and
+//! the live ones, `type = "stdin" | "tcp" | "dir" | "kafka" | "redis" |
+//! "generator"`, optionally with a Parquet `history` (hybrid).
 //!
-//! Owns the mapping from the `[source]` table to [`LiveSourceSpec`]s and
-//! generator streams. May use `graph`, `operators`, `time` and the sibling
+//! Owns the mapping from the `[source]` table to [`CsvSourceSpec`]s,
+//! [`LiveSourceSpec`]s and generator streams. May use `graph`, `operators`, `time` and the sibling
 //! `jobfile` and `generators` modules.
 
 use super::generators::{GeneratorKind, GeneratorSpec};
@@ -13,13 +14,60 @@ use crate::connectors::live::lines::LinesConnector;
 use crate::connectors::live::{LiveSourceSpec, OnError, StartFrom};
 use crate::connectors::redis::RedisSourceConfig;
 use crate::connectors::replay::{parse_time, ReplaySpeed};
-use crate::connectors::ParquetSourceSpec;
+use crate::connectors::{CsvSourceSpec, ParquetSourceSpec};
 use crate::error::{Error, Result};
 use crate::graph::{Job, Stream};
 use crate::time::parse_duration;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Builds the CSV source a `[source]` table with `type = "csv"` describes
+/// (`path`/`paths`, `columns`, `schema`, `header`, `delimiter`,
+/// `batch_size`); event time is assigned by the caller.
+pub(crate) fn csv_stream(
+    job: &Job,
+    spec: &SourceSpec,
+    paths: Vec<PathBuf>,
+    err: &dyn Fn(&str, Error) -> Error,
+) -> Result<Stream> {
+    if paths.is_empty() {
+        return Err(err(
+            "path",
+            Error::option("path", "missing: give `path` or `paths`"),
+        ));
+    }
+    let schema = if spec.schema.is_empty() {
+        None
+    } else {
+        Some(parse_schema(&spec.schema).map_err(|e| err("schema", e))?)
+    };
+    let delimiter = match spec.delimiter.as_deref() {
+        None => b',',
+        Some("\\t" | "tab") => b'\t',
+        Some(d) if d.len() == 1 && d.is_ascii() => d.as_bytes()[0],
+        Some(d) => {
+            return Err(err(
+                "delimiter",
+                Error::option(
+                    "delimiter",
+                    format!("`{d}` is not one ASCII character (e.g. \",\", \";\", \"tab\")"),
+                ),
+            ))
+        }
+    };
+    let mut source =
+        CsvSourceSpec::try_with_options(&paths, schema, spec.header.unwrap_or(true), delimiter)
+            .map_err(|e| err("path", e))?
+            .with_batch_size(spec.batch_size.unwrap_or(8192));
+    if let Some(columns) = &spec.columns {
+        let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+        source = source
+            .with_projection(&names)
+            .map_err(|e| err("columns", e))?;
+    }
+    Ok(job.source_spec(Arc::new(source)))
+}
 
 /// Builds the live source a `[source]` table describes. Returns the stream
 /// and whether it already has event time (generators do).

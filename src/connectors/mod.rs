@@ -8,6 +8,8 @@
 //! - `parquet/`: bounded Parquet files (glob, Hive partitions, schema
 //!   widening, projection, read-ahead), time ranges and replay pacing
 //!   (`replay`);
+//! - `csv/`: bounded CSV files (header-inferred or given schema,
+//!   projection, event time per file);
 //! - `memory`: bounded in-memory batches (tests, examples, benchmarks);
 //! - `live/`: the live-source framework (the `Connector` contract, JSON
 //!   decoding, dead letters, per-partition watermarks, hybrid history) and
@@ -15,13 +17,16 @@
 //! - `kafka/`, `redis/`: broker sources and sinks;
 //! - `files/`: the file sinks (Parquet, JSON lines, CSV), stdout and
 //!   collect; `json_out`: the one JSON text every JSON output writes;
-//! - `split_progress`: checkpoint state of sources that read splits.
+//! - `split_progress`: checkpoint state of sources that read splits;
+//!   `glob`: glob patterns in source paths.
 //!
 //! May use `operator`, `state`, `expr`, `time`, `key`, `memory`, `spill`,
 //! `message`, `paths`, `lock`, `error`. Never `operators`, `exec`, `graph` or
 //! `cli` (`tests/architecture.rs` enforces this).
 
+pub mod csv;
 pub mod files;
+pub(crate) mod glob;
 pub mod json_out;
 pub mod kafka;
 pub mod live;
@@ -34,6 +39,7 @@ pub mod replay;
 pub(crate) mod source_harness;
 pub(crate) mod split_progress;
 
+pub use csv::{CsvSource, CsvSourceSpec};
 pub use files::{CollectSink, Collected, FileFormat, FileSink, FileSinkSpec, StdoutSink};
 pub use memory::{MemorySource, MemorySourceSpec};
 pub use parquet::{list_parquet_files, ParquetSource, ParquetSourceSpec, ScanCounts, ScanMetrics};

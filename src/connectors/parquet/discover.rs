@@ -21,7 +21,7 @@
 //! scan) and [`Partitions`]. May use
 //! `crate::error`, the sibling `glob` module and arrow's schema types.
 
-use super::glob;
+use super::super::glob;
 use crate::error::{Error, Result};
 use arrow_schema::{DataType, Field};
 use std::collections::HashSet;

@@ -58,7 +58,7 @@
 //! `replay` module and the arrow/parquet crates.
 
 mod discover;
-mod glob;
+
 mod layout;
 mod reader;
 mod schema;
@@ -304,7 +304,7 @@ impl ParquetSourceSpec {
             if std::fs::symlink_metadata(g).is_ok() {
                 out.push(g.clone());
             } else {
-                out.extend(glob::expand(g).unwrap_or_default());
+                out.extend(super::glob::expand(g).unwrap_or_default());
             }
         }
         out
