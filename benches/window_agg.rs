@@ -23,8 +23,9 @@ fn data() -> &'static Path {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("obd");
         let seconds = (rows / 3000).max(1);
-        let batches = weir::cli::demo::generate_obd(1000, seconds, 42, 65_536);
-        weir::cli::demo::write_parquet_dir(&path, &batches, 4, 131_072).expect("write bench data");
+        let batches = weir::workloads::vehicles::generate_obd(1000, seconds, 42, 65_536);
+        weir::workloads::vehicles::write_parquet_dir(&path, &batches, 4, 131_072)
+            .expect("write bench data");
         (dir, path)
     });
     p
@@ -32,7 +33,7 @@ fn data() -> &'static Path {
 
 #[divan::bench(sample_count = 5)]
 fn bare_scan() -> u64 {
-    weir::cli::bench::bare_scan(&[data().to_path_buf()]).expect("scan")
+    weir::bench::bare_scan(&[data().to_path_buf()]).expect("scan")
 }
 
 fn window_job(mode: ExecMode) -> u64 {

@@ -20,6 +20,7 @@
 //! # Examples
 //! See [`Job`] for a complete windowed aggregation.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod compare;
@@ -27,6 +28,7 @@ pub mod connectors;
 pub mod error;
 pub mod exec;
 pub mod expr;
+pub mod format;
 pub mod functions;
 pub mod graph;
 pub mod key;
@@ -39,6 +41,7 @@ pub mod paths;
 pub mod spill;
 pub mod state;
 pub mod time;
+pub mod workloads;
 
 pub use connectors::Collected;
 pub use error::{Error, Result};

@@ -3,11 +3,11 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weir::cli::demo::{run_demo, DemoOptions};
 use weir::cli::jobfile::LoadedJob;
 use weir::cli::metrics_table;
 use weir::graph::PhysicalPlan;
 use weir::memory::parse_size;
+use weir::workloads::demo::{run_demo, DemoOptions};
 use weir::{ExecConfig, ExecMode, Result};
 
 #[derive(Parser)]
@@ -385,12 +385,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut _scratch = None;
             let target = match job.to_str().and_then(|j| j.strip_prefix("nexmark:")) {
                 Some(query) => {
-                    if !weir::cli::nexmark::QUERIES.contains(&query) {
+                    if !weir::workloads::nexmark::QUERIES.contains(&query) {
                         return Err(weir::Error::option(
                             "JOB",
                             format!(
                                 "unknown Nexmark query `{query}` (built: {})",
-                                weir::cli::nexmark::QUERIES.join(", ")
+                                weir::workloads::nexmark::QUERIES.join(", ")
                             ),
                         ));
                     }
@@ -406,8 +406,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             d
                         }
                     };
-                    weir::cli::nexmark::ensure_parquet(events, parallelism, &dir)?;
-                    weir::cli::bench::BenchTarget::Nexmark {
+                    weir::workloads::nexmark::ensure_parquet(events, parallelism, &dir)?;
+                    weir::bench::BenchTarget::Nexmark {
                         query: query.to_string(),
                         events,
                         data: dir,
@@ -415,32 +415,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => {
                     let loaded = LoadedJob::load(&job)?;
-                    weir::cli::bench::BenchTarget::Job {
+                    weir::bench::BenchTarget::Job {
                         path: job.clone(),
                         inputs: loaded.source_paths(),
                         sink_path: loaded.sink_path(),
                     }
                 }
             };
-            let options = weir::cli::bench::BenchOptions {
+            let options = weir::bench::BenchOptions {
                 modes,
                 runs,
                 parallelism,
                 memory,
                 checkpoint_interval,
             };
-            let results = weir::cli::bench::bench(&exe, &target, &options)?;
+            let results = weir::bench::bench(&exe, &target, &options)?;
             if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&results).expect("results serialize")
                 );
             } else {
-                print!("{}", weir::cli::bench::table(&results));
+                print!("{}", weir::bench::table(&results));
             }
             if let Some(path) = plot {
                 let title = format!("weir bench {}", job.display());
-                std::fs::write(&path, weir::cli::bench::plot_svg(&results, &title))
+                std::fs::write(&path, weir::bench::plot_svg(&results, &title))
                     .map_err(|e| weir::Error::io(&path, e))?;
             }
             if results.iter().any(|r| r.identical == Some(false)) {
@@ -462,7 +462,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Scan { paths } => {
             let started = std::time::Instant::now();
-            let rows = weir::cli::bench::bare_scan(&paths)?;
+            let rows = weir::bench::bare_scan(&paths)?;
             let v = serde_json::json!({
                 "rows_in": rows,
                 "rows_out": 0,
@@ -553,8 +553,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             kind,
         } => {
             let batches = match kind.as_str() {
-                "obd" => weir::cli::demo::generate_obd(vehicles, seconds, 42, 65_536),
-                "app" => weir::cli::seed::generate_app(vehicles, seconds, 42, 65_536),
+                "obd" => weir::workloads::vehicles::generate_obd(vehicles, seconds, 42, 65_536),
+                "app" => {
+                    weir::workloads::vehicles::seed::generate_app(vehicles, seconds, 42, 65_536)
+                }
                 other => {
                     return Err(weir::Error::option(
                         "--kind",
@@ -562,7 +564,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     ))
                 }
             };
-            weir::cli::demo::write_parquet_dir(&out, &batches, files, 131_072)?;
+            weir::workloads::vehicles::write_parquet_dir(&out, &batches, files, 131_072)?;
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
             eprintln!(
                 "wrote {} rows to {}",
@@ -606,7 +608,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             println!(
                 "\nthe seed's join: OBD 1 s averages joined with phone-app 1 s averages in {} (watermark delay 9 min)\n",
-                weir::cli::demo::app_dir(&opts.data_dir).display()
+                weir::workloads::demo::app_dir(&opts.data_dir).display()
             );
             print!("{}", metrics_table(&report.join_runs));
             println!(

@@ -419,6 +419,11 @@ fn lower_layers_never_use_exec_graph_operators_or_cli() {
 }
 
 #[test]
+fn workloads_bench_and_format_never_use_cli() {
+    check_layers(&["workloads", "bench", "format.rs"], &["cli"]);
+}
+
+#[test]
 fn graph_never_uses_exec_or_cli() {
     check_layers(&["graph"], &["exec", "cli"]);
 }

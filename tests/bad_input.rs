@@ -16,7 +16,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
-use weir::cli::demo::{generate_obd, write_parquet_dir};
+use weir::workloads::vehicles::{generate_obd, write_parquet_dir};
 
 /// Exit code of `weir` for a reported error.
 const EXIT_ERROR: i32 = 1;

@@ -22,8 +22,8 @@ fn bench_json(args: impl FnOnce(&mut Command) -> &mut Command) -> serde_json::Va
 /// moved to `dir/out.parquet`: the job file and the data directory.
 fn avg_speed_job(dir: &Path, vehicles: usize, seconds: usize) -> (PathBuf, PathBuf) {
     let data = dir.join("obd");
-    let batches = weir::cli::demo::generate_obd(vehicles, seconds, 4, 500);
-    weir::cli::demo::write_parquet_dir(&data, &batches, 2, 500).unwrap();
+    let batches = weir::workloads::vehicles::generate_obd(vehicles, seconds, 4, 500);
+    weir::workloads::vehicles::write_parquet_dir(&data, &batches, 2, 500).unwrap();
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/avg_speed.toml"
@@ -126,7 +126,7 @@ fn bench_runs_a_nexmark_query_with_checkpoints_and_every_mode_agrees() {
     let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
     assert_eq!(names, ["scan", "batch", "pipelined"]);
     // the oracle: q7 reads the bids only, 46 of every 50 events
-    let events = weir::cli::nexmark::generate(&weir::cli::nexmark::NexmarkConfig {
+    let events = weir::workloads::nexmark::generate(&weir::workloads::nexmark::NexmarkConfig {
         events: 30_000,
         splits: 2,
         ..Default::default()
@@ -195,24 +195,24 @@ fn bench_flags_a_mode_whose_result_differs() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let target = weir::cli::bench::BenchTarget::Job {
+    let target = weir::bench::BenchTarget::Job {
         path: job.clone(),
         inputs: vec![data.clone()],
         sink_path: None,
     };
-    let options = weir::cli::bench::BenchOptions {
+    let options = weir::bench::BenchOptions {
         modes: vec!["batch".into(), "pipelined".into()],
         runs: 1,
         parallelism: 2,
         memory: "64MiB".into(),
         checkpoint_interval: None,
     };
-    let results = weir::cli::bench::bench(&script, &target, &options).unwrap();
+    let results = weir::bench::bench(&script, &target, &options).unwrap();
     assert_eq!(results[0].identical, None, "the reference mode");
     assert_eq!(results[1].identical, Some(false), "{:?}", results[1]);
     assert!(results[1].rows_out < results[0].rows_out);
     assert!(results[1].difference.is_some());
-    let table = weir::cli::bench::table(&results);
+    let table = weir::bench::table(&results);
     assert!(
         table.contains("results identical in all modes: NO"),
         "{table}"

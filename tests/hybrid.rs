@@ -12,10 +12,10 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use weir::cli::demo::{generate_obd, obd_schema, write_parquet_dir, DEMO_EPOCH_MS};
 use weir::connectors::live::memory::MemoryConnector;
 use weir::connectors::live::LiveSourceSpec;
 use weir::connectors::ParquetSourceSpec;
+use weir::workloads::vehicles::{generate_obd, obd_schema, write_parquet_dir, DEMO_EPOCH_MS};
 use weir::{Agg, ExecConfig, Job, TumblingWindow, WatermarkStrategy};
 
 const SECONDS: usize = 40;

@@ -32,8 +32,8 @@ fn read_parquet(path: &Path) -> Vec<RecordBatch> {
 fn example_job_gives_the_same_rows_in_both_modes_and_as_the_builder() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("obd");
-    let batches = weir::cli::demo::generate_obd(30, 90, 7, 1000);
-    weir::cli::demo::write_parquet_dir(&data, &batches, 3, 2000).unwrap();
+    let batches = weir::workloads::vehicles::generate_obd(30, 90, 7, 1000);
+    weir::workloads::vehicles::write_parquet_dir(&data, &batches, 3, 2000).unwrap();
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/avg_speed.toml"
@@ -108,8 +108,8 @@ fn example_job_gives_the_same_rows_in_both_modes_and_as_the_builder() {
 fn event_time_example_agrees_between_modes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("obd");
-    let batches = weir::cli::demo::generate_obd(20, 300, 11, 2000);
-    weir::cli::demo::write_parquet_dir(&data, &batches, 2, 1000).unwrap();
+    let batches = weir::workloads::vehicles::generate_obd(20, 300, 11, 2000);
+    weir::workloads::vehicles::write_parquet_dir(&data, &batches, 2, 1000).unwrap();
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/event_time.toml"
@@ -189,8 +189,8 @@ fn materialize(batches: &[RecordBatch]) -> std::collections::BTreeMap<(i64, i64,
 fn count_window_job_agrees_between_modes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("obd");
-    let batches = weir::cli::demo::generate_obd(5, 60, 3, 300);
-    weir::cli::demo::write_parquet_dir(&data, &batches, 2, 400).unwrap();
+    let batches = weir::workloads::vehicles::generate_obd(5, 60, 3, 300);
+    weir::workloads::vehicles::write_parquet_dir(&data, &batches, 2, 400).unwrap();
     let job = format!(
         r#"
 [source]
@@ -223,21 +223,21 @@ aggregates = [{{ fn = "avg", column = "speed", as = "avg_speed" }}, {{ fn = "cou
 
 /// The seed's join example (a join step whose right input has its own
 /// source and steps) gives, in both modes through the CLI, the rows of the
-/// same job built with the library (`weir::cli::seed::seed_job`).
+/// same job built with the library (`weir::workloads::vehicles::seed::seed_job`).
 #[test]
 fn seed_join_example_matches_the_library_job_in_both_modes() {
     let dir = tempfile::tempdir().unwrap();
     let (obd, app) = (dir.path().join("obd"), dir.path().join("app"));
-    weir::cli::demo::write_parquet_dir(
+    weir::workloads::vehicles::write_parquet_dir(
         &obd,
-        &weir::cli::demo::generate_obd(20, 120, 3, 1000),
+        &weir::workloads::vehicles::generate_obd(20, 120, 3, 1000),
         2,
         1000,
     )
     .unwrap();
-    weir::cli::demo::write_parquet_dir(
+    weir::workloads::vehicles::write_parquet_dir(
         &app,
-        &weir::cli::seed::generate_app(20, 120, 3, 500),
+        &weir::workloads::vehicles::seed::generate_app(20, 120, 3, 500),
         2,
         1000,
     )
@@ -251,7 +251,7 @@ fn seed_join_example_matches_the_library_job_in_both_modes() {
     .replace("../data/app", app.to_str().unwrap());
     let job_path = dir.path().join("seed.toml");
     std::fs::write(&job_path, example).unwrap();
-    let seed = weir::cli::seed::seed_job(&obd, &app).unwrap();
+    let seed = weir::workloads::vehicles::seed::seed_job(&obd, &app).unwrap();
     seed.job.run(&ExecConfig::batch()).unwrap();
     let want = seed.out.batches();
     assert!(want.iter().map(|b| b.num_rows()).sum::<usize>() > 20 * 100);
@@ -274,10 +274,20 @@ fn interval_and_ttl_join_steps_match_the_builder_in_both_modes() {
     use weir::operators::join::{JoinSpec, JoinType};
     let dir = tempfile::tempdir().unwrap();
     let (obd, app) = (dir.path().join("obd"), dir.path().join("app"));
-    weir::cli::demo::write_parquet_dir(&obd, &weir::cli::demo::generate_obd(5, 60, 9, 500), 2, 500)
-        .unwrap();
-    weir::cli::demo::write_parquet_dir(&app, &weir::cli::seed::generate_app(5, 60, 9, 200), 1, 500)
-        .unwrap();
+    weir::workloads::vehicles::write_parquet_dir(
+        &obd,
+        &weir::workloads::vehicles::generate_obd(5, 60, 9, 500),
+        2,
+        500,
+    )
+    .unwrap();
+    weir::workloads::vehicles::write_parquet_dir(
+        &app,
+        &weir::workloads::vehicles::seed::generate_app(5, 60, 9, 200),
+        1,
+        500,
+    )
+    .unwrap();
     let job_text = |join: &str| {
         format!(
             r#"
@@ -418,8 +428,8 @@ fn aggregates_without_window_upsert_to_the_group_by_in_both_modes() {
     use arrow_array::types::{Float64Type, Int64Type};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("obd");
-    let batches = weir::cli::demo::generate_obd(7, 40, 5, 300);
-    weir::cli::demo::write_parquet_dir(&data, &batches, 2, 500).unwrap();
+    let batches = weir::workloads::vehicles::generate_obd(7, 40, 5, 300);
+    weir::workloads::vehicles::write_parquet_dir(&data, &batches, 2, 500).unwrap();
     let job_path = dir.path().join("totals.toml");
     std::fs::write(
         &job_path,
@@ -507,12 +517,12 @@ fn source_columns_project_a_partitioned_glob() {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, TimestampMillisecondType};
     let dir = tempfile::tempdir().unwrap();
-    let batches = weir::cli::demo::generate_obd(5, 20, 3, 100);
+    let batches = weir::workloads::vehicles::generate_obd(5, 20, 3, 100);
     let (first, second) = batches.split_at(batches.len() / 2);
     let mut want = Vec::new();
     for (date, part) in [("2026-11-01", first), ("2026-11-02", second)] {
         let folder = dir.path().join(format!("obd/date={date}"));
-        weir::cli::demo::write_parquet_dir(&folder, part, 1, 1000).unwrap();
+        weir::workloads::vehicles::write_parquet_dir(&folder, part, 1, 1000).unwrap();
         for b in part {
             let v = b.column(0).as_primitive::<Int64Type>();
             let t = b.column(1).as_primitive::<TimestampMillisecondType>();

@@ -11,10 +11,10 @@ use arrow_array::RecordBatch;
 use common::brokers::Tansu;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use weir::cli::demo::{generate_obd, obd_schema, write_parquet_dir, DEMO_EPOCH_MS};
 use weir::connectors::kafka::{create_topic, KafkaSinkSpec, KafkaSourceConfig};
 use weir::connectors::live::StartFrom;
 use weir::connectors::ParquetSourceSpec;
+use weir::workloads::vehicles::{generate_obd, obd_schema, write_parquet_dir, DEMO_EPOCH_MS};
 use weir::{Agg, ExecConfig, Job, TumblingWindow, WatermarkStrategy};
 
 const WINDOW_MS: i64 = 5_000;

@@ -323,7 +323,7 @@ fn a_watched_directory_picks_up_files_as_they_appear() {
     std::fs::create_dir(&watched).unwrap();
     let (text, _, _) = lines(0);
     assert!(text.is_empty());
-    let schema = weir::cli::sources::parse_schema(&[
+    let schema = weir::connectors::parse_schema(&[
         "sensor: int64".into(),
         "t: timestamp".into(),
         "v: int64".into(),
@@ -341,7 +341,7 @@ fn a_watched_directory_picks_up_files_as_they_appear() {
         ],
     )
     .unwrap();
-    weir::cli::demo::write_parquet_dir(&watched.join("tmp"), &[first], 1, 100).unwrap();
+    weir::workloads::vehicles::write_parquet_dir(&watched.join("tmp"), &[first], 1, 100).unwrap();
     std::fs::rename(
         watched.join("tmp/part-00000.parquet"),
         watched.join("a-000.parquet"),
@@ -436,7 +436,7 @@ fn a_file_with_the_wrong_column_type_in_a_watched_directory_is_a_clear_error() {
         ),
     ])
     .unwrap();
-    weir::cli::demo::write_parquet_dir(&watched.join("x"), &[wrong], 1, 10).unwrap();
+    weir::workloads::vehicles::write_parquet_dir(&watched.join("x"), &[wrong], 1, 10).unwrap();
     std::fs::rename(
         watched.join("x/part-00000.parquet"),
         watched.join("bad.parquet"),
@@ -459,7 +459,7 @@ fn a_file_with_the_wrong_column_type_in_a_watched_directory_is_a_clear_error() {
 
 #[test]
 fn processing_time_windows_work_on_a_live_source() {
-    use weir::cli::generators::{GeneratorKind, GeneratorSpec};
+    use weir::workloads::generators::{GeneratorKind, GeneratorSpec};
     let mut spec = GeneratorSpec::new(GeneratorKind::Vehicles { vehicles: 10 });
     spec.events = Some(600); // 20 s of event time at 20x: about 1 s
     spec.speed = weir::connectors::replay::ReplaySpeed::Times(20.0);

@@ -7,7 +7,7 @@ use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::RecordBatch;
 use arrow_schema::DataType;
 use std::collections::{BTreeMap, BTreeSet};
-use weir::cli::nexmark::{generate, query, Events, NexmarkConfig};
+use weir::workloads::nexmark::{generate, query, Events, NexmarkConfig};
 use weir::{ExecConfig, ExecMode};
 
 /// Rows as strings (floats to 4 decimals), sorted.
@@ -291,7 +291,7 @@ fn nexmark_queries_match_brute_force_in_both_modes() {
     };
     let events = generate(&config);
     let f = flat(&events);
-    for q in weir::cli::nexmark::QUERIES {
+    for q in weir::workloads::nexmark::QUERIES {
         let want = oracle(q, &f);
         assert!(!want.is_empty(), "{q}: the oracle finds rows");
         for mode in [ExecMode::Batch, ExecMode::Pipelined] {
@@ -328,13 +328,13 @@ fn nexmark_replayed_from_parquet_matches_brute_force() {
     let events = generate(&config);
     let f = flat(&events);
     let dir = tempfile::tempdir().unwrap();
-    weir::cli::nexmark::write_parquet(&events, dir.path()).unwrap();
+    weir::workloads::nexmark::write_parquet(&events, dir.path()).unwrap();
     for q in ["q3", "q5", "q8"] {
         let want = oracle(q, &f);
         for mode in [ExecMode::Batch, ExecMode::Pipelined] {
-            let (job, out, _) = weir::cli::nexmark::query_over(
+            let (job, out, _) = weir::workloads::nexmark::query_over(
                 q,
-                weir::cli::nexmark::Input::Parquet(dir.path()),
+                weir::workloads::nexmark::Input::Parquet(dir.path()),
                 400,
             )
             .unwrap();

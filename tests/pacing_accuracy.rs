@@ -8,8 +8,8 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use std::sync::{Arc, Mutex};
-use weir::cli::generators::{GeneratorKind, GeneratorSpec};
 use weir::connectors::replay::ReplaySpeed;
+use weir::workloads::generators::{GeneratorKind, GeneratorSpec};
 use weir::{ExecConfig, Job};
 
 /// Runs a vehicle generator at `speed` for `events` rows; returns, per row,

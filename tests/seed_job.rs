@@ -9,9 +9,9 @@ use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{Float64Array, Int64Array, RecordBatch};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use weir::cli::demo::{generate_obd, write_parquet_dir};
-use weir::cli::seed::{generate_app, seed_job};
 use weir::compare::same_rows;
+use weir::workloads::vehicles::seed::{generate_app, seed_job};
+use weir::workloads::vehicles::{generate_obd, write_parquet_dir};
 use weir::{ExecConfig, ExecMode};
 
 type Reading = (i64, i64, u64); // vehicle, ts, speed bits

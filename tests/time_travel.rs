@@ -8,9 +8,9 @@ use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use arrow_array::RecordBatch;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use weir::cli::demo::{generate_obd, write_parquet_dir, DEMO_EPOCH_MS};
 use weir::connectors::replay::{ReplaySpeed, TimeRange};
 use weir::connectors::ParquetSourceSpec;
+use weir::workloads::vehicles::{generate_obd, write_parquet_dir, DEMO_EPOCH_MS};
 use weir::{ExecConfig, ExecMode, Job};
 
 type Reading = (i64, i64, u64);

@@ -5,10 +5,10 @@
 //!
 //! May use every layer (it is part of the CLI).
 
-use super::nexmark::{ensure_parquet, generate, query_stream, Input, NexmarkConfig};
 use crate::checkpoint::{CheckpointConfig, RestoreFrom};
 use crate::error::{Error, Result};
 use crate::exec::{ExecConfig, ExecMode, JobMetrics};
+use crate::workloads::nexmark::{ensure_parquet, generate, query_stream, Input, NexmarkConfig};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

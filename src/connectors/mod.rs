@@ -34,6 +34,7 @@ mod memory;
 mod parquet;
 pub mod redis;
 pub mod replay;
+mod schema_text;
 #[cfg(test)]
 #[allow(dead_code)] // used by the sources' snapshot tests
 pub(crate) mod source_harness;
@@ -43,6 +44,7 @@ pub use csv::{CsvSource, CsvSourceSpec};
 pub use files::{CollectSink, Collected, FileFormat, FileSink, FileSinkSpec, StdoutSink};
 pub use memory::{MemorySource, MemorySourceSpec};
 pub use parquet::{list_parquet_files, ParquetSource, ParquetSourceSpec, ScanCounts, ScanMetrics};
+pub use schema_text::parse_schema;
 
 /// Splits a source batch by its keep-mask: late rows are counted and sent
 /// to side output 1 (the late-row stream); the rest is returned.

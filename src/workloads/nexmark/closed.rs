@@ -3,7 +3,7 @@
 //! its opening and its expiry.
 //!
 //! Owns the two keyed process functions and the query builders. May use
-//! `graph`, `operators` and the sibling `nexmark` module.
+//! `graph`, `operators` and the parent `nexmark` module.
 //!
 //! ```text
 //!  auction ⋈ bid  (interval join on id = auction: bid within 22 s after the auction)
@@ -220,13 +220,13 @@ mod checkpoint_tests {
     //! averages) through snapshot and restore, against uninterrupted runs.
 
     use super::*;
-    use crate::cli::nexmark::{auction_schema, bid_schema};
     use crate::operator::{Operator, TaskInfo};
     use crate::operators::checkpoint_harness::{
         encoders, run_uninterrupted, run_with_restore, sorted_rows, Event,
     };
     use crate::operators::join::{JoinLayout, SymmetricHashJoin};
     use crate::operators::KeyedProcessOperator;
+    use crate::workloads::nexmark::{auction_schema, bid_schema};
     use arrow_array::{ArrayRef, StringArray};
 
     const PARALLELISM: [(usize, usize); 4] = [(1, 1), (2, 2), (2, 3), (3, 1)];

@@ -7,9 +7,11 @@
 //! `1000 / events_per_second` ms per event and an optional arrival delay.
 //! Split `s` holds the events `n ≡ s (mod splits)`, generated in parallel
 //! (each split has its own random stream) and kept in arrival order.
-//! May use everything below `cli`.
+//! May use everything below `workloads`; never `cli`.
 
-use super::demo::Rng;
+mod closed;
+
+use super::Rng;
 use crate::connectors::Collected;
 use crate::error::{Error, Result};
 use crate::functions::Agg;
@@ -154,7 +156,7 @@ enum Event {
 ///
 /// # Examples
 /// ```
-/// use weir::cli::nexmark::{generate, NexmarkConfig};
+/// use weir::workloads::nexmark::{generate, NexmarkConfig};
 /// let e = generate(&NexmarkConfig { events: 500, ..NexmarkConfig::default() });
 /// let rows = |s: &Vec<Vec<arrow_array::RecordBatch>>| {
 ///     s.iter().flatten().map(|b| b.num_rows()).sum::<usize>()
@@ -469,7 +471,12 @@ pub fn write_parquet(events: &Events, dir: &Path) -> Result<()> {
         let sub = dir.join(kind.dir());
         std::fs::create_dir_all(&sub).map_err(|e| Error::io(&sub, e))?;
         for (i, split) in splits.iter().enumerate() {
-            super::demo::write_parquet_dir(&sub.join(format!("split-{i:03}")), split, 1, 65_536)?;
+            super::vehicles::write_parquet_dir(
+                &sub.join(format!("split-{i:03}")),
+                split,
+                1,
+                65_536,
+            )?;
         }
     }
     Ok(())
@@ -578,9 +585,9 @@ pub fn query_stream(name: &str, input: Input<'_>, max_delay_ms: i64) -> Result<(
                 .select(["name", "city", "state", "right_id"])?
         }
         // average final price per category (closed auctions; a changelog)
-        "q4" => super::nexmark_closed::q4(&stream(Kind::Auction)?, &stream(Kind::Bid)?)?,
+        "q4" => closed::q4(&stream(Kind::Auction)?, &stream(Kind::Bid)?)?,
         // average final price of each seller's last 10 closed auctions
-        "q6" => super::nexmark_closed::q6(&stream(Kind::Auction)?, &stream(Kind::Bid)?)?,
+        "q6" => closed::q6(&stream(Kind::Auction)?, &stream(Kind::Bid)?)?,
         // hot items: per sliding window (10 s every 2 s), the auctions with the most bids
         "q5" => {
             let counts = stream(Kind::Bid)?

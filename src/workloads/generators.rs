@@ -4,8 +4,8 @@
 //! Owns [`GeneratorSpec`] and its source. Rows are a function of the seed,
 //! the start time and the parallelism only; pacing decides *when* they are
 //! emitted, never *which*, so a run at `max` speed and a real-time run give
-//! the same results. May use `graph`, `operators`, `time`, `cli::nexmark`
-//! and `cli::demo`.
+//! the same results. May use `graph`, `connectors`, `operators`, `time`, `workloads::nexmark`
+//! and `workloads::vehicles`.
 //!
 //! **Checkpoints** (state `generator`): the start time, the parallelism,
 //! the rows of the generated sequence emitted so far (a batch held for
@@ -17,8 +17,9 @@
 //! rows of a subtask depend on the parallelism, so a restore at another
 //! parallelism is refused.
 
-use super::demo::{obd_schema, true_speed, Rng};
 use super::nexmark::{auction_schema, bid_schema, person_schema, NexmarkConfig, SplitGenerator};
+use super::vehicles::{obd_schema, true_speed};
+use super::Rng;
 use crate::connectors::live::{ClockState, PartitionClock};
 use crate::connectors::replay::{HeldBatch, Pacer, Release, ReplaySpeed};
 use crate::error::{Error, Result};
@@ -121,7 +122,7 @@ impl GeneratorSpec {
     ///
     /// # Examples
     /// ```
-    /// use weir::cli::generators::{GeneratorKind, GeneratorSpec};
+    /// use weir::workloads::generators::{GeneratorKind, GeneratorSpec};
     /// use weir::connectors::replay::ReplaySpeed;
     /// use weir::{ExecConfig, Job};
     /// let mut spec = GeneratorSpec::new(GeneratorKind::Vehicles { vehicles: 10 });

@@ -40,7 +40,7 @@ pub fn plot_svg(results: &[ModeResult], title: &str) -> String {
         (
             "input rows per second (rows/s)",
             |r| r.rows_per_sec,
-            |v| format!("{} rows/s", crate::cli::rate(v).trim_end()),
+            |v| format!("{} rows/s", crate::format::rate(v).trim_end()),
         ),
         (
             "peak resident memory (bytes)",

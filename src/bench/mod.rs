@@ -13,7 +13,8 @@
 //!   each mode's output copy ── compared with the first engine mode's
 //! ```
 //!
-//! May use every layer (it is part of the CLI).
+//! May use every layer of the library (`workloads`, `graph`, `exec`,
+//! `format`, ...); never `cli`: `main.rs` calls it.
 
 mod output;
 mod plot;
@@ -102,7 +103,7 @@ pub enum BenchTarget {
         query: String,
         /// Events in `data`.
         events: u64,
-        /// A directory written by [`crate::cli::nexmark::ensure_parquet`].
+        /// A directory written by [`crate::workloads::nexmark::ensure_parquet`].
         data: PathBuf,
     },
 }
@@ -345,10 +346,10 @@ pub fn table(results: &[ModeResult]) -> String {
             "{:<10} {:>8.2} s {:>14} {:>14} {:>12} {:>14} {:>10} {:>12} {:>12} {:>16} {:>13}\n",
             r.mode,
             r.seconds,
-            super::rate(r.rows_per_sec) + "rows/s",
-            super::rate(r.rows_per_sec_per_core) + "rows/s",
-            super::thousands(r.rows_out),
-            super::rate(r.rows_out_per_sec) + "rows/s",
+            crate::format::rate(r.rows_per_sec) + "rows/s",
+            crate::format::rate(r.rows_per_sec_per_core) + "rows/s",
+            crate::format::thousands(r.rows_out),
+            crate::format::rate(r.rows_out_per_sec) + "rows/s",
             format_bytes(r.peak_rss),
             format_bytes(r.peak_memory),
             format_bytes(r.spilled_bytes),
@@ -365,7 +366,7 @@ pub fn table(results: &[ModeResult]) -> String {
             s.push_str(&format!(
                 "{}: {}\n",
                 r.mode,
-                super::checkpoint_figures(
+                crate::format::checkpoint_figures(
                     c.completed,
                     c.median_duration_ms,
                     c.max_duration_ms,

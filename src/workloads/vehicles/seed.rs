@@ -5,9 +5,9 @@
 //! to 9 minutes late (watermark delay 9 min). Per vehicle, each side is
 //! averaged in 1-second tumbling windows; the two averages are joined on
 //! (vehicle, window) and the difference reported. Owns the app-data
-//! generator and [`seed_job`]. May use everything below `cli`.
+//! generator and [`seed_job`]. May use everything below `workloads`; never `cli`.
 
-use super::demo::{
+use super::{
     has_parquet, readings_in_arrival_order, true_speed, write_parquet_dir, Rng, DEMO_EPOCH_MS,
     OBD_DELAY,
 };
@@ -93,7 +93,7 @@ pub struct SeedJob {
 ///
 /// # Examples
 /// ```no_run
-/// use weir::cli::seed::seed_job;
+/// use weir::workloads::vehicles::seed::seed_job;
 /// use weir::ExecConfig;
 /// let seed = seed_job("data/obd".as_ref(), "data/app".as_ref())?;
 /// seed.job.run(&ExecConfig::batch())?;
