@@ -1,70 +1,13 @@
-//! The command-line layer: job files (`jobfile`, `sources`), the `weir
-//! nexmark` runner and `weir stop`.
+//! The command-line layer: the subcommands (`commands/`, one file each:
+//! arguments and what it runs), job files (`jobfile`, `sources`) and the
+//! `weir nexmark` runner.
 //!
-//! `main.rs` parses arguments and calls into here and into `workloads`,
-//! `bench` and `format`. May use every layer.
+//! `main.rs` parses arguments and dispatches to `commands`. May use every
+//! layer.
 
+pub mod commands;
 pub mod jobfile;
 pub mod nexmark_run;
 pub mod sources;
 
 pub use crate::format::{checkpoint_figures, checkpoint_summary, metrics_table, rate, thousands};
-
-/// `weir stop PID [--savepoint]`: SIGTERM asks a `weir run` to stop the
-/// way its kind of job does (a checkpointed job takes a savepoint, a live
-/// job drains and commits, any other job is cancelled and publishes
-/// nothing); SIGUSR1 asks a checkpointed job for a savepoint and to stop.
-/// Then waits up to `wait` for the process to end (zero: not at all).
-pub fn stop_process(pid: i32, savepoint: bool, wait: std::time::Duration) -> crate::Result<()> {
-    if pid <= 0 {
-        return Err(crate::Error::option(
-            "pid",
-            format!("{pid} is not a process id"),
-        ));
-    }
-    let signal = if savepoint {
-        libc::SIGUSR1
-    } else {
-        libc::SIGTERM
-    };
-    // SAFETY: kill has no memory-safety preconditions.
-    if unsafe { libc::kill(pid, signal) } != 0 {
-        return Err(crate::Error::option(
-            "pid",
-            format!(
-                "cannot signal process {pid}: {}",
-                std::io::Error::last_os_error()
-            ),
-        ));
-    }
-    let started = std::time::Instant::now();
-    while !wait.is_zero() && process_alive(pid) {
-        if started.elapsed() >= wait {
-            return Err(crate::Error::option(
-                "--wait",
-                format!(
-                    "process {pid} is still running after {wait:?}; `weir stop {pid}` again \
-                     cancels it"
-                ),
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-/// True while `pid` exists and has not exited (a zombie waiting for its
-/// parent counts as ended).
-fn process_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    if unsafe { libc::kill(pid, 0) } != 0 {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) STATE ...": the state follows the last ')'
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_none_or(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => true,
-    }
-}

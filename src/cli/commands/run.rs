@@ -1,0 +1,165 @@
+//! `weir run`: run a job file (TOML).
+//!
+//! May use every layer of the library.
+
+use super::*;
+
+/// Arguments of `weir run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The job file.
+    pub job: PathBuf,
+    /// pipelined or batch.
+    #[arg(long, default_value = "pipelined")]
+    pub mode: String,
+    /// Default parallelism of every operator (default: number of cores).
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+    /// Memory budget for state and buffers, e.g. 256MiB.
+    #[arg(long, default_value = "512MiB")]
+    pub memory: String,
+    /// Output path (replaces the job file's sink path).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Directory for spill files (default: the system temp directory).
+    #[arg(long)]
+    pub spill_dir: Option<PathBuf>,
+    /// Compression of spill files: none (default), lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    pub spill_compression: String,
+    /// Print the physical plan and exit.
+    #[arg(long)]
+    pub explain: bool,
+    /// Print run metrics as JSON on stdout instead of a table on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Time travel: replay the main source from this event time (RFC 3339 UTC or epoch ms).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Time travel: replay up to (not including) this event time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Replay speed of the main source: max, realtime or a factor such as 60x.
+    #[arg(long)]
+    pub speed: Option<String>,
+    /// Take checkpoints under this directory (`CHECKPOINT_DIR`; also the
+    /// job file's `[checkpoint] dir`). Pipelined runs only.
+    #[arg(long, env = "CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints, e.g. 1s (default: the job file's, else 10s).
+    #[arg(long)]
+    pub checkpoint_interval: Option<String>,
+    /// Start from: latest, a checkpoint id, a checkpoint or savepoint
+    /// directory, or `fresh`. Default: the newest valid checkpoint of
+    /// this job, if any.
+    #[arg(long)]
+    pub restore: Option<String>,
+    /// Restart from the last checkpoint this many times after a failure.
+    #[arg(long)]
+    pub restarts: Option<u32>,
+}
+
+/// Runs `weir run`.
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let RunArgs {
+        job,
+        mode,
+        parallelism,
+        memory,
+        output,
+        spill_dir,
+        spill_compression,
+        explain,
+        json,
+        from,
+        until,
+        speed,
+        checkpoint_dir,
+        checkpoint_interval,
+        restore,
+        restarts,
+    } = args;
+    let mode: ExecMode = mode.parse()?;
+    let memory = parse_size("--memory", &memory)?;
+    let parallelism = parallelism.unwrap_or_else(default_parallelism);
+    if parallelism == 0 {
+        return Err(crate::Error::option("--parallelism", "must be at least 1"));
+    }
+    let spill_compression: crate::spill::SpillCompression = spill_compression.parse()?;
+    let mut loaded = LoadedJob::load(&job)?;
+    loaded.override_replay(from, until, speed)?;
+    let built = loaded.build(output.as_deref())?;
+    if let Some(note) = loaded.output_note(output.as_deref()).filter(|_| !explain) {
+        eprintln!("{note}");
+    }
+    if explain {
+        let plan = built.plan();
+        print!(
+            "{}",
+            PhysicalPlan::try_new(&plan, parallelism)?.describe(&plan)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // live progress on a terminal only; pipes, CI and --json stay quiet
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Ctrl-C / SIGTERM: savepoint (checkpointed), drain (live) or cancel
+    let mut config = ExecConfig::new(mode)
+        .with_parallelism(parallelism)
+        .with_memory(memory)
+        .with_spill_compression(spill_compression)
+        .with_progress(tty && !json)
+        .with_stop(crate::operator::StopSignal::new().follow_process_signals());
+    if let Some(dir) = spill_dir {
+        config = config.with_spill_dir(dir);
+    }
+    if let Some((mut checkpoints, mut restart)) = loaded.checkpoints(checkpoint_dir.as_deref())? {
+        if let Some(i) = checkpoint_interval {
+            checkpoints = checkpoints
+                .with_interval(crate::time::parse_duration("--checkpoint-interval", &i)?);
+        }
+        if let Some(r) = restore {
+            checkpoints = checkpoints.with_restore(r.parse()?);
+        }
+        if let Some(n) = restarts {
+            restart.attempts = n;
+        }
+        config = config.with_checkpoints(checkpoints).with_restart(restart);
+    } else if checkpoint_interval.is_some() || restore.is_some() {
+        return Err(crate::Error::option(
+            "--checkpoint-dir",
+            "checkpoints need a directory (--checkpoint-dir, CHECKPOINT_DIR or \
+             [checkpoint] dir in the job file)",
+        ));
+    }
+    let metrics = built.run(&config)?;
+    let mut code = ExitCode::SUCCESS;
+    if let Some(c) = &metrics.checkpoints {
+        if c.already_finished {
+            eprintln!(
+                "weir: the job had already finished at checkpoint {}; nothing to run",
+                c.restored_from.unwrap_or(0)
+            );
+        }
+        if let Some(dir) = &c.savepoint {
+            eprintln!("weir: stopped with savepoint {}", dir.display());
+            if let Some(sig) = config.stop.process_signal() {
+                // stopped by SIGINT/SIGTERM, not by `weir stop --savepoint`
+                eprintln!(
+                    "weir: {}: resume with `--restore {}`",
+                    crate::operator::signal_name(sig),
+                    dir.display()
+                );
+                code = signal_exit(sig);
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&metrics).expect("metrics serialize")
+        );
+    } else {
+        eprint!("{}", metrics_table(std::slice::from_ref(&metrics)));
+    }
+    Ok(code)
+}
