@@ -172,6 +172,21 @@ pub fn expand(pattern: &Path) -> Result<Vec<PathBuf>> {
     Ok(found.into_iter().collect())
 }
 
+/// What a source was given to read, for the planner's check that no sink
+/// writes into its input: every given file or folder as it is, and a
+/// pattern as what it matches now.
+pub fn given_paths(given: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for g in given {
+        if std::fs::symlink_metadata(g).is_ok() {
+            out.push(g.clone());
+        } else {
+            out.extend(expand(g).unwrap_or_default());
+        }
+    }
+    out
+}
+
 fn walk(dir: &Path, comps: &[String], out: &mut BTreeSet<PathBuf>) -> Result<()> {
     let Some((first, rest)) = comps.split_first() else {
         out.insert(dir.to_path_buf());

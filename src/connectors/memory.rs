@@ -158,43 +158,32 @@ impl Source for MemorySource {
             out.emit(batch);
         }
         if self.cursor.done >= batches.len() as u64 {
-            self.cursor.finish_split();
+            split_progress::end_split(&mut self.cursor, self.clock.as_mut());
             self.in_split = false;
-            if let Some(c) = self.clock.as_mut() {
-                c.end_split();
-            }
         }
-        if let Some(wm) = self.clock.as_mut().and_then(|c| c.advance()) {
-            out.emit_watermark(wm);
-        }
+        split_progress::emit_watermark(self.clock.as_mut(), out);
         Ok(SourcePoll::Ready)
     }
 
     fn snapshot(&mut self, _ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
-        let clock = self.clock.as_ref();
-        let s = self.cursor.state(
-            self.spec.splits.len(),
-            clock.and_then(SplitClock::active_state),
-            clock.and_then(SplitClock::emitted),
-        );
-        split_progress::write(state, STATE, &s)
+        let total = self.spec.splits.len();
+        split_progress::snapshot(state, STATE, &self.cursor, total, self.clock.as_ref())
     }
 
     fn restore(&mut self, _ctx: &mut Ctx, state: &StateReader) -> Result<()> {
-        let total = self.spec.splits.len();
-        let Some(plan) = split_progress::plan_restore(
+        let spec = &self.spec;
+        if let Some((cursor, clock)) = split_progress::restore(
             state,
             STATE,
             &self.splits,
-            total,
-            &|i| self.spec.splits[i].len() as u64,
+            spec.splits.len(),
+            &|i| spec.splits[i].len() as u64,
             "memory source",
-        )?
-        else {
-            return Ok(());
-        };
-        (self.cursor, self.clock) = SplitCursor::restored_with_clock(plan, |s| self.spec.clock(s));
-        self.in_split = false;
+            |s| spec.clock(s),
+        )? {
+            (self.cursor, self.clock) = (cursor, clock);
+            self.in_split = false;
+        }
         Ok(())
     }
 }
@@ -212,26 +201,7 @@ impl crate::operator::SourceSpec for MemorySourceSpec {
         crate::operator::Boundedness::Bounded
     }
 
-    fn takes_event_time(&self) -> bool {
-        true
-    }
-
-    fn with_event_time(
-        &self,
-        column: &str,
-        strategy: &WatermarkStrategy,
-    ) -> Result<Arc<dyn crate::operator::SourceSpec>> {
-        Ok(Arc::new(
-            self.clone().with_event_time(column, strategy.clone())?,
-        ))
-    }
-
-    fn with_lateness_rule(
-        &self,
-        rule: LatenessRule,
-    ) -> Option<Arc<dyn crate::operator::SourceSpec>> {
-        Some(Arc::new(self.clone().with_lateness_rule(rule)))
-    }
+    crate::operator::event_time_pushdown!();
 
     fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>> {
         Ok(Box::new(MemorySourceSpec::create(&self, task)))
@@ -242,7 +212,8 @@ impl crate::operator::SourceSpec for MemorySourceSpec {
 mod tests {
     use super::*;
     use crate::connectors::source_harness::{
-        assert_every_cut, rescaled_rows, row_multiset, uninterrupted, Item, MakeSource,
+        assert_every_cut_of_a_timed_source, assert_rescales_read_every_row_once, uninterrupted,
+        MakeSource,
     };
     use arrow_array::Int64Array;
     use arrow_schema::{DataType, Field, Schema};
@@ -298,27 +269,15 @@ mod tests {
     #[test]
     fn a_restore_after_any_poll_continues_exactly() {
         let spec = spec();
-        let make = make(&spec);
-        let (all, _) = uninterrupted(&make, 0, 1);
-        assert!(
-            all.iter().any(|i| matches!(i, Item::Side(1, _))),
-            "has late rows"
-        );
-        assert!(
-            all.iter().any(|i| matches!(i, Item::Wm(_))),
-            "has watermarks"
-        );
-        for p in [1, 2] {
-            assert_every_cut(&make, p);
-        }
+        assert_every_cut_of_a_timed_source(&make(&spec));
     }
 
     #[test]
     fn a_rescale_reads_every_row_exactly_once() {
         let spec = spec();
         let make: MakeSource<'_> = &make(&spec);
-        let (all, _) = uninterrupted(make, 0, 1);
-        let input = row_multiset(all);
+        let cuts = [[0, 0], [1, 2], [2, 1], [3, 3], [4, 0], [9, 9]];
+        let input = assert_rescales_read_every_row_once(make, &cuts);
         assert_eq!(
             input.len(),
             spec.splits
@@ -327,15 +286,6 @@ mod tests {
                 .map(|b| b.num_rows())
                 .sum::<usize>()
         );
-        for cuts in [[0, 0], [1, 2], [2, 1], [3, 3], [4, 0], [9, 9]] {
-            for p_after in [1, 3] {
-                assert_eq!(
-                    rescaled_rows(make, &cuts, p_after),
-                    input,
-                    "cuts {cuts:?} -> p {p_after}"
-                );
-            }
-        }
     }
 
     #[test]

@@ -232,6 +232,45 @@ pub(crate) fn rescaled_rows(make: MakeSource<'_>, cuts: &[usize], p_after: usize
     row_multiset(items)
 }
 
+/// Asserts that `make`'s source emits late rows and watermarks (so the
+/// check means something) and that a restore after any poll, at
+/// parallelism 1 and 2, continues exactly ([`assert_every_cut`]).
+pub(crate) fn assert_every_cut_of_a_timed_source(make: MakeSource<'_>) {
+    let (all, _) = uninterrupted(make, 0, 1);
+    assert!(
+        all.iter().any(|i| matches!(i, Item::Side(1, _))),
+        "has late rows"
+    );
+    assert!(
+        all.iter().any(|i| matches!(i, Item::Wm(_))),
+        "has watermarks"
+    );
+    for p in [1, 2] {
+        assert_every_cut(make, p);
+    }
+}
+
+/// Asserts that after a snapshot of two subtasks at each pair of `cuts`,
+/// a restore at parallelism 1 and 3 reads every row of the uninterrupted
+/// run exactly once (main and side outputs); returns that multiset.
+pub(crate) fn assert_rescales_read_every_row_once(
+    make: MakeSource<'_>,
+    cuts: &[[usize; 2]],
+) -> Vec<String> {
+    let (all, _) = uninterrupted(make, 0, 1);
+    let input = row_multiset(all);
+    for cuts in cuts {
+        for p_after in [1, 3] {
+            assert_eq!(
+                rescaled_rows(make, cuts, p_after),
+                input,
+                "cuts {cuts:?} -> p {p_after}"
+            );
+        }
+    }
+    input
+}
+
 /// The rows (main and side outputs) among `items`, sorted.
 pub(crate) fn row_multiset(items: Vec<Item>) -> Vec<String> {
     let mut rows: Vec<String> = items

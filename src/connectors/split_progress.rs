@@ -177,6 +177,55 @@ impl SplitCursor {
     }
 }
 
+/// The current split ended: the cursor moves to the next and the clock
+/// closes the split's watermark generator.
+pub(crate) fn end_split(cursor: &mut SplitCursor, clock: Option<&mut SplitClock>) {
+    cursor.finish_split();
+    if let Some(c) = clock {
+        c.end_split();
+    }
+}
+
+/// Emits the watermark `clock` can advance to now, if any.
+pub(crate) fn emit_watermark(clock: Option<&mut SplitClock>, out: &mut crate::operator::Output) {
+    if let Some(wm) = clock.and_then(|c| c.advance()) {
+        out.emit_watermark(wm);
+    }
+}
+
+/// Snapshots a source that reads splits in order: `cursor`'s progress over
+/// `total` splits and `clock`'s generator and watermark, under `name`.
+pub(crate) fn snapshot(
+    out: &mut StateWriter,
+    name: &str,
+    cursor: &SplitCursor,
+    total: usize,
+    clock: Option<&SplitClock>,
+) -> Result<()> {
+    let state = cursor.state(
+        total,
+        clock.and_then(SplitClock::active_state),
+        clock.and_then(SplitClock::emitted),
+    );
+    write(out, name, &state)
+}
+
+/// Restores a source that reads splits in order (see [`plan_restore`] for
+/// the arguments): the cursor over the splits left and the watermark clock
+/// `clock` builds over them, or `None` if nothing was saved.
+pub(crate) fn restore(
+    reader: &StateReader,
+    name: &str,
+    mine: &[usize],
+    total: usize,
+    units: &dyn Fn(usize) -> u64,
+    context: &str,
+    clock: impl FnOnce(&[usize]) -> Option<SplitClock>,
+) -> Result<Option<(SplitCursor, Option<SplitClock>)>> {
+    Ok(plan_restore(reader, name, mine, total, units, context)?
+        .map(|plan| SplitCursor::restored_with_clock(plan, clock)))
+}
+
 /// Writes `state` under `name`.
 pub(crate) fn write(out: &mut StateWriter, name: &str, state: &SplitsState) -> Result<()> {
     out.put(name, state)

@@ -11,6 +11,7 @@
 
 mod source_spec;
 
+pub(crate) use source_spec::event_time_pushdown;
 pub use source_spec::{Boundedness, SourceSpec, DEAD_LETTER_PORT};
 
 use crate::memory::{MemoryPool, MemoryReservation};

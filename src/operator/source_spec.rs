@@ -167,6 +167,38 @@ pub trait SourceSpec: Send + Sync {
     fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>>;
 }
 
+/// The event-time methods of [`SourceSpec`] (`takes_event_time`,
+/// `with_event_time`, `with_lateness_rule`) for a connector spec that is
+/// `Clone + 'static` and has the inherent builders
+/// `with_event_time(self, &str, WatermarkStrategy) -> Result<Self>` and
+/// `with_lateness_rule(self, LatenessRule) -> Self`; used inside its
+/// `impl SourceSpec`.
+macro_rules! event_time_pushdown {
+    () => {
+        fn takes_event_time(&self) -> bool {
+            true
+        }
+
+        fn with_event_time(
+            &self,
+            column: &str,
+            strategy: &$crate::time::WatermarkStrategy,
+        ) -> $crate::error::Result<std::sync::Arc<dyn $crate::operator::SourceSpec>> {
+            Ok(std::sync::Arc::new(
+                self.clone().with_event_time(column, strategy.clone())?,
+            ))
+        }
+
+        fn with_lateness_rule(
+            &self,
+            rule: $crate::time::LatenessRule,
+        ) -> Option<std::sync::Arc<dyn $crate::operator::SourceSpec>> {
+            Some(std::sync::Arc::new(self.clone().with_lateness_rule(rule)))
+        }
+    };
+}
+pub(crate) use event_time_pushdown;
+
 impl std::fmt::Debug for dyn SourceSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SourceSpec")

@@ -292,33 +292,11 @@ impl SourceSpec for CsvSourceSpec {
         // every file, and every given folder or file (a pattern stands for
         // what it matches now): no sink may write into them
         let mut out = self.files();
-        for g in &self.given {
-            if std::fs::symlink_metadata(g).is_ok() {
-                out.push(g.clone());
-            } else {
-                out.extend(super::glob::expand(g).unwrap_or_default());
-            }
-        }
+        out.extend(super::glob::given_paths(&self.given));
         out
     }
 
-    fn takes_event_time(&self) -> bool {
-        true
-    }
-
-    fn with_event_time(
-        &self,
-        column: &str,
-        strategy: &WatermarkStrategy,
-    ) -> Result<Arc<dyn SourceSpec>> {
-        Ok(Arc::new(
-            self.clone().with_event_time(column, strategy.clone())?,
-        ))
-    }
-
-    fn with_lateness_rule(&self, rule: LatenessRule) -> Option<Arc<dyn SourceSpec>> {
-        Some(Arc::new(self.clone().with_lateness_rule(rule)))
-    }
+    crate::operator::event_time_pushdown!();
 
     fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>> {
         Ok(Box::new(CsvSourceSpec::create(&self, task)))
@@ -433,42 +411,32 @@ impl Source for CsvSource {
             }
             None => {
                 self.open = None;
-                self.cursor.finish_split();
-                if let Some(c) = self.clock.as_mut() {
-                    c.end_split();
-                }
+                split_progress::end_split(&mut self.cursor, self.clock.as_mut());
             }
         }
-        if let Some(wm) = self.clock.as_mut().and_then(|c| c.advance()) {
-            out.emit_watermark(wm);
-        }
+        split_progress::emit_watermark(self.clock.as_mut(), out);
         Ok(SourcePoll::Ready)
     }
 
     fn snapshot(&mut self, _ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
-        let clock = self.clock.as_ref();
-        let s = self.cursor.state(
-            self.spec.files.len(),
-            clock.and_then(SplitClock::active_state),
-            clock.and_then(SplitClock::emitted),
-        );
-        split_progress::write(state, STATE, &s)
+        let total = self.spec.files.len();
+        split_progress::snapshot(state, STATE, &self.cursor, total, self.clock.as_ref())
     }
 
     fn restore(&mut self, _ctx: &mut Ctx, state: &StateReader) -> Result<()> {
-        let Some(plan) = split_progress::plan_restore(
+        let spec = &self.spec;
+        if let Some((cursor, clock)) = split_progress::restore(
             state,
             STATE,
             &self.splits,
-            self.spec.files.len(),
-            &|i| self.spec.files[i].bytes,
+            spec.files.len(),
+            &|i| spec.files[i].bytes,
             "csv source",
-        )?
-        else {
-            return Ok(());
-        };
-        (self.cursor, self.clock) = SplitCursor::restored_with_clock(plan, |s| self.spec.clock(s));
-        self.open = None;
+            |s| spec.clock(s),
+        )? {
+            (self.cursor, self.clock) = (cursor, clock);
+            self.open = None;
+        }
         Ok(())
     }
 }

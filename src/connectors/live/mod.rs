@@ -743,26 +743,7 @@ impl crate::operator::SourceSpec for LiveSourceSpec {
         (port == DEAD_LETTER_PORT).then(dead_letter_schema)
     }
 
-    fn takes_event_time(&self) -> bool {
-        true
-    }
-
-    fn with_event_time(
-        &self,
-        column: &str,
-        strategy: &WatermarkStrategy,
-    ) -> Result<Arc<dyn crate::operator::SourceSpec>> {
-        Ok(Arc::new(
-            self.clone().with_event_time(column, strategy.clone())?,
-        ))
-    }
-
-    fn with_lateness_rule(
-        &self,
-        rule: LatenessRule,
-    ) -> Option<Arc<dyn crate::operator::SourceSpec>> {
-        Some(Arc::new(self.clone().with_lateness_rule(rule)))
-    }
+    crate::operator::event_time_pushdown!();
 
     fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>> {
         Ok(Box::new(LiveSourceSpec::create(&self, task)?))

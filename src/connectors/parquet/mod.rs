@@ -300,13 +300,7 @@ impl ParquetSourceSpec {
     /// (a glob pattern stands for what it matches now).
     pub fn input_paths(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
-        for g in &self.given {
-            if std::fs::symlink_metadata(g).is_ok() {
-                out.push(g.clone());
-            } else {
-                out.extend(super::glob::expand(g).unwrap_or_default());
-            }
-        }
+        out.extend(super::glob::given_paths(&self.given));
         out
     }
 
@@ -601,26 +595,7 @@ impl crate::operator::SourceSpec for ParquetSourceSpec {
         )
     }
 
-    fn takes_event_time(&self) -> bool {
-        true
-    }
-
-    fn with_event_time(
-        &self,
-        column: &str,
-        strategy: &WatermarkStrategy,
-    ) -> Result<Arc<dyn crate::operator::SourceSpec>> {
-        Ok(Arc::new(
-            self.clone().with_event_time(column, strategy.clone())?,
-        ))
-    }
-
-    fn with_lateness_rule(
-        &self,
-        rule: LatenessRule,
-    ) -> Option<Arc<dyn crate::operator::SourceSpec>> {
-        Some(Arc::new(self.clone().with_lateness_rule(rule)))
-    }
+    crate::operator::event_time_pushdown!();
 
     fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>> {
         Ok(Box::new(ParquetSourceSpec::create(&self, task)))

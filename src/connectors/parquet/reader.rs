@@ -583,15 +583,10 @@ impl Source for ParquetSource {
             }
             Decoded::SplitEnd => {
                 self.in_split = false;
-                self.cursor.finish_split();
-                if let Some(c) = self.clock.as_mut() {
-                    c.end_split();
-                }
+                split_progress::end_split(&mut self.cursor, self.clock.as_mut());
             }
         }
-        if let Some(wm) = self.clock.as_mut().and_then(|c| c.advance()) {
-            out.emit_watermark(wm);
-        }
+        split_progress::emit_watermark(self.clock.as_mut(), out);
         Ok(SourcePoll::Ready)
     }
 
