@@ -20,7 +20,42 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-pub use crate::exec::progress::format_rate as rate;
+/// `2_345_678.0` → `2.35 M` (for rows per second).
+pub fn rate(per_sec: f64) -> String {
+    if per_sec >= 1e6 {
+        format!("{:.2} M", per_sec / 1e6)
+    } else if per_sec >= 1e3 {
+        format!("{:.1} K", per_sec / 1e3)
+    } else {
+        format!("{per_sec:.0} ")
+    }
+}
+
+/// Epoch milliseconds as `YYYY-MM-DD HH:MM:SS.mmm` (UTC).
+pub fn format_event_time(ms: i64) -> String {
+    if ms == i64::MAX {
+        return "end".into();
+    }
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
 
 /// A table with one row per run: mode, rows, late rows, time, rate, memory, spill.
 pub fn metrics_table(runs: &[JobMetrics]) -> String {
@@ -120,6 +155,21 @@ pub fn checkpoint_summary(c: &crate::checkpoint::CheckpointStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_times_format_as_utc() {
+        assert_eq!(format_event_time(0), "1970-01-01 00:00:00.000");
+        assert_eq!(
+            format_event_time(1_793_491_200_123),
+            "2026-11-01 00:00:00.123"
+        );
+        assert_eq!(format_event_time(-1), "1969-12-31 23:59:59.999");
+        assert_eq!(
+            format_event_time(951_782_400_000),
+            "2000-02-29 00:00:00.000"
+        );
+        assert_eq!(format_event_time(i64::MAX), "end");
+    }
 
     #[test]
     fn numbers_are_grouped() {

@@ -35,6 +35,7 @@ pub mod key;
 pub mod lock;
 pub mod memory;
 pub mod message;
+pub mod observe;
 pub mod operator;
 pub mod operators;
 pub mod paths;

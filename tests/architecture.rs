@@ -406,6 +406,7 @@ fn lower_layers_never_use_exec_graph_operators_or_cli() {
             "error.rs",
             "paths.rs",
             "lock.rs",
+            "observe.rs",
         ],
         &[
             "exec",
@@ -421,6 +422,22 @@ fn lower_layers_never_use_exec_graph_operators_or_cli() {
 #[test]
 fn workloads_bench_and_format_never_use_cli() {
     check_layers(&["workloads", "bench", "format.rs"], &["cli"]);
+}
+
+/// The executors report through `observe::RunObserver`; only observers
+/// print or draw.
+#[test]
+fn executors_never_print_or_draw() {
+    for path in rust_files("exec") {
+        let code = std::fs::read_to_string(&path).expect("read");
+        for word in ["eprintln!", "println!", "eprint!", "indicatif"] {
+            assert!(
+                !code.contains(word),
+                "{} uses {word}: report through the run's observer instead",
+                path.display()
+            );
+        }
+    }
 }
 
 #[test]

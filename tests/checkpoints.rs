@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use weir::checkpoint::{CheckpointConfig, RestartStrategy, RestoreFrom};
+use weir::observe::{RunMessage, RunObserver};
 use weir::operator::{Ctx, Output, Source, SourcePoll, TaskInfo};
 use weir::state::{StateReader, StateWriter};
 use weir::{col, lit, ExecConfig, Job, Watermark};
@@ -178,6 +179,16 @@ fn checkpoints_complete_while_the_job_runs_and_old_ones_are_deleted() {
     assert_eq!(out2.num_rows(), 0);
 }
 
+/// Records what a run tells its observer.
+#[derive(Default)]
+struct Messages(std::sync::Mutex<Vec<RunMessage>>);
+
+impl RunObserver for Messages {
+    fn on_message(&self, message: &RunMessage) {
+        self.0.lock().unwrap().push(message.clone());
+    }
+}
+
 #[test]
 fn a_failure_restarts_from_the_last_checkpoint_without_loss_or_duplicates() {
     for parallelism in [1, 3] {
@@ -188,12 +199,22 @@ fn a_failure_restarts_from_the_last_checkpoint_without_loss_or_duplicates() {
             Duration::from_millis(1),
             Some((17_000, failed.clone())),
         );
-        let cfg = config(tmp.path(), parallelism).with_restart(RestartStrategy {
-            attempts: 2,
-            backoff: Duration::from_millis(10),
-        });
+        let messages = Arc::new(Messages::default());
+        let cfg = config(tmp.path(), parallelism)
+            .with_restart(RestartStrategy {
+                attempts: 2,
+                backoff: Duration::from_millis(10),
+            })
+            .with_observer(messages.clone());
         let m = job.run(&cfg).unwrap();
         assert!(failed.load(Ordering::SeqCst), "the failure was injected");
+        // the restart was told to the observer, not printed by the executor
+        let told = messages.0.lock().unwrap().clone();
+        assert!(
+            matches!(told.as_slice(), [RunMessage::Restart { error, attempt: 1, attempts: 2, .. }]
+                if error.contains("injected failure at 17000")),
+            "{told:?}"
+        );
         let stats = m.checkpoints.unwrap();
         assert_eq!(stats.restarts, 1);
         assert!(stats.restored_from.is_some(), "{stats:?}");

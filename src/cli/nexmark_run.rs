@@ -126,7 +126,7 @@ impl NexmarkRun {
             let mut exec = ExecConfig::new(mode)
                 .with_parallelism(self.parallelism)
                 .with_memory(self.memory)
-                .with_progress(self.progress);
+                .with_observer(super::progress::observer(self.progress));
             if let (Some((dir, interval)), ExecMode::Pipelined) = (&self.checkpoints, mode) {
                 let job_name = format!("nexmark-{}-{i}", self.query);
                 exec = exec.with_checkpoints(

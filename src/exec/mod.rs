@@ -17,6 +17,7 @@ use crate::checkpoint::{CheckpointConfig, CheckpointStats, RestartStrategy};
 use crate::error::{Error, Result};
 use crate::graph::{Job, LogicalPlan, Outputs, PhysicalPlan};
 use crate::lock::LockFile;
+use crate::observe::{RunObserver, StderrMessages};
 use crate::operator::{OperatorMetrics, RuntimeEnv, StopSignal};
 use crate::spill::SpillCompression;
 use serde::Serialize;
@@ -75,8 +76,9 @@ pub struct ExecConfig {
     pub spill_dir: Option<PathBuf>,
     /// How spill files are compressed (default: not at all).
     pub spill_compression: SpillCompression,
-    /// Draw live progress on stderr (the CLI sets this only on a terminal).
-    pub progress: bool,
+    /// Who watches the run: progress, warnings, signals, restarts (default
+    /// [`StderrMessages`]: messages on stderr, no progress).
+    pub observer: Arc<dyn RunObserver>,
     /// Raised to stop live sources cleanly (the job then drains and commits).
     pub stop: StopSignal,
     /// Pipelined runs: every source subtask sends a latency marker this
@@ -100,7 +102,7 @@ impl ExecConfig {
             channel_rows: 8 * 8192,
             spill_dir: None,
             spill_compression: SpillCompression::default(),
-            progress: false,
+            observer: Arc::new(StderrMessages),
             stop: StopSignal::new(),
             latency_interval: Some(Duration::from_millis(200)),
             checkpoint: None,
@@ -148,9 +150,10 @@ impl ExecConfig {
         self
     }
 
-    /// Draws progress on stderr while running.
-    pub fn with_progress(mut self, progress: bool) -> Self {
-        self.progress = progress;
+    /// Reports the run to `observer` (see [`RunObserver`]); the CLI's
+    /// progress line is one.
+    pub fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Self {
+        self.observer = observer;
         self
     }
 
@@ -307,6 +310,14 @@ impl JobMetrics {
 /// output only if every task succeeded. Spill files are removed on every
 /// exit path; on error the first error (naming its operator) is returned.
 pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
+    let result = execute_job(job, config);
+    // once, however the run ended (restarts included)
+    config.observer.on_finish();
+    result
+}
+
+/// [`execute`] but for telling the observer that the run ended.
+fn execute_job(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
     let plan = job.plan();
     let physical = PhysicalPlan::try_new(&plan, config.parallelism)?;
     let (plan, physical) = (&plan, &physical);
@@ -380,16 +391,20 @@ fn execute_once(
     // batch mode: the stage (task) running, from 1, for the progress line
     let stage = std::sync::atomic::AtomicUsize::new(0);
     let result = std::thread::scope(|scope| {
-        if config.progress {
-            let total = source_rows(plan, physical);
-            let (env, metrics, done, stage) = (&env, &metrics, &done, &stage);
-            let stages = (config.mode == ExecMode::Batch).then_some(physical);
-            scope.spawn(move || {
-                progress::report(plan, env, metrics, total, done, stages.map(|p| (p, stage)))
-            });
+        if config.observer.wants_progress() {
+            let counters = progress::Counters {
+                plan,
+                env: &env,
+                metrics: &metrics,
+                total_rows: source_rows(plan, physical),
+                stages: (config.mode == ExecMode::Batch).then_some((physical, &stage)),
+            };
+            let (done, observer) = (&done, &*config.observer);
+            scope.spawn(move || progress::report(&counters, done, observer));
         }
         let (stop, first, done_ref) = (&config.stop, &first_error, &done);
-        scope.spawn(move || signals::watch(stop, policy, first, outputs, done_ref));
+        let observer = &*config.observer;
+        scope.spawn(move || signals::watch(stop, policy, first, outputs, done_ref, observer));
         let result = match config.mode {
             ExecMode::Pipelined => {
                 let (restore, coordinator) = match checkpoints {

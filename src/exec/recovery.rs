@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::graph::{LogicalPlan, Outputs, PhysicalPlan};
 use crate::lock::LockFile;
 use crate::message::CheckpointId;
+use crate::observe::RunMessage;
 use crate::operator::RuntimeEnv;
 
 /// What one checkpointed attempt starts with.
@@ -105,7 +106,9 @@ pub(crate) fn execute_checkpointed(
         };
         let loaded = choose(&store, &from, min_id, &mut stats)?;
         for w in &stats.warnings {
-            eprintln!("weir: warning: {w}");
+            config
+                .observer
+                .on_message(&RunMessage::Warning(w.to_string()));
         }
         if let Some(l) = &loaded {
             check_definitions(plan, physical, l)?;
@@ -141,11 +144,12 @@ pub(crate) fn execute_checkpointed(
             Err(e) if restarts < config.restart.attempts && restartable(&e) => {
                 let wait = config.restart.backoff * 2u32.saturating_pow(restarts);
                 restarts += 1;
-                eprintln!(
-                    "weir: {e}\nweir: restarting from the last checkpoint in {wait:?} \
-                     (restart {restarts} of {})",
-                    config.restart.attempts
-                );
+                config.observer.on_message(&RunMessage::Restart {
+                    error: e.to_string(),
+                    wait,
+                    attempt: restarts,
+                    attempts: config.restart.attempts,
+                });
                 std::thread::sleep(wait);
                 if from != RestoreFrom::Fresh || min_id > 0 {
                     from = RestoreFrom::Auto;

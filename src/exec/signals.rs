@@ -16,6 +16,7 @@
 use super::FirstError;
 use crate::error::Error;
 use crate::graph::{LogicalPlan, NodeKind, Outputs, PhysicalPlan};
+use crate::observe::{RunMessage, RunObserver};
 use crate::operator::{signal_name, StopSignal};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -63,6 +64,7 @@ pub(super) fn watch(
     first_error: &FirstError,
     outputs: &Outputs,
     done: &AtomicBool,
+    observer: &dyn RunObserver,
 ) {
     let mut acted = false;
     let not_written = || {
@@ -95,7 +97,10 @@ pub(super) fn watch(
         let signals = stop.process_signals();
         let name = stop.process_signal().map(signal_name).unwrap_or_default();
         if signals >= 2 || (signals == 1 && policy == OnSignal::Cancel) {
-            eprintln!("weir: {name}: cancelling the run; {}", not_written());
+            observer.on_message(&RunMessage::Signal(format!(
+                "{name}: cancelling the run; {}",
+                not_written()
+            )));
             cancel(name);
             return;
         }
@@ -103,16 +108,16 @@ pub(super) fn watch(
             acted = true;
             match policy {
                 OnSignal::Savepoint => {
-                    eprintln!(
-                        "weir: {name}: taking a savepoint, then stopping (send it again to cancel)"
-                    );
+                    observer.on_message(&RunMessage::Signal(format!(
+                        "{name}: taking a savepoint, then stopping (send it again to cancel)"
+                    )));
                     stop.stop_with_savepoint();
                 }
                 OnSignal::Drain => {
-                    eprintln!(
-                        "weir: {name}: ending the live input; the job drains and commits \
+                    observer.on_message(&RunMessage::Signal(format!(
+                        "{name}: ending the live input; the job drains and commits \
                          (send it again to cancel)"
-                    );
+                    )));
                     stop.stop();
                 }
                 OnSignal::Cancel => unreachable!("handled above"),

@@ -107,7 +107,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .with_parallelism(parallelism)
         .with_memory(memory)
         .with_spill_compression(spill_compression)
-        .with_progress(tty && !json)
+        .with_observer(crate::cli::progress::observer(tty && !json))
         .with_stop(crate::operator::StopSignal::new().follow_process_signals());
     if let Some(dir) = spill_dir {
         config = config.with_spill_dir(dir);

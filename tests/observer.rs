@@ -1,0 +1,143 @@
+//! A run reports to its observer: progress while it goes and final figures
+//! when it ends (every row read, the stage in batch mode, none pipelined),
+//! then `on_finish` once, also when the run fails; an observer that wants
+//! no progress gets none.
+
+use arrow_array::{Int64Array, RecordBatch};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use weir::observe::{Progress, RunObserver};
+use weir::{Agg, ExecConfig, ExecMode, Job, TumblingWindow, WatermarkStrategy};
+
+/// Records every progress report and counts `on_finish`.
+struct Recorder {
+    wants: bool,
+    reports: Mutex<Vec<Progress>>,
+    finished: AtomicUsize,
+}
+
+impl Recorder {
+    fn new(wants: bool) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            wants,
+            reports: Mutex::new(Vec::new()),
+            finished: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl RunObserver for Recorder {
+    fn wants_progress(&self) -> bool {
+        self.wants
+    }
+
+    fn on_progress(&self, progress: &Progress) {
+        self.reports.lock().unwrap().push(progress.clone());
+    }
+
+    fn on_finish(&self) {
+        self.finished.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// 4 splits of 5 batches of 1000 rows: (key, t).
+fn input(job: &Job) -> weir::Stream {
+    let splits: Vec<Vec<RecordBatch>> = (0..4i64)
+        .map(|s| {
+            (0..5i64)
+                .map(|b| {
+                    let first = (s * 5 + b) * 1000;
+                    let keys = Int64Array::from_iter_values((first..first + 1000).map(|i| i % 7));
+                    let times = Int64Array::from_iter_values(first..first + 1000);
+                    RecordBatch::try_from_iter([
+                        ("k", Arc::new(keys) as _),
+                        ("t", Arc::new(times) as _),
+                    ])
+                    .unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    job.from_batches(splits[0][0].schema(), splits)
+        .unwrap()
+        .assign_timestamps(
+            "t",
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(10)),
+        )
+        .unwrap()
+}
+
+fn run(mode: ExecMode, observer: Arc<Recorder>) {
+    let job = Job::new();
+    input(&job)
+        .key_by(["k"])
+        .unwrap()
+        .window(TumblingWindow::of(Duration::from_secs(1)))
+        .aggregate([Agg::count().alias("n")])
+        .unwrap()
+        .collect()
+        .unwrap();
+    job.run(
+        &ExecConfig::new(mode)
+            .with_parallelism(2)
+            .with_observer(observer),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_last_report_has_every_row_and_batch_runs_name_their_stage() {
+    for mode in [ExecMode::Batch, ExecMode::Pipelined] {
+        let observer = Recorder::new(true);
+        run(mode, observer.clone());
+        let reports = observer.reports.lock().unwrap().clone();
+        let last = reports.last().expect("at least the final report");
+        assert_eq!(last.rows_read, 20_000, "{mode}");
+        assert!(
+            reports.windows(2).all(|w| w[0].rows_read <= w[1].rows_read),
+            "{mode}: rows read never go back"
+        );
+        assert!(last.watermark.is_some(), "{mode}: the sink saw watermarks");
+        match mode {
+            ExecMode::Batch => {
+                let stage = last.stage.as_ref().expect("batch runs have stages");
+                assert!(
+                    stage.count >= 2 && (1..=stage.count).contains(&stage.index),
+                    "{stage:?}"
+                );
+                assert!(!stage.operators.is_empty(), "{stage:?}");
+            }
+            ExecMode::Pipelined => assert!(last.stage.is_none()),
+        }
+        assert_eq!(observer.finished.load(Ordering::SeqCst), 1, "{mode}");
+    }
+}
+
+#[test]
+fn an_observer_that_wants_no_progress_gets_none() {
+    let observer = Recorder::new(false);
+    run(ExecMode::Batch, observer.clone());
+    assert!(observer.reports.lock().unwrap().is_empty());
+    assert_eq!(observer.finished.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_failed_run_still_finishes_its_observer_once() {
+    let observer = Recorder::new(true);
+    let job = Job::new();
+    input(&job)
+        .map_batches(|_| {
+            Err(weir::Error::Connector {
+                endpoint: "test".into(),
+                message: "broken".into(),
+            })
+        })
+        .collect()
+        .unwrap();
+    let err = job
+        .run(&ExecConfig::batch().with_observer(observer.clone()))
+        .unwrap_err();
+    assert!(err.to_string().contains("broken"), "{err}");
+    assert_eq!(observer.finished.load(Ordering::SeqCst), 1);
+}
