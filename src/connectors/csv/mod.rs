@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_csv::reader::{Decoder, Format, ReaderBuilder};
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::{DataType, Schema, SchemaRef};
 
 use super::split_progress::{self, SplitCursor};
 use crate::error::{Error, Result};
@@ -142,7 +142,7 @@ impl CsvSourceSpec {
                     message: "files without a header line need a schema".into(),
                 })
             }
-            None => Arc::new(infer_schema(first, delimiter)?),
+            None => Arc::new(infer_schema(&listed, delimiter)?),
         };
         let mut files = Vec::with_capacity(listed.len());
         for path in listed {
@@ -449,25 +449,67 @@ fn csv_error(path: &Path, offset: u64, e: arrow_schema::ArrowError) -> Error {
     }
 }
 
-/// Infers the columns of `path` from its header and first rows.
-fn infer_schema(path: &Path, delimiter: u8) -> Result<Schema> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+/// Infers the columns from the first file's header and the first
+/// [`INFER_ROWS`] rows of the files, in order (a file with a header only
+/// adds no evidence). A column with no value in them is nullable text, as
+/// DuckDB reads it; a header that differs is caught by [`check_header`].
+fn infer_schema(files: &[PathBuf], delimiter: u8) -> Result<Schema> {
     let format = Format::default()
         .with_header(true)
         .with_delimiter(delimiter);
-    let (schema, _) = format
-        .infer_schema(BufReader::new(file), Some(INFER_ROWS))
-        .map_err(|e| Error::Csv {
-            path: path.to_path_buf(),
-            message: format!("cannot infer the columns: {e}"),
-        })?;
-    if schema.fields().is_empty() {
-        return Err(Error::Csv {
-            path: path.to_path_buf(),
-            message: "the file has no header line".into(),
+    let mut merged: Option<Schema> = None;
+    let mut seen = 0;
+    for path in files {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let (schema, rows) = format
+            .infer_schema(BufReader::new(file), Some(INFER_ROWS - seen))
+            .map_err(|e| Error::Csv {
+                path: path.to_path_buf(),
+                message: format!("cannot infer the columns: {e}"),
+            })?;
+        if schema.fields().is_empty() {
+            return Err(Error::Csv {
+                path: path.to_path_buf(),
+                message: "the file has no header line".into(),
+            });
+        }
+        merged = Some(match merged {
+            None => schema,
+            // another header: no evidence here (check_header names the file)
+            Some(m) if !same_names(&m, &schema) => m,
+            Some(m) => Schema::try_merge([m, schema]).map_err(|e| Error::Csv {
+                path: path.to_path_buf(),
+                message: format!("its column types differ from the first file's: {e}"),
+            })?,
         });
+        seen += rows;
+        if seen >= INFER_ROWS {
+            break;
+        }
     }
-    Ok(schema)
+    let merged = merged.expect("called with at least one file");
+    let fields: Vec<arrow_schema::Field> = merged
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Null => f
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Utf8)
+                .with_nullable(true),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Ok(Schema::new(fields))
+}
+
+/// True if `a` and `b` name the same columns in the same order.
+fn same_names(a: &Schema, b: &Schema) -> bool {
+    a.fields().len() == b.fields().len()
+        && a.fields()
+            .iter()
+            .zip(b.fields())
+            .all(|(x, y)| x.name() == y.name())
 }
 
 /// Checks that the header of `path` names the columns of `schema`, in order.

@@ -105,6 +105,41 @@ fn infers_types_reads_every_row_and_skips_other_files() {
 }
 
 #[test]
+fn inference_looks_past_a_header_only_file_and_empty_columns_are_text() {
+    let dir = folder(&[
+        ("a.csv", "id,t,speed,note\n".to_string()),
+        (
+            "b.csv",
+            "id,t,speed,note\n1,10,2.5,\n2,20,3.5,\n".to_string(),
+        ),
+    ]);
+    let spec = CsvSourceSpec::try_new(&[dir.path().to_path_buf()]).unwrap();
+    let types: Vec<&DataType> = spec.schema.fields().iter().map(|f| f.data_type()).collect();
+    assert_eq!(
+        types,
+        [
+            &DataType::Int64,
+            &DataType::Int64,
+            &DataType::Float64,
+            &DataType::Utf8
+        ]
+    );
+    // nothing to infer from at all: text, and event time on it is refused by name
+    let empty = folder(&[("a.csv", "id,t\n".to_string())]);
+    let spec = CsvSourceSpec::try_new(&[empty.path().to_path_buf()]).unwrap();
+    assert!(spec
+        .schema
+        .fields()
+        .iter()
+        .all(|f| f.data_type() == &DataType::Utf8));
+    let err = spec
+        .with_event_time("t", WatermarkStrategy::monotonous())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`t`") && err.contains("Utf8"), "{err}");
+}
+
+#[test]
 fn projection_reads_only_the_columns_named_in_that_order() {
     let dir = folder(&[("a.csv", readings(0, 30))]);
     let spec = Arc::new(
