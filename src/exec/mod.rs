@@ -405,6 +405,14 @@ fn execute_once(
         let (stop, first, done_ref) = (&config.stop, &first_error, &done);
         let observer = &*config.observer;
         scope.spawn(move || signals::watch(stop, policy, first, outputs, done_ref, observer));
+        let run = RunContext {
+            plan,
+            physical,
+            env: &env,
+            metrics: &metrics,
+            config,
+            first_error: &first_error,
+        };
         let result = match config.mode {
             ExecMode::Pipelined => {
                 let (restore, coordinator) = match checkpoints {
@@ -414,21 +422,9 @@ fn execute_once(
                     }
                     None => (None, None),
                 };
-                pipelined::run(
-                    plan,
-                    physical,
-                    &env,
-                    &metrics,
-                    config,
-                    restore.as_ref(),
-                    coordinator,
-                    &first_error,
-                )
+                pipelined::run(run, restore.as_ref(), coordinator)
             }
-            ExecMode::Batch => (
-                staged::run(plan, physical, &env, &metrics, config, &first_error, &stage),
-                None,
-            ),
+            ExecMode::Batch => (staged::run(run, &stage), None),
         };
         done.store(true, Ordering::Release);
         result
@@ -595,6 +591,18 @@ pub(crate) fn panic_error(task: &str, payload: Box<dyn std::any::Any + Send>) ->
         operator: task.to_string(),
         message,
     }
+}
+
+/// What every subtask of one run shares, in both executors: the plans,
+/// the job's resources and counters, the settings and the first error.
+#[derive(Clone, Copy)]
+pub(crate) struct RunContext<'a> {
+    pub plan: &'a LogicalPlan,
+    pub physical: &'a PhysicalPlan,
+    pub env: &'a RuntimeEnv,
+    pub metrics: &'a [Arc<OperatorMetrics>],
+    pub config: &'a ExecConfig,
+    pub first_error: &'a FirstError,
 }
 
 /// Records the first real error of a run and signals cancellation.

@@ -12,18 +12,18 @@
 
 use super::chain::{Chain, Emit, RestoreSet};
 use super::route::Router;
-use super::{panic_error, ExecConfig, FirstError};
+use super::{panic_error, RunContext};
 use crate::checkpoint::coordinator::{CheckpointHandle, Coordinator, LoopEnd, Report};
 use crate::checkpoint::{CheckpointMode, CheckpointStats};
 use crate::error::{Error, Result};
-use crate::graph::{LogicalPlan, PhysicalPlan};
+
 use crate::message::CheckpointId;
 use crate::message::Message;
-use crate::operator::{now_ms, OperatorMetrics, RuntimeEnv, SourcePoll};
+use crate::operator::{now_ms, SourcePoll};
 use crate::time::WatermarkTracker;
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 use std::collections::VecDeque;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 type Envelope = (u32, Message);
@@ -42,17 +42,18 @@ pub(super) struct CheckpointOutcome {
 
 /// Runs the plan; with a coordinator, takes checkpoints while it runs
 /// (and with `restore`, every operator starts from the restored state).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn run(
-    plan: &LogicalPlan,
-    physical: &PhysicalPlan,
-    env: &RuntimeEnv,
-    metrics: &[Arc<OperatorMetrics>],
-    config: &ExecConfig,
+    run: RunContext<'_>,
     restore: Option<&RestoreSet>,
     coordinator: Option<Coordinator>,
-    first_error: &FirstError,
 ) -> (Result<()>, Option<CheckpointOutcome>) {
+    let RunContext {
+        plan,
+        physical,
+        config,
+        first_error,
+        ..
+    } = run;
     let capacity = config.channel_capacity();
     // One inbox per subtask of every task.
     let mut inboxes: Vec<Vec<(Sender<Envelope>, Receiver<Envelope>)>> = physical
@@ -158,21 +159,15 @@ pub(super) fn run(
                 let thread_name = name.clone();
                 let body = move || {
                     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_subtask(
-                            plan,
-                            physical,
-                            t,
-                            s,
-                            env,
-                            metrics,
-                            config,
+                        let subtask = Subtask {
+                            task: t,
+                            subtask: s,
                             rx,
-                            inputs,
-                            &mut my_outlets,
-                            first_error,
+                            channel_inputs: inputs,
                             restore,
-                            handle.zip(reports),
-                        )
+                            checkpoints: handle.zip(reports),
+                        };
+                        run_subtask(run, subtask, &mut my_outlets)
                     }));
                     // Dropping the outlets disconnects our channels downstream.
                     drop(my_outlets);
@@ -219,22 +214,35 @@ fn weir_spawn_error(task: &str, e: std::io::Error) -> Error {
     ))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_subtask(
-    plan: &LogicalPlan,
-    physical: &PhysicalPlan,
-    t: usize,
-    s: usize,
-    env: &RuntimeEnv,
-    metrics: &[Arc<OperatorMetrics>],
-    config: &ExecConfig,
+/// One pipelined subtask: which one, its inbox, and what it restores from
+/// and reports checkpoints to.
+struct Subtask<'a> {
+    task: usize,
+    subtask: usize,
     rx: Receiver<Envelope>,
+    /// Channel index -> logical input of the task.
     channel_inputs: Vec<usize>,
-    outlets: &mut [Outlet],
-    first_error: &FirstError,
-    restore: Option<&RestoreSet>,
-    checkpoints: Option<(&CheckpointHandle, Sender<Report>)>,
-) -> Result<()> {
+    restore: Option<&'a RestoreSet>,
+    checkpoints: Option<(&'a CheckpointHandle, Sender<Report>)>,
+}
+
+fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) -> Result<()> {
+    let RunContext {
+        plan,
+        physical,
+        env,
+        metrics,
+        config,
+        first_error,
+    } = run;
+    let Subtask {
+        task: t,
+        subtask: s,
+        rx,
+        channel_inputs,
+        restore,
+        checkpoints,
+    } = sub;
     let task = &physical.tasks[t];
     let mut chain = Chain::try_new(plan, physical, task, s, env, metrics, false, restore)?;
     let mut barriers = checkpoints.map(|(h, tx)| Barriers::new(h, tx, t, s));

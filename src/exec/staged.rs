@@ -14,28 +14,26 @@
 
 use super::chain::{Chain, Emit};
 use super::route::Router;
-use super::{panic_error, ExecConfig, FirstError};
+use super::{panic_error, FirstError, RunContext};
 use crate::error::{Error, Result};
-use crate::graph::{LogicalPlan, PhysicalPlan};
+
 use crate::message::{Message, Watermark};
-use crate::operator::{OperatorMetrics, RuntimeEnv, SourcePoll};
+use crate::operator::SourcePoll;
 use crate::spill::{Partition, PartitionedBuffer};
 use crate::time::WatermarkTracker;
 use rayon::prelude::*;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Inputs of one consumer subtask: (logical input, partitions from producers).
 type SubtaskInputs = Vec<(usize, Vec<Partition>)>;
 
-pub(super) fn run(
-    plan: &LogicalPlan,
-    physical: &PhysicalPlan,
-    env: &RuntimeEnv,
-    metrics: &[Arc<OperatorMetrics>],
-    config: &ExecConfig,
-    first_error: &FirstError,
-    stage: &std::sync::atomic::AtomicUsize,
-) -> Result<()> {
+pub(super) fn run(run: RunContext<'_>, stage: &std::sync::atomic::AtomicUsize) -> Result<()> {
+    let RunContext {
+        plan,
+        physical,
+        first_error,
+        ..
+    } = run;
     // edge id -> per producer subtask -> per consumer subtask partition
     let mut edge_outputs: Vec<Option<Vec<Vec<Option<Partition>>>>> =
         (0..physical.edges.len()).map(|_| None).collect();
@@ -69,17 +67,7 @@ pub(super) fn run(
                     .take()
                     .unwrap_or_default();
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_subtask(
-                        plan,
-                        physical,
-                        task.id,
-                        s,
-                        env,
-                        metrics,
-                        config,
-                        input,
-                        first_error,
-                    )
+                    run_subtask(run, task.id, s, input)
                 }));
                 let result = match run {
                     Ok(r) => r,
@@ -196,18 +184,20 @@ fn replay(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_subtask(
-    plan: &LogicalPlan,
-    physical: &PhysicalPlan,
+    run: RunContext<'_>,
     t: usize,
     s: usize,
-    env: &RuntimeEnv,
-    metrics: &[Arc<OperatorMetrics>],
-    config: &ExecConfig,
     inputs: SubtaskInputs,
-    first_error: &FirstError,
 ) -> Result<Vec<Vec<Partition>>> {
+    let RunContext {
+        plan,
+        physical,
+        env,
+        metrics,
+        config,
+        first_error,
+    } = run;
     let task = &physical.tasks[t];
     let mut chain = Chain::try_new(plan, physical, task, s, env, metrics, true, None)?;
     let out_edges: Vec<_> = task.outputs.iter().map(|&e| &physical.edges[e]).collect();
