@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // Every variant's message already includes its cause.
             eprintln!("error: {e}");
-            match (&e, weir::operator::last_process_signal()) {
+            match (&e, weir::cli::signals::last_process_signal()) {
                 // stopped by a signal: the shell's convention, 128 + its number
                 (weir::Error::Stopped { .. }, Some(sig)) => commands::signal_exit(sig),
                 _ => ExitCode::FAILURE,

@@ -22,7 +22,7 @@ pub use context::{now_ms, now_us, Ctx, LatencySamples, OperatorMetrics, RuntimeE
 pub use output::Output;
 pub(crate) use source_spec::event_time_pushdown;
 pub use source_spec::{Boundedness, SourceSpec, DEAD_LETTER_PORT};
-pub use stop::{last_process_signal, signal_name, StopSignal};
+pub use stop::{signal_name, ProcessSignals, StopSignal};
 
 use crate::message::Watermark;
 use crate::state::{StateReader, StateWriter};

@@ -1,19 +1,23 @@
 //! Stopping a job: the [`StopSignal`] every part of a run may raise or
-//! watch, and the process signals (SIGINT, SIGTERM, SIGUSR1) it can follow.
+//! watch, and what it knows of the process's signals ([`ProcessSignals`],
+//! read through a probe the CLI gives it: the engine installs no handler).
 //!
-//! May use `libc` only.
+//! May use `libc` (signal numbers) only.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// SIGINT / SIGTERM received since [`StopSignal::follow_process_signals`] ran.
-static PROCESS_SIGNALS: AtomicU64 = AtomicU64::new(0);
-
-/// The last of them (its number).
-static LAST_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-/// Set by SIGUSR1 once [`StopSignal::follow_process_signals`] ran.
-static PROCESS_SAVEPOINT: AtomicBool = AtomicBool::new(false);
+/// The process's stop requests so far, as its signal handlers counted them
+/// (the CLI's `cli/signals.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessSignals {
+    /// SIGINT / SIGTERM received.
+    pub count: u64,
+    /// The last of them (its number), if any.
+    pub last: Option<i32>,
+    /// SIGUSR1 received: take a savepoint and stop.
+    pub savepoint: bool,
+}
 
 /// A request to stop a job, shared by everything that may ask (the
 /// caller, a test, or the process's Ctrl-C / SIGTERM handler).
@@ -27,8 +31,8 @@ static PROCESS_SAVEPOINT: AtomicBool = AtomicBool::new(false);
 ///   nothing, removes its staging and spill files and fails with
 ///   [`Error::Stopped`](crate::Error::Stopped).
 ///
-/// Process signals (once [`follow_process_signals`](Self::follow_process_signals)
-/// ran) are turned into one of these by the executor, by the kind of job:
+/// Process signals (with [`with_process_signals`](Self::with_process_signals))
+/// are turned into one of these by the executor, by the kind of job:
 ///
 /// ```text
 ///  first SIGINT/SIGTERM:  checkpointed ─► savepoint, then stop (exit 128 + signal)
@@ -43,7 +47,8 @@ pub struct StopSignal {
     flag: Arc<AtomicBool>,
     savepoint: Arc<AtomicBool>,
     cancelled: Arc<AtomicBool>,
-    follows_process: bool,
+    /// Reads the process's signal counters, if this signal follows them.
+    process: Option<fn() -> ProcessSignals>,
 }
 
 impl StopSignal {
@@ -73,8 +78,7 @@ impl StopSignal {
     /// True once a savepoint was asked for (or the process got SIGUSR1, if
     /// this signal follows process signals).
     pub fn savepoint_requested(&self) -> bool {
-        self.savepoint.load(Ordering::Acquire)
-            || (self.follows_process && PROCESS_SAVEPOINT.load(Ordering::Acquire))
+        self.savepoint.load(Ordering::Acquire) || self.process.is_some_and(|p| p().savepoint)
     }
 
     /// Cancels the job: it stops as soon as it can and publishes nothing.
@@ -88,32 +92,25 @@ impl StopSignal {
     }
 
     /// Also follows the process's SIGINT (Ctrl-C) and SIGTERM (see the
-    /// type's table) and SIGUSR1 (savepoint). For the CLI.
-    pub fn follow_process_signals(mut self) -> Self {
-        install_signal_handlers();
-        self.follows_process = true;
+    /// type's table) and SIGUSR1 (savepoint), as `probe` reads them; the
+    /// CLI installs the handlers and gives the probe.
+    pub fn with_process_signals(mut self, probe: fn() -> ProcessSignals) -> Self {
+        self.process = Some(probe);
         self
     }
 
     /// SIGINT/SIGTERM received so far, if this signal follows them.
     pub fn process_signals(&self) -> u64 {
-        if self.follows_process {
-            PROCESS_SIGNALS.load(Ordering::Acquire)
-        } else {
-            0
-        }
+        self.process.map_or(0, |p| p().count)
     }
 
     /// The last SIGINT/SIGTERM received, if this signal follows them and one came.
     pub fn process_signal(&self) -> Option<i32> {
-        (self.process_signals() > 0).then(|| LAST_SIGNAL.load(Ordering::Acquire))
+        self.process.and_then(|p| {
+            let s = p();
+            s.last.filter(|_| s.count > 0)
+        })
     }
-}
-
-/// The last SIGINT/SIGTERM the process got, once a [`StopSignal`] follows
-/// process signals.
-pub fn last_process_signal() -> Option<i32> {
-    (PROCESS_SIGNALS.load(Ordering::Acquire) > 0).then(|| LAST_SIGNAL.load(Ordering::Acquire))
 }
 
 /// `SIGINT`, `SIGTERM`, or the number.
@@ -125,32 +122,28 @@ pub fn signal_name(signal: i32) -> String {
     }
 }
 
-#[cfg(unix)]
-fn install_signal_handlers() {
-    extern "C" fn on_signal(signal: libc::c_int) {
-        // only async-signal-safe calls here: atomics and _exit
-        LAST_SIGNAL.store(signal, Ordering::Release);
-        if PROCESS_SIGNALS.fetch_add(1, Ordering::AcqRel) >= 2 {
-            // the third: the user insists; the next run removes what is left
-            // SAFETY: _exit is async-signal-safe and ends the process.
-            unsafe { libc::_exit(128 + signal) };
-        }
-    }
-    extern "C" fn on_savepoint(_: libc::c_int) {
-        PROCESS_SAVEPOINT.store(true, Ordering::Release);
-    }
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        // SAFETY: the handlers only touch atomics and call _exit.
-        unsafe {
-            libc::signal(libc::SIGINT, handler);
-            libc::signal(libc::SIGTERM, handler);
-            let savepoint = on_savepoint as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::signal(libc::SIGUSR1, savepoint);
-        }
-    });
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[cfg(not(unix))]
-fn install_signal_handlers() {}
+    fn two_terms_and_a_usr1() -> ProcessSignals {
+        ProcessSignals {
+            count: 2,
+            last: Some(libc::SIGTERM),
+            savepoint: true,
+        }
+    }
+
+    #[test]
+    fn process_signals_count_only_when_followed() {
+        let plain = StopSignal::new();
+        assert_eq!((plain.process_signals(), plain.process_signal()), (0, None));
+        assert!(!plain.savepoint_requested());
+        let following = StopSignal::new().with_process_signals(two_terms_and_a_usr1);
+        assert_eq!(following.process_signals(), 2);
+        assert_eq!(following.process_signal(), Some(libc::SIGTERM));
+        assert!(following.savepoint_requested());
+        assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
+        assert_eq!(signal_name(10), "signal 10");
+    }
+}

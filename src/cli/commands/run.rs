@@ -108,7 +108,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .with_memory(memory)
         .with_spill_compression(spill_compression)
         .with_observer(crate::cli::progress::observer(tty && !json))
-        .with_stop(crate::operator::StopSignal::new().follow_process_signals());
+        .with_stop(crate::cli::signals::follow_process_signals(
+            crate::operator::StopSignal::new(),
+        ));
     if let Some(dir) = spill_dir {
         config = config.with_spill_dir(dir);
     }
