@@ -141,3 +141,37 @@ fn a_failed_run_still_finishes_its_observer_once() {
     assert!(err.to_string().contains("broken"), "{err}");
     assert_eq!(observer.finished.load(Ordering::SeqCst), 1);
 }
+
+/// Records the messages a run tells.
+#[derive(Default)]
+struct Messages(Mutex<Vec<weir::observe::RunMessage>>);
+
+impl RunObserver for Messages {
+    fn on_message(&self, message: &weir::observe::RunMessage) {
+        self.0.lock().unwrap().push(message.clone());
+    }
+}
+
+#[test]
+fn a_sinks_warning_reaches_the_observer_and_the_foreign_file_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out");
+    // a killed run's staging directory holding a file weir did not write
+    let staging = dir.path().join(".out.weir-staging-123-4");
+    std::fs::create_dir(&staging).unwrap();
+    let foreign = staging.join("notes.txt");
+    std::fs::write(&foreign, "mine").unwrap();
+    let job = Job::new();
+    input(&job).sink_parquet(&target).unwrap();
+    let messages = Arc::new(Messages::default());
+    job.run(&ExecConfig::batch().with_observer(messages.clone()))
+        .unwrap();
+    let told = messages.0.lock().unwrap().clone();
+    assert!(
+        matches!(told.as_slice(), [weir::observe::RunMessage::Warning(w)]
+            if w.contains("notes.txt") && w.contains("weir did not write it")),
+        "{told:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "mine");
+    assert!(target.is_dir());
+}

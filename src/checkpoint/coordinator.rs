@@ -16,6 +16,7 @@ use super::store::{CheckpointStore, Manifest, OperatorEntry, Publish, StateFile}
 use super::{CheckpointMode, CheckpointStats};
 use crate::error::{Error, Result};
 use crate::message::CheckpointId;
+use crate::observe::{RunMessage, RunObserver, StderrMessages};
 use crate::operator::CommitLog;
 use crate::state::{SubtaskState, PUBLISH_ENTRY};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -137,6 +138,9 @@ pub(crate) struct Coordinator {
     handle: Arc<CheckpointHandle>,
     reports: Receiver<Report>,
     commits: Arc<CommitLog>,
+    /// Who hears the run's warnings (e.g. an old checkpoint that could
+    /// not be removed).
+    observer: Arc<dyn RunObserver>,
 }
 
 impl Coordinator {
@@ -177,7 +181,14 @@ impl Coordinator {
             handle,
             reports: rx,
             commits,
+            observer: Arc::new(StderrMessages),
         }
+    }
+
+    /// Tells `observer` the coordinator's warnings (default: stderr).
+    pub(crate) fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The handle subtasks use.
@@ -412,7 +423,8 @@ impl Coordinator {
         }
         self.commits.commit_upto(manifest.id)?;
         for w in self.store.retain(self.retain)? {
-            eprintln!("weir: warning: {w}");
+            self.observer
+                .on_message(&RunMessage::Warning(w.to_string()));
         }
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         self.stats.completed += 1;

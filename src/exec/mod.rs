@@ -383,6 +383,7 @@ fn execute_once(
         config.spill_compression,
     )?;
     env.stop = config.stop.clone();
+    env.observer = config.observer.clone();
     let metrics: Vec<Arc<OperatorMetrics>> = plan.nodes.iter().map(|_| Arc::default()).collect();
     let started = Instant::now();
     let done = std::sync::atomic::AtomicBool::new(false);

@@ -70,6 +70,7 @@ impl CheckpointRun {
             env.commits.clone(),
             self.stats.clone(),
         )
+        .with_observer(env.observer.clone())
     }
 }
 

@@ -8,6 +8,7 @@
 use super::{CommitLog, StopSignal, TaskInfo};
 use crate::memory::{MemoryPool, MemoryReservation};
 use crate::message::Watermark;
+use crate::observe::{RunMessage, RunObserver, StderrMessages};
 use crate::spill::{SpillCompression, SpillManager};
 use crate::Result;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -26,6 +27,8 @@ pub struct RuntimeEnv {
     pub stop: StopSignal,
     /// Latency-marker samples recorded by the subtasks that end in sinks.
     pub latency: Arc<LatencySamples>,
+    /// Who watches the run: operators' warnings go there ([`Ctx::warn`]).
+    pub observer: Arc<dyn RunObserver>,
 }
 
 /// Latency-marker transit times (microseconds), from sources to sinks.
@@ -82,6 +85,7 @@ impl RuntimeEnv {
             commits: Arc::new(CommitLog::default()),
             stop: StopSignal::new(),
             latency: Arc::default(),
+            observer: Arc::new(StderrMessages),
         })
     }
 }
@@ -217,6 +221,14 @@ impl Ctx {
     /// The job's commit log (sinks stage their output here).
     pub fn commits(&self) -> &Arc<CommitLog> {
         &self.env.commits
+    }
+
+    /// Tells the run's observer something that deserves a look but does
+    /// not stop the run (e.g. leftovers of a killed run removed).
+    pub fn warn(&self, message: impl Into<String>) {
+        self.env
+            .observer
+            .on_message(&RunMessage::Warning(message.into()));
     }
 
     /// This operator's counters.

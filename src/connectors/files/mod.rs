@@ -179,13 +179,18 @@ impl FileSinkSpec {
     /// Checkpointed runs also mark the target and remove, exactly by name,
     /// what no checkpoint published: staging leftovers and parts of
     /// checkpoints after `restored` (all parts on a fresh start).
-    fn prepare(&self, run: u64, checkpointed: Option<Option<CheckpointId>>) -> Result<()> {
+    fn prepare(
+        &self,
+        ctx: &Ctx,
+        run: u64,
+        checkpointed: Option<Option<CheckpointId>>,
+    ) -> Result<()> {
         let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
         if *prepared == Some(run) {
             return Ok(());
         }
         for w in target::clean_leftovers(&self.path)? {
-            eprintln!("weir: warning: {w}");
+            ctx.warn(w.to_string());
         }
         self.check_target()?;
         if let Some(restored) = checkpointed {
@@ -370,7 +375,7 @@ impl FileSink {
             let spec = &self.spec;
             let run = ctx.commits().run_id();
             if !self.checkpointed {
-                spec.prepare(run, None)?;
+                spec.prepare(ctx, run, None)?;
             }
             let (dir, staging, target) = if self.checkpointed {
                 let dir = spec.path.join(target::CHECKPOINT_STAGING);
@@ -498,7 +503,7 @@ impl Operator for FileSink {
     fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
         self.checkpointed = true;
         self.spec
-            .prepare(ctx.commits().run_id(), Some(state.checkpoint()))
+            .prepare(ctx, ctx.commits().run_id(), Some(state.checkpoint()))
     }
 
     fn on_batch(
