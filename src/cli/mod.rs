@@ -11,5 +11,3 @@ pub mod nexmark_run;
 pub mod progress;
 pub mod signals;
 pub mod sources;
-
-pub use crate::format::{checkpoint_figures, checkpoint_summary, metrics_table, rate, thousands};

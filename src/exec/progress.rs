@@ -48,15 +48,16 @@ pub(crate) fn snapshot(c: &Counters<'_>, elapsed: Duration) -> Progress {
     let sources = (0..plan.nodes.len()).filter(|&i| plan.nodes[i].kind.is_source());
     let rows_read = sources
         .clone()
-        .map(|i| match &plan.nodes[i].kind {
-            // e.g. Parquet: rows decoded, those outside a --from/--until range included
-            NodeKind::Source(spec) if spec.rows_read().is_some() => {
-                spec.rows_read().unwrap_or_default()
-            }
-            _ => {
+        .map(|i| {
+            let counted = match &plan.nodes[i].kind {
+                // e.g. Parquet: rows decoded, those outside a --from/--until range included
+                NodeKind::Source(spec) => spec.rows_read(),
+                _ => None,
+            };
+            counted.unwrap_or_else(|| {
                 metrics[i].rows_out.load(Ordering::Relaxed)
                     + metrics[i].late_rows.load(Ordering::Relaxed)
-            }
+            })
         })
         .sum();
     let bad_records = sources

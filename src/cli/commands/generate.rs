@@ -48,7 +48,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     eprintln!(
         "wrote {} rows to {}",
-        crate::cli::thousands(rows as u64),
+        crate::format::thousands(rows as u64),
         out.display()
     );
     Ok(ExitCode::SUCCESS)

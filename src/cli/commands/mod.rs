@@ -13,7 +13,7 @@ pub mod scan;
 pub mod stop;
 
 pub(crate) use crate::cli::jobfile::LoadedJob;
-pub(crate) use crate::cli::metrics_table;
+pub(crate) use crate::format::metrics_table;
 pub(crate) use crate::graph::PhysicalPlan;
 pub(crate) use crate::memory::parse_size;
 pub(crate) use crate::workloads::demo::{run_demo, DemoOptions};

@@ -89,7 +89,7 @@ pub fn run(args: NexmarkArgs) -> Result<ExitCode> {
         if !json {
             println!(
                 "nexmark {query}: {} events ready in {secs:.2} s, parallelism {parallelism}\n",
-                crate::cli::thousands(events),
+                crate::format::thousands(events),
             );
         }
     })?;
@@ -106,8 +106,8 @@ pub fn run(args: NexmarkArgs) -> Result<ExitCode> {
                 r.metrics.mode.to_string(),
                 r.per_core(&run) / 1000.0,
                 r.per_core_with_generation(&run) / 1000.0,
-                crate::cli::thousands(r.rows_read()),
-                crate::cli::thousands(events),
+                crate::format::thousands(r.rows_read()),
+                crate::format::thousands(events),
             );
         }
     }
