@@ -7,42 +7,34 @@
 //! through memory maps). Bounded Parquet input is a finite stream, so a job
 //! over history and the same job over a live feed share code and answers.
 //!
-//! Layers (dependencies point down only):
+//! This package is the facade: it re-exports the workspace's crates under
+//! one name, and holds the `weir` binary's CLI and the `weir bench` harness.
+//! The crates are the layers (dependencies point down only; Cargo enforces it):
 //! ```text
-//!  main.rs / cli    parse args, job files, run, print
-//!  exec             pipelined and staged executors
-//!  graph            Stream builder, logical plan, physical plan
-//!  operators        sources, transforms, windows, sinks
-//!  operator         Operator / Source traits, Ctx, Output
-//!  state, spill, memory, time, expr, key, message, error, paths, lock
+//!  weir (this facade)  cli (args, job files, progress, signals), bench
+//!  weir-workloads      the seed's vehicles job, Nexmark, the demo
+//!  weir-engine         graph (builder, plans), exec (pipelined, staged), checkpoint
+//!  weir-operators      windows, sessions, joins, process, group aggregate
+//!  weir-connectors     Parquet, CSV, files, live, Kafka, Redis (features)
+//!  weir-functions      aggregate functions
+//!  weir-core           operator contract, state, spill, memory, time, expr,
+//!                      key, message, error, paths, lock
 //! ```
 //!
 //! # Examples
 //! See [`Job`] for a complete windowed aggregation.
 
 pub mod bench;
-pub mod checkpoint;
 pub mod cli;
-pub mod compare;
-pub mod connectors;
-pub mod error;
-pub mod exec;
-pub mod expr;
-pub mod format;
-pub mod functions;
-pub mod graph;
-pub mod key;
-pub mod lock;
-pub mod memory;
-pub mod message;
-pub mod observe;
-pub mod operator;
-pub mod operators;
-pub mod paths;
-pub mod spill;
-pub mod state;
-pub mod time;
-pub mod workloads;
+
+pub use weir_connectors as connectors;
+pub use weir_core::{
+    compare, error, expr, key, lock, memory, message, observe, operator, paths, spill, state, time,
+};
+pub use weir_engine::{checkpoint, exec, format, graph};
+pub use weir_functions as functions;
+pub use weir_operators as operators;
+pub use weir_workloads as workloads;
 
 pub use connectors::Collected;
 pub use error::{Error, Result};

@@ -1,12 +1,18 @@
-//! The layering of `/work/shared/DESIGN.md` holds in the source text:
-//! dependencies point down only, and `operators/` never imports `exec/`.
+//! What the workspace's crates cannot say about the layers of
+//! ARCHITECTURE.md. Cargo already refuses an import of a crate a crate does
+//! not depend on; this file holds the order of those dependencies (no new
+//! upward edge, cycle or not) and the rules inside one crate: the planner
+//! and executors never name a connector, operator or function (only the
+//! builder does), the plan never uses the executors, the executors never
+//! print, and `weir bench` never uses the CLI.
 //!
 //! The scanner reads every `.rs` file of a layer, blanks out comments and
 //! string literals, and resolves each path that starts at the crate root
 //! (`crate::x`, `crate::{x, y::z}`, `super::super::x` climbing to the root,
 //! and names re-exported from `lib.rs` such as `crate::ExecConfig`) to the
-//! top-level module it reaches. A forbidden module is reported with its file
-//! and line.
+//! top-level module it reaches, and each `weir_x::…` path to the crate
+//! `weir_x`. Unit tests at the bottom of a file are not scanned. A forbidden
+//! module is reported with its file and line.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,14 +29,49 @@ impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}:{}: refers to crate::{}",
-            self.file, self.line, self.module
+            "{}:{}: refers to {}",
+            self.file,
+            self.line,
+            display_module(&self.module)
         )
     }
 }
 
-fn src_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+/// The workspace root (the facade package).
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `src/` of workspace crate `krate` (`""` for the facade).
+fn src_dir(krate: &str) -> PathBuf {
+    match krate {
+        "" => root().join("src"),
+        k => root().join("crates").join(k).join("src"),
+    }
+}
+
+/// `code` up to its unit tests (`#[cfg(test)] mod tests` closes a file by
+/// this project's rule): tests may name what the code may not.
+fn without_tests(code: &str) -> &str {
+    let mut at = 0;
+    while let Some(i) = code[at..].find("#[cfg(test)]") {
+        let i = at + i;
+        let rest = code[i + "#[cfg(test)]".len()..].trim_start();
+        if rest.starts_with("mod tests") {
+            return &code[..i];
+        }
+        at = i + 1;
+    }
+    code
+}
+
+/// `exec` as `crate::exec`; another crate (`weir_operators`) as itself.
+fn display_module(m: &str) -> String {
+    if m.starts_with("weir_") {
+        m.to_string()
+    } else {
+        format!("crate::{m}")
+    }
 }
 
 /// Replaces comments and the contents of string and char literals with
@@ -153,7 +194,7 @@ fn module_depth(rel: &Path) -> usize {
 /// Names `lib.rs` re-exports, mapped to the module they come from
 /// (`ExecConfig` -> `exec`), so `crate::ExecConfig` counts as `crate::exec`.
 fn reexports() -> HashMap<String, String> {
-    let lib = std::fs::read_to_string(src_dir().join("lib.rs")).expect("read src/lib.rs");
+    let lib = std::fs::read_to_string(src_dir("").join("lib.rs")).expect("read src/lib.rs");
     let lib = blank_comments_and_strings(&lib);
     let mut map = HashMap::new();
     for stmt in lib.split(';') {
@@ -161,6 +202,9 @@ fn reexports() -> HashMap<String, String> {
             continue;
         };
         let rest = rest.trim().strip_prefix("crate::").unwrap_or(rest.trim());
+        if rest.starts_with("weir_") {
+            continue; // a crate re-exported whole, by its own name
+        }
         let Some((module, items)) = rest.split_once("::") else {
             continue;
         };
@@ -205,6 +249,18 @@ fn crate_references(
     let mut found = Vec::new();
     let mut i = 0;
     while i < c.len() {
+        // A path into another weir crate: `weir_operators::…`.
+        if (i == 0 || !is_ident(c[i - 1]))
+            && c[i..].starts_with(&['w', 'e', 'i', 'r', '_'])
+            && (i < 2 || c[i - 1] != ':' || c[i - 2] != ':')
+        {
+            let end = (i..c.len()).find(|&e| !is_ident(c[e])).unwrap_or(c.len());
+            if sep_at(end).is_some() {
+                found.push((line_at(i), c[i..end].iter().collect()));
+            }
+            i = end;
+            continue;
+        }
         // Find the start of a path that reaches the crate root.
         let root_end = if word_at(i, "crate") {
             sep_at(i + 5)
@@ -308,8 +364,9 @@ fn scan_text(
         .collect()
 }
 
-/// Every `.rs` file at `rel` (a file or directory under `src/`), recursively.
-fn rust_files(rel: &str) -> Vec<PathBuf> {
+/// Every `.rs` file at `rel` (a file or directory under crate `krate`'s
+/// `src/`), recursively.
+fn rust_files(krate: &str, rel: &str) -> Vec<PathBuf> {
     fn walk(p: &Path, out: &mut Vec<PathBuf>) {
         if p.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
@@ -324,7 +381,7 @@ fn rust_files(rel: &str) -> Vec<PathBuf> {
             out.push(p.to_path_buf());
         }
     }
-    let path = src_dir().join(rel);
+    let path = src_dir(krate).join(rel);
     assert!(
         path.exists(),
         "layer {} does not exist: update this test",
@@ -337,19 +394,22 @@ fn rust_files(rel: &str) -> Vec<PathBuf> {
 }
 
 /// Scans every file of each layer in `layers` for references to `forbidden`.
-fn check_layers(layers: &[&str], forbidden: &[&str]) {
+fn check_layers(krate: &str, layers: &[&str], forbidden: &[&str]) {
     let reexports = reexports();
-    let src = src_dir();
+    let src = src_dir(krate);
     let mut violations = Vec::new();
     for layer in layers {
-        for path in rust_files(layer) {
+        for path in rust_files(krate, layer) {
             let rel = path.strip_prefix(&src).expect("under src");
             let code = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-            let name = format!("src/{}", rel.display());
+            let name = match krate {
+                "" => format!("src/{}", rel.display()),
+                k => format!("crates/{k}/src/{}", rel.display()),
+            };
             violations.extend(scan_text(
                 &name,
-                &code,
+                without_tests(&code),
                 module_depth(rel),
                 forbidden,
                 &reexports,
@@ -362,7 +422,7 @@ fn check_layers(layers: &[&str], forbidden: &[&str]) {
         layers.join(", "),
         forbidden
             .iter()
-            .map(|m| format!("crate::{m}"))
+            .map(|m| display_module(m))
             .collect::<Vec<_>>()
             .join(", "),
         violations
@@ -373,62 +433,126 @@ fn check_layers(layers: &[&str], forbidden: &[&str]) {
     );
 }
 
+/// The workspace's crates and the weir crates each may depend on: the
+/// layers of ARCHITECTURE.md. Cargo forbids cycles; this holds the order
+/// (a new upward dependency, even one without a cycle, fails here).
 #[test]
-fn operators_never_use_connectors_exec_graph_or_cli() {
-    check_layers(&["operators"], &["connectors", "exec", "graph", "cli"]);
+fn crate_dependencies_point_down() {
+    let allowed: &[(&str, &[&str])] = &[
+        ("weir-core", &[]),
+        ("weir-functions", &["weir-core"]),
+        ("weir-operators", &["weir-core", "weir-functions"]),
+        ("weir-connectors", &["weir-core"]),
+        (
+            "weir-engine",
+            &[
+                "weir-core",
+                "weir-functions",
+                "weir-operators",
+                "weir-connectors",
+            ],
+        ),
+        (
+            "weir-workloads",
+            &[
+                "weir-core",
+                "weir-functions",
+                "weir-operators",
+                "weir-connectors",
+                "weir-engine",
+            ],
+        ),
+    ];
+    let members: Vec<String> = std::fs::read_dir(root().join("crates"))
+        .expect("list crates/")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| root().join("crates").join(n).join("Cargo.toml").exists())
+        .collect();
+    for m in &members {
+        assert!(
+            allowed.iter().any(|(c, _)| c == m),
+            "crates/{m} is not in this test's layer table: add it with what it may use"
+        );
+    }
+    for (krate, may) in allowed {
+        let deps = weir_dependencies(krate);
+        for d in &deps {
+            assert!(
+                may.contains(&d.as_str()),
+                "{krate} depends on {d}; it may use only {may:?} (see ARCHITECTURE.md)"
+            );
+        }
+    }
+    assert_eq!(weir_dependencies("weir-core"), Vec::<String>::new());
+    assert!(weir_dependencies("weir-engine").contains(&"weir-operators".to_string()));
 }
 
-#[test]
-fn connectors_never_use_operators_exec_graph_or_cli() {
-    check_layers(&["connectors"], &["operators", "exec", "graph", "cli"]);
+/// The `weir-*` packages in the `[dependencies]` table of `crates/<krate>`.
+fn weir_dependencies(krate: &str) -> Vec<String> {
+    let path = root().join("crates").join(krate).join("Cargo.toml");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut in_deps = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        if in_deps && line.starts_with("weir") {
+            let name: String = line
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            out.push(name);
+        }
+    }
+    out
 }
 
+/// Inside the engine the planner and the executors see sources, operators
+/// and sinks only through their traits (`NodeKind::Source(Arc<dyn
+/// SourceSpec>) | Operator | Sink`): only the builder, the user's API, names
+/// a connector, an operator or a function.
 #[test]
-fn functions_never_use_operators_connectors_exec_graph_or_cli() {
+fn planner_and_executors_never_name_a_connector_or_operator() {
     check_layers(
-        &["functions"],
-        &["operators", "connectors", "exec", "graph", "cli"],
-    );
-}
-
-#[test]
-fn lower_layers_never_use_exec_graph_operators_or_cli() {
-    check_layers(
-        &[
-            "operator",
-            "time",
-            "expr",
-            "memory",
-            "spill",
-            "state",
-            "key.rs",
-            "message.rs",
-            "error.rs",
-            "paths.rs",
-            "lock.rs",
-            "observe.rs",
-        ],
+        "weir-engine",
         &[
             "exec",
-            "graph",
-            "operators",
-            "connectors",
-            "functions",
-            "cli",
+            "checkpoint",
+            "graph/mod.rs",
+            "graph/physical.rs",
+            "graph/paths.rs",
+            "graph/lateness.rs",
         ],
+        &["weir_connectors", "weir_operators", "weir_functions"],
     );
 }
 
+/// The plan never reaches into the executors that run it.
 #[test]
-fn workloads_bench_and_format_never_use_cli() {
-    check_layers(&["workloads", "bench", "format.rs"], &["cli"]);
+fn graph_never_uses_exec() {
+    check_layers("weir-engine", &["graph"], &["exec"]);
+}
+
+/// `weir bench` is a library harness the CLI calls, never the other way.
+#[test]
+fn bench_never_uses_cli() {
+    check_layers("", &["bench"], &["cli"]);
 }
 
 /// The executors report through `observe::RunObserver`; only observers
 /// print or draw.
 #[test]
 fn executors_never_print_or_draw() {
-    for path in rust_files("exec") {
+    for path in rust_files("weir-engine", "exec") {
         let code = std::fs::read_to_string(&path).expect("read");
         for word in ["eprintln!", "println!", "eprint!", "indicatif"] {
             assert!(
@@ -438,11 +562,6 @@ fn executors_never_print_or_draw() {
             );
         }
     }
-}
-
-#[test]
-fn graph_never_uses_exec_or_cli() {
-    check_layers(&["graph"], &["exec", "cli"]);
 }
 
 /// The scanner itself: it must catch every way of naming a forbidden module
@@ -525,6 +644,37 @@ fn scanner_catches_violations() {
         scan("use my_crate::exec::X; use crate::key::KeyEncoder;", 2),
         vec![]
     );
+    // Other weir crates, by their crate name.
+    let crates = ["weir_operators"];
+    let scan_crates = |code: &str| -> Vec<(usize, String)> {
+        scan_text("crates/weir-engine/src/exec/x.rs", code, 2, &crates, &re)
+            .into_iter()
+            .map(|v| (v.line, v.module))
+            .collect()
+    };
+    assert_eq!(
+        scan_crates(
+            "use weir_core::error::Error;
+use weir_operators::join::JoinSpec;"
+        ),
+        hit(2, "weir_operators")
+    );
+    assert_eq!(
+        scan_crates("fn f() { weir_operators :: Filter::new(); }"),
+        hit(1, "weir_operators")
+    );
+    assert_eq!(
+        scan_crates("let weir_operators = 1; // weir_operators::X"),
+        vec![]
+    );
+    assert_eq!(
+        scan_crates("use my_weir_operators::X; use a::weir_operators::Y;"),
+        vec![]
+    );
+    assert_eq!(
+        without_tests("use a::b;\n#[cfg(test)]\nmod tests {\n use weir_operators::X;\n}\n"),
+        "use a::b;\n"
+    );
 }
 
 #[test]
@@ -541,8 +691,10 @@ fn module_depths() {
 fn scanner_sees_real_references() {
     let re = reexports();
     let mut modules = std::collections::BTreeSet::new();
-    for path in rust_files("exec") {
-        let rel = path.strip_prefix(src_dir()).expect("under src");
+    for path in rust_files("weir-engine", "exec") {
+        let rel = path
+            .strip_prefix(src_dir("weir-engine"))
+            .expect("under src");
         let code = std::fs::read_to_string(&path).expect("read");
         modules.extend(
             crate_references(&code, module_depth(rel), &re)
@@ -550,10 +702,11 @@ fn scanner_sees_real_references() {
                 .map(|(_, m)| m),
         );
     }
-    for m in ["graph", "operator", "error"] {
+    for m in ["graph", "checkpoint", "weir_core"] {
         assert!(
             modules.contains(m),
-            "exec/ should use crate::{m}; found {modules:?}"
+            "exec/ should use {}; found {modules:?}",
+            display_module(m)
         );
     }
 }

@@ -22,14 +22,14 @@ mod plot;
 pub use output::{compare_outputs, read_output, Comparison};
 pub use plot::plot_svg;
 
-use crate::connectors::list_parquet_files;
-use crate::error::{Error, Result};
-use crate::memory::format_bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+use weir_connectors::list_parquet_files;
+use weir_core::error::{Error, Result};
+use weir_core::memory::format_bytes;
 
 /// The figures of one mode (medians over runs).
 #[derive(Debug, Clone, Serialize)]
@@ -103,7 +103,7 @@ pub enum BenchTarget {
         query: String,
         /// Events in `data`.
         events: u64,
-        /// A directory written by [`crate::workloads::nexmark::ensure_parquet`].
+        /// A directory written by [`weir_workloads::nexmark::ensure_parquet`].
         data: PathBuf,
     },
 }
@@ -346,10 +346,10 @@ pub fn table(results: &[ModeResult]) -> String {
             "{:<10} {:>8.2} s {:>14} {:>14} {:>12} {:>14} {:>10} {:>12} {:>12} {:>16} {:>13}\n",
             r.mode,
             r.seconds,
-            crate::format::rate(r.rows_per_sec) + "rows/s",
-            crate::format::rate(r.rows_per_sec_per_core) + "rows/s",
-            crate::format::thousands(r.rows_out),
-            crate::format::rate(r.rows_out_per_sec) + "rows/s",
+            weir_engine::format::rate(r.rows_per_sec) + "rows/s",
+            weir_engine::format::rate(r.rows_per_sec_per_core) + "rows/s",
+            weir_engine::format::thousands(r.rows_out),
+            weir_engine::format::rate(r.rows_out_per_sec) + "rows/s",
             format_bytes(r.peak_rss),
             format_bytes(r.peak_memory),
             format_bytes(r.spilled_bytes),
@@ -366,7 +366,7 @@ pub fn table(results: &[ModeResult]) -> String {
             s.push_str(&format!(
                 "{}: {}\n",
                 r.mode,
-                crate::format::checkpoint_figures(
+                weir_engine::format::checkpoint_figures(
                     c.completed,
                     c.median_duration_ms,
                     c.max_duration_ms,

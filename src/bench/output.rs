@@ -1,10 +1,10 @@
 //! Reading a bench run's output back and comparing two modes' outputs.
 
-use crate::error::{Error, Result};
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use weir_core::error::{Error, Result};
 
 /// Every batch of a job's output: one Parquet or JSON-lines file, or a
 /// directory of part files.
@@ -64,7 +64,7 @@ pub enum Comparison {
     Differ(String),
 }
 
-/// Compares two outputs as sets of rows (see [`crate::compare::same_rows`]).
+/// Compares two outputs as sets of rows (see [`weir_core::compare::same_rows`]).
 pub fn compare_outputs(a: &[RecordBatch], b: &[RecordBatch]) -> Comparison {
     let schema = match a.first().or(b.first()) {
         Some(batch) => batch.schema(),
@@ -73,7 +73,7 @@ pub fn compare_outputs(a: &[RecordBatch], b: &[RecordBatch]) -> Comparison {
     if schema.index_of("op").is_ok() {
         return Comparison::Changelog;
     }
-    match crate::compare::same_rows(a, b, &schema, 1e-9) {
+    match weir_core::compare::same_rows(a, b, &schema, 1e-9) {
         Ok(()) => Comparison::Same,
         Err(e) => Comparison::Differ(e.to_string()),
     }

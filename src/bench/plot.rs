@@ -2,7 +2,7 @@
 //! written directly (no plotting crate).
 
 use super::ModeResult;
-use crate::memory::format_bytes;
+use weir_core::memory::format_bytes;
 
 /// A chart panel: its title (with unit), the value per mode, and how to
 /// label a value.
@@ -40,7 +40,7 @@ pub fn plot_svg(results: &[ModeResult], title: &str) -> String {
         (
             "input rows per second (rows/s)",
             |r| r.rows_per_sec,
-            |v| format!("{} rows/s", crate::format::rate(v).trim_end()),
+            |v| format!("{} rows/s", weir_engine::format::rate(v).trim_end()),
         ),
         (
             "peak resident memory (bytes)",

@@ -25,21 +25,21 @@
 //! Errors name the file, the line and the field. May use `graph`,
 //! `operators`, `expr`, `time`.
 
-use crate::connectors::replay::{parse_time, ReplaySpeed, TimeRange};
-use crate::connectors::FileFormat;
-use crate::connectors::ParquetSourceSpec;
-use crate::error::{Error, Result};
-use crate::expr::parse_expr;
-use crate::functions::{Agg, AggFn};
-use crate::graph::{Job, Stream};
-use crate::operators::join::{JoinSpec, JoinType};
-use crate::operators::EarlyFiring;
-use crate::time::{parse_duration, WatermarkStrategy, Window};
 use serde::Deserialize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
+use weir_connectors::replay::{parse_time, ReplaySpeed, TimeRange};
+use weir_connectors::FileFormat;
+use weir_connectors::ParquetSourceSpec;
+use weir_core::error::{Error, Result};
+use weir_core::expr::parse_expr;
+use weir_core::time::{parse_duration, WatermarkStrategy, Window};
+use weir_engine::graph::{Job, Stream};
+use weir_functions::{Agg, AggFn};
+use weir_operators::join::{JoinSpec, JoinType};
+use weir_operators::EarlyFiring;
 
 /// A parsed job file.
 #[derive(Debug, Deserialize)]
@@ -222,7 +222,7 @@ impl ByteSize {
         match self {
             ByteSize::Bytes(0) => Err(Error::option(field, "must be at least 1 byte")),
             ByteSize::Bytes(n) => Ok(usize::try_from(*n).unwrap_or(usize::MAX)),
-            ByteSize::Text(t) => crate::memory::parse_size(field, t),
+            ByteSize::Text(t) => weir_core::memory::parse_size(field, t),
         }
     }
 }
@@ -534,11 +534,11 @@ impl LoadedJob {
         dir_override: Option<&Path>,
     ) -> Result<
         Option<(
-            crate::checkpoint::CheckpointConfig,
-            crate::checkpoint::RestartStrategy,
+            weir_engine::checkpoint::CheckpointConfig,
+            weir_engine::checkpoint::RestartStrategy,
         )>,
     > {
-        use crate::checkpoint::{CheckpointConfig, CheckpointMode, RestartStrategy};
+        use weir_engine::checkpoint::{CheckpointConfig, CheckpointMode, RestartStrategy};
         let spec = self.spec.checkpoint.as_ref();
         let span = spec.map_or(0..0, |s| s.span());
         let c = spec.map(|s| s.get_ref().clone()).unwrap_or_default();
@@ -552,7 +552,7 @@ impl LoadedJob {
         };
         let dur = |field: &str, v: &Option<String>| -> Result<Option<Duration>> {
             v.as_deref()
-                .map(|t| crate::time::parse_duration(field, t))
+                .map(|t| weir_core::time::parse_duration(field, t))
                 .transpose()
                 .map_err(|e| self.error(span.clone(), field, e))
         };
@@ -995,8 +995,9 @@ impl LoadedJob {
                 Some(rest) => (true, rest),
                 None => (false, text.trim()),
             };
-            let ms =
-                crate::time::duration_ms(parse_duration(&f(name), body).map_err(|e| err(name, e))?);
+            let ms = weir_core::time::duration_ms(
+                parse_duration(&f(name), body).map_err(|e| err(name, e))?,
+            );
             Ok(if neg { -ms } else { ms })
         };
         let spec = match j.kind.as_str() {
@@ -1127,7 +1128,7 @@ impl LoadedJob {
             let every = duration("trigger.every", &t.every)?;
             windowed = windowed.trigger(EarlyFiring {
                 every_rows: t.every_rows,
-                every_ms: every.map(crate::time::duration_ms),
+                every_ms: every.map(weir_core::time::duration_ms),
                 purge: t.purge,
             });
         }
@@ -1261,15 +1262,20 @@ impl LoadedJob {
             (Some(k), _, _) => k.to_string(),
             (None, _, _) => "stdout".into(),
         };
+        #[cfg_attr(
+            not(any(feature = "kafka", feature = "redis")),
+            allow(unused_variables)
+        )]
         let missing = |f: &str| self.error(span.clone(), &format!("{field}.{f}"), "missing");
         match (kind.as_str(), path) {
+            #[cfg(feature = "kafka")]
             ("kafka", _) => {
                 let s = spec.expect("a kafka sink comes from a [sink] table");
                 let topic = s.topic.as_deref().ok_or_else(|| missing("topic"))?;
                 if s.brokers.is_empty() {
                     return Err(missing("brokers"));
                 }
-                let mut k = crate::connectors::kafka::KafkaSinkSpec::new(s.brokers.clone(), topic);
+                let mut k = weir_connectors::kafka::KafkaSinkSpec::new(s.brokers.clone(), topic);
                 if let Some(c) = &s.key_column {
                     k = k.with_key(c);
                 }
@@ -1278,11 +1284,12 @@ impl LoadedJob {
                 }
                 stream.sink_kafka(k).map_err(|e| self.error(span, field, e))
             }
+            #[cfg(feature = "redis")]
             ("redis", _) => {
                 let s = spec.expect("a redis sink comes from a [sink] table");
                 let url = s.url.as_deref().ok_or_else(|| missing("url"))?;
                 let key = s.key.as_deref().ok_or_else(|| missing("key"))?;
-                let mut r = crate::connectors::redis::RedisSinkSpec::new(url, key);
+                let mut r = weir_connectors::redis::RedisSinkSpec::new(url, key);
                 if let Some(f) = &s.field {
                     r = r.with_field(f);
                 }
@@ -1290,6 +1297,10 @@ impl LoadedJob {
                     r = r.with_max_len(n);
                 }
                 stream.sink_redis(r).map_err(|e| self.error(span, field, e))
+            }
+            #[cfg(not(all(feature = "kafka", feature = "redis")))]
+            (other @ ("kafka" | "redis"), _) => {
+                Err(self.error(span, &format!("{field}.type"), super::not_built(other)))
             }
             ("stdout", _) => {
                 stream.sink_stdout();

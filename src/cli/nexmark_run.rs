@@ -5,12 +5,12 @@
 //!
 //! May use every layer (it is part of the CLI).
 
-use crate::checkpoint::{CheckpointConfig, RestoreFrom};
-use crate::error::{Error, Result};
-use crate::exec::{ExecConfig, ExecMode, JobMetrics};
-use crate::workloads::nexmark::{ensure_parquet, generate, query_stream, Input, NexmarkConfig};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use weir_core::error::{Error, Result};
+use weir_engine::checkpoint::{CheckpointConfig, RestoreFrom};
+use weir_engine::exec::{ExecConfig, ExecMode, JobMetrics};
+use weir_workloads::nexmark::{ensure_parquet, generate, query_stream, Input, NexmarkConfig};
 
 /// What `weir nexmark` was asked to do.
 #[derive(Debug, Clone)]

@@ -4,14 +4,14 @@
 //!
 //! Owns [`TerminalProgress`], a [`RunObserver`]. The CLI uses it only when
 //! stderr is a terminal and no JSON is asked for; pipes and CI get
-//! [`crate::observe::StderrMessages`]. May use `observe`, `format` and
+//! [`weir_core::observe::StderrMessages`]. May use `observe`, `format` and
 //! indicatif.
 
-use crate::format::{format_event_time, rate};
-use crate::memory::format_bytes;
-use crate::observe::{Progress, RunMessage, RunObserver};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Mutex;
+use weir_core::memory::format_bytes;
+use weir_core::observe::{Progress, RunMessage, RunObserver};
+use weir_engine::format::{format_event_time, rate};
 
 /// Draws a run's progress on stderr.
 #[derive(Debug, Default)]
@@ -34,7 +34,7 @@ pub fn observer(draw: bool) -> std::sync::Arc<dyn RunObserver> {
     if draw {
         std::sync::Arc::new(TerminalProgress::new())
     } else {
-        std::sync::Arc::new(crate::observe::StderrMessages)
+        std::sync::Arc::new(weir_core::observe::StderrMessages)
     }
 }
 
@@ -91,7 +91,7 @@ impl RunObserver for TerminalProgress {
             bar
         });
         bar.set_position(p.rows_read);
-        bar.set_message(progress_message(p, crate::operator::now_ms()));
+        bar.set_message(progress_message(p, weir_core::operator::now_ms()));
     }
 
     fn on_message(&self, message: &RunMessage) {
@@ -114,8 +114,8 @@ impl RunObserver for TerminalProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::Stage;
     use std::time::Duration;
+    use weir_core::observe::Stage;
 
     #[test]
     fn the_message_shows_stage_rate_watermark_lag_memory_spill_and_bad_records() {

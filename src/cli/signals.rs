@@ -6,8 +6,8 @@
 //! only through the probe [`follow_process_signals`] gives the run's
 //! `StopSignal`. May use `operator` and `libc`.
 
-use crate::operator::{ProcessSignals, StopSignal};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use weir_core::operator::{ProcessSignals, StopSignal};
 
 /// SIGINT / SIGTERM received since the handlers were installed.
 static PROCESS_SIGNALS: AtomicU64 = AtomicU64::new(0);

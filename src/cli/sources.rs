@@ -7,19 +7,21 @@
 //! `jobfile` and `generators` modules.
 
 use super::jobfile::SourceSpec;
-use crate::connectors::kafka::KafkaSourceConfig;
-use crate::connectors::live::dir::WatchedDir;
-use crate::connectors::live::lines::LinesConnector;
-use crate::connectors::live::{LiveSourceSpec, OnError, StartFrom};
-use crate::connectors::redis::RedisSourceConfig;
-use crate::connectors::replay::{parse_time, ReplaySpeed};
-use crate::connectors::{parse_schema, CsvSourceSpec, ParquetSourceSpec};
-use crate::error::{Error, Result};
-use crate::graph::{Job, Stream};
-use crate::time::parse_duration;
-use crate::workloads::generators::{GeneratorKind, GeneratorSpec};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+#[cfg(feature = "kafka")]
+use weir_connectors::kafka::KafkaSourceConfig;
+use weir_connectors::live::dir::WatchedDir;
+use weir_connectors::live::lines::LinesConnector;
+use weir_connectors::live::{LiveSourceSpec, OnError, StartFrom};
+#[cfg(feature = "redis")]
+use weir_connectors::redis::RedisSourceConfig;
+use weir_connectors::replay::{parse_time, ReplaySpeed};
+use weir_connectors::{parse_schema, CsvSourceSpec, ParquetSourceSpec};
+use weir_core::error::{Error, Result};
+use weir_core::time::parse_duration;
+use weir_engine::graph::{Job, Stream};
+use weir_workloads::generators::{GeneratorKind, GeneratorSpec};
 
 /// Builds the CSV source a `[source]` table with `type = "csv"` describes
 /// (`path`/`paths`, `columns`, `schema`, `header`, `delimiter`,
@@ -150,6 +152,7 @@ pub(crate) fn live_stream(
             )
             .with_input_paths(vec![watched])
         }
+        #[cfg(feature = "kafka")]
         "kafka" => {
             let topic = spec
                 .topic
@@ -164,6 +167,7 @@ pub(crate) fn live_stream(
                 .into_spec(schema)
                 .map_err(|e| err("type", e))?
         }
+        #[cfg(feature = "redis")]
         "redis" => {
             let url = spec
                 .url
@@ -180,6 +184,8 @@ pub(crate) fn live_stream(
             }
             r.into_spec(schema).map_err(|e| err("type", e))?
         }
+        #[cfg(not(all(feature = "kafka", feature = "redis")))]
+        other @ ("kafka" | "redis") => return Err(err("type", super::not_built(other))),
         other => {
             return Err(err(
                 "type",
@@ -269,7 +275,7 @@ fn parse_start(s: Option<&str>) -> Result<StartFrom> {
         Some(s) if s.starts_with("after:") => StartFrom::Positions(
             [(
                 String::new(),
-                crate::connectors::live::Position::Id(s["after:".len()..].to_string()),
+                weir_connectors::live::Position::Id(s["after:".len()..].to_string()),
             )]
             .into(),
         ),

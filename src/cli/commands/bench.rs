@@ -62,23 +62,26 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
     }
     if let Some(i) = &checkpoint_interval {
-        crate::time::parse_duration("--checkpoint-interval", i)?;
+        weir_core::time::parse_duration("--checkpoint-interval", i)?;
     }
     let parallelism = parallelism.unwrap_or_else(default_parallelism);
     if parallelism == 0 {
-        return Err(crate::Error::option("--parallelism", "must be at least 1"));
+        return Err(weir_core::error::Error::option(
+            "--parallelism",
+            "must be at least 1",
+        ));
     }
-    let exe = std::env::current_exe().map_err(|e| crate::Error::io("weir", e))?;
+    let exe = std::env::current_exe().map_err(|e| weir_core::error::Error::io("weir", e))?;
     // Nexmark events are written once, outside the timed runs
     let mut _scratch = None;
     let target = match job.to_str().and_then(|j| j.strip_prefix("nexmark:")) {
         Some(query) => {
-            if !crate::workloads::nexmark::QUERIES.contains(&query) {
-                return Err(crate::Error::option(
+            if !weir_workloads::nexmark::QUERIES.contains(&query) {
+                return Err(weir_core::error::Error::option(
                     "JOB",
                     format!(
                         "unknown Nexmark query `{query}` (built: {})",
-                        crate::workloads::nexmark::QUERIES.join(", ")
+                        weir_workloads::nexmark::QUERIES.join(", ")
                     ),
                 ));
             }
@@ -88,13 +91,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                     let t = tempfile::Builder::new()
                         .prefix("weir-nexmark-")
                         .tempdir()
-                        .map_err(|e| crate::Error::io(std::env::temp_dir(), e))?;
+                        .map_err(|e| weir_core::error::Error::io(std::env::temp_dir(), e))?;
                     let d = t.path().to_path_buf();
                     _scratch = Some(t);
                     d
                 }
             };
-            crate::workloads::nexmark::ensure_parquet(events, parallelism, &dir)?;
+            weir_workloads::nexmark::ensure_parquet(events, parallelism, &dir)?;
             crate::bench::BenchTarget::Nexmark {
                 query: query.to_string(),
                 events,
@@ -129,7 +132,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(path) = plot {
         let title = format!("weir bench {}", job.display());
         std::fs::write(&path, crate::bench::plot_svg(&results, &title))
-            .map_err(|e| crate::Error::io(&path, e))?;
+            .map_err(|e| weir_core::error::Error::io(&path, e))?;
     }
     if results.iter().any(|r| r.identical == Some(false)) {
         Ok(ExitCode::FAILURE)

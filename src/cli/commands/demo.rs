@@ -48,12 +48,12 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let report = run_demo(&opts)?;
     println!(
         "input: {} rows, parallelism {}\n",
-        crate::format::thousands(report.input_rows),
+        weir_engine::format::thousands(report.input_rows),
         opts.parallelism
     );
     print!("{}", metrics_table(&report.runs));
     let same = |r: &std::result::Result<(), String>, rows: usize| match r {
-        Ok(()) => format!("yes ({} rows)", crate::format::thousands(rows as u64)),
+        Ok(()) => format!("yes ({} rows)", weir_engine::format::thousands(rows as u64)),
         Err(why) => format!("NO: {why}"),
     };
     println!(
@@ -62,7 +62,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     println!(
         "\nthe seed's join: OBD 1 s averages joined with phone-app 1 s averages in {} (watermark delay 9 min)\n",
-        crate::workloads::demo::app_dir(&opts.data_dir).display()
+        weir_workloads::demo::app_dir(&opts.data_dir).display()
     );
     print!("{}", metrics_table(&report.join_runs));
     println!(
@@ -78,7 +78,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let d = &report.deviation;
     println!(
         "\nobd - app speed over {} vehicle-seconds: mean {:+.2} km/h, mean |diff| {:.2}, p95 |diff| {:.2}",
-        crate::format::thousands(d.seconds as u64),
+        weir_engine::format::thousands(d.seconds as u64),
         d.mean,
         d.mean_abs,
         d.p95_abs

@@ -35,20 +35,20 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         kind,
     } = args;
     let batches = match kind.as_str() {
-        "obd" => crate::workloads::vehicles::generate_obd(vehicles, seconds, 42, 65_536),
-        "app" => crate::workloads::vehicles::seed::generate_app(vehicles, seconds, 42, 65_536),
+        "obd" => weir_workloads::vehicles::generate_obd(vehicles, seconds, 42, 65_536),
+        "app" => weir_workloads::vehicles::seed::generate_app(vehicles, seconds, 42, 65_536),
         other => {
-            return Err(crate::Error::option(
+            return Err(weir_core::error::Error::option(
                 "--kind",
                 format!("unknown data kind `{other}` (use obd or app)"),
             ))
         }
     };
-    crate::workloads::vehicles::write_parquet_dir(&out, &batches, files, 131_072)?;
+    weir_workloads::vehicles::write_parquet_dir(&out, &batches, files, 131_072)?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     eprintln!(
         "wrote {} rows to {}",
-        crate::format::thousands(rows as u64),
+        weir_engine::format::thousands(rows as u64),
         out.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -13,13 +13,13 @@ pub mod scan;
 pub mod stop;
 
 pub(crate) use crate::cli::jobfile::LoadedJob;
-pub(crate) use crate::format::metrics_table;
-pub(crate) use crate::graph::PhysicalPlan;
-pub(crate) use crate::memory::parse_size;
-pub(crate) use crate::workloads::demo::{run_demo, DemoOptions};
 pub(crate) use crate::{ExecConfig, ExecMode, Result};
 pub(crate) use std::path::PathBuf;
 pub(crate) use std::process::ExitCode;
+pub(crate) use weir_core::memory::parse_size;
+pub(crate) use weir_engine::format::metrics_table;
+pub(crate) use weir_engine::graph::PhysicalPlan;
+pub(crate) use weir_workloads::demo::{run_demo, DemoOptions};
 
 /// Exit status 128 + `signal` (the shell's convention for a process a
 /// signal stopped).

@@ -63,10 +63,13 @@ pub fn run(args: NexmarkArgs) -> Result<ExitCode> {
     let checkpoints = match (checkpoint_dir, checkpoint_interval) {
         (Some(dir), i) => Some((
             dir,
-            crate::time::parse_duration("--checkpoint-interval", i.as_deref().unwrap_or("10s"))?,
+            weir_core::time::parse_duration(
+                "--checkpoint-interval",
+                i.as_deref().unwrap_or("10s"),
+            )?,
         )),
         (None, Some(_)) => {
-            return Err(crate::Error::option(
+            return Err(weir_core::error::Error::option(
                 "--checkpoint-dir",
                 "checkpoints need a directory (--checkpoint-dir or CHECKPOINT_DIR)",
             ))
@@ -89,7 +92,7 @@ pub fn run(args: NexmarkArgs) -> Result<ExitCode> {
         if !json {
             println!(
                 "nexmark {query}: {} events ready in {secs:.2} s, parallelism {parallelism}\n",
-                crate::format::thousands(events),
+                weir_engine::format::thousands(events),
             );
         }
     })?;
@@ -106,8 +109,8 @@ pub fn run(args: NexmarkArgs) -> Result<ExitCode> {
                 r.metrics.mode.to_string(),
                 r.per_core(&run) / 1000.0,
                 r.per_core_with_generation(&run) / 1000.0,
-                crate::format::thousands(r.rows_read()),
-                crate::format::thousands(events),
+                weir_engine::format::thousands(r.rows_read()),
+                weir_engine::format::thousands(events),
             );
         }
     }

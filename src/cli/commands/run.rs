@@ -83,9 +83,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let memory = parse_size("--memory", &memory)?;
     let parallelism = parallelism.unwrap_or_else(default_parallelism);
     if parallelism == 0 {
-        return Err(crate::Error::option("--parallelism", "must be at least 1"));
+        return Err(weir_core::error::Error::option(
+            "--parallelism",
+            "must be at least 1",
+        ));
     }
-    let spill_compression: crate::spill::SpillCompression = spill_compression.parse()?;
+    let spill_compression: weir_core::spill::SpillCompression = spill_compression.parse()?;
     let mut loaded = LoadedJob::load(&job)?;
     loaded.override_replay(from, until, speed)?;
     let built = loaded.build(output.as_deref())?;
@@ -109,15 +112,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .with_spill_compression(spill_compression)
         .with_observer(crate::cli::progress::observer(tty && !json))
         .with_stop(crate::cli::signals::follow_process_signals(
-            crate::operator::StopSignal::new(),
+            weir_core::operator::StopSignal::new(),
         ));
     if let Some(dir) = spill_dir {
         config = config.with_spill_dir(dir);
     }
     if let Some((mut checkpoints, mut restart)) = loaded.checkpoints(checkpoint_dir.as_deref())? {
         if let Some(i) = checkpoint_interval {
-            checkpoints = checkpoints
-                .with_interval(crate::time::parse_duration("--checkpoint-interval", &i)?);
+            checkpoints = checkpoints.with_interval(weir_core::time::parse_duration(
+                "--checkpoint-interval",
+                &i,
+            )?);
         }
         if let Some(r) = restore {
             checkpoints = checkpoints.with_restore(r.parse()?);
@@ -127,7 +132,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
         config = config.with_checkpoints(checkpoints).with_restart(restart);
     } else if checkpoint_interval.is_some() || restore.is_some() {
-        return Err(crate::Error::option(
+        return Err(weir_core::error::Error::option(
             "--checkpoint-dir",
             "checkpoints need a directory (--checkpoint-dir, CHECKPOINT_DIR or \
              [checkpoint] dir in the job file)",
@@ -148,7 +153,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 // stopped by SIGINT/SIGTERM, not by `weir stop --savepoint`
                 eprintln!(
                     "weir: {}: resume with `--restore {}`",
-                    crate::operator::signal_name(sig),
+                    weir_core::operator::signal_name(sig),
                     dir.display()
                 );
                 code = signal_exit(sig);

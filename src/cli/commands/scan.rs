@@ -21,7 +21,7 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         "rows_in": rows,
         "rows_out": 0,
         "seconds": started.elapsed().as_secs_f64(),
-        "peak_rss": crate::exec::peak_rss(),
+        "peak_rss": weir_engine::exec::peak_rss(),
     });
     println!("{v}");
     Ok(ExitCode::SUCCESS)

@@ -40,9 +40,13 @@ pub fn run(args: StopArgs) -> Result<ExitCode> {
 /// job drains and commits, any other job is cancelled and publishes
 /// nothing); SIGUSR1 asks a checkpointed job for a savepoint and to stop.
 /// Then waits up to `wait` for the process to end (zero: not at all).
-pub fn stop_process(pid: i32, savepoint: bool, wait: std::time::Duration) -> crate::Result<()> {
+pub fn stop_process(
+    pid: i32,
+    savepoint: bool,
+    wait: std::time::Duration,
+) -> weir_core::error::Result<()> {
     if pid <= 0 {
-        return Err(crate::Error::option(
+        return Err(weir_core::error::Error::option(
             "pid",
             format!("{pid} is not a process id"),
         ));
@@ -54,7 +58,7 @@ pub fn stop_process(pid: i32, savepoint: bool, wait: std::time::Duration) -> cra
     };
     // SAFETY: kill has no memory-safety preconditions.
     if unsafe { libc::kill(pid, signal) } != 0 {
-        return Err(crate::Error::option(
+        return Err(weir_core::error::Error::option(
             "pid",
             format!(
                 "cannot signal process {pid}: {}",
@@ -65,7 +69,7 @@ pub fn stop_process(pid: i32, savepoint: bool, wait: std::time::Duration) -> cra
     let started = std::time::Instant::now();
     while !wait.is_zero() && process_alive(pid) {
         if started.elapsed() >= wait {
-            return Err(crate::Error::option(
+            return Err(weir_core::error::Error::option(
                 "--wait",
                 format!(
                     "process {pid} is still running after {wait:?}; `weir stop {pid}` again \

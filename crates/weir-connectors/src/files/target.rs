@@ -1,0 +1,396 @@
+//! What a file sink owns in and beside its target, recognised by exact
+//! names, and the only deletions it ever makes.
+//!
+//! ```text
+//!  PARENT/
+//!    .NAME.weir-lock                      lock of the run writing NAME (weir_core::lock)
+//!    .NAME.weir-PID-RUN.inprogress        staging of a one-file target
+//!    .NAME.weir-staging-PID-RUN/          staging of a directory target (parts + marker),
+//!    .NAME.weir-staging-PID-RUN.old/      which replaces NAME/ at commit (the old one parks here)
+//!    NAME/                                a directory target
+//!      .weir-target                       the marker: weir owns this directory
+//!      part-SSSSS.EXT                     part of subtask S (a run without checkpoints)
+//!      part-CCCCCCCC-SSSSS.EXT            part of subtask S published by checkpoint C
+//!      .weir-staging/                     checkpointed runs: inprogress-PID-RUN-S-SEQ.EXT
+//!                                         and part-C-S.EXT waiting for checkpoint C
+//! ```
+//! A directory target must be new, empty, or marked; a marked one may hold
+//! only the names above. Anything else (another tool's `part-0-<uuid>.parquet`,
+//! a folder `part-archive/`) is an error naming it, never deleted. The
+//! marker is a small JSON object written with the first output. Every name
+//! starting with `.weir-` inside a marked directory is reserved for weir's
+//! bookkeeping (e.g. per-writer commit markers of several processes sharing
+//! one target).
+//!
+//! Leftovers of a killed run (staging files and directories of a PID that
+//! no longer holds the target's lock) are removed by the next run on the
+//! same target, which holds that lock, so no live run's files are touched.
+//!
+//! May use `weir_core::error`, `weir_core::lock`, `weir_core::paths`, `weir_core::state` and std.
+
+use std::path::{Path, PathBuf};
+use weir_core::error::{Error, Result};
+
+/// The marker file that makes a directory weir's own.
+pub(crate) const MARKER: &str = ".weir-target";
+
+/// The hidden directory inside a checkpointed sink's target where part
+/// files are written and wait for their checkpoint.
+pub(crate) const CHECKPOINT_STAGING: &str = weir_core::state::PUBLISH_STAGING;
+
+/// File extensions weir's sinks write.
+const EXTENSIONS: [&str; 2] = ["parquet", "jsonl"];
+
+/// `digits` is all ASCII digits and at least `min` long.
+fn digits(s: &str, min: usize) -> bool {
+    s.len() >= min && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Splits `stem.ext` with `ext` one of weir's extensions.
+fn weir_ext(name: &str) -> Option<&str> {
+    let (stem, ext) = name.rsplit_once('.')?;
+    EXTENSIONS.contains(&ext).then_some(stem)
+}
+
+/// `part-SSSSS.EXT` (a run without checkpoints) or `part-CCCCCCCC-SSSSS.EXT`
+/// (published by checkpoint C).
+pub(crate) fn is_part(name: &str) -> bool {
+    let Some(rest) = weir_ext(name).and_then(|s| s.strip_prefix("part-")) else {
+        return false;
+    };
+    match rest.split_once('-') {
+        None => digits(rest, 5),
+        Some((c, s)) => digits(c, 8) && digits(s, 5),
+    }
+}
+
+/// The checkpoint of a checkpointed part `part-CCCCCCCC-SSSSS.EXT`.
+pub(crate) fn part_checkpoint(name: &str) -> Option<u64> {
+    if !is_part(name) {
+        return None;
+    }
+    let rest = weir_ext(name)?.strip_prefix("part-")?;
+    rest.split_once('-')?.0.parse().ok()
+}
+
+/// `inprogress-PID-RUN-S-SEQ.EXT` in a checkpointed target's staging directory.
+fn is_inprogress(name: &str) -> bool {
+    let Some(rest) = weir_ext(name).and_then(|s| s.strip_prefix("inprogress-")) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('-').collect();
+    parts.len() == 4 && parts.iter().all(|p| digits(p, 1))
+}
+
+/// The name of a regular file, not a link, or `None`.
+fn regular_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
+fn real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_dir())
+}
+
+/// The entries of `dir` by name.
+fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        out.push((name, entry.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What a directory sink may find in its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Not there yet: weir creates and marks it.
+    Missing,
+    /// An empty directory: weir may use and mark it.
+    Empty,
+    /// A directory weir marked: only weir's files inside.
+    Owned,
+}
+
+/// Checks the directory target `dir` and says what it is; an error names
+/// the first entry weir did not write, or explains why `dir` is not weir's.
+pub(crate) fn check_dir(dir: &Path) -> Result<Target> {
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Target::Missing),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    if !meta.is_dir() {
+        return Err(Error::UnsafePath {
+            path: dir.to_path_buf(),
+            message: "the sink writes a directory of part files here, but this is a file \
+                      (give a path ending in the format's extension to write one file)"
+                .into(),
+        });
+    }
+    let all = entries(dir)?;
+    if all.is_empty() {
+        return Ok(Target::Empty);
+    }
+    if !regular_file(&dir.join(MARKER)) {
+        let (name, _) = &all[0];
+        return Err(Error::UnsafePath {
+            path: dir.join(name),
+            message: format!(
+                "the output directory {} is not empty and was not written by weir (no {MARKER} \
+                 marker), so weir will not replace what it holds; choose a new or empty directory",
+                dir.display()
+            ),
+        });
+    }
+    if let Some(foreign) = foreign_entries(dir)?.first() {
+        return Err(Error::UnsafePath {
+            path: foreign.clone(),
+            message: format!(
+                "weir did not write this: the output directory {} may hold only weir's part \
+                 files (part-SSSSS.EXT, part-CCCCCCCC-SSSSS.EXT) and {MARKER}; move it away \
+                 or choose another output path",
+                dir.display()
+            ),
+        });
+    }
+    Ok(Target::Owned)
+}
+
+/// Entries of a marked directory that are not weir's (checked by name and type).
+fn foreign_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut foreign = Vec::new();
+    for (name, path) in entries(dir)? {
+        let ours = if name == CHECKPOINT_STAGING {
+            real_dir(&path) && foreign_staging(&path)?.is_empty()
+        } else {
+            (name == MARKER || is_part(&name)) && regular_file(&path)
+        };
+        if !ours {
+            foreign.push(path);
+        }
+    }
+    Ok(foreign)
+}
+
+/// Entries of a checkpointed staging directory that are not weir's.
+fn foreign_staging(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(entries(dir)?
+        .into_iter()
+        .filter(|(name, path)| !((is_part(name) || is_inprogress(name)) && regular_file(path)))
+        .map(|(_, p)| p)
+        .collect())
+}
+
+/// Writes the marker into `dir` (a directory weir just created or checked).
+pub(crate) fn mark(dir: &Path) -> Result<()> {
+    let path = dir.join(MARKER);
+    if regular_file(&path) {
+        return Ok(());
+    }
+    let text = serde_json::json!({
+        "weir_target": 1,
+        "written_by": format!("weir {}", env!("CARGO_PKG_VERSION")),
+        "created_ms": weir_core::operator::now_ms(),
+    });
+    std::fs::write(&path, format!("{text}\n")).map_err(|e| Error::io(&path, e))
+}
+
+/// Deletes weir's files in a marked directory `dir` (parts, staging, the
+/// marker) and then `dir` itself if nothing else is left. Returns what was
+/// left (entries weir did not write).
+pub(crate) fn remove_owned(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut left = Vec::new();
+    for (name, path) in entries(dir)? {
+        if name == CHECKPOINT_STAGING && real_dir(&path) {
+            left.extend(remove_staging_files(&path)?);
+        } else if (name == MARKER || is_part(&name)) && regular_file(&path) {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        } else {
+            left.push(path);
+        }
+    }
+    if left.is_empty() {
+        std::fs::remove_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(left)
+}
+
+/// Deletes the weir files of a checkpointed staging directory, and the
+/// directory if it is then empty; returns what was left.
+pub(crate) fn remove_staging_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let left = foreign_staging(dir)?;
+    for (name, path) in entries(dir)? {
+        if (is_part(&name) || is_inprogress(&name)) && regular_file(&path) {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    if left.is_empty() {
+        std::fs::remove_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(left)
+}
+
+/// `NAME` of the target `PARENT/NAME`.
+pub(crate) fn base_name(target: &Path) -> String {
+    target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into())
+}
+
+/// What a staging entry beside target `NAME` is, by its exact name.
+#[derive(Debug, PartialEq, Eq)]
+enum Staging {
+    /// `.NAME.weir-PID-RUN.inprogress`
+    File,
+    /// `.NAME.weir-staging-PID-RUN`
+    Dir,
+    /// `.NAME.weir-staging-PID-RUN.old`
+    OldDir,
+}
+
+fn staging_kind(base: &str, name: &str) -> Option<Staging> {
+    let rest = name.strip_prefix('.')?.strip_prefix(base)?;
+    let pid_run = |s: &str| {
+        s.split_once('-')
+            .is_some_and(|(p, r)| digits(p, 1) && digits(r, 1))
+    };
+    if let Some(r) = rest.strip_prefix(".weir-staging-") {
+        return match r.strip_suffix(".old") {
+            Some(r) if pid_run(r) => Some(Staging::OldDir),
+            None if pid_run(r) => Some(Staging::Dir),
+            _ => None,
+        };
+    }
+    let r = rest.strip_prefix(".weir-")?.strip_suffix(".inprogress")?;
+    pid_run(r).then_some(Staging::File)
+}
+
+/// Removes what killed runs left beside and inside `target`: staging files
+/// and directories (a parked previous output whose target is missing is put
+/// back instead) and the checkpoint staging directory's in-progress files.
+/// Must be called while holding the target's lock, which proves that no
+/// live run owns them. Returns a warning per entry it left alone.
+pub(crate) fn clean_leftovers(target: &Path) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let locked = weir_core::paths::canonical(target)
+        .is_ok_and(|c| weir_core::lock::is_held(&weir_core::lock::for_output(&c)));
+    if !locked || !parent.is_dir() {
+        return Ok(warnings); // only a lock holder may decide what is stale
+    }
+    let base = base_name(target);
+    let mut warn_left = |left: Vec<PathBuf>, dir: &Path| {
+        for p in left {
+            warnings.push(format!(
+                "left {} in the staging directory {} of a stopped run: weir did not write it",
+                p.display(),
+                dir.display()
+            ));
+        }
+    };
+    for (name, path) in entries(&parent)? {
+        match staging_kind(&base, &name) {
+            Some(Staging::File) if regular_file(&path) => {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+            Some(Staging::OldDir) if real_dir(&path) && !target.exists() => {
+                // killed between parking the old output and moving the new one in
+                std::fs::rename(&path, target).map_err(|e| Error::io(target, e))?;
+            }
+            Some(Staging::Dir | Staging::OldDir) if real_dir(&path) => {
+                let left = remove_owned(&path)?;
+                warn_left(left, &path);
+            }
+            _ => {}
+        }
+    }
+    let staging = target.join(CHECKPOINT_STAGING);
+    if real_dir(&staging) {
+        for (name, path) in entries(&staging)? {
+            if is_inprogress(&name) && regular_file(&path) {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_are_exact() {
+        for ours in [
+            "part-00000.parquet",
+            "part-00012.jsonl",
+            "part-123456.parquet",
+            "part-00000007-00001.parquet",
+        ] {
+            assert!(is_part(ours), "{ours}");
+        }
+        for theirs in [
+            "part-00000-3f2a9c1e-1111-2222-3333-444455556666-c000.snappy.parquet",
+            "part-archive",
+            "part-0.parquet",
+            "part-00000.csv",
+            "part-0000007-00001.parquet",
+            "part-00000007-00001.parquet.bak",
+            "xpart-00000.parquet",
+        ] {
+            assert!(!is_part(theirs), "{theirs}");
+        }
+        assert_eq!(part_checkpoint("part-00000007-00001.parquet"), Some(7));
+        assert_eq!(part_checkpoint("part-00001.parquet"), None);
+        assert!(is_inprogress("inprogress-12-0-1-3.parquet"));
+        assert!(!is_inprogress("inprogress-12-0-1.parquet"));
+    }
+
+    #[test]
+    fn staging_names_belong_to_their_target_only() {
+        assert_eq!(
+            staging_kind("avg.parquet", ".avg.parquet.weir-123-4.inprogress"),
+            Some(Staging::File)
+        );
+        assert_eq!(
+            staging_kind("avg", ".avg.weir-staging-123-4"),
+            Some(Staging::Dir)
+        );
+        assert_eq!(
+            staging_kind("avg", ".avg.weir-staging-123-4.old"),
+            Some(Staging::OldDir)
+        );
+        assert_eq!(staging_kind("avg", ".avg2.weir-staging-123-4"), None);
+        assert_eq!(staging_kind("avg", ".avg.weir-staging-x-4"), None);
+        assert_eq!(staging_kind("avg", ".avg.weir-1.inprogress.keep"), None);
+    }
+
+    #[test]
+    fn a_target_is_new_empty_or_marked_with_only_weir_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("out");
+        assert_eq!(check_dir(&d).unwrap(), Target::Missing);
+        std::fs::create_dir(&d).unwrap();
+        assert_eq!(check_dir(&d).unwrap(), Target::Empty);
+        std::fs::write(d.join("part-00000.parquet"), b"x").unwrap();
+        let e = check_dir(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("part-00000.parquet") && e.contains(MARKER),
+            "{e}"
+        );
+        mark(&d).unwrap();
+        assert_eq!(check_dir(&d).unwrap(), Target::Owned);
+        std::fs::create_dir(d.join("part-archive")).unwrap();
+        let e = check_dir(&d).unwrap_err().to_string();
+        assert!(e.contains("part-archive"), "{e}");
+        assert_eq!(remove_owned(&d).unwrap(), vec![d.join("part-archive")]);
+        assert!(d.join("part-archive").is_dir() && !d.join("part-00000.parquet").exists());
+    }
+}

@@ -1,0 +1,525 @@
+//! The pipelined executor: one thread per subtask, bounded channels between tasks.
+//!
+//! ```text
+//!  [source→filter] x p ──(channel per consumer subtask, bounded: backpressure)──►
+//!        router: hash/rebalance/broadcast/forward    [window→sink] x p
+//!  each consumer: recv (channel_idx, msg)
+//!     Data      ─► chain.on_batch(input of channel)
+//!     Watermark ─► tracker.update(channel) ─► if the minimum rose: chain.on_watermark
+//!     End       ─► tracker.on_end(channel); all ended ─► chain.finish ─► End downstream
+//!  first error ─► recorded, cancel channel dropped ─► every blocked send/recv wakes up
+//! ```
+
+use super::chain::{Chain, Emit, RestoreSet};
+use super::route::Router;
+use super::{panic_error, RunContext};
+use crate::checkpoint::coordinator::{CheckpointHandle, Coordinator, LoopEnd, Report};
+use crate::checkpoint::{CheckpointMode, CheckpointStats};
+use weir_core::error::{Error, Result};
+
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+use std::collections::VecDeque;
+use weir_core::message::CheckpointId;
+use weir_core::message::Message;
+use weir_core::operator::{now_ms, SourcePoll};
+use weir_core::time::WatermarkTracker;
+
+use std::time::Duration;
+
+type Envelope = (u32, Message);
+
+/// Where a producer subtask sends on one output edge: per consumer subtask,
+/// the channel and the channel index the consumer knows it by.
+struct Outlet {
+    targets: Vec<Option<(Sender<Envelope>, u32)>>,
+}
+
+/// How a checkpointed pipelined run ended, besides its result.
+pub(super) struct CheckpointOutcome {
+    pub(super) end: LoopEnd,
+    pub(super) stats: CheckpointStats,
+}
+
+/// Runs the plan; with a coordinator, takes checkpoints while it runs
+/// (and with `restore`, every operator starts from the restored state).
+pub(super) fn run(
+    run: RunContext<'_>,
+    restore: Option<&RestoreSet>,
+    coordinator: Option<Coordinator>,
+) -> (Result<()>, Option<CheckpointOutcome>) {
+    let RunContext {
+        plan,
+        physical,
+        config,
+        first_error,
+        ..
+    } = run;
+    let capacity = config.channel_capacity();
+    // One inbox per subtask of every task.
+    let mut inboxes: Vec<Vec<(Sender<Envelope>, Receiver<Envelope>)>> = physical
+        .tasks
+        .iter()
+        .map(|t| (0..t.parallelism).map(|_| bounded(capacity)).collect())
+        .collect();
+    // For each consumer subtask: channel index -> logical input; and for each
+    // (edge, producer, consumer): the channel index.
+    let mut channel_inputs: Vec<Vec<Vec<usize>>> = physical
+        .tasks
+        .iter()
+        .map(|t| vec![Vec::new(); t.parallelism])
+        .collect();
+    // outlets[edge][producer] -> Outlet
+    let mut outlets: Vec<Vec<Outlet>> = Vec::with_capacity(physical.edges.len());
+    for edge in &physical.edges {
+        let from_par = physical.tasks[edge.from_task].parallelism;
+        let to_par = physical.tasks[edge.to_task].parallelism;
+        let mut per_producer: Vec<Outlet> = (0..from_par)
+            .map(|_| Outlet {
+                targets: vec![None; to_par],
+            })
+            .collect();
+        for to in 0..to_par {
+            for p in edge.producers_of(to, from_par) {
+                let inputs = &mut channel_inputs[edge.to_task][to];
+                let idx = inputs.len() as u32;
+                inputs.push(edge.to_input);
+                per_producer[p].targets[to] = Some((inboxes[edge.to_task][to].0.clone(), idx));
+            }
+        }
+        outlets.push(per_producer);
+    }
+    // Drop the inboxes' own senders so a channel disconnects when its producers finish.
+    let receivers: Vec<Vec<Receiver<Envelope>>> = inboxes
+        .iter_mut()
+        .map(|subs| subs.drain(..).map(|(_, rx)| rx).collect())
+        .collect();
+
+    let handle = coordinator.as_ref().map(|c| c.handle());
+    let mut outcome = None;
+    std::thread::scope(|scope| {
+        if let Some(mut coordinator) = coordinator {
+            let stop = &config.stop;
+            let outcome = &mut outcome;
+            let body = move || {
+                let end = coordinator.run(&|| first_error.is_cancelled(), &|| {
+                    stop.savepoint_requested()
+                });
+                match end {
+                    Ok(LoopEnd::Savepoint(dir)) => {
+                        // the savepoint is complete: stop every task now, without draining
+                        first_error.cancel();
+                        *outcome = Some(CheckpointOutcome {
+                            end: LoopEnd::Savepoint(dir),
+                            stats: coordinator.stats().clone(),
+                        });
+                    }
+                    Ok(end) => {
+                        *outcome = Some(CheckpointOutcome {
+                            end,
+                            stats: coordinator.stats().clone(),
+                        })
+                    }
+                    Err(e) => {
+                        first_error.record(e);
+                        *outcome = Some(CheckpointOutcome {
+                            end: LoopEnd::Stopped,
+                            stats: coordinator.stats().clone(),
+                        });
+                    }
+                }
+            };
+            if let Err(e) = std::thread::Builder::new()
+                .name("checkpoint-coordinator".into())
+                .spawn_scoped(scope, body)
+            {
+                first_error.record(weir_spawn_error("checkpoint coordinator", e));
+                return;
+            }
+        }
+        let handle = handle.as_deref();
+        for (t, task) in physical.tasks.iter().enumerate() {
+            for s in 0..task.parallelism {
+                let rx = receivers[t][s].clone();
+                let inputs = channel_inputs[t][s].clone();
+                let mut my_outlets: Vec<Outlet> = task
+                    .outputs
+                    .iter()
+                    .map(|&e| std::mem::replace(&mut outlets[e][s], Outlet { targets: vec![] }))
+                    .collect();
+                // taken now: the coordinator's own sender is dropped once all are spawned
+                let reports = handle.and_then(|h| h.sender());
+                let name = format!(
+                    "{}#{s}",
+                    task.nodes
+                        .iter()
+                        .map(|&n| plan.nodes[n].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join("->")
+                );
+                let thread_name = name.clone();
+                let body = move || {
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let subtask = Subtask {
+                            task: t,
+                            subtask: s,
+                            rx,
+                            channel_inputs: inputs,
+                            restore,
+                            checkpoints: handle.zip(reports),
+                        };
+                        run_subtask(run, subtask, &mut my_outlets)
+                    }));
+                    // Dropping the outlets disconnects our channels downstream.
+                    drop(my_outlets);
+                    match run {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => first_error.record(e),
+                        Err(payload) => first_error.record(panic_error(&name, payload)),
+                    }
+                };
+                if let Err(e) = std::thread::Builder::new()
+                    .name(thread_name.clone())
+                    .spawn_scoped(scope, body)
+                {
+                    // Cancel: threads already running wake up and end; the
+                    // closure (with its channels) was dropped with the error.
+                    first_error.record(weir_spawn_error(&thread_name, e));
+                    return;
+                }
+            }
+        }
+        // the subtasks hold their own senders: the report channel ends with them
+        if let Some(h) = handle {
+            h.close();
+        }
+    });
+    drop(receivers);
+    let savepoint = matches!(
+        outcome,
+        Some(CheckpointOutcome {
+            end: LoopEnd::Savepoint(_),
+            ..
+        })
+    );
+    let result = match first_error.take_result() {
+        Err(Error::Cancelled) if savepoint => Ok(()),
+        r => r,
+    };
+    (result, outcome)
+}
+
+fn weir_spawn_error(task: &str, e: std::io::Error) -> Error {
+    Error::Plan(format!(
+        "cannot start a thread for `{task}` ({e}); lower --parallelism"
+    ))
+}
+
+/// One pipelined subtask: which one, its inbox, and what it restores from
+/// and reports checkpoints to.
+struct Subtask<'a> {
+    task: usize,
+    subtask: usize,
+    rx: Receiver<Envelope>,
+    /// Channel index -> logical input of the task.
+    channel_inputs: Vec<usize>,
+    restore: Option<&'a RestoreSet>,
+    checkpoints: Option<(&'a CheckpointHandle, Sender<Report>)>,
+}
+
+fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) -> Result<()> {
+    let RunContext {
+        plan,
+        physical,
+        env,
+        metrics,
+        config,
+        first_error,
+    } = run;
+    let Subtask {
+        task: t,
+        subtask: s,
+        rx,
+        channel_inputs,
+        restore,
+        checkpoints,
+    } = sub;
+    let task = &physical.tasks[t];
+    let mut chain = Chain::try_new(plan, physical, task, s, env, metrics, false, restore)?;
+    let mut barriers = checkpoints.map(|(h, tx)| Barriers::new(h, tx, t, s));
+    let out_edges: Vec<_> = task.outputs.iter().map(|&e| &physical.edges[e]).collect();
+    let targets: Vec<usize> = out_edges
+        .iter()
+        .map(|e| physical.tasks[e.to_task].parallelism)
+        .collect();
+    let mut router = Router::try_new(&out_edges, &targets, s, config.batch_rows)?;
+    let cancel = &first_error.cancel_rx;
+    let mut send = |edge: usize, target: usize, msg: Message| -> Result<()> {
+        let (tx, idx) = outlets[edge].targets[target]
+            .as_ref()
+            .expect("the router only addresses connected subtasks");
+        select! {
+            send(tx, (*idx, msg)) -> r => r.map_err(|_| Error::Cancelled),
+            recv(cancel) -> _ => Err(Error::Cancelled),
+        }
+    };
+    let ends_in_sink = out_edges.is_empty();
+    let latency = env.latency.clone();
+    let mut emit = |msg: Message| match msg {
+        Message::Latency(sent) if ends_in_sink => {
+            latency.record(sent);
+            Ok(())
+        }
+        msg => router.route(msg, &mut send),
+    };
+
+    if chain.has_source() {
+        // the first marker goes out at once, then one every interval
+        let mut last_marker: Option<std::time::Instant> = None;
+        loop {
+            if first_error.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            if let Some(every) = config.latency_interval {
+                if last_marker.is_none_or(|t| t.elapsed() >= every) {
+                    last_marker = Some(std::time::Instant::now());
+                    chain.send_latency_marker(weir_core::operator::now_us(), &mut emit)?;
+                }
+            }
+            if let Some(b) = barriers.as_mut() {
+                b.inject_due(&mut chain, &mut emit)?;
+            }
+            match chain.poll_source(&mut emit)? {
+                SourcePoll::Ready => {}
+                SourcePoll::Pending => std::thread::sleep(Duration::from_millis(1)),
+                SourcePoll::Exhausted => {
+                    if let Some(b) = barriers.as_mut() {
+                        b.on_finished(&mut chain)?;
+                    }
+                    return Ok(());
+                }
+            }
+            if chain.next_timer().is_some_and(|t| t <= now_ms()) {
+                chain.fire_timers(now_ms(), &mut emit)?;
+            }
+        }
+    }
+
+    let mut tracker = WatermarkTracker::new(channel_inputs.len());
+    let mut open = channel_inputs.len();
+    let mut ended = vec![false; channel_inputs.len()];
+    // messages held back by barrier alignment, then replayed in order
+    let mut replay: VecDeque<Envelope> = VecDeque::new();
+    while open > 0 {
+        if chain.next_timer().is_some_and(|t| t <= now_ms()) {
+            chain.fire_timers(now_ms(), &mut emit)?;
+        }
+        let next = if let Some(m) = replay.pop_front() {
+            m
+        } else {
+            match chain.next_timer() {
+                None => select! {
+                    recv(rx) -> m => m.map_err(|_| Error::Cancelled)?,
+                    recv(cancel) -> _ => return Err(Error::Cancelled),
+                },
+                Some(at) => {
+                    let wait = Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64);
+                    select! {
+                        recv(rx) -> m => m.map_err(|_| Error::Cancelled)?,
+                        recv(cancel) -> _ => return Err(Error::Cancelled),
+                        default(wait) => {
+                            chain.fire_timers(now_ms(), &mut emit)?;
+                            continue;
+                        }
+                    }
+                }
+            }
+        };
+        let (channel, msg) = next;
+        let channel = channel as usize;
+        if let Some(b) = barriers.as_mut() {
+            if b.holds(channel) {
+                b.hold((channel as u32, msg));
+                continue;
+            }
+        }
+        match msg {
+            Message::Data(_) => chain.on_batch(channel_inputs[channel], msg, &mut emit)?,
+            // the router delivers side outputs as Data; nothing else sends Side
+            Message::Side(_, batch) => {
+                chain.on_batch(channel_inputs[channel], Message::Data(batch), &mut emit)?
+            }
+            Message::Watermark(wm) => {
+                if let Some(w) = tracker.update(channel, wm) {
+                    chain.on_watermark(w, &mut emit)?;
+                }
+            }
+            Message::Barrier(id) => {
+                if let Some(b) = barriers.as_mut() {
+                    b.on_barrier(id, channel, &ended)?;
+                }
+            }
+            Message::Latency(_) => chain.on_batch(channel_inputs[channel], msg, &mut emit)?,
+            Message::End => {
+                open -= 1;
+                ended[channel] = true;
+                if let Some(w) = tracker.on_end(channel) {
+                    if open > 0 {
+                        chain.on_watermark(w, &mut emit)?;
+                    }
+                }
+            }
+        }
+        if let Some(b) = barriers.as_mut() {
+            if let Some(held) = b.complete_if_aligned(&ended, &mut chain, &mut emit)? {
+                // held messages came before anything still queued for replay
+                for m in held.into_iter().rev() {
+                    replay.push_front(m);
+                }
+            }
+        }
+    }
+    chain.finish(&mut emit)?;
+    if let Some(b) = barriers.as_mut() {
+        b.on_finished(&mut chain)?;
+    }
+    Ok(())
+}
+
+/// Barrier handling of one subtask: injection at sources, alignment at
+/// operators with inputs, acknowledgements to the coordinator.
+///
+/// ```text
+///  exactly once:  channel 0 ──B5──► held: every later message of channel 0
+///                 channel 1 ──...data...──B5──► aligned: snapshot, Barrier(5) downstream,
+///                 Ack(5) to the coordinator, then replay what channel 0 held
+///  at least once: nothing is held; snapshot once B5 came on every open channel
+///  an ended channel counts as having delivered every barrier
+/// ```
+struct Barriers<'a> {
+    // config
+    handle: &'a CheckpointHandle,
+    task: usize,
+    subtask: usize,
+    // state
+    last: CheckpointId,
+    aligning: Option<(CheckpointId, Vec<bool>)>,
+    held: Vec<Envelope>,
+    // resources
+    reports: Sender<Report>,
+}
+
+impl<'a> Barriers<'a> {
+    fn new(
+        handle: &'a CheckpointHandle,
+        reports: Sender<Report>,
+        task: usize,
+        subtask: usize,
+    ) -> Self {
+        Barriers {
+            handle,
+            task,
+            subtask,
+            last: 0,
+            aligning: None,
+            held: Vec::new(),
+            reports,
+        }
+    }
+
+    fn report(&self, report: Report) {
+        // a coordinator that stopped (the job is ending) needs no more reports
+        let _ = self.reports.send(report);
+    }
+
+    /// Sources: if the coordinator triggered a checkpoint this subtask has
+    /// not injected, snapshot and send its barrier after everything emitted.
+    fn inject_due(&mut self, chain: &mut Chain, emit: &mut Emit<'_>) -> Result<()> {
+        let id = self.handle.triggered();
+        if id > self.last {
+            self.checkpoint(id, chain, emit)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(
+        &mut self,
+        id: CheckpointId,
+        chain: &mut Chain,
+        emit: &mut Emit<'_>,
+    ) -> Result<()> {
+        let states = chain.snapshot(id)?;
+        self.report(Report::Ack {
+            id,
+            task: self.task,
+            subtask: self.subtask,
+            states,
+        });
+        self.last = id;
+        emit(Message::Barrier(id))
+    }
+
+    /// True if messages of `channel` must wait (it delivered the barrier
+    /// being aligned; exactly-once mode only).
+    fn holds(&self, channel: usize) -> bool {
+        self.handle.mode == CheckpointMode::ExactlyOnce
+            && self
+                .aligning
+                .as_ref()
+                .is_some_and(|(_, arrived)| arrived[channel])
+    }
+
+    fn hold(&mut self, m: Envelope) {
+        self.held.push(m);
+    }
+
+    fn on_barrier(&mut self, id: CheckpointId, channel: usize, ended: &[bool]) -> Result<()> {
+        if id <= self.last {
+            return Ok(()); // already taken (cannot happen with one checkpoint at a time)
+        }
+        let (aligning, arrived) = self
+            .aligning
+            .get_or_insert_with(|| (id, vec![false; ended.len()]));
+        if *aligning != id {
+            return Err(Error::Checkpoint {
+                location: format!("subtask {} of task {}", self.subtask, self.task),
+                message: format!("barrier {id} arrived while aligning barrier {aligning}"),
+            });
+        }
+        arrived[channel] = true;
+        Ok(())
+    }
+
+    /// Completes the alignment once every open channel delivered the
+    /// barrier; returns the held messages to replay.
+    fn complete_if_aligned(
+        &mut self,
+        ended: &[bool],
+        chain: &mut Chain,
+        emit: &mut Emit<'_>,
+    ) -> Result<Option<Vec<Envelope>>> {
+        let Some((id, arrived)) = &self.aligning else {
+            return Ok(None);
+        };
+        if !arrived.iter().zip(ended).all(|(a, e)| *a || *e) {
+            return Ok(None);
+        }
+        let id = *id;
+        self.aligning = None;
+        self.checkpoint(id, chain, emit)?;
+        Ok(Some(std::mem::take(&mut self.held)))
+    }
+
+    /// The subtask ended: its final snapshot goes to the coordinator, as
+    /// part of the checkpoint in flight it never saw or of the next one.
+    fn on_finished(&mut self, chain: &mut Chain) -> Result<()> {
+        let from = (self.last + 1).max(self.handle.triggered());
+        let states = chain.snapshot(from)?;
+        self.report(Report::Finished {
+            from,
+            task: self.task,
+            subtask: self.subtask,
+            states,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,259 @@
+//! The batch (staged) executor: each task is a stage that runs to completion.
+//!
+//! ```text
+//!  stage 0: [source→filter] x p on rayon ──router──► PartitionedBuffer per subtask
+//!                                           (memory pool; over budget → IPC file)
+//!  stage 1: [window→sink] x p: subtask j reads partition j of every producer
+//!           (memory batches, then spill files through mmap), then
+//!           Watermark::MAX, then end of input
+//! ```
+//! Watermarks cross stage boundaries as marks in the partition buffers; a
+//! consumer replays them while reading (see [`replay`]), so windows fire
+//! during the stage and state stays bounded. Results equal the pipelined
+//! executor's since late rows are decided at the sources, per split.
+
+use super::chain::{Chain, Emit};
+use super::route::Router;
+use super::{panic_error, FirstError, RunContext};
+use weir_core::error::{Error, Result};
+
+use rayon::prelude::*;
+use std::sync::Mutex;
+use weir_core::message::{Message, Watermark};
+use weir_core::operator::SourcePoll;
+use weir_core::spill::{Partition, PartitionedBuffer};
+use weir_core::time::WatermarkTracker;
+
+/// Inputs of one consumer subtask: (logical input, partitions from producers).
+type SubtaskInputs = Vec<(usize, Vec<Partition>)>;
+
+pub(super) fn run(run: RunContext<'_>, stage: &std::sync::atomic::AtomicUsize) -> Result<()> {
+    let RunContext {
+        plan,
+        physical,
+        first_error,
+        ..
+    } = run;
+    // edge id -> per producer subtask -> per consumer subtask partition
+    let mut edge_outputs: Vec<Option<Vec<Vec<Option<Partition>>>>> =
+        (0..physical.edges.len()).map(|_| None).collect();
+    for task in &physical.tasks {
+        stage.store(task.id + 1, std::sync::atomic::Ordering::Relaxed);
+        // Gather each subtask's inputs from the finished stages.
+        let mut inputs: Vec<SubtaskInputs> = (0..task.parallelism).map(|_| Vec::new()).collect();
+        for &e in &task.inputs {
+            let edge = &physical.edges[e];
+            let from_par = physical.tasks[edge.from_task].parallelism;
+            let mut produced = edge_outputs[e]
+                .take()
+                .expect("inputs run in earlier stages");
+            for (s, input) in inputs.iter_mut().enumerate() {
+                let parts = edge
+                    .producers_of(s, from_par)
+                    .into_iter()
+                    .filter_map(|p| produced[p][s].take())
+                    .collect();
+                input.push((edge.to_input, parts));
+            }
+        }
+        let inputs: Vec<Mutex<Option<SubtaskInputs>>> =
+            inputs.into_iter().map(|i| Mutex::new(Some(i))).collect();
+        let results: Vec<Result<Vec<Vec<Partition>>>> = (0..task.parallelism)
+            .into_par_iter()
+            .map(|s| {
+                let input = inputs[s]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or_default();
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_subtask(run, task.id, s, input)
+                }));
+                let result = match run {
+                    Ok(r) => r,
+                    Err(payload) => Err(panic_error(&plan.nodes[task.nodes[0]].name, payload)),
+                };
+                if let Err(e) = &result {
+                    if !matches!(e, Error::Cancelled) {
+                        first_error.cancel();
+                    }
+                }
+                result
+            })
+            .collect();
+        let mut outputs_per_subtask = Vec::with_capacity(results.len());
+        for r in results {
+            match r {
+                Ok(o) => outputs_per_subtask.push(o),
+                Err(e) => first_error.record(e),
+            }
+        }
+        if first_error.is_cancelled() {
+            break;
+        }
+        // Transpose: per subtask per edge -> per edge per subtask.
+        for (k, &e) in task.outputs.iter().enumerate() {
+            let per_producer = outputs_per_subtask
+                .iter_mut()
+                .map(|o| std::mem::take(&mut o[k]).into_iter().map(Some).collect())
+                .collect();
+            edge_outputs[e] = Some(per_producer);
+        }
+    }
+    first_error.take_result()
+}
+
+/// One producer's partition being read back, with its watermark marks.
+struct Cursor {
+    input: usize,
+    reader: weir_core::spill::PartitionReader,
+    marks: std::collections::VecDeque<(u64, i64)>,
+    read: u64,
+    watermark: i64,
+}
+
+/// Feeds a consumer its input partitions, interleaved so that event time
+/// advances as in a pipelined run: always read on from the producer whose
+/// watermark is lowest, replaying its recorded watermarks at the positions
+/// they were emitted. Windows therefore fire during the stage, and state
+/// stays bounded by the disorder, not by the input size.
+///
+/// ```text
+///  producer 0: b b |wm 10| b b b |wm 20| b      cursor with lowest watermark
+///  producer 1: b |wm 5| b b |wm 25| b b    ──►  reads until its next mark
+///  tracker (min over producers) ──► chain.on_watermark when it rises
+/// ```
+fn replay(
+    inputs: SubtaskInputs,
+    chain: &mut Chain,
+    emit: &mut Emit<'_>,
+    first_error: &FirstError,
+) -> Result<()> {
+    let mut cursors: Vec<Cursor> = inputs
+        .into_iter()
+        .flat_map(|(input, parts)| parts.into_iter().map(move |p| (input, p)))
+        .map(|(input, p)| Cursor {
+            input,
+            marks: p.watermarks().iter().copied().collect(),
+            reader: p.into_batches(),
+            read: 0,
+            watermark: i64::MIN,
+        })
+        .collect();
+    let mut tracker = WatermarkTracker::new(cursors.len());
+    let mut open: Vec<usize> = (0..cursors.len()).collect();
+    while let Some(pos) = (0..open.len()).min_by_key(|&k| cursors[open[k]].watermark) {
+        let ci = open[pos];
+        let c = &mut cursors[ci];
+        // read this producer up to its next watermark mark
+        loop {
+            if first_error.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            if let Some(&(at, t)) = c.marks.front() {
+                if at <= c.read {
+                    c.marks.pop_front();
+                    c.watermark = t;
+                    if let Some(w) = tracker.update(ci, Watermark::EventTime(t)) {
+                        chain.on_watermark(w, emit)?;
+                    }
+                    break;
+                }
+            }
+            match c.reader.next() {
+                Some(batch) => {
+                    chain.on_batch(c.input, Message::Data(batch?), emit)?;
+                    c.read += 1;
+                }
+                None => {
+                    open.swap_remove(pos);
+                    if let Some(w) = tracker.on_end(ci) {
+                        if !open.is_empty() {
+                            chain.on_watermark(w, emit)?;
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    // Bounded inputs end with Watermark::MAX; make sure the chain sees it.
+    if tracker.current() != Some(Watermark::MAX) {
+        chain.on_watermark(Watermark::MAX, emit)?;
+    }
+    Ok(())
+}
+
+fn run_subtask(
+    run: RunContext<'_>,
+    t: usize,
+    s: usize,
+    inputs: SubtaskInputs,
+) -> Result<Vec<Vec<Partition>>> {
+    let RunContext {
+        plan,
+        physical,
+        env,
+        metrics,
+        config,
+        first_error,
+    } = run;
+    let task = &physical.tasks[t];
+    let mut chain = Chain::try_new(plan, physical, task, s, env, metrics, true, None)?;
+    let out_edges: Vec<_> = task.outputs.iter().map(|&e| &physical.edges[e]).collect();
+    let targets: Vec<usize> = out_edges
+        .iter()
+        .map(|e| physical.tasks[e.to_task].parallelism)
+        .collect();
+    let mut router = Router::try_new(&out_edges, &targets, s, config.batch_rows)?;
+    let last = &plan.nodes[*task.nodes.last().expect("a task has nodes")].name;
+    let mut buffers: Vec<PartitionedBuffer> = out_edges
+        .iter()
+        .zip(&targets)
+        .map(|(e, &n)| {
+            PartitionedBuffer::new(
+                format!("{last}#{s} -> edge {}", e.id),
+                e.schema.clone(),
+                n,
+                &env.pool,
+                &env.spill,
+            )
+        })
+        .collect();
+    {
+        let mut send = |edge: usize, target: usize, msg: Message| -> Result<()> {
+            match msg {
+                Message::Data(batch) => buffers[edge]
+                    .push(target, batch)
+                    .map_err(|e| e.in_operator(last, s)),
+                Message::Watermark(Watermark::EventTime(t)) => {
+                    buffers[edge].push_watermark(target, t);
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        };
+        let mut emit = |msg: Message| router.route(msg, &mut send);
+        if chain.has_source() {
+            loop {
+                if first_error.is_cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                match chain.poll_source(&mut emit)? {
+                    SourcePoll::Ready => {}
+                    SourcePoll::Pending => std::thread::yield_now(),
+                    SourcePoll::Exhausted => break,
+                }
+            }
+        } else {
+            let name = &plan.nodes[task.nodes[0]].name;
+            replay(inputs, &mut chain, &mut emit, first_error)
+                .map_err(|e| e.in_operator(name, s))?;
+            chain.finish(&mut emit)?;
+        }
+    }
+    buffers
+        .into_iter()
+        .map(|b| b.finish().map_err(|e| e.in_operator(last, s)))
+        .collect()
+}

@@ -1,0 +1,100 @@
+//! Where a stream's rows go: file sinks, brokers, stdout, collection.
+
+use super::*;
+
+impl Stream {
+    fn sink(&self, name: &str, op: OperatorFactory, max_parallelism: Option<usize>) -> NodeId {
+        let s = self.then(name, NodeKind::Sink(op), self.schema.clone());
+        self.job.plan.borrow_mut().nodes[s.node].max_parallelism = max_parallelism;
+        s.node
+    }
+
+    /// Writes Parquet: one file if `path` ends in `.parquet`, else a
+    /// directory of part files. Published only when the job succeeds.
+    pub fn sink_parquet(&self, path: impl Into<PathBuf>) -> Result<()> {
+        self.sink_file(path.into(), FileFormat::Parquet)
+    }
+
+    /// Writes JSON lines: one file if `path` ends in `.jsonl`/`.json`, else a
+    /// directory of part files. Published only when the job succeeds.
+    pub fn sink_json(&self, path: impl Into<PathBuf>) -> Result<()> {
+        self.sink_file(path.into(), FileFormat::JsonLines)
+    }
+
+    fn sink_file(&self, path: PathBuf, format: FileFormat) -> Result<()> {
+        if path.as_os_str().is_empty() {
+            return Err(Error::option("sink.path", "is empty"));
+        }
+        if path.is_dir() && FileFormat::from_path(&path).is_some() {
+            return Err(Error::option(
+                "sink.path",
+                format!("{} is a directory but names a file", path.display()),
+            ));
+        }
+        match FileFormat::named_by(&path) {
+            Err(message) => return Err(Error::option("sink.path", message)),
+            Ok(Some(named)) if named != format => {
+                return Err(Error::option(
+                    "sink.path",
+                    format!(
+                        "{} names a {} file, but the sink writes {}",
+                        path.display(),
+                        named.name(),
+                        format.name()
+                    ),
+                ))
+            }
+            Ok(_) => {}
+        }
+        let name = format!("{}_sink", format.extension());
+        self.job.plan.borrow().check_new_output(&name, &path)?;
+        let spec = FileSinkSpec::new(path.clone(), format, self.schema.clone());
+        spec.check_target()?;
+        let single = spec.is_single_file();
+        let fac: OperatorFactory =
+            Arc::new(move |info: &TaskInfo| Ok(Box::new(spec.create(info)) as Box<dyn Operator>));
+        let id = self.sink(&name, fac, single.then_some(1));
+        self.job.plan.borrow_mut().nodes[id].writes = Some(path);
+        Ok(())
+    }
+
+    /// Produces every row to a Kafka topic as one JSON object per record
+    /// (at-least-once; see [`KafkaSinkSpec`]). Checks the key and timestamp
+    /// columns and that the topic exists now.
+    #[cfg(feature = "kafka")]
+    pub fn sink_kafka(&self, spec: KafkaSinkSpec) -> Result<()> {
+        let sink = spec.prepare(&self.schema)?;
+        let fac: OperatorFactory =
+            Arc::new(move |info: &TaskInfo| Ok(Box::new(sink.create(info)?) as Box<dyn Operator>));
+        self.sink("kafka_sink", fac, None);
+        Ok(())
+    }
+
+    /// Appends every row to a Redis stream as one entry holding the JSON
+    /// object (at-least-once; see [`RedisSinkSpec`]). Checks the server now.
+    #[cfg(feature = "redis")]
+    pub fn sink_redis(&self, spec: RedisSinkSpec) -> Result<()> {
+        spec.check()?;
+        let spec = Arc::new(spec);
+        let fac: OperatorFactory =
+            Arc::new(move |_: &TaskInfo| Ok(Box::new(spec.create()?) as Box<dyn Operator>));
+        self.sink("redis_sink", fac, None);
+        Ok(())
+    }
+
+    /// Prints rows to standard output as JSON lines.
+    pub fn sink_stdout(&self) {
+        self.sink("stdout_sink", factory(StdoutSink), Some(1));
+    }
+
+    /// Collects every row in memory; read them after the job ran.
+    pub fn collect(&self) -> Result<Collected> {
+        let target = Collected::default();
+        let t = target.clone();
+        let fac: OperatorFactory = Arc::new(move |_: &TaskInfo| {
+            Ok(Box::new(CollectSink::new(t.clone())) as Box<dyn Operator>)
+        });
+        self.sink("collect_sink", fac, None);
+        Ok(target)
+    }
+}

@@ -1,0 +1,164 @@
+//! Exact count_distinct: one hash set of keys per group, [`Distinct`].
+//!
+//! Keys come from [`Val::key`] (floats: bit patterns with `-0.0` and NaN
+//! normalised). Memory is tracked incrementally: the estimated table bytes of
+//! each set plus the heap bytes of its keys. Partial state: one LargeList
+//! column holding each group's keys, sorted, so exported states are
+//! deterministic. May use `weir_core::error` and the arrow crates only.
+
+use super::accumulators::{downcast, wrong_input, GroupAcc};
+use super::value::Val;
+use super::Values;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, Int64Array, LargeListArray};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::Field;
+use std::any::Any;
+use std::collections::HashSet;
+use std::sync::Arc;
+use weir_core::error::Result;
+
+/// The distinct non-null values of each group.
+#[derive(Debug)]
+pub(super) struct Distinct<T: Val> {
+    sets: Vec<HashSet<T::Key>>,
+    /// Table bytes of every set plus heap bytes of every key.
+    heap: usize,
+}
+
+/// Estimated bytes of a hash table holding `capacity` keys of `K`
+/// (buckets of key + control byte, power-of-two bucket count).
+fn table_bytes<K>(capacity: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = (capacity * 8 / 7).max(capacity + 1).next_power_of_two();
+    buckets * (std::mem::size_of::<K>() + 1) + 16
+}
+
+impl<T: Val> Distinct<T> {
+    /// No groups.
+    pub(super) fn new() -> Self {
+        Distinct {
+            sets: Vec::new(),
+            heap: 0,
+        }
+    }
+
+    fn insert(&mut self, group: usize, value: T::Ref<'_>) {
+        let set = &mut self.sets[group];
+        if T::contains(set, value) {
+            return;
+        }
+        let before = set.capacity();
+        let key = T::key(value);
+        self.heap += T::key_heap(&key);
+        set.insert(key);
+        let after = set.capacity();
+        if after != before {
+            self.heap = self.heap + table_bytes::<T::Key>(after) - table_bytes::<T::Key>(before);
+        }
+    }
+
+    fn group_heap(set: &HashSet<T::Key>) -> usize {
+        table_bytes::<T::Key>(set.capacity()) + set.iter().map(T::key_heap).sum::<usize>()
+    }
+}
+
+impl<T: Val> GroupAcc for Distinct<T> {
+    fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    fn resize(&mut self, n: usize) {
+        let dropped: usize = self.sets.iter().skip(n).map(Self::group_heap).sum();
+        self.heap -= dropped;
+        self.sets.resize_with(n, HashSet::new);
+    }
+
+    fn slot_bytes(&self) -> usize {
+        std::mem::size_of::<HashSet<T::Key>>()
+    }
+
+    fn update(
+        &mut self,
+        groups: &[u32],
+        rows: &[u32],
+        values: &Values,
+        _: &[i64],
+        column: &str,
+    ) -> Result<()> {
+        let read = T::visit(values, groups, rows, |g, _, v| self.insert(g as usize, v));
+        if !read {
+            let expected = format!("expects {} values", T::data_type());
+            return Err(wrong_input(column, &expected, values.describe()));
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, into: usize, other: &dyn GroupAcc, from: usize, _: &str) -> Result<()> {
+        for key in &downcast::<Self>(other).sets[from] {
+            self.insert(into, T::key_value(key));
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self, group: usize) {
+        let set = std::mem::take(&mut self.sets[group]);
+        self.heap -= Self::group_heap(&set);
+    }
+
+    fn finish(&self, groups: &[u32], _: &str) -> Result<ArrayRef> {
+        let counts = groups.iter().map(|&g| self.sets[g as usize].len() as i64);
+        Ok(Arc::new(Int64Array::from_iter_values(counts)))
+    }
+
+    fn memory_size(&self) -> usize {
+        self.sets.capacity() * self.slot_bytes() + self.heap
+    }
+
+    fn to_state(&self, groups: &[u32], _: &str) -> Result<Vec<ArrayRef>> {
+        let mut items = Vec::new();
+        let mut lengths = Vec::with_capacity(groups.len());
+        for &g in groups {
+            let start = items.len();
+            items.extend(self.sets[g as usize].iter().map(T::key_value));
+            items[start..].sort_unstable_by(|a, b| T::order(*a, *b));
+            lengths.push(items.len() - start);
+        }
+        let values = T::build(items.into_iter().map(Some));
+        let item = Arc::new(Field::new_list_field(T::data_type(), false));
+        let offsets = OffsetBuffer::<i64>::from_lengths(lengths);
+        Ok(vec![Arc::new(LargeListArray::try_new(
+            item, offsets, values, None,
+        )?)])
+    }
+
+    fn merge_state(&mut self, groups: &[u32], state: &[ArrayRef], column: &str) -> Result<()> {
+        let list = state[0]
+            .as_list_opt::<i64>()
+            .ok_or_else(|| wrong_input(column, "bad partial state", state[0].data_type()))?;
+        let values = T::read(list.values()).ok_or_else(|| {
+            wrong_input(column, "bad partial state items", list.values().data_type())
+        })?;
+        let offsets = list.value_offsets();
+        let mut item_groups = Vec::new();
+        let mut item_rows = Vec::new();
+        for (i, &g) in groups.iter().enumerate() {
+            if list.is_valid(i) {
+                let row = |o: i64| {
+                    u32::try_from(o)
+                        .map_err(|_| wrong_input(column, "partial state too large: list offset", o))
+                };
+                let (start, end) = (row(offsets[i])?, row(offsets[i + 1])?);
+                item_groups.extend(std::iter::repeat_n(g, end.saturating_sub(start) as usize));
+                item_rows.extend(start..end);
+            }
+        }
+        self.update(&item_groups, &item_rows, &values, &[], column)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

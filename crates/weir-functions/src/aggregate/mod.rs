@@ -1,0 +1,436 @@
+//! Aggregate functions and their per-group accumulators.
+//!
+//! An [`Agg`] is what a user asks for (`avg(speed) as avg_speed`); binding it
+//! to a schema gives a [`BoundAgg`] that knows its input column, how values
+//! are read ([`ValueKind`]), its output type and the columns of its partial
+//! state; [`Accumulators`] hold the running values of many groups in flat,
+//! typed vectors (one slot per group), are updated a batch at a time, merge
+//! group by group (panes, sessions) and export / import partial states as
+//! Arrow columns (spill, checkpoints). User-defined aggregates plug in through
+//! [`AggregateUdf`].
+//!
+//! ```text
+//!  Agg ──bind(schema)──► BoundAgg ──values(columns)──► Values (cast once per batch)
+//!                           │                             │
+//!                 Accumulators::new ──update(groups, rows, values, times)
+//!                 merge / merge_groups / reset / to_state / merge_state ──► finish
+//! ```
+//!
+//! Files: this one owns the user-facing types (`Agg`, `AggFn`, `BoundAgg`,
+//! `Values`); `accumulators` the group-indexed state and its checks;
+//! `numeric` count, sum and avg; `value` the typed values shared by
+//! `extreme` (min, max, first, last) and `distinct` (count_distinct); `udf`
+//! the user-defined aggregates.
+//! May use `weir_core::error` and the arrow crates only.
+
+mod accumulators;
+mod distinct;
+mod extreme;
+mod numeric;
+mod udf;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+pub use accumulators::Accumulators;
+pub use udf::{AggregateState, AggregateUdf, ScalarValueOrArray};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, UInt64Array};
+use arrow_cast::CastOptions;
+use arrow_schema::{DataType, Field, Schema};
+use std::sync::Arc;
+use weir_core::error::{Error, Result};
+
+/// An aggregate function.
+#[derive(Debug, Clone)]
+pub enum AggFn {
+    /// Number of rows (or of non-null values when a column is given).
+    Count,
+    /// Sum of non-null values (null if there are none).
+    Sum,
+    /// Smallest non-null value (floats: total order, NaN is largest).
+    Min,
+    /// Largest non-null value (floats: total order, NaN is largest).
+    Max,
+    /// Mean of non-null values, as Float64.
+    Avg,
+    /// The non-null value with the smallest event time; ties go to the
+    /// smallest value, so the result never depends on arrival order.
+    First,
+    /// The non-null value with the largest event time; ties go to the
+    /// largest value.
+    Last,
+    /// Number of distinct non-null values (exact; floats compare by bit
+    /// pattern with `-0.0` as `0.0` and every NaN as one value).
+    CountDistinct,
+    /// A user-defined aggregate.
+    Udf(Arc<dyn AggregateUdf>),
+}
+
+impl PartialEq for AggFn {
+    /// Builtins compare by kind, user-defined aggregates by identity.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (AggFn::Udf(a), AggFn::Udf(b)) => Arc::ptr_eq(a, b),
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
+}
+
+impl Eq for AggFn {}
+
+impl AggFn {
+    /// Parses `count`, `sum`, `min`, `max`, `avg` (or `mean`), `first`,
+    /// `last`, `count_distinct` (or `distinct_count`). User-defined
+    /// aggregates are not parsed: build them with [`Agg::udf`].
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name.to_ascii_lowercase().as_str() {
+            "count" => AggFn::Count,
+            "sum" => AggFn::Sum,
+            "min" => AggFn::Min,
+            "max" => AggFn::Max,
+            "avg" | "mean" => AggFn::Avg,
+            "first" => AggFn::First,
+            "last" => AggFn::Last,
+            "count_distinct" | "distinct_count" => AggFn::CountDistinct,
+            other => {
+                return Err(Error::option(
+                    "fn",
+                    format!(
+                        "unknown aggregate `{other}` (use count, sum, min, max, avg, first, last \
+                         or count_distinct)"
+                    ),
+                ))
+            }
+        })
+    }
+
+    /// The lower-case name (a user-defined aggregate's own name).
+    pub fn name(&self) -> &str {
+        match self {
+            AggFn::Count => "count",
+            AggFn::Sum => "sum",
+            AggFn::Min => "min",
+            AggFn::Max => "max",
+            AggFn::Avg => "avg",
+            AggFn::First => "first",
+            AggFn::Last => "last",
+            AggFn::CountDistinct => "count_distinct",
+            AggFn::Udf(udf) => udf.name(),
+        }
+    }
+}
+
+/// One requested aggregate: function, input column and output name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agg {
+    /// The function.
+    pub func: AggFn,
+    /// The input column (`None` only for `count(*)`).
+    pub column: Option<String>,
+    /// The output column name (default `fn_column`, or `count`).
+    pub alias: Option<String>,
+}
+
+impl Agg {
+    /// `count(*)`: number of rows.
+    pub fn count() -> Self {
+        Agg {
+            func: AggFn::Count,
+            column: None,
+            alias: None,
+        }
+    }
+    /// `count(column)`: number of non-null values.
+    pub fn count_column(column: impl Into<String>) -> Self {
+        Agg::of(AggFn::Count, column)
+    }
+    /// `sum(column)`.
+    pub fn sum(column: impl Into<String>) -> Self {
+        Agg::of(AggFn::Sum, column)
+    }
+    /// `min(column)`.
+    pub fn min(column: impl Into<String>) -> Self {
+        Agg::of(AggFn::Min, column)
+    }
+    /// `max(column)`.
+    pub fn max(column: impl Into<String>) -> Self {
+        Agg::of(AggFn::Max, column)
+    }
+    /// `avg(column)`.
+    pub fn avg(column: impl Into<String>) -> Self {
+        Agg::of(AggFn::Avg, column)
+    }
+    /// `first(column)`: the value with the smallest event time.
+    pub fn first(column: impl Into<String>) -> Self {
+        Agg::of(AggFn::First, column)
+    }
+    /// `last(column)`: the value with the largest event time.
+    pub fn last(column: impl Into<String>) -> Self {
+        Agg::of(AggFn::Last, column)
+    }
+    /// `count_distinct(column)`: number of distinct non-null values.
+    pub fn count_distinct(column: impl Into<String>) -> Self {
+        Agg::of(AggFn::CountDistinct, column)
+    }
+    /// A user-defined aggregate over `column`.
+    pub fn udf(udf: Arc<dyn AggregateUdf>, column: impl Into<String>) -> Self {
+        Agg::of(AggFn::Udf(udf), column)
+    }
+    /// `func(column)`.
+    pub fn of(func: AggFn, column: impl Into<String>) -> Self {
+        Agg {
+            func,
+            column: Some(column.into()),
+            alias: None,
+        }
+    }
+    /// Names the output column.
+    pub fn alias(mut self, name: impl Into<String>) -> Self {
+        self.alias = Some(name.into());
+        self
+    }
+
+    /// The output column name.
+    pub fn output_name(&self) -> String {
+        match (&self.alias, &self.column) {
+            (Some(a), _) => a.clone(),
+            (None, Some(c)) => format!("{}_{c}", self.func.name()),
+            (None, None) => self.func.name().to_string(),
+        }
+    }
+
+    /// Resolves the input column in `schema` and checks its type.
+    pub fn bind(&self, schema: &Schema, context: &str) -> Result<BoundAgg> {
+        let name = self.output_name();
+        let Some(column) = &self.column else {
+            if self.func != AggFn::Count {
+                return Err(Error::option(
+                    self.func.name(),
+                    "needs a column (only count may omit it)",
+                ));
+            }
+            return Ok(BoundAgg {
+                func: AggFn::Count,
+                input: None,
+                kind: ValueKind::Int,
+                state_fields: accumulators::state_fields(&AggFn::Count, ValueKind::Int, &name)?,
+                field: Field::new(name, DataType::Int64, false),
+            });
+        };
+        let (idx, field) = schema.column_with_name(column).ok_or_else(|| {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            Error::column(
+                column,
+                context,
+                format!(
+                    "aggregate input not found; available columns: {}",
+                    names.join(", ")
+                ),
+            )
+        })?;
+        let ty = field.data_type();
+        let numeric = ty.is_integer()
+            || matches!(
+                ty,
+                DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+            );
+        let kind = match &self.func {
+            AggFn::Count => Some(ValueKind::Int),
+            AggFn::Udf(_) => Some(ValueKind::Raw),
+            AggFn::Sum if ty.is_floating() => Some(ValueKind::Float),
+            AggFn::Avg if ty.is_floating() || ty == &DataType::UInt64 => Some(ValueKind::Float),
+            AggFn::Sum | AggFn::Avg => numeric.then_some(ValueKind::Int),
+            AggFn::Min | AggFn::Max | AggFn::First | AggFn::Last | AggFn::CountDistinct => match ty
+            {
+                DataType::UInt64 => Some(ValueKind::UInt),
+                t if t.is_floating() => Some(ValueKind::Float),
+                DataType::Boolean => Some(ValueKind::Bool),
+                DataType::Utf8 | DataType::LargeUtf8 => Some(ValueKind::Str),
+                _ => numeric.then_some(ValueKind::Int),
+            },
+        };
+        let Some(kind) = kind else {
+            let needs = match self.func {
+                AggFn::Sum | AggFn::Avg => "a numeric column",
+                _ => "a numeric, temporal, boolean or string column",
+            };
+            return Err(Error::column(
+                column,
+                context,
+                format!("{} needs {needs}, found {ty}", self.func.name()),
+            ));
+        };
+        let out_ty = match (&self.func, kind) {
+            (AggFn::Count | AggFn::CountDistinct, _) => DataType::Int64,
+            (AggFn::Avg, _) => DataType::Float64,
+            (AggFn::Sum, ValueKind::Float) => DataType::Float64,
+            (AggFn::Sum, _) => DataType::Int64,
+            (AggFn::Min | AggFn::Max | AggFn::First | AggFn::Last, _) => ty.clone(),
+            (AggFn::Udf(udf), _) => udf
+                .return_type(ty)
+                .map_err(|e| Error::column(column, context, format!("{}: {e}", udf.name())))?,
+        };
+        let state_fields = match &self.func {
+            AggFn::Udf(udf) => {
+                let state = udf
+                    .state_type(ty)
+                    .map_err(|e| Error::column(column, context, format!("{}: {e}", udf.name())))?;
+                vec![Field::new(format!("{name}.state"), state, true)]
+            }
+            func => accumulators::state_fields(func, kind, &name)?,
+        };
+        let counts = matches!(self.func, AggFn::Count | AggFn::CountDistinct);
+        Ok(BoundAgg {
+            func: self.func.clone(),
+            input: Some(idx),
+            kind,
+            field: Field::new(name, out_ty, !counts),
+            state_fields,
+        })
+    }
+}
+
+/// How an aggregate reads its input values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// As `i64`: integers (except UInt64 for min/max/first/last/distinct),
+    /// timestamps and dates. Also used by counts, which read no values.
+    Int,
+    /// As `u64`: UInt64 for min, max, first, last and count_distinct.
+    UInt,
+    /// As `f64`: floating point.
+    Float,
+    /// As booleans.
+    Bool,
+    /// As strings (Utf8 or LargeUtf8).
+    Str,
+    /// The column as it is, for user-defined aggregates.
+    Raw,
+}
+
+/// An aggregate resolved against an input schema (made by [`Agg::bind`]).
+#[derive(Debug, Clone)]
+pub struct BoundAgg {
+    /// The function.
+    pub func: AggFn,
+    /// Input column index (`None` for `count(*)`).
+    pub input: Option<usize>,
+    /// How values are read.
+    pub kind: ValueKind,
+    /// The output field.
+    pub field: Field,
+    /// The columns of a partial state (see [`Accumulators::state_fields`]).
+    state_fields: Vec<Field>,
+}
+
+/// The input values of one aggregate for one batch, cast once.
+#[derive(Debug, Clone)]
+pub enum Values {
+    /// `count(*)`, or a count over a column without nulls: no values needed.
+    Rows,
+    /// A count over a column with nulls: which rows are valid.
+    Valid(arrow_buffer::NullBuffer),
+    /// Signed integer-like values.
+    Int(Int64Array),
+    /// Unsigned 64-bit values.
+    UInt(UInt64Array),
+    /// Floating values.
+    Float(Float64Array),
+    /// Booleans.
+    Bool(BooleanArray),
+    /// The column as it is: strings (Utf8 or LargeUtf8) and the input of
+    /// user-defined aggregates.
+    Array(ArrayRef),
+}
+
+impl Values {
+    /// Number of rows, or `None` for [`Values::Rows`].
+    pub fn len(&self) -> Option<usize> {
+        Some(match self {
+            Values::Rows => return None,
+            Values::Valid(n) => n.len(),
+            Values::Int(a) => a.len(),
+            Values::UInt(a) => a.len(),
+            Values::Float(a) => a.len(),
+            Values::Bool(a) => a.len(),
+            Values::Array(a) => a.len(),
+        })
+    }
+
+    /// A short description for error messages.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            Values::Rows => "no values (row counts)".into(),
+            Values::Valid(_) => "no values (validity)".into(),
+            Values::Int(_) => "Int64 values".into(),
+            Values::UInt(_) => "UInt64 values".into(),
+            Values::Float(_) => "Float64 values".into(),
+            Values::Bool(_) => "Boolean values".into(),
+            Values::Array(a) => format!("a {} column", a.data_type()),
+        }
+    }
+
+    /// True if there are known to be no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+}
+
+impl BoundAgg {
+    /// Casts this aggregate's input column of `columns` for accumulation.
+    pub fn values(&self, columns: &[ArrayRef]) -> Result<Values> {
+        let Some(idx) = self.input else {
+            return Ok(Values::Rows);
+        };
+        let col = columns.get(idx).ok_or_else(|| {
+            Error::column(
+                self.field.name(),
+                "aggregate",
+                format!(
+                    "input column {idx} missing: the batch has {} columns",
+                    columns.len()
+                ),
+            )
+        })?;
+        if self.func == AggFn::Count {
+            return Ok(match col.logical_nulls() {
+                Some(nulls) if nulls.null_count() > 0 => Values::Valid(nulls),
+                _ => Values::Rows,
+            });
+        }
+        let cast = |to: &DataType| {
+            let exact = CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            arrow_cast::cast_with_options(col, to, &exact).map_err(|e| {
+                Error::column(
+                    self.field.name(),
+                    "aggregate",
+                    format!("cannot read {} as {to}: {e}", col.data_type()),
+                )
+            })
+        };
+        Ok(match self.kind {
+            ValueKind::Int => {
+                Values::Int(cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone())
+            }
+            ValueKind::UInt => Values::UInt(
+                cast(&DataType::UInt64)?
+                    .as_primitive::<UInt64Type>()
+                    .clone(),
+            ),
+            ValueKind::Float => Values::Float(
+                cast(&DataType::Float64)?
+                    .as_primitive::<Float64Type>()
+                    .clone(),
+            ),
+            ValueKind::Bool => Values::Bool(cast(&DataType::Boolean)?.as_boolean().clone()),
+            ValueKind::Str | ValueKind::Raw => Values::Array(col.clone()),
+        })
+    }
+}

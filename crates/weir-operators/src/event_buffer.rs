@@ -1,0 +1,960 @@
+//! Event-time buffering: each key's rows wait until the watermark passes
+//! them and are then released in one deterministic order.
+//!
+//! Owns [`EventTimeBuffer`] and [`Released`]. Operators whose per-key results
+//! depend on the order rows are processed in (count windows, keyed process
+//! functions) buffer their input here: rows of one key reach a subtask in
+//! different orders in pipelined and batch mode and at different
+//! parallelism, but the set of rows at or below a watermark is a function of
+//! the data alone (see ARCHITECTURE.md, "Why both modes give the same
+//! rows"), so sorting that set by (event time, row content) gives every
+//! executor the same sequence.
+//!
+//! May use `weir_core::operator`, `weir_core::key`, `weir_core::time`, `weir_core::memory`,
+//! `weir_core::error` and the arrow crates. Never `crate::exec` or `crate::graph`.
+
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::{Schema, SchemaRef};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use weir_core::error::{Error, Result};
+use weir_core::key::{FastBuildHasher, KeyDictionary, KeyEncoder, KeyHandle};
+use weir_core::memory::{ConsumerKind, MemoryReservation};
+use weir_core::operator::{Ctx, OperatorMetrics};
+pub(crate) use weir_core::spill::batch_bytes;
+use weir_core::spill::SpillManager;
+use weir_core::state::store::{self, SortedRuns};
+use weir_core::time::{event_times, validate_time_column};
+
+/// Spilled rows read back per step of a watermark (bounds the memory used
+/// to release rows that were spilled).
+const STEP_ROWS: usize = 4096;
+
+/// Bytes accounted per buffered row (its [`Entry`]).
+const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
+/// Bytes accounted per key with buffered rows (map slot, vector header, due entry).
+const KEY_BYTES: usize = 96;
+
+/// The rows of one key that a watermark released, in release order.
+#[derive(Debug, Clone)]
+pub struct Released {
+    /// The key's id in the buffer's dictionary (see [`EventTimeBuffer::take`]
+    /// for how long it stays valid).
+    pub key: u32,
+    /// The rows, sorted by event time, ties by the full row content.
+    pub rows: RecordBatch,
+    /// The event time (ms) of each row of `rows`.
+    pub times: Vec<i64>,
+}
+
+/// One buffered row: where it is and when it happened.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    time: i64,
+    batch: u32,
+    row: u32,
+}
+
+/// An input batch kept while some of its rows are buffered.
+#[derive(Debug)]
+struct Stored {
+    batch: RecordBatch,
+    /// Rows of `batch` not released yet; the batch is dropped at 0.
+    live: u32,
+    /// Bytes accounted for `batch`.
+    bytes: usize,
+}
+
+/// The buffered rows of one key.
+#[derive(Debug)]
+struct Pending {
+    /// The buffer's hold on the key while it has rows of it.
+    key: KeyHandle,
+    entries: Vec<Entry>,
+    /// True if `entries` is sorted by time.
+    sorted: bool,
+    /// The smallest time in `entries`.
+    min: i64,
+}
+
+/// The event-time clock of an operator that waits for the watermark to pass
+/// its rows, over an input with allowed lateness `lateness_ms`: sources admit
+/// rows up to that far behind their watermark, so the operator runs at
+/// `watermark - lateness` and every admitted row is still ahead of it (none
+/// is dropped, and rows are released in event-time order whatever the
+/// arrival order). The final watermark `i64::MAX` stays `i64::MAX`.
+///
+/// ```text
+///  delay 1 s, lateness 10 s:  rows 10 s, 5 s, 20 s  → watermarks 8.999 s, 18.999 s
+///                             operator clock        → -1.001 s, 8.999 s: 5 s waits, then
+///                             5 s and 10 s are released together, in time order
+/// ```
+pub fn lateness_clock(watermark: i64, lateness_ms: i64) -> i64 {
+    if watermark == i64::MAX {
+        watermark
+    } else {
+        watermark.saturating_sub(lateness_ms.max(0))
+    }
+}
+
+/// Buffers rows per key until the watermark passes them, then releases each
+/// key's due rows sorted by (event time, row content).
+///
+/// ```text
+///  push(batch) ──time <= watermark──► late: counted in late_rows, dropped
+///       │ else
+///       ▼
+///  batches[slot] = batch (kept whole while any of its rows waits)
+///  pending[key id] += Entry { time, slot, row }      due = {(min time, key id)}
+///
+///  advance(w) ──► keys whose min time <= w, in key-id order
+///  take(key)  ──► entries with time <= w, stable-sorted by time
+///             ──interleave──► rows ──ties? encode all columns (arrow-row), sort runs──take──►
+///             Released { key, rows, times }; batches with no waiting row are dropped
+/// ```
+/// Keys are interned in a [`KeyDictionary`]; the buffer holds a reference to
+/// a key id while it has rows of that key, and consumers keeping per-key
+/// state add their own with [`EventTimeBuffer::retain_key`]. Everything
+/// held (batches, entries, dictionary) is part of the owning operator's
+/// state: it counts [`settled_bytes`](EventTimeBuffer::settled_bytes) in
+/// its spillable reservation and calls
+/// [`spill_rows`](EventTimeBuffer::spill_rows) when the pool refuses; the
+/// buffered rows then go to runs sorted by event time and come back in
+/// steps ([`EventTimeBuffer::next_step`]), held in the buffer's fixed
+/// read-back reservation until the operator settles again. Without key
+/// columns all rows form one group.
+#[derive(Debug)]
+pub struct EventTimeBuffer {
+    // config
+    time_column: usize,
+    keys: Option<KeyEncoder>,
+    schema: SchemaRef,
+    key_schema: SchemaRef,
+    /// Encodes whole rows to break ties between rows with equal times.
+    content: RowConverterBox,
+    // state
+    dictionary: KeyDictionary,
+    batches: Vec<Option<Stored>>,
+    free_batches: Vec<u32>,
+    pending: HashMap<u32, Pending, FastBuildHasher>,
+    /// `(min buffered time, key id)` of every key with buffered rows.
+    due: BTreeSet<(i64, u32)>,
+    watermark: Option<i64>,
+    rows: usize,
+    batch_bytes: usize,
+    /// Bytes held when the owner last settled (what its reservation covers).
+    settled: usize,
+    // resources
+    /// What rows read back from disk add to `settled`, until the owner
+    /// settles again (fixed; made by [`EventTimeBuffer::open`]).
+    read_back: MemoryReservation,
+    /// Buffered rows spilled to disk, sorted by event time.
+    spilled: SortedRuns,
+}
+
+/// A [`RowConverter`] with a `Debug` that does not print its internals.
+struct RowConverterBox(RowConverter);
+
+impl std::fmt::Debug for RowConverterBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RowConverter")
+    }
+}
+
+impl EventTimeBuffer {
+    /// A buffer for rows of `input`, with event time in `time_column`, keyed
+    /// by `keys` (empty: one group). Errors name `context`.
+    pub fn try_new(
+        input: &Schema,
+        time_column: &str,
+        keys: &[String],
+        context: &str,
+    ) -> Result<Self> {
+        let time_column = validate_time_column(input, time_column, context)?;
+        let encoder = KeyEncoder::optional(input, keys, context)?;
+        let key_fields: Vec<_> = encoder
+            .as_ref()
+            .map(|e| {
+                e.indices()
+                    .iter()
+                    .map(|&i| input.field(i).clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sort_fields = input
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        let content = RowConverter::new(sort_fields).map_err(|e| Error::SchemaMismatch {
+            location: context.to_string(),
+            message: format!("rows of this input cannot be ordered for deterministic release: {e}"),
+        })?;
+        Ok(EventTimeBuffer {
+            time_column,
+            keys: encoder,
+            schema: Arc::new(input.clone()),
+            key_schema: Arc::new(Schema::new(key_fields)),
+            content: RowConverterBox(content),
+            dictionary: KeyDictionary::new(),
+            batches: Vec::new(),
+            free_batches: Vec::new(),
+            pending: HashMap::default(),
+            due: BTreeSet::new(),
+            watermark: None,
+            rows: 0,
+            batch_bytes: 0,
+            settled: 0,
+            read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
+            spilled: SortedRuns::new(),
+        })
+    }
+
+    /// Makes the buffer's read-back reservation (from its operator's `open`).
+    pub fn open(&mut self, ctx: &Ctx) {
+        self.read_back = ctx.fixed_reservation("buffer read-back");
+    }
+
+    /// The bytes its owner's spillable reservation must cover for the
+    /// buffer: what it held when last [settled](Self::settle).
+    pub fn settled_bytes(&self) -> usize {
+        self.settled
+    }
+
+    /// Makes everything the buffer holds now part of its owner's state (the
+    /// owner syncs its reservation right after): rows read back and not
+    /// taken yet leave the read-back reservation.
+    pub fn settle(&mut self) {
+        self.settled = self.memory_size();
+        self.read_back.free();
+    }
+
+    /// True if the buffer holds rows that [`spill_rows`](Self::spill_rows) would move.
+    pub fn can_spill(&self) -> bool {
+        self.rows > 0
+    }
+
+    /// The schema of buffered (and released) rows.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The schema of the key columns (no fields when there are no keys).
+    pub fn key_schema(&self) -> &SchemaRef {
+        &self.key_schema
+    }
+
+    /// The index of the event-time column.
+    pub fn time_column(&self) -> usize {
+        self.time_column
+    }
+
+    /// The highest watermark given to [`EventTimeBuffer::advance`], if any.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// Number of rows waiting.
+    pub fn buffered_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes this buffer accounts for (batches, entries, key dictionary).
+    pub fn memory_size(&self) -> usize {
+        self.batch_bytes
+            + self.rows * ENTRY_BYTES
+            + self.pending.len() * KEY_BYTES
+            + self.dictionary.memory_size()
+    }
+
+    /// Bytes counted for the buffer: settled (in the owner's reservation)
+    /// and read back.
+    pub fn reserved(&self) -> usize {
+        self.settled + self.read_back.size()
+    }
+
+    /// Buffers the rows of `batch`. Rows at or below the watermark are late:
+    /// they are counted in `ctx.metrics().late_rows` and dropped. Returns the
+    /// number of late rows. The owner settles and syncs its reservation next.
+    pub fn push(&mut self, batch: &RecordBatch, ctx: &Ctx) -> Result<usize> {
+        if batch.num_rows() == 0 {
+            return Ok(0);
+        }
+        self.check_schema(batch, ctx.operator())?;
+        let times = event_times(batch, self.time_column, ctx.operator())?;
+        let late = match self.watermark {
+            Some(w) => times.iter().filter(|&&t| t <= w).count(),
+            None => 0,
+        };
+        let (batch, times) = if late == 0 {
+            (batch.clone(), times)
+        } else {
+            OperatorMetrics::add(&ctx.metrics().late_rows, late as u64);
+            if late == batch.num_rows() {
+                return Ok(late);
+            }
+            let w = self.watermark.unwrap_or(i64::MIN);
+            let keep: BooleanArray = times.iter().map(|&t| Some(t > w)).collect();
+            let kept = arrow_select::filter::filter_record_batch(batch, &keep)?;
+            let kept_times = event_times(&kept, self.time_column, ctx.operator())?;
+            (kept, kept_times)
+        };
+        self.store(batch, &times)?;
+        Ok(late)
+    }
+
+    /// Buffers every row of `batch` (no lateness check, no reservation).
+    fn store(&mut self, batch: RecordBatch, times: &[i64]) -> Result<()> {
+        let encoded = match &self.keys {
+            Some(enc) => Some(enc.encode(&batch)?),
+            None => None,
+        };
+        let bytes = batch_bytes(&batch);
+        let n = batch.num_rows();
+        let slot = match self.free_batches.pop() {
+            Some(s) => s,
+            None => {
+                self.batches.push(None);
+                (self.batches.len() - 1) as u32
+            }
+        };
+        self.batches[slot as usize] = Some(Stored {
+            batch,
+            live: n as u32,
+            bytes,
+        });
+        self.batch_bytes += bytes;
+        self.rows += n;
+        for (row, &time) in times.iter().enumerate() {
+            let key: &[u8] = encoded.as_ref().map_or(&[], |rows| rows.row(row).data());
+            let id = self.dictionary.intern(key);
+            let dictionary = &mut self.dictionary;
+            let p = self.pending.entry(id).or_insert_with(|| Pending {
+                key: dictionary.hold(id),
+                entries: Vec::new(),
+                sorted: true,
+                min: time,
+            });
+            if p.entries.is_empty() {
+                p.min = time;
+                self.due.insert((time, id));
+            } else if time < p.min {
+                self.due.remove(&(p.min, id));
+                self.due.insert((time, id));
+                p.min = time;
+            }
+            if p.entries.last().is_some_and(|e| e.time > time) {
+                p.sorted = false;
+            }
+            p.entries.push(Entry {
+                time,
+                batch: slot,
+                row: row as u32,
+            });
+        }
+        Ok(())
+    }
+
+    /// The next watermark to advance to on the way to `target`: `target`
+    /// itself unless spilled rows wait, in which case a step that reads back
+    /// about [`store::step_bytes`] of spilled rows, so memory stays bounded even when a
+    /// watermark (like the final one) releases everything.
+    pub fn next_step(&mut self, target: i64) -> Result<i64> {
+        if self.spilled.is_empty() {
+            return Ok(target);
+        }
+        let column = self.time_column;
+        // in memory a row read back also costs its entry and its key's
+        // bookkeeping: half the step's bytes on disk
+        let step = self.spilled.next_step(
+            &|b: &RecordBatch| event_times(b, column, "event-time buffer"),
+            store::step_bytes(self.read_back.pool()) / 2,
+        )?;
+        Ok(match step {
+            Some(s) if s < target => s,
+            _ => target,
+        })
+    }
+
+    /// Moves the watermark to `watermark` (it never goes back) and returns
+    /// the keys with rows at or below it, in key-id order.
+    ///
+    /// Spilled rows at or below it are read back first, in a fixed
+    /// reservation released by the `take`s that follow (call
+    /// [`next_step`](Self::next_step) first to bound them).
+    pub fn advance(&mut self, watermark: i64) -> Result<Vec<u32>> {
+        let w = self.watermark.map_or(watermark, |old| old.max(watermark));
+        self.watermark = Some(w);
+        if !self.spilled.is_empty() {
+            let column = self.time_column;
+            let back = self.spilled.take_through(w, &|b: &RecordBatch| {
+                event_times(b, column, "event-time buffer")
+            })?;
+            for batch in back {
+                let times = event_times(&batch, column, "event-time buffer")?;
+                self.store(batch, &times)?;
+            }
+            // a step is bounded by next_step (in bytes on disk; in memory a
+            // row also costs its entry and key): counted even if the pool
+            // is short, like every read-back step (store::reserve_step)
+            let beyond = self.memory_size().saturating_sub(self.settled);
+            let held = self.read_back.size();
+            if beyond > held {
+                store::reserve_step(&mut self.read_back, beyond - held);
+            } else {
+                self.read_back.shrink(held - beyond);
+            }
+        }
+        let mut keys: Vec<u32> = self.due.range(..=(w, u32::MAX)).map(|&(_, k)| k).collect();
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    /// Takes the rows of `key` at or below the watermark, sorted by (event
+    /// time, row content), or `None` if there are none.
+    ///
+    /// When this empties the key's buffer, the buffer drops its reference to
+    /// the key id: call [`EventTimeBuffer::retain_key`] before, if the id
+    /// must stay valid (per-key state, decoding the key later).
+    pub fn take(&mut self, key: u32) -> Result<Option<Released>> {
+        let Some(w) = self.watermark else {
+            return Ok(None);
+        };
+        let Some(p) = self.pending.get_mut(&key) else {
+            return Ok(None);
+        };
+        if p.min > w {
+            return Ok(None);
+        }
+        if !p.sorted {
+            p.entries.sort_by_key(|e| e.time);
+            p.sorted = true;
+        }
+        let n = p.entries.partition_point(|e| e.time <= w);
+        let taken: Vec<Entry> = p.entries.drain(..n).collect();
+        self.due.remove(&(p.min, key));
+        if let Some(first) = p.entries.first() {
+            p.min = first.time;
+            self.due.insert((p.min, key));
+        } else {
+            let p = self.pending.remove(&key).expect("found above");
+            self.dictionary.release(p.key);
+        }
+        let rows = self.gather(&taken)?;
+        let times: Vec<i64> = taken.iter().map(|e| e.time).collect();
+        let rows = self.order_ties(rows, &times)?;
+        for e in &taken {
+            self.unref_row(e.batch);
+        }
+        self.rows -= taken.len();
+        self.shrink_reservation();
+        Ok(Some(Released { key, rows, times }))
+    }
+
+    /// Advances to `watermark` and takes every due key's rows, in key-id
+    /// order (ids as described at [`EventTimeBuffer::take`]).
+    pub fn release(&mut self, watermark: i64) -> Result<Vec<Released>> {
+        let keys = self.advance(watermark)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(r) = self.take(k)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A handle on key `id` (an id returned by this buffer that is still
+    /// valid): the id stays valid until the handle is given back with
+    /// [`release_key`](Self::release_key).
+    pub fn retain_key(&mut self, id: u32) -> KeyHandle {
+        self.dictionary.hold(id)
+    }
+
+    /// Gives back a handle taken with [`retain_key`](Self::retain_key) or
+    /// [`intern_key`](Self::intern_key).
+    pub fn release_key(&mut self, key: KeyHandle) {
+        self.dictionary.release(key);
+        self.shrink_reservation();
+    }
+
+    /// Gives back every handle of `keys`.
+    pub fn release_keys(&mut self, keys: impl IntoIterator<Item = KeyHandle>) {
+        self.dictionary.release_all(keys);
+        self.shrink_reservation();
+    }
+
+    /// The encoded bytes of key `id` (empty without key columns).
+    pub fn key_bytes(&self, id: u32) -> &[u8] {
+        self.dictionary.key(id)
+    }
+
+    /// The key columns of `ids`, one row per id (no columns without keys).
+    pub fn key_columns(&self, ids: &[u32]) -> Result<Vec<ArrayRef>> {
+        match &self.keys {
+            None => Ok(Vec::new()),
+            Some(enc) => {
+                let parser = enc.converter().parser();
+                Ok(enc
+                    .converter()
+                    .convert_rows(ids.iter().map(|&id| parser.parse(self.dictionary.key(id))))?)
+            }
+        }
+    }
+
+    fn check_schema(&self, batch: &RecordBatch, operator: &str) -> Result<()> {
+        let want = self.schema.fields();
+        let got = batch.schema();
+        let same = got.fields().len() == want.len()
+            && got
+                .fields()
+                .iter()
+                .zip(want.iter())
+                .all(|(g, w)| g.data_type() == w.data_type());
+        if same {
+            return Ok(());
+        }
+        Err(Error::SchemaMismatch {
+            location: operator.to_string(),
+            message: format!("expected input columns {want:?}, got {:?}", got.fields()),
+        })
+    }
+
+    /// Copies the rows `entries` point at into one batch, in that order.
+    fn gather(&self, entries: &[Entry]) -> Result<RecordBatch> {
+        let mut local: HashMap<u32, usize, FastBuildHasher> = HashMap::default();
+        let mut sources: Vec<&RecordBatch> = Vec::new();
+        let mut indices = Vec::with_capacity(entries.len());
+        for e in entries {
+            let next = sources.len();
+            let idx = *local.entry(e.batch).or_insert(next);
+            if idx == next {
+                let stored = self.batches[e.batch as usize]
+                    .as_ref()
+                    .ok_or_else(|| Error::Plan("event-time buffer lost a batch".into()))?;
+                sources.push(&stored.batch);
+            }
+            indices.push((idx, e.row as usize));
+        }
+        if sources.len() == 1 && indices.iter().enumerate().all(|(i, &(_, r))| i == r) {
+            // one whole batch in its own order: no copy
+            if indices.len() == sources[0].num_rows() {
+                return Ok(sources[0].clone());
+            }
+        }
+        Ok(arrow_select::interleave::interleave_record_batch(
+            &sources, &indices,
+        )?)
+    }
+
+    /// Orders rows with equal times by their full content (Arrow row format).
+    fn order_ties(&self, rows: RecordBatch, times: &[i64]) -> Result<RecordBatch> {
+        if !times.windows(2).any(|w| w[0] == w[1]) {
+            return Ok(rows);
+        }
+        let encoded = self.content.0.convert_columns(rows.columns())?;
+        let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+        let mut start = 0;
+        while start < times.len() {
+            let mut end = start + 1;
+            while end < times.len() && times[end] == times[start] {
+                end += 1;
+            }
+            if end - start > 1 {
+                order[start..end]
+                    .sort_by(|&a, &b| encoded.row(a as usize).cmp(&encoded.row(b as usize)));
+            }
+            start = end;
+        }
+        if order.iter().enumerate().all(|(i, &o)| i as u32 == o) {
+            return Ok(rows);
+        }
+        Ok(arrow_select::take::take_record_batch(
+            &rows,
+            &UInt32Array::from(order),
+        )?)
+    }
+
+    fn unref_row(&mut self, slot: u32) {
+        let Some(stored) = self.batches[slot as usize].as_mut() else {
+            return;
+        };
+        stored.live -= 1;
+        if stored.live == 0 {
+            self.batch_bytes -= stored.bytes;
+            self.batches[slot as usize] = None;
+            self.free_batches.push(slot);
+        }
+    }
+
+    /// Moves every buffered row to disk, sorted by event time (files named
+    /// after `name`), and settles.
+    pub fn spill_rows(&mut self, spill: &SpillManager, name: &str) -> Result<()> {
+        let mut entries: Vec<Entry> = self
+            .pending
+            .values()
+            .flat_map(|p| p.entries.iter().copied())
+            .collect();
+        entries.sort_by_key(|e| e.time);
+        let mut writer = spill.create_writer(&self.schema, name)?;
+        // small batches, so a step (see next_step) reads little past its boundary
+        for chunk in entries.chunks(512) {
+            writer.write(&self.gather(chunk)?)?;
+        }
+        self.spilled.add(writer.finish()?)?;
+        for (_, p) in std::mem::take(&mut self.pending) {
+            self.dictionary.release(p.key);
+        }
+        self.due.clear();
+        self.batches.clear();
+        self.free_batches.clear();
+        self.rows = 0;
+        self.batch_bytes = 0;
+        self.settle();
+        Ok(())
+    }
+
+    /// Gives back what the buffer no longer holds: read-back rows first.
+    fn shrink_reservation(&mut self) {
+        let beyond = self.memory_size().saturating_sub(self.settled);
+        if beyond < self.read_back.size() {
+            self.read_back.shrink(self.read_back.size() - beyond);
+        }
+    }
+}
+
+/// Checkpoints: copying the buffered rows out and putting them back.
+impl EventTimeBuffer {
+    /// Every buffered row, in memory and on disk, leaving the buffer as it
+    /// is (spill runs are only read). Rows come in no particular order.
+    pub fn snapshot_rows(&self) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for p in self.pending.values() {
+            for chunk in p.entries.chunks(STEP_ROWS) {
+                out.push(self.gather(chunk)?);
+            }
+        }
+        out.extend(self.spilled.remaining()?);
+        Ok(out)
+    }
+
+    /// The key group of each row of `batch` (what the hash router computes
+    /// from the key columns; all rows share one when there are no keys).
+    pub fn key_groups(&self, batch: &RecordBatch) -> Result<Vec<u16>> {
+        let group =
+            |bytes: &[u8]| weir_core::key::key_group(weir_core::key::stable_hash(bytes)) as u16;
+        Ok(match &self.keys {
+            Some(enc) => enc
+                .encode(batch)?
+                .iter()
+                .map(|r| group(r.as_ref()))
+                .collect(),
+            None => vec![group(&[]); batch.num_rows()],
+        })
+    }
+
+    /// Buffers rows written by [`snapshot_rows`](Self::snapshot_rows)
+    /// (no lateness check: they were buffered before); the owner syncs its
+    /// reservation next, as after `push`.
+    pub fn restore_rows(&mut self, batch: &RecordBatch, ctx: &Ctx) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.check_schema(batch, ctx.operator())?;
+        let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?;
+        let times = event_times(&batch, self.time_column, ctx.operator())?;
+        self.store(batch, &times)
+    }
+
+    /// Sets the watermark of a restored buffer (before any row or advance).
+    pub fn restore_watermark(&mut self, watermark: Option<i64>) {
+        self.watermark = watermark;
+    }
+
+    /// A handle on the key encoded as `bytes` (a restored key), for the
+    /// caller (give it back with [`release_key`](Self::release_key)).
+    pub fn intern_key(&mut self, bytes: &[u8]) -> KeyHandle {
+        self.dictionary.hold_key(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::{Int64Array, StringArray};
+    use proptest::prelude::*;
+    use std::sync::atomic::Ordering;
+    use weir_core::operator::{RuntimeEnv, TaskInfo};
+
+    pub(crate) fn ctx_with_budget(budget: usize) -> Ctx {
+        let env = RuntimeEnv::try_new(budget, None).unwrap();
+        let info = TaskInfo {
+            operator: "buffer".into(),
+            subtask: 0,
+            parallelism: 1,
+        };
+        Ctx::new(info, env, Arc::new(OperatorMetrics::default()))
+    }
+
+    fn rows_batch(rows: &[(u8, i64, i64)]) -> RecordBatch {
+        let keys: Vec<String> = rows.iter().map(|r| format!("k{}", r.0)).collect();
+        RecordBatch::try_from_iter([
+            ("k", Arc::new(StringArray::from(keys)) as ArrayRef),
+            (
+                "t",
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))) as _,
+            ),
+            (
+                "v",
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))) as _,
+            ),
+        ])
+        .unwrap()
+    }
+
+    /// `(key, [(t, v)])` per release, flattened per key in release order.
+    fn per_key(released: &[Released]) -> Vec<(String, Vec<(i64, i64)>)> {
+        let mut out: Vec<(String, Vec<(i64, i64)>)> = Vec::new();
+        for r in released {
+            // the id may already be recycled: read the key from the rows
+            let k = r.rows.column(0).as_string::<i32>().value(0).to_string();
+            let t = r.rows.column(1).as_primitive::<Int64Type>();
+            let v = r.rows.column(2).as_primitive::<Int64Type>();
+            assert_eq!(t.values().to_vec(), r.times);
+            let rows: Vec<(i64, i64)> = (0..r.rows.num_rows())
+                .map(|i| (t.value(i), v.value(i)))
+                .collect();
+            match out.iter_mut().find(|(key, _)| *key == k) {
+                Some((_, v)) => v.extend(rows),
+                None => out.push((k, rows)),
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The operator a buffer belongs to: its reservation covers the buffer.
+    struct Owner {
+        buf: EventTimeBuffer,
+        reservation: MemoryReservation,
+    }
+
+    impl Owner {
+        fn sync(&mut self, ctx: &Ctx) -> Result<()> {
+            self.buf.settle();
+            store::sync(self, ctx.spill())
+        }
+    }
+
+    impl store::SpillableState for Owner {
+        fn memory_bytes(&self) -> usize {
+            self.buf.settled_bytes()
+        }
+        fn can_spill(&self) -> bool {
+            self.buf.can_spill()
+        }
+        fn spill(&mut self, spill: &Arc<weir_core::spill::SpillManager>) -> Result<()> {
+            self.buf.spill_rows(spill, "owner")
+        }
+        fn reservation(&mut self) -> &mut MemoryReservation {
+            &mut self.reservation
+        }
+    }
+
+    fn new_buffer() -> EventTimeBuffer {
+        let b = rows_batch(&[(0, 0, 0)]);
+        EventTimeBuffer::try_new(&b.schema(), "t", &["k".into()], "buffer").unwrap()
+    }
+
+    #[test]
+    fn releases_due_rows_sorted_by_time_then_content_and_counts_late_rows() {
+        let mut buf = new_buffer();
+        let ctx = ctx_with_budget(usize::MAX);
+        buf.open(&ctx);
+        buf.push(
+            &rows_batch(&[(1, 30, 2), (0, 10, 5), (1, 10, 9), (1, 10, 3), (0, 40, 1)]),
+            &ctx,
+        )
+        .unwrap();
+        assert!(buf.release(9).unwrap().is_empty());
+        let got = buf.release(30).unwrap();
+        assert_eq!(
+            per_key(&got),
+            vec![
+                ("k0".into(), vec![(10, 5)]),
+                ("k1".into(), vec![(10, 3), (10, 9), (30, 2)]),
+            ]
+        );
+        // at or below the watermark: late
+        let late = buf
+            .push(&rows_batch(&[(0, 30, 0), (0, 31, 0)]), &ctx)
+            .unwrap();
+        assert_eq!(late, 1);
+        assert_eq!(ctx.metrics().late_rows.load(Ordering::Relaxed), 1);
+        assert_eq!(buf.buffered_rows(), 2);
+        let got = buf.release(i64::MAX).unwrap();
+        assert_eq!(per_key(&got), vec![("k0".into(), vec![(31, 0), (40, 1)])]);
+        assert_eq!(buf.buffered_rows(), 0);
+        assert_eq!(buf.reserved(), 0);
+        assert_eq!(ctx.pool().reserved(), 0, "everything released");
+    }
+
+    #[test]
+    fn retained_keys_survive_and_decode() {
+        let mut buf = new_buffer();
+        let ctx = ctx_with_budget(usize::MAX);
+        buf.open(&ctx);
+        buf.push(&rows_batch(&[(7, 1, 1)]), &ctx).unwrap();
+        let keys = buf.advance(5).unwrap();
+        assert_eq!(keys.len(), 1);
+        let held = buf.retain_key(keys[0]);
+        let r = buf.take(keys[0]).unwrap().unwrap();
+        assert!(buf.memory_size() > 0, "the retained key is still accounted");
+        let cols = buf.key_columns(&[r.key]).unwrap();
+        assert_eq!(cols[0].as_string::<i32>().value(0), "k7");
+        buf.release_key(held);
+        assert_eq!(buf.memory_size(), 0);
+        assert_eq!(ctx.pool().reserved(), 0);
+    }
+
+    #[test]
+    fn without_keys_all_rows_form_one_group() {
+        let b = rows_batch(&[(0, 5, 1), (1, 3, 2), (2, 5, 0)]);
+        let mut buf = EventTimeBuffer::try_new(&b.schema(), "t", &[], "buffer").unwrap();
+        let ctx = ctx_with_budget(usize::MAX);
+        buf.open(&ctx);
+        buf.push(&b, &ctx).unwrap();
+        let got = buf.release(i64::MAX).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].times, vec![3, 5, 5]);
+        assert!(buf.key_columns(&[got[0].key]).unwrap().is_empty());
+        let v = got[0].rows.column(2).as_primitive::<Int64Type>();
+        // ties at 5 by content: key column first ("k0" < "k2")
+        assert_eq!(v.values().to_vec(), vec![2, 1, 0]);
+    }
+
+    #[test]
+    fn over_budget_rows_spill_and_come_back_in_the_same_order() {
+        let input: Vec<RecordBatch> = (0..20)
+            .map(|b| {
+                let rows: Vec<(u8, i64, i64)> = (0..50)
+                    .map(|i| ((i % 3) as u8, (b * 37 + i * 11) % 400, i))
+                    .collect();
+                rows_batch(&rows)
+            })
+            .collect();
+        let run = |budget: usize| {
+            let ctx = ctx_with_budget(budget);
+            let mut owner = Owner {
+                buf: new_buffer(),
+                reservation: ctx.spillable_reservation(),
+            };
+            owner.buf.open(&ctx);
+            let mut released = Vec::new();
+            // spilled rows come back a step at a time, as operators take them
+            let mut release_to = |buf: &mut EventTimeBuffer, target: i64| loop {
+                let step = buf.next_step(target).unwrap();
+                released.extend(buf.release(step).unwrap());
+                if step == target {
+                    break;
+                }
+            };
+            for (i, b) in input.iter().enumerate() {
+                owner.buf.push(b, &ctx).unwrap();
+                owner.sync(&ctx).unwrap();
+                if i % 7 == 6 {
+                    release_to(&mut owner.buf, 100 + i as i64 * 10);
+                    owner.sync(&ctx).unwrap();
+                }
+            }
+            release_to(&mut owner.buf, i64::MAX);
+            owner.sync(&ctx).unwrap();
+            let released = per_key(&released);
+            let files = ctx.spill().metrics().files();
+            drop(owner);
+            assert_eq!(ctx.pool().reserved(), 0);
+            assert_eq!(std::fs::read_dir(ctx.spill().dir()).unwrap().count(), 0);
+            (released, files)
+        };
+        let (want, none) = run(usize::MAX);
+        let (got, files) = run(2048);
+        assert_eq!(none, 0);
+        assert!(files > 0, "the small budget spills");
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn rejects_a_batch_of_another_schema() {
+        let mut buf = new_buffer();
+        let ctx = ctx_with_budget(usize::MAX);
+        buf.open(&ctx);
+        let other =
+            RecordBatch::try_from_iter([("t", Arc::new(Int64Array::from(vec![1])) as ArrayRef)])
+                .unwrap();
+        let err = buf.push(&other, &ctx).unwrap_err();
+        assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
+    }
+
+    /// Pushes `rows` in the order `perm`, in batches of `sizes`, advancing the
+    /// watermark after a batch when `advance` says so (as far as the rows
+    /// still to come allow); returns the released rows per key.
+    fn run(
+        rows: &[(u8, i64, i64)],
+        perm: &[usize],
+        sizes: &[usize],
+        advance: &[bool],
+    ) -> Vec<(String, Vec<(i64, i64)>)> {
+        let mut buf = new_buffer();
+        let ctx = ctx_with_budget(usize::MAX);
+        buf.open(&ctx);
+        let ordered: Vec<(u8, i64, i64)> = perm.iter().map(|&i| rows[i]).collect();
+        let mut released = Vec::new();
+        let mut at = 0;
+        let mut step = 0;
+        while at < ordered.len() {
+            let n = sizes[step % sizes.len()].clamp(1, ordered.len() - at);
+            buf.push(&rows_batch(&ordered[at..at + n]), &ctx).unwrap();
+            at += n;
+            if advance[step % advance.len()] {
+                let next_min = ordered[at..].iter().map(|r| r.1).min().unwrap_or(i64::MAX);
+                released.extend(buf.release(next_min - 1).unwrap());
+            }
+            step += 1;
+        }
+        released.extend(buf.release(i64::MAX).unwrap());
+        assert_eq!(ctx.metrics().late_rows.load(Ordering::Relaxed), 0);
+        assert_eq!(ctx.pool().reserved(), 0);
+        per_key(&released)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn release_order_does_not_depend_on_arrival_order_or_batching(
+            rows in prop::collection::vec((0u8..3, 0i64..12, 0i64..4), 1..50),
+            keys in prop::collection::vec(any::<u32>(), 50),
+            sizes in prop::collection::vec(1usize..8, 1..6),
+            advance in prop::collection::vec(any::<bool>(), 1..6),
+        ) {
+            let sorted: Vec<usize> = (0..rows.len()).collect();
+            let mut shuffled = sorted.clone();
+            shuffled.sort_by_key(|&i| (keys[i], i));
+            let reference = run(&rows, &sorted, &[rows.len()], &[false]);
+            let got = run(&rows, &shuffled, &sizes, &advance);
+            prop_assert_eq!(&got, &reference);
+            // and the reference is (time, content) order per key
+            for (k, released) in &reference {
+                let mut want: Vec<(i64, i64)> = rows
+                    .iter()
+                    .filter(|r| format!("k{}", r.0) == *k)
+                    .map(|r| (r.1, r.2))
+                    .collect();
+                want.sort();
+                prop_assert_eq!(released, &want);
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Snapshot/restore of the pipelined join, checked against the uninterrupted
+//! run (the oracle) for every kind and type, at several cut points, at the
+//! same parallelism and rescaled.
+
+use super::{JoinKind, JoinLayout, JoinSpec, JoinType, SymmetricHashJoin};
+use crate::checkpoint_harness::{
+    encoders, run_uninterrupted, run_with_restore, run_with_restore_in, sorted_rows, Event,
+};
+use arrow_array::{Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use std::sync::Arc;
+use std::time::Duration;
+use weir_core::key::KeyEncoder;
+use weir_core::operator::{Operator, TaskInfo};
+use weir_core::time::Window;
+
+const TYPES: [JoinType; 4] = [
+    JoinType::Inner,
+    JoinType::Left,
+    JoinType::Right,
+    JoinType::Full,
+];
+
+/// (parallelism before, after) pairs: unchanged and rescaled.
+const PARALLELISM: [(usize, usize); 4] = [(1, 1), (2, 2), (2, 3), (3, 1)];
+
+fn schema(id: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("t", DataType::Int64, false),
+        Field::new(id, DataType::Int64, false),
+    ]))
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A deterministic stream over 9 keys (and a null key now and then):
+/// batches on both inputs with times a little ahead of the watermark (some
+/// rows late, `with_late`), a watermark after every third batch. Every row
+/// has a unique id.
+fn events(n: usize, seed: u64, with_late: bool) -> Vec<Event> {
+    let mut x = seed;
+    let mut rand = move |m: u64| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 33) % m
+    };
+    let mut out = Vec::new();
+    let mut id = 0i64;
+    for i in 0..n {
+        let base = i as i64 * 10;
+        let input = rand(2) as usize;
+        let rows = 1 + rand(4) as usize;
+        let (mut k, mut t, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rows {
+            let key = rand(10) as i64;
+            k.push((key != 9).then_some(key));
+            // late rows (behind the last watermark, base - 25 or less): the
+            // first of a batch right after a watermark, and one in twelve
+            let late = with_late && i > 0 && ((i % 3 == 0 && t.is_empty()) || rand(12) == 0);
+            t.push(if late {
+                base - 30
+            } else {
+                base + rand(30) as i64
+            });
+            v.push(id);
+            id += 1;
+        }
+        let s = schema(if input == 0 { "lv" } else { "rv" });
+        let batch = RecordBatch::try_new(
+            s,
+            vec![
+                Arc::new(Int64Array::from(k)),
+                Arc::new(Int64Array::from(t)),
+                Arc::new(Int64Array::from(v)),
+            ],
+        )
+        .expect("valid batch");
+        out.push(Event::Batch(input, batch));
+        if i % 3 == 2 {
+            out.push(Event::Watermark(base - 5));
+        }
+    }
+    out
+}
+
+fn layout(spec: JoinSpec) -> JoinLayout {
+    JoinLayout::try_new(
+        &schema("lv"),
+        &schema("rv"),
+        Some("t"),
+        Some("t"),
+        &spec.on(["k"], ["k"]),
+    )
+    .expect("valid join")
+}
+
+fn keys() -> Vec<KeyEncoder> {
+    encoders(&[&schema("lv"), &schema("rv")], &[&["k"], &["k"]])
+}
+
+/// Checks every type of `spec` at several cuts and parallelisms against the
+/// uninterrupted run; returns how many restored runs were compared.
+fn check_kind(spec: JoinSpec) -> usize {
+    let evs = events(60, 7, true);
+    let keys = keys();
+    let mut compared = 0;
+    for ty in TYPES {
+        let layout = layout(spec.clone().with_type(ty));
+        let make = move |_: &TaskInfo| -> weir_core::error::Result<Box<dyn Operator>> {
+            Ok(Box::new(SymmetricHashJoin::try_new(layout.clone())?))
+        };
+        let want = sorted_rows(&run_uninterrupted(&make, &evs));
+        assert!(!want.is_empty(), "{ty:?}: the oracle produced rows");
+        if ty != JoinType::Inner {
+            assert!(
+                want.iter().any(|r| r.contains("||")),
+                "{ty:?}: the oracle has padded rows"
+            );
+        }
+        // cuts: first batch, waiting rows, right before and after watermarks, near the end
+        for cut in [1, 2, 7, 8, 30, 31, 55, evs.len() - 1] {
+            for (p0, p1) in PARALLELISM {
+                let got = sorted_rows(&run_with_restore(&make, &keys, &evs, cut, p0, p1));
+                assert_eq!(
+                    got, want,
+                    "{:?} {ty:?}: cut {cut}, parallelism {p0} -> {p1}",
+                    spec.kind
+                );
+                compared += 1;
+            }
+        }
+    }
+    compared
+}
+
+#[test]
+fn tumbling_window_join_restores() {
+    assert!(check_kind(JoinSpec::window(Window::tumbling(ms(50)))) > 0);
+}
+
+#[test]
+fn sliding_window_join_restores() {
+    check_kind(JoinSpec::window(Window::sliding(ms(60), ms(20))));
+}
+
+#[test]
+fn cumulative_window_join_restores() {
+    check_kind(JoinSpec::window(Window::cumulative(ms(20), ms(60))));
+}
+
+#[test]
+fn session_window_join_restores() {
+    check_kind(JoinSpec::window(Window::session(ms(15))));
+}
+
+#[test]
+fn interval_join_restores() {
+    check_kind(JoinSpec::interval_ms(-20, 10));
+}
+
+#[test]
+fn regular_join_restores_with_retractions() {
+    let spec = JoinSpec::regular();
+    assert!(spec.clone().with_type(JoinType::Left).emits_changelog());
+    check_kind(spec);
+}
+
+#[test]
+fn regular_join_with_ttl_restores() {
+    check_kind(JoinSpec::regular().with_ttl(ms(40)));
+}
+
+/// A budget so small that both sides spill before the cut: the snapshot
+/// must carry the rows on disk with their epochs and matched flags.
+#[test]
+fn spilled_rows_are_restored() {
+    // no late rows: a spilled interval join pairs a late row with rows on
+    // disk that the join in memory had dropped already (its result then
+    // depends on when it spilled, with or without a checkpoint)
+    let evs = events(120, 11, false);
+    let keys = keys();
+    // (spec, budget): bounded kinds hold less, so they get less
+    let specs = [
+        (JoinSpec::regular(), 8 << 10),
+        (
+            JoinSpec::interval_ms(-20, 10).with_type(JoinType::Full),
+            3 << 10,
+        ),
+        (
+            JoinSpec::window(Window::tumbling(ms(50))).with_type(JoinType::Left),
+            1280,
+        ),
+        (
+            JoinSpec::window(Window::session(ms(15))).with_type(JoinType::Full),
+            1280,
+        ),
+    ];
+    for (spec, budget) in specs {
+        let kind = spec.kind;
+        let layout = layout(spec);
+        let make = move |_: &TaskInfo| -> weir_core::error::Result<Box<dyn Operator>> {
+            Ok(Box::new(SymmetricHashJoin::try_new(layout.clone())?))
+        };
+        let want = sorted_rows(&run_uninterrupted(&make, &evs));
+        let spilled = sorted_rows(&crate::checkpoint_harness::run_uninterrupted_budget(
+            &make, &evs, budget,
+        ));
+        assert_eq!(spilled, want, "{kind:?}: spilling changes nothing");
+        // cuts where every kind has state on disk (window joins bring rows back)
+        // (a step of an interval join's end holds every row of a key: its
+        // budget is larger, so its state reaches disk later)
+        let cuts: &[usize] = match kind {
+            JoinKind::Interval { .. } => &[157],
+            _ => &[59, 94, 157],
+        };
+        for &cut in cuts {
+            for (p0, p1) in PARALLELISM {
+                let r = run_with_restore_in(&make, &keys, &evs, cut, p0, p1, budget);
+                assert!(
+                    r.spill_files_at_cut > 0,
+                    "{kind:?}: cut {cut}, {p0} -> {p1}: state was on disk at the cut"
+                );
+                assert_eq!(
+                    sorted_rows(&r.output),
+                    want,
+                    "{kind:?}: cut {cut}, parallelism {p0} -> {p1}"
+                );
+            }
+        }
+    }
+}
+
+/// Restoring a join into an operator of another kind's checkpoint layout is
+/// an error naming the operator, not a panic.
+#[test]
+fn foreign_state_is_an_error() {
+    use weir_core::state::{StateReader, StateWriter};
+    let mut w = StateWriter::new();
+    w.put("join", &(0i64, 0u32)).expect("put");
+    let b = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)])),
+        vec![Arc::new(Int64Array::from(vec![1]))],
+    )
+    .expect("batch");
+    w.put_keyed("left_rows", &b, &[0]).expect("put_keyed");
+    let reader = StateReader::single(w.finish());
+    let mut op = SymmetricHashJoin::try_new(layout(JoinSpec::regular())).expect("join");
+    let mut ctx = crate::basic::tests::test_ctx();
+    let err = op.restore(&mut ctx, &reader).expect_err("foreign state");
+    assert!(err.to_string().contains("left_rows"), "{err}");
+    assert!(
+        err.to_string().contains("test"),
+        "names the operator: {err}"
+    );
+}
