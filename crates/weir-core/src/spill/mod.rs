@@ -4,8 +4,9 @@
 //! Owns [`SpillManager`] (the per-job temporary directory and its
 //! [`SpillMetrics`]), the spill file types in `file.rs` ([`SpillWriter`],
 //! [`SpillFile`], [`SpillReader`]: Arrow IPC files read back through `mmap`)
-//! and the spillable shuffle output in `buffer.rs` ([`PartitionedBuffer`],
-//! [`Partition`], [`PartitionReader`]). The structures operator state is
+//! and [`batch_bytes`]. The staged executor's shuffle buffers that spill
+//! through these files are `weir-engine`'s `exec/staged/exchange.rs`. The
+//! structures operator state is
 //! spilled into (sorted runs, the state log) are in `crate::state::store`.
 //! May use [`crate::error`] and [`crate::memory`].
 
@@ -16,13 +17,26 @@ use std::sync::Arc;
 use arrow_schema::SchemaRef;
 
 use crate::error::{Error, Result};
+use arrow_array::RecordBatch;
 
-mod buffer;
 mod file;
 mod owner;
 
-pub use buffer::{batch_bytes, Partition, PartitionReader, PartitionedBuffer};
 pub use file::{owned_copy, SpillFile, SpillReader, SpillWriter};
+
+/// Bytes of the part of the buffers `batch` covers (a slice of a larger
+/// batch counts only its own rows, not the whole parent buffer).
+pub fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
+}
 
 /// Counters of what was spilled, shared by all writers of one [`SpillManager`].
 ///

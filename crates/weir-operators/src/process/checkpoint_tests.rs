@@ -3,6 +3,7 @@
 //! and spilled), event-time and processing-time timers, at several cuts, at
 //! the same parallelism and rescaled.
 
+use super::checkpoint::{KEYS_ENTRY, META_ENTRY};
 use super::*;
 use crate::checkpoint_harness::{
     encoders, run_uninterrupted, run_with_restore, run_with_restore_in, sorted_rows, Event,

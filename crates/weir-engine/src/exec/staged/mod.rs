@@ -7,25 +7,47 @@
 //!           (memory batches, then spill files through mmap), then
 //!           Watermark::MAX, then end of input
 //! ```
+//! The exchange between stages is `exchange.rs` ([`PartitionedBuffer`]:
+//! spillable partitions with watermark marks); `replay.rs` feeds a consumer.
 //! Watermarks cross stage boundaries as marks in the partition buffers; a
-//! consumer replays them while reading (see [`replay`]), so windows fire
+//! consumer replays them while reading (see `replay::replay`), so windows fire
 //! during the stage and state stays bounded. Results equal the pipelined
 //! executor's since late rows are decided at the sources, per split.
 
+mod exchange;
+mod replay;
+
+use exchange::{Partition, PartitionedBuffer};
+
 use super::chain::{Chain, Emit};
 use super::route::Router;
-use super::{panic_error, FirstError, RunContext};
+use super::{panic_error, RunContext};
+use replay::{replay, Replayed};
 use weir_core::error::{Error, Result};
 
 use rayon::prelude::*;
 use std::sync::Mutex;
 use weir_core::message::{Message, Watermark};
 use weir_core::operator::SourcePoll;
-use weir_core::spill::{Partition, PartitionedBuffer};
-use weir_core::time::WatermarkTracker;
 
 /// Inputs of one consumer subtask: (logical input, partitions from producers).
 type SubtaskInputs = Vec<(usize, Vec<Partition>)>;
+
+/// A consumer subtask's chain as the target of [`replay`].
+struct ChainHead<'c, 'e> {
+    chain: &'c mut Chain,
+    emit: &'c mut Emit<'e>,
+}
+
+impl Replayed for ChainHead<'_, '_> {
+    fn on_batch(&mut self, input: usize, batch: arrow_array::RecordBatch) -> Result<()> {
+        self.chain.on_batch(input, Message::Data(batch), self.emit)
+    }
+
+    fn on_watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.chain.on_watermark(watermark, self.emit)
+    }
+}
 
 pub(super) fn run(run: RunContext<'_>, stage: &std::sync::atomic::AtomicUsize) -> Result<()> {
     let RunContext {
@@ -103,87 +125,6 @@ pub(super) fn run(run: RunContext<'_>, stage: &std::sync::atomic::AtomicUsize) -
     first_error.take_result()
 }
 
-/// One producer's partition being read back, with its watermark marks.
-struct Cursor {
-    input: usize,
-    reader: weir_core::spill::PartitionReader,
-    marks: std::collections::VecDeque<(u64, i64)>,
-    read: u64,
-    watermark: i64,
-}
-
-/// Feeds a consumer its input partitions, interleaved so that event time
-/// advances as in a pipelined run: always read on from the producer whose
-/// watermark is lowest, replaying its recorded watermarks at the positions
-/// they were emitted. Windows therefore fire during the stage, and state
-/// stays bounded by the disorder, not by the input size.
-///
-/// ```text
-///  producer 0: b b |wm 10| b b b |wm 20| b      cursor with lowest watermark
-///  producer 1: b |wm 5| b b |wm 25| b b    ──►  reads until its next mark
-///  tracker (min over producers) ──► chain.on_watermark when it rises
-/// ```
-fn replay(
-    inputs: SubtaskInputs,
-    chain: &mut Chain,
-    emit: &mut Emit<'_>,
-    first_error: &FirstError,
-) -> Result<()> {
-    let mut cursors: Vec<Cursor> = inputs
-        .into_iter()
-        .flat_map(|(input, parts)| parts.into_iter().map(move |p| (input, p)))
-        .map(|(input, p)| Cursor {
-            input,
-            marks: p.watermarks().iter().copied().collect(),
-            reader: p.into_batches(),
-            read: 0,
-            watermark: i64::MIN,
-        })
-        .collect();
-    let mut tracker = WatermarkTracker::new(cursors.len());
-    let mut open: Vec<usize> = (0..cursors.len()).collect();
-    while let Some(pos) = (0..open.len()).min_by_key(|&k| cursors[open[k]].watermark) {
-        let ci = open[pos];
-        let c = &mut cursors[ci];
-        // read this producer up to its next watermark mark
-        loop {
-            if first_error.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            if let Some(&(at, t)) = c.marks.front() {
-                if at <= c.read {
-                    c.marks.pop_front();
-                    c.watermark = t;
-                    if let Some(w) = tracker.update(ci, Watermark::EventTime(t)) {
-                        chain.on_watermark(w, emit)?;
-                    }
-                    break;
-                }
-            }
-            match c.reader.next() {
-                Some(batch) => {
-                    chain.on_batch(c.input, Message::Data(batch?), emit)?;
-                    c.read += 1;
-                }
-                None => {
-                    open.swap_remove(pos);
-                    if let Some(w) = tracker.on_end(ci) {
-                        if !open.is_empty() {
-                            chain.on_watermark(w, emit)?;
-                        }
-                    }
-                    break;
-                }
-            }
-        }
-    }
-    // Bounded inputs end with Watermark::MAX; make sure the chain sees it.
-    if tracker.current() != Some(Watermark::MAX) {
-        chain.on_watermark(Watermark::MAX, emit)?;
-    }
-    Ok(())
-}
-
 fn run_subtask(
     run: RunContext<'_>,
     t: usize,
@@ -247,8 +188,11 @@ fn run_subtask(
             }
         } else {
             let name = &plan.nodes[task.nodes[0]].name;
-            replay(inputs, &mut chain, &mut emit, first_error)
-                .map_err(|e| e.in_operator(name, s))?;
+            let mut head = ChainHead {
+                chain: &mut chain,
+                emit: &mut emit,
+            };
+            replay(inputs, &mut head, first_error).map_err(|e| e.in_operator(name, s))?;
             chain.finish(&mut emit)?;
         }
     }

@@ -10,16 +10,18 @@
 //!  first error ─► recorded, cancel channel dropped ─► every blocked send/recv wakes up
 //! ```
 
-use super::chain::{Chain, Emit, RestoreSet};
+mod barriers;
+
+use super::chain::{Chain, RestoreSet};
 use super::route::Router;
 use super::{panic_error, RunContext};
 use crate::checkpoint::coordinator::{CheckpointHandle, Coordinator, LoopEnd, Report};
-use crate::checkpoint::{CheckpointMode, CheckpointStats};
+use crate::checkpoint::CheckpointStats;
+use barriers::Barriers;
 use weir_core::error::{Error, Result};
 
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 use std::collections::VecDeque;
-use weir_core::message::CheckpointId;
 use weir_core::message::Message;
 use weir_core::operator::{now_ms, SourcePoll};
 use weir_core::time::WatermarkTracker;
@@ -383,143 +385,4 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
         b.on_finished(&mut chain)?;
     }
     Ok(())
-}
-
-/// Barrier handling of one subtask: injection at sources, alignment at
-/// operators with inputs, acknowledgements to the coordinator.
-///
-/// ```text
-///  exactly once:  channel 0 ──B5──► held: every later message of channel 0
-///                 channel 1 ──...data...──B5──► aligned: snapshot, Barrier(5) downstream,
-///                 Ack(5) to the coordinator, then replay what channel 0 held
-///  at least once: nothing is held; snapshot once B5 came on every open channel
-///  an ended channel counts as having delivered every barrier
-/// ```
-struct Barriers<'a> {
-    // config
-    handle: &'a CheckpointHandle,
-    task: usize,
-    subtask: usize,
-    // state
-    last: CheckpointId,
-    aligning: Option<(CheckpointId, Vec<bool>)>,
-    held: Vec<Envelope>,
-    // resources
-    reports: Sender<Report>,
-}
-
-impl<'a> Barriers<'a> {
-    fn new(
-        handle: &'a CheckpointHandle,
-        reports: Sender<Report>,
-        task: usize,
-        subtask: usize,
-    ) -> Self {
-        Barriers {
-            handle,
-            task,
-            subtask,
-            last: 0,
-            aligning: None,
-            held: Vec::new(),
-            reports,
-        }
-    }
-
-    fn report(&self, report: Report) {
-        // a coordinator that stopped (the job is ending) needs no more reports
-        let _ = self.reports.send(report);
-    }
-
-    /// Sources: if the coordinator triggered a checkpoint this subtask has
-    /// not injected, snapshot and send its barrier after everything emitted.
-    fn inject_due(&mut self, chain: &mut Chain, emit: &mut Emit<'_>) -> Result<()> {
-        let id = self.handle.triggered();
-        if id > self.last {
-            self.checkpoint(id, chain, emit)?;
-        }
-        Ok(())
-    }
-
-    fn checkpoint(
-        &mut self,
-        id: CheckpointId,
-        chain: &mut Chain,
-        emit: &mut Emit<'_>,
-    ) -> Result<()> {
-        let states = chain.snapshot(id)?;
-        self.report(Report::Ack {
-            id,
-            task: self.task,
-            subtask: self.subtask,
-            states,
-        });
-        self.last = id;
-        emit(Message::Barrier(id))
-    }
-
-    /// True if messages of `channel` must wait (it delivered the barrier
-    /// being aligned; exactly-once mode only).
-    fn holds(&self, channel: usize) -> bool {
-        self.handle.mode == CheckpointMode::ExactlyOnce
-            && self
-                .aligning
-                .as_ref()
-                .is_some_and(|(_, arrived)| arrived[channel])
-    }
-
-    fn hold(&mut self, m: Envelope) {
-        self.held.push(m);
-    }
-
-    fn on_barrier(&mut self, id: CheckpointId, channel: usize, ended: &[bool]) -> Result<()> {
-        if id <= self.last {
-            return Ok(()); // already taken (cannot happen with one checkpoint at a time)
-        }
-        let (aligning, arrived) = self
-            .aligning
-            .get_or_insert_with(|| (id, vec![false; ended.len()]));
-        if *aligning != id {
-            return Err(Error::Checkpoint {
-                location: format!("subtask {} of task {}", self.subtask, self.task),
-                message: format!("barrier {id} arrived while aligning barrier {aligning}"),
-            });
-        }
-        arrived[channel] = true;
-        Ok(())
-    }
-
-    /// Completes the alignment once every open channel delivered the
-    /// barrier; returns the held messages to replay.
-    fn complete_if_aligned(
-        &mut self,
-        ended: &[bool],
-        chain: &mut Chain,
-        emit: &mut Emit<'_>,
-    ) -> Result<Option<Vec<Envelope>>> {
-        let Some((id, arrived)) = &self.aligning else {
-            return Ok(None);
-        };
-        if !arrived.iter().zip(ended).all(|(a, e)| *a || *e) {
-            return Ok(None);
-        }
-        let id = *id;
-        self.aligning = None;
-        self.checkpoint(id, chain, emit)?;
-        Ok(Some(std::mem::take(&mut self.held)))
-    }
-
-    /// The subtask ended: its final snapshot goes to the coordinator, as
-    /// part of the checkpoint in flight it never saw or of the next one.
-    fn on_finished(&mut self, chain: &mut Chain) -> Result<()> {
-        let from = (self.last + 1).max(self.handle.triggered());
-        let states = chain.snapshot(from)?;
-        self.report(Report::Finished {
-            from,
-            task: self.task,
-            subtask: self.subtask,
-            states,
-        });
-        Ok(())
-    }
 }

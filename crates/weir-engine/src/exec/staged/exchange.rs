@@ -1,19 +1,22 @@
-//! Spillable partition buffers: the staged executor's shuffle output.
+//! The exchange between batch stages: spillable partition buffers, the
+//! staged executor's shuffle output.
 //!
 //! Owns [`PartitionedBuffer`] (what one producing subtask writes into),
 //! [`Partition`] (one partition's finished output) and [`PartitionReader`]
 //! (reading it back). Memory is accounted in a [`MemoryPool`]; what does not
-//! fit is spilled through the parent module's [`SpillManager`]. May use
-//! [`crate::error`], [`crate::memory`] and the parent module.
+//! fit is spilled through a [`SpillManager`]. May use `weir-core`'s `error`,
+//! `memory` and `spill` (its files); nothing else of the engine.
 
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::{owned_copy, SpillCompression, SpillFile, SpillManager, SpillReader, SpillWriter};
-use crate::error::{Error, Result};
-use crate::memory::{ConsumerKind, MemoryPool, MemoryReservation, FIXED_SHARE_DIVISOR};
+use weir_core::error::{Error, Result};
+use weir_core::memory::{ConsumerKind, MemoryPool, MemoryReservation, FIXED_SHARE_DIVISOR};
+use weir_core::spill::{
+    batch_bytes, owned_copy, SpillCompression, SpillFile, SpillManager, SpillReader, SpillWriter,
+};
 
 /// The on-disk schema of `schema` if it has dictionary columns (unpacked).
 fn disk_schema(schema: &SchemaRef) -> Option<SchemaRef> {
@@ -50,20 +53,6 @@ fn to_disk(batch: &RecordBatch, disk: &Option<SchemaRef>) -> Result<RecordBatch>
         Some(schema) => cast_to(batch, schema),
         None => Ok(batch.clone()),
     }
-}
-
-/// Bytes of the part of the buffers `batch` covers (a slice of a larger
-/// batch counts only its own rows, not the whole parent buffer).
-pub fn batch_bytes(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|c| {
-            c.to_data()
-                .get_slice_memory_size()
-                .unwrap_or_else(|_| c.get_array_memory_size())
-        })
-        .sum()
 }
 
 /// A batch held in memory together with the bytes reserved for it.
@@ -110,43 +99,6 @@ struct PartitionState {
 /// Empty batches are dropped and partitions that never spilled get no file.
 /// After an error from [`PartitionedBuffer::push`] the buffer's content is
 /// incomplete: drop it (dropping removes every spill file it made).
-///
-/// # Examples
-///
-/// ```
-/// use std::sync::Arc;
-/// use arrow_array::{Int64Array, RecordBatch};
-/// use arrow_schema::{DataType, Field, Schema};
-/// use weir::memory::MemoryPool;
-/// use weir::spill::{PartitionedBuffer, SpillManager};
-///
-/// let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-/// let batch = |n: i64| {
-///     let values = Int64Array::from_iter_values(0..n);
-///     RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
-/// };
-/// // A budget far smaller than the data: most of it goes to disk.
-/// let pool = MemoryPool::new(16 * 1024);
-/// let spill = SpillManager::try_new(None).unwrap();
-/// let mut buffer = PartitionedBuffer::new("shuffle", schema.clone(), 2, &pool, &spill);
-/// for _ in 0..10 {
-///     buffer.push(0, batch(1000)).unwrap();
-/// }
-/// buffer.push(1, batch(5)).unwrap();
-///
-/// let partitions = buffer.finish().unwrap();
-/// assert_eq!(partitions[0].num_rows(), 10_000);
-/// assert_eq!(partitions[0].spilled_files(), 1);
-/// assert_eq!(partitions[1].num_rows(), 5);
-///
-/// let mut rows = 0;
-/// for batch in partitions.into_iter().flat_map(|p| p.into_batches()) {
-///     rows += batch.unwrap().num_rows();
-/// }
-/// assert_eq!(rows, 10_005);
-/// assert_eq!(pool.reserved(), 0);
-/// assert!(spill.metrics().files() >= 1);
-/// ```
 #[derive(Debug)]
 pub struct PartitionedBuffer {
     // config
@@ -191,11 +143,7 @@ impl PartitionedBuffer {
         }
     }
 
-    /// Number of partitions.
-    pub fn num_partitions(&self) -> usize {
-        self.partitions.len()
-    }
-
+    #[cfg(test)]
     /// Bytes of batches currently held in memory.
     pub fn memory_size(&self) -> usize {
         self.reservation.size()
@@ -333,6 +281,7 @@ impl PartitionedBuffer {
             };
             let bytes = state.memory.iter().map(|(_, size)| size).sum();
             finished.push(Partition {
+                #[cfg(test)]
                 rows: state.rows,
                 marks: state.marks,
                 memory: state.memory,
@@ -361,6 +310,7 @@ impl PartitionedBuffer {
 pub struct Partition {
     // state
     /// Rows in memory and on disk.
+    #[cfg(test)]
     rows: u64,
     /// Watermark marks: `(batches before it, event time)`.
     marks: Vec<(u64, i64)>,
@@ -378,6 +328,7 @@ pub struct Partition {
 }
 
 impl Partition {
+    #[cfg(test)]
     /// Rows in the partition (memory and disk).
     pub fn num_rows(&self) -> u64 {
         self.rows
@@ -389,6 +340,7 @@ impl Partition {
         &self.marks
     }
 
+    #[cfg(test)]
     /// Number of spill files holding part of this partition (0 or 1 per
     /// producer).
     pub fn spilled_files(&self) -> usize {
@@ -398,7 +350,7 @@ impl Partition {
     /// Reads the partition back.
     ///
     /// Yields the batches of the spill file first (memory-mapped and copied
-    /// out of the map when uncompressed, see [`super::owned_copy`]; decoded
+    /// out of the map when uncompressed, see [`owned_copy`]; decoded
     /// into memory when compressed; pages already read are given back as it
     /// goes and the file is deleted once read),
     /// then the in-memory batches, releasing each from the reservation as it
@@ -509,7 +461,6 @@ impl Iterator for PartitionReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spill::SpillCompression;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
     use arrow_array::{Array, Float64Array, Int64Array, StringArray};
@@ -775,5 +726,38 @@ mod tests {
         assert_send::<Partition>();
         assert_send::<PartitionReader>();
         assert_send::<PartitionedBuffer>();
+    }
+
+    /// A budget far smaller than the data: most of it goes to disk, every
+    /// row comes back, and the pool is back to zero. (Was this type's
+    /// doctest when it lived in `weir::spill`.)
+    #[test]
+    fn most_of_a_partition_over_budget_goes_to_disk() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch = |n: i64| {
+            let values = Int64Array::from_iter_values(0..n);
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
+        };
+        // A budget far smaller than the data: most of it goes to disk.
+        let pool = MemoryPool::new(16 * 1024);
+        let spill = SpillManager::try_new(None).unwrap();
+        let mut buffer = PartitionedBuffer::new("shuffle", schema.clone(), 2, &pool, &spill);
+        for _ in 0..10 {
+            buffer.push(0, batch(1000)).unwrap();
+        }
+        buffer.push(1, batch(5)).unwrap();
+
+        let partitions = buffer.finish().unwrap();
+        assert_eq!(partitions[0].num_rows(), 10_000);
+        assert_eq!(partitions[0].spilled_files(), 1);
+        assert_eq!(partitions[1].num_rows(), 5);
+
+        let mut rows = 0;
+        for batch in partitions.into_iter().flat_map(|p| p.into_batches()) {
+            rows += batch.unwrap().num_rows();
+        }
+        assert_eq!(rows, 10_005);
+        assert_eq!(pool.reserved(), 0);
+        assert!(spill.metrics().files() >= 1);
     }
 }

@@ -1,0 +1,381 @@
+//! What the watermark does to a symmetric hash join: joins the epochs of
+//! windowed joins once both sides are complete, emits outer rows whose
+//! partners can no longer come, and drops rows no window or session needs.
+//!
+//! May use what the parent module imports.
+
+use super::*;
+
+impl SymmetricHashJoin {
+    /// End of input of a regular or interval join that spilled: joins the
+    /// rows of different epochs (all on disk now), a hash step at a time.
+    pub(super) fn join_epochs(&mut self, ctx: &Ctx, out: &mut Output) -> Result<()> {
+        self.spill_state(ctx.spill())?;
+        self.sync(ctx)?;
+        let step_bytes = store::step_bytes(self.read_back.pool());
+        while let Some(step) = self.runs.next_step(step_bytes)? {
+            let left = self.runs.take_through(0, step)?;
+            let right = self.runs.take_through(1, step)?;
+            let bytes: usize = left.iter().chain(&right).map(batch_bytes).sum();
+            // a step holds every row of its key hashes
+            store::reserve_step(&mut self.read_back, bytes);
+            let result = self.join_epoch_step(&left, &right, out);
+            self.read_back.shrink(bytes);
+            result?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn join_epoch_step(
+        &self,
+        left: &[RecordBatch],
+        right: &[RecordBatch],
+        out: &mut Output,
+    ) -> Result<()> {
+        type Rows = Vec<((usize, usize), runs::ReadRow, i64)>;
+        let mut groups: HashMap<Vec<u8>, [Rows; 2]> = HashMap::new();
+        let mut inputs: [Vec<RecordBatch>; 2] = [Vec::new(), Vec::new()];
+        for (s, batches) in [left, right].into_iter().enumerate() {
+            for (b, batch) in batches.iter().enumerate() {
+                let (meta, input) = runs::split(batch);
+                let keys = self.sides[s].keys.encode(&input)?;
+                let times = self.layout.row_times(s, &input, "join")?;
+                for (r, m) in meta.into_iter().enumerate() {
+                    let t = times.time(r);
+                    groups.entry(keys.row(r).as_ref().to_vec()).or_default()[s].push((
+                        (b, r),
+                        m,
+                        t,
+                    ));
+                }
+                inputs[s].push(input);
+            }
+        }
+        let spec = self.layout.spec();
+        let ty = spec.join_type;
+        let (mut rows, mut ops): (Vec<OutRow>, Vec<&str>) = (Vec::new(), Vec::new());
+        for [l, r] in groups.values() {
+            let mut crossed = [vec![false; l.len()], vec![false; r.len()]];
+            for (i, (la, lm, lt)) in l.iter().enumerate() {
+                for (j, (ra, rm, rt)) in r.iter().enumerate() {
+                    if lm.epoch != rm.epoch && spec.times_match(*lt, *rt) {
+                        crossed[0][i] = true;
+                        crossed[1][j] = true;
+                        rows.push((Some(*la), Some(*ra), None));
+                        ops.push("insert");
+                    }
+                }
+            }
+            // regular: a padded row still live (never matched in its epoch)
+            // that now has a match is retracted; interval: a row never
+            // matched in any epoch is padded now
+            let regular = spec.kind == JoinKind::Regular;
+            for (s, list) in [l, r].into_iter().enumerate() {
+                let keeps = ty.keeps(s);
+                for (i, (at, m, _)) in list.iter().enumerate() {
+                    let pad = padded(s, *at, None);
+                    if keeps && !m.matched && regular && crossed[s][i] {
+                        rows.push(pad);
+                        ops.push("delete");
+                    } else if keeps && !m.matched && !regular && !crossed[s][i] {
+                        rows.push(pad);
+                        ops.push("insert");
+                    }
+                }
+            }
+        }
+        if !rows.is_empty() {
+            let l: Vec<&RecordBatch> = inputs[0].iter().collect();
+            let r: Vec<&RecordBatch> = inputs[1].iter().collect();
+            let ops = self
+                .layout
+                .spec()
+                .emits_changelog()
+                .then_some(ops.as_slice());
+            for (chunk, ops) in chunks(&rows, ops, STEP_ROWS) {
+                out.emit(self.layout.assemble(&l, &r, chunk, ops)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The windows of a row: assigned from its time, or its own columns.
+    pub(super) fn windows(&self, e: &Entry) -> Vec<(i64, i64)> {
+        match self.layout.spec().kind {
+            // sessions depend on the other rows (see advance_sessions)
+            JoinKind::Window(Window::Session { .. }) => Vec::new(),
+            JoinKind::Window(w) => w
+                .windows_of_pane(w.pane_of(e.time))
+                .into_iter()
+                .filter(|&(s, end)| s <= e.time && e.time < end)
+                .collect(),
+            JoinKind::SameWindow => vec![e.window],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The watermark at which a stored row is done (no later row can match it).
+    pub(super) fn done_at(&self, side: usize, e: &Entry) -> i64 {
+        match self.layout.spec().kind {
+            // the earliest its session can close
+            JoinKind::Window(Window::Session { gap_ms }) => e.time.saturating_add(gap_ms),
+            // one window per row (no allocation on this per-row path)
+            JoinKind::SameWindow => Window::max_timestamp(e.window.1),
+            JoinKind::Interval { lower_ms, upper_ms } => {
+                if side == 0 {
+                    e.time.saturating_sub(lower_ms)
+                } else {
+                    e.time.saturating_add(upper_ms)
+                }
+            }
+            JoinKind::Window(_) => self
+                .windows(e)
+                .iter()
+                .map(|&(_, end)| Window::max_timestamp(end))
+                .max()
+                .unwrap_or(i64::MIN),
+            JoinKind::Regular => self
+                .layout
+                .spec()
+                .ttl_ms
+                .map_or(i64::MAX, |ttl| e.time.saturating_add(ttl)),
+        }
+    }
+
+    /// The next watermark at which something of a stored row is due.
+    pub(super) fn due_at(&self, side: usize, e: &Entry) -> i64 {
+        match self.layout.spec().kind {
+            JoinKind::Window(Window::Session { .. }) | JoinKind::SameWindow => {
+                let t = self.done_at(side, e);
+                if t > self.watermark {
+                    t
+                } else {
+                    i64::MIN
+                }
+            }
+            JoinKind::Window(_) => self
+                .windows(e)
+                .iter()
+                .map(|&(_, end)| Window::max_timestamp(end))
+                .filter(|&t| t > self.watermark)
+                .min()
+                .unwrap_or(i64::MIN),
+            _ => self.done_at(side, e),
+        }
+    }
+
+    pub(super) fn emit(&self, rows: &[OutRow], ops: &[&str], out: &mut Output) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (l, r) = (self.sides[0].sources(), self.sides[1].sources());
+        let ops = self.layout.spec().emits_changelog().then_some(ops);
+        out.emit(self.layout.assemble(&l, &r, rows, ops)?);
+        Ok(())
+    }
+
+    /// Fires what watermark `w` completes; with spilled window-join rows,
+    /// in steps that each bring back a bounded number first.
+    pub(super) fn advance(&mut self, w: i64, ctx: &Ctx, out: &mut Output) -> Result<()> {
+        let windowed = matches!(
+            self.layout.spec().kind,
+            JoinKind::Window(_) | JoinKind::SameWindow
+        );
+        if !windowed || self.runs.is_empty() {
+            return self.advance_to(w, out);
+        }
+        loop {
+            let step = match self
+                .runs
+                .next_step(store::step_bytes(self.read_back.pool()))?
+            {
+                Some(b) if b < w => b,
+                _ => w,
+            };
+            for s in 0..2 {
+                let batches = self.runs.take_through(s, step)?;
+                self.hydrate(s, batches, ctx)?;
+            }
+            self.advance_to(step, out)?;
+            if step >= w {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Session-window joins at watermark `w`: per key, sessions over the
+    /// rows of both sides; each session ending at or before `w` is joined
+    /// and its rows dropped (a later row has `t > w >= end`: it cannot touch).
+    pub(super) fn advance_sessions(&mut self, w: i64, gap_ms: i64, out: &mut Output) -> Result<()> {
+        let ty = self.layout.spec().join_type;
+        let keys = self.sides[0].keys_with(&self.sides[1]);
+        let mut rows: Vec<OutRow> = Vec::new();
+        let mut next_due = i64::MAX;
+        // (key, side, rows of the side's list to drop)
+        let mut finished: Vec<(Vec<u8>, [Vec<bool>; 2])> = Vec::new();
+        for key in keys {
+            let mut refs: [Vec<SideRow>; 2] = [Vec::new(), Vec::new()];
+            for (s, refs) in refs.iter_mut().enumerate() {
+                if let Some(entries) = self.sides[s].by_key.get(&key) {
+                    refs.extend(entries.iter().map(|e| SideRow {
+                        at: (e.batch as usize, e.row as usize),
+                        time: e.time,
+                        window: e.window,
+                    }));
+                }
+            }
+            let mut lists: [Vec<((i64, i64), usize)>; 2] = [Vec::new(), Vec::new()];
+            let mut done = [vec![false; refs[0].len()], vec![false; refs[1].len()]];
+            for (window, members) in sessions_of(&refs[0], &refs[1], gap_ms) {
+                if window.1 > w {
+                    next_due = next_due.min(window.1);
+                    continue;
+                }
+                for s in 0..2 {
+                    for &i in &members[s] {
+                        lists[s].push((window, i));
+                        done[s][i] = true;
+                    }
+                }
+            }
+            if lists.iter().all(Vec::is_empty) {
+                continue;
+            }
+            for list in &mut lists {
+                list.sort_unstable();
+            }
+            join_by_window(ty, &refs[0], &refs[1], &lists[0], &lists[1], &mut rows);
+            finished.push((key, done));
+        }
+        self.watermark = w;
+        self.next_due = next_due;
+        let ops = vec!["insert"; rows.len()];
+        self.emit(&rows, &ops, out)?;
+        // drop the rows of closed sessions (after emitting: rows point into their batches)
+        for (key, done) in finished {
+            for (s, done) in done.iter().enumerate() {
+                let side = &mut self.sides[s];
+                let Some(entries) = side.by_key.remove(&key) else {
+                    continue;
+                };
+                let mut kept = Vec::new();
+                for (e, &d) in entries.into_iter().zip(done) {
+                    if d {
+                        side.entries -= 1;
+                        side.unref(e.batch, 1);
+                    } else {
+                        kept.push(e);
+                    }
+                }
+                if kept.is_empty() {
+                    side.key_bytes -= key.len() + KEY_BYTES;
+                } else {
+                    side.by_key.insert(key.clone(), kept);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires what watermark `w` completes and drops what it finishes.
+    pub(super) fn advance_to(&mut self, w: i64, out: &mut Output) -> Result<()> {
+        if w <= self.watermark {
+            return Ok(());
+        }
+        let spec = self.layout.spec().clone();
+        // Regular and interval joins keep finished rows once they have
+        // spilled: a row on disk (an earlier epoch) may still pair with them
+        // at end of input, which also decides the interval join's padding.
+        let by_epoch = matches!(spec.kind, JoinKind::Regular | JoinKind::Interval { .. });
+        let keeps_all = (spec.kind == JoinKind::Regular && spec.ttl_ms.is_none())
+            || (by_epoch && !self.runs.is_empty());
+        if keeps_all || w < self.next_due {
+            self.watermark = w;
+            return Ok(());
+        }
+        if let JoinKind::Window(Window::Session { gap_ms }) = spec.kind {
+            return self.advance_sessions(w, gap_ms, out);
+        }
+        let mut rows: Vec<OutRow> = Vec::new();
+        let mut next_due = i64::MAX;
+        let prev = self.watermark;
+        if matches!(spec.kind, JoinKind::Window(_) | JoinKind::SameWindow) {
+            let keys = self.sides[0].keys_with(&self.sides[1]);
+            for key in keys {
+                let mut lists: [Vec<((i64, i64), usize)>; 2] = [Vec::new(), Vec::new()];
+                let mut refs: [Vec<SideRow>; 2] = [Vec::new(), Vec::new()];
+                for s in 0..2 {
+                    let Some(entries) = self.sides[s].by_key.get(&key) else {
+                        continue;
+                    };
+                    for e in entries {
+                        let i = refs[s].len();
+                        refs[s].push(SideRow {
+                            at: (e.batch as usize, e.row as usize),
+                            time: e.time,
+                            window: e.window,
+                        });
+                        for win in self.windows(e) {
+                            let t = Window::max_timestamp(win.1);
+                            if t > prev && t <= w {
+                                lists[s].push((win, i));
+                            }
+                        }
+                    }
+                    lists[s].sort_unstable();
+                }
+                join_by_window(
+                    spec.join_type,
+                    &refs[0],
+                    &refs[1],
+                    &lists[0],
+                    &lists[1],
+                    &mut rows,
+                );
+            }
+        } else {
+            for s in 0..2 {
+                let keeps = spec.join_type.keeps(s);
+                for entries in self.sides[s].by_key.values() {
+                    for e in entries {
+                        // regular joins padded their rows on arrival
+                        let pads = keeps && spec.kind != JoinKind::Regular;
+                        if self.done_at(s, e) <= w && !e.matched && pads {
+                            rows.push(padded(s, (e.batch as usize, e.row as usize), None));
+                        }
+                    }
+                }
+            }
+        }
+        self.watermark = w;
+        let ops = vec!["insert"; rows.len()];
+        self.emit(&rows, &ops, out)?;
+        // drop finished rows
+        for s in 0..2 {
+            let mut released: Vec<u32> = Vec::new();
+            let mut by_key = std::mem::take(&mut self.sides[s].by_key);
+            by_key.retain(|key, entries| {
+                entries.retain(|e| {
+                    if self.done_at(s, e) <= w {
+                        released.push(e.batch);
+                        false
+                    } else {
+                        next_due = next_due.min(self.due_at(s, e));
+                        true
+                    }
+                });
+                if entries.is_empty() {
+                    self.sides[s].key_bytes -= key.len() + KEY_BYTES;
+                }
+                !entries.is_empty()
+            });
+            self.sides[s].by_key = by_key;
+            self.sides[s].entries -= released.len();
+            for slot in released {
+                self.sides[s].unref(slot, 1);
+            }
+        }
+        self.next_due = next_due;
+        Ok(())
+    }
+}

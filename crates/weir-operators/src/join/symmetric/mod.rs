@@ -1,0 +1,448 @@
+//! The pipelined join: a symmetric hash join whose outer rows and state
+//! cleanup are driven by the watermark.
+
+mod advance;
+mod checkpoint;
+mod overflow;
+
+use super::sort_merge::null_key_rows;
+use super::spill::{self as runs, JoinRuns, SpillRow};
+use super::{join_by_window, padded, JoinKind, JoinLayout, OutRow};
+use super::{sessions_of, SideRow};
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use std::collections::HashMap;
+use std::sync::Arc;
+use weir_core::error::{Error, Result};
+use weir_core::key::{key_group, stable_hash, FastBuildHasher, KeyEncoder};
+use weir_core::memory::{ConsumerKind, MemoryReservation};
+use weir_core::message::Watermark;
+use weir_core::operator::{Ctx, Operator, OperatorMetrics, Output};
+use weir_core::spill::{batch_bytes, SpillManager};
+use weir_core::state::store::{self, SpillableState};
+use weir_core::state::{StateReader, StateWriter};
+use weir_core::time::Window;
+
+/// Bytes accounted per stored row (its [`Entry`] and map share).
+const ENTRY_BYTES: usize = std::mem::size_of::<Entry>() + 8;
+/// Bytes accounted per key with stored rows, besides the key bytes.
+const KEY_BYTES: usize = 64;
+/// Spilled rows read back per step.
+const STEP_ROWS: usize = 8192;
+
+/// A stored row of one side.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    batch: u32,
+    row: u32,
+    time: i64,
+    window: (i64, i64),
+    /// True once the row matched (a padded row of it was retracted, if emitted).
+    matched: bool,
+    /// The spill epoch the row arrived in (regular joins: rows of different
+    /// epochs are joined at end of input).
+    epoch: u32,
+}
+
+#[derive(Debug)]
+struct Stored {
+    batch: RecordBatch,
+    /// Entries still pointing at `batch`.
+    live: u32,
+    bytes: usize,
+}
+
+/// The stored rows of one input.
+#[derive(Debug)]
+struct Side {
+    // config
+    keys: KeyEncoder,
+    empty: RecordBatch,
+    // state
+    batches: Vec<Option<Stored>>,
+    free: Vec<u32>,
+    by_key: HashMap<Vec<u8>, Vec<Entry>, FastBuildHasher>,
+    entries: usize,
+    key_bytes: usize,
+    batch_bytes: usize,
+}
+
+impl Side {
+    fn store(&mut self, batch: RecordBatch) -> u32 {
+        let stored = Stored {
+            bytes: batch_bytes(&batch),
+            batch,
+            live: 0,
+        };
+        self.batch_bytes += stored.bytes;
+        match self.free.pop() {
+            Some(slot) => {
+                self.batches[slot as usize] = Some(stored);
+                slot
+            }
+            None => {
+                self.batches.push(Some(stored));
+                (self.batches.len() - 1) as u32
+            }
+        }
+    }
+
+    fn unref(&mut self, slot: u32, n: u32) {
+        let stored = self.batches[slot as usize]
+            .as_mut()
+            .expect("a live entry's batch is stored");
+        stored.live -= n;
+        if stored.live == 0 {
+            self.batch_bytes -= stored.bytes;
+            self.batches[slot as usize] = None;
+            self.free.push(slot);
+        }
+    }
+
+    /// Sets how many stored entries point at a new batch (freed at 0).
+    fn settle(&mut self, slot: u32, live: u32) {
+        self.batches[slot as usize]
+            .as_mut()
+            .expect("stored by this batch")
+            .live = live + 1;
+        self.unref(slot, 1);
+    }
+
+    fn sources(&self) -> Vec<&RecordBatch> {
+        self.batches
+            .iter()
+            .map(|b| b.as_ref().map_or(&self.empty, |s| &s.batch))
+            .collect()
+    }
+
+    fn bytes(&self) -> usize {
+        self.batch_bytes + self.entries * ENTRY_BYTES + self.key_bytes
+    }
+
+    /// Stores `entry` under `key`.
+    fn push(&mut self, key: &[u8], entry: Entry) {
+        match self.by_key.get_mut(key) {
+            Some(list) => list.push(entry),
+            None => {
+                self.key_bytes += key.len() + KEY_BYTES;
+                self.by_key.insert(key.to_vec(), vec![entry]);
+            }
+        }
+        self.entries += 1;
+    }
+
+    /// Drops every stored row and batch.
+    fn clear(&mut self) {
+        self.by_key.clear();
+        self.batches.clear();
+        self.free.clear();
+        self.entries = 0;
+        self.key_bytes = 0;
+        self.batch_bytes = 0;
+    }
+
+    /// Every key with stored rows on `self` or `other`, once.
+    fn keys_with(&self, other: &Side) -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = self.by_key.keys().cloned().collect();
+        keys.extend(
+            other
+                .by_key
+                .keys()
+                .filter(|k| !self.by_key.contains_key(*k))
+                .cloned(),
+        );
+        keys
+    }
+}
+
+/// Joins two inputs as they stream (pipelined mode).
+///
+/// ```text
+///  row x of side s, key k ──► probe the other side's rows of k:
+///     regular:  every row → (x, y); y padded before? → delete padded(y) first
+///     interval: rows with r.t + lower <= l.t <= r.t + upper → (x, y)
+///     window:   nothing yet
+///  x stored under k (regular outer without a match: insert padded(x) now)
+///  watermark W (min of both inputs; every later row has t > W):
+///     interval: left l is done when l.t - lower <= W, right r when r.t + upper <= W
+///               → padded if never matched (outer), then dropped
+///     window:   windows with max timestamp in (previous W, W] fire per key
+///               (join_by_window) → rows whose last window fired are dropped
+///  end of input = W = i64::MAX; regular joins keep everything until then
+///
+///  the pool refuses (see state::store::sync) ──► every stored row to runs:
+///     window:  sorted by the max timestamp of its next window; a watermark
+///              brings back, in steps, the rows whose next window it closes, then fires
+///     regular, interval: sorted by key hash, with its epoch and matched flag; epoch += 1
+///              (new rows probe memory only: pairs within an epoch are emitted live)
+///              end of input ──► all rows merged by hash step: pairs of different
+///              epochs, and a delete of each live padded row that found one
+/// ```
+/// State is reserved from the memory pool. Interval joins spill like
+/// regular ones (their rows are then kept, not dropped, and the padding of
+/// never-matched rows is decided at end of input). A spilled regular or
+/// interval join emits the pairs across epochs at end of input, not live.
+///
+/// Checkpoints (`snapshot` / `restore`):
+/// ```text
+///  put("join")              {watermark, epoch}                 unkeyed; rescale: max of each
+///  put_keyed("left_rows")   left input columns | __weir_join_age u32 | __weir_join_matched bool
+///  put_keyed("right_rows")  right input columns | ... (same)   key group = of the row's join key
+///     every stored row, in memory and on disk (runs are read, not consumed);
+///     age = current epoch - row's epoch (0: the rows in memory)
+///  restore: epoch E = max old epoch, row epoch = E - age; age 0 and every
+///     window-join row → memory (spilled again if over budget); older rows of
+///     regular and interval joins → a run by key hash, as spill_state writes them
+/// ```
+pub struct SymmetricHashJoin {
+    // config
+    layout: JoinLayout,
+    // state
+    sides: [Side; 2],
+    /// The last watermark processed (windows up to it fired).
+    watermark: i64,
+    /// No window or interval cleanup is due before this watermark.
+    next_due: i64,
+    /// Spills so far (regular joins: the epoch of new rows).
+    epoch: u32,
+    // resources
+    /// Both sides' stored rows (spillable; made by `open`).
+    reservation: MemoryReservation,
+    /// Spilled rows read back (fixed): a window's rows, or an epoch-join step.
+    read_back: MemoryReservation,
+    runs: JoinRuns,
+}
+
+impl std::fmt::Debug for SymmetricHashJoin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SymmetricHashJoin")
+            .field("spec", self.layout.spec())
+            .field("rows", &(self.sides[0].entries + self.sides[1].entries))
+            .finish()
+    }
+}
+
+impl SymmetricHashJoin {
+    /// A symmetric hash join laid out by `layout`.
+    pub fn try_new(layout: JoinLayout) -> Result<Self> {
+        let side = |s: usize| -> Result<Side> {
+            Ok(Side {
+                keys: layout.key_encoder(s)?,
+                empty: RecordBatch::new_empty(layout.input(s).clone()),
+                batches: Vec::new(),
+                free: Vec::new(),
+                by_key: HashMap::default(),
+                entries: 0,
+                key_bytes: 0,
+                batch_bytes: 0,
+            })
+        };
+        let sides = [side(0)?, side(1)?];
+        Ok(SymmetricHashJoin {
+            sides,
+            runs: JoinRuns::new(&layout),
+            layout,
+            watermark: i64::MIN,
+            next_due: i64::MIN,
+            epoch: 0,
+            reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
+            read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
+        })
+    }
+
+    /// The output schema.
+    pub fn schema(&self) -> &SchemaRef {
+        self.layout.schema()
+    }
+}
+
+impl Operator for SymmetricHashJoin {
+    fn open(&mut self, ctx: &mut Ctx) -> Result<()> {
+        self.reservation = ctx.spillable_reservation();
+        self.read_back = ctx.fixed_reservation("read-back");
+        Ok(())
+    }
+
+    fn on_batch(
+        &mut self,
+        port: usize,
+        batch: RecordBatch,
+        ctx: &mut Ctx,
+        out: &mut Output,
+    ) -> Result<()> {
+        let s = port.min(1);
+        let o = 1 - s;
+        let spec = self.layout.spec().clone();
+        let keeps = |side: usize| spec.join_type.keeps(side);
+        let keys = self.sides[s].keys.encode(&batch)?;
+        let null_key = null_key_rows(&batch, self.sides[s].keys.indices());
+        let times = self.layout.row_times(s, &batch, ctx.operator())?;
+        let slot = self.sides[s].store(batch);
+        let pair = |x: (usize, usize), y: (usize, usize)| -> OutRow {
+            if s == 0 {
+                (Some(x), Some(y), None)
+            } else {
+                (Some(y), Some(x), None)
+            }
+        };
+        let mut rows: Vec<OutRow> = Vec::new();
+        let mut ops: Vec<&str> = Vec::new();
+        let mut stored = 0u32;
+        let mut late = 0u64;
+        let n = keys.num_rows();
+        for r in 0..n {
+            let x = (slot as usize, r);
+            let entry = Entry {
+                batch: slot,
+                row: r as u32,
+                time: times.time(r),
+                window: times.window(r),
+                matched: false,
+                epoch: self.epoch,
+            };
+            if null_key.as_ref().is_some_and(|f| f[r]) {
+                // matches nothing, ever
+                if keeps(s) {
+                    let mut wins = self.windows(&entry);
+                    if let JoinKind::Window(Window::Session { gap_ms }) = spec.kind {
+                        // its own session: no other row shares its key
+                        wins.push((entry.time, entry.time.saturating_add(gap_ms)));
+                    }
+                    if wins.is_empty() {
+                        rows.push(padded(s, x, None));
+                        ops.push("insert");
+                    }
+                    for win in wins {
+                        rows.push(padded(s, x, Some(win)));
+                        ops.push("insert");
+                    }
+                }
+                continue;
+            }
+            let key = keys.row(r);
+            let mut entry = entry;
+            match spec.kind {
+                JoinKind::Regular | JoinKind::Interval { .. } => {
+                    let other_keeps = keeps(o);
+                    if let Some(others) = self.sides[o].by_key.get_mut(key.as_ref()) {
+                        for y in others.iter_mut() {
+                            let (lt, rt) = if s == 0 {
+                                (entry.time, y.time)
+                            } else {
+                                (y.time, entry.time)
+                            };
+                            if !spec.times_match(lt, rt) {
+                                continue;
+                            }
+                            let at = (y.batch as usize, y.row as usize);
+                            if spec.kind == JoinKind::Regular && !y.matched && other_keeps {
+                                rows.push(padded(o, at, None));
+                                ops.push("delete");
+                            }
+                            y.matched = true;
+                            entry.matched = true;
+                            rows.push(pair(x, at));
+                            ops.push("insert");
+                        }
+                    }
+                    if spec.kind == JoinKind::Regular && !entry.matched && keeps(s) {
+                        rows.push(padded(s, x, None));
+                        ops.push("insert");
+                    }
+                    if self.done_at(s, &entry) <= self.watermark && self.runs.is_empty() {
+                        // behind the watermark (inputs with allowed lateness): no later
+                        // row can match it, so it is finished now
+                        if !entry.matched && keeps(s) && spec.kind != JoinKind::Regular {
+                            rows.push(padded(s, x, None));
+                            ops.push("insert");
+                        }
+                        continue;
+                    }
+                }
+                JoinKind::Window(_) | JoinKind::SameWindow => {
+                    if self.done_at(s, &entry) <= self.watermark {
+                        late += 1;
+                        continue;
+                    }
+                }
+            }
+            self.next_due = self.next_due.min(self.due_at(s, &entry));
+            self.sides[s].push(key.as_ref(), entry);
+            stored += 1;
+        }
+        if late > 0 {
+            OperatorMetrics::add(&ctx.metrics().late_rows, late);
+        }
+        let result = self.emit(&rows, &ops, out);
+        self.sides[s].settle(slot, stored);
+        result?;
+        self.sync(ctx)
+    }
+
+    fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        if let Watermark::EventTime(t) = wm {
+            self.advance(t, ctx, out)?;
+            self.sync(ctx)?;
+        }
+        out.emit_watermark(wm);
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        self.snapshot_state(state)
+    }
+
+    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        self.restore_state(ctx, state)
+    }
+
+    fn on_end_of_input(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        let by_epoch = matches!(
+            self.layout.spec().kind,
+            JoinKind::Regular | JoinKind::Interval { .. }
+        );
+        if by_epoch && !self.runs.is_empty() {
+            self.join_epochs(ctx, out)?;
+        } else if self.layout.spec().kind != JoinKind::Regular {
+            self.advance(i64::MAX, ctx, out)?;
+        }
+        for side in &mut self.sides {
+            side.clear();
+        }
+        self.sync(ctx)
+    }
+}
+
+/// `rows` (and `ops`, if any) in chunks of at most `n`.
+fn chunks<'a>(
+    rows: &'a [OutRow],
+    ops: Option<&'a [&'a str]>,
+    n: usize,
+) -> impl Iterator<Item = (&'a [OutRow], Option<&'a [&'a str]>)> {
+    rows.chunks(n)
+        .enumerate()
+        .map(move |(i, c)| (c, ops.map(|o| &o[i * n..i * n + c.len()])))
+}
+
+/// Side `s`'s checkpoint rows `batch` (input columns, age, matched) in the
+/// layout of a spill run (sort key 0, epoch, matched, input columns).
+fn run_batch(
+    runs: &JoinRuns,
+    s: usize,
+    batch: &RecordBatch,
+    epochs: &[u32],
+    matched: &BooleanArray,
+) -> Result<RecordBatch> {
+    let n = batch.num_columns();
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![0i64; batch.num_rows()])),
+        Arc::new(Int64Array::from_iter_values(
+            epochs.iter().map(|&e| i64::from(e)),
+        )),
+        Arc::new(matched.clone()),
+    ];
+    columns.extend(batch.columns()[..n - 2].iter().cloned());
+    Ok(RecordBatch::try_new(runs.schema(s).clone(), columns)?)
+}
