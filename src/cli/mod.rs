@@ -1,5 +1,5 @@
 //! The command-line layer: the subcommands (`commands/`, one file each:
-//! arguments and what it runs), job files (`jobfile`, `sources`) and the
+//! arguments and what it runs), job files (`jobfile/`) and the
 //! `weir nexmark` runner.
 //!
 //! `main.rs` parses arguments and dispatches to `commands`. May use every
@@ -10,7 +10,6 @@ pub mod jobfile;
 pub mod nexmark_run;
 pub mod progress;
 pub mod signals;
-pub mod sources;
 
 /// The error for a job file naming a connector this binary was built
 /// without (the `kafka` and `redis` cargo features).

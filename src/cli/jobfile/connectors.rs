@@ -2,11 +2,11 @@
 //! the live ones, `type = "stdin" | "tcp" | "dir" | "kafka" | "redis" |
 //! "generator"`, optionally with a Parquet `history` (hybrid).
 //!
-//! Owns the mapping from the `[source]` table to [`CsvSourceSpec`]s,
-//! [`LiveSourceSpec`]s and generator streams. May use `graph`, `operators`, `time` and the sibling
-//! `jobfile` and `generators` modules.
+//! Owns the mapping from the typed `[source]` tables (`source.rs`) to
+//! [`CsvSourceSpec`]s, [`LiveSourceSpec`]s and generator streams. May use
+//! the engine's graph, the connectors and the workloads' generators.
 
-use super::jobfile::SourceSpec;
+use super::source::{CsvTable, EventTimeSpec, FileTable, GeneratorTable, LiveConnector, LiveTable};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 #[cfg(feature = "kafka")]
@@ -28,16 +28,11 @@ use weir_workloads::generators::{GeneratorKind, GeneratorSpec};
 /// `batch_size`); event time is assigned by the caller.
 pub(crate) fn csv_stream(
     job: &Job,
-    spec: &SourceSpec,
+    files: &FileTable,
+    spec: &CsvTable,
     paths: Vec<PathBuf>,
     err: &dyn Fn(&str, Error) -> Error,
 ) -> Result<Stream> {
-    if paths.is_empty() {
-        return Err(err(
-            "path",
-            Error::option("path", "missing: give `path` or `paths`"),
-        ));
-    }
     let schema = if spec.schema.is_empty() {
         None
     } else {
@@ -60,8 +55,8 @@ pub(crate) fn csv_stream(
     let mut source =
         CsvSourceSpec::try_with_options(&paths, schema, spec.header.unwrap_or(true), delimiter)
             .map_err(|e| err("path", e))?
-            .with_batch_size(spec.batch_size.unwrap_or(8192));
-    if let Some(columns) = &spec.columns {
+            .with_batch_size(files.batch_size.unwrap_or(8192));
+    if let Some(columns) = &files.columns {
         let names: Vec<&str> = columns.iter().map(String::as_str).collect();
         source = source
             .with_projection(&names)
@@ -70,17 +65,16 @@ pub(crate) fn csv_stream(
     Ok(job.source_spec(Arc::new(source)))
 }
 
-/// Builds the live source a `[source]` table describes. Returns the stream
-/// and whether it already has event time (generators do).
+/// Builds the live source a `[source]` table describes; event time is
+/// assigned by the caller.
 pub(crate) fn live_stream(
     job: &Job,
-    spec: &SourceSpec,
+    spec: &LiveTable,
+    connector: &LiveConnector,
+    time: &EventTimeSpec,
     resolve: &dyn Fn(&Path) -> PathBuf,
     err: &dyn Fn(&str, Error) -> Error,
-) -> Result<(Stream, bool)> {
-    if spec.kind == "generator" {
-        return generator(job, spec, err).map(|s| (s, true));
-    }
+) -> Result<Stream> {
     let schema = parse_schema(&spec.schema).map_err(|e| err("schema", e))?;
     let bounded = spec.bounded.unwrap_or(false);
     let on_error: OnError = spec
@@ -95,20 +89,22 @@ pub(crate) fn live_stream(
         let t = parse_time("history.handoff", &h.handoff).map_err(|e| err("history.handoff", e))?;
         start = StartFrom::Timestamp(t);
     }
-    let live = match spec.kind.as_str() {
+    let live = match connector {
         // one stream each: one subtask reads it, the rest of the job keeps its parallelism
-        "stdin" => LiveSourceSpec::new(
+        LiveConnector::Stdin => LiveSourceSpec::new(
             "stdin",
             schema,
             Arc::new(|_| Ok(Box::new(LinesConnector::stdin()?) as _)),
             true,
         )
         .with_max_parallelism(1),
-        "tcp" => {
-            let address = spec
-                .address
-                .clone()
-                .ok_or_else(|| err("address", Error::option("address", "missing: give `host:port`")))?;
+        LiveConnector::Tcp(tcp) => {
+            let address = tcp.address.clone().ok_or_else(|| {
+                err(
+                    "address",
+                    Error::option("address", "missing: give `host:port`"),
+                )
+            })?;
             let name = format!("tcp {address}");
             LiveSourceSpec::new(
                 name,
@@ -118,14 +114,17 @@ pub(crate) fn live_stream(
             )
             .with_max_parallelism(1)
         }
-        "dir" => {
-            let path = spec
-                .path
-                .as_deref()
-                .map(resolve)
-                .ok_or_else(|| err("path", Error::option("path", "missing: the directory to watch")))?;
-            let interval = match &spec.poll_interval {
-                Some(d) => parse_duration("poll_interval", d).map_err(|e| err("poll_interval", e))?,
+        LiveConnector::Dir(dir) => {
+            let path = dir.path.as_deref().map(resolve).ok_or_else(|| {
+                err(
+                    "path",
+                    Error::option("path", "missing: the directory to watch"),
+                )
+            })?;
+            let interval = match &dir.poll_interval {
+                Some(d) => {
+                    parse_duration("poll_interval", d).map_err(|e| err("poll_interval", e))?
+                }
                 None => std::time::Duration::from_millis(200),
             };
             let start_after = match &start {
@@ -153,48 +152,49 @@ pub(crate) fn live_stream(
             .with_input_paths(vec![watched])
         }
         #[cfg(feature = "kafka")]
-        "kafka" => {
-            let topic = spec
+        LiveConnector::Kafka(kafka) => {
+            let topic = kafka
                 .topic
                 .clone()
                 .ok_or_else(|| err("topic", Error::option("topic", "missing")))?;
-            if spec.brokers.is_empty() {
-                return Err(err("brokers", Error::option("brokers", "missing: list `host:port`s")));
+            if kafka.brokers.is_empty() {
+                return Err(err(
+                    "brokers",
+                    Error::option("brokers", "missing: list `host:port`s"),
+                ));
             }
-            KafkaSourceConfig::new(spec.brokers.clone(), &topic)
+            KafkaSourceConfig::new(kafka.brokers.clone(), &topic)
                 .with_start(start)
                 .with_bounded(bounded)
                 .into_spec(schema)
                 .map_err(|e| err("type", e))?
         }
         #[cfg(feature = "redis")]
-        "redis" => {
-            let url = spec
-                .url
-                .clone()
-                .ok_or_else(|| err("url", Error::option("url", "missing: e.g. redis://127.0.0.1:6379")))?;
-            if spec.keys.is_empty() {
-                return Err(err("keys", Error::option("keys", "missing: the stream keys")));
+        LiveConnector::Redis(redis) => {
+            let url = redis.url.clone().ok_or_else(|| {
+                err(
+                    "url",
+                    Error::option("url", "missing: e.g. redis://127.0.0.1:6379"),
+                )
+            })?;
+            if redis.keys.is_empty() {
+                return Err(err(
+                    "keys",
+                    Error::option("keys", "missing: the stream keys"),
+                ));
             }
-            let mut r = RedisSourceConfig::new(&url, spec.keys.clone())
+            let mut r = RedisSourceConfig::new(&url, redis.keys.clone())
                 .with_start(start)
                 .with_bounded(bounded);
-            if let Some(f) = &spec.field {
+            if let Some(f) = &redis.field {
                 r = r.with_field(f);
             }
             r.into_spec(schema).map_err(|e| err("type", e))?
         }
-        #[cfg(not(all(feature = "kafka", feature = "redis")))]
-        other @ ("kafka" | "redis") => return Err(err("type", super::not_built(other))),
-        other => {
-            return Err(err(
-                "type",
-                Error::option(
-                    "type",
-                    format!("unknown source type `{other}` (use parquet, stdin, tcp, dir, kafka, redis or generator)"),
-                ),
-            ))
-        }
+        #[cfg(not(feature = "kafka"))]
+        LiveConnector::Kafka(_) => return Err(err("type", super::super::not_built("kafka"))),
+        #[cfg(not(feature = "redis"))]
+        LiveConnector::Redis(_) => return Err(err("type", super::super::not_built("redis"))),
     };
     let mut live = live.with_on_error(on_error);
     if let Some(size) = &spec.max_record_bytes {
@@ -204,7 +204,7 @@ pub(crate) fn live_stream(
         live = live.with_max_record_bytes(max);
     }
     if let Some(h) = &spec.history {
-        let time = spec.time_column.as_deref().ok_or_else(|| {
+        let time = time.time_column.as_deref().ok_or_else(|| {
             err(
                 "time_column",
                 Error::option("time_column", "a source with `history` needs `time_column`"),
@@ -223,10 +223,15 @@ pub(crate) fn live_stream(
             .with_history(ParquetSourceSpec::try_new(&paths)?, time, handoff)
             .map_err(|e| err("history", e))?;
     }
-    Ok((job.live_source(live), false))
+    Ok(job.live_source(live))
 }
 
-fn generator(job: &Job, spec: &SourceSpec, err: &dyn Fn(&str, Error) -> Error) -> Result<Stream> {
+pub(crate) fn generator(
+    job: &Job,
+    spec: &GeneratorTable,
+    time: &EventTimeSpec,
+    err: &dyn Fn(&str, Error) -> Error,
+) -> Result<Stream> {
     let kind: GeneratorKind = spec
         .generator
         .as_deref()
@@ -237,6 +242,22 @@ fn generator(job: &Job, spec: &SourceSpec, err: &dyn Fn(&str, Error) -> Error) -
         (GeneratorKind::Vehicles { .. }, Some(v)) => GeneratorKind::Vehicles { vehicles: v.max(1) },
         (k, _) => k,
     };
+    // the generator sets its own watermarks: refuse what it would ignore
+    let ignored = [
+        ("watermark_column", time.watermark_column.is_some()),
+        ("watermark_predicate", time.watermark_predicate.is_some()),
+        ("allowed_lateness", time.allowed_lateness.is_some()),
+        ("idle_timeout", time.idle_timeout.is_some()),
+    ];
+    if let Some((key, _)) = ignored.iter().find(|(_, given)| *given) {
+        return Err(err(
+            key,
+            Error::option(
+                *key,
+                "a generator sets its own watermarks (from `watermark_delay`)",
+            ),
+        ));
+    }
     let mut g = GeneratorSpec::new(kind);
     g.events = spec.events;
     if let Some(r) = spec.rate {
@@ -245,11 +266,11 @@ fn generator(job: &Job, spec: &SourceSpec, err: &dyn Fn(&str, Error) -> Error) -
     if let Some(s) = &spec.speed {
         g.speed = s.parse::<ReplaySpeed>().map_err(|e| err("speed", e))?;
     }
-    if let Some(d) = &spec.watermark_delay {
+    if let Some(d) = &time.watermark_delay {
         let d = parse_duration("watermark_delay", d).map_err(|e| err("watermark_delay", e))?;
         g.max_delay_ms = d.as_millis().min(i64::MAX as u128) as i64;
     }
-    if let Some(t) = &spec.time_column {
+    if let Some(t) = &time.time_column {
         if t != g.time_column() {
             return Err(err(
                 "time_column",
@@ -261,7 +282,7 @@ fn generator(job: &Job, spec: &SourceSpec, err: &dyn Fn(&str, Error) -> Error) -
         }
     }
     let mut stream = g.stream(job)?;
-    if let Some(n) = spec.parallelism {
+    if let Some(n) = time.parallelism {
         stream = stream.with_parallelism(n)?;
     }
     Ok(stream)
