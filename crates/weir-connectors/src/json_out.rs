@@ -197,6 +197,32 @@ impl Encoder for FloatText {
     }
 }
 
+/// Each row of `batch` as one JSON object (no trailing newline).
+#[cfg_attr(not(any(feature = "kafka", feature = "redis")), allow(dead_code))]
+pub(crate) fn json_rows(batch: &RecordBatch, context: &str) -> Result<Vec<Vec<u8>>> {
+    let batch = prepare(batch, context)?;
+    let mut buf = Vec::with_capacity(batch.num_rows() * 64);
+    {
+        let mut w = writer(&mut buf);
+        w.write(&batch)?;
+        w.finish()?;
+    }
+    // the writer escapes newlines inside strings: every '\n' ends a row
+    let rows: Vec<Vec<u8>> = buf
+        .split(|&b| b == b'\n')
+        .filter(|r| !r.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    if rows.len() != batch.num_rows() {
+        return Err(Error::Plan(format!(
+            "JSON encoding gave {} objects for {} rows",
+            rows.len(),
+            batch.num_rows()
+        )));
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
