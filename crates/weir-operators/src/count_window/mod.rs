@@ -7,8 +7,10 @@
 //! content) order once the watermark passed them: every executor and
 //! parallelism fires the same windows over the same rows.
 //!
-//! Per-key windows spill to a [`StateLog`] (`spill.rs`; encodings in
-//! `codec.rs`); checkpoints are in `checkpoint.rs`.
+//! The trigger contract and the count window are in `trigger.rs`, one
+//! key's open window and its firings in `key_window.rs`. Per-key windows
+//! spill to a [`StateLog`] (`spill.rs`; encodings in `codec.rs`);
+//! checkpoints are in `checkpoint.rs`.
 //!
 //! May use `weir_core::operator`, `weir_core::message`, `weir_functions::aggregate`,
 //! `weir_core::key`, `weir_core::time`, `weir_core::memory`, `weir_core::state`, `weir_core::spill`,
@@ -33,262 +35,6 @@ use weir_functions::aggregate::{Accumulators, Agg, BoundAgg, Values};
 
 /// Bytes accounted per key with window state (map slot, counters).
 const KEY_STATE_BYTES: usize = 128;
-
-/// What a trigger tells the window of one key to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TriggerAction {
-    /// Nothing.
-    Continue,
-    /// Emit the window's aggregates and keep its rows (then evict, if the
-    /// window has `evict_to`).
-    Fire,
-    /// Emit the window's aggregates, then empty it.
-    FireAndPurge,
-    /// Empty the window without emitting.
-    Purge,
-}
-
-/// Decides when the global window of a key fires (Flink's `Trigger`, without
-/// timers). A trigger is shared by all keys and holds no state: it sees the
-/// window's row count.
-///
-/// Rows are fed in (event time, row content) order, so what `on_row`
-/// decides is the same in every execution mode. `on_watermark` sees
-/// watermarks, whose values differ between executors and parallelism: a
-/// trigger that fires on them gives mode-dependent results, except when it
-/// only acts on the final watermark `i64::MAX` (end of input), which every
-/// run delivers exactly once.
-pub trait WindowTrigger: Send + Sync + std::fmt::Debug {
-    /// Called for each row of a key in event-time order; `count` = rows in
-    /// the window now (including this one).
-    fn on_row(&self, count: u64, time: i64) -> TriggerAction;
-
-    /// Called when the watermark passes `time` (after the key's rows up to
-    /// it were fed), for every key whose window is not empty.
-    fn on_watermark(&self, count: u64, watermark: i64) -> TriggerAction {
-        let _ = (count, watermark);
-        TriggerAction::Continue
-    }
-
-    /// Whether `on_watermark` can do anything; `false` saves visiting every
-    /// key on each watermark. Defaults to `true`.
-    fn watches_watermarks(&self) -> bool {
-        true
-    }
-}
-
-/// Fires whenever the window's row count is a positive multiple of `every`
-/// (Flink's `CountTrigger`), purging the window if `purge` (Flink's
-/// `PurgingTrigger.of(CountTrigger.of(every))`). `every = 0` never fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CountTrigger {
-    /// Fire every this many rows.
-    pub every: u64,
-    /// Empty the window when it fires.
-    pub purge: bool,
-}
-
-impl WindowTrigger for CountTrigger {
-    fn on_row(&self, count: u64, _time: i64) -> TriggerAction {
-        match count.checked_rem(self.every) {
-            Some(0) if count > 0 && self.purge => TriggerAction::FireAndPurge,
-            Some(0) if count > 0 => TriggerAction::Fire,
-            _ => TriggerAction::Continue,
-        }
-    }
-
-    fn watches_watermarks(&self) -> bool {
-        false
-    }
-}
-
-/// Which count window.
-#[derive(Debug, Clone)]
-pub enum CountWindow {
-    /// Flink's `countWindow(size)`: every `size` rows of a key, fire over
-    /// them and start again.
-    Tumbling {
-        /// Rows per window (>= 1).
-        size: u64,
-    },
-    /// Flink's `countWindow(size, slide)`: every `slide` rows of a key, fire
-    /// over its last `size` rows (fewer at first: the first firing, after
-    /// `slide` rows, covers `min(slide, size)` rows).
-    Sliding {
-        /// Rows per window (>= 1).
-        size: u64,
-        /// Rows between firings (>= 1).
-        slide: u64,
-    },
-    /// One window per key that never ends; `trigger` decides when it fires
-    /// or purges.
-    Global {
-        /// When to fire.
-        trigger: Arc<dyn WindowTrigger>,
-        /// Keep at most this many (the latest) rows after a `Fire`; `None`
-        /// keeps all (aggregated incrementally, rows are not kept).
-        evict_to: Option<u64>,
-    },
-}
-
-/// How the operator keeps a key's window.
-#[derive(Debug, Clone)]
-enum Mode {
-    /// Accumulators per key, updated as rows come (no eviction).
-    Incremental { trigger: Arc<dyn WindowTrigger> },
-    /// Rows kept: the last `size`; fire every `slide`.
-    Sliding { size: u64, slide: u64 },
-    /// Rows kept; after a `Fire` only the latest `keep`.
-    Evicting {
-        trigger: Arc<dyn WindowTrigger>,
-        keep: u64,
-    },
-}
-
-/// Rows of one key kept by a window, with their event times and aggregate
-/// inputs (cast once).
-struct Chunk {
-    batch: RecordBatch,
-    times: Vec<i64>,
-    values: Vec<Values>,
-    bytes: usize,
-}
-
-impl Chunk {
-    fn new(batch: RecordBatch, times: Vec<i64>, aggs: &[BoundAgg]) -> Result<Self> {
-        let values = aggs
-            .iter()
-            .map(|a| a.values(batch.columns()))
-            .collect::<Result<Vec<_>>>()?;
-        let bytes = batch_bytes(&batch) + times.len() * 8 * (1 + aggs.len());
-        Ok(Chunk {
-            batch,
-            times,
-            values,
-            bytes,
-        })
-    }
-
-    fn len(&self) -> u64 {
-        self.times.len() as u64
-    }
-}
-
-/// The window state of one key.
-#[derive(Default)]
-struct KeyWindow {
-    /// The window's hold on its key (set by `new_window`).
-    key: Option<KeyHandle>,
-    /// Incremental mode: rows in the window, first and last row's time, and
-    /// the accumulator slot.
-    count: u64,
-    first_time: i64,
-    last_time: i64,
-    slot: u32,
-    /// Sliding mode: rows since the last firing.
-    since_fire: u64,
-    /// Row modes: kept rows, oldest first. Rows are numbered from the key's
-    /// first row: `chunks[0]` starts at `base`, the window at `start`.
-    chunks: VecDeque<Chunk>,
-    base: u64,
-    start: u64,
-    bytes: usize,
-}
-
-impl KeyWindow {
-    /// The number of the row after the last kept one.
-    fn end(&self) -> u64 {
-        self.base + self.chunks.iter().map(Chunk::len).sum::<u64>()
-    }
-
-    /// Event time of row number `at` (a kept row).
-    fn time_at(&self, at: u64) -> Option<i64> {
-        let mut first = self.base;
-        for c in &self.chunks {
-            if at < first + c.len() {
-                return c.times.get((at - first) as usize).copied();
-            }
-            first += c.len();
-        }
-        None
-    }
-
-    /// Drops rows before `start`, compacts a mostly dropped first chunk and
-    /// merges small trailing chunks (each row is copied O(log n) times).
-    fn trim(&mut self, aggs: &[BoundAgg], schema: &SchemaRef) -> Result<()> {
-        while let Some(c) = self.chunks.front() {
-            if self.base + c.len() > self.start {
-                break;
-            }
-            self.base += c.len();
-            self.chunks.pop_front();
-        }
-        if let Some(c) = self.chunks.front() {
-            let skip = self.start - self.base;
-            if skip > 0 && skip * 2 >= c.len() {
-                let c = self.chunks.pop_front().expect("checked above");
-                self.chunks.push_front(tail(c, skip as usize, aggs)?);
-                self.base = self.start;
-            }
-        }
-        while self.chunks.len() >= 2 {
-            let n = self.chunks.len();
-            if self.chunks[n - 1].len() * 2 < self.chunks[n - 2].len() {
-                break;
-            }
-            let b = self.chunks.pop_back().expect("two chunks");
-            let mut a = self.chunks.pop_back().expect("two chunks");
-            if self.chunks.is_empty() && self.start > self.base {
-                a = tail(a, (self.start - self.base) as usize, aggs)?;
-                self.base = self.start;
-            }
-            let batch = arrow_select::concat::concat_batches(schema, [&a.batch, &b.batch])?;
-            let mut times = a.times;
-            times.extend(b.times);
-            self.chunks.push_back(Chunk::new(batch, times, aggs)?);
-        }
-        self.bytes = self.chunks.iter().map(|c| c.bytes).sum();
-        Ok(())
-    }
-}
-
-/// The rows of `c` from row `skip` on, copied.
-fn tail(c: Chunk, skip: usize, aggs: &[BoundAgg]) -> Result<Chunk> {
-    let n = c.times.len();
-    let idx = UInt32Array::from_iter_values((skip as u32)..(n as u32));
-    let batch = arrow_select::take::take_record_batch(&c.batch, &idx)?;
-    Chunk::new(batch, c.times[skip..].to_vec(), aggs)
-}
-
-/// The windows fired during one watermark: one group per firing.
-struct Firings {
-    keys: Vec<u32>,
-    starts: Vec<i64>,
-    ends: Vec<i64>,
-    accs: Vec<Accumulators>,
-}
-
-impl Firings {
-    fn new(aggs: &[BoundAgg]) -> Self {
-        Firings {
-            keys: Vec::new(),
-            starts: Vec::new(),
-            ends: Vec::new(),
-            accs: aggs.iter().map(Accumulators::new).collect(),
-        }
-    }
-
-    /// A new firing; returns its group.
-    fn push(&mut self, key: u32, start: i64, end: i64) -> u32 {
-        self.keys.push(key);
-        self.starts.push(start);
-        self.ends.push(end);
-        for a in &mut self.accs {
-            a.resize(self.keys.len());
-        }
-        (self.keys.len() - 1) as u32
-    }
-}
 
 /// Count-window (and global-window) aggregation per key.
 ///
@@ -874,7 +620,12 @@ impl Operator for CountWindowAggregate {
 
 mod checkpoint;
 mod codec;
+mod key_window;
 mod spill;
+mod trigger;
+
+use key_window::{Chunk, Firings, KeyWindow, Mode};
+pub use trigger::{CountTrigger, CountWindow, TriggerAction, WindowTrigger};
 
 #[cfg(test)]
 mod tests;
