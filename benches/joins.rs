@@ -1,14 +1,18 @@
 //! A regular inner join of 1M × 1M rows on 200K keys: batch mode's
 //! sort-merge join against pipelined mode's symmetric hash join, unlimited
-//! and under a 64 MiB budget (both spill).
+//! and under a 64 MiB budget (both spill). And the peers' W2 in small: 1 s
+//! per-key averages of two inputs joined on (key, window), one input's
+//! watermark lagging by `lag` seconds (the join holds that much state, and
+//! each watermark must find only the windows it closes).
 //!
 //! `cargo bench --bench joins`
 
 use arrow_array::{Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
+use std::time::Duration;
 use weir::operators::join::JoinSpec;
-use weir::{ExecConfig, ExecMode, Job};
+use weir::{Agg, ExecConfig, ExecMode, Job, WatermarkStrategy, Window};
 
 fn main() {
     divan::main();
@@ -68,4 +72,59 @@ fn sort_merge_batch(memory: usize) -> usize {
 #[divan::bench(sample_count = 3, args = [usize::MAX, 64 << 20])]
 fn symmetric_hash_pipelined(memory: usize) -> usize {
     join(ExecMode::Pipelined, memory)
+}
+
+/// 2,000 keys × 300 s: one row per key and 250 ms on the left, per key and
+/// second on the right (event time in ms), in time order.
+fn timed_side(per_second: i64) -> Vec<Vec<RecordBatch>> {
+    let step = 1000 / per_second;
+    let times: Vec<i64> = (0..300_000i64).step_by(step as usize).collect();
+    let batches = times
+        .chunks(4)
+        .map(|ts| {
+            let n = ts.len() * 2_000;
+            let keys = (0..n as i64).map(|i| i % 2_000);
+            let t = ts.iter().flat_map(|&t| std::iter::repeat_n(t, 2_000));
+            RecordBatch::try_new(
+                schema(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(keys)),
+                    Arc::new(Int64Array::from_iter_values(t)),
+                ],
+            )
+            .expect("batch")
+        })
+        .collect();
+    vec![batches]
+}
+
+fn window_join(lag_s: u64) -> usize {
+    let job = Job::new();
+    let agg = |per_second: i64, lag: u64| {
+        job.from_batches(schema(), timed_side(per_second))
+            .expect("source")
+            .assign_timestamps(
+                "v",
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(lag)),
+            )
+            .expect("event time")
+            .key_by(["k"])
+            .expect("key")
+            .window(Window::tumbling(Duration::from_secs(1)))
+            .aggregate([Agg::count().alias("n")])
+            .expect("window")
+    };
+    let out = agg(4, 0)
+        .join(&agg(1, lag_s), JoinSpec::same_window().on(["k"], ["k"]))
+        .expect("join")
+        .collect()
+        .expect("sink");
+    job.run(&ExecConfig::new(ExecMode::Pipelined).with_parallelism(2))
+        .expect("run");
+    out.num_rows()
+}
+
+#[divan::bench(sample_count = 3, args = [1, 120])]
+fn same_window_pipelined(lag_s: u64) -> usize {
+    window_join(lag_s)
 }

@@ -101,16 +101,24 @@ impl SymmetricHashJoin {
 
     /// The windows of a row: assigned from its time, or its own columns.
     pub(super) fn windows(&self, e: &Entry) -> Vec<(i64, i64)> {
+        let mut wins = Vec::new();
+        self.windows_into(e, &mut wins);
+        wins
+    }
+
+    /// [`windows`](Self::windows) into a reused buffer.
+    pub(super) fn windows_into(&self, e: &Entry, wins: &mut Vec<(i64, i64)>) {
+        wins.clear();
         match self.layout.spec().kind {
             // sessions depend on the other rows (see advance_sessions)
-            JoinKind::Window(Window::Session { .. }) => Vec::new(),
-            JoinKind::Window(w) => w
-                .windows_of_pane(w.pane_of(e.time))
-                .into_iter()
-                .filter(|&(s, end)| s <= e.time && e.time < end)
-                .collect(),
-            JoinKind::SameWindow => vec![e.window],
-            _ => Vec::new(),
+            JoinKind::Window(Window::Session { .. }) => {}
+            JoinKind::Window(w) => wins.extend(
+                w.windows_of_pane(w.pane_of(e.time))
+                    .into_iter()
+                    .filter(|&(s, end)| s <= e.time && e.time < end),
+            ),
+            JoinKind::SameWindow => wins.push(e.window),
+            _ => {}
         }
     }
 
@@ -217,7 +225,7 @@ impl SymmetricHashJoin {
             let mut refs: [Vec<SideRow>; 2] = [Vec::new(), Vec::new()];
             for (s, refs) in refs.iter_mut().enumerate() {
                 if let Some(entries) = self.sides[s].by_key.get(&key) {
-                    refs.extend(entries.iter().map(|e| SideRow {
+                    refs.extend(entries.rows.iter().map(|e| SideRow {
                         at: (e.batch as usize, e.row as usize),
                         time: e.time,
                         window: e.window,
@@ -255,23 +263,18 @@ impl SymmetricHashJoin {
         for (key, done) in finished {
             for (s, done) in done.iter().enumerate() {
                 let side = &mut self.sides[s];
-                let Some(entries) = side.by_key.remove(&key) else {
+                let Some(list) = side.by_key.get(&key) else {
                     continue;
                 };
-                let mut kept = Vec::new();
-                for (e, &d) in entries.into_iter().zip(done) {
+                let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+                for (e, &d) in list.rows.iter().zip(done) {
                     if d {
-                        side.entries -= 1;
-                        side.unref(e.batch, 1);
+                        dropped.push(*e);
                     } else {
-                        kept.push(e);
+                        kept.push(*e);
                     }
                 }
-                if kept.is_empty() {
-                    side.key_bytes -= key.len() + KEY_BYTES;
-                } else {
-                    side.by_key.insert(key.clone(), kept);
-                }
+                side.replace(&key, kept, &dropped);
             }
         }
         Ok(())
@@ -296,26 +299,34 @@ impl SymmetricHashJoin {
         if let JoinKind::Window(Window::Session { gap_ms }) = spec.kind {
             return self.advance_sessions(w, gap_ms, out);
         }
-        let mut rows: Vec<OutRow> = Vec::new();
-        let mut next_due = i64::MAX;
+        // the keys with work at `w` (see side::Order); no other key has any
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let [left, right] = &mut self.sides;
+        left.take_due(w, &mut keys, |_| false);
+        right.take_due(w, &mut keys, |k| left.was_taken(k));
         let prev = self.watermark;
-        if matches!(spec.kind, JoinKind::Window(_) | JoinKind::SameWindow) {
-            let keys = self.sides[0].keys_with(&self.sides[1]);
-            for key in keys {
+        let windowed = matches!(spec.kind, JoinKind::Window(_) | JoinKind::SameWindow);
+        let mut rows: Vec<OutRow> = Vec::new();
+        let mut wins: Vec<(i64, i64)> = Vec::new();
+        for key in &keys {
+            if windowed {
                 let mut lists: [Vec<((i64, i64), usize)>; 2] = [Vec::new(), Vec::new()];
                 let mut refs: [Vec<SideRow>; 2] = [Vec::new(), Vec::new()];
                 for s in 0..2 {
-                    let Some(entries) = self.sides[s].by_key.get(&key) else {
+                    let side = &self.sides[s];
+                    let Some(list) = side.by_key.get(key) else {
                         continue;
                     };
-                    for e in entries {
+                    // a row with a window ending by `w` has its order value <= `w`
+                    for e in list.rows.iter().take_while(|e| side.order.value(e) <= w) {
                         let i = refs[s].len();
                         refs[s].push(SideRow {
                             at: (e.batch as usize, e.row as usize),
                             time: e.time,
                             window: e.window,
                         });
-                        for win in self.windows(e) {
+                        self.windows_into(e, &mut wins);
+                        for &win in &wins {
                             let t = Window::max_timestamp(win.1);
                             if t > prev && t <= w {
                                 lists[s].push((win, i));
@@ -332,15 +343,15 @@ impl SymmetricHashJoin {
                     &lists[1],
                     &mut rows,
                 );
-            }
-        } else {
-            for s in 0..2 {
-                let keeps = spec.join_type.keeps(s);
-                for entries in self.sides[s].by_key.values() {
-                    for e in entries {
-                        // regular joins padded their rows on arrival
-                        let pads = keeps && spec.kind != JoinKind::Regular;
-                        if self.done_at(s, e) <= w && !e.matched && pads {
+            } else {
+                for s in 0..2 {
+                    // regular joins padded their rows on arrival
+                    let pads = spec.join_type.keeps(s) && spec.kind != JoinKind::Regular;
+                    let Some(list) = self.sides[s].by_key.get(key).filter(|_| pads) else {
+                        continue;
+                    };
+                    for e in list.rows.iter().take_while(|e| self.done_at(s, e) <= w) {
+                        if !e.matched {
                             rows.push(padded(s, (e.batch as usize, e.row as usize), None));
                         }
                     }
@@ -350,32 +361,25 @@ impl SymmetricHashJoin {
         self.watermark = w;
         let ops = vec!["insert"; rows.len()];
         self.emit(&rows, &ops, out)?;
-        // drop finished rows
-        for s in 0..2 {
-            let mut released: Vec<u32> = Vec::new();
-            let mut by_key = std::mem::take(&mut self.sides[s].by_key);
-            by_key.retain(|key, entries| {
-                entries.retain(|e| {
-                    if self.done_at(s, e) <= w {
-                        released.push(e.batch);
-                        false
-                    } else {
-                        next_due = next_due.min(self.due_at(s, e));
-                        true
-                    }
-                });
-                if entries.is_empty() {
-                    self.sides[s].key_bytes -= key.len() + KEY_BYTES;
-                }
-                !entries.is_empty()
-            });
-            self.sides[s].by_key = by_key;
-            self.sides[s].entries -= released.len();
-            for slot in released {
-                self.sides[s].unref(slot, 1);
+        // drop finished rows (a prefix of each key's) and index the keys again
+        for key in &keys {
+            for s in 0..2 {
+                let Some(list) = self.sides[s].by_key.get(key) else {
+                    continue;
+                };
+                let n = list
+                    .rows
+                    .iter()
+                    .take_while(|e| self.done_at(s, e) <= w)
+                    .count();
+                let head = list.rows.get(n).map(|e| self.due_at(s, e));
+                self.sides[s].finish_prefix(key, n, head);
             }
         }
-        self.next_due = next_due;
+        self.next_due = match (self.sides[0].next_due(), self.sides[1].next_due()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(i64::MAX),
+        };
         Ok(())
     }
 }

@@ -80,7 +80,7 @@ impl SymmetricHashJoin {
             let entries: Vec<Entry> = self.sides[s]
                 .by_key
                 .values()
-                .flat_map(|list| list.iter().copied())
+                .flat_map(|list| list.rows.iter().copied())
                 .collect();
             let sources = self.sides[s].sources();
             for chunk in entries.chunks(SNAPSHOT_ROWS) {

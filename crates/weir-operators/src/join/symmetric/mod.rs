@@ -4,6 +4,7 @@
 mod advance;
 mod checkpoint;
 mod overflow;
+mod side;
 
 use super::sort_merge::null_key_rows;
 use super::spill::{self as runs, JoinRuns, SpillRow};
@@ -13,6 +14,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
 use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use side::{Order, Side};
 use std::collections::HashMap;
 use std::sync::Arc;
 use weir_core::error::{Error, Result};
@@ -27,8 +29,6 @@ use weir_core::time::Window;
 
 /// Bytes accounted per stored row (its [`Entry`] and map share).
 const ENTRY_BYTES: usize = std::mem::size_of::<Entry>() + 8;
-/// Bytes accounted per key with stored rows, besides the key bytes.
-const KEY_BYTES: usize = 64;
 /// Spilled rows read back per step.
 const STEP_ROWS: usize = 8192;
 
@@ -44,117 +44,6 @@ struct Entry {
     /// The spill epoch the row arrived in (regular joins: rows of different
     /// epochs are joined at end of input).
     epoch: u32,
-}
-
-#[derive(Debug)]
-struct Stored {
-    batch: RecordBatch,
-    /// Entries still pointing at `batch`.
-    live: u32,
-    bytes: usize,
-}
-
-/// The stored rows of one input.
-#[derive(Debug)]
-struct Side {
-    // config
-    keys: KeyEncoder,
-    empty: RecordBatch,
-    // state
-    batches: Vec<Option<Stored>>,
-    free: Vec<u32>,
-    by_key: HashMap<Vec<u8>, Vec<Entry>, FastBuildHasher>,
-    entries: usize,
-    key_bytes: usize,
-    batch_bytes: usize,
-}
-
-impl Side {
-    fn store(&mut self, batch: RecordBatch) -> u32 {
-        let stored = Stored {
-            bytes: batch_bytes(&batch),
-            batch,
-            live: 0,
-        };
-        self.batch_bytes += stored.bytes;
-        match self.free.pop() {
-            Some(slot) => {
-                self.batches[slot as usize] = Some(stored);
-                slot
-            }
-            None => {
-                self.batches.push(Some(stored));
-                (self.batches.len() - 1) as u32
-            }
-        }
-    }
-
-    fn unref(&mut self, slot: u32, n: u32) {
-        let stored = self.batches[slot as usize]
-            .as_mut()
-            .expect("a live entry's batch is stored");
-        stored.live -= n;
-        if stored.live == 0 {
-            self.batch_bytes -= stored.bytes;
-            self.batches[slot as usize] = None;
-            self.free.push(slot);
-        }
-    }
-
-    /// Sets how many stored entries point at a new batch (freed at 0).
-    fn settle(&mut self, slot: u32, live: u32) {
-        self.batches[slot as usize]
-            .as_mut()
-            .expect("stored by this batch")
-            .live = live + 1;
-        self.unref(slot, 1);
-    }
-
-    fn sources(&self) -> Vec<&RecordBatch> {
-        self.batches
-            .iter()
-            .map(|b| b.as_ref().map_or(&self.empty, |s| &s.batch))
-            .collect()
-    }
-
-    fn bytes(&self) -> usize {
-        self.batch_bytes + self.entries * ENTRY_BYTES + self.key_bytes
-    }
-
-    /// Stores `entry` under `key`.
-    fn push(&mut self, key: &[u8], entry: Entry) {
-        match self.by_key.get_mut(key) {
-            Some(list) => list.push(entry),
-            None => {
-                self.key_bytes += key.len() + KEY_BYTES;
-                self.by_key.insert(key.to_vec(), vec![entry]);
-            }
-        }
-        self.entries += 1;
-    }
-
-    /// Drops every stored row and batch.
-    fn clear(&mut self) {
-        self.by_key.clear();
-        self.batches.clear();
-        self.free.clear();
-        self.entries = 0;
-        self.key_bytes = 0;
-        self.batch_bytes = 0;
-    }
-
-    /// Every key with stored rows on `self` or `other`, once.
-    fn keys_with(&self, other: &Side) -> Vec<Vec<u8>> {
-        let mut keys: Vec<Vec<u8>> = self.by_key.keys().cloned().collect();
-        keys.extend(
-            other
-                .by_key
-                .keys()
-                .filter(|k| !self.by_key.contains_key(*k))
-                .cloned(),
-        );
-        keys
-    }
 }
 
 /// Joins two inputs as they stream (pipelined mode).
@@ -227,17 +116,13 @@ impl std::fmt::Debug for SymmetricHashJoin {
 impl SymmetricHashJoin {
     /// A symmetric hash join laid out by `layout`.
     pub fn try_new(layout: JoinLayout) -> Result<Self> {
+        let order = Order::of(layout.spec().kind, layout.spec().ttl_ms);
         let side = |s: usize| -> Result<Side> {
-            Ok(Side {
-                keys: layout.key_encoder(s)?,
-                empty: RecordBatch::new_empty(layout.input(s).clone()),
-                batches: Vec::new(),
-                free: Vec::new(),
-                by_key: HashMap::default(),
-                entries: 0,
-                key_bytes: 0,
-                batch_bytes: 0,
-            })
+            Ok(Side::new(
+                layout.key_encoder(s)?,
+                order,
+                RecordBatch::new_empty(layout.input(s).clone()),
+            ))
         };
         let sides = [side(0)?, side(1)?];
         Ok(SymmetricHashJoin {
@@ -327,7 +212,7 @@ impl Operator for SymmetricHashJoin {
                 JoinKind::Regular | JoinKind::Interval { .. } => {
                     let other_keeps = keeps(o);
                     if let Some(others) = self.sides[o].by_key.get_mut(key.as_ref()) {
-                        for y in others.iter_mut() {
+                        for y in others.rows.iter_mut() {
                             let (lt, rt) = if s == 0 {
                                 (entry.time, y.time)
                             } else {
@@ -368,8 +253,9 @@ impl Operator for SymmetricHashJoin {
                     }
                 }
             }
-            self.next_due = self.next_due.min(self.due_at(s, &entry));
-            self.sides[s].push(key.as_ref(), entry);
+            let due = self.due_at(s, &entry);
+            self.next_due = self.next_due.min(due);
+            self.sides[s].push(key.as_ref(), entry, due);
             stored += 1;
         }
         if late > 0 {

@@ -28,7 +28,7 @@ impl SymmetricHashJoin {
             let mut rows: Vec<SpillRow> = Vec::with_capacity(self.sides[s].entries);
             for (key, entries) in &self.sides[s].by_key {
                 let hash = stable_hash(key) as i64;
-                rows.extend(entries.iter().map(|e| SpillRow {
+                rows.extend(entries.rows.iter().map(|e| SpillRow {
                     sort: if regular {
                         hash
                     } else if session {
@@ -66,8 +66,9 @@ impl SymmetricHashJoin {
                     matched: m.matched,
                     epoch: m.epoch,
                 };
-                self.next_due = self.next_due.min(self.due_at(s, &entry));
-                self.sides[s].push(keys.row(r).as_ref(), entry);
+                let due = self.due_at(s, &entry);
+                self.next_due = self.next_due.min(due);
+                self.sides[s].push(keys.row(r).as_ref(), entry, due);
             }
             self.sides[s].settle(slot, meta.len() as u32);
         }
