@@ -73,12 +73,19 @@ pub(super) fn state_fields(func: &AggFn, kind: ValueKind, name: &str) -> Result<
     let value = native_type(kind);
     Ok(match func {
         AggFn::Count => vec![field("count", DataType::Int64, false)],
-        AggFn::Sum if kind == ValueKind::Float => vec![field("sum", DataType::Float64, true)],
+        // an exact sum's parts (see exact_sum): high and low 64 bits, exponent
+        AggFn::Sum if kind == ValueKind::Float => vec![
+            field("sum", DataType::Int64, true),
+            field("sum_lo", DataType::Int64, false),
+            field("sum_exp", DataType::Int32, false),
+        ],
         // 128-bit partial sums: overflow is judged on the final value only,
         // so it cannot depend on the order rows arrive in
         AggFn::Sum => vec![field("sum", DataType::Decimal128(38, 0), true)],
         AggFn::Avg => vec![
-            field("sum", DataType::Float64, false),
+            field("sum", DataType::Int64, false),
+            field("sum_lo", DataType::Int64, false),
+            field("sum_exp", DataType::Int32, false),
             field("count", DataType::Int64, false),
         ],
         AggFn::Min | AggFn::Max => vec![field("value", value, true)],

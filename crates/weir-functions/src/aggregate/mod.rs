@@ -18,13 +18,15 @@
 //!
 //! Files: this one owns the user-facing types (`Agg`, `AggFn`, `BoundAgg`,
 //! `Values`); `accumulators` the group-indexed state and its checks;
-//! `numeric` count, sum and avg; `value` the typed values shared by
+//! `numeric` count, sum and avg; `exact_sum` the order-independent float
+//! sum they add in; `value` the typed values shared by
 //! `extreme` (min, max, first, last) and `distinct` (count_distinct); `udf`
 //! the user-defined aggregates.
 //! May use `weir_core::error` and the arrow crates only.
 
 mod accumulators;
 mod distinct;
+mod exact_sum;
 mod extreme;
 mod numeric;
 mod udf;
@@ -34,6 +36,7 @@ mod value;
 mod tests;
 
 pub use accumulators::Accumulators;
+pub use exact_sum::ExactSum;
 pub use udf::{AggregateState, AggregateUdf, ScalarValueOrArray};
 
 use arrow_array::cast::AsArray;

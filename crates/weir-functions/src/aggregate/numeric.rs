@@ -1,16 +1,19 @@
 //! The simple numeric functions: count, sum (Int64 or Float64) and avg,
 //! each one flat vector indexed by group id.
 //!
-//! Partial states: count `[count]`, sum `[sum]` (null while empty), avg
-//! `[sum, count]`. Integer sums and counts fail on overflow instead of
+//! Float sums and averages add in an [`ExactSum`], so their result does not
+//! depend on row order. Partial states: count `[count]`, integer sum
+//! `[sum]` (null while empty), float sum `[sum, sum_lo, sum_exp]` (the
+//! exact sum's parts; null while empty), avg `[sum, sum_lo, sum_exp, count]`. Integer sums and counts fail on overflow instead of
 //! wrapping. May use `weir_core::error` and the arrow crates only.
 
 use super::accumulators::{downcast, wrong_input, GroupAcc};
+use super::exact_sum::ExactSum;
 use super::value::Val;
 use super::Values;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array};
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{Array, ArrayRef, Float64Array, Int32Array, Int64Array};
 use std::any::Any;
 use std::sync::Arc;
 use weir_core::error::{Error, Result};
@@ -222,9 +225,9 @@ impl GroupAcc for SumInt {
     }
 }
 
-/// Float sums (`None` until a value is seen).
+/// Float sums, exact while they can be ([`ExactSum`]; `None` until a value is seen).
 #[derive(Debug, Default)]
-pub(super) struct SumFloat(Vec<Option<f64>>);
+pub(super) struct SumFloat(Vec<Option<ExactSum>>);
 
 impl GroupAcc for SumFloat {
     fn len(&self) -> usize {
@@ -234,7 +237,7 @@ impl GroupAcc for SumFloat {
         self.0.resize(n, None);
     }
     fn slot_bytes(&self) -> usize {
-        std::mem::size_of::<Option<f64>>()
+        std::mem::size_of::<Option<ExactSum>>()
     }
     fn update(
         &mut self,
@@ -246,8 +249,7 @@ impl GroupAcc for SumFloat {
     ) -> Result<()> {
         let sums = &mut self.0;
         let read = f64::visit(values, groups, rows, |g, _, v| {
-            let slot = &mut sums[g as usize];
-            *slot = Some(slot.unwrap_or(0.0) + v);
+            sums[g as usize].get_or_insert(ExactSum::ZERO).add(v);
         });
         if !read {
             return Err(wrong_input(
@@ -260,7 +262,7 @@ impl GroupAcc for SumFloat {
     }
     fn merge(&mut self, into: usize, other: &dyn GroupAcc, from: usize, _: &str) -> Result<()> {
         if let Some(v) = downcast::<Self>(other).0[from] {
-            self.0[into] = Some(self.0[into].unwrap_or(0.0) + v);
+            self.0[into].get_or_insert(ExactSum::ZERO).merge(&v);
         }
         Ok(())
     }
@@ -271,40 +273,76 @@ impl GroupAcc for SumFloat {
         Ok(Arc::new(
             groups
                 .iter()
-                .map(|&g| self.0[g as usize])
+                .map(|&g| self.0[g as usize].map(|s| s.value()))
                 .collect::<Float64Array>(),
         ))
     }
     fn memory_size(&self) -> usize {
         self.0.capacity() * self.slot_bytes()
     }
-    fn to_state(&self, groups: &[u32], column: &str) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.finish(groups, column)?])
+    fn to_state(&self, groups: &[u32], _: &str) -> Result<Vec<ArrayRef>> {
+        let sums: Vec<Option<ExactSum>> = groups.iter().map(|&g| self.0[g as usize]).collect();
+        let mut state = sum_parts(sums.iter().map(|s| s.unwrap_or_default()));
+        // the high part carries the nulls: no value seen
+        state[0] = Arc::new(
+            sums.iter()
+                .map(|s| s.map(|s| s.to_parts().0))
+                .collect::<Int64Array>(),
+        );
+        Ok(state)
     }
     fn merge_state(&mut self, groups: &[u32], state: &[ArrayRef], column: &str) -> Result<()> {
-        let rows: Vec<u32> = (0..groups.len() as u32).collect();
-        let values = f64::read(&state[0])
-            .ok_or_else(|| wrong_input(column, "bad partial state", state[0].data_type()))?;
-        self.update(groups, &rows, &values, &[], column)
+        let sums = read_sum_parts(state, column)?;
+        for (&g, sum) in groups.iter().zip(sums) {
+            if let Some(sum) = sum {
+                self.0[g as usize].get_or_insert(ExactSum::ZERO).merge(&sum);
+            }
+        }
+        Ok(())
     }
     fn as_any(&self) -> &dyn Any {
         self
     }
 }
 
-/// Sum (as f64) and count of non-null values.
+/// The three state columns of exact sums: high and low 64 bits, exponent.
+fn sum_parts(sums: impl Iterator<Item = ExactSum>) -> Vec<ArrayRef> {
+    let parts: Vec<(i64, i64, i32)> = sums.map(|s| s.to_parts()).collect();
+    vec![
+        Arc::new(Int64Array::from_iter_values(parts.iter().map(|p| p.0))),
+        Arc::new(Int64Array::from_iter_values(parts.iter().map(|p| p.1))),
+        Arc::new(Int32Array::from_iter_values(parts.iter().map(|p| p.2))),
+    ]
+}
+
+/// Reads [`sum_parts`] back (`None` where the high part is null).
+fn read_sum_parts(state: &[ArrayRef], column: &str) -> Result<Vec<Option<ExactSum>>> {
+    let hi = state_column::<Int64Type>(state, 0, column)?;
+    let lo = state_column::<Int64Type>(state, 1, column)?;
+    let lsb = state_column::<Int32Type>(state, 2, column)?;
+    Ok(hi
+        .into_iter()
+        .zip(lo)
+        .zip(lsb)
+        .map(|((hi, lo), lsb)| {
+            hi.map(|hi| ExactSum::from_parts(hi, lo.unwrap_or(0), lsb.unwrap_or(0)))
+        })
+        .collect())
+}
+
+/// Sum (exact while it can be, see [`ExactSum`]) and count of non-null values.
 #[derive(Debug, Default)]
-pub(super) struct Avg(Vec<(f64, i64)>);
+pub(super) struct Avg(Vec<(ExactSum, i64)>);
 
 impl GroupAcc for Avg {
     fn len(&self) -> usize {
         self.0.len()
     }
     fn resize(&mut self, n: usize) {
-        self.0.resize(n, (0.0, 0));
+        self.0.resize(n, (ExactSum::ZERO, 0));
     }
     fn slot_bytes(&self) -> usize {
-        16
+        std::mem::size_of::<(ExactSum, i64)>()
     }
     fn update(
         &mut self,
@@ -317,11 +355,11 @@ impl GroupAcc for Avg {
         let sums = &mut self.0;
         let read = i64::visit(values, groups, rows, |g, _, v| {
             let s = &mut sums[g as usize];
-            s.0 += v as f64;
+            s.0.add(v as f64);
             s.1 += 1;
         }) || f64::visit(values, groups, rows, |g, _, v| {
             let s = &mut sums[g as usize];
-            s.0 += v;
+            s.0.add(v);
             s.1 += 1;
         });
         if !read {
@@ -342,40 +380,36 @@ impl GroupAcc for Avg {
     ) -> Result<()> {
         let (sum, n) = downcast::<Self>(other).0[from];
         let s = &mut self.0[into];
-        s.0 += sum;
+        s.0.merge(&sum);
         s.1 = checked_add(s.1, n, column)?;
         Ok(())
     }
     fn reset(&mut self, group: usize) {
-        self.0[group] = (0.0, 0);
+        self.0[group] = (ExactSum::ZERO, 0);
     }
     fn finish(&self, groups: &[u32], _: &str) -> Result<ArrayRef> {
         let means = groups.iter().map(|&g| {
             let (sum, n) = self.0[g as usize];
-            (n > 0).then(|| sum / n as f64)
+            (n > 0).then(|| sum.value() / n as f64)
         });
         Ok(Arc::new(means.collect::<Float64Array>()))
     }
     fn memory_size(&self) -> usize {
-        self.0.capacity() * 16
+        self.0.capacity() * self.slot_bytes()
     }
     fn to_state(&self, groups: &[u32], _: &str) -> Result<Vec<ArrayRef>> {
-        let pick = |g: &u32| self.0[*g as usize];
-        Ok(vec![
-            Arc::new(Float64Array::from_iter_values(
-                groups.iter().map(|g| pick(g).0),
-            )),
-            Arc::new(Int64Array::from_iter_values(
-                groups.iter().map(|g| pick(g).1),
-            )),
-        ])
+        let mut state = sum_parts(groups.iter().map(|&g| self.0[g as usize].0));
+        state.push(Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|&g| self.0[g as usize].1),
+        )));
+        Ok(state)
     }
     fn merge_state(&mut self, groups: &[u32], state: &[ArrayRef], column: &str) -> Result<()> {
-        let sums = state_column::<Float64Type>(state, 0, column)?;
-        let counts = state_column::<Int64Type>(state, 1, column)?;
+        let sums = read_sum_parts(state, column)?;
+        let counts = state_column::<Int64Type>(state, 3, column)?;
         for ((&g, sum), n) in groups.iter().zip(sums).zip(counts) {
             let s = &mut self.0[g as usize];
-            s.0 += sum.unwrap_or(0.0);
+            s.0.merge(&sum.unwrap_or_default());
             s.1 = checked_add(s.1, n.unwrap_or(0), column)?;
         }
         Ok(())
