@@ -305,18 +305,24 @@ impl SymmetricHashJoin {
         left.take_due(w, &mut keys, |_| false);
         right.take_due(w, &mut keys, |k| left.was_taken(k));
         let prev = self.watermark;
+        // due times of what stays are counted from `w`
+        self.watermark = w;
         let windowed = matches!(spec.kind, JoinKind::Window(_) | JoinKind::SameWindow);
         let mut rows: Vec<OutRow> = Vec::new();
         let mut wins: Vec<(i64, i64)> = Vec::new();
-        for key in &keys {
-            if windowed {
-                let mut lists: [Vec<((i64, i64), usize)>; 2] = [Vec::new(), Vec::new()];
-                let mut refs: [Vec<SideRow>; 2] = [Vec::new(), Vec::new()];
-                for s in 0..2 {
-                    let side = &self.sides[s];
-                    let Some(list) = side.by_key.get(key) else {
-                        continue;
-                    };
+        let mut lists: [Vec<((i64, i64), usize)>; 2] = [Vec::new(), Vec::new()];
+        let mut refs: [Vec<SideRow>; 2] = [Vec::new(), Vec::new()];
+        // (key, side, finished rows, due time of the first row left)
+        let mut finished: Vec<(usize, usize, usize, Option<i64>)> = Vec::new();
+        for (k, key) in keys.iter().enumerate() {
+            for s in 0..2 {
+                lists[s].clear();
+                refs[s].clear();
+                let side = &self.sides[s];
+                let Some(list) = side.by_key.get(key) else {
+                    continue;
+                };
+                if windowed {
                     // a row with a window ending by `w` has its order value <= `w`
                     for e in list.rows.iter().take_while(|e| side.order.value(e) <= w) {
                         let i = refs[s].len();
@@ -335,6 +341,22 @@ impl SymmetricHashJoin {
                     }
                     lists[s].sort_unstable();
                 }
+                let done = list
+                    .rows
+                    .iter()
+                    .take_while(|e| self.done_at(s, e) <= w)
+                    .count();
+                // regular joins padded their rows on arrival
+                let pads = spec.join_type.keeps(s) && spec.kind != JoinKind::Regular;
+                if !windowed && pads {
+                    for e in list.rows.iter().take(done).filter(|e| !e.matched) {
+                        rows.push(padded(s, (e.batch as usize, e.row as usize), None));
+                    }
+                }
+                let head = list.rows.get(done).map(|e| self.due_at(s, e));
+                finished.push((k, s, done, head));
+            }
+            if windowed {
                 join_by_window(
                     spec.join_type,
                     &refs[0],
@@ -343,38 +365,14 @@ impl SymmetricHashJoin {
                     &lists[1],
                     &mut rows,
                 );
-            } else {
-                for s in 0..2 {
-                    // regular joins padded their rows on arrival
-                    let pads = spec.join_type.keeps(s) && spec.kind != JoinKind::Regular;
-                    let Some(list) = self.sides[s].by_key.get(key).filter(|_| pads) else {
-                        continue;
-                    };
-                    for e in list.rows.iter().take_while(|e| self.done_at(s, e) <= w) {
-                        if !e.matched {
-                            rows.push(padded(s, (e.batch as usize, e.row as usize), None));
-                        }
-                    }
-                }
             }
         }
-        self.watermark = w;
         let ops = vec!["insert"; rows.len()];
         self.emit(&rows, &ops, out)?;
-        // drop finished rows (a prefix of each key's) and index the keys again
-        for key in &keys {
-            for s in 0..2 {
-                let Some(list) = self.sides[s].by_key.get(key) else {
-                    continue;
-                };
-                let n = list
-                    .rows
-                    .iter()
-                    .take_while(|e| self.done_at(s, e) <= w)
-                    .count();
-                let head = list.rows.get(n).map(|e| self.due_at(s, e));
-                self.sides[s].finish_prefix(key, n, head);
-            }
+        // drop finished rows (after emitting: rows point into their batches)
+        // and index the keys again
+        for (k, s, done, head) in finished {
+            self.sides[s].finish_prefix(&keys[k], done, head);
         }
         self.next_due = match (self.sides[0].next_due(), self.sides[1].next_due()) {
             (Some(a), Some(b)) => a.min(b),
