@@ -206,6 +206,7 @@ fn bench_flags_a_mode_whose_result_differs() {
         parallelism: 2,
         memory: "64MiB".into(),
         checkpoint_interval: None,
+        speed: None,
     };
     let results = weir::bench::bench(&script, &target, &options).unwrap();
     assert_eq!(results[0].identical, None, "the reference mode");

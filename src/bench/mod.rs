@@ -154,6 +154,9 @@ pub struct BenchOptions {
     pub memory: String,
     /// Checkpoint pipelined runs at this interval (e.g. `1s`).
     pub checkpoint_interval: Option<String>,
+    /// Replay speed of the pipelined runs' sources (`--speed` of `weir run`
+    /// and `weir nexmark`), for latency under a paced load; `None`: max.
+    pub speed: Option<String>,
 }
 
 /// Reads every row group of every file in `paths` with arrow-rs and counts rows.
@@ -239,6 +242,9 @@ pub fn bench(exe: &Path, target: &BenchTarget, options: &BenchOptions) -> Result
             let mut cmd = target.command(exe, mode, &output_of(mode));
             cmd.args(["--memory", &options.memory])
                 .args(["--parallelism", &options.parallelism.to_string()]);
+            if let (Some(speed), "pipelined") = (&options.speed, mode.as_str()) {
+                cmd.args(["--speed", speed]);
+            }
             if let (Some(interval), "pipelined") = (&options.checkpoint_interval, mode.as_str()) {
                 cmd.arg("--checkpoint-dir")
                     .arg(scratch.path().join(format!("checkpoints-{run}")))

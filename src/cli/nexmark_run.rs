@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use weir_connectors::replay::ReplaySpeed;
 use weir_core::error::{Error, Result};
 use weir_engine::checkpoint::{CheckpointConfig, RestoreFrom};
 use weir_engine::exec::{ExecConfig, ExecMode, JobMetrics};
@@ -30,6 +31,8 @@ pub struct NexmarkRun {
     pub data: Option<PathBuf>,
     /// Write the result here (Parquet) instead of collecting it in memory.
     pub output: Option<PathBuf>,
+    /// Replay the Parquet under `data` at this pace (`Max`: as fast as the job goes).
+    pub speed: ReplaySpeed,
     /// Checkpoint pipelined runs under this directory, at this interval.
     pub checkpoints: Option<(PathBuf, Duration)>,
     /// Live progress on stderr.
@@ -94,6 +97,12 @@ impl NexmarkRun {
         if self.parallelism == 0 {
             return Err(Error::option("--parallelism", "must be at least 1"));
         }
+        if self.speed != ReplaySpeed::Max && self.data.is_none() {
+            return Err(Error::option(
+                "--speed",
+                "pacing replays Parquet: give --data DIR (the events are written there first)",
+            ));
+        }
         let config = NexmarkConfig {
             events: self.events,
             splits: self.parallelism,
@@ -112,6 +121,9 @@ impl NexmarkRun {
         let mut results = Vec::new();
         for (i, &mode) in self.modes.iter().enumerate() {
             let input = match (&self.data, &generated) {
+                (Some(dir), _) if self.speed != ReplaySpeed::Max => {
+                    Input::PacedParquet(dir, self.speed)
+                }
                 (Some(dir), _) => Input::Parquet(dir),
                 (None, Some(generated)) => Input::Memory(generated),
                 (None, None) => unreachable!("events are generated without --data"),

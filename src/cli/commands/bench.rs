@@ -32,6 +32,11 @@ pub struct BenchArgs {
     /// report their checkpoint figures.
     #[arg(long)]
     pub checkpoint_interval: Option<String>,
+    /// Replay speed of the pipelined runs' sources: max, realtime or a
+    /// factor such as 500x; the latency columns then show latency under
+    /// that load (e.g. half the rate an unpaced run reached).
+    #[arg(long)]
+    pub speed: Option<String>,
     /// Nexmark: events to generate (written once as Parquet, then replayed by every run).
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
@@ -52,6 +57,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         json,
         plot,
         checkpoint_interval,
+        speed,
         events,
         data,
     } = args;
@@ -63,6 +69,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     if let Some(i) = &checkpoint_interval {
         weir_core::time::parse_duration("--checkpoint-interval", i)?;
+    }
+    if let Some(s) = &speed {
+        s.parse::<weir_connectors::replay::ReplaySpeed>()?;
     }
     let parallelism = parallelism.unwrap_or_else(default_parallelism);
     if parallelism == 0 {
@@ -119,6 +128,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         parallelism,
         memory,
         checkpoint_interval,
+        speed,
     };
     let results = crate::bench::bench(&exe, &target, &options)?;
     if json {

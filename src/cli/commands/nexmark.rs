@@ -33,6 +33,10 @@ pub struct NexmarkArgs {
     /// per mode when several run) instead of collecting it in memory.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Replay speed of the events (needs --data): max, realtime or a
+    /// factor such as 500x (events carry 10,000 per second of event time).
+    #[arg(long, default_value = "max")]
+    pub speed: String,
     /// Checkpoint pipelined runs under this directory (each run starts fresh).
     #[arg(long, env = "CHECKPOINT_DIR")]
     pub checkpoint_dir: Option<PathBuf>,
@@ -52,6 +56,7 @@ pub fn run(args: NexmarkArgs) -> Result<ExitCode> {
         json,
         data,
         output,
+        speed,
         checkpoint_dir,
         checkpoint_interval,
     } = args;
@@ -85,6 +90,7 @@ pub fn run(args: NexmarkArgs) -> Result<ExitCode> {
         memory: parse_size("--memory", &memory)?,
         data,
         output,
+        speed: speed.parse()?,
         checkpoints,
         progress: tty && !json,
     };

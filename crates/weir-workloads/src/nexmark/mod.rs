@@ -17,7 +17,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use weir_connectors::Collected;
+use weir_connectors::replay::ReplaySpeed;
+use weir_connectors::{Collected, ParquetSourceSpec};
 use weir_core::error::{Error, Result};
 use weir_core::expr::{col, lit};
 use weir_core::time::{WatermarkStrategy, Window};
@@ -440,6 +441,10 @@ pub enum Input<'a> {
     Memory(&'a Events),
     /// Parquet written by [`write_parquet`]: `person/`, `auction/`, `bid/` under a directory.
     Parquet(&'a Path),
+    /// The same Parquet replayed at a pace (see
+    /// [`ParquetSourceSpec::with_replay_speed`]): each stream's rows are
+    /// emitted when their `date_time` is due, a live load for latency.
+    PacedParquet(&'a Path, ReplaySpeed),
 }
 
 /// The three streams.
@@ -555,6 +560,10 @@ pub fn query_stream(name: &str, input: Input<'_>, max_delay_ms: i64) -> Result<(
                 job.from_batches(schema, splits.clone())?
             }
             Input::Parquet(dir) => job.parquet(dir.join(kind.dir()))?,
+            Input::PacedParquet(dir, speed) => job.parquet_source(
+                ParquetSourceSpec::try_new(&[dir.join(kind.dir())])?
+                    .with_replay_speed("date_time", speed)?,
+            )?,
         };
         s.assign_timestamps("date_time", strategy.clone())
     };
