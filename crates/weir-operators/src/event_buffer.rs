@@ -13,6 +13,7 @@
 //! May use `weir_core::operator`, `weir_core::key`, `weir_core::time`, `weir_core::memory`,
 //! `weir_core::error` and the arrow crates. Never `crate::exec` or `crate::graph`.
 
+use crate::batch_slab::BatchSlab;
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{Schema, SchemaRef};
@@ -54,16 +55,6 @@ struct Entry {
     time: i64,
     batch: u32,
     row: u32,
-}
-
-/// An input batch kept while some of its rows are buffered.
-#[derive(Debug)]
-struct Stored {
-    batch: RecordBatch,
-    /// Rows of `batch` not released yet; the batch is dropped at 0.
-    live: u32,
-    /// Bytes accounted for `batch`.
-    bytes: usize,
 }
 
 /// The buffered rows of one key.
@@ -135,14 +126,12 @@ pub struct EventTimeBuffer {
     content: RowConverterBox,
     // state
     dictionary: KeyDictionary,
-    batches: Vec<Option<Stored>>,
-    free_batches: Vec<u32>,
+    batches: BatchSlab,
     pending: HashMap<u32, Pending, FastBuildHasher>,
     /// `(min buffered time, key id)` of every key with buffered rows.
     due: BTreeSet<(i64, u32)>,
     watermark: Option<i64>,
     rows: usize,
-    batch_bytes: usize,
     /// Bytes held when the owner last settled (what its reservation covers).
     settled: usize,
     // resources
@@ -198,13 +187,11 @@ impl EventTimeBuffer {
             key_schema: Arc::new(Schema::new(key_fields)),
             content: RowConverterBox(content),
             dictionary: KeyDictionary::new(),
-            batches: Vec::new(),
-            free_batches: Vec::new(),
+            batches: BatchSlab::default(),
             pending: HashMap::default(),
             due: BTreeSet::new(),
             watermark: None,
             rows: 0,
-            batch_bytes: 0,
             settled: 0,
             read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
             spilled: SortedRuns::new(),
@@ -262,7 +249,7 @@ impl EventTimeBuffer {
 
     /// Bytes this buffer accounts for (batches, entries, key dictionary).
     pub fn memory_size(&self) -> usize {
-        self.batch_bytes
+        self.batches.bytes()
             + self.rows * ENTRY_BYTES
             + self.pending.len() * KEY_BYTES
             + self.dictionary.memory_size()
@@ -310,21 +297,8 @@ impl EventTimeBuffer {
             Some(enc) => Some(enc.encode(&batch)?),
             None => None,
         };
-        let bytes = batch_bytes(&batch);
         let n = batch.num_rows();
-        let slot = match self.free_batches.pop() {
-            Some(s) => s,
-            None => {
-                self.batches.push(None);
-                (self.batches.len() - 1) as u32
-            }
-        };
-        self.batches[slot as usize] = Some(Stored {
-            batch,
-            live: n as u32,
-            bytes,
-        });
-        self.batch_bytes += bytes;
+        let slot = self.batches.insert(batch, n as u32);
         self.rows += n;
         for (row, &time) in times.iter().enumerate() {
             let key: &[u8] = encoded.as_ref().map_or(&[], |rows| rows.row(row).data());
@@ -530,10 +504,11 @@ impl EventTimeBuffer {
             let next = sources.len();
             let idx = *local.entry(e.batch).or_insert(next);
             if idx == next {
-                let stored = self.batches[e.batch as usize]
-                    .as_ref()
+                let stored = self
+                    .batches
+                    .get(e.batch)
                     .ok_or_else(|| Error::Plan("event-time buffer lost a batch".into()))?;
-                sources.push(&stored.batch);
+                sources.push(stored);
             }
             indices.push((idx, e.row as usize));
         }
@@ -577,15 +552,7 @@ impl EventTimeBuffer {
     }
 
     fn unref_row(&mut self, slot: u32) {
-        let Some(stored) = self.batches[slot as usize].as_mut() else {
-            return;
-        };
-        stored.live -= 1;
-        if stored.live == 0 {
-            self.batch_bytes -= stored.bytes;
-            self.batches[slot as usize] = None;
-            self.free_batches.push(slot);
-        }
+        self.batches.release(slot, 1);
     }
 
     /// Moves every buffered row to disk, sorted by event time (files named
@@ -608,9 +575,7 @@ impl EventTimeBuffer {
         }
         self.due.clear();
         self.batches.clear();
-        self.free_batches.clear();
         self.rows = 0;
-        self.batch_bytes = 0;
         self.settle();
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! know which executor runs them (`tests/architecture.rs` enforces this).
 
 mod basic;
+mod batch_slab;
 #[cfg(test)]
 mod checkpoint_events;
 /// Test harness for operator snapshots (every cut, rescales); compiled for

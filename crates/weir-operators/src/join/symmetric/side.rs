@@ -6,6 +6,7 @@
 //! May use what the parent module imports.
 
 use super::*;
+use crate::batch_slab::BatchSlab;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Bytes accounted per key with stored rows, besides the key bytes.
@@ -74,14 +75,6 @@ pub(super) struct KeyRows {
     pub(super) rows: VecDeque<Entry>,
 }
 
-#[derive(Debug)]
-struct Stored {
-    batch: RecordBatch,
-    /// Entries still pointing at `batch`.
-    live: u32,
-    bytes: usize,
-}
-
 /// The stored rows of one input.
 #[derive(Debug)]
 pub(super) struct Side {
@@ -90,8 +83,7 @@ pub(super) struct Side {
     pub(super) order: Order,
     empty: RecordBatch,
     // state
-    batches: Vec<Option<Stored>>,
-    free: Vec<u32>,
+    batches: BatchSlab,
     pub(super) by_key: HashMap<Vec<u8>, KeyRows, FastBuildHasher>,
     /// Keys by the watermark at which each next has work (ordered sides).
     /// A key is listed at its `KeyRows::due`; a listing at another time is
@@ -99,7 +91,6 @@ pub(super) struct Side {
     heads: BTreeMap<i64, Vec<Vec<u8>>>,
     pub(super) entries: usize,
     key_bytes: usize,
-    batch_bytes: usize,
 }
 
 impl Side {
@@ -109,65 +100,35 @@ impl Side {
             keys,
             order,
             empty,
-            batches: Vec::new(),
-            free: Vec::new(),
+            batches: BatchSlab::default(),
             by_key: HashMap::default(),
             heads: BTreeMap::new(),
             entries: 0,
             key_bytes: 0,
-            batch_bytes: 0,
         }
     }
 
+    /// Keeps `batch` until [`settle`](Self::settle) says how many rows point at it.
     pub(super) fn store(&mut self, batch: RecordBatch) -> u32 {
-        let stored = Stored {
-            bytes: batch_bytes(&batch),
-            batch,
-            live: 0,
-        };
-        self.batch_bytes += stored.bytes;
-        match self.free.pop() {
-            Some(slot) => {
-                self.batches[slot as usize] = Some(stored);
-                slot
-            }
-            None => {
-                self.batches.push(Some(stored));
-                (self.batches.len() - 1) as u32
-            }
-        }
+        self.batches.insert(batch, 0)
     }
 
+    /// Releases `n` rows of `slot`'s batch.
     pub(super) fn unref(&mut self, slot: u32, n: u32) {
-        let stored = self.batches[slot as usize]
-            .as_mut()
-            .expect("a live entry's batch is stored");
-        stored.live -= n;
-        if stored.live == 0 {
-            self.batch_bytes -= stored.bytes;
-            self.batches[slot as usize] = None;
-            self.free.push(slot);
-        }
+        self.batches.release(slot, n);
     }
 
     /// Sets how many stored entries point at a new batch (freed at 0).
     pub(super) fn settle(&mut self, slot: u32, live: u32) {
-        self.batches[slot as usize]
-            .as_mut()
-            .expect("stored by this batch")
-            .live = live + 1;
-        self.unref(slot, 1);
+        self.batches.set_live(slot, live);
     }
 
     pub(super) fn sources(&self) -> Vec<&RecordBatch> {
-        self.batches
-            .iter()
-            .map(|b| b.as_ref().map_or(&self.empty, |s| &s.batch))
-            .collect()
+        self.batches.sources(&self.empty)
     }
 
     pub(super) fn bytes(&self) -> usize {
-        self.batch_bytes + self.entries * ENTRY_BYTES + self.key_bytes
+        self.batches.bytes() + self.entries * ENTRY_BYTES + self.key_bytes
     }
 
     /// Bytes accounted for a key (its map entry and, if indexed, its head).
@@ -303,10 +264,8 @@ impl Side {
         self.by_key.clear();
         self.heads.clear();
         self.batches.clear();
-        self.free.clear();
         self.entries = 0;
         self.key_bytes = 0;
-        self.batch_bytes = 0;
     }
 
     /// Every key with stored rows on `self` or `other`, once.
