@@ -3,7 +3,8 @@
 //! and under a 64 MiB budget (both spill). And the peers' W2 in small: 1 s
 //! per-key averages of two inputs joined on (key, window), one input's
 //! watermark lagging by `lag` seconds (the join holds that much state, and
-//! each watermark must find only the windows it closes).
+//! each watermark must find only the windows it closes), and a session
+//! window join of the raw rows (200 ms gap: sessions close all the time).
 //!
 //! `cargo bench --bench joins`
 
@@ -127,4 +128,33 @@ fn window_join(lag_s: u64) -> usize {
 #[divan::bench(sample_count = 3, args = [1, 120])]
 fn same_window_pipelined(lag_s: u64) -> usize {
     window_join(lag_s)
+}
+
+fn session_join() -> usize {
+    let job = Job::new();
+    let side = |per_second: i64| {
+        job.from_batches(schema(), timed_side(per_second))
+            .expect("source")
+            .assign_timestamps(
+                "v",
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(100)),
+            )
+            .expect("event time")
+    };
+    let out = side(4)
+        .join(
+            &side(1),
+            JoinSpec::window(Window::session(Duration::from_millis(200))).on(["k"], ["k"]),
+        )
+        .expect("join")
+        .collect()
+        .expect("sink");
+    job.run(&ExecConfig::new(ExecMode::Pipelined).with_parallelism(2))
+        .expect("run");
+    out.num_rows()
+}
+
+#[divan::bench(sample_count = 3)]
+fn session_window_pipelined() -> usize {
+    session_join()
 }

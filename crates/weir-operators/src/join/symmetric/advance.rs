@@ -216,15 +216,18 @@ impl SymmetricHashJoin {
     /// and its rows dropped (a later row has `t > w >= end`: it cannot touch).
     pub(super) fn advance_sessions(&mut self, w: i64, gap_ms: i64, out: &mut Output) -> Result<()> {
         let ty = self.layout.spec().join_type;
-        let keys = self.sides[0].keys_with(&self.sides[1]);
+        // the keys whose first session may have closed (see side::Order)
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let [left, right] = &mut self.sides;
+        left.take_due(w, &mut keys, |_| false);
+        right.take_due(w, &mut keys, |k| left.was_taken(k));
         let mut rows: Vec<OutRow> = Vec::new();
-        let mut next_due = i64::MAX;
-        // (key, side, rows of the side's list to drop)
-        let mut finished: Vec<(Vec<u8>, [Vec<bool>; 2])> = Vec::new();
-        for key in keys {
+        // (key, side, closed rows: a prefix of the side's list, due time of the rest)
+        let mut finished: Vec<(usize, usize, usize, Option<i64>)> = Vec::new();
+        for (k, key) in keys.iter().enumerate() {
             let mut refs: [Vec<SideRow>; 2] = [Vec::new(), Vec::new()];
             for (s, refs) in refs.iter_mut().enumerate() {
-                if let Some(entries) = self.sides[s].by_key.get(&key) {
+                if let Some(entries) = self.sides[s].by_key.get(key) {
                     refs.extend(entries.rows.iter().map(|e| SideRow {
                         at: (e.batch as usize, e.row as usize),
                         time: e.time,
@@ -233,50 +236,42 @@ impl SymmetricHashJoin {
                 }
             }
             let mut lists: [Vec<((i64, i64), usize)>; 2] = [Vec::new(), Vec::new()];
-            let mut done = [vec![false; refs[0].len()], vec![false; refs[1].len()]];
+            let mut closed = [0usize; 2];
+            let mut next = None;
             for (window, members) in sessions_of(&refs[0], &refs[1], gap_ms) {
                 if window.1 > w {
-                    next_due = next_due.min(window.1);
+                    next = Some(next.map_or(window.1, |n: i64| n.min(window.1)));
                     continue;
                 }
                 for s in 0..2 {
-                    for &i in &members[s] {
-                        lists[s].push((window, i));
-                        done[s][i] = true;
-                    }
+                    closed[s] += members[s].len();
+                    lists[s].extend(members[s].iter().map(|&i| (window, i)));
                 }
             }
-            if lists.iter().all(Vec::is_empty) {
-                continue;
-            }
-            for list in &mut lists {
+            for (s, list) in lists.iter_mut().enumerate() {
+                // sessions closed by `w` precede every open one in time: a
+                // closed session ends before the next one starts
+                debug_assert!(list.iter().all(|&(_, i)| i < closed[s]));
                 list.sort_unstable();
+                if self.sides[s].by_key.contains_key(key) {
+                    let head = (closed[s] < refs[s].len()).then(|| next.unwrap_or(i64::MIN));
+                    finished.push((k, s, closed[s], head));
+                }
             }
             join_by_window(ty, &refs[0], &refs[1], &lists[0], &lists[1], &mut rows);
-            finished.push((key, done));
         }
         self.watermark = w;
-        self.next_due = next_due;
         let ops = vec!["insert"; rows.len()];
         self.emit(&rows, &ops, out)?;
-        // drop the rows of closed sessions (after emitting: rows point into their batches)
-        for (key, done) in finished {
-            for (s, done) in done.iter().enumerate() {
-                let side = &mut self.sides[s];
-                let Some(list) = side.by_key.get(&key) else {
-                    continue;
-                };
-                let (mut kept, mut dropped) = (Vec::new(), Vec::new());
-                for (e, &d) in list.rows.iter().zip(done) {
-                    if d {
-                        dropped.push(*e);
-                    } else {
-                        kept.push(*e);
-                    }
-                }
-                side.replace(&key, kept, &dropped);
-            }
+        // drop the rows of closed sessions (after emitting: rows point into
+        // their batches) and index the keys again
+        for (k, s, closed, head) in finished {
+            self.sides[s].finish_prefix(&keys[k], closed, head);
         }
+        self.next_due = match (self.sides[0].next_due(), self.sides[1].next_due()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(i64::MAX),
+        };
         Ok(())
     }
 

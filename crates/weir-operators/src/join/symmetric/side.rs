@@ -32,10 +32,12 @@ const KEY_BYTES: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Order {
     /// Arrival order, no index: nothing falls due before end of input
-    /// (regular joins without a TTL) or sessions decide (session joins).
+    /// (regular joins without a TTL).
     Arrival,
-    /// By event time: tumbling, sliding and cumulative window joins,
-    /// interval joins and regular joins with a TTL.
+    /// By event time: tumbling, sliding, cumulative and session window
+    /// joins, interval joins and regular joins with a TTL. (A session join
+    /// lists a key at the end of its first open session, which only later
+    /// rows can move, and only later; closed sessions precede open ones.)
     Time,
     /// By the end of the row's own window (same-window joins).
     WindowEnd,
@@ -45,7 +47,6 @@ impl Order {
     /// The order of a join of `kind`.
     pub(super) fn of(kind: JoinKind, ttl_ms: Option<i64>) -> Order {
         match kind {
-            JoinKind::Window(w) if w.is_session() => Order::Arrival,
             JoinKind::Regular if ttl_ms.is_none() => Order::Arrival,
             JoinKind::SameWindow => Order::WindowEnd,
             _ => Order::Time,
@@ -244,21 +245,6 @@ impl Side {
         }
     }
 
-    /// Replaces `key`'s rows by `kept` (unordered sides: sessions).
-    pub(super) fn replace(&mut self, key: &[u8], kept: Vec<Entry>, dropped: &[Entry]) {
-        for e in dropped {
-            self.entries -= 1;
-            self.unref(e.batch, 1);
-        }
-        if kept.is_empty() {
-            if self.by_key.remove(key).is_some() {
-                self.key_bytes -= self.key_cost(key);
-            }
-        } else if let Some(list) = self.by_key.get_mut(key) {
-            list.rows = kept.into();
-        }
-    }
-
     /// Drops every stored row and batch.
     pub(super) fn clear(&mut self) {
         self.by_key.clear();
@@ -266,18 +252,5 @@ impl Side {
         self.batches.clear();
         self.entries = 0;
         self.key_bytes = 0;
-    }
-
-    /// Every key with stored rows on `self` or `other`, once.
-    pub(super) fn keys_with(&self, other: &Side) -> Vec<Vec<u8>> {
-        let mut keys: Vec<Vec<u8>> = self.by_key.keys().cloned().collect();
-        keys.extend(
-            other
-                .by_key
-                .keys()
-                .filter(|k| !self.by_key.contains_key(*k))
-                .cloned(),
-        );
-        keys
     }
 }
