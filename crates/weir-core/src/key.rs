@@ -205,6 +205,17 @@ impl Hasher for FastHasher {
     fn write_u32(&mut self, v: u32) {
         self.0 = (u64::from(v) ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
+    fn write_u128(&mut self, v: u128) {
+        // short keys packed inline: both halves folded, then a full
+        // avalanche (every input bit moves the bits the map indexes by)
+        let mut x = (v as u64) ^ ((v >> 64) as u64).rotate_left(32) ^ self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^= x >> 33;
+        self.0 = x;
+    }
 }
 
 /// Builds [`FastHasher`]s.
@@ -301,6 +312,28 @@ fn allocation(len: usize) -> usize {
     (len + 8).div_ceil(16).max(2) * 16
 }
 
+/// Keys up to this many bytes are packed inline in the dictionary's map
+/// (a single Int64 key encodes to 9).
+const INLINE_KEY: usize = 15;
+
+/// `key` packed with its length into 16 bytes, if it fits.
+#[inline]
+fn pack(key: &[u8]) -> Option<u128> {
+    // in registers: bytes stored then read back as words would stall the
+    // loads (store forwarding fails across several small stores)
+    fn word(bytes: &[u8]) -> u64 {
+        bytes
+            .iter()
+            .enumerate()
+            .fold(0, |w, (i, &b)| w | (u64::from(b) << (8 * i)))
+    }
+    (key.len() <= INLINE_KEY).then(|| {
+        let (lo, hi) = key.split_at(key.len().min(8));
+        let hi = word(hi) | ((key.len() as u64) << 56);
+        u128::from(word(lo)) | (u128::from(hi) << 64)
+    })
+}
+
 /// Bytes accounted per known key besides its two copies: its map slot at
 /// the map's load factor, its `keys` slot, its reference count.
 const KEY_OVERHEAD: usize = 48;
@@ -320,6 +353,10 @@ const KEY_OVERHEAD: usize = 48;
 #[derive(Debug, Default)]
 pub struct KeyDictionary {
     // state
+    /// Keys of at most [`INLINE_KEY`] bytes, packed into the map's key
+    /// (no pointer to follow and no byte comparison on a lookup).
+    small: HashMap<u128, u32, FastBuildHasher>,
+    /// Longer keys.
     ids: HashMap<Box<[u8]>, u32, FastBuildHasher>,
     keys: Vec<Box<[u8]>>,
     refs: Vec<u32>,
@@ -338,7 +375,12 @@ impl KeyDictionary {
     /// holds stays valid until the next [`release`](Self::release) or
     /// [`forget_unused`](Self::forget_unused); hold it to keep it.
     pub fn intern(&mut self, key: &[u8]) -> u32 {
-        if let Some(&id) = self.ids.get(key) {
+        let packed = pack(key);
+        let known = match packed {
+            Some(p) => self.small.get(&p),
+            None => self.ids.get(key),
+        };
+        if let Some(&id) = known {
             return id;
         }
         let id = match self.free.pop() {
@@ -353,7 +395,10 @@ impl KeyDictionary {
             }
         };
         self.bytes += Self::key_bytes(key.len());
-        self.ids.insert(key.into(), id);
+        match packed {
+            Some(p) => self.small.insert(p, id),
+            None => self.ids.insert(key.into(), id),
+        };
         id
     }
 
@@ -407,11 +452,15 @@ impl KeyDictionary {
 
     fn forget(&mut self, id: u32) {
         let key = std::mem::take(&mut self.keys[id as usize]);
-        if self.ids.remove(&key).is_some() {
+        let removed = match pack(&key) {
+            Some(p) => self.small.remove(&p),
+            None => self.ids.remove(&key),
+        };
+        if removed.is_some() {
             self.bytes -= Self::key_bytes(key.len());
             self.free.push(id);
         }
-        if self.ids.is_empty() {
+        if self.is_empty() {
             // nothing names an id: start over with empty tables, giving
             // their memory back (after a spill forgot every key)
             *self = KeyDictionary::default();
@@ -424,16 +473,19 @@ impl KeyDictionary {
         if self.ids.capacity() > 2 * self.ids.len() + 1024 {
             self.ids.shrink_to_fit();
         }
+        if self.small.capacity() > 2 * self.small.len() + 1024 {
+            self.small.shrink_to_fit();
+        }
     }
 
     /// Number of keys known.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.ids.len() + self.small.len()
     }
 
     /// True if no key is known.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.ids.is_empty() && self.small.is_empty()
     }
 
     /// Handles given out and not given back.
@@ -568,5 +620,34 @@ mod tests {
         assert_eq!(h1[1], h2[0]);
         let err = KeyEncoder::try_new(&b1.schema(), &["nope".into()], "key_by").unwrap_err();
         assert!(err.to_string().contains("available columns: k, n"), "{err}");
+    }
+
+    #[test]
+    fn short_and_long_keys_are_told_apart_by_their_bytes_and_length() {
+        let mut d = KeyDictionary::new();
+        // short keys are packed inline with their length: a key and the same
+        // key with a trailing zero byte differ; 15 and 16 bytes cross over
+        let keys: Vec<Vec<u8>> = vec![
+            b"a".to_vec(),
+            b"a\0".to_vec(),
+            vec![],
+            vec![7u8; 15],
+            vec![7u8; 16],
+            vec![7u8; 40],
+        ];
+        let ids: Vec<u32> = keys.iter().map(|k| d.intern(k)).collect();
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), keys.len(), "{ids:?}");
+        for (k, &id) in keys.iter().zip(&ids) {
+            assert_eq!(d.intern(k), id, "interning again gives the same id");
+            assert_eq!(d.key(id), k.as_slice());
+        }
+        assert_eq!(d.len(), keys.len());
+        let handles: Vec<KeyHandle> = ids.iter().map(|&id| d.hold(id)).collect();
+        d.release_all(handles);
+        assert!(d.is_empty());
+        assert_eq!(d.memory_size(), 0);
     }
 }
