@@ -13,7 +13,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
 use std::time::Duration;
 use weir::operators::join::JoinSpec;
-use weir::{Agg, ExecConfig, ExecMode, Job, WatermarkStrategy, Window};
+use weir::{Agg, Collected, ExecConfig, ExecMode, Job, Stream, WatermarkStrategy, Window};
 
 fn main() {
     divan::main();
@@ -99,16 +99,26 @@ fn timed_side(per_second: i64) -> Vec<Vec<RecordBatch>> {
     vec![batches]
 }
 
+/// `timed_side(per_second)` as a source of `job`, event time in `v`,
+/// watermarks `lag` behind.
+fn timed(job: &Job, per_second: i64, lag: Duration) -> Stream {
+    job.from_batches(schema(), timed_side(per_second))
+        .expect("source")
+        .assign_timestamps("v", WatermarkStrategy::bounded_out_of_orderness(lag))
+        .expect("event time")
+}
+
+/// Runs `job` pipelined at parallelism 2; the rows `out` collected.
+fn run_pipelined(job: &Job, out: &Collected) -> usize {
+    job.run(&ExecConfig::new(ExecMode::Pipelined).with_parallelism(2))
+        .expect("run");
+    out.num_rows()
+}
+
 fn window_join(lag_s: u64) -> usize {
     let job = Job::new();
     let agg = |per_second: i64, lag: u64| {
-        job.from_batches(schema(), timed_side(per_second))
-            .expect("source")
-            .assign_timestamps(
-                "v",
-                WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(lag)),
-            )
-            .expect("event time")
+        timed(&job, per_second, Duration::from_secs(lag))
             .key_by(["k"])
             .expect("key")
             .window(Window::tumbling(Duration::from_secs(1)))
@@ -120,9 +130,7 @@ fn window_join(lag_s: u64) -> usize {
         .expect("join")
         .collect()
         .expect("sink");
-    job.run(&ExecConfig::new(ExecMode::Pipelined).with_parallelism(2))
-        .expect("run");
-    out.num_rows()
+    run_pipelined(&job, &out)
 }
 
 #[divan::bench(sample_count = 3, args = [1, 120])]
@@ -132,26 +140,16 @@ fn same_window_pipelined(lag_s: u64) -> usize {
 
 fn session_join() -> usize {
     let job = Job::new();
-    let side = |per_second: i64| {
-        job.from_batches(schema(), timed_side(per_second))
-            .expect("source")
-            .assign_timestamps(
-                "v",
-                WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(100)),
-            )
-            .expect("event time")
-    };
-    let out = side(4)
+    let lag = Duration::from_millis(100);
+    let out = timed(&job, 4, lag)
         .join(
-            &side(1),
+            &timed(&job, 1, lag),
             JoinSpec::window(Window::session(Duration::from_millis(200))).on(["k"], ["k"]),
         )
         .expect("join")
         .collect()
         .expect("sink");
-    job.run(&ExecConfig::new(ExecMode::Pipelined).with_parallelism(2))
-        .expect("run");
-    out.num_rows()
+    run_pipelined(&job, &out)
 }
 
 #[divan::bench(sample_count = 3)]
