@@ -4,8 +4,8 @@
 //! Float sums and averages add in an [`ExactSum`], so their result does not
 //! depend on row order. Partial states: count `[count]`, integer sum
 //! `[sum]` (null while empty), float sum `[sum, sum_lo, sum_exp]` (the
-//! exact sum's parts; null while empty), avg `[sum, sum_lo, sum_exp, count]`. Integer sums and counts fail on overflow instead of
-//! wrapping. May use `weir_core::error` and the arrow crates only.
+//! exact sum's parts; null while empty), avg `[sum, sum_lo, sum_exp,
+//! count]`. Integer sums and counts fail on overflow instead of wrapping. May use `weir_core::error` and the arrow crates only.
 
 use super::accumulators::{downcast, wrong_input, GroupAcc};
 use super::exact_sum::ExactSum;
@@ -281,15 +281,7 @@ impl GroupAcc for SumFloat {
         self.0.capacity() * self.slot_bytes()
     }
     fn to_state(&self, groups: &[u32], _: &str) -> Result<Vec<ArrayRef>> {
-        let sums: Vec<Option<ExactSum>> = groups.iter().map(|&g| self.0[g as usize]).collect();
-        let mut state = sum_parts(sums.iter().map(|s| s.unwrap_or_default()));
-        // the high part carries the nulls: no value seen
-        state[0] = Arc::new(
-            sums.iter()
-                .map(|s| s.map(|s| s.to_parts().0))
-                .collect::<Int64Array>(),
-        );
-        Ok(state)
+        Ok(sum_parts(groups.iter().map(|&g| self.0[g as usize])))
     }
     fn merge_state(&mut self, groups: &[u32], state: &[ArrayRef], column: &str) -> Result<()> {
         let sums = read_sum_parts(state, column)?;
@@ -305,13 +297,19 @@ impl GroupAcc for SumFloat {
     }
 }
 
-/// The three state columns of exact sums: high and low 64 bits, exponent.
-fn sum_parts(sums: impl Iterator<Item = ExactSum>) -> Vec<ArrayRef> {
-    let parts: Vec<(i64, i64, i32)> = sums.map(|s| s.to_parts()).collect();
+/// The three state columns of exact sums: high and low 64 bits, exponent;
+/// the high part is null where no value was seen (`None`).
+fn sum_parts(sums: impl Iterator<Item = Option<ExactSum>>) -> Vec<ArrayRef> {
+    let parts: Vec<Option<(i64, i64, i32)>> = sums.map(|s| s.map(|s| s.to_parts())).collect();
+    let part = |p: &Option<(i64, i64, i32)>| p.unwrap_or_default();
     vec![
-        Arc::new(Int64Array::from_iter_values(parts.iter().map(|p| p.0))),
-        Arc::new(Int64Array::from_iter_values(parts.iter().map(|p| p.1))),
-        Arc::new(Int32Array::from_iter_values(parts.iter().map(|p| p.2))),
+        Arc::new(parts.iter().map(|p| p.map(|p| p.0)).collect::<Int64Array>()),
+        Arc::new(Int64Array::from_iter_values(
+            parts.iter().map(|p| part(p).1),
+        )),
+        Arc::new(Int32Array::from_iter_values(
+            parts.iter().map(|p| part(p).2),
+        )),
     ]
 }
 
@@ -398,7 +396,7 @@ impl GroupAcc for Avg {
         self.0.capacity() * self.slot_bytes()
     }
     fn to_state(&self, groups: &[u32], _: &str) -> Result<Vec<ArrayRef>> {
-        let mut state = sum_parts(groups.iter().map(|&g| self.0[g as usize].0));
+        let mut state = sum_parts(groups.iter().map(|&g| Some(self.0[g as usize].0)));
         state.push(Arc::new(Int64Array::from_iter_values(
             groups.iter().map(|&g| self.0[g as usize].1),
         )));

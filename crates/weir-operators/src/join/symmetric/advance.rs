@@ -211,16 +211,33 @@ impl SymmetricHashJoin {
         }
     }
 
+    /// The earliest watermark at which a stored row may have work
+    /// (`i64::MAX`: none indexed).
+    pub(super) fn next_due(&self) -> i64 {
+        let [left, right] = &self.sides;
+        match (left.next_due(), right.next_due()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// The keys with work at watermark `w` on either side, each once,
+    /// taken out of the index (each goes back with `Side::finish_prefix`).
+    fn take_due_keys(&mut self, w: i64) -> Vec<Vec<u8>> {
+        let mut keys = Vec::new();
+        let [left, right] = &mut self.sides;
+        left.take_due(w, &mut keys, |_| false);
+        right.take_due(w, &mut keys, |k| left.was_taken(k));
+        keys
+    }
+
     /// Session-window joins at watermark `w`: per key, sessions over the
     /// rows of both sides; each session ending at or before `w` is joined
     /// and its rows dropped (a later row has `t > w >= end`: it cannot touch).
     pub(super) fn advance_sessions(&mut self, w: i64, gap_ms: i64, out: &mut Output) -> Result<()> {
         let ty = self.layout.spec().join_type;
         // the keys whose first session may have closed (see side::Order)
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        let [left, right] = &mut self.sides;
-        left.take_due(w, &mut keys, |_| false);
-        right.take_due(w, &mut keys, |k| left.was_taken(k));
+        let keys = self.take_due_keys(w);
         let mut rows: Vec<OutRow> = Vec::new();
         // (key, side, closed rows: a prefix of the side's list, due time of the rest)
         let mut finished: Vec<(usize, usize, usize, Option<i64>)> = Vec::new();
@@ -268,10 +285,6 @@ impl SymmetricHashJoin {
         for (k, s, closed, head) in finished {
             self.sides[s].finish_prefix(&keys[k], closed, head);
         }
-        self.next_due = match (self.sides[0].next_due(), self.sides[1].next_due()) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(i64::MAX),
-        };
         Ok(())
     }
 
@@ -287,7 +300,7 @@ impl SymmetricHashJoin {
         let by_epoch = matches!(spec.kind, JoinKind::Regular | JoinKind::Interval { .. });
         let keeps_all = (spec.kind == JoinKind::Regular && spec.ttl_ms.is_none())
             || (by_epoch && !self.runs.is_empty());
-        if keeps_all || w < self.next_due {
+        if keeps_all || w < self.next_due() {
             self.watermark = w;
             return Ok(());
         }
@@ -295,10 +308,7 @@ impl SymmetricHashJoin {
             return self.advance_sessions(w, gap_ms, out);
         }
         // the keys with work at `w` (see side::Order); no other key has any
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        let [left, right] = &mut self.sides;
-        left.take_due(w, &mut keys, |_| false);
-        right.take_due(w, &mut keys, |k| left.was_taken(k));
+        let keys = self.take_due_keys(w);
         let prev = self.watermark;
         // due times of what stays are counted from `w`
         self.watermark = w;
@@ -369,10 +379,6 @@ impl SymmetricHashJoin {
         for (k, s, done, head) in finished {
             self.sides[s].finish_prefix(&keys[k], done, head);
         }
-        self.next_due = match (self.sides[0].next_due(), self.sides[1].next_due()) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(i64::MAX),
-        };
         Ok(())
     }
 }

@@ -126,7 +126,6 @@ impl SymmetricHashJoin {
         };
         self.watermark = watermark;
         self.epoch = epoch;
-        self.next_due = i64::MIN;
         let by_epoch = matches!(
             self.layout.spec().kind,
             JoinKind::Regular | JoinKind::Interval { .. }

@@ -92,8 +92,6 @@ pub struct SymmetricHashJoin {
     sides: [Side; 2],
     /// The last watermark processed (windows up to it fired).
     watermark: i64,
-    /// No window or interval cleanup is due before this watermark.
-    next_due: i64,
     /// Spills so far (regular joins: the epoch of new rows).
     epoch: u32,
     // resources
@@ -130,7 +128,6 @@ impl SymmetricHashJoin {
             runs: JoinRuns::new(&layout),
             layout,
             watermark: i64::MIN,
-            next_due: i64::MIN,
             epoch: 0,
             reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
             read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
@@ -254,7 +251,6 @@ impl Operator for SymmetricHashJoin {
                 }
             }
             let due = self.due_at(s, &entry);
-            self.next_due = self.next_due.min(due);
             self.sides[s].push(key.as_ref(), entry, due);
             stored += 1;
         }

@@ -67,7 +67,6 @@ impl SymmetricHashJoin {
                     epoch: m.epoch,
                 };
                 let due = self.due_at(s, &entry);
-                self.next_due = self.next_due.min(due);
                 self.sides[s].push(keys.row(r).as_ref(), entry, due);
             }
             self.sides[s].settle(slot, meta.len() as u32);
