@@ -15,6 +15,8 @@ struct Part {
     client: PartitionClient,
     // state
     next: i64,
+    /// The partition's high watermark at the last fetch (-1: none yet).
+    head: i64,
     /// Skip records older than this until the first that is not (timestamp start).
     skip_before: Option<i64>,
 }
@@ -89,6 +91,7 @@ impl KafkaConnector {
                 end,
                 client,
                 next,
+                head: -1,
                 skip_before,
             });
         }
@@ -127,7 +130,7 @@ impl KafkaConnector {
     fn fetch_partition(&mut self, i: usize, wait_ms: i32) -> Result<bool> {
         let part = &self.parts[i];
         let wait = Duration::from_millis(wait_ms.max(1) as u64);
-        let (records, _hwm) = self.kafka.call(
+        let (records, head) = self.kafka.call(
             Some(part.client.partition()),
             &format!("fetch at offset {}", part.next),
             wait,
@@ -135,6 +138,7 @@ impl KafkaConnector {
                 .fetch_records(part.next, 1..self.config.fetch_max_bytes, wait_ms.max(1)),
         )?;
         let part = &mut self.parts[i];
+        part.head = head;
         let before = self.pending.len();
         for r in records {
             if r.offset < part.next {
@@ -196,6 +200,13 @@ impl Connector for KafkaConnector {
                 Fetch::Records
             },
         )
+    }
+
+    fn records_behind(&self) -> Option<u64> {
+        // records fetched but not handed out are behind too: `next` has not passed them
+        let fetched = self.parts.iter().filter(|p| p.head >= 0);
+        let behind = fetched.map(|p| (p.end.unwrap_or(p.head).min(p.head) - p.next).max(0) as u64);
+        self.parts.iter().any(|p| p.head >= 0).then(|| behind.sum())
     }
 
     fn finished_partitions(&self) -> Vec<usize> {

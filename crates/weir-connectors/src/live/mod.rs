@@ -112,6 +112,12 @@ pub trait Connector: Send {
     /// fetched (what a restart passes back as [`StartFrom::Positions`]).
     fn positions(&self) -> BTreeMap<String, Position>;
 
+    /// Records between what it handed out and the head of what it reads
+    /// (a broker's end offsets), when it knows: the source's lag.
+    fn records_behind(&self) -> Option<u64> {
+        None
+    }
+
     /// Everything needed to continue exactly here, for a checkpoint: the
     /// position after the last record fetched of each partition (by name),
     /// plus connector details under keys that are not partition names
@@ -234,6 +240,8 @@ pub struct LiveSourceSpec {
     inputs: Vec<std::path::PathBuf>,
     // state shared by the subtasks
     positions: PositionLog,
+    /// Per subtask, the records its connector is behind the head, if known.
+    behind: Arc<std::sync::Mutex<BTreeMap<usize, u64>>>,
 }
 
 impl std::fmt::Debug for LiveSourceSpec {
@@ -270,6 +278,7 @@ impl LiveSourceSpec {
             history: None,
             inputs: Vec::new(),
             positions: Arc::default(),
+            behind: Arc::default(),
         }
     }
 
@@ -448,6 +457,12 @@ impl LiveSourceSpec {
             .map(|(i, _)| self.schema.field(*i).name().as_str())
     }
 
+    /// Records subtask `subtask`'s connector is behind the head of its input.
+    pub(crate) fn set_records_behind(&self, subtask: usize, records: u64) {
+        let mut behind = self.behind.lock().unwrap_or_else(|e| e.into_inner());
+        behind.insert(subtask, records);
+    }
+
     /// Positions the subtasks reached (updated as they read).
     pub fn positions(&self) -> PositionLog {
         self.positions.clone()
@@ -516,6 +531,11 @@ impl weir_core::operator::SourceSpec for LiveSourceSpec {
 
     fn side_port_schema(&self, port: usize) -> Option<SchemaRef> {
         (port == DEAD_LETTER_PORT).then(dead_letter_schema)
+    }
+
+    fn records_behind(&self) -> Option<u64> {
+        let behind = self.behind.lock().unwrap_or_else(|e| e.into_inner());
+        (!behind.is_empty()).then(|| behind.values().sum())
     }
 
     weir_core::operator::event_time_pushdown!();

@@ -142,6 +142,9 @@ impl Source for LiveSource {
         }
         self.buf.clear();
         let fetch = self.connector.fetch(self.spec.max_records, &mut self.buf)?;
+        if let Some(behind) = self.connector.records_behind() {
+            self.spec.set_records_behind(ctx.info().subtask, behind);
+        }
         self.connector_letters(ctx, out)?;
         let mut records = std::mem::take(&mut self.buf);
         // group by partition, keeping each partition's order

@@ -1,6 +1,6 @@
 //! What an operator instance runs with: its [`Ctx`] (name, subtask,
 //! reservations, spill, counters, commit log, stop signal), the job-wide
-//! [`RuntimeEnv`], the per-operator [`OperatorMetrics`], latency samples
+//! [`RuntimeEnv`], the per-operator [`OperatorMetrics`] (in `metrics.rs`), latency samples
 //! and the clocks (`now_ms`, `now_us`).
 //!
 //! May use `memory`, `spill`, `state`, `error` and the sibling modules.
@@ -11,7 +11,8 @@ use crate::memory::{MemoryPool, MemoryReservation};
 use crate::message::Watermark;
 use crate::observe::{RunMessage, RunObserver, StderrMessages};
 use crate::spill::{SpillCompression, SpillManager};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use super::OperatorMetrics;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// Job-wide resources shared by every operator instance.
@@ -87,40 +88,6 @@ impl RuntimeEnv {
             latency: Arc::default(),
             observer: Arc::new(StderrMessages),
         })
-    }
-}
-
-/// Counters of one operator, summed over its subtasks.
-#[derive(Debug)]
-pub struct OperatorMetrics {
-    /// Rows received.
-    pub rows_in: AtomicU64,
-    /// Rows emitted.
-    pub rows_out: AtomicU64,
-    /// Rows that arrived behind the watermark and were not processed.
-    pub late_rows: AtomicU64,
-    /// The highest watermark delivered to any subtask (`i64::MIN` before the first).
-    pub watermark: AtomicI64,
-    /// Malformed input records a source skipped (sent to its dead-letter output).
-    pub bad_records: AtomicU64,
-}
-
-impl Default for OperatorMetrics {
-    fn default() -> Self {
-        OperatorMetrics {
-            rows_in: AtomicU64::new(0),
-            rows_out: AtomicU64::new(0),
-            late_rows: AtomicU64::new(0),
-            watermark: AtomicI64::new(i64::MIN),
-            bad_records: AtomicU64::new(0),
-        }
-    }
-}
-
-impl OperatorMetrics {
-    /// Adds `n` to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -236,6 +203,16 @@ impl Ctx {
         &self.metrics
     }
 
+    /// Counts `batch` as received by this instance (executors call this).
+    pub fn count_in(&self, batch: &arrow_array::RecordBatch) {
+        self.metrics.on_rows_in(self.info.subtask, batch);
+    }
+
+    /// Counts `batch` as emitted by this instance (executors call this).
+    pub fn count_out(&self, batch: &arrow_array::RecordBatch) {
+        self.metrics.on_rows_out(self.info.subtask, batch);
+    }
+
     /// The last watermark delivered to this operator, if any.
     pub fn watermark(&self) -> Option<i64> {
         self.watermark
@@ -246,6 +223,9 @@ impl Ctx {
         if let Watermark::EventTime(t) = wm {
             self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
             self.metrics.watermark.fetch_max(t, Ordering::Relaxed);
+            if let Some(s) = self.metrics.subtask(self.info.subtask) {
+                s.watermark.fetch_max(t, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -122,6 +122,12 @@ pub trait SourceSpec: Send + Sync {
         None
     }
 
+    /// Sources reading a broker: records between what they have read and
+    /// the head of what they read, now (`None`: not known or not a broker).
+    fn records_behind(&self) -> Option<u64> {
+        None
+    }
+
     /// The schema of side output `port` (>= 2), if it has that port: e.g.
     /// [`DEAD_LETTER_PORT`].
     fn side_port_schema(&self, _port: usize) -> Option<SchemaRef> {

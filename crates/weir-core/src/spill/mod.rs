@@ -53,6 +53,8 @@ pub struct SpillMetrics {
     rows: AtomicU64,
     /// Bytes of memory that spills freed (the state that was moved out).
     state_bytes: AtomicU64,
+    /// The same per memory consumer, where the spiller named it.
+    by_consumer: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl SpillMetrics {
@@ -88,6 +90,31 @@ impl SpillMetrics {
     /// Counts `bytes` of in-memory state moved to disk by a spill.
     pub fn record_state_spilled(&self, bytes: u64) {
         self.state_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// [`SpillMetrics::record_state_spilled`] for the state of the memory
+    /// consumer named `consumer` (its reservation's name, e.g. `window[1]`),
+    /// which [`SpillMetrics::state_bytes_by_consumer`] then reports.
+    pub fn record_state_spilled_by(&self, consumer: &str, bytes: u64) {
+        self.record_state_spilled(bytes);
+        if bytes == 0 {
+            return;
+        }
+        // spills are rare and large: a lock per spill costs nothing
+        let mut by = self.by_consumer.lock().unwrap_or_else(|e| e.into_inner());
+        match by.get_mut(consumer) {
+            Some(n) => *n += bytes,
+            None => {
+                by.insert(consumer.to_string(), bytes);
+            }
+        }
+    }
+
+    /// State bytes spilled so far per consumer (see
+    /// [`SpillMetrics::record_state_spilled_by`]).
+    pub fn state_bytes_by_consumer(&self) -> Vec<(String, u64)> {
+        let by = self.by_consumer.lock().unwrap_or_else(|e| e.into_inner());
+        by.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Counts one finished file of `bytes` bytes holding `rows` rows.

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_core::error::{Error, Result};
 use weir_core::message::CheckpointId;
-use weir_core::observe::{RunMessage, RunObserver, StderrMessages};
+use weir_core::observe::{CheckpointEvent, RunMessage, RunObserver, StderrMessages};
 use weir_core::operator::CommitLog;
 use weir_core::state::{SubtaskState, PUBLISH_ENTRY};
 
@@ -37,6 +37,8 @@ pub(crate) enum Report {
         task: usize,
         subtask: usize,
         states: ChainState,
+        /// From its first barrier to the snapshot (zero at a source).
+        alignment: Duration,
     },
     /// The subtask ended; `states` is its final snapshot, part of every
     /// checkpoint from `from` on.
@@ -115,6 +117,8 @@ struct InFlight {
     savepoint: bool,
     acked: HashMap<(usize, usize), Vec<(usize, StateFile)>>,
     publish: Vec<Publish>,
+    /// The longest alignment an ack reported.
+    alignment: Duration,
 }
 
 /// The coordinator's own loop state (runs on one thread).
@@ -208,6 +212,18 @@ impl Coordinator {
         stopped: &dyn Fn() -> bool,
         savepoint_wanted: &dyn Fn() -> bool,
     ) -> Result<LoopEnd> {
+        let end = self.run_loop(stopped, savepoint_wanted);
+        if let Err(e) = &end {
+            self.observer.on_checkpoint_failed(&e.to_string());
+        }
+        end
+    }
+
+    fn run_loop(
+        &mut self,
+        stopped: &dyn Fn() -> bool,
+        savepoint_wanted: &dyn Fn() -> bool,
+    ) -> Result<LoopEnd> {
         let mut next_trigger = Instant::now() + self.interval;
         loop {
             if stopped() {
@@ -278,6 +294,7 @@ impl Coordinator {
             savepoint,
             acked: HashMap::new(),
             publish: Vec::new(),
+            alignment: Duration::ZERO,
         });
         self.handle.triggered.store(id, Ordering::Release);
         Ok(())
@@ -290,6 +307,7 @@ impl Coordinator {
                 task,
                 subtask,
                 states,
+                alignment,
             } => {
                 if self.in_flight.as_ref().is_none_or(|f| f.id != id) {
                     return Ok(()); // an ack of an abandoned checkpoint
@@ -299,6 +317,7 @@ impl Coordinator {
                 let f = self.in_flight.as_mut().expect("checked above");
                 f.publish.extend(publish);
                 f.acked.insert((task, subtask), files);
+                f.alignment = f.alignment.max(alignment);
             }
             Report::Finished {
                 from,
@@ -365,7 +384,7 @@ impl Coordinator {
         }
         f.acked.extend(stand_ins);
         let manifest = self.manifest(f.id, &f.acked, f.publish, f.savepoint, is_final);
-        self.finish_checkpoint(manifest, f.started)
+        self.finish_checkpoint(manifest, f.started, f.alignment)
     }
 
     fn manifest(
@@ -413,6 +432,7 @@ impl Coordinator {
         &mut self,
         manifest: Manifest,
         started: Instant,
+        alignment: Duration,
     ) -> Result<(PathBuf, bool)> {
         for p in &manifest.publish {
             p.check(&self.targets)?;
@@ -437,6 +457,13 @@ impl Coordinator {
         self.stats.median_duration_ms = sorted[sorted.len() / 2];
         self.stats.last_bytes = manifest.state_bytes();
         self.stats.max_bytes = self.stats.max_bytes.max(self.stats.last_bytes);
+        self.observer.on_checkpoint(&CheckpointEvent {
+            id: manifest.id,
+            duration: started.elapsed(),
+            alignment,
+            bytes: self.stats.last_bytes,
+            savepoint: manifest.savepoint,
+        });
         Ok((dir, manifest.savepoint))
     }
 

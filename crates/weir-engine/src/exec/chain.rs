@@ -169,10 +169,11 @@ impl Chain {
             match m {
                 Message::Data(b) => {
                     has_data = true;
-                    OperatorMetrics::add(&ctx.metrics().rows_out, b.num_rows() as u64);
+                    ctx.count_out(b);
                 }
-                Message::Watermark(w @ Watermark::EventTime(_)) => {
-                    self.idle.last_watermark = Some(*w)
+                Message::Watermark(w @ Watermark::EventTime(t)) => {
+                    self.idle.last_watermark = Some(*w);
+                    ctx.metrics().on_watermark_out(ctx.info().subtask, *t);
                 }
                 _ => {}
             }
@@ -275,7 +276,7 @@ impl Chain {
         let is_end = matches!(call, Call::Msg(Message::End));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match call {
             Call::Msg(Message::Data(batch)) => {
-                OperatorMetrics::add(&ctx.metrics().rows_in, batch.num_rows() as u64);
+                ctx.count_in(&batch);
                 op.on_batch(input, batch, ctx, &mut out)
             }
             Call::Msg(Message::Watermark(wm)) => {
@@ -299,7 +300,7 @@ impl Chain {
         let items = out.take();
         for m in &items {
             if let Message::Data(b) = m {
-                OperatorMetrics::add(&ctx.metrics().rows_out, b.num_rows() as u64);
+                ctx.count_out(b);
             }
         }
         for m in items {

@@ -384,7 +384,23 @@ fn execute_once(
     )?;
     env.stop = config.stop.clone();
     env.observer = config.observer.clone();
-    let metrics: Vec<Arc<OperatorMetrics>> = plan.nodes.iter().map(|_| Arc::default()).collect();
+    let metrics: Vec<Arc<OperatorMetrics>> = (0..plan.nodes.len())
+        .map(|id| {
+            let parallelism = if physical.is_live(id) {
+                physical.parallelism[id]
+            } else {
+                0
+            };
+            Arc::new(OperatorMetrics::with_subtasks(parallelism))
+        })
+        .collect();
+    let times = progress::TaskTimes::new(physical);
+    config.observer.on_start(&progress::graph(
+        plan,
+        physical,
+        config.mode,
+        env.pool.budget() as u64,
+    ));
     let started = Instant::now();
     let done = std::sync::atomic::AtomicBool::new(false);
     let first_error = FirstError::new();
@@ -395,10 +411,12 @@ fn execute_once(
         if config.observer.wants_progress() {
             let counters = progress::Counters {
                 plan,
+                physical,
                 env: &env,
                 metrics: &metrics,
+                times: &times,
                 total_rows: source_rows(plan, physical),
-                stages: (config.mode == ExecMode::Batch).then_some((physical, &stage)),
+                stage: (config.mode == ExecMode::Batch).then_some(&stage),
             };
             let (done, observer) = (&done, &*config.observer);
             scope.spawn(move || progress::report(&counters, done, observer));
@@ -411,6 +429,7 @@ fn execute_once(
             physical,
             env: &env,
             metrics: &metrics,
+            times: &times,
             config,
             first_error: &first_error,
         };
@@ -602,6 +621,7 @@ pub(crate) struct RunContext<'a> {
     pub physical: &'a PhysicalPlan,
     pub env: &'a RuntimeEnv,
     pub metrics: &'a [Arc<OperatorMetrics>],
+    pub times: &'a progress::TaskTimes,
     pub config: &'a ExecConfig,
     pub first_error: &'a FirstError,
 }

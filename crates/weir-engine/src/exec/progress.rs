@@ -1,27 +1,207 @@
-//! Live figures of a running job for its [`RunObserver`]: rows read, the
-//! total when known, watermark, memory, spill, bad records and, in batch
-//! mode, the stage.
+//! Live figures of a running job for its [`RunObserver`]: the run's shape
+//! ([`RunGraph`]) once, then every 200 ms rows read, the total when known,
+//! watermark, memory, spill, bad records, the stage of a batch run, and per
+//! operator and subtask rows and bytes in/out, watermarks, state bytes and
+//! busy / idle / back-pressured time.
 //!
 //! Reads the same atomic counters the final [`super::JobMetrics`] come from,
-//! every 200 ms and once at the end, from its own thread; draws nothing
-//! (the CLI's observer does). May use `graph`, `operator`, `observe`.
+//! plus [`TaskTimes`] (which the executors keep), from its own thread;
+//! draws nothing (the CLI's observers do). May use `graph`, `operator`,
+//! `observe`.
+//!
+//! ```text
+//!  subtask thread:  start ─┬─ work ── recv blocks (idle) ── work ── send blocks (back-pressured) ─┬─ end
+//!                          └──────────── busy = (end or now) − start − idle − back-pressured ─────┘
+//! ```
 
-use crate::graph::{LogicalPlan, NodeKind, PhysicalPlan};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::graph::{LogicalPlan, NodeKind, Partitioning, PhysicalPlan};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_core::observe::{Progress, RunObserver, Stage};
+use weir_core::observe::{
+    GraphEdge, GraphOperator, OperatorProgress, Progress, RunGraph, RunObserver, Stage,
+    SubtaskProgress,
+};
 use weir_core::operator::{OperatorMetrics, RuntimeEnv};
 
 /// What [`report`] reads.
 pub(crate) struct Counters<'a> {
     pub plan: &'a LogicalPlan,
+    pub physical: &'a PhysicalPlan,
     pub env: &'a RuntimeEnv,
     pub metrics: &'a [Arc<OperatorMetrics>],
+    pub times: &'a TaskTimes,
     /// Rows the sources will read in all, when known.
     pub total_rows: Option<u64>,
-    /// Batch runs: the plan's stages and the one running (from 1).
-    pub stages: Option<(&'a PhysicalPlan, &'a AtomicUsize)>,
+    /// Batch runs: the stage running (from 1).
+    pub stage: Option<&'a AtomicUsize>,
+}
+
+/// Where each task's subtasks spent their time, and their input queues.
+#[derive(Debug)]
+pub(crate) struct TaskTimes {
+    origin: Instant,
+    /// Per task, per subtask.
+    tasks: Vec<Vec<SubtaskTimes>>,
+}
+
+/// One subtask's clock. Times in nanoseconds; `started`/`ended` are
+/// offsets from the run's start plus one (0: not yet).
+#[derive(Debug, Default)]
+pub(crate) struct SubtaskTimes {
+    started: AtomicU64,
+    ended: AtomicU64,
+    idle: AtomicU64,
+    backpressured: AtomicU64,
+    queue_len: AtomicU64,
+    queue_capacity: AtomicU64,
+}
+
+impl TaskTimes {
+    pub(crate) fn new(physical: &PhysicalPlan) -> Self {
+        TaskTimes {
+            origin: Instant::now(),
+            tasks: physical
+                .tasks
+                .iter()
+                .map(|t| (0..t.parallelism).map(|_| SubtaskTimes::default()).collect())
+                .collect(),
+        }
+    }
+
+    fn at(&self, t: usize, s: usize) -> &SubtaskTimes {
+        &self.tasks[t][s]
+    }
+
+    fn since_origin(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64 + 1
+    }
+
+    /// Subtask `s` of task `t` starts now; it ends when the guard drops.
+    pub(crate) fn start(&self, t: usize, s: usize) -> Running<'_> {
+        self.at(t, s)
+            .started
+            .store(self.since_origin(), Ordering::Relaxed);
+        Running { times: self, t, s }
+    }
+
+    /// Time the subtask waited for input.
+    pub(crate) fn add_idle(&self, t: usize, s: usize, d: Duration) {
+        self.at(t, s)
+            .idle
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Time the subtask waited for room in a full downstream queue.
+    pub(crate) fn add_backpressured(&self, t: usize, s: usize, d: Duration) {
+        self.at(t, s)
+            .backpressured
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The subtask's input queue now holds `len` of at most `capacity` messages.
+    pub(crate) fn set_queue(&self, t: usize, s: usize, len: usize, capacity: usize) {
+        let at = self.at(t, s);
+        at.queue_len.store(len as u64, Ordering::Relaxed);
+        at.queue_capacity.store(capacity as u64, Ordering::Relaxed);
+    }
+
+    /// (busy, idle, back-pressured, queue length, queue capacity) now.
+    fn read(&self, t: usize, s: usize) -> (Duration, Duration, Duration, u64, u64) {
+        let at = self.at(t, s);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (started, ended) = (load(&at.started), load(&at.ended));
+        let (idle, bp) = (load(&at.idle), load(&at.backpressured));
+        let busy = match (started, ended) {
+            (0, _) => 0,
+            (from, 0) => self.since_origin().saturating_sub(from),
+            (from, to) => to.saturating_sub(from),
+        }
+        .saturating_sub(idle + bp);
+        let ns = Duration::from_nanos;
+        (
+            ns(busy),
+            ns(idle),
+            ns(bp),
+            load(&at.queue_len),
+            load(&at.queue_capacity),
+        )
+    }
+}
+
+/// A running subtask; records its end when dropped (however it ended).
+pub(crate) struct Running<'a> {
+    times: &'a TaskTimes,
+    t: usize,
+    s: usize,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let at = self.times.at(self.t, self.s);
+        at.ended.store(self.times.since_origin(), Ordering::Relaxed);
+        at.queue_len.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The plan's live operators, in plan order: `RunGraph` ids index this.
+pub(crate) fn live_nodes(plan: &LogicalPlan, physical: &PhysicalPlan) -> Vec<usize> {
+    (0..plan.nodes.len())
+        .filter(|&id| physical.is_live(id))
+        .collect()
+}
+
+/// The run's shape for [`RunObserver::on_start`].
+pub(crate) fn graph(
+    plan: &LogicalPlan,
+    physical: &PhysicalPlan,
+    mode: super::ExecMode,
+    memory_budget: u64,
+) -> RunGraph {
+    let live = live_nodes(plan, physical);
+    let index = |node: usize| live.iter().position(|&n| n == node);
+    let operators = live
+        .iter()
+        .enumerate()
+        .map(|(id, &node)| GraphOperator {
+            id,
+            name: plan.nodes[node].name.clone(),
+            kind: match plan.nodes[node].kind {
+                NodeKind::Source(_) => "source",
+                NodeKind::Sink(_) => "sink",
+                _ => "operator",
+            }
+            .into(),
+            parallelism: physical.parallelism[node],
+            task: physical.task_of[node],
+        })
+        .collect();
+    let mut edges = Vec::new();
+    for (to, &node) in live.iter().enumerate() {
+        for e in &plan.nodes[node].inputs {
+            let Some(from) = index(e.from) else { continue };
+            let fused = physical.task_of[e.from] == physical.task_of[node];
+            let kind = match (&e.partitioning, fused) {
+                (_, true) => "chained",
+                (Partitioning::Forward, _) => "forward",
+                (Partitioning::Hash(_), _) => "hash",
+                (Partitioning::Broadcast, _) => "broadcast",
+                (Partitioning::Rebalance, _) => "rebalance",
+            };
+            edges.push(GraphEdge {
+                from,
+                to,
+                kind: kind.into(),
+                port: e.port,
+            });
+        }
+    }
+    RunGraph {
+        mode: mode.to_string(),
+        memory_budget,
+        operators,
+        edges,
+    }
 }
 
 /// Reports progress to `observer` every 200 ms until `done` is set, then
@@ -68,7 +248,8 @@ pub(crate) fn snapshot(c: &Counters<'_>, elapsed: Duration) -> Progress {
         .map(|i| metrics[i].watermark.load(Ordering::Relaxed))
         .max()
         .filter(|&w| w > i64::MIN);
-    let stage = c.stages.map(|(physical, running)| {
+    let physical = c.physical;
+    let stage = c.stage.map(|running| {
         let count = physical.tasks.len();
         let index = running.load(Ordering::Relaxed).clamp(1, count.max(1));
         let operators = physical
@@ -96,5 +277,121 @@ pub(crate) fn snapshot(c: &Counters<'_>, elapsed: Duration) -> Progress {
         spilled_bytes: c.env.spill.metrics().bytes(),
         bad_records,
         stage,
+        memory_budget: c.env.pool.budget() as u64,
+        spill_files: c.env.spill.metrics().files(),
+        operators: operators(c),
+    }
+}
+
+/// Per live operator and subtask.
+fn operators(c: &Counters<'_>) -> Vec<OperatorProgress> {
+    let (plan, physical) = (c.plan, c.physical);
+    let consumers: Vec<(String, u64)> = c
+        .env
+        .pool
+        .consumers()
+        .into_iter()
+        .map(|(name, _, size)| (name, size as u64))
+        .collect();
+    let spilled = c.env.spill.metrics().state_bytes_by_consumer();
+    live_nodes(plan, physical)
+        .into_iter()
+        .map(|node| {
+            let m = &c.metrics[node];
+            let name = &plan.nodes[node].name;
+            let task = physical.task_of[node];
+            let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            let subtasks = m
+                .subtasks()
+                .iter()
+                .enumerate()
+                .map(|(s, sub)| {
+                    let (busy, idle, backpressured, queue_len, queue_capacity) =
+                        c.times.read(task, s);
+                    let watermark = sub.watermark.load(Ordering::Relaxed);
+                    SubtaskProgress {
+                        rows_in: load(&sub.rows_in),
+                        rows_out: load(&sub.rows_out),
+                        bytes_in: load(&sub.bytes_in),
+                        bytes_out: load(&sub.bytes_out),
+                        watermark: (watermark > i64::MIN).then_some(watermark),
+                        busy,
+                        idle,
+                        backpressured,
+                        queue_len,
+                        queue_capacity,
+                        state_bytes: instance_bytes(&consumers, name, s),
+                    }
+                })
+                .collect();
+            OperatorProgress {
+                late_rows: load(&m.late_rows),
+                bad_records: load(&m.bad_records),
+                spilled_state_bytes: (0..m.subtasks().len())
+                    .map(|s| instance_bytes(&spilled, name, s))
+                    .sum(),
+                records_behind: match &plan.nodes[node].kind {
+                    NodeKind::Source(spec) => spec.records_behind(),
+                    _ => None,
+                },
+                subtasks,
+            }
+        })
+        .collect()
+}
+
+/// Bytes of the consumers of instance `operator[subtask]`: its memory
+/// reservations are named `operator[subtask]`, optionally followed by a
+/// space and what they hold.
+fn instance_bytes(consumers: &[(String, u64)], operator: &str, subtask: usize) -> u64 {
+    let instance = format!("{operator}[{subtask}]");
+    consumers
+        .iter()
+        .filter(|(name, _)| {
+            name.strip_prefix(instance.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+        })
+        .map(|(_, size)| *size)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn state_bytes_are_those_of_the_instance_only() {
+        let c = |n: &str, size| (n.to_string(), size);
+        let consumers = [
+            c("window[0]", 100),
+            c("window[0] read back", 20),
+            c("window[1]", 7),
+            c("window[10]", 1000),
+            c("window2[0]", 5000),
+        ];
+        assert_eq!(instance_bytes(&consumers, "window", 0), 120);
+        assert_eq!(instance_bytes(&consumers, "window", 1), 7);
+        assert_eq!(instance_bytes(&consumers, "window", 10), 1000);
+        assert_eq!(instance_bytes(&consumers, "window", 3), 0);
+    }
+
+    #[test]
+    fn busy_time_is_running_time_less_waits() {
+        let times = TaskTimes {
+            origin: Instant::now() - Duration::from_secs(10),
+            tasks: vec![vec![SubtaskTimes::default()]],
+        };
+        assert_eq!(times.read(0, 0).0, Duration::ZERO, "not started: not busy");
+        {
+            let _running = times.start(0, 0);
+            times.add_idle(0, 0, Duration::from_millis(30));
+            times.add_backpressured(0, 0, Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(80));
+            let (busy, idle, bp, _, _) = times.read(0, 0);
+            assert_eq!((idle, bp), (Duration::from_millis(30), Duration::from_millis(20)));
+            assert!(busy >= Duration::from_millis(30), "{busy:?}");
+        }
+        let (ended, _, _, _, _) = times.read(0, 0);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(times.read(0, 0).0, ended, "an ended subtask's busy time stays");
     }
 }

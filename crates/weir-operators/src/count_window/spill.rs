@@ -290,9 +290,10 @@ impl CountWindowAggregate {
             let cold = self.windows.keys().any(|k| !self.recent.contains(k));
             self.spill_windows(spill, cold && !self.recent.is_empty())?;
             let after = self.memory_bytes();
-            spill
-                .metrics()
-                .record_state_spilled(bytes.saturating_sub(after) as u64);
+            spill.metrics().record_state_spilled_by(
+                self.reservation.consumer(),
+                bytes.saturating_sub(after) as u64,
+            );
         }
     }
 

@@ -111,9 +111,11 @@ impl SessionWindowAggregate {
         if !self.sessions.is_empty() {
             let before = self.state_bytes();
             self.spill_sessions(&spill)?;
-            spill
-                .metrics()
-                .record_state_spilled(before.saturating_sub(self.state_bytes()) as u64);
+            let consumer = SpillableState::reservation(self).consumer().to_string();
+            spill.metrics().record_state_spilled_by(
+                &consumer,
+                before.saturating_sub(self.state_bytes()) as u64,
+            );
         }
         store::sync(self, &spill)?;
         let mut merge = self.spilled.take_merge();

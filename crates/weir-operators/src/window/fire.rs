@@ -227,7 +227,10 @@ impl WindowAggregate {
             let before = self.state_bytes();
             SpillableState::spill(self, ctx.spill())?;
             let freed = before.saturating_sub(self.state_bytes());
-            ctx.spill().metrics().record_state_spilled(freed as u64);
+            let consumer = SpillableState::reservation(self).consumer().to_string();
+            ctx.spill()
+                .metrics()
+                .record_state_spilled_by(&consumer, freed as u64);
             store::sync(self, ctx.spill())?;
         }
         let name = self.reservation.consumer().to_string();

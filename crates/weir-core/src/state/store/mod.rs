@@ -159,9 +159,10 @@ pub fn sync<S: SpillableState + ?Sized>(state: &mut S, spill: &Arc<SpillManager>
         }
         state.spill(spill)?;
         let after = state.memory_bytes();
+        let consumer = state.reservation().consumer().to_string();
         spill
             .metrics()
-            .record_state_spilled(bytes.saturating_sub(after) as u64);
+            .record_state_spilled_by(&consumer, bytes.saturating_sub(after) as u64);
         if after >= bytes {
             // spilling freed nothing: asking again would loop
             return keep_within_share(state, refused);

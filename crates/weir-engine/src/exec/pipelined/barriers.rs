@@ -136,6 +136,8 @@ pub(super) struct Barriers<'a> {
     subtask: usize,
     // state
     alignment: Alignment<Envelope>,
+    /// When the first barrier of the alignment in progress arrived.
+    aligning_since: Option<std::time::Instant>,
     // resources
     reports: Sender<Report>,
 }
@@ -152,6 +154,7 @@ impl<'a> Barriers<'a> {
             task,
             subtask,
             alignment: Alignment::new(handle.mode),
+            aligning_since: None,
             reports,
         }
     }
@@ -178,11 +181,16 @@ impl<'a> Barriers<'a> {
         emit: &mut Emit<'_>,
     ) -> Result<()> {
         let states = chain.snapshot(id)?;
+        let alignment = self
+            .aligning_since
+            .take()
+            .map_or(std::time::Duration::ZERO, |t| t.elapsed());
         self.report(Report::Ack {
             id,
             task: self.task,
             subtask: self.subtask,
             states,
+            alignment,
         });
         self.alignment.on_taken(id);
         emit(Message::Barrier(id))
@@ -206,6 +214,7 @@ impl<'a> Barriers<'a> {
         ended: &[bool],
     ) -> Result<()> {
         let (task, subtask) = (self.task, self.subtask);
+        self.aligning_since.get_or_insert_with(std::time::Instant::now);
         self.alignment.on_barrier(id, channel, ended.len(), || {
             format!("subtask {subtask} of task {task}")
         })

@@ -14,19 +14,20 @@ mod barriers;
 
 use super::chain::{Chain, RestoreSet};
 use super::route::Router;
+use super::progress::TaskTimes;
 use super::{panic_error, RunContext};
 use crate::checkpoint::coordinator::{CheckpointHandle, Coordinator, LoopEnd, Report};
 use crate::checkpoint::CheckpointStats;
 use barriers::Barriers;
 use weir_core::error::{Error, Result};
 
-use crossbeam_channel::{bounded, select, Receiver, Sender};
+use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use std::collections::VecDeque;
 use weir_core::message::Message;
 use weir_core::operator::{now_ms, SourcePoll};
 use weir_core::time::WatermarkTracker;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type Envelope = (u32, Message);
 
@@ -234,6 +235,7 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
         physical,
         env,
         metrics,
+        times,
         config,
         first_error,
     } = run;
@@ -246,6 +248,7 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
         checkpoints,
     } = sub;
     let task = &physical.tasks[t];
+    let _running = times.start(t, s);
     let mut chain = Chain::try_new(plan, physical, task, s, env, metrics, false, restore)?;
     let mut barriers = checkpoints.map(|(h, tx)| Barriers::new(h, tx, t, s));
     let out_edges: Vec<_> = task.outputs.iter().map(|&e| &physical.edges[e]).collect();
@@ -259,10 +262,19 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
         let (tx, idx) = outlets[edge].targets[target]
             .as_ref()
             .expect("the router only addresses connected subtasks");
-        select! {
-            send(tx, (*idx, msg)) -> r => r.map_err(|_| Error::Cancelled),
+        // a full queue downstream is back pressure: only then is the wait timed
+        let msg = match tx.try_send((*idx, msg)) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(_)) => return Err(Error::Cancelled),
+            Err(TrySendError::Full(msg)) => msg,
+        };
+        let waited = Instant::now();
+        let sent = select! {
+            send(tx, msg) -> r => r.map_err(|_| Error::Cancelled),
             recv(cancel) -> _ => Err(Error::Cancelled),
-        }
+        };
+        times.add_backpressured(t, s, waited.elapsed());
+        sent
     };
     let ends_in_sink = out_edges.is_empty();
     let latency = env.latency.clone();
@@ -292,7 +304,11 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
             }
             match chain.poll_source(&mut emit)? {
                 SourcePoll::Ready => {}
-                SourcePoll::Pending => std::thread::sleep(Duration::from_millis(1)),
+                SourcePoll::Pending => {
+                    let waited = Instant::now();
+                    std::thread::sleep(Duration::from_millis(1));
+                    times.add_idle(t, s, waited.elapsed());
+                }
                 SourcePoll::Exhausted => {
                     if let Some(b) = barriers.as_mut() {
                         b.on_finished(&mut chain)?;
@@ -306,6 +322,7 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
         }
     }
 
+    let capacity = rx.capacity().unwrap_or(0);
     let mut tracker = WatermarkTracker::new(channel_inputs.len());
     let mut open = channel_inputs.len();
     let mut ended = vec![false; channel_inputs.len()];
@@ -317,7 +334,12 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
         }
         let next = if let Some(m) = replay.pop_front() {
             m
+        } else if let Ok(m) = rx.try_recv() {
+            times.set_queue(t, s, rx.len(), capacity);
+            m
         } else {
+            // nothing queued: the wait for input is idle time
+            let _idle = Idle::new(times, t, s);
             match chain.next_timer() {
                 None => select! {
                     recv(rx) -> m => m.map_err(|_| Error::Cancelled)?,
@@ -385,4 +407,30 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
         b.on_finished(&mut chain)?;
     }
     Ok(())
+}
+
+/// Times a wait for input as idle, however the wait ends (a message, a
+/// timer, cancellation).
+struct Idle<'a> {
+    times: &'a TaskTimes,
+    t: usize,
+    s: usize,
+    since: Instant,
+}
+
+impl<'a> Idle<'a> {
+    fn new(times: &'a TaskTimes, t: usize, s: usize) -> Self {
+        Idle {
+            times,
+            t,
+            s,
+            since: Instant::now(),
+        }
+    }
+}
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        self.times.add_idle(self.t, self.s, self.since.elapsed());
+    }
 }

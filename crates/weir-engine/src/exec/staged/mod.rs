@@ -136,10 +136,12 @@ fn run_subtask(
         physical,
         env,
         metrics,
+        times,
         config,
         first_error,
     } = run;
     let task = &physical.tasks[t];
+    let _running = times.start(t, s);
     let mut chain = Chain::try_new(plan, physical, task, s, env, metrics, true, None)?;
     let out_edges: Vec<_> = task.outputs.iter().map(|&e| &physical.edges[e]).collect();
     let targets: Vec<usize> = out_edges
