@@ -1,0 +1,143 @@
+//! `--report FILE`: the run page as one self-contained HTML file (styles,
+//! script and the run's figures inlined; no server, no network), for a
+//! finished run or for several side by side (`weir bench --report`).
+//!
+//! The file is written next to its final name and renamed into place, so
+//! a reader never sees half a report and a failed write leaves no file.
+//! May use `super::monitor` and `super::view`.
+
+use crate::view::{History, JobView};
+use crate::Monitor;
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+use weir_core::error::{Error, Result};
+
+const INDEX: &str = include_str!("../ui/index.html");
+const APP: &str = include_str!("../ui/app.js");
+const STYLE: &str = include_str!("../ui/style.css");
+
+#[derive(Serialize)]
+struct Report<'a> {
+    created: String,
+    runs: Vec<Run<'a>>,
+}
+
+#[derive(Serialize)]
+struct Run<'a> {
+    job: &'a JobView,
+    history: &'a History,
+}
+
+/// The page for `monitors`' runs, one section each, as HTML text.
+pub fn html(monitors: &[&Monitor]) -> String {
+    let views: Vec<(JobView, History)> = monitors.iter().map(|m| (m.job(), m.history())).collect();
+    let report = Report {
+        created: chrono_free_now(),
+        runs: views
+            .iter()
+            .map(|(job, history)| Run { job, history })
+            .collect(),
+    };
+    let data = serde_json::to_string(&report)
+        .expect("the views are plain data")
+        // inside <script>: no `</script>` can close it early
+        .replace("</", "<\\/");
+    INDEX
+        .replace(
+            "<link rel=\"stylesheet\" href=\"style.css\">",
+            &format!("<style>\n{STYLE}</style>"),
+        )
+        .replace(
+            "<script src=\"app.js\"></script>",
+            &format!("<script>window.WEIR_REPORT = {data};</script>\n<script>\n{APP}</script>"),
+        )
+}
+
+/// Writes [`html`] to `path` (replacing a report already there).
+///
+/// # Errors
+///
+/// `path` is a directory, or cannot be written; nothing is left behind.
+pub fn write(path: &Path, monitors: &[&Monitor]) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::option(
+            "report",
+            format!("{} is a directory: give a file name such as run.html", path.display()),
+        ));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(".weir-report-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    file.write_all(html(monitors).as_bytes())
+        .and_then(|()| file.as_file().sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    file.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Now as `YYYY-MM-DD HH:MM:SS UTC`, from the system clock.
+fn chrono_free_now() -> String {
+    let secs = weir_core::operator::now_ms().div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use weir_core::observe::StderrMessages;
+
+    #[test]
+    fn the_report_inlines_everything_and_escapes_the_data() {
+        let m = Monitor::new(Arc::new(StderrMessages)).with_title("a </script> job");
+        let page = html(&[&m]);
+        assert!(!page.contains("src=\"app.js\"") && !page.contains("href=\"style.css\""));
+        assert!(page.contains("window.WEIR_REPORT = {"));
+        assert!(page.contains("a <\\/script> job"), "the title cannot close the script");
+        assert_eq!(page.matches("</script>").count(), 2);
+    }
+
+    #[test]
+    fn a_report_replaces_only_its_own_file_and_refuses_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Monitor::new(Arc::new(StderrMessages));
+        let path = dir.path().join("run.html");
+        write(&path, &[&m]).unwrap();
+        write(&path, &[&m, &m]).unwrap();
+        let page = std::fs::read_to_string(&path).unwrap();
+        assert!(page.contains("\"runs\":[{"));
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("run.html")], "no temporary file left");
+        let e = write(dir.path(), &[&m]).unwrap_err().to_string();
+        assert!(e.contains("is a directory"), "{e}");
+    }
+
+    #[test]
+    fn dates_are_civil_utc() {
+        let now = chrono_free_now();
+        assert!(now.starts_with("20") && now.ends_with(" UTC") && now.len() == 23, "{now}");
+    }
+}
