@@ -10,6 +10,7 @@ pub mod jobfile;
 pub mod nexmark_run;
 pub mod progress;
 pub mod signals;
+pub mod watch;
 
 /// The error for a job file naming a connector this binary was built
 /// without (the `kafka` and `redis` cargo features).

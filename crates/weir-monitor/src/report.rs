@@ -75,11 +75,31 @@ pub fn write(path: &Path, monitors: &[&Monitor]) -> Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
+    #[cfg(unix)]
+    {
+        // as any file the user writes (tempfile makes it private)
+        use std::os::unix::fs::PermissionsExt;
+        let mode = 0o666 & !current_umask();
+        std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(path, e))?;
+    }
     file.write_all(html(monitors).as_bytes())
         .and_then(|()| file.as_file().sync_all())
         .map_err(|e| Error::io(path, e))?;
     file.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
+}
+
+/// The process's umask (read from `/proc`, else the usual 022).
+#[cfg(unix)]
+fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Umask:"))?;
+            u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
+        })
+        .unwrap_or(0o022)
 }
 
 /// Now as `YYYY-MM-DD HH:MM:SS UTC`, from the system clock.

@@ -57,6 +57,9 @@ pub struct RunArgs {
     /// Restart from the last checkpoint this many times after a failure.
     #[arg(long)]
     pub restarts: Option<u32>,
+    /// Watching the run: --http, --linger, --report.
+    #[command(flatten)]
+    pub watch: crate::cli::watch::WatchArgs,
 }
 
 /// Runs `weir run`.
@@ -78,6 +81,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         checkpoint_interval,
         restore,
         restarts,
+        watch,
     } = args;
     let mode: ExecMode = mode.parse()?;
     let memory = parse_size("--memory", &memory)?;
@@ -105,12 +109,31 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     // live progress on a terminal only; pipes, CI and --json stay quiet
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let terminal = crate::cli::progress::observer(tty && !json);
+    let mut inputs = vec![job.clone()];
+    for node in &built.plan().nodes {
+        if let crate::graph::NodeKind::Source(spec) = &node.kind {
+            inputs.extend(spec.input_paths());
+        }
+    }
+    let title = loaded
+        .spec
+        .name
+        .clone()
+        .unwrap_or_else(|| job.display().to_string());
+    let watch = crate::cli::watch::Watch::try_start(
+        &watch,
+        loaded.spec.http.as_ref(),
+        &title,
+        terminal.clone(),
+        &inputs,
+    )?;
     // Ctrl-C / SIGTERM: savepoint (checkpointed), drain (live) or cancel
     let mut config = ExecConfig::new(mode)
         .with_parallelism(parallelism)
         .with_memory(memory)
         .with_spill_compression(spill_compression)
-        .with_observer(crate::cli::progress::observer(tty && !json))
+        .with_observer(watch.observer(terminal))
         .with_stop(crate::cli::signals::follow_process_signals(
             weir_core::operator::StopSignal::new(),
         ));
@@ -138,7 +161,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
              [checkpoint] dir in the job file)",
         ));
     }
-    let metrics = built.run(&config)?;
+    let metrics = match built.run(&config) {
+        Ok(m) => m,
+        Err(e) => {
+            watch.finish(Err(e.to_string()))?;
+            return Err(e);
+        }
+    };
+    let address = watch.address();
+    watch.finish(Ok(
+        serde_json::to_value(&metrics).expect("metrics serialize")
+    ))?;
     let mut code = ExitCode::SUCCESS;
     if let Some(c) = &metrics.checkpoints {
         if c.already_finished {
@@ -161,9 +194,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
     if json {
+        let mut value = serde_json::to_value(&metrics).expect("metrics serialize");
+        if let (Some(a), Some(map)) = (address, value.as_object_mut()) {
+            map.insert("http".into(), serde_json::Value::String(a));
+        }
         println!(
             "{}",
-            serde_json::to_string_pretty(&metrics).expect("metrics serialize")
+            serde_json::to_string_pretty(&value).expect("metrics serialize")
         );
     } else {
         eprint!("{}", metrics_table(std::slice::from_ref(&metrics)));

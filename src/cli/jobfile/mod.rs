@@ -96,6 +96,23 @@ pub struct JobFile {
     /// Checkpoints of pipelined runs (`weir run` flags override these).
     #[serde(default)]
     pub checkpoint: Option<Spanned<CheckpointSpec>>,
+    /// Serve metrics, the JSON API and the web UI while the job runs
+    /// (`--http` overrides it).
+    #[serde(default)]
+    pub http: Option<HttpSpec>,
+}
+
+/// `[http]`: watch the job over HTTP (see `weir run --http`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// Where to listen: `PORT`, `IP:PORT` or `localhost:PORT` (default
+    /// `127.0.0.1:8081`; another interface only when written out).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Keep serving this long after the job ends, e.g. `"30s"`.
+    #[serde(default)]
+    pub linger: Option<String>,
 }
 
 /// `[checkpoint]`: periodic checkpoints and restarts (pipelined runs).

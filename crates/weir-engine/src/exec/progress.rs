@@ -225,7 +225,10 @@ pub(crate) fn report(counters: &Counters<'_>, done: &AtomicBool, observer: &dyn 
 /// The figures now.
 pub(crate) fn snapshot(c: &Counters<'_>, elapsed: Duration) -> Progress {
     let (plan, metrics) = (c.plan, c.metrics);
-    let sources = (0..plan.nodes.len()).filter(|&i| plan.nodes[i].kind.is_source());
+    // live sources only: a source whose event time was pushed into a copy
+    // shares its counters with the copy, and would count every row twice
+    let sources = (0..plan.nodes.len())
+        .filter(|&i| plan.nodes[i].kind.is_source() && c.physical.is_live(i));
     let rows_read = sources
         .clone()
         .map(|i| {

@@ -1,0 +1,170 @@
+//! Watching a run from outside: `--http [ADDR]`, `--linger DURATION` and
+//! `--report FILE` (also the job file's `[http]`), shared by `weir run`
+//! and `weir bench`. Wraps the terminal's observer in a
+//! [`weir_monitor::Monitor`], starts its [`weir_monitor::HttpServer`],
+//! and after the run writes the report and lingers.
+//!
+//! May use `weir_monitor` and the CLI's progress observer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use weir_core::error::{Error, Result};
+use weir_core::observe::RunObserver;
+use weir_monitor::{HttpServer, Monitor};
+
+/// The flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WatchArgs {
+    /// Serve Prometheus metrics (/metrics), a JSON API (/api/v1/job,
+    /// /api/v1/metrics) and a web UI (/) while the job runs. ADDR is PORT,
+    /// IP:PORT or localhost:PORT; default 127.0.0.1:8081. Only an address
+    /// written out (e.g. 0.0.0.0:8081) listens beyond this machine.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    pub http: Option<String>,
+    /// Keep serving this long after the job ends (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub linger: Option<String>,
+    /// Write the run's page as one self-contained HTML file when it ends.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// A run being watched: the monitor (pass [`Watch::observer`] to the run)
+/// and its server, if any.
+pub struct Watch {
+    monitor: Option<Arc<Monitor>>,
+    server: Option<HttpServer>,
+    linger: Duration,
+    report: Option<PathBuf>,
+}
+
+impl Watch {
+    /// Starts watching as `args` (then the job file's `[http]`) say;
+    /// `inner` is the terminal's observer. `inputs` are the job's input
+    /// paths: a report never replaces one.
+    pub fn try_start(
+        args: &WatchArgs,
+        file: Option<&crate::cli::jobfile::HttpSpec>,
+        title: &str,
+        inner: Arc<dyn RunObserver>,
+        inputs: &[PathBuf],
+    ) -> Result<Self> {
+        let address = args
+            .http
+            .clone()
+            .or_else(|| file.map(|f| f.address.clone().unwrap_or_default()));
+        let linger = match (&args.linger, file.and_then(|f| f.linger.as_ref())) {
+            (Some(l), _) => weir_core::time::parse_duration("--linger", l)?,
+            (None, Some(l)) => weir_core::time::parse_duration("[http] linger", l)?,
+            (None, None) => Duration::ZERO,
+        };
+        if !linger.is_zero() && address.is_none() {
+            return Err(Error::option("--linger", "lingers only with --http (or [http])"));
+        }
+        if let Some(report) = &args.report {
+            check_report_path(report, inputs)?;
+        }
+        if address.is_none() && args.report.is_none() {
+            return Ok(Watch {
+                monitor: None,
+                server: None,
+                linger,
+                report: None,
+            });
+        }
+        let monitor = Arc::new(Monitor::new(inner).with_title(title));
+        let server = match &address {
+            Some(a) => {
+                let server = HttpServer::try_bind(a, monitor.clone())?;
+                let at = server.local_addr();
+                if !at.ip().is_loopback() {
+                    eprintln!(
+                        "weir: warning: serving metrics on {at}, beyond this machine \
+                         (anyone who can reach it can read them)"
+                    );
+                }
+                eprintln!("weir: watching on {}", server.url());
+                Some(server)
+            }
+            None => None,
+        };
+        Ok(Watch {
+            monitor: Some(monitor),
+            server,
+            linger,
+            report: args.report.clone(),
+        })
+    }
+
+    /// The observer to run with: the monitor, or `inner` unwatched.
+    pub fn observer(&self, inner: Arc<dyn RunObserver>) -> Arc<dyn RunObserver> {
+        match &self.monitor {
+            Some(m) => m.clone(),
+            None => inner,
+        }
+    }
+
+    /// Where the server listens, if it does.
+    pub fn address(&self) -> Option<String> {
+        self.server.as_ref().map(|s| s.local_addr().to_string())
+    }
+
+    /// The monitor, if watching.
+    pub fn monitor(&self) -> Option<&Arc<Monitor>> {
+        self.monitor.as_ref()
+    }
+
+    /// The run ended with `result` (its metrics as JSON, or the error):
+    /// shown by the server, written to the report, then served for the
+    /// linger time.
+    pub fn finish(self, result: std::result::Result<serde_json::Value, String>) -> Result<()> {
+        let Some(monitor) = &self.monitor else {
+            return Ok(());
+        };
+        monitor.on_result(result);
+        if let Some(path) = &self.report {
+            weir_monitor::report::write(path, &[monitor.as_ref()])?;
+            eprintln!("weir: report written to {}", path.display());
+        }
+        if let Some(server) = &self.server {
+            if !self.linger.is_zero() {
+                eprintln!(
+                    "weir: the job ended; still serving {} for {:?}",
+                    server.url(),
+                    self.linger
+                );
+                std::thread::sleep(self.linger);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A report is an output: it never replaces a directory or one of the
+/// job's inputs.
+pub fn check_report_path(report: &Path, inputs: &[PathBuf]) -> Result<()> {
+    if report.is_dir() {
+        return Err(Error::option(
+            "--report",
+            format!("{} is a directory: give a file name such as run.html", report.display()),
+        ));
+    }
+    let canon = |p: &Path| p.canonicalize().ok();
+    if let Some(r) = canon(report) {
+        for input in inputs {
+            let hit = canon(input).is_some_and(|i| r == i || r.starts_with(&i));
+            if hit {
+                return Err(Error::option(
+                    "--report",
+                    format!(
+                        "{} is an input of the job ({}): a report never replaces its input",
+                        report.display(),
+                        input.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
