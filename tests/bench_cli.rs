@@ -207,6 +207,8 @@ fn bench_flags_a_mode_whose_result_differs() {
         memory: "64MiB".into(),
         checkpoint_interval: None,
         speed: None,
+        http: None,
+        report: None,
     };
     let results = weir::bench::bench(&script, &target, &options).unwrap();
     assert_eq!(results[0].identical, None, "the reference mode");

@@ -157,6 +157,12 @@ pub struct BenchOptions {
     /// Replay speed of the pipelined runs' sources (`--speed` of `weir run`
     /// and `weir nexmark`), for latency under a paced load; `None`: max.
     pub speed: Option<String>,
+    /// Watch the first run of each engine mode over HTTP at this address
+    /// (`weir run --http`; job files only).
+    pub http: Option<String>,
+    /// Write the first run of each engine mode, side by side, to this
+    /// HTML report (job files only).
+    pub report: Option<PathBuf>,
 }
 
 /// Reads every row group of every file in `paths` with arrow-rs and counts rows.
@@ -228,6 +234,16 @@ pub fn bench(exe: &Path, target: &BenchTarget, options: &BenchOptions) -> Result
         };
         scratch.path().join(format!("{mode}{ext}"))
     };
+    if (options.http.is_some() || options.report.is_some())
+        && matches!(target, BenchTarget::Nexmark { .. })
+    {
+        return Err(Error::option(
+            "--http",
+            "--http and --report watch job files; a built-in Nexmark query has no job file \
+             (run `weir nexmark` for its figures)",
+        ));
+    }
+    let mut report_data = Vec::new();
     let mut results = Vec::new();
     for mode in &options.modes {
         // (seconds, metrics) per run
@@ -252,6 +268,16 @@ pub fn bench(exe: &Path, target: &BenchTarget, options: &BenchOptions) -> Result
                 if matches!(target, BenchTarget::Job { .. }) {
                     // every run starts from scratch, never from an earlier run's checkpoint
                     cmd.args(["--restore", "fresh"]);
+                }
+            }
+            if run == 0 {
+                if let Some(http) = &options.http {
+                    cmd.arg(format!("--http={http}"));
+                }
+                if options.report.is_some() {
+                    let data = scratch.path().join(format!("report-{mode}.json"));
+                    cmd.arg("--report-data").arg(&data);
+                    report_data.push(data);
                 }
             }
             runs.push(run_child(exe, cmd, mode)?);
@@ -323,6 +349,17 @@ pub fn bench(exe: &Path, target: &BenchTarget, options: &BenchOptions) -> Result
         for r in &mut results {
             r.vs_scan = Some(r.seconds / scan.max(1e-9));
         }
+    }
+    if let Some(path) = &options.report {
+        let mut runs = Vec::new();
+        for data in &report_data {
+            let text = std::fs::read_to_string(data).map_err(|e| Error::io(data, e))?;
+            let run: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::Plan(format!("{}: {e}", data.display())))?;
+            runs.push(run);
+        }
+        weir_monitor::report::write_html(path, &weir_monitor::report::html_of(runs))?;
+        eprintln!("weir: report written to {}", path.display());
     }
     Ok(results)
 }

@@ -28,6 +28,10 @@ pub struct WatchArgs {
     /// Write the run's page as one self-contained HTML file when it ends.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// `weir bench`'s runs: write the run's figures as JSON here, for the
+    /// bench's report of all modes.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub report_data: Option<PathBuf>,
 }
 
 /// A run being watched: the monitor (pass [`Watch::observer`] to the run)
@@ -37,6 +41,7 @@ pub struct Watch {
     server: Option<HttpServer>,
     linger: Duration,
     report: Option<PathBuf>,
+    report_data: Option<PathBuf>,
 }
 
 impl Watch {
@@ -65,12 +70,13 @@ impl Watch {
         if let Some(report) = &args.report {
             check_report_path(report, inputs)?;
         }
-        if address.is_none() && args.report.is_none() {
+        if address.is_none() && args.report.is_none() && args.report_data.is_none() {
             return Ok(Watch {
                 monitor: None,
                 server: None,
                 linger,
                 report: None,
+                report_data: None,
             });
         }
         let monitor = Arc::new(Monitor::new(inner).with_title(title));
@@ -94,6 +100,7 @@ impl Watch {
             server,
             linger,
             report: args.report.clone(),
+            report_data: args.report_data.clone(),
         })
     }
 
@@ -126,6 +133,10 @@ impl Watch {
         if let Some(path) = &self.report {
             weir_monitor::report::write(path, &[monitor.as_ref()])?;
             eprintln!("weir: report written to {}", path.display());
+        }
+        if let Some(path) = &self.report_data {
+            let data = weir_monitor::report::run_data(monitor);
+            std::fs::write(path, data.to_string()).map_err(|e| Error::io(path, e))?;
         }
         if let Some(server) = &self.server {
             if !self.linger.is_zero() {

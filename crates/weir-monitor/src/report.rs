@@ -6,9 +6,7 @@
 //! a reader never sees half a report and a failed write leaves no file.
 //! May use `super::monitor` and `super::view`.
 
-use crate::view::{History, JobView};
 use crate::Monitor;
-use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
 use weir_core::error::{Error, Result};
@@ -17,28 +15,21 @@ const INDEX: &str = include_str!("../ui/index.html");
 const APP: &str = include_str!("../ui/app.js");
 const STYLE: &str = include_str!("../ui/style.css");
 
-#[derive(Serialize)]
-struct Report<'a> {
-    created: String,
-    runs: Vec<Run<'a>>,
-}
-
-#[derive(Serialize)]
-struct Run<'a> {
-    job: &'a JobView,
-    history: &'a History,
+/// One run's figures for a report: `{"job": JobView, "history": History}`.
+/// A process that ran the job writes this (e.g. for `weir bench`); a
+/// report of several runs is [`html_of`] their data.
+pub fn run_data(monitor: &Monitor) -> serde_json::Value {
+    serde_json::json!({ "job": monitor.job(), "history": monitor.history() })
 }
 
 /// The page for `monitors`' runs, one section each, as HTML text.
 pub fn html(monitors: &[&Monitor]) -> String {
-    let views: Vec<(JobView, History)> = monitors.iter().map(|m| (m.job(), m.history())).collect();
-    let report = Report {
-        created: chrono_free_now(),
-        runs: views
-            .iter()
-            .map(|(job, history)| Run { job, history })
-            .collect(),
-    };
+    html_of(monitors.iter().map(|m| run_data(m)).collect())
+}
+
+/// The page for runs given as [`run_data`], one section each.
+pub fn html_of(runs: Vec<serde_json::Value>) -> String {
+    let report = serde_json::json!({ "created": chrono_free_now(), "runs": runs });
     let data = serde_json::to_string(&report)
         .expect("the views are plain data")
         // inside <script>: no `</script>` can close it early
@@ -60,6 +51,15 @@ pub fn html(monitors: &[&Monitor]) -> String {
 ///
 /// `path` is a directory, or cannot be written; nothing is left behind.
 pub fn write(path: &Path, monitors: &[&Monitor]) -> Result<()> {
+    write_html(path, &html(monitors))
+}
+
+/// Writes `page` to `path` through a temporary file beside it.
+///
+/// # Errors
+///
+/// `path` is a directory, or cannot be written; nothing is left behind.
+pub fn write_html(path: &Path, page: &str) -> Result<()> {
     if path.is_dir() {
         return Err(Error::option(
             "report",
@@ -83,7 +83,7 @@ pub fn write(path: &Path, monitors: &[&Monitor]) -> Result<()> {
         std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io(path, e))?;
     }
-    file.write_all(html(monitors).as_bytes())
+    file.write_all(page.as_bytes())
         .and_then(|()| file.as_file().sync_all())
         .map_err(|e| Error::io(path, e))?;
     file.persist(path).map_err(|e| Error::io(path, e.error))?;

@@ -44,6 +44,12 @@ pub struct BenchArgs {
     /// it already holds them) instead of a temporary one.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Watch the first run of each mode over HTTP (see `weir run --http`).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    pub http: Option<String>,
+    /// Write the modes' first runs side by side as one HTML report.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// Runs `weir bench`.
@@ -60,7 +66,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         speed,
         events,
         data,
+        http,
+        report,
     } = args;
+    if let Some(a) = &http {
+        weir_monitor::parse_address("--http", a)?;
+    }
     parse_size("--memory", &memory)?;
     for m in &modes {
         if m != "scan" {
@@ -115,6 +126,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         None => {
             let loaded = LoadedJob::load(&job)?;
+            if let Some(r) = &report {
+                let mut inputs = loaded.source_paths();
+                inputs.push(job.clone());
+                crate::cli::watch::check_report_path(r, &inputs)?;
+            }
             crate::bench::BenchTarget::Job {
                 path: job.clone(),
                 inputs: loaded.source_paths(),
@@ -129,6 +145,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         memory,
         checkpoint_interval,
         speed,
+        http,
+        report,
     };
     let results = crate::bench::bench(&exe, &target, &options)?;
     if json {
