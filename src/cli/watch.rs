@@ -123,9 +123,9 @@ impl Watch {
     }
 
     /// The run ended with `result` (its metrics as JSON, or the error):
-    /// shown by the server, written to the report, then served for the
-    /// linger time.
-    pub fn finish(self, result: std::result::Result<serde_json::Value, String>) -> Result<()> {
+    /// shown by the server and written to the report. Then
+    /// [`Watch::linger`].
+    pub fn finish(&self, result: std::result::Result<serde_json::Value, String>) -> Result<()> {
         let Some(monitor) = &self.monitor else {
             return Ok(());
         };
@@ -138,6 +138,17 @@ impl Watch {
             let data = weir_monitor::report::run_data(monitor);
             std::fs::write(path, data.to_string()).map_err(|e| Error::io(path, e))?;
         }
+        Ok(())
+    }
+
+    /// True if [`Watch::linger`] will wait.
+    pub fn lingers(&self) -> bool {
+        self.server.is_some() && !self.linger.is_zero()
+    }
+
+    /// Serves the finished run for the linger time (after its output was
+    /// printed), then stops the server.
+    pub fn linger(self) {
         if let Some(server) = &self.server {
             if !self.linger.is_zero() {
                 eprintln!(
@@ -148,7 +159,6 @@ impl Watch {
                 std::thread::sleep(self.linger);
             }
         }
-        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod brokers;
+pub mod watch;
 
 use arrow_array::{Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};

@@ -165,6 +165,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Ok(m) => m,
         Err(e) => {
             watch.finish(Err(e.to_string()))?;
+            if watch.lingers() {
+                // the error is printed when the server has gone: say it now too
+                eprintln!("weir: the job failed: {e}");
+            }
+            watch.linger();
             return Err(e);
         }
     };
@@ -205,5 +210,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         eprint!("{}", metrics_table(std::slice::from_ref(&metrics)));
     }
+    watch.linger();
     Ok(code)
 }

@@ -53,6 +53,10 @@ pub(crate) struct SubtaskTimes {
     ended: AtomicU64,
     idle: AtomicU64,
     backpressured: AtomicU64,
+    /// When the wait for input in progress began (offset + 1; 0: none).
+    idle_since: AtomicU64,
+    /// When the wait for room downstream in progress began (0: none).
+    backpressured_since: AtomicU64,
     queue_len: AtomicU64,
     queue_capacity: AtomicU64,
 }
@@ -85,18 +89,21 @@ impl TaskTimes {
         Running { times: self, t, s }
     }
 
-    /// Time the subtask waited for input.
-    pub(crate) fn add_idle(&self, t: usize, s: usize, d: Duration) {
-        self.at(t, s)
-            .idle
-            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    /// Time the subtask waited for room in a full downstream queue.
-    pub(crate) fn add_backpressured(&self, t: usize, s: usize, d: Duration) {
-        self.at(t, s)
-            .backpressured
-            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    /// Subtask `s` of task `t` waits for `what` until the guard drops; the
+    /// wait counts while it lasts (a subtask blocked for a minute shows a
+    /// minute of waiting, not of work).
+    pub(crate) fn wait(&self, t: usize, s: usize, what: Wait) -> Waiting<'_> {
+        let at = self.at(t, s);
+        let since = match what {
+            Wait::Input => &at.idle_since,
+            Wait::Room => &at.backpressured_since,
+        };
+        since.store(self.since_origin(), Ordering::Relaxed);
+        Waiting {
+            times: self,
+            at,
+            what,
+        }
     }
 
     /// The subtask's input queue now holds `len` of at most `capacity` messages.
@@ -111,10 +118,16 @@ impl TaskTimes {
         let at = self.at(t, s);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (started, ended) = (load(&at.started), load(&at.ended));
-        let (idle, bp) = (load(&at.idle), load(&at.backpressured));
+        let now = self.since_origin();
+        let ongoing = |since: &AtomicU64| match load(since) {
+            0 => 0,
+            from => now.saturating_sub(from),
+        };
+        let idle = load(&at.idle) + ongoing(&at.idle_since);
+        let bp = load(&at.backpressured) + ongoing(&at.backpressured_since);
         let busy = match (started, ended) {
             (0, _) => 0,
-            (from, 0) => self.since_origin().saturating_sub(from),
+            (from, 0) => now.saturating_sub(from),
             (from, to) => to.saturating_sub(from),
         }
         .saturating_sub(idle + bp);
@@ -126,6 +139,36 @@ impl TaskTimes {
             load(&at.queue_len),
             load(&at.queue_capacity),
         )
+    }
+}
+
+/// What a subtask waits for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Input (idle time).
+    Input,
+    /// Room in a full queue downstream (back-pressured time).
+    Room,
+}
+
+/// A wait in progress; adds its time when dropped (however it ended).
+pub(crate) struct Waiting<'a> {
+    times: &'a TaskTimes,
+    at: &'a SubtaskTimes,
+    what: Wait,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let (since, total) = match self.what {
+            Wait::Input => (&self.at.idle_since, &self.at.idle),
+            Wait::Room => (&self.at.backpressured_since, &self.at.backpressured),
+        };
+        let from = since.swap(0, Ordering::Relaxed);
+        if from > 0 {
+            let took = self.times.since_origin().saturating_sub(from);
+            total.fetch_add(took, Ordering::Relaxed);
+        }
     }
 }
 
@@ -386,11 +429,18 @@ mod tests {
         assert_eq!(times.read(0, 0).0, Duration::ZERO, "not started: not busy");
         {
             let _running = times.start(0, 0);
-            times.add_idle(0, 0, Duration::from_millis(30));
-            times.add_backpressured(0, 0, Duration::from_millis(20));
-            std::thread::sleep(Duration::from_millis(80));
-            let (busy, idle, bp, _, _) = times.read(0, 0);
-            assert_eq!((idle, bp), (Duration::from_millis(30), Duration::from_millis(20)));
+            drop(times.wait(0, 0, Wait::Input));
+            {
+                let _blocked = times.wait(0, 0, Wait::Room);
+                std::thread::sleep(Duration::from_millis(60));
+                let (_, _, bp, _, _) = times.read(0, 0);
+                assert!(bp >= Duration::from_millis(60), "a wait counts while it lasts: {bp:?}");
+            }
+            let (_, _, bp, _, _) = times.read(0, 0);
+            std::thread::sleep(Duration::from_millis(30));
+            let (busy, idle, bp_later, _, _) = times.read(0, 0);
+            assert_eq!(bp, bp_later, "an ended wait stays");
+            assert!(idle < Duration::from_millis(5), "{idle:?}");
             assert!(busy >= Duration::from_millis(30), "{busy:?}");
         }
         let (ended, _, _, _, _) = times.read(0, 0);

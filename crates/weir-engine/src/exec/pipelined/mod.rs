@@ -14,7 +14,7 @@ mod barriers;
 
 use super::chain::{Chain, RestoreSet};
 use super::route::Router;
-use super::progress::TaskTimes;
+use super::progress::Wait;
 use super::{panic_error, RunContext};
 use crate::checkpoint::coordinator::{CheckpointHandle, Coordinator, LoopEnd, Report};
 use crate::checkpoint::CheckpointStats;
@@ -27,7 +27,7 @@ use weir_core::message::Message;
 use weir_core::operator::{now_ms, SourcePoll};
 use weir_core::time::WatermarkTracker;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type Envelope = (u32, Message);
 
@@ -263,18 +263,22 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
             .as_ref()
             .expect("the router only addresses connected subtasks");
         // a full queue downstream is back pressure: only then is the wait timed
+        let to = (physical.edges[task.outputs[edge]].to_task, target);
         let msg = match tx.try_send((*idx, msg)) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                times.set_queue(to.0, to.1, tx.len(), tx.capacity().unwrap_or(0));
+                return Ok(());
+            }
             Err(TrySendError::Disconnected(_)) => return Err(Error::Cancelled),
             Err(TrySendError::Full(msg)) => msg,
         };
-        let waited = Instant::now();
-        let sent = select! {
+        // the consumer's queue is full: it may be blocked and not say so
+        times.set_queue(to.0, to.1, tx.len(), tx.capacity().unwrap_or(0));
+        let _blocked = times.wait(t, s, Wait::Room);
+        select! {
             send(tx, msg) -> r => r.map_err(|_| Error::Cancelled),
             recv(cancel) -> _ => Err(Error::Cancelled),
-        };
-        times.add_backpressured(t, s, waited.elapsed());
-        sent
+        }
     };
     let ends_in_sink = out_edges.is_empty();
     let latency = env.latency.clone();
@@ -305,9 +309,8 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
             match chain.poll_source(&mut emit)? {
                 SourcePoll::Ready => {}
                 SourcePoll::Pending => {
-                    let waited = Instant::now();
+                    let _idle = times.wait(t, s, Wait::Input);
                     std::thread::sleep(Duration::from_millis(1));
-                    times.add_idle(t, s, waited.elapsed());
                 }
                 SourcePoll::Exhausted => {
                     if let Some(b) = barriers.as_mut() {
@@ -339,7 +342,7 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
             m
         } else {
             // nothing queued: the wait for input is idle time
-            let _idle = Idle::new(times, t, s);
+            let _idle = times.wait(t, s, Wait::Input);
             match chain.next_timer() {
                 None => select! {
                     recv(rx) -> m => m.map_err(|_| Error::Cancelled)?,
@@ -409,28 +412,3 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
     Ok(())
 }
 
-/// Times a wait for input as idle, however the wait ends (a message, a
-/// timer, cancellation).
-struct Idle<'a> {
-    times: &'a TaskTimes,
-    t: usize,
-    s: usize,
-    since: Instant,
-}
-
-impl<'a> Idle<'a> {
-    fn new(times: &'a TaskTimes, t: usize, s: usize) -> Self {
-        Idle {
-            times,
-            t,
-            s,
-            since: Instant::now(),
-        }
-    }
-}
-
-impl Drop for Idle<'_> {
-    fn drop(&mut self) {
-        self.times.add_idle(self.t, self.s, self.since.elapsed());
-    }
-}
