@@ -30,9 +30,20 @@ fn a_running_job_serves_moving_prometheus_counters_and_ends_with_its_own_metrics
         "speed = \"100x\"",
         &format!("[sink]\ntype = \"parquet\"\npath = {:?}", out.display().to_string()),
     );
+    let checkpoints = dir.path().join("checkpoints");
     let w = Watched::start(
         &job,
-        &["--parallelism", "2", "--json", "--linger", "30s"],
+        &[
+            "--parallelism",
+            "2",
+            "--json",
+            "--linger",
+            "30s",
+            "--checkpoint-dir",
+            checkpoints.to_str().unwrap(),
+            "--checkpoint-interval",
+            "500ms",
+        ],
         Stdio::piped(),
     );
 
@@ -114,6 +125,40 @@ fn a_running_job_serves_moving_prometheus_counters_and_ends_with_its_own_metrics
         sample(&end, "weir_rows_read_total", &[]),
         Some(result["rows_in"].as_u64().unwrap() as f64)
     );
+    let completed = result["checkpoints"]["completed"].as_u64().unwrap();
+    assert!(completed >= 2, "{result}");
+    assert_eq!(sample(&end, "weir_checkpoints_total", &[]), Some(completed as f64));
+    assert_eq!(done["checkpoints"]["count"], completed);
+    let newest = done["checkpoints"]["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(newest["id"], result["checkpoints"]["last_id"]);
+    assert_eq!(
+        sample(&end, "weir_checkpoint_last_size_bytes", &[]),
+        Some(result["checkpoints"]["last_bytes"].as_u64().unwrap() as f64)
+    );
+    // every series the Grafana dashboard plots is served (a Kafka source's
+    // lag only by a job reading Kafka)
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/weir.json"),
+    )
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut plotted = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("weir_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                plotted.push(name);
+            }
+        }
+    }
+    assert!(plotted.len() > 15, "{plotted:?}");
+    for name in plotted.iter().filter(|n| *n != "weir_source_records_behind") {
+        assert!(end.iter().any(|s| &s.name == name), "the dashboard plots {name}, not served");
+    }
     assert_eq!(result["rows_in"], 180_000);
     // 100 vehicles x 600 windows of 1 s
     assert_eq!(result["rows_out"], 60_000);
