@@ -28,7 +28,10 @@ fn a_running_job_serves_moving_prometheus_counters_and_ends_with_its_own_metrics
         dir.path(),
         &data,
         "speed = \"100x\"",
-        &format!("[sink]\ntype = \"parquet\"\npath = {:?}", out.display().to_string()),
+        &format!(
+            "[sink]\ntype = \"parquet\"\npath = {:?}",
+            out.display().to_string()
+        ),
     );
     let checkpoints = dir.path().join("checkpoints");
     let w = Watched::start(
@@ -57,8 +60,14 @@ fn a_running_job_serves_moving_prometheus_counters_and_ends_with_its_own_metrics
     for op in ["parquet_source", "window", "parquet_sink"] {
         for s in ["0", "1"] {
             let labels = [("operator", op), ("subtask", s)];
-            for name in ["weir_operator_rows_in_total", "weir_operator_busy_seconds_total"] {
-                assert!(sample(&before, name, &labels).is_some(), "{name}{labels:?}:\n{text}");
+            for name in [
+                "weir_operator_rows_in_total",
+                "weir_operator_busy_seconds_total",
+            ] {
+                assert!(
+                    sample(&before, name, &labels).is_some(),
+                    "{name}{labels:?}:\n{text}"
+                );
             }
         }
     }
@@ -72,7 +81,11 @@ fn a_running_job_serves_moving_prometheus_counters_and_ends_with_its_own_metrics
     std::thread::sleep(Duration::from_millis(1500));
     let after = parse_prometheus(&w.get("/metrics").1);
     let sink_rows = |s: &[common::watch::PromSample]| {
-        sum(s, "weir_operator_rows_in_total", &[("operator", "parquet_sink")])
+        sum(
+            s,
+            "weir_operator_rows_in_total",
+            &[("operator", "parquet_sink")],
+        )
     };
     assert!(
         sink_rows(&after) > sink_rows(&before),
@@ -80,11 +93,20 @@ fn a_running_job_serves_moving_prometheus_counters_and_ends_with_its_own_metrics
         sink_rows(&before),
         sink_rows(&after)
     );
-    for (a, b) in before.iter().filter(|s| s.name.ends_with("_total")).map(|b| {
-        let a = after.iter().find(|a| a.name == b.name && a.labels == b.labels);
-        (a.map(|a| a.value), b)
-    }) {
-        assert!(a.is_some_and(|a| a >= b.value), "a counter went back: {b:?} then {a:?}");
+    for (a, b) in before
+        .iter()
+        .filter(|s| s.name.ends_with("_total"))
+        .map(|b| {
+            let a = after
+                .iter()
+                .find(|a| a.name == b.name && a.labels == b.labels);
+            (a.map(|a| a.value), b)
+        })
+    {
+        assert!(
+            a.is_some_and(|a| a >= b.value),
+            "a counter went back: {b:?} then {a:?}"
+        );
     }
 
     // the documented schema, while running
@@ -92,7 +114,10 @@ fn a_running_job_serves_moving_prometheus_counters_and_ends_with_its_own_metrics
     let running = w.json("/api/v1/job");
     assert_eq!(schema_violations(&schema, &running), Vec::<String>::new());
     let history = w.json("/api/v1/metrics");
-    assert_eq!(history["operators"], serde_json::json!(["parquet_source", "window", "parquet_sink"]));
+    assert_eq!(
+        history["operators"],
+        serde_json::json!(["parquet_source", "window", "parquet_sink"])
+    );
     assert!(!history["samples"].as_array().unwrap().is_empty());
 
     // the end: the served figures are the run's metrics
@@ -127,9 +152,17 @@ fn a_running_job_serves_moving_prometheus_counters_and_ends_with_its_own_metrics
     );
     let completed = result["checkpoints"]["completed"].as_u64().unwrap();
     assert!(completed >= 2, "{result}");
-    assert_eq!(sample(&end, "weir_checkpoints_total", &[]), Some(completed as f64));
+    assert_eq!(
+        sample(&end, "weir_checkpoints_total", &[]),
+        Some(completed as f64)
+    );
     assert_eq!(done["checkpoints"]["count"], completed);
-    let newest = done["checkpoints"]["history"].as_array().unwrap().last().unwrap().clone();
+    let newest = done["checkpoints"]["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(newest["id"], result["checkpoints"]["last_id"]);
     assert_eq!(
         sample(&end, "weir_checkpoint_last_size_bytes", &[]),
@@ -156,8 +189,14 @@ fn a_running_job_serves_moving_prometheus_counters_and_ends_with_its_own_metrics
         }
     }
     assert!(plotted.len() > 15, "{plotted:?}");
-    for name in plotted.iter().filter(|n| *n != "weir_source_records_behind") {
-        assert!(end.iter().any(|s| &s.name == name), "the dashboard plots {name}, not served");
+    for name in plotted
+        .iter()
+        .filter(|n| *n != "weir_source_records_behind")
+    {
+        assert!(
+            end.iter().any(|s| &s.name == name),
+            "the dashboard plots {name}, not served"
+        );
     }
     assert_eq!(result["rows_in"], 180_000);
     // 100 vehicles x 600 windows of 1 s
@@ -168,7 +207,10 @@ fn a_running_job_serves_moving_prometheus_counters_and_ends_with_its_own_metrics
     let _ = w.child.kill();
     let output = w.child.wait_with_output_taken();
     let printed: serde_json::Value = serde_json::from_str(&output).unwrap();
-    assert_eq!(printed["http"], serde_json::Value::String(w.address.clone()));
+    assert_eq!(
+        printed["http"],
+        serde_json::Value::String(w.address.clone())
+    );
     assert_eq!(printed["rows_out"], result["rows_out"]);
     assert_eq!(printed["operators"], result["operators"]);
 }
@@ -182,7 +224,11 @@ impl TakeOutput for std::process::Child {
     fn wait_with_output_taken(&mut self) -> String {
         use std::io::Read;
         let mut text = String::new();
-        self.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+        self.stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
         let _ = self.wait();
         text
     }
@@ -202,7 +248,11 @@ fn a_sink_that_cannot_keep_up_shows_as_back_pressure_on_its_upstream() {
         ),
     )
     .unwrap();
-    let mut w = Watched::start(&job, &["--parallelism", "2", "--linger", "30s"], Stdio::piped());
+    let mut w = Watched::start(
+        &job,
+        &["--parallelism", "2", "--linger", "30s"],
+        Stdio::piped(),
+    );
     let pressured = w.wait_for("back-pressured", |j| {
         j["operators"][0]["subtasks"]
             .as_array()
@@ -220,7 +270,11 @@ fn a_sink_that_cannot_keep_up_shows_as_back_pressure_on_its_upstream() {
     let text = w.get("/metrics").1;
     let m = parse_prometheus(&text);
     assert!(
-        sum(&m, "weir_operator_backpressured_seconds_total", &[("operator", ops[0]["name"].as_str().unwrap())]) > 0.2,
+        sum(
+            &m,
+            "weir_operator_backpressured_seconds_total",
+            &[("operator", ops[0]["name"].as_str().unwrap())]
+        ) > 0.2,
         "{text}"
     );
     // now read the results: the job finishes with every row
@@ -246,7 +300,10 @@ fn addresses_beyond_loopback_must_be_written_out_and_bad_flags_write_nothing() {
         dir.path(),
         &data,
         "",
-        &format!("[sink]\ntype = \"parquet\"\npath = {:?}", out.display().to_string()),
+        &format!(
+            "[sink]\ntype = \"parquet\"\npath = {:?}",
+            out.display().to_string()
+        ),
     );
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -257,7 +314,10 @@ fn addresses_beyond_loopback_must_be_written_out_and_bad_flags_write_nothing() {
             .unwrap()
     };
     for (args, says) in [
-        (&["--http", "metrics.example.com:8081"][..], "host names are not resolved"),
+        (
+            &["--http", "metrics.example.com:8081"][..],
+            "host names are not resolved",
+        ),
         (&["--http", "localhost:http"][..], "is not a port number"),
         (&["--linger", "5s"][..], "lingers only with --http"),
         (&["--http=127.0.0.1:0", "--linger", "soon"][..], "--linger"),
@@ -267,15 +327,26 @@ fn addresses_beyond_loopback_must_be_written_out_and_bad_flags_write_nothing() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?} must fail");
         assert!(err.contains(says), "{args:?}: {err}");
-        assert!(!out.exists(), "{args:?}: nothing is written when a flag is wrong");
+        assert!(
+            !out.exists(),
+            "{args:?}: nothing is written when a flag is wrong"
+        );
     }
     // a report never replaces the job's input or the job file
     for input in [&job, &data.join("part-00000.parquet")] {
         let before = std::fs::read(input).unwrap();
         let o = run(&["--report", input.to_str().unwrap()]);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains("is an input of the job"), "{err}");
-        assert_eq!(std::fs::read(input).unwrap(), before, "{} untouched", input.display());
+        assert!(
+            !o.status.success() && err.contains("is an input of the job"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(input).unwrap(),
+            before,
+            "{} untouched",
+            input.display()
+        );
     }
     // a port in use is named
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -284,6 +355,35 @@ fn addresses_beyond_loopback_must_be_written_out_and_bad_flags_write_nothing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains(&at), "{err}");
     assert!(!out.exists());
+    // the job file's [http] says the same, with the same rules
+    let with_http = |table: &str| {
+        let file = dir.path().join("http_job.toml");
+        let text = std::fs::read_to_string(&job).unwrap();
+        std::fs::write(&file, format!("{text}\n[http]\n{table}\n")).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("run")
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let o = with_http("address = \"example.com:80\"");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("host names are not resolved"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let o = with_http("address = \"127.0.0.1:0\"\nlinger = \"0s\"");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("weir: watching on http://127.0.0.1:"), "{err}");
+    std::fs::remove_file(&out).unwrap();
+    let o = with_http("adress = \"9000\"");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("adress"),
+        "an unknown key is named: {err}"
+    );
     // loopback by default: `--http` alone and a bare port listen on 127.0.0.1
     let w = Watched::start(&job, &["--linger", "10s"], Stdio::null());
     assert!(w.address.starts_with("127.0.0.1:"), "{}", w.address);
@@ -300,7 +400,10 @@ fn a_report_is_one_self_contained_page_of_the_finished_run() {
         dir.path(),
         &data,
         "",
-        &format!("[sink]\ntype = \"parquet\"\npath = {:?}", out.display().to_string()),
+        &format!(
+            "[sink]\ntype = \"parquet\"\npath = {:?}",
+            out.display().to_string()
+        ),
     );
     let report = dir.path().join("run.html");
     let o = Command::new(env!("CARGO_BIN_EXE_weir"))

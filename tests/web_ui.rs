@@ -47,10 +47,15 @@ fn browser_or_skip() -> Option<PathBuf> {
 /// profile of its own, and time for the page's first fetches.
 fn headless(browser: &PathBuf, profile: &std::path::Path) -> Command {
     let mut c = Command::new(browser);
-    c.args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(["--virtual-time-budget=4000", "--window-size=1300,1000"])
-        .stderr(Stdio::null());
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(["--virtual-time-budget=4000", "--window-size=1300,1000"])
+    .stderr(Stdio::null());
     c
 }
 
@@ -77,9 +82,16 @@ fn the_web_ui_of_a_running_job_shows_its_operators_and_moving_figures() {
         dir.path(),
         &data,
         "speed = \"50x\"",
-        &format!("[sink]\ntype = \"parquet\"\npath = {:?}", out.display().to_string()),
+        &format!(
+            "[sink]\ntype = \"parquet\"\npath = {:?}",
+            out.display().to_string()
+        ),
     );
-    let w = Watched::start(&job, &["--parallelism", "2", "--linger", "30s"], Stdio::null());
+    let w = Watched::start(
+        &job,
+        &["--parallelism", "2", "--linger", "30s"],
+        Stdio::null(),
+    );
     let plan = w.wait_for("running with rows at the sink", |j| {
         j["state"] == "running" && j["operators"][2]["rows_in"].as_u64().unwrap_or(0) > 0
     });
@@ -107,9 +119,15 @@ fn the_web_ui_of_a_running_job_shows_its_operators_and_moving_figures() {
     for name in &names {
         let boxed = format!("class=\"op\" data-operator=\"{name}\"");
         assert!(first.contains(&boxed), "the graph draws {name}:\n{first}");
-        assert!(first.contains(&format!("<tr data-operator=\"{name}\"")), "the table lists {name}");
+        assert!(
+            first.contains(&format!("<tr data-operator=\"{name}\"")),
+            "the table lists {name}"
+        );
     }
-    assert!(first.contains("class=\"edge hash\""), "the hash edge is drawn");
+    assert!(
+        first.contains("class=\"edge hash\""),
+        "the hash edge is drawn"
+    );
     let before = text_of(&first, sink_rows).expect("the sink's rows are shown");
     std::thread::sleep(Duration::from_millis(2000));
     let second = dump();
@@ -129,5 +147,8 @@ fn the_web_ui_of_a_running_job_shows_its_operators_and_moving_figures() {
         .unwrap();
     assert!(o.status.success(), "chromium --screenshot failed");
     let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real screenshot"
+    );
 }

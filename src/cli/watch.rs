@@ -65,7 +65,10 @@ impl Watch {
             (None, None) => Duration::ZERO,
         };
         if !linger.is_zero() && address.is_none() {
-            return Err(Error::option("--linger", "lingers only with --http (or [http])"));
+            return Err(Error::option(
+                "--linger",
+                "lingers only with --http (or [http])",
+            ));
         }
         if let Some(report) = &args.report {
             check_report_path(report, inputs)?;
@@ -168,7 +171,10 @@ pub fn check_report_path(report: &Path, inputs: &[PathBuf]) -> Result<()> {
     if report.is_dir() {
         return Err(Error::option(
             "--report",
-            format!("{} is a directory: give a file name such as run.html", report.display()),
+            format!(
+                "{} is a directory: give a file name such as run.html",
+                report.display()
+            ),
         ));
     }
     let canon = |p: &Path| p.canonicalize().ok();

@@ -67,7 +67,11 @@ impl Watched {
     }
 
     /// Polls `/api/v1/job` until `done` holds of it (or fails after a minute).
-    pub fn wait_for(&self, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let job = self.json("/api/v1/job");
@@ -91,7 +95,11 @@ impl Drop for Watched {
 pub fn get(address: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(address).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     s.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
@@ -140,7 +148,9 @@ pub fn parse_prometheus(text: &str) -> Vec<PromSample> {
         }
         assert!(!line.starts_with('#'), "unknown comment {}", at());
         let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{}", at()));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("value of {}", at()));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("value of {}", at()));
         let (name, labels) = match series.split_once('{') {
             None => (series.to_string(), BTreeMap::new()),
             Some((name, rest)) => {
@@ -149,7 +159,8 @@ pub fn parse_prometheus(text: &str) -> Vec<PromSample> {
             }
         };
         assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "metric name {}",
             at()
         );
@@ -158,7 +169,11 @@ pub fn parse_prometheus(text: &str) -> Vec<PromSample> {
             .or_else(|| types.get(name.trim_end_matches("_total")))
             .unwrap_or_else(|| panic!("no # TYPE for {}", at()));
         if kind == "counter" {
-            assert!(name.ends_with("_total"), "a counter ends in _total: {}", at());
+            assert!(
+                name.ends_with("_total"),
+                "a counter ends in _total: {}",
+                at()
+            );
             assert!(value >= 0.0, "a negative counter: {}", at());
         }
         samples.push(PromSample {
@@ -174,7 +189,9 @@ fn parse_labels(body: &str, at: &str) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     let mut rest = body;
     while !rest.is_empty() {
-        let (key, after) = rest.split_once("=\"").unwrap_or_else(|| panic!("label in {at}"));
+        let (key, after) = rest
+            .split_once("=\"")
+            .unwrap_or_else(|| panic!("label in {at}"));
         // the value runs to the first unescaped quote
         let mut value = String::new();
         let mut chars = after.char_indices();
@@ -215,7 +232,11 @@ pub fn sum(samples: &[PromSample], name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .filter(|s| s.name == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|s| s.value)
         .sum()
 }
@@ -245,11 +266,24 @@ fn type_matches(kind: &str, v: &serde_json::Value) -> bool {
 fn check(s: &serde_json::Value, v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
     use serde_json::Value;
     let known = [
-        "$schema", "$id", "title", "description", "type", "enum", "required", "properties",
-        "additionalProperties", "items", "oneOf", "minimum",
+        "$schema",
+        "$id",
+        "title",
+        "description",
+        "type",
+        "enum",
+        "required",
+        "properties",
+        "additionalProperties",
+        "items",
+        "oneOf",
+        "minimum",
     ];
     for k in s.as_object().expect("a schema is an object").keys() {
-        assert!(known.contains(&k.as_str()), "unknown schema keyword {k} at {path}");
+        assert!(
+            known.contains(&k.as_str()),
+            "unknown schema keyword {k} at {path}"
+        );
     }
     if let Some(t) = s.get("type") {
         let kinds: Vec<&str> = match t {
@@ -282,7 +316,12 @@ fn check(s: &serde_json::Value, v: &serde_json::Value, path: &str, out: &mut Vec
         }
     }
     if let Some(obj) = v.as_object() {
-        for r in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+        for r in s
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if !obj.contains_key(r.as_str().unwrap()) {
                 out.push(format!("{path}: missing {r}"));
             }

@@ -243,7 +243,13 @@ mod tests {
         assert_eq!(p("[::1]:7").unwrap(), "[::1]:7");
         // written out: every interface, on purpose
         assert_eq!(p("0.0.0.0:9000").unwrap(), "0.0.0.0:9000");
-        for bad in ["example.com:80", "myhost", "localhost:http", "99999", "1.2.3.4"] {
+        for bad in [
+            "example.com:80",
+            "myhost",
+            "localhost:http",
+            "99999",
+            "1.2.3.4",
+        ] {
             let e = p(bad).unwrap_err().to_string();
             assert!(e.contains("http") && e.contains(bad), "{bad}: {e}");
         }
@@ -284,7 +290,9 @@ mod tests {
         let monitor = Arc::new(Monitor::new(Arc::new(StderrMessages)));
         let first = HttpServer::try_bind("127.0.0.1:0", monitor.clone()).unwrap();
         let taken = first.local_addr().to_string();
-        let e = HttpServer::try_bind(&taken, monitor).unwrap_err().to_string();
+        let e = HttpServer::try_bind(&taken, monitor)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&taken) && e.contains("cannot listen"), "{e}");
     }
 }

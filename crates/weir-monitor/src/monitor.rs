@@ -272,9 +272,7 @@ impl Sample {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_core::observe::{
-        GraphOperator, OperatorProgress, StderrMessages, SubtaskProgress,
-    };
+    use weir_core::observe::{GraphOperator, OperatorProgress, StderrMessages, SubtaskProgress};
 
     fn graph() -> RunGraph {
         RunGraph {

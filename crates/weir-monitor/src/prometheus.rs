@@ -94,7 +94,11 @@ impl Collector for JobCollector {
         let per_subtask = |f: fn(&crate::view::SubtaskView) -> f64| {
             job.operators
                 .iter()
-                .flat_map(|o| o.subtasks.iter().map(move |s| (instance(o, s.subtask), f(s))))
+                .flat_map(|o| {
+                    o.subtasks
+                        .iter()
+                        .map(move |s| (instance(o, s.subtask), f(s)))
+                })
                 .collect::<Vec<_>>()
         };
         let per_operator = |f: fn(&crate::view::OperatorView) -> Option<f64>| {
@@ -117,21 +121,61 @@ impl Collector for JobCollector {
                     1.0,
                 )],
             ),
-            gauge("job_elapsed_seconds", "Seconds since the run started.", one(job.elapsed_s)),
-            counter("rows_read", "Rows the sources read.", one(job.rows_read as f64)),
-            counter("operator_rows_in", "Rows an operator instance received.", per_subtask(|s| s.rows_in as f64)),
-            counter("operator_rows_out", "Rows an operator instance emitted.", per_subtask(|s| s.rows_out as f64)),
-            counter("operator_bytes_in", "Arrow bytes an operator instance received.", per_subtask(|s| s.bytes_in as f64)),
-            counter("operator_bytes_out", "Arrow bytes an operator instance emitted.", per_subtask(|s| s.bytes_out as f64)),
-            counter("operator_busy_seconds", "Seconds the instance's task worked.", per_subtask(|s| s.busy_s)),
-            counter("operator_idle_seconds", "Seconds the instance's task waited for input.", per_subtask(|s| s.idle_s)),
+            gauge(
+                "job_elapsed_seconds",
+                "Seconds since the run started.",
+                one(job.elapsed_s),
+            ),
+            counter(
+                "rows_read",
+                "Rows the sources read.",
+                one(job.rows_read as f64),
+            ),
+            counter(
+                "operator_rows_in",
+                "Rows an operator instance received.",
+                per_subtask(|s| s.rows_in as f64),
+            ),
+            counter(
+                "operator_rows_out",
+                "Rows an operator instance emitted.",
+                per_subtask(|s| s.rows_out as f64),
+            ),
+            counter(
+                "operator_bytes_in",
+                "Arrow bytes an operator instance received.",
+                per_subtask(|s| s.bytes_in as f64),
+            ),
+            counter(
+                "operator_bytes_out",
+                "Arrow bytes an operator instance emitted.",
+                per_subtask(|s| s.bytes_out as f64),
+            ),
+            counter(
+                "operator_busy_seconds",
+                "Seconds the instance's task worked.",
+                per_subtask(|s| s.busy_s),
+            ),
+            counter(
+                "operator_idle_seconds",
+                "Seconds the instance's task waited for input.",
+                per_subtask(|s| s.idle_s),
+            ),
             counter(
                 "operator_backpressured_seconds",
                 "Seconds the instance's task waited for room in a full queue downstream.",
                 per_subtask(|s| s.backpressured_s),
             ),
-            gauge("operator_input_queue_length", "Messages waiting in the instance's input queue.", per_subtask(|s| s.queue_len as f64)),
-            gauge("operator_input_queue_capacity", "Messages the instance's input queue holds at most.", per_subtask(|s| s.queue_capacity as f64)),
+            gauge(
+                "operator_input_queue_length",
+                "Messages waiting in the instance's input queue.",
+                per_subtask(|s| s.queue_len as f64),
+            ),
+            gauge(
+                "operator_input_queue_capacity",
+                "Messages the instance's input queue holds at most.",
+                per_subtask(|s| s.queue_capacity as f64),
+            ),
             gauge(
                 "operator_watermark_milliseconds",
                 "The instance's watermark, epoch milliseconds.",
@@ -139,7 +183,9 @@ impl Collector for JobCollector {
                     .iter()
                     .flat_map(|o| {
                         o.subtasks.iter().filter_map(move |s| {
-                            s.watermark.filter(|&w| w < i64::MAX).map(|w| (instance(o, s.subtask), w as f64))
+                            s.watermark
+                                .filter(|&w| w < i64::MAX)
+                                .map(|w| (instance(o, s.subtask), w as f64))
                         })
                     })
                     .collect(),
@@ -161,13 +207,21 @@ impl Collector for JobCollector {
                 "Sources: the spread of their subtasks' watermarks.",
                 per_operator(|o| o.event_time_skew_ms.map(|v| v as f64)),
             ),
-            gauge("operator_state_bytes", "Bytes the instance's state holds in memory.", per_subtask(|s| s.state_bytes as f64)),
+            gauge(
+                "operator_state_bytes",
+                "Bytes the instance's state holds in memory.",
+                per_subtask(|s| s.state_bytes as f64),
+            ),
             counter(
                 "operator_spilled_state_bytes",
                 "Bytes of the operator's state its spills moved to disk.",
                 per_operator(|o| Some(o.spilled_state_bytes as f64)),
             ),
-            counter("operator_late_rows", "Rows the operator dropped as late.", per_operator(|o| Some(o.late_rows as f64))),
+            counter(
+                "operator_late_rows",
+                "Rows the operator dropped as late.",
+                per_operator(|o| Some(o.late_rows as f64)),
+            ),
             counter(
                 "operator_dead_letters",
                 "Malformed records the operator sent to its dead-letter output.",
@@ -178,13 +232,41 @@ impl Collector for JobCollector {
                 "Broker sources: records between their position and the head.",
                 per_operator(|o| o.records_behind.map(|v| v as f64)),
             ),
-            gauge("memory_reserved_bytes", "Bytes reserved in the memory pool.", one(job.memory.reserved as f64)),
-            gauge("memory_budget_bytes", "The memory pool's budget.", one(job.memory.budget as f64)),
-            counter("spilled_bytes", "Bytes written to spill files.", one(job.spill.bytes as f64)),
-            counter("spill_files", "Spill files written.", one(job.spill.files as f64)),
-            counter("bad_records", "Malformed records the sources met.", one(job.bad_records as f64)),
-            counter("checkpoints", "Checkpoints completed.", one(job.checkpoints.count as f64)),
-            counter("checkpoint_failures", "Checkpoints that failed.", one(job.checkpoints.failures as f64)),
+            gauge(
+                "memory_reserved_bytes",
+                "Bytes reserved in the memory pool.",
+                one(job.memory.reserved as f64),
+            ),
+            gauge(
+                "memory_budget_bytes",
+                "The memory pool's budget.",
+                one(job.memory.budget as f64),
+            ),
+            counter(
+                "spilled_bytes",
+                "Bytes written to spill files.",
+                one(job.spill.bytes as f64),
+            ),
+            counter(
+                "spill_files",
+                "Spill files written.",
+                one(job.spill.files as f64),
+            ),
+            counter(
+                "bad_records",
+                "Malformed records the sources met.",
+                one(job.bad_records as f64),
+            ),
+            counter(
+                "checkpoints",
+                "Checkpoints completed.",
+                one(job.checkpoints.count as f64),
+            ),
+            counter(
+                "checkpoint_failures",
+                "Checkpoints that failed.",
+                one(job.checkpoints.failures as f64),
+            ),
             gauge(
                 "checkpoint_last_duration_seconds",
                 "Trigger to manifest of the newest checkpoint.",
@@ -200,7 +282,11 @@ impl Collector for JobCollector {
                 "State bytes of the newest checkpoint.",
                 checkpoint.map_or(Vec::new(), |c| one(c.bytes as f64)),
             ),
-            counter("restarts", "Restarts from a checkpoint after a failure.", one(job.restarts as f64)),
+            counter(
+                "restarts",
+                "Restarts from a checkpoint after a failure.",
+                one(job.restarts as f64),
+            ),
         ];
         for family in families {
             family.encode(&mut encoder)?;

@@ -63,7 +63,10 @@ pub fn write_html(path: &Path, page: &str) -> Result<()> {
     if path.is_dir() {
         return Err(Error::option(
             "report",
-            format!("{} is a directory: give a file name such as run.html", path.display()),
+            format!(
+                "{} is a directory: give a file name such as run.html",
+                path.display()
+            ),
         ));
     }
     let dir = match path.parent() {
@@ -136,7 +139,10 @@ mod tests {
         let page = html(&[&m]);
         assert!(!page.contains("src=\"app.js\"") && !page.contains("href=\"style.css\""));
         assert!(page.contains("window.WEIR_REPORT = {"));
-        assert!(page.contains("a <\\/script> job"), "the title cannot close the script");
+        assert!(
+            page.contains("a <\\/script> job"),
+            "the title cannot close the script"
+        );
         assert_eq!(page.matches("</script>").count(), 2);
     }
 
@@ -149,8 +155,15 @@ mod tests {
         write(&path, &[&m, &m]).unwrap();
         let page = std::fs::read_to_string(&path).unwrap();
         assert!(page.contains("\"runs\":[{"));
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("run.html")], "no temporary file left");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("run.html")],
+            "no temporary file left"
+        );
         let e = write(dir.path(), &[&m]).unwrap_err().to_string();
         assert!(e.contains("is a directory"), "{e}");
     }
@@ -158,6 +171,9 @@ mod tests {
     #[test]
     fn dates_are_civil_utc() {
         let now = chrono_free_now();
-        assert!(now.starts_with("20") && now.ends_with(" UTC") && now.len() == 23, "{now}");
+        assert!(
+            now.starts_with("20") && now.ends_with(" UTC") && now.len() == 23,
+            "{now}"
+        );
     }
 }

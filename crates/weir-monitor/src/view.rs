@@ -436,12 +436,22 @@ pub(crate) fn history(seen: &Seen) -> History {
     let mut samples = Vec::with_capacity(seen.history.len());
     let mut previous: Option<&Sample> = None;
     for s in &seen.history {
-        let secs = previous.map_or(s.at, |p| s.at.saturating_sub(p.at)).as_secs_f64().max(1e-3);
-        let before = |i: usize, k: usize| previous.and_then(|p| p.operators.get(i)).map_or(0, |o| o[k]);
+        let secs = previous
+            .map_or(s.at, |p| s.at.saturating_sub(p.at))
+            .as_secs_f64()
+            .max(1e-3);
+        let before = |i: usize, k: usize| {
+            previous
+                .and_then(|p| p.operators.get(i))
+                .map_or(0, |o| o[k])
+        };
         samples.push(SampleView {
             t: s.at.as_secs_f64(),
             rows_read: s.rows_read,
-            rows_per_s: s.rows_read.saturating_sub(previous.map_or(0, |p| p.rows_read)) as f64 / secs,
+            rows_per_s: s
+                .rows_read
+                .saturating_sub(previous.map_or(0, |p| p.rows_read)) as f64
+                / secs,
             watermark: s.watermark,
             memory_reserved: s.memory_reserved,
             spilled_bytes: s.spilled_bytes,
@@ -463,7 +473,12 @@ pub(crate) fn history(seen: &Seen) -> History {
         previous = Some(s);
     }
     History {
-        operators: seen.graph.operators.iter().map(|o| o.name.clone()).collect(),
+        operators: seen
+            .graph
+            .operators
+            .iter()
+            .map(|o| o.name.clone())
+            .collect(),
         samples,
     }
 }

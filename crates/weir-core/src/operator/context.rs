@@ -5,13 +5,13 @@
 //!
 //! May use `memory`, `spill`, `state`, `error` and the sibling modules.
 
+use super::OperatorMetrics;
 use super::{CommitLog, StopSignal, TaskInfo};
 use crate::error::Result;
 use crate::memory::{MemoryPool, MemoryReservation};
 use crate::message::Watermark;
 use crate::observe::{RunMessage, RunObserver, StderrMessages};
 use crate::spill::{SpillCompression, SpillManager};
-use super::OperatorMetrics;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 

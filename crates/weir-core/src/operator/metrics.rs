@@ -3,9 +3,10 @@
 //! and one [`SubtaskMetrics`] per subtask (what a metrics endpoint shows).
 //!
 //! Plain atomics, written by the executor's threads with relaxed ordering
-//! and read by whoever watches the run. May use nothing of weir.
+//! and read by whoever watches the run. May use `spill::batch_bytes`.
 
-use arrow_array::{Array, RecordBatch};
+use crate::spill::batch_bytes;
+use arrow_array::RecordBatch;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Counters of one operator, summed over its subtasks, plus one slot per
@@ -33,7 +34,7 @@ pub struct SubtaskMetrics {
     pub rows_in: AtomicU64,
     /// Rows emitted.
     pub rows_out: AtomicU64,
-    /// Arrow bytes received (see [`batch_bytes`]).
+    /// Arrow bytes received (see [`crate::spill::batch_bytes`]).
     pub bytes_in: AtomicU64,
     /// Arrow bytes emitted.
     pub bytes_out: AtomicU64,
@@ -69,7 +70,9 @@ impl OperatorMetrics {
             late_rows: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             bad_records: AtomicU64::new(0),
-            subtasks: (0..parallelism).map(|_| SubtaskMetrics::default()).collect(),
+            subtasks: (0..parallelism)
+                .map(|_| SubtaskMetrics::default())
+                .collect(),
         }
     }
 
@@ -94,7 +97,7 @@ impl OperatorMetrics {
         Self::add(&self.rows_in, rows);
         if let Some(sub) = self.subtasks.get(s) {
             Self::add(&sub.rows_in, rows);
-            Self::add(&sub.bytes_in, batch_bytes(batch));
+            Self::add(&sub.bytes_in, batch_bytes(batch) as u64);
         }
     }
 
@@ -104,7 +107,7 @@ impl OperatorMetrics {
         Self::add(&self.rows_out, rows);
         if let Some(sub) = self.subtasks.get(s) {
             Self::add(&sub.rows_out, rows);
-            Self::add(&sub.bytes_out, batch_bytes(batch));
+            Self::add(&sub.bytes_out, batch_bytes(batch) as u64);
         }
     }
 
@@ -115,21 +118,6 @@ impl OperatorMetrics {
             sub.watermark.fetch_max(watermark, Ordering::Relaxed);
         }
     }
-}
-
-/// The Arrow bytes a batch's rows occupy: each column's buffers as far as
-/// this batch's rows reach (a slice of a larger array counts its share,
-/// not the whole shared buffer). For throughput figures.
-pub fn batch_bytes(batch: &RecordBatch) -> u64 {
-    batch
-        .columns()
-        .iter()
-        .map(|c| {
-            c.to_data()
-                .get_slice_memory_size()
-                .unwrap_or_else(|_| c.get_buffer_memory_size()) as u64
-        })
-        .sum()
 }
 
 #[cfg(test)]
@@ -162,17 +150,9 @@ mod tests {
         m.on_watermark_out(0, 42);
         m.on_watermark_out(0, 7);
         assert_eq!(m.subtask(0).unwrap().watermark.load(Ordering::Relaxed), 42);
-        assert_eq!(m.subtask(1).unwrap().watermark.load(Ordering::Relaxed), i64::MIN);
-    }
-
-    #[test]
-    fn a_slice_counts_its_share_of_the_buffer() {
-        let whole = batch(1000);
-        let full = batch_bytes(&whole);
-        assert!(full >= 8000, "{full}");
-        let tail = whole.slice(900, 100);
-        let part = batch_bytes(&tail);
-        assert!(part * 8 < full, "a tenth of the rows: {part} of {full}");
-        assert!(part >= 800, "{part}");
+        assert_eq!(
+            m.subtask(1).unwrap().watermark.load(Ordering::Relaxed),
+            i64::MIN
+        );
     }
 }

@@ -21,7 +21,7 @@ mod stop;
 pub use crate::event_time_pushdown;
 pub use commit::{CommitLog, PendingCommit};
 pub use context::{now_ms, now_us, Ctx, LatencySamples, RuntimeEnv};
-pub use metrics::{batch_bytes, OperatorMetrics, SubtaskMetrics};
+pub use metrics::{OperatorMetrics, SubtaskMetrics};
 pub use output::Output;
 pub use source_spec::{Boundedness, SourceSpec, DEAD_LETTER_PORT};
 pub use stop::{signal_name, ProcessSignals, StopSignal};

@@ -68,7 +68,11 @@ impl TaskTimes {
             tasks: physical
                 .tasks
                 .iter()
-                .map(|t| (0..t.parallelism).map(|_| SubtaskTimes::default()).collect())
+                .map(|t| {
+                    (0..t.parallelism)
+                        .map(|_| SubtaskTimes::default())
+                        .collect()
+                })
                 .collect(),
         }
     }
@@ -270,8 +274,8 @@ pub(crate) fn snapshot(c: &Counters<'_>, elapsed: Duration) -> Progress {
     let (plan, metrics) = (c.plan, c.metrics);
     // live sources only: a source whose event time was pushed into a copy
     // shares its counters with the copy, and would count every row twice
-    let sources = (0..plan.nodes.len())
-        .filter(|&i| plan.nodes[i].kind.is_source() && c.physical.is_live(i));
+    let sources =
+        (0..plan.nodes.len()).filter(|&i| plan.nodes[i].kind.is_source() && c.physical.is_live(i));
     let rows_read = sources
         .clone()
         .map(|i| {
@@ -434,7 +438,10 @@ mod tests {
                 let _blocked = times.wait(0, 0, Wait::Room);
                 std::thread::sleep(Duration::from_millis(60));
                 let (_, _, bp, _, _) = times.read(0, 0);
-                assert!(bp >= Duration::from_millis(60), "a wait counts while it lasts: {bp:?}");
+                assert!(
+                    bp >= Duration::from_millis(60),
+                    "a wait counts while it lasts: {bp:?}"
+                );
             }
             let (_, _, bp, _, _) = times.read(0, 0);
             std::thread::sleep(Duration::from_millis(30));
@@ -445,6 +452,10 @@ mod tests {
         }
         let (ended, _, _, _, _) = times.read(0, 0);
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(times.read(0, 0).0, ended, "an ended subtask's busy time stays");
+        assert_eq!(
+            times.read(0, 0).0,
+            ended,
+            "an ended subtask's busy time stays"
+        );
     }
 }

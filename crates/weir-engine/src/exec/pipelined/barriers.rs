@@ -214,7 +214,8 @@ impl<'a> Barriers<'a> {
         ended: &[bool],
     ) -> Result<()> {
         let (task, subtask) = (self.task, self.subtask);
-        self.aligning_since.get_or_insert_with(std::time::Instant::now);
+        self.aligning_since
+            .get_or_insert_with(std::time::Instant::now);
         self.alignment.on_barrier(id, channel, ended.len(), || {
             format!("subtask {subtask} of task {task}")
         })

@@ -13,8 +13,8 @@
 mod barriers;
 
 use super::chain::{Chain, RestoreSet};
-use super::route::Router;
 use super::progress::Wait;
+use super::route::Router;
 use super::{panic_error, RunContext};
 use crate::checkpoint::coordinator::{CheckpointHandle, Coordinator, LoopEnd, Report};
 use crate::checkpoint::CheckpointStats;
@@ -411,4 +411,3 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
     }
     Ok(())
 }
-
