@@ -132,6 +132,7 @@ mod tests {
                 count: 3,
                 operators: vec!["parquet_source".into(), "window".into()],
             }),
+            ..Progress::default()
         };
         let text = progress_message(&p, 1_793_491_201_623);
         assert_eq!(
