@@ -221,3 +221,54 @@ fn bench_flags_a_mode_whose_result_differs() {
         "{table}"
     );
 }
+
+#[test]
+fn bench_report_puts_the_modes_first_runs_side_by_side_and_never_replaces_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, data) = avg_speed_job(dir.path(), 20, 60);
+    let report = dir.path().join("modes.html");
+    let results = bench_json(|c| {
+        c.arg(&job)
+            .args(["--runs", "2", "--modes", "scan,batch,pipelined", "--json"])
+            .args(["--parallelism", "2", "--report"])
+            .arg(&report)
+    });
+    let page = std::fs::read_to_string(&report).unwrap();
+    let data_line = page
+        .lines()
+        .find_map(|l| l.strip_prefix("<script>window.WEIR_REPORT = "))
+        .expect("the runs' data is inlined");
+    let embedded: serde_json::Value =
+        serde_json::from_str(data_line.trim_end_matches(";</script>")).unwrap();
+    let runs = embedded["runs"].as_array().unwrap();
+    // one per engine mode (a scan is no job run), each finished with its rows
+    let modes: Vec<&str> = runs
+        .iter()
+        .map(|r| r["job"]["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(modes, ["batch", "pipelined"]);
+    for (run, result) in runs.iter().zip(&results.as_array().unwrap()[1..]) {
+        assert_eq!(run["job"]["state"], "finished");
+        assert_eq!(
+            run["job"]["result"]["rows_out"], result["rows_out"],
+            "{result}"
+        );
+    }
+    // a report is an output: never the job file or its data
+    for input in [job.clone(), data.join("part-00000.parquet")] {
+        let before = std::fs::read(&input).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("bench")
+            .arg(&job)
+            .args(["--runs", "1", "--report"])
+            .arg(&input)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("is an input of the job"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&input).unwrap(), before);
+    }
+}
