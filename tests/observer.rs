@@ -10,10 +10,11 @@ use std::time::Duration;
 use weir::observe::{Progress, RunObserver};
 use weir::{Agg, ExecConfig, ExecMode, Job, TumblingWindow, WatermarkStrategy};
 
-/// Records every progress report and counts `on_finish`.
+/// Records every progress report and graph, and counts `on_finish`.
 struct Recorder {
     wants: bool,
     reports: Mutex<Vec<Progress>>,
+    graphs: Mutex<Vec<weir::observe::RunGraph>>,
     finished: AtomicUsize,
 }
 
@@ -22,6 +23,7 @@ impl Recorder {
         Arc::new(Recorder {
             wants,
             reports: Mutex::new(Vec::new()),
+            graphs: Mutex::new(Vec::new()),
             finished: AtomicUsize::new(0),
         })
     }
@@ -34,6 +36,10 @@ impl RunObserver for Recorder {
 
     fn on_progress(&self, progress: &Progress) {
         self.reports.lock().unwrap().push(progress.clone());
+    }
+
+    fn on_start(&self, graph: &weir::observe::RunGraph) {
+        self.graphs.lock().unwrap().push(graph.clone());
     }
 
     fn on_finish(&self) {
@@ -69,6 +75,10 @@ fn input(job: &Job) -> weir::Stream {
 }
 
 fn run(mode: ExecMode, observer: Arc<Recorder>) {
+    run_at(mode, 2, observer);
+}
+
+fn run_at(mode: ExecMode, parallelism: usize, observer: Arc<Recorder>) -> weir::exec::JobMetrics {
     let job = Job::new();
     input(&job)
         .key_by(["k"])
@@ -80,10 +90,76 @@ fn run(mode: ExecMode, observer: Arc<Recorder>) {
         .unwrap();
     job.run(
         &ExecConfig::new(mode)
-            .with_parallelism(2)
+            .with_parallelism(parallelism)
             .with_observer(observer),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn the_graph_and_the_figures_per_instance_add_up_to_the_runs_metrics() {
+    for mode in [ExecMode::Batch, ExecMode::Pipelined] {
+        for parallelism in [1, 3] {
+            let observer = Recorder::new(true);
+            let metrics = run_at(mode, parallelism, observer.clone());
+            let at = format!("{mode} p={parallelism}");
+            let graphs = observer.graphs.lock().unwrap().clone();
+            assert_eq!(graphs.len(), 1, "{at}: told once, before the run");
+            let graph = &graphs[0];
+            assert_eq!(graph.mode, mode.to_string());
+            let names: Vec<&str> = graph.operators.iter().map(|o| o.name.as_str()).collect();
+            let expected: Vec<&str> = metrics.operators.iter().map(|o| o.name.as_str()).collect();
+            assert_eq!(names, expected, "{at}: the live operators, in plan order");
+            assert_eq!(graph.operators[0].kind, "source");
+            assert_eq!(graph.operators.last().unwrap().kind, "sink");
+            // the window is fed by a hash edge from the source's task
+            let window = names.iter().position(|n| *n == "window").unwrap();
+            assert!(
+                graph
+                    .edges
+                    .iter()
+                    .any(|e| e.to == window && e.kind == "hash"),
+                "{at}: {:?}",
+                graph.edges
+            );
+            let last = observer.reports.lock().unwrap().last().cloned().unwrap();
+            assert_eq!(last.operators.len(), graph.operators.len(), "{at}");
+            for ((op, g), m) in last
+                .operators
+                .iter()
+                .zip(&graph.operators)
+                .zip(&metrics.operators)
+            {
+                assert_eq!(op.subtasks.len(), g.parallelism, "{at} {}", g.name);
+                assert_eq!(g.parallelism, m.parallelism, "{at} {}", g.name);
+                let rows_out: u64 = op.subtasks.iter().map(|s| s.rows_out).sum();
+                assert_eq!(rows_out, m.rows_out, "{at} {} rows out", g.name);
+                if g.kind != "source" {
+                    let rows_in: u64 = op.subtasks.iter().map(|s| s.rows_in).sum();
+                    assert_eq!(rows_in, m.rows_in, "{at} {} rows in", g.name);
+                    let bytes: u64 = op.subtasks.iter().map(|s| s.bytes_in).sum();
+                    // two i64 columns per input row at least (the window's input)
+                    assert!(g.name != "window" || bytes >= 16 * rows_in, "{at}: {bytes}");
+                }
+                for s in &op.subtasks {
+                    let spent = s.busy + s.idle + s.backpressured;
+                    assert!(
+                        spent > Duration::ZERO,
+                        "{at} {}: a subtask that ran took time",
+                        g.name
+                    );
+                    assert!(
+                        spent <= metrics.elapsed + Duration::from_millis(50),
+                        "{at} {}",
+                        g.name
+                    );
+                }
+            }
+            // by hand: t = 0..20,000 ms, k = i mod 7: 20 windows of 1 s x 7 keys
+            assert_eq!(metrics.operators[window].rows_out, 140, "{at}");
+            assert_eq!(last.memory_budget, 512 << 20);
+        }
+    }
 }
 
 #[test]
