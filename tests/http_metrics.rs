@@ -18,21 +18,21 @@ fn data(dir: &std::path::Path) -> std::path::PathBuf {
     data
 }
 
+/// A `[sink]` table writing Parquet to `out`.
+fn parquet_sink(out: &std::path::Path) -> String {
+    format!(
+        "[sink]\ntype = \"parquet\"\npath = {:?}",
+        out.display().to_string()
+    )
+}
+
 #[test]
 fn a_running_job_serves_moving_prometheus_counters_and_ends_with_its_own_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());
     let out = dir.path().join("out");
     // paced at 100x: the 600 s of event time take about 6 s
-    let job = window_job(
-        dir.path(),
-        &data,
-        "speed = \"100x\"",
-        &format!(
-            "[sink]\ntype = \"parquet\"\npath = {:?}",
-            out.display().to_string()
-        ),
-    );
+    let job = window_job(dir.path(), &data, "speed = \"100x\"", &parquet_sink(&out));
     let checkpoints = dir.path().join("checkpoints");
     let w = Watched::start(
         &job,
@@ -296,15 +296,7 @@ fn addresses_beyond_loopback_must_be_written_out_and_bad_flags_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());
     let out = dir.path().join("out.parquet");
-    let job = window_job(
-        dir.path(),
-        &data,
-        "",
-        &format!(
-            "[sink]\ntype = \"parquet\"\npath = {:?}",
-            out.display().to_string()
-        ),
-    );
+    let job = window_job(dir.path(), &data, "", &parquet_sink(&out));
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("run")
@@ -396,15 +388,7 @@ fn a_report_is_one_self_contained_page_of_the_finished_run() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());
     let out = dir.path().join("out.parquet");
-    let job = window_job(
-        dir.path(),
-        &data,
-        "",
-        &format!(
-            "[sink]\ntype = \"parquet\"\npath = {:?}",
-            out.display().to_string()
-        ),
-    );
+    let job = window_job(dir.path(), &data, "", &parquet_sink(&out));
     let report = dir.path().join("run.html");
     let o = Command::new(env!("CARGO_BIN_EXE_weir"))
         .arg("run")

@@ -31,31 +31,7 @@ pub fn rate(per_sec: f64) -> String {
     }
 }
 
-/// Epoch milliseconds as `YYYY-MM-DD HH:MM:SS.mmm` (UTC).
-pub fn format_event_time(ms: i64) -> String {
-    if ms == i64::MAX {
-        return "end".into();
-    }
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    // civil-from-days (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
-}
+pub use weir_core::time::format_event_time;
 
 /// A table with one row per run: mode, rows, late rows, time, rate, memory, spill.
 pub fn metrics_table(runs: &[JobMetrics]) -> String {

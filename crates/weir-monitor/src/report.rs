@@ -107,24 +107,8 @@ fn current_umask() -> u32 {
 
 /// Now as `YYYY-MM-DD HH:MM:SS UTC`, from the system clock.
 fn chrono_free_now() -> String {
-    let secs = weir_core::operator::now_ms().div_euclid(1000);
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    let now = weir_core::time::format_event_time(weir_core::operator::now_ms());
+    format!("{} UTC", &now[..19])
 }
 
 #[cfg(test)]
