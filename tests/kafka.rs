@@ -684,3 +684,70 @@ fn ingest_throughput() {
         );
     }
 }
+
+/// Records the Kafka source's lag in every progress report.
+#[derive(Default)]
+struct Lag(std::sync::Mutex<Vec<Option<u64>>>);
+
+impl weir::observe::RunObserver for Lag {
+    fn wants_progress(&self) -> bool {
+        true
+    }
+
+    fn on_progress(&self, progress: &weir::observe::Progress) {
+        let behind = progress.operators.first().and_then(|o| o.records_behind);
+        self.0.lock().unwrap().push(behind);
+    }
+}
+
+#[test]
+fn a_kafka_source_reports_how_far_behind_the_head_it_reads() {
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "lagging", 3).unwrap();
+    let input = rows(0, 20_000);
+    produce(&brokers, "lagging", &input, 2, 2);
+    // a slow consumer downstream: the source is held back, behind the head
+    let config = source(&brokers, "lagging");
+    let lag = Arc::new(Lag::default());
+    let observer = lag.clone();
+    let got = within(120, move || {
+        let spec = config.into_spec(common::schema()).unwrap();
+        let job = Job::new();
+        let out = job
+            .live_source(spec)
+            .map_batches(|b| {
+                std::thread::sleep(Duration::from_millis(400));
+                Ok(b)
+            })
+            .collect()
+            .unwrap();
+        job.run(
+            &ExecConfig::pipelined()
+                .with_parallelism(2)
+                .with_batch_rows(1024)
+                .with_channel_rows(2048)
+                .with_observer(observer),
+        )
+        .unwrap();
+        out.batches()
+    });
+    same(&keys_of_batches(&got), &keys_of(&input), "every row");
+    let seen = lag.0.lock().unwrap().clone();
+    assert_eq!(
+        seen.last(),
+        Some(&Some(0)),
+        "caught up at the end: {seen:?}"
+    );
+    let behind: Vec<u64> = seen.iter().flatten().copied().collect();
+    assert!(
+        behind.iter().any(|&b| b > 0),
+        "some report saw it behind: {seen:?}"
+    );
+    assert!(
+        behind.iter().all(|&b| b <= input.len() as u64),
+        "never more behind than the topic holds: {seen:?}"
+    );
+}

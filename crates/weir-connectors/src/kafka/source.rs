@@ -91,7 +91,9 @@ impl KafkaConnector {
                 end,
                 client,
                 next,
-                head: -1,
+                // the end of a bounded read (or of the topic, started at
+                // the latest) is its head until a fetch says more
+                head: end.unwrap_or(-1),
                 skip_before,
             });
         }
@@ -203,10 +205,16 @@ impl Connector for KafkaConnector {
     }
 
     fn records_behind(&self) -> Option<u64> {
-        // records fetched but not handed out are behind too: `next` has not passed them
-        let fetched = self.parts.iter().filter(|p| p.head >= 0);
-        let behind = fetched.map(|p| (p.end.unwrap_or(p.head).min(p.head) - p.next).max(0) as u64);
-        self.parts.iter().any(|p| p.head >= 0).then(|| behind.sum())
+        // unknown until every partition's head is (a partial sum would
+        // understate it); records fetched but not handed out count too
+        if self.parts.iter().any(|p| p.head < 0) {
+            return None;
+        }
+        let behind = |p: &Part| {
+            let head = p.end.map_or(p.head, |e| e.min(p.head));
+            (head - p.next).max(0) as u64
+        };
+        Some(self.parts.iter().map(behind).sum())
     }
 
     fn finished_partitions(&self) -> Vec<usize> {
