@@ -124,6 +124,17 @@ fn a_running_job_serves_moving_prometheus_counters_and_ends_with_its_own_metrics
     let done = w.wait_for("finished", |j| j["state"] == "finished");
     assert_eq!(schema_violations(&schema, &done), Vec::<String>::new());
     let result = &done["result"];
+    // the paced source mostly naps until its rows are due: idle, not busy
+    let source = &done["operators"][0];
+    let total = |k: &str| -> f64 {
+        source["subtasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[k].as_f64().unwrap())
+            .sum()
+    };
+    assert!(total("idle_s") > 2.0 * total("busy_s"), "{source}");
     let end = parse_prometheus(&w.get("/metrics").1);
     for op in result["operators"].as_array().unwrap() {
         let name = op["name"].as_str().unwrap();

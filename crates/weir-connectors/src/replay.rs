@@ -136,10 +136,12 @@ impl Pacer {
 pub enum Release {
     /// Nothing is held.
     Nothing,
-    /// A batch is held and not due yet (the caller napped up to 20 ms);
-    /// report `Ready`, not `Pending`, so a reader holding rows is never
-    /// taken for idle (which would let other readers' watermarks pass them).
-    Waiting,
+    /// A batch is held and not due yet: the caller napped this long (up to
+    /// 20 ms). Report `Ready`, not `Pending`, so a reader holding rows is
+    /// never taken for idle by the watermark (which would let other
+    /// readers' watermarks pass them); tell the nap to `Ctx::record_wait`,
+    /// so a run's figures show it as waiting, not working.
+    Waiting(Duration),
     /// The held batch is due: emit it (then the watermark after it).
     Due(RecordBatch),
 }
@@ -164,9 +166,10 @@ impl HeldBatch {
         };
         let now = Instant::now();
         if now < due {
-            std::thread::sleep((due - now).min(Duration::from_millis(20)));
+            let nap = (due - now).min(Duration::from_millis(20));
+            std::thread::sleep(nap);
             self.held = Some((batch, due));
-            return Release::Waiting;
+            return Release::Waiting(nap);
         }
         Release::Due(batch)
     }

@@ -270,7 +270,10 @@ impl Source for GeneratorSource {
         }
         match self.held.poll() {
             Release::Nothing => {}
-            Release::Waiting => return Ok(SourcePoll::Ready),
+            Release::Waiting(nap) => {
+                ctx.record_wait(nap);
+                return Ok(SourcePoll::Ready);
+            }
             Release::Due(batch) => {
                 self.emit(batch, ctx, out)?;
                 return Ok(SourcePoll::Ready);

@@ -476,7 +476,10 @@ impl ParquetSource {
     fn release_held(&mut self, ctx: &mut Ctx, out: &mut Output) -> Result<Option<SourcePoll>> {
         let batch = match self.held.poll() {
             Release::Nothing => return Ok(None),
-            Release::Waiting => return Ok(Some(SourcePoll::Ready)),
+            Release::Waiting(nap) => {
+                ctx.record_wait(nap);
+                return Ok(Some(SourcePoll::Ready));
+            }
             Release::Due(batch) => batch,
         };
         let meta = self

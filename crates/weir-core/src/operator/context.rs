@@ -208,6 +208,15 @@ impl Ctx {
         self.metrics.on_rows_in(self.info.subtask, batch);
     }
 
+    /// Records that this instance waited `d` inside a call (e.g. a paced
+    /// source napping until its next batch is due): the run's figures show
+    /// it as idle time of its task, not as work.
+    pub fn record_wait(&self, d: std::time::Duration) {
+        if let Some(s) = self.metrics.subtask(self.info.subtask) {
+            OperatorMetrics::add(&s.waited_ns, d.as_nanos() as u64);
+        }
+    }
+
     /// Counts `batch` as emitted by this instance (executors call this).
     pub fn count_out(&self, batch: &arrow_array::RecordBatch) {
         self.metrics.on_rows_out(self.info.subtask, batch);

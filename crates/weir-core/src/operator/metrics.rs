@@ -41,6 +41,9 @@ pub struct SubtaskMetrics {
     /// Its current watermark: delivered to it, or emitted by it for a
     /// source (`i64::MIN` before the first).
     pub watermark: AtomicI64,
+    /// Nanoseconds it waited inside its own calls (a paced source's naps):
+    /// its task's idle time, not work.
+    pub waited_ns: AtomicU64,
 }
 
 impl Default for SubtaskMetrics {
@@ -51,6 +54,7 @@ impl Default for SubtaskMetrics {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
+            waited_ns: AtomicU64::new(0),
         }
     }
 }

@@ -358,6 +358,18 @@ fn operators(c: &Counters<'_>) -> Vec<OperatorProgress> {
                 .map(|(s, sub)| {
                     let (busy, idle, backpressured, queue_len, queue_capacity) =
                         c.times.read(task, s);
+                    // waits inside the task's own calls (a paced source's
+                    // naps) are idle time, not work
+                    let napped = Duration::from_nanos(
+                        physical.tasks[task]
+                            .nodes
+                            .iter()
+                            .filter_map(|&n| c.metrics[n].subtask(s))
+                            .map(|x| x.waited_ns.load(Ordering::Relaxed))
+                            .sum(),
+                    )
+                    .min(busy);
+                    let (busy, idle) = (busy - napped, idle + napped);
                     let watermark = sub.watermark.load(Ordering::Relaxed);
                     SubtaskProgress {
                         rows_in: load(&sub.rows_in),
