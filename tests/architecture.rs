@@ -445,6 +445,8 @@ fn crate_dependencies_point_down() {
         ("weir-connectors", &["weir-core"]),
         // it sees a run only as every observer does
         ("weir-monitor", &["weir-core"]),
+        // SQL plans onto the builder, as job files do
+        ("weir-sql", &["weir-core", "weir-functions", "weir-engine"]),
         (
             "weir-engine",
             &[

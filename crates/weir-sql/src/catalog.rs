@@ -1,0 +1,268 @@
+//! The tables and views a script declares, and how a table becomes a
+//! source or a sink of the job (its `WITH` options name the connector).
+//!
+//! Connectors of this version: `'connector' = 'filesystem'` with
+//! `'format' = 'parquet'` (source or sink) or `'json'` (sink), the same as
+//! `'connector' = 'parquet'`, and `'connector' = 'print'` (a sink to
+//! stdout). Paths are relative to the script's folder.
+//!
+//! May use `weir-engine`'s builder, `super::expr` and `super::error`.
+
+use crate::dialect::WatermarkClause;
+use crate::error::{at, at_ident, at_node, engine, SqlError};
+use crate::expr::{arrow_type, fits, interval};
+use arrow_schema::DataType;
+use sqlparser::ast::{self, CreateTableOptions, SqlOption};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use weir_core::time::WatermarkStrategy;
+use weir_engine::graph::{Job, Stream};
+
+/// A `CREATE TABLE`.
+#[derive(Debug, Clone)]
+pub(crate) struct Table {
+    pub name: String,
+    pub columns: Vec<(String, DataType)>,
+    /// The event-time column and the watermark's delay behind it.
+    pub watermark: Option<(String, Duration)>,
+    /// `WITH` options, keys lowercased.
+    pub options: BTreeMap<String, String>,
+    /// The statement, for errors.
+    pub at: (u64, u64),
+}
+
+impl Table {
+    /// A table from its statement and the watermark clauses lifted out of
+    /// the script.
+    pub fn try_new(
+        create: &ast::CreateTable,
+        watermarks: &[WatermarkClause],
+    ) -> Result<Table, SqlError> {
+        let name = create.name.to_string();
+        let start = ast::Spanned::span(&create.name).start;
+        let mut columns = Vec::new();
+        for c in &create.columns {
+            if !c.options.is_empty() {
+                return Err(at_ident(&c.name, "column options (NOT NULL, computed columns, …) are not supported in weir SQL yet"));
+            }
+            let t = arrow_type(&create.name, &c.data_type)
+                .map_err(|e| at_ident(&c.name, format!("column `{}`: {e}", c.name.value)))?;
+            if columns
+                .iter()
+                .any(|(n, _): &(String, DataType)| *n == c.name.value)
+            {
+                return Err(at_ident(
+                    &c.name,
+                    format!("column `{}` is declared twice", c.name.value),
+                ));
+            }
+            columns.push((c.name.value.clone(), t));
+        }
+        let mut watermark = None;
+        for w in watermarks.iter().filter(|w| w.table == name) {
+            if !columns.iter().any(|(n, _)| *n == w.column) {
+                return Err(at(
+                    w.line,
+                    w.col,
+                    format!(
+                        "WATERMARK FOR `{}`: table `{name}` has no such column (it has {})",
+                        w.column,
+                        names(&columns)
+                    ),
+                ));
+            }
+            if watermark.is_some() {
+                return Err(at(
+                    w.line,
+                    w.col,
+                    format!("table `{name}` has two watermarks"),
+                ));
+            }
+            watermark = Some((w.column.clone(), watermark_delay(w)?));
+        }
+        let options = match &create.table_options {
+            CreateTableOptions::With(opts) => opts
+                .iter()
+                .map(|o| option(o))
+                .collect::<Result<BTreeMap<_, _>, _>>()?,
+            CreateTableOptions::None => BTreeMap::new(),
+            _ => {
+                return Err(at(
+                    start.line,
+                    start.column,
+                    "table options go in WITH ('key' = 'value', …)",
+                ))
+            }
+        };
+        if !options.contains_key("connector") {
+            return Err(at(
+                start.line,
+                start.column,
+                format!("table `{name}` needs WITH ('connector' = 'filesystem' | 'parquet' | 'print', …)"),
+            ));
+        }
+        Ok(Table {
+            name,
+            columns,
+            watermark,
+            options,
+            at: (start.line, start.column),
+        })
+    }
+
+    fn err(&self, message: impl AsRef<str>) -> SqlError {
+        at(
+            self.at.0,
+            self.at.1,
+            format!("table `{}`: {}", self.name, message.as_ref()),
+        )
+    }
+
+    fn path(&self, base: &Path) -> Result<PathBuf, SqlError> {
+        let p = self
+            .options
+            .get("path")
+            .ok_or_else(|| self.err("needs WITH ('path' = …)"))?;
+        Ok(base.join(p))
+    }
+
+    /// `parquet`, `json` or `print`, from `connector` and `format`.
+    fn kind(&self) -> Result<&'static str, SqlError> {
+        let connector = self.options["connector"].to_ascii_lowercase();
+        let format = self.options.get("format").map(|f| f.to_ascii_lowercase());
+        match (connector.as_str(), format.as_deref()) {
+            ("parquet", None | Some("parquet")) | ("filesystem", Some("parquet")) => Ok("parquet"),
+            ("filesystem", Some("json")) => Ok("json"),
+            ("filesystem", None) => {
+                Err(self.err("a filesystem table needs 'format' = 'parquet' or 'json'"))
+            }
+            ("filesystem" | "parquet", Some(f)) => {
+                Err(self.err(format!("format `{f}` is not supported yet (parquet, json)")))
+            }
+            ("print", _) => Ok("print"),
+            (c, _) => Err(self.err(format!(
+                "connector `{c}` is not supported in weir SQL yet (filesystem, parquet, print)"
+            ))),
+        }
+    }
+
+    /// The table as a source: its declared columns, event time from its
+    /// watermark.
+    pub fn source(&self, job: &Job, base: &Path) -> Result<Stream, SqlError> {
+        if self.kind()? != "parquet" {
+            return Err(self.err("only Parquet tables can be read in this version"));
+        }
+        let path = self.path(base)?;
+        let s = job.parquet(&path).map_err(|e| self.err(e.to_string()))?;
+        for (name, want) in &self.columns {
+            let Some(field) = s.schema().fields().iter().find(|f| f.name() == name) else {
+                return Err(self.err(format!(
+                    "{} has no column `{name}` (it has {})",
+                    path.display(),
+                    s.schema()
+                        .fields()
+                        .iter()
+                        .map(|f| format!("`{}`", f.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            if !fits(want, field.data_type()) {
+                return Err(self.err(format!(
+                    "column `{name}` is declared {want} but {} holds {}",
+                    path.display(),
+                    field.data_type()
+                )));
+            }
+        }
+        let s = s
+            .select(self.columns.iter().map(|(n, _)| n.as_str()))
+            .map_err(|e| self.err(e.to_string()))?;
+        match &self.watermark {
+            None => Ok(s),
+            Some((column, delay)) => s
+                .assign_timestamps(column, WatermarkStrategy::bounded_out_of_orderness(*delay))
+                .map_err(|e| self.err(e.to_string())),
+        }
+    }
+
+    /// Writes `stream` (whose columns are already the table's, in order)
+    /// into the table.
+    pub fn sink(
+        &self,
+        stream: &Stream,
+        base: &Path,
+        node: &impl ast::Spanned,
+    ) -> Result<(), SqlError> {
+        match self.kind()? {
+            "parquet" => stream
+                .sink_parquet(self.path(base)?)
+                .map_err(|e| engine(node, e)),
+            "json" => stream
+                .sink_json(self.path(base)?)
+                .map_err(|e| engine(node, e)),
+            _ => {
+                stream.sink_stdout();
+                Ok(())
+            }
+        }
+    }
+}
+
+fn names(columns: &[(String, DataType)]) -> String {
+    columns
+        .iter()
+        .map(|(n, _)| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `'key' = 'value'`.
+fn option(o: &SqlOption) -> Result<(String, String), SqlError> {
+    let SqlOption::KeyValue { key, value } = o else {
+        return Err(at_node(o, "an option is 'key' = 'value'"));
+    };
+    let value = match value {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            ast::Value::Number(n, _) => n.clone(),
+            ast::Value::Boolean(b) => b.to_string(),
+            _ => return Err(at_node(value, "an option's value is a quoted string")),
+        },
+        _ => return Err(at_node(value, "an option's value is a quoted string")),
+    };
+    let key = key
+        .to_string()
+        .trim_matches(|c| c == '\'' || c == '"' || c == '`')
+        .to_ascii_lowercase();
+    Ok((key, value))
+}
+
+/// `ts` (no delay) or `ts - INTERVAL '5' SECOND`.
+fn watermark_delay(w: &WatermarkClause) -> Result<Duration, SqlError> {
+    let fail = |m: &str| {
+        at(
+            w.line,
+            w.col,
+            format!("WATERMARK FOR {} AS {}: {m}", w.column, w.expr),
+        )
+    };
+    let e = sqlparser::parser::Parser::new(&crate::FlinkDialect)
+        .try_with_sql(&w.expr)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| fail(&e.to_string()))?;
+    let is_column = |x: &ast::Expr| matches!(x, ast::Expr::Identifier(i) if i.value == w.column);
+    match &e {
+        x if is_column(x) => Ok(Duration::ZERO),
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::Minus,
+            right,
+        } if is_column(left) => interval(right).map_err(|e| fail(&e.to_string())),
+        _ => Err(fail(&format!(
+            "weir's watermark is the column less a fixed delay: `{c}` or `{c} - INTERVAL '5' SECOND`",
+            c = w.column
+        ))),
+    }
+}

@@ -1,0 +1,255 @@
+//! Scalar expressions: `sqlparser`'s AST to weir's [`Expr`], SQL types to
+//! Arrow types, and `INTERVAL` literals to durations. What weir's
+//! expression language cannot evaluate yet is refused by name, with its
+//! line and column.
+//!
+//! May use `weir-core`'s expressions and `super::error`.
+
+use crate::error::{at_node, unsupported, SqlError};
+use arrow_schema::DataType;
+use sqlparser::ast::{
+    self, BinaryOperator, CastKind, DateTimeField, Expr as SqlExpr, UnaryOperator, Value,
+};
+use std::time::Duration;
+use weir_core::expr::{BinaryOp, Expr, ScalarValue};
+
+/// Translates a scalar expression. `column` resolves a (possibly
+/// qualified) column name, refusing unknown ones.
+pub(crate) fn scalar(
+    e: &SqlExpr,
+    column: &dyn Fn(&SqlExpr, &str) -> Result<String, SqlError>,
+) -> Result<Expr, SqlError> {
+    let rec = |x: &SqlExpr| scalar(x, column);
+    Ok(match e {
+        SqlExpr::Identifier(id) => Expr::Column(column(e, &id.value)?),
+        SqlExpr::CompoundIdentifier(parts) => {
+            let last = parts.last().expect("a compound identifier has parts");
+            Expr::Column(column(e, &last.value)?)
+        }
+        SqlExpr::Value(v) => Expr::Literal(literal(e, &v.value)?),
+        SqlExpr::Nested(inner) => rec(inner)?,
+        SqlExpr::UnaryOp { op, expr } => match op {
+            UnaryOperator::Not => Expr::Not(Box::new(rec(expr)?)),
+            UnaryOperator::Minus => Expr::Negative(Box::new(rec(expr)?)),
+            UnaryOperator::Plus => rec(expr)?,
+            other => return Err(unsupported(e, &format!("the operator {other}"))),
+        },
+        SqlExpr::BinaryOp { left, op, right } => {
+            let op = match op {
+                BinaryOperator::Plus => BinaryOp::Add,
+                BinaryOperator::Minus => BinaryOp::Sub,
+                BinaryOperator::Multiply => BinaryOp::Mul,
+                BinaryOperator::Divide => BinaryOp::Div,
+                BinaryOperator::Modulo => BinaryOp::Mod,
+                BinaryOperator::Eq => BinaryOp::Eq,
+                BinaryOperator::NotEq => BinaryOp::NotEq,
+                BinaryOperator::Lt => BinaryOp::Lt,
+                BinaryOperator::LtEq => BinaryOp::LtEq,
+                BinaryOperator::Gt => BinaryOp::Gt,
+                BinaryOperator::GtEq => BinaryOp::GtEq,
+                BinaryOperator::And => BinaryOp::And,
+                BinaryOperator::Or => BinaryOp::Or,
+                other => return Err(unsupported(e, &format!("the operator {other}"))),
+            };
+            Expr::Binary {
+                left: Box::new(rec(left)?),
+                op,
+                right: Box::new(rec(right)?),
+            }
+        }
+        SqlExpr::IsNull(x) => Expr::IsNull(Box::new(rec(x)?)),
+        SqlExpr::IsNotNull(x) => Expr::IsNotNull(Box::new(rec(x)?)),
+        SqlExpr::Cast {
+            kind: CastKind::Cast,
+            expr,
+            data_type,
+            ..
+        } => Expr::Cast {
+            expr: Box::new(rec(expr)?),
+            to: arrow_type(e, data_type)?,
+        },
+        SqlExpr::Case { .. } => return Err(unsupported(e, "CASE")),
+        SqlExpr::In { .. } => return Err(unsupported(e, "IN (…)")),
+        SqlExpr::Between { .. } => return Err(unsupported(e, "BETWEEN")),
+        SqlExpr::Like { .. } | SqlExpr::ILike { .. } => return Err(unsupported(e, "LIKE")),
+        SqlExpr::Function(f) => {
+            return Err(at_node(
+                e,
+                format!(
+                    "the function {}() is not supported in weir SQL yet, or not here (aggregates \
+                     belong in a SELECT with GROUP BY)",
+                    f.name
+                ),
+            ))
+        }
+        SqlExpr::Interval(_) => {
+            return Err(at_node(
+                e,
+                "an INTERVAL is a window's size or a watermark's delay here, not a value",
+            ))
+        }
+        SqlExpr::Subquery(_) | SqlExpr::Exists { .. } => {
+            return Err(unsupported(e, "a subquery in an expression"))
+        }
+        _ => return Err(unsupported(e, "this expression")),
+    })
+}
+
+fn literal(e: &SqlExpr, v: &Value) -> Result<ScalarValue, SqlError> {
+    Ok(match v {
+        Value::Number(n, _) => match n.parse::<i64>() {
+            Ok(i) => ScalarValue::Int64(i),
+            Err(_) => ScalarValue::Float64(
+                n.parse::<f64>()
+                    .map_err(|_| at_node(e, format!("`{n}` is not a number")))?,
+            ),
+        },
+        Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => ScalarValue::Utf8(s.clone()),
+        Value::Boolean(b) => ScalarValue::Boolean(*b),
+        Value::Null => ScalarValue::Null,
+        other => return Err(unsupported(e, &format!("the literal {other}"))),
+    })
+}
+
+/// An SQL type as weir stores it. `TIMESTAMP(3)` is epoch milliseconds in
+/// an `Int64` column, weir's event-time representation.
+pub(crate) fn arrow_type(
+    node: &impl ast::Spanned,
+    t: &ast::DataType,
+) -> Result<DataType, SqlError> {
+    use ast::DataType as T;
+    Ok(match t {
+        T::BigInt(_) | T::Int8(_) | T::Int64 => DataType::Int64,
+        T::Int(_) | T::Integer(_) | T::Int32 => DataType::Int32,
+        T::SmallInt(_) | T::Int16 => DataType::Int16,
+        T::TinyInt(_) => DataType::Int8,
+        T::Double(_) | T::DoublePrecision | T::Float64 => DataType::Float64,
+        T::Float(_) | T::Real | T::Float32 => DataType::Float32,
+        T::Boolean | T::Bool => DataType::Boolean,
+        T::Varchar(_) | T::String(_) | T::Text | T::Char(_) | T::CharVarying(_) => DataType::Utf8,
+        T::Timestamp(Some(3) | None, _) => DataType::Int64,
+        other => return Err(unsupported(node, &format!("the type {other}"))),
+    })
+}
+
+/// True if a column of type `have` can be read as SQL type `want`
+/// (same Arrow type, or integers of any width for an integer type, or a
+/// timestamp in milliseconds for `TIMESTAMP(3)`).
+pub(crate) fn fits(want: &DataType, have: &DataType) -> bool {
+    want == have
+        || (want.is_integer() && have.is_integer())
+        || (want.is_floating() && have.is_floating())
+        || (*want == DataType::Int64
+            && matches!(
+                have,
+                DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _)
+            ))
+        || (*want == DataType::Utf8 && matches!(have, DataType::LargeUtf8 | DataType::Utf8View))
+}
+
+/// `INTERVAL '10' SECOND` (and MILLISECOND, MINUTE, HOUR, DAY, plurals) as
+/// a duration.
+pub(crate) fn interval(e: &SqlExpr) -> Result<Duration, SqlError> {
+    let SqlExpr::Interval(i) = e else {
+        return Err(at_node(
+            e,
+            "expected an INTERVAL, e.g. INTERVAL '10' SECOND",
+        ));
+    };
+    let text = match i.value.as_ref() {
+        SqlExpr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::Number(s, _) => s.trim().to_string(),
+            _ => return Err(at_node(e, "an INTERVAL's amount is a number in quotes")),
+        },
+        _ => return Err(at_node(e, "an INTERVAL's amount is a number in quotes")),
+    };
+    let amount: f64 = text
+        .parse()
+        .map_err(|_| at_node(e, format!("`{text}` is not an amount of time")))?;
+    let unit_ms = match &i.leading_field {
+        Some(DateTimeField::Millisecond | DateTimeField::Milliseconds) => 1.0,
+        Some(DateTimeField::Second | DateTimeField::Seconds) => 1e3,
+        Some(DateTimeField::Minute | DateTimeField::Minutes) => 60e3,
+        Some(DateTimeField::Hour | DateTimeField::Hours) => 3600e3,
+        Some(DateTimeField::Day | DateTimeField::Days) => 86_400e3,
+        Some(other) => return Err(unsupported(e, &format!("an INTERVAL in {other}"))),
+        None => {
+            return Err(at_node(
+                e,
+                "an INTERVAL needs a unit, e.g. INTERVAL '10' SECOND",
+            ))
+        }
+    };
+    if !(amount > 0.0 && amount.is_finite()) {
+        return Err(at_node(e, "an INTERVAL must be positive"));
+    }
+    Ok(Duration::from_millis((amount * unit_ms).round() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::FlinkDialect;
+    use sqlparser::parser::Parser;
+
+    fn parse(text: &str) -> SqlExpr {
+        Parser::new(&FlinkDialect)
+            .try_with_sql(text)
+            .unwrap()
+            .parse_expr()
+            .unwrap()
+    }
+
+    fn any_column(_: &SqlExpr, name: &str) -> Result<String, SqlError> {
+        Ok(name.to_string())
+    }
+
+    #[test]
+    fn scalars_translate_and_the_rest_is_named() {
+        let e = scalar(&parse("speed * 2 >= 100 AND NOT (v IS NULL)"), &any_column).unwrap();
+        assert_eq!(
+            e.to_string(),
+            weir_core::expr::parse_expr("speed * 2 >= 100 and not (v is null)")
+                .unwrap()
+                .to_string()
+        );
+        let e = scalar(&parse("CAST(x AS DOUBLE)"), &any_column).unwrap();
+        assert!(matches!(
+            e,
+            Expr::Cast {
+                to: DataType::Float64,
+                ..
+            }
+        ));
+        for (text, says) in [
+            ("CASE WHEN a THEN 1 END", "CASE is not supported"),
+            ("a IN (1, 2)", "IN (…) is not supported"),
+            ("a BETWEEN 1 AND 2", "BETWEEN is not supported"),
+            ("UPPER(a)", "the function UPPER() is not supported"),
+        ] {
+            let err = scalar(&parse(text), &any_column).unwrap_err().to_string();
+            assert!(
+                err.contains(says) && err.contains("line 1, column 1"),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn intervals_are_durations() {
+        assert_eq!(
+            interval(&parse("INTERVAL '10' SECOND")).unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            interval(&parse("INTERVAL '5' MINUTES")).unwrap(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            interval(&parse("INTERVAL '1.5' SECOND")).unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert!(interval(&parse("INTERVAL '0' SECOND")).is_err());
+        assert!(interval(&parse("10")).is_err());
+    }
+}

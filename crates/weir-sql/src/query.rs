@@ -1,0 +1,580 @@
+//! Plans a `SELECT` onto the builder: `FROM` a table, a view, a subquery
+//! or a window table function (`TUMBLE`, `HOP`), then `WHERE` (a filter),
+//! `GROUP BY window_start, window_end, keys…` with aggregates (a keyed
+//! window aggregation), `HAVING` (a filter on its output) and the select
+//! list (a projection, in order, with names).
+//!
+//! ```text
+//!  FROM ─► stream ─► WHERE filter ─► aggregate arguments as columns
+//!        ─► key_by(keys).window(TUMBLE|HOP).aggregate(COUNT|SUM|AVG|MIN|MAX)
+//!        ─► HAVING filter ─► SELECT list (aggregates read as their output columns)
+//! ```
+//!
+//! May use the builder, `super::catalog`, `super::expr`, `super::error`.
+
+use crate::catalog::Table;
+use crate::dialect::TABLE_ARG;
+use crate::error::{at_node, engine, unsupported, SqlError};
+use crate::expr::{interval, scalar};
+use sqlparser::ast::{
+    self, Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    SelectItem, SetExpr, Spanned, TableFactor,
+};
+use std::collections::BTreeMap;
+use std::path::Path;
+use weir_core::expr::Expr;
+use weir_core::time::Window;
+use weir_engine::graph::{Job, Stream};
+use weir_functions::Agg;
+
+/// What a query can read.
+pub(crate) struct Planner<'a> {
+    pub job: &'a Job,
+    pub base: &'a Path,
+    pub tables: &'a BTreeMap<String, Table>,
+    pub views: &'a BTreeMap<String, ast::Query>,
+}
+
+/// An aggregate call of the select list or `HAVING`.
+#[derive(Debug, Clone)]
+struct AggCall {
+    /// `count`, `sum`, `avg`, `min`, `max`.
+    func: String,
+    /// Its argument (`None`: `COUNT(*)`).
+    arg: Option<SqlExpr>,
+    /// The output column.
+    name: String,
+}
+
+impl Planner<'_> {
+    /// The rows of `q`.
+    pub fn query(&self, q: &ast::Query) -> Result<Stream, SqlError> {
+        if q.with.is_some() {
+            return Err(unsupported(q, "WITH (common table expressions)"));
+        }
+        if let Some(o) = &q.order_by {
+            return Err(at_node(
+                o,
+                "ORDER BY is not supported in weir SQL yet (a stream has no end to sort by; \
+                 window Top-N comes with ROW_NUMBER())",
+            ));
+        }
+        if q.limit_clause.is_some() || q.fetch.is_some() {
+            return Err(unsupported(q, "LIMIT / FETCH"));
+        }
+        let select = match q.body.as_ref() {
+            SetExpr::Select(s) => s,
+            SetExpr::Query(inner) => return self.query(inner),
+            SetExpr::SetOperation { op, .. } => {
+                return Err(unsupported(q, &format!("{op} of queries")))
+            }
+            other => return Err(unsupported(other, "this query form")),
+        };
+        self.select(select)
+    }
+
+    fn select(&self, s: &ast::Select) -> Result<Stream, SqlError> {
+        if s.distinct.is_some() {
+            return Err(unsupported(s, "SELECT DISTINCT"));
+        }
+        if s.from.len() != 1 {
+            return Err(at_node(
+                s,
+                "a query reads one table (FROM t); joins are not supported yet",
+            ));
+        }
+        let from = &s.from[0];
+        if let Some(j) = from.joins.first() {
+            return Err(unsupported(&j.relation, "JOIN"));
+        }
+        let (input, window) = self.relation(&from.relation)?;
+        let input = match &s.selection {
+            Some(w) => {
+                let e = scalar(w, &resolver(&input))?;
+                input.filter(e).map_err(|e| engine(w, e))?
+            }
+            None => input,
+        };
+        let group: Vec<&SqlExpr> = match &s.group_by {
+            GroupByExpr::Expressions(exprs, modifiers) => {
+                if let Some(m) = modifiers.first() {
+                    return Err(unsupported(s, &format!("GROUP BY … {m}")));
+                }
+                exprs.iter().collect()
+            }
+            GroupByExpr::All(_) => return Err(unsupported(s, "GROUP BY ALL")),
+        };
+        let mut aggs = Vec::new();
+        let mut items = Vec::new();
+        for (i, item) in s.projection.iter().enumerate() {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    let name = match e {
+                        SqlExpr::Identifier(id) => id.value.clone(),
+                        SqlExpr::CompoundIdentifier(p) => p.last().expect("parts").value.clone(),
+                        _ => format!("EXPR${i}"),
+                    };
+                    items.push((name, take_aggs(e, &mut aggs)?));
+                }
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    items.push((alias.value.clone(), take_aggs(expr, &mut aggs)?))
+                }
+                SelectItem::Wildcard(_) if group.is_empty() => {
+                    for f in input.schema().fields() {
+                        let id = ast::Ident::new(f.name());
+                        items.push((f.name().clone(), SqlExpr::Identifier(id)));
+                    }
+                }
+                other => return Err(unsupported(other, "this select item")),
+            }
+        }
+        let having = s
+            .having
+            .as_ref()
+            .map(|h| take_aggs(h, &mut aggs))
+            .transpose()?;
+        if group.is_empty() && aggs.is_empty() {
+            if window.is_some() {
+                return Err(unsupported(
+                    &from.relation,
+                    "a window table function without GROUP BY window_start, window_end",
+                ));
+            }
+            if let Some(h) = &s.having {
+                return Err(at_node(h, "HAVING needs GROUP BY"));
+            }
+            return project(&input, &items);
+        }
+        let Some(window) = window else {
+            return Err(at_node(
+                s,
+                "GROUP BY without a window table function (a changelog) is not supported yet: \
+                 group a TUMBLE or HOP window (FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)))",
+            ));
+        };
+        // keys: every GROUP BY column but the window's bounds, which must both be there
+        let mut keys = Vec::new();
+        let mut bounds = 0;
+        for g in &group {
+            let name = match g {
+                SqlExpr::Identifier(id) => id.value.clone(),
+                SqlExpr::CompoundIdentifier(p) => p.last().expect("parts").value.clone(),
+                other => {
+                    return Err(unsupported(
+                        *other,
+                        "GROUP BY an expression (group by a column)",
+                    ))
+                }
+            };
+            if name == "window_start" || name == "window_end" {
+                bounds += 1;
+            } else {
+                resolver(&input)(g, &name)?;
+                keys.push(name);
+            }
+        }
+        if bounds != 2 {
+            return Err(at_node(
+                s,
+                "a window aggregation groups by window_start and window_end (and any keys)",
+            ));
+        }
+        // aggregate arguments that are not plain columns become columns first
+        let mut input = input;
+        let mut weir_aggs = Vec::new();
+        for (k, a) in aggs.iter().enumerate() {
+            let column = match &a.arg {
+                None => None,
+                Some(SqlExpr::Identifier(id)) => {
+                    Some(resolver(&input)(a.arg.as_ref().expect("some"), &id.value)?)
+                }
+                Some(e) => {
+                    let name = format!("__arg{k}");
+                    let x = scalar(e, &resolver(&input))?;
+                    input = input.with_column(&name, x).map_err(|err| engine(e, err))?;
+                    Some(name)
+                }
+            };
+            let agg = match (a.func.as_str(), column) {
+                ("count", None) => Agg::count(),
+                ("count", Some(c)) => Agg::count_column(c),
+                ("sum", Some(c)) => Agg::sum(c),
+                ("avg", Some(c)) => Agg::avg(c),
+                ("min", Some(c)) => Agg::min(c),
+                ("max", Some(c)) => Agg::max(c),
+                (f, None) => {
+                    return Err(at_node(
+                        s,
+                        format!(
+                            "{}(*) is not an aggregate; {f}(column) is",
+                            f.to_uppercase()
+                        ),
+                    ))
+                }
+                (f, Some(_)) => unreachable!("take_aggs admits only known aggregates, not {f}"),
+            };
+            weir_aggs.push(agg.alias(a.name.clone()));
+        }
+        let keyed = input.key_by(&keys).map_err(|e| engine(s, e))?;
+        let out = keyed
+            .window(window)
+            .aggregate(weir_aggs)
+            .map_err(|e| engine(s, e))?;
+        let out = match (&having, &s.having) {
+            (Some(h), Some(node)) => {
+                let e = scalar(h, &resolver(&out))?;
+                out.filter(e).map_err(|e| engine(node, e))?
+            }
+            _ => out,
+        };
+        project(&out, &items)
+    }
+
+    /// A `FROM` item: its rows, and the window a window table function puts
+    /// over them.
+    fn relation(&self, r: &TableFactor) -> Result<(Stream, Option<Window>), SqlError> {
+        match r {
+            TableFactor::Table {
+                name, args: None, ..
+            } => Ok((self.named(name, r)?, None)),
+            TableFactor::Derived { subquery, .. } => Ok((self.query(subquery)?, None)),
+            TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } if name.to_string().eq_ignore_ascii_case("TABLE") && args.args.len() == 1 => {
+                match &args.args[0] {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Function(f))) => {
+                        self.window_function(f)
+                    }
+                    other => Err(unsupported(other, "this table function")),
+                }
+            }
+            TableFactor::TableFunction { expr, .. } => match expr {
+                SqlExpr::Function(f) => self.window_function(f),
+                other => Err(unsupported(other, "this table function")),
+            },
+            TableFactor::Function { name, .. } => {
+                Err(unsupported(r, &format!("the table function {name}")))
+            }
+            other => Err(unsupported(other, "this FROM item")),
+        }
+    }
+
+    fn named(&self, name: &ast::ObjectName, node: &impl Spanned) -> Result<Stream, SqlError> {
+        let n = name.to_string();
+        if let Some(t) = self.tables.get(&n) {
+            return t.source(self.job, self.base);
+        }
+        if let Some(v) = self.views.get(&n) {
+            return self.query(v);
+        }
+        let known: Vec<&String> = self.tables.keys().chain(self.views.keys()).collect();
+        Err(at_node(
+            node,
+            format!(
+                "no table or view `{n}`{} (declared: {})",
+                closest(&n, known.iter().map(|s| s.as_str()))
+                    .map_or(String::new(), |c| format!("; did you mean `{c}`?")),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        ))
+    }
+
+    /// `TUMBLE(TABLE t, DESCRIPTOR(ts), size)` or
+    /// `HOP(TABLE t, DESCRIPTOR(ts), slide, size)`.
+    fn window_function(&self, f: &ast::Function) -> Result<(Stream, Option<Window>), SqlError> {
+        let kind = f.name.to_string().to_ascii_uppercase();
+        let FunctionArguments::List(list) = &f.args else {
+            return Err(at_node(f, format!("{kind} needs arguments")));
+        };
+        let args: Vec<&SqlExpr> = list
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+                other => Err(unsupported(other, "a named or wildcard window argument")),
+            })
+            .collect::<Result<_, _>>()?;
+        let want = match kind.as_str() {
+            "TUMBLE" => 3,
+            "HOP" => 4,
+            "CUMULATE" | "SESSION" => {
+                return Err(unsupported(f, &format!("the window function {kind}")))
+            }
+            _ => return Err(unsupported(f, &format!("the table function {kind}"))),
+        };
+        if args.len() != want {
+            return Err(at_node(
+                f,
+                if kind == "TUMBLE" {
+                    "TUMBLE(TABLE t, DESCRIPTOR(time_column), INTERVAL size)".to_string()
+                } else {
+                    "HOP(TABLE t, DESCRIPTOR(time_column), INTERVAL slide, INTERVAL size)"
+                        .to_string()
+                },
+            ));
+        }
+        let stream = match args[0] {
+            SqlExpr::CompoundIdentifier(p) if p.len() == 2 && p[0].value == TABLE_ARG => {
+                let name = ast::ObjectName::from(vec![p[1].clone()]);
+                self.named(&name, args[0])?
+            }
+            other => {
+                return Err(at_node(
+                    other,
+                    format!("{kind}'s first argument is TABLE name"),
+                ))
+            }
+        };
+        let column = match args[1] {
+            SqlExpr::Function(d) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => {
+                match &d.args {
+                    FunctionArguments::List(l) if l.args.len() == 1 => match &l.args[0] {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(id))) => {
+                            id.value.clone()
+                        }
+                        other => return Err(at_node(other, "DESCRIPTOR names one column")),
+                    },
+                    _ => return Err(at_node(d, "DESCRIPTOR names one column")),
+                }
+            }
+            other => {
+                return Err(at_node(
+                    other,
+                    format!("{kind}'s second argument is DESCRIPTOR(time_column)"),
+                ))
+            }
+        };
+        match stream.time_column() {
+            Some(t) if t == column => {}
+            Some(t) => {
+                return Err(at_node(
+                    args[1],
+                    format!("DESCRIPTOR({column}): the table's event time is `{t}` (its WATERMARK FOR column)"),
+                ))
+            }
+            None => {
+                return Err(at_node(
+                    args[1],
+                    format!("DESCRIPTOR({column}): the table has no event time; declare WATERMARK FOR {column} AS …"),
+                ))
+            }
+        }
+        let ms = |d: std::time::Duration| d.as_millis() as i64;
+        let window = if kind == "TUMBLE" {
+            Window::Tumbling {
+                size_ms: ms(interval(args[2])?),
+                offset_ms: 0,
+            }
+        } else {
+            let (slide, size) = (ms(interval(args[2])?), ms(interval(args[3])?));
+            if size % slide != 0 {
+                return Err(at_node(
+                    args[3],
+                    "HOP's size must be a whole number of slides",
+                ));
+            }
+            Window::Sliding {
+                size_ms: size,
+                slide_ms: slide,
+                offset_ms: 0,
+            }
+        };
+        Ok((stream, Some(window)))
+    }
+}
+
+/// Replaces aggregate calls in `e` by columns named for them (registering
+/// each distinct call once in `aggs`).
+fn take_aggs(e: &SqlExpr, aggs: &mut Vec<AggCall>) -> Result<SqlExpr, SqlError> {
+    let mut e = e.clone();
+    replace_aggs(&mut e, aggs)?;
+    Ok(e)
+}
+
+fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError> {
+    match e {
+        SqlExpr::Function(f) => {
+            let func = f.name.to_string().to_ascii_lowercase();
+            if !["count", "sum", "avg", "min", "max"].contains(&func.as_str()) {
+                return Ok(()); // a scalar function: refused when translated
+            }
+            if f.over.is_some() {
+                return Err(unsupported(&*f, "OVER (…) aggregation"));
+            }
+            if f.filter.is_some() {
+                return Err(unsupported(&*f, "FILTER (WHERE …) on an aggregate"));
+            }
+            let FunctionArguments::List(list) = &f.args else {
+                return Err(at_node(&*f, format!("{func}() needs an argument")));
+            };
+            if list.duplicate_treatment.is_some() {
+                return Err(unsupported(
+                    &*f,
+                    &format!("{}(DISTINCT …)", func.to_uppercase()),
+                ));
+            }
+            let arg = match list.args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if func == "count" => None,
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))] => {
+                    let mut x = x.clone();
+                    replace_aggs(&mut x, &mut Vec::new()).and_then(|()| {
+                        if contains_agg(&x) {
+                            Err(at_node(&x, "an aggregate inside an aggregate"))
+                        } else {
+                            Ok(())
+                        }
+                    })?;
+                    Some(x)
+                }
+                _ => {
+                    return Err(at_node(
+                        &*f,
+                        format!("{}() takes one argument", func.to_uppercase()),
+                    ))
+                }
+            };
+            let existing = aggs.iter().find(|a| a.func == func && a.arg == arg);
+            let name = match existing {
+                Some(a) => a.name.clone(),
+                None => {
+                    let name = format!("__agg{}", aggs.len());
+                    aggs.push(AggCall {
+                        func,
+                        arg,
+                        name: name.clone(),
+                    });
+                    name
+                }
+            };
+            *e = SqlExpr::Identifier(ast::Ident::new(name));
+            Ok(())
+        }
+        SqlExpr::BinaryOp { left, right, .. } => {
+            replace_aggs(left, aggs)?;
+            replace_aggs(right, aggs)
+        }
+        SqlExpr::UnaryOp { expr, .. }
+        | SqlExpr::Nested(expr)
+        | SqlExpr::Cast { expr, .. }
+        | SqlExpr::IsNull(expr)
+        | SqlExpr::IsNotNull(expr) => replace_aggs(expr, aggs),
+        _ => Ok(()),
+    }
+}
+
+fn contains_agg(e: &SqlExpr) -> bool {
+    let mut found = Vec::new();
+    let mut copy = e.clone();
+    replace_aggs(&mut copy, &mut found).is_err() || !found.is_empty()
+}
+
+/// The select list over `stream`: `(name, expression)` in order. An
+/// aggregate's column is renamed to the item's name.
+fn project(stream: &Stream, items: &[(String, SqlExpr)]) -> Result<Stream, SqlError> {
+    let resolve = resolver(stream);
+    let mut columns = Vec::with_capacity(items.len());
+    for (name, e) in items {
+        if columns.iter().any(|(n, _): &(String, Expr)| n == name) {
+            return Err(at_node(
+                e,
+                format!("two result columns are named `{name}`: give one an alias (AS …)"),
+            ));
+        }
+        columns.push((name.clone(), scalar(e, &resolve)?));
+    }
+    let node = items.first().map(|(_, e)| e.clone());
+    stream.select_exprs(columns).map_err(|err| match &node {
+        Some(n) => engine(n, err),
+        None => SqlError::new(err.to_string()),
+    })
+}
+
+/// Resolves column names against `stream`'s schema; an unknown one is
+/// refused with the closest name and the available ones.
+fn resolver(stream: &Stream) -> impl Fn(&SqlExpr, &str) -> Result<String, SqlError> + '_ {
+    move |node, name| {
+        let fields = stream.schema().fields();
+        if fields.iter().any(|f| f.name() == name) {
+            return Ok(name.to_string());
+        }
+        let visible: Vec<&str> = fields
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|n| !n.starts_with("__"))
+            .collect();
+        let hint = closest(name, visible.iter().copied())
+            .map_or(String::new(), |c| format!("; did you mean `{c}`?"));
+        let shown = if name.starts_with("__agg") {
+            "an aggregate"
+        } else {
+            name
+        };
+        Err(at_node(
+            node,
+            format!(
+                "unknown column `{shown}`{hint} (available: {})",
+                visible
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
+    }
+}
+
+/// The name closest to `name` within an edit distance of a third of its
+/// length (at least 2), if any.
+fn closest<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.len() / 3).max(2);
+    names
+        .map(|n| (edit_distance(&name.to_lowercase(), &n.to_lowercase()), n))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for j in 0..b.len() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != b[j]))
+                .min(row[j] + 1)
+                .min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_closest_name_is_suggested_within_reason() {
+        let names = ["vehicle_id", "event_time", "speed"];
+        assert_eq!(closest("vehicle", names.iter().copied()), None);
+        assert_eq!(
+            closest("vehicle_di", names.iter().copied()),
+            Some("vehicle_id")
+        );
+        assert_eq!(closest("sped", names.iter().copied()), Some("speed"));
+        assert_eq!(closest("zzz", names.iter().copied()), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

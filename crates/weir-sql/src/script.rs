@@ -1,0 +1,259 @@
+//! A SQL script: its statements in order, building one [`Job`] (every
+//! `INSERT INTO` and bare `SELECT` of the script is a branch of the same
+//! graph, like Flink's statement set) and the run settings its `SET`s ask
+//! for.
+//!
+//! May use every module of the crate.
+
+use crate::catalog::Table;
+use crate::dialect::{take_watermarks, FlinkDialect};
+use crate::error::{at_node, unsupported, SqlError};
+use crate::query::Planner;
+use sqlparser::ast::{self, Statement};
+use sqlparser::parser::Parser;
+use std::collections::BTreeMap;
+use std::path::Path;
+use weir_core::error::Result;
+use weir_engine::exec::ExecMode;
+use weir_engine::graph::Job;
+
+/// What a script's `SET` statements ask of the run (the command line's
+/// flags override them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `SET 'execution.runtime-mode' = 'batch' | 'streaming'`.
+    pub mode: Option<ExecMode>,
+    /// `SET 'parallelism.default' = 'N'`.
+    pub parallelism: Option<usize>,
+}
+
+/// A planned script.
+#[derive(Debug)]
+pub struct Script {
+    // state
+    job: Job,
+    settings: Settings,
+    tables: BTreeMap<String, Table>,
+    views: BTreeMap<String, ast::Query>,
+    /// `INSERT` and `SELECT` statements planned.
+    queries: usize,
+}
+
+impl Script {
+    /// Parses and plans `text`; relative paths in `WITH ('path' = …)` are
+    /// relative to `base` (the script's folder).
+    ///
+    /// # Errors
+    ///
+    /// A parse error, or a planning error naming the line and column, the
+    /// construct and (for an unknown column) the closest names.
+    pub fn try_new(text: &str, base: &Path) -> Result<Script> {
+        Ok(Script::plan(text, base)?)
+    }
+
+    fn plan(text: &str, base: &Path) -> std::result::Result<Script, SqlError> {
+        let (text, watermarks) = take_watermarks(text)?;
+        let statements = Parser::parse_sql(&FlinkDialect, &text)
+            .map_err(|e| SqlError::new(e.to_string().replace("sql parser error: ", "")))?;
+        let mut s = Script {
+            job: Job::new(),
+            settings: Settings::default(),
+            tables: BTreeMap::new(),
+            views: BTreeMap::new(),
+            queries: 0,
+        };
+        for st in &statements {
+            s.statement(st, &watermarks, base)?;
+        }
+        Ok(s)
+    }
+
+    fn statement(
+        &mut self,
+        st: &Statement,
+        watermarks: &[crate::dialect::WatermarkClause],
+        base: &Path,
+    ) -> std::result::Result<(), SqlError> {
+        match st {
+            Statement::CreateTable(ct) => {
+                let t = Table::try_new(ct, watermarks)?;
+                if self.tables.contains_key(&t.name) || self.views.contains_key(&t.name) {
+                    return Err(at_node(&ct.name, format!("`{}` is declared twice", t.name)));
+                }
+                self.tables.insert(t.name.clone(), t);
+            }
+            Statement::CreateView(v) => {
+                let name = v.name.to_string();
+                if self.tables.contains_key(&name) || self.views.contains_key(&name) {
+                    return Err(at_node(&v.name, format!("`{name}` is declared twice")));
+                }
+                if !v.columns.is_empty() {
+                    return Err(unsupported(
+                        &v.name,
+                        "a view's column list (alias in its SELECT)",
+                    ));
+                }
+                self.views.insert(name, (*v.query).clone());
+            }
+            Statement::Insert(ins) => {
+                let name = match &ins.table {
+                    ast::TableObject::TableName(n) => n.to_string(),
+                    other => return Err(unsupported(other, "INSERT INTO a table function")),
+                };
+                if !ins.columns.is_empty() {
+                    return Err(unsupported(
+                        st,
+                        "INSERT INTO t (columns…): list every column",
+                    ));
+                }
+                let Some(table) = self.tables.get(&name).cloned() else {
+                    return Err(at_node(
+                        &ins.table,
+                        format!("no table `{name}` to insert into"),
+                    ));
+                };
+                let Some(source) = &ins.source else {
+                    return Err(at_node(st, "INSERT INTO needs a SELECT"));
+                };
+                let rows = self.planner(base).query(source)?;
+                let got: Vec<String> = rows
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                if got.len() != table.columns.len() {
+                    return Err(at_node(
+                        source.as_ref(),
+                        format!(
+                            "the query gives {} columns ({}) but `{name}` has {} ({})",
+                            got.len(),
+                            got.join(", "),
+                            table.columns.len(),
+                            table
+                                .columns
+                                .iter()
+                                .map(|(n, _)| n.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                // by position, as SQL inserts
+                let renamed = rows
+                    .select_exprs(
+                        table
+                            .columns
+                            .iter()
+                            .zip(&got)
+                            .map(|((to, _), from)| (to.clone(), weir_core::expr::col(from)))
+                            .collect(),
+                    )
+                    .map_err(|e| crate::error::engine(source.as_ref(), e))?;
+                table.sink(&renamed, base, source.as_ref())?;
+                self.queries += 1;
+            }
+            Statement::Query(q) => {
+                let rows = self.planner(base).query(q)?;
+                rows.sink_stdout();
+                self.queries += 1;
+            }
+            Statement::Set(set) => self.set(set, st)?,
+            Statement::Explain { .. } | Statement::ExplainTable { .. } => {
+                return Err(unsupported(st, "EXPLAIN (run `weir sql FILE --explain`)"))
+            }
+            other => {
+                let text = other.to_string();
+                let words: Vec<&str> = text.split_whitespace().take(2).collect();
+                return Err(unsupported(
+                    other,
+                    &format!("the statement {}", words.join(" ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn set(&mut self, set: &ast::Set, st: &Statement) -> std::result::Result<(), SqlError> {
+        let ast::Set::SingleAssignment {
+            variable, values, ..
+        } = set
+        else {
+            return Err(unsupported(st, "this SET"));
+        };
+        let key = variable
+            .0
+            .iter()
+            .map(|p| p.to_string().trim_matches('\'').to_string())
+            .collect::<Vec<_>>()
+            .join(".");
+        let value = match values.as_slice() {
+            [ast::Expr::Value(v)] => match &v.value {
+                ast::Value::SingleQuotedString(s) | ast::Value::Number(s, _) => s.clone(),
+                _ => return Err(at_node(st, "SET 'key' = 'value'")),
+            },
+            _ => return Err(at_node(st, "SET 'key' = 'value'")),
+        };
+        match key.as_str() {
+            "execution.runtime-mode" => {
+                self.settings.mode = Some(match value.to_ascii_lowercase().as_str() {
+                    "batch" => ExecMode::Batch,
+                    "streaming" => ExecMode::Pipelined,
+                    other => {
+                        return Err(at_node(
+                            st,
+                            format!("execution.runtime-mode is batch or streaming, not `{other}`"),
+                        ))
+                    }
+                })
+            }
+            "parallelism.default" => {
+                let n: usize = value.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    at_node(
+                        st,
+                        format!("parallelism.default is a positive number, not `{value}`"),
+                    )
+                })?;
+                self.settings.parallelism = Some(n);
+            }
+            other => {
+                return Err(at_node(
+                    st,
+                    format!(
+                        "unknown option `{other}` (execution.runtime-mode, parallelism.default)"
+                    ),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn planner<'a>(&'a self, base: &'a Path) -> Planner<'a> {
+        Planner {
+            job: &self.job,
+            base,
+            tables: &self.tables,
+            views: &self.views,
+        }
+    }
+
+    /// The job the script's queries built (run it with `Job::run`).
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// What its `SET`s asked for.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The tables it declared, by name.
+    pub fn tables(&self) -> Vec<String> {
+        self.tables.keys().cloned().collect()
+    }
+
+    /// `INSERT` and `SELECT` statements planned (0: nothing to run).
+    pub fn queries(&self) -> usize {
+        self.queries
+    }
+}
