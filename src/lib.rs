@@ -34,6 +34,7 @@ pub use weir_core::{
 pub use weir_engine::{checkpoint, exec, format, graph};
 pub use weir_functions as functions;
 pub use weir_operators as operators;
+pub use weir_sql as sql;
 pub use weir_workloads as workloads;
 
 pub use connectors::Collected;

@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run a job file (TOML).
     Run(commands::run::RunArgs),
+    /// Run a SQL script (Flink's dialect): `weir sql job.sql` or `weir sql -e "…"`.
+    Sql(commands::sql::SqlArgs),
     /// Stop a running `weir run` (by process id) and wait for it to end:
     /// a checkpointed job takes a savepoint, a live job drains and commits,
     /// any other job is cancelled (nothing is published). Again: cancel.
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => commands::run::run(args),
+        Command::Sql(args) => commands::sql::run(args),
         Command::Stop(args) => commands::stop::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Scan(args) => commands::scan::run(args),

@@ -481,6 +481,20 @@ fn contains_agg(e: &SqlExpr) -> bool {
 /// The select list over `stream`: `(name, expression)` in order. An
 /// aggregate's column is renamed to the item's name.
 fn project(stream: &Stream, items: &[(String, SqlExpr)]) -> Result<Stream, SqlError> {
+    // a projection that does not keep the time column under its name ends
+    // its role as event time (as Flink's time attributes)
+    let kept = stream.time_column().is_some_and(|t| {
+        items
+            .iter()
+            .any(|(n, e)| n == t && matches!(e, SqlExpr::Identifier(id) if id.value == t))
+    });
+    let unkept;
+    let stream = if kept || stream.time_column().is_none() {
+        stream
+    } else {
+        unkept = stream.without_event_time();
+        &unkept
+    };
     let resolve = resolver(stream);
     let mut columns = Vec::with_capacity(items.len());
     for (name, e) in items {

@@ -53,8 +53,7 @@ impl Script {
 
     fn plan(text: &str, base: &Path) -> std::result::Result<Script, SqlError> {
         let (text, watermarks) = take_watermarks(text)?;
-        let statements = Parser::parse_sql(&FlinkDialect, &text)
-            .map_err(|e| SqlError::new(e.to_string().replace("sql parser error: ", "")))?;
+        let statements = Parser::parse_sql(&FlinkDialect, &text).map_err(parse_error)?;
         let mut s = Script {
             job: Job::new(),
             settings: Settings::default(),
@@ -139,7 +138,19 @@ impl Script {
                         ),
                     ));
                 }
-                // by position, as SQL inserts
+                // by position, as SQL inserts; a renamed time column is a plain column
+                let renames_time = rows.time_column().is_some_and(|t| {
+                    table
+                        .columns
+                        .iter()
+                        .zip(&got)
+                        .any(|((to, _), from)| from == t && to != t)
+                });
+                let rows = if renames_time {
+                    rows.without_event_time()
+                } else {
+                    rows
+                };
                 let renamed = rows
                     .select_exprs(
                         table
@@ -255,5 +266,18 @@ impl Script {
     /// `INSERT` and `SELECT` statements planned (0: nothing to run).
     pub fn queries(&self) -> usize {
         self.queries
+    }
+}
+
+/// A parser error as `line L, column C: what` (sqlparser says "… at Line:
+/// L, Column: C").
+fn parse_error(e: sqlparser::parser::ParserError) -> SqlError {
+    let text = e.to_string().replace("sql parser error: ", "");
+    match text.rsplit_once(" at Line: ") {
+        Some((what, place)) => match place.split_once(", Column: ") {
+            Some((line, column)) => SqlError::new(format!("line {line}, column {column}: {what}")),
+            None => SqlError::new(text),
+        },
+        None => SqlError::new(text),
     }
 }

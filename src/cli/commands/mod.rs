@@ -10,6 +10,7 @@ pub mod generate;
 pub mod nexmark;
 pub mod run;
 pub mod scan;
+pub mod sql;
 pub mod stop;
 
 pub(crate) use crate::cli::jobfile::LoadedJob;

@@ -199,6 +199,18 @@ impl Stream {
         &self.job
     }
 
+    /// The same rows with their event-time column an ordinary column (SQL's
+    /// projection of a time attribute away): what follows cannot window by
+    /// event time, and may drop or rename the column. Watermarks still flow
+    /// to the sinks.
+    pub fn without_event_time(&self) -> Stream {
+        Stream {
+            time_column: None,
+            lateness_ms: 0,
+            ..self.clone()
+        }
+    }
+
     fn name(&self) -> String {
         self.job.plan.borrow().nodes[self.node].name.clone()
     }

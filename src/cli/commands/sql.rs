@@ -1,0 +1,150 @@
+//! `weir sql`: run a SQL script (Flink's dialect) on the same graph as job
+//! files: `weir sql FILE.sql` or `weir sql -e "…"`.
+//!
+//! May use every layer of the library.
+
+use super::*;
+
+/// Arguments of `weir sql`.
+#[derive(clap::Args, Debug)]
+pub struct SqlArgs {
+    /// The script (statements separated by `;`). Without it, `-e` gives the text.
+    pub file: Option<PathBuf>,
+    /// The script's text, instead of a file.
+    #[arg(
+        short = 'e',
+        long = "execute",
+        value_name = "SQL",
+        conflicts_with = "file"
+    )]
+    pub execute: Option<String>,
+    /// pipelined (streaming) or batch; overrides the script's
+    /// `SET 'execution.runtime-mode'` (default pipelined).
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Default parallelism; overrides `SET 'parallelism.default'` (default: cores).
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+    /// Memory budget for state and buffers, e.g. 512MiB.
+    #[arg(long, default_value = "512MiB")]
+    pub memory: String,
+    /// Where spill files go.
+    #[arg(long)]
+    pub spill_dir: Option<PathBuf>,
+    /// Print the physical plan instead of running.
+    #[arg(long)]
+    pub explain: bool,
+    /// Print the run's metrics as JSON on stdout (results of a bare SELECT
+    /// go to stdout too: send those to a table to keep the JSON alone).
+    #[arg(long)]
+    pub json: bool,
+    /// Watching the run: --http, --linger, --report.
+    #[command(flatten)]
+    pub watch: crate::cli::watch::WatchArgs,
+}
+
+/// Runs `weir sql`.
+pub fn run(args: SqlArgs) -> Result<ExitCode> {
+    let SqlArgs {
+        file,
+        execute,
+        mode,
+        parallelism,
+        memory,
+        spill_dir,
+        explain,
+        json,
+        watch,
+    } = args;
+    let (text, base, title) = match (&file, execute) {
+        (Some(f), None) => {
+            let text = std::fs::read_to_string(f).map_err(|e| weir_core::error::Error::io(f, e))?;
+            let base = f
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), PathBuf::from);
+            (text, base, f.display().to_string())
+        }
+        (None, Some(text)) => (text, PathBuf::from("."), "weir sql -e".to_string()),
+        _ => {
+            return Err(weir_core::error::Error::option(
+                "sql",
+                "give a script file (weir sql job.sql) or its text (weir sql -e \"…\")",
+            ))
+        }
+    };
+    let script = weir_sql::Script::try_new(&text, &base).map_err(|e| match &file {
+        Some(f) => weir_core::error::Error::Plan(format!("{}: {e}", f.display())),
+        None => e,
+    })?;
+    if script.queries() == 0 {
+        return Err(weir_core::error::Error::option(
+            "sql",
+            "the script has no INSERT INTO or SELECT: nothing to run",
+        ));
+    }
+    let mode: ExecMode = match mode {
+        Some(m) => m.parse()?,
+        None => script.settings().mode.unwrap_or(ExecMode::Pipelined),
+    };
+    let parallelism = parallelism
+        .or(script.settings().parallelism)
+        .unwrap_or_else(default_parallelism);
+    if parallelism == 0 {
+        return Err(weir_core::error::Error::option(
+            "--parallelism",
+            "must be at least 1",
+        ));
+    }
+    let memory = parse_size("--memory", &memory)?;
+    let job = script.job();
+    if explain {
+        let plan = job.plan();
+        print!(
+            "{}",
+            PhysicalPlan::try_new(&plan, parallelism)?.describe(&plan)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let terminal = crate::cli::progress::observer(tty && !json);
+    let mut inputs: Vec<PathBuf> = file.iter().cloned().collect();
+    for node in &job.plan().nodes {
+        if let crate::graph::NodeKind::Source(spec) = &node.kind {
+            inputs.extend(spec.input_paths());
+        }
+    }
+    let watch =
+        crate::cli::watch::Watch::try_start(&watch, None, &title, terminal.clone(), &inputs)?;
+    let mut config = ExecConfig::new(mode)
+        .with_parallelism(parallelism)
+        .with_memory(memory)
+        .with_observer(watch.observer(terminal))
+        .with_stop(crate::cli::signals::follow_process_signals(
+            weir_core::operator::StopSignal::new(),
+        ));
+    if let Some(dir) = spill_dir {
+        config = config.with_spill_dir(dir);
+    }
+    let metrics = match job.run(&config) {
+        Ok(m) => m,
+        Err(e) => {
+            watch.finish(Err(e.to_string()))?;
+            watch.linger();
+            return Err(e);
+        }
+    };
+    watch.finish(Ok(
+        serde_json::to_value(&metrics).expect("metrics serialize")
+    ))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&metrics).expect("metrics serialize")
+        );
+    } else {
+        eprint!("{}", metrics_table(std::slice::from_ref(&metrics)));
+    }
+    watch.linger();
+    Ok(ExitCode::SUCCESS)
+}

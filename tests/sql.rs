@@ -1,0 +1,331 @@
+//! `weir sql`: window aggregations (TUMBLE, HOP with WHERE and HAVING) and
+//! projections written in Flink SQL give the rows of a brute-force oracle
+//! computed here from the input, and exactly the rows of the same job
+//! written as a job file, pipelined and in batch, at parallelism 1 and 3;
+//! `SET` chooses the mode; mistakes are refused with their line, column
+//! and construct.
+
+mod common;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
+use arrow_array::RecordBatch;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// 50 vehicles, 3 readings/s, 120 s: 18,000 rows in 2 files.
+fn data(dir: &Path) -> PathBuf {
+    let d = dir.join("obd");
+    common::generate_obd(&d, 50, 120, 2);
+    d
+}
+
+/// (vehicle_id, event_time, speed) of every input row.
+fn input_rows(data: &Path) -> Vec<(i64, i64, f64)> {
+    let mut rows = Vec::new();
+    for b in common::read_parquet_parts(data) {
+        let v = b
+            .column_by_name("vehicle_id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let t = b
+            .column_by_name("event_time")
+            .unwrap()
+            .as_primitive::<TimestampMillisecondType>();
+        let s = b
+            .column_by_name("speed")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            rows.push((v.value(i), t.value(i), s.value(i)));
+        }
+    }
+    rows
+}
+
+/// Runs `weir sql` on `text` (a file in `dir`) with `args`; panics with
+/// its stderr on failure.
+fn sql(dir: &Path, text: &str, args: &[&str]) -> String {
+    let file = dir.join("job.sql");
+    std::fs::write(&file, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("sql")
+        .arg(&file)
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "weir sql failed: {err}");
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The rows of the Parquet parts in `dir`, each as its columns' values
+/// (integers exact, floats by bits), sorted.
+fn rows(dir: &Path) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for b in common::read_parquet_parts(dir) {
+        for i in 0..b.num_rows() {
+            out.push(row(&b, i));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn row(b: &RecordBatch, i: usize) -> Vec<String> {
+    b.columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            arrow_schema::DataType::Int64 => c.as_primitive::<Int64Type>().value(i).to_string(),
+            arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _) => c
+                .as_primitive::<TimestampMillisecondType>()
+                .value(i)
+                .to_string(),
+            arrow_schema::DataType::Float64 => {
+                format!("{:?}", c.as_primitive::<Float64Type>().value(i))
+            }
+            other => panic!("unexpected column type {other}"),
+        })
+        .collect()
+}
+
+fn obd_table(data: &Path, delay: &str) -> String {
+    format!(
+        "CREATE TABLE obd (\n  vehicle_id BIGINT,\n  event_time TIMESTAMP(3),\n  speed DOUBLE,\n  \
+         WATERMARK FOR event_time AS event_time - INTERVAL {delay}\n) WITH ('connector' = 'filesystem', \
+         'path' = '{}', 'format' = 'parquet');\n",
+        data.display()
+    )
+}
+
+#[test]
+fn a_tumbling_window_in_sql_equals_the_oracle_and_the_job_file_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    // a 10-minute delay: no row is late, so the oracle needs no lateness rule
+    let script = |out: &Path| {
+        format!(
+            "{}CREATE TABLE out (vehicle_id BIGINT, window_start BIGINT, window_end BIGINT, \
+             avg_speed DOUBLE, readings BIGINT)\n  WITH ('connector' = 'filesystem', 'path' = '{}', \
+             'format' = 'parquet');\nINSERT INTO out\nSELECT vehicle_id, window_start, window_end, \
+             AVG(speed) AS avg_speed, COUNT(*) AS readings\nFROM TABLE(TUMBLE(TABLE obd, \
+             DESCRIPTOR(event_time), INTERVAL '1' SECOND))\nGROUP BY window_start, window_end, vehicle_id;",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        )
+    };
+    // the job-file form of the same job
+    let job = dir.path().join("job.toml");
+    let reference = dir.path().join("reference");
+    std::fs::write(
+        &job,
+        format!(
+            "[source]\npath = {:?}\ntime_column = \"event_time\"\nwatermark_delay = \"10m\"\n\n\
+             [[steps]]\nkey_by = [\"vehicle_id\"]\n\n[[steps]]\nwindow = {{ kind = \"tumbling\", size = \"1s\" }}\n\
+             aggregates = [ {{ fn = \"avg\", column = \"speed\", as = \"avg_speed\" }}, {{ fn = \"count\", as = \"readings\" }} ]\n\n\
+             [sink]\ntype = \"parquet\"\npath = {:?}\n",
+            data.display().to_string(),
+            reference.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(&job)
+        .args(["--mode", "batch", "--parallelism", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // the job file writes its columns in its own order: compare as maps
+    let by_key = |rows: Vec<RecordBatch>| {
+        let mut m = BTreeMap::new();
+        for b in rows {
+            let col = |n: &str| b.column_by_name(n).unwrap().clone();
+            let (v, s, e) = (col("vehicle_id"), col("window_start"), col("window_end"));
+            let (a, n) = (col("avg_speed"), col("readings"));
+            for i in 0..b.num_rows() {
+                let key = (
+                    v.as_primitive::<Int64Type>().value(i),
+                    s.as_primitive::<Int64Type>().value(i),
+                    e.as_primitive::<Int64Type>().value(i),
+                );
+                let value = (
+                    a.as_primitive::<Float64Type>().value(i).to_bits(),
+                    n.as_primitive::<Int64Type>().value(i),
+                );
+                assert!(m.insert(key, value).is_none(), "a window twice: {key:?}");
+            }
+        }
+        m
+    };
+    let want = by_key(common::read_parquet_parts(&reference));
+    // the oracle: every (vehicle, second) of the input, its mean and count
+    let mut oracle: BTreeMap<(i64, i64), (f64, i64)> = BTreeMap::new();
+    for (v, t, s) in input_rows(&data) {
+        let w = oracle.entry((v, t.div_euclid(1000) * 1000)).or_default();
+        w.0 += s;
+        w.1 += 1;
+    }
+    assert_eq!(
+        want.len(),
+        oracle.len(),
+        "the job file matches the oracle's windows"
+    );
+    for ((v, start), (sum, n)) in &oracle {
+        let (avg, count) = want[&(*v, *start, start + 1000)];
+        assert_eq!(count, *n);
+        let expected = sum / *n as f64;
+        assert!((f64::from_bits(avg) - expected).abs() <= 1e-9 * expected.abs().max(1.0));
+    }
+    for mode in ["batch", "pipelined"] {
+        for p in ["1", "3"] {
+            let out = dir.path().join(format!("sql-{mode}-{p}"));
+            sql(
+                dir.path(),
+                &script(&out),
+                &["--mode", mode, "--parallelism", p],
+            );
+            let got = by_key(common::read_parquet_parts(&out));
+            assert_eq!(
+                got, want,
+                "{mode} p={p}: SQL equals the job file, bit for bit"
+            );
+        }
+    }
+}
+
+#[test]
+fn hop_with_where_and_having_equals_the_oracle_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    // the issue's first question: max speed per vehicle over 20 s windows
+    // sliding every 5 s, only readings above 40, only windows above 70
+    let script = |out: &Path| {
+        format!(
+            "{}CREATE TABLE fast (vehicle_id BIGINT, window_end BIGINT, top DOUBLE, n BIGINT)\n  WITH \
+             ('connector' = 'parquet', 'path' = '{}');\nINSERT INTO fast\nSELECT vehicle_id, window_end, \
+             MAX(speed) AS top, COUNT(speed)\nFROM TABLE(HOP(TABLE obd, DESCRIPTOR(event_time), \
+             INTERVAL '5' SECOND, INTERVAL '20' SECOND))\nWHERE speed > 40\nGROUP BY vehicle_id, \
+             window_start, window_end\nHAVING MAX(speed) > 70;",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        )
+    };
+    let mut oracle: BTreeMap<(i64, i64), (f64, i64)> = BTreeMap::new();
+    for (v, t, s) in input_rows(&data).into_iter().filter(|r| r.2 > 40.0) {
+        // the windows [start, start + 20 s) with start a multiple of 5 s that hold t
+        let last = t.div_euclid(5000) * 5000;
+        for start in (0..4).map(|k| last - k * 5000) {
+            let w = oracle.entry((v, start + 20_000)).or_insert((f64::MIN, 0));
+            w.0 = w.0.max(s);
+            w.1 += 1;
+        }
+    }
+    let mut want: Vec<Vec<String>> = oracle
+        .into_iter()
+        .filter(|(_, (top, _))| *top > 70.0)
+        .map(|((v, end), (top, n))| {
+            vec![
+                v.to_string(),
+                end.to_string(),
+                format!("{top:?}"),
+                n.to_string(),
+            ]
+        })
+        .collect();
+    want.sort();
+    assert!(want.len() > 100, "the oracle keeps windows: {}", want.len());
+    for mode in ["batch", "pipelined"] {
+        for p in ["1", "3"] {
+            let out = dir.path().join(format!("hop-{mode}-{p}"));
+            sql(
+                dir.path(),
+                &script(&out),
+                &["--mode", mode, "--parallelism", p],
+            );
+            assert_eq!(rows(&out), want, "{mode} p={p}");
+        }
+    }
+}
+
+#[test]
+fn a_projection_with_a_filter_and_set_mode_equals_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("kmh");
+    let text = format!(
+        "SET 'execution.runtime-mode' = 'batch';\nSET 'parallelism.default' = '3';\n{}\
+         CREATE TABLE kmh (vehicle_id BIGINT, t BIGINT, kmh DOUBLE) WITH ('connector' = 'parquet', 'path' = '{}');\n\
+         CREATE VIEW quick AS SELECT vehicle_id, event_time, speed FROM obd WHERE speed >= 100 AND NOT (vehicle_id = 7);\n\
+         INSERT INTO kmh SELECT vehicle_id, event_time, speed * 3.6 FROM quick;",
+        // no row is late at a 10-minute delay (weir drops late rows at the source)
+        obd_table(&data, "'10' MINUTE"),
+        out.display()
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&sql(dir.path(), &text, &["--json"])).unwrap();
+    assert_eq!(metrics["mode"], "batch", "SET chose the mode");
+    assert!(metrics["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["parallelism"] == 3));
+    let mut want: Vec<Vec<String>> = input_rows(&data)
+        .into_iter()
+        .filter(|(v, _, s)| *s >= 100.0 && *v != 7)
+        .map(|(v, t, s)| vec![v.to_string(), t.to_string(), format!("{:?}", s * 3.6)])
+        .collect();
+    want.sort();
+    assert!(!want.is_empty());
+    assert_eq!(rows(&out), want);
+}
+
+#[test]
+fn mistakes_are_refused_with_line_column_and_construct() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let table = obd_table(&data, "'1' SECOND");
+    let lines = table.lines().count();
+    let next = lines + 1;
+    let cases: Vec<(String, String)> = vec![
+        (format!("{table}SELECT vehicle, speed FROM obd"), format!("line {next}, column 8: unknown column `vehicle`")),
+        (format!("{table}SELECT vehicle_di FROM obd"), "did you mean `vehicle_id`?".into()),
+        (format!("{table}SELECT speed FROM obdd"), format!("line {next}, column 19: no table or view `obdd`; did you mean `obd`?")),
+        (format!("{table}SELECT CASE WHEN speed > 1 THEN 1 END FROM obd"), format!("line {next}, column 8: CASE is not supported")),
+        (format!("{table}SELECT speed FROM obd ORDER BY speed"), "ORDER BY is not supported".into()),
+        (format!("{table}SELECT a.speed FROM obd a JOIN obd b ON a.vehicle_id = b.vehicle_id"), "JOIN is not supported".into()),
+        (format!("{table}SELECT vehicle_id, COUNT(*) FROM obd GROUP BY vehicle_id"), "GROUP BY without a window table function".into()),
+        (
+            format!("{table}SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(speed), INTERVAL '1' SECOND)) GROUP BY window_start, window_end"),
+            "DESCRIPTOR(speed): the table's event time is `event_time`".into(),
+        ),
+        (
+            format!("{table}SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' SECOND)) GROUP BY vehicle_id"),
+            "groups by window_start and window_end".into(),
+        ),
+        (
+            "CREATE TABLE t (a BIGINT, WATERMARK FOR b AS b) WITH ('connector' = 'print');".into(),
+            "line 1, column 27: WATERMARK FOR `b`: table `t` has no such column".into(),
+        ),
+        ("CREATE TABLE t (a BIGINT) WITH ('connector' = 'kafka');\nINSERT INTO t SELECT 1 FROM t".into(), "connector `kafka` is not supported".into()),
+        ("SET 'pipeline.name' = 'x';".into(), "unknown option `pipeline.name`".into()),
+        (format!("{table}SELECT speed FROM obd;\nSELEC 1"), format!("line {}, column 1: Expected: an SQL statement, found: SELEC", next + 1)),
+    ];
+    for (text, says) in cases {
+        let file = dir.path().join("bad.sql");
+        std::fs::write(&file, &text).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("sql")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "must fail: {text}");
+        assert!(
+            err.contains(&says),
+            "{text}\n  wanted: {says}\n  got: {err}"
+        );
+        assert!(err.contains("bad.sql"), "the file is named: {err}");
+    }
+}
