@@ -329,3 +329,21 @@ fn mistakes_are_refused_with_line_column_and_construct() {
         assert!(err.contains("bad.sql"), "the file is named: {err}");
     }
 }
+
+#[test]
+fn the_example_script_runs_as_written_over_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("speed_windows");
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/speed_windows.sql"
+    ))
+    .unwrap()
+    .replace("../data/obd", data.to_str().unwrap())
+    .replace("../out/speed_windows", out.to_str().unwrap());
+    sql(dir.path(), &example, &["--parallelism", "2"]);
+    // 50 vehicles x 120 one-second windows, less those whose rows were all late
+    let n = rows(&out).len();
+    assert!(n > 5_900 && n <= 6_000, "{n} windows");
+}
