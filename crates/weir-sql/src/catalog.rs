@@ -84,7 +84,7 @@ impl Table {
         let options = match &create.table_options {
             CreateTableOptions::With(opts) => opts
                 .iter()
-                .map(|o| option(o))
+                .map(option)
                 .collect::<Result<BTreeMap<_, _>, _>>()?,
             CreateTableOptions::None => BTreeMap::new(),
             _ => {
