@@ -152,6 +152,10 @@ impl Watch {
     /// Serves the finished run for the linger time (after its output was
     /// printed), then stops the server.
     pub fn linger(self) {
+        self.linger_now();
+    }
+
+    fn linger_now(&self) {
         if let Some(server) = &self.server {
             if !self.linger.is_zero() {
                 eprintln!(
@@ -162,6 +166,64 @@ impl Watch {
                 std::thread::sleep(self.linger);
             }
         }
+    }
+}
+
+/// The input paths of `plan`'s sources, after `extra` (the job or script
+/// file): what a report must never replace.
+pub fn inputs(plan: &crate::graph::LogicalPlan, extra: Option<&Path>) -> Vec<PathBuf> {
+    let mut inputs: Vec<PathBuf> = extra.map(Path::to_path_buf).into_iter().collect();
+    for node in &plan.nodes {
+        if let crate::graph::NodeKind::Source(spec) = &node.kind {
+            inputs.extend(spec.input_paths());
+        }
+    }
+    inputs
+}
+
+impl Watch {
+    /// The run's outcome: on failure, shown, lingered over and returned;
+    /// on success, shown and the metrics returned.
+    pub fn outcome(
+        &self,
+        result: weir_core::error::Result<weir_engine::exec::JobMetrics>,
+    ) -> Result<weir_engine::exec::JobMetrics> {
+        match result {
+            Ok(m) => {
+                self.finish(Ok(serde_json::to_value(&m).expect("metrics serialize")))?;
+                Ok(m)
+            }
+            Err(e) => {
+                self.finish(Err(e.to_string()))?;
+                if self.lingers() {
+                    // the error is printed when the server has gone: say it now too
+                    eprintln!("weir: the job failed: {e}");
+                }
+                self.linger_now();
+                Err(e)
+            }
+        }
+    }
+
+    /// Prints the metrics (JSON on stdout, with the server's address, or
+    /// the table on stderr), then lingers.
+    pub fn print_and_linger(self, metrics: &weir_engine::exec::JobMetrics, json: bool) {
+        if json {
+            let mut value = serde_json::to_value(metrics).expect("metrics serialize");
+            if let (Some(a), Some(map)) = (self.address(), value.as_object_mut()) {
+                map.insert("http".into(), serde_json::Value::String(a));
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).expect("metrics serialize")
+            );
+        } else {
+            eprint!(
+                "{}",
+                weir_engine::format::metrics_table(std::slice::from_ref(metrics))
+            );
+        }
+        self.linger();
     }
 }
 

@@ -110,12 +110,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     // live progress on a terminal only; pipes, CI and --json stay quiet
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let terminal = crate::cli::progress::observer(tty && !json);
-    let mut inputs = vec![job.clone()];
-    for node in &built.plan().nodes {
-        if let crate::graph::NodeKind::Source(spec) = &node.kind {
-            inputs.extend(spec.input_paths());
-        }
-    }
+    let inputs = crate::cli::watch::inputs(&built.plan(), Some(&job));
     let title = loaded
         .spec
         .name
@@ -161,22 +156,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
              [checkpoint] dir in the job file)",
         ));
     }
-    let metrics = match built.run(&config) {
-        Ok(m) => m,
-        Err(e) => {
-            watch.finish(Err(e.to_string()))?;
-            if watch.lingers() {
-                // the error is printed when the server has gone: say it now too
-                eprintln!("weir: the job failed: {e}");
-            }
-            watch.linger();
-            return Err(e);
-        }
-    };
-    let address = watch.address();
-    watch.finish(Ok(
-        serde_json::to_value(&metrics).expect("metrics serialize")
-    ))?;
+    let metrics = watch.outcome(built.run(&config))?;
     let mut code = ExitCode::SUCCESS;
     if let Some(c) = &metrics.checkpoints {
         if c.already_finished {
@@ -198,18 +178,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             }
         }
     }
-    if json {
-        let mut value = serde_json::to_value(&metrics).expect("metrics serialize");
-        if let (Some(a), Some(map)) = (address, value.as_object_mut()) {
-            map.insert("http".into(), serde_json::Value::String(a));
-        }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).expect("metrics serialize")
-        );
-    } else {
-        eprint!("{}", metrics_table(std::slice::from_ref(&metrics)));
-    }
-    watch.linger();
+    watch.print_and_linger(&metrics, json);
     Ok(code)
 }

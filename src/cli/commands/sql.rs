@@ -108,12 +108,7 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
     }
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let terminal = crate::cli::progress::observer(tty && !json);
-    let mut inputs: Vec<PathBuf> = file.iter().cloned().collect();
-    for node in &job.plan().nodes {
-        if let crate::graph::NodeKind::Source(spec) = &node.kind {
-            inputs.extend(spec.input_paths());
-        }
-    }
+    let inputs = crate::cli::watch::inputs(&job.plan(), file.as_deref());
     let watch =
         crate::cli::watch::Watch::try_start(&watch, None, &title, terminal.clone(), &inputs)?;
     let mut config = ExecConfig::new(mode)
@@ -126,25 +121,7 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
     if let Some(dir) = spill_dir {
         config = config.with_spill_dir(dir);
     }
-    let metrics = match job.run(&config) {
-        Ok(m) => m,
-        Err(e) => {
-            watch.finish(Err(e.to_string()))?;
-            watch.linger();
-            return Err(e);
-        }
-    };
-    watch.finish(Ok(
-        serde_json::to_value(&metrics).expect("metrics serialize")
-    ))?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&metrics).expect("metrics serialize")
-        );
-    } else {
-        eprint!("{}", metrics_table(std::slice::from_ref(&metrics)));
-    }
-    watch.linger();
+    let metrics = watch.outcome(job.run(&config))?;
+    watch.print_and_linger(&metrics, json);
     Ok(ExitCode::SUCCESS)
 }
