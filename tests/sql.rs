@@ -347,3 +347,106 @@ fn the_example_script_runs_as_written_over_its_data() {
     let n = rows(&out).len();
     assert!(n > 5_900 && n <= 6_000, "{n} windows");
 }
+
+#[test]
+fn cumulate_equals_the_oracle_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let script = |out: &Path| {
+        format!(
+            "{}CREATE TABLE growing (vehicle_id BIGINT, window_start BIGINT, window_end BIGINT, n BIGINT, \
+             top DOUBLE) WITH ('connector' = 'parquet', 'path' = '{}');\nINSERT INTO growing\n\
+             SELECT vehicle_id, window_start, window_end, COUNT(*), MAX(speed)\nFROM TABLE(CUMULATE(TABLE obd, \
+             DESCRIPTOR(event_time), INTERVAL '5' SECOND, INTERVAL '20' SECOND))\n\
+             GROUP BY window_start, window_end, vehicle_id;",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        )
+    };
+    // windows [s, s + 5k s) for k = 1..4, s the 20 s boundary at or before t
+    let mut oracle: BTreeMap<(i64, i64, i64), (i64, f64)> = BTreeMap::new();
+    for (v, t, s) in input_rows(&data) {
+        let start = t.div_euclid(20_000) * 20_000;
+        for k in 1..=4 {
+            let end = start + k * 5000;
+            if t < end {
+                let w = oracle.entry((v, start, end)).or_insert((0, f64::MIN));
+                w.0 += 1;
+                w.1 = w.1.max(s);
+            }
+        }
+    }
+    let mut want: Vec<Vec<String>> = oracle
+        .into_iter()
+        .map(|((v, s, e), (n, top))| {
+            vec![
+                v.to_string(),
+                s.to_string(),
+                e.to_string(),
+                n.to_string(),
+                format!("{top:?}"),
+            ]
+        })
+        .collect();
+    want.sort();
+    for mode in ["batch", "pipelined"] {
+        for p in ["1", "3"] {
+            let out = dir.path().join(format!("cumulate-{mode}-{p}"));
+            sql(
+                dir.path(),
+                &script(&out),
+                &["--mode", mode, "--parallelism", p],
+            );
+            assert_eq!(rows(&out), want, "{mode} p={p}");
+        }
+    }
+}
+
+#[test]
+fn with_union_all_in_and_between_equal_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("picked");
+    let text = format!(
+        "{}CREATE TABLE picked (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE) \
+         WITH ('connector' = 'parquet', 'path' = '{}');\n\
+         INSERT INTO picked\nWITH slow AS (SELECT vehicle_id, event_time, speed FROM obd WHERE speed BETWEEN 10 AND 20),\n\
+         chosen AS (SELECT * FROM obd WHERE vehicle_id IN (1, 2, 3) AND speed NOT BETWEEN 0 AND 60)\n\
+         SELECT * FROM slow UNION ALL SELECT vehicle_id, event_time, speed FROM chosen;",
+        obd_table(&data, "'10' MINUTE"),
+        out.display()
+    );
+    for mode in ["batch", "pipelined"] {
+        std::fs::remove_dir_all(&out).ok();
+        sql(dir.path(), &text, &["--mode", mode, "--parallelism", "3"]);
+        let mut want: Vec<Vec<String>> = input_rows(&data)
+            .into_iter()
+            .filter(|(v, _, s)| {
+                (10.0..=20.0).contains(s) || ([1, 2, 3].contains(v) && !(0.0..=60.0).contains(s))
+            })
+            .flat_map(|(v, t, s)| {
+                // a row in both branches comes out twice (UNION ALL)
+                let both = (10.0..=20.0).contains(&s)
+                    && [1, 2, 3].contains(&v)
+                    && !(0.0..=60.0).contains(&s);
+                let row = vec![v.to_string(), t.to_string(), format!("{s:?}")];
+                if both {
+                    vec![row.clone(), row]
+                } else {
+                    vec![row]
+                }
+            })
+            .collect();
+        want.sort();
+        let chosen = input_rows(&data)
+            .iter()
+            .filter(|(v, _, s)| [1, 2, 3].contains(v) && !(0.0..=60.0).contains(s))
+            .count();
+        assert!(
+            want.len() > chosen && chosen > 10,
+            "both branches give rows: {chosen} of {}",
+            want.len()
+        );
+        assert_eq!(rows(&out), want, "{mode}");
+    }
+}

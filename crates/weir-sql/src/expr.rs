@@ -69,8 +69,67 @@ pub(crate) fn scalar(
             to: arrow_type(e, data_type)?,
         },
         SqlExpr::Case { .. } => return Err(unsupported(e, "CASE")),
-        SqlExpr::In { .. } => return Err(unsupported(e, "IN (…)")),
-        SqlExpr::Between { .. } => return Err(unsupported(e, "BETWEEN")),
+        // x IN (a, b) is x = a OR x = b; x BETWEEN lo AND hi is lo <= x AND x <= hi
+        SqlExpr::In {
+            expr,
+            target: ast::InTarget::List(list),
+            negated,
+            ..
+        } => {
+            if list.is_empty() {
+                return Err(at_node(e, "IN () needs at least one value"));
+            }
+            let x = rec(expr)?;
+            let mut any: Option<Expr> = None;
+            for item in list {
+                let eq = Expr::Binary {
+                    left: Box::new(x.clone()),
+                    op: BinaryOp::Eq,
+                    right: Box::new(rec(item)?),
+                };
+                any = Some(match any {
+                    None => eq,
+                    Some(a) => Expr::Binary {
+                        left: Box::new(a),
+                        op: BinaryOp::Or,
+                        right: Box::new(eq),
+                    },
+                });
+            }
+            let any = any.expect("the list is not empty");
+            if *negated {
+                Expr::Not(Box::new(any))
+            } else {
+                any
+            }
+        }
+        SqlExpr::In { .. } => return Err(unsupported(e, "IN (subquery)")),
+        SqlExpr::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => {
+            let x = rec(expr)?;
+            let within = Expr::Binary {
+                left: Box::new(Expr::Binary {
+                    left: Box::new(rec(low)?),
+                    op: BinaryOp::LtEq,
+                    right: Box::new(x.clone()),
+                }),
+                op: BinaryOp::And,
+                right: Box::new(Expr::Binary {
+                    left: Box::new(x),
+                    op: BinaryOp::LtEq,
+                    right: Box::new(rec(high)?),
+                }),
+            };
+            if *negated {
+                Expr::Not(Box::new(within))
+            } else {
+                within
+            }
+        }
         SqlExpr::Like { .. } | SqlExpr::ILike { .. } => return Err(unsupported(e, "LIKE")),
         SqlExpr::Function(f) => {
             return Err(at_node(
@@ -223,8 +282,7 @@ mod tests {
         ));
         for (text, says) in [
             ("CASE WHEN a THEN 1 END", "CASE is not supported"),
-            ("a IN (1, 2)", "IN (…) is not supported"),
-            ("a BETWEEN 1 AND 2", "BETWEEN is not supported"),
+            ("a IN (SELECT 1)", "IN (subquery) is not supported"),
             ("UPPER(a)", "the function UPPER() is not supported"),
         ] {
             let err = scalar(&parse(text), &any_column).unwrap_err().to_string();
@@ -233,6 +291,19 @@ mod tests {
                 "{text}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn in_and_between_are_comparisons() {
+        let same = |sql: &str, weir: &str| {
+            let got = scalar(&parse(sql), &any_column).unwrap().to_string();
+            let want = weir_core::expr::parse_expr(weir).unwrap().to_string();
+            assert_eq!(got, want, "{sql}");
+        };
+        same("a IN (1, 2, 3)", "a = 1 or a = 2 or a = 3");
+        same("a NOT IN (1)", "not (a = 1)");
+        same("a BETWEEN 1 AND b", "1 <= a and a <= b");
+        same("a NOT BETWEEN 1 AND 2", "not (1 <= a and a <= 2)");
     }
 
     #[test]

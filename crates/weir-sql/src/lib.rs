@@ -5,11 +5,11 @@
 //! This is the first part of weir SQL: `CREATE TABLE` (Parquet sources
 //! with `WATERMARK FOR`, Parquet / JSON / print sinks), `CREATE VIEW`,
 //! `INSERT INTO … SELECT` (several become one graph), a bare `SELECT`
-//! (printed), `SET` of the run mode and parallelism; queries with
-//! projections, `WHERE`, window table functions `TUMBLE` and `HOP` with
-//! `GROUP BY window_start, window_end, …`, non-windowed `GROUP BY` (a
-//! changelog), `COUNT`/`SUM`/`AVG`/`MIN`/`MAX` and `HAVING`. Anything else
-//! is refused by name with its line and column.
+//! (printed), `SET` of the run mode and parallelism; queries with `WITH`,
+//! `UNION ALL`, projections, `WHERE`, window table functions `TUMBLE`,
+//! `HOP` and `CUMULATE` with `GROUP BY window_start, window_end, …`,
+//! `COUNT`/`SUM`/`AVG`/`MIN`/`MAX` and `HAVING`; `IN` and `BETWEEN` as
+//! comparisons. Anything else is refused by name with its line and column.
 //!
 //! May use `weir-core`, `weir-functions` and `weir-engine`'s builder.
 //!

@@ -49,8 +49,28 @@ struct AggCall {
 impl Planner<'_> {
     /// The rows of `q`.
     pub fn query(&self, q: &ast::Query) -> Result<Stream, SqlError> {
-        if q.with.is_some() {
-            return Err(unsupported(q, "WITH (common table expressions)"));
+        if let Some(with) = &q.with {
+            if with.recursive {
+                return Err(unsupported(q, "WITH RECURSIVE"));
+            }
+            // the CTEs are views seen by this query (and by later CTEs)
+            let mut views = self.views.clone();
+            for cte in &with.cte_tables {
+                if !cte.alias.columns.is_empty() {
+                    return Err(crate::error::at_ident(
+                        &cte.alias.name,
+                        "a CTE's column list is not supported yet (alias in its SELECT)",
+                    ));
+                }
+                views.insert(cte.alias.name.value.clone(), (*cte.query).clone());
+            }
+            let inner = Planner {
+                views: &views,
+                ..*self
+            };
+            let mut body = q.clone();
+            body.with = None;
+            return inner.query(&body);
         }
         if let Some(o) = &q.order_by {
             return Err(at_node(
@@ -62,15 +82,64 @@ impl Planner<'_> {
         if q.limit_clause.is_some() || q.fetch.is_some() {
             return Err(unsupported(q, "LIMIT / FETCH"));
         }
-        let select = match q.body.as_ref() {
-            SetExpr::Select(s) => s,
-            SetExpr::Query(inner) => return self.query(inner),
-            SetExpr::SetOperation { op, .. } => {
-                return Err(unsupported(q, &format!("{op} of queries")))
+        self.set_expr(q.body.as_ref())
+    }
+
+    fn set_expr(&self, body: &SetExpr) -> Result<Stream, SqlError> {
+        match body {
+            SetExpr::Select(s) => self.select(s),
+            SetExpr::Query(inner) => self.query(inner),
+            SetExpr::SetOperation {
+                op: ast::SetOperator::Union,
+                set_quantifier: ast::SetQuantifier::All,
+                left,
+                right,
+            } => {
+                let (l, r) = (self.set_expr(left)?, self.set_expr(right)?);
+                let names = |s: &Stream| -> Vec<String> {
+                    s.schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect()
+                };
+                let (ln, rn) = (names(&l), names(&r));
+                if ln.len() != rn.len() {
+                    return Err(at_node(
+                        body,
+                        format!(
+                            "UNION ALL of {} columns ({}) and {} ({})",
+                            ln.len(),
+                            ln.join(", "),
+                            rn.len(),
+                            rn.join(", ")
+                        ),
+                    ));
+                }
+                // by position, named as the left side
+                let r = if ln == rn {
+                    r
+                } else {
+                    let r = if r.time_column().is_some() {
+                        r.without_event_time()
+                    } else {
+                        r
+                    };
+                    let renamed = ln.iter().zip(&rn);
+                    r.select_exprs(
+                        renamed
+                            .map(|(to, from)| (to.clone(), weir_core::expr::col(from)))
+                            .collect(),
+                    )
+                    .map_err(|e| engine(body, e))?
+                };
+                l.union(&r).map_err(|e| engine(body, e))
             }
-            other => return Err(unsupported(other, "this query form")),
-        };
-        self.select(select)
+            SetExpr::SetOperation {
+                op, set_quantifier, ..
+            } => Err(unsupported(body, format!("{op} {set_quantifier}").trim())),
+            other => Err(unsupported(other, "this query form")),
+        }
     }
 
     fn select(&self, s: &ast::Select) -> Result<Stream, SqlError> {
@@ -306,20 +375,17 @@ impl Planner<'_> {
             .collect::<Result<_, _>>()?;
         let want = match kind.as_str() {
             "TUMBLE" => 3,
-            "HOP" => 4,
-            "CUMULATE" | "SESSION" => {
-                return Err(unsupported(f, &format!("the window function {kind}")))
-            }
+            "HOP" | "CUMULATE" => 4,
+            "SESSION" => return Err(unsupported(f, &format!("the window function {kind}"))),
             _ => return Err(unsupported(f, &format!("the table function {kind}"))),
         };
         if args.len() != want {
             return Err(at_node(
                 f,
-                if kind == "TUMBLE" {
-                    "TUMBLE(TABLE t, DESCRIPTOR(time_column), INTERVAL size)".to_string()
-                } else {
-                    "HOP(TABLE t, DESCRIPTOR(time_column), INTERVAL slide, INTERVAL size)"
-                        .to_string()
+                match kind.as_str() {
+                    "TUMBLE" => "TUMBLE(TABLE t, DESCRIPTOR(time_column), INTERVAL size)",
+                    "HOP" => "HOP(TABLE t, DESCRIPTOR(time_column), INTERVAL slide, INTERVAL size)",
+                    _ => "CUMULATE(TABLE t, DESCRIPTOR(time_column), INTERVAL step, INTERVAL max_size)",
                 },
             ));
         }
@@ -376,17 +442,26 @@ impl Planner<'_> {
                 offset_ms: 0,
             }
         } else {
-            let (slide, size) = (ms(interval(args[2])?), ms(interval(args[3])?));
-            if size % slide != 0 {
+            let (step, size) = (ms(interval(args[2])?), ms(interval(args[3])?));
+            if size % step != 0 {
+                let what = if kind == "HOP" { "slides" } else { "steps" };
                 return Err(at_node(
                     args[3],
-                    "HOP's size must be a whole number of slides",
+                    format!("{kind}'s size must be a whole number of {what}"),
                 ));
             }
-            Window::Sliding {
-                size_ms: size,
-                slide_ms: slide,
-                offset_ms: 0,
+            if kind == "HOP" {
+                Window::Sliding {
+                    size_ms: size,
+                    slide_ms: step,
+                    offset_ms: 0,
+                }
+            } else {
+                Window::Cumulative {
+                    step_ms: step,
+                    max_size_ms: size,
+                    offset_ms: 0,
+                }
             }
         };
         Ok((stream, Some(window)))
