@@ -295,7 +295,8 @@ fn mistakes_are_refused_with_line_column_and_construct() {
         (format!("{table}SELECT CASE WHEN speed > 1 THEN 1 END FROM obd"), format!("line {next}, column 8: CASE is not supported")),
         (format!("{table}SELECT speed FROM obd ORDER BY speed"), "ORDER BY is not supported".into()),
         (format!("{table}SELECT a.speed FROM obd a JOIN obd b ON a.vehicle_id = b.vehicle_id"), "JOIN is not supported".into()),
-        (format!("{table}SELECT vehicle_id, COUNT(*) FROM obd GROUP BY vehicle_id"), "GROUP BY without a window table function".into()),
+        (format!("{table}SELECT COUNT(*) FROM obd"), format!("line {next}, column 1: an aggregate over the whole stream needs GROUP BY")),
+        (format!("{table}SELECT window_start, COUNT(*) FROM obd GROUP BY window_start"), "window_start and window_end come from a window table function".into()),
         (
             format!("{table}SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(speed), INTERVAL '1' SECOND)) GROUP BY window_start, window_end"),
             "DESCRIPTOR(speed): the table's event time is `event_time`".into(),
@@ -448,5 +449,57 @@ fn with_union_all_in_and_between_equal_the_oracle() {
             want.len()
         );
         assert_eq!(rows(&out), want, "{mode}");
+    }
+}
+
+#[test]
+fn a_group_by_without_a_window_is_a_changelog_whose_last_values_are_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("totals");
+    let text = format!(
+        "{}CREATE TABLE totals (vehicle_id BIGINT, n BIGINT, top DOUBLE, op STRING) \
+         WITH ('connector' = 'parquet', 'path' = '{}');\n\
+         INSERT INTO totals SELECT vehicle_id, COUNT(*) AS n, MAX(speed) AS top FROM obd \
+         WHERE vehicle_id < 10 GROUP BY vehicle_id HAVING COUNT(*) > 0;",
+        obd_table(&data, "'10' MINUTE"),
+        out.display()
+    );
+    let mut oracle: BTreeMap<i64, (i64, f64)> = BTreeMap::new();
+    for (v, _, s) in input_rows(&data).into_iter().filter(|r| r.0 < 10) {
+        let e = oracle.entry(v).or_insert((0, f64::MIN));
+        e.0 += 1;
+        e.1 = e.1.max(s);
+    }
+    assert_eq!(oracle.len(), 10);
+    for mode in ["batch", "pipelined"] {
+        for p in ["1", "3"] {
+            std::fs::remove_dir_all(&out).ok();
+            sql(dir.path(), &text, &["--mode", mode, "--parallelism", p]);
+            // each key's rows come from one subtask's file, in order: the last is current
+            let mut last: BTreeMap<i64, (i64, f64, String)> = BTreeMap::new();
+            let mut updates = 0;
+            for b in common::read_parquet_parts(&out) {
+                let v = b.column(0).as_primitive::<Int64Type>();
+                let n = b.column(1).as_primitive::<Int64Type>();
+                let top = b.column(2).as_primitive::<Float64Type>();
+                let op = b.column(3).as_string::<i32>();
+                for i in 0..b.num_rows() {
+                    updates += usize::from(op.value(i) == "update");
+                    last.insert(
+                        v.value(i),
+                        (n.value(i), top.value(i), op.value(i).to_string()),
+                    );
+                }
+            }
+            let got: BTreeMap<i64, (i64, f64)> =
+                last.iter().map(|(k, (n, t, _))| (*k, (*n, *t))).collect();
+            assert_eq!(got, oracle, "{mode} p={p}");
+            if mode == "batch" {
+                assert_eq!(updates, 0, "batch emits each key once, at the end");
+            } else {
+                assert!(updates > 0, "pipelined updates keys as rows arrive");
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! (printed), `SET` of the run mode and parallelism; queries with `WITH`,
 //! `UNION ALL`, projections, `WHERE`, window table functions `TUMBLE`,
 //! `HOP` and `CUMULATE` with `GROUP BY window_start, window_end, …`,
+//! `GROUP BY keys` without a window (a changelog with an `op` column),
 //! `COUNT`/`SUM`/`AVG`/`MIN`/`MAX` and `HAVING`; `IN` and `BETWEEN` as
 //! comparisons. Anything else is refused by name with its line and column.
 //!

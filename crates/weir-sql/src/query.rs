@@ -27,6 +27,10 @@ use weir_core::time::Window;
 use weir_engine::graph::{Job, Stream};
 use weir_functions::Agg;
 
+/// The column a changelog's rows carry: `insert` or `update` (weir's
+/// running aggregates, as in job files).
+const OP_COLUMN: &str = "op";
+
 /// What a query can read.
 pub(crate) struct Planner<'a> {
     pub job: &'a Job,
@@ -214,13 +218,13 @@ impl Planner<'_> {
             }
             return project(&input, &items);
         }
-        let Some(window) = window else {
+        if group.is_empty() {
             return Err(at_node(
                 s,
-                "GROUP BY without a window table function (a changelog) is not supported yet: \
-                 group a TUMBLE or HOP window (FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)))",
+                "an aggregate over the whole stream needs GROUP BY (a key, or a window's \
+                 window_start, window_end)",
             ));
-        };
+        }
         // keys: every GROUP BY column but the window's bounds, which must both be there
         let mut keys = Vec::new();
         let mut bounds = 0;
@@ -242,11 +246,21 @@ impl Planner<'_> {
                 keys.push(name);
             }
         }
-        if bounds != 2 {
-            return Err(at_node(
-                s,
-                "a window aggregation groups by window_start and window_end (and any keys)",
-            ));
+        match (&window, bounds) {
+            (Some(_), 2) | (None, 0) => {}
+            (Some(_), _) => {
+                return Err(at_node(
+                    s,
+                    "a window aggregation groups by window_start and window_end (and any keys)",
+                ))
+            }
+            (None, _) => {
+                return Err(at_node(
+                    s,
+                    "window_start and window_end come from a window table function (FROM \
+                     TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)))",
+                ))
+            }
         }
         // aggregate arguments that are not plain columns become columns first
         let mut input = input;
@@ -285,10 +299,20 @@ impl Planner<'_> {
             weir_aggs.push(agg.alias(a.name.clone()));
         }
         let keyed = input.key_by(&keys).map_err(|e| engine(s, e))?;
-        let out = keyed
-            .window(window)
-            .aggregate(weir_aggs)
-            .map_err(|e| engine(s, e))?;
+        let out = match window {
+            Some(w) => keyed.window(w).aggregate(weir_aggs),
+            // a running aggregate: a changelog (its `op` column says insert or update)
+            None => keyed.aggregate(weir_aggs),
+        }
+        .map_err(|e| engine(s, e))?;
+        let mut items = items;
+        let changelog = out.schema().fields().iter().any(|f| f.name() == OP_COLUMN);
+        if changelog && !items.iter().any(|(n, _)| n == OP_COLUMN) {
+            items.push((
+                OP_COLUMN.to_string(),
+                SqlExpr::Identifier(ast::Ident::new(OP_COLUMN)),
+            ));
+        }
         let out = match (&having, &s.having) {
             (Some(h), Some(node)) => {
                 let e = scalar(h, &resolver(&out))?;
