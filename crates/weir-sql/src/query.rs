@@ -305,7 +305,6 @@ impl Planner<'_> {
             None => keyed.aggregate(weir_aggs),
         }
         .map_err(|e| engine(s, e))?;
-        let mut items = items;
         let changelog = out.schema().fields().iter().any(|f| f.name() == OP_COLUMN);
         if changelog && !items.iter().any(|(n, _)| n == OP_COLUMN) {
             items.push((
