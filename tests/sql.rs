@@ -294,7 +294,8 @@ fn mistakes_are_refused_with_line_column_and_construct() {
         (format!("{table}SELECT speed FROM obdd"), format!("line {next}, column 19: no table or view `obdd`; did you mean `obd`?")),
         (format!("{table}SELECT CASE WHEN speed > 1 THEN 1 END FROM obd"), format!("line {next}, column 8: CASE is not supported")),
         (format!("{table}SELECT speed FROM obd ORDER BY speed"), "ORDER BY is not supported".into()),
-        (format!("{table}SELECT a.speed FROM obd a JOIN obd b ON a.vehicle_id = b.vehicle_id"), "JOIN is not supported".into()),
+        (format!("{table}SELECT a.speed FROM obd a JOIN obd b ON a.speed > b.speed"), "this join condition".into()),
+        (format!("{table}SELECT speed FROM obd a JOIN obd b ON a.vehicle_id = b.vehicle_id"), "`speed` is ambiguous: qualify it (`a.speed` or `b.speed`)".into()),
         (format!("{table}SELECT COUNT(*) FROM obd"), format!("line {next}, column 1: an aggregate over the whole stream needs GROUP BY")),
         (format!("{table}SELECT window_start, COUNT(*) FROM obd GROUP BY window_start"), "window_start and window_end come from a window table function".into()),
         (
@@ -500,6 +501,136 @@ fn a_group_by_without_a_window_is_a_changelog_whose_last_values_are_the_oracle()
             } else {
                 assert!(updates > 0, "pipelined updates keys as rows arrive");
             }
+        }
+    }
+}
+
+/// Per-vehicle 1 s (sum, count) of `rows`.
+fn per_second(rows: &[(i64, i64, f64)]) -> BTreeMap<(i64, i64), (f64, i64)> {
+    let mut m: BTreeMap<(i64, i64), (f64, i64)> = BTreeMap::new();
+    for (v, t, s) in rows {
+        let w = m.entry((*v, t.div_euclid(1000) * 1000)).or_default();
+        w.0 += s;
+        w.1 += 1;
+    }
+    m
+}
+
+#[test]
+fn a_join_of_window_aggregates_equals_the_oracle_in_both_modes() {
+    // the seed's job: per-vehicle 1 s averages of two inputs joined on
+    // (vehicle, window); here 50 vehicles against 30 of another run
+    let dir = tempfile::tempdir().unwrap();
+    let left = data(dir.path());
+    let right = dir.path().join("other");
+    common::generate_obd(&right, 30, 90, 3);
+    let script = |out: &Path| {
+        format!(
+            "{}CREATE TABLE other (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE,\n  \
+             WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE)\n  WITH ('connector' = 'parquet', 'path' = '{}');\n\
+             CREATE TABLE joined (vehicle_id BIGINT, window_end BIGINT, a DOUBLE, b DOUBLE, n BIGINT)\n  \
+             WITH ('connector' = 'parquet', 'path' = '{}');\n\
+             CREATE VIEW l AS SELECT vehicle_id, window_start, window_end, AVG(speed) AS avg_speed, COUNT(*) AS n\n  \
+             FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, vehicle_id;\n\
+             CREATE VIEW r AS SELECT vehicle_id, window_start, window_end, AVG(speed) AS avg_speed\n  \
+             FROM TABLE(TUMBLE(TABLE other, DESCRIPTOR(event_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, vehicle_id;\n\
+             INSERT INTO joined\nSELECT l.vehicle_id, l.window_end, l.avg_speed, r.avg_speed, n\n\
+             FROM l JOIN r ON l.vehicle_id = r.vehicle_id AND l.window_start = r.window_start AND l.window_end = r.window_end;",
+            obd_table(&left, "'10' MINUTE"),
+            right.display(),
+            out.display()
+        )
+    };
+    let (a, b) = (
+        per_second(&input_rows(&left)),
+        per_second(&input_rows(&right)),
+    );
+    let mut want: Vec<(i64, i64, f64, f64, i64)> = a
+        .iter()
+        .filter_map(|(k, (sa, na))| {
+            let (sb, nb) = b.get(k)?;
+            Some((k.0, k.1 + 1000, sa / *na as f64, sb / *nb as f64, *na))
+        })
+        .collect();
+    want.sort_by_key(|x| (x.0, x.1));
+    assert!(want.len() > 1000, "{}", want.len());
+    for mode in ["batch", "pipelined"] {
+        for p in ["1", "3"] {
+            let out = dir.path().join(format!("join-{mode}-{p}"));
+            sql(
+                dir.path(),
+                &script(&out),
+                &["--mode", mode, "--parallelism", p],
+            );
+            let mut got = Vec::new();
+            for batch in common::read_parquet_parts(&out) {
+                let i64s = |c: usize| batch.column(c).as_primitive::<Int64Type>().clone();
+                let f64s = |c: usize| batch.column(c).as_primitive::<Float64Type>().clone();
+                let (v, e, x, y, n) = (i64s(0), i64s(1), f64s(2), f64s(3), i64s(4));
+                for i in 0..batch.num_rows() {
+                    got.push((v.value(i), e.value(i), x.value(i), y.value(i), n.value(i)));
+                }
+            }
+            got.sort_by_key(|x| (x.0, x.1));
+            assert_eq!(got.len(), want.len(), "{mode} p={p}");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!((g.0, g.1, g.4), (w.0, w.1, w.4), "{mode} p={p}");
+                assert!(
+                    (g.2 - w.2).abs() < 1e-9 && (g.3 - w.3).abs() < 1e-9,
+                    "{mode} p={p}: {g:?} {w:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_interval_join_equals_the_oracle_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let left = data(dir.path());
+    let right = dir.path().join("other");
+    common::generate_obd(&right, 10, 60, 2);
+    let script = |out: &Path| {
+        format!(
+            "{}CREATE TABLE other (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE,\n  \
+             WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE)\n  WITH ('connector' = 'parquet', 'path' = '{}');\n\
+             CREATE TABLE pairs (vehicle_id BIGINT, lt TIMESTAMP(3), rt TIMESTAMP(3), ls DOUBLE, rs DOUBLE)\n  \
+             WITH ('connector' = 'parquet', 'path' = '{}');\n\
+             INSERT INTO pairs\nSELECT o.vehicle_id, o.event_time, p.event_time, o.speed, p.speed\n\
+             FROM obd o JOIN other p ON o.vehicle_id = p.vehicle_id\n  \
+             AND o.event_time BETWEEN p.event_time - INTERVAL '1' SECOND AND p.event_time + INTERVAL '0.5' SECOND\n\
+             WHERE o.speed > 30;",
+            obd_table(&left, "'10' MINUTE"),
+            right.display(),
+            out.display()
+        )
+    };
+    let (l, r) = (input_rows(&left), input_rows(&right));
+    let mut want: Vec<Vec<String>> = Vec::new();
+    for (lv, lt, ls) in l.iter().filter(|x| x.2 > 30.0) {
+        for (rv, rt, rs) in &r {
+            if lv == rv && *rt - 1000 <= *lt && *lt <= *rt + 500 {
+                want.push(vec![
+                    lv.to_string(),
+                    lt.to_string(),
+                    rt.to_string(),
+                    format!("{ls:?}"),
+                    format!("{rs:?}"),
+                ]);
+            }
+        }
+    }
+    want.sort();
+    assert!(want.len() > 1000, "{}", want.len());
+    for mode in ["batch", "pipelined"] {
+        for p in ["1", "3"] {
+            let out = dir.path().join(format!("interval-{mode}-{p}"));
+            sql(
+                dir.path(),
+                &script(&out),
+                &["--mode", mode, "--parallelism", p],
+            );
+            assert_eq!(rows(&out), want, "{mode} p={p}");
         }
     }
 }

@@ -13,18 +13,18 @@ use sqlparser::ast::{
 use std::time::Duration;
 use weir_core::expr::{BinaryOp, Expr, ScalarValue};
 
+/// Resolves `qualifier.name` (or `name`) at a node to a stream column.
+pub(crate) type Resolve<'a> = dyn Fn(&SqlExpr, Option<&str>, &str) -> Result<String, SqlError> + 'a;
+
 /// Translates a scalar expression. `column` resolves a (possibly
 /// qualified) column name, refusing unknown ones.
-pub(crate) fn scalar(
-    e: &SqlExpr,
-    column: &dyn Fn(&SqlExpr, &str) -> Result<String, SqlError>,
-) -> Result<Expr, SqlError> {
+pub(crate) fn scalar(e: &SqlExpr, column: &Resolve<'_>) -> Result<Expr, SqlError> {
     let rec = |x: &SqlExpr| scalar(x, column);
     Ok(match e {
-        SqlExpr::Identifier(id) => Expr::Column(column(e, &id.value)?),
-        SqlExpr::CompoundIdentifier(parts) => {
-            let last = parts.last().expect("a compound identifier has parts");
-            Expr::Column(column(e, &last.value)?)
+        SqlExpr::Identifier(id) => Expr::Column(column(e, None, &id.value)?),
+        SqlExpr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+            let (q, name) = (&parts[parts.len() - 2], &parts[parts.len() - 1]);
+            Expr::Column(column(e, Some(&q.value), &name.value)?)
         }
         SqlExpr::Value(v) => Expr::Literal(literal(e, &v.value)?),
         SqlExpr::Nested(inner) => rec(inner)?,
@@ -259,7 +259,7 @@ mod tests {
             .unwrap()
     }
 
-    fn any_column(_: &SqlExpr, name: &str) -> Result<String, SqlError> {
+    fn any_column(_: &SqlExpr, _: Option<&str>, name: &str) -> Result<String, SqlError> {
         Ok(name.to_string())
     }
 

@@ -6,13 +6,16 @@
 //! with `WATERMARK FOR`, Parquet / JSON / print sinks), `CREATE VIEW`,
 //! `INSERT INTO … SELECT` (several become one graph), a bare `SELECT`
 //! (printed), `SET` of the run mode and parallelism; queries with `WITH`,
+//! joins (window joins of windowed aggregations, interval joins, regular
+//! joins),
 //! `UNION ALL`, projections, `WHERE`, window table functions `TUMBLE`,
 //! `HOP` and `CUMULATE` with `GROUP BY window_start, window_end, …`,
 //! `GROUP BY keys` without a window (a changelog with an `op` column),
 //! `COUNT`/`SUM`/`AVG`/`MIN`/`MAX` and `HAVING`; `IN` and `BETWEEN` as
 //! comparisons. Anything else is refused by name with its line and column.
 //!
-//! May use `weir-core`, `weir-functions` and `weir-engine`'s builder.
+//! May use `weir-core`, `weir-functions`, `weir-operators`' join spec and
+//! `weir-engine`'s builder.
 //!
 //! ```text
 //!  text ─► dialect::take_watermarks ─► sqlparser (FlinkDialect) ─► statements
@@ -38,6 +41,7 @@ mod catalog;
 mod dialect;
 mod error;
 mod expr;
+mod join;
 mod query;
 mod script;
 

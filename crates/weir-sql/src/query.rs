@@ -16,6 +16,7 @@ use crate::catalog::Table;
 use crate::dialect::TABLE_ARG;
 use crate::error::{at_node, engine, unsupported, SqlError};
 use crate::expr::{interval, scalar};
+use crate::join::Scope;
 use sqlparser::ast::{
     self, Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
     SelectItem, SetExpr, Spanned, TableFactor,
@@ -157,13 +158,10 @@ impl Planner<'_> {
             ));
         }
         let from = &s.from[0];
-        if let Some(j) = from.joins.first() {
-            return Err(unsupported(&j.relation, "JOIN"));
-        }
-        let (input, window) = self.relation(&from.relation)?;
+        let (input, window, scope) = self.from(from)?;
         let input = match &s.selection {
             Some(w) => {
-                let e = scalar(w, &resolver(&input))?;
+                let e = scalar(w, &in_scope(&scope))?;
                 input.filter(e).map_err(|e| engine(w, e))?
             }
             None => input,
@@ -187,15 +185,20 @@ impl Planner<'_> {
                         SqlExpr::CompoundIdentifier(p) => p.last().expect("parts").value.clone(),
                         _ => format!("EXPR${i}"),
                     };
-                    items.push((name, take_aggs(e, &mut aggs)?));
+                    items.push((name, take_aggs(e, &mut aggs)?, false));
                 }
                 SelectItem::ExprWithAlias { expr, alias } => {
-                    items.push((alias.value.clone(), take_aggs(expr, &mut aggs)?))
+                    items.push((alias.value.clone(), take_aggs(expr, &mut aggs)?, true))
                 }
                 SelectItem::Wildcard(_) if group.is_empty() => {
-                    for f in input.schema().fields() {
+                    for f in input
+                        .schema()
+                        .fields()
+                        .iter()
+                        .filter(|f| !f.name().starts_with("__"))
+                    {
                         let id = ast::Ident::new(f.name());
-                        items.push((f.name().clone(), SqlExpr::Identifier(id)));
+                        items.push((f.name().clone(), SqlExpr::Identifier(id), false));
                     }
                 }
                 other => return Err(unsupported(other, "this select item")),
@@ -216,7 +219,7 @@ impl Planner<'_> {
             if let Some(h) = &s.having {
                 return Err(at_node(h, "HAVING needs GROUP BY"));
             }
-            return project(&input, &items);
+            return project(&input, &scope, &items);
         }
         if group.is_empty() {
             return Err(at_node(
@@ -229,9 +232,12 @@ impl Planner<'_> {
         let mut keys = Vec::new();
         let mut bounds = 0;
         for g in &group {
-            let name = match g {
-                SqlExpr::Identifier(id) => id.value.clone(),
-                SqlExpr::CompoundIdentifier(p) => p.last().expect("parts").value.clone(),
+            let (qualifier, name) = match g {
+                SqlExpr::Identifier(id) => (None, id.value.clone()),
+                SqlExpr::CompoundIdentifier(p) if p.len() >= 2 => (
+                    Some(p[p.len() - 2].value.clone()),
+                    p[p.len() - 1].value.clone(),
+                ),
                 other => {
                     return Err(unsupported(
                         *other,
@@ -242,8 +248,7 @@ impl Planner<'_> {
             if name == "window_start" || name == "window_end" {
                 bounds += 1;
             } else {
-                resolver(&input)(g, &name)?;
-                keys.push(name);
+                keys.push(scope.resolve(g, qualifier.as_deref(), &name)?);
             }
         }
         match (&window, bounds) {
@@ -268,12 +273,10 @@ impl Planner<'_> {
         for (k, a) in aggs.iter().enumerate() {
             let column = match &a.arg {
                 None => None,
-                Some(SqlExpr::Identifier(id)) => {
-                    Some(resolver(&input)(a.arg.as_ref().expect("some"), &id.value)?)
-                }
+                Some(e @ SqlExpr::Identifier(id)) => Some(scope.resolve(e, None, &id.value)?),
                 Some(e) => {
                     let name = format!("__arg{k}");
-                    let x = scalar(e, &resolver(&input))?;
+                    let x = scalar(e, &in_scope(&scope))?;
                     input = input.with_column(&name, x).map_err(|err| engine(e, err))?;
                     Some(name)
                 }
@@ -306,20 +309,48 @@ impl Planner<'_> {
         }
         .map_err(|e| engine(s, e))?;
         let changelog = out.schema().fields().iter().any(|f| f.name() == OP_COLUMN);
-        if changelog && !items.iter().any(|(n, _)| n == OP_COLUMN) {
+        if changelog && !items.iter().any(|(n, _, _)| n == OP_COLUMN) {
             items.push((
                 OP_COLUMN.to_string(),
                 SqlExpr::Identifier(ast::Ident::new(OP_COLUMN)),
+                false,
             ));
         }
         let out = match (&having, &s.having) {
             (Some(h), Some(node)) => {
-                let e = scalar(h, &resolver(&out))?;
+                let e = scalar(h, &in_scope(&Scope::of(&out, None)))?;
                 out.filter(e).map_err(|e| engine(node, e))?
             }
             _ => out,
         };
-        project(&out, &items)
+        project(&out, &Scope::of(&out, None), &items)
+    }
+
+    /// A `FROM` item with its joins: the rows, the window of a window
+    /// table function, and the names they are reached by.
+    fn from(
+        &self,
+        from: &ast::TableWithJoins,
+    ) -> Result<(Stream, Option<Window>, Scope), SqlError> {
+        let (stream, window) = self.relation(&from.relation)?;
+        let scope = Scope::of(&stream, Some(&alias(&from.relation)));
+        if from.joins.is_empty() {
+            return Ok((stream, window, scope));
+        }
+        let raw = "a join of a window table function's raw rows (aggregate it first, then join on window_start, window_end)";
+        if window.is_some() {
+            return Err(unsupported(&from.relation, raw));
+        }
+        let mut acc = (stream, scope);
+        for j in &from.joins {
+            let (right, w) = self.relation(&j.relation)?;
+            if w.is_some() {
+                return Err(unsupported(&j.relation, raw));
+            }
+            let rscope = Scope::of(&right, Some(&alias(&j.relation)));
+            acc = crate::join::join(acc, (right, rscope), j)?;
+        }
+        Ok((acc.0, None, acc.1))
     }
 
     /// A `FROM` item: its rows, and the window a window table function puts
@@ -576,15 +607,40 @@ fn contains_agg(e: &SqlExpr) -> bool {
     replace_aggs(&mut copy, &mut found).is_err() || !found.is_empty()
 }
 
-/// The select list over `stream`: `(name, expression)` in order. An
-/// aggregate's column is renamed to the item's name.
-fn project(stream: &Stream, items: &[(String, SqlExpr)]) -> Result<Stream, SqlError> {
+/// The select list over `stream`: `(name, expression)` in order, names
+/// resolved in `scope`. An aggregate's column is renamed to the item's name.
+fn project(
+    stream: &Stream,
+    scope: &Scope,
+    items: &[(String, SqlExpr, bool)],
+) -> Result<Stream, SqlError> {
+    let resolve = in_scope(scope);
+    let mut columns = Vec::with_capacity(items.len());
+    for (name, e, explicit) in items {
+        let taken = |n: &str| columns.iter().any(|(c, _): &(String, Expr)| c == n);
+        let mut name = name.clone();
+        if taken(&name) {
+            if *explicit {
+                return Err(at_node(
+                    e,
+                    format!("two result columns are named `{name}`: give one another alias"),
+                ));
+            }
+            // as Flink: a second `avg_speed` becomes `avg_speed0`, then `avg_speed1`, …
+            let base = name.clone();
+            name = (0..)
+                .map(|k| format!("{base}{k}"))
+                .find(|n| !taken(n))
+                .expect("a free name");
+        }
+        columns.push((name, scalar(e, &resolve)?));
+    }
     // a projection that does not keep the time column under its name ends
     // its role as event time (as Flink's time attributes)
     let kept = stream.time_column().is_some_and(|t| {
-        items
+        columns
             .iter()
-            .any(|(n, e)| n == t && matches!(e, SqlExpr::Identifier(id) if id.value == t))
+            .any(|(n, e)| n == t && *e == Expr::Column(t.to_string()))
     });
     let unkept;
     let stream = if kept || stream.time_column().is_none() {
@@ -593,61 +649,34 @@ fn project(stream: &Stream, items: &[(String, SqlExpr)]) -> Result<Stream, SqlEr
         unkept = stream.without_event_time();
         &unkept
     };
-    let resolve = resolver(stream);
-    let mut columns = Vec::with_capacity(items.len());
-    for (name, e) in items {
-        if columns.iter().any(|(n, _): &(String, Expr)| n == name) {
-            return Err(at_node(
-                e,
-                format!("two result columns are named `{name}`: give one an alias (AS …)"),
-            ));
-        }
-        columns.push((name.clone(), scalar(e, &resolve)?));
-    }
-    let node = items.first().map(|(_, e)| e.clone());
+    let node = items.first().map(|(_, e, _)| e.clone());
     stream.select_exprs(columns).map_err(|err| match &node {
         Some(n) => engine(n, err),
         None => SqlError::new(err.to_string()),
     })
 }
 
-/// Resolves column names against `stream`'s schema; an unknown one is
-/// refused with the closest name and the available ones.
-fn resolver(stream: &Stream) -> impl Fn(&SqlExpr, &str) -> Result<String, SqlError> + '_ {
-    move |node, name| {
-        let fields = stream.schema().fields();
-        if fields.iter().any(|f| f.name() == name) {
-            return Ok(name.to_string());
-        }
-        let visible: Vec<&str> = fields
-            .iter()
-            .map(|f| f.name().as_str())
-            .filter(|n| !n.starts_with("__"))
-            .collect();
-        let hint = closest(name, visible.iter().copied())
-            .map_or(String::new(), |c| format!("; did you mean `{c}`?"));
-        let shown = if name.starts_with("__agg") {
-            "an aggregate"
-        } else {
-            name
-        };
-        Err(at_node(
-            node,
-            format!(
-                "unknown column `{shown}`{hint} (available: {})",
-                visible
-                    .iter()
-                    .map(|n| format!("`{n}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ))
+/// Column resolution in `scope`, for [`scalar`].
+fn in_scope(
+    scope: &Scope,
+) -> impl Fn(&SqlExpr, Option<&str>, &str) -> Result<String, SqlError> + '_ {
+    move |node, qualifier, name| scope.resolve(node, qualifier, name)
+}
+
+/// The name a `FROM` item is qualified by: its alias, else its table name.
+fn alias(r: &TableFactor) -> String {
+    match r {
+        TableFactor::Table { alias: Some(a), .. }
+        | TableFactor::Derived { alias: Some(a), .. }
+        | TableFactor::TableFunction { alias: Some(a), .. } => a.name.value.clone(),
+        TableFactor::Table { name, .. } => name.to_string(),
+        _ => String::new(),
     }
 }
 
 /// The name closest to `name` within an edit distance of a third of its
 /// length (at least 2), if any.
-fn closest<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (name.len() / 3).max(2);
     names
         .map(|n| (edit_distance(&name.to_lowercase(), &n.to_lowercase()), n))

@@ -1,0 +1,342 @@
+//! Names in a `FROM` clause ([`Scope`]: which stream column `alias.name`
+//! or `name` means) and joins: `L JOIN R ON …` planned onto the builder's
+//! join, its kind read from the `ON` condition.
+//!
+//! ```text
+//!  ON l.k = r.k AND l.window_start = r.window_start AND l.window_end = r.window_end
+//!        ─► same-window join (both sides windowed aggregations)
+//!  ON l.k = r.k AND l.ts BETWEEN r.ts - INTERVAL 'a' … AND r.ts + INTERVAL 'b' …
+//!        ─► interval join (right.ts − a ≤ left.ts ≤ right.ts + b)
+//!  ON l.k = r.k ─► regular join (state kept for every row; outer joins give a changelog)
+//!  output columns: left's, then right's (renamed on a clash), then the window's, then op
+//! ```
+//!
+//! May use the builder, `weir-operators`' join spec, `super::expr`, `super::error`.
+
+use crate::error::{at_node, engine, unsupported, SqlError};
+use crate::expr::interval;
+use sqlparser::ast::{self, BinaryOperator, Expr as SqlExpr, JoinConstraint, JoinOperator};
+use weir_engine::graph::Stream;
+use weir_operators::join::{JoinSpec, JoinType};
+
+/// The columns a query's `FROM` makes visible.
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    /// (qualifier, name as written, the stream's column).
+    columns: Vec<(Option<String>, String, String)>,
+}
+
+impl Scope {
+    /// Every column of `stream`, qualified by `qualifier` (a table's name or
+    /// alias; `None`: reachable by any qualifier, e.g. after an aggregation).
+    pub fn of(stream: &Stream, qualifier: Option<&str>) -> Scope {
+        Scope {
+            columns: stream
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    (
+                        qualifier.map(str::to_string),
+                        f.name().clone(),
+                        f.name().clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The stream column `qualifier.name` (or `name`) means.
+    pub fn resolve(
+        &self,
+        node: &SqlExpr,
+        qualifier: Option<&str>,
+        name: &str,
+    ) -> Result<String, SqlError> {
+        let hits: Vec<&(Option<String>, String, String)> = self
+            .columns
+            .iter()
+            .filter(|(q, n, _)| {
+                n == name && (qualifier.is_none() || q.is_none() || q.as_deref() == qualifier)
+            })
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok(one.2.clone()),
+            [] => {
+                let visible: Vec<String> = self
+                    .columns
+                    .iter()
+                    .filter(|(_, n, _)| !n.starts_with("__"))
+                    .map(|(q, n, _)| match q {
+                        Some(q) if self.qualified() => format!("{q}.{n}"),
+                        _ => n.clone(),
+                    })
+                    .collect();
+                let hint =
+                    crate::query::closest(name, self.columns.iter().map(|(_, n, _)| n.as_str()))
+                        .map_or(String::new(), |c| format!("; did you mean `{c}`?"));
+                let shown = match qualifier {
+                    Some(q) => format!("{q}.{name}"),
+                    None if name.starts_with("__agg") => "an aggregate".to_string(),
+                    None => name.to_string(),
+                };
+                Err(at_node(
+                    node,
+                    format!(
+                        "unknown column `{shown}`{hint} (available: {})",
+                        visible
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ))
+            }
+            many => Err(at_node(
+                node,
+                format!(
+                    "`{name}` is ambiguous: qualify it ({})",
+                    many.iter()
+                        .filter_map(|(q, n, _)| q.as_ref().map(|q| format!("`{q}.{n}`")))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            )),
+        }
+    }
+
+    fn qualified(&self) -> bool {
+        self.columns.iter().any(|(q, _, _)| q.is_some())
+    }
+
+    /// The columns of `side` (a scope over a join input) in the join's
+    /// output, whose first columns are `side`'s, from position `from`,
+    /// skipping `skipped` (a same-window join's window columns).
+    fn moved(
+        &self,
+        out: &Stream,
+        from: usize,
+        skipped: &[&str],
+    ) -> (Vec<(Option<String>, String, String)>, usize) {
+        let fields = out.schema().fields();
+        let mut pos = from;
+        let mut moved = Vec::new();
+        for (q, n, c) in &self.columns {
+            if skipped.contains(&c.as_str()) {
+                moved.push((q.clone(), n.clone(), c.clone()));
+                continue;
+            }
+            moved.push((q.clone(), n.clone(), fields[pos].name().clone()));
+            pos += 1;
+        }
+        (moved, pos)
+    }
+}
+
+/// `left JOIN right ON …`: the joined stream and its scope.
+pub(crate) fn join(
+    left: (Stream, Scope),
+    right: (Stream, Scope),
+    j: &ast::Join,
+) -> Result<(Stream, Scope), SqlError> {
+    let (join_type, constraint) = match &j.join_operator {
+        JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, c),
+        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, c),
+        JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinType::Right, c),
+        JoinOperator::FullOuter(c) => (JoinType::Full, c),
+        _ => return Err(unsupported(&j.relation, "this kind of join")),
+    };
+    let JoinConstraint::On(on) = constraint else {
+        return Err(unsupported(
+            &j.relation,
+            "a join without ON (USING, NATURAL, CROSS)",
+        ));
+    };
+    let (ls, rs) = (&left.1, &right.1);
+    let mut conjuncts = Vec::new();
+    split_and(on, &mut conjuncts);
+    let (mut lk, mut rk) = (Vec::new(), Vec::new());
+    let mut window_bounds = 0;
+    let mut interval_ms: Option<(i64, i64)> = None;
+    for c in conjuncts {
+        match c {
+            SqlExpr::BinaryOp {
+                left: a,
+                op: BinaryOperator::Eq,
+                right: b,
+            } => {
+                let (l, r) = sides(a, b, ls, rs).ok_or_else(|| {
+                    at_node(
+                        c,
+                        "a join equality compares a column of each side (l.k = r.k)",
+                    )
+                })?;
+                if l == r && (l == "window_start" || l == "window_end") {
+                    window_bounds += 1;
+                } else {
+                    lk.push(l);
+                    rk.push(r);
+                }
+            }
+            SqlExpr::Between {
+                expr,
+                negated: false,
+                low,
+                high,
+            } => {
+                if interval_ms.is_some() {
+                    return Err(at_node(c, "a join takes one time range"));
+                }
+                interval_ms = Some(time_range(c, expr, low, high, &left.0, &right.0, ls, rs)?);
+            }
+            other => {
+                return Err(unsupported(
+                    other,
+                    "this join condition (equalities, one BETWEEN on the time columns)",
+                ))
+            }
+        }
+    }
+    if lk.is_empty() {
+        return Err(at_node(
+            on,
+            "a join needs at least one key equality (l.k = r.k)",
+        ));
+    }
+    let spec = match (window_bounds, interval_ms) {
+        (2, None) => JoinSpec::same_window(),
+        (0, Some((lower, upper))) => JoinSpec::interval_ms(lower, upper),
+        (0, None) => JoinSpec::regular(),
+        (2, Some(_)) => return Err(at_node(on, "a join is a window join or an interval join, not both")),
+        _ => {
+            return Err(at_node(
+                on,
+                "a window join equates both window_start and window_end (l.window_start = r.window_start AND l.window_end = r.window_end)",
+            ))
+        }
+    };
+    let spec = spec.on(lk, rk).with_type(join_type);
+    let out = left.0.join(&right.0, spec).map_err(|e| engine(on, e))?;
+    let skipped: &[&str] = if window_bounds == 2 {
+        &["window_start", "window_end"]
+    } else {
+        &[]
+    };
+    let (mut columns, next) = ls.moved(&out, 0, skipped);
+    let (right_cols, _) = rs.moved(&out, next, skipped);
+    columns.extend(right_cols);
+    // the window columns and a changelog's op, unqualified
+    for f in out.schema().fields() {
+        if !columns.iter().any(|(_, _, c)| c == f.name()) {
+            columns.push((None, f.name().clone(), f.name().clone()));
+        }
+    }
+    Ok((out, Scope { columns }))
+}
+
+fn split_and<'a>(e: &'a SqlExpr, out: &mut Vec<&'a SqlExpr>) {
+    match e {
+        SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            split_and(left, out);
+            split_and(right, out);
+        }
+        SqlExpr::Nested(inner) => split_and(inner, out),
+        other => out.push(other),
+    }
+}
+
+/// A column reference's (qualifier, name).
+fn reference(e: &SqlExpr) -> Option<(Option<&str>, &str)> {
+    match e {
+        SqlExpr::Identifier(id) => Some((None, id.value.as_str())),
+        SqlExpr::CompoundIdentifier(p) if p.len() >= 2 => Some((
+            Some(p[p.len() - 2].value.as_str()),
+            p[p.len() - 1].value.as_str(),
+        )),
+        _ => None,
+    }
+}
+
+/// The (left column, right column) of `a = b`, in whichever order written.
+fn sides(a: &SqlExpr, b: &SqlExpr, ls: &Scope, rs: &Scope) -> Option<(String, String)> {
+    let (ra, rb) = (reference(a)?, reference(b)?);
+    let on = |s: &Scope, e: &SqlExpr, r: (Option<&str>, &str)| s.resolve(e, r.0, r.1).ok();
+    match (on(ls, a, ra), on(rs, b, rb)) {
+        (Some(l), Some(r)) => Some((l, r)),
+        _ => Some((on(ls, b, rb)?, on(rs, a, ra)?)),
+    }
+}
+
+/// `l.ts BETWEEN r.ts [± INTERVAL] AND r.ts [± INTERVAL]` (or with the
+/// sides swapped) as the bounds of left.ts − right.ts, in milliseconds.
+#[allow(clippy::too_many_arguments)]
+fn time_range(
+    node: &SqlExpr,
+    expr: &SqlExpr,
+    low: &SqlExpr,
+    high: &SqlExpr,
+    left: &Stream,
+    right: &Stream,
+    ls: &Scope,
+    rs: &Scope,
+) -> Result<(i64, i64), SqlError> {
+    let bad = || {
+        at_node(
+            node,
+            "an interval join's range is l.ts BETWEEN r.ts - INTERVAL 'a' … AND r.ts + INTERVAL 'b' …, on the sides' event-time columns",
+        )
+    };
+    let (lt, rt) = (
+        left.time_column().ok_or_else(bad)?,
+        right.time_column().ok_or_else(bad)?,
+    );
+    let is_time = |e: &SqlExpr, s: &Scope, t: &str| {
+        reference(e).is_some_and(|r| s.resolve(e, r.0, r.1).ok().as_deref() == Some(t))
+    };
+    // bound = column ± interval: (is it that side's time, offset ms)
+    let bound = |e: &SqlExpr, s: &Scope, t: &str| -> Option<i64> {
+        match e {
+            x if is_time(x, s, t) => Some(0),
+            SqlExpr::BinaryOp {
+                left: c,
+                op,
+                right: i,
+            } if is_time(c, s, t) => {
+                let ms = interval(i).ok()?.as_millis() as i64;
+                match op {
+                    BinaryOperator::Plus => Some(ms),
+                    BinaryOperator::Minus => Some(-ms),
+                    _ => None,
+                }
+            }
+            SqlExpr::Nested(inner) => {
+                if is_time(inner, s, t) {
+                    Some(0)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    };
+    if is_time(expr, ls, lt) {
+        let (lo, hi) = (
+            bound(low, rs, rt).ok_or_else(bad)?,
+            bound(high, rs, rt).ok_or_else(bad)?,
+        );
+        return Ok((lo, hi));
+    }
+    if is_time(expr, rs, rt) {
+        // r.ts ∈ [l.ts + lo, l.ts + hi]  ⟺  l.ts − r.ts ∈ [−hi, −lo]
+        let (lo, hi) = (
+            bound(low, ls, lt).ok_or_else(bad)?,
+            bound(high, ls, lt).ok_or_else(bad)?,
+        );
+        return Ok((-hi, -lo));
+    }
+    Err(bad())
+}
