@@ -446,7 +446,15 @@ fn crate_dependencies_point_down() {
         // it sees a run only as every observer does
         ("weir-monitor", &["weir-core"]),
         // SQL plans onto the builder, as job files do
-        ("weir-sql", &["weir-core", "weir-functions", "weir-engine"]),
+        (
+            "weir-sql",
+            &[
+                "weir-core",
+                "weir-functions",
+                "weir-operators",
+                "weir-engine",
+            ],
+        ),
         (
             "weir-engine",
             &[
