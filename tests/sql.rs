@@ -634,3 +634,50 @@ fn an_interval_join_equals_the_oracle_in_both_modes() {
         }
     }
 }
+
+#[test]
+fn the_seeds_job_in_sql_gives_exactly_the_rows_of_its_job_file() {
+    // the seed's OBD-vs-app join with its real delays (30 s and 9 min, so
+    // rows are late), both example files pointed at the same data
+    let dir = tempfile::tempdir().unwrap();
+    let (obd, app) = (dir.path().join("obd"), dir.path().join("app"));
+    use weir::workloads::vehicles::seed::generate_app;
+    use weir::workloads::vehicles::{generate_obd, write_parquet_dir};
+    write_parquet_dir(&obd, &generate_obd(30, 240, 7, 997), 3, 1000).unwrap();
+    write_parquet_dir(&app, &generate_app(30, 240, 7, 389), 2, 1000).unwrap();
+    let example = |name: &str| {
+        std::fs::read_to_string(format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .replace("../data/obd", obd.to_str().unwrap())
+            .replace("../data/app", app.to_str().unwrap())
+    };
+    let toml_out = dir.path().join("toml");
+    let job = dir.path().join("seed.toml");
+    std::fs::write(
+        &job,
+        example("seed_join.toml").replace("../out/obd_vs_app", toml_out.to_str().unwrap()),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(&job)
+        .args(["--mode", "batch", "--parallelism", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = rows(&toml_out);
+    assert!(want.len() > 5_000, "{}", want.len());
+    for mode in ["batch", "pipelined"] {
+        for p in ["1", "3"] {
+            let out = dir.path().join(format!("seed-{mode}-{p}"));
+            let text =
+                example("seed_join.sql").replace("../out/obd_vs_app_sql", out.to_str().unwrap());
+            sql(dir.path(), &text, &["--mode", mode, "--parallelism", p]);
+            assert_eq!(
+                rows(&out),
+                want,
+                "{mode} p={p}: the SQL gives the job file's rows, bit for bit"
+            );
+        }
+    }
+}

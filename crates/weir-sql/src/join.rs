@@ -60,6 +60,10 @@ impl Scope {
                 n == name && (qualifier.is_none() || q.is_none() || q.as_deref() == qualifier)
             })
             .collect();
+        // both sides' window_start of a window join are one output column
+        if hits.len() > 1 && hits.iter().all(|h| h.2 == hits[0].2) {
+            return Ok(hits[0].2.clone());
+        }
         match hits.as_slice() {
             [one] => Ok(one.2.clone()),
             [] => {
