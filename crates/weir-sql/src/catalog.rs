@@ -176,9 +176,14 @@ impl Table {
                 )));
             }
         }
-        let s = s
-            .select(self.columns.iter().map(|(n, _)| n.as_str()))
-            .map_err(|e| self.err(e.to_string()))?;
+        // read only the declared columns (all of them, in order: no projection)
+        let declared = self.columns.iter().map(|(n, _)| n);
+        let s = if s.schema().fields().iter().map(|f| f.name()).eq(declared) {
+            s
+        } else {
+            s.select(self.columns.iter().map(|(n, _)| n.as_str()))
+                .map_err(|e| self.err(e.to_string()))?
+        };
         match &self.watermark {
             None => Ok(s),
             Some((column, delay)) => s

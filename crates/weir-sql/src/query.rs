@@ -649,6 +649,16 @@ fn project(
         unkept = stream.without_event_time();
         &unkept
     };
+    // the stream's own columns, in order: no projection to run
+    let fields = stream.schema().fields();
+    let identity = columns.len() == fields.len()
+        && columns
+            .iter()
+            .zip(fields.iter())
+            .all(|((n, e), f)| n == f.name() && *e == Expr::Column(f.name().clone()));
+    if identity {
+        return Ok(stream.clone());
+    }
     let node = items.first().map(|(_, e, _)| e.clone());
     stream.select_exprs(columns).map_err(|err| match &node {
         Some(n) => engine(n, err),

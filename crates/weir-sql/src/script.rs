@@ -151,16 +151,18 @@ impl Script {
                 } else {
                     rows
                 };
-                let renamed = rows
-                    .select_exprs(
-                        table
-                            .columns
-                            .iter()
-                            .zip(&got)
+                // the query's names already the table's: nothing to rename
+                let renamed = if table.columns.iter().map(|(n, _)| n).eq(got.iter()) {
+                    rows
+                } else {
+                    let pairs = table.columns.iter().zip(&got);
+                    rows.select_exprs(
+                        pairs
                             .map(|((to, _), from)| (to.clone(), weir_core::expr::col(from)))
                             .collect(),
                     )
-                    .map_err(|e| crate::error::engine(source.as_ref(), e))?;
+                    .map_err(|e| crate::error::engine(source.as_ref(), e))?
+                };
                 table.sink(&renamed, base, source.as_ref())?;
                 self.queries += 1;
             }
