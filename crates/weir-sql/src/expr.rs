@@ -68,7 +68,32 @@ pub(crate) fn scalar(e: &SqlExpr, column: &Resolve<'_>) -> Result<Expr, SqlError
             expr: Box::new(rec(expr)?),
             to: arrow_type(e, data_type)?,
         },
-        SqlExpr::Case { .. } => return Err(unsupported(e, "CASE")),
+        SqlExpr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            // CASE x WHEN a THEN … is CASE WHEN x = a THEN …
+            let subject = operand.as_deref().map(rec).transpose()?;
+            let mut branches = Vec::with_capacity(conditions.len());
+            for w in conditions {
+                let c = rec(&w.condition)?;
+                let c = match &subject {
+                    Some(x) => Expr::Binary {
+                        left: Box::new(x.clone()),
+                        op: BinaryOp::Eq,
+                        right: Box::new(c),
+                    },
+                    None => c,
+                };
+                branches.push((c, rec(&w.result)?));
+            }
+            Expr::Case {
+                branches,
+                otherwise: else_result.as_deref().map(rec).transpose()?.map(Box::new),
+            }
+        }
         // x IN (a, b) is x = a OR x = b; x BETWEEN lo AND hi is lo <= x AND x <= hi
         SqlExpr::In {
             expr,
@@ -131,6 +156,33 @@ pub(crate) fn scalar(e: &SqlExpr, column: &Resolve<'_>) -> Result<Expr, SqlError
             }
         }
         SqlExpr::Like { .. } | SqlExpr::ILike { .. } => return Err(unsupported(e, "LIKE")),
+        SqlExpr::Function(f) if f.name.to_string().eq_ignore_ascii_case("COALESCE") => {
+            // the first non-null: CASE WHEN a IS NOT NULL THEN a … ELSE last END
+            let ast::FunctionArguments::List(list) = &f.args else {
+                return Err(at_node(e, "COALESCE(a, b, …) needs arguments"));
+            };
+            let mut args = Vec::with_capacity(list.args.len());
+            for a in &list.args {
+                match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => args.push(rec(x)?),
+                    _ => return Err(at_node(e, "COALESCE takes expressions")),
+                }
+            }
+            let Some(last) = args.pop() else {
+                return Err(at_node(e, "COALESCE(a, b, …) needs arguments"));
+            };
+            if args.is_empty() {
+                last
+            } else {
+                Expr::Case {
+                    branches: args
+                        .into_iter()
+                        .map(|a| (Expr::IsNotNull(Box::new(a.clone())), a))
+                        .collect(),
+                    otherwise: Some(Box::new(last)),
+                }
+            }
+        }
         SqlExpr::Function(f) => {
             return Err(at_node(
                 e,
@@ -281,7 +333,7 @@ mod tests {
             }
         ));
         for (text, says) in [
-            ("CASE WHEN a THEN 1 END", "CASE is not supported"),
+            ("a LIKE 'x%'", "LIKE is not supported"),
             ("a IN (SELECT 1)", "IN (subquery) is not supported"),
             ("UPPER(a)", "the function UPPER() is not supported"),
         ] {

@@ -11,8 +11,8 @@
 //! `UNION ALL`, projections, `WHERE`, window table functions `TUMBLE`,
 //! `HOP` and `CUMULATE` with `GROUP BY window_start, window_end, …`,
 //! `GROUP BY keys` without a window (a changelog with an `op` column),
-//! `COUNT`/`SUM`/`AVG`/`MIN`/`MAX` and `HAVING`; `IN` and `BETWEEN` as
-//! comparisons. Anything else is refused by name with its line and column.
+//! `COUNT`/`SUM`/`AVG`/`MIN`/`MAX` and `HAVING`; `CASE`, `COALESCE`, and
+//! `IN` and `BETWEEN` as comparisons. Anything else is refused by name with its line and column.
 //!
 //! May use `weir-core`, `weir-functions`, `weir-operators`' join spec and
 //! `weir-engine`'s builder.

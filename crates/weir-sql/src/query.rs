@@ -535,7 +535,15 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
         SqlExpr::Function(f) => {
             let func = f.name.to_string().to_ascii_lowercase();
             if !["count", "sum", "avg", "min", "max"].contains(&func.as_str()) {
-                return Ok(()); // a scalar function: refused when translated
+                // a scalar function (e.g. COALESCE): aggregates may be its arguments
+                if let FunctionArguments::List(list) = &mut f.args {
+                    for a in &mut list.args {
+                        if let FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) = a {
+                            replace_aggs(x, aggs)?;
+                        }
+                    }
+                }
+                return Ok(());
             }
             if f.over.is_some() {
                 return Err(unsupported(&*f, "OVER (…) aggregation"));
@@ -591,6 +599,21 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
         SqlExpr::BinaryOp { left, right, .. } => {
             replace_aggs(left, aggs)?;
             replace_aggs(right, aggs)
+        }
+        SqlExpr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            for x in operand.iter_mut().chain(else_result.iter_mut()) {
+                replace_aggs(x, aggs)?;
+            }
+            for w in conditions {
+                replace_aggs(&mut w.condition, aggs)?;
+                replace_aggs(&mut w.result, aggs)?;
+            }
+            Ok(())
         }
         SqlExpr::UnaryOp { expr, .. }
         | SqlExpr::Nested(expr)

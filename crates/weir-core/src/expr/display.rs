@@ -147,6 +147,20 @@ impl fmt::Display for Expr {
                 // Not parseable, but still tells a reader what was meant.
                 None => write!(f, "cast({expr} as {to})"),
             },
+            // SQL's form (the job-file parser does not read it yet)
+            Expr::Case {
+                branches,
+                otherwise,
+            } => {
+                f.write_str("(case")?;
+                for (c, v) in branches {
+                    write!(f, " when {c} then {v}")?;
+                }
+                if let Some(e) = otherwise {
+                    write!(f, " else {e}")?;
+                }
+                f.write_str(" end)")
+            }
         }
     }
 }

@@ -117,6 +117,21 @@ impl Expr {
                 plan_cast(&from, to).map_err(|m| self.type_error(m))?;
                 Ok(to.clone())
             }
+            Expr::Case {
+                branches,
+                otherwise,
+            } => {
+                let mut values = Vec::with_capacity(branches.len() + 1);
+                for (c, v) in branches {
+                    let t = c.type_in(schema, root)?;
+                    check_boolean("when", "", &t).map_err(|m| self.type_error(m))?;
+                    values.push(v.type_in(schema, root)?);
+                }
+                if let Some(e) = otherwise {
+                    values.push(e.type_in(schema, root)?);
+                }
+                case_type(&values).map_err(|m| self.type_error(m))
+            }
         }
     }
 
@@ -163,8 +178,86 @@ impl Expr {
                 plan_cast(v.data_type(), to).map_err(|m| self.type_error(m))?;
                 v.cast_to(to).map_err(|e| self.kernel_error(e))
             }
+            Expr::Case {
+                branches,
+                otherwise,
+            } => self.eval_case(branches, otherwise.as_deref(), batch, root),
         }
     }
+
+    /// `case`: from the last branch to the first, each row takes the
+    /// branch's value where its condition is true, else what it had.
+    ///
+    /// ```text
+    ///  result = otherwise (or nulls)
+    ///  for (cond, value) in branches, last first: result = zip(cond is true, value, result)
+    /// ```
+    fn eval_case(
+        &self,
+        branches: &[(Expr, Expr)],
+        otherwise: Option<&Expr>,
+        batch: &RecordBatch,
+        root: &Expr,
+    ) -> Result<Value> {
+        let n = batch.num_rows();
+        let mut values = Vec::with_capacity(branches.len());
+        for (_, v) in branches {
+            values.push(v.eval_in(batch, root)?);
+        }
+        let otherwise = otherwise.map(|e| e.eval_in(batch, root)).transpose()?;
+        let mut types: Vec<DataType> = values.iter().map(|v| v.data_type().clone()).collect();
+        types.extend(otherwise.iter().map(|v| v.data_type().clone()));
+        let out = case_type(&types).map_err(|m| self.type_error(m))?;
+        let full = |v: Value| -> std::result::Result<ArrayRef, ArrowError> {
+            match v.cast_to(&out)? {
+                Value::Array(a) => Ok(a),
+                Value::Scalar(s) => broadcast(&s, n),
+            }
+        };
+        let mut result = match otherwise {
+            Some(v) => full(v).map_err(|e| self.kernel_error(e))?,
+            None => new_null_array(&out, n),
+        };
+        for ((c, _), v) in branches.iter().zip(values).rev() {
+            let cond = c.eval_in(batch, root)?;
+            check_boolean("when", "", cond.data_type()).map_err(|m| self.type_error(m))?;
+            let cond = match cond.cast_to(&DataType::Boolean) {
+                Ok(Value::Array(a)) => a,
+                Ok(Value::Scalar(s)) => broadcast(&s, n).map_err(|e| self.kernel_error(e))?,
+                Err(e) => return Err(self.kernel_error(e)),
+            };
+            // a null condition is not true
+            let cond = as_bool(&cond);
+            let mask = match cond.nulls() {
+                Some(_) => arrow_select::filter::prep_null_mask_filter(cond),
+                None => cond.clone(),
+            };
+            let value = full(v).map_err(|e| self.kernel_error(e))?;
+            result =
+                arrow_select::zip::zip(&mask, &value, &result).map_err(|e| self.kernel_error(e))?;
+        }
+        Ok(Value::Array(result))
+    }
+}
+
+/// The type of a `case`'s values: the one non-null type, numbers widened
+/// as in arithmetic; anything else mixed is an error.
+fn case_type(types: &[DataType]) -> std::result::Result<DataType, String> {
+    let mut out = DataType::Null;
+    for t in types {
+        out = match (&out, t) {
+            (_, DataType::Null) => out,
+            (DataType::Null, t) => t.clone(),
+            (a, b) if a == b => out,
+            (a, b)
+                if (a.is_integer() || a.is_floating()) && (b.is_integer() || b.is_floating()) =>
+            {
+                super::coerce::common_numeric(a, b)
+            }
+            (a, b) => return Err(format!("`case` values have different types: {a} and {b}")),
+        };
+    }
+    Ok(out)
 }
 
 /// The [`Error::Column`] for a column missing from `schema`.

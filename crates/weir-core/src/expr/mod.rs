@@ -51,6 +51,16 @@ pub enum Expr {
         /// The target type.
         to: DataType,
     },
+    /// `case when c1 then v1 when c2 then v2 … else e end`: per row, the
+    /// value of the first branch whose condition is true (a null condition
+    /// is not true), else `otherwise` (null without one). The values share
+    /// one type (numbers widen as in arithmetic).
+    Case {
+        /// (condition, value) in order.
+        branches: Vec<(Expr, Expr)>,
+        /// The value when no condition holds.
+        otherwise: Option<Box<Expr>>,
+    },
 }
 
 /// A constant value in an expression.
@@ -331,6 +341,18 @@ impl Expr {
             | Expr::IsNull(e)
             | Expr::IsNotNull(e)
             | Expr::Cast { expr: e, .. } => e.collect_columns(out),
+            Expr::Case {
+                branches,
+                otherwise,
+            } => {
+                for (c, v) in branches {
+                    c.collect_columns(out);
+                    v.collect_columns(out);
+                }
+                if let Some(e) = otherwise {
+                    e.collect_columns(out);
+                }
+            }
         }
     }
 }

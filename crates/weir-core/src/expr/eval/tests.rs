@@ -605,3 +605,63 @@ fn data_type_agrees_with_evaluate_for_every_operator() {
         }
     }
 }
+
+#[test]
+fn case_takes_the_first_true_branch_widens_numbers_and_treats_null_as_false() {
+    let b = batch();
+    // i32: [1, 2, null, 4]; f64: [0.5, 1.5, null, -2.0]
+    let e = Expr::Case {
+        branches: vec![
+            (col("i32").gt(lit(3)), col("f64")),
+            (col("i32").gt(lit(1)), lit(7)),
+        ],
+        otherwise: Some(Box::new(lit(-1))),
+    };
+    assert_eq!(e.data_type(b.schema_ref()).unwrap(), DataType::Float64);
+    let out = e.evaluate(&b).unwrap();
+    // row 2: i32 is null, both conditions null: the else
+    assert_eq!(
+        out.as_primitive::<arrow_array::types::Float64Type>(),
+        &Float64Array::from(vec![-1.0, 7.0, -1.0, -2.0])
+    );
+    // conditions without nulls, and a literal condition
+    let e = Expr::Case {
+        branches: vec![
+            (col("zero").gt(lit(2)), lit("big")),
+            (lit(true), lit("small")),
+        ],
+        otherwise: None,
+    };
+    let out = e.evaluate(&b).unwrap();
+    assert_eq!(
+        out.as_string::<i32>(),
+        &StringArray::from(vec!["small", "big", "small", "big"])
+    );
+    // no else: null where nothing holds
+    let e = Expr::Case {
+        branches: vec![(col("s").eq(lit("a")), col("i64"))],
+        otherwise: None,
+    };
+    let out = e.evaluate(&b).unwrap();
+    assert_eq!(
+        out.as_primitive::<Int64Type>(),
+        &Int64Array::from(vec![Some(10), None, None, Some(40)])
+    );
+    assert_eq!(e.to_string(), "(case when (s = 'a') then i64 end)");
+    assert_eq!(e.columns(), vec!["s".to_string(), "i64".to_string()]);
+    // values of unrelated types, and a condition that is not boolean, are refused
+    let mixed = Expr::Case {
+        branches: vec![(col("i32").gt(lit(1)), col("s"))],
+        otherwise: Some(Box::new(lit(1))),
+    };
+    assert!(mixed
+        .data_type(b.schema_ref())
+        .unwrap_err()
+        .to_string()
+        .contains("different types"));
+    let not_bool = Expr::Case {
+        branches: vec![(col("i32"), lit(1))],
+        otherwise: None,
+    };
+    assert!(not_bool.evaluate(&b).is_err());
+}
