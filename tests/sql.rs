@@ -91,6 +91,18 @@ fn row(b: &RecordBatch, i: usize) -> Vec<String> {
         .collect()
 }
 
+/// Runs `script(out)` pipelined and in batch at parallelism 1 and 3, each
+/// into its own folder, and checks its rows are `want`.
+fn in_every_mode(dir: &Path, name: &str, script: impl Fn(&Path) -> String, want: &[Vec<String>]) {
+    for mode in ["batch", "pipelined"] {
+        for p in ["1", "3"] {
+            let out = dir.join(format!("{name}-{mode}-{p}"));
+            sql(dir, &script(&out), &["--mode", mode, "--parallelism", p]);
+            assert_eq!(rows(&out), want, "{mode} p={p}");
+        }
+    }
+}
+
 fn obd_table(data: &Path, delay: &str) -> String {
     format!(
         "CREATE TABLE obd (\n  vehicle_id BIGINT,\n  event_time TIMESTAMP(3),\n  speed DOUBLE,\n  \
@@ -237,17 +249,7 @@ fn hop_with_where_and_having_equals_the_oracle_in_both_modes() {
         .collect();
     want.sort();
     assert!(want.len() > 100, "the oracle keeps windows: {}", want.len());
-    for mode in ["batch", "pipelined"] {
-        for p in ["1", "3"] {
-            let out = dir.path().join(format!("hop-{mode}-{p}"));
-            sql(
-                dir.path(),
-                &script(&out),
-                &["--mode", mode, "--parallelism", p],
-            );
-            assert_eq!(rows(&out), want, "{mode} p={p}");
-        }
-    }
+    in_every_mode(dir.path(), "hop", script, &want);
 }
 
 #[test]
@@ -392,17 +394,7 @@ fn cumulate_equals_the_oracle_in_both_modes() {
         })
         .collect();
     want.sort();
-    for mode in ["batch", "pipelined"] {
-        for p in ["1", "3"] {
-            let out = dir.path().join(format!("cumulate-{mode}-{p}"));
-            sql(
-                dir.path(),
-                &script(&out),
-                &["--mode", mode, "--parallelism", p],
-            );
-            assert_eq!(rows(&out), want, "{mode} p={p}");
-        }
-    }
+    in_every_mode(dir.path(), "cumulate", script, &want);
 }
 
 #[test]
@@ -623,17 +615,7 @@ fn an_interval_join_equals_the_oracle_in_both_modes() {
     }
     want.sort();
     assert!(want.len() > 1000, "{}", want.len());
-    for mode in ["batch", "pipelined"] {
-        for p in ["1", "3"] {
-            let out = dir.path().join(format!("interval-{mode}-{p}"));
-            sql(
-                dir.path(),
-                &script(&out),
-                &["--mode", mode, "--parallelism", p],
-            );
-            assert_eq!(rows(&out), want, "{mode} p={p}");
-        }
-    }
+    in_every_mode(dir.path(), "interval", script, &want);
 }
 
 #[test]
