@@ -300,6 +300,14 @@ fn mistakes_are_refused_with_line_column_and_construct() {
         (format!("{table}SELECT a.speed FROM obd a JOIN obd b ON a.speed > b.speed"), "this join condition".into()),
         (format!("{table}SELECT speed FROM obd a JOIN obd b ON a.vehicle_id = b.vehicle_id"), "`speed` is ambiguous: qualify it (`a.speed` or `b.speed`)".into()),
         (format!("{table}SELECT COUNT(*) FROM obd"), format!("line {next}, column 1: an aggregate over the whole stream needs GROUP BY")),
+        (
+            format!("{table}SELECT COUNT(*) FROM TABLE(SESSION(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, vehicle_id"),
+            "SESSION without PARTITION BY".into(),
+        ),
+        (
+            format!("{table}SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE obd PARTITION BY vehicle_id, DESCRIPTOR(event_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end"),
+            "TUMBLE takes no PARTITION BY".into(),
+        ),
         (format!("{table}SELECT window_start, COUNT(*) FROM obd GROUP BY window_start"), "window_start and window_end come from a window table function".into()),
         (
             format!("{table}SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(speed), INTERVAL '1' SECOND)) GROUP BY window_start, window_end"),
@@ -733,4 +741,64 @@ fn case_and_coalesce_equal_the_oracle_in_rows_and_inside_aggregates() {
         assert_eq!(rows(&rows_out), banded, "{mode}");
         assert_eq!(rows(&agg_out), share, "{mode}");
     }
+}
+
+#[test]
+fn session_windows_partitioned_by_key_equal_the_oracle_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    // only fast readings: gaps between them make sessions
+    let script = |out: &Path| {
+        format!(
+            "{}CREATE TABLE bursts (vehicle_id BIGINT, window_start BIGINT, window_end BIGINT, n BIGINT, top DOUBLE) \
+             WITH ('connector' = 'parquet', 'path' = '{}');\nINSERT INTO bursts\n\
+             SELECT vehicle_id, window_start, window_end, COUNT(*), MAX(speed)\n\
+             FROM TABLE(SESSION(TABLE obd PARTITION BY vehicle_id, DESCRIPTOR(event_time), INTERVAL '2' SECOND))\n\
+             WHERE speed > 80\nGROUP BY window_start, window_end, vehicle_id;",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        )
+    };
+    let mut by_vehicle: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
+    for (v, t, s) in input_rows(&data).into_iter().filter(|r| r.2 > 80.0) {
+        by_vehicle.entry(v).or_default().push((t, s));
+    }
+    let mut want = Vec::new();
+    for (v, mut rows) in by_vehicle {
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        // a row at t spans [t, t + 2 s); spans that overlap or touch are
+        // one session (as Flink merges windows: start <= other end)
+        let mut cur: Option<(i64, i64, i64, f64)> = None;
+        for (t, s) in rows {
+            cur = match cur {
+                Some((start, end, n, top)) if t <= end => {
+                    Some((start, end.max(t + 2000), n + 1, top.max(s)))
+                }
+                done => {
+                    if let Some((start, end, n, top)) = done {
+                        want.push(vec![
+                            v.to_string(),
+                            start.to_string(),
+                            end.to_string(),
+                            n.to_string(),
+                            format!("{top:?}"),
+                        ]);
+                    }
+                    Some((t, t + 2000, 1, s))
+                }
+            };
+        }
+        if let Some((start, end, n, top)) = cur {
+            want.push(vec![
+                v.to_string(),
+                start.to_string(),
+                end.to_string(),
+                n.to_string(),
+                format!("{top:?}"),
+            ]);
+        }
+    }
+    want.sort();
+    assert!(want.len() > 20, "{}", want.len());
+    in_every_mode(dir.path(), "session", script, &want);
 }

@@ -13,8 +13,12 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-/// The marker a `TABLE name` argument parses to: `__table__.name`.
+/// The marker a `TABLE name` argument parses to: `__table__.name`, or
+/// `__table__.name.__partition_by__.k1.k2` with `PARTITION BY k1, k2`.
 pub(crate) const TABLE_ARG: &str = "__table__";
+
+/// See [`TABLE_ARG`].
+pub(crate) const PARTITION_MARK: &str = "__partition_by__";
 
 /// Generic SQL plus Flink's `TABLE name` table arguments.
 #[derive(Debug, Default)]
@@ -43,11 +47,21 @@ impl Dialect for FlinkDialect {
         if parser.peek_keyword(Keyword::TABLE) {
             if let Token::Word(_) = parser.peek_nth_token(1).token {
                 parser.next_token();
-                return Some(
-                    parser
-                        .parse_identifier()
-                        .map(|name| Expr::CompoundIdentifier(vec![Ident::new(TABLE_ARG), name])),
-                );
+                // TABLE name [PARTITION BY k, …] (SESSION's argument)
+                return Some(parser.parse_identifier().and_then(|name| {
+                    let mut parts = vec![Ident::new(TABLE_ARG), name];
+                    // one key, or several in parentheses (as Flink)
+                    if parser.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
+                        parts.push(Ident::new(PARTITION_MARK));
+                        if parser.consume_token(&Token::LParen) {
+                            parts.extend(parser.parse_comma_separated(|p| p.parse_identifier())?);
+                            parser.expect_token(&Token::RParen)?;
+                        } else {
+                            parts.push(parser.parse_identifier()?);
+                        }
+                    }
+                    Ok(Expr::CompoundIdentifier(parts))
+                }));
             }
         }
         None
@@ -248,5 +262,14 @@ mod tests {
     fn table_arguments_of_window_functions_parse() {
         let sql = "SELECT * FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND))";
         assert!(Parser::parse_sql(&FlinkDialect, sql).is_ok());
+        let sql = "SELECT * FROM TABLE(SESSION(TABLE bids PARTITION BY (a, b), DESCRIPTOR(ts), INTERVAL '1' MINUTE))";
+        let parsed = Parser::parse_sql(&FlinkDialect, sql).unwrap();
+        assert!(
+            parsed[0]
+                .to_string()
+                .contains("__table__.bids.__partition_by__.a.b"),
+            "{}",
+            parsed[0]
+        );
     }
 }

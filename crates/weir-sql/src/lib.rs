@@ -9,7 +9,7 @@
 //! joins (window joins of windowed aggregations, interval joins, regular
 //! joins),
 //! `UNION ALL`, projections, `WHERE`, window table functions `TUMBLE`,
-//! `HOP` and `CUMULATE` with `GROUP BY window_start, window_end, …`,
+//! `HOP`, `CUMULATE` and `SESSION … PARTITION BY` with `GROUP BY window_start, window_end, …`,
 //! `GROUP BY keys` without a window (a changelog with an `op` column),
 //! `COUNT`/`SUM`/`AVG`/`MIN`/`MAX` and `HAVING`; `CASE`, `COALESCE`, and
 //! `IN` and `BETWEEN` as comparisons. Anything else is refused by name with its line and column.

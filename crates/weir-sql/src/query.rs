@@ -40,6 +40,14 @@ pub(crate) struct Planner<'a> {
     pub views: &'a BTreeMap<String, ast::Query>,
 }
 
+/// The window a window table function puts over its table's rows.
+#[derive(Debug, Clone)]
+pub(crate) struct TvfWindow {
+    window: Window,
+    /// `SESSION(TABLE t PARTITION BY …)`: the keys sessions are per.
+    partition: Option<Vec<String>>,
+}
+
 /// An aggregate call of the select list or `HAVING`.
 #[derive(Debug, Clone)]
 struct AggCall {
@@ -302,8 +310,39 @@ impl Planner<'_> {
             weir_aggs.push(agg.alias(a.name.clone()));
         }
         let keyed = input.key_by(&keys).map_err(|e| engine(s, e))?;
+        if let Some(TvfWindow {
+            window: Window::Session { .. },
+            partition: None,
+        }) = &window
+        {
+            return Err(at_node(
+                s,
+                "SESSION without PARTITION BY (sessions across all keys) is not supported yet: \
+                 SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL gap) with GROUP BY window_start, window_end, k",
+            ));
+        }
+        if let Some(TvfWindow {
+            partition: Some(by),
+            ..
+        }) = &window
+        {
+            let mut want = by.clone();
+            let mut have = keys.clone();
+            want.sort();
+            have.sort();
+            if want != have {
+                return Err(at_node(
+                    s,
+                    format!(
+                        "SESSION is partitioned by {} but grouped by {}: group by window_start, window_end and the partition keys",
+                        by.join(", "),
+                        if keys.is_empty() { "no key".to_string() } else { keys.join(", ") }
+                    ),
+                ));
+            }
+        }
         let out = match window {
-            Some(w) => keyed.window(w).aggregate(weir_aggs),
+            Some(w) => keyed.window(w.window).aggregate(weir_aggs),
             // a running aggregate: a changelog (its `op` column says insert or update)
             None => keyed.aggregate(weir_aggs),
         }
@@ -331,7 +370,7 @@ impl Planner<'_> {
     fn from(
         &self,
         from: &ast::TableWithJoins,
-    ) -> Result<(Stream, Option<Window>, Scope), SqlError> {
+    ) -> Result<(Stream, Option<TvfWindow>, Scope), SqlError> {
         let (stream, window) = self.relation(&from.relation)?;
         let scope = Scope::of(&stream, Some(&alias(&from.relation)));
         if from.joins.is_empty() {
@@ -355,7 +394,7 @@ impl Planner<'_> {
 
     /// A `FROM` item: its rows, and the window a window table function puts
     /// over them.
-    fn relation(&self, r: &TableFactor) -> Result<(Stream, Option<Window>), SqlError> {
+    fn relation(&self, r: &TableFactor) -> Result<(Stream, Option<TvfWindow>), SqlError> {
         match r {
             TableFactor::Table {
                 name, args: None, ..
@@ -414,7 +453,7 @@ impl Planner<'_> {
 
     /// `TUMBLE(TABLE t, DESCRIPTOR(ts), size)` or
     /// `HOP(TABLE t, DESCRIPTOR(ts), slide, size)`.
-    fn window_function(&self, f: &ast::Function) -> Result<(Stream, Option<Window>), SqlError> {
+    fn window_function(&self, f: &ast::Function) -> Result<(Stream, Option<TvfWindow>), SqlError> {
         let kind = f.name.to_string().to_ascii_uppercase();
         let FunctionArguments::List(list) = &f.args else {
             return Err(at_node(f, format!("{kind} needs arguments")));
@@ -430,7 +469,7 @@ impl Planner<'_> {
         let want = match kind.as_str() {
             "TUMBLE" => 3,
             "HOP" | "CUMULATE" => 4,
-            "SESSION" => return Err(unsupported(f, &format!("the window function {kind}"))),
+            "SESSION" => 3,
             _ => return Err(unsupported(f, &format!("the table function {kind}"))),
         };
         if args.len() != want {
@@ -439,12 +478,20 @@ impl Planner<'_> {
                 match kind.as_str() {
                     "TUMBLE" => "TUMBLE(TABLE t, DESCRIPTOR(time_column), INTERVAL size)",
                     "HOP" => "HOP(TABLE t, DESCRIPTOR(time_column), INTERVAL slide, INTERVAL size)",
+                    "SESSION" => "SESSION(TABLE t PARTITION BY keys, DESCRIPTOR(time_column), INTERVAL gap)",
                     _ => "CUMULATE(TABLE t, DESCRIPTOR(time_column), INTERVAL step, INTERVAL max_size)",
                 },
             ));
         }
+        let mut partition: Option<Vec<String>> = None;
         let stream = match args[0] {
-            SqlExpr::CompoundIdentifier(p) if p.len() == 2 && p[0].value == TABLE_ARG => {
+            SqlExpr::CompoundIdentifier(p) if p.len() >= 2 && p[0].value == TABLE_ARG => {
+                if p.len() > 2 {
+                    if kind != "SESSION" {
+                        return Err(at_node(args[0], format!("{kind} takes no PARTITION BY")));
+                    }
+                    partition = Some(p[3..].iter().map(|i| i.value.clone()).collect());
+                }
                 let name = ast::ObjectName::from(vec![p[1].clone()]);
                 self.named(&name, args[0])?
             }
@@ -495,6 +542,10 @@ impl Planner<'_> {
                 size_ms: ms(interval(args[2])?),
                 offset_ms: 0,
             }
+        } else if kind == "SESSION" {
+            Window::Session {
+                gap_ms: ms(interval(args[2])?),
+            }
         } else {
             let (step, size) = (ms(interval(args[2])?), ms(interval(args[3])?));
             if size % step != 0 {
@@ -518,7 +569,7 @@ impl Planner<'_> {
                 }
             }
         };
-        Ok((stream, Some(window)))
+        Ok((stream, Some(TvfWindow { window, partition })))
     }
 }
 
