@@ -765,7 +765,7 @@ fn session_windows_partitioned_by_key_equal_the_oracle_in_every_mode() {
     }
     let mut want = Vec::new();
     for (v, mut rows) in by_vehicle {
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.sort_by_key(|r| r.0);
         // a row at t spans [t, t + 2 s); spans that overlap or touch are
         // one session (as Flink merges windows: start <= other end)
         let mut cur: Option<(i64, i64, i64, f64)> = None;
