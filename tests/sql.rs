@@ -802,3 +802,26 @@ fn session_windows_partitioned_by_key_equal_the_oracle_in_every_mode() {
     assert!(want.len() > 20, "{}", want.len());
     in_every_mode(dir.path(), "session", script, &want);
 }
+
+#[test]
+fn explain_prints_the_plan_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("never");
+    let text = format!(
+        "{}CREATE TABLE never (vehicle_id BIGINT, n BIGINT) WITH ('connector' = 'parquet', 'path' = '{}');\n\
+         EXPLAIN INSERT INTO never SELECT vehicle_id, COUNT(*) FROM TABLE(TUMBLE(TABLE obd, \
+         DESCRIPTOR(event_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, vehicle_id;",
+        obd_table(&data, "'10' MINUTE"),
+        out.display()
+    );
+    let printed = sql(dir.path(), &text, &["--parallelism", "2"]);
+    assert!(
+        printed.starts_with("== EXPLAIN INSERT INTO never"),
+        "{printed}"
+    );
+    for op in ["parquet_source", "window", "parquet_sink"] {
+        assert!(printed.contains(op), "{op} in:\n{printed}");
+    }
+    assert!(!out.exists(), "EXPLAIN runs nothing");
+}

@@ -37,6 +37,8 @@ pub struct Script {
     views: BTreeMap<String, ast::Query>,
     /// `INSERT` and `SELECT` statements planned.
     queries: usize,
+    /// `EXPLAIN`ed statements: their text and the job each alone would run.
+    explained: Vec<(String, Job)>,
 }
 
 impl Script {
@@ -60,6 +62,7 @@ impl Script {
             tables: BTreeMap::new(),
             views: BTreeMap::new(),
             queries: 0,
+            explained: Vec::new(),
         };
         for st in &statements {
             s.statement(st, &watermarks, base)?;
@@ -172,8 +175,32 @@ impl Script {
                 self.queries += 1;
             }
             Statement::Set(set) => self.set(set, st)?,
-            Statement::Explain { .. } | Statement::ExplainTable { .. } => {
-                return Err(unsupported(st, "EXPLAIN (run `weir sql FILE --explain`)"))
+            Statement::Explain {
+                statement, analyze, ..
+            } => {
+                if *analyze {
+                    return Err(unsupported(
+                        st,
+                        "EXPLAIN ANALYZE (run the job with --json for its figures)",
+                    ));
+                }
+                if !matches!(
+                    statement.as_ref(),
+                    Statement::Query(_) | Statement::Insert(_)
+                ) {
+                    return Err(at_node(st, "EXPLAIN explains a SELECT or an INSERT"));
+                }
+                // planned into a job of its own: explaining runs nothing
+                let main = std::mem::replace(&mut self.job, Job::new());
+                let queries = self.queries;
+                let planned = self.statement(statement, watermarks, base);
+                let explained = std::mem::replace(&mut self.job, main);
+                self.queries = queries;
+                planned?;
+                self.explained.push((statement.to_string(), explained));
+            }
+            Statement::ExplainTable { .. } => {
+                return Err(unsupported(st, "DESCRIBE / EXPLAIN of a table"))
             }
             other => {
                 let text = other.to_string();
@@ -268,6 +295,12 @@ impl Script {
     /// `INSERT` and `SELECT` statements planned (0: nothing to run).
     pub fn queries(&self) -> usize {
         self.queries
+    }
+
+    /// The `EXPLAIN`ed statements: their text and the job each would run
+    /// (describe it with `PhysicalPlan::describe`).
+    pub fn explained(&self) -> &[(String, Job)] {
+        &self.explained
     }
 }
 

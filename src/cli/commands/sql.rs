@@ -77,7 +77,21 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
         Some(f) => weir_core::error::Error::Plan(format!("{}: {e}", f.display())),
         None => e,
     })?;
+    let parallelism_for_plans = parallelism
+        .or(script.settings().parallelism)
+        .unwrap_or_else(default_parallelism);
+    for (statement, job) in script.explained() {
+        let plan = job.plan();
+        println!("== EXPLAIN {statement}");
+        print!(
+            "{}",
+            PhysicalPlan::try_new(&plan, parallelism_for_plans.max(1))?.describe(&plan)
+        );
+    }
     if script.queries() == 0 {
+        if !script.explained().is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
         return Err(weir_core::error::Error::option(
             "sql",
             "the script has no INSERT INTO or SELECT: nothing to run",
