@@ -264,12 +264,15 @@ fn a_sink_that_cannot_keep_up_shows_as_back_pressure_on_its_upstream() {
         &["--parallelism", "2", "--linger", "30s"],
         Stdio::piped(),
     );
+    // (before the run starts the job has no operators yet)
     let pressured = w.wait_for("back-pressured", |j| {
         j["operators"][0]["subtasks"]
             .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["backpressured_s"].as_f64().unwrap() > 0.2)
+            .is_some_and(|subtasks| {
+                subtasks
+                    .iter()
+                    .any(|s| s["backpressured_s"].as_f64().unwrap_or(0.0) > 0.2)
+            })
     });
     let ops = pressured["operators"].as_array().unwrap();
     assert_eq!(ops[0]["kind"], "source");
