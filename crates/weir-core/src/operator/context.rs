@@ -203,9 +203,10 @@ impl Ctx {
         &self.metrics
     }
 
-    /// Counts `batch` as received by this instance (executors call this).
-    pub fn count_in(&self, batch: &arrow_array::RecordBatch) {
-        self.metrics.on_rows_in(self.info.subtask, batch);
+    /// Counts a batch of `rows` rows and `bytes` Arrow bytes as received by
+    /// this instance (executors call this).
+    pub fn count_in(&self, rows: u64, bytes: u64) {
+        self.metrics.on_rows_in(self.info.subtask, rows, bytes);
     }
 
     /// Records that this instance waited `d` inside a call (e.g. a paced
@@ -217,9 +218,10 @@ impl Ctx {
         }
     }
 
-    /// Counts `batch` as emitted by this instance (executors call this).
-    pub fn count_out(&self, batch: &arrow_array::RecordBatch) {
-        self.metrics.on_rows_out(self.info.subtask, batch);
+    /// Counts a batch of `rows` rows and `bytes` Arrow bytes as emitted by
+    /// this instance (executors call this).
+    pub fn count_out(&self, rows: u64, bytes: u64) {
+        self.metrics.on_rows_out(self.info.subtask, rows, bytes);
     }
 
     /// The last watermark delivered to this operator, if any.

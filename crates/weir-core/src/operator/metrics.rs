@@ -5,8 +5,6 @@
 //! Plain atomics, written by the executor's threads with relaxed ordering
 //! and read by whoever watches the run. May use `spill::batch_bytes`.
 
-use crate::spill::batch_bytes;
-use arrow_array::RecordBatch;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Counters of one operator, summed over its subtasks, plus one slot per
@@ -95,23 +93,23 @@ impl OperatorMetrics {
         &self.subtasks
     }
 
-    /// Counts `batch` as received by subtask `s`.
-    pub fn on_rows_in(&self, s: usize, batch: &RecordBatch) {
-        let rows = batch.num_rows() as u64;
+    /// Counts a batch of `rows` rows and `bytes` Arrow bytes (see
+    /// [`crate::spill::batch_bytes`]) as received by subtask `s`.
+    pub fn on_rows_in(&self, s: usize, rows: u64, bytes: u64) {
         Self::add(&self.rows_in, rows);
         if let Some(sub) = self.subtasks.get(s) {
             Self::add(&sub.rows_in, rows);
-            Self::add(&sub.bytes_in, batch_bytes(batch) as u64);
+            Self::add(&sub.bytes_in, bytes);
         }
     }
 
-    /// Counts `batch` as emitted by subtask `s`.
-    pub fn on_rows_out(&self, s: usize, batch: &RecordBatch) {
-        let rows = batch.num_rows() as u64;
+    /// Counts a batch of `rows` rows and `bytes` Arrow bytes as emitted by
+    /// subtask `s`.
+    pub fn on_rows_out(&self, s: usize, rows: u64, bytes: u64) {
         Self::add(&self.rows_out, rows);
         if let Some(sub) = self.subtasks.get(s) {
             Self::add(&sub.rows_out, rows);
-            Self::add(&sub.bytes_out, batch_bytes(batch) as u64);
+            Self::add(&sub.bytes_out, bytes);
         }
     }
 
@@ -127,7 +125,8 @@ impl OperatorMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::Int64Array;
+    use crate::spill::batch_bytes;
+    use arrow_array::{Int64Array, RecordBatch};
     use std::sync::Arc;
 
     fn batch(n: i64) -> RecordBatch {
@@ -141,10 +140,15 @@ mod tests {
     #[test]
     fn rows_and_bytes_count_per_subtask_and_in_all() {
         let m = OperatorMetrics::with_subtasks(2);
-        m.on_rows_in(1, &batch(100));
-        m.on_rows_out(1, &batch(10));
-        m.on_rows_in(0, &batch(1));
-        m.on_rows_in(7, &batch(5)); // no such subtask: only the sum counts it
+        let count = |n: i64| (n as u64, batch_bytes(&batch(n)) as u64);
+        let (rows, bytes) = count(100);
+        m.on_rows_in(1, rows, bytes);
+        let (rows, bytes) = count(10);
+        m.on_rows_out(1, rows, bytes);
+        let (rows, bytes) = count(1);
+        m.on_rows_in(0, rows, bytes);
+        let (rows, bytes) = count(5);
+        m.on_rows_in(7, rows, bytes); // no such subtask: only the sum counts it
         assert_eq!(m.rows_in.load(Ordering::Relaxed), 106);
         assert_eq!(m.subtask(1).unwrap().rows_in.load(Ordering::Relaxed), 100);
         assert_eq!(m.subtask(1).unwrap().rows_out.load(Ordering::Relaxed), 10);

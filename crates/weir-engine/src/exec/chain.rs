@@ -11,6 +11,7 @@
 
 use super::panic_error;
 use crate::graph::{LogicalPlan, NodeKind, PhysicalPlan, TaskPlan};
+use arrow_array::RecordBatch;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use weir_core::message::{Message, Watermark};
 use weir_core::operator::{
     Ctx, Operator, OperatorMetrics, Output, RuntimeEnv, Source, SourcePoll, TaskInfo,
 };
+use weir_core::spill::batch_bytes;
 use weir_core::state::{StateReader, StateWriter, SubtaskState, CONTEXT_ENTRY};
 
 /// The operators of one subtask of a task.
@@ -163,31 +165,29 @@ impl Chain {
         let poll = call
             .unwrap_or_else(|payload| Err(panic_error(ctx.operator(), payload)))
             .map_err(|e| e.in_operator(ctx.operator(), ctx.info().subtask))?;
-        let mut items = out.take();
+        let mut calls = Vec::new();
         let mut has_data = false;
-        for m in &items {
-            match m {
-                Message::Data(b) => {
-                    has_data = true;
-                    ctx.count_out(b);
-                }
+        for m in out.take() {
+            match &m {
                 Message::Watermark(w @ Watermark::EventTime(t)) => {
                     self.idle.last_watermark = Some(*w);
                     ctx.metrics().on_watermark_out(ctx.info().subtask, *t);
                 }
+                Message::Data(_) => has_data = true,
                 _ => {}
             }
+            calls.push(Call::counted_out(m, ctx));
         }
         if has_data {
             self.idle.last_data = Instant::now();
             if std::mem::take(&mut self.idle.idle) {
                 if let Some(w) = self.idle.last_watermark {
-                    items.insert(0, Message::Watermark(w));
+                    calls.insert(0, Call::Msg(Message::Watermark(w)));
                 }
             }
         }
-        for m in items {
-            self.feed(0, 0, Call::Msg(m), emit)?;
+        for call in calls {
+            self.feed(0, 0, call, emit)?;
         }
         match poll {
             SourcePoll::Exhausted => {
@@ -265,6 +265,7 @@ impl Chain {
         let Some((op, ctx)) = self.ops.get_mut(level) else {
             return match call {
                 Call::Msg(msg) => emit(msg),
+                Call::Counted(batch, _) => emit(Message::Data(batch)),
                 Call::Timer(_) => Ok(()),
             };
         };
@@ -276,7 +277,11 @@ impl Chain {
         let is_end = matches!(call, Call::Msg(Message::End));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match call {
             Call::Msg(Message::Data(batch)) => {
-                ctx.count_in(&batch);
+                ctx.count_in(batch.num_rows() as u64, batch_bytes(&batch) as u64);
+                op.on_batch(input, batch, ctx, &mut out)
+            }
+            Call::Counted(batch, bytes) => {
+                ctx.count_in(batch.num_rows() as u64, bytes);
                 op.on_batch(input, batch, ctx, &mut out)
             }
             Call::Msg(Message::Watermark(wm)) => {
@@ -297,14 +302,13 @@ impl Chain {
         }))
         .unwrap_or_else(|payload| Err(panic_error(ctx.operator(), payload)));
         result.map_err(|e| e.in_operator(ctx.operator(), ctx.info().subtask))?;
-        let items = out.take();
-        for m in &items {
-            if let Message::Data(b) = m {
-                ctx.count_out(b);
-            }
-        }
-        for m in items {
-            self.feed(level + 1, 0, Call::Msg(m), emit)?;
+        let calls: Vec<Call> = out
+            .take()
+            .into_iter()
+            .map(|m| Call::counted_out(m, ctx))
+            .collect();
+        for call in calls {
+            self.feed(level + 1, 0, call, emit)?;
         }
         if is_end {
             self.feed(level + 1, 0, Call::Msg(Message::End), emit)?;
@@ -316,7 +320,25 @@ impl Chain {
 /// What the chain delivers to an operator.
 enum Call {
     Msg(Message),
+    /// Rows an operator of the chain emitted, with the Arrow bytes counted
+    /// then: the next operator counts them in without measuring again.
+    Counted(RecordBatch, u64),
     Timer(i64),
+}
+
+impl Call {
+    /// `m`, emitted by the operator of `ctx`: rows are counted out (their
+    /// bytes measured once) and travel on as [`Call::Counted`].
+    fn counted_out(m: Message, ctx: &Ctx) -> Call {
+        match m {
+            Message::Data(batch) => {
+                let bytes = batch_bytes(&batch) as u64;
+                ctx.count_out(batch.num_rows() as u64, bytes);
+                Call::Counted(batch, bytes)
+            }
+            other => Call::Msg(other),
+        }
+    }
 }
 
 /// Idle detection of a chain's source.
