@@ -299,6 +299,10 @@ fn mistakes_are_refused_with_line_column_and_construct() {
         (format!("{table}SELECT speed FROM obd ORDER BY speed"), "ORDER BY is not supported".into()),
         (format!("{table}SELECT a.speed FROM obd a JOIN obd b ON a.speed > b.speed"), "this join condition".into()),
         (format!("{table}SELECT speed FROM obd a JOIN obd b ON a.vehicle_id = b.vehicle_id"), "`speed` is ambiguous: qualify it (`a.speed` or `b.speed`)".into()),
+        (
+            format!("{table}SELECT vehicle_id, SUM(MAX(speed)) FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, vehicle_id"),
+            format!("line {next}, column 24: an aggregate inside an aggregate"),
+        ),
         (format!("{table}SELECT COUNT(*) FROM obd"), format!("line {next}, column 1: an aggregate over the whole stream needs GROUP BY")),
         (
             format!("{table}SELECT COUNT(*) FROM TABLE(SESSION(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, vehicle_id"),

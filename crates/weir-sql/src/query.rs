@@ -614,15 +614,13 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
             let arg = match list.args.as_slice() {
                 [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if func == "count" => None,
                 [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))] => {
-                    let mut x = x.clone();
-                    replace_aggs(&mut x, &mut Vec::new()).and_then(|()| {
-                        if contains_agg(&x) {
-                            Err(at_node(&x, "an aggregate inside an aggregate"))
-                        } else {
-                            Ok(())
-                        }
-                    })?;
-                    Some(x)
+                    // COUNT(SUM(x)): an aggregate inside an aggregate
+                    let mut inner = Vec::new();
+                    replace_aggs(&mut x.clone(), &mut inner)?;
+                    if !inner.is_empty() {
+                        return Err(at_node(x, "an aggregate inside an aggregate"));
+                    }
+                    Some(x.clone())
                 }
                 _ => {
                     return Err(at_node(
@@ -673,12 +671,6 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
         | SqlExpr::IsNotNull(expr) => replace_aggs(expr, aggs),
         _ => Ok(()),
     }
-}
-
-fn contains_agg(e: &SqlExpr) -> bool {
-    let mut found = Vec::new();
-    let mut copy = e.clone();
-    replace_aggs(&mut copy, &mut found).is_err() || !found.is_empty()
 }
 
 /// The select list over `stream`: `(name, expression)` in order, names
