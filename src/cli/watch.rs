@@ -38,6 +38,8 @@ pub struct WatchArgs {
 /// and its server, if any.
 pub struct Watch {
     monitor: Option<Arc<Monitor>>,
+    /// The run's observer: the monitor, or the terminal's unwatched.
+    observer: Arc<dyn RunObserver>,
     server: Option<HttpServer>,
     linger: Duration,
     report: Option<PathBuf>,
@@ -76,6 +78,7 @@ impl Watch {
         if address.is_none() && args.report.is_none() && args.report_data.is_none() {
             return Ok(Watch {
                 monitor: None,
+                observer: inner,
                 server: None,
                 linger,
                 report: None,
@@ -99,6 +102,7 @@ impl Watch {
             None => None,
         };
         Ok(Watch {
+            observer: monitor.clone(),
             monitor: Some(monitor),
             server,
             linger,
@@ -107,12 +111,9 @@ impl Watch {
         })
     }
 
-    /// The observer to run with: the monitor, or `inner` unwatched.
-    pub fn observer(&self, inner: Arc<dyn RunObserver>) -> Arc<dyn RunObserver> {
-        match &self.monitor {
-            Some(m) => m.clone(),
-            None => inner,
-        }
+    /// The observer to run with: the monitor, or the terminal's unwatched.
+    pub fn observer(&self) -> Arc<dyn RunObserver> {
+        self.observer.clone()
     }
 
     /// Where the server listens, if it does.

@@ -29,7 +29,7 @@ pub fn html(monitors: &[&Monitor]) -> String {
 
 /// The page for runs given as [`run_data`], one section each.
 pub fn html_of(runs: Vec<serde_json::Value>) -> String {
-    let report = serde_json::json!({ "created": chrono_free_now(), "runs": runs });
+    let report = serde_json::json!({ "created": now_utc(), "runs": runs });
     let data = serde_json::to_string(&report)
         .expect("the views are plain data")
         // inside <script>: no `</script>` can close it early
@@ -106,7 +106,7 @@ fn current_umask() -> u32 {
 }
 
 /// Now as `YYYY-MM-DD HH:MM:SS UTC`, from the system clock.
-fn chrono_free_now() -> String {
+fn now_utc() -> String {
     let now = weir_core::time::format_event_time(weir_core::operator::now_ms());
     format!("{} UTC", &now[..19])
 }
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn dates_are_civil_utc() {
-        let now = chrono_free_now();
+        let now = now_utc();
         assert!(
             now.starts_with("20") && now.ends_with(" UTC") && now.len() == 23,
             "{now}"

@@ -120,7 +120,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         &watch,
         loaded.spec.http.as_ref(),
         &title,
-        terminal.clone(),
+        terminal,
         &inputs,
     )?;
     // Ctrl-C / SIGTERM: savepoint (checkpointed), drain (live) or cancel
@@ -128,7 +128,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .with_parallelism(parallelism)
         .with_memory(memory)
         .with_spill_compression(spill_compression)
-        .with_observer(watch.observer(terminal))
+        .with_observer(watch.observer())
         .with_stop(crate::cli::signals::follow_process_signals(
             weir_core::operator::StopSignal::new(),
         ));

@@ -77,15 +77,21 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
         Some(f) => weir_core::error::Error::Plan(format!("{}: {e}", f.display())),
         None => e,
     })?;
-    let parallelism_for_plans = parallelism
+    let parallelism = parallelism
         .or(script.settings().parallelism)
         .unwrap_or_else(default_parallelism);
+    if parallelism == 0 {
+        return Err(weir_core::error::Error::option(
+            "--parallelism",
+            "must be at least 1",
+        ));
+    }
     for (statement, job) in script.explained() {
         let plan = job.plan();
         println!("== EXPLAIN {statement}");
         print!(
             "{}",
-            PhysicalPlan::try_new(&plan, parallelism_for_plans.max(1))?.describe(&plan)
+            PhysicalPlan::try_new(&plan, parallelism)?.describe(&plan)
         );
     }
     if script.queries() == 0 {
@@ -101,15 +107,6 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
         Some(m) => m.parse()?,
         None => script.settings().mode.unwrap_or(ExecMode::Pipelined),
     };
-    let parallelism = parallelism
-        .or(script.settings().parallelism)
-        .unwrap_or_else(default_parallelism);
-    if parallelism == 0 {
-        return Err(weir_core::error::Error::option(
-            "--parallelism",
-            "must be at least 1",
-        ));
-    }
     let memory = parse_size("--memory", &memory)?;
     let job = script.job();
     if explain {
@@ -123,12 +120,11 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let terminal = crate::cli::progress::observer(tty && !json);
     let inputs = crate::cli::watch::inputs(&job.plan(), file.as_deref());
-    let watch =
-        crate::cli::watch::Watch::try_start(&watch, None, &title, terminal.clone(), &inputs)?;
+    let watch = crate::cli::watch::Watch::try_start(&watch, None, &title, terminal, &inputs)?;
     let mut config = ExecConfig::new(mode)
         .with_parallelism(parallelism)
         .with_memory(memory)
-        .with_observer(watch.observer(terminal))
+        .with_observer(watch.observer())
         .with_stop(crate::cli::signals::follow_process_signals(
             weir_core::operator::StopSignal::new(),
         ));
