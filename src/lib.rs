@@ -29,8 +29,16 @@ pub mod cli;
 
 pub use weir_connectors as connectors;
 pub use weir_core::{
-    compare, error, expr, key, lock, memory, message, observe, operator, paths, spill, state, time,
+    compare, error, key, lock, memory, message, observe, operator, paths, spill, state, time,
 };
+
+/// Column expressions: the tree, its builders and evaluation
+/// (`weir-core`), and [`parse_expr`], which reads SQL's expression grammar
+/// (`weir-sql`), the one grammar of job files and SQL.
+pub mod expr {
+    pub use weir_core::expr::*;
+    pub use weir_sql::{parse_expr, parse_expr_with};
+}
 pub use weir_engine::{checkpoint, exec, format, graph};
 pub use weir_functions as functions;
 pub use weir_operators as operators;

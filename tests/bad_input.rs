@@ -455,7 +455,7 @@ fn unparsable_filter_names_the_step_line_and_position() {
     case.assert_fails(
         &job,
         &[],
-        &["job.toml", "line 9", "steps[1].filter", "position 8"],
+        &["job.toml", "line 9", "steps[1].filter", "column 9"],
     );
 }
 

@@ -582,3 +582,87 @@ fn source_columns_project_a_partitioned_glob() {
         "{stderr}"
     );
 }
+
+/// A job file's `filter` and `with_column` speak SQL's expression grammar:
+/// `CASE`, `IN`, `BETWEEN`, `LIKE` and functions give the rows of an oracle
+/// computed here, in both modes.
+#[test]
+fn job_file_expressions_are_sql_expressions_in_both_modes() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
+    let dir = tempfile::tempdir().unwrap();
+    let batches = weir::workloads::vehicles::generate_obd(20, 30, 3, 100);
+    let data = dir.path().join("obd");
+    weir::workloads::vehicles::write_parquet_dir(&data, &batches, 2, 1000).unwrap();
+    let mut want = Vec::new();
+    for b in &batches {
+        let v = b
+            .column_by_name("vehicle_id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let t = b
+            .column_by_name("event_time")
+            .unwrap()
+            .as_primitive::<TimestampMillisecondType>();
+        let s = b
+            .column_by_name("speed")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            let (v, t, s) = (v.value(i), t.value(i), s.value(i));
+            let name = format!("car-{v}");
+            let listed = [1, 3, 5, 7, 11].contains(&v) || (15..=17).contains(&v);
+            if !listed || !name.ends_with(['1', '5', '7']) || v == 17 {
+                continue;
+            }
+            let band = if s >= 80.0 { "FAST" } else { "slow" };
+            let minute = t.div_euclid(60_000) * 60_000;
+            want.push(format!(
+                "{v} {t} {band} {minute} {:?}",
+                (s * 10.0).round() / 10.0
+            ));
+        }
+    }
+    want.sort();
+    assert!(want.len() > 50);
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[source]\npath = {:?}\ntime_column = \"event_time\"\nwatermark_delay = \"10m\"\n\n\
+             [[steps]]\nfilter = \"(vehicle_id IN (1, 3, 5, 7, 11) OR vehicle_id BETWEEN 15 AND 17) \
+             AND REGEXP(CONCAT('car-', CAST(vehicle_id AS STRING)), '[157]$') \
+             AND CAST(vehicle_id AS STRING) NOT LIKE '_7'\"\n",
+            data.display().to_string()
+        )
+            + "\n[[steps]]\nwith_column = { name = \"band\", expr = \"CASE WHEN speed >= 80 THEN upper('fast') ELSE 'slow' END\" }\n\n\
+               [[steps]]\nwith_column = { name = \"minute\", expr = \"FLOOR(event_time TO MINUTE)\" }\n\n\
+               [[steps]]\nwith_column = { name = \"speed1\", expr = \"ROUND(speed, 1)\" }\n\n\
+               [[steps]]\nselect = [\"vehicle_id\", \"event_time\", \"band\", \"minute\", \"speed1\"]\n",
+    )
+    .unwrap();
+    for mode in ["batch", "pipelined"] {
+        let out = dir.path().join(format!("{mode}.parquet"));
+        run_cli(&job, mode, &out);
+        let mut got = Vec::new();
+        for b in read_parquet(&out) {
+            let v = b.column(0).as_primitive::<Int64Type>();
+            let t = b.column(1).as_primitive::<TimestampMillisecondType>();
+            let band = b.column(2).as_string::<i32>();
+            let m = b.column(3).as_primitive::<TimestampMillisecondType>();
+            let s = b.column(4).as_primitive::<Float64Type>();
+            for i in 0..b.num_rows() {
+                got.push(format!(
+                    "{} {} {} {} {:?}",
+                    v.value(i),
+                    t.value(i),
+                    band.value(i),
+                    m.value(i),
+                    s.value(i)
+                ));
+            }
+        }
+        got.sort();
+        assert_eq!(got, want, "{mode}");
+    }
+}

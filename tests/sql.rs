@@ -295,7 +295,7 @@ fn mistakes_are_refused_with_line_column_and_construct() {
         (format!("{table}SELECT vehicle, speed FROM obd"), format!("line {next}, column 8: unknown column `vehicle`")),
         (format!("{table}SELECT vehicle_di FROM obd"), "did you mean `vehicle_id`?".into()),
         (format!("{table}SELECT speed FROM obdd"), format!("line {next}, column 19: no table or view `obdd`; did you mean `obd`?")),
-        (format!("{table}SELECT speed FROM obd WHERE CAST(speed AS VARCHAR) LIKE '1%'"), format!("line {next}, column 34: LIKE is not supported")),
+        (format!("{table}SELECT speed FROM obd WHERE CAST(speed AS VARCHAR) LIKE '1!%' ESCAPE '!'"), format!("line {next}, column 34: LIKE ANY or LIKE … ESCAPE")),
         (format!("{table}SELECT speed FROM obd ORDER BY speed"), "ORDER BY is not supported".into()),
         (format!("{table}SELECT a.speed FROM obd a JOIN obd b ON a.speed > b.speed"), "this join condition".into()),
         (format!("{table}SELECT speed FROM obd a JOIN obd b ON a.vehicle_id = b.vehicle_id"), "`speed` is ambiguous: qualify it (`a.speed` or `b.speed`)".into()),
@@ -828,4 +828,139 @@ fn explain_prints_the_plan_and_runs_nothing() {
         assert!(printed.contains(op), "{op} in:\n{printed}");
     }
     assert!(!out.exists(), "EXPLAIN runs nothing");
+}
+
+#[test]
+fn scalar_functions_in_rows_filters_and_aggregates_equal_the_oracle_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let input = input_rows(&data);
+    // string, math and time functions in a projection and its filter
+    let projection = |out: &Path| {
+        format!(
+            "{}CREATE TABLE out (vehicle_id BIGINT, name STRING, hms STRING, minute TIMESTAMP(3), \
+             dev DOUBLE, band STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             INSERT INTO out\n\
+             SELECT vehicle_id,\n  CONCAT('v-', LPAD(CAST(vehicle_id AS STRING), 3, '0')) AS name,\n  \
+             DATE_FORMAT(event_time, 'HH:mm:ss') AS hms,\n  FLOOR(event_time TO MINUTE) AS minute,\n  \
+             ROUND(ABS(speed - 50), 2) AS dev,\n  \
+             CASE WHEN speed >= 100 THEN 'fast' WHEN speed >= 50 THEN 'cruise' ELSE 'slow' END AS band\n\
+             FROM obd\nWHERE CAST(vehicle_id AS STRING) LIKE '1%' AND EXTRACT(SECOND FROM event_time) < 30;",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        )
+    };
+    let mut want: Vec<Vec<String>> = input
+        .iter()
+        .filter(|(v, t, _)| v.to_string().starts_with('1') && t.div_euclid(1000) % 60 < 30)
+        .map(|(v, t, s)| {
+            let secs = t.div_euclid(1000);
+            let hms = format!(
+                "{:02}:{:02}:{:02}",
+                secs.rem_euclid(86_400) / 3600,
+                secs.rem_euclid(3600) / 60,
+                secs.rem_euclid(60)
+            );
+            let dev = ((s - 50.0).abs() * 100.0).round() / 100.0;
+            let band = if *s >= 100.0 {
+                "fast"
+            } else if *s >= 50.0 {
+                "cruise"
+            } else {
+                "slow"
+            };
+            vec![
+                v.to_string(),
+                format!("v-{v:03}"),
+                hms,
+                (t.div_euclid(60_000) * 60_000).to_string(),
+                format!("{dev:?}"),
+                band.to_string(),
+            ]
+        })
+        .collect();
+    want.sort();
+    assert!(want.len() > 100, "the filter keeps rows: {}", want.len());
+    in_every_mode(dir.path(), "projection", projection, &want);
+
+    // functions inside an aggregate's argument and around its result, and a
+    // function of a key in WHERE
+    let windowed = |out: &Path| {
+        format!(
+            "{}CREATE TABLE out (vehicle_id BIGINT, window_start BIGINT, top DOUBLE, spread DOUBLE) \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             INSERT INTO out\n\
+             SELECT vehicle_id, window_start, MAX(FLOOR(speed)) AS top, ROUND(MAX(speed) - MIN(speed), 1) AS spread\n\
+             FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '10' SECOND))\n\
+             WHERE MOD(vehicle_id, 3) = 0 AND POWER(speed, 2) > 100\n\
+             GROUP BY window_start, window_end, vehicle_id;",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        )
+    };
+    let mut by_window: BTreeMap<(i64, i64), (f64, f64, f64)> = BTreeMap::new();
+    for (v, t, s) in &input {
+        if v % 3 != 0 || s * s <= 100.0 {
+            continue;
+        }
+        let w = by_window
+            .entry((*v, t.div_euclid(10_000) * 10_000))
+            .or_insert((f64::MIN, f64::MIN, f64::MAX));
+        w.0 = w.0.max(s.floor());
+        w.1 = w.1.max(*s);
+        w.2 = w.2.min(*s);
+    }
+    let mut want: Vec<Vec<String>> = by_window
+        .into_iter()
+        .map(|((v, start), (top, max, min))| {
+            vec![
+                v.to_string(),
+                start.to_string(),
+                format!("{top:?}"),
+                format!("{:?}", ((max - min) * 10.0).round() / 10.0),
+            ]
+        })
+        .collect();
+    want.sort();
+    assert!(!want.is_empty());
+    in_every_mode(dir.path(), "windowed", windowed, &want);
+}
+
+#[test]
+fn unknown_and_time_dependent_functions_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    for (query, says) in [
+        (
+            "SELECT UPPR(CAST(vehicle_id AS STRING)) FROM obd",
+            "line 7, column 8: unknown function UPPR() (did you mean upper()?)",
+        ),
+        (
+            "SELECT vehicle_id FROM obd WHERE event_time < NOW()",
+            "NOW() depends on when the job runs",
+        ),
+        (
+            "SELECT REGEXP_EXTRACT('a', CAST(vehicle_id AS STRING)) FROM obd",
+            "the pattern must be a constant",
+        ),
+        (
+            "SELECT DATE_FORMAT(event_time, 'yyyy-QQ') FROM obd",
+            "the letter 'Q'",
+        ),
+        (
+            "SELECT SUBSTRING(speed, 1) FROM obd",
+            "substring(): argument 1 must be a string, not Float64",
+        ),
+    ] {
+        let file = dir.path().join("bad.sql");
+        std::fs::write(&file, format!("{}{query};", obd_table(&data, "'1' SECOND"))).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("sql")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{query} was accepted");
+        assert!(err.contains(says), "{query}: {err}");
+    }
 }

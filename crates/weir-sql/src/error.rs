@@ -73,3 +73,21 @@ pub(crate) fn at_ident(id: &sqlparser::ast::Ident, message: impl AsRef<str>) -> 
         at(start.line, start.column, message)
     }
 }
+
+/// A parser error as "line L, column C: what"; an error at the end of
+/// the input (sqlparser gives no place) points just past `text`'s end.
+pub(crate) fn parse_error(e: &sqlparser::parser::ParserError, text: &str) -> SqlError {
+    let message = e.to_string().replace("sql parser error: ", "");
+    if let Some((what, place)) = message.rsplit_once(" at Line: ") {
+        if let Some((line, column)) = place.split_once(", Column: ") {
+            return SqlError::new(format!("line {line}, column {column}: {what}"));
+        }
+    }
+    let line = text.matches('\n').count() + 1;
+    let column = text.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    at(
+        line as u64,
+        column as u64,
+        message.replace("found: EOF", "found the end of the input"),
+    )
+}

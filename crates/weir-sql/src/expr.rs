@@ -12,14 +12,45 @@ use sqlparser::ast::{
 };
 use std::time::Duration;
 use weir_core::expr::{BinaryOp, Expr, ScalarValue};
+use weir_functions::FunctionRegistry;
 
 /// Resolves `qualifier.name` (or `name`) at a node to a stream column.
 pub(crate) type Resolve<'a> = dyn Fn(&SqlExpr, Option<&str>, &str) -> Result<String, SqlError> + 'a;
 
+/// Functions that would make a run's answer depend on when or how often it
+/// runs, so pipelined, batch and replayed output could differ.
+const NON_DETERMINISTIC: &[&str] = &[
+    "now",
+    "current_timestamp",
+    "current_date",
+    "current_time",
+    "localtimestamp",
+    "localtime",
+    "current_row_timestamp",
+    "proctime",
+    "rand",
+    "rand_integer",
+    "uuid",
+];
+
+/// Aggregate functions: valid only in a grouped SELECT.
+const AGGREGATES: &[&str] = &["count", "sum", "avg", "min", "max"];
+
 /// Translates a scalar expression. `column` resolves a (possibly
-/// qualified) column name, refusing unknown ones.
-pub(crate) fn scalar(e: &SqlExpr, column: &Resolve<'_>) -> Result<Expr, SqlError> {
-    let rec = |x: &SqlExpr| scalar(x, column);
+/// qualified) column name, refusing unknown ones; `functions` resolves
+/// function names.
+pub(crate) fn scalar(
+    e: &SqlExpr,
+    column: &Resolve<'_>,
+    functions: &FunctionRegistry,
+) -> Result<Expr, SqlError> {
+    let rec = |x: &SqlExpr| scalar(x, column, functions);
+    let call = |name: &str, args: Vec<Expr>| -> Result<Expr, SqlError> {
+        let f = functions
+            .get(name)
+            .expect("the SQL forms map onto built-ins that exist");
+        Ok(Expr::call(f.clone(), args))
+    };
     Ok(match e {
         SqlExpr::Identifier(id) => Expr::Column(column(e, None, &id.value)?),
         SqlExpr::CompoundIdentifier(parts) if parts.len() >= 2 => {
@@ -30,10 +61,24 @@ pub(crate) fn scalar(e: &SqlExpr, column: &Resolve<'_>) -> Result<Expr, SqlError
         SqlExpr::Nested(inner) => rec(inner)?,
         SqlExpr::UnaryOp { op, expr } => match op {
             UnaryOperator::Not => Expr::Not(Box::new(rec(expr)?)),
-            UnaryOperator::Minus => Expr::Negative(Box::new(rec(expr)?)),
+            // `-5` is a negative literal, as the printed form writes one
+            UnaryOperator::Minus => match expr.as_ref() {
+                SqlExpr::Value(v) if matches!(v.value, Value::Number(..)) => {
+                    let Value::Number(n, _) = &v.value else {
+                        unreachable!("matched a number")
+                    };
+                    Expr::Literal(number(e, &format!("-{n}"))?)
+                }
+                _ => Expr::Negative(Box::new(rec(expr)?)),
+            },
             UnaryOperator::Plus => rec(expr)?,
             other => return Err(unsupported(e, &format!("the operator {other}"))),
         },
+        SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::StringConcat,
+            right,
+        } => call("concat", vec![rec(left)?, rec(right)?])?,
         SqlExpr::BinaryOp { left, op, right } => {
             let op = match op {
                 BinaryOperator::Plus => BinaryOp::Add,
@@ -64,10 +109,37 @@ pub(crate) fn scalar(e: &SqlExpr, column: &Resolve<'_>) -> Result<Expr, SqlError
             expr,
             data_type,
             ..
-        } => Expr::Cast {
-            expr: Box::new(rec(expr)?),
-            to: arrow_type(e, data_type)?,
+        } => match data_type {
+            // TIMESTAMP(3) is milliseconds in an Int64: read text and
+            // timestamps as instants first, then take their milliseconds
+            ast::DataType::Timestamp(..) => Expr::Cast {
+                expr: Box::new(Expr::Cast {
+                    expr: Box::new(rec(expr)?),
+                    to: DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, None),
+                }),
+                to: arrow_type(e, data_type)?,
+            },
+            _ => Expr::Cast {
+                expr: Box::new(rec(expr)?),
+                to: arrow_type(e, data_type)?,
+            },
         },
+        SqlExpr::TypedString(t) if matches!(t.data_type, ast::DataType::Timestamp(..)) => {
+            let text = match &t.value.value {
+                Value::SingleQuotedString(s) => s,
+                _ => return Err(at_node(e, "TIMESTAMP takes a quoted string")),
+            };
+            Expr::Literal(ScalarValue::Int64(timestamp_literal(text).ok_or_else(
+                || {
+                    at_node(
+                        e,
+                        format!(
+                            "TIMESTAMP '{text}' is not a time; write 'yyyy-MM-dd HH:mm:ss[.SSS]'"
+                        ),
+                    )
+                },
+            )?))
+        }
         SqlExpr::Case {
             operand,
             conditions,
@@ -155,19 +227,199 @@ pub(crate) fn scalar(e: &SqlExpr, column: &Resolve<'_>) -> Result<Expr, SqlError
                 within
             }
         }
-        SqlExpr::Like { .. } | SqlExpr::ILike { .. } => return Err(unsupported(e, "LIKE")),
-        SqlExpr::Function(f) if f.name.to_string().eq_ignore_ascii_case("COALESCE") => {
-            // the first non-null: CASE WHEN a IS NOT NULL THEN a … ELSE last END
-            let ast::FunctionArguments::List(list) = &f.args else {
-                return Err(at_node(e, "COALESCE(a, b, …) needs arguments"));
+        SqlExpr::Like {
+            negated,
+            any: false,
+            expr,
+            pattern,
+            escape_char: None,
+        }
+        | SqlExpr::ILike {
+            negated,
+            any: false,
+            expr,
+            pattern,
+            escape_char: None,
+        } => Expr::Like {
+            expr: Box::new(rec(expr)?),
+            pattern: Box::new(rec(pattern)?),
+            negated: *negated,
+            case_insensitive: matches!(e, SqlExpr::ILike { .. }),
+        },
+        SqlExpr::Like { .. } | SqlExpr::ILike { .. } => {
+            return Err(unsupported(e, "LIKE ANY or LIKE … ESCAPE (`\\` escapes)"))
+        }
+        SqlExpr::Function(f) => function(e, f, &rec, functions)?,
+        SqlExpr::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            let mut args = vec![rec(expr)?];
+            args.push(match substring_from {
+                Some(x) => rec(x)?,
+                None => Expr::Literal(ScalarValue::Int64(1)),
+            });
+            if let Some(x) = substring_for {
+                args.push(rec(x)?);
+            }
+            call("substring", args)?
+        }
+        SqlExpr::Trim {
+            trim_where,
+            trim_what,
+            expr,
+            trim_characters: None,
+        } => {
+            let name = match trim_where {
+                Some(ast::TrimWhereField::Leading) => "ltrim",
+                Some(ast::TrimWhereField::Trailing) => "rtrim",
+                Some(ast::TrimWhereField::Both) | None => "trim",
             };
-            let mut args = Vec::with_capacity(list.args.len());
-            for a in &list.args {
-                match a {
-                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => args.push(rec(x)?),
-                    _ => return Err(at_node(e, "COALESCE takes expressions")),
+            let mut args = vec![rec(expr)?];
+            if let Some(w) = trim_what {
+                args.push(rec(w)?);
+            }
+            call(name, args)?
+        }
+        SqlExpr::Position { expr, r#in } => call("position", vec![rec(expr)?, rec(r#in)?])?,
+        SqlExpr::Extract { field, expr, .. } => {
+            let part = match field {
+                DateTimeField::Year | DateTimeField::Years => "year",
+                DateTimeField::Quarter => "quarter",
+                DateTimeField::Month | DateTimeField::Months => "month",
+                DateTimeField::Week(_) | DateTimeField::Weeks => "week",
+                DateTimeField::Day | DateTimeField::Days => "dayofmonth",
+                DateTimeField::DayOfWeek | DateTimeField::Dow => "dayofweek",
+                DateTimeField::DayOfYear | DateTimeField::Doy => "dayofyear",
+                DateTimeField::Hour | DateTimeField::Hours => "hour",
+                DateTimeField::Minute | DateTimeField::Minutes => "minute",
+                DateTimeField::Second | DateTimeField::Seconds => "second",
+                DateTimeField::Millisecond | DateTimeField::Milliseconds => "millisecond",
+                other => return Err(unsupported(e, &format!("EXTRACT({other} FROM …)"))),
+            };
+            call(part, vec![rec(expr)?])?
+        }
+        SqlExpr::Floor { expr, field } | SqlExpr::Ceil { expr, field } => {
+            let floor = matches!(e, SqlExpr::Floor { .. });
+            match field {
+                ast::CeilFloorKind::DateTimeField(DateTimeField::NoDateTime) => {
+                    call(if floor { "floor" } else { "ceil" }, vec![rec(expr)?])?
+                }
+                ast::CeilFloorKind::DateTimeField(unit) if floor => {
+                    let unit = match unit {
+                        DateTimeField::Millisecond | DateTimeField::Milliseconds => "millisecond",
+                        DateTimeField::Second | DateTimeField::Seconds => "second",
+                        DateTimeField::Minute | DateTimeField::Minutes => "minute",
+                        DateTimeField::Hour | DateTimeField::Hours => "hour",
+                        DateTimeField::Day | DateTimeField::Days => "day",
+                        DateTimeField::Week(_) | DateTimeField::Weeks => "week",
+                        DateTimeField::Month | DateTimeField::Months => "month",
+                        DateTimeField::Quarter => "quarter",
+                        DateTimeField::Year | DateTimeField::Years => "year",
+                        other => return Err(unsupported(e, &format!("FLOOR(… TO {other})"))),
+                    };
+                    call("date_trunc", vec![Expr::Literal(unit.into()), rec(expr)?])?
+                }
+                ast::CeilFloorKind::DateTimeField(_) => {
+                    return Err(unsupported(e, "CEIL(… TO unit) (FLOOR(… TO unit) is)"))
+                }
+                ast::CeilFloorKind::Scale(_) => {
+                    return Err(unsupported(e, "FLOOR/CEIL with a scale (use ROUND(x, d))"))
                 }
             }
+        }
+        // a duration as a value is its milliseconds, so `ts - INTERVAL '5'
+        // MINUTE` is arithmetic on TIMESTAMP(3)
+        SqlExpr::Interval(_) => {
+            let d = interval(e)?;
+            Expr::Literal(ScalarValue::Int64(
+                i64::try_from(d.as_millis()).map_err(|_| at_node(e, "the INTERVAL is too long"))?,
+            ))
+        }
+        SqlExpr::Subquery(_) | SqlExpr::Exists { .. } => {
+            return Err(unsupported(e, "a subquery in an expression"))
+        }
+        _ => return Err(unsupported(e, "this expression")),
+    })
+}
+
+/// A function call: the forms SQL defines by name (`COALESCE`, `NULLIF`,
+/// `IF`, `MOD`), then the registry (built-ins and UDFs); aggregates and
+/// non-deterministic functions are refused with the reason.
+fn function(
+    e: &SqlExpr,
+    f: &ast::Function,
+    rec: &dyn Fn(&SqlExpr) -> Result<Expr, SqlError>,
+    functions: &FunctionRegistry,
+) -> Result<Expr, SqlError> {
+    let name = f.name.to_string().to_ascii_lowercase();
+    if AGGREGATES.contains(&name.as_str()) {
+        return Err(at_node(
+            e,
+            format!(
+                "the aggregate {}() belongs in a SELECT with GROUP BY (or a window), not here",
+                f.name
+            ),
+        ));
+    }
+    if NON_DETERMINISTIC.contains(&name.as_str()) {
+        return Err(at_node(
+            e,
+            format!(
+                "{}() depends on when the job runs, so pipelined, batch and replayed runs would \
+                 disagree; use the event-time column",
+                f.name
+            ),
+        ));
+    }
+    if f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty() {
+        return Err(unsupported(
+            e,
+            &format!("{}() with OVER, FILTER or WITHIN GROUP here", f.name),
+        ));
+    }
+    let list = match &f.args {
+        ast::FunctionArguments::List(list) => {
+            if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+                return Err(unsupported(
+                    e,
+                    &format!("DISTINCT or clauses in {}()", f.name),
+                ));
+            }
+            list.args.as_slice()
+        }
+        ast::FunctionArguments::None => &[],
+        ast::FunctionArguments::Subquery(_) => {
+            return Err(unsupported(e, "a subquery as a function argument"))
+        }
+    };
+    let mut args = Vec::with_capacity(list.len());
+    for a in list {
+        match a {
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => args.push(rec(x)?),
+            _ => {
+                return Err(at_node(
+                    e,
+                    format!("{}() takes expressions, not `*` or named arguments", f.name),
+                ))
+            }
+        }
+    }
+    let arity = |n: usize| -> Result<(), SqlError> {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(at_node(
+                e,
+                format!("{}() takes {n} arguments, not {}", f.name, args.len()),
+            ))
+        }
+    };
+    Ok(match name.as_str() {
+        "coalesce" => {
+            // the first non-null: CASE WHEN a IS NOT NULL THEN a … ELSE last END
             let Some(last) = args.pop() else {
                 return Err(at_node(e, "COALESCE(a, b, …) needs arguments"));
             };
@@ -183,43 +435,86 @@ pub(crate) fn scalar(e: &SqlExpr, column: &Resolve<'_>) -> Result<Expr, SqlError
                 }
             }
         }
-        SqlExpr::Function(f) => {
-            return Err(at_node(
-                e,
-                format!(
-                    "the function {}() is not supported in weir SQL yet, or not here (aggregates \
-                     belong in a SELECT with GROUP BY)",
-                    f.name
-                ),
-            ))
+        "nullif" => {
+            arity(2)?;
+            let (a, b) = (args[0].clone(), args[1].clone());
+            Expr::Case {
+                branches: vec![(a.clone().eq(b), Expr::Literal(ScalarValue::Null))],
+                otherwise: Some(Box::new(a)),
+            }
         }
-        SqlExpr::Interval(_) => {
-            return Err(at_node(
-                e,
-                "an INTERVAL is a window's size or a watermark's delay here, not a value",
-            ))
+        "if" => {
+            arity(3)?;
+            let mut it = args.into_iter();
+            let (c, a, b) = (
+                it.next().expect("arity 3"),
+                it.next().expect("arity 3"),
+                it.next().expect("arity 3"),
+            );
+            Expr::Case {
+                branches: vec![(c, a)],
+                otherwise: Some(Box::new(b)),
+            }
         }
-        SqlExpr::Subquery(_) | SqlExpr::Exists { .. } => {
-            return Err(unsupported(e, "a subquery in an expression"))
+        "mod" => {
+            arity(2)?;
+            let b = args.pop().expect("arity 2");
+            args.pop().expect("arity 2").modulo(b)
         }
-        _ => return Err(unsupported(e, "this expression")),
+        _ => match functions.get(&name) {
+            Some(func) => Expr::call(func.clone(), args),
+            None => {
+                let hint = crate::query::closest(&name, functions.names())
+                    .map(|c| format!(" (did you mean {c}()?)"))
+                    .unwrap_or_default();
+                return Err(at_node(
+                    e,
+                    format!(
+                        "unknown function {}(){hint}; the functions weir knows are listed in the \
+                         README's SQL reference",
+                        f.name
+                    ),
+                ));
+            }
+        },
     })
+}
+
+/// `TIMESTAMP '2024-01-31 12:00:00[.123]'` as epoch milliseconds (UTC).
+fn timestamp_literal(text: &str) -> Option<i64> {
+    let rows = arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, None);
+    let a: std::sync::Arc<dyn arrow_array::Array> =
+        std::sync::Arc::new(arrow_array::StringArray::from(vec![text]));
+    let t = arrow_cast::cast(&a, &rows).ok()?;
+    let t = arrow_cast::cast(&t, &DataType::Int64).ok()?;
+    let t = t.as_any().downcast_ref::<arrow_array::Int64Array>()?;
+    (!arrow_array::Array::is_null(t, 0)).then(|| t.value(0))
 }
 
 fn literal(e: &SqlExpr, v: &Value) -> Result<ScalarValue, SqlError> {
     Ok(match v {
-        Value::Number(n, _) => match n.parse::<i64>() {
-            Ok(i) => ScalarValue::Int64(i),
-            Err(_) => ScalarValue::Float64(
-                n.parse::<f64>()
-                    .map_err(|_| at_node(e, format!("`{n}` is not a number")))?,
-            ),
-        },
+        Value::Number(n, _) => number(e, n)?,
         Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => ScalarValue::Utf8(s.clone()),
         Value::Boolean(b) => ScalarValue::Boolean(*b),
         Value::Null => ScalarValue::Null,
         other => return Err(unsupported(e, &format!("the literal {other}"))),
     })
+}
+
+/// A number literal: `Int64` if it is an integer that fits, else
+/// `Float64`.
+fn number(e: &SqlExpr, n: &str) -> Result<ScalarValue, SqlError> {
+    if !n.contains(['.', 'e', 'E']) {
+        return n.parse::<i64>().map(ScalarValue::Int64).map_err(|_| {
+            at_node(
+                e,
+                format!("`{n}` does not fit in a 64-bit integer (BIGINT)"),
+            )
+        });
+    }
+    n.parse::<f64>()
+        .map(ScalarValue::Float64)
+        .map_err(|_| at_node(e, format!("`{n}` is not a number")))
 }
 
 /// An SQL type as weir stores it. `TIMESTAMP(3)` is epoch milliseconds in
@@ -230,15 +525,36 @@ pub(crate) fn arrow_type(
 ) -> Result<DataType, SqlError> {
     use ast::DataType as T;
     Ok(match t {
-        T::BigInt(_) | T::Int8(_) | T::Int64 => DataType::Int64,
+        T::BigInt(_) | T::Int64 => DataType::Int64,
         T::Int(_) | T::Integer(_) | T::Int32 => DataType::Int32,
         T::SmallInt(_) | T::Int16 => DataType::Int16,
-        T::TinyInt(_) => DataType::Int8,
+        // Arrow's naming, as int16 … int64: eight bits (not Postgres' bigint)
+        T::TinyInt(_) | T::Int8(_) => DataType::Int8,
+        T::UInt8 => DataType::UInt8,
+        T::UInt16 => DataType::UInt16,
+        T::UInt32 => DataType::UInt32,
+        T::UInt64 => DataType::UInt64,
+        T::Date32 => DataType::Date32,
+        T::Binary(None) | T::Bytea | T::Varbinary(None) => DataType::Binary,
         T::Double(_) | T::DoublePrecision | T::Float64 => DataType::Float64,
         T::Float(_) | T::Real | T::Float32 => DataType::Float32,
         T::Boolean | T::Bool => DataType::Boolean,
         T::Varchar(_) | T::String(_) | T::Text | T::Char(_) | T::CharVarying(_) => DataType::Utf8,
         T::Timestamp(Some(3) | None, _) => DataType::Int64,
+        T::Custom(name, modifiers) if modifiers.is_empty() => {
+            match weir_core::expr::type_from_name(&name.to_string()) {
+                Some(t) => t,
+                None => {
+                    return Err(at_node(
+                        node,
+                        format!(
+                            "unknown type {name}; SQL's types or one of {}",
+                            weir_core::expr::type_names()
+                        ),
+                    ))
+                }
+            }
+        }
         other => return Err(unsupported(node, &format!("the type {other}"))),
     })
 }
@@ -317,14 +633,24 @@ mod tests {
 
     #[test]
     fn scalars_translate_and_the_rest_is_named() {
-        let e = scalar(&parse("speed * 2 >= 100 AND NOT (v IS NULL)"), &any_column).unwrap();
+        let e = scalar(
+            &parse("speed * 2 >= 100 AND NOT (v IS NULL)"),
+            &any_column,
+            &FunctionRegistry::builtin(),
+        )
+        .unwrap();
         assert_eq!(
             e.to_string(),
-            weir_core::expr::parse_expr("speed * 2 >= 100 and not (v is null)")
+            crate::parse_expr("speed * 2 >= 100 and not (v is null)")
                 .unwrap()
                 .to_string()
         );
-        let e = scalar(&parse("CAST(x AS DOUBLE)"), &any_column).unwrap();
+        let e = scalar(
+            &parse("CAST(x AS DOUBLE)"),
+            &any_column,
+            &FunctionRegistry::builtin(),
+        )
+        .unwrap();
         assert!(matches!(
             e,
             Expr::Cast {
@@ -333,11 +659,13 @@ mod tests {
             }
         ));
         for (text, says) in [
-            ("a LIKE 'x%'", "LIKE is not supported"),
             ("a IN (SELECT 1)", "IN (subquery) is not supported"),
-            ("UPPER(a)", "the function UPPER() is not supported"),
+            ("UPPR(a)", "unknown function UPPR() (did you mean upper()?)"),
+            ("a SIMILAR TO 'x'", "this expression is not supported"),
         ] {
-            let err = scalar(&parse(text), &any_column).unwrap_err().to_string();
+            let err = scalar(&parse(text), &any_column, &FunctionRegistry::builtin())
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains(says) && err.contains("line 1, column 1"),
                 "{text}: {err}"
@@ -348,8 +676,10 @@ mod tests {
     #[test]
     fn in_and_between_are_comparisons() {
         let same = |sql: &str, weir: &str| {
-            let got = scalar(&parse(sql), &any_column).unwrap().to_string();
-            let want = weir_core::expr::parse_expr(weir).unwrap().to_string();
+            let got = scalar(&parse(sql), &any_column, &FunctionRegistry::builtin())
+                .unwrap()
+                .to_string();
+            let want = crate::parse_expr(weir).unwrap().to_string();
             assert_eq!(got, want, "{sql}");
         };
         same("a IN (1, 2, 3)", "a = 1 or a = 2 or a = 3");

@@ -44,7 +44,9 @@ mod expr;
 mod join;
 mod query;
 mod script;
+mod text;
 
 pub use dialect::FlinkDialect;
 pub use error::SqlError;
 pub use script::{Script, Settings};
+pub use text::{parse_expr, parse_expr_with};

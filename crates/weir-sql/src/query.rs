@@ -27,6 +27,7 @@ use weir_core::expr::Expr;
 use weir_core::time::Window;
 use weir_engine::graph::{Job, Stream};
 use weir_functions::Agg;
+use weir_functions::FunctionRegistry;
 
 /// The column a changelog's rows carry: `insert` or `update` (weir's
 /// running aggregates, as in job files).
@@ -38,6 +39,7 @@ pub(crate) struct Planner<'a> {
     pub base: &'a Path,
     pub tables: &'a BTreeMap<String, Table>,
     pub views: &'a BTreeMap<String, ast::Query>,
+    pub functions: &'a FunctionRegistry,
 }
 
 /// The window a window table function puts over its table's rows.
@@ -169,7 +171,7 @@ impl Planner<'_> {
         let (input, window, scope) = self.from(from)?;
         let input = match &s.selection {
             Some(w) => {
-                let e = scalar(w, &in_scope(&scope))?;
+                let e = scalar(w, &in_scope(&scope), self.functions)?;
                 input.filter(e).map_err(|e| engine(w, e))?
             }
             None => input,
@@ -227,7 +229,7 @@ impl Planner<'_> {
             if let Some(h) = &s.having {
                 return Err(at_node(h, "HAVING needs GROUP BY"));
             }
-            return project(&input, &scope, &items);
+            return project(&input, &scope, &items, self.functions);
         }
         if group.is_empty() {
             return Err(at_node(
@@ -284,7 +286,7 @@ impl Planner<'_> {
                 Some(e @ SqlExpr::Identifier(id)) => Some(scope.resolve(e, None, &id.value)?),
                 Some(e) => {
                     let name = format!("__arg{k}");
-                    let x = scalar(e, &in_scope(&scope))?;
+                    let x = scalar(e, &in_scope(&scope), self.functions)?;
                     input = input.with_column(&name, x).map_err(|err| engine(e, err))?;
                     Some(name)
                 }
@@ -357,12 +359,12 @@ impl Planner<'_> {
         }
         let out = match (&having, &s.having) {
             (Some(h), Some(node)) => {
-                let e = scalar(h, &in_scope(&Scope::of(&out, None)))?;
+                let e = scalar(h, &in_scope(&Scope::of(&out, None)), self.functions)?;
                 out.filter(e).map_err(|e| engine(node, e))?
             }
             _ => out,
         };
-        project(&out, &Scope::of(&out, None), &items)
+        project(&out, &Scope::of(&out, None), &items, self.functions)
     }
 
     /// A `FROM` item with its joins: the rows, the window of a window
@@ -664,11 +666,54 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
             }
             Ok(())
         }
+        SqlExpr::Like { expr, pattern, .. } | SqlExpr::ILike { expr, pattern, .. } => {
+            replace_aggs(expr, aggs)?;
+            replace_aggs(pattern, aggs)
+        }
+        SqlExpr::Between {
+            expr, low, high, ..
+        } => {
+            for x in [expr, low, high] {
+                replace_aggs(x, aggs)?;
+            }
+            Ok(())
+        }
+        SqlExpr::In {
+            expr,
+            target: ast::InTarget::List(list),
+            ..
+        } => {
+            replace_aggs(expr, aggs)?;
+            for x in list {
+                replace_aggs(x, aggs)?;
+            }
+            Ok(())
+        }
+        SqlExpr::Position { expr, r#in } => {
+            replace_aggs(expr, aggs)?;
+            replace_aggs(r#in, aggs)
+        }
+        SqlExpr::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            replace_aggs(expr, aggs)?;
+            for x in substring_from.iter_mut().chain(substring_for.iter_mut()) {
+                replace_aggs(x, aggs)?;
+            }
+            Ok(())
+        }
         SqlExpr::UnaryOp { expr, .. }
         | SqlExpr::Nested(expr)
         | SqlExpr::Cast { expr, .. }
         | SqlExpr::IsNull(expr)
-        | SqlExpr::IsNotNull(expr) => replace_aggs(expr, aggs),
+        | SqlExpr::IsNotNull(expr)
+        | SqlExpr::Floor { expr, .. }
+        | SqlExpr::Ceil { expr, .. }
+        | SqlExpr::Extract { expr, .. }
+        | SqlExpr::Trim { expr, .. } => replace_aggs(expr, aggs),
         _ => Ok(()),
     }
 }
@@ -679,6 +724,7 @@ fn project(
     stream: &Stream,
     scope: &Scope,
     items: &[(String, SqlExpr, bool)],
+    functions: &FunctionRegistry,
 ) -> Result<Stream, SqlError> {
     let resolve = in_scope(scope);
     let mut columns = Vec::with_capacity(items.len());
@@ -699,7 +745,7 @@ fn project(
                 .find(|n| !taken(n))
                 .expect("a free name");
         }
-        columns.push((name, scalar(e, &resolve)?));
+        columns.push((name, scalar(e, &resolve, functions)?));
     }
     // a projection that does not keep the time column under its name ends
     // its role as event time (as Flink's time attributes)

@@ -7,7 +7,7 @@
 
 use crate::catalog::Table;
 use crate::dialect::{take_watermarks, FlinkDialect};
-use crate::error::{at_node, unsupported, SqlError};
+use crate::error::{at_node, parse_error, unsupported, SqlError};
 use crate::query::Planner;
 use sqlparser::ast::{self, Statement};
 use sqlparser::parser::Parser;
@@ -16,6 +16,7 @@ use std::path::Path;
 use weir_core::error::Result;
 use weir_engine::exec::ExecMode;
 use weir_engine::graph::Job;
+use weir_functions::FunctionRegistry;
 
 /// What a script's `SET` statements ask of the run (the command line's
 /// flags override them).
@@ -30,6 +31,8 @@ pub struct Settings {
 /// A planned script.
 #[derive(Debug)]
 pub struct Script {
+    // config
+    functions: FunctionRegistry,
     // state
     job: Job,
     settings: Settings,
@@ -50,13 +53,30 @@ impl Script {
     /// A parse error, or a planning error naming the line and column, the
     /// construct and (for an unknown column) the closest names.
     pub fn try_new(text: &str, base: &Path) -> Result<Script> {
-        Ok(Script::plan(text, base)?)
+        Script::try_with_functions(text, base, FunctionRegistry::builtin())
     }
 
-    fn plan(text: &str, base: &Path) -> std::result::Result<Script, SqlError> {
+    /// Like [`Script::try_new`], with the functions the script may call:
+    /// the built-ins plus user-defined ones (see
+    /// [`FunctionRegistry::with_udf`]).
+    pub fn try_with_functions(
+        text: &str,
+        base: &Path,
+        functions: FunctionRegistry,
+    ) -> Result<Script> {
+        Ok(Script::plan(text, base, functions)?)
+    }
+
+    fn plan(
+        text: &str,
+        base: &Path,
+        functions: FunctionRegistry,
+    ) -> std::result::Result<Script, SqlError> {
         let (text, watermarks) = take_watermarks(text)?;
-        let statements = Parser::parse_sql(&FlinkDialect, &text).map_err(parse_error)?;
+        let statements =
+            Parser::parse_sql(&FlinkDialect, &text).map_err(|e| parse_error(&e, &text))?;
         let mut s = Script {
+            functions,
             job: Job::new(),
             settings: Settings::default(),
             tables: BTreeMap::new(),
@@ -274,6 +294,7 @@ impl Script {
             base,
             tables: &self.tables,
             views: &self.views,
+            functions: &self.functions,
         }
     }
 
@@ -301,18 +322,5 @@ impl Script {
     /// (describe it with `PhysicalPlan::describe`).
     pub fn explained(&self) -> &[(String, Job)] {
         &self.explained
-    }
-}
-
-/// A parser error as `line L, column C: what` (sqlparser says "… at Line:
-/// L, Column: C").
-fn parse_error(e: sqlparser::parser::ParserError) -> SqlError {
-    let text = e.to_string().replace("sql parser error: ", "");
-    match text.rsplit_once(" at Line: ") {
-        Some((what, place)) => match place.split_once(", Column: ") {
-            Some((line, column)) => SqlError::new(format!("line {line}, column {column}: {what}")),
-            None => SqlError::new(text),
-        },
-        None => SqlError::new(text),
     }
 }

@@ -64,12 +64,12 @@ use weir_connectors::replay::{parse_time, ReplaySpeed, TimeRange};
 use weir_connectors::FileFormat;
 use weir_connectors::ParquetSourceSpec;
 use weir_core::error::{Error, Result};
-use weir_core::expr::parse_expr;
 use weir_core::time::{parse_duration, WatermarkStrategy, Window};
 use weir_engine::graph::{Job, Stream};
 use weir_functions::{Agg, AggFn};
 use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::EarlyFiring;
+use weir_sql::parse_expr;
 
 /// A parsed job file.
 #[derive(Debug, Deserialize)]

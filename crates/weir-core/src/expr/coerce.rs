@@ -60,7 +60,7 @@ fn is_number(t: &DataType) -> bool {
     t.is_integer() || t.is_floating()
 }
 
-fn is_string(t: &DataType) -> bool {
+pub(super) fn is_string(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 

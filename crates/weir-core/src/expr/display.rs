@@ -2,7 +2,7 @@
 //!
 //! Owns `Display` for [`Expr`] and [`ScalarValue`], the quoting of column
 //! names and string literals, and the table of type names shared with the
-//! parser. The printed form is what [`super::parse_expr`] reads back to an
+//! parser. The printed form is SQL, which `weir::expr::parse_expr` reads back to an
 //! equal `Expr`: every binary operation, `not` and `is [not] null` is
 //! parenthesised, so precedence never matters. May use the arrow schema
 //! types, nothing else.
@@ -13,10 +13,50 @@ use arrow_schema::{DataType, TimeUnit};
 
 use super::{Expr, ScalarValue};
 
-/// Words the parser reserves; a column with one of these names is printed
+/// Words SQL's parser reserves; a column with one of these names is printed
 /// double-quoted.
-pub(super) const KEYWORDS: &[&str] = &[
-    "and", "or", "not", "is", "null", "true", "false", "cast", "as",
+const KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "not",
+    "is",
+    "null",
+    "true",
+    "false",
+    "cast",
+    "as",
+    "case",
+    "when",
+    "then",
+    "else",
+    "end",
+    "like",
+    "ilike",
+    "in",
+    "between",
+    "escape",
+    "similar",
+    "distinct",
+    "from",
+    "interval",
+    "timestamp",
+    "date",
+    "time",
+    "exists",
+    "select",
+    "with",
+    "extract",
+    "substring",
+    "trim",
+    "position",
+    "floor",
+    "ceil",
+    "ceiling",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
 ];
 
 /// Type names accepted by `cast(.. as TYPE)`. The first name listed for a
@@ -24,23 +64,26 @@ pub(super) const KEYWORDS: &[&str] = &[
 const TYPE_NAMES: &[(&str, DataType)] = &[
     ("boolean", DataType::Boolean),
     ("bool", DataType::Boolean),
+    ("tinyint", DataType::Int8),
     ("int8", DataType::Int8),
+    ("smallint", DataType::Int16),
     ("int16", DataType::Int16),
-    ("int32", DataType::Int32),
     ("int", DataType::Int32),
-    ("int64", DataType::Int64),
+    ("int32", DataType::Int32),
+    ("integer", DataType::Int32),
     ("bigint", DataType::Int64),
+    ("int64", DataType::Int64),
     ("uint8", DataType::UInt8),
     ("uint16", DataType::UInt16),
     ("uint32", DataType::UInt32),
     ("uint64", DataType::UInt64),
     ("float16", DataType::Float16),
-    ("float32", DataType::Float32),
     ("float", DataType::Float32),
-    ("float64", DataType::Float64),
+    ("float32", DataType::Float32),
     ("double", DataType::Float64),
-    ("utf8", DataType::Utf8),
+    ("float64", DataType::Float64),
     ("string", DataType::Utf8),
+    ("utf8", DataType::Utf8),
     ("varchar", DataType::Utf8),
     ("large_utf8", DataType::LargeUtf8),
     ("utf8_view", DataType::Utf8View),
@@ -62,8 +105,10 @@ const TYPE_NAMES: &[(&str, DataType)] = &[
     ),
 ];
 
-/// The type called `name` (case-insensitive) in `cast(.. as name)`.
-pub(super) fn type_from_name(name: &str) -> Option<DataType> {
+/// The type called `name` (case-insensitive) in `cast(.. as name)`: SQL's
+/// names and Arrow's (`int8` … `uint64`, `float16` … `float64`, `utf8`,
+/// `large_utf8`, `utf8_view`, `date32`, `date64`, `timestamp_s/ms/us/ns`).
+pub fn type_from_name(name: &str) -> Option<DataType> {
     TYPE_NAMES
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -71,7 +116,7 @@ pub(super) fn type_from_name(name: &str) -> Option<DataType> {
 }
 
 /// Every accepted type name, comma-separated, for error messages.
-pub(super) fn type_names() -> String {
+pub fn type_names() -> String {
     let names: Vec<&str> = TYPE_NAMES.iter().map(|(n, _)| *n).collect();
     names.join(", ")
 }
@@ -132,13 +177,11 @@ impl fmt::Display for Expr {
             Expr::Binary { left, op, right } => write!(f, "({left} {} {right})", op.symbol()),
             Expr::Not(e) => write!(f, "(not {e})"),
             // The parser folds `-` followed by a number into a negative
-            // literal, so a negated non-negative number keeps its own parens.
+            // literal, and `--` starts an SQL comment: only a column is
+            // negated without parentheses.
             Expr::Negative(e) => match e.as_ref() {
-                Expr::Literal(ScalarValue::Int64(v)) if *v >= 0 => write!(f, "-({e})"),
-                Expr::Literal(ScalarValue::Float64(v)) if !v.is_sign_negative() => {
-                    write!(f, "-({e})")
-                }
-                _ => write!(f, "-{e}"),
+                Expr::Column(_) => write!(f, "-{e}"),
+                _ => write!(f, "-({e})"),
             },
             Expr::IsNull(e) => write!(f, "({e} is null)"),
             Expr::IsNotNull(e) => write!(f, "({e} is not null)"),
@@ -147,7 +190,6 @@ impl fmt::Display for Expr {
                 // Not parseable, but still tells a reader what was meant.
                 None => write!(f, "cast({expr} as {to})"),
             },
-            // SQL's form (the job-file parser does not read it yet)
             Expr::Case {
                 branches,
                 otherwise,
@@ -160,6 +202,26 @@ impl fmt::Display for Expr {
                     write!(f, " else {e}")?;
                 }
                 f.write_str(" end)")
+            }
+            Expr::Function { func, args } => {
+                write!(f, "{}(", func.name())?;
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                f.write_str(")")
+            }
+            Expr::Like {
+                expr,
+                pattern,
+                negated,
+                case_insensitive,
+            } => {
+                let not = if *negated { "not " } else { "" };
+                let op = if *case_insensitive { "ilike" } else { "like" };
+                write!(f, "({expr} {not}{op} {pattern})")
             }
         }
     }
@@ -206,7 +268,7 @@ mod tests {
         assert_eq!(lit(f64::INFINITY).to_string(), "1e999");
         assert_eq!(lit(-5).to_string(), "-5");
         assert_eq!(lit(5).neg().to_string(), "-(5)");
-        assert_eq!(lit(-5).neg().to_string(), "--5");
+        assert_eq!(lit(-5).neg().to_string(), "-(-5)");
         assert_eq!(col("a").neg().to_string(), "-a");
     }
 
@@ -216,6 +278,6 @@ mod tests {
         assert_eq!(type_from_name("Double"), Some(DataType::Float64));
         assert_eq!(type_from_name("varchar"), Some(DataType::Utf8));
         assert_eq!(type_from_name("nope"), None);
-        assert_eq!(type_name(&DataType::Int32), Some("int32"));
+        assert_eq!(type_name(&DataType::Int32), Some("int"));
     }
 }

@@ -14,13 +14,14 @@ use arrow_arith::numeric;
 use arrow_array::cast::AsArray;
 use arrow_array::{
     new_null_array, Array, ArrayRef, BooleanArray, Datum, Float64Array, Int64Array, NullArray,
-    RecordBatch, Scalar, StringArray, UInt32Array,
+    RecordBatch, Scalar, StringArray,
 };
 use arrow_cast::{cast_with_options, CastOptions};
 use arrow_ord::cmp;
 use arrow_schema::{ArrowError, DataType, Schema};
 
 use super::coerce::{check_boolean, plan_binary, plan_cast, plan_negative, BinaryPlan};
+use super::function::{broadcast, ColumnarValue as Value};
 use super::{BinaryOp, Expr, ScalarValue};
 use crate::error::{Error, Result};
 
@@ -132,6 +133,22 @@ impl Expr {
                 }
                 case_type(&values).map_err(|m| self.type_error(m))
             }
+            Expr::Function { func, args } => {
+                let mut types = Vec::with_capacity(args.len());
+                for a in args {
+                    types.push(a.type_in(schema, root)?);
+                }
+                func.function()
+                    .return_type(&types)
+                    .map_err(|m| self.type_error(format!("{}(): {m}", func.name())))
+            }
+            Expr::Like { expr, pattern, .. } => {
+                for (what, e) in [("value", expr), ("pattern", pattern)] {
+                    let t = e.type_in(schema, root)?;
+                    check_string(what, &t).map_err(|m| self.type_error(m))?;
+                }
+                Ok(DataType::Boolean)
+            }
         }
     }
 
@@ -182,6 +199,72 @@ impl Expr {
                 branches,
                 otherwise,
             } => self.eval_case(branches, otherwise.as_deref(), batch, root),
+            Expr::Function { func, args } => {
+                let mut values = Vec::with_capacity(args.len());
+                let mut types = Vec::with_capacity(args.len());
+                for a in args {
+                    let v = a.eval_in(batch, root)?;
+                    types.push(v.data_type().clone());
+                    values.push(v);
+                }
+                let f = func.function();
+                let want = f
+                    .return_type(&types)
+                    .map_err(|m| self.type_error(format!("{}(): {m}", func.name())))?;
+                let all_scalar = values.iter().all(|v| matches!(v, Value::Scalar(_)));
+                let rows = if all_scalar { 1 } else { batch.num_rows() };
+                let out = f.invoke(&values, rows).map_err(|e| self.kernel_error(e))?;
+                if out.data_type() != &want || out.len() != rows {
+                    return Err(self.type_error(format!(
+                        "{}() returned {} values of type {}, not {rows} of type {want}",
+                        func.name(),
+                        out.len(),
+                        out.data_type()
+                    )));
+                }
+                Ok(if all_scalar {
+                    Value::Scalar(out)
+                } else {
+                    Value::Array(out)
+                })
+            }
+            Expr::Like {
+                expr,
+                pattern,
+                negated,
+                case_insensitive,
+            } => {
+                let v = expr.eval_in(batch, root)?;
+                let p = pattern.eval_in(batch, root)?;
+                for (what, x) in [("value", &v), ("pattern", &p)] {
+                    check_string(what, x.data_type()).map_err(|m| self.type_error(m))?;
+                }
+                if v.data_type() == &DataType::Null || p.data_type() == &DataType::Null {
+                    let rows = match (&v, &p) {
+                        (Value::Scalar(_), Value::Scalar(_)) => 1,
+                        _ => batch.num_rows(),
+                    };
+                    let nulls = new_null_array(&DataType::Boolean, rows);
+                    return Ok(if rows == 1 && matches!(v, Value::Scalar(_)) {
+                        Value::Scalar(nulls)
+                    } else {
+                        Value::Array(nulls)
+                    });
+                }
+                let v = v
+                    .cast_to(&DataType::Utf8)
+                    .map_err(|e| self.kernel_error(e))?;
+                let p = p
+                    .cast_to(&DataType::Utf8)
+                    .map_err(|e| self.kernel_error(e))?;
+                let kernel = match (negated, case_insensitive) {
+                    (false, false) => arrow_string::like::like,
+                    (true, false) => arrow_string::like::nlike,
+                    (false, true) => arrow_string::like::ilike,
+                    (true, true) => arrow_string::like::nilike,
+                };
+                apply2(&v, &p, compare(kernel)).map_err(|e| self.kernel_error(e))
+            }
         }
     }
 
@@ -240,6 +323,15 @@ impl Expr {
     }
 }
 
+/// `like` takes strings (or an untyped null).
+fn check_string(what: &str, t: &DataType) -> std::result::Result<(), String> {
+    if super::coerce::is_string(t) || t == &DataType::Null {
+        Ok(())
+    } else {
+        Err(format!("`like` needs a string {what}, not {t}"))
+    }
+}
+
 /// The type of a `case`'s values: the one non-null type, numbers widened
 /// as in arithmetic; anything else mixed is an error.
 fn case_type(types: &[DataType]) -> std::result::Result<DataType, String> {
@@ -275,21 +367,9 @@ fn missing_column(name: &str, root: &Expr, schema: &Schema) -> Error {
     )
 }
 
-/// An intermediate result: a full column, or a literal-derived length-1
-/// array that stands for the same value in every row.
-enum Value {
-    Array(ArrayRef),
-    /// Always exactly one element.
-    Scalar(ArrayRef),
-}
-
+// An intermediate result is a `ColumnarValue`: a full column, or a
+// literal-derived length-1 array that stands for the same value in every row.
 impl Value {
-    fn data_type(&self) -> &DataType {
-        match self {
-            Value::Array(a) | Value::Scalar(a) => a.data_type(),
-        }
-    }
-
     /// Applies a length-preserving kernel, keeping the shape.
     fn map(
         self,
@@ -313,15 +393,6 @@ impl Value {
         };
         self.map(|a| cast_with_options(a.as_ref(), to, &options))
     }
-}
-
-/// Repeats the single value of `scalar` `len` times.
-fn broadcast(scalar: &ArrayRef, len: usize) -> Result<ArrayRef, ArrowError> {
-    if scalar.logical_null_count() > 0 {
-        return Ok(new_null_array(scalar.data_type(), len));
-    }
-    let indices = UInt32Array::from_value(0, len);
-    arrow_select::take::take(scalar.as_ref(), &indices, None)
 }
 
 /// The length-1 array holding `value`.

@@ -3,22 +3,25 @@
 //! Owns the expression tree ([`Expr`], [`ScalarValue`], [`BinaryOp`]), its
 //! builder functions ([`col`], [`lit`] and the `Expr` methods) and the
 //! column walk ([`Expr::columns`]). Type checking and evaluation live in
-//! `eval.rs` (with the coercion rules in `coerce.rs`), the text form in
-//! `display.rs` (printing) and `parse.rs` (parsing). May use `crate::error` and the arrow crates, nothing else.
+//! `eval.rs` (with the coercion rules in `coerce.rs`), scalar functions'
+//! contract in `function.rs`, the text form in `display.rs` (printing; the
+//! parser is SQL's, in `weir-sql`). May use `crate::error` and the arrow
+//! crates, nothing else.
 
 mod coerce;
 mod display;
 mod eval;
-mod parse;
+mod function;
 
-pub use parse::parse_expr;
+pub use display::{type_from_name, type_names};
+pub use function::{ColumnarValue, FunctionRef, ScalarFunction};
 
 use arrow_schema::DataType;
 
 /// A scalar expression over the columns of one record batch.
 ///
 /// Build one with [`col`], [`lit`] and the builder methods, or parse one
-/// from text with [`parse_expr`]; then type-check it with
+/// from text with `weir::expr::parse_expr` (SQL's grammar); then type-check it with
 /// [`Expr::data_type`] and run it with [`Expr::evaluate`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
@@ -60,6 +63,26 @@ pub enum Expr {
         branches: Vec<(Expr, Expr)>,
         /// The value when no condition holds.
         otherwise: Option<Box<Expr>>,
+    },
+    /// A call of a scalar function (built-in or user-defined).
+    Function {
+        /// The function.
+        func: FunctionRef,
+        /// Its arguments, in order.
+        args: Vec<Expr>,
+    },
+    /// `expr [not] like pattern` (`ilike`: ignoring case): SQL patterns,
+    /// `%` any run of characters, `_` one character, `\` escapes. Null
+    /// where either side is null.
+    Like {
+        /// The string tested.
+        expr: Box<Expr>,
+        /// The pattern.
+        pattern: Box<Expr>,
+        /// `not like`.
+        negated: bool,
+        /// `ilike`: ignore case.
+        case_insensitive: bool,
     },
 }
 
@@ -110,7 +133,7 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
-    /// The operator's text form, as [`parse_expr`] reads it.
+    /// The operator's text form, as SQL reads it.
     pub fn symbol(self) -> &'static str {
         match self {
             BinaryOp::Add => "+",
@@ -316,6 +339,21 @@ impl Expr {
         }
     }
 
+    /// `func(args…)`
+    pub fn call(func: FunctionRef, args: Vec<Expr>) -> Expr {
+        Expr::Function { func, args }
+    }
+
+    /// `self like pattern`
+    pub fn like(self, pattern: Expr) -> Expr {
+        Expr::Like {
+            expr: Box::new(self),
+            pattern: Box::new(pattern),
+            negated: false,
+            case_insensitive: false,
+        }
+    }
+
     /// The distinct column names this expression reads, in the order they
     /// first appear (left to right).
     pub fn columns(&self) -> Vec<String> {
@@ -352,6 +390,15 @@ impl Expr {
                 if let Some(e) = otherwise {
                     e.collect_columns(out);
                 }
+            }
+            Expr::Function { args, .. } => {
+                for a in args {
+                    a.collect_columns(out);
+                }
+            }
+            Expr::Like { expr, pattern, .. } => {
+                expr.collect_columns(out);
+                pattern.collect_columns(out);
             }
         }
     }

@@ -392,7 +392,7 @@ fn casts() {
     assert_eq!(f64s(&out), vec![Some(2.5), None, Some(7.5), Some(10.0)]);
 
     let e = col("s").cast(DataType::Int64);
-    let msg = expr_error(e.evaluate(&b), "cast(s as int64)");
+    let msg = expr_error(e.evaluate(&b), "cast(s as bigint)");
     assert!(msg.contains("'a'"), "{msg}");
     let e = col("i64").cast(DataType::Struct(Fields::empty()));
     let msg = expr_error(e.data_type(b.schema_ref()), &e.to_string());
