@@ -38,7 +38,8 @@ use crate::expr::scalar;
 /// # Examples
 ///
 /// ```
-/// use weir::expr::{col, lit, parse_expr};
+/// use weir_core::expr::{col, lit};
+/// use weir_sql::parse_expr;
 ///
 /// let e = parse_expr("a + 2 * b >= 10 and not done")?;
 /// let expected = col("a")
@@ -52,7 +53,7 @@ use crate::expr::scalar;
 ///
 /// let err = parse_expr("(a + )").unwrap_err();
 /// assert!(err.to_string().contains("column 6"), "{err}");
-/// # Ok::<(), weir::Error>(())
+/// # Ok::<(), weir_core::error::Error>(())
 /// ```
 pub fn parse_expr(text: &str) -> Result<Expr> {
     parse_expr_with(text, builtin())
