@@ -294,6 +294,7 @@ impl Planner<'_> {
             let agg = match (a.func.as_str(), column) {
                 ("count", None) => Agg::count(),
                 ("count", Some(c)) => Agg::count_column(c),
+                ("count_distinct", Some(c)) => Agg::count_distinct(c),
                 ("sum", Some(c)) => Agg::sum(c),
                 ("avg", Some(c)) => Agg::avg(c),
                 ("min", Some(c)) => Agg::min(c),
@@ -601,13 +602,16 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
             if f.over.is_some() {
                 return Err(unsupported(&*f, "OVER (…) aggregation"));
             }
-            if f.filter.is_some() {
-                return Err(unsupported(&*f, "FILTER (WHERE …) on an aggregate"));
-            }
             let FunctionArguments::List(list) = &f.args else {
                 return Err(at_node(&*f, format!("{func}() needs an argument")));
             };
-            if list.duplicate_treatment.is_some() {
+            // COUNT(DISTINCT x) is weir's count_distinct; MIN/MAX(DISTINCT x)
+            // are MIN/MAX(x); a distinct sum or mean is not built yet
+            let distinct = matches!(
+                list.duplicate_treatment,
+                Some(ast::DuplicateTreatment::Distinct)
+            );
+            if distinct && !["count", "min", "max"].contains(&func.as_str()) {
                 return Err(unsupported(
                     &*f,
                     &format!("{}(DISTINCT …)", func.to_uppercase()),
@@ -630,6 +634,39 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
                         format!("{}() takes one argument", func.to_uppercase()),
                     ))
                 }
+            };
+            // AGG(x) FILTER (WHERE c) is AGG(CASE WHEN c THEN x END): every
+            // aggregate skips nulls, so rows failing `c` count for nothing
+            let arg = match &f.filter {
+                None => arg,
+                Some(c) => {
+                    let mut inner = Vec::new();
+                    replace_aggs(&mut (**c).clone(), &mut inner)?;
+                    if !inner.is_empty() {
+                        return Err(at_node(&**c, "an aggregate inside an aggregate's FILTER"));
+                    }
+                    let one = SqlExpr::value(ast::Value::Number("1".into(), false));
+                    Some(SqlExpr::Case {
+                        case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                        end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                        operand: None,
+                        conditions: vec![ast::CaseWhen {
+                            condition: (**c).clone(),
+                            result: arg.unwrap_or(one),
+                        }],
+                        else_result: None,
+                    })
+                }
+            };
+            let func = match (func.as_str(), distinct) {
+                ("count", true) if arg.is_none() => {
+                    return Err(at_node(
+                        &*f,
+                        "COUNT(DISTINCT *) is not SQL; COUNT(DISTINCT column) is",
+                    ))
+                }
+                ("count", true) => "count_distinct".to_string(),
+                _ => func,
             };
             let existing = aggs.iter().find(|a| a.func == func && a.arg == arg);
             let name = match existing {
