@@ -272,3 +272,67 @@ fn bench_report_puts_the_modes_first_runs_side_by_side_and_never_replaces_an_inp
         assert_eq!(std::fs::read(&input).unwrap(), before);
     }
 }
+
+/// A `.sql` job benches like a job file: `weir sql` per mode, each writing a
+/// copy of its one result (never the script's own sink path), the modes'
+/// results compared, and the rows those of its job-file twin.
+#[test]
+fn bench_runs_a_sql_script_and_its_modes_agree_with_the_job_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, data) = avg_speed_job(dir.path(), 10, 60);
+    let script = dir.path().join("job.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE obd (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE,\n  \
+             WATERMARK FOR event_time AS event_time - INTERVAL '30' SECOND)\n  \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             CREATE TABLE out (vehicle_id BIGINT, window_start BIGINT, avg_speed DOUBLE)\n  \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             INSERT INTO out SELECT vehicle_id, window_start, AVG(speed) FROM TABLE(TUMBLE(TABLE obd, \
+             DESCRIPTOR(event_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, vehicle_id;",
+            data.display(),
+            dir.path().join("sql-out").display()
+        ),
+    )
+    .unwrap();
+    let sql = bench_json(|c| {
+        c.arg(&script)
+            .args(["--modes", "scan,batch,pipelined", "--runs", "1"])
+            .args(["--parallelism", "2", "--json"])
+    });
+    let toml = bench_json(|c| {
+        c.arg(&job)
+            .args(["--modes", "batch", "--runs", "1"])
+            .args(["--parallelism", "2", "--json"])
+    });
+    let sql = sql.as_array().unwrap();
+    assert_eq!(sql.len(), 3);
+    assert_eq!(sql[0]["mode"], "scan");
+    assert_eq!(
+        sql[0]["rows_in"],
+        10 * 60 * 3,
+        "scan read the script's table"
+    );
+    assert_eq!(sql[2]["identical"], true, "{}", sql[2]);
+    for m in &sql[1..] {
+        assert_eq!(m["rows_in"], 10 * 60 * 3, "{m}");
+        assert_eq!(m["rows_out"], toml[0]["rows_out"], "{m}");
+    }
+    assert!(
+        !dir.path().join("sql-out").exists(),
+        "the script's sink was left alone"
+    );
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("bench")
+        .arg(&script)
+        .args(["--speed", "2x"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("--speed"),
+        "{err}"
+    );
+}

@@ -1058,3 +1058,52 @@ fn exact_sum(xs: &[f64]) -> f64 {
     }
     partials.iter().rev().fold(0.0, |acc, p| acc + p)
 }
+
+#[test]
+fn output_redirects_the_one_result_and_refuses_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let declared = dir.path().join("declared");
+    let insert = format!(
+        "{}CREATE TABLE out (vehicle_id BIGINT, speed DOUBLE) WITH ('connector' = 'filesystem', \
+         'path' = '{}', 'format' = 'parquet');\nINSERT INTO out SELECT vehicle_id, speed FROM obd WHERE speed > 100;\n",
+        obd_table(&data, "'10' MINUTE"),
+        declared.display()
+    );
+    let mut want: Vec<Vec<String>> = input_rows(&data)
+        .into_iter()
+        .filter(|(_, _, s)| *s > 100.0)
+        .map(|(v, _, s)| vec![v.to_string(), format!("{s:?}")])
+        .collect();
+    want.sort();
+    let redirected = dir.path().join("redirected");
+    let out = redirected.to_str().unwrap().to_string();
+    sql(dir.path(), &insert, &["--output", &out]);
+    assert_eq!(rows(&redirected), want);
+    assert!(!declared.exists(), "the table's own path is not written");
+
+    // a bare SELECT goes to --output too, as JSON lines by its extension
+    let select = format!(
+        "{}SELECT vehicle_id, speed FROM obd WHERE speed > 100;",
+        obd_table(&data, "'10' MINUTE")
+    );
+    let json = dir.path().join("rows.jsonl");
+    sql(dir.path(), &select, &["--output", json.to_str().unwrap()]);
+    let lines = std::fs::read_to_string(&json).unwrap();
+    assert_eq!(lines.lines().count(), want.len());
+
+    let two = format!("{insert}INSERT INTO out SELECT vehicle_id, speed FROM obd;");
+    std::fs::write(dir.path().join("two.sql"), &two).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("sql")
+        .arg(dir.path().join("two.sql"))
+        .args(["--output", &out])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "two results into one --output");
+    assert!(
+        err.contains("--output replaces the script's one result"),
+        "{err}"
+    );
+}

@@ -97,6 +97,13 @@ pub enum BenchTarget {
         /// Its sink's path (the output copies get the same kind).
         sink_path: Option<PathBuf>,
     },
+    /// A SQL script (`weir sql`), and the Parquet files it reads (for `scan`).
+    Sql {
+        /// The script.
+        path: PathBuf,
+        /// Its Parquet inputs.
+        inputs: Vec<PathBuf>,
+    },
     /// A built-in Nexmark query replayed from Parquet events under `data`.
     Nexmark {
         /// q0 to q8.
@@ -111,7 +118,7 @@ pub enum BenchTarget {
 impl BenchTarget {
     fn inputs(&self) -> Vec<PathBuf> {
         match self {
-            BenchTarget::Job { inputs, .. } => inputs.clone(),
+            BenchTarget::Job { inputs, .. } | BenchTarget::Sql { inputs, .. } => inputs.clone(),
             BenchTarget::Nexmark { data, .. } => ["person", "auction", "bid"]
                 .iter()
                 .map(|k| data.join(k))
@@ -125,6 +132,9 @@ impl BenchTarget {
         match self {
             BenchTarget::Job { path, .. } => {
                 cmd.arg("run").arg(path).args(["--mode", mode]);
+            }
+            BenchTarget::Sql { path, .. } => {
+                cmd.arg("sql").arg(path).args(["--mode", mode]);
             }
             BenchTarget::Nexmark {
                 query,

@@ -127,6 +127,45 @@ impl Table {
         Ok(base.join(p))
     }
 
+    /// The table's file path, if it is a file table.
+    pub fn file_path(&self, base: &Path) -> Option<PathBuf> {
+        match self.kind() {
+            Ok("parquet" | "json") => self.path(base).ok(),
+            _ => None,
+        }
+    }
+
+    /// Writes `stream` into `path` instead of the table's own: in the
+    /// table's file format, or by `path`'s extension for a print table.
+    pub fn sink_to(
+        &self,
+        stream: &Stream,
+        path: &Path,
+        node: &impl ast::Spanned,
+    ) -> Result<(), SqlError> {
+        match self.kind()? {
+            "parquet" => stream.sink_parquet(path).map_err(|e| engine(node, e)),
+            "json" => stream.sink_json(path).map_err(|e| engine(node, e)),
+            _ => Table::sink_by_extension(stream, path, node),
+        }
+    }
+
+    /// JSON lines for a `.json`/`.jsonl` path, else Parquet.
+    pub fn sink_by_extension(
+        stream: &Stream,
+        path: &Path,
+        node: &impl ast::Spanned,
+    ) -> Result<(), SqlError> {
+        let json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json") || e.eq_ignore_ascii_case("jsonl"));
+        if json {
+            stream.sink_json(path).map_err(|e| engine(node, e))
+        } else {
+            stream.sink_parquet(path).map_err(|e| engine(node, e))
+        }
+    }
+
     /// `parquet`, `json` or `print`, from `connector` and `format`.
     fn kind(&self) -> Result<&'static str, SqlError> {
         let connector = self.options["connector"].to_ascii_lowercase();

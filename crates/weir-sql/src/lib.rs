@@ -48,5 +48,5 @@ mod text;
 
 pub use dialect::FlinkDialect;
 pub use error::SqlError;
-pub use script::{Script, Settings};
+pub use script::{Script, ScriptOptions, Settings};
 pub use text::{parse_expr, parse_expr_with};

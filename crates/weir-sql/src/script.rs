@@ -12,7 +12,8 @@ use crate::query::Planner;
 use sqlparser::ast::{self, Statement};
 use sqlparser::parser::Parser;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use weir_core::error::Result;
 use weir_engine::exec::ExecMode;
 use weir_engine::graph::Job;
@@ -28,11 +29,40 @@ pub struct Settings {
     pub parallelism: Option<usize>,
 }
 
+/// How a script is planned: the functions it may call and where its
+/// results go when the caller redirects them.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptOptions {
+    functions: Option<FunctionRegistry>,
+    output: Option<PathBuf>,
+}
+
+impl ScriptOptions {
+    /// The functions the script may call: the built-ins plus user-defined
+    /// ones (see [`FunctionRegistry::with_udf`]). Default: the built-ins.
+    pub fn with_functions(mut self, functions: FunctionRegistry) -> Self {
+        self.functions = Some(functions);
+        self
+    }
+
+    /// Writes the script's one result (its only `INSERT INTO` target, or
+    /// its only `SELECT`) to `path` instead of the table's `path`: Parquet,
+    /// or JSON lines when the target's format is JSON or `path` ends in
+    /// `.json`/`.jsonl` (`weir sql --output`). A script with several
+    /// results is refused.
+    pub fn with_output(mut self, path: impl Into<PathBuf>) -> Self {
+        self.output = Some(path.into());
+        self
+    }
+}
+
 /// A planned script.
 #[derive(Debug)]
 pub struct Script {
     // config
     functions: FunctionRegistry,
+    output: Option<PathBuf>,
+    base: PathBuf,
     // state
     job: Job,
     settings: Settings,
@@ -40,6 +70,8 @@ pub struct Script {
     views: BTreeMap<String, ast::Query>,
     /// `INSERT` and `SELECT` statements planned.
     queries: usize,
+    /// The tables `INSERT` writes.
+    targets: BTreeSet<String>,
     /// `EXPLAIN`ed statements: their text and the job each alone would run.
     explained: Vec<(String, Job)>,
 }
@@ -53,30 +85,27 @@ impl Script {
     /// A parse error, or a planning error naming the line and column, the
     /// construct and (for an unknown column) the closest names.
     pub fn try_new(text: &str, base: &Path) -> Result<Script> {
-        Script::try_with_functions(text, base, FunctionRegistry::builtin())
+        Script::try_with(text, base, ScriptOptions::default())
     }
 
-    /// Like [`Script::try_new`], with the functions the script may call:
-    /// the built-ins plus user-defined ones (see
-    /// [`FunctionRegistry::with_udf`]).
-    pub fn try_with_functions(
-        text: &str,
-        base: &Path,
-        functions: FunctionRegistry,
-    ) -> Result<Script> {
-        Ok(Script::plan(text, base, functions)?)
+    /// Like [`Script::try_new`], with `options` (functions, output).
+    pub fn try_with(text: &str, base: &Path, options: ScriptOptions) -> Result<Script> {
+        Ok(Script::plan(text, base, options)?)
     }
 
     fn plan(
         text: &str,
         base: &Path,
-        functions: FunctionRegistry,
+        options: ScriptOptions,
     ) -> std::result::Result<Script, SqlError> {
         let (text, watermarks) = take_watermarks(text)?;
         let statements =
             Parser::parse_sql(&FlinkDialect, &text).map_err(|e| parse_error(&e, &text))?;
         let mut s = Script {
-            functions,
+            functions: options.functions.unwrap_or_default(),
+            output: options.output,
+            base: base.to_path_buf(),
+            targets: BTreeSet::new(),
             job: Job::new(),
             settings: Settings::default(),
             tables: BTreeMap::new(),
@@ -186,12 +215,21 @@ impl Script {
                     )
                     .map_err(|e| crate::error::engine(source.as_ref(), e))?
                 };
-                table.sink(&renamed, base, source.as_ref())?;
+                self.check_one_output(st)?;
+                match &self.output {
+                    Some(path) => table.sink_to(&renamed, path, source.as_ref())?,
+                    None => table.sink(&renamed, base, source.as_ref())?,
+                }
+                self.targets.insert(name);
                 self.queries += 1;
             }
             Statement::Query(q) => {
                 let rows = self.planner(base).query(q)?;
-                rows.sink_stdout();
+                self.check_one_output(st)?;
+                match &self.output {
+                    Some(path) => Table::sink_by_extension(&rows, path, q.as_ref())?,
+                    None => rows.sink_stdout(),
+                }
                 self.queries += 1;
             }
             Statement::Set(set) => self.set(set, st)?,
@@ -286,6 +324,28 @@ impl Script {
             }
         }
         Ok(())
+    }
+
+    /// With an output override, a second result has nowhere to go.
+    fn check_one_output(&self, st: &Statement) -> std::result::Result<(), SqlError> {
+        if self.output.is_some() && self.queries > 0 {
+            return Err(at_node(
+                st,
+                "--output replaces the script's one result, and this is a second \
+                 INSERT or SELECT: run without --output (each table has its path)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The files the script reads: the paths of its file tables that no
+    /// `INSERT` writes (what `weir bench`'s `scan` mode reads).
+    pub fn source_paths(&self) -> Vec<PathBuf> {
+        self.tables
+            .values()
+            .filter(|t| !self.targets.contains(&t.name))
+            .filter_map(|t| t.file_path(&self.base))
+            .collect()
     }
 
     fn planner<'a>(&'a self, base: &'a Path) -> Planner<'a> {

@@ -8,7 +8,8 @@ use super::*;
 /// Arguments of `weir bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// The job file, or `nexmark:Q` for Nexmark query Q (q0 to q8).
+    /// The job file, a SQL script (`.sql`), or `nexmark:Q` for Nexmark
+    /// query Q (q0 to q8).
     pub job: PathBuf,
     /// Modes to run: scan (bare arrow-rs read of the input), batch, pipelined.
     #[arg(long, default_value = "scan,batch,pipelined", value_delimiter = ',')]
@@ -122,6 +123,37 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 query: query.to_string(),
                 events,
                 data: dir,
+            }
+        }
+        None if job.extension().is_some_and(|e| e == "sql") => {
+            for (flag, given) in [
+                ("--speed", speed.is_some()),
+                ("--checkpoint-interval", checkpoint_interval.is_some()),
+            ] {
+                if given {
+                    return Err(weir_core::error::Error::option(
+                        flag,
+                        "applies to job files; a .sql job runs unpaced and without checkpoints",
+                    ));
+                }
+            }
+            let text =
+                std::fs::read_to_string(&job).map_err(|e| weir_core::error::Error::io(&job, e))?;
+            let base = job
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), PathBuf::from);
+            let script = weir_sql::Script::try_new(&text, &base)
+                .map_err(|e| weir_core::error::Error::Plan(format!("{}: {e}", job.display())))?;
+            let inputs = script.source_paths();
+            if let Some(r) = &report {
+                let mut protected = inputs.clone();
+                protected.push(job.clone());
+                crate::cli::watch::check_report_path(r, &protected)?;
+            }
+            crate::bench::BenchTarget::Sql {
+                path: job.clone(),
+                inputs,
             }
         }
         None => {

@@ -31,6 +31,10 @@ pub struct SqlArgs {
     /// Where spill files go.
     #[arg(long)]
     pub spill_dir: Option<PathBuf>,
+    /// Write the script's one result (its only INSERT's target, or its only
+    /// SELECT) here instead: Parquet, or JSON lines for .json/.jsonl.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
     /// Print the physical plan instead of running.
     #[arg(long)]
     pub explain: bool,
@@ -52,6 +56,7 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
         parallelism,
         memory,
         spill_dir,
+        output,
         explain,
         json,
         watch,
@@ -73,7 +78,11 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
             ))
         }
     };
-    let script = weir_sql::Script::try_new(&text, &base).map_err(|e| match &file {
+    let mut options = weir_sql::ScriptOptions::default();
+    if let Some(o) = &output {
+        options = options.with_output(o);
+    }
+    let script = weir_sql::Script::try_with(&text, &base, options).map_err(|e| match &file {
         Some(f) => weir_core::error::Error::Plan(format!("{}: {e}", f.display())),
         None => e,
     })?;
