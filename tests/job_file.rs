@@ -666,3 +666,121 @@ fn job_file_expressions_are_sql_expressions_in_both_modes() {
         assert_eq!(got, want, "{mode}");
     }
 }
+
+/// `sql = """…"""` gives a job file's whole job in SQL: the rows equal the
+/// same script run by `weir sql` and an oracle, in both modes; mixing it
+/// with `[source]`, replay flags or `SET` is refused by name.
+#[test]
+fn a_job_file_can_hold_its_job_as_sql() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    let dir = tempfile::tempdir().unwrap();
+    let batches = weir::workloads::vehicles::generate_obd(12, 40, 3, 100);
+    let data = dir.path().join("obd");
+    weir::workloads::vehicles::write_parquet_dir(&data, &batches, 2, 1000).unwrap();
+    // relative paths in the SQL are relative to the job file, as in [source]
+    let script = "CREATE TABLE obd (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE,\n  \
+                  WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE)\n  \
+                  WITH ('connector' = 'filesystem', 'path' = 'obd', 'format' = 'parquet');\n\
+                  CREATE TABLE out (vehicle_id BIGINT, top DOUBLE, n BIGINT)\n  \
+                  WITH ('connector' = 'filesystem', 'path' = 'never-written', 'format' = 'parquet');\n\
+                  INSERT INTO out SELECT vehicle_id, MAX(speed) AS top, COUNT(*) AS n\n\
+                  FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' HOUR))\n\
+                  GROUP BY window_start, window_end, vehicle_id;";
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!("name = \"sql-job\"\nsql = \"\"\"\n{script}\n\"\"\"\n"),
+    )
+    .unwrap();
+    let mut oracle: std::collections::BTreeMap<i64, (f64, i64)> = Default::default();
+    for b in &batches {
+        let v = b
+            .column_by_name("vehicle_id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let s = b
+            .column_by_name("speed")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            let e = oracle.entry(v.value(i)).or_insert((f64::MIN, 0));
+            e.0 = e.0.max(s.value(i));
+            e.1 += 1;
+        }
+    }
+    let mut want: Vec<String> = oracle
+        .iter()
+        .map(|(v, (top, n))| format!("{v} {top:?} {n}"))
+        .collect();
+    want.sort();
+    let read = |out: &Path| {
+        let mut got = Vec::new();
+        for entry in std::fs::read_dir(out).unwrap() {
+            for b in read_parquet(&entry.unwrap().path()) {
+                let v = b.column(0).as_primitive::<Int64Type>();
+                let t = b.column(1).as_primitive::<Float64Type>();
+                let n = b.column(2).as_primitive::<Int64Type>();
+                for i in 0..b.num_rows() {
+                    got.push(format!("{} {:?} {}", v.value(i), t.value(i), n.value(i)));
+                }
+            }
+        }
+        got.sort();
+        got
+    };
+    for mode in ["batch", "pipelined"] {
+        let out = dir.path().join(format!("{mode}-out"));
+        run_cli(&job, mode, &out);
+        assert_eq!(read(&out), want, "{mode}");
+    }
+    let sql_file = dir.path().join("same.sql");
+    std::fs::write(&sql_file, script).unwrap();
+    let by_sql = dir.path().join("by-sql");
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("sql")
+        .arg(&sql_file)
+        .arg("--output")
+        .arg(&by_sql)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read(&by_sql), want, "weir sql, same script");
+    assert!(!dir.path().join("never-written").exists());
+
+    let refuse = |text: String, args: &[&str], says: &str| {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("run")
+            .arg(&bad)
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{says}: {err}");
+    };
+    refuse(
+        format!(
+            "sql = \"\"\"{script}\"\"\"\n[source]\npath = \"obd\"\ntime_column = \"event_time\"\n"
+        ),
+        &[],
+        "(source): the job is given in `sql` (line 1)",
+    );
+    refuse(
+        format!("sql = \"\"\"{script}\"\"\"\n"),
+        &["--from", "2026-01-01T00:00:00Z"],
+        "--from",
+    );
+    refuse(
+        format!("sql = \"\"\"SET 'parallelism.default' = '2';\n{script}\"\"\"\n"),
+        &[],
+        "SET in a job file's sql",
+    );
+    refuse(
+        "sql = \"\"\"SELECT nothing FROM nowhere\"\"\"\n".to_string(),
+        &[],
+        "(sql): plan: SQL: line 1, column 21: no table or view `nowhere`",
+    );
+    refuse("name = \"x\"\n".to_string(), &[], "needs a [source] table");
+}

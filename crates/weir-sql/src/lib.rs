@@ -41,6 +41,7 @@ mod catalog;
 mod dialect;
 mod error;
 mod expr;
+mod job;
 mod join;
 mod query;
 mod script;
@@ -48,5 +49,6 @@ mod text;
 
 pub use dialect::FlinkDialect;
 pub use error::SqlError;
+pub use job::SqlJob;
 pub use script::{Script, ScriptOptions, Settings};
 pub use text::{parse_expr, parse_expr_with};

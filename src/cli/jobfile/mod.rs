@@ -79,8 +79,15 @@ pub struct JobFile {
     #[serde(default)]
     pub name: Option<String>,
     /// Where rows come from: a [`SourceSpec`] table (read when built, so
-    /// that the command line's replay flags apply).
-    pub source: Spanned<Table>,
+    /// that the command line's replay flags apply). Required unless `sql`
+    /// gives the job.
+    #[serde(default)]
+    pub source: Option<Spanned<Table>>,
+    /// The whole job as a weir SQL script (`sql = """CREATE TABLE …;
+    /// INSERT INTO … SELECT …"""`), instead of `[source]`, `[[steps]]`
+    /// and `[sink]`; `[checkpoint]`, `[http]` and `name` still apply.
+    #[serde(default)]
+    pub sql: Option<Spanned<String>>,
     /// Transformations, in order.
     #[serde(default)]
     pub steps: Vec<Spanned<StepSpec>>,
@@ -186,10 +193,26 @@ impl LoadedJob {
                 other => other,
             })?;
         }
-        self.replay_flags = [from.is_some(), until.is_some(), speed.is_some()];
+        let given = [from.is_some(), until.is_some(), speed.is_some()];
+        let Some(source) = &self.spec.source else {
+            // a SQL job: its tables are read whole
+            if let Some(i) = given.iter().position(|g| *g) {
+                return Err(Error::option(
+                    REPLAY_NAMES[i].1,
+                    format!(
+                        "applies to a job file's [source]; {} gives its job in `sql`, whose \
+                         tables are read whole",
+                        self.path.display()
+                    ),
+                ));
+            }
+            return Ok(());
+        };
+        let source = source.clone();
+        self.replay_flags = given;
         self.replay_override = [from, until, speed];
         // a source that takes no replay settings says so now, naming the flag
-        self.typed_source(&self.spec.source, "source").map(|_| ())
+        self.typed_source(&source, "source").map(|_| ())
     }
 
     /// The error for replay setting `i` (see [`REPLAY_NAMES`]) of the
@@ -212,7 +235,7 @@ impl LoadedJob {
     /// Where results go when the job file has no `[sink]` and no
     /// `--output` is given (a note for the user), else `None`.
     pub fn output_note(&self, output: Option<&Path>) -> Option<String> {
-        (self.spec.sink.is_none() && output.is_none()).then(|| {
+        (self.spec.sink.is_none() && self.spec.sql.is_none() && output.is_none()).then(|| {
             format!(
                 "weir: {} has no [sink]: results go to standard output as JSON lines \
                  (add a [sink] table, or pass --output PATH)",
@@ -330,14 +353,95 @@ impl LoadedJob {
             replay_flags: [false; 3],
             replay_override: Default::default(),
         };
+        job.check_shape()?;
         job.check_tables()?;
         Ok(job)
+    }
+
+    /// A job file gives its job either as `sql` or as `[source]`, `[[steps]]`
+    /// and `[sink]`, never both.
+    fn check_shape(&self) -> Result<()> {
+        let Some(sql) = &self.spec.sql else {
+            if self.spec.source.is_none() {
+                return Err(self.error(
+                    0..0,
+                    "source",
+                    "the job needs a [source] table (or its whole job as `sql = \"\"\"…\"\"\"`)",
+                ));
+            }
+            return Ok(());
+        };
+        let tables = [
+            ("source", self.spec.source.as_ref().map(|t| t.span())),
+            ("steps", self.spec.steps.first().map(|s| s.span())),
+            ("sink", self.spec.sink.as_ref().map(|t| t.span())),
+            ("late_sink", self.spec.late_sink.as_ref().map(|t| t.span())),
+            (
+                "dead_letter_sink",
+                self.spec.dead_letter_sink.as_ref().map(|t| t.span()),
+            ),
+        ];
+        for (field, span) in tables {
+            if let Some(span) = span {
+                return Err(self.error(
+                    span,
+                    field,
+                    format!(
+                        "the job is given in `sql` (line {}): its tables are CREATE TABLEs there; \
+                         remove `{field}`",
+                        line_of(&self.text, sql.span().start)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans the job file's `sql` (paths relative to the job file), its one
+    /// result redirected to `output` when given.
+    fn script(&self, sql: &Spanned<String>, output: Option<&Path>) -> Result<weir_sql::Script> {
+        let base = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut options = weir_sql::ScriptOptions::default();
+        if let Some(o) = output {
+            options = options.with_output(o);
+        }
+        let script = weir_sql::Script::try_with(sql.get_ref(), &base, options)
+            .map_err(|e| self.error(sql.span(), "sql", e))?;
+        let refuse = |what: &str| {
+            Err(self.error(
+                sql.span(),
+                "sql",
+                format!("{what} in a job file's sql: give it to weir run (--mode, --parallelism, --explain)"),
+            ))
+        };
+        if script.settings() != &weir_sql::Settings::default() {
+            return refuse("SET");
+        }
+        if !script.explained().is_empty() {
+            return refuse("EXPLAIN");
+        }
+        if script.queries() == 0 {
+            return Err(self.error(
+                sql.span(),
+                "sql",
+                "no INSERT INTO or SELECT: nothing to run",
+            ));
+        }
+        Ok(script)
     }
 
     /// Reads every source and sink table, so that a bad key is reported
     /// when the file is loaded.
     fn check_tables(&self) -> Result<()> {
-        self.typed_source(&self.spec.source, "source")?;
+        if let Some(sql) = &self.spec.sql {
+            return self.script(sql, None).map(|_| ());
+        }
+        if let Some(source) = &self.spec.source {
+            self.typed_source(source, "source")?;
+        }
         self.check_steps(&self.spec.steps, "")?;
         let sinks = [
             ("sink", &self.spec.sink),
@@ -398,7 +502,16 @@ impl LoadedJob {
 
     /// The paths of the main source (files, or the watched directory), resolved.
     pub fn source_paths(&self) -> Vec<PathBuf> {
-        let spec = match SourceSpec::from_table(self.spec.source.get_ref().clone()) {
+        if let Some(sql) = &self.spec.sql {
+            return self
+                .script(sql, None)
+                .map(|s| s.source_paths())
+                .unwrap_or_default();
+        }
+        let Some(source) = &self.spec.source else {
+            return Vec::new();
+        };
+        let spec = match SourceSpec::from_table(source.get_ref().clone()) {
             Ok(spec) => spec,
             Err(_) => return Vec::new(),
         };
@@ -415,8 +528,16 @@ impl LoadedJob {
     /// Builds the job. `output` replaces the sink's path (and picks its
     /// format from the extension when the file names no sink type).
     pub fn build(&self, output: Option<&Path>) -> Result<Job> {
+        if let Some(sql) = &self.spec.sql {
+            return Ok(self.script(sql, output)?.job().clone());
+        }
         let job = Job::new();
-        let source = self.source(&job, &self.spec.source, "source")?;
+        let main = self
+            .spec
+            .source
+            .as_ref()
+            .expect("check_shape: a job file without sql has a [source]");
+        let source = self.source(&job, main, "source")?;
         let stream = self.apply_steps(&job, source.clone(), &self.spec.steps)?;
         self.sink_to(&stream, self.spec.sink.as_ref(), output, "sink")?;
         if let Some(late) = &self.spec.late_sink {
