@@ -952,6 +952,19 @@ fn unknown_and_time_dependent_functions_are_refused_by_name() {
             "SELECT SUBSTRING(speed, 1) FROM obd",
             "substring(): argument 1 must be a string, not Float64",
         ),
+        (
+            "SELECT vehicle_id, ROW_NUMBER() OVER (PARTITION BY vehicle_id ORDER BY speed) AS rn FROM obd",
+            "PARTITION BY window_start, window_end",
+        ),
+        (
+            "SELECT RANK() OVER (PARTITION BY window_start, window_end ORDER BY speed) FROM obd",
+            "RANK() OVER (…) (OVER aggregations",
+        ),
+        (
+            "SELECT ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY event_time) AS rn \
+             FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' SECOND))",
+            "window deduplication",
+        ),
     ] {
         let file = dir.path().join("bad.sql");
         std::fs::write(&file, format!("{}{query};", obd_table(&data, "'1' SECOND"))).unwrap();
@@ -1106,4 +1119,93 @@ fn output_redirects_the_one_result_and_refuses_a_second() {
         err.contains("--output replaces the script's one result"),
         "{err}"
     );
+}
+
+#[test]
+fn window_top_n_equals_the_oracle_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let input = input_rows(&data);
+    // per vehicle and 10 s window: the mean speed and the reading count
+    let mut windows: BTreeMap<(i64, i64), Vec<f64>> = BTreeMap::new();
+    for (v, t, s) in &input {
+        windows
+            .entry((t.div_euclid(10_000) * 10_000, *v))
+            .or_default()
+            .push(*s);
+    }
+    let aggregated = "SELECT window_start, window_end, vehicle_id, MOD(vehicle_id, 2) AS parity, \
+                      AVG(speed) AS avg_speed, COUNT(*) AS n\n    \
+                      FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '10' SECOND))\n    \
+                      GROUP BY window_start, window_end, vehicle_id";
+    // the three fastest vehicles of each window, per parity of their id
+    let fastest = |out: &Path| {
+        format!(
+            "{}CREATE TABLE out (window_start BIGINT, parity BIGINT, vehicle_id BIGINT, avg_speed DOUBLE, \
+             rownum BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             INSERT INTO out\nSELECT window_start, parity, vehicle_id, avg_speed, rownum FROM (\n  \
+             SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, parity ORDER BY avg_speed DESC) AS rownum\n  \
+             FROM ({aggregated})\n) WHERE rownum <= 3;",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        )
+    };
+    let mut want = Vec::new();
+    let mut by_window: BTreeMap<(i64, i64), Vec<(f64, i64)>> = BTreeMap::new();
+    for ((start, v), speeds) in &windows {
+        let mean = exact_sum(speeds) / speeds.len() as f64;
+        by_window
+            .entry((*start, v % 2))
+            .or_default()
+            .push((mean, *v));
+    }
+    for ((start, parity), mut vs) in by_window {
+        // best first; a tie goes to the smaller id (the remaining columns decide)
+        vs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (rank, (mean, v)) in vs.iter().take(3).enumerate() {
+            want.push(vec![
+                start.to_string(),
+                parity.to_string(),
+                v.to_string(),
+                format!("{mean:?}"),
+                (rank + 1).to_string(),
+            ]);
+        }
+    }
+    want.sort();
+    in_every_mode(dir.path(), "fastest", fastest, &want);
+
+    // every vehicle has 30 readings per window: ORDER BY n ranks all alike,
+    // so the smallest ids (the next column) win, in every mode
+    let ties = |out: &Path| {
+        format!(
+            "{}CREATE TABLE out (window_start BIGINT, vehicle_id BIGINT, rn BIGINT) WITH \
+             ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             CREATE VIEW ranked AS SELECT window_start, vehicle_id, ROW_NUMBER() OVER \
+             (PARTITION BY window_start, window_end ORDER BY n DESC) AS rn FROM ({aggregated});\n\
+             INSERT INTO out SELECT * FROM ranked WHERE rn = 1 OR rn = 2;",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        )
+    };
+    let mut want = Vec::new();
+    let starts: std::collections::BTreeSet<i64> = windows.keys().map(|(s, _)| *s).collect();
+    for start in starts {
+        let mut ids: Vec<i64> = windows
+            .keys()
+            .filter(|(s, _)| *s == start)
+            .map(|(_, v)| *v)
+            .collect();
+        ids.sort();
+        assert!(windows.iter().all(|(_, r)| r.len() == 30), "equal counts");
+        for (rank, v) in ids.iter().take(2).enumerate() {
+            want.push(vec![
+                start.to_string(),
+                v.to_string(),
+                (rank + 1).to_string(),
+            ]);
+        }
+    }
+    want.sort();
+    in_every_mode(dir.path(), "ties", ties, &want);
 }

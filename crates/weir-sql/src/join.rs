@@ -47,6 +47,13 @@ impl Scope {
     }
 
     /// The stream column `qualifier.name` (or `name`) means.
+    /// This scope plus the column `name` (reachable by any qualifier).
+    pub fn with_column(&self, name: &str) -> Scope {
+        let mut columns = self.columns.clone();
+        columns.push((None, name.to_string(), name.to_string()));
+        Scope { columns }
+    }
+
     pub fn resolve(
         &self,
         node: &SqlExpr,

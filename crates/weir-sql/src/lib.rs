@@ -44,6 +44,7 @@ mod expr;
 mod job;
 mod join;
 mod query;
+mod rank;
 mod script;
 mod text;
 

@@ -176,6 +176,9 @@ impl Planner<'_> {
             }
             None => input,
         };
+        if let Some((i, name, spec)) = crate::rank::row_number_item(&s.projection)? {
+            return self.ranked(s, input, window, &scope, i, &name, spec);
+        }
         let group: Vec<&SqlExpr> = match &s.group_by {
             GroupByExpr::Expressions(exprs, modifiers) => {
                 if let Some(m) = modifiers.first() {
@@ -393,6 +396,72 @@ impl Planner<'_> {
             acc = crate::join::join(acc, (right, rscope), j)?;
         }
         Ok((acc.0, None, acc.1))
+    }
+
+    /// `SELECT …, ROW_NUMBER() OVER (…) AS name FROM …`: the rows ranked,
+    /// then the select list with the ranking item read as column `name`.
+    #[allow(clippy::too_many_arguments)]
+    fn ranked(
+        &self,
+        s: &ast::Select,
+        input: Stream,
+        window: Option<TvfWindow>,
+        scope: &Scope,
+        item: usize,
+        name: &str,
+        spec: &ast::WindowSpec,
+    ) -> Result<Stream, SqlError> {
+        if window.is_some() {
+            return Err(unsupported(
+                &s.from[0].relation,
+                "ROW_NUMBER() over a window table function's raw rows (window deduplication); \
+                 rank a window aggregation's rows",
+            ));
+        }
+        if !matches!(&s.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+            || s.having.is_some()
+        {
+            return Err(unsupported(
+                s,
+                "ROW_NUMBER() with GROUP BY in one SELECT (aggregate in a subquery, rank outside it)",
+            ));
+        }
+        let ranked = crate::rank::rank(&input, scope, name, spec, &s.projection[item])?;
+        let scope = scope.with_column(name);
+        let mut items = Vec::new();
+        for (i, it) in s.projection.iter().enumerate() {
+            if i == item {
+                let id = ast::Ident::new(name);
+                items.push((name.to_string(), SqlExpr::Identifier(id), true));
+                continue;
+            }
+            match it {
+                SelectItem::UnnamedExpr(e) => {
+                    let n = match e {
+                        SqlExpr::Identifier(id) => id.value.clone(),
+                        SqlExpr::CompoundIdentifier(p) => p.last().expect("parts").value.clone(),
+                        _ => format!("EXPR${i}"),
+                    };
+                    items.push((n, e.clone(), false));
+                }
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    items.push((alias.value.clone(), expr.clone(), true))
+                }
+                SelectItem::Wildcard(_) => {
+                    for f in input
+                        .schema()
+                        .fields()
+                        .iter()
+                        .filter(|f| !f.name().starts_with("__"))
+                    {
+                        let id = ast::Ident::new(f.name());
+                        items.push((f.name().clone(), SqlExpr::Identifier(id), false));
+                    }
+                }
+                other => return Err(unsupported(other, "this select item")),
+            }
+        }
+        project(&ranked, &scope, &items, self.functions)
     }
 
     /// A `FROM` item: its rows, and the window a window table function puts
