@@ -1209,3 +1209,55 @@ fn window_top_n_equals_the_oracle_in_every_mode() {
     want.sort();
     in_every_mode(dir.path(), "ties", ties, &want);
 }
+
+#[test]
+fn session_windows_over_all_rows_equal_the_oracle_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    // readings of seconds 0-4, 20-24 and 40-44 of each minute only: a 10 s
+    // gap closes a session for everyone
+    let script = |out: &Path| {
+        format!(
+            "{}CREATE TABLE bursts (window_start BIGINT, window_end BIGINT, n BIGINT, top DOUBLE) \
+             WITH ('connector' = 'parquet', 'path' = '{}');\nINSERT INTO bursts\n\
+             SELECT window_start, window_end, COUNT(*), MAX(speed)\n\
+             FROM TABLE(SESSION(TABLE obd, DESCRIPTOR(event_time), INTERVAL '10' SECOND))\n\
+             WHERE MOD(EXTRACT(SECOND FROM event_time), 20) < 5\nGROUP BY window_start, window_end;",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        )
+    };
+    let mut rows: Vec<(i64, f64)> = input_rows(&data)
+        .into_iter()
+        .filter(|(_, t, _)| t.div_euclid(1000).rem_euclid(60) % 20 < 5)
+        .map(|(_, t, s)| (t, s))
+        .collect();
+    rows.sort_by_key(|r| r.0);
+    let mut want = Vec::new();
+    let mut cur: Option<(i64, i64, i64, f64)> = None;
+    let mut push = |c: (i64, i64, i64, f64)| {
+        want.push(vec![
+            c.0.to_string(),
+            c.1.to_string(),
+            c.2.to_string(),
+            format!("{:?}", c.3),
+        ])
+    };
+    for (t, s) in rows {
+        cur = match cur {
+            Some((start, end, n, top)) if t <= end => {
+                Some((start, end.max(t + 10_000), n + 1, top.max(s)))
+            }
+            done => {
+                if let Some(c) = done {
+                    push(c);
+                }
+                Some((t, t + 10_000, 1, s))
+            }
+        };
+    }
+    push(cur.expect("rows"));
+    want.sort();
+    assert_eq!(want.len(), 6, "two minutes, three bursts each");
+    in_every_mode(dir.path(), "global-session", script, &want);
+}

@@ -315,17 +315,35 @@ impl Planner<'_> {
             };
             weir_aggs.push(agg.alias(a.name.clone()));
         }
-        let keyed = input.key_by(&keys).map_err(|e| engine(s, e))?;
+        // a window over all rows: one key for everything
+        let (input, key_columns) = if keys.is_empty() {
+            let all = input
+                .with_column("__all", weir_core::expr::lit(0))
+                .map_err(|e| engine(s, e))?;
+            (all, vec!["__all".to_string()])
+        } else {
+            (input, keys.clone())
+        };
+        let keyed = input.key_by(&key_columns).map_err(|e| engine(s, e))?;
         if let Some(TvfWindow {
             window: Window::Session { .. },
             partition: None,
         }) = &window
         {
-            return Err(at_node(
-                s,
-                "SESSION without PARTITION BY (sessions across all keys) is not supported yet: \
-                 SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL gap) with GROUP BY window_start, window_end, k",
-            ));
+            // sessions over all rows (one gap splits them for everyone):
+            // weir keeps sessions per key, so only an unkeyed grouping fits
+            if !keys.is_empty() {
+                return Err(at_node(
+                    s,
+                    format!(
+                        "SESSION without PARTITION BY, grouped by {}: sessions over all rows, \
+                         then split by key, are not supported yet; for sessions per key write \
+                         SESSION(TABLE t PARTITION BY {}, DESCRIPTOR(ts), INTERVAL gap)",
+                        keys.join(", "),
+                        keys.join(", ")
+                    ),
+                ));
+            }
         }
         if let Some(TvfWindow {
             partition: Some(by),
