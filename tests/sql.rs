@@ -958,7 +958,7 @@ fn unknown_and_time_dependent_functions_are_refused_by_name() {
         ),
         (
             "SELECT RANK() OVER (PARTITION BY window_start, window_end ORDER BY speed) FROM obd",
-            "RANK() OVER (…) (OVER aggregations",
+            "RANK() OVER (…) (OVER takes COUNT, SUM, AVG, MIN, MAX and ROW_NUMBER)",
         ),
         (
             "SELECT ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY event_time) AS rn \
@@ -1046,30 +1046,19 @@ fn distinct_and_filtered_aggregates_equal_the_oracle_in_every_mode() {
     in_every_mode(dir.path(), "distinct", script, &want);
 }
 
-/// The correctly rounded sum of `xs` (weir's float sums are exact).
+/// The correctly rounded sum of `xs` (weir's float sums are exact): each
+/// reading (two decimals, at least 2^-8 apart from 0) is an integer
+/// multiple of 2^-60, so the sum is exact in 128-bit fixed point and
+/// rounds once when converted back.
 fn exact_sum(xs: &[f64]) -> f64 {
-    // Shewchuk's partials: exact until the final rounding
-    let mut partials: Vec<f64> = Vec::new();
+    let scale = 2f64.powi(60);
+    let mut acc: i128 = 0;
     for &x in xs {
-        let mut x = x;
-        let mut i = 0;
-        for j in 0..partials.len() {
-            let mut y = partials[j];
-            if x.abs() < y.abs() {
-                std::mem::swap(&mut x, &mut y);
-            }
-            let hi = x + y;
-            let lo = y - (hi - x);
-            if lo != 0.0 {
-                partials[i] = lo;
-                i += 1;
-            }
-            x = hi;
-        }
-        partials.truncate(i);
-        partials.push(x);
+        let scaled = x * scale;
+        assert_eq!(scaled.fract(), 0.0, "{x} is not a multiple of 2^-60");
+        acc += scaled as i128;
     }
-    partials.iter().rev().fold(0.0, |acc, p| acc + p)
+    acc as f64 / scale
 }
 
 #[test]
@@ -1260,4 +1249,101 @@ fn session_windows_over_all_rows_equal_the_oracle_in_every_mode() {
     want.sort();
     assert_eq!(want.len(), 6, "two minutes, three bursts each");
     in_every_mode(dir.path(), "global-session", script, &want);
+}
+
+#[test]
+fn over_aggregations_equal_the_oracle_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let mut by_vehicle: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
+    for (v, t, s) in input_rows(&data) {
+        by_vehicle.entry(v).or_default().push((t, s));
+    }
+    for rows in by_vehicle.values_mut() {
+        // the order weir gives peers: by content (time, then speed)
+        rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    }
+    let queries = [
+        (
+            "range",
+            "AVG(speed) OVER w AS a, MAX(speed) OVER w AS b",
+            "RANGE BETWEEN INTERVAL '10' SECOND PRECEDING AND CURRENT ROW",
+            "a DOUBLE, b DOUBLE",
+        ),
+        (
+            "rows",
+            "SUM(speed) OVER w AS a, COUNT(*) OVER w AS b",
+            "ROWS BETWEEN 4 PRECEDING AND CURRENT ROW",
+            "a DOUBLE, b BIGINT",
+        ),
+        (
+            "unbounded",
+            "COUNT(speed) OVER w AS a, MIN(speed * 2) OVER w AS b",
+            "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW",
+            "a BIGINT, b DOUBLE",
+        ),
+    ];
+    let mut want: BTreeMap<&str, Vec<Vec<String>>> = BTreeMap::new();
+    for (v, rows) in &by_vehicle {
+        for (i, (t, s)) in rows.iter().enumerate() {
+            let range: Vec<f64> = rows
+                .iter()
+                .filter(|(u, _)| *t - 10_000 <= *u && u <= t)
+                .map(|r| r.1)
+                .collect();
+            let last5: Vec<f64> = rows[i.saturating_sub(4)..=i].iter().map(|r| r.1).collect();
+            let upto: Vec<f64> = rows.iter().filter(|(u, _)| u <= t).map(|r| r.1).collect();
+            let row =
+                |a: String, b: String| vec![v.to_string(), t.to_string(), format!("{s:?}"), a, b];
+            want.entry("range").or_default().push(row(
+                format!("{:?}", exact_sum(&range) / range.len() as f64),
+                format!("{:?}", range.iter().cloned().fold(f64::MIN, f64::max)),
+            ));
+            want.entry("rows").or_default().push(row(
+                format!("{:?}", exact_sum(&last5)),
+                last5.len().to_string(),
+            ));
+            want.entry("unbounded").or_default().push(row(
+                upto.len().to_string(),
+                format!(
+                    "{:?}",
+                    upto.iter().map(|x| x * 2.0).fold(f64::MAX, f64::min)
+                ),
+            ));
+        }
+    }
+    for rows in want.values_mut() {
+        rows.sort();
+    }
+    for mode in ["batch", "pipelined"] {
+        for p in ["1", "3"] {
+            let mut text = obd_table(&data, "'10' MINUTE");
+            for (name, aggs, frame, cols) in &queries {
+                let out = dir.path().join(format!("over-{name}-{mode}-{p}"));
+                text.push_str(&format!(
+                    "CREATE TABLE {name} (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE, {cols}) \
+                     WITH ('connector' = 'parquet', 'path' = '{}');\n\
+                     INSERT INTO {name} SELECT vehicle_id, event_time, speed, {} FROM obd;\n",
+                    out.display(),
+                    aggs.replace(
+                        "OVER w",
+                        &format!("OVER (PARTITION BY vehicle_id ORDER BY event_time {frame})")
+                    )
+                ));
+            }
+            sql(dir.path(), &text, &["--mode", mode, "--parallelism", p]);
+            for (name, ..) in &queries {
+                let out = dir.path().join(format!("over-{name}-{mode}-{p}"));
+                let got = rows(&out);
+                let first = got.iter().zip(&want[name]).position(|(g, w)| g != w);
+                assert!(
+                    first.is_none() && got.len() == want[name].len(),
+                    "{name} {mode} p={p}: {} rows, want {}; first difference: {:?}",
+                    got.len(),
+                    want[name].len(),
+                    first.map(|i| (&got[i], &want[name][i]))
+                );
+            }
+        }
+    }
 }

@@ -179,6 +179,26 @@ impl Planner<'_> {
         if let Some((i, name, spec)) = crate::rank::row_number_item(&s.projection)? {
             return self.ranked(s, input, window, &scope, i, &name, spec);
         }
+        let overs = crate::over::over_items(&s.projection)?;
+        if !overs.is_empty() {
+            if window.is_some()
+                || !matches!(&s.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+            {
+                return Err(unsupported(
+                    overs[0].node_ref(),
+                    "an OVER aggregation with GROUP BY or a window table function in one SELECT",
+                ));
+            }
+            let out = crate::over::over(&input, &scope, &overs, self.functions)?;
+            let mut scope = scope.clone();
+            for o in &overs {
+                scope = scope.with_column(&o.name);
+            }
+            let items = select_items(&s.projection, &input, |i| {
+                overs.iter().find(|o| o.index == i).map(|o| o.name.clone())
+            })?;
+            return project(&out, &scope, &items, self.functions);
+        }
         let group: Vec<&SqlExpr> = match &s.group_by {
             GroupByExpr::Expressions(exprs, modifiers) => {
                 if let Some(m) = modifiers.first() {
@@ -446,39 +466,9 @@ impl Planner<'_> {
         }
         let ranked = crate::rank::rank(&input, scope, name, spec, &s.projection[item])?;
         let scope = scope.with_column(name);
-        let mut items = Vec::new();
-        for (i, it) in s.projection.iter().enumerate() {
-            if i == item {
-                let id = ast::Ident::new(name);
-                items.push((name.to_string(), SqlExpr::Identifier(id), true));
-                continue;
-            }
-            match it {
-                SelectItem::UnnamedExpr(e) => {
-                    let n = match e {
-                        SqlExpr::Identifier(id) => id.value.clone(),
-                        SqlExpr::CompoundIdentifier(p) => p.last().expect("parts").value.clone(),
-                        _ => format!("EXPR${i}"),
-                    };
-                    items.push((n, e.clone(), false));
-                }
-                SelectItem::ExprWithAlias { expr, alias } => {
-                    items.push((alias.value.clone(), expr.clone(), true))
-                }
-                SelectItem::Wildcard(_) => {
-                    for f in input
-                        .schema()
-                        .fields()
-                        .iter()
-                        .filter(|f| !f.name().starts_with("__"))
-                    {
-                        let id = ast::Ident::new(f.name());
-                        items.push((f.name().clone(), SqlExpr::Identifier(id), false));
-                    }
-                }
-                other => return Err(unsupported(other, "this select item")),
-            }
-        }
+        let items = select_items(&s.projection, &input, |i| {
+            (i == item).then(|| name.to_string())
+        })?;
         project(&ranked, &scope, &items, self.functions)
     }
 
@@ -842,6 +832,50 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
     }
 }
 
+/// A select list as `(name, expression, aliased)`, `*` expanded over
+/// `input`'s columns; an item `replaced(i)` names is read as that column
+/// (a ranking or OVER aggregate computed before the projection).
+fn select_items(
+    projection: &[SelectItem],
+    input: &Stream,
+    replaced: impl Fn(usize) -> Option<String>,
+) -> Result<Vec<(String, SqlExpr, bool)>, SqlError> {
+    let mut items = Vec::new();
+    for (i, it) in projection.iter().enumerate() {
+        if let Some(name) = replaced(i) {
+            let id = ast::Ident::new(&name);
+            items.push((name, SqlExpr::Identifier(id), true));
+            continue;
+        }
+        match it {
+            SelectItem::UnnamedExpr(e) => {
+                let n = match e {
+                    SqlExpr::Identifier(id) => id.value.clone(),
+                    SqlExpr::CompoundIdentifier(p) => p.last().expect("parts").value.clone(),
+                    _ => format!("EXPR${i}"),
+                };
+                items.push((n, e.clone(), false));
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                items.push((alias.value.clone(), expr.clone(), true))
+            }
+            SelectItem::Wildcard(_) => {
+                for f in input
+                    .schema()
+                    .fields()
+                    .iter()
+                    .filter(|f| !f.name().starts_with("__"))
+                {
+                    let id = ast::Ident::new(f.name());
+                    items.push((f.name().clone(), SqlExpr::Identifier(id), false));
+                }
+            }
+            other => return Err(unsupported(other, "this select item")),
+        }
+    }
+    Ok(items)
+}
+
 /// The select list over `stream`: `(name, expression)` in order, names
 /// resolved in `scope`. An aggregate's column is renamed to the item's name.
 fn project(
@@ -903,7 +937,7 @@ fn project(
 }
 
 /// Column resolution in `scope`, for [`scalar`].
-fn in_scope(
+pub(crate) fn in_scope(
     scope: &Scope,
 ) -> impl Fn(&SqlExpr, Option<&str>, &str) -> Result<String, SqlError> + '_ {
     move |node, qualifier, name| scope.resolve(node, qualifier, name)

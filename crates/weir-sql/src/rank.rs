@@ -57,11 +57,15 @@ pub(crate) fn row_number_item(
         let SqlExpr::Function(f) = e else { continue };
         let Some(over) = &f.over else { continue };
         let fname = f.name.to_string().to_ascii_lowercase();
+        if ["count", "sum", "avg", "min", "max"].contains(&fname.as_str()) {
+            // an OVER aggregation (`super::over`)
+            continue;
+        }
         if fname != "row_number" {
             return Err(unsupported(
                 e,
                 &format!(
-                    "{}() OVER (…) (OVER aggregations; window Top-N is ROW_NUMBER() OVER)",
+                    "{}() OVER (…) (OVER takes COUNT, SUM, AVG, MIN, MAX and ROW_NUMBER)",
                     f.name
                 ),
             ));
