@@ -445,7 +445,8 @@ fn crate_dependencies_point_down() {
         ("weir-connectors", &["weir-core"]),
         // it sees a run only as every observer does
         ("weir-monitor", &["weir-core"]),
-        // SQL plans onto the builder, as job files do
+        // SQL plans onto the builder, as job files do (and reads the Nexmark
+        // generator as its `nexmark` connector, as job files' generators do)
         (
             "weir-sql",
             &[
@@ -453,6 +454,7 @@ fn crate_dependencies_point_down() {
                 "weir-functions",
                 "weir-operators",
                 "weir-engine",
+                "weir-workloads",
             ],
         ),
         (

@@ -3,21 +3,47 @@
 //!
 //! Connectors of this version: `'connector' = 'filesystem'` with
 //! `'format' = 'parquet'` (source or sink) or `'json'` (sink), the same as
-//! `'connector' = 'parquet'`, and `'connector' = 'print'` (a sink to
-//! stdout). Paths are relative to the script's folder.
+//! `'connector' = 'parquet'`, `'connector' = 'print'` (a sink to stdout)
+//! and `'connector' = 'nexmark'` (a source: the Nexmark generator's
+//! `person`, `auction` or `bid` table as the Nexmark project's Flink
+//! queries read them, generated once per configuration and script). Paths
+//! are relative to the script's folder.
 //!
-//! May use `weir-engine`'s builder, `super::expr` and `super::error`.
+//! May use `weir-engine`'s builder, `weir-workloads`' Nexmark generator,
+//! `super::expr` and `super::error`.
 
 use crate::dialect::WatermarkClause;
 use crate::error::{at, at_ident, at_node, engine, SqlError};
 use crate::expr::{arrow_type, fits, interval};
 use arrow_schema::DataType;
 use sqlparser::ast::{self, CreateTableOptions, SqlOption};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use weir_core::time::WatermarkStrategy;
 use weir_engine::graph::{Job, Stream};
+use weir_workloads::nexmark::{flink_tables, generate, FlinkTables, NexmarkConfig};
+
+/// Generated data the script's tables share: one Nexmark generation per
+/// configuration, however many tables read it.
+#[derive(Debug, Default)]
+pub(crate) struct Generated {
+    nexmark: RefCell<HashMap<NexmarkConfig, Arc<FlinkTables>>>,
+}
+
+/// The `WITH` options a `'connector' = 'nexmark'` table takes.
+const NEXMARK_OPTIONS: &[&str] = &[
+    "connector",
+    "table",
+    "events",
+    "events-per-second",
+    "max-delay-ms",
+    "seed",
+    "splits",
+];
 
 /// A `CREATE TABLE`.
 #[derive(Debug, Clone)]
@@ -129,6 +155,13 @@ impl Table {
 
     /// The table's file path, if it is a file table.
     pub fn file_path(&self, base: &Path) -> Option<PathBuf> {
+        if self
+            .options
+            .get("connector")
+            .is_some_and(|c| c.eq_ignore_ascii_case("nexmark"))
+        {
+            return None;
+        }
         match self.kind() {
             Ok("parquet" | "json") => self.path(base).ok(),
             _ => None,
@@ -146,6 +179,7 @@ impl Table {
         match self.kind()? {
             "parquet" => stream.sink_parquet(path).map_err(|e| engine(node, e)),
             "json" => stream.sink_json(path).map_err(|e| engine(node, e)),
+            "nexmark" => self.sink(stream, path, node),
             _ => Table::sink_by_extension(stream, path, node),
         }
     }
@@ -180,25 +214,34 @@ impl Table {
                 Err(self.err(format!("format `{f}` is not supported yet (parquet, json)")))
             }
             ("print", _) => Ok("print"),
+            ("nexmark", _) => Ok("nexmark"),
             (c, _) => Err(self.err(format!(
-                "connector `{c}` is not supported in weir SQL yet (filesystem, parquet, print)"
+                "connector `{c}` is not supported in weir SQL yet (filesystem, parquet, print, nexmark)"
             ))),
         }
     }
 
     /// The table as a source: its declared columns, event time from its
     /// watermark.
-    pub fn source(&self, job: &Job, base: &Path) -> Result<Stream, SqlError> {
-        if self.kind()? != "parquet" {
-            return Err(self.err("only Parquet tables can be read in this version"));
-        }
-        let path = self.path(base)?;
-        let s = job.parquet(&path).map_err(|e| self.err(e.to_string()))?;
+    pub fn source(
+        &self,
+        job: &Job,
+        base: &Path,
+        generated: &Generated,
+    ) -> Result<Stream, SqlError> {
+        let (s, what) = match self.kind()? {
+            "parquet" => {
+                let path = self.path(base)?;
+                let s = job.parquet(&path).map_err(|e| self.err(e.to_string()))?;
+                (s, path.display().to_string())
+            }
+            "nexmark" => self.nexmark(job, generated)?,
+            _ => return Err(self.err("is a sink: only Parquet and Nexmark tables can be read")),
+        };
         for (name, want) in &self.columns {
             let Some(field) = s.schema().fields().iter().find(|f| f.name() == name) else {
                 return Err(self.err(format!(
-                    "{} has no column `{name}` (it has {})",
-                    path.display(),
+                    "{what} has no column `{name}` (it has {})",
                     s.schema()
                         .fields()
                         .iter()
@@ -209,8 +252,7 @@ impl Table {
             };
             if !fits(want, field.data_type()) {
                 return Err(self.err(format!(
-                    "column `{name}` is declared {want} but {} holds {}",
-                    path.display(),
+                    "column `{name}` is declared {want} but {what} holds {}",
                     field.data_type()
                 )));
             }
@@ -231,6 +273,64 @@ impl Table {
         }
     }
 
+    /// The Nexmark table this declares, and what errors call it.
+    fn nexmark(&self, job: &Job, generated: &Generated) -> Result<(Stream, String), SqlError> {
+        if let Some(k) = self
+            .options
+            .keys()
+            .find(|k| !NEXMARK_OPTIONS.contains(&k.as_str()))
+        {
+            return Err(self.err(format!(
+                "option `{k}` is not a nexmark option ({})",
+                NEXMARK_OPTIONS.join(", ")
+            )));
+        }
+        let number = |key: &str, default: u64| -> Result<u64, SqlError> {
+            match self.options.get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .replace('_', "")
+                    .parse()
+                    .map_err(|_| self.err(format!("'{key}' = '{v}' is not a whole number"))),
+            }
+        };
+        let config = NexmarkConfig {
+            events: number("events", 100_000)?,
+            events_per_second: number("events-per-second", 10_000)?.max(1),
+            max_delay_ms: number("max-delay-ms", 500)? as i64,
+            seed: number("seed", 7)?,
+            splits: (number("splits", 4)? as usize).max(1),
+        };
+        let table = self
+            .options
+            .get("table")
+            .cloned()
+            .unwrap_or_else(|| self.name.to_ascii_lowercase());
+        let tables = {
+            let mut cache = generated.nexmark.borrow_mut();
+            match cache.get(&config) {
+                Some(t) => Arc::clone(t),
+                None => {
+                    let t = Arc::new(
+                        flink_tables(&generate(&config)).map_err(|e| self.err(e.to_string()))?,
+                    );
+                    cache.insert(config, Arc::clone(&t));
+                    t
+                }
+            }
+        };
+        let Some((schema, splits)) = tables.table(&table) else {
+            return Err(self.err(format!(
+                "nexmark has the tables person, auction and bid, not `{table}` (say which with 'table' = …)"
+            )));
+        };
+        let s = job
+            .from_batches(schema.clone(), splits.clone())
+            .map_err(|e| self.err(e.to_string()))?;
+        Ok((s, format!("nexmark table `{table}`")))
+    }
+
     /// Writes `stream` (whose columns are already the table's, in order)
     /// into the table.
     pub fn sink(
@@ -246,6 +346,13 @@ impl Table {
             "json" => stream
                 .sink_json(self.path(base)?)
                 .map_err(|e| engine(node, e)),
+            "nexmark" => Err(at_node(
+                node,
+                format!(
+                    "table `{}` is a nexmark source: it cannot be written",
+                    self.name
+                ),
+            )),
             _ => {
                 stream.sink_stdout();
                 Ok(())

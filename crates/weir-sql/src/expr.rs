@@ -541,6 +541,20 @@ pub(crate) fn arrow_type(
         T::Boolean | T::Bool => DataType::Boolean,
         T::Varchar(_) | T::String(_) | T::Text | T::Char(_) | T::CharVarying(_) => DataType::Utf8,
         T::Timestamp(Some(3) | None, _) => DataType::Int64,
+        T::Decimal(info) | T::Numeric(info) | T::Dec(info) => {
+            let (p, s) = match info {
+                ast::ExactNumberInfo::None => (10, 0),
+                ast::ExactNumberInfo::Precision(p) => (*p, 0),
+                ast::ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s as u64),
+            };
+            if !(1..=38).contains(&p) || s > p {
+                return Err(at_node(
+                    node,
+                    format!("DECIMAL({p}, {s}): precision 1 to 38, scale at most the precision"),
+                ));
+            }
+            DataType::Decimal128(p as u8, s as i8)
+        }
         T::Custom(name, modifiers) if modifiers.is_empty() => {
             match weir_core::expr::type_from_name(&name.to_string()) {
                 Some(t) => t,

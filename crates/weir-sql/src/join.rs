@@ -14,10 +14,12 @@
 //! May use the builder, `weir-operators`' join spec, `super::expr`, `super::error`.
 
 use crate::error::{at_node, engine, unsupported, SqlError};
-use crate::expr::interval;
+use crate::expr::{interval, scalar};
+use crate::query::in_scope;
 use sqlparser::ast::{self, BinaryOperator, Expr as SqlExpr, JoinConstraint, JoinOperator};
 use weir_engine::graph::Stream;
 use weir_operators::join::{JoinSpec, JoinType};
+use weir_operators::OP_COLUMN;
 
 /// The columns a query's `FROM` makes visible.
 #[derive(Debug, Clone)]
@@ -149,6 +151,7 @@ pub(crate) fn join(
     left: (Stream, Scope),
     right: (Stream, Scope),
     j: &ast::Join,
+    functions: &weir_functions::FunctionRegistry,
 ) -> Result<(Stream, Scope), SqlError> {
     let (join_type, constraint) = match &j.join_operator {
         JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, c),
@@ -163,12 +166,26 @@ pub(crate) fn join(
             "a join without ON (USING, NATURAL, CROSS)",
         ));
     };
+    for (side, name) in [(&left.0, "left"), (&right.0, "right")] {
+        if side.schema().field_with_name(OP_COLUMN).is_ok() {
+            return Err(unsupported(
+                &j.relation,
+                &format!(
+                    "a join whose {name} side is a changelog (rows that update earlier rows, e.g. \
+                     a GROUP BY's result)"
+                ),
+            ));
+        }
+    }
     let (ls, rs) = (&left.1, &right.1);
     let mut conjuncts = Vec::new();
     split_and(on, &mut conjuncts);
     let (mut lk, mut rk) = (Vec::new(), Vec::new());
     let mut window_bounds = 0;
     let mut interval_ms: Option<(i64, i64)> = None;
+    // an inner join's other conditions filter its pairs
+    let inner = join_type == JoinType::Inner;
+    let mut residual: Vec<&SqlExpr> = Vec::new();
     for c in conjuncts {
         match c {
             SqlExpr::BinaryOp {
@@ -176,12 +193,16 @@ pub(crate) fn join(
                 op: BinaryOperator::Eq,
                 right: b,
             } => {
-                let (l, r) = sides(a, b, ls, rs).ok_or_else(|| {
-                    at_node(
+                let Some((l, r)) = sides(a, b, ls, rs) else {
+                    if inner {
+                        residual.push(c);
+                        continue;
+                    }
+                    return Err(at_node(
                         c,
-                        "a join equality compares a column of each side (l.k = r.k)",
-                    )
-                })?;
+                        "an outer join's equality compares a column of each side (l.k = r.k)",
+                    ));
+                };
                 if l == r && (l == "window_start" || l == "window_end") {
                     window_bounds += 1;
                 } else {
@@ -194,16 +215,18 @@ pub(crate) fn join(
                 negated: false,
                 low,
                 high,
-            } => {
-                if interval_ms.is_some() {
-                    return Err(at_node(c, "a join takes one time range"));
+            } if interval_ms.is_none() => {
+                match time_range(c, expr, low, high, &left.0, &right.0, ls, rs) {
+                    Ok(range) => interval_ms = Some(range),
+                    Err(_) if inner => residual.push(c),
+                    Err(e) => return Err(e),
                 }
-                interval_ms = Some(time_range(c, expr, low, high, &left.0, &right.0, ls, rs)?);
             }
+            other if inner => residual.push(other),
             other => {
                 return Err(unsupported(
                     other,
-                    "this join condition (equalities, one BETWEEN on the time columns)",
+                    "this outer join condition (equalities, one BETWEEN on the time columns)",
                 ))
             }
         }
@@ -242,7 +265,13 @@ pub(crate) fn join(
             columns.push((None, f.name().clone(), f.name().clone()));
         }
     }
-    Ok((out, Scope { columns }))
+    let scope = Scope { columns };
+    let mut out = out;
+    for c in residual {
+        let e = scalar(c, &in_scope(&scope), functions)?;
+        out = out.filter(e).map_err(|e| engine(c, e))?;
+    }
+    Ok((out, scope))
 }
 
 fn split_and<'a>(e: &'a SqlExpr, out: &mut Vec<&'a SqlExpr>) {

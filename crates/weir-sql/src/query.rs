@@ -40,6 +40,7 @@ pub(crate) struct Planner<'a> {
     pub tables: &'a BTreeMap<String, Table>,
     pub views: &'a BTreeMap<String, ast::Query>,
     pub functions: &'a FunctionRegistry,
+    pub generated: &'a crate::catalog::Generated,
 }
 
 /// The window a window table function puts over its table's rows.
@@ -208,9 +209,49 @@ impl Planner<'_> {
             }
             GroupByExpr::All(_) => return Err(unsupported(s, "GROUP BY ALL")),
         };
+        if !group.is_empty() && input.schema().field_with_name(OP_COLUMN).is_ok() {
+            return Err(unsupported(
+                s,
+                "an aggregation over a changelog (rows that update earlier rows, e.g. another \
+                 GROUP BY's result)",
+            ));
+        }
+        // GROUP BY an expression: computed as a column first; the select
+        // list and HAVING read that column wherever they repeat the expression
+        let mut input = input;
+        let mut scope = scope;
+        let mut projection = s.projection.clone();
+        let mut having_expr = s.having.clone();
+        let mut computed: Vec<SqlExpr> = Vec::with_capacity(group.len());
+        for (k, g) in group.iter().enumerate() {
+            if matches!(g, SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_)) {
+                computed.push((*g).clone());
+                continue;
+            }
+            let name = format!("__group{k}");
+            let x = scalar(g, &in_scope(&scope), self.functions)?;
+            input = input.with_column(&name, x).map_err(|e| engine(*g, e))?;
+            scope = scope.with_column(&name);
+            let column = SqlExpr::Identifier(ast::Ident::new(&name));
+            let same = |e: &SqlExpr| e == *g;
+            let _ = ast::visit_expressions_mut(&mut projection, |e| {
+                if same(e) {
+                    *e = column.clone();
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            let _ = ast::visit_expressions_mut(&mut having_expr, |e| {
+                if same(e) {
+                    *e = column.clone();
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            computed.push(column);
+        }
+        let group: Vec<&SqlExpr> = computed.iter().collect();
         let mut aggs = Vec::new();
         let mut items = Vec::new();
-        for (i, item) in s.projection.iter().enumerate() {
+        for (i, item) in projection.iter().enumerate() {
             match item {
                 SelectItem::UnnamedExpr(e) => {
                     let name = match e {
@@ -237,8 +278,7 @@ impl Planner<'_> {
                 other => return Err(unsupported(other, "this select item")),
             }
         }
-        let having = s
-            .having
+        let having = having_expr
             .as_ref()
             .map(|h| take_aggs(h, &mut aggs))
             .transpose()?;
@@ -334,6 +374,11 @@ impl Planner<'_> {
                 (f, Some(_)) => unreachable!("take_aggs admits only known aggregates, not {f}"),
             };
             weir_aggs.push(agg.alias(a.name.clone()));
+        }
+        if weir_aggs.is_empty() {
+            // GROUP BY without aggregates (the distinct groups): the
+            // operators need one; its column is hidden
+            weir_aggs.push(Agg::count().alias("__rows"));
         }
         // a window over all rows: one key for everything
         let (input, key_columns) = if keys.is_empty() {
@@ -431,7 +476,7 @@ impl Planner<'_> {
                 return Err(unsupported(&j.relation, raw));
             }
             let rscope = Scope::of(&right, Some(&alias(&j.relation)));
-            acc = crate::join::join(acc, (right, rscope), j)?;
+            acc = crate::join::join(acc, (right, rscope), j, self.functions)?;
         }
         Ok((acc.0, None, acc.1))
     }
@@ -506,7 +551,7 @@ impl Planner<'_> {
     fn named(&self, name: &ast::ObjectName, node: &impl Spanned) -> Result<Stream, SqlError> {
         let n = name.to_string();
         if let Some(t) = self.tables.get(&n) {
-            return t.source(self.job, self.base);
+            return t.source(self.job, self.base, self.generated);
         }
         if let Some(v) = self.views.get(&n) {
             return self.query(v);

@@ -9,6 +9,7 @@ use crate::catalog::Table;
 use crate::dialect::{take_watermarks, FlinkDialect};
 use crate::error::{at_node, parse_error, unsupported, SqlError};
 use crate::query::Planner;
+use arrow_schema::DataType;
 use sqlparser::ast::{self, Statement};
 use sqlparser::parser::Parser;
 use std::collections::BTreeMap;
@@ -72,6 +73,8 @@ pub struct Script {
     queries: usize,
     /// The tables `INSERT` writes.
     targets: BTreeSet<String>,
+    /// Generated data its tables share.
+    generated: crate::catalog::Generated,
     /// `EXPLAIN`ed statements: their text and the job each alone would run.
     explained: Vec<(String, Job)>,
 }
@@ -106,6 +109,7 @@ impl Script {
             output: options.output,
             base: base.to_path_buf(),
             targets: BTreeSet::new(),
+            generated: Default::default(),
             job: Job::new(),
             settings: Settings::default(),
             tables: BTreeMap::new(),
@@ -173,6 +177,32 @@ impl Script {
                     .iter()
                     .map(|f| f.name().clone())
                     .collect();
+                // a changelog into a table that declares no `op` column: with
+                // 'changelog' = 'op' the sink writes it after the declared ones
+                let mut table = table;
+                let op = weir_operators::OP_COLUMN;
+                if got.last().is_some_and(|c| c == op)
+                    && !table.columns.iter().any(|(c, _)| c == op)
+                {
+                    match table.options.get("changelog").map(|m| m.to_ascii_lowercase()) {
+                        Some(m) if m == "op" => table.columns.push((op.to_string(), DataType::Utf8)),
+                        Some(m) => {
+                            return Err(at_node(
+                                &ins.table,
+                                format!("'changelog' = '{m}': the one mode is 'op' (write the `op` column)"),
+                            ))
+                        }
+                        None => {
+                            return Err(at_node(
+                                source.as_ref(),
+                                format!(
+                                    "the query is a changelog (an `op` column: insert, update): declare \
+                                     `op STRING` last in `{name}`, or give it WITH ('changelog' = 'op')"
+                                ),
+                            ))
+                        }
+                    }
+                }
                 if got.len() != table.columns.len() {
                     return Err(at_node(
                         source.as_ref(),
@@ -203,17 +233,39 @@ impl Script {
                 } else {
                     rows
                 };
-                // the query's names already the table's: nothing to rename
-                let renamed = if table.columns.iter().map(|(n, _)| n).eq(got.iter()) {
+                // by position into the declared columns: renamed, and cast
+                // where a number (or a string) is declared as another kind
+                let mut exprs = Vec::with_capacity(got.len());
+                let mut same = true;
+                for ((to, want), from) in table.columns.iter().zip(&got) {
+                    let have = rows
+                        .schema()
+                        .field_with_name(from)
+                        .map(|f| f.data_type().clone())
+                        .map_err(|e| at_node(source.as_ref(), e.to_string()))?;
+                    let e = weir_core::expr::col(from);
+                    let e = if crate::expr::fits(want, &have) || have == DataType::Null {
+                        e
+                    } else if insert_cast(&have, want) {
+                        same = false;
+                        e.cast(want.clone())
+                    } else {
+                        return Err(at_node(
+                            source.as_ref(),
+                            format!(
+                                "column {} (`{from}`) is {have} but `{name}`.`{to}` is declared {want}",
+                                exprs.len() + 1
+                            ),
+                        ));
+                    };
+                    same &= to == from;
+                    exprs.push((to.clone(), e));
+                }
+                let renamed = if same {
                     rows
                 } else {
-                    let pairs = table.columns.iter().zip(&got);
-                    rows.select_exprs(
-                        pairs
-                            .map(|((to, _), from)| (to.clone(), weir_core::expr::col(from)))
-                            .collect(),
-                    )
-                    .map_err(|e| crate::error::engine(source.as_ref(), e))?
+                    rows.select_exprs(exprs)
+                        .map_err(|e| crate::error::engine(source.as_ref(), e))?
                 };
                 self.check_one_output(st)?;
                 match &self.output {
@@ -355,6 +407,7 @@ impl Script {
             tables: &self.tables,
             views: &self.views,
             functions: &self.functions,
+            generated: &self.generated,
         }
     }
 
@@ -383,4 +436,15 @@ impl Script {
     pub fn explained(&self) -> &[(String, Job)] {
         &self.explained
     }
+}
+
+/// True where INSERT converts a query column of type `have` into a
+/// declared column of type `want` (as Flink's implicit casts: numbers to
+/// numbers, including DECIMAL; strings to strings).
+fn insert_cast(have: &DataType, want: &DataType) -> bool {
+    let numeric =
+        |t: &DataType| t.is_integer() || t.is_floating() || matches!(t, DataType::Decimal128(..));
+    let string =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    (numeric(have) && numeric(want)) || (string(have) && string(want))
 }

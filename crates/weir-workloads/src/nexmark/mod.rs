@@ -10,6 +10,9 @@
 //! May use everything below `workloads`; never `cli`.
 
 mod closed;
+mod flink;
+
+pub use flink::{flink_tables, FlinkTables};
 
 use super::Rng;
 use arrow_array::{Int64Array, RecordBatch, StringArray};
@@ -27,7 +30,7 @@ use weir_functions::Agg;
 use weir_operators::join::JoinSpec;
 
 /// How many events and how they are timed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NexmarkConfig {
     /// Events in total (persons + auctions + bids).
     pub events: u64,
