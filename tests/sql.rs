@@ -957,6 +957,18 @@ fn unknown_and_time_dependent_functions_are_refused_by_name() {
             "PARTITION BY window_start, window_end",
         ),
         (
+            "SELECT o.speed FROM obd AS o JOIN obd FOR SYSTEM_TIME AS OF o.event_time AS s ON o.vehicle_id = s.vehicle_id",
+            "a temporal (lookup) join, FOR SYSTEM_TIME AS OF",
+        ),
+        (
+            "SELECT vehicle_id, COUNT(*) FROM (SELECT vehicle_id, COUNT(*) AS n FROM obd GROUP BY vehicle_id) GROUP BY vehicle_id",
+            "an aggregation over a changelog",
+        ),
+        (
+            "SELECT TUMBLE_START(event_time, INTERVAL '1' SECOND) FROM obd GROUP BY TUMBLE(event_time, INTERVAL '1' SECOND)",
+            "the legacy group window",
+        ),
+        (
             "SELECT RANK() OVER (PARTITION BY window_start, window_end ORDER BY speed) FROM obd",
             "RANK() OVER (…) (OVER takes COUNT, SUM, AVG, MIN, MAX and ROW_NUMBER)",
         ),
@@ -1345,5 +1357,49 @@ fn over_aggregations_equal_the_oracle_in_every_mode() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn comma_joins_and_an_inner_joins_other_conditions_filter_its_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let input = input_rows(&data);
+    // every reading paired with the readings of its vehicle in the 2 s
+    // before it (an interval join), kept where the later one is faster
+    // (an inner join's other condition), in both spellings
+    let mut want = Vec::new();
+    for (v, t, s) in &input {
+        for (w, u, r) in &input {
+            if v == w && *v < 5 && t - 2000 <= *u && u <= t && s > r {
+                want.push(vec![v.to_string(), t.to_string(), u.to_string()]);
+            }
+        }
+    }
+    want.sort();
+    assert!(want.len() > 100);
+    for (name, from) in [
+        (
+            "on",
+            "FROM obd a JOIN obd b ON a.vehicle_id = b.vehicle_id AND \
+             b.event_time BETWEEN a.event_time - INTERVAL '2' SECOND AND a.event_time AND a.speed > b.speed \
+             WHERE a.vehicle_id < 5",
+        ),
+        (
+            "comma",
+            "FROM obd a, obd b WHERE a.vehicle_id = b.vehicle_id AND \
+             b.event_time BETWEEN a.event_time - INTERVAL '2' SECOND AND a.event_time AND a.speed > b.speed \
+             AND a.vehicle_id < 5",
+        ),
+    ] {
+        let script = |out: &Path| {
+            format!(
+                "{}CREATE TABLE out (vehicle_id BIGINT, t BIGINT, u BIGINT) WITH ('connector' = 'parquet', 'path' = '{}');\n\
+                 INSERT INTO out SELECT a.vehicle_id, CAST(a.event_time AS BIGINT), CAST(b.event_time AS BIGINT) {from};",
+                obd_table(&data, "'10' MINUTE"),
+                out.display()
+            )
+        };
+        in_every_mode(dir.path(), name, script, &want);
     }
 }

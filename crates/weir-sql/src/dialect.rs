@@ -42,6 +42,12 @@ impl Dialect for FlinkDialect {
         true
     }
 
+    // `t FOR SYSTEM_TIME AS OF ts` parses, so a temporal join is refused
+    // by name rather than with a parse error
+    fn supports_table_versioning(&self) -> bool {
+        true
+    }
+
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
         // `TABLE bids` inside TUMBLE(...), HOP(...): a table argument
         if parser.peek_keyword(Keyword::TABLE) {

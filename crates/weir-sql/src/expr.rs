@@ -364,6 +364,30 @@ fn function(
             ),
         ));
     }
+    const GROUP_WINDOWS: &[&str] = &[
+        "tumble",
+        "hop",
+        "session",
+        "tumble_start",
+        "tumble_end",
+        "tumble_rowtime",
+        "hop_start",
+        "hop_end",
+        "hop_rowtime",
+        "session_start",
+        "session_end",
+        "session_rowtime",
+    ];
+    if GROUP_WINDOWS.contains(&name.as_str()) {
+        return Err(unsupported(
+            e,
+            &format!(
+                "the legacy group window {}() (write the window table function: FROM \
+                 TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size)) … GROUP BY window_start, window_end)",
+                f.name
+            ),
+        ));
+    }
     if NON_DETERMINISTIC.contains(&name.as_str()) {
         return Err(at_node(
             e,

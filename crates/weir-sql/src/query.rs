@@ -162,15 +162,32 @@ impl Planner<'_> {
         if s.distinct.is_some() {
             return Err(unsupported(s, "SELECT DISTINCT"));
         }
-        if s.from.len() != 1 {
-            return Err(at_node(
-                s,
-                "a query reads one table (FROM t); joins are not supported yet",
-            ));
-        }
-        let from = &s.from[0];
+        // FROM a, b WHERE …: an inner join ON the WHERE (its key equalities
+        // join, the rest filters the pairs)
+        let comma_join;
+        let (from, selection) = match (s.from.as_slice(), &s.selection) {
+            ([only], w) => (only, w.as_ref()),
+            ([a, b], Some(w)) if a.joins.is_empty() && b.joins.is_empty() => {
+                comma_join = ast::TableWithJoins {
+                    relation: a.relation.clone(),
+                    joins: vec![ast::Join {
+                        relation: b.relation.clone(),
+                        global: false,
+                        join_operator: ast::JoinOperator::Inner(ast::JoinConstraint::On(w.clone())),
+                    }],
+                };
+                (&comma_join, None)
+            }
+            _ => {
+                return Err(at_node(
+                    s,
+                    "a query reads one table, a JOIN … ON, or two tables joined by its WHERE \
+                     (FROM a, b WHERE a.k = b.k)",
+                ))
+            }
+        };
         let (input, window, scope) = self.from(from)?;
-        let input = match &s.selection {
+        let input = match selection {
             Some(w) => {
                 let e = scalar(w, &in_scope(&scope), self.functions)?;
                 input.filter(e).map_err(|e| engine(w, e))?
@@ -521,6 +538,12 @@ impl Planner<'_> {
     /// over them.
     fn relation(&self, r: &TableFactor) -> Result<(Stream, Option<TvfWindow>), SqlError> {
         match r {
+            TableFactor::Table {
+                version: Some(_), ..
+            } => Err(unsupported(
+                r,
+                "a temporal (lookup) join, FOR SYSTEM_TIME AS OF",
+            )),
             TableFactor::Table {
                 name, args: None, ..
             } => Ok((self.named(name, r)?, None)),
