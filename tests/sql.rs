@@ -965,8 +965,8 @@ fn unknown_and_time_dependent_functions_are_refused_by_name() {
             "an aggregation over a changelog",
         ),
         (
-            "SELECT TUMBLE_START(event_time, INTERVAL '1' SECOND) FROM obd GROUP BY TUMBLE(event_time, INTERVAL '1' SECOND)",
-            "the legacy group window",
+            "SELECT TUMBLE_START(event_time, INTERVAL '1' SECOND) FROM obd",
+            "TUMBLE_START() belongs in GROUP BY",
         ),
         (
             "SELECT RANK() OVER (PARTITION BY window_start, window_end ORDER BY speed) FROM obd",
@@ -1402,4 +1402,45 @@ fn comma_joins_and_an_inner_joins_other_conditions_filter_its_pairs() {
         };
         in_every_mode(dir.path(), name, script, &want);
     }
+}
+
+#[test]
+fn legacy_group_windows_equal_the_oracle_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    // HOP(ts, 5 s, 10 s): every reading counts in two windows
+    let script = |out: &Path| {
+        format!(
+            "{}CREATE TABLE out (vehicle_id BIGINT, n BIGINT, s BIGINT, e BIGINT, r BIGINT) WITH \
+             ('connector' = 'parquet', 'path' = '{}');\nINSERT INTO out\n\
+             SELECT o.vehicle_id, COUNT(*), HOP_START(o.event_time, INTERVAL '5' SECOND, INTERVAL '10' SECOND),\n  \
+             HOP_END(o.event_time, INTERVAL '5' SECOND, INTERVAL '10' SECOND), \
+             HOP_ROWTIME(o.event_time, INTERVAL '5' SECOND, INTERVAL '10' SECOND)\n\
+             FROM obd o WHERE o.vehicle_id < 10\n\
+             GROUP BY HOP(o.event_time, INTERVAL '5' SECOND, INTERVAL '10' SECOND), o.vehicle_id;",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        )
+    };
+    let mut counts: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    for (v, t, _) in input_rows(&data).into_iter().filter(|r| r.0 < 10) {
+        let last = t.div_euclid(5_000) * 5_000;
+        for start in [last - 5_000, last] {
+            *counts.entry((v, start)).or_default() += 1;
+        }
+    }
+    let mut want: Vec<Vec<String>> = counts
+        .into_iter()
+        .map(|((v, start), n)| {
+            vec![
+                v.to_string(),
+                n.to_string(),
+                start.to_string(),
+                (start + 10_000).to_string(),
+                (start + 9_999).to_string(),
+            ]
+        })
+        .collect();
+    want.sort();
+    in_every_mode(dir.path(), "hop", script, &want);
 }

@@ -379,11 +379,11 @@ fn function(
         "session_rowtime",
     ];
     if GROUP_WINDOWS.contains(&name.as_str()) {
-        return Err(unsupported(
+        return Err(at_node(
             e,
-            &format!(
-                "the legacy group window {}() (write the window table function: FROM \
-                 TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size)) … GROUP BY window_start, window_end)",
+            format!(
+                "{}() belongs in GROUP BY (TUMBLE, HOP, SESSION: a group window) or in the \
+                 select list of a query grouped by that window (its _START, _END, _ROWTIME)",
                 f.name
             ),
         ));

@@ -226,6 +226,59 @@ impl Planner<'_> {
             }
             GroupByExpr::All(_) => return Err(unsupported(s, "GROUP BY ALL")),
         };
+        let mut projection = s.projection.clone();
+        let mut having_expr = s.having.clone();
+        // legacy group windows: GROUP BY TUMBLE(ts, size), HOP(ts, slide,
+        // size), SESSION(ts, gap) are the window table functions, and
+        // TUMBLE_START(…) / _END / _ROWTIME read the window's bounds
+        let legacy_group;
+        let (group, window) = match self.legacy_window(&group, &input, &scope)? {
+            None => (group, window),
+            Some((at, kind, w)) => {
+                if window.is_some() {
+                    return Err(at_node(
+                        group[at],
+                        "a group window over a window table function",
+                    ));
+                }
+                let mut g: Vec<SqlExpr> = group
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != at)
+                    .map(|(_, e)| (*e).clone())
+                    .collect();
+                g.push(SqlExpr::Identifier(ast::Ident::new("window_start")));
+                g.push(SqlExpr::Identifier(ast::Ident::new("window_end")));
+                legacy_group = g;
+                let bound = |e: &mut SqlExpr| {
+                    let SqlExpr::Function(f) = e else { return };
+                    let name = f.name.to_string().to_ascii_lowercase();
+                    let Some(part) = name.strip_prefix(&format!("{kind}_")) else {
+                        return;
+                    };
+                    let end = SqlExpr::Identifier(ast::Ident::new("window_end"));
+                    *e = match part {
+                        "start" => SqlExpr::Identifier(ast::Ident::new("window_start")),
+                        "end" => end,
+                        "rowtime" => SqlExpr::Nested(Box::new(SqlExpr::BinaryOp {
+                            left: Box::new(end),
+                            op: ast::BinaryOperator::Minus,
+                            right: Box::new(SqlExpr::value(ast::Value::Number("1".into(), false))),
+                        })),
+                        _ => return,
+                    };
+                };
+                let _ = ast::visit_expressions_mut(&mut projection, |e| {
+                    bound(e);
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+                let _ = ast::visit_expressions_mut(&mut having_expr, |e| {
+                    bound(e);
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+                (legacy_group.iter().collect(), Some(w))
+            }
+        };
         if !group.is_empty() && input.schema().field_with_name(OP_COLUMN).is_ok() {
             return Err(unsupported(
                 s,
@@ -237,8 +290,6 @@ impl Planner<'_> {
         // list and HAVING read that column wherever they repeat the expression
         let mut input = input;
         let mut scope = scope;
-        let mut projection = s.projection.clone();
-        let mut having_expr = s.having.clone();
         let mut computed: Vec<SqlExpr> = Vec::with_capacity(group.len());
         for (k, g) in group.iter().enumerate() {
             if matches!(g, SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_)) {
@@ -532,6 +583,128 @@ impl Planner<'_> {
             (i == item).then(|| name.to_string())
         })?;
         project(&ranked, &scope, &items, self.functions)
+    }
+
+    /// The legacy group window among `group` (`TUMBLE(ts, size)`,
+    /// `HOP(ts, slide, size)`, `SESSION(ts, gap)`): its index, its lower-case
+    /// name and the window (a session's partition: the other GROUP BY columns).
+    fn legacy_window(
+        &self,
+        group: &[&SqlExpr],
+        input: &Stream,
+        scope: &Scope,
+    ) -> Result<Option<(usize, String, TvfWindow)>, SqlError> {
+        let mut found = None;
+        for (i, g) in group.iter().enumerate() {
+            let SqlExpr::Function(f) = g else { continue };
+            let kind = f.name.to_string().to_ascii_lowercase();
+            if !["tumble", "hop", "session"].contains(&kind.as_str()) {
+                continue;
+            }
+            if found.is_some() {
+                return Err(at_node(*g, "one group window per GROUP BY"));
+            }
+            let args: Vec<&SqlExpr> = match &f.args {
+                FunctionArguments::List(l) => l
+                    .args
+                    .iter()
+                    .filter_map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let want = if kind == "hop" { 3 } else { 2 };
+            let column = match args.first() {
+                Some(c @ SqlExpr::Identifier(id)) if args.len() == want => {
+                    scope.resolve(c, None, &id.value)?
+                }
+                Some(c @ SqlExpr::CompoundIdentifier(p)) if args.len() == want && p.len() >= 2 => {
+                    scope.resolve(c, Some(&p[p.len() - 2].value), &p[p.len() - 1].value)?
+                }
+                _ => {
+                    return Err(at_node(
+                        *g,
+                        format!(
+                            "{}(time_column, INTERVAL …{})",
+                            kind.to_uppercase(),
+                            if kind == "hop" { ", INTERVAL …" } else { "" }
+                        ),
+                    ))
+                }
+            };
+            if input.time_column() != Some(column.as_str()) {
+                return Err(at_node(
+                    *g,
+                    format!(
+                        "{}({column}, …): `{column}` is not the rows' event time",
+                        kind.to_uppercase()
+                    ),
+                ));
+            }
+            let ms = |e: &SqlExpr| -> Result<i64, SqlError> { Ok(interval(e)?.as_millis() as i64) };
+            let (window, partition) = match kind.as_str() {
+                "tumble" => (
+                    Window::Tumbling {
+                        size_ms: ms(args[1])?,
+                        offset_ms: 0,
+                    },
+                    None,
+                ),
+                "hop" => {
+                    let (slide, size) = (ms(args[1])?, ms(args[2])?);
+                    if size % slide != 0 {
+                        return Err(at_node(
+                            args[2],
+                            "HOP's size must be a whole number of slides",
+                        ));
+                    }
+                    (
+                        Window::Sliding {
+                            size_ms: size,
+                            slide_ms: slide,
+                            offset_ms: 0,
+                        },
+                        None,
+                    )
+                }
+                _ => {
+                    let mut keys = Vec::new();
+                    for (j, k) in group.iter().enumerate() {
+                        if j == i {
+                            continue;
+                        }
+                        match k {
+                            SqlExpr::Identifier(id) => {
+                                keys.push(scope.resolve(k, None, &id.value)?)
+                            }
+                            SqlExpr::CompoundIdentifier(p) if p.len() >= 2 => {
+                                keys.push(scope.resolve(
+                                    k,
+                                    Some(&p[p.len() - 2].value),
+                                    &p[p.len() - 1].value,
+                                )?)
+                            }
+                            _ => {
+                                return Err(at_node(
+                                    *k,
+                                    "a SESSION group window's other GROUP BY items are columns",
+                                ))
+                            }
+                        }
+                    }
+                    (
+                        Window::Session {
+                            gap_ms: ms(args[1])?,
+                        },
+                        (!keys.is_empty()).then_some(keys),
+                    )
+                }
+            };
+            found = Some((i, kind, TvfWindow { window, partition }));
+        }
+        Ok(found)
     }
 
     /// A `FROM` item: its rows, and the window a window table function puts
