@@ -445,8 +445,9 @@ fn crate_dependencies_point_down() {
         ("weir-connectors", &["weir-core"]),
         // it sees a run only as every observer does
         ("weir-monitor", &["weir-core"]),
-        // SQL plans onto the builder, as job files do (and reads the Nexmark
-        // generator as its `nexmark` connector, as job files' generators do)
+        // SQL plans onto the builder, as job files do (its `kafka` tables use
+        // the connector's configs, and the Nexmark generator is its `nexmark`
+        // connector, as job files' generators are)
         (
             "weir-sql",
             &[
@@ -454,6 +455,7 @@ fn crate_dependencies_point_down() {
                 "weir-functions",
                 "weir-operators",
                 "weir-engine",
+                "weir-connectors",
                 "weir-workloads",
             ],
         ),

@@ -751,3 +751,109 @@ fn a_kafka_source_reports_how_far_behind_the_head_it_reads() {
         "never more behind than the topic holds: {seen:?}"
     );
 }
+
+/// The records of every partition of `topic`, decoded as JSON.
+fn topic_json(brokers: &[String], topic: &str, partitions: i32) -> Vec<serde_json::Value> {
+    (0..partitions)
+        .flat_map(|p| read_partition(brokers, topic, p))
+        .map(|(_, _, value)| serde_json::from_slice(&value).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_sql_window_from_a_topic_into_a_topic_equals_the_oracle_in_both_modes() {
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "sql-readings", 3).unwrap();
+    produce(&brokers, "sql-readings", &rows(0, 6_000), 3, 2);
+    // the oracle of the builder's window test: per partition, a row is late
+    // once its 1 s window fired
+    let splits: Vec<Split> = (0..3)
+        .map(|p| Split {
+            rows: read_partition(&brokers, "sql-readings", p)
+                .into_iter()
+                .map(|(_, _, value)| {
+                    let v: serde_json::Value = serde_json::from_slice(&value).unwrap();
+                    Row {
+                        key: v["key"].as_i64().unwrap(),
+                        ts: v["ts"].as_i64().unwrap(),
+                        value: v["value"].as_i64().unwrap(),
+                        speed: v["speed"].as_f64().unwrap(),
+                    }
+                })
+                .collect(),
+            cuts: vec![700, 1300],
+        })
+        .collect();
+    let deadline = |t: i64| t - t.rem_euclid(1000) + 999;
+    let (admitted, late) = common::admitted_and_late_by(&splits, 200, 0, &deadline);
+    assert!(!late.is_empty(), "the data must contain late rows");
+    let mut oracle: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for r in &admitted {
+        let e = oracle
+            .entry((r.key, r.ts - r.ts.rem_euclid(1000)))
+            .or_default();
+        e.0 += r.value;
+        e.1 += 1;
+    }
+    let oracle: Vec<(i64, i64, i64, i64)> = oracle
+        .into_iter()
+        .map(|((k, s), (sum, n))| (k, s, sum, n))
+        .collect();
+    let b = brokers.join(",");
+    for (mode, p) in [
+        ("batch", "1"),
+        ("batch", "3"),
+        ("pipelined", "1"),
+        ("pipelined", "3"),
+    ] {
+        let out = format!("sql-sums-{mode}-{p}");
+        create_topic(&brokers, &out, 2).unwrap();
+        let text = format!(
+            "CREATE TABLE readings (`key` BIGINT, ts TIMESTAMP(3), `value` BIGINT, speed DOUBLE,\n  \
+             WATERMARK FOR ts AS ts - INTERVAL '200' MILLISECOND)\n  \
+             WITH ('connector' = 'kafka', 'topic' = 'sql-readings', 'properties.bootstrap.servers' = '{b}', \
+             'format' = 'json', 'scan.bounded.mode' = 'latest-offset');\n\
+             CREATE TABLE sums (`key` BIGINT, window_start BIGINT, total BIGINT, n BIGINT)\n  \
+             WITH ('connector' = 'kafka', 'topic' = '{out}', 'properties.bootstrap.servers' = '{b}', \
+             'format' = 'json', 'key.fields' = 'key');\n\
+             INSERT INTO sums SELECT `key`, window_start, SUM(`value`), COUNT(*)\n\
+             FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(ts), INTERVAL '1' SECOND))\n\
+             GROUP BY window_start, window_end, `key`;"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("job.sql");
+        std::fs::write(&file, text).unwrap();
+        let o = within(60, {
+            let (file, mode, p) = (file.clone(), mode.to_string(), p.to_string());
+            move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+                    .arg("sql")
+                    .arg(&file)
+                    .args(["--mode", &mode, "--parallelism", &p])
+                    .output()
+                    .unwrap()
+            }
+        });
+        assert!(
+            o.status.success(),
+            "{mode} p={p}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let mut got: Vec<(i64, i64, i64, i64)> = topic_json(&brokers, &out, 2)
+            .iter()
+            .map(|v| {
+                (
+                    v["key"].as_i64().unwrap(),
+                    v["window_start"].as_i64().unwrap(),
+                    v["total"].as_i64().unwrap(),
+                    v["n"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        got.sort_unstable();
+        same(&got, &oracle, &format!("sql {mode} p={p}"));
+    }
+}

@@ -179,7 +179,7 @@ impl Table {
         match self.kind()? {
             "parquet" => stream.sink_parquet(path).map_err(|e| engine(node, e)),
             "json" => stream.sink_json(path).map_err(|e| engine(node, e)),
-            "nexmark" => self.sink(stream, path, node),
+            "nexmark" | "kafka" => Table::sink_by_extension(stream, path, node),
             _ => Table::sink_by_extension(stream, path, node),
         }
     }
@@ -215,8 +215,10 @@ impl Table {
             }
             ("print", _) => Ok("print"),
             ("nexmark", _) => Ok("nexmark"),
+            ("kafka", _) => Ok("kafka"),
             (c, _) => Err(self.err(format!(
-                "connector `{c}` is not supported in weir SQL yet (filesystem, parquet, print, nexmark)"
+                "connector `{c}` is not supported in weir SQL yet (filesystem, parquet, print, \
+                 nexmark, kafka)"
             ))),
         }
     }
@@ -236,7 +238,22 @@ impl Table {
                 (s, path.display().to_string())
             }
             "nexmark" => self.nexmark(job, generated)?,
-            _ => return Err(self.err("is a sink: only Parquet and Nexmark tables can be read")),
+            "kafka" => {
+                let k = self.kafka()?;
+                let schema = Arc::new(arrow_schema::Schema::new(
+                    self.columns
+                        .iter()
+                        .map(|(n, t)| arrow_schema::Field::new(n, t.clone(), true))
+                        .collect::<Vec<_>>(),
+                ));
+                let s = k.source(job, schema).map_err(|e| self.err(e.to_string()))?;
+                (s, format!("kafka topic `{}`", k.topic()))
+            }
+            _ => {
+                return Err(
+                    self.err("is a sink: only Parquet, Nexmark and Kafka tables can be read")
+                )
+            }
         };
         for (name, want) in &self.columns {
             let Some(field) = s.schema().fields().iter().find(|f| f.name() == name) else {
@@ -271,6 +288,11 @@ impl Table {
                 .assign_timestamps(column, WatermarkStrategy::bounded_out_of_orderness(*delay))
                 .map_err(|e| self.err(e.to_string())),
         }
+    }
+
+    /// The Kafka settings of a `'connector' = 'kafka'` table.
+    fn kafka(&self) -> Result<crate::kafka::KafkaTable, SqlError> {
+        crate::kafka::KafkaTable::try_new(&self.options, &|m| self.err(m))
     }
 
     /// The Nexmark table this declares, and what errors call it.
@@ -353,6 +375,7 @@ impl Table {
                     self.name
                 ),
             )),
+            "kafka" => self.kafka()?.sink(stream).map_err(|e| engine(node, e)),
             _ => {
                 stream.sink_stdout();
                 Ok(())

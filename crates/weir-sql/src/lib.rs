@@ -43,6 +43,7 @@ mod error;
 mod expr;
 mod job;
 mod join;
+mod kafka;
 mod over;
 mod query;
 mod rank;
