@@ -326,7 +326,10 @@ fn mistakes_are_refused_with_line_column_and_construct() {
             "CREATE TABLE t (a BIGINT, WATERMARK FOR b AS b) WITH ('connector' = 'print');".into(),
             "line 1, column 27: WATERMARK FOR `b`: table `t` has no such column".into(),
         ),
-        ("CREATE TABLE t (a BIGINT) WITH ('connector' = 'kafka');\nINSERT INTO t SELECT 1 FROM t".into(), "connector `kafka` is not supported".into()),
+        ("CREATE TABLE t (a BIGINT) WITH ('connector' = 'jdbc');\nINSERT INTO t SELECT 1 FROM t".into(), "connector `jdbc` is not supported".into()),
+        ("CREATE TABLE t (a BIGINT) WITH ('connector' = 'kafka');\nINSERT INTO t SELECT 1 FROM t".into(), "table `t`: needs WITH ('topic' = …)".into()),
+        ("CREATE TABLE t (a BIGINT) WITH ('connector' = 'kafka', 'topic' = 'x', 'properties.bootstrap.servers' = 'h:1', 'scan.bounded.mode' = 'forever');\nINSERT INTO t SELECT 1 FROM t".into(), "'scan.bounded.mode' = 'forever' (latest-offset, unbounded)".into()),
+        ("CREATE TABLE t (a BIGINT) WITH ('connector' = 'nexmark', 'table' = 'bids');\nCREATE TABLE o (a BIGINT) WITH ('connector' = 'print');\nINSERT INTO o SELECT a FROM t".into(), "nexmark has the tables person, auction and bid, not `bids`".into()),
         ("SET 'pipeline.name' = 'x';".into(), "unknown option `pipeline.name`".into()),
         (format!("{table}SELECT speed FROM obd;\nSELEC 1"), format!("line {}, column 1: Expected: an SQL statement, found: SELEC", next + 1)),
     ];
