@@ -237,6 +237,23 @@ pub(crate) fn join(
             "a join needs at least one key equality (l.k = r.k)",
         ));
     }
+    // an inner join's condition on one side's columns only filters that
+    // side before the join (fewer rows to hold and match)
+    let (mut left, mut right) = (left, right);
+    let mut after = Vec::new();
+    for c in residual {
+        if only_reads(c, &left.1, &right.1) {
+            let e = scalar(c, &in_scope(&left.1), functions)?;
+            left.0 = left.0.filter(e).map_err(|e| engine(c, e))?;
+        } else if only_reads(c, &right.1, &left.1) {
+            let e = scalar(c, &in_scope(&right.1), functions)?;
+            right.0 = right.0.filter(e).map_err(|e| engine(c, e))?;
+        } else {
+            after.push(c);
+        }
+    }
+    let residual = after;
+    let (ls, rs) = (&left.1, &right.1);
     let spec = match (window_bounds, interval_ms) {
         (2, None) => JoinSpec::same_window(),
         (0, Some((lower, upper))) => JoinSpec::interval_ms(lower, upper),
@@ -272,6 +289,26 @@ pub(crate) fn join(
         out = out.filter(e).map_err(|e| engine(c, e))?;
     }
     Ok((out, scope))
+}
+
+/// True if every column `c` reads resolves in `this` and none in `other`.
+fn only_reads(c: &SqlExpr, this: &Scope, other: &Scope) -> bool {
+    let mut ok = true;
+    let mut any = false;
+    let _ = ast::visit_expressions(c, |e| {
+        let (q, n) = match e {
+            SqlExpr::Identifier(id) => (None, id.value.as_str()),
+            SqlExpr::CompoundIdentifier(p) if p.len() >= 2 => (
+                Some(p[p.len() - 2].value.as_str()),
+                p[p.len() - 1].value.as_str(),
+            ),
+            _ => return std::ops::ControlFlow::<()>::Continue(()),
+        };
+        any = true;
+        ok &= this.resolve(e, q, n).is_ok() && other.resolve(e, q, n).is_err();
+        std::ops::ControlFlow::Continue(())
+    });
+    ok && any
 }
 
 fn split_and<'a>(e: &'a SqlExpr, out: &mut Vec<&'a SqlExpr>) {

@@ -166,6 +166,30 @@ impl Planner<'_> {
         // join, the rest filters the pairs)
         let comma_join;
         let (from, selection) = match (s.from.as_slice(), &s.selection) {
+            // an inner join's WHERE is part of its condition (so the parts on
+            // one side's columns filter that side before the join)
+            ([only], Some(w))
+                if only.joins.len() == 1
+                    && matches!(
+                        &only.joins[0].join_operator,
+                        ast::JoinOperator::Join(ast::JoinConstraint::On(_))
+                            | ast::JoinOperator::Inner(ast::JoinConstraint::On(_))
+                    ) =>
+            {
+                let mut merged = only.clone();
+                let j = &mut merged.joins[0];
+                if let ast::JoinOperator::Join(ast::JoinConstraint::On(on))
+                | ast::JoinOperator::Inner(ast::JoinConstraint::On(on)) = &mut j.join_operator
+                {
+                    *on = SqlExpr::BinaryOp {
+                        left: Box::new(SqlExpr::Nested(Box::new(on.clone()))),
+                        op: ast::BinaryOperator::And,
+                        right: Box::new(SqlExpr::Nested(Box::new(w.clone()))),
+                    };
+                }
+                comma_join = merged;
+                (&comma_join, None)
+            }
             ([only], w) => (only, w.as_ref()),
             ([a, b], Some(w)) if a.joins.is_empty() && b.joins.is_empty() => {
                 comma_join = ast::TableWithJoins {

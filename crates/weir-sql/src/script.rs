@@ -36,6 +36,7 @@ pub struct Settings {
 pub struct ScriptOptions {
     functions: Option<FunctionRegistry>,
     output: Option<PathBuf>,
+    collect: bool,
 }
 
 impl ScriptOptions {
@@ -55,6 +56,14 @@ impl ScriptOptions {
         self.output = Some(path.into());
         self
     }
+
+    /// Keeps a bare `SELECT`'s rows in memory (read them with
+    /// [`Script::collected`] after the run) instead of printing them: what
+    /// the interactive shell shows as a table.
+    pub fn with_collect(mut self) -> Self {
+        self.collect = true;
+        self
+    }
 }
 
 /// A planned script.
@@ -63,6 +72,7 @@ pub struct Script {
     // config
     functions: FunctionRegistry,
     output: Option<PathBuf>,
+    collect: bool,
     base: PathBuf,
     // state
     job: Job,
@@ -73,6 +83,8 @@ pub struct Script {
     queries: usize,
     /// The tables `INSERT` writes.
     targets: BTreeSet<String>,
+    /// A bare SELECT's rows, when collected.
+    collected: Option<weir_connectors::Collected>,
     /// Generated data its tables share.
     generated: crate::catalog::Generated,
     /// `EXPLAIN`ed statements: their text and the job each alone would run.
@@ -107,6 +119,8 @@ impl Script {
         let mut s = Script {
             functions: options.functions.unwrap_or_default(),
             output: options.output,
+            collect: options.collect,
+            collected: None,
             base: base.to_path_buf(),
             targets: BTreeSet::new(),
             generated: Default::default(),
@@ -280,6 +294,15 @@ impl Script {
                 self.check_one_output(st)?;
                 match &self.output {
                     Some(path) => Table::sink_by_extension(&rows, path, q.as_ref())?,
+                    None if self.collect => {
+                        if self.collected.is_some() {
+                            return Err(at_node(st, "one SELECT at a time is collected"));
+                        }
+                        let c = rows
+                            .collect()
+                            .map_err(|e| crate::error::engine(q.as_ref(), e))?;
+                        self.collected = Some(c);
+                    }
                     None => rows.sink_stdout(),
                 }
                 self.queries += 1;
@@ -419,6 +442,12 @@ impl Script {
     /// What its `SET`s asked for.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// A bare SELECT's rows, with [`ScriptOptions::with_collect`] (they
+    /// arrive while the job runs).
+    pub fn collected(&self) -> Option<&weir_connectors::Collected> {
+        self.collected.as_ref()
     }
 
     /// The tables it declared, by name.

@@ -11,6 +11,7 @@ pub mod nexmark;
 pub mod run;
 pub mod scan;
 pub mod sql;
+pub mod sql_shell;
 pub mod stop;
 
 pub(crate) use crate::cli::jobfile::LoadedJob;

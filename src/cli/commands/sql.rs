@@ -8,7 +8,9 @@ use super::*;
 /// Arguments of `weir sql`.
 #[derive(clap::Args, Debug)]
 pub struct SqlArgs {
-    /// The script (statements separated by `;`). Without it, `-e` gives the text.
+    /// The script (statements separated by `;`). Without it, `-e` gives
+    /// the text; without either, a terminal gets the interactive shell and
+    /// a pipe is read as the script.
     pub file: Option<PathBuf>,
     /// The script's text, instead of a file.
     #[arg(
@@ -42,6 +44,13 @@ pub struct SqlArgs {
     /// go to stdout too: send those to a table to keep the JSON alone).
     #[arg(long)]
     pub json: bool,
+    /// The shell: keep its history in this file (read at start, written at
+    /// exit); without it the history lasts the session only.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+    /// Run the shell on standard input even when it is not a terminal.
+    #[arg(long, hide = true)]
+    pub shell: bool,
     /// Watching the run: --http, --linger, --report.
     #[command(flatten)]
     pub watch: crate::cli::watch::WatchArgs,
@@ -59,6 +68,8 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
         output,
         explain,
         json,
+        history,
+        shell,
         watch,
     } = args;
     let (text, base, title) = match (&file, execute) {
@@ -71,6 +82,48 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
             (text, base, f.display().to_string())
         }
         (None, Some(text)) => (text, PathBuf::from("."), "weir sql -e".to_string()),
+        (None, None) => {
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
+            if !(tty || shell) {
+                // a pipe: the script
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .map_err(|e| weir_core::error::Error::io("(standard input)", e))?;
+                (
+                    text,
+                    PathBuf::from("."),
+                    "weir sql (standard input)".to_string(),
+                )
+            } else {
+                for (flag, given) in [
+                    ("--output", output.is_some()),
+                    ("--explain", explain),
+                    ("--json", json),
+                ] {
+                    if given {
+                        return Err(weir_core::error::Error::option(
+                            flag,
+                            "applies to a script (weir sql FILE); the shell prints each result",
+                        ));
+                    }
+                }
+                if history.as_deref().is_some_and(|h| h.is_dir()) {
+                    return Err(weir_core::error::Error::option(
+                        "--history",
+                        "is a directory: name a file to keep the history in",
+                    ));
+                }
+                let config = super::sql_shell::ShellConfig {
+                    mode: mode.as_deref().map(str::parse).transpose()?,
+                    parallelism,
+                    memory: parse_size("--memory", &memory)?,
+                    base: PathBuf::from("."),
+                };
+                // off a terminal (--shell) the editor reads plain lines
+                let mut lines = super::sql_shell::Terminal::try_new(history)?;
+                return super::sql_shell::run(&config, &mut lines);
+            }
+        }
         _ => {
             return Err(weir_core::error::Error::option(
                 "sql",
