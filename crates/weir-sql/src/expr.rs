@@ -355,7 +355,7 @@ fn function(
     functions: &FunctionRegistry,
 ) -> Result<Expr, SqlError> {
     let name = f.name.to_string().to_ascii_lowercase();
-    if AGGREGATES.contains(&name.as_str()) {
+    if AGGREGATES.contains(&name.as_str()) || functions.aggregate(&name).is_some() {
         return Err(at_node(
             e,
             format!(

@@ -351,11 +351,13 @@ impl Planner<'_> {
                         SqlExpr::CompoundIdentifier(p) => p.last().expect("parts").value.clone(),
                         _ => format!("EXPR${i}"),
                     };
-                    items.push((name, take_aggs(e, &mut aggs)?, false));
+                    items.push((name, take_aggs(e, &mut aggs, self.functions)?, false));
                 }
-                SelectItem::ExprWithAlias { expr, alias } => {
-                    items.push((alias.value.clone(), take_aggs(expr, &mut aggs)?, true))
-                }
+                SelectItem::ExprWithAlias { expr, alias } => items.push((
+                    alias.value.clone(),
+                    take_aggs(expr, &mut aggs, self.functions)?,
+                    true,
+                )),
                 SelectItem::Wildcard(_) if group.is_empty() => {
                     for f in input
                         .schema()
@@ -372,7 +374,7 @@ impl Planner<'_> {
         }
         let having = having_expr
             .as_ref()
-            .map(|h| take_aggs(h, &mut aggs))
+            .map(|h| take_aggs(h, &mut aggs, self.functions))
             .transpose()?;
         if group.is_empty() && aggs.is_empty() {
             if window.is_some() {
@@ -454,6 +456,10 @@ impl Planner<'_> {
                 ("avg", Some(c)) => Agg::avg(c),
                 ("min", Some(c)) => Agg::min(c),
                 ("max", Some(c)) => Agg::max(c),
+                (f, Some(c)) if self.functions.aggregate(f).is_some() => Agg::udf(
+                    std::sync::Arc::clone(self.functions.aggregate(f).expect("checked")),
+                    c,
+                ),
                 (f, None) => {
                     return Err(at_node(
                         s,
@@ -920,22 +926,32 @@ impl Planner<'_> {
 
 /// Replaces aggregate calls in `e` by columns named for them (registering
 /// each distinct call once in `aggs`).
-fn take_aggs(e: &SqlExpr, aggs: &mut Vec<AggCall>) -> Result<SqlExpr, SqlError> {
+fn take_aggs(
+    e: &SqlExpr,
+    aggs: &mut Vec<AggCall>,
+    functions: &FunctionRegistry,
+) -> Result<SqlExpr, SqlError> {
     let mut e = e.clone();
-    replace_aggs(&mut e, aggs)?;
+    replace_aggs(&mut e, aggs, functions)?;
     Ok(e)
 }
 
-fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError> {
+fn replace_aggs(
+    e: &mut SqlExpr,
+    aggs: &mut Vec<AggCall>,
+    functions: &FunctionRegistry,
+) -> Result<(), SqlError> {
     match e {
         SqlExpr::Function(f) => {
             let func = f.name.to_string().to_ascii_lowercase();
-            if !["count", "sum", "avg", "min", "max"].contains(&func.as_str()) {
+            if !["count", "sum", "avg", "min", "max"].contains(&func.as_str())
+                && functions.aggregate(&func).is_none()
+            {
                 // a scalar function (e.g. COALESCE): aggregates may be its arguments
                 if let FunctionArguments::List(list) = &mut f.args {
                     for a in &mut list.args {
                         if let FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) = a {
-                            replace_aggs(x, aggs)?;
+                            replace_aggs(x, aggs, functions)?;
                         }
                     }
                 }
@@ -964,7 +980,7 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
                 [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))] => {
                     // COUNT(SUM(x)): an aggregate inside an aggregate
                     let mut inner = Vec::new();
-                    replace_aggs(&mut x.clone(), &mut inner)?;
+                    replace_aggs(&mut x.clone(), &mut inner, functions)?;
                     if !inner.is_empty() {
                         return Err(at_node(x, "an aggregate inside an aggregate"));
                     }
@@ -983,7 +999,7 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
                 None => arg,
                 Some(c) => {
                     let mut inner = Vec::new();
-                    replace_aggs(&mut (**c).clone(), &mut inner)?;
+                    replace_aggs(&mut (**c).clone(), &mut inner, functions)?;
                     if !inner.is_empty() {
                         return Err(at_node(&**c, "an aggregate inside an aggregate's FILTER"));
                     }
@@ -1027,8 +1043,8 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
             Ok(())
         }
         SqlExpr::BinaryOp { left, right, .. } => {
-            replace_aggs(left, aggs)?;
-            replace_aggs(right, aggs)
+            replace_aggs(left, aggs, functions)?;
+            replace_aggs(right, aggs, functions)
         }
         SqlExpr::Case {
             operand,
@@ -1037,23 +1053,23 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
             ..
         } => {
             for x in operand.iter_mut().chain(else_result.iter_mut()) {
-                replace_aggs(x, aggs)?;
+                replace_aggs(x, aggs, functions)?;
             }
             for w in conditions {
-                replace_aggs(&mut w.condition, aggs)?;
-                replace_aggs(&mut w.result, aggs)?;
+                replace_aggs(&mut w.condition, aggs, functions)?;
+                replace_aggs(&mut w.result, aggs, functions)?;
             }
             Ok(())
         }
         SqlExpr::Like { expr, pattern, .. } | SqlExpr::ILike { expr, pattern, .. } => {
-            replace_aggs(expr, aggs)?;
-            replace_aggs(pattern, aggs)
+            replace_aggs(expr, aggs, functions)?;
+            replace_aggs(pattern, aggs, functions)
         }
         SqlExpr::Between {
             expr, low, high, ..
         } => {
             for x in [expr, low, high] {
-                replace_aggs(x, aggs)?;
+                replace_aggs(x, aggs, functions)?;
             }
             Ok(())
         }
@@ -1062,15 +1078,15 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
             target: ast::InTarget::List(list),
             ..
         } => {
-            replace_aggs(expr, aggs)?;
+            replace_aggs(expr, aggs, functions)?;
             for x in list {
-                replace_aggs(x, aggs)?;
+                replace_aggs(x, aggs, functions)?;
             }
             Ok(())
         }
         SqlExpr::Position { expr, r#in } => {
-            replace_aggs(expr, aggs)?;
-            replace_aggs(r#in, aggs)
+            replace_aggs(expr, aggs, functions)?;
+            replace_aggs(r#in, aggs, functions)
         }
         SqlExpr::Substring {
             expr,
@@ -1078,9 +1094,9 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
             substring_for,
             ..
         } => {
-            replace_aggs(expr, aggs)?;
+            replace_aggs(expr, aggs, functions)?;
             for x in substring_from.iter_mut().chain(substring_for.iter_mut()) {
-                replace_aggs(x, aggs)?;
+                replace_aggs(x, aggs, functions)?;
             }
             Ok(())
         }
@@ -1092,7 +1108,7 @@ fn replace_aggs(e: &mut SqlExpr, aggs: &mut Vec<AggCall>) -> Result<(), SqlError
         | SqlExpr::Floor { expr, .. }
         | SqlExpr::Ceil { expr, .. }
         | SqlExpr::Extract { expr, .. }
-        | SqlExpr::Trim { expr, .. } => replace_aggs(expr, aggs),
+        | SqlExpr::Trim { expr, .. } => replace_aggs(expr, aggs, functions),
         _ => Ok(()),
     }
 }

@@ -39,7 +39,11 @@ use weir_core::expr::{ColumnarValue, FunctionRef, ScalarFunction};
 #[derive(Clone, Debug)]
 pub struct FunctionRegistry {
     functions: BTreeMap<String, FunctionRef>,
+    aggregates: BTreeMap<String, Arc<dyn crate::aggregate::AggregateUdf>>,
 }
+
+/// The built-in aggregates' names (taken for UDAFs too).
+const BUILTIN_AGGREGATES: &[&str] = &["count", "sum", "avg", "min", "max"];
 
 impl Default for FunctionRegistry {
     fn default() -> Self {
@@ -58,7 +62,10 @@ impl FunctionRegistry {
         {
             functions.insert(b.name.to_string(), FunctionRef::new(*b));
         }
-        FunctionRegistry { functions }
+        FunctionRegistry {
+            functions,
+            aggregates: BTreeMap::new(),
+        }
     }
 
     /// Adds a user-defined function. Refuses a name that is already taken
@@ -66,7 +73,7 @@ impl FunctionRegistry {
     /// different function than the one its author read about.
     pub fn with_udf(mut self, function: Arc<dyn ScalarFunction>) -> Result<Self> {
         let name = function.name().to_ascii_lowercase();
-        if self.functions.contains_key(&name) {
+        if self.taken(&name) {
             return Err(Error::InvalidOption {
                 option: "udf".into(),
                 message: format!("a function named {name}() already exists"),
@@ -74,6 +81,35 @@ impl FunctionRegistry {
         }
         self.functions.insert(name, FunctionRef::from_arc(function));
         Ok(self)
+    }
+
+    /// Adds a user-defined aggregate function (UDAF), called by its name in
+    /// a grouped `SELECT` (`SELECT k, sum_squares(x) … GROUP BY …`). Refuses
+    /// a taken name, as [`FunctionRegistry::with_udf`] does.
+    pub fn with_aggregate_udf(
+        mut self,
+        function: Arc<dyn crate::aggregate::AggregateUdf>,
+    ) -> Result<Self> {
+        let name = function.name().to_ascii_lowercase();
+        if self.taken(&name) {
+            return Err(Error::InvalidOption {
+                option: "udf".into(),
+                message: format!("a function named {name}() already exists"),
+            });
+        }
+        self.aggregates.insert(name, function);
+        Ok(self)
+    }
+
+    /// The user-defined aggregate called `name` (case-insensitive).
+    pub fn aggregate(&self, name: &str) -> Option<&Arc<dyn crate::aggregate::AggregateUdf>> {
+        self.aggregates.get(&name.to_ascii_lowercase())
+    }
+
+    fn taken(&self, name: &str) -> bool {
+        self.functions.contains_key(name)
+            || self.aggregates.contains_key(name)
+            || BUILTIN_AGGREGATES.contains(&name)
     }
 
     /// The function called `name` (case-insensitive).

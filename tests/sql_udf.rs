@@ -1,0 +1,233 @@
+//! User-defined functions in weir SQL, registered from Rust: a scalar UDF
+//! (Arrow arrays in, an Arrow array out) and an aggregate UDF, called by
+//! name in a script planned with `ScriptOptions::with_functions`, give the
+//! rows of an oracle computed here in both modes at parallelism 1 and 3;
+//! a name that is taken is refused.
+
+mod common;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array};
+use arrow_schema::{ArrowError, DataType};
+use weir::expr::{ColumnarValue, ScalarFunction};
+use weir::functions::aggregate::{AggregateState, AggregateUdf, ScalarValueOrArray};
+use weir::functions::FunctionRegistry;
+use weir::sql::{Script, ScriptOptions};
+use weir::{Error, ExecConfig, ExecMode, Result};
+
+/// `kmh(speed)`: m/s to km/h.
+#[derive(Debug)]
+struct Kmh;
+
+impl ScalarFunction for Kmh {
+    fn name(&self) -> &str {
+        "kmh"
+    }
+    fn return_type(&self, args: &[DataType]) -> std::result::Result<DataType, String> {
+        match args {
+            [DataType::Float64] => Ok(DataType::Float64),
+            other => Err(format!("takes one DOUBLE, not {other:?}")),
+        }
+    }
+    fn invoke(
+        &self,
+        args: &[ColumnarValue],
+        rows: usize,
+    ) -> std::result::Result<ArrayRef, ArrowError> {
+        let x = args[0].to_array(rows)?;
+        let out: Float64Array = x.as_primitive::<Float64Type>().unary(|v| v * 3.6);
+        Ok(Arc::new(out))
+    }
+}
+
+/// `sum_squares(x)` over BIGINT: exact, so every mode agrees to the bit.
+#[derive(Debug)]
+struct SumSquares;
+
+#[derive(Debug)]
+struct Squares(i64);
+
+impl AggregateUdf for SumSquares {
+    fn name(&self) -> &str {
+        "sum_squares"
+    }
+    fn return_type(&self, input: &DataType) -> Result<DataType> {
+        match input {
+            DataType::Int64 => Ok(DataType::Int64),
+            other => Err(Error::option(
+                "sum_squares",
+                format!("needs BIGINT, got {other}"),
+            )),
+        }
+    }
+    fn state_type(&self, _input: &DataType) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn create(&self) -> Box<dyn AggregateState> {
+        Box::new(Squares(0))
+    }
+}
+
+impl AggregateState for Squares {
+    fn update(&mut self, values: &ArrayRef, rows: &[u32], _times: &[i64]) -> Result<()> {
+        let values = values.as_primitive::<Int64Type>();
+        for &r in rows {
+            if values.is_valid(r as usize) {
+                self.0 += values.value(r as usize).pow(2);
+            }
+        }
+        Ok(())
+    }
+    fn merge(&mut self, other: &dyn AggregateState) -> Result<()> {
+        let other = other.as_any().downcast_ref::<Squares>().expect("same UDAF");
+        self.0 += other.0;
+        Ok(())
+    }
+    fn state(&self) -> Result<ScalarValueOrArray> {
+        Ok(Arc::new(Int64Array::from(vec![self.0])))
+    }
+    fn merge_state(&mut self, state: &ArrayRef, row: usize) -> Result<()> {
+        self.0 += state.as_primitive::<Int64Type>().value(row);
+        Ok(())
+    }
+    fn finish(&self) -> Result<ArrayRef> {
+        self.state()
+    }
+    fn memory_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+fn registry() -> FunctionRegistry {
+    FunctionRegistry::builtin()
+        .with_udf(Arc::new(Kmh))
+        .unwrap()
+        .with_aggregate_udf(Arc::new(SumSquares))
+        .unwrap()
+}
+
+fn script(data: &Path, out: &Path) -> String {
+    format!(
+        "CREATE TABLE obd (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE,\n  \
+         WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE)\n  \
+         WITH ('connector' = 'parquet', 'path' = '{}');\n\
+         CREATE TABLE out (vehicle_id BIGINT, window_start BIGINT, squares BIGINT, top DOUBLE)\n  \
+         WITH ('connector' = 'parquet', 'path' = '{}');\n\
+         INSERT INTO out SELECT vehicle_id, window_start, SUM_SQUARES(CAST(kmh(speed) AS BIGINT)), MAX(kmh(speed))\n\
+         FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '10' SECOND))\n\
+         GROUP BY window_start, window_end, vehicle_id;",
+        data.display(),
+        out.display()
+    )
+}
+
+#[test]
+fn scalar_and_aggregate_udfs_equal_the_oracle_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("obd");
+    common::generate_obd(&data, 8, 60, 2);
+    let mut want: BTreeMap<(i64, i64), (i64, f64)> = BTreeMap::new();
+    for b in common::read_parquet_parts(&data) {
+        let v = b
+            .column_by_name("vehicle_id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let t = b
+            .column_by_name("event_time")
+            .unwrap()
+            .as_primitive::<arrow_array::types::TimestampMillisecondType>();
+        let s = b
+            .column_by_name("speed")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            let kmh = s.value(i) * 3.6;
+            let e = want
+                .entry((v.value(i), t.value(i).div_euclid(10_000) * 10_000))
+                .or_insert((0, f64::MIN));
+            // CAST to BIGINT truncates toward zero
+            e.0 += (kmh.trunc() as i64).pow(2);
+            e.1 = e.1.max(kmh);
+        }
+    }
+    for mode in [ExecMode::Batch, ExecMode::Pipelined] {
+        for p in [1, 3] {
+            let out = dir.path().join(format!("out-{mode:?}-{p}"));
+            let s = Script::try_with(
+                &script(&data, &out),
+                dir.path(),
+                ScriptOptions::default().with_functions(registry()),
+            )
+            .unwrap();
+            s.job()
+                .run(&ExecConfig::new(mode).with_parallelism(p))
+                .unwrap();
+            let mut got = BTreeMap::new();
+            for b in common::read_parquet_parts(&out) {
+                let c = |n: &str| b.column_by_name(n).unwrap().clone();
+                let (v, w, q, top) = (c("vehicle_id"), c("window_start"), c("squares"), c("top"));
+                for i in 0..b.num_rows() {
+                    got.insert(
+                        (
+                            v.as_primitive::<Int64Type>().value(i),
+                            w.as_primitive::<Int64Type>().value(i),
+                        ),
+                        (
+                            q.as_primitive::<Int64Type>().value(i),
+                            top.as_primitive::<Float64Type>().value(i),
+                        ),
+                    );
+                }
+            }
+            assert_eq!(got, want, "{mode:?} p={p}");
+        }
+    }
+}
+
+#[test]
+fn udfs_need_registering_and_free_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("obd");
+    common::generate_obd(&data, 2, 5, 1);
+    let out = dir.path().join("out");
+    // without the registry the script names what it does not know
+    let err = Script::try_new(&script(&data, &out), dir.path())
+        .err()
+        .expect("kmh is unknown")
+        .to_string();
+    assert!(err.contains("unknown function kmh()"), "{err}");
+    // taken names are refused: a built-in scalar, a built-in aggregate, a UDF twice
+    #[derive(Debug)]
+    struct Named(&'static str);
+    impl AggregateUdf for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn return_type(&self, input: &DataType) -> Result<DataType> {
+            Ok(input.clone())
+        }
+        fn state_type(&self, input: &DataType) -> Result<DataType> {
+            Ok(input.clone())
+        }
+        fn create(&self) -> Box<dyn AggregateState> {
+            Box::new(Squares(0))
+        }
+    }
+    for name in ["upper", "SUM", "sum_squares", "kmh"] {
+        let err = registry()
+            .with_aggregate_udf(Arc::new(Named(name)))
+            .err()
+            .expect("a taken name");
+        assert!(err.to_string().contains("already exists"), "{name}: {err}");
+    }
+    assert!(!out.exists());
+}
