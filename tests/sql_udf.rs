@@ -201,8 +201,7 @@ fn udfs_need_registering_and_free_names() {
     let out = dir.path().join("out");
     // without the registry the script names what it does not know
     let err = Script::try_new(&script(&data, &out), dir.path())
-        .err()
-        .expect("kmh is unknown")
+        .expect_err("kmh is unknown")
         .to_string();
     assert!(err.contains("unknown function kmh()"), "{err}");
     // taken names are refused: a built-in scalar, a built-in aggregate, a UDF twice
@@ -225,8 +224,7 @@ fn udfs_need_registering_and_free_names() {
     for name in ["upper", "SUM", "sum_squares", "kmh"] {
         let err = registry()
             .with_aggregate_udf(Arc::new(Named(name)))
-            .err()
-            .expect("a taken name");
+            .expect_err("a taken name");
         assert!(err.to_string().contains("already exists"), "{name}: {err}");
     }
     assert!(!out.exists());
