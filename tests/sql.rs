@@ -977,8 +977,8 @@ fn unknown_and_time_dependent_functions_are_refused_by_name() {
         ),
         (
             "SELECT ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY event_time) AS rn \
-             FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' SECOND))",
-            "window deduplication",
+             FROM TABLE(HOP(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' SECOND, INTERVAL '2' SECOND))",
+            "ROW_NUMBER() over the rows of a HOP",
         ),
     ] {
         let file = dir.path().join("bad.sql");
@@ -1446,4 +1446,73 @@ fn legacy_group_windows_equal_the_oracle_in_every_mode() {
         .collect();
     want.sort();
     in_every_mode(dir.path(), "hop", script, &want);
+}
+
+#[test]
+fn window_top_n_and_deduplication_over_a_tumbles_rows_equal_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let input = input_rows(&data);
+    let mut windows: BTreeMap<(i64, i64), Vec<(i64, f64)>> = BTreeMap::new();
+    for (v, t, s) in &input {
+        windows
+            .entry((*v, t.div_euclid(10_000) * 10_000))
+            .or_default()
+            .push((*t, *s));
+    }
+    // the two fastest readings of each vehicle and 10 s window (ties: the
+    // other columns decide), and the first reading of each (deduplication)
+    let top = |out: &Path| {
+        format!(
+            "{}CREATE TABLE out (vehicle_id BIGINT, window_start BIGINT, speed DOUBLE, t BIGINT, rn BIGINT) \
+             WITH ('connector' = 'parquet', 'path' = '{}');\n\
+             INSERT INTO out SELECT vehicle_id, window_start, speed, CAST(event_time AS BIGINT), rn FROM (\n  \
+             SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, vehicle_id ORDER BY speed DESC) AS rn\n  \
+             FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '10' SECOND))\n) WHERE rn <= 2;",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        )
+    };
+    let mut want = Vec::new();
+    for ((v, start), rows) in &windows {
+        let mut rows = rows.clone();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (rank, (t, s)) in rows.iter().take(2).enumerate() {
+            want.push(vec![
+                v.to_string(),
+                start.to_string(),
+                format!("{s:?}"),
+                t.to_string(),
+                (rank + 1).to_string(),
+            ]);
+        }
+    }
+    want.sort();
+    in_every_mode(dir.path(), "top2", top, &want);
+
+    let first = |out: &Path| {
+        format!(
+            "{}CREATE TABLE out (vehicle_id BIGINT, window_start BIGINT, window_end BIGINT, t BIGINT) \
+             WITH ('connector' = 'parquet', 'path' = '{}');\n\
+             INSERT INTO out SELECT vehicle_id, window_start, window_end, CAST(event_time AS BIGINT) FROM (\n  \
+             SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, vehicle_id ORDER BY event_time) AS rownum\n  \
+             FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '10' SECOND)) WHERE speed > 20\n) WHERE rownum = 1;",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        )
+    };
+    let mut want: Vec<Vec<String>> = windows
+        .iter()
+        .filter_map(|((v, start), rows)| {
+            let t = rows.iter().filter(|r| r.1 > 20.0).map(|r| r.0).min()?;
+            Some(vec![
+                v.to_string(),
+                start.to_string(),
+                (start + 10_000).to_string(),
+                t.to_string(),
+            ])
+        })
+        .collect();
+    want.sort();
+    in_every_mode(dir.path(), "first", first, &want);
 }

@@ -592,13 +592,59 @@ impl Planner<'_> {
         name: &str,
         spec: &ast::WindowSpec,
     ) -> Result<Stream, SqlError> {
-        if window.is_some() {
-            return Err(unsupported(
-                &s.from[0].relation,
-                "ROW_NUMBER() over a window table function's raw rows (window deduplication); \
-                 rank a window aggregation's rows",
-            ));
-        }
+        // a TUMBLE's rows: each gets its window's columns (as Flink's window
+        // table function adds them), then ranks within it
+        let (input, scope) =
+            match window {
+                None => (input, scope.clone()),
+                Some(TvfWindow {
+                    window:
+                        Window::Tumbling {
+                            size_ms,
+                            offset_ms: 0,
+                        },
+                    ..
+                }) => {
+                    let node = &s.from[0].relation;
+                    let Some(t) = input.time_column().map(str::to_string) else {
+                        return Err(at_node(node, "a window's rows need their event time"));
+                    };
+                    for c in ["window_start", "window_end", "window_time"] {
+                        if input.schema().field_with_name(c).is_ok() {
+                            return Err(at_node(
+                                node,
+                                format!("the rows already have a `{c}` column"),
+                            ));
+                        }
+                    }
+                    use weir_core::expr::{col, lit};
+                    let ms = col(&t).cast(arrow_schema::DataType::Int64);
+                    let size = lit(size_ms);
+                    // floor to the window, before the epoch too
+                    let start = ms.clone().sub(
+                        ms.modulo(size.clone())
+                            .add(size.clone())
+                            .modulo(size.clone()),
+                    );
+                    let with = input
+                        .with_column("window_start", start)
+                        .and_then(|x| x.with_column("window_end", col("window_start").add(size)))
+                        .and_then(|x| x.with_column("window_time", col("window_end").sub(lit(1))))
+                        .map_err(|e| engine(node, e))?
+                        .without_event_time();
+                    let scope = scope
+                        .with_column("window_start")
+                        .with_column("window_end")
+                        .with_column("window_time");
+                    (with, scope)
+                }
+                Some(_) => return Err(unsupported(
+                    &s.from[0].relation,
+                    "ROW_NUMBER() over the rows of a HOP, CUMULATE or SESSION (rank a TUMBLE's \
+                     rows, or a window aggregation's)",
+                )),
+            };
+        let scope = &scope;
         if !matches!(&s.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
             || s.having.is_some()
         {
