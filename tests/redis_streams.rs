@@ -449,3 +449,86 @@ fn ingest_throughput() {
         );
     }
 }
+
+#[test]
+fn a_sql_window_from_streams_into_a_stream_equals_the_oracle_in_both_modes() {
+    let Some(server) = RedisServer::start() else {
+        return; // no server: skipped (see tests/common/brokers.rs)
+    };
+    let url = server.url.clone();
+    let input = rows(0, 4_000);
+    produce(&url, &["sql-a", "sql-b"], &input);
+    // times span 100 s in any order: a 5-minute delay makes no row late
+    let mut want: Vec<(i64, i64, i64, i64)> = {
+        let mut m: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+        for r in &input {
+            let e = m
+                .entry((r.key, r.ts - r.ts.rem_euclid(10_000)))
+                .or_default();
+            e.0 += r.value;
+            e.1 += 1;
+        }
+        m.into_iter().map(|((k, s), (v, n))| (k, s, v, n)).collect()
+    };
+    want.sort_unstable();
+    for (mode, p) in [
+        ("batch", "1"),
+        ("batch", "3"),
+        ("pipelined", "1"),
+        ("pipelined", "3"),
+    ] {
+        let out = format!("sql-sums-{mode}-{p}");
+        let text = format!(
+            "CREATE TABLE readings (`key` BIGINT, ts TIMESTAMP(3), `value` BIGINT, speed DOUBLE,\n  \
+             WATERMARK FOR ts AS ts - INTERVAL '5' MINUTE)\n  \
+             WITH ('connector' = 'redis', 'url' = '{url}', 'keys' = 'sql-a, sql-b', \
+             'scan.bounded.mode' = 'latest-offset');\n\
+             CREATE TABLE sums (`key` BIGINT, window_start BIGINT, total BIGINT, n BIGINT)\n  \
+             WITH ('connector' = 'redis', 'url' = '{url}', 'key' = '{out}');\n\
+             INSERT INTO sums SELECT `key`, window_start, SUM(`value`), COUNT(*)\n\
+             FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(ts), INTERVAL '10' SECOND))\n\
+             GROUP BY window_start, window_end, `key`;"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("job.sql");
+        std::fs::write(&file, text).unwrap();
+        let o = within(60, {
+            let (file, mode, p) = (file.clone(), mode.to_string(), p.to_string());
+            move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+                    .arg("sql")
+                    .arg(&file)
+                    .args(["--mode", &mode, "--parallelism", &p])
+                    .output()
+                    .unwrap()
+            }
+        });
+        assert!(
+            o.status.success(),
+            "{mode} p={p}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let mut c = server.connection();
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(&out)
+            .arg("-")
+            .arg("+")
+            .query(&mut c)
+            .unwrap();
+        let mut got: Vec<(i64, i64, i64, i64)> = entries
+            .iter()
+            .map(|(_, fields)| {
+                let data = &fields.iter().find(|(f, _)| f == "data").unwrap().1;
+                let v: serde_json::Value = serde_json::from_str(data).unwrap();
+                (
+                    v["key"].as_i64().unwrap(),
+                    v["window_start"].as_i64().unwrap(),
+                    v["total"].as_i64().unwrap(),
+                    v["n"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        got.sort_unstable();
+        same(&got, &want, &format!("sql {mode} p={p}"));
+    }
+}

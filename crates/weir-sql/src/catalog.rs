@@ -3,8 +3,9 @@
 //!
 //! Connectors of this version: `'connector' = 'filesystem'` with
 //! `'format' = 'parquet'` (source or sink) or `'json'` (sink), the same as
-//! `'connector' = 'parquet'`, `'connector' = 'print'` (a sink to stdout)
-//! and `'connector' = 'nexmark'` (a source: the Nexmark generator's
+//! `'connector' = 'parquet'`, `'connector' = 'print'` (a sink to stdout),
+//! `'kafka'` and `'redis'` (brokers, `kafka.rs` and `redis.rs`), and
+//! `'connector' = 'nexmark'` (a source: the Nexmark generator's
 //! `person`, `auction` or `bid` table as the Nexmark project's Flink
 //! queries read them, generated once per configuration and script). Paths
 //! are relative to the script's folder.
@@ -179,7 +180,7 @@ impl Table {
         match self.kind()? {
             "parquet" => stream.sink_parquet(path).map_err(|e| engine(node, e)),
             "json" => stream.sink_json(path).map_err(|e| engine(node, e)),
-            "nexmark" | "kafka" => Table::sink_by_extension(stream, path, node),
+            "nexmark" | "kafka" | "redis" => Table::sink_by_extension(stream, path, node),
             _ => Table::sink_by_extension(stream, path, node),
         }
     }
@@ -216,9 +217,10 @@ impl Table {
             ("print", _) => Ok("print"),
             ("nexmark", _) => Ok("nexmark"),
             ("kafka", _) => Ok("kafka"),
+            ("redis", _) => Ok("redis"),
             (c, _) => Err(self.err(format!(
                 "connector `{c}` is not supported in weir SQL yet (filesystem, parquet, print, \
-                 nexmark, kafka)"
+                 nexmark, kafka, redis)"
             ))),
         }
     }
@@ -238,6 +240,13 @@ impl Table {
                 (s, path.display().to_string())
             }
             "nexmark" => self.nexmark(job, generated)?,
+            "redis" => {
+                let r = crate::redis::RedisTable::try_new(&self.options, &|m| self.err(m))?;
+                let s = r
+                    .source(job, self.declared_schema())
+                    .map_err(|e| self.err(e.to_string()))?;
+                (s, format!("redis streams `{}`", r.keys()))
+            }
             "kafka" => {
                 let k = self.kafka()?;
                 let schema = Arc::new(arrow_schema::Schema::new(
@@ -288,6 +297,16 @@ impl Table {
                 .assign_timestamps(column, WatermarkStrategy::bounded_out_of_orderness(*delay))
                 .map_err(|e| self.err(e.to_string())),
         }
+    }
+
+    /// The declared columns as the schema of a broker's JSON records.
+    fn declared_schema(&self) -> arrow_schema::SchemaRef {
+        Arc::new(arrow_schema::Schema::new(
+            self.columns
+                .iter()
+                .map(|(n, t)| arrow_schema::Field::new(n, t.clone(), true))
+                .collect::<Vec<_>>(),
+        ))
     }
 
     /// The Kafka settings of a `'connector' = 'kafka'` table.
@@ -376,6 +395,9 @@ impl Table {
                 ),
             )),
             "kafka" => self.kafka()?.sink(stream).map_err(|e| engine(node, e)),
+            "redis" => crate::redis::RedisTable::try_new(&self.options, &|m| self.err(m))?
+                .sink(stream)
+                .map_err(|e| engine(node, e)),
             _ => {
                 stream.sink_stdout();
                 Ok(())

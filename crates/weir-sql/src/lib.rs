@@ -47,6 +47,7 @@ mod kafka;
 mod over;
 mod query;
 mod rank;
+mod redis;
 mod script;
 mod text;
 
