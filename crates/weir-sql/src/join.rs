@@ -49,6 +49,18 @@ impl Scope {
     }
 
     /// The stream column `qualifier.name` (or `name`) means.
+    /// The column `e` names (`c` or `q.c`); anything else is refused as
+    /// `what` (e.g. "ranking by an expression").
+    pub fn column_of(&self, e: &SqlExpr, what: &str) -> Result<String, SqlError> {
+        match e {
+            SqlExpr::Identifier(id) => self.resolve(e, None, &id.value),
+            SqlExpr::CompoundIdentifier(p) if p.len() >= 2 => {
+                self.resolve(e, Some(&p[p.len() - 2].value), &p[p.len() - 1].value)
+            }
+            other => Err(unsupported(other, what)),
+        }
+    }
+
     /// This scope plus the column `name` (reachable by any qualifier).
     pub fn with_column(&self, name: &str) -> Scope {
         let mut columns = self.columns.clone();

@@ -56,7 +56,6 @@ impl KafkaTable {
         options: &BTreeMap<String, String>,
         err: &dyn Fn(String) -> SqlError,
     ) -> Result<Self, SqlError> {
-        use weir_connectors::live::StartFrom;
         if let Some(k) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
             return Err(err(format!(
                 "option `{k}` is not a kafka option ({})",
@@ -74,46 +73,8 @@ impl KafkaTable {
         if brokers.is_empty() {
             return Err(err("'properties.bootstrap.servers' lists no broker".into()));
         }
-        let format = get("format").or_else(|| get("value.format"));
-        match format.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("json") => {}
-            Some(other) => {
-                return Err(err(format!(
-                    "format `{other}` is not supported for kafka yet (json)"
-                )))
-            }
-        }
-        let start = match get("scan.startup.mode").as_deref() {
-            None | Some("earliest-offset") => StartFrom::Earliest,
-            Some("latest-offset") => StartFrom::Latest,
-            Some("timestamp") => {
-                let t = get("scan.startup.timestamp-millis").ok_or_else(|| {
-                    err(
-                        "'scan.startup.mode' = 'timestamp' needs 'scan.startup.timestamp-millis'"
-                            .into(),
-                    )
-                })?;
-                StartFrom::Timestamp(t.parse().map_err(|_| {
-                    err(format!(
-                        "'scan.startup.timestamp-millis' = '{t}' is not epoch milliseconds"
-                    ))
-                })?)
-            }
-            Some(other) => {
-                return Err(err(format!(
-                    "'scan.startup.mode' = '{other}' (earliest-offset, latest-offset, timestamp)"
-                )))
-            }
-        };
-        let bounded = match get("scan.bounded.mode").as_deref() {
-            None | Some("unbounded") => false,
-            Some("latest-offset") => true,
-            Some(other) => {
-                return Err(err(format!(
-                    "'scan.bounded.mode' = '{other}' (latest-offset, unbounded)"
-                )))
-            }
-        };
+        crate::broker::json_format(options, "kafka", err)?;
+        let crate::broker::Scan { start, bounded } = crate::broker::scan(options, err)?;
         Ok(KafkaTable {
             brokers,
             topic,

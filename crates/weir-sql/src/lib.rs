@@ -37,6 +37,7 @@
 //! # Ok::<(), weir_core::error::Error>(())
 //! ```
 
+mod broker;
 mod catalog;
 mod dialect;
 mod error;

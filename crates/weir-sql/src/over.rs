@@ -150,18 +150,7 @@ pub(crate) fn over(
         }
     }
     let spec = first.spec;
-    let column = |e: &SqlExpr| -> Result<String, SqlError> {
-        match e {
-            SqlExpr::Identifier(id) => scope.resolve(e, None, &id.value),
-            SqlExpr::CompoundIdentifier(p) if p.len() >= 2 => {
-                scope.resolve(e, Some(&p[p.len() - 2].value), &p[p.len() - 1].value)
-            }
-            other => Err(unsupported(
-                other,
-                "PARTITION BY an expression (use a column)",
-            )),
-        }
-    };
+    let column = |e: &SqlExpr| scope.column_of(e, "PARTITION BY an expression (use a column)");
     let partition = spec
         .partition_by
         .iter()

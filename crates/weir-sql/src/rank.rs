@@ -95,18 +95,7 @@ pub(crate) fn rank(
     if spec.window_frame.is_some() {
         return Err(unsupported(node, "a window frame on ROW_NUMBER()"));
     }
-    let column = |e: &SqlExpr| -> Result<String, SqlError> {
-        match e {
-            SqlExpr::Identifier(id) => scope.resolve(e, None, &id.value),
-            SqlExpr::CompoundIdentifier(p) if p.len() >= 2 => {
-                scope.resolve(e, Some(&p[p.len() - 2].value), &p[p.len() - 1].value)
-            }
-            other => Err(unsupported(
-                other,
-                "ranking by an expression (rank by a column)",
-            )),
-        }
-    };
+    let column = |e: &SqlExpr| scope.column_of(e, "ranking by an expression (rank by a column)");
     let partition = spec
         .partition_by
         .iter()

@@ -76,49 +76,8 @@ impl RedisTable {
         if keys.is_empty() {
             return Err(err("names no stream key".into()));
         }
-        match get("format")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("json") => {}
-            Some(other) => {
-                return Err(err(format!(
-                    "format `{other}` is not supported for redis (json)"
-                )))
-            }
-        }
-        let start = match get("scan.startup.mode").as_deref() {
-            None | Some("earliest-offset") => StartFrom::Earliest,
-            Some("latest-offset") => StartFrom::Latest,
-            Some("timestamp") => {
-                let t = get("scan.startup.timestamp-millis").ok_or_else(|| {
-                    err(
-                        "'scan.startup.mode' = 'timestamp' needs 'scan.startup.timestamp-millis'"
-                            .into(),
-                    )
-                })?;
-                StartFrom::Timestamp(t.parse().map_err(|_| {
-                    err(format!(
-                        "'scan.startup.timestamp-millis' = '{t}' is not epoch milliseconds"
-                    ))
-                })?)
-            }
-            Some(other) => {
-                return Err(err(format!(
-                    "'scan.startup.mode' = '{other}' (earliest-offset, latest-offset, timestamp)"
-                )))
-            }
-        };
-        let bounded = match get("scan.bounded.mode").as_deref() {
-            None | Some("unbounded") => false,
-            Some("latest-offset") => true,
-            Some(other) => {
-                return Err(err(format!(
-                    "'scan.bounded.mode' = '{other}' (latest-offset, unbounded)"
-                )))
-            }
-        };
+        crate::broker::json_format(options, "redis", err)?;
+        let crate::broker::Scan { start, bounded } = crate::broker::scan(options, err)?;
         let max_len = get("sink.max-len")
             .map(|n| {
                 n.parse()
