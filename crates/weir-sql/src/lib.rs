@@ -2,20 +2,22 @@
 //! the same `Job` the builder API and job files make, so a SQL job runs
 //! pipelined or in batch stages and gives the same rows either way.
 //!
-//! This is the first part of weir SQL: `CREATE TABLE` (Parquet sources
-//! with `WATERMARK FOR`, Parquet / JSON / print sinks), `CREATE VIEW`,
-//! `INSERT INTO … SELECT` (several become one graph), a bare `SELECT`
-//! (printed), `SET` of the run mode and parallelism; queries with `WITH`,
-//! joins (window joins of windowed aggregations, interval joins, regular
-//! joins),
-//! `UNION ALL`, projections, `WHERE`, window table functions `TUMBLE`,
-//! `HOP`, `CUMULATE` and `SESSION … PARTITION BY` with `GROUP BY window_start, window_end, …`,
-//! `GROUP BY keys` without a window (a changelog with an `op` column),
-//! `COUNT`/`SUM`/`AVG`/`MIN`/`MAX` and `HAVING`; `CASE`, `COALESCE`, and
-//! `IN` and `BETWEEN` as comparisons. Anything else is refused by name with its line and column.
+//! What it plans: `CREATE TABLE` (Parquet, Kafka, Redis and Nexmark
+//! sources with `WATERMARK FOR`; Parquet, JSON, print, Kafka and Redis
+//! sinks), `CREATE VIEW`, `INSERT INTO … SELECT` (several become one
+//! graph), a bare `SELECT`, `SET`, `EXPLAIN`; queries with `WITH`,
+//! subqueries, `UNION ALL`, joins (window, interval, regular; comma joins;
+//! one-sided conditions filter below an inner join), window table
+//! functions and legacy group windows, `GROUP BY` (windowed, or a
+//! changelog), `DISTINCT`/`FILTER` aggregates and aggregate UDFs, window
+//! Top-N (`rank.rs`), `OVER` aggregations (`over.rs`), and scalar
+//! expressions with the function library and scalar UDFs (`expr.rs`;
+//! `text.rs` is the same grammar for job files). Anything else is refused
+//! by name with its line and column.
 //!
 //! May use `weir-core`, `weir-functions`, `weir-operators`' join spec and
-//! `weir-engine`'s builder.
+//! process functions, `weir-connectors`' broker configs, `weir-engine`'s
+//! builder and `weir-workloads`' Nexmark generator.
 //!
 //! ```text
 //!  text ─► dialect::take_watermarks ─► sqlparser (FlinkDialect) ─► statements
