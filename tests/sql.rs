@@ -831,6 +831,27 @@ fn explain_prints_the_plan_and_runs_nothing() {
     for op in ["parquet_source", "window", "parquet_sink"] {
         assert!(printed.contains(op), "{op} in:\n{printed}");
     }
+    // the logical plan: each operator with its inputs, columns and, for the
+    // window, what it computes; then the physical plan's tasks
+    let (logical, physical) = printed.split_once("-- physical plan").expect("both plans");
+    assert!(logical.contains("-- logical plan"), "{printed}");
+    let window = logical
+        .lines()
+        .find(|l| l.contains(" window <- "))
+        .unwrap_or_else(|| panic!("a window line in:\n{logical}"));
+    assert!(
+        window.contains("hash([vehicle_id])") || window.contains("vehicle_id"),
+        "{window}"
+    );
+    assert!(
+        window.contains("[vehicle_id, window_start, window_end"),
+        "{window}"
+    );
+    assert!(physical.contains("task 0 (parallelism"), "{physical}");
+    assert!(
+        printed.contains("FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time)"),
+        "the statement as written: {printed}"
+    );
     assert!(!out.exists(), "EXPLAIN runs nothing");
 }
 

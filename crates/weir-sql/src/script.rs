@@ -330,7 +330,11 @@ impl Script {
                 let explained = std::mem::replace(&mut self.job, main);
                 self.queries = queries;
                 planned?;
-                self.explained.push((statement.to_string(), explained));
+                // as written: the dialect's marker of a table argument is `TABLE `
+                let text = statement
+                    .to_string()
+                    .replace(&format!("{}.", crate::dialect::TABLE_ARG), "TABLE ");
+                self.explained.push((text, explained));
             }
             Statement::ExplainTable { .. } => {
                 return Err(unsupported(st, "DESCRIBE / EXPLAIN of a table"))

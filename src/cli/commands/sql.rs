@@ -151,6 +151,9 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
     for (statement, job) in script.explained() {
         let plan = job.plan();
         println!("== EXPLAIN {statement}");
+        println!("-- logical plan");
+        print!("{}", plan.describe());
+        println!("-- physical plan");
         print!(
             "{}",
             PhysicalPlan::try_new(&plan, parallelism)?.describe(&plan)

@@ -138,6 +138,43 @@ pub struct LogicalPlan {
 }
 
 impl LogicalPlan {
+    /// One line per operator, in the order they were added: its id, name,
+    /// inputs (`#id` and how rows reach it), output columns, and what a
+    /// stateful operator computes (its definition). What `EXPLAIN` prints
+    /// as the logical plan, before the physical one (tasks and edges).
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for (id, n) in self.nodes.iter().enumerate() {
+            if n.replaced && self.consumers(id).is_empty() {
+                continue;
+            }
+            let inputs: Vec<String> = n
+                .inputs
+                .iter()
+                .map(|e| match e.port {
+                    0 => format!("#{} {}", e.from, e.partitioning),
+                    p => format!("#{}.{p} {}", e.from, e.partitioning),
+                })
+                .collect();
+            let columns: Vec<&str> = n
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            s.push_str(&format!("#{id} {}", n.name));
+            if !inputs.is_empty() {
+                s.push_str(&format!(" <- {}", inputs.join(", ")));
+            }
+            s.push_str(&format!(" [{}]", columns.join(", ")));
+            if let Some(d) = &n.definition {
+                s.push_str(&format!(": {d}"));
+            }
+            s.push('\n');
+        }
+        s
+    }
+
     /// Ids of the nodes that read from `id`.
     pub fn consumers(&self, id: NodeId) -> Vec<NodeId> {
         self.nodes
