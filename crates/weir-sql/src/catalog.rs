@@ -316,16 +316,7 @@ impl Table {
 
     /// The Nexmark table this declares, and what errors call it.
     fn nexmark(&self, job: &Job, generated: &Generated) -> Result<(Stream, String), SqlError> {
-        if let Some(k) = self
-            .options
-            .keys()
-            .find(|k| !NEXMARK_OPTIONS.contains(&k.as_str()))
-        {
-            return Err(self.err(format!(
-                "option `{k}` is not a nexmark option ({})",
-                NEXMARK_OPTIONS.join(", ")
-            )));
-        }
+        only_options(&self.options, NEXMARK_OPTIONS, "nexmark", &|m| self.err(m))?;
         let number = |key: &str, default: u64| -> Result<u64, SqlError> {
             match self.options.get(key) {
                 None => Ok(default),
@@ -404,6 +395,31 @@ impl Table {
             }
         }
     }
+}
+
+/// Refuses an option `connector` does not take, listing the ones it does.
+pub(crate) fn only_options(
+    options: &BTreeMap<String, String>,
+    allowed: &[&str],
+    connector: &str,
+    err: &dyn Fn(String) -> SqlError,
+) -> Result<(), SqlError> {
+    match options.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(err(format!(
+            "option `{k}` is not a {connector} option ({})",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A comma-separated option value's items, trimmed, empty ones dropped.
+pub(crate) fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 fn names(columns: &[(String, DataType)]) -> String {

@@ -56,20 +56,13 @@ impl KafkaTable {
         options: &BTreeMap<String, String>,
         err: &dyn Fn(String) -> SqlError,
     ) -> Result<Self, SqlError> {
-        if let Some(k) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
-            return Err(err(format!(
-                "option `{k}` is not a kafka option ({})",
-                OPTIONS.join(", ")
-            )));
-        }
+        crate::catalog::only_options(options, OPTIONS, "kafka", err)?;
         let get = |k: &str| options.get(k).map(|v| v.trim().to_string());
         let topic = get("topic").ok_or_else(|| err("needs WITH ('topic' = …)".into()))?;
-        let brokers: Vec<String> = get("properties.bootstrap.servers")
-            .ok_or_else(|| err("needs WITH ('properties.bootstrap.servers' = 'host:port')".into()))?
-            .split(',')
-            .map(|b| b.trim().to_string())
-            .filter(|b| !b.is_empty())
-            .collect();
+        let brokers =
+            crate::catalog::list(&get("properties.bootstrap.servers").ok_or_else(|| {
+                err("needs WITH ('properties.bootstrap.servers' = 'host:port')".into())
+            })?);
         if brokers.is_empty() {
             return Err(err("'properties.bootstrap.servers' lists no broker".into()));
         }

@@ -342,35 +342,17 @@ impl Planner<'_> {
         }
         let group: Vec<&SqlExpr> = computed.iter().collect();
         let mut aggs = Vec::new();
-        let mut items = Vec::new();
-        for (i, item) in projection.iter().enumerate() {
-            match item {
-                SelectItem::UnnamedExpr(e) => {
-                    let name = match e {
-                        SqlExpr::Identifier(id) => id.value.clone(),
-                        SqlExpr::CompoundIdentifier(p) => p.last().expect("parts").value.clone(),
-                        _ => format!("EXPR${i}"),
-                    };
-                    items.push((name, take_aggs(e, &mut aggs, self.functions)?, false));
-                }
-                SelectItem::ExprWithAlias { expr, alias } => items.push((
-                    alias.value.clone(),
-                    take_aggs(expr, &mut aggs, self.functions)?,
-                    true,
-                )),
-                SelectItem::Wildcard(_) if group.is_empty() => {
-                    for f in input
-                        .schema()
-                        .fields()
-                        .iter()
-                        .filter(|f| !f.name().starts_with("__"))
-                    {
-                        let id = ast::Ident::new(f.name());
-                        items.push((f.name().clone(), SqlExpr::Identifier(id), false));
-                    }
-                }
-                other => return Err(unsupported(other, "this select item")),
+        if !group.is_empty() {
+            if let Some(w) = projection
+                .iter()
+                .find(|it| matches!(it, SelectItem::Wildcard(_)))
+            {
+                return Err(unsupported(w, "this select item"));
             }
+        }
+        let mut items = Vec::new();
+        for (name, e, aliased) in select_items(&projection, &input, |_| None)? {
+            items.push((name, take_aggs(&e, &mut aggs, self.functions)?, aliased));
         }
         let having = having_expr
             .as_ref()

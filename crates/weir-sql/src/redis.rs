@@ -55,24 +55,13 @@ impl RedisTable {
         options: &BTreeMap<String, String>,
         err: &dyn Fn(String) -> SqlError,
     ) -> Result<Self, SqlError> {
-        if let Some(k) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
-            return Err(err(format!(
-                "option `{k}` is not a redis option ({})",
-                OPTIONS.join(", ")
-            )));
-        }
+        crate::catalog::only_options(options, OPTIONS, "redis", err)?;
         let get = |k: &str| options.get(k).map(|v| v.trim().to_string());
         let url =
             get("url").ok_or_else(|| err("needs WITH ('url' = 'redis://host:port')".into()))?;
-        let keys: Vec<String> = get("keys")
-            .or_else(|| get("key"))
-            .ok_or_else(
-                || err("needs WITH ('keys' = 'stream[,stream…]') or a sink's 'key'".into()),
-            )?
-            .split(',')
-            .map(|k| k.trim().to_string())
-            .filter(|k| !k.is_empty())
-            .collect();
+        let keys = crate::catalog::list(&get("keys").or_else(|| get("key")).ok_or_else(|| {
+            err("needs WITH ('keys' = 'stream[,stream…]') or a sink's 'key'".into())
+        })?);
         if keys.is_empty() {
             return Err(err("names no stream key".into()));
         }
