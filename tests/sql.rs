@@ -8,110 +8,13 @@
 mod common;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
+use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::RecordBatch;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-/// 50 vehicles, 3 readings/s, 120 s: 18,000 rows in 2 files.
-fn data(dir: &Path) -> PathBuf {
-    let d = dir.join("obd");
-    common::generate_obd(&d, 50, 120, 2);
-    d
-}
-
-/// (vehicle_id, event_time, speed) of every input row.
-fn input_rows(data: &Path) -> Vec<(i64, i64, f64)> {
-    let mut rows = Vec::new();
-    for b in common::read_parquet_parts(data) {
-        let v = b
-            .column_by_name("vehicle_id")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let t = b
-            .column_by_name("event_time")
-            .unwrap()
-            .as_primitive::<TimestampMillisecondType>();
-        let s = b
-            .column_by_name("speed")
-            .unwrap()
-            .as_primitive::<Float64Type>();
-        for i in 0..b.num_rows() {
-            rows.push((v.value(i), t.value(i), s.value(i)));
-        }
-    }
-    rows
-}
-
-/// Runs `weir sql` on `text` (a file in `dir`) with `args`; panics with
-/// its stderr on failure.
-fn sql(dir: &Path, text: &str, args: &[&str]) -> String {
-    let file = dir.join("job.sql");
-    std::fs::write(&file, text).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("sql")
-        .arg(&file)
-        .args(args)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(o.status.success(), "weir sql failed: {err}");
-    String::from_utf8(o.stdout).unwrap()
-}
-
-/// The rows of the Parquet parts in `dir`, each as its columns' values
-/// (integers exact, floats by bits), sorted.
-fn rows(dir: &Path) -> Vec<Vec<String>> {
-    let mut out: Vec<Vec<String>> = Vec::new();
-    for b in common::read_parquet_parts(dir) {
-        for i in 0..b.num_rows() {
-            out.push(row(&b, i));
-        }
-    }
-    out.sort();
-    out
-}
-
-fn row(b: &RecordBatch, i: usize) -> Vec<String> {
-    b.columns()
-        .iter()
-        .map(|c| match c.data_type() {
-            _ if arrow_array::Array::is_null(c, i) => "null".to_string(),
-            arrow_schema::DataType::Int64 => c.as_primitive::<Int64Type>().value(i).to_string(),
-            arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _) => c
-                .as_primitive::<TimestampMillisecondType>()
-                .value(i)
-                .to_string(),
-            arrow_schema::DataType::Float64 => {
-                format!("{:?}", c.as_primitive::<Float64Type>().value(i))
-            }
-            arrow_schema::DataType::Utf8 => c.as_string::<i32>().value(i).to_string(),
-            other => panic!("unexpected column type {other}"),
-        })
-        .collect()
-}
-
-/// Runs `script(out)` pipelined and in batch at parallelism 1 and 3, each
-/// into its own folder, and checks its rows are `want`.
-fn in_every_mode(dir: &Path, name: &str, script: impl Fn(&Path) -> String, want: &[Vec<String>]) {
-    for mode in ["batch", "pipelined"] {
-        for p in ["1", "3"] {
-            let out = dir.join(format!("{name}-{mode}-{p}"));
-            sql(dir, &script(&out), &["--mode", mode, "--parallelism", p]);
-            assert_eq!(rows(&out), want, "{mode} p={p}");
-        }
-    }
-}
-
-fn obd_table(data: &Path, delay: &str) -> String {
-    format!(
-        "CREATE TABLE obd (\n  vehicle_id BIGINT,\n  event_time TIMESTAMP(3),\n  speed DOUBLE,\n  \
-         WATERMARK FOR event_time AS event_time - INTERVAL {delay}\n) WITH ('connector' = 'filesystem', \
-         'path' = '{}', 'format' = 'parquet');\n",
-        data.display()
-    )
-}
+use common::sql::{data, in_every_mode, input_rows, obd_table, rows, sql};
 
 #[test]
 fn a_tumbling_window_in_sql_equals_the_oracle_and_the_job_file_in_both_modes() {
@@ -978,7 +881,7 @@ fn unknown_and_time_dependent_functions_are_refused_by_name() {
         ),
         (
             "SELECT vehicle_id, ROW_NUMBER() OVER (PARTITION BY vehicle_id ORDER BY speed) AS rn FROM obd",
-            "PARTITION BY window_start, window_end",
+            "rank in a subquery and bound it outside",
         ),
         (
             "SELECT o.speed FROM obd AS o JOIN obd FOR SYSTEM_TIME AS OF o.event_time AS s ON o.vehicle_id = s.vehicle_id",

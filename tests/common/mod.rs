@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod brokers;
+pub mod sql;
 pub mod watch;
 
 use arrow_array::{Float64Array, Int64Array, RecordBatch};

@@ -323,7 +323,8 @@ fn only_reads(c: &SqlExpr, this: &Scope, other: &Scope) -> bool {
     ok && any
 }
 
-fn split_and<'a>(e: &'a SqlExpr, out: &mut Vec<&'a SqlExpr>) {
+/// The conjuncts of `e` (`a AND (b AND c)` gives `a`, `b`, `c`).
+pub(crate) fn split_and<'a>(e: &'a SqlExpr, out: &mut Vec<&'a SqlExpr>) {
     match e {
         SqlExpr::BinaryOp {
             left,

@@ -10,7 +10,8 @@
 //! one-sided conditions filter below an inner join), window table
 //! functions and legacy group windows, `GROUP BY` (windowed, or a
 //! changelog), `DISTINCT`/`FILTER` aggregates and aggregate UDFs, window
-//! Top-N (`rank.rs`), `OVER` aggregations (`over.rs`), and scalar
+//! Top-N (`rank.rs`), Top-N and deduplication over a stream as a changelog
+//! (`top_n.rs`), `OVER` aggregations (`over.rs`), and scalar
 //! expressions with the function library and scalar UDFs (`expr.rs`;
 //! `text.rs` is the same grammar for job files). Anything else is refused
 //! by name with its line and column.
@@ -53,6 +54,7 @@ mod rank;
 mod redis;
 mod script;
 mod text;
+mod top_n;
 
 pub use dialect::FlinkDialect;
 pub use error::SqlError;

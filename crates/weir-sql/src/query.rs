@@ -41,6 +41,9 @@ pub(crate) struct Planner<'a> {
     pub views: &'a BTreeMap<String, ast::Query>,
     pub functions: &'a FunctionRegistry,
     pub generated: &'a crate::catalog::Generated,
+    /// The bound an enclosing `WHERE rownum <= N` puts on this query's
+    /// ranking (see `top_n::bound`).
+    pub top: Option<crate::top_n::TopLimit>,
 }
 
 /// The window a window table function puts over its table's rows.
@@ -210,7 +213,13 @@ impl Planner<'_> {
                 ))
             }
         };
-        let (input, window, scope) = self.from(from)?;
+        // FROM (SELECT …, ROW_NUMBER() … AS rownum …) WHERE rownum <= N: the
+        // subquery keeps N rows per partition
+        let inner = Planner {
+            top: crate::top_n::bound(from, selection, &s.projection),
+            ..*self
+        };
+        let (input, window, scope) = inner.from(from)?;
         let input = match selection {
             Some(w) => {
                 let e = scalar(w, &in_scope(&scope), self.functions)?;
@@ -635,7 +644,7 @@ impl Planner<'_> {
                 "ROW_NUMBER() with GROUP BY in one SELECT (aggregate in a subquery, rank outside it)",
             ));
         }
-        let ranked = crate::rank::rank(&input, scope, name, spec, &s.projection[item])?;
+        let ranked = crate::rank::rank(&input, scope, name, spec, self.top, &s.projection[item])?;
         let scope = scope.with_column(name);
         let items = select_items(&s.projection, &input, |i| {
             (i == item).then(|| name.to_string())
@@ -1213,6 +1222,12 @@ fn project(
                 .expect("a free name");
         }
         columns.push((name, scalar(e, &resolve, functions)?));
+    }
+    // a changelog stays one: its `op` column goes along
+    if stream.schema().field_with_name(OP_COLUMN).is_ok()
+        && !columns.iter().any(|(n, _)| n == OP_COLUMN)
+    {
+        columns.push((OP_COLUMN.to_string(), Expr::Column(OP_COLUMN.to_string())));
     }
     // a projection that does not keep the time column under its name ends
     // its role as event time (as Flink's time attributes)

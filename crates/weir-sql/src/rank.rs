@@ -37,9 +37,9 @@ const WINDOW_TIME: &str = "__window_time";
 /// One `ORDER BY` column of a ranking.
 #[derive(Debug, Clone)]
 pub(crate) struct OrderKey {
-    column: String,
-    descending: bool,
-    nulls_first: bool,
+    pub column: String,
+    pub descending: bool,
+    pub nulls_first: bool,
 }
 
 /// The select item `ROW_NUMBER() OVER (…) [AS name]`, if the list has one:
@@ -82,14 +82,16 @@ pub(crate) fn row_number_item(
 }
 
 /// Ranks `input`'s rows as `spec` says, adding the column `name`
-/// (`Int64`, from 1). `input` must be a window aggregation's rows
-/// (`window_start`, `window_end`, no event time of its own), partitioned
-/// by at least `window_start, window_end`.
+/// (`Int64`, from 1). Partitioned by at least `window_start, window_end`,
+/// `input` must be a window aggregation's rows (no event time of its own);
+/// otherwise it is a stream ranked by [`top_n`](crate::top_n::top_n),
+/// kept to `limit`.
 pub(crate) fn rank(
     input: &Stream,
     scope: &Scope,
     name: &str,
     spec: &ast::WindowSpec,
+    limit: Option<crate::top_n::TopLimit>,
     node: &impl ast::Spanned,
 ) -> Result<Stream, SqlError> {
     if spec.window_frame.is_some() {
@@ -101,15 +103,9 @@ pub(crate) fn rank(
         .iter()
         .map(column)
         .collect::<Result<Vec<_>, _>>()?;
-    for bound in ["window_start", "window_end"] {
-        if !partition.iter().any(|p| p == bound) {
-            return Err(at_node(
-                node,
-                "ROW_NUMBER() ranks the rows of a window: PARTITION BY window_start, window_end \
-                 (and any other keys); Top-N over a changelog is not supported yet",
-            ));
-        }
-    }
+    let windowed = ["window_start", "window_end"]
+        .iter()
+        .all(|bound| partition.iter().any(|p| p == bound));
     if spec.order_by.is_empty() {
         return Err(at_node(
             node,
@@ -129,6 +125,9 @@ pub(crate) fn rank(
             // as PostgreSQL: nulls sort as the largest value
             nulls_first: o.options.nulls_first.unwrap_or(descending),
         });
+    }
+    if !windowed {
+        return crate::top_n::top_n(input, &partition, order, name, limit, node);
     }
     if input.time_column().is_some() {
         return Err(unsupported(

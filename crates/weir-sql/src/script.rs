@@ -435,6 +435,7 @@ impl Script {
             views: &self.views,
             functions: &self.functions,
             generated: &self.generated,
+            top: None,
         }
     }
 

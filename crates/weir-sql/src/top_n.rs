@@ -1,0 +1,407 @@
+//! Top-N and deduplication over a stream (Flink's Top-N): `ROW_NUMBER()
+//! OVER (PARTITION BY k ORDER BY …)` over rows that are not a window's,
+//! with `WHERE rownum <= N` in the enclosing query, emitted as a changelog.
+//!
+//! Owns [`TopLimit`] (the bound found around the ranking), [`top_n`]
+//! (planning) and [`TopN`], the keyed process function that keeps each
+//! partition's best N rows. May use `super::rank`'s order keys,
+//! `super::error`, the engine's builder and the arrow crates.
+//!
+//! ```text
+//!  rows (append-only, with event time) ─► key_by(PARTITION BY …)
+//!   ─► process(TopN): per key, the rows of one event time once the watermark
+//!      passes it (ties in content order: the same sequence in every mode)
+//!        each row: encoded (arrow row format: ORDER BY columns with their
+//!        direction, then every other column) ─► binary search in the key's
+//!        best-first list ─► inserted if its place is < N; the list cut at N
+//!      then the list before vs after the call:
+//!        rownum kept (SELECT * or rownum selected): upserts keyed by
+//!           (partition, rownum): a place filled the first time → insert,
+//!           a place whose row changed → update
+//!        rownum dropped: rows that left → delete (that exact row),
+//!           rows that came → insert
+//!   ─► rows | rownum | op ─► the select list ─► WHERE rownum <= N (kept: a no-op)
+//! ```
+//! State per key is at most N encoded rows; it spills and is checkpointed
+//! with the process operator's keyed state. Rows are ranked in event-time
+//! order (Flink ranks in arrival order), so pipelined, batch and replayed
+//! runs emit the same changelog.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::{DataType, Field, Schema, SortOptions};
+use serde::{Deserialize, Serialize};
+use sqlparser::ast;
+use weir_core::error::{Error, Result};
+use weir_engine::graph::Stream;
+use weir_operators::{KeyRow, KeyedProcessFunction, ProcessContext, OP_COLUMN};
+
+use crate::error::{at_node, engine, unsupported, SqlError};
+use crate::rank::OrderKey;
+
+/// The bound the enclosing query puts on a ranking: `WHERE rownum <= n`
+/// (or `< n + 1`, `= 1`), and whether it reads the rank column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TopLimit {
+    /// Rows kept per partition (at least 1).
+    pub n: usize,
+    /// The enclosing select list reads the rank (`*` or by name).
+    pub keep_rownum: bool,
+}
+
+/// The bound `WHERE rownum <= N` of an enclosing query puts on the
+/// ranking of its `FROM (subquery)`, if it has both: the smallest of its
+/// conjuncts `rownum <= N`, `rownum < N`, `rownum = 1` (either way round).
+pub(crate) fn bound(
+    from: &ast::TableWithJoins,
+    selection: Option<&ast::Expr>,
+    projection: &[ast::SelectItem],
+) -> Option<TopLimit> {
+    use ast::{BinaryOperator as Op, Expr as E};
+    if !from.joins.is_empty() {
+        return None;
+    }
+    let ast::TableFactor::Derived { subquery, .. } = &from.relation else {
+        return None;
+    };
+    let ast::SetExpr::Select(inner) = subquery.body.as_ref() else {
+        return None;
+    };
+    let (_, name, _) = crate::rank::row_number_item(&inner.projection).ok()??;
+    let is_rank = |e: &E| match e {
+        E::Identifier(id) => id.value.eq_ignore_ascii_case(&name),
+        E::CompoundIdentifier(p) => p
+            .last()
+            .is_some_and(|id| id.value.eq_ignore_ascii_case(&name)),
+        _ => false,
+    };
+    let number = |e: &E| match e {
+        E::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => n.parse::<usize>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut conjuncts = Vec::new();
+    crate::join::split_and(selection?, &mut conjuncts);
+    let mut n: Option<usize> = None;
+    for c in conjuncts {
+        let E::BinaryOp { left, op, right } = c else {
+            continue;
+        };
+        // rank OP number, or number OP' rank
+        let kept = if is_rank(left) {
+            number(right).and_then(|k| match op {
+                Op::LtEq => Some(k),
+                Op::Lt => k.checked_sub(1),
+                Op::Eq if k == 1 => Some(1),
+                _ => None,
+            })
+        } else if is_rank(right) {
+            number(left).and_then(|k| match op {
+                Op::GtEq => Some(k),
+                Op::Gt => k.checked_sub(1),
+                Op::Eq if k == 1 => Some(1),
+                _ => None,
+            })
+        } else {
+            None
+        };
+        if let Some(k) = kept {
+            n = Some(n.map_or(k, |m| m.min(k)));
+        }
+    }
+    let n = n?;
+    let mut keep_rownum = false;
+    for item in projection {
+        match item {
+            ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => {
+                keep_rownum = true
+            }
+            ast::SelectItem::UnnamedExpr(e)
+            | ast::SelectItem::ExprWithAlias { expr: e, .. }
+            | ast::SelectItem::ExprWithAliases { expr: e, .. } => {
+                let _ = ast::visit_expressions(e, |x| {
+                    keep_rownum |= is_rank(x);
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+            }
+        }
+    }
+    Some(TopLimit { n, keep_rownum })
+}
+
+/// Plans the ranking of `input`'s rows per `partition` by `order`, kept to
+/// `limit`: the rows, the rank column `name` (`BIGINT`) and `op`.
+pub(crate) fn top_n(
+    input: &Stream,
+    partition: &[String],
+    order: Vec<OrderKey>,
+    name: &str,
+    limit: Option<TopLimit>,
+    node: &impl ast::Spanned,
+) -> Result<Stream, SqlError> {
+    let schema = input.schema();
+    if schema.field_with_name(OP_COLUMN).is_ok() {
+        return Err(unsupported(
+            node,
+            "Top-N over a changelog (rows that update earlier rows, e.g. a GROUP BY's result)",
+        ));
+    }
+    let Some(limit) = limit.filter(|l| l.n > 0) else {
+        return Err(at_node(
+            node,
+            "ROW_NUMBER() over a stream keeps the best N rows of each partition: rank in a \
+             subquery and bound it outside, `SELECT … FROM (SELECT …, ROW_NUMBER() OVER (…) AS \
+             rownum FROM t) WHERE rownum <= N`",
+        ));
+    };
+    if input.time_column().is_none() {
+        return Err(at_node(
+            node,
+            "Top-N ranks rows in event-time order: its input needs an event time (a table with a \
+             WATERMARK, not the rows of a join or an aggregation)",
+        ));
+    }
+    for p in partition {
+        if p == OP_COLUMN {
+            return Err(at_node(node, "PARTITION BY op"));
+        }
+    }
+    if schema.field_with_name(name).is_ok() {
+        return Err(at_node(
+            node,
+            format!("`{name}` is already a column: name the rank otherwise"),
+        ));
+    }
+    // the row layout: ORDER BY columns first (their byte order is the rank),
+    // then every other column (ties broken by content, alike in every mode)
+    let mut columns: Vec<usize> = Vec::with_capacity(schema.fields().len());
+    let mut fields: Vec<SortField> = Vec::with_capacity(schema.fields().len());
+    for o in &order {
+        let (i, f) = schema
+            .column_with_name(&o.column)
+            .ok_or_else(|| at_node(node, format!("no column `{}` to rank by", o.column)))?;
+        columns.push(i);
+        fields.push(SortField::new_with_options(
+            f.data_type().clone(),
+            SortOptions {
+                descending: o.descending,
+                nulls_first: o.nulls_first,
+            },
+        ));
+    }
+    for (i, f) in schema.fields().iter().enumerate() {
+        if !columns.contains(&i) {
+            columns.push(i);
+            fields.push(SortField::new(f.data_type().clone()));
+        }
+    }
+    RowConverter::new(fields.clone()).map_err(|e| {
+        at_node(
+            node,
+            format!("ROW_NUMBER() cannot rank rows of these column types: {e}"),
+        )
+    })?;
+    let mut out_fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+    out_fields.push(Arc::new(Field::new(name, DataType::Int64, false)));
+    out_fields.push(Arc::new(Field::new(OP_COLUMN, DataType::Utf8, false)));
+    let output = Arc::new(Schema::new(out_fields));
+    let keyed = input.key_by(partition).map_err(|e| engine(node, e))?;
+    keyed
+        .process(output, move || TopN {
+            limit,
+            columns: columns.clone(),
+            converter: RowConverter::new(fields.clone())
+                .expect("the row layout was checked when planned"),
+        })
+        .map_err(|e| engine(node, e))
+}
+
+/// Per key: its best rows so far, best first (at most N), each in the
+/// arrow row format of [`TopN`]'s layout.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct TopState {
+    rows: Vec<Vec<u8>>,
+}
+
+/// Keeps each key's best N rows (see the module's diagram).
+pub(crate) struct TopN {
+    // config
+    limit: TopLimit,
+    /// The input column of each row-format column.
+    columns: Vec<usize>,
+    converter: RowConverter,
+}
+
+impl std::fmt::Debug for TopN {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopN").field("limit", &self.limit).finish()
+    }
+}
+
+/// One changelog row: the encoded row, its rank, its op.
+type Change<'a> = (&'a [u8], usize, &'static str);
+
+impl TopN {
+    /// What changed from `old` to `new` (both best first), in emission order.
+    fn changes<'a>(&self, old: &'a [Vec<u8>], new: &'a [Vec<u8>]) -> Vec<Change<'a>> {
+        let mut out = Vec::new();
+        if self.limit.keep_rownum {
+            for (i, row) in new.iter().enumerate() {
+                match old.get(i) {
+                    None => out.push((row.as_slice(), i + 1, "insert")),
+                    Some(was) if was != row => out.push((row.as_slice(), i + 1, "update")),
+                    Some(_) => {}
+                }
+            }
+            return out;
+        }
+        // both lists are sorted: a merge finds what left and what came
+        let (mut deletes, mut inserts) = (Vec::new(), Vec::new());
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < new.len() {
+            match (old.get(i), new.get(j)) {
+                (Some(a), Some(b)) if a == b => {
+                    i += 1;
+                    j += 1;
+                }
+                (Some(a), Some(b)) if a < b => {
+                    deletes.push((a.as_slice(), i + 1, "delete"));
+                    i += 1;
+                }
+                (Some(a), None) => {
+                    deletes.push((a.as_slice(), i + 1, "delete"));
+                    i += 1;
+                }
+                (_, Some(b)) => {
+                    inserts.push((b.as_slice(), j + 1, "insert"));
+                    j += 1;
+                }
+                (None, None) => unreachable!("the loop condition"),
+            }
+        }
+        out.extend(deletes);
+        out.extend(inserts);
+        out
+    }
+}
+
+impl KeyedProcessFunction for TopN {
+    type State = TopState;
+
+    fn state_size(&self, state: &TopState) -> usize {
+        std::mem::size_of::<TopState>()
+            + state
+                .rows
+                .iter()
+                .map(|r| r.len() + std::mem::size_of::<Vec<u8>>())
+                .sum::<usize>()
+    }
+
+    fn on_rows(
+        &mut self,
+        _key: &KeyRow,
+        rows: &RecordBatch,
+        state: &mut TopState,
+        ctx: &mut ProcessContext,
+    ) -> Result<()> {
+        let fail = |e: arrow_schema::ArrowError| Error::Expr {
+            expr: "ROW_NUMBER() OVER (… ORDER BY …)".into(),
+            message: e.to_string(),
+        };
+        let arrays: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|&i| Arc::clone(rows.column(i)))
+            .collect();
+        let encoded = self.converter.convert_columns(&arrays).map_err(fail)?;
+        let old = state.rows.clone();
+        let n = self.limit.n;
+        for row in encoded.iter() {
+            let bytes = row.as_ref();
+            // after its equals: a later row ranks below an equal earlier one
+            let at = state.rows.partition_point(|r| r.as_slice() <= bytes);
+            if at < n {
+                state.rows.insert(at, bytes.to_vec());
+                state.rows.truncate(n);
+            }
+        }
+        let changes = self.changes(&old, &state.rows);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let parser = self.converter.parser();
+        let decoded = self
+            .converter
+            .convert_rows(changes.iter().map(|(b, _, _)| parser.parse(b)))
+            .map_err(fail)?;
+        let schema = ctx.output_schema().clone();
+        let width = rows.num_columns();
+        let mut out: Vec<Option<ArrayRef>> = vec![None; width];
+        for (array, &i) in decoded.into_iter().zip(&self.columns) {
+            out[i] = Some(array);
+        }
+        let mut columns: Vec<ArrayRef> = out
+            .into_iter()
+            .map(|c| c.expect("the layout covers every input column"))
+            .collect();
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            changes.iter().map(|&(_, rank, _)| rank as i64),
+        )));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            changes.iter().map(|&(_, _, op)| op),
+        )));
+        let batch = RecordBatch::try_new(schema, columns).map_err(fail)?;
+        ctx.emit(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn top(n: usize, keep_rownum: bool) -> TopN {
+        TopN {
+            limit: TopLimit { n, keep_rownum },
+            columns: vec![0],
+            converter: RowConverter::new(vec![SortField::new(DataType::Int64)]).unwrap(),
+        }
+    }
+
+    fn rows(xs: &[u8]) -> Vec<Vec<u8>> {
+        xs.iter().map(|&x| vec![x]).collect()
+    }
+
+    #[test]
+    fn kept_ranks_are_upserts_by_place() {
+        let t = top(3, true);
+        let (old, new) = (rows(&[1, 3]), rows(&[1, 2, 3]));
+        let got: Vec<(u8, usize, &str)> = t
+            .changes(&old, &new)
+            .into_iter()
+            .map(|(b, r, op)| (b[0], r, op))
+            .collect();
+        assert_eq!(got, vec![(2, 2, "update"), (3, 3, "insert")]);
+    }
+
+    #[test]
+    fn dropped_ranks_delete_what_left_then_insert_what_came() {
+        let t = top(2, false);
+        let (old, new) = (rows(&[2, 5]), rows(&[1, 2]));
+        let got: Vec<(u8, usize, &str)> = t
+            .changes(&old, &new)
+            .into_iter()
+            .map(|(b, r, op)| (b[0], r, op))
+            .collect();
+        assert_eq!(got, vec![(5, 2, "delete"), (1, 1, "insert")]);
+        // equal rows count as many times as they occur
+        let (one, two) = (rows(&[4]), rows(&[4, 4]));
+        let got = t.changes(&one, &two);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].2, "insert");
+        assert!(t.changes(&two, &two).is_empty());
+    }
+}
