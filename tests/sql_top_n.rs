@@ -219,9 +219,10 @@ fn rankings_it_cannot_keep_are_refused_by_name() {
             "Top-N over a changelog",
         ),
         (
-            format!("{table}SELECT * FROM (SELECT a.vehicle_id, a.speed, ROW_NUMBER() OVER (PARTITION BY a.vehicle_id ORDER BY a.speed DESC) AS rn FROM obd a JOIN obd b ON a.vehicle_id = b.vehicle_id) WHERE rn <= 3"),
+            format!("{table}SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY vehicle_id ORDER BY n DESC) AS rn FROM (SELECT vehicle_id, window_start, window_end, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, vehicle_id)) WHERE rn <= 3"),
             "its input needs an event time",
         ),
+        (format!("{table}SELECT x.* FROM obd"), "`x.*`: no table `x` in FROM"),
     ];
     for (text, says) in cases {
         let file = dir.path().join("bad.sql");

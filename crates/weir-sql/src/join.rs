@@ -9,6 +9,8 @@
 //!        ─► interval join (right.ts − a ≤ left.ts ≤ right.ts + b)
 //!  ON l.k = r.k ─► regular join (state kept for every row; outer joins give a changelog)
 //!  output columns: left's, then right's (renamed on a clash), then the window's, then op
+//!  inner regular and interval joins of timed inputs: + __pair_time (the later
+//!  row's time), the pairs' event time (so they can be ranked: Nexmark q9)
 //! ```
 //!
 //! May use the builder, `weir-operators`' join spec, `super::expr`, `super::error`.
@@ -128,6 +130,16 @@ impl Scope {
                 ),
             )),
         }
+    }
+
+    /// The names, as written, of the columns qualified by `qualifier`
+    /// (`q.*`), in order; hidden (`__`) columns left out.
+    pub fn qualified_by(&self, qualifier: &str) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter(|(q, n, _)| q.as_deref() == Some(qualifier) && !n.starts_with("__"))
+            .map(|(_, n, _)| n.clone())
+            .collect()
     }
 
     fn qualified(&self) -> bool {
@@ -278,6 +290,19 @@ pub(crate) fn join(
             ))
         }
     };
+    let stamped = window_bounds == 0 && inner;
+    // the time columns' places in the output (left's columns, then right's)
+    let width = left.0.schema().fields().len();
+    let times = (
+        left.0
+            .time_column()
+            .and_then(|t| left.0.schema().index_of(t).ok()),
+        right
+            .0
+            .time_column()
+            .and_then(|t| right.0.schema().index_of(t).ok())
+            .map(|i| width + i),
+    );
     let spec = spec.on(lk, rk).with_type(join_type);
     let out = left.0.join(&right.0, spec).map_err(|e| engine(on, e))?;
     let skipped: &[&str] = if window_bounds == 2 {
@@ -296,11 +321,33 @@ pub(crate) fn join(
     }
     let scope = Scope { columns };
     let mut out = out;
+    if let (true, (Some(lt), Some(rt))) = (stamped, times) {
+        out = pair_time(&out, lt, rt).map_err(|e| engine(on, e))?;
+    }
     for c in residual {
         let e = scalar(c, &in_scope(&scope), functions)?;
         out = out.filter(e).map_err(|e| engine(c, e))?;
     }
     Ok((out, scope))
+}
+
+/// The column an inner regular or interval join's pairs carry as their event time:
+/// the later of the two rows' times. No pair is behind the watermark the
+/// join forwards (the minimum of its inputs'): a pair is made when its
+/// later row arrives, and that row was ahead of its own input's watermark.
+/// So the rows of a regular join can be ranked or windowed by event time.
+pub(crate) const PAIR_TIME: &str = "__pair_time";
+
+fn pair_time(out: &Stream, left: usize, right: usize) -> weir_core::error::Result<Stream> {
+    use weir_core::expr::{col, Expr};
+    let schema = out.schema();
+    let ms = |i: usize| col(schema.field(i).name()).cast(arrow_schema::DataType::Int64);
+    let later = Expr::Case {
+        branches: vec![(ms(left).gt_eq(ms(right)), ms(left))],
+        otherwise: Some(Box::new(ms(right))),
+    };
+    out.with_column(PAIR_TIME, later)?
+        .with_derived_event_time(PAIR_TIME)
 }
 
 /// True if every column `c` reads resolves in `this` and none in `other`.

@@ -245,7 +245,7 @@ impl Planner<'_> {
             for o in &overs {
                 scope = scope.with_column(&o.name);
             }
-            let items = select_items(&s.projection, &input, |i| {
+            let items = select_items(&s.projection, &input, &scope, |i| {
                 overs.iter().find(|o| o.index == i).map(|o| o.name.clone())
             })?;
             return project(&out, &scope, &items, self.functions);
@@ -360,7 +360,7 @@ impl Planner<'_> {
             }
         }
         let mut items = Vec::new();
-        for (name, e, aliased) in select_items(&projection, &input, |_| None)? {
+        for (name, e, aliased) in select_items(&projection, &input, &scope, |_| None)? {
             items.push((name, take_aggs(&e, &mut aggs, self.functions)?, aliased));
         }
         let having = having_expr
@@ -646,7 +646,7 @@ impl Planner<'_> {
         }
         let ranked = crate::rank::rank(&input, scope, name, spec, self.top, &s.projection[item])?;
         let scope = scope.with_column(name);
-        let items = select_items(&s.projection, &input, |i| {
+        let items = select_items(&s.projection, &input, &scope, |i| {
             (i == item).then(|| name.to_string())
         })?;
         project(&ranked, &scope, &items, self.functions)
@@ -1156,6 +1156,7 @@ fn replace_aggs(
 fn select_items(
     projection: &[SelectItem],
     input: &Stream,
+    scope: &Scope,
     replaced: impl Fn(usize) -> Option<String>,
 ) -> Result<Vec<(String, SqlExpr, bool)>, SqlError> {
     let mut items = Vec::new();
@@ -1186,6 +1187,23 @@ fn select_items(
                 {
                     let id = ast::Ident::new(f.name());
                     items.push((f.name().clone(), SqlExpr::Identifier(id), false));
+                }
+            }
+            SelectItem::QualifiedWildcard(
+                ast::SelectItemQualifiedWildcardKind::ObjectName(q),
+                _,
+            ) => {
+                let q = q.to_string();
+                let columns = scope.qualified_by(&q);
+                if columns.is_empty() {
+                    return Err(at_node(it, format!("`{q}.*`: no table `{q}` in FROM")));
+                }
+                for name in columns {
+                    let e = SqlExpr::CompoundIdentifier(vec![
+                        ast::Ident::new(&q),
+                        ast::Ident::new(&name),
+                    ]);
+                    items.push((name, e, false));
                 }
             }
             other => return Err(unsupported(other, "this select item")),
