@@ -110,3 +110,16 @@ pub fn obd_table(data: &Path, delay: &str) -> String {
         data.display()
     )
 }
+
+/// The exact sum of `xs` (each a multiple of 2^-60), rounded once: what
+/// weir's float sums give.
+pub fn exact_sum(xs: &[f64]) -> f64 {
+    let scale = 2f64.powi(60);
+    let mut acc: i128 = 0;
+    for &x in xs {
+        let scaled = x * scale;
+        assert_eq!(scaled.fract(), 0.0, "{x} is not a multiple of 2^-60");
+        acc += scaled as i128;
+    }
+    acc as f64 / scale
+}

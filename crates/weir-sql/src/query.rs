@@ -8,6 +8,12 @@
 //!  FROM ─► stream ─► WHERE filter ─► aggregate arguments as columns
 //!        ─► key_by(keys).window(TUMBLE|HOP).aggregate(COUNT|SUM|AVG|MIN|MAX)
 //!        ─► HAVING filter ─► SELECT list (aggregates read as their output columns)
+//!
+//!  changelogs: a GROUP BY plans its FROM with `retract` (every changelog under
+//!  it is retractions: insert / delete of whole rows), then
+//!     op ─► __sign (+1 insert, -1 delete) ─► COUNT = SUM(sign),
+//!     SUM / AVG = SUM(x * sign) over SUM(sign if x not null) ─► CASE n = 0 → null
+//!     a group with no rows left: dropped (retractions) or a `delete` of its key (upserts)
 //! ```
 //!
 //! May use the builder, `super::catalog`, `super::expr`, `super::error`.
@@ -32,6 +38,10 @@ use weir_functions::FunctionRegistry;
 /// The column a changelog's rows carry: `insert` or `update` (weir's
 /// running aggregates, as in job files).
 const OP_COLUMN: &str = "op";
+/// An aggregated changelog row's sign: +1 insert, -1 delete.
+const SIGN: &str = "__sign";
+/// The live rows of a group of an aggregated changelog.
+const SIGNED_ROWS: &str = "__signed_rows";
 
 /// What a query can read.
 pub(crate) struct Planner<'a> {
@@ -44,6 +54,9 @@ pub(crate) struct Planner<'a> {
     /// The bound an enclosing `WHERE rownum <= N` puts on this query's
     /// ranking (see `top_n::bound`).
     pub top: Option<crate::top_n::TopLimit>,
+    /// The query's changelog must be retractions (`insert` and `delete` of
+    /// whole rows, no `update`): an enclosing aggregation reads it.
+    pub retract: bool,
 }
 
 /// The window a window table function puts over its table's rows.
@@ -215,8 +228,11 @@ impl Planner<'_> {
         };
         // FROM (SELECT …, ROW_NUMBER() … AS rownum …) WHERE rownum <= N: the
         // subquery keeps N rows per partition
+        // an aggregation reads its input's changelog as retractions
+        let aggregates = matches!(&s.group_by, GroupByExpr::Expressions(g, _) if !g.is_empty());
         let inner = Planner {
             top: crate::top_n::bound(from, selection, &s.projection),
+            retract: self.retract || aggregates,
             ..*self
         };
         let (input, window, scope) = inner.from(from)?;
@@ -312,10 +328,13 @@ impl Planner<'_> {
                 (legacy_group.iter().collect(), Some(w))
             }
         };
-        if !group.is_empty() && input.schema().field_with_name(OP_COLUMN).is_ok() {
+        // an aggregation over a changelog (its input planned as retractions):
+        // each row counts +1 (insert) or -1 (delete), see `signed`
+        let changelog = !group.is_empty() && input.schema().field_with_name(OP_COLUMN).is_ok();
+        if changelog && window.is_some() {
             return Err(unsupported(
                 s,
-                "an aggregation over a changelog (rows that update earlier rows, e.g. another \
+                "a window over a changelog (rows that update earlier rows, e.g. another \
                  GROUP BY's result)",
             ));
         }
@@ -428,7 +447,12 @@ impl Planner<'_> {
         // aggregate arguments that are not plain columns become columns first
         let mut input = input;
         let mut weir_aggs = Vec::new();
-        for (k, a) in aggs.iter().enumerate() {
+        if changelog {
+            let (signed, aggs) = self.signed(s, input, &scope, &aggs)?;
+            input = signed;
+            weir_aggs = aggs;
+        }
+        for (k, a) in aggs.iter().enumerate().filter(|_| !changelog) {
             let column = match &a.arg {
                 None => None,
                 Some(e @ SqlExpr::Identifier(id)) => Some(scope.resolve(e, None, &id.value)?),
@@ -521,10 +545,19 @@ impl Planner<'_> {
         }
         let out = match window {
             Some(w) => keyed.window(w.window).aggregate(weir_aggs),
-            // a running aggregate: a changelog (its `op` column says insert or update)
+            // a running aggregate: a changelog (its `op` column says insert or
+            // update; as retractions, insert or delete)
+            // HAVING filters retractions (a row it drops was never inserted);
+            // an upsert it dropped would leave the key's old row in place
+            None if self.retract || s.having.is_some() => keyed.aggregate_retracting(weir_aggs),
             None => keyed.aggregate(weir_aggs),
         }
         .map_err(|e| engine(s, e))?;
+        let out = if changelog {
+            self.unsigned(s, out, &aggs)?
+        } else {
+            out
+        };
         let changelog = out.schema().fields().iter().any(|f| f.name() == OP_COLUMN);
         if changelog && !items.iter().any(|(n, _, _)| n == OP_COLUMN) {
             items.push((
@@ -541,6 +574,121 @@ impl Planner<'_> {
             _ => out,
         };
         project(&out, &Scope::of(&out, None), &items, self.functions)
+    }
+
+    /// The aggregates `aggs` over a retraction changelog, as sums of signed
+    /// values (`__sign`: +1 for an insert, -1 for a delete; the `op` column
+    /// is dropped): `COUNT` sums signs, `SUM` and `AVG` a signed value and
+    /// the signed count of non-null values; [`unsigned`](Self::unsigned)
+    /// turns them back into the aggregates. `__signed_rows` counts a
+    /// group's live rows.
+    fn signed(
+        &self,
+        s: &ast::Select,
+        input: Stream,
+        scope: &Scope,
+        aggs: &[AggCall],
+    ) -> Result<(Stream, Vec<Agg>), SqlError> {
+        use weir_core::expr::{col, lit};
+        let sign = Expr::Case {
+            branches: vec![
+                (col(OP_COLUMN).eq(lit("insert")), lit(1i64)),
+                (col(OP_COLUMN).eq(lit("delete")), lit(-1i64)),
+            ],
+            otherwise: None,
+        };
+        let mut input = input.with_column(SIGN, sign).map_err(|e| engine(s, e))?;
+        let mut out = vec![Agg::sum(SIGN).alias(SIGNED_ROWS)];
+        for (k, a) in aggs.iter().enumerate() {
+            let arg = match &a.arg {
+                None => None,
+                Some(e) => Some(scalar(e, &in_scope(scope), self.functions)?),
+            };
+            let refuse = || {
+                Err(at_node(
+                    s,
+                    format!(
+                        "{}(…) over a changelog (rows that update earlier rows, e.g. another \
+                         GROUP BY's result): COUNT, SUM and AVG take back what is deleted; \
+                         MIN, MAX, DISTINCT and user aggregates do not yet",
+                        a.func.to_uppercase()
+                    ),
+                ))
+            };
+            let counted = |x: Expr| Expr::Case {
+                branches: vec![(x.is_null(), lit(0i64))],
+                otherwise: Some(Box::new(col(SIGN))),
+            };
+            let mut add = |name: String, x: Expr| -> Result<(), SqlError> {
+                input = input.with_column(&name, x).map_err(|e| engine(s, e))?;
+                Ok(())
+            };
+            match (a.func.as_str(), arg) {
+                ("count", None) => out.push(Agg::sum(SIGN).alias(a.name.clone())),
+                ("count", Some(x)) => {
+                    add(format!("__arg{k}_n"), counted(x))?;
+                    out.push(Agg::sum(format!("__arg{k}_n")).alias(a.name.clone()));
+                }
+                ("sum" | "avg", Some(x)) => {
+                    add(format!("__arg{k}_s"), x.clone().mul(col(SIGN)))?;
+                    add(format!("__arg{k}_n"), counted(x))?;
+                    out.push(Agg::sum(format!("__arg{k}_s")).alias(format!("{}_s", a.name)));
+                    out.push(Agg::sum(format!("__arg{k}_n")).alias(format!("{}_n", a.name)));
+                }
+                _ => return refuse(),
+            }
+        }
+        let keep: Vec<String> = input
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| n != OP_COLUMN)
+            .collect();
+        let input = input.select(&keep).map_err(|e| engine(s, e))?;
+        Ok((input, out))
+    }
+
+    /// The aggregates of [`signed`](Self::signed) sums, and the groups left
+    /// with no rows: dropped from retractions; as upserts, a group whose
+    /// last row was deleted is a `delete` of its key.
+    fn unsigned(&self, s: &ast::Select, out: Stream, aggs: &[AggCall]) -> Result<Stream, SqlError> {
+        use arrow_schema::DataType;
+        use weir_core::expr::{col, lit};
+        let mut out = out;
+        for a in aggs {
+            let (sum, n) = (col(format!("{}_s", a.name)), col(format!("{}_n", a.name)));
+            let value = match a.func.as_str() {
+                "sum" => sum,
+                "avg" => sum
+                    .cast(DataType::Float64)
+                    .div(n.clone().cast(DataType::Float64)),
+                _ => continue,
+            };
+            let x = Expr::Case {
+                branches: vec![(
+                    n.eq(lit(0i64)),
+                    Expr::Literal(weir_core::expr::ScalarValue::Null),
+                )],
+                otherwise: Some(Box::new(value)),
+            };
+            out = out.with_column(&a.name, x).map_err(|e| engine(s, e))?;
+        }
+        let empty = col(SIGNED_ROWS).eq(lit(0i64));
+        if self.retract || s.having.is_some() {
+            return out.filter(empty.not()).map_err(|e| engine(s, e));
+        }
+        out.filter(empty.clone().and(col(OP_COLUMN).eq(lit("insert"))).not())
+            .and_then(|o| {
+                o.with_column(
+                    OP_COLUMN,
+                    Expr::Case {
+                        branches: vec![(empty, lit("delete"))],
+                        otherwise: Some(Box::new(col(OP_COLUMN))),
+                    },
+                )
+            })
+            .map_err(|e| engine(s, e))
     }
 
     /// A `FROM` item with its joins: the rows, the window of a window
@@ -644,7 +792,18 @@ impl Planner<'_> {
                 "ROW_NUMBER() with GROUP BY in one SELECT (aggregate in a subquery, rank outside it)",
             ));
         }
-        let ranked = crate::rank::rank(&input, scope, name, spec, self.top, &s.projection[item])?;
+        let ranked = crate::rank::rank(
+            &input,
+            scope,
+            name,
+            spec,
+            // an enclosing aggregation reads retractions: the rows, not ranks
+            self.top.map(|t| crate::top_n::TopLimit {
+                keep_rownum: t.keep_rownum && !self.retract,
+                ..t
+            }),
+            &s.projection[item],
+        )?;
         let scope = scope.with_column(name);
         let items = select_items(&s.projection, &input, &scope, |i| {
             (i == item).then(|| name.to_string())

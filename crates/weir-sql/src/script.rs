@@ -436,6 +436,7 @@ impl Script {
             functions: &self.functions,
             generated: &self.generated,
             top: None,
+            retract: false,
         }
     }
 

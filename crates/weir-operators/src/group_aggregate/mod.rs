@@ -36,6 +36,11 @@ pub enum GroupEmit {
     EveryBatch,
     /// Every key once, at end of input, as `insert` (batch runs).
     AtEnd,
+    /// After every input batch, the keys it changed, as retractions: a key
+    /// emitted before gets a `delete` of its previous row, then every
+    /// changed key an `insert` of its new one (pipelined runs whose
+    /// changelog another aggregation consumes: no key needed to read it).
+    Retractions,
 }
 
 /// Running aggregates per key, as a changelog upserted by key.
@@ -43,6 +48,8 @@ pub enum GroupEmit {
 /// ```text
 ///  batch ──► key ids (KeyDictionary) ──► Accumulators::update(groups = key ids)
 ///        ──EveryBatch──► touched keys: key columns | aggregates | op (insert first, then update)
+///        ──Retractions──► touched keys emitted before: their previous row, op = delete;
+///                         then every touched key: its new row, op = insert
 ///  end of input ──AtEnd──► every key once, op = insert
 ///  materialized (last row per key) = the same table in both policies
 ///
@@ -51,7 +58,7 @@ pub enum GroupEmit {
 ///     more than MAX_RUNS runs ──► compacted into one
 ///  AtEnd:      a key's partials spread over runs and memory; at end of input a k-way
 ///              merge (Combine::Merge) emits every key once
-///  EveryBatch: a key new to memory is looked up in the runs (newest first, sparse
+///  EveryBatch, Retractions: a key new to memory is looked up in the runs (newest first, sparse
 ///              index) and its full state merged back before the batch updates it, so
 ///              the row emitted is the key's full aggregate; a run's row is the key's
 ///              full state when written (Combine::NewestWins)
@@ -182,7 +189,7 @@ impl GroupAggregate {
     /// How copies of a key in the runs and memory combine (see [`Combine`]).
     fn combine(&self) -> Combine {
         match self.emit {
-            GroupEmit::EveryBatch => Combine::NewestWins,
+            GroupEmit::EveryBatch | GroupEmit::Retractions => Combine::NewestWins,
             GroupEmit::AtEnd => Combine::Merge,
         }
     }
@@ -224,8 +231,26 @@ impl GroupAggregate {
         Ok(ids)
     }
 
-    /// The current result of key ids `ids`, with `op` per row.
+    /// The current result of key ids `ids`, with `op` per row (`insert` the
+    /// first time, then `update`; `Retractions`: always `insert`).
     fn rows(&mut self, ids: &[u32]) -> Result<RecordBatch> {
+        let retract = self.emit == GroupEmit::Retractions;
+        let ops: Vec<&str> = ids
+            .iter()
+            .map(|&id| {
+                let seen = std::mem::replace(&mut self.emitted[id as usize], true);
+                if seen && !retract {
+                    "update"
+                } else {
+                    "insert"
+                }
+            })
+            .collect();
+        self.result(ids, ops)
+    }
+
+    /// The current result of key ids `ids`, with `ops`.
+    fn result(&self, ids: &[u32], ops: Vec<&str>) -> Result<RecordBatch> {
         let parser = self.keys.converter().parser();
         let mut columns: Vec<ArrayRef> = self
             .keys
@@ -234,17 +259,6 @@ impl GroupAggregate {
         for (acc, agg) in self.accs.iter().zip(&self.aggs) {
             columns.push(acc.finish(ids, agg)?);
         }
-        let ops: Vec<&str> = ids
-            .iter()
-            .map(|&id| {
-                let seen = std::mem::replace(&mut self.emitted[id as usize], true);
-                if seen {
-                    "update"
-                } else {
-                    "insert"
-                }
-            })
-            .collect();
         columns.push(Arc::new(StringArray::from(ops)));
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
@@ -479,15 +493,34 @@ impl Operator for GroupAggregate {
             None => Vec::new(),
         };
         let rows: Vec<u32> = (0..batch.num_rows() as u32).collect();
+        let mut touched = groups.clone();
+        touched.sort_unstable();
+        touched.dedup();
+        // Retractions: the previous rows of keys emitted before (their full
+        // state: `intern` merged spilled state back)
+        let mut retracted = None;
+        if self.emit == GroupEmit::Retractions {
+            let before: Vec<u32> = touched
+                .iter()
+                .copied()
+                .filter(|&id| self.emitted[id as usize])
+                .collect();
+            if !before.is_empty() {
+                retracted = Some(self.result(&before, vec!["delete"; before.len()])?);
+            }
+        }
         for (acc, agg) in self.accs.iter_mut().zip(&self.aggs) {
             let values = agg.values(batch.columns())?;
             acc.update(&groups, &rows, &values, &times, agg.field.name())?;
         }
-        if self.emit == GroupEmit::EveryBatch && !groups.is_empty() {
-            let mut touched = groups;
-            touched.sort_unstable();
-            touched.dedup();
+        if self.emit != GroupEmit::AtEnd && !touched.is_empty() {
             let b = self.rows(&touched)?;
+            // one batch, deletes first: a consumer never sees a key's row
+            // taken back without its new one
+            let b = match retracted {
+                Some(r) => arrow_select::concat::concat_batches(&self.schema, [&r, &b])?,
+                None => b,
+            };
             out.emit(b);
         }
         store::sync(self, ctx.spill())
@@ -566,6 +599,7 @@ mod checkpoint_tests {
         let keys = encoders(&[&schema], &[&["k"]]);
         let cuts = [0, 1, 2, ev.len() / 2, ev.len() - 1];
         assert_restores(&make(GroupEmit::EveryBatch), &keys, &ev, &cuts);
+        assert_restores(&make(GroupEmit::Retractions), &keys, &ev, &cuts);
         assert_restores(&make(GroupEmit::AtEnd), &keys, &ev, &cuts);
     }
 
@@ -581,7 +615,11 @@ mod checkpoint_tests {
         });
         let schema = rows(&[]).schema();
         let keys = encoders(&[&schema], &[&["k"]]);
-        for emit in [GroupEmit::EveryBatch, GroupEmit::AtEnd] {
+        for emit in [
+            GroupEmit::EveryBatch,
+            GroupEmit::Retractions,
+            GroupEmit::AtEnd,
+        ] {
             assert_restores_spilled(&make(emit), &keys, &ev, ev.len() / 2, 24 * 1024);
         }
     }

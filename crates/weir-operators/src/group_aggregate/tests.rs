@@ -77,3 +77,60 @@ fn spills_compact_and_the_pool_and_disk_are_clean_after() {
     assert_eq!(env.pool.reserved(), 0);
     assert_eq!(std::fs::read_dir(env.spill.dir()).unwrap().count(), 0);
 }
+
+/// The rows a retraction changelog leaves: inserts minus deletes (each
+/// delete must take back a live row), without the op column, sorted.
+fn materialized(batches: &[RecordBatch]) -> Vec<String> {
+    let mut live: Vec<String> = Vec::new();
+    for b in batches {
+        let ops = b.column(b.num_columns() - 1).as_string::<i32>();
+        let values = b
+            .project(&(0..b.num_columns() - 1).collect::<Vec<_>>())
+            .unwrap();
+        for (i, row) in sorted_rows_in_order(&values).into_iter().enumerate() {
+            match ops.value(i) {
+                "insert" => live.push(row),
+                "delete" => {
+                    let at = live.iter().position(|r| *r == row);
+                    live.remove(at.expect("a delete takes back a live row"));
+                }
+                other => panic!("a retraction changelog has no `{other}`"),
+            }
+        }
+    }
+    live.sort();
+    live
+}
+
+/// Each row of `b` as text, in row order.
+fn sorted_rows_in_order(b: &RecordBatch) -> Vec<String> {
+    (0..b.num_rows())
+        .map(|i| {
+            b.columns()
+                .iter()
+                .map(|c| arrow_cast::display::array_value_to_string(c, i).unwrap())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
+#[test]
+fn retractions_materialize_to_the_batch_result_also_when_spilled() {
+    let ev = many_keys(500);
+    let at_end = run_uninterrupted_budget(&make(GroupEmit::AtEnd), &ev, usize::MAX / 2);
+    let want = materialized(&at_end);
+    assert_eq!(want.len(), 500, "one row per key");
+    for budget in [usize::MAX / 2, 16 * 1024] {
+        let out = run_uninterrupted_budget(&make(GroupEmit::Retractions), &ev, budget);
+        let deletes: usize = out
+            .iter()
+            .map(|b| {
+                let ops = b.column(b.num_columns() - 1).as_string::<i32>();
+                ops.iter().filter(|o| *o == Some("delete")).count()
+            })
+            .sum();
+        assert!(deletes > 500, "updates are retracted ({deletes} deletes)");
+        assert_eq!(materialized(&out), want, "budget {budget}");
+    }
+}

@@ -223,7 +223,47 @@ impl KeyedStream {
     /// # Ok::<(), weir::Error>(())
     /// ```
     pub fn aggregate(&self, aggs: impl IntoIterator<Item = Agg>) -> Result<Stream> {
-        let aggs: Vec<Agg> = aggs.into_iter().collect();
+        self.running_aggregate(aggs.into_iter().collect(), GroupEmit::EveryBatch)
+    }
+
+    /// [`aggregate`](Self::aggregate) as a retraction changelog: pipelined
+    /// runs emit a changed key's previous row as `delete` and its new row
+    /// as `insert` (no `update`), so a consumer needs no key to apply it
+    /// (another aggregation over it subtracts what is deleted). Batch runs
+    /// emit every key once at the end, as `aggregate` does.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{cast::AsArray, Int64Array, RecordBatch};
+    /// use weir::{Agg, ExecConfig, Job};
+    /// let batch = |k: i64, v: i64| {
+    ///     RecordBatch::try_from_iter([
+    ///         ("k", Arc::new(Int64Array::from(vec![k])) as _),
+    ///         ("v", Arc::new(Int64Array::from(vec![v])) as _),
+    ///     ])
+    ///     .unwrap()
+    /// };
+    /// let job = Job::new();
+    /// let totals = job
+    ///     .from_batches(batch(1, 1).schema(), vec![vec![batch(1, 10), batch(1, 30)]])?
+    ///     .key_by(["k"])?
+    ///     .aggregate_retracting([Agg::sum("v").alias("total")])?
+    ///     .collect()?;
+    /// job.run(&ExecConfig::pipelined())?;
+    /// let ops: Vec<String> = totals
+    ///     .batches()
+    ///     .iter()
+    ///     .flat_map(|b| b.column(2).as_string::<i32>().iter().map(|o| o.unwrap().to_string()).collect::<Vec<_>>())
+    ///     .collect();
+    /// assert_eq!(ops, ["insert", "delete", "insert"]); // 10, then 10 replaced by 40
+    /// # Ok::<(), weir::Error>(())
+    /// ```
+    pub fn aggregate_retracting(&self, aggs: impl IntoIterator<Item = Agg>) -> Result<Stream> {
+        self.running_aggregate(aggs.into_iter().collect(), GroupEmit::Retractions)
+    }
+
+    fn running_aggregate(&self, aggs: Vec<Agg>, pipelined: GroupEmit) -> Result<Stream> {
         let s = &self.stream;
         let (input, keys, time) = (s.schema.clone(), self.keys.clone(), s.time_column.clone());
         let check = GroupAggregate::try_new(
@@ -256,11 +296,7 @@ impl KeyedStream {
         };
         let mut keyed = s.clone();
         keyed.next_partitioning = Partitioning::Hash(self.keys.clone());
-        let mut out = keyed.then(
-            "aggregate",
-            NodeKind::Operator(make(GroupEmit::EveryBatch)),
-            schema,
-        );
+        let mut out = keyed.then("aggregate", NodeKind::Operator(make(pipelined)), schema);
         self.stream.job.plan.borrow_mut().nodes[out.node].batch_variant =
             Some(make(GroupEmit::AtEnd));
         out.define(definition);
