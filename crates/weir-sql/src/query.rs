@@ -175,8 +175,10 @@ impl Planner<'_> {
     }
 
     fn select(&self, s: &ast::Select) -> Result<Stream, SqlError> {
-        if s.distinct.is_some() {
-            return Err(unsupported(s, "SELECT DISTINCT"));
+        match &s.distinct {
+            None | Some(ast::Distinct::All) => {}
+            Some(ast::Distinct::Distinct) => return self.distinct(s),
+            Some(on) => return Err(unsupported(s, &on.to_string())),
         }
         // FROM a, b WHERE …: an inner join ON the WHERE (its key equalities
         // join, the rest filters the pairs)
@@ -488,9 +490,11 @@ impl Planner<'_> {
             };
             weir_aggs.push(agg.alias(a.name.clone()));
         }
+        // GROUP BY without aggregates over rows that are not a changelog:
+        // the distinct groups, each emitted once when first seen (append-only)
+        let distinct = weir_aggs.is_empty() && window.is_none();
         if weir_aggs.is_empty() {
-            // GROUP BY without aggregates (the distinct groups): the
-            // operators need one; its column is hidden
+            // the operators need an aggregate; its column is hidden
             weir_aggs.push(Agg::count().alias("__rows"));
         }
         // a window over all rows: one key for everything
@@ -549,6 +553,19 @@ impl Planner<'_> {
             // update; as retractions, insert or delete)
             // HAVING filters retractions (a row it drops was never inserted);
             // an upsert it dropped would leave the key's old row in place
+            None if distinct => keyed.aggregate(weir_aggs).and_then(|o| {
+                // a group's first row is its only one
+                let kept =
+                    o.filter(weir_core::expr::col(OP_COLUMN).eq(weir_core::expr::lit("insert")))?;
+                let columns: Vec<String> = kept
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .filter(|n| n != OP_COLUMN)
+                    .collect();
+                kept.select(&columns)
+            }),
             None if self.retract || s.having.is_some() => keyed.aggregate_retracting(weir_aggs),
             None => keyed.aggregate(weir_aggs),
         }
@@ -574,6 +591,32 @@ impl Planner<'_> {
             _ => out,
         };
         project(&out, &Scope::of(&out, None), &items, self.functions)
+    }
+
+    /// `SELECT DISTINCT items FROM …`: `GROUP BY` the items (rows that are
+    /// not a changelog give each distinct row once, as they first appear).
+    fn distinct(&self, s: &ast::Select) -> Result<Stream, SqlError> {
+        if !matches!(&s.group_by, GroupByExpr::Expressions(g, _) if g.is_empty()) {
+            return Err(unsupported(s, "SELECT DISTINCT with GROUP BY"));
+        }
+        let mut group = Vec::with_capacity(s.projection.len());
+        for item in &s.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    group.push(e.clone())
+                }
+                other => {
+                    return Err(unsupported(
+                        other,
+                        "SELECT DISTINCT * (name the columns: SELECT DISTINCT a, b)",
+                    ))
+                }
+            }
+        }
+        let mut grouped = s.clone();
+        grouped.distinct = None;
+        grouped.group_by = GroupByExpr::Expressions(group, Vec::new());
+        self.select(&grouped)
     }
 
     /// The aggregates `aggs` over a retraction changelog, as sums of signed
