@@ -195,6 +195,12 @@ fn aggregates_that_cannot_take_a_row_back_are_refused_by_name() {
             format!("{table}SELECT a.top FROM {per} a JOIN obd b ON a.vehicle_id = b.vehicle_id"),
             "a join whose left side is a changelog",
         ),
+        (
+            "CREATE TABLE t (k BIGINT, op STRING) WITH ('connector' = 'parquet', 'path' = 'nowhere');\n\
+             SELECT k, COUNT(*) FROM t GROUP BY k"
+                .to_string(),
+            "table `t` has an `op` column",
+        ),
     ];
     for (text, says) in cases {
         let file = dir.path().join("bad.sql");

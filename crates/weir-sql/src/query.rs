@@ -1016,6 +1016,18 @@ impl Planner<'_> {
     fn named(&self, name: &ast::ObjectName, node: &impl Spanned) -> Result<Stream, SqlError> {
         let n = name.to_string();
         if let Some(t) = self.tables.get(&n) {
+            if self.retract && t.columns.iter().any(|(c, _)| c == OP_COLUMN) {
+                // weir's own changelogs are planned as retractions under an
+                // aggregation; a table's `op` values are not known to be
+                return Err(at_node(
+                    node,
+                    format!(
+                        "table `{n}` has an `op` column, which an aggregation would read as a \
+                         changelog: aggregating a table's own changelog is not supported (rename \
+                         the column if it is not one)"
+                    ),
+                ));
+            }
             return t.source(self.job, self.base, self.generated);
         }
         if let Some(v) = self.views.get(&n) {
