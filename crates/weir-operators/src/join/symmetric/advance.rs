@@ -221,13 +221,26 @@ impl SymmetricHashJoin {
         }
     }
 
-    /// The keys with work at watermark `w` on either side, each once,
-    /// taken out of the index (each goes back with `Side::finish_prefix`).
-    fn take_due_keys(&mut self, w: i64) -> Vec<Vec<u8>> {
-        let mut keys = Vec::new();
+    /// The keys with work at watermark `w` on either side, each once, as
+    /// its slot on each side that has rows of it; taken out of the index
+    /// (each goes back with `Side::finish_prefix`).
+    fn take_due_keys(&mut self, w: i64) -> Vec<[Option<Slot>; 2]> {
         let [left, right] = &mut self.sides;
-        left.take_due(w, &mut keys, |_| false);
-        right.take_due(w, &mut keys, |k| left.was_taken(k));
+        let (mut l, mut r) = (Vec::new(), Vec::new());
+        left.take_due(w, &mut l);
+        right.take_due(w, &mut r);
+        let mut keys = Vec::with_capacity(l.len() + r.len());
+        for slot in l {
+            let other = right.slot(&left.list(slot).key);
+            keys.push([Some(slot), other]);
+        }
+        for slot in r {
+            match left.slot(&right.list(slot).key) {
+                // listed with the left side's slot already
+                Some(other) if left.was_taken(other) => {}
+                other => keys.push([other, Some(slot)]),
+            }
+        }
         keys
     }
 
@@ -241,10 +254,11 @@ impl SymmetricHashJoin {
         let mut rows: Vec<OutRow> = Vec::new();
         // (key, side, closed rows: a prefix of the side's list, due time of the rest)
         let mut finished: Vec<(usize, usize, usize, Option<i64>)> = Vec::new();
-        for (k, key) in keys.iter().enumerate() {
+        for (k, slots) in keys.iter().enumerate() {
             let mut refs: [Vec<SideRow>; 2] = [Vec::new(), Vec::new()];
             for (s, refs) in refs.iter_mut().enumerate() {
-                if let Some(entries) = self.sides[s].by_key.get(key) {
+                if let Some(slot) = slots[s] {
+                    let entries = self.sides[s].list(slot);
                     refs.extend(entries.rows.iter().map(|e| SideRow {
                         at: (e.batch as usize, e.row as usize),
                         time: e.time,
@@ -270,7 +284,7 @@ impl SymmetricHashJoin {
                 // closed session ends before the next one starts
                 debug_assert!(list.iter().all(|&(_, i)| i < closed[s]));
                 list.sort_unstable();
-                if self.sides[s].by_key.contains_key(key) {
+                if slots[s].is_some() {
                     let head = (closed[s] < refs[s].len()).then(|| next.unwrap_or(i64::MIN));
                     finished.push((k, s, closed[s], head));
                 }
@@ -283,7 +297,8 @@ impl SymmetricHashJoin {
         // drop the rows of closed sessions (after emitting: rows point into
         // their batches) and index the keys again
         for (k, s, closed, head) in finished {
-            self.sides[s].finish_prefix(&keys[k], closed, head);
+            let slot = keys[k][s].expect("finished only where the key has rows");
+            self.sides[s].finish_prefix(slot, closed, head);
         }
         Ok(())
     }
@@ -319,14 +334,15 @@ impl SymmetricHashJoin {
         let mut refs: [Vec<SideRow>; 2] = [Vec::new(), Vec::new()];
         // (key, side, finished rows, due time of the first row left)
         let mut finished: Vec<(usize, usize, usize, Option<i64>)> = Vec::new();
-        for (k, key) in keys.iter().enumerate() {
+        for (k, slots) in keys.iter().enumerate() {
             for s in 0..2 {
                 lists[s].clear();
                 refs[s].clear();
                 let side = &self.sides[s];
-                let Some(list) = side.by_key.get(key) else {
+                let Some(slot) = slots[s] else {
                     continue;
                 };
+                let list = side.list(slot);
                 if windowed {
                     // a row with a window ending by `w` has its order value <= `w`
                     for e in list.rows.iter().take_while(|e| side.order.value(e) <= w) {
@@ -377,7 +393,8 @@ impl SymmetricHashJoin {
         // drop finished rows (after emitting: rows point into their batches)
         // and index the keys again
         for (k, s, done, head) in finished {
-            self.sides[s].finish_prefix(&keys[k], done, head);
+            let slot = keys[k][s].expect("finished only where the key has rows");
+            self.sides[s].finish_prefix(slot, done, head);
         }
         Ok(())
     }

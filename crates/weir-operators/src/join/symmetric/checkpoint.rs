@@ -78,8 +78,7 @@ impl SymmetricHashJoin {
         )?;
         for s in 0..2 {
             let entries: Vec<Entry> = self.sides[s]
-                .by_key
-                .values()
+                .lists()
                 .flat_map(|list| list.rows.iter().copied())
                 .collect();
             let sources = self.sides[s].sources();

@@ -14,7 +14,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
 use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use side::{Order, Side};
+use side::{Order, Side, Slot};
 use std::collections::HashMap;
 use std::sync::Arc;
 use weir_core::error::{Error, Result};
@@ -208,7 +208,7 @@ impl Operator for SymmetricHashJoin {
             match spec.kind {
                 JoinKind::Regular | JoinKind::Interval { .. } => {
                     let other_keeps = keeps(o);
-                    if let Some(others) = self.sides[o].by_key.get_mut(key.as_ref()) {
+                    if let Some(others) = self.sides[o].get_mut(key.as_ref()) {
                         for y in others.rows.iter_mut() {
                             let (lt, rt) = if s == 0 {
                                 (entry.time, y.time)

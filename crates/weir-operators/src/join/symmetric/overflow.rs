@@ -26,8 +26,8 @@ impl SymmetricHashJoin {
         let session = self.layout.spec().kind.is_session();
         for s in 0..2 {
             let mut rows: Vec<SpillRow> = Vec::with_capacity(self.sides[s].entries);
-            for (key, entries) in &self.sides[s].by_key {
-                let hash = stable_hash(key) as i64;
+            for entries in self.sides[s].lists() {
+                let hash = stable_hash(&entries.key) as i64;
                 rows.extend(entries.rows.iter().map(|e| SpillRow {
                     sort: if regular {
                         hash

@@ -70,13 +70,22 @@ impl Order {
 /// One key's stored rows.
 #[derive(Debug)]
 pub(super) struct KeyRows {
-    /// Where the key is in `Side::heads` (None: not indexed).
+    /// The key's bytes (its join key, as the side's encoder writes it).
+    pub(super) key: Box<[u8]>,
+    /// Where the key is in `Side::heads` (None: not indexed, or taken).
     pub(super) due: Option<i64>,
     /// Sorted by [`Order::value`] (arrival order among equal values).
     pub(super) rows: VecDeque<Entry>,
 }
 
+/// A key's place in a side's [`Side::lists`] (stable while it has rows).
+pub(super) type Slot = u32;
+
 /// The stored rows of one input.
+///
+/// Keys are found by their bytes once, on arrival ([`Side::slot`]); the
+/// due index and a watermark's work then name them by [`Slot`], so firing
+/// a key neither hashes nor copies its bytes.
 #[derive(Debug)]
 pub(super) struct Side {
     // config
@@ -85,11 +94,16 @@ pub(super) struct Side {
     empty: RecordBatch,
     // state
     batches: BatchSlab,
-    pub(super) by_key: HashMap<Vec<u8>, KeyRows, FastBuildHasher>,
-    /// Keys by the watermark at which each next has work (ordered sides).
-    /// A key is listed at its `KeyRows::due`; a listing at another time is
-    /// stale (the key moved earlier) and skipped when taken.
-    heads: BTreeMap<i64, Vec<Vec<u8>>>,
+    /// Key bytes → slot of every key with stored rows.
+    slots: HashMap<Box<[u8]>, Slot, FastBuildHasher>,
+    /// Per slot, the key's rows (`None`: a free slot).
+    lists: Vec<Option<KeyRows>>,
+    /// Slots free for the next new key.
+    free: Vec<Slot>,
+    /// Slots by the watermark at which each next has work (ordered sides).
+    /// A slot is listed at its `KeyRows::due`; a listing at another time
+    /// is stale (the key moved earlier, or left) and skipped when taken.
+    heads: BTreeMap<i64, Vec<Slot>>,
     pub(super) entries: usize,
     key_bytes: usize,
 }
@@ -102,7 +116,9 @@ impl Side {
             order,
             empty,
             batches: BatchSlab::default(),
-            by_key: HashMap::default(),
+            slots: HashMap::default(),
+            lists: Vec::new(),
+            free: Vec::new(),
             heads: BTreeMap::new(),
             entries: 0,
             key_bytes: 0,
@@ -132,18 +148,43 @@ impl Side {
         self.batches.bytes() + self.entries * ENTRY_BYTES + self.key_bytes
     }
 
-    /// Bytes accounted for a key (its map entry and, if indexed, its head).
-    fn key_cost(&self, key: &[u8]) -> usize {
-        let copies = if self.order.indexed() { 2 } else { 1 };
-        key.len() * copies + KEY_BYTES
+    /// Bytes accounted for a key (its map entry and its copy in the list).
+    fn key_cost(key: &[u8]) -> usize {
+        key.len() * 2 + KEY_BYTES
+    }
+
+    /// The slot of `key`, if it has rows here.
+    pub(super) fn slot(&self, key: &[u8]) -> Option<Slot> {
+        self.slots.get(key).copied()
+    }
+
+    /// The rows of `key`, if it has any here, to update.
+    pub(super) fn get_mut(&mut self, key: &[u8]) -> Option<&mut KeyRows> {
+        let s = self.slot(key)?;
+        self.lists[s as usize].as_mut()
+    }
+
+    /// The rows of a live `slot`.
+    pub(super) fn list(&self, slot: Slot) -> &KeyRows {
+        self.lists[slot as usize]
+            .as_ref()
+            .expect("a slot handed out has rows until finish_prefix frees it")
+    }
+
+    /// Every key's rows.
+    pub(super) fn lists(&self) -> impl Iterator<Item = &KeyRows> {
+        self.lists.iter().flatten()
     }
 
     /// Stores `entry` under `key`; `due` is the watermark at which it next
     /// has work (ignored by unordered sides).
     pub(super) fn push(&mut self, key: &[u8], entry: Entry, due: i64) {
         let order = self.order;
-        match self.by_key.get_mut(key) {
-            Some(list) => {
+        match self.slots.get(key) {
+            Some(&slot) => {
+                let list = self.lists[slot as usize]
+                    .as_mut()
+                    .expect("a mapped slot has rows");
                 let v = order.value(&entry);
                 // in order (the common case) without a search
                 let at = if !order.indexed() || list.rows.back().is_none_or(|x| order.value(x) <= v)
@@ -156,22 +197,30 @@ impl Side {
                 if order.indexed() && list.due.is_none_or(|d| due < d) {
                     // the old listing goes stale
                     list.due = Some(due);
-                    self.heads.entry(due).or_default().push(key.to_vec());
+                    self.heads.entry(due).or_default().push(slot);
                 }
             }
             None => {
-                self.key_bytes += self.key_cost(key);
-                let due = order.indexed().then(|| {
-                    self.heads.entry(due).or_default().push(key.to_vec());
-                    due
-                });
-                self.by_key.insert(
-                    key.to_vec(),
-                    KeyRows {
-                        due,
-                        rows: VecDeque::from([entry]),
-                    },
-                );
+                self.key_bytes += Self::key_cost(key);
+                let list = KeyRows {
+                    key: key.into(),
+                    due: order.indexed().then_some(due),
+                    rows: VecDeque::from([entry]),
+                };
+                let slot = match self.free.pop() {
+                    Some(s) => {
+                        self.lists[s as usize] = Some(list);
+                        s
+                    }
+                    None => {
+                        self.lists.push(Some(list));
+                        (self.lists.len() - 1) as Slot
+                    }
+                };
+                self.slots.insert(key.into(), slot);
+                if order.indexed() {
+                    self.heads.entry(due).or_default().push(slot);
+                }
             }
         }
         self.entries += 1;
@@ -183,45 +232,39 @@ impl Side {
         self.heads.keys().next().copied()
     }
 
-    /// Takes the keys with work at or before watermark `w` out of the
-    /// index (each goes back with [`finish_prefix`](Self::finish_prefix)),
-    /// except keys `skip` says were taken already.
-    pub(super) fn take_due(
-        &mut self,
-        w: i64,
-        keys: &mut Vec<Vec<u8>>,
-        skip: impl Fn(&[u8]) -> bool,
-    ) {
+    /// Takes the slots with work at or before watermark `w` out of the
+    /// index, into `slots` (each goes back with
+    /// [`finish_prefix`](Self::finish_prefix)).
+    pub(super) fn take_due(&mut self, w: i64, slots: &mut Vec<Slot>) {
         while let Some(entry) = self.heads.first_entry() {
             if *entry.key() > w {
                 break;
             }
             let (due, listed) = entry.remove_entry();
-            for key in listed {
-                let Some(list) = self.by_key.get_mut(&key) else {
-                    continue;
+            for slot in listed {
+                let Some(list) = self.lists[slot as usize].as_mut() else {
+                    continue; // freed
                 };
                 if list.due != Some(due) {
-                    continue; // stale
+                    continue; // stale (or freed and taken by another key)
                 }
                 list.due = None;
-                if !skip(&key) {
-                    keys.push(key);
-                }
+                slots.push(slot);
             }
         }
     }
 
-    /// True if `key` has rows here that [`take_due`](Self::take_due) took.
-    pub(super) fn was_taken(&self, key: &[u8]) -> bool {
-        self.by_key.get(key).is_some_and(|l| l.due.is_none())
+    /// True if `slot`'s key was taken by [`take_due`](Self::take_due)
+    /// (an indexed side lists every key it has rows of).
+    pub(super) fn was_taken(&self, slot: Slot) -> bool {
+        self.list(slot).due.is_none()
     }
 
-    /// Drops `key`'s first `n` rows (finished), then indexes the key again
-    /// at `head`, the due watermark of its new first row, or forgets the
-    /// key if no row is left.
-    pub(super) fn finish_prefix(&mut self, key: &[u8], n: usize, head: Option<i64>) {
-        let Some(list) = self.by_key.get_mut(key) else {
+    /// Drops `slot`'s first `n` rows (finished), then indexes the key
+    /// again at `head`, the due watermark of its new first row, or frees
+    /// the slot if no row is left.
+    pub(super) fn finish_prefix(&mut self, slot: Slot, n: usize, head: Option<i64>) {
+        let Some(list) = self.lists[slot as usize].as_mut() else {
             return;
         };
         let mut released: Vec<u32> = Vec::with_capacity(n);
@@ -231,23 +274,27 @@ impl Side {
                 if list.due != Some(d) {
                     // a listing at another time goes stale
                     list.due = Some(d);
-                    self.heads.entry(d).or_default().push(key.to_vec());
+                    self.heads.entry(d).or_default().push(slot);
                 }
             }
             None => {
-                self.by_key.remove(key);
-                self.key_bytes -= self.key_cost(key);
+                let list = self.lists[slot as usize].take().expect("checked above");
+                self.slots.remove(&list.key);
+                self.key_bytes -= Self::key_cost(&list.key);
+                self.free.push(slot);
             }
         }
         self.entries -= released.len();
-        for slot in released {
-            self.unref(slot, 1);
+        for b in released {
+            self.unref(b, 1);
         }
     }
 
     /// Drops every stored row and batch.
     pub(super) fn clear(&mut self) {
-        self.by_key.clear();
+        self.slots.clear();
+        self.lists.clear();
+        self.free.clear();
         self.heads.clear();
         self.batches.clear();
         self.entries = 0;
