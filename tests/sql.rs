@@ -910,8 +910,8 @@ fn unknown_and_time_dependent_functions_are_refused_by_name() {
         ),
         (
             "SELECT ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY event_time) AS rn \
-             FROM TABLE(HOP(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' SECOND, INTERVAL '2' SECOND))",
-            "ROW_NUMBER() over the rows of a HOP",
+             FROM TABLE(SESSION(TABLE obd PARTITION BY vehicle_id, DESCRIPTOR(event_time), INTERVAL '1' SECOND))",
+            "ROW_NUMBER() over the rows of a SESSION",
         ),
     ] {
         let file = dir.path().join("bad.sql");

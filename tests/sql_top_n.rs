@@ -3,7 +3,8 @@
 //! the changelog of every key equals, row for row, the one a brute-force
 //! oracle derives from the best N rows after each event time, pipelined
 //! and in batch at parallelism 1 and 3; what it cannot rank is refused by
-//! name.
+//! name. Window Top-N over a HOP's and a CUMULATE's raw rows (each row in
+//! every window it falls in) equals its oracle too.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::sql::{data, input_rows, obd_table, sql};
+use common::sql::{data, in_every_mode as rows_in_every_mode, input_rows, obd_table, sql};
 
 /// One reading: (vehicle_id, event_time, speed).
 type Reading = (i64, i64, f64);
@@ -235,5 +236,77 @@ fn rankings_it_cannot_keep_are_refused_by_name() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "must fail: {text}");
         assert!(err.contains(says), "{text}\nsays: {err}\nwanted: {says}");
+    }
+}
+
+#[test]
+fn window_top_n_over_hop_and_cumulate_rows_equals_the_oracle_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let input: Vec<Reading> = input_rows(&data).into_iter().filter(|r| r.0 < 10).collect();
+    // (window function, its windows of a time t)
+    type Windows = Box<dyn Fn(i64) -> Vec<(i64, i64)>>;
+    let hop: Windows = Box::new(|t: i64| {
+        // 10 s windows every 5 s: the one starting last and the one before
+        let last = t.div_euclid(5_000) * 5_000;
+        vec![(last, last + 10_000), (last - 5_000, last + 5_000)]
+    });
+    let cumulate: Windows = Box::new(|t: i64| {
+        let start = t.div_euclid(6_000) * 6_000;
+        (1..=3)
+            .map(|j| (start, start + j * 2_000))
+            .filter(|&(_, end)| end > t)
+            .collect()
+    });
+    let cases = [
+        (
+            "HOP(TABLE obd, DESCRIPTOR(event_time), INTERVAL '5' SECOND, INTERVAL '10' SECOND)",
+            hop,
+            "hop",
+        ),
+        (
+            "CUMULATE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '2' SECOND, INTERVAL '6' SECOND)",
+            cumulate,
+            "cumulate",
+        ),
+    ];
+    for (tvf, windows_of, name) in cases {
+        let mut windows: BTreeMap<(i64, i64, i64), Vec<(i64, f64)>> = BTreeMap::new();
+        for (v, t, s) in &input {
+            for (start, end) in windows_of(*t) {
+                windows.entry((*v, start, end)).or_default().push((*t, *s));
+            }
+        }
+        // the two fastest readings of each vehicle and window; ties by the
+        // other columns (the time)
+        let mut want = Vec::new();
+        for ((v, start, end), rows) in &windows {
+            let mut rows = rows.clone();
+            rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for (rank, (t, s)) in rows.iter().take(2).enumerate() {
+                want.push(vec![
+                    v.to_string(),
+                    start.to_string(),
+                    end.to_string(),
+                    format!("{s:?}"),
+                    t.to_string(),
+                    (rank + 1).to_string(),
+                ]);
+            }
+        }
+        want.sort();
+        assert!(want.len() > 100, "{name}: several windows");
+        let script = |out: &Path| {
+            format!(
+                "{}CREATE TABLE out (vehicle_id BIGINT, window_start BIGINT, window_end BIGINT, speed DOUBLE, \
+                 t BIGINT, rn BIGINT) WITH ('connector' = 'parquet', 'path' = '{}');\n\
+                 INSERT INTO out SELECT vehicle_id, window_start, window_end, speed, CAST(event_time AS BIGINT), rn \
+                 FROM (\n  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, vehicle_id \
+                 ORDER BY speed DESC) AS rn\n  FROM TABLE({tvf}) WHERE vehicle_id < 10\n) WHERE rn <= 2;",
+                obd_table(&data, "'10' MINUTE"),
+                out.display()
+            )
+        };
+        rows_in_every_mode(dir.path(), name, script, &want);
     }
 }

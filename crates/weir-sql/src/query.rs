@@ -776,56 +776,25 @@ impl Planner<'_> {
     ) -> Result<Stream, SqlError> {
         // a TUMBLE's rows: each gets its window's columns (as Flink's window
         // table function adds them), then ranks within it
-        let (input, scope) =
-            match window {
-                None => (input, scope.clone()),
-                Some(TvfWindow {
-                    window:
-                        Window::Tumbling {
-                            size_ms,
-                            offset_ms: 0,
-                        },
-                    ..
-                }) => {
-                    let node = &s.from[0].relation;
-                    let Some(t) = input.time_column().map(str::to_string) else {
-                        return Err(at_node(node, "a window's rows need their event time"));
-                    };
-                    for c in ["window_start", "window_end", "window_time"] {
-                        if input.schema().field_with_name(c).is_ok() {
-                            return Err(at_node(
-                                node,
-                                format!("the rows already have a `{c}` column"),
-                            ));
-                        }
-                    }
-                    use weir_core::expr::{col, lit};
-                    let ms = col(&t).cast(arrow_schema::DataType::Int64);
-                    let size = lit(size_ms);
-                    // floor to the window, before the epoch too
-                    let start = ms.clone().sub(
-                        ms.modulo(size.clone())
-                            .add(size.clone())
-                            .modulo(size.clone()),
-                    );
-                    let with = input
-                        .with_column("window_start", start)
-                        .and_then(|x| x.with_column("window_end", col("window_start").add(size)))
-                        .and_then(|x| x.with_column("window_time", col("window_end").sub(lit(1))))
-                        .map_err(|e| engine(node, e))?
-                        .without_event_time();
-                    let scope = scope
-                        .with_column("window_start")
-                        .with_column("window_end")
-                        .with_column("window_time");
-                    (with, scope)
-                }
-                Some(_) => return Err(unsupported(
-                    &s.from[0].relation,
-                    "ROW_NUMBER() over the rows of a HOP, CUMULATE or SESSION (rank a TUMBLE's \
-                     rows, or a window aggregation's)",
-                )),
-            };
+        let (input, scope) = match window {
+            None => (input, scope.clone()),
+            Some(TvfWindow { window, .. }) => {
+                let node = &s.from[0].relation;
+                let with = window_rows(&input, window).map_err(|e| match e {
+                    Some(e) => engine(node, e),
+                    None => unsupported(
+                        node,
+                        "ROW_NUMBER() over the rows of a SESSION (rank a session \
+                             aggregation's rows)",
+                    ),
+                })?;
+                let scope = scope
+                    .with_column("window_start")
+                    .with_column("window_end")
+                    .with_column("window_time");
+                (with, scope)
+            }
+        };
         let scope = &scope;
         if !matches!(&s.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
             || s.having.is_some()
@@ -1367,6 +1336,87 @@ fn replace_aggs(
 /// A select list as `(name, expression, aliased)`, `*` expanded over
 /// `input`'s columns; an item `replaced(i)` names is read as that column
 /// (a ranking or OVER aggregate computed before the projection).
+/// A window table function's raw rows: each row once per window it falls
+/// in, with `window_start`, `window_end`, `window_time` (`end - 1`), as
+/// Flink's TUMBLE, HOP and CUMULATE give them. A HOP of `k` slides or a
+/// CUMULATE of `k` steps is `k` projections of the rows (the `j`-th window
+/// from the last one to start) unioned. `Err(None)`: a SESSION (its
+/// windows depend on the other rows).
+///
+/// ```text
+///  HOP(slide, size = k·slide):  start_j = floor(t, slide) - j·slide,  j = 0..k
+///  CUMULATE(step, max = k·step): start = floor(t, max), end_j = start + j·step,
+///                                j = 1..=k, kept where end_j > t
+/// ```
+fn window_rows(input: &Stream, window: Window) -> Result<Stream, Option<weir_core::error::Error>> {
+    use weir_core::expr::{col, lit};
+    let Some(t) = input.time_column().map(str::to_string) else {
+        return Err(Some(weir_core::error::Error::Plan(
+            "a window's rows need their event time".into(),
+        )));
+    };
+    for c in ["window_start", "window_end", "window_time"] {
+        if input.schema().field_with_name(c).is_ok() {
+            return Err(Some(weir_core::error::Error::Plan(format!(
+                "the rows already have a `{c}` column"
+            ))));
+        }
+    }
+    let ms = col(&t).cast(arrow_schema::DataType::Int64);
+    // floor to a multiple of `unit` (+ offset), before the epoch too
+    let floor = |unit: i64, offset: i64| {
+        let shifted = ms.clone().sub(lit(offset));
+        ms.clone()
+            .sub(shifted.modulo(lit(unit)).add(lit(unit)).modulo(lit(unit)))
+    };
+    // (start, end, keep) per copy of the rows
+    let copies: Vec<(Expr, Expr, Option<Expr>)> = match window {
+        Window::Tumbling { size_ms, offset_ms } => {
+            let start = floor(size_ms, offset_ms);
+            vec![(start.clone(), start.add(lit(size_ms)), None)]
+        }
+        Window::Sliding {
+            size_ms,
+            slide_ms,
+            offset_ms,
+        } => (0..size_ms / slide_ms)
+            .map(|j| {
+                let start = floor(slide_ms, offset_ms).sub(lit(j * slide_ms));
+                (start.clone(), start.add(lit(size_ms)), None)
+            })
+            .collect(),
+        Window::Cumulative {
+            step_ms,
+            max_size_ms,
+            offset_ms,
+        } => (1..=max_size_ms / step_ms)
+            .map(|j| {
+                let start = floor(max_size_ms, offset_ms);
+                let end = start.clone().add(lit(j * step_ms));
+                (start, end.clone(), Some(end.gt(ms.clone())))
+            })
+            .collect(),
+        Window::Session { .. } => return Err(None),
+    };
+    let mut out: Option<Stream> = None;
+    for (start, end, keep) in copies {
+        let mut copy = input
+            .with_column("window_start", start)
+            .and_then(|x| x.with_column("window_end", end))
+            .and_then(|x| x.with_column("window_time", col("window_end").sub(lit(1))))?
+            .without_event_time();
+        if let Some(k) = keep {
+            // `keep` reads the time column, still there under its name
+            copy = copy.filter(k)?;
+        }
+        out = Some(match out {
+            None => copy,
+            Some(o) => o.union(&copy)?,
+        });
+    }
+    Ok(out.expect("a window has at least one copy"))
+}
+
 fn select_items(
     projection: &[SelectItem],
     input: &Stream,
