@@ -132,6 +132,18 @@ impl Scope {
         }
     }
 
+    /// This scope plus `window_start`, `window_end` and `window_time`
+    /// under its qualifier (a window table function's raw rows, before a
+    /// window join gives them those columns).
+    pub fn with_window_columns(&self) -> Scope {
+        let q = self.columns.first().and_then(|c| c.0.clone());
+        let mut columns = self.columns.clone();
+        for c in ["window_start", "window_end", "window_time"] {
+            columns.push((q.clone(), c.to_string(), c.to_string()));
+        }
+        Scope { columns }
+    }
+
     /// The names, as written, of the columns qualified by `qualifier`
     /// (`q.*`), in order; hidden (`__`) columns left out.
     pub fn qualified_by(&self, qualifier: &str) -> Vec<String> {
@@ -171,12 +183,26 @@ impl Scope {
 }
 
 /// `left JOIN right ON …`: the joined stream and its scope.
+///
+/// `raw_window`: both sides are a window table function's raw rows (that
+/// window): a window join (`ON` equates their `window_start` and
+/// `window_end`), whose output gets the window's columns.
 pub(crate) fn join(
     left: (Stream, Scope),
     right: (Stream, Scope),
     j: &ast::Join,
+    raw_window: Option<weir_core::time::Window>,
     functions: &weir_functions::FunctionRegistry,
 ) -> Result<(Stream, Scope), SqlError> {
+    // the window columns a raw-row window join gives, reachable by either
+    // side's name (one output column each)
+    let (left, right) = match raw_window {
+        Some(_) => (
+            (left.0, left.1.with_window_columns()),
+            (right.0, right.1.with_window_columns()),
+        ),
+        None => (left, right),
+    };
     let (join_type, constraint) = match &j.join_operator {
         JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, c),
         JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, c),
@@ -279,7 +305,17 @@ pub(crate) fn join(
     let residual = after;
     let (ls, rs) = (&left.1, &right.1);
     let spec = match (window_bounds, interval_ms) {
-        (2, None) => JoinSpec::same_window(),
+        (2, None) => match raw_window {
+            Some(w) => JoinSpec::window(w),
+            None => JoinSpec::same_window(),
+        },
+        (_, _) if raw_window.is_some() => {
+            return Err(at_node(
+                on,
+                "a window join of window table functions equates both window_start and \
+                 window_end (l.window_start = r.window_start AND l.window_end = r.window_end)",
+            ))
+        }
         (0, Some((lower, upper))) => JoinSpec::interval_ms(lower, upper),
         (0, None) => JoinSpec::regular(),
         (2, Some(_)) => return Err(at_node(on, "a join is a window join or an interval join, not both")),
@@ -290,7 +326,7 @@ pub(crate) fn join(
             ))
         }
     };
-    let stamped = window_bounds == 0 && inner;
+    let stamped = window_bounds == 0 && inner && raw_window.is_none();
     // the time columns' places in the output (left's columns, then right's)
     let width = left.0.schema().fields().len();
     let times = (
@@ -305,10 +341,19 @@ pub(crate) fn join(
     );
     let spec = spec.on(lk, rk).with_type(join_type);
     let out = left.0.join(&right.0, spec).map_err(|e| engine(on, e))?;
-    let skipped: &[&str] = if window_bounds == 2 {
-        &["window_start", "window_end"]
-    } else {
-        &[]
+    // a raw-row window join adds window_time as the window table function does
+    let out = match raw_window {
+        Some(_) => {
+            use weir_core::expr::{col, lit};
+            out.with_column("window_time", col("window_end").sub(lit(1)))
+                .map_err(|e| engine(on, e))?
+        }
+        None => out,
+    };
+    let skipped: &[&str] = match (window_bounds, raw_window) {
+        (2, Some(_)) => &["window_start", "window_end", "window_time"],
+        (2, None) => &["window_start", "window_end"],
+        _ => &[],
     };
     let (mut columns, next) = ls.moved(&out, 0, skipped);
     let (right_cols, _) = rs.moved(&out, next, skipped);

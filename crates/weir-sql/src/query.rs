@@ -389,14 +389,23 @@ impl Planner<'_> {
             .map(|h| take_aggs(h, &mut aggs, self.functions))
             .transpose()?;
         if group.is_empty() && aggs.is_empty() {
-            if window.is_some() {
-                return Err(unsupported(
-                    &from.relation,
-                    "a window table function without GROUP BY window_start, window_end",
-                ));
-            }
             if let Some(h) = &s.having {
                 return Err(at_node(h, "HAVING needs GROUP BY"));
+            }
+            if let Some(w) = &window {
+                // a window table function's rows, as Flink gives them: each
+                // row once per window it falls in, with the window's columns
+                let node = &from.relation;
+                let rows = window_rows(&input, w.window).map_err(|e| match e {
+                    Some(e) => engine(node, e),
+                    None => unsupported(node, "a SESSION's rows without GROUP BY"),
+                })?;
+                let scope = scope
+                    .with_column("window_start")
+                    .with_column("window_end")
+                    .with_column("window_time");
+                let items = select_items(&projection, &rows, &scope, |_| None)?;
+                return project(&rows, &scope, &items, self.functions);
             }
             return project(&input, &scope, &items, self.functions);
         }
@@ -745,18 +754,30 @@ impl Planner<'_> {
         if from.joins.is_empty() {
             return Ok((stream, window, scope));
         }
-        let raw = "a join of a window table function's raw rows (aggregate it first, then join on window_start, window_end)";
-        if window.is_some() {
-            return Err(unsupported(&from.relation, raw));
-        }
+        // a window join: two window table functions' raw rows, the same
+        // TUMBLE, HOP or CUMULATE on both sides, joined within each window
+        let raw = "a join of a window table function's raw rows with other rows (both sides \
+                   the same TUMBLE, HOP or CUMULATE, ON … window_start and window_end; or \
+                   aggregate it first)";
         let mut acc = (stream, scope);
-        for j in &from.joins {
+        for (i, j) in from.joins.iter().enumerate() {
             let (right, w) = self.relation(&j.relation)?;
-            if w.is_some() {
-                return Err(unsupported(&j.relation, raw));
-            }
             let rscope = Scope::of(&right, Some(&alias(&j.relation)));
-            acc = crate::join::join(acc, (right, rscope), j, self.functions)?;
+            let windowed = match (&window, w) {
+                (None, None) => None,
+                (Some(l), Some(r))
+                    if i == 0
+                        && l.window == r.window
+                        && l.partition.is_none()
+                        && !matches!(l.window, Window::Session { .. }) =>
+                {
+                    Some(l.window)
+                }
+                (Some(_), _) if i > 0 => return Err(unsupported(&j.relation, raw)),
+                (Some(_), _) => return Err(unsupported(&from.relation, raw)),
+                (None, Some(_)) => return Err(unsupported(&j.relation, raw)),
+            };
+            acc = crate::join::join(acc, (right, rscope), j, windowed, self.functions)?;
         }
         Ok((acc.0, None, acc.1))
     }
