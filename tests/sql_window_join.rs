@@ -12,6 +12,9 @@ use std::path::Path;
 
 use common::sql::{data, in_every_mode, input_rows, obd_table};
 
+/// The windows a row at time `t` falls in.
+type WindowsOf = Box<dyn Fn(i64) -> Vec<(i64, i64)>>;
+
 /// (vehicle, window start, window end) → the (time, speed) of its rows.
 type Windows = BTreeMap<(i64, i64, i64), Vec<(i64, f64)>>;
 
@@ -43,7 +46,7 @@ fn window_joins_of_raw_rows_pair_each_keys_rows_within_each_window() {
         let s = t.div_euclid(5_000) * 5_000;
         vec![(s, s + 10_000), (s - 5_000, s + 5_000)]
     };
-    let cases: [(&str, &str, Box<dyn Fn(i64) -> Vec<(i64, i64)>>); 4] = [
+    let cases: [(&str, &str, WindowsOf); 4] = [
         (
             "HOP",
             "INTERVAL '5' SECOND, INTERVAL '10' SECOND",
