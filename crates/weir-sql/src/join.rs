@@ -132,6 +132,11 @@ impl Scope {
         }
     }
 
+    /// A scope of `(qualifier, name as written, stream column)` entries.
+    pub(crate) fn from_columns(columns: Vec<(Option<String>, String, String)>) -> Scope {
+        Scope { columns }
+    }
+
     /// This scope plus `window_start`, `window_end` and `window_time`
     /// under its qualifier (a window table function's raw rows, before a
     /// window join gives them those columns).
@@ -161,7 +166,7 @@ impl Scope {
     /// The columns of `side` (a scope over a join input) in the join's
     /// output, whose first columns are `side`'s, from position `from`,
     /// skipping `skipped` (a same-window join's window columns).
-    fn moved(
+    pub(crate) fn moved(
         &self,
         out: &Stream,
         from: usize,
@@ -444,6 +449,17 @@ fn reference(e: &SqlExpr) -> Option<(Option<&str>, &str)> {
 }
 
 /// The (left column, right column) of `a = b`, in whichever order written.
+/// The (left, right) columns an equality `a = b` compares, if it compares
+/// a column of each side.
+pub(crate) fn sides_of(
+    a: &SqlExpr,
+    b: &SqlExpr,
+    ls: &Scope,
+    rs: &Scope,
+) -> Option<(String, String)> {
+    sides(a, b, ls, rs)
+}
+
 fn sides(a: &SqlExpr, b: &SqlExpr, ls: &Scope, rs: &Scope) -> Option<(String, String)> {
     let (ra, rb) = (reference(a)?, reference(b)?);
     let on = |s: &Scope, e: &SqlExpr, r: (Option<&str>, &str)| s.resolve(e, r.0, r.1).ok();

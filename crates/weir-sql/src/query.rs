@@ -761,6 +761,23 @@ impl Planner<'_> {
                    aggregate it first)";
         let mut acc = (stream, scope);
         for (i, j) in from.joins.iter().enumerate() {
+            // JOIN t FOR SYSTEM_TIME AS OF l.ts: a temporal join
+            if let TableFactor::Table {
+                name,
+                version: Some(ast::TableVersion::ForSystemTimeAsOf(as_of)),
+                args: None,
+                ..
+            } = &j.relation
+            {
+                if window.is_some() {
+                    return Err(unsupported(&from.relation, raw));
+                }
+                let right = self.named(name, &j.relation)?;
+                let rscope = Scope::of(&right, Some(&alias(&j.relation)));
+                acc =
+                    crate::temporal::temporal_join(acc, (right, rscope), j, as_of, self.functions)?;
+                continue;
+            }
             let (right, w) = self.relation(&j.relation)?;
             let rscope = Scope::of(&right, Some(&alias(&j.relation)));
             let windowed = match (&window, w) {
@@ -974,7 +991,8 @@ impl Planner<'_> {
                 version: Some(_), ..
             } => Err(unsupported(
                 r,
-                "a temporal (lookup) join, FOR SYSTEM_TIME AS OF",
+                "FOR SYSTEM_TIME AS OF outside a join (a temporal join is \
+                 `l JOIN t FOR SYSTEM_TIME AS OF l.ts ON l.k = t.k`)",
             )),
             TableFactor::Table {
                 name, args: None, ..
