@@ -257,3 +257,70 @@ fn foreign_state_is_an_error() {
         "names the operator: {err}"
     );
 }
+
+/// A regular join that spilled forwards the watermark of its first spill
+/// from then on (its pairs across epochs come at end of input, each later
+/// than it), also after a restore.
+#[test]
+fn a_spilled_join_holds_the_watermark_it_forwards_across_restore() {
+    use weir_core::message::{Message, Watermark};
+    use weir_core::operator::{Ctx, Output, RuntimeEnv};
+    use weir_core::state::{StateReader, StateWriter};
+    let forwarded = |out: &mut Output| -> Vec<i64> {
+        out.take()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Watermark(Watermark::EventTime(t)) => Some(t),
+                _ => None,
+            })
+            .collect()
+    };
+    let env = RuntimeEnv::try_new(8 * 1024, None).expect("env");
+    let info = TaskInfo {
+        operator: "join".into(),
+        subtask: 0,
+        parallelism: 1,
+    };
+    let mut ctx = Ctx::new(info.clone(), env.clone(), Default::default());
+    let mut op = SymmetricHashJoin::try_new(layout(JoinSpec::regular())).expect("join");
+    op.open(&mut ctx).expect("open");
+    let mut out = Output::new();
+    op.on_watermark(Watermark::EventTime(100), &mut ctx, &mut out)
+        .expect("watermark");
+    assert_eq!(
+        forwarded(&mut out),
+        [100],
+        "not spilled: forwarded as it comes"
+    );
+    // rows enough to pass the tiny budget: the join spills at watermark 100
+    let rows = 2000;
+    let batch = RecordBatch::try_new(
+        schema("lv"),
+        vec![
+            Arc::new(Int64Array::from_iter((0..rows).map(|i| Some(i % 50)))),
+            Arc::new(Int64Array::from_iter_values((0..rows).map(|i| 101 + i))),
+            Arc::new(Int64Array::from_iter_values(0..rows)),
+        ],
+    )
+    .expect("batch");
+    op.on_batch(0, batch, &mut ctx, &mut out).expect("batch");
+    assert!(env.spill.metrics().bytes() > 0, "the join spilled");
+    op.on_watermark(Watermark::EventTime(5000), &mut ctx, &mut out)
+        .expect("watermark");
+    assert_eq!(
+        forwarded(&mut out),
+        [100],
+        "held at the first spill's watermark"
+    );
+    let mut w = StateWriter::new();
+    op.snapshot(&mut ctx, &mut w).expect("snapshot");
+    let reader = StateReader::single(w.finish());
+    let mut restored = SymmetricHashJoin::try_new(layout(JoinSpec::regular())).expect("join");
+    let mut ctx2 = Ctx::new(info, env, Default::default());
+    restored.open(&mut ctx2).expect("open");
+    restored.restore(&mut ctx2, &reader).expect("restore");
+    restored
+        .on_watermark(Watermark::EventTime(6000), &mut ctx2, &mut out)
+        .expect("watermark");
+    assert_eq!(forwarded(&mut out), [100], "still held after restore");
+}

@@ -23,6 +23,11 @@ struct JoinMeta {
     epoch: u32,
 }
 
+/// The unkeyed entry of the watermark a spilled join forwards (see
+/// `SymmetricHashJoin::held`); absent when it never spilled, and in
+/// checkpoints of versions before it.
+const HELD_ENTRY: &str = "join_held";
+
 impl SymmetricHashJoin {
     /// The state columns of a side's checkpoint rows: the input columns,
     /// then the row's epoch age (current epoch minus its epoch) and matched flag.
@@ -76,6 +81,9 @@ impl SymmetricHashJoin {
                 epoch: self.epoch,
             },
         )?;
+        if let Some(held) = self.held {
+            state.put(HELD_ENTRY, &held)?;
+        }
         for s in 0..2 {
             let entries: Vec<Entry> = self.sides[s]
                 .lists()
@@ -125,6 +133,9 @@ impl SymmetricHashJoin {
         };
         self.watermark = watermark;
         self.epoch = epoch;
+        // rescaled: the lowest hold of the old subtasks
+        let held: Vec<i64> = state.values(HELD_ENTRY)?;
+        self.held = held.into_iter().min();
         let by_epoch = matches!(
             self.layout.spec().kind,
             JoinKind::Regular | JoinKind::Interval { .. }
@@ -172,6 +183,8 @@ impl SymmetricHashJoin {
                         .collect();
                     self.runs
                         .write(s, &[&input], &mut rows, ctx.spill(), ctx.operator())?;
+                    // (a checkpoint of an older version: hold from here)
+                    self.held.get_or_insert(watermark);
                 }
             }
         }

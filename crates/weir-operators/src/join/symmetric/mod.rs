@@ -68,6 +68,8 @@ struct Entry {
 ///              (new rows probe memory only: pairs within an epoch are emitted live)
 ///              end of input ──► all rows merged by hash step: pairs of different
 ///              epochs, and a delete of each live padded row that found one
+///              from the first spill on, the forwarded watermark stays at the one
+///              then (held): every pair emitted at the end is later than it
 /// ```
 /// State is reserved from the memory pool. Interval joins spill like
 /// regular ones (their rows are then kept, not dropped, and the padding of
@@ -77,6 +79,7 @@ struct Entry {
 /// Checkpoints (`snapshot` / `restore`):
 /// ```text
 ///  put("join")              {watermark, epoch}                 unkeyed; rescale: max of each
+///  put("join_held")         the held watermark, once spilled   unkeyed; rescale: the lowest
 ///  put_keyed("left_rows")   left input columns | __weir_join_age u32 | __weir_join_matched bool
 ///  put_keyed("right_rows")  right input columns | ... (same)   key group = of the row's join key
 ///     every stored row, in memory and on disk (runs are read, not consumed);
@@ -94,6 +97,11 @@ pub struct SymmetricHashJoin {
     watermark: i64,
     /// Spills so far (regular joins: the epoch of new rows).
     epoch: u32,
+    /// Regular and interval joins, once spilled: the watermark they forward
+    /// from then on (the one at their first spill). Their pairs across
+    /// spill epochs come at end of input, and each is later than it, so no
+    /// pair is ever behind the watermark downstream operators have seen.
+    held: Option<i64>,
     // resources
     /// Both sides' stored rows (spillable; made by `open`).
     reservation: MemoryReservation,
@@ -129,6 +137,7 @@ impl SymmetricHashJoin {
             layout,
             watermark: i64::MIN,
             epoch: 0,
+            held: None,
             reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
             read_back: MemoryReservation::unopened(ConsumerKind::Fixed),
         })
@@ -267,6 +276,8 @@ impl Operator for SymmetricHashJoin {
         if let Watermark::EventTime(t) = wm {
             self.advance(t, ctx, out)?;
             self.sync(ctx)?;
+            out.emit_watermark(Watermark::EventTime(self.held.map_or(t, |h| t.min(h))));
+            return Ok(());
         }
         out.emit_watermark(wm);
         Ok(())

@@ -24,6 +24,11 @@ impl SymmetricHashJoin {
             JoinKind::Regular | JoinKind::Interval { .. }
         );
         let session = self.layout.spec().kind.is_session();
+        if regular {
+            // pairs across epochs come at end of input, each later than this
+            // watermark (its later row arrived after it): hold it from now on
+            self.held.get_or_insert(self.watermark);
+        }
         for s in 0..2 {
             let mut rows: Vec<SpillRow> = Vec::with_capacity(self.sides[s].entries);
             for entries in self.sides[s].lists() {
