@@ -164,7 +164,7 @@ impl Table {
             return None;
         }
         match self.kind() {
-            Ok("parquet" | "json") => self.path(base).ok(),
+            Ok("parquet" | "json" | "csv") => self.path(base).ok(),
             _ => None,
         }
     }
@@ -180,12 +180,13 @@ impl Table {
         match self.kind()? {
             "parquet" => stream.sink_parquet(path).map_err(|e| engine(node, e)),
             "json" => stream.sink_json(path).map_err(|e| engine(node, e)),
+            "csv" => stream.sink_csv(path).map_err(|e| engine(node, e)),
             "nexmark" | "kafka" | "redis" => Table::sink_by_extension(stream, path, node),
             _ => Table::sink_by_extension(stream, path, node),
         }
     }
 
-    /// JSON lines for a `.json`/`.jsonl` path, else Parquet.
+    /// JSON lines for a `.json`/`.jsonl` path, CSV for `.csv`, else Parquet.
     pub fn sink_by_extension(
         stream: &Stream,
         path: &Path,
@@ -194,8 +195,13 @@ impl Table {
         let json = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json") || e.eq_ignore_ascii_case("jsonl"));
+        let csv = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
         if json {
             stream.sink_json(path).map_err(|e| engine(node, e))
+        } else if csv {
+            stream.sink_csv(path).map_err(|e| engine(node, e))
         } else {
             stream.sink_parquet(path).map_err(|e| engine(node, e))
         }
@@ -208,12 +214,13 @@ impl Table {
         match (connector.as_str(), format.as_deref()) {
             ("parquet", None | Some("parquet")) | ("filesystem", Some("parquet")) => Ok("parquet"),
             ("filesystem", Some("json")) => Ok("json"),
+            ("filesystem", Some("csv")) => Ok("csv"),
             ("filesystem", None) => {
-                Err(self.err("a filesystem table needs 'format' = 'parquet' or 'json'"))
+                Err(self.err("a filesystem table needs 'format' = 'parquet', 'json' or 'csv'"))
             }
-            ("filesystem" | "parquet", Some(f)) => {
-                Err(self.err(format!("format `{f}` is not supported yet (parquet, json)")))
-            }
+            ("filesystem" | "parquet", Some(f)) => Err(self.err(format!(
+                "format `{f}` is not supported yet (parquet, json, csv)"
+            ))),
             ("print", _) => Ok("print"),
             ("nexmark", _) => Ok("nexmark"),
             ("kafka", _) => Ok("kafka"),
@@ -259,9 +266,8 @@ impl Table {
                 (s, format!("kafka topic `{}`", k.topic()))
             }
             _ => {
-                return Err(
-                    self.err("is a sink: only Parquet, Nexmark and Kafka tables can be read")
-                )
+                return Err(self
+                    .err("is a sink: only Parquet, Nexmark, Kafka and Redis tables can be read"))
             }
         };
         for (name, want) in &self.columns {
@@ -377,6 +383,9 @@ impl Table {
                 .map_err(|e| engine(node, e)),
             "json" => stream
                 .sink_json(self.path(base)?)
+                .map_err(|e| engine(node, e)),
+            "csv" => stream
+                .sink_csv(self.path(base)?)
                 .map_err(|e| engine(node, e)),
             "nexmark" => Err(at_node(
                 node,

@@ -12,7 +12,7 @@ use toml::Table;
 /// A sink table.
 #[derive(Debug, Clone)]
 pub enum SinkSpec {
-    /// `type = "parquet" | "json" | "jsonl" | "stdout"`, or no `type` (the
+    /// `type = "parquet" | "json" | "jsonl" | "csv" | "stdout"`, or no `type` (the
     /// format follows the path's extension; no path: standard output).
     File {
         /// The declared `type`.
@@ -73,7 +73,7 @@ impl SinkSpec {
         let kind = take_type(&mut table)?;
         let what = format!("a `{}` sink", kind.as_deref().unwrap_or("file"));
         let spec = match kind.as_deref() {
-            None | Some("parquet" | "json" | "jsonl") => {
+            None | Some("parquet" | "json" | "jsonl" | "csv") => {
                 let file: FileSinkTable = take(&mut table)?;
                 refuse_rest(&table, &what, &[field_names::<FileSinkTable>()])?;
                 SinkSpec::File {
@@ -155,12 +155,15 @@ impl LoadedJob {
             None => None,
         };
         let kind = match (declared.as_deref(), named, &path) {
-            (Some(d @ ("parquet" | "json")), Some(n), Some(p)) if d != n => {
+            (Some(d @ ("parquet" | "json" | "csv")), Some(n), Some(p)) if d != n => {
                 return Err(fail(format!(
                     "{} names a {n} file, but the sink type is {d}: use a .{} path, \
                      or one without extension for a directory of part files",
                     p.display(),
-                    if d == "json" { "jsonl" } else { "parquet" }
+                    match d {
+                        "json" => "jsonl",
+                        other => other,
+                    }
                 )))
             }
             // --output turns a stdout sink (or none) into a file sink
@@ -171,7 +174,8 @@ impl LoadedJob {
         match (kind, path) {
             ("parquet", Some(p)) => stream.sink_parquet(p),
             ("json", Some(p)) => stream.sink_json(p),
-            ("parquet" | "json", None) => {
+            ("csv", Some(p)) => stream.sink_csv(p),
+            ("parquet" | "json" | "csv", None) => {
                 Err(self.error(span, &format!("{field}.path"), "missing (or pass --output)"))
             }
             _ => {
@@ -188,7 +192,7 @@ impl LoadedJob {
                 "--output",
                 format!(
                     "the job's [{field}] is a {kind} sink; --output applies to file sinks \
-                     (parquet, json)"
+                     (parquet, json, csv)"
                 ),
             )),
             None => Ok(()),

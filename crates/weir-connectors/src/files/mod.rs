@@ -28,6 +28,9 @@ pub enum FileFormat {
     Parquet,
     /// Newline-delimited JSON objects.
     JsonLines,
+    /// Comma-separated values with a header line (RFC 4180 quoting; nulls
+    /// are empty fields).
+    Csv,
 }
 
 impl FileFormat {
@@ -36,6 +39,7 @@ impl FileFormat {
         match self {
             FileFormat::Parquet => "parquet",
             FileFormat::JsonLines => "jsonl",
+            FileFormat::Csv => "csv",
         }
     }
 
@@ -49,8 +53,8 @@ impl FileFormat {
         match Self::from_path(path) {
             Some(f) => Ok(Some(f)),
             None => Err(format!(
-                "{}: weir writes Parquet (.parquet) or JSON lines (.jsonl, .json, .ndjson), \
-                 not .{}; use one of these for one file, or a path without extension \
+                "{}: weir writes Parquet (.parquet), JSON lines (.jsonl, .json, .ndjson) or \
+                 CSV (.csv), not .{}; use one of these for one file, or a path without extension \
                  (or ending in /) for a directory of part files",
                 path.display(),
                 path.extension().unwrap_or_default().to_string_lossy()
@@ -63,6 +67,7 @@ impl FileFormat {
         match self {
             FileFormat::Parquet => "parquet",
             FileFormat::JsonLines => "json",
+            FileFormat::Csv => "csv",
         }
     }
 
@@ -71,6 +76,7 @@ impl FileFormat {
         match path.extension()?.to_str()? {
             "parquet" => Some(FileFormat::Parquet),
             "jsonl" | "json" | "ndjson" => Some(FileFormat::JsonLines),
+            "csv" => Some(FileFormat::Csv),
             _ => None,
         }
     }
@@ -344,6 +350,7 @@ impl Drop for StagedDir {
 enum Writer {
     Parquet(ArrowWriter<File>),
     Json(arrow_json::LineDelimitedWriter<BufWriter<File>>),
+    Csv(arrow_csv::Writer<BufWriter<File>>),
 }
 
 /// One subtask of a Parquet or JSON-lines sink.
@@ -426,6 +433,23 @@ impl FileSink {
                 FileFormat::JsonLines => {
                     Writer::Json(super::json_out::writer(BufWriter::new(file)))
                 }
+                FileFormat::Csv => {
+                    // the header is written here, so a part without rows has it too
+                    let mut out = BufWriter::new(file);
+                    let header: Vec<String> = spec
+                        .schema
+                        .fields()
+                        .iter()
+                        .map(|f| csv_field(f.name()))
+                        .collect();
+                    writeln!(out, "{}", header.join(","))
+                        .map_err(|e| Error::io(&staged.staging, e))?;
+                    Writer::Csv(
+                        arrow_csv::WriterBuilder::new()
+                            .with_header(false)
+                            .build(out),
+                    )
+                }
             };
             self.staged = Some(staged);
             self.writer = Some(writer);
@@ -482,6 +506,14 @@ impl FileSink {
                     .map_err(|e| Error::io(&target, e.into_error()))?;
                 sync(&file)
             }
+            Writer::Csv(w) => {
+                let mut buf = w.into_inner();
+                buf.flush().map_err(|e| Error::io(&target, e))?;
+                let file = buf
+                    .into_inner()
+                    .map_err(|e| Error::io(&target, e.into_error()))?;
+                sync(&file)
+            }
         }
     }
 }
@@ -526,6 +558,10 @@ impl Operator for FileSink {
                     arrow_schema::ArrowError::IoError(_, io) => Error::io(&target, io),
                     other => Error::Arrow(other),
                 }),
+            Writer::Csv(w) => w.write(&batch).map_err(|e| match e {
+                arrow_schema::ArrowError::IoError(_, io) => Error::io(&target, io),
+                other => Error::Arrow(other),
+            }),
         }
     }
 
@@ -688,5 +724,15 @@ impl Operator for CollectSink {
             batches: std::mem::take(&mut self.buffered),
         }));
         Ok(())
+    }
+}
+
+/// `name` as a CSV field: quoted (quotes doubled) if it holds a comma, a
+/// quote or a line break.
+fn csv_field(name: &str) -> String {
+    if name.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    } else {
+        name.to_string()
     }
 }

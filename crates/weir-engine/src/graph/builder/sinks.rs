@@ -21,6 +21,26 @@ impl Stream {
         self.sink_file(path.into(), FileFormat::JsonLines)
     }
 
+    /// Writes CSV with a header line: one file if `path` ends in `.csv`,
+    /// else a directory of part files (each with its header). Nulls are
+    /// empty fields; nested columns (lists, structs, maps) are refused.
+    /// Published only when the job succeeds.
+    pub fn sink_csv(&self, path: impl Into<PathBuf>) -> Result<()> {
+        for f in self.schema.fields() {
+            if f.data_type().is_nested() {
+                return Err(Error::column(
+                    f.name(),
+                    "csv sink",
+                    format!(
+                        "a {} column has no CSV form: project it out or to text",
+                        f.data_type()
+                    ),
+                ));
+            }
+        }
+        self.sink_file(path.into(), FileFormat::Csv)
+    }
+
     fn sink_file(&self, path: PathBuf, format: FileFormat) -> Result<()> {
         if path.as_os_str().is_empty() {
             return Err(Error::option("sink.path", "is empty"));
