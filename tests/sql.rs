@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::sql::{data, exact_sum, in_every_mode, input_rows, obd_table, rows, sql};
+use common::sql::{data, exact_sum, in_every_mode, input_rows, obd_table, refused, rows, sql};
 
 #[test]
 fn a_tumbling_window_in_sql_equals_the_oracle_and_the_job_file_in_both_modes() {
@@ -237,19 +237,7 @@ fn mistakes_are_refused_with_line_column_and_construct() {
         (format!("{table}SELECT speed FROM obd;\nSELEC 1"), format!("line {}, column 1: Expected: an SQL statement, found: SELEC", next + 1)),
     ];
     for (text, says) in cases {
-        let file = dir.path().join("bad.sql");
-        std::fs::write(&file, &text).unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("sql")
-            .arg(&file)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "must fail: {text}");
-        assert!(
-            err.contains(&says),
-            "{text}\n  wanted: {says}\n  got: {err}"
-        );
+        let err = refused(dir.path(), &text, &says);
         assert!(err.contains("bad.sql"), "the file is named: {err}");
     }
 }
@@ -914,16 +902,11 @@ fn unknown_and_time_dependent_functions_are_refused_by_name() {
             "ROW_NUMBER() over the rows of a SESSION",
         ),
     ] {
-        let file = dir.path().join("bad.sql");
-        std::fs::write(&file, format!("{}{query};", obd_table(&data, "'1' SECOND"))).unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("sql")
-            .arg(&file)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "{query} was accepted");
-        assert!(err.contains(says), "{query}: {err}");
+        refused(
+            dir.path(),
+            &format!("{}{query};", obd_table(&data, "'1' SECOND")),
+            says,
+        );
     }
 }
 

@@ -12,9 +12,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
-use common::sql::{data, exact_sum, input_rows, obd_table, sql};
+use common::sql::{data, exact_sum, input_rows, obd_table, refused, sql};
 
 /// The rows an upsert changelog in `dir` leaves, keyed by its first
 /// column (`delete` drops a key), each as (its other columns but `op`),
@@ -203,15 +202,6 @@ fn aggregates_that_cannot_take_a_row_back_are_refused_by_name() {
         ),
     ];
     for (text, says) in cases {
-        let file = dir.path().join("bad.sql");
-        std::fs::write(&file, &text).unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("sql")
-            .arg(&file)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "must fail: {text}");
-        assert!(err.contains(says), "{text}\nsays: {err}\nwanted: {says}");
+        refused(dir.path(), &text, says);
     }
 }

@@ -8,9 +8,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::sql::{data, in_every_mode, input_rows, obd_table};
+use common::sql::{data, in_every_mode, input_rows, obd_table, refused};
 
 #[test]
 fn each_row_meets_the_version_current_at_its_time_in_every_mode() {
@@ -110,15 +109,6 @@ fn temporal_joins_it_cannot_run_are_refused_by_name() {
         ),
     ];
     for (text, says) in cases {
-        let file = dir.path().join("bad.sql");
-        std::fs::write(&file, &text).unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("sql")
-            .arg(&file)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "must fail: {text}");
-        assert!(err.contains(says), "{text}\nsays: {err}\nwanted: {says}");
+        refused(dir.path(), &text, says);
     }
 }

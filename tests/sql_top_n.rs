@@ -12,9 +12,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
-use common::sql::{data, in_every_mode as rows_in_every_mode, input_rows, obd_table, sql};
+use common::sql::{data, in_every_mode as rows_in_every_mode, input_rows, obd_table, refused, sql};
 
 /// One reading: (vehicle_id, event_time, speed).
 type Reading = (i64, i64, f64);
@@ -226,16 +225,7 @@ fn rankings_it_cannot_keep_are_refused_by_name() {
         (format!("{table}SELECT x.* FROM obd"), "`x.*`: no table `x` in FROM"),
     ];
     for (text, says) in cases {
-        let file = dir.path().join("bad.sql");
-        std::fs::write(&file, &text).unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("sql")
-            .arg(&file)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "must fail: {text}");
-        assert!(err.contains(says), "{text}\nsays: {err}\nwanted: {says}");
+        refused(dir.path(), &text, says);
     }
 }
 

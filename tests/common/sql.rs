@@ -123,3 +123,19 @@ pub fn exact_sum(xs: &[f64]) -> f64 {
     }
     acc as f64 / scale
 }
+
+/// Runs `weir sql` on `text` (a file `bad.sql` in `dir`), which must fail
+/// with stderr containing `says`; returns the stderr.
+pub fn refused(dir: &Path, text: &str, says: &str) -> String {
+    let file = dir.join("bad.sql");
+    std::fs::write(&file, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("sql")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "must fail: {text}");
+    assert!(err.contains(says), "{text}\n  wanted: {says}\n  got: {err}");
+    err.to_string()
+}

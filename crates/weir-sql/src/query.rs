@@ -395,15 +395,13 @@ impl Planner<'_> {
             if let Some(w) = &window {
                 // a window table function's rows, as Flink gives them: each
                 // row once per window it falls in, with the window's columns
-                let node = &from.relation;
-                let rows = window_rows(&input, w.window).map_err(|e| match e {
-                    Some(e) => engine(node, e),
-                    None => unsupported(node, "a SESSION's rows without GROUP BY"),
-                })?;
-                let scope = scope
-                    .with_column("window_start")
-                    .with_column("window_end")
-                    .with_column("window_time");
+                let (rows, scope) = window_rows(
+                    &input,
+                    &scope,
+                    w.window,
+                    &from.relation,
+                    "a SESSION's rows without GROUP BY",
+                )?;
                 let items = select_items(&projection, &rows, &scope, |_| None)?;
                 return project(&rows, &scope, &items, self.functions);
             }
@@ -816,22 +814,13 @@ impl Planner<'_> {
         // table function adds them), then ranks within it
         let (input, scope) = match window {
             None => (input, scope.clone()),
-            Some(TvfWindow { window, .. }) => {
-                let node = &s.from[0].relation;
-                let with = window_rows(&input, window).map_err(|e| match e {
-                    Some(e) => engine(node, e),
-                    None => unsupported(
-                        node,
-                        "ROW_NUMBER() over the rows of a SESSION (rank a session \
-                             aggregation's rows)",
-                    ),
-                })?;
-                let scope = scope
-                    .with_column("window_start")
-                    .with_column("window_end")
-                    .with_column("window_time");
-                (with, scope)
-            }
+            Some(TvfWindow { window, .. }) => window_rows(
+                &input,
+                scope,
+                window,
+                &s.from[0].relation,
+                "ROW_NUMBER() over the rows of a SESSION (rank a session aggregation's rows)",
+            )?,
         };
         let scope = &scope;
         if !matches!(&s.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
@@ -1377,28 +1366,48 @@ fn replace_aggs(
 /// (a ranking or OVER aggregate computed before the projection).
 /// A window table function's raw rows: each row once per window it falls
 /// in, with `window_start`, `window_end`, `window_time` (`end - 1`), as
-/// Flink's TUMBLE, HOP and CUMULATE give them. A HOP of `k` slides or a
-/// CUMULATE of `k` steps is `k` projections of the rows (the `j`-th window
-/// from the last one to start) unioned. `Err(None)`: a SESSION (its
-/// windows depend on the other rows).
+/// Flink's TUMBLE, HOP and CUMULATE give them, and `scope` with those
+/// columns. A HOP of `k` slides or a CUMULATE of `k` steps is `k`
+/// projections of the rows (the `j`-th window from the last one to start)
+/// unioned. A SESSION (its windows depend on the other rows) is refused
+/// as `session`.
 ///
 /// ```text
 ///  HOP(slide, size = k·slide):  start_j = floor(t, slide) - j·slide,  j = 0..k
 ///  CUMULATE(step, max = k·step): start = floor(t, max), end_j = start + j·step,
 ///                                j = 1..=k, kept where end_j > t
 /// ```
-fn window_rows(input: &Stream, window: Window) -> Result<Stream, Option<weir_core::error::Error>> {
+fn window_rows(
+    input: &Stream,
+    scope: &Scope,
+    window: Window,
+    node: &impl Spanned,
+    session: &str,
+) -> Result<(Stream, Scope), SqlError> {
+    if matches!(window, Window::Session { .. }) {
+        return Err(unsupported(node, session));
+    }
+    let rows = window_copies(input, window).map_err(|e| engine(node, e))?;
+    let scope = scope
+        .with_column("window_start")
+        .with_column("window_end")
+        .with_column("window_time");
+    Ok((rows, scope))
+}
+
+/// The copies of [`window_rows`], unioned.
+fn window_copies(input: &Stream, window: Window) -> weir_core::error::Result<Stream> {
     use weir_core::expr::{col, lit};
     let Some(t) = input.time_column().map(str::to_string) else {
-        return Err(Some(weir_core::error::Error::Plan(
+        return Err(weir_core::error::Error::Plan(
             "a window's rows need their event time".into(),
-        )));
+        ));
     };
     for c in ["window_start", "window_end", "window_time"] {
         if input.schema().field_with_name(c).is_ok() {
-            return Err(Some(weir_core::error::Error::Plan(format!(
+            return Err(weir_core::error::Error::Plan(format!(
                 "the rows already have a `{c}` column"
-            ))));
+            )));
         }
     }
     let ms = col(&t).cast(arrow_schema::DataType::Int64);
@@ -1435,7 +1444,7 @@ fn window_rows(input: &Stream, window: Window) -> Result<Stream, Option<weir_cor
                 (start, end.clone(), Some(end.gt(ms.clone())))
             })
             .collect(),
-        Window::Session { .. } => return Err(None),
+        Window::Session { .. } => unreachable!("refused by window_rows"),
     };
     let mut out: Option<Stream> = None;
     for (start, end, keep) in copies {

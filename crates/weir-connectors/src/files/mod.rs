@@ -499,21 +499,9 @@ impl FileSink {
             }
             Writer::Json(mut w) => {
                 w.finish().map_err(Error::Arrow)?;
-                let mut buf = w.into_inner();
-                buf.flush().map_err(|e| Error::io(&target, e))?;
-                let file = buf
-                    .into_inner()
-                    .map_err(|e| Error::io(&target, e.into_error()))?;
-                sync(&file)
+                sync(&flushed(w.into_inner(), &target)?)
             }
-            Writer::Csv(w) => {
-                let mut buf = w.into_inner();
-                buf.flush().map_err(|e| Error::io(&target, e))?;
-                let file = buf
-                    .into_inner()
-                    .map_err(|e| Error::io(&target, e.into_error()))?;
-                sync(&file)
-            }
+            Writer::Csv(w) => sync(&flushed(w.into_inner(), &target)?),
         }
     }
 }
@@ -725,6 +713,13 @@ impl Operator for CollectSink {
         }));
         Ok(())
     }
+}
+
+/// The file under `buf`, its buffered bytes written.
+fn flushed(mut buf: BufWriter<File>, target: &Path) -> Result<File> {
+    buf.flush().map_err(|e| Error::io(target, e))?;
+    buf.into_inner()
+        .map_err(|e| Error::io(target, e.into_error()))
 }
 
 /// `name` as a CSV field: quoted (quotes doubled) if it holds a comma, a
