@@ -562,16 +562,9 @@ impl Planner<'_> {
             // an upsert it dropped would leave the key's old row in place
             None if distinct => keyed.aggregate(weir_aggs).and_then(|o| {
                 // a group's first row is its only one
-                let kept =
-                    o.filter(weir_core::expr::col(OP_COLUMN).eq(weir_core::expr::lit("insert")))?;
-                let columns: Vec<String> = kept
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .filter(|n| n != OP_COLUMN)
-                    .collect();
-                kept.select(&columns)
+                without_op(
+                    &o.filter(weir_core::expr::col(OP_COLUMN).eq(weir_core::expr::lit("insert")))?,
+                )
             }),
             None if self.retract || s.having.is_some() => keyed.aggregate_retracting(weir_aggs),
             None => keyed.aggregate(weir_aggs),
@@ -688,14 +681,7 @@ impl Planner<'_> {
                 _ => return refuse(),
             }
         }
-        let keep: Vec<String> = input
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .filter(|n| n != OP_COLUMN)
-            .collect();
-        let input = input.select(&keep).map_err(|e| engine(s, e))?;
+        let input = without_op(&input).map_err(|e| engine(s, e))?;
         Ok((input, out))
     }
 
@@ -1364,6 +1350,18 @@ fn replace_aggs(
 /// A select list as `(name, expression, aliased)`, `*` expanded over
 /// `input`'s columns; an item `replaced(i)` names is read as that column
 /// (a ranking or OVER aggregate computed before the projection).
+/// `stream`'s columns but `op`.
+fn without_op(stream: &Stream) -> weir_core::error::Result<Stream> {
+    let keep: Vec<String> = stream
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != OP_COLUMN)
+        .collect();
+    stream.select(&keep)
+}
+
 /// A window table function's raw rows: each row once per window it falls
 /// in, with `window_start`, `window_end`, `window_time` (`end - 1`), as
 /// Flink's TUMBLE, HOP and CUMULATE give them, and `scope` with those
