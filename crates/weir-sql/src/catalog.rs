@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use weir_connectors::ParquetSourceSpec;
 use weir_core::time::WatermarkStrategy;
 use weir_engine::graph::{Job, Stream};
 use weir_workloads::nexmark::{flink_tables, generate, FlinkTables, NexmarkConfig};
@@ -243,7 +244,10 @@ impl Table {
         let (s, what) = match self.kind()? {
             "parquet" => {
                 let path = self.path(base)?;
-                let s = job.parquet(&path).map_err(|e| self.err(e.to_string()))?;
+                let spec = self.replay(ParquetSourceSpec::try_new(std::slice::from_ref(&path)))?;
+                let s = job
+                    .parquet_source(spec)
+                    .map_err(|e| self.err(e.to_string()))?;
                 (s, path.display().to_string())
             }
             "nexmark" => self.nexmark(job, generated)?,
@@ -303,6 +307,58 @@ impl Table {
                 .assign_timestamps(column, WatermarkStrategy::bounded_out_of_orderness(*delay))
                 .map_err(|e| self.err(e.to_string())),
         }
+    }
+
+    /// A Parquet table's replay options on `spec`: `'scan.from'` and
+    /// `'scan.until'` (time travel: `[from, until)` of the WATERMARK's
+    /// column, row groups pruned by their statistics; RFC 3339 or epoch
+    /// milliseconds) and `'scan.speed'` (`max`, `realtime` or a factor such
+    /// as `60x`: paced by event time), as a job file's `from`, `until` and
+    /// `speed`.
+    fn replay(
+        &self,
+        spec: weir_core::error::Result<ParquetSourceSpec>,
+    ) -> Result<ParquetSourceSpec, SqlError> {
+        use weir_connectors::replay::{parse_time, ReplaySpeed, TimeRange};
+        let fail = |e: weir_core::error::Error| self.err(e.to_string());
+        let mut spec = spec.map_err(fail)?.with_batch_size(8192);
+        let option = |key: &str| self.options.get(key).map(|v| v.trim().to_string());
+        let (from, until, speed) = (
+            option("scan.from"),
+            option("scan.until"),
+            option("scan.speed"),
+        );
+        if from.is_none() && until.is_none() && speed.is_none() {
+            return Ok(spec);
+        }
+        let Some((column, _)) = &self.watermark else {
+            return Err(self.err(
+                "'scan.from', 'scan.until' and 'scan.speed' follow event time: declare a WATERMARK",
+            ));
+        };
+        let time = |key: &str, v: &Option<String>| -> Result<Option<i64>, SqlError> {
+            v.as_deref()
+                .map(|t| parse_time(key, t))
+                .transpose()
+                .map_err(fail)
+        };
+        let range = TimeRange {
+            from: time("scan.from", &from)?,
+            until: time("scan.until", &until)?,
+        };
+        if let (Some(f), Some(u)) = (range.from, range.until) {
+            if f >= u {
+                return Err(self.err("'scan.from' must be before 'scan.until'"));
+            }
+        }
+        if range.from.is_some() || range.until.is_some() {
+            spec = spec.with_time_range(column, range).map_err(fail)?;
+        }
+        if let Some(s) = speed {
+            let speed: ReplaySpeed = s.parse().map_err(fail)?;
+            spec = spec.with_replay_speed(column, speed).map_err(fail)?;
+        }
+        Ok(spec)
     }
 
     /// The declared columns as the schema of a broker's JSON records.

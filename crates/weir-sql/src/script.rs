@@ -28,6 +28,11 @@ pub struct Settings {
     pub mode: Option<ExecMode>,
     /// `SET 'parallelism.default' = 'N'`.
     pub parallelism: Option<usize>,
+    /// `SET 'state.checkpoints.dir' = 'dir'` (relative to the script's
+    /// directory; a `file://` prefix is dropped).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// `SET 'execution.checkpointing.interval' = '10s'`.
+    pub checkpoint_interval: Option<std::time::Duration>,
 }
 
 /// How a script is planned: the functions it may call and where its
@@ -393,11 +398,24 @@ impl Script {
                 })?;
                 self.settings.parallelism = Some(n);
             }
+            "state.checkpoints.dir" => {
+                let dir = value.strip_prefix("file://").unwrap_or(&value);
+                if dir.is_empty() {
+                    return Err(at_node(st, "state.checkpoints.dir is empty"));
+                }
+                self.settings.checkpoint_dir = Some(self.base.join(dir));
+            }
+            "execution.checkpointing.interval" => {
+                let interval = weir_core::time::parse_duration(&key, &value)
+                    .map_err(|e| at_node(st, e.to_string()))?;
+                self.settings.checkpoint_interval = Some(interval);
+            }
             other => {
                 return Err(at_node(
                     st,
                     format!(
-                        "unknown option `{other}` (execution.runtime-mode, parallelism.default)"
+                        "unknown option `{other}` (execution.runtime-mode, parallelism.default, \
+                         state.checkpoints.dir, execution.checkpointing.interval)"
                     ),
                 ))
             }

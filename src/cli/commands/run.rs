@@ -157,6 +157,18 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         ));
     }
     let metrics = watch.outcome(built.run(&config))?;
+    let code = checkpoint_report(&metrics, &config);
+    watch.print_and_linger(&metrics, json);
+    Ok(code)
+}
+
+/// Says on stderr what a checkpointed run's end means (it had finished
+/// already; it stopped with a savepoint, and how to resume), and the exit
+/// code: a signal's when SIGINT/SIGTERM stopped it.
+pub(crate) fn checkpoint_report(
+    metrics: &weir_engine::exec::JobMetrics,
+    config: &ExecConfig,
+) -> ExitCode {
     let mut code = ExitCode::SUCCESS;
     if let Some(c) = &metrics.checkpoints {
         if c.already_finished {
@@ -178,6 +190,5 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             }
         }
     }
-    watch.print_and_linger(&metrics, json);
-    Ok(code)
+    code
 }

@@ -51,6 +51,22 @@ pub struct SqlArgs {
     /// Run the shell on standard input even when it is not a terminal.
     #[arg(long, hide = true)]
     pub shell: bool,
+    /// Take checkpoints under this directory (`CHECKPOINT_DIR`; also the
+    /// script's `SET 'state.checkpoints.dir'`). Pipelined runs only.
+    #[arg(long, env = "CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints, e.g. 1s (default: the script's
+    /// `SET 'execution.checkpointing.interval'`, else 10s).
+    #[arg(long)]
+    pub checkpoint_interval: Option<String>,
+    /// Start from: latest, a checkpoint id, a checkpoint or savepoint
+    /// directory, or `fresh`. Default: the newest valid checkpoint of
+    /// this script, if any.
+    #[arg(long)]
+    pub restore: Option<String>,
+    /// Restart from the last checkpoint this many times after a failure.
+    #[arg(long)]
+    pub restarts: Option<u32>,
     /// Watching the run: --http, --linger, --report.
     #[command(flatten)]
     pub watch: crate::cli::watch::WatchArgs,
@@ -70,6 +86,10 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
         json,
         history,
         shell,
+        checkpoint_dir,
+        checkpoint_interval,
+        restore,
+        restarts,
         watch,
     } = args;
     let (text, base, title) = match (&file, execute) {
@@ -196,7 +216,53 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
     if let Some(dir) = spill_dir {
         config = config.with_spill_dir(dir);
     }
+    // checkpoints: the flags, else the script's SET options
+    let settings = script.settings();
+    match checkpoint_dir.or_else(|| settings.checkpoint_dir.clone()) {
+        Some(dir) => {
+            use weir_engine::checkpoint::{CheckpointConfig, RestartStrategy};
+            // a script's checkpoints are known by its file's name
+            let name = file
+                .as_deref()
+                .and_then(|f| f.file_stem())
+                .and_then(|s| s.to_str())
+                .unwrap_or("sql")
+                .to_string();
+            let mut checkpoints = CheckpointConfig::new(dir, name);
+            let interval = match checkpoint_interval {
+                Some(i) => Some(weir_core::time::parse_duration(
+                    "--checkpoint-interval",
+                    &i,
+                )?),
+                None => settings.checkpoint_interval,
+            };
+            if let Some(i) = interval {
+                checkpoints = checkpoints.with_interval(i);
+            }
+            if let Some(r) = restore {
+                checkpoints = checkpoints.with_restore(r.parse()?);
+            }
+            let restart = RestartStrategy {
+                attempts: restarts.unwrap_or(0),
+                ..RestartStrategy::default()
+            };
+            config = config.with_checkpoints(checkpoints).with_restart(restart);
+        }
+        None if checkpoint_interval.is_some()
+            || settings.checkpoint_interval.is_some()
+            || restore.is_some()
+            || restarts.is_some() =>
+        {
+            return Err(weir_core::error::Error::option(
+                "--checkpoint-dir",
+                "checkpoints need a directory (--checkpoint-dir, CHECKPOINT_DIR or \
+                 SET 'state.checkpoints.dir')",
+            ));
+        }
+        None => {}
+    }
     let metrics = watch.outcome(job.run(&config))?;
+    let code = super::run::checkpoint_report(&metrics, &config);
     watch.print_and_linger(&metrics, json);
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
