@@ -177,14 +177,14 @@ fn the_output_format_follows_the_sink_and_a_mismatching_extension_is_refused() {
     write_readings(&dir.path().join("in.parquet"), 300, 100, None);
     readings_job(dir.path(), "in.parquet", "[sink]\npath = \"out.parquet\"");
     // an extension weir does not write: refused, naming it and the formats
-    let out = run_in(dir.path(), &["run", "job.toml", "--output", "x.csv"], "");
+    let out = run_in(dir.path(), &["run", "job.toml", "--output", "x.avro"], "");
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
-        err.contains("--output") && err.contains(".csv") && err.contains(".parquet"),
+        err.contains("--output") && err.contains(".avro") && err.contains(".parquet"),
         "{err}"
     );
-    assert!(!dir.path().join("x.csv").exists(), "nothing written");
+    assert!(!dir.path().join("x.avro").exists(), "nothing written");
     // a JSON sink given a Parquet path: refused, naming both
     readings_job(
         dir.path(),

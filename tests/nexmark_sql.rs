@@ -27,7 +27,10 @@ const REFUSED: &[(&str, &str)] = &[
     // Flink itself refuses q6 (its file says so): rownum is filtered in the
     // SELECT that defines it
     ("q6", "unknown column `rownum`"),
-    ("q10", "format `csv` is not supported yet"),
+    (
+        "q10",
+        "PARTITIONED BY (a partitioned filesystem sink) is not supported yet",
+    ),
     ("q12", "PROCTIME() depends on when the job runs"),
     // a processing-time lookup join: PROCTIME() is refused first, and a
     // temporal join FOR SYSTEM_TIME AS OF would be next

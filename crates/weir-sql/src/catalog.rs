@@ -69,6 +69,21 @@ impl Table {
     ) -> Result<Table, SqlError> {
         let name = create.name.to_string();
         let start = ast::Spanned::span(&create.name).start;
+        if create.hive_distribution != ast::HiveDistributionStyle::NONE
+            || create.partition_by.is_some()
+        {
+            // written as one directory, it would silently not be partitioned
+            return Err(at_ident(
+                &create.name.0[0]
+                    .as_ident()
+                    .cloned()
+                    .unwrap_or_else(|| ast::Ident::new(&name)),
+                format!(
+                    "table `{name}`: PARTITIONED BY (a partitioned filesystem sink) is not \
+                     supported yet"
+                ),
+            ));
+        }
         let mut columns = Vec::new();
         for c in &create.columns {
             if !c.options.is_empty() {

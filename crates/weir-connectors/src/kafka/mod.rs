@@ -346,12 +346,16 @@ impl Kafka {
     /// records): records found there move the end past them.
     fn high_watermark(&self, client: &PartitionClient, from: i64) -> Result<i64> {
         let p = client.partition();
-        let (_, mut end) = self.call(
+        let (_, fetched) = self.call(
             Some(p),
             "fetch (end offset)",
             Duration::ZERO,
             client.fetch_records(from, 1..1024, 1),
         )?;
+        // under load tansu's fetch answer carried a high watermark behind
+        // records it had acknowledged (a bounded read then ended early, one
+        // run in a few): the listed latest offset is asked too
+        let mut end = fetched.max(self.offset(client, OffsetAt::Latest)?);
         loop {
             let (records, hwm) = self.call(
                 Some(p),
