@@ -136,28 +136,14 @@ fn scalar_and_aggregate_udfs_equal_the_oracle_in_every_mode() {
     let data = dir.path().join("obd");
     common::generate_obd(&data, 8, 60, 2);
     let mut want: BTreeMap<(i64, i64), (i64, f64)> = BTreeMap::new();
-    for b in common::read_parquet_parts(&data) {
-        let v = b
-            .column_by_name("vehicle_id")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let t = b
-            .column_by_name("event_time")
-            .unwrap()
-            .as_primitive::<arrow_array::types::TimestampMillisecondType>();
-        let s = b
-            .column_by_name("speed")
-            .unwrap()
-            .as_primitive::<Float64Type>();
-        for i in 0..b.num_rows() {
-            let kmh = s.value(i) * 3.6;
-            let e = want
-                .entry((v.value(i), t.value(i).div_euclid(10_000) * 10_000))
-                .or_insert((0, f64::MIN));
-            // CAST to BIGINT truncates toward zero
-            e.0 += (kmh.trunc() as i64).pow(2);
-            e.1 = e.1.max(kmh);
-        }
+    for (v, t, speed) in common::sql::input_rows(&data) {
+        let kmh = speed * 3.6;
+        let e = want
+            .entry((v, t.div_euclid(10_000) * 10_000))
+            .or_insert((0, f64::MIN));
+        // CAST to BIGINT truncates toward zero
+        e.0 += (kmh.trunc() as i64).pow(2);
+        e.1 = e.1.max(kmh);
     }
     for mode in [ExecMode::Batch, ExecMode::Pipelined] {
         for p in [1, 3] {

@@ -42,21 +42,9 @@ pub struct RunArgs {
     /// Replay speed of the main source: max, realtime or a factor such as 60x.
     #[arg(long)]
     pub speed: Option<String>,
-    /// Take checkpoints under this directory (`CHECKPOINT_DIR`; also the
-    /// job file's `[checkpoint] dir`). Pipelined runs only.
-    #[arg(long, env = "CHECKPOINT_DIR")]
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Time between checkpoints, e.g. 1s (default: the job file's, else 10s).
-    #[arg(long)]
-    pub checkpoint_interval: Option<String>,
-    /// Start from: latest, a checkpoint id, a checkpoint or savepoint
-    /// directory, or `fresh`. Default: the newest valid checkpoint of
-    /// this job, if any.
-    #[arg(long)]
-    pub restore: Option<String>,
-    /// Restart from the last checkpoint this many times after a failure.
-    #[arg(long)]
-    pub restarts: Option<u32>,
+    /// Checkpoints: --checkpoint-dir, --checkpoint-interval, --restore, --restarts.
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
     /// Watching the run: --http, --linger, --report.
     #[command(flatten)]
     pub watch: crate::cli::watch::WatchArgs,
@@ -77,10 +65,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         from,
         until,
         speed,
-        checkpoint_dir,
-        checkpoint_interval,
-        restore,
-        restarts,
+        checkpoints:
+            CheckpointArgs {
+                checkpoint_dir,
+                checkpoint_interval,
+                restore,
+                restarts,
+            },
         watch,
     } = args;
     let mode: ExecMode = mode.parse()?;
@@ -160,6 +151,28 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let code = checkpoint_report(&metrics, &config);
     watch.print_and_linger(&metrics, json);
     Ok(code)
+}
+
+/// The checkpoint flags of `weir run` and `weir sql`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CheckpointArgs {
+    /// Take checkpoints under this directory (`CHECKPOINT_DIR`; also a job
+    /// file's `[checkpoint] dir`, a script's `SET 'state.checkpoints.dir'`).
+    /// Pipelined runs only.
+    #[arg(long, env = "CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints, e.g. 1s (default: the job file's or the
+    /// script's, else 10s).
+    #[arg(long)]
+    pub checkpoint_interval: Option<String>,
+    /// Start from: latest, a checkpoint id, a checkpoint or savepoint
+    /// directory, or `fresh`. Default: the newest valid checkpoint of
+    /// this job, if any.
+    #[arg(long)]
+    pub restore: Option<String>,
+    /// Restart from the last checkpoint this many times after a failure.
+    #[arg(long)]
+    pub restarts: Option<u32>,
 }
 
 /// Says on stderr what a checkpointed run's end means (it had finished

@@ -51,22 +51,9 @@ pub struct SqlArgs {
     /// Run the shell on standard input even when it is not a terminal.
     #[arg(long, hide = true)]
     pub shell: bool,
-    /// Take checkpoints under this directory (`CHECKPOINT_DIR`; also the
-    /// script's `SET 'state.checkpoints.dir'`). Pipelined runs only.
-    #[arg(long, env = "CHECKPOINT_DIR")]
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Time between checkpoints, e.g. 1s (default: the script's
-    /// `SET 'execution.checkpointing.interval'`, else 10s).
-    #[arg(long)]
-    pub checkpoint_interval: Option<String>,
-    /// Start from: latest, a checkpoint id, a checkpoint or savepoint
-    /// directory, or `fresh`. Default: the newest valid checkpoint of
-    /// this script, if any.
-    #[arg(long)]
-    pub restore: Option<String>,
-    /// Restart from the last checkpoint this many times after a failure.
-    #[arg(long)]
-    pub restarts: Option<u32>,
+    /// Checkpoints: --checkpoint-dir, --checkpoint-interval, --restore, --restarts.
+    #[command(flatten)]
+    pub checkpoints: super::run::CheckpointArgs,
     /// Watching the run: --http, --linger, --report.
     #[command(flatten)]
     pub watch: crate::cli::watch::WatchArgs,
@@ -86,10 +73,13 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
         json,
         history,
         shell,
-        checkpoint_dir,
-        checkpoint_interval,
-        restore,
-        restarts,
+        checkpoints:
+            super::run::CheckpointArgs {
+                checkpoint_dir,
+                checkpoint_interval,
+                restore,
+                restarts,
+            },
         watch,
     } = args;
     let (text, base, title) = match (&file, execute) {
