@@ -386,7 +386,7 @@ pub(crate) fn join(
 /// join forwards (the minimum of its inputs'): a pair is made when its
 /// later row arrives, and that row was ahead of its own input's watermark.
 /// So the rows of a regular join can be ranked or windowed by event time.
-pub(crate) const PAIR_TIME: &str = "__pair_time";
+const PAIR_TIME: &str = "__pair_time";
 
 fn pair_time(out: &Stream, left: usize, right: usize) -> weir_core::error::Result<Stream> {
     use weir_core::expr::{col, Expr};
@@ -448,19 +448,9 @@ fn reference(e: &SqlExpr) -> Option<(Option<&str>, &str)> {
     }
 }
 
-/// The (left column, right column) of `a = b`, in whichever order written.
-/// The (left, right) columns an equality `a = b` compares, if it compares
-/// a column of each side.
-pub(crate) fn sides_of(
-    a: &SqlExpr,
-    b: &SqlExpr,
-    ls: &Scope,
-    rs: &Scope,
-) -> Option<(String, String)> {
-    sides(a, b, ls, rs)
-}
-
-fn sides(a: &SqlExpr, b: &SqlExpr, ls: &Scope, rs: &Scope) -> Option<(String, String)> {
+/// The (left column, right column) of `a = b`, in whichever order written,
+/// if it compares a column of each side.
+pub(crate) fn sides(a: &SqlExpr, b: &SqlExpr, ls: &Scope, rs: &Scope) -> Option<(String, String)> {
     let (ra, rb) = (reference(a)?, reference(b)?);
     let on = |s: &Scope, e: &SqlExpr, r: (Option<&str>, &str)| s.resolve(e, r.0, r.1).ok();
     match (on(ls, a, ra), on(rs, b, rb)) {

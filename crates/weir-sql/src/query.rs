@@ -558,15 +558,13 @@ impl Planner<'_> {
             Some(w) => keyed.window(w.window).aggregate(weir_aggs),
             // a running aggregate: a changelog (its `op` column says insert or
             // update; as retractions, insert or delete)
-            // HAVING filters retractions (a row it drops was never inserted);
-            // an upsert it dropped would leave the key's old row in place
             None if distinct => keyed.aggregate(weir_aggs).and_then(|o| {
                 // a group's first row is its only one
                 without_op(
                     &o.filter(weir_core::expr::col(OP_COLUMN).eq(weir_core::expr::lit("insert")))?,
                 )
             }),
-            None if self.retract || s.having.is_some() => keyed.aggregate_retracting(weir_aggs),
+            None if self.retracting(s) => keyed.aggregate_retracting(weir_aggs),
             None => keyed.aggregate(weir_aggs),
         }
         .map_err(|e| engine(s, e))?;
@@ -591,6 +589,13 @@ impl Planner<'_> {
             _ => out,
         };
         project(&out, &Scope::of(&out, None), &items, self.functions)
+    }
+
+    /// Whether `s`'s running aggregate emits retractions rather than
+    /// upserts: an enclosing aggregation reads it, or its HAVING filters it
+    /// (an upsert HAVING dropped would leave the key's old row in place).
+    fn retracting(&self, s: &ast::Select) -> bool {
+        self.retract || s.having.is_some()
     }
 
     /// `SELECT DISTINCT items FROM …`: `GROUP BY` the items (rows that are
@@ -711,7 +716,7 @@ impl Planner<'_> {
             out = out.with_column(&a.name, x).map_err(|e| engine(s, e))?;
         }
         let empty = col(SIGNED_ROWS).eq(lit(0i64));
-        if self.retract || s.having.is_some() {
+        if self.retracting(s) {
             return out.filter(empty.not()).map_err(|e| engine(s, e));
         }
         out.filter(empty.clone().and(col(OP_COLUMN).eq(lit("insert"))).not())
@@ -1347,9 +1352,6 @@ fn replace_aggs(
     }
 }
 
-/// A select list as `(name, expression, aliased)`, `*` expanded over
-/// `input`'s columns; an item `replaced(i)` names is read as that column
-/// (a ranking or OVER aggregate computed before the projection).
 /// `stream`'s columns but `op`.
 fn without_op(stream: &Stream) -> weir_core::error::Result<Stream> {
     let keep: Vec<String> = stream
@@ -1444,13 +1446,20 @@ fn window_copies(input: &Stream, window: Window) -> weir_core::error::Result<Str
             .collect(),
         Window::Session { .. } => unreachable!("refused by window_rows"),
     };
+    let columns: Vec<(String, Expr)> = input
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), col(f.name())))
+        .collect();
     let mut out: Option<Stream> = None;
     for (start, end, keep) in copies {
-        let mut copy = input
-            .with_column("window_start", start)
-            .and_then(|x| x.with_column("window_end", end))
-            .and_then(|x| x.with_column("window_time", col("window_end").sub(lit(1))))?
-            .without_event_time();
+        // one projection: the rows and their window's three columns
+        let mut exprs = columns.clone();
+        exprs.push(("window_start".into(), start));
+        exprs.push(("window_end".into(), end.clone()));
+        exprs.push(("window_time".into(), end.sub(lit(1))));
+        let mut copy = input.without_event_time().select_exprs(exprs)?;
         if let Some(k) = keep {
             // `keep` reads the time column, still there under its name
             copy = copy.filter(k)?;
@@ -1463,6 +1472,9 @@ fn window_copies(input: &Stream, window: Window) -> weir_core::error::Result<Str
     Ok(out.expect("a window has at least one copy"))
 }
 
+/// A select list as `(name, expression, aliased)`, `*` expanded over
+/// `input`'s columns; an item `replaced(i)` names is read as that column
+/// (a ranking or OVER aggregate computed before the projection).
 fn select_items(
     projection: &[SelectItem],
     input: &Stream,

@@ -108,7 +108,7 @@ pub(crate) fn temporal_join(
                 left: a,
                 op: BinaryOperator::Eq,
                 right: b,
-            } => crate::join::sides_of(a, b, ls, rs),
+            } => crate::join::sides(a, b, ls, rs),
             _ => None,
         };
         match pair {
@@ -131,32 +131,20 @@ pub(crate) fn temporal_join(
             "a temporal join needs a key equality (l.k = r.k): the versioned table's key",
         ));
     }
-    // the combined rows
+    // the combined rows; both sides' keys in the left's types
     let (lschema, rschema) = (left.0.schema().clone(), right.0.schema().clone());
-    let mut combined: Vec<(String, DataType)> = vec![
-        (SIDE.into(), DataType::Int64),
-        (TIME.into(), DataType::Int64),
-    ];
-    for (k, l) in lk.iter().enumerate() {
-        let f = lschema
-            .field_with_name(l)
-            .map_err(|e| engine(on, e.into()))?;
-        combined.push((format!("__k{k}"), f.data_type().clone()));
-    }
-    for f in lschema.fields() {
-        combined.push((format!("__l_{}", f.name()), f.data_type().clone()));
-    }
-    for f in rschema.fields() {
-        combined.push((format!("__r_{}", f.name()), f.data_type().clone()));
-    }
+    let key_types: Vec<DataType> = lk
+        .iter()
+        .map(|l| lschema.field_with_name(l).map(|f| f.data_type().clone()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| engine(on, e.into()))?;
     let null = |t: &DataType| Expr::Literal(ScalarValue::Null).cast(t.clone());
     let ms = |c: &str| col(c).cast(DataType::Int64);
     let project = |s: &Stream, side: i64, time: &str, keys: &[String]| -> Result<Stream> {
         let mut exprs: Vec<(String, Expr)> =
             vec![(SIDE.into(), lit(side)), (TIME.into(), ms(time))];
-        for (k, key) in keys.iter().enumerate() {
-            // both sides' keys in one type (the left's)
-            exprs.push((format!("__k{k}"), col(key).cast(combined[2 + k].1.clone())));
+        for (k, (key, t)) in keys.iter().zip(&key_types).enumerate() {
+            exprs.push((format!("__k{k}"), col(key).cast(t.clone())));
         }
         for f in lschema.fields() {
             let e = if side == 0 {
@@ -301,12 +289,12 @@ impl KeyedProcessFunction for AsOf {
         if lefts.is_empty() || (state.current.is_none() && !self.keep_unmatched) {
             return Ok(());
         }
-        let take = arrow_array::UInt32Array::from(lefts.clone());
+        let n = lefts.len();
+        let take = arrow_array::UInt32Array::from(lefts);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.left.len() + self.right.len());
         for &c in &self.left {
             columns.push(arrow_select::take::take(rows.column(c), &take, None).map_err(fail)?);
         }
-        let n = lefts.len();
         match &state.current {
             Some((_, version)) => {
                 let parser = self.converter.parser();

@@ -493,9 +493,13 @@ impl Operator for GroupAggregate {
             None => Vec::new(),
         };
         let rows: Vec<u32> = (0..batch.num_rows() as u32).collect();
-        let mut touched = groups.clone();
-        touched.sort_unstable();
-        touched.dedup();
+        // the keys this batch changes (batch runs emit nothing per batch)
+        let mut touched = Vec::new();
+        if self.emit != GroupEmit::AtEnd {
+            touched.extend_from_slice(&groups);
+            touched.sort_unstable();
+            touched.dedup();
+        }
         // Retractions: the previous rows of keys emitted before (their full
         // state: `intern` merged spilled state back)
         let mut retracted = None;
@@ -513,7 +517,7 @@ impl Operator for GroupAggregate {
             let values = agg.values(batch.columns())?;
             acc.update(&groups, &rows, &values, &times, agg.field.name())?;
         }
-        if self.emit != GroupEmit::AtEnd && !touched.is_empty() {
+        if !touched.is_empty() {
             let b = self.rows(&touched)?;
             // one batch, deletes first: a consumer never sees a key's row
             // taken back without its new one
