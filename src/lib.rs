@@ -29,7 +29,7 @@ pub mod cli;
 
 pub use weir_connectors as connectors;
 pub use weir_core::{
-    compare, error, key, lock, memory, message, observe, operator, paths, spill, state, time,
+    compare, error, key, lock, memory, message, observe, operator, paths, shard, spill, state, time,
 };
 
 /// Column expressions: the tree, its builders and evaluation

@@ -205,6 +205,26 @@ impl weir_core::operator::SourceSpec for MemorySourceSpec {
 
     weir_core::operator::event_time_pushdown!();
 
+    fn for_shard(&self, shard: weir_core::shard::Shard) -> Option<weir_core::operator::ShardShare> {
+        let mut share = self.clone();
+        let keep = |i: usize| i % shard.count() == shard.index();
+        share.splits = share
+            .splits
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep(*i))
+            .map(|(_, s)| s)
+            .collect();
+        share.min_times = share
+            .min_times
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep(*i))
+            .map(|(_, t)| t)
+            .collect();
+        Some(weir_core::operator::ShardShare::Splits(Arc::new(share)))
+    }
+
     fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>> {
         Ok(Box::new(MemorySourceSpec::create(&self, task)))
     }

@@ -187,6 +187,39 @@ pub fn split_by_key(
     Ok(out)
 }
 
+/// [`split_by_key`] for a shard: rows whose key group is not in `groups`
+/// are dropped (another shard owns them), the others go to the subtask
+/// owning their key group among `groups` ([`KeyGroups::subtask`]).
+pub fn split_by_key_in(
+    batch: &RecordBatch,
+    keys: &KeyEncoder,
+    parallelism: usize,
+    groups: &crate::shard::KeyGroups,
+) -> Result<Vec<(usize, RecordBatch)>> {
+    let hashes = keys.hashes(batch)?;
+    let parallelism = parallelism.max(1);
+    let mut parts: Vec<Vec<u32>> = vec![Vec::new(); parallelism];
+    for (i, h) in hashes.iter().enumerate() {
+        let kg = key_group(*h);
+        if groups.contains(kg) {
+            parts[groups.subtask(kg, parallelism)].push(i as u32);
+        }
+    }
+    let mut out = Vec::new();
+    for (t, rows) in parts.into_iter().enumerate() {
+        if rows.is_empty() {
+            continue;
+        }
+        let part = if rows.len() == batch.num_rows() {
+            batch.clone()
+        } else {
+            arrow_select::take::take_record_batch(batch, &arrow_array::UInt32Array::from(rows))?
+        };
+        out.push((t, part));
+    }
+    Ok(out)
+}
+
 /// A `Hasher` for byte keys built on [`stable_hash`] (much faster than SipHash
 /// for short keys) and for integer ids (a multiplicative mix).
 #[derive(Default)]

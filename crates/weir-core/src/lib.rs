@@ -20,6 +20,7 @@ pub mod message;
 pub mod observe;
 pub mod operator;
 pub mod paths;
+pub mod shard;
 pub mod spill;
 pub mod state;
 pub mod time;

@@ -300,6 +300,17 @@ impl SourceSpec for CsvSourceSpec {
 
     weir_core::operator::event_time_pushdown!();
 
+    fn for_shard(&self, shard: weir_core::shard::Shard) -> Option<weir_core::operator::ShardShare> {
+        // whole files dealt out (a CSV file is one split)
+        let mut share = self.clone();
+        let mut index = 0;
+        share.files.retain(|_| {
+            index += 1;
+            (index - 1) % shard.count() == shard.index()
+        });
+        Some(weir_core::operator::ShardShare::Splits(Arc::new(share)))
+    }
+
     fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>> {
         Ok(Box::new(CsvSourceSpec::create(&self, task)))
     }

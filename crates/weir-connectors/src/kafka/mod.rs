@@ -235,7 +235,7 @@ impl KafkaSourceConfig {
                 .collect();
             Ok(Box::new(KafkaConnector::open(config.clone(), owned)?) as Box<dyn Connector>)
         });
-        Ok(LiveSourceSpec::new(name, schema, factory, bounded))
+        Ok(LiveSourceSpec::new(name, schema, factory, bounded).with_numbered_partitions())
     }
 }
 

@@ -238,6 +238,11 @@ pub struct LiveSourceSpec {
     history: Option<Arc<ParquetSourceSpec>>,
     /// Files or folders the connector reads (a watched directory).
     inputs: Vec<std::path::PathBuf>,
+    /// The connector assigns numbered partitions by `p % parallelism ==
+    /// subtask` (Kafka, Redis), so shards can divide them.
+    partitioned: bool,
+    /// Read only this shard's partitions (`p mod N == i`).
+    shard: Option<weir_core::shard::Shard>,
     // state shared by the subtasks
     positions: PositionLog,
     /// Per subtask, the records its connector is behind the head, if known.
@@ -277,6 +282,8 @@ impl LiveSourceSpec {
             max_parallelism: None,
             history: None,
             inputs: Vec::new(),
+            partitioned: false,
+            shard: None,
             positions: Arc::default(),
             behind: Arc::default(),
         }
@@ -468,9 +475,26 @@ impl LiveSourceSpec {
         self.positions.clone()
     }
 
+    /// Declares that the connector gives partition `p` (its position in
+    /// the connector's list) to the subtask with `p % parallelism ==
+    /// subtask`, so shards can divide the partitions (Kafka, Redis).
+    pub fn with_numbered_partitions(mut self) -> Self {
+        self.partitioned = true;
+        self
+    }
+
     /// Subtask `info`'s source.
     pub fn create(self: &Arc<Self>, info: &TaskInfo) -> Result<LiveSource> {
-        let mut connector = (self.connector)(info)?;
+        let mut connector = match self.shard {
+            // shard i of N, subtask s of p: partitions with P mod N == i and
+            // (P div N) mod p == s, which is P mod N·p == i + N·s
+            Some(shard) => (self.connector)(&TaskInfo {
+                operator: info.operator.clone(),
+                subtask: shard.index() + shard.count() * info.subtask,
+                parallelism: shard.count() * info.parallelism.max(1),
+            })?,
+            None => (self.connector)(info)?,
+        };
         let required: Vec<usize> = self.event_time.iter().map(|(i, _)| *i).collect();
         connector.set_record_rules(&RecordRules {
             max_record_bytes: self.max_record_bytes,
@@ -539,6 +563,15 @@ impl weir_core::operator::SourceSpec for LiveSourceSpec {
     }
 
     weir_core::operator::event_time_pushdown!();
+
+    fn for_shard(&self, shard: weir_core::shard::Shard) -> Option<weir_core::operator::ShardShare> {
+        if !self.partitioned || self.history.is_some() {
+            return None; // a socket, a watched folder, a hybrid source's history
+        }
+        let mut share = self.clone();
+        share.shard = Some(shard);
+        Some(weir_core::operator::ShardShare::Partitions(Arc::new(share)))
+    }
 
     fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>> {
         Ok(Box::new(LiveSourceSpec::create(&self, task)?))

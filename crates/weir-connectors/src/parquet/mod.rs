@@ -597,6 +597,17 @@ impl weir_core::operator::SourceSpec for ParquetSourceSpec {
 
     weir_core::operator::event_time_pushdown!();
 
+    fn for_shard(&self, shard: weir_core::shard::Shard) -> Option<weir_core::operator::ShardShare> {
+        // row groups dealt out in their reading order (by minimum event time)
+        let mut share = self.clone();
+        let mut index = 0;
+        share.splits.retain(|_| {
+            index += 1;
+            (index - 1) % shard.count() == shard.index()
+        });
+        Some(weir_core::operator::ShardShare::Splits(Arc::new(share)))
+    }
+
     fn create(self: Arc<Self>, task: &TaskInfo) -> Result<Box<dyn Source>> {
         Ok(Box::new(ParquetSourceSpec::create(&self, task)))
     }

@@ -206,7 +206,7 @@ impl RedisSourceConfig {
                 .collect();
             Ok(Box::new(RedisConnector::open(config.clone(), owned)?) as Box<dyn Connector>)
         });
-        Ok(LiveSourceSpec::new(name, schema, factory, bounded))
+        Ok(LiveSourceSpec::new(name, schema, factory, bounded).with_numbered_partitions())
     }
 }
 

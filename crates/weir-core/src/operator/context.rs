@@ -30,6 +30,8 @@ pub struct RuntimeEnv {
     pub latency: Arc<LatencySamples>,
     /// Who watches the run: operators' warnings go there ([`Ctx::warn`]).
     pub observer: Arc<dyn RunObserver>,
+    /// The shard this process is, when the job runs as several (`--shard i/N`).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Latency-marker transit times (microseconds), from sources to sinks.
@@ -87,6 +89,7 @@ impl RuntimeEnv {
             stop: StopSignal::new(),
             latency: Arc::default(),
             observer: Arc::new(StderrMessages),
+            shard: None,
         })
     }
 }
@@ -183,6 +186,12 @@ impl Ctx {
     /// input as if exhausted, so operators flush and sinks commit.
     pub fn stop_requested(&self) -> bool {
         self.env.stop.is_stopped()
+    }
+
+    /// The shard this process is when the job runs as several (`--shard i/N`):
+    /// file sinks name their parts and commit markers after it.
+    pub fn shard(&self) -> Option<crate::shard::Shard> {
+        self.env.shard
     }
 
     /// The job's commit log (sinks stage their output here).

@@ -23,7 +23,7 @@ pub use commit::{CommitLog, PendingCommit};
 pub use context::{now_ms, now_us, Ctx, LatencySamples, RuntimeEnv};
 pub use metrics::{OperatorMetrics, SubtaskMetrics};
 pub use output::Output;
-pub use source_spec::{Boundedness, SourceSpec, DEAD_LETTER_PORT};
+pub use source_spec::{Boundedness, ShardShare, SourceSpec, DEAD_LETTER_PORT};
 pub use stop::{signal_name, ProcessSignals, StopSignal};
 
 use crate::error::Result;

@@ -164,6 +164,13 @@ pub trait SourceSpec: Send + Sync {
         None
     }
 
+    /// This source's share of the input for `shard` (`--shard i/N`), or
+    /// `None` if it cannot divide its input (a shard of a keyed job may
+    /// still read all of a bounded one and keep its key groups).
+    fn for_shard(&self, _shard: crate::shard::Shard) -> Option<ShardShare> {
+        None
+    }
+
     /// The reader of subtask `task`.
     ///
     /// # Errors
@@ -203,6 +210,17 @@ macro_rules! event_time_pushdown {
             Some(std::sync::Arc::new(self.clone().with_lateness_rule(rule)))
         }
     };
+}
+
+/// How a source divides its input among shards ([`SourceSpec::for_shard`]).
+pub enum ShardShare {
+    /// Its splits (files, row groups) dealt out by index: every shard reads
+    /// different rows, keyed or not (jobs without keyed state use it).
+    Splits(Arc<dyn SourceSpec>),
+    /// Its broker partitions (or streams): shard `i` of `N` reads partition
+    /// `p` when `p mod N == i`. Keyed state is then correct only if the
+    /// producer put each key in one partition, as the job keys it.
+    Partitions(Arc<dyn SourceSpec>),
 }
 
 impl std::fmt::Debug for dyn SourceSpec {

@@ -26,7 +26,6 @@
 pub mod store;
 
 use crate::error::{Error, Result};
-use crate::key::subtask_for_key_group;
 use crate::message::CheckpointId;
 use arrow_array::{Array, RecordBatch, UInt16Array};
 use arrow_schema::{DataType, Field, Schema};
@@ -251,6 +250,8 @@ pub struct StateReader {
     parallelism: usize,
     old_parallelism: usize,
     checkpoint: Option<CheckpointId>,
+    /// The key groups this run's keyed operators own (a shard's, or all).
+    key_groups: crate::shard::KeyGroups,
     // state: every old subtask's state (shared, never copied) and the
     // indices of those this subtask inherits
     old: Arc<Vec<SubtaskState>>,
@@ -270,6 +271,7 @@ impl StateReader {
             parallelism: 1,
             old_parallelism: 1,
             checkpoint: None,
+            key_groups: Default::default(),
             old: Arc::new(vec![state]),
             inherited: vec![0],
         }
@@ -292,9 +294,17 @@ impl StateReader {
             parallelism,
             old_parallelism,
             checkpoint: None,
+            key_groups: Default::default(),
             old,
             inherited,
         }
+    }
+
+    /// Keyed rows go to subtasks over `key_groups` (a shard's) instead of
+    /// all key groups; rows of other key groups are not this run's.
+    pub fn with_key_groups(mut self, key_groups: crate::shard::KeyGroups) -> Self {
+        self.key_groups = key_groups;
+        self
     }
 
     /// Notes which checkpoint this state comes from.
@@ -410,7 +420,11 @@ impl StateReader {
                     .values()
                     .iter()
                     .map(|&kg| {
-                        Some(subtask_for_key_group(kg as usize, self.parallelism) == self.subtask)
+                        let kg = kg as usize;
+                        Some(
+                            self.key_groups.contains(kg)
+                                && self.key_groups.subtask(kg, self.parallelism) == self.subtask,
+                        )
                     })
                     .collect();
                 let kept = arrow_select::filter::filter_record_batch(&keep, &mask)?;
@@ -444,6 +458,7 @@ pub fn checksum(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::subtask_for_key_group;
     use arrow_array::Int64Array;
 
     fn batch(v: &[i64]) -> RecordBatch {

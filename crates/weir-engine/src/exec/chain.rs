@@ -119,11 +119,11 @@ impl Chain {
         let mut ids = self.node_ids.iter().map(|&id| plan.nodes[id].name.as_str());
         if let Some((source, ctx)) = self.source.as_mut() {
             let name = ids.next().expect("a source has a node id");
-            let reader = set.reader(name, subtask, ctx)?;
+            let reader = set.reader(name, subtask, ctx, plan)?;
             in_node(ctx, |ctx| source.restore(ctx, &reader))?;
         }
         for ((op, ctx), name) in self.ops.iter_mut().zip(ids) {
-            let reader = set.reader(name, subtask, ctx)?;
+            let reader = set.reader(name, subtask, ctx, plan)?;
             in_node(ctx, |ctx| op.restore(ctx, &reader))?;
         }
         Ok(())
@@ -442,7 +442,13 @@ impl RestoreSet {
 
     /// The reader for `subtask` of operator `name`; restores the context's
     /// watermark (the lowest of the inherited ones) and timer on the way.
-    fn reader(&self, name: &str, subtask: usize, ctx: &mut Ctx) -> Result<StateReader> {
+    fn reader(
+        &self,
+        name: &str,
+        subtask: usize,
+        ctx: &mut Ctx,
+        plan: &LogicalPlan,
+    ) -> Result<StateReader> {
         let reader = match self.nodes.get(name) {
             None => StateReader::empty(),
             Some(node) => {
@@ -462,6 +468,7 @@ impl RestoreSet {
                     }
                 }
                 StateReader::for_subtask(node.own.clone(), subtask, parallelism)
+                    .with_key_groups(plan.key_groups.clone().unwrap_or_default())
             }
         };
         Ok(match self.checkpoint {

@@ -24,6 +24,7 @@ use weir_core::error::{Error, Result};
 use weir_core::lock::LockFile;
 use weir_core::observe::{RunObserver, StderrMessages};
 use weir_core::operator::{OperatorMetrics, RuntimeEnv, StopSignal};
+use weir_core::shard::Shard;
 use weir_core::spill::SpillCompression;
 
 /// How a job is executed.
@@ -89,6 +90,10 @@ pub struct ExecConfig {
     /// Checkpointed runs: how often to restart from the last checkpoint
     /// after a failure.
     pub restart: RestartStrategy,
+    /// Run as shard `i` of `N` processes (`--shard i/N`): see
+    /// [`LogicalPlan::for_shard`]. File sinks then write this shard's parts
+    /// into a shared target, and checkpoints go to `DIR/shard-i-of-N`.
+    pub shard: Option<Shard>,
 }
 
 impl ExecConfig {
@@ -107,6 +112,7 @@ impl ExecConfig {
             latency_interval: Some(Duration::from_millis(200)),
             checkpoint: None,
             restart: RestartStrategy::default(),
+            shard: None,
         }
     }
 
@@ -172,6 +178,12 @@ impl ExecConfig {
     /// Restarts a failed checkpointed run from its last checkpoint.
     pub fn with_restart(mut self, restart: RestartStrategy) -> Self {
         self.restart = restart;
+        self
+    }
+
+    /// Runs as one shard of several processes (see [`ExecConfig::shard`]).
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = Some(shard);
         self
     }
 
@@ -318,7 +330,10 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
 
 /// [`execute`] but for telling the observer that the run ended.
 fn execute_job(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
-    let plan = job.plan();
+    let plan = match config.shard {
+        Some(shard) => job.plan().for_shard(shard)?,
+        None => job.plan(),
+    };
     let physical = PhysicalPlan::try_new(&plan, config.parallelism)?;
     let (plan, physical) = (&plan, &physical);
     if config.mode == ExecMode::Batch {
@@ -339,30 +354,41 @@ fn execute_job(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
     }
     // no sink writes into an input or another sink's output; one run per output
     let outputs = plan.check_paths(physical)?;
-    let _locks = lock_outputs(&outputs)?;
+    let _locks = lock_outputs(&outputs, config.shard)?;
     if let Some(dir) = &config.spill_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     match (&config.checkpoint, config.mode) {
-        (Some(checkpoints), ExecMode::Pipelined) => {
-            recovery::execute_checkpointed(plan, physical, config, checkpoints, &outputs)
-        }
+        (Some(checkpoints), ExecMode::Pipelined) => match config.shard {
+            // each shard keeps its own checkpoints: DIR/shard-i-of-N/<job>/...
+            Some(shard) => {
+                let mut checkpoints = checkpoints.clone();
+                checkpoints.dir = checkpoints.dir.join(shard.tag());
+                recovery::execute_checkpointed(plan, physical, config, &checkpoints, &outputs)
+            }
+            None => recovery::execute_checkpointed(plan, physical, config, checkpoints, &outputs),
+        },
         // batch mode takes no checkpoints (as in Flink): a failed batch job runs again
         _ => execute_once(plan, physical, config, None, &outputs).map(|(m, _)| m),
     }
 }
 
-/// Locks every file output for the run (`.NAME.weir-lock` beside it): a
-/// second run writing the same output fails at once, naming this process.
-fn lock_outputs(outputs: &Outputs) -> Result<Vec<LockFile>> {
+/// Locks every file output for the run (`.NAME.weir-lock` beside it; a
+/// shard's `.NAME.weir-lock-shard-I`, so shards share a target): a second
+/// run writing the same output fails at once, naming this process.
+fn lock_outputs(outputs: &Outputs, shard: Option<Shard>) -> Result<Vec<LockFile>> {
     outputs
         .outputs
         .iter()
         .map(|o| {
-            LockFile::try_acquire(
-                &weir_core::lock::for_output(&o.canonical),
-                &format!("output {}", o.path.display()),
-            )
+            let lock = match shard {
+                Some(s) => weir_core::lock::for_output_named(
+                    &o.canonical,
+                    &format!("weir-lock-shard-{}", s.index()),
+                ),
+                None => weir_core::lock::for_output(&o.canonical),
+            };
+            LockFile::try_acquire(&lock, &format!("output {}", o.path.display()))
         })
         .collect()
 }
@@ -384,6 +410,7 @@ fn execute_once(
     )?;
     env.stop = config.stop.clone();
     env.observer = config.observer.clone();
+    env.shard = config.shard;
     let metrics: Vec<Arc<OperatorMetrics>> = (0..plan.nodes.len())
         .map(|id| {
             let parallelism = if physical.is_live(id) {

@@ -13,8 +13,9 @@
 use crate::graph::{Partitioning, PhysicalEdge};
 use arrow_array::RecordBatch;
 use weir_core::error::Result;
-use weir_core::key::{split_by_key, KeyEncoder};
+use weir_core::key::{split_by_key, split_by_key_in, KeyEncoder};
 use weir_core::message::Message;
+use weir_core::shard::KeyGroups;
 
 struct Route {
     // config
@@ -31,18 +32,22 @@ pub(crate) struct Router {
     // config
     subtask: usize,
     max_rows: usize,
+    /// A shard's key groups: hash edges keep only their rows.
+    key_groups: Option<KeyGroups>,
     // state
     routes: Vec<Route>,
 }
 
 impl Router {
     /// A router for `subtask` over `edges` (the task's outputs, in order);
-    /// `targets[i]` is the parallelism of edge i's consumer.
+    /// `targets[i]` is the parallelism of edge i's consumer. With
+    /// `key_groups` (a shard's), hash edges drop rows of other key groups.
     pub(crate) fn try_new(
         edges: &[&PhysicalEdge],
         targets: &[usize],
         subtask: usize,
         max_rows: usize,
+        key_groups: Option<&KeyGroups>,
     ) -> Result<Self> {
         let routes = edges
             .iter()
@@ -64,6 +69,7 @@ impl Router {
         Ok(Router {
             subtask,
             max_rows: max_rows.max(1),
+            key_groups: key_groups.cloned(),
             routes,
         })
     }
@@ -157,7 +163,11 @@ impl Router {
             }
             Partitioning::Hash(_) => {
                 let keys = route.keys.as_ref().expect("hash routes have a key encoder");
-                for (t, part) in split_by_key(&batch, keys, route.targets)? {
+                let parts = match &self.key_groups {
+                    Some(groups) => split_by_key_in(&batch, keys, route.targets, groups)?,
+                    None => split_by_key(&batch, keys, route.targets)?,
+                };
+                for (t, part) in parts {
                     send(edge, t, Message::Data(part))?;
                 }
                 Ok(())

@@ -9,6 +9,7 @@ mod builder;
 mod lateness;
 mod paths;
 mod physical;
+mod shard;
 
 pub use builder::{CountWindowedStream, Job, KeyedStream, Stream, WindowedStream};
 pub use paths::{Output, Outputs};
@@ -135,6 +136,9 @@ impl std::fmt::Debug for Node {
 pub struct LogicalPlan {
     /// The nodes.
     pub nodes: Vec<Node>,
+    /// A shard's key groups ([`LogicalPlan::for_shard`]): hash edges keep
+    /// only rows of these and spread them over the consumer's subtasks.
+    pub key_groups: Option<weir_core::shard::KeyGroups>,
 }
 
 impl LogicalPlan {

@@ -90,13 +90,21 @@ impl PhysicalPlan {
                 .inputs
                 .iter()
                 .any(|e| matches!(e.partitioning, Partitioning::Hash(_)));
-            if hashed && p > KEY_GROUPS {
+            let groups = plan.key_groups.as_ref().map_or(KEY_GROUPS, |g| g.len());
+            if hashed && p > groups {
                 return Err(Error::option(
                     "parallelism",
-                    format!(
-                        "{p} exceeds the {KEY_GROUPS} key groups of keyed operator `{}`",
-                        node.name
-                    ),
+                    match &plan.key_groups {
+                        None => format!(
+                            "{p} exceeds the {KEY_GROUPS} key groups of keyed operator `{}`",
+                            node.name
+                        ),
+                        Some(_) => format!(
+                            "{p} exceeds the {groups} key groups this shard owns (keyed \
+                             operator `{}`): run fewer shards or a lower parallelism",
+                            node.name
+                        ),
+                    },
                 ));
             }
             if node.kind.is_source() != node.inputs.is_empty() {

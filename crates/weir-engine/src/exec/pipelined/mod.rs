@@ -256,7 +256,13 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
         .iter()
         .map(|e| physical.tasks[e.to_task].parallelism)
         .collect();
-    let mut router = Router::try_new(&out_edges, &targets, s, config.batch_rows)?;
+    let mut router = Router::try_new(
+        &out_edges,
+        &targets,
+        s,
+        config.batch_rows,
+        plan.key_groups.as_ref(),
+    )?;
     let cancel = &first_error.cancel_rx;
     let mut send = |edge: usize, target: usize, msg: Message| -> Result<()> {
         let (tx, idx) = outlets[edge].targets[target]

@@ -148,7 +148,13 @@ fn run_subtask(
         .iter()
         .map(|e| physical.tasks[e.to_task].parallelism)
         .collect();
-    let mut router = Router::try_new(&out_edges, &targets, s, config.batch_rows)?;
+    let mut router = Router::try_new(
+        &out_edges,
+        &targets,
+        s,
+        config.batch_rows,
+        plan.key_groups.as_ref(),
+    )?;
     let last = &plan.nodes[*task.nodes.last().expect("a task has nodes")].name;
     let mut buffers: Vec<PartitionedBuffer> = out_edges
         .iter()
