@@ -26,6 +26,9 @@ enum Command {
     /// a checkpointed job takes a savepoint, a live job drains and commits,
     /// any other job is cancelled (nothing is published). Again: cancel.
     Stop(commands::stop::StopArgs),
+    /// Say whether an output directory is complete: which shards committed
+    /// their parts (exit code 1 if one is missing).
+    Status(commands::status::StatusArgs),
     /// Run a job file, or a Nexmark query (`nexmark:q5`), in several modes
     /// and compare them side by side.
     Bench(commands::bench::BenchArgs),
@@ -81,6 +84,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => commands::run::run(args),
         Command::Sql(args) => commands::sql::run(args),
         Command::Stop(args) => commands::stop::run(args),
+        Command::Status(args) => commands::status::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Scan(args) => commands::scan::run(args),
         Command::Nexmark(args) => commands::nexmark::run(args),

@@ -47,7 +47,10 @@ pub mod source_harness;
 pub(crate) mod split_progress;
 
 pub use csv::{CsvSource, CsvSourceSpec};
-pub use files::{CollectSink, Collected, FileFormat, FileSink, FileSinkSpec, StdoutSink};
+pub use files::{
+    target_status, CollectSink, Collected, FileFormat, FileSink, FileSinkSpec, StdoutSink,
+    TargetStatus,
+};
 pub use memory::{MemorySource, MemorySourceSpec};
 pub use parquet::{list_parquet_files, ParquetSource, ParquetSourceSpec, ScanCounts, ScanMetrics};
 pub use schema_text::parse_schema;

@@ -174,7 +174,7 @@ pub fn is_held(path: &Path) -> bool {
 
 /// "PID n" as written in the lock file, retried briefly while the new
 /// holder is writing it.
-fn holder_of(path: &Path) -> String {
+pub fn holder_of(path: &Path) -> String {
     for _ in 0..20 {
         if let Ok(text) = std::fs::read_to_string(path) {
             if let Ok(pid) = text.trim().parse::<u32>() {

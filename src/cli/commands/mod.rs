@@ -12,6 +12,7 @@ pub mod run;
 pub mod scan;
 pub mod sql;
 pub mod sql_shell;
+pub mod status;
 pub mod stop;
 
 pub(crate) use crate::cli::jobfile::LoadedJob;

@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// Checkpoints: --checkpoint-dir, --checkpoint-interval, --restore, --restarts.
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
+    /// Shards: --shard, --shard-from-hostname.
+    #[command(flatten)]
+    pub shards: ShardArgs,
     /// Watching the run: --http, --linger, --report.
     #[command(flatten)]
     pub watch: crate::cli::watch::WatchArgs,
@@ -72,6 +75,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 restore,
                 restarts,
             },
+        shards,
         watch,
     } = args;
     let mode: ExecMode = mode.parse()?;
@@ -126,6 +130,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(dir) = spill_dir {
         config = config.with_spill_dir(dir);
     }
+    config = shards.apply(config)?;
     if let Some((mut checkpoints, mut restart)) = loaded.checkpoints(checkpoint_dir.as_deref())? {
         if let Some(i) = checkpoint_interval {
             checkpoints = checkpoints.with_interval(weir_core::time::parse_duration(
@@ -151,6 +156,52 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let code = checkpoint_report(&metrics, &config);
     watch.print_and_linger(&metrics, json);
     Ok(code)
+}
+
+/// The shard flags of `weir run` and `weir sql`: run as one of several
+/// processes that divide the job (see README "Running on several machines").
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ShardArgs {
+    /// Run as shard I of N processes, e.g. 0/3 (`WEIR_SHARD`): this
+    /// process reads its share of the input and writes its own parts of
+    /// the output directory.
+    #[arg(long, env = "WEIR_SHARD", value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Run as one of N shards, taking I from the host name's ordinal (a
+    /// StatefulSet pod `weir-2` is shard 2; `HOSTNAME`, else the kernel's).
+    #[arg(long, value_name = "N")]
+    pub shard_from_hostname: Option<usize>,
+}
+
+impl ShardArgs {
+    /// The shard these flags name, if any.
+    pub fn resolve(&self) -> Result<Option<weir_core::shard::Shard>> {
+        use weir_core::shard::Shard;
+        match (&self.shard, self.shard_from_hostname) {
+            (Some(_), Some(_)) => Err(weir_core::error::Error::option(
+                "--shard-from-hostname",
+                "give either it or --shard (WEIR_SHARD), not both",
+            )),
+            (Some(s), None) => Shard::parse(s).map(Some),
+            (None, Some(n)) => {
+                let host = match std::env::var("HOSTNAME") {
+                    Ok(h) if !h.trim().is_empty() => h,
+                    _ => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .map_err(|e| weir_core::error::Error::io("/proc/sys/kernel/hostname", e))?,
+                };
+                Shard::from_hostname(&host, n).map(Some)
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// `config` running as the shard these flags name, if any.
+    pub fn apply(&self, config: ExecConfig) -> Result<ExecConfig> {
+        Ok(match self.resolve()? {
+            Some(shard) => config.with_shard(shard),
+            None => config,
+        })
+    }
 }
 
 /// The checkpoint flags of `weir run` and `weir sql`.

@@ -54,6 +54,9 @@ pub struct SqlArgs {
     /// Checkpoints: --checkpoint-dir, --checkpoint-interval, --restore, --restarts.
     #[command(flatten)]
     pub checkpoints: super::run::CheckpointArgs,
+    /// Shards: --shard, --shard-from-hostname.
+    #[command(flatten)]
+    pub shards: super::run::ShardArgs,
     /// Watching the run: --http, --linger, --report.
     #[command(flatten)]
     pub watch: crate::cli::watch::WatchArgs,
@@ -80,6 +83,7 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
                 restore,
                 restarts,
             },
+        shards,
         watch,
     } = args;
     let (text, base, title) = match (&file, execute) {
@@ -206,6 +210,7 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
     if let Some(dir) = spill_dir {
         config = config.with_spill_dir(dir);
     }
+    config = shards.apply(config)?;
     // checkpoints: the flags, else the script's SET options
     let settings = script.settings();
     match checkpoint_dir.or_else(|| settings.checkpoint_dir.clone()) {

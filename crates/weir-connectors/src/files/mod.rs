@@ -19,7 +19,10 @@ use weir_core::message::CheckpointId;
 use weir_core::operator::{Ctx, Operator, Output, PendingCommit, TaskInfo};
 use weir_core::state::{StateReader, StateWriter};
 
+mod shards;
 mod target;
+
+pub use shards::{target_status, TargetStatus};
 
 /// The on-disk format of a file sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +198,22 @@ impl FileSinkSpec {
         if *prepared == Some(run) {
             return Ok(());
         }
+        if let Some(shard) = ctx.shard() {
+            if self.single_file {
+                return Err(Error::option(
+                    "sink.path",
+                    format!(
+                        "{}: shards write one directory of part files together (each its \
+                         own parts); give a directory path without the .{} extension",
+                        self.path.display(),
+                        self.format.extension()
+                    ),
+                ));
+            }
+            shards::prepare(&self.path, shard, checkpointed)?;
+            *prepared = Some(run);
+            return Ok(());
+        }
         for w in target::clean_leftovers(&self.path)? {
             ctx.warn(w.to_string());
         }
@@ -248,7 +267,7 @@ impl FileSinkSpec {
 }
 
 /// Missing directories on the way to `dir`, deepest first, then creates them.
-fn create_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn create_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
     let mut d = Some(dir);
     while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
@@ -384,11 +403,12 @@ impl FileSink {
             if !self.checkpointed {
                 spec.prepare(ctx, run, None)?;
             }
-            let (dir, staging, target) = if self.checkpointed {
+            let (dir, staging, target) = if self.checkpointed || ctx.shard().is_some() {
                 let dir = spec.path.join(target::CHECKPOINT_STAGING);
                 self.part_seq += 1;
                 let name = format!(
-                    "inprogress-{}-{run}-{}-{}.{}",
+                    "inprogress-{}{}-{run}-{}-{}.{}",
+                    target::shard_tag(ctx.shard()),
                     std::process::id(),
                     self.subtask,
                     self.part_seq,
@@ -415,7 +435,7 @@ impl FileSink {
                 created_dirs,
                 committed: false,
             };
-            if !spec.single_file && !self.checkpointed {
+            if !spec.single_file && !self.checkpointed && ctx.shard().is_none() {
                 // the staging directory itself is removed by StagedDir (or when empty)
                 staged.created_dirs.insert(0, dir);
             }
@@ -485,6 +505,39 @@ fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
 }
 
 impl FileSink {
+    /// End of input in shard `shard`: stages the last part (checkpointed:
+    /// the final checkpoint publishes it) and, once per run, the shard's commit.
+    fn end_shard(&mut self, ctx: &mut Ctx, shard: weir_core::shard::Shard) -> Result<()> {
+        if self.checkpointed {
+            self.close_writer()?;
+        } else {
+            self.writer(ctx)?; // an empty result still produces a (valid, empty) file
+            self.close_writer()?;
+            let mut staged = self.staged.take().expect("created with the writer");
+            staged.target = None; // renamed by the shard's commit
+            ctx.commits().stage(Box::new(staged));
+        }
+        let spec = &self.spec;
+        let staged_prefix = (!self.checkpointed).then(|| {
+            format!(
+                "inprogress-{}{}-{}-",
+                target::shard_tag(Some(shard)),
+                std::process::id(),
+                ctx.commits().run_id()
+            )
+        });
+        let key = format!("shard commit {}", spec.path.display());
+        ctx.commits().stage_once(&key, || {
+            Box::new(shards::ShardCommit {
+                dir: spec.path.clone(),
+                shard,
+                staged_prefix,
+                extension: spec.format.extension(),
+            })
+        });
+        Ok(())
+    }
+
     /// Finishes the open file (footer, flush, fsync), if any.
     fn close_writer(&mut self) -> Result<()> {
         let Some(writer) = self.writer.take() else {
@@ -507,13 +560,18 @@ impl FileSink {
 }
 
 impl Operator for FileSink {
-    fn snapshot(&mut self, _: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+    fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
         self.close_writer()?;
         let Some(mut staged) = self.staged.take() else {
             return Ok(()); // no rows since the last checkpoint: no part
         };
         let ext = self.spec.format.extension();
-        let name = format!("part-{:08}-{:05}.{ext}", state.checkpoint(), self.subtask);
+        let name = format!(
+            "part-{}{:08}-{:05}.{ext}",
+            target::shard_tag(ctx.shard()),
+            state.checkpoint(),
+            self.subtask
+        );
         let pending = self.spec.path.join(target::CHECKPOINT_STAGING).join(&name);
         std::fs::rename(&staged.staging, &pending).map_err(|e| Error::io(&pending, e))?;
         staged.committed = true; // from here on the checkpoint owns the file
@@ -554,6 +612,9 @@ impl Operator for FileSink {
     }
 
     fn on_end_of_input(&mut self, ctx: &mut Ctx, _: &mut Output) -> Result<()> {
+        if let Some(shard) = ctx.shard() {
+            return self.end_shard(ctx, shard);
+        }
         if self.checkpointed {
             // the last part is published by the final checkpoint
             return self.close_writer();

@@ -4,6 +4,7 @@
 //! ```text
 //!  PARENT/
 //!    .NAME.weir-lock                      lock of the run writing NAME (weir_core::lock)
+//!    .NAME.weir-lock-shard-I              lock of shard I writing NAME (several shards share NAME)
 //!    .NAME.weir-PID-RUN.inprogress        staging of a one-file target
 //!    .NAME.weir-staging-PID-RUN/          staging of a directory target (parts + marker),
 //!    .NAME.weir-staging-PID-RUN.old/      which replaces NAME/ at commit (the old one parks here)
@@ -13,23 +14,28 @@
 //!      part-CCCCCCCC-SSSSS.EXT            part of subtask S published by checkpoint C
 //!      .weir-staging/                     checkpointed runs: inprogress-PID-RUN-S-SEQ.EXT
 //!                                         and part-C-S.EXT waiting for checkpoint C
+//!    with shards (`--shard I/N`), every part and staging name above carries the tag
+//!    `shard-I-of-N-` after `part-` or `inprogress-` (part-shard-1-of-3-00000.parquet),
+//!    a shard stages in NAME/.weir-staging/ even without checkpoints, and
+//!      .weir-shard-I-of-N                 says shard I committed (JSON: its parts)
 //! ```
 //! A directory target must be new, empty, or marked; a marked one may hold
 //! only the names above. Anything else (another tool's `part-0-<uuid>.parquet`,
 //! a folder `part-archive/`) is an error naming it, never deleted. The
 //! marker is a small JSON object written with the first output. Every name
 //! starting with `.weir-` inside a marked directory is reserved for weir's
-//! bookkeeping (e.g. per-writer commit markers of several processes sharing
-//! one target).
+//! bookkeeping (as the shards' commit markers).
 //!
 //! Leftovers of a killed run (staging files and directories of a PID that
 //! no longer holds the target's lock) are removed by the next run on the
 //! same target, which holds that lock, so no live run's files are touched.
 //!
-//! May use `weir_core::error`, `weir_core::lock`, `weir_core::paths`, `weir_core::state` and std.
+//! May use `weir_core::error`, `weir_core::lock`, `weir_core::paths`, `weir_core::shard`,
+//! `weir_core::state` and std.
 
 use std::path::{Path, PathBuf};
 use weir_core::error::{Error, Result};
+use weir_core::shard::Shard;
 
 /// The marker file that makes a directory weir's own.
 pub(crate) const MARKER: &str = ".weir-target";
@@ -39,7 +45,7 @@ pub(crate) const MARKER: &str = ".weir-target";
 pub(crate) const CHECKPOINT_STAGING: &str = weir_core::state::PUBLISH_STAGING;
 
 /// File extensions weir's sinks write.
-const EXTENSIONS: [&str; 2] = ["parquet", "jsonl"];
+const EXTENSIONS: [&str; 3] = ["parquet", "jsonl", "csv"];
 
 /// `digits` is all ASCII digits and at least `min` long.
 fn digits(s: &str, min: usize) -> bool {
@@ -52,34 +58,78 @@ fn weir_ext(name: &str) -> Option<&str> {
     EXTENSIONS.contains(&ext).then_some(stem)
 }
 
-/// `part-SSSSS.EXT` (a run without checkpoints) or `part-CCCCCCCC-SSSSS.EXT`
-/// (published by checkpoint C).
-pub(crate) fn is_part(name: &str) -> bool {
-    let Some(rest) = weir_ext(name).and_then(|s| s.strip_prefix("part-")) else {
-        return false;
-    };
-    match rest.split_once('-') {
-        None => digits(rest, 5),
-        Some((c, s)) => digits(c, 8) && digits(s, 5),
-    }
+/// The name tag of shard `I` of `N` in part, staging and marker names:
+/// `shard-I-of-N-` (empty for a run as one process).
+pub(crate) fn shard_tag(shard: Option<Shard>) -> String {
+    shard.map_or(String::new(), |s| format!("{}-", s.tag()))
 }
 
-/// The checkpoint of a checkpointed part `part-CCCCCCCC-SSSSS.EXT`.
+/// Splits an optional `shard-I-of-N-` off `rest`: (the shard's (I, N), the rest).
+fn strip_shard(rest: &str) -> Option<(Option<(usize, usize)>, &str)> {
+    let Some(r) = rest.strip_prefix("shard-") else {
+        return Some((None, rest));
+    };
+    let (i, r) = r.split_once("-of-")?;
+    let (n, r) = r.split_once('-')?;
+    if !(digits(i, 1) && digits(n, 1)) {
+        return None;
+    }
+    Some((Some((i.parse().ok()?, n.parse().ok()?)), r))
+}
+
+/// `part-[shard-I-of-N-]SSSSS.EXT` (a run without checkpoints) or
+/// `part-[shard-I-of-N-]CCCCCCCC-SSSSS.EXT` (published by checkpoint C):
+/// `Some(shard)` for a part (`Some(None)`: of a run as one process).
+pub(crate) fn part_shard(name: &str) -> Option<Option<(usize, usize)>> {
+    let rest = weir_ext(name)?.strip_prefix("part-")?;
+    let (shard, rest) = strip_shard(rest)?;
+    let ok = match rest.split_once('-') {
+        None => digits(rest, 5),
+        Some((c, s)) => digits(c, 8) && digits(s, 5),
+    };
+    ok.then_some(shard)
+}
+
+/// A part file's name (see [`part_shard`]).
+pub(crate) fn is_part(name: &str) -> bool {
+    part_shard(name).is_some()
+}
+
+/// The checkpoint of a checkpointed part `part-[shard-I-of-N-]CCCCCCCC-SSSSS.EXT`.
 pub(crate) fn part_checkpoint(name: &str) -> Option<u64> {
     if !is_part(name) {
         return None;
     }
     let rest = weir_ext(name)?.strip_prefix("part-")?;
+    let (_, rest) = strip_shard(rest)?;
     rest.split_once('-')?.0.parse().ok()
 }
 
-/// `inprogress-PID-RUN-S-SEQ.EXT` in a checkpointed target's staging directory.
-fn is_inprogress(name: &str) -> bool {
-    let Some(rest) = weir_ext(name).and_then(|s| s.strip_prefix("inprogress-")) else {
-        return false;
-    };
+/// `inprogress-[shard-I-of-N-]PID-RUN-S-SEQ.EXT` in a target's staging
+/// directory: `Some(shard)` for such a name.
+pub(crate) fn inprogress_shard(name: &str) -> Option<Option<(usize, usize)>> {
+    let rest = weir_ext(name)?.strip_prefix("inprogress-")?;
+    let (shard, rest) = strip_shard(rest)?;
     let parts: Vec<&str> = rest.split('-').collect();
-    parts.len() == 4 && parts.iter().all(|p| digits(p, 1))
+    (parts.len() == 4 && parts.iter().all(|p| digits(p, 1))).then_some(shard)
+}
+
+fn is_inprogress(name: &str) -> bool {
+    inprogress_shard(name).is_some()
+}
+
+/// `.weir-shard-I-of-N`: shard I of N committed its parts (JSON).
+pub(crate) fn shard_marker(name: &str) -> Option<(usize, usize)> {
+    let (i, n) = name.strip_prefix(".weir-shard-")?.split_once("-of-")?;
+    if !(digits(i, 1) && digits(n, 1)) {
+        return None;
+    }
+    Some((i.parse().ok()?, n.parse().ok()?))
+}
+
+/// The commit marker's name of `shard`.
+pub(crate) fn shard_marker_name(shard: Shard) -> String {
+    format!(".weir-{}", shard.tag())
 }
 
 /// The name of a regular file, not a link, or `None`.
@@ -166,7 +216,8 @@ fn foreign_entries(dir: &Path) -> Result<Vec<PathBuf>> {
         let ours = if name == CHECKPOINT_STAGING {
             real_dir(&path) && foreign_staging(&path)?.is_empty()
         } else {
-            (name == MARKER || is_part(&name)) && regular_file(&path)
+            (name == MARKER || is_part(&name) || shard_marker(&name).is_some())
+                && regular_file(&path)
         };
         if !ours {
             foreign.push(path);
@@ -206,7 +257,9 @@ pub(crate) fn remove_owned(dir: &Path) -> Result<Vec<PathBuf>> {
     for (name, path) in entries(dir)? {
         if name == CHECKPOINT_STAGING && real_dir(&path) {
             left.extend(remove_staging_files(&path)?);
-        } else if (name == MARKER || is_part(&name)) && regular_file(&path) {
+        } else if (name == MARKER || is_part(&name) || shard_marker(&name).is_some())
+            && regular_file(&path)
+        {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         } else {
             left.push(path);

@@ -381,14 +381,37 @@ fn lock_outputs(outputs: &Outputs, shard: Option<Shard>) -> Result<Vec<LockFile>
         .outputs
         .iter()
         .map(|o| {
-            let lock = match shard {
-                Some(s) => weir_core::lock::for_output_named(
-                    &o.canonical,
-                    &format!("weir-lock-shard-{}", s.index()),
-                ),
-                None => weir_core::lock::for_output(&o.canonical),
+            let what = format!("output {}", o.path.display());
+            let shard_lock = |i: usize| {
+                weir_core::lock::for_output_named(&o.canonical, &format!("weir-lock-shard-{i}"))
             };
-            LockFile::try_acquire(&lock, &format!("output {}", o.path.display()))
+            let (lock, others) = match shard {
+                Some(s) => (
+                    shard_lock(s.index()),
+                    vec![weir_core::lock::for_output(&o.canonical)],
+                ),
+                None => (
+                    weir_core::lock::for_output(&o.canonical),
+                    (0..weir_core::key::KEY_GROUPS).map(shard_lock).collect(),
+                ),
+            };
+            let held = LockFile::try_acquire(&lock, &what)?;
+            // a run as one process replaces the whole target: never beside a shard
+            if let Some(other) = others.into_iter().find(|p| weir_core::lock::is_held(p)) {
+                return Err(Error::InUse {
+                    what: format!(
+                        "{what} ({} writes it)",
+                        if shard.is_some() {
+                            "a run as one process"
+                        } else {
+                            "a shard"
+                        }
+                    ),
+                    holder: weir_core::lock::holder_of(&other),
+                    path: other,
+                });
+            }
+            Ok(held)
         })
         .collect()
 }

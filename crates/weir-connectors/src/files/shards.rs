@@ -1,0 +1,273 @@
+//! A directory target that several shards write (`--shard I/N`): each
+//! shard replaces only its own parts, and says so with its own marker.
+//!
+//! ```text
+//!  prepare (once per run, holding .NAME.weir-lock-shard-I):
+//!     NAME/ created and marked; refused if it holds another run's kind of parts
+//!     (one process's, or another shard count's); this shard's staging leftovers removed
+//!  subtasks write NAME/.weir-staging/inprogress-shard-I-of-N-PID-RUN-S-SEQ.EXT
+//!  commit (the run succeeded):
+//!     .weir-shard-I-of-N removed ─► this shard's old parts removed ─► its new parts renamed
+//!     to part-shard-I-of-N-SSSSS.EXT ─► .weir-shard-I-of-N written (JSON: its parts)
+//!  checkpointed runs publish parts per checkpoint (part-shard-I-of-N-C-S.EXT) and write
+//!  the marker when the run ends
+//! ```
+//! A shard killed mid-commit leaves no marker: `target_status` then names it
+//! as missing, and its next run replaces its parts. May use `target` and
+//! `weir_core`.
+
+use super::target::{self, shard_tag};
+use std::path::{Path, PathBuf};
+use weir_core::error::{Error, Result};
+use weir_core::message::CheckpointId;
+use weir_core::operator::PendingCommit;
+use weir_core::shard::Shard;
+
+/// The entries of `dir` by name (none if it does not exist).
+fn names(dir: &Path) -> Result<Vec<String>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        out.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Before shard `shard` writes into `dir` (once per run): creates and marks
+/// it, refuses parts of another kind of run, removes this shard's staging
+/// leftovers; a checkpointed run (`Some(restored)`) also removes its marker
+/// and the parts no checkpoint up to `restored` published.
+pub(crate) fn prepare(
+    dir: &Path,
+    shard: Shard,
+    checkpointed: Option<Option<CheckpointId>>,
+) -> Result<()> {
+    super::create_dirs(dir)?;
+    target::check_dir(dir)?;
+    target::mark(dir)?;
+    let mine = Some((shard.index(), shard.count()));
+    for name in names(dir)? {
+        let other = match (target::part_shard(&name), target::shard_marker(&name)) {
+            (Some(None), _) => Some("a run as one process".to_string()),
+            (Some(Some((_, n))), _) | (None, Some((_, n))) if n != shard.count() => {
+                Some(format!("a run as {n} shards"))
+            }
+            _ => None,
+        };
+        if let Some(other) = other {
+            return Err(Error::UnsafePath {
+                path: dir.join(&name),
+                message: format!(
+                    "the output directory {} holds the output of {other}; shard {shard} of a \
+                     run as {} shards would mix its rows with it: remove the directory (weir \
+                     wrote all of it) or choose another output path",
+                    dir.display(),
+                    shard.count()
+                ),
+            });
+        }
+    }
+    let staging = dir.join(target::CHECKPOINT_STAGING);
+    for name in names(&staging)? {
+        let own_leftover = target::inprogress_shard(&name) == Some(mine)
+            || (checkpointed.is_some() && target::part_shard(&name) == Some(mine));
+        if own_leftover {
+            remove(&staging.join(&name))?;
+        }
+    }
+    if let Some(restored) = checkpointed {
+        remove(&dir.join(target::shard_marker_name(shard)))?;
+        for name in names(dir)? {
+            if target::part_shard(&name) != Some(mine) {
+                continue;
+            }
+            let stale = match (target::part_checkpoint(&name), restored) {
+                (Some(id), Some(r)) => id > r,
+                (_, None) => true,
+                (None, Some(_)) => false,
+            };
+            if stale {
+                remove(&dir.join(&name))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Publishes shard `shard`'s output in `dir` when its run succeeded (see
+/// the module doc); a checkpointed run's parts were published by its
+/// checkpoints, so only the marker is written.
+pub(crate) struct ShardCommit {
+    pub(crate) dir: PathBuf,
+    pub(crate) shard: Shard,
+    /// `inprogress-<tag>PID-RUN-` of this run's staged parts; `None`:
+    /// checkpointed (nothing to rename).
+    pub(crate) staged_prefix: Option<String>,
+    pub(crate) extension: &'static str,
+}
+
+impl ShardCommit {
+    fn own_parts(&self) -> Result<Vec<String>> {
+        let mine = Some((self.shard.index(), self.shard.count()));
+        Ok(names(&self.dir)?
+            .into_iter()
+            .filter(|n| target::part_shard(n) == Some(mine))
+            .collect())
+    }
+}
+
+impl PendingCommit for ShardCommit {
+    fn commit(self: Box<Self>) -> Result<()> {
+        let marker = self.dir.join(target::shard_marker_name(self.shard));
+        if let Some(prefix) = &self.staged_prefix {
+            remove(&marker)?;
+            for old in self.own_parts()? {
+                remove(&self.dir.join(old))?;
+            }
+            let staging = self.dir.join(target::CHECKPOINT_STAGING);
+            let tag = shard_tag(Some(self.shard));
+            for name in names(&staging)? {
+                let Some(rest) = name.strip_prefix(prefix.as_str()) else {
+                    continue;
+                };
+                let subtask = rest.split('-').next().and_then(|s| s.parse::<usize>().ok());
+                let Some(subtask) = subtask.filter(|_| target::inprogress_shard(&name).is_some())
+                else {
+                    continue;
+                };
+                let to = self
+                    .dir
+                    .join(format!("part-{tag}{subtask:05}.{}", self.extension));
+                std::fs::rename(staging.join(&name), &to).map_err(|e| Error::io(&to, e))?;
+            }
+            let _ = std::fs::remove_dir(&staging); // only if empty
+        }
+        let text = serde_json::json!({
+            "weir_shard": 1,
+            "shard": self.shard.index(),
+            "shards": self.shard.count(),
+            "parts": self.own_parts()?,
+            "written_by": format!("weir {}", env!("CARGO_PKG_VERSION")),
+            "committed_ms": weir_core::operator::now_ms(),
+        });
+        std::fs::write(&marker, format!("{text}\n")).map_err(|e| Error::io(&marker, e))
+    }
+
+    fn phase(&self) -> u8 {
+        1 // after every subtask's file was finished
+    }
+}
+
+/// What a directory target holds, by its writers ([`target_status`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TargetStatus {
+    /// The target directory.
+    pub path: PathBuf,
+    /// The number of shards that write it (`None`: one process does).
+    pub shards: Option<usize>,
+    /// Shards whose marker is there, whose parts all are.
+    pub committed: Vec<usize>,
+    /// Shards without a (valid) marker: not finished, failed or killed.
+    pub missing: Vec<usize>,
+    /// Part files in the target.
+    pub parts: usize,
+    /// What is wrong besides missing shards (a marker naming a part that
+    /// is gone, parts of several shard counts).
+    pub problems: Vec<String>,
+}
+
+impl TargetStatus {
+    /// True when every writer committed and nothing is wrong.
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty() && self.problems.is_empty()
+    }
+}
+
+/// Reads a directory target: which shards committed their output (`weir
+/// status`). A target one process wrote is complete once it exists (it is
+/// replaced as a whole).
+///
+/// # Errors
+///
+/// [`Error::UnsafePath`] if `dir` is not a directory weir marked.
+pub fn target_status(dir: &Path) -> Result<TargetStatus> {
+    if target::check_dir(dir)? != target::Target::Owned {
+        return Err(Error::UnsafePath {
+            path: dir.to_path_buf(),
+            message: "no output of weir is here (a directory target has a .weir-target marker)"
+                .into(),
+        });
+    }
+    let all = names(dir)?;
+    let mut counts = std::collections::BTreeSet::new();
+    let mut parts = 0;
+    for name in &all {
+        if let Some(shard) = target::part_shard(name) {
+            parts += 1;
+            if let Some((_, n)) = shard {
+                counts.insert(n);
+            }
+        }
+        if let Some((_, n)) = target::shard_marker(name) {
+            counts.insert(n);
+        }
+    }
+    let mut status = TargetStatus {
+        path: dir.to_path_buf(),
+        shards: counts.iter().next_back().copied(),
+        committed: Vec::new(),
+        missing: Vec::new(),
+        parts,
+        problems: Vec::new(),
+    };
+    if counts.len() > 1 {
+        status.problems.push(format!(
+            "parts of runs with different shard counts ({}) are mixed",
+            counts
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let Some(n) = status.shards else {
+        return Ok(status);
+    };
+    for i in 0..n {
+        let shard = Shard::try_new(i, n).expect("counts come from valid names");
+        let marker = dir.join(target::shard_marker_name(shard));
+        let listed: Option<Vec<String>> = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| serde_json::from_value(v.get("parts")?.clone()).ok());
+        match listed {
+            None => status.missing.push(i),
+            Some(parts) => {
+                let gone: Vec<&String> = parts.iter().filter(|p| !all.contains(p)).collect();
+                if gone.is_empty() {
+                    status.committed.push(i);
+                } else {
+                    status.missing.push(i);
+                    status.problems.push(format!(
+                        "shard {shard} committed {} but it is gone",
+                        gone[0]
+                    ));
+                }
+            }
+        }
+    }
+    Ok(status)
+}

@@ -1,0 +1,54 @@
+//! `weir status TARGET`: whether an output directory is complete, that is
+//! which of the shards writing it committed their parts.
+//!
+//! May use every layer of the library.
+
+use super::*;
+
+/// Arguments of `weir status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// The output directory (a file sink's target).
+    pub target: PathBuf,
+    /// Print the status as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `weir status`: exit code 0 if the target is complete, 1 if not.
+pub fn run(args: StatusArgs) -> Result<ExitCode> {
+    let status = weir_connectors::target_status(&args.target)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&status)
+            .map_err(|e| weir_core::error::Error::option("--json", e.to_string()))?;
+        println!("{text}");
+    } else {
+        let path = args.target.display();
+        match status.shards {
+            None => println!(
+                "{path}: complete ({} parts, written by one process)",
+                status.parts
+            ),
+            Some(n) => {
+                println!(
+                    "{path}: {} of {n} shards committed ({} parts)",
+                    status.committed.len(),
+                    status.parts
+                );
+                if !status.missing.is_empty() {
+                    let missing: Vec<String> =
+                        status.missing.iter().map(|i| format!("{i}/{n}")).collect();
+                    println!("missing: shard {}", missing.join(", shard "));
+                }
+            }
+        }
+        for p in &status.problems {
+            println!("problem: {p}");
+        }
+    }
+    Ok(if status.is_complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

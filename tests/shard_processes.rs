@@ -1,0 +1,242 @@
+//! Shards as processes (`weir run --shard I/N`): three processes writing
+//! one output directory give the rows of one process, in both modes; each
+//! commits its own parts and marker, `weir status` names a missing shard,
+//! and a target of another kind of run is refused, untouched.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use weir::compare::same_rows;
+
+fn weir() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    c.env_remove("WEIR_SHARD").env_remove("CHECKPOINT_DIR");
+    c
+}
+
+/// The seed's OBD-vs-app job (keyed by vehicle on both sides, no re-keying).
+fn seed_job(dir: &Path) -> PathBuf {
+    let (obd, app) = (dir.join("obd"), dir.join("app"));
+    common::generate_obd(&obd, 30, 200, 4);
+    let status = weir()
+        .args(["generate", "--kind", "app", "--out"])
+        .arg(&app)
+        .args(["--vehicles", "30", "--seconds", "200", "--files", "3"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed_join.toml"),
+    )
+    .unwrap()
+    .replace("../data/obd", &obd.display().to_string())
+    .replace("../data/app", &app.display().to_string());
+    let job = dir.join("seed.toml");
+    std::fs::write(&job, text).unwrap();
+    job
+}
+
+fn spawn_shard(job: &Path, out: &Path, shard: &str, mode: &str, p: &str) -> Child {
+    weir()
+        .arg("run")
+        .arg(job)
+        .args([
+            "--mode",
+            mode,
+            "--parallelism",
+            p,
+            "--shard",
+            shard,
+            "--output",
+        ])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> Output {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "a shard failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn status(target: &Path, json: bool) -> (bool, String) {
+    let mut c = weir();
+    c.arg("status").arg(target);
+    if json {
+        c.arg("--json");
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn three_shard_processes_write_one_process_rows_into_one_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = seed_job(tmp.path());
+    let expected = common::batch_reference(&job, &tmp.path().join("reference"));
+    assert!(expected.iter().map(|b| b.num_rows()).sum::<usize>() > 3000);
+    let schema = expected[0].schema();
+    for mode in ["pipelined", "batch"] {
+        let out = tmp.path().join(format!("out-{mode}"));
+        let shards: Vec<Child> = (0..3)
+            .map(|i| spawn_shard(&job, &out, &format!("{i}/3"), mode, "2"))
+            .collect();
+        shards.into_iter().for_each(|c| drop(finish(c)));
+        same_rows(&common::read_parquet_parts(&out), &expected, &schema, 1e-9)
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let files = names(&out);
+        for i in 0..3 {
+            assert!(
+                files.contains(&format!(".weir-shard-{i}-of-3")),
+                "{files:?}"
+            );
+            for s in 0..2 {
+                let part = format!("part-shard-{i}-of-3-{s:05}.parquet");
+                assert!(files.contains(&part), "{mode}: {part} in {files:?}");
+            }
+        }
+        assert!(
+            !files.iter().any(|f| f.starts_with(".weir-staging")),
+            "{files:?}"
+        );
+        let (ok, text) = status(&out, false);
+        assert!(
+            ok && text.contains("3 of 3 shards committed (6 parts)"),
+            "{text}"
+        );
+        let (_, json) = status(&out, true);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["shards"], 3);
+        assert_eq!(v["committed"], serde_json::json!([0, 1, 2]));
+    }
+    // a shard run again (other parallelism) replaces only its own parts
+    let out = tmp.path().join("out-batch");
+    finish(spawn_shard(&job, &out, "1/3", "batch", "1"));
+    let files = names(&out);
+    assert!(files.contains(&"part-shard-1-of-3-00000.parquet".to_string()));
+    assert!(
+        !files.contains(&"part-shard-1-of-3-00001.parquet".to_string()),
+        "{files:?}"
+    );
+    assert!(files.contains(&"part-shard-0-of-3-00001.parquet".to_string()));
+    same_rows(&common::read_parquet_parts(&out), &expected, &schema, 1e-9).unwrap();
+}
+
+#[test]
+fn status_names_a_missing_shard_and_other_runs_targets_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = seed_job(tmp.path());
+    let out = tmp.path().join("out");
+    for i in [0, 2] {
+        finish(spawn_shard(&job, &out, &format!("{i}/3"), "batch", "1"));
+    }
+    let (ok, text) = status(&out, false);
+    assert!(!ok, "incomplete: {text}");
+    assert!(
+        text.contains("2 of 3 shards committed") && text.contains("missing: shard 1/3"),
+        "{text}"
+    );
+    // shard 1, found from a StatefulSet pod name, completes it
+    let done = weir()
+        .arg("run")
+        .arg(&job)
+        .args([
+            "--mode",
+            "batch",
+            "--parallelism",
+            "1",
+            "--shard-from-hostname",
+            "3",
+        ])
+        .env("HOSTNAME", "weir-1")
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(status(&out, false).0);
+    let before = names(&out);
+    // a run as 2 shards would mix its rows with the 3 shards': refused, nothing touched
+    let refused = spawn_shard(&job, &out, "0/2", "batch", "1")
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        err.contains("holds the output of a run as 3 shards") && err.contains("shard 0/2"),
+        "{err}"
+    );
+    assert_eq!(names(&out), before);
+    // bad shard options are named
+    for (args, says) in [
+        (vec!["--shard", "3/3"], "index must be in 0..3"),
+        (vec!["--shard", "two"], "not a shard"),
+        (
+            vec!["--shard-from-hostname", "3"],
+            "does not end in -ORDINAL",
+        ),
+    ] {
+        let o = weir()
+            .arg("run")
+            .arg(&job)
+            .args(&args)
+            .env("HOSTNAME", "laptop")
+            .arg("--output")
+            .arg(tmp.path().join("never"))
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(says), "{args:?}: {e}");
+        assert!(!tmp.path().join("never").exists());
+    }
+    // shards write a directory together, never one file
+    let o = weir()
+        .arg("run")
+        .arg(&job)
+        .args(["--mode", "batch", "--shard", "0/3", "--output"])
+        .arg(tmp.path().join("one.parquet"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("shards write one directory"),
+        "{e}"
+    );
+    assert!(!tmp.path().join("one.parquet").exists());
+    // a directory another tool wrote is not weir's
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let o = spawn_shard(&job, &foreign, "0/3", "batch", "1")
+        .wait_with_output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert_eq!(names(&foreign), ["notes.txt"]);
+    let (ok, _) = status(&foreign, false);
+    assert!(!ok);
+}
