@@ -200,8 +200,9 @@ pub(crate) fn check_dir(dir: &Path) -> Result<Target> {
             path: foreign.clone(),
             message: format!(
                 "weir did not write this: the output directory {} may hold only weir's part \
-                 files (part-SSSSS.EXT, part-CCCCCCCC-SSSSS.EXT) and {MARKER}; move it away \
-                 or choose another output path",
+                 files (part-SSSSS.EXT, part-CCCCCCCC-SSSSS.EXT, part-shard-I-of-N-…), \
+                 {MARKER} and .weir-shard-I-of-N markers; move it away or choose another \
+                 output path",
                 dir.display()
             ),
         });
