@@ -98,7 +98,11 @@ fn csv_from_sql_and_job_files_equals_the_oracle_in_every_mode() {
             );
             // run again: the directory of CSV parts is weir's to replace
             sql(dir.path(), &text, &["--mode", mode, "--parallelism", p]);
-            assert_eq!(normalized(csv_lines(&out, header)), want, "rerun {mode} p={p}");
+            assert_eq!(
+                normalized(csv_lines(&out, header)),
+                want,
+                "rerun {mode} p={p}"
+            );
         }
     }
     // a job file writing one .csv file

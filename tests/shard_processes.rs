@@ -240,3 +240,106 @@ fn status_names_a_missing_shard_and_other_runs_targets_are_refused() {
     let (ok, _) = status(&foreign, false);
     assert!(!ok);
 }
+
+/// A deterministic generator for kill delays.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+fn spawn_checkpointed(job: &Path, out: &Path, ckpt: &Path, shard: &str) -> Child {
+    weir()
+        .arg("run")
+        .arg(job)
+        .args([
+            "--parallelism",
+            "2",
+            "--json",
+            "--speed",
+            "60x",
+            "--shard",
+            shard,
+        ])
+        .arg("--output")
+        .arg(out)
+        .arg("--checkpoint-dir")
+        .arg(ckpt)
+        .args(["--checkpoint-interval", "40ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_shard_killed_five_times_rejoins_and_the_output_equals_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("obd");
+    common::generate_obd(&data, 30, 600, 3); // 10 minutes of event time: ~10 s at 60x
+    let job = tmp.path().join("windows.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "name = \"sharded\"\n[source]\npath = \"{}\"\ntime_column = \"event_time\"\n\
+             watermark_delay = \"30s\"\nbatch_size = 500\n\
+             [[steps]]\nkey_by = [\"vehicle_id\"]\n\
+             [[steps]]\nwindow = {{ kind = \"tumbling\", size = \"10s\" }}\n\
+             aggregates = [{{ fn = \"sum\", column = \"speed\", as = \"total\" }}, \
+             {{ fn = \"count\", as = \"n\" }}]\n\
+             [sink]\ntype = \"parquet\"\npath = \"unused\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let expected = common::batch_reference(&job, &tmp.path().join("reference"));
+    let schema = expected[0].schema();
+    let (out, ckpt) = (tmp.path().join("out"), tmp.path().join("ckpt"));
+    let others: Vec<Child> = [0, 2]
+        .iter()
+        .map(|i| spawn_checkpointed(&job, &out, &ckpt, &format!("{i}/3")))
+        .collect();
+    let mut rng = Lcg(21);
+    let mut kills = 0;
+    let last = loop {
+        let mut child = spawn_checkpointed(&job, &out, &ckpt, "1/3");
+        if kills < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(300 + rng.next(900)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                assert!(!status(&out, false).0, "a killed shard is missing");
+                continue;
+            }
+        }
+        break finish(child);
+    };
+    assert!(kills >= 5, "the shard finished after {kills} kills");
+    let metrics: serde_json::Value = serde_json::from_slice(&last.stdout).unwrap();
+    assert!(
+        metrics["checkpoints"]["restored_from"].is_u64(),
+        "the last run of shard 1 restored its checkpoint"
+    );
+    others.into_iter().for_each(|c| drop(finish(c)));
+    let (ok, text) = status(&out, false);
+    assert!(ok, "{text}");
+    same_rows(&common::read_parquet_parts(&out), &expected, &schema, 1e-9).unwrap();
+    // each shard kept its own checkpoints
+    for i in 0..3 {
+        assert!(ckpt.join(format!("shard-{i}-of-3/sharded")).is_dir());
+    }
+    let staging: Vec<String> = std::fs::read_dir(out.join(".weir-staging"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(staging.is_empty(), "staging leftovers: {staging:?}");
+}
