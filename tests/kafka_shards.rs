@@ -1,0 +1,156 @@
+//! Shards over a topic: shard I of N reads the partitions P with P mod N ==
+//! I, and N shards' windows together equal one process's and a brute-force
+//! oracle's (the topic is keyed as the job keys). Skipped with one line
+//! when no tansu broker is installed (see tests/common/brokers.rs).
+
+mod common;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::RecordBatch;
+use common::brokers::Tansu;
+use common::Row;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use weir::connectors::kafka::{create_topic, KafkaSinkSpec, KafkaSourceConfig};
+use weir::shard::Shard;
+use weir::{Agg, ExecConfig, ExecMode, Job, TumblingWindow, WatermarkStrategy};
+
+/// 9 000 rows over 30 keys, at most 100 ms out of order (never late at a
+/// 200 ms delay, so no answer depends on where the broker cuts batches).
+fn rows() -> Vec<Row> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        state >> 33
+    };
+    let mut clock = 1_700_000_000_000i64;
+    (0..9_000)
+        .map(|i| {
+            clock += (next() % 6) as i64;
+            Row {
+                key: (next() % 30) as i64,
+                ts: clock - (next() % 100) as i64,
+                value: i,
+                speed: (next() % 1000) as f64 / 8.0,
+            }
+        })
+        .collect()
+}
+
+type WindowRow = (i64, i64, i64, i64, i64);
+
+fn window_rows(batches: &[RecordBatch]) -> Vec<WindowRow> {
+    let mut v = Vec::new();
+    for b in batches {
+        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+        let (k, s, sum, n, avg) = (
+            col("key"),
+            col("window_start"),
+            col("sum_value"),
+            col("n"),
+            col("avg_speed"),
+        );
+        for i in 0..b.num_rows() {
+            v.push((
+                k.as_primitive::<Int64Type>().value(i),
+                s.as_primitive::<Int64Type>().value(i),
+                sum.as_primitive::<Int64Type>().value(i),
+                n.as_primitive::<Int64Type>().value(i),
+                (avg.as_primitive::<Float64Type>().value(i) * 1e6).round() as i64,
+            ));
+        }
+    }
+    v.sort_unstable();
+    v
+}
+
+/// Per-key 1 s windows of the topic, as shard `shard` (or one process).
+fn windows(brokers: &[String], shard: Option<Shard>, p: usize) -> (Vec<WindowRow>, u64) {
+    let spec = KafkaSourceConfig::new(brokers.iter().cloned(), "readings")
+        .with_bounded(true)
+        .with_timeout(Duration::from_secs(5))
+        .into_spec(common::schema())
+        .unwrap();
+    let job = Job::new();
+    let out = job
+        .live_source(spec)
+        .assign_timestamps(
+            "ts",
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(200)),
+        )
+        .unwrap()
+        .key_by(["key"])
+        .unwrap()
+        .window(TumblingWindow::of(Duration::from_secs(1)))
+        .aggregate([
+            Agg::sum("value").alias("sum_value"),
+            Agg::count().alias("n"),
+            Agg::avg("speed").alias("avg_speed"),
+        ])
+        .unwrap()
+        .collect()
+        .unwrap();
+    let mut config = ExecConfig::pipelined().with_parallelism(p);
+    if let Some(s) = shard {
+        config = config.with_shard(s);
+    }
+    let m = job.run(&config).unwrap();
+    (window_rows(&out.batches()), m.rows_in)
+}
+
+#[test]
+fn three_shards_over_a_keyed_topic_equal_one_process_and_the_oracle() {
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "readings", 4).unwrap();
+    let rows = rows();
+    let job = Job::new();
+    job.from_batches(
+        common::schema(),
+        vec![rows.chunks(1000).map(common::to_batch).collect()],
+    )
+    .unwrap()
+    .sink_kafka(
+        KafkaSinkSpec::new(brokers.iter().cloned(), "readings")
+            .with_key("key")
+            .with_timestamp_column("ts"),
+    )
+    .unwrap();
+    job.run(&ExecConfig::new(ExecMode::Batch)).unwrap();
+
+    let mut oracle: BTreeMap<(i64, i64), (i64, i64, f64)> = BTreeMap::new();
+    for r in &rows {
+        let e = oracle
+            .entry((r.key, r.ts - r.ts.rem_euclid(1000)))
+            .or_default();
+        e.0 += r.value;
+        e.1 += 1;
+        e.2 += r.speed;
+    }
+    let oracle: Vec<WindowRow> = oracle
+        .into_iter()
+        .map(|((k, s), (sum, n, speed))| (k, s, sum, n, (speed / n as f64 * 1e6).round() as i64))
+        .collect();
+
+    let (one, _) = windows(&brokers, None, 2);
+    assert_eq!(one, oracle, "one process");
+    for p in [1, 2] {
+        let mut all = Vec::new();
+        let mut read = Vec::new();
+        for i in 0..3 {
+            let (w, rows_in) = windows(&brokers, Some(Shard::try_new(i, 3).unwrap()), p);
+            all.extend(w);
+            read.push(rows_in);
+        }
+        all.sort_unstable();
+        assert_eq!(all, oracle, "3 shards, p={p}");
+        // each record was read by one shard only: partitions 0 and 3 by shard 0
+        assert_eq!(read.iter().sum::<u64>(), rows.len() as u64, "{read:?}");
+        assert!(read.iter().all(|&n| n > 0), "{read:?}");
+    }
+}
