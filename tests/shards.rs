@@ -232,7 +232,7 @@ fn jobs_shards_cannot_divide_are_refused_by_name() {
         .unwrap();
     let e = job.run(&config).unwrap_err().to_string();
     assert!(
-        e.contains("re-keys rows by (window_start)") && e.contains("repartition topic"),
+        e.contains("re-keys rows by (window_start)") && e.contains("--repartition-brokers"),
         "{e}"
     );
     // state over every key

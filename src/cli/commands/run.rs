@@ -130,7 +130,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(dir) = spill_dir {
         config = config.with_spill_dir(dir);
     }
-    config = shards.apply(config)?;
+    config = shards.apply(config, &topic_component(&title))?;
     if let Some((mut checkpoints, mut restart)) = loaded.checkpoints(checkpoint_dir.as_deref())? {
         if let Some(i) = checkpoint_interval {
             checkpoints = checkpoints.with_interval(weir_core::time::parse_duration(
@@ -171,6 +171,15 @@ pub struct ShardArgs {
     /// StatefulSet pod `weir-2` is shard 2; `HOSTNAME`, else the kernel's).
     #[arg(long, value_name = "N")]
     pub shard_from_hostname: Option<usize>,
+    /// Shards: the Kafka brokers whose topics carry rows re-keyed between
+    /// shards (`WEIR_REPARTITION_BROKERS`); without it a job that re-keys
+    /// is refused.
+    #[arg(long, env = "WEIR_REPARTITION_BROKERS", value_name = "HOST:PORT,…")]
+    pub repartition_brokers: Option<String>,
+    /// Shards: the run's name in its repartition topics (`WEIR_RUN_ID`):
+    /// the same for all shards of a run and its restores, new for a new run.
+    #[arg(long, env = "WEIR_RUN_ID")]
+    pub run_id: Option<String>,
 }
 
 impl ShardArgs {
@@ -195,13 +204,62 @@ impl ShardArgs {
         }
     }
 
-    /// `config` running as the shard these flags name, if any.
-    pub fn apply(&self, config: ExecConfig) -> Result<ExecConfig> {
-        Ok(match self.resolve()? {
-            Some(shard) => config.with_shard(shard),
-            None => config,
-        })
+    /// `config` running as the shard these flags name, if any, re-keying
+    /// through topics named after `job`.
+    pub fn apply(&self, config: ExecConfig, job: &str) -> Result<ExecConfig> {
+        use weir_core::error::Error;
+        let Some(shard) = self.resolve()? else {
+            if self.repartition_brokers.is_some() {
+                return Err(Error::option(
+                    "--repartition-brokers",
+                    "carries rows between shards: give --shard or --shard-from-hostname too",
+                ));
+            }
+            return Ok(config);
+        };
+        let config = config.with_shard(shard);
+        let Some(brokers) = &self.repartition_brokers else {
+            return Ok(config);
+        };
+        let run = self.run_id.as_deref().ok_or_else(|| {
+            Error::option(
+                "--run-id",
+                "names this run's repartition topics (WEIR_RUN_ID): give every shard of the \
+                 run the same one, and a new run a new one",
+            )
+        })?;
+        #[cfg(feature = "kafka")]
+        {
+            let brokers = brokers.split(',').map(|b| b.trim().to_string());
+            let repartition = weir_connectors::kafka::KafkaRepartition::try_new(brokers, job, run)?;
+            Ok(config.with_repartition(std::sync::Arc::new(repartition)))
+        }
+        #[cfg(not(feature = "kafka"))]
+        {
+            let _ = (brokers, job, run);
+            Err(Error::option(
+                "--repartition-brokers",
+                "this weir was built without Kafka (cargo feature `kafka`)",
+            ))
+        }
     }
+}
+
+/// A job's name as a topic name component: letters, digits, - and _.
+pub(crate) fn topic_component(name: &str) -> String {
+    let stem = std::path::Path::new(name)
+        .file_stem()
+        .map_or(name.to_string(), |s| s.to_string_lossy().into_owned());
+    stem.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect()
 }
 
 /// The checkpoint flags of `weir run` and `weir sql`.

@@ -210,7 +210,12 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
     if let Some(dir) = spill_dir {
         config = config.with_spill_dir(dir);
     }
-    config = shards.apply(config)?;
+    let name = file
+        .as_deref()
+        .and_then(|f| f.file_stem())
+        .and_then(|s| s.to_str())
+        .unwrap_or("sql");
+    config = shards.apply(config, &super::run::topic_component(name))?;
     // checkpoints: the flags, else the script's SET options
     let settings = script.settings();
     match checkpoint_dir.or_else(|| settings.checkpoint_dir.clone()) {

@@ -71,9 +71,13 @@ use weir_core::error::{Error, Result};
 use weir_core::operator::{Ctx, Operator, Output, TaskInfo};
 use weir_core::state::{StateReader, StateWriter};
 
+mod repartition;
 mod sink;
 mod source;
 
+pub use repartition::{
+    KafkaRepartition, RepartitionSink, RepartitionSource, RepartitionSourceSpec,
+};
 pub use sink::{kafka_partition, KafkaSink, KafkaSinkSpec, PreparedKafkaSink};
 pub use source::KafkaConnector;
 

@@ -15,6 +15,7 @@ mod commit;
 mod context;
 mod metrics;
 mod output;
+mod repartition;
 mod source_spec;
 mod stop;
 
@@ -23,6 +24,7 @@ pub use commit::{CommitLog, PendingCommit};
 pub use context::{now_ms, now_us, Ctx, LatencySamples, RuntimeEnv};
 pub use metrics::{OperatorMetrics, SubtaskMetrics};
 pub use output::Output;
+pub use repartition::{RepartitionEdge, Repartitioner};
 pub use source_spec::{Boundedness, ShardShare, SourceSpec, DEAD_LETTER_PORT};
 pub use stop::{signal_name, ProcessSignals, StopSignal};
 

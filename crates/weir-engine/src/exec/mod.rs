@@ -94,6 +94,9 @@ pub struct ExecConfig {
     /// [`LogicalPlan::for_shard`]. File sinks then write this shard's parts
     /// into a shared target, and checkpoints go to `DIR/shard-i-of-N`.
     pub shard: Option<Shard>,
+    /// Shards: the channel that carries re-keyed rows to the shard of
+    /// their new key (`None`: a job that re-keys is refused).
+    pub repartition: Option<Arc<dyn weir_core::operator::Repartitioner>>,
 }
 
 impl ExecConfig {
@@ -113,6 +116,7 @@ impl ExecConfig {
             checkpoint: None,
             restart: RestartStrategy::default(),
             shard: None,
+            repartition: None,
         }
     }
 
@@ -184,6 +188,15 @@ impl ExecConfig {
     /// Runs as one shard of several processes (see [`ExecConfig::shard`]).
     pub fn with_shard(mut self, shard: Shard) -> Self {
         self.shard = Some(shard);
+        self
+    }
+
+    /// Shards: re-keys through `repartition` (see [`ExecConfig::repartition`]).
+    pub fn with_repartition(
+        mut self,
+        repartition: Arc<dyn weir_core::operator::Repartitioner>,
+    ) -> Self {
+        self.repartition = Some(repartition);
         self
     }
 
@@ -331,7 +344,7 @@ pub fn execute(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
 /// [`execute`] but for telling the observer that the run ended.
 fn execute_job(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
     let plan = match config.shard {
-        Some(shard) => job.plan().for_shard(shard)?,
+        Some(shard) => job.plan().for_shard(shard, config.repartition.as_deref())?,
         None => job.plan(),
     };
     let physical = PhysicalPlan::try_new(&plan, config.parallelism)?;

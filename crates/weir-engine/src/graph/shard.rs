@@ -7,14 +7,15 @@
 //!  no partitioned source ─┼─ keyed job: every shard reads all of its bounded inputs, and the
 //!                         │    hash edges keep the rows of the shard's key groups
 //!                         └─ job without keys: the splits (files, row groups) dealt out
-//!  refused, by name: an operator with state over all keys; re-keying (a hash edge after
-//!  another on other columns: that needs a repartition topic); a source that cannot divide
+//!  re-keying (a hash edge after another on other columns): cut through a repartition
+//!    channel when one is given (operator/repartition.rs), refused otherwise
+//!  refused, by name: an operator with state over all keys; a source that cannot divide
 //! ```
 //! May use the plan's nodes, `weir_core::shard` and `SourceSpec`; never names a connector.
 
-use super::{LogicalPlan, NodeId, NodeKind, Partitioning};
+use super::{Edge, LogicalPlan, Node, NodeId, NodeKind, Partitioning};
 use weir_core::error::{Error, Result};
-use weir_core::operator::{Boundedness, ShardShare};
+use weir_core::operator::{Boundedness, RepartitionEdge, Repartitioner, ShardShare};
 use weir_core::shard::{KeyGroups, Shard};
 
 impl LogicalPlan {
@@ -25,12 +26,16 @@ impl LogicalPlan {
     ///
     /// [`Error::Plan`] naming the operator or source when the job cannot be
     /// divided: see the module doc.
-    pub fn for_shard(&self, shard: Shard) -> Result<LogicalPlan> {
+    pub fn for_shard(
+        &self,
+        shard: Shard,
+        repartition: Option<&dyn Repartitioner>,
+    ) -> Result<LogicalPlan> {
         let mut plan = self.clone();
         let live: Vec<NodeId> = (0..self.nodes.len())
             .filter(|&id| !(self.nodes[id].replaced && self.consumers(id).is_empty()))
             .collect();
-        self.check_keys(&live)?;
+        let rekeyed = self.check_keys(&live, repartition.is_some())?;
         let hashed = live.iter().any(|&id| {
             self.nodes[id]
                 .inputs
@@ -94,7 +99,107 @@ impl LogicalPlan {
             plan.key_groups = Some(KeyGroups::of_shard(shard));
             plan.divide_side_outputs(&live)?;
         }
+        if let Some(repartition) = repartition {
+            let bounded = sources.iter().all(|&id| match &self.nodes[id].kind {
+                NodeKind::Source(spec) => spec.boundedness() == Boundedness::Bounded,
+                _ => true,
+            });
+            // highest consumer first: inserting a node shifts only later ids
+            let mut rekeyed = rekeyed;
+            rekeyed.sort_by(|a, b| b.cmp(a));
+            for (consumer, input, keys) in rekeyed {
+                plan.cut(consumer, input, keys, shard, bounded, repartition)?;
+            }
+        }
         Ok(plan)
+    }
+
+    /// Cuts the re-keying edge into input `input` of `consumer`: the
+    /// upstream node feeds a repartition sink, and `consumer` reads a
+    /// repartition source (inserted just before it) through `hash(keys)`.
+    fn cut(
+        &mut self,
+        consumer: NodeId,
+        input: usize,
+        keys: Vec<String>,
+        shard: Shard,
+        bounded: bool,
+        repartition: &dyn Repartitioner,
+    ) -> Result<()> {
+        let edge = self.nodes[consumer].inputs[input].clone();
+        let upstream = &self.nodes[edge.from];
+        let schema = match edge.port {
+            0 => upstream.schema.clone(),
+            p => match &upstream.kind {
+                NodeKind::Source(spec) => {
+                    spec.side_port_schema(p).unwrap_or(upstream.schema.clone())
+                }
+                _ => upstream.schema.clone(),
+            },
+        };
+        let name = if input == 0 {
+            self.nodes[consumer].name.clone()
+        } else {
+            format!("{}-{input}", self.nodes[consumer].name)
+        };
+        let spec = RepartitionEdge {
+            name,
+            schema: schema.clone(),
+            keys: keys.clone(),
+            shard,
+            bounded,
+        };
+        let consumer_name = self.nodes[consumer].name.clone();
+        let sink = Node {
+            name: format!("repartition:{consumer_name}"),
+            kind: NodeKind::Sink(repartition.sink(&spec)?),
+            inputs: vec![Edge {
+                from: edge.from,
+                partitioning: Partitioning::Forward,
+                port: edge.port,
+            }],
+            parallelism: upstream.parallelism,
+            max_parallelism: None,
+            schema: schema.clone(),
+            passes: None,
+            lateness_rule: None,
+            replaced: false,
+            idle_timeout: None,
+            batch_variant: None,
+            writes: None,
+            definition: None,
+        };
+        let source = Node {
+            name: format!("repartitioned:{consumer_name}"),
+            kind: NodeKind::Source(repartition.source(&spec)?),
+            inputs: Vec::new(),
+            parallelism: None,
+            max_parallelism: Some(1),
+            schema,
+            passes: None,
+            lateness_rule: None,
+            replaced: false,
+            idle_timeout: None,
+            batch_variant: None,
+            writes: None,
+            definition: Some(repartition.describe(&spec)),
+        };
+        self.nodes.push(sink);
+        // the source goes right before its consumer (ids stay topological)
+        for node in &mut self.nodes {
+            for e in &mut node.inputs {
+                if e.from >= consumer {
+                    e.from += 1;
+                }
+            }
+        }
+        self.nodes.insert(consumer, source);
+        self.nodes[consumer + 1].inputs[input] = Edge {
+            from: consumer,
+            partitioning: Partitioning::Hash(keys),
+            port: 0,
+        };
+        Ok(())
     }
 
     /// Every shard reads the whole input, so each would write every late
@@ -132,25 +237,37 @@ impl LogicalPlan {
     /// Refuses operators whose state spans every key, and re-keying: the
     /// key columns a node's rows are divided by (several names for a
     /// join's output: either side's key) must stay the same downstream.
-    fn check_keys(&self, live: &[NodeId]) -> Result<()> {
+    /// Returns the re-keying edges (consumer, input, keys) when
+    /// `repartition` allows them, and refuses them otherwise.
+    fn check_keys(
+        &self,
+        live: &[NodeId],
+        repartition: bool,
+    ) -> Result<Vec<(NodeId, usize, Vec<String>)>> {
         // keys[id]: the key column lists rows of node id are divided by
         let mut keys: Vec<Option<Vec<Vec<String>>>> = vec![None; self.nodes.len()];
+        let mut rekeyed = Vec::new();
         for &id in live {
             let node = &self.nodes[id];
             let mut own: Vec<Vec<String>> = Vec::new();
             let mut unkeyed_input = node.inputs.is_empty();
-            for e in &node.inputs {
+            for (input, e) in node.inputs.iter().enumerate() {
                 match (&e.partitioning, &keys[e.from]) {
                     (Partitioning::Hash(k), Some(upstream)) if !upstream.contains(k) => {
-                        return Err(Error::Plan(format!(
-                            "`{}` re-keys rows by ({}) after they were divided by ({}): \
-                             shards divide a job by one key, and moving rows to the shard of \
-                             another key needs a repartition topic (not built yet); run this \
-                             job as one process",
-                            node.name,
-                            k.join(", "),
-                            upstream[0].join(", ")
-                        )))
+                        if !repartition {
+                            return Err(Error::Plan(format!(
+                                "`{}` re-keys rows by ({}) after they were divided by ({}): \
+                                 shards divide a job by one key, and moving rows to the shard \
+                                 of another key goes through a broker topic: give \
+                                 --repartition-brokers (and --run-id), or run this job as one \
+                                 process",
+                                node.name,
+                                k.join(", "),
+                                upstream[0].join(", ")
+                            )));
+                        }
+                        rekeyed.push((id, input, k.clone()));
+                        own.push(k.clone());
                     }
                     (Partitioning::Hash(k), _) => own.push(k.clone()),
                     (_, Some(upstream)) => own.extend(upstream.iter().cloned()),
@@ -171,6 +288,6 @@ impl LogicalPlan {
                 keys[id] = Some(own);
             }
         }
-        Ok(())
+        Ok(rekeyed)
     }
 }

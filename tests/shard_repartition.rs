@@ -1,0 +1,295 @@
+//! Re-keying between shards through a broker: per-vehicle averages (keyed
+//! by vehicle), then each window's three fastest vehicles (keyed by the
+//! window), run as three `weir sql --shard I/3 --repartition-brokers …`
+//! processes, equal a brute-force oracle and one process, pipelined and in
+//! batch; a shard SIGKILLed five times and restarted from its checkpoints
+//! leaves no row lost or repeated. Skipped with one line when no tansu
+//! broker is installed (see tests/common/brokers.rs).
+
+mod common;
+
+use common::brokers::Tansu;
+use common::sql::{exact_sum, input_rows, obd_table, rows};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+fn weir() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    for v in [
+        "WEIR_SHARD",
+        "CHECKPOINT_DIR",
+        "WEIR_REPARTITION_BROKERS",
+        "WEIR_RUN_ID",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// The three fastest vehicles (mean speed) of every 1 s window.
+fn script(data: &Path, out: &Path, speed: &str) -> String {
+    script_with(data, out, speed, "'10' MINUTE")
+}
+
+/// [`script`] with the watermark `delay` (an INTERVAL literal).
+fn script_with(data: &Path, out: &Path, speed: &str, delay: &str) -> String {
+    format!(
+        "{}CREATE TABLE out (window_start BIGINT, vehicle_id BIGINT, avg_speed DOUBLE, \
+         rownum BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+         INSERT INTO out\nSELECT window_start, vehicle_id, avg_speed, rownum FROM (\n  \
+         SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY avg_speed DESC) \
+         AS rownum\n  FROM (SELECT window_start, window_end, vehicle_id, AVG(speed) AS avg_speed\n    \
+         FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' SECOND))\n    \
+         GROUP BY window_start, window_end, vehicle_id)\n) WHERE rownum <= 3;",
+        obd_table(data, delay).replace(
+            "'format' = 'parquet')",
+            &format!("'format' = 'parquet', 'scan.speed' = '{speed}')")
+        ),
+        out.display()
+    )
+}
+
+/// Brute force over every reading (none is late at a 10 minute delay).
+fn oracle(data: &Path) -> Vec<Vec<String>> {
+    let mut windows: BTreeMap<(i64, i64), Vec<f64>> = BTreeMap::new();
+    for (v, t, s) in input_rows(data) {
+        windows
+            .entry((t.div_euclid(1000) * 1000, v))
+            .or_default()
+            .push(s);
+    }
+    let mut by_window: BTreeMap<i64, Vec<(f64, i64)>> = BTreeMap::new();
+    for ((start, v), speeds) in &windows {
+        let mean = exact_sum(speeds) / speeds.len() as f64;
+        by_window.entry(*start).or_default().push((mean, *v));
+    }
+    let mut want = Vec::new();
+    for (start, mut vs) in by_window {
+        vs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (rank, (mean, v)) in vs.iter().take(3).enumerate() {
+            want.push(vec![
+                start.to_string(),
+                v.to_string(),
+                format!("{mean:?}"),
+                (rank + 1).to_string(),
+            ]);
+        }
+    }
+    want.sort();
+    want
+}
+
+/// Asserts equal row lists, printing counts and the first difference.
+fn same(got: &[Vec<String>], want: &[Vec<String>], context: &str) {
+    if got != want {
+        let at = got.iter().zip(want).position(|(a, b)| a != b);
+        let at = at.unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{context}: {} rows, expected {}; first difference at {at}: {:?} vs {:?}",
+            got.len(),
+            want.len(),
+            got.get(at),
+            want.get(at)
+        );
+    }
+}
+
+fn spawn(file: &Path, shard: &str, brokers: &str, run: &str, extra: &[&str]) -> Child {
+    weir()
+        .arg("sql")
+        .arg(file)
+        .args([
+            "--shard",
+            shard,
+            "--repartition-brokers",
+            brokers,
+            "--run-id",
+            run,
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> Output {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "a shard failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn three_shards_rekey_through_the_broker_and_equal_the_oracle_in_both_modes() {
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
+    let brokers = tansu.brokers().join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("obd");
+    common::generate_obd(&data, 40, 120, 3);
+    let want = oracle(&data);
+    assert!(want.len() > 300);
+    for (mode, run) in [("pipelined", "p1"), ("batch", "b1")] {
+        let out = dir.path().join(format!("out-{mode}"));
+        let file = dir.path().join(format!("top3-{mode}.sql"));
+        std::fs::write(&file, script(&data, &out, "max")).unwrap();
+        let shards: Vec<Child> = (0..3)
+            .map(|i| {
+                let shard = format!("{i}/3");
+                spawn(
+                    &file,
+                    &shard,
+                    &brokers,
+                    run,
+                    &["--mode", mode, "--parallelism", "2"],
+                )
+            })
+            .collect();
+        shards.into_iter().for_each(|c| drop(finish(c)));
+        same(&rows(&out), &want, mode);
+        // and one process gives the same rows
+        let one = dir.path().join(format!("one-{mode}"));
+        let file = dir.path().join(format!("one-{mode}.sql"));
+        std::fs::write(&file, script(&data, &one, "max")).unwrap();
+        let o = weir()
+            .arg("sql")
+            .arg(&file)
+            .args(["--mode", mode])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        same(&rows(&one), &want, &format!("one process, {mode}"));
+    }
+    // a 40 s delay: windows fire while the input is read (watermarks cross
+    // the topic) and some rows are late; the shards equal one process
+    let one = dir.path().join("one-40s");
+    let file = dir.path().join("one-40s.sql");
+    std::fs::write(&file, script_with(&data, &one, "max", "'40' SECOND")).unwrap();
+    let o = weir().arg("sql").arg(&file).arg("--json").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(m["late_rows"].as_u64().unwrap() > 0, "some rows are late");
+    let out = dir.path().join("out-40s");
+    let file = dir.path().join("top3-40s.sql");
+    std::fs::write(&file, script_with(&data, &out, "max", "'40' SECOND")).unwrap();
+    let shards: Vec<Child> = (0..3)
+        .map(|i| {
+            spawn(
+                &file,
+                &format!("{i}/3"),
+                &brokers,
+                "w40",
+                &["--parallelism", "2"],
+            )
+        })
+        .collect();
+    shards.into_iter().for_each(|c| drop(finish(c)));
+    same(&rows(&out), &rows(&one), "40 s delay");
+    // without a broker the re-keying job is refused by name
+    let file = dir.path().join("refused.sql");
+    std::fs::write(&file, script(&data, &dir.path().join("never"), "max")).unwrap();
+    let o = weir()
+        .arg("sql")
+        .arg(&file)
+        .args(["--shard", "0/3"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("--repartition-brokers"),
+        "{e}"
+    );
+    // a run id names the topics: required
+    let o = weir()
+        .arg("sql")
+        .arg(&file)
+        .args(["--shard", "0/3", "--repartition-brokers", &brokers])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--run-id"), "{e}");
+    assert!(!dir.path().join("never").exists());
+}
+
+/// A deterministic generator for kill delays.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+#[test]
+fn a_shard_killed_five_times_repeats_no_row_through_the_topic() {
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
+    let brokers = tansu.brokers().join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("obd");
+    common::generate_obd(&data, 30, 480, 3); // 8 minutes of event time: ~8 s at 60x
+                                             // a 40 s delay: windows fire all along, so re-keyed rows cross the topic
+                                             // while the shard is killed; the reference is one uninterrupted process
+    let reference = dir.path().join("reference");
+    let file = dir.path().join("reference.sql");
+    std::fs::write(&file, script_with(&data, &reference, "max", "'40' SECOND")).unwrap();
+    let o = weir().arg("sql").arg(&file).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = rows(&reference);
+    assert!(want.len() > 1000);
+    let out = dir.path().join("out");
+    let ckpt = dir.path().join("ckpt");
+    let file = dir.path().join("top3.sql");
+    std::fs::write(&file, script_with(&data, &out, "60x", "'40' SECOND")).unwrap();
+    let checkpointed = [
+        "--parallelism",
+        "2",
+        "--json",
+        "--checkpoint-dir",
+        ckpt.to_str().unwrap(),
+        "--checkpoint-interval",
+        "100ms",
+    ];
+    let others: Vec<Child> = [0, 2]
+        .iter()
+        .map(|i| spawn(&file, &format!("{i}/3"), &brokers, "k1", &checkpointed))
+        .collect();
+    let mut rng = Lcg(5);
+    let mut kills = 0;
+    let last = loop {
+        let mut child = spawn(&file, "1/3", &brokers, "k1", &checkpointed);
+        if kills < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(500 + rng.next(1000)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        break finish(child);
+    };
+    assert!(kills >= 5, "the shard finished after {kills} kills");
+    let metrics: serde_json::Value = serde_json::from_slice(&last.stdout).unwrap();
+    assert!(
+        metrics["checkpoints"]["restored_from"].is_u64(),
+        "the last run of shard 1 restored its checkpoint"
+    );
+    others.into_iter().for_each(|c| drop(finish(c)));
+    same(
+        &rows(&out),
+        &want,
+        &format!("after {kills} kills of shard 1"),
+    );
+}
