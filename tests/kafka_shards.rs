@@ -154,3 +154,94 @@ fn three_shards_over_a_keyed_topic_equal_one_process_and_the_oracle() {
         assert!(read.iter().all(|&n| n > 0), "{read:?}");
     }
 }
+
+/// Re-keying over a topic: per-key 1 s sums (keyed as the topic), then each
+/// window's three largest (keyed by the window, through a repartition
+/// topic), as three `weir sql --shard` processes: the oracle's rows.
+#[test]
+fn three_shard_processes_rekey_rows_read_from_a_topic() {
+    let Some(tansu) = Tansu::start() else {
+        return; // no broker: skipped (see tests/common/brokers.rs)
+    };
+    let brokers = tansu.brokers();
+    create_topic(&brokers, "sql-readings", 4).unwrap();
+    let rows = rows();
+    let job = Job::new();
+    job.from_batches(
+        common::schema(),
+        vec![rows.chunks(1000).map(common::to_batch).collect()],
+    )
+    .unwrap()
+    .sink_kafka(
+        KafkaSinkSpec::new(brokers.iter().cloned(), "sql-readings")
+            .with_key("key")
+            .with_timestamp_column("ts"),
+    )
+    .unwrap();
+    job.run(&ExecConfig::new(ExecMode::Batch)).unwrap();
+    // oracle: per (window, key) the sum of value; per window the 3 largest
+    let mut sums: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    for r in &rows {
+        *sums
+            .entry((r.ts - r.ts.rem_euclid(1000), r.key))
+            .or_default() += r.value;
+    }
+    let mut by_window: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    for ((w, k), s) in sums {
+        by_window.entry(w).or_default().push((s, k));
+    }
+    let mut want: Vec<Vec<String>> = Vec::new();
+    for (w, mut v) in by_window {
+        v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (rank, (s, k)) in v.iter().take(3).enumerate() {
+            want.push(vec![
+                w.to_string(),
+                k.to_string(),
+                s.to_string(),
+                (rank + 1).to_string(),
+            ]);
+        }
+    }
+    want.sort();
+    let b = brokers.join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("top3");
+    let file = dir.path().join("top3.sql");
+    std::fs::write(
+        &file,
+        format!(
+            "CREATE TABLE readings (`key` BIGINT, ts TIMESTAMP(3), `value` BIGINT, speed DOUBLE,\n  \
+             WATERMARK FOR ts AS ts - INTERVAL '200' MILLISECOND)\n  \
+             WITH ('connector' = 'kafka', 'topic' = 'sql-readings', \
+             'properties.bootstrap.servers' = '{b}', 'format' = 'json', \
+             'scan.bounded.mode' = 'latest-offset');\n\
+             CREATE TABLE top3 (window_start BIGINT, `key` BIGINT, total BIGINT, rownum BIGINT) \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             INSERT INTO top3 SELECT window_start, `key`, total, rownum FROM (\n  \
+             SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY total DESC) \
+             AS rownum FROM (\n    SELECT window_start, window_end, `key`, SUM(`value`) AS total\n    \
+             FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(ts), INTERVAL '1' SECOND))\n    \
+             GROUP BY window_start, window_end, `key`)\n) WHERE rownum <= 3;",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let shards: Vec<std::process::Child> = (0..3)
+        .map(|i| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+                .arg("sql")
+                .arg(&file)
+                .args(["--parallelism", "2", "--shard", &format!("{i}/3")])
+                .args(["--repartition-brokers", &b, "--run-id", "kafka-in"])
+                .env_remove("WEIR_SHARD")
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for s in shards {
+        let o = s.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(common::sql::rows(&out), want);
+}
