@@ -343,3 +343,71 @@ fn a_shard_killed_five_times_rejoins_and_the_output_equals_one_process() {
         .unwrap_or_default();
     assert!(staging.is_empty(), "staging leftovers: {staging:?}");
 }
+
+/// The StatefulSet in deploy/k8s runs N pods as shards: its replica count
+/// is the N its pods give `--shard-from-hostname`, and its container's
+/// arguments are ones `weir sql` accepts (checked here on a local script
+/// with a pod's host name; the Dockerfile builds and runs that binary).
+#[test]
+fn the_statefulset_and_dockerfile_run_weir_as_shards() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let yaml = std::fs::read_to_string(root.join("deploy/k8s/weir-statefulset.yaml")).unwrap();
+    let replicas: usize = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("replicas:"))
+        .and_then(|r| r.split('#').next())
+        .map(|r| r.trim().parse().unwrap())
+        .expect("replicas");
+    let args: Vec<String> = yaml
+        .lines()
+        .skip_while(|l| l.trim() != "args:")
+        .skip(1)
+        .take_while(|l| l.trim().starts_with("- "))
+        .map(|l| l.trim().trim_start_matches("- ").to_string())
+        .collect();
+    assert_eq!(args[0], "sql");
+    assert!(
+        args.contains(&format!("--shard-from-hostname={replicas}")),
+        "{args:?}"
+    );
+    for env in ["WEIR_REPARTITION_BROKERS", "WEIR_RUN_ID"] {
+        assert!(yaml.contains(&format!("name: {env}")), "{env}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("obd");
+    common::generate_obd(&data, 4, 10, 1);
+    let script = tmp.path().join("job.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE obd (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE) \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             CREATE TABLE out (vehicle_id BIGINT, speed DOUBLE) WITH ('connector' = \
+             'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             INSERT INTO out SELECT vehicle_id, speed FROM obd WHERE speed > 50;",
+            data.display(),
+            tmp.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    let o = weir()
+        .arg("sql")
+        .arg(&script)
+        .args(
+            args[2..]
+                .iter()
+                .filter(|a| !a.starts_with("--http"))
+                .map(|a| a.replace("/var/lib/weir/checkpoints", ckpt.to_str().unwrap())),
+        )
+        .env("HOSTNAME", "weir-1")
+        .env("WEIR_RUN_ID", "run-1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(tmp.path().join("out/.weir-shard-1-of-3").is_file());
+    assert!(ckpt.join("shard-1-of-3").is_dir());
+    let docker = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    assert!(docker.contains("cargo build --release --locked --bin weir"));
+    assert!(docker.contains("ENTRYPOINT [\"/usr/local/bin/weir\"]"));
+}
