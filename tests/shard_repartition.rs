@@ -9,7 +9,7 @@
 mod common;
 
 use common::brokers::Tansu;
-use common::sql::{exact_sum, input_rows, obd_table, rows};
+use common::sql::{exact_sum, input_rows, rows};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -27,27 +27,29 @@ fn weir() -> Command {
     c
 }
 
-/// The three fastest vehicles (mean speed) of every 1 s window.
+/// The three fastest vehicles (mean speed) of every 1 s window
+/// (examples/top3_windows.sql), with no row late.
 fn script(data: &Path, out: &Path, speed: &str) -> String {
     script_with(data, out, speed, "'10' MINUTE")
 }
 
-/// [`script`] with the watermark `delay` (an INTERVAL literal).
+/// [`script`] with the watermark `delay` (an INTERVAL literal):
+/// examples/top3_windows.sql on `data`, writing `out`, paced at `speed`.
 fn script_with(data: &Path, out: &Path, speed: &str, delay: &str) -> String {
-    format!(
-        "{}CREATE TABLE out (window_start BIGINT, vehicle_id BIGINT, avg_speed DOUBLE, \
-         rownum BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
-         INSERT INTO out\nSELECT window_start, vehicle_id, avg_speed, rownum FROM (\n  \
-         SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY avg_speed DESC) \
-         AS rownum\n  FROM (SELECT window_start, window_end, vehicle_id, AVG(speed) AS avg_speed\n    \
-         FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' SECOND))\n    \
-         GROUP BY window_start, window_end, vehicle_id)\n) WHERE rownum <= 3;",
-        obd_table(data, delay).replace(
-            "'format' = 'parquet')",
-            &format!("'format' = 'parquet', 'scan.speed' = '{speed}')")
-        ),
-        out.display()
-    )
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/top3_windows.sql");
+    let text = std::fs::read_to_string(example).unwrap();
+    let swap = |text: String, from: &str, to: &str| {
+        assert!(text.contains(from), "the example has {from}");
+        text.replace(from, to)
+    };
+    let text = swap(text, "'../data/obd'", &format!("'{}'", data.display()));
+    let text = swap(text, "'../out/top3'", &format!("'{}'", out.display()));
+    let text = swap(
+        text,
+        "'scan.speed' = 'max'",
+        &format!("'scan.speed' = '{speed}'"),
+    );
+    swap(text, "INTERVAL '30' SECOND", &format!("INTERVAL {delay}"))
 }
 
 /// Brute force over every reading (none is late at a 10 minute delay).
@@ -142,17 +144,25 @@ fn three_shards_rekey_through_the_broker_and_equal_the_oracle_in_both_modes() {
         let shards: Vec<Child> = (0..3)
             .map(|i| {
                 let shard = format!("{i}/3");
-                spawn(
-                    &file,
-                    &shard,
-                    &brokers,
-                    run,
-                    &["--mode", mode, "--parallelism", "2"],
-                )
+                let args = ["--mode", mode, "--parallelism", "2", "--json"];
+                spawn(&file, &shard, &brokers, run, &args)
             })
             .collect();
-        shards.into_iter().for_each(|c| drop(finish(c)));
+        let metrics: Vec<serde_json::Value> = shards
+            .into_iter()
+            .map(|c| serde_json::from_slice(&finish(c).stdout).unwrap())
+            .collect();
         same(&rows(&out), &want, mode);
+        // each shard read all of the input (the rows it got through the topic
+        // are not input) and wrote its share of the results (not counting
+        // the rows it sent to the others)
+        let total = |k: &str| metrics.iter().map(|m| m[k].as_u64().unwrap()).sum::<u64>();
+        assert_eq!(
+            total("rows_in"),
+            3 * input_rows(&data).len() as u64,
+            "{mode}"
+        );
+        assert_eq!(total("rows_out"), want.len() as u64, "{mode}");
         // and one process gives the same rows
         let one = dir.path().join(format!("one-{mode}"));
         let file = dir.path().join(format!("one-{mode}.sql"));

@@ -604,7 +604,7 @@ fn collect_metrics(
             .iter()
             .map(|&id| &plan.nodes[id])
             .zip(&operators)
-            .filter(|(n, _)| n.kind.is_source())
+            .filter(|(n, _)| n.kind.is_source() && !n.channel)
             .map(|(_, o)| o.rows_in)
             .sum(),
         rows_out: sink_rows(SinkRole::Results),
@@ -629,14 +629,20 @@ fn collect_metrics(
 /// What a sink writes: results, or rows a source set aside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SinkRole {
+    /// A repartition channel's sink: rows on their way to another shard.
+    Channel,
     Results,
     LateRows,
     DeadLetters,
 }
 
-/// The role of sink `id`: the side output (port 1 late rows, port 2 dead
-/// letters) nearest upstream on its first input path, else results.
+/// The role of sink `id`: a repartition channel's, else the side output
+/// (port 1 late rows, port 2 dead letters) nearest upstream on its first
+/// input path, else results.
 fn sink_role(plan: &LogicalPlan, id: usize) -> SinkRole {
+    if plan.nodes[id].channel {
+        return SinkRole::Channel;
+    }
     let mut node = id;
     while let Some(edge) = plan.nodes[node].inputs.first() {
         match edge.port {

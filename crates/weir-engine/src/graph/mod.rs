@@ -118,6 +118,9 @@ pub struct Node {
     /// operator computes (window, keys, aggregates, join, watermarks), kept
     /// in checkpoints so that state is never restored into a changed operator.
     pub definition: Option<String>,
+    /// An end of a repartition channel between shards (`for_shard`): its
+    /// rows count neither as the job's input nor as its results.
+    pub channel: bool,
 }
 
 impl std::fmt::Debug for Node {

@@ -168,6 +168,7 @@ impl LogicalPlan {
             batch_variant: None,
             writes: None,
             definition: None,
+            channel: true,
         };
         let source = Node {
             name: format!("repartitioned:{consumer_name}"),
@@ -183,6 +184,7 @@ impl LogicalPlan {
             batch_variant: None,
             writes: None,
             definition: Some(repartition.describe(&spec)),
+            channel: true,
         };
         self.nodes.push(sink);
         // the source goes right before its consumer (ids stay topological)

@@ -122,6 +122,7 @@ impl Job {
             batch_variant: None,
             writes: None,
             definition: None,
+            channel: false,
         });
         plan.nodes.len() - 1
     }
