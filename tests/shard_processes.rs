@@ -81,6 +81,15 @@ fn status(target: &Path, json: bool) -> (bool, String) {
     )
 }
 
+/// The names in `dir`, none if it does not exist.
+fn names_if_any(dir: &Path) -> Vec<String> {
+    if dir.exists() {
+        names(dir)
+    } else {
+        Vec::new()
+    }
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -116,10 +125,8 @@ fn three_shard_processes_write_one_process_rows_into_one_target() {
                 assert!(files.contains(&part), "{mode}: {part} in {files:?}");
             }
         }
-        assert!(
-            !files.iter().any(|f| f.starts_with(".weir-staging")),
-            "{files:?}"
-        );
+        let staging = names_if_any(&out.join(".weir-staging"));
+        assert!(staging.is_empty(), "staging leftovers: {staging:?}");
         let (ok, text) = status(&out, false);
         assert!(
             ok && text.contains("3 of 3 shards committed (6 parts)"),
@@ -189,6 +196,22 @@ fn status_names_a_missing_shard_and_other_runs_targets_are_refused() {
     assert!(!refused.status.success());
     assert!(
         err.contains("holds the output of a run as 3 shards") && err.contains("shard 0/2"),
+        "{err}"
+    );
+    assert_eq!(names(&out), before);
+    // so would a checkpointed run as one process (it keeps published parts)
+    let o = weir()
+        .arg("run")
+        .arg(&job)
+        .arg("--checkpoint-dir")
+        .arg(tmp.path().join("ckpt"))
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("holds the output of a run as 3 shards"),
         "{err}"
     );
     assert_eq!(names(&out), before);
@@ -330,6 +353,14 @@ fn a_shard_killed_five_times_rejoins_and_the_output_equals_one_process() {
     others.into_iter().for_each(|c| drop(finish(c)));
     let (ok, text) = status(&out, false);
     assert!(ok, "{text}");
+    same_rows(&common::read_parquet_parts(&out), &expected, &schema, 1e-9).unwrap();
+    // killed between its final checkpoint and its marker: the next run finds
+    // the job finished and writes the marker
+    std::fs::remove_file(out.join(".weir-shard-1-of-3")).unwrap();
+    assert!(!status(&out, false).0);
+    let again = finish(spawn_checkpointed(&job, &out, &ckpt, "1/3"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
+    assert!(status(&out, false).0, "the marker is back");
     same_rows(&common::read_parquet_parts(&out), &expected, &schema, 1e-9).unwrap();
     // each shard kept its own checkpoints
     for i in 0..3 {

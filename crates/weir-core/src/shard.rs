@@ -202,8 +202,8 @@ mod tests {
     fn subtasks_inside_a_shard_are_balanced_and_contiguous() {
         let kg = KeyGroups::of_shard(Shard::try_new(1, 3).unwrap());
         let owners: Vec<usize> = kg.range().map(|g| kg.subtask(g, 2)).collect();
-        assert_eq!(owners.iter().filter(|&&s| s == 0).count(), 21);
-        assert_eq!(owners.iter().filter(|&&s| s == 1).count(), 22);
+        assert_eq!(owners.iter().filter(|&&s| s == 0).count(), 22);
+        assert_eq!(owners.iter().filter(|&&s| s == 1).count(), 21);
         assert!(owners.windows(2).all(|w| w[0] <= w[1]));
         let all = KeyGroups::all();
         for g in 0..KEY_GROUPS {

@@ -240,6 +240,7 @@ impl FileSinkSpec {
         }
         create_dirs(&self.path)?;
         target::mark(&self.path)?;
+        shards::refuse_shard_output(&self.path)?;
         let staging = self.path.join(target::CHECKPOINT_STAGING);
         if staging.exists() {
             let left = target::remove_staging_files(&staging)?;
@@ -582,6 +583,22 @@ impl Operator for FileSink {
         self.checkpointed = true;
         self.spec
             .prepare(ctx, ctx.commits().run_id(), Some(state.checkpoint()))
+    }
+
+    fn on_already_finished(&mut self, ctx: &mut Ctx) -> Result<()> {
+        // a shard killed between its final checkpoint and its marker
+        match ctx.shard() {
+            Some(shard) if !self.spec.single_file && self.spec.path.is_dir() => {
+                Box::new(shards::ShardCommit {
+                    dir: self.spec.path.clone(),
+                    shard,
+                    staged_prefix: None,
+                    extension: self.spec.format.extension(),
+                })
+                .commit()
+            }
+            _ => Ok(()),
+        }
     }
 
     fn on_batch(

@@ -107,6 +107,27 @@ pub(crate) fn prepare(
     Ok(())
 }
 
+/// Before a checkpointed run as one process writes into `dir` (it keeps
+/// the parts its checkpoints published): refuses a target shards wrote.
+pub(crate) fn refuse_shard_output(dir: &Path) -> Result<()> {
+    for name in names(dir)? {
+        let shards = match (target::part_shard(&name), target::shard_marker(&name)) {
+            (Some(Some((_, n))), _) | (None, Some((_, n))) => n,
+            _ => continue,
+        };
+        return Err(Error::UnsafePath {
+            path: dir.join(&name),
+            message: format!(
+                "the output directory {} holds the output of a run as {shards} shards; a \
+                 checkpointed run as one process would mix its rows with it: remove the \
+                 directory (weir wrote all of it) or choose another output path",
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Publishes shard `shard`'s output in `dir` when its run succeeded (see
 /// the module doc); a checkpointed run's parts were published by its
 /// checkpoints, so only the marker is written.
@@ -153,7 +174,7 @@ impl PendingCommit for ShardCommit {
                     .join(format!("part-{tag}{subtask:05}.{}", self.extension));
                 std::fs::rename(staging.join(&name), &to).map_err(|e| Error::io(&to, e))?;
             }
-            let _ = std::fs::remove_dir(&staging); // only if empty
+            // the staging directory stays: another shard may be about to write in it
         }
         let text = serde_json::json!({
             "weir_shard": 1,
@@ -246,8 +267,15 @@ pub fn target_status(dir: &Path) -> Result<TargetStatus> {
     let Some(n) = status.shards else {
         return Ok(status);
     };
+    let Ok(last) = Shard::try_new(n - 1, n) else {
+        status.problems.push(format!(
+            "names a run of {n} shards, more than the {} key groups",
+            weir_core::key::KEY_GROUPS
+        ));
+        return Ok(status);
+    };
     for i in 0..n {
-        let shard = Shard::try_new(i, n).expect("counts come from valid names");
+        let shard = Shard::try_new(i, last.count()).expect("i < n, checked just above");
         let marker = dir.join(target::shard_marker_name(shard));
         let listed: Option<Vec<String>> = std::fs::read_to_string(&marker)
             .ok()

@@ -394,13 +394,37 @@ mod tests {
             "part-00000-3f2a9c1e-1111-2222-3333-444455556666-c000.snappy.parquet",
             "part-archive",
             "part-0.parquet",
-            "part-00000.csv",
+            "part-00000.txt",
             "part-0000007-00001.parquet",
+            "part-shard-1-of-x-00000.parquet",
+            "part-shard-1-00000.parquet",
             "part-00000007-00001.parquet.bak",
             "xpart-00000.parquet",
         ] {
             assert!(!is_part(theirs), "{theirs}");
         }
+        for ours in [
+            "part-00000.csv",
+            "part-shard-1-of-3-00000.parquet",
+            "part-shard-0-of-2-00000007-00001.jsonl",
+        ] {
+            assert!(is_part(ours), "{ours}");
+        }
+        assert_eq!(
+            part_shard("part-shard-2-of-3-00004.csv"),
+            Some(Some((2, 3)))
+        );
+        assert_eq!(part_shard("part-00004.csv"), Some(None));
+        assert_eq!(
+            part_checkpoint("part-shard-2-of-3-00000009-00004.csv"),
+            Some(9)
+        );
+        assert_eq!(shard_marker(".weir-shard-2-of-3"), Some((2, 3)));
+        assert_eq!(shard_marker(".weir-shard-2-of-"), None);
+        assert_eq!(
+            inprogress_shard("inprogress-shard-1-of-2-12-0-1-3.csv"),
+            Some(Some((1, 2)))
+        );
         assert_eq!(part_checkpoint("part-00000007-00001.parquet"), Some(7));
         assert_eq!(part_checkpoint("part-00001.parquet"), None);
         assert!(is_inprogress("inprogress-12-0-1-3.parquet"));

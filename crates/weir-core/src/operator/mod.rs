@@ -84,6 +84,15 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// A checkpointed job restored its final checkpoint: it had finished,
+    /// so nothing runs, and this is called instead on subtask 0 of every
+    /// sink (after `open`), so a sink can redo an idempotent end-of-job
+    /// step a crash may have cut short (a shard's commit marker). Default:
+    /// nothing.
+    fn on_already_finished(&mut self, _ctx: &mut Ctx) -> Result<()> {
+        Ok(())
+    }
+
     /// A checkpoint barrier passed this operator (aligned over all inputs):
     /// write everything needed to continue from here into `state`.
     ///

@@ -123,6 +123,7 @@ pub(crate) fn execute_checkpointed(
             stats.restored_from = Some(l.manifest.id);
             if l.manifest.is_final {
                 stats.already_finished = true;
+                finish_sinks(plan, physical, config)?;
                 return Ok(finished_metrics(config, stats));
             }
         }
@@ -294,6 +295,39 @@ fn restore_set(
         }
     }
     Ok(set)
+}
+
+/// The job had finished at its final checkpoint: lets subtask 0 of every
+/// sink redo its idempotent end-of-job step ([`Operator::on_already_finished`]).
+///
+/// [`Operator::on_already_finished`]: weir_core::operator::Operator::on_already_finished
+fn finish_sinks(plan: &LogicalPlan, physical: &PhysicalPlan, config: &ExecConfig) -> Result<()> {
+    let mut env = RuntimeEnv::try_with_spill(
+        config.memory,
+        config.spill_dir.as_deref(),
+        config.spill_compression,
+    )?;
+    env.observer = config.observer.clone();
+    env.shard = config.shard;
+    for (id, node) in plan.nodes.iter().enumerate() {
+        let crate::graph::NodeKind::Sink(factory) = &node.kind else {
+            continue;
+        };
+        if !physical.is_live(id) {
+            continue;
+        }
+        let info = weir_core::operator::TaskInfo {
+            operator: node.name.clone(),
+            subtask: 0,
+            parallelism: physical.parallelism[id],
+        };
+        let metrics = std::sync::Arc::new(weir_core::operator::OperatorMetrics::with_subtasks(1));
+        let mut ctx = weir_core::operator::Ctx::new(info.clone(), env.clone(), metrics);
+        let mut sink = factory(&info)?;
+        sink.open(&mut ctx)?;
+        sink.on_already_finished(&mut ctx)?;
+    }
+    Ok(())
 }
 
 fn finished_metrics(config: &ExecConfig, stats: CheckpointStats) -> JobMetrics {
