@@ -442,3 +442,51 @@ fn the_statefulset_and_dockerfile_run_weir_as_shards() {
     assert!(docker.contains("cargo build --release --locked --bin weir"));
     assert!(docker.contains("ENTRYPOINT [\"/usr/local/bin/weir\"]"));
 }
+
+/// While a shard of 3 writes a target, neither a run as one process nor a
+/// shard of another count may start on it (each is refused at once, naming
+/// the holder), and nothing in the target changes.
+#[test]
+fn a_target_has_one_kind_of_writer_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = seed_job(tmp.path());
+    let out = tmp.path().join("out");
+    let mut running = weir()
+        .arg("run")
+        .arg(&job)
+        .args(["--shard", "1/3", "--speed", "5x", "--output"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = tmp.path().join(".out.weir-lock-shard-1-of-3");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !lock.exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(lock.exists(), "the shard took its lock");
+    for (args, says) in [
+        (vec!["--shard", "0/2"], "a run as 3 shards writes it"),
+        (vec![], "a run as 3 shards writes it"),
+    ] {
+        let o = weir()
+            .arg("run")
+            .arg(&job)
+            .args(["--mode", "batch"])
+            .args(&args)
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(says), "{args:?}: {e}");
+    }
+    assert!(
+        running.try_wait().unwrap().is_none(),
+        "the shard still runs"
+    );
+    running.kill().unwrap();
+    running.wait().unwrap();
+    assert!(!out.join(".weir-shard-1-of-3").exists());
+}

@@ -38,7 +38,7 @@ pub fn for_output(target: &Path) -> PathBuf {
 
 /// The lock file `.NAME.<suffix>` beside output `target`, for writers that
 /// share one target and need one lock each (a suffix such as
-/// `weir-lock-shard-3`).
+/// `weir-lock-shard-3-of-4`).
 pub fn for_output_named(target: &Path, suffix: &str) -> PathBuf {
     let name = target
         .file_name()

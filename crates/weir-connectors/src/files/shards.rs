@@ -2,7 +2,7 @@
 //! shard replaces only its own parts, and says so with its own marker.
 //!
 //! ```text
-//!  prepare (once per run, holding .NAME.weir-lock-shard-I):
+//!  prepare (once per run, holding .NAME.weir-lock-shard-I-of-N):
 //!     NAME/ created and marked; refused if it holds another run's kind of parts
 //!     (one process's, or another shard count's); this shard's staging leftovers removed
 //!  subtasks write NAME/.weir-staging/inprogress-shard-I-of-N-PID-RUN-S-SEQ.EXT

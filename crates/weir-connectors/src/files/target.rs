@@ -4,7 +4,7 @@
 //! ```text
 //!  PARENT/
 //!    .NAME.weir-lock                      lock of the run writing NAME (weir_core::lock)
-//!    .NAME.weir-lock-shard-I              lock of shard I writing NAME (several shards share NAME)
+//!    .NAME.weir-lock-shard-I-of-N         lock of shard I of N writing NAME (shards share NAME)
 //!    .NAME.weir-PID-RUN.inprogress        staging of a one-file target
 //!    .NAME.weir-staging-PID-RUN/          staging of a directory target (parts + marker),
 //!    .NAME.weir-staging-PID-RUN.old/      which replaces NAME/ at commit (the old one parks here)
