@@ -267,3 +267,185 @@ fn jobs_shards_cannot_divide_are_refused_by_name() {
         "{e}"
     );
 }
+
+#[test]
+fn rows_every_shard_reads_are_written_once_beside_a_keyed_branch() {
+    // a keyed window and, from the same source, a plain filter into a sink:
+    // each shard reads every row, and each filtered row (not late: the
+    // source decides lateness for the window) is written once
+    let splits = splits();
+    let (admitted, _) = admitted_and_late_by(&splits, DELAY_MS, 0, &deadline);
+    let want: Vec<(i64, i64, i64)> = {
+        let mut v: Vec<_> = admitted
+            .iter()
+            .filter(|r| r.value >= 90)
+            .map(|r| (r.key, r.ts, r.value))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let (windows_want, _) = oracle(&splits);
+    for mode in [ExecMode::Batch, ExecMode::Pipelined] {
+        let (mut plain, mut windowed) = (Vec::new(), Vec::new());
+        for i in 0..3 {
+            let job = Job::new();
+            let rows = job
+                .from_batches(schema(), splits.iter().map(batches_of).collect())
+                .unwrap()
+                .assign_timestamps(
+                    "ts",
+                    WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(
+                        DELAY_MS as u64,
+                    )),
+                )
+                .unwrap();
+            let fast = rows
+                .filter(col("value").gt_eq(lit(90)))
+                .unwrap()
+                .collect()
+                .unwrap();
+            let w = rows
+                .key_by(["key"])
+                .unwrap()
+                .window(TumblingWindow::of(Duration::from_millis(WINDOW_MS as u64)))
+                .aggregate([Agg::count().alias("n"), Agg::sum("value").alias("total")])
+                .unwrap()
+                .select(["key", "window_start", "n", "total"])
+                .unwrap()
+                .collect()
+                .unwrap();
+            let config = ExecConfig::new(mode)
+                .with_parallelism(2)
+                .with_shard(Shard::try_new(i, 3).unwrap());
+            job.run(&config).unwrap();
+            plain.extend(fast.batches());
+            windowed.extend(w.batches());
+        }
+        assert_eq!(late_rows(&plain), want, "{mode}: each filtered row once");
+        same_rows(&windowed, &[windows_want.clone()], &window_schema(), 0.0).unwrap();
+    }
+}
+
+#[test]
+fn a_union_of_rows_keyed_otherwise_is_re_keying() {
+    let splits = splits();
+    let job = Job::new();
+    let source = || {
+        job.from_batches(schema(), splits.iter().map(batches_of).collect())
+            .unwrap()
+            .assign_timestamps(
+                "ts",
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(300)),
+            )
+            .unwrap()
+    };
+    let per = |s: weir::Stream, key: &str| {
+        s.key_by([key])
+            .unwrap()
+            .window(TumblingWindow::of(Duration::from_secs(1)))
+            .aggregate([Agg::count().alias("n")])
+            .unwrap()
+            .select(["window_start", "n"])
+            .unwrap()
+    };
+    // per key and per value windows, unioned, then keyed by window: the
+    // union's rows are divided by two different keys
+    per(source(), "key")
+        .union(&per(source(), "value"))
+        .unwrap()
+        .key_by(["window_start"])
+        .unwrap()
+        .aggregate([Agg::sum("n")])
+        .unwrap()
+        .collect()
+        .unwrap();
+    let config = ExecConfig::batch().with_shard(Shard::try_new(0, 2).unwrap());
+    let e = job.run(&config).unwrap_err().to_string();
+    assert!(e.contains("re-keys rows by (window_start)"), "{e}");
+}
+
+/// A repartition channel that is only planned, never run.
+#[derive(Debug)]
+struct Planned;
+
+impl weir::operator::Repartitioner for Planned {
+    fn sink(
+        &self,
+        _: &weir::operator::RepartitionEdge,
+    ) -> weir::Result<weir::operator::OperatorFactory> {
+        Ok(Arc::new(|_: &weir::operator::TaskInfo| {
+            unreachable!("planned only")
+        }))
+    }
+    fn source(
+        &self,
+        edge: &weir::operator::RepartitionEdge,
+    ) -> weir::Result<Arc<dyn weir::operator::SourceSpec>> {
+        Ok(Arc::new(
+            weir::connectors::MemorySourceSpec::try_new(edge.schema.clone(), vec![]).unwrap(),
+        ))
+    }
+    fn describe(&self, edge: &weir::operator::RepartitionEdge) -> String {
+        format!("planned {}", edge.name)
+    }
+}
+
+#[test]
+fn a_join_of_two_re_keyed_sides_is_cut_twice_with_topological_ids() {
+    let splits = splits();
+    let job = Job::new();
+    let source = || {
+        job.from_batches(schema(), splits.iter().map(batches_of).collect())
+            .unwrap()
+            .assign_timestamps(
+                "ts",
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(300)),
+            )
+            .unwrap()
+    };
+    let per_key = |s: weir::Stream, n: &str| {
+        s.key_by(["key"])
+            .unwrap()
+            .window(TumblingWindow::of(Duration::from_secs(1)))
+            .aggregate([Agg::count().alias(n)])
+            .unwrap()
+    };
+    // both sides keyed by `key`, joined on the window: both re-key
+    per_key(source(), "a")
+        .join(
+            &per_key(source(), "b"),
+            weir::operators::join::JoinSpec::same_window().on(["window_start"], ["window_start"]),
+        )
+        .unwrap()
+        .collect()
+        .unwrap();
+    let plan = job
+        .plan()
+        .for_shard(Shard::try_new(1, 2).unwrap(), Some(&Planned))
+        .unwrap();
+    let channels: Vec<&str> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.channel)
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(channels.len(), 4, "{channels:?}");
+    let mut unique = channels.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 4, "names are unique: {channels:?}");
+    for (id, n) in plan.nodes.iter().enumerate() {
+        assert!(
+            n.inputs.iter().all(|e| e.from < id),
+            "`{}` reads a later node",
+            n.name
+        );
+    }
+    // each repartition sink comes right after the node it drains
+    for (id, n) in plan.nodes.iter().enumerate() {
+        if n.channel && !n.kind.is_source() {
+            assert_eq!(n.inputs[0].from + 1, id, "{}", n.name);
+        }
+    }
+    weir::graph::PhysicalPlan::try_new(&plan, 2).unwrap();
+}

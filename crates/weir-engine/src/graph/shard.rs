@@ -9,6 +9,8 @@
 //!                         └─ job without keys: the splits (files, row groups) dealt out
 //!  re-keying (a hash edge after another on other columns): cut through a repartition
 //!    channel when one is given (operator/repartition.rs), refused otherwise
+//!  rows every shard has (read by all, not yet through a hash edge) reaching a sink, or
+//!    meeting divided rows: that edge becomes a hash edge over the whole row
 //!  refused, by name: an operator with state over all keys; a source that cannot divide
 //! ```
 //! May use the plan's nodes, `weir_core::shard` and `SourceSpec`; never names a connector.
@@ -35,7 +37,6 @@ impl LogicalPlan {
         let live: Vec<NodeId> = (0..self.nodes.len())
             .filter(|&id| !(self.nodes[id].replaced && self.consumers(id).is_empty()))
             .collect();
-        let rekeyed = self.check_keys(&live, repartition.is_some())?;
         let hashed = live.iter().any(|&id| {
             self.nodes[id]
                 .inputs
@@ -95,189 +96,188 @@ impl LogicalPlan {
                 }
             }
         }
+        let read = match (partitioned, hashed) {
+            (true, _) => Division::Partitions,
+            (false, true) => Division::Everything,
+            (false, false) => Division::Unknown,
+        };
+        let Divided {
+            rekeyed,
+            whole_rows,
+        } = self.divide(&live, read, repartition.is_some())?;
+        for (id, input) in whole_rows {
+            let e = &plan.nodes[id].inputs[input];
+            let schema = self.port_schema(e.from, e.port);
+            let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
+            plan.nodes[id].inputs[input].partitioning = Partitioning::Hash(columns);
+        }
         if hashed && !partitioned {
             plan.key_groups = Some(KeyGroups::of_shard(shard));
-            plan.divide_side_outputs(&live)?;
         }
-        if let Some(repartition) = repartition {
+        if let Some(repartition) = repartition.filter(|_| !rekeyed.is_empty()) {
             let bounded = sources.iter().all(|&id| match &self.nodes[id].kind {
                 NodeKind::Source(spec) => spec.boundedness() == Boundedness::Bounded,
                 _ => true,
             });
-            // highest consumer first: inserting a node shifts only later ids
-            let mut rekeyed = rekeyed;
-            rekeyed.sort_by(|a, b| b.cmp(a));
-            for (consumer, input, keys) in rekeyed {
-                plan.cut(consumer, input, keys, shard, bounded, repartition)?;
+            plan = plan.cut(&rekeyed, shard, bounded, repartition)?;
+        }
+        Ok(plan)
+    }
+
+    /// The schema of output `port` of node `id`.
+    fn port_schema(&self, id: NodeId, port: usize) -> arrow_schema::SchemaRef {
+        let node = &self.nodes[id];
+        match (&node.kind, port) {
+            (NodeKind::Source(spec), p) if p > 0 => spec
+                .side_port_schema(p)
+                .unwrap_or_else(|| node.schema.clone()),
+            _ => node.schema.clone(),
+        }
+    }
+
+    /// Cuts the re-keying edges `(consumer, input, keys)`: each upstream
+    /// node feeds a repartition sink placed right after it, and the
+    /// consumer reads a repartition source placed right before it through
+    /// `hash(keys)` (node ids stay topological; a batch run's stages run
+    /// every shard's producers before its consumers).
+    fn cut(
+        &self,
+        rekeyed: &[(NodeId, usize, Vec<String>)],
+        shard: Shard,
+        bounded: bool,
+        repartition: &dyn Repartitioner,
+    ) -> Result<LogicalPlan> {
+        let mut sinks: Vec<Vec<Node>> = vec![Vec::new(); self.nodes.len()];
+        let mut sources: Vec<Vec<(usize, Node, Vec<String>)>> = vec![Vec::new(); self.nodes.len()];
+        for (consumer, input, keys) in rekeyed {
+            let edge = &self.nodes[*consumer].inputs[*input];
+            let upstream = &self.nodes[edge.from];
+            let schema = self.port_schema(edge.from, edge.port);
+            let name = match input {
+                0 => self.nodes[*consumer].name.clone(),
+                i => format!("{}-{i}", self.nodes[*consumer].name),
+            };
+            let spec = RepartitionEdge {
+                name: name.clone(),
+                schema: schema.clone(),
+                keys: keys.clone(),
+                shard,
+                bounded,
+            };
+            let node = |kind: NodeKind, inputs: Vec<Edge>| Node {
+                name: String::new(),
+                kind,
+                inputs,
+                parallelism: None,
+                max_parallelism: None,
+                schema: schema.clone(),
+                passes: None,
+                lateness_rule: None,
+                replaced: false,
+                idle_timeout: None,
+                batch_variant: None,
+                writes: None,
+                definition: None,
+                channel: true,
+            };
+            let mut sink = node(
+                NodeKind::Sink(repartition.sink(&spec)?),
+                vec![Edge {
+                    from: edge.from, // renumbered below
+                    partitioning: Partitioning::Forward,
+                    port: edge.port,
+                }],
+            );
+            sink.name = format!("repartition:{name}");
+            sink.parallelism = upstream.parallelism;
+            sinks[edge.from].push(sink);
+            let mut source = node(NodeKind::Source(repartition.source(&spec)?), Vec::new());
+            source.name = format!("repartitioned:{name}");
+            source.max_parallelism = Some(1);
+            source.definition = Some(repartition.describe(&spec));
+            sources[*consumer].push((*input, source, keys.clone()));
+        }
+        let mut plan = LogicalPlan {
+            nodes: Vec::with_capacity(self.nodes.len() + 2 * rekeyed.len()),
+            key_groups: self.key_groups.clone(),
+        };
+        let mut renumbered = vec![0; self.nodes.len()];
+        for (id, node) in self.nodes.iter().enumerate() {
+            let mut node = node.clone();
+            for e in &mut node.inputs {
+                e.from = renumbered[e.from];
+            }
+            for (input, source, keys) in std::mem::take(&mut sources[id]) {
+                node.inputs[input] = Edge {
+                    from: plan.nodes.len(),
+                    partitioning: Partitioning::Hash(keys),
+                    port: 0,
+                };
+                plan.nodes.push(source);
+            }
+            renumbered[id] = plan.nodes.len();
+            plan.nodes.push(node);
+            for mut sink in std::mem::take(&mut sinks[id]) {
+                sink.inputs[0].from = renumbered[id];
+                plan.nodes.push(sink);
             }
         }
         Ok(plan)
     }
 
-    /// Cuts the re-keying edge into input `input` of `consumer`: the
-    /// upstream node feeds a repartition sink, and `consumer` reads a
-    /// repartition source (inserted just before it) through `hash(keys)`.
-    fn cut(
-        &mut self,
-        consumer: NodeId,
-        input: usize,
-        keys: Vec<String>,
-        shard: Shard,
-        bounded: bool,
-        repartition: &dyn Repartitioner,
-    ) -> Result<()> {
-        let edge = self.nodes[consumer].inputs[input].clone();
-        let upstream = &self.nodes[edge.from];
-        let schema = match edge.port {
-            0 => upstream.schema.clone(),
-            p => match &upstream.kind {
-                NodeKind::Source(spec) => {
-                    spec.side_port_schema(p).unwrap_or(upstream.schema.clone())
-                }
-                _ => upstream.schema.clone(),
-            },
-        };
-        let name = if input == 0 {
-            self.nodes[consumer].name.clone()
-        } else {
-            format!("{}-{input}", self.nodes[consumer].name)
-        };
-        let spec = RepartitionEdge {
-            name,
-            schema: schema.clone(),
-            keys: keys.clone(),
-            shard,
-            bounded,
-        };
-        let consumer_name = self.nodes[consumer].name.clone();
-        let sink = Node {
-            name: format!("repartition:{consumer_name}"),
-            kind: NodeKind::Sink(repartition.sink(&spec)?),
-            inputs: vec![Edge {
-                from: edge.from,
-                partitioning: Partitioning::Forward,
-                port: edge.port,
-            }],
-            parallelism: upstream.parallelism,
-            max_parallelism: None,
-            schema: schema.clone(),
-            passes: None,
-            lateness_rule: None,
-            replaced: false,
-            idle_timeout: None,
-            batch_variant: None,
-            writes: None,
-            definition: None,
-            channel: true,
-        };
-        let source = Node {
-            name: format!("repartitioned:{consumer_name}"),
-            kind: NodeKind::Source(repartition.source(&spec)?),
-            inputs: Vec::new(),
-            parallelism: None,
-            max_parallelism: Some(1),
-            schema,
-            passes: None,
-            lateness_rule: None,
-            replaced: false,
-            idle_timeout: None,
-            batch_variant: None,
-            writes: None,
-            definition: Some(repartition.describe(&spec)),
-            channel: true,
-        };
-        self.nodes.push(sink);
-        // the source goes right before its consumer (ids stay topological)
-        for node in &mut self.nodes {
-            for e in &mut node.inputs {
-                if e.from >= consumer {
-                    e.from += 1;
-                }
-            }
-        }
-        self.nodes.insert(consumer, source);
-        self.nodes[consumer + 1].inputs[input] = Edge {
-            from: consumer,
-            partitioning: Partitioning::Hash(keys),
-            port: 0,
-        };
-        Ok(())
-    }
-
-    /// Every shard reads the whole input, so each would write every late
-    /// row its sources set aside: the edges leaving a source's side output
-    /// become hash edges over all its columns, and each shard keeps the
-    /// rows of its key groups (equal rows go to one shard).
-    fn divide_side_outputs(&mut self, live: &[NodeId]) -> Result<()> {
-        for &id in live {
-            for i in 0..self.nodes[id].inputs.len() {
-                let e = &self.nodes[id].inputs[i];
-                let from = &self.nodes[e.from];
-                if e.port == 0 || !from.kind.is_source() {
-                    continue;
-                }
-                if e.port == weir_core::operator::DEAD_LETTER_PORT {
-                    return Err(Error::Plan(format!(
-                        "source `{}` sends malformed records to `{}`, but every shard reads \
-                         all of it, so each would write them: give dead letters to one \
-                         process, or read the input from a partitioned broker topic",
-                        from.name, self.nodes[id].name
-                    )));
-                }
-                let columns = from
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect();
-                self.nodes[id].inputs[i].partitioning = Partitioning::Hash(columns);
-            }
-        }
-        Ok(())
-    }
-
-    /// Refuses operators whose state spans every key, and re-keying: the
-    /// key columns a node's rows are divided by (several names for a
-    /// join's output: either side's key) must stay the same downstream.
-    /// Returns the re-keying edges (consumer, input, keys) when
-    /// `repartition` allows them, and refuses them otherwise.
-    fn check_keys(
-        &self,
-        live: &[NodeId],
-        repartition: bool,
-    ) -> Result<Vec<(NodeId, usize, Vec<String>)>> {
-        // keys[id]: the key column lists rows of node id are divided by
-        let mut keys: Vec<Option<Vec<Vec<String>>>> = vec![None; self.nodes.len()];
-        let mut rekeyed = Vec::new();
+    /// Follows how rows are divided among shards from the sources down
+    /// (see [`Division`]), in node order: refuses state over all keys and
+    /// (without a repartition channel) re-keying; returns the re-keying
+    /// edges and the edges that must divide rows by a hash of the whole row.
+    fn divide(&self, live: &[NodeId], read: Division, repartition: bool) -> Result<Divided> {
+        let mut division: Vec<Division> = vec![Division::Unknown; self.nodes.len()];
+        let mut out = Divided::default();
         for &id in live {
             let node = &self.nodes[id];
-            let mut own: Vec<Vec<String>> = Vec::new();
-            let mut unkeyed_input = node.inputs.is_empty();
+            if node.kind.is_source() {
+                division[id] = read.clone();
+                continue;
+            }
+            // what each input's rows are divided by, once through its edge
+            let mut inputs: Vec<Division> = Vec::with_capacity(node.inputs.len());
+            let mut hash_keys: Vec<Vec<String>> = Vec::new();
             for (input, e) in node.inputs.iter().enumerate() {
-                match (&e.partitioning, &keys[e.from]) {
-                    (Partitioning::Hash(k), Some(upstream)) if !upstream.contains(k) => {
-                        if !repartition {
-                            return Err(Error::Plan(format!(
-                                "`{}` re-keys rows by ({}) after they were divided by ({}): \
-                                 shards divide a job by one key, and moving rows to the shard \
-                                 of another key goes through a broker topic: give \
-                                 --repartition-brokers (and --run-id), or run this job as one \
-                                 process",
-                                node.name,
-                                k.join(", "),
-                                upstream[0].join(", ")
-                            )));
-                        }
-                        rekeyed.push((id, input, k.clone()));
-                        own.push(k.clone());
+                let upstream = &division[e.from];
+                let Partitioning::Hash(k) = &e.partitioning else {
+                    inputs.push(upstream.clone());
+                    continue;
+                };
+                let rekeys = match upstream {
+                    Division::Everything | Division::Partitions => false,
+                    Division::Keys(ks) => !ks.contains(k),
+                    Division::Unknown => true,
+                };
+                if rekeys {
+                    if !repartition {
+                        let before = match upstream {
+                            Division::Keys(ks) => format!("({})", ks[0].join(", ")),
+                            _ => "no key (a hash of the whole row, or the input's splits)".into(),
+                        };
+                        return Err(Error::Plan(format!(
+                            "`{}` re-keys rows by ({}) after they were divided by {before}: \
+                             shards divide a job by one key, and moving rows to the shard of \
+                             another key goes through a broker topic: give \
+                             --repartition-brokers (and --run-id), or run this job as one \
+                             process",
+                            node.name,
+                            k.join(", "),
+                        )));
                     }
-                    (Partitioning::Hash(k), _) => own.push(k.clone()),
-                    (_, Some(upstream)) => own.extend(upstream.iter().cloned()),
-                    (_, None) => unkeyed_input = true,
+                    out.rekeyed.push((id, input, k.clone()));
                 }
+                hash_keys.push(k.clone());
+                inputs.push(Division::Keys(vec![k.clone()]));
             }
             let stateful = matches!(node.kind, NodeKind::Operator(_)) && node.definition.is_some();
-            if stateful && unkeyed_input {
+            let unkeyed = node.inputs.iter().zip(&inputs).any(|(e, d)| {
+                !matches!(e.partitioning, Partitioning::Hash(_)) && !matches!(d, Division::Keys(_))
+            });
+            if stateful && unkeyed {
                 return Err(Error::Plan(format!(
                     "`{}` keeps state over all of its input, not per key, so shards cannot \
                      divide it; key it (key_by / GROUP BY / PARTITION BY) or run the job as \
@@ -285,11 +285,72 @@ impl LogicalPlan {
                     node.name
                 )));
             }
-            if !own.is_empty() {
-                own.dedup();
-                keys[id] = Some(own);
+            let everything = |d: &Division| matches!(d, Division::Everything);
+            let is_sink = matches!(node.kind, NodeKind::Sink(_));
+            if inputs.iter().all(everything) && !is_sink {
+                division[id] = Division::Everything; // still in every shard
+                continue;
             }
+            // rows every shard has go on to a sink or meet divided rows:
+            // each shard keeps those of its key groups by a hash of the row
+            for (input, d) in inputs.iter_mut().enumerate() {
+                if everything(d) {
+                    out.whole_rows.push((id, input));
+                    *d = Division::Unknown;
+                }
+            }
+            division[id] = if !hash_keys.is_empty() {
+                // a join: rows are divided by either side's key
+                hash_keys.dedup();
+                Division::Keys(hash_keys)
+            } else {
+                inputs
+                    .into_iter()
+                    .reduce(Division::common)
+                    .unwrap_or(Division::Unknown)
+            };
         }
-        Ok(rekeyed)
+        Ok(out)
     }
+}
+
+/// How a node's rows are divided among the shards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Division {
+    /// Every shard has every row (bounded inputs read by all, before a hash edge).
+    Everything,
+    /// By broker partition, keyed as the job's first hash edge (assumed).
+    Partitions,
+    /// By the key group of one of these key column lists.
+    Keys(Vec<Vec<String>>),
+    /// Divided, but by no key a hash edge could use (splits, a hash of the row).
+    Unknown,
+}
+
+impl Division {
+    /// The division of rows merged from two inputs (a union).
+    fn common(self, other: Division) -> Division {
+        match (self, other) {
+            (Division::Keys(a), Division::Keys(b)) => {
+                let both: Vec<Vec<String>> = a.into_iter().filter(|k| b.contains(k)).collect();
+                if both.is_empty() {
+                    Division::Unknown
+                } else {
+                    Division::Keys(both)
+                }
+            }
+            (a, b) if a == b => a,
+            _ => Division::Unknown,
+        }
+    }
+}
+
+/// What [`LogicalPlan::divide`] found.
+#[derive(Debug, Default)]
+struct Divided {
+    /// Re-keying edges: (consumer, input, new keys).
+    rekeyed: Vec<(NodeId, usize, Vec<String>)>,
+    /// Edges (consumer, input) carrying rows every shard has into a sink or
+    /// beside divided rows: they become hash edges over the whole row.
+    whole_rows: Vec<(NodeId, usize)>,
 }
