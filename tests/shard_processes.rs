@@ -362,6 +362,30 @@ fn a_shard_killed_five_times_rejoins_and_the_output_equals_one_process() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
     assert!(status(&out, false).0, "the marker is back");
     same_rows(&common::read_parquet_parts(&out), &expected, &schema, 1e-9).unwrap();
+    // a shard's checkpoint holds its key groups only: restoring it as a
+    // shard of another count is refused by name
+    let own = ckpt.join("shard-1-of-3/sharded");
+    let last = names(&own)
+        .into_iter()
+        .filter(|n| n.starts_with("chk-"))
+        .next_back()
+        .unwrap();
+    let o = weir()
+        .arg("run")
+        .arg(&job)
+        .args(["--shard", "1/2", "--output"])
+        .arg(tmp.path().join("other"))
+        .arg("--checkpoint-dir")
+        .arg(tmp.path().join("ckpt2"))
+        .arg("--restore")
+        .arg(own.join(&last))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("[shard 1/3]") && e.contains("[shard 1/2]"),
+        "{e}"
+    );
     // each shard kept its own checkpoints
     for i in 0..3 {
         assert!(ckpt.join(format!("shard-{i}-of-3/sharded")).is_dir());

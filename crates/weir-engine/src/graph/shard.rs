@@ -121,6 +121,14 @@ impl LogicalPlan {
             });
             plan = plan.cut(&rekeyed, shard, bounded, repartition)?;
         }
+        // a checkpoint holds this shard's key groups and positions only: its
+        // operators' definitions name the shard, so restoring it as another
+        // shard (or another count, or one process) is refused by name
+        for node in &mut plan.nodes {
+            if let Some(d) = &mut node.definition {
+                d.push_str(&format!(" [shard {shard}]"));
+            }
+        }
         Ok(plan)
     }
 
