@@ -83,7 +83,13 @@ impl Shard {
                     ),
                 )
             })?;
-        Shard::try_new(ordinal, count)
+        Shard::try_new(ordinal, count).map_err(|e| match e {
+            Error::InvalidOption { message, .. } => Error::option(
+                "shard-from-hostname",
+                format!("host name `{}`: {message}", hostname.trim()),
+            ),
+            other => other,
+        })
     }
 
     /// This shard's index, `0..count`.
@@ -222,7 +228,11 @@ mod tests {
             Shard::try_new(2, 4).unwrap()
         );
         assert_eq!(Shard::from_hostname("weir-2\n", 3).unwrap().index(), 2);
-        assert!(Shard::from_hostname("weir-3", 3).is_err());
+        let e = Shard::from_hostname("weir-3", 3).unwrap_err().to_string();
+        assert!(
+            e.contains("shard-from-hostname") && e.contains("weir-3"),
+            "{e}"
+        );
         let e = Shard::from_hostname("worker", 3).unwrap_err().to_string();
         assert!(e.contains("worker") && e.contains("ORDINAL"), "{e}");
         assert!(Shard::try_new(1, 2).unwrap().owns_partition(5));

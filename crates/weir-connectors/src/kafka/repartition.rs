@@ -44,6 +44,10 @@ use weir_core::state::{StateReader, StateWriter};
 const FLUSH_ROWS: usize = 16_384;
 /// Least time between two watermark records of one producer.
 const WATERMARK_EVERY: Duration = Duration::from_millis(100);
+/// Largest Arrow IPC payload of one record.
+const RECORD_BYTES: usize = 512 * 1024;
+/// Largest sum of record values in one produce request.
+const REQUEST_BYTES: usize = 900 * 1024;
 /// How long a consumer's fetch waits for records.
 const FETCH_WAIT_MS: i32 = 50;
 
@@ -87,7 +91,7 @@ impl KafkaRepartition {
         if brokers.is_empty() {
             return Err(Error::option("repartition-brokers", "names no broker"));
         }
-        check_name("job name", job)?;
+        check_name("job name (the job or script file's name)", job)?;
         check_name("run-id", run)?;
         Ok(KafkaRepartition {
             brokers,
@@ -115,8 +119,9 @@ impl KafkaRepartition {
                     '_'
                 }
             })
-            .take(100)
+            .take(80)
             .collect();
+        // at most 5 + 80 + 1 + 80 + 1 + 80 = 247 characters (Kafka allows 249)
         format!("weir.{}.{}.{name}", self.job, self.run)
     }
 
@@ -193,7 +198,7 @@ impl Channel {
                     })
                 }
                 Ok(_) => {} // created by another shard a moment ago
-                Err(_) => {
+                Err(missing) => {
                     let controller =
                         kafka
                             .client
@@ -203,13 +208,19 @@ impl Channel {
                                 message: e.to_string(),
                             })?;
                     // another shard may create it first: its answer is "exists"
-                    let _ = block_on_timeout(
+                    let created = block_on_timeout(
                         &kafka.rt,
                         self.timeout,
                         controller.create_topic(self.topic.clone(), n as i32, 1, 5_000),
                     );
                     if Instant::now() >= deadline {
-                        kafka.partitions(&self.topic)?;
+                        return Err(match created {
+                            Err(why) => Error::Connector {
+                                endpoint: kafka.endpoint(None),
+                                message: format!("cannot create the repartition topic: {why}"),
+                            },
+                            Ok(()) => missing,
+                        });
                     }
                 }
             }
@@ -230,7 +241,11 @@ struct Producer {
 enum Kind {
     Rows,
     Watermark(i64),
+    /// The producer has no input for now: leave it out of the watermark.
+    Idle,
     End,
+    /// The producer restored checkpoint `c` (sent before anything else).
+    Restored(u64),
 }
 
 /// A record's header, before the Arrow IPC payload of `Rows`.
@@ -242,19 +257,23 @@ struct Envelope {
     subtasks: u32,
     epoch: u64,
     seq: u64,
+    /// The checkpoint whose state held the record (0: a run without checkpoints).
+    checkpoint: u64,
 }
 
-const MAGIC: &[u8; 8] = b"WEIRRP01";
-const HEADER: usize = 8 + 1 + 4 * 4 + 8 + 8 + 8;
+const MAGIC: &[u8; 8] = b"WEIRRP02";
+const HEADER: usize = 8 + 1 + 4 * 4 + 8 + 8 + 8 + 8;
 
 impl Envelope {
     fn encode(&self, payload: &[u8]) -> Vec<u8> {
         let mut v = Vec::with_capacity(HEADER + payload.len());
         v.extend_from_slice(MAGIC);
-        let (kind, wm) = match self.kind {
+        let (kind, arg) = match self.kind {
             Kind::Rows => (0u8, 0i64),
             Kind::Watermark(t) => (1, t),
             Kind::End => (2, i64::MAX),
+            Kind::Idle => (3, 0),
+            Kind::Restored(c) => (4, c as i64),
         };
         v.push(kind);
         for x in [
@@ -267,7 +286,8 @@ impl Envelope {
         }
         v.extend_from_slice(&self.epoch.to_le_bytes());
         v.extend_from_slice(&self.seq.to_le_bytes());
-        v.extend_from_slice(&wm.to_le_bytes());
+        v.extend_from_slice(&arg.to_le_bytes());
+        v.extend_from_slice(&self.checkpoint.to_le_bytes());
         v.extend_from_slice(payload);
         v
     }
@@ -278,11 +298,13 @@ impl Envelope {
         }
         let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
         let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-        let wm = u64_at(41) as i64;
+        let arg = u64_at(41);
         let kind = match bytes[8] {
             0 => Kind::Rows,
-            1 => Kind::Watermark(wm),
+            1 => Kind::Watermark(arg as i64),
             2 => Kind::End,
+            3 => Kind::Idle,
+            4 => Kind::Restored(arg),
             _ => return None,
         };
         let e = Envelope {
@@ -295,6 +317,7 @@ impl Envelope {
             subtasks: u32_at(21),
             epoch: u64_at(25),
             seq: u64_at(33),
+            checkpoint: u64_at(49),
         };
         Some((e, &bytes[HEADER..]))
     }
@@ -321,25 +344,37 @@ struct Outlet {
 }
 
 impl Outlet {
-    /// Produces `records` (partition, value) in order, one request per partition.
+    /// Produces `records` (partition, value) in order: per partition, in
+    /// requests of at most [`REQUEST_BYTES`] (a broker refuses larger record
+    /// batches; Kafka's default limit is 1 MiB).
     fn produce(&self, records: &[(u32, Vec<u8>)]) -> Result<()> {
-        let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<u32, Vec<Vec<Record>>> = BTreeMap::new();
+        let mut bytes: BTreeMap<u32, usize> = BTreeMap::new();
         for (p, value) in records {
-            by_partition.entry(*p).or_default().push(Record {
+            let requests = by_partition.entry(*p).or_default();
+            let size = bytes.entry(*p).or_default();
+            if requests.is_empty() || *size + value.len() > REQUEST_BYTES {
+                requests.push(Vec::new());
+                *size = 0;
+            }
+            *size += value.len();
+            requests.last_mut().expect("pushed above").push(Record {
                 key: None,
                 value: Some(value.clone()),
                 headers: BTreeMap::new(),
                 timestamp: rskafka::chrono::Utc::now(),
             });
         }
-        for (p, recs) in by_partition {
+        for (p, requests) in by_partition {
             let client = &self.partitions[p as usize];
-            self.kafka.call(
-                Some(p as i32),
-                "produce (repartition)",
-                Duration::ZERO,
-                client.produce(recs, Compression::NoCompression),
-            )?;
+            for recs in requests {
+                self.kafka.call(
+                    Some(p as i32),
+                    "produce (repartition)",
+                    Duration::ZERO,
+                    client.produce(recs, Compression::NoCompression),
+                )?;
+            }
         }
         Ok(())
     }
@@ -370,6 +405,13 @@ struct SinkState {
 const SINK_STATE: &str = "repartition.sink";
 const SOURCE_STATE: &str = "repartition.source";
 
+/// A record made, its checkpoint not yet known.
+struct Pending {
+    partition: u32,
+    envelope: Envelope,
+    payload: Vec<u8>,
+}
+
 /// The producing end: one subtask of a shard's repartition sink.
 pub struct RepartitionSink {
     // config
@@ -384,10 +426,12 @@ pub struct RepartitionSink {
     buffers: Vec<Vec<RecordBatch>>,
     buffered_rows: usize,
     /// Records made and not yet produced (checkpointed: not yet in a checkpoint).
-    records: Vec<(u32, Vec<u8>)>,
+    pending: Vec<Pending>,
     watermark: Option<i64>,
+    idle: bool,
     sent_watermark: Option<i64>,
     sent_at: Instant,
+    flushed_at: Instant,
     // resources
     outlet: Option<Arc<Mutex<Outlet>>>,
 }
@@ -407,10 +451,12 @@ impl RepartitionSink {
             seq: 0,
             buffers: vec![Vec::new(); n],
             buffered_rows: 0,
-            records: Vec::new(),
+            pending: Vec::new(),
             watermark: None,
+            idle: false,
             sent_watermark: None,
             sent_at: Instant::now(),
+            flushed_at: Instant::now(),
             outlet: None,
             channel,
         })
@@ -425,10 +471,11 @@ impl RepartitionSink {
             subtasks: self.subtasks,
             epoch: self.epoch,
             seq: self.seq,
+            checkpoint: 0,
         }
     }
 
-    /// Turns the buffered rows into records.
+    /// Turns the buffered rows into records of at most [`RECORD_BYTES`] each.
     fn seal_rows(&mut self) -> Result<()> {
         for p in 0..self.buffers.len() {
             if self.buffers[p].is_empty() {
@@ -436,11 +483,23 @@ impl RepartitionSink {
             }
             let batches = std::mem::take(&mut self.buffers[p]);
             let batch = arrow_select::concat::concat_batches(&self.channel.schema, &batches)?;
-            let payload = ipc_bytes(&batch)?;
-            let e = self.envelope(Kind::Rows);
-            self.records.push((p as u32, e.encode(&payload)));
+            let row_bytes = (batch.get_array_memory_size() / batch.num_rows().max(1)).max(1);
+            let per_record = (RECORD_BYTES / row_bytes).max(1);
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let len = per_record.min(batch.num_rows() - offset);
+                let payload = ipc_bytes(&batch.slice(offset, len))?;
+                let envelope = self.envelope(Kind::Rows);
+                self.pending.push(Pending {
+                    partition: p as u32,
+                    envelope,
+                    payload,
+                });
+                offset += len;
+            }
         }
         self.buffered_rows = 0;
+        self.flushed_at = Instant::now();
         Ok(())
     }
 
@@ -448,22 +507,39 @@ impl RepartitionSink {
     fn seal_marker(&mut self, kind: Kind) -> Result<()> {
         self.seal_rows()?;
         for p in 0..self.buffers.len() {
-            let e = self.envelope(kind);
-            self.records.push((p as u32, e.encode(&[])));
+            let envelope = self.envelope(kind);
+            self.pending.push(Pending {
+                partition: p as u32,
+                envelope,
+                payload: Vec::new(),
+            });
         }
         Ok(())
     }
 
+    /// The pending records, encoded as held by checkpoint `checkpoint` (0: none).
+    fn take_records(&mut self, checkpoint: u64) -> Vec<(u32, Vec<u8>)> {
+        std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|r| {
+                let envelope = Envelope {
+                    checkpoint,
+                    ..r.envelope
+                };
+                (r.partition, envelope.encode(&r.payload))
+            })
+            .collect()
+    }
+
     /// Without checkpoints: produces the records made so far.
     fn send(&mut self) -> Result<()> {
-        if self.checkpointed || self.records.is_empty() {
+        if self.checkpointed || self.pending.is_empty() {
             return Ok(());
         }
+        let records = self.take_records(0);
         let outlet = self.outlet.as_ref().expect("opened").clone();
         let outlet = outlet.lock().unwrap_or_else(|e| e.into_inner());
-        outlet.produce(&self.records)?;
-        self.records.clear();
-        Ok(())
+        outlet.produce(&records)
     }
 }
 
@@ -501,7 +577,9 @@ impl Operator for RepartitionSink {
             self.buffered_rows += part.num_rows();
             self.buffers[p].push(part);
         }
-        if self.buffered_rows >= FLUSH_ROWS {
+        self.idle = false;
+        // rows wait at most ~100 ms (or a checkpoint) however slowly they come
+        if self.buffered_rows >= FLUSH_ROWS || self.flushed_at.elapsed() >= WATERMARK_EVERY {
             self.seal_rows()?;
             self.send()?;
         }
@@ -509,12 +587,21 @@ impl Operator for RepartitionSink {
     }
 
     fn on_watermark(&mut self, wm: Watermark, _ctx: &mut Ctx, _out: &mut Output) -> Result<()> {
-        if let Some(t) = wm.event_time() {
-            self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
-        }
+        let Some(t) = wm.event_time() else {
+            // idle: consumers leave this producer out of their watermark
+            if !self.idle {
+                self.idle = true;
+                self.seal_marker(Kind::Idle)?;
+                self.sent_watermark = None;
+                self.send()?;
+            }
+            return Ok(());
+        };
+        self.idle = false;
+        self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
         if self.watermark != self.sent_watermark && self.sent_at.elapsed() >= WATERMARK_EVERY {
-            let t = self.watermark.expect("set above");
-            self.seal_marker(Kind::Watermark(t))?;
+            let w = self.watermark.expect("set above");
+            self.seal_marker(Kind::Watermark(w))?;
             self.sent_watermark = self.watermark;
             self.sent_at = Instant::now();
             self.send()?;
@@ -529,12 +616,12 @@ impl Operator for RepartitionSink {
 
     fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
         self.seal_rows()?;
-        if self.watermark != self.sent_watermark {
+        if !self.idle && self.watermark != self.sent_watermark {
             let t = self.watermark.expect("differs from what was sent");
             self.seal_marker(Kind::Watermark(t))?;
             self.sent_watermark = self.watermark;
         }
-        let records = std::mem::take(&mut self.records);
+        let records = self.take_records(state.checkpoint());
         state.put(
             SINK_STATE,
             &SinkState {
@@ -555,18 +642,34 @@ impl Operator for RepartitionSink {
 
     fn restore(&mut self, _ctx: &mut Ctx, state: &StateReader) -> Result<()> {
         self.checkpointed = true;
-        if let Some(saved) = state.value::<SinkState>(SINK_STATE)? {
-            self.epoch = saved.epoch;
-            self.seq = saved.seq;
-            // the checkpoint completed: its records may not all have been
-            // produced before the process died; consumers drop what they had
-            if !saved.records.is_empty() {
-                let outlet = self.outlet.as_ref().expect("opened before restore").clone();
-                let outlet = outlet.lock().unwrap_or_else(|e| e.into_inner());
-                outlet.produce(&saved.records)?;
-            }
-        }
-        Ok(())
+        let Some(saved) = state.value::<SinkState>(SINK_STATE)? else {
+            return Ok(());
+        };
+        self.epoch = saved.epoch;
+        self.seq = saved.seq;
+        let restored = state.checkpoint().unwrap_or(0);
+        // first say which checkpoint this is (a consumer that saw records of
+        // a later one refuses: rows would repeat), then produce that
+        // checkpoint's records again: they may not all have gone out before
+        // the process died, and consumers drop the ones they had
+        let mut records: Vec<(u32, Vec<u8>)> = (0..self.buffers.len() as u32)
+            .map(|p| {
+                let envelope = Envelope {
+                    kind: Kind::Restored(restored),
+                    producer: self.producer,
+                    shards: self.channel.shard.count() as u32,
+                    subtasks: self.subtasks,
+                    epoch: self.epoch,
+                    seq: 0, // not a replay: never dropped
+                    checkpoint: restored,
+                };
+                (p, envelope.encode(&[]))
+            })
+            .collect();
+        records.extend(saved.records);
+        let outlet = self.outlet.as_ref().expect("opened before restore").clone();
+        let outlet = outlet.lock().unwrap_or_else(|e| e.into_inner());
+        outlet.produce(&records)
     }
 }
 
@@ -613,7 +716,11 @@ struct ProducerState {
     epoch: u64,
     last_seq: u64,
     watermark: Option<i64>,
+    /// Said it has no input for now (left out of the watermark).
+    idle: bool,
     ended: bool,
+    /// The latest checkpoint whose records it sent.
+    checkpoint: u64,
 }
 
 /// A consumer's position and producers (its checkpoint).
@@ -655,19 +762,24 @@ impl RepartitionSource {
     }
 
     /// The lowest watermark of all producers of all shards, once every
-    /// one has spoken (an ended producer counts as done).
+    /// one has spoken (an ended producer counts as done, an idle one not at
+    /// all; `None` while only idle ones are left).
     fn watermark(&self) -> Option<i64> {
         let n = self.spec.channel.shard.count() as u32;
-        let mut min = i64::MAX;
+        let mut min: Option<i64> = None;
         for shard in 0..n {
             let subtasks = *self.state.subtasks.get(&shard)?;
             for subtask in 0..subtasks {
                 let p = self.state.producers.get(&Producer { shard, subtask })?;
-                let w = if p.ended { i64::MAX } else { p.watermark? };
-                min = min.min(w);
+                let w = match (p.ended, p.idle) {
+                    (true, _) => i64::MAX,
+                    (false, true) => continue,
+                    (false, false) => p.watermark?,
+                };
+                min = Some(min.map_or(w, |m| m.min(w)));
             }
         }
-        Some(min)
+        min
     }
 
     fn on_record(&mut self, offset: i64, value: &[u8], out: &mut Output) -> Result<()> {
@@ -722,14 +834,36 @@ impl RepartitionSource {
             .producers
             .get_mut(&e.producer)
             .expect("inserted above");
+        if let Kind::Restored(c) = e.kind {
+            if c < p.checkpoint {
+                let sent = p.checkpoint;
+                return Err(self.bad(
+                    offset,
+                    format!(
+                        "shard {} subtask {} restored checkpoint {c}, but had sent the rows of \
+                         checkpoint {sent}: they would count twice; restore that shard from its \
+                         newest checkpoint",
+                        e.producer.shard, e.producer.subtask
+                    ),
+                ));
+            }
+            return Ok(());
+        }
         if e.seq <= p.last_seq {
             return Ok(()); // a replay after the producer restored
         }
         p.last_seq = e.seq;
+        p.checkpoint = p.checkpoint.max(e.checkpoint);
         match e.kind {
-            Kind::Watermark(t) => p.watermark = Some(p.watermark.map_or(t, |w| w.max(t))),
+            Kind::Watermark(t) => {
+                p.watermark = Some(p.watermark.map_or(t, |w| w.max(t)));
+                p.idle = false;
+            }
+            Kind::Idle => p.idle = true,
             Kind::End => p.ended = true,
+            Kind::Restored(_) => unreachable!("handled above"),
             Kind::Rows => {
+                p.idle = false;
                 for batch in ipc_batches(payload)? {
                     if batch.schema().fields() != self.spec.channel.schema.fields() {
                         return Err(self.bad(offset, "rows of another schema".into()));
@@ -815,13 +949,93 @@ mod tests {
             subtasks: 4,
             epoch: 77,
             seq: 9,
+            checkpoint: 12,
         };
         let bytes = e.encode(b"payload");
         let (back, payload) = Envelope::decode(&bytes).unwrap();
         assert_eq!(back, e);
         assert_eq!(payload, b"payload");
+        for kind in [Kind::Rows, Kind::Idle, Kind::End, Kind::Restored(5)] {
+            let e = Envelope { kind, ..e };
+            assert_eq!(Envelope::decode(&e.encode(&[])).unwrap().0, e);
+        }
         assert!(Envelope::decode(b"{\"key\": 1}").is_none());
         assert!(Envelope::decode(&bytes[..HEADER - 1]).is_none());
+    }
+
+    /// A consumer of shard 0 of 2 (no broker: records are handed to it).
+    fn consumer() -> RepartitionSource {
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "k",
+            arrow_schema::DataType::Int64,
+            false,
+        )]));
+        RepartitionSource {
+            spec: Arc::new(RepartitionSourceSpec {
+                channel: Channel {
+                    brokers: vec!["unused:1".into()],
+                    topic: "t".into(),
+                    timeout: Duration::from_secs(1),
+                    shard: Shard::try_new(0, 2).unwrap(),
+                    schema,
+                },
+                bounded: true,
+            }),
+            state: SourceState::default(),
+            inlet: None,
+        }
+    }
+
+    fn record(shard: u32, seq: u64, kind: Kind, checkpoint: u64, epoch: u64) -> Vec<u8> {
+        Envelope {
+            kind,
+            producer: Producer { shard, subtask: 0 },
+            shards: 2,
+            subtasks: 1,
+            epoch,
+            seq,
+            checkpoint,
+        }
+        .encode(&[])
+    }
+
+    #[test]
+    fn a_consumer_waits_for_every_producer_drops_replays_and_refuses_rewinds() {
+        let mut c = consumer();
+        let mut out = Output::new();
+        c.on_record(0, &record(0, 1, Kind::Watermark(100), 1, 7), &mut out)
+            .unwrap();
+        assert_eq!(c.watermark(), None, "shard 1 has not spoken");
+        c.on_record(1, &record(1, 1, Kind::Watermark(50), 1, 8), &mut out)
+            .unwrap();
+        assert_eq!(c.watermark(), Some(50));
+        // an idle producer is left out; a replayed watermark is dropped
+        c.on_record(2, &record(1, 2, Kind::Idle, 2, 8), &mut out)
+            .unwrap();
+        assert_eq!(c.watermark(), Some(100));
+        c.on_record(3, &record(1, 1, Kind::Watermark(10), 1, 8), &mut out)
+            .unwrap();
+        assert_eq!(c.watermark(), Some(100), "seq 1 was seen: a replay");
+        // a restore of the checkpoint whose records it last sent is fine ...
+        c.on_record(4, &record(0, 0, Kind::Restored(1), 1, 7), &mut out)
+            .unwrap();
+        // ... of an older one is refused: its rows since would repeat
+        let e = c
+            .on_record(5, &record(1, 0, Kind::Restored(1), 1, 8), &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("restored checkpoint 1") && e.contains("checkpoint 2"),
+            "{e}"
+        );
+        // a producer that started over (another epoch) is refused
+        let e = c
+            .on_record(6, &record(0, 9, Kind::End, 0, 99), &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("started over without its checkpoint"), "{e}");
+        let e = c.on_record(7, b"{}", &mut out).unwrap_err().to_string();
+        assert!(e.contains("offset 7") && e.contains("not a record"), "{e}");
     }
 
     #[test]
