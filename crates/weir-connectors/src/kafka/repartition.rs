@@ -397,7 +397,8 @@ impl PendingCommit for ProduceOnCommit {
 #[derive(Debug, Serialize, Deserialize)]
 struct SinkState {
     epoch: u64,
-    seq: u64,
+    /// The last sequence number sent to each partition.
+    seqs: Vec<u64>,
     /// The checkpoint's records (partition, value): produced again after a restore.
     records: Vec<(u32, Vec<u8>)>,
 }
@@ -422,7 +423,9 @@ pub struct RepartitionSink {
     // state
     checkpointed: bool,
     epoch: u64,
-    seq: u64,
+    /// The last sequence number of each partition (consecutive per partition,
+    /// so a consumer sees a lost record as a jump).
+    seqs: Vec<u64>,
     buffers: Vec<Vec<RecordBatch>>,
     buffered_rows: usize,
     /// Records made and not yet produced (checkpointed: not yet in a checkpoint).
@@ -448,7 +451,7 @@ impl RepartitionSink {
             subtasks: info.parallelism as u32,
             checkpointed: false,
             epoch: weir_core::operator::now_us() as u64,
-            seq: 0,
+            seqs: vec![0; n],
             buffers: vec![Vec::new(); n],
             buffered_rows: 0,
             pending: Vec::new(),
@@ -462,15 +465,15 @@ impl RepartitionSink {
         })
     }
 
-    fn envelope(&mut self, kind: Kind) -> Envelope {
-        self.seq += 1;
+    fn envelope(&mut self, kind: Kind, partition: usize) -> Envelope {
+        self.seqs[partition] += 1;
         Envelope {
             kind,
             producer: self.producer,
             shards: self.channel.shard.count() as u32,
             subtasks: self.subtasks,
             epoch: self.epoch,
-            seq: self.seq,
+            seq: self.seqs[partition],
             checkpoint: 0,
         }
     }
@@ -489,7 +492,7 @@ impl RepartitionSink {
             while offset < batch.num_rows() {
                 let len = per_record.min(batch.num_rows() - offset);
                 let payload = ipc_bytes(&batch.slice(offset, len))?;
-                let envelope = self.envelope(Kind::Rows);
+                let envelope = self.envelope(Kind::Rows, p);
                 self.pending.push(Pending {
                     partition: p as u32,
                     envelope,
@@ -507,7 +510,7 @@ impl RepartitionSink {
     fn seal_marker(&mut self, kind: Kind) -> Result<()> {
         self.seal_rows()?;
         for p in 0..self.buffers.len() {
-            let envelope = self.envelope(kind);
+            let envelope = self.envelope(kind, p);
             self.pending.push(Pending {
                 partition: p as u32,
                 envelope,
@@ -626,7 +629,7 @@ impl Operator for RepartitionSink {
             SINK_STATE,
             &SinkState {
                 epoch: self.epoch,
-                seq: self.seq,
+                seqs: self.seqs.clone(),
                 records: records.clone(),
             },
         )?;
@@ -646,7 +649,17 @@ impl Operator for RepartitionSink {
             return Ok(());
         };
         self.epoch = saved.epoch;
-        self.seq = saved.seq;
+        if saved.seqs.len() != self.seqs.len() {
+            return Err(Error::Checkpoint {
+                location: self.channel.topic.clone(),
+                message: format!(
+                    "the checkpoint's producer wrote {} partitions, the topic has {}",
+                    saved.seqs.len(),
+                    self.seqs.len()
+                ),
+            });
+        }
+        self.seqs = saved.seqs;
         let restored = state.checkpoint().unwrap_or(0);
         // first say which checkpoint this is (a consumer that saw records of
         // a later one refuses: rows would repeat), then produce that
@@ -705,6 +718,7 @@ impl SourceSpec for RepartitionSourceSpec {
         Ok(Box::new(RepartitionSource {
             spec: self,
             state: SourceState::default(),
+            gap_since: None,
             inlet: None,
         }))
     }
@@ -740,6 +754,8 @@ pub struct RepartitionSource {
     spec: Arc<RepartitionSourceSpec>,
     // state
     state: SourceState,
+    /// Since when the next record is missing from what fetches return.
+    gap_since: Option<Instant>,
     // resources
     inlet: Option<(Kafka, PartitionClient)>,
 }
@@ -852,6 +868,17 @@ impl RepartitionSource {
         if e.seq <= p.last_seq {
             return Ok(()); // a replay after the producer restored
         }
+        if e.seq != p.last_seq + 1 {
+            let last = p.last_seq;
+            return Err(self.bad(
+                offset,
+                format!(
+                    "shard {} subtask {} sent record {} after {last}: records in between are \
+                     lost (was the topic truncated, or written by another program?)",
+                    e.producer.shard, e.producer.subtask, e.seq
+                ),
+            ));
+        }
         p.last_seq = e.seq;
         p.checkpoint = p.checkpoint.max(e.checkpoint);
         match e.kind {
@@ -899,10 +926,30 @@ impl Source for RepartitionSource {
             client.fetch_records(self.state.next_offset, 1..(8 << 20), FETCH_WAIT_MS),
         )?;
         let mut any = false;
+        let mut records = records;
+        records.sort_by_key(|r| r.offset);
         for r in records {
             if r.offset < self.state.next_offset {
                 continue;
             }
+            if r.offset > self.state.next_offset {
+                // a repartition topic has no gaps (no compaction, no
+                // transactions): records below this one are not visible yet
+                // (seen with tansu under concurrent producers); fetch again
+                let since = *self.gap_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > self.spec.channel.timeout {
+                    return Err(self.bad(
+                        self.state.next_offset,
+                        format!(
+                            "records {}..{} stay missing (a compacted topic, or one another \
+                             program writes?)",
+                            self.state.next_offset, r.offset
+                        ),
+                    ));
+                }
+                break;
+            }
+            self.gap_since = None;
             let value = r.record.value.unwrap_or_default();
             self.on_record(r.offset, &value, out)?;
             self.state.next_offset = r.offset + 1;
@@ -982,6 +1029,7 @@ mod tests {
                 bounded: true,
             }),
             state: SourceState::default(),
+            gap_since: None,
             inlet: None,
         }
     }
@@ -1026,6 +1074,15 @@ mod tests {
             .to_string();
         assert!(
             e.contains("restored checkpoint 1") && e.contains("checkpoint 2"),
+            "{e}"
+        );
+        // a record missing in between is an error, never a silent loss
+        let e = c
+            .on_record(6, &record(0, 5, Kind::Watermark(200), 1, 7), &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sent record 5 after 1") && e.contains("lost"),
             "{e}"
         );
         // a producer that started over (another epoch) is refused
