@@ -367,8 +367,7 @@ fn a_shard_killed_five_times_rejoins_and_the_output_equals_one_process() {
     let own = ckpt.join("shard-1-of-3/sharded");
     let last = names(&own)
         .into_iter()
-        .filter(|n| n.starts_with("chk-"))
-        .next_back()
+        .rfind(|n| n.starts_with("chk-"))
         .unwrap();
     let o = weir()
         .arg("run")

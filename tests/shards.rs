@@ -153,7 +153,7 @@ fn three_shards_of_a_keyed_job_give_the_oracles_rows_in_both_modes() {
                 "{mode} p={p}: {per_shard:?}"
             );
             let (one, one_late) = windows(&splits, mode, p, None);
-            same_rows(&one, &[want.clone()], &window_schema(), 0.0).unwrap();
+            same_rows(&one, std::slice::from_ref(&want), &window_schema(), 0.0).unwrap();
             assert_eq!(late_rows(&one_late), want_late);
         }
     }
@@ -322,7 +322,13 @@ fn rows_every_shard_reads_are_written_once_beside_a_keyed_branch() {
             windowed.extend(w.batches());
         }
         assert_eq!(late_rows(&plain), want, "{mode}: each filtered row once");
-        same_rows(&windowed, &[windows_want.clone()], &window_schema(), 0.0).unwrap();
+        same_rows(
+            &windowed,
+            std::slice::from_ref(&windows_want),
+            &window_schema(),
+            0.0,
+        )
+        .unwrap();
     }
 }
 
