@@ -55,19 +55,6 @@ aggregates = [
 ]
 "#;
 
-/// A tiny deterministic generator for kill delays.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
-
 fn spawn_run(job: &Path, out: &Path, ckpt: &Path, speed: &str) -> Child {
     weir()
         .arg("run")
@@ -103,7 +90,7 @@ fn crash_until_done(
     min_kills: usize,
     seed: u64,
 ) -> (usize, String) {
-    let mut rng = Lcg(seed);
+    let mut rng = common::Lcg(seed);
     let mut kills = 0;
     let mut delays = std::collections::BTreeSet::new();
     for _attempt in 0..200 {

@@ -10,6 +10,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::RecordBatch;
 use common::brokers::{produce_raw, read_partition, Tansu};
+use common::windows::{window_rows, windowed, WindowRow};
 use common::{Row, Split};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::connectors::kafka::{create_topic, KafkaSinkSpec, KafkaSourceConfig};
 use weir::connectors::live::{OnError, Position, StartFrom};
-use weir::{Agg, ExecConfig, ExecMode, Job, TumblingWindow, WatermarkStrategy};
+use weir::{ExecConfig, ExecMode, Job};
 
 /// `n` rows from `first` on: keys 0..20, time advancing ~5 ms a row, most
 /// rows up to 100 ms behind, one in 20 up to 3 s behind (late at a 200 ms
@@ -153,6 +154,15 @@ fn same<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T], context: &str) {
     }
 }
 
+/// The tests of this file run one at a time: which rows are late over a
+/// topic follows how the broker cuts its fetch answers, and brokers under
+/// the load of the other tests' brokers cut otherwise (the window test
+/// failed three runs in a row that way beside the others).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn source(brokers: &[String], topic: &str) -> KafkaSourceConfig {
     KafkaSourceConfig::new(brokers.iter().cloned(), topic)
         .with_bounded(true)
@@ -178,6 +188,7 @@ fn consume(
 
 #[test]
 fn rows_written_by_the_sink_come_back_as_the_same_multiset() {
+    let _serial = serial();
     let Some(tansu) = Tansu::start() else {
         return; // no broker: skipped (see tests/common/brokers.rs)
     };
@@ -225,6 +236,7 @@ fn rows_written_by_the_sink_come_back_as_the_same_multiset() {
 
 #[test]
 fn a_restart_from_stored_positions_reads_exactly_the_new_rows() {
+    let _serial = serial();
     let Some(tansu) = Tansu::start() else {
         return; // no broker: skipped (see tests/common/brokers.rs)
     };
@@ -263,56 +275,9 @@ fn a_restart_from_stored_positions_reads_exactly_the_new_rows() {
     assert_eq!(sum(&latest), 15_000);
 }
 
-/// (key, window_start, sum(value), count, avg(speed) bits rounded)
-type WindowRow = (i64, i64, i64, i64, i64);
-
-fn window_rows(batches: &[RecordBatch]) -> Vec<WindowRow> {
-    let mut v = Vec::new();
-    for b in batches {
-        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
-        let (k, s, sum, n, avg) = (
-            col("key"),
-            col("window_start"),
-            col("sum_value"),
-            col("n"),
-            col("avg_speed"),
-        );
-        for i in 0..b.num_rows() {
-            v.push((
-                k.as_primitive::<Int64Type>().value(i),
-                s.as_primitive::<Int64Type>().value(i),
-                sum.as_primitive::<Int64Type>().value(i),
-                n.as_primitive::<Int64Type>().value(i),
-                (avg.as_primitive::<Float64Type>().value(i) * 1e6).round() as i64,
-            ));
-        }
-    }
-    v.sort_unstable();
-    v
-}
-
-fn windowed(stream: weir::Stream) -> weir::Collected {
-    stream
-        .assign_timestamps(
-            "ts",
-            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(200)),
-        )
-        .unwrap()
-        .key_by(["key"])
-        .unwrap()
-        .window(TumblingWindow::of(Duration::from_secs(1)))
-        .aggregate([
-            Agg::sum("value").alias("sum_value"),
-            Agg::count().alias("n"),
-            Agg::avg("speed").alias("avg_speed"),
-        ])
-        .unwrap()
-        .collect()
-        .unwrap()
-}
-
 #[test]
 fn a_window_over_a_topic_equals_the_same_job_over_memory_and_the_oracle() {
+    let _serial = serial();
     let Some(tansu) = Tansu::start() else {
         return; // no broker: skipped (see tests/common/brokers.rs)
     };
@@ -405,6 +370,7 @@ fn a_window_over_a_topic_equals_the_same_job_over_memory_and_the_oracle() {
 
 #[test]
 fn malformed_records_go_to_dead_letters_or_fail_naming_topic_partition_and_offset() {
+    let _serial = serial();
     let Some(tansu) = Tansu::start() else {
         return; // no broker: skipped (see tests/common/brokers.rs)
     };
@@ -496,6 +462,7 @@ fn malformed_records_go_to_dead_letters_or_fail_naming_topic_partition_and_offse
 
 #[test]
 fn a_stopped_unbounded_job_drains_and_its_positions_resume_after_what_it_emitted() {
+    let _serial = serial();
     let Some(tansu) = Tansu::start() else {
         return; // no broker: skipped (see tests/common/brokers.rs)
     };
@@ -567,6 +534,7 @@ fn a_stopped_unbounded_job_drains_and_its_positions_resume_after_what_it_emitted
 
 #[test]
 fn a_broker_that_dies_mid_run_fails_the_job_within_the_timeout() {
+    let _serial = serial();
     let Some(mut tansu) = Tansu::start() else {
         return; // no broker: skipped (see tests/common/brokers.rs)
     };
@@ -616,6 +584,7 @@ fn a_broker_that_dies_mid_run_fails_the_job_within_the_timeout() {
 
 #[test]
 fn start_from_timestamp_gives_exactly_the_rows_at_or_after_it() {
+    let _serial = serial();
     let Some(tansu) = Tansu::start() else {
         return; // no broker: skipped (see tests/common/brokers.rs)
     };
@@ -653,6 +622,7 @@ fn start_from_timestamp_gives_exactly_the_rows_at_or_after_it() {
 #[test]
 #[ignore]
 fn ingest_throughput() {
+    let _serial = serial();
     let n: usize = std::env::var("WEIR_INGEST_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -715,6 +685,7 @@ impl weir::observe::RunObserver for Lag {
 
 #[test]
 fn a_kafka_source_reports_how_far_behind_the_head_it_reads() {
+    let _serial = serial();
     let Some(tansu) = Tansu::start() else {
         return; // no broker: skipped (see tests/common/brokers.rs)
     };
@@ -775,6 +746,7 @@ fn topic_json(brokers: &[String], topic: &str, partitions: i32) -> Vec<serde_jso
 
 #[test]
 fn a_sql_window_from_a_topic_into_a_topic_equals_the_oracle_in_both_modes() {
+    let _serial = serial();
     let Some(tansu) = Tansu::start() else {
         return; // no broker: skipped (see tests/common/brokers.rs)
     };

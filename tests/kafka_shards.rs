@@ -5,16 +5,14 @@
 
 mod common;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::RecordBatch;
 use common::brokers::Tansu;
+use common::windows::{window_rows, windowed, WindowRow};
 use common::Row;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use weir::connectors::kafka::{create_topic, KafkaSinkSpec, KafkaSourceConfig};
 use weir::shard::Shard;
-use weir::{Agg, ExecConfig, ExecMode, Job, TumblingWindow, WatermarkStrategy};
+use weir::{ExecConfig, ExecMode, Job};
 
 /// 9 000 rows over 30 keys, at most 100 ms out of order (never late at a
 /// 200 ms delay, so no answer depends on where the broker cuts batches).
@@ -40,31 +38,23 @@ fn rows() -> Vec<Row> {
         .collect()
 }
 
-type WindowRow = (i64, i64, i64, i64, i64);
-
-fn window_rows(batches: &[RecordBatch]) -> Vec<WindowRow> {
-    let mut v = Vec::new();
-    for b in batches {
-        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
-        let (k, s, sum, n, avg) = (
-            col("key"),
-            col("window_start"),
-            col("sum_value"),
-            col("n"),
-            col("avg_speed"),
-        );
-        for i in 0..b.num_rows() {
-            v.push((
-                k.as_primitive::<Int64Type>().value(i),
-                s.as_primitive::<Int64Type>().value(i),
-                sum.as_primitive::<Int64Type>().value(i),
-                n.as_primitive::<Int64Type>().value(i),
-                (avg.as_primitive::<Float64Type>().value(i) * 1e6).round() as i64,
-            ));
-        }
-    }
-    v.sort_unstable();
-    v
+/// Creates `topic` with 4 partitions and writes `rows` to it keyed by
+/// `key` (Kafka's default partitioner: each key in one partition).
+fn produce_keyed(brokers: &[String], topic: &str, rows: &[Row]) {
+    create_topic(brokers, topic, 4).unwrap();
+    let job = Job::new();
+    job.from_batches(
+        common::schema(),
+        vec![rows.chunks(1000).map(common::to_batch).collect()],
+    )
+    .unwrap()
+    .sink_kafka(
+        KafkaSinkSpec::new(brokers.iter().cloned(), topic)
+            .with_key("key")
+            .with_timestamp_column("ts"),
+    )
+    .unwrap();
+    job.run(&ExecConfig::new(ExecMode::Batch)).unwrap();
 }
 
 /// Per-key 1 s windows of the topic, as shard `shard` (or one process).
@@ -75,24 +65,7 @@ fn windows(brokers: &[String], shard: Option<Shard>, p: usize) -> (Vec<WindowRow
         .into_spec(common::schema())
         .unwrap();
     let job = Job::new();
-    let out = job
-        .live_source(spec)
-        .assign_timestamps(
-            "ts",
-            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(200)),
-        )
-        .unwrap()
-        .key_by(["key"])
-        .unwrap()
-        .window(TumblingWindow::of(Duration::from_secs(1)))
-        .aggregate([
-            Agg::sum("value").alias("sum_value"),
-            Agg::count().alias("n"),
-            Agg::avg("speed").alias("avg_speed"),
-        ])
-        .unwrap()
-        .collect()
-        .unwrap();
+    let out = windowed(job.live_source(spec));
     let mut config = ExecConfig::pipelined().with_parallelism(p);
     if let Some(s) = shard {
         config = config.with_shard(s);
@@ -107,21 +80,8 @@ fn three_shards_over_a_keyed_topic_equal_one_process_and_the_oracle() {
         return; // no broker: skipped (see tests/common/brokers.rs)
     };
     let brokers = tansu.brokers();
-    create_topic(&brokers, "readings", 4).unwrap();
     let rows = rows();
-    let job = Job::new();
-    job.from_batches(
-        common::schema(),
-        vec![rows.chunks(1000).map(common::to_batch).collect()],
-    )
-    .unwrap()
-    .sink_kafka(
-        KafkaSinkSpec::new(brokers.iter().cloned(), "readings")
-            .with_key("key")
-            .with_timestamp_column("ts"),
-    )
-    .unwrap();
-    job.run(&ExecConfig::new(ExecMode::Batch)).unwrap();
+    produce_keyed(&brokers, "readings", &rows);
 
     let mut oracle: BTreeMap<(i64, i64), (i64, i64, f64)> = BTreeMap::new();
     for r in &rows {
@@ -164,21 +124,8 @@ fn three_shard_processes_rekey_rows_read_from_a_topic() {
         return; // no broker: skipped (see tests/common/brokers.rs)
     };
     let brokers = tansu.brokers();
-    create_topic(&brokers, "sql-readings", 4).unwrap();
     let rows = rows();
-    let job = Job::new();
-    job.from_batches(
-        common::schema(),
-        vec![rows.chunks(1000).map(common::to_batch).collect()],
-    )
-    .unwrap()
-    .sink_kafka(
-        KafkaSinkSpec::new(brokers.iter().cloned(), "sql-readings")
-            .with_key("key")
-            .with_timestamp_column("ts"),
-    )
-    .unwrap();
-    job.run(&ExecConfig::new(ExecMode::Batch)).unwrap();
+    produce_keyed(&brokers, "sql-readings", &rows);
     // oracle: per (window, key) the sum of value; per window the 3 largest
     let mut sums: BTreeMap<(i64, i64), i64> = BTreeMap::new();
     for r in &rows {

@@ -5,8 +5,9 @@
 
 mod common;
 
+use common::finish;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use weir::compare::same_rows;
 
 fn weir() -> Command {
@@ -56,16 +57,6 @@ fn spawn_shard(job: &Path, out: &Path, shard: &str, mode: &str, p: &str) -> Chil
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn finish(child: Child) -> Output {
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "a shard failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn status(target: &Path, json: bool) -> (bool, String) {
@@ -264,19 +255,6 @@ fn status_names_a_missing_shard_and_other_runs_targets_are_refused() {
     assert!(!ok);
 }
 
-/// A deterministic generator for kill delays.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
-
 fn spawn_checkpointed(job: &Path, out: &Path, ckpt: &Path, shard: &str) -> Child {
     weir()
         .arg("run")
@@ -328,7 +306,7 @@ fn a_shard_killed_five_times_rejoins_and_the_output_equals_one_process() {
         .iter()
         .map(|i| spawn_checkpointed(&job, &out, &ckpt, &format!("{i}/3")))
         .collect();
-    let mut rng = Lcg(21);
+    let mut rng = common::Lcg(21);
     let mut kills = 0;
     let last = loop {
         let mut child = spawn_checkpointed(&job, &out, &ckpt, "1/3");

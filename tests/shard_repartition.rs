@@ -9,10 +9,11 @@
 mod common;
 
 use common::brokers::Tansu;
+use common::finish;
 use common::sql::{exact_sum, input_rows, rows};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 fn weir() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
@@ -116,16 +117,6 @@ fn spawn(file: &Path, shard: &str, brokers: &str, run: &str, extra: &[&str]) -> 
         .unwrap()
 }
 
-fn finish(child: Child) -> Output {
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "a shard failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 #[test]
 fn three_shards_rekey_through_the_broker_and_equal_the_oracle_in_both_modes() {
     let Some(tansu) = Tansu::start() else {
@@ -227,19 +218,6 @@ fn three_shards_rekey_through_the_broker_and_equal_the_oracle_in_both_modes() {
     assert!(!dir.path().join("never").exists());
 }
 
-/// A deterministic generator for kill delays.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
-
 #[test]
 fn a_shard_killed_five_times_repeats_no_row_through_the_topic() {
     let Some(tansu) = Tansu::start() else {
@@ -275,7 +253,7 @@ fn a_shard_killed_five_times_repeats_no_row_through_the_topic() {
         .iter()
         .map(|i| spawn(&file, &format!("{i}/3"), &brokers, "k1", &checkpointed))
         .collect();
-    let mut rng = Lcg(5);
+    let mut rng = common::Lcg(5);
     let mut kills = 0;
     let last = loop {
         let mut child = spawn(&file, "1/3", &brokers, "k1", &checkpointed);

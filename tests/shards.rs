@@ -81,14 +81,7 @@ fn windows(
     shard: Option<Shard>,
 ) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
     let job = Job::new();
-    let rows = job
-        .from_batches(schema(), splits.iter().map(batches_of).collect())
-        .unwrap()
-        .assign_timestamps(
-            "ts",
-            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(DELAY_MS as u64)),
-        )
-        .unwrap();
+    let rows = timed(&job, splits);
     let late = rows.late_rows().unwrap().collect().unwrap();
     let out = rows
         .key_by(["key"])
@@ -108,6 +101,17 @@ fn windows(
     }
     job.run(&config).unwrap();
     (out.batches(), late.batches())
+}
+
+/// `splits` as a memory source of `job`, with event time `ts` (300 ms delay).
+fn timed(job: &Job, splits: &[Split]) -> weir::Stream {
+    job.from_batches(schema(), splits.iter().map(batches_of).collect())
+        .unwrap()
+        .assign_timestamps(
+            "ts",
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(DELAY_MS as u64)),
+        )
+        .unwrap()
 }
 
 fn late_rows(batches: &[RecordBatch]) -> Vec<(i64, i64, i64)> {
@@ -207,15 +211,7 @@ fn jobs_shards_cannot_divide_are_refused_by_name() {
     let config = ExecConfig::pipelined()
         .with_parallelism(2)
         .with_shard(shard);
-    let source = |job: &Job| {
-        job.from_batches(schema(), splits.iter().map(batches_of).collect())
-            .unwrap()
-            .assign_timestamps(
-                "ts",
-                WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(300)),
-            )
-            .unwrap()
-    };
+    let source = |job: &Job| timed(job, &splits);
     // re-keying: per-key windows, then keyed by the window
     let job = Job::new();
     source(&job)
@@ -289,16 +285,7 @@ fn rows_every_shard_reads_are_written_once_beside_a_keyed_branch() {
         let (mut plain, mut windowed) = (Vec::new(), Vec::new());
         for i in 0..3 {
             let job = Job::new();
-            let rows = job
-                .from_batches(schema(), splits.iter().map(batches_of).collect())
-                .unwrap()
-                .assign_timestamps(
-                    "ts",
-                    WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(
-                        DELAY_MS as u64,
-                    )),
-                )
-                .unwrap();
+            let rows = timed(&job, &splits);
             let fast = rows
                 .filter(col("value").gt_eq(lit(90)))
                 .unwrap()
@@ -336,15 +323,7 @@ fn rows_every_shard_reads_are_written_once_beside_a_keyed_branch() {
 fn a_union_of_rows_keyed_otherwise_is_re_keying() {
     let splits = splits();
     let job = Job::new();
-    let source = || {
-        job.from_batches(schema(), splits.iter().map(batches_of).collect())
-            .unwrap()
-            .assign_timestamps(
-                "ts",
-                WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(300)),
-            )
-            .unwrap()
-    };
+    let source = || timed(&job, &splits);
     let per = |s: weir::Stream, key: &str| {
         s.key_by([key])
             .unwrap()
@@ -400,15 +379,7 @@ impl weir::operator::Repartitioner for Planned {
 fn a_join_of_two_re_keyed_sides_is_cut_twice_with_topological_ids() {
     let splits = splits();
     let job = Job::new();
-    let source = || {
-        job.from_batches(schema(), splits.iter().map(batches_of).collect())
-            .unwrap()
-            .assign_timestamps(
-                "ts",
-                WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(300)),
-            )
-            .unwrap()
-    };
+    let source = || timed(&job, &splits);
     let per_key = |s: weir::Stream, n: &str| {
         s.key_by(["key"])
             .unwrap()

@@ -5,6 +5,7 @@
 pub mod brokers;
 pub mod sql;
 pub mod watch;
+pub mod windows;
 
 use arrow_array::{Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -211,4 +212,29 @@ pub fn generate_obd(dir: &std::path::Path, vehicles: usize, seconds: usize, file
         .status()
         .unwrap();
     assert!(status.success(), "weir generate failed");
+}
+
+/// A deterministic generator (kill delays of the crash tests).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next number below `below`.
+    pub fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// Waits for `child`; fails the test with its stderr if it failed.
+pub fn finish(child: std::process::Child) -> std::process::Output {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "a weir process failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

@@ -172,6 +172,12 @@ pub fn split_by_key(
     for (i, h) in hashes.iter().enumerate() {
         parts[subtask_for_key_group(key_group(*h), parallelism)].push(i as u32);
     }
+    take_parts(batch, parts)
+}
+
+/// `(subtask, rows of batch at the indices in parts[subtask])` for every
+/// subtask with rows; a part holding every row is the batch, not a copy.
+fn take_parts(batch: &RecordBatch, parts: Vec<Vec<u32>>) -> Result<Vec<(usize, RecordBatch)>> {
     let mut out = Vec::new();
     for (t, rows) in parts.into_iter().enumerate() {
         if rows.is_empty() {
@@ -205,19 +211,7 @@ pub fn split_by_key_in(
             parts[groups.subtask(kg, parallelism)].push(i as u32);
         }
     }
-    let mut out = Vec::new();
-    for (t, rows) in parts.into_iter().enumerate() {
-        if rows.is_empty() {
-            continue;
-        }
-        let part = if rows.len() == batch.num_rows() {
-            batch.clone()
-        } else {
-            arrow_select::take::take_record_batch(batch, &arrow_array::UInt32Array::from(rows))?
-        };
-        out.push((t, part));
-    }
-    Ok(out)
+    take_parts(batch, parts)
 }
 
 /// A `Hasher` for byte keys built on [`stable_hash`] (much faster than SipHash
