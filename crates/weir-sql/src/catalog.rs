@@ -223,8 +223,31 @@ impl Table {
         }
     }
 
-    /// `parquet`, `json` or `print`, from `connector` and `format`.
+    /// `parquet`, `json` or `print`, from `connector` and `format`; an
+    /// option the file and print connectors do not take is refused by name
+    /// (Flink's filesystem options such as `sink.rolling-policy.*` would
+    /// otherwise be silently ignored).
     fn kind(&self) -> Result<&'static str, SqlError> {
+        let kind = self.connector_kind()?;
+        let allowed: &[&str] = match kind {
+            "parquet" => &[
+                "connector",
+                "path",
+                "format",
+                "changelog",
+                "scan.from",
+                "scan.until",
+                "scan.speed",
+            ],
+            "json" | "csv" => &["connector", "path", "format", "changelog"],
+            "print" => &["connector", "changelog"],
+            _ => return Ok(kind), // the broker and generator tables check their own
+        };
+        only_options(&self.options, allowed, kind, &|m| self.err(m))?;
+        Ok(kind)
+    }
+
+    fn connector_kind(&self) -> Result<&'static str, SqlError> {
         let connector = self.options["connector"].to_ascii_lowercase();
         let format = self.options.get("format").map(|f| f.to_ascii_lowercase());
         match (connector.as_str(), format.as_deref()) {
