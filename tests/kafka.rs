@@ -11,7 +11,7 @@ use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::RecordBatch;
 use common::brokers::{produce_raw, read_partition, Tansu};
 use common::windows::{window_rows, windowed, WindowRow};
-use common::{Row, Split};
+use common::{same, Row, Split};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -135,22 +135,6 @@ fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) 
         Ok(Ok(v)) => v,
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
         Err(_) => panic!("did not finish within {secs} s"),
-    }
-}
-
-/// Asserts two sorted row lists are equal, printing counts and the first
-/// difference rather than both lists.
-fn same<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T], context: &str) {
-    if got != want {
-        let first = got.iter().zip(want).position(|(a, b)| a != b);
-        let at = first.unwrap_or(got.len().min(want.len()));
-        panic!(
-            "{context}: {} rows, expected {}; first difference at {at}: {:?} vs {:?}",
-            got.len(),
-            want.len(),
-            got.get(at),
-            want.get(at)
-        );
     }
 }
 

@@ -306,22 +306,13 @@ fn a_shard_killed_five_times_rejoins_and_the_output_equals_one_process() {
         .iter()
         .map(|i| spawn_checkpointed(&job, &out, &ckpt, &format!("{i}/3")))
         .collect();
-    let mut rng = common::Lcg(21);
-    let mut kills = 0;
-    let last = loop {
-        let mut child = spawn_checkpointed(&job, &out, &ckpt, "1/3");
-        if kills < 5 {
-            std::thread::sleep(std::time::Duration::from_millis(300 + rng.next(900)));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-                assert!(!status(&out, false).0, "a killed shard is missing");
-                continue;
-            }
-        }
-        break finish(child);
-    };
+    let (last, kills) = common::kill_until_done(
+        5,
+        21,
+        (300, 900),
+        || spawn_checkpointed(&job, &out, &ckpt, "1/3"),
+        || assert!(!status(&out, false).0, "a killed shard is missing"),
+    );
     assert!(kills >= 5, "the shard finished after {kills} kills");
     let metrics: serde_json::Value = serde_json::from_slice(&last.stdout).unwrap();
     assert!(

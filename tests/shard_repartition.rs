@@ -9,8 +9,8 @@
 mod common;
 
 use common::brokers::Tansu;
-use common::finish;
 use common::sql::{exact_sum, input_rows, rows};
+use common::{finish, same};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -81,21 +81,6 @@ fn oracle(data: &Path) -> Vec<Vec<String>> {
     }
     want.sort();
     want
-}
-
-/// Asserts equal row lists, printing counts and the first difference.
-fn same(got: &[Vec<String>], want: &[Vec<String>], context: &str) {
-    if got != want {
-        let at = got.iter().zip(want).position(|(a, b)| a != b);
-        let at = at.unwrap_or(got.len().min(want.len()));
-        panic!(
-            "{context}: {} rows, expected {}; first difference at {at}: {:?} vs {:?}",
-            got.len(),
-            want.len(),
-            got.get(at),
-            want.get(at)
-        );
-    }
 }
 
 fn spawn(file: &Path, shard: &str, brokers: &str, run: &str, extra: &[&str]) -> Child {
@@ -253,21 +238,13 @@ fn a_shard_killed_five_times_repeats_no_row_through_the_topic() {
         .iter()
         .map(|i| spawn(&file, &format!("{i}/3"), &brokers, "k1", &checkpointed))
         .collect();
-    let mut rng = common::Lcg(5);
-    let mut kills = 0;
-    let last = loop {
-        let mut child = spawn(&file, "1/3", &brokers, "k1", &checkpointed);
-        if kills < 5 {
-            std::thread::sleep(std::time::Duration::from_millis(500 + rng.next(1000)));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-                continue;
-            }
-        }
-        break finish(child);
-    };
+    let (last, kills) = common::kill_until_done(
+        5,
+        5,
+        (500, 1000),
+        || spawn(&file, "1/3", &brokers, "k1", &checkpointed),
+        || {},
+    );
     assert!(kills >= 5, "the shard finished after {kills} kills");
     let metrics: serde_json::Value = serde_json::from_slice(&last.stdout).unwrap();
     assert!(

@@ -238,3 +238,50 @@ pub fn finish(child: std::process::Child) -> std::process::Output {
     );
     out
 }
+
+/// Starts `spawn()` again and again, SIGKILLing it `kills` times at random
+/// moments (`min_ms` plus up to `spread_ms`, drawn from `seed`; `on_kill`
+/// runs after each kill), then lets a run finish: returns its output, which
+/// must be a success, and the number of kills.
+pub fn kill_until_done(
+    kills: usize,
+    seed: u64,
+    (min_ms, spread_ms): (u64, u64),
+    mut spawn: impl FnMut() -> std::process::Child,
+    mut on_kill: impl FnMut(),
+) -> (std::process::Output, usize) {
+    let mut rng = Lcg(seed);
+    let mut done = 0;
+    loop {
+        let mut child = spawn();
+        if done < kills {
+            std::thread::sleep(std::time::Duration::from_millis(
+                min_ms + rng.next(spread_ms),
+            ));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                done += 1;
+                on_kill();
+                continue;
+            }
+        }
+        return (finish(child), done);
+    }
+}
+
+/// Asserts equal sorted row lists, printing counts and the first difference
+/// rather than both lists.
+pub fn same<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T], context: &str) {
+    if got != want {
+        let at = got.iter().zip(want).position(|(a, b)| a != b);
+        let at = at.unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{context}: {} rows, expected {}; first difference at {at}: {:?} vs {:?}",
+            got.len(),
+            want.len(),
+            got.get(at),
+            want.get(at)
+        );
+    }
+}
