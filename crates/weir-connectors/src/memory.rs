@@ -207,21 +207,8 @@ impl weir_core::operator::SourceSpec for MemorySourceSpec {
 
     fn for_shard(&self, shard: weir_core::shard::Shard) -> Option<weir_core::operator::ShardShare> {
         let mut share = self.clone();
-        let keep = |i: usize| i % shard.count() == shard.index();
-        share.splits = share
-            .splits
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| keep(*i))
-            .map(|(_, s)| s)
-            .collect();
-        share.min_times = share
-            .min_times
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| keep(*i))
-            .map(|(_, t)| t)
-            .collect();
+        share.splits = shard.share(share.splits);
+        share.min_times = shard.share(share.min_times);
         Some(weir_core::operator::ShardShare::Splits(Arc::new(share)))
     }
 

@@ -164,20 +164,32 @@ pub fn split_by_key(
     keys: &KeyEncoder,
     parallelism: usize,
 ) -> Result<Vec<(usize, RecordBatch)>> {
-    if parallelism <= 1 {
+    split_by_key_in(batch, keys, parallelism, &crate::shard::KeyGroups::all())
+}
+
+/// [`split_by_key`] over the key groups `groups` (a shard's): rows of other
+/// key groups are dropped (another shard owns them), the others go to the
+/// subtask owning their key group among `groups` ([`KeyGroups::subtask`]).
+///
+/// [`KeyGroups::subtask`]: crate::shard::KeyGroups::subtask
+pub fn split_by_key_in(
+    batch: &RecordBatch,
+    keys: &KeyEncoder,
+    parallelism: usize,
+    groups: &crate::shard::KeyGroups,
+) -> Result<Vec<(usize, RecordBatch)>> {
+    if parallelism <= 1 && groups.is_all() {
         return Ok(vec![(0, batch.clone())]);
     }
     let hashes = keys.hashes(batch)?;
+    let parallelism = parallelism.max(1);
     let mut parts: Vec<Vec<u32>> = vec![Vec::new(); parallelism];
     for (i, h) in hashes.iter().enumerate() {
-        parts[subtask_for_key_group(key_group(*h), parallelism)].push(i as u32);
+        let kg = key_group(*h);
+        if groups.contains(kg) {
+            parts[groups.subtask(kg, parallelism)].push(i as u32);
+        }
     }
-    take_parts(batch, parts)
-}
-
-/// `(subtask, rows of batch at the indices in parts[subtask])` for every
-/// subtask with rows; a part holding every row is the batch, not a copy.
-fn take_parts(batch: &RecordBatch, parts: Vec<Vec<u32>>) -> Result<Vec<(usize, RecordBatch)>> {
     let mut out = Vec::new();
     for (t, rows) in parts.into_iter().enumerate() {
         if rows.is_empty() {
@@ -191,27 +203,6 @@ fn take_parts(batch: &RecordBatch, parts: Vec<Vec<u32>>) -> Result<Vec<(usize, R
         out.push((t, part));
     }
     Ok(out)
-}
-
-/// [`split_by_key`] for a shard: rows whose key group is not in `groups`
-/// are dropped (another shard owns them), the others go to the subtask
-/// owning their key group among `groups` ([`KeyGroups::subtask`]).
-pub fn split_by_key_in(
-    batch: &RecordBatch,
-    keys: &KeyEncoder,
-    parallelism: usize,
-    groups: &crate::shard::KeyGroups,
-) -> Result<Vec<(usize, RecordBatch)>> {
-    let hashes = keys.hashes(batch)?;
-    let parallelism = parallelism.max(1);
-    let mut parts: Vec<Vec<u32>> = vec![Vec::new(); parallelism];
-    for (i, h) in hashes.iter().enumerate() {
-        let kg = key_group(*h);
-        if groups.contains(kg) {
-            parts[groups.subtask(kg, parallelism)].push(i as u32);
-        }
-    }
-    take_parts(batch, parts)
 }
 
 /// A `Hasher` for byte keys built on [`stable_hash`] (much faster than SipHash

@@ -22,7 +22,7 @@
 //! network file system must use distinct targets or names (a lock file name
 //! can carry a suffix, see [`for_output_named`]).
 //!
-//! Owns [`LockFile`]. May use `crate::error` and std only.
+//! Owns [`LockFile`]. May use `crate::error`, `crate::shard` and std only.
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -49,6 +49,78 @@ pub fn for_output_named(target: &Path, suffix: &str) -> PathBuf {
         _ => PathBuf::from("."),
     };
     parent.join(format!(".{name}.{suffix}"))
+}
+
+/// Takes the lock of a writer of output `target` (canonical): one process's
+/// `.NAME.weir-lock`, or shard I of N's `.NAME.weir-lock-shard-I-of-N` (the
+/// shards of one run share a target). Then, holding it, fails with
+/// [`Error::InUse`] if a writer that must not write beside this one holds
+/// its own: a run as one process beside a shard, or shards of two counts
+/// (both checking after taking their own, at least one of two racing runs
+/// sees the other).
+pub fn for_writer(
+    target: &Path,
+    what: &str,
+    shard: Option<crate::shard::Shard>,
+) -> Result<LockFile> {
+    let lock = match shard {
+        Some(s) => for_output_named(target, &format!("weir-lock-{}", s.tag())),
+        None => for_output(target),
+    };
+    let held = LockFile::try_acquire(&lock, what)?;
+    if let Some((other, who)) = other_writer(target, shard)? {
+        return Err(Error::InUse {
+            what: format!("{what} ({who} writes it)"),
+            holder: holder_of(&other),
+            path: other,
+        });
+    }
+    Ok(held)
+}
+
+/// A live lock on `target` of a writer that must not write beside `shard`
+/// (or one process): its path and who it is.
+fn other_writer(
+    target: &Path,
+    shard: Option<crate::shard::Shard>,
+) -> Result<Option<(PathBuf, String)>> {
+    let one_process = for_output(target);
+    let Some(parent) = one_process.parent() else {
+        return Ok(None);
+    };
+    if shard.is_some() && is_held(&one_process) {
+        return Ok(Some((one_process, "a run as one process".into())));
+    }
+    let prefix = format!(
+        ".{}.weir-lock-shard-",
+        target
+            .file_name()
+            .map_or("out".into(), |n| n.to_string_lossy())
+    );
+    let entries = match std::fs::read_dir(parent) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(parent, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(parent, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(tag) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let count = tag
+            .rsplit_once("-of-")
+            .and_then(|(_, n)| n.parse::<usize>().ok());
+        let conflicts = shard.is_none_or(|s| count != Some(s.count()));
+        if conflicts && is_held(&entry.path()) {
+            let who = match count {
+                Some(n) => format!("a run as {n} shards"),
+                None => "another shard".into(),
+            };
+            return Ok(Some((entry.path(), who)));
+        }
+    }
+    Ok(None)
 }
 
 /// The lock file of a directory weir owns: `DIR/.weir-lock`.
@@ -174,7 +246,7 @@ pub fn is_held(path: &Path) -> bool {
 
 /// "PID n" as written in the lock file, retried briefly while the new
 /// holder is writing it.
-pub fn holder_of(path: &Path) -> String {
+fn holder_of(path: &Path) -> String {
     for _ in 0..20 {
         if let Ok(text) = std::fs::read_to_string(path) {
             if let Ok(pid) = text.trim().parse::<u32>() {

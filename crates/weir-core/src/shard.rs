@@ -118,6 +118,17 @@ impl Shard {
         partition % self.count == self.index
     }
 
+    /// This shard's share of `items` dealt out in turn: the items at
+    /// positions `i` with `i mod count == index` (a source's splits).
+    pub fn share<T>(self, items: impl IntoIterator<Item = T>) -> Vec<T> {
+        items
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % self.count == self.index)
+            .map(|(_, item)| item)
+            .collect()
+    }
+
     /// The name of this shard in paths: `shard-I-of-N`.
     pub fn tag(self) -> String {
         format!("shard-{}-of-{}", self.index, self.count)
@@ -169,6 +180,11 @@ impl KeyGroups {
     /// True if there are none (never, for a valid shard).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// True if these are every key group (one process).
+    pub fn is_all(&self) -> bool {
+        self.0 == (0..KEY_GROUPS)
     }
 
     /// True if `key_group` is one of these.

@@ -303,11 +303,7 @@ impl SourceSpec for CsvSourceSpec {
     fn for_shard(&self, shard: weir_core::shard::Shard) -> Option<weir_core::operator::ShardShare> {
         // whole files dealt out (a CSV file is one split)
         let mut share = self.clone();
-        let mut index = 0;
-        share.files.retain(|_| {
-            index += 1;
-            (index - 1) % shard.count() == shard.index()
-        });
+        share.files = shard.share(share.files);
         Some(weir_core::operator::ShardShare::Splits(Arc::new(share)))
     }
 

@@ -23,20 +23,12 @@ use weir_core::message::CheckpointId;
 use weir_core::operator::PendingCommit;
 use weir_core::shard::Shard;
 
-/// The entries of `dir` by name (none if it does not exist).
+/// The names in `dir`, sorted (none if it does not exist).
 fn names(dir: &Path) -> Result<Vec<String>> {
-    let read = match std::fs::read_dir(dir) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    let mut out = Vec::new();
-    for entry in read {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        out.push(entry.file_name().to_string_lossy().into_owned());
+    if !dir.exists() {
+        return Ok(Vec::new());
     }
-    out.sort();
-    Ok(out)
+    Ok(target::entries(dir)?.into_iter().map(|(n, _)| n).collect())
 }
 
 fn remove(path: &Path) -> Result<()> {

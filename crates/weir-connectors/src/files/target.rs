@@ -142,7 +142,7 @@ fn real_dir(path: &Path) -> bool {
 }
 
 /// The entries of `dir` by name.
-fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub(crate) fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;

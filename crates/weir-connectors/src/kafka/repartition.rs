@@ -624,17 +624,16 @@ impl Operator for RepartitionSink {
             self.seal_marker(Kind::Watermark(t))?;
             self.sent_watermark = self.watermark;
         }
-        let records = self.take_records(state.checkpoint());
-        state.put(
-            SINK_STATE,
-            &SinkState {
-                epoch: self.epoch,
-                seqs: self.seqs.clone(),
-                records: records.clone(),
-            },
-        )?;
-        if !records.is_empty() {
+        let saved = SinkState {
+            epoch: self.epoch,
+            seqs: self.seqs.clone(),
+            records: self.take_records(state.checkpoint()),
+        };
+        state.put(SINK_STATE, &saved)?;
+        if !saved.records.is_empty() {
+            // kept in the state (encoded above), produced when it completes
             let outlet = self.outlet.as_ref().expect("opened").clone();
+            let records = saved.records;
             ctx.commits().stage_for(
                 state.checkpoint(),
                 Box::new(ProduceOnCommit { outlet, records }),

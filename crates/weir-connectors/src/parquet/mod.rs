@@ -600,11 +600,7 @@ impl weir_core::operator::SourceSpec for ParquetSourceSpec {
     fn for_shard(&self, shard: weir_core::shard::Shard) -> Option<weir_core::operator::ShardShare> {
         // row groups dealt out in their reading order (by minimum event time)
         let mut share = self.clone();
-        let mut index = 0;
-        share.splits.retain(|_| {
-            index += 1;
-            (index - 1) % shard.count() == shard.index()
-        });
+        share.splits = shard.share(share.splits);
         Some(weir_core::operator::ShardShare::Splits(Arc::new(share)))
     }
 

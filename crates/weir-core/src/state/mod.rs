@@ -412,7 +412,7 @@ impl StateReader {
                     .ok_or_else(|| state_error(name, "key-group column is not UInt16"))?;
                 let mut keep = b.clone();
                 keep.remove_column(kg_idx);
-                if !self.is_rescaled() && self.key_groups.len() == crate::key::KEY_GROUPS {
+                if !self.is_rescaled() && self.key_groups.is_all() {
                     out.push(keep);
                     continue;
                 }

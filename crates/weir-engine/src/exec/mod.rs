@@ -16,7 +16,7 @@ mod staged;
 use crate::checkpoint::{CheckpointConfig, CheckpointStats, RestartStrategy};
 use crate::graph::{Job, LogicalPlan, Outputs, PhysicalPlan};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -386,80 +386,20 @@ fn execute_job(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
     }
 }
 
-/// Locks every file output for the run (`.NAME.weir-lock` beside it; a
-/// shard's `.NAME.weir-lock-shard-I-of-N`, so the shards of one run share a
-/// target): a second run writing the same output fails at once, naming this
-/// process, and so does a run as one process beside a shard, or shards of
-/// two different counts (each checks the others' locks after taking its own).
+/// Locks every file output for the run ([`weir_core::lock::for_writer`]):
+/// a second run writing the same output fails at once, naming this process.
 fn lock_outputs(outputs: &Outputs, shard: Option<Shard>) -> Result<Vec<LockFile>> {
     outputs
         .outputs
         .iter()
         .map(|o| {
-            let what = format!("output {}", o.path.display());
-            let lock = match shard {
-                Some(s) => weir_core::lock::for_output_named(
-                    &o.canonical,
-                    &format!("weir-lock-{}", s.tag()),
-                ),
-                None => weir_core::lock::for_output(&o.canonical),
-            };
-            let held = LockFile::try_acquire(&lock, &what)?;
-            if let Some((other, who)) = other_writer(&o.canonical, shard)? {
-                return Err(Error::InUse {
-                    what: format!("{what} ({who} writes it)"),
-                    holder: weir_core::lock::holder_of(&other),
-                    path: other,
-                });
-            }
-            Ok(held)
+            weir_core::lock::for_writer(
+                &o.canonical,
+                &format!("output {}", o.path.display()),
+                shard,
+            )
         })
         .collect()
-}
-
-/// A live lock on `target` of a run that must not write beside this one
-/// (`shard`, or one process): its path and what it is.
-fn other_writer(target: &Path, shard: Option<Shard>) -> Result<Option<(PathBuf, String)>> {
-    let one_process = weir_core::lock::for_output(target);
-    let Some(parent) = one_process.parent() else {
-        return Ok(None);
-    };
-    let prefix = format!(
-        ".{}.weir-lock-shard-",
-        target
-            .file_name()
-            .map_or("out".into(), |n| n.to_string_lossy())
-    );
-    if shard.is_some() && weir_core::lock::is_held(&one_process) {
-        return Ok(Some((one_process, "a run as one process".into())));
-    }
-    let entries = match std::fs::read_dir(parent) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(parent, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(parent, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(tag) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let count = tag
-            .rsplit_once("-of-")
-            .and_then(|(_, n)| n.parse::<usize>().ok());
-        let conflicts = match shard {
-            None => true,
-            Some(s) => count != Some(s.count()),
-        };
-        if conflicts && weir_core::lock::is_held(&entry.path()) {
-            let who = match count {
-                Some(n) => format!("a run as {n} shards"),
-                None => "another shard".into(),
-            };
-            return Ok(Some((entry.path(), who)));
-        }
-    }
-    Ok(None)
 }
 
 /// One run of the plan; with `checkpoints`, a checkpointed pipelined run

@@ -13,7 +13,7 @@
 use crate::graph::{Partitioning, PhysicalEdge};
 use arrow_array::RecordBatch;
 use weir_core::error::Result;
-use weir_core::key::{split_by_key, split_by_key_in, KeyEncoder};
+use weir_core::key::{split_by_key_in, KeyEncoder};
 use weir_core::message::Message;
 use weir_core::shard::KeyGroups;
 
@@ -32,8 +32,8 @@ pub(crate) struct Router {
     // config
     subtask: usize,
     max_rows: usize,
-    /// A shard's key groups: hash edges keep only their rows.
-    key_groups: Option<KeyGroups>,
+    /// The key groups of this run (a shard's, or all): hash edges keep only their rows.
+    key_groups: KeyGroups,
     // state
     routes: Vec<Route>,
 }
@@ -69,7 +69,7 @@ impl Router {
         Ok(Router {
             subtask,
             max_rows: max_rows.max(1),
-            key_groups: key_groups.cloned(),
+            key_groups: key_groups.cloned().unwrap_or_default(),
             routes,
         })
     }
@@ -163,11 +163,7 @@ impl Router {
             }
             Partitioning::Hash(_) => {
                 let keys = route.keys.as_ref().expect("hash routes have a key encoder");
-                let parts = match &self.key_groups {
-                    Some(groups) => split_by_key_in(&batch, keys, route.targets, groups)?,
-                    None => split_by_key(&batch, keys, route.targets)?,
-                };
-                for (t, part) in parts {
+                for (t, part) in split_by_key_in(&batch, keys, route.targets, &self.key_groups)? {
                     send(edge, t, Message::Data(part))?;
                 }
                 Ok(())

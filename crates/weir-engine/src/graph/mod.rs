@@ -123,6 +123,29 @@ pub struct Node {
     pub channel: bool,
 }
 
+impl Node {
+    /// A node with no parallelism set, no lateness rule, definition or
+    /// output path: what a builder step fills in afterwards.
+    pub fn new(name: String, kind: NodeKind, inputs: Vec<Edge>, schema: SchemaRef) -> Node {
+        Node {
+            name,
+            kind,
+            inputs,
+            parallelism: None,
+            max_parallelism: None,
+            schema,
+            passes: None,
+            lateness_rule: None,
+            replaced: false,
+            idle_timeout: None,
+            batch_variant: None,
+            writes: None,
+            definition: None,
+            channel: false,
+        }
+    }
+}
+
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")

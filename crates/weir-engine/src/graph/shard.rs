@@ -173,20 +173,8 @@ impl LogicalPlan {
                 bounded,
             };
             let node = |kind: NodeKind, inputs: Vec<Edge>| Node {
-                name: String::new(),
-                kind,
-                inputs,
-                parallelism: None,
-                max_parallelism: None,
-                schema: schema.clone(),
-                passes: None,
-                lateness_rule: None,
-                replaced: false,
-                idle_timeout: None,
-                batch_variant: None,
-                writes: None,
-                definition: None,
                 channel: true,
+                ..Node::new(String::new(), kind, inputs, schema.clone())
             };
             let mut sink = node(
                 NodeKind::Sink(repartition.sink(&spec)?),

@@ -108,22 +108,7 @@ impl Job {
             name = format!("{base_name}-{i}");
             i += 1;
         }
-        plan.nodes.push(Node {
-            name,
-            kind,
-            inputs,
-            parallelism: None,
-            max_parallelism: None,
-            schema,
-            passes: None,
-            lateness_rule: None,
-            replaced: false,
-            idle_timeout: None,
-            batch_variant: None,
-            writes: None,
-            definition: None,
-            channel: false,
-        });
+        plan.nodes.push(Node::new(name, kind, inputs, schema));
         plan.nodes.len() - 1
     }
 
