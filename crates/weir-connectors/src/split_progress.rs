@@ -248,12 +248,47 @@ pub(crate) fn plan_restore(
     units: &dyn Fn(usize) -> u64,
     context: &str,
 ) -> Result<Option<RestorePlan>> {
+    if !reader.shard_origins().is_empty() {
+        return plan_from_shards(reader, name, mine, total, units, context);
+    }
     let saved: Vec<SplitsState> = reader.values(name)?;
     if saved.is_empty() {
         return Ok(None);
     }
+    let by_split = progress_by_split(&saved, total, units, context)?;
+    let mut plan = RestorePlan {
+        watermark: if reader.is_rescaled() {
+            None
+        } else {
+            saved.first().and_then(|s| s.watermark)
+        },
+        ..RestorePlan::default()
+    };
+    for &split in mine {
+        match by_split.get(&(split as u64)) {
+            Some(p) if p.finished => plan.finished.push(split),
+            Some(p) => plan.plan.push(SplitResume {
+                split,
+                skip: p.done,
+                generator: p.generator,
+            }),
+            None => plan.plan.push(SplitResume::fresh(split)),
+        }
+    }
+    Ok(Some(plan))
+}
+
+/// The progress the old subtasks in `saved` made, by split; refuses a
+/// changed input, a split or position outside it, and a split two
+/// subtasks claim.
+fn progress_by_split(
+    saved: &[SplitsState],
+    total: usize,
+    units: &dyn Fn(usize) -> u64,
+    context: &str,
+) -> Result<BTreeMap<u64, SplitProgress>> {
     let mut by_split: BTreeMap<u64, SplitProgress> = BTreeMap::new();
-    for s in &saved {
+    for s in saved {
         if s.total != total as u64 {
             return Err(Error::Checkpoint {
                 location: context.to_string(),
@@ -295,16 +330,85 @@ pub(crate) fn plan_restore(
             }
         }
     }
-    let mut plan = RestorePlan {
-        watermark: if reader.is_rescaled() {
-            None
-        } else {
-            saved.first().and_then(|s| s.watermark)
-        },
-        ..RestorePlan::default()
+    Ok(by_split)
+}
+
+/// [`plan_restore`] from the checkpoints of several old shards (`--restore
+/// shards:N`): each read every split of a keyed job and kept its own key
+/// groups. Their state fits together only if they stopped at the same
+/// place in every split (then their operators saw the same watermarks
+/// too): `--savepoint-at` stops them there. Otherwise the restore is
+/// refused, naming the first split where they differ.
+///
+/// ```text
+///  split 4:  old 0/2 at 3 000 units   old 1/2 at 3 000 units  ─► skip 3 000 (either's generator)
+///  split 5:  old 0/2 at 3 000 units   old 1/2 finished        ─► refused: not one place
+/// ```
+fn plan_from_shards(
+    reader: &StateReader,
+    name: &str,
+    mine: &[usize],
+    total: usize,
+    units: &dyn Fn(usize) -> u64,
+    context: &str,
+) -> Result<Option<RestorePlan>> {
+    let saved: Vec<(usize, SplitsState)> = reader.values_from(name)?;
+    let mut shards: Vec<(weir_core::shard::Shard, BTreeMap<u64, SplitProgress>)> = Vec::new();
+    for origin in reader.shard_origins() {
+        let states: Vec<SplitsState> = saved
+            .iter()
+            .filter(|(old, _)| reader.origin(*old) == Some(origin))
+            .map(|(_, s)| s.clone())
+            .collect();
+        let by_split = progress_by_split(&states, total, units, context).map_err(|e| match e {
+            Error::Checkpoint { location, message } => Error::Checkpoint {
+                location,
+                message: format!("old shard {}: {message}", origin.shard),
+            },
+            e => e,
+        })?;
+        shards.push((origin.shard, by_split));
+    }
+    if shards.iter().all(|(_, by_split)| by_split.is_empty()) {
+        return Ok(None);
+    }
+    // where an old shard stopped in a split: (units emitted, finished)
+    let place = |by_split: &BTreeMap<u64, SplitProgress>, split: usize| {
+        by_split
+            .get(&(split as u64))
+            .map_or((0, false), |p| (p.done, p.finished))
     };
+    for split in 0..total {
+        let (first, first_progress) = &shards[0];
+        let at = place(first_progress, split);
+        if let Some((other, progress)) = shards.iter().find(|(_, p)| place(p, split) != at) {
+            let show = |(done, finished): (u64, bool)| {
+                if finished {
+                    "its end".to_string()
+                } else {
+                    format!("unit {done}")
+                }
+            };
+            let there = place(progress, split);
+            return Err(Error::Checkpoint {
+                location: context.to_string(),
+                message: format!(
+                    "the old shards stopped at different places (split {split}: shard {first} \
+                     at {}, shard {other} at {}), so their state does not fit together at \
+                     another shard count. Take the savepoints at one event time in every \
+                     shard: run (or restore) each old shard with --savepoint-at TIME, which \
+                     stops it where its sources' watermarks reach TIME, at the same rows in \
+                     every shard",
+                    show(at),
+                    show(there)
+                ),
+            });
+        }
+    }
+    let agreed = &shards[0].1;
+    let mut plan = RestorePlan::default(); // the clock is rebuilt from the splits
     for &split in mine {
-        match by_split.get(&(split as u64)) {
+        match agreed.get(&(split as u64)) {
             Some(p) if p.finished => plan.finished.push(split),
             Some(p) => plan.plan.push(SplitResume {
                 split,

@@ -122,6 +122,14 @@ pub fn checkpoint_summary(c: &crate::checkpoint::CheckpointStats) -> String {
     if let Some(id) = c.restored_from {
         s.push_str(&format!(", restored from {id}"));
     }
+    if !c.restored_from_shards.is_empty() {
+        let from: Vec<String> = c
+            .restored_from_shards
+            .iter()
+            .map(|(i, id)| format!("{i}/{}@{id}", c.restored_from_shards.len()))
+            .collect();
+        s.push_str(&format!(", restored from shards {}", from.join(" ")));
+    }
     if c.restarts > 0 {
         s.push_str(&format!(", {} restarts", c.restarts));
     }

@@ -74,6 +74,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 checkpoint_interval,
                 restore,
                 restarts,
+                savepoint_at,
             },
         shards,
         watch,
@@ -152,6 +153,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
              [checkpoint] dir in the job file)",
         ));
     }
+    let config = CheckpointArgs::savepoint_at(savepoint_at.as_deref(), config)?;
     let metrics = watch.outcome(built.run(&config))?;
     let code = checkpoint_report(&metrics, &config);
     watch.print_and_linger(&metrics, json);
@@ -275,13 +277,34 @@ pub struct CheckpointArgs {
     #[arg(long)]
     pub checkpoint_interval: Option<String>,
     /// Start from: latest, a checkpoint id, a checkpoint or savepoint
-    /// directory, or `fresh`. Default: the newest valid checkpoint of
-    /// this job, if any.
+    /// directory, `fresh`, or `shards:N` (with --shard I/M: this shard's
+    /// own newest checkpoint, else the newest of each of the N shards of an
+    /// earlier run at another count). Default: the newest valid checkpoint
+    /// of this job, if any.
     #[arg(long)]
     pub restore: Option<String>,
     /// Restart from the last checkpoint this many times after a failure.
     #[arg(long)]
     pub restarts: Option<u32>,
+    /// Take a savepoint and stop where every source's event-time watermark
+    /// reaches this time (RFC 3339 UTC or epoch ms): the same rows in every
+    /// run of the same input, so shards stopped this way restore together
+    /// at another shard count (`--restore shards:N`).
+    #[arg(long)]
+    pub savepoint_at: Option<String>,
+}
+
+impl CheckpointArgs {
+    /// `config` with `--savepoint-at` (checked by the engine: it needs a
+    /// checkpointed pipelined run).
+    pub(crate) fn savepoint_at(at: Option<&str>, config: ExecConfig) -> Result<ExecConfig> {
+        Ok(match at {
+            Some(t) => {
+                config.with_savepoint_at(weir_connectors::replay::parse_time("--savepoint-at", t)?)
+            }
+            None => config,
+        })
+    }
 }
 
 /// Says on stderr what a checkpointed run's end means (it had finished

@@ -82,6 +82,7 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
                 checkpoint_interval,
                 restore,
                 restarts,
+                savepoint_at,
             },
         shards,
         watch,
@@ -261,6 +262,7 @@ pub fn run(args: SqlArgs) -> Result<ExitCode> {
         }
         None => {}
     }
+    let config = super::run::CheckpointArgs::savepoint_at(savepoint_at.as_deref(), config)?;
     let metrics = watch.outcome(job.run(&config))?;
     let code = super::run::checkpoint_report(&metrics, &config);
     watch.print_and_linger(&metrics, json);

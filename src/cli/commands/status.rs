@@ -30,8 +30,12 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
                 status.parts
             ),
             Some(n) => {
+                let adopted = match status.adopted {
+                    0 => String::new(),
+                    a => format!(", {a} adopted from an earlier shard count"),
+                };
                 println!(
-                    "{path}: {} of {n} shards committed ({} parts)",
+                    "{path}: {} of {n} shards committed ({} parts{adopted})",
                     status.committed.len(),
                     status.parts
                 );

@@ -193,6 +193,7 @@ impl FileSinkSpec {
         ctx: &Ctx,
         run: u64,
         checkpointed: Option<Option<CheckpointId>>,
+        adopting: &[weir_core::state::ShardOrigin],
     ) -> Result<()> {
         let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
         if *prepared == Some(run) {
@@ -210,7 +211,7 @@ impl FileSinkSpec {
                     ),
                 ));
             }
-            shards::prepare(&self.path, shard, checkpointed)?;
+            shards::prepare(&self.path, shard, checkpointed, adopting)?;
             *prepared = Some(run);
             return Ok(());
         }
@@ -402,7 +403,7 @@ impl FileSink {
             let spec = &self.spec;
             let run = ctx.commits().run_id();
             if !self.checkpointed {
-                spec.prepare(ctx, run, None)?;
+                spec.prepare(ctx, run, None, &[])?;
             }
             let (dir, staging, target) = if self.checkpointed || ctx.shard().is_some() {
                 let dir = spec.path.join(target::CHECKPOINT_STAGING);
@@ -581,8 +582,12 @@ impl Operator for FileSink {
 
     fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
         self.checkpointed = true;
-        self.spec
-            .prepare(ctx, ctx.commits().run_id(), Some(state.checkpoint()))
+        self.spec.prepare(
+            ctx,
+            ctx.commits().run_id(),
+            Some(state.checkpoint()),
+            &state.shard_origins(),
+        )
     }
 
     fn on_already_finished(&mut self, ctx: &mut Ctx) -> Result<()> {

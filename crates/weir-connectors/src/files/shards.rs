@@ -22,6 +22,7 @@ use weir_core::error::{Error, Result};
 use weir_core::message::CheckpointId;
 use weir_core::operator::PendingCommit;
 use weir_core::shard::Shard;
+use weir_core::state::ShardOrigin;
 
 /// The names in `dir`, sorted (none if it does not exist).
 fn names(dir: &Path) -> Result<Vec<String>> {
@@ -46,13 +47,25 @@ pub(crate) fn prepare(
     dir: &Path,
     shard: Shard,
     checkpointed: Option<Option<CheckpointId>>,
+    adopting: &[ShardOrigin],
 ) -> Result<()> {
     super::create_dirs(dir)?;
     target::check_dir(dir)?;
     target::mark(dir)?;
+    if !adopting.is_empty() {
+        adopt(dir, shard, adopting)?;
+    }
+    // parts of another count are this run's only when it continues the run
+    // that adopted them (restoring its own checkpoint, or adopting them now)
+    let adopted = match checkpointed {
+        Some(Some(_)) => read_adopted(dir, shard.count())?,
+        _ if !adopting.is_empty() => read_adopted(dir, shard.count())?,
+        _ => Vec::new(),
+    };
     let mine = Some((shard.index(), shard.count()));
     for name in names(dir)? {
         let other = match (target::part_shard(&name), target::shard_marker(&name)) {
+            _ if adopted.contains(&name) => None,
             (Some(None), _) => Some("a run as one process".to_string()),
             (Some(Some((_, n))), _) | (None, Some((_, n))) if n != shard.count() => {
                 Some(format!("a run as {n} shards"))
@@ -97,6 +110,106 @@ pub(crate) fn prepare(
         }
     }
     Ok(())
+}
+
+/// What `.weir-adopted` says: the parts of earlier shard counts that the
+/// `count` shards writing `dir` took over (none if it is missing or names
+/// another count).
+fn read_adopted(dir: &Path, count: usize) -> Result<Vec<String>> {
+    let path = dir.join(target::ADOPTED);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let record: Adopted = serde_json::from_str(&text).map_err(|e| Error::UnsafePath {
+        path: path.clone(),
+        message: format!("weir's record of adopted parts is unreadable: {e}"),
+    })?;
+    Ok(if record.shards == count {
+        record.parts
+    } else {
+        Vec::new()
+    })
+}
+
+/// `.weir-adopted`: the parts the `shards` shards took over.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Adopted {
+    weir_adopted: u32,
+    /// The shard count that adopted them (writes the target now).
+    shards: usize,
+    /// The shard count whose checkpoints it restored.
+    from: usize,
+    /// Part names, sorted.
+    parts: Vec<String>,
+}
+
+/// Shard `shard` restores the checkpoints `old` of every shard of an
+/// earlier count (`--restore shards:N`): what those checkpoints published
+/// stays as output, adopted by the new count; parts an old shard published
+/// after the restored checkpoint, and the old shards' markers, are
+/// removed. Every new shard computes the same record from the same names,
+/// so they may adopt at the same time.
+///
+/// ```text
+///  part-shard-0-of-2-00000007-00000.parquet  old 0/2 restored at 7: adopted
+///  part-shard-0-of-2-00000009-00000.parquet  published after 7: removed (read again)
+///  .weir-shard-0-of-2                        removed: the target is 3 shards' now
+/// ```
+fn adopt(dir: &Path, shard: Shard, old: &[ShardOrigin]) -> Result<()> {
+    let from = old[0].shard.count();
+    let restored = |i: usize| {
+        old.iter()
+            .find(|o| o.shard.index() == i)
+            .map(|o| o.checkpoint)
+    };
+    let mut parts = read_adopted(dir, from)?; // what the old count had adopted
+    parts.extend(read_adopted(dir, shard.count())?); // another new shard was first
+    for name in names(dir)? {
+        if let Some((_, n)) = target::shard_marker(&name) {
+            if n == from {
+                remove(&dir.join(&name))?;
+            }
+            continue;
+        }
+        let Some(Some((i, n))) = target::part_shard(&name) else {
+            continue;
+        };
+        if n != from || parts.contains(&name) {
+            continue;
+        }
+        match (target::part_checkpoint(&name), restored(i)) {
+            (Some(c), Some(r)) if c <= r => parts.push(name),
+            (Some(_), Some(_)) => remove(&dir.join(&name))?,
+            _ => {
+                return Err(Error::UnsafePath {
+                    path: dir.join(&name),
+                    message: format!(
+                        "shard {} of {} restores the checkpoints of {from} shards, but this \
+                         part was not published by one of them (a run without checkpoints \
+                         wrote it): remove the directory (weir wrote all of it) or choose \
+                         another output path",
+                        shard.index(),
+                        shard.count()
+                    ),
+                })
+            }
+        }
+    }
+    parts.sort();
+    parts.dedup();
+    let record = Adopted {
+        weir_adopted: 1,
+        shards: shard.count(),
+        from,
+        parts,
+    };
+    let tmp = dir.join(format!(".weir-adopted-{}.tmp", shard.tag()));
+    let text = serde_json::to_string_pretty(&record).expect("the record serializes");
+    std::fs::write(&tmp, format!("{text}\n")).map_err(|e| Error::io(&tmp, e))?;
+    let path = dir.join(target::ADOPTED);
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
 }
 
 /// Before a checkpointed run as one process writes into `dir` (it keeps
@@ -197,6 +310,9 @@ pub struct TargetStatus {
     pub missing: Vec<usize>,
     /// Part files in the target.
     pub parts: usize,
+    /// Of those, parts written by an earlier shard count whose checkpoints
+    /// the shards writing the target now restored (`--restore shards:N`).
+    pub adopted: usize,
     /// What is wrong besides missing shards (a marker naming a part that
     /// is gone, parts of several shard counts).
     pub problems: Vec<String>,
@@ -225,18 +341,29 @@ pub fn target_status(dir: &Path) -> Result<TargetStatus> {
         });
     }
     let all = names(dir)?;
+    let adopted: Option<Adopted> = std::fs::read_to_string(dir.join(target::ADOPTED))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
     let mut counts = std::collections::BTreeSet::new();
     let mut parts = 0;
+    let mut adopted_parts = 0;
     for name in &all {
         if let Some(shard) = target::part_shard(name) {
             parts += 1;
-            if let Some((_, n)) = shard {
-                counts.insert(n);
+            match (&adopted, shard) {
+                (Some(a), _) if a.parts.contains(name) => adopted_parts += 1,
+                (_, Some((_, n))) => {
+                    counts.insert(n);
+                }
+                _ => {}
             }
         }
         if let Some((_, n)) = target::shard_marker(name) {
             counts.insert(n);
         }
+    }
+    if let Some(a) = &adopted {
+        counts.insert(a.shards);
     }
     let mut status = TargetStatus {
         path: dir.to_path_buf(),
@@ -244,8 +371,17 @@ pub fn target_status(dir: &Path) -> Result<TargetStatus> {
         committed: Vec::new(),
         missing: Vec::new(),
         parts,
+        adopted: adopted_parts,
         problems: Vec::new(),
     };
+    if let Some(a) = adopted.as_ref().filter(|a| a.parts.len() != adopted_parts) {
+        status.problems.push(format!(
+            "{} of the {} parts adopted from {} shards are gone",
+            a.parts.len() - adopted_parts,
+            a.parts.len(),
+            a.from
+        ));
+    }
     if counts.len() > 1 {
         status.problems.push(format!(
             "parts of runs with different shard counts ({}) are mixed",

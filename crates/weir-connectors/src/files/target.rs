@@ -18,6 +18,8 @@
 //!    `shard-I-of-N-` after `part-` or `inprogress-` (part-shard-1-of-3-00000.parquet),
 //!    a shard stages in NAME/.weir-staging/ even without checkpoints, and
 //!      .weir-shard-I-of-N                 says shard I committed (JSON: its parts)
+//!      .weir-adopted                      parts of an earlier shard count that the shards
+//!                                         restoring its checkpoints took over (JSON)
 //! ```
 //! A directory target must be new, empty, or marked; a marked one may hold
 //! only the names above. Anything else (another tool's `part-0-<uuid>.parquet`,
@@ -39,6 +41,31 @@ use weir_core::shard::Shard;
 
 /// The marker file that makes a directory weir's own.
 pub(crate) const MARKER: &str = ".weir-target";
+
+/// The record of parts written by shards of another count that the shards
+/// writing the target now adopted when they restored those shards'
+/// checkpoints (`--restore shards:N`); JSON, replaced by rename from
+/// `.weir-adopted-shard-I-of-N.tmp`.
+pub(crate) const ADOPTED: &str = ".weir-adopted";
+
+/// `.weir-adopted` or a shard's temporary copy of it.
+pub(crate) fn is_adopted_record(name: &str) -> bool {
+    name == ADOPTED
+        || name
+            .strip_prefix(".weir-adopted-")
+            .and_then(|r| r.strip_suffix(".tmp"))
+            .and_then(strip_shard_tag)
+            .is_some()
+}
+
+/// `shard-I-of-N` (a whole tag, without the trailing dash).
+fn strip_shard_tag(tag: &str) -> Option<(usize, usize)> {
+    let (i, n) = tag.strip_prefix("shard-")?.split_once("-of-")?;
+    if !(digits(i, 1) && digits(n, 1)) {
+        return None;
+    }
+    Some((i.parse().ok()?, n.parse().ok()?))
+}
 
 /// The hidden directory inside a checkpointed sink's target where part
 /// files are written and wait for their checkpoint.
@@ -217,7 +244,10 @@ fn foreign_entries(dir: &Path) -> Result<Vec<PathBuf>> {
         let ours = if name == CHECKPOINT_STAGING {
             real_dir(&path) && foreign_staging(&path)?.is_empty()
         } else {
-            (name == MARKER || is_part(&name) || shard_marker(&name).is_some())
+            (name == MARKER
+                || is_part(&name)
+                || shard_marker(&name).is_some()
+                || is_adopted_record(&name))
                 && regular_file(&path)
         };
         if !ours {
@@ -258,7 +288,10 @@ pub(crate) fn remove_owned(dir: &Path) -> Result<Vec<PathBuf>> {
     for (name, path) in entries(dir)? {
         if name == CHECKPOINT_STAGING && real_dir(&path) {
             left.extend(remove_staging_files(&path)?);
-        } else if (name == MARKER || is_part(&name) || shard_marker(&name).is_some())
+        } else if (name == MARKER
+            || is_part(&name)
+            || shard_marker(&name).is_some()
+            || is_adopted_record(&name))
             && regular_file(&path)
         {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;

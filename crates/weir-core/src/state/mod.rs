@@ -256,6 +256,20 @@ pub struct StateReader {
     // indices of those this subtask inherits
     old: Arc<Vec<SubtaskState>>,
     inherited: Vec<usize>,
+    /// Restored from several shards' checkpoints (`--restore shards:N`):
+    /// the shard and checkpoint each old subtask's state comes from.
+    origins: Option<Arc<Vec<ShardOrigin>>>,
+}
+
+/// Where one old subtask's state comes from when shards of another count
+/// are restored together (`--restore shards:N`): its shard, whose key
+/// groups its keyed state and source positions cover, and the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardOrigin {
+    /// The old shard.
+    pub shard: crate::shard::Shard,
+    /// Its checkpoint that was restored.
+    pub checkpoint: CheckpointId,
 }
 
 impl StateReader {
@@ -274,6 +288,7 @@ impl StateReader {
             key_groups: Default::default(),
             old: Arc::new(vec![state]),
             inherited: vec![0],
+            origins: None,
         }
     }
 
@@ -297,7 +312,42 @@ impl StateReader {
             key_groups: Default::default(),
             old,
             inherited,
+            origins: None,
         }
+    }
+
+    /// The state of several shards' checkpoints restored together at
+    /// another shard count: `origins[i]` says where old subtask `i`'s
+    /// state comes from. Every new subtask inherits every old subtask (a
+    /// rescale), keyed rows go by key group as always.
+    pub fn with_origins(mut self, origins: Arc<Vec<ShardOrigin>>) -> Self {
+        self.inherited = (0..self.old.len()).collect();
+        self.origins = Some(origins);
+        self
+    }
+
+    /// Where old subtask `old` comes from, when shards were restored
+    /// together ([`with_origins`](Self::with_origins)).
+    pub fn origin(&self, old: usize) -> Option<ShardOrigin> {
+        self.origins.as_ref().and_then(|o| o.get(old).copied())
+    }
+
+    /// The old shards restored together, each once, in shard order
+    /// (empty unless [`with_origins`](Self::with_origins)).
+    pub fn shard_origins(&self) -> Vec<ShardOrigin> {
+        let mut all: Vec<ShardOrigin> = self
+            .origins
+            .iter()
+            .flat_map(|o| o.iter().copied())
+            .collect();
+        all.sort_by_key(|o| o.shard.index());
+        all.dedup();
+        all
+    }
+
+    /// The key groups this run's keyed operators own.
+    pub fn key_groups(&self) -> &crate::shard::KeyGroups {
+        &self.key_groups
     }
 
     /// Keyed rows go to subtasks over `key_groups` (a shard's) instead of
@@ -328,7 +378,8 @@ impl StateReader {
 
     /// True when the job restored at a different parallelism than it saved.
     pub fn is_rescaled(&self) -> bool {
-        !self.inherited.is_empty() && self.old_parallelism != self.parallelism
+        !self.inherited.is_empty()
+            && (self.old_parallelism != self.parallelism || self.origins.is_some())
     }
 
     /// The parallelism the state was written at.

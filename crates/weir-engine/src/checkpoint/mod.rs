@@ -52,6 +52,11 @@ pub enum RestoreFrom {
     Path(PathBuf),
     /// Ignore existing checkpoints (new ones get higher ids).
     Fresh,
+    /// A shard's own newest checkpoint if it has one, else the newest of
+    /// each of the `N` shards of an earlier run at another shard count
+    /// (`shards:N`, e.g. after stopping every shard with a savepoint): the
+    /// key groups move with their state.
+    Shards(usize),
 }
 
 impl std::str::FromStr for RestoreFrom {
@@ -61,6 +66,21 @@ impl std::str::FromStr for RestoreFrom {
             "latest" => RestoreFrom::Latest,
             "auto" => RestoreFrom::Auto,
             "none" | "fresh" => RestoreFrom::Fresh,
+            _ if s.starts_with("shards:") => {
+                let n = s["shards:".len()..].trim();
+                match n.parse::<usize>() {
+                    Ok(n) if n > 0 => RestoreFrom::Shards(n),
+                    _ => {
+                        return Err(weir_core::error::Error::option(
+                            "restore",
+                            format!(
+                                "`{s}`: write shards:N with N the shard count of the run whose \
+                                 checkpoints to restore, e.g. shards:2"
+                            ),
+                        ))
+                    }
+                }
+            }
             _ => match s.parse::<CheckpointId>() {
                 Ok(id) => RestoreFrom::Id(id),
                 Err(_) => RestoreFrom::Path(PathBuf::from(s)),
@@ -151,6 +171,9 @@ pub struct CheckpointStats {
     pub completed: u64,
     /// The checkpoint the run started from.
     pub restored_from: Option<CheckpointId>,
+    /// Started from the checkpoints of another number of shards
+    /// (`--restore shards:N`): `(old shard index, its checkpoint id)`.
+    pub restored_from_shards: Vec<(usize, CheckpointId)>,
     /// The newest completed checkpoint.
     pub last_id: Option<CheckpointId>,
     /// Trigger to manifest of the newest, in milliseconds.

@@ -22,7 +22,7 @@ use weir_core::operator::{
     Ctx, Operator, OperatorMetrics, Output, RuntimeEnv, Source, SourcePoll, TaskInfo,
 };
 use weir_core::spill::batch_bytes;
-use weir_core::state::{StateReader, StateWriter, SubtaskState, CONTEXT_ENTRY};
+use weir_core::state::{ShardOrigin, StateReader, StateWriter, SubtaskState, CONTEXT_ENTRY};
 
 /// The operators of one subtask of a task.
 pub(crate) struct Chain {
@@ -153,6 +153,14 @@ impl Chain {
     /// On exhaustion, sends `Watermark::MAX` and end of input. A source
     /// with an idle timeout that has been pending that long sends
     /// `Watermark::Idle`, and its last watermark again when rows resume.
+    /// The last event-time watermark the chain's source emitted.
+    pub(crate) fn source_watermark(&self) -> Option<i64> {
+        match self.idle.last_watermark {
+            Some(Watermark::EventTime(t)) => Some(t),
+            _ => None,
+        }
+    }
+
     pub(crate) fn poll_source(&mut self, emit: &mut Emit<'_>) -> Result<SourcePoll> {
         let (source, ctx) = self
             .source
@@ -399,6 +407,9 @@ struct NodeState {
     own: Arc<Vec<SubtaskState>>,
     /// The executor's saved context, per old subtask.
     contexts: Vec<Option<SavedContext>>,
+    /// Restored from several shards' checkpoints: where each old subtask's
+    /// state comes from (see [`RestoreSet::from_shards`]).
+    origins: Option<Arc<Vec<ShardOrigin>>>,
 }
 
 impl RestoreSet {
@@ -410,9 +421,27 @@ impl RestoreSet {
         }
     }
 
+    /// An empty set for the checkpoints of several old shards restored
+    /// together at another shard count (`--restore shards:N`); no
+    /// checkpoint id: this shard's own checkpoints start afresh.
+    pub(crate) fn from_shards() -> Self {
+        RestoreSet::default()
+    }
+
     /// Adds operator `name`'s states (one per old subtask), moving the
     /// executor's reserved entries out of what the operator will read.
     pub(crate) fn insert(&mut self, name: &str, states: Vec<SubtaskState>) -> Result<()> {
+        self.insert_with_origins(name, states, None)
+    }
+
+    /// [`insert`](Self::insert) for states of several old shards:
+    /// `origins[i]` is where old subtask `i` comes from.
+    pub(crate) fn insert_with_origins(
+        &mut self,
+        name: &str,
+        states: Vec<SubtaskState>,
+        origins: Option<Vec<ShardOrigin>>,
+    ) -> Result<()> {
         let mut own = Vec::with_capacity(states.len());
         let mut contexts = Vec::with_capacity(states.len());
         for state in states {
@@ -435,6 +464,7 @@ impl RestoreSet {
         let node = NodeState {
             own: Arc::new(own),
             contexts,
+            origins: origins.map(Arc::new),
         };
         self.nodes.insert(name.to_string(), node);
         Ok(())
@@ -453,7 +483,7 @@ impl RestoreSet {
             None => StateReader::empty(),
             Some(node) => {
                 let parallelism = ctx.info().parallelism;
-                let rescaled = node.contexts.len() != parallelism;
+                let rescaled = node.contexts.len() != parallelism || node.origins.is_some();
                 let inherited: Vec<&SavedContext> = if rescaled {
                     node.contexts.iter().flatten().collect()
                 } else {
@@ -467,8 +497,12 @@ impl RestoreSet {
                         ctx.set_processing_timer(Some(t));
                     }
                 }
-                StateReader::for_subtask(node.own.clone(), subtask, parallelism)
-                    .with_key_groups(plan.key_groups.clone().unwrap_or_default())
+                let reader = StateReader::for_subtask(node.own.clone(), subtask, parallelism)
+                    .with_key_groups(plan.key_groups.clone().unwrap_or_default());
+                match &node.origins {
+                    Some(origins) => reader.with_origins(origins.clone()),
+                    None => reader,
+                }
             }
         };
         Ok(match self.checkpoint {

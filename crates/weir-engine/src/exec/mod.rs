@@ -9,6 +9,7 @@ mod chain;
 mod pipelined;
 pub mod progress;
 mod recovery;
+mod rescale;
 mod route;
 mod signals;
 mod staged;
@@ -97,6 +98,12 @@ pub struct ExecConfig {
     /// Shards: the channel that carries re-keyed rows to the shard of
     /// their new key (`None`: a job that re-keys is refused).
     pub repartition: Option<Arc<dyn weir_core::operator::Repartitioner>>,
+    /// Checkpointed pipelined runs: each source subtask stops reading once
+    /// its event-time watermark reaches this (epoch ms); when all have (or
+    /// ended), the job takes a savepoint and stops. Every run of the same
+    /// input stops at the same rows, so the savepoints of a job's shards
+    /// fit together at another shard count (`--savepoint-at`).
+    pub savepoint_at: Option<i64>,
 }
 
 impl ExecConfig {
@@ -117,6 +124,7 @@ impl ExecConfig {
             restart: RestartStrategy::default(),
             shard: None,
             repartition: None,
+            savepoint_at: None,
         }
     }
 
@@ -164,6 +172,13 @@ impl ExecConfig {
     /// progress line is one.
     pub fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Self {
         self.observer = observer;
+        self
+    }
+
+    /// Takes a savepoint and stops where every source's watermark reaches
+    /// `ms` (see [`ExecConfig::savepoint_at`]).
+    pub fn with_savepoint_at(mut self, ms: i64) -> Self {
+        self.savepoint_at = Some(ms);
         self
     }
 
@@ -364,6 +379,15 @@ fn execute_job(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
                 }
             }
         }
+    }
+    if config.savepoint_at.is_some()
+        && (config.mode != ExecMode::Pipelined || config.checkpoint.is_none())
+    {
+        return Err(Error::option(
+            "savepoint-at",
+            "a savepoint needs a checkpointed pipelined run: give --checkpoint-dir (and no \
+             --mode batch)",
+        ));
     }
     // no sink writes into an input or another sink's output; one run per output
     let outputs = plan.check_paths(physical)?;

@@ -15,6 +15,7 @@ use crate::checkpoint::coordinator::{Coordinator, NodeInfo};
 use crate::checkpoint::store::{CheckpointStore, Loaded, MANIFEST};
 use crate::checkpoint::{CheckpointConfig, CheckpointStats, RestoreFrom};
 use crate::graph::{LogicalPlan, Outputs, PhysicalPlan};
+use std::path::Path;
 use weir_core::error::{Error, Result};
 use weir_core::lock::LockFile;
 use weir_core::message::CheckpointId;
@@ -105,12 +106,36 @@ pub(crate) fn execute_checkpointed(
             restarts,
             ..CheckpointStats::default()
         };
-        let loaded = choose(&store, &from, min_id, &mut stats)?;
+        // --restore shards:N: this shard's own newest checkpoint, else the old shards'
+        let from_shards = match (&from, config.shard) {
+            (RestoreFrom::Shards(n), Some(shard)) if *n != shard.count() => Some((*n, shard)),
+            (RestoreFrom::Shards(_), Some(_)) => None,
+            (RestoreFrom::Shards(n), None) => {
+                return Err(Error::option(
+                    "restore",
+                    format!(
+                        "shards:{n} restores the checkpoints of {n} shards into the shards of \
+                         another count: give --shard I/M"
+                    ),
+                ))
+            }
+            _ => None,
+        };
+        let loaded = match &from {
+            RestoreFrom::Shards(_) if from_shards.is_some() => {
+                let (loaded, warnings) = store.latest_valid()?;
+                stats.warnings.extend(warnings);
+                loaded
+            }
+            RestoreFrom::Shards(_) => choose(&store, &RestoreFrom::Latest, min_id, &mut stats)?,
+            _ => choose(&store, &from, min_id, &mut stats)?,
+        };
         for w in &stats.warnings {
             config
                 .observer
                 .on_message(&RunMessage::Warning(w.to_string()));
         }
+        let shown = stats.warnings.len();
         if let Some(l) = &loaded {
             check_definitions(plan, physical, l)?;
             // a crash between the manifest and the renames left some unpublished
@@ -127,7 +152,37 @@ pub(crate) fn execute_checkpointed(
                 return Ok(finished_metrics(config, stats));
             }
         }
-        let restore = restore_set(plan, physical, loaded)?;
+        let restore = match (loaded, from_shards) {
+            (None, Some((old_count, shard))) => {
+                // CHECKPOINT_DIR/shard-i-of-M/<job>: the old shards are beside this one
+                let root = store
+                    .root()
+                    .parent()
+                    .and_then(Path::parent)
+                    .ok_or_else(|| Error::Checkpoint {
+                        location: store.root().display().to_string(),
+                        message: "not inside a shard's checkpoint directory".into(),
+                    })?;
+                super::rescale::restore_set(
+                    plan,
+                    physical,
+                    shard,
+                    super::rescale::OldShards {
+                        root,
+                        job: &checkpoints.job,
+                        count: old_count,
+                    },
+                    &targets,
+                    &mut stats,
+                )?
+            }
+            (loaded, _) => restore_set(plan, physical, loaded)?,
+        };
+        for w in &stats.warnings[shown..] {
+            config
+                .observer
+                .on_message(&RunMessage::Warning(w.to_string()));
+        }
         let first_id = store
             .ids_on_disk()?
             .last()
@@ -153,7 +208,10 @@ pub(crate) fn execute_checkpointed(
                     attempts: config.restart.attempts,
                 });
                 std::thread::sleep(wait);
-                if from != RestoreFrom::Fresh || min_id > 0 {
+                // shards:N keeps its meaning: the shard's own checkpoint once it has one
+                if !matches!(from, RestoreFrom::Shards(_))
+                    && (from != RestoreFrom::Fresh || min_id > 0)
+                {
                     from = RestoreFrom::Auto;
                 }
             }
@@ -197,6 +255,7 @@ fn choose(
                 message: "no complete checkpoint to restore (`--restore latest`)".into(),
             }),
         },
+        RestoreFrom::Shards(_) => newest(store, stats),
         RestoreFrom::Id(id) => CheckpointStore::load(&store.dir_of(*id)).map(Some),
         RestoreFrom::Path(path) => {
             if path.join(MANIFEST).exists() {

@@ -98,6 +98,21 @@ pub(super) fn run(
         .collect();
 
     let handle = coordinator.as_ref().map(|c| c.handle());
+    let sources: usize = physical
+        .tasks
+        .iter()
+        .filter(|t| {
+            t.nodes
+                .first()
+                .is_some_and(|&n| plan.nodes[n].kind.is_source())
+        })
+        .map(|t| t.parallelism)
+        .sum();
+    let savepoint_at = config
+        .savepoint_at
+        .filter(|_| coordinator.is_some())
+        .map(|at| SavepointAt::new(at, sources));
+    let savepoint_at = &savepoint_at;
     let mut outcome = None;
     std::thread::scope(|scope| {
         if let Some(mut coordinator) = coordinator {
@@ -169,6 +184,7 @@ pub(super) fn run(
                             channel_inputs: inputs,
                             restore,
                             checkpoints: handle.zip(reports),
+                            savepoint_at: savepoint_at.as_ref(),
                         };
                         run_subtask(run, subtask, &mut my_outlets)
                     }));
@@ -227,6 +243,48 @@ struct Subtask<'a> {
     channel_inputs: Vec<usize>,
     restore: Option<&'a RestoreSet>,
     checkpoints: Option<(&'a CheckpointHandle, Sender<Report>)>,
+    savepoint_at: Option<&'a SavepointAt>,
+}
+
+/// `--savepoint-at T`: source subtasks stop reading where their watermark
+/// reaches `T`; the last of them asks for the savepoint.
+///
+/// ```text
+///  source subtask: poll ─► watermark ≥ T? ─► paused: only barriers go out
+///  last source subtask paused or ended (and one paused) ─► stop_with_savepoint
+///  savepoint complete ─► every task stops; a source's rows end where its watermark
+///  reached T, the same rows in every run of the same input (and every shard)
+/// ```
+struct SavepointAt {
+    // config
+    at: i64,
+    // state
+    /// Source subtasks still reading.
+    reading: std::sync::atomic::AtomicUsize,
+    paused: std::sync::atomic::AtomicBool,
+}
+
+impl SavepointAt {
+    fn new(at: i64, sources: usize) -> Self {
+        SavepointAt {
+            at,
+            reading: std::sync::atomic::AtomicUsize::new(sources),
+            paused: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// A source subtask stopped reading (`paused`) or ended; the last one
+    /// asks for the savepoint if any paused.
+    fn on_done(&self, paused: bool, stop: &weir_core::operator::StopSignal) {
+        use std::sync::atomic::Ordering;
+        if paused {
+            self.paused.store(true, Ordering::Release);
+        }
+        let left = self.reading.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left == 0 && self.paused.load(Ordering::Acquire) {
+            stop.stop_with_savepoint();
+        }
+    }
 }
 
 fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) -> Result<()> {
@@ -246,6 +304,7 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
         channel_inputs,
         restore,
         checkpoints,
+        savepoint_at,
     } = sub;
     let task = &physical.tasks[t];
     let _running = times.start(t, s);
@@ -322,7 +381,25 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
                     if let Some(b) = barriers.as_mut() {
                         b.on_finished(&mut chain)?;
                     }
+                    if let Some(at) = savepoint_at {
+                        at.on_done(false, &config.stop);
+                    }
                     return Ok(());
+                }
+            }
+            if let Some(at) = savepoint_at.filter(|at| chain.source_watermark() >= Some(at.at)) {
+                // stop reading here; barriers still go out until the savepoint stops the job
+                at.on_done(true, &config.stop);
+                let b = barriers
+                    .as_mut()
+                    .expect("--savepoint-at runs are checkpointed");
+                loop {
+                    if first_error.is_cancelled() {
+                        return Err(Error::Cancelled);
+                    }
+                    b.inject_due(&mut chain, &mut emit)?;
+                    let _idle = times.wait(t, s, Wait::Input);
+                    std::thread::sleep(Duration::from_millis(1));
                 }
             }
             if chain.next_timer().is_some_and(|t| t <= now_ms()) {
