@@ -480,6 +480,74 @@ mod tests {
         assert!(plan_restore(&r, "splits", &[0], 7, &|_| 10, "test").is_err());
     }
 
+    /// Old shards `i/n` each saved `states` (one per old subtask).
+    fn from_shards(saved: &[Vec<SplitsState>]) -> StateReader {
+        let mut states = Vec::new();
+        let mut origins = Vec::new();
+        for (i, shard) in saved.iter().enumerate() {
+            for s in shard {
+                let mut w = StateWriter::new();
+                write(&mut w, "splits", s).unwrap();
+                states.push(w.finish());
+                origins.push(weir_core::state::ShardOrigin {
+                    shard: weir_core::shard::Shard::try_new(i, saved.len()).unwrap(),
+                    checkpoint: 4,
+                });
+            }
+        }
+        StateReader::for_subtask(Arc::new(states), 0, 1).with_origins(Arc::new(origins))
+    }
+
+    #[test]
+    fn shards_stopped_at_the_same_rows_restore_together_and_others_are_refused() {
+        let g = GeneratorState {
+            max_ts: Some(9),
+            watermark: Some(2),
+        };
+        let at = |done: u64| {
+            let mut c = SplitCursor::new(&[0, 1]);
+            c.finish_split();
+            c.done = done;
+            c.state(2, Some(g), Some(2))
+        };
+        // two shards, each at parallelism 1, both in split 1 at 40
+        let plan = plan_restore(
+            &from_shards(&[vec![at(40)], vec![at(40)]]),
+            "splits",
+            &[0, 1],
+            2,
+            &|_| 100,
+            "src",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(plan.finished, vec![0]);
+        assert_eq!(
+            plan.plan,
+            vec![SplitResume {
+                split: 1,
+                skip: 40,
+                generator: Some(g)
+            }]
+        );
+        assert_eq!(plan.watermark, None, "the clock is rebuilt from the splits");
+        let e = plan_restore(
+            &from_shards(&[vec![at(40)], vec![at(60)]]),
+            "splits",
+            &[1],
+            2,
+            &|_| 100,
+            "src",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("split 1: shard 0/2 at unit 40, shard 1/2 at unit 60")
+                && e.contains("--savepoint-at"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn saved_splits_and_positions_outside_the_input_are_refused() {
         let save = |split: u64, done: u64| {

@@ -96,7 +96,8 @@ pub(crate) fn prepare(
     if let Some(restored) = checkpointed {
         remove(&dir.join(target::shard_marker_name(shard)))?;
         for name in names(dir)? {
-            if target::part_shard(&name) != Some(mine) {
+            // parts of this tag that an earlier count's run wrote were adopted, not written
+            if target::part_shard(&name) != Some(mine) || adopted.contains(&name) {
                 continue;
             }
             let stale = match (target::part_checkpoint(&name), restored) {
@@ -426,4 +427,99 @@ pub fn target_status(dir: &Path) -> Result<TargetStatus> {
         }
     }
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(dir: &Path, name: &str) {
+        std::fs::write(dir.join(name), b"x").unwrap();
+    }
+
+    fn origin(i: usize, n: usize, checkpoint: CheckpointId) -> ShardOrigin {
+        ShardOrigin {
+            shard: Shard::try_new(i, n).unwrap(),
+            checkpoint,
+        }
+    }
+
+    #[test]
+    fn new_shards_adopt_what_the_old_checkpoints_published() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("out");
+        std::fs::create_dir(&dir).unwrap();
+        target::mark(&dir).unwrap();
+        // shard 0/2 restored at 7 published 5 and 7, then 9 after it; shard 1/2 at 5
+        for name in [
+            "part-shard-0-of-2-00000005-00000.parquet",
+            "part-shard-0-of-2-00000007-00000.parquet",
+            "part-shard-0-of-2-00000009-00000.parquet",
+            "part-shard-1-of-2-00000005-00000.parquet",
+            ".weir-shard-0-of-2",
+        ] {
+            touch(&dir, name);
+        }
+        let old = [origin(0, 2, 7), origin(1, 2, 5)];
+        let new = Shard::try_new(1, 3).unwrap();
+        prepare(&dir, new, Some(None), &old).unwrap();
+        let left = names(&dir).unwrap();
+        assert!(!left.contains(&"part-shard-0-of-2-00000009-00000.parquet".to_string()));
+        assert!(!left.contains(&".weir-shard-0-of-2".to_string()));
+        let adopted = read_adopted(&dir, 3).unwrap();
+        assert_eq!(
+            adopted,
+            vec![
+                "part-shard-0-of-2-00000005-00000.parquet",
+                "part-shard-0-of-2-00000007-00000.parquet",
+                "part-shard-1-of-2-00000005-00000.parquet",
+            ]
+        );
+        // another new shard adopting at the same time computes the same record
+        prepare(&dir, Shard::try_new(0, 3).unwrap(), Some(None), &old).unwrap();
+        assert_eq!(read_adopted(&dir, 3).unwrap(), adopted);
+        // a new shard restoring its own checkpoint keeps them
+        touch(&dir, "part-shard-1-of-3-00000001-00000.parquet");
+        prepare(&dir, new, Some(Some(1)), &[]).unwrap();
+        assert_eq!(names(&dir).unwrap().len(), left.len() + 1);
+        // a fresh start would mix its rows with them: refused, nothing removed
+        let before = names(&dir).unwrap();
+        let e = prepare(&dir, new, Some(None), &[]).unwrap_err().to_string();
+        assert!(e.contains("a run as 2 shards"), "{e}");
+        let e = prepare(&dir, new, None, &[]).unwrap_err().to_string();
+        assert!(e.contains("a run as 2 shards"), "{e}");
+        assert_eq!(names(&dir).unwrap(), before);
+        let status = target_status(&dir).unwrap();
+        assert_eq!((status.shards, status.adopted), (Some(3), 3));
+        assert!(status.problems.is_empty(), "{:?}", status.problems);
+    }
+
+    #[test]
+    fn adoption_refuses_parts_no_checkpoint_published_and_back_at_the_old_count_keeps_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("out");
+        std::fs::create_dir(&dir).unwrap();
+        target::mark(&dir).unwrap();
+        touch(&dir, "part-shard-0-of-2-00000.parquet"); // a run without checkpoints
+        let old = [origin(0, 2, 3), origin(1, 2, 3)];
+        let e = prepare(&dir, Shard::try_new(0, 3).unwrap(), Some(None), &old)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not published by one of them"), "{e}");
+        std::fs::remove_file(dir.join("part-shard-0-of-2-00000.parquet")).unwrap();
+        // 2 → 3 → 2: the parts of the first 2 shards stay adopted with the second 2's
+        touch(&dir, "part-shard-0-of-2-00000003-00000.parquet");
+        prepare(&dir, Shard::try_new(0, 3).unwrap(), Some(None), &old).unwrap();
+        touch(&dir, "part-shard-0-of-3-00000001-00000.parquet");
+        let three = [origin(0, 3, 1), origin(1, 3, 1), origin(2, 3, 1)];
+        prepare(&dir, Shard::try_new(0, 2).unwrap(), Some(None), &three).unwrap();
+        assert_eq!(
+            read_adopted(&dir, 2).unwrap(),
+            vec![
+                "part-shard-0-of-2-00000003-00000.parquet",
+                "part-shard-0-of-3-00000001-00000.parquet",
+            ]
+        );
+        assert_eq!(names(&dir).unwrap().len(), 4, "{:?}", names(&dir));
+    }
 }

@@ -605,4 +605,33 @@ mod tests {
         }
         assert_ne!(checksum(&bytes), checksum(&bytes[..bytes.len() - 1]));
     }
+
+    #[test]
+    fn state_of_several_shards_is_inherited_whole_and_keyed_rows_by_key_group() {
+        let old = |kg: u16| {
+            let mut w = StateWriter::new();
+            w.put("v", &(kg as u64)).unwrap();
+            w.put_keyed("k", &batch(&[kg as i64]), &[kg]).unwrap();
+            w.finish()
+        };
+        let origins = Arc::new(
+            (0..2)
+                .map(|i| ShardOrigin {
+                    shard: crate::shard::Shard::try_new(i, 2).unwrap(),
+                    checkpoint: 3 + i as u64,
+                })
+                .collect::<Vec<_>>(),
+        );
+        // same parallelism as the old shards' subtasks: still a rescale
+        let shard = crate::shard::Shard::try_new(1, 3).unwrap();
+        let r = StateReader::for_subtask(Arc::new(vec![old(50), old(70)]), 0, 2)
+            .with_key_groups(crate::shard::KeyGroups::of_shard(shard))
+            .with_origins(origins.clone());
+        assert!(r.is_rescaled());
+        assert_eq!(r.values::<u64>("v").unwrap(), vec![50, 70]);
+        assert_eq!(r.origin(1), Some(origins[1]));
+        assert_eq!(r.shard_origins(), origins.to_vec());
+        // kg 50 and 70 are shard 1/3's (43..86): 50 is its subtask 0's of 2
+        assert_eq!(ints(&r.keyed("k").unwrap()), vec![50]);
+    }
 }

@@ -217,3 +217,25 @@ impl Default for RestartStrategy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_names_parse_and_a_bad_shard_count_is_refused() {
+        assert_eq!(
+            "latest".parse::<RestoreFrom>().unwrap(),
+            RestoreFrom::Latest
+        );
+        assert_eq!("7".parse::<RestoreFrom>().unwrap(), RestoreFrom::Id(7));
+        assert_eq!(
+            "shards:2".parse::<RestoreFrom>().unwrap(),
+            RestoreFrom::Shards(2)
+        );
+        for bad in ["shards:0", "shards:", "shards:two"] {
+            let e = bad.parse::<RestoreFrom>().unwrap_err().to_string();
+            assert!(e.contains("shards:N") && e.contains(bad), "{bad}: {e}");
+        }
+    }
+}

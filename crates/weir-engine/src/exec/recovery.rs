@@ -125,7 +125,15 @@ pub(crate) fn execute_checkpointed(
             RestoreFrom::Shards(_) if from_shards.is_some() => {
                 let (loaded, warnings) = store.latest_valid()?;
                 stats.warnings.extend(warnings);
-                loaded
+                // its own checkpoints from an earlier run at this count are older
+                let (count, _) = from_shards.expect("matched on Some");
+                let old = super::rescale::OldShards {
+                    root: shards_root(&store)?,
+                    job: &checkpoints.job,
+                    count,
+                };
+                let old_newest = super::rescale::newest_completed(&old)?;
+                loaded.filter(|l| Some(l.manifest.completed_ms) > old_newest)
             }
             RestoreFrom::Shards(_) => choose(&store, &RestoreFrom::Latest, min_id, &mut stats)?,
             _ => choose(&store, &from, min_id, &mut stats)?,
@@ -154,15 +162,7 @@ pub(crate) fn execute_checkpointed(
         }
         let restore = match (loaded, from_shards) {
             (None, Some((old_count, shard))) => {
-                // CHECKPOINT_DIR/shard-i-of-M/<job>: the old shards are beside this one
-                let root = store
-                    .root()
-                    .parent()
-                    .and_then(Path::parent)
-                    .ok_or_else(|| Error::Checkpoint {
-                        location: store.root().display().to_string(),
-                        message: "not inside a shard's checkpoint directory".into(),
-                    })?;
+                let root = shards_root(&store)?;
                 super::rescale::restore_set(
                     plan,
                     physical,
@@ -218,6 +218,19 @@ pub(crate) fn execute_checkpointed(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// `CHECKPOINT_DIR` of a shard's store `CHECKPOINT_DIR/shard-i-of-M/<job>`:
+/// where the other shards' checkpoints are.
+fn shards_root(store: &CheckpointStore) -> Result<&Path> {
+    store
+        .root()
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| Error::Checkpoint {
+            location: store.root().display().to_string(),
+            message: "not inside a shard's checkpoint directory".into(),
+        })
 }
 
 /// Errors worth a restart: not plan or option mistakes a restart repeats.

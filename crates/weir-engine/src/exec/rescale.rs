@@ -131,6 +131,34 @@ pub(crate) fn restore_set(
     Ok(set)
 }
 
+/// When the newest complete checkpoint of any of the old shards was taken
+/// (epoch ms; `None` if they have none). A shard that returns to a count it
+/// ran at before has checkpoints of its own from then: `--restore
+/// shards:N` restores them only if they are newer than the old shards'.
+pub(crate) fn newest_completed(old: &OldShards<'_>) -> Result<Option<i64>> {
+    let mut newest = None;
+    for k in 0..old.count {
+        let store = CheckpointStore::existing(
+            &old.root.join(Shard::try_new(k, old.count)?.tag()),
+            old.job,
+        )?;
+        if !store.root().is_dir() {
+            continue;
+        }
+        for id in store.ids_on_disk()?.into_iter().rev() {
+            let path = store.dir_of(id).join(crate::checkpoint::store::MANIFEST);
+            let Ok(text) = std::fs::read(&path) else {
+                continue; // in progress or abandoned
+            };
+            if let Ok(m) = serde_json::from_slice::<crate::checkpoint::store::Manifest>(&text) {
+                newest = newest.max(Some(m.completed_ms));
+                break;
+            }
+        }
+    }
+    Ok(newest)
+}
+
 /// Refuses jobs whose shards do not divide their state by key groups.
 fn check_plan(plan: &LogicalPlan, shard: Shard, old_count: usize) -> Result<()> {
     let refuse = |why: &str| {
