@@ -384,3 +384,51 @@ fn a_job_whose_shards_deal_out_splits_restores_only_at_its_own_count() {
     );
     assert_eq!(listing(&out), before);
 }
+
+#[test]
+fn one_process_stops_at_an_event_time_and_continues_at_another_parallelism() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = windows_job(tmp.path(), "10s");
+    let expected = common::batch_reference(&job, &tmp.path().join("reference"));
+    let schema = expected[0].schema();
+    let total: usize = expected.iter().map(|b| b.num_rows()).sum();
+    let (out, ckpt) = (tmp.path().join("out"), tmp.path().join("ckpt"));
+    let run = |extra: &[&str]| {
+        let o = weir()
+            .arg("run")
+            .arg(&job)
+            .args(["--json", "--output"])
+            .arg(&out)
+            .arg("--checkpoint-dir")
+            .arg(&ckpt)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        metrics(&o)
+    };
+    // before the first row's watermark: stops at once, nothing published
+    let m = run(&[
+        "--parallelism",
+        "2",
+        "--savepoint-at",
+        "2026-10-31T00:00:00Z",
+    ]);
+    assert!(m["checkpoints"]["savepoint"].is_string(), "{m}");
+    assert_eq!(m["rows_out"], 0);
+    let m = run(&["--parallelism", "2", "--savepoint-at", AT_6]);
+    let first = m["rows_out"].as_u64().unwrap() as usize;
+    assert!(first > 0 && first < total, "{first} of {total}");
+    // after the last row: the run ends without a savepoint
+    let m = run(&[
+        "--parallelism",
+        "3",
+        "--savepoint-at",
+        "2026-11-02T00:00:00Z",
+        "--restore",
+        "latest",
+    ]);
+    assert!(m["checkpoints"]["savepoint"].is_null(), "{m}");
+    assert_eq!(m["rows_out"].as_u64().unwrap() as usize, total - first);
+    same_rows(&common::read_parquet_parts(&out), &expected, &schema, 1e-9).unwrap();
+}
