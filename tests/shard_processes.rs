@@ -482,3 +482,70 @@ fn a_target_has_one_kind_of_writer_at_a_time() {
     running.wait().unwrap();
     assert!(!out.join(".weir-shard-1-of-3").exists());
 }
+
+/// A keyed job over Parquet whose rows all go into the key: each shard's
+/// reader keeps only its key groups (the shards' sources emit every row
+/// once between them), watermarks and lateness stay those of one process;
+/// with a late-rows sink every shard reads every row again.
+#[test]
+fn each_shard_decodes_its_own_keys_unless_late_rows_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("obd");
+    common::generate_obd(&data, 40, 300, 3);
+    let input = 40 * 300 * 3; // 3 readings a second
+    let job_text = |late: bool| {
+        format!(
+            "name = \"keys\"\n[source]\npath = \"{}\"\ntime_column = \"event_time\"\n\
+             watermark_delay = \"5s\"\nbatch_size = 700\n\
+             [[steps]]\nkey_by = [\"vehicle_id\"]\n\
+             [[steps]]\nwindow = {{ kind = \"tumbling\", size = \"10s\" }}\n\
+             aggregates = [{{ fn = \"max\", column = \"speed\", as = \"top\" }}, \
+             {{ fn = \"count\", as = \"n\" }}]\n\
+             [sink]\ntype = \"parquet\"\npath = \"unused\"\n{}",
+            data.display(),
+            if late {
+                format!(
+                    "[late_sink]\ntype = \"parquet\"\npath = \"{}\"\n",
+                    tmp.path().join("late").display()
+                )
+            } else {
+                String::new()
+            }
+        )
+    };
+    for late in [false, true] {
+        let job = tmp.path().join(format!("keys-{late}.toml"));
+        std::fs::write(&job, job_text(late)).unwrap();
+        let expected = common::batch_reference(&job, &tmp.path().join(format!("reference-{late}")));
+        let schema = expected[0].schema();
+        for mode in ["pipelined", "batch"] {
+            let out = tmp.path().join(format!("out-{late}-{mode}"));
+            let _ = std::fs::remove_dir_all(tmp.path().join("late"));
+            let shards: Vec<Child> = (0..3)
+                .map(|i| {
+                    weir()
+                        .arg("run")
+                        .arg(&job)
+                        .args(["--mode", mode, "--parallelism", "2", "--json"])
+                        .args(["--shard", &format!("{i}/3"), "--output"])
+                        .arg(&out)
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            let rows_in: u64 = shards
+                .into_iter()
+                .map(|c| {
+                    let m: serde_json::Value = serde_json::from_slice(&finish(c).stdout).unwrap();
+                    m["rows_in"].as_u64().unwrap()
+                })
+                .sum();
+            let read = if late { 3 * input } else { input };
+            assert_eq!(rows_in, read as u64, "late sink {late}, {mode}");
+            same_rows(&common::read_parquet_parts(&out), &expected, &schema, 0.0)
+                .unwrap_or_else(|e| panic!("late sink {late}, {mode}: {e}"));
+        }
+    }
+}

@@ -264,3 +264,67 @@ fn read_ahead_is_reserved_bounded_and_given_back() {
         assert_eq!(ctx.pool().reserved(), 0, "{budget}: given back at the end");
     }
 }
+
+/// The key group of an `id|t` row (as the hash router computes it).
+fn key_group_of(row: &str) -> usize {
+    let id: i64 = row.split('|').next().unwrap().parse().unwrap();
+    let b =
+        RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(vec![id])) as _)]).unwrap();
+    let enc =
+        weir_core::key::KeyEncoder::try_new(&b.schema(), &["id".to_string()], "test").unwrap();
+    weir_core::key::key_group(enc.hashes(&b).unwrap()[0])
+}
+
+#[test]
+fn a_shards_key_filter_keeps_its_rows_with_the_unfiltered_watermarks_and_lateness() {
+    use weir_core::operator::SourceSpec as _;
+    use weir_core::shard::{KeyGroups, Shard};
+    let dir = tempfile::tempdir().unwrap();
+    let paths = files(dir.path());
+    for read_ahead in [0, 1] {
+        let whole = spec(&paths, read_ahead);
+        let (all, _) = uninterrupted(&maker(whole.clone()), 0, 1);
+        let mut union = Vec::new();
+        for i in 0..3 {
+            let groups = KeyGroups::of_shard(Shard::try_new(i, 3).unwrap());
+            let filtered = whole
+                .with_key_filter(&["id".to_string()], groups.clone())
+                .expect("a file column and bounded out-of-orderness");
+            let make = move |info: &TaskInfo| filtered.clone().create(info);
+            // the same watermarks at the same places; rows and late rows of other keys gone
+            let expected: Vec<Item> = all
+                .iter()
+                .filter(|item| match item {
+                    Item::Row(r) | Item::Side(_, r) => groups.contains(key_group_of(r)),
+                    _ => true,
+                })
+                .cloned()
+                .collect();
+            let (got, _) = uninterrupted(&make, 0, 1);
+            assert_eq!(got, expected, "shard {i}/3, read-ahead {read_ahead}");
+            union.extend(row_multiset(got));
+            for p in [1, 2] {
+                assert_every_cut(&make, p);
+            }
+        }
+        union.sort();
+        assert_eq!(union, row_multiset(all), "every row in exactly one shard");
+    }
+    // a time range (or another watermark kind, or a partition key) reads unfiltered
+    let ranged = spec(&paths, 0)
+        .with_time_range(
+            "t",
+            TimeRange {
+                from: Some(50),
+                until: None,
+            },
+        )
+        .unwrap();
+    let groups = KeyGroups::of_shard(Shard::try_new(0, 2).unwrap());
+    assert!(ranged
+        .with_key_filter(&["id".to_string()], groups.clone())
+        .is_none());
+    assert!(spec(&paths, 0)
+        .with_key_filter(&["nope".to_string()], groups)
+        .is_none());
+}
