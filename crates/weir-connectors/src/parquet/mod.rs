@@ -58,7 +58,6 @@
 //! `replay` module and the arrow/parquet crates.
 
 mod discover;
-mod key_filter;
 
 mod layout;
 mod reader;
@@ -180,8 +179,6 @@ pub struct ParquetSourceSpec {
     range: Option<(String, TimeRange)>,
     /// Replay pacing by the time in this column: `factor`× real time.
     pace: Option<(String, f64)>,
-    /// A shard's key groups: rows of other keys are skipped (see `key_filter`).
-    key_filter: Option<Arc<key_filter::KeyFilter>>,
     // derived
     layout: Arc<Layout>,
     // shared
@@ -284,7 +281,6 @@ impl ParquetSourceSpec {
             event_time: None,
             range: None,
             pace: None,
-            key_filter: None,
             layout: Arc::new(Layout {
                 schema: Arc::new(Schema::empty()),
                 scan_schema: Arc::new(Schema::empty()),
@@ -600,33 +596,6 @@ impl weir_core::operator::SourceSpec for ParquetSourceSpec {
     }
 
     weir_core::operator::event_time_pushdown!();
-
-    fn with_key_filter(
-        &self,
-        columns: &[String],
-        groups: weir_core::shard::KeyGroups,
-    ) -> Option<Arc<dyn weir_core::operator::SourceSpec>> {
-        let file_columns: Vec<String> = self.full.fields()[..self.file_columns]
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let bounded_time = self.event_time.as_ref().is_none_or(|(_, s)| {
-            matches!(
-                s.kind,
-                weir_core::time::WatermarkKind::BoundedOutOfOrderness { .. }
-            )
-        });
-        let filter = key_filter::KeyFilter::try_new(
-            &self.layout,
-            &file_columns,
-            columns,
-            groups,
-            bounded_time,
-        )?;
-        let mut spec = self.clone();
-        spec.key_filter = Some(Arc::new(filter));
-        Some(Arc::new(spec))
-    }
 
     fn for_shard(&self, shard: weir_core::shard::Shard) -> Option<weir_core::operator::ShardShare> {
         // row groups dealt out in their reading order (by minimum event time)

@@ -34,16 +34,13 @@
 //! Owns [`ParquetSource`]. May use the parent module's spec, `operator`,
 //! `time`, `error` and the arrow/parquet/crossbeam crates.
 
-use super::key_filter::Filtered;
 use super::{ParquetSourceSpec, ScanMetrics, Split};
 use crate::replay::{HeldBatch, Pacer, Release};
 use crate::split_progress::{self, SplitCursor};
 use arrow_array::{Array, RecordBatch};
 use arrow_buffer::ScalarBuffer;
 use crossbeam_channel::{bounded, Receiver};
-use parquet::arrow::arrow_reader::{
-    ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
-};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -80,24 +77,9 @@ enum Decoded {
         pace: Option<ScalarBuffer<i64>>,
         /// Rows of the row group this batch consumed (before the time-range filter).
         raw_rows: u64,
-        /// A shard's key filter skipped rows of other key groups: every
-        /// consumed row's time and which of them `batch` holds.
-        all: Option<Box<AllRows>>,
     },
     /// The current split has no more rows.
     SplitEnd,
-}
-
-/// Every row a filtered batch consumed (see `key_filter`).
-struct AllRows {
-    times: Option<ScalarBuffer<i64>>,
-    own: arrow_array::BooleanArray,
-}
-
-/// An open row group: read whole, or through a shard's key filter.
-enum Open {
-    Plain(ParquetRecordBatchReader),
-    Filtered(Box<Filtered>),
 }
 
 /// Decodes a subtask's splits in order (on the background thread, or inline).
@@ -108,7 +90,7 @@ struct Decoder {
     splits: Vec<(usize, u64)>,
     // state
     pos: usize,
-    reader: Option<Open>,
+    reader: Option<ParquetRecordBatchReader>,
     /// Rows of the current split read so far (from its skip on): errors
     /// name rows by their place in the file, not in a batch.
     done: u64,
@@ -132,7 +114,7 @@ impl Decoder {
         }
     }
 
-    fn open(&self, split: &Split) -> Result<Open> {
+    fn open(&self, split: &Split) -> Result<ParquetRecordBatchReader> {
         let f = &self.spec.files[split.file];
         let plan = &self.spec.layout.files[split.file];
         let descr = f.meta.parquet_schema();
@@ -142,37 +124,11 @@ impl Decoder {
             .with_row_groups(vec![split.row_group])
             .with_batch_size(self.spec.batch_size)
             .with_projection(mask);
-        let skip = usize::try_from(self.skip()).map_err(|e| self.error(split, e))?;
-        let filter = self
-            .spec
-            .key_filter
-            .as_ref()
-            .and_then(|k| k.row_filter(&self.spec.layout, plan, descr));
-        let log = match filter {
-            Some((filter, log)) => {
-                // the filter sees the rows from the skip on (an offset would count kept rows)
-                let rows = usize::try_from(f.meta.metadata().row_group(split.row_group).num_rows())
-                    .unwrap_or(0);
-                builder = builder
-                    .with_row_selection(RowSelection::from(
-                        [
-                            RowSelector::skip(skip.min(rows)),
-                            RowSelector::select(rows.saturating_sub(skip)),
-                        ]
-                        .into_iter()
-                        .filter(|r| r.row_count > 0)
-                        .collect::<Vec<_>>(),
-                    ))
-                    .with_row_filter(filter);
-                Some(log)
-            }
-            None => {
-                if skip > 0 {
-                    builder = builder.with_offset(skip);
-                }
-                None
-            }
-        };
+        let skip = self.skip();
+        if skip > 0 {
+            let skip = usize::try_from(skip).map_err(|e| self.error(split, e))?;
+            builder = builder.with_offset(skip);
+        }
         let rg = f.meta.metadata().row_group(split.row_group);
         for leaf in 0..rg.num_columns() {
             let chunk = rg.column(leaf);
@@ -198,10 +154,7 @@ impl Decoder {
         let m = &self.spec.metrics;
         ScanMetrics::add(&m.row_groups_read, 1);
         ScanMetrics::add(&m.bytes_read, bytes.max(0) as u64);
-        Ok(match log {
-            Some(log) => Open::Filtered(Box::new(Filtered::new(reader, &log))),
-            None => Open::Plain(reader),
-        })
+        Ok(reader)
     }
 
     /// Fails, naming the file, row group and row, if a time column of
@@ -236,16 +189,8 @@ impl Decoder {
         Ok(())
     }
 
-    /// Decodes `raw` (`raw_rows` rows of the row group, fewer if a key
-    /// filter skipped some: `all` says which).
-    fn decode(
-        &self,
-        split: &Split,
-        raw: &RecordBatch,
-        raw_rows: u64,
-        all: Option<Box<AllRows>>,
-    ) -> Result<Decoded> {
-        ScanMetrics::add(&self.spec.metrics.rows_read, raw_rows);
+    fn decode(&self, split: &Split, raw: &RecordBatch) -> Result<Decoded> {
+        ScanMetrics::add(&self.spec.metrics.rows_read, raw.num_rows() as u64);
         let layout = &self.spec.layout;
         let scan = layout
             .adapt(split.file, raw)
@@ -279,8 +224,7 @@ impl Decoder {
             batch,
             times,
             pace,
-            raw_rows,
-            all,
+            raw_rows: raw.num_rows() as u64,
         })
     }
 
@@ -290,25 +234,10 @@ impl Decoder {
             self.reader = Some(self.open(split)?);
             self.done = Decoder::skip(self);
         }
-        let next = match self.reader.as_mut() {
-            Some(Open::Plain(r)) => r.next().map(|b| b.map(|b| (b, None))),
-            Some(Open::Filtered(f)) => f.next().map(|b| b.map(|(b, l)| (b, Some(l)))),
-            None => None,
-        };
-        match next {
-            Some(Ok((raw, logged))) => {
-                let (rows, all) = match logged {
-                    Some(l) => (
-                        l.rows as u64,
-                        Some(Box::new(AllRows {
-                            times: l.times,
-                            own: l.own,
-                        })),
-                    ),
-                    None => (raw.num_rows() as u64, None),
-                };
-                let decoded = self.decode(split, &raw, rows, all);
-                self.done += rows;
+        match self.reader.as_mut().and_then(Iterator::next) {
+            Some(Ok(raw)) => {
+                let decoded = self.decode(split, &raw);
+                self.done += raw.num_rows() as u64;
                 decoded
             }
             Some(Err(e)) => Err(self.error(split, format!("rows from {}: {e}", self.done))),
@@ -363,11 +292,9 @@ enum Feed {
 }
 
 /// A held batch's event times and the raw rows it consumed.
-/// What a decoded batch brings besides its rows (held with it while paced).
 struct HeldMeta {
     times: Option<ScalarBuffer<i64>>,
     raw_rows: u64,
-    all: Option<Box<AllRows>>,
 }
 
 /// One subtask's reader over its splits, in order.
@@ -559,7 +486,7 @@ impl ParquetSource {
             .held_meta
             .take()
             .expect("a held batch has its times and row count");
-        self.emit_rows(batch, meta, ctx, out)?;
+        self.emit_rows(batch, meta.times, meta.raw_rows, ctx, out)?;
         if let Some(wm) = self.clock.as_mut().and_then(|c| c.advance()) {
             out.emit_watermark(wm);
         }
@@ -576,27 +503,23 @@ impl ParquetSource {
     fn on_batch(
         &mut self,
         batch: RecordBatch,
+        times: Option<ScalarBuffer<i64>>,
         pace: Option<ScalarBuffer<i64>>,
-        meta: HeldMeta,
+        raw_rows: u64,
         ctx: &mut Ctx,
         out: &mut Output,
     ) -> Result<bool> {
-        // a filtered batch paces by every row it consumed, as unfiltered
-        let pace = match meta.all.as_ref().and_then(|a| a.times.clone()) {
-            Some(all) if pace.is_some() => Some(all),
-            _ => pace,
-        };
         if let (Some(pacer), Some(pace)) = (self.pacer.as_mut(), pace) {
             if let Some(&last) = pace.iter().max() {
                 let due = pacer.due(last);
                 if Instant::now() < due {
                     self.held.hold(batch, due);
-                    self.held_meta = Some(meta);
+                    self.held_meta = Some(HeldMeta { times, raw_rows });
                     return Ok(true);
                 }
             }
         }
-        self.emit_rows(batch, meta, ctx, out)?;
+        self.emit_rows(batch, times, raw_rows, ctx, out)?;
         Ok(false)
     }
 
@@ -605,45 +528,13 @@ impl ParquetSource {
     fn emit_rows(
         &mut self,
         batch: RecordBatch,
-        meta: HeldMeta,
+        times: Option<ScalarBuffer<i64>>,
+        raw_rows: u64,
         ctx: &mut Ctx,
         out: &mut Output,
     ) -> Result<()> {
-        let HeldMeta {
-            times,
-            raw_rows,
-            all,
-        } = meta;
-        let batch = match (self.clock.as_mut(), times, all.map(|a| *a)) {
-            // filtered: the clock sees every consumed row, the own ones are judged
-            (
-                Some(clock),
-                _,
-                Some(AllRows {
-                    times: Some(all),
-                    own,
-                }),
-            ) => {
-                let options =
-                    arrow_array::RecordBatchOptions::new().with_row_count(Some(all.len()));
-                let none = RecordBatch::try_new_with_options(
-                    Arc::new(arrow_schema::Schema::empty()),
-                    Vec::new(),
-                    &options,
-                )?;
-                match clock.on_batch(&none, &all)? {
-                    None => batch,
-                    Some(keep) => {
-                        let keep = arrow_select::filter::filter(&keep, &own)?;
-                        let keep = keep
-                            .as_any()
-                            .downcast_ref::<arrow_array::BooleanArray>()
-                            .expect("a filtered boolean array is boolean");
-                        crate::split_late(&batch, keep, ctx, out)?
-                    }
-                }
-            }
-            (Some(clock), Some(times), None) => match clock.on_batch(&batch, &times)? {
+        let batch = match (self.clock.as_mut(), times) {
+            (Some(clock), Some(times)) => match clock.on_batch(&batch, &times)? {
                 None => batch,
                 Some(keep) => crate::split_late(&batch, &keep, ctx, out)?,
             },
@@ -688,14 +579,8 @@ impl Source for ParquetSource {
                 times,
                 pace,
                 raw_rows,
-                all,
             } => {
-                let meta = HeldMeta {
-                    times,
-                    raw_rows,
-                    all,
-                };
-                if self.on_batch(batch, pace, meta, ctx, out)? {
+                if self.on_batch(batch, times, pace, raw_rows, ctx, out)? {
                     return Ok(SourcePoll::Ready);
                 }
             }

@@ -171,21 +171,6 @@ pub trait SourceSpec: Send + Sync {
         None
     }
 
-    /// A copy of a source every shard reads whole (a keyed job over
-    /// bounded input) that skips, where it can before decoding them, the
-    /// rows whose key on `columns` is not in `groups` (the shard's key
-    /// groups); `None` if it cannot. The planner asks only when every row
-    /// of the source goes into hash edges on `columns` and no side output
-    /// (late rows) is read, and the hash edges still drop other keys, so a
-    /// source may keep more rows than it must but never fewer.
-    fn with_key_filter(
-        &self,
-        _columns: &[String],
-        _groups: crate::shard::KeyGroups,
-    ) -> Option<Arc<dyn SourceSpec>> {
-        None
-    }
-
     /// The reader of subtask `task`.
     ///
     /// # Errors

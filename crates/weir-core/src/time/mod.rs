@@ -16,7 +16,7 @@ pub use column::{event_times, validate_time_column};
 pub use lateness::LatenessRule;
 pub use split::SplitClock;
 pub use tracker::WatermarkTracker;
-pub use watermark::{GeneratorState, WatermarkGenerator, WatermarkKind, WatermarkStrategy};
+pub use watermark::{GeneratorState, WatermarkGenerator, WatermarkStrategy};
 pub use window::TumblingWindow;
 
 use crate::error::{Error, Result};

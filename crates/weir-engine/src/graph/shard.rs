@@ -5,8 +5,7 @@
 //!  a source's ShardShare ─┬─ Partitions (Kafka, Redis): shard i reads partitions p mod N == i;
 //!                         │    keyed operators see every key of those partitions
 //!  no partitioned source ─┼─ keyed job: every shard reads all of its bounded inputs, and the
-//!                         │    hash edges keep the rows of the shard's key groups (a source
-//!                         │    whose rows all go into one key may skip the others itself)
+//!                         │    hash edges keep the rows of the shard's key groups
 //!                         └─ job without keys: the splits (files, row groups) dealt out
 //!  re-keying (a hash edge after another on other columns): cut through a repartition
 //!    channel when one is given (operator/repartition.rs), refused otherwise
@@ -86,15 +85,7 @@ impl LogicalPlan {
                             "it is unbounded and has no numbered partitions to deal out",
                         ));
                     }
-                    // every shard reads it all; the hash edges keep the shard's keys,
-                    // and a source that can skips the others before decoding them
-                    if let Some(keys) = self.only_hash_consumers(&live, id) {
-                        if let Some(filtered) =
-                            spec.with_key_filter(&keys, KeyGroups::of_shard(shard))
-                        {
-                            plan.nodes[id].kind = NodeKind::Source(filtered);
-                        }
-                    }
+                    // every shard reads it all; the hash edges keep the shard's keys
                 }
                 Some(ShardShare::Splits(s)) => plan.nodes[id].kind = NodeKind::Source(s),
                 None => {
@@ -139,24 +130,6 @@ impl LogicalPlan {
             }
         }
         Ok(plan)
-    }
-
-    /// The key columns of the hash edges that every row of source `id`
-    /// goes into, if they all hash on the same columns and nothing reads
-    /// its side outputs (late rows must stay whole in every shard).
-    fn only_hash_consumers(&self, live: &[NodeId], id: NodeId) -> Option<Vec<String>> {
-        let mut keys: Option<&Vec<String>> = None;
-        for &c in live {
-            for e in self.nodes[c].inputs.iter().filter(|e| e.from == id) {
-                match (&e.partitioning, keys) {
-                    _ if e.port != 0 => return None,
-                    (Partitioning::Hash(k), None) => keys = Some(k),
-                    (Partitioning::Hash(k), Some(first)) if k == first => {}
-                    _ => return None,
-                }
-            }
-        }
-        keys.cloned()
     }
 
     /// The schema of output `port` of node `id`.
