@@ -348,6 +348,34 @@ fn restores_that_cannot_fit_together_are_refused_by_name() {
         !tmp.path().join("one").exists(),
         "refused runs write nothing"
     );
+    // a job without event time would never stop at a time
+    let timeless = tmp.path().join("timeless.toml");
+    std::fs::write(
+        &timeless,
+        format!(
+            "name = \"timeless\"\n[source]\npath = \"{}\"\n\
+             [[steps]]\nfilter = \"speed > 10\"\n\
+             [sink]\ntype = \"parquet\"\npath = \"unused\"\n",
+            tmp.path().join("obd").display()
+        ),
+    )
+    .unwrap();
+    let o = weir()
+        .arg("run")
+        .arg(&timeless)
+        .arg("--output")
+        .arg(tmp.path().join("one"))
+        .arg("--checkpoint-dir")
+        .arg(tmp.path().join("ckpt-timeless"))
+        .args(["--savepoint-at", AT_3])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("no source of this job has event time"),
+        "{e}"
+    );
+    assert!(!tmp.path().join("one").exists());
 }
 
 #[test]
@@ -419,6 +447,21 @@ fn one_process_stops_at_an_event_time_and_continues_at_another_parallelism() {
     let m = run(&["--parallelism", "2", "--savepoint-at", AT_6]);
     let first = m["rows_out"].as_u64().unwrap() as usize;
     assert!(first > 0 && first < total, "{first} of {total}");
+    // restored where its watermark is already there: it reads nothing more
+    let m = run(&[
+        "--parallelism",
+        "2",
+        "--savepoint-at",
+        AT_6,
+        "--restore",
+        "latest",
+    ]);
+    assert!(m["checkpoints"]["savepoint"].is_string(), "{m}");
+    assert_eq!(
+        (m["rows_in"].as_u64(), m["rows_out"].as_u64()),
+        (Some(0), Some(0)),
+        "{m}"
+    );
     // after the last row: the run ends without a savepoint
     let m = run(&[
         "--parallelism",

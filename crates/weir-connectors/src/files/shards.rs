@@ -54,6 +54,8 @@ pub(crate) fn prepare(
     target::mark(dir)?;
     if !adopting.is_empty() {
         adopt(dir, shard, adopting)?;
+    } else {
+        drop_stale_record(dir, shard)?;
     }
     // parts of another count are this run's only when it continues the run
     // that adopted them (restoring its own checkpoint, or adopting them now)
@@ -132,6 +134,27 @@ fn read_adopted(dir: &Path, count: usize) -> Result<Vec<String>> {
     } else {
         Vec::new()
     })
+}
+
+/// Removes a `.weir-adopted` left by shards of another count that never
+/// published a part (a rescale that failed before its first checkpoint,
+/// after which the old count went on): it no longer describes the target.
+fn drop_stale_record(dir: &Path, shard: Shard) -> Result<()> {
+    let path = dir.join(target::ADOPTED);
+    let Some(record) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Adopted>(&t).ok())
+    else {
+        return Ok(());
+    };
+    let wrote = names(dir)?.iter().any(|n| {
+        matches!(target::part_shard(n), Some(Some((_, c))) if c == record.shards)
+            || matches!(target::shard_marker(n), Some((_, c)) if c == record.shards)
+    });
+    if record.shards != shard.count() && !wrote {
+        remove(&path)?;
+    }
+    Ok(())
 }
 
 /// `.weir-adopted`: the parts the `shards` shards took over.
@@ -521,5 +544,29 @@ mod tests {
             ]
         );
         assert_eq!(names(&dir).unwrap().len(), 4, "{:?}", names(&dir));
+    }
+
+    #[test]
+    fn a_record_of_shards_that_never_published_is_dropped_by_the_old_count() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("out");
+        std::fs::create_dir(&dir).unwrap();
+        target::mark(&dir).unwrap();
+        touch(&dir, "part-shard-0-of-2-00000003-00000.parquet");
+        let old = [origin(0, 2, 3), origin(1, 2, 3)];
+        prepare(&dir, Shard::try_new(0, 3).unwrap(), Some(None), &old).unwrap();
+        assert!(dir.join(target::ADOPTED).exists());
+        // the 3 shards failed before publishing; shard 0/2 goes on from its checkpoint
+        prepare(&dir, Shard::try_new(0, 2).unwrap(), Some(Some(3)), &[]).unwrap();
+        assert!(!dir.join(target::ADOPTED).exists());
+        assert!(dir
+            .join("part-shard-0-of-2-00000003-00000.parquet")
+            .exists());
+        // once the new count published, the record stays (and the old count is refused)
+        prepare(&dir, Shard::try_new(0, 3).unwrap(), Some(None), &old).unwrap();
+        touch(&dir, "part-shard-0-of-3-00000001-00000.parquet");
+        let e = prepare(&dir, Shard::try_new(0, 2).unwrap(), Some(Some(3)), &[]).unwrap_err();
+        assert!(e.to_string().contains("a run as 3 shards"), "{e}");
+        assert!(dir.join(target::ADOPTED).exists());
     }
 }

@@ -116,10 +116,29 @@ impl Publish {
     /// [`check`](Self::check) first.
     pub fn apply(&self) -> Result<()> {
         if self.from.exists() {
+            // another file of this name was published before: never replaced
+            if self.to.exists() && self.from.exists() {
+                return Err(Error::UnsafePath {
+                    path: self.to.clone(),
+                    message: format!(
+                        "publishing {} would replace this part, which weir published \
+                         earlier (checkpoint ids started over while the output kept its \
+                         parts: keep the checkpoint directory with the output, or write \
+                         to a new output)",
+                        self.from.display()
+                    ),
+                });
+            }
             if let Some(dir) = self.to.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             }
-            std::fs::rename(&self.from, &self.to).map_err(|e| Error::io(&self.to, e))?;
+            match std::fs::rename(&self.from, &self.to) {
+                // shards restoring the same old checkpoint publish its files together
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.to.exists() => {
+                    return Ok(())
+                }
+                r => r.map_err(|e| Error::io(&self.to, e))?,
+            }
             if let Some(dir) = self.to.parent() {
                 sync_dir(dir)?;
             }

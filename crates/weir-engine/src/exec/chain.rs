@@ -121,6 +121,7 @@ impl Chain {
             let name = ids.next().expect("a source has a node id");
             let reader = set.reader(name, subtask, ctx, plan)?;
             in_node(ctx, |ctx| source.restore(ctx, &reader))?;
+            self.idle.last_watermark = ctx.watermark().map(Watermark::EventTime);
         }
         for ((op, ctx), name) in self.ops.iter_mut().zip(ids) {
             let reader = set.reader(name, subtask, ctx, plan)?;
@@ -149,10 +150,6 @@ impl Chain {
         self.source.is_some()
     }
 
-    /// Polls the source once and pushes what it emitted through the chain.
-    /// On exhaustion, sends `Watermark::MAX` and end of input. A source
-    /// with an idle timeout that has been pending that long sends
-    /// `Watermark::Idle`, and its last watermark again when rows resume.
     /// The last event-time watermark the chain's source emitted.
     pub(crate) fn source_watermark(&self) -> Option<i64> {
         match self.idle.last_watermark {
@@ -161,6 +158,10 @@ impl Chain {
         }
     }
 
+    /// Polls the source once and pushes what it emitted through the chain.
+    /// On exhaustion, sends `Watermark::MAX` and end of input. A source
+    /// with an idle timeout that has been pending that long sends
+    /// `Watermark::Idle`, and its last watermark again when rows resume.
     pub(crate) fn poll_source(&mut self, emit: &mut Emit<'_>) -> Result<SourcePoll> {
         let (source, ctx) = self
             .source
@@ -179,6 +180,8 @@ impl Chain {
             match &m {
                 Message::Watermark(w @ Watermark::EventTime(t)) => {
                     self.idle.last_watermark = Some(*w);
+                    // saved with the source's context: a restore knows where it was
+                    ctx.set_watermark(*w);
                     ctx.metrics().on_watermark_out(ctx.info().subtask, *t);
                 }
                 Message::Data(_) => has_data = true,

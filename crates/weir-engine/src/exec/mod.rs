@@ -389,6 +389,9 @@ fn execute_job(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
              --mode batch)",
         ));
     }
+    if config.savepoint_at.is_some() {
+        check_savepoint_at(plan, physical)?;
+    }
     // no sink writes into an input or another sink's output; one run per output
     let outputs = plan.check_paths(physical)?;
     let _locks = lock_outputs(&outputs, config.shard)?;
@@ -408,6 +411,38 @@ fn execute_job(job: &Job, config: &ExecConfig) -> Result<JobMetrics> {
         // batch mode takes no checkpoints (as in Flink): a failed batch job runs again
         _ => execute_once(plan, physical, config, None, &outputs).map(|(m, _)| m),
     }
+}
+
+/// `--savepoint-at` stops sources by their event time: one must have it,
+/// and an unbounded one without it would never stop (nor end).
+fn check_savepoint_at(plan: &LogicalPlan, physical: &PhysicalPlan) -> Result<()> {
+    let sources: Vec<&crate::graph::Node> = (0..plan.nodes.len())
+        .filter(|&id| physical.is_live(id) && plan.nodes[id].kind.is_source())
+        .map(|id| &plan.nodes[id])
+        .collect();
+    let timeless_unbounded = sources.iter().find(|n| {
+        n.definition.is_none()
+            && matches!(&n.kind, crate::graph::NodeKind::Source(spec)
+                if spec.boundedness() == weir_core::operator::Boundedness::Unbounded)
+    });
+    if let Some(n) = timeless_unbounded {
+        return Err(Error::option(
+            "savepoint-at",
+            format!(
+                "source `{}` is unbounded and has no event time, so it would never stop \
+                 there: give it a time column (time_column / WATERMARK FOR)",
+                n.name
+            ),
+        ));
+    }
+    if sources.iter().all(|n| n.definition.is_none()) {
+        return Err(Error::option(
+            "savepoint-at",
+            "no source of this job has event time, so none would stop: give the source a \
+             time column (time_column / WATERMARK FOR)",
+        ));
+    }
+    Ok(())
 }
 
 /// Locks every file output for the run ([`weir_core::lock::for_writer`]):

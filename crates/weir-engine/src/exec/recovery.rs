@@ -135,7 +135,20 @@ pub(crate) fn execute_checkpointed(
                 let old_newest = super::rescale::newest_completed(&old)?;
                 loaded.filter(|l| Some(l.manifest.completed_ms) > old_newest)
             }
-            RestoreFrom::Shards(_) => choose(&store, &RestoreFrom::Latest, min_id, &mut stats)?,
+            // shards:M at count M: this shard's own newest checkpoint, which must exist
+            RestoreFrom::Shards(n) => match choose(&store, &RestoreFrom::Auto, min_id, &mut stats)?
+            {
+                Some(l) => Some(l),
+                None => {
+                    return Err(Error::Checkpoint {
+                        location: store.root().display().to_string(),
+                        message: format!(
+                            "--restore shards:{n}: this run is {n} shards already, and this \
+                             shard has no complete checkpoint of its own to continue from"
+                        ),
+                    })
+                }
+            },
             _ => choose(&store, &from, min_id, &mut stats)?,
         };
         for w in &stats.warnings {

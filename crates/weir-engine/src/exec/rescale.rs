@@ -2,16 +2,16 @@
 //! (`--shard i/M --restore shards:N`): key groups move with their state.
 //!
 //! ```text
-//!  CHECKPOINT_DIR/shard-0-of-2/<job>/chk-…7   kg [0, 64)    positions P0 (every source split)
-//!  CHECKPOINT_DIR/shard-1-of-2/<job>/chk-…5   kg [64, 128)  positions P1
-//!        │  newest valid checkpoint of each old shard (all are needed)
-//!        ▼
+//!  every old shard ran to --savepoint-at T: the same rows of every source, same watermarks
+//!  CHECKPOINT_DIR/shard-0-of-2/<job>/chk-…7   kg [0, 64)    positions P
+//!  CHECKPOINT_DIR/shard-1-of-2/<job>/chk-…5   kg [64, 128)  positions P (byte-equal source state)
+//!        │  newest valid checkpoint of each old shard (all are needed; sources that
+//!        ▼  stopped at different rows are refused: their operators' state would not fit)
 //!  shard 1/3 (kg [43, 86)) restores every old subtask's state:
 //!     keyed state ─► the rows of kg [43, 86), by key group (as any rescale)
-//!     source     ─► per split, from the lowest of P0, P1; rows of kg [43, 64) are
-//!                   dropped below P0, of kg [64, 86) below P1 (the old shard had them)
-//!     watermark  ─► the lowest old one; later watermarks come from the splits again
-//!     file sink  ─► the old shards' published parts stay, adopted by the new count
+//!     sources     ─► the agreed positions P (split_progress::plan_from_shards)
+//!     watermarks  ─► the lowest old one (all equal here)
+//!     file sink   ─► the old shards' published parts stay, adopted by the new count
 //! ```
 //! Only a keyed job over bounded inputs divides by key groups (every shard
 //! reads all of the input); shards over broker partitions, over dealt-out
@@ -76,8 +76,9 @@ pub(crate) fn restore_set(
                 location: store.root().display().to_string(),
                 message: format!(
                     "shard {old} has no complete checkpoint: restoring {old_count} shards at \
-                     {} needs every old shard's (stop each with SIGTERM, which takes a \
-                     savepoint, then start the new shards with --restore shards:{old_count})",
+                     {} needs every old shard's, taken at one event time (run each old shard \
+                     with --savepoint-at TIME, then start the new shards with --restore \
+                     shards:{old_count})",
                     shard.count()
                 ),
             });

@@ -198,3 +198,20 @@ fn publishing_is_idempotent_and_a_lost_file_is_an_error() {
     let e = p.apply().unwrap_err().to_string();
     assert!(e.contains("never published"), "{e}");
 }
+
+#[test]
+fn a_publish_never_replaces_a_part_published_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let from = tmp.path().join("staged");
+    let to = tmp.path().join("part");
+    std::fs::write(&from, b"new").unwrap();
+    std::fs::write(&to, b"adopted").unwrap();
+    let p = Publish {
+        from: from.clone(),
+        to: to.clone(),
+    };
+    let e = p.apply().unwrap_err().to_string();
+    assert!(e.contains("would replace this part"), "{e}");
+    assert_eq!(std::fs::read(&to).unwrap(), b"adopted");
+    assert!(from.exists(), "the staged file stays");
+}

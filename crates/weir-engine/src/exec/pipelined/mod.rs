@@ -121,6 +121,7 @@ pub(super) fn run(
             let body = move || {
                 let end = coordinator.run(&|| first_error.is_cancelled(), &|| {
                     stop.savepoint_requested()
+                        || savepoint_at.as_ref().is_some_and(|a| a.requested())
                 });
                 match end {
                     Ok(LoopEnd::Savepoint(dir)) => {
@@ -251,7 +252,8 @@ struct Subtask<'a> {
 ///
 /// ```text
 ///  source subtask: poll ─► watermark ≥ T? ─► paused: only barriers go out
-///  last source subtask paused or ended (and one paused) ─► stop_with_savepoint
+///  last source subtask paused or ended (and one paused) ─► this attempt's coordinator
+///     takes a savepoint (a restart does not inherit the request)
 ///  savepoint complete ─► every task stops; a source's rows end where its watermark
 ///  reached T, the same rows in every run of the same input (and every shard)
 /// ```
@@ -262,6 +264,9 @@ struct SavepointAt {
     /// Source subtasks still reading.
     reading: std::sync::atomic::AtomicUsize,
     paused: std::sync::atomic::AtomicBool,
+    /// This attempt's request (a restart gets a new one: the run's
+    /// StopSignal would still carry it).
+    requested: std::sync::atomic::AtomicBool,
 }
 
 impl SavepointAt {
@@ -270,20 +275,26 @@ impl SavepointAt {
             at,
             reading: std::sync::atomic::AtomicUsize::new(sources),
             paused: std::sync::atomic::AtomicBool::new(false),
+            requested: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// A source subtask stopped reading (`paused`) or ended; the last one
     /// asks for the savepoint if any paused.
-    fn on_done(&self, paused: bool, stop: &weir_core::operator::StopSignal) {
+    fn on_done(&self, paused: bool) {
         use std::sync::atomic::Ordering;
         if paused {
             self.paused.store(true, Ordering::Release);
         }
         let left = self.reading.fetch_sub(1, Ordering::AcqRel) - 1;
         if left == 0 && self.paused.load(Ordering::Acquire) {
-            stop.stop_with_savepoint();
+            self.requested.store(true, Ordering::Release);
         }
+    }
+
+    /// True once every source subtask paused or ended (and one paused).
+    fn requested(&self) -> bool {
+        self.requested.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -371,6 +382,21 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
             if let Some(b) = barriers.as_mut() {
                 b.inject_due(&mut chain, &mut emit)?;
             }
+            if let Some(at) = savepoint_at.filter(|at| chain.source_watermark() >= Some(at.at)) {
+                // stop reading here (a restored source may be there already); barriers still go out until the savepoint stops the job
+                at.on_done(true);
+                let b = barriers
+                    .as_mut()
+                    .expect("--savepoint-at runs are checkpointed");
+                loop {
+                    if first_error.is_cancelled() {
+                        return Err(Error::Cancelled);
+                    }
+                    b.inject_due(&mut chain, &mut emit)?;
+                    let _idle = times.wait(t, s, Wait::Input);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
             match chain.poll_source(&mut emit)? {
                 SourcePoll::Ready => {}
                 SourcePoll::Pending => {
@@ -382,24 +408,9 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
                         b.on_finished(&mut chain)?;
                     }
                     if let Some(at) = savepoint_at {
-                        at.on_done(false, &config.stop);
+                        at.on_done(false);
                     }
                     return Ok(());
-                }
-            }
-            if let Some(at) = savepoint_at.filter(|at| chain.source_watermark() >= Some(at.at)) {
-                // stop reading here; barriers still go out until the savepoint stops the job
-                at.on_done(true, &config.stop);
-                let b = barriers
-                    .as_mut()
-                    .expect("--savepoint-at runs are checkpointed");
-                loop {
-                    if first_error.is_cancelled() {
-                        return Err(Error::Cancelled);
-                    }
-                    b.inject_due(&mut chain, &mut emit)?;
-                    let _idle = times.wait(t, s, Wait::Input);
-                    std::thread::sleep(Duration::from_millis(1));
                 }
             }
             if chain.next_timer().is_some_and(|t| t <= now_ms()) {
