@@ -925,11 +925,13 @@ fn distinct_and_filtered_aggregates_equal_the_oracle_in_every_mode() {
     let script = |out: &Path| {
         format!(
             "{}CREATE TABLE out (vehicle_id BIGINT, window_start BIGINT, speeds BIGINT, fast_sum DOUBLE, \
-             slow BIGINT, top DOUBLE) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             slow BIGINT, top DOUBLE, bucket_sum BIGINT, bucket_avg DOUBLE) WITH ('connector' = 'filesystem', \
+             'path' = '{}', 'format' = 'parquet');\n\
              INSERT INTO out\n\
              SELECT vehicle_id, window_start, COUNT(DISTINCT CAST(speed / 10 AS BIGINT)) AS speeds,\n  \
              SUM(speed) FILTER (WHERE speed > 60) AS fast_sum,\n  COUNT(*) FILTER (WHERE speed < 30) AS slow,\n  \
-             MAX(DISTINCT speed) AS top\n\
+             MAX(DISTINCT speed) AS top, SUM(DISTINCT CAST(speed / 10 AS BIGINT)) AS bucket_sum,\n  \
+             AVG(DISTINCT CAST(speed / 10 AS BIGINT)) AS bucket_avg\n\
              FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '10' SECOND))\n\
              GROUP BY window_start, window_end, vehicle_id;",
             obd_table(&data, "'10' MINUTE"),
@@ -975,6 +977,11 @@ fn distinct_and_filtered_aggregates_equal_the_oracle_in_every_mode() {
             fast,
             w.slow.to_string(),
             format!("{:?}", w.top),
+            w.buckets.iter().sum::<i64>().to_string(),
+            format!(
+                "{:?}",
+                w.buckets.iter().sum::<i64>() as f64 / w.buckets.len() as f64
+            ),
         ]);
     }
     want.sort();

@@ -188,7 +188,11 @@ fn aggregates_that_cannot_take_a_row_back_are_refused_by_name() {
         ),
         (
             format!("{table}SELECT COUNT(DISTINCT top) FROM {per} GROUP BY vehicle_id % 2"),
-            "COUNT_DISTINCT(…) over a changelog",
+            "COUNT(DISTINCT …) over a changelog",
+        ),
+        (
+            format!("{table}SELECT SUM(DISTINCT top) FROM {per} GROUP BY vehicle_id % 2"),
+            "SUM(DISTINCT …) over a changelog",
         ),
         (
             format!("{table}SELECT a.top FROM {per} a JOIN obd b ON a.vehicle_id = b.vehicle_id"),

@@ -476,6 +476,8 @@ impl Planner<'_> {
                 ("count", None) => Agg::count(),
                 ("count", Some(c)) => Agg::count_column(c),
                 ("count_distinct", Some(c)) => Agg::count_distinct(c),
+                ("sum_distinct", Some(c)) => Agg::sum_distinct(c),
+                ("avg_distinct", Some(c)) => Agg::avg_distinct(c),
                 ("sum", Some(c)) => Agg::sum(c),
                 ("avg", Some(c)) => Agg::avg(c),
                 ("min", Some(c)) => Agg::min(c),
@@ -656,10 +658,13 @@ impl Planner<'_> {
                 Err(at_node(
                     s,
                     format!(
-                        "{}(…) over a changelog (rows that update earlier rows, e.g. another \
+                        "{} over a changelog (rows that update earlier rows, e.g. another \
                          GROUP BY's result): COUNT, SUM and AVG take back what is deleted; \
                          MIN, MAX, DISTINCT and user aggregates do not yet",
-                        a.func.to_uppercase()
+                        match a.func.strip_suffix("_distinct") {
+                            Some(f) => format!("{}(DISTINCT …)", f.to_uppercase()),
+                            None => format!("{}(…)", a.func.to_uppercase()),
+                        }
                     ),
                 ))
             };
@@ -1202,13 +1207,13 @@ fn replace_aggs(
             let FunctionArguments::List(list) = &f.args else {
                 return Err(at_node(&*f, format!("{func}() needs an argument")));
             };
-            // COUNT(DISTINCT x) is weir's count_distinct; MIN/MAX(DISTINCT x)
-            // are MIN/MAX(x); a distinct sum or mean is not built yet
+            // COUNT/SUM/AVG(DISTINCT x) are weir's count_distinct, sum_distinct
+            // and avg_distinct; MIN/MAX(DISTINCT x) are MIN/MAX(x)
             let distinct = matches!(
                 list.duplicate_treatment,
                 Some(ast::DuplicateTreatment::Distinct)
             );
-            if distinct && !["count", "min", "max"].contains(&func.as_str()) {
+            if distinct && !["count", "sum", "avg", "min", "max"].contains(&func.as_str()) {
                 return Err(unsupported(
                     &*f,
                     &format!("{}(DISTINCT …)", func.to_uppercase()),
@@ -1263,6 +1268,8 @@ fn replace_aggs(
                     ))
                 }
                 ("count", true) => "count_distinct".to_string(),
+                ("sum", true) => "sum_distinct".to_string(),
+                ("avg", true) => "avg_distinct".to_string(),
                 _ => func,
             };
             let existing = aggs.iter().find(|a| a.func == func && a.arg == arg);

@@ -7,7 +7,7 @@
 //! so the implementations (`numeric`, `extreme`, `distinct`, `udf`) can index
 //! their vectors directly. May use `weir_core::error` and the arrow crates only.
 
-use super::distinct::Distinct;
+use super::distinct::{Distinct, Report};
 use super::extreme::Extreme;
 use super::numeric::{Avg, Count, SumFloat, SumInt};
 use super::udf::UdfAcc;
@@ -93,7 +93,7 @@ pub(super) fn state_fields(func: &AggFn, kind: ValueKind, name: &str) -> Result<
             field("time", DataType::Int64, true),
             field("value", value, true),
         ],
-        AggFn::CountDistinct => {
+        AggFn::CountDistinct | AggFn::SumDistinct | AggFn::AvgDistinct => {
             let item = Arc::new(Field::new_list_field(value, false));
             vec![field("distinct", DataType::LargeList(item), false)]
         }
@@ -146,7 +146,9 @@ impl Accumulators {
             (AggFn::Max, k) => typed!(k, T => Extreme::<T>::new(true, false)),
             (AggFn::First, k) => typed!(k, T => Extreme::<T>::new(false, true)),
             (AggFn::Last, k) => typed!(k, T => Extreme::<T>::new(true, true)),
-            (AggFn::CountDistinct, k) => typed!(k, T => Distinct::<T>::new()),
+            (AggFn::CountDistinct, k) => typed!(k, T => Distinct::<T>::new(Report::Count)),
+            (AggFn::SumDistinct, k) => typed!(k, T => Distinct::<T>::new(Report::Sum)),
+            (AggFn::AvgDistinct, k) => typed!(k, T => Distinct::<T>::new(Report::Mean)),
             (AggFn::Udf(udf), _) => {
                 let state_type = agg
                     .state_fields

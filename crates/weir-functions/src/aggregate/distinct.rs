@@ -1,4 +1,6 @@
-//! Exact count_distinct: one hash set of keys per group, [`Distinct`].
+//! Exact count_distinct, sum_distinct and avg_distinct: one hash set of
+//! keys per group, [`Distinct`]; the sum and mean add a group's values in
+//! ascending order, so floats give the same bits whatever order rows came in.
 //!
 //! Keys come from [`Val::key`] (floats: bit patterns with `-0.0` and NaN
 //! normalised). Memory is tracked incrementally: the estimated table bytes of
@@ -10,17 +12,30 @@ use super::accumulators::{downcast, wrong_input, GroupAcc};
 use super::value::Val;
 use super::Values;
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, Int64Array, LargeListArray};
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, LargeListArray};
 use arrow_buffer::OffsetBuffer;
-use arrow_schema::Field;
+use arrow_schema::{DataType, Field};
 use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
-use weir_core::error::Result;
+use weir_core::error::{Error, Result};
+
+/// What [`Distinct`] reports of each group's distinct values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Report {
+    /// How many (Int64).
+    Count,
+    /// Their sum (Int64 for integers, an error if it does not fit; Float64).
+    Sum,
+    /// Their mean (Float64).
+    Mean,
+}
 
 /// The distinct non-null values of each group.
 #[derive(Debug)]
 pub(super) struct Distinct<T: Val> {
+    report: Report,
     sets: Vec<HashSet<T::Key>>,
     /// Table bytes of every set plus heap bytes of every key.
     heap: usize,
@@ -37,9 +52,10 @@ fn table_bytes<K>(capacity: usize) -> usize {
 }
 
 impl<T: Val> Distinct<T> {
-    /// No groups.
-    pub(super) fn new() -> Self {
+    /// No groups; `report` says what [`GroupAcc::finish`] gives.
+    pub(super) fn new(report: Report) -> Self {
         Distinct {
+            report,
             sets: Vec::new(),
             heap: 0,
         }
@@ -108,9 +124,55 @@ impl<T: Val> GroupAcc for Distinct<T> {
         self.heap -= Self::group_heap(&set);
     }
 
-    fn finish(&self, groups: &[u32], _: &str) -> Result<ArrayRef> {
-        let counts = groups.iter().map(|&g| self.sets[g as usize].len() as i64);
-        Ok(Arc::new(Int64Array::from_iter_values(counts)))
+    fn finish(&self, groups: &[u32], column: &str) -> Result<ArrayRef> {
+        if self.report == Report::Count {
+            let counts = groups.iter().map(|&g| self.sets[g as usize].len() as i64);
+            return Ok(Arc::new(Int64Array::from_iter_values(counts)));
+        }
+        // each group's values ascending, as numbers (sum and mean read numbers only)
+        let mut out_int: Vec<Option<i64>> = Vec::with_capacity(groups.len());
+        let mut out_float: Vec<Option<f64>> = Vec::with_capacity(groups.len());
+        let float = T::data_type().is_floating();
+        for &g in groups {
+            let mut items: Vec<T::Ref<'_>> =
+                self.sets[g as usize].iter().map(T::key_value).collect();
+            items.sort_unstable_by(|a, b| T::order(*a, *b));
+            let n = items.len();
+            let values = T::build(items.into_iter().map(Some));
+            if n == 0 {
+                out_int.push(None);
+                out_float.push(None);
+            } else if float {
+                let v = arrow_cast::cast(&values, &DataType::Float64)?;
+                let sum: f64 = v.as_primitive::<Float64Type>().values().iter().sum();
+                out_float.push(Some(match self.report {
+                    Report::Mean => sum / n as f64,
+                    _ => sum,
+                }));
+            } else {
+                let v = arrow_cast::cast(&values, &DataType::Int64)?;
+                let sum: i128 = v
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .map(|&x| x as i128)
+                    .sum();
+                match self.report {
+                    Report::Mean => out_float.push(Some(sum as f64 / n as f64)),
+                    _ => out_int.push(Some(i64::try_from(sum).map_err(|_| {
+                        Error::column(
+                            column,
+                            "sum_distinct",
+                            format!("the sum {sum} does not fit in Int64"),
+                        )
+                    })?)),
+                }
+            }
+        }
+        Ok(match (self.report, float) {
+            (Report::Sum, false) => Arc::new(Int64Array::from(out_int)),
+            _ => Arc::new(Float64Array::from(out_float)),
+        })
     }
 
     fn memory_size(&self) -> usize {

@@ -69,6 +69,11 @@ pub enum AggFn {
     /// Number of distinct non-null values (exact; floats compare by bit
     /// pattern with `-0.0` as `0.0` and every NaN as one value).
     CountDistinct,
+    /// Sum of the distinct non-null values (SQL's `SUM(DISTINCT x)`): Int64
+    /// for integers, Float64 for floats, added in ascending order.
+    SumDistinct,
+    /// Mean of the distinct non-null values (`AVG(DISTINCT x)`), as Float64.
+    AvgDistinct,
     /// A user-defined aggregate.
     Udf(Arc<dyn AggregateUdf>),
 }
@@ -99,12 +104,14 @@ impl AggFn {
             "first" => AggFn::First,
             "last" => AggFn::Last,
             "count_distinct" | "distinct_count" => AggFn::CountDistinct,
+            "sum_distinct" => AggFn::SumDistinct,
+            "avg_distinct" | "mean_distinct" => AggFn::AvgDistinct,
             other => {
                 return Err(Error::option(
                     "fn",
                     format!(
-                        "unknown aggregate `{other}` (use count, sum, min, max, avg, first, last \
-                         or count_distinct)"
+                        "unknown aggregate `{other}` (use count, sum, min, max, avg, first, last, \
+                         count_distinct, sum_distinct or avg_distinct)"
                     ),
                 ))
             }
@@ -122,6 +129,8 @@ impl AggFn {
             AggFn::First => "first",
             AggFn::Last => "last",
             AggFn::CountDistinct => "count_distinct",
+            AggFn::SumDistinct => "sum_distinct",
+            AggFn::AvgDistinct => "avg_distinct",
             AggFn::Udf(udf) => udf.name(),
         }
     }
@@ -178,6 +187,16 @@ impl Agg {
     /// `count_distinct(column)`: number of distinct non-null values.
     pub fn count_distinct(column: impl Into<String>) -> Self {
         Agg::of(AggFn::CountDistinct, column)
+    }
+
+    /// `sum_distinct(column)`: sum of the distinct non-null values.
+    pub fn sum_distinct(column: impl Into<String>) -> Self {
+        Agg::of(AggFn::SumDistinct, column)
+    }
+
+    /// `avg_distinct(column)`: mean of the distinct non-null values.
+    pub fn avg_distinct(column: impl Into<String>) -> Self {
+        Agg::of(AggFn::AvgDistinct, column)
     }
     /// A user-defined aggregate over `column`.
     pub fn udf(udf: Arc<dyn AggregateUdf>, column: impl Into<String>) -> Self {
@@ -244,9 +263,13 @@ impl Agg {
         let kind = match &self.func {
             AggFn::Count => Some(ValueKind::Int),
             AggFn::Udf(_) => Some(ValueKind::Raw),
-            AggFn::Sum if ty.is_floating() => Some(ValueKind::Float),
-            AggFn::Avg if ty.is_floating() || ty == &DataType::UInt64 => Some(ValueKind::Float),
-            AggFn::Sum | AggFn::Avg => numeric.then_some(ValueKind::Int),
+            AggFn::Sum | AggFn::SumDistinct if ty.is_floating() => Some(ValueKind::Float),
+            AggFn::Avg | AggFn::AvgDistinct if ty.is_floating() || ty == &DataType::UInt64 => {
+                Some(ValueKind::Float)
+            }
+            AggFn::Sum | AggFn::Avg | AggFn::SumDistinct | AggFn::AvgDistinct => {
+                numeric.then_some(ValueKind::Int)
+            }
             AggFn::Min | AggFn::Max | AggFn::First | AggFn::Last | AggFn::CountDistinct => match ty
             {
                 DataType::UInt64 => Some(ValueKind::UInt),
@@ -258,7 +281,9 @@ impl Agg {
         };
         let Some(kind) = kind else {
             let needs = match self.func {
-                AggFn::Sum | AggFn::Avg => "a numeric column",
+                AggFn::Sum | AggFn::Avg | AggFn::SumDistinct | AggFn::AvgDistinct => {
+                    "a numeric column"
+                }
                 _ => "a numeric, temporal, boolean or string column",
             };
             return Err(Error::column(
@@ -269,9 +294,9 @@ impl Agg {
         };
         let out_ty = match (&self.func, kind) {
             (AggFn::Count | AggFn::CountDistinct, _) => DataType::Int64,
-            (AggFn::Avg, _) => DataType::Float64,
-            (AggFn::Sum, ValueKind::Float) => DataType::Float64,
-            (AggFn::Sum, _) => DataType::Int64,
+            (AggFn::Avg | AggFn::AvgDistinct, _) => DataType::Float64,
+            (AggFn::Sum | AggFn::SumDistinct, ValueKind::Float) => DataType::Float64,
+            (AggFn::Sum | AggFn::SumDistinct, _) => DataType::Int64,
             (AggFn::Min | AggFn::Max | AggFn::First | AggFn::Last, _) => ty.clone(),
             (AggFn::Udf(udf), _) => udf
                 .return_type(ty)

@@ -242,6 +242,8 @@ fn every_function_matches_hand_computed_values_in_any_row_order() {
         (Agg::first("i"), int([Some(-2), None, Some(1)])),
         (Agg::last("i"), int([Some(9), None, Some(1)])),
         (Agg::count_distinct("i"), big([Some(4), Some(0), Some(1)])),
+        (Agg::sum_distinct("i"), big([Some(18), None, Some(1)])),
+        (Agg::avg_distinct("i"), float([Some(4.5), None, Some(1.0)])),
         (Agg::sum("f"), float([Some(1.5), None, Some(0.0)])),
         (Agg::avg("f"), float([Some(0.3), None, Some(0.0)])),
         (Agg::min("f"), float([Some(-3.0), None, Some(-0.0)])),
@@ -249,6 +251,8 @@ fn every_function_matches_hand_computed_values_in_any_row_order() {
         (Agg::first("f"), float([Some(-0.5), None, Some(0.0)])),
         (Agg::last("f"), float([Some(1.5), None, Some(-0.0)])),
         (Agg::count_distinct("f"), big([Some(4), Some(0), Some(1)])),
+        (Agg::sum_distinct("f"), float([Some(0.0), None, Some(0.0)])),
+        (Agg::avg_distinct("f"), float([Some(0.0), None, Some(0.0)])),
         (Agg::min("s"), text([Some("a"), None, Some("z")])),
         (Agg::max("s"), text([Some("d"), None, Some("zz")])),
         (Agg::first("s"), text([Some("a"), None, Some("zz")])),
@@ -355,6 +359,11 @@ fn prop_aggs() -> Vec<Agg> {
         Agg::avg("f"),
         Agg::udf(Arc::new(Range), "i"),
         Agg::udf(Arc::new(Range), "f"),
+        Agg::sum_distinct("i"),
+        Agg::sum_distinct("f"),
+        Agg::avg_distinct("i"),
+        Agg::avg_distinct("f"),
+        Agg::avg_distinct("ts"),
     ];
     for c in ["i", "u", "f", "s", "ls", "b", "ts"] {
         aggs.extend([
@@ -615,6 +624,11 @@ fn binding_checks_columns_and_types() {
         .to_string()
         .contains("numeric"));
     assert!(Agg::sum("x").bind(&schema, "w").is_err());
+    assert!(Agg::sum_distinct("s")
+        .bind(&schema, "w")
+        .unwrap_err()
+        .to_string()
+        .contains("sum_distinct needs a numeric column"));
     assert!(Agg::count_column("s").bind(&schema, "w").is_ok());
     for agg in [
         Agg::first("bin"),
@@ -648,6 +662,8 @@ fn binding_checks_columns_and_types() {
         AggFn::parse("count_distinct").unwrap(),
         AggFn::CountDistinct
     );
+    assert_eq!(AggFn::parse("sum_distinct").unwrap(), AggFn::SumDistinct);
+    assert_eq!(AggFn::parse("AVG_DISTINCT").unwrap(), AggFn::AvgDistinct);
     assert_eq!(
         AggFn::parse("distinct_count").unwrap(),
         AggFn::CountDistinct
