@@ -300,3 +300,106 @@ fn window_top_n_over_hop_and_cumulate_rows_equals_the_oracle_in_every_mode() {
         rows_in_every_mode(dir.path(), name, script, &want);
     }
 }
+
+/// How one reading ranks before another.
+type Better = fn(&Reading, &Reading) -> std::cmp::Ordering;
+
+/// Every changelog row in `dir` in the order written (a global Top-N
+/// runs on one subtask).
+fn global_changelog(dir: &Path) -> Vec<Change> {
+    let mut out = Vec::new();
+    for b in common::read_parquet_parts(dir) {
+        let v = b.column(0).as_primitive::<Int64Type>();
+        let t = b.column(1).as_primitive::<TimestampMillisecondType>();
+        let s = b.column(2).as_primitive::<Float64Type>();
+        let op = b.column(b.num_columns() - 1).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            out.push((
+                v.value(i),
+                t.value(i),
+                s.value(i).to_bits(),
+                None,
+                op.value(i).to_string(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn order_by_limit_is_a_global_top_n_changelog_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let readings = input_rows(&data);
+    let cases: [(&str, usize, Better); 2] = [
+        // the five fastest readings of all (ties: vehicle, then time)
+        ("ORDER BY speed DESC LIMIT 5", 5, |a, b| {
+            b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1))
+        }),
+        // LIMIT alone: the first rows in event time (ties: vehicle, then speed)
+        ("LIMIT 4", 4, |a, b| {
+            a.1.cmp(&b.1).then(a.0.cmp(&b.0)).then(a.2.total_cmp(&b.2))
+        }),
+    ];
+    for (clause, n, better) in cases {
+        let out = dir.path().join("best");
+        let text = format!(
+            "{}CREATE TABLE best (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE, \
+             op STRING) WITH ('connector' = 'parquet', 'path' = '{}');\n\
+             INSERT INTO best SELECT vehicle_id, event_time, speed FROM obd {clause};",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        );
+        // the oracle: after each event time, the best n of all readings so far
+        let mut times: BTreeMap<i64, Vec<Reading>> = BTreeMap::new();
+        for r in &readings {
+            times.entry(r.1).or_default().push(*r);
+        }
+        let (mut seen, mut best, mut want) = (Vec::new(), Vec::<Reading>::new(), Vec::new());
+        let change = |r: &Reading, op: &str| (r.0, r.1, r.2.to_bits(), None, op.to_string());
+        for rows in times.into_values() {
+            seen.extend(rows);
+            seen.sort_by(better);
+            let now: Vec<Reading> = seen.iter().take(n).copied().collect();
+            let mut left = best.clone();
+            let mut came = Vec::new();
+            for r in &now {
+                match left.iter().position(|b| better(b, r).is_eq()) {
+                    Some(i) => {
+                        left.remove(i);
+                    }
+                    None => came.push(*r),
+                }
+            }
+            want.extend(left.iter().map(|r| change(r, "delete")));
+            want.extend(came.iter().map(|r| change(r, "insert")));
+            best = now;
+        }
+        // the fastest change as readings come; the earliest never do
+        assert!(
+            want.len() > n || clause == "LIMIT 4",
+            "{clause}: the best rows change"
+        );
+        assert!(want.len() >= n);
+        for mode in ["batch", "pipelined"] {
+            for p in ["1", "3"] {
+                std::fs::remove_dir_all(&out).ok();
+                sql(dir.path(), &text, &["--mode", mode, "--parallelism", p]);
+                assert_eq!(global_changelog(&out), want, "{clause}, {mode} p={p}");
+            }
+        }
+    }
+    let table = obd_table(&data, "'10' MINUTE");
+    for (query, says) in [
+        ("SELECT * FROM obd ORDER BY speed", "ORDER BY without LIMIT sorts rows that never end"),
+        ("SELECT * FROM obd ORDER BY speed LIMIT 3 OFFSET 2", "OFFSET"),
+        ("SELECT * FROM obd ORDER BY speed * 2 LIMIT 3", "ORDER BY names a column of the result"),
+        ("SELECT * FROM obd ORDER BY speed LIMIT 0", "LIMIT 0: give a count of rows of at least 1"),
+        (
+            "SELECT vehicle_id, MAX(speed) AS top FROM obd GROUP BY vehicle_id ORDER BY top DESC LIMIT 3",
+            "Top-N over a changelog",
+        ),
+    ] {
+        refused(dir.path(), &format!("{table}{query};"), says);
+    }
+}

@@ -104,17 +104,15 @@ impl Planner<'_> {
             body.with = None;
             return inner.query(&body);
         }
-        if let Some(o) = &q.order_by {
-            return Err(at_node(
-                o,
-                "ORDER BY is not supported in weir SQL yet (a stream has no end to sort by; \
-                 window Top-N comes with ROW_NUMBER())",
-            ));
+        if q.fetch.is_some() {
+            return Err(unsupported(q, "FETCH FIRST (write LIMIT n)"));
         }
-        if q.limit_clause.is_some() || q.fetch.is_some() {
-            return Err(unsupported(q, "LIMIT / FETCH"));
+        if q.order_by.is_none() && q.limit_clause.is_none() {
+            return self.set_expr(q.body.as_ref());
         }
-        self.set_expr(q.body.as_ref())
+        let n = crate::top_n::limit_of(q)?;
+        let rows = self.set_expr(q.body.as_ref())?;
+        crate::top_n::order_limit(&rows, q.order_by.as_ref(), n, q)
     }
 
     fn set_expr(&self, body: &SetExpr) -> Result<Stream, SqlError> {

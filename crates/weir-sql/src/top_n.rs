@@ -3,7 +3,8 @@
 //! with `WHERE rownum <= N` in the enclosing query, emitted as a changelog.
 //!
 //! Owns [`TopLimit`] (the bound found around the ranking), [`top_n`]
-//! (planning) and [`TopN`], the keyed process function that keeps each
+//! (planning), [`order_limit`] (`ORDER BY … LIMIT n`: the same over one
+//! constant partition) and [`TopN`], the keyed process function that keeps each
 //! partition's best N rows. May use `super::rank`'s order keys,
 //! `super::error`, the engine's builder and the arrow crates.
 //!
@@ -131,6 +132,129 @@ pub(crate) fn bound(
         }
     }
     Some(TopLimit { n, keep_rownum })
+}
+
+/// The `n` of a query's `LIMIT n` (a literal; no `OFFSET`); an error if
+/// the query has `ORDER BY` without one (a stream has no end to sort by).
+pub(crate) fn limit_of(q: &ast::Query) -> Result<usize, SqlError> {
+    let limit = match &q.limit_clause {
+        None => {
+            return Err(at_node(
+                q,
+                "ORDER BY without LIMIT sorts rows that never end: keep the best N with \
+                 ORDER BY … LIMIT N (or rank per partition with ROW_NUMBER() OVER (…))",
+            ))
+        }
+        Some(ast::LimitClause::LimitOffset {
+            limit: Some(limit),
+            offset: None,
+            limit_by,
+        }) if limit_by.is_empty() => limit,
+        Some(other) => return Err(unsupported(q, &format!("{other} (write LIMIT n)"))),
+    };
+    match limit {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::Number(text, _) => match text.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(at_node(
+                    limit,
+                    format!("LIMIT {text}: give a count of rows of at least 1"),
+                )),
+            },
+            _ => Err(at_node(limit, "LIMIT takes a number of rows")),
+        },
+        _ => Err(at_node(
+            limit,
+            "LIMIT takes a number of rows, not an expression",
+        )),
+    }
+}
+
+/// `… ORDER BY keys LIMIT n` (without `ORDER BY`: by event time) over
+/// `rows`: the best `n` rows of all, as a changelog (a global Top-N, as
+/// Flink plans it for a stream): a row that enters the best `n` is
+/// inserted, one pushed out deleted. Ranks by output columns; ties in
+/// content order, so every mode emits the same changelog.
+pub(crate) fn order_limit(
+    rows: &Stream,
+    order_by: Option<&ast::OrderBy>,
+    n: usize,
+    node: &impl ast::Spanned,
+) -> Result<Stream, SqlError> {
+    const ALL: &str = "__weir_all";
+    const RANK: &str = "__weir_rank";
+    let schema = rows.schema();
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let order = match order_by.map(|o| &o.kind) {
+        None => match rows.time_column() {
+            Some(t) => vec![OrderKey {
+                column: t.to_string(),
+                descending: false,
+                nulls_first: false,
+            }],
+            None => {
+                return Err(at_node(
+                    node,
+                    "LIMIT without ORDER BY keeps the first rows in event time: its input \
+                     needs an event time (or give ORDER BY)",
+                ))
+            }
+        },
+        Some(ast::OrderByKind::All(_)) => return Err(unsupported(node, "ORDER BY ALL")),
+        Some(ast::OrderByKind::Expressions(exprs)) => {
+            let mut keys = Vec::with_capacity(exprs.len());
+            for o in exprs {
+                let column = match &o.expr {
+                    ast::Expr::Identifier(id) if names.contains(&id.value) => id.value.clone(),
+                    e => {
+                        return Err(at_node(
+                            e,
+                            format!(
+                                "ORDER BY names a column of the result (one of: {}); rank by \
+                                 an expression by selecting it AS a name",
+                                names.join(", ")
+                            ),
+                        ))
+                    }
+                };
+                let descending = match &o.options.sort {
+                    None | Some(ast::OrderBySort::Asc) => false,
+                    Some(ast::OrderBySort::Desc) => true,
+                    Some(other) => {
+                        return Err(unsupported(&o.expr, &format!("ORDER BY … {other:?}")))
+                    }
+                };
+                keys.push(OrderKey {
+                    column,
+                    descending,
+                    // as PostgreSQL: nulls sort as the largest value
+                    nulls_first: o.options.nulls_first.unwrap_or(descending),
+                });
+            }
+            keys
+        }
+    };
+    let everything = rows
+        .with_column(ALL, weir_core::expr::lit(0i64))
+        .map_err(|e| engine(node, e))?;
+    let limit = TopLimit {
+        n,
+        keep_rownum: false,
+    };
+    let ranked = top_n(
+        &everything,
+        &[ALL.to_string()],
+        order,
+        RANK,
+        Some(limit),
+        node,
+    )?;
+    let kept: Vec<(String, weir_core::expr::Expr)> = names
+        .iter()
+        .chain(std::iter::once(&OP_COLUMN.to_string()))
+        .map(|c| (c.clone(), weir_core::expr::col(c)))
+        .collect();
+    ranked.select_exprs(kept).map_err(|e| engine(node, e))
 }
 
 /// Plans the ranking of `input`'s rows per `partition` by `order`, kept to
