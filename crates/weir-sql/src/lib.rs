@@ -11,8 +11,7 @@
 //! functions and legacy group windows, `GROUP BY` (windowed, or a
 //! changelog), `DISTINCT`/`FILTER` aggregates and aggregate UDFs, window
 //! Top-N (`rank.rs`), Top-N and deduplication over a stream as a changelog
-//! (also `ORDER BY … LIMIT n`, a global one)
-//! (`top_n.rs`), event-time temporal joins (`temporal.rs`), `OVER` aggregations (`over.rs`), and scalar
+//! (`top_n.rs`; also `ORDER BY … LIMIT n`, a global one), event-time temporal joins (`temporal.rs`), `OVER` aggregations (`over.rs`), and scalar
 //! expressions with the function library and scalar UDFs (`expr.rs`;
 //! `text.rs` is the same grammar for job files). Anything else is refused
 //! by name with its line and column.
