@@ -99,3 +99,51 @@ fn distinct_over_a_changelog_keeps_the_rows_that_stay_in_every_mode() {
         }
     }
 }
+
+#[test]
+fn distinct_star_is_distinct_over_every_column_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("bands");
+    let want: BTreeSet<(i64, i64)> = input_rows(&data)
+        .into_iter()
+        .filter(|r| r.2 > 10.0)
+        .map(|(v, _, s)| (v % 7, (s / 40.0) as i64))
+        .collect();
+    let bands =
+        "SELECT vehicle_id % 7 AS g, CAST(speed / 40 AS BIGINT) AS band FROM obd WHERE speed > 10";
+    for query in [
+        format!("SELECT DISTINCT * FROM ({bands})"),
+        format!("SELECT DISTINCT b.* FROM ({bands}) b"),
+        format!("WITH b AS ({bands}) SELECT DISTINCT * FROM b"),
+    ] {
+        let text = format!(
+            "{}CREATE TABLE bands (g BIGINT, band BIGINT) WITH ('connector' = 'parquet', 'path' = '{}');\n\
+             INSERT INTO bands {query};",
+            obd_table(&data, "'10' MINUTE"),
+            out.display()
+        );
+        for mode in ["batch", "pipelined"] {
+            for p in ["1", "3"] {
+                std::fs::remove_dir_all(&out).ok();
+                sql(dir.path(), &text, &["--mode", mode, "--parallelism", p]);
+                let mut got = Vec::new();
+                for b in common::read_parquet_parts(&out) {
+                    assert_eq!(b.num_columns(), 2, "{query}: the columns of *, no op");
+                    let (g, band) = (
+                        b.column(0).as_primitive::<Int64Type>(),
+                        b.column(1).as_primitive::<Int64Type>(),
+                    );
+                    got.extend((0..b.num_rows()).map(|i| (g.value(i), band.value(i))));
+                }
+                let unique: BTreeSet<(i64, i64)> = got.iter().copied().collect();
+                assert_eq!(
+                    unique.len(),
+                    got.len(),
+                    "{query} {mode} p={p}: each row once"
+                );
+                assert_eq!(unique, want, "{query} {mode} p={p}");
+            }
+        }
+    }
+}

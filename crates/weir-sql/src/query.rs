@@ -604,22 +604,38 @@ impl Planner<'_> {
         if !matches!(&s.group_by, GroupByExpr::Expressions(g, _) if g.is_empty()) {
             return Err(unsupported(s, "SELECT DISTINCT with GROUP BY"));
         }
-        let mut group = Vec::with_capacity(s.projection.len());
-        for item in &s.projection {
+        let mut grouped = s.clone();
+        grouped.distinct = None;
+        let starred = s.projection.iter().any(|i| {
+            matches!(
+                i,
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+            )
+        });
+        if starred {
+            // `*` is the columns the list gives without DISTINCT: planned on a
+            // scratch job (it reads the inputs' schemas, not their rows)
+            let scratch = Job::new();
+            let planner = Planner {
+                job: &scratch,
+                ..*self
+            };
+            let columns = planner.select(&grouped)?.schema().clone();
+            grouped.projection = columns
+                .fields()
+                .iter()
+                .map(|f| SelectItem::UnnamedExpr(SqlExpr::Identifier(ast::Ident::new(f.name()))))
+                .collect();
+        }
+        let mut group = Vec::with_capacity(grouped.projection.len());
+        for item in &grouped.projection {
             match item {
                 SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
                     group.push(e.clone())
                 }
-                other => {
-                    return Err(unsupported(
-                        other,
-                        "SELECT DISTINCT * (name the columns: SELECT DISTINCT a, b)",
-                    ))
-                }
+                other => return Err(unsupported(other, "this item in SELECT DISTINCT")),
             }
         }
-        let mut grouped = s.clone();
-        grouped.distinct = None;
         grouped.group_by = GroupByExpr::Expressions(group, Vec::new());
         self.select(&grouped)
     }
