@@ -200,7 +200,7 @@ fn mistakes_are_refused_with_line_column_and_construct() {
         (format!("{table}SELECT vehicle_di FROM obd"), "did you mean `vehicle_id`?".into()),
         (format!("{table}SELECT speed FROM obdd"), format!("line {next}, column 19: no table or view `obdd`; did you mean `obd`?")),
         (format!("{table}SELECT speed FROM obd WHERE CAST(speed AS VARCHAR) LIKE '1!%' ESCAPE '!'"), format!("line {next}, column 34: LIKE ANY or LIKE … ESCAPE")),
-        (format!("{table}SELECT speed FROM obd ORDER BY speed"), "ORDER BY is not supported".into()),
+        (format!("{table}SELECT speed FROM obd ORDER BY speed"), format!("line {next}, column 32: ORDER BY without LIMIT sorts rows that never end")),
         (format!("{table}SELECT a.speed FROM obd a JOIN obd b ON a.speed > b.speed"), "a join needs at least one key equality".into()),
         (format!("{table}SELECT speed FROM obd a JOIN obd b ON a.vehicle_id = b.vehicle_id"), "`speed` is ambiguous: qualify it (`a.speed` or `b.speed`)".into()),
         (

@@ -139,11 +139,12 @@ pub(crate) fn bound(
 pub(crate) fn limit_of(q: &ast::Query) -> Result<usize, SqlError> {
     let limit = match &q.limit_clause {
         None => {
+            let order = q.order_by.as_ref().expect("ORDER BY or LIMIT is there");
             return Err(at_node(
-                q,
+                order,
                 "ORDER BY without LIMIT sorts rows that never end: keep the best N with \
                  ORDER BY … LIMIT N (or rank per partition with ROW_NUMBER() OVER (…))",
-            ))
+            ));
         }
         Some(ast::LimitClause::LimitOffset {
             limit: Some(limit),
