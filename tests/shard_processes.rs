@@ -18,25 +18,7 @@ fn weir() -> Command {
 
 /// The seed's OBD-vs-app job (keyed by vehicle on both sides, no re-keying).
 fn seed_job(dir: &Path) -> PathBuf {
-    let (obd, app) = (dir.join("obd"), dir.join("app"));
-    common::generate_obd(&obd, 30, 200, 4);
-    let status = weir()
-        .args(["generate", "--kind", "app", "--out"])
-        .arg(&app)
-        .args(["--vehicles", "30", "--seconds", "200", "--files", "3"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed_join.toml"),
-    )
-    .unwrap()
-    .replace("../data/obd", &obd.display().to_string())
-    .replace("../data/app", &app.display().to_string());
-    let job = dir.join("seed.toml");
-    std::fs::write(&job, text).unwrap();
-    job
+    common::seed_job(dir, 200, 4)
 }
 
 fn spawn_shard(job: &Path, out: &Path, shard: &str, mode: &str, p: &str) -> Child {

@@ -198,24 +198,7 @@ fn two_shards_stopped_at_one_event_time_continue_as_three_then_as_two() {
 #[test]
 fn the_seed_join_restores_at_another_shard_count() {
     let tmp = tempfile::tempdir().unwrap();
-    let (obd, app) = (tmp.path().join("obd"), tmp.path().join("app"));
-    common::generate_obd(&obd, 30, 400, 3);
-    let ok = weir()
-        .args(["generate", "--kind", "app", "--out"])
-        .arg(&app)
-        .args(["--vehicles", "30", "--seconds", "400", "--files", "3"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed_join.toml"),
-    )
-    .unwrap()
-    .replace("../data/obd", &obd.display().to_string())
-    .replace("../data/app", &app.display().to_string());
-    let job = tmp.path().join("seed.toml");
-    std::fs::write(&job, text).unwrap();
+    let job = common::seed_job(tmp.path(), 400, 3);
     let expected = common::batch_reference(&job, &tmp.path().join("reference"));
     let schema = expected[0].schema();
     let (out, ckpt) = (tmp.path().join("out"), tmp.path().join("ckpt"));

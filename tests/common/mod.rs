@@ -285,3 +285,34 @@ pub fn same<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T], context: &str
         );
     }
 }
+
+/// The seed's OBD-vs-app job (`examples/seed_join.toml`) over `seconds` of
+/// 30 vehicles' generated readings in `dir` (OBD in `obd_files` files).
+pub fn seed_job(dir: &std::path::Path, seconds: usize, obd_files: usize) -> std::path::PathBuf {
+    let (obd, app) = (dir.join("obd"), dir.join("app"));
+    generate_obd(&obd, 30, seconds, obd_files);
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["generate", "--kind", "app", "--out"])
+        .arg(&app)
+        .args([
+            "--vehicles",
+            "30",
+            "--seconds",
+            &seconds.to_string(),
+            "--files",
+            "3",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "weir generate --kind app failed");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed_join.toml"),
+    )
+    .unwrap()
+    .replace("../data/obd", &obd.display().to_string())
+    .replace("../data/app", &app.display().to_string());
+    let job = dir.join("seed.toml");
+    std::fs::write(&job, text).unwrap();
+    job
+}

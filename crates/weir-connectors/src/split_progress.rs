@@ -264,6 +264,13 @@ pub(crate) fn plan_restore(
         },
         ..RestorePlan::default()
     };
+    plan_splits(&mut plan, &by_split, mine);
+    Ok(Some(plan))
+}
+
+/// Adds `mine`'s splits to `plan`: finished ones, and the rest with where
+/// `by_split` says they got (from the start if they were not begun).
+fn plan_splits(plan: &mut RestorePlan, by_split: &BTreeMap<u64, SplitProgress>, mine: &[usize]) {
     for &split in mine {
         match by_split.get(&(split as u64)) {
             Some(p) if p.finished => plan.finished.push(split),
@@ -275,7 +282,6 @@ pub(crate) fn plan_restore(
             None => plan.plan.push(SplitResume::fresh(split)),
         }
     }
-    Ok(Some(plan))
 }
 
 /// The progress the old subtasks in `saved` made, by split; refuses a
@@ -405,19 +411,8 @@ fn plan_from_shards(
             });
         }
     }
-    let agreed = &shards[0].1;
     let mut plan = RestorePlan::default(); // the clock is rebuilt from the splits
-    for &split in mine {
-        match agreed.get(&(split as u64)) {
-            Some(p) if p.finished => plan.finished.push(split),
-            Some(p) => plan.plan.push(SplitResume {
-                split,
-                skip: p.done,
-                generator: p.generator,
-            }),
-            None => plan.plan.push(SplitResume::fresh(split)),
-        }
-    }
+    plan_splits(&mut plan, &shards[0].1, mine);
     Ok(Some(plan))
 }
 
