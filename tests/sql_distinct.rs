@@ -29,13 +29,29 @@ fn distinct_rows_come_once_each_and_equal_the_oracle_in_every_mode() {
         .map(|(v, _, s)| (v % 7, (s / 40.0) as i64))
         .collect();
     assert!(want.len() > 7, "several bands");
+    distinct_pairs_in_every_mode(dir.path(), &text, &out, &want, "SELECT DISTINCT g, band");
+}
+
+/// Runs `text` in both modes at parallelism 1 and 3: `out` holds each pair
+/// of `want` once, in two columns (no `op`: the rows are final).
+fn distinct_pairs_in_every_mode(
+    dir: &std::path::Path,
+    text: &str,
+    out: &std::path::Path,
+    want: &BTreeSet<(i64, i64)>,
+    what: &str,
+) {
     for mode in ["batch", "pipelined"] {
         for p in ["1", "3"] {
-            std::fs::remove_dir_all(&out).ok();
-            sql(dir.path(), &text, &["--mode", mode, "--parallelism", p]);
+            std::fs::remove_dir_all(out).ok();
+            sql(dir, text, &["--mode", mode, "--parallelism", p]);
             let mut got = Vec::new();
-            for b in common::read_parquet_parts(&out) {
-                assert_eq!(b.num_columns(), 2, "no op column: the rows are final");
+            for b in common::read_parquet_parts(out) {
+                assert_eq!(
+                    b.num_columns(),
+                    2,
+                    "{what}: no op column, the rows are final"
+                );
                 let (g, band) = (
                     b.column(0).as_primitive::<Int64Type>(),
                     b.column(1).as_primitive::<Int64Type>(),
@@ -43,8 +59,12 @@ fn distinct_rows_come_once_each_and_equal_the_oracle_in_every_mode() {
                 got.extend((0..b.num_rows()).map(|i| (g.value(i), band.value(i))));
             }
             let unique: BTreeSet<(i64, i64)> = got.iter().copied().collect();
-            assert_eq!(unique.len(), got.len(), "{mode} p={p}: each row once");
-            assert_eq!(unique, want, "{mode} p={p}");
+            assert_eq!(
+                unique.len(),
+                got.len(),
+                "{what} {mode} p={p}: each row once"
+            );
+            assert_eq!(&unique, want, "{what} {mode} p={p}");
         }
     }
 }
@@ -123,27 +143,6 @@ fn distinct_star_is_distinct_over_every_column_in_every_mode() {
             obd_table(&data, "'10' MINUTE"),
             out.display()
         );
-        for mode in ["batch", "pipelined"] {
-            for p in ["1", "3"] {
-                std::fs::remove_dir_all(&out).ok();
-                sql(dir.path(), &text, &["--mode", mode, "--parallelism", p]);
-                let mut got = Vec::new();
-                for b in common::read_parquet_parts(&out) {
-                    assert_eq!(b.num_columns(), 2, "{query}: the columns of *, no op");
-                    let (g, band) = (
-                        b.column(0).as_primitive::<Int64Type>(),
-                        b.column(1).as_primitive::<Int64Type>(),
-                    );
-                    got.extend((0..b.num_rows()).map(|i| (g.value(i), band.value(i))));
-                }
-                let unique: BTreeSet<(i64, i64)> = got.iter().copied().collect();
-                assert_eq!(
-                    unique.len(),
-                    got.len(),
-                    "{query} {mode} p={p}: each row once"
-                );
-                assert_eq!(unique, want, "{query} {mode} p={p}");
-            }
-        }
+        distinct_pairs_in_every_mode(dir.path(), &text, &out, &want, &query);
     }
 }

@@ -44,6 +44,26 @@ fn changelog(dir: &Path, with_rank: bool) -> BTreeMap<i64, Vec<Change>> {
     out
 }
 
+/// The rows of `best` not in `now` (they left), then those of `now` not
+/// in `best` (they came), as multisets.
+fn left_and_came(
+    best: &[Reading],
+    now: &[Reading],
+    better: &impl Fn(&Reading, &Reading) -> std::cmp::Ordering,
+) -> (Vec<Reading>, Vec<Reading>) {
+    let mut left = best.to_vec();
+    let mut came = Vec::new();
+    for r in now {
+        match left.iter().position(|b| better(b, r).is_eq()) {
+            Some(i) => {
+                left.remove(i);
+            }
+            None => came.push(*r),
+        }
+    }
+    (left, came)
+}
+
 /// The oracle: per vehicle, after each event time, the best `n` readings
 /// by `better` (ties by the other columns: vehicle, then time or speed);
 /// the changes between consecutive lists, as the query states them.
@@ -89,17 +109,7 @@ fn oracle(
                     }
                 }
             } else {
-                // rows that left, then rows that came (as multisets)
-                let mut left = best.clone();
-                let mut came = Vec::new();
-                for r in &now {
-                    match left.iter().position(|b| better(b, r).is_eq()) {
-                        Some(i) => {
-                            left.remove(i);
-                        }
-                        None => came.push(*r),
-                    }
-                }
+                let (left, came) = left_and_came(&best, &now, &better);
                 changes.extend(left.iter().map(|r| change(r, 0, "delete")));
                 changes.extend(came.iter().map(|r| change(r, 0, "insert")));
             }
@@ -361,16 +371,7 @@ fn order_by_limit_is_a_global_top_n_changelog_in_every_mode() {
             seen.extend(rows);
             seen.sort_by(better);
             let now: Vec<Reading> = seen.iter().take(n).copied().collect();
-            let mut left = best.clone();
-            let mut came = Vec::new();
-            for r in &now {
-                match left.iter().position(|b| better(b, r).is_eq()) {
-                    Some(i) => {
-                        left.remove(i);
-                    }
-                    None => came.push(*r),
-                }
-            }
+            let (left, came) = left_and_came(&best, &now, &better);
             want.extend(left.iter().map(|r| change(r, "delete")));
             want.extend(came.iter().map(|r| change(r, "insert")));
             best = now;
