@@ -341,9 +341,13 @@ fn order_by_limit_is_a_global_top_n_changelog_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());
     let readings = input_rows(&data);
-    let cases: [(&str, usize, Better); 2] = [
+    let cases: [(&str, usize, Better); 3] = [
         // the five fastest readings of all (ties: vehicle, then time)
         ("ORDER BY speed DESC LIMIT 5", 5, |a, b| {
+            b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1))
+        }),
+        // the standard spelling of the same
+        ("ORDER BY speed DESC FETCH FIRST 5 ROWS ONLY", 5, |a, b| {
             b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1))
         }),
         // LIMIT alone: the first rows in event time (ties: vehicle, then speed)
@@ -394,6 +398,10 @@ fn order_by_limit_is_a_global_top_n_changelog_in_every_mode() {
     for (query, says) in [
         ("SELECT * FROM obd ORDER BY speed", "ORDER BY without LIMIT sorts rows that never end"),
         ("SELECT * FROM obd ORDER BY speed LIMIT 3 OFFSET 2", "OFFSET"),
+        (
+            "SELECT * FROM obd ORDER BY speed FETCH FIRST 10 PERCENT ROWS ONLY",
+            "write FETCH FIRST n ROWS ONLY",
+        ),
         ("SELECT * FROM obd ORDER BY speed * 2 LIMIT 3", "ORDER BY names a column of the result"),
         ("SELECT * FROM obd ORDER BY speed LIMIT 0", "LIMIT 0: give a count of rows of at least 1"),
         (

@@ -104,10 +104,7 @@ impl Planner<'_> {
             body.with = None;
             return inner.query(&body);
         }
-        if q.fetch.is_some() {
-            return Err(unsupported(q, "FETCH FIRST (write LIMIT n)"));
-        }
-        if q.order_by.is_none() && q.limit_clause.is_none() {
+        if q.order_by.is_none() && q.limit_clause.is_none() && q.fetch.is_none() {
             return self.set_expr(q.body.as_ref());
         }
         let n = crate::top_n::limit_of(q)?;

@@ -134,9 +134,22 @@ pub(crate) fn bound(
     Some(TopLimit { n, keep_rownum })
 }
 
-/// The `n` of a query's `LIMIT n` (a literal; no `OFFSET`); an error if
-/// the query has `ORDER BY` without one (a stream has no end to sort by).
+/// The `n` of a query's `LIMIT n` or `FETCH FIRST n ROWS ONLY` (a
+/// literal; no `OFFSET`, `PERCENT` or `WITH TIES`); an error if the query
+/// has `ORDER BY` without one (a stream has no end to sort by).
 pub(crate) fn limit_of(q: &ast::Query) -> Result<usize, SqlError> {
+    if let Some(fetch) = &q.fetch {
+        if q.limit_clause.is_some() || fetch.percent || fetch.with_ties {
+            return Err(unsupported(
+                q,
+                &format!("{fetch} (write FETCH FIRST n ROWS ONLY)"),
+            ));
+        }
+        return match &fetch.quantity {
+            Some(n) => count_of(n),
+            None => Ok(1), // FETCH FIRST ROW ONLY
+        };
+    }
     let limit = match &q.limit_clause {
         None => {
             let order = q.order_by.as_ref().expect("ORDER BY or LIMIT is there");
@@ -153,6 +166,11 @@ pub(crate) fn limit_of(q: &ast::Query) -> Result<usize, SqlError> {
         }) if limit_by.is_empty() => limit,
         Some(other) => return Err(unsupported(q, &format!("{other} (write LIMIT n)"))),
     };
+    count_of(limit)
+}
+
+/// A literal count of rows, at least 1.
+fn count_of(limit: &ast::Expr) -> Result<usize, SqlError> {
     match limit {
         ast::Expr::Value(v) => match &v.value {
             ast::Value::Number(text, _) => match text.parse::<usize>() {
