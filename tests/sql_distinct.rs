@@ -136,6 +136,11 @@ fn distinct_star_is_distinct_over_every_column_in_every_mode() {
         format!("SELECT DISTINCT * FROM ({bands})"),
         format!("SELECT DISTINCT b.* FROM ({bands}) b"),
         format!("WITH b AS ({bands}) SELECT DISTINCT * FROM b"),
+        // a join: the columns of one side
+        format!(
+            "SELECT DISTINCT b.* FROM ({bands}) b JOIN (SELECT DISTINCT vehicle_id % 7 AS g FROM obd) k \
+             ON b.g = k.g"
+        ),
     ] {
         let text = format!(
             "{}CREATE TABLE bands (g BIGINT, band BIGINT) WITH ('connector' = 'parquet', 'path' = '{}');\n\

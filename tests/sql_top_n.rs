@@ -399,6 +399,18 @@ fn order_by_limit_is_a_global_top_n_changelog_in_every_mode() {
         ("SELECT * FROM obd ORDER BY speed", "ORDER BY without LIMIT sorts rows that never end"),
         ("SELECT * FROM obd ORDER BY speed LIMIT 3 OFFSET 2", "OFFSET"),
         (
+            "SELECT vehicle_id, speed FROM obd ORDER BY speed DESC LIMIT 5",
+            "keep the table's event-time column in the select list",
+        ),
+        (
+            "SELECT * FROM obd ORDER BY speed OFFSET 2 ROWS FETCH FIRST 3 ROWS ONLY",
+            "OFFSET (skipping the first rows of a Top-N)",
+        ),
+        (
+            "SELECT DISTINCT * FROM TABLE(TUMBLE(TABLE obd, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))",
+            "SELECT DISTINCT * over a window table function's rows",
+        ),
+        (
             "SELECT * FROM obd ORDER BY speed FETCH FIRST 10 PERCENT ROWS ONLY",
             "write FETCH FIRST n ROWS ONLY",
         ),

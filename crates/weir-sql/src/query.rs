@@ -610,19 +610,65 @@ impl Planner<'_> {
             )
         });
         if starred {
-            // `*` is the columns the list gives without DISTINCT: planned on a
-            // scratch job (it reads the inputs' schemas, not their rows)
+            // `*` is the columns the list gives without DISTINCT (planned on a
+            // scratch job: it reads the inputs' schemas, not their rows); the
+            // distinct rows are then those of that list, grouped by every column:
+            // SELECT cols FROM (SELECT <the list> …) GROUP BY cols
             let scratch = Job::new();
             let planner = Planner {
                 job: &scratch,
                 ..*self
             };
             let columns = planner.select(&grouped)?.schema().clone();
-            grouped.projection = columns
+            let list: Vec<String> = columns
                 .fields()
                 .iter()
-                .map(|f| SelectItem::UnnamedExpr(SqlExpr::Identifier(ast::Ident::new(f.name()))))
+                .map(|f| f.name())
+                .filter(|n| n.as_str() != OP_COLUMN)
+                .map(|n| ast::Ident::with_quote('`', n).to_string())
                 .collect();
+            let only_stars = s.projection.iter().all(|i| {
+                matches!(
+                    i,
+                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+                )
+            });
+            if columns.field_with_name("window_time").is_ok() {
+                return Err(unsupported(
+                    s,
+                    "SELECT DISTINCT * over a window table function's rows (name the columns: \
+                     SELECT DISTINCT window_start, window_end, …; window_time is not a group key)",
+                ));
+            }
+            if only_stars && s.from.len() == 1 && s.from[0].joins.is_empty() {
+                // one relation (a table, a subquery, a window TVF): its columns by name
+                grouped.projection = list
+                    .iter()
+                    .map(|n| {
+                        let name = n.trim_matches('`').replace("``", "`");
+                        SelectItem::UnnamedExpr(SqlExpr::Identifier(ast::Ident::new(name)))
+                    })
+                    .collect();
+                grouped.group_by = GroupByExpr::Expressions(
+                    grouped
+                        .projection
+                        .iter()
+                        .map(|i| match i {
+                            SelectItem::UnnamedExpr(e) => e.clone(),
+                            _ => unreachable!("built just above"),
+                        })
+                        .collect(),
+                    Vec::new(),
+                );
+                return self.select(&grouped);
+            }
+            let list = list.join(", ");
+            let text = format!("SELECT {list} FROM ({grouped}) AS __weir_distinct GROUP BY {list}");
+            let query = sqlparser::parser::Parser::new(&crate::FlinkDialect)
+                .try_with_sql(&text)
+                .and_then(|mut p| p.parse_query())
+                .map_err(|e| at_node(s, format!("SELECT DISTINCT * could not be planned: {e}")))?;
+            return self.query(&query);
         }
         let mut group = Vec::with_capacity(grouped.projection.len());
         for item in &grouped.projection {

@@ -139,14 +139,20 @@ pub(crate) fn bound(
 /// has `ORDER BY` without one (a stream has no end to sort by).
 pub(crate) fn limit_of(q: &ast::Query) -> Result<usize, SqlError> {
     if let Some(fetch) = &q.fetch {
-        if q.limit_clause.is_some() || fetch.percent || fetch.with_ties {
+        if q.limit_clause.is_some() {
+            return Err(unsupported(
+                q,
+                "OFFSET (skipping the first rows of a Top-N)",
+            ));
+        }
+        if fetch.percent || fetch.with_ties {
             return Err(unsupported(
                 q,
                 &format!("{fetch} (write FETCH FIRST n ROWS ONLY)"),
             ));
         }
         return match &fetch.quantity {
-            Some(n) => count_of(n),
+            Some(n) => count_of(n, "FETCH FIRST"),
             None => Ok(1), // FETCH FIRST ROW ONLY
         };
     }
@@ -166,25 +172,25 @@ pub(crate) fn limit_of(q: &ast::Query) -> Result<usize, SqlError> {
         }) if limit_by.is_empty() => limit,
         Some(other) => return Err(unsupported(q, &format!("{other} (write LIMIT n)"))),
     };
-    count_of(limit)
+    count_of(limit, "LIMIT")
 }
 
-/// A literal count of rows, at least 1.
-fn count_of(limit: &ast::Expr) -> Result<usize, SqlError> {
+/// A literal count of rows, at least 1, given to `clause`.
+fn count_of(limit: &ast::Expr, clause: &str) -> Result<usize, SqlError> {
     match limit {
         ast::Expr::Value(v) => match &v.value {
             ast::Value::Number(text, _) => match text.parse::<usize>() {
                 Ok(n) if n > 0 => Ok(n),
                 _ => Err(at_node(
                     limit,
-                    format!("LIMIT {text}: give a count of rows of at least 1"),
+                    format!("{clause} {text}: give a count of rows of at least 1"),
                 )),
             },
-            _ => Err(at_node(limit, "LIMIT takes a number of rows")),
+            _ => Err(at_node(limit, format!("{clause} takes a number of rows"))),
         },
         _ => Err(at_node(
             limit,
-            "LIMIT takes a number of rows, not an expression",
+            format!("{clause} takes a number of rows, not an expression"),
         )),
     }
 }
@@ -204,6 +210,14 @@ pub(crate) fn order_limit(
     const RANK: &str = "__weir_rank";
     let schema = rows.schema();
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    if rows.time_column().is_none() && schema.field_with_name(OP_COLUMN).is_err() {
+        return Err(at_node(
+            node,
+            "ORDER BY … LIMIT and LIMIT rank rows in event time, and these rows have none: \
+             keep the table's event-time column in the select list (a window aggregation's \
+             or a join's rows have none: rank them per window with ROW_NUMBER())",
+        ));
+    }
     let order = match order_by.map(|o| &o.kind) {
         None => match rows.time_column() {
             Some(t) => vec![OrderKey {

@@ -1,6 +1,7 @@
 //! Exact count_distinct, sum_distinct and avg_distinct: one hash set of
-//! keys per group, [`Distinct`]; the sum and mean add a group's values in
-//! ascending order, so floats give the same bits whatever order rows came in.
+//! keys per group, [`Distinct`]; the sum and mean add floats exactly
+//! (rounded once, as `sum` and `avg` do), so they give the same bits
+//! whatever order rows came in.
 //!
 //! Keys come from [`Val::key`] (floats: bit patterns with `-0.0` and NaN
 //! normalised). Memory is tracked incrementally: the estimated table bytes of
@@ -9,10 +10,11 @@
 //! deterministic. May use `weir_core::error` and the arrow crates only.
 
 use super::accumulators::{downcast, wrong_input, GroupAcc};
+use super::exact_sum::ExactSum;
 use super::value::Val;
 use super::Values;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, LargeListArray};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field};
@@ -129,10 +131,12 @@ impl<T: Val> GroupAcc for Distinct<T> {
             let counts = groups.iter().map(|&g| self.sets[g as usize].len() as i64);
             return Ok(Arc::new(Int64Array::from_iter_values(counts)));
         }
-        // each group's values ascending, as numbers (sum and mean read numbers only)
+        // each group's values ascending, as numbers (sum and mean read numbers only):
+        // floats added exactly (ExactSum: rounded once), integers in 128 bits
         let mut out_int: Vec<Option<i64>> = Vec::with_capacity(groups.len());
         let mut out_float: Vec<Option<f64>> = Vec::with_capacity(groups.len());
-        let float = T::data_type().is_floating();
+        let ty = T::data_type();
+        let float = ty.is_floating();
         for &g in groups {
             let mut items: Vec<T::Ref<'_>> =
                 self.sets[g as usize].iter().map(T::key_value).collect();
@@ -142,31 +146,44 @@ impl<T: Val> GroupAcc for Distinct<T> {
             if n == 0 {
                 out_int.push(None);
                 out_float.push(None);
-            } else if float {
+                continue;
+            }
+            let sum: i128 = if float {
                 let v = arrow_cast::cast(&values, &DataType::Float64)?;
-                let sum: f64 = v.as_primitive::<Float64Type>().values().iter().sum();
+                let mut sum = ExactSum::default();
+                v.as_primitive::<Float64Type>()
+                    .values()
+                    .iter()
+                    .for_each(|&x| sum.add(x));
                 out_float.push(Some(match self.report {
-                    Report::Mean => sum / n as f64,
-                    _ => sum,
+                    Report::Mean => sum.value() / n as f64,
+                    _ => sum.value(),
                 }));
-            } else {
-                let v = arrow_cast::cast(&values, &DataType::Int64)?;
-                let sum: i128 = v
-                    .as_primitive::<Int64Type>()
+                continue;
+            } else if ty == DataType::UInt64 {
+                let v = arrow_cast::cast(&values, &DataType::UInt64)?;
+                v.as_primitive::<UInt64Type>()
                     .values()
                     .iter()
                     .map(|&x| x as i128)
-                    .sum();
-                match self.report {
-                    Report::Mean => out_float.push(Some(sum as f64 / n as f64)),
-                    _ => out_int.push(Some(i64::try_from(sum).map_err(|_| {
-                        Error::column(
-                            column,
-                            "sum_distinct",
-                            format!("the sum {sum} does not fit in Int64"),
-                        )
-                    })?)),
-                }
+                    .sum()
+            } else {
+                let v = arrow_cast::cast(&values, &DataType::Int64)?;
+                v.as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .map(|&x| x as i128)
+                    .sum()
+            };
+            match self.report {
+                Report::Mean => out_float.push(Some(sum as f64 / n as f64)),
+                _ => out_int.push(Some(i64::try_from(sum).map_err(|_| {
+                    Error::column(
+                        column,
+                        "sum_distinct",
+                        format!("the sum {sum} does not fit in Int64"),
+                    )
+                })?)),
             }
         }
         Ok(match (self.report, float) {

@@ -20,7 +20,8 @@
 //! `Values`); `accumulators` the group-indexed state and its checks;
 //! `numeric` count, sum and avg; `exact_sum` the order-independent float
 //! sum they add in; `value` the typed values shared by
-//! `extreme` (min, max, first, last) and `distinct` (count_distinct); `udf`
+//! `extreme` (min, max, first, last) and `distinct` (count_distinct,
+//! sum_distinct, avg_distinct); `udf`
 //! the user-defined aggregates.
 //! May use `weir_core::error` and the arrow crates only.
 
@@ -92,7 +93,8 @@ impl Eq for AggFn {}
 
 impl AggFn {
     /// Parses `count`, `sum`, `min`, `max`, `avg` (or `mean`), `first`,
-    /// `last`, `count_distinct` (or `distinct_count`). User-defined
+    /// `last`, `count_distinct` (or `distinct_count`), `sum_distinct`,
+    /// `avg_distinct` (or `mean_distinct`). User-defined
     /// aggregates are not parsed: build them with [`Agg::udf`].
     pub fn parse(name: &str) -> Result<Self> {
         Ok(match name.to_ascii_lowercase().as_str() {
@@ -264,6 +266,10 @@ impl Agg {
             AggFn::Count => Some(ValueKind::Int),
             AggFn::Udf(_) => Some(ValueKind::Raw),
             AggFn::Sum | AggFn::SumDistinct if ty.is_floating() => Some(ValueKind::Float),
+            // distinct UInt64 values stay exact (as u64) for their sum and mean
+            AggFn::SumDistinct | AggFn::AvgDistinct if ty == &DataType::UInt64 => {
+                Some(ValueKind::UInt)
+            }
             AggFn::Avg | AggFn::AvgDistinct if ty.is_floating() || ty == &DataType::UInt64 => {
                 Some(ValueKind::Float)
             }

@@ -751,3 +751,64 @@ fn integer_sum_overflow_depends_only_on_the_final_value() {
     let err = sum_of(vec![i64::MAX, 1]).unwrap_err();
     assert!(err.to_string().contains("does not fit in Int64"), "{err}");
 }
+
+#[test]
+fn distinct_sums_are_exact_and_keep_uint64_values_apart() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let schema = Schema::new(vec![
+        Field::new("f", DataType::Float64, true),
+        Field::new("u", DataType::UInt64, true),
+    ]);
+    let big = 1u64 << 53;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Float64Array::from(vec![0.1, 0.2, 0.3, 0.2])),
+        Arc::new(UInt64Array::from(vec![big, big + 1, 0, big + 1])),
+    ];
+    let (groups, rows, times) = (vec![0; 4], vec![0, 1, 2, 3], vec![0; 4]);
+    // rounded once, as SUM is: 0.1 + 0.2 + 0.3 added in order would be 0.6000000000000001
+    let sum = run(
+        &Agg::sum_distinct("f"),
+        &schema,
+        &columns,
+        &groups,
+        &rows,
+        &times,
+        1,
+    );
+    assert_eq!(sum.as_primitive::<Float64Type>().value(0), 0.6);
+    let plain = run(
+        &Agg::sum("f"),
+        &schema,
+        &columns,
+        &groups[..3],
+        &[0, 1, 2],
+        &times,
+        1,
+    );
+    assert_eq!(plain.as_primitive::<Float64Type>().value(0), 0.6);
+    let mean = run(
+        &Agg::avg_distinct("u"),
+        &schema,
+        &columns,
+        &groups,
+        &rows,
+        &times,
+        1,
+    );
+    let want = ((big as u128 + big as u128 + 1) as f64) / 3.0;
+    assert_eq!(mean.as_primitive::<Float64Type>().value(0), want);
+    let total = run(
+        &Agg::sum_distinct("u"),
+        &schema,
+        &columns,
+        &groups,
+        &rows,
+        &times,
+        1,
+    );
+    assert_eq!(
+        total.as_primitive::<Int64Type>().value(0),
+        (2 * big + 1) as i64
+    );
+}
