@@ -603,36 +603,21 @@ impl Planner<'_> {
         }
         let mut grouped = s.clone();
         grouped.distinct = None;
-        let starred = s.projection.iter().any(|i| {
+        let is_star = |i: &SelectItem| {
             matches!(
                 i,
                 SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
             )
-        });
-        if starred {
+        };
+        if s.projection.iter().any(is_star) {
             // `*` is the columns the list gives without DISTINCT (planned on a
-            // scratch job: it reads the inputs' schemas, not their rows); the
-            // distinct rows are then those of that list, grouped by every column:
-            // SELECT cols FROM (SELECT <the list> …) GROUP BY cols
+            // scratch job: it reads the inputs' schemas, not their rows)
             let scratch = Job::new();
             let planner = Planner {
                 job: &scratch,
                 ..*self
             };
             let columns = planner.select(&grouped)?.schema().clone();
-            let list: Vec<String> = columns
-                .fields()
-                .iter()
-                .map(|f| f.name())
-                .filter(|n| n.as_str() != OP_COLUMN)
-                .map(|n| ast::Ident::with_quote('`', n).to_string())
-                .collect();
-            let only_stars = s.projection.iter().all(|i| {
-                matches!(
-                    i,
-                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
-                )
-            });
             if columns.field_with_name("window_time").is_ok() {
                 return Err(unsupported(
                     s,
@@ -640,35 +625,38 @@ impl Planner<'_> {
                      SELECT DISTINCT window_start, window_end, …; window_time is not a group key)",
                 ));
             }
-            if only_stars && s.from.len() == 1 && s.from[0].joins.is_empty() {
-                // one relation (a table, a subquery, a window TVF): its columns by name
-                grouped.projection = list
+            let names: Vec<&String> = columns
+                .fields()
+                .iter()
+                .map(|f| f.name())
+                .filter(|n| n.as_str() != OP_COLUMN)
+                .collect();
+            if !(s.projection.iter().all(is_star)
+                && s.from.len() == 1
+                && s.from[0].joins.is_empty())
+            {
+                // a join, or a star beside other items: the distinct rows of the
+                // list as a subquery, SELECT cols FROM (SELECT <the list> …) GROUP BY cols
+                let list: Vec<String> = names
                     .iter()
-                    .map(|n| {
-                        let name = n.trim_matches('`').replace("``", "`");
-                        SelectItem::UnnamedExpr(SqlExpr::Identifier(ast::Ident::new(name)))
-                    })
+                    .map(|n| ast::Ident::with_quote('`', n.as_str()).to_string())
                     .collect();
-                grouped.group_by = GroupByExpr::Expressions(
-                    grouped
-                        .projection
-                        .iter()
-                        .map(|i| match i {
-                            SelectItem::UnnamedExpr(e) => e.clone(),
-                            _ => unreachable!("built just above"),
-                        })
-                        .collect(),
-                    Vec::new(),
-                );
-                return self.select(&grouped);
+                let list = list.join(", ");
+                let text =
+                    format!("SELECT {list} FROM ({grouped}) AS __weir_distinct GROUP BY {list}");
+                let query = sqlparser::parser::Parser::new(&crate::FlinkDialect)
+                    .try_with_sql(&text)
+                    .and_then(|mut p| p.parse_query())
+                    .map_err(|e| {
+                        at_node(s, format!("SELECT DISTINCT * could not be planned: {e}"))
+                    })?;
+                return self.query(&query);
             }
-            let list = list.join(", ");
-            let text = format!("SELECT {list} FROM ({grouped}) AS __weir_distinct GROUP BY {list}");
-            let query = sqlparser::parser::Parser::new(&crate::FlinkDialect)
-                .try_with_sql(&text)
-                .and_then(|mut p| p.parse_query())
-                .map_err(|e| at_node(s, format!("SELECT DISTINCT * could not be planned: {e}")))?;
-            return self.query(&query);
+            // one relation (a table or a subquery): its columns by name
+            grouped.projection = names
+                .iter()
+                .map(|n| SelectItem::UnnamedExpr(SqlExpr::Identifier(ast::Ident::new(n.as_str()))))
+                .collect();
         }
         let mut group = Vec::with_capacity(grouped.projection.len());
         for item in &grouped.projection {

@@ -115,36 +115,40 @@ pub(crate) fn prepare(
     Ok(())
 }
 
+/// `.weir-adopted` of `dir`, if there is one.
+///
+/// # Errors
+///
+/// An unreadable record, naming it.
+fn read_record(dir: &Path) -> Result<Option<Adopted>> {
+    let path = dir.join(target::ADOPTED);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::UnsafePath {
+            path: path.clone(),
+            message: format!("weir's record of adopted parts is unreadable: {e}"),
+        })
+}
+
 /// What `.weir-adopted` says: the parts of earlier shard counts that the
 /// `count` shards writing `dir` took over (none if it is missing or names
 /// another count).
 fn read_adopted(dir: &Path, count: usize) -> Result<Vec<String>> {
-    let path = dir.join(target::ADOPTED);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&path, e)),
-    };
-    let record: Adopted = serde_json::from_str(&text).map_err(|e| Error::UnsafePath {
-        path: path.clone(),
-        message: format!("weir's record of adopted parts is unreadable: {e}"),
-    })?;
-    Ok(if record.shards == count {
-        record.parts
-    } else {
-        Vec::new()
-    })
+    Ok(read_record(dir)?
+        .filter(|r| r.shards == count)
+        .map_or_else(Vec::new, |r| r.parts))
 }
 
 /// Removes a `.weir-adopted` left by shards of another count that never
 /// published a part (a rescale that failed before its first checkpoint,
 /// after which the old count went on): it no longer describes the target.
 fn drop_stale_record(dir: &Path, shard: Shard) -> Result<()> {
-    let path = dir.join(target::ADOPTED);
-    let Some(record) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Adopted>(&t).ok())
-    else {
+    let Some(record) = read_record(dir).ok().flatten() else {
         return Ok(());
     };
     let wrote = names(dir)?.iter().any(|n| {
@@ -152,7 +156,7 @@ fn drop_stale_record(dir: &Path, shard: Shard) -> Result<()> {
             || matches!(target::shard_marker(n), Some((_, c)) if c == record.shards)
     });
     if record.shards != shard.count() && !wrote {
-        remove(&path)?;
+        remove(&dir.join(target::ADOPTED))?;
     }
     Ok(())
 }
@@ -365,9 +369,7 @@ pub fn target_status(dir: &Path) -> Result<TargetStatus> {
         });
     }
     let all = names(dir)?;
-    let adopted: Option<Adopted> = std::fs::read_to_string(dir.join(target::ADOPTED))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let adopted = read_record(dir).ok().flatten();
     let mut counts = std::collections::BTreeSet::new();
     let mut parts = 0;
     let mut adopted_parts = 0;

@@ -106,10 +106,17 @@ pub(crate) fn execute_checkpointed(
             restarts,
             ..CheckpointStats::default()
         };
-        // --restore shards:N: this shard's own newest checkpoint, else the old shards'
-        let from_shards = match (&from, config.shard) {
-            (RestoreFrom::Shards(n), Some(shard)) if *n != shard.count() => Some((*n, shard)),
-            (RestoreFrom::Shards(_), Some(_)) => None,
+        // --restore shards:N at another count: this shard's own newest checkpoint
+        // if it is newer than the old shards' (a restart after the rescale), else theirs
+        let old_shards = match (&from, config.shard) {
+            (RestoreFrom::Shards(n), Some(shard)) if *n != shard.count() => Some((
+                super::rescale::OldShards {
+                    root: shards_root(&store)?,
+                    job: &checkpoints.job,
+                    count: *n,
+                },
+                shard,
+            )),
             (RestoreFrom::Shards(n), None) => {
                 return Err(Error::option(
                     "restore",
@@ -121,23 +128,15 @@ pub(crate) fn execute_checkpointed(
             }
             _ => None,
         };
-        let loaded = match &from {
-            RestoreFrom::Shards(_) if from_shards.is_some() => {
+        let loaded = match (&from, &old_shards) {
+            (_, Some((old, _))) => {
                 let (loaded, warnings) = store.latest_valid()?;
                 stats.warnings.extend(warnings);
-                // its own checkpoints from an earlier run at this count are older
-                let (count, _) = from_shards.expect("matched on Some");
-                let old = super::rescale::OldShards {
-                    root: shards_root(&store)?,
-                    job: &checkpoints.job,
-                    count,
-                };
-                let old_newest = super::rescale::newest_completed(&old)?;
+                let old_newest = super::rescale::newest_completed(old)?;
                 loaded.filter(|l| Some(l.manifest.completed_ms) > old_newest)
             }
             // shards:M at count M: this shard's own newest checkpoint, which must exist
-            RestoreFrom::Shards(n) => match choose(&store, &RestoreFrom::Auto, min_id, &mut stats)?
-            {
+            (RestoreFrom::Shards(n), None) => match choose(&store, &from, min_id, &mut stats)? {
                 Some(l) => Some(l),
                 None => {
                     return Err(Error::Checkpoint {
@@ -173,21 +172,9 @@ pub(crate) fn execute_checkpointed(
                 return Ok(finished_metrics(config, stats));
             }
         }
-        let restore = match (loaded, from_shards) {
-            (None, Some((old_count, shard))) => {
-                let root = shards_root(&store)?;
-                super::rescale::restore_set(
-                    plan,
-                    physical,
-                    shard,
-                    super::rescale::OldShards {
-                        root,
-                        job: &checkpoints.job,
-                        count: old_count,
-                    },
-                    &targets,
-                    &mut stats,
-                )?
+        let restore = match (loaded, old_shards) {
+            (None, Some((old, shard))) => {
+                super::rescale::restore_set(plan, physical, shard, old, &targets, &mut stats)?
             }
             (loaded, _) => restore_set(plan, physical, loaded)?,
         };

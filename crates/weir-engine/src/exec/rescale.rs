@@ -31,6 +31,7 @@ use weir_core::state::ShardOrigin;
 
 /// The checkpoints to restore: those of the `count` shards of job `job`
 /// under `root` (`CHECKPOINT_DIR`).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct OldShards<'a> {
     pub(crate) root: &'a Path,
     pub(crate) job: &'a str,

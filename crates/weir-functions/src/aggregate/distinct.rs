@@ -131,8 +131,9 @@ impl<T: Val> GroupAcc for Distinct<T> {
             let counts = groups.iter().map(|&g| self.sets[g as usize].len() as i64);
             return Ok(Arc::new(Int64Array::from_iter_values(counts)));
         }
-        // each group's values ascending, as numbers (sum and mean read numbers only):
-        // floats added exactly (ExactSum: rounded once), integers in 128 bits
+        // each group's values as numbers (sum and mean read numbers only): floats
+        // added exactly (ExactSum: rounded once; ascending, so that even its plain
+        // f64 fallback for too wide a range gives one answer), integers in 128 bits
         let mut out_int: Vec<Option<i64>> = Vec::with_capacity(groups.len());
         let mut out_float: Vec<Option<f64>> = Vec::with_capacity(groups.len());
         let ty = T::data_type();
@@ -140,7 +141,9 @@ impl<T: Val> GroupAcc for Distinct<T> {
         for &g in groups {
             let mut items: Vec<T::Ref<'_>> =
                 self.sets[g as usize].iter().map(T::key_value).collect();
-            items.sort_unstable_by(|a, b| T::order(*a, *b));
+            if float {
+                items.sort_unstable_by(|a, b| T::order(*a, *b));
+            }
             let n = items.len();
             let values = T::build(items.into_iter().map(Some));
             if n == 0 {

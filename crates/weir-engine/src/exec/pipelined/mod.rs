@@ -23,6 +23,7 @@ use weir_core::error::{Error, Result};
 
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use weir_core::message::Message;
 use weir_core::operator::{now_ms, SourcePoll};
 use weir_core::time::WatermarkTracker;
@@ -98,20 +99,22 @@ pub(super) fn run(
         .collect();
 
     let handle = coordinator.as_ref().map(|c| c.handle());
-    let sources: usize = physical
-        .tasks
-        .iter()
-        .filter(|t| {
-            t.nodes
-                .first()
-                .is_some_and(|&n| plan.nodes[n].kind.is_source())
-        })
-        .map(|t| t.parallelism)
-        .sum();
     let savepoint_at = config
         .savepoint_at
         .filter(|_| coordinator.is_some())
-        .map(|at| SavepointAt::new(at, sources));
+        .map(|at| {
+            let sources = physical
+                .tasks
+                .iter()
+                .filter(|t| {
+                    t.nodes
+                        .first()
+                        .is_some_and(|&n| plan.nodes[n].kind.is_source())
+                })
+                .map(|t| t.parallelism)
+                .sum();
+            SavepointAt::new(at, sources)
+        });
     let savepoint_at = &savepoint_at;
     let mut outcome = None;
     std::thread::scope(|scope| {
@@ -262,27 +265,26 @@ struct SavepointAt {
     at: i64,
     // state
     /// Source subtasks still reading.
-    reading: std::sync::atomic::AtomicUsize,
-    paused: std::sync::atomic::AtomicBool,
+    reading: AtomicUsize,
+    paused: AtomicBool,
     /// This attempt's request (a restart gets a new one: the run's
     /// StopSignal would still carry it).
-    requested: std::sync::atomic::AtomicBool,
+    requested: AtomicBool,
 }
 
 impl SavepointAt {
     fn new(at: i64, sources: usize) -> Self {
         SavepointAt {
             at,
-            reading: std::sync::atomic::AtomicUsize::new(sources),
-            paused: std::sync::atomic::AtomicBool::new(false),
-            requested: std::sync::atomic::AtomicBool::new(false),
+            reading: AtomicUsize::new(sources),
+            paused: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
         }
     }
 
     /// A source subtask stopped reading (`paused`) or ended; the last one
     /// asks for the savepoint if any paused.
     fn on_done(&self, paused: bool) {
-        use std::sync::atomic::Ordering;
         if paused {
             self.paused.store(true, Ordering::Release);
         }
@@ -294,7 +296,7 @@ impl SavepointAt {
 
     /// True once every source subtask paused or ended (and one paused).
     fn requested(&self) -> bool {
-        self.requested.load(std::sync::atomic::Ordering::Acquire)
+        self.requested.load(Ordering::Acquire)
     }
 }
 
@@ -383,7 +385,8 @@ fn run_subtask(run: RunContext<'_>, sub: Subtask<'_>, outlets: &mut [Outlet]) ->
                 b.inject_due(&mut chain, &mut emit)?;
             }
             if let Some(at) = savepoint_at.filter(|at| chain.source_watermark() >= Some(at.at)) {
-                // stop reading here (a restored source may be there already); barriers still go out until the savepoint stops the job
+                // stop reading here (a restored source may be there already);
+                // barriers still go out until the savepoint stops the job
                 at.on_done(true);
                 let b = barriers
                     .as_mut()
