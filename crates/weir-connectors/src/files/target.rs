@@ -250,18 +250,31 @@ fn foreign_entries(dir: &Path) -> Result<Vec<PathBuf>> {
                 || is_adopted_record(&name))
                 && regular_file(&path)
         };
-        if !ours {
+        // Another shard may rename or remove its own file between the listing
+        // and the look: what is gone holds nothing to protect.
+        if !ours && !vanished(&path) {
             foreign.push(path);
         }
     }
     Ok(foreign)
 }
 
+/// Whether `path` is no longer there (a concurrent shard moved it).
+fn vanished(path: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Entries of a checkpointed staging directory that are not weir's.
 fn foreign_staging(dir: &Path) -> Result<Vec<PathBuf>> {
-    Ok(entries(dir)?
+    let all = match entries(dir) {
+        Err(_) if vanished(dir) => return Ok(Vec::new()),
+        other => other?,
+    };
+    Ok(all
         .into_iter()
-        .filter(|(name, path)| !((is_part(name) || is_inprogress(name)) && regular_file(path)))
+        .filter(|(name, path)| {
+            !((is_part(name) || is_inprogress(name)) && regular_file(path)) && !vanished(path)
+        })
         .map(|(_, p)| p)
         .collect())
 }
@@ -503,5 +516,21 @@ mod tests {
         assert!(e.contains("part-archive"), "{e}");
         assert_eq!(remove_owned(&d).unwrap(), vec![d.join("part-archive")]);
         assert!(d.join("part-archive").is_dir() && !d.join("part-00000.parquet").exists());
+    }
+
+    #[test]
+    fn files_another_shard_moved_away_are_not_foreign() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staging = tmp.path().join(CHECKPOINT_STAGING);
+        // The staging directory another shard removed between two looks.
+        assert!(vanished(&staging));
+        assert!(foreign_staging(&staging).unwrap().is_empty());
+        std::fs::create_dir(&staging).unwrap();
+        std::fs::write(staging.join("notes.txt"), b"x").unwrap();
+        assert!(!vanished(&staging.join("notes.txt")));
+        assert_eq!(
+            foreign_staging(&staging).unwrap(),
+            vec![staging.join("notes.txt")]
+        );
     }
 }
