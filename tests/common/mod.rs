@@ -316,3 +316,22 @@ pub fn seed_job(dir: &std::path::Path, seconds: usize, obd_files: usize) -> std:
     std::fs::write(&job, text).unwrap();
     job
 }
+
+/// The fields of one CSV line (RFC 4180: quoted fields with doubled quotes).
+pub fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let (mut quoted, mut chars) = (false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        let field = fields.last_mut().expect("one field at least");
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(String::new()),
+            (c, _) => field.push(c),
+        }
+    }
+    fields
+}

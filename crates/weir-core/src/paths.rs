@@ -6,7 +6,8 @@
 //!     ─► canonicalize("out") = /home/u/out (symlinks resolved) ─► /home/u/out/new/x.parquet
 //!  within(/home/u/out/new/x.parquet, /home/u/out) = true     (component-wise, not by text)
 //! ```
-//! Owns [`canonical`], [`within`], [`overlap`] and [`check_component`].
+//! Owns [`canonical`], [`within`], [`overlap`], [`check_component`] and the
+//! names of partition directories ([`escape_partition`], [`is_partition_path`]).
 //! May use `crate::error` and std only.
 
 use crate::error::{Error, Result};
@@ -107,9 +108,103 @@ pub fn check_component(option: &str, name: &str) -> Result<()> {
     }
 }
 
+/// The directory name of a null or empty partition value (Hive's and Flink's).
+pub const DEFAULT_PARTITION: &str = "__DEFAULT_PARTITION__";
+
+/// Whether `c` is written as `%XX` in a partition path (Hive's set).
+fn needs_escape(c: char) -> bool {
+    (c as u32) < 0x20
+        || c == '\u{7f}'
+        || matches!(
+            c,
+            '"' | '#' | '%' | '\'' | '*' | '/' | ':' | '=' | '?' | '\\' | '{' | '[' | ']' | '^'
+        )
+}
+
+/// `value` as a path component's text: `%XX` for the characters Hive escapes.
+pub fn escape_partition(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The value an escaped component's text stands for (`None` if malformed).
+pub fn unescape_partition(text: &str) -> Option<String> {
+    if text == DEFAULT_PARTITION {
+        return Some(String::new());
+    }
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let hex = rest.get(i + 1..i + 3)?;
+        out.push(char::from(u8::from_str_radix(hex, 16).ok()?));
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// A directory name weir writes for a partition: `k=v`, both non-empty,
+/// escaped (no raw `/`, `=` in the value, or leading dot).
+pub fn is_partition_dir(name: &str) -> bool {
+    let Some((k, v)) = name.split_once('=') else {
+        return false;
+    };
+    !k.is_empty()
+        && !v.is_empty()
+        && !name.starts_with('.')
+        && !v.contains('=')
+        && unescape_partition(k).is_some()
+        && unescape_partition(v).is_some()
+        && escape_partition(&unescape_partition(k).unwrap_or_default()) == k
+        && (v == DEFAULT_PARTITION
+            || escape_partition(&unescape_partition(v).unwrap_or_default()) == v)
+}
+
+/// Whether `rel` is a relative partition path of `k=v` components only.
+pub fn is_partition_path(rel: &std::path::Path) -> bool {
+    let mut any = false;
+    for c in rel.components() {
+        match c {
+            std::path::Component::Normal(n) if n.to_str().is_some_and(is_partition_dir) => {
+                any = true
+            }
+            _ => return false,
+        }
+    }
+    any
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_escape_like_hive_and_come_back() {
+        assert_eq!(escape_partition("10:05"), "10%3A05");
+        assert_eq!(escape_partition("a/b=c%"), "a%2Fb%3Dc%25");
+        assert_eq!(escape_partition("plain value-1"), "plain value-1");
+        for v in ["10:05", "a/b=c%", "x\ny", "ü"] {
+            assert_eq!(unescape_partition(&escape_partition(v)).as_deref(), Some(v));
+        }
+        assert!(is_partition_dir("hm=10%3A05"));
+        assert!(is_partition_dir("dt=__DEFAULT_PARTITION__"));
+        for bad in [
+            "hm", "=x", "x=", ".x=1", "a=b=c", "a=10:05", "a=%zz", "a=%3a",
+        ] {
+            assert!(!is_partition_dir(bad), "{bad}");
+        }
+        assert!(is_partition_path(std::path::Path::new("dt=1/hm=2")));
+        assert!(!is_partition_path(std::path::Path::new("dt=1/../x")));
+        assert!(!is_partition_path(std::path::Path::new("")));
+    }
 
     #[test]
     fn missing_tails_are_appended_to_the_canonical_ancestor() {

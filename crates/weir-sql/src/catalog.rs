@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use weir_connectors::files::FileFormat;
 use weir_connectors::ParquetSourceSpec;
 use weir_core::time::WatermarkStrategy;
 use weir_engine::graph::{Job, Stream};
@@ -52,6 +53,8 @@ const NEXMARK_OPTIONS: &[&str] = &[
 pub(crate) struct Table {
     pub name: String,
     pub columns: Vec<(String, DataType)>,
+    /// `PARTITIONED BY` columns (a partitioned filesystem sink).
+    pub partition_by: Vec<String>,
     /// The event-time column and the watermark's delay behind it.
     pub watermark: Option<(String, Duration)>,
     /// `WITH` options, keys lowercased.
@@ -69,18 +72,15 @@ impl Table {
     ) -> Result<Table, SqlError> {
         let name = create.name.to_string();
         let start = ast::Spanned::span(&create.name).start;
-        if create.hive_distribution != ast::HiveDistributionStyle::NONE
-            || create.partition_by.is_some()
-        {
-            // written as one directory, it would silently not be partitioned
+        if create.partition_by.is_some() {
             return Err(at_ident(
                 &create.name.0[0]
                     .as_ident()
                     .cloned()
                     .unwrap_or_else(|| ast::Ident::new(&name)),
                 format!(
-                    "table `{name}`: PARTITIONED BY (a partitioned filesystem sink) is not \
-                     supported yet"
+                    "table `{name}`: PARTITION BY an expression is not supported; a filesystem \
+                     sink takes PARTITIONED BY (column, …)"
                 ),
             ));
         }
@@ -101,6 +101,47 @@ impl Table {
                 ));
             }
             columns.push((c.name.value.clone(), t));
+        }
+        let mut partition_by = Vec::new();
+        if let ast::HiveDistributionStyle::PARTITIONED { columns: by } = &create.hive_distribution {
+            for c in by {
+                let Some((_, t)) = columns.iter().find(|(n, _)| *n == c.name.value) else {
+                    return Err(at_ident(
+                        &c.name,
+                        format!(
+                            "PARTITIONED BY `{}`: table `{name}` has no such column (it has {}); \
+                             partition columns are declared among the columns",
+                            c.name.value,
+                            names(&columns)
+                        ),
+                    ));
+                };
+                if c.data_type != ast::DataType::Unspecified
+                    && arrow_type(&create.name, &c.data_type).ok().as_ref() != Some(t)
+                {
+                    return Err(at_ident(
+                        &c.name,
+                        format!(
+                            "PARTITIONED BY `{}` names a type other than the column's ({t}): \
+                             name the column only",
+                            c.name.value
+                        ),
+                    ));
+                }
+                if partition_by.contains(&c.name.value) {
+                    return Err(at_ident(
+                        &c.name,
+                        format!("PARTITIONED BY names `{}` twice", c.name.value),
+                    ));
+                }
+                partition_by.push(c.name.value.clone());
+            }
+        } else if create.hive_distribution != ast::HiveDistributionStyle::NONE {
+            return Err(at(
+                start.line,
+                start.column,
+                format!("table `{name}`: only PARTITIONED BY (column, …) distributes a table"),
+            ));
         }
         let mut watermark = None;
         for w in watermarks.iter().filter(|w| w.table == name) {
@@ -148,6 +189,7 @@ impl Table {
         Ok(Table {
             name,
             columns,
+            partition_by,
             watermark,
             options,
             at: (start.line, start.column),
@@ -167,6 +209,17 @@ impl Table {
             .options
             .get("path")
             .ok_or_else(|| self.err("needs WITH ('path' = …)"))?;
+        // Flink writes local paths as file:///…; other file systems are not local
+        let p = match p.split_once("://") {
+            None => p.as_str(),
+            Some(("file", rest)) => rest,
+            Some((scheme, _)) => {
+                return Err(self.err(format!(
+                    "'path' = '{p}': weir reads and writes local files; the {scheme}:// file \
+                     system is not supported"
+                )))
+            }
+        };
         Ok(base.join(p))
     }
 
@@ -241,9 +294,31 @@ impl Table {
             ],
             "json" | "csv" => &["connector", "path", "format", "changelog"],
             "print" => &["connector", "changelog"],
+            _ if !self.partition_by.is_empty() => {
+                return Err(self.err(format!(
+                    "PARTITIONED BY is a filesystem sink's (Parquet, JSON, CSV), not a {kind} \
+                     table's"
+                )))
+            }
             _ => return Ok(kind), // the broker and generator tables check their own
         };
-        only_options(&self.options, allowed, kind, &|m| self.err(m))?;
+        let mut allowed = allowed.to_vec();
+        if !self.partition_by.is_empty() {
+            if kind == "print" {
+                return Err(self.err("a print table is not partitioned"));
+            }
+            allowed.extend(crate::partitioned::OPTIONS);
+        }
+        only_options(&self.options, &allowed, kind, &|m| {
+            if crate::partitioned::OPTIONS
+                .iter()
+                .any(|o| m.contains(&format!("`{o}`")))
+            {
+                self.err(format!("{m}; it needs PARTITIONED BY (column, …)"))
+            } else {
+                self.err(m)
+            }
+        })?;
         Ok(kind)
     }
 
@@ -280,6 +355,12 @@ impl Table {
         generated: &Generated,
     ) -> Result<Stream, SqlError> {
         let (s, what) = match self.kind()? {
+            _ if !self.partition_by.is_empty() => {
+                return Err(self.err(
+                    "is partitioned (PARTITIONED BY): reading a directory of k=v/… partitions \
+                     is not supported yet, only writing one",
+                ))
+            }
             "parquet" => {
                 let path = self.path(base)?;
                 let spec = self.replay(ParquetSourceSpec::try_new(std::slice::from_ref(&path)))?;
@@ -471,7 +552,19 @@ impl Table {
         base: &Path,
         node: &impl ast::Spanned,
     ) -> Result<(), SqlError> {
-        match self.kind()? {
+        let kind = self.kind()?;
+        if !self.partition_by.is_empty() {
+            let spec = crate::partitioned::spec(self, &|m| self.err(m))?;
+            let format = match kind {
+                "json" => FileFormat::JsonLines,
+                "csv" => FileFormat::Csv,
+                _ => FileFormat::Parquet,
+            };
+            return stream
+                .sink_partitioned(self.path(base)?, format, spec)
+                .map_err(|e| engine(node, e));
+        }
+        match kind {
             "parquet" => stream
                 .sink_parquet(self.path(base)?)
                 .map_err(|e| engine(node, e)),

@@ -49,6 +49,7 @@ mod job;
 mod join;
 mod kafka;
 mod over;
+mod partitioned;
 mod query;
 mod rank;
 mod redis;

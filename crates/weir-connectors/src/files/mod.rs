@@ -7,9 +7,6 @@
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -19,10 +16,16 @@ use weir_core::message::CheckpointId;
 use weir_core::operator::{Ctx, Operator, Output, PendingCommit, TaskInfo};
 use weir_core::state::{StateReader, StateWriter};
 
+mod partition;
 mod shards;
+mod sink;
 mod target;
 
+pub use partition::{
+    CommitTrigger, PartitionCommit, PartitionSpec, DEFAULT_PARTITION, SUCCESS_FILE,
+};
 pub use shards::{target_status, TargetStatus};
+pub use sink::FileSink;
 
 /// The on-disk format of a file sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +109,8 @@ pub struct FileSinkSpec {
     format: FileFormat,
     single_file: bool,
     schema: SchemaRef,
+    /// Partition columns (and how to split rows by them), if partitioned.
+    partitioning: Option<(PartitionSpec, partition::Splitter)>,
     // state: the last run that prepared the target (cleaned and checked it)
     prepared: Mutex<Option<u64>>,
 }
@@ -121,8 +126,73 @@ impl FileSinkSpec {
             format,
             single_file,
             schema,
+            partitioning: None,
             prepared: Mutex::new(None),
         })
+    }
+
+    /// A directory sink writing each partition of `partitioning` into its
+    /// own `k=v/…` directory (Hive layout; the files omit the partition
+    /// columns), with `_SUCCESS` files if `partitioning` commits.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_schema::{DataType, Field, Schema};
+    /// use weir::connectors::files::{FileFormat, FileSinkSpec, PartitionSpec};
+    ///
+    /// let schema = Arc::new(Schema::new(vec![
+    ///     Field::new("price", DataType::Int64, false),
+    ///     Field::new("dt", DataType::Utf8, false),
+    /// ]));
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let spec = FileSinkSpec::try_new_partitioned(
+    ///     dir.path().join("bids"),
+    ///     FileFormat::Csv,
+    ///     schema.clone(),
+    ///     PartitionSpec::by(["dt"]),
+    /// )
+    /// .unwrap();
+    /// assert_eq!(spec.file_schema().fields().len(), 1); // `dt` is in the path
+    /// // one file cannot be partitioned
+    /// let one = dir.path().join("bids.csv");
+    /// assert!(FileSinkSpec::try_new_partitioned(one, FileFormat::Csv, schema, PartitionSpec::by(["dt"])).is_err());
+    /// ```
+    pub fn try_new_partitioned(
+        path: impl Into<PathBuf>,
+        format: FileFormat,
+        schema: SchemaRef,
+        partitioning: PartitionSpec,
+    ) -> Result<Arc<Self>> {
+        let path = path.into();
+        if FileFormat::from_path(&path).is_some() {
+            return Err(Error::option(
+                "sink.path",
+                format!(
+                    "{}: a partitioned sink writes a directory (k=v/… inside); give a path \
+                     without the .{} extension",
+                    path.display(),
+                    format.extension()
+                ),
+            ));
+        }
+        let splitter = partitioning.try_splitter(&schema)?;
+        Ok(Arc::new(FileSinkSpec {
+            path,
+            format,
+            single_file: false,
+            schema,
+            partitioning: Some((partitioning, splitter)),
+            prepared: Mutex::new(None),
+        }))
+    }
+
+    /// The schema of the files: the rows' without the partition columns.
+    pub fn file_schema(&self) -> SchemaRef {
+        match &self.partitioning {
+            Some((_, s)) => s.data_schema().clone(),
+            None => self.schema.clone(),
+        }
     }
 
     /// Checks that a directory target is new, empty, or marked by weir and
@@ -173,14 +243,7 @@ impl FileSinkSpec {
 
     /// The sink instance of one subtask.
     pub fn create(self: &Arc<Self>, info: &TaskInfo) -> FileSink {
-        FileSink {
-            spec: self.clone(),
-            subtask: info.subtask,
-            checkpointed: false,
-            part_seq: 0,
-            writer: None,
-            staged: None,
-        }
+        FileSink::new(self.clone(), info.subtask)
     }
 
     /// Once per run, before any subtask writes: removes what killed runs
@@ -208,6 +271,16 @@ impl FileSinkSpec {
                          own parts); give a directory path without the .{} extension",
                         self.path.display(),
                         self.format.extension()
+                    ),
+                ));
+            }
+            if self.partitioning.is_some() {
+                return Err(Error::option(
+                    "sink.partition_by",
+                    format!(
+                        "{}: shards (--shard) do not write partitioned targets yet; run the \
+                         job as one process, or write unpartitioned parts",
+                        self.path.display()
                     ),
                 ));
             }
@@ -252,19 +325,7 @@ impl FileSinkSpec {
                 });
             }
         }
-        for entry in std::fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))? {
-            let p = entry.map_err(|e| Error::io(&self.path, e))?.path();
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let stale = match (target::part_checkpoint(name), restored) {
-                (Some(id), Some(r)) => id > r,
-                (_, None) => target::is_part(name),
-                (None, Some(_)) => false,
-            };
-            if stale {
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-            }
-        }
-        Ok(())
+        target::remove_unpublished(&self.path, restored, false)
     }
 }
 
@@ -368,126 +429,6 @@ impl Drop for StagedDir {
     }
 }
 
-enum Writer {
-    Parquet(ArrowWriter<File>),
-    Json(arrow_json::LineDelimitedWriter<BufWriter<File>>),
-    Csv(arrow_csv::Writer<BufWriter<File>>),
-}
-
-/// One subtask of a Parquet or JSON-lines sink.
-///
-/// In a checkpointed run it is a two-phase-commit sink:
-/// ```text
-///  rows ─► out/avg/.weir-staging/inprogress-<run>-<s>-<seq>.ext
-///  barrier N ─► close + fsync ─► rename to .weir-staging/part-<N>-<s>.ext (pre-commit),
-///               listed in the state for the coordinator
-///  checkpoint N complete ─► the coordinator renames it to out/avg/part-<N>-<s>.ext (commit)
-///  restore from N ─► N's renames again (idempotent); staging leftovers and
-///               parts of later checkpoints removed
-/// ```
-pub struct FileSink {
-    // config
-    spec: Arc<FileSinkSpec>,
-    subtask: usize,
-    checkpointed: bool,
-    // state
-    part_seq: u64,
-    writer: Option<Writer>,
-    // resources
-    staged: Option<StagedFile>,
-}
-
-impl FileSink {
-    fn writer(&mut self, ctx: &Ctx) -> Result<&mut Writer> {
-        if self.writer.is_none() {
-            let spec = &self.spec;
-            let run = ctx.commits().run_id();
-            if !self.checkpointed {
-                spec.prepare(ctx, run, None, &[])?;
-            }
-            let (dir, staging, target) = if self.checkpointed || ctx.shard().is_some() {
-                let dir = spec.path.join(target::CHECKPOINT_STAGING);
-                self.part_seq += 1;
-                let name = format!(
-                    "inprogress-{}{}-{run}-{}-{}.{}",
-                    target::shard_tag(ctx.shard()),
-                    std::process::id(),
-                    self.subtask,
-                    self.part_seq,
-                    spec.format.extension()
-                );
-                (dir.clone(), dir.join(name), None)
-            } else if spec.single_file {
-                let dir = spec.parent();
-                let name = format!(
-                    ".{}.weir-{}-{run}.inprogress",
-                    spec.base_name(),
-                    std::process::id()
-                );
-                (dir.clone(), dir.join(name), Some(spec.path.clone()))
-            } else {
-                let dir = spec.staging_dir(run);
-                let name = format!("part-{:05}.{}", self.subtask, spec.format.extension());
-                (dir.clone(), dir.join(name), None)
-            };
-            let created_dirs = create_dirs(&dir)?;
-            let mut staged = StagedFile {
-                staging,
-                target,
-                created_dirs,
-                committed: false,
-            };
-            if !spec.single_file && !self.checkpointed && ctx.shard().is_none() {
-                // the staging directory itself is removed by StagedDir (or when empty)
-                staged.created_dirs.insert(0, dir);
-            }
-            let file = File::create(&staged.staging).map_err(|e| Error::io(&staged.staging, e))?;
-            let writer = match spec.format {
-                FileFormat::Parquet => {
-                    let props = WriterProperties::builder()
-                        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                        .build();
-                    Writer::Parquet(
-                        ArrowWriter::try_new(file, spec.schema.clone(), Some(props))
-                            .map_err(|e| parquet_error(&staged.staging, e))?,
-                    )
-                }
-                FileFormat::JsonLines => {
-                    Writer::Json(super::json_out::writer(BufWriter::new(file)))
-                }
-                FileFormat::Csv => {
-                    // the header is written here, so a part without rows has it too
-                    let mut out = BufWriter::new(file);
-                    let header: Vec<String> = spec
-                        .schema
-                        .fields()
-                        .iter()
-                        .map(|f| csv_field(f.name()))
-                        .collect();
-                    writeln!(out, "{}", header.join(","))
-                        .map_err(|e| Error::io(&staged.staging, e))?;
-                    Writer::Csv(
-                        arrow_csv::WriterBuilder::new()
-                            .with_header(false)
-                            .build(out),
-                    )
-                }
-            };
-            self.staged = Some(staged);
-            self.writer = Some(writer);
-        }
-        Ok(self.writer.as_mut().expect("created above"))
-    }
-
-    fn target(&self) -> PathBuf {
-        match (&self.staged, self.spec.single_file) {
-            (Some(s), _) => s.staging.clone(),
-            (None, true) => self.spec.path.clone(),
-            (None, false) => self.spec.path.join(format!("part-{:05}", self.subtask)),
-        }
-    }
-}
-
 fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
     match e {
         parquet::errors::ParquetError::External(inner) => {
@@ -503,161 +444,6 @@ fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
             path: path.to_path_buf(),
             message: other.to_string(),
         },
-    }
-}
-
-impl FileSink {
-    /// End of input in shard `shard`: stages the last part (checkpointed:
-    /// the final checkpoint publishes it) and, once per run, the shard's commit.
-    fn end_shard(&mut self, ctx: &mut Ctx, shard: weir_core::shard::Shard) -> Result<()> {
-        if self.checkpointed {
-            self.close_writer()?;
-        } else {
-            self.writer(ctx)?; // an empty result still produces a (valid, empty) file
-            self.close_writer()?;
-            let mut staged = self.staged.take().expect("created with the writer");
-            staged.target = None; // renamed by the shard's commit
-            ctx.commits().stage(Box::new(staged));
-        }
-        let spec = &self.spec;
-        let staged_prefix = (!self.checkpointed).then(|| {
-            format!(
-                "inprogress-{}{}-{}-",
-                target::shard_tag(Some(shard)),
-                std::process::id(),
-                ctx.commits().run_id()
-            )
-        });
-        let key = format!("shard commit {}", spec.path.display());
-        ctx.commits().stage_once(&key, || {
-            Box::new(shards::ShardCommit {
-                dir: spec.path.clone(),
-                shard,
-                staged_prefix,
-                extension: spec.format.extension(),
-            })
-        });
-        Ok(())
-    }
-
-    /// Finishes the open file (footer, flush, fsync), if any.
-    fn close_writer(&mut self) -> Result<()> {
-        let Some(writer) = self.writer.take() else {
-            return Ok(());
-        };
-        let target = self.target();
-        let sync = |file: &File| file.sync_all().map_err(|e| Error::io(&target, e));
-        match writer {
-            Writer::Parquet(w) => {
-                let file = w.into_inner().map_err(|e| parquet_error(&target, e))?;
-                sync(&file)
-            }
-            Writer::Json(mut w) => {
-                w.finish().map_err(Error::Arrow)?;
-                sync(&flushed(w.into_inner(), &target)?)
-            }
-            Writer::Csv(w) => sync(&flushed(w.into_inner(), &target)?),
-        }
-    }
-}
-
-impl Operator for FileSink {
-    fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
-        self.close_writer()?;
-        let Some(mut staged) = self.staged.take() else {
-            return Ok(()); // no rows since the last checkpoint: no part
-        };
-        let ext = self.spec.format.extension();
-        let name = format!(
-            "part-{}{:08}-{:05}.{ext}",
-            target::shard_tag(ctx.shard()),
-            state.checkpoint(),
-            self.subtask
-        );
-        let pending = self.spec.path.join(target::CHECKPOINT_STAGING).join(&name);
-        std::fs::rename(&staged.staging, &pending).map_err(|e| Error::io(&pending, e))?;
-        staged.committed = true; // from here on the checkpoint owns the file
-        state.publish(&[(pending, self.spec.path.join(name))])
-    }
-
-    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
-        self.checkpointed = true;
-        self.spec.prepare(
-            ctx,
-            ctx.commits().run_id(),
-            Some(state.checkpoint()),
-            &state.shard_origins(),
-        )
-    }
-
-    fn on_already_finished(&mut self, ctx: &mut Ctx) -> Result<()> {
-        // a shard killed between its final checkpoint and its marker
-        match ctx.shard() {
-            Some(shard) if !self.spec.single_file && self.spec.path.is_dir() => {
-                Box::new(shards::ShardCommit {
-                    dir: self.spec.path.clone(),
-                    shard,
-                    staged_prefix: None,
-                    extension: self.spec.format.extension(),
-                })
-                .commit()
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn on_batch(
-        &mut self,
-        _: usize,
-        batch: RecordBatch,
-        ctx: &mut Ctx,
-        _: &mut Output,
-    ) -> Result<()> {
-        self.writer(ctx)?;
-        let target = self.target();
-        match self.writer.as_mut().expect("created above") {
-            Writer::Parquet(w) => w.write(&batch).map_err(|e| parquet_error(&target, e)),
-            Writer::Json(w) => w
-                .write(&super::json_out::prepare(
-                    &batch,
-                    &format!("JSON sink {}", self.spec.path.display()),
-                )?)
-                .map_err(|e| match e {
-                    arrow_schema::ArrowError::IoError(_, io) => Error::io(&target, io),
-                    other => Error::Arrow(other),
-                }),
-            Writer::Csv(w) => w.write(&batch).map_err(|e| match e {
-                arrow_schema::ArrowError::IoError(_, io) => Error::io(&target, io),
-                other => Error::Arrow(other),
-            }),
-        }
-    }
-
-    fn on_end_of_input(&mut self, ctx: &mut Ctx, _: &mut Output) -> Result<()> {
-        if let Some(shard) = ctx.shard() {
-            return self.end_shard(ctx, shard);
-        }
-        if self.checkpointed {
-            // the last part is published by the final checkpoint
-            return self.close_writer();
-        }
-        self.writer(ctx)?; // an empty result still produces a (valid, empty) file
-        self.close_writer()?;
-        let staged = self.staged.take().expect("created with the writer");
-        ctx.commits().stage(Box::new(staged));
-        if !self.spec.single_file {
-            let spec = &self.spec;
-            let staging = spec.staging_dir(ctx.commits().run_id());
-            ctx.commits()
-                .stage_once(&staging.display().to_string(), || {
-                    Box::new(StagedDir {
-                        staging: staging.clone(),
-                        target: spec.path.clone(),
-                        committed: false,
-                    })
-                });
-        }
-        Ok(())
     }
 }
 

@@ -14,6 +14,9 @@
 //!      part-CCCCCCCC-SSSSS.EXT            part of subtask S published by checkpoint C
 //!      .weir-staging/                     checkpointed runs: inprogress-PID-RUN-S-SEQ.EXT
 //!                                         and part-C-S.EXT waiting for checkpoint C
+//!      k1=v1/k2=v2/                       a partitioned sink's partitions (partition.rs):
+//!        part-….EXT, _SUCCESS             the parts above and the partition's commit file
+//!                                         (in .weir-staging/ too: k1=v1/…/part-C-S.EXT)
 //!    with shards (`--shard I/N`), every part and staging name above carries the tag
 //!    `shard-I-of-N-` after `part-` or `inprogress-` (part-shard-1-of-3-00000.parquet),
 //!    a shard stages in NAME/.weir-staging/ even without checkpoints, and
@@ -38,6 +41,8 @@
 use std::path::{Path, PathBuf};
 use weir_core::error::{Error, Result};
 use weir_core::shard::Shard;
+
+use super::partition::{is_partition_dir, SUCCESS_FILE};
 
 /// The marker file that makes a directory weir's own.
 pub(crate) const MARKER: &str = ".weir-target";
@@ -243,6 +248,8 @@ fn foreign_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     for (name, path) in entries(dir)? {
         let ours = if name == CHECKPOINT_STAGING {
             real_dir(&path) && foreign_staging(&path)?.is_empty()
+        } else if is_partition_dir(&name) {
+            real_dir(&path) && partition_tree(&path, false)?.is_empty()
         } else {
             (name == MARKER
                 || is_part(&name)
@@ -270,13 +277,44 @@ fn foreign_staging(dir: &Path) -> Result<Vec<PathBuf>> {
         Err(_) if vanished(dir) => return Ok(Vec::new()),
         other => other?,
     };
-    Ok(all
-        .into_iter()
-        .filter(|(name, path)| {
-            !((is_part(name) || is_inprogress(name)) && regular_file(path)) && !vanished(path)
-        })
-        .map(|(_, p)| p)
-        .collect())
+    let mut foreign = Vec::new();
+    for (name, path) in all {
+        if is_partition_dir(&name) && real_dir(&path) {
+            foreign.extend(partition_tree(&path, false)?);
+        } else if !((is_part(&name) || is_inprogress(&name)) && regular_file(&path))
+            && !vanished(&path)
+        {
+            foreign.push(path);
+        }
+    }
+    Ok(foreign)
+}
+
+/// The entries of the partition directory `dir` (and the ones below it)
+/// that are not weir's: weir's are part files, `_SUCCESS` and partition
+/// directories. With `remove`, weir's files are deleted, and each
+/// directory left empty too.
+pub(crate) fn partition_tree(dir: &Path, remove: bool) -> Result<Vec<PathBuf>> {
+    let all = match entries(dir) {
+        Err(_) if vanished(dir) => return Ok(Vec::new()),
+        other => other?,
+    };
+    let mut foreign = Vec::new();
+    for (name, path) in all {
+        if is_partition_dir(&name) && real_dir(&path) {
+            foreign.extend(partition_tree(&path, remove)?);
+        } else if (is_part(&name) || name == SUCCESS_FILE) && regular_file(&path) {
+            if remove {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        } else if !vanished(&path) {
+            foreign.push(path);
+        }
+    }
+    if remove && foreign.is_empty() {
+        std::fs::remove_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(foreign)
 }
 
 /// Writes the marker into `dir` (a directory weir just created or checked).
@@ -301,6 +339,8 @@ pub(crate) fn remove_owned(dir: &Path) -> Result<Vec<PathBuf>> {
     for (name, path) in entries(dir)? {
         if name == CHECKPOINT_STAGING && real_dir(&path) {
             left.extend(remove_staging_files(&path)?);
+        } else if is_partition_dir(&name) && real_dir(&path) {
+            left.extend(partition_tree(&path, true)?);
         } else if (name == MARKER
             || is_part(&name)
             || shard_marker(&name).is_some()
@@ -325,12 +365,44 @@ pub(crate) fn remove_staging_files(dir: &Path) -> Result<Vec<PathBuf>> {
     for (name, path) in entries(dir)? {
         if (is_part(&name) || is_inprogress(&name)) && regular_file(&path) {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        } else if is_partition_dir(&name) && real_dir(&path) {
+            partition_tree(&path, true)?;
         }
     }
     if left.is_empty() {
         std::fs::remove_dir(dir).map_err(|e| Error::io(dir, e))?;
     }
     Ok(left)
+}
+
+/// Removes from the checkpointed target `dir` the parts no checkpoint up
+/// to `restored` published (every part on a fresh start, and then the
+/// partitions' `_SUCCESS` files too), in its partition directories as
+/// well; a partition directory left empty goes.
+pub(crate) fn remove_unpublished(
+    dir: &Path,
+    restored: Option<u64>,
+    in_partition: bool,
+) -> Result<()> {
+    for (name, path) in entries(dir)? {
+        if is_partition_dir(&name) && real_dir(&path) {
+            remove_unpublished(&path, restored, true)?;
+            let _ = std::fs::remove_dir(&path); // only when empty
+            continue;
+        }
+        if !regular_file(&path) {
+            continue;
+        }
+        let stale = match (part_checkpoint(&name), restored) {
+            (Some(id), Some(r)) => id > r,
+            (_, None) => is_part(&name) || (in_partition && name == SUCCESS_FILE),
+            (None, Some(_)) => false,
+        };
+        if stale {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// `NAME` of the target `PARENT/NAME`.

@@ -16,8 +16,9 @@
 //! (savepoints are kept).
 //!
 //! Nothing in a checkpoint is trusted to name files: the job name is one
-//! plain path component, a publish is only `TARGET/.weir-staging/NAME` →
-//! `TARGET/NAME` for a file sink of the running job ([`Publish::check`]),
+//! plain path component, a publish is only `TARGET/.weir-staging/[P/]NAME` →
+//! `TARGET/[P/]NAME` for a file sink of the running job, `P` a partition
+//! path `k=v/…` ([`Publish::check`]),
 //! and retention deletes only `chk-NNNNNNNN` directories of this job, and
 //! in them only the files weir writes there.
 //!
@@ -72,7 +73,8 @@ pub struct Publish {
 
 impl Publish {
     /// Checks that this rename is one a file sink of this job asks for:
-    /// `from` is `T/.weir-staging/NAME` and `to` is `T/NAME` for one of the
+    /// `from` is `T/.weir-staging/[P/]NAME` and `to` is `T/[P/]NAME` (`P` a
+    /// partition path `k=v/…`) for one of the
     /// canonical sink `targets` `T`, after canonicalising both. A crafted
     /// checkpoint can therefore never move a file anywhere else.
     pub fn check(&self, targets: &[PathBuf]) -> Result<()> {
@@ -96,9 +98,16 @@ impl Publish {
             weir_core::paths::canonical(p.parent().unwrap_or(Path::new(".")))
         };
         let (from_dir, to_dir) = (parent(&self.from)?, parent(&self.to)?);
-        let ok = targets
-            .iter()
-            .any(|t| to_dir == *t && from_dir == t.join(weir_core::state::PUBLISH_STAGING));
+        // into T itself, or into a partition directory T/k=v/… of a partitioned sink
+        let ok = targets.iter().any(|t| {
+            let staging = t.join(weir_core::state::PUBLISH_STAGING);
+            match (to_dir.strip_prefix(t), from_dir.strip_prefix(&staging)) {
+                (Ok(to), Ok(from)) if to == from => {
+                    to.as_os_str().is_empty() || weir_core::paths::is_partition_path(to)
+                }
+                _ => false,
+            }
+        });
         if ok {
             return Ok(());
         }

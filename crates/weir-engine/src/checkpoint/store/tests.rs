@@ -160,8 +160,26 @@ fn a_publish_goes_only_from_a_sinks_staging_into_its_target() {
         to: target.join("part-00000001-00000.parquet"),
     };
     ok.check(std::slice::from_ref(&target)).unwrap();
+    // a partitioned sink's part goes into the same partition path
+    let partition = Publish {
+        from: target.join(".weir-staging/dt=2026-12-07/hm=10%3A05/part-00000001-00000.csv"),
+        to: target.join("dt=2026-12-07/hm=10%3A05/part-00000001-00000.csv"),
+    };
+    partition.check(std::slice::from_ref(&target)).unwrap();
     for (from, to) in [
         (base.join("victim"), target.join("victim")),
+        (
+            target.join(".weir-staging/dt=1/x.parquet"),
+            target.join("dt=2/x.parquet"),
+        ),
+        (
+            target.join(".weir-staging/sub/x.parquet"),
+            target.join("sub/x.parquet"),
+        ),
+        (
+            target.join(".weir-staging/dt=1/../../x.parquet"),
+            target.join("x.parquet/../../x.parquet"),
+        ),
         (
             target.join(".weir-staging/x.parquet"),
             base.join("x.parquet"),

@@ -1,6 +1,7 @@
 //! Where a stream's rows go: file sinks, brokers, stdout, collection.
 
 use super::*;
+use weir_connectors::files::PartitionSpec;
 
 impl Stream {
     fn sink(&self, name: &str, op: OperatorFactory, max_parallelism: Option<usize>) -> NodeId {
@@ -26,6 +27,28 @@ impl Stream {
     /// empty fields; nested columns (lists, structs, maps) are refused.
     /// Published only when the job succeeds.
     pub fn sink_csv(&self, path: impl Into<PathBuf>) -> Result<()> {
+        self.check_csv()?;
+        self.sink_file(path.into(), FileFormat::Csv)
+    }
+
+    /// Writes `format` into the directory `path`, one `k=v/…` directory per
+    /// partition of `partitioning` (Hive layout: the files omit the
+    /// partition columns), with `_SUCCESS` files when `partitioning`
+    /// commits partitions. Published when the job succeeds, or checkpoint
+    /// by checkpoint in a checkpointed job.
+    pub fn sink_partitioned(
+        &self,
+        path: impl Into<PathBuf>,
+        format: FileFormat,
+        partitioning: PartitionSpec,
+    ) -> Result<()> {
+        if format == FileFormat::Csv {
+            self.check_csv()?;
+        }
+        self.sink_file_as(path.into(), format, Some(partitioning))
+    }
+
+    fn check_csv(&self) -> Result<()> {
         for f in self.schema.fields() {
             if f.data_type().is_nested() {
                 return Err(Error::column(
@@ -38,10 +61,19 @@ impl Stream {
                 ));
             }
         }
-        self.sink_file(path.into(), FileFormat::Csv)
+        Ok(())
     }
 
     fn sink_file(&self, path: PathBuf, format: FileFormat) -> Result<()> {
+        self.sink_file_as(path, format, None)
+    }
+
+    fn sink_file_as(
+        &self,
+        path: PathBuf,
+        format: FileFormat,
+        partitioning: Option<PartitionSpec>,
+    ) -> Result<()> {
         if path.as_os_str().is_empty() {
             return Err(Error::option("sink.path", "is empty"));
         }
@@ -68,7 +100,12 @@ impl Stream {
         }
         let name = format!("{}_sink", format.extension());
         self.job.plan.borrow().check_new_output(&name, &path)?;
-        let spec = FileSinkSpec::new(path.clone(), format, self.schema.clone());
+        let spec = match partitioning {
+            None => FileSinkSpec::new(path.clone(), format, self.schema.clone()),
+            Some(p) => {
+                FileSinkSpec::try_new_partitioned(path.clone(), format, self.schema.clone(), p)?
+            }
+        };
         spec.check_target()?;
         let single = spec.is_single_file();
         let fac: OperatorFactory =

@@ -1,0 +1,375 @@
+//! Partitioned directory targets (Hive layout, as Flink's filesystem
+//! sink writes them): rows go to `TARGET/k1=v1/k2=v2/part-….EXT` by the
+//! values of the partition columns, which the files themselves omit; a
+//! partition is *committed* by a `_SUCCESS` file once it is complete.
+//!
+//! ```text
+//!  batch ─► format the partition columns per row ─► escape ─► "dt=2026-12-07/hm=10%3A05"
+//!        ─► rows grouped by that path (runs kept in order) ─► one open part per path
+//!  commit policy success-file:
+//!    partition-time: committed when watermark ≥ time(values) + delay
+//!    process-time:   committed when now ≥ first row's wall clock + delay
+//!    (checked at each checkpoint after its parts are published; at the
+//!     end of a run without checkpoints every partition is committed)
+//! ```
+//! Values are escaped like Hive's and Flink's (`%XX` for `/`, `:`, `=`, `%`,
+//! control characters, …); a null or empty value is `__DEFAULT_PARTITION__`.
+//!
+//! May use `weir_core::error`, `crate::replay` (time parsing), arrow and std.
+
+use arrow_array::{RecordBatch, UInt32Array};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::{Schema, SchemaRef};
+use std::sync::Arc;
+use weir_core::error::{Error, Result};
+
+/// The file that says a partition is complete.
+pub const SUCCESS_FILE: &str = "_SUCCESS";
+
+use weir_core::paths::unescape_partition as unescape;
+pub use weir_core::paths::DEFAULT_PARTITION;
+pub(crate) use weir_core::paths::{
+    escape_partition as escape, is_partition_dir, is_partition_path,
+};
+
+/// When a partition counts as complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitTrigger {
+    /// When the watermark passes the time the partition's values name
+    /// (`pattern` with `$column` placeholders, e.g. `$dt $hm:00`) plus the delay.
+    PartitionTime {
+        /// The timestamp pattern over the partition columns.
+        pattern: String,
+    },
+    /// When the wall clock passes the partition's first row plus the delay.
+    ProcessTime,
+}
+
+/// How a partitioned sink commits partitions (`_SUCCESS` files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionCommit {
+    /// When a partition is complete.
+    pub trigger: CommitTrigger,
+    /// How long after its time a partition is committed.
+    pub delay_ms: i64,
+}
+
+/// The partition columns of a directory sink and how partitions commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSpec {
+    /// Partition columns, outermost directory first.
+    pub columns: Vec<String>,
+    /// `_SUCCESS` files, or none.
+    pub commit: Option<PartitionCommit>,
+}
+
+impl PartitionSpec {
+    /// PartitionSpec by `columns` without commit files.
+    pub fn by(columns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        PartitionSpec {
+            columns: columns.into_iter().map(Into::into).collect(),
+            commit: None,
+        }
+    }
+
+    /// Adds `_SUCCESS` files written as `commit` says.
+    pub fn with_commit(mut self, commit: PartitionCommit) -> Self {
+        self.commit = Some(commit);
+        self
+    }
+
+    /// Checks the columns against the rows' `schema` and the time pattern
+    /// against the columns; returns the splitter for the sink's subtasks.
+    pub(crate) fn try_splitter(&self, schema: &SchemaRef) -> Result<Splitter> {
+        let fail = |m: String| Error::option("sink.partition_by", m);
+        if self.columns.is_empty() {
+            return Err(fail("names no column".into()));
+        }
+        let mut indices = Vec::new();
+        for c in &self.columns {
+            let Ok(i) = schema.index_of(c) else {
+                return Err(fail(format!(
+                    "the rows have no column `{c}` (they have {})",
+                    names(schema)
+                )));
+            };
+            if indices.contains(&i) {
+                return Err(fail(format!("`{c}` is named twice")));
+            }
+            if schema.field(i).data_type().is_nested() {
+                return Err(fail(format!(
+                    "`{c}` is a {} column: a partition value must be a plain value",
+                    schema.field(i).data_type()
+                )));
+            }
+            indices.push(i);
+        }
+        if indices.len() == schema.fields().len() {
+            return Err(fail(
+                "every column is a partition column: the files would hold nothing".into(),
+            ));
+        }
+        if let Some(PartitionCommit {
+            trigger: CommitTrigger::PartitionTime { pattern },
+            delay_ms,
+        }) = &self.commit
+        {
+            if *delay_ms < 0 {
+                return Err(fail("the commit delay is negative".into()));
+            }
+            for name in placeholders(pattern) {
+                if !self.columns.contains(&name) {
+                    return Err(Error::option(
+                        "partition.time-extractor.timestamp-pattern",
+                        format!(
+                            "`${name}` is not a partition column (they are {})",
+                            self.columns
+                                .iter()
+                                .map(|c| format!("`{c}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let data = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !indices.contains(i))
+                .map(|(_, f)| f.clone())
+                .collect::<Vec<_>>(),
+        ));
+        Ok(Splitter {
+            names: self.columns.iter().map(|c| escape(c)).collect(),
+            indices,
+            data,
+        })
+    }
+
+    /// The time partition `rel` (a path [`Splitter::split`] made) stands
+    /// for under the partition-time trigger, in epoch milliseconds;
+    /// `None` if its values do not form a time (never committed by time).
+    pub(crate) fn time_of(&self, rel: &str) -> Option<i64> {
+        let Some(PartitionCommit {
+            trigger: CommitTrigger::PartitionTime { pattern },
+            ..
+        }) = &self.commit
+        else {
+            return None;
+        };
+        let mut text = pattern.clone();
+        for (column, component) in self.columns.iter().zip(rel.split('/')) {
+            let value = unescape(component.split_once('=')?.1)?;
+            text = text.replace(&format!("${column}"), &value);
+        }
+        partition_time(&text)
+    }
+}
+
+/// `$name` placeholders of a timestamp pattern.
+fn placeholders(pattern: &str) -> Vec<String> {
+    pattern
+        .split('$')
+        .skip(1)
+        .map(|s| {
+            s.chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .collect()
+}
+
+/// `yyyy-MM-dd`, `yyyy-MM-dd HH:mm` or `yyyy-MM-dd HH:mm:ss` (UTC) in ms.
+fn partition_time(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let full = match t.len() {
+        10 => format!("{t} 00:00:00Z"),
+        16 => format!("{t}:00Z"),
+        _ => format!("{t}Z"),
+    };
+    crate::replay::parse_time("partition time", &full).ok()
+}
+
+fn names(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("`{}`", f.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Splits batches into the rows of each partition.
+#[derive(Debug, Clone)]
+pub(crate) struct Splitter {
+    // config
+    /// Escaped partition column names.
+    names: Vec<String>,
+    /// Their indices in the rows.
+    indices: Vec<usize>,
+    /// The rows without the partition columns: what the files hold.
+    data: SchemaRef,
+}
+
+impl Splitter {
+    /// The schema of the files.
+    pub fn data_schema(&self) -> &SchemaRef {
+        &self.data
+    }
+
+    /// The rows of `batch` by partition path (`k1=v1/k2=v2`), without the
+    /// partition columns, in the order each path first appears.
+    pub fn split(&self, batch: &RecordBatch) -> Result<Vec<(String, RecordBatch)>> {
+        let options = FormatOptions::default().with_null("");
+        let formatters = self
+            .indices
+            .iter()
+            .map(|&i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let data_columns: Vec<usize> = (0..batch.num_columns())
+            .filter(|i| !self.indices.contains(i))
+            .collect();
+        let data = batch.project(&data_columns)?;
+        let mut order: Vec<String> = Vec::new();
+        let mut rows: std::collections::HashMap<String, Vec<u32>> = Default::default();
+        let mut path = String::new();
+        for row in 0..batch.num_rows() {
+            path.clear();
+            for (k, (name, f)) in self.names.iter().zip(&formatters).enumerate() {
+                if k > 0 {
+                    path.push('/');
+                }
+                path.push_str(name);
+                path.push('=');
+                let value = f.value(row).to_string();
+                if value.is_empty() {
+                    path.push_str(DEFAULT_PARTITION);
+                } else {
+                    path.push_str(&escape(&value));
+                }
+            }
+            match rows.get_mut(&path) {
+                Some(r) => r.push(row as u32),
+                None => {
+                    order.push(path.clone());
+                    rows.insert(path.clone(), vec![row as u32]);
+                }
+            }
+        }
+        if order.len() == 1 {
+            return Ok(vec![(order.pop().expect("one path"), data)]);
+        }
+        let mut out = Vec::with_capacity(order.len());
+        for p in order {
+            let take = UInt32Array::from(rows.remove(&p).expect("listed above"));
+            let columns = data
+                .columns()
+                .iter()
+                .map(|c| arrow_select::take::take(c.as_ref(), &take, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            out.push((p, RecordBatch::try_new(data.schema(), columns)?));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, StringArray};
+    use arrow_schema::{DataType, Field};
+
+    #[test]
+    fn rows_split_by_partition_without_the_partition_columns() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, false),
+            Field::new("dt", DataType::Utf8, true),
+            Field::new("hm", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])),
+                Arc::new(StringArray::from(vec![
+                    Some("d1"),
+                    Some("d1"),
+                    Some("d2"),
+                    None,
+                    Some("d1"),
+                ])),
+                Arc::new(StringArray::from(vec![
+                    "10:00", "10:00", "10:00", "x", "10:01",
+                ])),
+            ],
+        )
+        .unwrap();
+        let s = PartitionSpec::by(["dt", "hm"])
+            .try_splitter(&schema)
+            .unwrap();
+        assert_eq!(s.data_schema().fields().len(), 1);
+        let got: Vec<(String, Vec<i64>)> = s
+            .split(&batch)
+            .unwrap()
+            .into_iter()
+            .map(|(p, b)| {
+                let v = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                (p, v.values().to_vec())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("dt=d1/hm=10%3A00".to_string(), vec![1, 2]),
+                ("dt=d2/hm=10%3A00".to_string(), vec![3]),
+                ("dt=__DEFAULT_PARTITION__/hm=x".to_string(), vec![4]),
+                ("dt=d1/hm=10%3A01".to_string(), vec![5]),
+            ]
+        );
+        let e = PartitionSpec::by(["day"])
+            .try_splitter(&schema)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("`day`") && e.to_string().contains("`dt`"),
+            "{e}"
+        );
+        let e = PartitionSpec::by(["v", "dt", "hm"])
+            .try_splitter(&schema)
+            .unwrap_err();
+        assert!(e.to_string().contains("every column"), "{e}");
+    }
+
+    #[test]
+    fn partition_time_follows_the_pattern() {
+        let p = PartitionSpec::by(["dt", "hm"]).with_commit(PartitionCommit {
+            trigger: CommitTrigger::PartitionTime {
+                pattern: "$dt $hm:00".into(),
+            },
+            delay_ms: 60_000,
+        });
+        // 2026-12-07T10:05:00Z
+        assert_eq!(
+            p.time_of("dt=2026-12-07/hm=10%3A05"),
+            Some(1_796_637_900_000)
+        );
+        assert_eq!(p.time_of("dt=2026-12-07/hm=x"), None);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, false),
+            Field::new("dt", DataType::Utf8, true),
+            Field::new("hm", DataType::Utf8, true),
+        ]));
+        let bad = PartitionSpec::by(["dt"]).with_commit(PartitionCommit {
+            trigger: CommitTrigger::PartitionTime {
+                pattern: "$dt $hm:00".into(),
+            },
+            delay_ms: 0,
+        });
+        let e = bad.try_splitter(&schema).unwrap_err().to_string();
+        assert!(
+            e.contains("timestamp-pattern") && e.contains("`$hm`"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,489 @@
+//! One subtask of a file sink: its open parts (one per partition of a
+//! partitioned sink, else one), how they are staged, and how they are
+//! published (at the end of a run, or checkpoint by checkpoint).
+//!
+//! May use the rest of `files`, `weir_core` and arrow/parquet.
+
+use super::partition::{self, Splitter, SUCCESS_FILE};
+use super::{create_dirs, flushed, parquet_error, shards, target, FileFormat, FileSinkSpec};
+use super::{StagedDir, StagedFile};
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use weir_core::error::{Error, Result};
+use weir_core::operator::{Ctx, Operator, Output, PendingCommit};
+use weir_core::state::{StateReader, StateWriter};
+
+enum Writer {
+    Parquet(ArrowWriter<File>),
+    Json(arrow_json::LineDelimitedWriter<BufWriter<File>>),
+    Csv(arrow_csv::Writer<BufWriter<File>>),
+}
+
+/// A part being written: its writer and its staged file.
+struct Open {
+    writer: Writer,
+    staged: StagedFile,
+}
+
+/// State entry: partitions written but not committed yet (path → the
+/// wall clock of their first row).
+const UNCOMMITTED: &str = "partitions_uncommitted";
+/// State entry: partitions a checkpoint committed (their `_SUCCESS` files
+/// are written again when that checkpoint is restored).
+const COMMITTED: &str = "partitions_committed";
+
+/// One subtask of a Parquet, JSON-lines or CSV sink.
+///
+/// In a checkpointed run it is a two-phase-commit sink:
+/// ```text
+///  rows ─► out/avg/.weir-staging/inprogress-<run>-<s>-<seq>.ext   (one per partition)
+///  barrier N ─► close + fsync ─► rename to .weir-staging/[k=v/…/]part-<N>-<s>.ext (pre-commit),
+///               listed in the state for the coordinator; partitions now due listed too
+///  checkpoint N complete ─► the coordinator renames them to out/avg/[k=v/…/]part-<N>-<s>.ext
+///               (commit), then writes the due partitions' _SUCCESS files
+///  restore from N ─► N's renames and _SUCCESS files again (idempotent); staging
+///               leftovers and parts of later checkpoints removed
+/// ```
+pub struct FileSink {
+    // config
+    spec: Arc<FileSinkSpec>,
+    subtask: usize,
+    checkpointed: bool,
+    // state
+    part_seq: u64,
+    /// Open parts by partition path (`""` for an unpartitioned sink).
+    open: BTreeMap<String, Open>,
+    /// Partitions written and not committed yet, with their first row's wall clock.
+    uncommitted: BTreeMap<String, i64>,
+    /// The input ended (every partition is then complete).
+    ended: bool,
+}
+
+impl FileSink {
+    pub(super) fn new(spec: Arc<FileSinkSpec>, subtask: usize) -> Self {
+        FileSink {
+            spec,
+            subtask,
+            checkpointed: false,
+            part_seq: 0,
+            open: BTreeMap::new(),
+            uncommitted: BTreeMap::new(),
+            ended: false,
+        }
+    }
+
+    fn splitter(&self) -> Option<&Splitter> {
+        self.spec.partitioning.as_ref().map(|(_, s)| s)
+    }
+
+    /// The open part of partition `rel`, created (and staged) if needed.
+    fn writer(&mut self, ctx: &Ctx, rel: &str) -> Result<&mut Writer> {
+        if !self.open.contains_key(rel) {
+            let open = self.open_part(ctx, rel)?;
+            if self.spec.partitioning.is_some() {
+                self.uncommitted
+                    .entry(rel.to_string())
+                    .or_insert_with(weir_core::operator::now_ms);
+            }
+            self.open.insert(rel.to_string(), open);
+        }
+        Ok(&mut self.open.get_mut(rel).expect("opened above").writer)
+    }
+
+    fn open_part(&mut self, ctx: &Ctx, rel: &str) -> Result<Open> {
+        let spec = self.spec.clone();
+        let run = ctx.commits().run_id();
+        if !self.checkpointed {
+            spec.prepare(ctx, run, None, &[])?;
+        }
+        let (dir, staging, target) = if self.checkpointed || ctx.shard().is_some() {
+            let dir = spec.path.join(target::CHECKPOINT_STAGING);
+            self.part_seq += 1;
+            let name = format!(
+                "inprogress-{}{}-{run}-{}-{}.{}",
+                target::shard_tag(ctx.shard()),
+                std::process::id(),
+                self.subtask,
+                self.part_seq,
+                spec.format.extension()
+            );
+            (dir.clone(), dir.join(name), None)
+        } else if spec.single_file {
+            let dir = spec.parent();
+            let name = format!(
+                ".{}.weir-{}-{run}.inprogress",
+                spec.base_name(),
+                std::process::id()
+            );
+            (dir.clone(), dir.join(name), Some(spec.path.clone()))
+        } else {
+            let dir = spec.staging_dir(run).join(rel);
+            let name = format!("part-{:05}.{}", self.subtask, spec.format.extension());
+            (dir.clone(), dir.join(name), None)
+        };
+        let created_dirs = create_dirs(&dir)?;
+        let mut staged = StagedFile {
+            staging,
+            target,
+            created_dirs,
+            committed: false,
+        };
+        if !spec.single_file && !self.checkpointed && ctx.shard().is_none() {
+            // the staging directory and its partitions, deepest first, go
+            // when empty (StagedDir removes the rest)
+            staged.created_dirs = Path::new(rel)
+                .ancestors()
+                .filter(|a| !a.as_os_str().is_empty())
+                .map(|a| spec.staging_dir(run).join(a))
+                .chain([spec.staging_dir(run)])
+                .collect();
+        }
+        let file = File::create(&staged.staging).map_err(|e| Error::io(&staged.staging, e))?;
+        let schema = spec.file_schema();
+        let writer = match spec.format {
+            FileFormat::Parquet => {
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                    .build();
+                Writer::Parquet(
+                    ArrowWriter::try_new(file, schema.clone(), Some(props))
+                        .map_err(|e| parquet_error(&staged.staging, e))?,
+                )
+            }
+            FileFormat::JsonLines => {
+                Writer::Json(super::super::json_out::writer(BufWriter::new(file)))
+            }
+            FileFormat::Csv => {
+                // the header is written here, so a part without rows has it too
+                let mut out = BufWriter::new(file);
+                let header: Vec<String> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| super::csv_field(f.name()))
+                    .collect();
+                writeln!(out, "{}", header.join(",")).map_err(|e| Error::io(&staged.staging, e))?;
+                Writer::Csv(
+                    arrow_csv::WriterBuilder::new()
+                        .with_header(false)
+                        .build(out),
+                )
+            }
+        };
+        Ok(Open { writer, staged })
+    }
+
+    /// Writes `batch` into the open part of partition `rel`.
+    fn write(&mut self, ctx: &Ctx, rel: &str, batch: &RecordBatch) -> Result<()> {
+        self.writer(ctx, rel)?;
+        let sink = &self.spec.path;
+        let open = self.open.get_mut(rel).expect("opened above");
+        let target = &open.staged.staging;
+        let io = |e: arrow_schema::ArrowError| match e {
+            arrow_schema::ArrowError::IoError(_, io) => Error::io(target, io),
+            other => Error::Arrow(other),
+        };
+        match &mut open.writer {
+            Writer::Parquet(w) => w.write(batch).map_err(|e| parquet_error(target, e)),
+            Writer::Json(w) => w
+                .write(&super::super::json_out::prepare(
+                    batch,
+                    &format!("JSON sink {}", sink.display()),
+                )?)
+                .map_err(io),
+            Writer::Csv(w) => w.write(batch).map_err(io),
+        }
+    }
+
+    /// End of input in shard `shard`: stages the last part (checkpointed:
+    /// the final checkpoint publishes it) and, once per run, the shard's commit.
+    fn end_shard(&mut self, ctx: &mut Ctx, shard: weir_core::shard::Shard) -> Result<()> {
+        if self.checkpointed {
+            self.close_all()?;
+        } else {
+            self.writer(ctx, "")?; // an empty result still produces a (valid, empty) file
+            for (mut staged, _) in self.close_all()? {
+                staged.target = None; // renamed by the shard's commit
+                ctx.commits().stage(Box::new(staged));
+            }
+        }
+        let spec = &self.spec;
+        let staged_prefix = (!self.checkpointed).then(|| {
+            format!(
+                "inprogress-{}{}-{}-",
+                target::shard_tag(Some(shard)),
+                std::process::id(),
+                ctx.commits().run_id()
+            )
+        });
+        let key = format!("shard commit {}", spec.path.display());
+        ctx.commits().stage_once(&key, || {
+            Box::new(shards::ShardCommit {
+                dir: spec.path.clone(),
+                shard,
+                staged_prefix,
+                extension: spec.format.extension(),
+            })
+        });
+        Ok(())
+    }
+
+    /// Finishes every open part (footer, flush, fsync): their staged files
+    /// and partition paths.
+    fn close_all(&mut self) -> Result<Vec<(StagedFile, String)>> {
+        let mut closed = Vec::new();
+        for (rel, open) in std::mem::take(&mut self.open) {
+            let target = &open.staged.staging;
+            let sync = |file: &File| file.sync_all().map_err(|e| Error::io(target, e));
+            match open.writer {
+                Writer::Parquet(w) => {
+                    let file = w.into_inner().map_err(|e| parquet_error(target, e))?;
+                    sync(&file)?
+                }
+                Writer::Json(mut w) => {
+                    w.finish().map_err(Error::Arrow)?;
+                    sync(&flushed(w.into_inner(), target)?)?
+                }
+                Writer::Csv(w) => sync(&flushed(w.into_inner(), target)?)?,
+            }
+            closed.push((open.staged, rel));
+        }
+        Ok(closed)
+    }
+
+    /// The uncommitted partitions that are complete now: by the watermark
+    /// or the wall clock as the commit trigger says, or all of them once
+    /// the input ended. Removed from the uncommitted set.
+    fn take_due(&mut self, ctx: &Ctx) -> Vec<String> {
+        let Some((partitioning, _)) = &self.spec.partitioning else {
+            return Vec::new();
+        };
+        let Some(commit) = &partitioning.commit else {
+            self.uncommitted.clear();
+            return Vec::new();
+        };
+        let now = weir_core::operator::now_ms();
+        let watermark = ctx.watermark();
+        let due: Vec<String> = self
+            .uncommitted
+            .iter()
+            .filter(|(rel, first)| {
+                self.ended
+                    || match &commit.trigger {
+                        partition::CommitTrigger::ProcessTime => {
+                            now >= first.saturating_add(commit.delay_ms)
+                        }
+                        partition::CommitTrigger::PartitionTime { .. } => {
+                            match (partitioning.time_of(rel), watermark) {
+                                (Some(t), Some(w)) => w >= t.saturating_add(commit.delay_ms),
+                                _ => false,
+                            }
+                        }
+                    }
+            })
+            .map(|(rel, _)| rel.clone())
+            .collect();
+        for rel in &due {
+            self.uncommitted.remove(rel);
+        }
+        due
+    }
+}
+
+/// Writes the `_SUCCESS` file of each partition (kept if there already).
+struct SuccessFiles {
+    target: PathBuf,
+    partitions: Vec<String>,
+}
+
+impl PendingCommit for SuccessFiles {
+    fn commit(self: Box<Self>) -> Result<()> {
+        for rel in &self.partitions {
+            let dir = self.target.join(rel);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let path = dir.join(SUCCESS_FILE);
+            match File::create_new(&path) {
+                Ok(f) => f.sync_all().map_err(|e| Error::io(&path, e))?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Operator for FileSink {
+    fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
+        let ext = self.spec.format.extension();
+        let mut published = Vec::new();
+        for (mut staged, rel) in self.close_all()? {
+            let name = format!(
+                "part-{}{:08}-{:05}.{ext}",
+                target::shard_tag(ctx.shard()),
+                state.checkpoint(),
+                self.subtask
+            );
+            let dir = self.spec.path.join(target::CHECKPOINT_STAGING).join(&rel);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let pending = dir.join(&name);
+            std::fs::rename(&staged.staging, &pending).map_err(|e| Error::io(&pending, e))?;
+            staged.committed = true; // from here on the checkpoint owns the file
+            published.push((pending, self.spec.path.join(&rel).join(name)));
+        }
+        if !published.is_empty() {
+            state.publish(&published)?;
+        }
+        if self.spec.partitioning.is_some() {
+            let due = self.take_due(ctx);
+            state.put(UNCOMMITTED, &self.uncommitted)?;
+            state.put(COMMITTED, &due)?;
+            if !due.is_empty() {
+                ctx.commits().stage_for(
+                    state.checkpoint(),
+                    Box::new(SuccessFiles {
+                        target: self.spec.path.clone(),
+                        partitions: due,
+                    }),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, ctx: &mut Ctx, state: &StateReader) -> Result<()> {
+        self.checkpointed = true;
+        self.spec.prepare(
+            ctx,
+            ctx.commits().run_id(),
+            Some(state.checkpoint()),
+            &state.shard_origins(),
+        )?;
+        if self.spec.partitioning.is_none() {
+            return Ok(());
+        }
+        // nothing in a checkpoint is trusted to name a path
+        let checked = |rel: &String| -> Result<()> {
+            if partition::is_partition_path(Path::new(rel)) {
+                Ok(())
+            } else {
+                Err(Error::UnsafePath {
+                    path: self.spec.path.join(rel),
+                    message: "the checkpoint names this as a partition of the sink, but it is \
+                              not a k=v/… path inside the target"
+                        .into(),
+                })
+            }
+        };
+        for old in state.values::<BTreeMap<String, i64>>(UNCOMMITTED)? {
+            for (rel, first) in old {
+                checked(&rel)?;
+                let at = self.uncommitted.entry(rel).or_insert(first);
+                *at = (*at).min(first);
+            }
+        }
+        let mut committed = Vec::new();
+        for old in state.values::<Vec<String>>(COMMITTED)? {
+            for rel in old {
+                checked(&rel)?;
+                committed.push(rel);
+            }
+        }
+        // the restored checkpoint completed: its commits may not have run
+        Box::new(SuccessFiles {
+            target: self.spec.path.clone(),
+            partitions: committed,
+        })
+        .commit()
+    }
+
+    fn on_already_finished(&mut self, ctx: &mut Ctx) -> Result<()> {
+        // a shard killed between its final checkpoint and its marker
+        match ctx.shard() {
+            Some(shard) if !self.spec.single_file && self.spec.path.is_dir() => {
+                Box::new(shards::ShardCommit {
+                    dir: self.spec.path.clone(),
+                    shard,
+                    staged_prefix: None,
+                    extension: self.spec.format.extension(),
+                })
+                .commit()
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn on_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        ctx: &mut Ctx,
+        _: &mut Output,
+    ) -> Result<()> {
+        match self.splitter() {
+            None => self.write(ctx, "", &batch),
+            Some(s) => {
+                for (rel, rows) in s.split(&batch)? {
+                    self.write(ctx, &rel, &rows)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_end_of_input(&mut self, ctx: &mut Ctx, _: &mut Output) -> Result<()> {
+        self.ended = true;
+        if let Some(shard) = ctx.shard() {
+            return self.end_shard(ctx, shard);
+        }
+        if self.checkpointed {
+            // the last parts, and every partition's commit, come with the final checkpoint
+            self.close_all()?;
+            return Ok(());
+        }
+        if self.spec.partitioning.is_none() {
+            self.writer(ctx, "")?; // an empty result still produces a (valid, empty) file
+        }
+        let spec = self.spec.clone();
+        let run = ctx.commits().run_id();
+        let staging = spec.staging_dir(run);
+        if !spec.single_file {
+            // a partitioned sink without rows still replaces its target (with an empty one)
+            spec.prepare(ctx, run, None, &[])?;
+            create_dirs(&staging)?;
+        }
+        for (staged, _) in self.close_all()? {
+            ctx.commits().stage(Box::new(staged));
+        }
+        // every partition is complete: its _SUCCESS goes in with the rest
+        let due = self.take_due(ctx);
+        SuccessFiles {
+            target: staging.clone(),
+            partitions: due,
+        }
+        .write_staged()?;
+        if !spec.single_file {
+            ctx.commits()
+                .stage_once(&staging.display().to_string(), || {
+                    Box::new(StagedDir {
+                        staging: staging.clone(),
+                        target: spec.path.clone(),
+                        committed: false,
+                    })
+                });
+        }
+        Ok(())
+    }
+}
+
+impl SuccessFiles {
+    /// Writes the files into a staging directory now (published with it).
+    fn write_staged(self) -> Result<()> {
+        Box::new(self).commit()
+    }
+}
