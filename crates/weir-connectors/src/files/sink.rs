@@ -204,9 +204,8 @@ impl FileSink {
     /// End of input in shard `shard`: stages the last part (checkpointed:
     /// the final checkpoint publishes it) and, once per run, the shard's commit.
     fn end_shard(&mut self, ctx: &mut Ctx, shard: weir_core::shard::Shard) -> Result<()> {
-        if self.checkpointed {
-            self.close_all()?;
-        } else {
+        if !self.checkpointed {
+            // (checkpointed: the final checkpoint closes and publishes the open part)
             self.writer(ctx, "")?; // an empty result still produces a (valid, empty) file
             for (mut staged, _) in self.close_all()? {
                 staged.target = None; // renamed by the shard's commit
@@ -236,6 +235,7 @@ impl FileSink {
 
     /// Finishes every open part (footer, flush, fsync): their staged files
     /// and partition paths.
+    #[must_use = "a staged file dropped uncommitted is deleted"]
     fn close_all(&mut self) -> Result<Vec<(StagedFile, String)>> {
         let mut closed = Vec::new();
         for (rel, open) in std::mem::take(&mut self.open) {
@@ -442,8 +442,8 @@ impl Operator for FileSink {
             return self.end_shard(ctx, shard);
         }
         if self.checkpointed {
-            // the last parts, and every partition's commit, come with the final checkpoint
-            self.close_all()?;
+            // the final checkpoint closes and publishes the open parts, and
+            // commits every partition
             return Ok(());
         }
         if self.spec.partitioning.is_none() {

@@ -246,11 +246,16 @@ pub(crate) fn check_dir(dir: &Path) -> Result<Target> {
 fn foreign_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut foreign = Vec::new();
     for (name, path) in entries(dir)? {
-        let ours = if name == CHECKPOINT_STAGING {
-            real_dir(&path) && foreign_staging(&path)?.is_empty()
-        } else if is_partition_dir(&name) {
-            real_dir(&path) && partition_tree(&path, false)?.is_empty()
-        } else {
+        // inside weir's directories, the entries weir did not write are named
+        if name == CHECKPOINT_STAGING && real_dir(&path) {
+            foreign.extend(foreign_staging(&path)?);
+            continue;
+        }
+        if is_partition_dir(&name) && real_dir(&path) {
+            foreign.extend(partition_tree(&path, false)?);
+            continue;
+        }
+        let ours = {
             (name == MARKER
                 || is_part(&name)
                 || shard_marker(&name).is_some()
