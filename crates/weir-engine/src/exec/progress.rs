@@ -59,6 +59,10 @@ pub(crate) struct SubtaskTimes {
     backpressured_since: AtomicU64,
     queue_len: AtomicU64,
     queue_capacity: AtomicU64,
+    /// The busy, idle and back-pressured times last reported: a reading
+    /// never shows less (a wait ending between two loads, or a nap counted
+    /// once it ends, would otherwise make a counter go back).
+    shown: [AtomicU64; 3],
 }
 
 impl TaskTimes {
@@ -75,6 +79,18 @@ impl TaskTimes {
                 })
                 .collect(),
         }
+    }
+
+    /// `times` (busy, idle, back-pressured) of task `t`'s subtask `s`, each
+    /// at least what was reported before: counters that never go back.
+    fn monotone(&self, t: usize, s: usize, times: [Duration; 3]) -> [Duration; 3] {
+        let at = self.at(t, s);
+        let mut out = times;
+        for (shown, time) in at.shown.iter().zip(out.iter_mut()) {
+            let ns = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+            *time = Duration::from_nanos(shown.fetch_max(ns, Ordering::Relaxed).max(ns));
+        }
+        out
     }
 
     fn at(&self, t: usize, s: usize) -> &SubtaskTimes {
@@ -369,7 +385,9 @@ fn operators(c: &Counters<'_>) -> Vec<OperatorProgress> {
                             .sum(),
                     )
                     .min(busy);
-                    let (busy, idle) = (busy - napped, idle + napped);
+                    let [busy, idle, backpressured] =
+                        c.times
+                            .monotone(task, s, [busy - napped, idle + napped, backpressured]);
                     let watermark = sub.watermark.load(Ordering::Relaxed);
                     SubtaskProgress {
                         rows_in: load(&sub.rows_in),
@@ -468,6 +486,28 @@ mod tests {
             times.read(0, 0).0,
             ended,
             "an ended subtask's busy time stays"
+        );
+    }
+
+    #[test]
+    fn reported_times_never_go_back() {
+        let times = TaskTimes {
+            origin: Instant::now(),
+            tasks: vec![vec![SubtaskTimes::default()]],
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(
+            times.monotone(0, 0, [ms(30), ms(5), ms(1)]),
+            [ms(30), ms(5), ms(1)]
+        );
+        // a nap counted once it ended: the busy time read lower
+        assert_eq!(
+            times.monotone(0, 0, [ms(25), ms(12), ms(1)]),
+            [ms(30), ms(12), ms(1)]
+        );
+        assert_eq!(
+            times.monotone(0, 0, [ms(40), ms(12), ms(2)]),
+            [ms(40), ms(12), ms(2)]
         );
     }
 }
