@@ -224,6 +224,20 @@ fn partition_time_commits_follow_the_watermark_across_a_savepoint() {
         );
     }
     assert_eq!(got.len(), want.len());
+    // killed after the final checkpoint, before its _SUCCESS files: the
+    // next run finds the job finished and commits every partition
+    for p in done.values() {
+        std::fs::remove_file(p.join("_SUCCESS")).unwrap();
+    }
+    sql(
+        dir.path(),
+        &bids_script(&out),
+        &["--checkpoint-dir", ck_arg, "--parallelism", "2"],
+    );
+    assert!(partitions(&out, 2)
+        .values()
+        .all(|p| p.join("_SUCCESS").is_file()));
+    assert_eq!(bid_rows(&out), want, "and writes nothing again");
 }
 
 #[test]
@@ -322,6 +336,15 @@ fn bad_partitioned_tables_are_refused_by_name() {
                  'partition.time-extractor.timestamp-pattern' = '$day $hm:00'",
             ),
             "`$day` is not a partition column",
+        ),
+        (
+            sink(
+                by,
+                ", 'sink.partition-commit.policy.kind' = 'success-file', \
+                 'sink.partition-commit.trigger' = 'partition-time', \
+                 'partition.time-extractor.timestamp-pattern' = '$hm'",
+            ),
+            "'$hm' gives `00:00`, which is not a time",
         ),
         (
             sink(by, ", 'sink.partition-commit.delay' = 'soon'"),

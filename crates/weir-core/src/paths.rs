@@ -134,11 +134,17 @@ pub fn escape_partition(value: &str) -> String {
     out
 }
 
-/// The value an escaped component's text stands for (`None` if malformed).
+/// The value an escaped component's text stands for (`None` if
+/// malformed); [`DEFAULT_PARTITION`] stands for the empty value.
 pub fn unescape_partition(text: &str) -> Option<String> {
     if text == DEFAULT_PARTITION {
         return Some(String::new());
     }
+    unescape(text)
+}
+
+/// `%XX` sequences decoded (`None` if malformed).
+fn unescape(text: &str) -> Option<String> {
     let mut out = String::new();
     let mut rest = text;
     while let Some(i) = rest.find('%') {
@@ -161,11 +167,8 @@ pub fn is_partition_dir(name: &str) -> bool {
         && !v.is_empty()
         && !name.starts_with('.')
         && !v.contains('=')
-        && unescape_partition(k).is_some()
-        && unescape_partition(v).is_some()
-        && escape_partition(&unescape_partition(k).unwrap_or_default()) == k
-        && (v == DEFAULT_PARTITION
-            || escape_partition(&unescape_partition(v).unwrap_or_default()) == v)
+        && unescape(k).is_some_and(|k2| escape_partition(&k2) == k)
+        && (v == DEFAULT_PARTITION || unescape(v).is_some_and(|v2| escape_partition(&v2) == v))
 }
 
 /// Whether `rel` is a relative partition path of `k=v` components only.
@@ -196,6 +199,10 @@ mod tests {
         }
         assert!(is_partition_dir("hm=10%3A05"));
         assert!(is_partition_dir("dt=__DEFAULT_PARTITION__"));
+        assert!(
+            is_partition_dir("__DEFAULT_PARTITION__=1"),
+            "a column may have that name"
+        );
         for bad in [
             "hm", "=x", "x=", ".x=1", "a=b=c", "a=10:05", "a=%zz", "a=%3a",
         ] {

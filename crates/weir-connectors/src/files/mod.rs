@@ -111,6 +111,9 @@ pub struct FileSinkSpec {
     schema: SchemaRef,
     /// Partition columns (and how to split rows by them), if partitioned.
     partitioning: Option<(PartitionSpec, partition::Splitter)>,
+    // state: the watermarks the subtasks reported (a partitioned sink
+    // commits partitions by the lowest)
+    watermarks: Mutex<partition::Watermarks>,
     // state: the last run that prepared the target (cleaned and checked it)
     prepared: Mutex<Option<u64>>,
 }
@@ -127,6 +130,7 @@ impl FileSinkSpec {
             single_file,
             schema,
             partitioning: None,
+            watermarks: Mutex::default(),
             prepared: Mutex::new(None),
         })
     }
@@ -183,8 +187,25 @@ impl FileSinkSpec {
             single_file: false,
             schema,
             partitioning: Some((partitioning, splitter)),
+            watermarks: Mutex::default(),
             prepared: Mutex::new(None),
         }))
+    }
+
+    /// Records `watermark` as subtask `subtask`'s (of `parallelism`) in
+    /// run `run`, and returns the lowest every subtask reported in that run
+    /// (`None` until all did).
+    pub(crate) fn report_watermark(
+        &self,
+        run: u64,
+        subtask: usize,
+        parallelism: usize,
+        watermark: Option<i64>,
+    ) -> Option<i64> {
+        self.watermarks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .report(run, subtask, parallelism, watermark)
     }
 
     /// The schema of the files: the rows' without the partition columns.
@@ -243,7 +264,7 @@ impl FileSinkSpec {
 
     /// The sink instance of one subtask.
     pub fn create(self: &Arc<Self>, info: &TaskInfo) -> FileSink {
-        FileSink::new(self.clone(), info.subtask)
+        FileSink::new(self.clone(), info.subtask, info.parallelism)
     }
 
     /// Once per run, before any subtask writes: removes what killed runs
@@ -276,7 +297,7 @@ impl FileSinkSpec {
             }
             if self.partitioning.is_some() {
                 return Err(Error::option(
-                    "sink.partition_by",
+                    "PARTITIONED BY",
                     format!(
                         "{}: shards (--shard) do not write partitioned targets yet; run the \
                          job as one process, or write unpartitioned parts",
@@ -405,13 +426,8 @@ impl PendingCommit for StagedDir {
         self.committed = true;
         if parked {
             // only weir's files go; anything that appeared since the check stays the user's
-            for p in target::remove_owned(&old)? {
-                if let Some(name) = p.file_name() {
-                    let back = self.target.join(name);
-                    std::fs::rename(&p, &back).map_err(|e| Error::io(&back, e))?;
-                }
-            }
-            let _ = std::fs::remove_dir(&old);
+            move_back(&target::remove_owned(&old)?, &old, &self.target)?;
+            let _ = target::remove_owned(&old); // the partitions emptied above
         }
         Ok(())
     }
@@ -419,6 +435,32 @@ impl PendingCommit for StagedDir {
     fn phase(&self) -> u8 {
         1
     }
+}
+
+/// Moves the `foreign` files found in the parked output `old` back to the
+/// same place under `target` (inside their partition), never over another file.
+fn move_back(foreign: &[PathBuf], old: &Path, target: &Path) -> Result<()> {
+    for p in foreign {
+        let Ok(rel) = p.strip_prefix(old) else {
+            continue;
+        };
+        let back = target.join(rel);
+        if std::fs::symlink_metadata(&back).is_ok() {
+            return Err(Error::UnsafePath {
+                path: p.clone(),
+                message: format!(
+                    "weir did not write this; it appeared in the previous output while the \
+                     job ran and stays here, as {} exists",
+                    back.display()
+                ),
+            });
+        }
+        if let Some(dir) = back.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::rename(p, &back).map_err(|e| Error::io(&back, e))?;
+    }
+    Ok(())
 }
 
 impl Drop for StagedDir {
@@ -598,5 +640,41 @@ fn csv_field(name: &str) -> String {
         format!("\"{}\"", name.replace('"', "\"\""))
     } else {
         name.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_put_into_the_old_output_goes_back_to_its_partition() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (old, target) = (tmp.path().join("old"), tmp.path().join("out"));
+        for d in ["dt=1", "dt=2"] {
+            std::fs::create_dir_all(old.join(d)).unwrap();
+            std::fs::write(old.join(d).join("notes.txt"), d).unwrap();
+        }
+        std::fs::create_dir_all(target.join("dt=2")).unwrap();
+        let foreign = vec![old.join("dt=1/notes.txt"), old.join("dt=2/notes.txt")];
+        move_back(&foreign[..1], &old, &target).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(target.join("dt=1/notes.txt")).unwrap(),
+            "dt=1"
+        );
+        // never over a file already there: the user's file stays where it is
+        std::fs::write(target.join("dt=2/notes.txt"), "new").unwrap();
+        let e = move_back(&foreign[1..], &old, &target)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dt=2/notes.txt"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(old.join("dt=2/notes.txt")).unwrap(),
+            "dt=2"
+        );
+        assert_eq!(
+            std::fs::read_to_string(target.join("dt=2/notes.txt")).unwrap(),
+            "new"
+        );
     }
 }

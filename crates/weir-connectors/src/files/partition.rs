@@ -81,7 +81,7 @@ impl PartitionSpec {
     /// Checks the columns against the rows' `schema` and the time pattern
     /// against the columns; returns the splitter for the sink's subtasks.
     pub(crate) fn try_splitter(&self, schema: &SchemaRef) -> Result<Splitter> {
-        let fail = |m: String| Error::option("sink.partition_by", m);
+        let fail = |m: String| Error::option("PARTITIONED BY", m);
         if self.columns.is_empty() {
             return Err(fail("names no column".into()));
         }
@@ -96,6 +96,12 @@ impl PartitionSpec {
             if indices.contains(&i) {
                 return Err(fail(format!("`{c}` is named twice")));
             }
+            if !is_partition_dir(&format!("{}=x", escape(c))) {
+                return Err(fail(format!(
+                    "`{c}` cannot name a partition directory (`{c}=…` would be hidden or \
+                     malformed): rename the column"
+                )));
+            }
             if schema.field(i).data_type().is_nested() {
                 return Err(fail(format!(
                     "`{c}` is a {} column: a partition value must be a plain value",
@@ -109,14 +115,17 @@ impl PartitionSpec {
                 "every column is a partition column: the files would hold nothing".into(),
             ));
         }
+        if self.commit.as_ref().is_some_and(|c| c.delay_ms < 0) {
+            return Err(Error::option(
+                "sink.partition-commit.delay",
+                "is negative".to_string(),
+            ));
+        }
         if let Some(PartitionCommit {
             trigger: CommitTrigger::PartitionTime { pattern },
-            delay_ms,
+            ..
         }) = &self.commit
         {
-            if *delay_ms < 0 {
-                return Err(fail("the commit delay is negative".into()));
-            }
             for name in placeholders(pattern) {
                 if !self.columns.contains(&name) {
                     return Err(Error::option(
@@ -150,22 +159,73 @@ impl PartitionSpec {
     }
 
     /// The time partition `rel` (a path [`Splitter::split`] made) stands
-    /// for under the partition-time trigger, in epoch milliseconds;
-    /// `None` if its values do not form a time (never committed by time).
-    pub(crate) fn time_of(&self, rel: &str) -> Option<i64> {
+    /// for under the partition-time trigger, in epoch milliseconds
+    /// (`None` under another trigger); an error names the partition whose
+    /// values do not form a time by the pattern.
+    pub(crate) fn time_of(&self, rel: &str) -> Result<Option<i64>> {
         let Some(PartitionCommit {
             trigger: CommitTrigger::PartitionTime { pattern },
             ..
         }) = &self.commit
         else {
-            return None;
+            return Ok(None);
         };
+        let mut values: Vec<(&String, String)> = self
+            .columns
+            .iter()
+            .zip(rel.split('/'))
+            .map(|(c, component)| {
+                let value = component.split_once('=').and_then(|(_, v)| unescape(v));
+                (c, value.unwrap_or_default())
+            })
+            .collect();
+        // `$dt` before `$d`: the longest names first
+        values.sort_by_key(|(c, _)| std::cmp::Reverse(c.len()));
         let mut text = pattern.clone();
-        for (column, component) in self.columns.iter().zip(rel.split('/')) {
-            let value = unescape(component.split_once('=')?.1)?;
+        for (column, value) in values {
             text = text.replace(&format!("${column}"), &value);
         }
-        partition_time(&text)
+        partition_time(&text).map(Some).ok_or_else(|| {
+            Error::option(
+                "partition.time-extractor.timestamp-pattern",
+                format!(
+                    "partition `{rel}`: '{pattern}' gives `{text}`, which is not a time \
+                     (yyyy-MM-dd, yyyy-MM-dd HH:mm or yyyy-MM-dd HH:mm:ss, UTC), so the \
+                     partition could never be committed by partition time"
+                ),
+            )
+        })
+    }
+}
+
+/// The watermark each subtask of a partitioned sink reported at its last
+/// checkpoint in one run: partitions commit by the lowest, as Flink's
+/// committer waits for every writer.
+#[derive(Debug, Default)]
+pub(crate) struct Watermarks {
+    // state
+    run: u64,
+    of: Vec<Option<i64>>,
+}
+
+impl Watermarks {
+    /// Records subtask `subtask`'s `watermark` (of `parallelism`) in `run`
+    /// (a new run starts over); the lowest of all, once all reported.
+    pub fn report(
+        &mut self,
+        run: u64,
+        subtask: usize,
+        parallelism: usize,
+        watermark: Option<i64>,
+    ) -> Option<i64> {
+        if self.run != run || self.of.len() != parallelism {
+            self.run = run;
+            self.of = vec![None; parallelism];
+        }
+        if let (Some(slot), Some(w)) = (self.of.get_mut(subtask), watermark) {
+            *slot = Some(slot.map_or(w, |s| s.max(w)));
+        }
+        self.of.iter().copied().min().flatten()
     }
 }
 
@@ -185,6 +245,10 @@ fn placeholders(pattern: &str) -> Vec<String> {
 /// `yyyy-MM-dd`, `yyyy-MM-dd HH:mm` or `yyyy-MM-dd HH:mm:ss` (UTC) in ms.
 fn partition_time(text: &str) -> Option<i64> {
     let t = text.trim();
+    let t = t
+        .strip_suffix('Z')
+        .or_else(|| t.strip_suffix("+00:00"))
+        .unwrap_or(t);
     let full = match t.len() {
         10 => format!("{t} 00:00:00Z"),
         16 => format!("{t}:00Z"),
@@ -245,7 +309,7 @@ impl Splitter {
                 path.push_str(name);
                 path.push('=');
                 let value = f.value(row).to_string();
-                if value.is_empty() {
+                if value.trim().is_empty() {
                     path.push_str(DEFAULT_PARTITION);
                 } else {
                     path.push_str(&escape(&value));
@@ -328,6 +392,15 @@ mod tests {
                 ("dt=d1/hm=10%3A01".to_string(), vec![5]),
             ]
         );
+        let hidden = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, false),
+            Field::new(".x", DataType::Utf8, true),
+        ]));
+        let e = PartitionSpec::by([".x"]).try_splitter(&hidden).unwrap_err();
+        assert!(
+            e.to_string().contains("cannot name a partition directory"),
+            "{e}"
+        );
         let e = PartitionSpec::by(["day"])
             .try_splitter(&schema)
             .unwrap_err();
@@ -342,6 +415,24 @@ mod tests {
     }
 
     #[test]
+    fn partitions_commit_by_the_lowest_watermark_of_the_run() {
+        let mut w = Watermarks::default();
+        assert_eq!(
+            w.report(1, 0, 2, Some(100)),
+            None,
+            "subtask 1 has not reported"
+        );
+        assert_eq!(w.report(1, 1, 2, Some(40)), Some(40));
+        assert_eq!(
+            w.report(1, 1, 2, Some(30)),
+            Some(40),
+            "a watermark never goes back"
+        );
+        assert_eq!(w.report(1, 1, 2, Some(i64::MAX)), Some(100));
+        assert_eq!(w.report(2, 0, 2, Some(5)), None, "a new run starts over");
+    }
+
+    #[test]
     fn partition_time_follows_the_pattern() {
         let p = PartitionSpec::by(["dt", "hm"]).with_commit(PartitionCommit {
             trigger: CommitTrigger::PartitionTime {
@@ -351,10 +442,26 @@ mod tests {
         });
         // 2026-12-07T10:05:00Z
         assert_eq!(
-            p.time_of("dt=2026-12-07/hm=10%3A05"),
+            p.time_of("dt=2026-12-07/hm=10%3A05").unwrap(),
             Some(1_796_637_900_000)
         );
-        assert_eq!(p.time_of("dt=2026-12-07/hm=x"), None);
+        let e = p.time_of("dt=2026-12-07/hm=x").unwrap_err().to_string();
+        assert!(
+            e.contains("dt=2026-12-07/hm=x") && e.contains("2026-12-07 x:00"),
+            "{e}"
+        );
+        assert!(p.time_of("dt=__DEFAULT_PARTITION__/hm=10%3A05").is_err());
+        // a timestamp column's own text, and `$d` beside `$dt`
+        let q = PartitionSpec::by(["d", "dt"]).with_commit(PartitionCommit {
+            trigger: CommitTrigger::PartitionTime {
+                pattern: "$dt".into(),
+            },
+            delay_ms: 0,
+        });
+        assert_eq!(
+            q.time_of("d=x/dt=2026-12-07T10%3A05%3A00Z").unwrap(),
+            Some(1_796_637_900_000)
+        );
         let schema = Arc::new(Schema::new(vec![
             Field::new("v", DataType::Int64, false),
             Field::new("dt", DataType::Utf8, true),

@@ -33,11 +33,10 @@ struct Open {
 }
 
 /// State entry: partitions written but not committed yet (path → the
-/// wall clock of their first row).
+/// wall clock of their first row). A restore commits every partition in
+/// the target that no old subtask lists here (a crash may have come
+/// between the checkpoint and its `_SUCCESS` files).
 const UNCOMMITTED: &str = "partitions_uncommitted";
-/// State entry: partitions a checkpoint committed (their `_SUCCESS` files
-/// are written again when that checkpoint is restored).
-const COMMITTED: &str = "partitions_committed";
 
 /// One subtask of a Parquet, JSON-lines or CSV sink.
 ///
@@ -55,6 +54,7 @@ pub struct FileSink {
     // config
     spec: Arc<FileSinkSpec>,
     subtask: usize,
+    parallelism: usize,
     checkpointed: bool,
     // state
     part_seq: u64,
@@ -67,10 +67,11 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    pub(super) fn new(spec: Arc<FileSinkSpec>, subtask: usize) -> Self {
+    pub(super) fn new(spec: Arc<FileSinkSpec>, subtask: usize, parallelism: usize) -> Self {
         FileSink {
             spec,
             subtask,
+            parallelism,
             checkpointed: false,
             part_seq: 0,
             open: BTreeMap::new(),
@@ -86,6 +87,9 @@ impl FileSink {
     /// The open part of partition `rel`, created (and staged) if needed.
     fn writer(&mut self, ctx: &Ctx, rel: &str) -> Result<&mut Writer> {
         if !self.open.contains_key(rel) {
+            if let Some((partitioning, _)) = &self.spec.partitioning {
+                partitioning.time_of(rel)?; // a partition that could never commit is refused
+            }
             let open = self.open_part(ctx, rel)?;
             if self.spec.partitioning.is_some() {
                 self.uncommitted
@@ -257,42 +261,76 @@ impl FileSink {
         Ok(closed)
     }
 
-    /// The uncommitted partitions that are complete now: by the watermark
-    /// or the wall clock as the commit trigger says, or all of them once
-    /// the input ended. Removed from the uncommitted set.
-    fn take_due(&mut self, ctx: &Ctx) -> Vec<String> {
+    /// The uncommitted partitions that are complete now, removed from the
+    /// uncommitted set: by the lowest watermark every subtask reported (an
+    /// ended subtask's is the end of time) or by the wall clock, as the
+    /// commit trigger says.
+    fn take_due(&mut self, lowest_watermark: Option<i64>) -> Result<Vec<String>> {
         let Some((partitioning, _)) = &self.spec.partitioning else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let Some(commit) = &partitioning.commit else {
             self.uncommitted.clear();
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let now = weir_core::operator::now_ms();
-        let watermark = ctx.watermark();
-        let due: Vec<String> = self
-            .uncommitted
-            .iter()
-            .filter(|(rel, first)| {
-                self.ended
-                    || match &commit.trigger {
-                        partition::CommitTrigger::ProcessTime => {
-                            now >= first.saturating_add(commit.delay_ms)
-                        }
-                        partition::CommitTrigger::PartitionTime { .. } => {
-                            match (partitioning.time_of(rel), watermark) {
-                                (Some(t), Some(w)) => w >= t.saturating_add(commit.delay_ms),
-                                _ => false,
-                            }
-                        }
+        let all_ended = lowest_watermark == Some(i64::MAX);
+        let mut due = Vec::new();
+        for (rel, first) in &self.uncommitted {
+            let ready = match &commit.trigger {
+                partition::CommitTrigger::ProcessTime => {
+                    all_ended || now >= first.saturating_add(commit.delay_ms)
+                }
+                partition::CommitTrigger::PartitionTime { .. } => {
+                    match (partitioning.time_of(rel)?, lowest_watermark) {
+                        (Some(t), Some(w)) => w >= t.saturating_add(commit.delay_ms),
+                        _ => false,
                     }
-            })
-            .map(|(rel, _)| rel.clone())
-            .collect();
+                }
+            };
+            if ready {
+                due.push(rel.clone());
+            }
+        }
         for rel in &due {
             self.uncommitted.remove(rel);
         }
-        due
+        Ok(due)
+    }
+
+    /// Every partition this subtask wrote (a run without checkpoints
+    /// publishes them all at once, when every subtask finished).
+    fn take_all(&mut self) -> Vec<String> {
+        let all = std::mem::take(&mut self.uncommitted).into_keys().collect();
+        match self
+            .spec
+            .partitioning
+            .as_ref()
+            .and_then(|(p, _)| p.commit.as_ref())
+        {
+            Some(_) => all,
+            None => Vec::new(),
+        }
+    }
+
+    /// Writes `_SUCCESS` into every partition of the target with parts
+    /// that is not in `pending` (when the sink commits partitions).
+    fn commit_finished(&self, pending: &std::collections::BTreeSet<String>) -> Result<()> {
+        let Some((partitioning, _)) = &self.spec.partitioning else {
+            return Ok(());
+        };
+        if partitioning.commit.is_none() || !self.spec.path.is_dir() {
+            return Ok(());
+        }
+        let partitions = target::partition_leaves(&self.spec.path, partitioning.columns.len())?;
+        Box::new(SuccessFiles {
+            target: self.spec.path.clone(),
+            partitions: partitions
+                .into_iter()
+                .filter(|rel| !pending.contains(rel))
+                .collect(),
+        })
+        .commit()
     }
 }
 
@@ -318,6 +356,22 @@ impl PendingCommit for SuccessFiles {
     }
 }
 
+/// Writes `_SUCCESS` into every partition of a finished job's target.
+struct EveryPartition {
+    target: PathBuf,
+    depth: usize,
+}
+
+impl PendingCommit for EveryPartition {
+    fn commit(self: Box<Self>) -> Result<()> {
+        Box::new(SuccessFiles {
+            partitions: target::partition_leaves(&self.target, self.depth)?,
+            target: self.target,
+        })
+        .commit()
+    }
+}
+
 impl Operator for FileSink {
     fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
         let ext = self.spec.format.extension();
@@ -340,9 +394,19 @@ impl Operator for FileSink {
             state.publish(&published)?;
         }
         if self.spec.partitioning.is_some() {
-            let due = self.take_due(ctx);
+            let watermark = if self.ended {
+                Some(i64::MAX)
+            } else {
+                ctx.watermark()
+            };
+            let lowest = self.spec.report_watermark(
+                ctx.commits().run_id(),
+                self.subtask,
+                self.parallelism,
+                watermark,
+            );
+            let due = self.take_due(lowest)?;
             state.put(UNCOMMITTED, &self.uncommitted)?;
-            state.put(COMMITTED, &due)?;
             if !due.is_empty() {
                 ctx.commits().stage_for(
                     state.checkpoint(),
@@ -387,22 +451,19 @@ impl Operator for FileSink {
                 *at = (*at).min(first);
             }
         }
-        let mut committed = Vec::new();
-        for old in state.values::<Vec<String>>(COMMITTED)? {
-            for rel in old {
-                checked(&rel)?;
-                committed.push(rel);
-            }
+        // what no old subtask still waited for was committed by the restored
+        // checkpoint or an earlier one; its _SUCCESS may not have been written
+        let mut pending = std::collections::BTreeSet::new();
+        for old in state.every_value::<BTreeMap<String, i64>>(UNCOMMITTED)? {
+            pending.extend(old.into_keys());
         }
-        // the restored checkpoint completed: its commits may not have run
-        Box::new(SuccessFiles {
-            target: self.spec.path.clone(),
-            partitions: committed,
-        })
-        .commit()
+        self.commit_finished(&pending)
     }
 
     fn on_already_finished(&mut self, ctx: &mut Ctx) -> Result<()> {
+        // killed between the final checkpoint and its _SUCCESS files: every
+        // partition is complete
+        self.commit_finished(&Default::default())?;
         // a shard killed between its final checkpoint and its marker
         match ctx.shard() {
             Some(shard) if !self.spec.single_file && self.spec.path.is_dir() => {
@@ -442,8 +503,20 @@ impl Operator for FileSink {
             return self.end_shard(ctx, shard);
         }
         if self.checkpointed {
-            // the final checkpoint closes and publishes the open parts, and
-            // commits every partition
+            // the final checkpoint closes and publishes the open parts; once
+            // it completed and the job succeeded, every partition is complete
+            if let Some((p, _)) = self
+                .spec
+                .partitioning
+                .as_ref()
+                .filter(|(p, _)| p.commit.is_some())
+            {
+                let (target, depth) = (self.spec.path.clone(), p.columns.len());
+                ctx.commits()
+                    .stage_once(&format!("partitions of {}", target.display()), || {
+                        Box::new(EveryPartition { target, depth })
+                    });
+            }
             return Ok(());
         }
         if self.spec.partitioning.is_none() {
@@ -460,8 +533,9 @@ impl Operator for FileSink {
         for (staged, _) in self.close_all()? {
             ctx.commits().stage(Box::new(staged));
         }
-        // every partition is complete: its _SUCCESS goes in with the rest
-        let due = self.take_due(ctx);
+        // every partition is complete once every subtask succeeded, which
+        // is when the staging directory goes in: its _SUCCESS goes in with it
+        let due = self.take_all();
         SuccessFiles {
             target: staging.clone(),
             partitions: due,

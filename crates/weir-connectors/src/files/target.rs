@@ -233,7 +233,8 @@ pub(crate) fn check_dir(dir: &Path) -> Result<Target> {
             message: format!(
                 "weir did not write this: the output directory {} may hold only weir's part \
                  files (part-SSSSS.EXT, part-CCCCCCCC-SSSSS.EXT, part-shard-I-of-N-…), \
-                 {MARKER} and .weir-shard-I-of-N markers; move it away or choose another \
+                 {MARKER} and .weir-shard-I-of-N markers, and partition directories \
+                 (k=v/…) of part files and {SUCCESS_FILE}; move it away or choose another \
                  output path",
                 dir.display()
             ),
@@ -389,6 +390,7 @@ pub(crate) fn remove_unpublished(
     restored: Option<u64>,
     in_partition: bool,
 ) -> Result<()> {
+    let mut removed_part = false;
     for (name, path) in entries(dir)? {
         if is_partition_dir(&name) && real_dir(&path) {
             remove_unpublished(&path, restored, true)?;
@@ -405,9 +407,45 @@ pub(crate) fn remove_unpublished(
         };
         if stale {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            removed_part |= is_part(&name);
         }
     }
+    // a partition that lost parts is not complete any more
+    let success = dir.join(SUCCESS_FILE);
+    if in_partition && removed_part && regular_file(&success) {
+        std::fs::remove_file(&success).map_err(|e| Error::io(&success, e))?;
+    }
     Ok(())
+}
+
+/// The partition directories `depth` levels under the target `dir` that
+/// hold parts, as relative paths `k1=v1/k2=v2`.
+pub(crate) fn partition_leaves(dir: &Path, depth: usize) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut walk = vec![(dir.to_path_buf(), String::new(), 0)];
+    while let Some((d, rel, level)) = walk.pop() {
+        if level == depth {
+            if entries(&d)?
+                .iter()
+                .any(|(n, p)| is_part(n) && regular_file(p))
+            {
+                out.push(rel);
+            }
+            continue;
+        }
+        for (name, path) in entries(&d)? {
+            if is_partition_dir(&name) && real_dir(&path) {
+                let rel = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                walk.push((path, rel, level + 1));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// `NAME` of the target `PARENT/NAME`.
@@ -593,6 +631,48 @@ mod tests {
         assert!(e.contains("part-archive"), "{e}");
         assert_eq!(remove_owned(&d).unwrap(), vec![d.join("part-archive")]);
         assert!(d.join("part-archive").is_dir() && !d.join("part-00000.parquet").exists());
+    }
+
+    #[test]
+    fn a_restore_removes_later_parts_and_the_commit_of_their_partition() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("out");
+        for (p, files) in [
+            ("dt=1", &["part-00000001-00000.csv", "_SUCCESS"][..]),
+            (
+                "dt=2",
+                &[
+                    "part-00000001-00000.csv",
+                    "part-00000003-00000.csv",
+                    "_SUCCESS",
+                ],
+            ),
+            ("dt=3", &["part-00000003-00000.csv"]),
+        ] {
+            std::fs::create_dir_all(d.join(p)).unwrap();
+            for f in files {
+                std::fs::write(d.join(p).join(f), "x").unwrap();
+            }
+        }
+        remove_unpublished(&d, Some(2), false).unwrap();
+        assert!(
+            d.join("dt=1/_SUCCESS").exists(),
+            "untouched partition stays committed"
+        );
+        assert!(d.join("dt=2/part-00000001-00000.csv").exists());
+        assert!(!d.join("dt=2/part-00000003-00000.csv").exists());
+        assert!(
+            !d.join("dt=2/_SUCCESS").exists(),
+            "a partition that lost parts is open again"
+        );
+        assert!(!d.join("dt=3").exists(), "an emptied partition goes");
+        assert_eq!(partition_leaves(&d, 1).unwrap(), ["dt=1", "dt=2"]);
+        remove_unpublished(&d, None, false).unwrap();
+        assert_eq!(
+            entries(&d).unwrap(),
+            vec![],
+            "a fresh start removes every part and commit"
+        );
     }
 
     #[test]

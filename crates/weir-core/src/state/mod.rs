@@ -410,6 +410,20 @@ impl StateReader {
             .collect()
     }
 
+    /// Every value written under `name` by every old subtask, inherited or
+    /// not: for a decision that needs the whole operator's picture (a sink
+    /// deciding which partitions every subtask finished).
+    pub fn every_value<T: DeserializeOwned>(&self, name: &str) -> Result<Vec<T>> {
+        self.old
+            .iter()
+            .flat_map(|state| state.entries.iter().filter(move |e| e.name == name))
+            .map(|e| {
+                check_kind(e, EntryKind::Value)?;
+                postcard::from_bytes(&e.bytes).map_err(|err| state_error(name, err))
+            })
+            .collect()
+    }
+
     /// Like [`values_from`](Self::values_from), without the indices.
     pub fn values<T: DeserializeOwned>(&self, name: &str) -> Result<Vec<T>> {
         Ok(self
