@@ -347,6 +347,10 @@ fn bad_partitioned_tables_are_refused_by_name() {
             "'$hm' gives `00:00`, which is not a time",
         ),
         (
+            sink("", ", 'sink.rolling-policy.file-size' = 'huge'"),
+            "'sink.rolling-policy.file-size' = 'huge' is not a size",
+        ),
+        (
             sink(by, ", 'sink.partition-commit.delay' = 'soon'"),
             "'sink.partition-commit.delay' = 'soon' is not a duration",
         ),
@@ -366,7 +370,7 @@ fn bad_partitioned_tables_are_refused_by_name() {
             "reading a directory of k=v/… partitions is not supported yet",
         ),
     ] {
-        refused(dir.path(), &text, &says);
+        refused(dir.path(), &text, says);
         assert!(!out.exists(), "a refused script wrote {}", out.display());
     }
 }

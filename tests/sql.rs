@@ -234,8 +234,8 @@ fn mistakes_are_refused_with_line_column_and_construct() {
         ("CREATE TABLE t (a BIGINT) WITH ('connector' = 'kafka', 'topic' = 'x', 'properties.bootstrap.servers' = 'h:1', 'scan.bounded.mode' = 'forever');\nINSERT INTO t SELECT 1 FROM t".into(), "'scan.bounded.mode' = 'forever' (latest-offset, unbounded)".into()),
         ("CREATE TABLE t (a BIGINT) WITH ('connector' = 'nexmark', 'table' = 'bids');\nCREATE TABLE o (a BIGINT) WITH ('connector' = 'print');\nINSERT INTO o SELECT a FROM t".into(), "nexmark has the tables person, auction and bid, not `bids`".into()),
         (
-            format!("{table}CREATE TABLE o (speed DOUBLE) WITH ('connector' = 'filesystem', 'path' = 'o', 'format' = 'csv', 'sink.rolling-policy.file-size' = '1MB');\nINSERT INTO o SELECT speed FROM obd"),
-            "option `sink.rolling-policy.file-size` is not a csv option (connector, path, format, changelog)".into(),
+            format!("{table}CREATE TABLE o (speed DOUBLE) WITH ('connector' = 'filesystem', 'path' = 'o', 'format' = 'csv', 'sink.parallelism' = '2');\nINSERT INTO o SELECT speed FROM obd"),
+            "option `sink.parallelism` is not a csv option (connector, path, format, changelog".into(),
         ),
         (
             format!("{table}CREATE TABLE o (a BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'x');\nINSERT INTO o SELECT vehicle_id FROM obd"),

@@ -303,6 +303,9 @@ impl Table {
             _ => return Ok(kind), // the broker and generator tables check their own
         };
         let mut allowed = allowed.to_vec();
+        if kind != "print" {
+            allowed.extend(crate::partitioned::ROLLING_OPTIONS);
+        }
         if !self.partition_by.is_empty() {
             if kind == "print" {
                 return Err(self.err("a print table is not partitioned"));
@@ -553,6 +556,7 @@ impl Table {
         node: &impl ast::Spanned,
     ) -> Result<(), SqlError> {
         let kind = self.kind()?;
+        crate::partitioned::check_rolling(self, &|m| self.err(m))?;
         if !self.partition_by.is_empty() {
             let spec = crate::partitioned::spec(self, &|m| self.err(m))?;
             let format = match kind {

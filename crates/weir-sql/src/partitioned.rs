@@ -18,25 +18,28 @@ pub(crate) const OPTIONS: &[&str] = &[
     "partition.time-extractor.timestamp-pattern",
     "partition.time-extractor.timestamp-formatter",
     "partition.default-name",
-    // accepted, not applied: weir closes parts at each checkpoint and at the end
+];
+
+/// Flink's rolling options, which every filesystem sink accepts and does
+/// not apply: weir closes a subtask's part (of each partition) at every
+/// checkpoint and at the end.
+pub(crate) const ROLLING_OPTIONS: &[&str] = &[
     "sink.rolling-policy.rollover-interval",
     "sink.rolling-policy.check-interval",
     "sink.rolling-policy.file-size",
     "sink.rolling-policy.inactivity-interval",
 ];
 
-/// The partitioning `table` declares.
-pub(crate) fn spec(
+/// Checks the values of the rolling options `table` gives.
+pub(crate) fn check_rolling(
     table: &Table,
     err: &dyn Fn(String) -> SqlError,
-) -> Result<PartitionSpec, SqlError> {
+) -> Result<(), SqlError> {
     let option = |k: &str| table.options.get(k).map(|v| v.trim().to_string());
-    let spec = PartitionSpec::by(table.partition_by.iter().cloned());
     for k in [
         "sink.rolling-policy.rollover-interval",
         "sink.rolling-policy.check-interval",
         "sink.rolling-policy.inactivity-interval",
-        "sink.partition-commit.delay",
     ] {
         if let Some(v) = option(k) {
             duration_ms(&v).ok_or_else(|| {
@@ -50,6 +53,24 @@ pub(crate) fn spec(
         bytes(&v).ok_or_else(|| {
             err(format!(
                 "'sink.rolling-policy.file-size' = '{v}' is not a size (such as '128MB')"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// The partitioning `table` declares.
+pub(crate) fn spec(
+    table: &Table,
+    err: &dyn Fn(String) -> SqlError,
+) -> Result<PartitionSpec, SqlError> {
+    let option = |k: &str| table.options.get(k).map(|v| v.trim().to_string());
+    let spec = PartitionSpec::by(table.partition_by.iter().cloned());
+    if let Some(v) = option("sink.partition-commit.delay") {
+        duration_ms(&v).ok_or_else(|| {
+            err(format!(
+                "'sink.partition-commit.delay' = '{v}' is not a duration (such as '1 min', \
+                 '30 s', '2 h')"
             ))
         })?;
     }

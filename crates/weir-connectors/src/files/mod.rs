@@ -656,7 +656,7 @@ mod tests {
             std::fs::write(old.join(d).join("notes.txt"), d).unwrap();
         }
         std::fs::create_dir_all(target.join("dt=2")).unwrap();
-        let foreign = vec![old.join("dt=1/notes.txt"), old.join("dt=2/notes.txt")];
+        let foreign = [old.join("dt=1/notes.txt"), old.join("dt=2/notes.txt")];
         move_back(&foreign[..1], &old, &target).unwrap();
         assert_eq!(
             std::fs::read_to_string(target.join("dt=1/notes.txt")).unwrap(),
