@@ -294,6 +294,97 @@ fn files_weir_did_not_write_in_a_partitioned_target_are_refused_and_kept() {
 }
 
 #[test]
+fn a_job_file_sink_partitions_as_the_sql_table_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let sql_out = dir.path().join("sql-out");
+    let text = format!(
+        "{}{}{OBD_INSERT}",
+        obd_table(&data, "'10' MINUTE"),
+        obd_sink(
+            &sql_out,
+            ", 'sink.partition-commit.policy.kind' = 'success-file', \
+             'sink.partition-commit.trigger' = 'partition-time', \
+             'partition.time-extractor.timestamp-pattern' = '2026-11-01 $hm:00', \
+             'sink.partition-commit.delay' = '1 min'"
+        )
+    );
+    sql(dir.path(), &text, &["--mode", "batch"]);
+    let want: BTreeMap<Vec<String>, Vec<Vec<String>>> = partitions(&sql_out, 2)
+        .into_iter()
+        .map(|(v, p)| (v, rows_in(&p)))
+        .collect();
+    assert!(want.len() >= 6);
+    let job = |out: &Path, keys: &str| {
+        format!(
+            "name = \"partitioned\"\n[source]\ntype = \"parquet\"\npath = \"{}\"\n\
+             time_column = \"event_time\"\nwatermark_delay = \"10m\"\n\
+             [[steps]]\nwith_column = {{ name = \"bucket\", expr = \"CAST(vehicle_id % 3 AS VARCHAR)\" }}\n\
+             [[steps]]\nwith_column = {{ name = \"hm\", expr = \"DATE_FORMAT(event_time, 'HH:mm')\" }}\n\
+             [sink]\ntype = \"parquet\"\npath = \"{}\"\n{keys}",
+            data.display(),
+            out.display()
+        )
+    };
+    let keys = "partition_by = [\"bucket\", \"hm\"]\npartition_commit = \"partition-time\"\n\
+                partition_time_pattern = \"2026-11-01 $hm:00\"\npartition_commit_delay = \"1m\"\n";
+    for mode in ["batch", "pipelined"] {
+        let out = dir.path().join(format!("job-{mode}"));
+        let file = dir.path().join("job.toml");
+        std::fs::write(&file, job(&out, keys)).unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args([
+                "run",
+                file.to_str().unwrap(),
+                "--mode",
+                mode,
+                "--parallelism",
+                "3",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got = partitions(&out, 2);
+        assert!(got.values().all(|p| p.join("_SUCCESS").is_file()), "{mode}");
+        let got: BTreeMap<Vec<String>, Vec<Vec<String>>> =
+            got.into_iter().map(|(v, p)| (v, rows_in(&p))).collect();
+        assert_eq!(got, want, "{mode}");
+    }
+    // a commit key without partition_by, and an unknown trigger, are named
+    let file = dir.path().join("bad.toml");
+    for (keys, says) in [
+        ("partition_commit = \"process-time\"\n", "partition_commit"),
+        (
+            "partition_by = [\"hm\"]\npartition_commit = \"soon\"\n",
+            "`soon`: use \"partition-time\" or \"process-time\"",
+        ),
+    ] {
+        std::fs::write(&file, job(&dir.path().join("bad-out"), keys)).unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{keys}: {err}");
+        assert!(!dir.path().join("bad-out").exists());
+    }
+}
+
+/// The rows of the Parquet parts of one partition directory, sorted.
+fn rows_in(dir: &Path) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = common::read_parquet_parts(dir)
+        .iter()
+        .flat_map(|b| {
+            (0..b.num_rows())
+                .map(|i| common::sql::row(b, i))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
 fn bad_partitioned_tables_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());

@@ -7,6 +7,7 @@
 
 use super::table::{field_names, refuse_rest, take, take_type, KeyError};
 use super::*;
+use crate::connectors::files::{CommitTrigger, PartitionCommit, PartitionSpec};
 use toml::Table;
 
 /// A sink table.
@@ -19,6 +20,8 @@ pub enum SinkSpec {
         kind: Option<String>,
         /// Output file or directory.
         path: Option<PathBuf>,
+        /// `partition_by` and the partition commit keys, if partitioned.
+        partitioned: Option<PartitionedSinkTable>,
     },
     /// `type = "kafka"`.
     Kafka(KafkaSinkTable),
@@ -31,6 +34,94 @@ pub enum SinkSpec {
 struct FileSinkTable {
     #[serde(default)]
     path: Option<PathBuf>,
+}
+
+/// A partitioned directory sink's keys (Hive layout `k=v/…`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PartitionedSinkTable {
+    /// Partition columns, outermost directory first.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    /// `"partition-time"` or `"process-time"`: write `_SUCCESS` files.
+    #[serde(default)]
+    pub partition_commit: Option<String>,
+    /// How long after its time a partition commits (`"1m"`).
+    #[serde(default)]
+    pub partition_commit_delay: Option<String>,
+    /// The partition's time from its values (`"$dt $hm:00"`; default `$`
+    /// and the first partition column).
+    #[serde(default)]
+    pub partition_time_pattern: Option<String>,
+}
+
+impl PartitionedSinkTable {
+    /// The sink's partitioning, or `None` if not partitioned; errors name the key.
+    fn spec(&self) -> std::result::Result<Option<PartitionSpec>, KeyError> {
+        if self.partition_by.is_empty() {
+            for (key, given) in [
+                ("partition_commit", self.partition_commit.is_some()),
+                (
+                    "partition_commit_delay",
+                    self.partition_commit_delay.is_some(),
+                ),
+                (
+                    "partition_time_pattern",
+                    self.partition_time_pattern.is_some(),
+                ),
+            ] {
+                if given {
+                    return Err(KeyError::new(Some(key), "needs partition_by".to_string()));
+                }
+            }
+            return Ok(None);
+        }
+        let spec = PartitionSpec::by(self.partition_by.iter().cloned());
+        let delay_ms = match &self.partition_commit_delay {
+            None => 0,
+            Some(d) => weir_core::time::parse_duration("partition_commit_delay", d)
+                .map(weir_core::time::duration_ms)
+                .map_err(|e| KeyError::new(Some("partition_commit_delay"), e.to_string()))?,
+        };
+        let trigger = match self.partition_commit.as_deref() {
+            None => {
+                for (key, given) in [
+                    (
+                        "partition_commit_delay",
+                        self.partition_commit_delay.is_some(),
+                    ),
+                    (
+                        "partition_time_pattern",
+                        self.partition_time_pattern.is_some(),
+                    ),
+                ] {
+                    if given {
+                        return Err(KeyError::new(
+                            Some(key),
+                            "needs partition_commit = \"partition-time\" or \"process-time\""
+                                .to_string(),
+                        ));
+                    }
+                }
+                return Ok(Some(spec));
+            }
+            Some("process-time") => CommitTrigger::ProcessTime,
+            Some("partition-time") => CommitTrigger::PartitionTime {
+                pattern: self
+                    .partition_time_pattern
+                    .clone()
+                    .unwrap_or_else(|| format!("${}", self.partition_by[0])),
+            },
+            Some(other) => {
+                return Err(KeyError::new(
+                    Some("partition_commit"),
+                    format!("`{other}`: use \"partition-time\" or \"process-time\""),
+                ))
+            }
+        };
+        Ok(Some(
+            spec.with_commit(PartitionCommit { trigger, delay_ms }),
+        ))
+    }
 }
 
 /// `type = "kafka"`.
@@ -75,15 +166,29 @@ impl SinkSpec {
         let spec = match kind.as_deref() {
             None | Some("parquet" | "json" | "jsonl" | "csv") => {
                 let file: FileSinkTable = take(&mut table)?;
-                refuse_rest(&table, &what, &[field_names::<FileSinkTable>()])?;
+                let partitioned: PartitionedSinkTable = take(&mut table)?;
+                refuse_rest(
+                    &table,
+                    &what,
+                    &[
+                        field_names::<FileSinkTable>(),
+                        field_names::<PartitionedSinkTable>(),
+                    ],
+                )?;
+                partitioned.spec()?;
                 SinkSpec::File {
                     kind,
                     path: file.path,
+                    partitioned: Some(partitioned).filter(|p| !p.partition_by.is_empty()),
                 }
             }
             Some("stdout") => {
                 refuse_rest(&table, &what, &[])?;
-                SinkSpec::File { kind, path: None }
+                SinkSpec::File {
+                    kind,
+                    path: None,
+                    partitioned: None,
+                }
             }
             Some("kafka") => {
                 let spec = SinkSpec::Kafka(take(&mut table)?);
@@ -127,9 +232,13 @@ impl LoadedJob {
         let span = table.map_or(0..0, |t| t.span());
         let spec = table.map(|t| self.typed_sink(t, field)).transpose()?;
         let missing = |f: &str| self.error(span.clone(), &format!("{field}.{f}"), "missing");
-        let (declared, written) = match spec {
-            Some(SinkSpec::File { kind, path }) => (kind, path.map(|p| self.resolve(&p))),
-            None => (None, None),
+        let (declared, written, partitioned) = match spec {
+            Some(SinkSpec::File {
+                kind,
+                path,
+                partitioned,
+            }) => (kind, path.map(|p| self.resolve(&p)), partitioned),
+            None => (None, None, None),
             Some(SinkSpec::Kafka(k)) => {
                 self.no_output(output, field, "kafka")?;
                 return self.kafka_sink(stream, k, span.clone(), field, &missing);
@@ -171,6 +280,32 @@ impl LoadedJob {
             (Some(k), _, _) => k,
             (None, _, None) => "stdout",
         };
+        if let Some(table) = partitioned {
+            let format = match kind {
+                "parquet" => FileFormat::Parquet,
+                "json" => FileFormat::JsonLines,
+                "csv" => FileFormat::Csv,
+                _ => {
+                    return Err(self.error(
+                        span,
+                        &format!("{field}.partition_by"),
+                        "a partitioned sink writes parquet, json or csv files",
+                    ))
+                }
+            };
+            let Some(p) = path else {
+                return Err(self.error(
+                    span,
+                    &format!("{field}.path"),
+                    "missing (or pass --output)",
+                ));
+            };
+            let spec = table
+                .spec()
+                .map_err(|e| self.key_error(span.clone(), field, e))?
+                .expect("partition_by is given");
+            return stream.sink_partitioned(p, format, spec);
+        }
         match (kind, path) {
             ("parquet", Some(p)) => stream.sink_parquet(p),
             ("json", Some(p)) => stream.sink_json(p),
