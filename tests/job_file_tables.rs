@@ -175,7 +175,7 @@ fn sink_tables_take_only_their_connectors_keys() {
     case.assert_refused(
         &sink(&format!("path = \"{path}\"\ntopic = \"t\"")),
         &[],
-        &["line 7", "sink.topic", "a `file` sink takes `type`, `path`"],
+        &["line 7", "sink.topic", "a `file` sink takes `type`, `partition_by`, `partition_commit_delay`, `partition_commit`, `partition_time_pattern`, `path`"],
     );
     let stderr = case.assert_refused(
         &sink(&format!(
