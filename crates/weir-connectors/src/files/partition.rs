@@ -17,9 +17,10 @@
 //!
 //! May use `weir_core::error`, `crate::replay` (time parsing), arrow and std.
 
-use arrow_array::{RecordBatch, UInt32Array};
+use arrow_array::{Array, RecordBatch, UInt32Array};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{Schema, SchemaRef};
+use std::collections::HashMap;
 use std::sync::Arc;
 use weir_core::error::{Error, Result};
 
@@ -287,56 +288,107 @@ impl Splitter {
     /// The rows of `batch` by partition path (`k1=v1/k2=v2`), without the
     /// partition columns, in the order each path first appears.
     pub fn split(&self, batch: &RecordBatch) -> Result<Vec<(String, RecordBatch)>> {
-        let options = FormatOptions::default().with_null("");
-        let formatters = self
-            .indices
-            .iter()
-            .map(|&i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
         let data_columns: Vec<usize> = (0..batch.num_columns())
             .filter(|i| !self.indices.contains(i))
             .collect();
         let data = batch.project(&data_columns)?;
-        let mut order: Vec<String> = Vec::new();
-        let mut rows: std::collections::HashMap<String, Vec<u32>> = Default::default();
-        let mut path = String::new();
-        for row in 0..batch.num_rows() {
-            path.clear();
-            for (k, (name, f)) in self.names.iter().zip(&formatters).enumerate() {
+        let n = batch.num_rows();
+        // each partition column as text, and each row's value as a small id
+        // per column (0: null or blank, the default partition)
+        let texts = self
+            .indices
+            .iter()
+            .map(|&i| as_text(batch.column(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut ids: Vec<Vec<u32>> = Vec::with_capacity(texts.len());
+        let mut values: Vec<Vec<&str>> = Vec::with_capacity(texts.len());
+        for t in &texts {
+            let mut seen: HashMap<&str, u32> = HashMap::new();
+            let mut distinct = vec![""];
+            let column = (0..n)
+                .map(|row| {
+                    let v = if t.is_null(row) { "" } else { t.value(row) };
+                    if v.trim().is_empty() {
+                        return 0;
+                    }
+                    *seen.entry(v).or_insert_with(|| {
+                        distinct.push(v);
+                        (distinct.len() - 1) as u32
+                    })
+                })
+                .collect();
+            ids.push(column);
+            values.push(distinct);
+        }
+        // the rows of each combination of ids, in order of first appearance
+        let mut groups: HashMap<Vec<u32>, usize> = HashMap::new();
+        let mut rows: Vec<(Vec<u32>, Vec<u32>)> = Vec::new();
+        let mut key = Vec::with_capacity(ids.len());
+        for row in 0..n {
+            key.clear();
+            key.extend(ids.iter().map(|c| c[row]));
+            match groups.get(&key) {
+                Some(&g) => rows[g].1.push(row as u32),
+                None => {
+                    groups.insert(key.clone(), rows.len());
+                    rows.push((key.clone(), vec![row as u32]));
+                }
+            }
+        }
+        let path = |key: &[u32]| -> String {
+            let mut path = String::new();
+            for (k, (name, &id)) in self.names.iter().zip(key).enumerate() {
                 if k > 0 {
                     path.push('/');
                 }
                 path.push_str(name);
                 path.push('=');
-                let value = f.value(row).to_string();
-                if value.trim().is_empty() {
-                    path.push_str(DEFAULT_PARTITION);
-                } else {
-                    path.push_str(&escape(&value));
+                match id {
+                    0 => path.push_str(DEFAULT_PARTITION),
+                    _ => path.push_str(&escape(values[k][id as usize])),
                 }
             }
-            match rows.get_mut(&path) {
-                Some(r) => r.push(row as u32),
-                None => {
-                    order.push(path.clone());
-                    rows.insert(path.clone(), vec![row as u32]);
-                }
-            }
+            path
+        };
+        if rows.len() == 1 {
+            return Ok(vec![(path(&rows[0].0), data)]);
         }
-        if order.len() == 1 {
-            return Ok(vec![(order.pop().expect("one path"), data)]);
-        }
-        let mut out = Vec::with_capacity(order.len());
-        for p in order {
-            let take = UInt32Array::from(rows.remove(&p).expect("listed above"));
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, indices) in rows {
+            let take = UInt32Array::from(indices);
             let columns = data
                 .columns()
                 .iter()
                 .map(|c| arrow_select::take::take(c.as_ref(), &take, None))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            out.push((p, RecordBatch::try_new(data.schema(), columns)?));
+            out.push((path(&key), RecordBatch::try_new(data.schema(), columns)?));
         }
         Ok(out)
+    }
+}
+
+/// `column` as text: a string column as it is, any other formatted once
+/// per row into one string array (as arrow displays it).
+fn as_text(column: &arrow_array::ArrayRef) -> Result<arrow_array::StringArray> {
+    use arrow_array::cast::AsArray;
+    use std::fmt::Write;
+    match column.data_type() {
+        arrow_schema::DataType::Utf8 => Ok(column.as_string::<i32>().clone()),
+        _ => {
+            let f = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?;
+            let mut b = arrow_array::builder::StringBuilder::with_capacity(column.len(), 0);
+            for row in 0..column.len() {
+                if column.is_null(row) {
+                    b.append_null();
+                } else {
+                    write!(b, "{}", f.value(row)).map_err(|e| {
+                        Error::Arrow(arrow_schema::ArrowError::ComputeError(e.to_string()))
+                    })?;
+                    b.append_value("");
+                }
+            }
+            Ok(b.finish())
+        }
     }
 }
 
@@ -392,6 +444,29 @@ mod tests {
                 ("dt=d1/hm=10%3A01".to_string(), vec![5]),
             ]
         );
+        // a number column: its text, a null to the default partition
+        let numbers = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, false),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let b = RecordBatch::try_new(
+            numbers.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(Int64Array::from(vec![Some(-7), None, Some(-7)])),
+            ],
+        )
+        .unwrap();
+        let split = PartitionSpec::by(["n"])
+            .try_splitter(&numbers)
+            .unwrap()
+            .split(&b)
+            .unwrap();
+        let paths: Vec<(&str, usize)> = split
+            .iter()
+            .map(|(p, b)| (p.as_str(), b.num_rows()))
+            .collect();
+        assert_eq!(paths, [("n=-7", 2), ("n=__DEFAULT_PARTITION__", 1)]);
         let hidden = Arc::new(Schema::new(vec![
             Field::new("v", DataType::Int64, false),
             Field::new(".x", DataType::Utf8, true),
