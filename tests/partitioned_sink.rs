@@ -241,6 +241,51 @@ fn partition_time_commits_follow_the_watermark_across_a_savepoint() {
 }
 
 #[test]
+fn a_partitioned_table_reads_back_what_it_wrote_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let table = dir.path().join("table");
+    // bucket values look like integers: read back as the declared STRING
+    let text = format!(
+        "{}{}{OBD_INSERT}",
+        obd_table(&data, "'10' MINUTE"),
+        obd_sink(&table, "")
+    );
+    sql(dir.path(), &text, &["--mode", "batch"]);
+    let mut want: Vec<Vec<String>> = input_rows(&data)
+        .into_iter()
+        .map(|(v, t, s)| {
+            vec![
+                v.to_string(),
+                t.to_string(),
+                format!("{s:?}"),
+                (v % 3).to_string(),
+                minute(t),
+            ]
+        })
+        .collect();
+    want.sort();
+    for mode in ["batch", "pipelined"] {
+        for p in ["1", "3"] {
+            let out = dir.path().join(format!("back-{mode}-{p}"));
+            let read = format!(
+                "CREATE TABLE t (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE, \
+                 bucket STRING, hm STRING, WATERMARK FOR event_time AS event_time - INTERVAL \
+                 '10' MINUTE) PARTITIONED BY (bucket, hm) WITH ('connector' = 'filesystem', \
+                 'path' = '{}', 'format' = 'parquet');\n\
+                 CREATE TABLE o (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE, \
+                 bucket STRING, hm STRING) WITH ('connector' = 'filesystem', 'path' = '{}', \
+                 'format' = 'parquet');\nINSERT INTO o SELECT * FROM t;\n",
+                table.display(),
+                out.display()
+            );
+            sql(dir.path(), &read, &["--mode", mode, "--parallelism", p]);
+            assert_eq!(common::sql::rows(&out), want, "{mode} p={p}");
+        }
+    }
+}
+
+#[test]
 fn files_weir_did_not_write_in_a_partitioned_target_are_refused_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());
@@ -457,8 +502,10 @@ fn bad_partitioned_tables_are_refused_by_name() {
             "a partitioned sink writes a directory",
         ),
         (
-            sink(by, "").replace(OBD_INSERT, "INSERT INTO out SELECT * FROM out;\n"),
-            "reading a directory of k=v/… partitions is not supported yet",
+            sink(by, "")
+                .replace("'format' = 'parquet'", "'format' = 'csv'")
+                .replace(OBD_INSERT, "INSERT INTO out SELECT * FROM out;\n"),
+            "weir reads k=v/… partitions of Parquet files, not of csv",
         ),
     ] {
         refused(dir.path(), &text, says);

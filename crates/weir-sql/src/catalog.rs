@@ -358,11 +358,11 @@ impl Table {
         generated: &Generated,
     ) -> Result<Stream, SqlError> {
         let (s, what) = match self.kind()? {
-            _ if !self.partition_by.is_empty() => {
-                return Err(self.err(
-                    "is partitioned (PARTITIONED BY): reading a directory of k=v/… partitions \
-                     is not supported yet, only writing one",
-                ))
+            k if !self.partition_by.is_empty() && k != "parquet" => {
+                return Err(self.err(format!(
+                    "is partitioned (PARTITIONED BY): weir reads k=v/… partitions of Parquet \
+                     files, not of {k}"
+                )))
             }
             "parquet" => {
                 let path = self.path(base)?;
@@ -408,11 +408,32 @@ impl Table {
                         .join(", ")
                 )));
             };
+            // a partition column's values are typed from the folder names
+            // (integers if all parse): read as declared
+            if self.partition_by.contains(name) && !fits(want, field.data_type()) {
+                continue;
+            }
             if !fits(want, field.data_type()) {
                 return Err(self.err(format!(
                     "column `{name}` is declared {want} but {what} holds {}",
                     field.data_type()
                 )));
+            }
+        }
+        let mut s = s;
+        for (name, want) in self
+            .columns
+            .iter()
+            .filter(|(n, _)| self.partition_by.contains(n))
+        {
+            let have = s
+                .schema()
+                .field_with_name(name)
+                .map(|f| f.data_type().clone());
+            if have.is_ok_and(|h| !fits(want, &h)) {
+                s = s
+                    .with_column(name, weir_core::expr::col(name).cast(want.clone()))
+                    .map_err(|e| self.err(e.to_string()))?;
             }
         }
         // read only the declared columns (all of them, in order: no projection)

@@ -12,14 +12,16 @@
 //! ```
 //! A path that exists is taken literally, even if it contains `*`, `?` or
 //! `[`. Folders named `key=value` between the root and a file are its
-//! partitions (values are %-decoded, `__HIVE_DEFAULT_PARTITION__` is null;
+//! partitions (values are %-decoded, `__HIVE_DEFAULT_PARTITION__` and
+//! Flink's `__DEFAULT_PARTITION__` are null;
 //! folders without `=` are ignored). All files under one root must have the
 //! same partition keys. A partition key becomes an Int64 column if every
 //! value of it parses as an integer, else Utf8.
 //!
 //! Owns [`discover`], [`list_parquet_files`] (also used by `weir bench`'s
 //! scan) and [`Partitions`]. May use
-//! `weir_core::error`, the sibling `glob` module and arrow's schema types.
+//! `weir_core::error`, `weir_core::paths` (the default partition's name),
+//! the sibling `glob` module and arrow's schema types.
 
 use super::super::glob;
 use arrow_schema::{DataType, Field};
@@ -124,7 +126,9 @@ fn partitions_of(root: &Path, file: &Path) -> Vec<(String, Option<String>)> {
                 return None;
             }
             let value = percent_decode(value);
-            Some((percent_decode(key), (value != HIVE_NULL).then_some(value)))
+            // Hive's and Spark's null, and Flink's (what weir's partitioned sink writes)
+            let null = value == HIVE_NULL || value == weir_core::paths::DEFAULT_PARTITION;
+            Some((percent_decode(key), (!null).then_some(value)))
         })
         .collect()
 }
@@ -333,6 +337,8 @@ mod tests {
             "t/date=2026-11-02/hour=__HIVE_DEFAULT_PARTITION__/b.parquet",
         );
         touch(d, "t/date=a%2Fb/hour=-3/c.parquet");
+        // Flink's null, as weir's partitioned sink writes it
+        touch(d, "t/date=__DEFAULT_PARTITION__/hour=5/d.parquet");
         let found = discover(&[d.join("t")]).unwrap();
         let parts: Vec<_> = found.iter().map(|f| f.partitions.clone()).collect();
         let kv = |k: &str, v: Option<&str>| (k.to_string(), v.map(str::to_string));
@@ -341,16 +347,18 @@ mod tests {
             vec![
                 vec![kv("date", Some("2026-11-01")), kv("hour", Some("07"))],
                 vec![kv("date", Some("2026-11-02")), kv("hour", None)],
+                vec![kv("date", None), kv("hour", Some("5"))],
                 vec![kv("date", Some("a/b")), kv("hour", Some("-3"))],
             ]
         );
         let p = Partitions::new(&found);
         assert_eq!(p.fields[0].data_type(), &DataType::Utf8);
         assert_eq!(p.fields[1].data_type(), &DataType::Int64);
-        assert!(p.fields[1].is_nullable() && !p.fields[0].is_nullable());
+        assert!(p.fields[1].is_nullable() && p.fields[0].is_nullable());
         assert_eq!(p.values[0][1], PartValue::Int(7));
         assert_eq!(p.values[1][1], PartValue::Null);
-        assert_eq!(p.values[2][0], PartValue::Str("a/b".into()));
+        assert_eq!(p.values[2][0], PartValue::Null);
+        assert_eq!(p.values[3][0], PartValue::Str("a/b".into()));
         // a file given directly has no partitions
         let one = discover(&[d.join("t/date=2026-11-01/hour=07/a.parquet")]).unwrap();
         assert!(one[0].partitions.is_empty());
