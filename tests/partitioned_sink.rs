@@ -400,6 +400,11 @@ fn a_job_file_sink_partitions_as_the_sql_table_does() {
     for (keys, says) in [
         ("partition_commit = \"process-time\"\n", "partition_commit"),
         (
+            "partition_by = [\"hm\"]\npartition_commit = \"process-time\"\n\
+             partition_time_pattern = \"$hm\"\n",
+            "is for partition_commit = \"partition-time\"",
+        ),
+        (
             "partition_by = [\"hm\"]\npartition_commit = \"soon\"\n",
             "`soon`: use \"partition-time\" or \"process-time\"",
         ),

@@ -104,6 +104,14 @@ impl PartitionedSinkTable {
                 }
                 return Ok(Some(spec));
             }
+            Some("process-time") if self.partition_time_pattern.is_some() => {
+                return Err(KeyError::new(
+                    Some("partition_time_pattern"),
+                    "is for partition_commit = \"partition-time\" (process-time commits by \
+                     the wall clock)"
+                        .to_string(),
+                ))
+            }
             Some("process-time") => CommitTrigger::ProcessTime,
             Some("partition-time") => CommitTrigger::PartitionTime {
                 pattern: self

@@ -192,12 +192,13 @@ impl FileSinkSpec {
         }))
     }
 
-    /// Records `watermark` as subtask `subtask`'s (of `parallelism`) in
-    /// run `run`, and returns the lowest every subtask reported in that run
-    /// (`None` until all did).
+    /// Records `watermark` as subtask `subtask`'s (of `parallelism`) at
+    /// `checkpoint` of run `run`, and returns the lowest of every subtask's
+    /// watermark at that checkpoint (`None` until all reported).
     pub(crate) fn report_watermark(
         &self,
         run: u64,
+        checkpoint: u64,
         subtask: usize,
         parallelism: usize,
         watermark: Option<i64>,
@@ -205,7 +206,7 @@ impl FileSinkSpec {
         self.watermarks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .report(run, subtask, parallelism, watermark)
+            .report(run, checkpoint, subtask, parallelism, watermark)
     }
 
     /// The schema of the files: the rows' without the partition columns.
@@ -425,9 +426,14 @@ impl PendingCommit for StagedDir {
         }
         self.committed = true;
         if parked {
-            // only weir's files go; anything that appeared since the check stays the user's
-            move_back(&target::remove_owned(&old)?, &old, &self.target)?;
-            let _ = target::remove_owned(&old); // the partitions emptied above
+            // only weir's files go; anything that appeared since the check
+            // stays the user's: moved back, or (if that place is taken) left
+            // in the parked directory, which the next run names in a warning.
+            // The new output is in place: nothing here fails the commit.
+            if let Ok(foreign) = target::remove_owned(&old) {
+                move_back(&foreign, &old, &self.target);
+                let _ = target::remove_owned(&old); // the partitions emptied above
+            }
         }
         Ok(())
     }
@@ -437,30 +443,32 @@ impl PendingCommit for StagedDir {
     }
 }
 
-/// Moves the `foreign` files found in the parked output `old` back to the
-/// same place under `target` (inside their partition), never over another file.
-fn move_back(foreign: &[PathBuf], old: &Path, target: &Path) -> Result<()> {
+/// Moves the `foreign` entries found in the parked output `old` back to
+/// the same place under `target` (inside their partition), never over
+/// another entry; returns the ones left in `old` because theirs was taken.
+fn move_back(foreign: &[PathBuf], old: &Path, target: &Path) -> Vec<PathBuf> {
+    let mut left = Vec::new();
     for p in foreign {
         let Ok(rel) = p.strip_prefix(old) else {
             continue;
         };
         let back = target.join(rel);
-        if std::fs::symlink_metadata(&back).is_ok() {
-            return Err(Error::UnsafePath {
-                path: p.clone(),
-                message: format!(
-                    "weir did not write this; it appeared in the previous output while the \
-                     job ran and stays here, as {} exists",
-                    back.display()
-                ),
-            });
-        }
         if let Some(dir) = back.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            let _ = std::fs::create_dir_all(dir);
         }
-        std::fs::rename(p, &back).map_err(|e| Error::io(&back, e))?;
+        let is_dir = std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+        let moved = if is_dir {
+            // a folder cannot be linked: renamed only while its place is free
+            std::fs::symlink_metadata(&back).is_err() && std::fs::rename(p, &back).is_ok()
+        } else {
+            // a hard link never replaces what is there; then the old name goes
+            std::fs::hard_link(p, &back).is_ok() && std::fs::remove_file(p).is_ok()
+        };
+        if !moved {
+            left.push(p.clone());
+        }
     }
-    Ok(())
+    left
 }
 
 impl Drop for StagedDir {
@@ -657,17 +665,22 @@ mod tests {
         }
         std::fs::create_dir_all(target.join("dt=2")).unwrap();
         let foreign = [old.join("dt=1/notes.txt"), old.join("dt=2/notes.txt")];
-        move_back(&foreign[..1], &old, &target).unwrap();
+        assert!(move_back(&foreign[..1], &old, &target).is_empty());
         assert_eq!(
             std::fs::read_to_string(target.join("dt=1/notes.txt")).unwrap(),
             "dt=1"
         );
+        assert!(!old.join("dt=1/notes.txt").exists());
         // never over a file already there: the user's file stays where it is
         std::fs::write(target.join("dt=2/notes.txt"), "new").unwrap();
-        let e = move_back(&foreign[1..], &old, &target)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("dt=2/notes.txt"), "{e}");
+        assert_eq!(
+            move_back(&foreign[1..], &old, &target),
+            [old.join("dt=2/notes.txt")]
+        );
+        // a folder goes back while its place is free
+        std::fs::create_dir_all(old.join("archive")).unwrap();
+        assert!(move_back(&[old.join("archive")], &old, &target).is_empty());
+        assert!(target.join("archive").is_dir() && !old.join("archive").exists());
         assert_eq!(
             std::fs::read_to_string(old.join("dt=2/notes.txt")).unwrap(),
             "dt=2"

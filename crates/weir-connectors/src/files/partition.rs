@@ -171,7 +171,7 @@ impl PartitionSpec {
         else {
             return Ok(None);
         };
-        let mut values: Vec<(&String, String)> = self
+        let values: Vec<(&String, String)> = self
             .columns
             .iter()
             .zip(rel.split('/'))
@@ -180,12 +180,26 @@ impl PartitionSpec {
                 (c, value.unwrap_or_default())
             })
             .collect();
-        // `$dt` before `$d`: the longest names first
-        values.sort_by_key(|(c, _)| std::cmp::Reverse(c.len()));
-        let mut text = pattern.clone();
-        for (column, value) in values {
-            text = text.replace(&format!("${column}"), &value);
+        // one pass over the pattern: at each `$`, the longest column name
+        // that follows (`$dt` before `$d`); values are never read as pattern
+        let mut text = String::new();
+        let mut rest = pattern.as_str();
+        while let Some(at) = rest.find('$') {
+            text.push_str(&rest[..at]);
+            rest = &rest[at + 1..];
+            let hit = values
+                .iter()
+                .filter(|(c, _)| rest.starts_with(c.as_str()))
+                .max_by_key(|(c, _)| c.len());
+            match hit {
+                Some((c, v)) => {
+                    text.push_str(v);
+                    rest = &rest[c.len()..];
+                }
+                None => text.push('$'),
+            }
         }
+        text.push_str(rest);
         partition_time(&text).map(Some).ok_or_else(|| {
             Error::option(
                 "partition.time-extractor.timestamp-pattern",
@@ -199,34 +213,65 @@ impl PartitionSpec {
     }
 }
 
-/// The watermark each subtask of a partitioned sink reported at its last
-/// checkpoint in one run: partitions commit by the lowest, as Flink's
-/// committer waits for every writer.
+/// The watermarks the subtasks of a partitioned sink reported, by
+/// checkpoint, in one run: a checkpoint's partitions commit by the lowest
+/// of each subtask's watermark at that checkpoint (its latest report at a
+/// checkpoint up to it), as Flink's committer waits for every writer. A
+/// subtask that ran ahead (ended, its final checkpoint later) cannot let a
+/// slower one commit a partition whose later parts it has not published.
+///
+/// ```text
+///  subtask 0: ckpt 4 → w=120   ckpt 5 → w=180
+///  subtask 1: ckpt 4 → w=100   ckpt 5 (final) → MAX
+///  lowest at 4 = min(120, 100) = 100      lowest at 5 = min(180, MAX) = 180
+/// ```
 #[derive(Debug, Default)]
 pub(crate) struct Watermarks {
     // state
     run: u64,
-    of: Vec<Option<i64>>,
+    /// Per subtask: (checkpoint, watermark), oldest first, the last few.
+    of: Vec<Vec<(u64, i64)>>,
 }
 
 impl Watermarks {
-    /// Records subtask `subtask`'s `watermark` (of `parallelism`) in `run`
-    /// (a new run starts over); the lowest of all, once all reported.
+    /// How many reports of a subtask are kept (subtasks are at most a few
+    /// checkpoints apart).
+    const KEPT: usize = 16;
+
+    /// Records subtask `subtask`'s `watermark` (of `parallelism`) at
+    /// `checkpoint` in `run` (a new run starts over); the lowest of all the
+    /// subtasks' watermarks at `checkpoint`, once all reported.
     pub fn report(
         &mut self,
         run: u64,
+        checkpoint: u64,
         subtask: usize,
         parallelism: usize,
         watermark: Option<i64>,
     ) -> Option<i64> {
         if self.run != run || self.of.len() != parallelism {
             self.run = run;
-            self.of = vec![None; parallelism];
+            self.of = vec![Vec::new(); parallelism];
         }
-        if let (Some(slot), Some(w)) = (self.of.get_mut(subtask), watermark) {
-            *slot = Some(slot.map_or(w, |s| s.max(w)));
+        if let (Some(mine), Some(w)) = (self.of.get_mut(subtask), watermark) {
+            let w = mine.last().map_or(w, |&(_, before)| before.max(w));
+            mine.retain(|&(c, _)| c < checkpoint);
+            mine.push((checkpoint, w));
+            if mine.len() > Self::KEPT {
+                mine.remove(0);
+            }
         }
-        self.of.iter().copied().min().flatten()
+        self.of
+            .iter()
+            .map(|reports| {
+                reports
+                    .iter()
+                    .rev()
+                    .find(|&&(c, _)| c <= checkpoint)
+                    .map(|&(_, w)| w)
+            })
+            .min()
+            .flatten()
     }
 }
 
@@ -493,18 +538,26 @@ mod tests {
     fn partitions_commit_by_the_lowest_watermark_of_the_run() {
         let mut w = Watermarks::default();
         assert_eq!(
-            w.report(1, 0, 2, Some(100)),
+            w.report(1, 4, 0, 2, Some(120)),
             None,
             "subtask 1 has not reported"
         );
-        assert_eq!(w.report(1, 1, 2, Some(40)), Some(40));
+        assert_eq!(w.report(1, 4, 1, 2, Some(100)), Some(100));
         assert_eq!(
-            w.report(1, 1, 2, Some(30)),
-            Some(40),
+            w.report(1, 4, 1, 2, Some(90)),
+            Some(100),
             "a watermark never goes back"
         );
-        assert_eq!(w.report(1, 1, 2, Some(i64::MAX)), Some(100));
-        assert_eq!(w.report(2, 0, 2, Some(5)), None, "a new run starts over");
+        // subtask 1 ended and took its final checkpoint 5 before subtask 0
+        // took 5: at 4, subtask 1 still counts with its watermark at 4
+        assert_eq!(w.report(1, 5, 1, 2, Some(i64::MAX)), Some(120));
+        assert_eq!(
+            w.report(1, 4, 0, 2, Some(130)),
+            Some(100),
+            "checkpoint 4 again"
+        );
+        assert_eq!(w.report(1, 5, 0, 2, Some(180)), Some(180));
+        assert_eq!(w.report(2, 1, 0, 2, Some(5)), None, "a new run starts over");
     }
 
     #[test]
@@ -526,6 +579,9 @@ mod tests {
             "{e}"
         );
         assert!(p.time_of("dt=__DEFAULT_PARTITION__/hm=10%3A05").is_err());
+        // a value is never read as the pattern: `$hm` inside dt stays text
+        let e = p.time_of("dt=%24hm/hm=10%3A05").unwrap_err().to_string();
+        assert!(e.contains("gives `$hm 10:05:00`"), "{e}");
         // a timestamp column's own text, and `$d` beside `$dt`
         let q = PartitionSpec::by(["d", "dt"]).with_commit(PartitionCommit {
             trigger: CommitTrigger::PartitionTime {

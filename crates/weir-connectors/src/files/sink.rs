@@ -319,7 +319,8 @@ impl FileSink {
         let Some((partitioning, _)) = &self.spec.partitioning else {
             return Ok(());
         };
-        if partitioning.commit.is_none() || !self.spec.path.is_dir() {
+        // one subtask walks the target for all (every old subtask's pending set is read)
+        if partitioning.commit.is_none() || self.subtask != 0 || !self.spec.path.is_dir() {
             return Ok(());
         }
         let partitions = target::partition_leaves(&self.spec.path, partitioning.columns.len())?;
@@ -343,8 +344,12 @@ struct SuccessFiles {
 impl PendingCommit for SuccessFiles {
     fn commit(self: Box<Self>) -> Result<()> {
         for rel in &self.partitions {
+            // only into a partition directory weir made (a real one, not a
+            // link): a name from a checkpoint never creates a directory
             let dir = self.target.join(rel);
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
             let path = dir.join(SUCCESS_FILE);
             match File::create_new(&path) {
                 Ok(f) => f.sync_all().map_err(|e| Error::io(&path, e))?,
@@ -401,6 +406,7 @@ impl Operator for FileSink {
             };
             let lowest = self.spec.report_watermark(
                 ctx.commits().run_id(),
+                state.checkpoint(),
                 self.subtask,
                 self.parallelism,
                 watermark,
