@@ -218,22 +218,39 @@ fn partitioned_csv(dir: &Path) -> Vec<Vec<String>> {
     out
 }
 
-/// `yyyy-MM-dd` and `HH:mm` of epoch milliseconds (UTC).
+/// `yyyy-MM-dd` and `HH:mm` of epoch milliseconds (UTC), counted out day
+/// by day from 1970 (a brute-force oracle for `DATE_FORMAT`).
 fn day_and_minute(ms: i64) -> (String, String) {
-    let days = ms.div_euclid(86_400_000);
-    let minute_of_day = ms.rem_euclid(86_400_000) / 60_000;
-    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    assert!(ms >= 0, "after 1970");
+    let mut days = ms / 86_400_000;
+    let minute_of_day = ms % 86_400_000 / 60_000;
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let mut y = 1970;
+    while days >= if leap(y) { 366 } else { 365 } {
+        days -= if leap(y) { 366 } else { 365 };
+        y += 1;
+    }
+    let lengths = [
+        31,
+        if leap(y) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let mut m = 0;
+    while days >= lengths[m] {
+        days -= lengths[m];
+        m += 1;
+    }
     (
-        format!("{y:04}-{m:02}-{d:02}"),
+        format!("{y:04}-{:02}-{:02}", m + 1, days + 1),
         format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60),
     )
 }

@@ -279,21 +279,7 @@ fn vanished(path: &Path) -> bool {
 
 /// Entries of a checkpointed staging directory that are not weir's.
 fn foreign_staging(dir: &Path) -> Result<Vec<PathBuf>> {
-    let all = match entries(dir) {
-        Err(_) if vanished(dir) => return Ok(Vec::new()),
-        other => other?,
-    };
-    let mut foreign = Vec::new();
-    for (name, path) in all {
-        if is_partition_dir(&name) && real_dir(&path) {
-            foreign.extend(partition_tree(&path, false)?);
-        } else if !((is_part(&name) || is_inprogress(&name)) && regular_file(&path))
-            && !vanished(&path)
-        {
-            foreign.push(path);
-        }
-    }
-    Ok(foreign)
+    weir_tree(dir, Tree::Staging, false)
 }
 
 /// The entries of the partition directory `dir` (and the ones below it)
@@ -301,15 +287,36 @@ fn foreign_staging(dir: &Path) -> Result<Vec<PathBuf>> {
 /// directories. With `remove`, weir's files are deleted, and each
 /// directory left empty too.
 pub(crate) fn partition_tree(dir: &Path, remove: bool) -> Result<Vec<PathBuf>> {
+    weir_tree(dir, Tree::Partition, remove)
+}
+
+/// A directory of weir's inside a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tree {
+    /// `.weir-staging/`: parts, in-progress files, partition directories of parts.
+    Staging,
+    /// `k=v/`: parts, `_SUCCESS`, partition directories.
+    Partition,
+}
+
+/// The entries under `dir` (a `kind` directory) that are not weir's; with
+/// `remove`, weir's files are deleted, and each directory left empty too.
+/// What another shard moved away meanwhile is not foreign.
+fn weir_tree(dir: &Path, kind: Tree, remove: bool) -> Result<Vec<PathBuf>> {
     let all = match entries(dir) {
         Err(_) if vanished(dir) => return Ok(Vec::new()),
         other => other?,
     };
     let mut foreign = Vec::new();
     for (name, path) in all {
+        let ours = is_part(&name)
+            || match kind {
+                Tree::Staging => is_inprogress(&name),
+                Tree::Partition => name == SUCCESS_FILE,
+            };
         if is_partition_dir(&name) && real_dir(&path) {
-            foreign.extend(partition_tree(&path, remove)?);
-        } else if (is_part(&name) || name == SUCCESS_FILE) && regular_file(&path) {
+            foreign.extend(weir_tree(&path, Tree::Partition, remove)?);
+        } else if ours && regular_file(&path) {
             if remove {
                 std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
             }
@@ -367,18 +374,7 @@ pub(crate) fn remove_owned(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Deletes the weir files of a checkpointed staging directory, and the
 /// directory if it is then empty; returns what was left.
 pub(crate) fn remove_staging_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let left = foreign_staging(dir)?;
-    for (name, path) in entries(dir)? {
-        if (is_part(&name) || is_inprogress(&name)) && regular_file(&path) {
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-        } else if is_partition_dir(&name) && real_dir(&path) {
-            partition_tree(&path, true)?;
-        }
-    }
-    if left.is_empty() {
-        std::fs::remove_dir(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    Ok(left)
+    weir_tree(dir, Tree::Staging, true)
 }
 
 /// Removes from the checkpointed target `dir` the parts no checkpoint up
