@@ -56,6 +56,16 @@ fn obd_sink(out: &Path, with: &str) -> String {
     )
 }
 
+/// The OBD sample (10 minutes of disorder allowed: no row late) into a
+/// table partitioned by (bucket, hm) at `out`, with `with` options.
+fn obd_script(data: &Path, out: &Path, with: &str) -> String {
+    format!(
+        "{}{}{OBD_INSERT}",
+        obd_table(data, "'10' MINUTE"),
+        obd_sink(out, with)
+    )
+}
+
 const OBD_INSERT: &str = "INSERT INTO out SELECT vehicle_id, event_time, speed, \
      CAST(vehicle_id % 3 AS VARCHAR), DATE_FORMAT(event_time, 'HH:mm') FROM obd;\n";
 
@@ -74,13 +84,10 @@ fn partitions_hold_exactly_their_rows_in_every_mode() {
     for mode in ["batch", "pipelined"] {
         for p in ["1", "3"] {
             let out = dir.path().join(format!("out-{mode}-{p}"));
-            let text = format!(
-                "{}{}{OBD_INSERT}",
-                obd_table(&data, "'10' MINUTE"),
-                obd_sink(
-                    &out,
-                    ", 'sink.partition-commit.policy.kind' = 'success-file'"
-                )
+            let text = obd_script(
+                &data,
+                &out,
+                ", 'sink.partition-commit.policy.kind' = 'success-file'",
             );
             sql(dir.path(), &text, &["--mode", mode, "--parallelism", p]);
             let got = partitions(&out, 2);
@@ -246,11 +253,7 @@ fn a_partitioned_table_reads_back_what_it_wrote_in_every_mode() {
     let data = data(dir.path());
     let table = dir.path().join("table");
     // bucket values look like integers: read back as the declared STRING
-    let text = format!(
-        "{}{}{OBD_INSERT}",
-        obd_table(&data, "'10' MINUTE"),
-        obd_sink(&table, "")
-    );
+    let text = obd_script(&data, &table, "");
     sql(dir.path(), &text, &["--mode", "batch"]);
     let mut want: Vec<Vec<String>> = input_rows(&data)
         .into_iter()
@@ -290,11 +293,7 @@ fn files_weir_did_not_write_in_a_partitioned_target_are_refused_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());
     let out = dir.path().join("out");
-    let text = format!(
-        "{}{}{OBD_INSERT}",
-        obd_table(&data, "'10' MINUTE"),
-        obd_sink(&out, "")
-    );
+    let text = obd_script(&data, &out, "");
     sql(dir.path(), &text, &[]);
     let first = partitions(&out, 2);
     let (_, some) = first.iter().next().unwrap();
@@ -343,16 +342,13 @@ fn a_job_file_sink_partitions_as_the_sql_table_does() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());
     let sql_out = dir.path().join("sql-out");
-    let text = format!(
-        "{}{}{OBD_INSERT}",
-        obd_table(&data, "'10' MINUTE"),
-        obd_sink(
-            &sql_out,
-            ", 'sink.partition-commit.policy.kind' = 'success-file', \
+    let text = obd_script(
+        &data,
+        &sql_out,
+        ", 'sink.partition-commit.policy.kind' = 'success-file', \
              'sink.partition-commit.trigger' = 'partition-time', \
              'partition.time-extractor.timestamp-pattern' = '2026-11-01 $hm:00', \
-             'sink.partition-commit.delay' = '1 min'"
-        )
+             'sink.partition-commit.delay' = '1 min'",
     );
     sql(dir.path(), &text, &["--mode", "batch"]);
     let want: BTreeMap<Vec<String>, Vec<Vec<String>>> = partitions(&sql_out, 2)
