@@ -54,6 +54,7 @@ mod query;
 mod rank;
 mod redis;
 mod script;
+mod sort;
 mod temporal;
 mod text;
 mod top_n;

@@ -107,9 +107,13 @@ impl Planner<'_> {
         if q.order_by.is_none() && q.limit_clause.is_none() && q.fetch.is_none() {
             return self.set_expr(q.body.as_ref());
         }
-        let n = crate::top_n::limit_of(q)?;
+        let limit = crate::top_n::limit_of(q)?;
         let rows = self.set_expr(q.body.as_ref())?;
-        crate::top_n::order_limit(&rows, q.order_by.as_ref(), n, q)
+        match (limit, &q.order_by) {
+            (Some(n), order) => crate::top_n::order_limit(&rows, order.as_ref(), n, q),
+            (None, Some(order)) => crate::sort::temporal_sort(&rows, order),
+            (None, None) => Ok(rows),
+        }
     }
 
     fn set_expr(&self, body: &SetExpr) -> Result<Stream, SqlError> {

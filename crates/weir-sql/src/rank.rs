@@ -177,6 +177,43 @@ pub(crate) fn rank(
     ranked.select(&keep).map_err(|e| engine(node, e))
 }
 
+/// `rows` sorted by `order`, ties by every other column in ascending order
+/// (so each mode orders them alike); `what` names the construct in errors.
+pub(crate) fn sorted(rows: &RecordBatch, order: &[OrderKey], what: &str) -> Result<RecordBatch> {
+    let schema = rows.schema();
+    let mut columns = Vec::with_capacity(schema.fields().len() + order.len());
+    for o in order {
+        let values = rows
+            .column_by_name(&o.column)
+            .ok_or_else(|| Error::Column {
+                column: o.column.clone(),
+                context: what.into(),
+                message: "not in the sorted rows".into(),
+            })?;
+        columns.push(SortColumn {
+            values: Arc::clone(values),
+            options: Some(SortOptions {
+                descending: o.descending,
+                nulls_first: o.nulls_first,
+            }),
+        });
+    }
+    for (field, values) in schema.fields().iter().zip(rows.columns()) {
+        if !order.iter().any(|o| &o.column == field.name()) {
+            columns.push(SortColumn {
+                values: Arc::clone(values),
+                options: None,
+            });
+        }
+    }
+    let fail = |e: arrow_schema::ArrowError| Error::Expr {
+        expr: what.into(),
+        message: e.to_string(),
+    };
+    let indices = lexsort_to_indices(&columns, None).map_err(fail)?;
+    arrow_select::take::take_record_batch(rows, &indices).map_err(fail)
+}
+
 /// Numbers one partition's rows of one window, best first (a
 /// [`KeyedProcessFunction`] without state: the rows come in one call).
 #[derive(Debug, Clone)]
@@ -194,42 +231,7 @@ impl KeyedProcessFunction for RowNumber {
         _state: &mut (),
         ctx: &mut ProcessContext,
     ) -> Result<()> {
-        let schema = rows.schema();
-        let mut columns = Vec::with_capacity(schema.fields().len() + self.order.len());
-        for o in &self.order {
-            let values = rows
-                .column_by_name(&o.column)
-                .ok_or_else(|| Error::Column {
-                    column: o.column.clone(),
-                    context: "ROW_NUMBER() ORDER BY".into(),
-                    message: "not in the ranked rows".into(),
-                })?;
-            columns.push(SortColumn {
-                values: Arc::clone(values),
-                options: Some(SortOptions {
-                    descending: o.descending,
-                    nulls_first: o.nulls_first,
-                }),
-            });
-        }
-        // ties: by every other column, so each mode numbers them alike
-        for (field, values) in schema.fields().iter().zip(rows.columns()) {
-            if !self.order.iter().any(|o| &o.column == field.name()) {
-                columns.push(SortColumn {
-                    values: Arc::clone(values),
-                    options: None,
-                });
-            }
-        }
-        let order = lexsort_to_indices(&columns, None).map_err(|e| Error::Expr {
-            expr: "ROW_NUMBER() OVER (… ORDER BY …)".into(),
-            message: e.to_string(),
-        })?;
-        let sorted =
-            arrow_select::take::take_record_batch(rows, &order).map_err(|e| Error::Expr {
-                expr: "ROW_NUMBER()".into(),
-                message: e.to_string(),
-            })?;
+        let sorted = sorted(rows, &self.order, "ROW_NUMBER() OVER (… ORDER BY …)")?;
         let n = sorted.num_rows() as i64;
         let mut out: Vec<ArrayRef> = sorted.columns().to_vec();
         out.push(Arc::new(Int64Array::from_iter_values(1..=n)));

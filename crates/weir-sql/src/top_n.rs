@@ -135,9 +135,9 @@ pub(crate) fn bound(
 }
 
 /// The `n` of a query's `LIMIT n` or `FETCH FIRST n ROWS ONLY` (a
-/// literal; no `OFFSET`, `PERCENT` or `WITH TIES`); an error if the query
-/// has `ORDER BY` without one (a stream has no end to sort by).
-pub(crate) fn limit_of(q: &ast::Query) -> Result<usize, SqlError> {
+/// literal; no `OFFSET`, `PERCENT` or `WITH TIES`); `None` for `ORDER BY`
+/// alone (a temporal sort, [`crate::sort`]).
+pub(crate) fn limit_of(q: &ast::Query) -> Result<Option<usize>, SqlError> {
     if let Some(fetch) = &q.fetch {
         if q.limit_clause.is_some() {
             return Err(unsupported(
@@ -152,19 +152,12 @@ pub(crate) fn limit_of(q: &ast::Query) -> Result<usize, SqlError> {
             ));
         }
         return match &fetch.quantity {
-            Some(n) => count_of(n, "FETCH FIRST"),
-            None => Ok(1), // FETCH FIRST ROW ONLY
+            Some(n) => count_of(n, "FETCH FIRST").map(Some),
+            None => Ok(Some(1)), // FETCH FIRST ROW ONLY
         };
     }
     let limit = match &q.limit_clause {
-        None => {
-            let order = q.order_by.as_ref().expect("ORDER BY or LIMIT is there");
-            return Err(at_node(
-                order,
-                "ORDER BY without LIMIT sorts rows that never end: keep the best N with \
-                 ORDER BY … LIMIT N (or rank per partition with ROW_NUMBER() OVER (…))",
-            ));
-        }
+        None => return Ok(None), // ORDER BY alone: a temporal sort (crate::sort)
         Some(ast::LimitClause::LimitOffset {
             limit: Some(limit),
             offset: None,
@@ -172,7 +165,7 @@ pub(crate) fn limit_of(q: &ast::Query) -> Result<usize, SqlError> {
         }) if limit_by.is_empty() => limit,
         Some(other) => return Err(unsupported(q, &format!("{other} (write LIMIT n)"))),
     };
-    count_of(limit, "LIMIT")
+    count_of(limit, "LIMIT").map(Some)
 }
 
 /// A literal count of rows, at least 1, given to `clause`.
@@ -234,38 +227,7 @@ pub(crate) fn order_limit(
             }
         },
         Some(ast::OrderByKind::All(_)) => return Err(unsupported(node, "ORDER BY ALL")),
-        Some(ast::OrderByKind::Expressions(exprs)) => {
-            let mut keys = Vec::with_capacity(exprs.len());
-            for o in exprs {
-                let column = match &o.expr {
-                    ast::Expr::Identifier(id) if names.contains(&id.value) => id.value.clone(),
-                    e => {
-                        return Err(at_node(
-                            e,
-                            format!(
-                                "ORDER BY names a column of the result (one of: {}); rank by \
-                                 an expression by selecting it AS a name",
-                                names.join(", ")
-                            ),
-                        ))
-                    }
-                };
-                let descending = match &o.options.sort {
-                    None | Some(ast::OrderBySort::Asc) => false,
-                    Some(ast::OrderBySort::Desc) => true,
-                    Some(other) => {
-                        return Err(unsupported(&o.expr, &format!("ORDER BY … {other:?}")))
-                    }
-                };
-                keys.push(OrderKey {
-                    column,
-                    descending,
-                    // as PostgreSQL: nulls sort as the largest value
-                    nulls_first: o.options.nulls_first.unwrap_or(descending),
-                });
-            }
-            keys
-        }
+        Some(ast::OrderByKind::Expressions(exprs)) => order_keys(&names, exprs)?,
     };
     let everything = rows
         .with_column(ALL, weir_core::expr::lit(0i64))
@@ -288,6 +250,41 @@ pub(crate) fn order_limit(
         .map(|c| (c.clone(), weir_core::expr::col(c)))
         .collect();
     ranked.select_exprs(kept).map_err(|e| engine(node, e))
+}
+
+/// The `ORDER BY` items `exprs` as sort keys over the result columns `names`.
+pub(crate) fn order_keys(
+    names: &[String],
+    exprs: &[ast::OrderByExpr],
+) -> Result<Vec<OrderKey>, SqlError> {
+    let mut keys = Vec::with_capacity(exprs.len());
+    for o in exprs {
+        let column = match &o.expr {
+            ast::Expr::Identifier(id) if names.contains(&id.value) => id.value.clone(),
+            e => {
+                return Err(at_node(
+                    e,
+                    format!(
+                        "ORDER BY names a column of the result (one of: {}); sort by an \
+                         expression by selecting it AS a name",
+                        names.join(", ")
+                    ),
+                ))
+            }
+        };
+        let descending = match &o.options.sort {
+            None | Some(ast::OrderBySort::Asc) => false,
+            Some(ast::OrderBySort::Desc) => true,
+            Some(other) => return Err(unsupported(&o.expr, &format!("ORDER BY … {other:?}"))),
+        };
+        keys.push(OrderKey {
+            column,
+            descending,
+            // as PostgreSQL: nulls sort as the largest value
+            nulls_first: o.options.nulls_first.unwrap_or(descending),
+        });
+    }
+    Ok(keys)
 }
 
 /// Plans the ranking of `input`'s rows per `partition` by `order`, kept to
