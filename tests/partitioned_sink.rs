@@ -205,6 +205,19 @@ fn partition_time_commits_follow_the_watermark_across_a_savepoint() {
         .map(|(v, _)| v[1].as_str())
         .collect();
     assert_eq!(committed, ["00:00", "00:01"]);
+    // weir status names the partition not committed yet
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["status", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!(
+            "partitions: {} (2 committed with _SUCCESS)",
+            at_savepoint.len()
+        )) && text.contains("not committed: dt=2026-11-01/hm=00%3A02"),
+        "{text}"
+    );
     let got = bid_rows(&out);
     for minute in ["00:00", "00:01"] {
         assert!(

@@ -1,5 +1,6 @@
 //! `weir status TARGET`: whether an output directory is complete, that is
-//! which of the shards writing it committed their parts.
+//! which of the shards writing it committed their parts, and for a
+//! partitioned target which partitions are committed (`_SUCCESS`).
 //!
 //! May use every layer of the library.
 
@@ -44,6 +45,22 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
                         status.missing.iter().map(|i| format!("{i}/{n}")).collect();
                     println!("missing: shard {}", missing.join(", shard "));
                 }
+            }
+        }
+        if !status.partitions.is_empty() {
+            let open: Vec<&str> = status
+                .partitions
+                .iter()
+                .filter(|(_, committed)| !*committed)
+                .map(|(p, _)| p.as_str())
+                .collect();
+            println!(
+                "partitions: {} ({} committed with _SUCCESS)",
+                status.partitions.len(),
+                status.partitions.len() - open.len()
+            );
+            if !open.is_empty() {
+                println!("not committed: {}", open.join(", "));
             }
         }
         for p in &status.problems {

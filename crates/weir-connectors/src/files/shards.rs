@@ -344,6 +344,10 @@ pub struct TargetStatus {
     /// What is wrong besides missing shards (a marker naming a part that
     /// is gone, parts of several shard counts).
     pub problems: Vec<String>,
+    /// A partitioned target's partitions (`k=v/…` directories holding
+    /// parts, counted in `parts` too), each with whether it is committed
+    /// (holds `_SUCCESS`).
+    pub partitions: Vec<(String, bool)>,
 }
 
 impl TargetStatus {
@@ -391,6 +395,8 @@ pub fn target_status(dir: &Path) -> Result<TargetStatus> {
     if let Some(a) = &adopted {
         counts.insert(a.shards);
     }
+    let partitions = target::partitions_of(dir)?;
+    parts += partitions.iter().map(|p| p.parts).sum::<usize>();
     let mut status = TargetStatus {
         path: dir.to_path_buf(),
         shards: counts.iter().next_back().copied(),
@@ -399,6 +405,10 @@ pub fn target_status(dir: &Path) -> Result<TargetStatus> {
         parts,
         adopted: adopted_parts,
         problems: Vec::new(),
+        partitions: partitions
+            .into_iter()
+            .map(|p| (p.path, p.committed))
+            .collect(),
     };
     if let Some(a) = adopted.as_ref().filter(|a| a.parts.len() != adopted_parts) {
         status.problems.push(format!(

@@ -414,6 +414,51 @@ pub(crate) fn remove_unpublished(
     Ok(())
 }
 
+/// One partition of a partitioned target, as `weir status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PartitionSummary {
+    /// `k1=v1/k2=v2`.
+    pub path: String,
+    /// Part files in it.
+    pub parts: usize,
+    /// It holds `_SUCCESS`.
+    pub committed: bool,
+}
+
+/// The partition directories under the target `dir` (at any depth) that
+/// hold parts, with their parts and commit file.
+pub(crate) fn partitions_of(dir: &Path) -> Result<Vec<PartitionSummary>> {
+    let mut out = Vec::new();
+    let mut walk = vec![(dir.to_path_buf(), String::new())];
+    while let Some((d, rel)) = walk.pop() {
+        let mut parts = 0;
+        let mut committed = false;
+        for (name, path) in entries(&d)? {
+            if is_partition_dir(&name) && real_dir(&path) {
+                let rel = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                walk.push((path, rel));
+            } else if !rel.is_empty() && is_part(&name) && regular_file(&path) {
+                parts += 1;
+            } else if !rel.is_empty() && name == SUCCESS_FILE && regular_file(&path) {
+                committed = true;
+            }
+        }
+        if parts > 0 {
+            out.push(PartitionSummary {
+                path: rel,
+                parts,
+                committed,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
 /// The partition directories `depth` levels under the target `dir` that
 /// hold parts, as relative paths `k1=v1/k2=v2`.
 pub(crate) fn partition_leaves(dir: &Path, depth: usize) -> Result<Vec<String>> {
