@@ -113,7 +113,7 @@ pub struct FileSinkSpec {
     partitioning: Option<(PartitionSpec, partition::Splitter)>,
     // state: the watermarks the subtasks reported (a partitioned sink
     // commits partitions by the lowest)
-    watermarks: Mutex<partition::Watermarks>,
+    pub(super) watermarks: Mutex<partition::Watermarks>,
     // state: the last run that prepared the target (cleaned and checked it)
     prepared: Mutex<Option<u64>>,
 }
@@ -190,23 +190,6 @@ impl FileSinkSpec {
             watermarks: Mutex::default(),
             prepared: Mutex::new(None),
         }))
-    }
-
-    /// Records `watermark` as subtask `subtask`'s (of `parallelism`) at
-    /// `checkpoint` of run `run`, and returns the lowest of every subtask's
-    /// watermark at that checkpoint (`None` until all reported).
-    pub(crate) fn report_watermark(
-        &self,
-        run: u64,
-        checkpoint: u64,
-        subtask: usize,
-        parallelism: usize,
-        watermark: Option<i64>,
-    ) -> Option<i64> {
-        self.watermarks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .report(run, checkpoint, subtask, parallelism, watermark)
     }
 
     /// The schema of the files: the rows' without the partition columns.

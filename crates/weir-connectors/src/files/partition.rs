@@ -18,7 +18,6 @@
 //! May use `weir_core::error`, `crate::replay` (time parsing), arrow and std.
 
 use arrow_array::{Array, RecordBatch, UInt32Array};
-use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{Schema, SchemaRef};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -412,29 +411,12 @@ impl Splitter {
     }
 }
 
-/// `column` as text: a string column as it is, any other formatted once
-/// per row into one string array (as arrow displays it).
+/// `column` as text: a string column as it is, any other cast (arrow's
+/// display of each value; nulls stay null).
 fn as_text(column: &arrow_array::ArrayRef) -> Result<arrow_array::StringArray> {
     use arrow_array::cast::AsArray;
-    use std::fmt::Write;
-    match column.data_type() {
-        arrow_schema::DataType::Utf8 => Ok(column.as_string::<i32>().clone()),
-        _ => {
-            let f = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?;
-            let mut b = arrow_array::builder::StringBuilder::with_capacity(column.len(), 0);
-            for row in 0..column.len() {
-                if column.is_null(row) {
-                    b.append_null();
-                } else {
-                    write!(b, "{}", f.value(row)).map_err(|e| {
-                        Error::Arrow(arrow_schema::ArrowError::ComputeError(e.to_string()))
-                    })?;
-                    b.append_value("");
-                }
-            }
-            Ok(b.finish())
-        }
-    }
+    let text = arrow_cast::cast(column, &arrow_schema::DataType::Utf8)?;
+    Ok(text.as_string::<i32>().clone())
 }
 
 #[cfg(test)]

@@ -299,17 +299,15 @@ impl FileSink {
     }
 
     /// Every partition this subtask wrote (a run without checkpoints
-    /// publishes them all at once, when every subtask finished).
+    /// publishes them all at once, when every subtask finished), if the
+    /// sink commits partitions.
     fn take_all(&mut self) -> Vec<String> {
-        let all = std::mem::take(&mut self.uncommitted).into_keys().collect();
-        match self
-            .spec
-            .partitioning
-            .as_ref()
-            .and_then(|(p, _)| p.commit.as_ref())
-        {
-            Some(_) => all,
-            None => Vec::new(),
+        let all = std::mem::take(&mut self.uncommitted);
+        let commits = matches!(&self.spec.partitioning, Some((p, _)) if p.commit.is_some());
+        if commits {
+            all.into_keys().collect()
+        } else {
+            Vec::new()
         }
     }
 
@@ -323,16 +321,25 @@ impl FileSink {
         if partitioning.commit.is_none() || self.subtask != 0 || !self.spec.path.is_dir() {
             return Ok(());
         }
-        let partitions = target::partition_leaves(&self.spec.path, partitioning.columns.len())?;
-        Box::new(SuccessFiles {
-            target: self.spec.path.clone(),
-            partitions: partitions
-                .into_iter()
-                .filter(|rel| !pending.contains(rel))
-                .collect(),
-        })
-        .commit()
+        commit_partitions(&self.spec.path, partitioning.columns.len(), pending)
     }
+}
+
+/// Writes `_SUCCESS` into every partition `depth` levels under `target`
+/// that holds parts and is not in `pending`.
+fn commit_partitions(
+    target: &Path,
+    depth: usize,
+    pending: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    SuccessFiles {
+        target: target.to_path_buf(),
+        partitions: target::partition_leaves(target, depth)?
+            .into_iter()
+            .filter(|rel| !pending.contains(rel))
+            .collect(),
+    }
+    .write()
 }
 
 /// Writes the `_SUCCESS` file of each partition (kept if there already).
@@ -343,6 +350,13 @@ struct SuccessFiles {
 
 impl PendingCommit for SuccessFiles {
     fn commit(self: Box<Self>) -> Result<()> {
+        self.write()
+    }
+}
+
+impl SuccessFiles {
+    /// Writes the files now (into a staging directory: published with it).
+    fn write(&self) -> Result<()> {
         for rel in &self.partitions {
             // only into a partition directory weir made (a real one, not a
             // link): a name from a checkpoint never creates a directory
@@ -369,11 +383,7 @@ struct EveryPartition {
 
 impl PendingCommit for EveryPartition {
     fn commit(self: Box<Self>) -> Result<()> {
-        Box::new(SuccessFiles {
-            partitions: target::partition_leaves(&self.target, self.depth)?,
-            target: self.target,
-        })
-        .commit()
+        commit_partitions(&self.target, self.depth, &Default::default())
     }
 }
 
@@ -404,13 +414,18 @@ impl Operator for FileSink {
             } else {
                 ctx.watermark()
             };
-            let lowest = self.spec.report_watermark(
-                ctx.commits().run_id(),
-                state.checkpoint(),
-                self.subtask,
-                self.parallelism,
-                watermark,
-            );
+            let lowest = self
+                .spec
+                .watermarks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .report(
+                    ctx.commits().run_id(),
+                    state.checkpoint(),
+                    self.subtask,
+                    self.parallelism,
+                    watermark,
+                );
             let due = self.take_due(lowest)?;
             state.put(UNCOMMITTED, &self.uncommitted)?;
             if !due.is_empty() {
@@ -546,7 +561,7 @@ impl Operator for FileSink {
             target: staging.clone(),
             partitions: due,
         }
-        .write_staged()?;
+        .write()?;
         if !spec.single_file {
             ctx.commits()
                 .stage_once(&staging.display().to_string(), || {
@@ -558,12 +573,5 @@ impl Operator for FileSink {
                 });
         }
         Ok(())
-    }
-}
-
-impl SuccessFiles {
-    /// Writes the files into a staging directory now (published with it).
-    fn write_staged(self) -> Result<()> {
-        Box::new(self).commit()
     }
 }

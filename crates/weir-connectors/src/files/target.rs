@@ -462,31 +462,11 @@ pub(crate) fn partitions_of(dir: &Path) -> Result<Vec<PartitionSummary>> {
 /// The partition directories `depth` levels under the target `dir` that
 /// hold parts, as relative paths `k1=v1/k2=v2`.
 pub(crate) fn partition_leaves(dir: &Path, depth: usize) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut walk = vec![(dir.to_path_buf(), String::new(), 0)];
-    while let Some((d, rel, level)) = walk.pop() {
-        if level == depth {
-            if entries(&d)?
-                .iter()
-                .any(|(n, p)| is_part(n) && regular_file(p))
-            {
-                out.push(rel);
-            }
-            continue;
-        }
-        for (name, path) in entries(&d)? {
-            if is_partition_dir(&name) && real_dir(&path) {
-                let rel = if rel.is_empty() {
-                    name
-                } else {
-                    format!("{rel}/{name}")
-                };
-                walk.push((path, rel, level + 1));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    Ok(partitions_of(dir)?
+        .into_iter()
+        .filter(|p| p.path.split('/').count() == depth)
+        .map(|p| p.path)
+        .collect())
 }
 
 /// `NAME` of the target `PARENT/NAME`.
