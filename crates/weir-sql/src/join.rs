@@ -28,6 +28,11 @@ use weir_operators::OP_COLUMN;
 pub(crate) struct Scope {
     /// (qualifier, name as written, the stream's column).
     columns: Vec<(Option<String>, String, String)>,
+    /// The stream columns that are the rows' window bounds (start, end):
+    /// a window aggregation's output, kept through renames (Flink's window
+    /// attributes). A `GROUP BY` of both aggregates per window again, and
+    /// an `ON` equating both sides' makes a same-window join.
+    window: Option<(String, String)>,
 }
 
 impl Scope {
@@ -47,7 +52,19 @@ impl Scope {
                     )
                 })
                 .collect(),
+            window: None,
         }
+    }
+
+    /// This scope with `window` as its rows' window bounds (stream columns).
+    pub fn with_window(mut self, window: Option<(String, String)>) -> Scope {
+        self.window = window;
+        self
+    }
+
+    /// The stream columns that are the rows' window bounds, if any.
+    pub fn window(&self) -> Option<&(String, String)> {
+        self.window.as_ref()
     }
 
     /// The stream column `qualifier.name` (or `name`) means.
@@ -67,7 +84,10 @@ impl Scope {
     pub fn with_column(&self, name: &str) -> Scope {
         let mut columns = self.columns.clone();
         columns.push((None, name.to_string(), name.to_string()));
-        Scope { columns }
+        Scope {
+            columns,
+            window: self.window.clone(),
+        }
     }
 
     pub fn resolve(
@@ -134,7 +154,10 @@ impl Scope {
 
     /// A scope of `(qualifier, name as written, stream column)` entries.
     pub(crate) fn from_columns(columns: Vec<(Option<String>, String, String)>) -> Scope {
-        Scope { columns }
+        Scope {
+            columns,
+            window: None,
+        }
     }
 
     /// This scope plus `window_start`, `window_end` and `window_time`
@@ -146,7 +169,10 @@ impl Scope {
         for c in ["window_start", "window_end", "window_time"] {
             columns.push((q.clone(), c.to_string(), c.to_string()));
         }
-        Scope { columns }
+        Scope {
+            columns,
+            window: None,
+        }
     }
 
     /// The names, as written, of the columns qualified by `qualifier`
@@ -236,7 +262,7 @@ pub(crate) fn join(
     let mut conjuncts = Vec::new();
     split_and(on, &mut conjuncts);
     let (mut lk, mut rk) = (Vec::new(), Vec::new());
-    let mut window_bounds = 0;
+    let mut window_bounds = 0u32;
     let mut interval_ms: Option<(i64, i64)> = None;
     // an inner join's other conditions filter its pairs
     let inner = join_type == JoinType::Inner;
@@ -258,8 +284,8 @@ pub(crate) fn join(
                         "an outer join's equality compares a column of each side (l.k = r.k)",
                     ));
                 };
-                if l == r && (l == "window_start" || l == "window_end") {
-                    window_bounds += 1;
+                if let Some(b) = bound_of(ls, &l).filter(|&b| Some(b) == bound_of(rs, &r)) {
+                    window_bounds |= 1 << b;
                 } else {
                     lk.push(l);
                     rk.push(r);
@@ -286,6 +312,20 @@ pub(crate) fn join(
             }
         }
     }
+    // a same-window join of window aggregations: their bounds under the
+    // names the join reads (a projection may have renamed them), and the
+    // window alone may be the key (rows of one window meet in one subtask)
+    let window_bounds = window_bounds.count_ones();
+    let (mut left, mut right) = (left, right);
+    if window_bounds == 2 && raw_window.is_none() {
+        for side in [&mut left, &mut right] {
+            *side = canonical_window(side, on)?;
+        }
+        if lk.is_empty() {
+            lk.push("window_start".to_string());
+            rk.push("window_start".to_string());
+        }
+    }
     if lk.is_empty() {
         return Err(at_node(
             on,
@@ -294,7 +334,6 @@ pub(crate) fn join(
     }
     // an inner join's condition on one side's columns only filters that
     // side before the join (fewer rows to hold and match)
-    let (mut left, mut right) = (left, right);
     let mut after = Vec::new();
     for c in residual {
         if only_reads(c, &left.1, &right.1) {
@@ -369,7 +408,11 @@ pub(crate) fn join(
             columns.push((None, f.name().clone(), f.name().clone()));
         }
     }
-    let scope = Scope { columns };
+    // a same-window join's rows are still per window (they can be
+    // aggregated per window again, or joined on it)
+    let window = (window_bounds == 2 && raw_window.is_none())
+        .then(|| ("window_start".to_string(), "window_end".to_string()));
+    let scope = Scope { columns, window };
     let mut out = out;
     if let (true, (Some(lt), Some(rt))) = (stamped, times) {
         out = pair_time(&out, lt, rt).map_err(|e| engine(on, e))?;
@@ -379,6 +422,65 @@ pub(crate) fn join(
         out = out.filter(e).map_err(|e| engine(c, e))?;
     }
     Ok((out, scope))
+}
+
+/// Which window bound the stream column `column` of `scope` is: 0 the
+/// start, 1 the end. The scope's window attributes say, or the names
+/// `window_start`/`window_end` (a window table function's rows, or an
+/// aggregation's output read under those names).
+fn bound_of(scope: &Scope, column: &str) -> Option<u32> {
+    match &scope.window {
+        Some((s, _)) if s == column => Some(0),
+        Some((_, e)) if e == column => Some(1),
+        _ => match column {
+            "window_start" => Some(0),
+            "window_end" => Some(1),
+            _ => None,
+        },
+    }
+}
+
+/// `side` with its window bounds (its scope's window attributes) renamed
+/// `window_start` and `window_end`, the columns a same-window join reads;
+/// the names as written still reach them.
+fn canonical_window(side: &(Stream, Scope), on: &SqlExpr) -> Result<(Stream, Scope), SqlError> {
+    let Some((s, e)) = side.1.window.clone() else {
+        return Ok(side.clone());
+    };
+    if s == "window_start" && e == "window_end" {
+        return Ok(side.clone());
+    }
+    let renamed = |c: &str| -> String {
+        if c == s {
+            "window_start".into()
+        } else if c == e {
+            "window_end".into()
+        } else {
+            c.to_string()
+        }
+    };
+    let mut exprs = Vec::new();
+    for f in side.0.schema().fields() {
+        let to = renamed(f.name());
+        if to != *f.name() && side.0.schema().field_with_name(&to).is_ok() {
+            return Err(at_node(
+                on,
+                format!(
+                    "a same-window join reads the window bounds `{s}` and `{e}` as                      window_start and window_end, but the rows also have a `{to}` column:                      drop or rename it"
+                ),
+            ));
+        }
+        exprs.push((to, weir_core::expr::col(f.name())));
+    }
+    let stream = side.0.select_exprs(exprs).map_err(|err| engine(on, err))?;
+    let columns = side
+        .1
+        .columns
+        .iter()
+        .map(|(q, n, c)| (q.clone(), n.clone(), renamed(c)))
+        .collect();
+    let window = Some(("window_start".to_string(), "window_end".to_string()));
+    Ok((stream, Scope { columns, window }))
 }
 
 /// The column an inner regular or interval join's pairs carry as their event time:

@@ -14,6 +14,10 @@
 //!     op ─► __sign (+1 insert, -1 delete) ─► COUNT = SUM(sign),
 //!     SUM / AVG = SUM(x * sign) over SUM(sign if x not null) ─► CASE n = 0 → null
 //!     a group with no rows left: dropped (retractions) or a `delete` of its key (upserts)
+//!
+//!  window attributes: window agg ─► SELECT window_start AS s, window_end AS e
+//!     (WindowAttrs: this stream's bounds are s, e) ─► GROUP BY s, e, keys…
+//!     ─► rename s, e → window_start, window_end ─► aggregate_per_window
 //! ```
 //!
 //! May use the builder, `super::catalog`, `super::expr`, `super::error`.
@@ -57,7 +61,18 @@ pub(crate) struct Planner<'a> {
     /// The query's changelog must be retractions (`insert` and `delete` of
     /// whole rows, no `update`): an enclosing aggregation reads it.
     pub retract: bool,
+    /// The window attributes of the streams planned so far.
+    pub windows: &'a WindowAttrs,
 }
+
+/// Which columns of a planned query's rows are its window bounds (start,
+/// end), by stream (see [`Stream::id`]): a window aggregation's select list
+/// may rename them (`window_start AS starttime`), and a query reading it
+/// still knows them for what they are (Flink's window attributes survive
+/// projections too), so it can aggregate per window again or join on the
+/// window (Nexmark q5).
+pub(crate) type WindowAttrs =
+    std::cell::RefCell<std::collections::HashMap<(usize, usize), (String, String)>>;
 
 /// The window a window table function puts over its table's rows.
 #[derive(Debug, Clone)]
@@ -265,7 +280,7 @@ impl Planner<'_> {
             let items = select_items(&s.projection, &input, &scope, |i| {
                 overs.iter().find(|o| o.index == i).map(|o| o.name.clone())
             })?;
-            return project(&out, &scope, &items, self.functions);
+            return self.project(&out, &scope, &items);
         }
         let group: Vec<&SqlExpr> = match &s.group_by {
             GroupByExpr::Expressions(exprs, modifiers) => {
@@ -402,9 +417,9 @@ impl Planner<'_> {
                     "a SESSION's rows without GROUP BY",
                 )?;
                 let items = select_items(&projection, &rows, &scope, |_| None)?;
-                return project(&rows, &scope, &items, self.functions);
+                return self.project(&rows, &scope, &items);
             }
-            return project(&input, &scope, &items, self.functions);
+            return self.project(&input, &scope, &items);
         }
         if group.is_empty() {
             return Err(at_node(
@@ -416,6 +431,10 @@ impl Planner<'_> {
         // keys: every GROUP BY column but the window's bounds, which must both be there
         let mut keys = Vec::new();
         let mut bounds = 0;
+        // GROUP BY both window bounds of a window aggregation's rows (even
+        // renamed): an aggregation per window again (cascading windows)
+        let attrs = scope.window().cloned().filter(|_| window.is_none());
+        let mut attr_bounds: [Option<String>; 2] = [None, None];
         for g in &group {
             let (qualifier, name) = match g {
                 SqlExpr::Identifier(id) => (None, id.value.clone()),
@@ -430,11 +449,29 @@ impl Planner<'_> {
                     ))
                 }
             };
-            if name == "window_start" || name == "window_end" {
-                bounds += 1;
-            } else {
-                keys.push(scope.resolve(g, qualifier.as_deref(), &name)?);
+            let column = match &attrs {
+                Some(_) => Some(scope.resolve(g, qualifier.as_deref(), &name)?),
+                None => None,
+            };
+            match (&attrs, column) {
+                (Some((s, _)), Some(c)) if c == *s => attr_bounds[0] = Some(c),
+                (Some((_, e)), Some(c)) if c == *e => attr_bounds[1] = Some(c),
+                (Some(_), Some(c)) => keys.push(c),
+                _ if name == "window_start" || name == "window_end" => bounds += 1,
+                _ => keys.push(scope.resolve(g, qualifier.as_deref(), &name)?),
             }
+        }
+        let cascaded = attr_bounds.iter().all(Option::is_some);
+        if cascaded && changelog {
+            return Err(unsupported(
+                s,
+                "a window over a changelog (rows that update earlier rows, e.g. another \
+                 GROUP BY's result)",
+            ));
+        }
+        if !cascaded {
+            // one bound alone is an ordinary key
+            keys.extend(attr_bounds.iter().flatten().cloned());
         }
         match (&window, bounds) {
             (Some(_), 2) | (None, 0) => {}
@@ -500,10 +537,16 @@ impl Planner<'_> {
         }
         // GROUP BY without aggregates over rows that are not a changelog:
         // the distinct groups, each emitted once when first seen (append-only)
-        let distinct = weir_aggs.is_empty() && window.is_none();
+        let distinct = weir_aggs.is_empty() && window.is_none() && !cascaded;
         if weir_aggs.is_empty() {
             // the operators need an aggregate; its column is hidden
             weir_aggs.push(Agg::count().alias("__rows"));
+        }
+        if cascaded {
+            let [Some(start), Some(end)] = attr_bounds else {
+                unreachable!("cascaded: both bounds grouped")
+            };
+            return self.per_window(s, &input, (&start, &end), &keys, weir_aggs, items, having);
         }
         // a window over all rows: one key for everything
         let (input, key_columns) = if keys.is_empty() {
@@ -555,7 +598,7 @@ impl Planner<'_> {
                 ));
             }
         }
-        let out = match window {
+        let out = match &window {
             Some(w) => keyed.window(w.window).aggregate(weir_aggs),
             // a running aggregate: a changelog (its `op` column says insert or
             // update; as retractions, insert or delete)
@@ -582,14 +625,98 @@ impl Planner<'_> {
                 false,
             ));
         }
-        let out = match (&having, &s.having) {
+        // a window aggregation's rows carry their window's bounds
+        let scope = Scope::of(&out, None).with_window(
+            window
+                .is_some()
+                .then(|| ("window_start".to_string(), "window_end".to_string())),
+        );
+        self.having_and_project(s, out, &scope, &items, having.as_ref())
+    }
+
+    /// `HAVING` (`having`, aggregates read as their columns) over an
+    /// aggregation's rows `out`, then the select list `items`.
+    fn having_and_project(
+        &self,
+        s: &ast::Select,
+        out: Stream,
+        scope: &Scope,
+        items: &[(String, SqlExpr, bool)],
+        having: Option<&SqlExpr>,
+    ) -> Result<Stream, SqlError> {
+        let out = match (having, &s.having) {
             (Some(h), Some(node)) => {
-                let e = scalar(h, &in_scope(&Scope::of(&out, None)), self.functions)?;
+                let e = scalar(h, &in_scope(scope), self.functions)?;
                 out.filter(e).map_err(|e| engine(node, e))?
             }
             _ => out,
         };
-        project(&out, &Scope::of(&out, None), &items, self.functions)
+        self.project(&out, scope, items)
+    }
+
+    /// `GROUP BY keys…, start, end` where `start` and `end` are the window
+    /// bounds of `input`'s rows (a window aggregation's output): `aggs` per
+    /// key and window, each group emitted once the watermark passes its
+    /// window's end (cascading windows). The bounds are read as
+    /// `window_start`/`window_end` (renamed so if a projection renamed
+    /// them), and the select list reaches them by their names as written.
+    #[allow(clippy::too_many_arguments)]
+    fn per_window(
+        &self,
+        s: &ast::Select,
+        input: &Stream,
+        (start, end): (&str, &str),
+        keys: &[String],
+        aggs: Vec<Agg>,
+        items: Vec<(String, SqlExpr, bool)>,
+        having: Option<SqlExpr>,
+    ) -> Result<Stream, SqlError> {
+        let canonical = |c: &str| -> String {
+            match c {
+                c if c == start => "window_start".into(),
+                c if c == end => "window_end".into(),
+                c => c.to_string(),
+            }
+        };
+        let mut exprs = Vec::new();
+        for f in input.schema().fields() {
+            let to = canonical(f.name());
+            if to != *f.name() && input.schema().field_with_name(&to).is_ok() {
+                return Err(at_node(
+                    s,
+                    format!(
+                        "aggregating per window reads the window bounds `{start}` and `{end}` \
+                         as window_start and window_end, but the rows also have a `{to}` \
+                         column: drop or rename it"
+                    ),
+                ));
+            }
+            exprs.push((to, weir_core::expr::col(f.name())));
+        }
+        let renamed = if start == "window_start" && end == "window_end" {
+            input.clone()
+        } else {
+            input.select_exprs(exprs).map_err(|e| engine(s, e))?
+        };
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let out = renamed
+            .aggregate_per_window(&keys, aggs)
+            .map_err(|e| engine(s, e))?;
+        // the bounds' names as the input's rows had them reach the output's
+        let mut columns: Vec<(Option<String>, String, String)> = out
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (None, f.name().clone(), f.name().clone()))
+            .collect();
+        for (from, to) in [(start, "window_start"), (end, "window_end")] {
+            if from != to {
+                columns.push((None, from.to_string(), to.to_string()));
+            }
+        }
+        let scope = Scope::from_columns(columns)
+            .with_window(Some(("window_start".to_string(), "window_end".to_string())));
+        self.having_and_project(s, out, &scope, &items, having.as_ref())
     }
 
     /// Whether `s`'s running aggregate emits retractions rather than
@@ -788,12 +915,48 @@ impl Planner<'_> {
 
     /// A `FROM` item with its joins: the rows, the window of a window
     /// table function, and the names they are reached by.
+    /// The window bounds of `stream`'s rows, if a query of this script
+    /// made it from a window aggregation (see [`WindowAttrs`]).
+    fn window_of(&self, stream: &Stream) -> Option<(String, String)> {
+        self.windows.borrow().get(&stream.id()).cloned()
+    }
+
+    /// [`project`], remembering where the window bounds of `scope` (if
+    /// any) went when the select list keeps both as plain columns.
+    fn project(
+        &self,
+        stream: &Stream,
+        scope: &Scope,
+        items: &[(String, SqlExpr, bool)],
+    ) -> Result<Stream, SqlError> {
+        let out = project(stream, scope, items, self.functions)?;
+        if let Some((s, e)) = scope.window() {
+            let fields = out.schema().fields();
+            let kept = |bound: &str| {
+                items.iter().enumerate().find_map(|(i, (_, x, _))| {
+                    let c = match x {
+                        SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_) => {
+                            scope.column_of(x, "").ok()?
+                        }
+                        _ => return None,
+                    };
+                    (c == bound).then(|| fields[i].name().clone())
+                })
+            };
+            if let (Some(s), Some(e)) = (kept(s), kept(e)) {
+                self.windows.borrow_mut().insert(out.id(), (s, e));
+            }
+        }
+        Ok(out)
+    }
+
     fn from(
         &self,
         from: &ast::TableWithJoins,
     ) -> Result<(Stream, Option<TvfWindow>, Scope), SqlError> {
         let (stream, window) = self.relation(&from.relation)?;
-        let scope = Scope::of(&stream, Some(&alias(&from.relation)));
+        let scope =
+            Scope::of(&stream, Some(&alias(&from.relation))).with_window(self.window_of(&stream));
         if from.joins.is_empty() {
             return Ok((stream, window, scope));
         }
@@ -822,7 +985,8 @@ impl Planner<'_> {
                 continue;
             }
             let (right, w) = self.relation(&j.relation)?;
-            let rscope = Scope::of(&right, Some(&alias(&j.relation)));
+            let rscope =
+                Scope::of(&right, Some(&alias(&j.relation))).with_window(self.window_of(&right));
             let windowed = match (&window, w) {
                 (None, None) => None,
                 (Some(l), Some(r))
@@ -892,7 +1056,7 @@ impl Planner<'_> {
         let items = select_items(&s.projection, &input, &scope, |i| {
             (i == item).then(|| name.to_string())
         })?;
-        project(&ranked, &scope, &items, self.functions)
+        self.project(&ranked, &scope, &items)
     }
 
     /// The legacy group window among `group` (`TUMBLE(ts, size)`,

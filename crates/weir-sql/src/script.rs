@@ -86,6 +86,8 @@ pub struct Script {
     views: BTreeMap<String, ast::Query>,
     /// `INSERT` and `SELECT` statements planned.
     queries: usize,
+    /// The window attributes of the streams planned (see `Planner::windows`).
+    windows: crate::query::WindowAttrs,
     /// The tables `INSERT` writes.
     targets: BTreeSet<String>,
     /// A bare SELECT's rows, when collected.
@@ -134,6 +136,7 @@ impl Script {
             tables: BTreeMap::new(),
             views: BTreeMap::new(),
             queries: 0,
+            windows: Default::default(),
             explained: Vec::new(),
         };
         for st in &statements {
@@ -455,6 +458,7 @@ impl Script {
             generated: &self.generated,
             top: None,
             retract: false,
+            windows: &self.windows,
         }
     }
 

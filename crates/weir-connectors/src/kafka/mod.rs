@@ -376,6 +376,25 @@ impl Kafka {
         }
     }
 
+    /// The partition's first offset, from `ListOffsets(Earliest)`, checked
+    /// by a fetch at offset 0 when it is not 0: tansu 0.6 (memory storage)
+    /// was seen listing a later batch's first offset as the earliest (one
+    /// partition in a few runs), and a bounded read from there silently
+    /// missed the rows before it. A broker whose log really starts later
+    /// answers that fetch with an error (offset out of range) or with
+    /// nothing before the listed offset, and the listed offset stands.
+    fn earliest(&self, client: &PartitionClient) -> Result<i64> {
+        let listed = self.offset(client, OffsetAt::Earliest)?;
+        if listed <= 0 {
+            return Ok(listed);
+        }
+        let probe = block_on_timeout(&self.rt, self.timeout, client.fetch_records(0, 1..1024, 1));
+        Ok(checked_earliest(
+            listed,
+            probe.map(|(records, _)| records.iter().map(|r| r.offset).min()),
+        ))
+    }
+
     fn offset(&self, client: &PartitionClient, at: OffsetAt) -> Result<i64> {
         self.call(
             Some(client.partition()),
@@ -383,6 +402,18 @@ impl Kafka {
             Duration::ZERO,
             client.get_offset(at),
         )
+    }
+}
+
+/// The first offset of a partition whose listed earliest offset is
+/// `listed`, given what a fetch at offset 0 found: the first offset it
+/// returned, `None` if nothing, an error if it failed. Records before the
+/// listed offset prove the listing wrong; an error (a log that really
+/// starts later: offset out of range) or nothing earlier leaves it.
+fn checked_earliest(listed: i64, probe: std::result::Result<Option<i64>, String>) -> i64 {
+    match probe {
+        Ok(Some(first)) => first.min(listed),
+        Ok(None) | Err(_) => listed,
     }
 }
 

@@ -51,7 +51,7 @@ impl KafkaConnector {
         for p in partitions {
             let name = format!("{}/{p}", config.topic);
             let client = kafka.partition_client(p)?;
-            let earliest = || kafka.offset(&client, OffsetAt::Earliest);
+            let earliest = || kafka.earliest(&client);
             let end = if config.bounded || config.start == StartFrom::Latest {
                 Some(kafka.high_watermark(&client, earliest()?)?)
             } else {

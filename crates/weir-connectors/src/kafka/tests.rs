@@ -64,3 +64,19 @@ fn an_unreachable_broker_is_an_error_naming_it() {
     assert!(msg.contains(&addr) && msg.contains("orders"), "{msg}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn a_listed_earliest_offset_is_corrected_only_by_records_before_it() {
+    // tansu listed a later batch's offset: the fetch at 0 found record 0
+    assert_eq!(checked_earliest(1649, Ok(Some(0))), 0);
+    // a compacted or trimmed log's first record before the listed one
+    assert_eq!(checked_earliest(1649, Ok(Some(1200))), 1200);
+    // a log that really starts later: the fetch at 0 is out of range
+    assert_eq!(
+        checked_earliest(1649, Err("offset out of range".into())),
+        1649
+    );
+    // nothing found, or only records at or after the listed offset
+    assert_eq!(checked_earliest(1649, Ok(None)), 1649);
+    assert_eq!(checked_earliest(1649, Ok(Some(1700))), 1649);
+}

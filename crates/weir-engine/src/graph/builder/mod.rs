@@ -180,6 +180,14 @@ impl Stream {
         self.time_column.as_deref()
     }
 
+    /// This stream's place in the plan: the node that produces it and
+    /// which of its outputs it reads. Clones of a stream share it; streams
+    /// of different operators never do (a planner can annotate streams by
+    /// it, as the SQL planner does with window attributes).
+    pub fn id(&self) -> (NodeId, usize) {
+        (self.node, self.port)
+    }
+
     /// The job this stream belongs to.
     pub fn job(&self) -> &Job {
         &self.job
