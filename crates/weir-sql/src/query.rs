@@ -835,8 +835,8 @@ impl Planner<'_> {
                     s,
                     format!(
                         "{} over a changelog (rows that update earlier rows, e.g. another \
-                         GROUP BY's result): COUNT, SUM and AVG take back what is deleted; \
-                         MIN, MAX, DISTINCT and user aggregates do not yet",
+                         GROUP BY's result): COUNT, SUM, AVG, MIN and MAX take back what is \
+                         deleted; DISTINCT and user aggregates do not yet",
                         match a.func.strip_suffix("_distinct") {
                             Some(f) => format!("{}(DISTINCT …)", f.to_uppercase()),
                             None => format!("{}(…)", a.func.to_uppercase()),
@@ -863,6 +863,20 @@ impl Planner<'_> {
                     add(format!("__arg{k}_n"), counted(x))?;
                     out.push(Agg::sum(format!("__arg{k}_s")).alias(format!("{}_s", a.name)));
                     out.push(Agg::sum(format!("__arg{k}_n")).alias(format!("{}_n", a.name)));
+                }
+                // each group's multiset of values: a deleted value is taken
+                // back, and the extreme is found again when it was the one
+                ("min" | "max", Some(x)) => {
+                    let v = format!("__arg{k}_v");
+                    add(v.clone(), x)?;
+                    out.push(
+                        if a.func == "min" {
+                            Agg::min_retracting(v, SIGN)
+                        } else {
+                            Agg::max_retracting(v, SIGN)
+                        }
+                        .alias(a.name.clone()),
+                    );
                 }
                 _ => return refuse(),
             }

@@ -10,6 +10,7 @@
 use super::distinct::{Distinct, Report};
 use super::extreme::Extreme;
 use super::numeric::{Avg, Count, SumFloat, SumInt};
+use super::retracting::Retracting;
 use super::udf::UdfAcc;
 use super::value::native_type;
 use super::{AggFn, BoundAgg, ValueKind, Values};
@@ -93,6 +94,19 @@ pub(super) fn state_fields(func: &AggFn, kind: ValueKind, name: &str) -> Result<
             field("time", DataType::Int64, true),
             field("value", value, true),
         ],
+        // each group's values and their signed counts, values sorted
+        AggFn::MinRetracting(_) | AggFn::MaxRetracting(_) => vec![
+            field(
+                "values",
+                DataType::LargeList(Arc::new(Field::new_list_field(value, false))),
+                false,
+            ),
+            field(
+                "counts",
+                DataType::LargeList(Arc::new(Field::new_list_field(DataType::Int64, false))),
+                false,
+            ),
+        ],
         AggFn::CountDistinct | AggFn::SumDistinct | AggFn::AvgDistinct => {
             let item = Arc::new(Field::new_list_field(value, false));
             vec![field("distinct", DataType::LargeList(item), false)]
@@ -146,6 +160,8 @@ impl Accumulators {
             (AggFn::Max, k) => typed!(k, T => Extreme::<T>::new(true, false)),
             (AggFn::First, k) => typed!(k, T => Extreme::<T>::new(false, true)),
             (AggFn::Last, k) => typed!(k, T => Extreme::<T>::new(true, true)),
+            (AggFn::MinRetracting(_), k) => typed!(k, T => Retracting::<T>::new(false)),
+            (AggFn::MaxRetracting(_), k) => typed!(k, T => Retracting::<T>::new(true)),
             (AggFn::CountDistinct, k) => typed!(k, T => Distinct::<T>::new(Report::Count)),
             (AggFn::SumDistinct, k) => typed!(k, T => Distinct::<T>::new(Report::Sum)),
             (AggFn::AvgDistinct, k) => typed!(k, T => Distinct::<T>::new(Report::Mean)),

@@ -45,7 +45,7 @@ pub(super) struct Distinct<T: Val> {
 
 /// Estimated bytes of a hash table holding `capacity` keys of `K`
 /// (buckets of key + control byte, power-of-two bucket count).
-fn table_bytes<K>(capacity: usize) -> usize {
+pub(super) fn table_bytes<K>(capacity: usize) -> usize {
     if capacity == 0 {
         return 0;
     }

@@ -20,8 +20,9 @@
 //! `Values`); `accumulators` the group-indexed state and its checks;
 //! `numeric` count, sum and avg; `exact_sum` the order-independent float
 //! sum they add in; `value` the typed values shared by
-//! `extreme` (min, max, first, last) and `distinct` (count_distinct,
-//! sum_distinct, avg_distinct); `udf`
+//! `extreme` (min, max, first, last), `retracting` (min and max over a
+//! changelog) and `distinct` (count_distinct, sum_distinct,
+//! avg_distinct); `udf`
 //! the user-defined aggregates.
 //! May use `weir_core::error` and the arrow crates only.
 
@@ -30,6 +31,7 @@ mod distinct;
 mod exact_sum;
 mod extreme;
 mod numeric;
+mod retracting;
 mod udf;
 mod value;
 
@@ -75,6 +77,14 @@ pub enum AggFn {
     SumDistinct,
     /// Mean of the distinct non-null values (`AVG(DISTINCT x)`), as Float64.
     AvgDistinct,
+    /// Smallest non-null value over rows that may be retracted: the named
+    /// Int64 column is each row's sign (+1 adds the value, -1 takes one
+    /// occurrence of it back; null or 0 counts nothing). SQL's `MIN` over a
+    /// changelog.
+    MinRetracting(String),
+    /// Largest non-null value over rows that may be retracted (see
+    /// [`AggFn::MinRetracting`]).
+    MaxRetracting(String),
     /// A user-defined aggregate.
     Udf(Arc<dyn AggregateUdf>),
 }
@@ -84,6 +94,8 @@ impl PartialEq for AggFn {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (AggFn::Udf(a), AggFn::Udf(b)) => Arc::ptr_eq(a, b),
+            (AggFn::MinRetracting(a), AggFn::MinRetracting(b))
+            | (AggFn::MaxRetracting(a), AggFn::MaxRetracting(b)) => a == b,
             (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
         }
     }
@@ -133,6 +145,8 @@ impl AggFn {
             AggFn::CountDistinct => "count_distinct",
             AggFn::SumDistinct => "sum_distinct",
             AggFn::AvgDistinct => "avg_distinct",
+            AggFn::MinRetracting(_) => "min_retracting",
+            AggFn::MaxRetracting(_) => "max_retracting",
             AggFn::Udf(udf) => udf.name(),
         }
     }
@@ -200,6 +214,17 @@ impl Agg {
     pub fn avg_distinct(column: impl Into<String>) -> Self {
         Agg::of(AggFn::AvgDistinct, column)
     }
+    /// `min(column)` over rows that may be retracted: `sign` (an Int64
+    /// column) is +1 for a row that adds its value, -1 for one that takes
+    /// it back (see [`AggFn::MinRetracting`]).
+    pub fn min_retracting(column: impl Into<String>, sign: impl Into<String>) -> Self {
+        Agg::of(AggFn::MinRetracting(sign.into()), column)
+    }
+    /// `max(column)` over rows that may be retracted (see
+    /// [`Agg::min_retracting`]).
+    pub fn max_retracting(column: impl Into<String>, sign: impl Into<String>) -> Self {
+        Agg::of(AggFn::MaxRetracting(sign.into()), column)
+    }
     /// A user-defined aggregate over `column`.
     pub fn udf(udf: Arc<dyn AggregateUdf>, column: impl Into<String>) -> Self {
         Agg::of(AggFn::Udf(udf), column)
@@ -240,6 +265,7 @@ impl Agg {
             return Ok(BoundAgg {
                 func: AggFn::Count,
                 input: None,
+                sign: None,
                 kind: ValueKind::Int,
                 state_fields: accumulators::state_fields(&AggFn::Count, ValueKind::Int, &name)?,
                 field: Field::new(name, DataType::Int64, false),
@@ -276,8 +302,13 @@ impl Agg {
             AggFn::Sum | AggFn::Avg | AggFn::SumDistinct | AggFn::AvgDistinct => {
                 numeric.then_some(ValueKind::Int)
             }
-            AggFn::Min | AggFn::Max | AggFn::First | AggFn::Last | AggFn::CountDistinct => match ty
-            {
+            AggFn::Min
+            | AggFn::Max
+            | AggFn::First
+            | AggFn::Last
+            | AggFn::CountDistinct
+            | AggFn::MinRetracting(_)
+            | AggFn::MaxRetracting(_) => match ty {
                 DataType::UInt64 => Some(ValueKind::UInt),
                 t if t.is_floating() => Some(ValueKind::Float),
                 DataType::Boolean => Some(ValueKind::Bool),
@@ -303,7 +334,15 @@ impl Agg {
             (AggFn::Avg | AggFn::AvgDistinct, _) => DataType::Float64,
             (AggFn::Sum | AggFn::SumDistinct, ValueKind::Float) => DataType::Float64,
             (AggFn::Sum | AggFn::SumDistinct, _) => DataType::Int64,
-            (AggFn::Min | AggFn::Max | AggFn::First | AggFn::Last, _) => ty.clone(),
+            (
+                AggFn::Min
+                | AggFn::Max
+                | AggFn::First
+                | AggFn::Last
+                | AggFn::MinRetracting(_)
+                | AggFn::MaxRetracting(_),
+                _,
+            ) => ty.clone(),
             (AggFn::Udf(udf), _) => udf
                 .return_type(ty)
                 .map_err(|e| Error::column(column, context, format!("{}: {e}", udf.name())))?,
@@ -317,10 +356,34 @@ impl Agg {
             }
             func => accumulators::state_fields(func, kind, &name)?,
         };
+        let sign = match &self.func {
+            AggFn::MinRetracting(sign) | AggFn::MaxRetracting(sign) => {
+                let (i, f) = schema.column_with_name(sign).ok_or_else(|| {
+                    Error::column(
+                        sign,
+                        context,
+                        format!(
+                            "the sign column of {}({column}) is not there",
+                            self.func.name()
+                        ),
+                    )
+                })?;
+                if f.data_type() != &DataType::Int64 {
+                    return Err(Error::column(
+                        sign,
+                        context,
+                        format!("a sign column is Int64 (+1, -1), found {}", f.data_type()),
+                    ));
+                }
+                Some(i)
+            }
+            _ => None,
+        };
         let counts = matches!(self.func, AggFn::Count | AggFn::CountDistinct);
         Ok(BoundAgg {
             func: self.func.clone(),
             input: Some(idx),
+            sign,
             kind,
             field: Field::new(name, out_ty, !counts),
             state_fields,
@@ -353,6 +416,8 @@ pub struct BoundAgg {
     pub func: AggFn,
     /// Input column index (`None` for `count(*)`).
     pub input: Option<usize>,
+    /// The sign column's index (min and max over retracted rows).
+    pub sign: Option<usize>,
     /// How values are read.
     pub kind: ValueKind,
     /// The output field.
@@ -379,6 +444,14 @@ pub enum Values {
     /// The column as it is: strings (Utf8 or LargeUtf8) and the input of
     /// user-defined aggregates.
     Array(ArrayRef),
+    /// Values with each row's sign (+1 add, -1 take back): the input of
+    /// min and max over retracted rows.
+    Signed {
+        /// The values.
+        values: Box<Values>,
+        /// Each row's sign.
+        signs: Int64Array,
+    },
 }
 
 impl Values {
@@ -392,6 +465,7 @@ impl Values {
             Values::Float(a) => a.len(),
             Values::Bool(a) => a.len(),
             Values::Array(a) => a.len(),
+            Values::Signed { signs, .. } => signs.len(),
         })
     }
 
@@ -405,6 +479,7 @@ impl Values {
             Values::Float(_) => "Float64 values".into(),
             Values::Bool(_) => "Boolean values".into(),
             Values::Array(a) => format!("a {} column", a.data_type()),
+            Values::Signed { values, .. } => format!("signed {}", values.describe()),
         }
     }
 
@@ -449,7 +524,7 @@ impl BoundAgg {
                 )
             })
         };
-        Ok(match self.kind {
+        let values = match self.kind {
             ValueKind::Int => {
                 Values::Int(cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone())
             }
@@ -465,6 +540,30 @@ impl BoundAgg {
             ),
             ValueKind::Bool => Values::Bool(cast(&DataType::Boolean)?.as_boolean().clone()),
             ValueKind::Str | ValueKind::Raw => Values::Array(col.clone()),
+        };
+        let Some(sign) = self.sign else {
+            return Ok(values);
+        };
+        let signs = columns.get(sign).ok_or_else(|| {
+            Error::column(
+                self.field.name(),
+                "aggregate",
+                format!(
+                    "sign column {sign} missing: the batch has {} columns",
+                    columns.len()
+                ),
+            )
+        })?;
+        let signs = signs.as_primitive_opt::<Int64Type>().ok_or_else(|| {
+            Error::column(
+                self.field.name(),
+                "aggregate",
+                format!("the sign column is {}, not Int64", signs.data_type()),
+            )
+        })?;
+        Ok(Values::Signed {
+            values: Box::new(values),
+            signs: signs.clone(),
         })
     }
 }

@@ -12,6 +12,7 @@ use arrow_array::{
 use arrow_schema::{Fields, TimeUnit};
 use proptest::prelude::*;
 use std::any::Any;
+use std::collections::BTreeMap;
 
 // ---------------------------------------------------------------- example UDAF
 
@@ -811,4 +812,169 @@ fn distinct_sums_are_exact_and_keep_uint64_values_apart() {
         total.as_primitive::<Int64Type>().value(0),
         (2 * big + 1) as i64
     );
+}
+
+// ------------------------------------------------- min and max over retractions
+
+/// Rows `(group, value, sign)` as a batch: `x` Int64 (null where `None`),
+/// `s` (the sign, Int64), and the same values as strings in `t` and as
+/// floats in `f`.
+fn signed_batch(rows: &[(u32, Option<i8>, i64)]) -> (Schema, Vec<ArrayRef>) {
+    let schema = Schema::new(vec![
+        Field::new("x", DataType::Int64, true),
+        Field::new("t", DataType::Utf8, true),
+        Field::new("f", DataType::Float64, true),
+        Field::new("s", DataType::Int64, false),
+    ]);
+    let x: Int64Array = rows.iter().map(|r| r.1.map(i64::from)).collect();
+    let t: StringArray = rows
+        .iter()
+        .map(|r| r.1.map(|v| format!("v{:+04}", v)))
+        .collect();
+    let f: Float64Array = rows
+        .iter()
+        .map(|r| r.1.map(|v| f64::from(v) / 4.0))
+        .collect();
+    let s = Int64Array::from_iter_values(rows.iter().map(|r| r.2));
+    let columns: Vec<ArrayRef> = vec![Arc::new(x), Arc::new(t), Arc::new(f), Arc::new(s)];
+    (schema, columns)
+}
+
+/// A changelog: inserts of random values, and deletes of values inserted
+/// earlier into the same group (so every count stays at or above zero).
+fn changelog_rows() -> impl Strategy<Value = Vec<(u32, Option<i8>, i64)>> {
+    prop::collection::vec(
+        (
+            0u32..4,
+            prop::option::weighted(0.9, -20i8..20),
+            any::<bool>(),
+        ),
+        1..120,
+    )
+    .prop_map(|ops| {
+        let mut live: Vec<Vec<Option<i8>>> = vec![Vec::new(); 4];
+        let mut out = Vec::new();
+        for (g, v, delete) in ops {
+            let group = &mut live[g as usize];
+            if delete && !group.is_empty() {
+                let i = (v.unwrap_or(0).unsigned_abs() as usize) % group.len();
+                out.push((g, group.swap_remove(i), -1));
+            } else {
+                group.push(v);
+                out.push((g, v, 1));
+            }
+        }
+        out
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Min and max over retractions equal the min and max of what is left
+    /// (brute force), in one pass, split in two merged accumulators, and
+    /// through a partial state.
+    #[test]
+    fn retracting_min_and_max_equal_the_extremes_of_what_is_left(
+        rows in changelog_rows(),
+        cut in 0usize..120,
+    ) {
+        let (schema, columns) = signed_batch(&rows);
+        let mut left: BTreeMap<u32, Vec<i8>> = BTreeMap::new();
+        for &(g, v, sign) in &rows {
+            let Some(v) = v else { continue };
+            let vs = left.entry(g).or_default();
+            if sign > 0 {
+                vs.push(v);
+            } else {
+                let i = vs.iter().position(|&x| x == v).expect("deleted after inserted");
+                vs.swap_remove(i);
+            }
+        }
+        let groups: Vec<u32> = rows.iter().map(|r| r.0).collect();
+        let all: Vec<u32> = (0..4).collect();
+        for (column, max) in [("x", false), ("x", true), ("t", false), ("t", true), ("f", true)] {
+            let agg = if max {
+                Agg::max_retracting(column, "s")
+            } else {
+                Agg::min_retracting(column, "s")
+            };
+            let bound = agg.bind(&schema, "test").unwrap();
+            let values = bound.values(&columns).unwrap();
+            // one pass
+            let mut one = Accumulators::new(&bound);
+            one.resize(4);
+            let rows_ix: Vec<u32> = (0..rows.len() as u32).collect();
+            one.update(&groups, &rows_ix, &values, &[], "m").unwrap();
+            // two halves, merged group by group, then through a partial state
+            let cut = cut.min(rows.len());
+            let (mut a, mut b) = (Accumulators::new(&bound), Accumulators::new(&bound));
+            a.resize(4);
+            b.resize(4);
+            a.update(&groups[..cut], &rows_ix[..cut], &values, &[], "m").unwrap();
+            b.update(&groups[cut..], &rows_ix[cut..], &values, &[], "m").unwrap();
+            for g in 0..4 {
+                a.merge(g, &b, g).unwrap();
+            }
+            let state = a.to_state(&all).unwrap();
+            let mut c = Accumulators::new(&bound);
+            c.resize(4);
+            c.merge_state(&all, &state).unwrap();
+            let want: Vec<Option<String>> = (0..4)
+                .map(|g| {
+                    let vs = left.get(&g)?;
+                    if column == "t" {
+                        // strings order as strings ('+' before '-')
+                        let ts = vs.iter().map(|v| format!("v{:+04}", v));
+                        return if max { ts.max() } else { ts.min() };
+                    }
+                    let v = if max { vs.iter().max() } else { vs.iter().min() }?;
+                    Some(match column {
+                        "x" => v.to_string(),
+                        _ => format!("{:?}", f64::from(*v) / 4.0),
+                    })
+                })
+                .collect();
+            for (what, acc) in [("one pass", &one), ("merged", &a), ("restored", &c)] {
+                let out = acc.finish(&all, &bound).unwrap();
+                let got: Vec<Option<String>> = (0..4)
+                    .map(|i| {
+                        (!out.is_null(i)).then(|| match out.data_type() {
+                            DataType::Int64 => out.as_primitive::<Int64Type>().value(i).to_string(),
+                            DataType::Float64 => format!("{:?}", out.as_primitive::<Float64Type>().value(i)),
+                            _ => out.as_string::<i32>().value(i).to_string(),
+                        })
+                    })
+                    .collect();
+                prop_assert_eq!(&got, &want, "{} {}({})", what, if max { "max" } else { "min" }, column);
+            }
+        }
+    }
+}
+
+#[test]
+fn retracting_aggregates_need_an_int64_sign_column_and_signed_values() {
+    let (schema, columns) = signed_batch(&[(0, Some(1), 1)]);
+    let e = Agg::min_retracting("x", "nope")
+        .bind(&schema, "test")
+        .unwrap_err();
+    assert!(e.to_string().contains("sign column"), "{e}");
+    let e = Agg::min_retracting("x", "t")
+        .bind(&schema, "test")
+        .unwrap_err();
+    assert!(e.to_string().contains("Int64"), "{e}");
+    // values without their signs are refused, not misread
+    let bound = Agg::max_retracting("x", "s").bind(&schema, "test").unwrap();
+    let mut acc = Accumulators::new(&bound);
+    acc.resize(1);
+    let plain = Values::Int(columns[0].as_primitive::<Int64Type>().clone());
+    let e = acc.update(&[0], &[0], &plain, &[], "m").unwrap_err();
+    assert!(e.to_string().contains("signs"), "{e}");
+    // memory is given back on reset
+    acc.update(&[0], &[0], &bound.values(&columns).unwrap(), &[], "m")
+        .unwrap();
+    assert!(acc.memory_size() > 0);
+    let before = acc.memory_size();
+    acc.reset(0);
+    assert!(acc.memory_size() < before);
 }
