@@ -213,5 +213,26 @@ fn udfs_need_registering_and_free_names() {
             .expect_err("a taken name");
         assert!(err.to_string().contains("already exists"), "{name}: {err}");
     }
+    // a user aggregate cannot take back a changelog's deleted rows
+    let over_changelog = format!(
+        "CREATE TABLE obd (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE,\n  \
+         WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE)\n  \
+         WITH ('connector' = 'parquet', 'path' = '{}');\n\
+         SELECT vehicle_id % 2, SUM_SQUARES(n) FROM \
+         (SELECT vehicle_id, COUNT(*) AS n FROM obd GROUP BY vehicle_id) GROUP BY vehicle_id % 2;",
+        data.display()
+    );
+    let err = Script::try_with(
+        &over_changelog,
+        dir.path(),
+        ScriptOptions::default().with_functions(registry()),
+    )
+    .expect_err("a user aggregate over a changelog")
+    .to_string();
+    assert!(
+        err.contains("SUM_SQUARES(…) over a changelog")
+            && err.contains("user aggregates do not yet"),
+        "{err}"
+    );
     assert!(!out.exists());
 }

@@ -835,8 +835,8 @@ impl Planner<'_> {
                     s,
                     format!(
                         "{} over a changelog (rows that update earlier rows, e.g. another \
-                         GROUP BY's result): COUNT, SUM, AVG, MIN and MAX take back what is \
-                         deleted; DISTINCT and user aggregates do not yet",
+                         GROUP BY's result): the built-in aggregates take back what is \
+                         deleted; user aggregates do not yet",
                         match a.func.strip_suffix("_distinct") {
                             Some(f) => format!("{}(DISTINCT …)", f.to_uppercase()),
                             None => format!("{}(…)", a.func.to_uppercase()),
@@ -866,17 +866,21 @@ impl Planner<'_> {
                 }
                 // each group's multiset of values: a deleted value is taken
                 // back, and the extreme is found again when it was the one
-                ("min" | "max", Some(x)) => {
+                // (the distinct aggregates: of the values with a count left)
+                (
+                    f @ ("min" | "max" | "count_distinct" | "sum_distinct" | "avg_distinct"),
+                    Some(x),
+                ) => {
                     let v = format!("__arg{k}_v");
                     add(v.clone(), x)?;
-                    out.push(
-                        if a.func == "min" {
-                            Agg::min_retracting(v, SIGN)
-                        } else {
-                            Agg::max_retracting(v, SIGN)
-                        }
-                        .alias(a.name.clone()),
-                    );
+                    let agg = match f {
+                        "min" => Agg::min(v),
+                        "max" => Agg::max(v),
+                        "count_distinct" => Agg::count_distinct(v),
+                        "sum_distinct" => Agg::sum_distinct(v),
+                        _ => Agg::avg_distinct(v),
+                    };
+                    out.push(agg.retracting(SIGN).alias(a.name.clone()));
                 }
                 _ => return refuse(),
             }

@@ -10,7 +10,7 @@
 use super::distinct::{Distinct, Report};
 use super::extreme::Extreme;
 use super::numeric::{Avg, Count, SumFloat, SumInt};
-use super::retracting::Retracting;
+use super::retracting::{Keep, Retracting};
 use super::udf::UdfAcc;
 use super::value::native_type;
 use super::{AggFn, BoundAgg, ValueKind, Values};
@@ -95,7 +95,7 @@ pub(super) fn state_fields(func: &AggFn, kind: ValueKind, name: &str) -> Result<
             field("value", value, true),
         ],
         // each group's values and their signed counts, values sorted
-        AggFn::MinRetracting(_) | AggFn::MaxRetracting(_) => vec![
+        AggFn::Retracting { .. } => vec![
             field(
                 "values",
                 DataType::LargeList(Arc::new(Field::new_list_field(value, false))),
@@ -160,8 +160,19 @@ impl Accumulators {
             (AggFn::Max, k) => typed!(k, T => Extreme::<T>::new(true, false)),
             (AggFn::First, k) => typed!(k, T => Extreme::<T>::new(false, true)),
             (AggFn::Last, k) => typed!(k, T => Extreme::<T>::new(true, true)),
-            (AggFn::MinRetracting(_), k) => typed!(k, T => Retracting::<T>::new(false)),
-            (AggFn::MaxRetracting(_), k) => typed!(k, T => Retracting::<T>::new(true)),
+            (AggFn::Retracting { inner, .. }, k) => {
+                let keep = match **inner {
+                    AggFn::Min => Keep::Min,
+                    AggFn::Max => Keep::Max,
+                    AggFn::CountDistinct => Keep::Distinct(Report::Count),
+                    AggFn::SumDistinct => Keep::Distinct(Report::Sum),
+                    AggFn::AvgDistinct => Keep::Distinct(Report::Mean),
+                    ref other => {
+                        unreachable!("Agg::bind refuses {} over retractions", other.name())
+                    }
+                };
+                typed!(k, T => Retracting::<T>::new(keep))
+            }
             (AggFn::CountDistinct, k) => typed!(k, T => Distinct::<T>::new(Report::Count)),
             (AggFn::SumDistinct, k) => typed!(k, T => Distinct::<T>::new(Report::Sum)),
             (AggFn::AvgDistinct, k) => typed!(k, T => Distinct::<T>::new(Report::Mean)),

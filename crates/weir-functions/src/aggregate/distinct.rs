@@ -127,72 +127,10 @@ impl<T: Val> GroupAcc for Distinct<T> {
     }
 
     fn finish(&self, groups: &[u32], column: &str) -> Result<ArrayRef> {
-        if self.report == Report::Count {
-            let counts = groups.iter().map(|&g| self.sets[g as usize].len() as i64);
-            return Ok(Arc::new(Int64Array::from_iter_values(counts)));
-        }
-        // each group's values as numbers (sum and mean read numbers only): floats
-        // added exactly (ExactSum: rounded once; ascending, so that even its plain
-        // f64 fallback for too wide a range gives one answer), integers in 128 bits
-        let mut out_int: Vec<Option<i64>> = Vec::with_capacity(groups.len());
-        let mut out_float: Vec<Option<f64>> = Vec::with_capacity(groups.len());
-        let ty = T::data_type();
-        let float = ty.is_floating();
-        for &g in groups {
-            let mut items: Vec<T::Ref<'_>> =
-                self.sets[g as usize].iter().map(T::key_value).collect();
-            if float {
-                items.sort_unstable_by(|a, b| T::order(*a, *b));
-            }
-            let n = items.len();
-            let values = T::build(items.into_iter().map(Some));
-            if n == 0 {
-                out_int.push(None);
-                out_float.push(None);
-                continue;
-            }
-            let sum: i128 = if float {
-                let v = arrow_cast::cast(&values, &DataType::Float64)?;
-                let mut sum = ExactSum::default();
-                v.as_primitive::<Float64Type>()
-                    .values()
-                    .iter()
-                    .for_each(|&x| sum.add(x));
-                out_float.push(Some(match self.report {
-                    Report::Mean => sum.value() / n as f64,
-                    _ => sum.value(),
-                }));
-                continue;
-            } else if ty == DataType::UInt64 {
-                let v = arrow_cast::cast(&values, &DataType::UInt64)?;
-                v.as_primitive::<UInt64Type>()
-                    .values()
-                    .iter()
-                    .map(|&x| x as i128)
-                    .sum()
-            } else {
-                let v = arrow_cast::cast(&values, &DataType::Int64)?;
-                v.as_primitive::<Int64Type>()
-                    .values()
-                    .iter()
-                    .map(|&x| x as i128)
-                    .sum()
-            };
-            match self.report {
-                Report::Mean => out_float.push(Some(sum as f64 / n as f64)),
-                _ => out_int.push(Some(i64::try_from(sum).map_err(|_| {
-                    Error::column(
-                        column,
-                        "sum_distinct",
-                        format!("the sum {sum} does not fit in Int64"),
-                    )
-                })?)),
-            }
-        }
-        Ok(match (self.report, float) {
-            (Report::Sum, false) => Arc::new(Int64Array::from(out_int)),
-            _ => Arc::new(Float64Array::from(out_float)),
-        })
+        let sets = groups
+            .iter()
+            .map(|&g| self.sets[g as usize].iter().map(T::key_value).collect());
+        report::<T>(self.report, sets, column)
     }
 
     fn memory_size(&self) -> usize {
@@ -243,4 +181,77 @@ impl<T: Val> GroupAcc for Distinct<T> {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// What `report` says of each group's distinct values (`groups`: each
+/// group's values, in any order): their count, or their sum or mean
+/// (floats added exactly, rounded once, in ascending order so that even the
+/// plain f64 fallback of too wide a range gives one answer; integers in 128
+/// bits). Shared with the retracting distinct aggregates.
+pub(super) fn report<'a, T: Val>(
+    report: Report,
+    groups: impl ExactSizeIterator<Item = Vec<T::Ref<'a>>>,
+    column: &str,
+) -> Result<ArrayRef> {
+    if report == Report::Count {
+        let counts = groups.map(|items| items.len() as i64);
+        return Ok(Arc::new(Int64Array::from_iter_values(counts)));
+    }
+    let mut out_int: Vec<Option<i64>> = Vec::with_capacity(groups.len());
+    let mut out_float: Vec<Option<f64>> = Vec::with_capacity(groups.len());
+    let ty = T::data_type();
+    let float = ty.is_floating();
+    for mut items in groups {
+        if float {
+            items.sort_unstable_by(|a, b| T::order(*a, *b));
+        }
+        let n = items.len();
+        let values = T::build(items.into_iter().map(Some));
+        if n == 0 {
+            out_int.push(None);
+            out_float.push(None);
+            continue;
+        }
+        let sum: i128 = if float {
+            let v = arrow_cast::cast(&values, &DataType::Float64)?;
+            let mut sum = ExactSum::default();
+            v.as_primitive::<Float64Type>()
+                .values()
+                .iter()
+                .for_each(|&x| sum.add(x));
+            out_float.push(Some(match report {
+                Report::Mean => sum.value() / n as f64,
+                _ => sum.value(),
+            }));
+            continue;
+        } else if ty == DataType::UInt64 {
+            let v = arrow_cast::cast(&values, &DataType::UInt64)?;
+            v.as_primitive::<UInt64Type>()
+                .values()
+                .iter()
+                .map(|&x| x as i128)
+                .sum()
+        } else {
+            let v = arrow_cast::cast(&values, &DataType::Int64)?;
+            v.as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .map(|&x| x as i128)
+                .sum()
+        };
+        match report {
+            Report::Mean => out_float.push(Some(sum as f64 / n as f64)),
+            _ => out_int.push(Some(i64::try_from(sum).map_err(|_| {
+                Error::column(
+                    column,
+                    "sum_distinct",
+                    format!("the sum {sum} does not fit in Int64"),
+                )
+            })?)),
+        }
+    }
+    Ok(match (report, float) {
+        (Report::Sum, false) => Arc::new(Int64Array::from(out_int)),
+        _ => Arc::new(Float64Array::from(out_float)),
+    })
 }

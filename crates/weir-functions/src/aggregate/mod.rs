@@ -77,14 +77,17 @@ pub enum AggFn {
     SumDistinct,
     /// Mean of the distinct non-null values (`AVG(DISTINCT x)`), as Float64.
     AvgDistinct,
-    /// Smallest non-null value over rows that may be retracted: the named
-    /// Int64 column is each row's sign (+1 adds the value, -1 takes one
-    /// occurrence of it back; null or 0 counts nothing). SQL's `MIN` over a
-    /// changelog.
-    MinRetracting(String),
-    /// Largest non-null value over rows that may be retracted (see
-    /// [`AggFn::MinRetracting`]).
-    MaxRetracting(String),
+    /// `inner` (min, max, count_distinct, sum_distinct or avg_distinct)
+    /// over rows that may be retracted: the Int64 column `sign` is each
+    /// row's sign (+1 adds the value, -1 takes one occurrence of it back;
+    /// null or 0 counts nothing). SQL's `MIN`, `MAX` and `DISTINCT`
+    /// aggregates over a changelog. Built with [`Agg::retracting`].
+    Retracting {
+        /// The function over what is left.
+        inner: Box<AggFn>,
+        /// The sign column.
+        sign: String,
+    },
     /// A user-defined aggregate.
     Udf(Arc<dyn AggregateUdf>),
 }
@@ -94,8 +97,13 @@ impl PartialEq for AggFn {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (AggFn::Udf(a), AggFn::Udf(b)) => Arc::ptr_eq(a, b),
-            (AggFn::MinRetracting(a), AggFn::MinRetracting(b))
-            | (AggFn::MaxRetracting(a), AggFn::MaxRetracting(b)) => a == b,
+            (
+                AggFn::Retracting { inner, sign },
+                AggFn::Retracting {
+                    inner: other,
+                    sign: other_sign,
+                },
+            ) => inner == other && sign == other_sign,
             (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
         }
     }
@@ -145,8 +153,7 @@ impl AggFn {
             AggFn::CountDistinct => "count_distinct",
             AggFn::SumDistinct => "sum_distinct",
             AggFn::AvgDistinct => "avg_distinct",
-            AggFn::MinRetracting(_) => "min_retracting",
-            AggFn::MaxRetracting(_) => "max_retracting",
+            AggFn::Retracting { inner, .. } => inner.name(),
             AggFn::Udf(udf) => udf.name(),
         }
     }
@@ -214,16 +221,23 @@ impl Agg {
     pub fn avg_distinct(column: impl Into<String>) -> Self {
         Agg::of(AggFn::AvgDistinct, column)
     }
-    /// `min(column)` over rows that may be retracted: `sign` (an Int64
-    /// column) is +1 for a row that adds its value, -1 for one that takes
-    /// it back (see [`AggFn::MinRetracting`]).
-    pub fn min_retracting(column: impl Into<String>, sign: impl Into<String>) -> Self {
-        Agg::of(AggFn::MinRetracting(sign.into()), column)
-    }
-    /// `max(column)` over rows that may be retracted (see
-    /// [`Agg::min_retracting`]).
-    pub fn max_retracting(column: impl Into<String>, sign: impl Into<String>) -> Self {
-        Agg::of(AggFn::MaxRetracting(sign.into()), column)
+    /// This aggregate (min, max, or a distinct one) over rows that may be
+    /// retracted: `sign` (an Int64 column) is +1 for a row that adds its
+    /// value, -1 for one that takes it back (see [`AggFn::Retracting`];
+    /// count, sum and avg are retracted with signed sums instead).
+    ///
+    /// # Examples
+    /// ```
+    /// use weir_functions::Agg;
+    /// let top = Agg::max("price").retracting("sign").alias("top");
+    /// assert_eq!(top.output_name(), "top");
+    /// ```
+    pub fn retracting(mut self, sign: impl Into<String>) -> Self {
+        self.func = AggFn::Retracting {
+            inner: Box::new(self.func),
+            sign: sign.into(),
+        };
+        self
     }
     /// A user-defined aggregate over `column`.
     pub fn udf(udf: Arc<dyn AggregateUdf>, column: impl Into<String>) -> Self {
@@ -255,6 +269,9 @@ impl Agg {
     /// Resolves the input column in `schema` and checks its type.
     pub fn bind(&self, schema: &Schema, context: &str) -> Result<BoundAgg> {
         let name = self.output_name();
+        if let AggFn::Retracting { inner, sign } = &self.func {
+            return self.bind_retracting(inner, sign, schema, context);
+        }
         let Some(column) = &self.column else {
             if self.func != AggFn::Count {
                 return Err(Error::option(
@@ -289,6 +306,7 @@ impl Agg {
                 DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
             );
         let kind = match &self.func {
+            AggFn::Retracting { .. } => unreachable!("bound by bind_retracting above"),
             AggFn::Count => Some(ValueKind::Int),
             AggFn::Udf(_) => Some(ValueKind::Raw),
             AggFn::Sum | AggFn::SumDistinct if ty.is_floating() => Some(ValueKind::Float),
@@ -302,13 +320,8 @@ impl Agg {
             AggFn::Sum | AggFn::Avg | AggFn::SumDistinct | AggFn::AvgDistinct => {
                 numeric.then_some(ValueKind::Int)
             }
-            AggFn::Min
-            | AggFn::Max
-            | AggFn::First
-            | AggFn::Last
-            | AggFn::CountDistinct
-            | AggFn::MinRetracting(_)
-            | AggFn::MaxRetracting(_) => match ty {
+            AggFn::Min | AggFn::Max | AggFn::First | AggFn::Last | AggFn::CountDistinct => match ty
+            {
                 DataType::UInt64 => Some(ValueKind::UInt),
                 t if t.is_floating() => Some(ValueKind::Float),
                 DataType::Boolean => Some(ValueKind::Bool),
@@ -330,19 +343,12 @@ impl Agg {
             ));
         };
         let out_ty = match (&self.func, kind) {
+            (AggFn::Retracting { .. }, _) => unreachable!("bound by bind_retracting above"),
             (AggFn::Count | AggFn::CountDistinct, _) => DataType::Int64,
             (AggFn::Avg | AggFn::AvgDistinct, _) => DataType::Float64,
             (AggFn::Sum | AggFn::SumDistinct, ValueKind::Float) => DataType::Float64,
             (AggFn::Sum | AggFn::SumDistinct, _) => DataType::Int64,
-            (
-                AggFn::Min
-                | AggFn::Max
-                | AggFn::First
-                | AggFn::Last
-                | AggFn::MinRetracting(_)
-                | AggFn::MaxRetracting(_),
-                _,
-            ) => ty.clone(),
+            (AggFn::Min | AggFn::Max | AggFn::First | AggFn::Last, _) => ty.clone(),
             (AggFn::Udf(udf), _) => udf
                 .return_type(ty)
                 .map_err(|e| Error::column(column, context, format!("{}: {e}", udf.name())))?,
@@ -356,37 +362,70 @@ impl Agg {
             }
             func => accumulators::state_fields(func, kind, &name)?,
         };
-        let sign = match &self.func {
-            AggFn::MinRetracting(sign) | AggFn::MaxRetracting(sign) => {
-                let (i, f) = schema.column_with_name(sign).ok_or_else(|| {
-                    Error::column(
-                        sign,
-                        context,
-                        format!(
-                            "the sign column of {}({column}) is not there",
-                            self.func.name()
-                        ),
-                    )
-                })?;
-                if f.data_type() != &DataType::Int64 {
-                    return Err(Error::column(
-                        sign,
-                        context,
-                        format!("a sign column is Int64 (+1, -1), found {}", f.data_type()),
-                    ));
-                }
-                Some(i)
-            }
-            _ => None,
-        };
         let counts = matches!(self.func, AggFn::Count | AggFn::CountDistinct);
         Ok(BoundAgg {
             func: self.func.clone(),
             input: Some(idx),
-            sign,
+            sign: None,
             kind,
             field: Field::new(name, out_ty, !counts),
             state_fields,
+        })
+    }
+}
+
+impl Agg {
+    /// [`Agg::bind`] of `inner` over retracted rows signed by `sign`: read
+    /// and typed as `inner` is, its state the multiset of values.
+    fn bind_retracting(
+        &self,
+        inner: &AggFn,
+        sign: &str,
+        schema: &Schema,
+        context: &str,
+    ) -> Result<BoundAgg> {
+        let name = self.output_name();
+        if !matches!(
+            inner,
+            AggFn::Min
+                | AggFn::Max
+                | AggFn::CountDistinct
+                | AggFn::SumDistinct
+                | AggFn::AvgDistinct
+        ) {
+            return Err(Error::option(
+                inner.name(),
+                "takes no rows back: min, max, count_distinct, sum_distinct and avg_distinct \
+                 do (count, sum and avg take rows back as signed sums)",
+            ));
+        }
+        let plain = Agg {
+            func: inner.clone(),
+            column: self.column.clone(),
+            alias: Some(name.clone()),
+        }
+        .bind(schema, context)?;
+        let (i, f) = schema.column_with_name(sign).ok_or_else(|| {
+            Error::column(
+                sign,
+                context,
+                format!("the sign column of {name} is not there"),
+            )
+        })?;
+        if f.data_type() != &DataType::Int64 {
+            return Err(Error::column(
+                sign,
+                context,
+                format!("a sign column is Int64 (+1, -1), found {}", f.data_type()),
+            ));
+        }
+        Ok(BoundAgg {
+            func: self.func.clone(),
+            input: plain.input,
+            sign: Some(i),
+            kind: plain.kind,
+            state_fields: accumulators::state_fields(&self.func, plain.kind, &name)?,
+            field: plain.field,
         })
     }
 }

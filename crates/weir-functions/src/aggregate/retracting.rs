@@ -1,13 +1,16 @@
-//! Min and max that take back what is deleted: [`Retracting`], for
-//! aggregations over a changelog (SQL's `MIN`/`MAX` over another `GROUP
-//! BY`'s result), where a row may later be retracted.
+//! Min, max and the distinct aggregates that take back what is deleted:
+//! [`Retracting`], for aggregations over a changelog (SQL's `MIN`, `MAX`,
+//! `COUNT(DISTINCT …)` over another `GROUP BY`'s result), where a row may
+//! later be retracted.
 //!
-//! Each group keeps the multiset of its values (value → signed count) and
-//! its current best value. A row adds its sign (+1 insert, -1 delete, from
-//! the sign column bound with the aggregate) to its value's count; a value
-//! whose count reaches 0 leaves the multiset, and when it was the best the
-//! group's values are scanned for the new best (as Flink's
-//! `MaxWithRetractAggFunction` does). Nulls are skipped. Partial state:
+//! Each group keeps the multiset of its values (value → signed count), and
+//! min and max their current best value. A row adds its sign (+1 insert,
+//! -1 delete, from the sign column bound with the aggregate) to its
+//! value's count; a value whose count reaches 0 leaves the multiset, and
+//! when it was the best the group's values are scanned for the new best (as
+//! Flink's `MaxWithRetractAggFunction` does). The distinct aggregates
+//! report on the values with a positive count, as `distinct` does on its
+//! sets. Nulls are skipped. Partial state:
 //! each group's values, sorted, and their counts, as two LargeList columns,
 //! so exported states are deterministic.
 //!
@@ -20,7 +23,7 @@
 //! May use `weir_core::error` and the arrow crates only.
 
 use super::accumulators::{downcast, wrong_input, GroupAcc};
-use super::distinct::table_bytes;
+use super::distinct::{report, table_bytes, Report};
 use super::value::Val;
 use super::Values;
 use arrow_array::cast::AsArray;
@@ -34,12 +37,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use weir_core::error::Result;
 
-/// Each group's multiset of values and its best one.
+/// What [`Retracting`] gives of each group's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Keep {
+    /// The smallest.
+    Min,
+    /// The largest.
+    Max,
+    /// Their count, sum or mean (as the distinct aggregates).
+    Distinct(Report),
+}
+
+/// Each group's multiset of values and (min, max) its best one.
 #[derive(Debug)]
 pub(super) struct Retracting<T: Val> {
     // config
-    /// Keep the largest (max) instead of the smallest (min).
-    max: bool,
+    keep: Keep,
     // state
     counts: Vec<HashMap<T::Key, i64>>,
     best: Vec<Option<T::Key>>,
@@ -48,10 +61,10 @@ pub(super) struct Retracting<T: Val> {
 }
 
 impl<T: Val> Retracting<T> {
-    /// Min (`max = false`) or max.
-    pub(super) fn new(max: bool) -> Self {
+    /// Giving `keep` of each group's values.
+    pub(super) fn new(keep: Keep) -> Self {
         Retracting {
-            max,
+            keep,
             counts: Vec::new(),
             best: Vec::new(),
             heap: 0,
@@ -61,7 +74,7 @@ impl<T: Val> Retracting<T> {
     /// Whether `a` beats `b` (larger for max, smaller for min).
     fn beats(&self, a: T::Ref<'_>, b: T::Ref<'_>) -> bool {
         T::order(a, b)
-            == if self.max {
+            == if self.keep == Keep::Max {
                 Ordering::Greater
             } else {
                 Ordering::Less
@@ -95,6 +108,9 @@ impl<T: Val> Retracting<T> {
         if after != before {
             self.heap = self.heap + table_bytes::<(T::Key, i64)>(after)
                 - table_bytes::<(T::Key, i64)>(before);
+        }
+        if matches!(self.keep, Keep::Distinct(_)) {
+            return;
         }
         let present = count > 0;
         let new_best = match self.best[group].as_ref() {
@@ -197,7 +213,17 @@ impl<T: Val> GroupAcc for Retracting<T> {
         self.best[group] = None;
     }
 
-    fn finish(&self, groups: &[u32], _: &str) -> Result<ArrayRef> {
+    fn finish(&self, groups: &[u32], column: &str) -> Result<ArrayRef> {
+        if let Keep::Distinct(r) = self.keep {
+            let present = groups.iter().map(|&g| {
+                self.counts[g as usize]
+                    .iter()
+                    .filter(|(_, &c)| c > 0)
+                    .map(|(k, _)| T::key_value(k))
+                    .collect()
+            });
+            return report::<T>(r, present, column);
+        }
         Ok(T::build(groups.iter().map(|&g| {
             self.best[g as usize].as_ref().map(|k| T::key_value(k))
         })))

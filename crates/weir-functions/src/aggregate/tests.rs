@@ -894,11 +894,7 @@ proptest! {
         let groups: Vec<u32> = rows.iter().map(|r| r.0).collect();
         let all: Vec<u32> = (0..4).collect();
         for (column, max) in [("x", false), ("x", true), ("t", false), ("t", true), ("f", true)] {
-            let agg = if max {
-                Agg::max_retracting(column, "s")
-            } else {
-                Agg::min_retracting(column, "s")
-            };
+            let agg = if max { Agg::max(column) } else { Agg::min(column) }.retracting("s");
             let bound = agg.bind(&schema, "test").unwrap();
             let values = bound.values(&columns).unwrap();
             // one pass
@@ -955,16 +951,18 @@ proptest! {
 #[test]
 fn retracting_aggregates_need_an_int64_sign_column_and_signed_values() {
     let (schema, columns) = signed_batch(&[(0, Some(1), 1)]);
-    let e = Agg::min_retracting("x", "nope")
+    let e = Agg::min("x")
+        .retracting("nope")
         .bind(&schema, "test")
         .unwrap_err();
     assert!(e.to_string().contains("sign column"), "{e}");
-    let e = Agg::min_retracting("x", "t")
+    let e = Agg::min("x")
+        .retracting("t")
         .bind(&schema, "test")
         .unwrap_err();
     assert!(e.to_string().contains("Int64"), "{e}");
     // values without their signs are refused, not misread
-    let bound = Agg::max_retracting("x", "s").bind(&schema, "test").unwrap();
+    let bound = Agg::max("x").retracting("s").bind(&schema, "test").unwrap();
     let mut acc = Accumulators::new(&bound);
     acc.resize(1);
     let plain = Values::Int(columns[0].as_primitive::<Int64Type>().clone());
@@ -977,4 +975,79 @@ fn retracting_aggregates_need_an_int64_sign_column_and_signed_values() {
     let before = acc.memory_size();
     acc.reset(0);
     assert!(acc.memory_size() < before);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The distinct aggregates over retractions report on the values left
+    /// (brute force): one pass, and merged halves through a partial state.
+    #[test]
+    fn retracting_distinct_aggregates_report_on_the_values_left(
+        rows in changelog_rows(),
+        cut in 0usize..120,
+    ) {
+        let (schema, columns) = signed_batch(&rows);
+        let mut left: BTreeMap<u32, Vec<i8>> = BTreeMap::new();
+        for &(g, v, sign) in &rows {
+            let Some(v) = v else { continue };
+            let vs = left.entry(g).or_default();
+            if sign > 0 {
+                vs.push(v);
+            } else {
+                let i = vs.iter().position(|&x| x == v).expect("deleted after inserted");
+                vs.swap_remove(i);
+            }
+        }
+        let groups: Vec<u32> = rows.iter().map(|r| r.0).collect();
+        let rows_ix: Vec<u32> = (0..rows.len() as u32).collect();
+        let all: Vec<u32> = (0..4).collect();
+        for agg in [Agg::count_distinct("x"), Agg::sum_distinct("x"), Agg::avg_distinct("f")] {
+            let name = agg.func.name().to_string();
+            let bound = agg.retracting("s").bind(&schema, "test").unwrap();
+            let values = bound.values(&columns).unwrap();
+            let mut one = Accumulators::new(&bound);
+            one.resize(4);
+            one.update(&groups, &rows_ix, &values, &[], "d").unwrap();
+            let cut = cut.min(rows.len());
+            let (mut a, mut b) = (Accumulators::new(&bound), Accumulators::new(&bound));
+            a.resize(4);
+            b.resize(4);
+            a.update(&groups[..cut], &rows_ix[..cut], &values, &[], "d").unwrap();
+            b.update(&groups[cut..], &rows_ix[cut..], &values, &[], "d").unwrap();
+            let state = b.to_state(&all).unwrap();
+            a.merge_state(&all, &state).unwrap();
+            let want: Vec<String> = (0..4)
+                .map(|g| {
+                    let set: std::collections::BTreeSet<i8> =
+                        left.get(&g).map(|vs| vs.iter().copied().collect()).unwrap_or_default();
+                    match name.as_str() {
+                        "count_distinct" => set.len().to_string(),
+                        _ if set.is_empty() => "null".into(),
+                        "sum_distinct" => set.iter().map(|&v| i64::from(v)).sum::<i64>().to_string(),
+                        _ => {
+                            // quarters: exact in f64, so the mean is exact too
+                            let sum: f64 = set.iter().map(|&v| f64::from(v) / 4.0).sum();
+                            format!("{:?}", sum / set.len() as f64)
+                        }
+                    }
+                })
+                .collect();
+            for (what, acc) in [("one pass", &one), ("merged", &a)] {
+                let out = acc.finish(&all, &bound).unwrap();
+                let got: Vec<String> = (0..4)
+                    .map(|i| {
+                        if out.is_null(i) {
+                            return "null".to_string();
+                        }
+                        match out.data_type() {
+                            DataType::Int64 => out.as_primitive::<Int64Type>().value(i).to_string(),
+                            _ => format!("{:?}", out.as_primitive::<Float64Type>().value(i)),
+                        }
+                    })
+                    .collect();
+                prop_assert_eq!(&got, &want, "{} {}", what, name);
+            }
+        }
+    }
 }
