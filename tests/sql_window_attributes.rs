@@ -152,7 +152,7 @@ fn joining_on_renamed_window_bounds_is_a_same_window_join() {
 }
 
 #[test]
-fn renamed_bounds_that_clash_or_are_half_grouped_are_refused_or_ordinary_keys() {
+fn renamed_bounds_that_clash_are_refused_and_one_bound_alone_is_an_ordinary_key() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());
     let table = obd_table(&data, "'10' MINUTE");
@@ -181,7 +181,43 @@ fn renamed_bounds_that_clash_or_are_half_grouped_are_refused_or_ordinary_keys() 
         &["--mode", "batch"],
     );
     let rows = common::sql::rows(&out);
+    // an aggregate of a bound itself reads it; one bound alone in an ON
+    // is an ordinary key (a regular join)
+    let per = dir.path().join("per");
+    let joined = dir.path().join("joined");
+    common::sql::sql(
+        dir.path(),
+        &format!(
+            "{table}CREATE TABLE per (ws BIGINT, vehicles BIGINT, lowest BIGINT) \
+             WITH ('connector' = 'parquet', 'path' = '{}');\n\
+             CREATE TABLE joined (vehicle_id BIGINT, ws BIGINT, n BIGINT) \
+             WITH ('connector' = 'parquet', 'path' = '{}');\n\
+             INSERT INTO per SELECT ws, COUNT(ws), MIN(ws) FROM ({COUNTS}) GROUP BY ws, we;\n\
+             INSERT INTO joined SELECT a.vehicle_id, a.ws, b.n FROM ({COUNTS}) a JOIN ({COUNTS}) b \
+             ON a.ws = b.ws AND a.vehicle_id = b.vehicle_id;",
+            per.display(),
+            joined.display()
+        ),
+        &["--mode", "batch"],
+    );
     let windows = per_vehicle_window(&input_rows(&data));
+    let mut vehicles: BTreeMap<i64, i64> = BTreeMap::new();
+    for (_, start) in windows.keys() {
+        *vehicles.entry(*start).or_default() += 1;
+    }
+    let want: Vec<Vec<String>> = vehicles
+        .iter()
+        .map(|(s, n)| vec![s.to_string(), n.to_string(), s.to_string()])
+        .collect();
+    assert_eq!(common::sql::rows(&per), want);
+    let want: Vec<Vec<String>> = windows
+        .iter()
+        .map(|((v, s), speeds)| vec![v.to_string(), s.to_string(), speeds.len().to_string()])
+        .collect();
+    let mut want = want;
+    want.sort();
+    assert_eq!(common::sql::rows(&joined), want);
+
     // counts only grow: a window's final count is its largest
     let mut last: BTreeMap<i64, i64> = BTreeMap::new();
     for r in rows.iter().filter(|r| r[2] != "delete") {

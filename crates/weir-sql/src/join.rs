@@ -263,6 +263,8 @@ pub(crate) fn join(
     split_and(on, &mut conjuncts);
     let (mut lk, mut rk) = (Vec::new(), Vec::new());
     let mut window_bounds = 0u32;
+    // the equalities of window bounds (keys again unless both bounds are)
+    let mut bound_pairs: Vec<(String, String)> = Vec::new();
     let mut interval_ms: Option<(i64, i64)> = None;
     // an inner join's other conditions filter its pairs
     let inner = join_type == JoinType::Inner;
@@ -286,6 +288,7 @@ pub(crate) fn join(
                 };
                 if let Some(b) = bound_of(ls, &l).filter(|&b| Some(b) == bound_of(rs, &r)) {
                     window_bounds |= 1 << b;
+                    bound_pairs.push((l, r));
                 } else {
                     lk.push(l);
                     rk.push(r);
@@ -315,7 +318,15 @@ pub(crate) fn join(
     // a same-window join of window aggregations: their bounds under the
     // names the join reads (a projection may have renamed them), and the
     // window alone may be the key (rows of one window meet in one subtask)
-    let window_bounds = window_bounds.count_ones();
+    let mut window_bounds = window_bounds.count_ones();
+    if window_bounds == 1 && raw_window.is_none() {
+        // one bound alone is an ordinary key (a regular join), as in GROUP BY
+        for (l, r) in bound_pairs {
+            lk.push(l);
+            rk.push(r);
+        }
+        window_bounds = 0;
+    }
     let (mut left, mut right) = (left, right);
     if window_bounds == 2 && raw_window.is_none() {
         for side in [&mut left, &mut right] {
@@ -466,7 +477,9 @@ fn canonical_window(side: &(Stream, Scope), on: &SqlExpr) -> Result<(Stream, Sco
             return Err(at_node(
                 on,
                 format!(
-                    "a same-window join reads the window bounds `{s}` and `{e}` as                      window_start and window_end, but the rows also have a `{to}` column:                      drop or rename it"
+                    "a same-window join reads the window bounds `{s}` and `{e}` as \
+                     window_start and window_end, but the rows also have a `{to}` column: \
+                     drop or rename it"
                 ),
             ));
         }

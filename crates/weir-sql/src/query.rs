@@ -699,6 +699,14 @@ impl Planner<'_> {
             input.select_exprs(exprs).map_err(|e| engine(s, e))?
         };
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        // an aggregate of a bound itself (COUNT(ws)) reads it under its new name
+        let aggs: Vec<Agg> = aggs
+            .into_iter()
+            .map(|mut a| {
+                a.column = a.column.map(|c| canonical(&c));
+                a
+            })
+            .collect();
         let out = renamed
             .aggregate_per_window(&keys, aggs)
             .map_err(|e| engine(s, e))?;
@@ -931,8 +939,6 @@ impl Planner<'_> {
             .map_err(|e| engine(s, e))
     }
 
-    /// A `FROM` item with its joins: the rows, the window of a window
-    /// table function, and the names they are reached by.
     /// The window bounds of `stream`'s rows, if a query of this script
     /// made it from a window aggregation (see [`WindowAttrs`]).
     fn window_of(&self, stream: &Stream) -> Option<(String, String)> {
@@ -968,6 +974,8 @@ impl Planner<'_> {
         Ok(out)
     }
 
+    /// A `FROM` item with its joins: the rows, the window of a window
+    /// table function, and the names they are reached by.
     fn from(
         &self,
         from: &ast::TableWithJoins,

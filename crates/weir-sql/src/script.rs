@@ -332,10 +332,14 @@ impl Script {
                     return Err(at_node(st, "EXPLAIN explains a SELECT or an INSERT"));
                 }
                 // planned into a job of its own: explaining runs nothing
+                // (its streams' window attributes too: its node ids start
+                // again at 0, so they would name the main job's streams)
                 let main = std::mem::replace(&mut self.job, Job::new());
+                let windows = std::mem::take(&mut self.windows);
                 let queries = self.queries;
                 let planned = self.statement(statement, watermarks, base);
                 let explained = std::mem::replace(&mut self.job, main);
+                self.windows = windows;
                 self.queries = queries;
                 planned?;
                 // as written: the dialect's marker of a table argument is `TABLE `
@@ -504,4 +508,43 @@ fn insert_cast(have: &DataType, want: &DataType) -> bool {
     let string =
         |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     (numeric(have) && numeric(want)) || (string(have) && string(want))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A window aggregation whose select list renames its bounds.
+    const RENAMED: &str = "SELECT auction, COUNT(*) AS num, window_start AS s, window_end AS e \
+        FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND)) \
+        GROUP BY auction, window_start, window_end";
+
+    fn bids() -> String {
+        "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, dateTime TIMESTAMP(3), \
+         WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND) \
+         WITH ('connector' = 'nexmark', 'events' = '1000');\n"
+            .to_string()
+    }
+
+    #[test]
+    fn an_explained_querys_window_attributes_stay_with_its_own_job() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // planned for the job: its renamed bounds are remembered
+        let planned = Script::try_new(&format!("{}{RENAMED};", bids()), dir.path()).expect("plans");
+        assert_eq!(
+            planned
+                .windows
+                .borrow()
+                .values()
+                .cloned()
+                .collect::<Vec<_>>(),
+            [("s".to_string(), "e".to_string())]
+        );
+        // explained: planned into a job of its own, whose node ids would
+        // name the main job's streams, so nothing of it is remembered
+        let explained =
+            Script::try_new(&format!("{}EXPLAIN {RENAMED};", bids()), dir.path()).expect("plans");
+        assert!(explained.windows.borrow().is_empty());
+        assert_eq!(explained.explained().len(), 1);
+    }
 }

@@ -51,7 +51,16 @@ impl KafkaConnector {
         for p in partitions {
             let name = format!("{}/{p}", config.topic);
             let client = kafka.partition_client(p)?;
-            let earliest = || kafka.earliest(&client);
+            // asked once (a list and a probe; see Kafka::earliest)
+            let mut first = None;
+            let mut earliest = || -> Result<i64> {
+                if let Some(e) = first {
+                    return Ok(e);
+                }
+                let e = kafka.earliest(&client)?;
+                first = Some(e);
+                Ok(e)
+            };
             let end = if config.bounded || config.start == StartFrom::Latest {
                 Some(kafka.high_watermark(&client, earliest()?)?)
             } else {

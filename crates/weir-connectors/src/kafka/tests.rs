@@ -69,7 +69,7 @@ fn an_unreachable_broker_is_an_error_naming_it() {
 fn a_listed_earliest_offset_is_corrected_only_by_records_before_it() {
     // tansu listed a later batch's offset: the fetch at 0 found record 0
     assert_eq!(checked_earliest(1649, Ok(Some(0))), 0);
-    // a compacted or trimmed log's first record before the listed one
+    // a probe finding records from the middle still moves the start back
     assert_eq!(checked_earliest(1649, Ok(Some(1200))), 1200);
     // a log that really starts later: the fetch at 0 is out of range
     assert_eq!(

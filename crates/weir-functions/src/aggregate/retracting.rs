@@ -56,7 +56,8 @@ pub(super) struct Retracting<T: Val> {
     // state
     counts: Vec<HashMap<T::Key, i64>>,
     best: Vec<Option<T::Key>>,
-    /// Table bytes of every multiset plus heap bytes of every key.
+    /// Table bytes of every multiset plus heap bytes of every key (in the
+    /// multisets and as a best value).
     heap: usize,
 }
 
@@ -120,8 +121,19 @@ impl<T: Val> Retracting<T> {
             _ => None,
         };
         if let Some(best) = new_best {
-            self.best[group] = best;
+            self.set_best(group, best);
         }
+    }
+
+    /// Makes `best` the best value of `group`, counting its heap bytes.
+    fn set_best(&mut self, group: usize, best: Option<T::Key>) {
+        if let Some(old) = &self.best[group] {
+            self.heap -= T::key_heap(old);
+        }
+        if let Some(new) = &best {
+            self.heap += T::key_heap(new);
+        }
+        self.best[group] = best;
     }
 
     /// The best value of `group` with a positive count.
@@ -146,7 +158,19 @@ impl<T: Val> GroupAcc for Retracting<T> {
     }
 
     fn resize(&mut self, n: usize) {
-        let dropped: usize = self.counts.iter().skip(n).map(Self::group_heap).sum();
+        let dropped: usize = self
+            .counts
+            .iter()
+            .skip(n)
+            .map(Self::group_heap)
+            .sum::<usize>()
+            + self
+                .best
+                .iter()
+                .skip(n)
+                .flatten()
+                .map(T::key_heap)
+                .sum::<usize>();
         self.heap -= dropped;
         self.counts.resize_with(n, HashMap::new);
         self.best.resize(n, None);
@@ -210,7 +234,7 @@ impl<T: Val> GroupAcc for Retracting<T> {
     fn reset(&mut self, group: usize) {
         let map = std::mem::take(&mut self.counts[group]);
         self.heap -= Self::group_heap(&map);
-        self.best[group] = None;
+        self.set_best(group, None);
     }
 
     fn finish(&self, groups: &[u32], column: &str) -> Result<ArrayRef> {
