@@ -61,8 +61,24 @@ pub(crate) struct Planner<'a> {
     /// The query's changelog must be retractions (`insert` and `delete` of
     /// whole rows, no `update`): an enclosing aggregation reads it.
     pub retract: bool,
-    /// The window attributes of the streams planned so far.
-    pub windows: &'a WindowAttrs,
+    /// What this job's planning remembers (window attributes, sources).
+    pub memo: &'a PlanMemo,
+}
+
+/// What planning the queries of one job remembers across them: which
+/// streams' columns are window bounds ([`WindowAttrs`]), the source of
+/// each table read (a table read twice, as Nexmark q5 reads `bid`, is read
+/// once and its rows go to both readers), and the window aggregations
+/// planned (the same one over the same rows is computed once), as Flink
+/// reuses common sub-plans. Both name streams of one job: a job planned apart (an
+/// `EXPLAIN`'s, a scratch job) has its own.
+#[derive(Default, Debug)]
+pub(crate) struct PlanMemo {
+    pub windows: WindowAttrs,
+    pub sources: std::cell::RefCell<std::collections::HashMap<String, Stream>>,
+    /// Window aggregations planned, by what they compute (input stream,
+    /// keys, window, aggregates): the same one asked again is reused.
+    pub aggregates: std::cell::RefCell<std::collections::HashMap<String, Stream>>,
 }
 
 /// Which columns of a planned query's rows are its window bounds (start,
@@ -599,7 +615,25 @@ impl Planner<'_> {
             }
         }
         let out = match &window {
-            Some(w) => keyed.window(w.window).aggregate(weir_aggs),
+            // the same window aggregation of the same rows is computed once
+            // (Nexmark q5 counts bids per auction and window twice)
+            Some(w) => {
+                let digest = format!(
+                    "{:?} {key_columns:?} {:?} {weir_aggs:?}",
+                    input.id(),
+                    w.window
+                );
+                let done = self.memo.aggregates.borrow().get(&digest).cloned();
+                match done {
+                    Some(out) => Ok(out),
+                    None => keyed.window(w.window).aggregate(weir_aggs).inspect(|out| {
+                        self.memo
+                            .aggregates
+                            .borrow_mut()
+                            .insert(digest, out.clone());
+                    }),
+                }
+            }
             // a running aggregate: a changelog (its `op` column says insert or
             // update; as retractions, insert or delete)
             None if distinct => keyed.aggregate(weir_aggs).and_then(|o| {
@@ -752,8 +786,10 @@ impl Planner<'_> {
             // `*` is the columns the list gives without DISTINCT (planned on a
             // scratch job: it reads the inputs' schemas, not their rows)
             let scratch = Job::new();
+            let memo = PlanMemo::default();
             let planner = Planner {
                 job: &scratch,
+                memo: &memo,
                 ..*self
             };
             let columns = planner.select(&grouped)?.schema().clone();
@@ -942,7 +978,7 @@ impl Planner<'_> {
     /// The window bounds of `stream`'s rows, if a query of this script
     /// made it from a window aggregation (see [`WindowAttrs`]).
     fn window_of(&self, stream: &Stream) -> Option<(String, String)> {
-        self.windows.borrow().get(&stream.id()).cloned()
+        self.memo.windows.borrow().get(&stream.id()).cloned()
     }
 
     /// [`project`], remembering where the window bounds of `scope` (if
@@ -968,7 +1004,7 @@ impl Planner<'_> {
                 })
             };
             if let (Some(s), Some(e)) = (kept(s), kept(e)) {
-                self.windows.borrow_mut().insert(out.id(), (s, e));
+                self.memo.windows.borrow_mut().insert(out.id(), (s, e));
             }
         }
         Ok(out)
@@ -1260,7 +1296,12 @@ impl Planner<'_> {
                     ),
                 ));
             }
-            return t.source(self.job, self.base, self.generated);
+            if let Some(read) = self.memo.sources.borrow().get(&n) {
+                return Ok(read.clone());
+            }
+            let read = t.source(self.job, self.base, self.generated)?;
+            self.memo.sources.borrow_mut().insert(n, read.clone());
+            return Ok(read);
         }
         if let Some(v) = self.views.get(&n) {
             return self.query(v);

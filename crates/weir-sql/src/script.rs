@@ -86,8 +86,8 @@ pub struct Script {
     views: BTreeMap<String, ast::Query>,
     /// `INSERT` and `SELECT` statements planned.
     queries: usize,
-    /// The window attributes of the streams planned (see `Planner::windows`).
-    windows: crate::query::WindowAttrs,
+    /// What planning the job's queries remembers (see `PlanMemo`).
+    memo: crate::query::PlanMemo,
     /// The tables `INSERT` writes.
     targets: BTreeSet<String>,
     /// A bare SELECT's rows, when collected.
@@ -136,7 +136,7 @@ impl Script {
             tables: BTreeMap::new(),
             views: BTreeMap::new(),
             queries: 0,
-            windows: Default::default(),
+            memo: Default::default(),
             explained: Vec::new(),
         };
         for st in &statements {
@@ -332,14 +332,14 @@ impl Script {
                     return Err(at_node(st, "EXPLAIN explains a SELECT or an INSERT"));
                 }
                 // planned into a job of its own: explaining runs nothing
-                // (its streams' window attributes too: its node ids start
-                // again at 0, so they would name the main job's streams)
+                // (with its own memo: its node ids start again at 0, so its
+                // window attributes would name the main job's streams)
                 let main = std::mem::replace(&mut self.job, Job::new());
-                let windows = std::mem::take(&mut self.windows);
+                let memo = std::mem::take(&mut self.memo);
                 let queries = self.queries;
                 let planned = self.statement(statement, watermarks, base);
                 let explained = std::mem::replace(&mut self.job, main);
-                self.windows = windows;
+                self.memo = memo;
                 self.queries = queries;
                 planned?;
                 // as written: the dialect's marker of a table argument is `TABLE `
@@ -462,7 +462,7 @@ impl Script {
             generated: &self.generated,
             top: None,
             retract: false,
-            windows: &self.windows,
+            memo: &self.memo,
         }
     }
 
@@ -533,6 +533,7 @@ mod tests {
         let planned = Script::try_new(&format!("{}{RENAMED};", bids()), dir.path()).expect("plans");
         assert_eq!(
             planned
+                .memo
                 .windows
                 .borrow()
                 .values()
@@ -544,7 +545,66 @@ mod tests {
         // name the main job's streams, so nothing of it is remembered
         let explained =
             Script::try_new(&format!("{}EXPLAIN {RENAMED};", bids()), dir.path()).expect("plans");
-        assert!(explained.windows.borrow().is_empty());
+        assert!(explained.memo.windows.borrow().is_empty());
         assert_eq!(explained.explained().len(), 1);
+    }
+
+    #[test]
+    fn a_table_read_twice_is_read_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // a self-join and a second statement over the same table: one
+        // source node feeds every reader
+        let script = Script::try_new(
+            &format!(
+                "{}SELECT a.auction, b.price FROM bid a JOIN bid b ON a.auction = b.auction;\n\
+                 SELECT auction FROM bid WHERE price > 10;",
+                bids()
+            ),
+            dir.path(),
+        )
+        .expect("plans");
+        // (source nodes read by something, as many as a table read once has)
+        let read = |plan: &weir_engine::graph::LogicalPlan| {
+            (0..plan.nodes.len())
+                .filter(|&i| plan.nodes[i].kind.is_source() && !plan.consumers(i).is_empty())
+                .count()
+        };
+        let once = Script::try_new(&format!("{}SELECT auction FROM bid;", bids()), dir.path())
+            .expect("plans");
+        let sources = read(&once.job().plan());
+        assert!(sources >= 1);
+        let plan = script.job().plan();
+        assert_eq!(read(&plan), sources, "{}", plan.describe());
+        // an EXPLAIN plans its own source, and leaves the job's alone
+        let explained = Script::try_new(
+            &format!(
+                "{}EXPLAIN SELECT auction FROM bid;\nSELECT price FROM bid;",
+                bids()
+            ),
+            dir.path(),
+        )
+        .expect("plans");
+        assert_eq!(read(&explained.job().plan()), sources);
+        assert_eq!(read(&explained.explained()[0].1.plan()), sources);
+        // the same window aggregation of the same rows, asked twice (as q5
+        // does), is one window operator; another window is another
+        let windows = |extra: &str| {
+            let script = Script::try_new(
+                &format!(
+                    "{}SELECT a.auction, b.num FROM ({RENAMED}) a JOIN ({RENAMED}) b \
+                     ON a.s = b.s AND a.e = b.e AND a.auction = b.auction;\n{extra}",
+                    bids()
+                ),
+                dir.path(),
+            )
+            .expect("plans");
+            let plan = script.job().plan();
+            plan.nodes
+                .iter()
+                .filter(|n| n.name.starts_with("window"))
+                .count()
+        };
+        assert_eq!(windows(""), 1);
+        assert_eq!(windows(&format!("{};", RENAMED.replace("'10'", "'20'"))), 2);
     }
 }
