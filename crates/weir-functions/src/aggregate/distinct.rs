@@ -161,20 +161,7 @@ impl<T: Val> GroupAcc for Distinct<T> {
         let values = T::read(list.values()).ok_or_else(|| {
             wrong_input(column, "bad partial state items", list.values().data_type())
         })?;
-        let offsets = list.value_offsets();
-        let mut item_groups = Vec::new();
-        let mut item_rows = Vec::new();
-        for (i, &g) in groups.iter().enumerate() {
-            if list.is_valid(i) {
-                let row = |o: i64| {
-                    u32::try_from(o)
-                        .map_err(|_| wrong_input(column, "partial state too large: list offset", o))
-                };
-                let (start, end) = (row(offsets[i])?, row(offsets[i + 1])?);
-                item_groups.extend(std::iter::repeat_n(g, end.saturating_sub(start) as usize));
-                item_rows.extend(start..end);
-            }
-        }
+        let (item_groups, item_rows) = list_items(groups, list, column)?;
         self.update(&item_groups, &item_rows, &values, &[], column)
     }
 
@@ -254,4 +241,29 @@ pub(super) fn report<'a, T: Val>(
         (Report::Sum, false) => Arc::new(Int64Array::from(out_int)),
         _ => Arc::new(Float64Array::from(out_float)),
     })
+}
+
+/// For a partial state's list column `list` (row `i` holding group
+/// `groups[i]`'s items), each item's group and its row in the list's
+/// values: what `update` takes to merge the items in. Null lists hold none.
+pub(super) fn list_items(
+    groups: &[u32],
+    list: &LargeListArray,
+    column: &str,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let offsets = list.value_offsets();
+    let mut item_groups = Vec::new();
+    let mut item_rows = Vec::new();
+    for (i, &g) in groups.iter().enumerate() {
+        if list.is_valid(i) {
+            let row = |o: i64| {
+                u32::try_from(o)
+                    .map_err(|_| wrong_input(column, "partial state too large: list offset", o))
+            };
+            let (start, end) = (row(offsets[i])?, row(offsets[i + 1])?);
+            item_groups.extend(std::iter::repeat_n(g, end.saturating_sub(start) as usize));
+            item_rows.extend(start..end);
+        }
+    }
+    Ok((item_groups, item_rows))
 }

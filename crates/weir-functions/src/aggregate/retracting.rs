@@ -23,7 +23,7 @@
 //! May use `weir_core::error` and the arrow crates only.
 
 use super::accumulators::{downcast, wrong_input, GroupAcc};
-use super::distinct::{report, table_bytes, Report};
+use super::distinct::{list_items, report, table_bytes, Report};
 use super::value::Val;
 use super::Values;
 use arrow_array::cast::AsArray;
@@ -314,20 +314,7 @@ impl<T: Val> GroupAcc for Retracting<T> {
                 signs.len(),
             ));
         }
-        let offsets = values.value_offsets();
-        let mut item_groups = Vec::new();
-        let mut item_rows = Vec::new();
-        for (i, &g) in groups.iter().enumerate() {
-            if values.is_valid(i) {
-                let row = |o: i64| {
-                    u32::try_from(o)
-                        .map_err(|_| wrong_input(column, "partial state too large: list offset", o))
-                };
-                let (start, end) = (row(offsets[i])?, row(offsets[i + 1])?);
-                item_groups.extend(std::iter::repeat_n(g, end.saturating_sub(start) as usize));
-                item_rows.extend(start..end);
-            }
-        }
+        let (item_groups, item_rows) = list_items(groups, values, column)?;
         let signed = Values::Signed {
             values: Box::new(items),
             signs,

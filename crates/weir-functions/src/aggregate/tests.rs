@@ -840,6 +840,26 @@ fn signed_batch(rows: &[(u32, Option<i8>, i64)]) -> (Schema, Vec<ArrayRef>) {
     (schema, columns)
 }
 
+/// Each group's non-null values left after the changelog `rows` (brute
+/// force).
+fn left_after(rows: &[(u32, Option<i8>, i64)]) -> BTreeMap<u32, Vec<i8>> {
+    let mut left: BTreeMap<u32, Vec<i8>> = BTreeMap::new();
+    for &(g, v, sign) in rows {
+        let Some(v) = v else { continue };
+        let vs = left.entry(g).or_default();
+        if sign > 0 {
+            vs.push(v);
+        } else {
+            let i = vs
+                .iter()
+                .position(|&x| x == v)
+                .expect("deleted after inserted");
+            vs.swap_remove(i);
+        }
+    }
+    left
+}
+
 /// A changelog: inserts of random values, and deletes of values inserted
 /// earlier into the same group (so every count stays at or above zero).
 fn changelog_rows() -> impl Strategy<Value = Vec<(u32, Option<i8>, i64)>> {
@@ -880,17 +900,7 @@ proptest! {
         cut in 0usize..120,
     ) {
         let (schema, columns) = signed_batch(&rows);
-        let mut left: BTreeMap<u32, Vec<i8>> = BTreeMap::new();
-        for &(g, v, sign) in &rows {
-            let Some(v) = v else { continue };
-            let vs = left.entry(g).or_default();
-            if sign > 0 {
-                vs.push(v);
-            } else {
-                let i = vs.iter().position(|&x| x == v).expect("deleted after inserted");
-                vs.swap_remove(i);
-            }
-        }
+        let left = left_after(&rows);
         let groups: Vec<u32> = rows.iter().map(|r| r.0).collect();
         let all: Vec<u32> = (0..4).collect();
         for (column, max) in [("x", false), ("x", true), ("t", false), ("t", true), ("f", true)] {
@@ -988,17 +998,7 @@ proptest! {
         cut in 0usize..120,
     ) {
         let (schema, columns) = signed_batch(&rows);
-        let mut left: BTreeMap<u32, Vec<i8>> = BTreeMap::new();
-        for &(g, v, sign) in &rows {
-            let Some(v) = v else { continue };
-            let vs = left.entry(g).or_default();
-            if sign > 0 {
-                vs.push(v);
-            } else {
-                let i = vs.iter().position(|&x| x == v).expect("deleted after inserted");
-                vs.swap_remove(i);
-            }
-        }
+        let left = left_after(&rows);
         let groups: Vec<u32> = rows.iter().map(|r| r.0).collect();
         let rows_ix: Vec<u32> = (0..rows.len() as u32).collect();
         let all: Vec<u32> = (0..4).collect();
