@@ -18,7 +18,9 @@
 use crate::error::{at_node, engine, unsupported, SqlError};
 use crate::expr::{interval, scalar};
 use crate::query::in_scope;
-use sqlparser::ast::{self, BinaryOperator, Expr as SqlExpr, JoinConstraint, JoinOperator};
+use sqlparser::ast::{
+    self, BinaryOperator, Expr as SqlExpr, JoinConstraint, JoinOperator, Spanned,
+};
 use weir_engine::graph::Stream;
 use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::OP_COLUMN;
@@ -458,42 +460,54 @@ fn canonical_window(side: &(Stream, Scope), on: &SqlExpr) -> Result<(Stream, Sco
     let Some((s, e)) = side.1.window.clone() else {
         return Ok(side.clone());
     };
-    if s == "window_start" && e == "window_end" {
-        return Ok(side.clone());
+    let stream = with_canonical_bounds(&side.0, (&s, &e), "a same-window join", on)?;
+    let columns = side
+        .1
+        .columns
+        .iter()
+        .map(|(q, n, c)| (q.clone(), n.clone(), canonical_bound(c, (&s, &e))))
+        .collect();
+    let window = Some(("window_start".to_string(), "window_end".to_string()));
+    Ok((stream, Scope { columns, window }))
+}
+
+/// `column` as it is named once the window bounds `(start, end)` are
+/// renamed `window_start` and `window_end`.
+pub(crate) fn canonical_bound(column: &str, (start, end): (&str, &str)) -> String {
+    match column {
+        c if c == start => "window_start".into(),
+        c if c == end => "window_end".into(),
+        c => c.to_string(),
     }
-    let renamed = |c: &str| -> String {
-        if c == s {
-            "window_start".into()
-        } else if c == e {
-            "window_end".into()
-        } else {
-            c.to_string()
-        }
-    };
+}
+
+/// `stream` with its window bounds `(start, end)` renamed `window_start`
+/// and `window_end` (the names the window operators read), for `what`
+/// (named in the error when a column already has one of those names).
+pub(crate) fn with_canonical_bounds(
+    stream: &Stream,
+    (start, end): (&str, &str),
+    what: &str,
+    node: &impl Spanned,
+) -> Result<Stream, SqlError> {
+    if start == "window_start" && end == "window_end" {
+        return Ok(stream.clone());
+    }
     let mut exprs = Vec::new();
-    for f in side.0.schema().fields() {
-        let to = renamed(f.name());
-        if to != *f.name() && side.0.schema().field_with_name(&to).is_ok() {
+    for f in stream.schema().fields() {
+        let to = canonical_bound(f.name(), (start, end));
+        if to != *f.name() && stream.schema().field_with_name(&to).is_ok() {
             return Err(at_node(
-                on,
+                node,
                 format!(
-                    "a same-window join reads the window bounds `{s}` and `{e}` as \
-                     window_start and window_end, but the rows also have a `{to}` column: \
-                     drop or rename it"
+                    "{what} reads the window bounds `{start}` and `{end}` as window_start and \
+                     window_end, but the rows also have a `{to}` column: drop or rename it"
                 ),
             ));
         }
         exprs.push((to, weir_core::expr::col(f.name())));
     }
-    let stream = side.0.select_exprs(exprs).map_err(|err| engine(on, err))?;
-    let columns = side
-        .1
-        .columns
-        .iter()
-        .map(|(q, n, c)| (q.clone(), n.clone(), renamed(c)))
-        .collect();
-    let window = Some(("window_start".to_string(), "window_end".to_string()));
-    Ok((stream, Scope { columns, window }))
+    stream.select_exprs(exprs).map_err(|err| engine(node, err))
 }
 
 /// The column an inner regular or interval join's pairs carry as their event time:

@@ -705,39 +705,16 @@ impl Planner<'_> {
         items: Vec<(String, SqlExpr, bool)>,
         having: Option<SqlExpr>,
     ) -> Result<Stream, SqlError> {
-        let canonical = |c: &str| -> String {
-            match c {
-                c if c == start => "window_start".into(),
-                c if c == end => "window_end".into(),
-                c => c.to_string(),
-            }
-        };
-        let mut exprs = Vec::new();
-        for f in input.schema().fields() {
-            let to = canonical(f.name());
-            if to != *f.name() && input.schema().field_with_name(&to).is_ok() {
-                return Err(at_node(
-                    s,
-                    format!(
-                        "aggregating per window reads the window bounds `{start}` and `{end}` \
-                         as window_start and window_end, but the rows also have a `{to}` \
-                         column: drop or rename it"
-                    ),
-                ));
-            }
-            exprs.push((to, weir_core::expr::col(f.name())));
-        }
-        let renamed = if start == "window_start" && end == "window_end" {
-            input.clone()
-        } else {
-            input.select_exprs(exprs).map_err(|e| engine(s, e))?
-        };
+        let renamed =
+            crate::join::with_canonical_bounds(input, (start, end), "aggregating per window", s)?;
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         // an aggregate of a bound itself (COUNT(ws)) reads it under its new name
         let aggs: Vec<Agg> = aggs
             .into_iter()
             .map(|mut a| {
-                a.column = a.column.map(|c| canonical(&c));
+                a.column = a
+                    .column
+                    .map(|c| crate::join::canonical_bound(&c, (start, end)));
                 a
             })
             .collect();

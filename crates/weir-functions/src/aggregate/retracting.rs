@@ -195,16 +195,14 @@ impl<T: Val> GroupAcc for Retracting<T> {
                 values.describe(),
             ));
         };
-        if let Some(&r) = rows.iter().max() {
-            if r as usize >= signs.len() {
-                return Err(wrong_input(
-                    column,
-                    &format!("row {r} has no sign"),
-                    signs.len(),
-                ));
-            }
+        // (rows are checked against the signs by `Accumulators::update`)
+        if values.len().is_some_and(|n| n != signs.len()) {
+            return Err(wrong_input(
+                column,
+                "values and signs differ in length",
+                signs.len(),
+            ));
         }
-        let mut adds = Vec::with_capacity(rows.len());
         let read = T::visit(values, groups, rows, |g, r, v| {
             // a null sign (neither insert nor delete) counts nothing
             let sign = if signs.is_valid(r as usize) {
@@ -212,14 +210,11 @@ impl<T: Val> GroupAcc for Retracting<T> {
             } else {
                 0
             };
-            adds.push((g, T::key(v), sign));
+            self.add(g as usize, v, sign);
         });
         if !read {
             let expected = format!("expects {} values", T::data_type());
             return Err(wrong_input(column, &expected, values.describe()));
-        }
-        for (g, key, sign) in adds {
-            self.add(g as usize, T::key_value(&key), sign);
         }
         Ok(())
     }
