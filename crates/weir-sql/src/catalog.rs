@@ -349,14 +349,19 @@ impl Table {
         }
     }
 
-    /// The table as a source: its declared columns, event time from its
-    /// watermark.
+    /// The table as a source: its declared columns that `reads` names (all
+    /// of them when `None`, see `pruning`; the event-time, partition and
+    /// `op` columns always), event time from its watermark.
     pub fn source(
         &self,
         job: &Job,
         base: &Path,
         generated: &Generated,
+        reads: Option<&std::collections::BTreeSet<String>>,
     ) -> Result<Stream, SqlError> {
+        let read = self.read_columns(reads);
+        // the columns the connector holds, checked against the declared ones
+        let mut holds: Option<arrow_schema::SchemaRef> = None;
         let (s, what) = match self.kind()? {
             k if !self.partition_by.is_empty() && k != "parquet" => {
                 return Err(self.err(format!(
@@ -367,6 +372,15 @@ impl Table {
             "parquet" => {
                 let path = self.path(base)?;
                 let spec = self.replay(ParquetSourceSpec::try_new(std::slice::from_ref(&path)))?;
+                holds = Some(spec.schema().clone());
+                // decode only the columns read (declared ones missing from
+                // the files are reported below, not here)
+                let spec = if read.iter().all(|c| spec.schema().index_of(c).is_ok()) {
+                    spec.with_projection(&read)
+                        .map_err(|e| self.err(e.to_string()))?
+                } else {
+                    spec
+                };
                 let s = job
                     .parquet_source(spec)
                     .map_err(|e| self.err(e.to_string()))?;
@@ -396,11 +410,12 @@ impl Table {
                     .err("is a sink: only Parquet, Nexmark, Kafka and Redis tables can be read"))
             }
         };
+        let holds = holds.unwrap_or_else(|| s.schema().clone());
         for (name, want) in &self.columns {
-            let Some(field) = s.schema().fields().iter().find(|f| f.name() == name) else {
+            let Some(field) = holds.fields().iter().find(|f| f.name() == name) else {
                 return Err(self.err(format!(
                     "{what} has no column `{name}` (it has {})",
-                    s.schema()
+                    holds
                         .fields()
                         .iter()
                         .map(|f| format!("`{}`", f.name()))
@@ -436,12 +451,12 @@ impl Table {
                     .map_err(|e| self.err(e.to_string()))?;
             }
         }
-        // read only the declared columns (all of them, in order: no projection)
-        let declared = self.columns.iter().map(|(n, _)| n);
-        let s = if s.schema().fields().iter().map(|f| f.name()).eq(declared) {
+        // only the declared columns read, in order (connectors that cannot
+        // project drop the others here, before any shuffle or state)
+        let s = if s.schema().fields().iter().map(|f| f.name()).eq(read.iter()) {
             s
         } else {
-            s.select(self.columns.iter().map(|(n, _)| n.as_str()))
+            s.select(read.iter().copied())
                 .map_err(|e| self.err(e.to_string()))?
         };
         match &self.watermark {
@@ -450,6 +465,28 @@ impl Table {
                 .assign_timestamps(column, WatermarkStrategy::bounded_out_of_orderness(*delay))
                 .map_err(|e| self.err(e.to_string())),
         }
+    }
+
+    /// The declared columns a source reads, in order: those `reads` names
+    /// (every one when `None`), its event-time, partition and `op`
+    /// columns, and at least one (`COUNT(*)` reads rows, not columns).
+    fn read_columns(&self, reads: Option<&std::collections::BTreeSet<String>>) -> Vec<&str> {
+        let keep = |name: &str| {
+            reads.is_none_or(|r| r.contains(&name.to_lowercase()))
+                || self.watermark.as_ref().is_some_and(|(t, _)| t == name)
+                || self.partition_by.iter().any(|p| p == name)
+                || name == weir_operators::OP_COLUMN
+        };
+        let mut read: Vec<&str> = self
+            .columns
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| keep(n))
+            .collect();
+        if read.is_empty() {
+            read.extend(self.columns.first().map(|(n, _)| n.as_str()));
+        }
+        read
     }
 
     /// A Parquet table's replay options on `spec`: `'scan.from'` and

@@ -50,6 +50,7 @@ mod join;
 mod kafka;
 mod over;
 mod partitioned;
+mod pruning;
 mod query;
 mod rank;
 mod redis;

@@ -63,6 +63,9 @@ pub(crate) struct Planner<'a> {
     pub retract: bool,
     /// What this job's planning remembers (window attributes, sources).
     pub memo: &'a PlanMemo,
+    /// The names the script's queries may read (lowercased; `None`: every
+    /// column, see `pruning`): a table's source reads only these columns.
+    pub reads: Option<&'a std::collections::BTreeSet<String>>,
 }
 
 /// What planning the queries of one job remembers across them: which
@@ -1276,7 +1279,7 @@ impl Planner<'_> {
             if let Some(read) = self.memo.sources.borrow().get(&n) {
                 return Ok(read.clone());
             }
-            let read = t.source(self.job, self.base, self.generated)?;
+            let read = t.source(self.job, self.base, self.generated, self.reads)?;
             self.memo.sources.borrow_mut().insert(n, read.clone());
             return Ok(read);
         }

@@ -88,6 +88,9 @@ pub struct Script {
     queries: usize,
     /// What planning the job's queries remembers (see `PlanMemo`).
     memo: crate::query::PlanMemo,
+    /// The names its queries may read (see `pruning`): sources read only
+    /// those of their columns; `None` reads every column.
+    reads: Option<BTreeSet<String>>,
     /// The tables `INSERT` writes.
     targets: BTreeSet<String>,
     /// A bare SELECT's rows, when collected.
@@ -123,6 +126,29 @@ impl Script {
         let (text, watermarks) = take_watermarks(text)?;
         let statements =
             Parser::parse_sql(&FlinkDialect, &text).map_err(|e| parse_error(&e, &text))?;
+        let reads = crate::pruning::reads(&statements);
+        if reads.is_none() {
+            return Script::plan_statements(&statements, &watermarks, base, options, None);
+        }
+        let fallback = options.clone();
+        Script::plan_statements(&statements, &watermarks, base, options, reads).or_else(|e| {
+            // an error names what the tables hold: planned again reading
+            // every column, so an unknown column's hint can name one no
+            // query reads (its closest match is often one)
+            match Script::plan_statements(&statements, &watermarks, base, fallback, None) {
+                Err(full) => Err(full),
+                Ok(_) => Err(e),
+            }
+        })
+    }
+
+    fn plan_statements(
+        statements: &[Statement],
+        watermarks: &[crate::dialect::WatermarkClause],
+        base: &Path,
+        options: ScriptOptions,
+        reads: Option<BTreeSet<String>>,
+    ) -> std::result::Result<Script, SqlError> {
         let mut s = Script {
             functions: options.functions.unwrap_or_default(),
             output: options.output,
@@ -137,10 +163,11 @@ impl Script {
             views: BTreeMap::new(),
             queries: 0,
             memo: Default::default(),
+            reads,
             explained: Vec::new(),
         };
-        for st in &statements {
-            s.statement(st, &watermarks, base)?;
+        for st in statements {
+            s.statement(st, watermarks, base)?;
         }
         Ok(s)
     }
@@ -463,6 +490,7 @@ impl Script {
             top: None,
             retract: false,
             memo: &self.memo,
+            reads: self.reads.as_ref(),
         }
     }
 
