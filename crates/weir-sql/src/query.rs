@@ -567,8 +567,11 @@ impl Planner<'_> {
             };
             return self.per_window(s, &input, (&start, &end), &keys, weir_aggs, items, having);
         }
-        // a window over all rows: one key for everything
-        let (input, key_columns) = if keys.is_empty() {
+        // a window over all rows: the engine's unkeyed window (partial
+        // results per subtask are not needed: one subtask gets every row
+        // without a key to hash or encode); a running aggregate of all
+        // rows: one key for everything
+        let (input, key_columns) = if keys.is_empty() && window.is_none() {
             let all = input
                 .with_column("__all", weir_core::expr::lit(0))
                 .map_err(|e| engine(s, e))?;
@@ -576,7 +579,7 @@ impl Planner<'_> {
         } else {
             (input, keys.clone())
         };
-        let keyed = input.key_by(&key_columns).map_err(|e| engine(s, e))?;
+        let keyed = || input.key_by(&key_columns).map_err(|e| engine(s, e));
         if let Some(TvfWindow {
             window: Window::Session { .. },
             partition: None,
@@ -629,7 +632,13 @@ impl Planner<'_> {
                 let done = self.memo.aggregates.borrow().get(&digest).cloned();
                 match done {
                     Some(out) => Ok(out),
-                    None => keyed.window(w.window).aggregate(weir_aggs).inspect(|out| {
+                    None => if key_columns.is_empty() {
+                        input.window_all(w.window)
+                    } else {
+                        keyed()?.window(w.window)
+                    }
+                    .aggregate(weir_aggs)
+                    .inspect(|out| {
                         self.memo
                             .aggregates
                             .borrow_mut()
@@ -639,14 +648,14 @@ impl Planner<'_> {
             }
             // a running aggregate: a changelog (its `op` column says insert or
             // update; as retractions, insert or delete)
-            None if distinct => keyed.aggregate(weir_aggs).and_then(|o| {
+            None if distinct => keyed()?.aggregate(weir_aggs).and_then(|o| {
                 // a group's first row is its only one
                 without_op(
                     &o.filter(weir_core::expr::col(OP_COLUMN).eq(weir_core::expr::lit("insert")))?,
                 )
             }),
-            None if self.retracting(s) => keyed.aggregate_retracting(weir_aggs),
-            None => keyed.aggregate(weir_aggs),
+            None if self.retracting(s) => keyed()?.aggregate_retracting(weir_aggs),
+            None => keyed()?.aggregate(weir_aggs),
         }
         .map_err(|e| engine(s, e))?;
         let out = if changelog {
