@@ -417,7 +417,7 @@ impl EventTimeBuffer {
         }
         let rows = self.gather(&taken)?;
         let times: Vec<i64> = taken.iter().map(|e| e.time).collect();
-        let rows = self.order_ties(rows, &times)?;
+        let rows = self.order_ties(rows, &times, &[taken.len()])?;
         for e in &taken {
             self.unref_row(e.batch);
         }
@@ -426,17 +426,80 @@ impl EventTimeBuffer {
         Ok(Some(Released { key, rows, times }))
     }
 
+    /// Takes the due rows of each of `keys` (in that order), as
+    /// [`take`](Self::take) does one key's, with one copy for all of them:
+    /// each key's rows are a slice of one gathered batch. Keys without due
+    /// rows are left out. Many small keys (a watermark releasing a row or
+    /// two for each of a million auctions) then cost one gather, not one
+    /// per key.
+    pub fn take_many(&mut self, keys: &[u32]) -> Result<Vec<Released>> {
+        let Some(w) = self.watermark else {
+            return Ok(Vec::new());
+        };
+        let mut taken: Vec<Entry> = Vec::new();
+        // (key, rows taken)
+        let mut spans: Vec<(u32, usize)> = Vec::with_capacity(keys.len());
+        for &key in keys {
+            let Some(p) = self.pending.get_mut(&key) else {
+                continue;
+            };
+            if p.min > w {
+                continue;
+            }
+            if !p.sorted {
+                p.entries.sort_by_key(|e| e.time);
+                p.sorted = true;
+            }
+            let n = p.entries.partition_point(|e| e.time <= w);
+            taken.extend(p.entries.drain(..n));
+            spans.push((key, n));
+            self.due.remove(&(p.min, key));
+            if let Some(first) = p.entries.first() {
+                p.min = first.time;
+                self.due.insert((p.min, key));
+            } else {
+                let p = self.pending.remove(&key).expect("found above");
+                self.dictionary.release(p.key);
+            }
+        }
+        if taken.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.gather(&taken)?;
+        let times: Vec<i64> = taken.iter().map(|e| e.time).collect();
+        let lens: Vec<usize> = spans.iter().map(|&(_, n)| n).collect();
+        let rows = self.order_ties(rows, &times, &lens)?;
+        for e in &taken {
+            self.unref_row(e.batch);
+        }
+        self.rows -= taken.len();
+        self.shrink_reservation();
+        let mut start = 0;
+        Ok(spans
+            .into_iter()
+            .map(|(key, n)| {
+                let r = Released {
+                    key,
+                    rows: rows.slice(start, n),
+                    times: times[start..start + n].to_vec(),
+                };
+                start += n;
+                r
+            })
+            .collect())
+    }
+
+    /// How many rows `key` holds (due or not): a bound on what a
+    /// [`take`](Self::take) of it returns.
+    pub fn held_rows(&self, key: u32) -> usize {
+        self.pending.get(&key).map_or(0, |p| p.entries.len())
+    }
+
     /// Advances to `watermark` and takes every due key's rows, in key-id
     /// order (ids as described at [`EventTimeBuffer::take`]).
     pub fn release(&mut self, watermark: i64) -> Result<Vec<Released>> {
         let keys = self.advance(watermark)?;
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            if let Some(r) = self.take(k)? {
-                out.push(r);
-            }
-        }
-        Ok(out)
+        self.take_many(&keys)
     }
 
     /// A handle on key `id` (an id returned by this buffer that is still
@@ -523,24 +586,36 @@ impl EventTimeBuffer {
         )?)
     }
 
-    /// Orders rows with equal times by their full content (Arrow row format).
-    fn order_ties(&self, rows: RecordBatch, times: &[i64]) -> Result<RecordBatch> {
-        if !times.windows(2).any(|w| w[0] == w[1]) {
-            return Ok(rows);
+    /// Orders rows with equal times by their full content (Arrow row
+    /// format), within each run of `lens` rows (one key's rows each: ties
+    /// never cross keys).
+    fn order_ties(&self, rows: RecordBatch, times: &[i64], lens: &[usize]) -> Result<RecordBatch> {
+        let mut encoded = None;
+        let mut order: Vec<u32> = Vec::new();
+        let mut key_start = 0;
+        for &n in lens {
+            let key_end = key_start + n;
+            let mut start = key_start;
+            while start < key_end {
+                let mut end = start + 1;
+                while end < key_end && times[end] == times[start] {
+                    end += 1;
+                }
+                if end - start > 1 {
+                    if encoded.is_none() {
+                        encoded = Some(self.content.0.convert_columns(rows.columns())?);
+                        order = (0..rows.num_rows() as u32).collect();
+                    }
+                    let encoded = encoded.as_ref().expect("converted above");
+                    order[start..end]
+                        .sort_by(|&a, &b| encoded.row(a as usize).cmp(&encoded.row(b as usize)));
+                }
+                start = end;
+            }
+            key_start = key_end;
         }
-        let encoded = self.content.0.convert_columns(rows.columns())?;
-        let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
-        let mut start = 0;
-        while start < times.len() {
-            let mut end = start + 1;
-            while end < times.len() && times[end] == times[start] {
-                end += 1;
-            }
-            if end - start > 1 {
-                order[start..end]
-                    .sort_by(|&a, &b| encoded.row(a as usize).cmp(&encoded.row(b as usize)));
-            }
-            start = end;
+        if encoded.is_none() {
+            return Ok(rows);
         }
         if order.iter().enumerate().all(|(i, &o)| i as u32 == o) {
             return Ok(rows);

@@ -122,6 +122,55 @@ fn releases_due_rows_sorted_by_time_then_content_and_counts_late_rows() {
 }
 
 #[test]
+fn take_many_gives_each_key_its_own_due_rows_with_ties_kept_within_keys() {
+    let mut buf = new_buffer();
+    let ctx = ctx_with_budget(usize::MAX);
+    buf.open(&ctx);
+    // keys 0, 1 and 2 share time 10 (ties across keys must not mix), key
+    // 3 has nothing due
+    buf.push(
+        &rows_batch(&[
+            (2, 10, 7),
+            (1, 10, 9),
+            (0, 10, 5),
+            (1, 10, 3),
+            (3, 50, 1),
+            (0, 20, 4),
+            (2, 10, 1),
+            (1, 60, 0),
+        ]),
+        &ctx,
+    )
+    .unwrap();
+    let keys = buf.advance(30).unwrap();
+    assert_eq!(keys.len(), 3, "keys 0, 1 and 2 are due");
+    assert_eq!(buf.held_rows(keys[1]) + buf.held_rows(keys[0]), 5);
+    let got = buf.take_many(&keys).unwrap();
+    assert_eq!(got.iter().map(|r| r.key).collect::<Vec<_>>(), keys);
+    assert_eq!(
+        per_key(&got),
+        vec![
+            ("k0".into(), vec![(10, 5), (20, 4)]),
+            ("k1".into(), vec![(10, 3), (10, 9)]),
+            ("k2".into(), vec![(10, 1), (10, 7)]),
+        ]
+    );
+    for r in &got {
+        let k = r.rows.column(0).as_string::<i32>();
+        assert!((0..r.rows.num_rows()).all(|i| k.value(i) == k.value(0)), "one key per slice");
+    }
+    assert_eq!(buf.buffered_rows(), 2, "key 1's row at 60 and key 3's wait");
+    assert!(buf.take_many(&keys).unwrap().is_empty(), "nothing due is left");
+    let rest = buf.release(i64::MAX).unwrap();
+    assert_eq!(
+        per_key(&rest),
+        vec![("k1".into(), vec![(60, 0)]), ("k3".into(), vec![(50, 1)])]
+    );
+    drop(got);
+    assert_eq!(ctx.pool().reserved(), 0, "everything released");
+}
+
+#[test]
 fn retained_keys_survive_and_decode() {
     let mut buf = new_buffer();
     let ctx = ctx_with_budget(usize::MAX);

@@ -38,6 +38,9 @@ use weir_core::state::{StateReader, StateWriter};
 
 /// Bytes accounted per registered timer (per-key set and global index).
 const TIMER_BYTES: usize = 64;
+/// Rows a watermark releases per gather: keys run in chunks of about this
+/// many rows, each chunk's rows copied once (bounds the copy's memory).
+const RELEASE_ROWS: usize = 8192;
 /// Bytes accounted per key with state, besides the state value itself.
 const KEY_STATE_BYTES: usize = 48;
 
@@ -271,11 +274,20 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
     }
 
     fn key_row(&self, key: u32) -> Result<KeyRow> {
-        let columns = self.buffer.key_columns(&[key])?;
-        let options = RecordBatchOptions::new().with_row_count(Some(1));
-        let columns =
-            RecordBatch::try_new_with_options(self.buffer.key_schema().clone(), columns, &options)?;
-        Ok(KeyRow { columns })
+        Ok(KeyRow {
+            columns: self.key_rows(&[key])?,
+        })
+    }
+
+    /// The key columns of `keys`, one row each, decoded at once.
+    fn key_rows(&self, keys: &[u32]) -> Result<RecordBatch> {
+        let columns = self.buffer.key_columns(keys)?;
+        let options = RecordBatchOptions::new().with_row_count(Some(keys.len()));
+        Ok(RecordBatch::try_new_with_options(
+            self.buffer.key_schema().clone(),
+            columns,
+            &options,
+        )?)
     }
 
     fn state_error(&self, message: String) -> Error {
@@ -306,8 +318,18 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         keys.sort_unstable();
         keys.dedup();
         self.pctx.watermark = wm;
-        for key in keys {
-            self.process_key(key, wm)?;
+        // keys in chunks of about RELEASE_ROWS rows: their rows are gathered
+        // with one copy (and their key rows decoded at once), not one per key
+        let mut at = 0;
+        while at < keys.len() {
+            let mut end = at;
+            let mut rows = 0;
+            while end < keys.len() && (end == at || rows < RELEASE_ROWS) {
+                rows += self.buffer.held_rows(keys[end]);
+                end += 1;
+            }
+            self.process_keys(&keys[at..end], wm)?;
+            at = end;
         }
         let emitted = std::mem::take(&mut self.pctx.emitted);
         if !emitted.is_empty() {
@@ -319,20 +341,46 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         self.sync_reservation(ctx)
     }
 
-    fn process_key(&mut self, key: u32, wm: i64) -> Result<()> {
+    /// Runs `keys` (in order) at watermark `wm`: their due rows and timers.
+    fn process_keys(&mut self, keys: &[u32], wm: i64) -> Result<()> {
+        // the ids stay valid while the keys run
+        let pins: Vec<_> = keys.iter().map(|&k| self.buffer.retain_key(k)).collect();
+        let result = self.process_pinned(keys, wm);
+        self.buffer.release_keys(pins);
+        result
+    }
+
+    fn process_pinned(&mut self, keys: &[u32], wm: i64) -> Result<()> {
+        let released = self.buffer.take_many(keys)?;
+        let key_rows = self.key_rows(keys)?;
+        let mut released = released.into_iter().peekable();
+        for (i, &key) in keys.iter().enumerate() {
+            let rows = released.next_if(|r| r.key == key);
+            let key_row = KeyRow {
+                columns: key_rows.slice(i, 1),
+            };
+            self.process_key(key, key_row, rows, wm)?;
+        }
+        Ok(())
+    }
+
+    fn process_key(
+        &mut self,
+        key: u32,
+        key_row: KeyRow,
+        released: Option<Released>,
+        wm: i64,
+    ) -> Result<()> {
         self.load_state(key)?;
         self.recent.insert(key);
         let size_before = self.size_of_state(key);
-        // the id stays valid while the key runs
-        let pin = self.buffer.retain_key(key);
-        let released = self.buffer.take(key)?;
         let timers = self.timers.remove(&key).unwrap_or_default();
         for &t in &timers {
             self.timer_index.remove(&(t, key));
         }
         self.pctx.timers = timers;
         self.load_processing_timers(key);
-        let result = self.run_key(key, released, wm);
+        let result = self.run_key(key, &key_row, released, wm);
         self.states_size = self.states_size - size_before + self.size_of_state(key);
         self.store_processing_timers(key);
         let timers = std::mem::take(&mut self.pctx.timers);
@@ -342,13 +390,17 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
             self.timers.insert(key, timers);
         }
         self.settle_key(key);
-        self.buffer.release_key(pin);
         result
     }
 
     /// Merges the key's rows and due timers by time and calls the function.
-    fn run_key(&mut self, key: u32, released: Option<Released>, wm: i64) -> Result<()> {
-        let key_row = self.key_row(key)?;
+    fn run_key(
+        &mut self,
+        key: u32,
+        key_row: &KeyRow,
+        released: Option<Released>,
+        wm: i64,
+    ) -> Result<()> {
         let (rows, times) = match released {
             Some(r) => (Some(r.rows), r.times),
             None => (None, Vec::new()),
@@ -362,7 +414,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
                     self.pctx.timers.remove(&t);
                     self.pctx.time = t;
                     let state = self.states.entry(key).or_default();
-                    self.function.on_timer(&key_row, t, state, &mut self.pctx)?;
+                    self.function.on_timer(key_row, t, state, &mut self.pctx)?;
                 }
                 (Some(r), _, Some(rows)) => {
                     let n = times[pos..].iter().take_while(|&&x| x == r).count();
@@ -371,7 +423,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
                     self.pctx.time = r;
                     let state = self.states.entry(key).or_default();
                     self.function
-                        .on_rows(&key_row, &slice, state, &mut self.pctx)?;
+                        .on_rows(key_row, &slice, state, &mut self.pctx)?;
                 }
                 _ => break,
             }
