@@ -6,7 +6,8 @@
 //! `graph`, `operators` and the parent `nexmark` module.
 //!
 //! ```text
-//!  auction ⋈ bid  (interval join on id = auction: bid within 22 s after the auction)
+//!  auction (id, category, seller, expires, date_time) ⋈ bid (auction, price, date_time)
+//!         (interval join on id = auction: bid within 22 s after the auction)
 //!    ─► filter bid time <= expires ─► pair time = the bid's (never behind the join's watermark)
 //!    ─► key_by auction: max price so far; timer at `expires` ─► one closed auction
 //!  q4: key_by category ─► running average of final prices (a changelog: insert, update)
@@ -123,10 +124,14 @@ impl KeyedProcessFunction for CloseAuctions {
 
 /// The closed auctions of `auctions` and `bids` (both with event time `date_time`).
 pub fn closed_auctions(auctions: &Stream, bids: &Stream) -> Result<Stream> {
+    // only the columns closing needs go through the join and the
+    // event-time buffer (not names, descriptions, urls)
+    let auctions = auctions.select(["id", "category", "seller", "expires", "date_time"])?;
+    let bids = bids.select(["auction", "price", "date_time"])?;
     // bid time in [auction time, auction time + 22 s]: l.t in [r.t - 22 s, r.t]
     let pairs = auctions
         .join(
-            bids,
+            &bids,
             JoinSpec::interval(Duration::from_millis(MAX_AUCTION_MS as u64), Duration::ZERO)
                 .on(["id"], ["auction"]),
         )?
