@@ -60,13 +60,23 @@ pub struct Open {
 #[derive(Debug, Default)]
 pub struct CloseAuctions;
 
-fn int(rows: &RecordBatch, name: &str) -> Result<arrow_array::PrimitiveArray<Int64Type>> {
+/// Column `name` of `rows` as BIGINT: borrowed when it is one (the
+/// functions run once per key and watermark: no copy on that path).
+fn int<'a>(
+    rows: &'a RecordBatch,
+    name: &str,
+) -> Result<std::borrow::Cow<'a, arrow_array::PrimitiveArray<Int64Type>>> {
     let c = rows
         .column_by_name(name)
         .ok_or_else(|| Error::column(name, "nexmark close", "missing"))?;
-    Ok(arrow_cast::cast(c, &DataType::Int64)?
-        .as_primitive::<Int64Type>()
-        .clone())
+    if let Some(a) = c.as_primitive_opt::<Int64Type>() {
+        return Ok(std::borrow::Cow::Borrowed(a));
+    }
+    Ok(std::borrow::Cow::Owned(
+        arrow_cast::cast(c, &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .clone(),
+    ))
 }
 
 impl KeyedProcessFunction for CloseAuctions {
