@@ -84,6 +84,10 @@ impl AggregateState for Squares {
         }
         Ok(())
     }
+    fn retract(&mut self, values: &ArrayRef, rows: &[u32], _times: &[i64]) -> Result<()> {
+        self.retract_rows(values, rows);
+        Ok(())
+    }
     fn merge(&mut self, other: &dyn AggregateState) -> Result<()> {
         let other = other.as_any().downcast_ref::<Squares>().expect("same UDAF");
         self.0 += other.0;
@@ -107,11 +111,47 @@ impl AggregateState for Squares {
     }
 }
 
+/// `sum_squares_back(x)`: `sum_squares` that takes rows back, so it can
+/// aggregate a changelog (Flink's `retract`).
+#[derive(Debug)]
+struct SumSquaresBack;
+
+impl AggregateUdf for SumSquaresBack {
+    fn name(&self) -> &str {
+        "sum_squares_back"
+    }
+    fn return_type(&self, input: &DataType) -> Result<DataType> {
+        SumSquares.return_type(input)
+    }
+    fn state_type(&self, input: &DataType) -> Result<DataType> {
+        SumSquares.state_type(input)
+    }
+    fn create(&self) -> Box<dyn AggregateState> {
+        Box::new(Squares(0))
+    }
+    fn retracts(&self) -> bool {
+        true
+    }
+}
+
+impl Squares {
+    fn retract_rows(&mut self, values: &ArrayRef, rows: &[u32]) {
+        let values = values.as_primitive::<Int64Type>();
+        for &r in rows {
+            if values.is_valid(r as usize) {
+                self.0 -= values.value(r as usize).pow(2);
+            }
+        }
+    }
+}
+
 fn registry() -> FunctionRegistry {
     FunctionRegistry::builtin()
         .with_udf(Arc::new(Kmh))
         .unwrap()
         .with_aggregate_udf(Arc::new(SumSquares))
+        .unwrap()
+        .with_aggregate_udf(Arc::new(SumSquaresBack))
         .unwrap()
 }
 
@@ -231,8 +271,72 @@ fn udfs_need_registering_and_free_names() {
     .to_string();
     assert!(
         err.contains("SUM_SQUARES(…) over a changelog")
-            && err.contains("user aggregates do not yet"),
+            && err.contains("user aggregates that implement `retract`")
+            && err.contains("this one does not"),
         "{err}"
     );
     assert!(!out.exists());
+}
+
+#[test]
+fn a_user_aggregate_that_retracts_aggregates_a_changelog_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("obd");
+    common::generate_obd(&data, 12, 600, 2);
+    // per vehicle_id % 3: the sum over its vehicles of their row count
+    // squared (the inner GROUP BY's counts grow, so each update takes the
+    // old count's square back)
+    let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
+    for (v, _, _) in common::sql::input_rows(&data) {
+        *counts.entry(v).or_default() += 1;
+    }
+    let mut want: BTreeMap<i64, i64> = BTreeMap::new();
+    for (v, n) in &counts {
+        *want.entry(v % 3).or_default() += n * n;
+    }
+    assert_eq!(want.len(), 3);
+    for mode in [ExecMode::Batch, ExecMode::Pipelined] {
+        for p in [1, 3] {
+            let out = dir.path().join(format!("back-{mode:?}-{p}"));
+            let text = format!(
+                "CREATE TABLE obd (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE,\n  \
+                 WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE)\n  \
+                 WITH ('connector' = 'parquet', 'path' = '{}');\n\
+                 CREATE TABLE out (g BIGINT, squares BIGINT, op VARCHAR)\n  \
+                 WITH ('connector' = 'parquet', 'path' = '{}');\n\
+                 INSERT INTO out SELECT vehicle_id % 3, SUM_SQUARES_BACK(n) FROM \
+                 (SELECT vehicle_id, COUNT(*) AS n FROM obd GROUP BY vehicle_id) \
+                 GROUP BY vehicle_id % 3;",
+                data.display(),
+                out.display()
+            );
+            let s = Script::try_with(
+                &text,
+                dir.path(),
+                ScriptOptions::default().with_functions(registry()),
+            )
+            .unwrap();
+            s.job()
+                .run(&ExecConfig::new(mode).with_parallelism(p))
+                .unwrap();
+            // the changelog folded: the last row of each key
+            let mut got: BTreeMap<i64, i64> = BTreeMap::new();
+            for b in common::read_parquet_parts(&out) {
+                let g = b.column(0).as_primitive::<Int64Type>();
+                let q = b.column(1).as_primitive::<Int64Type>();
+                let op = b.column(2).as_string::<i32>();
+                for i in 0..b.num_rows() {
+                    match op.value(i) {
+                        "delete" => {
+                            got.remove(&g.value(i));
+                        }
+                        _ => {
+                            got.insert(g.value(i), q.value(i));
+                        }
+                    }
+                }
+            }
+            assert_eq!(got, want, "{mode:?} p={p}");
+        }
+    }
 }

@@ -869,7 +869,8 @@ impl Planner<'_> {
                     format!(
                         "{} over a changelog (rows that update earlier rows, e.g. another \
                          GROUP BY's result): the built-in aggregates take back what is \
-                         deleted; user aggregates do not yet",
+                         deleted, and user aggregates that implement `retract` (their \
+                         AggregateUdf::retracts says so); this one does not",
                         match a.func.strip_suffix("_distinct") {
                             Some(f) => format!("{}(DISTINCT …)", f.to_uppercase()),
                             None => format!("{}(…)", a.func.to_uppercase()),
@@ -914,6 +915,13 @@ impl Planner<'_> {
                         _ => Agg::avg_distinct(v),
                     };
                     out.push(agg.retracting(SIGN).alias(a.name.clone()));
+                }
+                // a user aggregate that takes rows back itself
+                (f, Some(x)) if self.functions.aggregate(f).is_some_and(|u| u.retracts()) => {
+                    let v = format!("__arg{k}_v");
+                    add(v.clone(), x)?;
+                    let udf = std::sync::Arc::clone(self.functions.aggregate(f).expect("checked"));
+                    out.push(Agg::udf(udf, v).retracting(SIGN).alias(a.name.clone()));
                 }
                 _ => return refuse(),
             }

@@ -160,6 +160,17 @@ impl Accumulators {
             (AggFn::Max, k) => typed!(k, T => Extreme::<T>::new(true, false)),
             (AggFn::First, k) => typed!(k, T => Extreme::<T>::new(false, true)),
             (AggFn::Last, k) => typed!(k, T => Extreme::<T>::new(true, true)),
+            // a user aggregate takes rows back itself (AggregateState::retract)
+            (AggFn::Retracting { inner, .. }, _) if matches!(**inner, AggFn::Udf(_)) => {
+                let AggFn::Udf(udf) = &**inner else {
+                    unreachable!("matched above")
+                };
+                let state_type = agg
+                    .state_fields
+                    .first()
+                    .map_or(DataType::Null, |f| f.data_type().clone());
+                Box::new(UdfAcc::new(udf.clone(), state_type))
+            }
             (AggFn::Retracting { inner, .. }, k) => {
                 let keep = match **inner {
                     AggFn::Min => Keep::Min,

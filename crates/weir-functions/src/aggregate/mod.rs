@@ -385,18 +385,22 @@ impl Agg {
         context: &str,
     ) -> Result<BoundAgg> {
         let name = self.output_name();
-        if !matches!(
-            inner,
-            AggFn::Min
-                | AggFn::Max
-                | AggFn::CountDistinct
-                | AggFn::SumDistinct
-                | AggFn::AvgDistinct
-        ) {
+        let udf = matches!(inner, AggFn::Udf(u) if u.retracts());
+        if !udf
+            && !matches!(
+                inner,
+                AggFn::Min
+                    | AggFn::Max
+                    | AggFn::CountDistinct
+                    | AggFn::SumDistinct
+                    | AggFn::AvgDistinct
+            )
+        {
             return Err(Error::option(
                 inner.name(),
-                "takes no rows back: min, max, count_distinct, sum_distinct and avg_distinct \
-                 do (count, sum and avg take rows back as signed sums)",
+                "takes no rows back: min, max, count_distinct, sum_distinct, avg_distinct and \
+                 user aggregates that retract do (count, sum and avg take rows back as signed \
+                 sums)",
             ));
         }
         let plain = Agg {
@@ -424,7 +428,12 @@ impl Agg {
             input: plain.input,
             sign: Some(i),
             kind: plain.kind,
-            state_fields: accumulators::state_fields(&self.func, plain.kind, &name)?,
+            // a user aggregate keeps its own state (it takes rows back itself)
+            state_fields: if udf {
+                plain.state_fields
+            } else {
+                accumulators::state_fields(&self.func, plain.kind, &name)?
+            },
             field: plain.field,
         })
     }

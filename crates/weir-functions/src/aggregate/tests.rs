@@ -1051,3 +1051,134 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------- user aggregates over retractions
+
+/// `squares(x)` over Int64: the sum of squares of the values, taking back
+/// what is retracted.
+#[derive(Debug)]
+struct SquaresBack;
+
+#[derive(Debug, Default)]
+struct SquaresState(i64);
+
+impl AggregateUdf for SquaresBack {
+    fn name(&self) -> &str {
+        "squares"
+    }
+    fn return_type(&self, _: &DataType) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn state_type(&self, _: &DataType) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn create(&self) -> Box<dyn AggregateState> {
+        Box::new(SquaresState::default())
+    }
+    fn retracts(&self) -> bool {
+        true
+    }
+}
+
+impl SquaresState {
+    fn add(&mut self, values: &ArrayRef, rows: &[u32], sign: i64) {
+        let values = values.as_primitive::<Int64Type>();
+        for &r in rows {
+            if values.is_valid(r as usize) {
+                self.0 += sign * values.value(r as usize).pow(2);
+            }
+        }
+    }
+}
+
+impl AggregateState for SquaresState {
+    fn update(&mut self, values: &ArrayRef, rows: &[u32], _: &[i64]) -> Result<()> {
+        self.add(values, rows, 1);
+        Ok(())
+    }
+    fn retract(&mut self, values: &ArrayRef, rows: &[u32], _: &[i64]) -> Result<()> {
+        self.add(values, rows, -1);
+        Ok(())
+    }
+    fn merge(&mut self, other: &dyn AggregateState) -> Result<()> {
+        self.0 += other
+            .as_any()
+            .downcast_ref::<SquaresState>()
+            .expect("same UDAF")
+            .0;
+        Ok(())
+    }
+    fn state(&self) -> Result<ScalarValueOrArray> {
+        Ok(Arc::new(Int64Array::from(vec![self.0])))
+    }
+    fn merge_state(&mut self, state: &ArrayRef, row: usize) -> Result<()> {
+        self.0 += state.as_primitive::<Int64Type>().value(row);
+        Ok(())
+    }
+    fn finish(&self) -> Result<ArrayRef> {
+        self.state()
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn memory_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A user aggregate that retracts, over a changelog, equals its value
+    /// over what is left (brute force): one pass, merged halves, and
+    /// through a partial state.
+    #[test]
+    fn a_retracting_user_aggregate_equals_its_value_over_what_is_left(
+        rows in changelog_rows(),
+        cut in 0usize..120,
+    ) {
+        let (schema, columns) = signed_batch(&rows);
+        let left = left_after(&rows);
+        let groups: Vec<u32> = rows.iter().map(|r| r.0).collect();
+        let rows_ix: Vec<u32> = (0..rows.len() as u32).collect();
+        let all: Vec<u32> = (0..4).collect();
+        // user aggregates are handed every row's time
+        let times = vec![i64::MIN; rows.len()];
+        let bound = Agg::udf(Arc::new(SquaresBack), "x")
+            .retracting("s")
+            .bind(&schema, "test")
+            .unwrap();
+        let values = bound.values(&columns).unwrap();
+        let mut one = Accumulators::new(&bound);
+        one.resize(4);
+        one.update(&groups, &rows_ix, &values, &times, "u").unwrap();
+        let cut = cut.min(rows.len());
+        let (mut a, mut b) = (Accumulators::new(&bound), Accumulators::new(&bound));
+        a.resize(4);
+        b.resize(4);
+        a.update(&groups[..cut], &rows_ix[..cut], &values, &times, "u").unwrap();
+        b.update(&groups[cut..], &rows_ix[cut..], &values, &times, "u").unwrap();
+        let state = b.to_state(&all).unwrap();
+        a.merge_state(&all, &state).unwrap();
+        let want: Vec<i64> = (0..4)
+            .map(|g| {
+                left.get(&g)
+                    .map_or(0, |vs| vs.iter().map(|&v| i64::from(v).pow(2)).sum())
+            })
+            .collect();
+        for (what, acc) in [("one pass", &one), ("merged", &a)] {
+            let out = acc.finish(&all, &bound).unwrap();
+            prop_assert_eq!(out.as_primitive::<Int64Type>().values().to_vec(), want.clone(), "{}", what);
+        }
+    }
+}
+
+#[test]
+fn a_user_aggregate_that_does_not_retract_is_refused_over_retractions() {
+    let (schema, _) = signed_batch(&[(0, Some(1), 1)]);
+    let e = Agg::udf(Arc::new(Range), "f")
+        .retracting("s")
+        .bind(&schema, "test")
+        .unwrap_err();
+    assert!(e.to_string().contains("takes no rows back"), "{e}");
+}

@@ -119,13 +119,31 @@ pub trait AggregateUdf: Send + Sync + std::fmt::Debug {
     fn state_type(&self, input: &DataType) -> Result<DataType>;
     /// A fresh, empty state.
     fn create(&self) -> Box<dyn AggregateState>;
+    /// Whether its states take rows back ([`AggregateState::retract`]), so
+    /// it can aggregate a changelog (another aggregation's result), as a
+    /// Flink `AggregateFunction` with a `retract` method can. Default: no.
+    fn retracts(&self) -> bool {
+        false
+    }
 }
 
 /// The running state of a user-defined aggregate for one group.
 pub trait AggregateState: Send + std::fmt::Debug {
     /// Adds rows `rows` of `values` (the input column of a batch, as it
-    /// is); `times[r]` is the event time (ms) of row `r`.
+    /// is); `times[r]` is the event time (ms) of row `r` (`i64::MIN` when
+    /// the rows have none, as another aggregation's changelog).
     fn update(&mut self, values: &ArrayRef, rows: &[u32], times: &[i64]) -> Result<()>;
+    /// Takes back rows `rows` of `values`, each added before by
+    /// [`update`](Self::update) (a changelog's deleted rows). Only called
+    /// when the UDAF says it [`retracts`](AggregateUdf::retracts); the
+    /// default refuses.
+    fn retract(&mut self, values: &ArrayRef, rows: &[u32], times: &[i64]) -> Result<()> {
+        let _ = (values, rows, times);
+        Err(Error::option(
+            "aggregate",
+            "this user-defined aggregate does not take rows back (implement retract)",
+        ))
+    }
     /// Merges another state of the same UDAF (downcast it with `as_any`).
     fn merge(&mut self, other: &dyn AggregateState) -> Result<()>;
     /// The partial state as a length-1 array of the UDAF's `state_type`.
@@ -243,21 +261,47 @@ impl GroupAcc for UdfAcc {
         times: &[i64],
         column: &str,
     ) -> Result<()> {
-        let Values::Array(array) = values else {
-            return Err(wrong_input(
-                column,
-                "expects the input column as is",
-                values.describe(),
-            ));
+        // over a changelog: each row's sign says add (+1) or take back (-1)
+        let (array, signs) = match values {
+            Values::Array(array) => (array, None),
+            Values::Signed { values, signs } => match values.as_ref() {
+                Values::Array(array) => (array, Some(signs)),
+                other => {
+                    return Err(wrong_input(
+                        column,
+                        "expects the input column as is",
+                        other.describe(),
+                    ))
+                }
+            },
+            other => {
+                return Err(wrong_input(
+                    column,
+                    "expects the input column as is",
+                    other.describe(),
+                ))
+            }
         };
+        let sign = |i: usize| signs.map_or(1, |s| s.value(rows[i] as usize));
+        // a group's rows in arrival order (the sort is stable), in runs of
+        // one sign: a delete comes after the insert it takes back
         let mut order: Vec<usize> = (0..groups.len()).collect();
         order.sort_by_key(|&i| groups[i]);
         let mut run = Vec::new();
         for chunk in order.chunk_by(|&a, &b| groups[a] == groups[b]) {
-            run.clear();
-            run.extend(chunk.iter().map(|&i| rows[i]));
             let group = groups[chunk[0]] as usize;
-            self.with_state(group, |s| s.update(array, &run, times))?;
+            for signed in chunk.chunk_by(|&a, &b| (sign(a) > 0) == (sign(b) > 0)) {
+                run.clear();
+                run.extend(signed.iter().filter(|&&i| sign(i) != 0).map(|&i| rows[i]));
+                if run.is_empty() {
+                    continue;
+                }
+                if sign(signed[0]) > 0 {
+                    self.with_state(group, |s| s.update(array, &run, times))?;
+                } else {
+                    self.with_state(group, |s| s.retract(array, &run, times))?;
+                }
+            }
         }
         Ok(())
     }

@@ -157,10 +157,16 @@ fn take_many_gives_each_key_its_own_due_rows_with_ties_kept_within_keys() {
     );
     for r in &got {
         let k = r.rows.column(0).as_string::<i32>();
-        assert!((0..r.rows.num_rows()).all(|i| k.value(i) == k.value(0)), "one key per slice");
+        assert!(
+            (0..r.rows.num_rows()).all(|i| k.value(i) == k.value(0)),
+            "one key per slice"
+        );
     }
     assert_eq!(buf.buffered_rows(), 2, "key 1's row at 60 and key 3's wait");
-    assert!(buf.take_many(&keys).unwrap().is_empty(), "nothing due is left");
+    assert!(
+        buf.take_many(&keys).unwrap().is_empty(),
+        "nothing due is left"
+    );
     let rest = buf.release(i64::MAX).unwrap();
     assert_eq!(
         per_key(&rest),

@@ -26,7 +26,7 @@ use weir_core::spill::SpillManager;
 use weir_core::state::store::{self, step_bytes, SpillableState};
 use weir_core::state::{StateReader, StateWriter};
 use weir_core::time::{event_times, validate_time_column};
-use weir_functions::aggregate::{Accumulators, Agg, BoundAgg};
+use weir_functions::aggregate::{Accumulators, Agg, AggFn, BoundAgg};
 
 /// When a [`GroupAggregate`] emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +149,12 @@ impl GroupAggregate {
             .map(|t| validate_time_column(input, t, context))
             .transpose()?;
         if time_column.is_none() {
-            if let Some(a) = aggs.iter().find(|a| Accumulators::new(a).uses_times()) {
+            // user aggregates read times too, but need none (they are given
+            // i64::MIN when the rows have no event time, as a changelog's)
+            if let Some(a) = aggs
+                .iter()
+                .find(|a| matches!(a.func, AggFn::First | AggFn::Last))
+            {
                 return Err(Error::column(
                     a.field.name(),
                     context,
@@ -490,6 +495,9 @@ impl Operator for GroupAggregate {
         let groups = self.intern((0..batch.num_rows()).map(|r| encoded.row(r).data()))?;
         let times = match self.time_column {
             Some(c) => event_times(&batch, c, ctx.operator())?.to_vec(),
+            None if self.accs.iter().any(|a| a.uses_times()) => {
+                vec![i64::MIN; batch.num_rows()]
+            }
             None => Vec::new(),
         };
         let rows: Vec<u32> = (0..batch.num_rows() as u32).collect();
