@@ -32,6 +32,10 @@ use weir_core::time::{event_times, validate_time_column};
 /// to release rows that were spilled).
 const STEP_ROWS: usize = 4096;
 
+/// Rows a watermark releases per [`EventTimeBuffer::take_many`] of its
+/// operators (see [`EventTimeBuffer::chunk_len`]).
+pub const RELEASE_ROWS: usize = 8192;
+
 /// Bytes accounted per buffered row (its [`Entry`]).
 const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
 /// Bytes accounted per key with buffered rows (map slot, vector header, due entry).
@@ -493,6 +497,20 @@ impl EventTimeBuffer {
     /// [`take`](Self::take) of it returns.
     pub fn held_rows(&self, key: u32) -> usize {
         self.pending.get(&key).map_or(0, |p| p.entries.len())
+    }
+
+    /// How many of `keys` (at least one, if any) to
+    /// [`take_many`](Self::take_many) at once: about [`RELEASE_ROWS`]
+    /// rows' worth, so a watermark that releases everything (the last
+    /// one of a batch run) copies its rows a chunk at a time.
+    pub fn chunk_len(&self, keys: &[u32]) -> usize {
+        let mut rows = 0;
+        let mut n = 0;
+        while n < keys.len() && (n == 0 || rows < RELEASE_ROWS) {
+            rows += self.held_rows(keys[n]);
+            n += 1;
+        }
+        n
     }
 
     /// Advances to `watermark` and takes every due key's rows, in key-id

@@ -38,9 +38,6 @@ use weir_core::state::{StateReader, StateWriter};
 
 /// Bytes accounted per registered timer (per-key set and global index).
 const TIMER_BYTES: usize = 64;
-/// Rows a watermark releases per gather: keys run in chunks of about this
-/// many rows, each chunk's rows copied once (bounds the copy's memory).
-const RELEASE_ROWS: usize = 8192;
 /// Bytes accounted per key with state, besides the state value itself.
 const KEY_STATE_BYTES: usize = 48;
 
@@ -318,16 +315,11 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         keys.sort_unstable();
         keys.dedup();
         self.pctx.watermark = wm;
-        // keys in chunks of about RELEASE_ROWS rows: their rows are gathered
+        // keys in chunks (EventTimeBuffer::chunk_len): their rows are gathered
         // with one copy (and their key rows decoded at once), not one per key
         let mut at = 0;
         while at < keys.len() {
-            let mut end = at;
-            let mut rows = 0;
-            while end < keys.len() && (end == at || rows < RELEASE_ROWS) {
-                rows += self.buffer.held_rows(keys[end]);
-                end += 1;
-            }
+            let end = at + self.buffer.chunk_len(&keys[at..]);
             self.process_keys(&keys[at..end], wm)?;
             at = end;
         }
