@@ -578,6 +578,30 @@ mod tests {
     }
 
     #[test]
+    fn explain_says_which_aggregates_retract() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = Script::try_new(
+            &format!(
+                "{}EXPLAIN SELECT auction % 7, MIN(n), COUNT(*) FROM (SELECT auction, COUNT(*) AS n \
+                 FROM bid GROUP BY auction) GROUP BY auction % 7;",
+                bids()
+            ),
+            dir.path(),
+        )
+        .expect("plans");
+        let plan = s.explained()[0].1.plan().describe();
+        assert!(
+            plan.contains("min(__arg0_v) retracting by __sign as"),
+            "the MIN over a changelog: {plan}"
+        );
+        // the inner COUNT reads plain rows
+        assert!(
+            plan.contains("aggregate by [auction]: count(*) as __agg0\n"),
+            "{plan}"
+        );
+    }
+
+    #[test]
     fn a_table_read_twice_is_read_once() {
         let dir = tempfile::tempdir().expect("temp dir");
         // a self-join and a second statement over the same table: one

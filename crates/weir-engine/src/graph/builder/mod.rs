@@ -156,9 +156,16 @@ fn describe_aggs(aggs: &[Agg]) -> String {
     aggs.iter()
         .map(|a| {
             let col = a.column.as_deref().unwrap_or("*");
+            // an aggregate over a changelog says so (and by which sign column)
+            let call = match &a.func {
+                weir_functions::aggregate::AggFn::Retracting { sign, .. } => {
+                    format!("{}({col}) retracting by {sign}", a.func.name())
+                }
+                f => format!("{}({col})", f.name()),
+            };
             match &a.alias {
-                Some(alias) => format!("{}({col}) as {alias}", a.func.name()),
-                None => format!("{}({col})", a.func.name()),
+                Some(alias) => format!("{call} as {alias}"),
+                None => call,
             }
         })
         .collect::<Vec<_>>()
