@@ -435,7 +435,8 @@ impl EventTimeBuffer {
     /// each key's rows are a slice of one gathered batch. Keys without due
     /// rows are left out. Many small keys (a watermark releasing a row or
     /// two for each of a million auctions) then cost one gather, not one
-    /// per key.
+    /// per key. The slices share the gathered batch: a caller that keeps
+    /// one keeps all of it (copy what is kept, or use `take`).
     pub fn take_many(&mut self, keys: &[u32]) -> Result<Vec<Released>> {
         let Some(w) = self.watermark else {
             return Ok(Vec::new());
@@ -507,14 +508,16 @@ impl EventTimeBuffer {
         let mut rows = 0;
         let mut n = 0;
         while n < keys.len() && (n == 0 || rows < RELEASE_ROWS) {
-            rows += self.held_rows(keys[n]);
+            // a key due only by its timers still costs a key decode and a call
+            rows += self.held_rows(keys[n]).max(1);
             n += 1;
         }
         n
     }
 
     /// Advances to `watermark` and takes every due key's rows, in key-id
-    /// order (ids as described at [`EventTimeBuffer::take`]).
+    /// order (ids as described at [`EventTimeBuffer::take`]; the rows are
+    /// slices of one batch, as [`take_many`](Self::take_many) gives).
     pub fn release(&mut self, watermark: i64) -> Result<Vec<Released>> {
         let keys = self.advance(watermark)?;
         self.take_many(&keys)

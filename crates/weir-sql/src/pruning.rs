@@ -6,14 +6,17 @@
 //! Owns [`reads`]. The answer is conservative: every identifier written
 //! anywhere in the script but its `CREATE TABLE`s counts as read (a column, an alias, a table or a
 //! function name alike), and anything that reads columns without naming
-//! them (`*`, `t.*`, `TABLE t` as a query, a column list on an alias)
-//! turns pruning off for the whole script. Reading a column no query needs
+//! them (`*`, `t.*`, `TABLE t` as a query, a column list on an alias) or
+//! breaks ties by the rows' whole content (`ROW_NUMBER()` and other `OVER`
+//! functions, `FOR SYSTEM_TIME AS OF`) turns pruning off for the whole
+//! script. Reading a column no query needs
 //! is only slower; leaving out one it needs would change its rows, so when
 //! in doubt every column is read. May use `sqlparser` only.
 //!
 //! ```text
 //!  statements ─► every Ident (lowercased) ─► names
-//!     SELECT * / t.* / TABLE t / alias(cols) ─► None (read every column)
+//!     SELECT * / t.* / TABLE t / alias(cols) / OVER / FOR SYSTEM_TIME AS OF
+//!        ─► None (read every column)
 //!  table source: declared columns ∩ names ∪ event time ∪ partitions ∪ op
 //! ```
 
@@ -74,6 +77,16 @@ impl Visitor for Names {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        // a temporal join keeps each key's last version by content
+        if matches!(
+            factor,
+            TableFactor::Table {
+                version: Some(_),
+                ..
+            }
+        ) {
+            return ControlFlow::Break(());
+        }
         let alias = match factor {
             TableFactor::Table { alias, .. } | TableFactor::Derived { alias, .. } => alias,
             _ => &None,
@@ -88,6 +101,10 @@ impl Visitor for Names {
     fn pre_visit_expr(&mut self, expr: &ast::Expr) -> ControlFlow<()> {
         match expr {
             ast::Expr::Wildcard(_) | ast::Expr::QualifiedWildcard(..) => ControlFlow::Break(()),
+            // ROW_NUMBER() and OVER aggregations break ties by the rows'
+            // whole content: a column no query names still decides which
+            // row ranks first, so every column is read
+            ast::Expr::Function(f) if f.over.is_some() => ControlFlow::Break(()),
             ast::Expr::Function(f) => match &f.args {
                 // COUNT(*) counts rows; f(t.*) would read every column of t
                 ast::FunctionArguments::List(list)
@@ -156,6 +173,10 @@ mod tests {
             "INSERT INTO s TABLE t",
             "SELECT a FROM u UNION ALL TABLE t",
             "SELECT a FROM (SELECT * FROM t WHERE a > 1) WHERE a < 5",
+            "SELECT a FROM (SELECT a, ROW_NUMBER() OVER (PARTITION BY a ORDER BY ts) AS rn \
+             FROM t) WHERE rn = 1",
+            "SELECT a, SUM(b) OVER (PARTITION BY a ORDER BY ts ROWS 1 PRECEDING) FROM t",
+            "SELECT o.a, r.b FROM o JOIN r FOR SYSTEM_TIME AS OF o.ts ON o.a = r.a",
         ] {
             assert_eq!(of(sql), None, "{sql}");
         }

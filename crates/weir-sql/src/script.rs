@@ -131,15 +131,12 @@ impl Script {
             return Script::plan_statements(&statements, &watermarks, base, options, None);
         }
         let fallback = options.clone();
-        Script::plan_statements(&statements, &watermarks, base, options, reads).or_else(|e| {
-            // an error names what the tables hold: planned again reading
-            // every column, so an unknown column's hint can name one no
-            // query reads (its closest match is often one)
-            match Script::plan_statements(&statements, &watermarks, base, fallback, None) {
-                Err(full) => Err(full),
-                Ok(_) => Err(e),
-            }
-        })
+        // an error names what the tables hold: planned again reading every
+        // column, so an unknown column's hint can name one no query reads
+        // (its closest match is often one); and if reading every column
+        // plans where the pruned plan failed, that plan is the one to run
+        Script::plan_statements(&statements, &watermarks, base, options, reads)
+            .or_else(|_| Script::plan_statements(&statements, &watermarks, base, fallback, None))
     }
 
     fn plan_statements(

@@ -1182,3 +1182,33 @@ fn a_user_aggregate_that_does_not_retract_is_refused_over_retractions() {
         .unwrap_err();
     assert!(e.to_string().contains("takes no rows back"), "{e}");
 }
+
+#[test]
+fn a_user_aggregate_skips_rows_whose_sign_is_null_or_zero() {
+    let schema = Schema::new(vec![
+        Field::new("x", DataType::Int64, true),
+        Field::new("s", DataType::Int64, true),
+    ]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![3, 4, 5, 3, 6])),
+        Arc::new(Int64Array::from(vec![
+            Some(1),
+            None,
+            Some(0),
+            Some(-1),
+            Some(1),
+        ])),
+    ];
+    let bound = Agg::udf(Arc::new(SquaresBack), "x")
+        .retracting("s")
+        .bind(&schema, "test")
+        .unwrap();
+    let values = bound.values(&columns).unwrap();
+    let mut acc = Accumulators::new(&bound);
+    acc.resize(1);
+    acc.update(&[0; 5], &[0, 1, 2, 3, 4], &values, &[i64::MIN; 5], "u")
+        .unwrap();
+    // +9, skipped, skipped, -9, +36
+    let out = acc.finish(&[0], &bound).unwrap();
+    assert_eq!(out.as_primitive::<Int64Type>().value(0), 36);
+}

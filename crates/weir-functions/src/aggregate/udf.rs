@@ -133,10 +133,13 @@ pub trait AggregateState: Send + std::fmt::Debug {
     /// is); `times[r]` is the event time (ms) of row `r` (`i64::MIN` when
     /// the rows have none, as another aggregation's changelog).
     fn update(&mut self, values: &ArrayRef, rows: &[u32], times: &[i64]) -> Result<()>;
-    /// Takes back rows `rows` of `values`, each added before by
-    /// [`update`](Self::update) (a changelog's deleted rows). Only called
-    /// when the UDAF says it [`retracts`](AggregateUdf::retracts); the
-    /// default refuses.
+    /// Takes back rows `rows` of `values` (a changelog's deleted rows).
+    /// Each was added by [`update`](Self::update), but not necessarily to
+    /// this state: partial states of one group are merged later (spill,
+    /// parallel parts), so a state may see a retraction whose addition
+    /// another state holds, and [`merge`](Self::merge) must cancel the two
+    /// (a multiset with signed counts does). Only called when the UDAF
+    /// says it [`retracts`](AggregateUdf::retracts); the default refuses.
     fn retract(&mut self, values: &ArrayRef, rows: &[u32], times: &[i64]) -> Result<()> {
         let _ = (values, rows, times);
         Err(Error::option(
@@ -282,7 +285,17 @@ impl GroupAcc for UdfAcc {
                 ))
             }
         };
-        let sign = |i: usize| signs.map_or(1, |s| s.value(rows[i] as usize));
+        // a null sign counts as 0 (the row is skipped), as for the built-ins
+        let sign = |i: usize| {
+            signs.map_or(1, |s| {
+                let r = rows[i] as usize;
+                if s.is_valid(r) {
+                    s.value(r).signum()
+                } else {
+                    0
+                }
+            })
+        };
         // a group's rows in arrival order (the sort is stable), in runs of
         // one sign: a delete comes after the insert it takes back
         let mut order: Vec<usize> = (0..groups.len()).collect();

@@ -447,13 +447,9 @@ impl CountWindowAggregate {
         let mut fired = Firings::new(&self.aggs);
         // keys stay valid until the output is built: pinned, released after
         let mut release = Vec::with_capacity(due.len());
-        // in chunks whose rows are gathered with one copy (take_many)
-        let mut at = 0;
-        while at < due.len() {
-            let chunk = &due[at..at + self.buffer.chunk_len(&due[at..])];
-            at += chunk.len();
-            release.extend(chunk.iter().map(|&k| self.buffer.retain_key(k)));
-            for r in self.buffer.take_many(chunk)? {
+        for key in due {
+            release.push(self.buffer.retain_key(key));
+            if let Some(r) = self.buffer.take(key)? {
                 self.feed(r, &mut fired, &mut release)?;
                 self.relieve(ctx.spill())?;
             }
