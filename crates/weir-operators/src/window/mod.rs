@@ -7,7 +7,10 @@ mod fire;
 use fire::group_by_start;
 #[cfg(test)]
 mod checkpoint_tests;
+mod slots;
 mod spill;
+
+use slots::PaneSlots;
 
 pub(crate) use spill::{merge_run_rows, SpilledPanes};
 
@@ -122,7 +125,7 @@ pub struct WindowAggregate {
 /// each of its keys (`key_ids[slot]`). Also the state of one window of
 /// [`super::window_group::WindowGroupAggregate`].
 pub(crate) struct Pane {
-    groups: HashMap<u32, u32, FastBuildHasher>,
+    groups: PaneSlots,
     pub(crate) key_ids: Vec<KeyHandle>,
     pub(crate) accs: Vec<Accumulators>,
 }
@@ -152,7 +155,7 @@ impl Pane {
     /// An empty pane for `aggs`, with room for `groups` keys.
     pub(crate) fn new(aggs: &[BoundAgg], groups: usize) -> Self {
         Pane {
-            groups: HashMap::with_capacity_and_hasher(groups, FastBuildHasher::default()),
+            groups: PaneSlots::default(),
             key_ids: Vec::with_capacity(groups),
             accs: aggs.iter().map(Accumulators::new).collect(),
         }
@@ -160,16 +163,17 @@ impl Pane {
 
     /// The slot of key `id` (interned in `dictionary`), added and held if new.
     pub(crate) fn slot(&mut self, dictionary: &mut KeyDictionary, id: u32) -> u32 {
-        let next = self.key_ids.len() as u32;
-        *self.groups.entry(id).or_insert_with(|| {
+        let next = self.key_ids.len();
+        self.groups.get_or_insert(id, next, || {
             self.key_ids.push(dictionary.hold(id));
-            next
+            next as u32
         })
     }
 
     /// Bytes the pane's keys and partial states take.
     pub(crate) fn memory_size(&self) -> usize {
         self.key_ids.len() * 24
+            + self.groups.extra_bytes()
             + self
                 .accs
                 .iter()
@@ -480,10 +484,10 @@ impl Operator for WindowAggregate {
                     .as_ref()
                     .map_or(&[], |rows| rows.row(r as usize).data());
                 let id = self.dictionary.intern(key);
-                let next = pane.key_ids.len() as u32;
-                let g = *pane.groups.entry(id).or_insert_with(|| {
+                let next = pane.key_ids.len();
+                let g = pane.groups.get_or_insert(id, next, || {
                     pane.key_ids.push(self.dictionary.hold(id));
-                    next
+                    next as u32
                 });
                 groups.push(g);
                 row_ids.push(r);
