@@ -454,6 +454,18 @@ impl Operator for WindowAggregate {
             OperatorMetrics::add(&ctx.metrics().late_rows, late);
         }
         group_by_start(&mut order, self.window.pane_ms());
+        // every key interned first, in one pass: the slot lookups below then
+        // form a tight loop whose table loads overlap
+        let ids: Vec<u32> = match &rows {
+            Some(rows) => order
+                .iter()
+                .map(|&(_, r)| self.dictionary.intern(rows.row(r as usize).data()))
+                .collect(),
+            None => {
+                let id = self.dictionary.intern(&[]);
+                vec![id; order.len()]
+            }
+        };
         let values = self
             .aggs
             .iter()
@@ -479,11 +491,7 @@ impl Operator for WindowAggregate {
             let pane = self.panes.get_mut(&pane_start).expect("inserted above");
             groups.clear();
             row_ids.clear();
-            for &(_, r) in &order[i..j] {
-                let key: &[u8] = rows
-                    .as_ref()
-                    .map_or(&[], |rows| rows.row(r as usize).data());
-                let id = self.dictionary.intern(key);
+            for (&(_, r), &id) in order[i..j].iter().zip(&ids[i..j]) {
                 let next = pane.key_ids.len();
                 let g = pane.groups.get_or_insert(id, next, || {
                     pane.key_ids.push(self.dictionary.hold(id));
