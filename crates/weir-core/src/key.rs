@@ -352,6 +352,78 @@ fn pack(key: &[u8]) -> Option<u128> {
     })
 }
 
+/// A map from encoded key bytes to `V`: keys of at most [`INLINE_KEY`]
+/// bytes (a single Int64 key encodes to 9) are packed into the map's own
+/// key, so a lookup follows no pointer and compares no bytes; longer keys
+/// are boxed.
+#[derive(Debug)]
+pub struct KeyMap<V> {
+    small: HashMap<u128, V, FastBuildHasher>,
+    large: HashMap<Box<[u8]>, V, FastBuildHasher>,
+}
+
+impl<V> Default for KeyMap<V> {
+    fn default() -> Self {
+        KeyMap {
+            small: HashMap::default(),
+            large: HashMap::default(),
+        }
+    }
+}
+
+impl<V> KeyMap<V> {
+    /// The value of `key`.
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        match pack(key) {
+            Some(p) => self.small.get(&p),
+            None => self.large.get(key),
+        }
+    }
+
+    /// Sets the value of `key`, returning the one it replaces.
+    pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
+        match pack(key) {
+            Some(p) => self.small.insert(p, value),
+            None => self.large.insert(key.into(), value),
+        }
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+        match pack(key) {
+            Some(p) => self.small.remove(&p),
+            None => self.large.remove(key),
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.small.len() + self.large.len()
+    }
+
+    /// True if no key is in the map.
+    pub fn is_empty(&self) -> bool {
+        self.small.is_empty() && self.large.is_empty()
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        self.small.clear();
+        self.large.clear();
+    }
+
+    /// Gives back table memory beyond twice what the keys need (plus 1024 slots).
+    pub fn shrink(&mut self) {
+        if self.large.capacity() > 2 * self.large.len() + 1024 {
+            self.large.shrink_to_fit();
+        }
+        if self.small.capacity() > 2 * self.small.len() + 1024 {
+            self.small.shrink_to_fit();
+        }
+    }
+}
+
 /// Bytes accounted per known key besides its two copies: its map slot at
 /// the map's load factor, its `keys` slot, its reference count.
 const KEY_OVERHEAD: usize = 48;
@@ -371,11 +443,8 @@ const KEY_OVERHEAD: usize = 48;
 #[derive(Debug, Default)]
 pub struct KeyDictionary {
     // state
-    /// Keys of at most [`INLINE_KEY`] bytes, packed into the map's key
-    /// (no pointer to follow and no byte comparison on a lookup).
-    small: HashMap<u128, u32, FastBuildHasher>,
-    /// Longer keys.
-    ids: HashMap<Box<[u8]>, u32, FastBuildHasher>,
+    /// Key bytes → id.
+    ids: KeyMap<u32>,
     keys: Vec<Box<[u8]>>,
     refs: Vec<u32>,
     free: Vec<u32>,
@@ -393,12 +462,7 @@ impl KeyDictionary {
     /// holds stays valid until the next [`release`](Self::release) or
     /// [`forget_unused`](Self::forget_unused); hold it to keep it.
     pub fn intern(&mut self, key: &[u8]) -> u32 {
-        let packed = pack(key);
-        let known = match packed {
-            Some(p) => self.small.get(&p),
-            None => self.ids.get(key),
-        };
-        if let Some(&id) = known {
+        if let Some(&id) = self.ids.get(key) {
             return id;
         }
         let id = match self.free.pop() {
@@ -413,10 +477,7 @@ impl KeyDictionary {
             }
         };
         self.bytes += Self::key_bytes(key.len());
-        match packed {
-            Some(p) => self.small.insert(p, id),
-            None => self.ids.insert(key.into(), id),
-        };
+        self.ids.insert(key, id);
         id
     }
 
@@ -470,11 +531,7 @@ impl KeyDictionary {
 
     fn forget(&mut self, id: u32) {
         let key = std::mem::take(&mut self.keys[id as usize]);
-        let removed = match pack(&key) {
-            Some(p) => self.small.remove(&p),
-            None => self.ids.remove(&key),
-        };
-        if removed.is_some() {
+        if self.ids.remove(&key).is_some() {
             self.bytes -= Self::key_bytes(key.len());
             self.free.push(id);
         }
@@ -488,22 +545,17 @@ impl KeyDictionary {
     /// Gives back table memory beyond what the keys known now need (after
     /// many keys were forgotten).
     pub fn shrink(&mut self) {
-        if self.ids.capacity() > 2 * self.ids.len() + 1024 {
-            self.ids.shrink_to_fit();
-        }
-        if self.small.capacity() > 2 * self.small.len() + 1024 {
-            self.small.shrink_to_fit();
-        }
+        self.ids.shrink();
     }
 
     /// Number of keys known.
     pub fn len(&self) -> usize {
-        self.ids.len() + self.small.len()
+        self.ids.len()
     }
 
     /// True if no key is known.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.small.is_empty()
+        self.ids.is_empty()
     }
 
     /// Handles given out and not given back.
@@ -667,5 +719,30 @@ mod tests {
         d.release_all(handles);
         assert!(d.is_empty());
         assert_eq!(d.memory_size(), 0);
+    }
+
+    #[test]
+    fn key_map_keeps_short_and_long_keys_apart_and_whole() {
+        // keys that differ only in length or in a late byte, around the inline limit
+        let keys: Vec<Vec<u8>> = (0..=20usize)
+            .flat_map(|len| [vec![0u8; len], vec![7u8; len]])
+            .chain([b"abcdefghijklmnoX".to_vec(), b"abcdefghijklmnoY".to_vec()])
+            .collect();
+        let mut m = KeyMap::default();
+        let mut oracle = std::collections::HashMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(m.insert(k, i), oracle.insert(k.clone(), i), "{k:?}");
+        }
+        assert_eq!(m.len(), oracle.len());
+        for (k, v) in &oracle {
+            assert_eq!(m.get(k), Some(v), "{k:?}");
+        }
+        for k in keys.iter().step_by(3) {
+            assert_eq!(m.remove(k), oracle.remove(k));
+            assert_eq!(m.get(k), None);
+        }
+        assert_eq!(m.len(), oracle.len());
+        m.clear();
+        assert!(m.is_empty());
     }
 }

@@ -231,11 +231,14 @@ impl SymmetricHashJoin {
         right.take_due(w, &mut r);
         let mut keys = Vec::with_capacity(l.len() + r.len());
         for slot in l {
-            let other = right.slot(&left.list(slot).key);
+            let other = left.list(slot).partner;
+            debug_assert_eq!(other, right.slot(&left.list(slot).key));
             keys.push([Some(slot), other]);
         }
         for slot in r {
-            match left.slot(&right.list(slot).key) {
+            let other = right.list(slot).partner;
+            debug_assert_eq!(other, left.slot(&right.list(slot).key));
+            match other {
                 // listed with the left side's slot already
                 Some(other) if left.was_taken(other) => {}
                 other => keys.push([other, Some(slot)]),
@@ -298,7 +301,7 @@ impl SymmetricHashJoin {
         // their batches) and index the keys again
         for (k, s, closed, head) in finished {
             let slot = keys[k][s].expect("finished only where the key has rows");
-            self.sides[s].finish_prefix(slot, closed, head);
+            self.finish_prefix(s, slot, closed, head);
         }
         Ok(())
     }
@@ -394,7 +397,7 @@ impl SymmetricHashJoin {
         // and index the keys again
         for (k, s, done, head) in finished {
             let slot = keys[k][s].expect("finished only where the key has rows");
-            self.sides[s].finish_prefix(slot, done, head);
+            self.finish_prefix(s, slot, done, head);
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use side::{Order, Side, Slot};
 use std::collections::HashMap;
 use std::sync::Arc;
 use weir_core::error::{Error, Result};
-use weir_core::key::{key_group, stable_hash, FastBuildHasher, KeyEncoder};
+use weir_core::key::{key_group, stable_hash, KeyEncoder};
 use weir_core::memory::{ConsumerKind, MemoryReservation};
 use weir_core::message::Watermark;
 use weir_core::operator::{Ctx, Operator, OperatorMetrics, Output};
@@ -147,6 +147,26 @@ impl SymmetricHashJoin {
     pub fn schema(&self) -> &SchemaRef {
         self.layout.schema()
     }
+
+    /// Stores a row of side `s` under `key`; a key new to the side is
+    /// linked with its slot on the other side (one lookup per new key).
+    fn store_row(&mut self, s: usize, key: &[u8], entry: Entry, due: i64) {
+        if let Some(slot) = self.sides[s].push(key, entry, due) {
+            let partner = self.sides[1 - s].slot(key);
+            self.sides[s].link(slot, partner);
+            if let Some(p) = partner {
+                self.sides[1 - s].link(p, Some(slot));
+            }
+        }
+    }
+
+    /// Drops finished rows of a key (see [`Side::finish_prefix`]); a key
+    /// that leaves side `s` is unlinked on the other side.
+    fn finish_prefix(&mut self, s: usize, slot: Slot, n: usize, head: Option<i64>) {
+        if let Some(p) = self.sides[s].finish_prefix(slot, n, head) {
+            self.sides[1 - s].link(p, None);
+        }
+    }
 }
 
 impl Operator for SymmetricHashJoin {
@@ -260,7 +280,7 @@ impl Operator for SymmetricHashJoin {
                 }
             }
             let due = self.due_at(s, &entry);
-            self.sides[s].push(key.as_ref(), entry, due);
+            self.store_row(s, key.as_ref(), entry, due);
             stored += 1;
         }
         if late > 0 {

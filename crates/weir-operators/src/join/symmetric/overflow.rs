@@ -72,7 +72,7 @@ impl SymmetricHashJoin {
                     epoch: m.epoch,
                 };
                 let due = self.due_at(s, &entry);
-                self.sides[s].push(keys.row(r).as_ref(), entry, due);
+                self.store_row(s, keys.row(r).as_ref(), entry, due);
             }
             self.sides[s].settle(slot, meta.len() as u32);
         }

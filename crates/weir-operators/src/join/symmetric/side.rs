@@ -8,6 +8,7 @@
 use super::*;
 use crate::batch_slab::BatchSlab;
 use std::collections::{BTreeMap, VecDeque};
+use weir_core::key::KeyMap;
 
 /// Bytes accounted per key with stored rows, besides the key bytes.
 const KEY_BYTES: usize = 64;
@@ -76,6 +77,10 @@ pub(super) struct KeyRows {
     pub(super) due: Option<i64>,
     /// Sorted by [`Order::value`] (arrival order among equal values).
     pub(super) rows: VecDeque<Entry>,
+    /// The same key's slot on the other side, while it has rows there
+    /// (kept by the join: [`Side::link`]), so a watermark pairs a due key
+    /// with its other side without hashing its bytes.
+    pub(super) partner: Option<Slot>,
 }
 
 /// A key's place in a side's [`Side::lists`] (stable while it has rows).
@@ -95,7 +100,7 @@ pub(super) struct Side {
     // state
     batches: BatchSlab,
     /// Key bytes → slot of every key with stored rows.
-    slots: HashMap<Box<[u8]>, Slot, FastBuildHasher>,
+    slots: KeyMap<Slot>,
     /// Per slot, the key's rows (`None`: a free slot).
     lists: Vec<Option<KeyRows>>,
     /// Slots free for the next new key.
@@ -116,7 +121,7 @@ impl Side {
             order,
             empty,
             batches: BatchSlab::default(),
-            slots: HashMap::default(),
+            slots: KeyMap::default(),
             lists: Vec::new(),
             free: Vec::new(),
             heads: BTreeMap::new(),
@@ -128,11 +133,6 @@ impl Side {
     /// Keeps `batch` until [`settle`](Self::settle) says how many rows point at it.
     pub(super) fn store(&mut self, batch: RecordBatch) -> u32 {
         self.batches.insert(batch, 0)
-    }
-
-    /// Releases `n` rows of `slot`'s batch.
-    pub(super) fn unref(&mut self, slot: u32, n: u32) {
-        self.batches.release(slot, n);
     }
 
     /// Sets how many stored entries point at a new batch (freed at 0).
@@ -176,9 +176,17 @@ impl Side {
         self.lists.iter().flatten()
     }
 
+    /// Sets the partner of a live `slot` (the key's slot on the other side).
+    pub(super) fn link(&mut self, slot: Slot, partner: Option<Slot>) {
+        if let Some(list) = self.lists[slot as usize].as_mut() {
+            list.partner = partner;
+        }
+    }
+
     /// Stores `entry` under `key`; `due` is the watermark at which it next
-    /// has work (ignored by unordered sides).
-    pub(super) fn push(&mut self, key: &[u8], entry: Entry, due: i64) {
+    /// has work (ignored by unordered sides). Returns the key's slot if
+    /// the key is new here (its partner is not linked yet).
+    pub(super) fn push(&mut self, key: &[u8], entry: Entry, due: i64) -> Option<Slot> {
         let order = self.order;
         match self.slots.get(key) {
             Some(&slot) => {
@@ -199,6 +207,8 @@ impl Side {
                     list.due = Some(due);
                     self.heads.entry(due).or_default().push(slot);
                 }
+                self.entries += 1;
+                None
             }
             None => {
                 self.key_bytes += Self::key_cost(key);
@@ -206,6 +216,7 @@ impl Side {
                     key: key.into(),
                     due: order.indexed().then_some(due),
                     rows: VecDeque::from([entry]),
+                    partner: None,
                 };
                 let slot = match self.free.pop() {
                     Some(s) => {
@@ -217,13 +228,14 @@ impl Side {
                         (self.lists.len() - 1) as Slot
                     }
                 };
-                self.slots.insert(key.into(), slot);
+                self.slots.insert(key, slot);
                 if order.indexed() {
                     self.heads.entry(due).or_default().push(slot);
                 }
+                self.entries += 1;
+                Some(slot)
             }
         }
-        self.entries += 1;
     }
 
     /// The earliest watermark at which an indexed key may have work (a
@@ -262,13 +274,23 @@ impl Side {
 
     /// Drops `slot`'s first `n` rows (finished), then indexes the key
     /// again at `head`, the due watermark of its new first row, or frees
-    /// the slot if no row is left.
-    pub(super) fn finish_prefix(&mut self, slot: Slot, n: usize, head: Option<i64>) {
+    /// the slot if no row is left. Returns the freed key's partner slot
+    /// (to unlink on the other side).
+    pub(super) fn finish_prefix(
+        &mut self,
+        slot: Slot,
+        n: usize,
+        head: Option<i64>,
+    ) -> Option<Slot> {
         let Some(list) = self.lists[slot as usize].as_mut() else {
-            return;
+            return None;
         };
-        let mut released: Vec<u32> = Vec::with_capacity(n);
-        released.extend(list.rows.drain(..n).map(|e| e.batch));
+        let mut partner = None;
+        // rows point into their batches: each finished one releases its batch
+        for e in list.rows.drain(..n) {
+            self.batches.release(e.batch, 1);
+        }
+        self.entries -= n;
         match head {
             Some(d) => {
                 if list.due != Some(d) {
@@ -282,12 +304,10 @@ impl Side {
                 self.slots.remove(&list.key);
                 self.key_bytes -= Self::key_cost(&list.key);
                 self.free.push(slot);
+                partner = list.partner;
             }
         }
-        self.entries -= released.len();
-        for b in released {
-            self.unref(b, 1);
-        }
+        partner
     }
 
     /// Drops every stored row and batch.
