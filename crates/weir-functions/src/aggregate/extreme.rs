@@ -45,6 +45,7 @@ impl<T: Val> Extreme<T> {
     }
 
     /// Keeps `(time, value)` in `group` if it beats the current one.
+    #[inline]
     fn offer(&mut self, group: usize, time: i64, value: T::Ref<'_>) {
         let slot = &mut self.values[group];
         let better = match slot {
