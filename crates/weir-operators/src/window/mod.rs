@@ -454,6 +454,12 @@ impl Operator for WindowAggregate {
             OperatorMetrics::add(&ctx.metrics().late_rows, late);
         }
         group_by_start(&mut order, self.window.pane_ms());
+        // (before interning: an error leaves no key interned that nobody holds)
+        let values = self
+            .aggs
+            .iter()
+            .map(|a| a.values(batch.columns()))
+            .collect::<Result<Vec<_>>>()?;
         // every key interned first, in one pass: the slot lookups below then
         // form a tight loop whose table loads overlap
         let ids: Vec<u32> = match &rows {
@@ -461,16 +467,12 @@ impl Operator for WindowAggregate {
                 .iter()
                 .map(|&(_, r)| self.dictionary.intern(rows.row(r as usize).data()))
                 .collect(),
+            None if order.is_empty() => Vec::new(),
             None => {
                 let id = self.dictionary.intern(&[]);
                 vec![id; order.len()]
             }
         };
-        let values = self
-            .aggs
-            .iter()
-            .map(|a| a.values(batch.columns()))
-            .collect::<Result<Vec<_>>>()?;
         let mut groups: Vec<u32> = Vec::with_capacity(order.len());
         let mut row_ids: Vec<u32> = Vec::with_capacity(order.len());
         let mut due_early: BTreeMap<(i64, i64), BTreeSet<u32>> = BTreeMap::new();

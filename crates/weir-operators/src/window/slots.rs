@@ -64,7 +64,7 @@ impl PaneSlots {
                 } else {
                     let want = (i + 1).next_power_of_two().max(SLACK);
                     if want > TO_HASHED * (slots + 1) + SLACK {
-                        self.to_hashed();
+                        self.make_hashed();
                         return self.get_or_insert(id, slots, make);
                     }
                     table.resize(want, VACANT);
@@ -81,14 +81,14 @@ impl PaneSlots {
                 map.insert(id, s);
                 *largest = (*largest).max(id);
                 if (*largest as usize + 1) <= TO_DENSE * (slots + 1) {
-                    self.to_dense();
+                    self.make_dense();
                 }
                 s
             }
         }
     }
 
-    fn to_hashed(&mut self) {
+    fn make_hashed(&mut self) {
         if let PaneSlots::Dense(table) = self {
             let mut map = HashMap::with_hasher(FastBuildHasher::default());
             let mut largest = 0;
@@ -102,7 +102,7 @@ impl PaneSlots {
         }
     }
 
-    fn to_dense(&mut self) {
+    fn make_dense(&mut self) {
         if let PaneSlots::Hashed(map, largest) = self {
             let mut table = vec![VACANT; (*largest as usize + 1).next_power_of_two().max(SLACK)];
             for (&id, &s) in map.iter() {

@@ -110,6 +110,48 @@ fn fires_windows_in_order_when_the_watermark_passes_and_counts_late_rows() {
 }
 
 #[test]
+fn a_global_window_given_only_late_rows_keeps_no_key_and_no_memory() {
+    let b = input(vec!["a", "b"], vec![100, 200], vec![1.0, 2.0]);
+    let mut w = WindowAggregate::try_new(
+        &b.schema(),
+        &WindowConfig {
+            time_column: Some("t".into()),
+            keys: vec![],
+            window: Window::tumbling(Duration::from_secs(1)),
+            lateness_ms: 0,
+            aggs: vec![Agg::count().alias("n")],
+            early: None,
+        },
+        "window",
+    )
+    .unwrap();
+    let mut ctx = test_ctx();
+    w.open(&mut ctx).unwrap();
+    let mut out = Output::new();
+    w.on_batch(0, b, &mut ctx, &mut out).unwrap();
+    w.on_watermark(Watermark::EventTime(999), &mut ctx, &mut out)
+        .unwrap();
+    let got = batches(&mut out);
+    assert_eq!(
+        got[0]
+            .column(2)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec(),
+        vec![2]
+    );
+    // every row late, then an empty batch: nothing is interned
+    let late = input(vec!["c"], vec![500], vec![3.0]);
+    w.on_batch(0, late, &mut ctx, &mut out).unwrap();
+    w.on_batch(0, input(vec![], vec![], vec![]), &mut ctx, &mut out)
+        .unwrap();
+    assert!(w.dictionary.is_empty(), "no key interned for late rows");
+    w.on_end_of_input(&mut ctx, &mut out).unwrap();
+    assert!(batches(&mut out).is_empty());
+    assert_eq!(ctx.pool().reserved(), 0);
+}
+
+#[test]
 fn rejects_bad_columns() {
     let b = input(vec!["a"], vec![1], vec![1.0]);
     let w = Window::tumbling(Duration::from_secs(1));

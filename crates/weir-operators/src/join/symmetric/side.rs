@@ -282,9 +282,7 @@ impl Side {
         n: usize,
         head: Option<i64>,
     ) -> Option<Slot> {
-        let Some(list) = self.lists[slot as usize].as_mut() else {
-            return None;
-        };
+        let list = self.lists[slot as usize].as_mut()?;
         let mut partner = None;
         // rows point into their batches: each finished one releases its batch
         for e in list.rows.drain(..n) {
