@@ -6,7 +6,7 @@ use super::{JoinKind, JoinLayout, JoinSpec, JoinType, SymmetricHashJoin};
 use crate::checkpoint_harness::{
     encoders, run_uninterrupted, run_with_restore, run_with_restore_in, sorted_rows, Event,
 };
-use arrow_array::{Int64Array, RecordBatch};
+use arrow_array::{Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
 use std::time::Duration;
@@ -323,4 +323,146 @@ fn a_spilled_join_holds_the_watermark_it_forwards_across_restore() {
         .on_watermark(Watermark::EventTime(6000), &mut ctx2, &mut out)
         .expect("watermark");
     assert_eq!(forwarded(&mut out), [100], "still held after restore");
+}
+
+/// `schema(id)` with a window aggregate's `window_start`/`window_end`.
+fn windowed_schema(id: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("t", DataType::Int64, false),
+        Field::new("window_start", DataType::Int64, false),
+        Field::new("window_end", DataType::Int64, false),
+        Field::new(id, DataType::Int64, false),
+    ]))
+}
+
+/// A batch of [`events`] with the 50 ms window of each row's time.
+fn windowed(input: usize, batch: &RecordBatch) -> RecordBatch {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let t = batch.column(1).as_primitive::<Int64Type>();
+    let start: Int64Array = t.values().iter().map(|t| t.div_euclid(50) * 50).collect();
+    let end: Int64Array = start.values().iter().map(|s| s + 50).collect();
+    let cols = vec![
+        batch.column(0).clone(),
+        batch.column(1).clone(),
+        Arc::new(start) as _,
+        Arc::new(end) as _,
+        batch.column(2).clone(),
+    ];
+    let id = if input == 0 { "lv" } else { "rv" };
+    RecordBatch::try_new(windowed_schema(id), cols).expect("valid batch")
+}
+
+/// The (left id, right id) pairs of the output rows (`None` for a padded side).
+fn id_pairs(batches: &[RecordBatch]) -> Vec<(Option<i64>, Option<i64>)> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let mut pairs = Vec::new();
+    for b in batches {
+        let l = b
+            .column_by_name("lv")
+            .expect("lv")
+            .as_primitive::<Int64Type>();
+        let r = b
+            .column_by_name("rv")
+            .expect("rv")
+            .as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            pairs.push((
+                l.is_valid(i).then(|| l.value(i)),
+                r.is_valid(i).then(|| r.value(i)),
+            ));
+        }
+    }
+    pairs.sort_unstable();
+    pairs
+}
+
+/// A same-window join (keys leave a side and come back, so slots are freed
+/// and reused by other keys while the other side still has rows) equals a
+/// brute-force join on (key, window) uninterrupted, and after a restore at
+/// any cut and parallelism.
+#[test]
+fn same_window_join_equals_brute_force_and_restores() {
+    let evs: Vec<Event> = events(90, 5, false)
+        .into_iter()
+        .map(|e| match e {
+            Event::Batch(i, b) => Event::Batch(i, windowed(i, &b)),
+            w => w,
+        })
+        .collect();
+    // brute force: every row is on time (no late rows), so every pair of
+    // rows with the same non-null key and window matches
+    let mut rows: [Vec<(Option<i64>, i64, i64)>; 2] = [Vec::new(), Vec::new()];
+    for e in &evs {
+        if let Event::Batch(i, b) = e {
+            let ids = id_pairs_side(b);
+            rows[*i].extend(ids);
+        }
+    }
+    let oracle = |ty: JoinType| {
+        let mut want = Vec::new();
+        let matches = |a: &(Option<i64>, i64, i64), b: &(Option<i64>, i64, i64)| {
+            a.0.is_some() && a.0 == b.0 && a.1 == b.1
+        };
+        for l in &rows[0] {
+            let mut any = false;
+            for r in rows[1].iter().filter(|r| matches(l, r)) {
+                want.push((Some(l.2), Some(r.2)));
+                any = true;
+            }
+            if !any && ty.keeps(0) {
+                want.push((Some(l.2), None));
+            }
+        }
+        if ty.keeps(1) {
+            for r in &rows[1] {
+                if !rows[0].iter().any(|l| matches(l, r)) {
+                    want.push((None, Some(r.2)));
+                }
+            }
+        }
+        want.sort_unstable();
+        want
+    };
+    let keys = encoders(
+        &[&windowed_schema("lv"), &windowed_schema("rv")],
+        &[&["k"], &["k"]],
+    );
+    for ty in TYPES {
+        let layout = JoinLayout::try_new(
+            &windowed_schema("lv"),
+            &windowed_schema("rv"),
+            Some("t"),
+            Some("t"),
+            &JoinSpec::same_window().with_type(ty).on(["k"], ["k"]),
+        )
+        .expect("valid join");
+        let make = move |_: &TaskInfo| -> weir_core::error::Result<Box<dyn Operator>> {
+            Ok(Box::new(SymmetricHashJoin::try_new(layout.clone())?))
+        };
+        let whole = run_uninterrupted(&make, &evs);
+        let want = oracle(ty);
+        assert!(want.iter().any(|p| p.0.is_some() && p.1.is_some()));
+        assert_eq!(id_pairs(&whole), want, "{ty:?}: uninterrupted");
+        for cut in [1, 2, 7, 8, 40, 41, evs.len() - 1] {
+            for (p0, p1) in PARALLELISM {
+                let got = run_with_restore(&make, &keys, &evs, cut, p0, p1);
+                assert_eq!(id_pairs(&got), want, "{ty:?}: cut {cut}, {p0} -> {p1}");
+            }
+        }
+    }
+}
+
+/// (key, window start, id) of every row of an input batch.
+fn id_pairs_side(b: &RecordBatch) -> Vec<(Option<i64>, i64, i64)> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let k = b.column(0).as_primitive::<Int64Type>();
+    let s = b.column(2).as_primitive::<Int64Type>();
+    let id = b.column(4).as_primitive::<Int64Type>();
+    (0..b.num_rows())
+        .map(|i| (k.is_valid(i).then(|| k.value(i)), s.value(i), id.value(i)))
+        .collect()
 }
