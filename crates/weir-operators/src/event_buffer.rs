@@ -396,38 +396,8 @@ impl EventTimeBuffer {
     /// the key id: call [`EventTimeBuffer::retain_key`] before, if the id
     /// must stay valid (per-key state, decoding the key later).
     pub fn take(&mut self, key: u32) -> Result<Option<Released>> {
-        let Some(w) = self.watermark else {
-            return Ok(None);
-        };
-        let Some(p) = self.pending.get_mut(&key) else {
-            return Ok(None);
-        };
-        if p.min > w {
-            return Ok(None);
-        }
-        if !p.sorted {
-            p.entries.sort_by_key(|e| e.time);
-            p.sorted = true;
-        }
-        let n = p.entries.partition_point(|e| e.time <= w);
-        let taken: Vec<Entry> = p.entries.drain(..n).collect();
-        self.due.remove(&(p.min, key));
-        if let Some(first) = p.entries.first() {
-            p.min = first.time;
-            self.due.insert((p.min, key));
-        } else {
-            let p = self.pending.remove(&key).expect("found above");
-            self.dictionary.release(p.key);
-        }
-        let rows = self.gather(&taken)?;
-        let times: Vec<i64> = taken.iter().map(|e| e.time).collect();
-        let rows = self.order_ties(rows, &times, &[taken.len()])?;
-        for e in &taken {
-            self.unref_row(e.batch);
-        }
-        self.rows -= taken.len();
-        self.shrink_reservation();
-        Ok(Some(Released { key, rows, times }))
+        // one key's rows are the whole gathered batch, so nothing else is kept
+        Ok(self.take_many(&[key])?.pop())
     }
 
     /// Takes the due rows of each of `keys` (in that order), as
