@@ -442,13 +442,16 @@ impl EventTimeBuffer {
         }
         let rows = self.gather(&taken)?;
         let times: Vec<i64> = taken.iter().map(|e| e.time).collect();
-        let lens: Vec<usize> = spans.iter().map(|&(_, n)| n).collect();
-        let rows = self.order_ties(rows, &times, &lens)?;
+        let rows = self.order_ties(rows, &times, &spans)?;
         for e in &taken {
             self.unref_row(e.batch);
         }
         self.rows -= taken.len();
         self.shrink_reservation();
+        if let [(key, _)] = spans[..] {
+            // one key (`take`): its rows and times as they are
+            return Ok(vec![Released { key, rows, times }]);
+        }
         let mut start = 0;
         Ok(spans
             .into_iter()
@@ -578,35 +581,32 @@ impl EventTimeBuffer {
     }
 
     /// Orders rows with equal times by their full content (Arrow row
-    /// format), within each run of `lens` rows (one key's rows each: ties
+    /// format), within each key's run of rows (`spans`: key, rows; ties
     /// never cross keys).
-    fn order_ties(&self, rows: RecordBatch, times: &[i64], lens: &[usize]) -> Result<RecordBatch> {
-        let mut encoded = None;
-        let mut order: Vec<u32> = Vec::new();
-        let mut key_start = 0;
-        for &n in lens {
-            let key_end = key_start + n;
-            let mut start = key_start;
-            while start < key_end {
-                let mut end = start + 1;
-                while end < key_end && times[end] == times[start] {
-                    end += 1;
+    fn order_ties(
+        &self,
+        rows: RecordBatch,
+        times: &[i64],
+        spans: &[(u32, usize)],
+    ) -> Result<RecordBatch> {
+        // runs of equal times within one key's rows
+        let mut ties = Vec::new();
+        let mut at = 0;
+        for &(_, n) in spans {
+            for run in times[at..at + n].chunk_by(|a, b| a == b) {
+                if run.len() > 1 {
+                    ties.push(at..at + run.len());
                 }
-                if end - start > 1 {
-                    if encoded.is_none() {
-                        encoded = Some(self.content.0.convert_columns(rows.columns())?);
-                        order = (0..rows.num_rows() as u32).collect();
-                    }
-                    let encoded = encoded.as_ref().expect("converted above");
-                    order[start..end]
-                        .sort_by(|&a, &b| encoded.row(a as usize).cmp(&encoded.row(b as usize)));
-                }
-                start = end;
+                at += run.len();
             }
-            key_start = key_end;
         }
-        if encoded.is_none() {
+        if ties.is_empty() {
             return Ok(rows);
+        }
+        let encoded = self.content.0.convert_columns(rows.columns())?;
+        let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+        for r in ties {
+            order[r].sort_by(|&a, &b| encoded.row(a as usize).cmp(&encoded.row(b as usize)));
         }
         if order.iter().enumerate().all(|(i, &o)| i as u32 == o) {
             return Ok(rows);

@@ -900,28 +900,23 @@ impl Planner<'_> {
                 }
                 // each group's multiset of values: a deleted value is taken
                 // back, and the extreme is found again when it was the one
-                // (the distinct aggregates: of the values with a count left)
-                (
-                    f @ ("min" | "max" | "count_distinct" | "sum_distinct" | "avg_distinct"),
-                    Some(x),
-                ) => {
+                // (the distinct aggregates: of the values with a count left);
+                // a user aggregate that retracts takes rows back itself
+                (f, Some(x)) => {
                     let v = format!("__arg{k}_v");
-                    add(v.clone(), x)?;
                     let agg = match f {
-                        "min" => Agg::min(v),
-                        "max" => Agg::max(v),
-                        "count_distinct" => Agg::count_distinct(v),
-                        "sum_distinct" => Agg::sum_distinct(v),
-                        _ => Agg::avg_distinct(v),
+                        "min" => Agg::min(&v),
+                        "max" => Agg::max(&v),
+                        "count_distinct" => Agg::count_distinct(&v),
+                        "sum_distinct" => Agg::sum_distinct(&v),
+                        "avg_distinct" => Agg::avg_distinct(&v),
+                        _ => match self.functions.aggregate(f).filter(|u| u.retracts()) {
+                            Some(u) => Agg::udf(std::sync::Arc::clone(u), &v),
+                            None => return refuse(),
+                        },
                     };
+                    add(v, x)?;
                     out.push(agg.retracting(SIGN).alias(a.name.clone()));
-                }
-                // a user aggregate that takes rows back itself
-                (f, Some(x)) if self.functions.aggregate(f).is_some_and(|u| u.retracts()) => {
-                    let v = format!("__arg{k}_v");
-                    add(v.clone(), x)?;
-                    let udf = std::sync::Arc::clone(self.functions.aggregate(f).expect("checked"));
-                    out.push(Agg::udf(udf, v).retracting(SIGN).alias(a.name.clone()));
                 }
                 _ => return refuse(),
             }

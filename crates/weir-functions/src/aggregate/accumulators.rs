@@ -151,7 +151,13 @@ macro_rules! typed {
 impl Accumulators {
     /// Empty accumulators for `agg` (no groups until [`Accumulators::resize`]).
     pub fn new(agg: &BoundAgg) -> Self {
-        let inner: Box<dyn GroupAcc> = match (&agg.func, agg.kind) {
+        // a user aggregate over retractions takes rows back itself
+        // (AggregateState::retract): the same accumulator
+        let func = match &agg.func {
+            AggFn::Retracting { inner, .. } if matches!(**inner, AggFn::Udf(_)) => &**inner,
+            f => f,
+        };
+        let inner: Box<dyn GroupAcc> = match (func, agg.kind) {
             (AggFn::Count, _) => Box::new(Count::default()),
             (AggFn::Sum, ValueKind::Float) => Box::new(SumFloat::default()),
             (AggFn::Sum, _) => Box::new(SumInt::default()),
@@ -160,17 +166,6 @@ impl Accumulators {
             (AggFn::Max, k) => typed!(k, T => Extreme::<T>::new(true, false)),
             (AggFn::First, k) => typed!(k, T => Extreme::<T>::new(false, true)),
             (AggFn::Last, k) => typed!(k, T => Extreme::<T>::new(true, true)),
-            // a user aggregate takes rows back itself (AggregateState::retract)
-            (AggFn::Retracting { inner, .. }, _) if matches!(**inner, AggFn::Udf(_)) => {
-                let AggFn::Udf(udf) = &**inner else {
-                    unreachable!("matched above")
-                };
-                let state_type = agg
-                    .state_fields
-                    .first()
-                    .map_or(DataType::Null, |f| f.data_type().clone());
-                Box::new(UdfAcc::new(udf.clone(), state_type))
-            }
             (AggFn::Retracting { inner, .. }, k) => {
                 let keep = match **inner {
                     AggFn::Min => Keep::Min,

@@ -162,6 +162,7 @@ impl Pane {
     }
 
     /// The slot of key `id` (interned in `dictionary`), added and held if new.
+    #[inline]
     pub(crate) fn slot(&mut self, dictionary: &mut KeyDictionary, id: u32) -> u32 {
         let next = self.key_ids.len();
         self.groups.get_or_insert(id, next, || {
@@ -494,12 +495,7 @@ impl Operator for WindowAggregate {
             groups.clear();
             row_ids.clear();
             for (&(_, r), &id) in order[i..j].iter().zip(&ids[i..j]) {
-                let next = pane.key_ids.len();
-                let g = pane.groups.get_or_insert(id, next, || {
-                    pane.key_ids.push(self.dictionary.hold(id));
-                    next as u32
-                });
-                groups.push(g);
+                groups.push(pane.slot(&mut self.dictionary, id));
                 row_ids.push(r);
             }
             let n = pane.key_ids.len();

@@ -188,6 +188,7 @@ impl Side {
     /// the key is new here (its partner is not linked yet).
     pub(super) fn push(&mut self, key: &[u8], entry: Entry, due: i64) -> Option<Slot> {
         let order = self.order;
+        self.entries += 1;
         match self.slots.get(key) {
             Some(&slot) => {
                 let list = self.lists[slot as usize]
@@ -207,7 +208,6 @@ impl Side {
                     list.due = Some(due);
                     self.heads.entry(due).or_default().push(slot);
                 }
-                self.entries += 1;
                 None
             }
             None => {
@@ -232,7 +232,6 @@ impl Side {
                 if order.indexed() {
                     self.heads.entry(due).or_default().push(slot);
                 }
-                self.entries += 1;
                 Some(slot)
             }
         }
