@@ -153,3 +153,32 @@ fn a_pipe_is_a_script_and_the_shell_refuses_script_flags() {
     let again = std::fs::read_to_string(dir.path().join("h.txt")).unwrap();
     assert!(again.contains("SHOW TABLES;"), "{again}");
 }
+
+#[test]
+fn a_function_created_in_the_shell_stays_for_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    common::generate_obd(&dir.path().join("obd"), 4, 5, 1);
+    let session = format!(
+        "{TABLE}CREATE FUNCTION cc AS 'com.github.nexmark.flink.udf.CountChar';\n\
+         CREATE FUNCTION cc AS 'com.github.nexmark.flink.udf.CountChar';\n\
+         SELECT DISTINCT vehicle_id, cc('cacc', 'c') AS n FROM obd;\n\
+         quit;\n"
+    );
+    let o = weir_sql(dir.path(), &["--shell", "--mode", "batch"], &session);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    // the second CREATE met the first one's binding
+    assert!(err.contains("cc() already exists"), "{err}");
+    let rows: Vec<Vec<String>> = out
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("vehicle_id"))
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    assert!(rows.iter().all(|r| r[1] == "3"), "{out}");
+}

@@ -2,7 +2,8 @@
 //! (Arrow arrays in, an Arrow array out) and an aggregate UDF, called by
 //! name in a script planned with `ScriptOptions::with_functions`, give the
 //! rows of an oracle computed here in both modes at parallelism 1 and 3;
-//! a name that is taken is refused.
+//! a name that is taken is refused. Implementations registered under a
+//! class name are bound by Flink's `CREATE FUNCTION name AS 'class'`.
 
 mod common;
 
@@ -339,4 +340,126 @@ fn a_user_aggregate_that_retracts_aggregates_a_changelog_in_every_mode() {
             assert_eq!(got, want, "{mode:?} p={p}");
         }
     }
+}
+
+/// The UDFs registered under class names, as a program running Flink
+/// scripts that `CREATE FUNCTION … AS 'class'` would.
+fn classes() -> FunctionRegistry {
+    FunctionRegistry::builtin()
+        .with_class("com.acme.udf.Kmh", Arc::new(Kmh))
+        .unwrap()
+        .with_aggregate_class("com.acme.udf.SumSquares", Arc::new(SumSquares))
+        .unwrap()
+}
+
+#[test]
+fn create_function_binds_a_registered_class_and_equals_the_registered_udfs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("obd");
+    common::generate_obd(&data, 6, 60, 2);
+    // the same script as registered UDFs, its functions bound by Flink's
+    // statements (other names: what runs is what the statements bound)
+    let bound = |out: &Path| {
+        format!(
+            "CREATE TEMPORARY SYSTEM FUNCTION to_kmh AS 'com.acme.udf.Kmh' LANGUAGE JAVA;\n\
+             CREATE FUNCTION IF NOT EXISTS squares AS 'com.acme.udf.SumSquares';\n{}",
+            script(&data, out)
+                .replace("SUM_SQUARES(", "squares(")
+                .replace("kmh(", "to_kmh(")
+        )
+    };
+    for mode in [ExecMode::Batch, ExecMode::Pipelined] {
+        for p in [1, 3] {
+            let run = |text: String, functions: FunctionRegistry| {
+                Script::try_with(
+                    &text,
+                    dir.path(),
+                    ScriptOptions::default().with_functions(functions),
+                )
+                .unwrap()
+                .job()
+                .run(&ExecConfig::new(mode).with_parallelism(p))
+                .unwrap();
+            };
+            let (want, got) = (
+                dir.path().join(format!("want-{mode:?}-{p}")),
+                dir.path().join(format!("got-{mode:?}-{p}")),
+            );
+            run(script(&data, &want), registry());
+            run(bound(&got), classes());
+            let (want, got) = (common::sql::rows(&want), common::sql::rows(&got));
+            assert!(want.len() > 10, "{} rows", want.len());
+            assert_eq!(got, want, "{mode:?} p={p}");
+        }
+    }
+}
+
+#[test]
+fn create_function_refuses_what_it_cannot_bind_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("obd");
+    common::generate_obd(&data, 2, 5, 1);
+    let out = dir.path().join("out");
+    let table = format!(
+        "CREATE TABLE obd (vehicle_id BIGINT, event_time TIMESTAMP(3), speed DOUBLE,\n  \
+         WATERMARK FOR event_time AS event_time - INTERVAL '10' SECOND)\n  \
+         WITH ('connector' = 'parquet', 'path' = '{}');\n\
+         CREATE TABLE out (v BIGINT, x DOUBLE) WITH ('connector' = 'parquet', 'path' = '{}');\n",
+        data.display(),
+        out.display()
+    );
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "CREATE FUNCTION kmh AS 'com.acme.udf.Nope';",
+            &[
+                "line 5, column 17",
+                "no function is registered as 'com.acme.udf.Nope'",
+                "registered: com.acme.udf.Kmh, com.acme.udf.SumSquares, com.github.nexmark",
+            ],
+        ),
+        (
+            "CREATE FUNCTION upper AS 'com.acme.udf.Kmh';",
+            &["a function named upper() already exists"],
+        ),
+        (
+            "CREATE FUNCTION kmh AS 'com.acme.udf.Kmh';\nCREATE FUNCTION KMH AS 'com.acme.udf.Kmh';",
+            &["line 6, column 17", "kmh() already exists"],
+        ),
+        (
+            "CREATE FUNCTION kmh AS 'com.acme.udf.Kmh' USING JAR '/tmp/udf.jar';",
+            &["USING JAR '/tmp/udf.jar'", "weir loads no jars"],
+        ),
+        (
+            "CREATE FUNCTION db.kmh AS 'com.acme.udf.Kmh';",
+            &["a function in a catalog or database"],
+        ),
+        (
+            "CREATE FUNCTION kmh AS 'com.acme.udf.Kmh' LANGUAGE COBOL;",
+            &["LANGUAGE COBOL", "JAVA, SCALA and PYTHON"],
+        ),
+        // IF NOT EXISTS leaves a taken name as it was: upper() of a number
+        (
+            "CREATE FUNCTION IF NOT EXISTS upper AS 'com.acme.udf.Kmh';\n\
+             INSERT INTO out SELECT vehicle_id, upper(speed) FROM obd;",
+            &["upper"],
+        ),
+        // a class is not callable by its implementation's name until bound
+        (
+            "INSERT INTO out SELECT vehicle_id, kmh(speed) FROM obd;",
+            &["unknown function kmh()"],
+        ),
+    ];
+    for (statements, says) in cases {
+        let err = Script::try_with(
+            &format!("{table}{statements}"),
+            dir.path(),
+            ScriptOptions::default().with_functions(classes()),
+        )
+        .expect_err(statements)
+        .to_string();
+        for s in *says {
+            assert!(err.contains(s), "{statements}: wanted `{s}` in {err}");
+        }
+    }
+    assert!(!out.exists());
 }

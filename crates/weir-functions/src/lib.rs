@@ -6,7 +6,9 @@
 //! `operators`, `connectors`, `exec`, `graph` or `cli`.
 
 pub mod aggregate;
+pub mod classes;
 pub mod scalar;
 
 pub use aggregate::{Agg, AggFn};
+pub use classes::FunctionClass;
 pub use scalar::FunctionRegistry;

@@ -1,5 +1,6 @@
 //! Flink's SQL syntax on top of `sqlparser`: [`FlinkDialect`] (the generic
-//! dialect plus `TABLE name` as an argument of a window table function) and
+//! dialect plus `TABLE name` as an argument of a window table function and
+//! Flink's `CREATE [TEMPORARY [SYSTEM]] FUNCTION name AS 'class'`) and
 //! [`take_watermarks`], which lifts `WATERMARK FOR col AS expr` out of
 //! `CREATE TABLE` column lists before parsing (blanking it in place, so every
 //! line and column the parser reports stays the user's).
@@ -7,7 +8,7 @@
 //! May use `sqlparser` and `super::error`.
 
 use crate::error::{at, SqlError};
-use sqlparser::ast::{Expr, Ident};
+use sqlparser::ast::{Expr, Ident, Statement};
 use sqlparser::dialect::{Dialect, GenericDialect};
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
@@ -48,6 +49,29 @@ impl Dialect for FlinkDialect {
         true
     }
 
+    // Flink's `CREATE [TEMPORARY [SYSTEM]] FUNCTION …` (the generic dialect
+    // has no CREATE FUNCTION of this form)
+    fn parse_statement(&self, parser: &mut Parser) -> Option<Result<Statement, ParserError>> {
+        if !peek_word(parser, 0, Keyword::CREATE) {
+            return None;
+        }
+        let mut at = 1;
+        let temporary = peek_word(parser, at, Keyword::TEMPORARY);
+        if temporary {
+            at += 1;
+            if peek_word(parser, at, Keyword::SYSTEM) {
+                at += 1;
+            }
+        }
+        if !peek_word(parser, at, Keyword::FUNCTION) {
+            return None;
+        }
+        for _ in 0..=at {
+            parser.next_token();
+        }
+        Some(parse_create_function(parser, temporary))
+    }
+
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
         // `TABLE bids` inside TUMBLE(...), HOP(...): a table argument
         if parser.peek_keyword(Keyword::TABLE) {
@@ -72,6 +96,64 @@ impl Dialect for FlinkDialect {
         }
         None
     }
+}
+
+/// Whether the `n`th token ahead is the keyword `k`.
+fn peek_word(parser: &Parser, n: usize, k: Keyword) -> bool {
+    matches!(&parser.peek_nth_token(n).token, Token::Word(w) if w.keyword == k)
+}
+
+/// The rest of Flink's `CREATE [TEMPORARY [SYSTEM]] FUNCTION` after
+/// `FUNCTION`: `[IF NOT EXISTS] name AS 'identifier' [LANGUAGE JAVA |
+/// SCALA | PYTHON] [USING JAR 'uri' [, JAR 'uri']…]`, as a
+/// [`Statement::CreateFunction`] whose body is the identifier (the first
+/// jar, if any, is its `using`: the planner refuses it by name).
+fn parse_create_function(parser: &mut Parser, temporary: bool) -> Result<Statement, ParserError> {
+    use sqlparser::ast::{CreateFunction, CreateFunctionBody, CreateFunctionUsing, Value};
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = parser.parse_object_name(false)?;
+    parser.expect_keyword_is(Keyword::AS)?;
+    let span = parser.peek_token().span;
+    let identifier = parser.parse_literal_string()?;
+    let language = if parser.parse_keyword(Keyword::LANGUAGE) {
+        Some(parser.parse_identifier()?)
+    } else {
+        None
+    };
+    let mut using = None;
+    if parser.parse_keyword(Keyword::USING) {
+        loop {
+            parser.expect_keyword_is(Keyword::JAR)?;
+            let uri = parser.parse_literal_string()?;
+            using.get_or_insert(CreateFunctionUsing::Jar(uri));
+            if !parser.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+    }
+    Ok(Statement::CreateFunction(CreateFunction {
+        or_alter: false,
+        or_replace: false,
+        temporary,
+        if_not_exists,
+        name,
+        args: None,
+        return_type: None,
+        function_body: Some(CreateFunctionBody::AsBeforeOptions {
+            body: Expr::Value(Value::SingleQuotedString(identifier).with_span(span)),
+            link_symbol: None,
+        }),
+        behavior: None,
+        called_on_null: None,
+        parallel: None,
+        security: None,
+        set_params: vec![],
+        using,
+        language,
+        determinism_specifier: None,
+        options: None,
+        remote_connection: None,
+    }))
 }
 
 /// A `WATERMARK FOR column AS expr` clause of a `CREATE TABLE`.

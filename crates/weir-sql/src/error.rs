@@ -77,14 +77,7 @@ pub(crate) fn at_ident(id: &sqlparser::ast::Ident, message: impl AsRef<str>) -> 
 /// A parser error as "line L, column C: what"; an error at the end of
 /// the input (sqlparser gives no place) points just past `text`'s end.
 pub(crate) fn parse_error(e: &sqlparser::parser::ParserError, text: &str) -> SqlError {
-    let mut message = e.to_string().replace("sql parser error: ", "");
-    if message.contains("an object type after CREATE, found: FUNCTION") {
-        message = message.replace(
-            "Expected: an object type after CREATE, found: FUNCTION",
-            "CREATE FUNCTION (a Java UDF) is not supported in weir SQL: register a Rust function \
-             with FunctionRegistry::with_udf",
-        );
-    }
+    let message = e.to_string().replace("sql parser error: ", "");
     if let Some((what, place)) = message.rsplit_once(" at Line: ") {
         if let Some((line, column)) = place.split_once(", Column: ") {
             return SqlError::new(format!("line {line}, column {column}: {what}"));

@@ -59,6 +59,7 @@ mod sort;
 mod temporal;
 mod text;
 mod top_n;
+mod top_n_changelog;
 
 pub use dialect::FlinkDialect;
 pub use error::SqlError;

@@ -142,7 +142,12 @@ impl Planner<'_> {
             return self.set_expr(q.body.as_ref());
         }
         let limit = crate::top_n::limit_of(q)?;
-        let rows = self.set_expr(q.body.as_ref())?;
+        // a Top-N reads a changelog under it as retractions
+        let rows = Planner {
+            retract: self.retract || limit.is_some(),
+            ..*self
+        }
+        .set_expr(q.body.as_ref())?;
         match (limit, &q.order_by) {
             (Some(n), order) => crate::top_n::order_limit(&rows, order.as_ref(), n, q),
             (None, Some(order)) => crate::sort::temporal_sort(&rows, order),
@@ -264,10 +269,12 @@ impl Planner<'_> {
         // FROM (SELECT …, ROW_NUMBER() … AS rownum …) WHERE rownum <= N: the
         // subquery keeps N rows per partition
         // an aggregation reads its input's changelog as retractions
+        // (and so does a ranking)
         let aggregates = matches!(&s.group_by, GroupByExpr::Expressions(g, _) if !g.is_empty());
+        let ranks = crate::rank::row_number_item(&s.projection)?.is_some();
         let inner = Planner {
             top: crate::top_n::bound(from, selection, &s.projection),
-            retract: self.retract || aggregates,
+            retract: self.retract || aggregates || ranks,
             ..*self
         };
         let (input, window, scope) = inner.from(from)?;
@@ -1282,9 +1289,9 @@ impl Planner<'_> {
                 return Err(at_node(
                     node,
                     format!(
-                        "table `{n}` has an `op` column, which an aggregation would read as a \
-                         changelog: aggregating a table's own changelog is not supported (rename \
-                         the column if it is not one)"
+                        "table `{n}` has an `op` column, which an aggregation or a Top-N would \
+                         read as a changelog: aggregating or ranking a table's own changelog is \
+                         not supported (rename the column if it is not one)"
                     ),
                 ));
             }
@@ -1780,11 +1787,12 @@ fn select_items(
                 items.push((alias.value.clone(), expr.clone(), true))
             }
             SelectItem::Wildcard(_) => {
+                // a changelog's `op` goes last (see `project`), after a rank
                 for f in input
                     .schema()
                     .fields()
                     .iter()
-                    .filter(|f| !f.name().starts_with("__"))
+                    .filter(|f| !f.name().starts_with("__") && f.name() != OP_COLUMN)
                 {
                     let id = ast::Ident::new(f.name());
                     items.push((f.name().clone(), SqlExpr::Identifier(id), false));

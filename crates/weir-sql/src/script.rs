@@ -7,7 +7,7 @@
 
 use crate::catalog::Table;
 use crate::dialect::{take_watermarks, FlinkDialect};
-use crate::error::{at_node, parse_error, unsupported, SqlError};
+use crate::error::{at_ident, at_node, parse_error, unsupported, SqlError};
 use crate::query::Planner;
 use arrow_schema::DataType;
 use sqlparser::ast::{self, Statement};
@@ -147,7 +147,9 @@ impl Script {
         reads: Option<BTreeSet<String>>,
     ) -> std::result::Result<Script, SqlError> {
         let mut s = Script {
-            functions: options.functions.unwrap_or_default(),
+            // the Nexmark queries' UDF classes are always there to bind
+            functions: weir_workloads::nexmark::with_udfs(options.functions.unwrap_or_default())
+                .map_err(|e| SqlError::new(e.to_string()))?,
             output: options.output,
             collect: options.collect,
             collected: None,
@@ -183,6 +185,7 @@ impl Script {
                 }
                 self.tables.insert(t.name.clone(), t);
             }
+            Statement::CreateFunction(f) => self.create_function(f)?,
             Statement::CreateView(v) => {
                 let name = v.name.to_string();
                 if self.tables.contains_key(&name) || self.views.contains_key(&name) {
@@ -384,6 +387,65 @@ impl Script {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// `CREATE [TEMPORARY [SYSTEM]] FUNCTION [IF NOT EXISTS] name AS
+    /// 'identifier' [LANGUAGE …]`: binds `name` to the implementation the
+    /// program registered as `identifier` (see `FunctionRegistry::bind`).
+    fn create_function(&mut self, f: &ast::CreateFunction) -> std::result::Result<(), SqlError> {
+        if let Some(using) = &f.using {
+            return Err(unsupported(
+                &f.name,
+                &format!(
+                    "CREATE FUNCTION … USING {using} (weir loads no jars: the program running \
+                     the script registers a Rust implementation under the class name with \
+                     FunctionRegistry::with_class)"
+                ),
+            ));
+        }
+        if let Some(language) = &f.language {
+            let known = ["JAVA", "SCALA", "PYTHON"];
+            if !known.contains(&language.value.to_ascii_uppercase().as_str()) {
+                return Err(at_ident(
+                    language,
+                    format!("LANGUAGE {language}: Flink's are JAVA, SCALA and PYTHON"),
+                ));
+            }
+        }
+        let [name] = f.name.0.as_slice() else {
+            return Err(unsupported(
+                &f.name,
+                "a function in a catalog or database (write CREATE FUNCTION name AS …)",
+            ));
+        };
+        let name = name.to_string().trim_matches('`').to_string();
+        let identifier = match &f.function_body {
+            Some(ast::CreateFunctionBody::AsBeforeOptions {
+                body: ast::Expr::Value(v),
+                ..
+            }) => match &v.value {
+                ast::Value::SingleQuotedString(s) => s.clone(),
+                _ => {
+                    return Err(at_node(
+                        &f.name,
+                        "CREATE FUNCTION name AS 'class identifier'",
+                    ))
+                }
+            },
+            _ => {
+                return Err(at_node(
+                    &f.name,
+                    "CREATE FUNCTION name AS 'class identifier'",
+                ))
+            }
+        };
+        self.functions
+            .bind(&name, &identifier, f.if_not_exists)
+            .map_err(|e| match e {
+                weir_core::error::Error::InvalidOption { message, .. } => at_node(&f.name, message),
+                other => at_node(&f.name, other.to_string()),
+            })?;
         Ok(())
     }
 

@@ -202,15 +202,13 @@ pub(crate) fn order_limit(
     const ALL: &str = "__weir_all";
     const RANK: &str = "__weir_rank";
     let schema = rows.schema();
-    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    if rows.time_column().is_none() && schema.field_with_name(OP_COLUMN).is_err() {
-        return Err(at_node(
-            node,
-            "ORDER BY … LIMIT and LIMIT rank rows in event time, and these rows have none: \
-             keep the table's event-time column in the select list (a window aggregation's \
-             or a join's rows have none: rank them per window with ROW_NUMBER())",
-        ));
-    }
+    // a changelog's `op` is not a result column (the ranking gives its own)
+    let names: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != OP_COLUMN)
+        .collect();
     let order = match order_by.map(|o| &o.kind) {
         None => match rows.time_column() {
             Some(t) => vec![OrderKey {
@@ -298,12 +296,6 @@ pub(crate) fn top_n(
     node: &impl ast::Spanned,
 ) -> Result<Stream, SqlError> {
     let schema = input.schema();
-    if schema.field_with_name(OP_COLUMN).is_ok() {
-        return Err(unsupported(
-            node,
-            "Top-N over a changelog (rows that update earlier rows, e.g. a GROUP BY's result)",
-        ));
-    }
     let Some(limit) = limit.filter(|l| l.n > 0) else {
         return Err(at_node(
             node,
@@ -312,17 +304,12 @@ pub(crate) fn top_n(
              rownum FROM t) WHERE rownum <= N`",
         ));
     };
-    if input.time_column().is_none() {
-        return Err(at_node(
-            node,
-            "Top-N ranks rows in event-time order: its input needs an event time (a table with a \
-             WATERMARK, not the rows of a join or an aggregation)",
-        ));
+    if partition.iter().any(|p| p == OP_COLUMN) {
+        return Err(at_node(node, "PARTITION BY op"));
     }
-    for p in partition {
-        if p == OP_COLUMN {
-            return Err(at_node(node, "PARTITION BY op"));
-        }
+    // a changelog, or rows without an event time: ranked as they arrive
+    if schema.field_with_name(OP_COLUMN).is_ok() || input.time_column().is_none() {
+        return crate::top_n_changelog::arrival_top_n(input, partition, &order, name, limit, node);
     }
     if schema.field_with_name(name).is_ok() {
         return Err(at_node(
@@ -330,35 +317,7 @@ pub(crate) fn top_n(
             format!("`{name}` is already a column: name the rank otherwise"),
         ));
     }
-    // the row layout: ORDER BY columns first (their byte order is the rank),
-    // then every other column (ties broken by content, alike in every mode)
-    let mut columns: Vec<usize> = Vec::with_capacity(schema.fields().len());
-    let mut fields: Vec<SortField> = Vec::with_capacity(schema.fields().len());
-    for o in &order {
-        let (i, f) = schema
-            .column_with_name(&o.column)
-            .ok_or_else(|| at_node(node, format!("no column `{}` to rank by", o.column)))?;
-        columns.push(i);
-        fields.push(SortField::new_with_options(
-            f.data_type().clone(),
-            SortOptions {
-                descending: o.descending,
-                nulls_first: o.nulls_first,
-            },
-        ));
-    }
-    for (i, f) in schema.fields().iter().enumerate() {
-        if !columns.contains(&i) {
-            columns.push(i);
-            fields.push(SortField::new(f.data_type().clone()));
-        }
-    }
-    RowConverter::new(fields.clone()).map_err(|e| {
-        at_node(
-            node,
-            format!("ROW_NUMBER() cannot rank rows of these column types: {e}"),
-        )
-    })?;
+    let (columns, fields) = row_layout(schema, &order, node)?;
     let mut out_fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
     out_fields.push(Arc::new(Field::new(name, DataType::Int64, false)));
     out_fields.push(Arc::new(Field::new(OP_COLUMN, DataType::Utf8, false)));
@@ -372,6 +331,101 @@ pub(crate) fn top_n(
                 .expect("the row layout was checked when planned"),
         })
         .map_err(|e| engine(node, e))
+}
+
+/// The row layout a ranking compares rows in: the input column of each
+/// row-format column and its sort field. ORDER BY columns first (their
+/// byte order is the rank), then every other column but `op` (ties broken
+/// by content, alike in every mode).
+pub(crate) fn row_layout(
+    schema: &Schema,
+    order: &[OrderKey],
+    node: &impl ast::Spanned,
+) -> Result<(Vec<usize>, Vec<SortField>), SqlError> {
+    let mut columns: Vec<usize> = Vec::with_capacity(schema.fields().len());
+    let mut fields: Vec<SortField> = Vec::with_capacity(schema.fields().len());
+    for o in order {
+        let (i, f) = schema
+            .column_with_name(&o.column)
+            .ok_or_else(|| at_node(node, format!("no column `{}` to rank by", o.column)))?;
+        columns.push(i);
+        fields.push(SortField::new_with_options(
+            f.data_type().clone(),
+            SortOptions {
+                descending: o.descending,
+                nulls_first: o.nulls_first,
+            },
+        ));
+    }
+    for (i, f) in schema.fields().iter().enumerate() {
+        if !columns.contains(&i) && f.name() != OP_COLUMN {
+            columns.push(i);
+            fields.push(SortField::new(f.data_type().clone()));
+        }
+    }
+    RowConverter::new(fields.clone()).map_err(|e| {
+        at_node(
+            node,
+            format!("ROW_NUMBER() cannot rank rows of these column types: {e}"),
+        )
+    })?;
+    Ok((columns, fields))
+}
+
+/// One changelog row: the encoded row, its rank, its op.
+pub(crate) type Change<'a> = (&'a [u8], usize, &'static str);
+
+/// What changed from a partition's best rows `old` to `new` (both best
+/// first, encoded), in emission order. With the rank kept: upserts keyed
+/// by (partition, rank), a place filled the first time `insert`, a place
+/// whose row changed `update`, a place left empty `delete`. Without it:
+/// the rows that left `delete`d, then the rows that came `insert`ed.
+pub(crate) fn changes<'a>(
+    old: &[&'a [u8]],
+    new: &[&'a [u8]],
+    keep_rownum: bool,
+) -> Vec<Change<'a>> {
+    let mut out = Vec::new();
+    if keep_rownum {
+        for (i, &row) in new.iter().enumerate() {
+            match old.get(i) {
+                None => out.push((row, i + 1, "insert")),
+                Some(&was) if was != row => out.push((row, i + 1, "update")),
+                Some(_) => {}
+            }
+        }
+        for (i, &row) in old.iter().enumerate().skip(new.len()) {
+            out.push((row, i + 1, "delete"));
+        }
+        return out;
+    }
+    // both lists are sorted: a merge finds what left and what came
+    let (mut deletes, mut inserts) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(a), Some(b)) if a == b => {
+                i += 1;
+                j += 1;
+            }
+            (Some(&a), Some(b)) if a < *b => {
+                deletes.push((a, i + 1, "delete"));
+                i += 1;
+            }
+            (Some(&a), None) => {
+                deletes.push((a, i + 1, "delete"));
+                i += 1;
+            }
+            (_, Some(&b)) => {
+                inserts.push((b, j + 1, "insert"));
+                j += 1;
+            }
+            (None, None) => unreachable!("the loop condition"),
+        }
+    }
+    out.extend(deletes);
+    out.extend(inserts);
+    out
 }
 
 /// Per key: its best rows so far, best first (at most N), each in the
@@ -393,53 +447,6 @@ pub(crate) struct TopN {
 impl std::fmt::Debug for TopN {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TopN").field("limit", &self.limit).finish()
-    }
-}
-
-/// One changelog row: the encoded row, its rank, its op.
-type Change<'a> = (&'a [u8], usize, &'static str);
-
-impl TopN {
-    /// What changed from `old` to `new` (both best first), in emission order.
-    fn changes<'a>(&self, old: &'a [Vec<u8>], new: &'a [Vec<u8>]) -> Vec<Change<'a>> {
-        let mut out = Vec::new();
-        if self.limit.keep_rownum {
-            for (i, row) in new.iter().enumerate() {
-                match old.get(i) {
-                    None => out.push((row.as_slice(), i + 1, "insert")),
-                    Some(was) if was != row => out.push((row.as_slice(), i + 1, "update")),
-                    Some(_) => {}
-                }
-            }
-            return out;
-        }
-        // both lists are sorted: a merge finds what left and what came
-        let (mut deletes, mut inserts) = (Vec::new(), Vec::new());
-        let (mut i, mut j) = (0, 0);
-        while i < old.len() || j < new.len() {
-            match (old.get(i), new.get(j)) {
-                (Some(a), Some(b)) if a == b => {
-                    i += 1;
-                    j += 1;
-                }
-                (Some(a), Some(b)) if a < b => {
-                    deletes.push((a.as_slice(), i + 1, "delete"));
-                    i += 1;
-                }
-                (Some(a), None) => {
-                    deletes.push((a.as_slice(), i + 1, "delete"));
-                    i += 1;
-                }
-                (_, Some(b)) => {
-                    inserts.push((b.as_slice(), j + 1, "insert"));
-                    j += 1;
-                }
-                (None, None) => unreachable!("the loop condition"),
-            }
-        }
-        out.extend(deletes);
-        out.extend(inserts);
-        out
     }
 }
 
@@ -483,7 +490,9 @@ impl KeyedProcessFunction for TopN {
                 state.rows.truncate(n);
             }
         }
-        let changes = self.changes(&old, &state.rows);
+        let old: Vec<&[u8]> = old.iter().map(Vec::as_slice).collect();
+        let new: Vec<&[u8]> = state.rows.iter().map(Vec::as_slice).collect();
+        let changes = changes(&old, &new, self.limit.keep_rownum);
         if changes.is_empty() {
             return Ok(());
         }
@@ -517,45 +526,46 @@ impl KeyedProcessFunction for TopN {
 mod tests {
     use super::*;
 
-    fn top(n: usize, keep_rownum: bool) -> TopN {
-        TopN {
-            limit: TopLimit { n, keep_rownum },
-            columns: vec![0],
-            converter: RowConverter::new(vec![SortField::new(DataType::Int64)]).unwrap(),
-        }
-    }
-
     fn rows(xs: &[u8]) -> Vec<Vec<u8>> {
         xs.iter().map(|&x| vec![x]).collect()
     }
 
-    #[test]
-    fn kept_ranks_are_upserts_by_place() {
-        let t = top(3, true);
-        let (old, new) = (rows(&[1, 3]), rows(&[1, 2, 3]));
-        let got: Vec<(u8, usize, &str)> = t
-            .changes(&old, &new)
+    fn diff(old: &[u8], new: &[u8], keep_rownum: bool) -> Vec<(u8, usize, &'static str)> {
+        let (old, new) = (rows(old), rows(new));
+        let old: Vec<&[u8]> = old.iter().map(Vec::as_slice).collect();
+        let new: Vec<&[u8]> = new.iter().map(Vec::as_slice).collect();
+        changes(&old, &new, keep_rownum)
             .into_iter()
             .map(|(b, r, op)| (b[0], r, op))
-            .collect();
-        assert_eq!(got, vec![(2, 2, "update"), (3, 3, "insert")]);
+            .collect()
+    }
+
+    #[test]
+    fn kept_ranks_are_upserts_by_place() {
+        assert_eq!(
+            diff(&[1, 3], &[1, 2, 3], true),
+            vec![(2, 2, "update"), (3, 3, "insert")]
+        );
+        // a changelog's partition can shrink: the places left empty are deleted
+        assert_eq!(
+            diff(&[1, 2, 3], &[2], true),
+            vec![(2, 1, "update"), (2, 2, "delete"), (3, 3, "delete")]
+        );
+        assert_eq!(diff(&[4], &[], true), vec![(4, 1, "delete")]);
     }
 
     #[test]
     fn dropped_ranks_delete_what_left_then_insert_what_came() {
-        let t = top(2, false);
-        let (old, new) = (rows(&[2, 5]), rows(&[1, 2]));
-        let got: Vec<(u8, usize, &str)> = t
-            .changes(&old, &new)
-            .into_iter()
-            .map(|(b, r, op)| (b[0], r, op))
-            .collect();
-        assert_eq!(got, vec![(5, 2, "delete"), (1, 1, "insert")]);
+        assert_eq!(
+            diff(&[2, 5], &[1, 2], false),
+            vec![(5, 2, "delete"), (1, 1, "insert")]
+        );
         // equal rows count as many times as they occur
-        let (one, two) = (rows(&[4]), rows(&[4, 4]));
-        let got = t.changes(&one, &two);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].2, "insert");
-        assert!(t.changes(&two, &two).is_empty());
+        assert_eq!(diff(&[4], &[4, 4], false), vec![(4, 2, "insert")]);
+        assert!(diff(&[4, 4], &[4, 4], false).is_empty());
+        assert_eq!(
+            diff(&[3, 4], &[], false),
+            vec![(3, 1, "delete"), (4, 2, "delete")]
+        );
     }
 }

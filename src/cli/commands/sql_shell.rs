@@ -1,6 +1,6 @@
 //! `weir sql` without a script: the interactive shell (as Flink's SQL
 //! client and DuckDB's CLI). Statements end with `;`; definitions
-//! (`CREATE TABLE`, `CREATE VIEW`, `SET`) are kept for the session; a
+//! (`CREATE TABLE`, `CREATE VIEW`, `CREATE FUNCTION`, `SET`) are kept for the session; a
 //! `SELECT` runs and prints its rows as a table; an `INSERT` runs and
 //! prints what it wrote; `EXPLAIN` prints the plan. Line editing and
 //! history come from `rustyline` on a terminal; the history stays in
@@ -226,6 +226,7 @@ impl Session {
 const HELP: &str = "\
   CREATE TABLE … WITH (…);   declare a table (kept for the session)
   CREATE VIEW v AS SELECT …; declare a view (kept)
+  CREATE FUNCTION f AS 'class';  name a registered UDF (kept)
   SET 'execution.runtime-mode' = 'batch';  SET 'parallelism.default' = '2';
   SELECT …;                  run it, print its rows as a table
   INSERT INTO t SELECT …;    run it, print what it wrote

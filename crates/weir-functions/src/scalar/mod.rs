@@ -38,8 +38,11 @@ use weir_core::expr::{ColumnarValue, FunctionRef, ScalarFunction};
 /// ```
 #[derive(Clone, Debug)]
 pub struct FunctionRegistry {
-    functions: BTreeMap<String, FunctionRef>,
-    aggregates: BTreeMap<String, Arc<dyn crate::aggregate::AggregateUdf>>,
+    pub(crate) functions: BTreeMap<String, FunctionRef>,
+    pub(crate) aggregates: BTreeMap<String, Arc<dyn crate::aggregate::AggregateUdf>>,
+    /// Implementations a script binds to a name with `CREATE FUNCTION name
+    /// AS 'identifier'` (see [`FunctionRegistry::with_class`]).
+    pub(crate) classes: BTreeMap<String, crate::classes::FunctionClass>,
 }
 
 /// The built-in aggregates' names (taken for UDAFs too).
@@ -65,6 +68,7 @@ impl FunctionRegistry {
         FunctionRegistry {
             functions,
             aggregates: BTreeMap::new(),
+            classes: BTreeMap::new(),
         }
     }
 
@@ -106,7 +110,7 @@ impl FunctionRegistry {
         self.aggregates.get(&name.to_ascii_lowercase())
     }
 
-    fn taken(&self, name: &str) -> bool {
+    pub(crate) fn taken(&self, name: &str) -> bool {
         self.functions.contains_key(name)
             || self.aggregates.contains_key(name)
             || BUILTIN_AGGREGATES.contains(&name)

@@ -1,7 +1,8 @@
 //! Nexmark: a deterministic generator of persons, auctions and bids, and
 //! the benchmark's queries as weir jobs.
 //!
-//! Owns [`NexmarkConfig`], [`Events`], [`generate`] and [`query`]. Event `n`
+//! Owns [`NexmarkConfig`], [`Events`], [`generate`] and [`query`]; `udf.rs`
+//! holds the UDFs the benchmark's Flink queries create ([`CountChar`]). Event `n`
 //! is a person, an auction or a bid in the standard proportions 1:3:46
 //! (`n % 50`: 0 person, 1–3 auction, else bid), with event time advancing
 //! `1000 / events_per_second` ms per event and an optional arrival delay.
@@ -11,8 +12,10 @@
 
 mod closed;
 mod flink;
+mod udf;
 
 pub use flink::{flink_tables, FlinkTables};
+pub use udf::{with_udfs, CountChar, COUNT_CHAR_CLASS};
 
 use super::Rng;
 use arrow_array::{Int64Array, RecordBatch, StringArray};

@@ -1,0 +1,580 @@
+//! Top-N over rows in arrival order (Flink's retractable Top-N):
+//! `ROW_NUMBER() OVER (PARTITION BY k ORDER BY …)` bounded by `rownum <= N`,
+//! and `ORDER BY … LIMIT n`, over a changelog (another `GROUP BY`'s result,
+//! planned as retractions) or over rows without an event time (a window
+//! aggregation's, ranked across windows).
+//!
+//! Owns [`arrival_top_n`] (planning), [`EncodeRow`] (a row in the ranking's
+//! byte order), [`TopRows`] (the aggregate keeping a partition's rows) and
+//! [`Explode`] (its results back to rows: what changed in a partition's best
+//! N). May use `super::top_n`'s row layout and changes, `super::error`, the
+//! engine's builder, the aggregate UDF traits and the arrow crates.
+//!
+//! ```text
+//!  rows (changelog: insert / delete of whole rows; or append-only) ─► __weir_sign ±1,
+//!     __weir_row = the row encoded (ORDER BY columns with their direction, then the others)
+//!   ─► key_by(PARTITION BY …).aggregate_retracting(TopRows(N) of __weir_row [by sign])
+//!        per partition: its live rows as a multiset (row bytes → count; append-only:
+//!        only the best N are kept); after each batch, the partitions it changed:
+//!        delete (the old best N), insert (the new best N); batch runs: every
+//!        partition once at end of input, insert (its best N)
+//!   ─► Explode: per partition of the batch, old vs new best N (top_n::changes):
+//!        rownum kept: upserts by (partition, rownum), a place left empty → delete
+//!        rownum dropped: rows that left → delete, rows that came → insert
+//!   ─► rows | rownum | op
+//! ```
+//! A changelog's partition keeps every live row (as Flink's retractable
+//! Top-N does: a deleted best row is replaced by the next one), in the
+//! aggregate's spillable, checkpointed state. Rows are taken in arrival
+//! order, so the changelog differs between modes (a batch run's input
+//! holds final rows only), but the rows it materializes do not: ties are
+//! broken by the whole row.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow_array::builder::BinaryBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use sqlparser::ast;
+use weir_core::error::{Error, Result};
+use weir_core::expr::{col, lit, ColumnarValue, Expr, FunctionRef, ScalarFunction};
+use weir_engine::graph::Stream;
+use weir_functions::aggregate::{AggregateState, AggregateUdf};
+use weir_functions::Agg;
+use weir_operators::OP_COLUMN;
+
+use crate::error::{at_node, engine, SqlError};
+use crate::rank::OrderKey;
+use crate::top_n::{changes, row_layout, TopLimit};
+
+/// A row's sign: +1 insert, -1 delete.
+const SIGN: &str = "__weir_sign";
+/// A row in the ranking's byte order.
+const ROW: &str = "__weir_row";
+/// A partition's best rows, packed.
+const TOP: &str = "__weir_top";
+
+/// Plans the ranking of `input`'s rows per `partition` by `order`, kept to
+/// `limit`, in arrival order: the rows, the rank column `name` (`BIGINT`)
+/// and `op`. `input` is a changelog of insert and delete rows, or rows that
+/// are never taken back.
+pub(crate) fn arrival_top_n(
+    input: &Stream,
+    partition: &[String],
+    order: &[OrderKey],
+    name: &str,
+    limit: TopLimit,
+    node: &impl ast::Spanned,
+) -> Result<Stream, SqlError> {
+    let schema = input.schema();
+    let changelog = schema.field_with_name(OP_COLUMN).is_ok();
+    let (columns, fields) = row_layout(schema, order, node)?;
+    let encode = Expr::call(
+        FunctionRef::new(EncodeRow {
+            fields: fields.clone(),
+            types: columns
+                .iter()
+                .map(|&i| schema.field(i).data_type().clone())
+                .collect(),
+        }),
+        columns
+            .iter()
+            .map(|&i| col(schema.field(i).name()))
+            .collect(),
+    );
+    let top = TopRows {
+        n: limit.n,
+        append_only: !changelog,
+    };
+    let mut keep: Vec<String> = partition.to_vec();
+    keep.push(ROW.to_string());
+    let mut agg = Agg::udf(Arc::new(top), ROW).alias(TOP);
+    let mut rows = input
+        .with_column(ROW, encode)
+        .map_err(|e| engine(node, e))?;
+    if changelog {
+        let sign = Expr::Case {
+            branches: vec![
+                (col(OP_COLUMN).eq(lit("insert")), lit(1i64)),
+                (col(OP_COLUMN).eq(lit("delete")), lit(-1i64)),
+            ],
+            otherwise: None,
+        };
+        rows = rows.with_column(SIGN, sign).map_err(|e| engine(node, e))?;
+        keep.push(SIGN.to_string());
+        agg = agg.retracting(SIGN);
+    }
+    let tops = rows
+        .select(&keep)
+        .and_then(|r| r.key_by(partition))
+        .and_then(|k| k.aggregate_retracting([agg]))
+        .map_err(|e| engine(node, e))?;
+    // the output: the input's columns but `op`, the rank, `op`
+    let mut out_fields: Vec<Arc<Field>> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.name() != OP_COLUMN)
+        .cloned()
+        .collect();
+    if out_fields.iter().any(|f| f.name() == name) {
+        return Err(at_node(
+            node,
+            format!("`{name}` is already a column: name the rank otherwise"),
+        ));
+    }
+    let positions: Vec<usize> = columns
+        .iter()
+        .map(|&i| {
+            let n = schema.field(i).name();
+            out_fields
+                .iter()
+                .position(|f| f.name() == n)
+                .expect("every layout column but op is an output column")
+        })
+        .collect();
+    out_fields.push(Arc::new(Field::new(name, DataType::Int64, false)));
+    out_fields.push(Arc::new(Field::new(OP_COLUMN, DataType::Utf8, false)));
+    let output = Arc::new(Schema::new(out_fields));
+    let explode = Explode {
+        keys: partition.to_vec(),
+        positions,
+        fields,
+        keep_rownum: limit.keep_rownum,
+        schema: output.clone(),
+    };
+    Ok(tops.map_batches_with_schema(output, move |b| explode.on_batch(&b)))
+}
+
+/// `rank_row(columns…)`: each row's columns in the arrow row format of a
+/// ranking's layout (`Binary`): byte order is rank order.
+#[derive(Debug)]
+pub(crate) struct EncodeRow {
+    fields: Vec<SortField>,
+    /// The type of each column (the fields' types).
+    types: Vec<DataType>,
+}
+
+impl ScalarFunction for EncodeRow {
+    fn name(&self) -> &str {
+        "rank_row"
+    }
+
+    fn return_type(&self, args: &[DataType]) -> std::result::Result<DataType, String> {
+        if args == self.types.as_slice() {
+            Ok(DataType::Binary)
+        } else {
+            Err(format!(
+                "rank_row takes the ranked columns ({:?})",
+                self.types
+            ))
+        }
+    }
+
+    fn invoke(
+        &self,
+        args: &[ColumnarValue],
+        rows: usize,
+    ) -> std::result::Result<ArrayRef, ArrowError> {
+        let arrays = args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let encoded = RowConverter::new(self.fields.clone())?.convert_columns(&arrays)?;
+        let mut out = BinaryBuilder::with_capacity(rows, encoded.size());
+        for row in encoded.iter() {
+            out.append_value(row.as_ref());
+        }
+        Ok(Arc::new(out.finish()))
+    }
+}
+
+/// The aggregate keeping a partition's rows (encoded) and giving its best
+/// `n`, packed (see [`pack`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TopRows {
+    n: usize,
+    /// Rows are never taken back: only the best `n` need keeping.
+    append_only: bool,
+}
+
+impl AggregateUdf for TopRows {
+    fn name(&self) -> &str {
+        "top_rows"
+    }
+
+    fn return_type(&self, _input: &DataType) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn state_type(&self, _input: &DataType) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn create(&self) -> Box<dyn AggregateState> {
+        Box::new(TopRowsState {
+            top: *self,
+            rows: BTreeMap::new(),
+            bytes: 0,
+        })
+    }
+
+    fn retracts(&self) -> bool {
+        !self.append_only
+    }
+}
+
+/// Bytes accounted per kept row besides its bytes (map entry and count).
+const ROW_BYTES: usize = 64;
+
+/// One partition's rows: encoded row → how many times it is live.
+#[derive(Debug)]
+struct TopRowsState {
+    top: TopRows,
+    rows: BTreeMap<Vec<u8>, i64>,
+    /// Bytes of `rows`, as accounted.
+    bytes: usize,
+}
+
+impl TopRowsState {
+    fn add(&mut self, row: &[u8], by: i64) {
+        match self.rows.get_mut(row) {
+            Some(n) => {
+                *n += by;
+                if *n == 0 {
+                    self.rows.remove(row);
+                    self.bytes -= row.len() + ROW_BYTES;
+                }
+            }
+            None if by != 0 => {
+                self.rows.insert(row.to_vec(), by);
+                self.bytes += row.len() + ROW_BYTES;
+            }
+            None => {}
+        }
+        if self.top.append_only {
+            self.keep_best();
+        }
+    }
+
+    /// Append-only rows: drops every row after the best `n` (counting
+    /// each row as often as it occurs).
+    fn keep_best(&mut self) {
+        let mut seen = 0i64;
+        let mut cut = None;
+        for (row, n) in &self.rows {
+            if seen >= self.top.n as i64 {
+                cut = Some(row.clone());
+                break;
+            }
+            seen += n;
+        }
+        if let Some(cut) = cut {
+            for (row, _) in self.rows.split_off(&cut) {
+                self.bytes -= row.len() + ROW_BYTES;
+            }
+        }
+    }
+
+    fn apply(&mut self, values: &ArrayRef, rows: &[u32], by: i64) -> Result<()> {
+        let values = values.as_binary_opt::<i32>().ok_or_else(|| Error::State {
+            operator: "Top-N".into(),
+            message: format!("ranked rows are Binary, not {}", values.data_type()),
+        })?;
+        for &r in rows {
+            self.add(values.value(r as usize), by);
+        }
+        Ok(())
+    }
+}
+
+/// `rows` packed as one value: each as its length (u32, little-endian)
+/// then its bytes, and with `counts`, then its count (i64, little-endian).
+fn pack<'a>(rows: impl Iterator<Item = (&'a [u8], Option<i64>)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (row, count) in rows {
+        out.extend_from_slice(&(row.len() as u32).to_le_bytes());
+        out.extend_from_slice(row);
+        if let Some(n) = count {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// The rows (and counts, if `counts`) [`pack`] packed, or an error for
+/// bytes it did not write (a foreign or corrupt checkpoint).
+fn unpack(mut bytes: &[u8], counts: bool) -> Result<Vec<(&[u8], i64)>> {
+    let corrupt = || Error::State {
+        operator: "Top-N".into(),
+        message: "a packed row list is cut short".into(),
+    };
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let len = bytes
+            .get(..4)
+            .ok_or_else(corrupt)?
+            .try_into()
+            .map(u32::from_le_bytes)
+            .map_err(|_| corrupt())? as usize;
+        let row = bytes.get(4..4 + len).ok_or_else(corrupt)?;
+        bytes = &bytes[4 + len..];
+        let n = if counts {
+            let n = bytes
+                .get(..8)
+                .ok_or_else(corrupt)?
+                .try_into()
+                .map(i64::from_le_bytes)
+                .map_err(|_| corrupt())?;
+            bytes = &bytes[8..];
+            n
+        } else {
+            1
+        };
+        out.push((row, n));
+    }
+    Ok(out)
+}
+
+fn binary(value: Vec<u8>) -> ArrayRef {
+    Arc::new(arrow_array::BinaryArray::from_vec(vec![value.as_slice()]))
+}
+
+impl AggregateState for TopRowsState {
+    fn update(&mut self, values: &ArrayRef, rows: &[u32], _times: &[i64]) -> Result<()> {
+        self.apply(values, rows, 1)
+    }
+
+    fn retract(&mut self, values: &ArrayRef, rows: &[u32], _times: &[i64]) -> Result<()> {
+        self.apply(values, rows, -1)
+    }
+
+    fn merge(&mut self, other: &dyn AggregateState) -> Result<()> {
+        let other = other
+            .as_any()
+            .downcast_ref::<TopRowsState>()
+            .ok_or_else(|| Error::State {
+                operator: "Top-N".into(),
+                message: "merged with another aggregate's state".into(),
+            })?;
+        for (row, &n) in &other.rows {
+            self.add(row, n);
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> Result<ArrayRef> {
+        Ok(binary(pack(
+            self.rows.iter().map(|(r, &n)| (r.as_slice(), Some(n))),
+        )))
+    }
+
+    fn merge_state(&mut self, state: &ArrayRef, row: usize) -> Result<()> {
+        let state = state.as_binary_opt::<i32>().ok_or_else(|| Error::State {
+            operator: "Top-N".into(),
+            message: format!("a state column of {}, not Binary", state.data_type()),
+        })?;
+        if state.is_null(row) {
+            return Ok(());
+        }
+        for (r, n) in unpack(state.value(row), true)? {
+            self.add(r, n);
+        }
+        Ok(())
+    }
+
+    /// The best `n` live rows, each as often as it is live.
+    fn finish(&self) -> Result<ArrayRef> {
+        let mut best: Vec<&[u8]> = Vec::with_capacity(self.top.n);
+        for (row, &n) in &self.rows {
+            if n < 0 {
+                return Err(Error::State {
+                    operator: "Top-N".into(),
+                    message: "the changelog deleted a row it never inserted".into(),
+                });
+            }
+            let take = (n as usize).min(self.top.n - best.len());
+            best.extend(std::iter::repeat_n(row.as_slice(), take));
+            if best.len() == self.top.n {
+                break;
+            }
+        }
+        Ok(binary(pack(best.into_iter().map(|r| (r, None)))))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn memory_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.bytes
+    }
+}
+
+/// Turns the aggregate's rows (partition keys | packed best rows | op)
+/// into the ranking's changelog (see the module's diagram).
+pub(crate) struct Explode {
+    // config
+    keys: Vec<String>,
+    /// The output column of each row-format column.
+    positions: Vec<usize>,
+    fields: Vec<SortField>,
+    keep_rownum: bool,
+    schema: SchemaRef,
+}
+
+impl Explode {
+    fn on_batch(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let fail = |e: ArrowError| Error::Expr {
+            expr: "ROW_NUMBER() OVER (… ORDER BY …)".into(),
+            message: e.to_string(),
+        };
+        let column = |name: &str| {
+            batch.column_by_name(name).ok_or_else(|| Error::State {
+                operator: "Top-N".into(),
+                message: format!("no column `{name}` in the aggregate's rows"),
+            })
+        };
+        let top = column(TOP)?.as_binary::<i32>();
+        let op = column(OP_COLUMN)?.as_string::<i32>();
+        let key_columns = self
+            .keys
+            .iter()
+            .map(|k| column(k).cloned())
+            .collect::<Result<Vec<_>>>()?;
+        let key_fields = key_columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect();
+        let keys = RowConverter::new(key_fields)
+            .and_then(|c| c.convert_columns(&key_columns))
+            .map_err(fail)?;
+        // per partition: the row of its old best N (a delete) and of its new
+        // one (an insert); a partition met again is diffed first
+        let mut order: Vec<&[u8]> = Vec::new();
+        let mut pending: HashMap<&[u8], (Option<usize>, Option<usize>)> = HashMap::new();
+        let mut pairs: Vec<(Option<usize>, Option<usize>)> = Vec::new();
+        for i in 0..batch.num_rows() {
+            let key = keys.row(i).data();
+            let delete = op.value(i) == "delete";
+            let entry = pending.entry(key).or_insert_with(|| {
+                order.push(key);
+                (None, None)
+            });
+            if entry.1.is_some() || (delete && entry.0.is_some()) {
+                pairs.push(std::mem::take(entry));
+            }
+            if delete {
+                entry.0 = Some(i);
+            } else {
+                entry.1 = Some(i);
+            }
+        }
+        pairs.extend(order.iter().map(|k| pending[k]));
+        let list = |row: Option<usize>| -> Result<Vec<&[u8]>> {
+            match row {
+                Some(i) if top.is_valid(i) => Ok(unpack(top.value(i), false)?
+                    .into_iter()
+                    .map(|(r, _)| r)
+                    .collect()),
+                _ => Ok(Vec::new()),
+            }
+        };
+        let mut all = Vec::new();
+        for (old, new) in pairs {
+            all.extend(changes(&list(old)?, &list(new)?, self.keep_rownum));
+        }
+        let converter = RowConverter::new(self.fields.clone()).map_err(fail)?;
+        let parser = converter.parser();
+        let decoded = converter
+            .convert_rows(all.iter().map(|(b, _, _)| parser.parse(b)))
+            .map_err(fail)?;
+        let width = self.schema.fields().len();
+        let mut out: Vec<Option<ArrayRef>> = vec![None; width];
+        for (array, &i) in decoded.into_iter().zip(&self.positions) {
+            out[i] = Some(array);
+        }
+        out[width - 2] = Some(Arc::new(Int64Array::from_iter_values(
+            all.iter().map(|&(_, rank, _)| rank as i64),
+        )));
+        out[width - 1] = Some(Arc::new(StringArray::from_iter_values(
+            all.iter().map(|&(_, _, op)| op),
+        )));
+        let columns = out
+            .into_iter()
+            .map(|c| c.expect("the layout, rank and op cover every output column"))
+            .collect();
+        RecordBatch::try_new(self.schema.clone(), columns).map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::BinaryArray;
+
+    fn state(n: usize, append_only: bool) -> Box<dyn AggregateState> {
+        TopRows { n, append_only }.create()
+    }
+
+    fn values(rows: &[&[u8]]) -> ArrayRef {
+        Arc::new(BinaryArray::from_vec(rows.to_vec()))
+    }
+
+    fn best(s: &dyn AggregateState) -> Vec<Vec<u8>> {
+        let out = s.finish().unwrap();
+        unpack(out.as_binary::<i32>().value(0), false)
+            .unwrap()
+            .into_iter()
+            .map(|(r, _)| r.to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn a_deleted_best_row_is_replaced_by_the_next_and_duplicates_count_twice() {
+        let mut s = state(2, false);
+        let v = values(&[b"c", b"a", b"b", b"a"]);
+        s.update(&v, &[0, 1, 2, 3], &[]).unwrap();
+        assert_eq!(best(s.as_ref()), vec![b"a".to_vec(), b"a".to_vec()]);
+        s.retract(&v, &[1], &[]).unwrap();
+        assert_eq!(best(s.as_ref()), vec![b"a".to_vec(), b"b".to_vec()]);
+        s.retract(&v, &[3, 2], &[]).unwrap();
+        assert_eq!(best(s.as_ref()), vec![b"c".to_vec()]);
+        // through its packed state, and a partial state that deletes what
+        // another holds cancels it when merged
+        let mut copy = state(2, false);
+        copy.merge_state(&s.state().unwrap(), 0).unwrap();
+        assert_eq!(best(copy.as_ref()), vec![b"c".to_vec()]);
+        let mut partial = state(2, false);
+        partial.retract(&v, &[0], &[]).unwrap();
+        assert!(partial.finish().is_err(), "a delete never inserted");
+        copy.merge(partial.as_ref()).unwrap();
+        assert!(best(copy.as_ref()).is_empty());
+        assert_eq!(copy.memory_size(), std::mem::size_of::<TopRowsState>());
+    }
+
+    #[test]
+    fn append_only_rows_keep_only_the_best_n() {
+        let mut s = state(2, true);
+        let v = values(&[b"d", b"b", b"b", b"a", b"c"]);
+        s.update(&v, &[0, 1, 2, 3, 4], &[]).unwrap();
+        assert_eq!(best(s.as_ref()), vec![b"a".to_vec(), b"b".to_vec()]);
+        let kept = unpack(s.state().unwrap().as_binary::<i32>().value(0), true)
+            .unwrap()
+            .len();
+        assert_eq!(kept, 2, "a and b (twice): c and d are gone");
+    }
+
+    #[test]
+    fn corrupt_packed_rows_are_an_error() {
+        assert!(unpack(&[5, 0, 0, 0, 1], false).is_err());
+        assert!(unpack(&[1, 0, 0, 0, 9, 1], true).is_err());
+        let rows: Vec<(&[u8], Option<i64>)> = vec![(b"xy", Some(-2)), (b"", Some(1))];
+        let packed = pack(rows.into_iter());
+        let back = unpack(&packed, true).unwrap();
+        assert_eq!(back, vec![(&b"xy"[..], -2), (&b""[..], 1)]);
+    }
+}
