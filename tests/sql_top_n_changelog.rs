@@ -295,3 +295,111 @@ fn a_window_aggregations_rows_ranked_across_windows_equal_the_oracle_in_every_mo
     assert_eq!(want.len(), 100);
     in_every_mode(dir.path(), &text, &out, &Changelog::Upsert(&[0, 3]), &want);
 }
+
+#[test]
+fn a_changelog_top_n_far_beyond_its_budget_spills_and_equals_the_oracle() {
+    use weir::sql::Script;
+    use weir::{ExecConfig, ExecMode};
+    let config = weir::workloads::nexmark::NexmarkConfig {
+        events: 600_000,
+        events_per_second: 1_000,
+        max_delay_ms: 500,
+        seed: 7,
+        splits: 4,
+    };
+    // per bucket (auction % 50) the three auctions with the highest bid
+    // (ties by auction); the generator's delay stays within the watermark's
+    let tables =
+        weir::workloads::nexmark::flink_tables(&weir::workloads::nexmark::generate(&config))
+            .unwrap();
+    let mut top: BTreeMap<i64, i64> = BTreeMap::new();
+    for b in tables.bid.1.iter().flatten() {
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone()
+        };
+        let (auction, price) = (col("auction"), col("price"));
+        for i in 0..b.num_rows() {
+            let e = top.entry(auction.value(i)).or_insert(i64::MIN);
+            *e = (*e).max(price.value(i));
+        }
+    }
+    let mut buckets: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    for (a, p) in &top {
+        buckets.entry(a % 50).or_default().push((*a, *p));
+    }
+    let mut want = Vec::new();
+    for (bucket, mut list) in buckets {
+        list.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+        for (i, (a, p)) in list.iter().take(3).enumerate() {
+            want.push(vec![
+                bucket.to_string(),
+                a.to_string(),
+                p.to_string(),
+                (i + 1).to_string(),
+            ]);
+        }
+    }
+    want.sort();
+    assert!(top.len() > 1000, "{} auctions", top.len());
+    let dir = tempfile::tempdir().unwrap();
+    let text = |out: &Path| {
+        format!(
+            "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, \
+             url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR,\n  \
+             WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND) WITH ('connector' = \
+             'nexmark', 'events' = '{}', 'events-per-second' = '{}', 'max-delay-ms' = '{}', \
+             'seed' = '{}', 'splits' = '{}');\n\
+             CREATE TABLE best (bucket BIGINT, auction BIGINT, top BIGINT, rn BIGINT, op STRING) \
+             WITH ('connector' = 'parquet', 'path' = '{}');\n\
+             INSERT INTO best SELECT * FROM (\n  \
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY bucket ORDER BY top DESC) AS rn FROM (\n    \
+                 SELECT bucket, auction, MAX(price) AS top\n    \
+                 FROM (SELECT auction % 50 AS bucket, auction, price FROM bid)\n    \
+                 GROUP BY bucket, auction))\n\
+             WHERE rn <= 3;",
+            config.events,
+            config.events_per_second,
+            config.max_delay_ms,
+            config.seed,
+            config.splits,
+            out.display()
+        )
+    };
+    for mode in [ExecMode::Batch, ExecMode::Pipelined] {
+        for p in [1, 3] {
+            for budget in [usize::MAX, 2 << 20] {
+                let what = format!("{mode} p={p} budget {budget}");
+                let out = dir.path().join(format!("best-{mode}-{p}-{budget}"));
+                let spill = tempfile::tempdir().unwrap();
+                let m = Script::try_new(&text(&out), dir.path())
+                    .unwrap()
+                    .job()
+                    .run(
+                        &ExecConfig::new(mode)
+                            .with_parallelism(p)
+                            .with_memory(budget)
+                            .with_spill_dir(spill.path()),
+                    )
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let (got, _) = table(&out, &Changelog::Upsert(&[0, 3]));
+                assert_eq!(got, want, "{what}");
+                if budget == usize::MAX {
+                    assert_eq!(m.spill_files, 0, "{what}");
+                    assert!(
+                        m.peak_memory > 3 * (2 << 20),
+                        "{what}: peak {}",
+                        m.peak_memory
+                    );
+                } else {
+                    assert!(m.spill_files > 0 && m.spilled_bytes > 0, "{what}: {m:?}");
+                }
+                assert_eq!(m.memory_reserved_at_end, 0, "{what}: pool back to zero");
+                let left: Vec<_> = std::fs::read_dir(spill.path()).unwrap().collect();
+                assert!(left.is_empty(), "{what}: no spill file remains: {left:?}");
+            }
+        }
+    }
+}

@@ -1,6 +1,9 @@
 //! Top-N and deduplication over a stream (Flink's Top-N): `ROW_NUMBER()
 //! OVER (PARTITION BY k ORDER BY …)` over rows that are not a window's,
 //! with `WHERE rownum <= N` in the enclosing query, emitted as a changelog.
+//! Rows with an event time are ranked here in event-time order; a
+//! changelog, or rows without an event time, go to `super::top_n_changelog`
+//! (ranked as they arrive), which shares [`row_layout`] and [`changes`].
 //!
 //! Owns [`TopLimit`] (the bound found around the ranking), [`top_n`]
 //! (planning), [`order_limit`] (`ORDER BY … LIMIT n`: the same over one
