@@ -274,14 +274,7 @@ fn min_max_and_distinct_of_a_changelog_take_back_deleted_values_in_every_mode() 
 #[test]
 fn aggregates_that_cannot_take_a_row_back_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let data = data(dir.path());
-    let table = obd_table(&data, "'1' SECOND");
-    let per = "(SELECT vehicle_id, MAX(speed) AS top FROM obd GROUP BY vehicle_id)";
     let cases = [
-        (
-            format!("{table}SELECT a.top FROM {per} a JOIN obd b ON a.vehicle_id = b.vehicle_id"),
-            "a join whose left side is a changelog",
-        ),
         (
             "CREATE TABLE t (k BIGINT, op STRING) WITH ('connector' = 'parquet', 'path' = 'nowhere');\n\
              SELECT k, COUNT(*) FROM t GROUP BY k"

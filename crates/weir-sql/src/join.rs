@@ -7,13 +7,15 @@
 //!        ─► same-window join (both sides windowed aggregations)
 //!  ON l.k = r.k AND l.ts BETWEEN r.ts - INTERVAL 'a' … AND r.ts + INTERVAL 'b' …
 //!        ─► interval join (right.ts − a ≤ left.ts ≤ right.ts + b)
-//!  ON l.k = r.k ─► regular join (state kept for every row; outer joins give a changelog)
+//!  ON l.k = r.k ─► regular join (state kept for every row; outer joins give a changelog;
+//!        either side a changelog ─► super::join_changelog, a changelog of pairs)
 //!  output columns: left's, then right's (renamed on a clash), then the window's, then op
 //!  inner regular and interval joins of timed inputs: + __pair_time (the later
 //!  row's time), the pairs' event time (so they can be ranked: Nexmark q9)
 //! ```
 //!
-//! May use the builder, `weir-operators`' join spec, `super::expr`, `super::error`.
+//! May use the builder, `weir-operators`' join spec, `super::expr`, `super::error`,
+//! `super::join_changelog`.
 
 use crate::error::{at_node, engine, unsupported, SqlError};
 use crate::expr::{interval, scalar};
@@ -249,17 +251,11 @@ pub(crate) fn join(
             "a join without ON (USING, NATURAL, CROSS)",
         ));
     };
-    for (side, name) in [(&left.0, "left"), (&right.0, "right")] {
-        if side.schema().field_with_name(OP_COLUMN).is_ok() {
-            return Err(unsupported(
-                &j.relation,
-                &format!(
-                    "a join whose {name} side is a changelog (rows that update earlier rows, e.g. \
-                     a GROUP BY's result)"
-                ),
-            ));
-        }
-    }
+    // either side a changelog (rows that update earlier rows): a regular
+    // join of its live rows (`super::join_changelog`)
+    let changelog = [&left.0, &right.0]
+        .iter()
+        .any(|s| s.schema().field_with_name(OP_COLUMN).is_ok());
     let (ls, rs) = (&left.1, &right.1);
     let mut conjuncts = Vec::new();
     split_and(on, &mut conjuncts);
@@ -383,7 +379,14 @@ pub(crate) fn join(
             ))
         }
     };
-    let stamped = window_bounds == 0 && inner && raw_window.is_none();
+    if changelog && !(window_bounds == 0 && interval_ms.is_none() && raw_window.is_none()) {
+        return Err(unsupported(
+            on,
+            "a window or interval join over a changelog (rows that update earlier rows, e.g. a \
+             GROUP BY's result): join it on its keys alone (a regular join)",
+        ));
+    }
+    let stamped = window_bounds == 0 && inner && raw_window.is_none() && !changelog;
     // the time columns' places in the output (left's columns, then right's)
     let width = left.0.schema().fields().len();
     let times = (
@@ -396,8 +399,23 @@ pub(crate) fn join(
             .and_then(|t| right.0.schema().index_of(t).ok())
             .map(|i| width + i),
     );
-    let spec = spec.on(lk, rk).with_type(join_type);
-    let out = left.0.join(&right.0, spec).map_err(|e| engine(on, e))?;
+    let out = if changelog {
+        crate::join_changelog::changelog_join(&left.0, &right.0, &lk, &rk, join_type, on)?
+    } else {
+        let spec = spec.on(lk, rk).with_type(join_type);
+        left.0.join(&right.0, spec).map_err(|e| engine(on, e))?
+    };
+    // a changelog's `op` is not one of its side's columns in the output
+    let unop = |s: &Scope| Scope {
+        columns: s
+            .columns
+            .iter()
+            .filter(|(_, _, c)| !(changelog && c == OP_COLUMN))
+            .cloned()
+            .collect(),
+        window: s.window.clone(),
+    };
+    let (ls, rs) = (&unop(ls), &unop(rs));
     // a raw-row window join adds window_time as the window table function does
     let out = match raw_window {
         Some(_) => {

@@ -1015,7 +1015,12 @@ impl Planner<'_> {
         &self,
         from: &ast::TableWithJoins,
     ) -> Result<(Stream, Option<TvfWindow>, Scope), SqlError> {
-        let (stream, window) = self.relation(&from.relation)?;
+        // a join reads a changelog under it as retractions
+        let sides = Planner {
+            retract: self.retract || !from.joins.is_empty(),
+            ..*self
+        };
+        let (stream, window) = sides.relation(&from.relation)?;
         let scope =
             Scope::of(&stream, Some(&alias(&from.relation))).with_window(self.window_of(&stream));
         if from.joins.is_empty() {
@@ -1045,7 +1050,7 @@ impl Planner<'_> {
                     crate::temporal::temporal_join(acc, (right, rscope), j, as_of, self.functions)?;
                 continue;
             }
-            let (right, w) = self.relation(&j.relation)?;
+            let (right, w) = sides.relation(&j.relation)?;
             let rscope =
                 Scope::of(&right, Some(&alias(&j.relation))).with_window(self.window_of(&right));
             let windowed = match (&window, w) {
@@ -1289,8 +1294,8 @@ impl Planner<'_> {
                 return Err(at_node(
                     node,
                     format!(
-                        "table `{n}` has an `op` column, which an aggregation or a Top-N would \
-                         read as a changelog: aggregating or ranking a table's own changelog is \
+                        "table `{n}` has an `op` column, which an aggregation, a Top-N or a \
+                         join would read as a changelog: reading a table's own changelog so is \
                          not supported (rename the column if it is not one)"
                     ),
                 ));

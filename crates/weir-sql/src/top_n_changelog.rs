@@ -30,8 +30,6 @@
 //! holds final rows only), but the rows it materializes do not: ties are
 //! broken by the whole row.
 
-use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow_array::builder::BinaryBuilder;
@@ -49,6 +47,7 @@ use weir_operators::OP_COLUMN;
 
 use crate::error::{at_node, engine, SqlError};
 use crate::rank::OrderKey;
+use crate::row_bag::{unpack, Finish, RowBag};
 use crate::top_n::{changes, row_layout, TopLimit};
 
 /// A row's sign: +1 insert, -1 delete.
@@ -215,202 +214,14 @@ impl AggregateUdf for TopRows {
     }
 
     fn create(&self) -> Box<dyn AggregateState> {
-        Box::new(TopRowsState {
-            top: *self,
-            rows: BTreeMap::new(),
-            bytes: 0,
-        })
+        Box::new(RowBag::new(Finish::Best {
+            n: self.n,
+            append_only: self.append_only,
+        }))
     }
 
     fn retracts(&self) -> bool {
         !self.append_only
-    }
-}
-
-/// Bytes accounted per kept row besides its bytes (map entry and count).
-const ROW_BYTES: usize = 64;
-
-/// One partition's rows: encoded row → how many times it is live.
-#[derive(Debug)]
-struct TopRowsState {
-    top: TopRows,
-    rows: BTreeMap<Vec<u8>, i64>,
-    /// Bytes of `rows`, as accounted.
-    bytes: usize,
-}
-
-impl TopRowsState {
-    fn add(&mut self, row: &[u8], by: i64) {
-        match self.rows.get_mut(row) {
-            Some(n) => {
-                *n += by;
-                if *n == 0 {
-                    self.rows.remove(row);
-                    self.bytes -= row.len() + ROW_BYTES;
-                }
-            }
-            None if by != 0 => {
-                self.rows.insert(row.to_vec(), by);
-                self.bytes += row.len() + ROW_BYTES;
-            }
-            None => {}
-        }
-        if self.top.append_only {
-            self.keep_best();
-        }
-    }
-
-    /// Append-only rows: drops every row after the best `n` (counting
-    /// each row as often as it occurs).
-    fn keep_best(&mut self) {
-        let mut seen = 0i64;
-        let mut cut = None;
-        for (row, n) in &self.rows {
-            if seen >= self.top.n as i64 {
-                cut = Some(row.clone());
-                break;
-            }
-            seen += n;
-        }
-        if let Some(cut) = cut {
-            for (row, _) in self.rows.split_off(&cut) {
-                self.bytes -= row.len() + ROW_BYTES;
-            }
-        }
-    }
-
-    fn apply(&mut self, values: &ArrayRef, rows: &[u32], by: i64) -> Result<()> {
-        let values = values.as_binary_opt::<i32>().ok_or_else(|| Error::State {
-            operator: "Top-N".into(),
-            message: format!("ranked rows are Binary, not {}", values.data_type()),
-        })?;
-        for &r in rows {
-            self.add(values.value(r as usize), by);
-        }
-        Ok(())
-    }
-}
-
-/// `rows` packed as one value: each as its length (u32, little-endian)
-/// then its bytes, and with `counts`, then its count (i64, little-endian).
-fn pack<'a>(rows: impl Iterator<Item = (&'a [u8], Option<i64>)>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (row, count) in rows {
-        out.extend_from_slice(&(row.len() as u32).to_le_bytes());
-        out.extend_from_slice(row);
-        if let Some(n) = count {
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-    }
-    out
-}
-
-/// The rows (and counts, if `counts`) [`pack`] packed, or an error for
-/// bytes it did not write (a foreign or corrupt checkpoint).
-fn unpack(mut bytes: &[u8], counts: bool) -> Result<Vec<(&[u8], i64)>> {
-    let corrupt = || Error::State {
-        operator: "Top-N".into(),
-        message: "a packed row list is cut short".into(),
-    };
-    let mut out = Vec::new();
-    while !bytes.is_empty() {
-        let len = bytes
-            .get(..4)
-            .ok_or_else(corrupt)?
-            .try_into()
-            .map(u32::from_le_bytes)
-            .map_err(|_| corrupt())? as usize;
-        let row = bytes.get(4..4 + len).ok_or_else(corrupt)?;
-        bytes = &bytes[4 + len..];
-        let n = if counts {
-            let n = bytes
-                .get(..8)
-                .ok_or_else(corrupt)?
-                .try_into()
-                .map(i64::from_le_bytes)
-                .map_err(|_| corrupt())?;
-            bytes = &bytes[8..];
-            n
-        } else {
-            1
-        };
-        out.push((row, n));
-    }
-    Ok(out)
-}
-
-fn binary(value: Vec<u8>) -> ArrayRef {
-    Arc::new(arrow_array::BinaryArray::from_vec(vec![value.as_slice()]))
-}
-
-impl AggregateState for TopRowsState {
-    fn update(&mut self, values: &ArrayRef, rows: &[u32], _times: &[i64]) -> Result<()> {
-        self.apply(values, rows, 1)
-    }
-
-    fn retract(&mut self, values: &ArrayRef, rows: &[u32], _times: &[i64]) -> Result<()> {
-        self.apply(values, rows, -1)
-    }
-
-    fn merge(&mut self, other: &dyn AggregateState) -> Result<()> {
-        let other = other
-            .as_any()
-            .downcast_ref::<TopRowsState>()
-            .ok_or_else(|| Error::State {
-                operator: "Top-N".into(),
-                message: "merged with another aggregate's state".into(),
-            })?;
-        for (row, &n) in &other.rows {
-            self.add(row, n);
-        }
-        Ok(())
-    }
-
-    fn state(&self) -> Result<ArrayRef> {
-        Ok(binary(pack(
-            self.rows.iter().map(|(r, &n)| (r.as_slice(), Some(n))),
-        )))
-    }
-
-    fn merge_state(&mut self, state: &ArrayRef, row: usize) -> Result<()> {
-        let state = state.as_binary_opt::<i32>().ok_or_else(|| Error::State {
-            operator: "Top-N".into(),
-            message: format!("a state column of {}, not Binary", state.data_type()),
-        })?;
-        if state.is_null(row) {
-            return Ok(());
-        }
-        for (r, n) in unpack(state.value(row), true)? {
-            self.add(r, n);
-        }
-        Ok(())
-    }
-
-    /// The best `n` live rows, each as often as it is live.
-    fn finish(&self) -> Result<ArrayRef> {
-        let mut best: Vec<&[u8]> = Vec::with_capacity(self.top.n);
-        for (row, &n) in &self.rows {
-            if n < 0 {
-                return Err(Error::State {
-                    operator: "Top-N".into(),
-                    message: "the changelog deleted a row it never inserted".into(),
-                });
-            }
-            let take = (n as usize).min(self.top.n - best.len());
-            best.extend(std::iter::repeat_n(row.as_slice(), take));
-            if best.len() == self.top.n {
-                break;
-            }
-        }
-        Ok(binary(pack(best.into_iter().map(|r| (r, None)))))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn memory_size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.bytes
     }
 }
 
@@ -432,48 +243,8 @@ impl Explode {
             expr: "ROW_NUMBER() OVER (… ORDER BY …)".into(),
             message: e.to_string(),
         };
-        let column = |name: &str| {
-            batch.column_by_name(name).ok_or_else(|| Error::State {
-                operator: "Top-N".into(),
-                message: format!("no column `{name}` in the aggregate's rows"),
-            })
-        };
-        let top = column(TOP)?.as_binary::<i32>();
-        let op = column(OP_COLUMN)?.as_string::<i32>();
-        let key_columns = self
-            .keys
-            .iter()
-            .map(|k| column(k).cloned())
-            .collect::<Result<Vec<_>>>()?;
-        let key_fields = key_columns
-            .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
-            .collect();
-        let keys = RowConverter::new(key_fields)
-            .and_then(|c| c.convert_columns(&key_columns))
-            .map_err(fail)?;
-        // per partition: the row of its old best N (a delete) and of its new
-        // one (an insert); a partition met again is diffed first
-        let mut order: Vec<&[u8]> = Vec::new();
-        let mut pending: HashMap<&[u8], (Option<usize>, Option<usize>)> = HashMap::new();
-        let mut pairs: Vec<(Option<usize>, Option<usize>)> = Vec::new();
-        for i in 0..batch.num_rows() {
-            let key = keys.row(i).data();
-            let delete = op.value(i) == "delete";
-            let entry = pending.entry(key).or_insert_with(|| {
-                order.push(key);
-                (None, None)
-            });
-            if entry.1.is_some() || (delete && entry.0.is_some()) {
-                pairs.push(std::mem::take(entry));
-            }
-            if delete {
-                entry.0 = Some(i);
-            } else {
-                entry.1 = Some(i);
-            }
-        }
-        pairs.extend(order.iter().map(|k| pending[k]));
+        let top = crate::row_bag::column(batch, TOP)?.as_binary::<i32>();
+        let pairs = crate::row_bag::old_and_new(batch, &self.keys)?;
         let list = |row: Option<usize>| -> Result<Vec<&[u8]>> {
             match row {
                 Some(i) if top.is_valid(i) => Ok(unpack(top.value(i), false)?
@@ -551,9 +322,10 @@ mod tests {
         let mut partial = state(2, false);
         partial.retract(&v, &[0], &[]).unwrap();
         assert!(partial.finish().is_err(), "a delete never inserted");
+        let empty = copy.memory_size();
         copy.merge(partial.as_ref()).unwrap();
         assert!(best(copy.as_ref()).is_empty());
-        assert_eq!(copy.memory_size(), std::mem::size_of::<TopRowsState>());
+        assert!(copy.memory_size() < empty, "the row's bytes are given back");
     }
 
     #[test]
@@ -566,15 +338,5 @@ mod tests {
             .unwrap()
             .len();
         assert_eq!(kept, 2, "a and b (twice): c and d are gone");
-    }
-
-    #[test]
-    fn corrupt_packed_rows_are_an_error() {
-        assert!(unpack(&[5, 0, 0, 0, 1], false).is_err());
-        assert!(unpack(&[1, 0, 0, 0, 9, 1], true).is_err());
-        let rows: Vec<(&[u8], Option<i64>)> = vec![(b"xy", Some(-2)), (b"", Some(1))];
-        let packed = pack(rows.into_iter());
-        let back = unpack(&packed, true).unwrap();
-        assert_eq!(back, vec![(&b"xy"[..], -2), (&b""[..], 1)]);
     }
 }
