@@ -99,7 +99,7 @@ fn f(x: f64) -> String {
 }
 
 #[test]
-fn inner_and_left_joins_of_two_group_bys_equal_the_oracle_in_every_mode() {
+fn inner_left_and_right_joins_of_two_group_bys_equal_the_oracle_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());
     let per = per_vehicle(&data);
@@ -109,13 +109,19 @@ fn inner_and_left_joins_of_two_group_bys_equal_the_oracle_in_every_mode() {
         "{fast} of {} vehicles pass 100",
         per.len()
     );
-    for (kind, keeps_all) in [("JOIN", false), ("LEFT JOIN", true)] {
+    // (the same left join written as a right join, its sides swapped)
+    for (from, keeps_all) in [
+        (format!("{COUNTS} a JOIN {FAST} b"), false),
+        (format!("{COUNTS} a LEFT JOIN {FAST} b"), true),
+        (format!("{FAST} b RIGHT JOIN {COUNTS} a"), true),
+    ] {
+        let kind = &from;
         let out = dir.path().join("joined");
         let text = format!(
             "{}CREATE TABLE joined (vehicle_id BIGINT, n BIGINT, top DOUBLE, op STRING) \
              WITH ('connector' = 'parquet', 'path' = '{}');\n\
-             INSERT INTO joined SELECT a.vehicle_id, a.n, b.top FROM {COUNTS} a\n  \
-             {kind} {FAST} b ON a.vehicle_id = b.vehicle_id;",
+             INSERT INTO joined SELECT a.vehicle_id, a.n, b.top FROM {from}\n  \
+             ON a.vehicle_id = b.vehicle_id;",
             obd_table(&data, "'10' MINUTE"),
             out.display()
         );
@@ -241,4 +247,103 @@ fn a_null_key_never_matches_and_an_outer_side_keeps_it_padded() {
     want.push(vec!["null".into(), nulls.to_string(), "null".into()]);
     want.sort();
     in_every_mode(dir.path(), &text, &out, &want);
+}
+
+#[test]
+fn a_ranking_joined_keeps_each_rows_current_rank_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("podium");
+    // the two fastest vehicles of each fleet with their rank, joined with
+    // their readings: a row that moves from rank 1 to 2 must be taken back
+    // at rank 1 (the join reads the ranking as retractions)
+    let text = format!(
+        "{}CREATE TABLE podium (fleet BIGINT, vehicle_id BIGINT, rn BIGINT, n BIGINT, op STRING) \
+         WITH ('connector' = 'parquet', 'path' = '{}');\n\
+         INSERT INTO podium SELECT r.fleet, r.vehicle_id, r.rn, c.n FROM (\n  \
+           SELECT * FROM (\n    \
+             SELECT *, ROW_NUMBER() OVER (PARTITION BY fleet ORDER BY top DESC) AS rn FROM (\n      \
+               SELECT fleet, vehicle_id, MAX(speed) AS top\n      \
+               FROM (SELECT vehicle_id % 4 AS fleet, vehicle_id, speed FROM obd)\n      \
+               GROUP BY fleet, vehicle_id))\n  \
+           WHERE rn <= 2) r\n\
+         JOIN {COUNTS} c ON r.vehicle_id = c.vehicle_id;",
+        obd_table(&data, "'10' MINUTE"),
+        out.display()
+    );
+    let per = per_vehicle(&data);
+    let mut top: BTreeMap<i64, f64> = BTreeMap::new();
+    for (v, _, s) in input_rows(&data) {
+        let e = top.entry(v).or_insert(f64::MIN);
+        *e = e.max(s);
+    }
+    let mut fleets: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
+    for (v, t) in &top {
+        fleets.entry(v % 4).or_default().push((*v, *t));
+    }
+    let mut want = Vec::new();
+    for (fleet, mut list) in fleets {
+        list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (i, (v, _)) in list.iter().take(2).enumerate() {
+            want.push(vec![
+                fleet.to_string(),
+                v.to_string(),
+                (i + 1).to_string(),
+                per[v].0.to_string(),
+            ]);
+        }
+    }
+    want.sort();
+    in_every_mode(dir.path(), &text, &out, &want);
+}
+
+#[test]
+fn a_tables_op_column_that_is_not_insert_or_delete_fails_the_join_by_name() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let t = dir.path().join("cdc");
+    std::fs::create_dir_all(&t).unwrap();
+    let batch = arrow_array::RecordBatch::try_from_iter([
+        (
+            "vehicle_id",
+            Arc::new(arrow_array::Int64Array::from(vec![1, 2])) as arrow_array::ArrayRef,
+        ),
+        (
+            "op",
+            Arc::new(arrow_array::StringArray::from(vec!["c", "u"])) as arrow_array::ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(t.join("part-0.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let out = dir.path().join("joined");
+    let text = format!(
+        "{}CREATE TABLE cdc (vehicle_id BIGINT, op STRING) WITH ('connector' = 'parquet', \
+         'path' = '{}');\n\
+         CREATE TABLE joined (vehicle_id BIGINT, n BIGINT, op STRING) \
+         WITH ('connector' = 'parquet', 'path' = '{}');\n\
+         INSERT INTO joined SELECT d.vehicle_id, c.n FROM cdc d JOIN {COUNTS} c \
+         ON d.vehicle_id = c.vehicle_id;",
+        obd_table(&data, "'10' MINUTE"),
+        t.display(),
+        out.display()
+    );
+    let file = dir.path().join("bad.sql");
+    std::fs::write(&file, text).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("sql")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("op is Some(\"c\"), not insert or delete"),
+        "{err}"
+    );
+    // nothing published: the run failed before its end
+    assert!(common::read_parquet_parts(&out).is_empty() || !out.exists());
 }

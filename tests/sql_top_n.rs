@@ -228,6 +228,10 @@ fn rankings_it_cannot_keep_are_refused_by_name() {
             format!("{table}SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY op ORDER BY n DESC) AS rn FROM (SELECT vehicle_id, COUNT(*) AS n FROM obd GROUP BY vehicle_id)) WHERE rn <= 3"),
             "PARTITION BY op",
         ),
+        (
+            format!("{table}SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY vehicle_id ORDER BY op) AS rn FROM (SELECT vehicle_id, COUNT(*) AS n FROM obd GROUP BY vehicle_id)) WHERE rn <= 3"),
+            "ORDER BY op",
+        ),
         (format!("{table}SELECT x.* FROM obd"), "`x.*`: no table `x` in FROM"),
     ];
     for (text, says) in cases {

@@ -223,6 +223,28 @@ fn order_by_limit_over_a_group_by_keeps_the_best_rows_in_every_mode() {
 }
 
 #[test]
+fn a_limit_beyond_the_rows_keeps_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("all");
+    let text = format!(
+        "{}CREATE TABLE all_tops (vehicle_id BIGINT, top DOUBLE, op STRING) \
+         WITH ('connector' = 'parquet', 'path' = '{}');\n\
+         INSERT INTO all_tops SELECT vehicle_id, MAX(speed) AS top FROM obd GROUP BY vehicle_id\n\
+         ORDER BY top DESC LIMIT 10000000000;",
+        obd_table(&data, "'10' MINUTE"),
+        out.display()
+    );
+    let mut want: Vec<Vec<String>> = tops(&data)
+        .into_iter()
+        .map(|(v, t)| vec![v.to_string(), format!("{t:?}")])
+        .collect();
+    want.sort();
+    assert_eq!(want.len(), 50);
+    in_every_mode(dir.path(), &text, &out, &Changelog::Rows, &want);
+}
+
+#[test]
 fn order_by_limit_over_rows_without_an_event_time_keeps_the_best_rows_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());

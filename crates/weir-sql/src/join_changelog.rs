@@ -46,7 +46,7 @@ use weir_operators::OP_COLUMN;
 
 use crate::error::{engine, SqlError};
 use crate::row_bag::{column, old_and_new, unpack_pairs, Finish, RowBag};
-use crate::top_n::changes;
+use crate::top_n::{changes, Emit};
 
 /// A side's row, tagged with its side.
 const ROW: &str = "__weir_row";
@@ -67,6 +67,19 @@ pub(crate) fn changelog_join(
     node: &impl ast::Spanned,
 ) -> Result<Stream, SqlError> {
     let fail = |e: Error| engine(node, e);
+    for side in [left, right] {
+        if let Ok(op) = side.schema().field_with_name(OP_COLUMN) {
+            if op.data_type() != &DataType::Utf8 {
+                return Err(crate::error::at_node(
+                    node,
+                    format!(
+                        "a changelog's op is a string (insert or delete), not {}",
+                        op.data_type()
+                    ),
+                ));
+            }
+        }
+    }
     let inputs = [without_op(left.schema()), without_op(right.schema())];
     let spec = JoinSpec::regular()
         .on(lk.to_vec(), rk.to_vec())
@@ -168,20 +181,13 @@ fn arrow_error(e: ArrowError) -> Error {
 /// The sign of each row of a changelog's `op` column (`None`: no column,
 /// every row an insert).
 fn signs(batch: &RecordBatch, op: Option<usize>) -> Result<Vec<i64>> {
-    let Some(op) = op else {
-        return Ok(vec![1; batch.num_rows()]);
-    };
-    let op = batch.column(op).as_string::<i32>();
-    (0..batch.num_rows())
-        .map(|i| match op.is_valid(i).then(|| op.value(i)) {
-            Some("insert") => Ok(1),
-            Some("delete") => Ok(-1),
-            other => Err(Error::Expr {
-                expr: "JOIN … ON (a changelog)".into(),
-                message: format!("a changelog row's op is {other:?}, not insert or delete"),
-            }),
-        })
-        .collect()
+    match op {
+        None => Ok(vec![1; batch.num_rows()]),
+        Some(op) => crate::row_bag::signs(batch.column(op)).map_err(|message| Error::Expr {
+            expr: "JOIN … ON (a changelog)".into(),
+            message,
+        }),
+    }
 }
 
 /// The rows whose key columns are all set (`keyed`), or the others.
@@ -324,7 +330,7 @@ impl PairsOut {
         };
         let mut changed = Vec::new();
         for (old, new) in old_and_new(batch, &self.keys)? {
-            changed.extend(changes(&list(old)?, &list(new)?, false));
+            changed.extend(changes(&list(old)?, &list(new)?, Emit::Rows));
         }
         let mut sides: [Vec<Option<&[u8]>>; 2] = [Vec::new(), Vec::new()];
         for (entry, _, _) in &changed {

@@ -61,6 +61,9 @@ pub(crate) struct Planner<'a> {
     /// The query's changelog must be retractions (`insert` and `delete` of
     /// whole rows, no `update`): an enclosing aggregation reads it.
     pub retract: bool,
+    /// An aggregation reads what this query plans: a table's own `op`
+    /// column must not reach it (it would be read as a changelog).
+    pub aggregated: bool,
     /// What this job's planning remembers (window attributes, sources).
     pub memo: &'a PlanMemo,
     /// The names the script's queries may read (lowercased; `None`: every
@@ -275,6 +278,7 @@ impl Planner<'_> {
         let inner = Planner {
             top: crate::top_n::bound(from, selection, &s.projection),
             retract: self.retract || aggregates || ranks,
+            aggregated: self.aggregated || aggregates,
             ..*self
         };
         let (input, window, scope) = inner.from(from)?;
@@ -1111,17 +1115,24 @@ impl Planner<'_> {
             scope,
             name,
             spec,
-            // an enclosing aggregation reads retractions: the rows, not ranks
+            // an enclosing aggregation, join or ranking reads retractions
             self.top.map(|t| crate::top_n::TopLimit {
-                keep_rownum: t.keep_rownum && !self.retract,
+                retract: self.retract,
                 ..t
             }),
             &s.projection[item],
         )?;
         let scope = scope.with_column(name);
-        let items = select_items(&s.projection, &input, &scope, |i| {
+        let mut items = select_items(&s.projection, &input, &scope, |i| {
             (i == item).then(|| name.to_string())
         })?;
+        // a ranked changelog's `op` is the ranking's own, last (`project`
+        // appends it), not the input's in the place `*` found it
+        if input.schema().field_with_name(OP_COLUMN).is_ok() {
+            items.retain(|(n, e, _)| {
+                !(n == OP_COLUMN && matches!(e, SqlExpr::Identifier(id) if id.value == OP_COLUMN))
+            });
+        }
         self.project(&ranked, &scope, &items)
     }
 
@@ -1288,15 +1299,15 @@ impl Planner<'_> {
     fn named(&self, name: &ast::ObjectName, node: &impl Spanned) -> Result<Stream, SqlError> {
         let n = name.to_string();
         if let Some(t) = self.tables.get(&n) {
-            if self.retract && t.columns.iter().any(|(c, _)| c == OP_COLUMN) {
+            if self.aggregated && t.columns.iter().any(|(c, _)| c == OP_COLUMN) {
                 // weir's own changelogs are planned as retractions under an
                 // aggregation; a table's `op` values are not known to be
                 return Err(at_node(
                     node,
                     format!(
-                        "table `{n}` has an `op` column, which an aggregation, a Top-N or a \
-                         join would read as a changelog: reading a table's own changelog so is \
-                         not supported (rename the column if it is not one)"
+                        "table `{n}` has an `op` column, which an aggregation would read as a \
+                         changelog: aggregating a table's own changelog is not supported (rename \
+                         the column if it is not one)"
                     ),
                 ));
             }
@@ -1792,12 +1803,11 @@ fn select_items(
                 items.push((alias.value.clone(), expr.clone(), true))
             }
             SelectItem::Wildcard(_) => {
-                // a changelog's `op` goes last (see `project`), after a rank
                 for f in input
                     .schema()
                     .fields()
                     .iter()
-                    .filter(|f| !f.name().starts_with("__") && f.name() != OP_COLUMN)
+                    .filter(|f| !f.name().starts_with("__"))
                 {
                     let id = ast::Ident::new(f.name());
                     items.push((f.name().clone(), SqlExpr::Identifier(id), false));

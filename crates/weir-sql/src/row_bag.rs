@@ -54,6 +54,9 @@ pub(crate) struct RowBag {
     finish: Finish,
     // state
     rows: BTreeMap<Vec<u8>, i64>,
+    /// Rows with a negative count (a delete whose insert another partial
+    /// state holds; an error when finished).
+    negative: usize,
     /// Bytes of `rows`, as accounted.
     bytes: usize,
 }
@@ -70,24 +73,34 @@ impl RowBag {
         RowBag {
             finish,
             rows: BTreeMap::new(),
+            negative: 0,
             bytes: 0,
         }
     }
 
     fn add(&mut self, row: &[u8], by: i64) {
-        match self.rows.get_mut(row) {
+        let (was, now) = match self.rows.get_mut(row) {
             Some(n) => {
+                let was = *n;
                 *n += by;
-                if *n == 0 {
+                let now = *n;
+                if now == 0 {
                     self.rows.remove(row);
                     self.bytes -= row.len() + ROW_BYTES;
                 }
+                (was, now)
             }
             None if by != 0 => {
                 self.rows.insert(row.to_vec(), by);
                 self.bytes += row.len() + ROW_BYTES;
+                (0, by)
             }
-            None => {}
+            None => (0, 0),
+        };
+        match (was < 0, now < 0) {
+            (false, true) => self.negative += 1,
+            (true, false) => self.negative -= 1,
+            _ => {}
         }
         if let Finish::Best {
             n,
@@ -101,14 +114,15 @@ impl RowBag {
     /// Append-only rows: drops every row after the best `n` (counting
     /// each row as often as it occurs).
     fn keep_best(&mut self, n: usize) {
-        let mut seen = 0i64;
+        // append-only: every count is positive
+        let mut seen = 0usize;
         let mut cut = None;
-        for (row, count) in &self.rows {
-            if seen >= n as i64 {
+        for (row, &count) in &self.rows {
+            if seen >= n {
                 cut = Some(row.clone());
                 break;
             }
-            seen += count;
+            seen = seen.saturating_add(count.max(0) as usize);
         }
         if let Some(cut) = cut {
             for (row, _) in self.rows.split_off(&cut) {
@@ -130,14 +144,14 @@ impl RowBag {
     /// The live rows with their counts; a negative count means a delete of
     /// a row never inserted.
     fn live(&self) -> Result<impl Iterator<Item = (&[u8], usize)>> {
-        if self.rows.values().any(|&n| n < 0) {
+        if self.negative > 0 {
             return Err(state_error("the changelog deleted a row it never inserted"));
         }
         Ok(self.rows.iter().map(|(r, &n)| (r.as_slice(), n as usize)))
     }
 
     fn best(&self, n: usize) -> Result<Vec<u8>> {
-        let mut best: Vec<&[u8]> = Vec::with_capacity(n);
+        let mut best: Vec<&[u8]> = Vec::with_capacity(n.min(self.rows.len()));
         for (row, count) in self.live()? {
             best.extend(std::iter::repeat_n(row, count.min(n - best.len())));
             if best.len() == n {
@@ -318,6 +332,56 @@ pub(crate) fn old_and_new(
     Ok(pairs)
 }
 
+/// The sign of each changelog row by its `op`: +1 `insert`, -1 `delete`;
+/// any other value (or a column that is not a string) is an error naming it.
+pub(crate) fn signs(op: &ArrayRef) -> std::result::Result<Vec<i64>, String> {
+    let Some(op) = op.as_string_opt::<i32>() else {
+        return Err(format!(
+            "a changelog's op is {}, not a string",
+            op.data_type()
+        ));
+    };
+    (0..op.len())
+        .map(|i| match op.is_valid(i).then(|| op.value(i)) {
+            Some("insert") => Ok(1),
+            Some("delete") => Ok(-1),
+            other => Err(format!(
+                "a changelog row's op is {other:?}, not insert or delete"
+            )),
+        })
+        .collect()
+}
+
+/// `op_sign(op)`: [`signs`] as a function (`BIGINT`).
+#[derive(Debug)]
+pub(crate) struct OpSign;
+
+impl weir_core::expr::ScalarFunction for OpSign {
+    fn name(&self) -> &str {
+        "op_sign"
+    }
+
+    fn return_type(
+        &self,
+        args: &[arrow_schema::DataType],
+    ) -> std::result::Result<arrow_schema::DataType, String> {
+        match args {
+            [arrow_schema::DataType::Utf8] => Ok(arrow_schema::DataType::Int64),
+            other => Err(format!("a changelog's op is a string, not {other:?}")),
+        }
+    }
+
+    fn invoke(
+        &self,
+        args: &[weir_core::expr::ColumnarValue],
+        rows: usize,
+    ) -> std::result::Result<ArrayRef, arrow_schema::ArrowError> {
+        let op = args[0].to_array(rows)?;
+        let signs = signs(&op).map_err(arrow_schema::ArrowError::InvalidArgumentError)?;
+        Ok(Arc::new(arrow_array::Int64Array::from(signs)))
+    }
+}
+
 fn binary(value: Vec<u8>) -> ArrayRef {
     Arc::new(BinaryArray::from_vec(vec![value.as_slice()]))
 }
@@ -450,6 +514,48 @@ mod tests {
         assert_eq!((back[1].1, back[1].2), (None, Some(&b""[..])));
         assert_eq!(back[0].0.len() + back[1].0.len(), out.len());
         assert!(unpack_pairs(&out[..out.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn old_and_new_pairs_each_keys_delete_with_its_insert() {
+        use arrow_array::{Int64Array, StringArray};
+        let batch = RecordBatch::try_from_iter([
+            (
+                "k",
+                Arc::new(Int64Array::from(vec![1, 2, 1, 3, 2, 1, 1])) as ArrayRef,
+            ),
+            (
+                OP_COLUMN,
+                Arc::new(StringArray::from(vec![
+                    "delete", "delete", "insert", "insert", "insert", "delete", "insert",
+                ])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        // key 1 is met again after its pair is complete: two pairs, in order
+        assert_eq!(
+            old_and_new(&batch, &["k".to_string()]).unwrap(),
+            vec![
+                (Some(0), Some(2)),
+                (Some(5), Some(6)),
+                (Some(1), Some(4)),
+                (None, Some(3)),
+            ]
+        );
+        assert!(old_and_new(&batch, &["nope".to_string()]).is_err());
+    }
+
+    #[test]
+    fn signs_refuse_an_op_that_is_neither_insert_nor_delete() {
+        use arrow_array::{Int64Array, StringArray};
+        let ok: ArrayRef = Arc::new(StringArray::from(vec!["insert", "delete"]));
+        assert_eq!(signs(&ok).unwrap(), vec![1, -1]);
+        let bad: ArrayRef = Arc::new(StringArray::from(vec![Some("insert"), Some("u")]));
+        assert!(signs(&bad).unwrap_err().contains("\"u\""));
+        let null: ArrayRef = Arc::new(StringArray::from(vec![None::<&str>]));
+        assert!(signs(&null).is_err());
+        let number: ArrayRef = Arc::new(Int64Array::from(vec![1]));
+        assert!(signs(&number).unwrap_err().contains("not a string"));
     }
 
     #[test]

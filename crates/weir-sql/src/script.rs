@@ -419,7 +419,9 @@ impl Script {
                 "a function in a catalog or database (write CREATE FUNCTION name AS …)",
             ));
         };
-        let name = name.to_string().trim_matches('`').to_string();
+        let Some(name) = name.as_ident().map(|id| id.value.clone()) else {
+            return Err(at_node(&f.name, "CREATE FUNCTION takes a plain name"));
+        };
         let identifier = match &f.function_body {
             Some(ast::CreateFunctionBody::AsBeforeOptions {
                 body: ast::Expr::Value(v),
@@ -548,6 +550,7 @@ impl Script {
             generated: &self.generated,
             top: None,
             retract: false,
+            aggregated: false,
             memo: &self.memo,
             reads: self.reads.as_ref(),
         }

@@ -53,6 +53,32 @@ pub(crate) struct TopLimit {
     pub n: usize,
     /// The enclosing select list reads the rank (`*` or by name).
     pub keep_rownum: bool,
+    /// The result is read as retractions (an enclosing aggregation, join or
+    /// ranking): whole rows inserted and deleted, never updated.
+    pub retract: bool,
+}
+
+/// How a ranking's changes are emitted (see [`changes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Emit {
+    /// Upserts keyed by (partition, rank).
+    Upserts,
+    /// Retractions of (row, rank): a place whose row changed deletes the
+    /// old (row, rank) and inserts the new one.
+    PlaceRetractions,
+    /// Retractions of rows without their rank.
+    Rows,
+}
+
+impl TopLimit {
+    /// How this ranking's changes are emitted.
+    pub(crate) fn emit(&self) -> Emit {
+        match (self.keep_rownum, self.retract) {
+            (true, false) => Emit::Upserts,
+            (true, true) => Emit::PlaceRetractions,
+            (false, _) => Emit::Rows,
+        }
+    }
 }
 
 /// The bound `WHERE rownum <= N` of an enclosing query puts on the
@@ -134,7 +160,11 @@ pub(crate) fn bound(
             }
         }
     }
-    Some(TopLimit { n, keep_rownum })
+    Some(TopLimit {
+        n,
+        keep_rownum,
+        retract: false,
+    })
 }
 
 /// The `n` of a query's `LIMIT n` or `FETCH FIRST n ROWS ONLY` (a
@@ -236,6 +266,7 @@ pub(crate) fn order_limit(
     let limit = TopLimit {
         n,
         keep_rownum: false,
+        retract: true,
     };
     let ranked = top_n(
         &everything,
@@ -348,6 +379,12 @@ pub(crate) fn row_layout(
     let mut columns: Vec<usize> = Vec::with_capacity(schema.fields().len());
     let mut fields: Vec<SortField> = Vec::with_capacity(schema.fields().len());
     for o in order {
+        if o.column == OP_COLUMN {
+            return Err(at_node(
+                node,
+                "ORDER BY op: a changelog's op says what a row does, it is not ranked",
+            ));
+        }
         let (i, f) = schema
             .column_with_name(&o.column)
             .ok_or_else(|| at_node(node, format!("no column `{}` to rank by", o.column)))?;
@@ -379,28 +416,39 @@ pub(crate) fn row_layout(
 pub(crate) type Change<'a> = (&'a [u8], usize, &'static str);
 
 /// What changed from a partition's best rows `old` to `new` (both best
-/// first, encoded), in emission order. With the rank kept: upserts keyed
-/// by (partition, rank), a place filled the first time `insert`, a place
-/// whose row changed `update`, a place left empty `delete`. Without it:
-/// the rows that left `delete`d, then the rows that came `insert`ed.
-pub(crate) fn changes<'a>(
-    old: &[&'a [u8]],
-    new: &[&'a [u8]],
-    keep_rownum: bool,
-) -> Vec<Change<'a>> {
+/// first, encoded), in emission order, as `emit` says. Upserts: a place
+/// filled the first time `insert`, a place whose row changed `update`, a
+/// place left empty `delete`. Place retractions: a place whose row changed
+/// or left `delete`s the old (row, rank), then one filled or changed
+/// `insert`s the new. Rows: the rows that left `delete`d, then the rows
+/// that came `insert`ed.
+pub(crate) fn changes<'a>(old: &[&'a [u8]], new: &[&'a [u8]], emit: Emit) -> Vec<Change<'a>> {
     let mut out = Vec::new();
-    if keep_rownum {
-        for (i, &row) in new.iter().enumerate() {
-            match old.get(i) {
-                None => out.push((row, i + 1, "insert")),
-                Some(&was) if was != row => out.push((row, i + 1, "update")),
-                Some(_) => {}
+    match emit {
+        Emit::Upserts => {
+            for (i, &row) in new.iter().enumerate() {
+                match old.get(i) {
+                    None => out.push((row, i + 1, "insert")),
+                    Some(&was) if was != row => out.push((row, i + 1, "update")),
+                    Some(_) => {}
+                }
             }
+            for (i, &row) in old.iter().enumerate().skip(new.len()) {
+                out.push((row, i + 1, "delete"));
+            }
+            return out;
         }
-        for (i, &row) in old.iter().enumerate().skip(new.len()) {
-            out.push((row, i + 1, "delete"));
+        Emit::PlaceRetractions => {
+            let moved = |i: usize| old.get(i) != new.get(i);
+            for (i, &row) in old.iter().enumerate().filter(|&(i, _)| moved(i)) {
+                out.push((row, i + 1, "delete"));
+            }
+            for (i, &row) in new.iter().enumerate().filter(|&(i, _)| moved(i)) {
+                out.push((row, i + 1, "insert"));
+            }
+            return out;
         }
-        return out;
+        Emit::Rows => {}
     }
     // both lists are sorted: a merge finds what left and what came
     let (mut deletes, mut inserts) = (Vec::new(), Vec::new());
@@ -495,7 +543,7 @@ impl KeyedProcessFunction for TopN {
         }
         let old: Vec<&[u8]> = old.iter().map(Vec::as_slice).collect();
         let new: Vec<&[u8]> = state.rows.iter().map(Vec::as_slice).collect();
-        let changes = changes(&old, &new, self.limit.keep_rownum);
+        let changes = changes(&old, &new, self.limit.emit());
         if changes.is_empty() {
             return Ok(());
         }
@@ -533,11 +581,11 @@ mod tests {
         xs.iter().map(|&x| vec![x]).collect()
     }
 
-    fn diff(old: &[u8], new: &[u8], keep_rownum: bool) -> Vec<(u8, usize, &'static str)> {
+    fn diff(old: &[u8], new: &[u8], emit: Emit) -> Vec<(u8, usize, &'static str)> {
         let (old, new) = (rows(old), rows(new));
         let old: Vec<&[u8]> = old.iter().map(Vec::as_slice).collect();
         let new: Vec<&[u8]> = new.iter().map(Vec::as_slice).collect();
-        changes(&old, &new, keep_rownum)
+        changes(&old, &new, emit)
             .into_iter()
             .map(|(b, r, op)| (b[0], r, op))
             .collect()
@@ -546,28 +594,47 @@ mod tests {
     #[test]
     fn kept_ranks_are_upserts_by_place() {
         assert_eq!(
-            diff(&[1, 3], &[1, 2, 3], true),
+            diff(&[1, 3], &[1, 2, 3], Emit::Upserts),
             vec![(2, 2, "update"), (3, 3, "insert")]
         );
         // a changelog's partition can shrink: the places left empty are deleted
         assert_eq!(
-            diff(&[1, 2, 3], &[2], true),
+            diff(&[1, 2, 3], &[2], Emit::Upserts),
             vec![(2, 1, "update"), (2, 2, "delete"), (3, 3, "delete")]
         );
-        assert_eq!(diff(&[4], &[], true), vec![(4, 1, "delete")]);
+        assert_eq!(diff(&[4], &[], Emit::Upserts), vec![(4, 1, "delete")]);
+    }
+
+    #[test]
+    fn place_retractions_take_back_each_moved_row_with_its_old_rank() {
+        // 2 moves from rank 1 to 2 under a new 1; 3 leaves
+        assert_eq!(
+            diff(&[2, 3], &[1, 2], Emit::PlaceRetractions),
+            vec![
+                (2, 1, "delete"),
+                (3, 2, "delete"),
+                (1, 1, "insert"),
+                (2, 2, "insert")
+            ]
+        );
+        assert!(diff(&[5, 6], &[5, 6], Emit::PlaceRetractions).is_empty());
+        assert_eq!(
+            diff(&[5, 6], &[5], Emit::PlaceRetractions),
+            vec![(6, 2, "delete")]
+        );
     }
 
     #[test]
     fn dropped_ranks_delete_what_left_then_insert_what_came() {
         assert_eq!(
-            diff(&[2, 5], &[1, 2], false),
+            diff(&[2, 5], &[1, 2], Emit::Rows),
             vec![(5, 2, "delete"), (1, 1, "insert")]
         );
         // equal rows count as many times as they occur
-        assert_eq!(diff(&[4], &[4, 4], false), vec![(4, 2, "insert")]);
-        assert!(diff(&[4, 4], &[4, 4], false).is_empty());
+        assert_eq!(diff(&[4], &[4, 4], Emit::Rows), vec![(4, 2, "insert")]);
+        assert!(diff(&[4, 4], &[4, 4], Emit::Rows).is_empty());
         assert_eq!(
-            diff(&[3, 4], &[], false),
+            diff(&[3, 4], &[], Emit::Rows),
             vec![(3, 1, "delete"), (4, 2, "delete")]
         );
     }

@@ -39,7 +39,7 @@ use arrow_row::{RowConverter, SortField};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use sqlparser::ast;
 use weir_core::error::{Error, Result};
-use weir_core::expr::{col, lit, ColumnarValue, Expr, FunctionRef, ScalarFunction};
+use weir_core::expr::{col, ColumnarValue, Expr, FunctionRef, ScalarFunction};
 use weir_engine::graph::Stream;
 use weir_functions::aggregate::{AggregateState, AggregateUdf};
 use weir_functions::Agg;
@@ -48,7 +48,7 @@ use weir_operators::OP_COLUMN;
 use crate::error::{at_node, engine, SqlError};
 use crate::rank::OrderKey;
 use crate::row_bag::{unpack, Finish, RowBag};
-use crate::top_n::{changes, row_layout, TopLimit};
+use crate::top_n::{changes, row_layout, Emit, TopLimit};
 
 /// A row's sign: +1 insert, -1 delete.
 const SIGN: &str = "__weir_sign";
@@ -96,13 +96,11 @@ pub(crate) fn arrival_top_n(
         .with_column(ROW, encode)
         .map_err(|e| engine(node, e))?;
     if changelog {
-        let sign = Expr::Case {
-            branches: vec![
-                (col(OP_COLUMN).eq(lit("insert")), lit(1i64)),
-                (col(OP_COLUMN).eq(lit("delete")), lit(-1i64)),
-            ],
-            otherwise: None,
-        };
+        // an op other than insert or delete is an error, not a skipped row
+        let sign = Expr::call(
+            FunctionRef::new(crate::row_bag::OpSign),
+            vec![col(OP_COLUMN)],
+        );
         rows = rows.with_column(SIGN, sign).map_err(|e| engine(node, e))?;
         keep.push(SIGN.to_string());
         agg = agg.retracting(SIGN);
@@ -142,7 +140,7 @@ pub(crate) fn arrival_top_n(
         keys: partition.to_vec(),
         positions,
         fields,
-        keep_rownum: limit.keep_rownum,
+        emit: limit.emit(),
         schema: output.clone(),
     };
     Ok(tops.map_batches_with_schema(output, move |b| explode.on_batch(&b)))
@@ -233,7 +231,7 @@ pub(crate) struct Explode {
     /// The output column of each row-format column.
     positions: Vec<usize>,
     fields: Vec<SortField>,
-    keep_rownum: bool,
+    emit: Emit,
     schema: SchemaRef,
 }
 
@@ -256,7 +254,7 @@ impl Explode {
         };
         let mut all = Vec::new();
         for (old, new) in pairs {
-            all.extend(changes(&list(old)?, &list(new)?, self.keep_rownum));
+            all.extend(changes(&list(old)?, &list(new)?, self.emit));
         }
         let converter = RowConverter::new(self.fields.clone()).map_err(fail)?;
         let parser = converter.parser();
