@@ -614,27 +614,21 @@ impl Table {
         node: &impl ast::Spanned,
     ) -> Result<(), SqlError> {
         let kind = self.kind()?;
-        crate::partitioned::check_rolling(self, &|m| self.err(m))?;
+        let rolling = crate::partitioned::rolling(self, &|m| self.err(m))?;
+        let format = match kind {
+            "json" => FileFormat::JsonLines,
+            "csv" => FileFormat::Csv,
+            _ => FileFormat::Parquet,
+        };
         if !self.partition_by.is_empty() {
             let spec = crate::partitioned::spec(self, &|m| self.err(m))?;
-            let format = match kind {
-                "json" => FileFormat::JsonLines,
-                "csv" => FileFormat::Csv,
-                _ => FileFormat::Parquet,
-            };
             return stream
-                .sink_partitioned(self.path(base)?, format, spec)
+                .sink_files(self.path(base)?, format, Some(spec), rolling)
                 .map_err(|e| engine(node, e));
         }
         match kind {
-            "parquet" => stream
-                .sink_parquet(self.path(base)?)
-                .map_err(|e| engine(node, e)),
-            "json" => stream
-                .sink_json(self.path(base)?)
-                .map_err(|e| engine(node, e)),
-            "csv" => stream
-                .sink_csv(self.path(base)?)
+            "parquet" | "json" | "csv" => stream
+                .sink_files(self.path(base)?, format, None, rolling)
                 .map_err(|e| engine(node, e)),
             "nexmark" => Err(at_node(
                 node,

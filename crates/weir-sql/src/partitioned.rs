@@ -6,7 +6,9 @@
 
 use crate::catalog::Table;
 use crate::error::SqlError;
-use weir_connectors::files::{CommitTrigger, PartitionCommit, PartitionSpec, SUCCESS_FILE};
+use weir_connectors::files::{
+    CommitTrigger, PartitionCommit, PartitionSpec, RollingPolicy, SUCCESS_FILE,
+};
 
 /// The options a partitioned filesystem table takes besides the file ones.
 pub(crate) const OPTIONS: &[&str] = &[
@@ -20,9 +22,8 @@ pub(crate) const OPTIONS: &[&str] = &[
     "partition.default-name",
 ];
 
-/// Flink's rolling options, which every filesystem sink accepts and does
-/// not apply: weir closes a subtask's part (of each partition) at every
-/// checkpoint and at the end.
+/// Flink's rolling options, which every filesystem sink with a directory
+/// path takes (`weir_connectors::files::RollingPolicy`).
 pub(crate) const ROLLING_OPTIONS: &[&str] = &[
     "sink.rolling-policy.rollover-interval",
     "sink.rolling-policy.check-interval",
@@ -30,33 +31,43 @@ pub(crate) const ROLLING_OPTIONS: &[&str] = &[
     "sink.rolling-policy.inactivity-interval",
 ];
 
-/// Checks the values of the rolling options `table` gives.
-pub(crate) fn check_rolling(
+/// The rolling policy `table`'s options give (the default rolls nothing).
+pub(crate) fn rolling(
     table: &Table,
     err: &dyn Fn(String) -> SqlError,
-) -> Result<(), SqlError> {
+) -> Result<RollingPolicy, SqlError> {
     let option = |k: &str| table.options.get(k).map(|v| v.trim().to_string());
-    for k in [
-        "sink.rolling-policy.rollover-interval",
-        "sink.rolling-policy.check-interval",
-        "sink.rolling-policy.inactivity-interval",
-    ] {
-        if let Some(v) = option(k) {
-            duration_ms(&v).ok_or_else(|| {
-                err(format!(
-                    "'{k}' = '{v}' is not a duration (such as '1 min', '30 s', '2 h')"
-                ))
-            })?;
+    let mut policy = RollingPolicy::default();
+    let duration = |k: &str| -> Result<Option<std::time::Duration>, SqlError> {
+        let Some(v) = option(k) else {
+            return Ok(None);
+        };
+        match duration_ms(&v) {
+            Some(ms) if ms > 0 => Ok(Some(std::time::Duration::from_millis(ms as u64))),
+            _ => Err(err(format!(
+                "'{k}' = '{v}' is not a duration (such as '1 min', '30 s', '2 h')"
+            ))),
         }
+    };
+    let engine = |e: weir_core::error::Error| err(e.to_string());
+    if let Some(d) = duration("sink.rolling-policy.rollover-interval")? {
+        policy = policy.with_rollover(d).map_err(engine)?;
+    }
+    if let Some(d) = duration("sink.rolling-policy.inactivity-interval")? {
+        policy = policy.with_inactivity(d).map_err(engine)?;
+    }
+    if let Some(d) = duration("sink.rolling-policy.check-interval")? {
+        policy = policy.with_check_interval(d).map_err(engine)?;
     }
     if let Some(v) = option("sink.rolling-policy.file-size") {
-        bytes(&v).ok_or_else(|| {
+        let size = bytes(&v).ok_or_else(|| {
             err(format!(
                 "'sink.rolling-policy.file-size' = '{v}' is not a size (such as '128MB')"
             ))
         })?;
+        policy = policy.with_file_size(size);
     }
-    Ok(())
+    Ok(policy)
 }
 
 /// The partitioning `table` declares.

@@ -3,7 +3,9 @@
 //! File sinks write to hidden staging files beside the target and stage
 //! [`PendingCommit`]s in the job's commit log; the executor publishes them
 //! (atomic renames) only after the whole job succeeded. A failed job leaves
-//! the output path untouched: staging files are removed on drop.
+//! the output path untouched: staging files are removed on drop. A
+//! [`RollingPolicy`] (`rolling.rs`) closes a directory sink's parts by
+//! size, age or inactivity; rolled parts are published the same way.
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -17,6 +19,7 @@ use weir_core::operator::{Ctx, Operator, Output, PendingCommit, TaskInfo};
 use weir_core::state::{StateReader, StateWriter};
 
 mod partition;
+mod rolling;
 mod shards;
 mod sink;
 mod target;
@@ -24,6 +27,7 @@ mod target;
 pub use partition::{
     CommitTrigger, PartitionCommit, PartitionSpec, DEFAULT_PARTITION, SUCCESS_FILE,
 };
+pub use rolling::RollingPolicy;
 pub use shards::{target_status, TargetStatus};
 pub use sink::FileSink;
 
@@ -111,6 +115,8 @@ pub struct FileSinkSpec {
     schema: SchemaRef,
     /// Partition columns (and how to split rows by them), if partitioned.
     partitioning: Option<(PartitionSpec, partition::Splitter)>,
+    /// When a part is closed and the next one started.
+    rolling: RollingPolicy,
     // state: the watermarks the subtasks reported (a partitioned sink
     // commits partitions by the lowest)
     pub(super) watermarks: Mutex<partition::Watermarks>,
@@ -130,6 +136,7 @@ impl FileSinkSpec {
             single_file,
             schema,
             partitioning: None,
+            rolling: RollingPolicy::default(),
             watermarks: Mutex::default(),
             prepared: Mutex::new(None),
         })
@@ -187,9 +194,32 @@ impl FileSinkSpec {
             single_file: false,
             schema,
             partitioning: Some((partitioning, splitter)),
+            rolling: RollingPolicy::default(),
             watermarks: Mutex::default(),
             prepared: Mutex::new(None),
         }))
+    }
+
+    /// This sink with `policy` rolling its parts (a directory target: one
+    /// file cannot roll). Set before the sink is shared.
+    pub fn try_with_rolling(mut self: Arc<Self>, policy: RollingPolicy) -> Result<Arc<Self>> {
+        if self.single_file && policy.rolls() {
+            return Err(Error::option(
+                "sink.rolling-policy",
+                format!(
+                    "{} is one file, which cannot roll into several: give a directory path \
+                     (without the .{} extension)",
+                    self.path.display(),
+                    self.format.extension()
+                ),
+            ));
+        }
+        Arc::get_mut(&mut self)
+            .ok_or_else(|| {
+                Error::Plan("a file sink's rolling policy is set before it is shared".into())
+            })?
+            .rolling = policy;
+        Ok(self)
     }
 
     /// The schema of the files: the rows' without the partition columns.

@@ -13,10 +13,11 @@
 //!  the marker when the run ends
 //! ```
 //! A shard killed mid-commit leaves no marker: `target_status` then names it
-//! as missing, and its next run replaces its parts. May use `target` and
-//! `weir_core`.
+//! as missing, and its next run replaces its parts. May use `target`,
+//! `rolling` and `weir_core`.
 
 use super::target::{self, shard_tag};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use weir_core::error::{Error, Result};
 use weir_core::message::CheckpointId;
@@ -293,19 +294,40 @@ impl PendingCommit for ShardCommit {
             }
             let staging = self.dir.join(target::CHECKPOINT_STAGING);
             let tag = shard_tag(Some(self.shard));
+            // per subtask its staged parts by sequence (a rolling policy
+            // closes several): one is part-S, several part-S-rK in order
+            let mut staged: BTreeMap<usize, Vec<(u64, String)>> = BTreeMap::new();
             for name in names(&staging)? {
                 let Some(rest) = name.strip_prefix(prefix.as_str()) else {
                     continue;
                 };
-                let subtask = rest.split('-').next().and_then(|s| s.parse::<usize>().ok());
-                let Some(subtask) = subtask.filter(|_| target::inprogress_shard(&name).is_some())
-                else {
+                if target::inprogress_shard(&name).is_none() {
+                    continue;
+                }
+                let stem = rest.rsplit_once('.').map_or(rest, |(s, _)| s);
+                let mut fields = stem.split('-').map(str::parse::<u64>);
+                let (Some(Ok(subtask)), Some(Ok(seq))) = (fields.next(), fields.next()) else {
                     continue;
                 };
-                let to = self
-                    .dir
-                    .join(format!("part-{tag}{subtask:05}.{}", self.extension));
-                std::fs::rename(staging.join(&name), &to).map_err(|e| Error::io(&to, e))?;
+                staged
+                    .entry(subtask as usize)
+                    .or_default()
+                    .push((seq, name));
+            }
+            for (subtask, mut parts) in staged {
+                parts.sort_unstable();
+                let several = parts.len() > 1;
+                for (k, (_, name)) in parts.into_iter().enumerate() {
+                    let roll = if several {
+                        super::rolling::roll_suffix(k as u64)
+                    } else {
+                        String::new()
+                    };
+                    let to = self
+                        .dir
+                        .join(format!("part-{tag}{subtask:05}{roll}.{}", self.extension));
+                    std::fs::rename(staging.join(&name), &to).map_err(|e| Error::io(&to, e))?;
+                }
             }
             // the staging directory stays: another shard may be about to write in it
         }
@@ -580,5 +602,52 @@ mod tests {
         let e = prepare(&dir, Shard::try_new(0, 2).unwrap(), Some(Some(3)), &[]).unwrap_err();
         assert!(e.to_string().contains("a run as 3 shards"), "{e}");
         assert!(dir.join(target::ADOPTED).exists());
+    }
+}
+
+#[cfg(test)]
+mod rolled_tests {
+    use super::*;
+
+    #[test]
+    fn a_shards_rolled_parts_are_published_in_order_under_distinct_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("out");
+        let staging = dir.join(target::CHECKPOINT_STAGING);
+        std::fs::create_dir_all(&staging).unwrap();
+        target::mark(&dir).unwrap();
+        // subtask 0 rolled twice (sequences 2 and 10: sorted as numbers),
+        // subtask 1 wrote one part; another run's file is left alone
+        let prefix = "inprogress-shard-0-of-2-77-5-";
+        for (name, text) in [
+            ("inprogress-shard-0-of-2-77-5-0-10.csv", "third"),
+            ("inprogress-shard-0-of-2-77-5-0-2.csv", "second"),
+            ("inprogress-shard-0-of-2-77-5-0-1.csv", "first"),
+            ("inprogress-shard-0-of-2-77-5-1-3.csv", "only"),
+            ("inprogress-shard-0-of-2-78-5-0-1.csv", "other run"),
+        ] {
+            std::fs::write(staging.join(name), text).unwrap();
+        }
+        Box::new(ShardCommit {
+            dir: dir.clone(),
+            shard: Shard::try_new(0, 2).unwrap(),
+            staged_prefix: Some(prefix.to_string()),
+            extension: "csv",
+        })
+        .commit()
+        .unwrap();
+        let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+        assert_eq!(read("part-shard-0-of-2-00000-r00000.csv"), "first");
+        assert_eq!(read("part-shard-0-of-2-00000-r00001.csv"), "second");
+        assert_eq!(read("part-shard-0-of-2-00000-r00002.csv"), "third");
+        assert_eq!(read("part-shard-0-of-2-00001.csv"), "only");
+        assert!(staging
+            .join("inprogress-shard-0-of-2-78-5-0-1.csv")
+            .exists());
+        let marker = read(".weir-shard-0-of-2");
+        assert!(
+            marker.contains("part-shard-0-of-2-00000-r00002.csv"),
+            "{marker}"
+        );
     }
 }

@@ -30,6 +30,41 @@ enum Writer {
 struct Open {
     writer: Writer,
     staged: StagedFile,
+    /// Wall clock (ms) when it was opened and when last written (rolling).
+    opened_ms: i64,
+    written_ms: i64,
+}
+
+impl Open {
+    /// Bytes the part holds so far (Parquet: with its row group in progress).
+    fn size(&self) -> u64 {
+        match &self.writer {
+            Writer::Parquet(w) => (w.bytes_written() + w.in_progress_size()) as u64,
+            // flushed bytes (a buffer of a few KiB may not be yet)
+            Writer::Json(_) | Writer::Csv(_) => std::fs::metadata(&self.staged.staging)
+                .map(|m| m.len())
+                .unwrap_or(0),
+        }
+    }
+
+    /// Finishes the part (footer, flush, fsync): its staged file.
+    #[must_use = "a staged file dropped uncommitted is deleted"]
+    fn close(self) -> Result<StagedFile> {
+        let target = &self.staged.staging;
+        let sync = |file: &File| file.sync_all().map_err(|e| Error::io(target, e));
+        match self.writer {
+            Writer::Parquet(w) => {
+                let file = w.into_inner().map_err(|e| parquet_error(target, e))?;
+                sync(&file)?
+            }
+            Writer::Json(mut w) => {
+                w.finish().map_err(Error::Arrow)?;
+                sync(&flushed(w.into_inner(), target)?)?
+            }
+            Writer::Csv(w) => sync(&flushed(w.into_inner(), target)?)?,
+        }
+        Ok(self.staged)
+    }
 }
 
 /// State entry: partitions written but not committed yet (path → the
@@ -62,6 +97,12 @@ pub struct FileSink {
     open: BTreeMap<String, Open>,
     /// Partitions written and not committed yet, with their first row's wall clock.
     uncommitted: BTreeMap<String, i64>,
+    /// Parts closed by the rolling policy, waiting for the next checkpoint
+    /// (checkpointed runs), with their partition paths.
+    rolled: Vec<(StagedFile, String)>,
+    /// Per partition path, the parts this subtask opened (a run without
+    /// checkpoints names its K-th part by K when the sink rolls).
+    parts: BTreeMap<String, u64>,
     /// The input ended (every partition is then complete).
     ended: bool,
 }
@@ -76,6 +117,8 @@ impl FileSink {
             part_seq: 0,
             open: BTreeMap::new(),
             uncommitted: BTreeMap::new(),
+            rolled: Vec::new(),
+            parts: BTreeMap::new(),
             ended: false,
         }
     }
@@ -129,9 +172,16 @@ impl FileSink {
             (dir.clone(), dir.join(name), Some(spec.path.clone()))
         } else {
             let dir = spec.staging_dir(run).join(rel);
-            let name = format!("part-{:05}.{}", self.subtask, spec.format.extension());
+            let k = self.parts.get(rel).copied().unwrap_or(0);
+            let roll = if spec.rolling.rolls() {
+                super::rolling::roll_suffix(k)
+            } else {
+                String::new()
+            };
+            let name = format!("part-{:05}{roll}.{}", self.subtask, spec.format.extension());
             (dir.clone(), dir.join(name), None)
         };
+        *self.parts.entry(rel.to_string()).or_default() += 1;
         let created_dirs = create_dirs(&dir)?;
         let mut staged = StagedFile {
             staging,
@@ -180,11 +230,17 @@ impl FileSink {
                 )
             }
         };
-        Ok(Open { writer, staged })
+        let now = weir_core::operator::now_ms();
+        Ok(Open {
+            writer,
+            staged,
+            opened_ms: now,
+            written_ms: now,
+        })
     }
 
     /// Writes `batch` into the open part of partition `rel`.
-    fn write(&mut self, ctx: &Ctx, rel: &str, batch: &RecordBatch) -> Result<()> {
+    fn write(&mut self, ctx: &mut Ctx, rel: &str, batch: &RecordBatch) -> Result<()> {
         self.writer(ctx, rel)?;
         let sink = &self.spec.path;
         let open = self.open.get_mut(rel).expect("opened above");
@@ -202,7 +258,48 @@ impl FileSink {
                 )?)
                 .map_err(io),
             Writer::Csv(w) => w.write(batch).map_err(io),
+        }?;
+        let rolling = self.spec.rolling;
+        if rolling.rolls() {
+            let now = weir_core::operator::now_ms();
+            open.written_ms = now;
+            let due = rolling.due(open.size(), open.opened_ms, now, now);
+            if due {
+                self.roll(ctx, rel)?;
+            }
+            self.arm(ctx);
         }
+        Ok(())
+    }
+
+    /// Asks for the next processing-time check of a timed rolling policy
+    /// while parts are open.
+    fn arm(&self, ctx: &mut Ctx) {
+        let rolling = self.spec.rolling;
+        if rolling.timed() && !self.open.is_empty() && ctx.processing_timer().is_none() {
+            ctx.set_processing_timer(Some(
+                weir_core::operator::now_ms().saturating_add(rolling.check_ms()),
+            ));
+        }
+    }
+
+    /// Closes the open part of partition `rel` (the rolling policy says
+    /// so): checkpointed, it waits for the next checkpoint; otherwise it is
+    /// published with the run, as the last part will be.
+    fn roll(&mut self, ctx: &mut Ctx, rel: &str) -> Result<()> {
+        let Some(open) = self.open.remove(rel) else {
+            return Ok(());
+        };
+        let mut staged = open.close()?;
+        if self.checkpointed {
+            self.rolled.push((staged, rel.to_string()));
+        } else {
+            if ctx.shard().is_some() {
+                staged.target = None; // renamed by the shard's commit
+            }
+            ctx.commits().stage(Box::new(staged));
+        }
+        Ok(())
     }
 
     /// End of input in shard `shard`: stages the last part (checkpointed:
@@ -210,7 +307,9 @@ impl FileSink {
     fn end_shard(&mut self, ctx: &mut Ctx, shard: weir_core::shard::Shard) -> Result<()> {
         if !self.checkpointed {
             // (checkpointed: the final checkpoint closes and publishes the open part)
-            self.writer(ctx, "")?; // an empty result still produces a (valid, empty) file
+            if self.parts.is_empty() {
+                self.writer(ctx, "")?; // an empty result still produces a (valid, empty) file
+            }
             for (mut staged, _) in self.close_all()? {
                 staged.target = None; // renamed by the shard's commit
                 ctx.commits().stage(Box::new(staged));
@@ -243,20 +342,7 @@ impl FileSink {
     fn close_all(&mut self) -> Result<Vec<(StagedFile, String)>> {
         let mut closed = Vec::new();
         for (rel, open) in std::mem::take(&mut self.open) {
-            let target = &open.staged.staging;
-            let sync = |file: &File| file.sync_all().map_err(|e| Error::io(target, e));
-            match open.writer {
-                Writer::Parquet(w) => {
-                    let file = w.into_inner().map_err(|e| parquet_error(target, e))?;
-                    sync(&file)?
-                }
-                Writer::Json(mut w) => {
-                    w.finish().map_err(Error::Arrow)?;
-                    sync(&flushed(w.into_inner(), target)?)?
-                }
-                Writer::Csv(w) => sync(&flushed(w.into_inner(), target)?)?,
-            }
-            closed.push((open.staged, rel));
+            closed.push((open.close()?, rel));
         }
         Ok(closed)
     }
@@ -391,9 +477,21 @@ impl Operator for FileSink {
     fn snapshot(&mut self, ctx: &mut Ctx, state: &mut StateWriter) -> Result<()> {
         let ext = self.spec.format.extension();
         let mut published = Vec::new();
-        for (mut staged, rel) in self.close_all()? {
+        // the parts rolled since the last checkpoint, then the open ones;
+        // with a rolling policy each is the K-th of its partition (in order)
+        let mut parts = std::mem::take(&mut self.rolled);
+        parts.extend(self.close_all()?);
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for (mut staged, rel) in parts {
+            let k = counts.entry(rel.clone()).or_default();
+            let roll = if self.spec.rolling.rolls() {
+                super::rolling::roll_suffix(*k)
+            } else {
+                String::new()
+            };
+            *k += 1;
             let name = format!(
-                "part-{}{:08}-{:05}.{ext}",
+                "part-{}{:08}-{:05}{roll}.{ext}",
                 target::shard_tag(ctx.shard()),
                 state.checkpoint(),
                 self.subtask
@@ -500,6 +598,22 @@ impl Operator for FileSink {
         }
     }
 
+    fn on_processing_time(&mut self, now: i64, ctx: &mut Ctx, _: &mut Output) -> Result<()> {
+        let rolling = self.spec.rolling;
+        let due: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, o)| rolling.due(0, o.opened_ms, o.written_ms, now))
+            .map(|(rel, _)| rel.clone())
+            .collect();
+        for rel in due {
+            self.roll(ctx, &rel)?;
+        }
+        ctx.set_processing_timer(None);
+        self.arm(ctx);
+        Ok(())
+    }
+
     fn on_batch(
         &mut self,
         _: usize,
@@ -540,7 +654,7 @@ impl Operator for FileSink {
             }
             return Ok(());
         }
-        if self.spec.partitioning.is_none() {
+        if self.spec.partitioning.is_none() && self.parts.is_empty() {
             self.writer(ctx, "")?; // an empty result still produces a (valid, empty) file
         }
         let spec = self.spec.clone();

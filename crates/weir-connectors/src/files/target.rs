@@ -12,6 +12,8 @@
 //!      .weir-target                       the marker: weir owns this directory
 //!      part-SSSSS.EXT                     part of subtask S (a run without checkpoints)
 //!      part-CCCCCCCC-SSSSS.EXT            part of subtask S published by checkpoint C
+//!      part-SSSSS-rKKKKK.EXT,             with a rolling policy (rolling.rs): the subtask's
+//!      part-CCCCCCCC-SSSSS-rKKKKK.EXT     K-th part (of the run, or of checkpoint C)
 //!      .weir-staging/                     checkpointed runs: inprogress-PID-RUN-S-SEQ.EXT
 //!                                         and part-C-S.EXT waiting for checkpoint C
 //!      k1=v1/k2=v2/                       a partitioned sink's partitions (partition.rs):
@@ -109,11 +111,12 @@ fn strip_shard(rest: &str) -> Option<(Option<(usize, usize)>, &str)> {
     Some((Some((i.parse().ok()?, n.parse().ok()?)), r))
 }
 
-/// `part-[shard-I-of-N-]SSSSS.EXT` (a run without checkpoints) or
-/// `part-[shard-I-of-N-]CCCCCCCC-SSSSS.EXT` (published by checkpoint C):
+/// `part-[shard-I-of-N-]SSSSS[-rKKKKK].EXT` (a run without checkpoints) or
+/// `part-[shard-I-of-N-]CCCCCCCC-SSSSS[-rKKKKK].EXT` (published by
+/// checkpoint C; `-rKKKKK`: the K-th part of a rolling policy):
 /// `Some(shard)` for a part (`Some(None)`: of a run as one process).
 pub(crate) fn part_shard(name: &str) -> Option<Option<(usize, usize)>> {
-    let rest = weir_ext(name)?.strip_prefix("part-")?;
+    let rest = super::rolling::strip_roll(weir_ext(name)?).strip_prefix("part-")?;
     let (shard, rest) = strip_shard(rest)?;
     let ok = match rest.split_once('-') {
         None => digits(rest, 5),
@@ -132,7 +135,7 @@ pub(crate) fn part_checkpoint(name: &str) -> Option<u64> {
     if !is_part(name) {
         return None;
     }
-    let rest = weir_ext(name)?.strip_prefix("part-")?;
+    let rest = super::rolling::strip_roll(weir_ext(name)?).strip_prefix("part-")?;
     let (_, rest) = strip_shard(rest)?;
     rest.split_once('-')?.0.parse().ok()
 }
@@ -569,9 +572,18 @@ mod tests {
             "part-00012.jsonl",
             "part-123456.parquet",
             "part-00000007-00001.parquet",
+            "part-00000-r00000.parquet",
+            "part-00000007-00001-r00012.csv",
+            "part-shard-1-of-3-00000-r00001.jsonl",
         ] {
             assert!(is_part(ours), "{ours}");
         }
+        assert_eq!(part_checkpoint("part-00000007-00001-r00012.csv"), Some(7));
+        assert_eq!(
+            part_checkpoint("part-00003-r00001.csv"),
+            None,
+            "no checkpoint"
+        );
         for theirs in [
             "part-00000-3f2a9c1e-1111-2222-3333-444455556666-c000.snappy.parquet",
             "part-archive",
@@ -582,6 +594,9 @@ mod tests {
             "part-shard-1-00000.parquet",
             "part-00000007-00001.parquet.bak",
             "xpart-00000.parquet",
+            "part-00000-r1.parquet",
+            "part-r00001.parquet",
+            "part-00000-r00001-r00002.parquet",
         ] {
             assert!(!is_part(theirs), "{theirs}");
         }

@@ -1,7 +1,7 @@
 //! Where a stream's rows go: file sinks, brokers, stdout, collection.
 
 use super::*;
-use weir_connectors::files::PartitionSpec;
+use weir_connectors::files::{PartitionSpec, RollingPolicy};
 
 impl Stream {
     fn sink(&self, name: &str, op: OperatorFactory, max_parallelism: Option<usize>) -> NodeId {
@@ -48,6 +48,51 @@ impl Stream {
         self.sink_file_as(path.into(), format, Some(partitioning))
     }
 
+    /// Writes `format` into `path` as the other file sinks do, partitioned
+    /// by `partitioning` if given, its parts closed and the next ones
+    /// started as `rolling` says (a directory target: each subtask's K-th
+    /// part of a run, or of a checkpoint, is `part-…-rKKKKK.EXT`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+    /// use weir::connectors::files::{FileFormat, RollingPolicy};
+    /// use weir::{ExecConfig, Job};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let x: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10_000));
+    /// let batches: Vec<RecordBatch> = (0..10)
+    ///     .map(|i| RecordBatch::try_from_iter([("x", x.slice(i * 1000, 1000))]))
+    ///     .collect::<Result<_, _>>()?;
+    /// let job = Job::new();
+    /// job.from_batches(batches[0].schema(), vec![batches])?.sink_files(
+    ///     dir.path().join("out"),
+    ///     FileFormat::Csv,
+    ///     None,
+    ///     RollingPolicy::default().with_file_size(4096),
+    /// )?;
+    /// job.run(&ExecConfig::batch())?;
+    /// let parts = std::fs::read_dir(dir.path().join("out"))?
+    ///     .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("part-")))
+    ///     .count();
+    /// assert!(parts > 1, "{parts} parts");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sink_files(
+        &self,
+        path: impl Into<PathBuf>,
+        format: FileFormat,
+        partitioning: Option<PartitionSpec>,
+        rolling: RollingPolicy,
+    ) -> Result<()> {
+        if format == FileFormat::Csv {
+            self.check_csv()?;
+        }
+        self.sink_file_with(path.into(), format, partitioning, rolling)
+    }
+
     fn check_csv(&self) -> Result<()> {
         for f in self.schema.fields() {
             if f.data_type().is_nested() {
@@ -73,6 +118,16 @@ impl Stream {
         path: PathBuf,
         format: FileFormat,
         partitioning: Option<PartitionSpec>,
+    ) -> Result<()> {
+        self.sink_file_with(path, format, partitioning, RollingPolicy::default())
+    }
+
+    fn sink_file_with(
+        &self,
+        path: PathBuf,
+        format: FileFormat,
+        partitioning: Option<PartitionSpec>,
+        rolling: RollingPolicy,
     ) -> Result<()> {
         if path.as_os_str().is_empty() {
             return Err(Error::option("sink.path", "is empty"));
@@ -105,7 +160,8 @@ impl Stream {
             Some(p) => {
                 FileSinkSpec::try_new_partitioned(path.clone(), format, self.schema.clone(), p)?
             }
-        };
+        }
+        .try_with_rolling(rolling)?;
         spec.check_target()?;
         let single = spec.is_single_file();
         let fac: OperatorFactory =
