@@ -257,3 +257,184 @@ fn a_partitioned_sink_rolls_each_partitions_parts_apart() {
         assert_eq!(got, rows, "partition {parity}");
     }
 }
+
+#[test]
+fn json_parts_roll_on_inactivity_and_an_empty_result_keeps_one_part_per_subtask() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 batches about 0.55 s apart (see parts_roll_on_time_while_a_paced_source_writes)
+    let data = dir.path().join("obd");
+    common::generate_obd(&data, 500, 20, 1);
+    let json = |out: &Path, filter: &str, extra: &str| {
+        format!(
+            "{}CREATE TABLE copy (vehicle_id BIGINT, speed DOUBLE) WITH ('connector' = \
+             'filesystem', 'format' = 'json', 'path' = '{}'{extra});\n\
+             INSERT INTO copy SELECT vehicle_id, speed FROM obd{filter};",
+            obd_table(&data, "'10' MINUTE").replace(
+                "'format' = 'parquet');\n",
+                "'format' = 'parquet', 'scan.speed' = '10x');\n",
+            ),
+            out.display()
+        )
+    };
+    let out = dir.path().join("copy");
+    let idle = ", 'sink.rolling-policy.inactivity-interval' = '150 ms', \
+                'sink.rolling-policy.check-interval' = '20 ms'";
+    sql(
+        dir.path(),
+        &json(&out, "", idle),
+        &["--mode", "pipelined", "--parallelism", "1"],
+    );
+    let names = parts(&out);
+    assert_eq!(
+        names.len(),
+        4,
+        "each batch rolls 200 ms after it: {names:?}"
+    );
+    let mut got = Vec::new();
+    for n in &names {
+        assert!(n.ends_with(".jsonl") && n.contains("-r0000"), "{n}");
+        for line in std::fs::read_to_string(out.join(n)).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            got.push((
+                v["vehicle_id"].as_i64().unwrap(),
+                v["speed"].as_f64().unwrap().to_bits(),
+            ));
+        }
+    }
+    let mut want: Vec<(i64, u64)> = input_rows(&data)
+        .into_iter()
+        .map(|(v, _, s)| (v, s.to_bits()))
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // no rows: one (empty, valid) part per subtask, and none for the empty
+    // batches a filter leaves
+    let empty = dir.path().join("empty");
+    let text = json(
+        &empty,
+        " WHERE speed < 0",
+        ", 'sink.rolling-policy.file-size' = '1KB'",
+    )
+    .replace(", 'scan.speed' = '10x'", "");
+    sql(
+        dir.path(),
+        &text,
+        &["--mode", "pipelined", "--parallelism", "2"],
+    );
+    assert_eq!(
+        parts(&empty),
+        ["part-00000-r00000.jsonl", "part-00001-r00000.jsonl"]
+    );
+    for n in parts(&empty) {
+        assert_eq!(std::fs::read_to_string(empty.join(&n)).unwrap(), "", "{n}");
+    }
+}
+
+#[test]
+fn shards_roll_their_own_parts_and_a_rerun_replaces_only_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("copy");
+    let text = script(&data, &out, ", 'sink.rolling-policy.file-size' = '32KB'");
+    let file = dir.path().join("shard.sql");
+    std::fs::write(&file, &text).unwrap();
+    let run = |shard: &str, p: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .env_remove("WEIR_SHARD")
+            .env_remove("CHECKPOINT_DIR")
+            .arg("sql")
+            .arg(&file)
+            .args(["--mode", "batch", "--parallelism", p, "--shard", shard])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run("0/2", "2");
+    run("1/2", "1");
+    let names = parts(&out);
+    let of = |shard: &str| -> Vec<&String> {
+        names
+            .iter()
+            .filter(|n| n.starts_with(&format!("part-shard-{shard}-of-2-")))
+            .collect()
+    };
+    assert!(of("0").len() > 1 && !of("1").is_empty(), "{names:?}");
+    assert!(
+        names.iter().all(|n| n.contains("-r0")),
+        "every part of a rolling sink has its index: {names:?}"
+    );
+    assert_eq!(rows(&out), want(&data));
+    // shard 1 again, at another parallelism: its parts replaced, shard 0's kept
+    let before: Vec<String> = of("0").into_iter().cloned().collect();
+    run("1/2", "2");
+    let names_after = parts(&out);
+    for n in &before {
+        assert!(names_after.contains(n), "{n} kept");
+    }
+    assert_eq!(rows(&out), want(&data), "each row once after the re-run");
+}
+
+#[test]
+fn a_killed_checkpointed_run_keeps_each_rolled_row_exactly_once() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    // one file, paced: 300 s of event time at 100x, about 3 s a run; parts
+    // roll every 8 KB, several times between two checkpoints (100 ms)
+    let data = dir.path().join("obd");
+    common::generate_obd(&data, 40, 300, 1);
+    let out = dir.path().join("copy");
+    let text = script(&data, &out, ", 'sink.rolling-policy.file-size' = '8KB'").replace(
+        "'format' = 'parquet');\n",
+        "'format' = 'parquet', 'scan.speed' = '100x');\n",
+    );
+    let file = dir.path().join("rolled.sql");
+    std::fs::write(&file, text).unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let mut seed = 7u64;
+    let mut kills = 0;
+    for _ in 0..40 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .env_remove("WEIR_SHARD")
+            .env_remove("CHECKPOINT_DIR")
+            .arg("sql")
+            .arg(&file)
+            .args(["--parallelism", "2", "--checkpoint-interval", "100ms"])
+            .arg("--checkpoint-dir")
+            .arg(&ckpt)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if kills < 3 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let until = Instant::now() + Duration::from_millis(300 + (seed >> 33) % 400);
+            let mut done = None;
+            while Instant::now() < until && done.is_none() {
+                done = child.try_wait().unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if done.is_none() {
+                child.kill().unwrap(); // SIGKILL, rolled parts waiting for a checkpoint
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        break;
+    }
+    assert_eq!(kills, 3, "killed three times before finishing");
+    let names = parts(&out);
+    assert!(names.iter().all(|n| rolled_name(n, true)), "{names:?}");
+    assert!(names.len() >= 3, "{names:?}");
+    assert_eq!(
+        rows(&out),
+        want(&data),
+        "every row once after {kills} kills"
+    );
+}

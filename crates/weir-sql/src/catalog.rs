@@ -246,10 +246,20 @@ impl Table {
         path: &Path,
         node: &impl ast::Spanned,
     ) -> Result<(), SqlError> {
-        match self.kind()? {
-            "parquet" => stream.sink_parquet(path).map_err(|e| engine(node, e)),
-            "json" => stream.sink_json(path).map_err(|e| engine(node, e)),
-            "csv" => stream.sink_csv(path).map_err(|e| engine(node, e)),
+        let kind = self.kind()?;
+        let format = match kind {
+            "json" => FileFormat::JsonLines,
+            "csv" => FileFormat::Csv,
+            _ => FileFormat::Parquet,
+        };
+        match kind {
+            // the table's rolling policy goes with its rows
+            "parquet" | "json" | "csv" => {
+                let rolling = crate::partitioned::rolling(self, &|m| self.err(m))?;
+                stream
+                    .sink_files(path, format, None, rolling)
+                    .map_err(|e| engine(node, e))
+            }
             "nexmark" | "kafka" | "redis" => Table::sink_by_extension(stream, path, node),
             _ => Table::sink_by_extension(stream, path, node),
         }

@@ -65,7 +65,7 @@ pub(crate) fn rolling(
                 "'sink.rolling-policy.file-size' = '{v}' is not a size (such as '128MB')"
             ))
         })?;
-        policy = policy.with_file_size(size);
+        policy = policy.with_file_size(size).map_err(engine)?;
     }
     Ok(policy)
 }

@@ -13,6 +13,7 @@
 //!  roll p: close (footer, fsync) ─► pending; the next row of p's partition opens part k+1
 //!  names with a policy: part-S-rKKKKK.EXT (no checkpoints), part-C-S-rKKKKK.EXT
 //!  (checkpoint C), K counting a subtask's parts of a partition: names sort in write order
+//!  (up to 99,999 parts; later ones are still distinct)
 //! ```
 
 use std::time::Duration;
@@ -29,12 +30,12 @@ use weir_core::error::{Error, Result};
 /// use weir::connectors::files::RollingPolicy;
 ///
 /// let policy = RollingPolicy::default()
-///     .with_file_size(128 << 20)
-///     .with_rollover(Duration::from_secs(30 * 60))
-///     .unwrap();
+///     .with_file_size(128 << 20)?
+///     .with_rollover(Duration::from_secs(30 * 60))?;
 /// assert!(policy.rolls());
 /// assert!(!RollingPolicy::default().rolls());
-/// assert!(RollingPolicy::default().with_file_size(0).rolls());
+/// assert!(RollingPolicy::default().with_file_size(0).is_err());
+/// # Ok::<(), weir::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollingPolicy {
@@ -72,10 +73,16 @@ fn millis(what: &str, d: Duration) -> Result<i64> {
 
 impl RollingPolicy {
     /// Rolls a part once it holds `bytes` bytes (checked after each batch:
-    /// a part may end one batch over it).
-    pub fn with_file_size(mut self, bytes: u64) -> Self {
+    /// a part may end one batch over it). At least 1.
+    pub fn with_file_size(mut self, bytes: u64) -> Result<Self> {
+        if bytes == 0 {
+            return Err(Error::option(
+                "sink.rolling-policy.file-size",
+                "must be at least 1 byte",
+            ));
+        }
         self.file_size = Some(bytes);
-        self
+        Ok(self)
     }
 
     /// Rolls a part `after` it was opened.
@@ -113,10 +120,14 @@ impl RollingPolicy {
     /// Whether a part of `size` bytes, opened at `opened` and last written
     /// at `written` (wall clock ms), rolls at `now`.
     pub(super) fn due(&self, size: u64, opened: i64, written: i64, now: i64) -> bool {
-        self.file_size.is_some_and(|max| size >= max)
-            || self
-                .rollover_ms
-                .is_some_and(|d| now.saturating_sub(opened) >= d)
+        self.file_size.is_some_and(|max| size >= max) || self.due_by_time(opened, written, now)
+    }
+
+    /// Whether a part opened at `opened` and last written at `written`
+    /// rolls at `now` by the time limits alone.
+    pub(super) fn due_by_time(&self, opened: i64, written: i64, now: i64) -> bool {
+        self.rollover_ms
+            .is_some_and(|d| now.saturating_sub(opened) >= d)
             || self
                 .inactivity_ms
                 .is_some_and(|d| now.saturating_sub(written) >= d)
@@ -144,7 +155,11 @@ mod tests {
     fn a_part_rolls_by_size_age_or_inactivity() {
         let none = RollingPolicy::default();
         assert!(!none.due(u64::MAX, 0, 0, i64::MAX), "no policy: never");
-        let size = RollingPolicy::default().with_file_size(100);
+        let size = RollingPolicy::default().with_file_size(100).unwrap();
+        assert!(
+            !size.due_by_time(0, 0, i64::MAX),
+            "size alone: never by time"
+        );
         assert!(!size.due(99, 0, 0, 10));
         assert!(size.due(100, 0, 0, 10));
         let age = RollingPolicy::default()

@@ -8,8 +8,9 @@
 //!  subtasks write NAME/.weir-staging/inprogress-shard-I-of-N-PID-RUN-S-SEQ.EXT
 //!  commit (the run succeeded):
 //!     .weir-shard-I-of-N removed ─► this shard's old parts removed ─► its new parts renamed
-//!     to part-shard-I-of-N-SSSSS.EXT ─► .weir-shard-I-of-N written (JSON: its parts)
-//!  checkpointed runs publish parts per checkpoint (part-shard-I-of-N-C-S.EXT) and write
+//!     to part-shard-I-of-N-SSSSS.EXT (-rKKKKK with a rolling policy: in sequence order)
+//!     ─► .weir-shard-I-of-N written (JSON: its parts)
+//!  checkpointed runs publish parts per checkpoint (part-shard-I-of-N-C-S[-rK].EXT) and write
 //!  the marker when the run ends
 //! ```
 //! A shard killed mid-commit leaves no marker: `target_status` then names it
@@ -272,6 +273,8 @@ pub(crate) struct ShardCommit {
     /// checkpointed (nothing to rename).
     pub(crate) staged_prefix: Option<String>,
     pub(crate) extension: &'static str,
+    /// The sink has a rolling policy: every part carries its roll index.
+    pub(crate) rolls: bool,
 }
 
 impl ShardCommit {
@@ -295,7 +298,8 @@ impl PendingCommit for ShardCommit {
             let staging = self.dir.join(target::CHECKPOINT_STAGING);
             let tag = shard_tag(Some(self.shard));
             // per subtask its staged parts by sequence (a rolling policy
-            // closes several): one is part-S, several part-S-rK in order
+            // closes several): part-S-rK in order with a policy (or if there
+            // are several), else part-S
             let mut staged: BTreeMap<usize, Vec<(u64, String)>> = BTreeMap::new();
             for name in names(&staging)? {
                 let Some(rest) = name.strip_prefix(prefix.as_str()) else {
@@ -316,9 +320,9 @@ impl PendingCommit for ShardCommit {
             }
             for (subtask, mut parts) in staged {
                 parts.sort_unstable();
-                let several = parts.len() > 1;
+                let indexed = self.rolls || parts.len() > 1;
                 for (k, (_, name)) in parts.into_iter().enumerate() {
-                    let roll = if several {
+                    let roll = if indexed {
                         super::rolling::roll_suffix(k as u64)
                     } else {
                         String::new()
@@ -633,6 +637,7 @@ mod rolled_tests {
             shard: Shard::try_new(0, 2).unwrap(),
             staged_prefix: Some(prefix.to_string()),
             extension: "csv",
+            rolls: false,
         })
         .commit()
         .unwrap();

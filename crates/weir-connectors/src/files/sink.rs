@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use weir_core::error::{Error, Result};
 use weir_core::operator::{Ctx, Operator, Output, PendingCommit};
@@ -22,8 +23,38 @@ use weir_core::state::{StateReader, StateWriter};
 
 enum Writer {
     Parquet(ArrowWriter<File>),
-    Json(arrow_json::LineDelimitedWriter<BufWriter<File>>),
-    Csv(arrow_csv::Writer<BufWriter<File>>),
+    Json(arrow_json::LineDelimitedWriter<Counted>),
+    Csv(Box<arrow_csv::Writer<Counted>>),
+}
+
+/// A buffered file that counts the bytes written into it (a rolling
+/// policy's size of a JSON or CSV part, buffered bytes included).
+struct Counted {
+    inner: BufWriter<File>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl Counted {
+    fn new(file: File) -> (Counted, Arc<AtomicU64>) {
+        let bytes = Arc::new(AtomicU64::new(0));
+        let counted = Counted {
+            inner: BufWriter::new(file),
+            bytes: Arc::clone(&bytes),
+        };
+        (counted, bytes)
+    }
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A part being written: its writer and its staged file.
@@ -33,6 +64,8 @@ struct Open {
     /// Wall clock (ms) when it was opened and when last written (rolling).
     opened_ms: i64,
     written_ms: i64,
+    /// Bytes written into a JSON or CSV part (Parquet reports its own).
+    counted: Option<Arc<AtomicU64>>,
 }
 
 impl Open {
@@ -40,10 +73,10 @@ impl Open {
     fn size(&self) -> u64 {
         match &self.writer {
             Writer::Parquet(w) => (w.bytes_written() + w.in_progress_size()) as u64,
-            // flushed bytes (a buffer of a few KiB may not be yet)
-            Writer::Json(_) | Writer::Csv(_) => std::fs::metadata(&self.staged.staging)
-                .map(|m| m.len())
-                .unwrap_or(0),
+            Writer::Json(_) | Writer::Csv(_) => self
+                .counted
+                .as_ref()
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
         }
     }
 
@@ -59,9 +92,9 @@ impl Open {
             }
             Writer::Json(mut w) => {
                 w.finish().map_err(Error::Arrow)?;
-                sync(&flushed(w.into_inner(), target)?)?
+                sync(&flushed(w.into_inner().inner, target)?)?
             }
-            Writer::Csv(w) => sync(&flushed(w.into_inner(), target)?)?,
+            Writer::Csv(w) => sync(&flushed((*w).into_inner().inner, target)?)?,
         }
         Ok(self.staged)
     }
@@ -77,8 +110,9 @@ const UNCOMMITTED: &str = "partitions_uncommitted";
 ///
 /// In a checkpointed run it is a two-phase-commit sink:
 /// ```text
-///  rows ─► out/avg/.weir-staging/inprogress-<run>-<s>-<seq>.ext   (one per partition)
-///  barrier N ─► close + fsync ─► rename to .weir-staging/[k=v/…/]part-<N>-<s>.ext (pre-commit),
+///  rows ─► out/avg/.weir-staging/inprogress-<run>-<s>-<seq>.ext   (one per partition;
+///          a rolling policy closes it early and opens the next: kept for barrier N)
+///  barrier N ─► close + fsync ─► rename to .weir-staging/[k=v/…/]part-<N>-<s>[-r<k>].ext (pre-commit),
 ///               listed in the state for the coordinator; partitions now due listed too
 ///  checkpoint N complete ─► the coordinator renames them to out/avg/[k=v/…/]part-<N>-<s>.ext
 ///               (commit), then writes the due partitions' _SUCCESS files
@@ -181,7 +215,10 @@ impl FileSink {
             let name = format!("part-{:05}{roll}.{}", self.subtask, spec.format.extension());
             (dir.clone(), dir.join(name), None)
         };
-        *self.parts.entry(rel.to_string()).or_default() += 1;
+        if !self.checkpointed {
+            // (checkpointed parts are numbered at each snapshot)
+            *self.parts.entry(rel.to_string()).or_default() += 1;
+        }
         let created_dirs = create_dirs(&dir)?;
         let mut staged = StagedFile {
             staging,
@@ -201,6 +238,7 @@ impl FileSink {
         }
         let file = File::create(&staged.staging).map_err(|e| Error::io(&staged.staging, e))?;
         let schema = spec.file_schema();
+        let mut counted = None;
         let writer = match spec.format {
             FileFormat::Parquet => {
                 let props = WriterProperties::builder()
@@ -212,22 +250,25 @@ impl FileSink {
                 )
             }
             FileFormat::JsonLines => {
-                Writer::Json(super::super::json_out::writer(BufWriter::new(file)))
+                let (out, bytes) = Counted::new(file);
+                counted = Some(bytes);
+                Writer::Json(super::super::json_out::writer(out))
             }
             FileFormat::Csv => {
                 // the header is written here, so a part without rows has it too
-                let mut out = BufWriter::new(file);
+                let (mut out, bytes) = Counted::new(file);
+                counted = Some(bytes);
                 let header: Vec<String> = schema
                     .fields()
                     .iter()
                     .map(|f| super::csv_field(f.name()))
                     .collect();
                 writeln!(out, "{}", header.join(",")).map_err(|e| Error::io(&staged.staging, e))?;
-                Writer::Csv(
+                Writer::Csv(Box::new(
                     arrow_csv::WriterBuilder::new()
                         .with_header(false)
                         .build(out),
-                )
+                ))
             }
         };
         let now = weir_core::operator::now_ms();
@@ -236,11 +277,16 @@ impl FileSink {
             staged,
             opened_ms: now,
             written_ms: now,
+            counted,
         })
     }
 
     /// Writes `batch` into the open part of partition `rel`.
     fn write(&mut self, ctx: &mut Ctx, rel: &str, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            // no part for no rows (an empty result gets its one at the end)
+            return Ok(());
+        }
         self.writer(ctx, rel)?;
         let sink = &self.spec.path;
         let open = self.open.get_mut(rel).expect("opened above");
@@ -276,10 +322,10 @@ impl FileSink {
     /// while parts are open.
     fn arm(&self, ctx: &mut Ctx) {
         let rolling = self.spec.rolling;
-        if rolling.timed() && !self.open.is_empty() && ctx.processing_timer().is_none() {
-            ctx.set_processing_timer(Some(
-                weir_core::operator::now_ms().saturating_add(rolling.check_ms()),
-            ));
+        if rolling.timed() && !self.open.is_empty() {
+            let next = weir_core::operator::now_ms().saturating_add(rolling.check_ms());
+            let at = ctx.processing_timer().map_or(next, |t| t.min(next));
+            ctx.set_processing_timer(Some(at));
         }
     }
 
@@ -331,6 +377,7 @@ impl FileSink {
                 shard,
                 staged_prefix,
                 extension: spec.format.extension(),
+                rolls: spec.rolling.rolls(),
             })
         });
         Ok(())
@@ -591,6 +638,7 @@ impl Operator for FileSink {
                     shard,
                     staged_prefix: None,
                     extension: self.spec.format.extension(),
+                    rolls: self.spec.rolling.rolls(),
                 })
                 .commit()
             }
@@ -603,7 +651,7 @@ impl Operator for FileSink {
         let due: Vec<String> = self
             .open
             .iter()
-            .filter(|(_, o)| rolling.due(0, o.opened_ms, o.written_ms, now))
+            .filter(|(_, o)| rolling.due_by_time(o.opened_ms, o.written_ms, now))
             .map(|(rel, _)| rel.clone())
             .collect();
         for rel in due {

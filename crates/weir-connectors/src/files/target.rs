@@ -130,7 +130,7 @@ pub(crate) fn is_part(name: &str) -> bool {
     part_shard(name).is_some()
 }
 
-/// The checkpoint of a checkpointed part `part-[shard-I-of-N-]CCCCCCCC-SSSSS.EXT`.
+/// The checkpoint of a checkpointed part `part-[shard-I-of-N-]CCCCCCCC-SSSSS[-rKKKKK].EXT`.
 pub(crate) fn part_checkpoint(name: &str) -> Option<u64> {
     if !is_part(name) {
         return None;
@@ -235,7 +235,7 @@ pub(crate) fn check_dir(dir: &Path) -> Result<Target> {
             path: foreign.clone(),
             message: format!(
                 "weir did not write this: the output directory {} may hold only weir's part \
-                 files (part-SSSSS.EXT, part-CCCCCCCC-SSSSS.EXT, part-shard-I-of-N-…), \
+                 files (part-SSSSS.EXT, part-CCCCCCCC-SSSSS.EXT, part-shard-I-of-N-…, each with -rKKKKK when it rolled), \
                  {MARKER} and .weir-shard-I-of-N markers, and partition directories \
                  (k=v/…) of part files and {SUCCESS_FILE}; move it away or choose another \
                  output path",

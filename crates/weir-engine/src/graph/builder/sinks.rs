@@ -71,7 +71,7 @@ impl Stream {
     ///     dir.path().join("out"),
     ///     FileFormat::Csv,
     ///     None,
-    ///     RollingPolicy::default().with_file_size(4096),
+    ///     RollingPolicy::default().with_file_size(4096)?,
     /// )?;
     /// job.run(&ExecConfig::batch())?;
     /// let parts = std::fs::read_dir(dir.path().join("out"))?
