@@ -793,6 +793,19 @@ fn q14(t: &Tables, lo: i64, hi: i64, counted: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Runs `weir sql` on `text` (written to `dir/name.sql`) in `mode` at
+/// parallelism `p`.
+fn run_sql(dir: &Path, name: &str, text: &str, mode: &str, p: &str) -> std::process::Output {
+    let file = dir.join(format!("{name}.sql"));
+    std::fs::write(&file, text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("sql")
+        .arg(&file)
+        .args(["--mode", mode, "--parallelism", p])
+        .output()
+        .unwrap()
+}
+
 /// How the queries whose result is a changelog materialize.
 fn changelog(q: &str) -> Option<Changelog> {
     match q {
@@ -839,14 +852,7 @@ fn the_nexmark_flink_queries_run_unchanged_or_are_refused_by_name() {
             ("pipelined", "2"),
         ] {
             let out = dir.path().join(format!("{q}-{mode}-{p}"));
-            let file = dir.path().join(format!("{q}.sql"));
-            std::fs::write(&file, script(&q, &out, &side_input)).unwrap();
-            let o = Command::new(env!("CARGO_BIN_EXE_weir"))
-                .arg("sql")
-                .arg(&file)
-                .args(["--mode", mode, "--parallelism", p])
-                .output()
-                .unwrap();
+            let o = run_sql(dir.path(), &q, &script(&q, &out, &side_input), mode, p);
             let err = String::from_utf8_lossy(&o.stderr);
             if let Some(says) = refused {
                 assert!(!o.status.success(), "{q} ran: list it with an oracle now");
@@ -922,14 +928,7 @@ fn q14_counts_chars_with_the_udf_nexmark_registers() {
             text.contains("> 10000 AND") && text.contains("count_char(url"),
             "the bounds and the counted column were replaced"
         );
-        let file = dir.path().join("q14.sql");
-        std::fs::write(&file, text).unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("sql")
-            .arg(&file)
-            .args(["--mode", mode, "--parallelism", p])
-            .output()
-            .unwrap();
+        let o = run_sql(dir.path(), "q14", &text, mode, p);
         assert!(
             o.status.success(),
             "{mode} p={p}: {}",

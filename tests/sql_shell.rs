@@ -37,6 +37,20 @@ const TABLE: &str =
                      WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE)\n  \
                      WITH ('connector' = 'parquet', 'path' = 'obd');\n";
 
+/// The rows of the tables printed in `out` (header lines, which name
+/// `vehicle_id`, left out), each as its cells.
+fn table_rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("vehicle_id"))
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn the_shell_keeps_definitions_prints_tables_and_survives_mistakes() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,16 +95,7 @@ fn the_shell_keeps_definitions_prints_tables_and_survives_mistakes() {
     );
     assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
     // the SELECT's rows, as a table, equal the oracle
-    let rows: Vec<Vec<String>> = out
-        .lines()
-        .filter(|l| l.starts_with("| ") && !l.contains("vehicle_id"))
-        .map(|l| {
-            l.trim_matches('|')
-                .split('|')
-                .map(|c| c.trim().to_string())
-                .collect()
-        })
-        .collect();
+    let rows = table_rows(&out);
     let mut got: BTreeMap<i64, (i64, f64)> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.len() == 3) {
         got.insert(
@@ -169,16 +174,7 @@ fn a_function_created_in_the_shell_stays_for_the_session() {
     let err = String::from_utf8_lossy(&o.stderr);
     // the second CREATE met the first one's binding
     assert!(err.contains("cc() already exists"), "{err}");
-    let rows: Vec<Vec<String>> = out
-        .lines()
-        .filter(|l| l.starts_with("| ") && !l.contains("vehicle_id"))
-        .map(|l| {
-            l.trim_matches('|')
-                .split('|')
-                .map(|c| c.trim().to_string())
-                .collect()
-        })
-        .collect();
+    let rows = table_rows(&out);
     assert_eq!(rows.len(), 4, "{out}");
     assert!(rows.iter().all(|r| r[1] == "3"), "{out}");
 }
