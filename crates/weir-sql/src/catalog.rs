@@ -247,11 +247,7 @@ impl Table {
         node: &impl ast::Spanned,
     ) -> Result<(), SqlError> {
         let kind = self.kind()?;
-        let format = match kind {
-            "json" => FileFormat::JsonLines,
-            "csv" => FileFormat::Csv,
-            _ => FileFormat::Parquet,
-        };
+        let format = file_format(kind);
         match kind {
             // the table's rolling policy goes with its rows
             "parquet" | "json" | "csv" => {
@@ -625,11 +621,7 @@ impl Table {
     ) -> Result<(), SqlError> {
         let kind = self.kind()?;
         let rolling = crate::partitioned::rolling(self, &|m| self.err(m))?;
-        let format = match kind {
-            "json" => FileFormat::JsonLines,
-            "csv" => FileFormat::Csv,
-            _ => FileFormat::Parquet,
-        };
+        let format = file_format(kind);
         if !self.partition_by.is_empty() {
             let spec = crate::partitioned::spec(self, &|m| self.err(m))?;
             return stream
@@ -738,5 +730,14 @@ fn watermark_delay(w: &WatermarkClause) -> Result<Duration, SqlError> {
             "weir's watermark is the column less a fixed delay: `{c}` or `{c} - INTERVAL '5' SECOND`",
             c = w.column
         ))),
+    }
+}
+
+/// The file format of a file table of `kind` (`parquet`, `json`, `csv`).
+fn file_format(kind: &str) -> FileFormat {
+    match kind {
+        "json" => FileFormat::JsonLines,
+        "csv" => FileFormat::Csv,
+        _ => FileFormat::Parquet,
     }
 }

@@ -3,17 +3,17 @@
 //! is a changelog (another `GROUP BY`'s or a Top-N's result, planned as
 //! retractions); the result is a changelog of inserted and deleted pairs.
 //!
-//! Owns [`changelog_join`] (planning) and the batch functions it plans:
-//! [`Tag`] (a side's rows as `keys | side-tagged row | sign`), [`Padded`]
-//! (an outer side's rows with a null key, which never match) and [`PairsOut`]
-//! (what changed in a key's pairs, as output rows). May use `super::row_bag`,
-//! `super::top_n`'s changes, `super::error`, the engine's builder, the
-//! join layout and the arrow crates.
+//! Owns [`changelog_join`] (planning) and the batch functions it plans
+//! besides `super::encode_rows` (a side's rows as `keys | side-tagged row |
+//! sign`): [`Padded`] (an outer side's rows with a null key, which never
+//! match) and [`PairsOut`] (what changed in a key's pairs, as output rows).
+//! May use `super::encode_rows`, `super::row_bag`, `super::top_n`'s changes,
+//! `super::error`, the engine's builder, the join layout and the arrow crates.
 //!
 //! ```text
-//!  left  ─► Tag(0): keys | [0] ++ row (arrow row format) | sign (+1 insert, -1 delete) ─┐
-//!  right ─► Tag(1): keys | [1] ++ row | sign ───────────────────────────────────────────┴► union
-//!   ─► key_by(keys).aggregate_retracting(RowBag(Pairs(type)) of the tagged rows by sign)
+//!  left  ─► EncodeRows(side 0): keys | [0] ++ row (arrow row format) | sign (±1) ─┐
+//!  right ─► EncodeRows(side 1): keys | [1] ++ row | sign ─────────────────────────┴► union
+//!   ─► key_by(keys).aggregate_retracting(RowBagUdf(Pairs(type)) of the tagged rows by sign)
 //!        per key: both sides' live rows; after each batch, the keys it changed:
 //!        delete (old pairs), insert (new pairs): every left × right row, and an
 //!        outer side's rows alone (padded) while the other side has none
@@ -29,29 +29,22 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{BinaryBuilder, Int64Builder};
 use arrow_array::cast::AsArray;
-use arrow_array::{
-    new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array,
-};
+use arrow_array::{new_null_array, Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use sqlparser::ast;
 use weir_core::error::{Error, Result};
 use weir_engine::graph::Stream;
-use weir_functions::aggregate::{AggregateState, AggregateUdf};
 use weir_functions::Agg;
 use weir_operators::join::{JoinLayout, JoinSpec, JoinType};
 use weir_operators::OP_COLUMN;
 
+use crate::encode_rows::{keyed_rows, op_column, signs, EncodeRows, ROW, SIGN};
 use crate::error::{engine, SqlError};
-use crate::row_bag::{column, old_and_new, unpack_pairs, Finish, RowBag};
+use crate::row_bag::{column, old_and_new, unpack_pairs, Finish, RowBagUdf};
 use crate::top_n::{changes, Emit};
 
-/// A side's row, tagged with its side.
-const ROW: &str = "__weir_row";
-/// A row's sign.
-const SIGN: &str = "__weir_sign";
 /// A key's pairs, packed.
 const PAIRS: &str = "__weir_pairs";
 
@@ -67,19 +60,6 @@ pub(crate) fn changelog_join(
     node: &impl ast::Spanned,
 ) -> Result<Stream, SqlError> {
     let fail = |e: Error| engine(node, e);
-    for side in [left, right] {
-        if let Ok(op) = side.schema().field_with_name(OP_COLUMN) {
-            if op.data_type() != &DataType::Utf8 {
-                return Err(crate::error::at_node(
-                    node,
-                    format!(
-                        "a changelog's op is a string (insert or delete), not {}",
-                        op.data_type()
-                    ),
-                ));
-            }
-        }
-    }
     let inputs = [without_op(left.schema()), without_op(right.schema())];
     let spec = JoinSpec::regular()
         .on(lk.to_vec(), rk.to_vec())
@@ -103,26 +83,21 @@ pub(crate) fn changelog_join(
         let columns: Vec<usize> = (0..schema.fields().len())
             .filter(|&i| schema.field(i).name() != OP_COLUMN)
             .collect();
-        let op = schema.index_of(OP_COLUMN).ok();
-        let mut tagged_fields: Vec<Field> = key_columns
+        let op = op_column(schema).map_err(|m| crate::error::at_node(node, m))?;
+        let fields = columns
             .iter()
-            .zip(&keys)
-            .map(|(&i, name)| Field::new(name, schema.field(i).data_type().clone(), true))
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
             .collect();
-        tagged_fields.push(Field::new(ROW, DataType::Binary, false));
-        tagged_fields.push(Field::new(SIGN, DataType::Int64, false));
-        let tag = Tag {
-            side: s as u8,
-            keys: key_columns.clone(),
-            fields: columns
-                .iter()
-                .map(|&i| SortField::new(schema.field(i).data_type().clone()))
-                .collect(),
-            columns: columns.clone(),
+        let tag = EncodeRows::new(
+            schema,
+            key_columns.clone(),
+            &keys,
+            columns.clone(),
+            fields,
             op,
-            schema: Arc::new(Schema::new(tagged_fields)),
-        };
-        tagged.push(side.map_batches_with_schema(tag.schema.clone(), move |b| tag.on_batch(&b)));
+        )
+        .for_join_side(s as u8);
+        tagged.push(side.map_batches_with_schema(tag.schema(), move |b| tag.on_batch(&b)));
         if ty.keeps(s) {
             let pad = Padded {
                 side: s,
@@ -134,7 +109,7 @@ pub(crate) fn changelog_join(
             padded.push(side.map_batches_with_schema(output.clone(), move |b| pad.on_batch(&b)));
         }
     }
-    let agg = Agg::udf(Arc::new(JoinRows(ty)), ROW)
+    let agg = Agg::udf(Arc::new(RowBagUdf(Finish::Pairs(ty))), ROW)
         .retracting(SIGN)
         .alias(PAIRS);
     let pairs = tagged[0]
@@ -178,73 +153,6 @@ fn arrow_error(e: ArrowError) -> Error {
     }
 }
 
-/// The sign of each row of a changelog's `op` column (`None`: no column,
-/// every row an insert).
-fn signs(batch: &RecordBatch, op: Option<usize>) -> Result<Vec<i64>> {
-    match op {
-        None => Ok(vec![1; batch.num_rows()]),
-        Some(op) => crate::row_bag::signs(batch.column(op)).map_err(|message| Error::Expr {
-            expr: "JOIN … ON (a changelog)".into(),
-            message,
-        }),
-    }
-}
-
-/// The rows whose key columns are all set (`keyed`), or the others.
-fn keyed_rows(batch: &RecordBatch, keys: &[usize], keyed: bool) -> BooleanArray {
-    (0..batch.num_rows())
-        .map(|i| Some(keys.iter().all(|&k| batch.column(k).is_valid(i)) == keyed))
-        .collect()
-}
-
-/// A side's rows with a whole key as `keys | [side] ++ row | sign`.
-struct Tag {
-    // config
-    side: u8,
-    /// The side's key columns.
-    keys: Vec<usize>,
-    /// The side's columns but `op`, and their row-format fields.
-    columns: Vec<usize>,
-    fields: Vec<SortField>,
-    op: Option<usize>,
-    schema: SchemaRef,
-}
-
-impl Tag {
-    fn on_batch(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        // a null key never equals anything: such rows do not join
-        let keyed = keyed_rows(batch, &self.keys, true);
-        let batch = arrow_select::filter::filter_record_batch(batch, &keyed)?;
-        let arrays: Vec<ArrayRef> = self
-            .columns
-            .iter()
-            .map(|&i| Arc::clone(batch.column(i)))
-            .collect();
-        let rows = RowConverter::new(self.fields.clone())
-            .and_then(|c| c.convert_columns(&arrays))
-            .map_err(arrow_error)?;
-        let mut tagged =
-            BinaryBuilder::with_capacity(batch.num_rows(), rows.size() + batch.num_rows());
-        let mut bytes = Vec::new();
-        for row in rows.iter() {
-            bytes.clear();
-            bytes.push(self.side);
-            bytes.extend_from_slice(row.as_ref());
-            tagged.append_value(&bytes);
-        }
-        let mut sign = Int64Builder::with_capacity(batch.num_rows());
-        sign.append_slice(&signs(&batch, self.op)?);
-        let mut columns: Vec<ArrayRef> = self
-            .keys
-            .iter()
-            .map(|&k| Arc::clone(batch.column(k)))
-            .collect();
-        columns.push(Arc::new(tagged.finish()));
-        columns.push(Arc::new(sign.finish()));
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-}
-
 /// An outer side's rows whose key has a null, as output rows: the row,
 /// nulls for the other side, its op (they never match, so never change).
 struct Padded {
@@ -271,37 +179,18 @@ impl Padded {
                 None => new_null_array(self.schema.field(i).data_type(), n),
             })
             .collect();
-        let ops = signs(&batch, self.op)?;
-        columns.push(Arc::new(StringArray::from_iter_values(
-            ops.iter().map(|&s| if s > 0 { "insert" } else { "delete" }),
-        )));
+        // a changelog's own op (insert or delete: checked), or an insert
+        columns.push(match self.op {
+            Some(op) => {
+                signs(batch.column(op)).map_err(|message| Error::Expr {
+                    expr: "JOIN … ON (a changelog)".into(),
+                    message,
+                })?;
+                Arc::clone(batch.column(op))
+            }
+            None => Arc::new(StringArray::from(vec!["insert"; n])),
+        });
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-}
-
-/// The aggregate keeping a key's rows of both sides and giving its pairs.
-#[derive(Debug, Clone, Copy)]
-struct JoinRows(JoinType);
-
-impl AggregateUdf for JoinRows {
-    fn name(&self) -> &str {
-        "join_rows"
-    }
-
-    fn return_type(&self, _input: &DataType) -> Result<DataType> {
-        Ok(DataType::Binary)
-    }
-
-    fn state_type(&self, _input: &DataType) -> Result<DataType> {
-        Ok(DataType::Binary)
-    }
-
-    fn create(&self) -> Box<dyn AggregateState> {
-        Box::new(RowBag::new(Finish::Pairs(self.0)))
-    }
-
-    fn retracts(&self) -> bool {
-        true
     }
 }
 

@@ -43,6 +43,7 @@
 mod broker;
 mod catalog;
 mod dialect;
+mod encode_rows;
 mod error;
 mod expr;
 mod job;

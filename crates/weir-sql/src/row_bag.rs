@@ -4,7 +4,7 @@
 //! partial state may go below zero until merged with the one that holds
 //! the insert), finished as the group's best N rows or as a join's pairs.
 //!
-//! Owns [`RowBag`], [`Finish`], the packed format ([`pack`],
+//! Owns [`RowBag`], [`Finish`], [`RowBagUdf`] (the aggregate over it), the packed format ([`pack`],
 //! [`unpack`], [`pack_pair`], [`unpack_pairs`]) and [`old_and_new`], which
 //! pairs a retracting aggregate's old and new result per key. May use the aggregate UDF
 //! traits, the join type and the arrow crates.
@@ -27,8 +27,9 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch};
 use arrow_row::{RowConverter, SortField};
+use arrow_schema::DataType;
 use weir_core::error::{Error, Result};
-use weir_functions::aggregate::AggregateState;
+use weir_functions::aggregate::{AggregateState, AggregateUdf};
 use weir_operators::join::JoinType;
 use weir_operators::OP_COLUMN;
 
@@ -332,53 +333,40 @@ pub(crate) fn old_and_new(
     Ok(pairs)
 }
 
-/// The sign of each changelog row by its `op`: +1 `insert`, -1 `delete`;
-/// any other value (or a column that is not a string) is an error naming it.
-pub(crate) fn signs(op: &ArrayRef) -> std::result::Result<Vec<i64>, String> {
-    let Some(op) = op.as_string_opt::<i32>() else {
-        return Err(format!(
-            "a changelog's op is {}, not a string",
-            op.data_type()
-        ));
-    };
-    (0..op.len())
-        .map(|i| match op.is_valid(i).then(|| op.value(i)) {
-            Some("insert") => Ok(1),
-            Some("delete") => Ok(-1),
-            other => Err(format!(
-                "a changelog row's op is {other:?}, not insert or delete"
-            )),
-        })
-        .collect()
-}
+/// The aggregate whose state is a [`RowBag`] finished as `0` says: a
+/// Top-N's partition or a join's key over `encode_rows`' rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowBagUdf(pub Finish);
 
-/// `op_sign(op)`: [`signs`] as a function (`BIGINT`).
-#[derive(Debug)]
-pub(crate) struct OpSign;
-
-impl weir_core::expr::ScalarFunction for OpSign {
+impl AggregateUdf for RowBagUdf {
     fn name(&self) -> &str {
-        "op_sign"
-    }
-
-    fn return_type(
-        &self,
-        args: &[arrow_schema::DataType],
-    ) -> std::result::Result<arrow_schema::DataType, String> {
-        match args {
-            [arrow_schema::DataType::Utf8] => Ok(arrow_schema::DataType::Int64),
-            other => Err(format!("a changelog's op is a string, not {other:?}")),
+        match self.0 {
+            Finish::Best { .. } => "top_rows",
+            Finish::Pairs(_) => "join_rows",
         }
     }
 
-    fn invoke(
-        &self,
-        args: &[weir_core::expr::ColumnarValue],
-        rows: usize,
-    ) -> std::result::Result<ArrayRef, arrow_schema::ArrowError> {
-        let op = args[0].to_array(rows)?;
-        let signs = signs(&op).map_err(arrow_schema::ArrowError::InvalidArgumentError)?;
-        Ok(Arc::new(arrow_array::Int64Array::from(signs)))
+    fn return_type(&self, _input: &DataType) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn state_type(&self, _input: &DataType) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn create(&self) -> Box<dyn AggregateState> {
+        Box::new(RowBag::new(self.0))
+    }
+
+    /// Rows are taken back unless they never are (append-only Top-N).
+    fn retracts(&self) -> bool {
+        !matches!(
+            self.0,
+            Finish::Best {
+                append_only: true,
+                ..
+            }
+        )
     }
 }
 
@@ -543,19 +531,6 @@ mod tests {
             ]
         );
         assert!(old_and_new(&batch, &["nope".to_string()]).is_err());
-    }
-
-    #[test]
-    fn signs_refuse_an_op_that_is_neither_insert_nor_delete() {
-        use arrow_array::{Int64Array, StringArray};
-        let ok: ArrayRef = Arc::new(StringArray::from(vec!["insert", "delete"]));
-        assert_eq!(signs(&ok).unwrap(), vec![1, -1]);
-        let bad: ArrayRef = Arc::new(StringArray::from(vec![Some("insert"), Some("u")]));
-        assert!(signs(&bad).unwrap_err().contains("\"u\""));
-        let null: ArrayRef = Arc::new(StringArray::from(vec![None::<&str>]));
-        assert!(signs(&null).is_err());
-        let number: ArrayRef = Arc::new(Int64Array::from(vec![1]));
-        assert!(signs(&number).unwrap_err().contains("not a string"));
     }
 
     #[test]

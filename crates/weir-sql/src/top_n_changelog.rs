@@ -4,16 +4,16 @@
 //! planned as retractions) or over rows without an event time (a window
 //! aggregation's, ranked across windows).
 //!
-//! Owns [`arrival_top_n`] (planning), [`EncodeRow`] (a row in the ranking's
-//! byte order), [`TopRows`] (the aggregate keeping a partition's rows) and
-//! [`Explode`] (its results back to rows: what changed in a partition's best
-//! N). May use `super::top_n`'s row layout and changes, `super::error`, the
-//! engine's builder, the aggregate UDF traits and the arrow crates.
+//! Owns [`arrival_top_n`] (planning) and [`Explode`] (the aggregate's results
+//! back to rows: what changed in a partition's best N). May use
+//! `super::encode_rows` (rows in the ranking's byte order), `super::row_bag`
+//! (the aggregate keeping a partition's rows), `super::top_n`'s row layout
+//! and changes, `super::error`, the engine's builder and the arrow crates.
 //!
 //! ```text
 //!  rows (changelog: insert / delete of whole rows; or append-only) ─► __weir_sign ±1,
 //!     __weir_row = the row encoded (ORDER BY columns with their direction, then the others)
-//!   ─► key_by(PARTITION BY …).aggregate_retracting(TopRows(N) of __weir_row [by sign])
+//!   ─► key_by(PARTITION BY …).aggregate_retracting(RowBagUdf(Best N) of __weir_row [by sign])
 //!        per partition: its live rows as a multiset (row bytes → count; append-only:
 //!        only the best N are kept); after each batch, the partitions it changed:
 //!        delete (the old best N), insert (the new best N); batch runs: every
@@ -32,28 +32,22 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::BinaryBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use sqlparser::ast;
 use weir_core::error::{Error, Result};
-use weir_core::expr::{col, ColumnarValue, Expr, FunctionRef, ScalarFunction};
 use weir_engine::graph::Stream;
-use weir_functions::aggregate::{AggregateState, AggregateUdf};
 use weir_functions::Agg;
 use weir_operators::OP_COLUMN;
 
+use crate::encode_rows::{op_column, EncodeRows, ROW, SIGN};
 use crate::error::{at_node, engine, SqlError};
 use crate::rank::OrderKey;
-use crate::row_bag::{unpack, Finish, RowBag};
+use crate::row_bag::{unpack, Finish, RowBagUdf};
 use crate::top_n::{changes, row_layout, Emit, TopLimit};
 
-/// A row's sign: +1 insert, -1 delete.
-const SIGN: &str = "__weir_sign";
-/// A row in the ranking's byte order.
-const ROW: &str = "__weir_row";
 /// A partition's best rows, packed.
 const TOP: &str = "__weir_top";
 
@@ -70,44 +64,24 @@ pub(crate) fn arrival_top_n(
     node: &impl ast::Spanned,
 ) -> Result<Stream, SqlError> {
     let schema = input.schema();
-    let changelog = schema.field_with_name(OP_COLUMN).is_ok();
+    let op = op_column(schema).map_err(|m| at_node(node, m))?;
     let (columns, fields) = row_layout(schema, order, node)?;
-    let encode = Expr::call(
-        FunctionRef::new(EncodeRow {
-            fields: fields.clone(),
-            types: columns
-                .iter()
-                .map(|&i| schema.field(i).data_type().clone())
-                .collect(),
-        }),
-        columns
-            .iter()
-            .map(|&i| col(schema.field(i).name()))
-            .collect(),
-    );
-    let top = TopRows {
+    let keys = partition
+        .iter()
+        .map(|k| schema.index_of(k).map_err(|e| engine(node, e.into())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let encode = EncodeRows::new(schema, keys, partition, columns.clone(), fields.clone(), op);
+    let finish = Finish::Best {
         n: limit.n,
-        append_only: !changelog,
+        append_only: op.is_none(),
     };
-    let mut keep: Vec<String> = partition.to_vec();
-    keep.push(ROW.to_string());
-    let mut agg = Agg::udf(Arc::new(top), ROW).alias(TOP);
-    let mut rows = input
-        .with_column(ROW, encode)
-        .map_err(|e| engine(node, e))?;
-    if changelog {
-        // an op other than insert or delete is an error, not a skipped row
-        let sign = Expr::call(
-            FunctionRef::new(crate::row_bag::OpSign),
-            vec![col(OP_COLUMN)],
-        );
-        rows = rows.with_column(SIGN, sign).map_err(|e| engine(node, e))?;
-        keep.push(SIGN.to_string());
+    let mut agg = Agg::udf(Arc::new(RowBagUdf(finish)), ROW).alias(TOP);
+    if op.is_some() {
         agg = agg.retracting(SIGN);
     }
-    let tops = rows
-        .select(&keep)
-        .and_then(|r| r.key_by(partition))
+    let tops = input
+        .map_batches_with_schema(encode.schema(), move |b| encode.on_batch(&b))
+        .key_by(partition)
         .and_then(|k| k.aggregate_retracting([agg]))
         .map_err(|e| engine(node, e))?;
     // the output: the input's columns but `op`, the rank, `op`
@@ -144,83 +118,6 @@ pub(crate) fn arrival_top_n(
         schema: output.clone(),
     };
     Ok(tops.map_batches_with_schema(output, move |b| explode.on_batch(&b)))
-}
-
-/// `rank_row(columns…)`: each row's columns in the arrow row format of a
-/// ranking's layout (`Binary`): byte order is rank order.
-#[derive(Debug)]
-pub(crate) struct EncodeRow {
-    fields: Vec<SortField>,
-    /// The type of each column (the fields' types).
-    types: Vec<DataType>,
-}
-
-impl ScalarFunction for EncodeRow {
-    fn name(&self) -> &str {
-        "rank_row"
-    }
-
-    fn return_type(&self, args: &[DataType]) -> std::result::Result<DataType, String> {
-        if args == self.types.as_slice() {
-            Ok(DataType::Binary)
-        } else {
-            Err(format!(
-                "rank_row takes the ranked columns ({:?})",
-                self.types
-            ))
-        }
-    }
-
-    fn invoke(
-        &self,
-        args: &[ColumnarValue],
-        rows: usize,
-    ) -> std::result::Result<ArrayRef, ArrowError> {
-        let arrays = args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let encoded = RowConverter::new(self.fields.clone())?.convert_columns(&arrays)?;
-        let mut out = BinaryBuilder::with_capacity(rows, encoded.size());
-        for row in encoded.iter() {
-            out.append_value(row.as_ref());
-        }
-        Ok(Arc::new(out.finish()))
-    }
-}
-
-/// The aggregate keeping a partition's rows (encoded) and giving its best
-/// `n`, packed (see [`pack`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TopRows {
-    n: usize,
-    /// Rows are never taken back: only the best `n` need keeping.
-    append_only: bool,
-}
-
-impl AggregateUdf for TopRows {
-    fn name(&self) -> &str {
-        "top_rows"
-    }
-
-    fn return_type(&self, _input: &DataType) -> Result<DataType> {
-        Ok(DataType::Binary)
-    }
-
-    fn state_type(&self, _input: &DataType) -> Result<DataType> {
-        Ok(DataType::Binary)
-    }
-
-    fn create(&self) -> Box<dyn AggregateState> {
-        Box::new(RowBag::new(Finish::Best {
-            n: self.n,
-            append_only: self.append_only,
-        }))
-    }
-
-    fn retracts(&self) -> bool {
-        !self.append_only
-    }
 }
 
 /// Turns the aggregate's rows (partition keys | packed best rows | op)
@@ -284,9 +181,10 @@ impl Explode {
 mod tests {
     use super::*;
     use arrow_array::BinaryArray;
+    use weir_functions::aggregate::{AggregateState, AggregateUdf};
 
     fn state(n: usize, append_only: bool) -> Box<dyn AggregateState> {
-        TopRows { n, append_only }.create()
+        RowBagUdf(Finish::Best { n, append_only }).create()
     }
 
     fn values(rows: &[&[u8]]) -> ArrayRef {
