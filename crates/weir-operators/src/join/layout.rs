@@ -3,7 +3,9 @@
 use super::{JoinKind, JoinSpec, OutRow};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{new_null_array, Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_array::{
+    new_null_array, Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array,
+};
 use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
@@ -262,6 +264,46 @@ impl JoinLayout {
             )
         });
         Ok(RowTimes { times, windows })
+    }
+
+    /// Builds the output rows of one window of a window join: row `i` is
+    /// `left[li[i]]` beside `right[ri[i]]` (a null index pads that side)
+    /// with `window`'s start and end. One `take` per column, no row lists.
+    pub fn assemble_window(
+        &self,
+        left: &RecordBatch,
+        right: &RecordBatch,
+        li: &UInt32Array,
+        ri: &UInt32Array,
+        window: (i64, i64),
+    ) -> Result<RecordBatch> {
+        debug_assert!(matches!(
+            self.spec.kind,
+            JoinKind::Window(_) | JoinKind::SameWindow
+        ));
+        let n = li.len();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for (batch, cols, idx) in [
+            (left, &self.left_columns, li),
+            (right, &self.right_columns, ri),
+        ] {
+            for &c in cols.iter() {
+                let column = batch.column(c);
+                columns.push(if idx.null_count() == n {
+                    new_null_array(column.data_type(), n)
+                } else {
+                    arrow_select::take::take(column.as_ref(), idx, None)?
+                });
+            }
+        }
+        columns.push(Arc::new(Int64Array::from_value(window.0, n)));
+        columns.push(Arc::new(Int64Array::from_value(window.1, n)));
+        let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(n));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?)
     }
 
     /// Builds an output batch: `rows` index into `left` / `right` batches

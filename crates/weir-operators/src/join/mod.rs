@@ -2,11 +2,13 @@
 //! outer, with one result in every mode.
 //!
 //! Owns [`JoinSpec`] (what to join), [`JoinType`], [`JoinKind`], the output
-//! layout ([`JoinLayout`]) and the two physical operators: the pipelined
+//! layout ([`JoinLayout`]) and the physical operators: the pipelined
 //! [`SymmetricHashJoin`] (probe on arrival, watermark-driven outer rows and
-//! cleanup) and the batch [`SortMergeJoin`] (blocking: both inputs in runs
+//! cleanup), the pipelined [`WindowHashJoin`] (tumbling and same-window
+//! joins: rows kept by window, one hash join per window as it closes) and
+//! the batch [`SortMergeJoin`] (blocking: both inputs in runs
 //! sorted by key hash, spilled under the budget, merged a step at a time).
-//! Both compute, per key, the same set of rows as [`join_group`], which
+//! All compute, per key, the same set of rows as [`join_group`], which
 //! defines the semantics:
 //!
 //! ```text
@@ -28,10 +30,12 @@ mod layout;
 mod sort_merge;
 mod spill;
 mod symmetric;
+mod window_hash;
 
 pub use layout::{JoinLayout, RowTimes};
 pub use sort_merge::SortMergeJoin;
 pub use symmetric::SymmetricHashJoin;
+pub use window_hash::WindowHashJoin;
 
 use weir_core::error::{Error, Result};
 use weir_core::time::Window;

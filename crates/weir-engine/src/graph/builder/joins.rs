@@ -5,8 +5,10 @@ use super::*;
 impl Stream {
     /// Joins this stream (left) with `other` (right) on equal keys, as
     /// `spec` says: window, interval or regular, inner or outer. Both inputs
-    /// are hash-partitioned by their keys. Pipelined runs use a symmetric
-    /// hash join, batch runs a sort-merge join; both give the same rows (a
+    /// are hash-partitioned by their keys. Pipelined runs use a window hash
+    /// join (tumbling and same-window joins: one hash join per window as it
+    /// closes) or a symmetric hash join (the other kinds), batch runs a
+    /// sort-merge join; both give the same rows (a
     /// regular outer join's changelog materializes to the batch result).
     /// The output has no event time.
     ///
@@ -64,9 +66,15 @@ impl Stream {
             },
         ];
         let streaming = layout.clone();
-        let pipelined: OperatorFactory = Arc::new(move |_: &TaskInfo| {
-            Ok(Box::new(SymmetricHashJoin::try_new(streaming.clone())?) as Box<dyn Operator>)
-        });
+        let pipelined: OperatorFactory = if WindowHashJoin::supports(layout.spec()) {
+            Arc::new(move |_: &TaskInfo| {
+                Ok(Box::new(WindowHashJoin::try_new(streaming.clone())?) as Box<dyn Operator>)
+            })
+        } else {
+            Arc::new(move |_: &TaskInfo| {
+                Ok(Box::new(SymmetricHashJoin::try_new(streaming.clone())?) as Box<dyn Operator>)
+            })
+        };
         let blocking = layout.clone();
         let batch: OperatorFactory = Arc::new(move |_: &TaskInfo| {
             Ok(Box::new(SortMergeJoin::try_new(blocking.clone())?) as Box<dyn Operator>)

@@ -35,7 +35,9 @@ use weir_core::operator::{
 };
 use weir_core::time::{validate_time_column, LatenessRule, WatermarkStrategy, Window};
 use weir_functions::Agg;
-use weir_operators::join::{JoinKind, JoinLayout, JoinSpec, SortMergeJoin, SymmetricHashJoin};
+use weir_operators::join::{
+    JoinKind, JoinLayout, JoinSpec, SortMergeJoin, SymmetricHashJoin, WindowHashJoin,
+};
 use weir_operators::{
     BatchFn, Filter, IngestionTime, MapBatches, Passthrough, Project, SessionWindowAggregate,
     WindowAggregate,

@@ -1,0 +1,130 @@
+//! The rows a window hash join keeps: per window, each side's batches of
+//! that window's rows, ordered by the window's end (the order windows fire
+//! in), with the bytes they take.
+//!
+//! May use what the parent module imports.
+
+use super::*;
+use std::collections::BTreeMap;
+
+/// Bytes accounted per window held, besides its rows.
+const WINDOW_BYTES: usize = 96;
+/// Bytes accounted per batch held, besides its columns.
+const BATCH_BYTES: usize = 32;
+
+/// One window's rows: per side, the batches holding them.
+pub(super) type WindowRows = [Vec<RecordBatch>; 2];
+
+/// Rows by window, keyed `(end, start)` so the first window is the next
+/// to fire.
+///
+/// ```text
+///  (end 2000, start 1000): left [b0 b3]  right [b1]      ← fires at watermark 1999
+///  (end 3000, start 2000): left [b4]     right [b2 b5]
+///  pop_due(2500) → the first window; (3000, 2000) waits until 2999
+/// ```
+#[derive(Debug, Default)]
+pub(super) struct Buckets {
+    // state
+    windows: BTreeMap<(i64, i64), WindowRows>,
+    bytes: usize,
+}
+
+impl Buckets {
+    /// Keeps `batch`, rows of side `s` all in `window` (`(start, end)`).
+    pub(super) fn add(&mut self, s: usize, window: (i64, i64), batch: RecordBatch) {
+        if batch.num_rows() == 0 {
+            return;
+        }
+        let bytes = &mut self.bytes;
+        let rows = self.windows.entry((window.1, window.0)).or_insert_with(|| {
+            *bytes += WINDOW_BYTES;
+            [Vec::new(), Vec::new()]
+        });
+        *bytes += batch_bytes(&batch) + BATCH_BYTES;
+        rows[s].push(batch);
+    }
+
+    /// Takes out the first window if it fires at watermark `w` (its max
+    /// timestamp, `end - 1`, is at most `w`): `((start, end), rows)`.
+    pub(super) fn pop_due(&mut self, w: i64) -> Option<((i64, i64), WindowRows)> {
+        let entry = self.windows.first_entry()?;
+        let (end, start) = *entry.key();
+        if Window::max_timestamp(end) > w {
+            return None;
+        }
+        let rows = entry.remove();
+        self.bytes -= Self::cost(&rows);
+        Some(((start, end), rows))
+    }
+
+    /// The first window to fire, `(start, end)`, if any is held.
+    pub(super) fn first_window(&self) -> Option<(i64, i64)> {
+        self.windows.keys().next().map(|&(end, start)| (start, end))
+    }
+
+    /// Every window's rows of side `s`, windows in firing order.
+    pub(super) fn side(&self, s: usize) -> impl Iterator<Item = &RecordBatch> {
+        self.windows.values().flat_map(move |rows| rows[s].iter())
+    }
+
+    /// Bytes held (rows and bookkeeping).
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// True if no window is held.
+    pub(super) fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+
+    /// Drops every window.
+    pub(super) fn clear(&mut self) {
+        self.windows.clear();
+        self.bytes = 0;
+    }
+
+    fn cost(rows: &WindowRows) -> usize {
+        WINDOW_BYTES
+            + rows
+                .iter()
+                .flatten()
+                .map(|b| batch_bytes(b) + BATCH_BYTES)
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Int64Array;
+
+    fn batch(n: i64) -> RecordBatch {
+        RecordBatch::try_from_iter([(
+            "x",
+            Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef,
+        )])
+        .expect("batch")
+    }
+
+    #[test]
+    fn windows_fire_in_end_order_and_bytes_return_to_zero() {
+        let mut b = Buckets::default();
+        b.add(0, (2000, 3000), batch(3));
+        b.add(1, (1000, 2000), batch(2));
+        b.add(0, (1000, 2000), batch(1));
+        b.add(0, (5000, 6000), batch(0)); // no rows: nothing kept
+        assert_eq!(b.first_window(), Some((1000, 2000)));
+        assert!(b.bytes() >= 6 * 8);
+        assert!(b.pop_due(1998).is_none());
+        let (w, rows) = b.pop_due(2500).expect("first window due");
+        assert_eq!(w, (1000, 2000));
+        assert_eq!((rows[0].len(), rows[1].len()), (1, 1));
+        assert!(b.pop_due(2500).is_none());
+        assert_eq!(b.side(0).map(RecordBatch::num_rows).sum::<usize>(), 3);
+        let (w, _) = b.pop_due(i64::MAX).expect("second window");
+        assert_eq!(w, (2000, 3000));
+        assert!(b.is_empty());
+        assert_eq!(b.bytes(), 0);
+    }
+}

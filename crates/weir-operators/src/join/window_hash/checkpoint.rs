@@ -1,0 +1,113 @@
+//! The window hash join's checkpoint, in the symmetric join's layout (so a
+//! checkpoint of either restores into the other): the unkeyed watermark,
+//! and per side every kept row (in memory and spilled) with its key group.
+//!
+//! May use what the parent module imports.
+
+use super::*;
+use arrow_array::BooleanArray;
+use weir_core::key::{key_group, stable_hash};
+
+/// The unkeyed checkpoint value (see [`JoinMeta`]).
+const META_ENTRY: &str = "join";
+
+/// The keyed checkpoint entries of the kept rows of each side.
+const SIDE_ENTRIES: [&str; 2] = ["left_rows", "right_rows"];
+
+/// The columns after a side's input columns in its checkpoint rows (the
+/// symmetric join's epoch age and matched flag; always 0 and false here).
+const EXTRA: [&str; 2] = ["__weir_join_age", "__weir_join_matched"];
+
+/// The unkeyed part of the checkpoint.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct JoinMeta {
+    /// The last watermark processed (windows up to it fired).
+    watermark: i64,
+    /// The symmetric join's spill epoch (0 here).
+    epoch: u32,
+}
+
+impl WindowHashJoin {
+    /// Writes the rows `input` of side `s` as keyed state (key group of
+    /// the row's join key).
+    fn put_side_rows(&self, s: usize, input: &RecordBatch, state: &mut StateWriter) -> Result<()> {
+        let n = input.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let keys = self.keys[s].encode(input)?;
+        let groups: Vec<u16> = (0..n)
+            .map(|r| key_group(stable_hash(keys.row(r).as_ref())) as u16)
+            .collect();
+        let mut fields: Vec<Arc<Field>> = self.layout.input(s).fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(EXTRA[0], DataType::UInt32, false)));
+        fields.push(Arc::new(Field::new(EXTRA[1], DataType::Boolean, false)));
+        let mut columns: Vec<ArrayRef> = input.columns().to_vec();
+        columns.push(Arc::new(UInt32Array::from(vec![0u32; n])));
+        columns.push(Arc::new(BooleanArray::from(vec![false; n])));
+        let batch = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)?;
+        state.put_keyed(SIDE_ENTRIES[s], &batch, &groups)
+    }
+
+    /// Writes the watermark and every kept row, in memory and on disk (the
+    /// runs are only read).
+    pub(super) fn snapshot_state(&mut self, state: &mut StateWriter) -> Result<()> {
+        state.put(
+            META_ENTRY,
+            &JoinMeta {
+                watermark: self.watermark,
+                epoch: 0,
+            },
+        )?;
+        for s in 0..2 {
+            for batch in self.buckets.side(s) {
+                self.put_side_rows(s, batch, state)?;
+            }
+            for batch in self.runs[s].remaining()? {
+                self.put_side_rows(s, &batch, state)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores rows written by [`snapshot_state`](Self::snapshot_state) or
+    /// by the symmetric join, possibly by several old subtasks (a rescale:
+    /// the watermark is the highest, equal in an aligned checkpoint).
+    pub(super) fn restore_state(&mut self, ctx: &Ctx, state: &StateReader) -> Result<()> {
+        let metas: Vec<JoinMeta> = state.values(META_ENTRY)?;
+        let Some(watermark) = metas.iter().map(|m| m.watermark).max() else {
+            return Ok(());
+        };
+        self.watermark = watermark;
+        for (s, entry) in SIDE_ENTRIES.into_iter().enumerate() {
+            for batch in state.keyed(entry)? {
+                let n = batch.num_columns();
+                let names = batch.schema();
+                if n < 2
+                    || names.field(n - 2).name() != EXTRA[0]
+                    || names.field(n - 1).name() != EXTRA[1]
+                {
+                    return Err(Error::State {
+                        operator: ctx.operator().to_string(),
+                        message: format!(
+                            "checkpoint entry `{entry}` lacks the join's age and matched columns"
+                        ),
+                    });
+                }
+                let input = RecordBatch::try_new(
+                    self.layout.input(s).clone(),
+                    batch.columns()[..n - 2].to_vec(),
+                )
+                .map_err(|e| Error::State {
+                    operator: ctx.operator().to_string(),
+                    message: format!(
+                        "checkpoint entry `{entry}` does not fit the join's input: {e}"
+                    ),
+                })?;
+                let grouped = self.group(s, &input, ctx.operator())?;
+                self.keep(s, grouped.kept);
+            }
+        }
+        self.sync(ctx)
+    }
+}

@@ -1,0 +1,281 @@
+//! The window hash join against the symmetric hash join (an independent
+//! implementation of the same joins) on streams with late rows, null keys
+//! and several windows per batch: uninterrupted, spilled under a tiny
+//! budget, restored from checkpoints (its own and the symmetric join's) at
+//! the same and another parallelism.
+
+use super::super::{JoinLayout, JoinSpec, JoinType, SymmetricHashJoin};
+use super::WindowHashJoin;
+use crate::checkpoint_harness::{
+    encoders, run_uninterrupted, run_with_restore_in, sorted_rows, Event,
+};
+use arrow_array::{Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Duration;
+use weir_core::key::KeyEncoder;
+use weir_core::operator::{Operator, TaskInfo};
+use weir_core::time::Window;
+
+const TYPES: [JoinType; 4] = [
+    JoinType::Inner,
+    JoinType::Left,
+    JoinType::Right,
+    JoinType::Full,
+];
+
+/// (parallelism before, after): unchanged and rescaled.
+const PARALLELISM: [(usize, usize); 3] = [(1, 1), (2, 3), (3, 1)];
+
+/// Width of the windows the same-window inputs carry.
+const SAME_WINDOW_MS: i64 = 40;
+
+fn schema(id: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("t", DataType::Int64, false),
+        Field::new(id, DataType::Int64, false),
+        Field::new("window_start", DataType::Int64, false),
+        Field::new("window_end", DataType::Int64, false),
+    ]))
+}
+
+/// A deterministic stream over 9 keys and a null key: batches on either
+/// input with times up to 60 ms ahead of the watermark (so a batch spans
+/// several windows), late rows when `with_late`, a watermark after every
+/// third batch. Every row has a unique id; `window_start`/`window_end` are
+/// the 40 ms window of `t`.
+fn events(n: usize, seed: u64, with_late: bool) -> Vec<Event> {
+    let mut x = seed;
+    let mut rand = move |m: u64| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 33) % m
+    };
+    let mut out = Vec::new();
+    let mut id = 0i64;
+    for i in 0..n {
+        let base = i as i64 * 10;
+        let input = rand(2) as usize;
+        let rows = 1 + rand(6) as usize;
+        let (mut k, mut t, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rows {
+            let key = rand(10) as i64;
+            k.push((key != 9).then_some(key));
+            let late = with_late && i > 3 && rand(8) == 0;
+            t.push(if late {
+                base - 60
+            } else {
+                base + rand(60) as i64
+            });
+            v.push(id);
+            id += 1;
+        }
+        let start: Vec<i64> = t.iter().map(|t| t - t.rem_euclid(SAME_WINDOW_MS)).collect();
+        let end: Vec<i64> = start.iter().map(|s| s + SAME_WINDOW_MS).collect();
+        let batch = RecordBatch::try_new(
+            schema(if input == 0 { "lv" } else { "rv" }),
+            vec![
+                Arc::new(Int64Array::from(k)),
+                Arc::new(Int64Array::from(t)),
+                Arc::new(Int64Array::from(v)),
+                Arc::new(Int64Array::from(start)),
+                Arc::new(Int64Array::from(end)),
+            ],
+        )
+        .expect("valid batch");
+        out.push(Event::Batch(input, batch));
+        if i % 3 == 2 {
+            out.push(Event::Watermark(base - 5));
+        }
+    }
+    out
+}
+
+fn specs() -> Vec<JoinSpec> {
+    vec![
+        JoinSpec::window(Window::tumbling(Duration::from_millis(50))),
+        JoinSpec::same_window(),
+    ]
+}
+
+fn layout(spec: JoinSpec) -> JoinLayout {
+    // the same-window inputs' own window columns become the output's
+    let (left, right) = if spec.kind == super::JoinKind::SameWindow {
+        (schema("lv"), schema("rv"))
+    } else {
+        let drop = |s: SchemaRef| Arc::new(s.project(&[0, 1, 2]).expect("project"));
+        (drop(schema("lv")), drop(schema("rv")))
+    };
+    JoinLayout::try_new(&left, &right, Some("t"), Some("t"), &spec.on(["k"], ["k"]))
+        .expect("valid join")
+}
+
+/// The events as the layout's inputs take them (tumbling: no window columns).
+fn events_for(spec: &JoinSpec, events: &[Event]) -> Vec<Event> {
+    if spec.kind == super::JoinKind::SameWindow {
+        return events.to_vec();
+    }
+    events
+        .iter()
+        .map(|e| match e {
+            Event::Batch(i, b) => Event::Batch(*i, b.project(&[0, 1, 2]).expect("project")),
+            w => w.clone(),
+        })
+        .collect()
+}
+
+fn keys(layout: &JoinLayout) -> Vec<KeyEncoder> {
+    encoders(&[layout.input(0), layout.input(1)], &[&["k"], &["k"]])
+}
+
+fn window_hash(
+    layout: &JoinLayout,
+) -> impl Fn(&TaskInfo) -> weir_core::error::Result<Box<dyn Operator>> + '_ {
+    move |_: &TaskInfo| Ok(Box::new(WindowHashJoin::try_new(layout.clone())?) as Box<dyn Operator>)
+}
+
+fn symmetric(
+    layout: &JoinLayout,
+) -> impl Fn(&TaskInfo) -> weir_core::error::Result<Box<dyn Operator>> + '_ {
+    move |_: &TaskInfo| {
+        Ok(Box::new(SymmetricHashJoin::try_new(layout.clone())?) as Box<dyn Operator>)
+    }
+}
+
+#[test]
+fn equals_the_symmetric_join_for_every_type() {
+    let evs = events(90, 3, true);
+    for spec in specs() {
+        let evs = events_for(&spec, &evs);
+        for ty in TYPES {
+            let layout = layout(spec.clone().with_type(ty));
+            let want = sorted_rows(&run_uninterrupted(&symmetric(&layout), &evs));
+            let got = sorted_rows(&run_uninterrupted(&window_hash(&layout), &evs));
+            assert!(
+                want.len() > 20,
+                "{:?} {ty:?}: the oracle joined rows",
+                spec.kind
+            );
+            if ty != JoinType::Inner {
+                assert!(
+                    want.iter().any(|r| r.contains("||")),
+                    "{:?} {ty:?}: the oracle has padded rows",
+                    spec.kind
+                );
+            }
+            assert_eq!(got, want, "{:?} {ty:?}", spec.kind);
+        }
+    }
+}
+
+#[test]
+fn restores_at_every_cut_and_parallelism() {
+    let evs = events(60, 7, true);
+    for spec in specs() {
+        let evs = events_for(&spec, &evs);
+        for ty in [JoinType::Inner, JoinType::Full] {
+            let layout = layout(spec.clone().with_type(ty));
+            let make = window_hash(&layout);
+            let want = sorted_rows(&run_uninterrupted(&make, &evs));
+            for cut in [1, 2, 7, 8, 30, 31, evs.len() - 1] {
+                for (p0, p1) in PARALLELISM {
+                    let r = run_with_restore_in(
+                        &make,
+                        &keys(&layout),
+                        &evs,
+                        cut,
+                        p0,
+                        p1,
+                        usize::MAX / 2,
+                    );
+                    assert_eq!(
+                        sorted_rows(&r.output),
+                        want,
+                        "{:?} {ty:?}: cut {cut}, parallelism {p0} -> {p1}",
+                        spec.kind
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Under a budget of a few rows both sides spill: windows are fired from
+/// disk and memory together, checkpoints carry the rows on disk, and the
+/// pool is back to zero at the end (asserted by the harness).
+#[test]
+fn spills_and_restores_spilled_rows() {
+    let evs = events(150, 11, true);
+    for spec in specs() {
+        let evs = events_for(&spec, &evs);
+        let layout = layout(spec.clone().with_type(JoinType::Full));
+        let make = window_hash(&layout);
+        let want = sorted_rows(&run_uninterrupted(&symmetric(&layout), &evs));
+        for cut in [60, 121] {
+            for (p0, p1) in PARALLELISM {
+                let r = run_with_restore_in(&make, &keys(&layout), &evs, cut, p0, p1, 1536);
+                assert!(
+                    r.spill_files_at_cut > 0,
+                    "{:?}: cut {cut}, {p0} -> {p1}: rows were on disk at the cut",
+                    spec.kind
+                );
+                assert_eq!(
+                    sorted_rows(&r.output),
+                    want,
+                    "{:?}: cut {cut}, parallelism {p0} -> {p1}",
+                    spec.kind
+                );
+            }
+        }
+    }
+}
+
+/// A checkpoint the symmetric join took restores into the window hash join
+/// (a job upgraded between the two keeps its state), and back.
+#[test]
+fn shares_the_symmetric_joins_checkpoints() {
+    let evs = events(60, 5, true);
+    for spec in specs() {
+        let evs = events_for(&spec, &evs);
+        let layout = layout(spec.clone().with_type(JoinType::Left));
+        let want = sorted_rows(&run_uninterrupted(&symmetric(&layout), &evs));
+        for first_symmetric in [true, false] {
+            for (p0, p1) in PARALLELISM {
+                // the first p0 instances take the checkpoint, the rest restore it
+                let made = Cell::new(0usize);
+                let make = |info: &TaskInfo| -> weir_core::error::Result<Box<dyn Operator>> {
+                    made.set(made.get() + 1);
+                    if (made.get() <= p0) == first_symmetric {
+                        symmetric(&layout)(info)
+                    } else {
+                        window_hash(&layout)(info)
+                    }
+                };
+                let r =
+                    run_with_restore_in(&make, &keys(&layout), &evs, 31, p0, p1, usize::MAX / 2);
+                assert_eq!(
+                    sorted_rows(&r.output),
+                    want,
+                    "{:?}: symmetric first {first_symmetric}, {p0} -> {p1}",
+                    spec.kind
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn refuses_the_kinds_it_does_not_run() {
+    let spec = JoinSpec::window(Window::sliding(
+        Duration::from_millis(60),
+        Duration::from_millis(20),
+    ));
+    let err = WindowHashJoin::try_new(layout(spec)).expect_err("sliding windows refused");
+    assert!(
+        err.to_string().contains("same-window and tumbling"),
+        "{err}"
+    );
+}
