@@ -5,10 +5,10 @@ use super::*;
 impl Stream {
     /// Joins this stream (left) with `other` (right) on equal keys, as
     /// `spec` says: window, interval or regular, inner or outer. Both inputs
-    /// are hash-partitioned by their keys. Pipelined runs use a window hash
-    /// join (tumbling and same-window joins: one hash join per window as it
-    /// closes) or a symmetric hash join (the other kinds), batch runs a
-    /// sort-merge join; both give the same rows (a
+    /// are hash-partitioned by their keys. Tumbling and same-window joins
+    /// run a window hash join in both modes (one hash join per window as
+    /// it closes); the other kinds a symmetric hash join pipelined and a
+    /// sort-merge join in batch; both give the same rows (a
     /// regular outer join's changelog materializes to the batch result).
     /// The output has no event time.
     ///
@@ -65,20 +65,33 @@ impl Stream {
                 port: other.port,
             },
         ];
-        let streaming = layout.clone();
-        let pipelined: OperatorFactory = if WindowHashJoin::supports(layout.spec()) {
-            Arc::new(move |_: &TaskInfo| {
-                Ok(Box::new(WindowHashJoin::try_new(streaming.clone())?) as Box<dyn Operator>)
-            })
-        } else {
-            Arc::new(move |_: &TaskInfo| {
-                Ok(Box::new(SymmetricHashJoin::try_new(streaming.clone())?) as Box<dyn Operator>)
-            })
-        };
-        let blocking = layout.clone();
-        let batch: OperatorFactory = Arc::new(move |_: &TaskInfo| {
-            Ok(Box::new(SortMergeJoin::try_new(blocking.clone())?) as Box<dyn Operator>)
-        });
+        // tumbling and same-window joins: one hash join per window in both
+        // modes (batch stages replay the watermarks, so windows fire and
+        // leave memory as they close); the other kinds: a symmetric hash
+        // join pipelined, a sort-merge join in batch
+        let (pipelined, batch): (OperatorFactory, OperatorFactory) =
+            if WindowHashJoin::supports(layout.spec()) {
+                let factory: OperatorFactory = {
+                    let layout = layout.clone();
+                    Arc::new(move |_: &TaskInfo| {
+                        Ok(Box::new(WindowHashJoin::try_new(layout.clone())?) as Box<dyn Operator>)
+                    })
+                };
+                (factory.clone(), factory)
+            } else {
+                let streaming = layout.clone();
+                let blocking = layout.clone();
+                (
+                    Arc::new(move |_: &TaskInfo| {
+                        Ok(Box::new(SymmetricHashJoin::try_new(streaming.clone())?)
+                            as Box<dyn Operator>)
+                    }),
+                    Arc::new(move |_: &TaskInfo| {
+                        Ok(Box::new(SortMergeJoin::try_new(blocking.clone())?)
+                            as Box<dyn Operator>)
+                    }),
+                )
+            };
         let schema = layout.schema().clone();
         let id = self.job.add(
             "join",
