@@ -3,8 +3,10 @@
 //! and under a 64 MiB budget (both spill). And the peers' W2 in small: 1 s
 //! per-key averages of two inputs joined on (key, window), one input's
 //! watermark lagging by `lag` seconds (the join holds that much state, and
-//! each watermark must find only the windows it closes), and a session
-//! window join of the raw rows (200 ms gap: sessions close all the time).
+//! each watermark must find only the windows it closes; the window hash
+//! join keeps rows by window and joins a closed window at once), and a
+//! session window join of the raw rows (200 ms gap: sessions close all the
+//! time; the symmetric hash join's due index).
 //!
 //! `cargo bench --bench joins`
 
