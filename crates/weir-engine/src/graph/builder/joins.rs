@@ -66,18 +66,21 @@ impl Stream {
             },
         ];
         // tumbling and same-window joins: one hash join per window in both
-        // modes (batch stages replay the watermarks, so windows fire and
-        // leave memory as they close); the other kinds: a symmetric hash
-        // join pipelined, a sort-merge join in batch
+        // modes; in batch it holds the watermarks back and fires every
+        // window at the end (a batch stage may forward a watermark before
+        // rows it emits at its end); the other kinds: a symmetric hash join
+        // pipelined, a sort-merge join in batch
         let (pipelined, batch): (OperatorFactory, OperatorFactory) =
             if WindowHashJoin::supports(layout.spec()) {
-                let factory: OperatorFactory = {
+                let window_hash = |blocking: bool| -> OperatorFactory {
                     let layout = layout.clone();
                     Arc::new(move |_: &TaskInfo| {
-                        Ok(Box::new(WindowHashJoin::try_new(layout.clone())?) as Box<dyn Operator>)
+                        Ok(Box::new(
+                            WindowHashJoin::try_new(layout.clone())?.with_blocking(blocking),
+                        ) as Box<dyn Operator>)
                     })
                 };
-                (factory.clone(), factory)
+                (window_hash(false), window_hash(true))
             } else {
                 let streaming = layout.clone();
                 let blocking = layout.clone();

@@ -7,10 +7,20 @@
 use super::*;
 use std::collections::BTreeMap;
 
-/// Bytes accounted per window held, besides its rows.
-const WINDOW_BYTES: usize = 96;
-/// Bytes accounted per batch held, besides its columns.
-const BATCH_BYTES: usize = 32;
+/// Bytes accounted per window held, besides its rows (its map entry and
+/// two vectors).
+const WINDOW_BYTES: usize = 128;
+/// Bytes accounted per batch held, besides its column values (the batch,
+/// its place in the vector).
+const BATCH_BYTES: usize = 64;
+/// Bytes accounted per column of a batch held, besides its values (the
+/// array, its data and buffer headers, an allocation's rounding).
+const COLUMN_BYTES: usize = 192;
+/// A window side's batches are compacted this many at a time, when all
+/// are small (so a stream of tiny batches does not keep one per arrival).
+const COMPACT_AT: usize = 64;
+/// Rows under which a batch counts as small.
+const SMALL_ROWS: usize = 1024;
 
 /// One window's rows: per side, the batches holding them.
 pub(super) type WindowRows = [Vec<RecordBatch>; 2];
@@ -32,17 +42,37 @@ pub(super) struct Buckets {
 
 impl Buckets {
     /// Keeps `batch`, rows of side `s` all in `window` (`(start, end)`).
-    pub(super) fn add(&mut self, s: usize, window: (i64, i64), batch: RecordBatch) {
+    /// Every 64th batch of a window's side, the last 64 are copied into
+    /// one if all are small.
+    pub(super) fn add(&mut self, s: usize, window: (i64, i64), batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
-            return;
+            return Ok(());
         }
         let bytes = &mut self.bytes;
         let rows = self.windows.entry((window.1, window.0)).or_insert_with(|| {
             *bytes += WINDOW_BYTES;
             [Vec::new(), Vec::new()]
         });
-        *bytes += batch_bytes(&batch) + BATCH_BYTES;
-        rows[s].push(batch);
+        *bytes += Self::batch_cost(&batch);
+        let side = &mut rows[s];
+        side.push(batch);
+        if side.len() % COMPACT_AT == 0 {
+            let tail = side.len() - COMPACT_AT;
+            if side[tail..].iter().all(|b| b.num_rows() < SMALL_ROWS) {
+                let merged =
+                    arrow_select::concat::concat_batches(side[tail].schema_ref(), &side[tail..])?;
+                let before: usize = side[tail..].iter().map(Self::batch_cost).sum();
+                *bytes = *bytes - before + Self::batch_cost(&merged);
+                side.truncate(tail);
+                side.push(merged);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes accounted for a batch held.
+    fn batch_cost(batch: &RecordBatch) -> usize {
+        batch_bytes(batch) + BATCH_BYTES + COLUMN_BYTES * batch.num_columns()
     }
 
     /// Takes out the first window if it fires at watermark `w` (its max
@@ -85,12 +115,7 @@ impl Buckets {
     }
 
     fn cost(rows: &WindowRows) -> usize {
-        WINDOW_BYTES
-            + rows
-                .iter()
-                .flatten()
-                .map(|b| batch_bytes(b) + BATCH_BYTES)
-                .sum::<usize>()
+        WINDOW_BYTES + rows.iter().flatten().map(Self::batch_cost).sum::<usize>()
     }
 }
 
@@ -110,10 +135,10 @@ mod tests {
     #[test]
     fn windows_fire_in_end_order_and_bytes_return_to_zero() {
         let mut b = Buckets::default();
-        b.add(0, (2000, 3000), batch(3));
-        b.add(1, (1000, 2000), batch(2));
-        b.add(0, (1000, 2000), batch(1));
-        b.add(0, (5000, 6000), batch(0)); // no rows: nothing kept
+        b.add(0, (2000, 3000), batch(3)).expect("add");
+        b.add(1, (1000, 2000), batch(2)).expect("add");
+        b.add(0, (1000, 2000), batch(1)).expect("add");
+        b.add(0, (5000, 6000), batch(0)).expect("add"); // no rows: nothing kept
         assert_eq!(b.first_window(), Some((1000, 2000)));
         assert!(b.bytes() >= 6 * 8);
         assert!(b.pop_due(1998).is_none());
@@ -126,5 +151,42 @@ mod tests {
         assert_eq!(w, (2000, 3000));
         assert!(b.is_empty());
         assert_eq!(b.bytes(), 0);
+    }
+
+    #[test]
+    fn tiny_batches_are_compacted_in_order() {
+        let mut b = Buckets::default();
+        for i in 0..130 {
+            let one = RecordBatch::try_from_iter([(
+                "x",
+                Arc::new(Int64Array::from(vec![i])) as ArrayRef,
+            )])
+            .expect("batch");
+            b.add(1, (0, 10), one).expect("add");
+        }
+        // at the 64th: 64 in one; at the 128th: that one and the next 63
+        // (all still small) in one; the last 2 as they came
+        let batches: Vec<&RecordBatch> = b.side(1).collect();
+        assert_eq!(
+            batches.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+            vec![127, 1, 1, 1]
+        );
+        let values: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("int64")
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(values, (0..130).collect::<Vec<i64>>());
+        let held = b.bytes();
+        let (_, rows) = b.pop_due(i64::MAX).expect("the window");
+        assert_eq!(rows[1].len(), 4);
+        assert!(held > 0);
+        assert_eq!(b.bytes(), 0, "compaction kept the byte count exact");
     }
 }

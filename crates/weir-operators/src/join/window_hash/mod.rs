@@ -56,6 +56,9 @@ pub struct WindowHashJoin {
     // config
     layout: JoinLayout,
     keys: [KeyEncoder; 2],
+    /// Batch mode: watermarks are held back and every window fires at end
+    /// of input, so no row is ever late (see [`with_blocking`](Self::with_blocking)).
+    blocking: bool,
     // state
     buckets: Buckets,
     /// The last watermark processed (windows up to it fired).
@@ -108,6 +111,7 @@ impl WindowHashJoin {
         Ok(WindowHashJoin {
             layout,
             keys,
+            blocking: false,
             buckets: Buckets::default(),
             watermark: i64::MIN,
             reservation: MemoryReservation::unopened(ConsumerKind::Spillable),
@@ -116,15 +120,32 @@ impl WindowHashJoin {
         })
     }
 
+    /// Batch mode (`true`): holds watermarks back and fires every window at
+    /// end of input, as the sort-merge join does. A batch stage may forward
+    /// a watermark before rows it emits at its end (a `GROUP BY`'s result),
+    /// which a watermark-driven join would drop as late; blocking, it
+    /// joins every row it is given.
+    pub fn with_blocking(mut self, blocking: bool) -> Self {
+        self.blocking = blocking;
+        self
+    }
+
     /// The output schema.
     pub fn schema(&self) -> &SchemaRef {
         self.layout.schema()
     }
 
     /// Groups the rows of side `s`'s `batch` by window: rows to keep,
-    /// null-key rows to pad now (if the join keeps side `s`), and the
-    /// count of late rows (their window fired), which are dropped.
-    fn group(&self, s: usize, batch: &RecordBatch, context: &str) -> Result<Grouped> {
+    /// null-key rows to pad now (if the join keeps side `s`), and, if
+    /// `drop_late`, the count of late rows (their window fired), which are
+    /// dropped (else they are kept: their window fires at the next watermark).
+    fn group(
+        &self,
+        s: usize,
+        batch: &RecordBatch,
+        drop_late: bool,
+        context: &str,
+    ) -> Result<Grouped> {
         let mut grouped = Grouped {
             kept: Vec::new(),
             padded: Vec::new(),
@@ -136,7 +157,7 @@ impl WindowHashJoin {
         }
         let windows = windows_of(&self.layout, s, batch, context)?;
         let null = null_key_rows(batch, self.keys[s].indices());
-        let open = |w: (i64, i64)| Window::max_timestamp(w.1) > self.watermark;
+        let open = |w: (i64, i64)| !drop_late || Window::max_timestamp(w.1) > self.watermark;
         if null.is_none() && windows.iter().all(|&w| w == windows[0]) && open(windows[0]) {
             // one window, every row kept (window aggregates emit runs of a window)
             grouped.kept.push((windows[0], batch.clone()));
@@ -164,32 +185,72 @@ impl WindowHashJoin {
     }
 
     /// Keeps the grouped rows of side `s`.
-    fn keep(&mut self, s: usize, kept: Vec<((i64, i64), RecordBatch)>) {
+    fn keep(&mut self, s: usize, kept: Vec<((i64, i64), RecordBatch)>) -> Result<()> {
         for (w, rows) in kept {
-            self.buckets.add(s, w, rows);
+            self.buckets.add(s, w, rows)?;
         }
+        Ok(())
     }
 
-    /// Joins one window's rows and emits the result.
-    fn fire(&self, window: (i64, i64), rows: WindowRows, out: &mut Output) -> Result<()> {
+    /// Joins one window's rows and emits the result. What the join builds
+    /// besides the rows (their copy into one batch per side, the hash
+    /// table, the pair indexes) is held in the fixed read-back reservation
+    /// while it lives.
+    fn fire(&mut self, window: (i64, i64), rows: WindowRows, out: &mut Output) -> Result<()> {
         let [left, right] = rows;
+        let copies: usize = [&left, &right]
+            .iter()
+            .filter(|b| b.len() > 1)
+            .flat_map(|b| b.iter())
+            .map(batch_bytes)
+            .sum();
+        let table = [&left, &right]
+            .iter()
+            .map(|b| b.iter().map(RecordBatch::num_rows).sum::<usize>())
+            .sum::<usize>()
+            * probe::BYTES_PER_ROW;
+        let transient = copies + table;
+        store::reserve_step(&mut self.read_back, transient);
+        let result = self.join_window(window, left, right, out);
+        self.read_back.shrink(transient.min(self.read_back.size()));
+        result
+    }
+
+    fn join_window(
+        &mut self,
+        window: (i64, i64),
+        left: Vec<RecordBatch>,
+        right: Vec<RecordBatch>,
+        out: &mut Output,
+    ) -> Result<()> {
         let left = concat(self.layout.input(0), left)?;
         let right = concat(self.layout.input(1), right)?;
         let (li, ri) = probe::pair_rows(&self.keys, self.layout.spec().join_type, &left, &right)?;
+        // the pair indexes (8 bytes a pair) beyond what was reserved per row
+        let pairs = (li.len() * 8).saturating_sub((left.num_rows() + right.num_rows()) * 8);
+        store::reserve_step(&mut self.read_back, pairs);
         let n = li.len();
         let mut at = 0;
+        let mut result = Ok(());
         while at < n {
             let len = OUT_ROWS.min(n - at);
-            out.emit(self.layout.assemble_window(
+            match self.layout.assemble_window(
                 &left,
                 &right,
                 &li.slice(at, len),
                 &ri.slice(at, len),
                 window,
-            )?);
+            ) {
+                Ok(b) => out.emit(b),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
             at += len;
         }
-        Ok(())
+        self.read_back.shrink(pairs.min(self.read_back.size()));
+        result
     }
 
     /// Fires every window that watermark `w` closes, in end order; with
@@ -225,7 +286,7 @@ impl WindowHashJoin {
                 let key = run_key(&self.layout, s);
                 for batch in self.runs[s].take_through(step, &key)? {
                     bytes += batch_bytes(&batch);
-                    for (win, rows) in self.group(s, &batch, "join (read back)")?.kept {
+                    for (win, rows) in self.group(s, &batch, false, "join (read back)")?.kept {
                         back.entry((win.1, win.0)).or_default()[s].push(rows);
                     }
                 }
@@ -423,7 +484,7 @@ impl Operator for WindowHashJoin {
         out: &mut Output,
     ) -> Result<()> {
         let s = port.min(1);
-        let grouped = self.group(s, &batch, ctx.operator())?;
+        let grouped = self.group(s, &batch, true, ctx.operator())?;
         if grouped.late > 0 {
             OperatorMetrics::add(&ctx.metrics().late_rows, grouped.late);
         }
@@ -438,11 +499,15 @@ impl Operator for WindowHashJoin {
             };
             out.emit(self.layout.assemble_window(left, right, li, ri, window)?);
         }
-        self.keep(s, grouped.kept);
+        self.keep(s, grouped.kept)?;
         self.sync(ctx)
     }
 
     fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
+        if self.blocking {
+            // every row is emitted at the end, then the final watermark
+            return Ok(());
+        }
         if let Watermark::EventTime(t) = wm {
             self.advance(t, out)?;
             self.sync(ctx)?;

@@ -12,6 +12,10 @@ use weir_core::key::FastBuildHasher;
 /// End of a chain of right rows with equal keys.
 const NONE: u32 = u32::MAX;
 
+/// Bytes the join of a window builds per row of its two sides: the hash
+/// table's slot and chain link, the encoded key, the pair indexes.
+pub(super) const BYTES_PER_ROW: usize = 48;
+
 /// The rows of one window's join, as indexes into the left and right
 /// batches (a null pads that side), in left row order, then the right
 /// rows no left row matched (outer joins keeping the right side).
@@ -29,9 +33,12 @@ pub(super) fn pair_rows(
 ) -> Result<(UInt32Array, UInt32Array)> {
     let (nl, nr) = (left.num_rows(), right.num_rows());
     if u32::try_from(nl.max(nr)).is_err() || nr == NONE as usize {
-        return Err(Error::Plan(format!(
-            "join: a window holds {} rows on one side, more than a window join can index",
-            nl.max(nr)
+        return Err(Error::Arrow(arrow_schema::ArrowError::ComputeError(
+            format!(
+                "join: a window holds {} rows on one side, more than a window join can index ({})",
+                nl.max(nr),
+                u32::MAX - 1
+            ),
         )));
     }
     let mut li = UInt32Builder::with_capacity(nl.max(nr));

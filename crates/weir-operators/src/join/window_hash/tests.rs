@@ -4,7 +4,7 @@
 //! budget, restored from checkpoints (its own and the symmetric join's) at
 //! the same and another parallelism.
 
-use super::super::{JoinLayout, JoinSpec, JoinType, SymmetricHashJoin};
+use super::super::{JoinLayout, JoinSpec, JoinType, SortMergeJoin, SymmetricHashJoin};
 use super::WindowHashJoin;
 use crate::checkpoint_harness::{
     encoders, run_uninterrupted, run_with_restore_in, sorted_rows, Event,
@@ -44,8 +44,9 @@ fn schema(id: &str) -> SchemaRef {
 /// A deterministic stream over 9 keys and a null key: batches on either
 /// input with times up to 60 ms ahead of the watermark (so a batch spans
 /// several windows), late rows when `with_late`, a watermark after every
-/// third batch. Every row has a unique id; `window_start`/`window_end` are
-/// the 40 ms window of `t`.
+/// third batch. Every row has a unique id; `window_end` is the end of the
+/// 40 ms window of `t`, `window_start` 40 ms before it, or 20 ms for one
+/// row in four (a start only rows of the same start share).
 fn events(n: usize, seed: u64, with_late: bool) -> Vec<Event> {
     let mut x = seed;
     let mut rand = move |m: u64| {
@@ -73,8 +74,22 @@ fn events(n: usize, seed: u64, with_late: bool) -> Vec<Event> {
             v.push(id);
             id += 1;
         }
-        let start: Vec<i64> = t.iter().map(|t| t - t.rem_euclid(SAME_WINDOW_MS)).collect();
-        let end: Vec<i64> = start.iter().map(|s| s + SAME_WINDOW_MS).collect();
+        let end: Vec<i64> = t
+            .iter()
+            .map(|t| t - t.rem_euclid(SAME_WINDOW_MS) + SAME_WINDOW_MS)
+            .collect();
+        // one row in four: a shorter window with the same end (windows
+        // that share an end but not a start are different windows)
+        let start: Vec<i64> = end
+            .iter()
+            .map(|e| {
+                e - if rand(4) == 0 {
+                    SAME_WINDOW_MS / 2
+                } else {
+                    SAME_WINDOW_MS
+                }
+            })
+            .collect();
         let batch = RecordBatch::try_new(
             schema(if input == 0 { "lv" } else { "rv" }),
             vec![
@@ -145,6 +160,23 @@ fn symmetric(
     }
 }
 
+fn blocking(
+    layout: &JoinLayout,
+) -> impl Fn(&TaskInfo) -> weir_core::error::Result<Box<dyn Operator>> + '_ {
+    move |_: &TaskInfo| {
+        Ok(
+            Box::new(WindowHashJoin::try_new(layout.clone())?.with_blocking(true))
+                as Box<dyn Operator>,
+        )
+    }
+}
+
+fn sort_merge(
+    layout: &JoinLayout,
+) -> impl Fn(&TaskInfo) -> weir_core::error::Result<Box<dyn Operator>> + '_ {
+    move |_: &TaskInfo| Ok(Box::new(SortMergeJoin::try_new(layout.clone())?) as Box<dyn Operator>)
+}
+
 #[test]
 fn equals_the_symmetric_join_for_every_type() {
     let evs = events(90, 3, true);
@@ -211,23 +243,25 @@ fn spills_and_restores_spilled_rows() {
     let evs = events(150, 11, true);
     for spec in specs() {
         let evs = events_for(&spec, &evs);
-        let layout = layout(spec.clone().with_type(JoinType::Full));
-        let make = window_hash(&layout);
-        let want = sorted_rows(&run_uninterrupted(&symmetric(&layout), &evs));
-        for cut in [60, 121] {
-            for (p0, p1) in PARALLELISM {
-                let r = run_with_restore_in(&make, &keys(&layout), &evs, cut, p0, p1, 1536);
-                assert!(
-                    r.spill_files_at_cut > 0,
-                    "{:?}: cut {cut}, {p0} -> {p1}: rows were on disk at the cut",
-                    spec.kind
-                );
-                assert_eq!(
-                    sorted_rows(&r.output),
-                    want,
-                    "{:?}: cut {cut}, parallelism {p0} -> {p1}",
-                    spec.kind
-                );
+        for ty in TYPES {
+            let layout = layout(spec.clone().with_type(ty));
+            let make = window_hash(&layout);
+            let want = sorted_rows(&run_uninterrupted(&symmetric(&layout), &evs));
+            for cut in [60, 121] {
+                for (p0, p1) in PARALLELISM {
+                    let r = run_with_restore_in(&make, &keys(&layout), &evs, cut, p0, p1, 1536);
+                    assert!(
+                        r.spill_files_at_cut > 0,
+                        "{:?}: cut {cut}, {p0} -> {p1}: rows were on disk at the cut",
+                        spec.kind
+                    );
+                    assert_eq!(
+                        sorted_rows(&r.output),
+                        want,
+                        "{:?} {ty:?}: cut {cut}, parallelism {p0} -> {p1}",
+                        spec.kind
+                    );
+                }
             }
         }
     }
@@ -242,7 +276,13 @@ fn shares_the_symmetric_joins_checkpoints() {
         let evs = events_for(&spec, &evs);
         let layout = layout(spec.clone().with_type(JoinType::Left));
         let want = sorted_rows(&run_uninterrupted(&symmetric(&layout), &evs));
-        for first_symmetric in [true, false] {
+        for (first_symmetric, budget) in [
+            (true, usize::MAX / 2),
+            (false, usize::MAX / 2),
+            // spilled at the cut: the symmetric join's runs carry ages above 0
+            (true, 1536),
+            (false, 1536),
+        ] {
             for (p0, p1) in PARALLELISM {
                 // the first p0 instances take the checkpoint, the rest restore it
                 let made = Cell::new(0usize);
@@ -278,4 +318,64 @@ fn refuses_the_kinds_it_does_not_run() {
         err.to_string().contains("same-window and tumbling"),
         "{err}"
     );
+}
+
+/// Batch mode: the blocking join holds watermarks back and joins every row
+/// it is given, even rows behind a watermark that came first (a batch
+/// stage's `GROUP BY` forwards its watermarks before its rows), as the
+/// sort-merge join does; also spilled.
+#[test]
+fn blocking_joins_every_row_like_the_sort_merge_join() {
+    let evs = events(90, 13, true);
+    for spec in specs() {
+        let evs = events_for(&spec, &evs);
+        // the same rows after a watermark past all of them
+        let mut ahead = vec![Event::Watermark(i64::MAX - 1)];
+        ahead.extend(
+            evs.iter()
+                .filter(|e| matches!(e, Event::Batch(..)))
+                .cloned(),
+        );
+        for ty in TYPES {
+            let layout = layout(spec.clone().with_type(ty));
+            for events in [&evs, &ahead] {
+                let want = sorted_rows(&run_uninterrupted(&sort_merge(&layout), events));
+                assert!(
+                    want.len() > 20,
+                    "{:?} {ty:?}: the oracle joined rows",
+                    spec.kind
+                );
+                let got = sorted_rows(&run_uninterrupted(&blocking(&layout), events));
+                assert_eq!(got, want, "{:?} {ty:?}", spec.kind);
+                let spilled = run_with_restore_in(
+                    &blocking(&layout),
+                    &keys(&layout),
+                    events,
+                    events.len() - 1,
+                    1,
+                    2,
+                    1536,
+                );
+                assert!(
+                    spilled.spill_files_at_cut > 0,
+                    "rows were on disk at the cut"
+                );
+                assert_eq!(
+                    sorted_rows(&spilled.output),
+                    want,
+                    "{:?} {ty:?} spilled",
+                    spec.kind
+                );
+            }
+            // the watermark-driven join drops them as late (all but the
+            // padded null-key rows of an outer side)
+            let all = sorted_rows(&run_uninterrupted(&sort_merge(&layout), &ahead));
+            let late = sorted_rows(&run_uninterrupted(&window_hash(&layout), &ahead));
+            assert!(
+                late.len() * 2 < all.len(),
+                "{:?} {ty:?}: without blocking they are late",
+                spec.kind
+            );
+        }
+    }
 }
