@@ -56,7 +56,7 @@ impl Buckets {
         *bytes += Self::batch_cost(&batch);
         let side = &mut rows[s];
         side.push(batch);
-        if side.len() % COMPACT_AT == 0 {
+        if side.len().is_multiple_of(COMPACT_AT) {
             let tail = side.len() - COMPACT_AT;
             if side[tail..].iter().all(|b| b.num_rows() < SMALL_ROWS) {
                 let merged =
