@@ -294,12 +294,14 @@ fn shares_the_symmetric_joins_checkpoints() {
                         window_hash(&layout)(info)
                     }
                 };
-                let r =
-                    run_with_restore_in(&make, &keys(&layout), &evs, 31, p0, p1, usize::MAX / 2);
+                let r = run_with_restore_in(&make, &keys(&layout), &evs, 31, p0, p1, budget);
+                if budget < 1 << 20 {
+                    assert!(r.spill_files_at_cut > 0, "rows were on disk at the cut");
+                }
                 assert_eq!(
                     sorted_rows(&r.output),
                     want,
-                    "{:?}: symmetric first {first_symmetric}, {p0} -> {p1}",
+                    "{:?}: symmetric first {first_symmetric}, budget {budget}, {p0} -> {p1}",
                     spec.kind
                 );
             }
