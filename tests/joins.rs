@@ -402,3 +402,70 @@ fn null_keys_never_match_and_outer_joins_pad_them() {
         }
     }
 }
+
+/// Joins that drop state as the watermark passes refuse inputs with allowed
+/// lateness (a late row could miss its match in one mode and not the
+/// other); a regular join without a TTL takes them.
+#[test]
+fn bounded_joins_refuse_inputs_with_allowed_lateness() {
+    use arrow_array::Int64Array;
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Int64, false),
+        Field::new("ts", DataType::Int64, false),
+        Field::new("window_start", DataType::Int64, false),
+        Field::new("window_end", DataType::Int64, false),
+    ]));
+    let one = || {
+        RecordBatch::try_new(
+            schema.clone(),
+            (0..4)
+                .map(|_| Arc::new(Int64Array::from(vec![1])) as _)
+                .collect(),
+        )
+        .unwrap()
+    };
+    let specs = [
+        (
+            JoinSpec::window(Window::tumbling(Duration::from_secs(1))),
+            true,
+        ),
+        (JoinSpec::same_window(), true),
+        (
+            JoinSpec::interval(Duration::from_secs(1), Duration::ZERO),
+            true,
+        ),
+        (JoinSpec::regular().with_ttl(Duration::from_secs(1)), true),
+        (JoinSpec::regular(), false),
+    ];
+    for (spec, refused) in specs {
+        let job = Job::new();
+        let side = |lateness: u64| {
+            job.from_batches(schema.clone(), vec![vec![one()]])
+                .unwrap()
+                .assign_timestamps(
+                    "ts",
+                    WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO)
+                        .with_allowed_lateness(Duration::from_millis(lateness)),
+                )
+                .unwrap()
+        };
+        let kind = spec.kind;
+        let joined = side(50).join(&side(0), spec.on(["key"], ["key"]));
+        match joined {
+            Err(e) if refused => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("allowed lateness (left 50 ms, right 0 ms)"),
+                    "{kind:?}: {msg}"
+                );
+            }
+            Ok(_) if !refused => {}
+            other => panic!(
+                "{kind:?}: refused {refused} expected, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+}

@@ -40,9 +40,10 @@ impl Stream {
         if !Rc::ptr_eq(&self.job.plan, &other.job.plan) {
             return Err(Error::Plan("join of streams from different jobs".into()));
         }
-        if spec.needs_event_time() && (self.lateness_ms > 0 || other.lateness_ms > 0) {
+        let bounded = spec.needs_event_time() || spec.kind == JoinKind::SameWindow;
+        if bounded && (self.lateness_ms > 0 || other.lateness_ms > 0) {
             return Err(Error::Plan(format!(
-                "join: window, interval and TTL joins need inputs without allowed lateness (left {} ms, right {} ms): a row behind the watermark could miss its match",
+                "join: window, same-window, interval and TTL joins need inputs without allowed lateness (left {} ms, right {} ms): a row behind the watermark could miss its match",
                 self.lateness_ms, other.lateness_ms
             )));
         }
