@@ -27,6 +27,7 @@
 #[cfg(test)]
 mod checkpoint_tests;
 mod layout;
+mod side_state;
 mod sort_merge;
 mod spill;
 mod symmetric;

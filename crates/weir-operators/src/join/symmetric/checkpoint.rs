@@ -4,24 +4,10 @@
 //! May use what the parent module imports.
 
 use super::*;
+use crate::join::side_state::{self, JoinMeta, META_ENTRY, SIDE_ENTRIES};
 
 /// Stored rows per keyed state batch of a checkpoint.
 const SNAPSHOT_ROWS: usize = 8192;
-
-/// The unkeyed checkpoint value (see [`JoinMeta`]).
-const META_ENTRY: &str = "join";
-
-/// The keyed checkpoint entries of the stored rows of each side.
-const SIDE_ENTRIES: [&str; 2] = ["left_rows", "right_rows"];
-
-/// The unkeyed part of a join's checkpoint.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-struct JoinMeta {
-    /// The last watermark processed (windows up to it fired).
-    watermark: i64,
-    /// The epoch of rows arriving now (spills so far).
-    epoch: u32,
-}
 
 /// The unkeyed entry of the watermark a spilled join forwards (see
 /// `SymmetricHashJoin::held`); absent when it never spilled, and in
@@ -29,25 +15,8 @@ struct JoinMeta {
 const HELD_ENTRY: &str = "join_held";
 
 impl SymmetricHashJoin {
-    /// The state columns of a side's checkpoint rows: the input columns,
-    /// then the row's epoch age (current epoch minus its epoch) and matched flag.
-    pub(super) fn state_schema(&self, s: usize) -> SchemaRef {
-        let mut fields: Vec<Arc<Field>> = self.layout.input(s).fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new(
-            "__weir_join_age",
-            DataType::UInt32,
-            false,
-        )));
-        fields.push(Arc::new(Field::new(
-            "__weir_join_matched",
-            DataType::Boolean,
-            false,
-        )));
-        Arc::new(Schema::new(fields))
-    }
-
     /// Writes the input rows `input` of side `s` with their epochs and
-    /// matched flags as keyed state (key group of the row's join key).
+    /// matched flags as keyed state (see [`side_state::put_side_rows`]).
     pub(super) fn put_side_rows(
         &self,
         s: usize,
@@ -56,19 +25,11 @@ impl SymmetricHashJoin {
         matched: &[bool],
         state: &mut StateWriter,
     ) -> Result<()> {
-        if input.num_rows() == 0 {
-            return Ok(());
-        }
-        let keys = self.sides[s].keys.encode(input)?;
-        let groups: Vec<u16> = (0..input.num_rows())
-            .map(|r| key_group(stable_hash(keys.row(r).as_ref())) as u16)
+        let ages = epochs
+            .iter()
+            .map(|&e| self.epoch.saturating_sub(e))
             .collect();
-        let ages = epochs.iter().map(|&e| self.epoch.saturating_sub(e));
-        let mut columns: Vec<ArrayRef> = input.columns().to_vec();
-        columns.push(Arc::new(UInt32Array::from_iter_values(ages)));
-        columns.push(Arc::new(BooleanArray::from(matched.to_vec())));
-        let batch = RecordBatch::try_new(self.state_schema(s), columns)?;
-        state.put_keyed(SIDE_ENTRIES[s], &batch, &groups)
+        side_state::put_side_rows(s, &self.sides[s].keys, input, ages, matched.to_vec(), state)
     }
 
     /// Writes every stored row of both sides, in memory and on disk (the

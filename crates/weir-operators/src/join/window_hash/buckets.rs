@@ -122,7 +122,7 @@ impl Buckets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::Int64Array;
+    use arrow_array::{ArrayRef, Int64Array};
 
     fn batch(n: i64) -> RecordBatch {
         RecordBatch::try_from_iter([(

@@ -5,48 +5,14 @@
 //! May use what the parent module imports.
 
 use super::*;
-use arrow_array::BooleanArray;
-use weir_core::key::{key_group, stable_hash};
-
-/// The unkeyed checkpoint value (see [`JoinMeta`]).
-const META_ENTRY: &str = "join";
-
-/// The keyed checkpoint entries of the kept rows of each side.
-const SIDE_ENTRIES: [&str; 2] = ["left_rows", "right_rows"];
-
-/// The columns after a side's input columns in its checkpoint rows (the
-/// symmetric join's epoch age and matched flag; always 0 and false here).
-const EXTRA: [&str; 2] = ["__weir_join_age", "__weir_join_matched"];
-
-/// The unkeyed part of the checkpoint.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-struct JoinMeta {
-    /// The last watermark processed (windows up to it fired).
-    watermark: i64,
-    /// The symmetric join's spill epoch (0 here).
-    epoch: u32,
-}
+use crate::join::side_state::{self, JoinMeta, EXTRA, META_ENTRY, SIDE_ENTRIES};
 
 impl WindowHashJoin {
-    /// Writes the rows `input` of side `s` as keyed state (key group of
-    /// the row's join key).
+    /// Writes the rows `input` of side `s` as keyed state, with age 0 and
+    /// unmatched (see [`side_state::put_side_rows`]).
     fn put_side_rows(&self, s: usize, input: &RecordBatch, state: &mut StateWriter) -> Result<()> {
         let n = input.num_rows();
-        if n == 0 {
-            return Ok(());
-        }
-        let keys = self.keys[s].encode(input)?;
-        let groups: Vec<u16> = (0..n)
-            .map(|r| key_group(stable_hash(keys.row(r).as_ref())) as u16)
-            .collect();
-        let mut fields: Vec<Arc<Field>> = self.layout.input(s).fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new(EXTRA[0], DataType::UInt32, false)));
-        fields.push(Arc::new(Field::new(EXTRA[1], DataType::Boolean, false)));
-        let mut columns: Vec<ArrayRef> = input.columns().to_vec();
-        columns.push(Arc::new(UInt32Array::from(vec![0u32; n])));
-        columns.push(Arc::new(BooleanArray::from(vec![false; n])));
-        let batch = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)?;
-        state.put_keyed(SIDE_ENTRIES[s], &batch, &groups)
+        side_state::put_side_rows(s, &self.keys[s], input, vec![0; n], vec![false; n], state)
     }
 
     /// Writes the watermark and every kept row, in memory and on disk (the

@@ -10,9 +10,9 @@ mod probe;
 
 use super::sort_merge::null_key_rows;
 use super::{JoinKind, JoinLayout, JoinSpec, JoinType};
-use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow_array::{RecordBatch, UInt32Array};
 use arrow_buffer::ScalarBuffer;
-use arrow_schema::{DataType, Field, SchemaRef};
+use arrow_schema::SchemaRef;
 use buckets::{Buckets, WindowRows};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

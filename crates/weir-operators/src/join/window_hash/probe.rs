@@ -107,8 +107,8 @@ pub(super) fn pair_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::Int64Array;
-    use arrow_schema::Schema;
+    use arrow_array::{ArrayRef, Int64Array};
+    use arrow_schema::{DataType, Field, Schema};
 
     fn side(keys: &[Option<i64>]) -> RecordBatch {
         RecordBatch::try_from_iter([("k", Arc::new(Int64Array::from(keys.to_vec())) as ArrayRef)])
