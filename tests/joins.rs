@@ -440,8 +440,62 @@ fn bounded_joins_refuse_inputs_with_allowed_lateness() {
         (JoinSpec::regular(), false),
     ];
     for (spec, refused) in specs {
+        for (l, r) in [(50u64, 0u64), (0, 70)] {
+            let job = Job::new();
+            let side = |lateness: u64| {
+                job.from_batches(schema.clone(), vec![vec![one()]])
+                    .unwrap()
+                    .assign_timestamps(
+                        "ts",
+                        WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO)
+                            .with_allowed_lateness(Duration::from_millis(lateness)),
+                    )
+                    .unwrap()
+            };
+            let kind = spec.kind;
+            let joined = side(l).join(&side(r), spec.clone().on(["key"], ["key"]));
+            match joined {
+                Err(e) if refused => {
+                    let msg = e.to_string();
+                    let want = format!("allowed lateness (left {l} ms, right {r} ms)");
+                    assert!(msg.contains(&want), "{kind:?}: {msg}");
+                }
+                Ok(_) if !refused => {}
+                other => panic!(
+                    "{kind:?} ({l}/{r} ms): refused {refused} expected, got {:?}",
+                    other.map(|_| ())
+                ),
+            }
+        }
+    }
+}
+
+/// A same-window join refuses an updating window result (a window
+/// aggregate with allowed lateness or early firing emits a window's rows
+/// again, with `op`): it would join every version of a row.
+#[test]
+fn same_window_joins_refuse_updating_window_results() {
+    use arrow_array::Int64Array;
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+    use weir::Agg;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Int64, false),
+        Field::new("ts", DataType::Int64, false),
+    ]));
+    let one = || {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1])) as _,
+                Arc::new(Int64Array::from(vec![5])) as _,
+            ],
+        )
+        .unwrap()
+    };
+    for lateness in [0u64, 100] {
         let job = Job::new();
-        let side = |lateness: u64| {
+        let counts = |lateness: u64| {
             job.from_batches(schema.clone(), vec![vec![one()]])
                 .unwrap()
                 .assign_timestamps(
@@ -450,22 +504,24 @@ fn bounded_joins_refuse_inputs_with_allowed_lateness() {
                         .with_allowed_lateness(Duration::from_millis(lateness)),
                 )
                 .unwrap()
+                .key_by(["key"])
+                .unwrap()
+                .window(Window::tumbling(Duration::from_secs(1)))
+                .aggregate([Agg::count().alias("n")])
+                .unwrap()
         };
-        let kind = spec.kind;
-        let joined = side(50).join(&side(0), spec.on(["key"], ["key"]));
+        let joined =
+            counts(lateness).join(&counts(0), JoinSpec::same_window().on(["key"], ["key"]));
         match joined {
-            Err(e) if refused => {
+            Ok(_) => assert_eq!(lateness, 0, "an updating result was accepted"),
+            Err(e) => {
+                assert!(lateness > 0, "final results refused: {e}");
                 let msg = e.to_string();
                 assert!(
-                    msg.contains("allowed lateness (left 50 ms, right 0 ms)"),
-                    "{kind:?}: {msg}"
+                    msg.contains("updating window result (the left input's `op` column"),
+                    "{msg}"
                 );
             }
-            Ok(_) if !refused => {}
-            other => panic!(
-                "{kind:?}: refused {refused} expected, got {:?}",
-                other.map(|_| ())
-            ),
         }
     }
 }

@@ -40,11 +40,13 @@ pub(super) fn state_schema(input: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Writes the rows `input` of side `s` with their epoch ages and matched
-/// flags as keyed state, each under the key group of its join key
-/// (`keys`: the side's key encoder, as the exchange hashes it).
+/// Writes the rows `input` of side `s` (its input schema `schema`) with
+/// their epoch ages and matched flags as keyed state, each under the key
+/// group of its join key (`keys`: the side's key encoder, as the exchange
+/// hashes it).
 pub(super) fn put_side_rows(
     s: usize,
+    schema: &SchemaRef,
     keys: &KeyEncoder,
     input: &RecordBatch,
     ages: Vec<u32>,
@@ -62,6 +64,6 @@ pub(super) fn put_side_rows(
     let mut columns: Vec<ArrayRef> = input.columns().to_vec();
     columns.push(Arc::new(UInt32Array::from(ages)));
     columns.push(Arc::new(BooleanArray::from(matched)));
-    let batch = RecordBatch::try_new(state_schema(input.schema_ref()), columns)?;
+    let batch = RecordBatch::try_new(state_schema(schema), columns)?;
     state.put_keyed(SIDE_ENTRIES[s], &batch, &groups)
 }

@@ -47,6 +47,16 @@ impl Stream {
                 self.lateness_ms, other.lateness_ms
             )));
         }
+        if spec.kind == JoinKind::SameWindow {
+            for (side, s) in [("left", self), ("right", other)] {
+                if s.schema.index_of(weir_operators::OP_COLUMN).is_ok() {
+                    return Err(Error::Plan(format!(
+                        "join: a same-window join of an updating window result (the {side} input's `{}` column: allowed lateness or early firing emits a window's rows again) would join every version of a row; join the final results (no allowed lateness or early firing)",
+                        weir_operators::OP_COLUMN
+                    )));
+                }
+            }
+        }
         let layout = JoinLayout::try_new(
             &self.schema,
             &other.schema,

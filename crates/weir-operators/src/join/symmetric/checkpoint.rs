@@ -29,7 +29,15 @@ impl SymmetricHashJoin {
             .iter()
             .map(|&e| self.epoch.saturating_sub(e))
             .collect();
-        side_state::put_side_rows(s, &self.sides[s].keys, input, ages, matched.to_vec(), state)
+        side_state::put_side_rows(
+            s,
+            self.layout.input(s),
+            &self.sides[s].keys,
+            input,
+            ages,
+            matched.to_vec(),
+            state,
+        )
     }
 
     /// Writes every stored row of both sides, in memory and on disk (the

@@ -42,8 +42,7 @@ pub(super) struct Buckets {
 
 impl Buckets {
     /// Keeps `batch`, rows of side `s` all in `window` (`(start, end)`).
-    /// Every 64th batch of a window's side, the last 64 are copied into
-    /// one if all are small.
+    /// When a window side ends in 64 small batches, they are copied into one.
     pub(super) fn add(&mut self, s: usize, window: (i64, i64), batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -56,16 +55,21 @@ impl Buckets {
         *bytes += Self::batch_cost(&batch);
         let side = &mut rows[s];
         side.push(batch);
-        if side.len().is_multiple_of(COMPACT_AT) {
+        // the run of small batches at the end: 64 of them become one
+        let small = side
+            .iter()
+            .rev()
+            .take(COMPACT_AT)
+            .take_while(|b| b.num_rows() < SMALL_ROWS)
+            .count();
+        if small == COMPACT_AT {
             let tail = side.len() - COMPACT_AT;
-            if side[tail..].iter().all(|b| b.num_rows() < SMALL_ROWS) {
-                let merged =
-                    arrow_select::concat::concat_batches(side[tail].schema_ref(), &side[tail..])?;
-                let before: usize = side[tail..].iter().map(Self::batch_cost).sum();
-                *bytes = *bytes - before + Self::batch_cost(&merged);
-                side.truncate(tail);
-                side.push(merged);
-            }
+            let merged =
+                arrow_select::concat::concat_batches(side[tail].schema_ref(), &side[tail..])?;
+            let before: usize = side[tail..].iter().map(Self::batch_cost).sum();
+            *bytes = *bytes - before + Self::batch_cost(&merged);
+            side.truncate(tail);
+            side.push(merged);
         }
         Ok(())
     }
@@ -188,5 +192,21 @@ mod tests {
         assert_eq!(rows[1].len(), 4);
         assert!(held > 0);
         assert_eq!(b.bytes(), 0, "compaction kept the byte count exact");
+    }
+
+    #[test]
+    fn batches_of_some_rows_stay_few() {
+        let mut b = Buckets::default();
+        for _ in 0..1000 {
+            b.add(0, (0, 10), batch(20)).expect("add");
+        }
+        // 20,000 rows: merged 64 at a time (1,280 rows, no longer small),
+        // never more than 64 small ones waiting
+        let batches: Vec<&RecordBatch> = b.side(0).collect();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 20_000);
+        assert!(batches.len() <= 15 + 64, "{} batches kept", batches.len());
+        let (_, rows) = b.pop_due(i64::MAX).expect("the window");
+        assert!(!rows[0].is_empty());
+        assert_eq!(b.bytes(), 0);
     }
 }

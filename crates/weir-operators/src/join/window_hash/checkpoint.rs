@@ -12,7 +12,15 @@ impl WindowHashJoin {
     /// unmatched (see [`side_state::put_side_rows`]).
     fn put_side_rows(&self, s: usize, input: &RecordBatch, state: &mut StateWriter) -> Result<()> {
         let n = input.num_rows();
-        side_state::put_side_rows(s, &self.keys[s], input, vec![0; n], vec![false; n], state)
+        side_state::put_side_rows(
+            s,
+            self.layout.input(s),
+            &self.keys[s],
+            input,
+            vec![0; n],
+            vec![false; n],
+            state,
+        )
     }
 
     /// Writes the watermark and every kept row, in memory and on disk (the

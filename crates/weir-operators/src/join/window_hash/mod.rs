@@ -212,7 +212,8 @@ impl WindowHashJoin {
         let transient = copies + table;
         store::reserve_step(&mut self.read_back, transient);
         let result = self.join_window(window, left, right, out);
-        self.read_back.shrink(transient.min(self.read_back.size()));
+        debug_assert!(self.read_back.size() >= transient);
+        self.read_back.shrink(transient);
         result
     }
 
@@ -249,14 +250,17 @@ impl WindowHashJoin {
             }
             at += len;
         }
-        self.read_back.shrink(pairs.min(self.read_back.size()));
+        debug_assert!(self.read_back.size() >= pairs);
+        self.read_back.shrink(pairs);
         result
     }
 
     /// Fires every window that watermark `w` closes, in end order; with
     /// spilled rows, in steps that each bring back a bounded amount first.
     fn advance(&mut self, w: i64, out: &mut Output) -> Result<()> {
-        if w <= self.watermark {
+        // (at an equal watermark only restored rows behind it are due: a
+        // rescale keeps the highest of the old subtasks' watermarks)
+        if w < self.watermark {
             return Ok(());
         }
         if self.runs.iter().all(SortedRuns::is_empty) {
@@ -505,7 +509,8 @@ impl Operator for WindowHashJoin {
 
     fn on_watermark(&mut self, wm: Watermark, ctx: &mut Ctx, out: &mut Output) -> Result<()> {
         if self.blocking {
-            // every row is emitted at the end, then the final watermark
+            // held back: every row is emitted at end of input (the next
+            // stage's replay ends with the final watermark)
             return Ok(());
         }
         if let Watermark::EventTime(t) = wm {

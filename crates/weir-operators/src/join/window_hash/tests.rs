@@ -381,3 +381,131 @@ fn blocking_joins_every_row_like_the_sort_merge_join() {
         }
     }
 }
+
+/// One row of side `id` in the window [0, 40) with key `k` and value `v`.
+fn row(id: &str, k: i64, v: i64) -> RecordBatch {
+    let col = |x: i64| Arc::new(Int64Array::from(vec![x])) as arrow_array::ArrayRef;
+    RecordBatch::try_new(schema(id), vec![col(k), col(5), col(v), col(0), col(40)])
+        .expect("valid batch")
+}
+
+/// Rows restored behind the restored watermark (a rescale keeps the
+/// highest of the old subtasks' watermarks, which need not be aligned)
+/// still fire: at end of input, even when that watermark is already the
+/// last one.
+#[test]
+fn restored_rows_behind_the_watermark_still_fire() {
+    use weir_core::message::{Message, Watermark};
+    use weir_core::operator::{Ctx, OperatorMetrics, Output, RuntimeEnv};
+    use weir_core::state::{StateReader, StateWriter, SubtaskState};
+    let layout = layout(JoinSpec::same_window());
+    let env = RuntimeEnv::try_new(usize::MAX / 2, None).expect("env");
+    let open = |subtask: usize, parallelism: usize| {
+        let info = TaskInfo {
+            operator: "op".into(),
+            subtask,
+            parallelism,
+        };
+        let mut op = WindowHashJoin::try_new(layout.clone()).expect("join");
+        let mut ctx = Ctx::new(info, env.clone(), Arc::new(OperatorMetrics::default()));
+        op.open(&mut ctx).expect("open");
+        (op, ctx)
+    };
+    let snapshot = |op: &mut WindowHashJoin, ctx: &mut Ctx| {
+        let mut w = StateWriter::for_checkpoint(1);
+        op.snapshot(ctx, &mut w).expect("snapshot");
+        SubtaskState::decode(&w.finish().encode().expect("encode")).expect("decode")
+    };
+    for watermark in [1_000, i64::MAX] {
+        let mut out = Output::new();
+        // old subtask 0: both rows of a key, its watermark still before them
+        let (mut a, mut actx) = open(0, 2);
+        a.on_batch(0, row("lv", 1, 10), &mut actx, &mut out)
+            .expect("left");
+        a.on_batch(1, row("rv", 1, 20), &mut actx, &mut out)
+            .expect("right");
+        // old subtask 1: its watermark past the window
+        let (mut b, mut bctx) = open(1, 2);
+        b.on_watermark(Watermark::EventTime(watermark), &mut bctx, &mut out)
+            .expect("watermark");
+        out.take();
+        let states = Arc::new(vec![
+            snapshot(&mut a, &mut actx),
+            snapshot(&mut b, &mut bctx),
+        ]);
+        let (mut c, mut cctx) = open(0, 1);
+        c.restore(&mut cctx, &StateReader::for_subtask(states, 0, 1))
+            .expect("restore");
+        c.on_end_of_input(&mut cctx, &mut out).expect("end");
+        let batches: Vec<RecordBatch> = out
+            .take()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Data(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        // hand-computed: k | t | lv | k | t | rv | window
+        assert_eq!(
+            sorted_rows(&batches),
+            vec!["1|5|10|1|5|20|0|40".to_string()],
+            "watermark {watermark}"
+        );
+    }
+}
+
+/// A blocking join forwards no watermark (the rows it holds are not
+/// emitted yet); the watermark-driven one forwards each.
+#[test]
+fn blocking_holds_watermarks_back() {
+    use weir_core::message::{Message, Watermark};
+    use weir_core::operator::{Ctx, OperatorMetrics, Output, RuntimeEnv};
+    let layout = layout(JoinSpec::same_window());
+    let env = RuntimeEnv::try_new(usize::MAX / 2, None).expect("env");
+    for blocking in [true, false] {
+        let info = TaskInfo {
+            operator: "op".into(),
+            subtask: 0,
+            parallelism: 1,
+        };
+        let mut op = WindowHashJoin::try_new(layout.clone())
+            .expect("join")
+            .with_blocking(blocking);
+        let mut ctx = Ctx::new(info, env.clone(), Arc::new(OperatorMetrics::default()));
+        op.open(&mut ctx).expect("open");
+        let mut out = Output::new();
+        op.on_batch(0, row("lv", 1, 10), &mut ctx, &mut out)
+            .expect("left");
+        op.on_batch(1, row("rv", 1, 20), &mut ctx, &mut out)
+            .expect("right");
+        op.on_watermark(Watermark::EventTime(100), &mut ctx, &mut out)
+            .expect("watermark");
+        let messages = out.take();
+        let watermarks = messages
+            .iter()
+            .filter(|m| matches!(m, Message::Watermark(_)))
+            .count();
+        let rows: usize = messages
+            .iter()
+            .map(|m| match m {
+                Message::Data(b) => b.num_rows(),
+                _ => 0,
+            })
+            .sum();
+        if blocking {
+            assert_eq!((watermarks, rows), (0, 0), "held back");
+            op.on_end_of_input(&mut ctx, &mut out).expect("end");
+            let rows: usize = out
+                .take()
+                .iter()
+                .map(|m| match m {
+                    Message::Data(b) => b.num_rows(),
+                    _ => 0,
+                })
+                .sum();
+            assert_eq!(rows, 1, "joined at the end");
+        } else {
+            assert_eq!((watermarks, rows), (1, 1), "fired and forwarded");
+        }
+    }
+}
