@@ -106,6 +106,18 @@ fn route(ev: &Event, keys: &[KeyEncoder], parallelism: usize) -> Vec<(usize, Eve
     }
 }
 
+/// A seeded pseudo-random source for test streams: `rand(m)` is in
+/// `0..m` (a 64-bit LCG's high bits; the same seed gives the same stream).
+pub fn lcg(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut x = seed;
+    move |m: u64| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 33) % m
+    }
+}
+
 /// Key encoders for each input's key columns.
 pub fn encoders(schemas: &[&Schema], keys: &[&[&str]]) -> Vec<KeyEncoder> {
     schemas

@@ -41,13 +41,7 @@ fn ms(n: u64) -> Duration {
 /// rows late, `with_late`), a watermark after every third batch. Every row
 /// has a unique id.
 fn events(n: usize, seed: u64, with_late: bool) -> Vec<Event> {
-    let mut x = seed;
-    let mut rand = move |m: u64| {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (x >> 33) % m
-    };
+    let mut rand = crate::checkpoint_harness::lcg(seed);
     let mut out = Vec::new();
     let mut id = 0i64;
     for i in 0..n {

@@ -140,13 +140,7 @@ fn keys() -> Vec<KeyEncoder> {
 /// row in ten late), in any order within a batch; a watermark after every
 /// other batch.
 fn events(n: usize, rows_per_batch: u64, seed: u64) -> Vec<Event> {
-    let mut x = seed;
-    let mut rand = move |m: u64| {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (x >> 33) % m
-    };
+    let mut rand = crate::checkpoint_harness::lcg(seed);
     let mut out = Vec::new();
     for i in 0..n {
         let base = i as i64 * 10;

@@ -14,7 +14,7 @@ use arrow_array::{RecordBatch, UInt32Array};
 use arrow_buffer::ScalarBuffer;
 use arrow_schema::SchemaRef;
 use buckets::{Buckets, WindowRows};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use weir_core::error::{Error, Result};
 use weir_core::key::KeyEncoder;
@@ -230,26 +230,16 @@ impl WindowHashJoin {
         // the pair indexes (8 bytes a pair) beyond what was reserved per row
         let pairs = (li.len() * 8).saturating_sub((left.num_rows() + right.num_rows()) * 8);
         store::reserve_step(&mut self.read_back, pairs);
-        let n = li.len();
-        let mut at = 0;
-        let mut result = Ok(());
-        while at < n {
-            let len = OUT_ROWS.min(n - at);
-            match self.layout.assemble_window(
-                &left,
-                &right,
-                &li.slice(at, len),
-                &ri.slice(at, len),
-                window,
-            ) {
-                Ok(b) => out.emit(b),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+        let emit = |out: &mut Output| -> Result<()> {
+            let n = li.len();
+            for at in (0..n).step_by(OUT_ROWS) {
+                let len = OUT_ROWS.min(n - at);
+                let (l, r) = (li.slice(at, len), ri.slice(at, len));
+                out.emit(self.layout.assemble_window(&left, &right, &l, &r, window)?);
             }
-            at += len;
-        }
+            Ok(())
+        };
+        let result = emit(out);
         debug_assert!(self.read_back.size() >= pairs);
         self.read_back.shrink(pairs);
         result
@@ -264,9 +254,7 @@ impl WindowHashJoin {
             return Ok(());
         }
         if self.runs.iter().all(SortedRuns::is_empty) {
-            while let Some((window, rows)) = self.buckets.pop_due(w) {
-                self.fire(window, rows, out)?;
-            }
+            self.fire_merged(w, Buckets::default(), out)?;
             self.watermark = w;
             return Ok(());
         }
@@ -284,14 +272,15 @@ impl WindowHashJoin {
                 _ => w,
             };
             // the rows on disk of the windows firing by `step`, by window
-            let mut back: BTreeMap<(i64, i64), WindowRows> = BTreeMap::new();
+            // (held in the fixed reservation, not the spillable one)
+            let mut back = Buckets::default();
             let mut bytes = 0;
             for s in 0..2 {
                 let key = run_key(&self.layout, s);
                 for batch in self.runs[s].take_through(step, &key)? {
                     bytes += batch_bytes(&batch);
                     for (win, rows) in self.group(s, &batch, false, "join (read back)")?.kept {
-                        back.entry((win.1, win.0)).or_default()[s].push(rows);
+                        back.add(s, win, rows)?;
                     }
                 }
             }
@@ -309,43 +298,28 @@ impl WindowHashJoin {
     }
 
     /// Fires the windows closed by `step`: those in memory and those read
-    /// back (`back`, keyed `(end, start)`), a window's rows from both
-    /// places together, in end order.
-    fn fire_merged(
-        &mut self,
-        step: i64,
-        mut back: BTreeMap<(i64, i64), WindowRows>,
-        out: &mut Output,
-    ) -> Result<()> {
+    /// back (`back`), a window's rows from both places together, in end
+    /// order.
+    fn fire_merged(&mut self, step: i64, mut back: Buckets, out: &mut Output) -> Result<()> {
+        let due = |b: &Buckets| {
+            b.first_window()
+                .filter(|w| Window::max_timestamp(w.1) <= step)
+        };
+        // windows ordered as the buckets order them: by (end, start)
+        let order = |w: (i64, i64)| (w.1, w.0);
         loop {
-            // the first window closed by `step`, in memory or read back
-            let memory = self
-                .buckets
-                .first_window()
-                .filter(|w| Window::max_timestamp(w.1) <= step);
-            let disk = back.keys().next().map(|&(end, start)| (start, end));
-            let window = match (memory, disk) {
+            let window = match (due(&self.buckets), due(&back)) {
                 (None, None) => return Ok(()),
-                (Some(m), Some(d)) => {
-                    if (m.1, m.0) <= (d.1, d.0) {
-                        m
-                    } else {
-                        d
-                    }
-                }
+                (Some(m), Some(d)) => std::cmp::min_by_key(m, d, |&w| order(w)),
                 (m, d) => m.or(d).expect("one is some"),
             };
-            let mut rows: WindowRows = if memory == Some(window) {
-                self.buckets
-                    .pop_due(step)
-                    .expect("the first window is due")
-                    .1
-            } else {
-                [Vec::new(), Vec::new()]
-            };
-            if let Some(more) = back.remove(&(window.1, window.0)) {
-                for (s, batches) in more.into_iter().enumerate() {
-                    rows[s].extend(batches);
+            let mut rows: WindowRows = [Vec::new(), Vec::new()];
+            for from in [&mut self.buckets, &mut back] {
+                if from.first_window() == Some(window) {
+                    let (_, more) = from.pop_due(step).expect("the first window is due");
+                    for (s, batches) in more.into_iter().enumerate() {
+                        rows[s].extend(batches);
+                    }
                 }
             }
             self.fire(window, rows, out)?;

@@ -48,13 +48,7 @@ fn schema(id: &str) -> SchemaRef {
 /// 40 ms window of `t`, `window_start` 40 ms before it, or 20 ms for one
 /// row in four (a start only rows of the same start share).
 fn events(n: usize, seed: u64, with_late: bool) -> Vec<Event> {
-    let mut x = seed;
-    let mut rand = move |m: u64| {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (x >> 33) % m
-    };
+    let mut rand = crate::checkpoint_harness::lcg(seed);
     let mut out = Vec::new();
     let mut id = 0i64;
     for i in 0..n {
